@@ -1,0 +1,206 @@
+//! The error taxonomy shared by the library, the CLI and the RPC (DESIGN §7).
+
+use std::fmt;
+
+/// A stable error code: the contract that callers branch on.
+///
+/// The string form (`as_str`) and the status number never change; changing a row is a
+/// contract change that needs an ADR (see `adr/0003-errors-and-exit-codes.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ErrorCode {
+    /// The input is malformed or violates a documented limit.
+    InvalidInput,
+    /// A stored or submitted document does not have the required shape.
+    InvalidEnvelope,
+    /// The named thing does not exist.
+    NotFound,
+    /// Authentication is missing or wrong.
+    Unauthorized,
+    /// The caller may not do this.
+    Forbidden,
+    /// A chain would move backwards or sideways.
+    NotFastForward,
+    /// Another worker holds the claim.
+    AlreadyClaimed,
+    /// The claim's lease ran out.
+    LeaseExpired,
+    /// A concurrent writer changed what this write expected.
+    Conflict,
+    /// The input is larger than the limit.
+    PayloadTooLarge,
+    /// A recomputed digest differs from the recorded one.
+    DigestMismatch,
+    /// A signature does not verify.
+    SignatureInvalid,
+    /// A signature is by a key this repository does not trust.
+    UntrustedKey,
+    /// A signature is by a revoked key.
+    KeyRevoked,
+    /// The input contains what looks like a raw secret.
+    SecretDetected,
+    /// A resource (remote, lock, repository) is unavailable right now.
+    Unavailable,
+    /// A bug or an unexpected environment.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in table order.
+    pub const ALL: [ErrorCode; 17] = [
+        ErrorCode::InvalidInput,
+        ErrorCode::InvalidEnvelope,
+        ErrorCode::NotFound,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFastForward,
+        ErrorCode::AlreadyClaimed,
+        ErrorCode::LeaseExpired,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::DigestMismatch,
+        ErrorCode::SignatureInvalid,
+        ErrorCode::UntrustedKey,
+        ErrorCode::KeyRevoked,
+        ErrorCode::SecretDetected,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// Returns the exact PascalCase string of the code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidInput => "InvalidInput",
+            ErrorCode::InvalidEnvelope => "InvalidEnvelope",
+            ErrorCode::NotFound => "NotFound",
+            ErrorCode::Unauthorized => "Unauthorized",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::NotFastForward => "NotFastForward",
+            ErrorCode::AlreadyClaimed => "AlreadyClaimed",
+            ErrorCode::LeaseExpired => "LeaseExpired",
+            ErrorCode::Conflict => "Conflict",
+            ErrorCode::PayloadTooLarge => "PayloadTooLarge",
+            ErrorCode::DigestMismatch => "DigestMismatch",
+            ErrorCode::SignatureInvalid => "SignatureInvalid",
+            ErrorCode::UntrustedKey => "UntrustedKey",
+            ErrorCode::KeyRevoked => "KeyRevoked",
+            ErrorCode::SecretDetected => "SecretDetected",
+            ErrorCode::Unavailable => "Unavailable",
+            ErrorCode::Internal => "Internal",
+        }
+    }
+
+    /// Returns the HTTP-like status number of the code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidInput | ErrorCode::InvalidEnvelope => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::NotFastForward
+            | ErrorCode::AlreadyClaimed
+            | ErrorCode::LeaseExpired
+            | ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::DigestMismatch
+            | ErrorCode::SignatureInvalid
+            | ErrorCode::UntrustedKey
+            | ErrorCode::KeyRevoked
+            | ErrorCode::SecretDetected => 422,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+
+    /// Tells whether the code means "lost a race": the 409 family, worth a retry.
+    pub fn is_retryable(self) -> bool {
+        self.status() == 409
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ErrorCode {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s).ok_or(())
+    }
+}
+
+/// An error that knows its taxonomy code.
+pub trait Coded: std::error::Error {
+    /// Returns the stable code of this error.
+    fn code(&self) -> ErrorCode;
+}
+
+/// The JSON shape of an error, as `--json` prints it and RPC carries it in `data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// The HTTP-like status of `code`.
+    pub status: u16,
+    /// The human message.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_pinned() {
+        let table: Vec<(&str, u16)> =
+            ErrorCode::ALL.iter().map(|c| (c.as_str(), c.status())).collect();
+        assert_eq!(
+            table,
+            vec![
+                ("InvalidInput", 400),
+                ("InvalidEnvelope", 400),
+                ("NotFound", 404),
+                ("Unauthorized", 401),
+                ("Forbidden", 403),
+                ("NotFastForward", 409),
+                ("AlreadyClaimed", 409),
+                ("LeaseExpired", 409),
+                ("Conflict", 409),
+                ("PayloadTooLarge", 413),
+                ("DigestMismatch", 422),
+                ("SignatureInvalid", 422),
+                ("UntrustedKey", 422),
+                ("KeyRevoked", 422),
+                ("SecretDetected", 422),
+                ("Unavailable", 503),
+                ("Internal", 500),
+            ]
+        );
+    }
+
+    #[test]
+    fn strings_round_trip_and_serialise_as_strings() {
+        for c in ErrorCode::ALL {
+            assert_eq!(c.as_str().parse::<ErrorCode>(), Ok(c));
+            assert_eq!(
+                serde_json::to_string(&c).expect("serialises"),
+                format!("\"{}\"", c.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_conflict_family_is_retryable() {
+        let retryable: Vec<_> = ErrorCode::ALL.into_iter().filter(|c| c.is_retryable()).collect();
+        assert_eq!(
+            retryable,
+            vec![
+                ErrorCode::NotFastForward,
+                ErrorCode::AlreadyClaimed,
+                ErrorCode::LeaseExpired,
+                ErrorCode::Conflict
+            ]
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! RFC 8785 JSON Canonicalization Scheme (JCS).
+//!
+//! A document's identity is `blake3(JCS(document))`, so these bytes are a contract: object
+//! members sorted by the UTF-16 code units of their names, no insignificant whitespace,
+//! strings with the minimal ECMAScript escapes, and numbers as ECMAScript prints an IEEE-754
+//! double. Integers beyond 2^53 therefore lose precision, as they do in every JCS
+//! implementation: callers who need them exact send them as strings (I-JSON, RFC 7493).
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::digest::Digest;
+
+/// The deepest nesting of arrays and objects accepted by [`parse`].
+pub const MAX_DEPTH: usize = 64;
+
+/// Why a document could not be parsed or canonicalized.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bytes are not JSON (or not I-JSON: duplicate names, too deep).
+    #[error("invalid JSON: {0}")]
+    Syntax(String),
+    /// A value cannot be represented in JCS.
+    #[error("cannot canonicalize: {0}")]
+    Unrepresentable(String),
+}
+
+/// Returns the JCS bytes of a JSON value.
+pub fn to_vec(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    write_value(&mut out, value);
+    out
+}
+
+/// Returns the JCS text of a JSON value.
+pub fn to_string(value: &Value) -> String {
+    String::from_utf8(to_vec(value)).expect("JCS output is built from UTF-8 pieces")
+}
+
+/// Serialises any `Serialize` type to JCS bytes.
+///
+/// # Errors
+/// Fails when the value does not serialise to JSON (a map with non-string keys, say).
+pub fn to_vec_of<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    let v = serde_json::to_value(value).map_err(|e| Error::Unrepresentable(e.to_string()))?;
+    Ok(to_vec(&v))
+}
+
+/// Returns `blake3:<hex>` of the JCS bytes of a value.
+pub fn content_id(value: &Value) -> Digest {
+    Digest::of(&to_vec(value))
+}
+
+/// Parses JSON strictly: I-JSON (no duplicate member names) and at most [`MAX_DEPTH`] levels.
+///
+/// # Errors
+/// [`Error::Syntax`] names what is wrong and where.
+pub fn parse(bytes: &[u8]) -> Result<Value, Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = StrictSeed { depth: 0 }
+        .deserialize(&mut de)
+        .map_err(|e| Error::Syntax(e.to_string()))?;
+    de.end().map_err(|e| Error::Syntax(e.to_string()))?;
+    Ok(value)
+}
+
+/// Parses JSON text strictly; see [`parse`].
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_str(text: &str) -> Result<Value, Error> {
+    parse(text.as_bytes())
+}
+
+/// Canonicalizes JSON text: parse strictly, then print as JCS.
+///
+/// # Errors
+/// As [`parse`].
+pub fn canonicalize(bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(to_vec(&parse(bytes)?))
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => write_number(out, n),
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            // RFC 8785 §3.2.3: sort by the UTF-16 code units of the names.
+            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push(b'{');
+            for (i, (name, member)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(out, name);
+                out.push(b':');
+                write_value(out, member);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) {
+    if let Some(i) = n.as_i64() {
+        // Integers within ±2^53 print exactly as ECMAScript does; larger ones go through f64.
+        if i.unsigned_abs() <= (1u64 << 53) {
+            out.extend_from_slice(i.to_string().as_bytes());
+            return;
+        }
+    } else if let Some(u) = n.as_u64() {
+        if u <= (1u64 << 53) {
+            out.extend_from_slice(u.to_string().as_bytes());
+            return;
+        }
+    }
+    let f = n.as_f64().unwrap_or(0.0);
+    let mut buf = ryu_js::Buffer::new();
+    out.extend_from_slice(buf.format_finite(f).as_bytes());
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            b'\x08' => Some(b"\\b"),
+            b'\x0c' => Some(b"\\f"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        match escape {
+            Some(e) => out.extend_from_slice(e),
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Deserialises a `Value` while refusing duplicate member names and excessive depth.
+struct StrictSeed {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for StrictSeed {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor { depth: self.depth })
+    }
+}
+
+struct StrictVisitor {
+    depth: usize,
+}
+
+impl StrictVisitor {
+    fn deeper<E: de::Error>(&self) -> Result<usize, E> {
+        if self.depth >= MAX_DEPTH {
+            return Err(E::custom(format_args!("nesting deeper than {MAX_DEPTH} levels")));
+        }
+        Ok(self.depth + 1)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number is not finite"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let depth = self.deeper()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(StrictSeed { depth })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let depth = self.deeper()?;
+        let mut members = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let value = map.next_value_seed(StrictSeed { depth })?;
+            if members.contains_key(&name) {
+                return Err(de::Error::custom(format_args!("duplicate member name {name:?}")));
+            }
+            members.insert(name, value);
+        }
+        Ok(Value::Object(members))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::path::PathBuf;
+
+    fn testdata() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/jcs")
+    }
+
+    #[test]
+    fn every_rfc8785_vector_canonicalizes_to_its_expected_bytes() {
+        let dir = testdata();
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir.join("input")).expect("shared/testdata/jcs/input") {
+            let path = entry.expect("dir entry").path();
+            let name = path.file_name().expect("file name").to_owned();
+            let input = std::fs::read(&path).expect("input vector");
+            let expected = std::fs::read(dir.join("output").join(&name)).expect("output vector");
+            let got = canonicalize(&input).expect("vector parses");
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&expected),
+                "vector {name:?}"
+            );
+            seen += 1;
+        }
+        assert!(seen >= 6, "expected every vector, saw {seen}");
+    }
+
+    #[test]
+    fn numbers_follow_ecmascript() {
+        let cases = [
+            ("0", "0"),
+            ("-0", "0"),
+            ("-0.0", "0"),
+            ("1.0", "1"),
+            ("1e21", "1e+21"),
+            ("1e20", "100000000000000000000"),
+            ("0.000001", "0.000001"),
+            ("1e-7", "1e-7"),
+            ("9007199254740993", "9007199254740992"),
+            ("-9007199254740992", "-9007199254740992"),
+            ("18446744073709551615", "18446744073709552000"),
+            ("123.456", "123.456"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(String::from_utf8(canonicalize(input.as_bytes()).expect("parses")).expect("utf8"), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn control_characters_use_lowercase_unicode_escapes() {
+        let got = to_string(&Value::String("a\u{1}\u{1f}\u{7f}\t".into()));
+        assert_eq!(got, "\"a\\u0001\\u001f\u{7f}\\t\"");
+    }
+
+    #[test]
+    fn duplicate_names_and_deep_nesting_are_refused() {
+        assert!(parse(br#"{"a":1,"a":2}"#).is_err());
+        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert!(parse(deep.as_bytes()).is_err());
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(parse(ok.as_bytes()).is_ok());
+        assert!(parse(b"{} x").is_err());
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-(1i64 << 53)..=(1i64 << 53)).prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(".*", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Equality with numbers compared as the doubles JCS treats them as.
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            }
+            _ => a == b,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn canonicalization_is_idempotent(v in arb_json()) {
+            let once = to_vec(&v);
+            let twice = canonicalize(&once).expect("JCS output parses");
+            prop_assert_eq!(&once, &twice);
+        }
+
+        #[test]
+        fn output_parses_back_to_the_same_value(v in arb_json()) {
+            let text = to_vec(&v);
+            let back = parse(&text).expect("JCS output parses");
+            prop_assert!(same(&back, &v), "{} vs {}", back, v);
+        }
+    }
+}
