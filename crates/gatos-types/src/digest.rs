@@ -18,12 +18,17 @@ pub struct ParseError {
 impl ParseError {
     pub(crate) fn new(kind: &'static str, value: &str, reason: &'static str) -> Self {
         let value: String = value.chars().take(80).collect();
-        ParseError { kind, value, reason }
+        ParseError {
+            kind,
+            value,
+            reason,
+        }
     }
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn hex_encode(bytes: &[u8]) -> String {
@@ -245,7 +250,9 @@ mod tests {
 
     #[test]
     fn oid_and_key_id_round_trip() {
-        let o: Oid = "0123456789abcdef0123456789abcdef01234567".parse().expect("valid");
+        let o: Oid = "0123456789abcdef0123456789abcdef01234567"
+            .parse()
+            .expect("valid");
         assert_eq!(o.to_string(), "0123456789abcdef0123456789abcdef01234567");
         assert!("0123".parse::<Oid>().is_err());
         let k = KeyId::from_bytes([7; 32]);

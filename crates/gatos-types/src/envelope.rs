@@ -48,7 +48,9 @@ pub fn check_headers(headers: Option<&Value>) -> Result<Option<&str>, Error> {
     match map.get(MSG_ID_HEADER) {
         None => Ok(None),
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_MSG_ID_LEN => Ok(Some(s)),
-        Some(_) => Err(Error::Headers("msg_id must be a non-empty string of at most 256 bytes")),
+        Some(_) => Err(Error::Headers(
+            "msg_id must be a non-empty string of at most 256 bytes",
+        )),
     }
 }
 
@@ -95,7 +97,9 @@ impl<'a> EnvelopeRef<'a> {
     pub fn msg_id(&self) -> Option<String> {
         let h = self.headers?;
         let v: Map<String, Value> = serde_json::from_str(h.get()).ok()?;
-        v.get(MSG_ID_HEADER).and_then(Value::as_str).map(str::to_owned)
+        v.get(MSG_ID_HEADER)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 }
 
@@ -108,7 +112,12 @@ mod tests {
         let topic: Topic = "t".parse().expect("valid");
         let ulid: Ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().expect("valid");
         let headers = serde_json::json!({"msg_id": "x-1"});
-        let e = build(ulid, &topic, &serde_json::json!({"b": 1, "a": [1.0]}), Some(&headers));
+        let e = build(
+            ulid,
+            &topic,
+            &serde_json::json!({"b": 1, "a": [1.0]}),
+            Some(&headers),
+        );
         assert_eq!(
             String::from_utf8(e.bytes.clone()).expect("utf8"),
             r#"{"headers":{"msg_id":"x-1"},"payload":{"a":[1],"b":1},"topic":"t","ulid":"01ARZ3NDEKTSV4RRFFQ69G5FAV"}"#
@@ -124,7 +133,10 @@ mod tests {
         assert!(check_headers(Some(&serde_json::json!([1]))).is_err());
         assert!(check_headers(Some(&serde_json::json!({"msg_id": 5}))).is_err());
         assert!(check_headers(Some(&serde_json::json!({"msg_id": ""}))).is_err());
-        assert_eq!(check_headers(Some(&serde_json::json!({"msg_id": "a"}))), Ok(Some("a")));
+        assert_eq!(
+            check_headers(Some(&serde_json::json!({"msg_id": "a"}))),
+            Ok(Some("a"))
+        );
         assert_eq!(check_headers(None), Ok(None));
     }
 }

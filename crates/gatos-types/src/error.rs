@@ -126,7 +126,10 @@ impl fmt::Display for ErrorCode {
 impl std::str::FromStr for ErrorCode {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s).ok_or(())
+        ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -147,14 +150,41 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+macro_rules! coded {
+    ($t:ty => $code:expr) => {
+        impl Coded for $t {
+            fn code(&self) -> ErrorCode {
+                $code
+            }
+        }
+    };
+}
+
+coded!(crate::name::NameError => ErrorCode::InvalidInput);
+coded!(crate::digest::ParseError => ErrorCode::InvalidInput);
+coded!(crate::time::TimeError => ErrorCode::InvalidInput);
+coded!(crate::jcs::Error => ErrorCode::InvalidInput);
+coded!(crate::trailers::Error => ErrorCode::InvalidInput);
+
+impl Coded for crate::envelope::Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            crate::envelope::Error::Invalid(_) => ErrorCode::InvalidEnvelope,
+            crate::envelope::Error::Headers(_) => ErrorCode::InvalidInput,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_table_is_pinned() {
-        let table: Vec<(&str, u16)> =
-            ErrorCode::ALL.iter().map(|c| (c.as_str(), c.status())).collect();
+        let table: Vec<(&str, u16)> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.as_str(), c.status()))
+            .collect();
         assert_eq!(
             table,
             vec![
@@ -192,7 +222,10 @@ mod tests {
 
     #[test]
     fn only_the_conflict_family_is_retryable() {
-        let retryable: Vec<_> = ErrorCode::ALL.into_iter().filter(|c| c.is_retryable()).collect();
+        let retryable: Vec<_> = ErrorCode::ALL
+            .into_iter()
+            .filter(|c| c.is_retryable())
+            .collect();
         assert_eq!(
             retryable,
             vec![

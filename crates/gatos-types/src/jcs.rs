@@ -186,7 +186,9 @@ struct StrictVisitor {
 impl StrictVisitor {
     fn deeper<E: de::Error>(&self) -> Result<usize, E> {
         if self.depth >= MAX_DEPTH {
-            return Err(E::custom(format_args!("nesting deeper than {MAX_DEPTH} levels")));
+            return Err(E::custom(format_args!(
+                "nesting deeper than {MAX_DEPTH} levels"
+            )));
         }
         Ok(self.depth + 1)
     }
@@ -238,7 +240,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
         while let Some(name) = map.next_key::<String>()? {
             let value = map.next_value_seed(StrictSeed { depth })?;
             if members.contains_key(&name) {
-                return Err(de::Error::custom(format_args!("duplicate member name {name:?}")));
+                return Err(de::Error::custom(format_args!(
+                    "duplicate member name {name:?}"
+                )));
             }
             members.insert(name, value);
         }
@@ -293,7 +297,11 @@ mod tests {
             ("123.456", "123.456"),
         ];
         for (input, want) in cases {
-            assert_eq!(String::from_utf8(canonicalize(input.as_bytes()).expect("parses")).expect("utf8"), want, "{input}");
+            assert_eq!(
+                String::from_utf8(canonicalize(input.as_bytes()).expect("parses")).expect("utf8"),
+                want,
+                "{input}"
+            );
         }
     }
 

@@ -157,7 +157,18 @@ mod tests {
             assert!(ok.parse::<Topic>().is_ok(), "{ok}");
         }
         for bad in [
-            "", "A", "1a", ".a", "a..b", "a.", "a.lock", "a/b", "a b", "é", &"a".repeat(65), "-a",
+            "",
+            "A",
+            "1a",
+            ".a",
+            "a..b",
+            "a.",
+            "a.lock",
+            "a/b",
+            "a b",
+            "é",
+            &"a".repeat(65),
+            "-a",
         ] {
             assert!(bad.parse::<Topic>().is_err(), "{bad:?}");
         }
@@ -166,7 +177,10 @@ mod tests {
     #[test]
     fn the_error_names_the_kind_and_value() {
         let e = "Bad".parse::<Queue>().expect_err("uppercase");
-        assert_eq!(e.to_string(), "invalid queue \"Bad\": must start with a lowercase letter a-z");
+        assert_eq!(
+            e.to_string(),
+            "invalid queue \"Bad\": must start with a lowercase letter a-z"
+        );
     }
 
     proptest! {

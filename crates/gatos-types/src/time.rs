@@ -27,7 +27,11 @@ pub struct TimeError {
 
 impl TimeError {
     fn new(kind: &'static str, value: &str, reason: &'static str) -> TimeError {
-        TimeError { kind, value: value.chars().take(80).collect(), reason }
+        TimeError {
+            kind,
+            value: value.chars().take(80).collect(),
+            reason,
+        }
     }
 }
 
@@ -49,11 +53,17 @@ impl Timestamp {
     }
     /// Returns this time plus a duration (saturating).
     pub fn plus(self, d: Dur) -> Timestamp {
-        Timestamp(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
     /// Returns this time minus a duration (saturating).
     pub fn minus(self, d: Dur) -> Timestamp {
-        Timestamp(self.0.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
     /// Returns the time from `earlier` to `self`, zero if `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> Dur {
@@ -62,7 +72,12 @@ impl Timestamp {
     /// Returns the UTC calendar date as `yyyy-mm-dd`.
     pub fn utc_date(self) -> String {
         let dt = self.to_datetime();
-        format!("{:04}-{:02}-{:02}", dt.year(), u8::from(dt.month()), dt.day())
+        format!(
+            "{:04}-{:02}-{:02}",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day()
+        )
     }
     /// Returns the UTC month as `yyyy-mm`.
     pub fn utc_month(self) -> String {
@@ -78,8 +93,9 @@ impl Timestamp {
     /// # Errors
     /// When `s` is not RFC 3339.
     pub fn parse_rfc3339(s: &str) -> Result<Timestamp, TimeError> {
-        let dt = OffsetDateTime::parse(s, &Rfc3339)
-            .map_err(|_| TimeError::new("time", s, "expected RFC 3339, e.g. 2026-11-23T10:00:00Z"))?;
+        let dt = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+            TimeError::new("time", s, "expected RFC 3339, e.g. 2026-11-23T10:00:00Z")
+        })?;
         let ms = dt.unix_timestamp_nanos().div_euclid(1_000_000);
         i64::try_from(ms)
             .map(Timestamp)
@@ -225,7 +241,11 @@ fn parse_iso(rest: &str) -> Option<Dur> {
                     return None;
                 }
                 let frac3: String = frac.chars().chain("000".chars()).take(3).collect();
-                whole.parse::<u64>().ok()?.checked_mul(1000)?.checked_add(frac3.parse().ok()?)?
+                whole
+                    .parse::<u64>()
+                    .ok()?
+                    .checked_mul(1000)?
+                    .checked_add(frac3.parse().ok()?)?
             } else {
                 num.parse::<u64>().ok()?.checked_mul(ms_per)?
             };
@@ -311,7 +331,9 @@ mod tests {
         for (s, ms) in ok {
             assert_eq!(Dur::parse(s).map(Dur::as_millis), Ok(ms), "{s}");
         }
-        for bad in ["", "s", "5x", "-5", "1.5m", "P", "PT", "P1Y", "P1M", "PT5M5H", "5 m", "PTS"] {
+        for bad in [
+            "", "s", "5x", "-5", "1.5m", "P", "PT", "P1Y", "P1M", "PT5M5H", "5 m", "PTS",
+        ] {
             assert!(Dur::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -329,14 +351,20 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2026-11-23T10:00:00+01:00").expect("valid");
         assert_eq!(t.to_string(), "2026-11-23T09:00:00Z");
         assert_eq!(t.utc_date(), "2026-11-23");
-        assert_eq!(Timestamp::from_millis(1_500).to_string(), "1970-01-01T00:00:01.500Z");
+        assert_eq!(
+            Timestamp::from_millis(1_500).to_string(),
+            "1970-01-01T00:00:01.500Z"
+        );
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
     }
 
     #[test]
     fn time_is_rfc3339_or_a_duration_from_now() {
         let now = Timestamp::from_millis(1_000_000);
-        assert_eq!(parse_time("30s", now), Ok(Timestamp::from_millis(1_030_000)));
+        assert_eq!(
+            parse_time("30s", now),
+            Ok(Timestamp::from_millis(1_030_000))
+        );
         assert_eq!(
             parse_time("1970-01-01T00:00:10Z", now),
             Ok(Timestamp::from_millis(10_000))

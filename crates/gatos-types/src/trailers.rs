@@ -96,12 +96,18 @@ impl Trailers {
 
     /// Returns the first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Returns every value of `key`, in order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Iterates over the trailers in order.
@@ -153,9 +159,14 @@ mod tests {
 
     #[test]
     fn a_message_round_trips() {
-        let t = Trailers::new().with(keys::KIND, "message").with(keys::SEQ, 42);
+        let t = Trailers::new()
+            .with(keys::KIND, "message")
+            .with(keys::SEQ, 42);
         let msg = t.to_message("message ci.events 42");
-        assert_eq!(msg, "message ci.events 42\n\nGatos-Kind: message\nSeq: 42\n");
+        assert_eq!(
+            msg,
+            "message ci.events 42\n\nGatos-Kind: message\nSeq: 42\n"
+        );
         let back = Trailers::parse(msg.as_bytes());
         assert_eq!(back, t);
         assert_eq!(back.get(keys::SEQ), Some("42"));
@@ -164,7 +175,10 @@ mod tests {
     #[test]
     fn a_subject_only_message_has_no_trailers() {
         assert_eq!(Trailers::parse(b"Key: value\n"), Trailers::new());
-        assert_eq!(Trailers::parse(b"subject\n\nnot a trailer\n"), Trailers::new());
+        assert_eq!(
+            Trailers::parse(b"subject\n\nnot a trailer\n"),
+            Trailers::new()
+        );
     }
 
     #[test]

@@ -73,7 +73,11 @@ impl FromStr for Ulid {
         let mut v: u128 = 0;
         for (i, b) in s.bytes().enumerate() {
             let digit = ALPHABET.iter().position(|&a| a == b).ok_or_else(|| {
-                ParseError::new("ULID", s, "must be uppercase Crockford base32 (no I, L, O, U)")
+                ParseError::new(
+                    "ULID",
+                    s,
+                    "must be uppercase Crockford base32 (no I, L, O, U)",
+                )
             })?;
             if i == 0 && digit > 7 {
                 return Err(ParseError::new("ULID", s, "is larger than 128 bits"));

@@ -1,0 +1,162 @@
+//! Storage errors, in storage terms: the planes decide what a mismatch means for them.
+
+use gatos_types::{Coded, ErrorCode, Oid};
+
+use crate::locks;
+
+/// What a CAS edit expected to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The ref must not exist (create-only).
+    Absent,
+    /// The ref must point at this commit.
+    Value(Oid),
+    /// The ref must be absent or point at this commit.
+    AbsentOr(Oid),
+    /// Anything (used only for refs gatos owns outright, such as sync tracking refs).
+    Any,
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::Absent => f.write_str("no ref"),
+            Expect::Value(o) => write!(f, "{o}"),
+            Expect::AbsentOr(o) => write!(f, "no ref or {o}"),
+            Expect::Any => f.write_str("any value"),
+        }
+    }
+}
+
+fn show(o: &Option<Oid>) -> String {
+    o.map_or_else(|| "no ref".to_owned(), |o| o.to_string())
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No repository at or above the path.
+    #[error("not a git repository: {path}")]
+    NotARepository {
+        /// Where we looked.
+        path: String,
+        /// What gix said.
+        message: String,
+    },
+    /// The repository uses something gatos does not support (SHA-256, a symbolic gatos ref).
+    #[error("unsupported repository: {0}")]
+    Unsupported(String),
+    /// A compare-and-swap found another value.
+    #[error("ref {name} changed: expected {expected}, found {}", show(actual))]
+    CasMismatch {
+        /// The ref.
+        name: String,
+        /// What the edit expected.
+        expected: Expect,
+        /// What the ref holds (None: absent), when known.
+        actual: Option<Oid>,
+    },
+    /// Another writer holds a `.lock` of this ref.
+    #[error("ref {name} is locked by another writer")]
+    Locked {
+        /// The ref (or `packed-refs`).
+        name: String,
+    },
+    /// A family lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] locks::Error),
+    /// An object that should exist does not.
+    #[error("object {id} is missing")]
+    MissingObject {
+        /// The object id.
+        id: Oid,
+    },
+    /// An object is not what the reader expected.
+    #[error("{what} is corrupt: {reason}")]
+    Corrupt {
+        /// What was being read.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file-system operation failed.
+    #[error("{context}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other gix failure, with its full chain as text.
+    #[error("{context}: {message}")]
+    Git {
+        /// What we were doing.
+        context: String,
+        /// gix's message chain.
+        message: String,
+    },
+    /// The `git` executable failed or could not run.
+    #[error("`git {args}` failed ({status}): {stderr}")]
+    Subprocess {
+        /// The arguments, for the message.
+        args: String,
+        /// The exit status.
+        status: String,
+        /// The last lines git printed on stderr.
+        stderr: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn git(context: impl Into<String>, e: &gix::Error) -> Error {
+        if e.is_not_found() {
+            if let Some(missing) = missing_object_id(e) {
+                return Error::MissingObject { id: missing };
+            }
+        }
+        Error::Git {
+            context: context.into(),
+            message: format!("{e:#}"),
+        }
+    }
+
+    /// Tells whether this is a CAS mismatch (the plane then decides its code).
+    pub fn is_cas_mismatch(&self) -> bool {
+        matches!(self, Error::CasMismatch { .. })
+    }
+}
+
+fn missing_object_id(e: &gix::Error) -> Option<Oid> {
+    // "An object with id <hex> could not be found": the id is the first 40-hex word.
+    let text = format!("{e:#}");
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 40)
+        .and_then(|w| w.parse().ok())
+}
+
+impl Coded for Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::NotARepository { .. } => ErrorCode::NotFound,
+            Error::Unsupported(_) => ErrorCode::InvalidInput,
+            Error::CasMismatch { .. } | Error::Locked { .. } => ErrorCode::Conflict,
+            Error::Lock(locks::Error::Busy { .. }) => ErrorCode::Conflict,
+            Error::Lock(locks::Error::Io { .. }) => ErrorCode::Internal,
+            Error::MissingObject { .. } => ErrorCode::NotFound,
+            Error::Corrupt { .. } => ErrorCode::InvalidEnvelope,
+            Error::Io { .. } | Error::Git { .. } => ErrorCode::Internal,
+            Error::Subprocess { .. } => ErrorCode::Unavailable,
+        }
+    }
+}
+
+/// A store result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,339 @@
+//! The Git store of gatos: the only crate that touches gix or runs `git`.
+//!
+//! It writes blobs, trees and commits with trailers, reads them back, walks chains, and
+//! changes refs by compare-and-swap under the lock families of DESIGN §3. It speaks in
+//! storage terms (`CasMismatch`, `Locked`, `MissingObject`); the planes in the `gatos` crate
+//! decide what those mean. gix types never appear in this crate's public API, so a gix
+//! upgrade stops here.
+//!
+//! ```no_run
+//! use gatos_store::{Store, refs::{Edit, names}};
+//! use gatos_store::error::Expect;
+//! let store = Store::discover(std::path::Path::new("."))?;
+//! let blob = store.write_blob(b"{}")?;
+//! let tree = store.write_files(&[("doc.json", blob)])?;
+//! # let _ = tree;
+//! # Ok::<(), gatos_store::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod durability;
+pub mod error;
+pub mod locks;
+pub mod maintenance;
+pub mod objects;
+pub mod pack;
+pub mod refs;
+pub mod subprocess;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+pub use error::{Error, Expect, Result};
+use gatos_types::Oid;
+
+/// The author and committer of every commit gatos writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The name.
+    pub name: String,
+    /// The e-mail address.
+    pub email: String,
+}
+
+impl Identity {
+    /// The identity used when neither gatos nor Git configures one.
+    pub fn fallback() -> Identity {
+        Identity {
+            name: "gatos".to_owned(),
+            email: "gatos@localhost".to_owned(),
+        }
+    }
+}
+
+/// A repository opened for gatos. Cheap to clone; shareable between threads.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sync: gix::ThreadSafeRepository,
+    git_dir: PathBuf,
+    common_dir: PathBuf,
+    work_dir: Option<PathBuf>,
+    locks: locks::Locks,
+    identity: Identity,
+    fsync: bool,
+    pool: Mutex<Vec<gix::Repository>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("git_dir", &self.inner.git_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Handles kept for reuse; more than this are dropped when returned.
+const POOL_MAX: usize = 16;
+
+/// A gix handle borrowed from the store's pool, returned when dropped.
+pub(crate) struct Handle<'a> {
+    store: &'a Store,
+    repo: Option<gix::Repository>,
+}
+
+impl std::ops::Deref for Handle<'_> {
+    type Target = gix::Repository;
+    fn deref(&self) -> &gix::Repository {
+        self.repo
+            .as_ref()
+            .expect("a handle holds its repository until dropped")
+    }
+}
+
+impl Drop for Handle<'_> {
+    fn drop(&mut self) {
+        if let Some(repo) = self.repo.take() {
+            let mut pool = self
+                .store
+                .inner
+                .pool
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if pool.len() < POOL_MAX {
+                pool.push(repo);
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Finds the repository containing `start`, as Git does (`GIT_DIR` and `GIT_WORK_TREE`
+    /// are honoured).
+    ///
+    /// # Errors
+    /// [`Error::NotARepository`] when there is none; [`Error::Unsupported`] for SHA-256.
+    pub fn discover(start: &Path) -> Result<Store> {
+        let repo = gix::ThreadSafeRepository::discover_with_environment_overrides_opts(
+            start,
+            Default::default(),
+            Default::default(),
+        )
+        .map_err(|e| Error::NotARepository {
+            path: start.display().to_string(),
+            message: format!("{e:#}"),
+        })?;
+        Store::from_sync(repo)
+    }
+
+    /// Opens the repository at `path` (a work tree or a git dir), without searching upwards.
+    ///
+    /// # Errors
+    /// As [`Store::discover`].
+    pub fn open(path: &Path) -> Result<Store> {
+        let repo = gix::ThreadSafeRepository::open(path).map_err(|e| Error::NotARepository {
+            path: path.display().to_string(),
+            message: format!("{e:#}"),
+        })?;
+        Store::from_sync(repo)
+    }
+
+    fn from_sync(sync: gix::ThreadSafeRepository) -> Result<Store> {
+        let repo = sync.to_thread_local();
+        if repo.object_hash() != gix::hash::Kind::Sha1 {
+            return Err(Error::Unsupported(
+                "only SHA-1 repositories are supported (this one uses SHA-256)".to_owned(),
+            ));
+        }
+        let git_dir = repo.git_dir().to_owned();
+        let common_dir = repo.common_dir().to_owned();
+        let work_dir = repo.workdir().map(Path::to_owned);
+        let cfg = repo.config_snapshot();
+        let pick = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| cfg.string(*k).map(|v| v.to_string()))
+                .filter(|v| !v.is_empty())
+        };
+        let fallback = Identity::fallback();
+        let identity = Identity {
+            name: pick(&["gatos.name", "user.name"]).unwrap_or(fallback.name),
+            email: pick(&["gatos.email", "user.email"]).unwrap_or(fallback.email),
+        };
+        let fsync = cfg.boolean("gatos.fsync").unwrap_or(false);
+        drop(cfg);
+        let locks = locks::Locks::new(&common_dir)?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                sync,
+                git_dir,
+                common_dir,
+                work_dir,
+                locks,
+                identity,
+                fsync,
+                pool: Mutex::new(Vec::new()),
+            }),
+        };
+        store
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(prepare(repo));
+        Ok(store)
+    }
+
+    pub(crate) fn handle(&self) -> Handle<'_> {
+        let pooled = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let repo = pooled.unwrap_or_else(|| prepare(self.inner.sync.to_thread_local()));
+        Handle {
+            store: self,
+            repo: Some(repo),
+        }
+    }
+
+    /// Returns the git dir (`.git` of a work tree, or the bare repository).
+    pub fn git_dir(&self) -> &Path {
+        &self.inner.git_dir
+    }
+
+    /// Returns the common dir, where refs and objects live (differs in linked work trees).
+    pub fn common_dir(&self) -> &Path {
+        &self.inner.common_dir
+    }
+
+    /// Returns the work tree, if the repository has one.
+    pub fn work_dir(&self) -> Option<&Path> {
+        self.inner.work_dir.as_deref()
+    }
+
+    /// Returns `<common-dir>/gatos`, where gatos keeps its local files.
+    pub fn gatos_dir(&self) -> PathBuf {
+        self.inner.common_dir.join("gatos")
+    }
+
+    /// Returns the lock families of this repository.
+    pub fn locks(&self) -> &locks::Locks {
+        &self.inner.locks
+    }
+
+    /// Returns the commit identity.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    /// Tells whether writes are fsynced before they return (`gatos.fsync`).
+    pub fn is_durable(&self) -> bool {
+        self.inner.fsync
+    }
+
+    /// Reads a configuration value as Git would (local, global and system files).
+    pub fn config_string(&self, key: &str) -> Option<String> {
+        let repo = self.handle();
+        let cfg = repo.config_snapshot();
+        cfg.string(key).map(|v| v.to_string())
+    }
+
+    /// Reads every value of a multi-valued configuration key, in order.
+    pub fn config_strings(&self, key: &str) -> Vec<String> {
+        let repo = self.handle();
+        let cfg = repo.config_snapshot();
+        cfg.strings(key)
+            .map(|v| v.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Writes values into the repository's local configuration file (`.git/config`),
+    /// replacing each key's values; an empty list removes the key.
+    ///
+    /// The file is locked and rewritten atomically. Handles opened earlier keep their
+    /// snapshot; reopen the store to see the change.
+    ///
+    /// # Errors
+    /// When the configuration file cannot be written.
+    pub fn set_local_config(&self, values: &[(&str, Vec<String>)]) -> Result<()> {
+        let repo = self.inner.sync.to_thread_local();
+        let path = repo
+            .config_path(gix::config::Source::Local)
+            .map_err(|e| Error::git("locating the local config", &e))?;
+        let mut file = repo
+            .config_file_mut(&path)
+            .map_err(|e| Error::git("opening the local config", &e))?;
+        for (key, vals) in values {
+            let (section, sub, name) = split_key(key)?;
+            let cfg_err = |e: &dyn std::fmt::Display| Error::Git {
+                context: format!("config {key}"),
+                message: e.to_string(),
+            };
+            if let Ok(mut existing) = file.raw_values_mut(*key) {
+                existing.delete_all();
+            }
+            for v in vals {
+                let mut sec = file
+                    .section_mut_or_create_new(section, sub.map(gix::bstr::BStr::new))
+                    .map_err(|e| cfg_err(&e))?;
+                sec.push(name, Some(gix::bstr::BStr::new(v.as_bytes())))
+                    .map_err(|e| cfg_err(&e))?;
+            }
+        }
+        file.commit()
+            .map_err(|e| Error::git("writing the local config", &e))?;
+        Ok(())
+    }
+
+    /// Fsyncs what a write produced, when `gatos.fsync` is on (objects before refs).
+    pub(crate) fn fsync_paths(&self, paths: &[PathBuf]) -> Result<()> {
+        if self.inner.fsync {
+            durability::sync_files(paths)?;
+        }
+        Ok(())
+    }
+
+    /// Returns the path of a loose object (whether or not it exists).
+    pub(crate) fn loose_object_path(&self, id: Oid) -> PathBuf {
+        let hex = id.to_string();
+        self.inner
+            .common_dir
+            .join("objects")
+            .join(&hex[..2])
+            .join(&hex[2..])
+    }
+
+    /// Returns the path of a loose ref file.
+    pub(crate) fn ref_path(&self, name: &str) -> PathBuf {
+        self.inner.common_dir.join(name)
+    }
+}
+
+fn prepare(mut repo: gix::Repository) -> gix::Repository {
+    // Reflogs of refs/gatos/* would grow without bound and duplicate the chains themselves.
+    repo.refs.write_reflog = gix::refs::store::WriteReflog::Disable;
+    repo
+}
+
+fn split_key(key: &str) -> Result<(&str, Option<&str>, &str)> {
+    let bad = || Error::Unsupported(format!("invalid config key {key:?}"));
+    let (section, rest) = key.split_once('.').ok_or_else(bad)?;
+    match rest.rsplit_once('.') {
+        Some((sub, name)) => Ok((section, Some(sub), name)),
+        None => Ok((section, None, rest)),
+    }
+}
+
+pub(crate) fn to_gix(o: Oid) -> gix::ObjectId {
+    gix::ObjectId::from_bytes_or_panic(o.as_bytes())
+}
+
+pub(crate) fn from_gix(o: &gix::oid) -> Oid {
+    let mut b = [0u8; 20];
+    b.copy_from_slice(o.as_bytes());
+    Oid::from_bytes(b)
+}

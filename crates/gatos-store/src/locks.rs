@@ -1,0 +1,262 @@
+//! Lock families: the advisory `flock`s of DESIGN §3.
+//!
+//! A writer holds the flock of `<git-dir>/gatos/locks/<family>` for as long as it holds Git
+//! `.lock` files of that family. That makes a leftover `.lock` decidable: if its family's
+//! flock is free, nobody is writing it, so it belongs to a dead writer (or to a foreign
+//! writer such as plain `git`, which the 2 s age rule protects). Locks are never broken by
+//! age alone while a live writer holds the flock.
+//!
+//! Within one process an ordinary mutex per family queues threads first, so contending
+//! threads wake at once instead of polling the kernel lock.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How old a `.lock` must be, with its family's flock free, to count as a dead writer's.
+pub const STALE_LOCK_AGE: Duration = Duration::from_secs(2);
+
+/// How long a writer waits for a family lock by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another writer held the family lock for longer than the timeout.
+    #[error("lock family '{family}' is busy (waited {waited:?})")]
+    Busy {
+        /// The family.
+        family: String,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("cannot lock {path}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The lock directory of one repository, with in-process queues per family.
+#[derive(Debug, Clone)]
+pub struct Locks {
+    dir: PathBuf,
+    local: Arc<Mutex<HashMap<String, Arc<LocalSlot>>>>,
+}
+
+/// Held family locks; released when dropped.
+#[derive(Debug)]
+pub struct Guard {
+    // Drop order: the kernel locks are released before the process-local slots.
+    _files: Vec<File>,
+    _local: Vec<LocalHold>,
+}
+
+/// Process-local exclusion for one family: a busy flag and a condition variable, so that
+/// threads of one process queue without polling, and a hold does not borrow the slot.
+#[derive(Debug, Default)]
+struct LocalSlot {
+    busy: Mutex<bool>,
+    freed: Condvar,
+}
+
+#[derive(Debug)]
+struct LocalHold {
+    slot: Arc<LocalSlot>,
+}
+
+impl Drop for LocalHold {
+    fn drop(&mut self) {
+        *self
+            .slot
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = false;
+        self.slot.freed.notify_one();
+    }
+}
+
+impl LocalSlot {
+    fn enter(self: Arc<Self>, deadline: Option<Instant>) -> Option<LocalHold> {
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        while *busy {
+            let Some(deadline) = deadline else {
+                return None;
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            busy = self
+                .freed
+                .wait_timeout(busy, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *busy = true;
+        drop(busy);
+        Some(LocalHold { slot: self })
+    }
+}
+
+impl Locks {
+    /// Uses `<git-dir>/gatos/locks`, creating it when missing.
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn new(git_dir: &Path) -> Result<Locks, Error> {
+        let dir = git_dir.join("gatos").join("locks");
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Locks {
+            dir,
+            local: Arc::default(),
+        })
+    }
+
+    /// Returns the path of a family's lock file.
+    pub fn path(&self, family: &str) -> PathBuf {
+        self.dir.join(family)
+    }
+
+    fn slot(&self, family: &str) -> Arc<LocalSlot> {
+        let mut map = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(family.to_owned()).or_default().clone()
+    }
+
+    fn open(&self, family: &str) -> Result<File, Error> {
+        let path = self.path(family);
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::Io { path, source })
+    }
+
+    /// Takes the locks of several families, in sorted order so that writers never deadlock.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] after `timeout`, [`Error::Io`] when a lock file cannot be used.
+    pub fn acquire(&self, families: &[String], timeout: Duration) -> Result<Guard, Error> {
+        let mut families: Vec<&String> = families.iter().collect();
+        families.sort();
+        families.dedup();
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let busy = |family: &str| Error::Busy {
+            family: family.to_owned(),
+            waited: start.elapsed(),
+        };
+        let mut files = Vec::with_capacity(families.len());
+        let mut local = Vec::with_capacity(families.len());
+        for family in families {
+            local.push(
+                self.slot(family)
+                    .enter(Some(deadline))
+                    .ok_or_else(|| busy(family))?,
+            );
+            let file = self.open(family)?;
+            // Other processes: poll with a short exponential pause (flock has no timeout).
+            let mut pause = Duration::from_micros(50);
+            loop {
+                match file.try_lock() {
+                    Ok(()) => break,
+                    Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(2));
+                    }
+                    Err(TryLockError::WouldBlock) => return Err(busy(family)),
+                    Err(TryLockError::Error(source)) => {
+                        return Err(Error::Io {
+                            path: self.path(family),
+                            source,
+                        });
+                    }
+                }
+            }
+            files.push(file);
+        }
+        Ok(Guard {
+            _files: files,
+            _local: local,
+        })
+    }
+
+    /// Takes one family's lock if it is free right now.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the lock file cannot be used.
+    pub fn try_acquire(&self, family: &str) -> Result<Option<Guard>, Error> {
+        let Some(hold) = self.slot(family).enter(None) else {
+            return Ok(None);
+        };
+        let file = self.open(family)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Guard {
+                _files: vec![file],
+                _local: vec![hold],
+            })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(source)) => Err(Error::Io {
+                path: self.path(family),
+                source,
+            }),
+        }
+    }
+}
+
+/// Returns the age of a file, or `None` when it does not exist.
+pub fn age_of(path: &Path) -> Option<Duration> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta.modified().ok()?;
+    Some(
+        SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_family_excludes_threads_and_is_released_on_drop() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let locks = Locks::new(dir.path())?;
+        let held = locks.acquire(&["a".into()], DEFAULT_LOCK_TIMEOUT)?;
+        assert!(locks.try_acquire("a")?.is_none());
+        assert!(locks.try_acquire("b")?.is_some());
+        let other = locks.clone();
+        let err =
+            std::thread::spawn(move || other.acquire(&["a".into()], Duration::from_millis(50)))
+                .join()
+                .map_err(|_| "thread panicked")?;
+        assert!(matches!(err, Err(Error::Busy { .. })));
+        drop(held);
+        assert!(locks.try_acquire("a")?.is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn a_separate_open_file_sees_the_kernel_lock() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let locks = Locks::new(dir.path())?;
+        let _held = locks.acquire(&["fam".into()], DEFAULT_LOCK_TIMEOUT)?;
+        // A second Locks value stands for another process: it has its own local slots.
+        let elsewhere = Locks::new(dir.path())?;
+        assert!(elsewhere.try_acquire("fam")?.is_none());
+        Ok(())
+    }
+}

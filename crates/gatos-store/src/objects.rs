@@ -1,0 +1,453 @@
+//! Writing and reading blobs, trees and commits.
+//!
+//! Writers implement [`Objects`]: the loose writer puts each object in `objects/xx/…` (one
+//! publish), the pack writer collects them in memory for one pack (a batch; see
+//! [`crate::pack`]). Both build the same trees and commits, so a message written either
+//! way has the same ids.
+
+use std::path::PathBuf;
+
+use gatos_types::{Oid, Timestamp};
+use gix::objs::{FindExt, Write as _, WriteTo as _};
+
+use crate::error::{Error, Result};
+use crate::{Identity, Store, from_gix, to_gix};
+
+/// The kind of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// A commit.
+    Commit,
+    /// A tree.
+    Tree,
+    /// A blob.
+    Blob,
+}
+
+impl Kind {
+    fn to_gix(self) -> gix::objs::Kind {
+        match self {
+            Kind::Commit => gix::objs::Kind::Commit,
+            Kind::Tree => gix::objs::Kind::Tree,
+            Kind::Blob => gix::objs::Kind::Blob,
+        }
+    }
+}
+
+/// A commit to write.
+#[derive(Debug, Clone)]
+pub struct NewCommit<'a> {
+    /// Its tree.
+    pub tree: Oid,
+    /// Its parents, first parent first.
+    pub parents: &'a [Oid],
+    /// The whole message: subject, blank line, trailers.
+    pub message: &'a str,
+    /// Author and committer time.
+    pub time: Timestamp,
+}
+
+/// Returns the id an object of this kind and content has.
+pub fn hash(kind: Kind, data: &[u8]) -> Oid {
+    let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind.to_gix(), data)
+        .expect("SHA-1 hashing of an in-memory buffer does not fail");
+    from_gix(&id)
+}
+
+/// Something objects can be written to.
+pub trait Objects {
+    /// Writes one encoded object and returns its id.
+    ///
+    /// # Errors
+    /// When the object cannot be stored.
+    fn put(&mut self, kind: Kind, data: &[u8]) -> Result<Oid>;
+
+    /// Returns the identity commits are written with.
+    fn identity(&self) -> &Identity;
+
+    /// Writes a blob.
+    ///
+    /// # Errors
+    /// As [`Objects::put`].
+    fn blob(&mut self, data: &[u8]) -> Result<Oid> {
+        self.put(Kind::Blob, data)
+    }
+
+    /// Writes the trees holding `files` (paths with `/`, each naming a blob) and returns the
+    /// root tree. Paths must be unique; entries are sorted as Git requires.
+    ///
+    /// # Errors
+    /// As [`Objects::put`], or [`Error::Corrupt`] for an empty or clashing path.
+    fn files(&mut self, files: &[(&str, Oid)]) -> Result<Oid> {
+        let mut owned: Vec<(&str, Oid)> = files.to_vec();
+        owned.sort_by(|a, b| a.0.cmp(b.0));
+        write_dir(self, &owned)
+    }
+
+    /// Writes a commit.
+    ///
+    /// # Errors
+    /// As [`Objects::put`].
+    fn commit(&mut self, c: &NewCommit<'_>) -> Result<Oid> {
+        let data = encode_commit(c, self.identity());
+        self.put(Kind::Commit, &data)
+    }
+}
+
+fn write_dir<O: Objects + ?Sized>(w: &mut O, files: &[(&str, Oid)]) -> Result<Oid> {
+    let mut tree = gix::objs::Tree::empty();
+    let mut i = 0;
+    while i < files.len() {
+        let (path, oid) = files[i];
+        let mut parts = path.splitn(2, '/');
+        let name = parts.next().unwrap_or("");
+        let rest = parts.next();
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(Error::Corrupt {
+                what: format!("tree path {path:?}"),
+                reason: "bad component".into(),
+            });
+        }
+        match rest {
+            None => {
+                tree.entries.push(gix::objs::tree::Entry {
+                    mode: gix::objs::tree::EntryKind::Blob.into(),
+                    filename: name.into(),
+                    oid: to_gix(oid),
+                });
+                i += 1;
+            }
+            Some(_) => {
+                // Gather every path under this directory and recurse with the prefix removed.
+                let mut sub: Vec<(&str, Oid)> = Vec::new();
+                while i < files.len() {
+                    let (p, o) = files[i];
+                    match p.strip_prefix(name).and_then(|r| r.strip_prefix('/')) {
+                        Some(r) => sub.push((r, o)),
+                        None => break,
+                    }
+                    i += 1;
+                }
+                let sub_id = write_dir(w, &sub)?;
+                tree.entries.push(gix::objs::tree::Entry {
+                    mode: gix::objs::tree::EntryKind::Tree.into(),
+                    filename: name.into(),
+                    oid: to_gix(sub_id),
+                });
+            }
+        }
+    }
+    tree.entries.sort();
+    if tree
+        .entries
+        .windows(2)
+        .any(|w| w[0].filename == w[1].filename)
+    {
+        return Err(Error::Corrupt {
+            what: "tree".into(),
+            reason: "duplicate path".into(),
+        });
+    }
+    let mut data = Vec::with_capacity(tree.entries.len() * 40);
+    tree.write_to(&mut data)
+        .map_err(|e| Error::io("encoding a tree", e))?;
+    w.put(Kind::Tree, &data)
+}
+
+fn encode_commit(c: &NewCommit<'_>, who: &Identity) -> Vec<u8> {
+    let sig = gix::actor::Signature {
+        name: who.name.as_str().into(),
+        email: who.email.as_str().into(),
+        time: gix::date::Time {
+            seconds: c.time.as_secs(),
+            offset: 0,
+        },
+    };
+    let commit = gix::objs::Commit {
+        tree: to_gix(c.tree),
+        parents: c.parents.iter().map(|p| to_gix(*p)).collect(),
+        author: sig.clone(),
+        committer: sig,
+        encoding: None,
+        message: c.message.into(),
+        extra_headers: Vec::new(),
+    };
+    let mut data = Vec::with_capacity(256 + c.message.len());
+    commit
+        .write_to(&mut data)
+        .expect("writing to a Vec does not fail");
+    data
+}
+
+/// Writes loose objects; [`LooseWriter::finish`] fsyncs them when `gatos.fsync` is on.
+pub struct LooseWriter<'s> {
+    store: &'s Store,
+    repo: crate::Handle<'s>,
+    written: Vec<PathBuf>,
+}
+
+impl Store {
+    /// Starts writing loose objects.
+    pub fn writer(&self) -> LooseWriter<'_> {
+        LooseWriter {
+            store: self,
+            repo: self.handle(),
+            written: Vec::new(),
+        }
+    }
+
+    /// Writes one blob as a loose object.
+    ///
+    /// # Errors
+    /// When the object cannot be written.
+    pub fn write_blob(&self, data: &[u8]) -> Result<Oid> {
+        let mut w = self.writer();
+        let id = w.blob(data)?;
+        w.finish()?;
+        Ok(id)
+    }
+
+    /// Writes the trees for `files` as loose objects and returns the root tree.
+    ///
+    /// # Errors
+    /// As [`Objects::files`].
+    pub fn write_files(&self, files: &[(&str, Oid)]) -> Result<Oid> {
+        let mut w = self.writer();
+        let id = w.files(files)?;
+        w.finish()?;
+        Ok(id)
+    }
+
+    /// Starts reading objects with reusable buffers.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader {
+            repo: self.handle(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Objects for LooseWriter<'_> {
+    fn put(&mut self, kind: Kind, data: &[u8]) -> Result<Oid> {
+        let id = hash(kind, data);
+        let gid = to_gix(id);
+        if !self.repo.objects.exists_without_refresh(&gid) {
+            self.repo
+                .objects
+                .write_buf_with_known_id(kind.to_gix(), data, gid)
+                .map_err(|e| Error::Git {
+                    context: "writing an object".into(),
+                    message: format!("{e:#}"),
+                })?;
+        }
+        if self.store.is_durable() {
+            self.written.push(self.store.loose_object_path(id));
+        }
+        Ok(id)
+    }
+
+    fn identity(&self) -> &Identity {
+        self.store.identity()
+    }
+}
+
+impl LooseWriter<'_> {
+    /// Makes the written objects durable (with `gatos.fsync`); call before any ref update.
+    ///
+    /// # Errors
+    /// When an fsync fails.
+    pub fn finish(self) -> Result<()> {
+        self.store.fsync_paths(&self.written)
+    }
+}
+
+/// A commit as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// Its id.
+    pub id: Oid,
+    /// Its tree.
+    pub tree: Oid,
+    /// Its parents.
+    pub parents: Vec<Oid>,
+    /// Its whole message.
+    pub message: Vec<u8>,
+    /// Committer time, seconds since the epoch.
+    pub time: i64,
+}
+
+impl Commit {
+    /// Parses the trailers of the message.
+    pub fn trailers(&self) -> gatos_types::trailers::Trailers {
+        gatos_types::trailers::Trailers::parse(&self.message)
+    }
+}
+
+/// One entry of a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The entry's name.
+    pub name: String,
+    /// The object it names.
+    pub oid: Oid,
+    /// True for a subtree.
+    pub is_tree: bool,
+}
+
+/// Reads objects with reusable buffers (one per thread of work).
+pub struct Reader<'s> {
+    repo: crate::Handle<'s>,
+    buf: Vec<u8>,
+}
+
+impl Reader<'_> {
+    fn not_found(id: Oid, e: &gix::Error) -> Error {
+        if e.is_not_found() {
+            Error::MissingObject { id }
+        } else if e.is_validation() {
+            Error::Corrupt {
+                what: format!("object {id}"),
+                reason: format!("{e:#}"),
+            }
+        } else {
+            Error::git(format!("reading {id}"), e)
+        }
+    }
+
+    /// Tells whether an object exists.
+    pub fn exists(&self, id: Oid) -> bool {
+        self.repo.has_object(to_gix(id))
+    }
+
+    /// Reads a commit.
+    ///
+    /// # Errors
+    /// [`Error::MissingObject`], or [`Error::Corrupt`] when `id` is not a commit.
+    pub fn commit(&mut self, id: Oid) -> Result<Commit> {
+        let c = self
+            .repo
+            .objects
+            .find_commit(&to_gix(id), &mut self.buf)
+            .map_err(|e| Self::not_found(id, &e))?;
+        let commit = Commit {
+            id,
+            tree: from_gix(&c.tree()),
+            parents: c.parents().map(|p| from_gix(&p)).collect(),
+            message: c.message.to_vec(),
+            time: c.committer().map(|s| s.seconds()).unwrap_or(0),
+        };
+        Ok(commit)
+    }
+
+    /// Lists a tree's entries.
+    ///
+    /// # Errors
+    /// [`Error::MissingObject`], or [`Error::Corrupt`] when `id` is not a tree.
+    pub fn tree(&mut self, id: Oid) -> Result<Vec<Entry>> {
+        let t = self
+            .repo
+            .objects
+            .find_tree(&to_gix(id), &mut self.buf)
+            .map_err(|e| Self::not_found(id, &e))?;
+        Ok(t.entries
+            .iter()
+            .map(|e| Entry {
+                name: e.filename.to_string(),
+                oid: from_gix(e.oid),
+                is_tree: e.mode.is_tree(),
+            })
+            .collect())
+    }
+
+    /// Looks up `path` (with `/`) under a tree.
+    ///
+    /// # Errors
+    /// [`Error::MissingObject`] for a missing tree along the way.
+    pub fn lookup(&mut self, tree: Oid, path: &str) -> Result<Option<Entry>> {
+        let mut current = tree;
+        let mut parts = path.split('/').peekable();
+        while let Some(name) = parts.next() {
+            let t = self
+                .repo
+                .objects
+                .find_tree(&to_gix(current), &mut self.buf)
+                .map_err(|e| Self::not_found(current, &e))?;
+            let last = parts.peek().is_none();
+            let found = t
+                .entries
+                .iter()
+                .find(|e| e.filename == name)
+                .map(|e| Entry {
+                    name: name.to_owned(),
+                    oid: from_gix(e.oid),
+                    is_tree: e.mode.is_tree(),
+                });
+            match found {
+                Some(e) if last => return Ok(Some(e)),
+                Some(e) if e.is_tree => current = e.oid,
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads a blob into `out` (replacing its content).
+    ///
+    /// # Errors
+    /// [`Error::MissingObject`], or [`Error::Corrupt`] when `id` is not a blob.
+    pub fn blob_into(&mut self, id: Oid, out: &mut Vec<u8>) -> Result<()> {
+        let b = self
+            .repo
+            .objects
+            .find_blob(&to_gix(id), out)
+            .map_err(|e| Self::not_found(id, &e))?;
+        // find_blob decodes into `out`; the returned view may be a sub-slice of it.
+        let len = b.data.len();
+        let start = b.data.as_ptr() as usize - out.as_ptr() as usize;
+        if start != 0 || len != out.len() {
+            let data = out[start..start + len].to_vec();
+            *out = data;
+        }
+        Ok(())
+    }
+
+    /// Reads a blob.
+    ///
+    /// # Errors
+    /// As [`Reader::blob_into`].
+    pub fn blob(&mut self, id: Oid) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.blob_into(id, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads the file at `path` in a commit's tree, if there is one.
+    ///
+    /// # Errors
+    /// [`Error::MissingObject`] for missing objects.
+    pub fn file(&mut self, commit_tree: Oid, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.lookup(commit_tree, path)? {
+            Some(e) if !e.is_tree => self.blob(e.oid).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_match_git() {
+        // `printf 'hello\n' | git hash-object --stdin`
+        assert_eq!(
+            hash(Kind::Blob, b"hello\n").to_string(),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+        // The empty tree.
+        assert_eq!(
+            hash(Kind::Tree, b"").to_string(),
+            "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+        );
+    }
+}

@@ -1,0 +1,487 @@
+//! Reading refs and changing them by compare-and-swap.
+//!
+//! Every edit carries its expected old value. A transaction holds the lock families of its
+//! refs (see [`crate::locks`]) while gix holds the `.lock` files, and never waits inside gix:
+//! a `.lock` it meets is handled by the rule of DESIGN §3 — if our family flock is held (by
+//! us), the `.lock` belongs to a dead or foreign writer; once it is 2 s old it is removed,
+//! younger ones are waited out.
+
+pub mod names;
+
+use std::time::{Duration, Instant};
+
+use gatos_types::Oid;
+use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+
+use crate::error::{Error, Expect, Result};
+use crate::locks::{self, STALE_LOCK_AGE};
+use crate::{Store, from_gix, to_gix};
+pub use names::RefName;
+
+/// One ref change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// The ref.
+    pub name: RefName,
+    /// What it must hold before.
+    pub expect: Expect,
+    /// What it will hold after; `None` deletes it.
+    pub new: Option<Oid>,
+}
+
+impl Edit {
+    /// A create-only edit.
+    pub fn create(name: RefName, new: Oid) -> Edit {
+        Edit {
+            name,
+            expect: Expect::Absent,
+            new: Some(new),
+        }
+    }
+    /// A compare-and-swap from `old` (or from nothing) to `new`.
+    pub fn update(name: RefName, old: Option<Oid>, new: Oid) -> Edit {
+        Edit {
+            name,
+            expect: old.map_or(Expect::Absent, Expect::Value),
+            new: Some(new),
+        }
+    }
+    /// A delete that expects `old`.
+    pub fn delete(name: RefName, old: Oid) -> Edit {
+        Edit {
+            name,
+            expect: Expect::Value(old),
+            new: None,
+        }
+    }
+}
+
+/// What happened to one edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The ref changed.
+    Changed,
+    /// A create-only edit found the ref already at the same value: nothing changed.
+    AlreadyThere,
+}
+
+/// Options of a transaction.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long to wait for family locks and for stale `.lock` files to age.
+    pub timeout: Duration,
+    /// The reflog message (reflogs are off for gatos refs, but gix wants one).
+    pub message: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout: locks::DEFAULT_LOCK_TIMEOUT,
+            message: "gatos".to_owned(),
+        }
+    }
+}
+
+enum Failure {
+    Cas { name: String, actual: Option<Oid> },
+    Missing { name: Option<String> },
+    LockHeld,
+    Other(gix::Error),
+}
+
+fn classify(e: gix::Error) -> Failure {
+    use gix::refs::file::transaction::prepare::{MustNotExist, ReferenceOutOfDate};
+    if let Some(m) = e.downcast_any_ref::<MustNotExist>() {
+        let actual = m.actual.try_id().map(from_gix);
+        return Failure::Cas {
+            name: m.full_name.to_string(),
+            actual,
+        };
+    }
+    if let Some(m) = e.downcast_any_ref::<ReferenceOutOfDate>() {
+        let actual = m.actual.try_id().map(from_gix);
+        return Failure::Cas {
+            name: m.full_name.to_string(),
+            actual,
+        };
+    }
+    if e.is_retryable() {
+        return Failure::LockHeld;
+    }
+    if e.is_not_found() {
+        return Failure::Missing { name: None };
+    }
+    Failure::Other(e)
+}
+
+fn to_edit(e: &Edit, message: &str) -> Result<RefEdit> {
+    let name = gix::refs::FullName::try_from(e.name.as_str()).map_err(|err| Error::Corrupt {
+        what: format!("ref name {:?}", e.name.as_str()),
+        reason: err.to_string(),
+    })?;
+    let expected = match e.expect {
+        Expect::Absent => PreviousValue::MustNotExist,
+        Expect::Value(o) => PreviousValue::MustExistAndMatch(gix::refs::Target::Object(to_gix(o))),
+        Expect::AbsentOr(o) => {
+            PreviousValue::ExistingMustMatch(gix::refs::Target::Object(to_gix(o)))
+        }
+        Expect::Any => PreviousValue::Any,
+    };
+    let change = match e.new {
+        Some(new) => Change::Update {
+            log: LogChange {
+                mode: RefLog::AndReference,
+                force_create_reflog: false,
+                message: message.into(),
+            },
+            expected,
+            new: gix::refs::Target::Object(to_gix(new)),
+        },
+        None => {
+            if matches!(e.expect, Expect::Absent) {
+                return Err(Error::Corrupt {
+                    what: format!("delete of {}", e.name),
+                    reason: "a delete must expect a value".into(),
+                });
+            }
+            Change::Delete {
+                expected,
+                log: RefLog::AndReference,
+            }
+        }
+    };
+    Ok(RefEdit {
+        change,
+        name,
+        deref: false,
+    })
+}
+
+impl Store {
+    /// Reads a ref; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for a symbolic ref; [`Error::Git`] when the ref store fails.
+    pub fn read_ref(&self, name: &RefName) -> Result<Option<Oid>> {
+        self.read_ref_str(name.as_str())
+    }
+
+    /// Reads a ref by its full name.
+    ///
+    /// # Errors
+    /// As [`Store::read_ref`].
+    pub fn read_ref_str(&self, name: &str) -> Result<Option<Oid>> {
+        let repo = self.handle();
+        let r = repo
+            .try_find_reference(name)
+            .map_err(|e| Error::git(format!("reading ref {name}"), &e))?;
+        match r {
+            None => Ok(None),
+            Some(r) => match r.try_id() {
+                Some(id) => Ok(Some(from_gix(&id))),
+                None => Err(Error::Unsupported(format!("{name} is a symbolic ref"))),
+            },
+        }
+    }
+
+    /// Lists the refs whose full name starts with `prefix`, sorted by name.
+    ///
+    /// # Errors
+    /// [`Error::Git`] when the ref store cannot be read.
+    pub fn list_refs(&self, prefix: &str) -> Result<Vec<(RefName, Oid)>> {
+        let repo = self.handle();
+        let platform = repo
+            .references()
+            .map_err(|e| Error::git("listing refs", &e))?;
+        let iter = platform
+            .prefixed(prefix)
+            .map_err(|e| Error::git(format!("listing refs under {prefix}"), &e))?;
+        let mut out = Vec::new();
+        for r in iter {
+            let r = r.map_err(|e| Error::git(format!("listing refs under {prefix}"), &e))?;
+            if let Some(id) = r.try_id() {
+                out.push((
+                    RefName::from_repository(r.name().as_bstr().to_string()),
+                    from_gix(&id),
+                ));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Applies edits as one transaction under their lock families.
+    ///
+    /// All edits are checked before any is applied; if one expectation fails, nothing
+    /// changes. Over loose files the final renames are not crash-atomic (DESIGN §3), so
+    /// callers that change several refs order them so that every prefix is recoverable, or
+    /// use one edit per call.
+    ///
+    /// # Errors
+    /// [`Error::CasMismatch`] naming the ref and what it holds, [`Error::Locked`] when a
+    /// live foreign writer keeps a `.lock` past the timeout, [`Error::Lock`] when the family
+    /// lock is busy.
+    pub fn update_refs(&self, edits: &[Edit], opts: &Options) -> Result<Vec<Applied>> {
+        if edits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut families: Vec<String> = edits
+            .iter()
+            .map(|e| names::lock_family_of(e.name.as_str()))
+            .collect();
+        let has_delete = edits.iter().any(|e| e.new.is_none());
+        if has_delete {
+            families.push(PACKED_REFS_FAMILY.to_owned());
+        }
+        let _guard = self.locks().acquire(&families, opts.timeout)?;
+        self.update_refs_locked(edits, opts, has_delete)
+    }
+
+    /// Applies edits while the caller already holds their lock families (and
+    /// `packed-refs` for deletes).
+    ///
+    /// # Errors
+    /// As [`Store::update_refs`].
+    pub fn update_refs_locked(
+        &self,
+        edits: &[Edit],
+        opts: &Options,
+        holds_packed: bool,
+    ) -> Result<Vec<Applied>> {
+        let gix_edits: Vec<RefEdit> = edits
+            .iter()
+            .map(|e| to_edit(e, &opts.message))
+            .collect::<Result<_>>()?;
+        let deadline = Instant::now() + opts.timeout;
+        loop {
+            let repo = self.handle();
+            let attempt = repo
+                .refs
+                .transaction()
+                .prepare(
+                    gix_edits.clone(),
+                    gix::lock::acquire::Fail::Immediately,
+                    gix::lock::acquire::Fail::Immediately,
+                )
+                .and_then(|tx| tx.commit(None));
+            match attempt {
+                Ok(done) => {
+                    let applied = done
+                        .iter()
+                        .zip(edits)
+                        .map(|(d, e)| match (&d.change, e.expect) {
+                            (
+                                Change::Update {
+                                    expected: PreviousValue::MustExistAndMatch(_),
+                                    ..
+                                },
+                                Expect::Absent,
+                            ) => Applied::AlreadyThere,
+                            _ => Applied::Changed,
+                        })
+                        .collect();
+                    self.sync_refs(edits)?;
+                    return Ok(applied);
+                }
+                Err(e) => match classify(e) {
+                    Failure::Cas { name, actual } => {
+                        let expected = edits
+                            .iter()
+                            .find(|e| e.name.as_str() == name)
+                            .map_or(Expect::Any, |e| e.expect);
+                        return Err(Error::CasMismatch {
+                            name,
+                            expected,
+                            actual,
+                        });
+                    }
+                    Failure::Missing { name } => {
+                        // An edit expected a value and the ref is gone: find which one.
+                        let first = edits.iter().find(|e| {
+                            matches!(e.expect, Expect::Value(_))
+                                && self.read_ref(&e.name).ok().flatten().is_none()
+                        });
+                        let (name, expected) = match first {
+                            Some(e) => (e.name.to_string(), e.expect),
+                            None => (
+                                name.unwrap_or_else(|| edits[0].name.to_string()),
+                                edits[0].expect,
+                            ),
+                        };
+                        return Err(Error::CasMismatch {
+                            name,
+                            expected,
+                            actual: None,
+                        });
+                    }
+                    Failure::LockHeld => {
+                        drop(repo);
+                        self.clear_stale_locks(edits, holds_packed, deadline)?;
+                    }
+                    Failure::Other(e) => return Err(Error::git("updating refs", &e)),
+                },
+            }
+        }
+    }
+
+    /// Deals with `.lock` files met by a transaction whose families we hold: removes the
+    /// ones that are 2 s old, waits a little for younger ones.
+    fn clear_stale_locks(
+        &self,
+        edits: &[Edit],
+        holds_packed: bool,
+        deadline: Instant,
+    ) -> Result<()> {
+        let mut paths: Vec<(String, std::path::PathBuf, bool)> = edits
+            .iter()
+            .map(|e| {
+                let mut p = self.ref_path(e.name.as_str()).into_os_string();
+                p.push(".lock");
+                (e.name.to_string(), p.into(), true)
+            })
+            .collect();
+        paths.push((
+            "packed-refs".to_owned(),
+            self.common_dir().join("packed-refs.lock"),
+            holds_packed,
+        ));
+        let mut waiting_for: Option<String> = None;
+        for (name, path, family_held) in paths {
+            let Some(age) = locks::age_of(&path) else {
+                continue;
+            };
+            // packed-refs.lock is guarded by its own family: take it briefly if we do not
+            // hold it, so a live gatos writer's lock is never broken.
+            let _packed_guard = if family_held {
+                None
+            } else {
+                match self.locks().try_acquire(PACKED_REFS_FAMILY)? {
+                    Some(g) => Some(g),
+                    None => {
+                        waiting_for = Some(name);
+                        continue;
+                    }
+                }
+            };
+            if age >= STALE_LOCK_AGE {
+                tracing::warn!(lock = %path.display(), age_ms = age.as_millis(), "removing a stale lock left by a dead writer");
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::io(format!("removing stale {}", path.display()), e));
+                    }
+                }
+            } else {
+                waiting_for = Some(name);
+            }
+        }
+        if let Some(name) = waiting_for {
+            if Instant::now() >= deadline {
+                return Err(Error::Locked { name });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Fsyncs the ref files an edit wrote, when `gatos.fsync` is on.
+    fn sync_refs(&self, edits: &[Edit]) -> Result<()> {
+        if !self.is_durable() {
+            return Ok(());
+        }
+        let mut paths: Vec<std::path::PathBuf> = edits
+            .iter()
+            .map(|e| self.ref_path(e.name.as_str()))
+            .collect();
+        if edits.iter().any(|e| e.new.is_none()) {
+            paths.push(self.common_dir().join("packed-refs"));
+        }
+        crate::durability::sync_files(&paths)
+    }
+
+    /// Removes stale `.lock` files under `refs/gatos/` and `packed-refs.lock` whose family
+    /// flock is free and which are at least 2 s old (daemon start, `doctor --fix`).
+    ///
+    /// Returns the paths removed.
+    ///
+    /// # Errors
+    /// When the ref directory cannot be read or a lock cannot be removed.
+    pub fn recover_stale_locks(&self) -> Result<Vec<std::path::PathBuf>> {
+        let mut found = Vec::new();
+        let root = self.common_dir().join("refs").join("gatos");
+        collect_locks(&root, &mut found)?;
+        let packed = self.common_dir().join("packed-refs.lock");
+        if packed.exists() {
+            found.push(packed);
+        }
+        let mut removed = Vec::new();
+        for path in found {
+            let family = match path.strip_prefix(self.common_dir()) {
+                Ok(rel) if rel == std::path::Path::new("packed-refs.lock") => {
+                    PACKED_REFS_FAMILY.to_owned()
+                }
+                Ok(rel) => {
+                    let s = rel.to_string_lossy();
+                    names::lock_family_of(s.strip_suffix(".lock").unwrap_or(&s))
+                }
+                Err(_) => continue,
+            };
+            let Some(_g) = self.locks().try_acquire(&family)? else {
+                continue;
+            };
+            if locks::age_of(&path).is_some_and(|a| a >= STALE_LOCK_AGE) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed.push(path),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::io(format!("removing stale {}", path.display()), e));
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Lists `.lock` files under `refs/gatos/` and `packed-refs.lock`, with their ages.
+    ///
+    /// # Errors
+    /// When the ref directory cannot be read.
+    pub fn list_lock_files(&self) -> Result<Vec<(std::path::PathBuf, Duration)>> {
+        let mut found = Vec::new();
+        collect_locks(&self.common_dir().join("refs").join("gatos"), &mut found)?;
+        let packed = self.common_dir().join("packed-refs.lock");
+        if packed.exists() {
+            found.push(packed);
+        }
+        Ok(found
+            .into_iter()
+            .filter_map(|p| locks::age_of(&p).map(|a| (p, a)))
+            .collect())
+    }
+}
+
+/// The lock family guarding `packed-refs` (deletes and `git pack-refs`).
+pub const PACKED_REFS_FAMILY: &str = "packed-refs";
+
+fn collect_locks(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        let path = entry.path();
+        let ft = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+        if ft.is_dir() {
+            collect_locks(&path, out)?;
+        } else if path.extension().is_some_and(|x| x == "lock") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! The gatos library: every rule about messages, checkpoints, jobs and refs.
+//!
+//! Both front doors — the `git gatos` command line and the `gatosd` daemon — are thin
+//! layers over the [`Gatos`] handle: they parse, call and render. The API is blocking (like
+//! gix underneath); the daemon calls it on its blocking pool. Every operation returns the
+//! wire rows of `gatos-types` and a [`Error`] with a stable code.
+//!
+//! This crate never touches gix or runs `git` itself: that is `gatos-store`'s job.
+//!
+//! ```no_run
+//! use gatos::{Gatos, messages::{Cursor, PublishOptions, ReadOptions}};
+//! let gatos = Gatos::discover(std::path::Path::new("."), gatos::OpenOptions::default())?;
+//! let topic = "ci.events".parse()?;
+//! let row = gatos.messages().publish(&topic, serde_json::json!({"build": 42}), &PublishOptions::default())?;
+//! let page = gatos.messages().read(&topic, &ReadOptions { since: Cursor::Start, limit: 10 })?;
+//! assert_eq!(page.messages[0].ulid, row.ulid);
+//! # Ok::<(), gatos::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod audit;
+pub mod checkpoints;
+pub mod clock;
+mod error;
+pub mod init;
+pub mod messages;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+pub use error::{Error, Result};
+use gatos_store::Store;
+use gatos_types::wire::TopicConfig;
+use gatos_types::{ErrorCode, Oid, Timestamp, Topic, Ulid};
+
+use crate::clock::{Clock, Entropy, SystemClock};
+
+/// How to open a repository.
+#[derive(Clone, Default)]
+pub struct OpenOptions {
+    /// The clock; the system clock by default.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// A seed for every random choice; the OS's randomness by default.
+    pub seed: Option<u64>,
+}
+
+impl std::fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenOptions {
+    /// Reads the hidden, test-only `GATOS_TEST_CLOCK` (RFC 3339 start time; the clock then
+    /// advances in real time) and `GATOS_TEST_SEED`. The binaries call this; nothing else
+    /// should.
+    ///
+    /// # Errors
+    /// `InvalidInput` when a variable is set but malformed.
+    pub fn from_test_env() -> Result<OpenOptions> {
+        let mut o = OpenOptions::default();
+        if let Ok(v) = std::env::var("GATOS_TEST_CLOCK") {
+            let start = Timestamp::parse_rfc3339(&v)?;
+            o.clock = Some(Arc::new(clock::OffsetClock::starting_at(start)));
+        }
+        if let Ok(v) = std::env::var("GATOS_TEST_SEED") {
+            let seed = v.parse().map_err(|_| {
+                Error::new(
+                    ErrorCode::InvalidInput,
+                    format!("GATOS_TEST_SEED must be a number, not {v:?}"),
+                )
+            })?;
+            o.seed = Some(seed);
+        }
+        Ok(o)
+    }
+}
+
+/// Settings read from Git configuration when the repository is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `gatos.dedupeWindow`: how many recent messages a `msg_id` is checked against.
+    pub dedupe_window: u64,
+    /// `gatos.maintenance.auto`: whether writers start compaction when it is due.
+    pub auto_maintenance: bool,
+    /// Thresholds of automatic maintenance.
+    pub maintenance: gatos_store::maintenance::Thresholds,
+}
+
+impl Settings {
+    /// The default dedupe window (DESIGN §4).
+    pub const DEFAULT_DEDUPE_WINDOW: u64 = 100_000;
+}
+
+/// A maintenance starter: called by writers when compaction is due.
+pub type MaintenanceHook = Arc<dyn Fn(&Gatos) + Send + Sync>;
+
+/// An open gatos repository. Cheap to clone; share it between threads.
+#[derive(Clone)]
+pub struct Gatos {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    entropy: Entropy,
+    node: Mutex<Option<Ulid>>,
+    settings: Settings,
+    topic_configs: Mutex<HashMap<Topic, (Oid, TopicConfig)>>,
+    summaries: Mutex<HashMap<Topic, (Oid, u64)>>,
+    maintenance_hook: Mutex<Option<MaintenanceHook>>,
+    writes: AtomicU64,
+}
+
+impl std::fmt::Debug for Gatos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gatos")
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Publishes between automatic maintenance checks.
+const MAINTENANCE_CHECK_EVERY: u64 = 64;
+
+fn config_u64(store: &Store, key: &str, default: u64) -> Result<u64> {
+    match store.config_string(key) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| {
+            Error::new(
+                ErrorCode::InvalidInput,
+                format!("config {key} must be a whole number, not {v:?}"),
+            )
+        }),
+    }
+}
+
+impl Gatos {
+    /// Finds the repository containing `dir`, as Git does.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no repository; `InvalidInput` for bad gatos settings.
+    pub fn discover(dir: &Path, opts: OpenOptions) -> Result<Gatos> {
+        Gatos::from_store(Store::discover(dir)?, opts)
+    }
+
+    /// Opens the repository at `dir` (a work tree or a git dir) without searching upwards.
+    ///
+    /// # Errors
+    /// As [`Gatos::discover`].
+    pub fn open(dir: &Path, opts: OpenOptions) -> Result<Gatos> {
+        Gatos::from_store(Store::open(dir)?, opts)
+    }
+
+    /// Wraps an opened store.
+    ///
+    /// # Errors
+    /// `InvalidInput` for malformed gatos settings.
+    pub fn from_store(store: Store, opts: OpenOptions) -> Result<Gatos> {
+        let defaults = gatos_store::maintenance::Thresholds::default();
+        let settings = Settings {
+            dedupe_window: config_u64(
+                &store,
+                "gatos.dedupeWindow",
+                Settings::DEFAULT_DEDUPE_WINDOW,
+            )?,
+            auto_maintenance: store
+                .config_string("gatos.maintenance.auto")
+                .is_none_or(|v| !matches!(v.trim(), "false" | "no" | "off" | "0")),
+            maintenance: gatos_store::maintenance::Thresholds {
+                loose_objects: config_u64(
+                    &store,
+                    "gatos.maintenance.looseObjects",
+                    defaults.loose_objects,
+                )?,
+                packs: config_u64(&store, "gatos.maintenance.packs", defaults.packs)?,
+            },
+        };
+        let node = match store.config_string("gatos.node") {
+            Some(v) => Some(v.trim().parse::<Ulid>().map_err(|e| {
+                Error::new(ErrorCode::InvalidInput, format!("config gatos.node: {e}"))
+            })?),
+            None => None,
+        };
+        let entropy = opts.seed.map_or_else(Entropy::from_os, Entropy::seeded);
+        Ok(Gatos {
+            inner: Arc::new(Inner {
+                store,
+                clock: opts.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                entropy,
+                node: Mutex::new(node),
+                settings,
+                topic_configs: Mutex::default(),
+                summaries: Mutex::default(),
+                maintenance_hook: Mutex::default(),
+                writes: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Returns the store (for maintenance and diagnostics).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Returns the settings read at open.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Returns the current time of the injected clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Returns the injected randomness.
+    pub fn entropy(&self) -> &Entropy {
+        &self.inner.entropy
+    }
+
+    /// Returns the message plane.
+    pub fn messages(&self) -> messages::Messages<'_> {
+        messages::Messages::new(self)
+    }
+
+    /// Returns the checkpoint plane.
+    pub fn checkpoints(&self) -> checkpoints::Checkpoints<'_> {
+        checkpoints::Checkpoints::new(self)
+    }
+
+    /// Returns this node's id, creating it (in local config) on first use.
+    ///
+    /// # Errors
+    /// When the local configuration cannot be written.
+    pub fn node_id(&self) -> Result<Ulid> {
+        if let Some(n) = *self
+            .inner
+            .node
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            return Ok(n);
+        }
+        let _guard = self
+            .store()
+            .locks()
+            .acquire(
+                &["config".to_owned()],
+                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
+            )
+            .map_err(gatos_store::Error::from)?;
+        // Another process may have written it meanwhile: read the file again.
+        let fresh = Store::open(self.store().git_dir())?.config_string("gatos.node");
+        let node = match fresh.and_then(|v| v.trim().parse::<Ulid>().ok()) {
+            Some(n) => n,
+            None => {
+                let n = self.entropy().ulid(self.now(), None);
+                self.store()
+                    .set_local_config(&[("gatos.node", vec![n.to_string()])])?;
+                n
+            }
+        };
+        *self
+            .inner
+            .node
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(node);
+        Ok(node)
+    }
+
+    /// Installs the function writers call when maintenance is due (the CLI starts a
+    /// detached `git gatos maintenance --auto`; the daemon runs it on a thread).
+    pub fn set_maintenance_hook(&self, hook: Option<MaintenanceHook>) {
+        *self
+            .inner
+            .maintenance_hook
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = hook;
+    }
+
+    /// Counts a write and, every so often, starts maintenance if it is due.
+    pub(crate) fn after_write(&self, weight: u64) {
+        let before = self.inner.writes.fetch_add(weight, Ordering::Relaxed);
+        if before / MAINTENANCE_CHECK_EVERY == (before + weight) / MAINTENANCE_CHECK_EVERY
+            && before != 0
+        {
+            return;
+        }
+        if !self.inner.settings.auto_maintenance {
+            return;
+        }
+        let hook = self
+            .inner
+            .maintenance_hook
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(hook) = hook {
+            if self
+                .store()
+                .maintenance_due(self.inner.settings.maintenance)
+            {
+                hook(self);
+            }
+        }
+    }
+
+    pub(crate) fn cached_topic_config(&self, topic: &Topic, at: Oid) -> Option<TopicConfig> {
+        let map = self
+            .inner
+            .topic_configs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(topic)
+            .filter(|(o, _)| *o == at)
+            .map(|(_, c)| c.clone())
+    }
+
+    pub(crate) fn cache_topic_config(&self, topic: &Topic, at: Oid, cfg: &TopicConfig) {
+        let mut map = self
+            .inner
+            .topic_configs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.insert(topic.clone(), (at, cfg.clone()));
+    }
+
+    pub(crate) fn cached_summary(&self, topic: &Topic, at: Oid) -> Option<u64> {
+        let map = self
+            .inner
+            .summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(topic).filter(|(o, _)| *o == at).map(|(_, s)| *s)
+    }
+
+    pub(crate) fn cache_summary(&self, topic: &Topic, at: Oid, through: u64) {
+        let mut map = self
+            .inner
+            .summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.insert(topic.clone(), (at, through));
+    }
+}

@@ -1,0 +1,193 @@
+//! The message plane: topics of messages as commit chains under
+//! `refs/gatos/messages/<topic>/` (DESIGN §2–4).
+//!
+//! * [`Messages::publish`] appends one message with one CAS of the topic head;
+//!   [`Messages::publish_batch`] appends many, one pack and one CAS per chunk.
+//! * [`Messages::read`] and [`Messages::scan`] read after a cursor in time proportional to
+//!   the page, through the position index ([`index`]).
+//! * [`Messages::follow`] waits for new messages, whoever writes them.
+//! * Segments rotate at the topic's limits; [`Messages::prune`] drops old sealed segments
+//!   behind a summary.
+
+pub mod chain;
+pub mod config;
+pub mod index;
+mod prune;
+mod publish;
+mod read;
+
+use gatos_store::refs::names;
+use gatos_types::trailers::keys;
+use gatos_types::wire::{TopicConfig, TopicRow};
+use gatos_types::{ErrorCode, Oid, Timestamp, Topic, Ulid};
+
+pub use self::config::Change as ConfigChange;
+pub use self::prune::PruneOptions;
+pub use self::publish::{BatchItem, BatchOptions, PublishOptions};
+pub use self::read::{Cursor, Follower, MessageView, ReadOptions, ScanEnd};
+use crate::Gatos;
+use crate::error::{Error, Result};
+
+/// The default page size of a read (DESIGN §6).
+pub const DEFAULT_PAGE: u64 = 128;
+/// The largest page a single read returns (DESIGN §6).
+pub const MAX_PAGE: u64 = 10_000;
+/// The largest envelope a message may have, in bytes.
+pub const MAX_ENVELOPE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The message plane of one repository.
+#[derive(Debug, Clone, Copy)]
+pub struct Messages<'g> {
+    gatos: &'g Gatos,
+}
+
+/// A topic's summary state: its head commit and the last pruned seq.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Summary {
+    pub at: Option<Oid>,
+    pub through: u64,
+}
+
+impl<'g> Messages<'g> {
+    pub(crate) fn new(gatos: &'g Gatos) -> Messages<'g> {
+        Messages { gatos }
+    }
+
+    pub(crate) fn summary(&self, topic: &Topic) -> Result<Summary> {
+        let Some(at) = self
+            .gatos
+            .store()
+            .read_ref(&names::message_summary(topic))?
+        else {
+            return Ok(Summary::default());
+        };
+        if let Some(through) = self.gatos.cached_summary(topic, at) {
+            return Ok(Summary {
+                at: Some(at),
+                through,
+            });
+        }
+        let c = self.gatos.store().reader().commit(at)?;
+        let through = c
+            .trailers()
+            .get(keys::SEQ)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidEnvelope,
+                    format!("summary commit {at} of topic '{topic}' has no Seq"),
+                )
+            })?;
+        self.gatos.cache_summary(topic, at, through);
+        Ok(Summary {
+            at: Some(at),
+            through,
+        })
+    }
+
+    /// Opens the position index of a topic, matching the refs as they are now.
+    pub(crate) fn view(&self, topic: &Topic) -> Result<Option<index::View>> {
+        let head = self.gatos.store().read_ref(&names::message_head(topic))?;
+        let Some(head) = head else { return Ok(None) };
+        let summary = self.summary(topic)?;
+        let target = index::Target {
+            head: Some(head),
+            summary: summary.at,
+            pruned_through: summary.through,
+        };
+        index::open(self.gatos.store(), topic, target, &[]).map(Some)
+    }
+
+    /// Returns a topic's settings.
+    ///
+    /// # Errors
+    /// `InvalidEnvelope` when stored settings do not parse.
+    pub fn config(&self, topic: &Topic) -> Result<TopicConfig> {
+        self.gatos.topic_config(topic).map(|(c, _)| c)
+    }
+
+    /// Changes a topic's settings and returns them (an empty change just reads them).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero size, `Conflict` for a concurrent change.
+    pub fn configure(&self, topic: &Topic, change: &ConfigChange) -> Result<TopicConfig> {
+        if change.is_empty() {
+            return self.config(topic);
+        }
+        self.gatos
+            .set_topic_config(topic, change)
+            .map(|(c, _, _)| c)
+    }
+
+    /// Lists the topics that have messages (or had, before a prune).
+    ///
+    /// # Errors
+    /// When refs or head commits cannot be read.
+    pub fn topics(&self) -> Result<Vec<TopicRow>> {
+        let refs = self.gatos.store().list_refs(&names::messages_prefix())?;
+        let mut rows: Vec<TopicRow> = Vec::new();
+        let mut heads: Vec<(Topic, Oid)> = Vec::new();
+        let mut sealed: std::collections::HashMap<Topic, u64> = std::collections::HashMap::new();
+        let mut summarised: Vec<Topic> = Vec::new();
+        for (name, oid) in refs {
+            match name.kind() {
+                Some(names::RefKind::MessageHead(t)) => heads.push((t, oid)),
+                Some(names::RefKind::MessageSealed(t, ..)) => *sealed.entry(t).or_default() += 1,
+                Some(names::RefKind::MessageSummary(t)) => summarised.push(t),
+                _ => {}
+            }
+        }
+        let mut reader = self.gatos.store().reader();
+        for (topic, head) in heads {
+            let meta = chain::meta(&reader.commit(head)?)?;
+            let summary = self.summary(&topic)?;
+            let first = summary.through + 1;
+            rows.push(TopicRow {
+                last_seq: meta.seq,
+                first_seq: first.min(meta.seq),
+                count: (meta.seq + 1).saturating_sub(first),
+                segments: sealed.get(&topic).copied().unwrap_or(0) + 1,
+                last_ulid: Some(meta.ulid),
+                last_at: Some(ulid_time(meta.ulid)),
+                topic,
+            });
+        }
+        for topic in summarised {
+            if !rows.iter().any(|r| r.topic == topic) {
+                let s = self.summary(&topic)?;
+                rows.push(TopicRow {
+                    topic,
+                    last_seq: s.through,
+                    first_seq: s.through + 1,
+                    count: 0,
+                    segments: 0,
+                    last_ulid: None,
+                    last_at: None,
+                });
+            }
+        }
+        rows.sort_by(|a, b| a.topic.cmp(&b.topic));
+        Ok(rows)
+    }
+
+    /// Returns the last seq of a topic (0 when empty).
+    ///
+    /// # Errors
+    /// When the head cannot be read.
+    pub fn last_seq(&self, topic: &Topic) -> Result<u64> {
+        match self.gatos.store().read_ref(&names::message_head(topic))? {
+            None => Ok(self.summary(topic)?.through),
+            Some(h) => Ok(chain::meta(&self.gatos.store().reader().commit(h)?)?.seq),
+        }
+    }
+}
+
+/// Returns the time a ULID was made.
+pub fn ulid_time(u: Ulid) -> Timestamp {
+    Timestamp::from_millis(i64::try_from(u.timestamp_ms()).unwrap_or(i64::MAX))
+}
+
+/// Returns the sealed-segment ref date of a segment's first ULID.
+pub(crate) fn segment_date(first: Ulid) -> String {
+    ulid_time(first).utc_date()
+}

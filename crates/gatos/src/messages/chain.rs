@@ -1,0 +1,156 @@
+//! Message commits: their trailers, written and read back (DESIGN §3).
+
+use gatos_store::objects::Commit;
+use gatos_types::trailers::{Trailers, keys};
+use gatos_types::{Digest, ErrorCode, Oid, Topic, Ulid};
+
+use crate::error::{Error, Result};
+
+/// Where a message commit keeps its envelope.
+pub const ENVELOPE_PATH: &str = "message/envelope.json";
+
+/// The `Gatos-Kind` of message commits.
+pub const KIND: &str = "message";
+
+/// What a message commit says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// The commit.
+    pub commit: Oid,
+    /// The message ULID.
+    pub ulid: Ulid,
+    /// `blake3:` of the envelope.
+    pub content_id: Digest,
+    /// Position in the topic.
+    pub seq: u64,
+    /// Position in the segment, from 1.
+    pub segment_seq: u64,
+    /// Envelope bytes in the segment up to and including this message.
+    pub segment_bytes: u64,
+    /// The ULID of the segment's first message.
+    pub segment_id: Ulid,
+    /// The previous message of the segment.
+    pub parent: Option<Oid>,
+    /// On a segment root: the last message of the previous segment.
+    pub prev_segment: Option<Oid>,
+}
+
+impl Meta {
+    /// Returns the previous message of the topic, in this segment or the one before.
+    pub fn prev(&self) -> Option<Oid> {
+        self.parent.or(self.prev_segment)
+    }
+}
+
+fn bad(commit: Oid, why: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorCode::InvalidEnvelope,
+        format!("message commit {commit}: {why}"),
+    )
+}
+
+fn field<'a>(t: &'a Trailers, commit: Oid, key: &str) -> Result<&'a str> {
+    t.get(key)
+        .ok_or_else(|| bad(commit, format_args!("missing trailer {key}")))
+}
+
+fn number(t: &Trailers, commit: Oid, key: &str) -> Result<u64> {
+    field(t, commit, key)?
+        .parse()
+        .map_err(|_| bad(commit, format_args!("trailer {key} is not a number")))
+}
+
+/// Reads the metadata of a message commit.
+///
+/// # Errors
+/// `InvalidEnvelope` when the commit is not a well-formed message commit.
+pub fn meta(c: &Commit) -> Result<Meta> {
+    let t = c.trailers();
+    if t.get(keys::KIND) != Some(KIND) {
+        return Err(bad(c.id, "not a message commit"));
+    }
+    if c.parents.len() > 1 {
+        return Err(bad(c.id, "has more than one parent"));
+    }
+    let ulid: Ulid = field(&t, c.id, keys::MESSAGE_ID)?
+        .parse()
+        .map_err(|e| bad(c.id, format_args!("{e}")))?;
+    let content_id: Digest = field(&t, c.id, keys::CONTENT_ID)?
+        .parse()
+        .map_err(|e| bad(c.id, format_args!("{e}")))?;
+    let segment_id: Ulid = field(&t, c.id, keys::SEGMENT_ID)?
+        .parse()
+        .map_err(|e| bad(c.id, format_args!("{e}")))?;
+    let prev_segment = match t.get(keys::PREV_SEGMENT) {
+        Some(p) => Some(
+            p.parse::<Oid>()
+                .map_err(|e| bad(c.id, format_args!("{e}")))?,
+        ),
+        None => None,
+    };
+    let m = Meta {
+        commit: c.id,
+        ulid,
+        content_id,
+        seq: number(&t, c.id, keys::SEQ)?,
+        segment_seq: number(&t, c.id, keys::SEGMENT_SEQ)?,
+        segment_bytes: number(&t, c.id, keys::SEGMENT_BYTES)?,
+        segment_id,
+        parent: c.parents.first().copied(),
+        prev_segment,
+    };
+    if m.seq == 0 || m.segment_seq == 0 || m.segment_seq > m.seq {
+        return Err(bad(c.id, "Seq and Segment-Seq must count from 1"));
+    }
+    if (m.segment_seq == 1) != m.parent.is_none() {
+        return Err(bad(
+            c.id,
+            "a segment's first message, and only it, has no parent",
+        ));
+    }
+    if m.parent.is_some() && m.prev_segment.is_some() {
+        return Err(bad(c.id, "Prev-Segment on a message that has a parent"));
+    }
+    Ok(m)
+}
+
+/// Everything needed to write a message commit's message.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    /// The topic.
+    pub topic: &'a Topic,
+    /// The ULID.
+    pub ulid: Ulid,
+    /// The envelope's content id.
+    pub content_id: Digest,
+    /// Position in the topic.
+    pub seq: u64,
+    /// Position in the segment.
+    pub segment_seq: u64,
+    /// Envelope bytes in the segment so far.
+    pub segment_bytes: u64,
+    /// The segment's first ULID.
+    pub segment_id: Ulid,
+    /// The previous segment's last message, for a segment root that has one.
+    pub prev_segment: Option<Oid>,
+    /// The node that wrote it.
+    pub origin: Ulid,
+}
+
+/// Builds the commit message of a message commit.
+pub fn commit_message(m: &NewMessage<'_>) -> String {
+    let mut t = Trailers::new()
+        .with(keys::KIND, KIND)
+        .with(keys::TOPIC, m.topic)
+        .with(keys::MESSAGE_ID, m.ulid)
+        .with(keys::CONTENT_ID, m.content_id)
+        .with(keys::SEQ, m.seq)
+        .with(keys::SEGMENT_SEQ, m.segment_seq)
+        .with(keys::SEGMENT_BYTES, m.segment_bytes)
+        .with(keys::SEGMENT_ID, m.segment_id);
+    if let Some(p) = m.prev_segment {
+        t = t.with(keys::PREV_SEGMENT, p);
+    }
+    t = t.with(keys::ORIGIN, m.origin);
+    t.to_message(&format!("message {} {}", m.topic, m.seq))
+}

@@ -1,0 +1,151 @@
+//! Per-topic settings under `refs/gatos/config/topics/<topic>` (they replicate with sync).
+
+use gatos_store::objects::{NewCommit, Objects};
+use gatos_store::refs::{Edit, Options, names};
+use gatos_types::trailers::{Trailers, keys};
+use gatos_types::wire::TopicConfig;
+use gatos_types::{ErrorCode, Oid, Topic, jcs};
+
+use crate::Gatos;
+use crate::error::{Error, Result};
+
+/// The file holding a topic's settings in its config commit.
+pub const CONFIG_PATH: &str = "config.json";
+
+/// Changes to a topic's settings; `None` leaves a value as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    /// Segment size in messages (at least 1).
+    pub max_messages: Option<u64>,
+    /// Segment size in envelope bytes (at least 1).
+    pub max_bytes: Option<u64>,
+    /// Age after which sealed segments are pruned, in seconds; `Some(None)` clears it.
+    pub ttl: Option<Option<u64>>,
+    /// Messages to retain; `Some(None)` clears it.
+    pub retain_messages: Option<Option<u64>>,
+    /// Envelope bytes to retain; `Some(None)` clears it.
+    pub retain_bytes: Option<Option<u64>>,
+}
+
+impl Change {
+    /// Tells whether the change changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Change::default()
+    }
+}
+
+impl Gatos {
+    /// Reads a topic's settings (defaults when none are stored), with the config commit.
+    ///
+    /// # Errors
+    /// `InvalidEnvelope` when the stored settings do not parse.
+    pub(crate) fn topic_config(&self, topic: &Topic) -> Result<(TopicConfig, Option<Oid>)> {
+        let name = names::config_topic(topic);
+        let at = self.store().read_ref(&name)?;
+        let Some(commit) = at else {
+            return Ok((TopicConfig::defaults(topic.clone()), None));
+        };
+        if let Some(cached) = self.cached_topic_config(topic, commit) {
+            return Ok((cached, Some(commit)));
+        }
+        let mut r = self.store().reader();
+        let c = r.commit(commit)?;
+        let bytes = r.file(c.tree, CONFIG_PATH)?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidEnvelope,
+                format!("config commit {commit} has no {CONFIG_PATH}"),
+            )
+        })?;
+        let cfg: TopicConfig = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidEnvelope,
+                format!("settings of topic '{topic}': {e}"),
+            )
+        })?;
+        self.cache_topic_config(topic, commit, &cfg);
+        Ok((cfg, Some(commit)))
+    }
+
+    /// Applies a change to a topic's settings and returns them with the commit (unchanged
+    /// when the change is empty or changes nothing).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero size; `Conflict` when another writer changed them at the
+    /// same moment.
+    pub(crate) fn set_topic_config(
+        &self,
+        topic: &Topic,
+        change: &Change,
+    ) -> Result<(TopicConfig, Option<Oid>, bool)> {
+        for (name, v) in [
+            ("max-messages", change.max_messages),
+            ("max-bytes", change.max_bytes),
+        ] {
+            if v == Some(0) {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    format!("--{name} must be at least 1"),
+                ));
+            }
+        }
+        let (old, at) = self.topic_config(topic)?;
+        let mut new = old.clone();
+        if let Some(v) = change.max_messages {
+            new.max_messages = v;
+        }
+        if let Some(v) = change.max_bytes {
+            new.max_bytes = v;
+        }
+        if let Some(v) = change.ttl {
+            new.ttl = v;
+        }
+        if let Some(v) = change.retain_messages {
+            new.retain_messages = v;
+        }
+        if let Some(v) = change.retain_bytes {
+            new.retain_bytes = v;
+        }
+        if new == old && at.is_some() {
+            return Ok((new, at, false));
+        }
+        let doc = jcs::to_vec_of(&new)?;
+        let mut w = self.store().writer();
+        let blob = w.blob(&doc)?;
+        let tree = w.files(&[(CONFIG_PATH, blob)])?;
+        let trailers = Trailers::new()
+            .with(keys::KIND, "config")
+            .with(keys::TOPIC, topic)
+            .with(keys::CONTENT_ID, gatos_types::Digest::of(&doc))
+            .with(keys::ACTOR, &self.store().identity().name);
+        let parents: Vec<Oid> = at.into_iter().collect();
+        let commit = w.commit(&NewCommit {
+            tree,
+            parents: &parents,
+            message: &trailers.to_message(&format!("config topic {topic}")),
+            time: self.now(),
+        })?;
+        w.finish()?;
+        self.store()
+            .update_refs(
+                &[Edit::update(names::config_topic(topic), at, commit)],
+                &Options::default(),
+            )
+            .map_err(|e| match e {
+                gatos_store::Error::CasMismatch { .. } => Error::new(
+                    ErrorCode::Conflict,
+                    format!("settings of topic '{topic}' changed while being updated; try again"),
+                ),
+                other => other.into(),
+            })?;
+        self.cache_topic_config(topic, commit, &new);
+        crate::audit::record(
+            self,
+            "config.topic",
+            &format!("topic:{topic}"),
+            serde_json::to_value(&old).unwrap_or_default(),
+            serde_json::to_value(&new).unwrap_or_default(),
+            Some(commit),
+        );
+        Ok((new, Some(commit), true))
+    }
+}

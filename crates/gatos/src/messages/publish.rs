@@ -1,0 +1,610 @@
+//! Appending messages: one CAS of the topic head per publish, or per chunk of a batch.
+//!
+//! Writers of a topic serialise on its lock family (DESIGN §3), so local writers never lose
+//! a CAS to each other; the CAS still guards against foreign writers (a `git fetch`, a
+//! user's `git update-ref`). Order of every append: validate, build objects (harmless if
+//! abandoned), make them durable when configured, then move refs — for a rotation the
+//! sealed ref first and the head second, so a crash between the two leaves a sealed tip
+//! equal to the head, which the next writer treats as "rotate now".
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use gatos_store::objects::{NewCommit, Objects};
+use gatos_store::refs::{Applied, Edit, Options, names};
+use gatos_types::envelope::{self, EnvelopeRef};
+use gatos_types::wire::PublishRow;
+use gatos_types::{Digest, ErrorCode, Oid, Topic, Ulid};
+use serde_json::Value;
+
+use super::chain::{self, ENVELOPE_PATH, Meta, NewMessage};
+use super::index::{self, Known, Record, msgid_hash};
+use super::{MAX_ENVELOPE_BYTES, Messages, segment_date};
+use crate::error::{Error, Result};
+
+/// How long a publish without `expect_last_seq` keeps retrying lost races.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// Options of a single publish.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Headers; `msg_id` among them deduplicates.
+    pub headers: Option<Value>,
+    /// Append only if the topic's last seq is this, else `Conflict`.
+    pub expect_last_seq: Option<u64>,
+}
+
+/// One message of a batch.
+#[derive(Debug, Clone)]
+pub struct BatchItem {
+    /// The payload.
+    pub payload: Value,
+    /// Headers; `msg_id` among them deduplicates.
+    pub headers: Option<Value>,
+}
+
+/// Options of a batch publish.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    /// Messages per chunk: one pack and one CAS each (more when a chunk crosses a rotation).
+    pub chunk: usize,
+    /// Append the first chunk only if the topic's last seq is this.
+    pub expect_last_seq: Option<u64>,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            chunk: 1_000,
+            expect_last_seq: None,
+        }
+    }
+}
+
+struct Prepared {
+    payload: Value,
+    headers: Option<Value>,
+    msg_id: Option<String>,
+}
+
+fn prepare(payload: Value, headers: Option<Value>) -> Result<Prepared> {
+    let msg_id = envelope::check_headers(headers.as_ref())?.map(str::to_owned);
+    Ok(Prepared {
+        payload,
+        headers,
+        msg_id,
+    })
+}
+
+/// The head of a segment being extended.
+#[derive(Debug, Clone, Copy)]
+struct Prev {
+    commit: Oid,
+    segment_seq: u64,
+    segment_bytes: u64,
+    segment_id: Ulid,
+    ulid: Ulid,
+}
+
+impl From<&Meta> for Prev {
+    fn from(m: &Meta) -> Prev {
+        Prev {
+            commit: m.commit,
+            segment_seq: m.segment_seq,
+            segment_bytes: m.segment_bytes,
+            segment_id: m.segment_id,
+            ulid: m.ulid,
+        }
+    }
+}
+
+/// A run of new commits moved onto the head with one CAS.
+struct Part {
+    rotate_from: Option<Prev>,
+    tip: Oid,
+    count: u64,
+}
+
+/// Why an append stopped.
+struct Stopped {
+    error: Error,
+    landed: u64,
+    retryable: bool,
+}
+
+impl From<Error> for Stopped {
+    fn from(error: Error) -> Stopped {
+        Stopped {
+            error,
+            landed: 0,
+            retryable: false,
+        }
+    }
+}
+
+impl From<gatos_store::Error> for Stopped {
+    fn from(e: gatos_store::Error) -> Stopped {
+        Stopped::from(Error::from(e))
+    }
+}
+
+enum Sink<'s> {
+    Loose(gatos_store::objects::LooseWriter<'s>),
+    Pack(gatos_store::pack::PackWriter<'s>),
+}
+
+impl Sink<'_> {
+    fn objects(&mut self) -> &mut dyn Objects {
+        match self {
+            Sink::Loose(w) => w,
+            Sink::Pack(w) => w,
+        }
+    }
+}
+
+impl Messages<'_> {
+    /// Publishes one message and returns where it landed.
+    ///
+    /// With `headers.msg_id`, a message already among the topic's last `gatos.dedupeWindow`
+    /// messages with that `msg_id` is returned instead, with `duplicate: true`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad headers, `PayloadTooLarge` over 8 MiB, `Conflict` when
+    /// `expect_last_seq` does not hold or races kept being lost for 10 s.
+    pub fn publish(
+        &self,
+        topic: &Topic,
+        payload: Value,
+        opts: &PublishOptions,
+    ) -> Result<PublishRow> {
+        let item = prepare(payload, opts.headers.clone())?;
+        let mut rows = self
+            .append(topic, vec![item], opts.expect_last_seq, false)
+            .map_err(|s| s.error)?;
+        rows.pop()
+            .ok_or_else(|| Error::new(ErrorCode::Internal, "publish returned no row"))
+    }
+
+    /// Publishes a stream of messages in chunks and calls `on_row` for each, in order.
+    ///
+    /// Each chunk is one pack and one CAS (plus one per rotation it crosses). Returns how
+    /// many items landed. On failure the error carries `landed` (items that are in the
+    /// topic, counting duplicates) so the caller can re-send from there.
+    ///
+    /// # Errors
+    /// As [`Messages::publish`], plus the items' own errors.
+    pub fn publish_batch<I>(
+        &self,
+        topic: &Topic,
+        items: I,
+        opts: &BatchOptions,
+        mut on_row: impl FnMut(&PublishRow) -> Result<()>,
+    ) -> Result<u64>
+    where
+        I: IntoIterator<Item = Result<BatchItem>>,
+    {
+        let chunk_size = opts.chunk.clamp(1, 100_000);
+        let mut landed: u64 = 0;
+        let mut expect = opts.expect_last_seq;
+        let mut iter = items.into_iter();
+        let partial = |e: Error, landed: u64| -> Error {
+            if landed == 0 {
+                e.with_detail("landed", 0)
+            } else {
+                e.context(format_args!(
+                    "{landed} messages landed before this failure; re-send from item {}",
+                    landed + 1
+                ))
+                .with_detail("landed", landed)
+            }
+        };
+        loop {
+            let mut chunk = Vec::with_capacity(chunk_size);
+            let mut failure = None;
+            for item in iter.by_ref() {
+                match item.and_then(|i| prepare(i.payload, i.headers)) {
+                    Ok(p) => chunk.push(p),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                if chunk.len() == chunk_size {
+                    break;
+                }
+            }
+            if failure.is_some() {
+                // An item is bad: nothing of this chunk is written, so the count stays exact.
+                return Err(partial(
+                    failure.unwrap_or_else(|| Error::new(ErrorCode::Internal, "")),
+                    landed,
+                ));
+            }
+            if chunk.is_empty() {
+                return Ok(landed);
+            }
+            match self.append(topic, chunk, expect.take(), true) {
+                Ok(rows) => {
+                    for row in &rows {
+                        on_row(row)?;
+                        landed += 1;
+                    }
+                }
+                Err(s) => return Err(partial(s.error, landed + s.landed)),
+            }
+        }
+    }
+
+    fn append(
+        &self,
+        topic: &Topic,
+        items: Vec<Prepared>,
+        expect: Option<u64>,
+        batch: bool,
+    ) -> Result<Vec<PublishRow>, Stopped> {
+        let store = self.gatos.store();
+        let node = self.gatos.node_id()?;
+        let _guard = store
+            .locks()
+            .acquire(
+                &[format!("messages.{topic}")],
+                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
+            )
+            .map_err(gatos_store::Error::from)?;
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.try_append(topic, &items, expect, batch, node) {
+                Err(s)
+                    if s.retryable
+                        && s.landed == 0
+                        && expect.is_none()
+                        && started.elapsed() < RETRY_FOR =>
+                {
+                    let jitter = self.gatos.entropy().uniform(0.5, 1.5);
+                    std::thread::sleep(pause.mul_f64(jitter));
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_append(
+        &self,
+        topic: &Topic,
+        items: &[Prepared],
+        expect: Option<u64>,
+        batch: bool,
+        node: Ulid,
+    ) -> Result<Vec<PublishRow>, Stopped> {
+        let store = self.gatos.store();
+        let head_ref = names::message_head(topic);
+        let head = store.read_ref(&head_ref)?;
+        let mut reader = store.reader();
+        let tail = match head {
+            Some(h) => Some(chain::meta(&reader.commit(h)?)?),
+            None => None,
+        };
+        let summary = self.summary(topic)?;
+        if let Some(want) = expect {
+            let at = tail.as_ref().map_or(summary.through, |m| m.seq);
+            if at != want {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!("topic '{topic}' is at seq {at}, not {want} (expect_last_seq)"),
+                )
+                .into());
+            }
+        }
+        let (config, _) = self.gatos.topic_config(topic)?;
+        let now = self.gatos.now();
+
+        // Deduplicate against the window (through the index) and within this call.
+        let mut dup_of: Vec<Option<Dup>> = vec![None; items.len()];
+        if head.is_some() && items.iter().any(|i| i.msg_id.is_some()) {
+            let target = index::Target {
+                head,
+                summary: summary.at,
+                pruned_through: summary.through,
+            };
+            let view = index::open(store, topic, target, &[])?;
+            let window = self.gatos.settings().dedupe_window;
+            let mut blob = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let Some(id) = &item.msg_id else { continue };
+                for seq in view.msgid_candidates(msgid_hash(id), window)? {
+                    let rec = view.record(seq)?;
+                    reader.blob_into(rec.blob, &mut blob)?;
+                    if EnvelopeRef::parse(&blob)
+                        .map_err(Error::from)?
+                        .msg_id()
+                        .as_deref()
+                        == Some(id.as_str())
+                    {
+                        dup_of[i] = Some(Dup::Stored(PublishRow {
+                            ulid: rec.ulid,
+                            seq,
+                            topic: topic.clone(),
+                            content_id: Digest::of(&blob),
+                            commit: rec.commit,
+                            duplicate: true,
+                        }));
+                        break;
+                    }
+                }
+            }
+        }
+        let mut first_with: HashMap<&str, usize> = HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            if let (Some(id), None) = (&item.msg_id, &dup_of[i]) {
+                match first_with.get(id.as_str()) {
+                    Some(&j) => dup_of[i] = Some(Dup::Earlier(j)),
+                    None => {
+                        first_with.insert(id, i);
+                    }
+                }
+            }
+        }
+
+        // Build the commits.
+        let sealed_now = match &tail {
+            Some(m) => store
+                .read_ref(&names::message_sealed(
+                    topic,
+                    &segment_date(m.segment_id),
+                    m.segment_id,
+                ))?
+                .is_some(),
+            None => false,
+        };
+        let mut sink = if batch {
+            Sink::Pack(store.pack_writer())
+        } else {
+            Sink::Loose(store.writer())
+        };
+        let mut prev: Option<Prev> = tail.as_ref().map(Prev::from);
+        let mut next_seq = tail.as_ref().map_or(summary.through, |m| m.seq) + 1;
+        let mut parts: Vec<Part> = Vec::new();
+        let mut known: Vec<Known> = Vec::with_capacity(items.len());
+        let mut rows: Vec<Option<PublishRow>> = vec![None; items.len()];
+        for (i, item) in items.iter().enumerate() {
+            if dup_of[i].is_some() {
+                continue;
+            }
+            let ulid = self.gatos.entropy().ulid(now, prev.map(|p| p.ulid));
+            let env = envelope::build(ulid, topic, &item.payload, item.headers.as_ref());
+            let len = env.bytes.len() as u64;
+            if env.bytes.len() > MAX_ENVELOPE_BYTES {
+                return Err(Error::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("message of {len} bytes is over the {MAX_ENVELOPE_BYTES}-byte limit"),
+                )
+                .into());
+            }
+            let rotate = match prev {
+                None => false,
+                Some(p) => {
+                    (known.is_empty() && sealed_now)
+                        || p.segment_seq >= config.max_messages
+                        || p.segment_bytes.saturating_add(len) > config.max_bytes
+                }
+            };
+            let (segment_seq, segment_bytes, segment_id, parent, prev_segment) = match prev {
+                Some(p) if !rotate => (
+                    p.segment_seq + 1,
+                    p.segment_bytes + len,
+                    p.segment_id,
+                    Some(p.commit),
+                    None,
+                ),
+                Some(p) => (1, len, ulid, None, Some(p.commit)),
+                None => (1, len, ulid, None, None),
+            };
+            let message = chain::commit_message(&NewMessage {
+                topic,
+                ulid,
+                content_id: env.content_id,
+                seq: next_seq,
+                segment_seq,
+                segment_bytes,
+                segment_id,
+                prev_segment,
+                origin: node,
+            });
+            let w = sink.objects();
+            let blob = w.blob(&env.bytes)?;
+            let tree = w.files(&[(ENVELOPE_PATH, blob)])?;
+            let parents: Vec<Oid> = parent.into_iter().collect();
+            let commit = w.commit(&NewCommit {
+                tree,
+                parents: &parents,
+                message: &message,
+                time: now,
+            })?;
+            match parts.last_mut() {
+                Some(part) if !rotate => {
+                    part.tip = commit;
+                    part.count += 1;
+                }
+                _ => parts.push(Part {
+                    rotate_from: if rotate { prev } else { None },
+                    tip: commit,
+                    count: 1,
+                }),
+            }
+            let meta = Meta {
+                commit,
+                ulid,
+                content_id: env.content_id,
+                seq: next_seq,
+                segment_seq,
+                segment_bytes,
+                segment_id,
+                parent,
+                prev_segment,
+            };
+            known.push(Known {
+                record: Record {
+                    commit,
+                    blob,
+                    ulid,
+                    len: u32::try_from(len).unwrap_or(u32::MAX),
+                },
+                msgid: item.msg_id.as_deref().map_or(0, msgid_hash),
+                meta,
+            });
+            rows[i] = Some(PublishRow {
+                ulid,
+                seq: next_seq,
+                topic: topic.clone(),
+                content_id: env.content_id,
+                commit,
+                duplicate: false,
+            });
+            prev = Some(Prev {
+                commit,
+                segment_seq,
+                segment_bytes,
+                segment_id,
+                ulid,
+            });
+            next_seq += 1;
+        }
+        let _keep = match sink {
+            Sink::Loose(w) => {
+                w.finish()?;
+                None
+            }
+            Sink::Pack(w) => Some(w.finish()?),
+        };
+
+        // Move the refs, one recoverable step at a time.
+        let opts = Options {
+            message: format!("gatos: publish to {topic}"),
+            ..Options::default()
+        };
+        let mut current = head;
+        let mut landed_new = 0u64;
+        let fail = |error: Error, landed_new: u64, retryable: bool| {
+            let landed = count_landed(&dup_of, landed_new);
+            Stopped {
+                error,
+                landed,
+                retryable,
+            }
+        };
+        for part in &parts {
+            if let Some(p) = part.rotate_from {
+                let sealed =
+                    names::message_sealed(topic, &segment_date(p.segment_id), p.segment_id);
+                match store.update_refs_locked(
+                    &[Edit::create(sealed.clone(), p.commit)],
+                    &opts,
+                    false,
+                ) {
+                    Ok(applied) => {
+                        if applied.first() == Some(&Applied::Changed) {
+                            tracing::info!(%topic, segment = %p.segment_id, messages = p.segment_seq, bytes = p.segment_bytes, "segment sealed");
+                        }
+                    }
+                    Err(gatos_store::Error::CasMismatch { actual, .. }) => {
+                        let e = Error::new(
+                            ErrorCode::Conflict,
+                            format!(
+                                "sealed segment ref {sealed} points at {}, not at the topic head {}; run `git gatos doctor`",
+                                actual.map_or_else(|| "nothing".to_owned(), |a| a.to_string()),
+                                p.commit
+                            ),
+                        );
+                        return Err(fail(e, landed_new, false));
+                    }
+                    Err(e) => return Err(fail(e.into(), landed_new, false)),
+                }
+            }
+            match store.update_refs_locked(
+                &[Edit::update(head_ref.clone(), current, part.tip)],
+                &opts,
+                false,
+            ) {
+                Ok(_) => {}
+                Err(gatos_store::Error::CasMismatch { actual, .. }) => {
+                    let e = Error::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "topic '{topic}' head moved to {} while publishing (another writer outside gatos?)",
+                            actual.map_or_else(|| "nothing".to_owned(), |a| a.to_string())
+                        ),
+                    );
+                    return Err(fail(e, landed_new, true));
+                }
+                Err(e) => {
+                    let retryable =
+                        e.is_cas_mismatch() || matches!(e, gatos_store::Error::Locked { .. });
+                    return Err(fail(e.into(), landed_new, retryable));
+                }
+            }
+            current = Some(part.tip);
+            landed_new += part.count;
+        }
+        drop(_keep);
+
+        // Keep the position index in step (best effort: readers rebuild it if this fails).
+        if current != head {
+            let target = index::Target {
+                head: current,
+                summary: summary.at,
+                pruned_through: summary.through,
+            };
+            if let Err(e) = index::open(store, topic, target, &known) {
+                tracing::warn!(%topic, error = %e, "could not update the position index; readers will rebuild it");
+            }
+        }
+        self.gatos.after_write(known.len() as u64);
+
+        // Fill in duplicates now that every new row is known.
+        let mut out = Vec::with_capacity(items.len());
+        for (i, d) in dup_of.iter().enumerate() {
+            let row = match d {
+                None => rows[i].clone(),
+                Some(Dup::Stored(r)) => Some(r.clone()),
+                Some(Dup::Earlier(j)) => rows[*j].clone().map(|r| PublishRow {
+                    duplicate: true,
+                    ..r
+                }),
+            };
+            out.push(row.ok_or_else(|| {
+                Stopped::from(Error::new(ErrorCode::Internal, "a batch row went missing"))
+            })?);
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Dup {
+    /// Already in the topic.
+    Stored(PublishRow),
+    /// The same msg_id earlier in this call.
+    Earlier(usize),
+}
+
+/// Items that landed when the first `landed_new` new messages did: the longest prefix of
+/// items each of which is stored (a new message that landed, a duplicate of a stored one,
+/// or a duplicate of an earlier item that landed).
+fn count_landed(dups: &[Option<Dup>], landed_new: u64) -> u64 {
+    let mut flags: Vec<bool> = Vec::with_capacity(dups.len());
+    let mut k = 0u64;
+    for d in dups {
+        let ok = match d {
+            Some(Dup::Stored(_)) => true,
+            Some(Dup::Earlier(j)) => flags.get(*j).copied().unwrap_or(false),
+            None => {
+                k += 1;
+                k <= landed_new
+            }
+        };
+        flags.push(ok);
+    }
+    flags.iter().take_while(|x| **x).count() as u64
+}

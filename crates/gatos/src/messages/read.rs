@@ -1,0 +1,430 @@
+//! Reading after a cursor, in time proportional to the page (DESIGN §4).
+
+use std::time::{Duration, Instant};
+
+use gatos_store::refs::names;
+use gatos_types::envelope::EnvelopeRef;
+use gatos_types::wire::{Gap, MessageRow, ReadPage};
+use gatos_types::{Digest, ErrorCode, Oid, Topic, Ulid};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::index::{self, View};
+use super::{MAX_PAGE, Messages};
+use crate::error::{Error, Result};
+
+/// Where a read starts: after a message, after a position, at the start or at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// From the first retained message.
+    Start,
+    /// After the last message (only new messages; for follow and subscribe).
+    End,
+    /// After the message with this ULID.
+    Ulid(Ulid),
+    /// After this position (0: from the start, reporting a gap if the start was pruned).
+    Seq(u64),
+}
+
+/// Options of one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Where to start.
+    pub since: Cursor,
+    /// At most this many messages (1 to 10,000).
+    pub limit: u64,
+}
+
+/// One message as read, borrowed from the read buffer (serialises exactly as
+/// [`MessageRow`]).
+#[derive(Debug, Serialize)]
+pub struct MessageView<'a> {
+    /// The message ULID.
+    pub ulid: Ulid,
+    /// Its position.
+    pub seq: u64,
+    /// Its topic.
+    pub topic: &'a Topic,
+    /// `blake3:` of its envelope.
+    pub content_id: Digest,
+    /// Its commit.
+    pub commit: Oid,
+    /// Its payload, canonical JSON.
+    pub payload: &'a RawValue,
+    /// Its headers, when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<&'a RawValue>,
+}
+
+impl MessageView<'_> {
+    /// Copies the view into an owned row.
+    pub fn to_row(&self) -> MessageRow {
+        MessageRow {
+            ulid: self.ulid,
+            seq: self.seq,
+            topic: self.topic.clone(),
+            content_id: self.content_id,
+            commit: self.commit,
+            payload: self.payload.to_owned(),
+            headers: self.headers.map(ToOwned::to_owned),
+        }
+    }
+}
+
+/// How a scan ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// The last message passed to the callback.
+    pub last: Option<(u64, Ulid)>,
+    /// Messages passed to the callback.
+    pub count: u64,
+    /// True when the scan reached the topic's last message.
+    pub end: bool,
+    /// Pruned positions the cursor skipped.
+    pub gap: Option<Gap>,
+    /// The cursor to resume from.
+    pub next_since: Option<Ulid>,
+    /// The topic head the scan read.
+    pub head: Option<Oid>,
+    /// The topic's last seq when the scan started.
+    pub last_seq: u64,
+}
+
+/// Messages read per index access.
+const RECORDS_PER_READ: u64 = 512;
+
+struct Start {
+    after: u64,
+    gap: Option<Gap>,
+    cursor_ulid: Option<Ulid>,
+}
+
+impl Messages<'_> {
+    /// Reads one page (at most 10,000 messages).
+    ///
+    /// # Errors
+    /// `NotFound` for a ULID that is neither in the topic nor in its pruned history;
+    /// `InvalidInput` for a limit of 0 or over 10,000.
+    pub fn read(&self, topic: &Topic, opts: &ReadOptions) -> Result<ReadPage> {
+        if opts.limit == 0 || opts.limit > MAX_PAGE {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        let mut messages =
+            Vec::with_capacity(usize::try_from(opts.limit.min(1024)).unwrap_or(1024));
+        let end = self.scan(topic, &opts.since, Some(opts.limit), |m| {
+            messages.push(m.to_row());
+            Ok(true)
+        })?;
+        Ok(ReadPage {
+            messages,
+            next_since: end.next_since,
+            end: end.end,
+            gap: end.gap,
+        })
+    }
+
+    /// Returns the position of a ULID among the retained messages of a topic.
+    ///
+    /// # Errors
+    /// When the index cannot be read.
+    pub fn position(&self, topic: &Topic, ulid: Ulid) -> Result<Option<(u64, Oid)>> {
+        let Some(view) = self.view(topic)? else {
+            return Ok(None);
+        };
+        match view.find(ulid)? {
+            Some(seq) => Ok(Some((seq, view.record(seq)?.commit))),
+            None => Ok(None),
+        }
+    }
+
+    fn resolve(&self, topic: &Topic, view: Option<&View>, since: &Cursor) -> Result<Start> {
+        let (first, last) = view.map_or((1, 0), |v| (v.first_seq(), v.last_seq()));
+        let first = first.max(self.summary(topic)?.through + 1);
+        let gap_from = |after: u64| {
+            (after + 1 < first).then(|| Gap {
+                from_seq: after + 1,
+                to_seq: first - 1,
+            })
+        };
+        Ok(match *since {
+            Cursor::Start => Start {
+                after: first - 1,
+                gap: None,
+                cursor_ulid: None,
+            },
+            Cursor::End => Start {
+                after: last.max(first - 1),
+                gap: None,
+                cursor_ulid: match view {
+                    Some(v) if last >= first => Some(v.record(last)?.ulid),
+                    _ => None,
+                },
+            },
+            Cursor::Seq(n) => {
+                let cursor_ulid = match view {
+                    Some(v) if n >= first && n <= last => Some(v.record(n)?.ulid),
+                    _ => None,
+                };
+                let gap = gap_from(n);
+                Start {
+                    after: n.max(first - 1),
+                    gap,
+                    cursor_ulid,
+                }
+            }
+            Cursor::Ulid(u) => {
+                if let Some(seq) = view.map(|v| v.find(u)).transpose()?.flatten() {
+                    Start {
+                        after: seq,
+                        gap: None,
+                        cursor_ulid: Some(u),
+                    }
+                } else if let Some(seq) = self.pruned_position(topic, u)? {
+                    Start {
+                        after: first - 1,
+                        gap: gap_from(seq),
+                        cursor_ulid: Some(u),
+                    }
+                } else {
+                    return Err(Error::new(
+                        ErrorCode::NotFound,
+                        format!(
+                            "message {u} is not in topic '{topic}' (nor in its pruned history)"
+                        ),
+                    ));
+                }
+            }
+        })
+    }
+
+    /// Calls `f` for each message after the cursor, oldest first, until `limit` messages,
+    /// the end of the topic, or `f` returns `false`.
+    ///
+    /// Memory stays flat however long the topic: one envelope at a time.
+    ///
+    /// # Errors
+    /// As [`Messages::read`], plus whatever `f` returns.
+    pub fn scan(
+        &self,
+        topic: &Topic,
+        since: &Cursor,
+        limit: Option<u64>,
+        mut f: impl FnMut(&MessageView<'_>) -> Result<bool>,
+    ) -> Result<ScanEnd> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.scan_once(topic, since, limit, &mut f) {
+                Err(Retry::Rebuild(e)) if attempts < 3 => {
+                    tracing::warn!(%topic, error = %e, "position index disagrees with the refs; rebuilding it");
+                    index::remove(self.gatos.store(), topic)?;
+                }
+                Err(Retry::Rebuild(e) | Retry::Fail(e)) => return Err(e),
+                Ok(end) => return Ok(end),
+            }
+        }
+    }
+
+    fn scan_once(
+        &self,
+        topic: &Topic,
+        since: &Cursor,
+        limit: Option<u64>,
+        f: &mut impl FnMut(&MessageView<'_>) -> Result<bool>,
+    ) -> Result<ScanEnd, Retry> {
+        let store = self.gatos.store();
+        let head = store
+            .read_ref(&names::message_head(topic))
+            .map_err(|e| Retry::Fail(e.into()))?;
+        let view = match head {
+            Some(_) => self.view(topic).map_err(Retry::Rebuild)?,
+            None => None,
+        };
+        let start = self
+            .resolve(topic, view.as_ref(), since)
+            .map_err(Retry::Fail)?;
+        let last = view.as_ref().map_or(0, View::last_seq);
+        let stop = match limit {
+            Some(l) => last.min(start.after.saturating_add(l)),
+            None => last,
+        };
+        let mut out = ScanEnd {
+            last: None,
+            count: 0,
+            end: start.after >= last,
+            gap: start.gap,
+            next_since: start.cursor_ulid,
+            head,
+            last_seq: last,
+        };
+        let Some(view) = view else { return Ok(out) };
+        let mut reader = store.reader();
+        let mut buf = Vec::with_capacity(1024);
+        let mut seq = start.after + 1;
+        while seq <= stop {
+            let n = RECORDS_PER_READ.min(stop - seq + 1);
+            let records = view.records(seq, n).map_err(|e| {
+                if out.count == 0 {
+                    Retry::Rebuild(e)
+                } else {
+                    Retry::Fail(e)
+                }
+            })?;
+            if records.is_empty() {
+                break;
+            }
+            for rec in records {
+                reader.blob_into(rec.blob, &mut buf).map_err(|e| {
+                    let e = Error::from(e);
+                    if out.count == 0 {
+                        Retry::Rebuild(e)
+                    } else {
+                        Retry::Fail(e)
+                    }
+                })?;
+                let env = EnvelopeRef::parse(&buf).map_err(|e| Retry::Fail(e.into()))?;
+                if env.ulid != rec.ulid || env.topic != topic.as_str() {
+                    let e = Error::new(
+                        ErrorCode::Internal,
+                        format!(
+                            "position index of '{topic}' points seq {seq} at a different message"
+                        ),
+                    );
+                    return Err(if out.count == 0 {
+                        Retry::Rebuild(e)
+                    } else {
+                        Retry::Fail(e)
+                    });
+                }
+                let m = MessageView {
+                    ulid: rec.ulid,
+                    seq,
+                    topic,
+                    content_id: Digest::of(&buf),
+                    commit: rec.commit,
+                    payload: env.payload,
+                    headers: env.headers,
+                };
+                let go_on = f(&m).map_err(Retry::Fail)?;
+                out.count += 1;
+                out.last = Some((seq, rec.ulid));
+                out.next_since = Some(rec.ulid);
+                out.end = seq >= last;
+                seq += 1;
+                if !go_on {
+                    return Ok(out);
+                }
+            }
+        }
+        if out.count > 0 && !view.is_current() {
+            // A sync rewrote the tail while we read: what we returned was true of the head
+            // we started from; the next read starts from the rewritten tail.
+            tracing::debug!(%topic, "index generation changed during a read");
+        }
+        Ok(out)
+    }
+}
+
+impl<'g> Messages<'g> {
+    /// Starts following a topic after `since` (`Cursor::End` for only new messages).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown ULID.
+    pub fn follow(&self, topic: &Topic, since: Cursor) -> Result<Follower<'g>> {
+        let view = self.view(topic)?;
+        let start = self.resolve(topic, view.as_ref(), &since)?;
+        Ok(Follower {
+            messages: *self,
+            topic: topic.clone(),
+            after_seq: start.after,
+            after_ulid: start.cursor_ulid,
+            last_head: view.and_then(|v| v.tip()),
+            pending_gap: start.gap,
+        })
+    }
+}
+
+enum Retry {
+    Rebuild(Error),
+    Fail(Error),
+}
+
+/// Follows a topic: [`Follower::poll`] returns what is new, [`Follower::wait`] blocks until
+/// the topic head moves (whoever moved it: this process, another one, a fetch).
+#[derive(Debug)]
+pub struct Follower<'g> {
+    messages: Messages<'g>,
+    topic: Topic,
+    after_seq: u64,
+    after_ulid: Option<Ulid>,
+    last_head: Option<Oid>,
+    pending_gap: Option<Gap>,
+}
+
+/// How often a waiting follower looks at the topic head.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(50);
+
+impl Follower<'_> {
+    /// Passes up to `max` new messages to `f`; returns how many, and a gap if the cursor
+    /// fell into pruned history.
+    ///
+    /// # Errors
+    /// As [`Messages::scan`].
+    pub fn poll(
+        &mut self,
+        max: u64,
+        f: impl FnMut(&MessageView<'_>) -> Result<bool>,
+    ) -> Result<(u64, Option<Gap>)> {
+        let cursor = match self.after_ulid {
+            Some(u) => Cursor::Ulid(u),
+            None => Cursor::Seq(self.after_seq),
+        };
+        let end = match self.messages.scan(&self.topic, &cursor, Some(max), f) {
+            Err(e) if e.code() == ErrorCode::NotFound && self.after_ulid.is_some() => {
+                // The message we stood after was rewritten away (a sync re-appended the
+                // tail): resume by position, at-least-once.
+                self.after_ulid = None;
+                let back = self.after_seq.min(self.messages.last_seq(&self.topic)?);
+                self.after_seq = back;
+                return Ok((0, None));
+            }
+            other => other?,
+        };
+        self.last_head = end.head;
+        if let Some((seq, ulid)) = end.last {
+            self.after_seq = seq;
+            self.after_ulid = Some(ulid);
+        }
+        let gap = self.pending_gap.take().or(end.gap);
+        Ok((end.count, gap))
+    }
+
+    /// Blocks until the topic head differs from the one last read, or `timeout` passes.
+    /// Returns true when it moved.
+    ///
+    /// # Errors
+    /// When the ref cannot be read.
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let head_ref = names::message_head(&self.topic);
+        loop {
+            let head = self.messages.gatos.store().read_ref(&head_ref)?;
+            if head != self.last_head {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            std::thread::sleep(left.min(FOLLOW_POLL));
+        }
+    }
+
+    /// Returns the position the follower stands after.
+    pub fn position(&self) -> (u64, Option<Ulid>) {
+        (self.after_seq, self.after_ulid)
+    }
+}

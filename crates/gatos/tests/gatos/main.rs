@@ -1,0 +1,6 @@
+//! Integration tests of the gatos library on real repositories, checked with real git.
+#![allow(clippy::unwrap_used, clippy::print_stderr, reason = "tests")]
+
+mod checkpoints;
+mod messages;
+mod support;
