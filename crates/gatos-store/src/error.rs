@@ -117,10 +117,10 @@ impl Error {
     }
 
     pub(crate) fn git(context: impl Into<String>, e: &gix::Error) -> Error {
-        if e.is_not_found() {
-            if let Some(missing) = missing_object_id(e) {
-                return Error::MissingObject { id: missing };
-            }
+        if e.is_not_found()
+            && let Some(missing) = missing_object_id(e)
+        {
+            return Error::MissingObject { id: missing };
         }
         Error::Git {
             context: context.into(),

@@ -117,10 +117,14 @@ impl Store {
     /// # Errors
     /// [`Error::NotARepository`] when there is none; [`Error::Unsupported`] for SHA-256.
     pub fn discover(start: &Path) -> Result<Store> {
+        let opts = open_options();
         let repo = gix::ThreadSafeRepository::discover_with_environment_overrides_opts(
             start,
             Default::default(),
-            Default::default(),
+            gix::sec::trust::Mapping {
+                full: opts.clone(),
+                reduced: opts,
+            },
         )
         .map_err(|e| Error::NotARepository {
             path: start.display().to_string(),
@@ -134,9 +138,11 @@ impl Store {
     /// # Errors
     /// As [`Store::discover`].
     pub fn open(path: &Path) -> Result<Store> {
-        let repo = gix::ThreadSafeRepository::open(path).map_err(|e| Error::NotARepository {
-            path: path.display().to_string(),
-            message: format!("{e:#}"),
+        let repo = gix::ThreadSafeRepository::open_opts(path, open_options()).map_err(|e| {
+            Error::NotARepository {
+                path: path.display().to_string(),
+                message: format!("{e:#}"),
+            }
         })?;
         Store::from_sync(repo)
     }
@@ -163,7 +169,6 @@ impl Store {
             email: pick(&["gatos.email", "user.email"]).unwrap_or(fallback.email),
         };
         let fsync = cfg.boolean("gatos.fsync").unwrap_or(false);
-        drop(cfg);
         let locks = locks::Locks::new(&common_dir)?;
         let store = Store {
             inner: Arc::new(Inner {
@@ -311,6 +316,20 @@ impl Store {
     pub(crate) fn ref_path(&self, name: &str) -> PathBuf {
         self.inner.common_dir.join(name)
     }
+}
+
+/// Pack-index slots of the object database. gix sizes them from the packs on disk at open
+/// and fails once more packs appear than slots; a long-running writer adds a pack per batch
+/// chunk between compactions, so leave generous room (a slot is a few dozen bytes).
+const OBJECT_STORE_SLOTS: usize = 8192;
+
+fn open_options() -> gix::open::Options {
+    gix::open::Options::default().object_store_slots(
+        gix::odb::store::init::Slots::AsNeededByDiskState {
+            multiplier: 2.0,
+            minimum: OBJECT_STORE_SLOTS,
+        },
+    )
 }
 
 fn prepare(mut repo: gix::Repository) -> gix::Repository {

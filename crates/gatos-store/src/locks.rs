@@ -86,10 +86,7 @@ impl LocalSlot {
     fn enter(self: Arc<Self>, deadline: Option<Instant>) -> Option<LocalHold> {
         let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
         while *busy {
-            let Some(deadline) = deadline else {
-                return None;
-            };
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline?.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
             }

@@ -179,6 +179,31 @@ fn encode_commit(c: &NewCommit<'_>, who: &Identity) -> Vec<u8> {
     data
 }
 
+/// How often a write is retried when a concurrent compaction removed its directory.
+pub(crate) const RACE_RETRIES: u32 = 8;
+
+/// Tells whether a gix error is a file-system "not found" (a directory removed under us).
+pub(crate) fn is_vanished_dir(e: &gix::Error) -> bool {
+    if e.downcast_any_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+    {
+        return true;
+    }
+    // tempfile's PersistError hides its io::Error from gix's typed search: walk the chain.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    // gix boxes some causes as `dyn Error`, where no typed search reaches the io::Error.
+    let chain = format!("{e:#}");
+    chain.contains("kind: NotFound") || chain.contains("No such file or directory")
+}
+
 /// Writes loose objects; [`LooseWriter::finish`] fsyncs them when `gatos.fsync` is on.
 pub struct LooseWriter<'s> {
     store: &'s Store,
@@ -232,13 +257,29 @@ impl Objects for LooseWriter<'_> {
         let id = hash(kind, data);
         let gid = to_gix(id);
         if !self.repo.objects.exists_without_refresh(&gid) {
-            self.repo
-                .objects
-                .write_buf_with_known_id(kind.to_gix(), data, gid)
-                .map_err(|e| Error::Git {
-                    context: "writing an object".into(),
-                    message: format!("{e:#}"),
-                })?;
+            // `git repack -d` (prune-packed) removes empty objects/xx/ directories, possibly
+            // between gix creating one and renaming the object into it. Git retries this
+            // race itself; gix does not, so we do.
+            let mut attempt = 0;
+            loop {
+                match self
+                    .repo
+                    .objects
+                    .write_buf_with_known_id(kind.to_gix(), data, gid)
+                {
+                    Ok(_) => break,
+                    Err(e) if attempt < RACE_RETRIES && is_vanished_dir(&e) => {
+                        tracing::debug!(object = %id, attempt, "object directory vanished under a concurrent repack; retrying");
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        return Err(Error::Git {
+                            context: "writing an object".into(),
+                            message: format!("{e:#}"),
+                        });
+                    }
+                }
+            }
         }
         if self.store.is_durable() {
             self.written.push(self.store.loose_object_path(id));

@@ -38,10 +38,10 @@ pub struct PackGuard {
 
 impl Drop for PackGuard {
     fn drop(&mut self) {
-        if let Some(k) = self.keep.take() {
-            if let Err(e) = std::fs::remove_file(&k) {
-                tracing::warn!(path = %k.display(), error = %e, "could not remove a pack's .keep");
-            }
+        if let Some(k) = self.keep.take()
+            && let Err(e) = std::fs::remove_file(&k)
+        {
+            tracing::warn!(path = %k.display(), error = %e, "could not remove a pack's .keep");
         }
     }
 }

@@ -109,6 +109,9 @@ fn classify(e: gix::Error) -> Failure {
     if e.is_retryable() {
         return Failure::LockHeld;
     }
+    if crate::objects::is_vanished_dir(&e) {
+        return Failure::Other(e);
+    }
     if e.is_not_found() {
         return Failure::Missing { name: None };
     }
@@ -254,6 +257,7 @@ impl Store {
             .map(|e| to_edit(e, &opts.message))
             .collect::<Result<_>>()?;
         let deadline = Instant::now() + opts.timeout;
+        let mut vanished = 0;
         loop {
             let repo = self.handle();
             let attempt = repo
@@ -318,6 +322,14 @@ impl Store {
                     Failure::LockHeld => {
                         drop(repo);
                         self.clear_stale_locks(edits, holds_packed, deadline)?;
+                    }
+                    // `git pack-refs` removes empty ref directories, possibly between gix
+                    // creating one and its lock file: retry, as git does.
+                    Failure::Other(e)
+                        if vanished < crate::objects::RACE_RETRIES
+                            && crate::objects::is_vanished_dir(&e) =>
+                    {
+                        vanished += 1;
                     }
                     Failure::Other(e) => return Err(Error::git("updating refs", &e)),
                 },

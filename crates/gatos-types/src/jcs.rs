@@ -124,11 +124,11 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) {
             out.extend_from_slice(i.to_string().as_bytes());
             return;
         }
-    } else if let Some(u) = n.as_u64() {
-        if u <= (1u64 << 53) {
-            out.extend_from_slice(u.to_string().as_bytes());
-            return;
-        }
+    } else if let Some(u) = n.as_u64()
+        && u <= (1u64 << 53)
+    {
+        out.extend_from_slice(u.to_string().as_bytes());
+        return;
     }
     let f = n.as_f64().unwrap_or(0.0);
     let mut buf = ryu_js::Buffer::new();

@@ -300,13 +300,12 @@ impl Gatos {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        if let Some(hook) = hook {
-            if self
+        if let Some(hook) = hook
+            && self
                 .store()
                 .maintenance_due(self.inner.settings.maintenance)
-            {
-                hook(self);
-            }
+        {
+            hook(self);
         }
     }
 

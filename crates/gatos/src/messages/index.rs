@@ -434,17 +434,17 @@ fn write_breaks(dir: &Path, generation: u32, breaks: &[u64]) -> std::io::Result<
 pub fn open(store: &Store, topic: &Topic, target: Target, known: &[Known]) -> Result<View> {
     let dir = topic_dir(store, topic);
     // Fast path: no lock when the header already matches the refs.
-    if let Ok(f) = File::open(dir.join("positions")) {
-        if let Some(h) = read_header(&f) {
-            if h.tip == target.head && h.summary == target.summary {
-                return Ok(View {
-                    topic: topic.clone(),
-                    dir,
-                    positions: f,
-                    header: h,
-                });
-            }
-        }
+    if let Ok(f) = File::open(dir.join("positions"))
+        && let Some(h) = read_header(&f)
+        && h.tip == target.head
+        && h.summary == target.summary
+    {
+        return Ok(View {
+            topic: topic.clone(),
+            dir,
+            positions: f,
+            header: h,
+        });
     }
     let _guard = store
         .locks()
@@ -558,10 +558,11 @@ fn catch_up(
     known: &[Known],
 ) -> Result<Header> {
     let existing = read_header(f);
-    if let Some(h) = existing {
-        if h.tip == target.head && h.summary == target.summary {
-            return Ok(h);
-        }
+    if let Some(h) = existing
+        && h.tip == target.head
+        && h.summary == target.summary
+    {
+        return Ok(h);
     }
     let base = target.pruned_through + 1;
     let next_generation = existing.map_or(0, |h| h.generation.wrapping_add(1));
@@ -634,10 +635,10 @@ fn catch_up(
                 break;
             }
         }
-        if let Some((s_above, u_above)) = above {
-            if u_above <= k.record.ulid {
-                new_breaks.push(s_above);
-            }
+        if let Some((s_above, u_above)) = above
+            && u_above <= k.record.ulid
+        {
+            new_breaks.push(s_above);
         }
         w.put(seq, &k.record, k.msgid)?;
         above = Some((seq, k.record.ulid));
@@ -650,10 +651,10 @@ fn catch_up(
             format_args!("head {head} is not a readable message commit"),
         ));
     };
-    if let (Some((_, j_ulid)), Some((s_above, u_above))) = (junction, above) {
-        if u_above <= j_ulid {
-            new_breaks.push(s_above);
-        }
+    if let (Some((_, j_ulid)), Some((s_above, u_above))) = (junction, above)
+        && u_above <= j_ulid
+    {
+        new_breaks.push(s_above);
     }
     let new_count = head_seq + 1 - w.header.base;
     if new_count < w.high_water {

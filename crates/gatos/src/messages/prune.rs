@@ -144,14 +144,14 @@ impl Messages<'_> {
                 } else {
                     name.kind()
                 };
-                if let Some(names::RefKind::Consumer(group, t)) = kind {
-                    if &t == topic {
-                        let seq = crate::checkpoints::read_doc(&mut reader, at)
-                            .map(|d| d.seq)
-                            .unwrap_or(0);
-                        if seq < through && !behind.iter().any(|(g, _)| *g == group) {
-                            behind.push((group, seq));
-                        }
+                if let Some(names::RefKind::Consumer(group, t)) = kind
+                    && &t == topic
+                {
+                    let seq = crate::checkpoints::read_doc(&mut reader, at)
+                        .map(|d| d.seq)
+                        .unwrap_or(0);
+                    if seq < through && !behind.iter().any(|(g, _)| *g == group) {
+                        behind.push((group, seq));
                     }
                 }
             }

@@ -25,6 +25,9 @@ use crate::error::{Error, Result};
 /// How long a publish without `expect_last_seq` keeps retrying lost races.
 const RETRY_FOR: Duration = Duration::from_secs(10);
 
+/// Chunks with fewer messages than this are written as loose objects, not as a pack.
+const MIN_PACKED_BATCH: usize = 32;
+
 /// Options of a single publish.
 #[derive(Debug, Clone, Default)]
 pub struct PublishOptions {
@@ -129,14 +132,15 @@ impl From<gatos_store::Error> for Stopped {
 }
 
 enum Sink<'s> {
-    Loose(gatos_store::objects::LooseWriter<'s>),
+    // Boxed: a loose writer holds a whole gix handle; one sink lives per append.
+    Loose(Box<gatos_store::objects::LooseWriter<'s>>),
     Pack(gatos_store::pack::PackWriter<'s>),
 }
 
 impl Sink<'_> {
     fn objects(&mut self) -> &mut dyn Objects {
         match self {
-            Sink::Loose(w) => w,
+            Sink::Loose(w) => w.as_mut(),
             Sink::Pack(w) => w,
         }
     }
@@ -358,10 +362,12 @@ impl Messages<'_> {
                 .is_some(),
             None => false,
         };
-        let mut sink = if batch {
+        // A pack pays off for real batches; tiny chunks go loose (compaction packs them).
+        let as_pack = batch && items.len() >= MIN_PACKED_BATCH;
+        let mut sink = if as_pack {
             Sink::Pack(store.pack_writer())
         } else {
-            Sink::Loose(store.writer())
+            Sink::Loose(Box::new(store.writer()))
         };
         let mut prev: Option<Prev> = tail.as_ref().map(Prev::from);
         let mut next_seq = tail.as_ref().map_or(summary.through, |m| m.seq) + 1;

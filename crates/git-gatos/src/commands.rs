@@ -1,0 +1,82 @@
+//! Dispatch: one module per plane, one file per verb.
+
+mod init;
+mod maintenance;
+mod messages;
+
+use std::path::PathBuf;
+
+use gatos::{Error, Gatos, OpenOptions};
+use gatos_types::ErrorCode;
+
+use crate::cli::{Cli, Command};
+use crate::output::Output;
+
+/// What every command needs.
+pub struct Ctx {
+    /// Where the command runs.
+    pub cwd: PathBuf,
+    /// Options for opening the repository (test clock and seed).
+    pub open: OpenOptions,
+}
+
+impl Ctx {
+    /// Opens the repository containing the working directory.
+    ///
+    /// # Errors
+    /// `NotFound` outside a repository.
+    pub fn gatos(&self) -> Result<Gatos, Error> {
+        let g = Gatos::discover(&self.cwd, self.open.clone())?;
+        g.set_maintenance_hook(Some(std::sync::Arc::new(spawn_maintenance)));
+        Ok(g)
+    }
+}
+
+/// Starts `git gatos maintenance --auto` detached, so compaction never blocks the writer
+/// that noticed it was due.
+fn spawn_maintenance(gatos: &Gatos) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["maintenance", "--auto", "--quiet"])
+        .current_dir(gatos.store().git_dir())
+        .env("GIT_DIR", gatos.store().git_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    match cmd.spawn() {
+        Ok(child) => tracing::info!(pid = child.id(), "started background maintenance"),
+        Err(e) => tracing::warn!(error = %e, "could not start background maintenance"),
+    }
+}
+
+/// Parses a validated name, mapping the error to `InvalidInput`.
+pub fn parse<T>(s: &str) -> Result<T, Error>
+where
+    T: std::str::FromStr,
+    T::Err: Into<Error>,
+{
+    s.parse::<T>().map_err(Into::into)
+}
+
+/// Runs the parsed command line.
+///
+/// # Errors
+/// Whatever the command fails with.
+pub fn run(cli: &Cli, out: &mut Output) -> Result<(), Error> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("no working directory: {e}")))?;
+    let ctx = Ctx {
+        cwd,
+        open: OpenOptions::from_test_env()?,
+    };
+    let _span = tracing::info_span!("command").entered();
+    match &cli.command {
+        Command::Init => init::run(&ctx, out)?,
+        Command::Messages(m) => messages::run(&ctx, out, m)?,
+        Command::Maintenance(a) => maintenance::run(&ctx, out, a)?,
+    }
+    out.flush()
+}

@@ -1,0 +1,63 @@
+//! `git gatos messages …`.
+
+mod checkpoint;
+mod config;
+mod consume;
+mod prune;
+mod publish;
+mod read;
+
+use std::io::Write;
+
+use gatos::Error;
+use gatos::messages::MessageView;
+
+use super::Ctx;
+use crate::cli::MessagesCommand;
+use crate::output::Output;
+
+/// Dispatches a message-plane verb.
+pub fn run(ctx: &Ctx, out: &mut Output, cmd: &MessagesCommand) -> Result<(), Error> {
+    match cmd {
+        MessagesCommand::Publish(a) => publish::run(ctx, out, a),
+        MessagesCommand::Read(a) => read::run(ctx, out, a),
+        MessagesCommand::Topics => topics(ctx, out),
+        MessagesCommand::Checkpoint(c) => checkpoint::run(ctx, out, c),
+        MessagesCommand::Consume(a) => consume::run(ctx, out, a),
+        MessagesCommand::Config(a) => config::run(ctx, out, a),
+        MessagesCommand::Prune(a) => prune::run(ctx, out, a),
+    }
+}
+
+/// Prints one message: its row with `--json`, else `SEQ ULID PAYLOAD`.
+pub fn print_message(out: &mut Output, m: &MessageView<'_>) -> Result<(), Error> {
+    out.row(m, |w: &mut dyn Write| {
+        write!(w, "{} {} {}", m.seq, m.ulid, m.payload.get())
+    })
+}
+
+/// Prints a pruned-history gap as a warning.
+pub fn warn_gap(out: &Output, topic: &gatos_types::Topic, gap: Option<gatos_types::wire::Gap>) {
+    if let Some(g) = gap {
+        out.warn(&format!(
+            "messages {}..{} of topic '{topic}' were pruned; resuming at seq {}",
+            g.from_seq,
+            g.to_seq,
+            g.to_seq + 1
+        ));
+    }
+}
+
+fn topics(ctx: &Ctx, out: &mut Output) -> Result<(), Error> {
+    let g = ctx.gatos()?;
+    for t in g.messages().topics()? {
+        out.row(&t, |w| {
+            write!(
+                w,
+                "{} seq {}..{} ({} messages, {} segments)",
+                t.topic, t.first_seq, t.last_seq, t.count, t.segments
+            )
+        })?;
+    }
+    Ok(())
+}

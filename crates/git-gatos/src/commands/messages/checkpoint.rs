@@ -1,0 +1,45 @@
+//! `git gatos messages checkpoint get|set`.
+
+use gatos::Error;
+use gatos_types::wire::CheckpointRow;
+use gatos_types::{Group, Topic, Ulid};
+
+use super::super::{Ctx, parse};
+use crate::cli::CheckpointCommand;
+use crate::output::Output;
+
+fn print(out: &mut Output, c: &CheckpointRow) -> Result<(), Error> {
+    out.row(c, |w| {
+        let ulid = c.ulid.map_or_else(|| "-".to_owned(), |u| u.to_string());
+        write!(
+            w,
+            "{} {} seq {} {} lag {}",
+            c.group, c.topic, c.seq, ulid, c.lag
+        )
+    })
+}
+
+/// Gets or sets a checkpoint.
+pub fn run(ctx: &Ctx, out: &mut Output, cmd: &CheckpointCommand) -> Result<(), Error> {
+    match cmd {
+        CheckpointCommand::Get { group, topic } => {
+            let (group, topic): (Group, Topic) = (parse(group)?, parse(topic)?);
+            let row = ctx.gatos()?.checkpoints().get(&group, &topic)?;
+            print(out, &row)
+        }
+        CheckpointCommand::Set {
+            group,
+            topic,
+            ulid,
+            force,
+        } => {
+            let (group, topic, ulid): (Group, Topic, Ulid) =
+                (parse(group)?, parse(topic)?, parse(ulid)?);
+            let row = ctx
+                .gatos()?
+                .checkpoints()
+                .set(&group, &topic, ulid, *force)?;
+            print(out, &row)
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! `git gatos messages consume`.
+
+use gatos::Error;
+use gatos_types::{ErrorCode, Group, Topic};
+
+use super::super::{Ctx, parse};
+use super::{print_message, warn_gap};
+use crate::cli::ConsumeArgs;
+use crate::output::Output;
+
+/// Prints a page after the checkpoint, then advances it.
+pub fn run(ctx: &Ctx, out: &mut Output, a: &ConsumeArgs) -> Result<(), Error> {
+    let (group, topic): (Group, Topic) = (parse(&a.group)?, parse(&a.topic)?);
+    if a.limit == 0 || a.limit > gatos::messages::MAX_PAGE {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            "--limit must be between 1 and 10000",
+        ));
+    }
+    let g = ctx.gatos()?;
+    // The page must reach the reader before the checkpoint moves: flush inside the
+    // callback's last step by printing through the buffered writer, then flushing.
+    let done = g.checkpoints().consume(&group, &topic, a.limit, |m| {
+        print_message(out, m).map(|()| true)
+    });
+    let done = done?;
+    out.flush()?;
+    warn_gap(out, &topic, done.gap);
+    if !out.is_json() {
+        out.hint(&format!(
+            "checkpoint of '{group}' at seq {} (lag {})",
+            done.checkpoint.seq, done.checkpoint.lag
+        ));
+    }
+    Ok(())
+}

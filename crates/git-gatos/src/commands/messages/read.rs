@@ -1,0 +1,48 @@
+//! `git gatos messages read`.
+
+use std::time::Duration;
+
+use gatos::Error;
+use gatos::messages::Cursor;
+use gatos_types::{Topic, Ulid};
+
+use super::super::{Ctx, parse};
+use super::{print_message, warn_gap};
+use crate::cli::ReadArgs;
+use crate::output::Output;
+
+/// Messages a follower takes per poll.
+const FOLLOW_BATCH: u64 = 1000;
+
+/// Streams messages after the cursor; with `--follow`, keeps waiting for more.
+pub fn run(ctx: &Ctx, out: &mut Output, a: &ReadArgs) -> Result<(), Error> {
+    let topic: Topic = parse(&a.topic)?;
+    let cursor = match (&a.since, a.since_seq) {
+        (Some(u), _) => Cursor::Ulid(parse::<Ulid>(u)?),
+        (None, Some(n)) => Cursor::Seq(n),
+        (None, None) if a.follow => Cursor::End,
+        (None, None) => Cursor::Start,
+    };
+    let g = ctx.gatos()?;
+    if !a.follow {
+        let end = g.messages().scan(&topic, &cursor, a.limit, |m| {
+            print_message(out, m).map(|()| true)
+        })?;
+        warn_gap(out, &topic, end.gap);
+        return Ok(());
+    }
+    out.streaming = true;
+    let mut follower = g.messages().follow(&topic, cursor)?;
+    let mut left = a.limit.unwrap_or(u64::MAX);
+    while left > 0 {
+        let (n, gap) = follower.poll(left.min(FOLLOW_BATCH), |m| {
+            print_message(out, m).map(|()| true)
+        })?;
+        warn_gap(out, &topic, gap);
+        left -= n.min(left);
+        if n == 0 {
+            follower.wait(Duration::from_secs(60))?;
+        }
+    }
+    Ok(())
+}

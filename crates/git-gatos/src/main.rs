@@ -1,0 +1,20 @@
+//! `git gatos`: parse, call the library, render. No domain logic lives here.
+
+mod cli;
+mod commands;
+mod output;
+
+fn main() -> std::process::ExitCode {
+    let cli = match <cli::Cli as clap::Parser>::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => return output::print_clap(&e), // --help, --version
+        Err(e) => return output::usage_error(&e), // error[InvalidInput]: …, exit 2
+    };
+    output::init_logging(&cli.global);
+    let mut out = output::Output::new(&cli.global);
+    match commands::run(&cli, &mut out) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) if output::is_broken_pipe(&err) => std::process::ExitCode::SUCCESS,
+        Err(err) => out.fail(&err),
+    }
+}

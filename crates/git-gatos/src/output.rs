@@ -1,0 +1,213 @@
+//! Rendering: data on stdout (human lines or JSONL), diagnostics on stderr, exit codes.
+#![expect(
+    clippy::print_stderr,
+    reason = "this module is where the CLI talks to the terminal"
+)]
+
+use std::io::{BufWriter, IsTerminal, Stdout, Write};
+use std::process::ExitCode;
+
+use gatos::Error;
+use gatos_types::{Coded, ErrorCode};
+use serde::Serialize;
+
+use crate::cli::GlobalArgs;
+
+/// The reader of stdout went away (EPIPE): output ends quietly with exit 0.
+#[derive(Debug)]
+pub struct Closed;
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for Closed {}
+
+impl Coded for Closed {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::Unavailable
+    }
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Error::from(Closed)
+    } else {
+        Error::new(ErrorCode::Internal, format!("writing output: {e}"))
+    }
+}
+
+/// A command-line usage problem found after parsing (exit 2, like clap's own).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+impl Coded for Usage {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidInput
+    }
+}
+
+/// Makes a usage error.
+pub fn usage(text: impl Into<String>) -> Error {
+    Error::from(Usage(text.into()))
+}
+
+/// Tells whether an error is the closed-stdout case.
+pub fn is_broken_pipe(err: &Error) -> bool {
+    err.inner().downcast_ref::<Closed>().is_some()
+}
+
+/// Where command output goes.
+pub struct Output {
+    json: bool,
+    quiet: bool,
+    verbose: u8,
+    out: BufWriter<Stdout>,
+    /// Flush after every row (streams: --follow).
+    pub streaming: bool,
+}
+
+impl Output {
+    /// Decides human vs JSON once, from the global flags.
+    pub fn new(g: &GlobalArgs) -> Output {
+        Output {
+            json: g.json,
+            quiet: g.quiet,
+            verbose: g.verbose,
+            out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+            streaming: false,
+        }
+    }
+
+    /// True with `--json`.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints one record: its JSON with `--json`, else the human line.
+    ///
+    /// # Errors
+    /// `Closed` when stdout is gone.
+    pub fn row<T: Serialize + ?Sized>(
+        &mut self,
+        row: &T,
+        human: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
+        if self.json {
+            serde_json::to_writer(&mut self.out, row).map_err(|e| io_error(e.into()))?;
+            self.out.write_all(b"\n").map_err(io_error)?;
+        } else {
+            human(&mut self.out).map_err(io_error)?;
+            self.out.write_all(b"\n").map_err(io_error)?;
+        }
+        if self.streaming {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes stdout.
+    ///
+    /// # Errors
+    /// `Closed` when stdout is gone.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.out.flush().map_err(io_error)
+    }
+
+    /// Prints a hint on stderr (not with `--quiet`).
+    pub fn hint(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("hint: {text}");
+        }
+    }
+
+    /// Prints a warning on stderr.
+    pub fn warn(&self, text: &str) {
+        eprintln!("warning: {text}");
+    }
+
+    /// True when progress may be shown: stderr is a terminal, no --json, no --quiet.
+    pub fn progress_allowed(&self) -> bool {
+        !self.json && !self.quiet && std::io::stderr().is_terminal()
+    }
+
+    /// Reports a failure and returns the exit code: 3 for lost races, else 1.
+    pub fn fail(&mut self, err: &Error) -> ExitCode {
+        let _ = self.out.flush();
+        eprintln!("error[{}]: {}", err.code(), err);
+        if self.verbose > 0 {
+            let mut cause = std::error::Error::source(err);
+            while let Some(c) = cause {
+                eprintln!("  caused by: {c}");
+                cause = c.source();
+            }
+        }
+        if self.json {
+            let mut body = serde_json::to_value(err.body()).unwrap_or_default();
+            if let Some(obj) = body.as_object_mut() {
+                for (k, v) in err.details() {
+                    obj.insert(k.clone(), v.clone());
+                }
+            }
+            let line = serde_json::json!({ "error": body });
+            let mut stdout = std::io::stdout();
+            let _ = writeln!(stdout, "{line}");
+            let _ = stdout.flush();
+        }
+        if err.inner().downcast_ref::<Usage>().is_some() {
+            return ExitCode::from(2);
+        }
+        ExitCode::from(if err.code().is_retryable() { 3 } else { 1 })
+    }
+}
+
+/// Prints `--help` / `--version` (exit 0).
+pub fn print_clap(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    ExitCode::SUCCESS
+}
+
+/// Prints a usage error as `error[InvalidInput]: …` (exit 2).
+pub fn usage_error(e: &clap::Error) -> ExitCode {
+    let rendered = e.render().to_string();
+    let mut lines = rendered.lines();
+    let first = lines.next().unwrap_or("invalid usage");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("error[InvalidInput]: {first}");
+    for l in lines.filter(|l| !l.trim().is_empty()) {
+        eprintln!("{l}");
+    }
+    ExitCode::from(2)
+}
+
+/// Installs the log subscriber: stderr only, level from GATOS_LOG, RUST_LOG or -v.
+pub fn init_logging(g: &GlobalArgs) {
+    let default = match g.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = std::env::var("GATOS_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| default.to_owned());
+    let use_color = g.color == "always"
+        || (g.color == "auto"
+            && std::env::var_os("NO_COLOR").is_none()
+            && std::io::stderr().is_terminal());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(use_color)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,14 @@
+//! Cross-process tests: real `git-gatos` (and `gatosd`) binaries on real repositories.
+//!
+//! The binaries are found next to the test executable; `cargo test --workspace` builds
+//! them (and `.ci/run` builds `--bins` first to be sure).
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    missing_docs,
+    reason = "tests"
+)]
+
+mod cli;
+mod messages;
+mod support;
