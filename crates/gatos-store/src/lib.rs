@@ -25,6 +25,7 @@ pub mod objects;
 pub mod pack;
 pub mod refs;
 pub mod subprocess;
+pub mod zlib;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -64,8 +65,9 @@ struct Inner {
     work_dir: Option<PathBuf>,
     locks: locks::Locks,
     identity: Identity,
-    fsync: bool,
+    durability: durability::Method,
     pool: Mutex<Vec<gix::Repository>>,
+    compressors: Mutex<Vec<zlib::Zlib>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -73,6 +75,36 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("git_dir", &self.inner.git_dir)
             .finish_non_exhaustive()
+    }
+}
+
+/// Something borrowed from a pool, returned when dropped.
+pub(crate) struct Pooled<'a, T> {
+    pool: &'a Mutex<Vec<T>>,
+    item: Option<T>,
+}
+
+impl<T> std::ops::Deref for Pooled<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.item.as_ref().expect("held until dropped")
+    }
+}
+
+impl<T> std::ops::DerefMut for Pooled<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.item.as_mut().expect("held until dropped")
+    }
+}
+
+impl<T> Drop for Pooled<'_, T> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+            if pool.len() < POOL_MAX {
+                pool.push(item);
+            }
+        }
     }
 }
 
@@ -168,7 +200,12 @@ impl Store {
             name: pick(&["gatos.name", "user.name"]).unwrap_or(fallback.name),
             email: pick(&["gatos.email", "user.email"]).unwrap_or(fallback.email),
         };
-        let fsync = cfg.boolean("gatos.fsync").unwrap_or(false);
+        let durability = durability::Method::from_config(
+            cfg.boolean("gatos.fsync").unwrap_or(false),
+            cfg.string("gatos.fsyncMethod")
+                .map(|v| v.to_string())
+                .as_deref(),
+        )?;
         let locks = locks::Locks::new(&common_dir)?;
         let store = Store {
             inner: Arc::new(Inner {
@@ -178,8 +215,9 @@ impl Store {
                 work_dir,
                 locks,
                 identity,
-                fsync,
+                durability,
                 pool: Mutex::new(Vec::new()),
+                compressors: Mutex::new(Vec::new()),
             }),
         };
         store
@@ -202,6 +240,20 @@ impl Store {
         Handle {
             store: self,
             repo: Some(repo),
+        }
+    }
+
+    /// Borrows a compressor from the pool (made on first use; creating one is costly).
+    pub(crate) fn zlib(&self) -> Pooled<'_, zlib::Zlib> {
+        let z = self
+            .inner
+            .compressors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        Pooled {
+            pool: &self.inner.compressors,
+            item: Some(z.unwrap_or_else(zlib::Zlib::new)),
         }
     }
 
@@ -237,7 +289,7 @@ impl Store {
 
     /// Tells whether writes are fsynced before they return (`gatos.fsync`).
     pub fn is_durable(&self) -> bool {
-        self.inner.fsync
+        self.inner.durability != durability::Method::None
     }
 
     /// Reads a configuration value as Git would (local, global and system files).
@@ -296,10 +348,7 @@ impl Store {
 
     /// Fsyncs what a write produced, when `gatos.fsync` is on (objects before refs).
     pub(crate) fn fsync_paths(&self, paths: &[PathBuf]) -> Result<()> {
-        if self.inner.fsync {
-            durability::sync_files(paths)?;
-        }
-        Ok(())
+        durability::sync(self.inner.durability, &self.inner.common_dir, paths)
     }
 
     /// Returns the path of a loose object (whether or not it exists).
@@ -321,7 +370,7 @@ impl Store {
 /// Pack-index slots of the object database. gix sizes them from the packs on disk at open
 /// and fails once more packs appear than slots; a long-running writer adds a pack per batch
 /// chunk between compactions, so leave generous room (a slot is a few dozen bytes).
-const OBJECT_STORE_SLOTS: usize = 8192;
+const OBJECT_STORE_SLOTS: usize = 1024;
 
 fn open_options() -> gix::open::Options {
     gix::open::Options::default().object_store_slots(

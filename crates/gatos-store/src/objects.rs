@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use gatos_types::{Oid, Timestamp};
-use gix::objs::{FindExt, Write as _, WriteTo as _};
+use gix::objs::{FindExt, WriteTo as _};
 
 use crate::error::{Error, Result};
 use crate::{Identity, Store, from_gix, to_gix};
@@ -204,6 +204,86 @@ pub(crate) fn is_vanished_dir(e: &gix::Error) -> bool {
     chain.contains("kind: NotFound") || chain.contains("No such file or directory")
 }
 
+/// Temp files of loose objects are named like git's own (`tmp_obj_…`), so `git prune`
+/// removes what a killed writer left behind.
+static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Store {
+    /// Writes one loose object: zlib stream to a temp file in `objects/`, then renamed into
+    /// `objects/xx/`. (gix's loose writer would set up a fresh zlib state per object; see
+    /// [`crate::zlib`].)
+    fn write_loose(&self, id: Oid, kind: Kind, data: &[u8]) -> Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let header = gix::objs::encode::loose_header(kind.to_gix(), data.len() as u64);
+        let mut raw = Vec::with_capacity(header.len() + data.len());
+        raw.extend_from_slice(&header);
+        raw.extend_from_slice(data);
+        let encoded = self.zlib().encode(&raw).map_err(|e| Error::Git {
+            context: "compressing an object".into(),
+            message: format!("{e:#}"),
+        })?;
+        let objects = self.common_dir().join("objects");
+        let path = self.loose_object_path(id);
+        let dir = path
+            .parent()
+            .map(std::path::Path::to_owned)
+            .unwrap_or_else(|| objects.clone());
+        let (tmp, mut file) = loop {
+            let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = objects.join(format!("tmp_obj_gatos_{}_{n}", std::process::id()));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o444)
+                .open(&tmp)
+            {
+                Ok(f) => break (tmp, f),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("creating a temp object in {}", objects.display()),
+                        e,
+                    ));
+                }
+            }
+        };
+        let written = file.write_all(&encoded).and_then(|()| file.flush());
+        drop(file);
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(format!("writing {}", tmp.display()), e));
+        }
+        // `git repack -d` (prune-packed) removes empty objects/xx/ directories, possibly
+        // between our mkdir and rename. Git retries this race itself; so do we.
+        let mut attempt = 0;
+        loop {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(Error::io(format!("creating {}", dir.display()), e));
+                }
+            }
+            match std::fs::rename(&tmp, &path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < RACE_RETRIES => {
+                    tracing::debug!(object = %id, attempt, "object directory vanished under a concurrent repack; retrying");
+                    attempt += 1;
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(Error::io(
+                        format!("moving an object into {}", dir.display()),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// Writes loose objects; [`LooseWriter::finish`] fsyncs them when `gatos.fsync` is on.
 pub struct LooseWriter<'s> {
     store: &'s Store,
@@ -257,29 +337,7 @@ impl Objects for LooseWriter<'_> {
         let id = hash(kind, data);
         let gid = to_gix(id);
         if !self.repo.objects.exists_without_refresh(&gid) {
-            // `git repack -d` (prune-packed) removes empty objects/xx/ directories, possibly
-            // between gix creating one and renaming the object into it. Git retries this
-            // race itself; gix does not, so we do.
-            let mut attempt = 0;
-            loop {
-                match self
-                    .repo
-                    .objects
-                    .write_buf_with_known_id(kind.to_gix(), data, gid)
-                {
-                    Ok(_) => break,
-                    Err(e) if attempt < RACE_RETRIES && is_vanished_dir(&e) => {
-                        tracing::debug!(object = %id, attempt, "object directory vanished under a concurrent repack; retrying");
-                        attempt += 1;
-                    }
-                    Err(e) => {
-                        return Err(Error::Git {
-                            context: "writing an object".into(),
-                            message: format!("{e:#}"),
-                        });
-                    }
-                }
-            }
+            self.store.write_loose(id, kind, data)?;
         }
         if self.store.is_durable() {
             self.written.push(self.store.loose_object_path(id));

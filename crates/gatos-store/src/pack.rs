@@ -109,21 +109,21 @@ impl PackWriter<'_> {
             message: format!("{e:#}"),
         };
         let mut entries = Vec::with_capacity(count);
+        let mut zlib = self.store.zlib();
         for (id, kind, data) in &self.objects {
-            let gid = to_gix(*id);
-            let count_entry = gix_pack::data::output::Count::from_data(gid, None);
             let kind = match kind {
                 Kind::Commit => gix::objs::Kind::Commit,
                 Kind::Tree => gix::objs::Kind::Tree,
                 Kind::Blob => gix::objs::Kind::Blob,
             };
-            let entry = gix_pack::data::output::Entry::from_data(
-                &count_entry,
-                &gix::objs::Data::new(data, kind, hash_kind),
-                gix::zlib::Compression::BEST_SPEED,
-            )
-            .map_err(|e| git("encoding a pack entry", e))?;
-            entries.push(entry);
+            entries.push(gix_pack::data::output::Entry {
+                id: to_gix(*id),
+                kind: gix_pack::data::output::entry::Kind::Base(kind),
+                decompressed_size: data.len(),
+                compressed_data: zlib
+                    .encode(data)
+                    .map_err(|e| git("compressing a pack entry", e))?,
+            });
         }
         // The raw objects are no longer needed once compressed; free them before indexing.
         self.objects = Vec::new();
@@ -169,7 +169,7 @@ impl PackWriter<'_> {
             paths.extend(outcome.data_path.clone());
             paths.extend(outcome.index_path.clone());
             paths.extend(outcome.keep_path.clone());
-            crate::durability::sync_files(&paths)?;
+            self.store.fsync_paths(&paths)?;
         }
         Ok(PackGuard {
             keep: outcome.keep_path,

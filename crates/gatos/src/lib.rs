@@ -113,6 +113,7 @@ struct Inner {
     settings: Settings,
     topic_configs: Mutex<HashMap<Topic, (Oid, TopicConfig)>>,
     summaries: Mutex<HashMap<Topic, (Oid, u64)>>,
+    tails: Mutex<HashMap<Topic, messages::chain::Meta>>,
     maintenance_hook: Mutex<Option<MaintenanceHook>>,
     writes: AtomicU64,
 }
@@ -197,6 +198,7 @@ impl Gatos {
                 settings,
                 topic_configs: Mutex::default(),
                 summaries: Mutex::default(),
+                tails: Mutex::default(),
                 maintenance_hook: Mutex::default(),
                 writes: AtomicU64::new(0),
             }),
@@ -283,14 +285,21 @@ impl Gatos {
             .unwrap_or_else(PoisonError::into_inner) = hook;
     }
 
-    /// Counts a write and, every so often, starts maintenance if it is due.
-    pub(crate) fn after_write(&self, weight: u64) {
-        let before = self.inner.writes.fetch_add(weight, Ordering::Relaxed);
-        if before / MAINTENANCE_CHECK_EVERY == (before + weight) / MAINTENANCE_CHECK_EVERY
-            && before != 0
-        {
+    /// After a topic went from position `before` to `after`: every 64 positions, starts
+    /// maintenance if it is due. By position, not per process, so one-shot CLI processes
+    /// pay for the check once per 64 messages, not every time.
+    pub(crate) fn after_append(&self, before: u64, after: u64) {
+        self.inner
+            .writes
+            .fetch_add(after.saturating_sub(before), Ordering::Relaxed);
+        if before / MAINTENANCE_CHECK_EVERY == after / MAINTENANCE_CHECK_EVERY {
             return;
         }
+        self.maybe_maintain();
+    }
+
+    /// Starts maintenance if it is due and a hook is installed.
+    pub(crate) fn maybe_maintain(&self) {
         if !self.inner.settings.auto_maintenance {
             return;
         }
@@ -327,6 +336,25 @@ impl Gatos {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         map.insert(topic.clone(), (at, cfg.clone()));
+    }
+
+    /// Returns the cached metadata of a topic's last message, if it is `head`.
+    pub(crate) fn cached_tail(&self, topic: &Topic, head: Oid) -> Option<messages::chain::Meta> {
+        let map = self
+            .inner
+            .tails
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(topic).filter(|m| m.commit == head).cloned()
+    }
+
+    pub(crate) fn cache_tail(&self, topic: &Topic, meta: messages::chain::Meta) {
+        let mut map = self
+            .inner
+            .tails
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.insert(topic.clone(), meta);
     }
 
     pub(crate) fn cached_summary(&self, topic: &Topic, at: Oid) -> Option<u64> {

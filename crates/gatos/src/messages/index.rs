@@ -605,7 +605,29 @@ fn catch_up(
     let mut new_breaks: Vec<u64> = Vec::new();
     let mut above: Option<(u64, Ulid)> = None;
     let mut junction: Option<(u64, Ulid)> = None;
+    // The seq `cur` must have, when known (the previous message of one we just walked).
+    let mut expected: Option<u64> = None;
+    let held_at = |seq: u64, high_water: u64, first: u64, base: u64| -> Option<Record> {
+        let pos = seq.checked_sub(base)?;
+        if pos >= high_water || seq < first {
+            return None;
+        }
+        let mut b = [0u8; 64];
+        f.read_exact_at(&mut b, HEADER + pos * RECORD)
+            .ok()
+            .and_then(|()| Record::decode(&b))
+    };
     while let Some(commit) = cur {
+        // Positions below the current one are still the old content: compare in place,
+        // before reading any object (the usual junction is the previous head).
+        if let Some(seq) = expected {
+            if let Some(r) = held_at(seq, w.high_water, w.header.first, w.header.base) {
+                if r.commit == commit {
+                    junction = Some((seq, r.ulid));
+                    break;
+                }
+            }
+        }
         let k = match known.iter().find(|k| k.meta.commit == commit) {
             Some(k) => k.clone(),
             None => {
@@ -622,17 +644,12 @@ fn catch_up(
             break;
         }
         head_seq.get_or_insert(seq);
-        let pos = seq - w.header.base;
-        // Positions below the current one are still the old content: compare in place.
-        if pos < w.high_water && seq >= w.header.first {
-            let mut b = [0u8; 64];
-            let held = f
-                .read_exact_at(&mut b, HEADER + pos * RECORD)
-                .ok()
-                .and_then(|()| Record::decode(&b));
-            if held.is_some_and(|r| r.commit == commit) {
-                junction = Some((seq, k.record.ulid));
-                break;
+        if expected.is_none() {
+            if let Some(r) = held_at(seq, w.high_water, w.header.first, w.header.base) {
+                if r.commit == commit {
+                    junction = Some((seq, r.ulid));
+                    break;
+                }
             }
         }
         if let Some((s_above, u_above)) = above
@@ -644,6 +661,7 @@ fn catch_up(
         above = Some((seq, k.record.ulid));
         lowest = Some(seq);
         cur = k.meta.prev();
+        expected = seq.checked_sub(1);
     }
     let Some(head_seq) = head_seq else {
         return Err(corrupt(

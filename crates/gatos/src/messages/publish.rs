@@ -287,7 +287,10 @@ impl Messages<'_> {
         let head = store.read_ref(&head_ref)?;
         let mut reader = store.reader();
         let tail = match head {
-            Some(h) => Some(chain::meta(&reader.commit(h)?)?),
+            Some(h) => match self.gatos.cached_tail(topic, h) {
+                Some(m) => Some(m),
+                None => Some(chain::meta(&reader.commit(h)?)?),
+            },
             None => None,
         };
         let summary = self.summary(topic)?;
@@ -566,7 +569,11 @@ impl Messages<'_> {
                 tracing::warn!(%topic, error = %e, "could not update the position index; readers will rebuild it");
             }
         }
-        self.gatos.after_write(known.len() as u64);
+        if let (Some(last), true) = (known.last(), current != head) {
+            self.gatos.cache_tail(topic, last.meta.clone());
+        }
+        let seq_before = tail.as_ref().map_or(summary.through, |m| m.seq);
+        self.gatos.after_append(seq_before, next_seq - 1);
 
         // Fill in duplicates now that every new row is known.
         let mut out = Vec::with_capacity(items.len());

@@ -1,0 +1,179 @@
+//! `gatos-bench`: in-process measurements for `scripts/bench.sh`. Prints one JSON object.
+//!
+//! Usage: `gatos-bench <workload> <repo> [args]`, workloads:
+//! * `publish <repo> <topic> <n>`: one publish (one CAS) per message; rate and latencies.
+//! * `batch <repo> <topic> <n> <chunk>`: one batch publish in chunks.
+//! * `scan <repo> <topic>`: read the whole topic, oldest first; rate and peak RssAnon.
+//! * `follow <repo> <topic>`: follow from the start until caught up; peak RssAnon.
+//! * `pages <repo> <topic> <page>`: read the topic page by page through `--since` cursors,
+//!   with a fresh repository handle per page (a new process without its start-up).
+//! * `auto <repo> <topic> <n> <git-gatos>`: n single publishes with automatic maintenance
+//!   started as the CLI starts it.
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    missing_docs,
+    reason = "benchmark driver"
+)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gatos::messages::{BatchItem, BatchOptions, Cursor, PublishOptions, ReadOptions};
+use gatos::{Gatos, OpenOptions};
+use serde_json::json;
+
+type R<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+fn rss_anon_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+fn payload(i: u64) -> serde_json::Value {
+    json!({"n": i, "kind": "bench", "body": "the quick brown fox jumps over the lazy dog", "tags": ["a", "b", "c"]})
+}
+
+fn main() -> R {
+    let args: Vec<String> = std::env::args().collect();
+    let workload = args.get(1).map(String::as_str).unwrap_or("");
+    let repo = Path::new(args.get(2).ok_or("repo missing")?);
+    let topic: gatos_types::Topic = args.get(3).ok_or("topic missing")?.parse()?;
+    let g = Gatos::open(repo, OpenOptions::default())?;
+    let out = match workload {
+        "publish" => {
+            let n: u64 = args.get(4).ok_or("n missing")?.parse()?;
+            let mut lat = Vec::with_capacity(n as usize);
+            let start = Instant::now();
+            for i in 0..n {
+                let t = Instant::now();
+                g.messages()
+                    .publish(&topic, payload(i), &PublishOptions::default())?;
+                lat.push(t.elapsed());
+            }
+            let secs = start.elapsed().as_secs_f64();
+            lat.sort();
+            json!({"workload": "publish", "durable": g.store().is_durable(), "count": n, "seconds": secs,
+                   "rate": n as f64 / secs, "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
+        }
+        "batch" => {
+            let n: u64 = args.get(4).ok_or("n missing")?.parse()?;
+            let chunk: usize = args.get(5).ok_or("chunk missing")?.parse()?;
+            let start = Instant::now();
+            let items = (0..n).map(|i| {
+                Ok(BatchItem {
+                    payload: payload(i),
+                    headers: None,
+                })
+            });
+            let landed = g.messages().publish_batch(
+                &topic,
+                items,
+                &BatchOptions {
+                    chunk,
+                    expect_last_seq: None,
+                },
+                |_| Ok(()),
+            )?;
+            let secs = start.elapsed().as_secs_f64();
+            json!({"workload": "batch", "count": landed, "chunk": chunk, "seconds": secs, "rate": landed as f64 / secs,
+                   "rss_anon_kib": rss_anon_kib()})
+        }
+        "scan" | "follow" => {
+            let base = rss_anon_kib();
+            let mut peak = base;
+            let mut count = 0u64;
+            let mut bytes = 0usize;
+            let start = Instant::now();
+            if workload == "scan" {
+                g.messages().scan(&topic, &Cursor::Start, None, |m| {
+                    count += 1;
+                    bytes += m.payload.get().len();
+                    if count % 4096 == 0 {
+                        peak = peak.max(rss_anon_kib());
+                    }
+                    Ok(true)
+                })?;
+            } else {
+                let mut f = g.messages().follow(&topic, Cursor::Seq(0))?;
+                loop {
+                    let (n, _) = f.poll(1000, |m| {
+                        count += 1;
+                        bytes += m.payload.get().len();
+                        Ok(true)
+                    })?;
+                    peak = peak.max(rss_anon_kib());
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            let secs = start.elapsed().as_secs_f64();
+            json!({"workload": workload, "count": count, "seconds": secs, "rate": count as f64 / secs,
+                   "rss_anon_kib_before": base, "rss_anon_kib_peak": peak.max(rss_anon_kib()), "payload_bytes": bytes})
+        }
+        "pages" => {
+            let page: u64 = args.get(4).ok_or("page missing")?.parse()?;
+            let mut since = Cursor::Start;
+            let mut pages = 0u64;
+            let mut count = 0u64;
+            let mut times = Vec::new();
+            loop {
+                let t = Instant::now();
+                let fresh = Gatos::open(repo, OpenOptions::default())?;
+                let p = fresh
+                    .messages()
+                    .read(&topic, &ReadOptions { since, limit: page })?;
+                times.push(t.elapsed());
+                pages += 1;
+                count += p.messages.len() as u64;
+                if p.end {
+                    break;
+                }
+                since = Cursor::Ulid(p.next_since.ok_or("no cursor")?);
+            }
+            let total: f64 = times.iter().map(Duration::as_secs_f64).sum();
+            let first = times.first().map_or(0.0, Duration::as_secs_f64);
+            let last = times.iter().rev().nth(1).map_or(0.0, Duration::as_secs_f64);
+            json!({"workload": "pages", "pages": pages, "count": count, "seconds": total,
+                   "first_page_ms": first * 1e3, "last_full_page_ms": last * 1e3})
+        }
+        "auto" => {
+            let n: u64 = args.get(4).ok_or("n missing")?.parse()?;
+            let exe = args.get(5).ok_or("git-gatos path missing")?.clone();
+            g.set_maintenance_hook(Some(std::sync::Arc::new(move |gatos: &Gatos| {
+                let _ = std::process::Command::new(&exe)
+                    .args(["maintenance", "--auto", "--quiet"])
+                    .env("GIT_DIR", gatos.store().git_dir())
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn();
+            })));
+            let start = Instant::now();
+            for i in 0..n {
+                g.messages()
+                    .publish(&topic, payload(i), &PublishOptions::default())?;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            json!({"workload": "auto", "count": n, "seconds": secs, "rate": n as f64 / secs})
+        }
+        other => return Err(format!("unknown workload {other:?}").into()),
+    };
+    println!("{out}");
+    Ok(())
+}

@@ -1,0 +1,156 @@
+use gatos_store::Expect;
+use gatos_store::refs::{Applied, Edit, Options, RefName};
+use gatos_testutil::{TempRepo, TestResult};
+
+use crate::{commit, store};
+
+fn name(s: &str) -> RefName {
+    RefName::from_repository(s.to_owned())
+}
+
+#[test]
+fn create_only_and_cas_report_what_they_found() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let (a, b) = (commit(&s, "a")?, commit(&s, "b")?);
+    let r = name("refs/gatos/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/claim");
+    assert_eq!(
+        s.update_refs(&[Edit::create(r.clone(), a)], &Options::default())?,
+        vec![Applied::Changed]
+    );
+    assert_eq!(
+        s.update_refs(&[Edit::create(r.clone(), a)], &Options::default())?,
+        vec![Applied::AlreadyThere]
+    );
+    let err = s
+        .update_refs(&[Edit::create(r.clone(), b)], &Options::default())
+        .unwrap_err();
+    match err {
+        gatos_store::Error::CasMismatch {
+            actual, expected, ..
+        } => {
+            assert_eq!(actual, Some(a));
+            assert_eq!(expected, Expect::Absent);
+        }
+        other => panic!("expected a CAS mismatch, got {other:?}"),
+    }
+    let err = s
+        .update_refs(&[Edit::update(r.clone(), Some(b), a)], &Options::default())
+        .unwrap_err();
+    assert!(err.is_cas_mismatch());
+    s.update_refs(&[Edit::update(r.clone(), Some(a), b)], &Options::default())?;
+    assert_eq!(repo.rev_parse(r.as_str())?, Some(b.to_string()));
+    let missing = name("refs/gatos/nothing");
+    let err = s
+        .update_refs(&[Edit::update(missing, Some(a), b)], &Options::default())
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        gatos_store::Error::CasMismatch { actual: None, .. }
+    ));
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn a_multi_ref_change_applies_all_or_nothing() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let (a, b) = (commit(&s, "a")?, commit(&s, "b")?);
+    s.update_refs(
+        &[Edit::create(name("refs/gatos/x"), a)],
+        &Options::default(),
+    )?;
+    let edits = [
+        Edit::create(name("refs/gatos/y"), b),
+        Edit::update(name("refs/gatos/x"), Some(b), b),
+    ];
+    assert!(s.update_refs(&edits, &Options::default()).is_err());
+    assert_eq!(repo.rev_parse("refs/gatos/y")?, None, "nothing applied");
+    s.update_refs(
+        &[
+            Edit::create(name("refs/gatos/y"), b),
+            Edit::update(name("refs/gatos/x"), Some(a), b),
+        ],
+        &Options::default(),
+    )?;
+    assert_eq!(repo.rev_parse("refs/gatos/x")?, Some(b.to_string()));
+    // Deletes expect their value, also for packed refs.
+    repo.git(&["pack-refs", "--all"])?;
+    assert!(
+        s.update_refs(
+            &[Edit::delete(name("refs/gatos/y"), a)],
+            &Options::default()
+        )
+        .is_err()
+    );
+    s.update_refs(
+        &[Edit::delete(name("refs/gatos/y"), b)],
+        &Options::default(),
+    )?;
+    assert_eq!(repo.rev_parse("refs/gatos/y")?, None);
+    assert_eq!(s.list_refs("refs/gatos/")?.len(), 1);
+    repo.assert_fsck_strict()
+}
+
+fn age_file(path: &std::path::Path, secs: u64) -> TestResult {
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))?;
+    Ok(())
+}
+
+#[test]
+fn a_dead_writers_lock_is_removed_once_two_seconds_old() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let (a, b) = (commit(&s, "a")?, commit(&s, "b")?);
+    let r = name("refs/gatos/messages/t/head");
+    s.update_refs(&[Edit::create(r.clone(), a)], &Options::default())?;
+    let lock = repo.git_dir().join("refs/gatos/messages/t/head.lock");
+    // Old: removed at once.
+    std::fs::write(&lock, "garbage")?;
+    age_file(&lock, 10)?;
+    s.update_refs(&[Edit::update(r.clone(), Some(a), b)], &Options::default())?;
+    assert!(!lock.exists());
+    // Young: waited out, then removed; the write goes through.
+    std::fs::write(&lock, "garbage")?;
+    s.update_refs(&[Edit::update(r.clone(), Some(b), a)], &Options::default())?;
+    assert!(!lock.exists());
+    assert_eq!(repo.rev_parse(r.as_str())?, Some(a.to_string()));
+    // A stale packed-refs.lock blocks every edit in gix; it is recovered the same way.
+    let packed = repo.git_dir().join("packed-refs.lock");
+    std::fs::write(&packed, "")?;
+    age_file(&packed, 10)?;
+    s.update_refs(&[Edit::update(r.clone(), Some(a), b)], &Options::default())?;
+    assert!(!packed.exists());
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn a_live_writers_lock_is_never_broken() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let (a, b) = (commit(&s, "a")?, commit(&s, "b")?);
+    let r = name("refs/gatos/messages/t/head");
+    s.update_refs(&[Edit::create(r.clone(), a)], &Options::default())?;
+    // Another "process" (its own Locks) holds the family while its .lock is old.
+    let other = gatos_store::locks::Locks::new(&repo.git_dir())?;
+    let held = other.try_acquire("messages.t")?.expect("free");
+    let lock = repo.git_dir().join("refs/gatos/messages/t/head.lock");
+    std::fs::write(&lock, "live")?;
+    age_file(&lock, 60)?;
+    let quick = Options {
+        timeout: std::time::Duration::from_millis(300),
+        ..Options::default()
+    };
+    let err = s
+        .update_refs(&[Edit::update(r.clone(), Some(a), b)], &quick)
+        .unwrap_err();
+    assert!(matches!(err, gatos_store::Error::Lock(_)), "{err:?}");
+    assert!(lock.exists(), "a live writer's lock stays");
+    assert!(s.recover_stale_locks()?.is_empty());
+    drop(held);
+    // Now the holder is gone: recovery removes it.
+    assert_eq!(s.recover_stale_locks()?, vec![lock.clone()]);
+    s.update_refs(&[Edit::update(r, Some(a), b)], &Options::default())?;
+    Ok(())
+}

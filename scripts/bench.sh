@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Benchmarks of gatos against baselines measured on the same machine, in the same run.
+#
+#   scripts/bench.sh [messages|daemon|jobs|all]     (default: all)
+#
+# Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
+# lowered for a quick look: N_SHELL (1000), N_INPROC (10000), N_DURABLE (2000),
+# N_BIG (100000), N_HUGE (1000000), N_AUTO (100000). Method and recorded figures:
+# docs/PERFORMANCE.md. Nothing here asserts: it measures.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+what=${1:-all}
+N_SHELL=${N_SHELL:-1000}
+N_INPROC=${N_INPROC:-10000}
+N_DURABLE=${N_DURABLE:-2000}
+N_BIG=${N_BIG:-100000}
+N_HUGE=${N_HUGE:-1000000}
+N_AUTO=${N_AUTO:-100000}
+
+cd "$here"
+cargo build --release --quiet -p git-gatos -p gatos-bench -p gatosd 2>/dev/null \
+  || cargo build --release --quiet -p git-gatos -p gatos-bench
+BIN="$here/target/release"
+GG="$BIN/git-gatos"
+GB="$BIN/gatos-bench"
+OUT="$here/target/bench"
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/gatos-bench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null HOME="$WORK/home" LC_ALL=C
+export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@localhost GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@localhost
+mkdir -p "$HOME"
+results="$OUT/results.json"
+echo "{}" > "$results"
+
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { python3 -c "print(f'{$2 - $1:.4f}')"; }
+record() { # record KEY JSON
+  python3 - "$results" "$1" "$2" <<'PY'
+import json, sys
+path, key, value = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+data = json.load(open(path))
+data[key] = value
+json.dump(data, open(path, "w"), indent=2, sort_keys=True)
+PY
+}
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+line() { printf '%-58s %s\n' "$1" "$2"; }
+newrepo() { git init -q --bare "$1"; }
+
+payload() { # the payload every workload publishes (about the size of a small event)
+  echo "{\"n\":$1,\"kind\":\"bench\",\"body\":\"the quick brown fox jumps over the lazy dog\",\"tags\":[\"a\",\"b\",\"c\"]}"
+}
+
+machine() {
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(git --version)"
+}
+
+bench_messages() {
+  echo "== message plane"
+  # (a) the plain-git shell producer: 5 git processes per message.
+  local r="$WORK/shell.git"; newrepo "$r"
+  local t0 t1 old="" i blob sub root commit
+  t0=$(now)
+  for ((i = 0; i < N_SHELL; i++)); do
+    blob=$(payload "$i" | git -C "$r" hash-object -w --stdin)
+    sub=$(printf '100644 blob %s\tenvelope.json\n' "$blob" | git -C "$r" mktree)
+    root=$(printf '040000 tree %s\tmessage\n' "$sub" | git -C "$r" mktree)
+    if [ -n "$old" ]; then
+      commit=$(printf 'message t %s\n\nSeq: %s\n' "$i" "$i" | git -C "$r" commit-tree "$root" -p "$old")
+    else
+      commit=$(printf 'message t %s\n\nSeq: %s\n' "$i" "$i" | git -C "$r" commit-tree "$root")
+    fi
+    git -C "$r" update-ref refs/gatos/messages/t/head "$commit" "${old:-0000000000000000000000000000000000000000}"
+    old=$commit
+  done
+  t1=$(now)
+  local shell_s; shell_s=$(elapsed "$t0" "$t1")
+  local shell_rate; shell_rate=$(python3 -c "print(f'{$N_SHELL / $shell_s:.1f}')")
+  line "(a) shell producer, $N_SHELL messages" "$shell_rate msg/s"
+  record shell "{\"count\": $N_SHELL, \"seconds\": $shell_s, \"rate\": $shell_rate}"
+
+  # One git-gatos process per message.
+  r="$WORK/cli.git"; newrepo "$r"
+  t0=$(now)
+  for ((i = 0; i < N_SHELL; i++)); do
+    GIT_DIR="$r" "$GG" messages publish t --data "$(payload "$i")" > /dev/null
+  done
+  t1=$(now)
+  local cli_s; cli_s=$(elapsed "$t0" "$t1")
+  local cli_rate; cli_rate=$(python3 -c "print(f'{$N_SHELL / $cli_s:.1f}')")
+  line "git gatos messages publish, one process per message" "$cli_rate msg/s  ($(ratio "$cli_rate" "$shell_rate")x shell; target >= 3x)"
+  record cli_publish "{\"count\": $N_SHELL, \"seconds\": $cli_s, \"rate\": $cli_rate}"
+
+  # In-process publish, one CAS per message; then with gatos.fsync = true.
+  r="$WORK/inproc.git"; newrepo "$r"
+  local j; j=$("$GB" publish "$r" t "$N_INPROC")
+  local rate; rate=$(field "$j" rate)
+  line "in-process publish, one CAS per message" "$(printf %.0f "$rate") msg/s  ($(ratio "$rate" "$shell_rate")x shell; target >= 20x) p50 $(printf %.0f "$(field "$j" p50_us)") us p99 $(printf %.0f "$(field "$j" p99_us)") us"
+  record inproc_publish "$j"
+  r="$WORK/durable.git"; newrepo "$r"; git -C "$r" config gatos.fsync true
+  j=$("$GB" publish "$r" t "$N_DURABLE")
+  rate=$(field "$j" rate)
+  line "in-process publish, gatos.fsync = true" "$(printf %.0f "$rate") msg/s  ($(ratio "$rate" "$shell_rate")x shell; target >= 7x) p50 $(printf %.0f "$(field "$j" p50_us)") us p99 $(printf %.0f "$(field "$j" p99_us)") us"
+  record durable_publish "$j"
+
+  # (b) git fast-import writing the same N_BIG commits (stream made beforehand, not timed).
+  r="$WORK/fastimport.git"; newrepo "$r"
+  python3 - "$N_BIG" > "$WORK/stream.fi" <<'PY'
+import sys
+n = int(sys.argv[1])
+out = sys.stdout
+for i in range(n):
+    data = ('{"n":%d,"kind":"bench","body":"the quick brown fox jumps over the lazy dog","tags":["a","b","c"]}' % i).encode()
+    msg = ("message t %d\n\nGatos-Kind: message\nSeq: %d\n" % (i + 1, i + 1)).encode()
+    out.write("commit refs/gatos/messages/t/head\ncommitter bench <bench@localhost> 1700000000 +0000\n")
+    out.write("data %d\n" % len(msg)); out.flush(); sys.stdout.buffer.write(msg)
+    out.write("\nM 100644 inline message/envelope.json\ndata %d\n" % len(data)); out.flush(); sys.stdout.buffer.write(data)
+    out.write("\n\n")
+PY
+  t0=$(now); git -C "$r" fast-import --quiet < "$WORK/stream.fi"; t1=$(now)
+  local fi_s; fi_s=$(elapsed "$t0" "$t1")
+  local fi_rate; fi_rate=$(python3 -c "print(f'{$N_BIG / $fi_s:.0f}')")
+  line "(b) git fast-import, $N_BIG commits" "$fi_rate commits/s"
+  record fast_import "{\"count\": $N_BIG, \"seconds\": $fi_s, \"rate\": $fi_rate}"
+
+  # Batch publish of N_BIG messages in chunks of 1,000 (CLI, from a JSONL file).
+  for ((i = 0; i < N_BIG; i++)); do payload "$i"; done > "$WORK/big.jsonl"
+  r="$WORK/big.git"; newrepo "$r"
+  t0=$(now); GIT_DIR="$r" "$GG" messages publish big --batch "$WORK/big.jsonl" --chunk 1000 --json > /dev/null; t1=$(now)
+  local batch_s; batch_s=$(elapsed "$t0" "$t1")
+  local batch_rate; batch_rate=$(python3 -c "print(f'{$N_BIG / $batch_s:.0f}')")
+  line "git gatos publish --batch, $N_BIG in chunks of 1,000" "$batch_rate msg/s  ($(ratio "$batch_rate" "$fi_rate")x fast-import; target >= 0.5x)"
+  record batch_publish "{\"count\": $N_BIG, \"seconds\": $batch_s, \"rate\": $batch_rate}"
+
+  # (c) sequential read from a packed repository, against git rev-list | cat-file --batch.
+  git -C "$r" repack -a -d -q && git -C "$r" commit-graph write --reachable --no-progress
+  local head; head=$(git -C "$r" rev-parse refs/gatos/messages/big/head)
+  t0=$(now); git -C "$r" rev-list "$head" | sed 's|$|:message/envelope.json|' | git -C "$r" cat-file --batch > /dev/null; t1=$(now)
+  local c_s; c_s=$(elapsed "$t0" "$t1")
+  line "(c) git rev-list | git cat-file --batch, $N_BIG envelopes" "$c_s s"
+  t0=$(now); GIT_DIR="$r" "$GG" messages read big --json > /dev/null; t1=$(now)
+  local read_s; read_s=$(elapsed "$t0" "$t1")
+  line "git gatos messages read --json, same topic" "$read_s s  ($(ratio "$c_s" "$read_s")x the speed of (c); target >= 1x)"
+  record sequential_read "{\"count\": $N_BIG, \"seconds\": $read_s, \"baseline_seconds\": $c_s}"
+
+  # Paging 1,000 at a time with --since: a fresh repository handle per page (a process
+  # without its start-up), and also real processes minus their measured start-up.
+  j=$("$GB" pages "$r" big 1000)
+  local pages_s; pages_s=$(field "$j" seconds)
+  line "paging by 1,000 with --since, fresh handle per page" "$pages_s s  ($(ratio "$pages_s" "$read_s")x one sequential read; target <= 3x) first page $(printf %.1f "$(field "$j" first_page_ms)") ms, last $(printf %.1f "$(field "$j" last_full_page_ms)") ms"
+  record paging_inproc "$j"
+  local since="" pages=0 t_pages=0 t_start=0 ulid tp0 tp1
+  for ((k = 0; k < 5; k++)); do  # start-up: open the repository and print nothing
+    tp0=$(now); GIT_DIR="$r" "$GG" messages read big --since-seq "$N_BIG" > /dev/null; tp1=$(now)
+    t_start=$(python3 -c "print($t_start + $tp1 - $tp0)")
+  done
+  t_start=$(python3 -c "print($t_start / 5)")
+  while :; do
+    tp0=$(now)
+    if [ -z "$since" ]; then
+      ulid=$(GIT_DIR="$r" "$GG" messages read big --limit 1000 | tail -n 1 | cut -d' ' -f2)
+    else
+      ulid=$(GIT_DIR="$r" "$GG" messages read big --since "$since" --limit 1000 | tail -n 1 | cut -d' ' -f2)
+    fi
+    tp1=$(now)
+    t_pages=$(python3 -c "print($t_pages + $tp1 - $tp0)")
+    [ -n "$ulid" ] || break
+    pages=$((pages + 1)); since=$ulid
+  done
+  local net; net=$(python3 -c "print(f'{$t_pages - ($pages + 1) * $t_start:.4f}')")
+  line "paging by 1,000, one process per page, minus start-up" "$net s over $pages pages ($(ratio "$net" "$read_s")x one sequential read; start-up $(printf %.1f "$(python3 -c "print($t_start*1000)")") ms each)"
+  record paging_cli "{\"pages\": $pages, \"seconds\": $t_pages, \"startup_seconds\": $t_start, \"net_seconds\": $net}"
+
+  # Memory: reading and following a 1,000,000-message topic against a 10,000-message one.
+  r="$WORK/huge.git"; newrepo "$r"
+  "$GB" batch "$r" small 10000 1000 > /dev/null
+  "$GB" batch "$r" huge "$N_HUGE" 1000 > /dev/null
+  GIT_DIR="$r" "$GG" maintenance --quiet > /dev/null
+  local s10 s1m f10 f1m
+  s10=$("$GB" scan "$r" small); s1m=$("$GB" scan "$r" huge)
+  f10=$("$GB" follow "$r" small); f1m=$("$GB" follow "$r" huge)
+  line "RssAnon reading 10k / $N_HUGE messages" "$(field "$s10" rss_anon_kib_peak) / $(field "$s1m" rss_anon_kib_peak) KiB ($(ratio "$(field "$s1m" rss_anon_kib_peak)" "$(field "$s10" rss_anon_kib_peak)")x; target <= 1.5x) at $(printf %.0f "$(field "$s1m" rate)") msg/s"
+  line "RssAnon following 10k / $N_HUGE messages" "$(field "$f10" rss_anon_kib_peak) / $(field "$f1m" rss_anon_kib_peak) KiB ($(ratio "$(field "$f1m" rss_anon_kib_peak)" "$(field "$f10" rss_anon_kib_peak)")x; target <= 1.5x)"
+  record memory "{\"scan_10k\": $s10, \"scan_huge\": $s1m, \"follow_10k\": $f10, \"follow_huge\": $f1m}"
+
+  # Automatic compaction: N_AUTO single publishes, maintenance started by the writer as
+  # it comes due; then read, against (c) on a fully packed copy.
+  r="$WORK/auto.git"; newrepo "$r"
+  j=$("$GB" auto "$r" auto "$N_AUTO" "$GG")
+  line "in-process publish with automatic maintenance, $N_AUTO" "$(printf %.0f "$(field "$j" rate)") msg/s"
+  while ! flock -n "$r/gatos/locks/maintenance" true 2>/dev/null; do sleep 0.2; done
+  local debt; debt="$(git -C "$r" count-objects -v | tr '\n' ' ')"
+  t0=$(now); GIT_DIR="$r" "$GG" messages read auto --json > /dev/null; t1=$(now)
+  local auto_s; auto_s=$(elapsed "$t0" "$t1")
+  cp -a "$r" "$WORK/auto-packed.git"
+  git -C "$WORK/auto-packed.git" repack -a -d -f -q && git -C "$WORK/auto-packed.git" commit-graph write --reachable --no-progress
+  head=$(git -C "$WORK/auto-packed.git" rev-parse refs/gatos/messages/auto/head)
+  t0=$(now); git -C "$WORK/auto-packed.git" rev-list "$head" | sed 's|$|:message/envelope.json|' | git -C "$WORK/auto-packed.git" cat-file --batch > /dev/null; t1=$(now)
+  local auto_c; auto_c=$(elapsed "$t0" "$t1")
+  line "read after automatic compaction vs (c) fully packed" "$auto_s s vs $auto_c s ($(ratio "$auto_c" "$auto_s")x the speed of (c); target >= 0.5x)"
+  line "  object store after automatic compaction" "$debt"
+  record auto_compaction "{\"publish\": $j, \"read_seconds\": $auto_s, \"baseline_seconds\": $auto_c}"
+}
+
+machine
+case "$what" in
+  messages) bench_messages ;;
+  all) bench_messages ;;
+  *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
+esac
+echo "results: $results"
