@@ -103,7 +103,7 @@ fn main() -> R {
                 g.messages().scan(&topic, &Cursor::Start, None, |m| {
                     count += 1;
                     bytes += m.payload.get().len();
-                    if count % 4096 == 0 {
+                    if count.is_multiple_of(4096) {
                         peak = peak.max(rss_anon_kib());
                     }
                     Ok(true)

@@ -83,10 +83,10 @@ pub fn sync_files(paths: &[PathBuf]) -> Result<()> {
             f.sync_all()
                 .map_err(|e| Error::io(format!("fsync {}", p.display()), e))?;
         }
-        if let Some(d) = p.parent() {
-            if !dirs.contains(&d) {
-                dirs.push(d);
-            }
+        if let Some(d) = p.parent()
+            && !dirs.contains(&d)
+        {
+            dirs.push(d);
         }
     }
     for d in dirs {

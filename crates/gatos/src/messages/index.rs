@@ -620,13 +620,12 @@ fn catch_up(
     while let Some(commit) = cur {
         // Positions below the current one are still the old content: compare in place,
         // before reading any object (the usual junction is the previous head).
-        if let Some(seq) = expected {
-            if let Some(r) = held_at(seq, w.high_water, w.header.first, w.header.base) {
-                if r.commit == commit {
-                    junction = Some((seq, r.ulid));
-                    break;
-                }
-            }
+        if let Some(seq) = expected
+            && let Some(r) = held_at(seq, w.high_water, w.header.first, w.header.base)
+            && r.commit == commit
+        {
+            junction = Some((seq, r.ulid));
+            break;
         }
         let k = match known.iter().find(|k| k.meta.commit == commit) {
             Some(k) => k.clone(),
@@ -644,13 +643,12 @@ fn catch_up(
             break;
         }
         head_seq.get_or_insert(seq);
-        if expected.is_none() {
-            if let Some(r) = held_at(seq, w.high_water, w.header.first, w.header.base) {
-                if r.commit == commit {
-                    junction = Some((seq, r.ulid));
-                    break;
-                }
-            }
+        if expected.is_none()
+            && let Some(r) = held_at(seq, w.high_water, w.header.first, w.header.base)
+            && r.commit == commit
+        {
+            junction = Some((seq, r.ulid));
+            break;
         }
         if let Some((s_above, u_above)) = above
             && u_above <= k.record.ulid
