@@ -48,7 +48,19 @@ PY
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 line() { printf '%-58s %s\n' "$1" "$2"; }
-newrepo() { git init -q --bare "$1"; }
+newrepo() { rm -rf "$1"; git init -q --bare "$1"; }
+# Write throughput on this machine depends on what the disk is still flushing (BASELINE):
+# settle before each write workload, and take the median of three runs.
+settle() { sync; sleep "${SETTLE:-3}"; }
+median3() { python3 -c "import sys; v=sorted(float(x) for x in sys.argv[1:]); print(v[len(v)//2])" "$@"; }
+median_json() { # median_json KEY JSON JSON JSON -> the JSON whose KEY is the median
+  python3 - "$@" <<'PY'
+import json, sys
+key, docs = sys.argv[1], [json.loads(a) for a in sys.argv[2:]]
+docs.sort(key=lambda d: d[key])
+print(json.dumps(docs[len(docs) // 2]))
+PY
+}
 
 payload() { # the payload every workload publishes (about the size of a small event)
   echo "{\"n\":$1,\"kind\":\"bench\",\"body\":\"the quick brown fox jumps over the lazy dog\",\"tags\":[\"a\",\"b\",\"c\"]}"
@@ -61,47 +73,63 @@ machine() {
 bench_messages() {
   echo "== message plane"
   # (a) the plain-git shell producer: 5 git processes per message.
-  local r="$WORK/shell.git"; newrepo "$r"
-  local t0 t1 old="" i blob sub root commit
-  t0=$(now)
-  for ((i = 0; i < N_SHELL; i++)); do
-    blob=$(payload "$i" | git -C "$r" hash-object -w --stdin)
-    sub=$(printf '100644 blob %s\tenvelope.json\n' "$blob" | git -C "$r" mktree)
-    root=$(printf '040000 tree %s\tmessage\n' "$sub" | git -C "$r" mktree)
-    if [ -n "$old" ]; then
-      commit=$(printf 'message t %s\n\nSeq: %s\n' "$i" "$i" | git -C "$r" commit-tree "$root" -p "$old")
-    else
-      commit=$(printf 'message t %s\n\nSeq: %s\n' "$i" "$i" | git -C "$r" commit-tree "$root")
-    fi
-    git -C "$r" update-ref refs/gatos/messages/t/head "$commit" "${old:-0000000000000000000000000000000000000000}"
-    old=$commit
-  done
-  t1=$(now)
-  local shell_s; shell_s=$(elapsed "$t0" "$t1")
+  shell_once() {
+    local r="$WORK/shell.git"; newrepo "$r"
+    local old="" i blob sub root commit t0 t1
+    t0=$(now)
+    for ((i = 0; i < N_SHELL; i++)); do
+      blob=$(payload "$i" | git -C "$r" hash-object -w --stdin)
+      sub=$(printf '100644 blob %s\tenvelope.json\n' "$blob" | git -C "$r" mktree)
+      root=$(printf '040000 tree %s\tmessage\n' "$sub" | git -C "$r" mktree)
+      if [ -n "$old" ]; then
+        commit=$(printf 'message t %s\n\nSeq: %s\n' "$i" "$i" | git -C "$r" commit-tree "$root" -p "$old")
+      else
+        commit=$(printf 'message t %s\n\nSeq: %s\n' "$i" "$i" | git -C "$r" commit-tree "$root")
+      fi
+      git -C "$r" update-ref refs/gatos/messages/t/head "$commit" "${old:-0000000000000000000000000000000000000000}"
+      old=$commit
+    done
+    t1=$(now)
+    elapsed "$t0" "$t1"
+  }
+  local runs=() k
+  for k in 1 2 3; do settle; runs+=("$(shell_once)"); done
+  local shell_s; shell_s=$(median3 "${runs[@]}")
   local shell_rate; shell_rate=$(python3 -c "print(f'{$N_SHELL / $shell_s:.1f}')")
-  line "(a) shell producer, $N_SHELL messages" "$shell_rate msg/s"
-  record shell "{\"count\": $N_SHELL, \"seconds\": $shell_s, \"rate\": $shell_rate}"
+  line "(a) shell producer, $N_SHELL messages (median of 3)" "$shell_rate msg/s"
+  record shell "{\"count\": $N_SHELL, \"seconds\": $shell_s, \"rate\": $shell_rate, \"runs\": [$(IFS=,; echo "${runs[*]}")]}"
 
   # One git-gatos process per message.
-  r="$WORK/cli.git"; newrepo "$r"
-  t0=$(now)
-  for ((i = 0; i < N_SHELL; i++)); do
-    GIT_DIR="$r" "$GG" messages publish t --data "$(payload "$i")" > /dev/null
-  done
-  t1=$(now)
-  local cli_s; cli_s=$(elapsed "$t0" "$t1")
+  cli_once() {
+    local r="$WORK/cli.git"; newrepo "$r"
+    local i t0 t1
+    t0=$(now)
+    for ((i = 0; i < N_SHELL; i++)); do
+      GIT_DIR="$r" "$GG" messages publish t --data "$(payload "$i")" > /dev/null
+    done
+    t1=$(now)
+    elapsed "$t0" "$t1"
+  }
+  runs=()
+  for k in 1 2 3; do settle; runs+=("$(cli_once)"); done
+  local cli_s; cli_s=$(median3 "${runs[@]}")
   local cli_rate; cli_rate=$(python3 -c "print(f'{$N_SHELL / $cli_s:.1f}')")
   line "git gatos messages publish, one process per message" "$cli_rate msg/s  ($(ratio "$cli_rate" "$shell_rate")x shell; target >= 3x)"
-  record cli_publish "{\"count\": $N_SHELL, \"seconds\": $cli_s, \"rate\": $cli_rate}"
+  record cli_publish "{\"count\": $N_SHELL, \"seconds\": $cli_s, \"rate\": $cli_rate, \"runs\": [$(IFS=,; echo "${runs[*]}")]}"
 
   # In-process publish, one CAS per message; then with gatos.fsync = true.
-  r="$WORK/inproc.git"; newrepo "$r"
-  local j; j=$("$GB" publish "$r" t "$N_INPROC")
+  local j js=()
+  for k in 1 2 3; do r="$WORK/inproc.git"; newrepo "$r"; settle; js+=("$("$GB" publish "$r" t "$N_INPROC")"); done
+  j=$(median_json rate "${js[@]}")
   local rate; rate=$(field "$j" rate)
   line "in-process publish, one CAS per message" "$(printf %.0f "$rate") msg/s  ($(ratio "$rate" "$shell_rate")x shell; target >= 20x) p50 $(printf %.0f "$(field "$j" p50_us)") us p99 $(printf %.0f "$(field "$j" p99_us)") us"
   record inproc_publish "$j"
-  r="$WORK/durable.git"; newrepo "$r"; git -C "$r" config gatos.fsync true
-  j=$("$GB" publish "$r" t "$N_DURABLE")
+  js=()
+  for k in 1 2 3; do
+    r="$WORK/durable.git"; newrepo "$r"; git -C "$r" config gatos.fsync true; settle
+    js+=("$("$GB" publish "$r" t "$N_DURABLE")")
+  done
+  j=$(median_json rate "${js[@]}")
   rate=$(field "$j" rate)
   line "in-process publish, gatos.fsync = true" "$(printf %.0f "$rate") msg/s  ($(ratio "$rate" "$shell_rate")x shell; target >= 7x) p50 $(printf %.0f "$(field "$j" p50_us)") us p99 $(printf %.0f "$(field "$j" p99_us)") us"
   record durable_publish "$j"
@@ -120,7 +148,7 @@ for i in range(n):
     out.write("\nM 100644 inline message/envelope.json\ndata %d\n" % len(data)); out.flush(); sys.stdout.buffer.write(data)
     out.write("\n\n")
 PY
-  t0=$(now); git -C "$r" fast-import --quiet < "$WORK/stream.fi"; t1=$(now)
+  settle; t0=$(now); git -C "$r" fast-import --quiet < "$WORK/stream.fi"; t1=$(now)
   local fi_s; fi_s=$(elapsed "$t0" "$t1")
   local fi_rate; fi_rate=$(python3 -c "print(f'{$N_BIG / $fi_s:.0f}')")
   line "(b) git fast-import, $N_BIG commits" "$fi_rate commits/s"
@@ -129,7 +157,7 @@ PY
   # Batch publish of N_BIG messages in chunks of 1,000 (CLI, from a JSONL file).
   for ((i = 0; i < N_BIG; i++)); do payload "$i"; done > "$WORK/big.jsonl"
   r="$WORK/big.git"; newrepo "$r"
-  t0=$(now); GIT_DIR="$r" "$GG" messages publish big --batch "$WORK/big.jsonl" --chunk 1000 --json > /dev/null; t1=$(now)
+  settle; t0=$(now); GIT_DIR="$r" "$GG" messages publish big --batch "$WORK/big.jsonl" --chunk 1000 --json > /dev/null; t1=$(now)
   local batch_s; batch_s=$(elapsed "$t0" "$t1")
   local batch_rate; batch_rate=$(python3 -c "print(f'{$N_BIG / $batch_s:.0f}')")
   line "git gatos publish --batch, $N_BIG in chunks of 1,000" "$batch_rate msg/s  ($(ratio "$batch_rate" "$fi_rate")x fast-import; target >= 0.5x)"
