@@ -65,6 +65,8 @@ PY
 payload() { # the payload every workload publishes (about the size of a small event)
   echo "{\"n\":$1,\"kind\":\"bench\",\"body\":\"the quick brown fox jumps over the lazy dog\",\"tags\":[\"a\",\"b\",\"c\"]}"
 }
+# The same, into a variable without forking (the shell producers below use this).
+payload_var() { printf -v "$1" '{"n":%d,"kind":"bench","body":"the quick brown fox jumps over the lazy dog","tags":["a","b","c"]}' "$2"; }
 
 machine() {
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(git --version)"
@@ -75,10 +77,11 @@ bench_messages() {
   # (a) the plain-git shell producer: 5 git processes per message.
   shell_once() {
     local r="$WORK/shell.git"; newrepo "$r"
-    local old="" i blob sub root commit t0 t1
+    local old="" i blob sub root commit t0 t1 data
     t0=$(now)
     for ((i = 0; i < N_SHELL; i++)); do
-      blob=$(payload "$i" | git -C "$r" hash-object -w --stdin)
+      payload_var data "$i"
+      blob=$(git -C "$r" hash-object -w --stdin <<< "$data")
       sub=$(printf '100644 blob %s\tenvelope.json\n' "$blob" | git -C "$r" mktree)
       root=$(printf '040000 tree %s\tmessage\n' "$sub" | git -C "$r" mktree)
       if [ -n "$old" ]; then
@@ -102,10 +105,11 @@ bench_messages() {
   # One git-gatos process per message.
   cli_once() {
     local r="$WORK/cli.git"; newrepo "$r"
-    local i t0 t1
+    local i t0 t1 data
     t0=$(now)
     for ((i = 0; i < N_SHELL; i++)); do
-      GIT_DIR="$r" "$GG" messages publish t --data "$(payload "$i")" > /dev/null
+      payload_var data "$i"
+      GIT_DIR="$r" "$GG" messages publish t --data "$data" > /dev/null
     done
     t1=$(now)
     elapsed "$t0" "$t1"
@@ -124,15 +128,18 @@ bench_messages() {
   local rate; rate=$(field "$j" rate)
   line "in-process publish, one CAS per message" "$(printf %.0f "$rate") msg/s  ($(ratio "$rate" "$shell_rate")x shell; target >= 20x) p50 $(printf %.0f "$(field "$j" p50_us)") us p99 $(printf %.0f "$(field "$j" p99_us)") us"
   record inproc_publish "$j"
-  js=()
-  for k in 1 2 3; do
-    r="$WORK/durable.git"; newrepo "$r"; git -C "$r" config gatos.fsync true; settle
-    js+=("$("$GB" publish "$r" t "$N_DURABLE")")
+  local method
+  for method in syncfs ordered; do
+    js=()
+    for k in 1 2 3; do
+      r="$WORK/durable.git"; newrepo "$r"; git -C "$r" config gatos.fsync true; git -C "$r" config gatos.fsyncMethod "$method"; settle
+      js+=("$("$GB" publish "$r" t "$N_DURABLE")")
+    done
+    j=$(median_json rate "${js[@]}")
+    rate=$(field "$j" rate)
+    line "in-process publish, gatos.fsync = true ($method)" "$(printf %.0f "$rate") msg/s  ($(ratio "$rate" "$shell_rate")x shell; target >= 7x) p50 $(printf %.0f "$(field "$j" p50_us)") us p99 $(printf %.0f "$(field "$j" p99_us)") us"
+    record "durable_publish_$method" "$j"
   done
-  j=$(median_json rate "${js[@]}")
-  rate=$(field "$j" rate)
-  line "in-process publish, gatos.fsync = true" "$(printf %.0f "$rate") msg/s  ($(ratio "$rate" "$shell_rate")x shell; target >= 7x) p50 $(printf %.0f "$(field "$j" p50_us)") us p99 $(printf %.0f "$(field "$j" p99_us)") us"
-  record durable_publish "$j"
 
   # (b) git fast-import writing the same N_BIG commits (stream made beforehand, not timed).
   r="$WORK/fastimport.git"; newrepo "$r"

@@ -26,6 +26,20 @@ pub enum Method {
     /// step's metadata in order with its data (ext4 `data=ordered`, xfs, btrfs) that makes
     /// the whole step durable, as git's `core.fsyncMethod=batch` relies on.
     Batch,
+    /// One `fsync(2)` per write, after the ref moved. Only correct where the file system
+    /// journals metadata in order and writes a new file's data before committing its
+    /// metadata (ext4 `data=ordered`, the default; btrfs) — there the ref can never be
+    /// durable without the objects it names. Not on xfs.
+    Ordered,
+}
+
+/// Which step of a write is being made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// New objects, before any ref names them.
+    Objects,
+    /// Ref changes, before the write is acknowledged.
+    Refs,
 }
 
 impl Method {
@@ -41,8 +55,9 @@ impl Method {
             None | Some("") | Some("syncfs") if cfg!(target_os = "linux") => Ok(Method::Syncfs),
             None | Some("") | Some("fsync") => Ok(Method::Fsync),
             Some("batch") => Ok(Method::Batch),
+            Some("ordered") => Ok(Method::Ordered),
             Some(other) => Err(Error::Unsupported(format!(
-                "gatos.fsyncMethod must be syncfs, fsync or batch, not {other:?}"
+                "gatos.fsyncMethod must be syncfs, fsync, batch or ordered, not {other:?}"
             ))),
         }
     }
@@ -53,9 +68,10 @@ impl Method {
 ///
 /// # Errors
 /// When a sync fails.
-pub fn sync(method: Method, anchor: &Path, paths: &[PathBuf]) -> Result<()> {
+pub fn sync(method: Method, step: Step, anchor: &Path, paths: &[PathBuf]) -> Result<()> {
     match method {
         Method::None => Ok(()),
+        Method::Ordered if step == Step::Objects => Ok(()),
         Method::Syncfs => {
             let f = File::open(anchor)
                 .map_err(|e| Error::io(format!("open {}", anchor.display()), e))?;
@@ -63,7 +79,7 @@ pub fn sync(method: Method, anchor: &Path, paths: &[PathBuf]) -> Result<()> {
                 .map_err(|e| Error::io(format!("syncfs {}", anchor.display()), e.into()))
         }
         Method::Fsync => sync_files(paths),
-        Method::Batch => match paths.last() {
+        Method::Batch | Method::Ordered => match paths.last() {
             Some(p) => File::open(p)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io(format!("fsync {}", p.display()), e)),

@@ -347,8 +347,8 @@ impl Store {
     }
 
     /// Fsyncs what a write produced, when `gatos.fsync` is on (objects before refs).
-    pub(crate) fn fsync_paths(&self, paths: &[PathBuf]) -> Result<()> {
-        durability::sync(self.inner.durability, &self.inner.common_dir, paths)
+    pub(crate) fn fsync_paths(&self, step: durability::Step, paths: &[PathBuf]) -> Result<()> {
+        durability::sync(self.inner.durability, step, &self.inner.common_dir, paths)
     }
 
     /// Returns the path of a loose object (whether or not it exists).

@@ -169,7 +169,8 @@ impl PackWriter<'_> {
             paths.extend(outcome.data_path.clone());
             paths.extend(outcome.index_path.clone());
             paths.extend(outcome.keep_path.clone());
-            self.store.fsync_paths(&paths)?;
+            self.store
+                .fsync_paths(crate::durability::Step::Objects, &paths)?;
         }
         Ok(PackGuard {
             keep: outcome.keep_path,

@@ -410,7 +410,7 @@ impl Store {
         if edits.iter().any(|e| e.new.is_none()) {
             paths.push(self.common_dir().join("packed-refs"));
         }
-        self.fsync_paths(&paths)
+        self.fsync_paths(crate::durability::Step::Refs, &paths)
     }
 
     /// Removes stale `.lock` files under `refs/gatos/` and `packed-refs.lock` whose family

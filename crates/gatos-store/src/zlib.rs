@@ -51,7 +51,7 @@ impl Zlib {
 }
 
 /// A zlib stream (RFC 1950) of stored deflate blocks (RFC 1951 §3.2.4): no compression.
-fn stored(data: &[u8]) -> Vec<u8> {
+pub(crate) fn stored(data: &[u8]) -> Vec<u8> {
     const MAX_BLOCK: usize = 65_535;
     let blocks = data.len().div_ceil(MAX_BLOCK).max(1);
     let mut out = Vec::with_capacity(data.len() + 2 + blocks * 5 + 4);

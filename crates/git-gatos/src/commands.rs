@@ -18,6 +18,7 @@ pub struct Ctx {
     pub cwd: PathBuf,
     /// Options for opening the repository (test clock and seed).
     pub open: OpenOptions,
+    opened: std::cell::OnceCell<Gatos>,
 }
 
 impl Ctx {
@@ -26,9 +27,12 @@ impl Ctx {
     /// # Errors
     /// `NotFound` outside a repository.
     pub fn gatos(&self) -> Result<Gatos, Error> {
+        if let Some(g) = self.opened.get() {
+            return Ok(g.clone());
+        }
         let g = Gatos::discover(&self.cwd, self.open.clone())?;
         g.set_maintenance_hook(Some(std::sync::Arc::new(spawn_maintenance)));
-        Ok(g)
+        Ok(self.opened.get_or_init(|| g).clone())
     }
 }
 
@@ -71,6 +75,7 @@ pub fn run(cli: &Cli, out: &mut Output) -> Result<(), Error> {
     let ctx = Ctx {
         cwd,
         open: OpenOptions::from_test_env()?,
+        opened: std::cell::OnceCell::new(),
     };
     let _span = tracing::info_span!("command").entered();
     match &cli.command {
@@ -78,5 +83,9 @@ pub fn run(cli: &Cli, out: &mut Output) -> Result<(), Error> {
         Command::Messages(m) => messages::run(&ctx, out, m)?,
         Command::Maintenance(a) => maintenance::run(&ctx, out, a)?,
     }
-    out.flush()
+    out.flush()?;
+    // The process ends here: tearing down gix's object store (slots, caches, maps) is work
+    // the kernel does for free at exit. Every lock guard is already released by now.
+    std::mem::forget(ctx);
+    Ok(())
 }

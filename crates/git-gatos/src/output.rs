@@ -191,15 +191,23 @@ pub fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 /// Installs the log subscriber: stderr only, level from GATOS_LOG, RUST_LOG or -v.
+///
+/// Without any of those only warnings and errors are printed, by a minimal subscriber:
+/// `tracing-subscriber`'s registry costs a noticeable part of a one-message command.
 pub fn init_logging(g: &GlobalArgs) {
+    let env = std::env::var("GATOS_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok();
+    if env.is_none() && g.verbose == 0 {
+        let _ = tracing::subscriber::set_global_default(Quiet);
+        return;
+    }
     let default = match g.verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    let filter = std::env::var("GATOS_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| default.to_owned());
+    let filter = env.unwrap_or_else(|| default.to_owned());
     let use_color = g.color == "always"
         || (g.color == "auto"
             && std::env::var_os("NO_COLOR").is_none()
@@ -210,4 +218,54 @@ pub fn init_logging(g: &GlobalArgs) {
         .with_ansi(use_color)
         .with_target(false)
         .try_init();
+}
+
+/// Prints warnings and errors as `warning: message key=value …`; ignores spans.
+struct Quiet;
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        use std::fmt::Write as _;
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+    }
+}
+
+impl tracing::Subscriber for Quiet {
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        *meta.level() <= tracing::Level::WARN
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::WARN)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut f = Fields(String::new());
+        event.record(&mut f);
+        let level = if *event.metadata().level() == tracing::Level::ERROR {
+            "error"
+        } else {
+            "warning"
+        };
+        eprintln!("{level}: {}", f.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }
