@@ -43,11 +43,13 @@ run git gatos messages topics
 run git for-each-ref --format='%(refname)' refs/gatos/messages/ci.events/
 
 say "Prune refuses to drop what a consumer group has not read..."
-if git gatos messages prune ci.events; then echo "unexpected: prune succeeded"; exit 1; fi
+if git gatos messages prune ci.events 2> "$demo_dir/refused"; then echo "unexpected: prune succeeded"; exit 1; fi
+[ -n "${GATOS_DEMO_QUIET:-}" ] || cat "$demo_dir/refused"
 run git gatos messages consume dashboard ci.events --limit 100 > /dev/null
 say "...and once it has, drops old sealed segments behind a summary"
 run git gatos messages prune ci.events
-run git gatos messages read ci.events --since-seq 1 --limit 2
+run git gatos messages read ci.events --since-seq 1 --limit 2 2> "$demo_dir/gap"
+[ -n "${GATOS_DEMO_QUIET:-}" ] || cat "$demo_dir/gap"
 
 say "Everything is plain git: commits with trailers, canonical JSON envelopes"
 run git log -1 --format='%B' refs/gatos/messages/ci.events/head

@@ -240,10 +240,35 @@ PY
   record auto_compaction "{\"publish\": $j, \"read_seconds\": $auto_s, \"baseline_seconds\": $auto_c}"
 }
 
+bench_daemon() {
+  echo "== daemon (Unix socket) vs in-process, interleaved rounds; automatic maintenance off in both"
+  local k n1=3000 n8=600 j ip one eight ratios=() p99s=()
+  for k in 1 2 3; do
+    local r="$WORK/dip.git"; newrepo "$r"; git -C "$r" config gatos.maintenance.auto false; settle
+    ip=$("$GB" publish "$r" t $((n8 * 8)))
+    r="$WORK/dd.git"; newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
+    "$BIN/gatosd" --repo "$r" --socket "$WORK/d.sock" 2> "$WORK/gatosd.log" &
+    local pid=$!
+    for _ in $(seq 1 200); do [ -S "$WORK/d.sock" ] && break; sleep 0.05; done
+    settle
+    one=$("$GB" rpc "$WORK/d.sock" t "$n1" 1)
+    eight=$("$GB" rpc "$WORK/d.sock" t "$n8" 8)
+    kill -TERM "$pid"; wait "$pid" || true
+    line "round $k: in-process" "$(printf %.0f "$(field "$ip" rate)") msg/s p50 $(printf %.0f "$(field "$ip" p50_us)") us p99 $(printf %.0f "$(field "$ip" p99_us)") us"
+    line "round $k: 1 client" "$(printf %.0f "$(field "$one" rate)") msg/s ($(ratio "$(field "$one" rate)" "$(field "$ip" rate)")x) p50 $(printf %.0f "$(field "$one" p50_us)") us p99 $(printf %.0f "$(field "$one" p99_us)") us"
+    line "round $k: 8 clients" "$(printf %.0f "$(field "$eight" rate)") msg/s ($(ratio "$(field "$eight" rate)" "$(field "$ip" rate)")x; target >= 0.7x) p50 $(printf %.0f "$(field "$eight" p50_us)") us p99 $(printf %.0f "$(field "$eight" p99_us)") us (target < 5000)"
+    ratios+=("$(ratio "$(field "$eight" rate)" "$(field "$ip" rate)")")
+    p99s+=("$(field "$eight" p99_us)")
+    record "daemon_round_$k" "{\"inproc\": $ip, \"one\": $one, \"eight\": $eight}"
+  done
+  line "median over rounds, 8 clients" "$(median3 "${ratios[@]}")x in-process, p99 $(printf %.0f "$(median3 "${p99s[@]}")") us"
+}
+
 machine
 case "$what" in
   messages) bench_messages ;;
-  all) bench_messages ;;
+  daemon) bench_daemon ;;
+  all) bench_messages; bench_daemon ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
 esac
 echo "results: $results"

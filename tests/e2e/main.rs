@@ -10,5 +10,6 @@
 )]
 
 mod cli;
+mod daemon;
 mod messages;
 mod support;

@@ -9,6 +9,8 @@
 //!   with a fresh repository handle per page (a new process without its start-up).
 //! * `auto <repo> <topic> <n> <git-gatos>`: n single publishes with automatic maintenance
 //!   started as the CLI starts it.
+//! * `rpc <socket> <topic> <n> <clients>`: each of `clients` threads publishes n messages
+//!   over the daemon's Unix socket, one request at a time; rate and latencies.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -51,6 +53,9 @@ fn payload(i: u64) -> serde_json::Value {
 fn main() -> R {
     let args: Vec<String> = std::env::args().collect();
     let workload = args.get(1).map(String::as_str).unwrap_or("");
+    if workload == "rpc" {
+        return rpc(&args);
+    }
     let repo = Path::new(args.get(2).ok_or("repo missing")?);
     let topic: gatos_types::Topic = args.get(3).ok_or("topic missing")?.parse()?;
     let g = Gatos::open(repo, OpenOptions::default())?;
@@ -69,6 +74,39 @@ fn main() -> R {
             lat.sort();
             json!({"workload": "publish", "durable": g.store().is_durable(), "count": n, "seconds": secs,
                    "rate": n as f64 / secs, "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
+        }
+        "threads" => {
+            // n publishes from each of k threads sharing one handle (group commit).
+            let n: u64 = args.get(4).ok_or("n missing")?.parse()?;
+            let k: u64 = args.get(5).ok_or("threads missing")?.parse()?;
+            let start = Instant::now();
+            let lat: Vec<Duration> = std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..k)
+                    .map(|t| {
+                        let g = g.clone();
+                        let topic = topic.clone();
+                        sc.spawn(move || {
+                            let mut lat = Vec::new();
+                            for i in 0..n {
+                                let s = Instant::now();
+                                g.messages()
+                                    .publish(&topic, payload(t * n + i), &PublishOptions::default())
+                                    .map_err(|e| e.to_string())?;
+                                lat.push(s.elapsed());
+                            }
+                            Ok::<_, String>(lat)
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .flat_map(|h| h.join().ok().and_then(Result::ok).unwrap_or_default())
+                    .collect()
+            });
+            let secs = start.elapsed().as_secs_f64();
+            let mut lat = lat;
+            lat.sort();
+            json!({"workload": "threads", "threads": k, "count": lat.len(), "seconds": secs,
+                   "rate": lat.len() as f64 / secs, "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
         }
         "batch" => {
             let n: u64 = args.get(4).ok_or("n missing")?.parse()?;
@@ -175,5 +213,54 @@ fn main() -> R {
         other => return Err(format!("unknown workload {other:?}").into()),
     };
     println!("{out}");
+    Ok(())
+}
+
+fn rpc(args: &[String]) -> R {
+    use std::io::{BufRead, BufReader, Write};
+    let socket = std::path::PathBuf::from(args.get(2).ok_or("socket missing")?);
+    let topic = args.get(3).ok_or("topic missing")?.clone();
+    let n: u64 = args.get(4).ok_or("n missing")?.parse()?;
+    let clients: u64 = args.get(5).ok_or("clients missing")?.parse()?;
+    let start = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|k| {
+            let socket = socket.clone();
+            let topic = topic.clone();
+            std::thread::spawn(move || -> Result<Vec<Duration>, String> {
+                let s =
+                    std::os::unix::net::UnixStream::connect(&socket).map_err(|e| e.to_string())?;
+                let mut w = s.try_clone().map_err(|e| e.to_string())?;
+                let mut r = BufReader::new(s);
+                let mut lat = Vec::with_capacity(n as usize);
+                let mut line = String::new();
+                for i in 0..n {
+                    let req = json!({"jsonrpc": "2.0", "id": i, "method": "messages.publish",
+                                     "params": {"topic": topic, "payload": payload(k * n + i)}});
+                    let t = Instant::now();
+                    writeln!(w, "{req}").map_err(|e| e.to_string())?;
+                    line.clear();
+                    r.read_line(&mut line).map_err(|e| e.to_string())?;
+                    lat.push(t.elapsed());
+                    if !line.contains("\"result\"") {
+                        return Err(format!("publish failed: {line}"));
+                    }
+                }
+                Ok(lat)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.join().map_err(|_| "client thread panicked")??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    let total = n * clients;
+    println!(
+        "{}",
+        json!({"workload": "rpc", "clients": clients, "count": total, "seconds": secs,
+        "rate": total as f64 / secs, "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
+    );
     Ok(())
 }

@@ -96,6 +96,10 @@ impl Settings {
     pub const DEFAULT_DEDUPE_WINDOW: u64 = 100_000;
 }
 
+/// A held lock family (see [`Gatos::try_hold`]); released when dropped.
+#[derive(Debug)]
+pub struct Held(#[allow(dead_code, reason = "held for its Drop")] gatos_store::locks::Guard);
+
 /// A maintenance starter: called by writers when compaction is due.
 pub type MaintenanceHook = Arc<dyn Fn(&Gatos) + Send + Sync>;
 
@@ -114,6 +118,7 @@ struct Inner {
     topic_configs: Mutex<HashMap<Topic, (Oid, TopicConfig)>>,
     summaries: Mutex<HashMap<Topic, (Oid, u64)>>,
     tails: Mutex<HashMap<Topic, messages::chain::Meta>>,
+    combiners: Mutex<HashMap<Topic, Arc<messages::publish::Combiner>>>,
     maintenance_hook: Mutex<Option<MaintenanceHook>>,
     writes: AtomicU64,
 }
@@ -199,6 +204,7 @@ impl Gatos {
                 topic_configs: Mutex::default(),
                 summaries: Mutex::default(),
                 tails: Mutex::default(),
+                combiners: Mutex::default(),
                 maintenance_hook: Mutex::default(),
                 writes: AtomicU64::new(0),
             }),
@@ -275,6 +281,20 @@ impl Gatos {
         Ok(node)
     }
 
+    /// Takes a lock family for as long as the returned value lives, if it is free now
+    /// (`gatosd` holds one per socket, so a live daemon's socket is never taken over).
+    ///
+    /// # Errors
+    /// When the lock file cannot be used.
+    pub fn try_hold(&self, family: &str) -> Result<Option<Held>> {
+        let g = self
+            .store()
+            .locks()
+            .try_acquire(family)
+            .map_err(gatos_store::Error::from)?;
+        Ok(g.map(Held))
+    }
+
     /// Installs the function writers call when maintenance is due (the CLI starts a
     /// detached `git gatos maintenance --auto`; the daemon runs it on a thread).
     pub fn set_maintenance_hook(&self, hook: Option<MaintenanceHook>) {
@@ -336,6 +356,15 @@ impl Gatos {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         map.insert(topic.clone(), (at, cfg.clone()));
+    }
+
+    pub(crate) fn combiner(&self, topic: &Topic) -> Arc<messages::publish::Combiner> {
+        let mut map = self
+            .inner
+            .combiners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.entry(topic.clone()).or_default().clone()
     }
 
     /// Returns the cached metadata of a topic's last message, if it is `head`.

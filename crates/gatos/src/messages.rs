@@ -13,7 +13,7 @@ pub mod chain;
 pub mod config;
 pub mod index;
 mod prune;
-mod publish;
+pub(crate) mod publish;
 mod read;
 
 use gatos_store::refs::names;

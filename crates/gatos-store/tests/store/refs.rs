@@ -74,8 +74,16 @@ fn a_multi_ref_change_applies_all_or_nothing() -> TestResult {
         &Options::default(),
     )?;
     assert_eq!(repo.rev_parse("refs/gatos/x")?, Some(b.to_string()));
-    // Deletes expect their value, also for packed refs.
+    // Deletes expect their value, also for packed refs; reads find packed refs exactly.
     repo.git(&["pack-refs", "--all"])?;
+    assert_eq!(s.read_ref(&name("refs/gatos/x"))?, Some(b));
+    assert_eq!(s.read_ref(&name("refs/gatos/y"))?, Some(b));
+    assert_eq!(s.read_ref(&name("refs/gatos/nothing"))?, None);
+    assert_eq!(
+        s.read_ref(&name("refs/gatos"))?,
+        None,
+        "a directory is not a ref"
+    );
     assert!(
         s.update_refs(
             &[Edit::delete(name("refs/gatos/y"), a)],

@@ -453,14 +453,22 @@ pub fn open(store: &Store, topic: &Topic, target: Target, known: &[Known]) -> Re
             gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
         )
         .map_err(gatos_store::Error::from)?;
-    std::fs::create_dir_all(&dir).map_err(|e| io(topic, "create index dir", e))?;
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join("positions"))
-        .map_err(|e| io(topic, "open positions", e))?;
+    let open_rw = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("positions"))
+    };
+    let f = match open_rw() {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&dir).map_err(|e| io(topic, "create index dir", e))?;
+            open_rw().map_err(|e| io(topic, "open positions", e))?
+        }
+        Err(e) => return Err(io(topic, "open positions", e)),
+    };
     let header = catch_up(store, topic, &dir, &f, target, known)?;
     Ok(View {
         topic: topic.clone(),
@@ -587,7 +595,6 @@ fn catch_up(
         },
     };
     let start_generation = header.generation;
-    let old_breaks = read_breaks(dir, header.generation);
     let mut w = Writer {
         topic,
         dir,
@@ -683,14 +690,15 @@ fn catch_up(
         None => (None, lowest.unwrap_or(base).max(base)),
     };
     let generation_changed = w.header.generation != start_generation || w.rewriting;
-    if generation_changed
-        || !new_breaks.is_empty()
-        || junction_seq.is_none()
-        || old_breaks.is_none()
-    {
-        let mut breaks: Vec<u64> = match (junction_seq, old_breaks) {
-            (Some(j), Some(old)) => old.into_iter().filter(|b| *b <= j).collect(),
-            _ => Vec::new(),
+    // The breaks file is rewritten only when it changes.
+    if generation_changed || !new_breaks.is_empty() || junction_seq.is_none() {
+        let mut breaks: Vec<u64> = match junction_seq {
+            None => Vec::new(),
+            Some(j) => match read_breaks(dir, start_generation) {
+                Some(old) => old.into_iter().filter(|b| *b <= j).collect(),
+                // Lost or stale: recompute the breaks below the junction from the records.
+                None => scan_breaks(f, &w.header, first, j).map_err(|e| io(topic, "scan", e))?,
+            },
         };
         breaks.extend(new_breaks);
         breaks.sort_unstable();
@@ -707,6 +715,31 @@ fn catch_up(
         tracing::debug!(%topic, records = new_count, "position index rebuilt");
     }
     Ok(w.header)
+}
+
+/// Recomputes the breaks among the records `first..=last` (a repair path: one sequential
+/// read of the records).
+fn scan_breaks(f: &File, h: &Header, first: u64, last: u64) -> std::io::Result<Vec<u64>> {
+    const CHUNK: u64 = 4096;
+    let mut out = Vec::new();
+    let mut prev: Option<Ulid> = None;
+    let mut seq = first;
+    while seq <= last {
+        let n = CHUNK.min(last + 1 - seq);
+        let mut buf = vec![0u8; usize::try_from(n * RECORD).unwrap_or(0)];
+        f.read_exact_at(&mut buf, HEADER + (seq - h.base) * RECORD)?;
+        for (i, c) in buf.chunks(RECORD as usize).enumerate() {
+            let Some(r) = Record::decode(c) else {
+                return Err(std::io::Error::other("torn record"));
+            };
+            if prev.is_some_and(|p| r.ulid <= p) {
+                out.push(seq + i as u64);
+            }
+            prev = Some(r.ulid);
+        }
+        seq += n;
+    }
+    Ok(out)
 }
 
 /// Reads what the index needs about one message commit.

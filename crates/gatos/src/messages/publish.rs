@@ -64,6 +64,22 @@ impl Default for BatchOptions {
     }
 }
 
+/// Publishes to one topic waiting to be committed together (see [`Messages::publish`]).
+#[derive(Default)]
+pub(crate) struct Combiner {
+    pending: std::sync::Mutex<Vec<Waiting>>,
+    leader: std::sync::Mutex<()>,
+}
+
+struct Waiting {
+    item: Prepared,
+    reply: std::sync::mpsc::SyncSender<Result<PublishRow>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 struct Prepared {
     payload: Value,
     headers: Option<Value>,
@@ -113,6 +129,8 @@ struct Stopped {
     error: Error,
     landed: u64,
     retryable: bool,
+    /// The rows of the items that landed (the first `landed`).
+    rows: Vec<PublishRow>,
 }
 
 impl From<Error> for Stopped {
@@ -121,6 +139,7 @@ impl From<Error> for Stopped {
             error,
             landed: 0,
             retryable: false,
+            rows: Vec::new(),
         }
     }
 }
@@ -162,11 +181,74 @@ impl Messages<'_> {
         opts: &PublishOptions,
     ) -> Result<PublishRow> {
         let item = prepare(payload, opts.headers.clone())?;
-        let mut rows = self
-            .append(topic, vec![item], opts.expect_last_seq, false)
-            .map_err(|s| s.error)?;
-        rows.pop()
-            .ok_or_else(|| Error::new(ErrorCode::Internal, "publish returned no row"))
+        if opts.expect_last_seq.is_some() {
+            // A guarded publish stands alone: its condition is about the topic as it is.
+            return self
+                .append(
+                    topic,
+                    std::slice::from_ref(&item),
+                    opts.expect_last_seq,
+                    false,
+                )
+                .map_err(|s| s.error)?
+                .pop()
+                .ok_or_else(|| Error::new(ErrorCode::Internal, "publish returned no row"));
+        }
+        // Group commit: concurrent publishes to one topic through this handle join one
+        // append (one CAS). Whoever holds the leader lock commits everything pending; the
+        // others wait for their row, each answered only after the ref update.
+        let group = self.gatos.combiner(topic);
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        lock(&group.pending).push(Waiting { item, reply });
+        loop {
+            match answer.try_recv() {
+                Ok(r) => return r,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(Error::new(ErrorCode::Internal, "the publish group failed"));
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+            let _lead = lock(&group.leader);
+            let waiting = std::mem::take(&mut *lock(&group.pending));
+            if !waiting.is_empty() {
+                self.commit_group(topic, waiting);
+            }
+        }
+    }
+
+    /// Commits a group of publishes as one append and answers each; if the group fails,
+    /// retries its members one by one so one bad message fails only its own publish.
+    fn commit_group(&self, topic: &Topic, waiting: Vec<Waiting>) {
+        let (items, replies): (Vec<Prepared>, Vec<_>) =
+            waiting.into_iter().map(|w| (w.item, w.reply)).unzip();
+        tracing::trace!(%topic, size = items.len(), "group commit");
+        match self.append(topic, &items, None, false) {
+            Ok(rows) => {
+                for (row, reply) in rows.into_iter().zip(&replies) {
+                    let _ = reply.send(Ok(row));
+                }
+            }
+            Err(s) if items.len() == 1 => {
+                let _ = replies[0].send(Err(s.error));
+            }
+            Err(s) => {
+                let landed = usize::try_from(s.landed).unwrap_or(0).min(s.rows.len());
+                for (row, reply) in s.rows.into_iter().zip(&replies).take(landed) {
+                    let _ = reply.send(Ok(row));
+                }
+                for (item, reply) in items.iter().zip(&replies).skip(landed) {
+                    let r = self
+                        .append(topic, std::slice::from_ref(item), None, false)
+                        .map_err(|s| s.error)
+                        .and_then(|mut rows| {
+                            rows.pop().ok_or_else(|| {
+                                Error::new(ErrorCode::Internal, "publish returned no row")
+                            })
+                        });
+                    let _ = reply.send(r);
+                }
+            }
+        }
     }
 
     /// Publishes a stream of messages in chunks and calls `on_row` for each, in order.
@@ -227,7 +309,7 @@ impl Messages<'_> {
             if chunk.is_empty() {
                 return Ok(landed);
             }
-            match self.append(topic, chunk, expect.take(), true) {
+            match self.append(topic, &chunk, expect.take(), true) {
                 Ok(rows) => {
                     for row in &rows {
                         on_row(row)?;
@@ -242,7 +324,7 @@ impl Messages<'_> {
     fn append(
         &self,
         topic: &Topic,
-        items: Vec<Prepared>,
+        items: &[Prepared],
         expect: Option<u64>,
         batch: bool,
     ) -> Result<Vec<PublishRow>, Stopped> {
@@ -258,7 +340,7 @@ impl Messages<'_> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
-            match self.try_append(topic, &items, expect, batch, node) {
+            match self.try_append(topic, items, expect, batch, node) {
                 Err(s)
                     if s.retryable
                         && s.landed == 0
@@ -497,10 +579,14 @@ impl Messages<'_> {
         let mut landed_new = 0u64;
         let fail = |error: Error, landed_new: u64, retryable: bool| {
             let landed = count_landed(&dup_of, landed_new);
+            let rows = (0..usize::try_from(landed).unwrap_or(0))
+                .filter_map(|i| resolve_row(&dup_of, &rows, i))
+                .collect();
             Stopped {
                 error,
                 landed,
                 retryable,
+                rows,
             }
         };
         for part in &parts {
@@ -577,20 +663,25 @@ impl Messages<'_> {
 
         // Fill in duplicates now that every new row is known.
         let mut out = Vec::with_capacity(items.len());
-        for (i, d) in dup_of.iter().enumerate() {
-            let row = match d {
-                None => rows[i].clone(),
-                Some(Dup::Stored(r)) => Some(r.clone()),
-                Some(Dup::Earlier(j)) => rows[*j].clone().map(|r| PublishRow {
-                    duplicate: true,
-                    ..r
-                }),
-            };
-            out.push(row.ok_or_else(|| {
+        for i in 0..items.len() {
+            let row = resolve_row(&dup_of, &rows, i).ok_or_else(|| {
                 Stopped::from(Error::new(ErrorCode::Internal, "a batch row went missing"))
-            })?);
+            })?;
+            out.push(row);
         }
         Ok(out)
+    }
+}
+
+/// The row answering item `i`: its own, or the one it duplicates.
+fn resolve_row(dups: &[Option<Dup>], rows: &[Option<PublishRow>], i: usize) -> Option<PublishRow> {
+    match dups.get(i)? {
+        None => rows.get(i)?.clone(),
+        Some(Dup::Stored(r)) => Some(r.clone()),
+        Some(Dup::Earlier(j)) => rows.get(*j)?.clone().map(|r| PublishRow {
+            duplicate: true,
+            ..r
+        }),
     }
 }
 

@@ -328,16 +328,16 @@ impl Messages<'_> {
     }
 }
 
-impl<'g> Messages<'g> {
+impl Messages<'_> {
     /// Starts following a topic after `since` (`Cursor::End` for only new messages).
     ///
     /// # Errors
     /// `NotFound` for an unknown ULID.
-    pub fn follow(&self, topic: &Topic, since: Cursor) -> Result<Follower<'g>> {
+    pub fn follow(&self, topic: &Topic, since: Cursor) -> Result<Follower> {
         let view = self.view(topic)?;
         let start = self.resolve(topic, view.as_ref(), &since)?;
         Ok(Follower {
-            messages: *self,
+            gatos: self.gatos.clone(),
             topic: topic.clone(),
             after_seq: start.after,
             after_ulid: start.cursor_ulid,
@@ -355,8 +355,8 @@ enum Retry {
 /// Follows a topic: [`Follower::poll`] returns what is new, [`Follower::wait`] blocks until
 /// the topic head moves (whoever moved it: this process, another one, a fetch).
 #[derive(Debug)]
-pub struct Follower<'g> {
-    messages: Messages<'g>,
+pub struct Follower {
+    gatos: crate::Gatos,
     topic: Topic,
     after_seq: u64,
     after_ulid: Option<Ulid>,
@@ -367,7 +367,7 @@ pub struct Follower<'g> {
 /// How often a waiting follower looks at the topic head.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(50);
 
-impl Follower<'_> {
+impl Follower {
     /// Passes up to `max` new messages to `f`; returns how many, and a gap if the cursor
     /// fell into pruned history.
     ///
@@ -382,12 +382,13 @@ impl Follower<'_> {
             Some(u) => Cursor::Ulid(u),
             None => Cursor::Seq(self.after_seq),
         };
-        let end = match self.messages.scan(&self.topic, &cursor, Some(max), f) {
+        let messages = self.gatos.messages();
+        let end = match messages.scan(&self.topic, &cursor, Some(max), f) {
             Err(e) if e.code() == ErrorCode::NotFound && self.after_ulid.is_some() => {
                 // The message we stood after was rewritten away (a sync re-appended the
                 // tail): resume by position, at-least-once.
                 self.after_ulid = None;
-                let back = self.after_seq.min(self.messages.last_seq(&self.topic)?);
+                let back = self.after_seq.min(messages.last_seq(&self.topic)?);
                 self.after_seq = back;
                 return Ok((0, None));
             }
@@ -411,7 +412,7 @@ impl Follower<'_> {
         let deadline = Instant::now() + timeout;
         let head_ref = names::message_head(&self.topic);
         loop {
-            let head = self.messages.gatos.store().read_ref(&head_ref)?;
+            let head = self.gatos.store().read_ref(&head_ref)?;
             if head != self.last_head {
                 return Ok(true);
             }
@@ -421,6 +422,16 @@ impl Follower<'_> {
             }
             std::thread::sleep(left.min(FOLLOW_POLL));
         }
+    }
+
+    /// Returns the topic.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// Returns the head the follower last read (to compare with a watched head).
+    pub fn last_head(&self) -> Option<Oid> {
+        self.last_head
     }
 
     /// Returns the position the follower stands after.

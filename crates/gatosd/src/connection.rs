@@ -1,0 +1,343 @@
+//! One connection: a reader that frames and dispatches, a writer fed by a byte-bounded
+//! outbox, a cap on requests in flight, the TCP auth gate, and a drain on close.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use gatos_rpc::RpcError;
+use gatos_rpc::frame::{Decoder, Frame};
+use gatos_rpc::message::{self, Entry, Id, Incoming, Response, result, to_line};
+use gatos_rpc::methods::{AuthParams, GATOS_AUTH};
+use gatos_types::ErrorCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use crate::outbox::{self, Outbox};
+use crate::shared::Shared;
+use crate::subscriptions::Registry;
+
+/// Who is on the other end.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// `stdio`, `unix` or `tcp`.
+    pub transport: &'static str,
+    /// The address, when there is one.
+    pub addr: String,
+    /// TCP: the first call must be `gatos.auth`.
+    pub needs_auth: bool,
+}
+
+/// A connection's state, shared with its request and subscription tasks.
+pub struct Conn {
+    /// The server.
+    pub shared: Arc<Shared>,
+    /// Where responses and notifications go.
+    pub outbox: Outbox,
+    /// Live subscriptions.
+    pub subs: Registry,
+    /// Cancels every subscription of the connection.
+    pub sub_stop: CancellationToken,
+    /// Subscription tasks.
+    pub sub_tasks: TaskTracker,
+    /// Whether this transport demands `gatos.auth`.
+    pub needs_auth: bool,
+    in_flight: Arc<Semaphore>,
+    requests: TaskTracker,
+    handled: AtomicU64,
+}
+
+fn unauthorized(message: &str) -> RpcError {
+    RpcError::taxonomy(ErrorCode::Unauthorized, message, &serde_json::Map::new())
+}
+
+/// Serves one connection until EOF, an I/O error, or `stop`; then drains requests in
+/// flight (their answers are written) and closes.
+pub async fn serve<R, W>(
+    reader: R,
+    writer: W,
+    peer: Peer,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let id = shared.next_id();
+    let span =
+        tracing::info_span!("conn", conn = id, transport = peer.transport, peer = %peer.addr);
+    async move {
+        let started = Instant::now();
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        shared.connections_total.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("connection opened");
+        let (outbox, rx) = Outbox::new(shared.limits.outbox_bytes);
+        let writer_task = tokio::spawn(outbox::write_loop(writer, rx));
+        let conn = Arc::new(Conn {
+            outbox,
+            subs: Arc::new(Mutex::new(HashMap::new())),
+            sub_stop: CancellationToken::new(),
+            sub_tasks: TaskTracker::new(),
+            needs_auth: peer.needs_auth,
+            in_flight: Arc::new(Semaphore::new(shared.limits.max_in_flight)),
+            requests: TaskTracker::new(),
+            handled: AtomicU64::new(0),
+            shared: shared.clone(),
+        });
+        read_loop(reader, &conn, &peer, &stop).await;
+        conn.requests.close();
+        if tokio::time::timeout(shared.limits.drain_timeout, conn.requests.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still running after the drain timeout; closing anyway");
+        }
+        conn.sub_stop.cancel();
+        conn.sub_tasks.close();
+        conn.sub_tasks.wait().await;
+        let handled = conn.handled.load(Ordering::Relaxed);
+        drop(conn);
+        let _ = writer_task.await;
+        shared.connections.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!(
+            requests = handled,
+            seconds = started.elapsed().as_secs_f64(),
+            "connection closed"
+        );
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: R,
+    conn: &Arc<Conn>,
+    peer: &Peer,
+    stop: &CancellationToken,
+) {
+    let limits = &conn.shared.limits;
+    let mut decoder = Decoder::new(limits.max_line);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut frames = Vec::new();
+    let mut authenticated = !peer.needs_auth;
+    let auth_deadline = tokio::time::Instant::now() + limits.auth_timeout;
+    loop {
+        let read = tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep_until(auth_deadline), if !authenticated => {
+                let r = Response { id: Id::Null, outcome: Err(unauthorized("no gatos.auth in time")) };
+                conn.outbox.send_small(to_line(&r)).await;
+                return;
+            }
+            r = reader.read(&mut buf) => r,
+        };
+        let eof = match read {
+            Ok(0) => {
+                decoder.finish(&mut frames);
+                true
+            }
+            Ok(n) => {
+                decoder.feed(&buf[..n], &mut frames);
+                false
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "read failed");
+                return;
+            }
+        };
+        for frame in frames.drain(..) {
+            if !authenticated {
+                if authenticate(conn, frame).await {
+                    authenticated = true;
+                    continue;
+                }
+                return;
+            }
+            match frame {
+                Frame::TooLong => {
+                    let e = RpcError::taxonomy(
+                        ErrorCode::PayloadTooLarge,
+                        format!(
+                            "request line longer than {} bytes; skipped",
+                            limits.max_line
+                        ),
+                        &serde_json::Map::new(),
+                    );
+                    tracing::info!(code = "PayloadTooLarge", "request refused");
+                    conn.outbox
+                        .send_small(to_line(&Response {
+                            id: Id::Null,
+                            outcome: Err(e),
+                        }))
+                        .await;
+                }
+                Frame::NotUtf8 => {
+                    let e = RpcError::parse_error("the line is not UTF-8");
+                    conn.outbox
+                        .send_small(to_line(&Response {
+                            id: Id::Null,
+                            outcome: Err(e),
+                        }))
+                        .await;
+                }
+                Frame::Line(line) => dispatch(conn, line).await,
+            }
+        }
+        if eof {
+            return;
+        }
+    }
+}
+
+/// The first frame on TCP: `gatos.auth {token}` or the connection is closed.
+async fn authenticate(conn: &Arc<Conn>, frame: Frame) -> bool {
+    let mut reply_id = Id::Null;
+    let ok = match frame {
+        Frame::Line(line) => match message::parse(&line) {
+            Ok(Incoming::Single(Entry::Request(req)))
+                if req.method == GATOS_AUTH && req.id.is_some() =>
+            {
+                reply_id = req.id.clone().unwrap_or(Id::Null);
+                match req.params.parse::<AuthParams>() {
+                    Ok(p) => conn.shared.token.as_ref().is_some_and(|t| {
+                        crate::transport::tcp::token_matches(t, p.token.as_bytes())
+                    }),
+                    Err(_) => false,
+                }
+            }
+            Ok(Incoming::Single(Entry::Request(req))) => {
+                reply_id = req.id.unwrap_or(Id::Null);
+                false
+            }
+            _ => false,
+        },
+        Frame::TooLong | Frame::NotUtf8 => false,
+    };
+    let outcome = if ok {
+        result(&serde_json::json!({"authenticated": true}))
+    } else {
+        tracing::info!(
+            code = "Unauthorized",
+            "connection refused: the first call must be gatos.auth with the right token"
+        );
+        Err(unauthorized(
+            "authentication required: the first call must be gatos.auth {token}",
+        ))
+    };
+    conn.outbox
+        .send_small(to_line(&Response {
+            id: reply_id,
+            outcome,
+        }))
+        .await;
+    ok
+}
+
+/// Parses a line and runs what it holds on the connection's request tasks, under the
+/// in-flight cap (batch entries count).
+async fn dispatch(conn: &Arc<Conn>, line: String) {
+    let incoming = match message::parse(&line) {
+        Ok(i) => i,
+        Err(e) => {
+            conn.outbox
+                .send_small(to_line(&Response {
+                    id: Id::Null,
+                    outcome: Err(e),
+                }))
+                .await;
+            return;
+        }
+    };
+    drop(line);
+    let entries = match &incoming {
+        Incoming::Single(_) => 1,
+        Incoming::Batch(v) => v.len(),
+    };
+    if entries > conn.shared.limits.max_batch {
+        let e = RpcError::invalid_request(format!(
+            "a batch holds at most {} entries",
+            conn.shared.limits.max_batch
+        ));
+        conn.outbox
+            .send_small(to_line(&Response {
+                id: Id::Null,
+                outcome: Err(e),
+            }))
+            .await;
+        return;
+    }
+    let want = u32::try_from(entries.min(conn.shared.limits.max_in_flight)).unwrap_or(1);
+    let Ok(permit) = conn.in_flight.clone().acquire_many_owned(want).await else {
+        return;
+    };
+    let task_conn = conn.clone();
+    let task = async move {
+        let _permit = permit;
+        match incoming {
+            Incoming::Single(entry) => {
+                let (response, after) = handle(&task_conn, entry).await;
+                if let Some(r) = response {
+                    task_conn.outbox.send(to_line(&r)).await;
+                }
+                if let Some(go) = after {
+                    let _ = go.send(());
+                }
+            }
+            Incoming::Batch(entries) => {
+                let mut responses = Vec::with_capacity(entries.len());
+                let mut starts = Vec::new();
+                for entry in entries {
+                    let (response, after) = handle(&task_conn, entry).await;
+                    responses.extend(response);
+                    starts.extend(after);
+                }
+                if !responses.is_empty() {
+                    task_conn.outbox.send(to_line(&responses)).await;
+                }
+                for go in starts {
+                    let _ = go.send(());
+                }
+            }
+        }
+    };
+    conn.requests.spawn(task.in_current_span());
+}
+
+async fn handle(
+    conn: &Arc<Conn>,
+    entry: Entry,
+) -> (Option<Response>, Option<crate::methods::After>) {
+    conn.handled.fetch_add(1, Ordering::Relaxed);
+    let req = match entry {
+        Entry::Request(r) => r,
+        Entry::Invalid(id, e) => {
+            return (
+                Some(Response {
+                    id,
+                    outcome: Err(e),
+                }),
+                None,
+            );
+        }
+    };
+    if req.is_notification() && gatos_rpc::methods::ANSWER_REQUIRED.contains(&req.method.as_str()) {
+        tracing::debug!(method = %req.method, "notification of a method whose answer is the point; not run");
+        return (None, None);
+    }
+    let span = tracing::debug_span!("request", method = %req.method);
+    let (outcome, after) = crate::methods::call(conn, &req.method, req.params)
+        .instrument(span)
+        .await;
+    if let Err(e) = &outcome {
+        tracing::info!(method = %req.method, code = e.taxonomy_code().unwrap_or("-"), rpc = e.code, "request failed");
+    }
+    match req.id {
+        // A notification that was run: no answer (and nothing to start after one).
+        None => (None, None),
+        Some(id) => (Some(Response { id, outcome }), after),
+    }
+}

@@ -1,0 +1,48 @@
+//! Every limit of the daemon, named (ADR 0011).
+
+use std::time::Duration;
+
+/// Limits of one server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest request line, in bytes; longer ones get `PayloadTooLarge` and are skipped.
+    pub max_line: usize,
+    /// Open connections at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Requests being processed per connection (batch entries count); more stop the
+    /// connection's reader, so the client feels backpressure.
+    pub max_in_flight: usize,
+    /// Bytes queued for a client's socket; past it responses wait, and a subscription that
+    /// cannot queue its next event within `lag_grace` is closed with `messages.lagged`.
+    pub outbox_bytes: usize,
+    /// How long a subscription may be blocked by a slow reader before it is closed.
+    pub lag_grace: Duration,
+    /// Entries in one batch.
+    pub max_batch: usize,
+    /// Messages a subscription reads from the store at a time.
+    pub subscription_batch: u64,
+    /// How often watched topic heads are read (messages written by other processes reach
+    /// subscribers within this, plus the time to read them).
+    pub watch_poll: Duration,
+    /// How long a TCP client has to send `gatos.auth`.
+    pub auth_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: gatos_rpc::frame::DEFAULT_MAX_LINE,
+            max_connections: 512,
+            max_in_flight: 32,
+            outbox_bytes: 16 * 1024 * 1024,
+            lag_grace: Duration::from_secs(5),
+            max_batch: 10_000,
+            subscription_batch: 256,
+            watch_poll: Duration::from_millis(100),
+            auth_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The method table: one function per method, running library calls on the blocking pool.
+
+pub mod checkpoints;
+pub mod gatos;
+pub mod messages;
+
+use gatos_rpc::RpcError;
+use gatos_rpc::message::Params;
+use gatos_rpc::methods as m;
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+use crate::connection::Conn;
+
+/// Something to do once the response is queued (start a subscription).
+pub type After = oneshot::Sender<()>;
+
+/// What a method returns: the serialised result or an error, and an optional follow-up.
+pub type Outcome = (Result<Box<RawValue>, RpcError>, Option<After>);
+
+/// Maps a library error to its JSON-RPC error object (-32000, `data: {code, status, …}`).
+pub fn to_rpc(e: &::gatos::Error) -> RpcError {
+    RpcError::taxonomy(e.code(), e.to_string(), e.details())
+}
+
+/// Runs a blocking library call on the blocking pool.
+///
+/// # Errors
+/// The call's error, or -32603 when the task panicked (the daemon goes on).
+pub async fn blocking<T, F>(f: F) -> Result<T, RpcError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ::gatos::Error> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| to_rpc(&e)),
+        Err(e) => {
+            tracing::error!(error = %e, "a request task failed");
+            Err(RpcError::internal("the request failed inside the daemon"))
+        }
+    }
+}
+
+/// Calls a method.
+pub async fn call(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> Outcome {
+    let plain = |r: Result<Box<RawValue>, RpcError>| (r, None);
+    match method {
+        m::MESSAGES_PUBLISH => plain(messages::publish(conn, params).await),
+        m::MESSAGES_PUBLISH_BATCH => plain(messages::publish_batch(conn, params).await),
+        m::MESSAGES_READ => plain(messages::read(conn, params).await),
+        m::MESSAGES_SUBSCRIBE => match messages::subscribe(conn, params).await {
+            Ok((r, after)) => (Ok(r), Some(after)),
+            Err(e) => (Err(e), None),
+        },
+        m::MESSAGES_UNSUBSCRIBE => plain(messages::unsubscribe(conn, params)),
+        m::CHECKPOINTS_GET => plain(checkpoints::get(conn, params).await),
+        m::CHECKPOINTS_SET => plain(checkpoints::set(conn, params).await),
+        m::TOPICS_LIST => plain(messages::topics(conn, params).await),
+        m::GATOS_HEALTH => plain(gatos::health(conn, params).await),
+        m::GATOS_VERSION => plain(gatos::version(params)),
+        m::GATOS_AUTH => plain(gatos::auth_again(conn, params)),
+        other => plain(Err(RpcError::method_not_found(other))),
+    }
+}

@@ -1,0 +1,167 @@
+//! `messages.*` and `topics.list`.
+
+use std::sync::Arc;
+
+use gatos::messages::{BatchItem, BatchOptions, Cursor, PublishOptions, ReadOptions};
+use gatos_rpc::RpcError;
+use gatos_rpc::message::{Params, result};
+use gatos_rpc::methods::{
+    NoParams, PublishBatchParams, PublishBatchResult, PublishParams, ReadParams, SubscribeParams,
+    SubscribeResult, TopicsResult, UnsubscribeParams,
+};
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::{After, blocking};
+use crate::connection::Conn;
+use crate::subscriptions::{self, Subscription};
+
+fn cursor(
+    since: Option<gatos_types::Ulid>,
+    since_seq: Option<u64>,
+    default: Cursor,
+) -> Result<Cursor, RpcError> {
+    match (since, since_seq) {
+        (Some(_), Some(_)) => Err(RpcError::invalid_params(
+            "give since or since_seq, not both",
+        )),
+        (Some(u), None) => Ok(Cursor::Ulid(u)),
+        (None, Some(n)) => Ok(Cursor::Seq(n)),
+        (None, None) => Ok(default),
+    }
+}
+
+/// `messages.publish {topic, payload, headers?, expect_last_seq?}`.
+pub async fn publish(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
+    let p: PublishParams = params.parse()?;
+    let gatos = conn.shared.gatos.clone();
+    let topic = p.topic.clone();
+    let row = blocking(move || {
+        gatos.messages().publish(
+            &p.topic,
+            p.payload,
+            &PublishOptions {
+                headers: p.headers,
+                expect_last_seq: p.expect_last_seq,
+            },
+        )
+    })
+    .await?;
+    conn.shared.watchers.poke(&topic);
+    result(&row)
+}
+
+/// `messages.publish_batch {topic, messages: [{payload, headers?}], expect_last_seq?, chunk?}`.
+pub async fn publish_batch(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
+    let p: PublishBatchParams = params.parse()?;
+    let gatos = conn.shared.gatos.clone();
+    let topic = p.topic.clone();
+    let out = blocking(move || {
+        let mut rows = Vec::with_capacity(p.messages.len());
+        let items = p.messages.into_iter().map(|m| {
+            Ok(BatchItem {
+                payload: m.payload,
+                headers: m.headers,
+            })
+        });
+        let opts = BatchOptions {
+            chunk: p.chunk.unwrap_or(1_000),
+            expect_last_seq: p.expect_last_seq,
+        };
+        let landed = gatos
+            .messages()
+            .publish_batch(&p.topic, items, &opts, |r| {
+                rows.push(r.clone());
+                Ok(())
+            })?;
+        Ok(PublishBatchResult {
+            results: rows,
+            landed,
+        })
+    })
+    .await;
+    conn.shared.watchers.poke(&topic);
+    result(&out?)
+}
+
+/// `messages.read {topic, since?, since_seq?, limit?}`.
+pub async fn read(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
+    let p: ReadParams = params.parse()?;
+    let since = cursor(p.since, p.since_seq, Cursor::Start)?;
+    let limit = p.limit.unwrap_or(gatos::messages::DEFAULT_PAGE);
+    let gatos = conn.shared.gatos.clone();
+    let page = blocking(move || {
+        gatos
+            .messages()
+            .read(&p.topic, &ReadOptions { since, limit })
+    })
+    .await?;
+    result(&page)
+}
+
+/// `messages.subscribe {topic, since?, since_seq?}`: starts after the answer is queued.
+pub async fn subscribe(
+    conn: &Arc<Conn>,
+    params: Params,
+) -> Result<(Box<RawValue>, After), RpcError> {
+    let p: SubscribeParams = params.parse()?;
+    let since = cursor(p.since, p.since_seq, Cursor::End)?;
+    let gatos = conn.shared.gatos.clone();
+    let topic = p.topic.clone();
+    let follower = blocking(move || gatos.messages().follow(&topic, since)).await?;
+    let id = format!("s{}", conn.shared.next_id());
+    let stop = conn.sub_stop.child_token();
+    conn.subs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(id.clone(), stop.clone());
+    let answer = result(&SubscribeResult {
+        subscription: id.clone(),
+        since: follower.position().1,
+    })?;
+    let (go, ready) = oneshot::channel();
+    let sub = Subscription {
+        id,
+        changes: conn.shared.watchers.watch(&p.topic, follower.last_head()),
+        follower,
+        outbox: conn.outbox.clone(),
+        stop,
+        registry: conn.subs.clone(),
+        shared: conn.shared.clone(),
+    };
+    conn.sub_tasks
+        .spawn(tracing::Instrument::in_current_span(subscriptions::run(
+            sub, ready,
+        )));
+    Ok((answer, go))
+}
+
+/// `messages.unsubscribe {subscription}`.
+pub fn unsubscribe(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
+    let p: UnsubscribeParams = params.parse()?;
+    let token: Option<CancellationToken> = conn
+        .subs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&p.subscription);
+    match token {
+        Some(t) => {
+            t.cancel();
+            result(&serde_json::json!({"unsubscribed": true}))
+        }
+        None => Err(RpcError::taxonomy(
+            gatos_types::ErrorCode::NotFound,
+            format!("no subscription {:?} on this connection", p.subscription),
+            &serde_json::Map::new(),
+        )),
+    }
+}
+
+/// `topics.list {}`.
+pub async fn topics(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
+    let _: NoParams = params.parse()?;
+    let gatos = conn.shared.gatos.clone();
+    let topics = blocking(move || gatos.messages().topics()).await?;
+    result(&TopicsResult { topics })
+}

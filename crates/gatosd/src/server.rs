@@ -1,0 +1,116 @@
+//! Listeners, the connection cap, and shutdown: stop accepting, stop reading, let requests
+//! in flight finish and be answered, then return (the socket is removed by its owner).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connection::{self, Peer};
+use crate::shared::Shared;
+use crate::transport::unix;
+
+/// What to serve.
+#[derive(Default)]
+pub struct Endpoints {
+    /// The Unix socket.
+    pub unix: Option<unix::Endpoint>,
+    /// The TCP listener (connections must authenticate).
+    pub tcp: Option<TcpListener>,
+    /// Serve stdin/stdout (one connection; the server ends with it).
+    pub stdio: bool,
+}
+
+async fn accept_unix(
+    l: Option<&UnixListener>,
+) -> std::io::Result<(tokio::net::UnixStream, String)> {
+    match l {
+        Some(l) => l.accept().await.map(|(s, _)| (s, "unix".to_owned())),
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_tcp(l: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStream, String)> {
+    match l {
+        Some(l) => l.accept().await.map(|(s, a)| (s, a.to_string())),
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves until `shutdown` resolves (or, with stdio, until stdin ends), then drains.
+pub async fn run(
+    shared: Arc<Shared>,
+    mut endpoints: Endpoints,
+    shutdown: impl Future<Output = ()>,
+) {
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tokio::pin!(shutdown);
+    if endpoints.stdio {
+        let peer = Peer {
+            transport: "stdio",
+            addr: "stdio".into(),
+            needs_auth: false,
+        };
+        let conn = tracker.spawn(connection::serve(
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            peer,
+            shared.clone(),
+            stop.child_token(),
+        ));
+        tokio::select! {
+            () = &mut shutdown => tracing::info!("shutting down"),
+            _ = conn => tracing::info!("stdin closed; shutting down"),
+        }
+    } else {
+        let unix = endpoints
+            .unix
+            .as_mut()
+            .and_then(unix::Endpoint::take_listener);
+        let tcp = endpoints.tcp.take();
+        let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+        loop {
+            // Take a connection slot before accepting: past the cap, clients wait in the
+            // kernel's accept queue instead of costing us memory.
+            let permit: OwnedSemaphorePermit = tokio::select! {
+                () = &mut shutdown => break,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                r = accept_unix(unix.as_ref()) => match r {
+                    Ok((s, addr)) => {
+                        let (rd, wr) = s.into_split();
+                        let peer = Peer { transport: "unix", addr, needs_auth: false };
+                        let c = connection::serve(rd, wr, peer, shared.clone(), stop.child_token());
+                        tracker.spawn(async move { c.await; drop(permit) });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "accept failed on the Unix socket"),
+                },
+                r = accept_tcp(tcp.as_ref()) => match r {
+                    Ok((s, addr)) => {
+                        let _ = s.set_nodelay(true);
+                        let (rd, wr) = s.into_split();
+                        let peer = Peer { transport: "tcp", addr, needs_auth: true };
+                        let c = connection::serve(rd, wr, peer, shared.clone(), stop.child_token());
+                        tracker.spawn(async move { c.await; drop(permit) });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "accept failed on TCP"),
+                },
+            }
+        }
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+    }
+    stop.cancel();
+    tracker.close();
+    let grace = shared.limits.drain_timeout + std::time::Duration::from_secs(5);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("connections still open after the drain timeout");
+    }
+    drop(endpoints);
+    tracing::info!("stopped");
+}

@@ -1,0 +1,54 @@
+//! State shared by every connection of one server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use gatos::Gatos;
+
+use crate::limits::Limits;
+use crate::subscriptions::Watchers;
+
+/// What every connection shares.
+pub struct Shared {
+    /// The repository.
+    pub gatos: Gatos,
+    /// The limits.
+    pub limits: Limits,
+    /// When the server started.
+    pub started: Instant,
+    /// The TCP token, when TCP is served.
+    pub token: Option<Vec<u8>>,
+    /// Open connections.
+    pub connections: AtomicU64,
+    /// Connections since start.
+    pub connections_total: AtomicU64,
+    /// Live subscriptions.
+    pub subscriptions: AtomicU64,
+    /// Watched topic heads.
+    pub watchers: Arc<Watchers>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    /// Makes the shared state.
+    pub fn new(gatos: Gatos, limits: Limits, token: Option<Vec<u8>>) -> Arc<Shared> {
+        let watchers = Arc::new(Watchers::new(gatos.clone(), limits.watch_poll));
+        Arc::new(Shared {
+            gatos,
+            limits,
+            started: Instant::now(),
+            token,
+            connections: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            subscriptions: AtomicU64::new(0),
+            watchers,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Returns a fresh id (connections, subscriptions).
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

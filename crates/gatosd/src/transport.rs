@@ -1,0 +1,4 @@
+//! Where the daemon listens: a Unix socket, TCP, or stdin/stdout.
+
+pub mod tcp;
+pub mod unix;

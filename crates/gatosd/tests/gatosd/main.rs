@@ -1,0 +1,8 @@
+//! gatosd in process: real sockets, real repositories, a shutdown the test controls.
+#![allow(clippy::unwrap_used, missing_docs, reason = "tests")]
+
+mod harness;
+mod protocol;
+mod robustness;
+mod subscriptions;
+mod transports;

@@ -1,0 +1,139 @@
+//! Subscriptions: events for writes by anyone, unsubscribe, and slow subscribers.
+
+use std::time::Duration;
+
+use gatos::messages::PublishOptions;
+use gatos_testutil::TestResult;
+use gatosd::limits::Limits;
+use serde_json::json;
+
+use crate::harness::Daemon;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_see_writes_from_other_processes_and_connections() -> TestResult {
+    let d = Daemon::start().await?;
+    let mut sub = d.client().await?;
+    sub.ok("messages.publish", json!({"topic": "ev", "payload": "old"}))
+        .await?;
+    let s = sub.ok("messages.subscribe", json!({"topic": "ev"})).await?;
+    let id = s["subscription"].clone();
+    // Another connection.
+    let mut other = d.client().await?;
+    other
+        .ok(
+            "messages.publish",
+            json!({"topic": "ev", "payload": "from-rpc"}),
+        )
+        .await?;
+    let e = sub.notification("messages.event").await?;
+    assert_eq!(e["params"]["subscription"], id);
+    assert_eq!(e["params"]["message"]["payload"], "from-rpc");
+    assert_eq!(e["params"]["message"]["seq"], 2);
+    // Another writer on the same repository (standing for another process or a fetch).
+    let writer = gatos::Gatos::open(d.repo.path(), gatos::OpenOptions::default())?;
+    writer.messages().publish(
+        &"ev".parse()?,
+        json!("from-outside"),
+        &PublishOptions::default(),
+    )?;
+    let e = sub.notification("messages.event").await?;
+    assert_eq!(e["params"]["message"]["payload"], "from-outside");
+    // Replay from the start.
+    let all = sub
+        .ok("messages.subscribe", json!({"topic": "ev", "since_seq": 0}))
+        .await?;
+    assert_eq!(all["since"], json!(null));
+    let mut payloads = Vec::new();
+    for _ in 0..3 {
+        let e = sub.notification("messages.event").await?;
+        if e["params"]["subscription"] == all["subscription"] {
+            payloads.push(e["params"]["message"]["payload"].clone());
+        } else {
+            sub.pending.push(e);
+        }
+    }
+    assert_eq!(
+        payloads,
+        vec![json!("old"), json!("from-rpc"), json!("from-outside")]
+    );
+    // Unsubscribe stops events; an unknown id is NotFound.
+    assert_eq!(
+        sub.ok("messages.unsubscribe", json!({"subscription": id}))
+            .await?["unsubscribed"],
+        true
+    );
+    let r = sub
+        .call("messages.unsubscribe", json!({"subscription": id}))
+        .await?;
+    assert_eq!(r["error"]["data"]["code"], "NotFound");
+    d.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_is_told_it_lagged_and_memory_stays_bounded() -> TestResult {
+    let limits = Limits {
+        outbox_bytes: 8 * 1024,
+        lag_grace: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let d = Daemon::start_with(limits, None).await?;
+    let mut slow = d.client().await?;
+    let s = slow
+        .ok("messages.subscribe", json!({"topic": "flood"}))
+        .await?;
+    // The subscriber stops reading while 300 messages of ~1 KiB are published.
+    let mut pub_client = d.client().await?;
+    let body = "y".repeat(1000);
+    let messages: Vec<_> = (0..300)
+        .map(|i| json!({"payload": {"i": i, "body": body}}))
+        .collect();
+    pub_client
+        .ok(
+            "messages.publish_batch",
+            json!({"topic": "flood", "messages": messages}),
+        )
+        .await?;
+    // Wait until the daemon gave up on the subscription.
+    let mut gone = false;
+    for _ in 0..300 {
+        if pub_client.ok("gatos.health", json!({})).await?["subscriptions"] == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the lagging subscription was closed");
+    // Now read: some events, then the lagged notice naming where to resume.
+    let notice = slow.notification("messages.lagged").await?;
+    assert_eq!(notice["params"]["subscription"], s["subscription"]);
+    let events = slow
+        .pending
+        .iter()
+        .filter(|v| v["method"] == "messages.event")
+        .count();
+    assert!(
+        events < 300,
+        "not everything was buffered ({events} events)"
+    );
+    let resume = notice["params"]["next_since"].clone();
+    if events > 0 {
+        let last = slow
+            .pending
+            .iter()
+            .rev()
+            .find(|v| v["method"] == "messages.event")
+            .unwrap();
+        assert_eq!(last["params"]["message"]["ulid"], resume);
+    }
+    // The connection is still usable, and a new subscription resumes from there.
+    let again = slow
+        .ok(
+            "messages.subscribe",
+            json!({"topic": "flood", "since": resume}),
+        )
+        .await?;
+    assert_eq!(again["since"], resume);
+    d.stop().await?;
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! The Unix socket's safety rules and TCP authentication.
+
+use std::os::unix::fs::PermissionsExt;
+
+use gatos_testutil::TestResult;
+use gatosd::limits::Limits;
+use serde_json::json;
+
+use crate::harness::Daemon;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_is_private_unique_and_cleaned_up() -> TestResult {
+    let d = Daemon::start().await?;
+    let mode = std::fs::metadata(&d.socket)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A second daemon on the same path refuses to start and leaves the live socket alone.
+    let g2 = gatos::Gatos::open(d.repo.path(), gatos::OpenOptions::default())?;
+    let err = gatosd::transport::unix::bind(&g2, &d.socket).unwrap_err();
+    assert!(err.contains("another gatosd"), "{err}");
+    let mut c = d.client().await?;
+    c.ok("gatos.version", json!({})).await?;
+    drop(c);
+    let socket = d.socket.clone();
+    let repo = d.stop().await?;
+    assert!(!socket.exists());
+    // A stale socket (a crashed daemon's) is replaced.
+    let stale = std::os::unix::net::UnixListener::bind(&socket)?;
+    drop(stale);
+    assert!(socket.exists());
+    let d = Daemon::start_in(repo, Limits::default(), None).await?;
+    d.client().await?.ok("gatos.version", json!({})).await?;
+    // A regular file at the path is never removed.
+    let repo = d.stop().await?;
+    std::fs::write(&socket, "not a socket")?;
+    let g3 = gatos::Gatos::open(repo.path(), gatos::OpenOptions::default())?;
+    assert!(
+        gatosd::transport::unix::bind(&g3, &socket)
+            .unwrap_err()
+            .contains("not a socket")
+    );
+    assert_eq!(std::fs::read_to_string(&socket)?, "not a socket");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_wants_the_token_first() -> TestResult {
+    let d = Daemon::start_with(Limits::default(), Some("s3cret")).await?;
+    // Anything else first: Unauthorized, then closed.
+    let mut c = d.tcp_client().await?;
+    let r = c.call("gatos.version", json!({})).await?;
+    assert_eq!(r["error"]["data"]["code"], "Unauthorized");
+    assert_eq!(r["error"]["data"]["status"], 401);
+    assert!(c.recv().await?.is_none(), "closed after refusing");
+    // A wrong token.
+    let mut c = d.tcp_client().await?;
+    let r = c.call("gatos.auth", json!({"token": "wrong"})).await?;
+    assert_eq!(r["error"]["data"]["code"], "Unauthorized");
+    assert!(c.recv().await?.is_none());
+    // A batch first is refused too.
+    let mut c = d.tcp_client().await?;
+    c.send(&json!([{"jsonrpc": "2.0", "id": 1, "method": "gatos.auth", "params": {"token": "s3cret"}}])).await?;
+    assert_eq!(
+        c.recv().await?.unwrap()["error"]["data"]["code"],
+        "Unauthorized"
+    );
+    assert!(c.recv().await?.is_none());
+    // The right token, then business as usual.
+    let mut c = d.tcp_client().await?;
+    assert_eq!(
+        c.ok("gatos.auth", json!({"token": "s3cret"})).await?["authenticated"],
+        true
+    );
+    c.ok("messages.publish", json!({"topic": "tcp", "payload": 1}))
+        .await?;
+    assert_eq!(c.ok("gatos.health", json!({})).await?["status"], "ok");
+    d.stop().await?;
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! The real gatosd binary: stdio, the Unix socket, signals, kill -9 and restart.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
+use serde_json::{Value, json};
+
+use crate::support::gatos_ok;
+
+struct Gatosd {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Gatosd {
+    fn start(repo: &TempRepo) -> TestResult<Gatosd> {
+        let socket = repo.root().join("g.sock");
+        let mut cmd = Command::new(bin("gatosd"));
+        cmd.args(["--socket", &socket.to_string_lossy()])
+            .current_dir(repo.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        hermetic(&mut cmd, &repo.home());
+        let child = cmd.spawn()?;
+        let d = Gatosd { child, socket };
+        wait_for(
+            "gatosd to accept connections",
+            Duration::from_secs(30),
+            || UnixStream::connect(&d.socket).is_ok(),
+        )?;
+        Ok(d)
+    }
+
+    fn client(&self) -> TestResult<Client> {
+        Client::connect(&self.socket)
+    }
+
+    fn signal(&self, sig: &str) -> TestResult {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()?;
+        assert!(status.success());
+        Ok(())
+    }
+}
+
+impl Drop for Gatosd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next: u64,
+}
+
+impl Client {
+    fn connect(path: &Path) -> TestResult<Client> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Client {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+            next: 1,
+        })
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> TestResult<Value> {
+        let id = self.next;
+        self.next += 1;
+        writeln!(
+            self.writer,
+            "{}",
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        )?;
+        loop {
+            let v = self.recv()?.ok_or("closed")?;
+            if v["id"] == json!(id) {
+                return Ok(v);
+            }
+        }
+    }
+
+    fn recv(&mut self) -> TestResult<Option<Value>> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::from_str(&line)?))
+    }
+}
+
+#[test]
+fn stdio_mode_speaks_json_rpc_on_stdout_and_logs_on_stderr() -> TestResult {
+    let repo = TempRepo::new()?;
+    let mut cmd = Command::new(bin("gatosd"));
+    cmd.arg("--stdio")
+        .current_dir(repo.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    hermetic(&mut cmd, &repo.home());
+    let mut child = cmd.spawn()?;
+    let mut stdin = child.stdin.take().ok_or("stdin")?;
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","id":1,"method":"messages.publish","params":{{"topic":"s","payload":{{"a":1}}}}}}"#
+    )?;
+    writeln!(stdin, "not json")?;
+    writeln!(stdin, r#"[{{"jsonrpc":"2.0","method":"gatos.version"}}]"#)?;
+    drop(stdin); // EOF: the daemon answers what it read, then exits
+    let out = child.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["id"] == 1 && l["result"]["seq"] == 1)
+    );
+    assert!(lines.iter().any(|l| l["error"]["code"] == -32700));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connection opened"));
+    assert_eq!(
+        gatos_ok(&repo, &["messages", "read", "s", "--json"])?
+            .lines()
+            .count(),
+        1
+    );
+    Ok(())
+}
+
+#[test]
+fn a_subscription_receives_a_message_published_by_the_cli() -> TestResult {
+    let repo = TempRepo::new()?;
+    let d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    let s = c.call("messages.subscribe", json!({"topic": "cli"}))?;
+    assert!(s["result"]["subscription"].is_string(), "{s}");
+    gatos_ok(
+        &repo,
+        &["messages", "publish", "cli", "--data", r#"{"from":"cli"}"#],
+    )?;
+    let event = loop {
+        let v = c.recv()?.ok_or("closed")?;
+        if v["method"] == "messages.event" {
+            break v;
+        }
+    };
+    assert_eq!(
+        event["params"]["message"]["payload"],
+        json!({"from": "cli"})
+    );
+    assert_eq!(event["params"]["subscription"], s["result"]["subscription"]);
+    Ok(())
+}
+
+#[test]
+fn sigterm_drains_and_removes_the_socket() -> TestResult {
+    let repo = TempRepo::new()?;
+    let mut d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    c.call("messages.publish", json!({"topic": "t", "payload": 1}))?;
+    d.signal("-TERM")?;
+    let status = d.child.wait()?;
+    assert!(status.success(), "{status}");
+    assert!(!d.socket.exists());
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_message_and_blocks_no_restart() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(
+        &repo,
+        &["messages", "config", "crash", "--max-messages", "50"],
+    )?;
+    let mut acked: Vec<String> = Vec::new();
+    for round in 0..3 {
+        let d = Gatosd::start(&repo)?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let mut workers = Vec::new();
+        for w in 0..4 {
+            let socket = d.socket.clone();
+            let tx = tx.clone();
+            workers.push(std::thread::spawn(move || {
+                let Ok(mut c) = Client::connect(&socket) else {
+                    return;
+                };
+                for i in 0.. {
+                    match c.call(
+                        "messages.publish",
+                        json!({"topic": "crash", "payload": {"r": round, "w": w, "i": i}}),
+                    ) {
+                        Ok(r) => match r["result"]["ulid"].as_str() {
+                            Some(u) => {
+                                if tx.send(u.to_owned()).is_err() {
+                                    return;
+                                }
+                            }
+                            None => return,
+                        },
+                        Err(_) => return,
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        // Let it run under load, then kill -9 mid-stream.
+        let mut got = 0;
+        while got < 60 + round * 20 {
+            acked.push(rx.recv_timeout(Duration::from_secs(30))?);
+            got += 1;
+        }
+        d.signal("-KILL")?;
+        for w in workers {
+            let _ = w.join();
+        }
+        acked.extend(rx.try_iter());
+    }
+    // A restart is not blocked (stale socket and locks), and everything acknowledged is there.
+    let d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    let mut stored = std::collections::HashSet::new();
+    let mut since = Value::Null;
+    loop {
+        let params = if since.is_null() {
+            json!({"topic": "crash", "limit": 1000})
+        } else {
+            json!({"topic": "crash", "since": since, "limit": 1000})
+        };
+        let page = c.call("messages.read", params)?;
+        let page = &page["result"];
+        for m in page["messages"].as_array().ok_or("messages")? {
+            stored.insert(m["ulid"].as_str().ok_or("ulid")?.to_owned());
+        }
+        if page["end"] == true {
+            break;
+        }
+        since = page["next_since"].clone();
+    }
+    for u in &acked {
+        assert!(stored.contains(u), "acknowledged message {u} is missing");
+    }
+    c.call(
+        "messages.publish",
+        json!({"topic": "crash", "payload": "after"}),
+    )?;
+    drop(c);
+    drop(d);
+    repo.assert_fsck_strict()
+}
+
+/// Runs requests through `gatosd --stdio` and returns the raw response lines.
+fn stdio_session(repo: &TempRepo, requests: &[Value]) -> TestResult<Vec<String>> {
+    let mut cmd = Command::new(bin("gatosd"));
+    cmd.arg("--stdio")
+        .current_dir(repo.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    hermetic(&mut cmd, &repo.home());
+    let mut child = cmd.spawn()?;
+    let mut stdin = child.stdin.take().ok_or("stdin")?;
+    for r in requests {
+        writeln!(stdin, "{r}")?;
+    }
+    drop(stdin);
+    let out = child.wait_with_output()?;
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+#[derive(serde::Deserialize)]
+struct RawResponse<'a> {
+    #[serde(borrow)]
+    result: &'a serde_json::value::RawValue,
+}
+
+#[derive(serde::Deserialize)]
+struct RawPage<'a> {
+    #[serde(borrow)]
+    messages: Vec<&'a serde_json::value::RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawTopics<'a> {
+    #[serde(borrow)]
+    topics: Vec<&'a serde_json::value::RawValue>,
+}
+
+#[test]
+fn cli_json_and_rpc_results_are_the_same_bytes() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(
+        &repo,
+        &[
+            "messages",
+            "publish",
+            "p",
+            "--data",
+            r#"{"z":1,"a":[1.5,"x"]}"#,
+            "--headers",
+            r#"{"msg_id":"m1"}"#,
+        ],
+    )?;
+    gatos_ok(&repo, &["messages", "publish", "p", "--data", "\"two\""])?;
+    gatos_ok(&repo, &["messages", "consume", "g", "p", "--limit", "1"])?;
+    let responses = stdio_session(
+        &repo,
+        &[
+            json!({"jsonrpc": "2.0", "id": 1, "method": "messages.read", "params": {"topic": "p"}}),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "topics.list"}),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "checkpoints.get", "params": {"group": "g", "topic": "p"}}),
+        ],
+    )?;
+    let by_id = |id: u64| -> TestResult<&str> {
+        Ok(responses
+            .iter()
+            .find(|l| l.starts_with(&format!(r#"{{"jsonrpc":"2.0","id":{id},"#)))
+            .ok_or("missing response")?)
+    };
+    let read: RawResponse = serde_json::from_str(by_id(1)?)?;
+    let page: RawPage = serde_json::from_str(read.result.get())?;
+    let cli_rows = gatos_ok(&repo, &["messages", "read", "p", "--json"])?;
+    let rpc_rows: Vec<&str> = page.messages.iter().map(|m| m.get()).collect();
+    assert_eq!(cli_rows.lines().collect::<Vec<_>>(), rpc_rows);
+    let topics: RawResponse = serde_json::from_str(by_id(2)?)?;
+    let topics: RawTopics = serde_json::from_str(topics.result.get())?;
+    let cli_topics = gatos_ok(&repo, &["messages", "topics", "--json"])?;
+    assert_eq!(
+        cli_topics.lines().collect::<Vec<_>>(),
+        topics.topics.iter().map(|t| t.get()).collect::<Vec<_>>()
+    );
+    let cp: RawResponse = serde_json::from_str(by_id(3)?)?;
+    let cli_cp = gatos_ok(
+        &repo,
+        &["messages", "checkpoint", "get", "g", "p", "--json"],
+    )?;
+    assert_eq!(cli_cp.trim_end(), cp.result.get());
+    Ok(())
+}
