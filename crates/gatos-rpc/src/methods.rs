@@ -3,8 +3,13 @@
 //! The method-name strings are spelled here only. Params structs refuse unknown members
 //! (-32602), so a typo in a client is an error, not a silently ignored option.
 
+use std::collections::BTreeMap;
+
+use gatos_types::jobs::{JobRow, JobSpec, JobState, ManifestRow, Outcome};
 use gatos_types::wire::{MessageRow, PublishRow, TopicRow};
-use gatos_types::{Group, Oid, Topic, Ulid};
+use gatos_types::{
+    Capability, Digest, Group, KeyId, ManifestName, Oid, Queue, Timestamp, Topic, Ulid, WorkerId,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -34,11 +39,38 @@ pub const GATOS_HEALTH: &str = "gatos.health";
 pub const GATOS_VERSION: &str = "gatos.version";
 /// `gatos.auth`
 pub const GATOS_AUTH: &str = "gatos.auth";
-/// `jobs.claim` (the job plane; listed here for the notification rule)
+/// `jobs.enqueue`
+pub const JOBS_ENQUEUE: &str = "jobs.enqueue";
+/// `jobs.get`
+pub const JOBS_GET: &str = "jobs.get";
+/// `jobs.list`
+pub const JOBS_LIST: &str = "jobs.list";
+/// `jobs.claim`
 pub const JOBS_CLAIM: &str = "jobs.claim";
+/// `jobs.heartbeat`
+pub const JOBS_HEARTBEAT: &str = "jobs.heartbeat";
+/// `jobs.complete`
+pub const JOBS_COMPLETE: &str = "jobs.complete";
+/// `jobs.fail`
+pub const JOBS_FAIL: &str = "jobs.fail";
+/// `jobs.cancel`
+pub const JOBS_CANCEL: &str = "jobs.cancel";
+/// `jobs.watch`
+pub const JOBS_WATCH: &str = "jobs.watch";
+/// `jobs.event` (notification from the server)
+pub const JOBS_EVENT: &str = "jobs.event";
+/// `manifests.put`
+pub const MANIFESTS_PUT: &str = "manifests.put";
+/// `manifests.get`
+pub const MANIFESTS_GET: &str = "manifests.get";
+/// `manifests.list`
+pub const MANIFESTS_LIST: &str = "manifests.list";
+/// `manifests.run`
+pub const MANIFESTS_RUN: &str = "manifests.run";
 
-/// Methods whose answer is the point: not run when sent as notifications (DESIGN §6).
-pub const ANSWER_REQUIRED: &[&str] = &[JOBS_CLAIM, MESSAGES_SUBSCRIBE, GATOS_AUTH];
+/// Methods whose answer is the point: not run when sent as notifications (DESIGN §6;
+/// `jobs.watch` too, like `messages.subscribe`).
+pub const ANSWER_REQUIRED: &[&str] = &[JOBS_CLAIM, MESSAGES_SUBSCRIBE, GATOS_AUTH, JOBS_WATCH];
 
 /// `messages.publish` params.
 #[derive(Debug, Clone, Deserialize)]
@@ -234,4 +266,275 @@ pub struct HealthResult {
     pub version: String,
     /// The head of the audit topic, as a liveness mark of the store.
     pub last_commit: Option<Oid>,
+}
+
+/// `jobs.enqueue` params: a manifest (as `jobs enqueue --manifest` takes, JSON form)
+/// and/or the CLI's flags, which override it; `command` is the whole argv
+/// (`-- CMD ARG…`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueParams {
+    /// A manifest object.
+    #[serde(default)]
+    pub manifest: Option<Value>,
+    /// CMD ARG…
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// The queue.
+    #[serde(default)]
+    pub queue: Option<Queue>,
+    /// Capabilities the job needs.
+    #[serde(default)]
+    pub caps: Vec<Capability>,
+    /// Seconds or a DUR string.
+    #[serde(default)]
+    pub timeout: Option<Value>,
+    /// Attempts.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Priority.
+    #[serde(default)]
+    pub priority: Option<i64>,
+    /// Environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// TIME.
+    #[serde(default)]
+    pub run_after: Option<String>,
+    /// Working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Output files.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Inputs.
+    #[serde(default)]
+    pub inputs: Option<Value>,
+}
+
+/// Params naming one job (`jobs.get`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobIdParams {
+    /// The job.
+    pub id: Ulid,
+}
+
+/// `jobs.cancel` params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelParams {
+    /// The job.
+    pub id: Ulid,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `jobs.list` params.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only this queue.
+    #[serde(default)]
+    pub queue: Option<Queue>,
+    /// Only this state.
+    #[serde(default)]
+    pub state: Option<JobState>,
+    /// Include archived jobs.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `jobs.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListResult {
+    /// The jobs, oldest first.
+    pub jobs: Vec<JobRow>,
+}
+
+/// `jobs.claim` params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimParams {
+    /// The worker's name.
+    pub worker: WorkerId,
+    /// The key it will sign the proof with.
+    pub worker_key: KeyId,
+    /// Queues it serves (default `default`).
+    #[serde(default)]
+    pub queues: Vec<Queue>,
+    /// Capabilities it offers.
+    #[serde(default)]
+    pub caps: Vec<Capability>,
+    /// Secret names it can resolve.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Lease: seconds or a DUR string (default 30s).
+    #[serde(default)]
+    pub lease: Option<Value>,
+    /// Claim this job rather than the next one.
+    #[serde(default)]
+    pub id: Option<Ulid>,
+}
+
+/// `jobs.claim` result (null when nothing is claimable).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimResult {
+    /// The job.
+    pub id: Ulid,
+    /// The attempt (name it in heartbeat, complete and fail).
+    pub attempt: u32,
+    /// The worker.
+    pub worker: WorkerId,
+    /// The key the proof must be signed with.
+    pub worker_key: Option<KeyId>,
+    /// When the lease ends unless extended.
+    pub lease_until: Timestamp,
+    /// The attempt's `running` claim commit (`claim_commit` of the proof).
+    pub claim_commit: Oid,
+    /// `blake3:` of `job.json` (`job_content_id` of the proof).
+    pub job_content_id: Digest,
+    /// The normalized manifest.
+    pub manifest: JobSpec,
+}
+
+/// Params naming a held claim (`jobs.heartbeat`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatParams {
+    /// The job.
+    pub id: Ulid,
+    /// The attempt.
+    pub attempt: u32,
+    /// The worker.
+    pub worker: WorkerId,
+    /// The new lease length (default: 30s).
+    #[serde(default)]
+    pub lease: Option<Value>,
+}
+
+/// `jobs.heartbeat` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResult {
+    /// The new lease end.
+    pub lease_until: Timestamp,
+    /// True when the job was cancelled: stop the process and call `jobs.fail` with
+    /// `outcome: "cancelled"`.
+    pub cancelled: bool,
+}
+
+/// One output file of `jobs.complete` / `jobs.fail`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputParam {
+    /// Its path relative to the job's working directory.
+    pub path: String,
+    /// Its bytes, base64.
+    pub data_base64: String,
+}
+
+/// `jobs.complete` (and `jobs.fail`) params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishParams {
+    /// The job.
+    pub id: Ulid,
+    /// The attempt.
+    pub attempt: u32,
+    /// The worker.
+    pub worker: WorkerId,
+    /// The exit code (null when the process did not exit by itself).
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// `jobs.complete`: `succeeded` (default when `exit_code` is 0) or `failed`;
+    /// `jobs.fail`: `failed` (default), `timeout`, `cancelled` or `lost`.
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    /// Captured standard output, base64.
+    #[serde(default)]
+    pub stdout_base64: Option<String>,
+    /// Captured standard error, base64.
+    #[serde(default)]
+    pub stderr_base64: Option<String>,
+    /// Collected outputs.
+    #[serde(default)]
+    pub outputs: Vec<OutputParam>,
+    /// The DSSE envelope signed by the worker's key (an object, or its JSON text).
+    #[serde(default)]
+    pub poe: Option<Value>,
+}
+
+/// `jobs.complete` / `jobs.fail` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinishResult {
+    /// The job's state afterwards.
+    pub state: JobState,
+    /// The commit written (result or released claim).
+    pub commit: Oid,
+}
+
+/// `jobs.watch` params.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchParams {
+    /// Only events of this queue.
+    #[serde(default)]
+    pub queue: Option<Queue>,
+    /// Only events of this job.
+    #[serde(default)]
+    pub job: Option<Ulid>,
+    /// Start after this event's ULID on `gatos.jobs` (default: only new events).
+    #[serde(default)]
+    pub since: Option<Ulid>,
+}
+
+/// `jobs.event` notification params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobEventNotice {
+    /// The subscription.
+    pub subscription: String,
+    /// The event, with its message's `ulid`.
+    pub event: Value,
+}
+
+/// `manifests.put` params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestPutParams {
+    /// The name.
+    pub name: ManifestName,
+    /// The manifest object.
+    pub manifest: Value,
+}
+
+/// `manifests.put` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestPutResult {
+    /// The version now current.
+    #[serde(flatten)]
+    pub row: ManifestRow,
+    /// False when the same document was already the latest version.
+    pub changed: bool,
+}
+
+/// `manifests.get` / `manifests.run` params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestRefParams {
+    /// The name.
+    pub name: ManifestName,
+    /// The version (default: the latest).
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+/// `manifests.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestListResult {
+    /// The latest version of each manifest.
+    pub manifests: Vec<ManifestRow>,
 }

@@ -308,6 +308,20 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Reads every value of a key from the local configuration file as it is on disk now
+    /// (not the snapshot taken at open): for settings this process may have just changed,
+    /// such as trusted keys.
+    pub fn local_config_strings(&self, key: &str) -> Vec<String> {
+        let path = self.inner.common_dir.join("config");
+        let Ok(file) = gix::config::File::from_path_no_includes(path, gix::config::Source::Local)
+        else {
+            return Vec::new();
+        };
+        file.raw_values(key)
+            .map(|v| v.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default()
+    }
+
     /// Writes values into the repository's local configuration file (`.git/config`),
     /// replacing each key's values; an empty list removes the key.
     ///

@@ -20,6 +20,7 @@ pub mod digest;
 pub mod envelope;
 pub mod error;
 pub mod jcs;
+pub mod jobs;
 pub mod name;
 pub mod time;
 pub mod trailers;

@@ -23,7 +23,12 @@ pub mod checkpoints;
 pub mod clock;
 mod error;
 pub mod init;
+pub mod jobs;
+pub mod keys;
+pub mod manifests;
 pub mod messages;
+pub mod proofs;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -89,11 +94,17 @@ pub struct Settings {
     pub auto_maintenance: bool,
     /// Thresholds of automatic maintenance.
     pub maintenance: gatos_store::maintenance::Thresholds,
+    /// `gatos.lease.skew`: how long past `lease_until` a lease still counts (default 0).
+    pub lease_skew: gatos_types::Dur,
+    /// `gatos.jobs.archiveAfter`: finished jobs older than this are archived (default 7d).
+    pub archive_after: gatos_types::Dur,
 }
 
 impl Settings {
     /// The default dedupe window (DESIGN §4).
     pub const DEFAULT_DEDUPE_WINDOW: u64 = 100_000;
+    /// The default of `gatos.jobs.archiveAfter`.
+    pub const DEFAULT_ARCHIVE_AFTER: gatos_types::Dur = gatos_types::Dur::from_secs(7 * 86_400);
 }
 
 /// A held lock family (see [`Gatos::try_hold`]); released when dropped.
@@ -133,6 +144,18 @@ impl std::fmt::Debug for Gatos {
 
 /// Publishes between automatic maintenance checks.
 const MAINTENANCE_CHECK_EVERY: u64 = 64;
+
+fn config_dur(store: &Store, key: &str, default: gatos_types::Dur) -> Result<gatos_types::Dur> {
+    match store.config_string(key) {
+        None => Ok(default),
+        Some(v) => gatos_types::Dur::parse(v.trim()).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidInput,
+                format!("config {key} must be a duration (30s, 5m, 7d, PT30S): {e}"),
+            )
+        }),
+    }
+}
 
 fn config_u64(store: &Store, key: &str, default: u64) -> Result<u64> {
     match store.config_string(key) {
@@ -186,6 +209,12 @@ impl Gatos {
                 )?,
                 packs: config_u64(&store, "gatos.maintenance.packs", defaults.packs)?,
             },
+            lease_skew: config_dur(&store, "gatos.lease.skew", gatos_types::Dur::from_secs(0))?,
+            archive_after: config_dur(
+                &store,
+                "gatos.jobs.archiveAfter",
+                Settings::DEFAULT_ARCHIVE_AFTER,
+            )?,
         };
         let node = match store.config_string("gatos.node") {
             Some(v) => Some(v.trim().parse::<Ulid>().map_err(|e| {
@@ -219,6 +248,11 @@ impl Gatos {
     /// Returns the settings read at open.
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// Returns `gatos.lease.skew`.
+    pub fn lease_skew(&self) -> gatos_types::Dur {
+        self.inner.settings.lease_skew
     }
 
     /// Returns the current time of the injected clock.

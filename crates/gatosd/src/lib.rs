@@ -150,10 +150,18 @@ fn install_maintenance(gatos: &Gatos) {
         }
         let store = g.store().clone();
         let thresholds = g.settings().maintenance;
+        let g = g.clone();
         let running = running.clone();
         let spawned = std::thread::Builder::new()
             .name("gatosd-maintenance".into())
             .spawn(move || {
+                match gatos::jobs::archive::archive_if_due(&g) {
+                    Ok(Some(r)) if r.archived > 0 => {
+                        tracing::info!(archived = r.archived, "archived finished jobs");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "archiving jobs failed"),
+                }
                 match store.run_maintenance(Some(thresholds)) {
                     Ok(r) if !r.steps.is_empty() => {
                         tracing::info!(steps = r.steps.len(), "maintenance done")

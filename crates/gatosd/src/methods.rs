@@ -2,6 +2,8 @@
 
 pub mod checkpoints;
 pub mod gatos;
+pub mod jobs;
+pub mod manifests;
 pub mod messages;
 
 use gatos_rpc::RpcError;
@@ -56,6 +58,22 @@ pub async fn call(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
         m::CHECKPOINTS_GET => plain(checkpoints::get(conn, params).await),
         m::CHECKPOINTS_SET => plain(checkpoints::set(conn, params).await),
         m::TOPICS_LIST => plain(messages::topics(conn, params).await),
+        m::JOBS_ENQUEUE => plain(jobs::enqueue(conn, params).await),
+        m::JOBS_GET => plain(jobs::get(conn, params).await),
+        m::JOBS_LIST => plain(jobs::list(conn, params).await),
+        m::JOBS_CLAIM => plain(jobs::claim(conn, params).await),
+        m::JOBS_HEARTBEAT => plain(jobs::heartbeat(conn, params).await),
+        m::JOBS_COMPLETE => plain(jobs::complete(conn, params).await),
+        m::JOBS_FAIL => plain(jobs::fail(conn, params).await),
+        m::JOBS_CANCEL => plain(jobs::cancel(conn, params).await),
+        m::JOBS_WATCH => match jobs::watch(conn, params).await {
+            Ok((r, after)) => (Ok(r), Some(after)),
+            Err(e) => (Err(e), None),
+        },
+        m::MANIFESTS_PUT => plain(manifests::put(conn, params).await),
+        m::MANIFESTS_GET => plain(manifests::get(conn, params).await),
+        m::MANIFESTS_LIST => plain(manifests::list(conn, params).await),
+        m::MANIFESTS_RUN => plain(manifests::run(conn, params).await),
         m::GATOS_HEALTH => plain(gatos::health(conn, params).await),
         m::GATOS_VERSION => plain(gatos::version(params)),
         m::GATOS_AUTH => plain(gatos::auth_again(conn, params)),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use gatos::Gatos;
 use gatos::messages::{Follower, MessageView};
 use gatos_rpc::message::{Notification, to_line};
-use gatos_rpc::methods::{Lagged, MESSAGES_EVENT, MESSAGES_LAGGED};
+use gatos_rpc::methods::{JOBS_EVENT, JobEventNotice, Lagged, MESSAGES_EVENT, MESSAGES_LAGGED};
 use gatos_types::{Oid, Topic, Ulid};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
@@ -120,6 +120,40 @@ pub struct Subscription {
     pub registry: Registry,
     /// The server.
     pub shared: Arc<Shared>,
+    /// `Some` for a `jobs.watch`: deliver `jobs.event`s that pass the filter.
+    pub jobs: Option<JobFilter>,
+}
+
+/// What a `jobs.watch` delivers.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this queue.
+    pub queue: Option<gatos_types::Queue>,
+    /// Only this job.
+    pub job: Option<Ulid>,
+}
+
+impl JobFilter {
+    /// The `jobs.event` line for a message of `gatos.jobs`, if it passes.
+    fn line(&self, subscription: &str, m: &MessageView<'_>) -> Option<String> {
+        let ev: gatos_types::jobs::JobEvent = serde_json::from_str(m.payload.get()).ok()?;
+        if self.queue.as_ref().is_some_and(|q| *q != ev.queue)
+            || self.job.is_some_and(|j| j != ev.job)
+        {
+            return None;
+        }
+        let mut event = serde_json::to_value(&ev).ok()?;
+        if let Some(obj) = event.as_object_mut() {
+            obj.insert("ulid".into(), serde_json::Value::String(m.ulid.to_string()));
+        }
+        Some(to_line(&Notification::new(
+            JOBS_EVENT,
+            JobEventNotice {
+                subscription: subscription.to_owned(),
+                event,
+            },
+        )))
+    }
 }
 
 #[derive(Serialize)]
@@ -147,16 +181,23 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
         s.changes.borrow_and_update();
         let Some(mut f) = follower.take() else { break };
         let id = s.id.clone();
+        let jobs = s.jobs.clone();
         let polled = tokio::task::spawn_blocking(move || {
             let mut events: Vec<(Ulid, String)> = Vec::new();
             let r = f.poll(batch, |m| {
-                let line = to_line(&Notification::new(
-                    MESSAGES_EVENT,
-                    EventRef {
-                        subscription: &id,
-                        message: m,
+                let line = match &jobs {
+                    Some(filter) => match filter.line(&id, m) {
+                        Some(l) => l,
+                        None => return Ok(true),
                     },
-                ));
+                    None => to_line(&Notification::new(
+                        MESSAGES_EVENT,
+                        EventRef {
+                            subscription: &id,
+                            message: m,
+                        },
+                    )),
+                };
                 events.push((m.ulid, line));
                 Ok(true)
             });

@@ -49,8 +49,249 @@ pub enum Command {
     /// Publish, read, follow and consume messages.
     #[command(subcommand)]
     Messages(MessagesCommand),
-    /// Compact the repository: repack, pack refs, write the commit-graph.
+    /// Enqueue, list, show, watch, cancel and verify jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Claim and run jobs: each in its own process group, with heartbeats and a proof.
+    Worker(WorkerArgs),
+    /// Register manifests by name (versions 1, 2, …) and enqueue jobs from them.
+    #[command(subcommand)]
+    Manifests(ManifestsCommand),
+    /// The signing key, local trust, published keys and revocations.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Compact the repository: repack, pack refs, write the commit-graph, archive jobs.
     Maintenance(MaintenanceArgs),
+}
+
+/// The job plane's verbs.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Enqueue a job: `-- CMD ARG…` or `--manifest FILE` (JSON or YAML).
+    Enqueue(EnqueueArgs),
+    /// List jobs, oldest first (finished states include archived jobs).
+    Ls(LsArgs),
+    /// Show a job: state, attempt, manifest, latest claim, result and proof.
+    Show {
+        /// The job id.
+        id: String,
+    },
+    /// Follow job events (the topic gatos.jobs) as they happen.
+    Watch(WatchArgs),
+    /// Cancel a job: a pending one never runs, a running one is stopped.
+    Cancel {
+        /// The job id.
+        id: String,
+        /// Why (recorded in the cancel commit and the audit trail).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Verify proofs of execution: digests, signature, key trust and revocation.
+    Verify(VerifyArgs),
+    /// Show or change a queue's retry backoff (replicated settings).
+    Config(QueueConfigArgs),
+}
+
+/// `jobs enqueue`.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The manifest (JSON or YAML; `-` for stdin); flags given too override its fields.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// The queue (default `default`).
+    #[arg(long, value_name = "Q")]
+    pub queue: Option<String>,
+    /// A capability the worker must have (repeatable).
+    #[arg(long = "cap", value_name = "C")]
+    pub caps: Vec<String>,
+    /// Stop the process after this long (DUR; default 1h).
+    #[arg(long, value_name = "DUR")]
+    pub timeout: Option<String>,
+    /// Attempts before the job fails for good (default 3).
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Higher runs first (default 0).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+    /// An environment variable (repeatable); VALUE may be `secret://NAME`.
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Not before this time (RFC 3339, or a DUR from now).
+    #[arg(long, value_name = "TIME")]
+    pub run_after: Option<String>,
+    /// Working directory relative to the worker's base directory.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// A file (relative to the working directory) to keep in the result (repeatable).
+    #[arg(long = "output", value_name = "PATH")]
+    pub outputs: Vec<String>,
+    /// A label (repeatable).
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Data for the job, as JSON (the file named by GATOS_INPUTS).
+    #[arg(long, value_name = "JSON")]
+    pub inputs: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `jobs ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only this queue.
+    #[arg(long, value_name = "Q")]
+    pub queue: Option<String>,
+    /// Only this state: pending, running, succeeded, failed, cancelled.
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// Include archived jobs whatever the state filter.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `jobs watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only events of this queue.
+    #[arg(long, value_name = "Q")]
+    pub queue: Option<String>,
+    /// Only events of this job.
+    #[arg(long, value_name = "ID")]
+    pub job: Option<String>,
+    /// Start after this event (its ULID on gatos.jobs) instead of only new events.
+    #[arg(long, value_name = "ULID")]
+    pub since: Option<String>,
+    /// Exit after N events.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+/// `jobs verify`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").args(["id", "all"]).required(true)))]
+pub struct VerifyArgs {
+    /// The job id.
+    pub id: Option<String>,
+    /// Every job with a result, live and archived.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `jobs config`.
+#[derive(Debug, Args)]
+pub struct QueueConfigArgs {
+    /// The queue.
+    pub queue: String,
+    /// The first retry delay (DUR, or `off` for the default 1s).
+    #[arg(long, value_name = "DUR")]
+    pub backoff_base: Option<String>,
+    /// The longest retry delay (DUR, or `off` for the default 10m).
+    #[arg(long, value_name = "DUR")]
+    pub backoff_max: Option<String>,
+}
+
+/// `worker`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").args(["once", "drain"])))]
+pub struct WorkerArgs {
+    /// A queue to serve (repeatable; default `default`).
+    #[arg(long = "queue", value_name = "Q")]
+    pub queues: Vec<String>,
+    /// A capability this worker offers (repeatable).
+    #[arg(long = "cap", value_name = "C")]
+    pub caps: Vec<String>,
+    /// Jobs run at once.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub concurrency: usize,
+    /// Lease length; heartbeats every third of it (DUR, at least 1s).
+    #[arg(long, value_name = "DUR", default_value = "30s")]
+    pub lease: String,
+    /// Run at most one job, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Run until nothing this worker may claim is left, then exit.
+    #[arg(long)]
+    pub drain: bool,
+    /// The worker's name in claims (default: host name and process id).
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+    /// Base directory of jobs' cwd (default: the work tree; a temporary one if bare).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// A file of NAME=VALUE lines resolving secret://NAME (else the environment).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
+    /// Also pass this variable through from the worker's environment (repeatable).
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub pass_env: Vec<String>,
+    /// Bytes kept of each of stdout and stderr (truncation is marked).
+    #[arg(long, value_name = "BYTES", default_value_t = gatos::worker::DEFAULT_LOG_CAP)]
+    pub log_cap: usize,
+    /// Time between TERM and KILL when stopping a job (DUR).
+    #[arg(long, value_name = "DUR", default_value = "5s")]
+    pub grace: String,
+}
+
+/// The manifest registry's verbs.
+#[derive(Debug, Subcommand)]
+pub enum ManifestsCommand {
+    /// Register FILE (JSON or YAML; `-` for stdin) as the next version of NAME.
+    Put {
+        /// The manifest's name.
+        name: String,
+        /// The manifest file.
+        file: PathBuf,
+    },
+    /// Print a version of a manifest (the latest by default).
+    Get {
+        /// The manifest's name.
+        name: String,
+        /// The version.
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+    },
+    /// List manifests with their latest versions.
+    Ls,
+    /// Enqueue a job from a stored version (the latest by default).
+    Run {
+        /// The manifest's name.
+        name: String,
+        /// The version.
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+    },
+}
+
+/// The keys plane's verbs.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the signing key (trusted and published); --rotate replaces it.
+    Init {
+        /// Make a new key even if one exists (the old one stays trusted).
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Show the signing key's id and path.
+    Show,
+    /// List known keys: this node's, trusted, published and revoked ones.
+    Ls,
+    /// Trust a key here (a key id, a bare hex key or a key file); idempotent.
+    Trust {
+        /// The key.
+        key: String,
+    },
+    /// Publish a signed revocation of a key.
+    Revoke {
+        /// The key.
+        key: String,
+        /// superseded (earlier proofs stay valid) or compromised.
+        #[arg(long, value_name = "R", default_value = "superseded", value_parser = ["superseded", "compromised"])]
+        reason: String,
+        /// compromised: proofs from this time on are invalid (TIME; default now).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
 }
 
 /// The message plane's verbs.
@@ -205,4 +446,10 @@ pub struct MaintenanceArgs {
     /// Only if thresholds are crossed (what writers start on their own).
     #[arg(long)]
     pub auto: bool,
+    /// Archive finished jobs now (after gatos.jobs.archiveAfter, or --older-than).
+    #[arg(long)]
+    pub archive_jobs: bool,
+    /// With --archive-jobs: archive jobs that finished longer ago than this (DUR).
+    #[arg(long, value_name = "DUR", requires = "archive_jobs")]
+    pub older_than: Option<String>,
 }

@@ -1,8 +1,12 @@
 //! Dispatch: one module per plane, one file per verb.
 
 mod init;
+mod jobs;
+mod keys;
 mod maintenance;
+mod manifests;
 mod messages;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -81,6 +85,10 @@ pub fn run(cli: &Cli, out: &mut Output) -> Result<(), Error> {
     match &cli.command {
         Command::Init => init::run(&ctx, out)?,
         Command::Messages(m) => messages::run(&ctx, out, m)?,
+        Command::Jobs(j) => jobs::run(&ctx, out, j)?,
+        Command::Worker(a) => worker::run(&ctx, out, a)?,
+        Command::Manifests(m) => manifests::run(&ctx, out, m)?,
+        Command::Keys(k) => keys::run(&ctx, out, k)?,
         Command::Maintenance(a) => maintenance::run(&ctx, out, a)?,
     }
     out.flush()?;

@@ -129,6 +129,7 @@ pub async fn subscribe(
         stop,
         registry: conn.subs.clone(),
         shared: conn.shared.clone(),
+        jobs: None,
     };
     conn.sub_tasks
         .spawn(tracing::Instrument::in_current_span(subscriptions::run(

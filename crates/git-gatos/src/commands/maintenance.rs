@@ -1,14 +1,41 @@
 //! `git gatos maintenance`.
 
 use gatos::Error;
+use gatos::jobs::archive::{self, Report};
+use gatos_types::Dur;
 
 use super::Ctx;
 use crate::cli::MaintenanceArgs;
 use crate::output::Output;
 
-/// Compacts the repository (or, with `--auto`, only when thresholds are crossed).
+fn archive_line(r: &Report) -> String {
+    format!(
+        "archived {} finished jobs in {} commits ({} too recent, {} left for next time)",
+        r.archived + r.finished_earlier_run,
+        r.commits,
+        r.too_recent,
+        r.moved
+    )
+}
+
+/// Compacts the repository and archives finished jobs (or, with `--auto`, only what is
+/// due; with `--archive-jobs`, only archives).
 pub fn run(ctx: &Ctx, out: &mut Output, args: &MaintenanceArgs) -> Result<(), Error> {
     let g = ctx.gatos()?;
+    if args.archive_jobs {
+        let older = match &args.older_than {
+            Some(s) => Dur::parse(s).map_err(|e| Error::from(e).context("--older-than"))?,
+            None => g.settings().archive_after,
+        };
+        let r = archive::archive(&g, older)?;
+        let row = serde_json::json!({"archive": r});
+        return out.row(&row, |w| write!(w, "{}", archive_line(&r)));
+    }
+    let archived = if args.auto {
+        archive::archive_if_due(&g)?
+    } else {
+        Some(archive::archive(&g, g.settings().archive_after)?)
+    };
     let thresholds = args.auto.then_some(g.settings().maintenance);
     let report = g.store().run_maintenance(thresholds)?;
     let row = serde_json::json!({
@@ -18,8 +45,12 @@ pub fn run(ctx: &Ctx, out: &mut Output, args: &MaintenanceArgs) -> Result<(), Er
         "stale_keeps_removed": report.stale_keeps_removed.len(),
         "before": {"loose_objects": report.before.loose_objects, "packs": report.before.packs},
         "after": {"loose_objects": report.after.loose_objects, "packs": report.after.packs},
+        "archive": archived,
     });
     out.row(&row, |w| {
+        if let Some(r) = &archived {
+            writeln!(w, "{}", archive_line(r))?;
+        }
         if report.skipped {
             write!(w, "maintenance already running elsewhere; skipped")
         } else if report.steps.is_empty() {

@@ -1,0 +1,422 @@
+//! Job documents (DESIGN §3–4) and the rows `jobs … --json` prints and `jobs.*` returns.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::digest::{Digest, KeyId, Oid};
+use crate::name::{Capability, ManifestName, Queue, WorkerId};
+use crate::time::Timestamp;
+use crate::ulid::Ulid;
+
+/// Where a job came from when it was run from the manifest registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSource {
+    /// The manifest's name.
+    pub name: ManifestName,
+    /// Its version, from 1.
+    pub version: u64,
+    /// `blake3:` of its normalized document.
+    pub content_id: Digest,
+}
+
+/// A normalized manifest: `job.json` of a job commit and `manifest.json` of a registry
+/// version. Produced only by normalization, so every field is explicit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The program and its fixed leading arguments.
+    pub command: Vec<String>,
+    /// Further arguments; argv = command ++ args.
+    pub args: Vec<String>,
+    /// Seconds before the process is stopped.
+    pub timeout: u64,
+    /// Environment; values may be `secret://NAME` references.
+    pub env: BTreeMap<String, String>,
+    /// Working directory, relative to the worker's base directory.
+    pub cwd: String,
+    /// Data handed to the job (in the file named by `GATOS_INPUTS`).
+    pub inputs: Value,
+    /// The queue.
+    pub queue: Queue,
+    /// Capabilities a worker must offer (sorted, unique).
+    pub required_capabilities: Vec<Capability>,
+    /// Names of the `secret://` references the job uses (sorted, unique).
+    pub secret_refs: Vec<String>,
+    /// Higher runs first.
+    pub priority: i64,
+    /// Attempts before the job fails for good.
+    pub max_attempts: u32,
+    /// Not before this time.
+    pub run_after: Option<Timestamp>,
+    /// Free-form labels.
+    pub labels: BTreeMap<String, String>,
+    /// Files (relative to `cwd`) collected into the result after a run.
+    pub outputs: Vec<String>,
+    /// The registry version this job was run from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ManifestSource>,
+}
+
+/// The state of a claim commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimState {
+    /// A first claim or a takeover (attempt + 1).
+    Running,
+    /// A lease extension.
+    Heartbeat,
+    /// An attempt ended without a final result; the job may run again.
+    Released,
+    /// The attempt ended with the job's result (written in the same change).
+    Closed,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The process succeeded.
+    Succeeded,
+    /// The process exited non-zero (or by a signal).
+    Failed,
+    /// The process ran past its timeout.
+    Timeout,
+    /// The worker lost its lease.
+    Lost,
+    /// The job was cancelled while it ran.
+    Cancelled,
+}
+
+impl Outcome {
+    /// Returns the lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Timeout => "timeout",
+            Outcome::Lost => "lost",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// `claim.json` of a claim commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimDoc {
+    /// The job.
+    pub job: Ulid,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// The worker holding it.
+    pub worker: WorkerId,
+    /// The key the worker signs proofs with.
+    pub worker_key: Option<KeyId>,
+    /// What this commit does.
+    pub state: ClaimState,
+    /// The lease ends at this time.
+    pub lease_until: Timestamp,
+    /// When the attempt started.
+    pub claimed_at: Timestamp,
+    /// Released: how the attempt ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// Released: the exit code, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Released: the job may be claimed again from this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_at: Option<Timestamp>,
+}
+
+/// The final status of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The last attempt exited 0.
+    Succeeded,
+    /// The job failed for good.
+    Failed,
+}
+
+/// `result.json` of a result commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultDoc {
+    /// The final status.
+    pub status: Status,
+    /// The last attempt's exit code, when there was one.
+    pub exit_code: Option<i32>,
+    /// The attempt that ended the job.
+    pub attempt: u32,
+    /// Why it failed without a process result (`lost`, `timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `cancel.json` of a cancel commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelDoc {
+    /// The job.
+    pub job: Ulid,
+    /// Who asked.
+    pub actor: String,
+    /// When.
+    pub requested_at: Timestamp,
+    /// Why, if said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The derived state of a job (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for a worker.
+    Pending,
+    /// A worker holds a live lease.
+    Running,
+    /// Done, exit 0.
+    Succeeded,
+    /// Done, failed for good.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state.
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    /// Returns the lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Tells whether nothing more will happen to the job.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown state {s:?} (pending, running, succeeded, failed, cancelled)")
+            })
+    }
+}
+
+/// What `jobs enqueue --json` and `manifests run --json` print.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnqueueRow {
+    /// The job id.
+    pub id: Ulid,
+    /// `blake3:` of `job.json`.
+    pub content_id: Digest,
+    /// The job commit.
+    pub commit: Oid,
+    /// Its state (pending).
+    pub state: JobState,
+}
+
+/// The latest claim, as `jobs show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimView {
+    /// The worker.
+    pub worker: WorkerId,
+    /// Its key.
+    pub worker_key: Option<KeyId>,
+    /// The attempt.
+    pub attempt: u32,
+    /// The lease end.
+    pub lease_until: Timestamp,
+    /// The claim commit's state.
+    pub state: ClaimState,
+}
+
+/// The result, as `jobs show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultView {
+    /// The status.
+    pub status: Status,
+    /// The exit code.
+    pub exit_code: Option<i32>,
+    /// The result commit.
+    pub commit: Oid,
+}
+
+/// The proof, as `jobs show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoeView {
+    /// The signing key.
+    pub key: KeyId,
+    /// Whether it verifies here (signature, trust, revocation, digests).
+    pub verified: bool,
+}
+
+/// One job as `jobs show --json` and `jobs ls --json` print it (DESIGN §8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRow {
+    /// The job id.
+    pub id: Ulid,
+    /// Its derived state.
+    pub state: JobState,
+    /// Attempts so far (0 before any claim).
+    pub attempt: u32,
+    /// Its queue.
+    pub queue: Queue,
+    /// The normalized manifest.
+    pub manifest: JobSpec,
+    /// The latest claim (also after the job ended), null if never claimed.
+    pub claim: Option<ClaimView>,
+    /// The result, null until there is one.
+    pub result: Option<ResultView>,
+    /// The proof, null until there is one.
+    pub poe: Option<PoeView>,
+}
+
+/// What `jobs verify --json` prints per job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyRow {
+    /// The job.
+    pub id: Ulid,
+    /// True when everything checked out.
+    pub verified: bool,
+    /// The signing key, when the proof named one.
+    pub key: Option<KeyId>,
+    /// The error code when it did not verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
+    /// Why it did not verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What `manifests get --json` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestRow {
+    /// The name.
+    pub name: ManifestName,
+    /// The version, from 1.
+    pub version: u64,
+    /// `blake3:` of the normalized document.
+    pub content_id: Digest,
+    /// The normalized document.
+    pub manifest: JobSpec,
+}
+
+/// One event on the topic `gatos.jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEvent {
+    /// What happened.
+    pub event: String,
+    /// The job.
+    pub job: Ulid,
+    /// The attempt (0 before any claim).
+    pub attempt: u32,
+    /// The queue.
+    pub queue: Queue,
+    /// The worker, when one acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerId>,
+    /// The commit of the action (also the event's `msg_id`).
+    pub commit: Oid,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// What `keys show --json` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRow {
+    /// The key id.
+    pub key: KeyId,
+    /// Where the private key is.
+    pub path: String,
+}
+
+/// What `keys ls --json` prints per key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyListRow {
+    /// The key id.
+    pub key: KeyId,
+    /// This repository's signing key.
+    pub current: bool,
+    /// Trusted here (local config).
+    pub trusted: bool,
+    /// A record is published under `refs/gatos/trust/keys/`.
+    pub published: bool,
+    /// The revocation reason, when revoked.
+    pub revoked: Option<String>,
+}
+
+/// A queue's replicated settings (`config.json` of `refs/gatos/config/queues/<queue>`),
+/// also what `jobs config --json` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// The queue.
+    pub queue: Queue,
+    /// The first retry delay in seconds (default 1).
+    #[serde(default)]
+    pub backoff_base: Option<u64>,
+    /// The longest retry delay in seconds (default 600).
+    #[serde(default)]
+    pub backoff_max: Option<u64>,
+}
+
+impl QueueConfig {
+    /// The settings of a queue nobody configured.
+    pub fn defaults(queue: Queue) -> QueueConfig {
+        QueueConfig {
+            queue,
+            backoff_base: None,
+            backoff_max: None,
+        }
+    }
+}
+
+/// What `git gatos worker --json` prints per attempt it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    /// The job.
+    pub id: Ulid,
+    /// The attempt.
+    pub attempt: u32,
+    /// How the attempt ended.
+    pub outcome: Outcome,
+    /// The process's exit code (null when it did not exit by itself).
+    pub exit_code: Option<i32>,
+    /// The job's state afterwards (null when the claim was lost).
+    pub state: Option<JobState>,
+    /// The commit written (result or released claim), null when nothing could be.
+    pub commit: Option<Oid>,
+    /// How long the process ran, in milliseconds.
+    pub duration_ms: u64,
+    /// Why nothing was written, when so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -1,0 +1,422 @@
+//! The job plane: jobs whose whole life — enqueue, claim, heartbeats, release, result,
+//! proof — is commits and compare-and-swap ref updates under `refs/gatos/jobs/<id>/`
+//! (DESIGN §2–4, ADR 0012).
+//!
+//! Exactly one ref per job is contested: `claim`. A first claim creates it; a heartbeat,
+//! a release, a takeover and the final `closed` commit each move it by CAS from the value
+//! the writer read, so of two racing workers exactly one wins. The result is written in one
+//! transaction with the `closed` claim commit, so a worker whose claim was taken over can
+//! never write it.
+
+pub mod archive;
+mod events;
+pub(crate) use events::emit as emit_event;
+pub mod lifecycle;
+pub mod manifest;
+pub mod queues;
+pub(crate) mod ready;
+pub mod records;
+pub mod secrets;
+pub mod state;
+
+use gatos_store::refs::{Edit, Options, names};
+use gatos_types::jobs::{
+    CancelDoc, ClaimView, EnqueueRow, JobRow, JobSpec, JobState, PoeView, ResultView, VerifyRow,
+};
+use gatos_types::trailers::{Trailers, keys};
+use gatos_types::{Digest, ErrorCode, Queue, Ulid};
+
+pub use self::lifecycle::{ClaimOptions, Finish, Lease};
+use self::records::{CANCEL_PATH, JOB_PATH, JobRecord, doc_bytes};
+use crate::Gatos;
+use crate::error::{Error, Result};
+
+/// The topic job events are published on.
+pub const EVENTS_TOPIC: &str = "gatos.jobs";
+
+/// The job plane of one repository.
+#[derive(Debug, Clone, Copy)]
+pub struct Jobs<'g> {
+    gatos: &'g Gatos,
+}
+
+impl Gatos {
+    /// Returns the job plane.
+    pub fn jobs(&self) -> Jobs<'_> {
+        Jobs { gatos: self }
+    }
+}
+
+/// Filters of `jobs ls`.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Only this queue.
+    pub queue: Option<Queue>,
+    /// Only this state (finished states also search the archive).
+    pub state: Option<JobState>,
+    /// Include archived jobs.
+    pub archived: bool,
+}
+
+fn family(id: Ulid) -> String {
+    names::job_lock_family(id)
+}
+
+impl<'g> Jobs<'g> {
+    fn not_found(id: Ulid) -> Error {
+        Error::new(
+            ErrorCode::NotFound,
+            format!("job {id} does not exist (nor in the archive)"),
+        )
+    }
+
+    /// Reads a job's record from its live refs, or from the archive.
+    ///
+    /// # Errors
+    /// When its commits cannot be read.
+    pub fn record(&self, id: Ulid) -> Result<Option<JobRecord>> {
+        let refs = self.gatos.job_refs(id)?;
+        if refs.job.is_some() {
+            return self.gatos.job_record_at(id, refs, false);
+        }
+        match archive::find(self.gatos, id)? {
+            Some(refs) => self.gatos.job_record_at(id, refs, true),
+            None => Ok(None),
+        }
+    }
+
+    /// Enqueues a normalized manifest; returns the new job.
+    ///
+    /// # Errors
+    /// `SecretDetected` for raw secrets (scanned again here, whatever the source).
+    pub fn enqueue(&self, spec: JobSpec) -> Result<EnqueueRow> {
+        manifest::scan(&spec)?;
+        let now = self.gatos.now();
+        let id = self.gatos.entropy().ulid(now, None);
+        let doc = doc_bytes(&spec)?;
+        let content_id = Digest::of(&doc);
+        let mut trailers = Trailers::new()
+            .with(keys::KIND, "job")
+            .with(keys::JOB, id)
+            .with(keys::CONTENT_ID, content_id)
+            .with("Queue", &spec.queue)
+            .with("Priority", spec.priority);
+        if let Some(src) = &spec.source {
+            trailers = trailers
+                .with(keys::MANIFEST, &src.name)
+                .with(keys::VERSION, src.version);
+        }
+        let commit = self.gatos.write_job_commit(
+            &[(JOB_PATH, &doc)],
+            &[],
+            &trailers,
+            &format!("job {id}"),
+            now,
+        )?;
+        let ready = ready::Ready::new(self.gatos);
+        let before = ready.stamp();
+        self.gatos
+            .store()
+            .update_refs(&[Edit::create(names::job(id), commit)], &Options::default())?;
+        let rec = JobRecord {
+            id,
+            job_commit: commit,
+            content_id,
+            spec,
+            claim: None,
+            result: None,
+            cancel: None,
+            archived: false,
+        };
+        if let Some(e) = ready::entry_for(&rec, now, self.gatos.lease_skew())
+            && let Err(err) = ready.created(e, before)
+        {
+            tracing::warn!(job = %id, error = %err, "could not update the job ready index; it will catch up");
+        }
+        events::emit(self.gatos, "enqueued", &rec, 0, None, commit);
+        self.gatos.maybe_maintain();
+        Ok(EnqueueRow {
+            id,
+            content_id,
+            commit,
+            state: JobState::Pending,
+        })
+    }
+
+    /// `jobs show`: the job's state, latest claim, result and proof status.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    pub fn show(&self, id: Ulid) -> Result<JobRow> {
+        let rec = self.record(id)?.ok_or_else(|| Self::not_found(id))?;
+        Ok(self.row(&rec))
+    }
+
+    fn row(&self, rec: &JobRecord) -> JobRow {
+        let d = state::derive(rec, self.gatos.now(), self.gatos.lease_skew());
+        let claim = rec.claim.as_ref().map(|(_, c)| ClaimView {
+            worker: c.worker.clone(),
+            worker_key: c.worker_key,
+            attempt: c.attempt,
+            lease_until: c.lease_until,
+            state: c.state,
+        });
+        let result = rec.result.as_ref().map(|(commit, r)| ResultView {
+            status: r.status,
+            exit_code: r.exit_code,
+            commit: *commit,
+        });
+        let poe = rec.result.as_ref().and_then(|_| {
+            let v = self.verify_record(rec);
+            v.key.map(|key| PoeView {
+                key,
+                verified: v.verified,
+            })
+        });
+        JobRow {
+            id: rec.id,
+            state: d.state,
+            attempt: d.attempt,
+            queue: rec.spec.queue.clone(),
+            manifest: rec.spec.clone(),
+            claim,
+            result,
+            poe,
+        }
+    }
+
+    /// `jobs ls`: live jobs (and archived ones when asked, or when filtering on a final
+    /// state), oldest first.
+    ///
+    /// # Errors
+    /// When refs or commits cannot be read.
+    pub fn list(&self, opts: &ListOptions) -> Result<Vec<JobRow>> {
+        let mut ids = Vec::new();
+        for (name, _) in self.gatos.store().list_refs(&names::jobs_prefix())? {
+            if let Some(names::RefKind::Job(id)) = name.kind() {
+                ids.push(id);
+            }
+        }
+        let with_archive = opts.archived || opts.state.is_some_and(JobState::is_final);
+        if with_archive {
+            for id in archive::all_ids(self.gatos)? {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        ids.sort();
+        let mut rows = Vec::new();
+        for id in ids {
+            let Some(rec) = self.record(id)? else {
+                continue;
+            };
+            if opts.queue.as_ref().is_some_and(|q| *q != rec.spec.queue) {
+                continue;
+            }
+            let row = self.row(&rec);
+            if opts.state.is_some_and(|s| s != row.state) {
+                continue;
+            }
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// `jobs cancel`: a pending job never runs; a running one is stopped by its worker.
+    /// Idempotent for a cancelled job. Audited.
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict` for a job that already finished.
+    pub fn cancel(&self, id: Ulid, reason: Option<String>) -> Result<JobRow> {
+        let _guard = self
+            .gatos
+            .store()
+            .locks()
+            .acquire(&[family(id)], gatos_store::locks::DEFAULT_LOCK_TIMEOUT)
+            .map_err(gatos_store::Error::from)?;
+        let rec = self.record(id)?.ok_or_else(|| Self::not_found(id))?;
+        if rec.archived {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!("job {id} is archived; it finished long ago"),
+            ));
+        }
+        let d = state::derive(&rec, self.gatos.now(), self.gatos.lease_skew());
+        match d.state {
+            JobState::Cancelled => return Ok(self.row(&rec)),
+            JobState::Succeeded | JobState::Failed => {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!("job {id} already {}", d.state.as_str()),
+                ));
+            }
+            JobState::Pending | JobState::Running => {}
+        }
+        let now = self.gatos.now();
+        let doc = CancelDoc {
+            job: id,
+            actor: self.gatos.store().identity().name.clone(),
+            requested_at: now,
+            reason,
+        };
+        let bytes = doc_bytes(&doc)?;
+        let trailers = Trailers::new()
+            .with(keys::KIND, "cancel")
+            .with(keys::JOB, id)
+            .with(keys::ACTOR, &doc.actor);
+        let trailers = match crate::init::current_key_id(self.gatos) {
+            Some(k) => trailers.with(keys::ACTOR_KEY, k),
+            None => trailers,
+        };
+        let commit = self.gatos.write_job_commit(
+            &[(CANCEL_PATH, &bytes)],
+            &[rec.job_commit],
+            &trailers,
+            &format!("cancel {id}"),
+            now,
+        )?;
+        self.gatos.store().update_refs_locked(
+            &[Edit::create(names::job_cancel(id), commit)],
+            &Options::default(),
+            false,
+        )?;
+        drop(_guard);
+        let _ = ready::Ready::new(self.gatos).put(id, None);
+        events::emit(self.gatos, "cancelled", &rec, d.attempt, None, commit);
+        crate::audit::record(
+            self.gatos,
+            "jobs.cancel",
+            &format!("job:{id}"),
+            serde_json::json!({"state": d.state.as_str()}),
+            serde_json::json!({"state": "cancelled"}),
+            Some(commit),
+        );
+        self.show(id)
+    }
+
+    /// `jobs verify`: checks the job's proof (see [`crate::proofs::verify`]) and that
+    /// `result.json` agrees with it.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job (a job without a result is reported, not an error).
+    pub fn verify(&self, id: Ulid) -> Result<VerifyRow> {
+        let rec = self.record(id)?.ok_or_else(|| Self::not_found(id))?;
+        Ok(self.verify_record(&rec))
+    }
+
+    /// `jobs verify --all`: every job with a result, live and archived.
+    ///
+    /// # Errors
+    /// When refs cannot be listed.
+    pub fn verify_all(&self) -> Result<Vec<VerifyRow>> {
+        let rows = self.list(&ListOptions {
+            archived: true,
+            ..ListOptions::default()
+        })?;
+        let mut out = Vec::new();
+        for r in rows.iter().filter(|r| r.result.is_some()) {
+            out.push(self.verify(r.id)?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn verify_record(&self, rec: &JobRecord) -> VerifyRow {
+        let failed = |code: ErrorCode, error: String, key| VerifyRow {
+            id: rec.id,
+            verified: false,
+            key,
+            code: Some(code),
+            error: Some(error),
+        };
+        let Some((result_commit, result)) = &rec.result else {
+            return failed(
+                ErrorCode::NotFound,
+                format!("job {} has no result yet", rec.id),
+                None,
+            );
+        };
+        match lifecycle::proof_files(self.gatos, *result_commit) {
+            Err(e) => failed(e.code(), e.to_string(), None),
+            Ok(files) => {
+                let Some(poe) = &files.poe else {
+                    if result.reason.as_deref() == Some("lost") && files.subjects.is_empty() {
+                        // Nothing ran to completion: there is nothing to prove.
+                        return failed(
+                            ErrorCode::NotFound,
+                            "no proof: the job failed because its last attempt lost its lease"
+                                .into(),
+                            None,
+                        );
+                    }
+                    return failed(
+                        ErrorCode::SignatureInvalid,
+                        "the result has no proof (poe.json)".into(),
+                        None,
+                    );
+                };
+                let key = crate::proofs::key_of(poe);
+                // The claim the result closes is its second parent; its key must sign.
+                let (closed, claim) =
+                    match lifecycle::closed_claim_of_result(self.gatos, *result_commit) {
+                        Ok(Some(c)) => c,
+                        Ok(None) => {
+                            return failed(
+                                ErrorCode::InvalidEnvelope,
+                                "the result commit does not close a claim (no second parent)"
+                                    .into(),
+                                key,
+                            );
+                        }
+                        Err(e) => return failed(e.code(), e.to_string(), key),
+                    };
+                let Some(expected) = claim.worker_key else {
+                    return failed(
+                        ErrorCode::SignatureInvalid,
+                        "the claim names no worker key, so no proof can be its".into(),
+                        key,
+                    );
+                };
+                let subjects = crate::proofs::Subjects {
+                    files: files
+                        .subjects
+                        .iter()
+                        .map(|(p, b)| (p.clone(), b.as_slice()))
+                        .collect(),
+                };
+                let checked = crate::proofs::verify(self.gatos, poe, Some(expected), &subjects)
+                    .and_then(|v| {
+                        crate::proofs::check_result(&v, rec.id, &rec.content_id, result)?;
+                        // The proof names this attempt's claim, in the chain the result closes.
+                        let running =
+                            lifecycle::running_commit(self.gatos, closed, v.predicate.attempt)?;
+                        if running != Some(v.predicate.claim_commit) {
+                            return Err(Error::new(
+                                ErrorCode::DigestMismatch,
+                                "the proof's claim_commit is not this attempt's claim",
+                            ));
+                        }
+                        Ok(v)
+                    });
+                match checked {
+                    Ok(v) => VerifyRow {
+                        id: rec.id,
+                        verified: true,
+                        key: Some(v.key),
+                        code: None,
+                        error: None,
+                    },
+                    Err(e) => failed(e.code(), e.to_string(), key),
+                }
+            }
+        }
+    }
+
+    /// Forgets the ready index; it is rebuilt from the refs on next use.
+    ///
+    /// # Errors
+    /// When the index files cannot be removed.
+    pub fn reset_ready_index(&self) -> Result<()> {
+        ready::Ready::new(self.gatos).reset()
+    }
+}

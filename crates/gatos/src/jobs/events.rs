@@ -1,0 +1,45 @@
+//! Job events on the topic `gatos.jobs`: published by the writer right after each
+//! transition, at-least-once, with the action's commit id as `msg_id` (so a republish after
+//! a crash, by `doctor --fix`, is deduplicated). The truth is the action's own commit.
+
+use gatos_types::jobs::JobEvent;
+use gatos_types::{Oid, WorkerId};
+
+use super::records::JobRecord;
+use crate::Gatos;
+use crate::messages::PublishOptions;
+
+/// Returns the events topic.
+pub fn topic() -> gatos_types::Topic {
+    super::EVENTS_TOPIC
+        .parse()
+        .expect("the events topic name is valid")
+}
+
+/// Publishes an event; a failure is logged, never returned (the action happened).
+pub fn emit(
+    gatos: &Gatos,
+    event: &str,
+    rec: &JobRecord,
+    attempt: u32,
+    worker: Option<&WorkerId>,
+    commit: Oid,
+) {
+    let ev = JobEvent {
+        event: event.to_owned(),
+        job: rec.id,
+        attempt,
+        queue: rec.spec.queue.clone(),
+        worker: worker.cloned(),
+        commit,
+        at: gatos.now(),
+    };
+    let payload = serde_json::to_value(&ev).unwrap_or_default();
+    let opts = PublishOptions {
+        headers: Some(serde_json::json!({"msg_id": commit.to_string()})),
+        expect_last_seq: None,
+    };
+    if let Err(e) = gatos.messages().publish(&topic(), payload, &opts) {
+        tracing::warn!(job = %rec.id, event, error = %e, "could not publish a job event; `git gatos doctor --fix` republishes it");
+    }
+}

@@ -1,0 +1,912 @@
+//! Claims and their life: claim (with takeover), heartbeat, release, complete (DESIGN §3–4,
+//! ADR 0012).
+
+use std::sync::Arc;
+
+use gatos_store::refs::{Edit, Options, names};
+use gatos_types::jobs::{ClaimDoc, ClaimState, JobSpec, JobState, Outcome, ResultDoc, Status};
+use gatos_types::trailers::{Trailers, keys};
+use gatos_types::{
+    Capability, Digest, Dur, ErrorCode, KeyId, Oid, Queue, Timestamp, Ulid, WorkerId,
+};
+
+use super::records::{
+    CLAIM_PATH, JobRecord, OUTPUTS_DIR, POE_PATH, RESULT_PATH, STDERR_PATH, STDOUT_PATH,
+    claim_trailers, doc_bytes, read_doc,
+};
+use super::{Jobs, events, family, ready, state};
+use crate::Gatos;
+use crate::error::{Error, Result};
+
+/// The shortest lease (DESIGN §4).
+pub const MIN_LEASE: Dur = Dur::from_secs(1);
+/// The default lease.
+pub const DEFAULT_LEASE: Dur = Dur::from_secs(30);
+/// Retry backoff: the first delay and the cap (DESIGN §4), unless the queue overrides them.
+pub const BACKOFF_BASE: Dur = Dur::from_secs(1);
+/// The longest backoff.
+pub const BACKOFF_MAX: Dur = Dur::from_secs(600);
+
+/// Tells whether a worker can resolve a secret reference by name.
+pub type SecretProbe = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Who is claiming, and what it can run.
+#[derive(Clone)]
+pub struct ClaimOptions {
+    /// The worker's id.
+    pub worker: WorkerId,
+    /// The key it signs proofs with.
+    pub worker_key: Option<KeyId>,
+    /// Queues it serves (empty: `default`).
+    pub queues: Vec<Queue>,
+    /// Capabilities it offers.
+    pub caps: Vec<Capability>,
+    /// Lease length.
+    pub lease: Dur,
+    /// Whether it can resolve a secret reference (a worker that cannot, does not claim).
+    pub can_resolve: Option<SecretProbe>,
+}
+
+impl std::fmt::Debug for ClaimOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimOptions")
+            .field("worker", &self.worker)
+            .field("queues", &self.queues)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A claim held by a worker.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The job.
+    pub id: Ulid,
+    /// The attempt.
+    pub attempt: u32,
+    /// The worker.
+    pub worker: WorkerId,
+    /// Its key.
+    pub worker_key: Option<KeyId>,
+    /// The manifest.
+    pub spec: JobSpec,
+    /// The job commit.
+    pub job_commit: Oid,
+    /// `blake3:` of `job.json`.
+    pub content_id: Digest,
+    /// This attempt's `running` commit.
+    pub claim_commit: Oid,
+    /// The claim chain's current commit (ours).
+    pub head: Oid,
+    /// The lease length.
+    pub lease: Dur,
+    /// When the lease ends.
+    pub lease_until: Timestamp,
+    /// When the attempt started.
+    pub claimed_at: Timestamp,
+}
+
+/// How an attempt ended, with what it produced.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The exit code, when the process exited.
+    pub exit_code: Option<i32>,
+    /// Captured standard output (redacted).
+    pub stdout: Vec<u8>,
+    /// Captured standard error (redacted).
+    pub stderr: Vec<u8>,
+    /// Declared outputs: path relative to `cwd`, bytes.
+    pub outputs: Vec<(String, Vec<u8>)>,
+    /// The signed proof (`poe.json`), when there is one.
+    pub poe: Option<Vec<u8>>,
+}
+
+/// What a finish wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// The job's state afterwards.
+    pub state: JobState,
+    /// The commit written (the `released` claim, or the result).
+    pub commit: Oid,
+}
+
+/// The files of a result or released claim commit that a proof covers, and the proof.
+pub struct ProofFiles {
+    /// `(path, bytes)` of logs and outputs.
+    pub subjects: Vec<(String, Vec<u8>)>,
+    /// `poe.json`.
+    pub poe: Option<Vec<u8>>,
+}
+
+/// Reads the proof and what it covers from a result (or released claim) commit.
+///
+/// # Errors
+/// When the commit cannot be read.
+pub fn proof_files(gatos: &Gatos, commit: Oid) -> Result<ProofFiles> {
+    let mut r = gatos.store().reader();
+    let c = r.commit(commit)?;
+    let mut subjects = Vec::new();
+    for path in [STDOUT_PATH, STDERR_PATH] {
+        if let Some(b) = r.file(c.tree, path)? {
+            subjects.push((path.to_owned(), b));
+        }
+    }
+    if let Some(e) = r.lookup(c.tree, OUTPUTS_DIR)? {
+        collect(&mut r, e.oid, OUTPUTS_DIR, &mut subjects)?;
+    }
+    let poe = r.file(c.tree, POE_PATH)?;
+    Ok(ProofFiles { subjects, poe })
+}
+
+fn collect(
+    r: &mut gatos_store::objects::Reader<'_>,
+    tree: Oid,
+    prefix: &str,
+    out: &mut Vec<(String, Vec<u8>)>,
+) -> Result<()> {
+    for e in r.tree(tree)? {
+        let path = format!("{prefix}/{}", e.name);
+        if e.is_tree {
+            collect(r, e.oid, &path, out)?;
+        } else {
+            out.push((path, r.blob(e.oid)?));
+        }
+    }
+    Ok(())
+}
+
+/// Finds the `running` commit that started `attempt`, walking the claim chain back from
+/// `from` (over heartbeats, and over later attempts).
+///
+/// # Errors
+/// When the commits cannot be read.
+pub fn running_commit(gatos: &Gatos, from: Oid, attempt: u32) -> Result<Option<Oid>> {
+    let mut r = gatos.store().reader();
+    let mut at = Some(from);
+    while let Some(c) = at {
+        let (d, _): (ClaimDoc, _) = read_doc(&mut r, c, CLAIM_PATH)?;
+        if d.attempt < attempt {
+            return Ok(None);
+        }
+        if d.attempt == attempt && d.state == ClaimState::Running {
+            return Ok(Some(c));
+        }
+        at = r.commit(c)?.parents.first().copied();
+    }
+    Ok(None)
+}
+
+/// The `closed` claim a result commit closes (its second parent), with its document.
+///
+/// # Errors
+/// When the commits cannot be read.
+pub fn closed_claim_of_result(gatos: &Gatos, result: Oid) -> Result<Option<(Oid, ClaimDoc)>> {
+    let mut r = gatos.store().reader();
+    let c = r.commit(result)?;
+    let Some(closed) = c.parents.get(1).copied() else {
+        return Ok(None);
+    };
+    let (doc, _): (ClaimDoc, _) = read_doc(&mut r, closed, CLAIM_PATH)?;
+    Ok(Some((closed, doc)))
+}
+
+fn lease_lost(id: Ulid, why: &str) -> Error {
+    Error::new(
+        ErrorCode::LeaseExpired,
+        format!("lost the claim on job {id}: {why}"),
+    )
+}
+
+impl Jobs<'_> {
+    fn lock(&self, id: Ulid) -> Result<gatos_store::locks::Guard> {
+        Ok(self
+            .gatos
+            .store()
+            .locks()
+            .acquire(&[family(id)], gatos_store::locks::DEFAULT_LOCK_TIMEOUT)
+            .map_err(gatos_store::Error::from)?)
+    }
+
+    fn claim_commit(
+        &self,
+        doc: &ClaimDoc,
+        parent: Option<Oid>,
+        extra: &[(&str, &[u8])],
+        subject: &str,
+    ) -> Result<Oid> {
+        let bytes = doc_bytes(doc)?;
+        let mut files: Vec<(&str, &[u8])> = vec![(CLAIM_PATH, &bytes)];
+        files.extend_from_slice(extra);
+        let parents: Vec<Oid> = parent.into_iter().collect();
+        self.gatos.write_job_commit(
+            &files,
+            &parents,
+            &claim_trailers(doc),
+            subject,
+            self.gatos.now(),
+        )
+    }
+
+    /// Claims the best claimable job for `opts`: its queues, a subset of its capabilities,
+    /// secrets it can resolve; higher priority first, then oldest. `None` when there is
+    /// none. Never scans finished jobs (the ready index).
+    ///
+    /// # Errors
+    /// When refs cannot be read or written.
+    pub fn claim_next(&self, opts: &ClaimOptions) -> Result<Option<Lease>> {
+        let now = self.gatos.now();
+        let skew = self.gatos.lease_skew();
+        let mut candidates: Vec<ready::Entry> = self
+            .eligible(opts)?
+            .into_iter()
+            .filter(|e| e.not_before <= now)
+            .filter(|e| e.lease_until.is_none_or(|l| now > l.plus(skew)))
+            .collect();
+        candidates.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+        for c in candidates {
+            match self.claim(c.id, opts) {
+                Ok(lease) => return Ok(Some(lease)),
+                Err(e) => match e.code() {
+                    ErrorCode::AlreadyClaimed
+                    | ErrorCode::Conflict
+                    | ErrorCode::NotFound
+                    | ErrorCode::Forbidden => {
+                        tracing::debug!(job = %c.id, code = %e.code(), "not claimable after all");
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+        Ok(None)
+    }
+
+    /// The unfinished jobs `opts` may run (its queues, capabilities and secrets), from the
+    /// ready index, whenever they become claimable.
+    fn eligible(&self, opts: &ClaimOptions) -> Result<Vec<ready::Entry>> {
+        let default_queue = [Queue::default_queue()];
+        let queues: &[Queue] = if opts.queues.is_empty() {
+            &default_queue
+        } else {
+            &opts.queues
+        };
+        Ok(ready::Ready::new(self.gatos)
+            .entries()?
+            .into_iter()
+            .filter(|e| queues.contains(&e.queue))
+            .filter(|e| e.caps.iter().all(|c| opts.caps.contains(c)))
+            .filter(|e| {
+                e.secrets
+                    .iter()
+                    .all(|s| opts.can_resolve.as_ref().is_some_and(|f| f(s)))
+            })
+            .collect())
+    }
+
+    /// When the next job `opts` may run becomes claimable (now or later), not counting
+    /// jobs other workers hold live leases on. `None` when there is no such job.
+    ///
+    /// # Errors
+    /// When the ready index cannot be read.
+    pub fn next_claimable_at(&self, opts: &ClaimOptions) -> Result<Option<Timestamp>> {
+        let now = self.gatos.now();
+        let skew = self.gatos.lease_skew();
+        Ok(self
+            .eligible(opts)?
+            .into_iter()
+            .filter(|e| e.lease_until.is_none_or(|l| now > l.plus(skew)))
+            .map(|e| e.not_before)
+            .min())
+    }
+
+    /// Claims one job: a first claim creates the claim ref, a takeover (after a release or
+    /// an expired lease) moves it by CAS with `attempt + 1`.
+    ///
+    /// # Errors
+    /// `AlreadyClaimed` when another worker holds it or won the race, `Conflict` when it is
+    /// not claimable (finished, cancelled, not yet available), `NotFound`.
+    pub fn claim(&self, id: Ulid, opts: &ClaimOptions) -> Result<Lease> {
+        if opts.lease < MIN_LEASE {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                "the lease must be at least 1 second",
+            ));
+        }
+        let guard = self.lock(id)?;
+        let refs = self.gatos.job_refs(id)?;
+        let rec = self
+            .gatos
+            .job_record_at(id, refs, false)?
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, format!("job {id} does not exist")))?;
+        let now = self.gatos.now();
+        let d = state::derive(&rec, now, self.gatos.lease_skew());
+        let ready = ready::Ready::new(self.gatos);
+        if d.lost_final {
+            let commit = self.close_lost(&rec)?;
+            drop(guard);
+            let _ = ready.put(id, None);
+            self.emit_lost_final(&rec, d.attempt, commit);
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!("job {id} failed: its last attempt lost its lease"),
+            ));
+        }
+        match d.state {
+            JobState::Pending => {}
+            JobState::Running => {
+                // Keep the index's lease end current so workers stop trying it.
+                let _ = ready.put(id, ready::entry_for(&rec, now, self.gatos.lease_skew()));
+                return Err(Error::new(
+                    ErrorCode::AlreadyClaimed,
+                    format!("job {id} is running on another worker"),
+                ));
+            }
+            other => {
+                let _ = ready.put(id, None);
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!("job {id} is {}", other.as_str()),
+                ));
+            }
+        }
+        if d.claimable_at.is_some_and(|t| t > now) {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "job {id} is not claimable before {}",
+                    d.claimable_at.unwrap_or(now)
+                ),
+            ));
+        }
+        if !opts.queues.is_empty() && !opts.queues.contains(&rec.spec.queue) {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                format!("job {id} is in queue {}", rec.spec.queue),
+            ));
+        }
+        if !rec
+            .spec
+            .required_capabilities
+            .iter()
+            .all(|c| opts.caps.contains(c))
+        {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                format!("job {id} needs capabilities this worker lacks"),
+            ));
+        }
+        let prev = rec.claim.as_ref().map(|(c, _)| *c);
+        let doc = ClaimDoc {
+            job: id,
+            attempt: d.attempt + 1,
+            worker: opts.worker.clone(),
+            worker_key: opts.worker_key,
+            state: ClaimState::Running,
+            lease_until: now.plus(opts.lease),
+            claimed_at: now,
+            outcome: None,
+            exit_code: None,
+            available_at: None,
+        };
+        let commit = self.claim_commit(
+            &doc,
+            prev,
+            &[],
+            &format!("claim {id} attempt {}", doc.attempt),
+        )?;
+        let edit = Edit::update(names::job_claim(id), prev, commit);
+        match self
+            .gatos
+            .store()
+            .update_refs_locked(&[edit], &Options::default(), false)
+        {
+            Ok(_) => {}
+            Err(gatos_store::Error::CasMismatch { .. }) => {
+                return Err(Error::new(
+                    ErrorCode::AlreadyClaimed,
+                    format!("job {id} was claimed by another worker first"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        drop(guard);
+        let lease = Lease {
+            id,
+            attempt: doc.attempt,
+            worker: doc.worker.clone(),
+            worker_key: doc.worker_key,
+            spec: rec.spec.clone(),
+            job_commit: rec.job_commit,
+            content_id: rec.content_id,
+            claim_commit: commit,
+            head: commit,
+            lease: opts.lease,
+            lease_until: doc.lease_until,
+            claimed_at: now,
+        };
+        let mut entry = ready::entry_for(&rec, now, self.gatos.lease_skew());
+        if let Some(e) = entry.as_mut() {
+            e.lease_until = Some(doc.lease_until);
+        }
+        let _ = ready.put(id, entry);
+        if let Some((stale, c)) = &rec.claim
+            && matches!(c.state, ClaimState::Running | ClaimState::Heartbeat)
+        {
+            // A takeover: the previous attempt's last heartbeat is the lost one.
+            events::emit(
+                self.gatos,
+                "heartbeat_lost",
+                &rec,
+                c.attempt,
+                Some(&c.worker),
+                *stale,
+            );
+        }
+        events::emit(
+            self.gatos,
+            "claimed",
+            &rec,
+            doc.attempt,
+            Some(&doc.worker),
+            commit,
+        );
+        Ok(lease)
+    }
+
+    /// Reads the current claim and checks it is this lease's.
+    fn own_claim(
+        &self,
+        id: Ulid,
+        attempt: u32,
+        worker: &WorkerId,
+    ) -> Result<(Oid, ClaimDoc, JobRecord)> {
+        let refs = self.gatos.job_refs(id)?;
+        let rec = self
+            .gatos
+            .job_record_at(id, refs, false)?
+            .ok_or_else(|| lease_lost(id, "the job is gone"))?;
+        let (head, doc) = rec
+            .claim
+            .clone()
+            .ok_or_else(|| lease_lost(id, "no claim"))?;
+        if doc.worker != *worker
+            || doc.attempt != attempt
+            || !matches!(doc.state, ClaimState::Running | ClaimState::Heartbeat)
+        {
+            return Err(lease_lost(
+                id,
+                &format!(
+                    "the claim is now attempt {} by {} ({:?})",
+                    doc.attempt, doc.worker, doc.state
+                ),
+            ));
+        }
+        if rec.result.is_some() {
+            return Err(lease_lost(id, "the job already has a result"));
+        }
+        Ok((head, doc, rec))
+    }
+
+    /// Extends a lease by `lease.lease` (a `heartbeat` commit, by CAS).
+    ///
+    /// # Errors
+    /// `LeaseExpired` when the claim was taken over (the worker must stop the job).
+    pub fn heartbeat(&self, lease: &mut Lease) -> Result<()> {
+        let guard = self.lock(lease.id)?;
+        let (head, doc, rec) = self.own_claim(lease.id, lease.attempt, &lease.worker)?;
+        let now = self.gatos.now();
+        let next = ClaimDoc {
+            state: ClaimState::Heartbeat,
+            lease_until: now.plus(lease.lease),
+            ..doc
+        };
+        let commit = self.claim_commit(
+            &next,
+            Some(head),
+            &[],
+            &format!("heartbeat {} attempt {}", lease.id, lease.attempt),
+        )?;
+        match self.gatos.store().update_refs_locked(
+            &[Edit::update(names::job_claim(lease.id), Some(head), commit)],
+            &Options::default(),
+            false,
+        ) {
+            Ok(_) => {}
+            Err(gatos_store::Error::CasMismatch { .. }) => {
+                return Err(lease_lost(lease.id, "taken over"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        drop(guard);
+        lease.head = commit;
+        lease.lease_until = next.lease_until;
+        let _ = rec;
+        Ok(())
+    }
+
+    /// Tells whether the job was cancelled (the worker checks at each heartbeat).
+    ///
+    /// # Errors
+    /// When the ref cannot be read.
+    pub fn is_cancelled(&self, id: Ulid) -> Result<bool> {
+        Ok(self
+            .gatos
+            .store()
+            .read_ref(&names::job_cancel(id))?
+            .is_some())
+    }
+
+    /// Ends an attempt: `succeeded` (and final failures) write the result with the
+    /// `closed` claim in one transaction; a failure or timeout with attempts left, and a
+    /// cancelled run, write a `released` claim keeping the logs and proof. `lost` is a
+    /// worker giving the job up (it is stopping): claimable again at once, or failed with
+    /// `reason: "lost"` on the last attempt.
+    ///
+    /// # Errors
+    /// `LeaseExpired` when the claim was taken over: nothing is written.
+    pub fn finish(&self, lease: &Lease, finish: &Finish) -> Result<Finished> {
+        let guard = self.lock(lease.id)?;
+        let (head, doc, rec) = self.own_claim(lease.id, lease.attempt, &lease.worker)?;
+        let now = self.gatos.now();
+        let mut files: Vec<(String, Vec<u8>)> = vec![
+            (STDOUT_PATH.to_owned(), finish.stdout.clone()),
+            (STDERR_PATH.to_owned(), finish.stderr.clone()),
+        ];
+        for (p, b) in &finish.outputs {
+            files.push((format!("{OUTPUTS_DIR}/{p}"), b.clone()));
+        }
+        if let Some(poe) = &finish.poe {
+            files.push((POE_PATH.to_owned(), poe.clone()));
+        }
+        let attempts_left = lease.attempt < rec.spec.max_attempts;
+        let release = match finish.outcome {
+            Outcome::Succeeded => false,
+            Outcome::Cancelled => true,
+            Outcome::Failed | Outcome::Timeout | Outcome::Lost => attempts_left,
+        };
+        let (event, state, commit) = if release {
+            let available_at = match finish.outcome {
+                Outcome::Cancelled | Outcome::Lost => now,
+                _ => now.plus(self.backoff(&rec.spec.queue, lease.attempt)),
+            };
+            let next = ClaimDoc {
+                state: ClaimState::Released,
+                outcome: Some(finish.outcome),
+                exit_code: finish.exit_code,
+                available_at: Some(available_at),
+                ..doc
+            };
+            let extra: Vec<(&str, &[u8])> = files
+                .iter()
+                .map(|(p, b)| (p.as_str(), b.as_slice()))
+                .collect();
+            let commit = self.claim_commit(
+                &next,
+                Some(head),
+                &extra,
+                &format!("release {} attempt {}", lease.id, lease.attempt),
+            )?;
+            match self.gatos.store().update_refs_locked(
+                &[Edit::update(names::job_claim(lease.id), Some(head), commit)],
+                &Options::default(),
+                false,
+            ) {
+                Ok(_) => {}
+                Err(gatos_store::Error::CasMismatch { .. }) => {
+                    return Err(lease_lost(lease.id, "taken over"));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if finish.outcome == Outcome::Cancelled {
+                // `cancel` published the transition; the attempt stopping is not another.
+                (None, JobState::Cancelled, commit)
+            } else {
+                (Some("retry_scheduled"), JobState::Pending, commit)
+            }
+        } else {
+            let (status, reason) = match finish.outcome {
+                Outcome::Succeeded => (Status::Succeeded, None),
+                Outcome::Timeout => (Status::Failed, Some("timeout".to_owned())),
+                Outcome::Lost => (Status::Failed, Some("lost".to_owned())),
+                _ => (Status::Failed, None),
+            };
+            let result = ResultDoc {
+                status,
+                exit_code: finish.exit_code,
+                attempt: lease.attempt,
+                reason,
+            };
+            let commit = self.write_final(&rec, head, doc, &result, &files)?;
+            let event = Some(if status == Status::Succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            });
+            (
+                event,
+                if status == Status::Succeeded {
+                    JobState::Succeeded
+                } else {
+                    JobState::Failed
+                },
+                commit,
+            )
+        };
+        drop(guard);
+        let ready = ready::Ready::new(self.gatos);
+        let entry = if state == JobState::Pending {
+            self.record(lease.id)
+                .ok()
+                .flatten()
+                .and_then(|r| ready::entry_for(&r, now, self.gatos.lease_skew()))
+        } else {
+            None
+        };
+        let _ = ready.put(lease.id, entry);
+        if let Some(event) = event {
+            events::emit(
+                self.gatos,
+                event,
+                &rec,
+                lease.attempt,
+                Some(&lease.worker),
+                commit,
+            );
+        }
+        Ok(Finished { state, commit })
+    }
+
+    /// Ends an attempt run by someone else (an RPC client): its proof must be signed by
+    /// the key the claim names, trusted here and not revoked, cover exactly these logs and
+    /// outputs, and name this job, attempt, claim, status and exit code. The daemon never
+    /// signs for a process it did not run.
+    ///
+    /// # Errors
+    /// `SignatureInvalid`, `UntrustedKey`, `KeyRevoked`, `DigestMismatch` for a bad proof
+    /// (nothing is written); otherwise as [`Jobs::finish`].
+    pub fn finish_verified(&self, lease: &Lease, finish: &Finish) -> Result<Finished> {
+        let poe = finish.poe.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorCode::SignatureInvalid,
+                "a proof of execution (poe) is required",
+            )
+        })?;
+        let key = lease.worker_key.ok_or_else(|| {
+            Error::new(
+                ErrorCode::SignatureInvalid,
+                "the claim names no worker key to check the proof against",
+            )
+        })?;
+        let mut files: Vec<(String, &[u8])> = vec![
+            (STDOUT_PATH.to_owned(), finish.stdout.as_slice()),
+            (STDERR_PATH.to_owned(), finish.stderr.as_slice()),
+        ];
+        for (p, b) in &finish.outputs {
+            files.push((format!("{OUTPUTS_DIR}/{p}"), b.as_slice()));
+        }
+        let v = crate::proofs::verify(
+            self.gatos,
+            poe,
+            Some(key),
+            &crate::proofs::Subjects { files },
+        )?;
+        let p = &v.predicate;
+        let mismatch = if p.job != lease.id {
+            Some("job")
+        } else if p.job_content_id != lease.content_id {
+            Some("job_content_id")
+        } else if p.attempt != lease.attempt {
+            Some("attempt")
+        } else if p.claim_commit != lease.claim_commit {
+            Some("claim_commit")
+        } else if p.worker != lease.worker {
+            Some("worker")
+        } else if p.exit_code != finish.exit_code {
+            Some("exit_code")
+        } else if p.status != finish.outcome.as_str() {
+            Some("status")
+        } else {
+            None
+        };
+        if let Some(field) = mismatch {
+            return Err(Error::new(
+                ErrorCode::DigestMismatch,
+                format!("the proof's {field} does not match this attempt"),
+            ));
+        }
+        self.finish(lease, finish)
+    }
+
+    /// Writes the `closed` claim and the result in one transaction (CAS on the claim,
+    /// create-only result). Returns the result commit.
+    fn write_final(
+        &self,
+        rec: &JobRecord,
+        head: Oid,
+        doc: ClaimDoc,
+        result: &ResultDoc,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<Oid> {
+        let now = self.gatos.now();
+        let closed = ClaimDoc {
+            state: ClaimState::Closed,
+            outcome: None,
+            exit_code: result.exit_code,
+            available_at: None,
+            lease_until: now.min(doc.lease_until),
+            ..doc
+        };
+        let closed_commit = self.claim_commit(
+            &closed,
+            Some(head),
+            &[],
+            &format!("close {} attempt {}", rec.id, closed.attempt),
+        )?;
+        let bytes = doc_bytes(result)?;
+        let mut all: Vec<(&str, &[u8])> = vec![(RESULT_PATH, &bytes)];
+        all.extend(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
+        let trailers = Trailers::new()
+            .with(keys::KIND, "result")
+            .with(keys::JOB, rec.id)
+            .with(keys::ATTEMPT, result.attempt)
+            .with(keys::CONTENT_ID, Digest::of(&bytes))
+            .with(keys::WORKER, &closed.worker);
+        let result_commit = self.gatos.write_job_commit(
+            &all,
+            &[rec.job_commit, closed_commit],
+            &trailers,
+            &format!("result {} {:?}", rec.id, result.status).to_lowercase(),
+            now,
+        )?;
+        let edits = [
+            Edit::update(names::job_claim(rec.id), Some(head), closed_commit),
+            Edit::create(names::job_result(rec.id), result_commit),
+        ];
+        match self
+            .gatos
+            .store()
+            .update_refs_locked(&edits, &Options::default(), false)
+        {
+            Ok(_) => Ok(result_commit),
+            Err(gatos_store::Error::CasMismatch { .. }) => {
+                Err(lease_lost(rec.id, "taken over, or a result exists"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Publishes what closing a job whose last attempt lost its lease did.
+    fn emit_lost_final(&self, rec: &JobRecord, attempt: u32, commit: Oid) {
+        if let Some((stale, c)) = &rec.claim
+            && matches!(c.state, ClaimState::Running | ClaimState::Heartbeat)
+        {
+            events::emit(
+                self.gatos,
+                "heartbeat_lost",
+                rec,
+                c.attempt,
+                Some(&c.worker),
+                *stale,
+            );
+        }
+        events::emit(self.gatos, "failed", rec, attempt, None, commit);
+    }
+
+    /// Writes the result a job is owed when its last attempt lost its lease (see
+    /// [`Jobs::claim`]); `None` when it is not in that state.
+    ///
+    /// # Errors
+    /// When refs cannot be read or written.
+    pub(crate) fn close_if_lost(&self, id: Ulid) -> Result<Option<Oid>> {
+        let guard = self.lock(id)?;
+        let Some(rec) = self
+            .gatos
+            .job_record_at(id, self.gatos.job_refs(id)?, false)?
+        else {
+            return Ok(None);
+        };
+        let d = state::derive(&rec, self.gatos.now(), self.gatos.lease_skew());
+        if !d.lost_final {
+            return Ok(None);
+        }
+        let commit = self.close_lost(&rec)?;
+        drop(guard);
+        let _ = ready::Ready::new(self.gatos).put(id, None);
+        self.emit_lost_final(&rec, d.attempt, commit);
+        Ok(Some(commit))
+    }
+
+    /// The first worker that sees a job whose last attempt lost its lease writes the
+    /// `closed` claim and a result `failed`, `reason: "lost"` (DESIGN §4).
+    fn close_lost(&self, rec: &JobRecord) -> Result<Oid> {
+        let (head, doc) = rec
+            .claim
+            .clone()
+            .ok_or_else(|| Error::new(ErrorCode::Internal, "lost without a claim"))?;
+        let result = ResultDoc {
+            status: Status::Failed,
+            exit_code: doc.exit_code,
+            attempt: doc.attempt,
+            reason: Some("lost".into()),
+        };
+        if doc.state == ClaimState::Closed {
+            // A crash split the closing change: only the result is missing.
+            let bytes = doc_bytes(&result)?;
+            let trailers = Trailers::new()
+                .with(keys::KIND, "result")
+                .with(keys::JOB, rec.id)
+                .with(keys::ATTEMPT, result.attempt);
+            let commit = self.gatos.write_job_commit(
+                &[(RESULT_PATH, &bytes)],
+                &[rec.job_commit, head],
+                &trailers,
+                &format!("result {} failed", rec.id),
+                self.gatos.now(),
+            )?;
+            self.gatos.store().update_refs_locked(
+                &[Edit::create(names::job_result(rec.id), commit)],
+                &Options::default(),
+                false,
+            )?;
+            return Ok(commit);
+        }
+        self.write_final(rec, head, doc, &result, &[])
+    }
+
+    /// Retry delay after attempt `n`: `min(base · 2^(n−1), max) ± 20 %`, with the queue's
+    /// `config/queues/<queue>` overriding base and max.
+    fn backoff(&self, queue: &Queue, attempt: u32) -> Dur {
+        let (base, max) = match super::queues::config(self.gatos, queue) {
+            Ok(c) => (
+                c.backoff_base.map_or(BACKOFF_BASE, Dur::from_secs),
+                c.backoff_max.map_or(BACKOFF_MAX, Dur::from_secs),
+            ),
+            Err(e) => {
+                tracing::warn!(%queue, error = %e, "unreadable queue settings; using the default backoff");
+                (BACKOFF_BASE, BACKOFF_MAX)
+            }
+        };
+        let shift = attempt.saturating_sub(1).min(30);
+        let raw = base
+            .as_millis()
+            .saturating_mul(1u64 << shift)
+            .min(max.as_millis());
+        let jitter = self.gatos.entropy().uniform(0.8, 1.2);
+        Dur::from_millis((raw as f64 * jitter) as u64)
+    }
+
+    /// Rebuilds a lease for a claim this worker holds (RPC clients send `{id, attempt,
+    /// worker}` rather than keeping one).
+    ///
+    /// # Errors
+    /// `LeaseExpired` when the claim is not theirs any more.
+    pub fn lease_for(
+        &self,
+        id: Ulid,
+        attempt: u32,
+        worker: &WorkerId,
+        lease: Dur,
+    ) -> Result<Lease> {
+        let (head, doc, rec) = self.own_claim(id, attempt, worker)?;
+        let first = running_commit(self.gatos, head, attempt)?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidEnvelope,
+                format!("the claim chain of job {id} has no running commit for attempt {attempt}"),
+            )
+        })?;
+        Ok(Lease {
+            id,
+            attempt,
+            worker: worker.clone(),
+            worker_key: doc.worker_key,
+            spec: rec.spec,
+            job_commit: rec.job_commit,
+            content_id: rec.content_id,
+            claim_commit: first,
+            head,
+            lease,
+            lease_until: doc.lease_until,
+            claimed_at: doc.claimed_at,
+        })
+    }
+}

@@ -1,0 +1,110 @@
+//! Per-queue settings under `refs/gatos/config/queues/<queue>` (they replicate with sync):
+//! the retry backoff (DESIGN §4).
+
+use gatos_store::objects::{NewCommit, Objects};
+use gatos_store::refs::{Edit, Options, names};
+use gatos_types::jobs::QueueConfig;
+use gatos_types::trailers::{Trailers, keys};
+use gatos_types::{Digest, ErrorCode, Oid, Queue, jcs};
+
+use super::records::read_doc;
+use crate::Gatos;
+use crate::error::{Error, Result};
+
+/// The file holding a queue's settings in its config commit.
+pub const CONFIG_PATH: &str = "config.json";
+
+/// Reads a queue's settings (defaults when none are stored).
+///
+/// # Errors
+/// `InvalidEnvelope` when the stored settings do not parse.
+pub fn config(gatos: &Gatos, queue: &Queue) -> Result<QueueConfig> {
+    Ok(config_at(gatos, queue)?.0)
+}
+
+fn config_at(gatos: &Gatos, queue: &Queue) -> Result<(QueueConfig, Option<Oid>)> {
+    let Some(commit) = gatos.store().read_ref(&names::config_queue(queue))? else {
+        return Ok((QueueConfig::defaults(queue.clone()), None));
+    };
+    let mut r = gatos.store().reader();
+    let (cfg, _): (QueueConfig, _) = read_doc(&mut r, commit, CONFIG_PATH)?;
+    Ok((cfg, Some(commit)))
+}
+
+/// Changes a queue's backoff; `None` leaves a value as it is, `Some(None)` clears it.
+/// Audited. Returns the settings and whether they changed.
+///
+/// # Errors
+/// `InvalidInput` for a zero delay or a base above the cap; `Conflict` when another writer
+/// changed them at the same moment.
+pub fn set(
+    gatos: &Gatos,
+    queue: &Queue,
+    backoff_base: Option<Option<u64>>,
+    backoff_max: Option<Option<u64>>,
+) -> Result<(QueueConfig, bool)> {
+    let (old, at) = config_at(gatos, queue)?;
+    let mut new = old.clone();
+    if let Some(v) = backoff_base {
+        new.backoff_base = v;
+    }
+    if let Some(v) = backoff_max {
+        new.backoff_max = v;
+    }
+    if new.backoff_base == Some(0) || new.backoff_max == Some(0) {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            "backoff delays must be at least 1 second",
+        ));
+    }
+    if let (Some(b), Some(m)) = (new.backoff_base, new.backoff_max)
+        && b > m
+    {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            "--backoff-base must not exceed --backoff-max",
+        ));
+    }
+    if new == old && at.is_some() {
+        return Ok((new, false));
+    }
+    let doc = jcs::to_vec_of(&new)?;
+    let mut w = gatos.store().writer();
+    let blob = w.blob(&doc)?;
+    let tree = w.files(&[(CONFIG_PATH, blob)])?;
+    let trailers = Trailers::new()
+        .with(keys::KIND, "config")
+        .with("Queue", queue)
+        .with(keys::CONTENT_ID, Digest::of(&doc))
+        .with(keys::ACTOR, &gatos.store().identity().name);
+    let parents: Vec<Oid> = at.into_iter().collect();
+    let commit = w.commit(&NewCommit {
+        tree,
+        parents: &parents,
+        message: &trailers.to_message(&format!("config queue {queue}")),
+        time: gatos.now(),
+    })?;
+    w.finish()?;
+    gatos
+        .store()
+        .update_refs(
+            &[Edit::update(names::config_queue(queue), at, commit)],
+            &Options::default(),
+        )
+        .map_err(|e| match e {
+            gatos_store::Error::CasMismatch { .. } => Error::new(
+                ErrorCode::Conflict,
+                format!("settings of queue '{queue}' changed while being updated; try again"),
+            ),
+            other => other.into(),
+        })?;
+    crate::audit::record(
+        gatos,
+        "config.queue",
+        &format!("queue:{queue}"),
+        serde_json::to_value(&old).unwrap_or_default(),
+        serde_json::to_value(&new).unwrap_or_default(),
+        Some(commit),
+    );
+    Ok((new, true))
+}

@@ -1,0 +1,180 @@
+//! A job's commits: reading its refs and documents, writing job, claim, result and cancel
+//! commits (DESIGN §2–3).
+
+use gatos_store::objects::{NewCommit, Objects, Reader};
+use gatos_store::refs::names;
+use gatos_types::jobs::{CancelDoc, ClaimDoc, JobSpec, ResultDoc};
+use gatos_types::trailers::{Trailers, keys};
+use gatos_types::{Digest, ErrorCode, Oid, Timestamp, Ulid, jcs};
+use serde::de::DeserializeOwned;
+
+use crate::Gatos;
+use crate::error::{Error, Result};
+
+/// The document of a job commit.
+pub const JOB_PATH: &str = "job.json";
+/// The document of a claim commit.
+pub const CLAIM_PATH: &str = "claim.json";
+/// The document of a result commit.
+pub const RESULT_PATH: &str = "result.json";
+/// The document of a cancel commit.
+pub const CANCEL_PATH: &str = "cancel.json";
+/// The proof of execution in result and released-claim commits.
+pub const POE_PATH: &str = "poe.json";
+/// Captured standard output.
+pub const STDOUT_PATH: &str = "logs/stdout";
+/// Captured standard error.
+pub const STDERR_PATH: &str = "logs/stderr";
+/// Where declared outputs go.
+pub const OUTPUTS_DIR: &str = "outputs";
+
+/// Everything the refs say about one job.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    /// The job id.
+    pub id: Ulid,
+    /// The job commit.
+    pub job_commit: Oid,
+    /// `blake3:` of `job.json`.
+    pub content_id: Digest,
+    /// The normalized manifest.
+    pub spec: JobSpec,
+    /// The latest claim commit and its document.
+    pub claim: Option<(Oid, ClaimDoc)>,
+    /// The result commit and its document.
+    pub result: Option<(Oid, ResultDoc)>,
+    /// The cancel commit and its document.
+    pub cancel: Option<(Oid, CancelDoc)>,
+    /// True when the job was found in the archive, not under `refs/gatos/jobs/`.
+    pub archived: bool,
+}
+
+fn corrupt(what: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::InvalidEnvelope, what.to_string())
+}
+
+/// Reads a JSON document at `path` of a commit.
+///
+/// # Errors
+/// `InvalidEnvelope` when missing or malformed.
+pub fn read_doc<T: DeserializeOwned>(
+    r: &mut Reader<'_>,
+    commit: Oid,
+    path: &str,
+) -> Result<(T, Vec<u8>)> {
+    let c = r.commit(commit)?;
+    let bytes = r
+        .file(c.tree, path)?
+        .ok_or_else(|| corrupt(format_args!("commit {commit} has no {path}")))?;
+    let doc = serde_json::from_slice(&bytes)
+        .map_err(|e| corrupt(format_args!("{path} of {commit}: {e}")))?;
+    Ok((doc, bytes))
+}
+
+/// The refs of a live job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refs {
+    /// `jobs/<id>/job`.
+    pub job: Option<Oid>,
+    /// `jobs/<id>/claim`.
+    pub claim: Option<Oid>,
+    /// `jobs/<id>/result`.
+    pub result: Option<Oid>,
+    /// `jobs/<id>/cancel`.
+    pub cancel: Option<Oid>,
+}
+
+impl Gatos {
+    pub(crate) fn job_refs(&self, id: Ulid) -> Result<Refs> {
+        let s = self.store();
+        Ok(Refs {
+            job: s.read_ref(&names::job(id))?,
+            claim: s.read_ref(&names::job_claim(id))?,
+            result: s.read_ref(&names::job_result(id))?,
+            cancel: s.read_ref(&names::job_cancel(id))?,
+        })
+    }
+
+    /// Reads a job from its commits.
+    pub(crate) fn job_record_at(
+        &self,
+        id: Ulid,
+        refs: Refs,
+        archived: bool,
+    ) -> Result<Option<JobRecord>> {
+        let Some(job_commit) = refs.job else {
+            return Ok(None);
+        };
+        let mut r = self.store().reader();
+        let (spec, bytes): (JobSpec, _) = read_doc(&mut r, job_commit, JOB_PATH)?;
+        let claim = match refs.claim {
+            Some(c) => Some((c, read_doc::<ClaimDoc>(&mut r, c, CLAIM_PATH)?.0)),
+            None => None,
+        };
+        let result = match refs.result {
+            Some(c) => Some((c, read_doc::<ResultDoc>(&mut r, c, RESULT_PATH)?.0)),
+            None => None,
+        };
+        let cancel = match refs.cancel {
+            Some(c) => Some((c, read_doc::<CancelDoc>(&mut r, c, CANCEL_PATH)?.0)),
+            None => None,
+        };
+        Ok(Some(JobRecord {
+            id,
+            job_commit,
+            content_id: Digest::of(&bytes),
+            spec,
+            claim,
+            result,
+            cancel,
+            archived,
+        }))
+    }
+
+    /// Writes a commit holding `files` (documents and blobs) with the given trailers.
+    pub(crate) fn write_job_commit(
+        &self,
+        files: &[(&str, &[u8])],
+        parents: &[Oid],
+        trailers: &Trailers,
+        subject: &str,
+        time: Timestamp,
+    ) -> Result<Oid> {
+        let mut w = self.store().writer();
+        let mut entries = Vec::with_capacity(files.len());
+        for (path, bytes) in files {
+            entries.push((*path, w.blob(bytes)?));
+        }
+        let tree = w.files(&entries)?;
+        let commit = w.commit(&NewCommit {
+            tree,
+            parents,
+            message: &trailers.to_message(subject),
+            time,
+        })?;
+        w.finish()?;
+        Ok(commit)
+    }
+}
+
+/// Trailers of a claim commit.
+pub fn claim_trailers(doc: &ClaimDoc) -> Trailers {
+    let state = serde_json::to_value(doc.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Trailers::new()
+        .with(keys::KIND, "claim")
+        .with(keys::JOB, doc.job)
+        .with(keys::ATTEMPT, doc.attempt)
+        .with(keys::STATE, state)
+        .with(keys::WORKER, &doc.worker)
+}
+
+/// Encodes a document as JCS.
+///
+/// # Errors
+/// `InvalidInput` when it cannot be serialised.
+pub fn doc_bytes<T: serde::Serialize>(doc: &T) -> Result<Vec<u8>> {
+    Ok(jcs::to_vec_of(doc)?)
+}

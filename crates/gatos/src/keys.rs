@@ -1,0 +1,571 @@
+//! Keys: the signing key, local trust, published key records and signed revocations
+//! (DESIGN §4).
+//!
+//! Trust is local: `gatos.trust` in this repository's own config (never replicated). A key
+//! record under `refs/gatos/trust/keys/<hex>` only publishes a self-signed public key so
+//! others can find it; a revocation under `refs/gatos/trust/revoked/<hex>` counts only when
+//! signed by the key itself or by a key this repository trusts. `superseded` keeps proofs
+//! made before the revocation valid; `compromised` invalidates those made from
+//! `compromised_since` on.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
+use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use gatos_store::refs::{Applied, Edit, Options, names};
+use gatos_types::jobs::{KeyListRow, KeyRow};
+use gatos_types::trailers::{Trailers, keys as tk};
+use gatos_types::{ErrorCode, KeyId, Timestamp, Ulid, jcs};
+use serde::{Deserialize, Serialize};
+
+use crate::Gatos;
+use crate::error::{Error, Result};
+
+/// The local config key listing trusted key ids (never replicated).
+pub const TRUST_KEY: &str = "gatos.trust";
+/// The file name of the active signing key under `<git-dir>/gatos/keys/`.
+pub const SIGNING_KEY_FILE: &str = "signing.pem";
+
+/// A published key record (`key.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRecord {
+    /// The key.
+    pub key: KeyId,
+    /// The node that made it.
+    pub node: Option<Ulid>,
+    /// Its owner's name.
+    pub name: String,
+    /// When it was made.
+    pub created_at: Timestamp,
+}
+
+/// Why a key was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// Replaced by a new key; proofs made before stay valid.
+    Superseded,
+    /// Leaked; proofs made from `compromised_since` on are invalid.
+    Compromised,
+}
+
+/// A revocation (`revocation.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    /// The revoked key.
+    pub key: KeyId,
+    /// Why.
+    pub reason: Reason,
+    /// When it was revoked.
+    pub revoked_at: Timestamp,
+    /// Compromised: from when proofs are invalid (default: `revoked_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compromised_since: Option<Timestamp>,
+    /// The key that signed this revocation.
+    pub revoked_by: KeyId,
+}
+
+impl Revocation {
+    /// Tells whether a proof made at `at` by the revoked key is invalid.
+    pub fn invalidates(&self, at: Timestamp) -> bool {
+        match self.reason {
+            Reason::Superseded => at > self.revoked_at,
+            Reason::Compromised => at >= self.compromised_since.unwrap_or(self.revoked_at),
+        }
+    }
+}
+
+fn key_id(k: &VerifyingKey) -> KeyId {
+    KeyId::from_bytes(k.to_bytes())
+}
+
+fn internal(what: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::Internal, what.to_string())
+}
+
+/// Returns the verifying key of a key id.
+///
+/// # Errors
+/// `InvalidInput` when the bytes are not an ed25519 public key.
+pub fn verifying_key(k: &KeyId) -> Result<VerifyingKey> {
+    VerifyingKey::from_bytes(k.as_bytes()).map_err(|_| {
+        Error::new(
+            ErrorCode::InvalidInput,
+            format!("{k} is not an ed25519 public key"),
+        )
+    })
+}
+
+/// Signs bytes, returning the base64 signature.
+pub fn sign_b64(key: &SigningKey, bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(key.sign(bytes).to_bytes())
+}
+
+/// Verifies a base64 signature.
+pub fn verify_b64(key: &KeyId, bytes: &[u8], sig: &str) -> bool {
+    let Ok(vk) = verifying_key(key) else {
+        return false;
+    };
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(sig.trim()) else {
+        return false;
+    };
+    let Ok(sig) = ed25519_dalek::Signature::from_slice(&raw) else {
+        return false;
+    };
+    vk.verify(bytes, &sig).is_ok()
+}
+
+/// The keys plane.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'g> {
+    gatos: &'g Gatos,
+}
+
+impl Gatos {
+    /// Returns the keys plane.
+    pub fn keys(&self) -> Keys<'_> {
+        Keys { gatos: self }
+    }
+}
+
+impl Keys<'_> {
+    /// Returns where the signing key is: `gatos.signingKey`, else
+    /// `<git-dir>/gatos/keys/signing.pem`.
+    pub fn signing_key_path(&self) -> PathBuf {
+        match self.gatos.store().config_string("gatos.signingKey") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => self
+                .gatos
+                .store()
+                .gatos_dir()
+                .join("keys")
+                .join(SIGNING_KEY_FILE),
+        }
+    }
+
+    /// Loads the signing key, if there is one.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the file exists but is not a PKCS#8 ed25519 key.
+    pub fn signing_key(&self) -> Result<Option<SigningKey>> {
+        let path = self.signing_key_path();
+        match std::fs::read_to_string(&path) {
+            Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map(Some).map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidInput,
+                    format!("signing key {}: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(internal(format_args!("reading {}: {e}", path.display()))),
+        }
+    }
+
+    /// Returns the signing key's id, if there is a key.
+    pub fn current(&self) -> Option<KeyId> {
+        self.signing_key()
+            .ok()
+            .flatten()
+            .map(|k| key_id(&k.verifying_key()))
+    }
+
+    /// `keys show`: the signing key and where it is.
+    ///
+    /// # Errors
+    /// `NotFound` when there is none (run `git gatos keys init`).
+    pub fn show(&self) -> Result<KeyRow> {
+        let key = self.current().ok_or_else(|| {
+            Error::new(
+                ErrorCode::NotFound,
+                "no signing key; run `git gatos keys init` (or `git gatos init`)",
+            )
+        })?;
+        Ok(KeyRow {
+            key,
+            path: self.signing_key_path().display().to_string(),
+        })
+    }
+
+    /// `keys init`: creates the signing key if there is none, trusts it, publishes its
+    /// record. With `rotate`, replaces an existing key: the old one is revoked as
+    /// superseded (signed by itself), the new one trusted and published.
+    ///
+    /// # Errors
+    /// When the key file or the refs cannot be written.
+    pub fn init(&self, rotate: bool) -> Result<(KeyRow, bool)> {
+        let old = self.signing_key()?;
+        if let (Some(k), false) = (&old, rotate) {
+            let row = KeyRow {
+                key: key_id(&k.verifying_key()),
+                path: self.signing_key_path().display().to_string(),
+            };
+            self.publish(k)?;
+            return Ok((row, false));
+        }
+        let path = self.signing_key_path();
+        let mut seed = [0u8; 32];
+        self.gatos.entropy().fill(&mut seed);
+        let key = SigningKey::from_bytes(&seed);
+        let pem = key
+            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .map_err(|e| internal(format_args!("encoding the key: {e}")))?;
+        if let Some(old) = &old {
+            let archived = path.with_file_name(format!(
+                "ed25519-{}.pem",
+                key_id(&old.verifying_key()).to_hex()
+            ));
+            std::fs::rename(&path, &archived)
+                .map_err(|e| internal(format_args!("keeping the old key: {e}")))?;
+        }
+        write_private(&path, &pem)?;
+        let id = key_id(&key.verifying_key());
+        self.trust(&id)?;
+        self.publish(&key)?;
+        if let Some(old) = old {
+            self.revoke_with(
+                &old,
+                &key_id(&old.verifying_key()),
+                Reason::Superseded,
+                None,
+            )?;
+        }
+        Ok((
+            KeyRow {
+                key: id,
+                path: path.display().to_string(),
+            },
+            true,
+        ))
+    }
+
+    /// Publishes the self-signed record of a key (idempotent).
+    fn publish(&self, key: &SigningKey) -> Result<()> {
+        let id = key_id(&key.verifying_key());
+        let name = names::trust_key(&id);
+        if self.gatos.store().read_ref(&name)?.is_some() {
+            return Ok(());
+        }
+        let record = KeyRecord {
+            key: id,
+            node: self.gatos.node_id().ok(),
+            name: self.gatos.store().identity().name.clone(),
+            created_at: self.gatos.now(),
+        };
+        let doc = jcs::to_vec_of(&record)?;
+        let sig = sign_b64(key, &doc);
+        let trailers = Trailers::new().with(tk::KIND, "key").with(tk::KEY, id);
+        let commit = self.gatos.write_job_commit(
+            &[("key.json", &doc), ("key.sig", sig.as_bytes())],
+            &[],
+            &trailers,
+            &format!("key {id}"),
+            self.gatos.now(),
+        )?;
+        // Create-only: a record already there (same or another writer's) stays.
+        match self
+            .gatos
+            .store()
+            .update_refs(&[Edit::create(name, commit)], &Options::default())
+        {
+            Ok(_) | Err(gatos_store::Error::CasMismatch { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads a published key record and checks its self-signature.
+    pub fn record(&self, key: &KeyId) -> Result<Option<KeyRecord>> {
+        let Some(commit) = self.gatos.store().read_ref(&names::trust_key(key))? else {
+            return Ok(None);
+        };
+        let mut r = self.gatos.store().reader();
+        let c = r.commit(commit)?;
+        let (Some(doc), Some(sig)) = (r.file(c.tree, "key.json")?, r.file(c.tree, "key.sig")?)
+        else {
+            return Ok(None);
+        };
+        let rec: KeyRecord = serde_json::from_slice(&doc)
+            .map_err(|e| Error::new(ErrorCode::InvalidEnvelope, e.to_string()))?;
+        if rec.key != *key || !verify_b64(key, &doc, &String::from_utf8_lossy(&sig)) {
+            return Err(Error::new(
+                ErrorCode::SignatureInvalid,
+                format!("the published record of {key} is not signed by it"),
+            ));
+        }
+        Ok(Some(rec))
+    }
+
+    /// Returns the keys this repository trusts.
+    pub fn trusted(&self) -> Vec<KeyId> {
+        self.gatos
+            .store()
+            .local_config_strings(TRUST_KEY)
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    }
+
+    /// Tells whether a key is trusted here.
+    pub fn is_trusted(&self, key: &KeyId) -> bool {
+        self.trusted().contains(key)
+    }
+
+    /// `keys trust`: trusts a key given as a key id, bare hex, or a file holding either or
+    /// a PEM key. Idempotent; returns whether it was new. Audited.
+    ///
+    /// # Errors
+    /// `InvalidInput` for something that is not a key.
+    pub fn trust_spec(&self, spec: &str) -> Result<(KeyId, bool)> {
+        let key = parse_key_spec(spec)?;
+        let added = self.trust(&key)?;
+        if added {
+            crate::audit::record(
+                self.gatos,
+                "keys.trust",
+                &format!("key:{key}"),
+                serde_json::json!({"trusted": false}),
+                serde_json::json!({"trusted": true}),
+                None,
+            );
+        }
+        Ok((key, added))
+    }
+
+    fn trust(&self, key: &KeyId) -> Result<bool> {
+        // Read-modify-write of the local config: under the `config` family.
+        let _guard = self
+            .gatos
+            .store()
+            .locks()
+            .acquire(
+                &["config".to_owned()],
+                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
+            )
+            .map_err(gatos_store::Error::from)?;
+        let mut trusted = self.gatos.store().local_config_strings(TRUST_KEY);
+        let id = key.to_string();
+        if trusted.contains(&id) {
+            return Ok(false);
+        }
+        trusted.push(id);
+        self.gatos
+            .store()
+            .set_local_config(&[(TRUST_KEY, trusted)])?;
+        Ok(true)
+    }
+
+    /// `keys revoke`: revokes a key, signed by this repository's signing key (or by the key
+    /// itself when it is the signing key). Audited.
+    ///
+    /// # Errors
+    /// `NotFound` without a signing key; `Conflict` when the key is already revoked.
+    pub fn revoke(
+        &self,
+        spec: &str,
+        reason: Reason,
+        compromised_since: Option<Timestamp>,
+    ) -> Result<Revocation> {
+        let key = parse_key_spec(spec)?;
+        let signer = self.signing_key()?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::NotFound,
+                "no signing key to sign the revocation; run `git gatos keys init`",
+            )
+        })?;
+        let rev = self.revoke_with(&signer, &key, reason, compromised_since)?;
+        crate::audit::record(
+            self.gatos,
+            "keys.revoke",
+            &format!("key:{key}"),
+            serde_json::json!({"revoked": null}),
+            serde_json::to_value(&rev).unwrap_or_default(),
+            self.gatos
+                .store()
+                .read_ref(&names::trust_revoked(&key))
+                .ok()
+                .flatten(),
+        );
+        Ok(rev)
+    }
+
+    fn revoke_with(
+        &self,
+        signer: &SigningKey,
+        key: &KeyId,
+        reason: Reason,
+        since: Option<Timestamp>,
+    ) -> Result<Revocation> {
+        let rev = Revocation {
+            key: *key,
+            reason,
+            revoked_at: self.gatos.now(),
+            compromised_since: if reason == Reason::Compromised {
+                since
+            } else {
+                None
+            },
+            revoked_by: key_id(&signer.verifying_key()),
+        };
+        let doc = jcs::to_vec_of(&rev)?;
+        let sig = sign_b64(signer, &doc);
+        let trailers = Trailers::new()
+            .with(tk::KIND, "revocation")
+            .with(tk::KEY, key)
+            .with(tk::ACTOR, &self.gatos.store().identity().name)
+            .with(tk::ACTOR_KEY, rev.revoked_by);
+        let commit = self.gatos.write_job_commit(
+            &[
+                ("revocation.json", &doc),
+                ("revocation.sig", sig.as_bytes()),
+            ],
+            &[],
+            &trailers,
+            &format!("revoke {key}"),
+            rev.revoked_at,
+        )?;
+        match self.gatos.store().update_refs(
+            &[Edit::create(names::trust_revoked(key), commit)],
+            &Options::default(),
+        ) {
+            Ok(a) if a.first() == Some(&Applied::Changed) => Ok(rev),
+            Ok(_) | Err(gatos_store::Error::CasMismatch { .. }) => Err(Error::new(
+                ErrorCode::Conflict,
+                format!("{key} is already revoked"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Returns the revocation of a key, when one is published and signed by the key itself
+    /// or by a trusted key (others are ignored).
+    ///
+    /// # Errors
+    /// When the revocation commit cannot be read.
+    pub fn revocation(&self, key: &KeyId) -> Result<Option<Revocation>> {
+        let Some(commit) = self.gatos.store().read_ref(&names::trust_revoked(key))? else {
+            return Ok(None);
+        };
+        let mut r = self.gatos.store().reader();
+        let c = r.commit(commit)?;
+        let (Some(doc), Some(sig)) = (
+            r.file(c.tree, "revocation.json")?,
+            r.file(c.tree, "revocation.sig")?,
+        ) else {
+            return Ok(None);
+        };
+        let Ok(rev) = serde_json::from_slice::<Revocation>(&doc) else {
+            return Ok(None);
+        };
+        let authorised =
+            rev.key == *key && (rev.revoked_by == *key || self.is_trusted(&rev.revoked_by));
+        if !authorised || !verify_b64(&rev.revoked_by, &doc, &String::from_utf8_lossy(&sig)) {
+            tracing::warn!(%key, "ignoring a revocation that is not signed by the key or a trusted key");
+            return Ok(None);
+        }
+        Ok(Some(rev))
+    }
+
+    /// `keys ls`: every key trusted, published or current, with its status.
+    ///
+    /// # Errors
+    /// When refs cannot be read.
+    pub fn list(&self) -> Result<Vec<KeyListRow>> {
+        let mut all: Vec<KeyId> = self.trusted();
+        for (name, _) in self.gatos.store().list_refs(&names::trust_prefix())? {
+            if let Some(names::RefKind::TrustKey(k) | names::RefKind::TrustRevoked(k)) = name.kind()
+            {
+                all.push(k);
+            }
+        }
+        let current = self.current();
+        all.extend(current);
+        all.sort();
+        all.dedup();
+        let mut rows = Vec::new();
+        for k in all {
+            rows.push(KeyListRow {
+                key: k,
+                current: current == Some(k),
+                trusted: self.is_trusted(&k),
+                published: self
+                    .gatos
+                    .store()
+                    .read_ref(&names::trust_key(&k))?
+                    .is_some(),
+                revoked: self.revocation(&k)?.map(|r| match r.reason {
+                    Reason::Superseded => "superseded".to_owned(),
+                    Reason::Compromised => "compromised".to_owned(),
+                }),
+            });
+        }
+        Ok(rows)
+    }
+}
+
+/// Parses `ed25519:<hex>`, bare hex, or a file holding either or a PEM key.
+///
+/// # Errors
+/// `InvalidInput` when none of these fits.
+pub fn parse_key_spec(spec: &str) -> Result<KeyId> {
+    let s = spec.trim();
+    if let Ok(k) = s.parse::<KeyId>() {
+        return Ok(k);
+    }
+    if let Ok(k) = KeyId::from_hex(s) {
+        return Ok(k);
+    }
+    let path = Path::new(s);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::new(ErrorCode::InvalidInput, format!("{s}: {e}")))?;
+        let t = text.trim();
+        if let Ok(k) = t.parse::<KeyId>().or_else(|_| KeyId::from_hex(t)) {
+            return Ok(k);
+        }
+        if let Ok(vk) = VerifyingKey::from_public_key_pem(t) {
+            return Ok(key_id(&vk));
+        }
+        if let Ok(sk) = SigningKey::from_pkcs8_pem(t) {
+            return Ok(key_id(&sk.verifying_key()));
+        }
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            format!("{s} holds no ed25519 key"),
+        ));
+    }
+    Err(Error::new(
+        ErrorCode::InvalidInput,
+        format!("{spec:?} is not a key id (ed25519:<hex>), hex, or a key file"),
+    ))
+}
+
+fn write_private(path: &Path, pem: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| internal(format_args!("creating {}: {e}", dir.display())))?;
+        if let Ok(meta) = std::fs::metadata(dir) {
+            let mut perms = meta.permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o700);
+            let _ = std::fs::set_permissions(dir, perms);
+        }
+    }
+    // Created with mode 0600 from the start: the key is never readable by others.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::Conflict,
+                format!("creating {}: {e}", path.display()),
+            )
+        })?;
+    f.write_all(pem.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| internal(format_args!("writing {}: {e}", path.display())))
+}

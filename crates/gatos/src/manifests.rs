@@ -1,0 +1,207 @@
+//! The manifest registry: a version chain per name under `refs/gatos/manifests/<name>`
+//! (DESIGN §2, §4). `put` validates, scans for secrets, hashes and numbers versions 1, 2,
+//! … per name; `run` enqueues a job from a stored version, recording name, version and
+//! hash in the job.
+
+use gatos_store::refs::{Edit, Options, names};
+use gatos_types::jobs::{EnqueueRow, JobSpec, ManifestRow, ManifestSource};
+use gatos_types::trailers::{Trailers, keys};
+use gatos_types::{Digest, ErrorCode, ManifestName, Oid, jcs};
+
+use crate::Gatos;
+use crate::error::{Error, Result};
+use crate::jobs::manifest::{self, Input};
+use crate::jobs::records::read_doc;
+
+/// The document of a manifest version commit.
+pub const MANIFEST_PATH: &str = "manifest.json";
+
+/// The manifest registry of one repository.
+#[derive(Debug, Clone, Copy)]
+pub struct Manifests<'g> {
+    gatos: &'g Gatos,
+}
+
+impl Gatos {
+    /// Returns the manifest registry.
+    pub fn manifests(&self) -> Manifests<'_> {
+        Manifests { gatos: self }
+    }
+}
+
+/// What `put` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Put {
+    /// The version now current.
+    pub row: ManifestRow,
+    /// The version commit.
+    pub commit: Oid,
+    /// False when the same document was already the latest version.
+    pub changed: bool,
+}
+
+fn not_found(name: &ManifestName) -> Error {
+    Error::new(
+        ErrorCode::NotFound,
+        format!("no manifest named '{name}'; `git gatos manifests ls` lists them"),
+    )
+}
+
+impl Manifests<'_> {
+    fn version_at(&self, name: &ManifestName, commit: Oid) -> Result<(ManifestRow, Option<Oid>)> {
+        let mut r = self.gatos.store().reader();
+        let c = r.commit(commit)?;
+        let version = c
+            .trailers()
+            .get(keys::VERSION)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidEnvelope,
+                    format!("manifest commit {commit} has no Version trailer"),
+                )
+            })?;
+        let (spec, bytes): (JobSpec, _) = read_doc(&mut r, commit, MANIFEST_PATH)?;
+        let row = ManifestRow {
+            name: name.clone(),
+            version,
+            content_id: Digest::of(&bytes),
+            manifest: spec,
+        };
+        Ok((row, c.parents.first().copied()))
+    }
+
+    /// Registers a manifest as the next version of `name` (idempotent: the same document
+    /// as the latest version changes nothing). Audited.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad manifest, `SecretDetected` naming the field of a raw
+    /// secret, `Conflict` when another writer registered a version at the same moment.
+    pub fn put(&self, name: &ManifestName, input: Input) -> Result<Put> {
+        let spec = manifest::normalize(input, self.gatos.now())?;
+        let doc = jcs::to_vec_of(&spec)?;
+        let content_id = Digest::of(&doc);
+        let refname = names::manifest(name);
+        let tip = self.gatos.store().read_ref(&refname)?;
+        let before = match tip {
+            Some(t) => Some(self.version_at(name, t)?.0),
+            None => None,
+        };
+        if let (Some(b), Some(t)) = (&before, tip)
+            && b.content_id == content_id
+        {
+            return Ok(Put {
+                row: b.clone(),
+                commit: t,
+                changed: false,
+            });
+        }
+        let version = before.as_ref().map_or(1, |b| b.version + 1);
+        let mut trailers = Trailers::new()
+            .with(keys::KIND, "manifest")
+            .with(keys::MANIFEST, name)
+            .with(keys::VERSION, version)
+            .with(keys::CONTENT_ID, content_id)
+            .with(keys::ACTOR, &self.gatos.store().identity().name);
+        if let Some(k) = self.gatos.keys().current() {
+            trailers = trailers.with(keys::ACTOR_KEY, k);
+        }
+        let parents: Vec<Oid> = tip.into_iter().collect();
+        let commit = self.gatos.write_job_commit(
+            &[(MANIFEST_PATH, &doc)],
+            &parents,
+            &trailers,
+            &format!("manifest {name} v{version}"),
+            self.gatos.now(),
+        )?;
+        self.gatos
+            .store()
+            .update_refs(&[Edit::update(refname, tip, commit)], &Options::default())
+            .map_err(|e| match e {
+                gatos_store::Error::CasMismatch { .. } => Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "manifest '{name}' got a new version while this one was written; try again"
+                    ),
+                ),
+                other => other.into(),
+            })?;
+        let row = ManifestRow {
+            name: name.clone(),
+            version,
+            content_id,
+            manifest: spec,
+        };
+        crate::audit::record(
+            self.gatos,
+            "manifests.put",
+            &format!("manifest:{name}"),
+            before.map_or(
+                serde_json::Value::Null,
+                |b| serde_json::json!({"version": b.version, "content_id": b.content_id}),
+            ),
+            serde_json::json!({"version": version, "content_id": content_id}),
+            Some(commit),
+        );
+        Ok(Put {
+            row,
+            commit,
+            changed: true,
+        })
+    }
+
+    /// Returns a version of a manifest (the latest by default).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown name or version.
+    pub fn get(&self, name: &ManifestName, version: Option<u64>) -> Result<ManifestRow> {
+        let mut at = self.gatos.store().read_ref(&names::manifest(name))?;
+        if at.is_none() {
+            return Err(not_found(name));
+        }
+        while let Some(commit) = at {
+            let (row, parent) = self.version_at(name, commit)?;
+            match version {
+                None => return Ok(row),
+                Some(v) if v == row.version => return Ok(row),
+                Some(v) if v > row.version => break,
+                Some(_) => at = parent,
+            }
+        }
+        Err(Error::new(
+            ErrorCode::NotFound,
+            format!("manifest '{name}' has no version {}", version.unwrap_or(0)),
+        ))
+    }
+
+    /// Returns the latest version of every manifest, by name.
+    ///
+    /// # Errors
+    /// When refs or commits cannot be read.
+    pub fn list(&self) -> Result<Vec<ManifestRow>> {
+        let mut rows = Vec::new();
+        for (name, commit) in self.gatos.store().list_refs(&names::manifests_prefix())? {
+            if let Some(names::RefKind::Manifest(n)) = name.kind() {
+                rows.push(self.version_at(&n, commit)?.0);
+            }
+        }
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(rows)
+    }
+
+    /// Enqueues a job from a stored version (the latest by default); the job records the
+    /// manifest's name, version and content id.
+    ///
+    /// # Errors
+    /// As [`Manifests::get`] and [`crate::jobs::Jobs::enqueue`].
+    pub fn run(&self, name: &ManifestName, version: Option<u64>) -> Result<EnqueueRow> {
+        let row = self.get(name, version)?;
+        let mut spec = row.manifest;
+        spec.source = Some(ManifestSource {
+            name: row.name,
+            version: row.version,
+            content_id: row.content_id,
+        });
+        self.gatos.jobs().enqueue(spec)
+    }
+}

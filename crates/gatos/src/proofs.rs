@@ -1,0 +1,356 @@
+//! Proofs of execution: a DSSE envelope around an in-toto Statement v1, signed with
+//! ed25519 over DSSE's pre-authentication encoding (DESIGN §4, ADR 0013).
+//!
+//! A proof shows that a key this repository trusts attested these bytes (the logs and
+//! outputs, by SHA-256 and git blob id) and this exit code for this attempt of this job.
+//! It does not show that the process did what the logs say, nor that the worker ran the
+//! command faithfully: it pins who vouched for what.
+
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use gatos_types::jobs::{ResultDoc, Status};
+use gatos_types::{Digest, ErrorCode, KeyId, Oid, Timestamp, Ulid, WorkerId, jcs};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use crate::Gatos;
+use crate::error::{Error, Result};
+
+/// The DSSE payload type of an in-toto statement.
+pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+/// The in-toto Statement v1 type.
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+/// Our predicate type (documented in docs/jobs.md).
+pub const PREDICATE_TYPE: &str = "https://gatos.dev/attestations/proof-of-execution/v1";
+
+/// DSSE's pre-authentication encoding: `DSSEv1 SP len(type) SP type SP len(body) SP body`.
+pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut v = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        body.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+/// One captured stream, as the predicate describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// `sha256` hex of the stored bytes.
+    pub sha256: String,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// True when the process wrote more than was kept.
+    pub truncated: bool,
+}
+
+/// One collected output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputInfo {
+    /// Its path relative to the job's working directory.
+    pub path: String,
+    /// `sha256` hex.
+    pub sha256: String,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// The predicate (DESIGN §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Predicate {
+    /// The job.
+    pub job: Ulid,
+    /// `blake3:` of its `job.json`.
+    pub job_content_id: Digest,
+    /// The attempt.
+    pub attempt: u32,
+    /// The attempt's first claim commit.
+    pub claim_commit: Oid,
+    /// The worker.
+    pub worker: WorkerId,
+    /// The signing key.
+    pub worker_key: KeyId,
+    /// When the process started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// Its exit code (null when killed by a signal).
+    pub exit_code: Option<i32>,
+    /// `succeeded`, `failed`, `timeout` or `cancelled`.
+    pub status: String,
+    /// Standard output.
+    pub stdout: StreamInfo,
+    /// Standard error.
+    pub stderr: StreamInfo,
+    /// Collected outputs.
+    pub outputs: Vec<OutputInfo>,
+    /// What ran the job.
+    pub runner: Value,
+}
+
+/// What a proof covers: the files of the commit that carries it, by path.
+pub struct Subjects<'a> {
+    /// `(path in the commit tree, bytes)`.
+    pub files: Vec<(String, &'a [u8])>,
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    gatos_types::digest::to_hex(&sha2::Sha256::digest(b))
+}
+
+fn git_blob_hex(b: &[u8]) -> String {
+    gatos_store::objects::hash(gatos_store::objects::Kind::Blob, b).to_string()
+}
+
+/// Builds and signs a proof; returns `poe.json` (JCS bytes of the DSSE envelope).
+///
+/// # Errors
+/// `InvalidInput` when the statement cannot be encoded.
+pub fn sign(key: &SigningKey, predicate: &Predicate, subjects: &Subjects<'_>) -> Result<Vec<u8>> {
+    let subject: Vec<Value> = subjects
+        .files
+        .iter()
+        .map(|(name, bytes)| json!({"name": name, "digest": {"sha256": sha256_hex(bytes), "gitBlob": git_blob_hex(bytes)}}))
+        .collect();
+    let statement = json!({
+        "_type": STATEMENT_TYPE,
+        "subject": subject,
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate,
+    });
+    let body = jcs::to_vec(&statement);
+    let sig = crate::keys::sign_b64(key, &pae(PAYLOAD_TYPE, &body));
+    let keyid = KeyId::from_bytes(key.verifying_key().to_bytes());
+    let envelope = json!({
+        "payloadType": PAYLOAD_TYPE,
+        "payload": base64::engine::general_purpose::STANDARD.encode(&body),
+        "signatures": [{"keyid": keyid.to_string(), "sig": sig}],
+    });
+    Ok(jcs::to_vec(&envelope))
+}
+
+/// Returns the stream description of captured bytes.
+pub fn stream_info(bytes: &[u8], truncated: bool) -> StreamInfo {
+    StreamInfo {
+        sha256: sha256_hex(bytes),
+        bytes: bytes.len() as u64,
+        truncated,
+    }
+}
+
+/// Returns the description of an output.
+pub fn output_info(path: &str, bytes: &[u8]) -> OutputInfo {
+    OutputInfo {
+        path: path.to_owned(),
+        sha256: sha256_hex(bytes),
+        bytes: bytes.len() as u64,
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "payloadType")]
+    payload_type: String,
+    payload: String,
+    signatures: Vec<Signature>,
+}
+
+#[derive(Deserialize)]
+struct Signature {
+    keyid: String,
+    sig: String,
+}
+
+#[derive(Deserialize)]
+struct Statement {
+    #[serde(rename = "_type")]
+    kind: String,
+    subject: Vec<SubjectEntry>,
+    #[serde(rename = "predicateType")]
+    predicate_type: String,
+    predicate: Predicate,
+}
+
+#[derive(Deserialize)]
+struct SubjectEntry {
+    name: String,
+    digest: std::collections::BTreeMap<String, String>,
+}
+
+/// What a verified proof says.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The signing key.
+    pub key: KeyId,
+    /// The predicate.
+    pub predicate: Predicate,
+}
+
+fn fail(code: ErrorCode, msg: impl Into<String>) -> Error {
+    Error::new(code, msg)
+}
+
+/// Reads the key a proof claims to be signed by, without verifying anything.
+pub fn key_of(poe: &[u8]) -> Option<KeyId> {
+    let env: Envelope = serde_json::from_slice(poe).ok()?;
+    env.signatures.first()?.keyid.parse().ok()
+}
+
+/// Verifies a proof (DESIGN §4): the signature over DSSE's PAE, that the key is
+/// `expected_key` (the claim's `worker_key`), trusted here and not revoked for the time of
+/// the proof, every subject's digests against `subjects`, and that no file of `subjects`
+/// is left out.
+///
+/// # Errors
+/// `SignatureInvalid`, `UntrustedKey`, `KeyRevoked`, `DigestMismatch`, `InvalidEnvelope`.
+pub fn verify(
+    gatos: &Gatos,
+    poe: &[u8],
+    expected_key: Option<KeyId>,
+    subjects: &Subjects<'_>,
+) -> Result<Verified> {
+    let env: Envelope = serde_json::from_slice(poe).map_err(|e| {
+        fail(
+            ErrorCode::InvalidEnvelope,
+            format!("poe.json is not a DSSE envelope: {e}"),
+        )
+    })?;
+    if env.payload_type != PAYLOAD_TYPE {
+        return Err(fail(
+            ErrorCode::InvalidEnvelope,
+            format!("payloadType is {:?}, not {PAYLOAD_TYPE}", env.payload_type),
+        ));
+    }
+    let sig = env
+        .signatures
+        .first()
+        .ok_or_else(|| fail(ErrorCode::SignatureInvalid, "the proof has no signature"))?;
+    let key: KeyId = sig.keyid.parse().map_err(|_| {
+        fail(
+            ErrorCode::SignatureInvalid,
+            format!("keyid {:?} is not an ed25519 key id", sig.keyid),
+        )
+    })?;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(env.payload.as_bytes())
+        .map_err(|_| fail(ErrorCode::InvalidEnvelope, "payload is not base64"))?;
+    if !crate::keys::verify_b64(&key, &pae(PAYLOAD_TYPE, &body), &sig.sig) {
+        return Err(fail(
+            ErrorCode::SignatureInvalid,
+            format!("the signature by {key} does not verify"),
+        ));
+    }
+    if let Some(expected) = expected_key
+        && expected != key
+    {
+        return Err(fail(
+            ErrorCode::SignatureInvalid,
+            format!("signed by {key}, but the claim names {expected}"),
+        ));
+    }
+    let st: Statement = serde_json::from_slice(&body).map_err(|e| {
+        fail(
+            ErrorCode::InvalidEnvelope,
+            format!("the payload is not our statement: {e}"),
+        )
+    })?;
+    if st.kind != STATEMENT_TYPE || st.predicate_type != PREDICATE_TYPE {
+        return Err(fail(
+            ErrorCode::InvalidEnvelope,
+            "unknown statement or predicate type",
+        ));
+    }
+    if st.predicate.worker_key != key {
+        return Err(fail(
+            ErrorCode::SignatureInvalid,
+            "the predicate names another key than the signature",
+        ));
+    }
+    if !gatos.keys().is_trusted(&key) {
+        return Err(fail(
+            ErrorCode::UntrustedKey,
+            format!("{key} is not trusted here; `git gatos keys trust {key}` if it should be"),
+        ));
+    }
+    if let Some(rev) = gatos.keys().revocation(&key)?
+        && rev.invalidates(st.predicate.finished_at)
+    {
+        return Err(fail(
+            ErrorCode::KeyRevoked,
+            format!(
+                "{key} was revoked ({:?}) before this proof was made",
+                rev.reason
+            ),
+        ));
+    }
+    for (name, bytes) in &subjects.files {
+        let Some(entry) = st.subject.iter().find(|s| &s.name == name) else {
+            return Err(fail(
+                ErrorCode::DigestMismatch,
+                format!("{name} is not covered by the proof"),
+            ));
+        };
+        if entry.digest.get("sha256").map(String::as_str) != Some(sha256_hex(bytes).as_str())
+            || entry.digest.get("gitBlob").map(String::as_str) != Some(git_blob_hex(bytes).as_str())
+        {
+            return Err(fail(
+                ErrorCode::DigestMismatch,
+                format!("{name} does not match the digest in the proof"),
+            ));
+        }
+    }
+    for s in &st.subject {
+        if !subjects.files.iter().any(|(n, _)| *n == s.name) {
+            return Err(fail(
+                ErrorCode::DigestMismatch,
+                format!("{} is in the proof but not in the commit", s.name),
+            ));
+        }
+    }
+    Ok(Verified {
+        key,
+        predicate: st.predicate,
+    })
+}
+
+/// Checks that `result.json` says what the proof says.
+///
+/// # Errors
+/// `DigestMismatch` naming the field that disagrees.
+pub fn check_result(
+    v: &Verified,
+    job: Ulid,
+    job_content_id: &Digest,
+    result: &ResultDoc,
+) -> Result<()> {
+    let p = &v.predicate;
+    let status_ok = match result.status {
+        Status::Succeeded => p.status == "succeeded",
+        Status::Failed => p.status != "succeeded",
+    };
+    let mismatch = if p.job != job {
+        Some("job")
+    } else if &p.job_content_id != job_content_id {
+        Some("job_content_id")
+    } else if p.attempt != result.attempt {
+        Some("attempt")
+    } else if p.exit_code != result.exit_code {
+        Some("exit_code")
+    } else if !status_ok {
+        Some("status")
+    } else {
+        None
+    };
+    match mismatch {
+        Some(field) => Err(fail(
+            ErrorCode::DigestMismatch,
+            format!("result.json disagrees with the proof on {field}"),
+        )),
+        None => Ok(()),
+    }
+}

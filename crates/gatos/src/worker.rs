@@ -1,0 +1,1051 @@
+//! The worker: claims jobs, runs each as a separate OS process in its own process group,
+//! heartbeats while it runs, fences itself when it loses the claim, and writes the result
+//! with logs, outputs and a signed proof of execution (DESIGN §4, ADR 0012).
+//!
+//! One thread per slot (`concurrency`); each claims, runs and finishes one job at a time.
+//! While a job runs, its slot thread supervises it: every lease/3 it heartbeats (and checks
+//! for a cancel request), and it enforces the timeout. The process gets a controlled
+//! environment: a few variables passed through from the worker (`PATH`, `HOME`, `LANG`, …
+//! and `--pass-env` names), the manifest's `env` with `secret://` references resolved, and
+//! `GATOS_JOB`, `GATOS_ATTEMPT`, `GATOS_QUEUE`, `GATOS_WORKER`, `GATOS_INPUTS` (a file
+//! holding the manifest's `inputs` as JSON), `TMPDIR` (a per-attempt directory removed
+//! afterwards).
+//!
+//! Stopping: TERM to the process group, then KILL after the grace period (timeout, cancel,
+//! worker shutdown); KILL at once when the claim is lost (self-fencing: another worker may
+//! already run the job). After the process exits, whatever else is left in its group is
+//! killed, so a job's background processes end with it.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant};
+
+use gatos_types::jobs::{JobState, Outcome, WorkerRow};
+use gatos_types::{Capability, Dur, ErrorCode, Queue, Timestamp, WorkerId};
+
+use crate::Gatos;
+use crate::error::{Error, Result};
+use crate::jobs::lifecycle::{ClaimOptions, DEFAULT_LEASE, Finish, Lease, SecretProbe};
+use crate::jobs::secrets;
+use crate::proofs::{self, Predicate, Subjects};
+
+/// The default cap on each captured stream.
+pub const DEFAULT_LOG_CAP: usize = 4 * 1024 * 1024;
+/// The cap on all outputs of one attempt together.
+pub const OUTPUTS_CAP: u64 = 64 * 1024 * 1024;
+/// How long a process has between TERM and KILL.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// `--drain` waits for jobs that become claimable within this (retries, short delays).
+pub const DRAIN_HORIZON: Dur = Dur::from_secs(600);
+/// Variables passed through from the worker's environment.
+pub const PASSED_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ",
+];
+
+/// When a worker stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Runs at most one job, then exits.
+    Once,
+    /// Runs until nothing it may claim is left (now or within [`DRAIN_HORIZON`]).
+    Drain,
+    /// Runs until told to stop.
+    Forever,
+}
+
+/// A worker's settings.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Its id (recorded in claims).
+    pub id: WorkerId,
+    /// Queues it serves (empty: `default`).
+    pub queues: Vec<Queue>,
+    /// Capabilities it offers.
+    pub caps: Vec<Capability>,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Lease length (heartbeats every third of it).
+    pub lease: Dur,
+    /// When to stop.
+    pub mode: Mode,
+    /// The base directory jobs' `cwd` is relative to (default: the work tree, or a
+    /// per-attempt temporary directory in a bare repository).
+    pub workdir: Option<PathBuf>,
+    /// A file of `NAME=VALUE` lines resolving `secret://NAME` (else the worker's
+    /// environment variable `NAME`).
+    pub secrets_file: Option<PathBuf>,
+    /// Bytes kept of each of stdout and stderr.
+    pub log_cap: usize,
+    /// TERM-to-KILL grace period.
+    pub grace: Duration,
+    /// Further variables passed through from the worker's environment.
+    pub pass_env: Vec<String>,
+    /// Longest wait between looks for new jobs when idle.
+    pub idle_poll: Duration,
+}
+
+impl WorkerOptions {
+    /// Defaults for a worker named `id`.
+    pub fn new(id: WorkerId) -> WorkerOptions {
+        WorkerOptions {
+            id,
+            queues: Vec::new(),
+            caps: Vec::new(),
+            concurrency: 1,
+            lease: DEFAULT_LEASE,
+            mode: Mode::Forever,
+            workdir: None,
+            secrets_file: None,
+            log_cap: DEFAULT_LOG_CAP,
+            grace: DEFAULT_GRACE,
+            pass_env: Vec::new(),
+            idle_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Returns a default worker id: the host name (made a valid name) and the process id.
+pub fn default_worker_id() -> WorkerId {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let mut clean: String = host
+        .trim()
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    clean.truncate(40);
+    let clean = clean.trim_matches('-');
+    let candidate = if clean.starts_with(|c: char| c.is_ascii_lowercase()) {
+        format!("{clean}-{}", std::process::id())
+    } else {
+        format!("worker-{}", std::process::id())
+    };
+    #[expect(clippy::expect_used, reason = "worker-<digits> is a valid name")]
+    candidate.parse().unwrap_or_else(|_| {
+        format!("worker-{}", std::process::id())
+            .parse()
+            .expect("worker-<digits> is a valid name")
+    })
+}
+
+/// Asks a running worker to stop: the first request stops claiming (running jobs finish),
+/// the second stops the running jobs (TERM, then KILL) and gives them up.
+#[derive(Debug, Default)]
+pub struct Control {
+    level: AtomicU8,
+}
+
+impl Control {
+    /// A control that has not been asked to stop.
+    pub fn new() -> Control {
+        Control::default()
+    }
+
+    /// Raises the stop level by one (what a signal handler calls).
+    pub fn request_stop(&self) {
+        let _ = self
+            .level
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
+                Some(l.saturating_add(1).min(2))
+            });
+    }
+
+    /// Stops running jobs at once (second level).
+    pub fn abort(&self) {
+        self.level.store(2, Ordering::SeqCst);
+    }
+
+    fn draining(&self) -> bool {
+        self.level.load(Ordering::SeqCst) >= 1
+    }
+
+    fn aborting(&self) -> bool {
+        self.level.load(Ordering::SeqCst) >= 2
+    }
+}
+
+/// Secrets the worker can resolve.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    file: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("names", &self.file.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// Reads a secrets file: `NAME=VALUE` lines; blank lines and `#` comments ignored.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the file cannot be read or a line is malformed (the message
+    /// names the line number, never its content).
+    pub fn load(path: Option<&Path>) -> Result<Secrets> {
+        let Some(path) = path else {
+            return Ok(Secrets::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidInput,
+                format!("secrets file {}: {e}", path.display()),
+            )
+        })?;
+        let mut file = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "secrets file {} line {}: expected NAME=VALUE",
+                        path.display(),
+                        n + 1
+                    ),
+                ));
+            };
+            let k = k.trim();
+            if !secrets::is_valid_secret_name(k) {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "secrets file {} line {}: {k:?} is not a secret name",
+                        path.display(),
+                        n + 1
+                    ),
+                ));
+            }
+            file.insert(k.to_owned(), v.to_owned());
+        }
+        Ok(Secrets { file })
+    }
+
+    /// Resolves a secret by name: the file first, then the environment.
+    pub fn resolve(&self, name: &str) -> Option<String> {
+        self.file
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    }
+
+    fn probe(&self) -> SecretProbe {
+        let me = self.clone();
+        Arc::new(move |name: &str| me.resolve(name).is_some())
+    }
+}
+
+/// What a worker run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Attempts run.
+    pub attempts: u64,
+    /// Attempts that succeeded.
+    pub succeeded: u64,
+    /// Attempts that did not.
+    pub other: u64,
+}
+
+struct Shared<'a> {
+    gatos: &'a Gatos,
+    opts: &'a WorkerOptions,
+    claim: ClaimOptions,
+    secrets: Secrets,
+    key: ed25519_dalek::SigningKey,
+    control: &'a Control,
+    running: AtomicUsize,
+    claims_left: AtomicUsize,
+    summary: Mutex<Summary>,
+    report: &'a (dyn Fn(&WorkerRow) + Sync),
+    node: Option<String>,
+}
+
+/// Runs a worker until its mode says to stop (or `control` does); `report` is called
+/// after each attempt. Returns when every slot has stopped.
+///
+/// # Errors
+/// `InvalidInput` for bad options or a missing signing key (`git gatos keys init`);
+/// errors reading or writing the repository that persist.
+pub fn run(
+    gatos: &Gatos,
+    opts: &WorkerOptions,
+    control: &Control,
+    report: &(dyn Fn(&WorkerRow) + Sync),
+) -> Result<Summary> {
+    if opts.concurrency == 0 || opts.concurrency > 256 {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            "--concurrency must be between 1 and 256",
+        ));
+    }
+    if opts.lease < crate::jobs::lifecycle::MIN_LEASE {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            "--lease must be at least 1 second",
+        ));
+    }
+    let key = gatos.keys().signing_key()?.ok_or_else(|| {
+        Error::new(
+            ErrorCode::InvalidInput,
+            "this repository has no signing key; run `git gatos keys init` (or `git gatos init`)",
+        )
+    })?;
+    let key_id = gatos_types::KeyId::from_bytes(key.verifying_key().to_bytes());
+    if let Some(dir) = &opts.workdir
+        && !dir.is_dir()
+    {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            format!("--workdir {} is not a directory", dir.display()),
+        ));
+    }
+    let secrets = Secrets::load(opts.secrets_file.as_deref())?;
+    let claim = ClaimOptions {
+        worker: opts.id.clone(),
+        worker_key: Some(key_id),
+        queues: opts.queues.clone(),
+        caps: opts.caps.clone(),
+        lease: opts.lease,
+        can_resolve: Some(secrets.probe()),
+    };
+    let slots = if opts.mode == Mode::Once {
+        1
+    } else {
+        opts.concurrency
+    };
+    let shared = Shared {
+        gatos,
+        opts,
+        claim,
+        secrets,
+        key,
+        control,
+        running: AtomicUsize::new(0),
+        claims_left: AtomicUsize::new(if opts.mode == Mode::Once {
+            1
+        } else {
+            usize::MAX
+        }),
+        summary: Mutex::new(Summary::default()),
+        report,
+        node: gatos.node_id().ok().map(|n| n.to_string()),
+    };
+    tracing::info!(worker = %opts.id, slots, queues = ?opts.queues, caps = ?opts.caps, lease = %opts.lease, "worker started");
+    let errors: Vec<Error> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..slots)
+            .map(|n| {
+                s.spawn({
+                    let shared = &shared;
+                    move || slot(shared, n)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(Error::new(ErrorCode::Internal, "a worker slot panicked")),
+            })
+            .collect()
+    });
+    let summary = *shared
+        .summary
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    tracing::info!(worker = %opts.id, attempts = summary.attempts, "worker stopped");
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
+}
+
+/// Errors in a row before a slot gives up.
+const MAX_CONSECUTIVE_ERRORS: u32 = 20;
+
+fn slot(sh: &Shared<'_>, n: usize) -> Result<()> {
+    let jobs = sh.gatos.jobs();
+    let mut errors = 0u32;
+    let mut idle = Duration::from_millis(50);
+    loop {
+        if sh.control.draining() {
+            return Ok(());
+        }
+        if sh.claims_left.load(Ordering::SeqCst) == 0 {
+            return Ok(());
+        }
+        // Count ourselves as running while claiming, so a draining sibling waits for us.
+        sh.running.fetch_add(1, Ordering::SeqCst);
+        let claimed = jobs.claim_next(&sh.claim);
+        let lease = match claimed {
+            Ok(Some(lease)) => {
+                if sh
+                    .claims_left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
+                    .is_err()
+                {
+                    // `--once` and a sibling claimed first: give this one back.
+                    let _ = jobs.finish(&lease, &abandon());
+                    sh.running.fetch_sub(1, Ordering::SeqCst);
+                    return Ok(());
+                }
+                lease
+            }
+            Ok(None) => {
+                sh.running.fetch_sub(1, Ordering::SeqCst);
+                errors = 0;
+                match sh.opts.mode {
+                    Mode::Once => return Ok(()),
+                    Mode::Drain => {
+                        let next = jobs.next_claimable_at(&sh.claim)?;
+                        let horizon = sh.gatos.now().plus(DRAIN_HORIZON);
+                        let busy = sh.running.load(Ordering::SeqCst) > 0;
+                        if next.is_none_or(|t| t > horizon) && !busy {
+                            return Ok(());
+                        }
+                        wait(sh, next, &mut idle);
+                    }
+                    Mode::Forever => {
+                        let next = jobs.next_claimable_at(&sh.claim)?;
+                        wait(sh, next, &mut idle);
+                    }
+                }
+                continue;
+            }
+            Err(e) => {
+                sh.running.fetch_sub(1, Ordering::SeqCst);
+                errors += 1;
+                tracing::warn!(slot = n, error = %e, "could not claim a job");
+                if errors >= MAX_CONSECUTIVE_ERRORS {
+                    return Err(e);
+                }
+                wait(sh, None, &mut idle);
+                continue;
+            }
+        };
+        idle = Duration::from_millis(50);
+        errors = 0;
+        let row = attempt(sh, lease);
+        {
+            let mut s = sh.summary.lock().unwrap_or_else(PoisonError::into_inner);
+            s.attempts += 1;
+            if row.outcome == Outcome::Succeeded && row.commit.is_some() {
+                s.succeeded += 1;
+            } else {
+                s.other += 1;
+            }
+        }
+        (sh.report)(&row);
+        sh.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Sleeps until the next job may be claimable, at most the idle poll (backing off from
+/// 50 ms), waking early when asked to stop.
+fn wait(sh: &Shared<'_>, next: Option<Timestamp>, idle: &mut Duration) {
+    let mut d = *idle;
+    if let Some(t) = next {
+        let until = Duration::from_millis(t.since(sh.gatos.now()).as_millis());
+        d = d.min(until.max(Duration::from_millis(10)));
+    }
+    *idle = (*idle * 2).min(sh.opts.idle_poll);
+    let deadline = Instant::now() + d;
+    while Instant::now() < deadline {
+        if sh.control.draining() {
+            return;
+        }
+        std::thread::sleep(
+            Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now())),
+        );
+    }
+}
+
+fn abandon() -> Finish {
+    Finish {
+        outcome: Outcome::Lost,
+        exit_code: None,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        outputs: Vec::new(),
+        poe: None,
+    }
+}
+
+/// A captured stream: the first `cap` (+ slack for redaction) bytes, and the total.
+struct Captured {
+    kept: Vec<u8>,
+    total: u64,
+}
+
+/// Extra bytes kept past the cap so a secret straddling it is still redacted whole.
+const REDACTION_SLACK: usize = 4096;
+
+fn capture(mut r: impl std::io::Read, cap: usize) -> Captured {
+    let limit = cap.saturating_add(REDACTION_SLACK);
+    let mut kept = Vec::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                total += n as u64;
+                let room = limit.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    Captured { kept, total }
+}
+
+/// Redacts secret values, applies the cap and marks truncation. Returns the bytes to
+/// store and whether they were truncated.
+fn finish_stream(c: Captured, cap: usize, secrets: &[(String, String)]) -> (Vec<u8>, bool) {
+    let mut bytes = redact(c.kept, secrets);
+    let truncated = c.total > cap as u64 || bytes.len() > cap;
+    if truncated {
+        bytes.truncate(cap);
+        bytes.extend_from_slice(
+            format!(
+                "\n[gatos: output truncated: {} of {} bytes kept]\n",
+                cap, c.total
+            )
+            .as_bytes(),
+        );
+    }
+    (bytes, truncated)
+}
+
+/// Replaces every occurrence of each secret value with `[REDACTED:NAME]`.
+pub fn redact(mut bytes: Vec<u8>, secrets: &[(String, String)]) -> Vec<u8> {
+    for (name, value) in secrets {
+        let needle = value.as_bytes();
+        if needle.is_empty() {
+            continue;
+        }
+        let mark = format!("[REDACTED:{name}]");
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i..].starts_with(needle) {
+                out.extend_from_slice(mark.as_bytes());
+                i += needle.len();
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        bytes = out;
+    }
+    bytes
+}
+
+/// Why the supervisor stopped the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Timeout,
+    Cancelled,
+    Fenced,
+    Shutdown,
+}
+
+fn signal_group(pid: rustix::process::Pid, sig: rustix::process::Signal) {
+    if let Err(e) = rustix::process::kill_process_group(pid, sig)
+        && e != rustix::io::Errno::SRCH
+    {
+        tracing::warn!(pid = pid.as_raw_nonzero().get(), error = %e, "could not signal a job's process group");
+    }
+}
+
+/// Runs one claimed attempt to its end and records it.
+fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
+    let started = sh.gatos.now();
+    let clock = Instant::now();
+    let id = lease.id;
+    tracing::info!(job = %id, attempt = lease.attempt, "running");
+    let prepared = prepare(sh, &lease);
+    let (outcome, exit_code, stdout, stderr, outputs, truncation, note) = match prepared {
+        Err(why) => {
+            // The job cannot start here (its cwd is missing, the program does not exist…):
+            // a failed attempt, with the reason on stderr.
+            (
+                Outcome::Failed,
+                None,
+                Vec::new(),
+                why.into_bytes(),
+                Vec::new(),
+                (false, false),
+                None,
+            )
+        }
+        Ok(p) => run_process(sh, &mut lease, p),
+    };
+    let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if outcome == Outcome::Lost && note.is_some() {
+        // Fenced: the claim is someone else's now; write nothing.
+        return WorkerRow {
+            id,
+            attempt: lease.attempt,
+            outcome,
+            exit_code,
+            state: None,
+            commit: None,
+            duration_ms,
+            error: note,
+        };
+    }
+    let finished = sh.gatos.now();
+    let poe = sign(
+        sh, &lease, started, finished, outcome, exit_code, &stdout, &stderr, &outputs, truncation,
+    );
+    let finish = Finish {
+        outcome,
+        exit_code,
+        stdout,
+        stderr,
+        outputs,
+        poe: poe.ok(),
+    };
+    match sh.gatos.jobs().finish(&lease, &finish) {
+        Ok(f) => {
+            tracing::info!(job = %id, attempt = lease.attempt, outcome = outcome.as_str(), state = f.state.as_str(), "finished");
+            WorkerRow {
+                id,
+                attempt: lease.attempt,
+                outcome,
+                exit_code,
+                state: Some(f.state),
+                commit: Some(f.commit),
+                duration_ms,
+                error: None,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(job = %id, attempt = lease.attempt, error = %e, "could not record the attempt");
+            WorkerRow {
+                id,
+                attempt: lease.attempt,
+                outcome,
+                exit_code,
+                state: None,
+                commit: None,
+                duration_ms,
+                error: Some(format!("{}: {e}", e.code())),
+            }
+        }
+    }
+}
+
+#[expect(clippy::too_many_arguments, reason = "the predicate's parts")]
+fn sign(
+    sh: &Shared<'_>,
+    lease: &Lease,
+    started: Timestamp,
+    finished: Timestamp,
+    outcome: Outcome,
+    exit_code: Option<i32>,
+    stdout: &[u8],
+    stderr: &[u8],
+    outputs: &[(String, Vec<u8>)],
+    (out_trunc, err_trunc): (bool, bool),
+) -> Result<Vec<u8>> {
+    let predicate = Predicate {
+        job: lease.id,
+        job_content_id: lease.content_id,
+        attempt: lease.attempt,
+        claim_commit: lease.claim_commit,
+        worker: lease.worker.clone(),
+        worker_key: gatos_types::KeyId::from_bytes(sh.key.verifying_key().to_bytes()),
+        started_at: started,
+        finished_at: finished,
+        exit_code,
+        status: outcome.as_str().to_owned(),
+        stdout: proofs::stream_info(stdout, out_trunc),
+        stderr: proofs::stream_info(stderr, err_trunc),
+        outputs: outputs
+            .iter()
+            .map(|(p, b)| proofs::output_info(p, b))
+            .collect(),
+        runner: serde_json::json!({
+            "name": "git-gatos worker",
+            "version": env!("CARGO_PKG_VERSION"),
+            "node": sh.node,
+        }),
+    };
+    let mut files: Vec<(String, &[u8])> = vec![
+        (crate::jobs::records::STDOUT_PATH.to_owned(), stdout),
+        (crate::jobs::records::STDERR_PATH.to_owned(), stderr),
+    ];
+    for (p, b) in outputs {
+        files.push((
+            format!("{}/{p}", crate::jobs::records::OUTPUTS_DIR),
+            b.as_slice(),
+        ));
+    }
+    proofs::sign(&sh.key, &predicate, &Subjects { files })
+}
+
+/// A process ready to start.
+struct Prepared {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    secrets: Vec<(String, String)>,
+    _tmp: tempfile::TempDir,
+}
+
+/// Resolves secrets, builds argv, env and cwd. `Err` is a message for the job's stderr.
+fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, String> {
+    let spec = &lease.spec;
+    let mut used: Vec<(String, String)> = Vec::new();
+    let mut resolve = |s: &str| -> std::result::Result<String, String> {
+        match secrets::secret_ref(s) {
+            None => Ok(s.to_owned()),
+            Some(name) => {
+                let v = sh.secrets.resolve(name).ok_or_else(|| {
+                    format!("gatos: secret {name} cannot be resolved on this worker\n")
+                })?;
+                if !used.iter().any(|(n, _)| n == name) {
+                    used.push((name.to_owned(), v.clone()));
+                }
+                Ok(v)
+            }
+        }
+    };
+    let argv: Vec<String> = spec
+        .command
+        .iter()
+        .chain(&spec.args)
+        .map(|s| resolve(s))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut job_env = Vec::new();
+    for (k, v) in &spec.env {
+        job_env.push((k.clone(), resolve(v)?));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("gatos-{}-{}-", lease.id, lease.attempt))
+        .tempdir()
+        .map_err(|e| format!("gatos: cannot create a temporary directory: {e}\n"))?;
+    let inputs = tmp.path().join("inputs.json");
+    std::fs::write(&inputs, gatos_types::jcs::to_vec(&spec.inputs))
+        .map_err(|e| format!("gatos: cannot write the inputs file: {e}\n"))?;
+    let base = match (&sh.opts.workdir, sh.gatos.store().work_dir()) {
+        (Some(d), _) => d.clone(),
+        (None, Some(w)) => w.to_owned(),
+        (None, None) => {
+            let d = tmp.path().join("work");
+            std::fs::create_dir(&d)
+                .map_err(|e| format!("gatos: cannot create a work directory: {e}\n"))?;
+            d
+        }
+    };
+    let cwd = if spec.cwd == "." {
+        base
+    } else {
+        base.join(&spec.cwd)
+    };
+    if !cwd.is_dir() {
+        return Err(format!(
+            "gatos: working directory {} does not exist on this worker\n",
+            cwd.display()
+        ));
+    }
+    let mut env: Vec<(String, String)> = Vec::new();
+    for name in PASSED_ENV
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(sh.opts.pass_env.iter().cloned())
+    {
+        if let Ok(v) = std::env::var(&name) {
+            env.push((name, v));
+        }
+    }
+    env.extend(job_env);
+    env.push(("TMPDIR".into(), tmp.path().display().to_string()));
+    env.push(("GATOS_JOB".into(), lease.id.to_string()));
+    env.push(("GATOS_ATTEMPT".into(), lease.attempt.to_string()));
+    env.push(("GATOS_QUEUE".into(), spec.queue.to_string()));
+    env.push(("GATOS_WORKER".into(), lease.worker.to_string()));
+    env.push(("GATOS_INPUTS".into(), inputs.display().to_string()));
+    Ok(Prepared {
+        argv,
+        env,
+        cwd,
+        secrets: used,
+        _tmp: tmp,
+    })
+}
+
+type Ran = (
+    Outcome,
+    Option<i32>,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<(String, Vec<u8>)>,
+    (bool, bool),
+    Option<String>,
+);
+
+/// Starts the process and supervises it: heartbeats, cancel, timeout, shutdown.
+fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared) -> Ran {
+    let mut cmd = Command::new(&p.argv[0]);
+    cmd.args(&p.argv[1..])
+        .env_clear()
+        .envs(p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(&p.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = redact(
+                format!("gatos: cannot run {:?}: {e}\n", p.argv[0]).into_bytes(),
+                &p.secrets,
+            );
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            return (
+                Outcome::Failed,
+                Some(code),
+                Vec::new(),
+                msg,
+                Vec::new(),
+                (false, false),
+                None,
+            );
+        }
+    };
+    let cap = sh.opts.log_cap;
+    let (tx_out, rx_out) = mpsc::channel();
+    let (tx_err, rx_err) = mpsc::channel();
+    if let Some(o) = child.stdout.take() {
+        std::thread::spawn(move || {
+            let _ = tx_out.send(capture(o, cap));
+        });
+    }
+    if let Some(e) = child.stderr.take() {
+        std::thread::spawn(move || {
+            let _ = tx_err.send(capture(e, cap));
+        });
+    }
+    let pid = rustix::process::Pid::from_child(&child);
+    let (tx_exit, rx_exit) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx_exit.send(child.wait());
+    });
+    let (stop, status) = supervise(sh, lease, pid, &rx_exit);
+    // Whatever is left of the job's process group ends with it.
+    signal_group(pid, rustix::process::Signal::KILL);
+    let collect = |rx: mpsc::Receiver<Captured>| {
+        rx.recv_timeout(sh.opts.grace.max(Duration::from_secs(1)))
+            .unwrap_or(Captured {
+                kept: b"[gatos: the stream was still held open by an escaped process]\n".to_vec(),
+                total: 0,
+            })
+    };
+    let (stdout, out_trunc) = finish_stream(collect(rx_out), cap, &p.secrets);
+    let (stderr, err_trunc) = finish_stream(collect(rx_err), cap, &p.secrets);
+    let exit_code = status.and_then(|s| s.code());
+    let outcome = match stop {
+        Some(Stop::Timeout) => Outcome::Timeout,
+        Some(Stop::Cancelled) => Outcome::Cancelled,
+        Some(Stop::Fenced) => {
+            return (
+                Outcome::Lost,
+                exit_code,
+                stdout,
+                stderr,
+                Vec::new(),
+                (out_trunc, err_trunc),
+                Some("the claim was lost; the process was killed and nothing was written".into()),
+            );
+        }
+        Some(Stop::Shutdown) => Outcome::Lost,
+        None => match status {
+            Some(s) if s.success() => Outcome::Succeeded,
+            _ => Outcome::Failed,
+        },
+    };
+    let outputs = collect_outputs(&lease.spec.outputs, &p.cwd);
+    let signal_note = status
+        .and_then(|s| s.signal())
+        .map(|sig| format!("\n[gatos: the process ended by signal {sig}]\n"));
+    let mut stderr = stderr;
+    if let Some(n) = signal_note {
+        stderr.extend_from_slice(n.as_bytes());
+    }
+    (
+        outcome,
+        exit_code,
+        stdout,
+        stderr,
+        outputs,
+        (out_trunc, err_trunc),
+        None,
+    )
+}
+
+/// Reads declared outputs (files under `cwd`), within [`OUTPUTS_CAP`] in all.
+fn collect_outputs(declared: &[String], cwd: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for rel in declared {
+        let path = cwd.join(rel);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        if total + meta.len() > OUTPUTS_CAP {
+            tracing::warn!(output = %rel, "outputs over 64 MiB in all; this one is left out");
+            continue;
+        }
+        if let Ok(bytes) = std::fs::read(&path) {
+            total += bytes.len() as u64;
+            out.push((rel.clone(), bytes));
+        }
+    }
+    out
+}
+
+/// Waits for the process, heartbeating every lease/3, and stops it on timeout, cancel,
+/// lost claim or shutdown. Returns why it was stopped (if it was) and its exit status.
+fn supervise(
+    sh: &Shared<'_>,
+    lease: &mut Lease,
+    pid: rustix::process::Pid,
+    exited: &mpsc::Receiver<std::io::Result<ExitStatus>>,
+) -> (Option<Stop>, Option<ExitStatus>) {
+    let jobs = sh.gatos.jobs();
+    let started = Instant::now();
+    let timeout = Duration::from_secs(lease.spec.timeout);
+    let beat_every = Duration::from_millis((lease.lease.as_millis() / 3).max(100));
+    let mut next_beat = started + beat_every;
+    // The lease end last confirmed, as a local deadline; fence a beat before it.
+    let mut lease_deadline = started + lease.lease.to_std();
+    let mut stop: Option<Stop> = None;
+    let mut kill_at: Option<Instant> = None;
+    let id = lease.id;
+    loop {
+        let now = Instant::now();
+        if stop.is_none() {
+            if sh.control.aborting() {
+                stop = Some(Stop::Shutdown);
+            } else if now.duration_since(started) >= timeout {
+                stop = Some(Stop::Timeout);
+            }
+            if let Some(s) = stop {
+                tracing::info!(job = %id, why = ?s, "stopping the job's process (TERM)");
+                signal_group(pid, rustix::process::Signal::TERM);
+                kill_at = Some(now + sh.opts.grace);
+            }
+        }
+        if kill_at.is_some_and(|t| now >= t) {
+            signal_group(pid, rustix::process::Signal::KILL);
+            kill_at = None;
+        }
+        if stop != Some(Stop::Fenced) && now >= next_beat {
+            next_beat = now + beat_every;
+            match jobs.heartbeat(lease) {
+                Ok(()) => {
+                    lease_deadline = Instant::now() + lease.lease.to_std();
+                    if stop.is_none() && jobs.is_cancelled(id).unwrap_or(false) {
+                        tracing::info!(job = %id, "cancelled: stopping the job's process (TERM)");
+                        stop = Some(Stop::Cancelled);
+                        signal_group(pid, rustix::process::Signal::TERM);
+                        kill_at = Some(Instant::now() + sh.opts.grace);
+                    }
+                }
+                Err(e) if e.code() == ErrorCode::LeaseExpired => {
+                    fence(sh, lease, pid, &e.to_string());
+                    stop = Some(Stop::Fenced);
+                }
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "heartbeat failed; retrying");
+                    next_beat = Instant::now() + Duration::from_millis(200).min(beat_every);
+                }
+            }
+        }
+        if stop != Some(Stop::Fenced) && Instant::now() + beat_every >= lease_deadline {
+            fence(
+                sh,
+                lease,
+                pid,
+                "no heartbeat succeeded before the lease was about to end",
+            );
+            stop = Some(Stop::Fenced);
+        }
+        // Sleep until the next thing to do, or until the process exits.
+        let mut until = next_beat
+            .min(started + timeout)
+            .min(Instant::now() + Duration::from_millis(100));
+        if let Some(k) = kill_at {
+            until = until.min(k);
+        }
+        match exited.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(Ok(status)) => return (stop, Some(status)),
+            Ok(Err(e)) => {
+                tracing::warn!(job = %id, error = %e, "could not wait for the job's process");
+                return (stop, None);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return (stop, None),
+        }
+    }
+}
+
+/// Self-fencing: kills the process group at once, and says so on `gatos.jobs`.
+fn fence(sh: &Shared<'_>, lease: &Lease, pid: rustix::process::Pid, why: &str) {
+    tracing::warn!(job = %lease.id, attempt = lease.attempt, why, "lost the claim: killing the job's processes");
+    signal_group(pid, rustix::process::Signal::KILL);
+    if let Ok(Some(rec)) = sh.gatos.jobs().record(lease.id) {
+        crate::jobs::emit_event(
+            sh.gatos,
+            "heartbeat_lost",
+            &rec,
+            lease.attempt,
+            Some(&lease.worker),
+            lease.head,
+        );
+    }
+}
+
+/// The state a finished attempt left the job in, for printing.
+pub fn describe(row: &WorkerRow) -> String {
+    let state = row.state.map_or("unrecorded", JobState::as_str);
+    let code = row
+        .exit_code
+        .map_or_else(|| "-".to_owned(), |c| c.to_string());
+    format!(
+        "job {} attempt {}: {} (exit {code}) in {:.1}s; job {state}",
+        row.id,
+        row.attempt,
+        row.outcome.as_str(),
+        row.duration_ms as f64 / 1000.0
+    )
+}

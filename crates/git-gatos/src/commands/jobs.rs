@@ -1,0 +1,141 @@
+//! `git gatos jobs …`.
+
+mod config;
+mod enqueue;
+mod ls;
+mod verify;
+mod watch;
+
+use gatos::Error;
+use gatos_types::Ulid;
+use gatos_types::jobs::{EnqueueRow, JobRow};
+
+use super::{Ctx, parse};
+use crate::cli::JobsCommand;
+use crate::output::Output;
+pub use enqueue::read_manifest;
+
+/// Dispatches a job-plane verb.
+pub fn run(ctx: &Ctx, out: &mut Output, cmd: &JobsCommand) -> Result<(), Error> {
+    match cmd {
+        JobsCommand::Enqueue(a) => enqueue::run(ctx, out, a),
+        JobsCommand::Ls(a) => ls::run(ctx, out, a),
+        JobsCommand::Show { id } => {
+            let row = ctx.gatos()?.jobs().show(parse::<Ulid>(id)?)?;
+            print_show(out, &row)
+        }
+        JobsCommand::Watch(a) => watch::run(ctx, out, a),
+        JobsCommand::Cancel { id, reason } => {
+            let row = ctx
+                .gatos()?
+                .jobs()
+                .cancel(parse::<Ulid>(id)?, reason.clone())?;
+            out.row(&row, |w| write!(w, "job {} {}", row.id, row.state.as_str()))
+        }
+        JobsCommand::Verify(a) => verify::run(ctx, out, a),
+        JobsCommand::Config(a) => config::run(ctx, out, a),
+    }
+}
+
+/// Prints an enqueued job: its row with `--json`, else `enqueued ID`.
+pub fn print_enqueued(out: &mut Output, row: &EnqueueRow) -> Result<(), Error> {
+    out.row(row, |w| write!(w, "enqueued {}", row.id))
+}
+
+/// One line per job: id, state, attempt, queue, command.
+pub fn print_row(out: &mut Output, row: &JobRow) -> Result<(), Error> {
+    out.row(row, |w| {
+        write!(
+            w,
+            "{} {:<9} attempt {} queue {} {}",
+            row.id,
+            row.state.as_str(),
+            row.attempt,
+            row.queue,
+            command_line(row)
+        )
+    })
+}
+
+fn command_line(row: &JobRow) -> String {
+    let argv: Vec<&str> = row
+        .manifest
+        .command
+        .iter()
+        .chain(&row.manifest.args)
+        .map(String::as_str)
+        .collect();
+    let mut s = argv.join(" ");
+    if s.chars().count() > 60 {
+        s = s.chars().take(57).collect::<String>() + "...";
+    }
+    s
+}
+
+/// `jobs show`: the JSON row, or a short human report.
+fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
+    out.row(row, |w| {
+        writeln!(w, "job {}", row.id)?;
+        writeln!(
+            w,
+            "state    {} (attempt {} of {})",
+            row.state.as_str(),
+            row.attempt,
+            row.manifest.max_attempts
+        )?;
+        writeln!(
+            w,
+            "queue    {} priority {}",
+            row.queue, row.manifest.priority
+        )?;
+        writeln!(w, "command  {}", command_line(row))?;
+        if let Some(src) = &row.manifest.source {
+            writeln!(
+                w,
+                "manifest {} v{} ({})",
+                src.name, src.version, src.content_id
+            )?;
+        }
+        match &row.claim {
+            Some(c) => writeln!(
+                w,
+                "claim    {} by {} attempt {}, lease until {}",
+                serde_json::to_value(c.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                c.worker,
+                c.attempt,
+                c.lease_until
+            )?,
+            None => writeln!(w, "claim    none")?,
+        }
+        match &row.result {
+            Some(r) => writeln!(
+                w,
+                "result   {} exit {} ({})",
+                serde_json::to_value(r.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                r.exit_code
+                    .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                r.commit
+            )?,
+            None => writeln!(w, "result   none")?,
+        }
+        match &row.poe {
+            Some(p) => write!(
+                w,
+                "proof    {} by {}",
+                if p.verified {
+                    "verified"
+                } else {
+                    "NOT verified"
+                },
+                p.key
+            ),
+            None => write!(w, "proof    none"),
+        }
+    })
+}

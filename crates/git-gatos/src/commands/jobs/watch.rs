@@ -1,0 +1,73 @@
+//! `git gatos jobs watch`.
+
+use std::time::Duration;
+
+use gatos::Error;
+use gatos::messages::{Cursor, MessageView};
+use gatos_types::jobs::JobEvent;
+use gatos_types::{Queue, Topic, Ulid};
+
+use super::super::{Ctx, parse};
+use crate::cli::WatchArgs;
+use crate::output::Output;
+
+/// One printed event: the event and its message's ULID (a `--since` cursor).
+#[derive(serde::Serialize)]
+struct Row<'a> {
+    ulid: Ulid,
+    #[serde(flatten)]
+    event: &'a JobEvent,
+}
+
+/// Follows `gatos.jobs`, printing events as they come (only new ones unless `--since`).
+pub fn run(ctx: &Ctx, out: &mut Output, a: &WatchArgs) -> Result<(), Error> {
+    let queue: Option<Queue> = a.queue.as_deref().map(parse).transpose()?;
+    let job: Option<Ulid> = a.job.as_deref().map(parse).transpose()?;
+    let cursor = match &a.since {
+        Some(u) => Cursor::Ulid(parse(u)?),
+        None => Cursor::End,
+    };
+    let topic: Topic = parse(gatos::jobs::EVENTS_TOPIC)?;
+    let g = ctx.gatos()?;
+    out.streaming = true;
+    let mut follower = g.messages().follow(&topic, cursor)?;
+    let mut left = a.limit.unwrap_or(u64::MAX);
+    while left > 0 {
+        let mut printed = 0u64;
+        let (n, _gap) = follower.poll(1000, |m: &MessageView<'_>| {
+            let Ok(ev) = serde_json::from_str::<JobEvent>(m.payload.get()) else {
+                return Ok(true);
+            };
+            if queue.as_ref().is_some_and(|q| *q != ev.queue) || job.is_some_and(|j| j != ev.job) {
+                return Ok(true);
+            }
+            if printed >= left {
+                return Ok(false);
+            }
+            printed += 1;
+            out.row(
+                &Row {
+                    ulid: m.ulid,
+                    event: &ev,
+                },
+                |w| {
+                    write!(
+                        w,
+                        "{} {:<15} job {} attempt {} queue {}",
+                        ev.at, ev.event, ev.job, ev.attempt, ev.queue
+                    )?;
+                    match &ev.worker {
+                        Some(wk) => write!(w, " worker {wk}"),
+                        None => Ok(()),
+                    }
+                },
+            )?;
+            Ok(true)
+        })?;
+        left -= printed.min(left);
+        if n == 0 && left > 0 {
+            follower.wait(Duration::from_secs(60))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! `git gatos worker`.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use gatos::Error;
+use gatos::worker::{self, Control, Mode, WorkerOptions};
+use gatos_types::jobs::WorkerRow;
+use gatos_types::{Dur, ErrorCode};
+
+use super::{Ctx, parse};
+use crate::cli::WorkerArgs;
+use crate::output::Output;
+
+fn dur(flag: &str, s: &str) -> Result<Dur, Error> {
+    Dur::parse(s).map_err(|e| Error::from(e).context(format_args!("--{flag}")))
+}
+
+/// Stops claiming on the first SIGINT/SIGTERM, stops running jobs on the second.
+fn install_signals(control: &Arc<Control>, out: &Output) -> Result<(), Error> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| {
+        Error::new(
+            ErrorCode::Internal,
+            format!("installing signal handlers: {e}"),
+        )
+    })?;
+    let control = Arc::clone(control);
+    let quiet = out.is_json();
+    std::thread::Builder::new()
+        .name("gatos-worker-signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for _ in signals.forever() {
+                seen += 1;
+                control.request_stop();
+                if seen == 1 {
+                    if !quiet {
+                        tracing::warn!(
+                            "stopping: running jobs finish first; signal again to stop them now"
+                        );
+                    }
+                } else {
+                    tracing::warn!("stopping running jobs now");
+                }
+            }
+        })
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("starting the signal thread: {e}"),
+            )
+        })?;
+    Ok(())
+}
+
+/// Runs a worker until `--once`, `--drain` or a signal says to stop; exits 0 whatever
+/// its jobs' outcomes.
+pub fn run(ctx: &Ctx, out: &mut Output, a: &WorkerArgs) -> Result<(), Error> {
+    let g = ctx.gatos()?;
+    let mut opts = WorkerOptions::new(match &a.id {
+        Some(id) => parse(id)?,
+        None => worker::default_worker_id(),
+    });
+    opts.queues = a
+        .queues
+        .iter()
+        .map(|q| parse(q))
+        .collect::<Result<_, _>>()?;
+    opts.caps = a.caps.iter().map(|c| parse(c)).collect::<Result<_, _>>()?;
+    opts.concurrency = a.concurrency;
+    opts.lease = dur("lease", &a.lease)?;
+    opts.grace = dur("grace", &a.grace)?.to_std();
+    opts.mode = if a.once {
+        Mode::Once
+    } else if a.drain {
+        Mode::Drain
+    } else {
+        Mode::Forever
+    };
+    opts.workdir = a.workdir.clone();
+    opts.secrets_file = a.secrets.clone();
+    opts.pass_env = a.pass_env.clone();
+    opts.log_cap = a.log_cap;
+    let control = Arc::new(Control::new());
+    install_signals(&control, out)?;
+    out.streaming = true;
+    let printer = Mutex::new(&mut *out);
+    let report = |row: &WorkerRow| {
+        let mut o = printer.lock().unwrap_or_else(PoisonError::into_inner);
+        // A closed stdout must not stop the worker.
+        let _ = o.row(row, |w| write!(w, "{}", worker::describe(row)));
+    };
+    let summary = worker::run(&g, &opts, &control, &report)?;
+    tracing::info!(
+        attempts = summary.attempts,
+        succeeded = summary.succeeded,
+        "worker done"
+    );
+    Ok(())
+}
