@@ -20,6 +20,7 @@ quote() { # prints an argument as you would type it
   else printf " '%s'" "${1//\'/\'\\\'\'}"; fi
 }
 run() {
-  if [ -z "${GATOS_DEMO_QUIET:-}" ]; then printf '$'; for a in "$@"; do quote "$a"; done; printf '\n'; fi
+  # The command line goes to stderr, so `x=$(run …)` captures only the command's output.
+  if [ -z "${GATOS_DEMO_QUIET:-}" ]; then { printf '$'; for a in "$@"; do quote "$a"; done; printf '\n'; } >&2; fi
   "$@"
 }

@@ -11,5 +11,6 @@
 
 mod cli;
 mod daemon;
+mod jobs;
 mod messages;
 mod support;

@@ -92,7 +92,7 @@ impl<'g> Jobs<'g> {
     pub fn enqueue(&self, spec: JobSpec) -> Result<EnqueueRow> {
         manifest::scan(&spec)?;
         let now = self.gatos.now();
-        let id = self.gatos.entropy().ulid(now, None);
+        let id = self.gatos.next_job_id();
         let doc = doc_bytes(&spec)?;
         let content_id = Digest::of(&doc);
         let mut trailers = Trailers::new()

@@ -132,6 +132,7 @@ struct Inner {
     combiners: Mutex<HashMap<Topic, Arc<messages::publish::Combiner>>>,
     maintenance_hook: Mutex<Option<MaintenanceHook>>,
     writes: AtomicU64,
+    last_job: Mutex<Option<Ulid>>,
 }
 
 impl std::fmt::Debug for Gatos {
@@ -236,6 +237,7 @@ impl Gatos {
                 combiners: Mutex::default(),
                 maintenance_hook: Mutex::default(),
                 writes: AtomicU64::new(0),
+                last_job: Mutex::default(),
             }),
         })
     }
@@ -263,6 +265,19 @@ impl Gatos {
     /// Returns the injected randomness.
     pub fn entropy(&self) -> &Entropy {
         &self.inner.entropy
+    }
+
+    /// Returns a new job id, above every one this handle made before (so "oldest first"
+    /// holds for jobs enqueued in the same millisecond).
+    pub(crate) fn next_job_id(&self) -> Ulid {
+        let mut last = self
+            .inner
+            .last_job
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let id = self.inner.entropy.ulid(self.now(), *last);
+        *last = Some(id);
+        id
     }
 
     /// Returns the message plane.

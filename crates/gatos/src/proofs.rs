@@ -354,3 +354,63 @@ pub fn check_result(
         None => Ok(()),
     }
 }
+
+/// What an attempt produced, for [`attest`].
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    /// When the process started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// How it ended.
+    pub outcome: gatos_types::jobs::Outcome,
+    /// Its exit code (null when killed by a signal).
+    pub exit_code: Option<i32>,
+    /// Stored standard output.
+    pub stdout: &'a [u8],
+    /// True when the process wrote more than was kept.
+    pub stdout_truncated: bool,
+    /// Stored standard error.
+    pub stderr: &'a [u8],
+    /// True when the process wrote more than was kept.
+    pub stderr_truncated: bool,
+    /// Collected outputs: path relative to the job's `cwd`, bytes.
+    pub outputs: &'a [(String, Vec<u8>)],
+    /// What ran it (free-form).
+    pub runner: Value,
+}
+
+/// Signs the proof of an attempt of a claimed job: what a worker does after the process
+/// ends, and what an RPC client does before `jobs.complete`. The subjects are the files
+/// the result (or released claim) commit will hold: `logs/stdout`, `logs/stderr` and
+/// `outputs/<path>`.
+///
+/// # Errors
+/// `InvalidInput` when the statement cannot be encoded.
+pub fn attest(key: &SigningKey, lease: &crate::jobs::Lease, a: &Attempt<'_>) -> Result<Vec<u8>> {
+    use crate::jobs::records::{OUTPUTS_DIR, STDERR_PATH, STDOUT_PATH};
+    let predicate = Predicate {
+        job: lease.id,
+        job_content_id: lease.content_id,
+        attempt: lease.attempt,
+        claim_commit: lease.claim_commit,
+        worker: lease.worker.clone(),
+        worker_key: KeyId::from_bytes(key.verifying_key().to_bytes()),
+        started_at: a.started_at,
+        finished_at: a.finished_at,
+        exit_code: a.exit_code,
+        status: a.outcome.as_str().to_owned(),
+        stdout: stream_info(a.stdout, a.stdout_truncated),
+        stderr: stream_info(a.stderr, a.stderr_truncated),
+        outputs: a.outputs.iter().map(|(p, b)| output_info(p, b)).collect(),
+        runner: a.runner.clone(),
+    };
+    let mut files: Vec<(String, &[u8])> = vec![
+        (STDOUT_PATH.to_owned(), a.stdout),
+        (STDERR_PATH.to_owned(), a.stderr),
+    ];
+    for (p, b) in a.outputs {
+        files.push((format!("{OUTPUTS_DIR}/{p}"), b.as_slice()));
+    }
+    sign(key, &predicate, &Subjects { files })
+}

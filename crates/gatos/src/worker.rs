@@ -31,7 +31,7 @@ use crate::Gatos;
 use crate::error::{Error, Result};
 use crate::jobs::lifecycle::{ClaimOptions, DEFAULT_LEASE, Finish, Lease, SecretProbe};
 use crate::jobs::secrets;
-use crate::proofs::{self, Predicate, Subjects};
+use crate::proofs;
 
 /// The default cap on each captured stream.
 pub const DEFAULT_LOG_CAP: usize = 4 * 1024 * 1024;
@@ -614,8 +614,25 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
         };
     }
     let finished = sh.gatos.now();
-    let poe = sign(
-        sh, &lease, started, finished, outcome, exit_code, &stdout, &stderr, &outputs, truncation,
+    let poe = proofs::attest(
+        &sh.key,
+        &lease,
+        &proofs::Attempt {
+            started_at: started,
+            finished_at: finished,
+            outcome,
+            exit_code,
+            stdout: &stdout,
+            stdout_truncated: truncation.0,
+            stderr: &stderr,
+            stderr_truncated: truncation.1,
+            outputs: &outputs,
+            runner: serde_json::json!({
+                "name": "git-gatos worker",
+                "version": env!("CARGO_PKG_VERSION"),
+                "node": sh.node,
+            }),
+        },
     );
     let finish = Finish {
         outcome,
@@ -623,7 +640,13 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
         stdout,
         stderr,
         outputs,
-        poe: poe.ok(),
+        poe: match poe {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "could not sign the proof; the result will not verify");
+                None
+            }
+        },
     };
     match sh.gatos.jobs().finish(&lease, &finish) {
         Ok(f) => {
@@ -653,55 +676,6 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
             }
         }
     }
-}
-
-#[expect(clippy::too_many_arguments, reason = "the predicate's parts")]
-fn sign(
-    sh: &Shared<'_>,
-    lease: &Lease,
-    started: Timestamp,
-    finished: Timestamp,
-    outcome: Outcome,
-    exit_code: Option<i32>,
-    stdout: &[u8],
-    stderr: &[u8],
-    outputs: &[(String, Vec<u8>)],
-    (out_trunc, err_trunc): (bool, bool),
-) -> Result<Vec<u8>> {
-    let predicate = Predicate {
-        job: lease.id,
-        job_content_id: lease.content_id,
-        attempt: lease.attempt,
-        claim_commit: lease.claim_commit,
-        worker: lease.worker.clone(),
-        worker_key: gatos_types::KeyId::from_bytes(sh.key.verifying_key().to_bytes()),
-        started_at: started,
-        finished_at: finished,
-        exit_code,
-        status: outcome.as_str().to_owned(),
-        stdout: proofs::stream_info(stdout, out_trunc),
-        stderr: proofs::stream_info(stderr, err_trunc),
-        outputs: outputs
-            .iter()
-            .map(|(p, b)| proofs::output_info(p, b))
-            .collect(),
-        runner: serde_json::json!({
-            "name": "git-gatos worker",
-            "version": env!("CARGO_PKG_VERSION"),
-            "node": sh.node,
-        }),
-    };
-    let mut files: Vec<(String, &[u8])> = vec![
-        (crate::jobs::records::STDOUT_PATH.to_owned(), stdout),
-        (crate::jobs::records::STDERR_PATH.to_owned(), stderr),
-    ];
-    for (p, b) in outputs {
-        files.push((
-            format!("{}/{p}", crate::jobs::records::OUTPUTS_DIR),
-            b.as_slice(),
-        ));
-    }
-    proofs::sign(&sh.key, &predicate, &Subjects { files })
 }
 
 /// A process ready to start.

@@ -244,6 +244,7 @@ pub enum ManifestsCommand {
         file: PathBuf,
     },
     /// Print a version of a manifest (the latest by default).
+    #[command(disable_version_flag = true)]
     Get {
         /// The manifest's name.
         name: String,
@@ -254,6 +255,7 @@ pub enum ManifestsCommand {
     /// List manifests with their latest versions.
     Ls,
     /// Enqueue a job from a stored version (the latest by default).
+    #[command(disable_version_flag = true)]
     Run {
         /// The manifest's name.
         name: String,
@@ -452,4 +454,14 @@ pub struct MaintenanceArgs {
     /// With --archive-jobs: archive jobs that finished longer ago than this (DUR).
     #[arg(long, value_name = "DUR", requires = "archive_jobs")]
     pub older_than: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

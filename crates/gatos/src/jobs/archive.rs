@@ -70,6 +70,8 @@ impl Archived {
 #[serde(deny_unknown_fields)]
 struct IndexDoc {
     month: String,
+    /// The previous archive commit of the month (also the first parent), null for the first.
+    prev: Option<Oid>,
     jobs: Vec<Archived>,
 }
 
@@ -153,7 +155,7 @@ fn month(gatos: &Gatos, month: &str) -> Result<MonthCache> {
         for a in doc.jobs {
             fresh.entry(a.id).or_insert(a);
         }
-        at = r.commit(commit)?.parents.first().copied();
+        at = doc.prev;
     }
     if !reached_cache {
         // The chain does not contain the cached tip (it was replaced): start over.
@@ -413,6 +415,7 @@ fn fold(gatos: &Gatos, m: &str, chunk: &[(Archived, Refs)], report: &mut Report)
             }
             let doc = IndexDoc {
                 month: m.to_owned(),
+                prev: cache.tip,
                 jobs: todo.iter().map(|(a, _)| a.clone()).collect(),
             };
             let bytes = jcs::to_vec_of(&doc)?;

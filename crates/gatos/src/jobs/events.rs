@@ -35,8 +35,15 @@ pub fn emit(
         at: gatos.now(),
     };
     let payload = serde_json::to_value(&ev).unwrap_or_default();
+    // `heartbeat_lost` has no commit of its own: it names the lost attempt's last claim
+    // commit, which may also be that attempt's `claimed` event; keep the two apart.
+    let msg_id = if event == "heartbeat_lost" {
+        format!("heartbeat_lost:{commit}")
+    } else {
+        commit.to_string()
+    };
     let opts = PublishOptions {
-        headers: Some(serde_json::json!({"msg_id": commit.to_string()})),
+        headers: Some(serde_json::json!({ "msg_id": msg_id })),
         expect_last_seq: None,
     };
     if let Err(e) = gatos.messages().publish(&topic(), payload, &opts) {

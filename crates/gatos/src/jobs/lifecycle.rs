@@ -358,7 +358,12 @@ impl Jobs<'_> {
                 ),
             ));
         }
-        if !opts.queues.is_empty() && !opts.queues.contains(&rec.spec.queue) {
+        let serves = if opts.queues.is_empty() {
+            rec.spec.queue == Queue::default_queue()
+        } else {
+            opts.queues.contains(&rec.spec.queue)
+        };
+        if !serves {
             return Err(Error::new(
                 ErrorCode::Forbidden,
                 format!("job {id} is in queue {}", rec.spec.queue),

@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr, reason = "tests")]
 
 mod checkpoints;
+mod jobs;
 mod messages;
 mod support;

@@ -1,0 +1,638 @@
+//! The job plane on a real repository with an injected clock: claims, leases, takeover,
+//! fencing, retries, routing, cancel, the ready index, archiving and the registry.
+
+use std::sync::Arc;
+
+use gatos::Gatos;
+use gatos::clock::FixedClock;
+use gatos::jobs::lifecycle::{ClaimOptions, Finish, SecretProbe};
+use gatos::jobs::manifest::{self, Input};
+use gatos::jobs::{Lease, ListOptions};
+use gatos::proofs::{self, Attempt};
+use gatos_testutil::{TempRepo, TestResult};
+use gatos_types::jobs::{ClaimState, JobSpec, JobState, Outcome};
+use gatos_types::{Dur, ErrorCode, Timestamp, WorkerId};
+use serde_json::json;
+
+use crate::support::open_at;
+
+const T0: &str = "2026-11-23T10:00:00Z";
+
+fn start(repo: &TempRepo) -> TestResult<(Gatos, Arc<FixedClock>)> {
+    let (g, clock) = open_at(repo, T0)?;
+    g.keys().init(false)?;
+    Ok((g, clock))
+}
+
+fn spec(g: &Gatos, v: serde_json::Value) -> TestResult<JobSpec> {
+    Ok(manifest::normalize(manifest::from_value(v)?, g.now())?)
+}
+
+fn worker(name: &str, g: &Gatos) -> TestResult<ClaimOptions> {
+    Ok(ClaimOptions {
+        worker: name.parse::<WorkerId>()?,
+        worker_key: g.keys().current(),
+        queues: Vec::new(),
+        caps: Vec::new(),
+        lease: Dur::from_secs(30),
+        can_resolve: None,
+    })
+}
+
+/// Ends an attempt as a worker does: signs the proof of what "ran" and finishes.
+fn finish(
+    g: &Gatos,
+    lease: &Lease,
+    outcome: Outcome,
+    code: Option<i32>,
+) -> gatos::Result<gatos::jobs::lifecycle::Finished> {
+    let key = g.keys().signing_key()?.unwrap();
+    let stdout = format!("attempt {}\n", lease.attempt).into_bytes();
+    let poe = proofs::attest(
+        &key,
+        lease,
+        &Attempt {
+            started_at: lease.claimed_at,
+            finished_at: g.now(),
+            outcome,
+            exit_code: code,
+            stdout: &stdout,
+            stdout_truncated: false,
+            stderr: b"",
+            stderr_truncated: false,
+            outputs: &[],
+            runner: json!({"name": "test"}),
+        },
+    )?;
+    g.jobs().finish(
+        lease,
+        &Finish {
+            outcome,
+            exit_code: code,
+            stdout,
+            stderr: Vec::new(),
+            outputs: Vec::new(),
+            poe: Some(poe),
+        },
+    )
+}
+
+/// `(event, attempt, commit, msg_id)` of each event on `gatos.jobs`.
+type EventRow = (String, u32, String, Option<String>);
+
+fn events(g: &Gatos) -> TestResult<Vec<EventRow>> {
+    let topic = gatos::jobs::EVENTS_TOPIC.parse()?;
+    let page = g.messages().read(
+        &topic,
+        &gatos::messages::ReadOptions {
+            since: gatos::messages::Cursor::Start,
+            limit: 1000,
+        },
+    )?;
+    Ok(page
+        .messages
+        .iter()
+        .map(|m| {
+            let p: serde_json::Value = serde_json::from_str(m.payload.get()).unwrap();
+            let msg_id = m
+                .headers
+                .as_ref()
+                .and_then(|h| serde_json::from_str::<serde_json::Value>(h.get()).ok())
+                .and_then(|h| h["msg_id"].as_str().map(str::to_owned));
+            (
+                p["event"].as_str().unwrap().to_owned(),
+                u32::try_from(p["attempt"].as_u64().unwrap()).unwrap(),
+                p["commit"].as_str().unwrap().to_owned(),
+                msg_id,
+            )
+        })
+        .collect())
+}
+
+#[test]
+fn a_claim_excludes_others_heartbeats_extend_it_and_a_takeover_fences_the_old_worker() -> TestResult
+{
+    let repo = TempRepo::new()?;
+    let (g, clock) = start(&repo)?;
+    let job = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["make"], "args": ["test"]}))?)?;
+    assert_eq!(job.state, JobState::Pending);
+    let a = worker("worker-a", &g)?;
+    let b = worker("worker-b", &g)?;
+    let mut la = g.jobs().claim_next(&a)?.expect("a claims it");
+    assert_eq!((la.id, la.attempt), (job.id, 1));
+    assert_eq!(g.jobs().claim_next(&b)?.map(|l| l.id), None);
+    assert_eq!(
+        g.jobs().claim(job.id, &b).unwrap_err().code(),
+        ErrorCode::AlreadyClaimed
+    );
+    // Heartbeats keep it past the first lease end.
+    for _ in 0..3 {
+        clock.advance(Dur::from_secs(10));
+        g.jobs().heartbeat(&mut la)?;
+    }
+    assert_eq!(g.jobs().show(job.id)?.state, JobState::Running);
+    assert!(g.jobs().claim_next(&b)?.is_none());
+    // A lease not extended expires; b takes over with attempt 2.
+    clock.advance(Dur::from_secs(31));
+    assert_eq!(g.jobs().show(job.id)?.state, JobState::Pending);
+    let lb = g.jobs().claim_next(&b)?.expect("b takes over");
+    assert_eq!((lb.id, lb.attempt), (job.id, 2));
+    // a is fenced: no heartbeat, no result.
+    assert_eq!(
+        g.jobs().heartbeat(&mut la).unwrap_err().code(),
+        ErrorCode::LeaseExpired
+    );
+    assert_eq!(
+        finish(&g, &la, Outcome::Succeeded, Some(0))
+            .unwrap_err()
+            .code(),
+        ErrorCode::LeaseExpired
+    );
+    assert!(
+        repo.rev_parse(&format!("refs/gatos/jobs/{}/result", job.id))?
+            .is_none()
+    );
+    let done = finish(&g, &lb, Outcome::Succeeded, Some(0))?;
+    assert_eq!(done.state, JobState::Succeeded);
+    let row = g.jobs().show(job.id)?;
+    assert_eq!((row.state, row.attempt), (JobState::Succeeded, 2));
+    let claim = row.claim.expect("the latest claim stays visible");
+    assert_eq!(claim.state, ClaimState::Closed);
+    assert_eq!(claim.worker.as_str(), "worker-b");
+    assert_eq!(row.poe.map(|p| p.verified), Some(true));
+    assert!(g.jobs().verify(job.id)?.verified);
+    // The result's parents are the job commit and the closed claim.
+    let parents = repo.git(&["rev-list", "--parents", "-n", "1", &done.commit.to_string()])?;
+    assert!(parents.contains(&job.commit.to_string()));
+    let closed = repo
+        .rev_parse(&format!("refs/gatos/jobs/{}/claim", job.id))?
+        .unwrap();
+    assert!(parents.contains(&closed));
+    // Every transition is on gatos.jobs, keyed by its commit.
+    let evs = events(&g)?;
+    let names: Vec<&str> = evs.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "enqueued",
+            "claimed",
+            "heartbeat_lost",
+            "claimed",
+            "succeeded"
+        ]
+    );
+    for (name, _, commit, msg_id) in &evs {
+        let want = if name == "heartbeat_lost" {
+            format!("heartbeat_lost:{commit}")
+        } else {
+            commit.clone()
+        };
+        assert_eq!(msg_id.as_deref(), Some(want.as_str()));
+        assert_eq!(repo.git(&["cat-file", "-t", commit])?.trim(), "commit");
+    }
+    let kinds = repo.git(&[
+        "log",
+        "--format=%(trailers:key=Gatos-Kind,valueonly)%(trailers:key=State,valueonly)",
+        &format!("refs/gatos/jobs/{}/claim", job.id),
+    ])?;
+    let kinds: Vec<&str> = kinds.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "claim",
+            "closed",
+            "claim",
+            "running",
+            "claim",
+            "heartbeat",
+            "claim",
+            "heartbeat",
+            "claim",
+            "heartbeat",
+            "claim",
+            "running"
+        ]
+    );
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn failures_retry_with_backoff_until_max_attempts_then_fail() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, clock) = start(&repo)?;
+    let job = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["false"], "max_attempts": 3}))?)?;
+    let w = worker("w", &g)?;
+    for attempt in 1..=3u32 {
+        let l = g.jobs().claim_next(&w)?.expect("claimable");
+        assert_eq!(l.attempt, attempt);
+        let f = finish(&g, &l, Outcome::Failed, Some(1))?;
+        if attempt < 3 {
+            assert_eq!(f.state, JobState::Pending);
+            // Not before the backoff: 1 s · 2^(attempt−1) ± 20 %.
+            assert!(g.jobs().claim_next(&w)?.is_none());
+            let base = 1000u64 << (attempt - 1);
+            clock.advance(Dur::from_millis(base * 8 / 10 - 1));
+            assert!(g.jobs().claim_next(&w)?.is_none());
+            let claim = g.jobs().show(job.id)?.claim.unwrap();
+            assert_eq!(claim.state, ClaimState::Released);
+            clock.advance(Dur::from_millis(base * 4 / 10 + 2));
+        } else {
+            assert_eq!(f.state, JobState::Failed);
+        }
+    }
+    let row = g.jobs().show(job.id)?;
+    assert_eq!((row.state, row.attempt), (JobState::Failed, 3));
+    assert_eq!(row.result.unwrap().exit_code, Some(1));
+    // A released attempt keeps its logs and proof in the claim chain.
+    let released = repo.git(&[
+        "log",
+        "--format=%H",
+        "--grep=^release",
+        &format!("refs/gatos/jobs/{}/claim", job.id),
+    ])?;
+    let first = released.lines().last().unwrap();
+    assert_eq!(
+        repo.git(&["cat-file", "blob", &format!("{first}:logs/stdout")])?,
+        "attempt 1\n"
+    );
+    assert!(
+        repo.git(&["cat-file", "-e", &format!("{first}:poe.json")])
+            .is_ok()
+    );
+    let names: Vec<String> = events(&g)?.into_iter().map(|e| e.0).collect();
+    assert_eq!(
+        names,
+        [
+            "enqueued",
+            "claimed",
+            "retry_scheduled",
+            "claimed",
+            "retry_scheduled",
+            "claimed",
+            "failed"
+        ]
+    );
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn a_queue_may_override_the_backoff() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, clock) = start(&repo)?;
+    let q = "slow".parse()?;
+    gatos::jobs::queues::set(&g, &q, Some(Some(60)), Some(Some(120)))?;
+    g.jobs()
+        .enqueue(spec(&g, json!({"command": ["x"], "queue": "slow"}))?)?;
+    let mut w = worker("w", &g)?;
+    w.queues = vec![q];
+    let l = g.jobs().claim_next(&w)?.unwrap();
+    finish(&g, &l, Outcome::Failed, Some(2))?;
+    clock.advance(Dur::from_secs(47));
+    assert!(g.jobs().claim_next(&w)?.is_none(), "60 s − 20 % at least");
+    clock.advance(Dur::from_secs(26));
+    assert!(g.jobs().claim_next(&w)?.is_some(), "60 s + 20 % at most");
+    Ok(())
+}
+
+#[test]
+fn the_last_attempt_losing_its_lease_ends_failed_with_reason_lost() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, clock) = start(&repo)?;
+    let job = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["x"], "max_attempts": 1}))?)?;
+    let w = worker("w", &g)?;
+    let _lost = g.jobs().claim_next(&w)?.unwrap();
+    clock.advance(Dur::from_secs(31));
+    assert_eq!(g.jobs().show(job.id)?.state, JobState::Failed);
+    // The first worker that sees it writes the closed claim and the result.
+    assert!(g.jobs().claim_next(&worker("other", &g)?)?.is_none());
+    let row = g.jobs().show(job.id)?;
+    assert_eq!(row.state, JobState::Failed);
+    assert_eq!(row.claim.unwrap().state, ClaimState::Closed);
+    let result = repo.git(&[
+        "cat-file",
+        "blob",
+        &format!("refs/gatos/jobs/{}/result:result.json", job.id),
+    ])?;
+    assert_eq!(
+        result,
+        r#"{"attempt":1,"exit_code":null,"reason":"lost","status":"failed"}"#
+    );
+    let v = g.jobs().verify(job.id)?;
+    assert!(!v.verified);
+    assert_eq!(
+        v.code,
+        Some(ErrorCode::NotFound),
+        "nothing to prove, not a bad proof"
+    );
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn routing_follows_queues_capabilities_priority_time_and_secrets() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, clock) = start(&repo)?;
+    let low = g.jobs().enqueue(spec(&g, json!({"command": ["low"]}))?)?;
+    let high = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["high"], "priority": 5}))?)?;
+    let gpu = g.jobs().enqueue(spec(
+        &g,
+        json!({"command": ["gpu"], "capabilities": ["gpu"]}),
+    )?)?;
+    let later = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["later"], "run_after": "1h"}))?)?;
+    let other_queue = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["q"], "queue": "other"}))?)?;
+    let secret = g.jobs().enqueue(spec(
+        &g,
+        json!({"command": ["deploy"], "env": {"TOKEN": "secret://DEPLOY_TOKEN"}}),
+    )?)?;
+    let mut plain = worker("plain", &g)?;
+    plain.lease = Dur::from_secs(7200);
+    let order: Vec<_> =
+        std::iter::from_fn(|| g.jobs().claim_next(&plain).unwrap().map(|l| l.id)).collect();
+    assert_eq!(order, vec![high.id, low.id], "priority first, then oldest");
+    let mut capable = worker("capable", &g)?;
+    capable.lease = Dur::from_secs(7200);
+    capable.caps = vec!["gpu".parse()?];
+    let probe: SecretProbe = Arc::new(|name: &str| name == "DEPLOY_TOKEN");
+    capable.can_resolve = Some(probe);
+    let got: Vec<_> =
+        std::iter::from_fn(|| g.jobs().claim_next(&capable).unwrap().map(|l| l.id)).collect();
+    assert_eq!(got, vec![gpu.id, secret.id]);
+    assert_eq!(
+        g.jobs().claim(other_queue.id, &capable).unwrap_err().code(),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        g.jobs().claim(later.id, &capable).unwrap_err().code(),
+        ErrorCode::Conflict
+    );
+    clock.advance(Dur::from_secs(3601));
+    assert_eq!(g.jobs().claim_next(&plain)?.map(|l| l.id), Some(later.id));
+    let mut other = worker("other", &g)?;
+    other.queues = vec!["other".parse()?];
+    assert_eq!(
+        g.jobs().claim_next(&other)?.map(|l| l.id),
+        Some(other_queue.id)
+    );
+    Ok(())
+}
+
+#[test]
+fn cancel_stops_pending_jobs_and_is_refused_for_finished_ones() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let job = g.jobs().enqueue(spec(&g, json!({"command": ["x"]}))?)?;
+    let row = g.jobs().cancel(job.id, Some("not needed".into()))?;
+    assert_eq!(row.state, JobState::Cancelled);
+    assert_eq!(g.jobs().cancel(job.id, None)?.state, JobState::Cancelled);
+    let w = worker("w", &g)?;
+    assert!(g.jobs().claim_next(&w)?.is_none());
+    assert_eq!(
+        g.jobs().claim(job.id, &w).unwrap_err().code(),
+        ErrorCode::Conflict
+    );
+    let done = g.jobs().enqueue(spec(&g, json!({"command": ["y"]}))?)?;
+    let l = g.jobs().claim_next(&w)?.unwrap();
+    finish(&g, &l, Outcome::Succeeded, Some(0))?;
+    assert_eq!(
+        g.jobs().cancel(done.id, None).unwrap_err().code(),
+        ErrorCode::Conflict
+    );
+    // A running job's cancel is seen by its worker, whose release keeps the state.
+    let running = g.jobs().enqueue(spec(&g, json!({"command": ["z"]}))?)?;
+    let l = g.jobs().claim_next(&w)?.unwrap();
+    g.jobs().cancel(running.id, None)?;
+    assert!(g.jobs().is_cancelled(running.id)?);
+    let f = finish(&g, &l, Outcome::Cancelled, None)?;
+    assert_eq!(f.state, JobState::Cancelled);
+    assert_eq!(
+        g.jobs().show(running.id)?.claim.unwrap().state,
+        ClaimState::Released
+    );
+    // Cancels are audited.
+    let audit = g.messages().read(
+        &gatos::audit::topic(),
+        &gatos::messages::ReadOptions {
+            since: gatos::messages::Cursor::Start,
+            limit: 100,
+        },
+    )?;
+    let actions: Vec<String> = audit
+        .messages
+        .iter()
+        .map(|m| {
+            let p: serde_json::Value = serde_json::from_str(m.payload.get()).unwrap();
+            p["action"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(actions.iter().filter(|a| *a == "jobs.cancel").count(), 2);
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn the_ready_index_is_rebuilt_from_the_refs_and_follows_outside_changes() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let w = worker("w", &g)?;
+    let jobs: Vec<_> = (0..5)
+        .map(|i| {
+            g.jobs()
+                .enqueue(spec(&g, json!({"command": [format!("j{i}")]})).unwrap())
+        })
+        .collect::<Result<_, _>>()?;
+    // Forgotten: rebuilt on next use.
+    g.jobs().reset_ready_index()?;
+    let first = g.jobs().claim_next(&w)?.unwrap();
+    assert_eq!(first.id, jobs[0].id);
+    // Packing refs, and a plain git deletion, are noticed.
+    repo.git(&["pack-refs", "--all"])?;
+    repo.git(&[
+        "update-ref",
+        "-d",
+        &format!("refs/gatos/jobs/{}/job", jobs[1].id),
+    ])?;
+    let next = g.jobs().claim_next(&w)?.unwrap();
+    assert_eq!(next.id, jobs[2].id);
+    // A job created by another handle (another process) is seen.
+    let (other, _) = open_at(&repo, "2026-11-23T10:00:01Z")?;
+    let late = other
+        .jobs()
+        .enqueue(spec(&other, json!({"command": ["late"]}))?)?;
+    let mut seen = Vec::new();
+    while let Some(l) = g.jobs().claim_next(&w)? {
+        seen.push(l.id);
+    }
+    assert_eq!(seen, vec![jobs[3].id, jobs[4].id, late.id]);
+    Ok(())
+}
+
+#[test]
+fn finished_jobs_are_archived_with_every_object_reachable_and_still_found() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, clock) = start(&repo)?;
+    let w = worker("w", &g)?;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let j = g
+            .jobs()
+            .enqueue(spec(&g, json!({"command": [format!("j{i}")]}))?)?;
+        ids.push(j.id);
+        let l = g.jobs().claim_next(&w)?.unwrap();
+        finish(&g, &l, Outcome::Succeeded, Some(0))?;
+    }
+    let cancelled = g.jobs().enqueue(spec(&g, json!({"command": ["c"]}))?)?;
+    g.jobs().cancel(cancelled.id, None)?;
+    let pending = g.jobs().enqueue(spec(&g, json!({"command": ["p"]}))?)?;
+    // Too recent for the default of 7 days.
+    let r = gatos::jobs::archive::archive(&g, g.settings().archive_after)?;
+    assert_eq!((r.archived, r.too_recent), (0, 8));
+    clock.advance(Dur::from_secs(8 * 86_400));
+    let r = gatos::jobs::archive::archive(&g, g.settings().archive_after)?;
+    assert_eq!(r.archived, 8);
+    assert_eq!(r.commits, 1);
+    let live = repo.refs("refs/gatos/jobs/")?;
+    assert!(
+        live.iter()
+            .all(|(n, _)| n.contains(&pending.id.to_string())),
+        "{live:?}"
+    );
+    assert_eq!(repo.refs("refs/gatos/archive/jobs/")?.len(), 1);
+    // Still found: show, verify, ls with a final state.
+    let row = g.jobs().show(ids[3])?;
+    assert_eq!(row.state, JobState::Succeeded);
+    assert_eq!(row.poe.map(|p| p.verified), Some(true));
+    assert_eq!(g.jobs().show(cancelled.id)?.state, JobState::Cancelled);
+    let done = g.jobs().list(&ListOptions {
+        state: Some(JobState::Succeeded),
+        ..ListOptions::default()
+    })?;
+    assert_eq!(done.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+    let all = g.jobs().verify_all()?;
+    assert_eq!(all.len(), 7);
+    assert!(all.iter().all(|v| v.verified));
+    // Idempotent; the pending job is untouched and claimable.
+    let again = gatos::jobs::archive::archive(&g, Dur::from_secs(0))?;
+    assert_eq!(again.archived, 0);
+    assert_eq!(g.jobs().claim_next(&w)?.map(|l| l.id), Some(pending.id));
+    // Every object stays reachable through the archive, even after an aggressive gc.
+    repo.assert_fsck_strict()?;
+    repo.git(&["gc", "--prune=now", "--quiet"])?;
+    repo.assert_fsck_strict()?;
+    let (fresh, _) = open_at(&repo, "2026-12-10T00:00:00Z")?;
+    assert!(fresh.jobs().verify(ids[0])?.verified);
+    Ok(())
+}
+
+#[test]
+fn the_registry_numbers_versions_and_run_records_the_source() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let name = "nightly-build".parse()?;
+    let v1 = g.manifests().put(
+        &name,
+        manifest::parse_text("command: [make]\nargs: [all]\ntimeout: 10m\n")?,
+    )?;
+    assert_eq!((v1.row.version, v1.changed), (1, true));
+    let same = g.manifests().put(
+        &name,
+        manifest::parse_text(r#"{"command":["make"],"args":["all"],"timeout":"PT10M"}"#)?,
+    )?;
+    assert_eq!((same.row.version, same.changed), (1, false));
+    let v2 = g.manifests().put(
+        &name,
+        manifest::parse_text(r#"{"command":["make"],"args":["dist"]}"#)?,
+    )?;
+    assert_eq!(v2.row.version, 2);
+    assert_eq!(g.manifests().get(&name, Some(1))?.manifest.timeout, 600);
+    assert_eq!(g.manifests().get(&name, None)?.version, 2);
+    assert_eq!(
+        g.manifests().get(&name, Some(3)).unwrap_err().code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(g.manifests().list()?.len(), 1);
+    let job = g.manifests().run(&name, Some(1))?;
+    let row = g.jobs().show(job.id)?;
+    let src = row.manifest.source.unwrap();
+    assert_eq!((src.name.as_str(), src.version), ("nightly-build", 1));
+    assert_eq!(src.content_id, v1.row.content_id);
+    assert_eq!(row.manifest.args, vec!["all"]);
+    let trailers = repo.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Manifest,key=Version)",
+        &format!("refs/gatos/jobs/{}/job", job.id),
+    ])?;
+    assert!(trailers.contains("Manifest: nightly-build") && trailers.contains("Version: 1"));
+    // A raw secret is refused and leaves no ref.
+    let err = g
+        .manifests()
+        .put(
+            &"leaky".parse()?,
+            Input {
+                command: vec!["curl".into()],
+                env: [(
+                    "AWS_SECRET_ACCESS_KEY".to_owned(),
+                    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
+                )]
+                .into_iter()
+                .collect(),
+                ..Input::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SecretDetected);
+    assert!(repo.rev_parse("refs/gatos/manifests/leaky")?.is_none());
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn revocations_follow_their_reason_and_rotation_keeps_old_proofs() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, clock) = start(&repo)?;
+    let w = worker("w", &g)?;
+    let run = |g: &Gatos| -> TestResult<gatos_types::Ulid> {
+        let j = g.jobs().enqueue(spec(g, json!({"command": ["x"]}))?)?;
+        let l = g.jobs().claim(
+            j.id,
+            &ClaimOptions {
+                worker_key: g.keys().current(),
+                ..w.clone()
+            },
+        )?;
+        finish(g, &l, Outcome::Succeeded, Some(0))?;
+        Ok(j.id)
+    };
+    let before = run(&g)?;
+    let old = g.keys().current().unwrap();
+    clock.advance(Dur::from_secs(60));
+    // Rotation: the old key is revoked as superseded; its earlier proofs stay valid.
+    let (new, created) = g.keys().init(true)?;
+    assert!(created && new.key != old);
+    assert!(g.jobs().verify(before)?.verified);
+    let after = run(&g)?;
+    assert!(g.jobs().verify(after)?.verified);
+    // Compromised from a time before the proof: invalid.
+    clock.advance(Dur::from_secs(60));
+    g.keys().revoke(
+        &new.key.to_string(),
+        gatos::keys::Reason::Compromised,
+        Some(Timestamp::parse_rfc3339(T0)?),
+    )?;
+    let v = g.jobs().verify(after)?;
+    assert_eq!(v.code, Some(ErrorCode::KeyRevoked));
+    assert!(
+        g.jobs().verify(before)?.verified,
+        "made by the superseded key"
+    );
+    repo.assert_fsck_strict()
+}
