@@ -5,7 +5,8 @@
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
 # lowered for a quick look: N_SHELL (1000), N_INPROC (10000), N_DURABLE (2000),
-# N_BIG (100000), N_HUGE (1000000), N_AUTO (100000). Method and recorded figures:
+# N_BIG (100000), N_HUGE (1000000), N_AUTO (100000), N_JOBS (2000), N_RUN (500),
+# N_FINISHED (10000). Method and recorded figures:
 # docs/PERFORMANCE.md. Nothing here asserts: it measures.
 set -euo pipefail
 
@@ -17,6 +18,9 @@ N_DURABLE=${N_DURABLE:-2000}
 N_BIG=${N_BIG:-100000}
 N_HUGE=${N_HUGE:-1000000}
 N_AUTO=${N_AUTO:-100000}
+N_JOBS=${N_JOBS:-2000}
+N_RUN=${N_RUN:-500}
+N_FINISHED=${N_FINISHED:-10000}
 
 cd "$here"
 cargo build --release --quiet -p git-gatos -p gatos-bench -p gatosd 2>/dev/null \
@@ -48,7 +52,9 @@ PY
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 line() { printf '%-58s %s\n' "$1" "$2"; }
-newrepo() { rm -rf "$1"; git init -q --bare "$1"; }
+# Waits until no background maintenance (started by a writer) works on repository $1.
+quiesce() { [ -d "$1/gatos/locks" ] || return 0; while ! flock -n "$1/gatos/locks/maintenance" true 2>/dev/null; do sleep 0.2; done; }
+newrepo() { quiesce "$1"; rm -rf "$1"; git init -q --bare "$1"; }
 # Write throughput on this machine depends on what the disk is still flushing (BASELINE):
 # settle before each write workload, and take the median of three runs.
 settle() { sync; sleep "${SETTLE:-3}"; }
@@ -264,11 +270,93 @@ bench_daemon() {
   line "median over rounds, 8 clients" "$(median3 "${ratios[@]}")x in-process, p99 $(printf %.0f "$(median3 "${p99s[@]}")") us"
 }
 
+bench_jobs() {
+  echo "== job plane"
+  local k j js=() r
+  # Enqueue: in-process (job commit, ref, ready index, the gatos.jobs event), and the CLI.
+  for k in 1 2 3; do r="$WORK/enq.git"; newrepo "$r"; settle; js+=("$("$GB" enqueue "$r" "$N_JOBS")"); done
+  j=$(median_json rate "${js[@]}")
+  line "enqueue, in-process, $N_JOBS jobs (median of 3)" "$(printf %.0f "$(field "$j" rate)") jobs/s p50 $(printf %.0f "$(field "$j" p50_us)") us p99 $(printf %.0f "$(field "$j" p99_us)") us"
+  record jobs_enqueue "$j"
+  r="$WORK/enqcli.git"; newrepo "$r"; GIT_DIR="$r" "$GG" init --quiet > /dev/null; settle
+  local t0 t1 i
+  t0=$(now)
+  for ((i = 0; i < N_RUN; i++)); do GIT_DIR="$r" "$GG" jobs enqueue -- true > /dev/null; done
+  t1=$(now)
+  local cli_s; cli_s=$(elapsed "$t0" "$t1")
+  line "git gatos jobs enqueue, one process per job, $N_RUN" "$(python3 -c "print(f'{$N_RUN / $cli_s:.0f}')") jobs/s"
+  record jobs_enqueue_cli "{\"count\": $N_RUN, \"seconds\": $cli_s}"
+
+  # Claim to result for a no-op command (`true`): N_RUN jobs waiting, then workers drain
+  # them (each attempt: claim, run the process, sign, result, events).
+  local workers
+  for workers in 1 4; do
+    js=()
+    for k in 1 2 3; do
+      r="$WORK/run.git"; newrepo "$r"; GIT_DIR="$r" "$GG" init --quiet > /dev/null
+      "$GB" enqueue "$r" "$N_RUN" > /dev/null
+      settle
+      t0=$(now)
+      local pids=() w
+      for ((w = 0; w < workers; w++)); do
+        GIT_DIR="$r" "$GG" worker --drain --quiet --id "w$w" > /dev/null &
+        pids+=($!)
+      done
+      wait "${pids[@]}"
+      t1=$(now)
+      quiesce "$r"
+      js+=("$(elapsed "$t0" "$t1")")
+      local left; left=$(GIT_DIR="$r" "$GG" jobs ls --state pending | wc -l)
+      [ "$left" = 0 ] || { echo "bench: $left jobs left pending" >&2; exit 1; }
+    done
+    local s; s=$(median3 "${js[@]}")
+    line "claim-to-result, no-op command, $workers worker(s), $N_RUN jobs" "$(python3 -c "print(f'{$N_RUN / $s:.0f}')") jobs/s (median of 3)"
+    record "jobs_run_$workers" "{\"count\": $N_RUN, \"seconds\": $s, \"runs\": [$(IFS=,; echo "${js[*]}")]}"
+  done
+
+  # Claim latency with no history, with N_FINISHED finished jobs, and with them archived.
+  # Each repository is compacted first (as maintenance leaves it); then 600 jobs are
+  # enqueued in each and claimed one at a time, the three interleaved in rounds so that
+  # they see the same disk conditions (this disk's ext4 has no journal: for minutes after
+  # maintenance deleted thousands of files, every file creation scans for inodes not
+  # recently deleted). Also on tmpfs, where only gatos's own work differs.
+  claim_latency "$WORK" disk
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    local shm; shm=$(mktemp -d /dev/shm/gatos-bench.XXXXXX)
+    claim_latency "$shm" tmpfs
+    rm -rf "$shm"
+  fi
+}
+
+claim_latency() { # claim_latency DIR LABEL
+  local dir=$1 label=$2 r
+  r="$dir/fresh.git"; newrepo "$r"; GIT_DIR="$r" "$GG" init --quiet > /dev/null
+  r="$dir/history.git"; newrepo "$r"
+  local fill; fill=$("$GB" jobs-fill "$r" "$N_FINISHED")
+  GIT_DIR="$r" "$GG" maintenance --quiet > /dev/null
+  cp -a "$r" "$dir/archived.git"
+  r="$dir/archived.git"
+  GIT_DIR="$r" "$GG" maintenance --archive-jobs --older-than 0s --quiet > /dev/null
+  GIT_DIR="$r" "$GG" maintenance --quiet > /dev/null
+  settle
+  local j; j=$("$GB" claim-compare 600 6 "$dir/fresh.git" "$dir/history.git" "$dir/archived.git")
+  local c0 c10 ca
+  c0=$(python3 -c "import json,sys; print(json.dumps(json.loads(sys.argv[1])['repos'][0]))" "$j")
+  c10=$(python3 -c "import json,sys; print(json.dumps(json.loads(sys.argv[1])['repos'][1]))" "$j")
+  ca=$(python3 -c "import json,sys; print(json.dumps(json.loads(sys.argv[1])['repos'][2]))" "$j")
+  line "claim latency ($label), no finished jobs" "mean $(printf %.0f "$(field "$c0" mean_us)") us p50 $(printf %.0f "$(field "$c0" p50_us)") us p99 $(printf %.0f "$(field "$c0" p99_us)") us"
+  line "claim latency ($label), $N_FINISHED finished jobs" "mean $(printf %.0f "$(field "$c10" mean_us)") us p50 $(printf %.0f "$(field "$c10" p50_us)") us ($(ratio "$(field "$c10" mean_us)" "$(field "$c0" mean_us)")x; target <= 1.5x)"
+  line "claim latency ($label), $N_FINISHED archived jobs" "mean $(printf %.0f "$(field "$ca" mean_us)") us p50 $(printf %.0f "$(field "$ca" p50_us)") us ($(ratio "$(field "$ca" mean_us)" "$(field "$c0" mean_us)")x)"
+  line "  (filling $N_FINISHED finished jobs in-process, $label)" "$(printf %.0f "$(field "$fill" rate)") jobs/s"
+  record "jobs_claim_latency_$label" "{\"none\": $c0, \"finished\": $c10, \"archived\": $ca, \"fill\": $fill}"
+}
+
 machine
 case "$what" in
   messages) bench_messages ;;
   daemon) bench_daemon ;;
-  all) bench_messages; bench_daemon ;;
+  jobs) bench_jobs ;;
+  all) bench_messages; bench_daemon; bench_jobs ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
 esac
 echo "results: $results"

@@ -16,6 +16,8 @@ step "crate boundaries"
 scripts/check-boundaries.sh
 step "tests"
 cargo test --workspace --locked
+step "independent proof check (scripts/verify_poe.py, Python cryptography)"
+scripts/check-verify-poe.sh
 step "demos (smoke tests)"
 for demo in demos/*.sh; do
   echo "-- $demo"

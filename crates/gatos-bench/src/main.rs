@@ -11,6 +11,14 @@
 //!   started as the CLI starts it.
 //! * `rpc <socket> <topic> <n> <clients>`: each of `clients` threads publishes n messages
 //!   over the daemon's Unix socket, one request at a time; rate and latencies.
+//! * `enqueue <repo> <n>`: n jobs enqueued one by one; rate and latencies.
+//! * `jobs-fill <repo> <n>`: n jobs enqueued, claimed and finished with a signed proof (to
+//!   give a repository a history of finished jobs).
+//! * `claim <repo> <n>`: n jobs enqueued (untimed), then n claims of the next job, each
+//!   followed by an untimed finish; claim latencies.
+//! * `claim-compare <n> <rounds> <repo>...`: as `claim` in each repository, interleaved in
+//!   rounds (n / rounds claims per repository per round) so that every repository sees the
+//!   same disk conditions; latencies per repository.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -55,6 +63,12 @@ fn main() -> R {
     let workload = args.get(1).map(String::as_str).unwrap_or("");
     if workload == "rpc" {
         return rpc(&args);
+    }
+    if workload == "claim-compare" {
+        return claim_compare(&args);
+    }
+    if matches!(workload, "enqueue" | "jobs-fill" | "claim") {
+        return jobs(&args);
     }
     let repo = Path::new(args.get(2).ok_or("repo missing")?);
     let topic: gatos_types::Topic = args.get(3).ok_or("topic missing")?.parse()?;
@@ -262,5 +276,148 @@ fn rpc(args: &[String]) -> R {
         json!({"workload": "rpc", "clients": clients, "count": total, "seconds": secs,
         "rate": total as f64 / secs, "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
     );
+    Ok(())
+}
+
+fn spec(i: u64) -> gatos_types::jobs::JobSpec {
+    let input = gatos::jobs::manifest::from_value(
+        json!({"command": ["true"], "labels": {"n": i.to_string()}}),
+    )
+    .unwrap();
+    gatos::jobs::manifest::normalize(input, gatos_types::Timestamp::from_millis(0)).unwrap()
+}
+
+fn claimer(g: &Gatos) -> gatos::jobs::ClaimOptions {
+    gatos::jobs::ClaimOptions {
+        worker: "bench".parse().unwrap(),
+        worker_key: g.keys().current(),
+        queues: Vec::new(),
+        caps: Vec::new(),
+        lease: gatos_types::Dur::from_secs(60),
+        can_resolve: None,
+    }
+}
+
+/// Finishes a claimed job as a worker does (signed proof of a no-op run).
+fn finish(g: &Gatos, key: &ed25519_dalek::SigningKey, lease: &gatos::jobs::Lease) -> R {
+    use gatos::proofs::{Attempt, attest};
+    use gatos_types::jobs::Outcome;
+    let poe = attest(
+        key,
+        lease,
+        &Attempt {
+            started_at: lease.claimed_at,
+            finished_at: g.now(),
+            outcome: Outcome::Succeeded,
+            exit_code: Some(0),
+            stdout: b"",
+            stdout_truncated: false,
+            stderr: b"",
+            stderr_truncated: false,
+            outputs: &[],
+            runner: json!({"name": "gatos-bench"}),
+        },
+    )?;
+    g.jobs().finish(
+        lease,
+        &gatos::jobs::Finish {
+            outcome: Outcome::Succeeded,
+            exit_code: Some(0),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            outputs: Vec::new(),
+            poe: Some(poe),
+        },
+    )?;
+    Ok(())
+}
+
+fn jobs(args: &[String]) -> R {
+    let workload = args[1].as_str();
+    let repo = Path::new(args.get(2).ok_or("repo missing")?);
+    let n: u64 = args.get(3).ok_or("n missing")?.parse()?;
+    let g = Gatos::open(repo, OpenOptions::default())?;
+    g.keys().init(false)?;
+    let key = g.keys().signing_key()?.ok_or("no key")?;
+    let opts = claimer(&g);
+    let out = match workload {
+        "enqueue" => {
+            let mut lat = Vec::with_capacity(n as usize);
+            let start = Instant::now();
+            for i in 0..n {
+                let t = Instant::now();
+                g.jobs().enqueue(spec(i))?;
+                lat.push(t.elapsed());
+            }
+            let secs = start.elapsed().as_secs_f64();
+            lat.sort();
+            json!({"workload": "enqueue", "count": n, "seconds": secs, "rate": n as f64 / secs,
+                   "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
+        }
+        "jobs-fill" => {
+            let start = Instant::now();
+            for i in 0..n {
+                g.jobs().enqueue(spec(i))?;
+                let lease = g.jobs().claim_next(&opts)?.ok_or("nothing to claim")?;
+                finish(&g, &key, &lease)?;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            json!({"workload": "jobs-fill", "count": n, "seconds": secs, "rate": n as f64 / secs})
+        }
+        _ => {
+            for i in 0..n {
+                g.jobs().enqueue(spec(i))?;
+            }
+            let mut lat = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let t = Instant::now();
+                let lease = g.jobs().claim_next(&opts)?.ok_or("nothing to claim")?;
+                lat.push(t.elapsed());
+                finish(&g, &key, &lease)?;
+            }
+            lat.sort();
+            let mean = lat.iter().map(Duration::as_secs_f64).sum::<f64>() / n as f64 * 1e6;
+            json!({"workload": "claim", "count": n, "mean_us": mean,
+                   "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
+        }
+    };
+    println!("{out}");
+    Ok(())
+}
+
+fn claim_compare(args: &[String]) -> R {
+    let n: u64 = args.get(2).ok_or("n missing")?.parse()?;
+    let rounds: u64 = args.get(3).ok_or("rounds missing")?.parse()?;
+    let repos: Vec<&String> = args.iter().skip(4).collect();
+    let mut setups = Vec::new();
+    for r in &repos {
+        let g = Gatos::open(Path::new(r.as_str()), OpenOptions::default())?;
+        g.keys().init(false)?;
+        let key = g.keys().signing_key()?.ok_or("no key")?;
+        for i in 0..n {
+            g.jobs().enqueue(spec(i))?;
+        }
+        let opts = claimer(&g);
+        setups.push((g, key, opts, Vec::with_capacity(n as usize)));
+    }
+    let per = (n / rounds.max(1)).max(1);
+    for _ in 0..rounds {
+        for (g, key, opts, lat) in &mut setups {
+            for _ in 0..per {
+                let t = Instant::now();
+                let lease = g.jobs().claim_next(opts)?.ok_or("nothing to claim")?;
+                lat.push(t.elapsed());
+                finish(g, key, &lease)?;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((_, _, _, mut lat), r) in setups.into_iter().zip(&repos) {
+        lat.sort();
+        let mean = lat.iter().map(Duration::as_secs_f64).sum::<f64>() / lat.len() as f64 * 1e6;
+        out.push(json!({"repo": r, "count": lat.len(), "mean_us": mean,
+                        "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)}));
+    }
+    println!("{}", json!({"workload": "claim-compare", "repos": out}));
     Ok(())
 }

@@ -210,16 +210,61 @@ impl Store {
     /// # Errors
     /// [`Error::Git`] when the ref store cannot be read.
     pub fn list_refs(&self, prefix: &str) -> Result<Vec<(RefName, Oid)>> {
+        // `git pack-refs` (maintenance) deletes loose ref files and directories while we walk
+        // them: a file or directory that vanished mid-walk means "list again" (the refs are
+        // in packed-refs by then), as git itself does.
+        // Deleting thousands of loose refs takes a while on a slow disk: back off, for up
+        // to the lock timeout.
+        let deadline = Instant::now() + locks::DEFAULT_LOCK_TIMEOUT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.list_refs_once(prefix) {
+                Err((e, vanished)) if vanished && Instant::now() < deadline => {
+                    tracing::debug!(prefix, error = %e, "a ref vanished while listing; listing again");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err((e, _)) => return Err(e),
+                Ok(v) => return Ok(v),
+            }
+        }
+    }
+
+    fn list_refs_once(
+        &self,
+        prefix: &str,
+    ) -> std::result::Result<Vec<(RefName, Oid)>, (Error, bool)> {
+        fn fail(context: String, e: &(dyn std::error::Error + 'static)) -> (Error, bool) {
+            let mut vanished = false;
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+            while let Some(c) = cause {
+                if c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                {
+                    vanished = true;
+                }
+                cause = c.source();
+            }
+            let chain = format!("{e:?}");
+            vanished |= chain.contains("kind: NotFound") || chain.contains("No such file");
+            (
+                Error::Git {
+                    context,
+                    message: e.to_string(),
+                },
+                vanished,
+            )
+        }
         let repo = self.handle();
         let platform = repo
             .references()
-            .map_err(|e| Error::git("listing refs", &e))?;
+            .map_err(|e| fail("listing refs".into(), &e))?;
         let iter = platform
             .prefixed(prefix)
-            .map_err(|e| Error::git(format!("listing refs under {prefix}"), &e))?;
+            .map_err(|e| fail(format!("listing refs under {prefix}"), &e))?;
         let mut out = Vec::new();
         for r in iter {
-            let r = r.map_err(|e| Error::git(format!("listing refs under {prefix}"), &e))?;
+            let r = r.map_err(|e| fail(format!("listing refs under {prefix}"), &e))?;
             if let Some(id) = r.try_id() {
                 out.push((
                     RefName::from_repository(r.name().as_bstr().to_string()),
@@ -283,7 +328,12 @@ impl Store {
                 .prepare(
                     gix_edits.clone(),
                     gix::lock::acquire::Fail::Immediately,
-                    gix::lock::acquire::Fail::Immediately,
+                    // When packed-refs exists, gix holds packed-refs.lock during every
+                    // transaction (to read current values consistently), so concurrent
+                    // writers of unrelated refs meet there: wait for it briefly with
+                    // gix's backoff; a lock still held after that is handled below (a
+                    // dead writer's is removed once stale).
+                    gix::lock::acquire::Fail::AfterDurationWithBackoff(PACKED_LOCK_WAIT),
                 )
                 .and_then(|tx| tx.commit(None));
             match attempt {
@@ -504,6 +554,10 @@ fn parse_loose_ref(name: &str, bytes: &[u8]) -> Result<Oid> {
 
 /// The lock family guarding `packed-refs` (deletes and `git pack-refs`).
 pub const PACKED_REFS_FAMILY: &str = "packed-refs";
+
+/// How long a transaction waits (with gix's backoff) for `packed-refs.lock`, which gix
+/// takes for every transaction once `packed-refs` exists.
+const PACKED_LOCK_WAIT: Duration = Duration::from_millis(500);
 
 fn collect_locks(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {

@@ -191,26 +191,9 @@ impl<'g> Jobs<'g> {
     /// # Errors
     /// When refs or commits cannot be read.
     pub fn list(&self, opts: &ListOptions) -> Result<Vec<JobRow>> {
-        let mut ids = Vec::new();
-        for (name, _) in self.gatos.store().list_refs(&names::jobs_prefix())? {
-            if let Some(names::RefKind::Job(id)) = name.kind() {
-                ids.push(id);
-            }
-        }
         let with_archive = opts.archived || opts.state.is_some_and(JobState::is_final);
-        if with_archive {
-            for id in archive::all_ids(self.gatos)? {
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-        }
-        ids.sort();
         let mut rows = Vec::new();
-        for id in ids {
-            let Some(rec) = self.record(id)? else {
-                continue;
-            };
+        for rec in self.records(with_archive)? {
             if opts.queue.as_ref().is_some_and(|q| *q != rec.spec.queue) {
                 continue;
             }
@@ -221,6 +204,31 @@ impl<'g> Jobs<'g> {
             rows.push(row);
         }
         Ok(rows)
+    }
+
+    /// Every job's record, oldest first: the live ones, and the archived ones (not also
+    /// live) when asked. Reads the archive once, not once per job.
+    ///
+    /// # Errors
+    /// When refs or commits cannot be read.
+    pub fn records(&self, with_archive: bool) -> Result<Vec<JobRecord>> {
+        let mut out = std::collections::BTreeMap::new();
+        for (id, refs) in archive::live(self.gatos)? {
+            if let Some(rec) = self.gatos.job_record_at(id, refs, false)? {
+                out.insert(id, rec);
+            }
+        }
+        if with_archive {
+            for a in archive::all(self.gatos)? {
+                if out.contains_key(&a.id) {
+                    continue;
+                }
+                if let Some(rec) = self.gatos.job_record_at(a.id, a.refs(), true)? {
+                    out.insert(a.id, rec);
+                }
+            }
+        }
+        Ok(out.into_values().collect())
     }
 
     /// `jobs cancel`: a pending job never runs; a running one is stopped by its worker.
@@ -310,15 +318,12 @@ impl<'g> Jobs<'g> {
     /// # Errors
     /// When refs cannot be listed.
     pub fn verify_all(&self) -> Result<Vec<VerifyRow>> {
-        let rows = self.list(&ListOptions {
-            archived: true,
-            ..ListOptions::default()
-        })?;
-        let mut out = Vec::new();
-        for r in rows.iter().filter(|r| r.result.is_some()) {
-            out.push(self.verify(r.id)?);
-        }
-        Ok(out)
+        Ok(self
+            .records(true)?
+            .iter()
+            .filter(|r| r.result.is_some())
+            .map(|r| self.verify_record(r))
+            .collect())
     }
 
     pub(crate) fn verify_record(&self, rec: &JobRecord) -> VerifyRow {

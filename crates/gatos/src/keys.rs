@@ -70,6 +70,16 @@ pub struct Revocation {
     pub revoked_by: KeyId,
 }
 
+impl Reason {
+    /// Returns the lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Superseded => "superseded",
+            Reason::Compromised => "compromised",
+        }
+    }
+}
+
 impl Revocation {
     /// Tells whether a proof made at `at` by the revoked key is invalid.
     pub fn invalidates(&self, at: Timestamp) -> bool {
@@ -227,12 +237,20 @@ impl Keys<'_> {
         self.trust(&id)?;
         self.publish(&key)?;
         if let Some(old) = old {
-            self.revoke_with(
-                &old,
-                &key_id(&old.verifying_key()),
-                Reason::Superseded,
-                None,
-            )?;
+            let old_id = key_id(&old.verifying_key());
+            // Already revoked (say, as compromised): that revocation stands.
+            if self
+                .gatos
+                .store()
+                .read_ref(&names::trust_revoked(&old_id))?
+                .is_none()
+            {
+                match self.revoke_with(&old, &old_id, Reason::Superseded, None) {
+                    Ok(_) => {}
+                    Err(e) if e.code() == ErrorCode::Conflict => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok((
             KeyRow {

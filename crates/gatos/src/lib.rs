@@ -129,10 +129,12 @@ struct Inner {
     topic_configs: Mutex<HashMap<Topic, (Oid, TopicConfig)>>,
     summaries: Mutex<HashMap<Topic, (Oid, u64)>>,
     tails: Mutex<HashMap<Topic, messages::chain::Meta>>,
+    msgids: Mutex<HashMap<Topic, messages::index::MsgIds>>,
     combiners: Mutex<HashMap<Topic, Arc<messages::publish::Combiner>>>,
     maintenance_hook: Mutex<Option<MaintenanceHook>>,
     writes: AtomicU64,
     last_job: Mutex<Option<Ulid>>,
+    ready: Mutex<jobs::ready::State>,
 }
 
 impl std::fmt::Debug for Gatos {
@@ -234,10 +236,12 @@ impl Gatos {
                 topic_configs: Mutex::default(),
                 summaries: Mutex::default(),
                 tails: Mutex::default(),
+                msgids: Mutex::default(),
                 combiners: Mutex::default(),
                 maintenance_hook: Mutex::default(),
                 writes: AtomicU64::new(0),
                 last_job: Mutex::default(),
+                ready: Mutex::default(),
             }),
         })
     }
@@ -278,6 +282,21 @@ impl Gatos {
         let id = self.inner.entropy.ulid(self.now(), *last);
         *last = Some(id);
         id
+    }
+
+    /// The `msg_id` hashes of recent messages, per topic, as this handle read them.
+    pub(crate) fn msgid_caches(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Topic, messages::index::MsgIds>> {
+        self.inner
+            .msgids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The job ready index's state as this handle last read it.
+    pub(crate) fn ready_state(&self) -> &Mutex<jobs::ready::State> {
+        &self.inner.ready
     }
 
     /// Returns the message plane.

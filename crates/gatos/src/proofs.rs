@@ -283,8 +283,8 @@ pub fn verify(
         return Err(fail(
             ErrorCode::KeyRevoked,
             format!(
-                "{key} was revoked ({:?}) before this proof was made",
-                rev.reason
+                "{key} was revoked ({}) before this proof was made",
+                rev.reason.as_str()
             ),
         ));
     }

@@ -162,3 +162,48 @@ fn a_live_writers_lock_is_never_broken() -> TestResult {
     s.update_refs(&[Edit::update(r, Some(a), b)], &Options::default())?;
     Ok(())
 }
+
+#[test]
+fn listing_refs_while_git_pack_refs_deletes_them_sees_them_all() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let c = commit(&s, "x")?;
+    // Many loose refs in many directories, as live jobs are.
+    let mut input = String::new();
+    for i in 0..1500 {
+        input.push_str(&format!(
+            "create refs/gatos/jobs/01ARZ3NDEKTSV4RRFFQ69G{i:04}/job {c}\n"
+        ));
+    }
+    let mut rounds = 0;
+    while rounds < 3 {
+        let mut update = repo.git_cmd(&["update-ref", "--stdin"]);
+        update.stdin(std::process::Stdio::piped());
+        let mut child = update.spawn()?;
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes())?;
+        drop(child.stdin.take());
+        assert!(child.wait()?.success());
+        let mut pack = repo.git_cmd(&["pack-refs", "--all", "--prune"]).spawn()?;
+        // List while pack-refs writes packed-refs and deletes the loose files.
+        while pack.try_wait()?.is_none() {
+            assert_eq!(s.list_refs("refs/gatos/jobs/")?.len(), 1500);
+        }
+        assert_eq!(s.list_refs("refs/gatos/jobs/")?.len(), 1500);
+        repo.git(&[
+            "for-each-ref",
+            "--format=delete %(refname)",
+            "refs/gatos/jobs/",
+        ])
+        .and_then(|list| {
+            let mut del = repo.git_cmd(&["update-ref", "--stdin"]);
+            del.stdin(std::process::Stdio::piped());
+            let mut child = del.spawn()?;
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), list.as_bytes())?;
+            drop(child.stdin.take());
+            assert!(child.wait()?.success());
+            Ok(())
+        })?;
+        rounds += 1;
+    }
+    Ok(())
+}

@@ -211,14 +211,6 @@ pub fn all(gatos: &Gatos) -> Result<Vec<Archived>> {
     Ok(out)
 }
 
-/// Returns the ids of every archived job.
-///
-/// # Errors
-/// When the archive cannot be read.
-pub fn all_ids(gatos: &Gatos) -> Result<Vec<Ulid>> {
-    Ok(all(gatos)?.into_iter().map(|a| a.id).collect())
-}
-
 /// When a finished job finished: its result's time, or for a cancelled job the later of
 /// the cancel and its last claim commit.
 fn finished_at(gatos: &Gatos, rec: &JobRecord) -> Result<Timestamp> {
@@ -238,7 +230,10 @@ fn finished_at(gatos: &Gatos, rec: &JobRecord) -> Result<Timestamp> {
 }
 
 /// The live jobs, with their refs.
-fn live(gatos: &Gatos) -> Result<BTreeMap<Ulid, Refs>> {
+///
+/// # Errors
+/// When the refs cannot be listed.
+pub(crate) fn live(gatos: &Gatos) -> Result<BTreeMap<Ulid, Refs>> {
     let mut jobs: BTreeMap<Ulid, Refs> = BTreeMap::new();
     for (name, oid) in gatos.store().list_refs(&names::jobs_prefix())? {
         let empty = Refs {

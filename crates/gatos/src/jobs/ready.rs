@@ -1,18 +1,28 @@
 //! The ready index: the unfinished jobs, so finding the next claimable job never scans
-//! every job ever run (DESIGN §4).
+//! every job ever run (DESIGN §4, ADR 0014).
 //!
-//! `<git-dir>/gatos/index/jobs/ready.json` lists pending and running jobs with what
-//! routing needs (queue, priority, capabilities, secrets, when claimable, lease end);
-//! `known` lists every live job id seen, to spot new ones. Every gatos writer keeps both up
-//! to date under the `index.jobs` lock family. Changes made outside that bookkeeping (a
-//! fetch, `git pack-refs`, a plain `git update-ref`) are noticed through a stamp of the
-//! `refs/gatos/jobs` directory (mtime and link count: one link per job directory) and of
-//! `packed-refs`; then the index catches up from the refs. It is never trusted over them:
-//! a worker re-reads a candidate's refs before claiming it.
+//! `<git-dir>/gatos/index/jobs/ready.log` is a journal of JSON lines, appended under the
+//! `index.jobs` lock family by every gatos writer after its ref change: `put` (an unfinished
+//! job with what routing needs: queue, priority, capabilities, secrets, when claimable,
+//! lease end), `del` (a job that finished), `stamp` and `known` (see below). A handle keeps
+//! the replayed state in memory and reads only what was appended since, so an enqueue costs
+//! one short append and a claim a stat and a small read, however long the backlog. The
+//! journal is compacted (rewritten and renamed into place) when it has grown to twice what
+//! it describes.
+//!
+//! Changes made outside that bookkeeping (a fetch, `git pack-refs`, a plain `git
+//! update-ref`) are noticed through a stamp of the `refs/gatos/jobs` directory (mtime and
+//! link count: one link per job directory) and of `packed-refs`; then the index catches up
+//! from the refs, reading only jobs it has not seen (`known` holds the live ids seen, so
+//! the finished jobs of the last week are not re-read). It is never trusted over the refs:
+//! a worker re-reads a candidate's refs before claiming it, and a torn or unreadable
+//! journal is rebuilt from them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read as _, Seek as _, Write as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::PoisonError;
 
 use gatos_store::refs::names;
 use gatos_types::jobs::JobState;
@@ -23,6 +33,7 @@ use crate::Gatos;
 use crate::error::{Error, Result};
 
 const FAMILY: &str = "index.jobs";
+const LOG: &str = "ready.log";
 
 /// One unfinished job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,20 +58,72 @@ pub struct Entry {
 /// A stamp of what outside writers could change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Stamp {
-    dir_mtime_ns: i128,
+    dir_mtime_ns: i64,
     dir_nlink: u64,
-    packed_mtime_ns: i128,
+    packed_mtime_ns: i64,
     packed_size: u64,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct ReadyFile {
+/// One journal line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Op {
+    Put { entry: Entry },
+    Del { id: Ulid },
+    Stamp { stamp: Stamp },
+    Known { ids: Vec<Ulid> },
+}
+
+/// The replayed journal, cached per handle.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    file: Option<(u64, u64)>,
+    offset: u64,
+    lines: u64,
     stamp: Option<Stamp>,
-    jobs: Vec<Entry>,
+    jobs: BTreeMap<Ulid, Entry>,
+    known: BTreeSet<Ulid>,
+}
+
+impl State {
+    fn apply(&mut self, op: Op) {
+        self.lines += 1;
+        match op {
+            Op::Put { entry } => {
+                self.known.insert(entry.id);
+                self.jobs.insert(entry.id, entry);
+            }
+            Op::Del { id } => {
+                self.known.insert(id);
+                self.jobs.remove(&id);
+            }
+            Op::Stamp { stamp } => self.stamp = Some(stamp),
+            Op::Known { ids } => self.known = ids.into_iter().collect(),
+        }
+    }
+
+    /// The lines that describe this state from scratch.
+    fn snapshot(&self) -> Vec<Op> {
+        let mut ops = vec![Op::Known {
+            ids: self.known.iter().copied().collect(),
+        }];
+        ops.extend(self.jobs.values().map(|e| Op::Put { entry: e.clone() }));
+        if let Some(stamp) = self.stamp {
+            ops.push(Op::Stamp { stamp });
+        }
+        ops
+    }
 }
 
 fn io(what: &str, e: std::io::Error) -> Error {
     Error::new(ErrorCode::Internal, format!("job ready index: {what}: {e}"))
+}
+
+fn line(op: &Op) -> Result<Vec<u8>> {
+    let mut b =
+        serde_json::to_vec(op).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    b.push(b'\n');
+    Ok(b)
 }
 
 /// The ready index of a repository.
@@ -82,64 +145,25 @@ impl<'g> Ready<'g> {
         let common = self.gatos.store().common_dir();
         let mut s = Stamp::default();
         if let Ok(m) = std::fs::metadata(common.join("refs/gatos/jobs")) {
-            s.dir_mtime_ns = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+            s.dir_mtime_ns = m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec());
             s.dir_nlink = m.nlink();
         }
         if let Ok(m) = std::fs::metadata(common.join("packed-refs")) {
-            s.packed_mtime_ns = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+            s.packed_mtime_ns = m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec());
             s.packed_size = m.size();
         }
         s
     }
 
-    fn load(&self) -> ReadyFile {
-        std::fs::read(self.dir().join("ready.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    fn save(&self, f: &ReadyFile) -> Result<()> {
-        let dir = self.dir();
-        std::fs::create_dir_all(&dir).map_err(|e| io("create", e))?;
-        let tmp = dir.join("ready.json.tmp");
-        let bytes =
-            serde_json::to_vec(f).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-        std::fs::write(&tmp, bytes).map_err(|e| io("write", e))?;
-        std::fs::rename(&tmp, dir.join("ready.json")).map_err(|e| io("rename", e))
-    }
-
-    fn load_known(&self) -> Option<BTreeSet<Ulid>> {
-        let bytes = std::fs::read(self.dir().join("known")).ok()?;
-        if bytes.len() % 16 != 0 {
-            return None;
-        }
-        Some(
-            bytes
-                .chunks(16)
-                .map(|c| {
-                    let mut b = [0u8; 16];
-                    b.copy_from_slice(c);
-                    Ulid::from_u128(u128::from_be_bytes(b))
-                })
-                .collect(),
-        )
-    }
-
-    fn save_known(&self, known: &BTreeSet<Ulid>) -> Result<()> {
-        let dir = self.dir();
-        std::fs::create_dir_all(&dir).map_err(|e| io("create", e))?;
-        let mut bytes = Vec::with_capacity(known.len() * 16);
-        for id in known {
-            bytes.extend_from_slice(&id.to_bytes());
-        }
-        let tmp = dir.join("known.tmp");
-        std::fs::write(&tmp, bytes).map_err(|e| io("write", e))?;
-        std::fs::rename(&tmp, dir.join("known")).map_err(|e| io("rename", e))
-    }
-
-    fn lock(&self) -> Result<gatos_store::locks::Guard> {
-        Ok(self
+    /// Runs `f` on the state, brought up to date with the journal, under the lock.
+    fn with<T>(&self, f: impl FnOnce(&Self, &mut State) -> Result<T>) -> Result<T> {
+        let _g = self
             .gatos
             .store()
             .locks()
@@ -147,56 +171,150 @@ impl<'g> Ready<'g> {
                 &[FAMILY.to_owned()],
                 gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
             )
-            .map_err(gatos_store::Error::from)?)
+            .map_err(gatos_store::Error::from)?;
+        let mut guard = self
+            .gatos
+            .ready_state()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *guard;
+        if !self.sync(state)? {
+            // Torn (a writer died mid-append) or unreadable: start again from the refs.
+            tracing::info!(
+                "the job ready index journal is unreadable; rebuilding it from the refs"
+            );
+            *state = State::default();
+            self.catch_up(state, self.stamp())?;
+        }
+        f(self, state)
+    }
+
+    /// Reads what was appended since the state's offset. False when the journal cannot be
+    /// trusted (a torn or malformed line).
+    fn sync(&self, state: &mut State) -> Result<bool> {
+        let path = self.dir().join(LOG);
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if state.file.is_some() || state.lines > 0 {
+                    *state = State::default();
+                }
+                return Ok(true);
+            }
+            Err(e) => return Err(io("open", e)),
+        };
+        let meta = file.metadata().map_err(|e| io("stat", e))?;
+        let id = (meta.dev(), meta.ino());
+        if state.file != Some(id) || meta.len() < state.offset {
+            *state = State {
+                file: Some(id),
+                ..State::default()
+            };
+        }
+        if meta.len() == state.offset {
+            return Ok(true);
+        }
+        file.seek(std::io::SeekFrom::Start(state.offset))
+            .map_err(|e| io("seek", e))?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf).map_err(|e| io("read", e))?;
+        if buf.last() != Some(&b'\n') {
+            return Ok(false);
+        }
+        for l in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice::<Op>(l) {
+                Ok(op) => state.apply(op),
+                Err(_) => return Ok(false),
+            }
+        }
+        state.offset += buf.len() as u64;
+        Ok(true)
+    }
+
+    /// Appends ops (one write), compacting the journal when it has grown enough.
+    fn append(&self, state: &mut State, ops: Vec<Op>) -> Result<()> {
+        let mut bytes = Vec::new();
+        for op in &ops {
+            bytes.extend(line(op)?);
+        }
+        for op in ops {
+            state.apply(op);
+        }
+        let described = (state.jobs.len() + state.known.len() / 64) as u64 + 2;
+        if state.file.is_none() || state.lines > 2 * described + 1024 {
+            return self.rewrite(state);
+        }
+        let path = self.dir().join(LOG);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| io("open", e))?;
+        f.write_all(&bytes).map_err(|e| io("append", e))?;
+        state.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the state as a fresh journal and renames it into place.
+    fn rewrite(&self, state: &mut State) -> Result<()> {
+        let dir = self.dir();
+        std::fs::create_dir_all(&dir).map_err(|e| io("create", e))?;
+        let ops = state.snapshot();
+        let mut bytes = Vec::new();
+        for op in &ops {
+            bytes.extend(line(op)?);
+        }
+        let tmp = dir.join(format!("{LOG}.tmp"));
+        std::fs::write(&tmp, &bytes).map_err(|e| io("write", e))?;
+        std::fs::rename(&tmp, dir.join(LOG)).map_err(|e| io("rename", e))?;
+        let meta = std::fs::metadata(dir.join(LOG)).map_err(|e| io("stat", e))?;
+        state.file = Some((meta.dev(), meta.ino()));
+        state.offset = bytes.len() as u64;
+        state.lines = ops.len() as u64;
+        Ok(())
     }
 
     /// Returns the unfinished jobs, catching up with the refs first if outside writers
     /// changed them.
     pub(crate) fn entries(&self) -> Result<Vec<Entry>> {
-        let _g = self.lock()?;
-        let mut f = self.load();
-        let now_stamp = self.stamp();
-        if f.stamp != Some(now_stamp) {
-            self.catch_up(&mut f, now_stamp)?;
-            self.save(&f)?;
-        }
-        Ok(f.jobs)
+        self.with(|me, state| {
+            let now = me.stamp();
+            if state.stamp != Some(now) {
+                tracing::debug!(was = ?state.stamp, now = ?now, "the job refs changed outside the index");
+                me.catch_up(state, now)?;
+            }
+            Ok(state.jobs.values().cloned().collect())
+        })
     }
 
-    /// Re-reads the live job refs: adds jobs not seen yet, drops jobs gone from the refs.
-    fn catch_up(&self, f: &mut ReadyFile, stamp: Stamp) -> Result<()> {
+    /// Re-reads the live job refs: adds jobs not seen yet, drops jobs gone from the refs,
+    /// then rewrites the journal.
+    fn catch_up(&self, state: &mut State, stamp: Stamp) -> Result<()> {
         let mut live = BTreeSet::new();
         for (name, _) in self.gatos.store().list_refs(&names::jobs_prefix())? {
             if let Some(names::RefKind::Job(id)) = name.kind() {
                 live.insert(id);
             }
         }
-        let known = self.load_known();
-        let first_time = known.is_none() || f.stamp.is_none();
-        let known = known.unwrap_or_default();
-        f.jobs.retain(|e| live.contains(&e.id));
+        state.jobs.retain(|id, _| live.contains(id));
         let now = self.gatos.now();
         let mut added = 0usize;
         for id in &live {
-            if !first_time && known.contains(id) {
-                continue;
-            }
-            if f.jobs.iter().any(|e| e.id == *id) {
+            if state.known.contains(id) {
                 continue;
             }
             let Some(rec) = self.gatos.jobs().record(*id)? else {
                 continue;
             };
             if let Some(e) = entry_for(&rec, now, self.gatos.lease_skew()) {
-                f.jobs.push(e);
+                state.jobs.insert(*id, e);
                 added += 1;
             }
         }
-        f.jobs.sort_by_key(|e| e.id);
-        self.save_known(&live)?;
-        f.stamp = Some(stamp);
+        state.known = live;
+        state.stamp = Some(stamp);
+        self.rewrite(state)?;
         tracing::debug!(
-            live = live.len(),
+            live = state.known.len(),
             added,
             "job ready index caught up with the refs"
         );
@@ -205,50 +323,50 @@ impl<'g> Ready<'g> {
 
     /// Adds or replaces a job's entry (or removes it when the job is finished).
     pub(crate) fn put(&self, id: Ulid, entry: Option<Entry>) -> Result<()> {
-        let _g = self.lock()?;
-        let mut f = self.load();
-        f.jobs.retain(|e| e.id != id);
-        if let Some(e) = entry {
-            f.jobs.push(e);
-            f.jobs.sort_by_key(|e| e.id);
-        }
-        self.save(&f)
+        self.with(|me, state| {
+            if state.jobs.get(&id) == entry.as_ref()
+                && (entry.is_some() || state.known.contains(&id))
+            {
+                return Ok(());
+            }
+            let op = match entry {
+                Some(entry) => Op::Put { entry },
+                None => Op::Del { id },
+            };
+            me.append(state, vec![op])
+        })
     }
 
     /// Records a job this process just created: the stamp moves on only if our new job
     /// directory was the only change since `before` (one more link, nothing else).
     pub(crate) fn created(&self, entry: Entry, before: Stamp) -> Result<()> {
-        let _g = self.lock()?;
-        let mut f = self.load();
-        let id = entry.id;
-        f.jobs.retain(|e| e.id != id);
-        f.jobs.push(entry);
-        f.jobs.sort_by_key(|e| e.id);
-        let now = self.stamp();
-        if f.stamp == Some(before)
-            && now.dir_nlink == before.dir_nlink + 1
-            && now.packed_mtime_ns == before.packed_mtime_ns
-            && now.packed_size == before.packed_size
-        {
-            let mut known = self.load_known().unwrap_or_default();
-            known.insert(id);
-            self.save_known(&known)?;
-            f.stamp = Some(now);
-        }
-        self.save(&f)
+        self.with(|me, state| {
+            let now = me.stamp();
+            let mut ops = vec![Op::Put { entry }];
+            if state.stamp == Some(before)
+                && now.dir_nlink == before.dir_nlink + 1
+                && now.packed_mtime_ns == before.packed_mtime_ns
+                && now.packed_size == before.packed_size
+            {
+                ops.push(Op::Stamp { stamp: now });
+            }
+            me.append(state, ops)
+        })
     }
 
     /// Forgets everything; the next use rebuilds from the refs.
     pub(crate) fn reset(&self) -> Result<()> {
-        let _g = self.lock()?;
-        for name in ["ready.json", "known"] {
-            match std::fs::remove_file(self.dir().join(name)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io("remove", e)),
+        self.with(|me, state| {
+            *state = State::default();
+            for name in [LOG, "ready.json", "known"] {
+                match std::fs::remove_file(me.dir().join(name)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io("remove", e)),
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -274,4 +392,42 @@ pub(crate) fn entry_for(
         not_before: d.claimable_at.unwrap_or(now),
         lease_until,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_journal_line_reads_back() {
+        let stamp = Stamp {
+            dir_mtime_ns: 1_795_000_000_123_456_789,
+            dir_nlink: 7,
+            packed_mtime_ns: 0,
+            packed_size: 12,
+        };
+        let entry = Entry {
+            id: Ulid::from_parts(1_795_000_000_000, 42),
+            queue: Queue::default_queue(),
+            priority: -3,
+            caps: Vec::new(),
+            secrets: vec!["TOKEN".into()],
+            not_before: Timestamp::from_millis(1_795_000_000_000),
+            lease_until: None,
+        };
+        for op in [
+            Op::Put {
+                entry: entry.clone(),
+            },
+            Op::Del { id: entry.id },
+            Op::Stamp { stamp },
+            Op::Known {
+                ids: vec![entry.id],
+            },
+        ] {
+            let bytes = line(&op).expect("encodes");
+            let back: Op = serde_json::from_slice(&bytes).expect("decodes");
+            assert_eq!(format!("{back:?}"), format!("{op:?}"));
+        }
+    }
 }

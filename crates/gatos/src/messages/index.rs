@@ -185,6 +185,18 @@ fn io(topic: &Topic, what: &str, e: std::io::Error) -> Error {
     corrupt(topic, format_args!("{what}: {e}"))
 }
 
+/// The `msg_id` hashes of a topic's recent messages, as one handle read them (see
+/// [`View::msgid_candidates`]).
+#[derive(Debug, Default)]
+pub struct MsgIds {
+    generation: u32,
+    base: u64,
+    /// The last seq read.
+    through: u64,
+    entries: u64,
+    by_hash: std::collections::HashMap<u64, Vec<u64>>,
+}
+
 /// A validated view of a topic's index, matching a given head and summary.
 #[derive(Debug)]
 pub struct View {
@@ -344,31 +356,62 @@ impl View {
 
     /// Returns the seqs among the last `window` messages whose `msg_id` hash is `hash`.
     ///
+    /// `cache` (kept per handle and topic) holds the hashes already read, so a long-lived
+    /// writer reads only the messages appended since its last publish instead of the whole
+    /// window (up to 800 KB at the default 100,000) every time.
+    ///
     /// # Errors
     /// When the msgid file cannot be read.
-    pub fn msgid_candidates(&self, hash: u64, window: u64) -> Result<Vec<u64>> {
+    pub fn msgid_candidates(&self, cache: &mut MsgIds, hash: u64, window: u64) -> Result<Vec<u64>> {
         if self.header.count == 0 || window == 0 {
             return Ok(Vec::new());
         }
         let last = self.last_seq();
         let from = last.saturating_sub(window - 1).max(self.header.first);
-        let path = self.dir.join("msgids");
-        let f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) => return Err(io(&self.topic, "open msgids", e)),
-        };
-        let mut buf = vec![0u8; usize::try_from((last + 1 - from) * 8).unwrap_or(0)];
-        f.read_exact_at(&mut buf, (from - self.header.base) * 8)
-            .map_err(|e| io(&self.topic, "read msgids", e))?;
-        let mut out = Vec::new();
-        for (i, c) in buf.chunks(8).enumerate() {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(c);
-            if u64::from_le_bytes(x) == hash {
-                out.push(from + i as u64);
+        if cache.generation != self.header.generation
+            || cache.base != self.header.base
+            || cache.through > last
+        {
+            *cache = MsgIds {
+                generation: self.header.generation,
+                base: self.header.base,
+                ..MsgIds::default()
+            };
+        }
+        let start = cache.through.saturating_add(1).max(from);
+        if start <= last {
+            let path = self.dir.join("msgids");
+            let f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) => return Err(io(&self.topic, "open msgids", e)),
+            };
+            let mut buf = vec![0u8; usize::try_from((last + 1 - start) * 8).unwrap_or(0)];
+            f.read_exact_at(&mut buf, (start - self.header.base) * 8)
+                .map_err(|e| io(&self.topic, "read msgids", e))?;
+            for (i, c) in buf.chunks(8).enumerate() {
+                let mut x = [0u8; 8];
+                x.copy_from_slice(c);
+                let h = u64::from_le_bytes(x);
+                if h != 0 {
+                    cache.by_hash.entry(h).or_default().push(start + i as u64);
+                    cache.entries += 1;
+                }
             }
         }
-        Ok(out)
+        cache.through = last;
+        // Forget what fell out of the window once it is as large as the window again.
+        if cache.entries > window.saturating_mul(2) {
+            cache.by_hash.retain(|_, seqs| {
+                seqs.retain(|s| *s >= from);
+                !seqs.is_empty()
+            });
+            cache.entries = cache.by_hash.values().map(|v| v.len() as u64).sum();
+        }
+        Ok(cache
+            .by_hash
+            .get(&hash)
+            .map(|seqs| seqs.iter().copied().filter(|s| *s >= from).collect())
+            .unwrap_or_default())
     }
 
     /// Tells whether the index still has the generation this view was read with.

@@ -400,9 +400,11 @@ impl Messages<'_> {
             let view = index::open(store, topic, target, &[])?;
             let window = self.gatos.settings().dedupe_window;
             let mut blob = Vec::new();
+            let mut caches = self.gatos.msgid_caches();
+            let cache = caches.entry(topic.clone()).or_default();
             for (i, item) in items.iter().enumerate() {
                 let Some(id) = &item.msg_id else { continue };
-                for seq in view.msgid_candidates(msgid_hash(id), window)? {
+                for seq in view.msgid_candidates(cache, msgid_hash(id), window)? {
                     let rec = view.record(seq)?;
                     reader.blob_into(rec.blob, &mut blob)?;
                     if EnvelopeRef::parse(&blob)

@@ -69,7 +69,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &KeysCommand) -> Result<(), Error> 
                 .transpose()?;
             let rev = g.keys().revoke(key, reason, since)?;
             out.row(&rev, |w| {
-                write!(w, "revoked {} ({reason:?})", rev.key).map(|()| ())
+                write!(w, "revoked {} ({})", rev.key, reason.as_str())
             })
         }
     }
