@@ -14,3 +14,4 @@ mod daemon;
 mod jobs;
 mod messages;
 mod support;
+mod sync;

@@ -67,6 +67,8 @@ pub const MANIFESTS_GET: &str = "manifests.get";
 pub const MANIFESTS_LIST: &str = "manifests.list";
 /// `manifests.run`
 pub const MANIFESTS_RUN: &str = "manifests.run";
+/// `sync.run`
+pub const SYNC_RUN: &str = "sync.run";
 
 /// Methods whose answer is the point: not run when sent as notifications (DESIGN §6;
 /// `jobs.watch` too, like `messages.subscribe`).
@@ -226,6 +228,18 @@ pub struct NoParams {}
 pub struct TopicsResult {
     /// The topics.
     pub topics: Vec<TopicRow>,
+}
+
+/// `sync.run` params.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncParams {
+    /// The remote (default: the daemon's `--sync` remote, else the only one, else `origin`).
+    #[serde(default)]
+    pub remote: Option<String>,
+    /// Fail with `Conflict` when a conflict was reported.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 /// `gatos.auth` params.

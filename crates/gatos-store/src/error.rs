@@ -96,6 +96,14 @@ pub enum Error {
         /// gix's message chain.
         message: String,
     },
+    /// A remote could not be reached, or refused the whole exchange.
+    #[error("{what}: {detail}")]
+    Remote {
+        /// What we were doing.
+        what: String,
+        /// What git said.
+        detail: String,
+    },
     /// The `git` executable failed or could not run.
     #[error("`git {args}` failed ({status}): {stderr}")]
     Subprocess {
@@ -153,7 +161,7 @@ impl Coded for Error {
             Error::MissingObject { .. } => ErrorCode::NotFound,
             Error::Corrupt { .. } => ErrorCode::InvalidEnvelope,
             Error::Io { .. } | Error::Git { .. } => ErrorCode::Internal,
-            Error::Subprocess { .. } => ErrorCode::Unavailable,
+            Error::Subprocess { .. } | Error::Remote { .. } => ErrorCode::Unavailable,
         }
     }
 }

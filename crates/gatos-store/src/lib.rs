@@ -24,6 +24,7 @@ pub mod maintenance;
 pub mod objects;
 pub mod pack;
 pub mod refs;
+pub mod remote;
 pub mod subprocess;
 pub mod zlib;
 

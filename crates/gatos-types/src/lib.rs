@@ -22,6 +22,7 @@ pub mod error;
 pub mod jcs;
 pub mod jobs;
 pub mod name;
+pub mod sync;
 pub mod time;
 pub mod trailers;
 pub mod ulid;

@@ -138,6 +138,16 @@ impl<'g> Checkpoints<'g> {
     /// Writes `doc` as the group's new checkpoint if it is ahead (or `force`), returning
     /// the checkpoint as it ends up.
     pub(crate) fn advance(&self, doc: CheckpointDoc, force: bool) -> Result<CheckpointDoc> {
+        self.advance_with(doc, force, "checkpoint.force")
+    }
+
+    /// As [`Checkpoints::advance`], naming the audited action of a backward move.
+    pub(crate) fn advance_with(
+        &self,
+        doc: CheckpointDoc,
+        force: bool,
+        action: &str,
+    ) -> Result<CheckpointDoc> {
         let store = self.gatos.store();
         let (group, topic) = (doc.group.clone(), doc.topic.clone());
         let _guard = store
@@ -199,7 +209,7 @@ impl<'g> Checkpoints<'g> {
         if backwards {
             crate::audit::record(
                 self.gatos,
-                "checkpoint.force",
+                action,
                 &format!("consumer:{group}/{topic}"),
                 serde_json::to_value(&old).unwrap_or_default(),
                 serde_json::to_value(&doc).unwrap_or_default(),

@@ -8,6 +8,7 @@
 //! transaction with the `closed` claim commit, so a worker whose claim was taken over can
 //! never write it.
 
+mod arbiter;
 pub mod archive;
 mod events;
 pub(crate) use events::emit as emit_event;

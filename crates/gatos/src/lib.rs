@@ -28,6 +28,7 @@ pub mod keys;
 pub mod manifests;
 pub mod messages;
 pub mod proofs;
+pub mod sync;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -135,6 +136,7 @@ struct Inner {
     writes: AtomicU64,
     last_job: Mutex<Option<Ulid>>,
     ready: Mutex<jobs::ready::State>,
+    arbiter: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Gatos {
@@ -242,6 +244,7 @@ impl Gatos {
                 writes: AtomicU64::new(0),
                 last_job: Mutex::default(),
                 ready: Mutex::default(),
+                arbiter: Mutex::default(),
             }),
         })
     }
@@ -249,6 +252,34 @@ impl Gatos {
     /// Returns the store (for maintenance and diagnostics).
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Makes a remote the arbiter of this handle's claims (`git gatos worker --remote`):
+    /// every claim, heartbeat, release and result is pushed there first, with a lease, and
+    /// only mirrored here once the hub took it (ADR 0015). `None` claims locally.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown remote, `InvalidInput` for an unusable name.
+    pub fn set_job_arbiter(&self, remote: Option<&str>) -> Result<()> {
+        let name = match remote {
+            Some(r) => Some(sync::resolve_remote(self, Some(r))?),
+            None => None,
+        };
+        *self
+            .inner
+            .arbiter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
+        Ok(())
+    }
+
+    /// The remote that arbitrates claims, if any.
+    pub(crate) fn job_arbiter(&self) -> Option<String> {
+        self.inner
+            .arbiter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Returns the settings read at open.

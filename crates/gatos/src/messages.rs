@@ -15,6 +15,7 @@ pub mod index;
 mod prune;
 pub(crate) mod publish;
 mod read;
+pub(crate) mod reappend;
 
 use gatos_store::refs::names;
 use gatos_types::trailers::keys;
@@ -46,6 +47,51 @@ pub struct Messages<'g> {
 pub(crate) struct Summary {
     pub at: Option<Oid>,
     pub through: u64,
+}
+
+fn forks_path(gatos: &Gatos, topic: &Topic) -> std::path::PathBuf {
+    // Not under index/: the index may be dropped and rebuilt, the journal must not be.
+    gatos.store().gatos_dir().join("forks").join(topic.as_str())
+}
+
+/// The length of a topic's fork journal (where sync records the positions it rewrote from).
+pub(crate) fn forks_len(gatos: &Gatos, topic: &Topic) -> u64 {
+    std::fs::metadata(forks_path(gatos, topic)).map_or(0, |m| m.len())
+}
+
+/// The lowest fork position recorded after byte `seen` of the journal, and its length now.
+pub(crate) fn forks_since(gatos: &Gatos, topic: &Topic, seen: u64) -> (Option<u64>, u64) {
+    let Ok(bytes) = std::fs::read(forks_path(gatos, topic)) else {
+        return (None, 0);
+    };
+    let len = bytes.len() as u64;
+    if len <= seen {
+        return (None, len);
+    }
+    let from = usize::try_from(seen).unwrap_or(0);
+    let fork = String::from_utf8_lossy(&bytes[from..])
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .min();
+    (fork, len)
+}
+
+/// Records that a topic's sequence was rewritten after position `seq` (before the head
+/// moves, so a follower never sees the new head without it).
+pub(crate) fn record_fork(gatos: &Gatos, topic: &Topic, seq: u64) -> Result<()> {
+    use std::io::Write as _;
+    let path = forks_path(gatos, topic);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::new(ErrorCode::Internal, format!("fork journal: {e}")))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("fork journal: {e}")))?;
+    f.write_all(format!("{seq}\n").as_bytes())
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("fork journal: {e}")))
 }
 
 impl<'g> Messages<'g> {
@@ -96,6 +142,20 @@ impl<'g> Messages<'g> {
             pruned_through: summary.through,
         };
         index::open(self.gatos.store(), topic, target, &[]).map(Some)
+    }
+
+    /// Returns the commit at position `seq` of the topic as it is now, if retained.
+    ///
+    /// # Errors
+    /// When the index cannot be read or rebuilt.
+    pub fn commit_at(&self, topic: &Topic, seq: u64) -> Result<Option<Oid>> {
+        let Some(view) = self.view(topic)? else {
+            return Ok(None);
+        };
+        if view.retained() == 0 || seq < view.first_seq() || seq > view.last_seq() {
+            return Ok(None);
+        }
+        Ok(Some(view.record(seq)?.commit))
     }
 
     /// Returns a topic's settings.

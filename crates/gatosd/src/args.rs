@@ -8,11 +8,13 @@ pub const USAGE: &str = "\
 usage: gatosd [--repo DIR] [--socket PATH] [--stdio]
               [--listen 127.0.0.1:PORT --token-file F] [--allow-non-loopback]
               [--log-level LEVEL] [--log-format text|json] [--max-line BYTES]
+              [--sync REMOTE [--sync-interval DUR]]
 
 Serves JSON-RPC 2.0 over JSONL on the repository containing DIR (default: the current
 directory): on a Unix socket (default <git-dir>/gatos/gatosd.sock), or on stdin/stdout
 with --stdio, and also on TCP with --listen (the first call must be gatos.auth with the
-token of --token-file). Logs go to stderr; the level comes from --log-level, else GATOS_LOG,
+token of --token-file). With --sync, it also syncs with REMOTE every --sync-interval
+(default 30s; what `git gatos sync REMOTE` does). Logs go to stderr; the level comes from --log-level, else GATOS_LOG,
 else RUST_LOG, else info.";
 
 /// Parsed arguments.
@@ -36,6 +38,10 @@ pub struct Args {
     pub log_json: bool,
     /// `--max-line`.
     pub max_line: Option<usize>,
+    /// `--sync REMOTE`.
+    pub sync: Option<String>,
+    /// `--sync-interval DUR` (default 30 s).
+    pub sync_interval: Option<gatos_types::Dur>,
     /// `--help`.
     pub help: bool,
     /// `--version`.
@@ -88,6 +94,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
                 }
                 a.max_line = Some(n);
             }
+            "--sync" => a.sync = Some(value("--sync")?),
+            "--sync-interval" => {
+                let v = value("--sync-interval")?;
+                let d = gatos_types::Dur::parse(&v)
+                    .map_err(|e| format!("--sync-interval: {v:?} is not a duration: {e}"))?;
+                if d.as_millis() < 1000 {
+                    return Err("--sync-interval must be at least 1s".into());
+                }
+                a.sync_interval = Some(d);
+            }
             "-h" | "--help" => a.help = true,
             "-V" | "--version" => a.version = true,
             other => return Err(format!("unexpected argument {other:?}")),
@@ -95,6 +111,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     }
     if a.stdio && a.socket.is_some() {
         return Err("--stdio and --socket exclude each other".into());
+    }
+    if a.sync_interval.is_some() && a.sync.is_none() {
+        return Err("--sync-interval needs --sync REMOTE".into());
     }
     if a.listen.is_some() != a.token_file.is_some() {
         return Err("--listen and --token-file go together".into());

@@ -86,6 +86,13 @@ fn start(args: &args::Args) -> Result<(), StartError> {
         Err(e) => tracing::warn!(error = %e, "could not check for stale locks"),
     }
     install_maintenance(&gatos);
+    let sync_remote = match &args.sync {
+        Some(r) => Some(
+            gatos::sync::resolve_remote(&gatos, Some(r))
+                .map_err(|e| StartError(e.code(), e.to_string()))?,
+        ),
+        None => None,
+    };
     let token = match &args.token_file {
         Some(p) => Some(
             transport::tcp::read_token(p).map_err(|e| StartError(ErrorCode::InvalidInput, e))?,
@@ -119,10 +126,106 @@ fn start(args: &args::Args) -> Result<(), StartError> {
             tracing::info!(address = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening on TCP");
             endpoints.tcp = Some(l);
         }
-        let shared = shared::Shared::new(gatos, limits, token);
+        let shared = shared::Shared::with_sync(gatos.clone(), limits, token, sync_remote.clone());
+        let syncer = sync_remote.map(|r| {
+            background_sync(gatos, r, args.sync_interval.unwrap_or(gatos_types::Dur::from_secs(30)))
+        });
         server::run(shared, endpoints, shutdown_signal()).await;
+        if let Some(s) = syncer {
+            s.stop();
+        }
         Ok(())
     })
+}
+
+/// The background sync thread of `--sync`.
+struct Syncer {
+    stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Syncer {
+    /// Asks the thread to stop and waits for a sync in progress (at most a minute: a remote
+    /// that hangs must not keep the daemon from exiting; an interrupted sync is recoverable).
+    fn stop(self) {
+        let (flag, cv) = &*self.stop;
+        *flag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        cv.notify_all();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !self.thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if self.thread.is_finished() {
+            let _ = self.thread.join();
+        } else {
+            tracing::warn!("a sync is still running; exiting without it (the next sync resumes)");
+        }
+    }
+}
+
+/// Syncs with `remote` every `interval` on a thread (sync is blocking: git runs as a child
+/// process). Subscribers see what arrived like any other write: their watchers poll the
+/// refs, and a rewritten tail is in the fork journal.
+fn background_sync(gatos: Gatos, remote: String, interval: gatos_types::Dur) -> Syncer {
+    let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let flag = stop.clone();
+    let every = interval.to_std();
+    let thread = std::thread::Builder::new()
+        .name("gatosd-sync".into())
+        .spawn(move || {
+            let (lock, cv) = &*flag;
+            loop {
+                let started = std::time::Instant::now();
+                match gatos.sync(&gatos::sync::SyncOptions {
+                    remote: Some(remote.clone()),
+                    strict: false,
+                    progress: false,
+                }) {
+                    Ok(r) => {
+                        let moved: u64 = r.topics.iter().map(|t| t.received + t.sent).sum();
+                        tracing::info!(
+                            remote = %r.remote,
+                            messages = moved,
+                            adopted = r.adopted,
+                            pushed = r.pushed,
+                            conflicts = r.conflicts.len(),
+                            retry = r.retry.len(),
+                            ms = started.elapsed().as_millis() as u64,
+                            "synced"
+                        );
+                    }
+                    Err(e) => tracing::warn!(remote = %remote, error = %e, "sync failed; retrying at the next interval"),
+                }
+                let mut stopped = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let deadline = std::time::Instant::now() + every;
+                while !*stopped {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    stopped = cv
+                        .wait_timeout(stopped, deadline - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+                if *stopped {
+                    return;
+                }
+            }
+        });
+    match thread {
+        Ok(thread) => Syncer { stop, thread },
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the sync thread");
+            // A finished thread stands in, so that shutdown has nothing to wait for.
+            Syncer {
+                stop,
+                thread: std::thread::spawn(|| {}),
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -74,6 +74,7 @@ pub async fn call(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
         m::MANIFESTS_GET => plain(manifests::get(conn, params).await),
         m::MANIFESTS_LIST => plain(manifests::list(conn, params).await),
         m::MANIFESTS_RUN => plain(manifests::run(conn, params).await),
+        m::SYNC_RUN => plain(gatos::sync_run(conn, params).await),
         m::GATOS_HEALTH => plain(gatos::health(conn, params).await),
         m::GATOS_VERSION => plain(gatos::version(params)),
         m::GATOS_AUTH => plain(gatos::auth_again(conn, params)),

@@ -27,12 +27,24 @@ pub struct Shared {
     pub subscriptions: AtomicU64,
     /// Watched topic heads.
     pub watchers: Arc<Watchers>,
+    /// The remote of `--sync` (the default of `sync.run`).
+    pub sync_remote: Option<String>,
     next_id: AtomicU64,
 }
 
 impl Shared {
     /// Makes the shared state.
     pub fn new(gatos: Gatos, limits: Limits, token: Option<Vec<u8>>) -> Arc<Shared> {
+        Shared::with_sync(gatos, limits, token, None)
+    }
+
+    /// Makes the shared state of a daemon that syncs with `sync_remote`.
+    pub fn with_sync(
+        gatos: Gatos,
+        limits: Limits,
+        token: Option<Vec<u8>>,
+        sync_remote: Option<String>,
+    ) -> Arc<Shared> {
         let watchers = Arc::new(Watchers::new(gatos.clone(), limits.watch_poll));
         Arc::new(Shared {
             gatos,
@@ -43,6 +55,7 @@ impl Shared {
             connections_total: AtomicU64::new(0),
             subscriptions: AtomicU64::new(0),
             watchers,
+            sync_remote,
             next_id: AtomicU64::new(1),
         })
     }

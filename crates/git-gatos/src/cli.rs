@@ -60,8 +60,20 @@ pub enum Command {
     /// The signing key, local trust, published keys and revocations.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Replicate with a Git remote: fetch, reconcile every kind of ref, push.
+    Sync(SyncArgs),
     /// Compact the repository: repack, pack refs, write the commit-graph, archive jobs.
     Maintenance(MaintenanceArgs),
+}
+
+/// `sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The remote (default: the only one, or origin).
+    pub remote: Option<String>,
+    /// Fail when a conflict is reported (by default conflicts are reported, exit 0).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// The job plane's verbs.
@@ -231,6 +243,11 @@ pub struct WorkerArgs {
     /// Time between TERM and KILL when stopping a job (DUR).
     #[arg(long, value_name = "DUR", default_value = "5s")]
     pub grace: String,
+    /// Claim through this hub: claims, heartbeats, releases and results are atomic pushes
+    /// with leases, and a result is at the hub before it is reported (jobs must have
+    /// reached the hub by `git gatos sync`).
+    #[arg(long, value_name = "REMOTE")]
+    pub remote: Option<String>,
 }
 
 /// The manifest registry's verbs.

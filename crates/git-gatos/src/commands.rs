@@ -6,6 +6,7 @@ mod keys;
 mod maintenance;
 mod manifests;
 mod messages;
+mod sync;
 mod worker;
 
 use std::path::PathBuf;
@@ -89,6 +90,7 @@ pub fn run(cli: &Cli, out: &mut Output) -> Result<(), Error> {
         Command::Worker(a) => worker::run(&ctx, out, a)?,
         Command::Manifests(m) => manifests::run(&ctx, out, m)?,
         Command::Keys(k) => keys::run(&ctx, out, k)?,
+        Command::Sync(a) => sync::run(&ctx, out, a)?,
         Command::Maintenance(a) => maintenance::run(&ctx, out, a)?,
     }
     out.flush()?;

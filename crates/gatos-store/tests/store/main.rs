@@ -5,6 +5,7 @@ mod locks;
 mod names;
 mod objects;
 mod refs;
+mod remote;
 
 use gatos_store::Store;
 use gatos_testutil::{TempRepo, TestResult};

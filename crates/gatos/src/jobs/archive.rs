@@ -184,6 +184,89 @@ fn save(gatos: &Gatos, month: &str, cache: &MonthCache) -> Result<()> {
     std::fs::rename(&tmp, dir.join(format!("{month}.json"))).map_err(|e| io("rename", e))
 }
 
+/// Writes an archive commit folding `entries` after `prev` (not moving any ref).
+///
+/// # Errors
+/// When the commits cannot be read or written.
+pub(crate) fn archive_commit(
+    gatos: &Gatos,
+    m: &str,
+    prev: Option<Oid>,
+    entries: &[Archived],
+) -> Result<Oid> {
+    let mut parents: Vec<Oid> = prev.into_iter().collect();
+    let mut r = gatos.store().reader();
+    for a in entries {
+        let mut tips: Vec<Oid> = Vec::new();
+        if let Some(res) = a.result {
+            tips.push(res);
+            // The result reaches the job and its closed claim; anything else, too.
+            let p = r.commit(res)?.parents;
+            if let Some(c) = a.claim.filter(|c| !p.contains(c)) {
+                tips.push(c);
+            }
+        } else {
+            tips.extend(a.cancel);
+            tips.extend(a.claim);
+            if a.cancel.is_none() {
+                tips.push(a.job);
+            }
+        }
+        for t in tips {
+            if !parents.contains(&t) {
+                parents.push(t);
+            }
+        }
+    }
+    let doc = IndexDoc {
+        month: m.to_owned(),
+        prev,
+        jobs: entries.to_vec(),
+    };
+    let bytes = jcs::to_vec_of(&doc)?;
+    let trailers = Trailers::new()
+        .with(keys::KIND, "archive")
+        .with("Month", m)
+        .with("Jobs", entries.len())
+        .with(keys::CONTENT_ID, gatos_types::Digest::of(&bytes));
+    gatos.write_job_commit(
+        &[(INDEX_PATH, &bytes)],
+        &parents,
+        &trailers,
+        &format!("archive {} jobs of {m}", entries.len()),
+        gatos.now(),
+    )
+}
+
+/// Reads the archive chain from `tip` back (newest entry of a job wins), without the cache:
+/// for chains fetched from a remote.
+///
+/// # Errors
+/// When the archive commits cannot be read.
+pub(crate) fn index_at(gatos: &Gatos, tip: Option<Oid>) -> Result<BTreeMap<Ulid, Archived>> {
+    let mut r = gatos.store().reader();
+    let mut out: BTreeMap<Ulid, Archived> = BTreeMap::new();
+    let mut at = tip;
+    while let Some(commit) = at {
+        let (doc, _): (IndexDoc, _) = read_doc(&mut r, commit, INDEX_PATH)?;
+        for a in doc.jobs {
+            out.entry(a.id).or_insert(a);
+        }
+        at = doc.prev;
+    }
+    Ok(out)
+}
+
+/// The previous archive commit of an archive commit.
+///
+/// # Errors
+/// When the commit cannot be read.
+pub(crate) fn prev_of(gatos: &Gatos, commit: Oid) -> Result<Option<Oid>> {
+    let mut r = gatos.store().reader();
+    let (doc, _): (IndexDoc, _) = read_doc(&mut r, commit, INDEX_PATH)?;
+    Ok(doc.prev)
+}
+
 /// Finds an archived job's refs.
 ///
 /// # Errors
@@ -384,48 +467,8 @@ fn fold(gatos: &Gatos, m: &str, chunk: &[(Archived, Refs)], report: &mut Report)
             .partition(|(a, _)| cache.jobs.get(&a.id) == Some(a));
         let mut removable: Vec<(Ulid, Refs)> = done.iter().map(|(a, r)| (a.id, *r)).collect();
         if !todo.is_empty() {
-            let mut parents: Vec<Oid> = cache.tip.into_iter().collect();
-            let mut r = gatos.store().reader();
-            for (a, _) in &todo {
-                let mut tips: Vec<Oid> = Vec::new();
-                if let Some(res) = a.result {
-                    tips.push(res);
-                    // The result reaches the job and its closed claim; anything else, too.
-                    let p = r.commit(res)?.parents;
-                    if let Some(c) = a.claim.filter(|c| !p.contains(c)) {
-                        tips.push(c);
-                    }
-                } else {
-                    tips.extend(a.cancel);
-                    tips.extend(a.claim);
-                    if a.cancel.is_none() {
-                        tips.push(a.job);
-                    }
-                }
-                for t in tips {
-                    if !parents.contains(&t) {
-                        parents.push(t);
-                    }
-                }
-            }
-            let doc = IndexDoc {
-                month: m.to_owned(),
-                prev: cache.tip,
-                jobs: todo.iter().map(|(a, _)| a.clone()).collect(),
-            };
-            let bytes = jcs::to_vec_of(&doc)?;
-            let trailers = Trailers::new()
-                .with(keys::KIND, "archive")
-                .with("Month", m)
-                .with("Jobs", todo.len())
-                .with(keys::CONTENT_ID, gatos_types::Digest::of(&bytes));
-            let commit = gatos.write_job_commit(
-                &[(INDEX_PATH, &bytes)],
-                &parents,
-                &trailers,
-                &format!("archive {} jobs of {m}", todo.len()),
-                gatos.now(),
-            )?;
+            let entries: Vec<Archived> = todo.iter().map(|(a, _)| a.clone()).collect();
+            let commit = archive_commit(gatos, m, cache.tip, &entries)?;
             match gatos.store().update_refs(
                 &[Edit::update(name.clone(), cache.tip, commit)],
                 &Options::default(),

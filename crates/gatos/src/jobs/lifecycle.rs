@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use gatos_store::refs::{Edit, Options, names};
+use gatos_store::refs::{Edit, names};
 use gatos_types::jobs::{ClaimDoc, ClaimState, JobSpec, JobState, Outcome, ResultDoc, Status};
 use gatos_types::trailers::{Trailers, keys};
 use gatos_types::{
@@ -313,6 +313,7 @@ impl Jobs<'_> {
             ));
         }
         let guard = self.lock(id)?;
+        self.gatos.refresh_job(id)?;
         let refs = self.gatos.job_refs(id)?;
         let rec = self
             .gatos
@@ -400,19 +401,11 @@ impl Jobs<'_> {
             &format!("claim {id} attempt {}", doc.attempt),
         )?;
         let edit = Edit::update(names::job_claim(id), prev, commit);
-        match self
-            .gatos
-            .store()
-            .update_refs_locked(&[edit], &Options::default(), false)
-        {
-            Ok(_) => {}
-            Err(gatos_store::Error::CasMismatch { .. }) => {
-                return Err(Error::new(
-                    ErrorCode::AlreadyClaimed,
-                    format!("job {id} was claimed by another worker first"),
-                ));
-            }
-            Err(e) => return Err(e.into()),
+        if !self.gatos.apply_job_edits(id, &[edit])? {
+            return Err(Error::new(
+                ErrorCode::AlreadyClaimed,
+                format!("job {id} was claimed by another worker first"),
+            ));
         }
         drop(guard);
         let lease = Lease {
@@ -498,6 +491,7 @@ impl Jobs<'_> {
     /// `LeaseExpired` when the claim was taken over (the worker must stop the job).
     pub fn heartbeat(&self, lease: &mut Lease) -> Result<()> {
         let guard = self.lock(lease.id)?;
+        self.gatos.refresh_job(lease.id)?;
         let (head, doc, rec) = self.own_claim(lease.id, lease.attempt, &lease.worker)?;
         let now = self.gatos.now();
         let next = ClaimDoc {
@@ -511,16 +505,11 @@ impl Jobs<'_> {
             &[],
             &format!("heartbeat {} attempt {}", lease.id, lease.attempt),
         )?;
-        match self.gatos.store().update_refs_locked(
+        if !self.gatos.apply_job_edits(
+            lease.id,
             &[Edit::update(names::job_claim(lease.id), Some(head), commit)],
-            &Options::default(),
-            false,
-        ) {
-            Ok(_) => {}
-            Err(gatos_store::Error::CasMismatch { .. }) => {
-                return Err(lease_lost(lease.id, "taken over"));
-            }
-            Err(e) => return Err(e.into()),
+        )? {
+            return Err(lease_lost(lease.id, "taken over"));
         }
         drop(guard);
         lease.head = commit;
@@ -551,6 +540,7 @@ impl Jobs<'_> {
     /// `LeaseExpired` when the claim was taken over: nothing is written.
     pub fn finish(&self, lease: &Lease, finish: &Finish) -> Result<Finished> {
         let guard = self.lock(lease.id)?;
+        self.gatos.refresh_job(lease.id)?;
         let (head, doc, rec) = self.own_claim(lease.id, lease.attempt, &lease.worker)?;
         let now = self.gatos.now();
         let mut files: Vec<(String, Vec<u8>)> = vec![
@@ -591,16 +581,11 @@ impl Jobs<'_> {
                 &extra,
                 &format!("release {} attempt {}", lease.id, lease.attempt),
             )?;
-            match self.gatos.store().update_refs_locked(
+            if !self.gatos.apply_job_edits(
+                lease.id,
                 &[Edit::update(names::job_claim(lease.id), Some(head), commit)],
-                &Options::default(),
-                false,
-            ) {
-                Ok(_) => {}
-                Err(gatos_store::Error::CasMismatch { .. }) => {
-                    return Err(lease_lost(lease.id, "taken over"));
-                }
-                Err(e) => return Err(e.into()),
+            )? {
+                return Err(lease_lost(lease.id, "taken over"));
             }
             if finish.outcome == Outcome::Cancelled {
                 // `cancel` published the transition; the attempt stopping is not another.
@@ -767,16 +752,10 @@ impl Jobs<'_> {
             Edit::update(names::job_claim(rec.id), Some(head), closed_commit),
             Edit::create(names::job_result(rec.id), result_commit),
         ];
-        match self
-            .gatos
-            .store()
-            .update_refs_locked(&edits, &Options::default(), false)
-        {
-            Ok(_) => Ok(result_commit),
-            Err(gatos_store::Error::CasMismatch { .. }) => {
-                Err(lease_lost(rec.id, "taken over, or a result exists"))
-            }
-            Err(e) => Err(e.into()),
+        if self.gatos.apply_job_edits(rec.id, &edits)? {
+            Ok(result_commit)
+        } else {
+            Err(lease_lost(rec.id, "taken over, or a result exists"))
         }
     }
 
@@ -848,11 +827,15 @@ impl Jobs<'_> {
                 &format!("result {} failed", rec.id),
                 self.gatos.now(),
             )?;
-            self.gatos.store().update_refs_locked(
-                &[Edit::create(names::job_result(rec.id), commit)],
-                &Options::default(),
-                false,
-            )?;
+            if !self
+                .gatos
+                .apply_job_edits(rec.id, &[Edit::create(names::job_result(rec.id), commit)])?
+            {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!("job {} got a result meanwhile", rec.id),
+                ));
+            }
             return Ok(commit);
         }
         self.write_final(rec, head, doc, &result, &[])

@@ -343,6 +343,7 @@ impl Messages<'_> {
             after_ulid: start.cursor_ulid,
             last_head: view.and_then(|v| v.tip()),
             pending_gap: start.gap,
+            forks_seen: super::forks_len(self.gatos, topic),
         })
     }
 }
@@ -362,6 +363,8 @@ pub struct Follower {
     after_ulid: Option<Ulid>,
     last_head: Option<Oid>,
     pending_gap: Option<Gap>,
+    /// How much of the topic's fork journal this follower has taken into account.
+    forks_seen: u64,
 }
 
 /// How often a waiting follower looks at the topic head.
@@ -378,6 +381,17 @@ impl Follower {
         max: u64,
         f: impl FnMut(&MessageView<'_>) -> Result<bool>,
     ) -> Result<(u64, Option<Gap>)> {
+        // A sync that re-appended this node's messages after the hub's rewrote the tail
+        // from a fork point: resume there, so no message that arrived before ours is
+        // skipped (at-least-once; readers dedupe by ULID).
+        let (fork, len) = super::forks_since(&self.gatos, &self.topic, self.forks_seen);
+        self.forks_seen = len;
+        if let Some(fork) = fork
+            && fork < self.after_seq
+        {
+            self.after_seq = fork;
+            self.after_ulid = None;
+        }
         let cursor = match self.after_ulid {
             Some(u) => Cursor::Ulid(u),
             None => Cursor::Seq(self.after_seq),

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use gatos_rpc::RpcError;
 use gatos_rpc::message::{Params, result};
-use gatos_rpc::methods::{AuthParams, HealthResult, NoParams, VersionResult};
+use gatos_rpc::methods::{AuthParams, HealthResult, NoParams, SyncParams, VersionResult};
 use serde_json::value::RawValue;
 
 use super::blocking;
@@ -35,6 +35,23 @@ pub async fn health(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, R
         version: env!("CARGO_PKG_VERSION").into(),
         last_commit: last,
     })
+}
+
+/// `sync.run {remote?, strict?}`: one sync now (the same as `git gatos sync`); the
+/// report as `git gatos sync --json` prints it.
+pub async fn sync_run(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
+    let p: SyncParams = params.parse()?;
+    let gatos = conn.shared.gatos.clone();
+    let remote = p.remote.or_else(|| conn.shared.sync_remote.clone());
+    let report = blocking(move || {
+        gatos.sync(&::gatos::sync::SyncOptions {
+            remote,
+            strict: p.strict,
+            progress: false,
+        })
+    })
+    .await?;
+    result(&report)
 }
 
 /// `gatos.version {}`.

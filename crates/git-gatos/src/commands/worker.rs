@@ -57,6 +57,7 @@ fn install_signals(control: &Arc<Control>, out: &Output) -> Result<(), Error> {
 /// its jobs' outcomes.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &WorkerArgs) -> Result<(), Error> {
     let g = ctx.gatos()?;
+    g.set_job_arbiter(a.remote.as_deref())?;
     let mut opts = WorkerOptions::new(match &a.id {
         Some(id) => parse(id)?,
         None => worker::default_worker_id(),

@@ -1,0 +1,82 @@
+//! What `git gatos sync --json` prints and `sync.run` returns (DESIGN §5).
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Oid;
+
+/// How a topic was reconciled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicAction {
+    /// Both sides held the same messages.
+    InSync,
+    /// The hub was ahead: its messages were adopted here.
+    Adopted,
+    /// This node was ahead: its messages were pushed.
+    Pushed,
+    /// Both appended: this node's messages were appended again after the hub's, then
+    /// pushed.
+    Reappended,
+}
+
+/// One topic's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSync {
+    /// The topic.
+    pub topic: String,
+    /// What happened.
+    pub action: TopicAction,
+    /// Messages that arrived from the hub.
+    pub received: u64,
+    /// Messages sent to the hub (re-appended ones included).
+    pub sent: u64,
+    /// The topic head afterwards.
+    pub head: Option<Oid>,
+    /// Whether the hub accepted this node's head (false: lost a race; the next sync retries).
+    pub landed: bool,
+}
+
+/// A ref both sides changed incompatibly (reported, never overwritten).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncConflict {
+    /// The ref.
+    #[serde(rename = "ref")]
+    pub name: String,
+    /// This node's value (kept, or replaced by the hub's as `resolution` says).
+    pub local: Option<Oid>,
+    /// The hub's value.
+    pub remote: Option<Oid>,
+    /// `kept-both` (create-only refs: both stay where they are), `hub-wins` (this node's
+    /// value was replaced by the hub's; the local commit is named here so it can be
+    /// recovered).
+    pub resolution: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// The remote.
+    pub remote: String,
+    /// Topics that changed on either side.
+    pub topics: Vec<TopicSync>,
+    /// Refs set here from the hub (other than topic heads).
+    pub adopted: u64,
+    /// Refs pushed to the hub (other than topic heads).
+    pub pushed: u64,
+    /// Refs deleted here because the hub pruned or archived what they named.
+    pub deleted_local: u64,
+    /// Refs deleted at the hub because this node pruned or archived what they named.
+    pub deleted_remote: u64,
+    /// Consumer checkpoints moved back to a fork point (their messages were re-appended).
+    pub checkpoints_moved_back: u64,
+    /// Local claims that lost to the hub's (their workers stop; audited).
+    pub claims_abandoned: u64,
+    /// Conflicts reported.
+    pub conflicts: Vec<SyncConflict>,
+    /// Refs whose push lost a race and will be retried by the next sync.
+    pub retry: Vec<String>,
+    /// Rounds of fetch, reconcile and push.
+    pub rounds: u32,
+}

@@ -1,0 +1,556 @@
+//! Replication through a Git remote (DESIGN §5, ADR 0015).
+//!
+//! `sync` fetches the remote's `refs/gatos/*` into `refs/gatos-sync/<remote>/*`,
+//! reconciles every kind of ref with the local one, changes the local refs (each by CAS,
+//! in a recoverable order) and pushes what the hub lacks, with a lease on every ref it
+//! pushes. A lost race at the hub is retried by another round (fetch, reconcile, push), up
+//! to five, each topic on its own; what still fails is reported and retried by the next
+//! sync. The remote is only ever written with `git push --force-with-lease`, so nothing
+//! the hub gained meanwhile is overwritten.
+//!
+//! What wins, by kind:
+//! * **topics**: fast-forward either way; when both appended, this node's messages after
+//!   the fork point that the hub does not already have (by ULID) are appended again after
+//!   the hub's, with the checkpoints that pointed at them moved back to the fork point;
+//! * **summaries** (prune): the chain that prunes further wins; pruned sealed segments are
+//!   deleted on both sides and never adopted again;
+//! * **checkpoints**: the furthest position;
+//! * **create-only refs** (jobs, cancels, sealed segments, keys, revocations): the same
+//!   tree is the same thing (the hub's commit is adopted); a different tree is a conflict,
+//!   reported and left alone;
+//! * **CAS chains** (manifests, settings): fast-forward, else the hub's value and the local
+//!   one reported; **archives** fold again what only this node folded;
+//! * **claims and results**: the hub's; a local claim that lost is abandoned (its worker
+//!   stops at its next heartbeat) and audited.
+
+mod jobs;
+mod topics;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gatos_store::Expect;
+use gatos_store::refs::{Edit, Options, RefName, names};
+use gatos_store::remote::{PushRef, PushStatus, is_valid_remote_name};
+use gatos_types::sync::{SyncConflict, SyncReport};
+use gatos_types::{ErrorCode, Oid};
+
+use crate::Gatos;
+use crate::error::{Error, Result};
+
+/// Rounds of fetch, reconcile and push before giving up on lost races (the next sync goes
+/// on from there).
+pub const MAX_ROUNDS: u32 = 5;
+
+/// Options of a sync.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// The remote (default: the only one, or `origin`).
+    pub remote: Option<String>,
+    /// Fail (`Conflict`) when a conflict was reported.
+    pub strict: bool,
+    /// Let git show transfer progress on stderr.
+    pub progress: bool,
+}
+
+/// Resolves the remote to use.
+///
+/// # Errors
+/// `NotFound` without a usable remote; `InvalidInput` for a name that cannot be used in
+/// the tracking namespace.
+pub fn resolve_remote(gatos: &Gatos, asked: Option<&str>) -> Result<String> {
+    let remotes = gatos.store().remotes()?;
+    let name = match asked {
+        Some(n) => {
+            if !remotes.iter().any(|r| r == n) {
+                return Err(Error::new(
+                    ErrorCode::NotFound,
+                    format!("no remote named '{n}' (git remote add {n} URL)"),
+                ));
+            }
+            n.to_owned()
+        }
+        None => match remotes.as_slice() {
+            [only] => only.clone(),
+            _ if remotes.iter().any(|r| r == "origin") => "origin".to_owned(),
+            [] => {
+                return Err(Error::new(
+                    ErrorCode::NotFound,
+                    "this repository has no remote to sync with (git remote add origin URL)",
+                ));
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "several remotes and none is origin: name one ({})",
+                        remotes.join(", ")
+                    ),
+                ));
+            }
+        },
+    };
+    if !is_valid_remote_name(&name) {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            format!(
+                "remote name '{name}' cannot be used for tracking refs (letters, digits, . _ -)"
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+impl Gatos {
+    /// Syncs with a remote (see the module documentation).
+    ///
+    /// # Errors
+    /// `Unavailable` when the remote cannot be reached (the local repository is left
+    /// consistent; the next sync retries); `Conflict` with `strict` when conflicts were
+    /// reported.
+    pub fn sync(&self, opts: &SyncOptions) -> Result<SyncReport> {
+        let remote = resolve_remote(self, opts.remote.as_deref())?;
+        let _guard = self
+            .store()
+            .locks()
+            .acquire(
+                &[format!("sync.{remote}")],
+                std::time::Duration::from_secs(600),
+            )
+            .map_err(gatos_store::Error::from)?;
+        let mut s = Sync::new(self, remote, opts.progress);
+        for round in 1..=MAX_ROUNDS {
+            s.report.rounds = round;
+            s.round()?;
+            if !s.again {
+                break;
+            }
+            tracing::debug!(round, "lost races at the hub; syncing again");
+        }
+        let report = s.finish();
+        if opts.strict && !report.conflicts.is_empty() {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "{} conflict(s) with {} (--strict): {}",
+                    report.conflicts.len(),
+                    report.remote,
+                    report
+                        .conflicts
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .with_detail("report", serde_json::to_value(&report).unwrap_or_default()));
+        }
+        Ok(report)
+    }
+}
+
+/// A side's refs: full gatos name → commit.
+pub(crate) type Refs = BTreeMap<String, Oid>;
+
+/// One sync: its view of both sides, what to push, what happened.
+pub(crate) struct Sync<'g> {
+    pub(crate) gatos: &'g Gatos,
+    pub(crate) remote: String,
+    progress: bool,
+    pub(crate) local: Refs,
+    pub(crate) hub: Refs,
+    /// Pushed without atomicity, each with its own lease.
+    pub(crate) pushes: Vec<PushRef>,
+    /// Pushed atomically per group (a claim with its result).
+    pub(crate) atomic: Vec<Vec<PushRef>>,
+    /// Topic heads pushed this round: `(topic, ref)`.
+    pub(crate) head_pushes: Vec<(String, String)>,
+    /// Checkpoints to push once their topic's head landed: `(topic, push)`.
+    pub(crate) checkpoint_pushes: Vec<(String, PushRef)>,
+    pub(crate) report: SyncReport,
+    /// Set when another round is needed (a lost race, a local ref that moved meanwhile).
+    pub(crate) again: bool,
+    conflicts: BTreeMap<String, SyncConflict>,
+}
+
+impl<'g> Sync<'g> {
+    fn new(gatos: &'g Gatos, remote: String, progress: bool) -> Sync<'g> {
+        Sync {
+            gatos,
+            report: SyncReport {
+                remote: remote.clone(),
+                ..SyncReport::default()
+            },
+            remote,
+            progress,
+            local: Refs::new(),
+            hub: Refs::new(),
+            pushes: Vec::new(),
+            atomic: Vec::new(),
+            head_pushes: Vec::new(),
+            checkpoint_pushes: Vec::new(),
+            again: false,
+            conflicts: BTreeMap::new(),
+        }
+    }
+
+    fn finish(mut self) -> SyncReport {
+        self.report.conflicts = self.conflicts.into_values().collect();
+        self.report
+    }
+
+    /// One round: fetch, snapshot both sides, reconcile, push.
+    fn round(&mut self) -> Result<()> {
+        self.again = false;
+        self.pushes.clear();
+        self.atomic.clear();
+        self.head_pushes.clear();
+        self.checkpoint_pushes.clear();
+        self.report.retry.clear();
+        self.gatos
+            .store()
+            .fetch_gatos(&self.remote, None, self.progress)?;
+        self.snapshot()?;
+        self.create_only_kind("trust/")?;
+        self.chains("config/")?;
+        self.chains("manifests/")?;
+        self.topics()?;
+        self.checkpoints()?;
+        self.archives()?;
+        self.jobs()?;
+        self.push()
+    }
+
+    /// Reads the local gatos refs and the tracking refs of the remote.
+    fn snapshot(&mut self) -> Result<()> {
+        let store = self.gatos.store();
+        self.local = store
+            .list_refs(names::GATOS_PREFIX)?
+            .into_iter()
+            .map(|(n, o)| (n.to_string(), o))
+            .collect();
+        let prefix = format!("{}{}/", names::SYNC_PREFIX, self.remote);
+        self.hub = BTreeMap::new();
+        for (n, o) in store.list_refs(&prefix)? {
+            if let Some(g) = names::untracked(&self.remote, n.as_str()) {
+                self.hub.insert(g.to_string(), o);
+            }
+        }
+        Ok(())
+    }
+
+    /// Names under `refs/gatos/<sub>` on either side.
+    pub(crate) fn names_under(&self, sub: &str) -> BTreeSet<String> {
+        let prefix = format!("{}{sub}", names::GATOS_PREFIX);
+        self.local
+            .keys()
+            .chain(self.hub.keys())
+            .filter(|n| n.starts_with(&prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Sets a local ref by CAS from the value this round saw; a ref that moved meanwhile
+    /// asks for another round. Returns whether it changed.
+    pub(crate) fn set_local(&mut self, name: &str, new: Option<Oid>) -> Result<bool> {
+        self.set_local_inner(name, new, false)
+    }
+
+    /// As [`Sync::set_local`], for a caller that holds the ref's lock family and
+    /// `packed-refs` (see [`Sync::topic_lock`]).
+    pub(crate) fn set_local_held(&mut self, name: &str, new: Option<Oid>) -> Result<bool> {
+        self.set_local_inner(name, new, true)
+    }
+
+    fn set_local_inner(&mut self, name: &str, new: Option<Oid>, held: bool) -> Result<bool> {
+        let old = self.local.get(name).copied();
+        if old == new {
+            return Ok(false);
+        }
+        let rn = RefName::from_repository(name.to_owned());
+        let edit = match (old, new) {
+            (None, Some(n)) => Edit::create(rn, n),
+            (Some(o), Some(n)) => Edit::update(rn, Some(o), n),
+            (Some(o), None) => Edit::delete(rn, o),
+            (None, None) => return Ok(false),
+        };
+        let opts = Options {
+            message: format!("gatos: sync with {}", self.remote),
+            ..Options::default()
+        };
+        let applied = if held {
+            self.gatos.store().update_refs_locked(&[edit], &opts, true)
+        } else {
+            self.gatos.store().update_refs(&[edit], &opts)
+        };
+        match applied {
+            Ok(_) => {
+                match new {
+                    Some(n) => self.local.insert(name.to_owned(), n),
+                    None => self.local.remove(name),
+                };
+                Ok(true)
+            }
+            Err(gatos_store::Error::CasMismatch { .. }) => {
+                tracing::debug!(name, "a local ref moved during sync; another round");
+                self.again = true;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Queues a push of `name` to `new`, expecting the hub's value this round saw.
+    pub(crate) fn push_ref(&mut self, name: &str, new: Option<Oid>) {
+        let expect = match self.hub.get(name) {
+            Some(o) => Expect::Value(*o),
+            None => Expect::Absent,
+        };
+        self.pushes.push(PushRef {
+            name: name.to_owned(),
+            expect,
+            new,
+        });
+    }
+
+    /// A push entry expecting the hub's value this round saw.
+    pub(crate) fn push_entry(&self, name: &str, new: Option<Oid>) -> PushRef {
+        PushRef {
+            name: name.to_owned(),
+            expect: match self.hub.get(name) {
+                Some(o) => Expect::Value(*o),
+                None => Expect::Absent,
+            },
+            new,
+        }
+    }
+
+    pub(crate) fn conflict(&mut self, name: &str, resolution: &str, reason: impl Into<String>) {
+        let c = SyncConflict {
+            name: name.to_owned(),
+            local: self.local.get(name).copied(),
+            remote: self.hub.get(name).copied(),
+            resolution: resolution.to_owned(),
+            reason: reason.into(),
+        };
+        tracing::warn!(r#ref = name, resolution, reason = %c.reason, "sync conflict");
+        self.conflicts.insert(name.to_owned(), c);
+    }
+
+    /// The tree of a commit.
+    pub(crate) fn tree_of(&self, commit: Oid) -> Result<Oid> {
+        Ok(self.gatos.store().reader().commit(commit)?.tree)
+    }
+
+    /// Tells whether `ancestor` is on `tip`'s first-parent chain (the linear chains of
+    /// claims, checkpoints, manifests, settings and summaries).
+    pub(crate) fn on_chain(&self, ancestor: Oid, tip: Oid) -> Result<bool> {
+        let mut r = self.gatos.store().reader();
+        let mut at = Some(tip);
+        let mut steps = 0u64;
+        while let Some(c) = at {
+            if c == ancestor {
+                return Ok(true);
+            }
+            steps += 1;
+            if steps > 10_000_000 {
+                return Ok(false);
+            }
+            at = r.commit(c)?.parents.first().copied();
+        }
+        Ok(false)
+    }
+
+    /// Create-only refs under `refs/gatos/<sub>`: copy what one side lacks; the same tree
+    /// under two commits is the same thing (adopt the hub's); different trees conflict.
+    fn create_only_kind(&mut self, sub: &str) -> Result<()> {
+        for name in self.names_under(sub) {
+            self.create_only(&name)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn create_only(&mut self, name: &str) -> Result<()> {
+        let (l, h) = (self.local.get(name).copied(), self.hub.get(name).copied());
+        match (l, h) {
+            (Some(l), Some(h)) if l == h => {}
+            (Some(_), None) => {
+                self.push_ref(name, l);
+                self.report.pushed += 1;
+            }
+            (None, Some(_)) => {
+                if self.set_local(name, h)? {
+                    self.report.adopted += 1;
+                }
+            }
+            (Some(l), Some(h)) => {
+                if self.tree_of(l)? == self.tree_of(h)? {
+                    if self.set_local(name, Some(h))? {
+                        self.report.adopted += 1;
+                    }
+                } else {
+                    self.conflict(
+                        name,
+                        "kept-both",
+                        "create-only ref with different content on each side",
+                    );
+                }
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// CAS chains under `refs/gatos/<sub>`: fast-forward either way; on divergence the
+    /// hub's value wins and the local one is reported.
+    fn chains(&mut self, sub: &str) -> Result<()> {
+        for name in self.names_under(sub) {
+            self.chain(&name)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn chain(&mut self, name: &str) -> Result<()> {
+        let (l, h) = (self.local.get(name).copied(), self.hub.get(name).copied());
+        match (l, h) {
+            (Some(l), Some(h)) if l == h => {}
+            (Some(_), None) => {
+                self.push_ref(name, l);
+                self.report.pushed += 1;
+            }
+            (None, Some(_)) => {
+                if self.set_local(name, h)? {
+                    self.report.adopted += 1;
+                }
+            }
+            (Some(l), Some(h)) => {
+                if self.on_chain(h, l)? {
+                    self.push_ref(name, Some(l));
+                    self.report.pushed += 1;
+                } else if self.on_chain(l, h)? {
+                    if self.set_local(name, Some(h))? {
+                        self.report.adopted += 1;
+                    }
+                } else {
+                    self.conflict(
+                        name,
+                        "hub-wins",
+                        format!(
+                            "both sides changed it; the local value {l} was replaced by the hub's"
+                        ),
+                    );
+                    self.set_local(name, Some(h))?;
+                }
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Pushes what this round queued: everything with its own lease in one push, then the
+    /// claim/result pairs atomically (all at once, else one by one).
+    fn push(&mut self) -> Result<()> {
+        let store = self.gatos.store();
+        let pushes = std::mem::take(&mut self.pushes);
+        if !pushes.is_empty() {
+            let report = store.push(&self.remote, &pushes, false)?;
+            for p in &pushes {
+                match report.status(&p.name) {
+                    Some(PushStatus::Ok | PushStatus::UpToDate) => {
+                        self.landed(p);
+                    }
+                    Some(PushStatus::Stale) => {
+                        self.lost(&p.name);
+                    }
+                    Some(PushStatus::Rejected(why)) => {
+                        tracing::warn!(r#ref = %p.name, why = %why, "the hub refused a ref");
+                        self.lost(&p.name);
+                    }
+                    None => self.lost(&p.name),
+                }
+            }
+        }
+        // Checkpoints go second, and only for topics whose messages are at the hub: a
+        // checkpoint must never stand on a message the hub does not have.
+        let failed_topics: BTreeSet<String> = self
+            .head_pushes
+            .iter()
+            .filter(|(_, r)| self.report.retry.iter().any(|x| x == r))
+            .map(|(t, _)| t.clone())
+            .collect();
+        let checkpoints: Vec<PushRef> = std::mem::take(&mut self.checkpoint_pushes)
+            .into_iter()
+            .filter(|(t, _)| !failed_topics.contains(t))
+            .map(|(_, p)| p)
+            .collect();
+        if !checkpoints.is_empty() {
+            let report = store.push(&self.remote, &checkpoints, false)?;
+            for p in &checkpoints {
+                match report.status(&p.name) {
+                    Some(PushStatus::Ok | PushStatus::UpToDate) => self.landed(p),
+                    _ => self.lost(&p.name),
+                }
+            }
+        }
+        let groups = std::mem::take(&mut self.atomic);
+        if !groups.is_empty() {
+            let all: Vec<PushRef> = groups.iter().flatten().cloned().collect();
+            let report = store.push(&self.remote, &all, true)?;
+            if report.all_ok() {
+                for p in &all {
+                    self.landed(p);
+                }
+            } else {
+                for g in groups {
+                    let r = store.push(&self.remote, &g, true)?;
+                    if r.all_ok() {
+                        for p in &g {
+                            self.landed(p);
+                        }
+                    } else {
+                        for p in &g {
+                            self.lost(&p.name);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn landed(&mut self, p: &PushRef) {
+        // Keep the tracking ref in step, so that a sync that stops here (or a worker
+        // reading the hub's last known state) sees what the hub now holds.
+        if let Some(t) = names::tracking(&self.remote, &RefName::from_repository(p.name.clone())) {
+            let edit = match p.new {
+                Some(n) => Edit {
+                    name: t,
+                    expect: Expect::Any,
+                    new: Some(n),
+                },
+                None => Edit {
+                    name: t,
+                    expect: Expect::Any,
+                    new: None,
+                },
+            };
+            if let Err(e) = self.gatos.store().update_refs(&[edit], &Options::default()) {
+                tracing::debug!(error = %e, "could not update a tracking ref; the next fetch will");
+            }
+        }
+        if let Some(t) = self.report.topics.iter_mut().find(|t| {
+            self.head_pushes
+                .iter()
+                .any(|(topic, r)| *r == p.name && *topic == t.topic)
+        }) {
+            t.landed = true;
+        }
+    }
+
+    fn lost(&mut self, name: &str) {
+        tracing::info!(r#ref = name, "lost a race at the hub");
+        if !self.report.retry.iter().any(|r| r == name) {
+            self.report.retry.push(name.to_owned());
+        }
+        self.again = true;
+    }
+}

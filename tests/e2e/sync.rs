@@ -1,0 +1,905 @@
+//! Replication through a hub (DESIGN §5, ADR 0015): real nodes, a real bare hub (and a
+//! real `git daemon` on loopback), the real `git-gatos` and `gatosd` binaries.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
+use serde_json::{Value, json};
+
+use crate::support::{gatos, gatos_cmd, gatos_ok, json_lines};
+
+/// A bare hub and nodes that have it as `origin`.
+struct Net {
+    hub: TempRepo,
+    nodes: Vec<TempRepo>,
+}
+
+impl Net {
+    fn new(n: usize) -> TestResult<Net> {
+        let hub = TempRepo::bare()?;
+        let url = hub.path().to_string_lossy().into_owned();
+        Net::with_url(hub, &url, n)
+    }
+
+    fn with_url(hub: TempRepo, url: &str, n: usize) -> TestResult<Net> {
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            let node = TempRepo::new()?;
+            gatos_ok(&node, &["init"])?;
+            node.git(&["remote", "add", "origin", url])?;
+            nodes.push(node);
+        }
+        Ok(Net { hub, nodes })
+    }
+
+    fn sync(&self, i: usize) -> TestResult<Value> {
+        let out = gatos_ok(&self.nodes[i], &["sync", "--json"])?;
+        Ok(serde_json::from_str(out.trim())?)
+    }
+
+    fn head(&self, i: usize, topic: &str) -> TestResult<Option<String>> {
+        self.nodes[i].rev_parse(&format!("refs/gatos/messages/{topic}/head"))
+    }
+
+    fn hub_head(&self, topic: &str) -> TestResult<Option<String>> {
+        self.hub
+            .rev_parse(&format!("refs/gatos/messages/{topic}/head"))
+    }
+}
+
+fn publish(node: &TempRepo, topic: &str, payload: &str) -> TestResult {
+    gatos_ok(
+        node,
+        &[
+            "messages",
+            "publish",
+            topic,
+            "--data",
+            &json!({ "p": payload }).to_string(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The payloads of a topic, in sequence order, with their seq.
+fn read_all(node: &TempRepo, topic: &str) -> TestResult<Vec<(u64, String)>> {
+    let out = gatos_ok(
+        node,
+        &["messages", "read", topic, "--json", "--limit", "10000"],
+    )?;
+    Ok(json_lines(&out)?
+        .into_iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().unwrap_or(0),
+                m["payload"]["p"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect())
+}
+
+/// Consumes everything a group has left on a node; returns the payloads delivered.
+fn consume_all(node: &TempRepo, group: &str, topic: &str) -> TestResult<Vec<String>> {
+    let out = gatos_ok(
+        node,
+        &[
+            "messages", "consume", group, topic, "--json", "--limit", "10000",
+        ],
+    )?;
+    Ok(json_lines(&out)?
+        .into_iter()
+        .filter_map(|m| m["payload"]["p"].as_str().map(str::to_owned))
+        .collect())
+}
+
+fn checkpoint_seq(node: &TempRepo, group: &str, topic: &str) -> TestResult<u64> {
+    let out = gatos_ok(
+        node,
+        &["messages", "checkpoint", "get", group, topic, "--json"],
+    )?;
+    let v: Value = serde_json::from_str(out.trim())?;
+    Ok(v["seq"].as_u64().unwrap_or(0))
+}
+
+/// Every payload once, and each origin's payloads in their original order.
+fn assert_each_once_in_order(read: &[(u64, String)], expected: &[Vec<String>]) {
+    let payloads: Vec<&str> = read.iter().map(|(_, p)| p.as_str()).collect();
+    let seqs: Vec<u64> = read.iter().map(|(s, _)| *s).collect();
+    let want: usize = expected.iter().map(Vec::len).sum();
+    assert_eq!(payloads.len(), want, "{payloads:?}");
+    let unique: HashSet<&str> = payloads.iter().copied().collect();
+    assert_eq!(unique.len(), want, "a message is there twice: {payloads:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "seq not contiguous: {seqs:?}"
+    );
+    for mine in expected {
+        let order: Vec<&str> = payloads
+            .iter()
+            .copied()
+            .filter(|p| mine.iter().any(|m| m == p))
+            .collect();
+        let mine: Vec<&str> = mine.iter().map(String::as_str).collect();
+        assert_eq!(order, mine, "a node's messages changed order");
+    }
+}
+
+#[test]
+fn diverged_topics_converge_on_three_nodes_and_consumers_miss_nothing() -> TestResult {
+    let net = Net::new(3)?;
+    let mut written: Vec<Vec<String>> = vec![Vec::new(); 3];
+    for (i, w) in written.iter_mut().enumerate() {
+        for k in 0..5 {
+            let p = format!("n{i}-{k}");
+            publish(&net.nodes[i], "t", &p)?;
+            w.push(p);
+        }
+    }
+    // Node 1's consumer group reads its own messages before any sync.
+    let mut delivered: BTreeSet<String> =
+        consume_all(&net.nodes[1], "g", "t")?.into_iter().collect();
+    assert_eq!(delivered.len(), 5);
+
+    let first = net.sync(0)?;
+    assert_eq!(first["topics"][0]["action"], "pushed", "{first}");
+    let second = net.sync(1)?;
+    assert_eq!(second["topics"][0]["action"], "reappended", "{second}");
+    assert_eq!(second["topics"][0]["received"], 5, "{second}");
+    assert_eq!(second["topics"][0]["sent"], 5, "{second}");
+    assert_eq!(second["checkpoints_moved_back"], 1, "{second}");
+    // Node 2 was offline all along; it catches up and adds its own.
+    net.sync(2)?;
+    net.sync(0)?;
+    net.sync(1)?;
+
+    let hub = net.hub_head("t")?.ok_or("no head at the hub")?;
+    for i in 0..3 {
+        assert_eq!(net.head(i, "t")?.as_deref(), Some(hub.as_str()), "node {i}");
+        assert_each_once_in_order(&read_all(&net.nodes[i], "t")?, &written);
+    }
+
+    // The group saw its local messages before the sync; it still gets every remote one.
+    delivered.extend(consume_all(&net.nodes[1], "g", "t")?);
+    let all: BTreeSet<String> = written.iter().flatten().cloned().collect();
+    assert_eq!(delivered, all, "the consumer group skipped a message");
+
+    // Checkpoints travel: the furthest wins everywhere.
+    let end = checkpoint_seq(&net.nodes[1], "g", "t")?;
+    assert_eq!(end, 15);
+    net.sync(1)?;
+    net.sync(0)?;
+    net.sync(2)?;
+    for i in 0..3 {
+        assert_eq!(checkpoint_seq(&net.nodes[i], "g", "t")?, 15, "node {i}");
+    }
+    // A sync with nothing new moves nothing.
+    let idle = net.sync(2)?;
+    assert_eq!(idle["topics"], json!([]), "{idle}");
+    assert_eq!(idle["pushed"], 0, "{idle}");
+    assert_eq!(idle["adopted"], 0, "{idle}");
+    for n in &net.nodes {
+        n.assert_fsck_strict()?;
+    }
+    net.hub.assert_fsck_strict()?;
+    Ok(())
+}
+
+/// Copies a node's repository, as a node that crashed at a given moment would be found.
+fn snapshot(node: &TempRepo, into: &Path) -> TestResult {
+    let status = Command::new("cp")
+        .args([
+            "-a",
+            &node.path().to_string_lossy(),
+            &into.to_string_lossy(),
+        ])
+        .status()?;
+    assert!(status.success());
+    Ok(())
+}
+
+fn gatos_in(dir: &Path, home: &Path, args: &[&str]) -> TestResult<String> {
+    let mut cmd = Command::new(bin("git-gatos"));
+    cmd.current_dir(dir).args(args).stdin(Stdio::null());
+    hermetic(&mut cmd, home);
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "git-gatos {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[test]
+fn a_sync_interrupted_after_its_push_sends_nothing_twice() -> TestResult {
+    let net = Net::new(2)?;
+    for k in 0..3 {
+        publish(&net.nodes[0], "t", &format!("a{k}"))?;
+        publish(&net.nodes[1], "t", &format!("b{k}"))?;
+    }
+    net.sync(0)?;
+    // Node 1 as it was before its sync: the sync re-appends and pushes, and then the node
+    // "crashes" back to that state (its push landed, the answer and its local update lost).
+    let before = net.nodes[1].root().join("before");
+    snapshot(&net.nodes[1], &before)?;
+    net.sync(1)?;
+    let hub_after_first = net.hub_head("t")?;
+    // The crashed copy syncs again: its messages are at the hub already (by ULID).
+    let out = gatos_in(&before, &net.nodes[1].home(), &["sync", "--json"])?;
+    let report: Value = serde_json::from_str(out.trim())?;
+    assert_eq!(report["topics"][0]["sent"], 0, "{report}");
+    assert_eq!(net.hub_head("t")?, hub_after_first, "the hub moved");
+    let read = gatos_in(
+        &before,
+        &net.nodes[1].home(),
+        &["messages", "read", "t", "--json"],
+    )?;
+    let payloads: Vec<String> = json_lines(&read)?
+        .into_iter()
+        .map(|m| m["payload"]["p"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(payloads, ["a0", "a1", "a2", "b0", "b1", "b2"]);
+    Ok(())
+}
+
+/// The sealed segments of topic `t` (`refs/gatos/messages/t/<date>/<ulid>`).
+fn sealed(r: &TempRepo) -> TestResult<usize> {
+    Ok(r.refs("refs/gatos/messages/t/")?
+        .iter()
+        .filter(|(n, _)| !n.ends_with("/head") && !n.ends_with("/summary"))
+        .count())
+}
+
+#[test]
+fn prune_on_one_node_is_not_undone_by_another() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    gatos_ok(
+        a,
+        &[
+            "messages",
+            "config",
+            "t",
+            "--max-messages",
+            "3",
+            "--retain-messages",
+            "3",
+        ],
+    )?;
+    for k in 0..10 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    let sealed_before = sealed(b)?;
+    assert!(sealed_before >= 2, "expected sealed segments at b");
+    // a prunes; b, which still holds the old segments, syncs after it.
+    let row: Value = serde_json::from_str(
+        gatos_ok(a, &["messages", "prune", "t", "--json", "--force"])?.trim(),
+    )?;
+    assert!(row["messages"].as_u64().unwrap_or(0) > 0, "{row}");
+    net.sync(0)?;
+    let report = net.sync(1)?;
+    assert!(
+        report["deleted_local"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
+    net.sync(0)?;
+    for (name, r) in [("a", a), ("b", b), ("hub", &net.hub)] {
+        assert_eq!(sealed(r)?, sealed(a)?, "{name}");
+    }
+    let first = read_all(b, "t")?.first().map(|(s, _)| *s).unwrap_or(0);
+    assert!(
+        first > 1,
+        "pruned messages came back at b (first seq {first})"
+    );
+    assert_eq!(read_all(a, "t")?, read_all(b, "t")?);
+    Ok(())
+}
+
+#[test]
+fn create_only_conflicts_are_reported_never_overwritten_and_fail_strict() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let id = gatos_ok(a, &["jobs", "enqueue", "--json", "--", "true"])?;
+    let id = serde_json::from_str::<Value>(id.trim())?["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    net.sync(0)?;
+    // b holds another job's commit under the same name (as a broken clock or a bug would).
+    let other = gatos_ok(b, &["jobs", "enqueue", "--json", "--", "false"])?;
+    let other = serde_json::from_str::<Value>(other.trim())?["commit"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let name = format!("refs/gatos/jobs/{id}/job");
+    b.git(&["update-ref", &name, &other])?;
+    let report = net.sync(1)?;
+    let conflicts = report["conflicts"].as_array().cloned().unwrap_or_default();
+    assert!(
+        conflicts
+            .iter()
+            .any(|c| c["ref"] == name.as_str() && c["resolution"] == "kept-both"),
+        "{report}"
+    );
+    assert_eq!(
+        b.rev_parse(&name)?.as_deref(),
+        Some(other.as_str()),
+        "overwritten here"
+    );
+    assert_ne!(
+        net.hub.rev_parse(&name)?.as_deref(),
+        Some(other.as_str()),
+        "overwritten at the hub"
+    );
+    let strict = gatos(b, &["sync", "--strict"])?;
+    assert!(!strict.status.success());
+    assert!(
+        String::from_utf8_lossy(&strict.stderr).contains("error[Conflict]"),
+        "{strict:?}"
+    );
+    Ok(())
+}
+
+fn worker_rows(out: &Output) -> TestResult<Vec<Value>> {
+    json_lines(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn spawn_worker(node: &TempRepo, args: &[&str]) -> TestResult<Child> {
+    let mut all = vec!["worker", "--json", "--remote", "origin"];
+    all.extend_from_slice(args);
+    Ok(gatos_cmd(node, &all)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?)
+}
+
+fn trust_each_other(net: &Net) -> TestResult {
+    for n in &net.nodes {
+        let keys = json_lines(&gatos_ok(n, &["keys", "ls", "--json"])?)?;
+        for k in keys {
+            if k["trusted"] != json!(true) {
+                gatos_ok(n, &["keys", "trust", k["key"].as_str().unwrap_or("")])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn twenty_jobs_drained_by_workers_on_two_nodes_through_the_hub_run_once_each() -> TestResult {
+    let net = Net::new(2)?;
+    let mut ids = Vec::new();
+    for k in 0..20 {
+        let out = gatos_ok(
+            &net.nodes[0],
+            &[
+                "jobs",
+                "enqueue",
+                "--json",
+                "--",
+                "sh",
+                "-c",
+                &format!("echo job {k}"),
+            ],
+        )?;
+        ids.push(
+            serde_json::from_str::<Value>(out.trim())?["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    let a = spawn_worker(&net.nodes[0], &["--drain", "--id", "wa"])?;
+    let b = spawn_worker(&net.nodes[1], &["--drain", "--id", "wb"])?;
+    let (a, b) = (a.wait_with_output()?, b.wait_with_output()?);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let rows: Vec<Value> = worker_rows(&a)?
+        .into_iter()
+        .chain(worker_rows(&b)?)
+        .collect();
+    let ran: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ran.len(), 20, "{rows:?}");
+    assert_eq!(
+        ran.iter().collect::<HashSet<_>>().len(),
+        20,
+        "a job ran twice: {rows:?}"
+    );
+    // Results reached the hub before the workers reported them: exactly one each.
+    for id in &ids {
+        assert!(
+            net.hub
+                .rev_parse(&format!("refs/gatos/jobs/{id}/result"))?
+                .is_some(),
+            "{id}"
+        );
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    net.sync(0)?;
+    trust_each_other(&net)?;
+    for n in &net.nodes {
+        let out = gatos_ok(n, &["jobs", "verify", "--all", "--json"])?;
+        let rows = json_lines(&out)?;
+        assert_eq!(rows.len(), 20);
+        assert!(rows.iter().all(|r| r["verified"] == json!(true)), "{out}");
+        let ls = json_lines(&gatos_ok(
+            n,
+            &["jobs", "ls", "--json", "--state", "succeeded"],
+        )?)?;
+        assert_eq!(ls.len(), 20);
+        n.assert_fsck_strict()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn jobs_archived_on_one_node_leave_the_live_namespace_everywhere() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let mut ids = Vec::new();
+    for k in 0..3 {
+        let out = gatos_ok(
+            a,
+            &["jobs", "enqueue", "--json", "--", "echo", &k.to_string()],
+        )?;
+        ids.push(
+            serde_json::from_str::<Value>(out.trim())?["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    let w = spawn_worker(b, &["--drain", "--id", "wb"])?.wait_with_output()?;
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    net.sync(1)?;
+    net.sync(0)?;
+    // a archives the finished jobs; the hub and then b drop their live refs.
+    gatos_ok(
+        a,
+        &[
+            "maintenance",
+            "--archive-jobs",
+            "--older-than",
+            "0s",
+            "--json",
+        ],
+    )?;
+    let report = net.sync(0)?;
+    assert!(
+        report["deleted_remote"].as_u64().unwrap_or(0) >= 9,
+        "{report}"
+    );
+    assert!(
+        net.hub.refs("refs/gatos/jobs/")?.is_empty(),
+        "live refs left at the hub"
+    );
+    let report = net.sync(1)?;
+    assert!(
+        report["deleted_local"].as_u64().unwrap_or(0) >= 9,
+        "{report}"
+    );
+    assert!(
+        b.refs("refs/gatos/jobs/")?.is_empty(),
+        "live refs left at b"
+    );
+    trust_each_other(&net)?;
+    for n in [a, b] {
+        for id in &ids {
+            let shown: Value =
+                serde_json::from_str(gatos_ok(n, &["jobs", "show", id, "--json"])?.trim())?;
+            assert_eq!(shown["state"], "succeeded", "{shown}");
+        }
+        n.assert_fsck_strict()?;
+    }
+    // Nothing comes back on the next round.
+    net.sync(1)?;
+    net.sync(0)?;
+    assert!(net.hub.refs("refs/gatos/jobs/")?.is_empty());
+    Ok(())
+}
+
+fn signal(pid: u32, sig: &str) -> TestResult {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()?;
+    assert!(status.success());
+    Ok(())
+}
+
+#[test]
+fn a_worker_whose_claim_was_taken_over_at_the_hub_cannot_land_its_result() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let flag = a.root().join("ran");
+    let out = gatos_ok(
+        a,
+        &[
+            "jobs",
+            "enqueue",
+            "--json",
+            "--max-attempts",
+            "3",
+            "--",
+            "sh",
+            "-c",
+            &format!("touch {}; sleep 1; echo done", flag.display()),
+        ],
+    )?;
+    let id = serde_json::from_str::<Value>(out.trim())?["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    net.sync(0)?;
+    net.sync(1)?;
+    let claim = format!("refs/gatos/jobs/{id}/claim");
+    let result = format!("refs/gatos/jobs/{id}/result");
+    // a claims at the hub, starts the job, and is frozen (a paused VM, a long GC): no
+    // heartbeat reaches the hub.
+    let wa = spawn_worker(a, &["--once", "--id", "wa", "--lease", "2s"])?;
+    wait_for("a's claim at the hub", Duration::from_secs(60), || {
+        flag.exists() && net.hub.rev_parse(&claim).ok().flatten().is_some()
+    })?;
+    signal(wa.id(), "-STOP")?;
+    // b takes the expired claim over at the hub and finishes the job.
+    wait_for("b to take the job over", Duration::from_secs(60), || {
+        let out = gatos(
+            b,
+            &[
+                "worker", "--json", "--remote", "origin", "--once", "--id", "wb", "--lease", "30s",
+            ],
+        );
+        out.is_ok_and(|o| !worker_rows(&o).unwrap_or_default().is_empty())
+    })?;
+    let winner = net.hub.rev_parse(&result)?.ok_or("no result at the hub")?;
+    // a wakes up: its job has long finished; its result must not land.
+    signal(wa.id(), "-CONT")?;
+    let wa = wa.wait_with_output()?;
+    assert!(
+        wa.status.success(),
+        "{}",
+        String::from_utf8_lossy(&wa.stderr)
+    );
+    let rows = worker_rows(&wa)?;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0]["commit"].is_null(), "{rows:?}");
+    assert!(
+        rows[0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("LeaseExpired"),
+        "{rows:?}"
+    );
+    assert_eq!(
+        net.hub.rev_parse(&result)?.as_deref(),
+        Some(winner.as_str())
+    );
+    let shown: Value = serde_json::from_str(gatos_ok(b, &["jobs", "show", &id, "--json"])?.trim())?;
+    assert_eq!(shown["state"], "succeeded", "{shown}");
+    assert_eq!(shown["claim"]["worker"], "wb", "{shown}");
+    // a, once synced, agrees with the hub.
+    net.sync(0)?;
+    assert_eq!(a.rev_parse(&result)?.as_deref(), Some(winner.as_str()));
+    Ok(())
+}
+
+/// `git daemon --enable=receive-pack` on a free loopback port, serving `base`.
+struct GitDaemon {
+    child: Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> TestResult<GitDaemon> {
+        for _ in 0..20 {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+                l.local_addr()?.port()
+            };
+            let child = Command::new("git")
+                .args([
+                    "daemon",
+                    "--reuseaddr",
+                    "--export-all",
+                    "--enable=receive-pack",
+                    "--listen=127.0.0.1",
+                    &format!("--port={port}"),
+                    &format!("--base-path={}", base.display()),
+                    &base.to_string_lossy(),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let mut d = GitDaemon { child, port };
+            let up = wait_for("git daemon to listen", Duration::from_secs(20), || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    || d.child.try_wait().ok().flatten().is_some()
+            });
+            if up.is_ok() && d.child.try_wait()?.is_none() {
+                return Ok(d);
+            }
+            // The port was taken meanwhile: another one.
+            let _ = d.child.kill();
+        }
+        Err("git daemon did not start".into())
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_git_daemon_on_loopback_serves_as_the_hub() -> TestResult {
+    let hub = TempRepo::bare()?;
+    let base = hub.path().parent().ok_or("no parent")?.to_path_buf();
+    let daemon = GitDaemon::start(&base)?;
+    let url = format!("git://127.0.0.1:{}/repo.git", daemon.port);
+    let net = Net::with_url(hub, &url, 2)?;
+    publish(&net.nodes[0], "t", "a0")?;
+    publish(&net.nodes[1], "t", "b0")?;
+    let out = gatos_ok(
+        &net.nodes[0],
+        &["jobs", "enqueue", "--json", "--", "echo", "hi"],
+    )?;
+    let id = serde_json::from_str::<Value>(out.trim())?["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    net.sync(0)?;
+    net.sync(1)?;
+    net.sync(0)?;
+    assert_eq!(read_all(&net.nodes[0], "t")?, read_all(&net.nodes[1], "t")?);
+    assert_eq!(net.head(0, "t")?, net.hub_head("t")?);
+    let w = spawn_worker(&net.nodes[1], &["--once", "--id", "wb"])?.wait_with_output()?;
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    assert_eq!(worker_rows(&w)?.len(), 1);
+    assert!(
+        net.hub
+            .rev_parse(&format!("refs/gatos/jobs/{id}/result"))?
+            .is_some()
+    );
+    net.hub.assert_fsck_strict()?;
+    Ok(())
+}
+
+#[test]
+fn an_unreachable_hub_fails_cleanly_and_the_next_sync_catches_up() -> TestResult {
+    let net = Net::new(1)?;
+    let node = &net.nodes[0];
+    publish(node, "t", "x")?;
+    node.git(&["remote", "set-url", "origin", "/nonexistent/hub.git"])?;
+    let out = gatos(node, &["sync"])?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error[Unavailable]"),
+        "{out:?}"
+    );
+    assert_eq!(read_all(node, "t")?.len(), 1);
+    node.git(&[
+        "remote",
+        "set-url",
+        "origin",
+        &net.hub.path().to_string_lossy(),
+    ])?;
+    net.sync(0)?;
+    assert_eq!(net.head(0, "t")?, net.hub_head("t")?);
+    // A user's own `git fetch --prune` never touches gatos refs.
+    node.git(&["fetch", "--prune", "origin"])?;
+    assert_eq!(net.head(0, "t")?, net.hub_head("t")?);
+    Ok(())
+}
+
+/// A tiny deterministic generator (xorshift), seeded from `GATOS_TEST_SEED` or the clock.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn random_publishes_consumes_and_syncs_on_three_nodes_lose_nothing() -> TestResult {
+    let seed = std::env::var("GATOS_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    eprintln!("random sync test seed: GATOS_TEST_SEED={seed}");
+    let mut rng = Rng(seed);
+    let net = Net::new(3)?;
+    let mut written: Vec<Vec<String>> = vec![Vec::new(); 3];
+    let groups = ["g0", "g1", "shared"];
+    let mut delivered: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut n = 0;
+    for _ in 0..120 {
+        let i = rng.below(3) as usize;
+        match rng.below(10) {
+            0..=4 => {
+                let p = format!("n{i}-{n}");
+                n += 1;
+                publish(&net.nodes[i], "t", &p)?;
+                written[i].push(p);
+            }
+            5..=6 => {
+                let g = groups[rng.below(3) as usize];
+                let limit = (1 + rng.below(4)).to_string();
+                let out = gatos_ok(
+                    &net.nodes[i],
+                    &["messages", "consume", g, "t", "--json", "--limit", &limit],
+                )?;
+                delivered.entry(g).or_default().extend(
+                    json_lines(&out)?
+                        .into_iter()
+                        .filter_map(|m| m["payload"]["p"].as_str().map(str::to_owned)),
+                );
+            }
+            _ => {
+                net.sync(i)?;
+            }
+        }
+    }
+    for i in [0, 1, 2, 0, 1] {
+        net.sync(i)?;
+    }
+    let hub = net.hub_head("t")?;
+    for i in 0..3 {
+        assert_eq!(net.head(i, "t")?, hub, "node {i} (seed {seed})");
+        assert_each_once_in_order(&read_all(&net.nodes[i], "t")?, &written);
+    }
+    let all: BTreeSet<String> = written.iter().flatten().cloned().collect();
+    for g in groups {
+        let seen = delivered.entry(g).or_default();
+        seen.extend(consume_all(&net.nodes[0], g, "t")?);
+        assert_eq!(*seen, all, "group {g} skipped a message (seed {seed})");
+    }
+    Ok(())
+}
+
+/// A client of a daemon's Unix socket.
+fn rpc(
+    stream: &mut UnixStream,
+    reader: &mut BufReader<UnixStream>,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> TestResult<Value> {
+    writeln!(
+        stream,
+        "{}",
+        json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+    )?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err("closed".into());
+        }
+        let v: Value = serde_json::from_str(&line)?;
+        if v["id"] == json!(id) {
+            return Ok(v);
+        }
+    }
+}
+
+/// Reads notifications until `n` message events arrived; returns their payloads.
+fn events(r: &mut BufReader<UnixStream>, n: usize) -> TestResult<Vec<String>> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err("closed".into());
+        }
+        let v: Value = serde_json::from_str(&line)?;
+        if v["method"] == "messages.event" {
+            seen.push(
+                v["params"]["message"]["payload"]["p"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(seen)
+}
+
+#[test]
+fn gatosd_syncs_in_the_background_and_subscribers_see_what_arrived() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    publish(b, "t", "b1")?;
+    let socket = b.root().join("d.sock");
+    let mut cmd = Command::new(bin("gatosd"));
+    // A long interval: the sync at start-up, then only `sync.run`, so the test decides
+    // when b fetches.
+    cmd.args([
+        "--socket",
+        &socket.to_string_lossy(),
+        "--sync",
+        "origin",
+        "--sync-interval",
+        "1h",
+    ])
+    .current_dir(b.path())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    hermetic(&mut cmd, &b.home());
+    let mut daemon = cmd.spawn()?;
+    let result = (|| -> TestResult {
+        wait_for("gatosd", Duration::from_secs(30), || {
+            UnixStream::connect(&socket).is_ok()
+        })?;
+        // The background sync at start pushed b1.
+        wait_for("b1 at the hub", Duration::from_secs(60), || {
+            net.hub_head("t").ok().flatten().is_some()
+        })?;
+        let mut s = UnixStream::connect(&socket)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut r = BufReader::new(s.try_clone()?);
+        let sub = rpc(
+            &mut s,
+            &mut r,
+            1,
+            "messages.subscribe",
+            json!({"topic": "t", "since_seq": 0}),
+        )?;
+        assert!(sub["result"]["subscription"].is_string(), "{sub}");
+        assert_eq!(events(&mut r, 1)?, ["b1"]);
+        // b appends b2 locally while a appends a2 after b1 and syncs first.
+        publish(b, "t", "b2")?;
+        assert_eq!(events(&mut r, 1)?, ["b2"]);
+        net.sync(0)?;
+        publish(a, "t", "a2")?;
+        net.sync(0)?;
+        // b syncs: a2 arrives by fetch and b2 goes after it; the subscriber resumes from
+        // the fork point (after b1) and sees a2, then b2 again (at-least-once).
+        let run = rpc(&mut s, &mut r, 2, "sync.run", json!({}))?;
+        assert_eq!(run["result"]["remote"], "origin", "{run}");
+        assert_eq!(run["result"]["topics"][0]["action"], "reappended", "{run}");
+        assert_eq!(events(&mut r, 2)?, ["a2", "b2"]);
+        let bad = rpc(&mut s, &mut r, 3, "sync.run", json!({"remote": "nope"}))?;
+        assert_eq!(bad["error"]["data"]["code"], "NotFound", "{bad}");
+        let wrong = rpc(&mut s, &mut r, 4, "sync.run", json!({"strict": "yes"}))?;
+        assert_eq!(wrong["error"]["code"], -32602, "{wrong}");
+        Ok(())
+    })();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    result?;
+    let payloads: Vec<String> = read_all(b, "t")?.into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads, ["b1", "a2", "b2"]);
+    Ok(())
+}
