@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks of gatos against baselines measured on the same machine, in the same run.
 #
-#   scripts/bench.sh [messages|daemon|jobs|all]     (default: all)
+#   scripts/bench.sh [messages|daemon|jobs|sync|all]     (default: all)
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
 # lowered for a quick look: N_SHELL (1000), N_INPROC (10000), N_DURABLE (2000),
 # N_BIG (100000), N_HUGE (1000000), N_AUTO (100000), N_JOBS (2000), N_RUN (500),
-# N_FINISHED (10000), INODE_SETTLE (310). Method and recorded figures:
+# N_FINISHED (10000), INODE_SETTLE (310), N_SYNC (10000), N_ARCHIVED (100000),
+# SYNC_ROUNDS (30). Method and recorded figures:
 # docs/PERFORMANCE.md. Nothing here asserts: it measures.
 set -euo pipefail
 
@@ -21,6 +22,8 @@ N_AUTO=${N_AUTO:-100000}
 N_JOBS=${N_JOBS:-2000}
 N_RUN=${N_RUN:-500}
 N_FINISHED=${N_FINISHED:-10000}
+N_SYNC=${N_SYNC:-10000}
+N_ARCHIVED=${N_ARCHIVED:-100000}
 
 cd "$here"
 cargo build --release --quiet -p git-gatos -p gatos-bench -p gatosd 2>/dev/null \
@@ -359,11 +362,76 @@ claim_latency() { # claim_latency DIR LABEL
 }
 
 machine
+bench_sync() {
+  echo "== replication"
+  local k t0 t1 hub a b h2 b2 js=() base=()
+  # 10k new messages from node a to node b through a local hub: `git gatos sync` on a, then
+  # on b, against a plain `git push` + `git fetch` of the same refs (another hub, another
+  # receiving repository), in the same run, alternating which goes first.
+  for k in 1 2 3; do
+    hub="$WORK/hub.git"; newrepo "$hub"; h2="$WORK/hub2.git"; newrepo "$h2"
+    a="$WORK/a.git"; newrepo "$a"; b="$WORK/b.git"; newrepo "$b"; b2="$WORK/b2.git"; newrepo "$b2"
+    for r in "$a" "$b"; do GIT_DIR="$r" "$GG" init --quiet > /dev/null; git --git-dir="$r" remote add origin "$hub"; done
+    "$GB" publish "$a" bench.sync "$N_SYNC" > /dev/null
+    GIT_DIR="$a" "$GG" maintenance --quiet > /dev/null
+    settle
+    plain() {
+      t0=$(now)
+      git --git-dir="$a" push -q "$h2" 'refs/gatos/*:refs/gatos/*'
+      git --git-dir="$b2" fetch -q "$h2" 'refs/gatos/*:refs/gatos/*'
+      t1=$(now); base+=("$(elapsed "$t0" "$t1")")
+    }
+    ours() {
+      t0=$(now)
+      GIT_DIR="$a" "$GG" sync --quiet > /dev/null
+      GIT_DIR="$b" "$GG" sync --quiet > /dev/null
+      t1=$(now); js+=("$(elapsed "$t0" "$t1")")
+    }
+    if [ $((k % 2)) = 1 ]; then plain; ours; else ours; plain; fi
+    local got; got=$(GIT_DIR="$b" "$GG" messages topics --json | python3 -c "import json,sys; print(sum(json.loads(l)['count'] for l in sys.stdin if 'bench.sync' in l))")
+    [ "$got" = "$N_SYNC" ] || { echo "bench: b holds $got messages, not $N_SYNC" >&2; exit 1; }
+  done
+  local s p; s=$(median3 "${js[@]}"); p=$(median3 "${base[@]}")
+  line "git push + git fetch of $N_SYNC messages (baseline)" "${p}s (median of 3)"
+  line "git gatos sync a -> hub -> b, $N_SYNC messages" "${s}s ($(ratio "$s" "$p")x; target <= 1.5x)"
+  record sync_messages "{\"count\": $N_SYNC, \"seconds\": $s, \"baseline_seconds\": $p, \"runs\": [$(IFS=,; echo "${js[*]}")], \"baseline_runs\": [$(IFS=,; echo "${base[*]}")]}"
+
+  # A no-op sync and a claim through the hub, against an empty hub and a hub holding
+  # N_ARCHIVED archived jobs (filled in-process, archived, packed), interleaved.
+  local fill big empty nb ne
+  fill="$WORK/fill.git"; newrepo "$fill"
+  local f; f=$("$GB" jobs-fill "$fill" "$N_ARCHIVED")
+  GIT_DIR="$fill" "$GG" maintenance --archive-jobs --older-than 0s --quiet > /dev/null
+  GIT_DIR="$fill" "$GG" maintenance --quiet > /dev/null
+  big="$WORK/big-hub.git"; newrepo "$big"; empty="$WORK/empty-hub.git"; newrepo "$empty"
+  git --git-dir="$fill" push -q "$big" 'refs/gatos/*:refs/gatos/*'
+  nb="$WORK/node-big.git"; newrepo "$nb"; ne="$WORK/node-empty.git"; newrepo "$ne"
+  git --git-dir="$nb" remote add origin "$big"; git --git-dir="$ne" remote add origin "$empty"
+  for r in "$nb" "$ne"; do GIT_DIR="$r" "$GG" init --quiet > /dev/null; GIT_DIR="$r" "$GG" sync --quiet > /dev/null; GIT_DIR="$r" "$GG" maintenance --quiet > /dev/null; done
+  settle
+  local j; j=$("$GB" sync-compare "${SYNC_ROUNDS:-30}" "$ne" "$nb")
+  local e x
+  e=$(python3 -c "import json,sys; print(json.dumps(json.loads(sys.argv[1])['nodes'][0]))" "$j")
+  x=$(python3 -c "import json,sys; print(json.dumps(json.loads(sys.argv[1])['nodes'][1]))" "$j")
+  local en xn ec xc
+  en=$(python3 -c "import json,sys; print(f\"{json.loads(sys.argv[1])['noop_sync_ms']['mean']:.1f}\")" "$e")
+  xn=$(python3 -c "import json,sys; print(f\"{json.loads(sys.argv[1])['noop_sync_ms']['mean']:.1f}\")" "$x")
+  ec=$(python3 -c "import json,sys; print(f\"{json.loads(sys.argv[1])['claim_ms']['mean']:.1f}\")" "$e")
+  xc=$(python3 -c "import json,sys; print(f\"{json.loads(sys.argv[1])['claim_ms']['mean']:.1f}\")" "$x")
+  line "no-op sync, empty hub" "mean ${en} ms"
+  line "no-op sync, hub with $N_ARCHIVED archived jobs" "mean ${xn} ms ($(ratio "$xn" "$en")x; target <= 2x)"
+  line "claim through the hub, empty hub" "mean ${ec} ms"
+  line "claim through the hub, $N_ARCHIVED archived jobs" "mean ${xc} ms ($(ratio "$xc" "$ec")x; target <= 2x)"
+  line "  (filling $N_ARCHIVED finished jobs in-process)" "$(printf %.0f "$(field "$f" rate)") jobs/s"
+  record sync_hub_size "{\"empty\": $e, \"archived\": $x, \"archived_jobs\": $N_ARCHIVED}"
+}
+
 case "$what" in
   messages) bench_messages ;;
   daemon) bench_daemon ;;
   jobs) bench_jobs ;;
-  all) bench_messages; bench_daemon; bench_jobs ;;
+  sync) bench_sync ;;
+  all) bench_messages; bench_daemon; bench_jobs; bench_sync ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
 esac
 echo "results: $results"

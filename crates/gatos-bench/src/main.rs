@@ -67,6 +67,9 @@ fn main() -> R {
     if workload == "claim-compare" {
         return claim_compare(&args);
     }
+    if workload == "sync-compare" {
+        return sync_compare(&args);
+    }
     if matches!(workload, "enqueue" | "jobs-fill" | "claim") {
         return jobs(&args);
     }
@@ -419,5 +422,53 @@ fn claim_compare(args: &[String]) -> R {
                         "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)}));
     }
     println!("{}", json!({"workload": "claim-compare", "repos": out}));
+    Ok(())
+}
+
+/// `sync-compare ROUNDS NODE…`: each node syncs with its `origin` (a hub); interleaved in
+/// rounds, times a sync with nothing new and a claim through the hub (fetch of the job's
+/// refs and an atomic push with a lease), after a sync that brought the job there.
+fn sync_compare(args: &[String]) -> R {
+    let rounds: u64 = args.get(2).ok_or("rounds missing")?.parse()?;
+    let nodes: Vec<&String> = args.iter().skip(3).collect();
+    let sync = |g: &Gatos| -> R {
+        g.sync(&gatos::sync::SyncOptions::default())?;
+        Ok(())
+    };
+    let mut setups = Vec::new();
+    for n in &nodes {
+        let g = Gatos::open(Path::new(n.as_str()), OpenOptions::default())?;
+        g.keys().init(false)?;
+        let key = g.keys().signing_key()?.ok_or("no key")?;
+        sync(&g)?;
+        setups.push((g, key, Vec::new(), Vec::new()));
+    }
+    for i in 0..rounds {
+        for (g, key, noop, claim) in &mut setups {
+            let t = Instant::now();
+            sync(g)?;
+            noop.push(t.elapsed());
+            let id = g.jobs().enqueue(spec(i))?.id;
+            sync(g)?;
+            g.set_job_arbiter(Some("origin"))?;
+            let t = Instant::now();
+            let lease = g.jobs().claim(id, &claimer(g))?;
+            claim.push(t.elapsed());
+            finish(g, key, &lease)?;
+            g.set_job_arbiter(None)?;
+        }
+    }
+    let mut out = Vec::new();
+    for ((_, _, mut noop, mut claim), n) in setups.into_iter().zip(&nodes) {
+        noop.sort();
+        claim.sort();
+        let mean = |v: &[Duration]| {
+            v.iter().map(Duration::as_secs_f64).sum::<f64>() / v.len() as f64 * 1e3
+        };
+        out.push(json!({"node": n, "rounds": rounds,
+            "noop_sync_ms": {"mean": mean(&noop), "p50": percentile(&noop, 0.5) / 1e3},
+            "claim_ms": {"mean": mean(&claim), "p50": percentile(&claim, 0.5) / 1e3}}));
+    }
+    println!("{}", json!({"workload": "sync-compare", "nodes": out}));
     Ok(())
 }

@@ -71,6 +71,18 @@ pub fn is_valid_remote_name(name: &str) -> bool {
         && name.len() <= 64
 }
 
+/// Tells whether a directory tree holds any file.
+fn has_files(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| match e.file_type() {
+        Ok(t) if t.is_dir() => has_files(&e.path()),
+        Ok(_) => true,
+        Err(_) => false,
+    })
+}
+
 fn unavailable(what: impl Into<String>, stderr: &[u8]) -> Error {
     Error::Remote {
         what: what.into(),
@@ -148,7 +160,30 @@ impl Store {
                 &out.stderr,
             ));
         }
+        if only.is_none() {
+            self.pack_tracking_refs(remote);
+        }
         Ok(())
+    }
+
+    /// Packs the loose tracking refs of `remote` (DESIGN §5: tracking refs are packed, so a
+    /// hub with many live refs costs one file, not thousands). Best effort: git before 2.42
+    /// has no `pack-refs --include`, and maintenance packs them anyway.
+    fn pack_tracking_refs(&self, remote: &str) {
+        let dir = self.git_dir().join(format!("{SYNC_PREFIX}{remote}"));
+        if !has_files(&dir) {
+            return;
+        }
+        let Ok(_guard) = self.locks().acquire(
+            &[crate::refs::PACKED_REFS_FAMILY.to_owned()],
+            crate::locks::DEFAULT_LOCK_TIMEOUT,
+        ) else {
+            return;
+        };
+        let include = format!("--include={SYNC_PREFIX}{remote}/*");
+        if let Err(e) = self.run_git(&["pack-refs", &include]) {
+            tracing::debug!(error = %e, "could not pack the tracking refs; maintenance will");
+        }
     }
 
     /// Pushes refs with leases, as one `git push --porcelain` (with `atomic`, all or

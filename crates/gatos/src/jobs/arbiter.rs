@@ -103,23 +103,30 @@ pub(crate) fn push(gatos: &Gatos, remote: &str, id: Ulid, edits: &[Edit]) -> Res
         refresh(gatos, remote, id)?;
         return Ok(false);
     }
-    // The hub took it: mirror it here and in the tracking refs.
-    let mut mirror: Vec<Edit> = Vec::with_capacity(edits.len() * 2);
-    for e in edits {
-        mirror.push(Edit {
+    // The hub took it: mirror it here, then (best effort: a concurrent fetch may hold
+    // them, and the next fetch corrects them) in the tracking refs.
+    let mirror: Vec<Edit> = edits
+        .iter()
+        .map(|e| Edit {
             name: e.name.clone(),
             expect: Expect::Any,
             new: e.new,
-        });
-        if let Some(t) = names::tracking(remote, &e.name) {
-            mirror.push(Edit {
+        })
+        .collect();
+    store.update_refs_locked(&mirror, &Options::default(), false)?;
+    let tracking: Vec<Edit> = edits
+        .iter()
+        .filter_map(|e| {
+            names::tracking(remote, &e.name).map(|t| Edit {
                 name: t,
                 expect: Expect::Any,
                 new: e.new,
-            });
-        }
+            })
+        })
+        .collect();
+    if let Err(e) = store.update_refs(&tracking, &Options::default()) {
+        tracing::debug!(job = %id, error = %e, "tracking refs not updated; the next fetch will");
     }
-    store.update_refs_locked(&mirror, &Options::default(), false)?;
     Ok(true)
 }
 

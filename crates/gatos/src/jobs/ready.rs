@@ -343,8 +343,18 @@ impl<'g> Ready<'g> {
         self.with(|me, state| {
             let now = me.stamp();
             let mut ops = vec![Op::Put { entry }];
+            // ext4 stops counting subdirectories past 65,000 (`dir_nlink`: the link count
+            // stays 1); then one more link cannot be checked and our own creation is taken
+            // as the only change (an outside writer racing with it in this window is
+            // noticed at the next packed-refs change or index reset; see ADR 0014).
+            let counted = before.dir_nlink > 1 && now.dir_nlink > 1;
+            let only_ours = if counted {
+                now.dir_nlink == before.dir_nlink + 1
+            } else {
+                now.dir_nlink <= 1
+            };
             if state.stamp == Some(before)
-                && now.dir_nlink == before.dir_nlink + 1
+                && only_ours
                 && now.packed_mtime_ns == before.packed_mtime_ns
                 && now.packed_size == before.packed_size
             {
