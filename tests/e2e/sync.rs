@@ -602,6 +602,13 @@ struct GitDaemon {
     port: u16,
 }
 
+/// `git-daemon` in git's exec path.
+fn git_daemon_bin() -> TestResult<std::path::PathBuf> {
+    let out = Command::new("git").arg("--exec-path").output()?;
+    let dir = String::from_utf8(out.stdout)?.trim().to_owned();
+    Ok(Path::new(&dir).join("git-daemon"))
+}
+
 impl GitDaemon {
     fn start(base: &Path) -> TestResult<GitDaemon> {
         for _ in 0..20 {
@@ -609,9 +616,10 @@ impl GitDaemon {
                 let l = std::net::TcpListener::bind("127.0.0.1:0")?;
                 l.local_addr()?.port()
             };
-            let child = Command::new("git")
+            // `git daemon` would run `git-daemon` as its child, which killing `git` leaves
+            // behind: run the daemon binary itself, so the process we kill is the server.
+            let child = Command::new(git_daemon_bin()?)
                 .args([
-                    "daemon",
                     "--reuseaddr",
                     "--export-all",
                     "--enable=receive-pack",
