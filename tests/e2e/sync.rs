@@ -98,6 +98,12 @@ fn consume_all(node: &TempRepo, group: &str, topic: &str) -> TestResult<Vec<Stri
         .collect())
 }
 
+/// The `id` of a `--json` row.
+fn id_of(out: &str) -> TestResult<String> {
+    let v: Value = serde_json::from_str(out.trim())?;
+    Ok(v["id"].as_str().ok_or("no id")?.to_owned())
+}
+
 fn checkpoint_seq(node: &TempRepo, group: &str, topic: &str) -> TestResult<u64> {
     let out = gatos_ok(
         node,
@@ -310,10 +316,7 @@ fn create_only_conflicts_are_reported_never_overwritten_and_fail_strict() -> Tes
     let net = Net::new(2)?;
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
     let id = gatos_ok(a, &["jobs", "enqueue", "--json", "--", "true"])?;
-    let id = serde_json::from_str::<Value>(id.trim())?["id"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    let id = id_of(&id)?;
     net.sync(0)?;
     // b holds another job's commit under the same name (as a broken clock or a bug would).
     let other = gatos_ok(b, &["jobs", "enqueue", "--json", "--", "false"])?;
@@ -393,12 +396,7 @@ fn twenty_jobs_drained_by_workers_on_two_nodes_through_the_hub_run_once_each() -
                 &format!("echo job {k}"),
             ],
         )?;
-        ids.push(
-            serde_json::from_str::<Value>(out.trim())?["id"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned(),
-        );
+        ids.push(id_of(&out)?);
     }
     net.sync(0)?;
     net.sync(1)?;
@@ -456,12 +454,7 @@ fn jobs_archived_on_one_node_leave_the_live_namespace_everywhere() -> TestResult
             a,
             &["jobs", "enqueue", "--json", "--", "echo", &k.to_string()],
         )?;
-        ids.push(
-            serde_json::from_str::<Value>(out.trim())?["id"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned(),
-        );
+        ids.push(id_of(&out)?);
     }
     net.sync(0)?;
     net.sync(1)?;
@@ -541,10 +534,7 @@ fn a_worker_whose_claim_was_taken_over_at_the_hub_cannot_land_its_result() -> Te
             &format!("touch {}; sleep 5; echo done", flag.display()),
         ],
     )?;
-    let id = serde_json::from_str::<Value>(out.trim())?["id"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    let id = id_of(&out)?;
     net.sync(0)?;
     net.sync(1)?;
     let claim = format!("refs/gatos/jobs/{id}/claim");
@@ -667,10 +657,7 @@ fn a_git_daemon_on_loopback_serves_as_the_hub() -> TestResult {
         &net.nodes[0],
         &["jobs", "enqueue", "--json", "--", "echo", "hi"],
     )?;
-    let id = serde_json::from_str::<Value>(out.trim())?["id"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    let id = id_of(&out)?;
     net.sync(0)?;
     net.sync(1)?;
     net.sync(0)?;

@@ -369,33 +369,39 @@ impl<'g> Sync<'g> {
         Ok(())
     }
 
-    pub(crate) fn create_only(&mut self, name: &str) -> Result<()> {
+    /// Handles a ref one side lacks (copied to it); returns both values when both sides
+    /// hold different ones, for the caller's rule.
+    fn one_sided(&mut self, name: &str) -> Result<Option<(Oid, Oid)>> {
         let (l, h) = (self.local.get(name).copied(), self.hub.get(name).copied());
         match (l, h) {
-            (Some(l), Some(h)) if l == h => {}
+            (Some(l), Some(h)) if l != h => return Ok(Some((l, h))),
             (Some(_), None) => {
                 self.push_ref(name, l);
                 self.report.pushed += 1;
             }
             (None, Some(_)) => {
-                if self.set_local(name, h)? {
-                    self.report.adopted += 1;
-                }
+                let adopted = self.set_local(name, h)?;
+                self.report.adopted += u64::from(adopted);
             }
-            (Some(l), Some(h)) => {
-                if self.tree_of(l)? == self.tree_of(h)? {
-                    if self.set_local(name, Some(h))? {
-                        self.report.adopted += 1;
-                    }
-                } else {
-                    self.conflict(
-                        name,
-                        "kept-both",
-                        "create-only ref with different content on each side",
-                    );
-                }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn create_only(&mut self, name: &str) -> Result<()> {
+        let Some((l, h)) = self.one_sided(name)? else {
+            return Ok(());
+        };
+        if self.tree_of(l)? == self.tree_of(h)? {
+            if self.set_local(name, Some(h))? {
+                self.report.adopted += 1;
             }
-            (None, None) => {}
+        } else {
+            self.conflict(
+                name,
+                "kept-both",
+                "create-only ref with different content on each side",
+            );
         }
         Ok(())
     }
@@ -410,38 +416,23 @@ impl<'g> Sync<'g> {
     }
 
     pub(crate) fn chain(&mut self, name: &str) -> Result<()> {
-        let (l, h) = (self.local.get(name).copied(), self.hub.get(name).copied());
-        match (l, h) {
-            (Some(l), Some(h)) if l == h => {}
-            (Some(_), None) => {
-                self.push_ref(name, l);
-                self.report.pushed += 1;
+        let Some((l, h)) = self.one_sided(name)? else {
+            return Ok(());
+        };
+        if self.on_chain(h, l)? {
+            self.push_ref(name, Some(l));
+            self.report.pushed += 1;
+        } else if self.on_chain(l, h)? {
+            if self.set_local(name, Some(h))? {
+                self.report.adopted += 1;
             }
-            (None, Some(_)) => {
-                if self.set_local(name, h)? {
-                    self.report.adopted += 1;
-                }
-            }
-            (Some(l), Some(h)) => {
-                if self.on_chain(h, l)? {
-                    self.push_ref(name, Some(l));
-                    self.report.pushed += 1;
-                } else if self.on_chain(l, h)? {
-                    if self.set_local(name, Some(h))? {
-                        self.report.adopted += 1;
-                    }
-                } else {
-                    self.conflict(
-                        name,
-                        "hub-wins",
-                        format!(
-                            "both sides changed it; the local value {l} was replaced by the hub's"
-                        ),
-                    );
-                    self.set_local(name, Some(h))?;
-                }
-            }
-            (None, None) => {}
+        } else {
+            self.conflict(
+                name,
+                "hub-wins",
+                format!("both sides changed it; the local value {l} was replaced by the hub's"),
+            );
+            self.set_local(name, Some(h))?;
         }
         Ok(())
     }
