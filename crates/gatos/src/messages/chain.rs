@@ -154,3 +154,79 @@ pub fn commit_message(m: &NewMessage<'_>) -> String {
     t = t.with(keys::ORIGIN, m.origin);
     t.to_message(&format!("message {} {}", m.topic, m.seq))
 }
+
+/// One message to append after a sequence's tip.
+pub(crate) struct Append<'a> {
+    /// The topic.
+    pub topic: &'a Topic,
+    /// Its position in the topic.
+    pub seq: u64,
+    /// Its ULID.
+    pub ulid: Ulid,
+    /// The canonical envelope bytes.
+    pub envelope: &'a [u8],
+    /// Their content id.
+    pub content_id: Digest,
+    /// The node that wrote it.
+    pub origin: Ulid,
+    /// The commit time.
+    pub time: gatos_types::Timestamp,
+}
+
+/// Writes the envelope blob, tree and commit of a message after `prev`: in `prev`'s
+/// segment, or starting a new one when `rotate` (or when there is no `prev`). Returns its
+/// place and its envelope blob. Shared by publish and by sync's re-append.
+///
+/// # Errors
+/// When an object cannot be written.
+pub(crate) fn write_append(
+    w: &mut dyn gatos_store::objects::Objects,
+    prev: Option<&Meta>,
+    rotate: bool,
+    a: &Append<'_>,
+) -> Result<(Meta, Oid)> {
+    let len = a.envelope.len() as u64;
+    let (segment_seq, segment_bytes, segment_id, parent, prev_segment) = match prev {
+        Some(p) if !rotate => (
+            p.segment_seq + 1,
+            p.segment_bytes + len,
+            p.segment_id,
+            Some(p.commit),
+            None,
+        ),
+        Some(p) => (1, len, a.ulid, None, Some(p.commit)),
+        None => (1, len, a.ulid, None, None),
+    };
+    let message = commit_message(&NewMessage {
+        topic: a.topic,
+        ulid: a.ulid,
+        content_id: a.content_id,
+        seq: a.seq,
+        segment_seq,
+        segment_bytes,
+        segment_id,
+        prev_segment,
+        origin: a.origin,
+    });
+    let blob = w.blob(a.envelope)?;
+    let tree = w.files(&[(ENVELOPE_PATH, blob)])?;
+    let parents: Vec<Oid> = parent.into_iter().collect();
+    let commit = w.commit(&gatos_store::objects::NewCommit {
+        tree,
+        parents: &parents,
+        message: &message,
+        time: a.time,
+    })?;
+    let meta = Meta {
+        commit,
+        ulid: a.ulid,
+        content_id: a.content_id,
+        seq: a.seq,
+        segment_seq,
+        segment_bytes,
+        segment_id,
+        parent,
+        prev_segment,
+    };
+    Ok((meta, blob))
+}

@@ -10,14 +10,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use gatos_store::objects::{NewCommit, Objects};
+use gatos_store::objects::Objects;
 use gatos_store::refs::{Applied, Edit, Options, names};
 use gatos_types::envelope::{self, EnvelopeRef};
 use gatos_types::wire::PublishRow;
 use gatos_types::{Digest, ErrorCode, Oid, Topic, Ulid};
 use serde_json::Value;
 
-use super::chain::{self, ENVELOPE_PATH, Meta, NewMessage};
+use super::chain::{self, Meta};
 use super::index::{self, Known, Record, msgid_hash};
 use super::{MAX_ENVELOPE_BYTES, Messages, segment_date};
 use crate::error::{Error, Result};
@@ -102,7 +102,6 @@ struct Prev {
     segment_seq: u64,
     segment_bytes: u64,
     segment_id: Ulid,
-    ulid: Ulid,
 }
 
 impl From<&Meta> for Prev {
@@ -112,7 +111,6 @@ impl From<&Meta> for Prev {
             segment_seq: m.segment_seq,
             segment_bytes: m.segment_bytes,
             segment_id: m.segment_id,
-            ulid: m.ulid,
         }
     }
 }
@@ -456,7 +454,7 @@ impl Messages<'_> {
         } else {
             Sink::Loose(Box::new(store.writer()))
         };
-        let mut prev: Option<Prev> = tail.as_ref().map(Prev::from);
+        let mut prev: Option<Meta> = tail.clone();
         let mut next_seq = tail.as_ref().map_or(summary.through, |m| m.seq) + 1;
         let mut parts: Vec<Part> = Vec::new();
         let mut known: Vec<Known> = Vec::with_capacity(items.len());
@@ -465,7 +463,10 @@ impl Messages<'_> {
             if dup_of[i].is_some() {
                 continue;
             }
-            let ulid = self.gatos.entropy().ulid(now, prev.map(|p| p.ulid));
+            let ulid = self
+                .gatos
+                .entropy()
+                .ulid(now, prev.as_ref().map(|p| p.ulid));
             let env = envelope::build(ulid, topic, &item.payload, item.headers.as_ref());
             let len = env.bytes.len() as u64;
             if env.bytes.len() > MAX_ENVELOPE_BYTES {
@@ -475,7 +476,7 @@ impl Messages<'_> {
                 )
                 .into());
             }
-            let rotate = match prev {
+            let rotate = match &prev {
                 None => false,
                 Some(p) => {
                     (known.is_empty() && sealed_now)
@@ -483,60 +484,36 @@ impl Messages<'_> {
                         || p.segment_bytes.saturating_add(len) > config.max_bytes
                 }
             };
-            let (segment_seq, segment_bytes, segment_id, parent, prev_segment) = match prev {
-                Some(p) if !rotate => (
-                    p.segment_seq + 1,
-                    p.segment_bytes + len,
-                    p.segment_id,
-                    Some(p.commit),
-                    None,
-                ),
-                Some(p) => (1, len, ulid, None, Some(p.commit)),
-                None => (1, len, ulid, None, None),
-            };
-            let message = chain::commit_message(&NewMessage {
-                topic,
-                ulid,
-                content_id: env.content_id,
-                seq: next_seq,
-                segment_seq,
-                segment_bytes,
-                segment_id,
-                prev_segment,
-                origin: node,
-            });
-            let w = sink.objects();
-            let blob = w.blob(&env.bytes)?;
-            let tree = w.files(&[(ENVELOPE_PATH, blob)])?;
-            let parents: Vec<Oid> = parent.into_iter().collect();
-            let commit = w.commit(&NewCommit {
-                tree,
-                parents: &parents,
-                message: &message,
-                time: now,
-            })?;
+            let (meta, blob) = chain::write_append(
+                sink.objects(),
+                prev.as_ref(),
+                rotate,
+                &chain::Append {
+                    topic,
+                    seq: next_seq,
+                    ulid,
+                    envelope: &env.bytes,
+                    content_id: env.content_id,
+                    origin: node,
+                    time: now,
+                },
+            )?;
+            let commit = meta.commit;
             match parts.last_mut() {
                 Some(part) if !rotate => {
                     part.tip = commit;
                     part.count += 1;
                 }
                 _ => parts.push(Part {
-                    rotate_from: if rotate { prev } else { None },
+                    rotate_from: if rotate {
+                        prev.as_ref().map(Prev::from)
+                    } else {
+                        None
+                    },
                     tip: commit,
                     count: 1,
                 }),
             }
-            let meta = Meta {
-                commit,
-                ulid,
-                content_id: env.content_id,
-                seq: next_seq,
-                segment_seq,
-                segment_bytes,
-                segment_id,
-                parent,
-                prev_segment,
-            };
             known.push(Known {
                 record: Record {
                     commit,
@@ -545,7 +522,7 @@ impl Messages<'_> {
                     len: u32::try_from(len).unwrap_or(u32::MAX),
                 },
                 msgid: item.msg_id.as_deref().map_or(0, msgid_hash),
-                meta,
+                meta: meta.clone(),
             });
             rows[i] = Some(PublishRow {
                 ulid,
@@ -555,13 +532,7 @@ impl Messages<'_> {
                 commit,
                 duplicate: false,
             });
-            prev = Some(Prev {
-                commit,
-                segment_seq,
-                segment_bytes,
-                segment_id,
-                ulid,
-            });
+            prev = Some(meta);
             next_seq += 1;
         }
         let _keep = match sink {

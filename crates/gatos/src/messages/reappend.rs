@@ -6,11 +6,10 @@
 //! place, rotating segments by the topic's settings exactly as publishing does. Nothing
 //! moves a ref here: the caller moves them, in a recoverable order.
 
-use gatos_store::objects::{NewCommit, Objects};
 use gatos_store::refs::{RefName, names};
 use gatos_types::{Digest, ErrorCode, Oid, Timestamp, Topic, Ulid};
 
-use super::chain::{self, ENVELOPE_PATH, Meta, NewMessage};
+use super::chain::{self, ENVELOPE_PATH, Meta};
 use super::{Messages, segment_date};
 use crate::error::{Error, Result};
 
@@ -68,56 +67,29 @@ impl Messages<'_> {
                         || p.segment_bytes.saturating_add(len) > config.max_bytes
                 }
             };
-            let (segment_seq, segment_bytes, segment_id, parent, prev_segment) = match &prev {
-                Some(p) if !rotate => (
-                    p.segment_seq + 1,
-                    p.segment_bytes + len,
-                    p.segment_id,
-                    Some(p.commit),
-                    None,
-                ),
-                Some(p) => {
-                    if !(first && base_sealed) {
-                        sealed.push((
-                            names::message_sealed(topic, &segment_date(p.segment_id), p.segment_id),
-                            p.commit,
-                        ));
-                    }
-                    (1, len, item.ulid, None, Some(p.commit))
-                }
-                None => (1, len, item.ulid, None, None),
-            };
-            let message = chain::commit_message(&NewMessage {
-                topic,
-                ulid: item.ulid,
-                content_id,
-                seq: next_seq,
-                segment_seq,
-                segment_bytes,
-                segment_id,
-                prev_segment,
-                origin: item.origin,
-            });
-            let blob = w.blob(&item.envelope)?;
-            let tree = w.files(&[(ENVELOPE_PATH, blob)])?;
-            let parents: Vec<Oid> = parent.into_iter().collect();
-            let commit = w.commit(&NewCommit {
-                tree,
-                parents: &parents,
-                message: &message,
-                time: item.time,
-            })?;
-            let meta = Meta {
-                commit,
-                ulid: item.ulid,
-                content_id,
-                seq: next_seq,
-                segment_seq,
-                segment_bytes,
-                segment_id,
-                parent,
-                prev_segment,
-            };
+            if rotate
+                && !(first && base_sealed)
+                && let Some(p) = &prev
+            {
+                sealed.push((
+                    names::message_sealed(topic, &segment_date(p.segment_id), p.segment_id),
+                    p.commit,
+                ));
+            }
+            let (meta, _) = chain::write_append(
+                &mut w,
+                prev.as_ref(),
+                rotate,
+                &chain::Append {
+                    topic,
+                    seq: next_seq,
+                    ulid: item.ulid,
+                    envelope: &item.envelope,
+                    content_id,
+                    origin: item.origin,
+                    time: item.time,
+                },
+            )?;
             prev = Some(meta);
             first = false;
         }

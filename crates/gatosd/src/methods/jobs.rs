@@ -12,18 +12,16 @@ use gatos_rpc::RpcError;
 use gatos_rpc::message::{Params, result};
 use gatos_rpc::methods::{
     CancelParams, ClaimParams, ClaimResult, EnqueueParams, FinishParams, FinishResult,
-    HeartbeatParams, HeartbeatResult, JobIdParams, ListParams, ListResult, SubscribeResult,
-    WatchParams,
+    HeartbeatParams, HeartbeatResult, JobIdParams, ListParams, ListResult, WatchParams,
 };
 use gatos_types::jobs::Outcome;
 use gatos_types::{Dur, ErrorCode, Topic};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::sync::oneshot;
 
 use super::{After, blocking};
 use crate::connection::Conn;
-use crate::subscriptions::{self, JobFilter, Subscription};
+use crate::subscriptions::JobFilter;
 
 fn events_topic() -> Topic {
     #[expect(clippy::expect_used, reason = "a constant valid name")]
@@ -275,37 +273,14 @@ pub async fn watch(conn: &Arc<Conn>, params: Params) -> Result<(Box<RawValue>, A
         Some(u) => gatos::messages::Cursor::Ulid(u),
         None => gatos::messages::Cursor::End,
     };
-    let gatos = conn.shared.gatos.clone();
-    let topic = events_topic();
-    let t = topic.clone();
-    let follower = blocking(move || gatos.messages().follow(&t, since)).await?;
-    let id = format!("s{}", conn.shared.next_id());
-    let stop = conn.sub_stop.child_token();
-    conn.subs
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(id.clone(), stop.clone());
-    let answer = result(&SubscribeResult {
-        subscription: id.clone(),
-        since: follower.position().1,
-    })?;
-    let (go, ready) = oneshot::channel();
-    let sub = Subscription {
-        id,
-        changes: conn.shared.watchers.watch(&topic, follower.last_head()),
-        follower,
-        outbox: conn.outbox.clone(),
-        stop,
-        registry: conn.subs.clone(),
-        shared: conn.shared.clone(),
-        jobs: Some(JobFilter {
+    super::messages::subscribe_to(
+        conn,
+        events_topic(),
+        since,
+        Some(JobFilter {
             queue: p.queue,
             job: p.job,
         }),
-    };
-    conn.sub_tasks
-        .spawn(tracing::Instrument::in_current_span(subscriptions::run(
-            sub, ready,
-        )));
-    Ok((answer, go))
+    )
+    .await
 }

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{After, blocking};
 use crate::connection::Conn;
-use crate::subscriptions::{self, Subscription};
+use crate::subscriptions::{self, JobFilter, Subscription};
+use gatos_types::Topic;
 
 fn cursor(
     since: Option<gatos_types::Ulid>,
@@ -107,9 +108,20 @@ pub async fn subscribe(
 ) -> Result<(Box<RawValue>, After), RpcError> {
     let p: SubscribeParams = params.parse()?;
     let since = cursor(p.since, p.since_seq, Cursor::End)?;
+    subscribe_to(conn, p.topic, since, None).await
+}
+
+/// Starts a subscription to `topic` after `since` (messages, or job events with `jobs`):
+/// answers `{subscription, since}`, then runs the subscription until it is cancelled.
+pub(crate) async fn subscribe_to(
+    conn: &Arc<Conn>,
+    topic: Topic,
+    since: Cursor,
+    jobs: Option<JobFilter>,
+) -> Result<(Box<RawValue>, After), RpcError> {
     let gatos = conn.shared.gatos.clone();
-    let topic = p.topic.clone();
-    let follower = blocking(move || gatos.messages().follow(&topic, since)).await?;
+    let t = topic.clone();
+    let follower = blocking(move || gatos.messages().follow(&t, since)).await?;
     let id = format!("s{}", conn.shared.next_id());
     let stop = conn.sub_stop.child_token();
     conn.subs
@@ -123,13 +135,13 @@ pub async fn subscribe(
     let (go, ready) = oneshot::channel();
     let sub = Subscription {
         id,
-        changes: conn.shared.watchers.watch(&p.topic, follower.last_head()),
+        changes: conn.shared.watchers.watch(&topic, follower.last_head()),
         follower,
         outbox: conn.outbox.clone(),
         stop,
         registry: conn.subs.clone(),
         shared: conn.shared.clone(),
-        jobs: None,
+        jobs,
     };
     conn.sub_tasks
         .spawn(tracing::Instrument::in_current_span(subscriptions::run(
