@@ -327,7 +327,8 @@ impl<'g> Jobs<'g> {
             .collect())
     }
 
-    pub(crate) fn verify_record(&self, rec: &JobRecord) -> VerifyRow {
+    /// Verifies the proof of a record read by [`Gatos::job_record_at`] (see [`Jobs::verify`]).
+    pub fn verify_record(&self, rec: &JobRecord) -> VerifyRow {
         let failed = |code: ErrorCode, error: String, key| VerifyRow {
             id: rec.id,
             verified: false,

@@ -195,6 +195,17 @@ fn fail(code: ErrorCode, msg: impl Into<String>) -> Error {
     Error::new(code, msg)
 }
 
+/// Reads the predicate a proof carries, without verifying anything (an export shows it
+/// next to whether the proof verified).
+pub fn predicate_of(poe: &[u8]) -> Option<Predicate> {
+    let env: Envelope = serde_json::from_slice(poe).ok()?;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(env.payload.as_bytes())
+        .ok()?;
+    let st: Statement = serde_json::from_slice(&body).ok()?;
+    Some(st.predicate)
+}
+
 /// Reads the key a proof claims to be signed by, without verifying anything.
 pub fn key_of(poe: &[u8]) -> Option<KeyId> {
     let env: Envelope = serde_json::from_slice(poe).ok()?;

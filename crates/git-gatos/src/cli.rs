@@ -64,6 +64,71 @@ pub enum Command {
     Sync(SyncArgs),
     /// Compact the repository: repack, pack refs, write the commit-graph, archive jobs.
     Maintenance(MaintenanceArgs),
+    /// List the audit trail: privileged and destructive actions (the topic gatos.audit).
+    Audit(AuditArgs),
+    /// Export to SQLite or Parquet with a verifiable Explorer-Root; `export verify PATH`.
+    Export(ExportArgs),
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ExportArgs {
+    /// `verify PATH`.
+    #[command(subcommand)]
+    pub command: Option<ExportCommand>,
+    /// sqlite (one file) or parquet (a directory of <table>.parquet and manifest.json).
+    #[arg(long, value_parser = ["sqlite", "parquet"])]
+    pub format: Option<String>,
+    /// The file (sqlite) or directory (parquet) to write.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Rows at or after this TIME, DUR ago, or full commit id (messages by published_at,
+    /// jobs by created_at, attempts by claimed_at, results by finished_at).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Rows before this TIME, DUR ago, or full commit id.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Only these tables (messages, jobs, attempts, results, checkpoints).
+    #[arg(long, value_name = "T,..")]
+    pub tables: Vec<String>,
+    /// Only these columns of a table (repeatable): TABLE:C1,C2.
+    #[arg(long, value_name = "TABLE:C,..")]
+    pub columns: Vec<String>,
+    /// AND-joined comparisons (= < <= > >=) on columns, e.g. "topic = ci.events AND seq >= 100"
+    /// (repeatable; an unqualified column applies to every table that has it).
+    #[arg(long = "where", value_name = "PRED")]
+    pub wheres: Vec<String>,
+    /// Extend the SQLite export at --out with what is new since the refs it recorded
+    /// (its filters are reused).
+    #[arg(long)]
+    pub incremental: bool,
+}
+
+/// `export`'s subcommand.
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Recompute every table digest and the Explorer-Root; with --repo, check the rows
+    /// against the repository.
+    Verify {
+        /// The export: a SQLite file or a Parquet directory.
+        path: PathBuf,
+        /// The repository to check the rows against (at the refs the export recorded).
+        #[arg(long, value_name = "DIR")]
+        repo: Option<PathBuf>,
+    },
+}
+
+/// `audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Start after the record with this ULID, or at this TIME (RFC 3339, or a DUR ago).
+    #[arg(long, value_name = "ULID|TIME")]
+    pub since: Option<String>,
+    /// Only records of this action (e.g. jobs.cancel, keys.trust, messages.prune.forced).
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
 }
 
 /// `sync`.

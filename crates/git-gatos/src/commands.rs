@@ -1,5 +1,7 @@
 //! Dispatch: one module per plane, one file per verb.
 
+mod audit;
+mod export;
 mod init;
 mod jobs;
 mod keys;
@@ -92,6 +94,8 @@ pub fn run(cli: &Cli, out: &mut Output) -> Result<(), Error> {
         Command::Keys(k) => keys::run(&ctx, out, k)?,
         Command::Sync(a) => sync::run(&ctx, out, a)?,
         Command::Maintenance(a) => maintenance::run(&ctx, out, a)?,
+        Command::Audit(a) => audit::run(&ctx, out, a)?,
+        Command::Export(a) => export::run(&ctx, out, a)?,
     }
     out.flush()?;
     // The process ends here: tearing down gix's object store (slots, caches, maps) is work

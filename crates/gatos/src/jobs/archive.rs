@@ -123,9 +123,25 @@ fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::new(ErrorCode::InvalidEnvelope, what.to_string())
 }
 
+/// Returns the jobs of a month's archive as of the chain tip `tip` (an export's recorded
+/// ref state), oldest first.
+///
+/// # Errors
+/// When the chain cannot be read.
+pub fn month_at(gatos: &Gatos, month: &str, tip: Oid) -> Result<Vec<Archived>> {
+    Ok(month_from(gatos, month, Some(tip))?
+        .jobs
+        .into_values()
+        .collect())
+}
+
 /// Reads a month's archive, from the cache and the commits added since.
 fn month(gatos: &Gatos, month: &str) -> Result<MonthCache> {
     let tip = gatos.store().read_ref(&names::archive_jobs(month))?;
+    month_from(gatos, month, tip)
+}
+
+fn month_from(gatos: &Gatos, month: &str, tip: Option<Oid>) -> Result<MonthCache> {
     let path = cache_dir(gatos).join(format!("{month}.json"));
     let mut cache: MonthCache = std::fs::read(&path)
         .ok()
@@ -316,7 +332,7 @@ fn finished_at(gatos: &Gatos, rec: &JobRecord) -> Result<Timestamp> {
 ///
 /// # Errors
 /// When the refs cannot be listed.
-pub(crate) fn live(gatos: &Gatos) -> Result<BTreeMap<Ulid, Refs>> {
+pub fn live(gatos: &Gatos) -> Result<BTreeMap<Ulid, Refs>> {
     let mut jobs: BTreeMap<Ulid, Refs> = BTreeMap::new();
     for (name, oid) in gatos.store().list_refs(&names::jobs_prefix())? {
         let empty = Refs {

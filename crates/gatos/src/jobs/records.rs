@@ -96,12 +96,7 @@ impl Gatos {
     }
 
     /// Reads a job from its commits.
-    pub(crate) fn job_record_at(
-        &self,
-        id: Ulid,
-        refs: Refs,
-        archived: bool,
-    ) -> Result<Option<JobRecord>> {
+    pub fn job_record_at(&self, id: Ulid, refs: Refs, archived: bool) -> Result<Option<JobRecord>> {
         let Some(job_commit) = refs.job else {
             return Ok(None);
         };

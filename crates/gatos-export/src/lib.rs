@@ -1,0 +1,400 @@
+//! Export of a gatos ledger to SQLite or Parquet, with a verifiable Explorer-Root
+//! (DESIGN §9, ADR 0016, docs/exporter.md).
+//!
+//! An export reads one snapshot of `refs/gatos/**` (it never writes refs), streams rows
+//! through the filter into a [`Sink`], and records a [`Manifest`]: the refs it read, the
+//! canonical filter spec, per table the row count and digest, and the Explorer-Root over
+//! all of that. [`verify()`] recomputes every digest from the exported data and, given the
+//! repository, from the commits the recorded refs name.
+#![deny(missing_docs)]
+
+pub mod filter;
+pub mod manifest;
+pub mod parquet_sink;
+pub mod root;
+pub mod schema;
+pub mod source;
+pub mod sqlite;
+pub mod verify;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use gatos::{Error, Gatos};
+use gatos_types::{ErrorCode, Topic};
+
+use crate::filter::TableSpec;
+pub use crate::filter::{Filter, FilterArgs};
+pub use crate::manifest::{Manifest, TopicSource};
+use crate::root::TableDigest;
+use crate::schema::{Cell, Projection};
+pub use crate::verify::{VerifyReport, verify};
+
+/// The file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One SQLite database file.
+    Sqlite,
+    /// A directory: one `<table>.parquet` per table and `manifest.json`.
+    Parquet,
+}
+
+impl Format {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Sqlite => "sqlite",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// What to export and where.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// The format.
+    pub format: Format,
+    /// The file (SQLite) or directory (Parquet).
+    pub out: PathBuf,
+    /// The selection (ignored with `incremental`: the earlier export's is reused).
+    pub filter: FilterArgs,
+    /// Extend the export at `out` with what is new since the refs it recorded.
+    pub incremental: bool,
+}
+
+/// Where rows go. Rows arrive as full rows (every column of the table, in storage
+/// order); a sink stores the projected columns.
+pub trait Sink {
+    /// Called once per exported table before its first row.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn begin(&mut self, spec: &Projection) -> Result<(), Error>;
+    /// Stores one row; `unit` groups rows replaced together by an incremental export
+    /// (a job's rows), `digest` is its row digest.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn row(
+        &mut self,
+        table: &str,
+        full: &[Cell],
+        unit: &str,
+        digest: &[u8; 32],
+    ) -> Result<(), Error>;
+    /// Removes a unit's rows (incremental exports), returning their digests per table.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn remove_unit(&mut self, unit: &str) -> Result<Vec<(String, [u8; 32])>, Error>;
+    /// Records a unit's fingerprint (its refs) and whether its rows are final.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn set_unit(&mut self, unit: &str, fingerprint: &str, is_final: bool) -> Result<(), Error>;
+    /// Writes the manifest and makes the export visible.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn finish(self: Box<Self>, manifest: &Manifest) -> Result<(), Error>;
+}
+
+/// What an earlier export left for an incremental one.
+#[derive(Debug, Default)]
+pub struct Previous {
+    /// Its manifest.
+    pub manifest: Option<Manifest>,
+    /// Row digests per table.
+    pub digests: BTreeMap<String, Vec<[u8; 32]>>,
+    /// Unit fingerprints and finality.
+    pub units: BTreeMap<String, (String, bool)>,
+}
+
+/// Reports progress: `(table, rows so far)`.
+pub type Progress<'a> = &'a mut dyn FnMut(&str, u64);
+
+/// Exports the repository. Returns the manifest written.
+///
+/// # Errors
+/// `InvalidInput` for a bad selection or output path; `Conflict` when a topic was
+/// rewritten by a sync since an incremental export's base (export again in full);
+/// store errors.
+pub fn export(
+    gatos: &Gatos,
+    opts: &ExportOptions,
+    progress: Progress<'_>,
+) -> Result<Manifest, Error> {
+    let (mut sink, previous): (Box<dyn Sink>, Previous) = match opts.format {
+        Format::Sqlite => {
+            let (s, p) = sqlite::SqliteSink::open(&opts.out, opts.incremental)?;
+            (Box::new(s), p)
+        }
+        Format::Parquet => {
+            if opts.incremental {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    "--incremental needs --format sqlite (Parquet files are immutable: export again, or export to SQLite)",
+                ));
+            }
+            (
+                Box::new(parquet_sink::ParquetSink::create(&opts.out)?),
+                Previous::default(),
+            )
+        }
+    };
+    let mut filter = match &previous.manifest {
+        Some(m) => Filter::from_spec(&m.filter)?,
+        None => Filter::build(&opts.filter)?,
+    };
+    let as_of = gatos.now();
+    if filter.has_job_tables() {
+        filter.as_of = Some(as_of.as_millis());
+    }
+    let state = source::snapshot(gatos)?;
+    let mut digests: BTreeMap<&'static str, TableDigest> = BTreeMap::new();
+    for ts in &filter.tables {
+        sink.begin(&ts.projection)?;
+        let rows = previous
+            .digests
+            .get(ts.table().name)
+            .cloned()
+            .unwrap_or_default();
+        digests.insert(ts.table().name, TableDigest::from_rows(rows));
+    }
+    let mut out = Out {
+        sink,
+        digests,
+        filter: &filter,
+        buf: String::new(),
+        count: 0,
+        progress,
+    };
+
+    // Messages, topic by topic, each from where the earlier export stopped.
+    let mut topics: BTreeMap<String, TopicSource> = previous
+        .manifest
+        .as_ref()
+        .map(|m| m.topics.clone())
+        .unwrap_or_default();
+    let mut exported_topics: Vec<Topic> = Vec::new();
+    if let Some(ts) = filter.table("messages") {
+        let (lo, hi) = ts.int_bounds("seq");
+        let lo = u64::try_from(lo.unwrap_or(1).max(1)).unwrap_or(1);
+        let hi = hi.map_or(u64::MAX, |h| u64::try_from(h).unwrap_or(0));
+        for (topic, _, head) in source::topic_heads(&state) {
+            if !ts.admits_text("topic", topic.as_str()) {
+                continue;
+            }
+            exported_topics.push(topic.clone());
+            let head_seq = source::message_meta(gatos, head)?.seq;
+            let from = match topics.get(topic.as_str()) {
+                Some(prev) => {
+                    if gatos.messages().commit_at(&topic, prev.head_seq)? != Some(prev.head) {
+                        return Err(Error::new(
+                            ErrorCode::Conflict,
+                            format!(
+                                "topic '{topic}' was rewritten (a sync re-appended its tail, or it was pruned past seq {}) since the earlier export; export again without --incremental",
+                                prev.head_seq
+                            ),
+                        ));
+                    }
+                    prev.head_seq + 1
+                }
+                None => lo,
+            }
+            .max(lo);
+            let mut first = None;
+            source::scan_topic(gatos, &topic, head, head_seq, from, hi, |seq, row| {
+                first.get_or_insert(seq);
+                out.emit("messages", &row, topic.as_str())
+            })?;
+            let entry = topics.entry(topic.to_string()).or_insert(TopicSource {
+                head,
+                head_seq,
+                first_seq: first.unwrap_or(from),
+            });
+            entry.head = head;
+            entry.head_seq = head_seq;
+        }
+        (out.progress)("messages", out.count);
+    }
+
+    // Checkpoints: few; replaced whole.
+    if filter.table("checkpoints").is_some() {
+        for (name, oid) in source::checkpoint_refs(&state) {
+            let unit = format!("c:{name}");
+            let fp = oid.to_string();
+            if previous.units.get(&unit).is_some_and(|(f, _)| *f == fp) {
+                continue;
+            }
+            if previous.units.contains_key(&unit) {
+                out.remove(&unit)?;
+            }
+            if let Some(row) = source::checkpoint_row(gatos, &name, oid)? {
+                out.emit("checkpoints", &row, &unit)?;
+            }
+            out.sink.set_unit(&unit, &fp, true)?;
+        }
+    }
+
+    // Jobs with their attempts and results, one job at a time.
+    if filter.has_job_tables() {
+        let pushdown: Vec<(&TableSpec, &str)> =
+            [("jobs", "id"), ("attempts", "job"), ("results", "job")]
+                .into_iter()
+                .filter_map(|(t, c)| filter.table(t).map(|ts| (ts, c)))
+                .collect();
+        source::each_job(gatos, &state, |id, refs, archived| {
+            let id_text = id.to_string();
+            // A job no exported table can take is not read at all.
+            if pushdown.iter().all(|(ts, c)| !ts.admits_text(c, &id_text)) {
+                return Ok(());
+            }
+            let unit = format!("j:{id}");
+            let fp = format!(
+                "{}.{}.{}.{}",
+                opt(refs.job),
+                opt(refs.claim),
+                opt(refs.result),
+                opt(refs.cancel)
+            );
+            if previous
+                .units
+                .get(&unit)
+                .is_some_and(|(f, fin)| *f == fp && *fin)
+            {
+                return Ok(());
+            }
+            if previous.units.contains_key(&unit) {
+                out.remove(&unit)?;
+            }
+            let Some(rec) = source::job_record(gatos, id, refs, archived)? else {
+                return Ok(());
+            };
+            let rows = source::job_rows(gatos, &rec, as_of)?;
+            out.emit("jobs", &rows.job, &unit)?;
+            for a in &rows.attempts {
+                out.emit("attempts", a, &unit)?;
+            }
+            if let Some(r) = &rows.result {
+                out.emit("results", r, &unit)?;
+            }
+            out.sink.set_unit(&unit, &fp, rows.is_final)
+        })?;
+        (out.progress)("jobs", out.count);
+    }
+
+    let table_names: Vec<&str> = filter.tables.iter().map(|t| t.table().name).collect();
+    let refs = source::refs_for(&state, &table_names, &exported_topics);
+    let manifest = Manifest::new(
+        opts.format,
+        &filter,
+        refs,
+        topics
+            .into_iter()
+            .filter(|(t, _)| exported_topics.iter().any(|x| x.as_str() == t))
+            .collect(),
+        out.digests
+            .iter_mut()
+            .map(|(t, d)| ((*t).to_owned(), d.len(), d.finish()))
+            .collect(),
+        previous.manifest.as_ref().map_or(0, |m| m.increments + 1),
+    );
+    out.sink.finish(&manifest)?;
+    Ok(manifest)
+}
+
+fn opt(o: Option<gatos_types::Oid>) -> String {
+    o.map_or_else(|| "-".to_owned(), |o| o.to_string())
+}
+
+/// Rows on their way to the sink: filtered, digested, counted.
+struct Out<'a, 'p> {
+    sink: Box<dyn Sink>,
+    digests: BTreeMap<&'static str, TableDigest>,
+    filter: &'a Filter,
+    buf: String,
+    count: u64,
+    progress: Progress<'p>,
+}
+
+impl Out<'_, '_> {
+    fn emit(&mut self, table: &'static str, full: &[Cell], unit: &str) -> Result<(), Error> {
+        let Some(ts) = self.filter.table(table) else {
+            return Ok(());
+        };
+        if !ts.matches(full) {
+            return Ok(());
+        }
+        let d = ts.projection.digest(full, &mut self.buf);
+        self.sink.row(table, full, unit, &d)?;
+        if let Some(td) = self.digests.get_mut(table) {
+            td.push(d);
+        }
+        self.count += 1;
+        if self.count.is_multiple_of(2048) {
+            (self.progress)(table, self.count);
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, unit: &str) -> Result<(), Error> {
+        let mut by_table: BTreeMap<String, Vec<[u8; 32]>> = BTreeMap::new();
+        for (t, d) in self.sink.remove_unit(unit)? {
+            by_table.entry(t).or_default().push(d);
+        }
+        for (t, gone) in by_table {
+            if let Some(td) = self.digests.get_mut(t.as_str()) {
+                td.remove(&gone);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Errors about the output path.
+pub(crate) fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorCode::Internal,
+        format!("{what} {}: {e}", path.display()),
+    )
+}
+
+/// Resolves `--since`/`--until`: a TIME (RFC 3339, or a DUR meaning that long ago), or
+/// a full commit id — a message commit stands for its message's time (its ULID), any
+/// other commit for its committer time.
+///
+/// # Errors
+/// `InvalidInput` for anything else; `NotFound` for an unknown commit.
+pub fn resolve_bound(gatos: &Gatos, flag: &str, s: &str) -> Result<i64, Error> {
+    let is_hex = !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_hex && s.len() == 40 {
+        let oid: gatos_types::Oid = s.parse().map_err(|_| {
+            Error::new(
+                ErrorCode::InvalidInput,
+                format!("{flag}: bad commit id {s:?}"),
+            )
+        })?;
+        let mut r = gatos.store().reader();
+        if !r.exists(oid) {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                format!("{flag}: no commit {oid} in this repository"),
+            ));
+        }
+        let c = r.commit(oid)?;
+        return Ok(match gatos::messages::chain::meta(&c) {
+            Ok(m) => gatos::messages::ulid_time(m.ulid).as_millis(),
+            Err(_) => c.time.saturating_mul(1000),
+        });
+    }
+    if is_hex && s.len() >= 7 && s.len() < 40 {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            format!("{flag}: give the full 40-hex commit id, not {s:?}"),
+        ));
+    }
+    gatos_types::time::parse_time(s, gatos.now())
+        .map(gatos_types::Timestamp::as_millis)
+        .map_err(|e| Error::from(e).context(format!("{flag} (a TIME, a DUR ago or a commit id)")))
+}

@@ -1,0 +1,402 @@
+//! Rows from the repository, read as of a recorded ref state: messages by topic scan,
+//! jobs (live and archived) with their attempts and results, checkpoints.
+//!
+//! Every reader streams: one message or one job at a time reaches the sink.
+
+use std::collections::BTreeMap;
+
+use gatos::jobs::archive;
+use gatos::jobs::records::{self, CLAIM_PATH, JobRecord, POE_PATH, Refs, STDERR_PATH, STDOUT_PATH};
+use gatos::messages::Cursor;
+use gatos::{Error, Gatos};
+use gatos_types::jobs::{ClaimDoc, ClaimState, JobState, Status};
+use gatos_types::{ErrorCode, Oid, Timestamp, Topic, Ulid};
+
+use crate::schema::Cell;
+
+/// The refs an export reads, by name (`refs/gatos/...`).
+pub type RefState = BTreeMap<String, Oid>;
+
+/// Reads every gatos ref once: the state an export is of.
+///
+/// # Errors
+/// When refs cannot be listed.
+pub fn snapshot(gatos: &Gatos) -> Result<RefState, Error> {
+    Ok(gatos
+        .store()
+        .list_refs("refs/gatos/")?
+        .into_iter()
+        .map(|(n, o)| (n.to_string(), o))
+        .collect())
+}
+
+/// The `messages/<topic>/head` refs of a state, by topic.
+pub fn topic_heads(state: &RefState) -> Vec<(Topic, String, Oid)> {
+    state
+        .iter()
+        .filter_map(|(n, o)| {
+            let t = n
+                .strip_prefix("refs/gatos/messages/")?
+                .strip_suffix("/head")?;
+            (!t.contains('/')).then_some(())?;
+            Some((t.parse().ok()?, n.clone(), *o))
+        })
+        .collect()
+}
+
+/// The `consumers/<group>/<topic>` refs of a state.
+pub fn checkpoint_refs(state: &RefState) -> Vec<(String, Oid)> {
+    state
+        .iter()
+        .filter(|(n, _)| n.starts_with("refs/gatos/consumers/"))
+        .map(|(n, o)| (n.clone(), *o))
+        .collect()
+}
+
+/// Live jobs' refs and archive month refs of a state.
+/// An archive month ref: `(month, ref name, tip)`.
+pub type MonthRef = (String, String, Oid);
+
+pub fn job_refs(state: &RefState) -> (BTreeMap<Ulid, Refs>, Vec<MonthRef>) {
+    let mut live: BTreeMap<Ulid, Refs> = BTreeMap::new();
+    let mut months = Vec::new();
+    for (n, o) in state {
+        if let Some(rest) = n.strip_prefix("refs/gatos/jobs/") {
+            let Some((id, which)) = rest.split_once('/') else {
+                continue;
+            };
+            let Ok(id) = id.parse::<Ulid>() else { continue };
+            let e = live.entry(id).or_insert(Refs {
+                job: None,
+                claim: None,
+                result: None,
+                cancel: None,
+            });
+            match which {
+                "job" => e.job = Some(*o),
+                "claim" => e.claim = Some(*o),
+                "result" => e.result = Some(*o),
+                "cancel" => e.cancel = Some(*o),
+                _ => {}
+            }
+        } else if let Some(m) = n.strip_prefix("refs/gatos/archive/jobs/") {
+            months.push((m.to_owned(), n.clone(), *o));
+        }
+    }
+    (live, months)
+}
+
+/// The names of the refs each table reads (they enter the ref-state digest).
+pub fn refs_for(state: &RefState, tables: &[&str], topics: &[Topic]) -> Vec<(String, Oid)> {
+    let wants_jobs = tables
+        .iter()
+        .any(|t| matches!(*t, "jobs" | "attempts" | "results"));
+    let wants_trust = tables.contains(&"results");
+    state
+        .iter()
+        .filter(|(n, _)| {
+            let r = n.strip_prefix("refs/gatos/").unwrap_or("");
+            (tables.contains(&"messages")
+                && r.strip_prefix("messages/")
+                    .and_then(|t| t.strip_suffix("/head"))
+                    .is_some_and(|t| topics.iter().any(|x| x.as_str() == t)))
+                || (tables.contains(&"checkpoints") && r.starts_with("consumers/"))
+                || (wants_jobs && (r.starts_with("jobs/") || r.starts_with("archive/jobs/")))
+                || (wants_trust && r.starts_with("trust/"))
+        })
+        .map(|(n, o)| (n.clone(), *o))
+        .collect()
+}
+
+/// A message's row: topic, seq, ulid, content_id, commit, published_at, payload.
+pub fn message_row(
+    topic: &str,
+    seq: u64,
+    ulid: Ulid,
+    content_id: &str,
+    commit: Oid,
+    payload_jcs: &str,
+) -> Vec<Cell> {
+    vec![
+        Cell::Text(topic.to_owned()),
+        Cell::Int(i64::try_from(seq).unwrap_or(i64::MAX)),
+        Cell::Text(ulid.to_string()),
+        Cell::Text(content_id.to_owned()),
+        Cell::Text(commit.to_string()),
+        Cell::time(gatos::messages::ulid_time(ulid)),
+        Cell::Text(payload_jcs.to_owned()),
+    ]
+}
+
+/// Reads a message commit's metadata.
+///
+/// # Errors
+/// When it is not a message commit.
+pub fn message_meta(gatos: &Gatos, commit: Oid) -> Result<gatos::messages::chain::Meta, Error> {
+    let c = gatos.store().reader().commit(commit)?;
+    gatos::messages::chain::meta(&c)
+}
+
+/// Streams a topic's messages with `lo <= seq <= hi`, oldest first, as of its head
+/// commit `head` (whose seq is `head_seq`). Fails with `Conflict` when a sync rewrote the
+/// topic below `head` while reading.
+///
+/// # Errors
+/// When the topic cannot be read.
+pub fn scan_topic(
+    gatos: &Gatos,
+    topic: &Topic,
+    head: Oid,
+    head_seq: u64,
+    lo: u64,
+    hi: u64,
+    mut f: impl FnMut(u64, Vec<Cell>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let hi = hi.min(head_seq);
+    if lo > hi {
+        return Ok(());
+    }
+    let limit = hi - lo + 1;
+    let end = gatos.messages().scan(
+        topic,
+        &Cursor::Seq(lo.saturating_sub(1)),
+        Some(limit),
+        |m| {
+            let row = message_row(
+                topic.as_str(),
+                m.seq,
+                m.ulid,
+                &m.content_id.to_string(),
+                m.commit,
+                m.payload.get(),
+            );
+            f(m.seq, row)?;
+            Ok(true)
+        },
+    )?;
+    // What we read must be the chain below the recorded head.
+    if gatos.messages().commit_at(topic, head_seq)? != Some(head) {
+        return Err(Error::new(
+            ErrorCode::Conflict,
+            format!(
+                "topic '{topic}' was rewritten while exporting (a sync re-appended its tail); export again"
+            ),
+        ));
+    }
+    let _ = end;
+    Ok(())
+}
+
+/// The rows of one job.
+#[derive(Debug, Default)]
+pub struct JobRows {
+    /// Its `jobs` row.
+    pub job: Vec<Cell>,
+    /// Its `attempts` rows.
+    pub attempts: Vec<Vec<Cell>>,
+    /// Its `results` row.
+    pub result: Option<Vec<Cell>>,
+    /// Whether its state is final (it cannot change without a ref moving).
+    pub is_final: bool,
+}
+
+/// Derives a job's rows as of `as_of` (its state depends on the time: leases expire).
+///
+/// # Errors
+/// When its commits cannot be read.
+pub fn job_rows(gatos: &Gatos, rec: &JobRecord, as_of: Timestamp) -> Result<JobRows, Error> {
+    let d = gatos::jobs::state::derive(rec, as_of, gatos.lease_skew());
+    let manifest = gatos_types::jcs::to_vec_of(&rec.spec)
+        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let job = vec![
+        Cell::Text(rec.id.to_string()),
+        Cell::Text(rec.spec.queue.to_string()),
+        Cell::Text(d.state.as_str().to_owned()),
+        Cell::Int(i64::from(d.attempt)),
+        Cell::Int(rec.spec.priority),
+        Cell::time(gatos::messages::ulid_time(rec.id)),
+        Cell::Text(rec.content_id.to_string()),
+        Cell::Text(String::from_utf8_lossy(&manifest).into_owned()),
+    ];
+    let attempts = attempt_rows(gatos, rec)?;
+    let result = match &rec.result {
+        None => None,
+        Some((commit, doc)) => {
+            let mut r = gatos.store().reader();
+            let c = r.commit(*commit)?;
+            let digest = |b: Option<Vec<u8>>| {
+                Cell::opt_text(b.map(|b| gatos_types::Digest::of(&b).to_string()))
+            };
+            let stdout = digest(r.file(c.tree, STDOUT_PATH)?);
+            let stderr = digest(r.file(c.tree, STDERR_PATH)?);
+            let pred = r
+                .file(c.tree, POE_PATH)?
+                .and_then(|p| gatos::proofs::predicate_of(&p));
+            let verified = gatos.jobs().verify_record(rec).verified;
+            Some(vec![
+                Cell::Text(rec.id.to_string()),
+                Cell::Int(i64::from(doc.attempt)),
+                Cell::Text(
+                    match doc.status {
+                        Status::Succeeded => "succeeded",
+                        Status::Failed => "failed",
+                    }
+                    .to_owned(),
+                ),
+                doc.exit_code
+                    .map_or(Cell::Null, |c| Cell::Int(i64::from(c))),
+                pred.as_ref()
+                    .map_or(Cell::Null, |p| Cell::time(p.started_at)),
+                pred.as_ref()
+                    .map_or(Cell::Null, |p| Cell::time(p.finished_at)),
+                stdout,
+                stderr,
+                Cell::Bool(verified),
+            ])
+        }
+    };
+    Ok(JobRows {
+        job,
+        attempts,
+        result,
+        is_final: matches!(
+            d.state,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        ) && !d.lost_final,
+    })
+}
+
+/// One row per attempt, from the claim chain: who claimed it, with which key, when, the
+/// last lease it held and how it ended (`succeeded`, `failed`, `timeout`, `lost`,
+/// `cancelled`; null while it runs).
+fn attempt_rows(gatos: &Gatos, rec: &JobRecord) -> Result<Vec<Vec<Cell>>, Error> {
+    let Some((tip, _)) = &rec.claim else {
+        return Ok(Vec::new());
+    };
+    let mut r = gatos.store().reader();
+    // Newest first: the first commit seen of an attempt is its last.
+    let mut by_attempt: BTreeMap<u32, (ClaimDoc, Option<ClaimDoc>)> = BTreeMap::new();
+    let mut at = Some(*tip);
+    while let Some(c) = at {
+        let (doc, _): (ClaimDoc, _) = records::read_doc(&mut r, c, CLAIM_PATH)?;
+        let e = by_attempt
+            .entry(doc.attempt)
+            .or_insert_with(|| (doc.clone(), None));
+        if doc.state == ClaimState::Running {
+            e.1 = Some(doc.clone());
+        }
+        at = r.commit(c)?.parents.first().copied();
+    }
+    let last_attempt = by_attempt.keys().next_back().copied().unwrap_or(0);
+    let mut rows = Vec::new();
+    for (attempt, (last, first)) in by_attempt {
+        let start = first.as_ref().unwrap_or(&last);
+        let outcome = match last.state {
+            ClaimState::Released | ClaimState::Closed => match (last.outcome, &rec.result) {
+                (Some(o), _) => Some(o.as_str().to_owned()),
+                (None, Some((_, res))) if res.attempt == attempt => Some(
+                    match res.status {
+                        Status::Succeeded => "succeeded",
+                        Status::Failed => "failed",
+                    }
+                    .to_owned(),
+                ),
+                (None, _) => None,
+            },
+            // A later attempt took over without this one releasing: its lease was lost.
+            ClaimState::Running | ClaimState::Heartbeat if attempt < last_attempt => {
+                Some("lost".to_owned())
+            }
+            ClaimState::Running | ClaimState::Heartbeat => None,
+        };
+        rows.push(vec![
+            Cell::Text(rec.id.to_string()),
+            Cell::Int(i64::from(attempt)),
+            Cell::Text(start.worker.to_string()),
+            Cell::opt_text(start.worker_key),
+            Cell::time(start.claimed_at),
+            Cell::time(last.lease_until),
+            Cell::opt_text(outcome),
+        ]);
+    }
+    Ok(rows)
+}
+
+/// Reads a job as of recorded refs.
+///
+/// # Errors
+/// When its commits cannot be read.
+pub fn job_record(
+    gatos: &Gatos,
+    id: Ulid,
+    refs: Refs,
+    archived: bool,
+) -> Result<Option<JobRecord>, Error> {
+    gatos.job_record_at(id, refs, archived)
+}
+
+/// Every job of a state: live ones from their refs, archived ones (not also live) from
+/// the recorded archive tips, oldest first, one at a time.
+///
+/// # Errors
+/// When refs or commits cannot be read, or `f` fails.
+pub fn each_job(
+    gatos: &Gatos,
+    state: &RefState,
+    mut f: impl FnMut(Ulid, Refs, bool) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let (live, months) = job_refs(state);
+    let mut archived: BTreeMap<Ulid, Refs> = BTreeMap::new();
+    for (m, _, tip) in &months {
+        for a in archive::month_at(gatos, m, *tip)? {
+            if !live.contains_key(&a.id) {
+                archived.insert(a.id, a.refs());
+            }
+        }
+    }
+    let mut l = live.into_iter().peekable();
+    let mut a = archived.into_iter().peekable();
+    loop {
+        let take_live = match (l.peek(), a.peek()) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(x), Some(y)) => x.0 < y.0,
+        };
+        let (id, refs, is_archived) = if take_live {
+            let (id, r) = l
+                .next()
+                .ok_or_else(|| Error::new(ErrorCode::Internal, "empty"))?;
+            (id, r, false)
+        } else {
+            let (id, r) = a
+                .next()
+                .ok_or_else(|| Error::new(ErrorCode::Internal, "empty"))?;
+            (id, r, true)
+        };
+        f(id, refs, is_archived)?;
+    }
+}
+
+/// A checkpoint's row: group, topic, seq, ulid.
+///
+/// # Errors
+/// When its commit cannot be read.
+pub fn checkpoint_row(gatos: &Gatos, name: &str, oid: Oid) -> Result<Option<Vec<Cell>>, Error> {
+    let Some(rest) = name.strip_prefix("refs/gatos/consumers/") else {
+        return Ok(None);
+    };
+    let Some((group, topic)) = rest.split_once('/') else {
+        return Ok(None);
+    };
+    let mut r = gatos.store().reader();
+    let (doc, _): (serde_json::Value, _) = records::read_doc(&mut r, oid, "checkpoint.json")?;
+    Ok(Some(vec![
+        Cell::Text(group.to_owned()),
+        Cell::Text(topic.to_owned()),
+        doc.get("seq")
+            .and_then(serde_json::Value::as_i64)
+            .map_or(Cell::Null, Cell::Int),
+        Cell::opt_text(doc.get("ulid").and_then(serde_json::Value::as_str)),
+    ]))
+}
