@@ -53,10 +53,10 @@ pub fn checkpoint_refs(state: &RefState) -> Vec<(String, Oid)> {
         .collect()
 }
 
-/// Live jobs' refs and archive month refs of a state.
 /// An archive month ref: `(month, ref name, tip)`.
 pub type MonthRef = (String, String, Oid);
 
+/// Live jobs' refs and archive month refs of a state.
 pub fn job_refs(state: &RefState) -> (BTreeMap<Ulid, Refs>, Vec<MonthRef>) {
     let mut live: BTreeMap<Ulid, Refs> = BTreeMap::new();
     let mut months = Vec::new();
