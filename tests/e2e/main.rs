@@ -11,6 +11,7 @@
 
 mod cli;
 mod daemon;
+mod export;
 mod jobs;
 mod messages;
 mod support;

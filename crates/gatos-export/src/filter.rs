@@ -705,3 +705,94 @@ fn bind(tables: &mut [TableSpec], term: &Term, text: &str) -> Result<(), Error> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn op_text(op: Op) -> &'static str {
+        op.as_str()
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Eq),
+            Just(Op::Lt),
+            Just(Op::Le),
+            Just(Op::Gt),
+            Just(Op::Ge)
+        ]
+    }
+
+    proptest! {
+        /// Any text: a result, never a panic.
+        #[test]
+        fn never_panics(text in "\\PC{0,60}") {
+            let _ = parse_where(&text);
+        }
+
+        /// Generated conjunctions parse back term by term, whatever the joiner and quoting.
+        #[test]
+        fn conjunctions_round_trip(
+            terms in proptest::collection::vec(("[a-z_]{1,10}", arb_op(), "[a-zA-Z0-9 .:'-]{0,12}"), 1..5),
+            joiner in prop_oneof![Just(" AND "), Just(" and "), Just(","), Just(" && ")],
+        ) {
+            let text = terms
+                .iter()
+                .map(|(c, op, v)| format!("{c} {} '{}'", op_text(*op), v.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(joiner);
+            let parsed = parse_where(&text);
+            let keywords = ["or", "not", "like", "in", "is", "between", "null", "and"];
+            if terms.iter().any(|(c, _, _)| keywords.contains(&c.as_str())) {
+                return Ok(());
+            }
+            let parsed = parsed.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(parsed.len(), terms.len());
+            for (p, (c, op, v)) in parsed.iter().zip(&terms) {
+                prop_assert_eq!(&p.column, c);
+                prop_assert_eq!(p.op, *op);
+                prop_assert_eq!(&p.value, v);
+                prop_assert_eq!(p.table.as_deref(), None);
+            }
+        }
+
+        /// Integer ranges bind to typed values and bounds are the tightest.
+        #[test]
+        fn bounds_are_tightest(a in -1000i64..1000, b in -1000i64..1000) {
+            let args = FilterArgs {
+                tables: vec!["messages".into()],
+                wheres: vec![format!("seq >= {a} AND seq >= {b} AND seq < 5000")],
+                ..FilterArgs::default()
+            };
+            let f = Filter::build(&args).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let ts = f.table("messages").ok_or_else(|| TestCaseError::fail("no table"))?;
+            prop_assert_eq!(ts.int_bounds("seq"), (Some(a.max(b)), Some(4999)));
+            // The spec survives a round trip.
+            let again = Filter::from_spec(&f.spec()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(again.spec(), f.spec());
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_part() {
+        for (text, part) in [
+            ("a = 1 OR b = 2", "OR"),
+            ("a | b", "|"),
+            ("a != 1", "!"),
+            ("a <> 1", "<>"),
+            ("a = 'x", "unterminated"),
+            ("a LIKE 'x'", "expected one of"),
+            ("= 1", "expected a column"),
+            ("a =", "expected a value"),
+        ] {
+            let e = parse_where(text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(part), "{text}: {e}");
+        }
+    }
+}

@@ -10,7 +10,7 @@
 
 mod arbiter;
 pub mod archive;
-mod events;
+pub(crate) mod events;
 pub(crate) use events::emit as emit_event;
 pub mod lifecycle;
 pub mod manifest;

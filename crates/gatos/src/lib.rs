@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod checkpoints;
 pub mod clock;
+pub mod doctor;
 mod error;
 pub mod init;
 pub mod jobs;

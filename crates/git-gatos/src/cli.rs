@@ -68,6 +68,16 @@ pub enum Command {
     Audit(AuditArgs),
     /// Export to SQLite or Parquet with a verifiable Explorer-Root; `export verify PATH`.
     Export(ExportArgs),
+    /// Check the repository's health; exit 1 when a broken invariant is found.
+    Doctor(DoctorArgs),
+}
+
+/// `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Perform the safe fixes: maintenance, stale locks, lost job events and audit records.
+    #[arg(long)]
+    pub fix: bool,
 }
 
 /// `export`.

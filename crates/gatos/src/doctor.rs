@@ -1,0 +1,745 @@
+//! `git gatos doctor`: is this repository healthy, and what to do when it is not.
+//!
+//! Each finding has a severity, a stable code, the ref or object concerned, a message and
+//! the command that fixes it. Errors are broken invariants; expected states (expired leases
+//! awaiting takeover, other nodes' untrusted keys, checkpoints behind a forced prune,
+//! maintenance debt, a pending rotation, events a crash did not publish) are warnings.
+//! `--fix` performs only safe fixes: maintenance, stale locks no live process holds, and
+//! republishing job events and audit records (deduplicated by commit id). The playbook
+//! for every code is in docs/operations.md.
+
+use std::collections::{BTreeMap, HashSet};
+
+use gatos_store::refs::names::{self, RefKind};
+use gatos_types::envelope::EnvelopeRef;
+use gatos_types::jobs::{ClaimState, JobState};
+use gatos_types::trailers::keys;
+use gatos_types::{Digest, ErrorCode, Oid, Topic, jcs};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::Gatos;
+use crate::error::Result;
+use crate::jobs::records::{CLAIM_PATH, JobRecord, read_doc};
+use crate::messages::Cursor;
+use crate::messages::chain::{self, ENVELOPE_PATH};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// An expected state, or something to tidy.
+    Warning,
+    /// A broken invariant.
+    Error,
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// `error` or `warning`.
+    pub severity: Severity,
+    /// A stable code (docs/operations.md has a playbook entry for each).
+    pub code: &'static str,
+    /// The ref, object or file concerned.
+    pub target: String,
+    /// What is wrong.
+    pub message: String,
+    /// The command that fixes it.
+    pub fix: String,
+    /// True when `--fix` fixed it.
+    pub fixed: bool,
+}
+
+/// Every finding code, with its severity.
+pub const CODES: &[(&str, Severity)] = &[
+    ("fsck", Severity::Error),
+    ("ref-unknown", Severity::Warning),
+    ("ref-leftover", Severity::Warning),
+    ("lock-stale", Severity::Warning),
+    ("chain-invalid", Severity::Error),
+    ("content-id-mismatch", Severity::Error),
+    ("envelope-not-canonical", Severity::Error),
+    ("seq-gap", Severity::Error),
+    ("segment-detached", Severity::Error),
+    ("rotation-unfinished", Severity::Warning),
+    ("checkpoint-outside-topic", Severity::Error),
+    ("checkpoint-behind-prune", Severity::Warning),
+    ("result-without-claim", Severity::Error),
+    ("proof-invalid", Severity::Error),
+    ("proof-untrusted-key", Severity::Warning),
+    ("lease-expired", Severity::Warning),
+    ("maintenance-due", Severity::Warning),
+    ("config-invalid", Severity::Error),
+    ("event-missing", Severity::Warning),
+    ("audit-missing", Severity::Warning),
+];
+
+/// The severity of a code.
+pub fn severity_of(code: &str) -> Severity {
+    CODES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map_or(Severity::Error, |(_, s)| *s)
+}
+
+struct Report {
+    findings: Vec<Finding>,
+}
+
+impl Report {
+    fn add(
+        &mut self,
+        code: &'static str,
+        target: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.findings.push(Finding {
+            severity: severity_of(code),
+            code,
+            target: target.into(),
+            message: message.into(),
+            fix: fix.into(),
+            fixed: false,
+        });
+    }
+}
+
+/// Runs every check; with `fix`, performs the safe fixes and marks what it fixed.
+///
+/// # Errors
+/// Only when the repository cannot be read at all; problems are findings.
+pub fn run(gatos: &Gatos, fix: bool) -> Result<Vec<Finding>> {
+    let mut r = Report {
+        findings: Vec::new(),
+    };
+    check_fsck(gatos, &mut r);
+    check_refs(gatos, &mut r)?;
+    check_locks(gatos, &mut r, fix)?;
+    let topics = check_topics(gatos, &mut r)?;
+    check_checkpoints(gatos, &mut r, &topics)?;
+    check_config(gatos, &mut r)?;
+    check_jobs(gatos, &mut r, fix)?;
+    check_audit(gatos, &mut r, fix)?;
+    check_maintenance(gatos, &mut r, fix)?;
+    r.findings
+        .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(b.code)));
+    Ok(r.findings)
+}
+
+fn check_fsck(gatos: &Gatos, r: &mut Report) {
+    let out = match gatos
+        .store()
+        .run_git(&["fsck", "--strict", "--no-dangling", "--no-progress"])
+    {
+        Ok(o) => o,
+        Err(e) => {
+            r.add(
+                "fsck",
+                "repository",
+                format!("git fsck could not run: {e}"),
+                "git fsck --strict",
+            );
+            return;
+        }
+    };
+    if out.status.success() {
+        return;
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut any = false;
+    for line in text.lines().filter(|l| !l.trim().is_empty()).take(50) {
+        let object = line
+            .split_whitespace()
+            .find(|w| {
+                w.trim_end_matches(':').len() == 40
+                    && w.trim_end_matches(':')
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit())
+            })
+            .map_or("repository".to_owned(), |w| {
+                w.trim_end_matches(':').to_owned()
+            });
+        r.add(
+            "fsck",
+            object,
+            line.trim().to_owned(),
+            "restore the objects from another node or a mirror (git fetch; see docs/operations.md#fsck)",
+        );
+        any = true;
+    }
+    if !any {
+        r.add(
+            "fsck",
+            "repository",
+            "git fsck --strict failed without saying why",
+            "git fsck --strict",
+        );
+    }
+}
+
+fn check_refs(gatos: &Gatos, r: &mut Report) -> Result<()> {
+    for (name, oid) in gatos.store().list_refs("refs/gatos/")? {
+        if name.kind().is_none() {
+            r.add(
+                "ref-unknown",
+                name.to_string(),
+                format!("{name} ({}) fits no entry of the ref layout", oid.short(12)),
+                format!("git update-ref -d {name}   # after checking nothing needs it"),
+            );
+        }
+    }
+    // Leftovers in the loose ref directory: empty directories, files that are not refs.
+    let root = gatos.store().common_dir().join("refs").join("gatos");
+    let mut stack = vec![root.clone()];
+    let mut empty_dirs = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut empty = true;
+        for e in entries.filter_map(std::result::Result::ok) {
+            empty = false;
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !name.ends_with(".lock") {
+                let body = std::fs::read_to_string(&p).unwrap_or_default();
+                let body = body.trim();
+                let is_ref = (body.len() == 40 && body.bytes().all(|b| b.is_ascii_hexdigit()))
+                    || body.starts_with("ref: ");
+                if !is_ref {
+                    r.add(
+                        "ref-leftover",
+                        p.display().to_string(),
+                        "a file in the ref directory that is not a ref (a crash or a manual edit left it)",
+                        format!("rm {}", p.display()),
+                    );
+                }
+            }
+        }
+        if empty && dir != root {
+            empty_dirs.push(dir);
+        }
+    }
+    if let Some(first) = empty_dirs.first() {
+        r.add(
+            "ref-leftover",
+            first.display().to_string(),
+            format!(
+                "{} empty directories in the ref directory (the first is named)",
+                empty_dirs.len()
+            ),
+            format!("find {} -mindepth 1 -type d -empty -delete", root.display()),
+        );
+    }
+    Ok(())
+}
+
+fn check_locks(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
+    let stale: Vec<_> = gatos
+        .store()
+        .list_lock_files()?
+        .into_iter()
+        .filter(|(_, age)| *age >= gatos_store::locks::STALE_LOCK_AGE)
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let removed = if fix {
+        gatos.store().recover_stale_locks()?
+    } else {
+        Vec::new()
+    };
+    for (p, age) in stale {
+        r.add(
+            "lock-stale",
+            p.display().to_string(),
+            format!("a lock file {}s old; if no live process holds its lock family it was left by a dead writer", age.as_secs()),
+            "git gatos doctor --fix",
+        );
+        if removed.contains(&p)
+            && let Some(f) = r.findings.last_mut()
+        {
+            f.fixed = true;
+        }
+    }
+    Ok(())
+}
+
+/// The commits of each topic's retained chain, by topic.
+type TopicCommits = BTreeMap<Topic, HashSet<Oid>>;
+
+fn check_topics(gatos: &Gatos, r: &mut Report) -> Result<TopicCommits> {
+    let store = gatos.store();
+    let mut heads = BTreeMap::new();
+    let mut sealed: Vec<(Topic, String, Oid)> = Vec::new();
+    for (name, oid) in store.list_refs(&names::messages_prefix())? {
+        match name.kind() {
+            Some(RefKind::MessageHead(t)) => {
+                heads.insert(t, oid);
+            }
+            Some(RefKind::MessageSealed(t, _, _)) => sealed.push((t, name.to_string(), oid)),
+            _ => {}
+        }
+    }
+    let mut out = TopicCommits::new();
+    let mut reader = store.reader();
+    for (topic, head) in &heads {
+        let mut seen = HashSet::new();
+        let mut at = Some(*head);
+        let mut next_seq: Option<u64> = None;
+        let head_ref = names::message_head(topic).to_string();
+        while let Some(oid) = at {
+            if !reader.exists(oid) {
+                // History below a prune: the summary chain accounts for it.
+                break;
+            }
+            let c = match reader.commit(oid) {
+                Ok(c) => c,
+                Err(e) => {
+                    r.add(
+                        "chain-invalid",
+                        oid.to_string(),
+                        format!("{topic}: {e}"),
+                        "see docs/operations.md#chain-invalid",
+                    );
+                    break;
+                }
+            };
+            let meta = match chain::meta(&c) {
+                Ok(m) => m,
+                Err(e) => {
+                    r.add(
+                        "chain-invalid",
+                        oid.to_string(),
+                        format!("{topic} (from {head_ref}): {e}"),
+                        "see docs/operations.md#chain-invalid",
+                    );
+                    break;
+                }
+            };
+            if let Some(want) = next_seq
+                && meta.seq + 1 != want
+            {
+                r.add(
+                    "seq-gap",
+                    oid.to_string(),
+                    format!("{topic}: Seq {} is followed by Seq {want}", meta.seq),
+                    "see docs/operations.md#seq-gap",
+                );
+            }
+            match reader.file(c.tree, ENVELOPE_PATH) {
+                Ok(Some(bytes)) => {
+                    if Digest::of(&bytes) != meta.content_id {
+                        r.add(
+                            "content-id-mismatch",
+                            oid.to_string(),
+                            format!(
+                                "{topic} seq {}: Content-Id is not blake3 of the envelope",
+                                meta.seq
+                            ),
+                            "see docs/operations.md#content-id-mismatch",
+                        );
+                    }
+                    let canonical = jcs::canonicalize(&bytes).is_ok_and(|c| c == bytes);
+                    let parsed = EnvelopeRef::parse(&bytes);
+                    let agrees = parsed
+                        .as_ref()
+                        .is_ok_and(|e| e.ulid == meta.ulid && e.topic == topic.as_str());
+                    if !canonical || !agrees {
+                        r.add(
+                            "envelope-not-canonical",
+                            oid.to_string(),
+                            format!("{topic} seq {}: the envelope is not canonical JSON naming this message and topic", meta.seq),
+                            "see docs/operations.md#envelope-not-canonical",
+                        );
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    r.add(
+                        "chain-invalid",
+                        oid.to_string(),
+                        format!("{topic} seq {}: no readable {ENVELOPE_PATH}", meta.seq),
+                        "see docs/operations.md#chain-invalid",
+                    );
+                }
+            }
+            seen.insert(oid);
+            next_seq = Some(meta.seq);
+            at = meta.prev();
+        }
+        out.insert(topic.clone(), seen);
+    }
+    for (topic, name, oid) in sealed {
+        if heads.get(&topic) == Some(&oid) {
+            r.add(
+                "rotation-unfinished",
+                name,
+                format!("{topic}: the sealed segment's tip is the head; the next publish starts the new segment"),
+                format!("nothing to do (the next `git gatos messages publish {topic}` completes it)"),
+            );
+        } else if !out.get(&topic).is_some_and(|s| s.contains(&oid)) {
+            r.add(
+                "segment-detached",
+                name,
+                format!("{topic}: a sealed segment not on the chain from the head"),
+                "see docs/operations.md#segment-detached",
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn check_checkpoints(gatos: &Gatos, r: &mut Report, topics: &TopicCommits) -> Result<()> {
+    let mut reader = gatos.store().reader();
+    for (name, oid) in gatos.store().list_refs(&names::consumers_prefix())? {
+        let Some(RefKind::Consumer(group, topic)) = name.kind() else {
+            continue;
+        };
+        let doc: serde_json::Value =
+            match read_doc(&mut reader, oid, crate::checkpoints::CHECKPOINT_PATH) {
+                Ok((d, _)) => d,
+                Err(e) => {
+                    r.add(
+                        "checkpoint-outside-topic",
+                        name.to_string(),
+                        e.to_string(),
+                        "see docs/operations.md#checkpoint-outside-topic",
+                    );
+                    continue;
+                }
+            };
+        let commit = doc
+            .get("commit")
+            .and_then(|c| c.as_str())
+            .and_then(|c| c.parse::<Oid>().ok());
+        let seq = doc
+            .get("seq")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let on_chain = commit.is_some_and(|c| topics.get(&topic).is_some_and(|s| s.contains(&c)));
+        if on_chain {
+            continue;
+        }
+        let first = gatos
+            .messages()
+            .topics()?
+            .into_iter()
+            .find(|t| t.topic == topic)
+            .map_or(0, |t| t.first_seq);
+        if seq < first {
+            r.add(
+                "checkpoint-behind-prune",
+                name.to_string(),
+                format!("{group} stands at seq {seq} of {topic}, before its first retained message ({first}); a forced prune dropped what it had not read"),
+                format!("git gatos messages consume {group} {topic}   # resumes at the first retained message"),
+            );
+        } else {
+            r.add(
+                "checkpoint-outside-topic",
+                name.to_string(),
+                format!("{group}'s checkpoint names a commit that is not a message of {topic}"),
+                format!("git gatos messages checkpoint set {group} {topic} ULID --force"),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_config(gatos: &Gatos, r: &mut Report) -> Result<()> {
+    for (name, _) in gatos.store().list_refs("refs/gatos/config/")? {
+        let res = match name.kind() {
+            Some(RefKind::ConfigTopic(t)) => gatos.messages().config(&t).map(|_| ()),
+            Some(RefKind::ConfigQueue(q)) => crate::jobs::queues::config(gatos, &q).map(|_| ()),
+            _ => Ok(()),
+        };
+        if let Err(e) = res {
+            r.add(
+                "config-invalid",
+                name.to_string(),
+                e.to_string(),
+                "see docs/operations.md#config-invalid",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The `msg_id` headers on a topic.
+fn msg_ids(
+    gatos: &Gatos,
+    topic: &Topic,
+) -> Result<(HashSet<String>, Option<gatos_types::Timestamp>)> {
+    let mut ids = HashSet::new();
+    let mut first = None;
+    gatos.messages().scan(topic, &Cursor::Start, None, |m| {
+        first.get_or_insert(crate::messages::ulid_time(m.ulid));
+        if let Some(h) = m.headers
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(h.get())
+            && let Some(id) = v.get("msg_id").and_then(|i| i.as_str())
+        {
+            ids.insert(id.to_owned());
+        }
+        Ok(true)
+    })?;
+    Ok((ids, first))
+}
+
+fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
+    let now = gatos.now();
+    let (events, first_event) = msg_ids(gatos, &crate::jobs::events::topic())?;
+    for rec in gatos.jobs().records(true)? {
+        let id = rec.id;
+        let d = crate::jobs::state::derive(&rec, now, gatos.lease_skew());
+        if let Some((result, _)) = &rec.result {
+            match crate::jobs::lifecycle::closed_claim_of_result(gatos, *result) {
+                Ok(Some(_)) => {}
+                _ => r.add(
+                    "result-without-claim",
+                    names::job_result(id).to_string(),
+                    format!("job {id}: the result does not close a claim (no closed claim as its second parent)"),
+                    "see docs/operations.md#result-without-claim",
+                ),
+            }
+            let v = gatos.jobs().verify_record(&rec);
+            if !v.verified {
+                let lost = rec
+                    .result
+                    .as_ref()
+                    .is_some_and(|(_, doc)| doc.reason.as_deref() == Some("lost"));
+                match v.code {
+                    Some(ErrorCode::NotFound) if lost => {}
+                    Some(ErrorCode::UntrustedKey) => r.add(
+                        "proof-untrusted-key",
+                        names::job_result(id).to_string(),
+                        format!("job {id}: {}", v.error.unwrap_or_default()),
+                        format!(
+                            "git gatos keys trust {}   # if you trust that node",
+                            v.key.map(|k| k.to_string()).unwrap_or_default()
+                        ),
+                    ),
+                    _ => r.add(
+                        "proof-invalid",
+                        names::job_result(id).to_string(),
+                        format!("job {id}: {}", v.error.unwrap_or_default()),
+                        format!("git gatos jobs verify {id}"),
+                    ),
+                }
+            }
+        }
+        if let Some((_, claim)) = &rec.claim
+            && d.state == JobState::Pending
+            && matches!(claim.state, ClaimState::Running | ClaimState::Heartbeat)
+            && rec.result.is_none()
+            && rec.cancel.is_none()
+        {
+            r.add(
+                "lease-expired",
+                names::job_claim(id).to_string(),
+                format!("job {id}: attempt {} by {} lost its lease at {}; the next worker takes it over", claim.attempt, claim.worker, claim.lease_until),
+                format!("git gatos worker --once --queue {}", rec.spec.queue),
+            );
+        }
+        if !rec.archived && first_event.is_some_and(|t| crate::messages::ulid_time(id) >= t) {
+            check_events(gatos, r, &rec, &events, fix)?;
+        }
+    }
+    Ok(())
+}
+
+/// A job transition: `(event, attempt, worker, commit)`.
+type Transition = (&'static str, u32, Option<gatos_types::WorkerId>, Oid);
+
+/// The transitions a job's commits record.
+fn transitions(
+    gatos: &Gatos,
+    rec: &JobRecord,
+) -> Result<Vec<Transition>> {
+    let mut out = vec![("enqueued", 0, None, rec.job_commit)];
+    if let Some((tip, _)) = &rec.claim {
+        let mut reader = gatos.store().reader();
+        let mut at = Some(*tip);
+        while let Some(c) = at {
+            let (doc, _): (gatos_types::jobs::ClaimDoc, _) = read_doc(&mut reader, c, CLAIM_PATH)?;
+            if doc.state == ClaimState::Running {
+                out.push(("claimed", doc.attempt, Some(doc.worker.clone()), c));
+            }
+            at = reader.commit(c)?.parents.first().copied();
+        }
+    }
+    if let Some((c, doc)) = &rec.result {
+        let ev = match doc.status {
+            gatos_types::jobs::Status::Succeeded => "succeeded",
+            gatos_types::jobs::Status::Failed => "failed",
+        };
+        let worker = rec.claim.as_ref().map(|(_, c)| c.worker.clone());
+        out.push((ev, doc.attempt, worker, *c));
+    } else if let Some((c, _)) = &rec.cancel {
+        out.push((
+            "cancelled",
+            rec.claim.as_ref().map_or(0, |(_, c)| c.attempt),
+            None,
+            *c,
+        ));
+    }
+    Ok(out)
+}
+
+fn check_events(
+    gatos: &Gatos,
+    r: &mut Report,
+    rec: &JobRecord,
+    events: &HashSet<String>,
+    fix: bool,
+) -> Result<()> {
+    for (event, attempt, worker, commit) in transitions(gatos, rec)? {
+        if events.contains(&commit.to_string()) {
+            continue;
+        }
+        r.add(
+            "event-missing",
+            commit.to_string(),
+            format!("job {}: the `{event}` event was not published on gatos.jobs (a crash between the action and its event)", rec.id),
+            "git gatos doctor --fix",
+        );
+        if fix {
+            crate::jobs::events::emit(gatos, event, rec, attempt, worker.as_ref(), commit);
+            if let Some(f) = r.findings.last_mut() {
+                f.fixed = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Audited commits: cancels, manifest versions, settings changes, revocations, prune
+/// summaries and forced checkpoint moves (checkpoint tips carrying an `Actor`).
+fn audited_commits(gatos: &Gatos) -> Result<Vec<(Oid, String, String)>> {
+    let store = gatos.store();
+    let mut reader = store.reader();
+    let mut out = Vec::new();
+    for (name, oid) in store.list_refs("refs/gatos/")? {
+        let (action, target, walk) = match name.kind() {
+            Some(RefKind::JobCancel(id)) => ("jobs.cancel", format!("job:{id}"), false),
+            Some(RefKind::Manifest(m)) => ("manifests.put", format!("manifest:{m}"), true),
+            Some(RefKind::ConfigTopic(t)) => ("config.topic", format!("topic:{t}"), true),
+            Some(RefKind::ConfigQueue(q)) => ("config.queue", format!("queue:{q}"), true),
+            Some(RefKind::MessageSummary(t)) => ("messages.prune", format!("topic:{t}"), true),
+            Some(RefKind::Consumer(g, t)) => (
+                "messages.checkpoint.forced",
+                format!("consumer:{g}/{t}"),
+                false,
+            ),
+            Some(RefKind::TrustRevoked(k)) => ("keys.revoke", format!("key:{k}"), false),
+            _ => continue,
+        };
+        let mut at = Some(oid);
+        while let Some(c) = at {
+            let commit = reader.commit(c)?;
+            if commit.trailers().get(keys::ACTOR).is_some() {
+                out.push((c, action.to_owned(), target.clone()));
+            }
+            at = if walk {
+                commit.parents.first().copied()
+            } else {
+                None
+            };
+        }
+    }
+    Ok(out)
+}
+
+fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
+    let (ids, first) = msg_ids(gatos, &crate::audit::topic())?;
+    let mut reader = gatos.store().reader();
+    for (commit, action, target) in audited_commits(gatos)? {
+        if ids.contains(&commit.to_string()) {
+            continue;
+        }
+        let c = reader.commit(commit)?;
+        // Actions older than the trail's first retained record were pruned with it.
+        if first.is_some_and(|t| c.time.saturating_mul(1000) < t.as_millis() - 1000) {
+            continue;
+        }
+        r.add(
+            "audit-missing",
+            commit.to_string(),
+            format!("{action} on {target}: no audit record on gatos.audit (a crash between the action and its record)"),
+            "git gatos doctor --fix",
+        );
+        if fix {
+            let t = c.trailers();
+            let payload = json!({
+                "actor": t.get(keys::ACTOR),
+                "key": t.get(keys::ACTOR_KEY),
+                "action": action,
+                "target": target,
+                "before": null,
+                "after": {"commit": commit.to_string(), "recovered_by": "doctor"},
+            });
+            let opts = crate::messages::PublishOptions {
+                headers: Some(json!({"msg_id": commit.to_string()})),
+                expect_last_seq: None,
+            };
+            gatos
+                .messages()
+                .publish(&crate::audit::topic(), payload, &opts)?;
+            if let Some(f) = r.findings.last_mut() {
+                f.fixed = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loose refs under `refs/gatos/` beyond which `pack-refs` is due.
+const LOOSE_REFS_DUE: u64 = 10_000;
+
+fn count_loose_refs(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(std::result::Result::ok)
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { count_loose_refs(&p) } else { 1 }
+        })
+        .sum()
+}
+
+fn check_maintenance(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
+    let store = gatos.store();
+    let t = gatos.settings().maintenance;
+    let debt = store.maintenance_debt();
+    let loose_refs = count_loose_refs(&store.common_dir().join("refs").join("gatos"));
+    let packs = debt.packs.saturating_sub(debt.kept_packs);
+    if debt.loose_objects < t.loose_objects && packs < t.packs && loose_refs < LOOSE_REFS_DUE {
+        return Ok(());
+    }
+    r.add(
+        "maintenance-due",
+        "repository",
+        format!(
+            "about {} loose objects (threshold {}), {packs} packs (threshold {}), {loose_refs} loose refs (threshold {LOOSE_REFS_DUE}); reads slow down",
+            debt.loose_objects, t.loose_objects, t.packs
+        ),
+        "git gatos maintenance",
+    );
+    if fix {
+        let report = store.run_maintenance(None)?;
+        if !report.skipped
+            && let Some(f) = r.findings.last_mut()
+        {
+            f.fixed = true;
+        }
+    }
+    Ok(())
+}

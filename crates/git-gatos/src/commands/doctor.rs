@@ -1,0 +1,70 @@
+//! `git gatos doctor`.
+
+use gatos::Error;
+use gatos::doctor::{self, Finding, Severity};
+use gatos_types::ErrorCode;
+
+use super::Ctx;
+use crate::cli::DoctorArgs;
+use crate::output::Output;
+
+fn print(out: &mut Output, f: &Finding) -> Result<(), Error> {
+    out.row(f, |w| {
+        let sev = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            w,
+            "{sev}[{}] {}: {}\n  {}: {}",
+            f.code,
+            f.target,
+            f.message,
+            if f.fixed { "fixed by" } else { "fix" },
+            f.fix
+        )
+    })
+}
+
+/// Runs the checks; fails (exit 1) when an error-level finding remains.
+pub fn run(ctx: &Ctx, out: &mut Output, a: &DoctorArgs) -> Result<(), Error> {
+    let findings = match ctx.gatos() {
+        Ok(g) => doctor::run(&g, a.fix)?,
+        // Invalid gatos settings stop the repository from opening at all.
+        Err(e) if e.code() == ErrorCode::InvalidInput => vec![Finding {
+            severity: Severity::Error,
+            code: "config-invalid",
+            target: "git config".to_owned(),
+            message: e.to_string(),
+            fix: "git config --unset KEY   # or set a valid value (docs/operations.md#config-invalid)"
+                .to_owned(),
+            fixed: false,
+        }],
+        Err(e) => return Err(e),
+    };
+    for f in &findings {
+        print(out, f)?;
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error && !f.fixed)
+        .count();
+    let warnings = findings.len() - errors;
+    if !out.is_json() {
+        out.row(&(), |w| {
+            if findings.is_empty() {
+                write!(w, "healthy: no findings")
+            } else {
+                write!(w, "{errors} errors, {warnings} warnings")
+            }
+        })?;
+    }
+    if errors > 0 {
+        // InvalidEnvelope (exit 1): the repository holds data that breaks its invariants.
+        return Err(Error::new(
+            ErrorCode::InvalidEnvelope,
+            format!("doctor found {errors} broken invariants (see above)"),
+        ));
+    }
+    Ok(())
+}

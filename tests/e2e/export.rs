@@ -1,0 +1,761 @@
+//! Export, Explorer-Root, `export verify`, the audit trail and doctor, with real
+//! processes and independent readers: the `sqlite3` command-line tool and pyarrow.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use gatos_testutil::{TempRepo, TestResult};
+use serde_json::Value;
+
+use crate::support::{gatos, gatos_ok, json_lines};
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ulid_of(repo: &TempRepo, topic: &str, n: usize) -> TestResult<String> {
+    let rows = json_lines(&gatos_ok(repo, &["messages", "read", topic, "--json"])?)?;
+    Ok(rows[n]["ulid"].as_str().unwrap().to_owned())
+}
+
+/// A repository with messages over several segments, a consumer checkpoint, and jobs
+/// succeeded, failed, cancelled and pending, with proofs.
+fn fixture() -> TestResult<TempRepo> {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    gatos_ok(
+        &repo,
+        &["messages", "config", "ci.events", "--max-messages", "3"],
+    )?;
+    for i in 0..8 {
+        let data = format!(r#"{{"n":{i},"text":"line\nbreak \"q\" é"}}"#);
+        gatos_ok(
+            &repo,
+            &["messages", "publish", "ci.events", "--data", &data],
+        )?;
+    }
+    gatos_ok(&repo, &["messages", "publish", "other", "--data", "[1,2]"])?;
+    gatos_ok(
+        &repo,
+        &["messages", "consume", "g1", "ci.events", "--limit", "5"],
+    )?;
+    gatos_ok(&repo, &["jobs", "enqueue", "--", "echo", "hello"])?;
+    gatos_ok(
+        &repo,
+        &["jobs", "enqueue", "--max-attempts", "1", "--", "false"],
+    )?;
+    let cancel = json_lines(&gatos_ok(
+        &repo,
+        &[
+            "jobs", "enqueue", "--queue", "later", "--json", "--", "true",
+        ],
+    )?)?;
+    gatos_ok(
+        &repo,
+        &["jobs", "cancel", cancel[0]["id"].as_str().unwrap()],
+    )?;
+    gatos_ok(
+        &repo,
+        &["jobs", "enqueue", "--queue", "later", "--", "true"],
+    )?;
+    gatos_ok(&repo, &["worker", "--drain", "--lease", "5s"])?;
+    Ok(repo)
+}
+
+fn export(repo: &TempRepo, args: &[&str]) -> TestResult<Value> {
+    let mut all = vec!["export", "--json"];
+    all.extend_from_slice(args);
+    Ok(json_lines(&gatos_ok(repo, &all)?)?.remove(0))
+}
+
+fn sqlite_json(db: &Path, sql: &str) -> TestResult<Vec<Value>> {
+    let out = Command::new("sqlite3")
+        .arg("-json")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .map_err(|e| {
+            format!("the sqlite3 command-line tool is needed (apt-get install sqlite3): {e}")
+        })?;
+    if !out.status.success() {
+        return Err(format!("sqlite3 failed: {}", stderr(&out)).into());
+    }
+    let text = String::from_utf8(out.stdout)?;
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(serde_json::from_str(&text)?)
+}
+
+#[test]
+fn sqlite_export_matches_messages_read_and_jobs_ls() -> TestResult {
+    let repo = fixture()?;
+    let db = repo.root().join("out.db");
+    let m = export(
+        &repo,
+        &["--format", "sqlite", "--out", db.to_str().unwrap()],
+    )?;
+    assert!(m["explorer_root"].as_str().unwrap().starts_with("blake3:"));
+    for topic in ["ci.events", "other", "gatos.jobs"] {
+        let read = json_lines(&gatos_ok(&repo, &["messages", "read", topic, "--json"])?)?;
+        let rows = sqlite_json(
+            &db,
+            &format!("SELECT * FROM messages WHERE topic = '{topic}' ORDER BY seq"),
+        )?;
+        assert_eq!(rows.len(), read.len(), "{topic}");
+        for (r, m) in rows.iter().zip(&read) {
+            assert_eq!(r["ulid"], m["ulid"]);
+            assert_eq!(r["seq"], m["seq"]);
+            assert_eq!(r["commit"], m["commit"]);
+            assert_eq!(r["content_id"], m["content_id"]);
+            let payload: Value = serde_json::from_str(r["payload"].as_str().unwrap())?;
+            assert_eq!(payload, m["payload"]);
+            let t = r["published_at"].as_str().unwrap();
+            assert!(t.ends_with('Z') && t.len() == 24, "{t}");
+        }
+    }
+    let jobs = json_lines(&gatos_ok(&repo, &["jobs", "ls", "--all", "--json"])?)?;
+    let rows = sqlite_json(&db, "SELECT * FROM jobs ORDER BY id")?;
+    assert_eq!(rows.len(), jobs.len());
+    let mut states: Vec<&str> = Vec::new();
+    for (r, j) in rows.iter().zip(&jobs) {
+        assert_eq!(r["id"], j["id"]);
+        assert_eq!(r["state"], j["state"]);
+        assert_eq!(r["attempt"], j["attempt"]);
+        assert_eq!(r["queue"], j["queue"]);
+        let manifest: Value = serde_json::from_str(r["manifest"].as_str().unwrap())?;
+        assert_eq!(manifest, j["manifest"]);
+        states.push(j["state"].as_str().unwrap());
+    }
+    states.sort_unstable();
+    assert_eq!(states, ["cancelled", "failed", "pending", "succeeded"]);
+    let results = sqlite_json(&db, "SELECT * FROM results ORDER BY job")?;
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| r["proof_verified"] == 1));
+    let attempts = sqlite_json(&db, "SELECT * FROM attempts")?;
+    assert_eq!(attempts.len(), 2);
+    assert!(attempts.iter().all(|a| a["worker_key"].as_str().is_some()));
+    let cps = sqlite_json(&db, "SELECT * FROM checkpoints")?;
+    assert_eq!(cps.len(), 1);
+    assert_eq!(cps[0]["seq"], 5);
+    assert_eq!(
+        cps[0]["ulid"].as_str().unwrap(),
+        ulid_of(&repo, "ci.events", 4)?
+    );
+    // Export never writes refs.
+    let before = repo.refs("refs/")?;
+    export(
+        &repo,
+        &["--format", "sqlite", "--out", db.to_str().unwrap()],
+    )?;
+    assert_eq!(repo.refs("refs/")?, before);
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn parquet_has_the_same_root_and_rows_as_sqlite() -> TestResult {
+    let repo = fixture()?;
+    let db = repo.root().join("out.db");
+    let pq = repo.root().join("out.parquet");
+    let a = export(
+        &repo,
+        &["--format", "sqlite", "--out", db.to_str().unwrap()],
+    )?;
+    let b = export(
+        &repo,
+        &["--format", "parquet", "--out", pq.to_str().unwrap()],
+    )?;
+    // Job states depend on the export time (leases expire), which enters the root: compare
+    // messages-only exports for the root, and the tables for the rest.
+    assert_eq!(a["tables"], b["tables"]);
+    let a = export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            db.to_str().unwrap(),
+            "--tables",
+            "messages,checkpoints",
+        ],
+    )?;
+    let b = export(
+        &repo,
+        &[
+            "--format",
+            "parquet",
+            "--out",
+            pq.to_str().unwrap(),
+            "--tables",
+            "messages,checkpoints",
+        ],
+    )?;
+    assert_eq!(a["explorer_root"], b["explorer_root"]);
+    // An independent reader: pyarrow reads what we wrote, row for row.
+    let script = r#"
+import json, sys, sqlite3
+import pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1] + "/messages.parquet").to_pylist()
+db = sqlite3.connect(sys.argv[2])
+rows = db.execute("SELECT topic, seq, ulid, payload, published_at FROM messages").fetchall()
+want = sorted((r[0], r[1], r[2], r[3]) for r in rows)
+got = sorted((r["topic"], r["seq"], r["ulid"], r["payload"]) for r in t)
+assert want == got, (want[:2], got[:2])
+ts = t[0]["published_at"]
+assert ts.tzinfo is not None, ts
+print(len(got))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, pq.to_str().unwrap(), db.to_str().unwrap()])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "pyarrow check failed (pip install pyarrow): {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout)?.trim(),
+        a["tables"]["messages"]["rows"].to_string()
+    );
+    let v = json_lines(&gatos_ok(
+        &repo,
+        &[
+            "export",
+            "verify",
+            pq.to_str().unwrap(),
+            "--repo",
+            ".",
+            "--json",
+        ],
+    )?)?;
+    assert_eq!(v[0]["explorer_root"], b["explorer_root"]);
+    Ok(())
+}
+
+fn verify_fails(repo: &TempRepo, path: &Path, table: &str) -> TestResult {
+    let out = gatos(repo, &["export", "verify", path.to_str().unwrap()])?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("DigestMismatch"), "{e}");
+    assert!(e.contains(table), "expected {table} in: {e}");
+    Ok(())
+}
+
+fn sqlite_exec(db: &Path, sql: &str) -> TestResult {
+    let out = Command::new("sqlite3").arg(db).arg(sql).output()?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    Ok(())
+}
+
+#[test]
+fn verify_catches_a_changed_cell_a_deleted_or_added_row_and_a_changed_manifest() -> TestResult {
+    let repo = fixture()?;
+    let db = repo.root().join("good.db");
+    export(
+        &repo,
+        &["--format", "sqlite", "--out", db.to_str().unwrap()],
+    )?;
+    let v = json_lines(&gatos_ok(
+        &repo,
+        &[
+            "export",
+            "verify",
+            db.to_str().unwrap(),
+            "--repo",
+            ".",
+            "--json",
+        ],
+    )?)?;
+    assert_eq!(v[0]["ok"], true);
+    let tampered = repo.root().join("bad.db");
+    let cases: &[(&str, &str)] = &[
+        (
+            "UPDATE messages SET payload = '{\"n\":99}' WHERE seq = 2 AND topic = 'ci.events'",
+            "messages",
+        ),
+        (
+            "DELETE FROM jobs WHERE rowid = (SELECT min(rowid) FROM jobs)",
+            "jobs",
+        ),
+        (
+            "INSERT INTO checkpoints SELECT * FROM checkpoints",
+            "checkpoints",
+        ),
+        ("UPDATE results SET proof_verified = 0", "results"),
+        ("UPDATE attempts SET worker = 'mallory'", "attempts"),
+        (
+            "UPDATE _gatos_manifest SET json = replace(json, '\"since\": null', '\"since\": \"2020-01-01T00:00:00.000Z\"')",
+            "manifest",
+        ),
+    ];
+    for (sql, table) in cases {
+        std::fs::copy(&db, &tampered)?;
+        sqlite_exec(&tampered, sql)?;
+        verify_fails(&repo, &tampered, table)?;
+    }
+    // Parquet: a changed manifest, and a changed cell (rewritten with pyarrow).
+    let pq = repo.root().join("p");
+    export(
+        &repo,
+        &["--format", "parquet", "--out", pq.to_str().unwrap()],
+    )?;
+    let m = pq.join("manifest.json");
+    let text = std::fs::read_to_string(&m)?;
+    let v: Value = serde_json::from_str(&text)?;
+    let rs = v["ref_state"].as_str().unwrap();
+    std::fs::write(&m, text.replace(rs, &format!("blake3:{}", "1".repeat(64))))?;
+    verify_fails(&repo, &pq, "manifest")?;
+    std::fs::write(&m, &text)?;
+    let script = r#"
+import sys, pyarrow as pa, pyarrow.parquet as pq
+path = sys.argv[1] + "/messages.parquet"
+t = pq.read_table(path)
+rows = t.to_pylist()
+rows[0]["payload"] = '{"forged":true}'
+pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), path)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, pq.to_str().unwrap()])
+        .output()?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    verify_fails(&repo, &pq, "messages")?;
+    Ok(())
+}
+
+#[test]
+fn verify_with_the_repository_catches_a_consistently_rewritten_export() -> TestResult {
+    let repo = fixture()?;
+    let db = repo.root().join("x.db");
+    export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            db.to_str().unwrap(),
+            "--tables",
+            "messages",
+        ],
+    )?;
+    // Someone changes a payload and recomputes every digest: only the repository can tell.
+    let other = TempRepo::new()?;
+    gatos_ok(&other, &["init"])?;
+    let forged = other.root().join("f.db");
+    export(
+        &other,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            forged.to_str().unwrap(),
+            "--tables",
+            "messages",
+        ],
+    )?;
+    gatos_ok(&repo, &["export", "verify", forged.to_str().unwrap()])?;
+    let out = gatos(
+        &repo,
+        &[
+            "export",
+            "verify",
+            db.to_str().unwrap(),
+            "--repo",
+            other.path().to_str().unwrap(),
+        ],
+    )?;
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("NotFound") || e.contains("DigestMismatch"),
+        "{e}"
+    );
+    Ok(())
+}
+
+#[test]
+fn incremental_export_extends_to_the_same_root_as_a_full_one() -> TestResult {
+    let repo = fixture()?;
+    let inc = repo.root().join("inc.db");
+    let full = repo.root().join("full.db");
+    let args = ["--tables", "messages,checkpoints,jobs,attempts,results"];
+    let mut a = vec!["--format", "sqlite", "--out", inc.to_str().unwrap()];
+    a.extend_from_slice(&args);
+    export(&repo, &a)?;
+    for i in 0..5 {
+        gatos_ok(
+            &repo,
+            &[
+                "messages",
+                "publish",
+                "ci.events",
+                "--data",
+                &format!("{{\"more\":{i}}}"),
+            ],
+        )?;
+    }
+    gatos_ok(
+        &repo,
+        &["messages", "consume", "g1", "ci.events", "--limit", "2"],
+    )?;
+    gatos_ok(&repo, &["jobs", "enqueue", "--", "echo", "late"])?;
+    gatos_ok(&repo, &["worker", "--once"])?;
+    let i = export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            inc.to_str().unwrap(),
+            "--incremental",
+        ],
+    )?;
+    assert_eq!(i["increments"], 1);
+    // A full export at the same state, with the same time for job states: the library
+    // takes the time from the clock, so compare the tables, which hold every row.
+    let mut f = vec!["--format", "sqlite", "--out", full.to_str().unwrap()];
+    f.extend_from_slice(&args);
+    let f = export(&repo, &f)?;
+    for t in ["messages", "checkpoints", "jobs", "attempts", "results"] {
+        assert_eq!(i["tables"][t], f["tables"][t], "{t}");
+    }
+    gatos_ok(
+        &repo,
+        &["export", "verify", inc.to_str().unwrap(), "--repo", "."],
+    )?;
+    // Filters cannot change on an incremental export.
+    let out = gatos(
+        &repo,
+        &[
+            "export",
+            "--format",
+            "sqlite",
+            "--out",
+            inc.to_str().unwrap(),
+            "--incremental",
+            "--tables",
+            "jobs",
+        ],
+    )?;
+    assert!(stderr(&out).contains("InvalidInput"), "{}", stderr(&out));
+    Ok(())
+}
+
+#[test]
+fn filters_select_while_reading_and_bad_predicates_name_the_part() -> TestResult {
+    let repo = fixture()?;
+    let db = repo.root().join("f.db");
+    let m = export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            db.to_str().unwrap(),
+            "--tables",
+            "messages",
+            "--columns",
+            "messages:topic,seq,payload",
+            "--where",
+            "topic = 'ci.events' AND seq >= 3",
+            "--where",
+            "seq < 6",
+        ],
+    )?;
+    assert_eq!(m["tables"]["messages"]["rows"], 3);
+    let rows = sqlite_json(&db, "SELECT * FROM messages ORDER BY seq")?;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["seq"], 3);
+    assert!(rows[0].get("ulid").is_none());
+    for (pred, part) in [
+        ("seq ~ 3", "~"),
+        ("topic = a OR seq = 1", "OR"),
+        ("seq != 1", "!"),
+        ("nosuch = 1", "nosuch"),
+        ("seq = abc", "not an integer"),
+        ("payload = 1", "JSON"),
+        ("messages.published_at > yesterday", "RFC 3339"),
+    ] {
+        let out = gatos(
+            &repo,
+            &[
+                "export",
+                "--format",
+                "sqlite",
+                "--out",
+                db.to_str().unwrap(),
+                "--where",
+                pred,
+            ],
+        )?;
+        let e = stderr(&out);
+        assert!(
+            !out.status.success() && e.contains("InvalidInput") && e.contains(part),
+            "{pred}: {e}"
+        );
+    }
+    let out = gatos(
+        &repo,
+        &[
+            "export",
+            "--format",
+            "sqlite",
+            "--out",
+            db.to_str().unwrap(),
+            "--tables",
+            "nope",
+        ],
+    )?;
+    assert!(stderr(&out).contains("nope"));
+    // --since a commit: the messages from that message's time on.
+    let read = json_lines(&gatos_ok(
+        &repo,
+        &["messages", "read", "ci.events", "--json"],
+    )?)?;
+    let commit = read[6]["commit"].as_str().unwrap();
+    let m = export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            db.to_str().unwrap(),
+            "--tables",
+            "messages",
+            "--where",
+            "topic = ci.events",
+            "--since",
+            commit,
+        ],
+    )?;
+    assert_eq!(m["tables"]["messages"]["rows"], 2);
+    Ok(())
+}
+
+#[test]
+fn audit_lists_privileged_actions() -> TestResult {
+    let repo = fixture()?;
+    gatos_ok(
+        &repo,
+        &[
+            "messages",
+            "checkpoint",
+            "set",
+            "g1",
+            "ci.events",
+            &ulid_of(&repo, "ci.events", 0)?,
+            "--force",
+        ],
+    )?;
+    let rows = json_lines(&gatos_ok(&repo, &["audit", "--json"])?)?;
+    let actions: Vec<&str> = rows.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"jobs.cancel"), "{actions:?}");
+    assert!(actions.contains(&"config.topic"), "{actions:?}");
+    assert!(
+        actions.iter().any(|a| a.starts_with("checkpoint")),
+        "{actions:?}"
+    );
+    for r in &rows {
+        for k in [
+            "ulid", "actor", "key", "action", "target", "before", "after",
+        ] {
+            assert!(r.get(k).is_some(), "{k} missing in {r}");
+        }
+    }
+    let last = rows.last().unwrap()["ulid"].as_str().unwrap().to_owned();
+    assert!(json_lines(&gatos_ok(&repo, &["audit", "--json", "--since", &last])?)?.is_empty());
+    let only = json_lines(&gatos_ok(
+        &repo,
+        &["audit", "--json", "--action", "jobs.cancel"],
+    )?)?;
+    assert_eq!(only.len(), 1);
+    Ok(())
+}
+
+fn doctor(repo: &TempRepo, fix: bool) -> TestResult<(Option<i32>, Vec<Value>)> {
+    let mut args = vec!["doctor", "--json"];
+    if fix {
+        args.push("--fix");
+    }
+    let out = gatos(repo, &args)?;
+    let rows = json_lines(&String::from_utf8(out.stdout)?)?
+        .into_iter()
+        .filter(|r| r.get("code").is_some())
+        .collect();
+    Ok((out.status.code(), rows))
+}
+
+fn has(rows: &[Value], code: &str, severity: &str) -> bool {
+    rows.iter()
+        .any(|r| r["code"] == code && r["severity"] == severity)
+}
+
+#[test]
+fn doctor_is_quiet_on_a_healthy_repository() -> TestResult {
+    let repo = fixture()?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(0), "{rows:?}");
+    assert!(rows.iter().all(|r| r["severity"] == "warning"), "{rows:?}");
+    Ok(())
+}
+
+#[test]
+fn doctor_reports_each_finding_made_with_plain_git() -> TestResult {
+    // Warnings: exit 0.
+    let repo = fixture()?;
+    let head = repo
+        .rev_parse("refs/gatos/messages/ci.events/head")?
+        .unwrap();
+    repo.git(&["update-ref", "refs/gatos/bogus/thing", &head])?;
+    let lock = repo.git_dir().join("refs/gatos/jobs/stale.lock");
+    std::fs::write(&lock, "")?;
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)?
+        .set_modified(old)?;
+    std::fs::create_dir_all(repo.git_dir().join("refs/gatos/empty/dir"))?;
+    let sealed = format!(
+        "refs/gatos/messages/other/2020-01-01/{}",
+        ulid_of(&repo, "other", 0)?
+    );
+    let other_head = repo.rev_parse("refs/gatos/messages/other/head")?.unwrap();
+    repo.git(&["update-ref", &sealed, &other_head])?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(0), "{rows:?}");
+    for c in [
+        "ref-unknown",
+        "lock-stale",
+        "ref-leftover",
+        "rotation-unfinished",
+    ] {
+        assert!(has(&rows, c, "warning"), "{c}: {rows:?}");
+    }
+    let (_, rows) = doctor(&repo, true)?;
+    assert!(
+        rows.iter()
+            .any(|r| r["code"] == "lock-stale" && r["fixed"] == true)
+    );
+    assert!(!lock.exists());
+
+    // A lost job event and a lost audit record: warnings, republished by --fix.
+    let repo = fixture()?;
+    for topic in ["gatos.jobs", "gatos.audit"] {
+        let name = format!("refs/gatos/messages/{topic}/head");
+        let head = repo.rev_parse(&name)?.unwrap();
+        repo.git(&["update-ref", &name, &format!("{head}~1"), &head])?;
+    }
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(0), "{rows:?}");
+    assert!(has(&rows, "event-missing", "warning"), "{rows:?}");
+    assert!(has(&rows, "audit-missing", "warning"), "{rows:?}");
+    doctor(&repo, true)?;
+    let (_, rows) = doctor(&repo, false)?;
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["code"] == "event-missing" || r["code"] == "audit-missing"),
+        "{rows:?}"
+    );
+
+    // Broken invariants: exit 1.
+    let repo = fixture()?;
+    let other_ulid = ulid_of(&repo, "other", 0)?;
+    // A checkpoint pointing at another group's checkpoint on another topic.
+    gatos_ok(&repo, &["messages", "consume", "g2", "other"])?;
+    let foreign = repo.rev_parse("refs/gatos/consumers/g2/other")?.unwrap();
+    repo.git(&["update-ref", "refs/gatos/consumers/g1/ci.events", &foreign])?;
+    // A message whose Content-Id no longer matches its envelope.
+    let name = "refs/gatos/messages/other/head";
+    let head = repo.rev_parse(name)?.unwrap();
+    let body = repo.git(&["cat-file", "commit", &head])?;
+    let mut lines: Vec<String> = body.lines().map(str::to_owned).collect();
+    for l in &mut lines {
+        if let Some(rest) = l.strip_prefix("Content-Id: blake3:") {
+            *l = format!("Content-Id: blake3:{}", "0".repeat(rest.len()));
+        }
+    }
+    let mut hash = repo.git_cmd(&["hash-object", "-t", "commit", "-w", "--stdin"]);
+    hash.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = hash.spawn()?;
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        (lines.join("\n") + "\n").as_bytes(),
+    )?;
+    let out = child.wait_with_output()?;
+    let new = String::from_utf8(out.stdout)?.trim().to_owned();
+    repo.git(&["update-ref", name, &new, &head])?;
+    // A sealed segment off the chain.
+    let off = format!("refs/gatos/messages/ci.events/2020-01-02/{other_ulid}");
+    repo.git(&["update-ref", &off, &new])?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(1), "{rows:?}");
+    for c in [
+        "checkpoint-outside-topic",
+        "content-id-mismatch",
+        "segment-detached",
+    ] {
+        assert!(has(&rows, c, "error"), "{c}: {rows:?}");
+    }
+
+    // A missing object: git fsck.
+    let repo = fixture()?;
+    let head = repo.rev_parse("refs/gatos/messages/other/head")?.unwrap();
+    let tree = repo
+        .git(&["rev-parse", &format!("{head}^{{tree}}")])?
+        .trim()
+        .to_owned();
+    repo.git(&["repack", "-a", "-d", "-q"])?;
+    // Unpack everything but the tree, then drop the packs: the tree is gone.
+    let packs: Vec<_> = std::fs::read_dir(repo.git_dir().join("objects/pack"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect();
+    for p in &packs {
+        let mut cmd = repo.git_cmd(&["unpack-objects", "-q"]);
+        let f = std::fs::File::open(p)?;
+        let moved = repo.root().join("moved.pack");
+        std::fs::rename(p, &moved)?;
+        drop(f);
+        cmd.stdin(std::fs::File::open(&moved)?);
+        assert!(cmd.status()?.success());
+        std::fs::remove_file(p.with_extension("idx"))?;
+    }
+    std::fs::remove_file(
+        repo.git_dir()
+            .join(format!("objects/{}/{}", &tree[..2], &tree[2..])),
+    )?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(1), "{rows:?}");
+    assert!(has(&rows, "fsck", "error"), "{rows:?}");
+
+    // Invalid settings.
+    let repo = fixture()?;
+    repo.git(&["config", "gatos.dedupeWindow", "many"])?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(1));
+    assert!(has(&rows, "config-invalid", "error"), "{rows:?}");
+
+    // Maintenance debt, fixed by --fix.
+    let repo = fixture()?;
+    repo.git(&["config", "gatos.maintenance.looseObjects", "1"])?;
+    repo.git(&["config", "gatos.maintenance.auto", "false"])?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(0));
+    assert!(has(&rows, "maintenance-due", "warning"), "{rows:?}");
+    let (_, rows) = doctor(&repo, true)?;
+    assert!(
+        rows.iter()
+            .any(|r| r["code"] == "maintenance-due" && r["fixed"] == true),
+        "{rows:?}"
+    );
+
+    // A proof by a key this node does not trust: a warning.
+    let repo = fixture()?;
+    repo.git(&["config", "--unset-all", "gatos.trust"])?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(0), "{rows:?}");
+    assert!(has(&rows, "proof-untrusted-key", "warning"), "{rows:?}");
+    Ok(())
+}
