@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks of gatos against baselines measured on the same machine, in the same run.
 #
-#   scripts/bench.sh [messages|daemon|jobs|sync|all]     (default: all)
+#   scripts/bench.sh [messages|daemon|jobs|sync|export|all]     (default: all)
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
 # lowered for a quick look: N_SHELL (1000), N_INPROC (10000), N_DURABLE (2000),
 # N_BIG (100000), N_HUGE (1000000), N_AUTO (100000), N_JOBS (2000), N_RUN (500),
 # N_FINISHED (10000), INODE_SETTLE (310), N_SYNC (10000), N_ARCHIVED (100000),
-# SYNC_ROUNDS (30). Method and recorded figures:
+# SYNC_ROUNDS (30), N_EXPORT (100000), N_EXPORT_JOBS (10000), N_EXPORT_NEW (1000). Method and recorded figures:
 # docs/PERFORMANCE.md. Nothing here asserts: it measures.
 set -euo pipefail
 
@@ -426,12 +426,58 @@ bench_sync() {
   record sync_hub_size "{\"empty\": $e, \"archived\": $x, \"archived_jobs\": $N_ARCHIVED}"
 }
 
+# Export: full SQLite and Parquet exports of N_EXPORT messages and N_EXPORT_JOBS finished
+# jobs against `messages read --json` of the same messages, peak memory at a tenth of the
+# size, and an incremental export of N_EXPORT_NEW new messages.
+bench_export() {
+  local n=${N_EXPORT:-100000} nj=${N_EXPORT_JOBS:-10000} nn=${N_EXPORT_NEW:-1000}
+  fill_export() { # fill_export REPO MESSAGES JOBS
+    newrepo "$1"
+    GIT_DIR="$1" "$GG" init --quiet > /dev/null
+    for ((i = 0; i < $2; i++)); do payload "$i"; done > "$WORK/export.jsonl"
+    GIT_DIR="$1" "$GG" messages publish big --batch "$WORK/export.jsonl" --chunk 1000 --json > /dev/null
+    "$GB" jobs-fill "$1" "$3" > /dev/null
+    GIT_DIR="$1" "$GG" maintenance --quiet > /dev/null
+    quiesce "$1"
+  }
+  peak() { # peak CMD...: runs it, prints its peak RSS in KiB
+    /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1
+  }
+  local big="$WORK/export-big.git" small="$WORK/export-small.git"
+  fill_export "$big" "$n" "$nj"
+  fill_export "$small" $((n / 10)) $((nj / 10))
+  settle
+  local t0 t1 read_s sq_s pq_s
+  t0=$(now); GIT_DIR="$big" "$GG" messages read big --json > /dev/null; t1=$(now); read_s=$(elapsed "$t0" "$t1")
+  rm -f "$WORK/e.db"; t0=$(now); GIT_DIR="$big" "$GG" export --format sqlite --out "$WORK/e.db" --quiet > /dev/null; t1=$(now); sq_s=$(elapsed "$t0" "$t1")
+  t0=$(now); GIT_DIR="$big" "$GG" export --format parquet --out "$WORK/e.pq" --quiet > /dev/null; t1=$(now); pq_s=$(elapsed "$t0" "$t1")
+  line "git gatos messages read --json, $n messages" "$read_s s"
+  line "export --format sqlite, $n messages + $nj jobs" "$sq_s s ($(ratio "$sq_s" "$read_s")x the read; target <= 2x)"
+  line "export --format parquet, same" "$pq_s s ($(ratio "$pq_s" "$read_s")x the read)"
+  local m_small m_big
+  m_small=$(GIT_DIR="$small" peak "$GG" export --format sqlite --out "$WORK/s.db" --quiet)
+  m_big=$(GIT_DIR="$big" peak "$GG" export --format sqlite --out "$WORK/b.db" --quiet)
+  line "peak RSS, sqlite export of $((n / 10)) vs $n messages" "$m_small KiB vs $m_big KiB ($(ratio "$m_big" "$m_small")x; target <= 1.5x)"
+  local p_small p_big
+  p_small=$(GIT_DIR="$small" peak "$GG" export --format parquet --out "$WORK/s.pq" --quiet)
+  p_big=$(GIT_DIR="$big" peak "$GG" export --format parquet --out "$WORK/b.pq" --quiet)
+  line "peak RSS, parquet export of $((n / 10)) vs $n messages" "$p_small KiB vs $p_big KiB ($(ratio "$p_big" "$p_small")x)"
+  for ((i = 0; i < nn; i++)); do payload "$((n + i))"; done > "$WORK/new.jsonl"
+  GIT_DIR="$big" "$GG" messages publish big --batch "$WORK/new.jsonl" --chunk 1000 --json > /dev/null
+  quiesce "$big"; settle
+  local inc_s; t0=$(now); GIT_DIR="$big" "$GG" export --format sqlite --out "$WORK/e.db" --incremental --quiet > /dev/null; t1=$(now); inc_s=$(elapsed "$t0" "$t1")
+  line "export --incremental, $nn new messages" "$inc_s s ($(python3 -c "print(f'{100 * $inc_s / $sq_s:.1f}')")% of the full export; target < 5%)"
+  GIT_DIR="$big" "$GG" export verify "$WORK/e.db" --repo "$big" --quiet > /dev/null
+  record export "{\"messages\": $n, \"jobs\": $nj, \"read_seconds\": $read_s, \"sqlite_seconds\": $sq_s, \"parquet_seconds\": $pq_s, \"peak_kib_small\": $m_small, \"peak_kib_big\": $m_big, \"parquet_peak_kib_small\": $p_small, \"parquet_peak_kib_big\": $p_big, \"incremental_new\": $nn, \"incremental_seconds\": $inc_s}"
+}
+
 case "$what" in
   messages) bench_messages ;;
   daemon) bench_daemon ;;
   jobs) bench_jobs ;;
   sync) bench_sync ;;
-  all) bench_messages; bench_daemon; bench_jobs; bench_sync ;;
+  export) bench_export ;;
+  all) bench_messages; bench_daemon; bench_jobs; bench_sync; bench_export ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
 esac
 echo "results: $results"

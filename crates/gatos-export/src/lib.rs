@@ -60,6 +60,8 @@ pub struct ExportOptions {
     pub filter: FilterArgs,
     /// Extend the export at `out` with what is new since the refs it recorded.
     pub incremental: bool,
+    /// The time job states are derived at (default: now), milliseconds.
+    pub as_of: Option<i64>,
 }
 
 /// Where rows go. Rows arrive as full rows (every column of the table, in storage
@@ -146,7 +148,9 @@ pub fn export(
         Some(m) => Filter::from_spec(&m.filter)?,
         None => Filter::build(&opts.filter)?,
     };
-    let as_of = gatos.now();
+    let as_of = opts
+        .as_of
+        .map_or_else(|| gatos.now(), gatos_types::Timestamp::from_millis);
     if filter.has_job_tables() {
         filter.as_of = Some(as_of.as_millis());
     }
@@ -271,7 +275,11 @@ pub fn export(
             let Some(rec) = source::job_record(gatos, id, refs, archived)? else {
                 return Ok(());
             };
-            let rows = source::job_rows(gatos, &rec, as_of)?;
+            let need = source::Need {
+                attempts: filter.table("attempts").is_some(),
+                results: filter.table("results").is_some(),
+            };
+            let rows = source::job_rows(gatos, &rec, as_of, need)?;
             out.emit("jobs", &rows.job, &unit)?;
             for a in &rows.attempts {
                 out.emit("attempts", a, &unit)?;
@@ -393,6 +401,10 @@ pub fn resolve_bound(gatos: &Gatos, flag: &str, s: &str) -> Result<i64, Error> {
             ErrorCode::InvalidInput,
             format!("{flag}: give the full 40-hex commit id, not {s:?}"),
         ));
+    }
+    // A DUR here means that long ago (a window ending now), unlike TIME elsewhere.
+    if let Ok(d) = gatos_types::Dur::parse(s) {
+        return Ok(gatos.now().minus(d).as_millis());
     }
     gatos_types::time::parse_time(s, gatos.now())
         .map(gatos_types::Timestamp::as_millis)

@@ -155,7 +155,7 @@ impl ParquetSink {
     pub fn create(out: &Path) -> Result<ParquetSink, Error> {
         if out.exists() && !out.join(MANIFEST_FILE).is_file() {
             return Err(Error::new(
-                ErrorCode::Conflict,
+                ErrorCode::InvalidInput,
                 format!(
                     "{} exists and is not a gatos Parquet export; choose another --out or remove it",
                     out.display()

@@ -187,6 +187,15 @@ pub fn scan_topic(
     Ok(())
 }
 
+/// Which of a job's tables are wanted (the others are not read).
+#[derive(Debug, Clone, Copy)]
+pub struct Need {
+    /// `attempts` rows (the claim chain).
+    pub attempts: bool,
+    /// The `results` row (result, logs, proof verification).
+    pub results: bool,
+}
+
 /// The rows of one job.
 #[derive(Debug, Default)]
 pub struct JobRows {
@@ -204,7 +213,12 @@ pub struct JobRows {
 ///
 /// # Errors
 /// When its commits cannot be read.
-pub fn job_rows(gatos: &Gatos, rec: &JobRecord, as_of: Timestamp) -> Result<JobRows, Error> {
+pub fn job_rows(
+    gatos: &Gatos,
+    rec: &JobRecord,
+    as_of: Timestamp,
+    need: Need,
+) -> Result<JobRows, Error> {
     let d = gatos::jobs::state::derive(rec, as_of, gatos.lease_skew());
     let manifest = gatos_types::jcs::to_vec_of(&rec.spec)
         .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
@@ -218,9 +232,14 @@ pub fn job_rows(gatos: &Gatos, rec: &JobRecord, as_of: Timestamp) -> Result<JobR
         Cell::Text(rec.content_id.to_string()),
         Cell::Text(String::from_utf8_lossy(&manifest).into_owned()),
     ];
-    let attempts = attempt_rows(gatos, rec)?;
+    let attempts = if need.attempts {
+        attempt_rows(gatos, rec)?
+    } else {
+        Vec::new()
+    };
     let result = match &rec.result {
         None => None,
+        Some(_) if !need.results => None,
         Some((commit, doc)) => {
             let mut r = gatos.store().reader();
             let c = r.commit(*commit)?;

@@ -58,7 +58,13 @@ pub fn from_sql(kind: Kind, v: ValueRef<'_>) -> Option<Cell> {
             Cell::Text(std::str::from_utf8(t).ok()?.to_owned())
         }
         (Kind::Time, ValueRef::Text(t)) => {
-            Cell::Time(crate::schema::parse_time(std::str::from_utf8(t).ok()?).ok()?)
+            // Only the canonical form: the stored text is what was hashed.
+            let t = std::str::from_utf8(t).ok()?;
+            let ms = crate::schema::parse_time(t).ok()?;
+            if crate::schema::format_time(ms) != t {
+                return None;
+            }
+            Cell::Time(ms)
         }
         _ => return None,
     })
@@ -170,7 +176,7 @@ impl SqliteSink {
         }
         if out.exists() && !is_export(out) {
             return Err(Error::new(
-                ErrorCode::Conflict,
+                ErrorCode::InvalidInput,
                 format!(
                     "{} exists and is not a gatos export; choose another --out or remove it",
                     out.display()

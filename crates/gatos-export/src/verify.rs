@@ -305,7 +305,11 @@ fn recompute(
             let Some(rec) = source::job_record(g, id, refs, archived)? else {
                 return Ok(());
             };
-            let rows = source::job_rows(g, &rec, as_of)?;
+            let need = source::Need {
+                attempts: filter.table("attempts").is_some(),
+                results: filter.table("results").is_some(),
+            };
+            let rows = source::job_rows(g, &rec, as_of, need)?;
             take("jobs", &rows.job);
             for a in &rows.attempts {
                 take("attempts", a);

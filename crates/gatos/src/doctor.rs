@@ -558,10 +558,7 @@ fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
 type Transition = (&'static str, u32, Option<gatos_types::WorkerId>, Oid);
 
 /// The transitions a job's commits record.
-fn transitions(
-    gatos: &Gatos,
-    rec: &JobRecord,
-) -> Result<Vec<Transition>> {
+fn transitions(gatos: &Gatos, rec: &JobRecord) -> Result<Vec<Transition>> {
     let mut out = vec![("enqueued", 0, None, rec.job_commit)];
     if let Some((tip, _)) = &rec.claim {
         let mut reader = gatos.store().reader();

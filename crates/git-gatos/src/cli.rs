@@ -114,6 +114,10 @@ pub struct ExportArgs {
     /// (its filters are reused).
     #[arg(long)]
     pub incremental: bool,
+    /// Derive job states (leases expire) at this TIME instead of now; two exports of the
+    /// same refs with the same --as-of have the same Explorer-Root.
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
 }
 
 /// `export`'s subcommand.

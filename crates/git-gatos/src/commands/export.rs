@@ -80,6 +80,15 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &ExportArgs) -> Result<(), Error> {
         out: ctx.cwd.join(path),
         filter,
         incremental: a.incremental,
+        as_of: a
+            .as_of
+            .as_deref()
+            .map(|s| {
+                gatos_types::Timestamp::parse_rfc3339(s)
+                    .map(gatos_types::Timestamp::as_millis)
+                    .map_err(|e| Error::from(e).context("--as-of (RFC 3339)"))
+            })
+            .transpose()?,
     };
     let show = out.progress_allowed();
     let started = Instant::now();
