@@ -275,11 +275,7 @@ pub fn export(
             let Some(rec) = source::job_record(gatos, id, refs, archived)? else {
                 return Ok(());
             };
-            let need = source::Need {
-                attempts: filter.table("attempts").is_some(),
-                results: filter.table("results").is_some(),
-            };
-            let rows = source::job_rows(gatos, &rec, as_of, need)?;
+            let rows = source::job_rows(gatos, &rec, as_of, source::Need::of(&filter))?;
             out.emit("jobs", &rows.job, &unit)?;
             for a in &rows.attempts {
                 out.emit("attempts", a, &unit)?;

@@ -196,6 +196,16 @@ pub struct Need {
     pub results: bool,
 }
 
+impl Need {
+    /// What the filter's tables need.
+    pub fn of(filter: &crate::filter::Filter) -> Need {
+        Need {
+            attempts: filter.table("attempts").is_some(),
+            results: filter.table("results").is_some(),
+        }
+    }
+}
+
 /// The rows of one job.
 #[derive(Debug, Default)]
 pub struct JobRows {

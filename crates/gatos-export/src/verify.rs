@@ -305,11 +305,7 @@ fn recompute(
             let Some(rec) = source::job_record(g, id, refs, archived)? else {
                 return Ok(());
             };
-            let need = source::Need {
-                attempts: filter.table("attempts").is_some(),
-                results: filter.table("results").is_some(),
-            };
-            let rows = source::job_rows(g, &rec, as_of, need)?;
+            let rows = source::job_rows(g, &rec, as_of, source::Need::of(filter))?;
             take("jobs", &rows.job);
             for a in &rows.attempts {
                 take("attempts", a);

@@ -129,9 +129,11 @@ pub fn run(gatos: &Gatos, fix: bool) -> Result<Vec<Finding>> {
 }
 
 fn check_fsck(gatos: &Gatos, r: &mut Report) {
+    // Not `run_git`: a failing fsck is the answer, not an error; its findings are on stdout.
     let out = match gatos
         .store()
-        .run_git(&["fsck", "--strict", "--no-dangling", "--no-progress"])
+        .git_command(["fsck", "--strict", "--no-dangling", "--no-progress"])
+        .output()
     {
         Ok(o) => o,
         Err(e) => {
@@ -629,11 +631,9 @@ fn audited_commits(gatos: &Gatos) -> Result<Vec<(Oid, String, String)>> {
             Some(RefKind::ConfigTopic(t)) => ("config.topic", format!("topic:{t}"), true),
             Some(RefKind::ConfigQueue(q)) => ("config.queue", format!("queue:{q}"), true),
             Some(RefKind::MessageSummary(t)) => ("messages.prune", format!("topic:{t}"), true),
-            Some(RefKind::Consumer(g, t)) => (
-                "messages.checkpoint.forced",
-                format!("consumer:{g}/{t}"),
-                false,
-            ),
+            Some(RefKind::Consumer(g, t)) => {
+                ("checkpoint.force", format!("consumer:{g}/{t}"), false)
+            }
             Some(RefKind::TrustRevoked(k)) => ("keys.revoke", format!("key:{k}"), false),
             _ => continue,
         };

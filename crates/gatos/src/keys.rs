@@ -246,7 +246,18 @@ impl Keys<'_> {
                 .is_none()
             {
                 match self.revoke_with(&old, &old_id, Reason::Superseded, None) {
-                    Ok(_) => {}
+                    Ok(rev) => crate::audit::record(
+                        self.gatos,
+                        "keys.rotate",
+                        &format!("key:{old_id}"),
+                        serde_json::json!({"revoked": null}),
+                        serde_json::to_value(&rev).unwrap_or_default(),
+                        self.gatos
+                            .store()
+                            .read_ref(&names::trust_revoked(&old_id))
+                            .ok()
+                            .flatten(),
+                    ),
                     Err(e) if e.code() == ErrorCode::Conflict => {}
                     Err(e) => return Err(e),
                 }
