@@ -137,7 +137,7 @@ pub enum ExportCommand {
 /// `audit`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Start after the record with this ULID, or at this TIME (RFC 3339, or a DUR ago).
+    /// Start after the record with this ULID, at this RFC 3339 time, or this DUR ago.
     #[arg(long, value_name = "ULID|TIME")]
     pub since: Option<String>,
     /// Only records of this action (e.g. jobs.cancel, keys.trust, messages.prune.forced).

@@ -24,10 +24,12 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &AuditArgs) -> Result<(), Error> {
         None => Since::Start,
         Some(s) => match s.parse::<Ulid>() {
             Ok(u) => Since::After(u),
-            Err(_) => Since::Time(
-                gatos_types::time::parse_time(s, g.now())
-                    .map_err(|e| Error::from(e).context("--since (a ULID or a TIME)"))?,
-            ),
+            // A DUR means that long ago: a window ending now.
+            Err(_) => Since::Time(match gatos_types::Dur::parse(s) {
+                Ok(d) => g.now().minus(d),
+                Err(_) => gatos_types::time::parse_time(s, g.now())
+                    .map_err(|e| Error::from(e).context("--since (a ULID, a TIME or a DUR ago)"))?,
+            }),
         },
     };
     audit::list(&g, since, |r: &AuditRecord| {
