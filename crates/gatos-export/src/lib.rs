@@ -115,6 +115,21 @@ pub struct Previous {
 /// Reports progress: `(table, rows so far)`.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64);
 
+fn check_out(out: &Path) -> Result<(), Error> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => return Ok(()),
+    };
+    if parent.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::NotFound,
+            format!("--out: the directory {} does not exist", parent.display()),
+        ))
+    }
+}
+
 /// Exports the repository. Returns the manifest written.
 ///
 /// # Errors
@@ -126,7 +141,8 @@ pub fn export(
     opts: &ExportOptions,
     progress: Progress<'_>,
 ) -> Result<Manifest, Error> {
-    let (mut sink, previous): (Box<dyn Sink>, Previous) = match opts.format {
+    check_out(&opts.out)?;
+    let (mut sink, mut previous): (Box<dyn Sink>, Previous) = match opts.format {
         Format::Sqlite => {
             let (s, p) = sqlite::SqliteSink::open(&opts.out, opts.incremental)?;
             (Box::new(s), p)
@@ -158,11 +174,7 @@ pub fn export(
     let mut digests: BTreeMap<&'static str, TableDigest> = BTreeMap::new();
     for ts in &filter.tables {
         sink.begin(&ts.projection)?;
-        let rows = previous
-            .digests
-            .get(ts.table().name)
-            .cloned()
-            .unwrap_or_default();
+        let rows = previous.digests.remove(ts.table().name).unwrap_or_default();
         digests.insert(ts.table().name, TableDigest::from_rows(rows));
     }
     let mut out = Out {
@@ -272,7 +284,7 @@ pub fn export(
             if previous.units.contains_key(&unit) {
                 out.remove(&unit)?;
             }
-            let Some(rec) = source::job_record(gatos, id, refs, archived)? else {
+            let Some(rec) = gatos.job_record_at(id, refs, archived)? else {
                 return Ok(());
             };
             let rows = source::job_rows(gatos, &rec, as_of, source::Need::of(&filter))?;

@@ -37,13 +37,12 @@ fn pq(e: parquet::errors::ParquetError) -> Error {
 pub fn message_type(p: &Projection) -> String {
     let mut s = format!("message {} {{\n", p.table.name);
     for c in p.selected() {
-        let t = match c.kind {
-            Kind::Int => "INT64",
-            Kind::Bool => "BOOLEAN",
-            Kind::Time => "INT64 (TIMESTAMP(MILLIS,true))",
-            Kind::Text | Kind::Json => "BYTE_ARRAY (STRING)",
+        let (ty, ann) = match c.kind {
+            Kind::Int => ("INT64", ""),
+            Kind::Bool => ("BOOLEAN", ""),
+            Kind::Time => ("INT64", "(TIMESTAMP(MILLIS,true))"),
+            Kind::Text | Kind::Json => ("BYTE_ARRAY", "(STRING)"),
         };
-        let (ty, ann) = t.split_once(' ').unwrap_or((t, ""));
         s.push_str(&format!("  OPTIONAL {ty} {} {ann};\n", c.name));
     }
     s.push('}');

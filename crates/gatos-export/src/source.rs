@@ -157,7 +157,7 @@ pub fn scan_topic(
         return Ok(());
     }
     let limit = hi - lo + 1;
-    let end = gatos.messages().scan(
+    gatos.messages().scan(
         topic,
         &Cursor::Seq(lo.saturating_sub(1)),
         Some(limit),
@@ -183,7 +183,6 @@ pub fn scan_topic(
             ),
         ));
     }
-    let _ = end;
     Ok(())
 }
 
@@ -349,19 +348,6 @@ fn attempt_rows(gatos: &Gatos, rec: &JobRecord) -> Result<Vec<Vec<Cell>>, Error>
         ]);
     }
     Ok(rows)
-}
-
-/// Reads a job as of recorded refs.
-///
-/// # Errors
-/// When its commits cannot be read.
-pub fn job_record(
-    gatos: &Gatos,
-    id: Ulid,
-    refs: Refs,
-    archived: bool,
-) -> Result<Option<JobRecord>, Error> {
-    gatos.job_record_at(id, refs, archived)
 }
 
 /// Every job of a state: live ones from their refs, archived ones (not also live) from

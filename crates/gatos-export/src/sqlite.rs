@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use gatos::Error;
 use gatos_types::ErrorCode;
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::manifest::Manifest;
@@ -33,17 +33,14 @@ fn sql_type(k: Kind) -> &'static str {
     }
 }
 
-/// The storage value of a cell.
-pub fn to_sql(kind: Kind, c: &Cell) -> Value {
+/// The storage value of a cell, borrowing its text (payloads are not copied).
+pub fn to_sql(c: &Cell) -> ToSqlOutput<'_> {
     match c {
-        Cell::Null => Value::Null,
-        Cell::Int(i) => Value::Integer(*i),
-        Cell::Bool(b) => Value::Integer(i64::from(*b)),
-        Cell::Text(s) => Value::Text(s.clone()),
-        Cell::Time(ms) => {
-            debug_assert_eq!(kind, Kind::Time);
-            Value::Text(crate::schema::format_time(*ms))
-        }
+        Cell::Null => ToSqlOutput::Owned(Value::Null),
+        Cell::Int(i) => ToSqlOutput::Owned(Value::Integer(*i)),
+        Cell::Bool(b) => ToSqlOutput::Owned(Value::Integer(i64::from(*b))),
+        Cell::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        Cell::Time(ms) => ToSqlOutput::Owned(Value::Text(crate::schema::format_time(*ms))),
     }
 }
 
@@ -243,12 +240,7 @@ impl Sink for SqliteSink {
             .inserts
             .get(table)
             .ok_or_else(|| Error::new(ErrorCode::Internal, format!("table {table} not begun")))?;
-        let schema = crate::schema::table(table)
-            .ok_or_else(|| Error::new(ErrorCode::Internal, format!("no table {table}")))?;
-        let values: Vec<Value> = cols
-            .iter()
-            .map(|&i| to_sql(schema.columns[i].kind, &full[i]))
-            .collect();
+        let values: Vec<ToSqlOutput<'_>> = cols.iter().map(|&i| to_sql(&full[i])).collect();
         self.conn
             .prepare_cached(sql)
             .map_err(db)?

@@ -70,8 +70,7 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
             ),
         ));
     }
-    let filter =
-        Filter::from_spec(&manifest.filter).map_err(|e| mismatch(format!("manifest: {}", e)))?;
+    let filter = Filter::from_spec(&manifest.filter).map_err(|e| mismatch(e.to_string()))?;
     if filter.spec() != manifest.filter {
         return Err(mismatch(
             "manifest: the filter spec is not in canonical form",
@@ -302,7 +301,7 @@ fn recompute(
         .any(|t| filter.table(t).is_some())
     {
         source::each_job(g, &state, |id, refs, archived| {
-            let Some(rec) = source::job_record(g, id, refs, archived)? else {
+            let Some(rec) = g.job_record_at(id, refs, archived)? else {
                 return Ok(());
             };
             let rows = source::job_rows(g, &rec, as_of, source::Need::of(filter))?;

@@ -401,6 +401,8 @@ fn check_topics(gatos: &Gatos, r: &mut Report) -> Result<TopicCommits> {
 
 fn check_checkpoints(gatos: &Gatos, r: &mut Report, topics: &TopicCommits) -> Result<()> {
     let mut reader = gatos.store().reader();
+    // First retained seqs, read once and only when a checkpoint is off its chain.
+    let mut first_seqs: Option<BTreeMap<Topic, u64>> = None;
     for (name, oid) in gatos.store().list_refs(&names::consumers_prefix())? {
         let Some(RefKind::Consumer(group, topic)) = name.kind() else {
             continue;
@@ -430,12 +432,20 @@ fn check_checkpoints(gatos: &Gatos, r: &mut Report, topics: &TopicCommits) -> Re
         if on_chain {
             continue;
         }
-        let first = gatos
-            .messages()
-            .topics()?
-            .into_iter()
-            .find(|t| t.topic == topic)
-            .map_or(0, |t| t.first_seq);
+        if first_seqs.is_none() {
+            first_seqs = Some(
+                gatos
+                    .messages()
+                    .topics()?
+                    .into_iter()
+                    .map(|t| (t.topic, t.first_seq))
+                    .collect(),
+            );
+        }
+        let first = first_seqs
+            .as_ref()
+            .and_then(|m| m.get(&topic).copied())
+            .unwrap_or(0);
         if seq < first {
             r.add(
                 "checkpoint-behind-prune",
