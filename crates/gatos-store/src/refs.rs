@@ -255,6 +255,12 @@ impl Store {
                 vanished,
             )
         }
+        // gix reads packed-refs when the platform is made, then walks the loose files. A
+        // `pack-refs --prune` that writes packed-refs and deletes a loose ref before the walk
+        // reaches it would hide that ref from both views without any error. Git avoids this
+        // by reading loose refs first; here, a packed-refs that changed during the listing
+        // means "list again".
+        let packed_before = self.packed_refs_stamp();
         let repo = self.handle();
         let platform = repo
             .references()
@@ -272,8 +278,25 @@ impl Store {
                 ));
             }
         }
+        if self.packed_refs_stamp() != packed_before {
+            return Err((
+                Error::Git {
+                    context: format!("listing refs under {prefix}"),
+                    message: "packed-refs changed while listing".into(),
+                },
+                true,
+            ));
+        }
         out.sort();
         Ok(out)
+    }
+
+    /// Identifies the current `packed-refs` file: a rewrite (a rename over it) changes the
+    /// inode, and an in-place change the size or mtime. `None` when there is none.
+    fn packed_refs_stamp(&self) -> Option<(u64, u64, i64, i64)> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(self.common_dir().join("packed-refs")).ok()?;
+        Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()))
     }
 
     /// Applies edits as one transaction under their lock families.

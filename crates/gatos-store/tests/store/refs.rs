@@ -186,9 +186,11 @@ fn listing_refs_while_git_pack_refs_deletes_them_sees_them_all() -> TestResult {
         let mut pack = repo.git_cmd(&["pack-refs", "--all", "--prune"]).spawn()?;
         // List while pack-refs writes packed-refs and deletes the loose files.
         while pack.try_wait()?.is_none() {
-            assert_eq!(s.list_refs("refs/gatos/jobs/")?.len(), 1500);
+            let seen = s.list_refs("refs/gatos/jobs/")?.len();
+            assert_eq!(seen, 1500, "round {rounds}, while pack-refs ran");
         }
-        assert_eq!(s.list_refs("refs/gatos/jobs/")?.len(), 1500);
+        let seen = s.list_refs("refs/gatos/jobs/")?.len();
+        assert_eq!(seen, 1500, "round {rounds}, after pack-refs");
         repo.git(&[
             "for-each-ref",
             "--format=delete %(refname)",
