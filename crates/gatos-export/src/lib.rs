@@ -84,6 +84,12 @@ pub trait Sink {
         unit: &str,
         digest: &[u8; 32],
     ) -> Result<(), Error>;
+    /// Feeds `f` the row digests an earlier export stored, per table (incremental
+    /// exports; nothing otherwise).
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn previous_digests(&mut self, f: &mut dyn FnMut(&str, [u8; 32])) -> Result<(), Error>;
     /// Removes a unit's rows (incremental exports), returning their digests per table.
     ///
     /// # Errors
@@ -106,8 +112,6 @@ pub trait Sink {
 pub struct Previous {
     /// Its manifest.
     pub manifest: Option<Manifest>,
-    /// Row digests per table.
-    pub digests: BTreeMap<String, Vec<[u8; 32]>>,
     /// Unit fingerprints and finality.
     pub units: BTreeMap<String, (String, bool)>,
 }
@@ -142,7 +146,7 @@ pub fn export(
     progress: Progress<'_>,
 ) -> Result<Manifest, Error> {
     check_out(&opts.out)?;
-    let (mut sink, mut previous): (Box<dyn Sink>, Previous) = match opts.format {
+    let (mut sink, previous): (Box<dyn Sink>, Previous) = match opts.format {
         Format::Sqlite => {
             let (s, p) = sqlite::SqliteSink::open(&opts.out, opts.incremental)?;
             (Box::new(s), p)
@@ -174,69 +178,24 @@ pub fn export(
     let mut digests: BTreeMap<&'static str, TableDigest> = BTreeMap::new();
     for ts in &filter.tables {
         sink.begin(&ts.projection)?;
-        let rows = previous.digests.remove(ts.table().name).unwrap_or_default();
-        digests.insert(ts.table().name, TableDigest::from_rows(rows));
+        digests.insert(ts.table().name, TableDigest::default());
     }
+    sink.previous_digests(&mut |table, d| {
+        if let Some(td) = digests.get_mut(table) {
+            td.push(d);
+        }
+    })?;
     let mut out = Out {
         sink,
         digests,
-        filter: &filter,
-        buf: String::new(),
         count: 0,
         progress,
     };
 
-    // Messages, topic by topic, each from where the earlier export stopped.
-    let mut topics: BTreeMap<String, TopicSource> = previous
-        .manifest
-        .as_ref()
-        .map(|m| m.topics.clone())
-        .unwrap_or_default();
-    let mut exported_topics: Vec<Topic> = Vec::new();
-    if let Some(ts) = filter.table("messages") {
-        let (lo, hi) = ts.int_bounds("seq");
-        let lo = u64::try_from(lo.unwrap_or(1).max(1)).unwrap_or(1);
-        let hi = hi.map_or(u64::MAX, |h| u64::try_from(h).unwrap_or(0));
-        for (topic, _, head) in source::topic_heads(&state) {
-            if !ts.admits_text("topic", topic.as_str()) {
-                continue;
-            }
-            exported_topics.push(topic.clone());
-            let head_seq = source::message_meta(gatos, head)?.seq;
-            let from = match topics.get(topic.as_str()) {
-                Some(prev) => {
-                    if gatos.messages().commit_at(&topic, prev.head_seq)? != Some(prev.head) {
-                        return Err(Error::new(
-                            ErrorCode::Conflict,
-                            format!(
-                                "topic '{topic}' was rewritten (a sync re-appended its tail, or it was pruned past seq {}) since the earlier export; export again without --incremental",
-                                prev.head_seq
-                            ),
-                        ));
-                    }
-                    prev.head_seq + 1
-                }
-                None => lo,
-            }
-            .max(lo);
-            let mut first = None;
-            source::scan_topic(gatos, &topic, head, head_seq, from, hi, |seq, row| {
-                first.get_or_insert(seq);
-                out.emit("messages", &row, topic.as_str())
-            })?;
-            let entry = topics.entry(topic.to_string()).or_insert(TopicSource {
-                head,
-                head_seq,
-                first_seq: first.unwrap_or(from),
-            });
-            entry.head = head;
-            entry.head_seq = head_seq;
-        }
-        (out.progress)("messages", out.count);
-    }
-
-    // Checkpoints: few; replaced whole.
+    // Checkpoints: few; replaced whole; written first, on this thread.
     if filter.table("checkpoints").is_some() {
+        let mut events = Vec::new();
+        let mut tx = Tx::collect(&filter, &mut events);
         for (name, oid) in source::checkpoint_refs(&state) {
             let unit = format!("c:{name}");
             let fp = oid.to_string();
@@ -244,62 +203,99 @@ pub fn export(
                 continue;
             }
             if previous.units.contains_key(&unit) {
-                out.remove(&unit)?;
+                tx.push(Event::Remove(unit.clone()))?;
             }
             if let Some(row) = source::checkpoint_row(gatos, &name, oid)? {
-                out.emit("checkpoints", &row, &unit)?;
+                tx.emit("checkpoints", row, &unit)?;
             }
-            out.sink.set_unit(&unit, &fp, true)?;
+            tx.push(Event::SetUnit {
+                unit,
+                fp,
+                is_final: true,
+            })?;
+        }
+        drop(tx);
+        for e in events {
+            out.apply(e)?;
         }
     }
 
-    // Jobs with their attempts and results, one job at a time.
-    if filter.has_job_tables() {
-        let pushdown: Vec<(&TableSpec, &str)> =
-            [("jobs", "id"), ("attempts", "job"), ("results", "job")]
-                .into_iter()
-                .filter_map(|(t, c)| filter.table(t).map(|ts| (ts, c)))
-                .collect();
-        source::each_job(gatos, &state, |id, refs, archived| {
-            let id_text = id.to_string();
-            // A job no exported table can take is not read at all.
-            if pushdown.iter().all(|(ts, c)| !ts.admits_text(c, &id_text)) {
-                return Ok(());
+    // Messages (one reader: a topic is a chain) and jobs (two readers, job by job) are
+    // read on their own threads while this one writes: rows travel in bounded batches,
+    // so memory stays bounded. Rows of different jobs may interleave in any order.
+    let previous_topics = previous
+        .manifest
+        .as_ref()
+        .map(|m| m.topics.clone())
+        .unwrap_or_default();
+    let work = if filter.has_job_tables() {
+        job_work(gatos, &filter, &state, &previous)?
+    } else {
+        Vec::new()
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (topics, exported_topics) = std::thread::scope(|s| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Event>>(8);
+        let messages = {
+            let sender = sender.clone();
+            let (filter, state) = (&filter, &state);
+            s.spawn(move || {
+                let mut tx = Tx::send(filter, sender);
+                let done = read_messages(gatos, filter, state, previous_topics, &mut tx)?;
+                tx.flush()?;
+                Ok::<_, Error>(done)
+            })
+        };
+        let jobs = if filter.has_job_tables() {
+            let mut readers = Vec::new();
+            for _ in 0..JOB_READERS {
+                let sender = sender.clone();
+                let (filter, work, next, units) = (&filter, &work, &next, &previous.units);
+                readers.push(s.spawn(move || {
+                    let mut tx = Tx::send(filter, sender);
+                    read_jobs(gatos, filter, work, next, units, as_of, &mut tx)?;
+                    tx.flush()
+                }));
             }
-            let unit = format!("j:{id}");
-            let fp = format!(
-                "{}.{}.{}.{}",
-                opt(refs.job),
-                opt(refs.claim),
-                opt(refs.result),
-                opt(refs.cancel)
-            );
-            if previous
-                .units
-                .get(&unit)
-                .is_some_and(|(f, fin)| *f == fp && *fin)
-            {
-                return Ok(());
+            readers
+        } else {
+            Vec::new()
+        };
+        drop(sender);
+        let mut written = Ok(());
+        for batch in &receiver {
+            if let Err(e) = batch.into_iter().try_for_each(|e| out.apply(e)) {
+                written = Err(e);
+                break;
             }
-            if previous.units.contains_key(&unit) {
-                out.remove(&unit)?;
+        }
+        // A failed write stops the readers: their next send fails.
+        drop(receiver);
+        let read = joined(messages);
+        let mut jobs_read = Ok(());
+        for r in jobs {
+            let r = joined(r);
+            if jobs_read.is_ok() {
+                jobs_read = r;
             }
-            let Some(rec) = gatos.job_record_at(id, refs, archived)? else {
-                return Ok(());
-            };
-            let rows = source::job_rows(gatos, &rec, as_of, source::Need::of(&filter))?;
-            out.emit("jobs", &rows.job, &unit)?;
-            for a in &rows.attempts {
-                out.emit("attempts", a, &unit)?;
-            }
-            if let Some(r) = &rows.result {
-                out.emit("results", r, &unit)?;
-            }
-            out.sink.set_unit(&unit, &fp, rows.is_final)
-        })?;
-        (out.progress)("jobs", out.count);
-    }
+        }
+        written?;
+        let read = read?;
+        jobs_read?;
+        Ok::<_, Error>(read)
+    })?;
+    (out.progress)("rows", out.count);
 
+    let mut tables = Vec::new();
+    for (t, d) in &mut out.digests {
+        let (rows, digest) = d.finish().map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("sorting the {t} row digests: {e}"),
+            )
+        })?;
+        tables.push(((*t).to_owned(), rows, digest));
+    }
     let table_names: Vec<&str> = filter.tables.iter().map(|t| t.table().name).collect();
     let refs = source::refs_for(&state, &table_names, &exported_topics);
     let manifest = Manifest::new(
@@ -310,10 +306,7 @@ pub fn export(
             .into_iter()
             .filter(|(t, _)| exported_topics.iter().any(|x| x.as_str() == t))
             .collect(),
-        out.digests
-            .iter_mut()
-            .map(|(t, d)| ((*t).to_owned(), d.len(), d.finish()))
-            .collect(),
+        tables,
         previous.manifest.as_ref().map_or(0, |m| m.increments + 1),
     );
     out.sink.finish(&manifest)?;
@@ -324,48 +317,288 @@ fn opt(o: Option<gatos_types::Oid>) -> String {
     o.map_or_else(|| "-".to_owned(), |o| o.to_string())
 }
 
-/// Rows on their way to the sink: filtered, digested, counted.
-struct Out<'a, 'p> {
-    sink: Box<dyn Sink>,
-    digests: BTreeMap<&'static str, TableDigest>,
-    filter: &'a Filter,
-    buf: String,
-    count: u64,
-    progress: Progress<'p>,
+/// Job readers besides the messages reader and the writer.
+const JOB_READERS: usize = 2;
+/// Rows per batch sent to the writer.
+const BATCH: usize = 256;
+
+/// What readers send the writer, applied in the order sent.
+enum Event {
+    /// A row that passed the filter, with its row digest.
+    Row {
+        table: &'static str,
+        full: Vec<Cell>,
+        unit: String,
+        digest: [u8; 32],
+    },
+    /// An incremental export replaces a unit's rows: remove the old ones first.
+    Remove(String),
+    /// A unit's fingerprint and finality.
+    SetUnit {
+        unit: String,
+        fp: String,
+        is_final: bool,
+    },
 }
 
-impl Out<'_, '_> {
-    fn emit(&mut self, table: &'static str, full: &[Cell], unit: &str) -> Result<(), Error> {
+/// A reader's side: filters and digests rows, batches them for the writer.
+struct Tx<'f, 'v> {
+    filter: &'f Filter,
+    to: To<'v>,
+    batch: Vec<Event>,
+    buf: String,
+}
+
+enum To<'v> {
+    Writer(std::sync::mpsc::SyncSender<Vec<Event>>),
+    Vec(&'v mut Vec<Event>),
+}
+
+impl<'f> Tx<'f, 'static> {
+    fn send(filter: &'f Filter, to: std::sync::mpsc::SyncSender<Vec<Event>>) -> Self {
+        Tx {
+            filter,
+            to: To::Writer(to),
+            batch: Vec::with_capacity(BATCH),
+            buf: String::new(),
+        }
+    }
+}
+
+impl<'f, 'v> Tx<'f, 'v> {
+    fn collect(filter: &'f Filter, into: &'v mut Vec<Event>) -> Self {
+        Tx {
+            filter,
+            to: To::Vec(into),
+            batch: Vec::new(),
+            buf: String::new(),
+        }
+    }
+
+    fn emit(&mut self, table: &'static str, full: Vec<Cell>, unit: &str) -> Result<(), Error> {
         let Some(ts) = self.filter.table(table) else {
             return Ok(());
         };
-        if !ts.matches(full) {
+        if !ts.matches(&full) {
             return Ok(());
         }
-        let d = ts.projection.digest(full, &mut self.buf);
-        self.sink.row(table, full, unit, &d)?;
-        if let Some(td) = self.digests.get_mut(table) {
-            td.push(d);
-        }
-        self.count += 1;
-        if self.count.is_multiple_of(2048) {
-            (self.progress)(table, self.count);
-        }
-        Ok(())
+        let digest = ts.projection.digest(&full, &mut self.buf);
+        self.push(Event::Row {
+            table,
+            full,
+            unit: unit.to_owned(),
+            digest,
+        })
     }
 
-    fn remove(&mut self, unit: &str) -> Result<(), Error> {
-        let mut by_table: BTreeMap<String, Vec<[u8; 32]>> = BTreeMap::new();
-        for (t, d) in self.sink.remove_unit(unit)? {
-            by_table.entry(t).or_default().push(d);
-        }
-        for (t, gone) in by_table {
-            if let Some(td) = self.digests.get_mut(t.as_str()) {
-                td.remove(&gone);
+    fn push(&mut self, e: Event) -> Result<(), Error> {
+        match &mut self.to {
+            To::Vec(v) => v.push(e),
+            To::Writer(_) => {
+                self.batch.push(e);
+                if self.batch.len() >= BATCH {
+                    self.flush()?;
+                }
             }
         }
         Ok(())
     }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        let To::Writer(w) = &self.to else {
+            return Ok(());
+        };
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        w.send(batch)
+            .map_err(|_| Error::new(ErrorCode::Internal, "the export's writer stopped"))
+    }
+}
+
+/// The writer's side: rows into the sink, digests, progress.
+struct Out<'p> {
+    sink: Box<dyn Sink>,
+    digests: BTreeMap<&'static str, TableDigest>,
+    count: u64,
+    progress: Progress<'p>,
+}
+
+impl Out<'_> {
+    fn apply(&mut self, e: Event) -> Result<(), Error> {
+        match e {
+            Event::Row {
+                table,
+                full,
+                unit,
+                digest,
+            } => {
+                self.sink.row(table, &full, &unit, &digest)?;
+                if let Some(td) = self.digests.get_mut(table) {
+                    td.push(digest);
+                }
+                self.count += 1;
+                if self.count.is_multiple_of(2048) {
+                    (self.progress)(table, self.count);
+                }
+                Ok(())
+            }
+            Event::Remove(unit) => {
+                let mut by_table: BTreeMap<String, Vec<[u8; 32]>> = BTreeMap::new();
+                for (t, d) in self.sink.remove_unit(&unit)? {
+                    by_table.entry(t).or_default().push(d);
+                }
+                for (t, gone) in by_table {
+                    if let Some(td) = self.digests.get_mut(t.as_str()) {
+                        td.remove(&gone);
+                    }
+                }
+                Ok(())
+            }
+            Event::SetUnit { unit, fp, is_final } => self.sink.set_unit(&unit, &fp, is_final),
+        }
+    }
+}
+
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, Error>>) -> Result<T, Error> {
+    h.join()
+        .unwrap_or_else(|_| Err(Error::new(ErrorCode::Internal, "an export reader panicked")))
+}
+
+/// Reads every wanted topic's messages, each from where an earlier export stopped.
+/// Returns the topics' sources and the topics exported.
+fn read_messages(
+    gatos: &Gatos,
+    filter: &Filter,
+    state: &source::RefState,
+    mut topics: BTreeMap<String, TopicSource>,
+    tx: &mut Tx<'_, '_>,
+) -> Result<(BTreeMap<String, TopicSource>, Vec<Topic>), Error> {
+    let mut exported_topics: Vec<Topic> = Vec::new();
+    let Some(ts) = filter.table("messages") else {
+        return Ok((topics, exported_topics));
+    };
+    let (lo, hi) = ts.int_bounds("seq");
+    let lo = u64::try_from(lo.unwrap_or(1).max(1)).unwrap_or(1);
+    let hi = hi.map_or(u64::MAX, |h| u64::try_from(h).unwrap_or(0));
+    for (topic, _, head) in source::topic_heads(state) {
+        if !ts.admits_text("topic", topic.as_str()) {
+            continue;
+        }
+        exported_topics.push(topic.clone());
+        let head_seq = source::message_meta(gatos, head)?.seq;
+        let from = match topics.get(topic.as_str()) {
+            Some(prev) => {
+                if gatos.messages().commit_at(&topic, prev.head_seq)? != Some(prev.head) {
+                    return Err(Error::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "topic '{topic}' was rewritten (a sync re-appended its tail, or it was pruned past seq {}) since the earlier export; export again without --incremental",
+                            prev.head_seq
+                        ),
+                    ));
+                }
+                prev.head_seq + 1
+            }
+            None => lo,
+        }
+        .max(lo);
+        let mut first = None;
+        source::scan_topic(gatos, &topic, head, head_seq, from, hi, |seq, row| {
+            first.get_or_insert(seq);
+            tx.emit("messages", row, topic.as_str())
+        })?;
+        let entry = topics.entry(topic.to_string()).or_insert(TopicSource {
+            head,
+            head_seq,
+            first_seq: first.unwrap_or(from),
+        });
+        entry.head = head;
+        entry.head_seq = head_seq;
+    }
+    Ok((topics, exported_topics))
+}
+
+/// A job to read: its id, refs, whether it is archived, and its unit fingerprint.
+type JobWork = (gatos_types::Ulid, gatos::jobs::records::Refs, bool, String);
+
+/// The jobs an export reads: every job of the state some exported table can take, less
+/// the final ones an earlier export already holds unchanged.
+fn job_work(
+    gatos: &Gatos,
+    filter: &Filter,
+    state: &source::RefState,
+    previous: &Previous,
+) -> Result<Vec<JobWork>, Error> {
+    let pushdown: Vec<(&TableSpec, &str)> =
+        [("jobs", "id"), ("attempts", "job"), ("results", "job")]
+            .into_iter()
+            .filter_map(|(t, c)| filter.table(t).map(|ts| (ts, c)))
+            .collect();
+    let mut work = Vec::new();
+    source::each_job(gatos, state, |id, refs, archived| {
+        let id_text = id.to_string();
+        // A job no exported table can take is not read at all.
+        if pushdown.iter().all(|(ts, c)| !ts.admits_text(c, &id_text)) {
+            return Ok(());
+        }
+        let fp = format!(
+            "{}.{}.{}.{}",
+            opt(refs.job),
+            opt(refs.claim),
+            opt(refs.result),
+            opt(refs.cancel)
+        );
+        if previous
+            .units
+            .get(&format!("j:{id}"))
+            .is_some_and(|(f, fin)| *f == fp && *fin)
+        {
+            return Ok(());
+        }
+        work.push((id, refs, archived, fp));
+        Ok(())
+    })?;
+    Ok(work)
+}
+
+/// Reads jobs of `work`, taking the next one from `next` until none is left.
+fn read_jobs(
+    gatos: &Gatos,
+    filter: &Filter,
+    work: &[JobWork],
+    next: &std::sync::atomic::AtomicUsize,
+    units: &BTreeMap<String, (String, bool)>,
+    as_of: gatos_types::Timestamp,
+    tx: &mut Tx<'_, '_>,
+) -> Result<(), Error> {
+    let need = source::Need::of(filter);
+    while let Some((id, refs, archived, fp)) =
+        work.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    {
+        let unit = format!("j:{id}");
+        if units.contains_key(&unit) {
+            tx.push(Event::Remove(unit.clone()))?;
+        }
+        let Some(rec) = gatos.job_record_at(*id, *refs, *archived)? else {
+            continue;
+        };
+        let rows = source::job_rows(gatos, &rec, as_of, need)?;
+        tx.emit("jobs", rows.job, &unit)?;
+        for a in rows.attempts {
+            tx.emit("attempts", a, &unit)?;
+        }
+        if let Some(r) = rows.result {
+            tx.emit("results", r, &unit)?;
+        }
+        tx.push(Event::SetUnit {
+            unit,
+            fp: fp.clone(),
+            is_final: rows.is_final,
+        })?;
+    }
+    Ok(())
 }
 
 /// Errors about the output path.

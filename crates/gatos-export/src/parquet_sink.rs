@@ -233,6 +233,10 @@ impl Sink for ParquetSink {
         Ok(())
     }
 
+    fn previous_digests(&mut self, _: &mut dyn FnMut(&str, [u8; 32])) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn remove_unit(&mut self, _unit: &str) -> Result<Vec<(String, [u8; 32])>, Error> {
         Ok(Vec::new())
     }

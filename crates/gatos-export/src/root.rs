@@ -1,5 +1,10 @@
 //! Digests: rows, tables, the ref state and the Explorer-Root (DESIGN §9, ADR 0016).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+
 use gatos_types::Oid;
 use serde::{Deserialize, Serialize};
 
@@ -18,65 +23,115 @@ pub fn parse_digest(s: &str) -> Option<[u8; 32]> {
     blake3::Hash::from_hex(hex).ok().map(|h| *h.as_bytes())
 }
 
-/// A table digest in the making: the row digests, sorted at the end.
-#[derive(Debug, Default, Clone)]
+/// Row digests held in memory before a sorted run of them goes to a temporary file
+/// (2 MiB): a table digest needs bounded memory however many rows the table has.
+pub const RUN_ROWS: usize = 1 << 16;
+
+/// A table digest in the making: the row digests, sorted at the end by an external merge
+/// sort (sorted runs of [`RUN_ROWS`] in anonymous temporary files, merged when finished).
+#[derive(Debug, Default)]
 pub struct TableDigest {
-    rows: Vec<[u8; 32]>,
+    mem: Vec<[u8; 32]>,
+    runs: Vec<File>,
+    removed: Vec<[u8; 32]>,
+    /// The first failure to write a run; the digests stay in memory then, and
+    /// [`TableDigest::finish`] reports it.
+    error: Option<io::Error>,
 }
 
 impl TableDigest {
-    /// Starts from earlier row digests (an incremental export).
-    pub fn from_rows(rows: Vec<[u8; 32]>) -> TableDigest {
-        TableDigest { rows }
-    }
-
     /// Adds a row digest.
     pub fn push(&mut self, d: [u8; 32]) {
-        self.rows.push(d);
+        self.mem.push(d);
+        if self.mem.len() >= RUN_ROWS
+            && self.error.is_none()
+            && let Err(e) = self.spill()
+        {
+            self.error = Some(e);
+        }
     }
 
-    /// Rows so far.
-    pub fn len(&self) -> u64 {
-        self.rows.len() as u64
-    }
-
-    /// True before the first row.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+    fn spill(&mut self) -> io::Result<()> {
+        self.mem.sort_unstable();
+        let mut w = BufWriter::with_capacity(64 << 10, tempfile::tempfile()?);
+        for d in &self.mem {
+            w.write_all(d)?;
+        }
+        let f = w.into_inner().map_err(io::IntoInnerError::into_error)?;
+        self.runs.push(f);
+        self.mem.clear();
+        Ok(())
     }
 
     /// Removes one occurrence of each digest of `gone` (rows an incremental export
-    /// replaces).
+    /// replaces); a digest that was never added is ignored.
     pub fn remove(&mut self, gone: &[[u8; 32]]) {
-        if gone.is_empty() {
-            return;
-        }
-        let mut gone: Vec<[u8; 32]> = gone.to_vec();
-        gone.sort_unstable();
-        self.rows.sort_unstable();
-        let mut out = Vec::with_capacity(self.rows.len());
-        let mut g = gone.iter().peekable();
-        for r in self.rows.drain(..) {
-            while g.peek().is_some_and(|x| **x < r) {
-                g.next();
-            }
-            if g.peek() == Some(&&r) {
-                g.next();
-                continue;
-            }
-            out.push(r);
-        }
-        self.rows = out;
+        self.removed.extend_from_slice(gone);
     }
 
-    /// The table digest: blake3 over the concatenated row digests in ascending byte order.
-    pub fn finish(&mut self) -> [u8; 32] {
-        self.rows.sort_unstable();
-        let mut h = blake3::Hasher::new();
-        for r in &self.rows {
-            h.update(r);
+    /// The row count and the table digest: blake3 over the concatenated row digests in
+    /// ascending byte order. Consumes what was added.
+    ///
+    /// # Errors
+    /// When a temporary run could not be written or read back.
+    pub fn finish(&mut self) -> io::Result<(u64, [u8; 32])> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
         }
-        *h.finalize().as_bytes()
+        let mut mem = std::mem::take(&mut self.mem);
+        mem.sort_unstable();
+        let mut removed = std::mem::take(&mut self.removed);
+        removed.sort_unstable();
+        let mut runs = Vec::new();
+        for mut f in self.runs.drain(..) {
+            f.seek(SeekFrom::Start(0))?;
+            runs.push(BufReader::with_capacity(64 << 10, f));
+        }
+        fn next(r: &mut BufReader<File>) -> io::Result<Option<[u8; 32]>> {
+            let mut d = [0u8; 32];
+            match r.read_exact(&mut d) {
+                Ok(()) => Ok(Some(d)),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        // Source `runs.len()` is the in-memory run.
+        let in_mem = runs.len();
+        let mut mem_at = 0;
+        let mut heap = BinaryHeap::new();
+        for (i, r) in runs.iter_mut().enumerate() {
+            if let Some(d) = next(r)? {
+                heap.push(Reverse((d, i)));
+            }
+        }
+        if let Some(d) = mem.first() {
+            heap.push(Reverse((*d, in_mem)));
+            mem_at = 1;
+        }
+        let mut gone = removed.iter().peekable();
+        let mut h = blake3::Hasher::new();
+        let mut rows = 0u64;
+        while let Some(Reverse((d, i))) = heap.pop() {
+            let refill = if i == in_mem {
+                mem_at += 1;
+                mem.get(mem_at - 1).copied()
+            } else {
+                next(&mut runs[i])?
+            };
+            if let Some(n) = refill {
+                heap.push(Reverse((n, i)));
+            }
+            while gone.peek().is_some_and(|g| **g < d) {
+                gone.next();
+            }
+            if gone.peek() == Some(&&d) {
+                gone.next();
+                continue;
+            }
+            h.update(&d);
+            rows += 1;
+        }
+        Ok((rows, *h.finalize().as_bytes()))
     }
 }
 
@@ -136,7 +191,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_digest_is_order_independent_and_removal_is_exact() {
+    fn table_digest_is_order_independent_and_removal_is_exact() -> io::Result<()> {
         let a = *blake3::hash(b"a").as_bytes();
         let b = *blake3::hash(b"b").as_bytes();
         let c = *blake3::hash(b"c").as_bytes();
@@ -149,11 +204,50 @@ mod tests {
             two.push(d);
         }
         two.push(b);
-        assert_eq!(one.finish(), two.finish());
-        one.remove(&[b]);
-        let mut three = TableDigest::from_rows(vec![c, b, a]);
-        assert_eq!(one.finish(), three.finish());
-        assert_eq!(one.len(), 3);
+        let (rows, digest) = two.finish()?;
+        assert_eq!(rows, 4);
+        one.remove(&[b, *blake3::hash(b"never added").as_bytes()]);
+        let mut three = TableDigest::default();
+        for d in [c, b, a] {
+            three.push(d);
+        }
+        let removed = one.finish()?;
+        assert_eq!(removed, three.finish()?);
+        assert_eq!(removed.0, 3);
+        assert_ne!(removed.1, digest);
+        Ok(())
+    }
+
+    #[test]
+    fn spilled_runs_digest_as_one_sorted_list() -> io::Result<()> {
+        // Several runs on disk plus a partial one in memory, with duplicates across runs.
+        let n = RUN_ROWS * 3 + 123;
+        let row = |i: usize| *blake3::hash(&(i % (RUN_ROWS + 7)).to_le_bytes()).as_bytes();
+        let mut spilled = TableDigest::default();
+        for i in 0..n {
+            spilled.push(row(i));
+        }
+        assert_eq!(spilled.runs.len(), 3);
+        spilled.remove(&[row(5), row(5)]);
+        let mut all: Vec<[u8; 32]> = (0..n).map(row).collect();
+        all.sort_unstable();
+        let five = all
+            .binary_search(&row(5))
+            .map_err(|_| io::ErrorKind::NotFound)?;
+        all.remove(five);
+        let five = all
+            .binary_search(&row(5))
+            .map_err(|_| io::ErrorKind::NotFound)?;
+        all.remove(five);
+        let mut h = blake3::Hasher::new();
+        for d in &all {
+            h.update(d);
+        }
+        assert_eq!(
+            spilled.finish()?,
+            (all.len() as u64, *h.finalize().as_bytes())
+        );
+        Ok(())
     }
 
     #[test]

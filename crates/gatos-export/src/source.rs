@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use gatos::jobs::archive;
-use gatos::jobs::records::{self, CLAIM_PATH, JobRecord, POE_PATH, Refs, STDERR_PATH, STDOUT_PATH};
+use gatos::jobs::records::{self, CLAIM_PATH, JobRecord, Refs, STDERR_PATH, STDOUT_PATH};
 use gatos::messages::Cursor;
 use gatos::{Error, Gatos};
 use gatos_types::jobs::{ClaimDoc, ClaimState, JobState, Status};
@@ -250,17 +250,24 @@ pub fn job_rows(
         None => None,
         Some(_) if !need.results => None,
         Some((commit, doc)) => {
-            let mut r = gatos.store().reader();
-            let c = r.commit(*commit)?;
-            let digest = |b: Option<Vec<u8>>| {
-                Cell::opt_text(b.map(|b| gatos_types::Digest::of(&b).to_string()))
+            // One read of the result's files serves the row and the proof's verification.
+            let files = gatos::jobs::lifecycle::proof_files(gatos, *commit)?;
+            let digest = |path: &str| {
+                Cell::opt_text(
+                    files
+                        .subjects
+                        .iter()
+                        .find(|(p, _)| p == path)
+                        .map(|(_, b)| gatos_types::Digest::of(b).to_string()),
+                )
             };
-            let stdout = digest(r.file(c.tree, STDOUT_PATH)?);
-            let stderr = digest(r.file(c.tree, STDERR_PATH)?);
-            let pred = r
-                .file(c.tree, POE_PATH)?
-                .and_then(|p| gatos::proofs::predicate_of(&p));
-            let verified = gatos.jobs().verify_record(rec).verified;
+            let stdout = digest(STDOUT_PATH);
+            let stderr = digest(STDERR_PATH);
+            let pred = files.poe.as_deref().and_then(gatos::proofs::predicate_of);
+            let verified = gatos
+                .jobs()
+                .verify_record_with(rec, Some(Ok(files)))
+                .verified;
             Some(vec![
                 Cell::Text(rec.id.to_string()),
                 Cell::Int(i64::from(doc.attempt)),

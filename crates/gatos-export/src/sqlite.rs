@@ -136,21 +136,6 @@ impl SqliteSink {
             };
             {
                 let mut st = conn
-                    .prepare("SELECT tbl, digest FROM _gatos_digests")
-                    .map_err(db)?;
-                let mut rows = st.query([]).map_err(db)?;
-                while let Some(r) = rows.next().map_err(db)? {
-                    let t: String = r.get(0).map_err(db)?;
-                    let d: Vec<u8> = r.get(1).map_err(db)?;
-                    let d: [u8; 32] = d.try_into().map_err(|_| {
-                        Error::new(
-                            ErrorCode::DigestMismatch,
-                            format!("{t}: a stored row digest is not 32 bytes"),
-                        )
-                    })?;
-                    previous.digests.entry(t).or_default().push(d);
-                }
-                let mut st = conn
                     .prepare("SELECT unit, fp, final FROM _gatos_units")
                     .map_err(db)?;
                 let mut rows = st.query([]).map_err(db)?;
@@ -187,7 +172,7 @@ impl SqliteSink {
         let conn =
             Connection::open(&work).map_err(|e| crate::io_error("cannot create", &work, e))?;
         conn.execute_batch(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -8192;
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -2048;
              BEGIN;
              CREATE TABLE _gatos_manifest (json TEXT NOT NULL);
              CREATE TABLE _gatos_digests (tbl TEXT NOT NULL, row INTEGER NOT NULL, unit TEXT NOT NULL, digest BLOB NOT NULL);
@@ -254,6 +239,37 @@ impl Sink for SqliteSink {
             .map_err(db)?
             .execute(params![table, row, unit, &digest[..]])
             .map_err(db)?;
+        Ok(())
+    }
+
+    fn previous_digests(&mut self, f: &mut dyn FnMut(&str, [u8; 32])) -> Result<(), Error> {
+        if !self.incremental {
+            return Ok(());
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT tbl, digest FROM _gatos_digests")
+            .map_err(db)?;
+        let mut rows = st.query([]).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let t = r
+                .get_ref(0)
+                .map_err(db)?
+                .as_str()
+                .map_err(|e| db(e.into()))?;
+            let d = r
+                .get_ref(1)
+                .map_err(db)?
+                .as_blob()
+                .map_err(|e| db(e.into()))?;
+            let d: [u8; 32] = d.try_into().map_err(|_| {
+                Error::new(
+                    ErrorCode::DigestMismatch,
+                    format!("{t}: a stored row digest is not 32 bytes"),
+                )
+            })?;
+            f(t, d);
+        }
         Ok(())
     }
 

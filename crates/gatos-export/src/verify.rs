@@ -126,8 +126,12 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
             Some(c) => read_sqlite(c, ts, &mut push)?,
             None => parquet_sink::read_rows(path, &ts.projection, &mut push)?,
         }
-        let rows = td.len();
-        let digest = td.finish();
+        let (rows, digest) = td.finish().map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("sorting the {name} row digests: {e}"),
+            )
+        })?;
         let entry = &manifest.tables[name];
         if entry.rows != rows {
             return Err(table_mismatch(
@@ -315,10 +319,17 @@ fn recompute(
             Ok(())
         })?;
     }
-    Ok(digests
-        .iter_mut()
-        .map(|(t, d)| ((*t).to_owned(), (d.len(), d.finish())))
-        .collect())
+    let mut out = BTreeMap::new();
+    for (t, d) in &mut digests {
+        let done = d.finish().map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("sorting the {t} row digests: {e}"),
+            )
+        })?;
+        out.insert((*t).to_owned(), done);
+    }
+    Ok(out)
 }
 
 /// Walks a topic's chain back from `head` to `first_seq`, reading each message from its

@@ -329,6 +329,20 @@ impl<'g> Jobs<'g> {
 
     /// Verifies the proof of a record read by [`Gatos::job_record_at`] (see [`Jobs::verify`]).
     pub fn verify_record(&self, rec: &JobRecord) -> VerifyRow {
+        let files = rec
+            .result
+            .as_ref()
+            .map(|(commit, _)| lifecycle::proof_files(self.gatos, *commit));
+        self.verify_record_with(rec, files)
+    }
+
+    /// [`Jobs::verify_record`] with the result's proof files already read by
+    /// [`lifecycle::proof_files`] (`None` when the record has no result).
+    pub fn verify_record_with(
+        &self,
+        rec: &JobRecord,
+        files: Option<Result<lifecycle::ProofFiles>>,
+    ) -> VerifyRow {
         let failed = |code: ErrorCode, error: String, key| VerifyRow {
             id: rec.id,
             verified: false,
@@ -343,7 +357,7 @@ impl<'g> Jobs<'g> {
                 None,
             );
         };
-        match lifecycle::proof_files(self.gatos, *result_commit) {
+        match files.unwrap_or_else(|| lifecycle::proof_files(self.gatos, *result_commit)) {
             Err(e) => failed(e.code(), e.to_string(), None),
             Ok(files) => {
                 let Some(poe) = &files.poe else {

@@ -8,6 +8,7 @@
 //! made before the revocation valid; `compromised` invalidates those made from
 //! `compromised_since` on.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
@@ -103,12 +104,27 @@ fn internal(what: impl std::fmt::Display) -> Error {
 /// # Errors
 /// `InvalidInput` when the bytes are not an ed25519 public key.
 pub fn verifying_key(k: &KeyId) -> Result<VerifyingKey> {
-    VerifyingKey::from_bytes(k.as_bytes()).map_err(|_| {
+    // Decompressing a point costs about as much as a third of a verification, and a
+    // ledger has few keys signing many proofs: keep the last few hundred decoded.
+    static DECODED: std::sync::Mutex<BTreeMap<KeyId, VerifyingKey>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut decoded = DECODED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(vk) = decoded.get(k) {
+        return Ok(*vk);
+    }
+    let vk = VerifyingKey::from_bytes(k.as_bytes()).map_err(|_| {
         Error::new(
             ErrorCode::InvalidInput,
             format!("{k} is not an ed25519 public key"),
         )
-    })
+    })?;
+    if decoded.len() >= 256 {
+        decoded.clear();
+    }
+    decoded.insert(*k, vk);
+    Ok(vk)
 }
 
 /// Signs bytes, returning the base64 signature.
