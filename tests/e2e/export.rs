@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use gatos_testutil::{TempRepo, TestResult};
 use serde_json::Value;
 
-use crate::support::{gatos, gatos_ok, json_lines};
+use crate::support::{gatos, gatos_cmd, gatos_ok, json_lines};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -600,6 +600,46 @@ fn doctor(repo: &TempRepo, fix: bool) -> TestResult<(Option<i32>, Vec<Value>)> {
     Ok((out.status.code(), rows))
 }
 
+/// Writes an object of type `kind` with plain git; returns its id.
+fn write_object(repo: &TempRepo, kind: &str, bytes: &[u8]) -> TestResult<String> {
+    let mut hash = repo.git_cmd(&["hash-object", "-t", kind, "-w", "--stdin"]);
+    hash.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = hash.spawn()?;
+    std::io::Write::write_all(child.stdin.as_mut().ok_or("no stdin")?, bytes)?;
+    let out = child.wait_with_output()?;
+    assert!(out.status.success(), "hash-object: {}", stderr(&out));
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// Writes a copy of commit `oid` whose text lines `edit` changed; returns its id.
+fn rewrite(repo: &TempRepo, oid: &str, edit: impl FnOnce(&mut Vec<String>)) -> TestResult<String> {
+    let body = repo.git(&["cat-file", "commit", oid])?;
+    let mut lines: Vec<String> = body.lines().map(str::to_owned).collect();
+    edit(&mut lines);
+    write_object(repo, "commit", (lines.join("\n") + "\n").as_bytes())
+}
+
+/// Writes a copy of commit `oid` with the file at `path` holding `bytes` instead.
+fn rewrite_file(repo: &TempRepo, oid: &str, path: &str, bytes: &[u8]) -> TestResult<String> {
+    let blob = write_object(repo, "blob", bytes)?;
+    let index = repo.root().join("scratch.index");
+    let git = |args: &[&str]| -> TestResult<String> {
+        let out = repo.git_cmd(args).env("GIT_INDEX_FILE", &index).output()?;
+        assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    };
+    git(&["read-tree", &format!("{oid}^{{tree}}")])?;
+    git(&[
+        "update-index",
+        "--cacheinfo",
+        &format!("100644,{blob},{path}"),
+    ])?;
+    let tree = git(&["write-tree"])?;
+    std::fs::remove_file(&index)?;
+    rewrite(repo, oid, |lines| lines[0] = format!("tree {tree}"))
+}
+
 fn has(rows: &[Value], code: &str, severity: &str) -> bool {
     rows.iter()
         .any(|r| r["code"] == code && r["severity"] == severity)
@@ -683,23 +723,13 @@ fn doctor_reports_each_finding_made_with_plain_git() -> TestResult {
     // A message whose Content-Id no longer matches its envelope.
     let name = "refs/gatos/messages/other/head";
     let head = repo.rev_parse(name)?.unwrap();
-    let body = repo.git(&["cat-file", "commit", &head])?;
-    let mut lines: Vec<String> = body.lines().map(str::to_owned).collect();
-    for l in &mut lines {
-        if let Some(rest) = l.strip_prefix("Content-Id: blake3:") {
-            *l = format!("Content-Id: blake3:{}", "0".repeat(rest.len()));
+    let new = rewrite(&repo, &head, |lines| {
+        for l in lines {
+            if let Some(rest) = l.strip_prefix("Content-Id: blake3:") {
+                *l = format!("Content-Id: blake3:{}", "0".repeat(rest.len()));
+            }
         }
-    }
-    let mut hash = repo.git_cmd(&["hash-object", "-t", "commit", "-w", "--stdin"]);
-    hash.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = hash.spawn()?;
-    std::io::Write::write_all(
-        child.stdin.as_mut().unwrap(),
-        (lines.join("\n") + "\n").as_bytes(),
-    )?;
-    let out = child.wait_with_output()?;
-    let new = String::from_utf8(out.stdout)?.trim().to_owned();
+    })?;
     repo.git(&["update-ref", name, &new, &head])?;
     // A sealed segment off the chain.
     let off = format!("refs/gatos/messages/ci.events/2020-01-02/{other_ulid}");
@@ -773,5 +803,171 @@ fn doctor_reports_each_finding_made_with_plain_git() -> TestResult {
     let (code, rows) = doctor(&repo, false)?;
     assert_eq!(code, Some(0), "{rows:?}");
     assert!(has(&rows, "proof-untrusted-key", "warning"), "{rows:?}");
+    Ok(())
+}
+
+#[test]
+fn doctor_reports_broken_chains_made_with_plain_git() -> TestResult {
+    let name = "refs/gatos/messages/other/head";
+    // A commit on a topic that is not a message.
+    let repo = fixture()?;
+    let head = repo.rev_parse(name)?.unwrap();
+    let bogus = repo.git(&[
+        "commit-tree",
+        &format!("{head}^{{tree}}"),
+        "-p",
+        &head,
+        "-m",
+        "not a message",
+    ])?;
+    repo.git(&["update-ref", name, bogus.trim(), &head])?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(1), "{rows:?}");
+    assert!(has(&rows, "chain-invalid", "error"), "{rows:?}");
+
+    // A message dropped from the middle of a topic.
+    let repo = fixture()?;
+    for d in ["[2]", "[3]"] {
+        gatos_ok(&repo, &["messages", "publish", "other", "--data", d])?;
+    }
+    let head = repo.rev_parse(name)?.unwrap();
+    let grandparent = repo.git(&["rev-parse", &format!("{head}~2")])?;
+    let skipped = rewrite(&repo, &head, |lines| {
+        for l in lines.iter_mut().filter(|l| l.starts_with("parent ")) {
+            *l = format!("parent {}", grandparent.trim());
+        }
+    })?;
+    repo.git(&["update-ref", name, &skipped, &head])?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(1), "{rows:?}");
+    assert!(has(&rows, "seq-gap", "error"), "{rows:?}");
+
+    // An envelope that is no longer canonical JSON.
+    let repo = fixture()?;
+    let head = repo.rev_parse(name)?.unwrap();
+    let path = "message/envelope.json";
+    let envelope = repo.git(&["cat-file", "blob", &format!("{head}:{path}")])?;
+    let padded = rewrite_file(&repo, &head, path, format!("{envelope} ").as_bytes())?;
+    repo.git(&["update-ref", name, &padded, &head])?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(1), "{rows:?}");
+    assert!(has(&rows, "envelope-not-canonical", "error"), "{rows:?}");
+
+    // A forced prune past a group's checkpoint: a warning, right after the prune.
+    let repo = fixture()?;
+    gatos_ok(
+        &repo,
+        &["messages", "consume", "g3", "ci.events", "--limit", "1"],
+    )?;
+    gatos_ok(
+        &repo,
+        &[
+            "messages",
+            "prune",
+            "ci.events",
+            "--older-than",
+            "0s",
+            "--force",
+        ],
+    )?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(0), "{rows:?}");
+    assert!(has(&rows, "checkpoint-behind-prune", "warning"), "{rows:?}");
+    assert!(
+        !rows.iter().any(|r| r["severity"] == "error"),
+        "a prune breaks no chain: {rows:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn doctor_reports_broken_results_and_lapsed_leases() -> TestResult {
+    let repo = fixture()?;
+    let jobs = json_lines(&gatos_ok(&repo, &["jobs", "ls", "--all", "--json"])?)?;
+    let id_of = |state: &str| -> TestResult<String> {
+        Ok(jobs
+            .iter()
+            .find(|j| j["state"] == state)
+            .and_then(|j| j["id"].as_str())
+            .ok_or_else(|| format!("no {state} job"))?
+            .to_owned())
+    };
+    // The failed job's result no longer closes its claim (its second parent is gone).
+    let name = format!("refs/gatos/jobs/{}/result", id_of("failed")?);
+    let result = repo.rev_parse(&name)?.unwrap();
+    let orphan = rewrite(&repo, &result, |lines| {
+        let mut parents = 0;
+        lines.retain(|l| {
+            if l.starts_with("parent ") {
+                parents += 1;
+                return parents == 1;
+            }
+            true
+        });
+    })?;
+    repo.git(&["update-ref", &name, &orphan, &result])?;
+    // The succeeded job's stdout changed after its proof was signed.
+    let name = format!("refs/gatos/jobs/{}/result", id_of("succeeded")?);
+    let result = repo.rev_parse(&name)?.unwrap();
+    let forged = rewrite_file(&repo, &result, "logs/stdout", b"forged\n")?;
+    repo.git(&["update-ref", &name, &forged, &result])?;
+    let (code, rows) = doctor(&repo, false)?;
+    assert_eq!(code, Some(1), "{rows:?}");
+    assert!(has(&rows, "result-without-claim", "error"), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r["code"] == "proof-invalid"
+            && r["severity"] == "error"
+            && r["target"] == name.as_str()),
+        "{rows:?}"
+    );
+
+    // A worker killed mid-job: once its lease lapses, a warning until another takes over.
+    let repo = fixture()?;
+    let pidfile = repo.root().join("job.pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+    gatos_ok(
+        &repo,
+        &[
+            "jobs", "enqueue", "--queue", "slow", "--", "sh", "-c", &script,
+        ],
+    )?;
+    let mut worker = gatos_cmd(
+        &repo,
+        &["worker", "--once", "--queue", "slow", "--lease", "2s"],
+    )
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()?;
+    let started = gatos_testutil::wait_for(
+        "the job to start",
+        std::time::Duration::from_secs(60),
+        || std::fs::read_to_string(&pidfile).is_ok_and(|p| p.trim().parse::<i32>().is_ok()),
+    );
+    worker.kill()?;
+    worker.wait()?;
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        // The job runs in its own process group, which outlives the worker.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", pid.trim())])
+            .status();
+    }
+    started?;
+    let mut last = Vec::new();
+    gatos_testutil::wait_for(
+        "the lease to lapse",
+        std::time::Duration::from_secs(60),
+        || match doctor(&repo, false) {
+            Ok((_, rows)) => {
+                last = rows;
+                has(&last, "lease-expired", "warning")
+            }
+            Err(_) => false,
+        },
+    )?;
+    assert!(
+        !last.iter().any(|r| r["severity"] == "error"),
+        "an expired lease is expected: {last:?}"
+    );
     Ok(())
 }

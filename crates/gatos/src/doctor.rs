@@ -117,8 +117,15 @@ pub fn run(gatos: &Gatos, fix: bool) -> Result<Vec<Finding>> {
     check_fsck(gatos, &mut r);
     check_refs(gatos, &mut r)?;
     check_locks(gatos, &mut r, fix)?;
-    let topics = check_topics(gatos, &mut r)?;
-    check_checkpoints(gatos, &mut r, &topics)?;
+    // Each topic's first retained seq: chains are checked down to it (a pruned segment's
+    // commits stay in the object store until gc, but they are no longer the topic's).
+    let first_seqs: BTreeMap<Topic, u64> = gatos
+        .messages()
+        .topics()
+        .map(|ts| ts.into_iter().map(|t| (t.topic, t.first_seq)).collect())
+        .unwrap_or_default();
+    let topics = check_topics(gatos, &mut r, &first_seqs)?;
+    check_checkpoints(gatos, &mut r, &topics, &first_seqs)?;
     check_config(gatos, &mut r)?;
     check_jobs(gatos, &mut r, fix)?;
     check_audit(gatos, &mut r, fix)?;
@@ -278,7 +285,11 @@ fn check_locks(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
 /// The commits of each topic's retained chain, by topic.
 type TopicCommits = BTreeMap<Topic, HashSet<Oid>>;
 
-fn check_topics(gatos: &Gatos, r: &mut Report) -> Result<TopicCommits> {
+fn check_topics(
+    gatos: &Gatos,
+    r: &mut Report,
+    first_seqs: &BTreeMap<Topic, u64>,
+) -> Result<TopicCommits> {
     let store = gatos.store();
     let mut heads = BTreeMap::new();
     let mut sealed: Vec<(Topic, String, Oid)> = Vec::new();
@@ -294,6 +305,7 @@ fn check_topics(gatos: &Gatos, r: &mut Report) -> Result<TopicCommits> {
     let mut out = TopicCommits::new();
     let mut reader = store.reader();
     for (topic, head) in &heads {
+        let first = first_seqs.get(topic).copied().unwrap_or(0);
         let mut seen = HashSet::new();
         let mut at = Some(*head);
         let mut next_seq: Option<u64> = None;
@@ -327,6 +339,10 @@ fn check_topics(gatos: &Gatos, r: &mut Report) -> Result<TopicCommits> {
                     break;
                 }
             };
+            if meta.seq < first {
+                // Below the prune summary: no longer part of the topic.
+                break;
+            }
             if let Some(want) = next_seq
                 && meta.seq + 1 != want
             {
@@ -399,10 +415,13 @@ fn check_topics(gatos: &Gatos, r: &mut Report) -> Result<TopicCommits> {
     Ok(out)
 }
 
-fn check_checkpoints(gatos: &Gatos, r: &mut Report, topics: &TopicCommits) -> Result<()> {
+fn check_checkpoints(
+    gatos: &Gatos,
+    r: &mut Report,
+    topics: &TopicCommits,
+    first_seqs: &BTreeMap<Topic, u64>,
+) -> Result<()> {
     let mut reader = gatos.store().reader();
-    // First retained seqs, read once and only when a checkpoint is off its chain.
-    let mut first_seqs: Option<BTreeMap<Topic, u64>> = None;
     for (name, oid) in gatos.store().list_refs(&names::consumers_prefix())? {
         let Some(RefKind::Consumer(group, topic)) = name.kind() else {
             continue;
@@ -432,20 +451,7 @@ fn check_checkpoints(gatos: &Gatos, r: &mut Report, topics: &TopicCommits) -> Re
         if on_chain {
             continue;
         }
-        if first_seqs.is_none() {
-            first_seqs = Some(
-                gatos
-                    .messages()
-                    .topics()?
-                    .into_iter()
-                    .map(|t| (t.topic, t.first_seq))
-                    .collect(),
-            );
-        }
-        let first = first_seqs
-            .as_ref()
-            .and_then(|m| m.get(&topic).copied())
-            .unwrap_or(0);
+        let first = first_seqs.get(&topic).copied().unwrap_or(0);
         if seq < first {
             r.add(
                 "checkpoint-behind-prune",
