@@ -877,6 +877,19 @@ fn doctor_reports_broken_chains_made_with_plain_git() -> TestResult {
         !rows.iter().any(|r| r["severity"] == "error"),
         "a prune breaks no chain: {rows:?}"
     );
+
+    // A file in the ref directory that is not a ref hides no ref: doctor names it, and
+    // export reads everything else.
+    let repo = fixture()?;
+    std::fs::write(repo.git_dir().join("refs/gatos/junk"), "not a ref\n")?;
+    let (_, rows) = doctor(&repo, false)?;
+    assert!(has(&rows, "ref-leftover", "warning"), "{rows:?}");
+    let db = repo.root().join("junk.db");
+    let m = export(
+        &repo,
+        &["--format", "sqlite", "--out", db.to_str().unwrap()],
+    )?;
+    assert_eq!(m["tables"]["jobs"]["rows"], 4, "{m}");
     Ok(())
 }
 

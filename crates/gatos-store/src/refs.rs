@@ -270,7 +270,16 @@ impl Store {
             .map_err(|e| fail(format!("listing refs under {prefix}"), &e))?;
         let mut out = Vec::new();
         for r in iter {
-            let r = r.map_err(|e| fail(format!("listing refs under {prefix}"), &e))?;
+            let r = match r {
+                Ok(r) => r,
+                // A file in the ref directory that is not a ref (a crash or a manual edit
+                // left it) must not hide every other ref: skip it; `doctor` reports it.
+                Err(e) if is_undecodable(&e) => {
+                    tracing::warn!(prefix, error = %e, "skipping a file that is not a ref");
+                    continue;
+                }
+                Err(e) => return Err(fail(format!("listing refs under {prefix}"), &e)),
+            };
             if let Some(id) = r.try_id() {
                 out.push((
                     RefName::from_repository(r.name().as_bstr().to_string()),
@@ -601,4 +610,10 @@ fn collect_locks(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> Re
         }
     }
     Ok(())
+}
+
+/// Tells whether a ref listing failed on one loose file whose contents are not a ref.
+fn is_undecodable(e: &gix::Error) -> bool {
+    e.downcast_any_ref::<gix::refs::file::find::ReferenceDecode>()
+        .is_some()
 }

@@ -162,7 +162,11 @@ fn check_fsck(gatos: &Gatos, r: &mut Report) {
         String::from_utf8_lossy(&out.stderr)
     );
     let mut any = false;
-    for line in text.lines().filter(|l| !l.trim().is_empty()).take(50) {
+    // `notice:` lines (an unborn HEAD, say) are not findings.
+    let findings = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("notice:"));
+    for line in findings.take(50) {
         let object = line
             .split_whitespace()
             .find(|w| {
