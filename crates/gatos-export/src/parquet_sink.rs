@@ -22,9 +22,9 @@ use crate::manifest::Manifest;
 use crate::schema::{Cell, Kind, Projection};
 
 /// Rows per row group at most.
-pub const ROW_GROUP_ROWS: usize = 65_536;
+pub const ROW_GROUP_ROWS: usize = 16_384;
 /// Buffered bytes per row group at most (about).
-pub const ROW_GROUP_BYTES: usize = 32 << 20;
+pub const ROW_GROUP_BYTES: usize = 8 << 20;
 
 /// The manifest's file name in the directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
