@@ -783,49 +783,66 @@ fn random_publishes_consumes_and_syncs_on_three_nodes_lose_nothing() -> TestResu
 }
 
 /// A client of a daemon's Unix socket.
-fn rpc(
-    stream: &mut UnixStream,
-    reader: &mut BufReader<UnixStream>,
-    id: u64,
-    method: &str,
-    params: Value,
-) -> TestResult<Value> {
-    writeln!(
-        stream,
-        "{}",
-        json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-    )?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Err("closed".into());
-        }
-        let v: Value = serde_json::from_str(&line)?;
-        if v["id"] == json!(id) {
-            return Ok(v);
-        }
-    }
+/// A JSON-RPC connection to gatosd whose notifications are kept while a call waits for
+/// its response: the daemon may send a subscription's events before or after the
+/// response to a call that caused them.
+struct Conn {
+    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+    pending: std::collections::VecDeque<Value>,
 }
 
-/// Reads notifications until `n` message events arrived; returns their payloads.
-fn events(r: &mut BufReader<UnixStream>, n: usize) -> TestResult<Vec<String>> {
-    let mut seen = Vec::new();
-    while seen.len() < n {
+impl Conn {
+    fn new(stream: UnixStream) -> TestResult<Conn> {
+        Ok(Conn {
+            reader: BufReader::new(stream.try_clone()?),
+            stream,
+            pending: std::collections::VecDeque::new(),
+        })
+    }
+
+    fn line(&mut self) -> TestResult<Value> {
         let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
+        if self.reader.read_line(&mut line)? == 0 {
             return Err("closed".into());
         }
-        let v: Value = serde_json::from_str(&line)?;
-        if v["method"] == "messages.event" {
-            seen.push(
-                v["params"]["message"]["payload"]["p"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_owned(),
-            );
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    fn rpc(&mut self, id: u64, method: &str, params: Value) -> TestResult<Value> {
+        writeln!(
+            self.stream,
+            "{}",
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        )?;
+        loop {
+            let v = self.line()?;
+            if v["id"] == json!(id) {
+                return Ok(v);
+            }
+            self.pending.push_back(v);
         }
     }
-    Ok(seen)
+
+    /// Reads notifications until `n` message events arrived; returns their payloads.
+    fn events(&mut self, n: usize) -> TestResult<Vec<String>> {
+        let mut seen = Vec::new();
+        while seen.len() < n {
+            let v = match self.pending.pop_front() {
+                Some(v) => v,
+                None => self.line()?,
+            };
+            if v["method"] == "messages.event" {
+                seen.push(
+                    v["params"]["message"]["payload"]["p"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                );
+            }
+        }
+        Ok(seen)
+    }
 }
 
 #[test]
@@ -859,33 +876,31 @@ fn gatosd_syncs_in_the_background_and_subscribers_see_what_arrived() -> TestResu
         wait_for("b1 at the hub", Duration::from_secs(60), || {
             net.hub_head("t").ok().flatten().is_some()
         })?;
-        let mut s = UnixStream::connect(&socket)?;
+        let s = UnixStream::connect(&socket)?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let mut r = BufReader::new(s.try_clone()?);
-        let sub = rpc(
-            &mut s,
-            &mut r,
+        let mut c = Conn::new(s)?;
+        let sub = c.rpc(
             1,
             "messages.subscribe",
             json!({"topic": "t", "since_seq": 0}),
         )?;
         assert!(sub["result"]["subscription"].is_string(), "{sub}");
-        assert_eq!(events(&mut r, 1)?, ["b1"]);
+        assert_eq!(c.events(1)?, ["b1"]);
         // b appends b2 locally while a appends a2 after b1 and syncs first.
         publish(b, "t", "b2")?;
-        assert_eq!(events(&mut r, 1)?, ["b2"]);
+        assert_eq!(c.events(1)?, ["b2"]);
         net.sync(0)?;
         publish(a, "t", "a2")?;
         net.sync(0)?;
         // b syncs: a2 arrives by fetch and b2 goes after it; the subscriber resumes from
         // the fork point (after b1) and sees a2, then b2 again (at-least-once).
-        let run = rpc(&mut s, &mut r, 2, "sync.run", json!({}))?;
+        let run = c.rpc(2, "sync.run", json!({}))?;
         assert_eq!(run["result"]["remote"], "origin", "{run}");
         assert_eq!(run["result"]["topics"][0]["action"], "reappended", "{run}");
-        assert_eq!(events(&mut r, 2)?, ["a2", "b2"]);
-        let bad = rpc(&mut s, &mut r, 3, "sync.run", json!({"remote": "nope"}))?;
+        assert_eq!(c.events(2)?, ["a2", "b2"]);
+        let bad = c.rpc(3, "sync.run", json!({"remote": "nope"}))?;
         assert_eq!(bad["error"]["data"]["code"], "NotFound", "{bad}");
-        let wrong = rpc(&mut s, &mut r, 4, "sync.run", json!({"strict": "yes"}))?;
+        let wrong = c.rpc(4, "sync.run", json!({"strict": "yes"}))?;
         assert_eq!(wrong["error"]["code"], -32602, "{wrong}");
         Ok(())
     })();

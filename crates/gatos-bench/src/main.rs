@@ -19,12 +19,7 @@
 //! * `claim-compare <n> <rounds> <repo>...`: as `claim` in each repository, interleaved in
 //!   rounds (n / rounds claims per repository per round) so that every repository sees the
 //!   same disk conditions; latencies per repository.
-#![allow(
-    clippy::print_stdout,
-    clippy::unwrap_used,
-    missing_docs,
-    reason = "benchmark driver"
-)]
+#![allow(clippy::print_stdout, missing_docs, reason = "benchmark driver")]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -282,23 +277,22 @@ fn rpc(args: &[String]) -> R {
     Ok(())
 }
 
-fn spec(i: u64) -> gatos_types::jobs::JobSpec {
+fn spec(i: u64) -> Result<gatos_types::jobs::JobSpec, gatos::Error> {
     let input = gatos::jobs::manifest::from_value(
         json!({"command": ["true"], "labels": {"n": i.to_string()}}),
-    )
-    .unwrap();
-    gatos::jobs::manifest::normalize(input, gatos_types::Timestamp::from_millis(0)).unwrap()
+    )?;
+    gatos::jobs::manifest::normalize(input, gatos_types::Timestamp::from_millis(0))
 }
 
-fn claimer(g: &Gatos) -> gatos::jobs::ClaimOptions {
-    gatos::jobs::ClaimOptions {
-        worker: "bench".parse().unwrap(),
+fn claimer(g: &Gatos) -> Result<gatos::jobs::ClaimOptions, String> {
+    Ok(gatos::jobs::ClaimOptions {
+        worker: "bench".parse().map_err(|e| format!("worker id: {e}"))?,
         worker_key: g.keys().current(),
         queues: Vec::new(),
         caps: Vec::new(),
         lease: gatos_types::Dur::from_secs(60),
         can_resolve: None,
-    }
+    })
 }
 
 /// Finishes a claimed job as a worker does (signed proof of a no-op run).
@@ -342,14 +336,14 @@ fn jobs(args: &[String]) -> R {
     let g = Gatos::open(repo, OpenOptions::default())?;
     g.keys().init(false)?;
     let key = g.keys().signing_key()?.ok_or("no key")?;
-    let opts = claimer(&g);
+    let opts = claimer(&g)?;
     let out = match workload {
         "enqueue" => {
             let mut lat = Vec::with_capacity(n as usize);
             let start = Instant::now();
             for i in 0..n {
                 let t = Instant::now();
-                g.jobs().enqueue(spec(i))?;
+                g.jobs().enqueue(spec(i)?)?;
                 lat.push(t.elapsed());
             }
             let secs = start.elapsed().as_secs_f64();
@@ -360,7 +354,7 @@ fn jobs(args: &[String]) -> R {
         "jobs-fill" => {
             let start = Instant::now();
             for i in 0..n {
-                g.jobs().enqueue(spec(i))?;
+                g.jobs().enqueue(spec(i)?)?;
                 let lease = g.jobs().claim_next(&opts)?.ok_or("nothing to claim")?;
                 finish(&g, &key, &lease)?;
             }
@@ -369,7 +363,7 @@ fn jobs(args: &[String]) -> R {
         }
         _ => {
             for i in 0..n {
-                g.jobs().enqueue(spec(i))?;
+                g.jobs().enqueue(spec(i)?)?;
             }
             let mut lat = Vec::with_capacity(n as usize);
             for _ in 0..n {
@@ -398,9 +392,9 @@ fn claim_compare(args: &[String]) -> R {
         g.keys().init(false)?;
         let key = g.keys().signing_key()?.ok_or("no key")?;
         for i in 0..n {
-            g.jobs().enqueue(spec(i))?;
+            g.jobs().enqueue(spec(i)?)?;
         }
-        let opts = claimer(&g);
+        let opts = claimer(&g)?;
         setups.push((g, key, opts, Vec::with_capacity(n as usize)));
     }
     let per = (n / rounds.max(1)).max(1);
@@ -448,11 +442,11 @@ fn sync_compare(args: &[String]) -> R {
             let t = Instant::now();
             sync(g)?;
             noop.push(t.elapsed());
-            let id = g.jobs().enqueue(spec(i))?.id;
+            let id = g.jobs().enqueue(spec(i)?)?.id;
             sync(g)?;
             g.set_job_arbiter(Some("origin"))?;
             let t = Instant::now();
-            let lease = g.jobs().claim(id, &claimer(g))?;
+            let lease = g.jobs().claim(id, &claimer(g)?)?;
             claim.push(t.elapsed());
             finish(g, key, &lease)?;
             g.set_job_arbiter(None)?;

@@ -192,36 +192,8 @@ pub fn export(
         progress,
     };
 
-    // Checkpoints: few; replaced whole; written first, on this thread.
-    if filter.table("checkpoints").is_some() {
-        let mut events = Vec::new();
-        let mut tx = Tx::collect(&filter, &mut events);
-        for (name, oid) in source::checkpoint_refs(&state) {
-            let unit = format!("c:{name}");
-            let fp = oid.to_string();
-            if previous.units.get(&unit).is_some_and(|(f, _)| *f == fp) {
-                continue;
-            }
-            if previous.units.contains_key(&unit) {
-                tx.push(Event::Remove(unit.clone()))?;
-            }
-            if let Some(row) = source::checkpoint_row(gatos, &name, oid)? {
-                tx.emit("checkpoints", row, &unit)?;
-            }
-            tx.push(Event::SetUnit {
-                unit,
-                fp,
-                is_final: true,
-            })?;
-        }
-        drop(tx);
-        for e in events {
-            out.apply(e)?;
-        }
-    }
-
-    // Messages (one reader: a topic is a chain) and jobs (two readers, job by job) are
-    // read on their own threads while this one writes: rows travel in bounded batches,
+    // Messages and checkpoints (one reader: a topic is a chain) and jobs (two readers,
+    // job by job) are read on their own threads while this one writes: rows travel in bounded batches,
     // so memory stays bounded. Rows of different jobs may interleave in any order.
     let previous_topics = previous
         .manifest
@@ -238,10 +210,11 @@ pub fn export(
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Event>>(8);
         let messages = {
             let sender = sender.clone();
-            let (filter, state) = (&filter, &state);
+            let (filter, state, units) = (&filter, &state, &previous.units);
             s.spawn(move || {
                 let mut tx = Tx::send(filter, sender);
                 let done = read_messages(gatos, filter, state, previous_topics, &mut tx)?;
+                read_checkpoints(gatos, filter, state, units, &mut tx)?;
                 tx.flush()?;
                 Ok::<_, Error>(done)
             })
@@ -342,35 +315,19 @@ enum Event {
 }
 
 /// A reader's side: filters and digests rows, batches them for the writer.
-struct Tx<'f, 'v> {
+struct Tx<'f> {
     filter: &'f Filter,
-    to: To<'v>,
+    to: std::sync::mpsc::SyncSender<Vec<Event>>,
     batch: Vec<Event>,
     buf: String,
 }
 
-enum To<'v> {
-    Writer(std::sync::mpsc::SyncSender<Vec<Event>>),
-    Vec(&'v mut Vec<Event>),
-}
-
-impl<'f> Tx<'f, 'static> {
+impl<'f> Tx<'f> {
     fn send(filter: &'f Filter, to: std::sync::mpsc::SyncSender<Vec<Event>>) -> Self {
         Tx {
             filter,
-            to: To::Writer(to),
+            to,
             batch: Vec::with_capacity(BATCH),
-            buf: String::new(),
-        }
-    }
-}
-
-impl<'f, 'v> Tx<'f, 'v> {
-    fn collect(filter: &'f Filter, into: &'v mut Vec<Event>) -> Self {
-        Tx {
-            filter,
-            to: To::Vec(into),
-            batch: Vec::new(),
             buf: String::new(),
         }
     }
@@ -392,27 +349,20 @@ impl<'f, 'v> Tx<'f, 'v> {
     }
 
     fn push(&mut self, e: Event) -> Result<(), Error> {
-        match &mut self.to {
-            To::Vec(v) => v.push(e),
-            To::Writer(_) => {
-                self.batch.push(e);
-                if self.batch.len() >= BATCH {
-                    self.flush()?;
-                }
-            }
+        self.batch.push(e);
+        if self.batch.len() >= BATCH {
+            self.flush()?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), Error> {
-        let To::Writer(w) = &self.to else {
-            return Ok(());
-        };
         if self.batch.is_empty() {
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        w.send(batch)
+        self.to
+            .send(batch)
             .map_err(|_| Error::new(ErrorCode::Internal, "the export's writer stopped"))
     }
 }
@@ -473,7 +423,7 @@ fn read_messages(
     filter: &Filter,
     state: &source::RefState,
     mut topics: BTreeMap<String, TopicSource>,
-    tx: &mut Tx<'_, '_>,
+    tx: &mut Tx<'_>,
 ) -> Result<(BTreeMap<String, TopicSource>, Vec<Topic>), Error> {
     let mut exported_topics: Vec<Topic> = Vec::new();
     let Some(ts) = filter.table("messages") else {
@@ -518,6 +468,37 @@ fn read_messages(
         entry.head_seq = head_seq;
     }
     Ok((topics, exported_topics))
+}
+
+/// Reads the checkpoints: few, each replaced whole when its ref moved.
+fn read_checkpoints(
+    gatos: &Gatos,
+    filter: &Filter,
+    state: &source::RefState,
+    units: &BTreeMap<String, (String, bool)>,
+    tx: &mut Tx<'_>,
+) -> Result<(), Error> {
+    if filter.table("checkpoints").is_none() {
+        return Ok(());
+    }
+    for (name, oid) in source::checkpoint_refs(state) {
+        let unit = format!("c:{name}");
+        let fp = oid.to_string();
+        match units.get(&unit) {
+            Some((f, _)) if *f == fp => continue,
+            Some(_) => tx.push(Event::Remove(unit.clone()))?,
+            None => {}
+        }
+        if let Some(row) = source::checkpoint_row(gatos, &name, oid)? {
+            tx.emit("checkpoints", row, &unit)?;
+        }
+        tx.push(Event::SetUnit {
+            unit,
+            fp,
+            is_final: true,
+        })?;
+    }
+    Ok(())
 }
 
 /// A job to read: its id, refs, whether it is archived, and its unit fingerprint.
@@ -571,7 +552,7 @@ fn read_jobs(
     next: &std::sync::atomic::AtomicUsize,
     units: &BTreeMap<String, (String, bool)>,
     as_of: gatos_types::Timestamp,
-    tx: &mut Tx<'_, '_>,
+    tx: &mut Tx<'_>,
 ) -> Result<(), Error> {
     let need = source::Need::of(filter);
     while let Some((id, refs, archived, fp)) =
