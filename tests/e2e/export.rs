@@ -434,6 +434,50 @@ fn incremental_export_extends_to_the_same_root_as_a_full_one() -> TestResult {
     for t in ["messages", "checkpoints", "jobs", "attempts", "results"] {
         assert_eq!(i["tables"][t], f["tables"][t], "{t}");
     }
+    // More rounds: every one stores what it added and removed as sorted runs of its own,
+    // until they are merged back into one (a queued job and the checkpoint are replaced
+    // each time).
+    for round in 0..6 {
+        gatos_ok(
+            &repo,
+            &[
+                "messages",
+                "publish",
+                "ci.events",
+                "--data",
+                &format!("{{\"round\":{round}}}"),
+            ],
+        )?;
+        gatos_ok(
+            &repo,
+            &["messages", "consume", "g1", "ci.events", "--limit", "1"],
+        )?;
+        let i = export(
+            &repo,
+            &[
+                "--format",
+                "sqlite",
+                "--out",
+                inc.to_str().unwrap(),
+                "--incremental",
+            ],
+        )?;
+        std::fs::remove_file(&full)?;
+        let mut f = vec!["--format", "sqlite", "--out", full.to_str().unwrap()];
+        f.extend_from_slice(&args);
+        let f = export(&repo, &f)?;
+        for t in ["messages", "checkpoints", "jobs", "attempts", "results"] {
+            assert_eq!(i["tables"][t], f["tables"][t], "round {round}: {t}");
+        }
+        let runs = sqlite_json(
+            &inc,
+            "SELECT count(DISTINCT run) AS n FROM _gatos_sorted WHERE tbl = 'jobs'",
+        )?;
+        assert!(
+            runs[0]["n"].as_i64().unwrap() <= 8,
+            "round {round}: {runs:?}"
+        );
+    }
     gatos_ok(
         &repo,
         &["export", "verify", inc.to_str().unwrap(), "--repo", "."],

@@ -72,8 +72,9 @@ pub trait Sink {
     /// # Errors
     /// When the store fails.
     fn begin(&mut self, spec: &Projection) -> Result<(), Error>;
-    /// Stores one row; `unit` groups rows replaced together by an incremental export
-    /// (a job's rows), `digest` is its row digest.
+    /// Stores one row; `unit` groups rows an incremental export replaces together (a
+    /// job's rows, a checkpoint's; `None` for messages, which are only ever appended),
+    /// `digest` is its row digest.
     ///
     /// # Errors
     /// When the store fails.
@@ -81,15 +82,17 @@ pub trait Sink {
         &mut self,
         table: &str,
         full: &[Cell],
-        unit: &str,
+        unit: Option<&str>,
         digest: &[u8; 32],
     ) -> Result<(), Error>;
-    /// Feeds `f` the row digests an earlier export stored, per table (incremental
-    /// exports; nothing otherwise).
+    /// The row count and digest of `table`: the digests `td` holds (this export's rows
+    /// and removals) merged with those an earlier export stored. A sink that supports
+    /// `--incremental` also stores them for the next one.
     ///
     /// # Errors
-    /// When the store fails.
-    fn previous_digests(&mut self, f: &mut dyn FnMut(&str, [u8; 32])) -> Result<(), Error>;
+    /// When the store fails or the digests cannot be sorted.
+    fn table_digest(&mut self, table: &str, td: &mut TableDigest)
+    -> Result<(u64, [u8; 32]), Error>;
     /// Removes a unit's rows (incremental exports), returning their digests per table.
     ///
     /// # Errors
@@ -180,11 +183,6 @@ pub fn export(
         sink.begin(&ts.projection)?;
         digests.insert(ts.table().name, TableDigest::default());
     }
-    sink.previous_digests(&mut |table, d| {
-        if let Some(td) = digests.get_mut(table) {
-            td.push(d);
-        }
-    })?;
     let mut out = Out {
         sink,
         digests,
@@ -261,12 +259,7 @@ pub fn export(
 
     let mut tables = Vec::new();
     for (t, d) in &mut out.digests {
-        let (rows, digest) = d.finish().map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("sorting the {t} row digests: {e}"),
-            )
-        })?;
+        let (rows, digest) = out.sink.table_digest(t, d)?;
         tables.push(((*t).to_owned(), rows, digest));
     }
     let table_names: Vec<&str> = filter.tables.iter().map(|t| t.table().name).collect();
@@ -301,7 +294,7 @@ enum Event {
     Row {
         table: &'static str,
         full: Vec<Cell>,
-        unit: String,
+        unit: Option<String>,
         digest: [u8; 32],
     },
     /// An incremental export replaces a unit's rows: remove the old ones first.
@@ -332,7 +325,12 @@ impl<'f> Tx<'f> {
         }
     }
 
-    fn emit(&mut self, table: &'static str, full: Vec<Cell>, unit: &str) -> Result<(), Error> {
+    fn emit(
+        &mut self,
+        table: &'static str,
+        full: Vec<Cell>,
+        unit: Option<&str>,
+    ) -> Result<(), Error> {
         let Some(ts) = self.filter.table(table) else {
             return Ok(());
         };
@@ -343,7 +341,7 @@ impl<'f> Tx<'f> {
         self.push(Event::Row {
             table,
             full,
-            unit: unit.to_owned(),
+            unit: unit.map(str::to_owned),
             digest,
         })
     }
@@ -384,7 +382,7 @@ impl Out<'_> {
                 unit,
                 digest,
             } => {
-                self.sink.row(table, &full, &unit, &digest)?;
+                self.sink.row(table, &full, unit.as_deref(), &digest)?;
                 if let Some(td) = self.digests.get_mut(table) {
                     td.push(digest);
                 }
@@ -457,7 +455,7 @@ fn read_messages(
         let mut first = None;
         source::scan_topic(gatos, &topic, head, head_seq, from, hi, |seq, row| {
             first.get_or_insert(seq);
-            tx.emit("messages", row, topic.as_str())
+            tx.emit("messages", row, None)
         })?;
         let entry = topics.entry(topic.to_string()).or_insert(TopicSource {
             head,
@@ -490,7 +488,7 @@ fn read_checkpoints(
             None => {}
         }
         if let Some(row) = source::checkpoint_row(gatos, &name, oid)? {
-            tx.emit("checkpoints", row, &unit)?;
+            tx.emit("checkpoints", row, Some(&unit))?;
         }
         tx.push(Event::SetUnit {
             unit,
@@ -566,12 +564,12 @@ fn read_jobs(
             continue;
         };
         let rows = source::job_rows(gatos, &rec, as_of, need)?;
-        tx.emit("jobs", rows.job, &unit)?;
+        tx.emit("jobs", rows.job, Some(&unit))?;
         for a in rows.attempts {
-            tx.emit("attempts", a, &unit)?;
+            tx.emit("attempts", a, Some(&unit))?;
         }
         if let Some(r) = rows.result {
-            tx.emit("results", r, &unit)?;
+            tx.emit("results", r, Some(&unit))?;
         }
         tx.push(Event::SetUnit {
             unit,

@@ -33,7 +33,9 @@ pub struct Manifest {
     pub increments: u32,
     /// The canonical filter spec (its JCS bytes enter the root).
     pub filter: Json,
-    /// The refs read, sorted by name: `[name, oid]`.
+    /// The refs read, sorted by name: `[name, oid]` (SQLite keeps them in `_gatos_refs`
+    /// and leaves them out of the stored text).
+    #[serde(default)]
     pub refs: Vec<(String, Oid)>,
     /// `blake3:` ref-state digest over `refs`.
     pub ref_state: String,
@@ -104,5 +106,32 @@ impl Manifest {
     /// Serialises it (pretty: people read it).
     pub fn to_text(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Serialises it without `refs`, which a SQLite export keeps in a table of its own
+    /// (so that `--incremental` rewrites only the refs that moved).
+    pub fn to_text_without_refs(&self) -> String {
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            exporter: &'a str,
+            format: &'a str,
+            increments: u32,
+            filter: &'a Json,
+            ref_state: &'a str,
+            topics: &'a BTreeMap<String, TopicSource>,
+            tables: &'a BTreeMap<String, TableEntry>,
+            explorer_root: &'a str,
+        }
+        serde_json::to_string_pretty(&Stored {
+            exporter: &self.exporter,
+            format: &self.format,
+            increments: self.increments,
+            filter: &self.filter,
+            ref_state: &self.ref_state,
+            topics: &self.topics,
+            tables: &self.tables,
+            explorer_root: &self.explorer_root,
+        })
+        .unwrap_or_default()
     }
 }

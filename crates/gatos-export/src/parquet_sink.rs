@@ -19,6 +19,7 @@ use parquet::file::writer::SerializedFileWriter;
 
 use crate::Sink;
 use crate::manifest::Manifest;
+use crate::root::TableDigest;
 use crate::schema::{Cell, Kind, Projection};
 
 /// Rows per row group at most.
@@ -219,7 +220,7 @@ impl Sink for ParquetSink {
         &mut self,
         table: &str,
         full: &[Cell],
-        _unit: &str,
+        _unit: Option<&str>,
         _digest: &[u8; 32],
     ) -> Result<(), Error> {
         let t = self
@@ -233,8 +234,17 @@ impl Sink for ParquetSink {
         Ok(())
     }
 
-    fn previous_digests(&mut self, _: &mut dyn FnMut(&str, [u8; 32])) -> Result<(), Error> {
-        Ok(())
+    fn table_digest(
+        &mut self,
+        table: &str,
+        td: &mut TableDigest,
+    ) -> Result<(u64, [u8; 32]), Error> {
+        td.finish().map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("sorting the {table} row digests: {e}"),
+            )
+        })
     }
 
     fn remove_unit(&mut self, _unit: &str) -> Result<Vec<(String, [u8; 32])>, Error> {

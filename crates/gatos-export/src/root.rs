@@ -27,6 +27,97 @@ pub fn parse_digest(s: &str) -> Option<[u8; 32]> {
 /// (2 MiB): a table digest needs bounded memory however many rows the table has.
 pub const RUN_ROWS: usize = 1 << 16;
 
+/// A stream of row digests in ascending byte order.
+pub type Sorted<'a> = Box<dyn Iterator<Item = io::Result<[u8; 32]>> + 'a>;
+
+/// Reads a file of concatenated 32-byte digests from its start.
+///
+/// # Errors
+/// When the file cannot be rewound.
+pub fn read_run<'a>(mut f: File) -> io::Result<Sorted<'a>> {
+    f.seek(SeekFrom::Start(0))?;
+    let mut r = BufReader::with_capacity(64 << 10, f);
+    Ok(Box::new(std::iter::from_fn(move || {
+        let mut d = [0u8; 32];
+        match r.read_exact(&mut d) {
+            Ok(()) => Some(Ok(d)),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => None,
+            Err(e) => Some(Err(e)),
+        }
+    })))
+}
+
+/// Merges sorted streams into one sorted stream (duplicates kept).
+pub fn merge<'a>(sources: Vec<Sorted<'a>>) -> Sorted<'a> {
+    let mut sources = sources;
+    if sources.len() == 1
+        && let Some(one) = sources.pop()
+    {
+        return one;
+    }
+    let mut heap: BinaryHeap<Reverse<([u8; 32], usize)>> = BinaryHeap::new();
+    let mut failed: Option<io::Error> = None;
+    for (i, s) in sources.iter_mut().enumerate() {
+        match s.next() {
+            Some(Ok(d)) => heap.push(Reverse((d, i))),
+            Some(Err(e)) => failed = failed.or(Some(e)),
+            None => {}
+        }
+    }
+    Box::new(std::iter::from_fn(move || {
+        if let Some(e) = failed.take() {
+            return Some(Err(e));
+        }
+        let Reverse((d, i)) = heap.pop()?;
+        match sources[i].next() {
+            Some(Ok(n)) => heap.push(Reverse((n, i))),
+            Some(Err(e)) => failed = Some(e),
+            None => {}
+        }
+        Some(Ok(d))
+    }))
+}
+
+/// The row count and table digest of the multiset `added` less `removed` (one occurrence
+/// per removed digest; a digest never added is ignored): blake3 over the remaining row
+/// digests in ascending byte order. `keep` sees each remaining digest in that order.
+///
+/// # Errors
+/// When a source or `keep` fails.
+pub fn digest_of(
+    added: Sorted<'_>,
+    removed: Sorted<'_>,
+    keep: &mut dyn FnMut(&[u8; 32]) -> io::Result<()>,
+) -> io::Result<(u64, [u8; 32])> {
+    let mut gone = removed.peekable();
+    let mut h = blake3::Hasher::new();
+    let mut rows = 0u64;
+    for d in added {
+        let d = d?;
+        loop {
+            match gone.peek() {
+                Some(Ok(g)) if *g < d => {
+                    gone.next();
+                }
+                Some(Err(_)) => {
+                    if let Some(Err(e)) = gone.next() {
+                        return Err(e);
+                    }
+                }
+                _ => break,
+            }
+        }
+        if matches!(gone.peek(), Some(Ok(g)) if *g == d) {
+            gone.next();
+            continue;
+        }
+        h.update(&d);
+        keep(&d)?;
+        rows += 1;
+    }
+    Ok((rows, *h.finalize().as_bytes()))
+}
+
 /// A table digest in the making: the row digests, sorted at the end by an external merge
 /// sort (sorted runs of [`RUN_ROWS`] in anonymous temporary files, merged when finished).
 #[derive(Debug, Default)]
@@ -69,69 +160,44 @@ impl TableDigest {
         self.removed.extend_from_slice(gone);
     }
 
+    /// The digests added, sorted; consumes them.
+    ///
+    /// # Errors
+    /// When a temporary run could not be written or read back.
+    pub fn take_added(&mut self) -> io::Result<Sorted<'static>> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let mut mem = std::mem::take(&mut self.mem);
+        mem.sort_unstable();
+        let mut sources: Vec<Sorted<'static>> = Vec::new();
+        for f in self.runs.drain(..) {
+            sources.push(read_run(f)?);
+        }
+        sources.push(Box::new(mem.into_iter().map(Ok)));
+        Ok(merge(sources))
+    }
+
+    /// The digests removed, sorted; consumes them.
+    pub fn take_removed(&mut self) -> Vec<[u8; 32]> {
+        let mut removed = std::mem::take(&mut self.removed);
+        removed.sort_unstable();
+        removed
+    }
+
     /// The row count and the table digest: blake3 over the concatenated row digests in
     /// ascending byte order. Consumes what was added.
     ///
     /// # Errors
     /// When a temporary run could not be written or read back.
     pub fn finish(&mut self) -> io::Result<(u64, [u8; 32])> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
-        let mut mem = std::mem::take(&mut self.mem);
-        mem.sort_unstable();
-        let mut removed = std::mem::take(&mut self.removed);
-        removed.sort_unstable();
-        let mut runs = Vec::new();
-        for mut f in self.runs.drain(..) {
-            f.seek(SeekFrom::Start(0))?;
-            runs.push(BufReader::with_capacity(64 << 10, f));
-        }
-        fn next(r: &mut BufReader<File>) -> io::Result<Option<[u8; 32]>> {
-            let mut d = [0u8; 32];
-            match r.read_exact(&mut d) {
-                Ok(()) => Ok(Some(d)),
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-                Err(e) => Err(e),
-            }
-        }
-        // Source `runs.len()` is the in-memory run.
-        let in_mem = runs.len();
-        let mut mem_at = 0;
-        let mut heap = BinaryHeap::new();
-        for (i, r) in runs.iter_mut().enumerate() {
-            if let Some(d) = next(r)? {
-                heap.push(Reverse((d, i)));
-            }
-        }
-        if let Some(d) = mem.first() {
-            heap.push(Reverse((*d, in_mem)));
-            mem_at = 1;
-        }
-        let mut gone = removed.iter().peekable();
-        let mut h = blake3::Hasher::new();
-        let mut rows = 0u64;
-        while let Some(Reverse((d, i))) = heap.pop() {
-            let refill = if i == in_mem {
-                mem_at += 1;
-                mem.get(mem_at - 1).copied()
-            } else {
-                next(&mut runs[i])?
-            };
-            if let Some(n) = refill {
-                heap.push(Reverse((n, i)));
-            }
-            while gone.peek().is_some_and(|g| **g < d) {
-                gone.next();
-            }
-            if gone.peek() == Some(&&d) {
-                gone.next();
-                continue;
-            }
-            h.update(&d);
-            rows += 1;
-        }
-        Ok((rows, *h.finalize().as_bytes()))
+        let added = self.take_added()?;
+        let removed = self.take_removed();
+        digest_of(
+            added,
+            Box::new(removed.into_iter().map(Ok)),
+            &mut |_| Ok(()),
+        )
     }
 }
 
