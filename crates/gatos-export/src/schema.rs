@@ -177,6 +177,51 @@ impl Cell {
 
 /// Formats a time in the canonical form `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_time(ms: i64) -> String {
+    let mut s = String::with_capacity(24);
+    push_time(&mut s, ms);
+    s
+}
+
+/// Appends the canonical form of a time to `out` (every row has one: this is the fast
+/// path for years 0 to 9999, the civil-from-days conversion of the proleptic Gregorian
+/// calendar).
+pub fn push_time(out: &mut String, ms: i64) {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        out.push_str(&format_time_slow(ms));
+        return;
+    }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            // `v` is in 0..10^width here, so each digit fits a byte.
+            b[i] = b'0' + u8::try_from(v % 10).unwrap_or(0);
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, sod / 3600);
+    put(14, 2, sod / 60 % 60);
+    put(17, 2, sod % 60);
+    put(20, 3, ms.rem_euclid(1000));
+    out.push_str(std::str::from_utf8(&b).unwrap_or_default());
+}
+
+/// [`format_time`] through [`Timestamp`]'s formatting (any year).
+fn format_time_slow(ms: i64) -> String {
     let t = Timestamp::from_millis(ms.div_euclid(1000) * 1000).to_string();
     // `Timestamp` prints whole seconds as `…:SSZ`; add the milliseconds ourselves.
     let mut s = t.trim_end_matches('Z').to_owned();
@@ -202,7 +247,12 @@ pub fn write_canonical(out: &mut String, kind: Kind, cell: &Cell) {
             let _ = write!(out, "{i}");
         }
         Cell::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Cell::Time(ms) => write_string(out, &format_time(*ms)),
+        Cell::Time(ms) => {
+            // The canonical form needs no escaping.
+            out.push('"');
+            push_time(out, *ms);
+            out.push('"');
+        }
         Cell::Text(s) => {
             debug_assert!(kind != Kind::Time);
             write_string(out, s);
@@ -214,8 +264,16 @@ pub fn write_canonical(out: &mut String, kind: Kind, cell: &Cell) {
 /// characters are escaped; `\b \t \n \f \r` by name, the rest as `\u00xx`).
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
+    // Runs of bytes that need no escape are copied whole.
+    let mut rest = s;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        out.push_str(&rest[..at]);
+        let (c, tail) = rest[at..].split_at(1);
+        rest = tail;
+        match c.chars().next().unwrap_or_default() {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\u{8}' => out.push_str("\\b"),
@@ -229,6 +287,7 @@ pub fn write_string(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
+    out.push_str(rest);
     out.push('"');
 }
 
@@ -294,4 +353,48 @@ impl Projection {
 /// Canonical text of a JSON document (JCS).
 pub fn json_text(v: &Json) -> String {
     gatos_types::jcs::to_string(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_time_form_is_the_general_one() {
+        let mut ms: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
+        let end: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let mut checked = 0;
+        while ms <= end {
+            assert_eq!(format_time(ms), format_time_slow(ms), "{ms}");
+            // Steps that land on every month, leap days and millisecond values.
+            ms += 86_400_000 * 29 + 3_600_000 * 5 + 61_001;
+            checked += 1;
+        }
+        assert!(checked > 120_000);
+        for ms in [
+            0,
+            -1,
+            951_782_400_000,
+            4_107_542_400_000,
+            end,
+            end + 1,
+            -62_167_219_200_001,
+        ] {
+            assert_eq!(format_time(ms), format_time_slow(ms), "{ms}");
+        }
+    }
+
+    #[test]
+    fn strings_escape_as_jcs_does() {
+        let mut out = String::new();
+        for s in ["", "plain", "q\"uote\\", "tab\tnl\n\u{1}é€😀", "\u{1f}end"] {
+            out.clear();
+            write_string(&mut out, s);
+            assert_eq!(
+                out,
+                gatos_types::jcs::to_string(&Json::String(s.to_owned())),
+                "{s:?}"
+            );
+        }
+    }
 }

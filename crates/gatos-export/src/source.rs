@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use gatos::jobs::archive;
-use gatos::jobs::records::{self, CLAIM_PATH, JobRecord, Refs, STDERR_PATH, STDOUT_PATH};
+use gatos::jobs::lifecycle::ClaimLink;
+use gatos::jobs::records::{self, JobRecord, Refs, STDERR_PATH, STDOUT_PATH};
 use gatos::messages::Cursor;
 use gatos::{Error, Gatos};
 use gatos_types::jobs::{ClaimDoc, ClaimState, JobState, Status};
@@ -241,8 +242,15 @@ pub fn job_rows(
         Cell::Text(rec.content_id.to_string()),
         Cell::Text(String::from_utf8_lossy(&manifest).into_owned()),
     ];
+    // The claim chain is read once: for the attempts and for the proof's claim.
+    let chain = match &rec.claim {
+        Some((tip, doc)) if need.attempts || (need.results && rec.result.is_some()) => {
+            gatos::jobs::lifecycle::claim_chain(gatos, *tip, Some(doc))?
+        }
+        _ => Vec::new(),
+    };
     let attempts = if need.attempts {
-        attempt_rows(gatos, rec)?
+        attempt_rows(rec, &chain)
     } else {
         Vec::new()
     };
@@ -266,7 +274,7 @@ pub fn job_rows(
             let pred = files.poe.as_deref().and_then(gatos::proofs::predicate_of);
             let verified = gatos
                 .jobs()
-                .verify_record_with(rec, Some(Ok(files)))
+                .verify_record_with(rec, Some(Ok(files)), Some(&chain))
                 .verified;
             Some(vec![
                 Cell::Text(rec.id.to_string()),
@@ -304,28 +312,20 @@ pub fn job_rows(
 /// One row per attempt, from the claim chain: who claimed it, with which key, when, the
 /// last lease it held and how it ended (`succeeded`, `failed`, `timeout`, `lost`,
 /// `cancelled`; null while it runs).
-fn attempt_rows(gatos: &Gatos, rec: &JobRecord) -> Result<Vec<Vec<Cell>>, Error> {
-    let Some((tip, _)) = &rec.claim else {
-        return Ok(Vec::new());
-    };
-    let mut r = gatos.store().reader();
+fn attempt_rows(rec: &JobRecord, chain: &[ClaimLink]) -> Vec<Vec<Cell>> {
     // Newest first: the first commit seen of an attempt is its last.
-    let mut by_attempt: BTreeMap<u32, (ClaimDoc, Option<ClaimDoc>)> = BTreeMap::new();
-    let mut at = Some(*tip);
-    while let Some(c) = at {
-        let (doc, _): (ClaimDoc, _) = records::read_doc(&mut r, c, CLAIM_PATH)?;
-        let e = by_attempt
-            .entry(doc.attempt)
-            .or_insert_with(|| (doc.clone(), None));
+    let mut by_attempt: BTreeMap<u32, (&ClaimDoc, Option<&ClaimDoc>)> = BTreeMap::new();
+    for link in chain {
+        let doc = &link.doc;
+        let e = by_attempt.entry(doc.attempt).or_insert((doc, None));
         if doc.state == ClaimState::Running {
-            e.1 = Some(doc.clone());
+            e.1 = Some(doc);
         }
-        at = r.commit(c)?.parents.first().copied();
     }
     let last_attempt = by_attempt.keys().next_back().copied().unwrap_or(0);
     let mut rows = Vec::new();
     for (attempt, (last, first)) in by_attempt {
-        let start = first.as_ref().unwrap_or(&last);
+        let start = first.unwrap_or(last);
         let outcome = match last.state {
             ClaimState::Released | ClaimState::Closed => match (last.outcome, &rec.result) {
                 (Some(o), _) => Some(o.as_str().to_owned()),
@@ -354,7 +354,7 @@ fn attempt_rows(gatos: &Gatos, rec: &JobRecord) -> Result<Vec<Vec<Cell>>, Error>
             Cell::opt_text(outcome),
         ]);
     }
-    Ok(rows)
+    rows
 }
 
 /// Every job of a state: live ones from their refs, archived ones (not also live) from

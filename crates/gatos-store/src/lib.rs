@@ -69,6 +69,18 @@ struct Inner {
     durability: durability::Method,
     pool: Mutex<Vec<gix::Repository>>,
     compressors: Mutex<Vec<zlib::Zlib>>,
+    /// The local config file as last parsed, with the stamp it had then.
+    local_config: Mutex<Option<(FileStamp, Arc<gix::config::File>)>>,
+}
+
+/// What identifies a version of a file: its inode (a rename over it changes that), size
+/// and modification time.
+pub(crate) type FileStamp = (u64, u64, i64, i64);
+
+pub(crate) fn file_stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()))
 }
 
 impl std::fmt::Debug for Store {
@@ -219,6 +231,7 @@ impl Store {
                 durability,
                 pool: Mutex::new(Vec::new()),
                 compressors: Mutex::new(Vec::new()),
+                local_config: Mutex::new(None),
             }),
         };
         store
@@ -314,9 +327,37 @@ impl Store {
     /// such as trusted keys.
     pub fn local_config_strings(&self, key: &str) -> Vec<String> {
         let path = self.inner.common_dir.join("config");
-        let Ok(file) = gix::config::File::from_path_no_includes(path, gix::config::Source::Local)
-        else {
+        // Parsed again only when the file changed (it is rewritten by renaming a new one
+        // over it, which changes its inode).
+        let Some(stamp) = file_stamp(&path) else {
             return Vec::new();
+        };
+        let cached = {
+            let c = self
+                .inner
+                .local_config
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            c.as_ref()
+                .filter(|(s, _)| *s == stamp)
+                .map(|(_, f)| Arc::clone(f))
+        };
+        let file = match cached {
+            Some(f) => f,
+            None => {
+                let Ok(f) =
+                    gix::config::File::from_path_no_includes(path, gix::config::Source::Local)
+                else {
+                    return Vec::new();
+                };
+                let f = Arc::new(f);
+                *self
+                    .inner
+                    .local_config
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((stamp, Arc::clone(&f)));
+                f
+            }
         };
         file.raw_values(key)
             .map(|v| v.iter().map(|s| s.to_string()).collect())

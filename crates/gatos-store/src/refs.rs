@@ -302,10 +302,8 @@ impl Store {
 
     /// Identifies the current `packed-refs` file: a rewrite (a rename over it) changes the
     /// inode, and an in-place change the size or mtime. `None` when there is none.
-    fn packed_refs_stamp(&self) -> Option<(u64, u64, i64, i64)> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(self.common_dir().join("packed-refs")).ok()?;
-        Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()))
+    fn packed_refs_stamp(&self) -> Option<crate::FileStamp> {
+        crate::file_stamp(&self.common_dir().join("packed-refs"))
     }
 
     /// Applies edits as one transaction under their lock families.

@@ -333,15 +333,19 @@ impl<'g> Jobs<'g> {
             .result
             .as_ref()
             .map(|(commit, _)| lifecycle::proof_files(self.gatos, *commit));
-        self.verify_record_with(rec, files)
+        self.verify_record_with(rec, files, None)
     }
 
     /// [`Jobs::verify_record`] with the result's proof files already read by
     /// [`lifecycle::proof_files`] (`None` when the record has no result).
+    ///
+    /// `chain`, the job's claim chain read by [`lifecycle::claim_chain`] from its claim
+    /// ref, saves reading those commits again.
     pub fn verify_record_with(
         &self,
         rec: &JobRecord,
         files: Option<Result<lifecycle::ProofFiles>>,
+        chain: Option<&[lifecycle::ClaimLink]>,
     ) -> VerifyRow {
         let failed = |code: ErrorCode, error: String, key| VerifyRow {
             id: rec.id,
@@ -378,19 +382,26 @@ impl<'g> Jobs<'g> {
                 };
                 let key = crate::proofs::key_of(poe);
                 // The claim the result closes is its second parent; its key must sign.
-                let (closed, claim) =
-                    match lifecycle::closed_claim_of_result(self.gatos, *result_commit) {
-                        Ok(Some(c)) => c,
-                        Ok(None) => {
-                            return failed(
-                                ErrorCode::InvalidEnvelope,
-                                "the result commit does not close a claim (no second parent)"
-                                    .into(),
-                                key,
-                            );
-                        }
-                        Err(e) => return failed(e.code(), e.to_string(), key),
-                    };
+                let known = files.parents.get(1).and_then(|closed| {
+                    chain?
+                        .iter()
+                        .find(|l| l.commit == *closed)
+                        .map(|l| (l.commit, l.doc.clone()))
+                });
+                let (closed, claim) = match known.map_or_else(
+                    || lifecycle::closed_claim_of_result(self.gatos, *result_commit),
+                    |c| Ok(Some(c)),
+                ) {
+                    Ok(Some(c)) => c,
+                    Ok(None) => {
+                        return failed(
+                            ErrorCode::InvalidEnvelope,
+                            "the result commit does not close a claim (no second parent)".into(),
+                            key,
+                        );
+                    }
+                    Err(e) => return failed(e.code(), e.to_string(), key),
+                };
                 let Some(expected) = claim.worker_key else {
                     return failed(
                         ErrorCode::SignatureInvalid,
@@ -409,8 +420,14 @@ impl<'g> Jobs<'g> {
                     .and_then(|v| {
                         crate::proofs::check_result(&v, rec.id, &rec.content_id, result)?;
                         // The proof names this attempt's claim, in the chain the result closes.
-                        let running =
-                            lifecycle::running_commit(self.gatos, closed, v.predicate.attempt)?;
+                        let running = match chain
+                            .and_then(|c| lifecycle::running_in(c, closed, v.predicate.attempt))
+                        {
+                            Some(found) => found,
+                            None => {
+                                lifecycle::running_commit(self.gatos, closed, v.predicate.attempt)?
+                            }
+                        };
                         if running != Some(v.predicate.claim_commit) {
                             return Err(Error::new(
                                 ErrorCode::DigestMismatch,

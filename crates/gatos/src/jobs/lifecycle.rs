@@ -117,6 +117,71 @@ pub struct ProofFiles {
     pub subjects: Vec<(String, Vec<u8>)>,
     /// `poe.json`.
     pub poe: Option<Vec<u8>>,
+    /// The commit's parents (a result's second parent is the claim it closes).
+    pub parents: Vec<Oid>,
+}
+
+/// One commit of a claim chain.
+#[derive(Debug, Clone)]
+pub struct ClaimLink {
+    /// The claim commit.
+    pub commit: Oid,
+    /// Its document.
+    pub doc: ClaimDoc,
+    /// Its first parent: the claim commit before it, if any.
+    pub parent: Option<Oid>,
+}
+
+/// Reads a claim chain from `tip` down to its first commit, newest first, each commit
+/// once (`tip_doc`, when the caller has it, saves reading the tip's document).
+///
+/// # Errors
+/// When the commits cannot be read.
+pub fn claim_chain(gatos: &Gatos, tip: Oid, tip_doc: Option<&ClaimDoc>) -> Result<Vec<ClaimLink>> {
+    let mut r = gatos.store().reader();
+    let mut chain = Vec::new();
+    let mut at = Some(tip);
+    while let Some(commit) = at {
+        let c = r.commit(commit)?;
+        let doc = match tip_doc {
+            Some(d) if commit == tip => d.clone(),
+            _ => {
+                let bytes = r.file(c.tree, CLAIM_PATH)?.ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::InvalidEnvelope,
+                        format!("commit {commit} has no {CLAIM_PATH}"),
+                    )
+                })?;
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::new(
+                        ErrorCode::InvalidEnvelope,
+                        format!("{CLAIM_PATH} of {commit}: {e}"),
+                    )
+                })?
+            }
+        };
+        at = c.parents.first().copied();
+        chain.push(ClaimLink {
+            commit,
+            doc,
+            parent: at,
+        });
+    }
+    Ok(chain)
+}
+
+/// [`running_commit`] over a chain already read: `None` when `from` is not in it.
+pub fn running_in(chain: &[ClaimLink], from: Oid, attempt: u32) -> Option<Option<Oid>> {
+    let start = chain.iter().position(|l| l.commit == from)?;
+    for l in &chain[start..] {
+        if l.doc.attempt < attempt {
+            return Some(None);
+        }
+        if l.doc.attempt == attempt && l.doc.state == ClaimState::Running {
+            return Some(Some(l.commit));
+        }
+    }
+    Some(None)
 }
 
 /// Reads the proof and what it covers from a result (or released claim) commit.
@@ -126,17 +191,36 @@ pub struct ProofFiles {
 pub fn proof_files(gatos: &Gatos, commit: Oid) -> Result<ProofFiles> {
     let mut r = gatos.store().reader();
     let c = r.commit(commit)?;
+    // The root tree and `logs/` are each read once.
+    let root = r.tree(c.tree)?;
+    let blob_at = |entries: &[gatos_store::objects::Entry], name: &str| {
+        entries
+            .iter()
+            .find(|e| e.name == name && !e.is_tree)
+            .map(|e| e.oid)
+    };
     let mut subjects = Vec::new();
-    for path in [STDOUT_PATH, STDERR_PATH] {
-        if let Some(b) = r.file(c.tree, path)? {
-            subjects.push((path.to_owned(), b));
+    if let Some(logs) = root.iter().find(|e| e.name == "logs" && e.is_tree) {
+        let logs = r.tree(logs.oid)?;
+        for path in [STDOUT_PATH, STDERR_PATH] {
+            let name = path.strip_prefix("logs/").unwrap_or(path);
+            if let Some(oid) = blob_at(&logs, name) {
+                subjects.push((path.to_owned(), r.blob(oid)?));
+            }
         }
     }
-    if let Some(e) = r.lookup(c.tree, OUTPUTS_DIR)? {
+    if let Some(e) = root.iter().find(|e| e.name == OUTPUTS_DIR) {
         collect(&mut r, e.oid, OUTPUTS_DIR, &mut subjects)?;
     }
-    let poe = r.file(c.tree, POE_PATH)?;
-    Ok(ProofFiles { subjects, poe })
+    let poe = match blob_at(&root, POE_PATH) {
+        Some(oid) => Some(r.blob(oid)?),
+        None => None,
+    };
+    Ok(ProofFiles {
+        subjects,
+        poe,
+        parents: c.parents,
+    })
 }
 
 fn collect(
