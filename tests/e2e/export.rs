@@ -303,6 +303,15 @@ fn verify_catches_a_changed_cell_a_deleted_or_added_row_and_a_changed_manifest()
             "UPDATE _gatos_manifest SET json = replace(json, '\"since\": null', '\"since\": \"2020-01-01T00:00:00.000Z\"')",
             "manifest",
         ),
+        // The refs read are part of the manifest, kept in a table of their own.
+        (
+            "DELETE FROM _gatos_refs WHERE name = (SELECT max(name) FROM _gatos_refs)",
+            "manifest",
+        ),
+        (
+            "UPDATE _gatos_refs SET oid = '0000000000000000000000000000000000000000' WHERE name = (SELECT min(name) FROM _gatos_refs)",
+            "manifest",
+        ),
     ];
     for (sql, table) in cases {
         std::fs::copy(&db, &tampered)?;

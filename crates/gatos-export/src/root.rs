@@ -27,6 +27,9 @@ pub fn parse_digest(s: &str) -> Option<[u8; 32]> {
 /// (2 MiB): a table digest needs bounded memory however many rows the table has.
 pub const RUN_ROWS: usize = 1 << 16;
 
+/// Bytes of row digests hashed at a time.
+const HASH_CHUNK: usize = 64 << 10;
+
 /// A stream of row digests in ascending byte order.
 pub type Sorted<'a> = Box<dyn Iterator<Item = io::Result<[u8; 32]>> + 'a>;
 
@@ -91,6 +94,8 @@ pub fn digest_of(
 ) -> io::Result<(u64, [u8; 32])> {
     let mut gone = removed.peekable();
     let mut h = blake3::Hasher::new();
+    // blake3 is several times faster fed in large pieces than 32 bytes at a time.
+    let mut pending: Vec<u8> = Vec::with_capacity(HASH_CHUNK);
     let mut rows = 0u64;
     for d in added {
         let d = d?;
@@ -111,10 +116,15 @@ pub fn digest_of(
             gone.next();
             continue;
         }
-        h.update(&d);
+        pending.extend_from_slice(&d);
+        if pending.len() >= HASH_CHUNK {
+            h.update(&pending);
+            pending.clear();
+        }
         keep(&d)?;
         rows += 1;
     }
+    h.update(&pending);
     Ok((rows, *h.finalize().as_bytes()))
 }
 
