@@ -464,13 +464,21 @@ PY
   fill_export "$small" $((n / 10)) $((nj / 10))
   fill_export "$mid" "$n" $((nj / 10))
   settle
-  local t0 t1 read_s sq_s pq_s
+  local t0 t1 read_s all_s sq_s msg_s pq_s
   t0=$(now); GIT_DIR="$big" "$GG" messages read big --json > /dev/null; t1=$(now); read_s=$(elapsed "$t0" "$t1")
+  # The export holds every topic's messages: the jobs' events (gatos.jobs) too.
+  t0=$(now)
+  GIT_DIR="$big" "$GG" messages read big --json > /dev/null
+  GIT_DIR="$big" "$GG" messages read gatos.jobs --json > /dev/null
+  t1=$(now); all_s=$(elapsed "$t0" "$t1")
   rm -f "$WORK/e.db"; t0=$(now); GIT_DIR="$big" "$GG" export --format sqlite --out "$WORK/e.db" --quiet > /dev/null; t1=$(now); sq_s=$(elapsed "$t0" "$t1")
+  rm -f "$WORK/em.db"; t0=$(now); GIT_DIR="$big" "$GG" export --format sqlite --out "$WORK/em.db" --tables messages --quiet > /dev/null; t1=$(now); msg_s=$(elapsed "$t0" "$t1")
   t0=$(now); GIT_DIR="$big" "$GG" export --format parquet --out "$WORK/e.pq" --quiet > /dev/null; t1=$(now); pq_s=$(elapsed "$t0" "$t1")
   line "git gatos messages read --json, $n messages" "$read_s s"
-  line "export --format sqlite, $n messages + $nj jobs" "$sq_s s ($(ratio "$sq_s" "$read_s")x the read; target <= 2x)"
-  line "export --format parquet, same" "$pq_s s ($(ratio "$pq_s" "$read_s")x the read)"
+  line "messages read --json of every topic ($n + the jobs' events)" "$all_s s"
+  line "export --format sqlite, $n messages + $nj jobs" "$sq_s s ($(ratio "$sq_s" "$read_s")x the read of $n; $(ratio "$sq_s" "$all_s")x the read of every topic; target <= 2x)"
+  line "export --format sqlite --tables messages" "$msg_s s ($(ratio "$msg_s" "$all_s")x the read of every topic)"
+  line "export --format parquet, same" "$pq_s s ($(ratio "$pq_s" "$read_s")x the read of $n)"
   local m_small m_mid m_big
   m_small=$(GIT_DIR="$small" peak "$GG" export --format sqlite --out "$WORK/s.db" --quiet)
   m_mid=$(GIT_DIR="$mid" peak "$GG" export --format sqlite --out "$WORK/m.db" --quiet)
@@ -486,10 +494,18 @@ PY
   for ((i = 0; i < nn; i++)); do payload "$((n + i))"; done > "$WORK/new.jsonl"
   GIT_DIR="$big" "$GG" messages publish big --batch "$WORK/new.jsonl" --chunk 1000 --json > /dev/null
   quiesce "$big"; settle
-  local inc_s; t0=$(now); GIT_DIR="$big" "$GG" export --format sqlite --out "$WORK/e.db" --incremental --quiet > /dev/null; t1=$(now); inc_s=$(elapsed "$t0" "$t1")
-  line "export --incremental, $nn new messages" "$inc_s s ($(python3 -c "print(f'{100 * $inc_s / $sq_s:.1f}')")% of the full export; target < 5%)"
-  GIT_DIR="$big" "$GG" export verify "$WORK/e.db" --repo "$big" --quiet > /dev/null
-  record export "{\"messages\": $n, \"jobs\": $nj, \"read_seconds\": $read_s, \"sqlite_seconds\": $sq_s, \"parquet_seconds\": $pq_s, \"peak_kib_small\": $m_small, \"peak_kib_mid\": $m_mid, \"peak_kib_big\": $m_big, \"parquet_peak_kib_small\": $p_small, \"parquet_peak_kib_mid\": $p_mid, \"parquet_peak_kib_big\": $p_big, \"incremental_new\": $nn, \"incremental_seconds\": $inc_s}"
+  # The median of three, each on a fresh copy of the full export (synced first, so that
+  # the copy's dirty pages do not land in the export's fsync).
+  local inc_s runs=()
+  for _ in 1 2 3; do
+    cp "$WORK/e.db" "$WORK/inc.db"; sync
+    t0=$(now); GIT_DIR="$big" "$GG" export --format sqlite --out "$WORK/inc.db" --incremental --quiet > /dev/null; t1=$(now)
+    runs+=("$(elapsed "$t0" "$t1")")
+  done
+  inc_s=$(printf '%s\n' "${runs[@]}" | sort -n | sed -n 2p)
+  line "export --incremental, $nn new messages (median of 3: ${runs[*]})" "$inc_s s ($(python3 -c "print(f'{100 * $inc_s / $sq_s:.1f}')")% of the full export; target < 5%)"
+  GIT_DIR="$big" "$GG" export verify "$WORK/inc.db" --repo "$big" --quiet > /dev/null
+  record export "{\"messages\": $n, \"jobs\": $nj, \"read_seconds\": $read_s, \"read_all_seconds\": $all_s, \"sqlite_seconds\": $sq_s, \"sqlite_messages_seconds\": $msg_s, \"parquet_seconds\": $pq_s, \"peak_kib_small\": $m_small, \"peak_kib_mid\": $m_mid, \"peak_kib_big\": $m_big, \"parquet_peak_kib_small\": $p_small, \"parquet_peak_kib_mid\": $p_mid, \"parquet_peak_kib_big\": $p_big, \"incremental_new\": $nn, \"incremental_seconds\": $inc_s}"
 }
 
 case "$what" in

@@ -57,8 +57,9 @@ db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
 m = json.loads(db.execute("SELECT json FROM _gatos_manifest").fetchone()[0])
 check("exporter", "gatos-export/1", m["exporter"])
 spec = m["filter"]
+refs = db.execute("SELECT name, oid FROM _gatos_refs ORDER BY name").fetchall()
 ref_state = blake3.blake3()
-for name, oid in sorted(m["refs"], key=lambda r: r[0].encode()):
+for name, oid in sorted(refs, key=lambda r: r[0].encode()):
     ref_state.update(name.encode() + bytes.fromhex(oid))
 check("ref_state", "blake3:" + ref_state.hexdigest(), m["ref_state"])
 root = blake3.blake3()
