@@ -580,6 +580,17 @@ fn read_jobs(
     Ok(())
 }
 
+/// The error of sorting a table's row digests (a temporary run could not be written or
+/// read back, or a stored run is damaged).
+pub(crate) fn sort_error(table: &str) -> impl Fn(std::io::Error) -> Error + Copy + '_ {
+    move |e| {
+        Error::new(
+            ErrorCode::Internal,
+            format!("sorting the {table} row digests: {e}"),
+        )
+    }
+}
+
 /// Errors about the output path.
 pub(crate) fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::new(

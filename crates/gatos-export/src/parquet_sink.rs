@@ -239,12 +239,7 @@ impl Sink for ParquetSink {
         table: &str,
         td: &mut TableDigest,
     ) -> Result<(u64, [u8; 32]), Error> {
-        td.finish().map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("sorting the {table} row digests: {e}"),
-            )
-        })
+        td.finish().map_err(crate::sort_error(table))
     }
 
     fn remove_unit(&mut self, _unit: &str) -> Result<Vec<(String, [u8; 32])>, Error> {

@@ -18,6 +18,11 @@ use crate::root::{Sorted, TableDigest, digest_of, merge};
 use crate::schema::{Cell, Kind, Projection};
 use crate::{Previous, Sink};
 
+/// Sorted runs of row digests, per table, in pages (what `--incremental` extends).
+const SORTED_TABLE: &str = "CREATE TABLE _gatos_sorted (tbl TEXT NOT NULL, run INTEGER NOT NULL, removed INTEGER NOT NULL, page INTEGER NOT NULL, digests BLOB NOT NULL, PRIMARY KEY (tbl, run, page));";
+/// The refs an export read (the manifest's `refs`).
+const REFS_TABLE: &str =
+    "CREATE TABLE _gatos_refs (name TEXT PRIMARY KEY, oid TEXT NOT NULL) WITHOUT ROWID;";
 /// Digests per stored page of a sorted run (128 KiB).
 const PAGE_DIGESTS: usize = 4096;
 /// Stored runs (added and removed) per table beyond which an incremental export merges
@@ -52,10 +57,7 @@ fn upgrade_sorted_runs(conn: &Connection) -> Result<(), Error> {
     if has == 1 {
         return Ok(());
     }
-    conn.execute_batch(
-        "CREATE TABLE _gatos_sorted (tbl TEXT NOT NULL, run INTEGER NOT NULL, removed INTEGER NOT NULL, page INTEGER NOT NULL, digests BLOB NOT NULL, PRIMARY KEY (tbl, run, page));",
-    )
-    .map_err(db)?;
+    conn.execute_batch(SORTED_TABLE).map_err(db)?;
     let mut tables: std::collections::BTreeMap<String, TableDigest> =
         std::collections::BTreeMap::new();
     {
@@ -76,12 +78,7 @@ fn upgrade_sorted_runs(conn: &Connection) -> Result<(), Error> {
         }
     }
     for (t, mut td) in tables {
-        let io = |e: std::io::Error| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("sorting the {t} row digests: {e}"),
-            )
-        };
+        let io = crate::sort_error(&t);
         let mut w = RunWriter::new(conn, &t, 0, false);
         for d in td.take_added().map_err(io)? {
             w.push(&d.map_err(io)?).map_err(io)?;
@@ -438,11 +435,11 @@ impl SqliteSink {
              BEGIN;
              CREATE TABLE _gatos_manifest (json TEXT NOT NULL);
              CREATE TABLE _gatos_digests (tbl TEXT NOT NULL, row INTEGER NOT NULL, unit TEXT NOT NULL, digest BLOB NOT NULL);
-             CREATE TABLE _gatos_units (unit TEXT PRIMARY KEY, fp TEXT NOT NULL, final INTEGER NOT NULL);
-             CREATE TABLE _gatos_sorted (tbl TEXT NOT NULL, run INTEGER NOT NULL, removed INTEGER NOT NULL, page INTEGER NOT NULL, digests BLOB NOT NULL, PRIMARY KEY (tbl, run, page));
-             CREATE TABLE _gatos_refs (name TEXT PRIMARY KEY, oid TEXT NOT NULL) WITHOUT ROWID;",
+             CREATE TABLE _gatos_units (unit TEXT PRIMARY KEY, fp TEXT NOT NULL, final INTEGER NOT NULL);",
         )
         .map_err(db)?;
+        conn.execute_batch(SORTED_TABLE).map_err(db)?;
+        conn.execute_batch(REFS_TABLE).map_err(db)?;
         let sink = SqliteSink {
             conn,
             work,
@@ -513,12 +510,7 @@ impl Sink for SqliteSink {
         table: &str,
         td: &mut TableDigest,
     ) -> Result<(u64, [u8; 32]), Error> {
-        let sorting = |e: std::io::Error| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("sorting the {table} row digests: {e}"),
-            )
-        };
+        let sorting = crate::sort_error(table);
         let conn = &self.conn;
         let prior = stored_runs(conn, table)?;
         let added = td.take_added().map_err(sorting)?;
@@ -638,7 +630,7 @@ impl Sink for SqliteSink {
         }
         if !has_table(&self.conn, "_gatos_refs")? {
             // An export made before the refs had their own table.
-            sql.push_str("CREATE TABLE _gatos_refs (name TEXT PRIMARY KEY, oid TEXT NOT NULL) WITHOUT ROWID;");
+            sql.push_str(REFS_TABLE);
         }
         self.conn.execute_batch(&sql).map_err(db)?;
         store_refs(&self.conn, &manifest.refs)?;

@@ -126,12 +126,7 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
             Some(c) => read_sqlite(c, ts, &mut push)?,
             None => parquet_sink::read_rows(path, &ts.projection, &mut push)?,
         }
-        let (rows, digest) = td.finish().map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("sorting the {name} row digests: {e}"),
-            )
-        })?;
+        let (rows, digest) = td.finish().map_err(crate::sort_error(name))?;
         let entry = &manifest.tables[name];
         if entry.rows != rows {
             return Err(table_mismatch(
@@ -321,12 +316,7 @@ fn recompute(
     }
     let mut out = BTreeMap::new();
     for (t, d) in &mut digests {
-        let done = d.finish().map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("sorting the {t} row digests: {e}"),
-            )
-        })?;
+        let done = d.finish().map_err(crate::sort_error(t))?;
         out.insert((*t).to_owned(), done);
     }
     Ok(out)
