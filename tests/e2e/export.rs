@@ -424,25 +424,31 @@ fn incremental_export_extends_to_the_same_root_as_a_full_one() -> TestResult {
     )?;
     gatos_ok(&repo, &["jobs", "enqueue", "--", "echo", "late"])?;
     gatos_ok(&repo, &["worker", "--once"])?;
-    let i = export(
-        &repo,
-        &[
-            "--format",
-            "sqlite",
-            "--out",
-            inc.to_str().unwrap(),
-            "--incremental",
-        ],
-    )?;
+    // Extends the incremental export, and checks its tables against a full export at the
+    // same state (the time for job states comes from the clock, so the roots differ; the
+    // tables hold every row).
+    let extend_and_compare = |what: &str| -> TestResult<Value> {
+        let i = export(
+            &repo,
+            &[
+                "--format",
+                "sqlite",
+                "--out",
+                inc.to_str().unwrap(),
+                "--incremental",
+            ],
+        )?;
+        let _ = std::fs::remove_file(&full);
+        let mut f = vec!["--format", "sqlite", "--out", full.to_str().unwrap()];
+        f.extend_from_slice(&args);
+        let f = export(&repo, &f)?;
+        for t in ["messages", "checkpoints", "jobs", "attempts", "results"] {
+            assert_eq!(i["tables"][t], f["tables"][t], "{what}: {t}");
+        }
+        Ok(i)
+    };
+    let i = extend_and_compare("first increment")?;
     assert_eq!(i["increments"], 1);
-    // A full export at the same state, with the same time for job states: the library
-    // takes the time from the clock, so compare the tables, which hold every row.
-    let mut f = vec!["--format", "sqlite", "--out", full.to_str().unwrap()];
-    f.extend_from_slice(&args);
-    let f = export(&repo, &f)?;
-    for t in ["messages", "checkpoints", "jobs", "attempts", "results"] {
-        assert_eq!(i["tables"][t], f["tables"][t], "{t}");
-    }
     // More rounds: every one stores what it added and removed as sorted runs of its own,
     // until they are merged back into one (a queued job and the checkpoint are replaced
     // each time).
@@ -461,23 +467,7 @@ fn incremental_export_extends_to_the_same_root_as_a_full_one() -> TestResult {
             &repo,
             &["messages", "consume", "g1", "ci.events", "--limit", "1"],
         )?;
-        let i = export(
-            &repo,
-            &[
-                "--format",
-                "sqlite",
-                "--out",
-                inc.to_str().unwrap(),
-                "--incremental",
-            ],
-        )?;
-        std::fs::remove_file(&full)?;
-        let mut f = vec!["--format", "sqlite", "--out", full.to_str().unwrap()];
-        f.extend_from_slice(&args);
-        let f = export(&repo, &f)?;
-        for t in ["messages", "checkpoints", "jobs", "attempts", "results"] {
-            assert_eq!(i["tables"][t], f["tables"][t], "round {round}: {t}");
-        }
+        extend_and_compare(&format!("round {round}"))?;
         let runs = sqlite_json(
             &inc,
             "SELECT count(DISTINCT run) AS n FROM _gatos_sorted WHERE tbl = 'jobs'",
