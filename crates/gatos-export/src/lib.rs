@@ -591,6 +591,13 @@ pub(crate) fn sort_error(table: &str) -> impl Fn(std::io::Error) -> Error + Copy
     }
 }
 
+/// Where a full export is written before it is renamed to `out`: `<out>.tmp-<pid>`.
+pub(crate) fn work_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".tmp-{}", std::process::id()));
+    out.with_file_name(name)
+}
+
 /// Errors about the output path.
 pub(crate) fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::new(

@@ -162,9 +162,7 @@ impl ParquetSink {
                 ),
             ));
         }
-        let mut name = out.file_name().unwrap_or_default().to_owned();
-        name.push(format!(".tmp-{}", std::process::id()));
-        let work = out.with_file_name(name);
+        let work = crate::work_path(out);
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(|e| crate::io_error("cannot create", &work, e))?;
         Ok(ParquetSink {

@@ -424,9 +424,7 @@ impl SqliteSink {
                 ),
             ));
         }
-        let mut name = out.file_name().unwrap_or_default().to_owned();
-        name.push(format!(".tmp-{}", std::process::id()));
-        let work = out.with_file_name(name);
+        let work = crate::work_path(out);
         let _ = std::fs::remove_file(&work);
         let conn =
             Connection::open(&work).map_err(|e| crate::io_error("cannot create", &work, e))?;

@@ -12,6 +12,7 @@ mod arbiter;
 pub mod archive;
 pub(crate) mod events;
 pub(crate) use events::emit as emit_event;
+pub use events::topic as events_topic;
 pub mod lifecycle;
 pub mod manifest;
 pub mod queues;

@@ -9,7 +9,7 @@ use super::records::JobRecord;
 use crate::Gatos;
 use crate::messages::PublishOptions;
 
-/// Returns the events topic.
+/// Returns the events topic (`gatos::jobs::events_topic`).
 pub fn topic() -> gatos_types::Topic {
     super::EVENTS_TOPIC
         .parse()

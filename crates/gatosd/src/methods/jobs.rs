@@ -7,7 +7,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use gatos::jobs::lifecycle::{ClaimOptions, DEFAULT_LEASE, Finish, SecretProbe};
 use gatos::jobs::manifest::{self, Overrides};
-use gatos::jobs::{EVENTS_TOPIC, ListOptions};
+use gatos::jobs::{ListOptions, events_topic};
 use gatos_rpc::RpcError;
 use gatos_rpc::message::{Params, result};
 use gatos_rpc::methods::{
@@ -15,18 +15,13 @@ use gatos_rpc::methods::{
     HeartbeatParams, HeartbeatResult, JobIdParams, ListParams, ListResult, WatchParams,
 };
 use gatos_types::jobs::Outcome;
-use gatos_types::{Dur, ErrorCode, Topic};
+use gatos_types::{Dur, ErrorCode};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{After, blocking};
 use crate::connection::Conn;
 use crate::subscriptions::JobFilter;
-
-fn events_topic() -> Topic {
-    #[expect(clippy::expect_used, reason = "a constant valid name")]
-    EVENTS_TOPIC.parse().expect("gatos.jobs is a valid topic")
-}
 
 /// Wakes `jobs.watch` subscribers after a write by this daemon.
 fn poke(conn: &Conn) {

@@ -50,13 +50,6 @@ pub async fn run(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcE
     let p: ManifestRefParams = params.parse()?;
     let gatos = conn.shared.gatos.clone();
     let row = blocking(move || gatos.manifests().run(&p.name, p.version)).await?;
-    conn.shared.watchers.poke(&p_topic());
+    conn.shared.watchers.poke(&gatos::jobs::events_topic());
     result(&row)
-}
-
-fn p_topic() -> gatos_types::Topic {
-    #[expect(clippy::expect_used, reason = "a constant valid name")]
-    gatos::jobs::EVENTS_TOPIC
-        .parse()
-        .expect("gatos.jobs is a valid topic")
 }
