@@ -117,6 +117,10 @@ impl Store {
         let mut args: Vec<String> = vec![
             "-c".into(),
             "fetch.writeCommitGraph=false".into(),
+            // Objects are checked as they arrive (as `git fsck` would), before any ref of
+            // ours can name them (ADR 0018).
+            "-c".into(),
+            "fetch.fsckObjects=true".into(),
             "fetch".into(),
             "--no-tags".into(),
             "--no-write-fetch-head".into(),

@@ -297,6 +297,22 @@ pub struct JobRow {
     pub result: Option<ResultView>,
     /// The proof, null until there is one.
     pub poe: Option<PoeView>,
+    /// Other results for this job that sync kept beside this node's own (ADR 0018), until
+    /// `jobs resolve` chooses; only `jobs show` fills it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Oid>,
+}
+
+/// What `jobs resolve --json` prints: the result the job now has, and the results dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveRow {
+    /// The job.
+    pub id: Ulid,
+    /// Its result commit now.
+    pub kept: Oid,
+    /// Result commits that were set aside (this node's former one included, when another
+    /// was chosen); each stays in the audit record.
+    pub dropped: Vec<Oid>,
 }
 
 /// What `jobs verify --json` prints per job.

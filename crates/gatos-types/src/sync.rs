@@ -3,6 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Oid;
+use crate::error::ErrorCode;
+
+/// Rejections a sync report lists; the rest are counted in `rejected_count`.
+pub const MAX_LISTED_REJECTIONS: usize = 1_000;
 
 /// How a topic was reconciled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +58,21 @@ pub struct SyncConflict {
     pub reason: String,
 }
 
+/// A ref the remote sent that failed a check (ADR 0018): not adopted, never pushed back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRejection {
+    /// The ref, by its gatos name (`refs/gatos/…`).
+    #[serde(rename = "ref")]
+    pub name: String,
+    /// The value the remote holds.
+    pub remote: Oid,
+    /// Why, as a taxonomy code (`InvalidEnvelope`, `SignatureInvalid`, `UntrustedKey`,
+    /// `Conflict`, `Forbidden`, …).
+    pub code: ErrorCode,
+    /// Why, in words.
+    pub reason: String,
+}
+
 /// What a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {
@@ -75,7 +94,18 @@ pub struct SyncReport {
     pub claims_abandoned: u64,
     /// Conflicts reported.
     pub conflicts: Vec<SyncConflict>,
-    /// Refs whose push lost a race and will be retried by the next sync.
+    /// Refs the remote sent that failed a check (at most
+    /// [`MAX_LISTED_REJECTIONS`]; `rejected_count` counts them all).
+    #[serde(default)]
+    pub rejected: Vec<SyncRejection>,
+    /// How many refs were rejected.
+    #[serde(default)]
+    pub rejected_count: u64,
+    /// Remote refs under `refs/gatos/` whose names fit no entry of the layout: ignored.
+    #[serde(default)]
+    pub ignored: u64,
+    /// Refs whose push lost a race, or that were past this sync's checking bound, and will
+    /// be retried by the next sync.
     pub retry: Vec<String>,
     /// Rounds of fetch, reconcile and push.
     pub rounds: u32,

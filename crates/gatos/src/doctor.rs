@@ -73,6 +73,8 @@ pub const CODES: &[(&str, Severity)] = &[
     ("config-invalid", Severity::Error),
     ("event-missing", Severity::Warning),
     ("audit-missing", Severity::Warning),
+    ("sync-rejected", Severity::Warning),
+    ("result-conflict", Severity::Warning),
 ];
 
 /// The severity of a code.
@@ -129,6 +131,7 @@ pub fn run(gatos: &Gatos, fix: bool) -> Result<Vec<Finding>> {
     check_config(gatos, &mut r)?;
     check_jobs(gatos, &mut r, fix)?;
     check_audit(gatos, &mut r, fix)?;
+    check_sync(gatos, &mut r)?;
     check_maintenance(gatos, &mut r, fix)?;
     r.findings
         .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(b.code)));
@@ -718,6 +721,65 @@ fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
 
 /// Loose refs under `refs/gatos/` beyond which `pack-refs` is due.
 const LOOSE_REFS_DUE: u64 = 10_000;
+
+/// Refs a remote still holds that sync rejected (ADR 0018), and results kept beside a
+/// job's own.
+fn check_sync(gatos: &Gatos, r: &mut Report) -> Result<()> {
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    for entry in crate::sync::validate::rejected_log(gatos).iter().rev() {
+        let (Some(remote), Some(name), Some(value)) = (
+            entry["remote"].as_str(),
+            entry["ref"].as_str(),
+            entry["remote_value"].as_str(),
+        ) else {
+            continue;
+        };
+        if !seen.insert((remote.to_owned(), name.to_owned())) {
+            continue;
+        }
+        let Some(tracking) =
+            names::tracking(remote, &names::RefName::from_repository(name.to_owned()))
+        else {
+            continue;
+        };
+        // Reported while the remote still holds what was rejected (as of the last fetch).
+        let now = gatos.store().read_ref(&tracking)?;
+        if now.map(|o| o.to_string()).as_deref() != Some(value) {
+            continue;
+        }
+        r.add(
+            "sync-rejected",
+            name.to_owned(),
+            format!(
+                "{remote} holds {name} at {} which this node rejected [{}]: {}; it was neither adopted nor pushed, and this node kept its own",
+                &value[..value.len().min(12)],
+                entry["code"].as_str().unwrap_or("?"),
+                entry["reason"].as_str().unwrap_or("")
+            ),
+            format!(
+                "git log -1 {tracking}   # inspect; if it is not honest history, remove it at the hub: git push {remote} --delete {name}"
+            ),
+        );
+    }
+    for (name, oid) in gatos.store().list_refs(&names::result_conflicts_root())? {
+        let job = name
+            .as_str()
+            .strip_prefix(&names::result_conflicts_root())
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("?")
+            .to_owned();
+        r.add(
+            "result-conflict",
+            name.to_string(),
+            format!(
+                "job {job} has another node's result {} kept beside its own (two nodes finished it)",
+                oid.short(12)
+            ),
+            format!("git gatos jobs show {job}; git gatos jobs resolve {job} --keep local|{oid}"),
+        );
+    }
+    Ok(())
+}
 
 fn count_loose_refs(dir: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {

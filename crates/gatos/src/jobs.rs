@@ -23,10 +23,11 @@ pub mod state;
 
 use gatos_store::refs::{Edit, Options, names};
 use gatos_types::jobs::{
-    CancelDoc, ClaimView, EnqueueRow, JobRow, JobSpec, JobState, PoeView, ResultView, VerifyRow,
+    CancelDoc, ClaimView, EnqueueRow, JobRow, JobSpec, JobState, PoeView, ResolveRow, ResultView,
+    VerifyRow,
 };
 use gatos_types::trailers::{Trailers, keys};
-use gatos_types::{Digest, ErrorCode, Queue, Ulid};
+use gatos_types::{Digest, ErrorCode, Oid, Queue, Ulid};
 
 pub use self::lifecycle::{ClaimOptions, Finish, Lease};
 use self::records::{CANCEL_PATH, JOB_PATH, JobRecord, doc_bytes};
@@ -151,7 +152,114 @@ impl<'g> Jobs<'g> {
     /// `NotFound` for an unknown job.
     pub fn show(&self, id: Ulid) -> Result<JobRow> {
         let rec = self.record(id)?.ok_or_else(|| Self::not_found(id))?;
-        Ok(self.row(&rec))
+        let mut row = self.row(&rec);
+        row.conflicts = self.result_conflicts(id)?;
+        Ok(row)
+    }
+
+    /// `jobs resolve`: ends a result conflict that sync kept (ADR 0018) by choosing which
+    /// result the job has: this node's own (`None`) or one of the kept ones. The others are
+    /// set aside (their ids stay in the audit record). Audited.
+    ///
+    /// # Errors
+    /// `NotFound` when the job has no kept result (or not the one named); `Conflict` when
+    /// the chosen result is not of this job commit, or the job's refs moved meanwhile.
+    pub fn resolve(&self, id: Ulid, keep: Option<Oid>) -> Result<ResolveRow> {
+        let kept = self.result_conflicts(id)?;
+        if kept.is_empty() {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                format!("job {id} has no other result to resolve"),
+            ));
+        }
+        let _guard = self
+            .gatos
+            .store()
+            .locks()
+            .acquire(&[family(id)], gatos_store::locks::DEFAULT_LOCK_TIMEOUT)
+            .map_err(gatos_store::Error::from)?;
+        let refs = self.gatos.job_refs(id)?;
+        let Some(local) = refs.result else {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!("job {id} has no result of its own here"),
+            ));
+        };
+        let chosen = keep.unwrap_or(local);
+        if chosen != local {
+            if !kept.contains(&chosen) {
+                return Err(Error::new(
+                    ErrorCode::NotFound,
+                    format!("{chosen} is not a result kept for job {id}"),
+                ));
+            }
+            let c = self.gatos.store().reader().commit(chosen)?;
+            let [job, closed] = c.parents.as_slice() else {
+                return Err(Error::new(
+                    ErrorCode::InvalidEnvelope,
+                    format!("{chosen} is not a result commit"),
+                ));
+            };
+            if Some(*job) != refs.job {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!("{chosen} is a result of another job commit"),
+                ));
+            }
+            let edits = [
+                Edit::update(names::job_claim(id), refs.claim, *closed),
+                Edit::update(names::job_result(id), Some(local), chosen),
+            ];
+            self.gatos
+                .store()
+                .update_refs_locked(&edits, &Options::default(), false)
+                .map_err(|e| match e {
+                    gatos_store::Error::CasMismatch { .. } => Error::new(
+                        ErrorCode::Conflict,
+                        format!("the refs of job {id} moved meanwhile; try again"),
+                    ),
+                    other => other.into(),
+                })?;
+        }
+        let drops: Vec<Edit> = kept
+            .iter()
+            .map(|o| Edit::delete(names::result_conflict(id, &o.to_string()), *o))
+            .collect();
+        self.gatos
+            .store()
+            .update_refs(&drops, &Options::default())?;
+        let mut dropped: Vec<Oid> = kept.into_iter().filter(|o| *o != chosen).collect();
+        if chosen != local {
+            dropped.push(local);
+        }
+        crate::audit::record(
+            self.gatos,
+            "jobs.resolve",
+            &format!("job:{id}"),
+            serde_json::json!({"result": local, "kept": dropped.iter().chain([&chosen]).filter(|o| **o != local).collect::<Vec<_>>()}),
+            serde_json::json!({"result": chosen, "dropped": dropped}),
+            None,
+        );
+        let _ = ready::Ready::new(self.gatos).put(id, None);
+        Ok(ResolveRow {
+            id,
+            kept: chosen,
+            dropped,
+        })
+    }
+
+    /// The other results sync kept for a job (ADR 0018).
+    ///
+    /// # Errors
+    /// When refs cannot be read.
+    pub fn result_conflicts(&self, id: Ulid) -> Result<Vec<Oid>> {
+        Ok(self
+            .gatos
+            .store()
+            .list_refs(&names::result_conflicts_prefix(id))?
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect())
     }
 
     fn row(&self, rec: &JobRecord) -> JobRow {
@@ -184,6 +292,7 @@ impl<'g> Jobs<'g> {
             claim,
             result,
             poe,
+            conflicts: Vec::new(),
         }
     }
 

@@ -12,7 +12,7 @@
 pub mod chain;
 pub mod config;
 pub mod index;
-mod prune;
+pub(crate) mod prune;
 pub(crate) mod publish;
 mod read;
 pub(crate) mod reappend;

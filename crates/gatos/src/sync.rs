@@ -25,6 +25,7 @@
 
 mod jobs;
 mod topics;
+pub mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -127,17 +128,19 @@ impl Gatos {
             tracing::debug!(round, "lost races at the hub; syncing again");
         }
         let report = s.finish();
-        if opts.strict && !report.conflicts.is_empty() {
+        if opts.strict && (!report.conflicts.is_empty() || report.rejected_count > 0) {
             return Err(Error::new(
                 ErrorCode::Conflict,
                 format!(
-                    "{} conflict(s) with {} (--strict): {}",
+                    "{} conflict(s) and {} rejected ref(s) with {} (--strict): {}",
                     report.conflicts.len(),
+                    report.rejected_count,
                     report.remote,
                     report
                         .conflicts
                         .iter()
                         .map(|c| c.name.as_str())
+                        .chain(report.rejected.iter().map(|r| r.name.as_str()))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -170,6 +173,8 @@ pub(crate) struct Sync<'g> {
     /// Set when another round is needed (a lost race, a local ref that moved meanwhile).
     pub(crate) again: bool,
     conflicts: BTreeMap<String, SyncConflict>,
+    /// What the checks of the remote's refs found (ADR 0018), across rounds.
+    pub(crate) checks: validate::Checks,
 }
 
 impl<'g> Sync<'g> {
@@ -190,10 +195,12 @@ impl<'g> Sync<'g> {
             checkpoint_pushes: Vec::new(),
             again: false,
             conflicts: BTreeMap::new(),
+            checks: validate::Checks::default(),
         }
     }
 
     fn finish(mut self) -> SyncReport {
+        self.settle_rejections();
         self.report.conflicts = self.conflicts.into_values().collect();
         self.report
     }
@@ -210,6 +217,7 @@ impl<'g> Sync<'g> {
             .store()
             .fetch_gatos(&self.remote, None, self.progress)?;
         self.snapshot()?;
+        self.check_hub()?;
         self.create_only_kind("trust/")?;
         self.chains("config/")?;
         self.chains("manifests/")?;
@@ -241,12 +249,31 @@ impl<'g> Sync<'g> {
     /// Names under `refs/gatos/<sub>` on either side.
     pub(crate) fn names_under(&self, sub: &str) -> BTreeSet<String> {
         let prefix = format!("{}{sub}", names::GATOS_PREFIX);
+        // Names that fit no entry of the layout are neither adopted nor pushed.
         self.local
             .keys()
             .chain(self.hub.keys())
-            .filter(|n| n.starts_with(&prefix))
+            .filter(|n| n.starts_with(&prefix) && names::RefKind::parse(n).is_some())
             .cloned()
             .collect()
+    }
+
+    /// Runs one unit's reconciliation. An error caused by what the remote sent (a document
+    /// the checks let through, an object it lacks) rejects that unit instead of failing the
+    /// sync; a remote that cannot be reached, or a lost race, still ends the round.
+    pub(crate) fn guarded(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        match f(self) {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == ErrorCode::Unavailable || e.code().is_retryable() => Err(e),
+            Err(e) => {
+                self.reject_unit(name, &e);
+                Ok(())
+            }
+        }
     }
 
     /// Sets a local ref by CAS from the value this round saw; a ref that moved meanwhile
@@ -364,7 +391,7 @@ impl<'g> Sync<'g> {
     /// under two commits is the same thing (adopt the hub's); different trees conflict.
     fn create_only_kind(&mut self, sub: &str) -> Result<()> {
         for name in self.names_under(sub) {
-            self.create_only(&name)?;
+            self.guarded(&name, |s| s.create_only(&name))?;
         }
         Ok(())
     }
@@ -410,7 +437,7 @@ impl<'g> Sync<'g> {
     /// hub's value wins and the local one is reported.
     fn chains(&mut self, sub: &str) -> Result<()> {
         for name in self.names_under(sub) {
-            self.chain(&name)?;
+            self.guarded(&name, |s| s.chain(&name))?;
         }
         Ok(())
     }

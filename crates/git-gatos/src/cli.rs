@@ -177,6 +177,15 @@ pub enum JobsCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Choose which result a job keeps when sync kept another node's beside this node's
+    /// own (see `jobs show`); audited.
+    Resolve {
+        /// The job id.
+        id: String,
+        /// `local` (this node's result) or the commit id of a kept result.
+        #[arg(long, value_name = "local|COMMIT")]
+        keep: String,
+    },
     /// Verify proofs of execution: digests, signature, key trust and revocation.
     Verify(VerifyArgs),
     /// Show or change a queue's retry backoff (replicated settings).

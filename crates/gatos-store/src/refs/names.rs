@@ -164,6 +164,26 @@ pub fn trust_prefix() -> String {
     format!("{GATOS_PREFIX}trust/")
 }
 
+/// Where a job's competing results are kept (outside `refs/gatos/`: never replicated):
+/// `refs/gatos-conflicts/jobs/<id>/<commit>`.
+pub const CONFLICTS_PREFIX: &str = "refs/gatos-conflicts/";
+
+/// `refs/gatos-conflicts/jobs/<id>/<commit>`: a result for job `id` that another node holds
+/// and this node did not take in place of its own (ADR 0018).
+pub fn result_conflict(id: Ulid, commit: &str) -> RefName {
+    RefName(format!("{CONFLICTS_PREFIX}jobs/{id}/{commit}"))
+}
+
+/// `refs/gatos-conflicts/jobs/<id>/`.
+pub fn result_conflicts_prefix(id: Ulid) -> String {
+    format!("{CONFLICTS_PREFIX}jobs/{id}/")
+}
+
+/// `refs/gatos-conflicts/jobs/`.
+pub fn result_conflicts_root() -> String {
+    format!("{CONFLICTS_PREFIX}jobs/")
+}
+
 /// The tracking name of a gatos ref fetched from `remote`:
 /// `refs/gatos/x` → `refs/gatos-sync/<remote>/x`.
 pub fn tracking(remote: &str, name: &RefName) -> Option<RefName> {
@@ -291,6 +311,7 @@ pub fn lock_family_of(full: &str) -> String {
     match RefKind::parse(full) {
         Some(k) => k.lock_family(),
         None if full.starts_with(SYNC_PREFIX) => "sync".to_owned(),
+        None if full.starts_with(CONFLICTS_PREFIX) => "conflicts".to_owned(),
         None => "other".to_owned(),
     }
 }

@@ -273,6 +273,47 @@ pub(crate) fn index_at(gatos: &Gatos, tip: Option<Oid>) -> Result<BTreeMap<Ulid,
     Ok(out)
 }
 
+/// Checks an archive commit that arrived from a remote: its index parses, names `month`,
+/// links to its first parent, and folds only finished jobs of that month whose commits it
+/// keeps reachable (a job with a result folds the result; a cancelled one its cancel).
+///
+/// Returns the previous archive commit of the month.
+///
+/// # Errors
+/// `InvalidEnvelope` naming what is wrong.
+pub(crate) fn check_commit(
+    gatos: &Gatos,
+    c: &gatos_store::objects::Commit,
+    month: &str,
+) -> Result<Option<Oid>> {
+    let mut r = gatos.store().reader();
+    let (doc, _): (IndexDoc, _) = read_doc(&mut r, c.id, INDEX_PATH)?;
+    if doc.month != month || doc.prev.is_some_and(|p| c.parents.first() != Some(&p)) {
+        return Err(corrupt(format_args!(
+            "archive commit {} does not continue the chain of {month}",
+            c.id
+        )));
+    }
+    for a in &doc.jobs {
+        let finished = match a.state {
+            JobState::Succeeded | JobState::Failed => a.result.is_some(),
+            JobState::Cancelled => a.cancel.is_some() || a.result.is_some(),
+            _ => false,
+        };
+        let kept = [Some(a.job), a.claim, a.result, a.cancel]
+            .into_iter()
+            .flatten()
+            .all(|o| r.exists(o));
+        if month_of(a.id) != month || !finished || !kept {
+            return Err(corrupt(format_args!(
+                "archive commit {} folds job {} that is not a finished job of {month} it holds",
+                c.id, a.id
+            )));
+        }
+    }
+    Ok(doc.prev)
+}
+
 /// The previous archive commit of an archive commit.
 ///
 /// # Errors

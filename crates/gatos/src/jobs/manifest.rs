@@ -351,6 +351,67 @@ pub(crate) fn normalize_inner(
     Ok(spec)
 }
 
+/// Checks that a normalized manifest read back from a ref (a job commit or a registry
+/// version, possibly written by another node) has what normalization guarantees, so that
+/// no reader or worker meets an empty command, an absolute or escaping path, a reserved or
+/// malformed variable name, or limits out of range.
+///
+/// # Errors
+/// `InvalidEnvelope` naming the first field that is wrong.
+pub fn check_spec(spec: &JobSpec) -> Result<()> {
+    let wrong =
+        |why: String| Error::new(ErrorCode::InvalidEnvelope, format!("job document: {why}"));
+    if spec.command.is_empty() || spec.command[0].is_empty() {
+        return Err(wrong("command is empty".into()));
+    }
+    if spec
+        .command
+        .iter()
+        .chain(&spec.args)
+        .chain(spec.env.values())
+        .any(|s| s.contains('\0'))
+    {
+        return Err(wrong(
+            "a string of command, args or env holds a NUL byte".into(),
+        ));
+    }
+    if spec.timeout == 0 || spec.timeout > MAX_TIMEOUT.as_millis() / 1000 {
+        return Err(wrong(format!("timeout {} is out of range", spec.timeout)));
+    }
+    if !(1..=MAX_ATTEMPTS).contains(&spec.max_attempts) {
+        return Err(wrong(format!(
+            "max_attempts {} is out of range",
+            spec.max_attempts
+        )));
+    }
+    for k in spec.env.keys() {
+        if !env_name_ok(k) || k.starts_with("GATOS_") {
+            return Err(wrong(format!("env name {k:?} is not allowed")));
+        }
+    }
+    if spec.cwd != "." {
+        check_relative("cwd", &spec.cwd).map_err(|e| wrong(e.to_string()))?;
+    }
+    for o in &spec.outputs {
+        check_relative("output", o).map_err(|e| wrong(e.to_string()))?;
+    }
+    if spec
+        .secret_refs
+        .iter()
+        .any(|r| !secrets::is_valid_secret_name(r))
+    {
+        return Err(wrong("secret_refs holds an invalid name".into()));
+    }
+    if spec.required_capabilities.windows(2).any(|w| w[0] >= w[1])
+        || spec.secret_refs.windows(2).any(|w| w[0] >= w[1])
+    {
+        return Err(wrong(
+            "required_capabilities and secret_refs must be sorted and unique".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Scans every string of a normalized manifest for raw secrets.
 ///
 /// # Errors

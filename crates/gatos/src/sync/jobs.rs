@@ -199,7 +199,7 @@ impl Sync<'_> {
                         let adopted = self.set_local(&result, Some(hr))?;
                         self.report.adopted += u64::from(adopted);
                     }
-                    (Some(lr), Some(hr)) if lr != hr => self.abandon(id, &l, &h)?,
+                    (Some(lr), Some(hr)) if lr != hr => self.keep_result(id, lr, hr)?,
                     _ => {}
                 }
             }
@@ -228,6 +228,16 @@ impl Sync<'_> {
                         self.set_local(&result, h.result)?;
                     }
                     self.report.adopted += 1;
+                } else if let Some(lr) = l.result {
+                    // A final result this node holds is never given up on the hub's word.
+                    match h.result {
+                        Some(hr) if hr != lr => self.keep_result(id, lr, hr)?,
+                        _ => self.conflict(
+                            &claim,
+                            "kept-local",
+                            "the hub's claim chain diverged from this node's finished one; this node keeps its result",
+                        ),
+                    }
                 } else {
                     self.abandon(id, &l, &h)?;
                 }
@@ -246,6 +256,42 @@ impl Sync<'_> {
         }
         self.atomic.push(group);
         self.report.pushed += 1;
+    }
+
+    /// Both sides hold a result for the job and they differ: this node keeps its own; the
+    /// hub's is kept beside it (`refs/gatos-conflicts/jobs/<id>/<commit>`, never
+    /// replicated), reported by every sync, `jobs show` and `doctor` until an operator
+    /// chooses with `git gatos jobs resolve` (ADR 0018).
+    fn keep_result(&mut self, id: Ulid, local: Oid, remote: Oid) -> Result<()> {
+        let name = names::job_result(id).to_string();
+        let kept = names::result_conflict(id, &remote.to_string());
+        let created = match self.gatos.store().update_refs(
+            &[gatos_store::refs::Edit::create(kept, remote)],
+            &gatos_store::refs::Options::default(),
+        ) {
+            Ok(a) => a.first() == Some(&gatos_store::refs::Applied::Changed),
+            Err(gatos_store::Error::CasMismatch { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        self.conflict(
+            &name,
+            "kept-local",
+            format!(
+                "the hub holds another result ({remote}); this node keeps its own; git gatos jobs resolve {id} --keep local|{remote}"
+            ),
+        );
+        if created {
+            tracing::warn!(job = %id, %local, %remote, "two results for one job; kept both");
+            crate::audit::record(
+                self.gatos,
+                "sync.result_conflict",
+                &format!("job:{id}"),
+                serde_json::json!({"result": local}),
+                serde_json::json!({"result": local, "kept": remote, "remote": self.remote}),
+                None,
+            );
+        }
+        Ok(())
     }
 
     /// The hub's claim wins: this node's claim (and result) give way; its worker, if one

@@ -120,7 +120,8 @@ impl Sync<'_> {
             }
         }
         for t in topics {
-            self.topic(&t)?;
+            let head = names::message_head(&t).to_string();
+            self.guarded(&head, |s| s.topic(&t))?;
         }
         Ok(())
     }
@@ -171,7 +172,7 @@ impl Sync<'_> {
     }
 
     /// The last pruned seq a summary commit names.
-    fn through_of(&self, summary: Option<Oid>) -> Result<u64> {
+    pub(super) fn through_of(&self, summary: Option<Oid>) -> Result<u64> {
         let Some(s) = summary else { return Ok(0) };
         let c = self.gatos.store().reader().commit(s)?;
         Ok(c.trailers()
@@ -292,8 +293,15 @@ impl Sync<'_> {
                     self.record_topic(t, TopicAction::Adopted, received, 0, Some(h));
                 }
                 Relation::LocalAhead { sent } => {
+                    // With the hub's summary rejected, the sealed segments it pruned stay
+                    // here but are not offered back to it.
+                    let hub_seq = if self.checks.summary_rejected.contains(t) {
+                        self.meta(h)?.seq
+                    } else {
+                        0
+                    };
                     for (name, c) in &local_sealed {
-                        if hub_sealed.get(name) != Some(c) {
+                        if hub_sealed.get(name) != Some(c) && self.meta(*c)?.seq >= hub_seq {
                             self.push_ref(name, Some(*c));
                         }
                     }
@@ -343,9 +351,13 @@ impl Sync<'_> {
             self.set_local_held(name, Some(*c))?;
         }
         self.set_local_held(head, Some(h))?;
-        for name in local_sealed.keys() {
-            if !hub_sealed.contains_key(name) {
-                self.set_local_held(name, None)?;
+        // A sealed segment the hub no longer has was pruned there; it goes here only with
+        // the hub's summary (never on a summary this node rejected).
+        if !self.checks.summary_rejected.contains(t) {
+            for name in local_sealed.keys() {
+                if !hub_sealed.contains_key(name) {
+                    self.set_local_held(name, None)?;
+                }
             }
         }
         Ok(())
@@ -427,8 +439,11 @@ impl Sync<'_> {
             .map(String::as_str)
             .chain(new_sealed.iter().map(|(n, _)| n.as_str()))
             .collect();
-        for name in local_sealed.keys() {
-            if !keep.contains(name.as_str()) {
+        let keep_pruned = self.checks.summary_rejected.contains(t);
+        for (name, c) in local_sealed {
+            // Rewritten segments (after the fork) go; with the hub's summary rejected, the
+            // segments it pruned stay.
+            if !keep.contains(name.as_str()) && (!keep_pruned || self.meta(*c)?.seq > fork_seq) {
                 self.set_local_held(name, None)?;
             }
         }
@@ -500,40 +515,46 @@ impl Sync<'_> {
     /// Consumer checkpoints: the furthest position wins.
     pub(super) fn checkpoints(&mut self) -> Result<()> {
         for name in self.names_under("consumers/") {
-            let (l, h) = (self.local.get(&name).copied(), self.hub.get(&name).copied());
-            match (l, h) {
-                (Some(l), Some(h)) if l == h => {}
-                (Some(lv), None) => {
-                    let topic = match RefName::from_repository(name.clone()).kind() {
-                        Some(names::RefKind::Consumer(_, t)) => t,
-                        _ => continue,
-                    };
-                    self.checkpoint_push(&name, &topic, lv);
-                }
-                (None, Some(hv)) => {
-                    let doc = crate::checkpoints::read_doc(&mut self.gatos.store().reader(), hv)?;
-                    if self.in_sequence(&doc)? && self.set_local(&name, h)? {
-                        self.report.adopted += 1;
-                    }
-                }
-                (Some(lv), Some(hv)) => {
-                    let mut r = self.gatos.store().reader();
-                    let (ld, hd) = (
-                        crate::checkpoints::read_doc(&mut r, lv)?,
-                        crate::checkpoints::read_doc(&mut r, hv)?,
-                    );
-                    drop(r);
-                    // A hub checkpoint on a message that is no longer in the sequence (its
-                    // topic was re-appended after the checkpoint got there) does not count.
-                    let hub_valid = self.in_sequence(&hd)?;
-                    if ld.seq > hd.seq || !hub_valid {
-                        self.checkpoint_push(&name, &ld.topic, lv);
-                    } else if self.set_local(&name, Some(hv))? {
-                        self.report.adopted += 1;
-                    }
-                }
-                (None, None) => {}
+            self.guarded(&name, |s| s.checkpoint(&name))?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        let (l, h) = (self.local.get(&name).copied(), self.hub.get(&name).copied());
+        match (l, h) {
+            (Some(l), Some(h)) if l == h => {}
+            (Some(lv), None) => {
+                let topic = match RefName::from_repository(name.clone()).kind() {
+                    Some(names::RefKind::Consumer(_, t)) => t,
+                    _ => return Ok(()),
+                };
+                self.checkpoint_push(&name, &topic, lv);
             }
+            (None, Some(hv)) => {
+                let doc = crate::checkpoints::read_doc(&mut self.gatos.store().reader(), hv)?;
+                if self.in_sequence(&doc)? && self.set_local(&name, h)? {
+                    self.report.adopted += 1;
+                }
+            }
+            (Some(lv), Some(hv)) => {
+                let mut r = self.gatos.store().reader();
+                let (ld, hd) = (
+                    crate::checkpoints::read_doc(&mut r, lv)?,
+                    crate::checkpoints::read_doc(&mut r, hv)?,
+                );
+                drop(r);
+                // A hub checkpoint on a message that is no longer in the sequence (its
+                // topic was re-appended after the checkpoint got there) does not count.
+                let hub_valid = self.in_sequence(&hd)?;
+                if ld.seq > hd.seq || !hub_valid {
+                    self.checkpoint_push(&name, &ld.topic, lv);
+                } else if self.set_local(&name, Some(hv))? {
+                    self.report.adopted += 1;
+                }
+            }
+            (None, None) => {}
         }
         Ok(())
     }

@@ -32,6 +32,22 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &JobsCommand) -> Result<(), Error> 
                 .cancel(parse::<Ulid>(id)?, reason.clone())?;
             out.row(&row, |w| write!(w, "job {} {}", row.id, row.state.as_str()))
         }
+        JobsCommand::Resolve { id, keep } => {
+            let keep = match keep.as_str() {
+                "local" => None,
+                other => Some(parse::<gatos_types::Oid>(other)?),
+            };
+            let row = ctx.gatos()?.jobs().resolve(parse::<Ulid>(id)?, keep)?;
+            out.row(&row, |w| {
+                write!(
+                    w,
+                    "job {} keeps result {} ({} set aside)",
+                    row.id,
+                    row.kept,
+                    row.dropped.len()
+                )
+            })
+        }
         JobsCommand::Verify(a) => verify::run(ctx, out, a),
         JobsCommand::Config(a) => config::run(ctx, out, a),
     }
@@ -123,6 +139,13 @@ fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
                 r.commit
             )?,
             None => writeln!(w, "result   none")?,
+        }
+        for c in &row.conflicts {
+            writeln!(
+                w,
+                "conflict another node's result {c} was kept beside this one (git gatos jobs resolve {} --keep local|{c})",
+                row.id
+            )?;
         }
         match &row.poe {
             Some(p) => write!(

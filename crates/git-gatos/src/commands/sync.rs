@@ -46,18 +46,29 @@ fn describe(r: &SyncReport, w: &mut dyn std::io::Write) -> std::io::Result<()> {
             r.checkpoints_moved_back
         )?;
     }
+    for x in &r.rejected {
+        writeln!(w, "rejected {} [{}]: {}", x.name, x.code.as_str(), x.reason)?;
+    }
+    if r.rejected_count > r.rejected.len() as u64 {
+        writeln!(
+            w,
+            "… and {} more rejected (git gatos doctor; .git/gatos/sync/rejected.jsonl)",
+            r.rejected_count - r.rejected.len() as u64
+        )?;
+    }
     for x in &r.retry {
         writeln!(w, "not yet at the hub: {x}")?;
     }
     write!(
         w,
-        "synced with {}: {} adopted, {} pushed, {} deleted here, {} deleted there, {} conflict(s)",
+        "synced with {}: {} adopted, {} pushed, {} deleted here, {} deleted there, {} conflict(s), {} rejected",
         r.remote,
         r.adopted,
         r.pushed,
         r.deleted_local,
         r.deleted_remote,
-        r.conflicts.len()
+        r.conflicts.len(),
+        r.rejected_count
     )
 }
 

@@ -1,0 +1,1044 @@
+//! Nothing a remote sends is believed before it is checked (DESIGN §5, ADR 0018).
+//!
+//! After each fetch, every tracking ref whose value differs from the local one is checked
+//! before any local ref moves: its name fits the layout (other names are ignored), its
+//! object is a commit of the right kind, its document parses into its type and is
+//! canonical where it is hashed, and its chain links correctly (`Seq` contiguous, segment
+//! and summary links, claim chains that follow the claim state machine). Only the commits
+//! this node does not already hold are read: a topic's walk stops at the first message the
+//! node has at that position, a chain's walk at the node's own value.
+//!
+//! A ref that fails is *rejected*: the hub's view of its unit (a topic, a job, or the ref
+//! alone) is replaced by the local one for the rest of the sync, so nothing is adopted
+//! from it, nothing derived from it is pushed, and the node keeps what it had. A remote
+//! summary is its own unit: rejecting it keeps this node's segments (and keeps serving
+//! them) while the topic's messages still sync.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use gatos_store::refs::names::{self, RefKind};
+use gatos_types::envelope::EnvelopeRef;
+use gatos_types::jobs::{CancelDoc, ClaimDoc, ClaimState, JobSpec, QueueConfig, ResultDoc};
+use gatos_types::sync::{MAX_LISTED_REJECTIONS, SyncRejection};
+use gatos_types::trailers::keys;
+use gatos_types::wire::{CheckpointDoc, SummaryDoc, TopicConfig};
+use gatos_types::{Digest, ErrorCode, Group, KeyId, ManifestName, Oid, Topic, Ulid, jcs};
+use serde::de::DeserializeOwned;
+
+use super::Sync;
+use crate::error::Result;
+use crate::messages::chain::{self, ENVELOPE_PATH, Meta};
+
+/// Remote refs one sync checks at most; the others wait for the next sync (listed in
+/// `retry`, never rejected).
+pub const MAX_CHECKED_REFS: usize = 20_000;
+
+/// Remote commits one sync reads at most while checking; past it, as above.
+pub const MAX_CHECKED_COMMITS: u64 = 2_000_000;
+
+/// Rejections kept in `<git-dir>/gatos/sync/rejected.jsonl` (the oldest go first).
+pub const MAX_LOGGED_REJECTIONS: usize = 1_000;
+
+/// Why a remote ref was not believed.
+#[derive(Debug, Clone)]
+pub(crate) enum Bad {
+    /// It failed a check.
+    Invalid {
+        /// The taxonomy code.
+        code: ErrorCode,
+        /// Why.
+        reason: String,
+    },
+    /// This sync's checking bound was reached first.
+    Budget,
+}
+
+type Check = std::result::Result<(), Bad>;
+
+fn bad(code: ErrorCode, reason: impl Into<String>) -> Bad {
+    Bad::Invalid {
+        code,
+        reason: reason.into(),
+    }
+}
+
+fn envelope(reason: impl Into<String>) -> Bad {
+    bad(ErrorCode::InvalidEnvelope, reason)
+}
+
+impl From<crate::Error> for Bad {
+    fn from(e: crate::Error) -> Bad {
+        bad(e.code(), e.to_string())
+    }
+}
+
+impl From<gatos_store::Error> for Bad {
+    fn from(e: gatos_store::Error) -> Bad {
+        Bad::from(crate::Error::from(e))
+    }
+}
+
+/// The unit a ref belongs to: every ref of a topic together, every ref of a job together,
+/// anything else alone. A unit prefix ends with `/`.
+fn unit_of(name: &str, kind: &RefKind) -> String {
+    match kind {
+        RefKind::MessageHead(t) | RefKind::MessageSealed(t, ..) => names::topic_prefix(t),
+        RefKind::Job(id)
+        | RefKind::JobClaim(id)
+        | RefKind::JobResult(id)
+        | RefKind::JobCancel(id) => names::job_prefix(*id),
+        _ => name.to_owned(),
+    }
+}
+
+fn in_unit(unit: &str, name: &str) -> bool {
+    if unit.ends_with('/') {
+        name.starts_with(unit)
+    } else {
+        name == unit
+    }
+}
+
+/// What one sync learnt from its checks, kept across its rounds.
+#[derive(Default)]
+pub(crate) struct Checks {
+    /// Verdicts by ref: the value checked and what was found.
+    verdicts: HashMap<String, (Oid, Option<Bad>)>,
+    /// Commits that passed.
+    valid: HashSet<Oid>,
+    walked: u64,
+    refs_checked: usize,
+    /// Topics whose remote summary was rejected: their local sealed segments are neither
+    /// deleted nor offered back to the hub that dropped them.
+    pub(crate) summary_rejected: BTreeSet<Topic>,
+    /// Everything rejected, by ref.
+    pub(crate) rejected: BTreeMap<String, SyncRejection>,
+    /// Refs past the bound, for the next sync.
+    pub(crate) deferred: BTreeSet<String>,
+}
+
+impl Checks {
+    fn step(&mut self) -> Check {
+        self.walked += 1;
+        if self.walked > MAX_CHECKED_COMMITS {
+            return Err(Bad::Budget);
+        }
+        Ok(())
+    }
+}
+
+/// Reads a JSON document at `path` of a commit's tree; it must be canonical (JCS) when
+/// `canonical`.
+fn doc<T: DeserializeOwned>(
+    r: &mut gatos_store::objects::Reader<'_>,
+    tree: Oid,
+    path: &str,
+    canonical: bool,
+) -> std::result::Result<(T, Vec<u8>), Bad> {
+    let bytes = r
+        .file(tree, path)?
+        .ok_or_else(|| envelope(format!("no {path}")))?;
+    let value: T = serde_json::from_slice(&bytes).map_err(|e| envelope(format!("{path}: {e}")))?;
+    if canonical {
+        let c = jcs::canonicalize(&bytes).map_err(|e| envelope(format!("{path}: {e}")))?;
+        if c != bytes {
+            return Err(envelope(format!("{path} is not canonical JSON (RFC 8785)")));
+        }
+    }
+    Ok((value, bytes))
+}
+
+fn kind_is(c: &gatos_store::objects::Commit, want: &str) -> Check {
+    let t = c.trailers();
+    match t.get(keys::KIND) {
+        Some(k) if k == want => Ok(()),
+        Some(k) => Err(envelope(format!(
+            "commit {} is a {k} commit, not a {want}",
+            c.id
+        ))),
+        None => Err(envelope(format!(
+            "commit {} has no Gatos-Kind trailer",
+            c.id
+        ))),
+    }
+}
+
+fn trailer_is(c: &gatos_store::objects::Commit, key: &str, want: &str) -> Check {
+    match c.trailers().get(key) {
+        Some(v) if v == want => Ok(()),
+        other => Err(envelope(format!(
+            "commit {}: trailer {key} is {other:?}, expected {want:?}",
+            c.id
+        ))),
+    }
+}
+
+impl Sync<'_> {
+    /// Checks the hub's refs of this round (see the module documentation); rejected and
+    /// deferred units are made to look like the local side for the rest of the round.
+    pub(super) fn check_hub(&mut self) -> Result<()> {
+        let hub = std::mem::take(&mut self.hub);
+        let mut kinds: BTreeMap<String, RefKind> = BTreeMap::new();
+        let mut ignored = 0u64;
+        for (name, oid) in hub {
+            match RefKind::parse(&name) {
+                Some(k) => {
+                    kinds.insert(name.clone(), k);
+                    self.hub.insert(name, oid);
+                }
+                None => ignored += 1,
+            }
+        }
+        if ignored > 0 {
+            tracing::debug!(
+                ignored,
+                "remote refs that fit no entry of the layout were ignored"
+            );
+        }
+        self.report.ignored = ignored;
+        // Summaries first: a topic's walk stops at what a valid summary pruned.
+        let (summaries, others): (Vec<_>, Vec<_>) = kinds
+            .iter()
+            .partition(|(_, k)| matches!(k, RefKind::MessageSummary(_)));
+        let mut frozen: BTreeSet<String> = BTreeSet::new();
+        for (name, kind) in summaries.into_iter().chain(others) {
+            let Some(&value) = self.hub.get(name) else {
+                continue;
+            };
+            if self.local.get(name) == Some(&value) {
+                continue;
+            }
+            let unit = unit_of(name, kind);
+            if frozen.contains(&unit) {
+                continue;
+            }
+            match self.verdict(name, kind, value) {
+                None => {}
+                Some(Bad::Budget) => {
+                    self.checks.deferred.insert(name.clone());
+                    frozen.insert(unit);
+                }
+                Some(Bad::Invalid { code, reason }) => {
+                    self.reject(name, value, code, reason);
+                    if let RefKind::MessageSummary(t) = kind {
+                        self.checks.summary_rejected.insert(t.clone());
+                    }
+                    frozen.insert(unit);
+                }
+            }
+        }
+        for unit in &frozen {
+            self.freeze(unit);
+        }
+        Ok(())
+    }
+
+    /// Makes the hub's view of a unit the local one: nothing is adopted from it and
+    /// nothing is pushed over it this round.
+    fn freeze(&mut self, unit: &str) {
+        let names: Vec<String> = self
+            .hub
+            .keys()
+            .chain(self.local.keys())
+            .filter(|n| in_unit(unit, n))
+            .cloned()
+            .collect();
+        for n in names {
+            match self.local.get(&n) {
+                Some(v) => self.hub.insert(n, *v),
+                None => self.hub.remove(&n),
+            };
+        }
+    }
+
+    fn reject(&mut self, name: &str, value: Oid, code: ErrorCode, reason: String) {
+        if self.checks.rejected.contains_key(name) {
+            return;
+        }
+        tracing::warn!(r#ref = name, remote = %value, code = code.as_str(), reason = %reason, "rejected a ref the remote sent");
+        self.checks.rejected.insert(
+            name.to_owned(),
+            SyncRejection {
+                name: name.to_owned(),
+                remote: value,
+                code,
+                reason,
+            },
+        );
+    }
+
+    /// Rejects a unit whose reconciliation failed on what the remote sent (a last line of
+    /// defence: the checks above should have caught it).
+    pub(super) fn reject_unit(&mut self, name: &str, err: &crate::Error) {
+        let value = self.hub.get(name).copied().unwrap_or(Oid::NULL);
+        self.reject(name, value, err.code(), err.to_string());
+    }
+
+    /// The verdict on one remote ref (memoized for the sync): `None` when it passed.
+    fn verdict(&mut self, name: &str, kind: &RefKind, value: Oid) -> Option<Bad> {
+        if let Some((v, verdict)) = self.checks.verdicts.get(name)
+            && *v == value
+        {
+            return verdict.clone();
+        }
+        if self.checks.refs_checked >= MAX_CHECKED_REFS {
+            return Some(Bad::Budget);
+        }
+        self.checks.refs_checked += 1;
+        let outcome = self.check(kind, value).err();
+        if !matches!(outcome, Some(Bad::Budget)) {
+            self.checks
+                .verdicts
+                .insert(name.to_owned(), (value, outcome.clone()));
+        }
+        outcome
+    }
+
+    fn check(&mut self, kind: &RefKind, value: Oid) -> Check {
+        match kind {
+            RefKind::MessageHead(t) => self.check_messages(t, value),
+            RefKind::MessageSealed(t, date, first) => {
+                self.check_messages(t, value)?;
+                let m = chain::meta(&self.gatos.store().reader().commit(value)?)?;
+                if m.segment_id != *first || crate::messages::segment_date(*first) != *date {
+                    return Err(envelope(format!(
+                        "sealed segment {value} starts with {}, not {date}/{first}",
+                        m.segment_id
+                    )));
+                }
+                Ok(())
+            }
+            RefKind::MessageSummary(t) => self.check_summary(t, value),
+            RefKind::Consumer(g, t) => self.check_checkpoints(g, t, value),
+            RefKind::ConfigTopic(t) => self.check_chain(kind, value, |_, r, c| {
+                kind_is(c, "config")?;
+                let (cfg, _): (TopicConfig, _) = doc(r, c.tree, "config.json", false)?;
+                if cfg.topic != *t {
+                    return Err(envelope(format!("settings of {} under {t}", cfg.topic)));
+                }
+                Ok(c.parents.first().copied())
+            }),
+            RefKind::ConfigQueue(q) => self.check_chain(kind, value, |_, r, c| {
+                kind_is(c, "config")?;
+                let (cfg, _): (QueueConfig, _) = doc(r, c.tree, "config.json", false)?;
+                if cfg.queue != *q {
+                    return Err(envelope(format!("settings of {} under {q}", cfg.queue)));
+                }
+                Ok(c.parents.first().copied())
+            }),
+            RefKind::Manifest(n) => self.check_manifests(n, value),
+            RefKind::ArchiveJobs(month) => self.check_archive(month, value),
+            RefKind::Job(id) => self.check_job(*id, value),
+            RefKind::JobClaim(id) => self.check_claims(*id, value),
+            RefKind::JobResult(id) => self.check_result(*id, value),
+            RefKind::JobCancel(id) => {
+                let mut r = self.gatos.store().reader();
+                let c = r.commit(value)?;
+                kind_is(&c, "cancel")?;
+                trailer_is(&c, keys::JOB, &id.to_string())?;
+                let (d, _): (CancelDoc, _) = doc(&mut r, c.tree, "cancel.json", true)?;
+                if d.job != *id {
+                    return Err(envelope(format!("cancel of job {} under {id}", d.job)));
+                }
+                Ok(())
+            }
+            RefKind::TrustKey(k) => self.check_key(k, value),
+            RefKind::TrustRevoked(k) => self.check_revocation(k, value),
+        }
+    }
+
+    /// A topic's chain from `tip` down to the first message this node holds at that
+    /// position (or the first retained one).
+    fn check_messages(&mut self, t: &Topic, tip: Oid) -> Check {
+        let local_through = self.gatos.messages().summary(t)?.through;
+        let through = if self.checks.summary_rejected.contains(t) {
+            local_through
+        } else {
+            let hub_summary = self.hub.get(names::message_summary(t).as_str()).copied();
+            local_through.max(self.through_of(hub_summary).unwrap_or(0))
+        };
+        let view = self.gatos.messages().view(t).ok().flatten();
+        let known = |seq: u64, c: Oid| -> bool {
+            view.as_ref().is_some_and(|v| {
+                v.retained() > 0
+                    && seq >= v.first_seq()
+                    && seq <= v.last_seq()
+                    && v.record(seq).is_ok_and(|r| r.commit == c)
+            })
+        };
+        let store = self.gatos.store();
+        let mut r = store.reader();
+        let mut child: Option<(Meta, u64)> = None;
+        let mut at = Some(tip);
+        let mut blob = Vec::new();
+        let topic = t.to_string();
+        while let Some(c) = at {
+            let commit = r.commit(c)?;
+            let m = chain::meta(&commit)?;
+            if let Some((ch, len)) = &child {
+                link(ch, *len, &m)?;
+            }
+            if self.checks.valid.contains(&c) || known(m.seq, c) {
+                break;
+            }
+            self.checks.step()?;
+            trailer_is(&commit, keys::TOPIC, &topic)?;
+            let e = r
+                .lookup(commit.tree, ENVELOPE_PATH)?
+                .filter(|e| !e.is_tree)
+                .ok_or_else(|| envelope(format!("message {c} has no {ENVELOPE_PATH}")))?;
+            r.blob_into(e.oid, &mut blob)?;
+            if Digest::of(&blob) != m.content_id {
+                return Err(bad(
+                    ErrorCode::DigestMismatch,
+                    format!("message {c}: Content-Id does not match its envelope"),
+                ));
+            }
+            let env =
+                EnvelopeRef::parse(&blob).map_err(|e| envelope(format!("message {c}: {e}")))?;
+            if env.ulid != m.ulid || env.topic != topic {
+                return Err(envelope(format!(
+                    "message {c}: its envelope names another message or topic"
+                )));
+            }
+            if jcs::canonicalize(&blob).ok().as_deref() != Some(blob.as_slice()) {
+                return Err(envelope(format!("message {c}: envelope is not canonical")));
+            }
+            let len = blob.len() as u64;
+            if m.segment_seq == 1 && (m.segment_id != m.ulid || m.segment_bytes != len) {
+                return Err(envelope(format!(
+                    "message {c}: a segment's first message names another segment"
+                )));
+            }
+            if m.prev().is_none() && m.seq != 1 && m.seq > through.saturating_add(1) {
+                return Err(envelope(format!(
+                    "message {c} at seq {} has no previous message",
+                    m.seq
+                )));
+            }
+            self.checks.valid.insert(c);
+            if m.seq <= through.saturating_add(1) {
+                break;
+            }
+            at = m.prev();
+            child = Some((m, len));
+        }
+        Ok(())
+    }
+
+    /// A remote summary chain: well formed, linked, and — for what it prunes beyond this
+    /// node's own summary — matching this node's messages, past every local consumer group.
+    fn check_summary(&mut self, t: &Topic, tip: Oid) -> Check {
+        let local = self.local.get(names::message_summary(t).as_str()).copied();
+        let local_through = self.gatos.messages().summary(t)?.through;
+        let mut r = self.gatos.store().reader();
+        let mut docs: Vec<(Oid, SummaryDoc)> = Vec::new();
+        let mut at = Some(tip);
+        while let Some(c) = at {
+            if Some(c) == local {
+                break;
+            }
+            self.checks.step()?;
+            let commit = r.commit(c)?;
+            kind_is(&commit, "summary")?;
+            trailer_is(&commit, keys::TOPIC, t.as_str())?;
+            if commit.parents.len() > 1 {
+                return Err(envelope(format!("summary {c} has more than one parent")));
+            }
+            let (d, bytes): (SummaryDoc, _) = doc(
+                &mut r,
+                commit.tree,
+                crate::messages::prune::SUMMARY_PATH,
+                true,
+            )?;
+            trailer_is(&commit, keys::SEQ, &d.last_seq.to_string())?;
+            trailer_is(&commit, keys::CONTENT_ID, &Digest::of(&bytes).to_string())?;
+            if d.topic != *t
+                || d.first_seq == 0
+                || d.last_seq < d.first_seq
+                || d.count != d.last_seq - d.first_seq + 1
+            {
+                return Err(envelope(format!("summary {c}: inconsistent range")));
+            }
+            if let Some((_, newer)) = docs.last()
+                && newer.first_seq != d.last_seq + 1
+            {
+                return Err(envelope(format!(
+                    "summary {c}: the next summary does not follow it"
+                )));
+            }
+            if commit.parents.is_empty() && d.first_seq != 1 {
+                return Err(envelope(format!(
+                    "summary {c}: the first summary starts at seq {}",
+                    d.first_seq
+                )));
+            }
+            at = commit.parents.first().copied();
+            docs.push((c, d));
+        }
+        drop(r);
+        // What it prunes beyond this node's summary must be this node's history, and every
+        // local consumer group must be past it.
+        let view = self.gatos.messages().view(t)?;
+        for (c, d) in docs.iter().rev() {
+            if d.last_seq <= local_through {
+                continue;
+            }
+            let Some(view) = &view else { continue };
+            if view.retained() == 0
+                || view.first_seq() > d.last_seq
+                || view.last_seq() < d.first_seq
+            {
+                continue;
+            }
+            let from = d.first_seq.max(view.first_seq());
+            let to = d.last_seq.min(view.last_seq());
+            let mut r = self.gatos.store().reader();
+            if from == d.first_seq && to == d.last_seq {
+                let mut hasher = blake3::Hasher::new();
+                let mut blob = Vec::new();
+                let mut seq = from;
+                while seq <= to {
+                    for rec in view.records(seq, 4096.min(to + 1 - seq))? {
+                        r.blob_into(rec.blob, &mut blob)?;
+                        if seq > from {
+                            hasher.update(b"\n");
+                        }
+                        hasher.update(Digest::of(&blob).to_string().as_bytes());
+                        seq += 1;
+                    }
+                }
+                if Digest::from_bytes(*hasher.finalize().as_bytes()) != d.digest {
+                    return Err(bad(
+                        ErrorCode::DigestMismatch,
+                        format!(
+                            "summary {c} prunes seq {}..{} but its digest does not match this node's messages there",
+                            d.first_seq, d.last_seq
+                        ),
+                    ));
+                }
+            } else {
+                let commit = r.commit(*c)?;
+                let table = r
+                    .file(commit.tree, crate::messages::prune::PRUNED_ULIDS_PATH)?
+                    .unwrap_or_default();
+                let mut seq = from;
+                while seq <= to {
+                    for rec in view.records(seq, 4096.min(to + 1 - seq))? {
+                        if pruned_seq(&table, rec.ulid) != Some(seq) {
+                            return Err(bad(
+                                ErrorCode::DigestMismatch,
+                                format!(
+                                    "summary {c} prunes seq {seq}, where this node holds another message ({})",
+                                    rec.ulid
+                                ),
+                            ));
+                        }
+                        seq += 1;
+                    }
+                }
+            }
+            for (group, at) in self.local_groups(t)? {
+                if at < d.last_seq {
+                    return Err(bad(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "summary {c} prunes through seq {}, which consumer group '{group}' of this node has not passed (at seq {at})",
+                            d.last_seq
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The local consumer groups of a topic and their positions.
+    fn local_groups(&self, t: &Topic) -> std::result::Result<Vec<(Group, u64)>, Bad> {
+        let mut out = Vec::new();
+        let mut r = self.gatos.store().reader();
+        for (name, at) in &self.local {
+            if let Some(RefKind::Consumer(g, topic)) = RefKind::parse(name)
+                && topic == *t
+            {
+                let seq = crate::checkpoints::read_doc(&mut r, *at).map_or(0, |d| d.seq);
+                out.push((g, seq));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A chain from `tip` down to this node's value of the same ref (or its root), each
+    /// commit checked by `each`, which returns the next one (the first parent, for all but
+    /// archives). A remote value that is on the local chain (the
+    /// hub is behind) is this node's own history and passes.
+    fn check_chain(
+        &mut self,
+        kind: &RefKind,
+        tip: Oid,
+        mut each: impl FnMut(
+            &mut Self,
+            &mut gatos_store::objects::Reader<'_>,
+            &gatos_store::objects::Commit,
+        ) -> std::result::Result<Option<Oid>, Bad>,
+    ) -> Check {
+        let name = local_name(kind);
+        let local = self.local.get(&name).copied();
+        if let Some(l) = local
+            && self.on_chain(tip, l)?
+        {
+            return Ok(());
+        }
+        let store = self.gatos.store();
+        let mut r = store.reader();
+        let mut at = Some(tip);
+        while let Some(c) = at {
+            if Some(c) == local || self.checks.valid.contains(&c) {
+                break;
+            }
+            self.checks.step()?;
+            let commit = r.commit(c)?;
+            // Archive commits also name the job commits they fold; the chain is their first
+            // parent (checked against the index's `prev`).
+            if commit.parents.len() > 1 && !matches!(kind, RefKind::ArchiveJobs(_)) {
+                return Err(envelope(format!("commit {c} has more than one parent")));
+            }
+            at = each(self, &mut r, &commit)?;
+            self.checks.valid.insert(c);
+        }
+        Ok(())
+    }
+
+    fn check_checkpoints(&mut self, g: &Group, t: &Topic, tip: Oid) -> Check {
+        let kind = RefKind::Consumer(g.clone(), t.clone());
+        self.check_chain(&kind, tip, |_, r, c| {
+            kind_is(c, "checkpoint")?;
+            let (d, _): (CheckpointDoc, _) =
+                doc(r, c.tree, crate::checkpoints::CHECKPOINT_PATH, true)?;
+            if d.group != *g || d.topic != *t {
+                return Err(envelope(format!(
+                    "checkpoint {} is of {}/{}",
+                    c.id, d.group, d.topic
+                )));
+            }
+            if d.seq > 0 && (d.ulid.is_none() || d.commit.is_none()) {
+                return Err(envelope(format!(
+                    "checkpoint {} at seq {} names no message",
+                    c.id, d.seq
+                )));
+            }
+            Ok(c.parents.first().copied())
+        })
+    }
+
+    fn check_manifests(&mut self, n: &ManifestName, tip: Oid) -> Check {
+        let kind = RefKind::Manifest(n.clone());
+        let mut newer: Option<u64> = None;
+        self.check_chain(&kind, tip, |_, r, c| {
+            kind_is(c, "manifest")?;
+            trailer_is(c, keys::MANIFEST, n.as_str())?;
+            let (spec, bytes): (JobSpec, _) =
+                doc(r, c.tree, crate::manifests::MANIFEST_PATH, true)?;
+            trailer_is(c, keys::CONTENT_ID, &Digest::of(&bytes).to_string())?;
+            crate::jobs::manifest::check_spec(&spec).map_err(Bad::from)?;
+            let version: u64 = c
+                .trailers()
+                .get(keys::VERSION)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| envelope(format!("manifest {} has no Version", c.id)))?;
+            if newer.is_some_and(|v| v != version + 1) || (c.parents.is_empty() && version != 1) {
+                return Err(envelope(format!(
+                    "manifest {}: versions are not consecutive",
+                    c.id
+                )));
+            }
+            newer = Some(version);
+            Ok(c.parents.first().copied())
+        })
+    }
+
+    fn check_archive(&mut self, month: &str, tip: Oid) -> Check {
+        let kind = RefKind::ArchiveJobs(month.to_owned());
+        let gatos = self.gatos;
+        self.check_chain(&kind, tip, |_, _, c| {
+            kind_is(c, "archive")?;
+            crate::jobs::archive::check_commit(gatos, c, month).map_err(Bad::from)
+        })
+    }
+
+    fn check_job(&mut self, id: Ulid, value: Oid) -> Check {
+        let mut r = self.gatos.store().reader();
+        let c = r.commit(value)?;
+        kind_is(&c, "job")?;
+        trailer_is(&c, keys::JOB, &id.to_string())?;
+        if !c.parents.is_empty() {
+            return Err(envelope(format!("job commit {value} has parents")));
+        }
+        let (spec, bytes): (JobSpec, _) =
+            doc(&mut r, c.tree, crate::jobs::records::JOB_PATH, true)?;
+        trailer_is(&c, keys::CONTENT_ID, &Digest::of(&bytes).to_string())?;
+        crate::jobs::manifest::check_spec(&spec).map_err(Bad::from)?;
+        Ok(())
+    }
+
+    /// A claim chain follows the claim state machine, down to this node's claim; nothing
+    /// comes after `closed`.
+    fn check_claims(&mut self, id: Ulid, tip: Oid) -> Check {
+        let local = self.local.get(names::job_claim(id).as_str()).copied();
+        if let Some(l) = local
+            && self.on_chain(tip, l)?
+        {
+            return Ok(());
+        }
+        let mut r = self.gatos.store().reader();
+        let mut newer: Option<ClaimDoc> = None;
+        let mut at = Some(tip);
+        let id_text = id.to_string();
+        while let Some(c) = at {
+            self.checks.step()?;
+            let commit = r.commit(c)?;
+            let known = Some(c) == local || self.checks.valid.contains(&c);
+            let (d, _): (ClaimDoc, _) = if known {
+                let (d, b) = doc(&mut r, commit.tree, crate::jobs::records::CLAIM_PATH, false)?;
+                (d, b)
+            } else {
+                kind_is(&commit, "claim")?;
+                trailer_is(&commit, keys::JOB, &id_text)?;
+                if commit.parents.len() > 1 {
+                    return Err(envelope(format!("claim {c} has more than one parent")));
+                }
+                doc(&mut r, commit.tree, crate::jobs::records::CLAIM_PATH, true)?
+            };
+            if d.job != id || d.attempt == 0 {
+                return Err(envelope(format!("claim {c} is not a claim of job {id}")));
+            }
+            if let Some(n) = &newer {
+                claim_step(c, &d, n)?;
+            }
+            if known {
+                break;
+            }
+            if commit.parents.is_empty() && (d.state != ClaimState::Running || d.attempt != 1) {
+                return Err(bad(
+                    ErrorCode::Conflict,
+                    format!("claim chain of job {id} does not start with a first claim"),
+                ));
+            }
+            self.checks.valid.insert(c);
+            at = commit.parents.first().copied();
+            newer = Some(d);
+        }
+        Ok(())
+    }
+
+    /// A result closes the claim chain the hub holds for its job, and is the child of the
+    /// job commit and that `closed` claim.
+    fn check_result(&mut self, id: Ulid, value: Oid) -> Check {
+        let mut r = self.gatos.store().reader();
+        let c = r.commit(value)?;
+        kind_is(&c, "result")?;
+        trailer_is(&c, keys::JOB, &id.to_string())?;
+        let (d, _): (ResultDoc, _) = doc(&mut r, c.tree, crate::jobs::records::RESULT_PATH, true)?;
+        let [job, closed] = c.parents.as_slice() else {
+            return Err(envelope(format!(
+                "result {value} does not have a job and a claim as parents"
+            )));
+        };
+        let hub_job = self.hub.get(names::job(id).as_str()).copied();
+        let local_job = self.local.get(names::job(id).as_str()).copied();
+        if Some(*job) != hub_job && Some(*job) != local_job {
+            return Err(envelope(format!(
+                "result {value} is not of the job commit of {id}"
+            )));
+        }
+        if self.hub.get(names::job_claim(id).as_str()) != Some(closed) {
+            return Err(bad(
+                ErrorCode::Conflict,
+                format!("result {value} does not close the claim chain the remote holds for {id}"),
+            ));
+        }
+        let cc = r.commit(*closed)?;
+        let (cd, _): (ClaimDoc, _) = doc(&mut r, cc.tree, crate::jobs::records::CLAIM_PATH, false)?;
+        if cd.state != ClaimState::Closed || cd.job != id || cd.attempt != d.attempt {
+            return Err(envelope(format!(
+                "result {value} does not follow a closed claim of its attempt"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_key(&mut self, k: &KeyId, value: Oid) -> Check {
+        let mut r = self.gatos.store().reader();
+        let c = r.commit(value)?;
+        kind_is(&c, "key")?;
+        let (rec, bytes): (crate::keys::KeyRecord, _) = doc(&mut r, c.tree, "key.json", false)?;
+        let sig = r.file(c.tree, "key.sig")?.unwrap_or_default();
+        if rec.key != *k || !crate::keys::verify_b64(k, &bytes, &String::from_utf8_lossy(&sig)) {
+            return Err(bad(
+                ErrorCode::SignatureInvalid,
+                format!("key record {value} is not signed by {k}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_revocation(&mut self, k: &KeyId, value: Oid) -> Check {
+        let mut r = self.gatos.store().reader();
+        let c = r.commit(value)?;
+        kind_is(&c, "revocation")?;
+        let (rev, bytes): (crate::keys::Revocation, _) =
+            doc(&mut r, c.tree, "revocation.json", false)?;
+        let sig = r.file(c.tree, "revocation.sig")?.unwrap_or_default();
+        if rev.key != *k {
+            return Err(envelope(format!("revocation {value} revokes {}", rev.key)));
+        }
+        if rev.revoked_by != *k && !self.gatos.keys().is_trusted(&rev.revoked_by) {
+            return Err(bad(
+                ErrorCode::UntrustedKey,
+                format!(
+                    "revocation {value} is signed by {}, which this node does not trust",
+                    rev.revoked_by
+                ),
+            ));
+        }
+        if !crate::keys::verify_b64(&rev.revoked_by, &bytes, &String::from_utf8_lossy(&sig)) {
+            return Err(bad(
+                ErrorCode::SignatureInvalid,
+                format!("revocation {value}: the signature does not verify"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Lists this sync's rejections in the report, logs them (bounded) and audits them
+    /// once.
+    pub(super) fn settle_rejections(&mut self) {
+        let all: Vec<SyncRejection> = self.checks.rejected.values().cloned().collect();
+        self.report.rejected_count = all.len() as u64;
+        self.report.rejected = all.iter().take(MAX_LISTED_REJECTIONS).cloned().collect();
+        for d in &self.checks.deferred {
+            if !self.report.retry.contains(d) {
+                self.report.retry.push(d.clone());
+            }
+        }
+        if all.is_empty() {
+            return;
+        }
+        if let Err(e) = log_rejections(self.gatos, &self.remote, &all) {
+            tracing::warn!(error = %e, "could not write the local log of rejected refs");
+        }
+        crate::audit::record(
+            self.gatos,
+            "sync.rejected",
+            &format!("remote:{}", self.remote),
+            serde_json::Value::Null,
+            serde_json::json!({
+                "count": all.len(),
+                "refs": all.iter().take(20).map(|x| serde_json::json!({"ref": x.name, "remote": x.remote, "code": x.code})).collect::<Vec<_>>(),
+            }),
+            None,
+        );
+    }
+}
+
+/// The local name of a ref kind (the chain kinds).
+fn local_name(kind: &RefKind) -> String {
+    match kind {
+        RefKind::Consumer(g, t) => names::consumer(g, t).to_string(),
+        RefKind::ConfigTopic(t) => names::config_topic(t).to_string(),
+        RefKind::ConfigQueue(q) => names::config_queue(q).to_string(),
+        RefKind::Manifest(n) => names::manifest(n).to_string(),
+        RefKind::ArchiveJobs(m) => names::archive_jobs(m).to_string(),
+        RefKind::MessageSummary(t) => names::message_summary(t).to_string(),
+        RefKind::MessageHead(t) => names::message_head(t).to_string(),
+        RefKind::MessageSealed(t, d, u) => names::message_sealed(t, d, *u).to_string(),
+        RefKind::Job(id) => names::job(*id).to_string(),
+        RefKind::JobClaim(id) => names::job_claim(*id).to_string(),
+        RefKind::JobResult(id) => names::job_result(*id).to_string(),
+        RefKind::JobCancel(id) => names::job_cancel(*id).to_string(),
+        RefKind::TrustKey(k) => names::trust_key(k).to_string(),
+        RefKind::TrustRevoked(k) => names::trust_revoked(k).to_string(),
+    }
+}
+
+/// Checks the link from message `m` to the next one, `child` (whose envelope is `len`
+/// bytes).
+fn link(child: &Meta, len: u64, m: &Meta) -> Check {
+    let ok = child.seq == m.seq + 1
+        && if child.parent == Some(m.commit) {
+            child.segment_seq == m.segment_seq + 1
+                && child.segment_id == m.segment_id
+                && child.segment_bytes == m.segment_bytes.saturating_add(len)
+        } else {
+            child.prev_segment == Some(m.commit) && child.segment_seq == 1
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(envelope(format!(
+            "message {} does not follow {} (Seq or segment trailers)",
+            child.commit, m.commit
+        )))
+    }
+}
+
+/// One step of the claim state machine, from `older` (commit `c`) to `newer`.
+fn claim_step(c: Oid, older: &ClaimDoc, newer: &ClaimDoc) -> Check {
+    let ok = match (older.state, newer.state) {
+        (ClaimState::Closed, _) => false,
+        (_, ClaimState::Running) => newer.attempt == older.attempt + 1,
+        (
+            ClaimState::Running | ClaimState::Heartbeat,
+            ClaimState::Heartbeat | ClaimState::Released,
+        ) => newer.attempt == older.attempt,
+        (_, ClaimState::Closed) => newer.attempt == older.attempt,
+        (ClaimState::Released, ClaimState::Heartbeat | ClaimState::Released) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            ErrorCode::Conflict,
+            format!(
+                "claim chain of job {}: {:?} attempt {} cannot follow {:?} attempt {} ({c})",
+                older.job, newer.state, newer.attempt, older.state, older.attempt
+            ),
+        ))
+    }
+}
+
+/// The seq a pruned ULID had, from a summary's sorted `(ulid, seq)` table.
+fn pruned_seq(table: &[u8], ulid: Ulid) -> Option<u64> {
+    let key = ulid.to_bytes();
+    let n = table.len() / 24;
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let entry = &table[mid * 24..mid * 24 + 24];
+        match entry[..16].cmp(&key[..]) {
+            std::cmp::Ordering::Equal => {
+                let mut s = [0u8; 8];
+                s.copy_from_slice(&entry[16..24]);
+                return Some(u64::from_be_bytes(s));
+            }
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+        }
+    }
+    None
+}
+
+/// The local log of rejected refs: `<git-dir>/gatos/sync/rejected.jsonl`, one line per
+/// rejection (`{at, remote, ref, code, reason}`), at most [`MAX_LOGGED_REJECTIONS`].
+pub fn rejected_log_path(gatos: &crate::Gatos) -> std::path::PathBuf {
+    gatos
+        .store()
+        .gatos_dir()
+        .join("sync")
+        .join("rejected.jsonl")
+}
+
+fn log_rejections(gatos: &crate::Gatos, remote: &str, new: &[SyncRejection]) -> Result<()> {
+    let path = rejected_log_path(gatos);
+    let io = |e: std::io::Error| {
+        crate::Error::new(ErrorCode::Internal, format!("{}: {e}", path.display()))
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let at = gatos.now().to_string();
+    let mut lines: Vec<String> = old.lines().map(str::to_owned).collect();
+    for x in new {
+        lines.push(
+            serde_json::json!({"at": at, "remote": remote, "ref": x.name, "remote_value": x.remote, "code": x.code, "reason": x.reason})
+                .to_string(),
+        );
+    }
+    let skip = lines.len().saturating_sub(MAX_LOGGED_REJECTIONS);
+    let mut text = lines[skip..].join("\n");
+    text.push('\n');
+    let tmp = path.with_extension(format!("jsonl.{}", std::process::id()));
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)
+}
+
+/// Reads the local log of rejected refs (newest last).
+pub fn rejected_log(gatos: &crate::Gatos) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(rejected_log_path(gatos))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(state: ClaimState, attempt: u32) -> ClaimDoc {
+        ClaimDoc {
+            job: "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().expect("ulid"),
+            attempt,
+            worker: "w".parse().expect("worker"),
+            worker_key: None,
+            state,
+            lease_until: gatos_types::Timestamp::from_millis(0),
+            claimed_at: gatos_types::Timestamp::from_millis(0),
+            outcome: None,
+            exit_code: None,
+            available_at: None,
+        }
+    }
+
+    #[test]
+    fn claim_chains_follow_the_state_machine() {
+        use ClaimState::*;
+        let ok = [
+            (Running, 1, Heartbeat, 1),
+            (Heartbeat, 1, Heartbeat, 1),
+            (Running, 1, Released, 1),
+            (Released, 1, Running, 2),
+            (Heartbeat, 1, Running, 2),
+            (Running, 2, Closed, 2),
+            (Released, 3, Closed, 3),
+        ];
+        for (a, n, b, m) in ok {
+            assert!(
+                claim_step(Oid::NULL, &claim(a, n), &claim(b, m)).is_ok(),
+                "{a:?}{n}->{b:?}{m}"
+            );
+        }
+        let refused = [
+            (Closed, 1, Running, 2),
+            (Closed, 1, Heartbeat, 1),
+            (Closed, 1, Closed, 1),
+            (Running, 1, Running, 1),
+            (Running, 1, Running, 3),
+            (Released, 1, Heartbeat, 1),
+            (Running, 1, Heartbeat, 2),
+            (Running, 1, Closed, 2),
+        ];
+        for (a, n, b, m) in refused {
+            assert!(
+                claim_step(Oid::NULL, &claim(a, n), &claim(b, m)).is_err(),
+                "{a:?}{n}->{b:?}{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn pruned_seqs_are_found_by_binary_search() {
+        let a: Ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().expect("ulid");
+        let b: Ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAW".parse().expect("ulid");
+        let mut table = Vec::new();
+        for (u, s) in [(a, 7u64), (b, 3u64)] {
+            table.extend_from_slice(&u.to_bytes());
+            table.extend_from_slice(&s.to_be_bytes());
+        }
+        assert_eq!(pruned_seq(&table, a), Some(7));
+        assert_eq!(pruned_seq(&table, b), Some(3));
+        let c: Ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAX".parse().expect("ulid");
+        assert_eq!(pruned_seq(&table, c), None);
+    }
+}
