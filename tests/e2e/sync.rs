@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 
 use crate::support::{gatos, gatos_cmd, gatos_ok, json_lines};
 
+mod hostile;
+
 /// A bare hub and nodes that have it as `origin`.
 struct Net {
     hub: TempRepo,
@@ -721,7 +723,7 @@ impl Rng {
 }
 
 #[test]
-fn random_publishes_consumes_and_syncs_on_three_nodes_lose_nothing() -> TestResult {
+fn random_publishes_consumes_syncs_and_hostile_refs_on_three_nodes_lose_nothing() -> TestResult {
     let seed = std::env::var("GATOS_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -738,8 +740,14 @@ fn random_publishes_consumes_and_syncs_on_three_nodes_lose_nothing() -> TestResu
     let groups = ["g0", "g1", "shared"];
     let mut delivered: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut n = 0;
-    for _ in 0..120 {
+    for step in 0..120 {
         let i = rng.below(3) as usize;
+        // A hostile hub now and then (ADR 0018): honest messages still arrive once each.
+        if rng.below(8) == 0 {
+            let pick = rng.next();
+            hostile::plant_junk(&net.hub, pick, step)?;
+            continue;
+        }
         match rng.below(10) {
             0..=4 => {
                 let p = format!("n{i}-{n}");
@@ -772,6 +780,21 @@ fn random_publishes_consumes_and_syncs_on_three_nodes_lose_nothing() -> TestResu
     for i in 0..3 {
         assert_eq!(net.head(i, "t")?, hub, "node {i} (seed {seed})");
         assert_each_once_in_order(&read_all(&net.nodes[i], "t")?, &written);
+        let adopted: Vec<(String, String)> = net.nodes[i]
+            .refs("refs/gatos/")?
+            .into_iter()
+            .filter(|(n, _)| {
+                n.starts_with("refs/gatos/unknown/")
+                    || n.starts_with("refs/gatos/messages/junk")
+                    || n.contains("/01KBQ")
+                    || n.starts_with("refs/gatos/trust/revoked/")
+            })
+            .collect();
+        assert!(
+            adopted.is_empty(),
+            "junk adopted: {adopted:?} (seed {seed})"
+        );
+        net.nodes[i].assert_fsck_strict()?;
     }
     let all: BTreeSet<String> = written.iter().flatten().cloned().collect();
     for g in groups {

@@ -722,10 +722,14 @@ fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
 /// Loose refs under `refs/gatos/` beyond which `pack-refs` is due.
 const LOOSE_REFS_DUE: u64 = 10_000;
 
+/// Rejected refs reported one by one, per remote; the rest in one finding.
+const MAX_REJECTION_FINDINGS: u64 = 10;
+
 /// Refs a remote still holds that sync rejected (ADR 0018), and results kept beside a
 /// job's own.
 fn check_sync(gatos: &Gatos, r: &mut Report) -> Result<()> {
     let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut per_remote: BTreeMap<String, u64> = BTreeMap::new();
     for entry in crate::sync::validate::rejected_log(gatos).iter().rev() {
         let (Some(remote), Some(name), Some(value)) = (
             entry["remote"].as_str(),
@@ -747,6 +751,11 @@ fn check_sync(gatos: &Gatos, r: &mut Report) -> Result<()> {
         if now.map(|o| o.to_string()).as_deref() != Some(value) {
             continue;
         }
+        let n = per_remote.entry(remote.to_owned()).or_default();
+        *n += 1;
+        if *n > MAX_REJECTION_FINDINGS {
+            continue;
+        }
         r.add(
             "sync-rejected",
             name.to_owned(),
@@ -760,6 +769,20 @@ fn check_sync(gatos: &Gatos, r: &mut Report) -> Result<()> {
                 "git log -1 {tracking}   # inspect; if it is not honest history, remove it at the hub: git push {remote} --delete {name}"
             ),
         );
+    }
+    for (remote, n) in per_remote {
+        if n > MAX_REJECTION_FINDINGS {
+            r.add(
+                "sync-rejected",
+                format!("remote:{remote}"),
+                format!(
+                    "{remote} holds {} more refs this node rejected (listed by the next sync, and in {})",
+                    n - MAX_REJECTION_FINDINGS,
+                    crate::sync::validate::rejected_log_path(gatos).display()
+                ),
+                format!("git gatos sync {remote} --json   # the rejected list, each with its reason"),
+            );
+        }
     }
     for (name, oid) in gatos.store().list_refs(&names::result_conflicts_root())? {
         let job = name

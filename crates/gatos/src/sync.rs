@@ -151,6 +151,41 @@ impl Gatos {
     }
 }
 
+/// Checks the hub's refs of one job as a sync would (ADR 0018), for a hub-arbitrated
+/// worker that is about to take them: `Err` with the first rejection (logged and audited
+/// like a sync's) when they fail.
+///
+/// # Errors
+/// `Conflict` (or the rejection's own code) naming the ref and why.
+pub(crate) fn check_job_at_hub(gatos: &Gatos, remote: &str, id: gatos_types::Ulid) -> Result<()> {
+    let mut s = Sync::new(gatos, remote.to_owned(), false);
+    for name in [
+        names::job(id),
+        names::job_claim(id),
+        names::job_result(id),
+        names::job_cancel(id),
+    ] {
+        if let Some(v) = gatos.store().read_ref(&name)? {
+            s.local.insert(name.to_string(), v);
+        }
+        if let Some(t) = names::tracking(remote, &name)
+            && let Some(v) = gatos.store().read_ref(&t)?
+        {
+            s.hub.insert(name.to_string(), v);
+        }
+    }
+    s.check_hub()?;
+    let first = s.checks.rejected.values().next().cloned();
+    s.settle_rejections();
+    match first {
+        None => Ok(()),
+        Some(r) => Err(Error::new(
+            r.code,
+            format!("the hub's {} was rejected: {}", r.name, r.reason),
+        )),
+    }
+}
+
 /// A side's refs: full gatos name → commit.
 pub(crate) type Refs = BTreeMap<String, Oid>;
 

@@ -23,12 +23,14 @@ fn job_ref_names(id: Ulid) -> [RefName; 4] {
     ]
 }
 
-/// Fetches the job's refs from the hub and takes the hub's value of every ref it has (the
-/// hub is the arbiter). The caller holds the job's lock. Returns whether the hub has the
-/// job at all.
+/// Fetches the job's refs from the hub, checks them as a sync would, and takes the hub's
+/// value of every ref it has (the hub is the arbiter), except the claim and result of a job
+/// that already has its result here. The caller holds the job's lock. Returns whether the
+/// hub has the job at all.
 ///
 /// # Errors
-/// `Unavailable` when the hub cannot be reached.
+/// `Unavailable` when the hub cannot be reached; the rejection's code when the hub's refs
+/// of the job fail a check.
 pub(crate) fn refresh(gatos: &Gatos, remote: &str, id: Ulid) -> Result<bool> {
     let store = gatos.store();
     store.fetch_gatos(
@@ -36,9 +38,16 @@ pub(crate) fn refresh(gatos: &Gatos, remote: &str, id: Ulid) -> Result<bool> {
         Some(&[format!("{}jobs/{id}/", names::GATOS_PREFIX)]),
         false,
     )?;
+    // What the hub holds is checked first (ADR 0018); a final result held here is never
+    // replaced by the hub's.
+    crate::sync::check_job_at_hub(gatos, remote, id)?;
+    let has_result = store.read_ref(&names::job_result(id))?.is_some();
     let mut edits = Vec::new();
     let mut has_job = false;
     for name in job_ref_names(id) {
+        if has_result && (name == names::job_claim(id) || name == names::job_result(id)) {
+            continue;
+        }
         let Some(t) = names::tracking(remote, &name) else {
             continue;
         };

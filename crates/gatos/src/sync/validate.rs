@@ -78,11 +78,12 @@ impl From<gatos_store::Error> for Bad {
     }
 }
 
-/// The unit a ref belongs to: every ref of a topic together, every ref of a job together,
-/// anything else alone. A unit prefix ends with `/`.
+/// The unit a ref belongs to: a topic's head with every ref of the topic, every ref of a
+/// job together, anything else alone (a bad sealed ref alone is not adopted; a head whose
+/// chain needs it is then rejected for want of it). A unit prefix ends with `/`.
 fn unit_of(name: &str, kind: &RefKind) -> String {
     match kind {
-        RefKind::MessageHead(t) | RefKind::MessageSealed(t, ..) => names::topic_prefix(t),
+        RefKind::MessageHead(t) => names::topic_prefix(t),
         RefKind::Job(id)
         | RefKind::JobClaim(id)
         | RefKind::JobResult(id)
@@ -377,6 +378,22 @@ impl Sync<'_> {
             let m = chain::meta(&commit)?;
             if let Some((ch, len)) = &child {
                 link(ch, *len, &m)?;
+                // A segment boundary: the segment below must be anchored by its sealed ref
+                // (Prev-Segment is a trailer, not a parent, so only that ref keeps it).
+                if ch.prev_segment == Some(c) {
+                    let sealed = names::message_sealed(
+                        t,
+                        &crate::messages::segment_date(m.segment_id),
+                        m.segment_id,
+                    )
+                    .to_string();
+                    if self.hub.get(&sealed) != Some(&c) && self.local.get(&sealed) != Some(&c) {
+                        return Err(envelope(format!(
+                            "message {} follows a segment that no sealed ref holds ({sealed})",
+                            ch.commit
+                        )));
+                    }
+                }
             }
             if self.checks.valid.contains(&c) || known(m.seq, c) {
                 break;

@@ -1,0 +1,634 @@
+//! A hub that lies (ADR 0018): refs forged on a bare hub with plain git — `hash-object`,
+//! `mktree`, `commit-tree`, `update-ref`, as anyone with push access could — then an
+//! honest node syncs. After each attack the node still reads, exports, runs workers and
+//! syncs; `git fsck --strict` is clean; `doctor` reports the rejection and nothing else new;
+//! nothing the node had is lost, on the node or at the hub.
+
+use std::io::Write as _;
+
+use gatos_types::Digest;
+
+use super::*;
+
+/// Writes a blob into a repository with plain git.
+fn blob(repo: &TempRepo, data: &[u8]) -> TestResult<String> {
+    let mut child = repo
+        .git_cmd(&["hash-object", "-w", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().ok_or("stdin")?.write_all(data)?;
+    let out = child.wait_with_output()?;
+    assert!(out.status.success());
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// A tree of files, `dir/name` paths making subtrees.
+fn tree(repo: &TempRepo, files: &[(&str, &[u8])]) -> TestResult<String> {
+    let mut top: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
+    let mut lines = Vec::new();
+    for (path, data) in files {
+        match path.split_once('/') {
+            Some((dir, rest)) => top
+                .entry(dir.to_owned())
+                .or_default()
+                .push((rest.to_owned(), data.to_vec())),
+            None => lines.push(format!("100644 blob {}\t{path}", blob(repo, data)?)),
+        }
+    }
+    for (dir, inner) in top {
+        let refs: Vec<(&str, &[u8])> = inner
+            .iter()
+            .map(|(p, d)| (p.as_str(), d.as_slice()))
+            .collect();
+        lines.push(format!("040000 tree {}\t{dir}", tree(repo, &refs)?));
+    }
+    let mut child = repo
+        .git_cmd(&["mktree"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().ok_or("stdin")?.write_all(
+        lines
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .as_bytes(),
+    )?;
+    let out = child.wait_with_output()?;
+    assert!(out.status.success());
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// A commit with `message` (trailers included) over `tree`.
+fn commit(repo: &TempRepo, tree: &str, parents: &[&str], message: &str) -> TestResult<String> {
+    let mut args = vec!["commit-tree", tree, "-m", message];
+    for p in parents {
+        args.push("-p");
+        args.push(p);
+    }
+    Ok(repo.git(&args)?.trim().to_owned())
+}
+
+fn set(repo: &TempRepo, name: &str, oid: &str) -> TestResult {
+    repo.git(&["update-ref", name, oid])?;
+    Ok(())
+}
+
+/// A commit holding `files`, with `trailers` ("Key: value" lines).
+fn doc_commit(
+    repo: &TempRepo,
+    files: &[(&str, &[u8])],
+    parents: &[&str],
+    trailers: &str,
+) -> TestResult<String> {
+    let t = tree(repo, files)?;
+    commit(repo, &t, parents, &format!("forged\n\n{trailers}"))
+}
+
+/// The doctor's finding codes (errors and warnings).
+fn doctor_codes(node: &TempRepo) -> TestResult<BTreeSet<String>> {
+    let out = gatos(node, &["doctor", "--json"])?;
+    Ok(json_lines(&String::from_utf8(out.stdout)?)?
+        .into_iter()
+        .filter_map(|f| f["code"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Everything a node does still works after an attack, and it lost nothing.
+fn assert_unharmed(
+    node: &TempRepo,
+    baseline: &BTreeSet<String>,
+    topics: &[(&str, usize)],
+) -> TestResult {
+    let listed = json_lines(&gatos_ok(node, &["messages", "topics", "--json"])?)?;
+    for (t, n) in topics {
+        assert_eq!(read_all(node, t)?.len(), *n, "topic {t} lost messages");
+        let row = listed
+            .iter()
+            .find(|r| r["topic"] == json!(t))
+            .ok_or("topic missing from the list")?;
+        assert_eq!(row["count"], json!(n), "{row}");
+    }
+    gatos_ok(node, &["jobs", "ls", "--json"])?;
+    gatos_ok(node, &["jobs", "verify", "--all"])?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("x.db");
+    gatos_ok(
+        node,
+        &[
+            "export",
+            "--format",
+            "sqlite",
+            "--out",
+            &db.to_string_lossy(),
+        ],
+    )?;
+    let w = spawn_worker(node, &["--drain", "--id", "honest"])?.wait_with_output()?;
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    gatos_ok(node, &["sync", "--json"])?;
+    node.assert_fsck_strict()?;
+    let codes = doctor_codes(node)?;
+    let allowed: BTreeSet<String> = baseline
+        .iter()
+        .cloned()
+        .chain(["sync-rejected".to_owned(), "result-conflict".to_owned()])
+        .collect();
+    assert!(
+        codes.is_subset(&allowed),
+        "doctor reports more than the rejection: {codes:?} (baseline {baseline:?})"
+    );
+    Ok(())
+}
+
+fn rejected(report: &Value) -> Vec<String> {
+    report["rejected"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["ref"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn topic_config(node: &TempRepo, topic: &str, max: &str) -> TestResult {
+    gatos_ok(node, &["messages", "config", topic, "--max-messages", max])?;
+    Ok(())
+}
+
+#[test]
+fn a_forged_summary_erases_nothing_through_a_git_daemon_hub() -> TestResult {
+    let hub = TempRepo::bare()?;
+    let base = hub.path().parent().ok_or("no parent")?.to_path_buf();
+    let daemon = GitDaemon::start(&base)?;
+    let url = format!("git://127.0.0.1:{}/repo.git", daemon.port);
+    let net = Net::with_url(hub, &url, 2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    topic_config(a, "t", "3")?;
+    for k in 0..10 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    let baseline = doctor_codes(b)?;
+    let hub_sealed = sealed(&net.hub)?;
+    assert!(hub_sealed >= 3);
+
+    // One commit with a large Seq: the attack that erased history before.
+    let empty = tree(&net.hub, &[])?;
+    let forged = commit(
+        &net.hub,
+        &empty,
+        &[],
+        "summary\n\nGatos-Kind: summary\nTopic: t\nSeq: 1000000",
+    )?;
+    set(&net.hub, "refs/gatos/messages/t/summary", &forged)?;
+    let report = net.sync(1)?;
+    assert_eq!(
+        rejected(&report),
+        vec!["refs/gatos/messages/t/summary"],
+        "{report}"
+    );
+    assert_eq!(report["rejected"][0]["code"], "InvalidEnvelope", "{report}");
+    assert_eq!(sealed(b)?, hub_sealed, "segments deleted here");
+    assert_eq!(sealed(&net.hub)?, hub_sealed, "segments deleted at the hub");
+    assert_unharmed(b, &baseline, &[("t", 10)])?;
+
+    // A well-formed one whose digest is not of this node's messages.
+    let doc = json!({
+        "topic": "t", "count": 6, "first_ulid": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "first_seq": 1,
+        "last_ulid": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "last_seq": 6, "bytes": 100,
+        "digest": Digest::of(b"lies").to_string(),
+        "old_tip": "0000000000000000000000000000000000000001", "segments": []
+    })
+    .to_string();
+    let forged = doc_commit(
+        &net.hub,
+        &[("summary.json", doc.as_bytes()), ("pruned/ulids", b"")],
+        &[],
+        &format!(
+            "Gatos-Kind: summary\nTopic: t\nSeq: 6\nContent-Id: {}",
+            Digest::of(doc.as_bytes())
+        ),
+    )?;
+    set(&net.hub, "refs/gatos/messages/t/summary", &forged)?;
+    let report = net.sync(1)?;
+    assert_eq!(report["rejected"][0]["code"], "DigestMismatch", "{report}");
+    assert_eq!(sealed(b)?, hub_sealed);
+    assert_unharmed(b, &baseline, &[("t", 10)])?;
+    // The rejection is audited once per sync and reported by doctor with its fix.
+    let audit = json_lines(&gatos_ok(b, &["audit", "--json"])?)?;
+    assert!(audit.iter().any(|r| r["action"] == "sync.rejected"));
+    let doctor = json_lines(&String::from_utf8(gatos(b, &["doctor", "--json"])?.stdout)?)?;
+    let finding = doctor
+        .iter()
+        .find(|f| f["code"] == "sync-rejected")
+        .ok_or("no finding")?;
+    assert!(
+        finding["fix"]
+            .as_str()
+            .unwrap_or("")
+            .contains("git push origin --delete refs/gatos/messages/t/summary"),
+        "{finding}"
+    );
+    // The hub's owner puts the summary back as it was: the finding goes.
+    net.hub
+        .git(&["update-ref", "-d", "refs/gatos/messages/t/summary"])?;
+    let report = net.sync(1)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    assert!(!doctor_codes(b)?.contains("sync-rejected"));
+    // --strict turns a rejection into a failure.
+    set(&net.hub, "refs/gatos/messages/t/summary", &forged)?;
+    let out = gatos(b, &["sync", "--strict"])?;
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    Ok(())
+}
+
+#[test]
+fn a_real_prune_waits_until_this_nodes_consumers_have_passed_it() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    topic_config(a, "t", "3")?;
+    for k in 0..10 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    // b's consumer group has read only the first two messages.
+    gatos_ok(b, &["messages", "consume", "slow", "t", "--limit", "2"])?;
+    let before = sealed(b)?;
+    gatos_ok(a, &["messages", "config", "t", "--retain-messages", "3"])?;
+    gatos_ok(a, &["messages", "prune", "t"])?;
+    net.sync(0)?;
+    let report = net.sync(1)?;
+    assert_eq!(
+        rejected(&report),
+        vec!["refs/gatos/messages/t/summary"],
+        "{report}"
+    );
+    assert_eq!(report["rejected"][0]["code"], "Forbidden", "{report}");
+    assert_eq!(sealed(b)?, before, "b dropped what its group has not read");
+    assert_eq!(read_all(b, "t")?.len(), 10);
+    // Nothing b kept goes back to the hub.
+    assert_eq!(sealed(&net.hub)?, sealed(a)?);
+    // Once the group has read everything, the prune is taken.
+    assert_eq!(consume_all(b, "slow", "t")?.len(), 8);
+    let report = net.sync(1)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    assert_eq!(sealed(b)?, sealed(a)?);
+    assert_eq!(read_all(a, "t")?, read_all(b, "t")?);
+    b.assert_fsck_strict()?;
+    Ok(())
+}
+
+/// A node runs a job and syncs; returns the job id.
+fn run_one_job(net: &Net, node: usize) -> TestResult<String> {
+    let n = &net.nodes[node];
+    let id = id_of(&gatos_ok(
+        n,
+        &["jobs", "enqueue", "--json", "--", "echo", "honest"],
+    )?)?;
+    // Workers here claim at the hub (`--remote`): the job goes there first.
+    net.sync(node)?;
+    let w = spawn_worker(n, &["--drain", "--id", "w1"])?.wait_with_output()?;
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    net.sync(node)?;
+    Ok(id)
+}
+
+fn claim_doc(state: &str, attempt: u32, id: &str, worker: &str) -> String {
+    json!({
+        "job": id, "attempt": attempt, "worker": worker, "worker_key": null, "state": state,
+        "lease_until": "2030-01-01T00:00:00Z", "claimed_at": "2026-01-01T00:00:00Z"
+    })
+    .to_string()
+}
+
+fn claim_commit(hub: &TempRepo, id: &str, doc: &str, parents: &[&str]) -> TestResult<String> {
+    let v: Value = serde_json::from_str(doc)?;
+    doc_commit(
+        hub,
+        &[("claim.json", doc.as_bytes())],
+        parents,
+        &format!(
+            "Gatos-Kind: claim\nJob: {id}\nAttempt: {}\nState: {}\nWorker: {}",
+            v["attempt"],
+            v["state"].as_str().unwrap_or(""),
+            v["worker"].as_str().unwrap_or("")
+        ),
+    )
+}
+
+fn result_commit(hub: &TempRepo, id: &str, attempt: u32, parents: &[&str]) -> TestResult<String> {
+    let doc = json!({"status": "succeeded", "exit_code": 0, "attempt": attempt}).to_string();
+    doc_commit(
+        hub,
+        &[
+            ("result.json", doc.as_bytes()),
+            ("logs/stdout", b"forged\n"),
+            ("logs/stderr", b""),
+        ],
+        parents,
+        &format!("Gatos-Kind: result\nJob: {id}\nAttempt: {attempt}"),
+    )
+}
+
+#[test]
+fn a_forged_result_never_replaces_a_verified_one() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    let id = run_one_job(&net, 0)?;
+    let baseline = doctor_codes(a)?;
+    let claim = format!("refs/gatos/jobs/{id}/claim");
+    let result = format!("refs/gatos/jobs/{id}/result");
+    let job = net
+        .hub
+        .rev_parse(&format!("refs/gatos/jobs/{id}/job"))?
+        .ok_or("job")?;
+    let closed = net.hub.rev_parse(&claim)?.ok_or("claim")?;
+    let ours = a.rev_parse(&result)?.ok_or("result")?;
+
+    // The claim chain continued after this node's `closed`, with a result by nobody.
+    let running = claim_commit(
+        &net.hub,
+        &id,
+        &claim_doc("running", 2, &id, "evil"),
+        &[&closed],
+    )?;
+    let closed2 = claim_commit(
+        &net.hub,
+        &id,
+        &claim_doc("closed", 2, &id, "evil"),
+        &[&running],
+    )?;
+    let forged = result_commit(&net.hub, &id, 2, &[&job, &closed2])?;
+    set(&net.hub, &claim, &closed2)?;
+    set(&net.hub, &result, &forged)?;
+    let report = net.sync(0)?;
+    assert_eq!(rejected(&report), vec![claim.clone()], "{report}");
+    assert_eq!(report["claims_abandoned"], 0);
+    assert_eq!(a.rev_parse(&result)?.as_deref(), Some(ours.as_str()));
+    assert_eq!(a.rev_parse(&claim)?.as_deref(), Some(closed.as_str()));
+    let show: Value = serde_json::from_str(&gatos_ok(a, &["jobs", "show", &id, "--json"])?)?;
+    assert_eq!(show["poe"]["verified"], true, "{show}");
+    assert_unharmed(a, &baseline, &[])?;
+
+    // A whole other history for the job (another claim, another result): both are kept,
+    // reported, and resolved only by the operator.
+    let other1 = claim_commit(&net.hub, &id, &claim_doc("running", 1, &id, "other"), &[])?;
+    let other2 = claim_commit(
+        &net.hub,
+        &id,
+        &claim_doc("closed", 1, &id, "other"),
+        &[&other1],
+    )?;
+    let theirs = result_commit(&net.hub, &id, 1, &[&job, &other2])?;
+    set(&net.hub, &claim, &other2)?;
+    set(&net.hub, &result, &theirs)?;
+    let report = net.sync(0)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    let conflict = &report["conflicts"][0];
+    assert_eq!(conflict["ref"], json!(result), "{report}");
+    assert_eq!(conflict["resolution"], "kept-local");
+    assert_eq!(a.rev_parse(&result)?.as_deref(), Some(ours.as_str()));
+    let show: Value = serde_json::from_str(&gatos_ok(a, &["jobs", "show", &id, "--json"])?)?;
+    assert_eq!(show["conflicts"], json!([theirs]), "{show}");
+    assert_eq!(show["poe"]["verified"], true, "{show}");
+    assert!(doctor_codes(a)?.contains("result-conflict"));
+    assert_unharmed(a, &baseline, &[])?;
+    // The hub's result is still the hub's: sync never pushes over it.
+    assert_eq!(
+        net.hub.rev_parse(&result)?.as_deref(),
+        Some(theirs.as_str())
+    );
+    let row: Value = serde_json::from_str(&gatos_ok(
+        a,
+        &["jobs", "resolve", &id, "--keep", "local", "--json"],
+    )?)?;
+    assert_eq!(row["kept"], json!(ours));
+    assert_eq!(row["dropped"], json!([theirs]));
+    assert!(!doctor_codes(a)?.contains("result-conflict"));
+    let audit = json_lines(&gatos_ok(a, &["audit", "--json"])?)?;
+    assert!(audit.iter().any(|r| r["action"] == "jobs.resolve"));
+    assert!(audit.iter().any(|r| r["action"] == "sync.result_conflict"));
+    Ok(())
+}
+
+#[test]
+fn junk_at_every_kind_of_ref_is_rejected_and_harms_nothing() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    topic_config(a, "t", "3")?;
+    for k in 0..7 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    gatos_ok(a, &["messages", "consume", "g", "t", "--limit", "2"])?;
+    gatos_ok(a, &["jobs", "config", "default", "--backoff-base", "2"])?;
+    let manifest = a.root().join("m.json");
+    std::fs::write(&manifest, r#"{"command": ["true"]}"#)?;
+    gatos_ok(a, &["manifests", "put", "m", &manifest.to_string_lossy()])?;
+    let done = run_one_job(&net, 0)?;
+    let pending = id_of(&gatos_ok(
+        a,
+        &[
+            "jobs", "enqueue", "--json", "--queue", "other", "--", "true",
+        ],
+    )?)?;
+    gatos_ok(a, &["jobs", "cancel", &pending])?;
+    net.sync(0)?;
+    net.sync(1)?;
+    trust_each_other(&net)?;
+    let baseline = doctor_codes(b)?;
+    let key = json_lines(&gatos_ok(a, &["keys", "ls", "--json"])?)?
+        .first()
+        .and_then(|k| {
+            k["key"]
+                .as_str()
+                .map(|s| s.trim_start_matches("ed25519:").to_owned())
+        })
+        .ok_or("no key")?;
+    let sealed_name = net
+        .hub
+        .refs("refs/gatos/messages/t/")?
+        .into_iter()
+        .map(|(n, _)| n)
+        .find(|n| !n.ends_with("/head") && !n.ends_with("/summary"))
+        .ok_or("no sealed segment")?;
+    let fresh = "01KBQ0000000000000000000ZZ";
+    // Every kind, at a name the node holds and at a new one; each with the document file the
+    // kind reads.
+    let targets: Vec<(String, &str, &str)> = vec![
+        (
+            "refs/gatos/messages/t/head".into(),
+            "message",
+            "message/envelope.json",
+        ),
+        (sealed_name, "message", "message/envelope.json"),
+        (
+            "refs/gatos/messages/t/summary".into(),
+            "summary",
+            "summary.json",
+        ),
+        (
+            "refs/gatos/messages/new/head".into(),
+            "message",
+            "message/envelope.json",
+        ),
+        (
+            "refs/gatos/consumers/g/t".into(),
+            "checkpoint",
+            "checkpoint.json",
+        ),
+        ("refs/gatos/config/topics/t".into(), "config", "config.json"),
+        (
+            "refs/gatos/config/queues/default".into(),
+            "config",
+            "config.json",
+        ),
+        (format!("refs/gatos/jobs/{done}/job"), "job", "job.json"),
+        (
+            format!("refs/gatos/jobs/{done}/claim"),
+            "claim",
+            "claim.json",
+        ),
+        (
+            format!("refs/gatos/jobs/{done}/result"),
+            "result",
+            "result.json",
+        ),
+        (
+            format!("refs/gatos/jobs/{pending}/cancel"),
+            "cancel",
+            "cancel.json",
+        ),
+        (format!("refs/gatos/jobs/{fresh}/job"), "job", "job.json"),
+        (
+            format!("refs/gatos/jobs/{fresh}/claim"),
+            "claim",
+            "claim.json",
+        ),
+        ("refs/gatos/manifests/m".into(), "manifest", "manifest.json"),
+        (
+            "refs/gatos/archive/jobs/2026-01".into(),
+            "archive",
+            "index.json",
+        ),
+        (format!("refs/gatos/trust/keys/{key}"), "key", "key.json"),
+        (
+            format!("refs/gatos/trust/revoked/{key}"),
+            "revocation",
+            "revocation.json",
+        ),
+    ];
+    let junk_blob = blob(&net.hub, b"junk")?;
+    let junk_tree = tree(&net.hub, &[("x", b"junk")])?;
+    for (name, kind, path) in &targets {
+        let honest = net.hub.rev_parse(name)?;
+        let local = b.rev_parse(name)?;
+        let malformed = doc_commit(
+            &net.hub,
+            &[(path, br#"{"not": "a document"}"#)],
+            &[],
+            &format!("Gatos-Kind: {kind}\nTopic: t\nJob: {fresh}\nSeq: 9"),
+        )?;
+        for junk in [&junk_blob, &junk_tree, &malformed] {
+            set(&net.hub, name, junk)?;
+            let report = net.sync(1)?;
+            assert!(
+                rejected(&report).contains(name),
+                "{name} at {junk} was not rejected: {report}"
+            );
+            assert_eq!(b.rev_parse(name)?, local, "{name} moved here");
+            assert_eq!(net.hub.rev_parse(name)?.as_deref(), Some(junk.as_str()));
+            assert_unharmed(b, &baseline, &[("t", 7)])?;
+        }
+        // The hub's owner repairs it: sync never pushes the junk back.
+        match &honest {
+            Some(h) => set(&net.hub, name, h)?,
+            None => {
+                net.hub.git(&["update-ref", "-d", name])?;
+            }
+        }
+        let report = net.sync(1)?;
+        assert_eq!(report["rejected_count"], 0, "{name}: {report}");
+        assert_eq!(net.hub.rev_parse(name)?, honest, "{name}");
+    }
+    assert!(!doctor_codes(b)?.contains("sync-rejected"));
+    Ok(())
+}
+
+#[test]
+fn ten_thousand_hostile_refs_cost_one_bounded_report() -> TestResult {
+    let net = Net::new(1)?;
+    let b = &net.nodes[0];
+    publish(b, "t", "m0")?;
+    net.sync(0)?;
+    let baseline = doctor_codes(b)?;
+    let junk = blob(&net.hub, b"junk")?;
+    let mut stdin = String::new();
+    for k in 0..5_000u32 {
+        stdin.push_str(&format!("create refs/gatos/unknown/r{k} {junk}\n"));
+        stdin.push_str(&format!("create refs/gatos/jobs/01KBQ{k:021}/job {junk}\n"));
+    }
+    let mut child = net
+        .hub
+        .git_cmd(&["update-ref", "--stdin"])
+        .stdin(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("stdin")?
+        .write_all(stdin.as_bytes())?;
+    assert!(child.wait()?.success());
+    let report = net.sync(0)?;
+    assert_eq!(report["ignored"], 5_000, "ignored");
+    assert_eq!(report["rejected_count"], 5_000);
+    assert_eq!(report["rejected"].as_array().map(Vec::len), Some(1_000));
+    assert!(b.refs("refs/gatos/jobs/")?.is_empty(), "junk adopted");
+    assert!(b.refs("refs/gatos/unknown/")?.is_empty(), "junk adopted");
+    let findings = json_lines(&String::from_utf8(gatos(b, &["doctor", "--json"])?.stdout)?)?;
+    let rejections = findings
+        .iter()
+        .filter(|f| f["code"] == "sync-rejected")
+        .count();
+    assert!(rejections <= 11, "{rejections} doctor findings");
+    let audit = json_lines(&gatos_ok(b, &["audit", "--json"])?)?;
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|r| r["action"] == "sync.rejected")
+            .count(),
+        1,
+        "one audit record per sync"
+    );
+    assert_unharmed(b, &baseline, &[("t", 1)])?;
+    Ok(())
+}
+
+/// Plants one piece of junk at the hub, chosen by `pick`: at a name no gatos writes, at a
+/// new topic, at a sealed-segment name of `t`, at a consumer group's checkpoint, at a job
+/// or a revocation; as a blob, a tree or a commit whose document does not parse.
+pub(super) fn plant_junk(hub: &TempRepo, pick: u64, k: usize) -> TestResult {
+    let names = [
+        format!("refs/gatos/unknown/x{k}"),
+        format!("refs/gatos/messages/junk{k}/head"),
+        format!("refs/gatos/messages/t/2026-01-01/01KBQ{k:021}"),
+        "refs/gatos/consumers/g0/t".to_owned(),
+        format!("refs/gatos/jobs/01KBQ{k:021}/job"),
+        format!("refs/gatos/trust/revoked/{}", "ab".repeat(32)),
+    ];
+    let name = &names[(pick % names.len() as u64) as usize];
+    let junk = match (pick / 8) % 3 {
+        0 => blob(hub, format!("junk {k}").as_bytes())?,
+        1 => tree(hub, &[("x", b"junk")])?,
+        _ => doc_commit(
+            hub,
+            &[("checkpoint.json", b"{}"), ("job.json", b"{}")],
+            &[],
+            "Gatos-Kind: checkpoint",
+        )?,
+    };
+    set(hub, name, &junk)
+}
