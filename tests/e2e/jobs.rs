@@ -956,3 +956,103 @@ fn an_independent_dsse_ed25519_check_verifies_a_stored_proof() -> TestResult {
     );
     Ok(())
 }
+
+/// Writes with plain git an unsigned copy of job `source` under a new id (as a job held
+/// from before signed enqueues, or one slipped in by hand, would be).
+fn unsigned_copy(repo: &TempRepo, source: &str, id: &str) -> TestResult {
+    let job = repo
+        .rev_parse(&format!("refs/gatos/jobs/{source}/job"))?
+        .ok_or("job")?;
+    let blob = repo.git(&["rev-parse", &format!("{job}:job.json")])?;
+    let doc = repo.git(&["cat-file", "blob", blob.trim()])?;
+    let cid = repo
+        .git(&[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Content-Id,valueonly)",
+            &job,
+        ])?
+        .trim()
+        .to_owned();
+    let mut mktree = repo
+        .git_cmd(&["mktree"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    std::io::Write::write_all(
+        &mut mktree.stdin.take().ok_or("stdin")?,
+        format!("100644 blob {}\tjob.json\n", blob.trim()).as_bytes(),
+    )?;
+    let tree = String::from_utf8(mktree.wait_with_output()?.stdout)?;
+    assert!(!doc.is_empty());
+    let commit = repo.git(&[
+        "commit-tree",
+        tree.trim(),
+        "-m",
+        &format!(
+            "job {id}\n\nGatos-Kind: job\nJob: {id}\nContent-Id: {cid}\nQueue: default\nPriority: 0"
+        ),
+    ])?;
+    repo.git(&[
+        "update-ref",
+        &format!("refs/gatos/jobs/{id}/job"),
+        commit.trim(),
+    ])?;
+    Ok(())
+}
+
+#[test]
+fn workers_run_only_jobs_a_trusted_key_enqueued_or_held_from_before() -> TestResult {
+    let repo = TempRepo::new()?;
+    init(&repo)?;
+    let signed = enqueue(&repo, &["--", "echo", "signed"])?;
+    let show_signed = show(&repo, &signed)?;
+    assert_eq!(show_signed["enqueuer"]["trusted"], true, "{show_signed}");
+    assert!(
+        show_signed["enqueuer"]["actor"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("cli:")
+    );
+    let slipped = "01KBQ0000000000000000SKP01";
+    unsigned_copy(&repo, &signed, slipped)?;
+    let v = show(&repo, slipped)?;
+    assert_eq!(v["state"], "pending");
+    assert!(
+        v["enqueuer"]["blocked"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no enqueuer signature"),
+        "{v}"
+    );
+    let out = gatos(&repo, &["doctor", "--json"])?;
+    let findings = json_lines(&String::from_utf8(out.stdout)?)?;
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["code"] == "job-enqueuer-untrusted"
+                && f["target"].as_str().unwrap_or("").contains(slipped)),
+        "{findings:?}"
+    );
+    // A worker runs the signed job and leaves the other pending.
+    let rows = run_worker(&repo, &["--drain"])?;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["id"], signed.as_str());
+    assert_eq!(state(&repo, slipped), "pending");
+    // Told to, it runs it.
+    let rows = run_worker(&repo, &["--drain", "--allow-untrusted-enqueuers"])?;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(state(&repo, slipped), "succeeded");
+
+    // Jobs held when the node first checked enqueuers (an upgrade) run unsigned.
+    let repo = TempRepo::new()?;
+    init(&repo)?;
+    let signed = enqueue(&repo, &["--", "echo", "signed"])?;
+    let held = "01KBQ0000000000000000HD001";
+    unsigned_copy(&repo, &signed, held)?;
+    std::fs::remove_file(repo.git_dir().join("gatos/jobs/legacy-unsigned"))?;
+    let rows = run_worker(&repo, &["--drain"])?;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(state(&repo, held), "succeeded");
+    Ok(())
+}

@@ -292,6 +292,7 @@ fn claimer(g: &Gatos) -> Result<gatos::jobs::ClaimOptions, String> {
         caps: Vec::new(),
         lease: gatos_types::Dur::from_secs(60),
         can_resolve: None,
+        allow_untrusted_enqueuers: false,
     })
 }
 

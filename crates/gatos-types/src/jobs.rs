@@ -301,6 +301,24 @@ pub struct JobRow {
     /// `jobs resolve` chooses; only `jobs show` fills it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<Oid>,
+    /// Who enqueued it and whether this node's workers run it (ADR 0019); only `jobs show`
+    /// fills it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueuer: Option<EnqueuerView>,
+}
+
+/// The enqueuer of a job as `jobs show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnqueuerView {
+    /// The key that signed the enqueue envelope (null: unsigned).
+    pub key: Option<KeyId>,
+    /// Who asked, as the enqueuing node recorded it.
+    pub actor: Option<String>,
+    /// Whether this node trusts the key (its own key always is).
+    pub trusted: bool,
+    /// Why a worker of this node does not run it, when it does not (without
+    /// `--allow-untrusted-enqueuers`).
+    pub blocked: Option<String>,
 }
 
 /// What `jobs resolve --json` prints: the result the job now has, and the results dropped.

@@ -74,6 +74,7 @@ pub const CODES: &[(&str, Severity)] = &[
     ("event-missing", Severity::Warning),
     ("audit-missing", Severity::Warning),
     ("sync-rejected", Severity::Warning),
+    ("job-enqueuer-untrusted", Severity::Warning),
     ("result-conflict", Severity::Warning),
 ];
 
@@ -523,6 +524,30 @@ fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
     for rec in gatos.jobs().records(true)? {
         let id = rec.id;
         let d = crate::jobs::state::derive(&rec, now, gatos.lease_skew());
+        if d.state == JobState::Pending
+            && !rec.archived
+            && let Some(v) = crate::jobs::enqueuer::blocker(
+                gatos,
+                id,
+                rec.job_commit,
+                crate::jobs::enqueuer::allowed_by_config(gatos),
+            )?
+        {
+            r.add(
+                "job-enqueuer-untrusted",
+                names::job(id).to_string(),
+                format!(
+                    "job {id} waits: {}",
+                    v.reason().unwrap_or_default()
+                ),
+                match &v {
+                    crate::jobs::enqueuer::Verdict::Untrusted(s) => {
+                        format!("git gatos keys trust {}   # if you trust who enqueued it", s.enqueuer.key)
+                    }
+                    _ => format!("git gatos jobs cancel {id}   # or run it with git gatos worker --allow-untrusted-enqueuers"),
+                },
+            );
+        }
         if let Some((result, _)) = &rec.result {
             match crate::jobs::lifecycle::closed_claim_of_result(gatos, *result) {
                 Ok(Some(_)) => {}

@@ -46,6 +46,9 @@ pub fn init(dir: &Path, opts: OpenOptions) -> Result<(Gatos, Initialized)> {
     })?;
     let node = gatos.node_id()?;
     let (row, created_key) = gatos.keys().init(false)?;
+    // Record the unsigned jobs held now (none, in a new repository): only those may ever
+    // run without an enqueuer signature (ADR 0019).
+    crate::jobs::enqueuer::legacy_unsigned(&gatos)?;
     // Reopen so the handle sees the configuration just written.
     let gatos = Gatos::open(gatos.store().git_dir(), opts)?;
     let id = gatos.store().identity().clone();

@@ -10,6 +10,7 @@
 
 mod arbiter;
 pub mod archive;
+pub mod enqueuer;
 pub(crate) mod events;
 pub(crate) use events::emit as emit_event;
 pub use events::topic as events_topic;
@@ -93,6 +94,16 @@ impl<'g> Jobs<'g> {
     /// # Errors
     /// `SecretDetected` for raw secrets (scanned again here, whatever the source).
     pub fn enqueue(&self, spec: JobSpec) -> Result<EnqueueRow> {
+        let actor = format!("cli:{}", self.gatos.store().identity().name);
+        self.enqueue_as(spec, &actor)
+    }
+
+    /// Enqueues a normalized manifest for `actor` (recorded in the signed enqueue
+    /// envelope, ADR 0019); returns the new job.
+    ///
+    /// # Errors
+    /// `SecretDetected` for raw secrets (scanned again here, whatever the source).
+    pub fn enqueue_as(&self, spec: JobSpec, actor: &str) -> Result<EnqueueRow> {
         manifest::scan(&spec)?;
         let now = self.gatos.now();
         let id = self.gatos.next_job_id();
@@ -109,13 +120,36 @@ impl<'g> Jobs<'g> {
                 .with(keys::MANIFEST, &src.name)
                 .with(keys::VERSION, src.version);
         }
-        let commit = self.gatos.write_job_commit(
-            &[(JOB_PATH, &doc)],
-            &[],
-            &trailers,
-            &format!("job {id}"),
-            now,
-        )?;
+        // The enqueuer signs what it asked for; a node without a key writes an unsigned
+        // job, which workers run only when told to (ADR 0019).
+        let envelope = match self.gatos.keys().signing_key()? {
+            Some(key) => {
+                let key_id = gatos_types::KeyId::from_bytes(key.verifying_key().to_bytes());
+                trailers = trailers.with(enqueuer::ENQUEUER_KEY, key_id);
+                Some(enqueuer::sign(
+                    &key,
+                    &enqueuer::Statement {
+                        job: id,
+                        content_id,
+                        queue: spec.queue.clone(),
+                        priority: spec.priority,
+                        enqueuer: enqueuer::Enqueuer {
+                            key: key_id,
+                            actor: actor.to_owned(),
+                        },
+                        enqueued_at: now,
+                    },
+                )?)
+            }
+            None => None,
+        };
+        let mut files: Vec<(&str, &[u8])> = vec![(JOB_PATH, &doc)];
+        if let Some(e) = &envelope {
+            files.push((enqueuer::ENQUEUE_PATH, e));
+        }
+        let commit =
+            self.gatos
+                .write_job_commit(&files, &[], &trailers, &format!("job {id}"), now)?;
         let ready = ready::Ready::new(self.gatos);
         let before = ready.stamp();
         self.gatos
@@ -154,6 +188,23 @@ impl<'g> Jobs<'g> {
         let rec = self.record(id)?.ok_or_else(|| Self::not_found(id))?;
         let mut row = self.row(&rec);
         row.conflicts = self.result_conflicts(id)?;
+        if !rec.archived {
+            let v = enqueuer::check(self.gatos, id, rec.job_commit)?;
+            let blocked =
+                enqueuer::blocker(self.gatos, id, rec.job_commit, false)?.and_then(|b| b.reason());
+            let (key, actor) = match &v {
+                enqueuer::Verdict::Trusted(s) | enqueuer::Verdict::Untrusted(s) => {
+                    (Some(s.enqueuer.key), Some(s.enqueuer.actor.clone()))
+                }
+                _ => (None, None),
+            };
+            row.enqueuer = Some(gatos_types::jobs::EnqueuerView {
+                key,
+                actor,
+                trusted: matches!(v, enqueuer::Verdict::Trusted(_)),
+                blocked: blocked.filter(|_| !d_is_final(row.state)),
+            });
+        }
         Ok(row)
     }
 
@@ -293,6 +344,7 @@ impl<'g> Jobs<'g> {
             result,
             poe,
             conflicts: Vec::new(),
+            enqueuer: None,
         }
     }
 
@@ -567,4 +619,8 @@ impl<'g> Jobs<'g> {
     pub fn reset_ready_index(&self) -> Result<()> {
         ready::Ready::new(self.gatos).reset()
     }
+}
+
+fn d_is_final(s: JobState) -> bool {
+    s.is_final()
 }

@@ -86,6 +86,8 @@ pub struct WorkerOptions {
     pub pass_env: Vec<String>,
     /// Longest wait between looks for new jobs when idle.
     pub idle_poll: Duration,
+    /// Run jobs whatever their enqueuer (ADR 0019; also `gatos.worker.allowUntrustedEnqueuers`).
+    pub allow_untrusted_enqueuers: bool,
 }
 
 impl WorkerOptions {
@@ -104,6 +106,7 @@ impl WorkerOptions {
             grace: DEFAULT_GRACE,
             pass_env: Vec::new(),
             idle_poll: Duration::from_millis(500),
+            allow_untrusted_enqueuers: false,
         }
     }
 }
@@ -324,6 +327,8 @@ pub fn run(
         caps: opts.caps.clone(),
         lease: opts.lease,
         can_resolve: Some(secrets.probe()),
+        allow_untrusted_enqueuers: opts.allow_untrusted_enqueuers
+            || crate::jobs::enqueuer::allowed_by_config(gatos),
     };
     let slots = if opts.mode == Mode::Once {
         1

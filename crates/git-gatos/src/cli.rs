@@ -325,6 +325,10 @@ pub struct WorkerArgs {
     /// Also pass this variable through from the worker's environment (repeatable).
     #[arg(long = "pass-env", value_name = "NAME")]
     pub pass_env: Vec<String>,
+    /// Run jobs whatever their enqueuer: unsigned, or signed by a key this node does not
+    /// trust (open setups; also `git config gatos.worker.allowUntrustedEnqueuers true`).
+    #[arg(long)]
+    pub allow_untrusted_enqueuers: bool,
     /// Bytes kept of each of stdout and stderr (truncation is marked).
     #[arg(long, value_name = "BYTES", default_value_t = gatos::worker::DEFAULT_LOG_CAP)]
     pub log_cap: usize,

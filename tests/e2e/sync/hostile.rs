@@ -632,3 +632,115 @@ pub(super) fn plant_junk(hub: &TempRepo, pick: u64, k: usize) -> TestResult {
     };
     set(hub, name, &junk)
 }
+
+/// A job commit like `source`'s, under the id `id`, with its envelope or without it.
+fn copied_job(hub: &TempRepo, source: &str, id: &str, with_envelope: bool) -> TestResult<String> {
+    let doc = hub.git(&["show", &format!("{source}:job.json")])?;
+    let env = hub.git(&["show", &format!("{source}:enqueue.json")])?;
+    let key = hub.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Enqueuer-Key,valueonly)",
+        source,
+    ])?;
+    let mut files: Vec<(&str, &[u8])> = vec![("job.json", doc.as_bytes())];
+    if with_envelope {
+        files.push(("enqueue.json", env.as_bytes()));
+    }
+    doc_commit(
+        hub,
+        &files,
+        &[],
+        &format!(
+            "Gatos-Kind: job\nJob: {id}\nContent-Id: {}\nEnqueuer-Key: {}",
+            Digest::of(doc.as_bytes()),
+            key.trim()
+        ),
+    )
+}
+
+#[test]
+fn jobs_count_only_when_a_trusted_key_enqueued_them() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    // b stops trusting a.
+    let a_key: Value = serde_json::from_str(gatos_ok(a, &["keys", "show", "--json"])?.trim())?;
+    let a_key = a_key["key"].as_str().ok_or("key")?.to_owned();
+    b.git(&["config", "--unset-all", "gatos.trust", &a_key])?;
+    let id = id_of(&gatos_ok(
+        a,
+        &["jobs", "enqueue", "--json", "--", "echo", "from-a"],
+    )?)?;
+    net.sync(0)?;
+    let name = format!("refs/gatos/jobs/{id}/job");
+    let report = net.sync(1)?;
+    assert_eq!(rejected(&report), vec![name.clone()], "{report}");
+    assert_eq!(report["rejected"][0]["code"], "UntrustedKey", "{report}");
+    assert!(
+        report["rejected"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("git gatos keys trust {a_key}")),
+        "{report}"
+    );
+    assert_eq!(b.rev_parse(&name)?, None, "an untrusted job was adopted");
+    // Trusting the key later lets the same job in (nothing is remembered against it).
+    gatos_ok(b, &["keys", "trust", &a_key])?;
+    let report = net.sync(1)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    assert!(b.rev_parse(&name)?.is_some());
+
+    // Forged at the hub: the same document without the envelope, and with a's envelope
+    // replayed under another id.
+    let source = net.hub.rev_parse(&name)?.ok_or("job")?;
+    let unsigned_id = "01KBQ00000000000000000NSG1";
+    let replay_id = "01KBQ00000000000000000REP1";
+    let unsigned = copied_job(&net.hub, &source, unsigned_id, false)?;
+    let replayed = copied_job(&net.hub, &source, replay_id, true)?;
+    set(
+        &net.hub,
+        &format!("refs/gatos/jobs/{unsigned_id}/job"),
+        &unsigned,
+    )?;
+    set(
+        &net.hub,
+        &format!("refs/gatos/jobs/{replay_id}/job"),
+        &replayed,
+    )?;
+    let report = net.sync(1)?;
+    let codes: BTreeMap<String, String> = report["rejected"]
+        .as_array()
+        .ok_or("rejected")?
+        .iter()
+        .map(|r| {
+            (
+                r["ref"].as_str().unwrap_or("").to_owned(),
+                r["code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes
+            .get(&format!("refs/gatos/jobs/{unsigned_id}/job"))
+            .map(String::as_str),
+        Some("Forbidden"),
+        "{report}"
+    );
+    assert_eq!(
+        codes
+            .get(&format!("refs/gatos/jobs/{replay_id}/job"))
+            .map(String::as_str),
+        Some("SignatureInvalid"),
+        "{report}"
+    );
+    assert!(
+        b.refs(&format!("refs/gatos/jobs/{unsigned_id}/"))?
+            .is_empty()
+    );
+    assert!(b.refs(&format!("refs/gatos/jobs/{replay_id}/"))?.is_empty());
+    // The worker runs the honest job only.
+    let w = spawn_worker(b, &["--drain", "--id", "wb"])?.wait_with_output()?;
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    assert_eq!(worker_rows(&w)?.len(), 1);
+    Ok(())
+}

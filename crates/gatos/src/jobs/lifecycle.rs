@@ -45,6 +45,9 @@ pub struct ClaimOptions {
     pub lease: Dur,
     /// Whether it can resolve a secret reference (a worker that cannot, does not claim).
     pub can_resolve: Option<SecretProbe>,
+    /// Run jobs whatever their enqueuer (unsigned, or signed by a key this node does not
+    /// trust); a bad signature still blocks (ADR 0019).
+    pub allow_untrusted_enqueuers: bool,
 }
 
 impl std::fmt::Debug for ClaimOptions {
@@ -364,7 +367,40 @@ impl Jobs<'_> {
                     .iter()
                     .all(|s| opts.can_resolve.as_ref().is_some_and(|f| f(s)))
             })
+            .filter(|e| self.runnable(e.id, opts))
             .collect())
+    }
+
+    /// Whether this worker may run the job as far as its enqueuer goes (ADR 0019). Jobs
+    /// found runnable are remembered for the process: their envelope never changes.
+    fn runnable(&self, id: Ulid, opts: &ClaimOptions) -> bool {
+        static RUNNABLE: std::sync::Mutex<std::collections::BTreeSet<Ulid>> =
+            std::sync::Mutex::new(std::collections::BTreeSet::new());
+        if RUNNABLE.lock().is_ok_and(|s| s.contains(&id)) {
+            return true;
+        }
+        let Ok(Some(commit)) = self.gatos.store().read_ref(&names::job(id)) else {
+            return false;
+        };
+        match super::enqueuer::blocker(self.gatos, id, commit, opts.allow_untrusted_enqueuers) {
+            Ok(None) => {
+                if let Ok(mut s) = RUNNABLE.lock() {
+                    if s.len() > 100_000 {
+                        s.clear();
+                    }
+                    s.insert(id);
+                }
+                true
+            }
+            Ok(Some(v)) => {
+                tracing::debug!(job = %id, reason = ?v.reason(), "not running this job");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(job = %id, error = %e, "could not check the job's enqueuer");
+                false
+            }
+        }
     }
 
     /// When the next job `opts` may run becomes claimable (now or later), not counting
@@ -433,6 +469,20 @@ impl Jobs<'_> {
                     format!("job {id} is {}", other.as_str()),
                 ));
             }
+        }
+        if let Some(v) = super::enqueuer::blocker(
+            self.gatos,
+            id,
+            rec.job_commit,
+            opts.allow_untrusted_enqueuers,
+        )? {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "job {id} is not run here: {}",
+                    v.reason().unwrap_or_default()
+                ),
+            ));
         }
         if d.claimable_at.is_some_and(|t| t > now) {
             return Err(Error::new(

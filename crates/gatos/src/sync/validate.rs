@@ -695,6 +695,12 @@ impl Sync<'_> {
             doc(&mut r, c.tree, crate::jobs::records::JOB_PATH, true)?;
         trailer_is(&c, keys::CONTENT_ID, &Digest::of(&bytes).to_string())?;
         crate::jobs::manifest::check_spec(&spec).map_err(Bad::from)?;
+        // A job from a remote counts only when a key this node trusts asked for it (ADR
+        // 0019): anyone who can push to the hub could otherwise make workers run anything.
+        let verdict = crate::jobs::enqueuer::check(self.gatos, id, value)?;
+        if let Some(why) = verdict.reason() {
+            return Err(bad(verdict.code(), why));
+        }
         Ok(())
     }
 

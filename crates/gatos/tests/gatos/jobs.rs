@@ -36,6 +36,7 @@ fn worker(name: &str, g: &Gatos) -> TestResult<ClaimOptions> {
         caps: Vec::new(),
         lease: Dur::from_secs(30),
         can_resolve: None,
+        allow_untrusted_enqueuers: false,
     })
 }
 

@@ -57,6 +57,7 @@ fn b64(field: &str, v: Option<&str>) -> Result<Vec<u8>, RpcError> {
 pub async fn enqueue(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
     let p: EnqueueParams = params.parse()?;
     let gatos = conn.shared.gatos.clone();
+    let actor = "rpc".to_owned();
     let row = blocking(move || {
         let file = p.manifest.map(manifest::from_value).transpose()?;
         let o = Overrides {
@@ -74,7 +75,7 @@ pub async fn enqueue(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, 
             inputs: p.inputs,
         };
         let spec = manifest::normalize(manifest::build(file, o)?, gatos.now())?;
-        gatos.jobs().enqueue(spec)
+        gatos.jobs().enqueue_as(spec, &actor)
     })
     .await?;
     poke(conn);
@@ -118,6 +119,7 @@ pub async fn claim(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, Rp
         caps: p.caps,
         lease,
         can_resolve: Some(probe),
+        allow_untrusted_enqueuers: gatos::jobs::enqueuer::allowed_by_config(&conn.shared.gatos),
     };
     let gatos = conn.shared.gatos.clone();
     let id = p.id;

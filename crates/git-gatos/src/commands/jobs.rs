@@ -140,6 +140,19 @@ fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
             )?,
             None => writeln!(w, "result   none")?,
         }
+        if let Some(e) = &row.enqueuer {
+            match (&e.key, &e.actor) {
+                (Some(k), Some(a)) => writeln!(
+                    w,
+                    "enqueuer {a} ({k}, {})",
+                    if e.trusted { "trusted" } else { "not trusted here" }
+                )?,
+                _ => writeln!(w, "enqueuer unsigned")?,
+            }
+            if let Some(b) = &e.blocked {
+                writeln!(w, "waiting  not run by this node's workers: {b}")?;
+            }
+        }
         for c in &row.conflicts {
             writeln!(
                 w,

@@ -81,6 +81,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WorkerArgs) -> Result<(), Error> {
     opts.workdir = a.workdir.clone();
     opts.secrets_file = a.secrets.clone();
     opts.pass_env = a.pass_env.clone();
+    opts.allow_untrusted_enqueuers = a.allow_untrusted_enqueuers;
     opts.log_cap = a.log_cap;
     let control = Arc::new(Control::new());
     install_signals(&control, out)?;
