@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Two nodes and a hub on one machine: diverged topics converge, a consumer group misses
-# nothing, checkpoints travel, workers on both nodes share a queue through the hub, and
-# proofs verify on both nodes once each trusts the other's key.
+# Two nodes and a hub on one machine: the nodes trust each other's keys, diverged topics
+# converge, a consumer group misses nothing, checkpoints travel, workers on both nodes share
+# a queue through the hub, proofs verify on both nodes, and a job forged at the hub is
+# rejected.
 source "$(dirname "$0")/lib.sh"
 
 run git init -q --bare "$demo_dir/hub.git"
@@ -11,6 +12,11 @@ for n in alice bob; do
 done
 alice() { (cd "$demo_dir/alice" && run git gatos "$@"); }
 bob() { (cd "$demo_dir/bob" && run git gatos "$@"); }
+key_of() { (cd "$demo_dir/$1" && git gatos keys show --json | sed -E 's/.*"key":"([^"]+)".*/\1/'); }
+
+say "Each node trusts the other's key once: jobs, and proofs, count only from trusted keys"
+alice keys trust "$(key_of bob)"
+bob keys trust "$(key_of alice)"
 
 say "Both nodes publish to the same topic while apart"
 alice messages publish builds --data '{"from":"alice","n":1}' > /dev/null
@@ -43,14 +49,21 @@ wait
 echo "alice ran $(wc -l < "$demo_dir/alice.rows") job(s), bob ran $(wc -l < "$demo_dir/bob.rows"); every result is at the hub:"
 run git --git-dir="$demo_dir/hub.git" for-each-ref --format='%(refname)' 'refs/gatos/jobs/*/result' | wc -l
 
-say "After a sync, each node trusts the other's key and verifies every proof"
+say "After a sync, each node verifies every proof, whichever node ran the job"
 alice sync > /dev/null
 bob sync > /dev/null
 alice sync > /dev/null
 for n in alice bob; do
-  other=$(cd "$demo_dir/$n" && git gatos keys ls --json | grep '"trusted":false' | sed -E 's/.*"key":"([^"]+)".*/\1/')
-  (cd "$demo_dir/$n" && run git gatos keys trust "$other" && run git gatos jobs verify --all | tail -n 1)
+  (cd "$demo_dir/$n" && run git gatos jobs verify --all | tail -n 1)
 done
+
+say "A job that bob's key did not sign, forged at the hub, is rejected by alice's sync"
+forged=$(git -c user.name=mallory -c user.email=m@example.invalid --git-dir="$demo_dir/hub.git" commit-tree "$(git --git-dir="$demo_dir/hub.git" mktree < /dev/null)" \
+  -m "job" -m "Gatos-Kind: job
+Job: 01KBQ000000000000000000F0G")
+git --git-dir="$demo_dir/hub.git" update-ref refs/gatos/jobs/01KBQ000000000000000000F0G/job "$forged"
+alice sync || true
+git --git-dir="$demo_dir/hub.git" update-ref -d refs/gatos/jobs/01KBQ000000000000000000F0G/job
 
 say "The sync report, for machines"
 bob sync --json

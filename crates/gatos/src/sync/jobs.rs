@@ -281,7 +281,7 @@ impl Sync<'_> {
             ),
         );
         if created {
-            tracing::warn!(job = %id, %local, %remote, "two results for one job; kept both");
+            tracing::info!(job = %id, %local, %remote, "two results for one job; kept both");
             crate::audit::record(
                 self.gatos,
                 "sync.result_conflict",

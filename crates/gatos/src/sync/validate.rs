@@ -256,7 +256,7 @@ impl Sync<'_> {
         if self.checks.rejected.contains_key(name) {
             return;
         }
-        tracing::warn!(r#ref = name, remote = %value, code = code.as_str(), reason = %reason, "rejected a ref the remote sent");
+        tracing::info!(r#ref = name, remote = %value, code = code.as_str(), reason = %reason, "rejected a ref the remote sent");
         self.checks.rejected.insert(
             name.to_owned(),
             SyncRejection {

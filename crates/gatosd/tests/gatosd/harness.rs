@@ -36,7 +36,9 @@ impl Daemon {
         limits: Limits,
         token: Option<&str>,
     ) -> TestResult<Daemon> {
-        let gatos = Gatos::open(
+        // A node as `git gatos init` makes it: with a signing key, so that the jobs it
+        // enqueues are signed and its workers run them (ADR 0019).
+        let (gatos, _) = gatos::init::init(
             repo.path(),
             OpenOptions {
                 clock: None,
