@@ -277,10 +277,18 @@ bench_jobs() {
   echo "== job plane"
   local k j js=() r
   # Enqueue: in-process (job commit, ref, ready index, the gatos.jobs event), and the CLI.
-  for k in 1 2 3; do r="$WORK/enq.git"; newrepo "$r"; settle; js+=("$("$GB" enqueue "$r" "$N_JOBS")"); done
+  # Signed (the enqueue envelope, ADR 0019) and unsigned, interleaved.
+  local us=() ju
+  for k in 1 2 3; do
+    r="$WORK/enq.git"; newrepo "$r"; settle; js+=("$("$GB" enqueue "$r" "$N_JOBS")")
+    r="$WORK/enqu.git"; newrepo "$r"; settle; us+=("$("$GB" enqueue-unsigned "$r" "$N_JOBS")")
+  done
   j=$(median_json rate "${js[@]}")
+  ju=$(median_json rate "${us[@]}")
   line "enqueue, in-process, $N_JOBS jobs (median of 3)" "$(printf %.0f "$(field "$j" rate)") jobs/s p50 $(printf %.0f "$(field "$j" p50_us)") us p99 $(printf %.0f "$(field "$j" p99_us)") us"
+  line "enqueue without the enqueuer signature (same run)" "$(printf %.0f "$(field "$ju" rate)") jobs/s ($(ratio "$(field "$j" rate)" "$(field "$ju" rate)")x with it); signing alone $(printf %.1f "$(field "$j" sign_us)") us"
   record jobs_enqueue "$j"
+  record jobs_enqueue_unsigned "$ju"
   r="$WORK/enqcli.git"; newrepo "$r"; GIT_DIR="$r" "$GG" init --quiet > /dev/null; settle
   local t0 t1 i
   t0=$(now)
@@ -362,9 +370,25 @@ claim_latency() { # claim_latency DIR LABEL
 }
 
 machine
+# The git-gatos of BASE_REV (default: the last commit before sync checked what it adopts,
+# issue #13), built once into target/bench-base, to measure what a change costs against the
+# same workload in the same run.
+BASE_REV=${BASE_REV:-1e64fe6}
+base_gg() {
+  local dir="$here/target/bench-base"
+  if [ ! -x "$dir/git-gatos" ] || [ "$(cat "$dir/rev" 2>/dev/null)" != "$BASE_REV" ]; then
+    mkdir -p "$dir"; rm -rf "$dir/src"
+    git -C "$here" archive --format=tar --prefix=src/ "$BASE_REV" | tar -x -C "$dir"
+    (cd "$dir/src" && cargo build --release --quiet -p git-gatos --target-dir "$dir/target") >&2
+    cp "$dir/target/release/git-gatos" "$dir/git-gatos"; echo "$BASE_REV" > "$dir/rev"
+  fi
+  echo "$dir/git-gatos"
+}
+
 bench_sync() {
   echo "== replication"
-  local k t0 t1 hub a b h2 b2 js=() base=()
+  local k t0 t1 hub a b h2 b2 js=() base=() old=() OG hub3 a3 b3
+  OG=$(base_gg)
   # 10k new messages from node a to node b through a local hub: `git gatos sync` on a, then
   # on b, against a plain `git push` + `git fetch` of the same refs (another hub, another
   # receiving repository), in the same run, alternating which goes first.
@@ -374,6 +398,11 @@ bench_sync() {
     for r in "$a" "$b"; do GIT_DIR="$r" "$GG" init --quiet > /dev/null; git --git-dir="$r" remote add origin "$hub"; done
     "$GB" publish "$a" bench.sync "$N_SYNC" > /dev/null
     GIT_DIR="$a" "$GG" maintenance --quiet > /dev/null
+    # The same for the binary without the checks (issue #13).
+    hub3="$WORK/hub3.git"; newrepo "$hub3"; a3="$WORK/a3.git"; newrepo "$a3"; b3="$WORK/b3.git"; newrepo "$b3"
+    for r in "$a3" "$b3"; do GIT_DIR="$r" "$OG" init --quiet > /dev/null; git --git-dir="$r" remote add origin "$hub3"; done
+    "$GB" publish "$a3" bench.sync "$N_SYNC" > /dev/null
+    GIT_DIR="$a3" "$OG" maintenance --quiet > /dev/null
     settle
     plain() {
       t0=$(now)
@@ -387,14 +416,21 @@ bench_sync() {
       GIT_DIR="$b" "$GG" sync --quiet > /dev/null
       t1=$(now); js+=("$(elapsed "$t0" "$t1")")
     }
-    if [ $((k % 2)) = 1 ]; then plain; ours; else ours; plain; fi
+    unchecked() {
+      t0=$(now)
+      GIT_DIR="$a3" "$OG" sync --quiet > /dev/null
+      GIT_DIR="$b3" "$OG" sync --quiet > /dev/null
+      t1=$(now); old+=("$(elapsed "$t0" "$t1")")
+    }
+    case $k in 1) plain; ours; unchecked ;; 2) ours; unchecked; plain ;; *) unchecked; plain; ours ;; esac
     local got; got=$(GIT_DIR="$b" "$GG" messages topics --json | python3 -c "import json,sys; print(sum(json.loads(l)['count'] for l in sys.stdin if 'bench.sync' in l))")
     [ "$got" = "$N_SYNC" ] || { echo "bench: b holds $got messages, not $N_SYNC" >&2; exit 1; }
   done
-  local s p; s=$(median3 "${js[@]}"); p=$(median3 "${base[@]}")
+  local s p u; s=$(median3 "${js[@]}"); p=$(median3 "${base[@]}"); u=$(median3 "${old[@]}")
   line "git push + git fetch of $N_SYNC messages (baseline)" "${p}s (median of 3)"
   line "git gatos sync a -> hub -> b, $N_SYNC messages" "${s}s ($(ratio "$s" "$p")x; target <= 1.5x)"
-  record sync_messages "{\"count\": $N_SYNC, \"seconds\": $s, \"baseline_seconds\": $p, \"runs\": [$(IFS=,; echo "${js[*]}")], \"baseline_runs\": [$(IFS=,; echo "${base[*]}")]}"
+  line "the same sync without checks ($BASE_REV)" "${u}s (checks cost $(ratio "$s" "$u")x; target <= 1.25x)"
+  record sync_messages "{\"count\": $N_SYNC, \"seconds\": $s, \"baseline_seconds\": $p, \"unchecked_seconds\": $u, \"base_rev\": \"$BASE_REV\", \"runs\": [$(IFS=,; echo "${js[*]}")], \"baseline_runs\": [$(IFS=,; echo "${base[*]}")], \"unchecked_runs\": [$(IFS=,; echo "${old[*]}")]}"
 
   # A no-op sync and a claim through the hub, against an empty hub and a hub holding
   # N_ARCHIVED archived jobs (filled in-process, archived, packed), interleaved.

@@ -65,7 +65,10 @@ fn main() -> R {
     if workload == "sync-compare" {
         return sync_compare(&args);
     }
-    if matches!(workload, "enqueue" | "jobs-fill" | "claim") {
+    if matches!(
+        workload,
+        "enqueue" | "enqueue-unsigned" | "jobs-fill" | "claim"
+    ) {
         return jobs(&args);
     }
     let repo = Path::new(args.get(2).ok_or("repo missing")?);
@@ -338,8 +341,30 @@ fn jobs(args: &[String]) -> R {
     g.keys().init(false)?;
     let key = g.keys().signing_key()?.ok_or("no key")?;
     let opts = claimer(&g)?;
+    if workload == "enqueue-unsigned" {
+        // The same enqueues without a signing key: the difference is the cost of the
+        // enqueue envelope (ADR 0019).
+        std::fs::remove_file(g.keys().signing_key_path())?;
+    }
     let out = match workload {
-        "enqueue" => {
+        "enqueue" | "enqueue-unsigned" => {
+            // The signature alone, over a typical statement.
+            let st = gatos::jobs::enqueuer::Statement {
+                job: gatos_types::Ulid::from_parts(1, 1),
+                content_id: gatos_types::Digest::of(b"x"),
+                queue: gatos_types::Queue::default_queue(),
+                priority: 0,
+                enqueuer: gatos::jobs::enqueuer::Enqueuer {
+                    key: gatos_types::KeyId::from_bytes(key.verifying_key().to_bytes()),
+                    actor: "cli:bench".to_owned(),
+                },
+                enqueued_at: g.now(),
+            };
+            let t = Instant::now();
+            for _ in 0..1000 {
+                gatos::jobs::enqueuer::sign(&key, &st)?;
+            }
+            let sign_us = t.elapsed().as_secs_f64() * 1e6 / 1000.0;
             let mut lat = Vec::with_capacity(n as usize);
             let start = Instant::now();
             for i in 0..n {
@@ -349,8 +374,9 @@ fn jobs(args: &[String]) -> R {
             }
             let secs = start.elapsed().as_secs_f64();
             lat.sort();
-            json!({"workload": "enqueue", "count": n, "seconds": secs, "rate": n as f64 / secs,
-                   "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
+            json!({"workload": workload, "count": n, "seconds": secs, "rate": n as f64 / secs,
+                   "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99),
+                   "sign_us": sign_us})
         }
         "jobs-fill" => {
             let start = Instant::now();

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatos::{Gatos, OpenOptions};
+use gatos::OpenOptions;
 use gatos_testutil::{TempRepo, TestResult};
 use gatosd::limits::Limits;
 use gatosd::server::{self, Endpoints};
