@@ -522,10 +522,19 @@ fn proofs_by_untrusted_or_revoked_keys_fail() -> TestResult {
     verify_fails_with(&repo, &id, "KeyRevoked")?;
     let keys = json_lines(&gatos_ok(&repo, &["keys", "ls", "--json"])?)?;
     assert_eq!(keys[0]["revoked"], "compromised");
-    assert!(
-        repo.rev_parse(&format!("refs/gatos/trust/revoked/{hex}"))?
-            .is_some()
+    assert_eq!(
+        repo.refs(&format!("refs/gatos/trust/revocations/{hex}/"))?
+            .len(),
+        1
     );
+    // Revoking again adds a record; they merge (the earlier compromise wins).
+    gatos_ok(&repo, &["keys", "revoke", &key, "--reason", "superseded"])?;
+    assert_eq!(
+        repo.refs(&format!("refs/gatos/trust/revocations/{hex}/"))?
+            .len(),
+        2
+    );
+    verify_fails_with(&repo, &id, "KeyRevoked")?;
     assert!(
         repo.rev_parse(&format!("refs/gatos/trust/keys/{hex}"))?
             .is_some()

@@ -682,7 +682,9 @@ fn audited_commits(gatos: &Gatos) -> Result<Vec<(Oid, String, String)>> {
             Some(RefKind::Consumer(g, t)) => {
                 ("checkpoint.force", format!("consumer:{g}/{t}"), false)
             }
-            Some(RefKind::TrustRevoked(k)) => ("keys.revoke", format!("key:{k}"), false),
+            Some(RefKind::TrustRevoked(k) | RefKind::TrustRevocation(k, _)) => {
+                ("keys.revoke", format!("key:{k}"), false)
+            }
             _ => continue,
         };
         let mut at = Some(oid);

@@ -3,10 +3,14 @@
 //!
 //! Trust is local: `gatos.trust` in this repository's own config (never replicated). A key
 //! record under `refs/gatos/trust/keys/<hex>` only publishes a self-signed public key so
-//! others can find it; a revocation under `refs/gatos/trust/revoked/<hex>` counts only when
-//! signed by the key itself or by a key this repository trusts. `superseded` keeps proofs
-//! made before the revocation valid; `compromised` invalidates those made from
-//! `compromised_since` on.
+//! others can find it. A key may have several revocation records, each under
+//! `refs/gatos/trust/revocations/<hex>/<blake3 of the record>` (and one in the first layout,
+//! `refs/gatos/trust/revoked/<hex>`, still read); a record counts only when signed by the key
+//! itself or by a key this repository trusts, and the records that count merge:
+//! `compromised` beats `superseded`, the earliest effective time wins (ADR 0018), so a junk
+//! record cannot block a real one. `superseded` keeps proofs made before the revocation
+//! valid; `compromised` invalidates those made from `compromised_since` on, or every proof
+//! by the key when it names no time.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -16,7 +20,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
-use gatos_store::refs::{Applied, Edit, Options, names};
+use gatos_store::refs::{Edit, Options, names};
 use gatos_types::jobs::{KeyListRow, KeyRow};
 use gatos_types::trailers::{Trailers, keys as tk};
 use gatos_types::{ErrorCode, KeyId, Timestamp, Ulid, jcs};
@@ -64,7 +68,7 @@ pub struct Revocation {
     pub reason: Reason,
     /// When it was revoked.
     pub revoked_at: Timestamp,
-    /// Compromised: from when proofs are invalid (default: `revoked_at`).
+    /// Compromised: from when proofs are invalid (none: every proof by the key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compromised_since: Option<Timestamp>,
     /// The key that signed this revocation.
@@ -86,8 +90,44 @@ impl Revocation {
     pub fn invalidates(&self, at: Timestamp) -> bool {
         match self.reason {
             Reason::Superseded => at > self.revoked_at,
-            Reason::Compromised => at >= self.compromised_since.unwrap_or(self.revoked_at),
+            Reason::Compromised => self.compromised_since.is_none_or(|since| at >= since),
         }
+    }
+
+    /// Merges the records that count for one key: `compromised` beats `superseded`; among
+    /// records of the winning reason the earliest effective time wins (a compromise with no
+    /// time beats any time).
+    pub fn merge(records: impl IntoIterator<Item = Revocation>) -> Option<Revocation> {
+        let mut best: Option<Revocation> = None;
+        for r in records {
+            best =
+                Some(match best {
+                    None => r,
+                    Some(b) => {
+                        match (b.reason, r.reason) {
+                            (Reason::Superseded, Reason::Compromised) => r,
+                            (Reason::Compromised, Reason::Superseded) => b,
+                            (Reason::Superseded, Reason::Superseded) => {
+                                if r.revoked_at < b.revoked_at { r } else { b }
+                            }
+                            (Reason::Compromised, Reason::Compromised) => {
+                                match (b.compromised_since, r.compromised_since) {
+                                    (None, _) => b,
+                                    (_, None) => r,
+                                    (Some(x), Some(y)) => {
+                                        if y < x {
+                                            r
+                                        } else {
+                                            b
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+        }
+        best
     }
 }
 
@@ -255,24 +295,15 @@ impl Keys<'_> {
         if let Some(old) = old {
             let old_id = key_id(&old.verifying_key());
             // Already revoked (say, as compromised): that revocation stands.
-            if self
-                .gatos
-                .store()
-                .read_ref(&names::trust_revoked(&old_id))?
-                .is_none()
-            {
+            if self.revocation(&old_id)?.is_none() {
                 match self.revoke_with(&old, &old_id, Reason::Superseded, None) {
                     Ok(rev) => crate::audit::record(
                         self.gatos,
                         "keys.rotate",
                         &format!("key:{old_id}"),
                         serde_json::json!({"revoked": null}),
-                        serde_json::to_value(&rev).unwrap_or_default(),
-                        self.gatos
-                            .store()
-                            .read_ref(&names::trust_revoked(&old_id))
-                            .ok()
-                            .flatten(),
+                        serde_json::to_value(&rev.0).unwrap_or_default(),
+                        Some(rev.1),
                     ),
                     Err(e) if e.code() == ErrorCode::Conflict => {}
                     Err(e) => return Err(e),
@@ -407,7 +438,7 @@ impl Keys<'_> {
     /// itself when it is the signing key). Audited.
     ///
     /// # Errors
-    /// `NotFound` without a signing key; `Conflict` when the key is already revoked.
+    /// `NotFound` without a signing key. Revoking again adds a record; the records merge.
     pub fn revoke(
         &self,
         spec: &str,
@@ -421,18 +452,15 @@ impl Keys<'_> {
                 "no signing key to sign the revocation; run `git gatos keys init`",
             )
         })?;
-        let rev = self.revoke_with(&signer, &key, reason, compromised_since)?;
+        let before = self.revocation(&key)?;
+        let (rev, commit) = self.revoke_with(&signer, &key, reason, compromised_since)?;
         crate::audit::record(
             self.gatos,
             "keys.revoke",
             &format!("key:{key}"),
-            serde_json::json!({"revoked": null}),
+            serde_json::json!({"revoked": before}),
             serde_json::to_value(&rev).unwrap_or_default(),
-            self.gatos
-                .store()
-                .read_ref(&names::trust_revoked(&key))
-                .ok()
-                .flatten(),
+            Some(commit),
         );
         Ok(rev)
     }
@@ -443,7 +471,7 @@ impl Keys<'_> {
         key: &KeyId,
         reason: Reason,
         since: Option<Timestamp>,
-    ) -> Result<Revocation> {
+    ) -> Result<(Revocation, gatos_types::Oid)> {
         let rev = Revocation {
             key: *key,
             reason,
@@ -472,15 +500,14 @@ impl Keys<'_> {
             &format!("revoke {key}"),
             rev.revoked_at,
         )?;
+        let digest = gatos_types::Digest::of(&doc).to_string();
+        let hex = digest.strip_prefix("blake3:").unwrap_or(&digest).to_owned();
         match self.gatos.store().update_refs(
-            &[Edit::create(names::trust_revoked(key), commit)],
+            &[Edit::create(names::trust_revocation(key, &hex), commit)],
             &Options::default(),
         ) {
-            Ok(a) if a.first() == Some(&Applied::Changed) => Ok(rev),
-            Ok(_) | Err(gatos_store::Error::CasMismatch { .. }) => Err(Error::new(
-                ErrorCode::Conflict,
-                format!("{key} is already revoked"),
-            )),
+            // The same record already there is the same revocation.
+            Ok(_) | Err(gatos_store::Error::CasMismatch { .. }) => Ok((rev, commit)),
             Err(e) => Err(e.into()),
         }
     }
@@ -491,9 +518,35 @@ impl Keys<'_> {
     /// # Errors
     /// When the revocation commit cannot be read.
     pub fn revocation(&self, key: &KeyId) -> Result<Option<Revocation>> {
-        let Some(commit) = self.gatos.store().read_ref(&names::trust_revoked(key))? else {
-            return Ok(None);
-        };
+        let store = self.gatos.store();
+        let mut commits: Vec<gatos_types::Oid> = store
+            .list_refs(&names::trust_revocations_prefix(key))?
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
+        commits.extend(store.read_ref(&names::trust_revoked(key))?);
+        let mut records = Vec::new();
+        for commit in commits {
+            match self.revocation_record(key, commit) {
+                Ok(Some(rev)) => records.push(rev),
+                Ok(None) => {
+                    tracing::debug!(%key, %commit, "ignoring a revocation that is not signed by the key or a trusted key");
+                }
+                Err(e) => {
+                    tracing::debug!(%key, %commit, error = %e, "ignoring an unreadable revocation")
+                }
+            }
+        }
+        Ok(Revocation::merge(records))
+    }
+
+    /// One revocation record, when it counts: it revokes `key` and is signed by the key
+    /// itself or by a key this repository trusts.
+    fn revocation_record(
+        &self,
+        key: &KeyId,
+        commit: gatos_types::Oid,
+    ) -> Result<Option<Revocation>> {
         let mut r = self.gatos.store().reader();
         let c = r.commit(commit)?;
         let (Some(doc), Some(sig)) = (
@@ -508,7 +561,6 @@ impl Keys<'_> {
         let authorised =
             rev.key == *key && (rev.revoked_by == *key || self.is_trusted(&rev.revoked_by));
         if !authorised || !verify_b64(&rev.revoked_by, &doc, &String::from_utf8_lossy(&sig)) {
-            tracing::warn!(%key, "ignoring a revocation that is not signed by the key or a trusted key");
             return Ok(None);
         }
         Ok(Some(rev))
@@ -521,7 +573,11 @@ impl Keys<'_> {
     pub fn list(&self) -> Result<Vec<KeyListRow>> {
         let mut all: Vec<KeyId> = self.trusted();
         for (name, _) in self.gatos.store().list_refs(&names::trust_prefix())? {
-            if let Some(names::RefKind::TrustKey(k) | names::RefKind::TrustRevoked(k)) = name.kind()
+            if let Some(
+                names::RefKind::TrustKey(k)
+                | names::RefKind::TrustRevoked(k)
+                | names::RefKind::TrustRevocation(k, _),
+            ) = name.kind()
             {
                 all.push(k);
             }
@@ -613,4 +669,74 @@ fn write_private(path: &Path, pem: &str) -> Result<()> {
     f.write_all(pem.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| internal(format_args!("writing {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(reason: Reason, at: i64, since: Option<i64>) -> Revocation {
+        let key = KeyId::from_bytes([7; 32]);
+        Revocation {
+            key,
+            reason,
+            revoked_at: Timestamp::from_millis(at),
+            compromised_since: since.map(Timestamp::from_millis),
+            revoked_by: key,
+        }
+    }
+
+    #[test]
+    fn revocations_merge_compromised_first_then_earliest() {
+        use Reason::{Compromised, Superseded};
+        let m = |v: Vec<Revocation>| {
+            Revocation::merge(v).map(|r| {
+                (
+                    r.reason,
+                    r.revoked_at.as_millis(),
+                    r.compromised_since.map(|t| t.as_millis()),
+                )
+            })
+        };
+        assert_eq!(m(vec![]), None);
+        assert_eq!(
+            m(vec![rev(Superseded, 5, None), rev(Superseded, 3, None)]),
+            Some((Superseded, 3, None))
+        );
+        assert_eq!(
+            m(vec![rev(Superseded, 1, None), rev(Compromised, 9, Some(8))]),
+            Some((Compromised, 9, Some(8)))
+        );
+        assert_eq!(
+            m(vec![
+                rev(Compromised, 9, Some(8)),
+                rev(Compromised, 10, Some(2))
+            ]),
+            Some((Compromised, 10, Some(2)))
+        );
+        assert_eq!(
+            m(vec![
+                rev(Compromised, 9, Some(8)),
+                rev(Compromised, 10, None)
+            ]),
+            Some((Compromised, 10, None))
+        );
+        assert_eq!(
+            m(vec![rev(Compromised, 10, None), rev(Superseded, 1, None)]),
+            Some((Compromised, 10, None))
+        );
+    }
+
+    #[test]
+    fn a_compromise_without_a_time_invalidates_every_proof() {
+        let r = rev(Reason::Compromised, 1_000, None);
+        assert!(r.invalidates(Timestamp::from_millis(0)));
+        assert!(r.invalidates(Timestamp::from_millis(5_000)));
+        let r = rev(Reason::Compromised, 1_000, Some(500));
+        assert!(!r.invalidates(Timestamp::from_millis(499)));
+        assert!(r.invalidates(Timestamp::from_millis(500)));
+        let r = rev(Reason::Superseded, 1_000, None);
+        assert!(!r.invalidates(Timestamp::from_millis(1_000)));
+        assert!(r.invalidates(Timestamp::from_millis(1_001)));
+    }
 }

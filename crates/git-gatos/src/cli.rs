@@ -399,7 +399,7 @@ pub enum KeysCommand {
         /// superseded (earlier proofs stay valid) or compromised.
         #[arg(long, value_name = "R", default_value = "superseded", value_parser = ["superseded", "compromised"])]
         reason: String,
-        /// compromised: proofs from this time on are invalid (TIME; default now).
+        /// compromised: proofs from this time on are invalid (TIME; without it, every proof by the key).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
     },

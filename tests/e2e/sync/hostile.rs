@@ -744,3 +744,50 @@ fn jobs_count_only_when_a_trusted_key_enqueued_them() -> TestResult {
     assert_eq!(worker_rows(&w)?.len(), 1);
     Ok(())
 }
+
+#[test]
+fn a_junk_revocation_at_the_hub_cannot_block_a_real_one() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    net.sync(0)?;
+    net.sync(1)?;
+    let key: Value = serde_json::from_str(gatos_ok(a, &["keys", "show", "--json"])?.trim())?;
+    let key = key["key"].as_str().ok_or("key")?.to_owned();
+    let hex = key.trim_start_matches("ed25519:").to_owned();
+    // Junk in both layouts, before the owner revokes.
+    let junk = blob(&net.hub, b"not a revocation")?;
+    set(&net.hub, &format!("refs/gatos/trust/revoked/{hex}"), &junk)?;
+    let fake = doc_commit(
+        &net.hub,
+        &[("revocation.json", br#"{"key":"x"}"#)],
+        &[],
+        "Gatos-Kind: revocation",
+    )?;
+    set(
+        &net.hub,
+        &format!("refs/gatos/trust/revocations/{hex}/{}", "0".repeat(64)),
+        &fake,
+    )?;
+    let report = net.sync(0)?;
+    assert_eq!(report["rejected_count"], 2, "{report}");
+    let revoked = |n: &TempRepo| -> TestResult<Value> {
+        Ok(json_lines(&gatos_ok(n, &["keys", "ls", "--json"])?)?
+            .into_iter()
+            .find(|k| k["key"] == json!(key))
+            .ok_or("key not listed")?["revoked"]
+            .clone())
+    };
+    assert_eq!(revoked(a)?, Value::Null);
+    // The real revocation is written (no "already revoked"), reaches the hub and b.
+    gatos_ok(a, &["keys", "revoke", &key, "--reason", "compromised"])?;
+    assert_eq!(revoked(a)?, "compromised");
+    net.sync(0)?;
+    let at_hub = net
+        .hub
+        .refs(&format!("refs/gatos/trust/revocations/{hex}/"))?;
+    assert_eq!(at_hub.len(), 2, "{at_hub:?}");
+    let report = net.sync(1)?;
+    assert_eq!(report["rejected_count"], 2, "{report}");
+    assert_eq!(revoked(b)?, "compromised");
+    Ok(())
+}

@@ -159,6 +159,17 @@ pub fn trust_revoked(k: &KeyId) -> RefName {
     RefName::gatos(&["trust", "revoked", &k.to_hex()])
 }
 
+/// `refs/gatos/trust/revocations/<hex>/<digest-hex>`: one revocation record of a key,
+/// named by the blake3 of its `revocation.json` (several per key merge; ADR 0018).
+pub fn trust_revocation(k: &KeyId, digest_hex: &str) -> RefName {
+    RefName::gatos(&["trust", "revocations", &k.to_hex(), digest_hex])
+}
+
+/// `refs/gatos/trust/revocations/<hex>/`.
+pub fn trust_revocations_prefix(k: &KeyId) -> String {
+    format!("{GATOS_PREFIX}trust/revocations/{}/", k.to_hex())
+}
+
 /// `refs/gatos/trust/`.
 pub fn trust_prefix() -> String {
     format!("{GATOS_PREFIX}trust/")
@@ -229,8 +240,10 @@ pub enum RefKind {
     Manifest(ManifestName),
     /// A published key record.
     TrustKey(KeyId),
-    /// A key revocation.
+    /// A key revocation in the first layout (one per key; still read).
     TrustRevoked(KeyId),
+    /// One of a key's revocation records, by the blake3 hex of its document.
+    TrustRevocation(KeyId, String),
 }
 
 fn is_date(s: &str) -> bool {
@@ -241,6 +254,12 @@ fn is_date(s: &str) -> bool {
         && b.iter()
             .enumerate()
             .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn is_month(s: &str) -> bool {
@@ -274,6 +293,9 @@ impl RefKind {
             ["manifests", n] => RefKind::Manifest(n.parse().ok()?),
             ["trust", "keys", hex] => RefKind::TrustKey(KeyId::from_hex(hex).ok()?),
             ["trust", "revoked", hex] => RefKind::TrustRevoked(KeyId::from_hex(hex).ok()?),
+            ["trust", "revocations", hex, d] if is_hex64(d) => {
+                RefKind::TrustRevocation(KeyId::from_hex(hex).ok()?, (*d).to_owned())
+            }
             _ => return None,
         })
     }
@@ -294,7 +316,9 @@ impl RefKind {
             | RefKind::JobCancel(id) => job_lock_family(*id),
             RefKind::ArchiveJobs(_) => "archive".to_owned(),
             RefKind::Manifest(_) => "manifests".to_owned(),
-            RefKind::TrustKey(_) | RefKind::TrustRevoked(_) => "trust".to_owned(),
+            RefKind::TrustKey(_) | RefKind::TrustRevoked(_) | RefKind::TrustRevocation(..) => {
+                "trust".to_owned()
+            }
         }
     }
 }

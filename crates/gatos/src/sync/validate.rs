@@ -345,6 +345,18 @@ impl Sync<'_> {
             }
             RefKind::TrustKey(k) => self.check_key(k, value),
             RefKind::TrustRevoked(k) => self.check_revocation(k, value),
+            RefKind::TrustRevocation(k, digest) => {
+                self.check_revocation(k, value)?;
+                let mut r = self.gatos.store().reader();
+                let c = r.commit(value)?;
+                let doc = r.file(c.tree, "revocation.json")?.unwrap_or_default();
+                if Digest::of(&doc).to_string() != format!("blake3:{digest}") {
+                    return Err(envelope(format!(
+                        "revocation {value} is not the record its name says"
+                    )));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -881,6 +893,7 @@ fn local_name(kind: &RefKind) -> String {
         RefKind::JobCancel(id) => names::job_cancel(*id).to_string(),
         RefKind::TrustKey(k) => names::trust_key(k).to_string(),
         RefKind::TrustRevoked(k) => names::trust_revoked(k).to_string(),
+        RefKind::TrustRevocation(k, d) => names::trust_revocation(k, d).to_string(),
     }
 }
 
