@@ -185,6 +185,7 @@ impl<'g> Checkpoints<'g> {
                 .with(keys::FORCED, "true")
                 .with(keys::ACTOR, &store.identity().name);
         }
+        let trailers = self.gatos.signed_if_control(tree, trailers)?;
         let parents: Vec<Oid> = at.into_iter().collect();
         let commit = w.commit(&NewCommit {
             tree,

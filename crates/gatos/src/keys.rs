@@ -186,6 +186,77 @@ pub fn verify_b64(key: &KeyId, bytes: &[u8], sig: &str) -> bool {
     vk.verify(bytes, &sig).is_ok()
 }
 
+/// The trailer naming the key that signed a control-plane commit (ADR 0018).
+pub const SIGNED_BY: &str = "Signed-By";
+/// The trailer holding that signature (base64 ed25519), always the last one.
+pub const SIGNATURE: &str = "Signature";
+
+/// The `Gatos-Kind`s whose commits are signed by their writer and, from a remote, count
+/// only when a key this node trusts signed them (jobs carry their own envelope, key records
+/// and revocations their own signatures).
+pub const SIGNED_KINDS: &[&str] = &[
+    "cancel",
+    "manifest",
+    "archive",
+    "config",
+    "checkpoint",
+    "summary",
+];
+
+/// Trailers that record a commit's position, not its content: left out of what a commit
+/// signature covers, so that re-parenting a commit (sync re-appends, summary chains
+/// replayed on the hub's) keeps its signature.
+const POSITIONAL: &[&str] = &[
+    tk::SEQ,
+    tk::SEGMENT_SEQ,
+    tk::SEGMENT_BYTES,
+    tk::SEGMENT_ID,
+    tk::PREV_SEGMENT,
+    SIGNATURE,
+];
+
+/// What a commit signature covers: the tree and every trailer but the positional ones.
+fn signed_bytes(tree: gatos_types::Oid, trailers: &Trailers) -> Vec<u8> {
+    let mut v = format!("gatos-commit-signature-v1\ntree {tree}\n").into_bytes();
+    for (k, val) in trailers.iter() {
+        if !POSITIONAL.contains(&k) {
+            v.extend_from_slice(k.as_bytes());
+            v.extend_from_slice(b": ");
+            v.extend_from_slice(val.as_bytes());
+            v.push(b'\n');
+        }
+    }
+    v
+}
+
+/// Adds `Signed-By` and `Signature` to the trailers of a commit over `tree`.
+pub fn sign_trailers(key: &SigningKey, tree: gatos_types::Oid, trailers: Trailers) -> Trailers {
+    let t = trailers.with(SIGNED_BY, key_id(&key.verifying_key()));
+    let sig = sign_b64(key, &signed_bytes(tree, &t));
+    t.with(SIGNATURE, sig)
+}
+
+/// A commit's signer, when its `Signature` verifies: `Ok(None)` for an unsigned commit.
+///
+/// # Errors
+/// `SignatureInvalid` when it carries a signature that does not verify.
+pub fn commit_signer(tree: gatos_types::Oid, trailers: &Trailers) -> Result<Option<KeyId>> {
+    let (Some(by), Some(sig)) = (trailers.get(SIGNED_BY), trailers.get(SIGNATURE)) else {
+        return Ok(None);
+    };
+    let bad = || {
+        Error::new(
+            ErrorCode::SignatureInvalid,
+            "the commit's signature does not verify",
+        )
+    };
+    let key: KeyId = by.parse().map_err(|_| bad())?;
+    if !verify_b64(&key, &signed_bytes(tree, trailers), sig) {
+        return Err(bad());
+    }
+    Ok(Some(key))
+}
+
 /// The keys plane.
 #[derive(Debug, Clone, Copy)]
 pub struct Keys<'g> {

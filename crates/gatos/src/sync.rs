@@ -51,6 +51,10 @@ pub struct SyncOptions {
     pub strict: bool,
     /// Let git show transfer progress on stderr.
     pub progress: bool,
+    /// Take unsigned control-plane commits from the remote (history written before
+    /// signatures; an operator's one-off decision, audited). Bad or untrusted signatures
+    /// are still rejected.
+    pub accept_unsigned: bool,
 }
 
 /// Resolves the remote to use.
@@ -119,6 +123,17 @@ impl Gatos {
             )
             .map_err(gatos_store::Error::from)?;
         let mut s = Sync::new(self, remote, opts.progress);
+        s.checks.accept_unsigned = opts.accept_unsigned;
+        if opts.accept_unsigned {
+            crate::audit::record(
+                self,
+                "sync.accept_unsigned",
+                &format!("remote:{}", s.remote),
+                serde_json::Value::Null,
+                serde_json::json!({"accept_unsigned": true}),
+                None,
+            );
+        }
         for round in 1..=MAX_ROUNDS {
             s.report.rounds = round;
             s.round()?;

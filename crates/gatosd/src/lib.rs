@@ -182,6 +182,7 @@ fn background_sync(gatos: Gatos, remote: String, interval: gatos_types::Dur) -> 
                     remote: Some(remote.clone()),
                     strict: false,
                     progress: false,
+                    accept_unsigned: false,
                 }) {
                     Ok(r) => {
                         let moved: u64 = r.topics.iter().map(|t| t.received + t.sent).sum();

@@ -150,9 +150,15 @@ pub struct AuditArgs {
 pub struct SyncArgs {
     /// The remote (default: the only one, or origin).
     pub remote: Option<String>,
-    /// Fail when a conflict is reported (by default conflicts are reported, exit 0).
+    /// Fail when a conflict or a rejected ref is reported (by default they are reported,
+    /// exit 0).
     #[arg(long)]
     pub strict: bool,
+    /// Take unsigned cancels, manifests, checkpoints, summaries, archives and settings from
+    /// the remote this once: history written before signatures (audited). Bad or untrusted
+    /// signatures are still rejected.
+    #[arg(long)]
+    pub accept_unsigned_history: bool,
 }
 
 /// The job plane's verbs.

@@ -190,7 +190,8 @@ fn a_forged_summary_erases_nothing_through_a_git_daemon_hub() -> TestResult {
         vec!["refs/gatos/messages/t/summary"],
         "{report}"
     );
-    assert_eq!(report["rejected"][0]["code"], "InvalidEnvelope", "{report}");
+    // Unsigned: from a remote, a summary counts only when a trusted key signed it.
+    assert_eq!(report["rejected"][0]["code"], "Forbidden", "{report}");
     assert_eq!(sealed(b)?, hub_sealed, "segments deleted here");
     assert_eq!(sealed(&net.hub)?, hub_sealed, "segments deleted at the hub");
     assert_unharmed(b, &baseline, &[("t", 10)])?;
@@ -213,7 +214,10 @@ fn a_forged_summary_erases_nothing_through_a_git_daemon_hub() -> TestResult {
         ),
     )?;
     set(&net.hub, "refs/gatos/messages/t/summary", &forged)?;
-    let report = net.sync(1)?;
+    // Even when unsigned history is accepted (a one-off bootstrap), content is checked.
+    let report: Value = serde_json::from_str(
+        gatos_ok(b, &["sync", "--json", "--accept-unsigned-history"])?.trim(),
+    )?;
     assert_eq!(report["rejected"][0]["code"], "DigestMismatch", "{report}");
     assert_eq!(sealed(b)?, hub_sealed);
     assert_unharmed(b, &baseline, &[("t", 10)])?;
@@ -789,5 +793,84 @@ fn a_junk_revocation_at_the_hub_cannot_block_a_real_one() -> TestResult {
     let report = net.sync(1)?;
     assert_eq!(report["rejected_count"], 2, "{report}");
     assert_eq!(revoked(b)?, "compromised");
+    Ok(())
+}
+
+#[test]
+fn control_commits_by_a_key_this_node_does_not_trust_are_rejected() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    // mallory: a node with push access whose key a and b do not trust (it trusts a, so it
+    // takes a's jobs).
+    let mallory = TempRepo::new()?;
+    gatos_ok(&mallory, &["init"])?;
+    mallory.git(&["remote", "add", "origin", &net.hub.path().to_string_lossy()])?;
+    let a_key: Value = serde_json::from_str(gatos_ok(a, &["keys", "show", "--json"])?.trim())?;
+    gatos_ok(
+        &mallory,
+        &["keys", "trust", a_key["key"].as_str().ok_or("key")?],
+    )?;
+    publish(a, "t", "m0")?;
+    let id = id_of(&gatos_ok(
+        a,
+        &["jobs", "enqueue", "--json", "--queue", "q", "--", "true"],
+    )?)?;
+    net.sync(0)?;
+    net.sync(1)?;
+    gatos_ok(&mallory, &["sync"])?;
+    let baseline = doctor_codes(b)?;
+    // mallory cancels a's job, registers a manifest, moves a consumer group and sets a
+    // topic's and a queue's settings; all signed by its own key.
+    gatos_ok(&mallory, &["jobs", "cancel", &id])?;
+    let manifest = mallory.root().join("m.json");
+    std::fs::write(&manifest, r#"{"command": ["rm", "-rf", "/tmp/x"]}"#)?;
+    gatos_ok(
+        &mallory,
+        &["manifests", "put", "evil", &manifest.to_string_lossy()],
+    )?;
+    gatos_ok(&mallory, &["messages", "consume", "g", "t"])?;
+    gatos_ok(
+        &mallory,
+        &["messages", "config", "t", "--max-messages", "1"],
+    )?;
+    gatos_ok(&mallory, &["jobs", "config", "q", "--backoff-base", "1h"])?;
+    gatos_ok(&mallory, &["sync"])?;
+    let report = net.sync(1)?;
+    let codes: BTreeMap<String, String> = report["rejected"]
+        .as_array()
+        .ok_or("rejected")?
+        .iter()
+        .map(|r| {
+            (
+                r["ref"].as_str().unwrap_or("").to_owned(),
+                r["code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for name in [
+        format!("refs/gatos/jobs/{id}/cancel"),
+        "refs/gatos/manifests/evil".to_owned(),
+        "refs/gatos/consumers/g/t".to_owned(),
+        "refs/gatos/config/topics/t".to_owned(),
+        "refs/gatos/config/queues/q".to_owned(),
+    ] {
+        assert_eq!(
+            codes.get(&name).map(String::as_str),
+            Some("UntrustedKey"),
+            "{name}: {report}"
+        );
+        assert_eq!(b.rev_parse(&name)?, None, "{name} adopted");
+    }
+    // b still runs the job mallory tried to cancel.
+    let show: Value = serde_json::from_str(gatos_ok(b, &["jobs", "show", &id, "--json"])?.trim())?;
+    assert_eq!(show["state"], "pending", "{show}");
+    assert_unharmed(b, &baseline, &[("t", 1)])?;
+    // Once b trusts mallory's key, the same commits count.
+    let m_key: Value =
+        serde_json::from_str(gatos_ok(&mallory, &["keys", "show", "--json"])?.trim())?;
+    gatos_ok(b, &["keys", "trust", m_key["key"].as_str().ok_or("key")?])?;
+    let report = net.sync(1)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    assert!(b.rev_parse("refs/gatos/manifests/evil")?.is_some());
     Ok(())
 }

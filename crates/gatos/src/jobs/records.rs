@@ -85,6 +85,21 @@ pub struct Refs {
 }
 
 impl Gatos {
+    /// Signs the trailers of a commit over `tree` with this node's key when its kind is one
+    /// of [`crate::keys::SIGNED_KINDS`] and the node has a key (ADR 0018).
+    pub(crate) fn signed_if_control(&self, tree: Oid, trailers: Trailers) -> Result<Trailers> {
+        let signed = trailers
+            .get(keys::KIND)
+            .is_some_and(|k| crate::keys::SIGNED_KINDS.contains(&k));
+        if !signed {
+            return Ok(trailers);
+        }
+        Ok(match self.keys().signing_key()? {
+            Some(key) => crate::keys::sign_trailers(&key, tree, trailers),
+            None => trailers,
+        })
+    }
+
     pub(crate) fn job_refs(&self, id: Ulid) -> Result<Refs> {
         let s = self.store();
         Ok(Refs {
@@ -141,6 +156,7 @@ impl Gatos {
             entries.push((*path, w.blob(bytes)?));
         }
         let tree = w.files(&entries)?;
+        let trailers = self.signed_if_control(tree, trailers.clone())?;
         let commit = w.commit(&NewCommit {
             tree,
             parents,

@@ -235,6 +235,7 @@ impl Messages<'_> {
             .with(keys::CONTENT_ID, Digest::of(&doc_bytes))
             .with(keys::ACTOR, &store.identity().name)
             .with(keys::FORCED, !row.groups_behind.is_empty());
+        let trailers = self.gatos.signed_if_control(tree, trailers)?;
         let parents: Vec<Oid> = summary.at.into_iter().collect();
         let commit = w.commit(&NewCommit {
             tree,

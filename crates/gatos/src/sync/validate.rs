@@ -114,6 +114,10 @@ pub(crate) struct Checks {
     pub(crate) summary_rejected: BTreeSet<Topic>,
     /// Everything rejected, by ref.
     pub(crate) rejected: BTreeMap<String, SyncRejection>,
+    /// Take unsigned control-plane commits (history written before signatures, once, by
+    /// an operator's `sync --accept-unsigned-history`); bad or untrusted signatures still
+    /// fail.
+    pub(crate) accept_unsigned: bool,
     /// Refs past the bound, for the next sync.
     pub(crate) deferred: BTreeSet<String>,
 }
@@ -147,6 +151,39 @@ fn doc<T: DeserializeOwned>(
         }
     }
     Ok((value, bytes))
+}
+
+/// A control-plane commit from a remote counts only when a key this node trusts signed it
+/// (ADR 0018).
+fn signed_by_trusted(
+    gatos: &crate::Gatos,
+    c: &gatos_store::objects::Commit,
+    accept_unsigned: bool,
+) -> Check {
+    let t = c.trailers();
+    let kind = t.get(keys::KIND).unwrap_or("?").to_owned();
+    match crate::keys::commit_signer(c.tree, &t) {
+        Err(e) => Err(bad(
+            ErrorCode::SignatureInvalid,
+            format!("{kind} commit {}: {e}", c.id),
+        )),
+        Ok(None) if accept_unsigned => Ok(()),
+        Ok(None) => Err(bad(
+            ErrorCode::Forbidden,
+            format!(
+                "{kind} commit {} is not signed (from a remote it counts only when a key this node trusts signed it; history from before signatures: sync --accept-unsigned-history)",
+                c.id
+            ),
+        )),
+        Ok(Some(k)) if gatos.keys().current() == Some(k) || gatos.keys().is_trusted(&k) => Ok(()),
+        Ok(Some(k)) => Err(bad(
+            ErrorCode::UntrustedKey,
+            format!(
+                "{kind} commit {} is signed by {k}, which this node does not trust (git gatos keys trust {k})",
+                c.id
+            ),
+        )),
+    }
 }
 
 fn kind_is(c: &gatos_store::objects::Commit, want: &str) -> Check {
@@ -311,16 +348,18 @@ impl Sync<'_> {
             }
             RefKind::MessageSummary(t) => self.check_summary(t, value),
             RefKind::Consumer(g, t) => self.check_checkpoints(g, t, value),
-            RefKind::ConfigTopic(t) => self.check_chain(kind, value, |_, r, c| {
+            RefKind::ConfigTopic(t) => self.check_chain(kind, value, |s, r, c| {
                 kind_is(c, "config")?;
+                signed_by_trusted(s.gatos, c, s.checks.accept_unsigned)?;
                 let (cfg, _): (TopicConfig, _) = doc(r, c.tree, "config.json", false)?;
                 if cfg.topic != *t {
                     return Err(envelope(format!("settings of {} under {t}", cfg.topic)));
                 }
                 Ok(c.parents.first().copied())
             }),
-            RefKind::ConfigQueue(q) => self.check_chain(kind, value, |_, r, c| {
+            RefKind::ConfigQueue(q) => self.check_chain(kind, value, |s, r, c| {
                 kind_is(c, "config")?;
+                signed_by_trusted(s.gatos, c, s.checks.accept_unsigned)?;
                 let (cfg, _): (QueueConfig, _) = doc(r, c.tree, "config.json", false)?;
                 if cfg.queue != *q {
                     return Err(envelope(format!("settings of {} under {q}", cfg.queue)));
@@ -336,6 +375,7 @@ impl Sync<'_> {
                 let mut r = self.gatos.store().reader();
                 let c = r.commit(value)?;
                 kind_is(&c, "cancel")?;
+                signed_by_trusted(self.gatos, &c, self.checks.accept_unsigned)?;
                 trailer_is(&c, keys::JOB, &id.to_string())?;
                 let (d, _): (CancelDoc, _) = doc(&mut r, c.tree, "cancel.json", true)?;
                 if d.job != *id {
@@ -470,6 +510,7 @@ impl Sync<'_> {
             self.checks.step()?;
             let commit = r.commit(c)?;
             kind_is(&commit, "summary")?;
+            signed_by_trusted(self.gatos, &commit, self.checks.accept_unsigned)?;
             trailer_is(&commit, keys::TOPIC, t.as_str())?;
             if commit.parents.len() > 1 {
                 return Err(envelope(format!("summary {c} has more than one parent")));
@@ -640,8 +681,9 @@ impl Sync<'_> {
 
     fn check_checkpoints(&mut self, g: &Group, t: &Topic, tip: Oid) -> Check {
         let kind = RefKind::Consumer(g.clone(), t.clone());
-        self.check_chain(&kind, tip, |_, r, c| {
+        self.check_chain(&kind, tip, |s, r, c| {
             kind_is(c, "checkpoint")?;
+            signed_by_trusted(s.gatos, c, s.checks.accept_unsigned)?;
             let (d, _): (CheckpointDoc, _) =
                 doc(r, c.tree, crate::checkpoints::CHECKPOINT_PATH, true)?;
             if d.group != *g || d.topic != *t {
@@ -663,8 +705,9 @@ impl Sync<'_> {
     fn check_manifests(&mut self, n: &ManifestName, tip: Oid) -> Check {
         let kind = RefKind::Manifest(n.clone());
         let mut newer: Option<u64> = None;
-        self.check_chain(&kind, tip, |_, r, c| {
+        self.check_chain(&kind, tip, |s, r, c| {
             kind_is(c, "manifest")?;
+            signed_by_trusted(s.gatos, c, s.checks.accept_unsigned)?;
             trailer_is(c, keys::MANIFEST, n.as_str())?;
             let (spec, bytes): (JobSpec, _) =
                 doc(r, c.tree, crate::manifests::MANIFEST_PATH, true)?;
@@ -689,8 +732,10 @@ impl Sync<'_> {
     fn check_archive(&mut self, month: &str, tip: Oid) -> Check {
         let kind = RefKind::ArchiveJobs(month.to_owned());
         let gatos = self.gatos;
+        let accept_unsigned = self.checks.accept_unsigned;
         self.check_chain(&kind, tip, |_, _, c| {
             kind_is(c, "archive")?;
+            signed_by_trusted(gatos, c, accept_unsigned)?;
             crate::jobs::archive::check_commit(gatos, c, month).map_err(Bad::from)
         })
     }

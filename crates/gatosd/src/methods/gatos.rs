@@ -48,6 +48,7 @@ pub async fn sync_run(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>,
             remote,
             strict: p.strict,
             progress: false,
+            accept_unsigned: false,
         })
     })
     .await?;

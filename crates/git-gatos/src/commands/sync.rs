@@ -78,6 +78,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &SyncArgs) -> Result<(), Error> {
     let report = g.sync(&SyncOptions {
         remote: a.remote.clone(),
         strict: a.strict,
+        accept_unsigned: a.accept_unsigned_history,
         progress: out.progress_allowed() && std::io::stderr().is_terminal(),
     })?;
     out.row(&report, |w| describe(&report, w))
