@@ -290,14 +290,43 @@ impl Keys<'_> {
     /// # Errors
     /// `InvalidInput` when the file exists but is not a PKCS#8 ed25519 key.
     pub fn signing_key(&self) -> Result<Option<SigningKey>> {
+        // Enqueues, events and control commits all sign: keep the parsed key while the file
+        // is the same one (path, inode, size, mtime), so a rotation is seen at once.
+        type Cached = Option<(PathBuf, (u64, u64, std::time::SystemTime), SigningKey)>;
+        static CACHE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
         let path = self.signing_key_path();
-        match std::fs::read_to_string(&path) {
-            Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map(Some).map_err(|e| {
-                Error::new(
-                    ErrorCode::InvalidInput,
-                    format!("signing key {}: {e}", path.display()),
+        let stamp = match std::fs::metadata(&path) {
+            Ok(m) => {
+                use std::os::unix::fs::MetadataExt as _;
+                (
+                    m.ino(),
+                    m.len(),
+                    m.modified().unwrap_or(std::time::UNIX_EPOCH),
                 )
-            }),
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(internal(format_args!("reading {}: {e}", path.display()))),
+        };
+        if let Ok(c) = CACHE.lock()
+            && let Some((p, s, k)) = c.as_ref()
+            && *p == path
+            && *s == stamp
+        {
+            return Ok(Some(k.clone()));
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(pem) => {
+                let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+                    Error::new(
+                        ErrorCode::InvalidInput,
+                        format!("signing key {}: {e}", path.display()),
+                    )
+                })?;
+                if let Ok(mut c) = CACHE.lock() {
+                    *c = Some((path, stamp, key.clone()));
+                }
+                Ok(Some(key))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(internal(format_args!("reading {}: {e}", path.display()))),
         }

@@ -678,8 +678,17 @@ fn jobs_count_only_when_a_trusted_key_enqueued_them() -> TestResult {
     net.sync(0)?;
     let name = format!("refs/gatos/jobs/{id}/job");
     let report = net.sync(1)?;
-    assert_eq!(rejected(&report), vec![name.clone()], "{report}");
+    // The job, and a's `enqueued` event on gatos.jobs (a system topic: signed messages).
+    assert_eq!(
+        rejected(&report),
+        vec![
+            name.clone(),
+            "refs/gatos/messages/gatos.jobs/head".to_owned()
+        ],
+        "{report}"
+    );
     assert_eq!(report["rejected"][0]["code"], "UntrustedKey", "{report}");
+    assert_eq!(report["rejected"][1]["code"], "UntrustedKey", "{report}");
     assert!(
         report["rejected"][0]["reason"]
             .as_str()
@@ -853,14 +862,23 @@ fn control_commits_by_a_key_this_node_does_not_trust_are_rejected() -> TestResul
         "refs/gatos/consumers/g/t".to_owned(),
         "refs/gatos/config/topics/t".to_owned(),
         "refs/gatos/config/queues/q".to_owned(),
+        // mallory's audit records (cancel, manifest) on a system topic.
+        "refs/gatos/messages/gatos.audit/head".to_owned(),
     ] {
         assert_eq!(
             codes.get(&name).map(String::as_str),
             Some("UntrustedKey"),
             "{name}: {report}"
         );
-        assert_eq!(b.rev_parse(&name)?, None, "{name} adopted");
+        if !name.ends_with("/head") {
+            assert_eq!(b.rev_parse(&name)?, None, "{name} adopted");
+        }
     }
+    let audit = json_lines(&gatos_ok(b, &["audit", "--json"])?)?;
+    assert!(
+        !audit.iter().any(|r| r["action"] == "jobs.cancel"),
+        "mallory's audit record reached b: {audit:?}"
+    );
     // b still runs the job mallory tried to cancel.
     let show: Value = serde_json::from_str(gatos_ok(b, &["jobs", "show", &id, "--json"])?.trim())?;
     assert_eq!(show["state"], "pending", "{show}");

@@ -139,6 +139,10 @@ pub struct NewMessage<'a> {
 
 /// Builds the commit message of a message commit.
 pub fn commit_message(m: &NewMessage<'_>) -> String {
+    trailers_of(m).to_message(&format!("message {} {}", m.topic, m.seq))
+}
+
+fn trailers_of(m: &NewMessage<'_>) -> Trailers {
     let mut t = Trailers::new()
         .with(keys::KIND, KIND)
         .with(keys::TOPIC, m.topic)
@@ -151,8 +155,25 @@ pub fn commit_message(m: &NewMessage<'_>) -> String {
     if let Some(p) = m.prev_segment {
         t = t.with(keys::PREV_SEGMENT, p);
     }
-    t = t.with(keys::ORIGIN, m.origin);
-    t.to_message(&format!("message {} {}", m.topic, m.seq))
+    t.with(keys::ORIGIN, m.origin)
+}
+
+/// Whether a topic's messages are signed by their writer and, from a remote, count only
+/// when a trusted key signed them: the system topics (`gatos.*`, ADR 0018).
+pub fn is_signed_topic(t: &Topic) -> bool {
+    t.as_str().starts_with("gatos.")
+}
+
+/// How a message commit is signed.
+#[derive(Clone, Copy)]
+pub(crate) enum Signing<'a> {
+    /// Not signed.
+    None,
+    /// Signed now, with this key.
+    Sign(&'a ed25519_dalek::SigningKey),
+    /// Carries its first writer's `Signed-By` and `Signature` (a re-append: the signature
+    /// covers no positional trailer, so it still verifies).
+    Carry(&'a str, &'a str),
 }
 
 /// One message to append after a sequence's tip.
@@ -171,6 +192,8 @@ pub(crate) struct Append<'a> {
     pub origin: Ulid,
     /// The commit time.
     pub time: gatos_types::Timestamp,
+    /// Its signature.
+    pub signing: Signing<'a>,
 }
 
 /// Writes the envelope blob, tree and commit of a message after `prev`: in `prev`'s
@@ -197,7 +220,7 @@ pub(crate) fn write_append(
         Some(p) => (1, len, a.ulid, None, Some(p.commit)),
         None => (1, len, a.ulid, None, None),
     };
-    let message = commit_message(&NewMessage {
+    let trailers = trailers_of(&NewMessage {
         topic: a.topic,
         ulid: a.ulid,
         content_id: a.content_id,
@@ -210,6 +233,14 @@ pub(crate) fn write_append(
     });
     let blob = w.blob(a.envelope)?;
     let tree = w.files(&[(ENVELOPE_PATH, blob)])?;
+    let trailers = match a.signing {
+        Signing::None => trailers,
+        Signing::Sign(key) => crate::keys::sign_trailers(key, tree, trailers),
+        Signing::Carry(by, sig) => trailers
+            .with(crate::keys::SIGNED_BY, by)
+            .with(crate::keys::SIGNATURE, sig),
+    };
+    let message = trailers.to_message(&format!("message {} {}", a.topic, a.seq));
     let parents: Vec<Oid> = parent.into_iter().collect();
     let commit = w.commit(&gatos_store::objects::NewCommit {
         tree,

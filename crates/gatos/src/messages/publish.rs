@@ -454,6 +454,12 @@ impl Messages<'_> {
         } else {
             Sink::Loose(Box::new(store.writer()))
         };
+        // The system topics' messages are signed by this node's key (ADR 0018).
+        let signer = if chain::is_signed_topic(topic) {
+            self.gatos.keys().signing_key()?
+        } else {
+            None
+        };
         let mut prev: Option<Meta> = tail.clone();
         let mut next_seq = tail.as_ref().map_or(summary.through, |m| m.seq) + 1;
         let mut parts: Vec<Part> = Vec::new();
@@ -496,6 +502,10 @@ impl Messages<'_> {
                     content_id: env.content_id,
                     origin: node,
                     time: now,
+                    signing: match &signer {
+                        Some(k) => chain::Signing::Sign(k),
+                        None => chain::Signing::None,
+                    },
                 },
             )?;
             let commit = meta.commit;

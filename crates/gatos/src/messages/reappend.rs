@@ -24,6 +24,8 @@ pub(crate) struct Stored {
     pub origin: Ulid,
     /// When it was first written.
     pub time: Timestamp,
+    /// Its first writer's `Signed-By` and `Signature`, when signed.
+    pub signature: Option<(String, String)>,
 }
 
 /// What [`Messages::build_on`] wrote.
@@ -88,6 +90,10 @@ impl Messages<'_> {
                     content_id,
                     origin: item.origin,
                     time: item.time,
+                    signing: match &item.signature {
+                        Some((by, sig)) => chain::Signing::Carry(by, sig),
+                        None => chain::Signing::None,
+                    },
                 },
             )?;
             prev = Some(meta);
@@ -124,10 +130,16 @@ impl Messages<'_> {
                 format!("message {commit} has no envelope"),
             )
         })?;
+        let t = c.trailers();
+        let signature = match (t.get(crate::keys::SIGNED_BY), t.get(crate::keys::SIGNATURE)) {
+            (Some(by), Some(sig)) => Some((by.to_owned(), sig.to_owned())),
+            _ => None,
+        };
         Ok(Stored {
             envelope,
             ulid: m.ulid,
             origin,
+            signature,
             time: Timestamp::from_millis(c.time.saturating_mul(1000)),
         })
     }

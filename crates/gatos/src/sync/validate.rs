@@ -452,6 +452,9 @@ impl Sync<'_> {
             }
             self.checks.step()?;
             trailer_is(&commit, keys::TOPIC, &topic)?;
+            if chain::is_signed_topic(t) {
+                signed_by_trusted(self.gatos, &commit, self.checks.accept_unsigned)?;
+            }
             let e = r
                 .lookup(commit.tree, ENVELOPE_PATH)?
                 .filter(|e| !e.is_tree)
