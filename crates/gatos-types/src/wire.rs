@@ -165,6 +165,14 @@ pub struct TopicConfig {
     /// Keep at most about this many envelope bytes; older sealed segments are pruned.
     #[serde(default)]
     pub retain_bytes: Option<u64>,
+    /// Messages are signed by their writer's node key and, from a remote, count only when
+    /// a trusted key signed them (as on the `gatos.*` topics; ADR 0018). Absent: off.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sign: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl TopicConfig {
@@ -182,6 +190,7 @@ impl TopicConfig {
             ttl: None,
             retain_messages: None,
             retain_bytes: None,
+            sign: false,
         }
     }
 }

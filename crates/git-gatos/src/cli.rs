@@ -539,6 +539,10 @@ pub struct ConfigArgs {
     /// Keep about this many envelope bytes when pruning (or `off`).
     #[arg(long, value_name = "N")]
     pub retain_bytes: Option<String>,
+    /// Sign this topic's messages with the node key, and take them from remotes only when
+    /// a trusted key signed them (`on` or `off`; the gatos.* topics always are).
+    #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+    pub sign: Option<String>,
 }
 
 /// `messages prune`.

@@ -820,6 +820,9 @@ fn control_commits_by_a_key_this_node_does_not_trust_are_rejected() -> TestResul
         &["keys", "trust", a_key["key"].as_str().ok_or("key")?],
     )?;
     publish(a, "t", "m0")?;
+    // A user topic whose messages are signed (messages config --sign on).
+    gatos_ok(a, &["messages", "config", "s", "--sign", "on"])?;
+    publish(a, "s", "a0")?;
     let id = id_of(&gatos_ok(
         a,
         &["jobs", "enqueue", "--json", "--queue", "q", "--", "true"],
@@ -830,6 +833,19 @@ fn control_commits_by_a_key_this_node_does_not_trust_are_rejected() -> TestResul
     let baseline = doctor_codes(b)?;
     // mallory cancels a's job, registers a manifest, moves a consumer group and sets a
     // topic's and a queue's settings; all signed by its own key.
+    // mallory archives a job of its own (before it cancels a's, which would fold that too)
+    gatos_ok(&mallory, &["jobs", "enqueue", "--", "true"])?;
+    let w = gatos_cmd(&mallory, &["worker", "--drain"]).output()?;
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    gatos_ok(
+        &mallory,
+        &["maintenance", "--archive-jobs", "--older-than", "0s"],
+    )?;
+    let archive = mallory
+        .refs("refs/gatos/archive/jobs/")?
+        .first()
+        .map(|(n, _)| n.clone())
+        .ok_or("no archive")?;
     gatos_ok(&mallory, &["jobs", "cancel", &id])?;
     let manifest = mallory.root().join("m.json");
     std::fs::write(&manifest, r#"{"command": ["rm", "-rf", "/tmp/x"]}"#)?;
@@ -843,6 +859,7 @@ fn control_commits_by_a_key_this_node_does_not_trust_are_rejected() -> TestResul
         &["messages", "config", "t", "--max-messages", "1"],
     )?;
     gatos_ok(&mallory, &["jobs", "config", "q", "--backoff-base", "1h"])?;
+    publish(&mallory, "s", "evil")?;
     gatos_ok(&mallory, &["sync"])?;
     let report = net.sync(1)?;
     let codes: BTreeMap<String, String> = report["rejected"]
@@ -864,6 +881,9 @@ fn control_commits_by_a_key_this_node_does_not_trust_are_rejected() -> TestResul
         "refs/gatos/config/queues/q".to_owned(),
         // mallory's audit records (cancel, manifest) on a system topic.
         "refs/gatos/messages/gatos.audit/head".to_owned(),
+        // Its message on a signed user topic, and its archive.
+        "refs/gatos/messages/s/head".to_owned(),
+        archive,
     ] {
         assert_eq!(
             codes.get(&name).map(String::as_str),
@@ -882,7 +902,7 @@ fn control_commits_by_a_key_this_node_does_not_trust_are_rejected() -> TestResul
     // b still runs the job mallory tried to cancel.
     let show: Value = serde_json::from_str(gatos_ok(b, &["jobs", "show", &id, "--json"])?.trim())?;
     assert_eq!(show["state"], "pending", "{show}");
-    assert_unharmed(b, &baseline, &[("t", 1)])?;
+    assert_unharmed(b, &baseline, &[("t", 1), ("s", 1)])?;
     // Once b trusts mallory's key, the same commits count.
     let m_key: Value =
         serde_json::from_str(gatos_ok(&mallory, &["keys", "show", "--json"])?.trim())?;

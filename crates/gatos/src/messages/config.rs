@@ -25,6 +25,8 @@ pub struct Change {
     pub retain_messages: Option<Option<u64>>,
     /// Envelope bytes to retain; `Some(None)` clears it.
     pub retain_bytes: Option<Option<u64>>,
+    /// Sign the topic's messages (and require signatures from remotes).
+    pub sign: Option<bool>,
 }
 
 impl Change {
@@ -104,6 +106,9 @@ impl Gatos {
         }
         if let Some(v) = change.retain_bytes {
             new.retain_bytes = v;
+        }
+        if let Some(v) = change.sign {
+            new.sign = v;
         }
         if new == old && at.is_some() {
             return Ok((new, at, false));

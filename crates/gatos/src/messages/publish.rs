@@ -455,7 +455,7 @@ impl Messages<'_> {
             Sink::Loose(Box::new(store.writer()))
         };
         // The system topics' messages are signed by this node's key (ADR 0018).
-        let signer = if chain::is_signed_topic(topic) {
+        let signer = if chain::is_signed_topic(topic) || config.sign {
             self.gatos.keys().signing_key()?
         } else {
             None

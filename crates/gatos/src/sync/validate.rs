@@ -411,6 +411,9 @@ impl Sync<'_> {
             local_through.max(self.through_of(hub_summary).unwrap_or(0))
         };
         let view = self.gatos.messages().view(t).ok().flatten();
+        // The system topics, and topics whose settings here say so, need signed messages.
+        let signed =
+            chain::is_signed_topic(t) || self.gatos.topic_config(t).is_ok_and(|(c, _)| c.sign);
         let known = |seq: u64, c: Oid| -> bool {
             view.as_ref().is_some_and(|v| {
                 v.retained() > 0
@@ -452,7 +455,7 @@ impl Sync<'_> {
             }
             self.checks.step()?;
             trailer_is(&commit, keys::TOPIC, &topic)?;
-            if chain::is_signed_topic(t) {
+            if signed {
                 signed_by_trusted(self.gatos, &commit, self.checks.accept_unsigned)?;
             }
             let e = r

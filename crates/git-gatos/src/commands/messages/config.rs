@@ -40,20 +40,26 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &ConfigArgs) -> Result<(), Error> {
         ttl: optional(&a.ttl, "ttl", |s| Ok(Dur::parse(s)?.as_secs()))?,
         retain_messages: optional(&a.retain_messages, "retain-messages", number)?,
         retain_bytes: optional(&a.retain_bytes, "retain-bytes", number)?,
+        sign: a.sign.as_deref().map(|s| s == "on"),
     };
     let cfg = ctx.gatos()?.messages().configure(&topic, &change)?;
     let show = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     out.row(&cfg, |w| {
         write!(
             w,
-            "{}: max-messages {} max-bytes {} ttl {} retain-messages {} retain-bytes {}",
+            "{}: max-messages {} max-bytes {} ttl {} retain-messages {} retain-bytes {} sign {}",
             cfg.topic,
             cfg.max_messages,
             cfg.max_bytes,
             cfg.ttl
                 .map_or_else(|| "-".to_owned(), |s| Dur::from_secs(s).to_string()),
             show(cfg.retain_messages),
-            show(cfg.retain_bytes)
+            show(cfg.retain_bytes),
+            if cfg.sign || gatos::messages::chain::is_signed_topic(&cfg.topic) {
+                "on"
+            } else {
+                "off"
+            }
         )
     })
 }
