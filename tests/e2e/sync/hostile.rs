@@ -152,6 +152,21 @@ fn rejected(report: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The rejected refs of a sync report, with their codes.
+fn rejected_codes(report: &Value) -> TestResult<BTreeMap<String, String>> {
+    Ok(report["rejected"]
+        .as_array()
+        .ok_or("rejected")?
+        .iter()
+        .map(|r| {
+            (
+                r["ref"].as_str().unwrap_or("").to_owned(),
+                r["code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect())
+}
+
 fn topic_config(node: &TempRepo, topic: &str, max: &str) -> TestResult {
     gatos_ok(node, &["messages", "config", topic, "--max-messages", max])?;
     Ok(())
@@ -721,17 +736,7 @@ fn jobs_count_only_when_a_trusted_key_enqueued_them() -> TestResult {
         &replayed,
     )?;
     let report = net.sync(1)?;
-    let codes: BTreeMap<String, String> = report["rejected"]
-        .as_array()
-        .ok_or("rejected")?
-        .iter()
-        .map(|r| {
-            (
-                r["ref"].as_str().unwrap_or("").to_owned(),
-                r["code"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
+    let codes = rejected_codes(&report)?;
     assert_eq!(
         codes
             .get(&format!("refs/gatos/jobs/{unsigned_id}/job"))
@@ -862,17 +867,7 @@ fn control_commits_by_a_key_this_node_does_not_trust_are_rejected() -> TestResul
     publish(&mallory, "s", "evil")?;
     gatos_ok(&mallory, &["sync"])?;
     let report = net.sync(1)?;
-    let codes: BTreeMap<String, String> = report["rejected"]
-        .as_array()
-        .ok_or("rejected")?
-        .iter()
-        .map(|r| {
-            (
-                r["ref"].as_str().unwrap_or("").to_owned(),
-                r["code"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
+    let codes = rejected_codes(&report)?;
     for name in [
         format!("refs/gatos/jobs/{id}/cancel"),
         "refs/gatos/manifests/evil".to_owned(),

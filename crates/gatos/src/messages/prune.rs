@@ -306,28 +306,37 @@ impl Messages<'_> {
         let summary = self.summary(topic)?;
         let mut at = summary.at;
         let mut reader = self.gatos.store().reader();
-        let key = ulid.to_bytes();
         while let Some(commit) = at {
             let c = reader.commit(commit)?;
-            if let Some(table) = reader.file(c.tree, PRUNED_ULIDS_PATH)? {
-                let n = table.len() / 24;
-                let (mut lo, mut hi) = (0usize, n);
-                while lo < hi {
-                    let mid = (lo + hi) / 2;
-                    let entry = &table[mid * 24..mid * 24 + 24];
-                    match entry[..16].cmp(&key[..]) {
-                        std::cmp::Ordering::Equal => {
-                            let mut s = [0u8; 8];
-                            s.copy_from_slice(&entry[16..24]);
-                            return Ok(Some(u64::from_be_bytes(s)));
-                        }
-                        std::cmp::Ordering::Less => lo = mid + 1,
-                        std::cmp::Ordering::Greater => hi = mid,
-                    }
-                }
+            if let Some(table) = reader.file(c.tree, PRUNED_ULIDS_PATH)?
+                && let Some(seq) = pruned_seq(&table, ulid)
+            {
+                return Ok(Some(seq));
             }
             at = c.parents.first().copied();
         }
         Ok(None)
     }
+}
+
+/// The seq a pruned ULID had, from a summary's `pruned/ulids` table (sorted `(ulid, seq)`
+/// entries of 16 + 8 big-endian bytes), by binary search.
+pub(crate) fn pruned_seq(table: &[u8], ulid: Ulid) -> Option<u64> {
+    let key = ulid.to_bytes();
+    let n = table.len() / 24;
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let entry = &table[mid * 24..mid * 24 + 24];
+        match entry[..16].cmp(&key[..]) {
+            std::cmp::Ordering::Equal => {
+                let mut s = [0u8; 8];
+                s.copy_from_slice(&entry[16..24]);
+                return Some(u64::from_be_bytes(s));
+            }
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+        }
+    }
+    None
 }

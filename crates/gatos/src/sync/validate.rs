@@ -601,7 +601,7 @@ impl Sync<'_> {
                 let mut seq = from;
                 while seq <= to {
                     for rec in view.records(seq, 4096.min(to + 1 - seq))? {
-                        if pruned_seq(&table, rec.ulid) != Some(seq) {
+                        if crate::messages::prune::pruned_seq(&table, rec.ulid) != Some(seq) {
                             return Err(bad(
                                 ErrorCode::DigestMismatch,
                                 format!(
@@ -994,27 +994,6 @@ fn claim_step(c: Oid, older: &ClaimDoc, newer: &ClaimDoc) -> Check {
     }
 }
 
-/// The seq a pruned ULID had, from a summary's sorted `(ulid, seq)` table.
-fn pruned_seq(table: &[u8], ulid: Ulid) -> Option<u64> {
-    let key = ulid.to_bytes();
-    let n = table.len() / 24;
-    let (mut lo, mut hi) = (0usize, n);
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        let entry = &table[mid * 24..mid * 24 + 24];
-        match entry[..16].cmp(&key[..]) {
-            std::cmp::Ordering::Equal => {
-                let mut s = [0u8; 8];
-                s.copy_from_slice(&entry[16..24]);
-                return Some(u64::from_be_bytes(s));
-            }
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-        }
-    }
-    None
-}
-
 /// The local log of rejected refs: `<git-dir>/gatos/sync/rejected.jsonl`, one line per
 /// rejection (`{at, remote, ref, code, reason}`), at most [`MAX_LOGGED_REJECTIONS`].
 pub fn rejected_log_path(gatos: &crate::Gatos) -> std::path::PathBuf {
@@ -1123,6 +1102,7 @@ mod tests {
             table.extend_from_slice(&u.to_bytes());
             table.extend_from_slice(&s.to_be_bytes());
         }
+        let pruned_seq = crate::messages::prune::pruned_seq;
         assert_eq!(pruned_seq(&table, a), Some(7));
         assert_eq!(pruned_seq(&table, b), Some(3));
         let c: Ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAX".parse().expect("ulid");
