@@ -907,3 +907,30 @@ fn control_commits_by_a_key_this_node_does_not_trust_are_rejected() -> TestResul
     assert!(b.rev_parse("refs/gatos/manifests/evil")?.is_some());
     Ok(())
 }
+
+#[test]
+fn honest_refs_past_the_checking_bound_wait_for_the_next_sync() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    for k in 0..12 {
+        gatos_ok(a, &["jobs", "enqueue", "--", "echo", &k.to_string()])?;
+    }
+    net.sync(0)?;
+    b.git(&["config", "gatos.sync.maxCheckedRefs", "5"])?;
+    let report = net.sync(1)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    assert!(
+        !report["retry"].as_array().is_some_and(Vec::is_empty),
+        "nothing deferred: {report}"
+    );
+    let mut rounds = 1;
+    while b.refs("refs/gatos/jobs/")?.len() < 12 {
+        let report = net.sync(1)?;
+        assert_eq!(report["rejected_count"], 0, "{report}");
+        rounds += 1;
+        assert!(rounds <= 6, "the bound never let the rest through");
+    }
+    assert!(rounds >= 3, "the bound did not bound ({rounds} syncs)");
+    b.assert_fsck_strict()?;
+    Ok(())
+}

@@ -30,8 +30,11 @@ use crate::error::Result;
 use crate::messages::chain::{self, ENVELOPE_PATH, Meta};
 
 /// Remote refs one sync checks at most; the others wait for the next sync (listed in
-/// `retry`, never rejected).
+/// `retry`, never rejected). `gatos.sync.maxCheckedRefs` sets another bound.
 pub const MAX_CHECKED_REFS: usize = 20_000;
+
+/// The git config key that changes [`MAX_CHECKED_REFS`].
+pub const MAX_CHECKED_REFS_KEY: &str = "gatos.sync.maxCheckedRefs";
 
 /// Remote commits one sync reads at most while checking; past it, as above.
 pub const MAX_CHECKED_COMMITS: u64 = 2_000_000;
@@ -319,7 +322,14 @@ impl Sync<'_> {
         {
             return verdict.clone();
         }
-        if self.checks.refs_checked >= MAX_CHECKED_REFS {
+        let bound = self
+            .gatos
+            .store()
+            .config_string(MAX_CHECKED_REFS_KEY)
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(MAX_CHECKED_REFS);
+        if self.checks.refs_checked >= bound {
             return Some(Bad::Budget);
         }
         self.checks.refs_checked += 1;
