@@ -26,6 +26,7 @@ N_SYNC=${N_SYNC:-10000}
 N_ARCHIVED=${N_ARCHIVED:-100000}
 
 cd "$here"
+REAL_HOME=$HOME
 cargo build --release --quiet -p git-gatos -p gatos-bench -p gatosd 2>/dev/null \
   || cargo build --release --quiet -p git-gatos -p gatos-bench
 BIN="$here/target/release"
@@ -379,7 +380,9 @@ base_gg() {
   if [ ! -x "$dir/git-gatos" ] || [ "$(cat "$dir/rev" 2>/dev/null)" != "$BASE_REV" ]; then
     mkdir -p "$dir"; rm -rf "$dir/src"
     git -C "$here" archive --format=tar --prefix=src/ "$BASE_REV" | tar -x -C "$dir"
-    (cd "$dir/src" && cargo build --release --quiet -p git-gatos --target-dir "$dir/target") >&2
+    # rustup and cargo live under the real HOME (the bench runs with a throw-away one).
+    (cd "$dir/src" && HOME="$REAL_HOME" cargo build --release --quiet -p git-gatos --target-dir "$dir/target") >&2 \
+      || { echo "bench: could not build git-gatos at $BASE_REV" >&2; return 1; }
     cp "$dir/target/release/git-gatos" "$dir/git-gatos"; echo "$BASE_REV" > "$dir/rev"
   fi
   echo "$dir/git-gatos"
@@ -388,7 +391,7 @@ base_gg() {
 bench_sync() {
   echo "== replication"
   local k t0 t1 hub a b h2 b2 js=() base=() old=() OG hub3 a3 b3
-  OG=$(base_gg)
+  OG=$(base_gg) || exit 1
   # 10k new messages from node a to node b through a local hub: `git gatos sync` on a, then
   # on b, against a plain `git push` + `git fetch` of the same refs (another hub, another
   # receiving repository), in the same run, alternating which goes first.
