@@ -65,7 +65,15 @@ fn number(t: &Trailers, commit: Oid, key: &str) -> Result<u64> {
 /// # Errors
 /// `InvalidEnvelope` when the commit is not a well-formed message commit.
 pub fn meta(c: &Commit) -> Result<Meta> {
-    let t = c.trailers();
+    meta_with(c, &c.trailers())
+}
+
+/// As [`meta`], with the commit's trailers already parsed.
+///
+/// # Errors
+/// `InvalidEnvelope` when the commit is not a well-formed message commit.
+pub fn meta_with(c: &Commit, t: &Trailers) -> Result<Meta> {
+    let t = t;
     if t.get(keys::KIND) != Some(KIND) {
         return Err(bad(c.id, "not a message commit"));
     }

@@ -123,6 +123,8 @@ pub(crate) struct Checks {
     pub(crate) accept_unsigned: bool,
     /// Refs past the bound, for the next sync.
     pub(crate) deferred: BTreeSet<String>,
+    /// What the checked message commits say, so that reconciling them reads none again.
+    pub(crate) metas: HashMap<Oid, Meta>,
 }
 
 impl Checks {
@@ -434,66 +436,43 @@ impl Sync<'_> {
         };
         let store = self.gatos.store();
         let mut r = store.reader();
-        let mut child: Option<(Meta, u64)> = None;
-        let mut at = Some(tip);
-        let mut blob = Vec::new();
         let topic = t.to_string();
+        // 1. Walk the new commits (each read once), checking what their commits say.
+        let mut walked: Vec<(Meta, Oid)> = Vec::new();
+        let mut boundary: Option<Meta> = None;
+        let mut at = Some(tip);
         while let Some(c) = at {
             let commit = r.commit(c)?;
-            let m = chain::meta(&commit)?;
-            if let Some((ch, len)) = &child {
-                link(ch, *len, &m)?;
+            let tr = commit.trailers();
+            let m = chain::meta_with(&commit, &tr)?;
+            if let Some((ch, _)) = walked.last()
+                && ch.prev_segment == Some(c)
+            {
                 // A segment boundary: the segment below must be anchored by its sealed ref
                 // (Prev-Segment is a trailer, not a parent, so only that ref keeps it).
-                if ch.prev_segment == Some(c) {
-                    let sealed = names::message_sealed(
-                        t,
-                        &crate::messages::segment_date(m.segment_id),
-                        m.segment_id,
-                    )
-                    .to_string();
-                    if self.hub.get(&sealed) != Some(&c) && self.local.get(&sealed) != Some(&c) {
-                        return Err(envelope(format!(
-                            "message {} follows a segment that no sealed ref holds ({sealed})",
-                            ch.commit
-                        )));
-                    }
+                let sealed = names::message_sealed(
+                    t,
+                    &crate::messages::segment_date(m.segment_id),
+                    m.segment_id,
+                )
+                .to_string();
+                if self.hub.get(&sealed) != Some(&c) && self.local.get(&sealed) != Some(&c) {
+                    return Err(envelope(format!(
+                        "message {} follows a segment that no sealed ref holds ({sealed})",
+                        ch.commit
+                    )));
                 }
             }
             if self.checks.valid.contains(&c) || known(m.seq, c) {
+                boundary = Some(m);
                 break;
             }
             self.checks.step()?;
-            trailer_is(&commit, keys::TOPIC, &topic)?;
+            if tr.get(keys::TOPIC) != Some(topic.as_str()) {
+                return Err(envelope(format!("message {c} is not of topic {topic}")));
+            }
             if signed {
                 signed_by_trusted(self.gatos, &commit, self.checks.accept_unsigned)?;
-            }
-            let e = r
-                .lookup(commit.tree, ENVELOPE_PATH)?
-                .filter(|e| !e.is_tree)
-                .ok_or_else(|| envelope(format!("message {c} has no {ENVELOPE_PATH}")))?;
-            r.blob_into(e.oid, &mut blob)?;
-            if Digest::of(&blob) != m.content_id {
-                return Err(bad(
-                    ErrorCode::DigestMismatch,
-                    format!("message {c}: Content-Id does not match its envelope"),
-                ));
-            }
-            let env =
-                EnvelopeRef::parse(&blob).map_err(|e| envelope(format!("message {c}: {e}")))?;
-            if env.ulid != m.ulid || env.topic != topic {
-                return Err(envelope(format!(
-                    "message {c}: its envelope names another message or topic"
-                )));
-            }
-            if jcs::canonicalize(&blob).ok().as_deref() != Some(blob.as_slice()) {
-                return Err(envelope(format!("message {c}: envelope is not canonical")));
-            }
-            let len = blob.len() as u64;
-            if m.segment_seq == 1 && (m.segment_id != m.ulid || m.segment_bytes != len) {
-                return Err(envelope(format!(
-                    "message {c}: a segment's first message names another segment"
-                )));
             }
             if m.prev().is_none() && m.seq != 1 && m.seq > through.saturating_add(1) {
                 return Err(envelope(format!(
@@ -501,12 +480,37 @@ impl Sync<'_> {
                     m.seq
                 )));
             }
-            self.checks.valid.insert(c);
-            if m.seq <= through.saturating_add(1) {
+            let stop = m.seq <= through.saturating_add(1);
+            at = m.prev();
+            walked.push((m, commit.tree));
+            if stop {
                 break;
             }
-            at = m.prev();
-            child = Some((m, len));
+        }
+        drop(r);
+        // 2. Their envelopes, on every core (the bulk of the work: trees, blobs, hashes).
+        let lens = check_envelopes(store, &topic, &walked)?;
+        // 3. The links, now that every envelope's length is known.
+        for (i, (m, _)) in walked.iter().enumerate() {
+            let len = lens[i];
+            if m.segment_seq == 1 && (m.segment_id != m.ulid || m.segment_bytes != len) {
+                return Err(envelope(format!(
+                    "message {}: a segment's first message names another segment",
+                    m.commit
+                )));
+            }
+            let below = walked.get(i + 1).map(|(b, _)| b).or(boundary.as_ref());
+            if let Some(b) = below
+                && (walked.get(i + 1).is_some() || m.seq > through.saturating_add(1))
+            {
+                link(m, len, b)?;
+            }
+        }
+        for (m, _) in walked {
+            self.checks.valid.insert(m.commit);
+            if self.checks.metas.len() < 4_000_000 {
+                self.checks.metas.insert(m.commit, m);
+            }
         }
         Ok(())
     }
@@ -956,6 +960,59 @@ fn local_name(kind: &RefKind) -> String {
         RefKind::TrustRevoked(k) => names::trust_revoked(k).to_string(),
         RefKind::TrustRevocation(k, d) => names::trust_revocation(k, d).to_string(),
     }
+}
+
+/// Checks each walked message's envelope — canonical JCS whose blake3 is its `Content-Id`,
+/// naming its ULID and `topic` — on up to two threads; returns the envelopes' lengths in
+/// the order given.
+fn check_envelopes(
+    store: &gatos_store::Store,
+    topic: &str,
+    walked: &[(Meta, Oid)],
+) -> std::result::Result<Vec<u64>, Bad> {
+    let one = |part: &[(Meta, Oid)]| -> std::result::Result<Vec<u64>, Bad> {
+        let mut r = store.reader();
+        let mut blob = Vec::new();
+        let mut lens = Vec::with_capacity(part.len());
+        for (m, tree) in part {
+            let c = m.commit;
+            let e = r
+                .lookup(*tree, ENVELOPE_PATH)?
+                .filter(|e| !e.is_tree)
+                .ok_or_else(|| envelope(format!("message {c} has no {ENVELOPE_PATH}")))?;
+            r.blob_into(e.oid, &mut blob)?;
+            if Digest::of(&blob) != m.content_id {
+                return Err(bad(
+                    ErrorCode::DigestMismatch,
+                    format!("message {c}: Content-Id does not match its envelope"),
+                ));
+            }
+            let env =
+                EnvelopeRef::parse(&blob).map_err(|e| envelope(format!("message {c}: {e}")))?;
+            if env.ulid != m.ulid || env.topic != topic {
+                return Err(envelope(format!(
+                    "message {c}: its envelope names another message or topic"
+                )));
+            }
+            if jcs::canonicalize(&blob).ok().as_deref() != Some(blob.as_slice()) {
+                return Err(envelope(format!("message {c}: envelope is not canonical")));
+            }
+            lens.push(blob.len() as u64);
+        }
+        Ok(lens)
+    };
+    if walked.len() < 512 {
+        return one(walked);
+    }
+    let (first, second) = walked.split_at(walked.len() / 2);
+    let (a, b) = std::thread::scope(|s| {
+        let h = s.spawn(|| one(second));
+        (one(first), h.join())
+    });
+    let b = b.map_err(|_| bad(ErrorCode::Internal, "an envelope check thread panicked"))?;
+    let mut lens = a?;
+    lens.extend(b?);
+    Ok(lens)
 }
 
 /// Checks the link from message `m` to the next one, `child` (whose envelope is `len`
