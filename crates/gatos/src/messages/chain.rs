@@ -73,20 +73,19 @@ pub fn meta(c: &Commit) -> Result<Meta> {
 /// # Errors
 /// `InvalidEnvelope` when the commit is not a well-formed message commit.
 pub fn meta_with(c: &Commit, t: &Trailers) -> Result<Meta> {
-    let t = t;
     if t.get(keys::KIND) != Some(KIND) {
         return Err(bad(c.id, "not a message commit"));
     }
     if c.parents.len() > 1 {
         return Err(bad(c.id, "has more than one parent"));
     }
-    let ulid: Ulid = field(&t, c.id, keys::MESSAGE_ID)?
+    let ulid: Ulid = field(t, c.id, keys::MESSAGE_ID)?
         .parse()
         .map_err(|e| bad(c.id, format_args!("{e}")))?;
-    let content_id: Digest = field(&t, c.id, keys::CONTENT_ID)?
+    let content_id: Digest = field(t, c.id, keys::CONTENT_ID)?
         .parse()
         .map_err(|e| bad(c.id, format_args!("{e}")))?;
-    let segment_id: Ulid = field(&t, c.id, keys::SEGMENT_ID)?
+    let segment_id: Ulid = field(t, c.id, keys::SEGMENT_ID)?
         .parse()
         .map_err(|e| bad(c.id, format_args!("{e}")))?;
     let prev_segment = match t.get(keys::PREV_SEGMENT) {
@@ -100,9 +99,9 @@ pub fn meta_with(c: &Commit, t: &Trailers) -> Result<Meta> {
         commit: c.id,
         ulid,
         content_id,
-        seq: number(&t, c.id, keys::SEQ)?,
-        segment_seq: number(&t, c.id, keys::SEGMENT_SEQ)?,
-        segment_bytes: number(&t, c.id, keys::SEGMENT_BYTES)?,
+        seq: number(t, c.id, keys::SEQ)?,
+        segment_seq: number(t, c.id, keys::SEGMENT_SEQ)?,
+        segment_bytes: number(t, c.id, keys::SEGMENT_BYTES)?,
         segment_id,
         parent: c.parents.first().copied(),
         prev_segment,
