@@ -223,12 +223,7 @@ impl<'g> Jobs<'g> {
                 format!("job {id} has no other result to resolve"),
             ));
         }
-        let _guard = self
-            .gatos
-            .store()
-            .locks()
-            .acquire(&[family(id)], gatos_store::locks::DEFAULT_LOCK_TIMEOUT)
-            .map_err(gatos_store::Error::from)?;
+        let _guard = self.lock(id)?;
         let refs = self.gatos.job_refs(id)?;
         let Some(local) = refs.result else {
             return Err(Error::new(
@@ -400,12 +395,7 @@ impl<'g> Jobs<'g> {
     /// # Errors
     /// `NotFound`; `Conflict` for a job that already finished.
     pub fn cancel(&self, id: Ulid, reason: Option<String>) -> Result<JobRow> {
-        let _guard = self
-            .gatos
-            .store()
-            .locks()
-            .acquire(&[family(id)], gatos_store::locks::DEFAULT_LOCK_TIMEOUT)
-            .map_err(gatos_store::Error::from)?;
+        let _guard = self.lock(id)?;
         let rec = self.record(id)?.ok_or_else(|| Self::not_found(id))?;
         if rec.archived {
             return Err(Error::new(

@@ -286,7 +286,7 @@ fn lease_lost(id: Ulid, why: &str) -> Error {
 }
 
 impl Jobs<'_> {
-    fn lock(&self, id: Ulid) -> Result<gatos_store::locks::Guard> {
+    pub(super) fn lock(&self, id: Ulid) -> Result<gatos_store::locks::Guard> {
         Ok(self
             .gatos
             .store()

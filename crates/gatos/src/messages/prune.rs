@@ -182,26 +182,15 @@ impl Messages<'_> {
             )
         })?;
         let from = summary.through.max(dropped[0].first_seq() - 1) + 1;
-        let mut hasher = blake3::Hasher::new();
         let mut ulids: Vec<(Ulid, u64)> =
             Vec::with_capacity(usize::try_from(through + 1 - from).unwrap_or(0));
-        let mut blob = Vec::new();
-        let mut seq = from;
         let mut first_ulid = None;
         let mut last_ulid = None;
-        while seq <= through {
-            for rec in view.records(seq, 4096.min(through + 1 - seq))? {
-                reader.blob_into(rec.blob, &mut blob)?;
-                if seq > from {
-                    hasher.update(b"\n");
-                }
-                hasher.update(Digest::of(&blob).to_string().as_bytes());
-                ulids.push((rec.ulid, seq));
-                first_ulid.get_or_insert(rec.ulid);
-                last_ulid = Some(rec.ulid);
-                seq += 1;
-            }
-        }
+        let digest = range_digest(&view, &mut reader, from, through, |ulid, seq| {
+            ulids.push((ulid, seq));
+            first_ulid.get_or_insert(ulid);
+            last_ulid = Some(ulid);
+        })?;
         ulids.sort_unstable();
         let mut table = Vec::with_capacity(ulids.len() * 24);
         for (u, s) in &ulids {
@@ -219,7 +208,7 @@ impl Messages<'_> {
             last_ulid,
             last_seq: through,
             bytes: row.bytes,
-            digest: Digest::from_bytes(*hasher.finalize().as_bytes()),
+            digest,
             old_tip: dropped[dropped.len() - 1].tip.commit,
             segments: row.segments.clone(),
         };
@@ -339,4 +328,38 @@ pub(crate) fn pruned_seq(table: &[u8], ulid: Ulid) -> Option<u64> {
         }
     }
     None
+}
+
+/// A summary's `digest` of positions `from..=to` of a topic: blake3 over the newline-joined
+/// `Content-Id`s in `Seq` order (DESIGN §4), computed from the envelopes themselves; `each`
+/// sees every message's ULID and seq.
+///
+/// # Errors
+/// When the index or an envelope cannot be read.
+pub(crate) fn range_digest(
+    view: &index::View,
+    reader: &mut gatos_store::objects::Reader<'_>,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut(Ulid, u64),
+) -> Result<Digest> {
+    let mut hasher = blake3::Hasher::new();
+    let mut blob = Vec::new();
+    let mut seq = from;
+    while seq <= to {
+        let records = view.records(seq, 4096.min(to + 1 - seq))?;
+        if records.is_empty() {
+            break;
+        }
+        for rec in records {
+            reader.blob_into(rec.blob, &mut blob)?;
+            if seq > from {
+                hasher.update(b"\n");
+            }
+            hasher.update(Digest::of(&blob).to_string().as_bytes());
+            each(rec.ulid, seq);
+            seq += 1;
+        }
+    }
+    Ok(Digest::from_bytes(*hasher.finalize().as_bytes()))
 }

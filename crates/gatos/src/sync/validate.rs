@@ -585,20 +585,9 @@ impl Sync<'_> {
             let to = d.last_seq.min(view.last_seq());
             let mut r = self.gatos.store().reader();
             if from == d.first_seq && to == d.last_seq {
-                let mut hasher = blake3::Hasher::new();
-                let mut blob = Vec::new();
-                let mut seq = from;
-                while seq <= to {
-                    for rec in view.records(seq, 4096.min(to + 1 - seq))? {
-                        r.blob_into(rec.blob, &mut blob)?;
-                        if seq > from {
-                            hasher.update(b"\n");
-                        }
-                        hasher.update(Digest::of(&blob).to_string().as_bytes());
-                        seq += 1;
-                    }
-                }
-                if Digest::from_bytes(*hasher.finalize().as_bytes()) != d.digest {
+                if crate::messages::prune::range_digest(view, &mut r, from, to, |_, _| {})?
+                    != d.digest
+                {
                     return Err(bad(
                         ErrorCode::DigestMismatch,
                         format!(
