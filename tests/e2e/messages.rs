@@ -261,3 +261,51 @@ fn automatic_maintenance_starts_on_its_own() -> TestResult {
     );
     repo.assert_fsck_strict()
 }
+
+#[test]
+fn the_gatos_topics_are_written_by_gatos_alone() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    for topic in ["gatos.audit", "gatos.jobs", "gatos.anything"] {
+        let out = gatos_cmd(
+            &repo,
+            &[
+                "messages",
+                "publish",
+                topic,
+                "--data",
+                r#"{"action":"keys.trust"}"#,
+            ],
+        )
+        .output()?;
+        assert_eq!(out.status.code(), Some(1), "{topic}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("error[Forbidden]"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let batch = gatos_stdin(
+            &repo,
+            &["messages", "publish", topic, "--batch", "-"],
+            b"1\n",
+        )?;
+        assert_eq!(batch.status.code(), Some(1), "{topic} --batch");
+    }
+    // gatos still writes them: a cancel is audited.
+    let id = json_lines(&gatos_ok(
+        &repo,
+        &["jobs", "enqueue", "--json", "--", "true"],
+    )?)?[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    gatos_ok(&repo, &["jobs", "cancel", &id])?;
+    let audit = json_lines(&gatos_ok(&repo, &["audit", "--json"])?)?;
+    assert!(audit.iter().any(|r| r["action"] == "jobs.cancel"));
+    assert!(
+        !audit
+            .iter()
+            .any(|r| r["action"] == "keys.trust" && r["key"].is_null())
+    );
+    Ok(())
+}

@@ -44,7 +44,7 @@ pub fn record(
         headers: Some(json!({ "msg_id": msg_id })),
         expect_last_seq: None,
     };
-    if let Err(e) = gatos.messages().publish(&topic(), payload, &opts) {
+    if let Err(e) = gatos.messages().publish_system(&topic(), payload, &opts) {
         tracing::warn!(action, target, error = %e, "could not record an audit message; `git gatos doctor --fix` republishes it");
     }
 }

@@ -352,7 +352,7 @@ fn check_topics(
                 break;
             }
             if let Some(want) = next_seq
-                && meta.seq + 1 != want
+                && meta.seq.checked_add(1) != Some(want)
             {
                 r.add(
                     "seq-gap",

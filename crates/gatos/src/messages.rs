@@ -205,7 +205,7 @@ impl<'g> Messages<'g> {
             rows.push(TopicRow {
                 last_seq: meta.seq,
                 first_seq: first.min(meta.seq),
-                count: (meta.seq + 1).saturating_sub(first),
+                count: meta.seq.saturating_add(1).saturating_sub(first),
                 segments: sealed.get(&topic).copied().unwrap_or(0) + 1,
                 last_ulid: Some(meta.ulid),
                 last_at: Some(ulid_time(meta.ulid)),

@@ -46,7 +46,7 @@ pub fn emit(
         headers: Some(serde_json::json!({ "msg_id": msg_id })),
         expect_last_seq: None,
     };
-    if let Err(e) = gatos.messages().publish(&topic(), payload, &opts) {
+    if let Err(e) = gatos.messages().publish_system(&topic(), payload, &opts) {
         tracing::warn!(job = %rec.id, event, error = %e, "could not publish a job event; `git gatos doctor --fix` republishes it");
     }
 }

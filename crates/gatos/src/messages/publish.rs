@@ -178,6 +178,18 @@ impl Messages<'_> {
         payload: Value,
         opts: &PublishOptions,
     ) -> Result<PublishRow> {
+        refuse_reserved(topic)?;
+        self.publish_system(topic, payload, opts)
+    }
+
+    /// As [`Messages::publish`], also on the reserved `gatos.*` topics: for gatos's own
+    /// writers (job events, the audit trail).
+    pub(crate) fn publish_system(
+        &self,
+        topic: &Topic,
+        payload: Value,
+        opts: &PublishOptions,
+    ) -> Result<PublishRow> {
         let item = prepare(payload, opts.headers.clone())?;
         if opts.expect_last_seq.is_some() {
             // A guarded publish stands alone: its condition is about the topic as it is.
@@ -267,6 +279,7 @@ impl Messages<'_> {
     where
         I: IntoIterator<Item = Result<BatchItem>>,
     {
+        refuse_reserved(topic)?;
         let chunk_size = opts.chunk.clamp(1, 100_000);
         let mut landed: u64 = 0;
         let mut expect = opts.expect_last_seq;
@@ -694,4 +707,16 @@ fn count_landed(dups: &[Option<Dup>], landed_new: u64) -> u64 {
         flags.push(ok);
     }
     flags.iter().take_while(|x| **x).count() as u64
+}
+
+/// The `gatos.*` topics are written by gatos itself only (job events, the audit trail): a
+/// publish from a user or a client could forge an audit record.
+fn refuse_reserved(topic: &Topic) -> Result<()> {
+    if chain::is_signed_topic(topic) {
+        return Err(Error::new(
+            ErrorCode::Forbidden,
+            format!("topic '{topic}' is reserved: gatos.* topics are written by gatos itself"),
+        ));
+    }
+    Ok(())
 }

@@ -142,12 +142,16 @@ impl Messages<'_> {
 
     fn resolve(&self, topic: &Topic, view: Option<&View>, since: &Cursor) -> Result<Start> {
         let (first, last) = view.map_or((1, 0), |v| (v.first_seq(), v.last_seq()));
-        let first = first.max(self.summary(topic)?.through + 1);
+        let first = first.max(self.summary(topic)?.through.saturating_add(1));
+        // Checked arithmetic: a cursor is client input, and `u64::MAX` is a valid one.
         let gap_from = |after: u64| {
-            (after + 1 < first).then(|| Gap {
-                from_seq: after + 1,
-                to_seq: first - 1,
-            })
+            after
+                .checked_add(1)
+                .filter(|from| *from < first)
+                .map(|from| Gap {
+                    from_seq: from,
+                    to_seq: first - 1,
+                })
         };
         Ok(match *since {
             Cursor::Start => Start {
@@ -263,7 +267,10 @@ impl Messages<'_> {
         let Some(view) = view else { return Ok(out) };
         let mut reader = store.reader();
         let mut buf = Vec::with_capacity(1024);
-        let mut seq = start.after + 1;
+        // Nothing comes after the last position there can be.
+        let Some(mut seq) = start.after.checked_add(1) else {
+            return Ok(out);
+        };
         while seq <= stop {
             let n = RECORDS_PER_READ.min(stop - seq + 1);
             let records = view.records(seq, n).map_err(|e| {

@@ -551,7 +551,7 @@ impl Sync<'_> {
                 return Err(envelope(format!("summary {c}: inconsistent range")));
             }
             if let Some((_, newer)) = docs.last()
-                && newer.first_seq != d.last_seq + 1
+                && d.last_seq.checked_add(1) != Some(newer.first_seq)
             {
                 return Err(envelope(format!(
                     "summary {c}: the next summary does not follow it"
@@ -1007,9 +1007,10 @@ fn check_envelopes(
 /// Checks the link from message `m` to the next one, `child` (whose envelope is `len`
 /// bytes).
 fn link(child: &Meta, len: u64, m: &Meta) -> Check {
-    let ok = child.seq == m.seq + 1
+    // Checked: these numbers come from a remote.
+    let ok = m.seq.checked_add(1) == Some(child.seq)
         && if child.parent == Some(m.commit) {
-            child.segment_seq == m.segment_seq + 1
+            m.segment_seq.checked_add(1) == Some(child.segment_seq)
                 && child.segment_id == m.segment_id
                 && child.segment_bytes == m.segment_bytes.saturating_add(len)
         } else {

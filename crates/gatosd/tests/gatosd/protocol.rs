@@ -127,6 +127,16 @@ async fn edge_rules_of_design_section_6_hold() -> TestResult {
         )
         .await?;
     assert_eq!(r["error"]["data"]["code"], "Conflict");
+    // The gatos.* topics are written by gatos alone: a client cannot forge an audit record.
+    for method in ["messages.publish", "messages.publish_batch"] {
+        let params = if method == "messages.publish" {
+            json!({"topic": "gatos.audit", "payload": {"action": "keys.trust"}})
+        } else {
+            json!({"topic": "gatos.jobs", "messages": [{"payload": 1}]})
+        };
+        let r = c.call(method, params).await?;
+        assert_eq!(r["error"]["data"]["code"], "Forbidden", "{method}: {r}");
+    }
     // A subscribe sent as a notification is not run.
     c.send(&json!({"jsonrpc": "2.0", "method": "messages.subscribe", "params": {"topic": "t"}}))
         .await?;
