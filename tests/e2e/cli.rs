@@ -166,3 +166,19 @@ fn batch_failures_say_where_to_resume() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_closed_stderr_is_no_reason_to_panic() -> TestResult {
+    let repo = TempRepo::new()?;
+    crate::support::gatos_ok(&repo, &["init"])?;
+    // stderr is a pipe whose reader has gone: writes fail with EPIPE.
+    let (reader, writer) = std::io::pipe()?;
+    drop(reader);
+    let out = crate::support::gatos_cmd(&repo, &["jobs", "show", "01ARZ3NDEKTSV4RRFFQ69G5FAV"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .status()?;
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    Ok(())
+}

@@ -737,7 +737,7 @@ fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
             };
             gatos
                 .messages()
-                .publish(&crate::audit::topic(), payload, &opts)?;
+                .publish_system(&crate::audit::topic(), payload, &opts)?;
             if let Some(f) = r.findings.last_mut() {
                 f.fixed = true;
             }

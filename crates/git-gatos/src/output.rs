@@ -1,8 +1,4 @@
 //! Rendering: data on stdout (human lines or JSONL), diagnostics on stderr, exit codes.
-#![expect(
-    clippy::print_stderr,
-    reason = "this module is where the CLI talks to the terminal"
-)]
 
 use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::process::ExitCode;
@@ -10,6 +6,14 @@ use std::process::ExitCode;
 use gatos::Error;
 use gatos_types::{Coded, ErrorCode};
 use serde::Serialize;
+
+/// Writes a line on stderr; a closed or broken stderr loses the line, never the command
+/// (`eprintln!` panics, exit 101, when stderr is a pipe whose reader went away).
+macro_rules! stderr_line {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
 
 use crate::cli::GlobalArgs;
 
@@ -127,13 +131,13 @@ impl Output {
     /// Prints a hint on stderr (not with `--quiet`).
     pub fn hint(&self, text: &str) {
         if !self.quiet {
-            eprintln!("hint: {text}");
+            stderr_line!("hint: {text}");
         }
     }
 
     /// Prints a warning on stderr.
     pub fn warn(&self, text: &str) {
-        eprintln!("warning: {text}");
+        stderr_line!("warning: {text}");
     }
 
     /// True when progress may be shown: stderr is a terminal, no --json, no --quiet.
@@ -144,11 +148,11 @@ impl Output {
     /// Reports a failure and returns the exit code: 3 for lost races, else 1.
     pub fn fail(&mut self, err: &Error) -> ExitCode {
         let _ = self.out.flush();
-        eprintln!("error[{}]: {}", err.code(), err);
+        stderr_line!("error[{}]: {}", err.code(), err);
         if self.verbose > 0 {
             let mut cause = std::error::Error::source(err);
             while let Some(c) = cause {
-                eprintln!("  caused by: {c}");
+                stderr_line!("  caused by: {c}");
                 cause = c.source();
             }
         }
@@ -183,9 +187,9 @@ pub fn usage_error(e: &clap::Error) -> ExitCode {
     let mut lines = rendered.lines();
     let first = lines.next().unwrap_or("invalid usage");
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("error[InvalidInput]: {first}");
+    stderr_line!("error[InvalidInput]: {first}");
     for l in lines.filter(|l| !l.trim().is_empty()) {
-        eprintln!("{l}");
+        stderr_line!("{l}");
     }
     ExitCode::from(2)
 }
@@ -264,7 +268,7 @@ impl tracing::Subscriber for Quiet {
         } else {
             "warning"
         };
-        eprintln!("{level}: {}", f.0);
+        stderr_line!("{level}: {}", f.0);
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}

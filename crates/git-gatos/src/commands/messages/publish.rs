@@ -177,12 +177,13 @@ fn batch(
     }
 }
 
-#[expect(clippy::print_stderr, reason = "progress goes to the terminal")]
+/// Progress on stderr (lost, never fatal, when stderr is closed).
 fn eprint_progress(n: u64) {
-    eprint!("\rpublished {n} messages");
+    use std::io::Write as _;
+    let _ = write!(std::io::stderr(), "\rpublished {n} messages");
 }
 
-#[expect(clippy::print_stderr, reason = "progress goes to the terminal")]
 fn eprint_newline() {
-    eprintln!();
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr());
 }
