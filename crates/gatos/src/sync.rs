@@ -167,11 +167,10 @@ impl Gatos {
 }
 
 /// Checks the hub's refs of one job as a sync would (ADR 0018), for a hub-arbitrated
-/// worker that is about to take them: `Err` with the first rejection (logged and audited
-/// like a sync's) when they fail.
+/// worker that is about to take them.
 ///
 /// # Errors
-/// `Conflict` (or the rejection's own code) naming the ref and why.
+/// `Conflict` naming the first rejected ref, its code and why.
 pub(crate) fn check_job_at_hub(gatos: &Gatos, remote: &str, id: gatos_types::Ulid) -> Result<()> {
     let mut s = Sync::new(gatos, remote.to_owned(), false);
     for name in [
@@ -190,14 +189,22 @@ pub(crate) fn check_job_at_hub(gatos: &Gatos, remote: &str, id: gatos_types::Uli
         }
     }
     s.check_hub()?;
-    let first = s.checks.rejected.values().next().cloned();
-    s.settle_rejections();
-    match first {
+    // `Conflict`, so a worker skips the job and goes on (a hub cannot stop a worker); the
+    // next sync reports, logs and audits the rejection (a worker polling would repeat it).
+    match s.checks.rejected.values().next() {
         None => Ok(()),
-        Some(r) => Err(Error::new(
-            r.code,
-            format!("the hub's {} was rejected: {}", r.name, r.reason),
-        )),
+        Some(r) => {
+            tracing::info!(r#ref = %r.name, code = r.code.as_str(), reason = %r.reason, "not taking the hub's refs of a job");
+            Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "the hub's {} was rejected [{}]: {}",
+                    r.name,
+                    r.code.as_str(),
+                    r.reason
+                ),
+            ))
+        }
     }
 }
 
