@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use gatos_types::jobs::{JobState, Outcome, WorkerRow};
-use gatos_types::{Capability, Dur, ErrorCode, Queue, Timestamp, WorkerId};
+use gatos_types::{Capability, Dur, ErrorCode, Queue, Timestamp, Ulid, WorkerId};
 
 use crate::Gatos;
 use crate::error::{Error, Result};
@@ -278,6 +278,9 @@ struct Shared<'a> {
     summary: Mutex<Summary>,
     report: &'a (dyn Fn(&WorkerRow) + Sync),
     node: Option<String>,
+    /// Jobs this worker found it may not claim (not a lost race): a draining worker stops
+    /// waiting for them; a worker that runs on forgets them at each idle look.
+    refused: Mutex<std::collections::BTreeSet<Ulid>>,
 }
 
 /// Runs a worker until its mode says to stop (or `control` does); `report` is called
@@ -351,6 +354,7 @@ pub fn run(
         summary: Mutex::new(Summary::default()),
         report,
         node: gatos.node_id().ok().map(|n| n.to_string()),
+        refused: Mutex::new(std::collections::BTreeSet::new()),
     };
     tracing::info!(worker = %opts.id, slots, queues = ?opts.queues, caps = ?opts.caps, lease = %opts.lease, "worker started");
     let errors: Vec<Error> = std::thread::scope(|s| {
@@ -398,7 +402,19 @@ fn slot(sh: &Shared<'_>, n: usize) -> Result<()> {
         }
         // Count ourselves as running while claiming, so a draining sibling waits for us.
         sh.running.fetch_add(1, Ordering::SeqCst);
-        let claimed = jobs.claim_next(&sh.claim);
+        let claimed = {
+            let mut refused = sh
+                .refused
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let r = jobs.claim_next_skipping(&sh.claim, &mut refused);
+            sh.refused
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(refused);
+            r
+        };
         let lease = match claimed {
             Ok(Some(lease)) => {
                 if sh
@@ -419,7 +435,12 @@ fn slot(sh: &Shared<'_>, n: usize) -> Result<()> {
                 match sh.opts.mode {
                     Mode::Once => return Ok(()),
                     Mode::Drain => {
-                        let next = jobs.next_claimable_at(&sh.claim)?;
+                        let refused = sh
+                            .refused
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .clone();
+                        let next = jobs.next_claimable_at_skipping(&sh.claim, &refused)?;
                         let horizon = sh.gatos.now().plus(DRAIN_HORIZON);
                         let busy = sh.running.load(Ordering::SeqCst) > 0;
                         if next.is_none_or(|t| t > horizon) && !busy {
@@ -428,6 +449,12 @@ fn slot(sh: &Shared<'_>, n: usize) -> Result<()> {
                         wait(sh, next, &mut idle);
                     }
                     Mode::Forever => {
+                        // What was refused may be claimable later (a key trusted, a hub
+                        // repaired): look again each time.
+                        sh.refused
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .clear();
                         let next = jobs.next_claimable_at(&sh.claim)?;
                         wait(sh, next, &mut idle);
                     }

@@ -934,3 +934,38 @@ fn honest_refs_past_the_checking_bound_wait_for_the_next_sync() -> TestResult {
     b.assert_fsck_strict()?;
     Ok(())
 }
+
+#[test]
+fn junk_at_the_hub_neither_stops_nor_hangs_a_worker_that_claims_there() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    let id = id_of(&gatos_ok(
+        a,
+        &["jobs", "enqueue", "--json", "--", "echo", "x"],
+    )?)?;
+    net.sync(0)?;
+    let junk = blob(&net.hub, b"junk")?;
+    set(&net.hub, &format!("refs/gatos/jobs/{id}/claim"), &junk)?;
+    // A job that never reached the hub, too.
+    gatos_ok(a, &["jobs", "enqueue", "--", "echo", "y"])?;
+    let mut w = spawn_worker(a, &["--drain", "--id", "w"])?;
+    wait_for(
+        "the draining worker to end",
+        Duration::from_secs(60),
+        || w.try_wait().ok().flatten().is_some(),
+    )
+    .inspect_err(|_| {
+        let _ = w.kill();
+    })?;
+    let out = w.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(worker_rows(&out)?.is_empty());
+    let show: Value = serde_json::from_str(gatos_ok(a, &["jobs", "show", &id, "--json"])?.trim())?;
+    assert_eq!(show["state"], "pending");
+    assert_eq!(a.rev_parse(&format!("refs/gatos/jobs/{id}/claim"))?, None);
+    Ok(())
+}

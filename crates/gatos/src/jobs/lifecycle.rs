@@ -322,11 +322,26 @@ impl Jobs<'_> {
     /// # Errors
     /// When refs cannot be read or written.
     pub fn claim_next(&self, opts: &ClaimOptions) -> Result<Option<Lease>> {
+        self.claim_next_skipping(opts, &mut std::collections::BTreeSet::new())
+    }
+
+    /// As [`Jobs::claim_next`], leaving out the jobs in `refused` and adding to it the jobs
+    /// it found it may not claim for a reason other than a lost race (a worker that drains
+    /// stops waiting for those).
+    ///
+    /// # Errors
+    /// As [`Jobs::claim_next`].
+    pub fn claim_next_skipping(
+        &self,
+        opts: &ClaimOptions,
+        refused: &mut std::collections::BTreeSet<Ulid>,
+    ) -> Result<Option<Lease>> {
         let now = self.gatos.now();
         let skew = self.gatos.lease_skew();
         let mut candidates: Vec<ready::Entry> = self
             .eligible(opts)?
             .into_iter()
+            .filter(|e| !refused.contains(&e.id))
             .filter(|e| e.not_before <= now)
             .filter(|e| e.lease_until.is_none_or(|l| now > l.plus(skew)))
             .collect();
@@ -335,11 +350,12 @@ impl Jobs<'_> {
             match self.claim(c.id, opts) {
                 Ok(lease) => return Ok(Some(lease)),
                 Err(e) => match e.code() {
-                    ErrorCode::AlreadyClaimed
-                    | ErrorCode::Conflict
-                    | ErrorCode::NotFound
-                    | ErrorCode::Forbidden => {
+                    ErrorCode::AlreadyClaimed => {
+                        tracing::debug!(job = %c.id, "claimed by another worker first");
+                    }
+                    ErrorCode::Conflict | ErrorCode::NotFound | ErrorCode::Forbidden => {
                         tracing::debug!(job = %c.id, code = %e.code(), "not claimable after all");
+                        refused.insert(c.id);
                     }
                     _ => return Err(e),
                 },
@@ -409,11 +425,24 @@ impl Jobs<'_> {
     /// # Errors
     /// When the ready index cannot be read.
     pub fn next_claimable_at(&self, opts: &ClaimOptions) -> Result<Option<Timestamp>> {
+        self.next_claimable_at_skipping(opts, &std::collections::BTreeSet::new())
+    }
+
+    /// As [`Jobs::next_claimable_at`], leaving out the jobs in `refused`.
+    ///
+    /// # Errors
+    /// As [`Jobs::next_claimable_at`].
+    pub fn next_claimable_at_skipping(
+        &self,
+        opts: &ClaimOptions,
+        refused: &std::collections::BTreeSet<Ulid>,
+    ) -> Result<Option<Timestamp>> {
         let now = self.gatos.now();
         let skew = self.gatos.lease_skew();
         Ok(self
             .eligible(opts)?
             .into_iter()
+            .filter(|e| !refused.contains(&e.id))
             .filter(|e| e.lease_until.is_none_or(|l| now > l.plus(skew)))
             .map(|e| e.not_before)
             .min())
