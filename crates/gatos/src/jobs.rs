@@ -267,6 +267,23 @@ impl<'g> Jobs<'g> {
                     other => other.into(),
                 })?;
         }
+        let mut dropped: Vec<Oid> = kept.iter().copied().filter(|o| *o != chosen).collect();
+        if chosen != local {
+            dropped.push(local);
+        }
+        // The results not chosen are set aside, not deleted: their commits stay reachable,
+        // and a sync that meets them again at a remote does not report them again.
+        for o in &dropped {
+            let aside = Edit::create(names::result_set_aside(id, &o.to_string()), *o);
+            match self
+                .gatos
+                .store()
+                .update_refs(&[aside], &Options::default())
+            {
+                Ok(_) | Err(gatos_store::Error::CasMismatch { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         let drops: Vec<Edit> = kept
             .iter()
             .map(|o| Edit::delete(names::result_conflict(id, &o.to_string()), *o))
@@ -274,10 +291,6 @@ impl<'g> Jobs<'g> {
         self.gatos
             .store()
             .update_refs(&drops, &Options::default())?;
-        let mut dropped: Vec<Oid> = kept.into_iter().filter(|o| *o != chosen).collect();
-        if chosen != local {
-            dropped.push(local);
-        }
         crate::audit::record(
             self.gatos,
             "jobs.resolve",

@@ -431,6 +431,18 @@ fn a_forged_result_never_replaces_a_verified_one() -> TestResult {
     let audit = json_lines(&gatos_ok(a, &["audit", "--json"])?)?;
     assert!(audit.iter().any(|r| r["action"] == "jobs.resolve"));
     assert!(audit.iter().any(|r| r["action"] == "sync.result_conflict"));
+    // The choice sticks: the hub still holds the other result, and the next sync neither
+    // reports it again nor loses it (it is set aside, still reachable).
+    let report = net.sync(0)?;
+    assert_eq!(report["conflicts"], json!([]), "{report}");
+    assert!(!doctor_codes(a)?.contains("result-conflict"));
+    assert_eq!(
+        a.rev_parse(&format!(
+            "refs/gatos-conflicts/set-aside/jobs/{id}/{theirs}"
+        ))?
+        .as_deref(),
+        Some(theirs.as_str())
+    );
     Ok(())
 }
 

@@ -195,6 +195,12 @@ pub fn result_conflicts_root() -> String {
     format!("{CONFLICTS_PREFIX}jobs/")
 }
 
+/// `refs/gatos-conflicts/set-aside/jobs/<id>/<commit>`: a result `jobs resolve` did not
+/// choose; kept (so nothing is lost) and not reported again when a remote still holds it.
+pub fn result_set_aside(id: Ulid, commit: &str) -> RefName {
+    RefName(format!("{CONFLICTS_PREFIX}set-aside/jobs/{id}/{commit}"))
+}
+
 /// The tracking name of a gatos ref fetched from `remote`:
 /// `refs/gatos/x` → `refs/gatos-sync/<remote>/x`.
 pub fn tracking(remote: &str, name: &RefName) -> Option<RefName> {

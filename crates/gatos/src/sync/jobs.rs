@@ -264,6 +264,15 @@ impl Sync<'_> {
     /// chooses with `git gatos jobs resolve` (ADR 0018).
     fn keep_result(&mut self, id: Ulid, local: Oid, remote: Oid) -> Result<()> {
         let name = names::job_result(id).to_string();
+        // An operator already chose against this one (`jobs resolve`): nothing to report.
+        if self
+            .gatos
+            .store()
+            .read_ref(&names::result_set_aside(id, &remote.to_string()))?
+            .is_some()
+        {
+            return Ok(());
+        }
         let kept = names::result_conflict(id, &remote.to_string());
         let created = match self.gatos.store().update_refs(
             &[gatos_store::refs::Edit::create(kept, remote)],
