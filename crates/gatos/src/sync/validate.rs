@@ -39,6 +39,10 @@ pub const MAX_CHECKED_REFS_KEY: &str = "gatos.sync.maxCheckedRefs";
 /// Remote commits one sync reads at most while checking; past it, as above.
 pub const MAX_CHECKED_COMMITS: u64 = 2_000_000;
 
+/// Message metadata kept from the checks for the reconciliation (about 40 MB at most);
+/// past it, the reconciliation reads the commits again.
+const MAX_KEPT_METAS: usize = 200_000;
+
 /// Rejections kept in `<git-dir>/gatos/sync/rejected.jsonl` (the oldest go first).
 pub const MAX_LOGGED_REJECTIONS: usize = 1_000;
 
@@ -508,7 +512,7 @@ impl Sync<'_> {
         }
         for (m, _) in walked {
             self.checks.valid.insert(m.commit);
-            if self.checks.metas.len() < 4_000_000 {
+            if self.checks.metas.len() < MAX_KEPT_METAS {
                 self.checks.metas.insert(m.commit, m);
             }
         }
