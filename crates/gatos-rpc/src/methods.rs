@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use gatos_types::jobs::{JobRow, JobSpec, JobState, ManifestRow, Outcome};
+use gatos_types::jobs::{JobRow, JobSpec, JobState, LeaseToken, ManifestRow, Outcome};
 use gatos_types::wire::{MessageRow, PublishRow, TopicRow};
 use gatos_types::{
     Capability, Digest, Group, KeyId, ManifestName, Oid, Queue, Timestamp, Topic, Ulid, WorkerId,
@@ -414,6 +414,9 @@ pub struct ClaimResult {
     pub job_content_id: Digest,
     /// The normalized manifest.
     pub manifest: JobSpec,
+    /// The secret heartbeat, complete and fail must present (ADR 0022). Shown once; the
+    /// ledger stores only its hash.
+    pub lease_token: Option<LeaseToken>,
 }
 
 /// Params naming a held claim (`jobs.heartbeat`).
@@ -426,6 +429,9 @@ pub struct HeartbeatParams {
     pub attempt: u32,
     /// The worker.
     pub worker: WorkerId,
+    /// The token `jobs.claim` returned.
+    #[serde(default)]
+    pub lease_token: Option<LeaseToken>,
     /// The new lease length (default: 30s).
     #[serde(default)]
     pub lease: Option<Value>,
@@ -461,6 +467,9 @@ pub struct FinishParams {
     pub attempt: u32,
     /// The worker.
     pub worker: WorkerId,
+    /// The token `jobs.claim` returned.
+    #[serde(default)]
+    pub lease_token: Option<LeaseToken>,
     /// The exit code (null when the process did not exit by itself).
     #[serde(default)]
     pub exit_code: Option<i32>,

@@ -130,6 +130,67 @@ pub struct ClaimDoc {
     /// Released: the job may be claimed again from this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_at: Option<Timestamp>,
+    /// `blake3:` of the attempt's lease token (ADR 0022): heartbeat, complete and fail
+    /// must present the token. Absent on claims written before lease tokens existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token_hash: Option<crate::Digest>,
+}
+
+/// The secret that proves a claim is held (ADR 0022): 256 random bits, handed to the
+/// claimer once and stored only as its BLAKE3 hash. Written as 64 lowercase hex digits.
+/// `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LeaseToken([u8; 32]);
+
+impl LeaseToken {
+    /// Wraps 32 random bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> LeaseToken {
+        LeaseToken(bytes)
+    }
+
+    /// The hash stored in the claim.
+    pub fn hash(&self) -> crate::Digest {
+        crate::Digest::of(&self.0)
+    }
+
+    /// Tells whether this token is the one `hash` was made from (constant time).
+    pub fn matches(&self, hash: &crate::Digest) -> bool {
+        blake3::hash(&self.0) == blake3::Hash::from_bytes(*hash.as_bytes())
+    }
+
+    /// The token's text form (what a client keeps and sends back).
+    pub fn reveal(&self) -> String {
+        crate::digest::to_hex(&self.0)
+    }
+}
+
+impl std::fmt::Debug for LeaseToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaseToken(…)")
+    }
+}
+
+impl std::str::FromStr for LeaseToken {
+    type Err = crate::digest::ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let d: crate::Digest = format!("blake3:{s}").parse().map_err(|_| {
+            crate::digest::ParseError::new("lease token", "…", "must be 64 lowercase hex digits")
+        })?;
+        Ok(LeaseToken(*d.as_bytes()))
+    }
+}
+
+impl<'de> Deserialize<'de> for LeaseToken {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for LeaseToken {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.reveal())
+    }
 }
 
 /// The final status of a job.

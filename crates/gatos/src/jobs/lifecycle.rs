@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use gatos_store::refs::{Edit, names};
-use gatos_types::jobs::{ClaimDoc, ClaimState, JobSpec, JobState, Outcome, ResultDoc, Status};
+use gatos_types::jobs::{
+    ClaimDoc, ClaimState, JobSpec, JobState, LeaseToken, Outcome, ResultDoc, Status,
+};
 use gatos_types::trailers::{Trailers, keys};
 use gatos_types::{
     Capability, Digest, Dur, ErrorCode, KeyId, Oid, Queue, Timestamp, Ulid, WorkerId,
@@ -86,6 +88,9 @@ pub struct Lease {
     pub lease_until: Timestamp,
     /// When the attempt started.
     pub claimed_at: Timestamp,
+    /// The secret heartbeat, complete and fail present (ADR 0022); `None` only for a
+    /// claim written before lease tokens existed.
+    pub token: Option<LeaseToken>,
 }
 
 /// How an attempt ended, with what it produced.
@@ -545,6 +550,7 @@ impl Jobs<'_> {
             ));
         }
         let prev = rec.claim.as_ref().map(|(c, _)| *c);
+        let token = LeaseToken::from_bytes(rand::Rng::r#gen(&mut rand::rngs::OsRng));
         let doc = ClaimDoc {
             job: id,
             attempt: d.attempt + 1,
@@ -556,6 +562,7 @@ impl Jobs<'_> {
             outcome: None,
             exit_code: None,
             available_at: None,
+            lease_token_hash: Some(token.hash()),
         };
         let commit = self.claim_commit(
             &doc,
@@ -584,6 +591,7 @@ impl Jobs<'_> {
             lease: opts.lease,
             lease_until: doc.lease_until,
             claimed_at: now,
+            token: Some(token),
         };
         let mut entry = ready::entry_for(&rec, now, self.gatos.lease_skew());
         if let Some(e) = entry.as_mut() {
@@ -614,12 +622,14 @@ impl Jobs<'_> {
         Ok(lease)
     }
 
-    /// Reads the current claim and checks it is this lease's.
+    /// Reads the current claim and checks it is this lease's: the same worker and attempt
+    /// (`LeaseExpired` otherwise) and the lease token (`Forbidden` otherwise; ADR 0022).
     fn own_claim(
         &self,
         id: Ulid,
         attempt: u32,
         worker: &WorkerId,
+        token: Option<&LeaseToken>,
     ) -> Result<(Oid, ClaimDoc, JobRecord)> {
         let refs = self.gatos.job_refs(id)?;
         let rec = self
@@ -645,6 +655,21 @@ impl Jobs<'_> {
         if rec.result.is_some() {
             return Err(lease_lost(id, "the job already has a result"));
         }
+        if let Some(hash) = &doc.lease_token_hash
+            && !token.is_some_and(|t| t.matches(hash))
+        {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "job {id} attempt {attempt}: {} (only the holder of the claim, who got the token from jobs.claim, may extend or end it)",
+                    if token.is_some() {
+                        "the lease token does not match"
+                    } else {
+                        "a lease token is required"
+                    }
+                ),
+            ));
+        }
         Ok((head, doc, rec))
     }
 
@@ -655,7 +680,8 @@ impl Jobs<'_> {
     pub fn heartbeat(&self, lease: &mut Lease) -> Result<()> {
         let guard = self.lock(lease.id)?;
         self.gatos.refresh_job(lease.id)?;
-        let (head, doc, rec) = self.own_claim(lease.id, lease.attempt, &lease.worker)?;
+        let (head, doc, rec) =
+            self.own_claim(lease.id, lease.attempt, &lease.worker, lease.token.as_ref())?;
         let now = self.gatos.now();
         let next = ClaimDoc {
             state: ClaimState::Heartbeat,
@@ -704,7 +730,8 @@ impl Jobs<'_> {
     pub fn finish(&self, lease: &Lease, finish: &Finish) -> Result<Finished> {
         let guard = self.lock(lease.id)?;
         self.gatos.refresh_job(lease.id)?;
-        let (head, doc, rec) = self.own_claim(lease.id, lease.attempt, &lease.worker)?;
+        let (head, doc, rec) =
+            self.own_claim(lease.id, lease.attempt, &lease.worker, lease.token.as_ref())?;
         let now = self.gatos.now();
         let mut files: Vec<(String, Vec<u8>)> = vec![
             (STDOUT_PATH.to_owned(), finish.stdout.clone()),
@@ -1027,18 +1054,20 @@ impl Jobs<'_> {
     }
 
     /// Rebuilds a lease for a claim this worker holds (RPC clients send `{id, attempt,
-    /// worker}` rather than keeping one).
+    /// worker, lease_token}` rather than keeping one).
     ///
     /// # Errors
-    /// `LeaseExpired` when the claim is not theirs any more.
+    /// `LeaseExpired` when the claim is not theirs any more; `Forbidden` when the token
+    /// is missing or wrong.
     pub fn lease_for(
         &self,
         id: Ulid,
         attempt: u32,
         worker: &WorkerId,
+        token: Option<&LeaseToken>,
         lease: Dur,
     ) -> Result<Lease> {
-        let (head, doc, rec) = self.own_claim(id, attempt, worker)?;
+        let (head, doc, rec) = self.own_claim(id, attempt, worker, token)?;
         let first = running_commit(self.gatos, head, attempt)?.ok_or_else(|| {
             Error::new(
                 ErrorCode::InvalidEnvelope,
@@ -1058,6 +1087,7 @@ impl Jobs<'_> {
             lease,
             lease_until: doc.lease_until,
             claimed_at: doc.claimed_at,
+            token: token.cloned(),
         })
     }
 }

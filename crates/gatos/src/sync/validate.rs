@@ -1042,6 +1042,12 @@ fn claim_step(c: Oid, older: &ClaimDoc, newer: &ClaimDoc) -> Check {
         (_, ClaimState::Closed) => newer.attempt == older.attempt,
         (ClaimState::Released, ClaimState::Heartbeat | ClaimState::Released) => false,
     };
+    // Within one attempt the holder, its key and its lease token never change (ADR 0022).
+    let same_holder = newer.state == ClaimState::Running
+        || (newer.worker == older.worker
+            && newer.worker_key == older.worker_key
+            && newer.lease_token_hash == older.lease_token_hash);
+    let ok = ok && same_holder;
     if ok {
         Ok(())
     } else {
@@ -1115,6 +1121,7 @@ mod tests {
             outcome: None,
             exit_code: None,
             available_at: None,
+            lease_token_hash: None,
         }
     }
 

@@ -140,18 +140,19 @@ pub async fn claim(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, Rp
             claim_commit: l.claim_commit,
             job_content_id: l.content_id,
             manifest: l.spec,
+            lease_token: l.token,
         }),
     }
 }
 
-/// `jobs.heartbeat {id, attempt, worker, lease?}` → `{lease_until, cancelled}`.
+/// `jobs.heartbeat {id, attempt, worker, lease_token, lease?}` → `{lease_until, cancelled}`.
 pub async fn heartbeat(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
     let p: HeartbeatParams = params.parse()?;
     let lease = lease_of(p.lease.as_ref())?;
     let gatos = conn.shared.gatos.clone();
     let out = blocking(move || {
         let jobs = gatos.jobs();
-        let mut l = jobs.lease_for(p.id, p.attempt, &p.worker, lease)?;
+        let mut l = jobs.lease_for(p.id, p.attempt, &p.worker, p.lease_token.as_ref(), lease)?;
         jobs.heartbeat(&mut l)?;
         Ok(HeartbeatResult {
             lease_until: l.lease_until,
@@ -194,7 +195,13 @@ async fn finish(conn: &Arc<Conn>, p: FinishParams, f: Finish) -> Result<Box<RawV
     let gatos = conn.shared.gatos.clone();
     let done = blocking(move || {
         let jobs = gatos.jobs();
-        let lease = jobs.lease_for(p.id, p.attempt, &p.worker, DEFAULT_LEASE)?;
+        let lease = jobs.lease_for(
+            p.id,
+            p.attempt,
+            &p.worker,
+            p.lease_token.as_ref(),
+            DEFAULT_LEASE,
+        )?;
         // A proof, when given, must check out; `jobs.complete` requires one.
         if f.poe.is_some() {
             jobs.finish_verified(&lease, &f)
@@ -210,7 +217,7 @@ async fn finish(conn: &Arc<Conn>, p: FinishParams, f: Finish) -> Result<Box<RawV
     })
 }
 
-/// `jobs.complete {id, attempt, worker, exit_code, outcome?, stdout_base64?,
+/// `jobs.complete {id, attempt, worker, lease_token, exit_code, outcome?, stdout_base64?,
 /// stderr_base64?, outputs?, poe}`: the proof is required and checked.
 pub async fn complete(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
     let p: FinishParams = params.parse()?;
@@ -240,7 +247,7 @@ pub async fn complete(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>,
     finish(conn, p, f).await
 }
 
-/// `jobs.fail {id, attempt, worker, outcome?, exit_code?, stdout_base64?, stderr_base64?,
+/// `jobs.fail {id, attempt, worker, lease_token, outcome?, exit_code?, stdout_base64?, stderr_base64?,
 /// outputs?, poe?}`: a failed, timed-out, cancelled or abandoned (`lost`) attempt.
 pub async fn fail(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
     let p: FinishParams = params.parse()?;

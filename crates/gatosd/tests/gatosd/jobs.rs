@@ -93,17 +93,63 @@ async fn a_client_claims_heartbeats_and_completes_with_its_own_signed_proof() ->
     let hb = c
         .ok(
             "jobs.heartbeat",
-            json!({"id": id, "attempt": 1, "worker": "rpc-worker"}),
+            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "lease_token": cl["lease_token"]}),
         )
         .await?;
     assert_eq!(hb["cancelled"], false);
-    // A wrong proof is refused and changes nothing.
+    // An impostor knows everything public (the worker's name and attempt from jobs.get,
+    // the claim commit) but not the lease token: it can neither extend nor end the job.
+    let public = c.ok("jobs.get", json!({"id": id})).await?;
+    assert!(public.to_string().contains("rpc-worker"), "{public}");
+    assert!(
+        !public
+            .to_string()
+            .contains(cl["lease_token"].as_str().unwrap()),
+        "the token is never shown again: {public}"
+    );
     let stdout = b"all tests passed\n";
     let good = proof(&client_key, &cl, 0, stdout)?;
+    let mut impostor = d.client().await?;
+    for (method, params) in [
+        (
+            "jobs.fail",
+            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "outcome": "failed"}),
+        ),
+        (
+            "jobs.heartbeat",
+            json!({"id": id, "attempt": 1, "worker": "rpc-worker"}),
+        ),
+        (
+            "jobs.fail",
+            json!({"id": id, "attempt": 1, "worker": "rpc-worker",
+            "lease_token": "00".repeat(32)}),
+        ),
+        (
+            "jobs.complete",
+            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "exit_code": 0,
+            "stdout_base64": b64(stdout), "poe": good,
+            "lease_token": cl["claim_commit"].as_str().unwrap().repeat(2)[..64].to_owned()}),
+        ),
+    ] {
+        let r = impostor.call(method, params).await?;
+        assert_eq!(code(&r), "Forbidden", "{method}: {r}");
+    }
+    let bad = impostor
+        .call(
+            "jobs.fail",
+            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "lease_token": "not hex"}),
+        )
+        .await?;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    assert_eq!(
+        c.ok("jobs.get", json!({"id": id})).await?["state"],
+        "running"
+    );
+    // A wrong proof is refused and changes nothing.
     let lie = c
         .call(
             "jobs.complete",
-            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "exit_code": 0,
+            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "lease_token": cl["lease_token"], "exit_code": 0,
                    "stdout_base64": b64(b"something else\n"), "poe": good}),
         )
         .await?;
@@ -111,7 +157,7 @@ async fn a_client_claims_heartbeats_and_completes_with_its_own_signed_proof() ->
     let unsigned = c
         .call(
             "jobs.complete",
-            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "exit_code": 0}),
+            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "lease_token": cl["lease_token"], "exit_code": 0}),
         )
         .await?;
     assert_eq!(code(&unsigned), "SignatureInvalid");
@@ -119,7 +165,7 @@ async fn a_client_claims_heartbeats_and_completes_with_its_own_signed_proof() ->
     let forged = c
         .call(
             "jobs.complete",
-            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "exit_code": 0,
+            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "lease_token": cl["lease_token"], "exit_code": 0,
                    "stdout_base64": b64(stdout), "poe": proof(&stranger, &cl, 0, stdout)?}),
         )
         .await?;
@@ -135,7 +181,7 @@ async fn a_client_claims_heartbeats_and_completes_with_its_own_signed_proof() ->
     let done = c
         .ok(
             "jobs.complete",
-            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "exit_code": 0,
+            json!({"id": id, "attempt": 1, "worker": "rpc-worker", "lease_token": cl["lease_token"], "exit_code": 0,
                    "stdout_base64": b64(stdout), "poe": good}),
         )
         .await?;
@@ -174,7 +220,7 @@ async fn fail_cancel_list_and_untrusted_keys_over_rpc() -> TestResult {
     let failed = c
         .ok(
             "jobs.fail",
-            json!({"id": cl["id"], "attempt": 1, "worker": "w", "exit_code": 2,
+            json!({"id": cl["id"], "attempt": 1, "worker": "w", "lease_token": cl["lease_token"], "exit_code": 2,
                    "stderr_base64": b64(b"no such target\n")}),
         )
         .await?;
@@ -183,7 +229,7 @@ async fn fail_cancel_list_and_untrusted_keys_over_rpc() -> TestResult {
     let late = c
         .call(
             "jobs.heartbeat",
-            json!({"id": cl["id"], "attempt": 1, "worker": "w"}),
+            json!({"id": cl["id"], "attempt": 1, "worker": "w", "lease_token": cl["lease_token"]}),
         )
         .await?;
     assert_eq!(code(&late), "LeaseExpired");
@@ -208,7 +254,7 @@ async fn fail_cancel_list_and_untrusted_keys_over_rpc() -> TestResult {
     let refused = c
         .call(
             "jobs.complete",
-            json!({"id": cl["id"], "attempt": 1, "worker": "stranger", "exit_code": 0,
+            json!({"id": cl["id"], "attempt": 1, "worker": "stranger", "lease_token": cl["lease_token"], "exit_code": 0,
                    "stdout_base64": b64(b"ok\n"), "poe": proof(&untrusted, &cl, 0, b"ok\n")?}),
         )
         .await?;
