@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod queues;
 pub(crate) mod ready;
 pub mod records;
+pub mod redact;
 pub mod secrets;
 pub mod state;
 

@@ -1,0 +1,438 @@
+//! Redaction of resolved secret values from what a job printed (DESIGN §4, docs/jobs.md
+//! "Redaction").
+//!
+//! A [`Redactor`] is built once per attempt from the secrets the worker resolved for it, and
+//! replaces, in one pass over the bytes, every occurrence of each value and of its common
+//! encodings:
+//!
+//! | form | mark |
+//! |---|---|
+//! | the value itself | `[REDACTED:NAME]` |
+//! | base64 (standard alphabet, with or without padding) | `[REDACTED:NAME:base64]` |
+//! | base64url (URL-safe alphabet, with or without padding) | `[REDACTED:NAME:base64url]` |
+//! | hex, lower and upper case | `[REDACTED:NAME:hex]` |
+//! | URL-encoded (percent-encoding, upper or lower case hex, `+` for space) | `[REDACTED:NAME:url]` |
+//!
+//! Base64 is caught wherever the value sits in a longer encoded stream (`echo "$X" |
+//! base64` encodes the value and a newline; `printf "ab$X" | base64` shifts it by two
+//! bytes): for each of the three byte alignments the characters that depend on the value's
+//! bytes alone (the alignment's stable core) are redacted; the one or two characters at
+//! each edge that mix in neighbouring bytes stay.
+//!
+//! Values shorter than [`MIN_ENCODED_LEN`] bytes are redacted only in their exact form:
+//! their encodings are short enough to turn up by chance in ordinary output. An empty
+//! value is never redacted.
+//!
+//! Occurrences that overlap (two secrets sharing bytes, or one value inside another) are
+//! merged: every byte inside any occurrence of any form is replaced, and the merged span
+//! carries the mark of each secret found in it, so nothing of either value survives between
+//! the marks. (A plain leftmost-longest pass would leave the tail of the second of two
+//! overlapping values in clear.)
+//!
+//! This guards against accidents — a value echoed by a verbose tool, a debug dump, a
+//! header in a trace — not against a job that wants to leak a secret: a job can split,
+//! reverse, compress or encrypt it, and no redactor can recognise that.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+
+/// Values shorter than this many bytes are redacted only in their exact form.
+pub const MIN_ENCODED_LEN: usize = 8;
+
+/// How a value appeared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Exact,
+    Base64,
+    Base64Url,
+    Hex,
+    Url,
+}
+
+impl Form {
+    fn suffix(self) -> &'static str {
+        match self {
+            Form::Exact => "",
+            Form::Base64 => ":base64",
+            Form::Base64Url => ":base64url",
+            Form::Hex => ":hex",
+            Form::Url => ":url",
+        }
+    }
+}
+
+/// Replaces secret values and their encodings with marks naming the secret and the form.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    /// `None` when there is nothing to redact.
+    searcher: Option<AhoCorasick>,
+    /// For each needle: the secret's index in `names` and the form.
+    needles: Vec<(usize, Form)>,
+    names: Vec<String>,
+    longest: usize,
+}
+
+impl Default for Redactor {
+    fn default() -> Redactor {
+        Redactor::new(&[])
+    }
+}
+
+impl Redactor {
+    /// Builds a redactor for `(name, value)` pairs. Empty values are ignored.
+    pub fn new(secrets: &[(String, String)]) -> Redactor {
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut needles: Vec<(usize, Form)> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for (name, value) in secrets {
+            let v = value.as_bytes();
+            if v.is_empty() {
+                continue;
+            }
+            let idx = names.len();
+            names.push(name.clone());
+            let mut add = |p: Vec<u8>, form: Form| {
+                if !p.is_empty()
+                    && !patterns
+                        .iter()
+                        .zip(&needles)
+                        .any(|(q, n)| *q == p && n.0 == idx)
+                {
+                    patterns.push(p);
+                    needles.push((idx, form));
+                }
+            };
+            add(v.to_vec(), Form::Exact);
+            if v.len() < MIN_ENCODED_LEN {
+                continue;
+            }
+            for (full, bare, form) in [
+                (&STANDARD, &STANDARD_NO_PAD, Form::Base64),
+                (&URL_SAFE, &URL_SAFE_NO_PAD, Form::Base64Url),
+            ] {
+                // The value alone: padded and unpadded (leftmost-longest in the merge below
+                // prefers the whole form to its core where both are present).
+                add(full.encode(v).into_bytes(), form);
+                add(bare.encode(v).into_bytes(), form);
+                for offset in 0..3 {
+                    add(base64_core(bare, v, offset), form);
+                }
+            }
+            add(hex(v, b"0123456789abcdef"), Form::Hex);
+            add(hex(v, b"0123456789ABCDEF"), Form::Hex);
+            for (upper, plus) in [(true, false), (false, false), (true, true), (false, true)] {
+                let u = percent_encode(v, upper, plus);
+                if u != v {
+                    add(u, Form::Url);
+                }
+            }
+        }
+        let longest = patterns.iter().map(Vec::len).max().unwrap_or(0);
+        let searcher = if patterns.is_empty() {
+            None
+        } else {
+            // Standard semantics: every occurrence, overlapping ones included, so the
+            // spans below cover all of them.
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::Standard)
+                .build(&patterns)
+                .ok()
+        };
+        Redactor {
+            searcher,
+            needles,
+            names,
+            longest,
+        }
+    }
+
+    /// Whether there is nothing to redact.
+    pub fn is_empty(&self) -> bool {
+        self.searcher.is_none()
+    }
+
+    /// The longest form searched for, in bytes: a capture that keeps this many bytes past
+    /// its cap redacts a secret that straddles the cap whole.
+    pub fn longest_form(&self) -> usize {
+        self.longest
+    }
+
+    /// Returns `bytes` with every occurrence of every form replaced by its mark.
+    pub fn redact(&self, bytes: &[u8]) -> Vec<u8> {
+        let Some(ac) = &self.searcher else {
+            return bytes.to_vec();
+        };
+        // Every occurrence (overlapping ones are reported in order of their ends), sorted by
+        // start and merged into spans, each with the secrets found in it.
+        let mut found: Vec<(usize, usize, (usize, Form))> = ac
+            .find_overlapping_iter(bytes)
+            .map(|m| (m.start(), m.end(), self.needles[m.pattern().as_usize()]))
+            .collect();
+        found.sort_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
+        let mut merged: Vec<Span> = Vec::new();
+        for (start, end, needle) in found {
+            match merged.last_mut() {
+                Some(last) if start < last.end => {
+                    last.end = last.end.max(end);
+                    last.add(needle, end - start);
+                }
+                _ => {
+                    let mut s = Span {
+                        start,
+                        end,
+                        found: Vec::new(),
+                    };
+                    s.add(needle, end - start);
+                    merged.push(s);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut at = 0;
+        for s in &merged {
+            out.extend_from_slice(&bytes[at..s.start]);
+            for (secret, form) in s.marks() {
+                out.extend_from_slice(b"[REDACTED:");
+                out.extend_from_slice(self.names[secret].as_bytes());
+                out.extend_from_slice(form.suffix().as_bytes());
+                out.push(b']');
+            }
+            at = s.end;
+        }
+        out.extend_from_slice(&bytes[at..]);
+        out
+    }
+}
+
+/// A run of bytes covered by overlapping occurrences.
+struct Span {
+    start: usize,
+    end: usize,
+    /// Each secret found, with its longest form's needle and length, in order of discovery.
+    found: Vec<((usize, Form), usize)>,
+}
+
+impl Span {
+    fn add(&mut self, needle: (usize, Form), len: usize) {
+        match self.found.iter_mut().find(|(n, _)| n.0 == needle.0) {
+            Some(f) if f.1 < len => *f = (needle, len),
+            Some(_) => {}
+            None => self.found.push((needle, len)),
+        }
+    }
+
+    /// One mark per secret, in order of its first occurrence in the span.
+    fn marks(&self) -> impl Iterator<Item = (usize, Form)> + '_ {
+        self.found.iter().map(|(n, _)| *n)
+    }
+}
+
+/// The characters of the base64 encoding of `offset` unknown bytes followed by `v` that
+/// depend on `v` alone (character `j` covers bits `6j..6j+6`).
+fn base64_core(engine: &base64::engine::GeneralPurpose, v: &[u8], offset: usize) -> Vec<u8> {
+    let mut input = vec![0u8; offset];
+    input.extend_from_slice(v);
+    let encoded = engine.encode(&input).into_bytes();
+    let first = (8 * offset).div_ceil(6);
+    let end = (8 * (offset + v.len())) / 6;
+    encoded
+        .get(first..end)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
+}
+
+fn hex(v: &[u8], digits: &[u8; 16]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 2);
+    for b in v {
+        out.push(digits[usize::from(b >> 4)]);
+        out.push(digits[usize::from(b & 0xf)]);
+    }
+    out
+}
+
+/// Percent-encodes every byte but RFC 3986's unreserved ones; `plus` writes space as `+`
+/// (form encoding).
+fn percent_encode(v: &[u8], upper: bool, plus: bool) -> Vec<u8> {
+    let digits: &[u8; 16] = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    let mut out = Vec::with_capacity(v.len() * 3);
+    for &b in v {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b);
+        } else if plus && b == b' ' {
+            out.push(b'+');
+        } else {
+            out.push(b'%');
+            out.push(digits[usize::from(b >> 4)]);
+            out.push(digits[usize::from(b & 0xf)]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redactor(pairs: &[(&str, &str)]) -> Redactor {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        Redactor::new(&pairs)
+    }
+
+    fn text(r: &Redactor, s: &[u8]) -> String {
+        String::from_utf8_lossy(&r.redact(s)).into_owned()
+    }
+
+    const VALUE: &str = "s3cr3t-Value/with+chars?";
+
+    #[test]
+    fn the_exact_value_is_replaced() {
+        let r = redactor(&[("TOKEN", VALUE)]);
+        assert_eq!(
+            text(&r, format!("token={VALUE}; again {VALUE}\n").as_bytes()),
+            "token=[REDACTED:TOKEN]; again [REDACTED:TOKEN]\n"
+        );
+    }
+
+    #[test]
+    fn base64_and_base64url_with_and_without_padding_are_replaced() {
+        let r = redactor(&[("TOKEN", VALUE)]);
+        for (engine, mark) in [
+            (&STANDARD, "[REDACTED:TOKEN:base64]"),
+            (&STANDARD_NO_PAD, "[REDACTED:TOKEN:base64]"),
+            (&URL_SAFE, "[REDACTED:TOKEN:base64url]"),
+            (&URL_SAFE_NO_PAD, "[REDACTED:TOKEN:base64url]"),
+        ] {
+            let enc = engine.encode(VALUE);
+            assert_eq!(text(&r, format!("<{enc}>").as_bytes()), format!("<{mark}>"));
+        }
+    }
+
+    #[test]
+    fn base64_is_caught_at_every_alignment_inside_a_longer_stream() {
+        let r = redactor(&[("TOKEN", VALUE)]);
+        for prefix in ["", "a", "ab", "abc", "abcd"] {
+            for suffix in ["", "\n", "xy", "tail of the stream"] {
+                let plain = format!("{prefix}{VALUE}{suffix}");
+                for engine in [&STANDARD, &URL_SAFE_NO_PAD] {
+                    let enc = engine.encode(&plain);
+                    let out = text(&r, enc.as_bytes());
+                    assert!(
+                        out.contains("[REDACTED:TOKEN:base64"),
+                        "{prefix:?}+{suffix:?}: {out}"
+                    );
+                    for core_offset in 0..3 {
+                        let core = base64_core(&STANDARD_NO_PAD, VALUE.as_bytes(), core_offset);
+                        assert!(
+                            !out.contains(std::str::from_utf8(&core).unwrap_or("")),
+                            "{out}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hex_in_both_cases_is_replaced() {
+        let r = redactor(&[("TOKEN", VALUE)]);
+        let lower = hex(VALUE.as_bytes(), b"0123456789abcdef");
+        let upper = hex(VALUE.as_bytes(), b"0123456789ABCDEF");
+        for h in [lower, upper] {
+            let mut s = b"0x".to_vec();
+            s.extend_from_slice(&h);
+            assert_eq!(text(&r, &s), "0x[REDACTED:TOKEN:hex]");
+        }
+    }
+
+    #[test]
+    fn url_encoded_forms_are_replaced() {
+        let r = redactor(&[("PW", "p@ss word/with:colon")]);
+        for s in [
+            "p%40ss%20word%2Fwith%3Acolon",
+            "p%40ss%20word%2fwith%3acolon",
+            "p%40ss+word%2Fwith%3Acolon",
+        ] {
+            assert_eq!(
+                text(&r, format!("https://x/?pw={s}&a=1").as_bytes()),
+                "https://x/?pw=[REDACTED:PW:url]&a=1"
+            );
+        }
+    }
+
+    #[test]
+    fn short_values_are_redacted_only_exactly() {
+        let r = redactor(&[("PIN", "1234")]);
+        assert_eq!(
+            text(&r, b"pin 1234 MTIzNA== 31323334"),
+            "pin [REDACTED:PIN] MTIzNA== 31323334"
+        );
+    }
+
+    #[test]
+    fn empty_values_and_no_secrets_change_nothing() {
+        let r = redactor(&[("EMPTY", "")]);
+        assert!(r.is_empty());
+        assert_eq!(r.redact(b"anything"), b"anything");
+        assert_eq!(Redactor::default().redact(b""), b"");
+    }
+
+    #[test]
+    fn overlapping_secrets_leave_nothing_of_either() {
+        let r = redactor(&[("A", "abcdefgh12"), ("B", "defgh12345")]);
+        assert_eq!(text(&r, b"[abcdefgh12345]"), "[[REDACTED:A][REDACTED:B]]");
+        // One value inside another: both marks, in order of where each starts.
+        let r = redactor(&[("INNER", "cdefghij"), ("OUTER", "abcdefghijkl")]);
+        assert_eq!(
+            text(&r, b"-abcdefghijkl-"),
+            "-[REDACTED:OUTER][REDACTED:INNER]-"
+        );
+        assert_eq!(text(&r, b"-cdefghij-"), "-[REDACTED:INNER]-");
+    }
+
+    #[test]
+    fn an_encoded_secret_straddling_a_chunk_boundary_is_redacted() {
+        // Output read in 8 KiB chunks and joined before redaction, with the encoded value
+        // across the join at every split point.
+        let r = redactor(&[("TOKEN", VALUE)]);
+        let enc = STANDARD.encode(VALUE);
+        for split in 0..=enc.len() {
+            let mut first = vec![b'.'; 8192 - split];
+            first.extend_from_slice(&enc.as_bytes()[..split]);
+            let second = [&enc.as_bytes()[split..], b"\n"].concat();
+            let joined = [first, second].concat();
+            let out = r.redact(&joined);
+            assert!(out.ends_with(b"[REDACTED:TOKEN:base64]\n"), "split {split}");
+        }
+        assert!(r.longest_form() >= 3 * VALUE.len() / 2);
+    }
+
+    #[test]
+    fn non_utf8_input_passes_through_untouched_around_the_marks() {
+        let r = redactor(&[("TOKEN", VALUE)]);
+        let mut s = vec![0xff, 0xfe, 0x00];
+        s.extend_from_slice(VALUE.as_bytes());
+        s.extend_from_slice(&[0xc3, 0x28]);
+        let mut want = vec![0xff, 0xfe, 0x00];
+        want.extend_from_slice(b"[REDACTED:TOKEN]");
+        want.extend_from_slice(&[0xc3, 0x28]);
+        assert_eq!(r.redact(&s), want);
+    }
+
+    #[test]
+    fn several_secrets_in_one_pass() {
+        let r = redactor(&[("A", "alpha-secret-1"), ("B", "bravo-secret-2")]);
+        let b64 = STANDARD.encode("bravo-secret-2");
+        assert_eq!(
+            text(&r, format!("alpha-secret-1 {b64} x").as_bytes()),
+            "[REDACTED:A] [REDACTED:B:base64] x"
+        );
+    }
+}
