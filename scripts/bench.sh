@@ -261,8 +261,8 @@ bench_daemon() {
     local pid=$!
     for _ in $(seq 1 200); do [ -S "$WORK/d.sock" ] && break; sleep 0.05; done
     settle
-    one=$("$GB" rpc "$WORK/d.sock" t "$n1" 1)
-    eight=$("$GB" rpc "$WORK/d.sock" t "$n8" 8)
+    one=$("$GB" rpc "$WORK/d.sock" t "$n1" 1 "$r/gatos/gatosd/token")
+    eight=$("$GB" rpc "$WORK/d.sock" t "$n8" 8 "$r/gatos/gatosd/token")
     kill -TERM "$pid"; wait "$pid" || true
     line "round $k: in-process" "$(printf %.0f "$(field "$ip" rate)") msg/s p50 $(printf %.0f "$(field "$ip" p50_us)") us p99 $(printf %.0f "$(field "$ip" p99_us)") us"
     line "round $k: 1 client" "$(printf %.0f "$(field "$one" rate)") msg/s ($(ratio "$(field "$one" rate)" "$(field "$ip" rate)")x) p50 $(printf %.0f "$(field "$one" p50_us)") us p99 $(printf %.0f "$(field "$one" p99_us)") us"

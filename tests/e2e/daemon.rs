@@ -14,6 +14,8 @@ use crate::support::gatos_ok;
 struct Gatosd {
     child: Child,
     socket: PathBuf,
+    /// The token file gatosd makes in the git directory (writes on the socket need it).
+    token_file: PathBuf,
 }
 
 impl Gatosd {
@@ -27,7 +29,11 @@ impl Gatosd {
             .stderr(Stdio::null());
         hermetic(&mut cmd, &repo.home());
         let child = cmd.spawn()?;
-        let d = Gatosd { child, socket };
+        let d = Gatosd {
+            child,
+            socket,
+            token_file: repo.git_dir().join("gatos/gatosd/token"),
+        };
         wait_for(
             "gatosd to accept connections",
             Duration::from_secs(30),
@@ -37,7 +43,7 @@ impl Gatosd {
     }
 
     fn client(&self) -> TestResult<Client> {
-        Client::connect(&self.socket)
+        Client::connect(&self.socket, &self.token_file)
     }
 
     fn signal(&self, sig: &str) -> TestResult {
@@ -63,14 +69,19 @@ struct Client {
 }
 
 impl Client {
-    fn connect(path: &Path) -> TestResult<Client> {
+    /// Connects and authenticates with the token from `token_file`, as local clients do.
+    fn connect(path: &Path, token_file: &Path) -> TestResult<Client> {
         let s = UnixStream::connect(path)?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Client {
+        let mut c = Client {
             reader: BufReader::new(s.try_clone()?),
             writer: s,
             next: 1,
-        })
+        };
+        let token = std::fs::read_to_string(token_file)?;
+        let r = c.call("gatos.auth", json!({"token": token.trim_end()}))?;
+        assert_eq!(r["result"]["authenticated"], true, "{r}");
+        Ok(c)
     }
 
     fn call(&mut self, method: &str, params: Value) -> TestResult<Value> {
@@ -196,9 +207,10 @@ fn kill_9_under_load_loses_no_acknowledged_message_and_blocks_no_restart() -> Te
         let mut workers = Vec::new();
         for w in 0..4 {
             let socket = d.socket.clone();
+            let token_file = d.token_file.clone();
             let tx = tx.clone();
             workers.push(std::thread::spawn(move || {
-                let Ok(mut c) = Client::connect(&socket) else {
+                let Ok(mut c) = Client::connect(&socket, &token_file) else {
                     return;
                 };
                 for i in 0.. {

@@ -921,6 +921,11 @@ fn gatosd_syncs_in_the_background_and_subscribers_see_what_arrived() -> TestResu
         let s = UnixStream::connect(&socket)?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         let mut c = Conn::new(s)?;
+        // sync.run writes: on the Unix socket it needs the token gatosd keeps in the git
+        // directory (ADR 0023).
+        let token = std::fs::read_to_string(b.git_dir().join("gatos/gatosd/token"))?;
+        let auth = c.rpc(0, "gatos.auth", json!({"token": token.trim_end()}))?;
+        assert_eq!(auth["result"]["authenticated"], true, "{auth}");
         let sub = c.rpc(
             1,
             "messages.subscribe",

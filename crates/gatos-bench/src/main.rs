@@ -9,7 +9,9 @@
 //!   with a fresh repository handle per page (a new process without its start-up).
 //! * `auto <repo> <topic> <n> <git-gatos>`: n single publishes with automatic maintenance
 //!   started as the CLI starts it.
-//! * `rpc <socket> <topic> <n> <clients>`: each of `clients` threads publishes n messages
+//! * `rpc <socket> <topic> <n> <clients> [token-file]`: each of `clients` threads
+//!   authenticates with the token in `token-file` (default: the socket's directory's
+//!   `gatos/gatosd/token`, for a socket in the git directory), then publishes n messages
 //!   over the daemon's Unix socket, one request at a time; rate and latencies.
 //! * `enqueue <repo> <n>`: n jobs enqueued one by one; rate and latencies.
 //! * `jobs-fill <repo> <n>`: n jobs enqueued, claimed and finished with a signed proof (to
@@ -237,11 +239,24 @@ fn rpc(args: &[String]) -> R {
     let topic = args.get(3).ok_or("topic missing")?.clone();
     let n: u64 = args.get(4).ok_or("n missing")?.parse()?;
     let clients: u64 = args.get(5).ok_or("clients missing")?.parse()?;
+    // Publishing writes: on the Unix socket it needs the daemon's token (ADR 0023).
+    let token_file = match args.get(6) {
+        Some(f) => std::path::PathBuf::from(f),
+        None => socket
+            .parent()
+            .ok_or("socket has no directory")?
+            .join("gatosd/token"),
+    };
+    let token = std::fs::read_to_string(&token_file)
+        .map_err(|e| format!("reading {}: {e}", token_file.display()))?
+        .trim_end()
+        .to_owned();
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|k| {
             let socket = socket.clone();
             let topic = topic.clone();
+            let token = token.clone();
             std::thread::spawn(move || -> Result<Vec<Duration>, String> {
                 let s =
                     std::os::unix::net::UnixStream::connect(&socket).map_err(|e| e.to_string())?;
@@ -249,6 +264,13 @@ fn rpc(args: &[String]) -> R {
                 let mut r = BufReader::new(s);
                 let mut lat = Vec::with_capacity(n as usize);
                 let mut line = String::new();
+                let auth = json!({"jsonrpc": "2.0", "id": "auth", "method": "gatos.auth",
+                                  "params": {"token": token}});
+                writeln!(w, "{auth}").map_err(|e| e.to_string())?;
+                r.read_line(&mut line).map_err(|e| e.to_string())?;
+                if !line.contains("\"authenticated\":true") {
+                    return Err(format!("gatos.auth failed: {line}"));
+                }
                 for i in 0..n {
                     let req = json!({"jsonrpc": "2.0", "id": i, "method": "messages.publish",
                                      "params": {"topic": topic, "payload": payload(k * n + i)}});

@@ -6,14 +6,15 @@ use std::path::PathBuf;
 /// Usage text.
 pub const USAGE: &str = "\
 usage: gatosd [--repo DIR] [--socket PATH] [--stdio]
-              [--listen 127.0.0.1:PORT --token-file F] [--allow-non-loopback]
+              [--listen 127.0.0.1:PORT] [--token-file F] [--allow-non-loopback]
               [--log-level LEVEL] [--log-format text|json] [--max-line BYTES]
               [--sync REMOTE [--sync-interval DUR]]
 
 Serves JSON-RPC 2.0 over JSONL on the repository containing DIR (default: the current
 directory): on a Unix socket (default <git-dir>/gatos/gatosd.sock), or on stdin/stdout
-with --stdio, and also on TCP with --listen (the first call must be gatos.auth with the
-token of --token-file). With --sync, it also syncs with REMOTE every --sync-interval
+with --stdio, and also on TCP with --listen. The token of gatos.auth is in --token-file,
+else in <git-dir>/gatos/gatosd/token (made at first start, mode 0600): on TCP the first
+call must be gatos.auth {token}; on the Unix socket calls that write need it first. With --sync, it also syncs with REMOTE every --sync-interval
 (default 30s; what `git gatos sync REMOTE` does). Logs go to stderr; the level comes from --log-level, else GATOS_LOG,
 else RUST_LOG, else info.";
 
@@ -115,9 +116,6 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     if a.sync_interval.is_some() && a.sync.is_none() {
         return Err("--sync-interval needs --sync REMOTE".into());
     }
-    if a.listen.is_some() != a.token_file.is_some() {
-        return Err("--listen and --token-file go together".into());
-    }
     if let Some(addr) = a.listen
         && !addr.ip().is_loopback()
         && !a.allow_non_loopback
@@ -151,7 +149,7 @@ mod tests {
         .expect("valid");
         assert_eq!(a.repo, Some(PathBuf::from("/r")));
         assert!(a.log_json);
-        assert!(p(&["--listen", "127.0.0.1:1"]).is_err());
+        assert!(p(&["--listen", "127.0.0.1:1"]).is_ok());
         assert!(p(&["--listen", "0.0.0.0:1", "--token-file", "t"]).is_err());
         assert!(
             p(&[

@@ -2,7 +2,7 @@
 //! outbox, a cap on requests in flight, the TCP auth gate, and a drain on close.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -28,8 +28,20 @@ pub struct Peer {
     pub transport: &'static str,
     /// The address, when there is one.
     pub addr: String,
-    /// TCP: the first call must be `gatos.auth`.
-    pub needs_auth: bool,
+    /// What the peer must do before it is served.
+    pub auth: Auth,
+}
+
+/// What a transport demands before serving a call (ADR 0023).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// stdio: its parent started the daemon, and is trusted.
+    Trusted,
+    /// The Unix socket: reads are open; a call that writes needs `gatos.auth {token}`
+    /// first (any process of the user can connect, a sandboxed job too).
+    Writes,
+    /// TCP: the first call must be `gatos.auth {token}`, else the connection is closed.
+    First,
 }
 
 /// A connection's state, shared with its request and subscription tasks.
@@ -44,8 +56,10 @@ pub struct Conn {
     pub sub_stop: CancellationToken,
     /// Subscription tasks.
     pub sub_tasks: TaskTracker,
-    /// Whether this transport demands `gatos.auth`.
-    pub needs_auth: bool,
+    /// What this transport demands.
+    pub auth: Auth,
+    /// Whether the peer presented the token (always true on trusted transports).
+    pub authenticated: AtomicBool,
     in_flight: Arc<Semaphore>,
     requests: TaskTracker,
     handled: AtomicU64,
@@ -82,7 +96,8 @@ pub async fn serve<R, W>(
             subs: Arc::new(Mutex::new(HashMap::new())),
             sub_stop: CancellationToken::new(),
             sub_tasks: TaskTracker::new(),
-            needs_auth: peer.needs_auth,
+            auth: peer.auth,
+            authenticated: AtomicBool::new(peer.auth == Auth::Trusted),
             in_flight: Arc::new(Semaphore::new(shared.limits.max_in_flight)),
             requests: TaskTracker::new(),
             handled: AtomicU64::new(0),
@@ -120,10 +135,23 @@ async fn read_loop<R: AsyncRead + Unpin>(
     stop: &CancellationToken,
 ) {
     let limits = &conn.shared.limits;
-    let mut decoder = Decoder::new(limits.max_line);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut authenticated = peer.auth != Auth::First;
+    // Before authentication a TCP line is capped at a few KiB (`gatos.auth {token}` is
+    // short): an unauthenticated client cannot make us hold megabytes (ADR 0023).
+    let mut decoder = Decoder::new(if authenticated {
+        limits.max_line
+    } else {
+        limits.max_unauthenticated_line
+    });
+    let mut buf = vec![
+        0u8;
+        if authenticated {
+            READ_BUF
+        } else {
+            PRE_AUTH_READ_BUF
+        }
+    ];
     let mut frames = Vec::new();
-    let mut authenticated = !peer.needs_auth;
     let auth_deadline = tokio::time::Instant::now() + limits.auth_timeout;
     loop {
         let read = tokio::select! {
@@ -135,61 +163,93 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             r = reader.read(&mut buf) => r,
         };
-        let eof = match read {
+        let n = match read {
             Ok(0) => {
                 decoder.finish(&mut frames);
-                true
+                for frame in frames.drain(..) {
+                    if !authenticated {
+                        let _ = authenticate(conn, frame).await;
+                        return;
+                    }
+                    on_frame(conn, frame).await;
+                }
+                return;
             }
-            Ok(n) => {
-                decoder.feed(&buf[..n], &mut frames);
-                false
-            }
+            Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "read failed");
                 return;
             }
         };
-        for frame in frames.drain(..) {
-            if !authenticated {
-                if authenticate(conn, frame).await {
+        // Before authentication, feed one line at a time: the bytes after the
+        // `gatos.auth` line go to a decoder with the full cap.
+        let mut start = 0;
+        while start < n {
+            let end = if authenticated {
+                n
+            } else {
+                buf[start..n]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(n, |i| start + i + 1)
+            };
+            decoder.feed(&buf[start..end], &mut frames);
+            start = end;
+            for frame in frames.drain(..) {
+                if !authenticated {
+                    if !authenticate(conn, frame).await {
+                        return;
+                    }
                     authenticated = true;
+                    conn.authenticated.store(true, Ordering::Release);
+                    decoder = Decoder::new(limits.max_line);
                     continue;
                 }
-                return;
-            }
-            match frame {
-                Frame::TooLong => {
-                    let e = RpcError::taxonomy(
-                        ErrorCode::PayloadTooLarge,
-                        format!(
-                            "request line longer than {} bytes; skipped",
-                            limits.max_line
-                        ),
-                        &serde_json::Map::new(),
-                    );
-                    tracing::info!(code = "PayloadTooLarge", "request refused");
-                    conn.outbox
-                        .send_small(to_line(&Response {
-                            id: Id::Null,
-                            outcome: Err(e),
-                        }))
-                        .await;
-                }
-                Frame::NotUtf8 => {
-                    let e = RpcError::parse_error("the line is not UTF-8");
-                    conn.outbox
-                        .send_small(to_line(&Response {
-                            id: Id::Null,
-                            outcome: Err(e),
-                        }))
-                        .await;
-                }
-                Frame::Line(line) => dispatch(conn, line).await,
+                on_frame(conn, frame).await;
             }
         }
-        if eof {
-            return;
+        if authenticated && buf.len() < READ_BUF {
+            buf.resize(READ_BUF, 0);
         }
+    }
+}
+
+/// Bytes read at a time from an authenticated (or trusted) connection.
+const READ_BUF: usize = 64 * 1024;
+/// Bytes read at a time before authentication.
+const PRE_AUTH_READ_BUF: usize = 4 * 1024;
+
+/// Answers a frame of an authenticated (or trusted) connection.
+async fn on_frame(conn: &Arc<Conn>, frame: Frame) {
+    let limits = &conn.shared.limits;
+    match frame {
+        Frame::TooLong => {
+            let e = RpcError::taxonomy(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "request line longer than {} bytes; skipped",
+                    limits.max_line
+                ),
+                &serde_json::Map::new(),
+            );
+            tracing::info!(code = "PayloadTooLarge", "request refused");
+            conn.outbox
+                .send_small(to_line(&Response {
+                    id: Id::Null,
+                    outcome: Err(e),
+                }))
+                .await;
+        }
+        Frame::NotUtf8 => {
+            let e = RpcError::parse_error("the line is not UTF-8");
+            conn.outbox
+                .send_small(to_line(&Response {
+                    id: Id::Null,
+                    outcome: Err(e),
+                }))
+                .await;
+        }
+        Frame::Line(line) => dispatch(conn, line).await,
     }
 }
 
@@ -204,7 +264,7 @@ async fn authenticate(conn: &Arc<Conn>, frame: Frame) -> bool {
                 reply_id = req.id.clone().unwrap_or(Id::Null);
                 match req.params.parse::<AuthParams>() {
                     Ok(p) => conn.shared.token.as_ref().is_some_and(|t| {
-                        crate::transport::tcp::token_matches(t, p.token.as_bytes())
+                        crate::transport::tcp::token_matches(&t.bytes, p.token.as_bytes())
                     }),
                     Err(_) => false,
                 }

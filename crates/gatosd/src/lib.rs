@@ -93,9 +93,17 @@ fn start(args: &args::Args) -> Result<(), StartError> {
         ),
         None => None,
     };
+    // The token of `gatos.auth`: `--token-file`, else (when a socket or TCP is served) the
+    // repository's own, made on first start (ADR 0023). stdio needs none.
     let token = match &args.token_file {
-        Some(p) => Some(
-            transport::tcp::read_token(p).map_err(|e| StartError(ErrorCode::InvalidInput, e))?,
+        Some(p) => Some(transport::token::Token {
+            bytes: transport::tcp::read_token(p)
+                .map_err(|e| StartError(ErrorCode::InvalidInput, e))?,
+            file: p.clone(),
+        }),
+        None if !args.stdio => Some(
+            transport::token::ensure(&transport::token::default_path(&gatos.store().gatos_dir()))
+                .map_err(|e| StartError(ErrorCode::Unavailable, e))?,
         ),
         None => None,
     };

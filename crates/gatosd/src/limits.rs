@@ -7,8 +7,15 @@ use std::time::Duration;
 pub struct Limits {
     /// Longest request line, in bytes; longer ones get `PayloadTooLarge` and are skipped.
     pub max_line: usize,
-    /// Open connections at once; more wait in the kernel's accept queue.
-    pub max_connections: usize,
+    /// Longest line a TCP client may send before it authenticated (`gatos.auth {token}`
+    /// is short); a longer one closes the connection without being buffered.
+    pub max_unauthenticated_line: usize,
+    /// Open Unix-socket connections at once; more wait in the kernel's accept queue.
+    /// Counted apart from TCP, so a TCP flood never keeps local clients out.
+    pub max_unix_connections: usize,
+    /// Open TCP connections at once (authenticated or not); more wait in the kernel's
+    /// accept queue.
+    pub max_tcp_connections: usize,
     /// Requests being processed per connection (batch entries count); more stop the
     /// connection's reader, so the client feels backpressure.
     pub max_in_flight: usize,
@@ -34,7 +41,9 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_line: gatos_rpc::frame::DEFAULT_MAX_LINE,
-            max_connections: 512,
+            max_unauthenticated_line: 4096,
+            max_unix_connections: 512,
+            max_tcp_connections: 256,
             max_in_flight: 32,
             outbox_bytes: 16 * 1024 * 1024,
             lag_grace: Duration::from_secs(5),

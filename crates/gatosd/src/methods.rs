@@ -43,9 +43,84 @@ where
     }
 }
 
+/// What a method does to the repository: the Unix socket serves reads to anyone who can
+/// connect, and writes only after `gatos.auth {token}` (ADR 0023).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only (or touches only the connection's own state).
+    Read,
+    /// Writes refs, runs a sync or starts work: needs the token on the Unix socket.
+    Write,
+}
+
+/// The method table: every method the daemon serves and whether it writes. A method
+/// missing here counts as [`Access::Write`], so a method added without a decision is
+/// closed to unauthenticated clients rather than open.
+pub const TABLE: &[(&str, Access)] = &[
+    (m::MESSAGES_PUBLISH, Access::Write),
+    (m::MESSAGES_PUBLISH_BATCH, Access::Write),
+    (m::MESSAGES_READ, Access::Read),
+    (m::MESSAGES_SUBSCRIBE, Access::Read),
+    (m::MESSAGES_UNSUBSCRIBE, Access::Read),
+    (m::CHECKPOINTS_GET, Access::Read),
+    (m::CHECKPOINTS_SET, Access::Write),
+    (m::TOPICS_LIST, Access::Read),
+    (m::JOBS_ENQUEUE, Access::Write),
+    (m::JOBS_GET, Access::Read),
+    (m::JOBS_LIST, Access::Read),
+    (m::JOBS_CLAIM, Access::Write),
+    (m::JOBS_HEARTBEAT, Access::Write),
+    (m::JOBS_COMPLETE, Access::Write),
+    (m::JOBS_FAIL, Access::Write),
+    (m::JOBS_CANCEL, Access::Write),
+    (m::JOBS_WATCH, Access::Read),
+    (m::MANIFESTS_PUT, Access::Write),
+    (m::MANIFESTS_GET, Access::Read),
+    (m::MANIFESTS_LIST, Access::Read),
+    (m::MANIFESTS_RUN, Access::Write),
+    (m::SYNC_RUN, Access::Write),
+    (m::GATOS_HEALTH, Access::Read),
+    (m::GATOS_VERSION, Access::Read),
+    (m::GATOS_AUTH, Access::Read),
+];
+
+/// Returns whether `method` writes (unknown methods do, see [`TABLE`]).
+pub fn access(method: &str) -> Access {
+    TABLE
+        .iter()
+        .find(|(name, _)| *name == method)
+        .map_or(Access::Write, |(_, a)| *a)
+}
+
+/// The `Unauthorized` answer to a write on the Unix socket before `gatos.auth`.
+fn write_needs_token(conn: &Conn, method: &str) -> RpcError {
+    let mut details = serde_json::Map::new();
+    let hint = match &conn.shared.token {
+        Some(t) => {
+            let file = t.file.display().to_string();
+            details.insert("token_file".into(), serde_json::Value::String(file.clone()));
+            format!("call gatos.auth {{token}} first, with the content of {file}")
+        }
+        None => "this daemon has no token; writes are served on stdio only".to_owned(),
+    };
+    let shown: String = method.chars().take(100).collect();
+    RpcError::taxonomy(
+        gatos_types::ErrorCode::Unauthorized,
+        format!("{shown} writes, and writes on the Unix socket need the daemon's token: {hint}"),
+        &details,
+    )
+}
+
 /// Calls a method.
 pub async fn call(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> Outcome {
     let plain = |r: Result<Box<RawValue>, RpcError>| (r, None);
+    if access(method) == Access::Write
+        && !conn
+            .authenticated
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return plain(Err(write_needs_token(conn, method)));
+    }
     match method {
         m::MESSAGES_PUBLISH => plain(messages::publish(conn, params).await),
         m::MESSAGES_PUBLISH_BATCH => plain(messages::publish_batch(conn, params).await),

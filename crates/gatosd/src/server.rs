@@ -9,7 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::{self, Peer};
+use crate::connection::{self, Auth, Peer};
 use crate::shared::Shared;
 use crate::transport::unix;
 
@@ -24,20 +24,35 @@ pub struct Endpoints {
     pub stdio: bool,
 }
 
+/// Takes a connection slot of `slots`, then accepts: past the cap, clients wait in the
+/// kernel's accept queue instead of costing us memory. (Cancel-safe: a slot taken by a
+/// branch that loses the `select!` is given back when the future is dropped.)
 async fn accept_unix(
     l: Option<&UnixListener>,
-) -> std::io::Result<(tokio::net::UnixStream, String)> {
-    match l {
-        Some(l) => l.accept().await.map(|(s, _)| (s, "unix".to_owned())),
-        None => std::future::pending().await,
-    }
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::UnixStream, String, OwnedSemaphorePermit)> {
+    let Some(l) = l else {
+        return std::future::pending().await;
+    };
+    let Ok(permit) = slots.clone().acquire_owned().await else {
+        return std::future::pending().await;
+    };
+    l.accept()
+        .await
+        .map(|(s, _)| (s, "unix".to_owned(), permit))
 }
 
-async fn accept_tcp(l: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStream, String)> {
-    match l {
-        Some(l) => l.accept().await.map(|(s, a)| (s, a.to_string())),
-        None => std::future::pending().await,
-    }
+async fn accept_tcp(
+    l: Option<&TcpListener>,
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::TcpStream, String, OwnedSemaphorePermit)> {
+    let Some(l) = l else {
+        return std::future::pending().await;
+    };
+    let Ok(permit) = slots.clone().acquire_owned().await else {
+        return std::future::pending().await;
+    };
+    l.accept().await.map(|(s, a)| (s, a.to_string(), permit))
 }
 
 /// Serves until `shutdown` resolves (or, with stdio, until stdin ends), then drains.
@@ -53,7 +68,7 @@ pub async fn run(
         let peer = Peer {
             transport: "stdio",
             addr: "stdio".into(),
-            needs_auth: false,
+            auth: Auth::Trusted,
         };
         let conn = tracker.spawn(connection::serve(
             tokio::io::stdin(),
@@ -72,30 +87,28 @@ pub async fn run(
             .as_mut()
             .and_then(unix::Endpoint::take_listener);
         let tcp = endpoints.tcp.take();
-        let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+        // One cap per transport: a flood of TCP connections (which need not even
+        // authenticate to hold a slot until the auth timeout) never keeps Unix-socket
+        // clients out, nor the other way round.
+        let unix_slots = Arc::new(Semaphore::new(shared.limits.max_unix_connections));
+        let tcp_slots = Arc::new(Semaphore::new(shared.limits.max_tcp_connections));
         loop {
-            // Take a connection slot before accepting: past the cap, clients wait in the
-            // kernel's accept queue instead of costing us memory.
-            let permit: OwnedSemaphorePermit = tokio::select! {
-                () = &mut shutdown => break,
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            };
             tokio::select! {
                 () = &mut shutdown => break,
-                r = accept_unix(unix.as_ref()) => match r {
-                    Ok((s, addr)) => {
+                r = accept_unix(unix.as_ref(), &unix_slots) => match r {
+                    Ok((s, addr, permit)) => {
                         let (rd, wr) = s.into_split();
-                        let peer = Peer { transport: "unix", addr, needs_auth: false };
+                        let peer = Peer { transport: "unix", addr, auth: Auth::Writes };
                         let c = connection::serve(rd, wr, peer, shared.clone(), stop.child_token());
                         tracker.spawn(async move { c.await; drop(permit) });
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed on the Unix socket"),
                 },
-                r = accept_tcp(tcp.as_ref()) => match r {
-                    Ok((s, addr)) => {
+                r = accept_tcp(tcp.as_ref(), &tcp_slots) => match r {
+                    Ok((s, addr, permit)) => {
                         let _ = s.set_nodelay(true);
                         let (rd, wr) = s.into_split();
-                        let peer = Peer { transport: "tcp", addr, needs_auth: true };
+                        let peer = Peer { transport: "tcp", addr, auth: Auth::First };
                         let c = connection::serve(rd, wr, peer, shared.clone(), stop.child_token());
                         tracker.spawn(async move { c.await; drop(permit) });
                     }

@@ -8,6 +8,7 @@ use gatos::Gatos;
 
 use crate::limits::Limits;
 use crate::subscriptions::Watchers;
+use crate::transport::token::Token;
 
 /// What every connection shares.
 pub struct Shared {
@@ -17,8 +18,9 @@ pub struct Shared {
     pub limits: Limits,
     /// When the server started.
     pub started: Instant,
-    /// The TCP token, when TCP is served.
-    pub token: Option<Vec<u8>>,
+    /// The token `gatos.auth` must present (first on TCP; before writes on the Unix
+    /// socket), and its file. `None`: TCP and Unix-socket writes are refused.
+    pub token: Option<Token>,
     /// Open connections.
     pub connections: AtomicU64,
     /// Connections since start.
@@ -34,7 +36,7 @@ pub struct Shared {
 
 impl Shared {
     /// Makes the shared state.
-    pub fn new(gatos: Gatos, limits: Limits, token: Option<Vec<u8>>) -> Arc<Shared> {
+    pub fn new(gatos: Gatos, limits: Limits, token: Option<Token>) -> Arc<Shared> {
         Shared::with_sync(gatos, limits, token, None)
     }
 
@@ -42,7 +44,7 @@ impl Shared {
     pub fn with_sync(
         gatos: Gatos,
         limits: Limits,
-        token: Option<Vec<u8>>,
+        token: Option<Token>,
         sync_remote: Option<String>,
     ) -> Arc<Shared> {
         let watchers = Arc::new(Watchers::new(gatos.clone(), limits.watch_poll));

@@ -1,4 +1,5 @@
 //! Where the daemon listens: a Unix socket, TCP, or stdin/stdout.
 
 pub mod tcp;
+pub mod token;
 pub mod unix;

@@ -9,7 +9,7 @@ use gatos_rpc::methods::{AuthParams, HealthResult, NoParams, SyncParams, Version
 use serde_json::value::RawValue;
 
 use super::blocking;
-use crate::connection::Conn;
+use crate::connection::{Auth, Conn};
 
 /// `gatos.health {}`: the repository, uptime, connections; reads the store to prove it
 /// answers.
@@ -64,20 +64,27 @@ pub fn version(params: Params) -> Result<Box<RawValue>, RpcError> {
     })
 }
 
-/// `gatos.auth {token}` once authenticated (or on transports without a token): accepted
-/// when the token is right (or none is required).
+/// `gatos.auth {token}` after the first call of a TCP connection, or on the Unix socket
+/// (where it opens the calls that write) or stdio (trusted: always accepted). A wrong
+/// token is `Unauthorized` and changes nothing; the connection stays open.
 pub fn auth_again(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
     let p: AuthParams = params.parse()?;
-    match &conn.shared.token {
-        Some(t)
-            if conn.needs_auth && !crate::transport::tcp::token_matches(t, p.token.as_bytes()) =>
-        {
-            Err(RpcError::taxonomy(
-                gatos_types::ErrorCode::Unauthorized,
-                "wrong token",
-                &serde_json::Map::new(),
-            ))
-        }
-        _ => result(&serde_json::json!({"authenticated": true})),
+    if conn.auth == Auth::Trusted {
+        return result(&serde_json::json!({"authenticated": true}));
     }
+    let ok = conn
+        .shared
+        .token
+        .as_ref()
+        .is_some_and(|t| crate::transport::tcp::token_matches(&t.bytes, p.token.as_bytes()));
+    if !ok {
+        tracing::info!(code = "Unauthorized", "gatos.auth with a wrong token");
+        return Err(RpcError::taxonomy(
+            gatos_types::ErrorCode::Unauthorized,
+            "wrong token",
+            &serde_json::Map::new(),
+        ));
+    }
+    conn.authenticated.store(true, Ordering::Release);
+    result(&serde_json::json!({"authenticated": true}))
 }

@@ -7,6 +7,7 @@ use gatos_testutil::{TempRepo, TestResult};
 use gatosd::limits::Limits;
 use gatosd::server::{self, Endpoints};
 use gatosd::shared::Shared;
+use gatosd::transport::token::Token;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
@@ -15,6 +16,9 @@ pub struct Daemon {
     pub repo: TempRepo,
     pub socket: PathBuf,
     pub tcp: Option<std::net::SocketAddr>,
+    /// The token of `gatos.auth` and its file.
+    pub token: String,
+    pub token_file: PathBuf,
     #[allow(dead_code, reason = "for tests that inspect server state")]
     pub shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
@@ -55,7 +59,24 @@ impl Daemon {
             }
             None => (None, None),
         };
-        let shared = Shared::new(gatos, limits, token.map(|t| t.as_bytes().to_vec()));
+        // The token as gatosd finds it: `--token-file` when the test names one, else the
+        // repository's own file, made on first start.
+        let token = match token {
+            Some(t) => {
+                let file = repo.root().join("token");
+                std::fs::write(&file, format!("{t}\n"))?;
+                Token {
+                    bytes: t.as_bytes().to_vec(),
+                    file,
+                }
+            }
+            None => gatosd::transport::token::ensure(&gatosd::transport::token::default_path(
+                &gatos.store().gatos_dir(),
+            ))?,
+        };
+        let (token_text, token_file) =
+            (String::from_utf8(token.bytes.clone())?, token.file.clone());
+        let shared = Shared::new(gatos, limits, Some(token));
         let (tx, rx) = oneshot::channel::<()>();
         let endpoints = Endpoints {
             unix: Some(ep),
@@ -69,13 +90,28 @@ impl Daemon {
             repo,
             socket,
             tcp,
+            token: token_text,
+            token_file,
             shared,
             stop: Some(tx),
             handle: Some(handle),
         })
     }
 
+    /// A Unix-socket client that authenticated with the token from the token file, as
+    /// local clients do (calls that write need it).
     pub async fn client(&self) -> TestResult<Client> {
+        let mut c = self.anon_client().await?;
+        let token = std::fs::read_to_string(&self.token_file)?;
+        let r = c
+            .ok("gatos.auth", json!({"token": token.trim_end()}))
+            .await?;
+        assert_eq!(r["authenticated"], true);
+        Ok(c)
+    }
+
+    /// A Unix-socket client that never authenticated (anyone who can connect).
+    pub async fn anon_client(&self) -> TestResult<Client> {
         let s = tokio::net::UnixStream::connect(&self.socket).await?;
         let (r, w) = s.into_split();
         Ok(Client {

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, missing_docs, reason = "tests")]
 
 mod harness;
+mod hostile;
 mod jobs;
 mod protocol;
 mod robustness;

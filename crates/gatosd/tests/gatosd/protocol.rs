@@ -247,7 +247,10 @@ async fn every_message_method_round_trips() -> TestResult {
     let h = c.ok("gatos.health", json!({})).await?;
     assert_eq!(h["connections"], 1);
     assert!(h["repository"].as_str().unwrap().ends_with(".git"));
-    let auth = c.ok("gatos.auth", json!({"token": "anything"})).await?;
+    // On the Unix socket gatos.auth checks the token (it opens writes; ADR 0023).
+    let auth = c.call("gatos.auth", json!({"token": "anything"})).await?;
+    assert_eq!(auth["error"]["data"]["code"], "Unauthorized");
+    let auth = c.ok("gatos.auth", json!({"token": d.token})).await?;
     assert_eq!(auth["authenticated"], true);
     let repo = d.stop().await?;
     repo.assert_fsck_strict()
