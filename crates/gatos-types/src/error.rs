@@ -42,11 +42,13 @@ pub enum ErrorCode {
     Unavailable,
     /// A bug or an unexpected environment.
     Internal,
+    /// A connection holds as many subscriptions as it may (gatosd; ADR 0023).
+    TooManySubscriptions,
 }
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidInput,
         ErrorCode::InvalidEnvelope,
         ErrorCode::NotFound,
@@ -64,6 +66,7 @@ impl ErrorCode {
         ErrorCode::SecretDetected,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::TooManySubscriptions,
     ];
 
     /// Returns the exact PascalCase string of the code.
@@ -86,6 +89,7 @@ impl ErrorCode {
             ErrorCode::SecretDetected => "SecretDetected",
             ErrorCode::Unavailable => "Unavailable",
             ErrorCode::Internal => "Internal",
+            ErrorCode::TooManySubscriptions => "TooManySubscriptions",
         }
     }
 
@@ -101,6 +105,7 @@ impl ErrorCode {
             | ErrorCode::LeaseExpired
             | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::TooManySubscriptions => 429,
             ErrorCode::DigestMismatch
             | ErrorCode::SignatureInvalid
             | ErrorCode::UntrustedKey
@@ -205,6 +210,7 @@ mod tests {
                 ("SecretDetected", 422),
                 ("Unavailable", 503),
                 ("Internal", 500),
+                ("TooManySubscriptions", 429),
             ]
         );
     }

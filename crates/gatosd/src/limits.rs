@@ -26,6 +26,9 @@ pub struct Limits {
     pub lag_grace: Duration,
     /// Entries in one batch.
     pub max_batch: usize,
+    /// Subscriptions (`messages.subscribe` and `jobs.watch`) one connection may hold; past
+    /// it, `TooManySubscriptions`.
+    pub max_subscriptions: usize,
     /// Messages a subscription reads from the store at a time.
     pub subscription_batch: u64,
     /// How often watched topic heads are read (messages written by other processes reach
@@ -48,6 +51,7 @@ impl Default for Limits {
             outbox_bytes: 16 * 1024 * 1024,
             lag_grace: Duration::from_secs(5),
             max_batch: 10_000,
+            max_subscriptions: 256,
             subscription_batch: 256,
             watch_poll: Duration::from_millis(100),
             auth_timeout: Duration::from_secs(10),

@@ -119,15 +119,41 @@ pub(crate) async fn subscribe_to(
     since: Cursor,
     jobs: Option<JobFilter>,
 ) -> Result<(Box<RawValue>, After), RpcError> {
-    let gatos = conn.shared.gatos.clone();
-    let t = topic.clone();
-    let follower = blocking(move || gatos.messages().follow(&t, since)).await?;
+    // Take the slot first (under the registry's lock, so concurrent subscribes on one
+    // connection cannot pass the cap together); give it back if the follow fails.
     let id = format!("s{}", conn.shared.next_id());
     let stop = conn.sub_stop.child_token();
-    conn.subs
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(id.clone(), stop.clone());
+    {
+        let mut subs = conn
+            .subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let max = conn.shared.limits.max_subscriptions;
+        if subs.len() >= max {
+            let mut details = serde_json::Map::new();
+            details.insert("max_subscriptions".into(), serde_json::json!(max));
+            return Err(RpcError::taxonomy(
+                gatos_types::ErrorCode::TooManySubscriptions,
+                format!(
+                    "this connection holds {max} subscriptions, the most it may; unsubscribe or open another connection"
+                ),
+                &details,
+            ));
+        }
+        subs.insert(id.clone(), stop.clone());
+    }
+    let gatos = conn.shared.gatos.clone();
+    let t = topic.clone();
+    let follower = match blocking(move || gatos.messages().follow(&t, since)).await {
+        Ok(f) => f,
+        Err(e) => {
+            conn.subs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&id);
+            return Err(e);
+        }
+    };
     let answer = result(&SubscribeResult {
         subscription: id.clone(),
         since: follower.position().1,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use gatos_testutil::TestResult;
+use gatosd::limits::Limits;
 use serde_json::json;
 
 use crate::harness::{DEADLINE, Daemon};
@@ -176,7 +177,170 @@ print(" ".join(out))
     Ok(())
 }
 
-#[allow(dead_code, reason = "used by the tests added below")]
-const SHORT: Duration = Duration::from_millis(50);
-#[allow(dead_code, reason = "used by the tests added below")]
-const LONG: Duration = DEADLINE;
+/// Polls `cond` until it holds or `DEADLINE` passes (a condition, never a bare sleep).
+async fn until<F, Fut>(what: &str, mut cond: F) -> TestResult
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !cond().await {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("timed out waiting for {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unauthenticated_tcp_connections_sending_mibs_keeps_the_unix_socket_served()
+-> TestResult {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let limits = Limits {
+        max_tcp_connections: 16,
+        ..Limits::default()
+    };
+    let d = Daemon::start_with(limits, Some("s3cret")).await?;
+    let addr = d.tcp.ok_or("no tcp")?;
+    // First, idle connections that take every TCP slot (they hold one until the auth
+    // timeout); a shared cap would now keep Unix-socket clients out.
+    let mut idle = Vec::new();
+    for _ in 0..24 {
+        idle.push(tokio::net::TcpStream::connect(addr).await?);
+    }
+    let shared = d.shared.clone();
+    until("the idle connections to take every TCP slot", || {
+        let open = shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed);
+        async move { open >= 16 }
+    })
+    .await?;
+    // 48 connections (three times the TCP cap), each sending 4 MiB without a newline and
+    // never authenticating. Writes that the daemon stops reading just fail or block.
+    let mut flood = Vec::new();
+    for _ in 0..48 {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        flood.push(tokio::spawn(async move {
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..64 {
+                if s.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            // What came back: an Unauthorized answer, then the end.
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut answer)).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }));
+    }
+    // Meanwhile the Unix socket answers, and writes there work (for the token holder).
+    let mut c = d.client().await?;
+    for i in 0..5 {
+        assert_eq!(c.ok("gatos.health", json!({})).await?["status"], "ok");
+        c.ok("messages.publish", json!({"topic": "t", "payload": i}))
+            .await?;
+    }
+    // Every flooding connection is refused (the pre-auth line cap) and closed.
+    for f in flood {
+        let answer = f.await?;
+        assert!(
+            answer.is_empty() || answer.contains("Unauthorized"),
+            "{answer}"
+        );
+    }
+    drop(idle);
+    until("the flood's connections to close", || {
+        let open = shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed);
+        async move { open <= 1 }
+    })
+    .await?;
+    // TCP serves an honest client again.
+    let mut t = d.tcp_client().await?;
+    t.ok("gatos.auth", json!({"token": "s3cret"})).await?;
+    assert_eq!(t.ok("gatos.health", json!({})).await?["status"], "ok");
+    d.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_tcp_line_is_capped_at_a_few_kib() -> TestResult {
+    let d = Daemon::start_with(Limits::default(), Some("s3cret")).await?;
+    // A gatos.auth padded past the pre-auth cap is refused without being read to its end.
+    let mut c = d.tcp_client().await?;
+    let padded = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"gatos.auth","params":{{"token":"s3cret","pad":"{}"}}}}"#,
+        "x".repeat(8 * 1024)
+    );
+    c.send_raw(format!("{padded}\n").as_bytes()).await?;
+    let r = c.recv().await?.ok_or("closed without an answer")?;
+    assert_eq!(r["error"]["data"]["code"], "Unauthorized");
+    assert!(c.recv().await?.is_none());
+    // Authentication followed at once (in the same write) by a line longer than the
+    // pre-auth cap: the cap ends with authentication.
+    let mut c = d.tcp_client().await?;
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"messages.publish","params":{{"topic":"t","payload":"{}"}}}}"#,
+        "y".repeat(64 * 1024)
+    );
+    c.send_raw(
+        format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"gatos.auth\",\"params\":{{\"token\":\"s3cret\"}}}}\n{big}\n")
+            .as_bytes(),
+    )
+    .await?;
+    assert_eq!(
+        c.recv().await?.ok_or("closed")?["result"]["authenticated"],
+        true
+    );
+    let r = c.recv().await?.ok_or("closed")?;
+    assert_eq!(r["result"]["seq"], 1, "{r}");
+    d.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_per_connection_are_capped() -> TestResult {
+    let d = Daemon::start_with(
+        Limits {
+            max_subscriptions: 4,
+            ..Limits::default()
+        },
+        None,
+    )
+    .await?;
+    let mut c = d.anon_client().await?;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let s = c
+            .ok("messages.subscribe", json!({"topic": format!("t{i}")}))
+            .await?;
+        ids.push(s["subscription"].clone());
+    }
+    c.ok("jobs.watch", json!({})).await?;
+    for method in ["messages.subscribe", "jobs.watch"] {
+        let params = if method == "jobs.watch" {
+            json!({})
+        } else {
+            json!({"topic": "one.more"})
+        };
+        let r = c.call(method, params).await?;
+        assert_eq!(r["error"]["code"], -32000, "{r}");
+        assert_eq!(r["error"]["data"]["code"], "TooManySubscriptions", "{r}");
+        assert_eq!(r["error"]["data"]["status"], 429);
+        assert_eq!(r["error"]["data"]["max_subscriptions"], 4);
+    }
+    // Another connection has its own allowance; an unsubscribe frees a slot.
+    let mut other = d.anon_client().await?;
+    other
+        .ok("messages.subscribe", json!({"topic": "t0"}))
+        .await?;
+    c.ok("messages.unsubscribe", json!({"subscription": ids[0]}))
+        .await?;
+    c.ok("messages.subscribe", json!({"topic": "again"}))
+        .await?;
+    d.stop().await?;
+    Ok(())
+}
