@@ -79,6 +79,7 @@ impl Manifests<'_> {
     /// secret, `Conflict` when another writer registered a version at the same moment.
     pub fn put(&self, name: &ManifestName, input: Input) -> Result<Put> {
         let spec = manifest::normalize(input, self.gatos.now())?;
+        manifest::scan(&spec, &crate::jobs::secrets::Allowlist::of(self.gatos))?;
         let doc = jcs::to_vec_of(&spec)?;
         let content_id = Digest::of(&doc);
         let refname = names::manifest(name);

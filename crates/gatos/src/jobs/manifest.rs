@@ -216,11 +216,15 @@ fn env_name_ok(k: &str) -> bool {
 }
 
 /// Normalizes a manifest: defaults, DUR and TIME, derived `required_capabilities` and
-/// `secret_refs`, path checks; then scans every string for raw secrets.
+/// `secret_refs`, path checks, and no string anywhere that starts with `secret://` without
+/// being a valid reference.
+///
+/// The raw-secret [`scan`] is not done here but where the document is written
+/// ([`crate::jobs::Jobs::enqueue_as`], [`crate::manifests::Manifests::put`]): only there is
+/// the operator's allowlist (`gatos.secrets.allow`) at hand.
 ///
 /// # Errors
-/// `InvalidInput` for a bad field, `SecretDetected` naming the field of a raw secret,
-/// `PayloadTooLarge` over 1 MiB.
+/// `InvalidInput` for a bad field, `PayloadTooLarge` over 1 MiB.
 pub fn normalize(input: Input, now: Timestamp) -> Result<JobSpec> {
     if input.source.is_some() {
         return Err(bad(
@@ -303,17 +307,15 @@ pub(crate) fn normalize_inner(
     caps.dedup();
     // Secret references: whole strings `secret://NAME` in command, args and env values.
     let mut secret_refs: Vec<String> = Vec::new();
-    let strings = input
-        .command
-        .iter()
-        .chain(&input.args)
-        .chain(input.env.values());
-    for s in strings {
+    for (field, s) in argv_fields(&input.command, &input.args).into_iter().chain(
+        input
+            .env
+            .iter()
+            .map(|(k, v)| (format!("env.{k}"), v.as_str())),
+    ) {
         if let Some(name) = secrets::secret_ref(s) {
             if !secrets::is_valid_secret_name(name) {
-                return Err(bad(format!(
-                    "secret reference {s:?} must be secret://NAME with NAME a variable name"
-                )));
+                return Err(invalid_reference(&field));
             }
             if !secret_refs.iter().any(|r| r == name) {
                 secret_refs.push(name.to_owned());
@@ -340,7 +342,7 @@ pub(crate) fn normalize_inner(
         outputs,
         source,
     };
-    scan(&spec)?;
+    check_references(&spec)?;
     let size = jcs::to_vec_of(&spec)?.len();
     if size > MAX_MANIFEST_BYTES {
         return Err(Error::new(
@@ -402,6 +404,22 @@ pub fn check_spec(spec: &JobSpec) -> Result<()> {
     {
         return Err(wrong("secret_refs holds an invalid name".into()));
     }
+    // What a worker resolves (whole `secret://` strings of command, args and env values)
+    // is what normalization listed: a valid reference named in secret_refs.
+    if spec
+        .command
+        .iter()
+        .chain(&spec.args)
+        .chain(spec.env.values())
+        .filter_map(|s| secrets::secret_ref(s))
+        .any(|name| {
+            !secrets::is_valid_secret_name(name) || !spec.secret_refs.iter().any(|r| r == name)
+        })
+    {
+        return Err(wrong(
+            "a secret:// string of command, args or env is not a reference in secret_refs".into(),
+        ));
+    }
     if spec.required_capabilities.windows(2).any(|w| w[0] >= w[1])
         || spec.secret_refs.windows(2).any(|w| w[0] >= w[1])
     {
@@ -412,29 +430,93 @@ pub fn check_spec(spec: &JobSpec) -> Result<()> {
     Ok(())
 }
 
-/// Scans every string of a normalized manifest for raw secrets.
+/// The argv's strings with their field names (`command[i]`, `args[j]`), in order.
+fn argv_fields<'a>(command: &'a [String], args: &'a [String]) -> Vec<(String, &'a str)> {
+    command
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("command[{i}]"), s.as_str()))
+        .chain(
+            args.iter()
+                .enumerate()
+                .map(|(i, s)| (format!("args[{i}]"), s.as_str())),
+        )
+        .collect()
+}
+
+fn invalid_reference(field: &str) -> Error {
+    bad(format!(
+        "{field} starts with secret:// but is not a reference: write secret://NAME, NAME a \
+         variable name (letters, digits, _), and nothing else in the string"
+    ))
+    .with_detail("field", field.to_owned())
+}
+
+/// Refuses any string of a manifest — keys included — that starts with `secret://` but is
+/// not a valid reference: it would be neither resolved nor scanned as a reference.
 ///
 /// # Errors
-/// `SecretDetected` naming the first field found (and how many more there are).
-pub fn scan(spec: &JobSpec) -> Result<()> {
-    let mut found = Vec::new();
-    for (i, s) in spec.command.iter().enumerate() {
-        found.extend(secrets::scan_value(&format!("command[{i}]"), None, s));
+/// `InvalidInput` naming the first such field (never its text).
+pub fn check_references(spec: &JobSpec) -> Result<()> {
+    let mut bad_fields: Vec<String> = Vec::new();
+    for (field, s) in argv_fields(&spec.command, &spec.args) {
+        if secrets::invalid_secret_ref(s) {
+            bad_fields.push(field);
+        }
     }
-    for (i, s) in spec.args.iter().enumerate() {
-        found.extend(secrets::scan_value(&format!("args[{i}]"), None, s));
+    for (what, map) in [("env", &spec.env), ("labels", &spec.labels)] {
+        for (i, (k, v)) in map.iter().enumerate() {
+            if secrets::invalid_secret_ref(k) {
+                bad_fields.push(format!("{what} (key #{i})"));
+            } else if secrets::invalid_secret_ref(v) {
+                bad_fields.push(format!("{what}.{k}"));
+            }
+        }
     }
-    for (k, v) in &spec.env {
-        found.extend(secrets::scan_value(&format!("env.{k}"), Some(k), v));
+    if secrets::invalid_secret_ref(&spec.cwd) {
+        bad_fields.push("cwd".into());
+    }
+    for (i, o) in spec.outputs.iter().enumerate() {
+        if secrets::invalid_secret_ref(o) {
+            bad_fields.push(format!("outputs[{i}]"));
+        }
+    }
+    secrets::invalid_refs_in_json("inputs", &spec.inputs, &mut bad_fields);
+    match bad_fields.first() {
+        None => Ok(()),
+        Some(f) => Err(invalid_reference(f)),
+    }
+}
+
+/// Scans every string of a normalized manifest — values, env and label keys, inputs
+/// member names, and adjacent arguments (`--token VALUE`) — for raw secrets; what the
+/// operator allowed passes.
+///
+/// # Errors
+/// `InvalidInput` for a `secret://` string that is not a valid reference;
+/// `SecretDetected` naming the first field found and its kind (and how many more there
+/// are), with the `git config` line that would allow it — never the value.
+pub fn scan(spec: &JobSpec, allow: &secrets::Allowlist) -> Result<()> {
+    check_references(spec)?;
+    let mut found = secrets::scan_argv(&argv_fields(&spec.command, &spec.args));
+    for (what, map) in [("env", &spec.env), ("labels", &spec.labels)] {
+        for (i, (k, v)) in map.iter().enumerate() {
+            match secrets::scan_key(what, i, k) {
+                // A key that is a secret is never printed, not even as its value's field.
+                Some(f) => {
+                    found.push(f);
+                    found.extend(secrets::scan_value(&format!("{what} (key #{i})"), None, v));
+                }
+                None => found.extend(secrets::scan_value(&format!("{what}.{k}"), Some(k), v)),
+            }
+        }
     }
     found.extend(secrets::scan_value("cwd", None, &spec.cwd));
-    for (k, v) in &spec.labels {
-        found.extend(secrets::scan_value(&format!("labels.{k}"), Some(k), v));
-    }
     for (i, o) in spec.outputs.iter().enumerate() {
         found.extend(secrets::scan_value(&format!("outputs[{i}]"), None, o));
     }
     secrets::scan_json("inputs", None, &spec.inputs, &mut found);
+    found.retain(|f| !allow.allows(f));
     match found.first() {
         None => Ok(()),
         Some(f) => {
@@ -445,9 +527,18 @@ pub fn scan(spec: &JobSpec) -> Result<()> {
             };
             Err(Error::new(
                 ErrorCode::SecretDetected,
-                format!("{} looks like a raw secret ({}){more}; pass it as secret://NAME and give the value to the worker", f.field, f.kind),
+                format!(
+                    "{} looks like a raw secret ({}){more}; pass it as secret://NAME and give \
+                     the value to the worker; if it is not a secret, an operator can allow \
+                     exactly this string on this node: {}",
+                    f.field,
+                    f.kind,
+                    f.allow_command()
+                ),
             )
-            .with_detail("field", f.field.clone()))
+            .with_detail("field", f.field.clone())
+            .with_detail("kind", f.kind.to_owned())
+            .with_detail("allow", f.digest.clone()))
         }
     }
 }
@@ -498,7 +589,7 @@ mod tests {
             (r#"{"command":["x"],"max_attempts":0}"#, "max_attempts"),
             (
                 r#"{"command":["x"],"env":{"T":"secret://bad name"}}"#,
-                "secret reference",
+                "env.T starts with secret:// but is not a reference",
             ),
         ] {
             let e = parse_text(text)
@@ -508,15 +599,132 @@ mod tests {
         }
     }
 
+    fn scanned(text: &str, allow: &secrets::Allowlist) -> Result<()> {
+        scan(&normalize(parse_text(text)?, now())?, allow)
+    }
+
+    fn refused(text: &str) -> Error {
+        scanned(text, &secrets::Allowlist::default()).expect_err(text)
+    }
+
     #[test]
     fn raw_secrets_are_refused_naming_the_field_never_the_value() {
         let text = r#"{"command":["deploy"],"env":{"GITHUB_TOKEN":"ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"}}"#;
-        let e = normalize(parse_text(text).expect("parses"), now()).expect_err("a secret");
+        let e = refused(text);
         assert_eq!(e.code(), ErrorCode::SecretDetected);
         assert!(e.to_string().contains("env.GITHUB_TOKEN"));
         assert!(!e.to_string().contains("ghp_"));
-        let text = r#"{"command":["x"],"inputs":{"db":{"password":"N9v#qL2m!xP7zR4tYu"}}}"#;
-        let e = normalize(parse_text(text).expect("parses"), now()).expect_err("a secret");
+        let e = refused(r#"{"command":["x"],"inputs":{"db":{"password":"N9v#qL2m!xP7zR4tYu"}}}"#);
         assert!(e.to_string().contains("inputs.db.password"));
+    }
+
+    #[test]
+    fn a_secret_flag_and_its_value_in_two_arguments_are_refused_at_the_value() {
+        let e = refused(r#"{"command":["cli","--token"],"args":["q8Zr2LmP0xVt7WcN4bKs"]}"#);
+        assert_eq!(e.code(), ErrorCode::SecretDetected);
+        assert!(e.to_string().contains("args[0]"), "{e}");
+        let e = refused(r#"{"command":["psql"],"args":["--password","hunter22"]}"#);
+        assert!(e.to_string().contains("args[1]"), "{e}");
+        // Files, references and expansions pass.
+        for ok in [
+            r#"{"command":["cli","--token-file","/run/secrets/token"]}"#,
+            r#"{"command":["cli","--token","secret://CI_TOKEN"]}"#,
+            r#"{"command":["sh","-c","cli --token \"$CI_TOKEN\""]}"#,
+            r#"{"command":["mkdir","-p","q8Zr2LmP0xVt7WcN4bKs"]}"#,
+        ] {
+            scanned(ok, &secrets::Allowlist::default()).expect(ok);
+        }
+    }
+
+    #[test]
+    fn secrets_in_env_and_label_keys_are_refused_without_echoing_the_key() {
+        let key = "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789";
+        for text in [
+            format!(r#"{{"command":["x"],"env":{{"A":"1","{key}":"1"}}}}"#),
+            format!(r#"{{"command":["x"],"labels":{{"{key}":"v"}}}}"#),
+            format!(r#"{{"command":["x"],"inputs":{{"{key}":"v"}}}}"#),
+        ] {
+            let e = refused(&text);
+            assert_eq!(e.code(), ErrorCode::SecretDetected, "{text}");
+            assert!(e.to_string().contains("(key #"), "{e}");
+            assert!(!e.to_string().contains("ghp_"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_secret_url_string_that_is_no_reference_is_invalid_anywhere() {
+        for (text, field) in [
+            (r#"{"command":["x","secret://bad name"]}"#, "command[1]"),
+            (r#"{"command":["x"],"args":["secret://"]}"#, "args[0]"),
+            (
+                r#"{"command":["x"],"labels":{"l":"secret://a/b"}}"#,
+                "labels.l",
+            ),
+            (
+                r#"{"command":["x"],"labels":{"secret://x y":"v"}}"#,
+                "labels (key #0)",
+            ),
+            (
+                r#"{"command":["x"],"inputs":{"a":["secret://-x"]}}"#,
+                "inputs.a[0]",
+            ),
+            (r#"{"command":["x"],"cwd":"secret://x:y"}"#, "cwd"),
+        ] {
+            let e = parse_text(text)
+                .and_then(|i| normalize(i, now()))
+                .expect_err(text);
+            assert_eq!(e.code(), ErrorCode::InvalidInput, "{text}");
+            assert!(e.to_string().starts_with(field), "{text}: {e}");
+        }
+        // A valid reference anywhere is fine (only command, args and env values resolve).
+        scanned(
+            r#"{"command":["x"],"labels":{"l":"secret://OK"},"inputs":{"a":"secret://OK"}}"#,
+            &secrets::Allowlist::default(),
+        )
+        .expect("valid references");
+    }
+
+    #[test]
+    fn the_operator_allowlist_lets_exactly_the_flagged_string_through() -> Result<()> {
+        let text = r#"{"command":["curl","postgres://admin:hunter2@db/app"]}"#;
+        let e = refused(text);
+        assert_eq!(e.code(), ErrorCode::SecretDetected);
+        let digest = secrets::digest_of("postgres://admin:hunter2@db/app");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("command[1]") && msg.contains("credentials in a URL"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("git config --add gatos.secrets.allow {digest}")),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+        let allow =
+            secrets::Allowlist::from_values([digest.to_uppercase().replace("BLAKE3", "blake3")]);
+        scanned(text, &allow)?;
+        // Another string is still refused.
+        let other = r#"{"command":["curl","postgres://admin:hunter3@db/app"]}"#;
+        assert!(scanned(other, &allow).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_sync_check_does_not_scan_so_honest_old_jobs_stay_syncable() -> Result<()> {
+        // A job another node wrote (maybe under its allowlist, maybe under an older
+        // scanner) is checked for structure only; scanning is the writer's job.
+        let spec = normalize(
+            parse_text(r#"{"command":["curl","https://u:pw-long-enough@example.com"]}"#)?,
+            now(),
+        )?;
+        check_spec(&spec)?;
+        // But what a worker would resolve must be a listed, valid reference.
+        let mut forged = spec.clone();
+        forged.args = vec!["secret://NOT_LISTED".into()];
+        assert_eq!(
+            check_spec(&forged).map_err(|e| e.code()),
+            Err(ErrorCode::InvalidEnvelope)
+        );
+        Ok(())
     }
 }
