@@ -54,8 +54,17 @@ fn finish(mut child: Child, what: &str, timeout: Duration) -> TestResult<Output>
     Ok(out)
 }
 
+/// A directory outside the repository that jobs may write (the sandbox hides the
+/// repository): where test jobs leave pid files and logs for the test to read.
+fn shared(repo: &TempRepo) -> std::path::PathBuf {
+    let d = repo.root().join("jobs-shared");
+    let _ = std::fs::create_dir_all(&d);
+    d
+}
+
 fn spawn_worker(repo: &TempRepo, args: &[&str]) -> TestResult<Child> {
-    let mut all = vec!["worker", "--json"];
+    let allow = shared(repo).to_string_lossy().into_owned();
+    let mut all = vec!["worker", "--json", "--sandbox-allow-write", &allow];
     all.extend_from_slice(args);
     Ok(gatos_cmd(repo, &all)
         .stdin(Stdio::null())
@@ -110,7 +119,7 @@ fn result_ref(id: &str) -> String {
 fn four_workers_race_over_forty_jobs_and_each_job_runs_once() -> TestResult {
     let repo = TempRepo::new()?;
     init(&repo)?;
-    let log = repo.root().join("runs.log");
+    let log = shared(&repo).join("runs.log");
     let script = format!(
         "echo \"$GATOS_JOB $GATOS_WORKER\" >> {}; sleep 0.1",
         log.display()
@@ -182,15 +191,24 @@ fn git_gatos_child_of(git: u32) -> Option<i32> {
 fn a_worker_killed_mid_job_loses_it_to_another_after_its_lease() -> TestResult {
     let repo = TempRepo::new()?;
     init(&repo)?;
-    let pidfile = repo.root().join("attempt1.pid");
+    let pidfile = shared(&repo).join("attempt1.pid");
     let script = format!(
         "if [ \"$GATOS_ATTEMPT\" = 1 ]; then echo $$ > {}; exec sleep 60; fi; echo \"attempt $GATOS_ATTEMPT\"",
         pidfile.display()
     );
     let id = enqueue(&repo, &["--", "sh", "-c", &script])?;
     // `git gatos` runs git-gatos as a child of git: kill that child, the worker itself.
+    let allow = shared(&repo).to_string_lossy().into_owned();
     let mut git = repo.git_cmd(&[
-        "gatos", "worker", "--once", "--lease", "2s", "--id", "first",
+        "gatos",
+        "worker",
+        "--once",
+        "--lease",
+        "2s",
+        "--id",
+        "first",
+        "--sandbox-allow-write",
+        &allow,
     ]);
     git.env("PATH", path_with_bins())
         .stdin(Stdio::null())
@@ -287,7 +305,7 @@ fn a_failing_job_ends_failed_after_max_attempts_and_the_worker_exits_zero() -> T
 fn a_timed_out_job_is_killed_even_when_it_ignores_term() -> TestResult {
     let repo = TempRepo::new()?;
     init(&repo)?;
-    let pidfile = repo.root().join("job.pid");
+    let pidfile = shared(&repo).join("job.pid");
     let script = format!(
         "trap '' TERM; echo $$ > {}; while :; do sleep 0.2; done",
         pidfile.display()
@@ -330,7 +348,7 @@ fn a_timed_out_job_is_killed_even_when_it_ignores_term() -> TestResult {
 fn a_cancelled_job_never_runs_and_a_running_one_is_stopped() -> TestResult {
     let repo = TempRepo::new()?;
     init(&repo)?;
-    let marker = repo.root().join("ran");
+    let marker = shared(&repo).join("ran");
     let pending = enqueue(&repo, &["--", "touch", &marker.to_string_lossy()])?;
     let out = json_lines(&gatos_ok(&repo, &["jobs", "cancel", &pending, "--json"])?)?;
     assert_eq!(out[0]["state"], "cancelled");
@@ -342,7 +360,7 @@ fn a_cancelled_job_never_runs_and_a_running_one_is_stopped() -> TestResult {
             .is_none()
     );
 
-    let pidfile = repo.root().join("running.pid");
+    let pidfile = shared(&repo).join("running.pid");
     let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
     let running = enqueue(&repo, &["--", "sh", "-c", &script])?;
     let worker = spawn_worker(&repo, &["--once", "--lease", "1s"])?;

@@ -327,6 +327,10 @@ pub struct EnqueueParams {
     /// Inputs.
     #[serde(default)]
     pub inputs: Option<Value>,
+    /// The commit whose files the job runs in: a revision of the daemon's repository, or
+    /// false (the default: none).
+    #[serde(default)]
+    pub checkout: Option<Value>,
 }
 
 /// Params naming one job (`jobs.get`).

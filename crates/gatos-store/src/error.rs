@@ -71,6 +71,12 @@ pub enum Error {
         /// The object id.
         id: Oid,
     },
+    /// A revision names no commit here.
+    #[error("{rev:?} names no commit in this repository")]
+    UnknownRevision {
+        /// The revision as given.
+        rev: String,
+    },
     /// An object is not what the reader expected.
     #[error("{what} is corrupt: {reason}")]
     Corrupt {
@@ -158,7 +164,7 @@ impl Coded for Error {
             Error::CasMismatch { .. } | Error::Locked { .. } => ErrorCode::Conflict,
             Error::Lock(locks::Error::Busy { .. }) => ErrorCode::Conflict,
             Error::Lock(locks::Error::Io { .. }) => ErrorCode::Internal,
-            Error::MissingObject { .. } => ErrorCode::NotFound,
+            Error::MissingObject { .. } | Error::UnknownRevision { .. } => ErrorCode::NotFound,
             Error::Corrupt { .. } => ErrorCode::InvalidEnvelope,
             Error::Io { .. } | Error::Git { .. } => ErrorCode::Internal,
             Error::Subprocess { .. } | Error::Remote { .. } => ErrorCode::Unavailable,

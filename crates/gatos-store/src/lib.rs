@@ -17,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod checkout;
 pub mod durability;
 pub mod error;
 pub mod locks;

@@ -58,6 +58,9 @@ pub struct JobSpec {
     /// The registry version this job was run from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<ManifestSource>,
+    /// The commit whose files the job runs in (ADR 0021); none: an empty directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout: Option<crate::Oid>,
 }
 
 /// The state of a claim commit.

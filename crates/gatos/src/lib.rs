@@ -341,6 +341,26 @@ impl Gatos {
         checkpoints::Checkpoints::new(self)
     }
 
+    /// Resolves a revision of this repository to a commit (`jobs enqueue --checkout REV`).
+    ///
+    /// # Errors
+    /// `NotFound` when it names no commit here.
+    pub fn resolve_commit(&self, rev: &str) -> Result<Oid> {
+        self.store().resolve_commit(rev).map_err(|e| {
+            Error::new(
+                ErrorCode::NotFound,
+                format!("{e}; --checkout takes HEAD, a branch, a tag or a commit id"),
+            )
+        })
+    }
+
+    /// The checkout a job enqueued here gets by default: `HEAD` of a work tree; none in a
+    /// bare repository or on an unborn branch (ADR 0021).
+    pub fn default_checkout(&self) -> Option<Oid> {
+        self.store().work_dir()?;
+        self.store().head_commit()
+    }
+
     /// Returns this node's id, creating it (in local config) on first use.
     ///
     /// # Errors

@@ -1,20 +1,28 @@
-//! The worker: claims jobs, runs each as a separate OS process in its own process group,
-//! heartbeats while it runs, fences itself when it loses the claim, and writes the result
-//! with logs, outputs and a signed proof of execution (DESIGN §4, ADR 0012).
+//! The worker: claims jobs, runs each attempt under a supervisor in a sandbox, heartbeats
+//! while it runs, fences itself when it loses the claim, and writes the result with logs,
+//! outputs and a signed proof of execution (DESIGN §4, ADR 0012, ADR 0021).
 //!
 //! One thread per slot (`concurrency`); each claims, runs and finishes one job at a time.
 //! While a job runs, its slot thread supervises it: every lease/3 it heartbeats (and checks
-//! for a cancel request), and it enforces the timeout. The process gets a controlled
-//! environment: a few variables passed through from the worker (`PATH`, `HOME`, `LANG`, …
-//! and `--pass-env` names), the manifest's `env` with `secret://` references resolved, and
-//! `GATOS_JOB`, `GATOS_ATTEMPT`, `GATOS_QUEUE`, `GATOS_WORKER`, `GATOS_INPUTS` (a file
-//! holding the manifest's `inputs` as JSON), `TMPDIR` (a per-attempt directory removed
-//! afterwards).
+//! for a cancel request), and it enforces the timeout.
 //!
-//! Stopping: TERM to the process group, then KILL after the grace period (timeout, cancel,
-//! worker shutdown); KILL at once when the claim is lost (self-fencing: another worker may
-//! already run the job). After the process exits, whatever else is left in its group is
-//! killed, so a job's background processes end with it.
+//! Each attempt gets its own directory (its `HOME`, `TMPDIR`, the inputs file and, when
+//! the job names a commit, that commit's files as its sources) and a supervisor process,
+//! `git-gatos __run-job` ([`supervisor`]), which confines itself with the Landlock sandbox
+//! ([`sandbox`]), starts the job with an environment built from an allowlist (`PATH`,
+//! `LANG`, `LC_ALL`, `TZ` and `--pass-env` names from the worker; the manifest's `env` with
+//! `secret://` references resolved from the operator's sources; `HOME`, `TMPDIR`,
+//! `GATOS_JOB`, `GATOS_ATTEMPT`, `GATOS_QUEUE`, `GATOS_WORKER`, `GATOS_INPUTS`,
+//! `GATOS_RUN_ID`), and kills every process the job started when it ends or when the worker
+//! dies. A worker that starts ends what a crashed worker left ([`leftovers`]).
+//!
+//! Stopping: TERM to the job (through the supervisor), then KILL after the grace period
+//! (timeout, cancel, worker shutdown); KILL at once when the claim is lost (self-fencing:
+//! another worker may already run the job).
+
+pub mod leftovers;
+pub mod sandbox;
+pub mod supervisor;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
@@ -41,10 +49,8 @@ pub const OUTPUTS_CAP: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// `--drain` waits for jobs that become claimable within this (retries, short delays).
 pub const DRAIN_HORIZON: Dur = Dur::from_secs(600);
-/// Variables passed through from the worker's environment.
-pub const PASSED_ENV: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ",
-];
+/// Variables passed through from the worker's environment (more with `--pass-env`).
+pub const PASSED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
 
 /// When a worker stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,12 +78,23 @@ pub struct WorkerOptions {
     pub lease: Dur,
     /// When to stop.
     pub mode: Mode,
-    /// The base directory jobs' `cwd` is relative to (default: the work tree, or a
-    /// per-attempt temporary directory in a bare repository).
+    /// The base directory of jobs that name no checkout (default: an empty directory per
+    /// attempt). Refused when it contains the git directory.
     pub workdir: Option<PathBuf>,
-    /// A file of `NAME=VALUE` lines resolving `secret://NAME` (else the worker's
-    /// environment variable `NAME`).
+    /// A file of `NAME=VALUE` lines resolving `secret://NAME`.
     pub secrets_file: Option<PathBuf>,
+    /// A directory of files named after secrets, each holding one value.
+    pub secrets_dir: Option<PathBuf>,
+    /// Names of the worker's environment variables that `secret://NAME` may resolve.
+    pub secret_env: Vec<String>,
+    /// The sandbox (`--sandbox`).
+    pub sandbox: sandbox::Mode,
+    /// More directories jobs may read and execute.
+    pub sandbox_read: Vec<PathBuf>,
+    /// More directories jobs may write.
+    pub sandbox_write: Vec<PathBuf>,
+    /// The `git-gatos` executable that runs `__run-job` (default: this executable).
+    pub supervisor: Option<PathBuf>,
     /// Bytes kept of each of stdout and stderr.
     pub log_cap: usize,
     /// TERM-to-KILL grace period.
@@ -102,6 +119,12 @@ impl WorkerOptions {
             mode: Mode::Forever,
             workdir: None,
             secrets_file: None,
+            secrets_dir: None,
+            secret_env: Vec::new(),
+            sandbox: sandbox::Mode::Auto,
+            sandbox_read: Vec::new(),
+            sandbox_write: Vec::new(),
+            supervisor: None,
             log_cap: DEFAULT_LOG_CAP,
             grace: DEFAULT_GRACE,
             pass_env: Vec::new(),
@@ -179,37 +202,67 @@ impl Control {
     }
 }
 
-/// Secrets the worker can resolve.
+/// Secrets the worker can resolve: only from sources its operator gave it (a file, a
+/// directory, named variables of its environment), never from anything else it happens to
+/// hold.
 #[derive(Clone, Default)]
 pub struct Secrets {
-    file: BTreeMap<String, String>,
+    values: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Secrets")
-            .field("names", &self.file.keys().collect::<Vec<_>>())
+            .field("names", &self.values.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
+/// The largest secret read from a file or directory.
+const MAX_SECRET: u64 = 1024 * 1024;
+
 impl Secrets {
-    /// Reads a secrets file: `NAME=VALUE` lines; blank lines and `#` comments ignored.
+    /// Loads the operator's sources: `file` holds `NAME=VALUE` lines (blank lines and `#`
+    /// comments ignored); `dir` holds one file per secret, named after it, whose content
+    /// (less one trailing newline) is the value; `env` names variables of the worker's
+    /// environment. A name given twice takes the first source in that order.
     ///
     /// # Errors
-    /// `InvalidInput` when the file cannot be read or a line is malformed (the message
-    /// names the line number, never its content).
-    pub fn load(path: Option<&Path>) -> Result<Secrets> {
-        let Some(path) = path else {
-            return Ok(Secrets::default());
-        };
+    /// `InvalidInput` when a source cannot be read, a line is malformed or a name is not a
+    /// secret name (messages name the line or file, never a value).
+    pub fn load(file: Option<&Path>, dir: Option<&Path>, env: &[String]) -> Result<Secrets> {
+        let mut values = BTreeMap::new();
+        if let Some(path) = file {
+            Self::load_file(path, &mut values)?;
+        }
+        if let Some(dir) = dir {
+            Self::load_dir(dir, &mut values)?;
+        }
+        for name in env {
+            if !secrets::is_valid_secret_name(name) {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    format!("--secret-env {name:?} is not a secret name"),
+                ));
+            }
+            let Ok(v) = std::env::var(name) else {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    format!("--secret-env {name}: the worker's environment has no {name}"),
+                ));
+            };
+            values.entry(name.clone()).or_insert(v);
+        }
+        Ok(Secrets { values })
+    }
+
+    fn load_file(path: &Path, values: &mut BTreeMap<String, String>) -> Result<()> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::new(
                 ErrorCode::InvalidInput,
                 format!("secrets file {}: {e}", path.display()),
             )
         })?;
-        let mut file = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
@@ -236,17 +289,61 @@ impl Secrets {
                     ),
                 ));
             }
-            file.insert(k.to_owned(), v.to_owned());
+            values.entry(k.to_owned()).or_insert_with(|| v.to_owned());
         }
-        Ok(Secrets { file })
+        Ok(())
     }
 
-    /// Resolves a secret by name: the file first, then the environment.
+    fn load_dir(dir: &Path, values: &mut BTreeMap<String, String>) -> Result<()> {
+        let bad = |what: String| Error::new(ErrorCode::InvalidInput, what);
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| bad(format!("secrets directory {}: {e}", dir.display())))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| bad(format!("secrets directory {}: {e}", dir.display())))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if !secrets::is_valid_secret_name(&name) {
+                return Err(bad(format!(
+                    "secrets directory {}: {name:?} is not a secret name",
+                    dir.display()
+                )));
+            }
+            let path = entry.path();
+            let meta = std::fs::metadata(&path)
+                .map_err(|e| bad(format!("secret {}: {e}", path.display())))?;
+            if !meta.is_file() || meta.len() > MAX_SECRET {
+                return Err(bad(format!(
+                    "secret {}: not a file of at most 1 MiB",
+                    path.display()
+                )));
+            }
+            let mut v = std::fs::read_to_string(&path)
+                .map_err(|e| bad(format!("secret {}: {e}", path.display())))?;
+            if v.ends_with('\n') {
+                v.pop();
+                if v.ends_with('\r') {
+                    v.pop();
+                }
+            }
+            values.entry(name).or_insert(v);
+        }
+        Ok(())
+    }
+
+    /// Resolves a secret by name.
     pub fn resolve(&self, name: &str) -> Option<String> {
-        self.file
-            .get(name)
-            .cloned()
-            .or_else(|| std::env::var(name).ok())
+        self.values.get(name).cloned()
+    }
+
+    /// Every value, for redaction.
+    pub fn all(&self) -> Vec<(String, String)> {
+        self.values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     fn probe(&self) -> SecretProbe {
@@ -281,6 +378,12 @@ struct Shared<'a> {
     /// Jobs this worker found it may not claim (not a lost race): a draining worker stops
     /// waiting for them; a worker that runs on forgets them at each idle look.
     refused: Mutex<std::collections::BTreeSet<Ulid>>,
+    /// The Landlock ABI jobs are confined with; `None`: no sandbox.
+    sandbox: Option<u32>,
+    /// The executable that runs `__run-job`.
+    supervisor: PathBuf,
+    /// Paths no sandbox rule may grant (the git directories).
+    hidden: Vec<PathBuf>,
 }
 
 /// Runs a worker until its mode says to stop (or `control` does); `report` is called
@@ -314,15 +417,74 @@ pub fn run(
         )
     })?;
     let key_id = gatos_types::KeyId::from_bytes(key.verifying_key().to_bytes());
-    if let Some(dir) = &opts.workdir
-        && !dir.is_dir()
-    {
-        return Err(Error::new(
-            ErrorCode::InvalidInput,
-            format!("--workdir {} is not a directory", dir.display()),
-        ));
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let mut hidden = vec![
+        canon(gatos.store().git_dir()),
+        canon(gatos.store().common_dir()),
+    ];
+    hidden.dedup();
+    if let Some(dir) = &opts.workdir {
+        if !dir.is_dir() {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!("--workdir {} is not a directory", dir.display()),
+            ));
+        }
+        let d = canon(dir);
+        if hidden.iter().any(|h| h.starts_with(&d) || d.starts_with(h)) {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "--workdir {} contains the repository's git directory, which holds the signing key; give a directory outside it (jobs get the sources as a checkout: jobs enqueue --checkout)",
+                    dir.display()
+                ),
+            ));
+        }
     }
-    let secrets = Secrets::load(opts.secrets_file.as_deref())?;
+    let sandbox = match opts.sandbox {
+        sandbox::Mode::Off => {
+            tracing::warn!(
+                "--sandbox off: jobs can read everything this user can, the signing key included"
+            );
+            None
+        }
+        mode => match sandbox::kernel_abi() {
+            Some(abi) => Some(abi),
+            None if mode == sandbox::Mode::Required => {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    "--sandbox required: this kernel offers no Landlock (Linux 5.13 or later, with landlock in its lsm= list)",
+                ));
+            }
+            None => {
+                tracing::warn!(
+                    "this kernel offers no Landlock: jobs run without a sandbox and can read everything this user can (--sandbox required refuses to start instead)"
+                );
+                None
+            }
+        },
+    };
+    let supervisor = match &opts.supervisor {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("cannot find this executable to supervise jobs: {e}"),
+            )
+        })?,
+    };
+    let reaped = leftovers::reap_dead_workers(gatos);
+    if reaped > 0 {
+        tracing::warn!(
+            attempts = reaped,
+            "ended processes that crashed workers left running"
+        );
+    }
+    let secrets = Secrets::load(
+        opts.secrets_file.as_deref(),
+        opts.secrets_dir.as_deref(),
+        &opts.secret_env,
+    )?;
     let claim = ClaimOptions {
         worker: opts.id.clone(),
         worker_key: Some(key_id),
@@ -355,8 +517,11 @@ pub fn run(
         report,
         node: gatos.node_id().ok().map(|n| n.to_string()),
         refused: Mutex::new(std::collections::BTreeSet::new()),
+        sandbox,
+        supervisor,
+        hidden,
     };
-    tracing::info!(worker = %opts.id, slots, queues = ?opts.queues, caps = ?opts.caps, lease = %opts.lease, "worker started");
+    tracing::info!(worker = %opts.id, slots, queues = ?opts.queues, caps = ?opts.caps, lease = %opts.lease, sandbox = ?shared.sandbox, "worker started");
     let errors: Vec<Error> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..slots)
             .map(|n| {
@@ -663,6 +828,10 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
                 "name": "git-gatos worker",
                 "version": env!("CARGO_PKG_VERSION"),
                 "node": sh.node,
+                // What the job ran under (ADR 0021): the Landlock ABI, or null unconfined;
+                // the commit of its sources, or null.
+                "sandbox": sh.sandbox.map(|abi| format!("landlock-v{abi}")),
+                "checkout": lease.spec.checkout.map(|c| c.to_string()),
             }),
         },
     );
@@ -712,14 +881,15 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
 
 /// A process ready to start.
 struct Prepared {
-    argv: Vec<String>,
-    env: Vec<(String, String)>,
+    spec: supervisor::RunSpec,
     cwd: PathBuf,
     secrets: Vec<(String, String)>,
-    _tmp: tempfile::TempDir,
+    run_id: String,
+    _dir: tempfile::TempDir,
 }
 
-/// Resolves secrets, builds argv, env and cwd. `Err` is a message for the job's stderr.
+/// Resolves secrets, writes the attempt directory (checkout included), builds argv, env,
+/// cwd and the sandbox. `Err` is a message for the job's stderr.
 fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, String> {
     let spec = &lease.spec;
     let mut used: Vec<(String, String)> = Vec::new();
@@ -728,7 +898,7 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
             None => Ok(s.to_owned()),
             Some(name) => {
                 let v = sh.secrets.resolve(name).ok_or_else(|| {
-                    format!("gatos: secret {name} cannot be resolved on this worker\n")
+                    format!("gatos: secret {name} cannot be resolved on this worker (give it with worker --secrets FILE, --secrets-dir DIR or --secret-env {name})\n")
                 })?;
                 if !used.iter().any(|(n, _)| n == name) {
                     used.push((name.to_owned(), v.clone()));
@@ -747,22 +917,42 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
     for (k, v) in &spec.env {
         job_env.push((k.clone(), resolve(v)?));
     }
-    let tmp = tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix(&format!("gatos-{}-{}-", lease.id, lease.attempt))
         .tempdir()
-        .map_err(|e| format!("gatos: cannot create a temporary directory: {e}\n"))?;
-    let inputs = tmp.path().join("inputs.json");
+        .map_err(|e| format!("gatos: cannot create the attempt's directory: {e}\n"))?;
+    let root = std::fs::canonicalize(dir.path()).unwrap_or_else(|_| dir.path().to_owned());
+    let mk = |name: &str| -> std::result::Result<PathBuf, String> {
+        let d = root.join(name);
+        std::fs::create_dir(&d)
+            .map_err(|e| format!("gatos: cannot create {}: {e}\n", d.display()))?;
+        Ok(d)
+    };
+    let home = mk("home")?;
+    let tmp = mk("tmp")?;
+    let inputs = root.join("inputs.json");
     std::fs::write(&inputs, gatos_types::jcs::to_vec(&spec.inputs))
         .map_err(|e| format!("gatos: cannot write the inputs file: {e}\n"))?;
-    let base = match (&sh.opts.workdir, sh.gatos.store().work_dir()) {
-        (Some(d), _) => d.clone(),
-        (None, Some(w)) => w.to_owned(),
-        (None, None) => {
-            let d = tmp.path().join("work");
-            std::fs::create_dir(&d)
-                .map_err(|e| format!("gatos: cannot create a work directory: {e}\n"))?;
-            d
+    let mut extra_write = sh.opts.sandbox_write.clone();
+    let base = match (spec.checkout, &sh.opts.workdir) {
+        (Some(commit), _) => {
+            let src = mk("src")?;
+            if !sh.gatos.store().has_commit(commit) {
+                return Err(format!(
+                    "gatos: the job runs in commit {commit}, which this repository does not have (fetch it here, e.g. git fetch origin {commit})\n"
+                ));
+            }
+            sh.gatos
+                .store()
+                .write_commit_tree(commit, &src)
+                .map_err(|e| format!("gatos: cannot check out {commit}: {e}\n"))?;
+            src
         }
+        (None, Some(d)) => {
+            extra_write.push(d.clone());
+            d.clone()
+        }
+        (None, None) => mk("work")?,
     };
     let cwd = if spec.cwd == "." {
         base
@@ -771,8 +961,13 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
     };
     if !cwd.is_dir() {
         return Err(format!(
-            "gatos: working directory {} does not exist on this worker\n",
-            cwd.display()
+            "gatos: working directory {} does not exist{}\n",
+            spec.cwd,
+            if spec.checkout.is_some() {
+                " in the job's checkout"
+            } else {
+                " (the job names no checkout: it runs in an empty directory)"
+            }
         ));
     }
     let mut env: Vec<(String, String)> = Vec::new();
@@ -785,19 +980,51 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
             env.push((name, v));
         }
     }
+    env.retain(|(k, _)| !spec.env.contains_key(k));
     env.extend(job_env);
-    env.push(("TMPDIR".into(), tmp.path().display().to_string()));
-    env.push(("GATOS_JOB".into(), lease.id.to_string()));
-    env.push(("GATOS_ATTEMPT".into(), lease.attempt.to_string()));
-    env.push(("GATOS_QUEUE".into(), spec.queue.to_string()));
-    env.push(("GATOS_WORKER".into(), lease.worker.to_string()));
-    env.push(("GATOS_INPUTS".into(), inputs.display().to_string()));
+    let run_id = {
+        let mut b = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+        gatos_types::digest::to_hex(&b)
+    };
+    let set = |env: &mut Vec<(String, String)>, k: &str, v: String| {
+        env.retain(|(n, _)| n != k);
+        env.push((k.to_owned(), v));
+    };
+    set(&mut env, "HOME", home.display().to_string());
+    set(&mut env, "TMPDIR", tmp.display().to_string());
+    set(&mut env, "GATOS_JOB", lease.id.to_string());
+    set(&mut env, "GATOS_ATTEMPT", lease.attempt.to_string());
+    set(&mut env, "GATOS_QUEUE", spec.queue.to_string());
+    set(&mut env, "GATOS_WORKER", lease.worker.to_string());
+    set(&mut env, "GATOS_INPUTS", inputs.display().to_string());
+    set(&mut env, "GATOS_RUN_ID", run_id.clone());
+    let rules = sh.sandbox.map(|_| {
+        let path_var = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        sandbox::Rules::for_attempt(
+            &root,
+            path_var,
+            &sh.opts.sandbox_read,
+            &extra_write,
+            &sh.hidden,
+            sh.opts.sandbox == sandbox::Mode::Required,
+        )
+    });
     Ok(Prepared {
-        argv,
-        env,
+        spec: supervisor::RunSpec {
+            argv,
+            env,
+            cwd: cwd.clone(),
+            sandbox: rules,
+            worker_pid: std::process::id(),
+        },
         cwd,
         secrets: used,
-        _tmp: tmp,
+        run_id,
+        _dir: dir,
     })
 }
 
@@ -811,39 +1038,120 @@ type Ran = (
     Option<String>,
 );
 
-/// Starts the process and supervises it: heartbeats, cancel, timeout, shutdown.
+/// The worker's end of a supervisor: requests go down its standard input.
+struct Supervised {
+    pid: rustix::process::Pid,
+    control: Mutex<Option<std::process::ChildStdin>>,
+}
+
+impl Supervised {
+    fn request(&self, what: &str) {
+        use std::io::Write as _;
+        let mut c = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+        let sent = c
+            .as_mut()
+            .is_some_and(|w| w.write_all(format!("{what}\n").as_bytes()).is_ok());
+        if !sent && what == "kill" {
+            // The supervisor is gone or stuck: its process group still holds the job.
+            signal_group(self.pid, rustix::process::Signal::KILL);
+        }
+    }
+
+    /// TERM to the job.
+    fn term(&self) {
+        self.request("term");
+    }
+
+    /// KILL to the job and everything it started.
+    fn kill(&self) {
+        self.request("kill");
+    }
+
+    /// Closes the control pipe (the supervisor has exited).
+    fn close(&self) {
+        self.control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+}
+
+/// Starts the supervisor and watches the job: heartbeats, cancel, timeout, shutdown.
 fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared) -> Ran {
-    let mut cmd = Command::new(&p.argv[0]);
-    cmd.args(&p.argv[1..])
+    let failed = |code: i32, msg: String| -> Ran {
+        (
+            Outcome::Failed,
+            Some(code),
+            Vec::new(),
+            redact(msg.into_bytes(), &p.secrets),
+            Vec::new(),
+            (false, false),
+            None,
+        )
+    };
+    if !leftovers::end_earlier_attempts(sh.gatos, lease.id, lease.attempt) {
+        // Never two attempts at once: give the job back rather than run beside the old one.
+        return (
+            Outcome::Lost,
+            None,
+            Vec::new(),
+            b"gatos: an earlier attempt of this job still runs on this node and would not end; the job was given back\n".to_vec(),
+            Vec::new(),
+            (false, false),
+            None,
+        );
+    }
+    let mut cmd = Command::new(&sh.supervisor);
+    cmd.arg(supervisor::SUBCOMMAND)
         .env_clear()
-        .envs(p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(&p.cwd)
-        .stdin(Stdio::null())
+        .current_dir("/")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let msg = redact(
-                format!("gatos: cannot run {:?}: {e}\n", p.argv[0]).into_bytes(),
-                &p.secrets,
-            );
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            return (
-                Outcome::Failed,
-                Some(code),
-                Vec::new(),
-                msg,
-                Vec::new(),
-                (false, false),
-                None,
+            return failed(
+                126,
+                format!(
+                    "gatos: cannot start the supervisor {}: {e}\n",
+                    sh.supervisor.display()
+                ),
             );
         }
+    };
+    let pid = rustix::process::Pid::from_child(&child);
+    let record = leftovers::write(
+        sh.gatos,
+        lease.id,
+        lease.attempt,
+        pid.as_raw_nonzero().get(),
+        &p.run_id,
+    )
+    .map_err(|e| tracing::warn!(job = %lease.id, error = %e, "cannot record the running attempt; a crash of this worker would leave it to the supervisor alone"))
+    .ok();
+    let mut stdin = child.stdin.take();
+    let spec_line = match serde_json::to_vec(&p.spec) {
+        Ok(mut v) => {
+            v.push(b'\n');
+            v
+        }
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return failed(125, format!("gatos: cannot encode the run spec: {e}\n"));
+        }
+    };
+    if let Some(w) = stdin.as_mut() {
+        use std::io::Write as _;
+        // A supervisor that died at once says why on stderr; its status is reported below.
+        let _ = w.write_all(&spec_line);
+    }
+    drop(spec_line);
+    let sup = Supervised {
+        pid,
+        control: Mutex::new(stdin),
     };
     let cap = sh.opts.log_cap;
     let (tx_out, rx_out) = mpsc::channel();
@@ -858,14 +1166,22 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared) -> Ran {
             let _ = tx_err.send(capture(e, cap));
         });
     }
-    let pid = rustix::process::Pid::from_child(&child);
     let (tx_exit, rx_exit) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx_exit.send(child.wait());
     });
-    let (stop, status) = supervise(sh, lease, pid, &rx_exit);
-    // Whatever is left of the job's process group ends with it.
+    let (stop, status) = supervise(sh, lease, &sup, &rx_exit);
+    sup.close();
+    // The supervisor killed everything the job started; its process group is the last net.
     signal_group(pid, rustix::process::Signal::KILL);
+    if let Some(r) = &record {
+        // A supervisor that died of a signal may have been killed before it could end the
+        // job's escaped processes: find them by the run id.
+        if status.is_none_or(|s| s.signal().is_some()) && !leftovers::end_recorded(r) {
+            tracing::warn!(job = %lease.id, "processes of this attempt would not end");
+        }
+        leftovers::forget(r);
+    }
     let collect = |rx: mpsc::Receiver<Captured>| {
         rx.recv_timeout(sh.opts.grace.max(Duration::from_secs(1)))
             .unwrap_or(Captured {
@@ -944,7 +1260,7 @@ fn collect_outputs(declared: &[String], cwd: &Path) -> Vec<(String, Vec<u8>)> {
 fn supervise(
     sh: &Shared<'_>,
     lease: &mut Lease,
-    pid: rustix::process::Pid,
+    sup: &Supervised,
     exited: &mpsc::Receiver<std::io::Result<ExitStatus>>,
 ) -> (Option<Stop>, Option<ExitStatus>) {
     let jobs = sh.gatos.jobs();
@@ -967,12 +1283,12 @@ fn supervise(
             }
             if let Some(s) = stop {
                 tracing::info!(job = %id, why = ?s, "stopping the job's process (TERM)");
-                signal_group(pid, rustix::process::Signal::TERM);
+                sup.term();
                 kill_at = Some(now + sh.opts.grace);
             }
         }
         if kill_at.is_some_and(|t| now >= t) {
-            signal_group(pid, rustix::process::Signal::KILL);
+            sup.kill();
             kill_at = None;
         }
         if stop != Some(Stop::Fenced) && now >= next_beat {
@@ -983,12 +1299,12 @@ fn supervise(
                     if stop.is_none() && jobs.is_cancelled(id).unwrap_or(false) {
                         tracing::info!(job = %id, "cancelled: stopping the job's process (TERM)");
                         stop = Some(Stop::Cancelled);
-                        signal_group(pid, rustix::process::Signal::TERM);
+                        sup.term();
                         kill_at = Some(Instant::now() + sh.opts.grace);
                     }
                 }
                 Err(e) if e.code() == ErrorCode::LeaseExpired => {
-                    fence(sh, lease, pid, &e.to_string());
+                    fence(sh, lease, sup, &e.to_string());
                     stop = Some(Stop::Fenced);
                 }
                 Err(e) => {
@@ -1001,7 +1317,7 @@ fn supervise(
             fence(
                 sh,
                 lease,
-                pid,
+                sup,
                 "no heartbeat succeeded before the lease was about to end",
             );
             stop = Some(Stop::Fenced);
@@ -1026,9 +1342,9 @@ fn supervise(
 }
 
 /// Self-fencing: kills the process group at once, and says so on `gatos.jobs`.
-fn fence(sh: &Shared<'_>, lease: &Lease, pid: rustix::process::Pid, why: &str) {
+fn fence(sh: &Shared<'_>, lease: &Lease, sup: &Supervised, why: &str) {
     tracing::warn!(job = %lease.id, attempt = lease.attempt, why, "lost the claim: killing the job's processes");
-    signal_group(pid, rustix::process::Signal::KILL);
+    sup.kill();
     if let Ok(Some(rec)) = sh.gatos.jobs().record(lease.id) {
         crate::jobs::emit_event(
             sh.gatos,

@@ -225,9 +225,16 @@ pub struct EnqueueArgs {
     /// Not before this time (RFC 3339, or a DUR from now).
     #[arg(long, value_name = "TIME")]
     pub run_after: Option<String>,
-    /// Working directory relative to the worker's base directory.
+    /// Working directory relative to the job's checkout (or its empty attempt directory).
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<String>,
+    /// The commit whose files the job runs in (default: HEAD of the work tree; none in a
+    /// bare repository).
+    #[arg(long, value_name = "REV", conflicts_with = "no_checkout")]
+    pub checkout: Option<String>,
+    /// Run the job in an empty directory, without sources.
+    #[arg(long)]
+    pub no_checkout: bool,
     /// A file (relative to the working directory) to keep in the result (repeatable).
     #[arg(long = "output", value_name = "PATH")]
     pub outputs: Vec<String>,
@@ -322,12 +329,30 @@ pub struct WorkerArgs {
     /// The worker's name in claims (default: host name and process id).
     #[arg(long, value_name = "NAME")]
     pub id: Option<String>,
-    /// Base directory of jobs' cwd (default: the work tree; a temporary one if bare).
+    /// Base directory of jobs that name no checkout (default: an empty directory per
+    /// attempt); must not contain the git directory.
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
-    /// A file of NAME=VALUE lines resolving secret://NAME (else the environment).
+    /// A file of NAME=VALUE lines resolving secret://NAME.
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+    /// A directory with one file per secret, named after it, holding its value.
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// Let secret://NAME resolve from the worker's variable NAME (repeatable; nothing else
+    /// of the worker's environment is reachable).
+    #[arg(long = "secret-env", value_name = "NAME")]
+    pub secret_env: Vec<String>,
+    /// Confine jobs with Landlock: required (refuse to start without it), auto (on where
+    /// the kernel has it, a warning where not), off.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub sandbox: String,
+    /// A further directory jobs may read and execute (repeatable; never the git directory).
+    #[arg(long = "sandbox-allow", value_name = "DIR")]
+    pub sandbox_allow: Vec<PathBuf>,
+    /// A further directory jobs may write (repeatable; never the git directory).
+    #[arg(long = "sandbox-allow-write", value_name = "DIR")]
+    pub sandbox_allow_write: Vec<PathBuf>,
     /// Also pass this variable through from the worker's environment (repeatable).
     #[arg(long = "pass-env", value_name = "NAME")]
     pub pass_env: Vec<String>,
@@ -478,6 +503,10 @@ pub struct ReadArgs {
     /// Print at most N messages.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+    /// With --limit (a page, without --follow): end the page once its messages hold
+    /// this many bytes (the message that crosses it is the last), as an RPC page does.
+    #[arg(long, value_name = "BYTES", default_value_t = gatos::messages::DEFAULT_MAX_PAGE_BYTES)]
+    pub max_page_bytes: u64,
     /// Keep waiting for new messages (without a cursor: only new ones).
     #[arg(long)]
     pub follow: bool,
@@ -517,6 +546,10 @@ pub struct ConsumeArgs {
     /// Messages per page.
     #[arg(long, value_name = "N", default_value_t = 128)]
     pub limit: u64,
+    /// End the page once its messages hold this many bytes (the message that crosses it
+    /// is the last, and the checkpoint advances to it), as an RPC page does.
+    #[arg(long, value_name = "BYTES", default_value_t = gatos::messages::DEFAULT_MAX_PAGE_BYTES)]
+    pub max_page_bytes: u64,
 }
 
 /// `messages config`.

@@ -5,6 +5,15 @@ mod commands;
 mod output;
 
 fn main() -> std::process::ExitCode {
+    // The worker's per-attempt supervisor (ADR 0021): hidden, and dispatched before clap
+    // and logging so it starts fast and prints nothing of its own but `gatos:` lines.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == gatos::worker::supervisor::SUBCOMMAND)
+    {
+        let code = gatos::worker::supervisor::main();
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(125));
+    }
     let cli = match <cli::Cli as clap::Parser>::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => return output::print_clap(&e), // --help, --version

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use gatos_types::jobs::{JobSpec, ManifestSource};
-use gatos_types::{Capability, Dur, ErrorCode, Queue, Timestamp, jcs};
+use gatos_types::{Capability, Dur, ErrorCode, Oid, Queue, Timestamp, jcs};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -73,6 +73,11 @@ pub struct Input {
     /// Set by the registry; refused from users.
     #[serde(default)]
     pub source: Option<ManifestSource>,
+    /// The sources the job runs in: a revision (`HEAD`, a branch, a tag, a commit id),
+    /// `true` for `HEAD`, `false` for none (ADR 0021). Resolved to a commit id by
+    /// [`resolve_checkout`] before [`normalize`].
+    #[serde(default)]
+    pub checkout: Option<Value>,
 }
 
 /// What the command line's flags (and `jobs.enqueue`'s params) set on top of a manifest.
@@ -102,6 +107,35 @@ pub struct Overrides {
     pub labels: BTreeMap<String, String>,
     /// Inputs.
     pub inputs: Option<Value>,
+    /// `--checkout REV` (a string) or `--no-checkout` (`false`).
+    pub checkout: Option<Value>,
+}
+
+/// Resolves `input.checkout` to a commit id: a revision through `resolve`, `true` as
+/// `HEAD`, `false` as none, and no choice at all as `default` (the CLI passes `HEAD` of a
+/// work tree; the daemon and bare repositories pass none).
+///
+/// # Errors
+/// `InvalidInput` for a value that is neither a string nor a boolean; what `resolve`
+/// says of a revision that names no commit.
+pub fn resolve_checkout(
+    input: &mut Input,
+    default: Option<Oid>,
+    resolve: impl Fn(&str) -> Result<Oid>,
+) -> Result<()> {
+    let commit = match input.checkout.take() {
+        None => default,
+        Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(resolve("HEAD")?),
+        Some(Value::String(rev)) => Some(resolve(&rev)?),
+        Some(_) => {
+            return Err(bad(
+                "checkout is a revision (\"HEAD\", a branch, a tag, a commit id) or false",
+            ));
+        }
+    };
+    input.checkout = commit.map(|c| Value::String(c.to_string()));
+    Ok(())
 }
 
 /// Builds a manifest from a file's (or a request's) manifest and flags that override it.
@@ -155,6 +189,9 @@ pub fn build(manifest: Option<Input>, o: Overrides) -> Result<Input> {
     input.labels.extend(o.labels);
     if o.inputs.is_some() {
         input.inputs = o.inputs;
+    }
+    if o.checkout.is_some() {
+        input.checkout = o.checkout;
     }
     Ok(input)
 }
@@ -323,6 +360,15 @@ pub(crate) fn normalize_inner(
         }
     }
     secret_refs.sort();
+    let checkout = match &input.checkout {
+        None | Some(Value::Bool(false)) => None,
+        Some(Value::String(s)) => Some(s.parse::<Oid>().map_err(|_| {
+            bad(format!(
+                "checkout {s:?} is not a commit id; name a revision where the repository can resolve it (git gatos jobs enqueue --checkout REV)"
+            ))
+        })?),
+        Some(_) => return Err(bad("checkout is a commit id or false")),
+    };
     let spec = JobSpec {
         command: input.command,
         args: input.args,
@@ -341,6 +387,7 @@ pub(crate) fn normalize_inner(
         labels: input.labels,
         outputs,
         source,
+        checkout,
     };
     check_references(&spec)?;
     let size = jcs::to_vec_of(&spec)?.len();

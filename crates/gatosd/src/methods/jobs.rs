@@ -73,8 +73,12 @@ pub async fn enqueue(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, 
             outputs: p.outputs,
             labels: p.labels,
             inputs: p.inputs,
+            checkout: p.checkout,
         };
-        let spec = manifest::normalize(manifest::build(file, o)?, gatos.now())?;
+        let mut input = manifest::build(file, o)?;
+        // Through the daemon a job has no sources unless the request names a revision.
+        manifest::resolve_checkout(&mut input, None, |rev| gatos.resolve_commit(rev))?;
+        let spec = manifest::normalize(input, gatos.now())?;
         gatos.jobs().enqueue_as(spec, &actor)
     })
     .await?;

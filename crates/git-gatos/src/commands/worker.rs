@@ -80,6 +80,14 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WorkerArgs) -> Result<(), Error> {
     };
     opts.workdir = a.workdir.clone();
     opts.secrets_file = a.secrets.clone();
+    opts.secrets_dir = a.secrets_dir.clone();
+    opts.secret_env = a.secret_env.clone();
+    opts.sandbox = a
+        .sandbox
+        .parse()
+        .map_err(|e: String| Error::new(ErrorCode::InvalidInput, e))?;
+    opts.sandbox_read = a.sandbox_allow.clone();
+    opts.sandbox_write = a.sandbox_allow_write.clone();
     opts.pass_env = a.pass_env.clone();
     opts.allow_untrusted_enqueuers = a.allow_untrusted_enqueuers;
     opts.log_cap = a.log_cap;

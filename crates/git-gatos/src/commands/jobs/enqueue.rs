@@ -80,9 +80,18 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &EnqueueArgs) -> Result<(), Error> {
                     .map_err(|e| Error::new(ErrorCode::InvalidInput, format!("--inputs: {e}")))
             })
             .transpose()?,
+        checkout: if a.no_checkout {
+            Some(serde_json::Value::Bool(false))
+        } else {
+            a.checkout.clone().map(serde_json::Value::String)
+        },
     };
     let g = ctx.gatos()?;
-    let spec = manifest::normalize(manifest::build(file, overrides)?, g.now())?;
+    let mut input = manifest::build(file, overrides)?;
+    manifest::resolve_checkout(&mut input, g.default_checkout(), |rev| {
+        g.resolve_commit(rev)
+    })?;
+    let spec = manifest::normalize(input, g.now())?;
     let row = g.jobs().enqueue(spec)?;
     print_enqueued(out, &row)
 }

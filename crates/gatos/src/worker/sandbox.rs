@@ -1,0 +1,228 @@
+//! The job sandbox: a Landlock allowlist (ADR 0021, docs/jobs.md "What a job can reach").
+//!
+//! A job may read and execute the system directories and the directories on its `PATH`,
+//! read and write its attempt directory (its `HOME`, `TMPDIR` and checkout) and a few
+//! device files, and nothing else: the repository, the worker's home, the signing key and
+//! gatosd's token are outside it. Where the kernel's ABI allows, signals and abstract Unix
+//! sockets are scoped to the sandbox too, and (ABI 9) connecting to pathname sockets
+//! outside it is refused. The supervisor applies it to itself before starting the job,
+//! so the job and everything it starts inherit it.
+
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, CompatLevel, Compatible, RestrictionStatus, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope, path_beneath_rules,
+};
+use serde::{Deserialize, Serialize};
+
+/// The newest Landlock ABI gatos knows and asks for; older kernels get what they offer.
+const TARGET: ABI = ABI::V9;
+
+/// Directories every job may read and execute (those that exist).
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/proc",
+    "/sys", "/run", "/dev",
+];
+
+/// Device files every job may read and write.
+pub const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/shm",
+];
+
+/// How a worker uses the sandbox (`worker --sandbox`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The worker refuses to start where Landlock is not available.
+    Required,
+    /// On where the kernel supports it, a warning where not.
+    #[default]
+    Auto,
+    /// No sandbox: a job can read everything its user can (docs/jobs.md).
+    Off,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "required" => Ok(Mode::Required),
+            "auto" => Ok(Mode::Auto),
+            "off" => Ok(Mode::Off),
+            _ => Err(format!("--sandbox takes required, auto or off, not {s:?}")),
+        }
+    }
+}
+
+/// What one attempt's sandbox allows (sent to the supervisor).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Rules {
+    /// Read and execute.
+    pub read: Vec<PathBuf>,
+    /// Read, write, create, remove, execute.
+    pub write: Vec<PathBuf>,
+    /// Fail rather than run unconfined when the kernel cannot enforce it.
+    pub required: bool,
+}
+
+/// What the kernel offers: the Landlock ABI version, or `None` where there is none.
+pub fn kernel_abi() -> Option<u32> {
+    // A ruleset that handles only what ABI 1 knows is accepted by every Landlock kernel;
+    // creating it (and dropping it unused) is the probe.
+    let probe = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(ABI::V1))
+        .and_then(|r| r.create());
+    if probe.is_err() {
+        return None;
+    }
+    [
+        ABI::V9,
+        ABI::V8,
+        ABI::V7,
+        ABI::V6,
+        ABI::V5,
+        ABI::V4,
+        ABI::V3,
+        ABI::V2,
+    ]
+    .into_iter()
+    .find(|abi| {
+        Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(*abi))
+            .is_ok_and(|r| r.create().is_ok())
+    })
+    .map_or(Some(1), |abi| Some(abi as u32))
+}
+
+impl Rules {
+    /// The rules for an attempt: the system directories, the job's `PATH`, the attempt
+    /// directory and what the operator added. Nothing that contains or lies inside
+    /// `hidden` (the git directory) is granted, whichever list named it.
+    pub fn for_attempt(
+        attempt_dir: &Path,
+        path_var: Option<&str>,
+        extra_read: &[PathBuf],
+        extra_write: &[PathBuf],
+        hidden: &[PathBuf],
+        required: bool,
+    ) -> Rules {
+        let keep = |p: &Path| {
+            p.is_absolute()
+                && p.exists()
+                && !hidden.iter().any(|h| h.starts_with(p) || p.starts_with(h))
+        };
+        let mut read: Vec<PathBuf> = SYSTEM_DIRS.iter().map(PathBuf::from).collect();
+        if let Some(path) = path_var {
+            read.extend(std::env::split_paths(path));
+        }
+        read.extend(extra_read.iter().cloned());
+        read.retain(|p| keep(p));
+        read.sort();
+        read.dedup();
+        let mut write: Vec<PathBuf> = DEVICES.iter().map(PathBuf::from).collect();
+        write.push(attempt_dir.to_owned());
+        write.extend(extra_write.iter().cloned());
+        write.retain(|p| keep(p));
+        write.sort();
+        write.dedup();
+        Rules {
+            read,
+            write,
+            required,
+        }
+    }
+
+    /// Confines the calling thread and everything it starts from now on.
+    ///
+    /// # Errors
+    /// When the ruleset cannot be built or applied, or `required` and the kernel enforces
+    /// nothing (the message says which).
+    pub fn apply(&self) -> Result<Enforced, String> {
+        let fail = |e: landlock::RulesetError| format!("the Landlock sandbox: {e}");
+        let status: RestrictionStatus = Ruleset::default()
+            .set_compatibility(CompatLevel::BestEffort)
+            .handle_access(AccessFs::from_all(TARGET))
+            .map_err(fail)?
+            .scope(Scope::from_all(TARGET))
+            .map_err(fail)?
+            .create()
+            .map_err(fail)?
+            .add_rules(path_beneath_rules(&self.read, AccessFs::from_read(TARGET)))
+            .map_err(fail)?
+            .add_rules(path_beneath_rules(&self.write, AccessFs::from_all(TARGET)))
+            .map_err(fail)?
+            .restrict_self()
+            .map_err(fail)?;
+        let enforced = match status.ruleset {
+            RulesetStatus::FullyEnforced => Enforced::Full,
+            RulesetStatus::PartiallyEnforced => Enforced::Partial,
+            _ => Enforced::None,
+        };
+        if self.required && enforced == Enforced::None {
+            return Err(
+                "the sandbox is required (worker --sandbox required) but this kernel does not enforce Landlock".into(),
+            );
+        }
+        Ok(enforced)
+    }
+}
+
+/// How much of the sandbox the kernel enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforced {
+    /// Everything gatos asked for.
+    Full,
+    /// What an older ABI offers (some scopes or rights are missing).
+    Partial,
+    /// Nothing: the job runs unconfined.
+    None,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_git_directory_is_never_granted() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let repo = tmp.path().join("repo");
+        let git = repo.join(".git");
+        std::fs::create_dir_all(git.join("gatos")).expect("mkdir");
+        let attempt = tmp.path().join("attempt");
+        std::fs::create_dir(&attempt).expect("mkdir");
+        let r = Rules::for_attempt(
+            &attempt,
+            Some(&format!("/usr/bin:{}:relative", repo.display())),
+            &[git.join("gatos")],
+            &[tmp.path().to_owned()],
+            &[git.clone()],
+            false,
+        );
+        assert!(
+            r.read
+                .iter()
+                .all(|p| !git.starts_with(p) && !p.starts_with(&git)),
+            "{r:?}"
+        );
+        assert!(r.write.iter().all(|p| !git.starts_with(p)), "{r:?}");
+        assert!(r.write.contains(&attempt));
+        assert!(r.read.contains(&PathBuf::from("/usr/bin")));
+        assert!(!r.read.iter().any(|p| p == Path::new("relative")));
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("required".parse::<Mode>(), Ok(Mode::Required));
+        assert_eq!("auto".parse::<Mode>(), Ok(Mode::Auto));
+        assert_eq!("off".parse::<Mode>(), Ok(Mode::Off));
+        assert!("on".parse::<Mode>().is_err());
+    }
+}

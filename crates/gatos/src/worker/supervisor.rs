@@ -1,0 +1,369 @@
+//! The supervisor of one attempt: `git-gatos __run-job` (ADR 0021).
+//!
+//! The worker starts one supervisor per attempt, writes it a [`RunSpec`] line on its
+//! standard input and keeps that pipe open; the supervisor's standard output and error
+//! are the job's. The supervisor
+//! 1. asks for a signal when the worker's thread dies and checks the worker is still its
+//!    parent (a worker killed before that point is caught by the check),
+//! 2. becomes a child subreaper, so everything the job starts — also what escapes with
+//!    `setsid` or a double fork — stays its descendant,
+//! 3. confines itself with the sandbox ([`super::sandbox`]), which the job inherits,
+//! 4. resolves the command against the job's `PATH` and starts it with exactly the
+//!    environment the worker built,
+//! 5. obeys the worker's requests on standard input (`term`: TERM to the process group the
+//!    job shares with the supervisor, which ignores it; `kill`: KILL to every descendant)
+//!    and treats the end of standard input or the parent-death signal as `kill` (the worker
+//!    is gone),
+//! 6. when the job ends, kills whatever it left behind and exits as the job did: the same
+//!    exit code, or the same signal.
+//!
+//! Exit codes of its own, with a `gatos:` line on the job's standard error: 125 (the
+//! supervisor could not set up: a bad spec, a sandbox that is required and unavailable, the
+//! worker already gone), 126 (the command could not be started), 127 (not found).
+
+use std::io::{BufRead as _, Write as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+use serde::{Deserialize, Serialize};
+
+use super::sandbox;
+
+/// The hidden subcommand the worker runs.
+pub const SUBCOMMAND: &str = "__run-job";
+
+/// The largest spec line accepted (argv, environment and rules).
+const MAX_SPEC: u64 = 16 * 1024 * 1024;
+
+/// What to run and how (the first line on the supervisor's standard input).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The command and its arguments; the command is looked up on the job's `PATH`
+    /// unless it contains a `/`.
+    pub argv: Vec<String>,
+    /// The whole environment of the job.
+    pub env: Vec<(String, String)>,
+    /// The job's working directory.
+    pub cwd: PathBuf,
+    /// The sandbox; `None` runs unconfined.
+    pub sandbox: Option<sandbox::Rules>,
+    /// The worker's process id: if the supervisor's parent is not this any more, the
+    /// worker died before the parent-death signal was armed.
+    pub worker_pid: u32,
+}
+
+impl std::fmt::Debug for RunSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunSpec")
+            .field("argv0", &self.argv.first())
+            .field("cwd", &self.cwd)
+            .field("sandbox", &self.sandbox)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Event {
+    Term,
+    Kill,
+    Exited(rustix::process::WaitStatus),
+}
+
+fn say(msg: &str) {
+    // The job's standard error is the supervisor's: the line lands in the job's log.
+    let _ = writeln!(std::io::stderr(), "gatos: {msg}");
+}
+
+/// Runs the supervisor: reads the spec from standard input, runs the job, and returns the
+/// exit code to exit with (a job killed by a signal makes the supervisor die of it).
+pub fn main() -> i32 {
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    // The lock is released at the end of the statement: the control thread takes it later
+    // (what was read ahead stays in stdin's shared buffer).
+    if let Err(e) = std::io::Read::take(stdin.lock(), MAX_SPEC).read_line(&mut line) {
+        say(&format!("supervisor: reading the run spec: {e}"));
+        return 125;
+    }
+    let spec: RunSpec = match serde_json::from_str(&line) {
+        Ok(s) => s,
+        Err(e) => {
+            say(&format!("supervisor: a bad run spec: {e}"));
+            return 125;
+        }
+    };
+    drop(line);
+    // 1. Die with the worker. The signal is armed first, then the parent checked, so a
+    // worker that died in between is not missed.
+    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(Signal::HUP)) {
+        say(&format!(
+            "supervisor: cannot arm the parent-death signal: {e}"
+        ));
+        return 125;
+    }
+    if rustix::process::getppid().map(|p| p.as_raw_nonzero().get())
+        != i32::try_from(spec.worker_pid).ok()
+    {
+        say("supervisor: the worker is gone; not starting the job");
+        return 125;
+    }
+    // 2. Adopt every orphan the job leaves.
+    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        say(&format!("supervisor: cannot become a subreaper: {e}"));
+        return 125;
+    }
+    // Signals before the sandbox: the handler thread is then outside it, which is fine
+    // (it only forwards), and the job is started from this, the confined, thread.
+    let (tx, rx) = mpsc::channel::<Event>();
+    if let Err(e) = watch_signals(tx.clone()) {
+        say(&format!("supervisor: {e}"));
+        return 125;
+    }
+    // 3. Confine.
+    if let Some(rules) = &spec.sandbox
+        && let Err(e) = rules.apply()
+    {
+        say(&e);
+        return 125;
+    }
+    // 4. Start.
+    let Some(program) = spec.argv.first() else {
+        say("supervisor: an empty command");
+        return 125;
+    };
+    let path_var = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let resolved = match resolve(program, path_var, &spec.cwd) {
+        Ok(p) => p,
+        Err(msg) => {
+            say(&msg);
+            return 127;
+        }
+    };
+    let mut cmd = Command::new(&resolved);
+    cmd.arg0(program);
+    cmd.args(&spec.argv[1..])
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    // The job stays in the supervisor's process group (the worker made it one): a crashed
+    // worker's successor finds what is left by that group (leftovers.rs).
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!("cannot run {program:?}: {e}"));
+            return if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+        }
+    };
+    let job = Pid::from_child(&child);
+    // The child is reaped below with wait(2) for any child; the handle is not waited on.
+    std::mem::forget(child);
+    // 5. Listen to the worker and reap.
+    {
+        let tx = tx.clone();
+        let _ = std::thread::Builder::new()
+            .name("gatos-supervisor-control".into())
+            .spawn(move || {
+                let mut lines = stdin.lock();
+                let mut buf = String::new();
+                loop {
+                    buf.clear();
+                    let ev = match lines.read_line(&mut buf) {
+                        Ok(0) | Err(_) => Event::Kill,
+                        Ok(_) if buf.trim() == "term" => Event::Term,
+                        Ok(_) if buf.trim() == "kill" => Event::Kill,
+                        Ok(_) => continue,
+                    };
+                    let end = matches!(ev, Event::Kill);
+                    if tx.send(ev).is_err() || end {
+                        return;
+                    }
+                }
+            });
+    }
+    {
+        let tx = tx.clone();
+        let _ = std::thread::Builder::new()
+            .name("gatos-supervisor-reaper".into())
+            .spawn(move || reap(job, &tx));
+    }
+    drop(tx);
+    let status = loop {
+        match rx.recv() {
+            Ok(Event::Term) => {
+                let _ =
+                    rustix::process::kill_process_group(rustix::process::getpgrp(), Signal::TERM);
+            }
+            Ok(Event::Kill) => {
+                kill_descendants();
+            }
+            Ok(Event::Exited(status)) => break Some(status),
+            Err(_) => break None,
+        }
+    };
+    // 6. Nothing the job started outlives it.
+    kill_descendants();
+    match status {
+        Some(s) => match (s.exit_status(), s.terminating_signal()) {
+            (Some(code), _) => code,
+            (None, Some(sig)) => die_of(sig),
+            (None, None) => 125,
+        },
+        None => 125,
+    }
+}
+
+/// HUP (the parent-death signal: the worker died) kills everything; TERM and INT are
+/// caught and dropped, so the TERM the supervisor sends its own group reaches only the job
+/// (the job's `exec` resets caught signals to their defaults).
+fn watch_signals(tx: mpsc::Sender<Event>) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    std::thread::Builder::new()
+        .name("gatos-supervisor-signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if s == SIGHUP && tx.send(Event::Kill).is_err() {
+                    return;
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
+/// Waits for every child (orphans adopted as subreaper included) and reports the job's end.
+fn reap(job: Pid, tx: &mpsc::Sender<Event>) {
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((pid, status))) if pid == job => {
+                let _ = tx.send(Event::Exited(status));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            // No children left (or an error that would repeat): nothing more to reap.
+            Err(_) => return,
+        }
+    }
+}
+
+/// Kills every descendant of this process until none is left (bounded: a process that
+/// forks faster than it is killed gets a few hundred rounds, then is left to the
+/// worker's group kill).
+fn kill_descendants() {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive = descendants(me);
+        if alive.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        for pid in alive {
+            if let Some(p) = Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(p, Signal::KILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The live (not zombie) descendants of `root`, from `/proc`.
+pub(crate) fn descendants(root: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some(st) = super::leftovers::stat(pid)
+            && st.state != 'Z'
+            && st.state != 'X'
+        {
+            parent_of.push((pid, st.ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        for (c, pp) in &parent_of {
+            if *pp == p && !found.contains(c) {
+                found.push(*c);
+            }
+        }
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Dies of `sig` as the job did, so the worker sees the same status (no core dump).
+fn die_of(sig: i32) -> i32 {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Core).maximum;
+    let _ = rustix::process::setrlimit(
+        rustix::process::Resource::Core,
+        rustix::process::Rlimit {
+            current: Some(0),
+            maximum: hard,
+        },
+    );
+    if let Some(s) = Signal::from_named_raw(sig) {
+        if matches!(s, Signal::HUP | Signal::INT | Signal::TERM) {
+            let _ = signal_hook::low_level::emulate_default_handler(sig);
+        } else {
+            let _ = rustix::process::kill_process(rustix::process::getpid(), s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    128 + sig
+}
+
+/// Finds the program as a shell would: a name with a `/` is a path (relative to the
+/// job's directory), else the first executable file of that name on the job's `PATH`.
+fn resolve(program: &str, path_var: Option<&str>, cwd: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if program.contains('/') {
+        return Ok(cwd.join(program));
+    }
+    let path = path_var.unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    for dir in std::env::split_paths(path) {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        let candidate = if dir.is_absolute() {
+            dir.join(program)
+        } else {
+            cwd.join(dir).join(program)
+        };
+        if let Ok(meta) = std::fs::metadata(&candidate)
+            && meta.is_file()
+            && meta.permissions().mode() & 0o111 != 0
+        {
+            return Ok(candidate);
+        }
+    }
+    Err(format!(
+        "{program}: command not found on the job's PATH ({path})"
+    ))
+}
