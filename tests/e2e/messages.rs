@@ -309,3 +309,69 @@ fn the_gatos_topics_are_written_by_gatos_alone() -> TestResult {
     );
     Ok(())
 }
+
+/// `messages consume` and `messages read --limit` end a page at the page byte cap, as an
+/// RPC page does (ADR 0023); consume's checkpoint advances to the page's last message.
+#[test]
+fn cli_pages_end_at_the_page_byte_cap() -> TestResult {
+    let repo = TempRepo::new()?;
+    let pad = "p".repeat(100 * 1024);
+    let batch: String = (0..5)
+        .map(|i| format!("{{\"i\":{i},\"pad\":\"{pad}\"}}\n"))
+        .collect();
+    let f = repo.root().join("big.jsonl");
+    std::fs::write(&f, batch)?;
+    gatos_ok(
+        &repo,
+        &[
+            "messages",
+            "publish",
+            "big",
+            "--batch",
+            &f.to_string_lossy(),
+        ],
+    )?;
+    // 100 KiB each: the third crosses 250,000 bytes and ends the page.
+    let out = gatos_ok(
+        &repo,
+        &[
+            "messages",
+            "read",
+            "big",
+            "--limit",
+            "10",
+            "--max-page-bytes",
+            "250000",
+            "--json",
+        ],
+    )?;
+    assert_eq!(json_lines(&out)?.len(), 3);
+    // Without --limit, read streams everything.
+    let out = gatos_ok(&repo, &["messages", "read", "big", "--json"])?;
+    assert_eq!(json_lines(&out)?.len(), 5);
+    let page = |repo: &TempRepo| -> TestResult<Vec<serde_json::Value>> {
+        let out = gatos_ok(
+            repo,
+            &[
+                "messages",
+                "consume",
+                "g",
+                "big",
+                "--limit",
+                "10",
+                "--max-page-bytes",
+                "250000",
+                "--json",
+            ],
+        )?;
+        json_lines(&out)
+    };
+    let first = page(&repo)?;
+    assert_eq!(first.len(), 3);
+    let second = page(&repo)?;
+    assert_eq!(
+        second.iter().map(|m| m["seq"].clone()).collect::<Vec<_>>(),
+        vec![serde_json::json!(4), serde_json::json!(5)]
+    );
+    repo.assert_fsck_strict()
+}

@@ -25,7 +25,7 @@ use gatos_types::{ErrorCode, Oid, Timestamp, Topic, Ulid};
 pub use self::config::Change as ConfigChange;
 pub use self::prune::PruneOptions;
 pub use self::publish::{BatchItem, BatchOptions, PublishOptions};
-pub use self::read::{Cursor, Follower, MessageView, ReadOptions, ScanEnd};
+pub use self::read::{Cursor, DEFAULT_MAX_PAGE_BYTES, Follower, MessageView, ReadOptions, ScanEnd};
 use crate::Gatos;
 use crate::error::{Error, Result};
 

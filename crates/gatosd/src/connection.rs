@@ -61,6 +61,10 @@ pub struct Conn {
     /// Whether the peer presented the token (always true on trusted transports).
     pub authenticated: AtomicBool,
     in_flight: Arc<Semaphore>,
+    /// One request with a large answer (a page) at a time: its answer is built and
+    /// queued before the next one is read, so pages cost at most one at a time on top
+    /// of the outbox.
+    pages: Arc<Semaphore>,
     requests: TaskTracker,
     handled: AtomicU64,
 }
@@ -99,6 +103,7 @@ pub async fn serve<R, W>(
             auth: peer.auth,
             authenticated: AtomicBool::new(peer.auth == Auth::Trusted),
             in_flight: Arc::new(Semaphore::new(shared.limits.max_in_flight)),
+            pages: Arc::new(Semaphore::new(1)),
             requests: TaskTracker::new(),
             handled: AtomicU64::new(0),
             shared: shared.clone(),
@@ -337,8 +342,13 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
     let task_conn = conn.clone();
     let task = async move {
         let _permit = permit;
+        let is_large = |e: &Entry| matches!(e, Entry::Request(r) if crate::methods::LARGE_ANSWERS.contains(&r.method.as_str()));
         match incoming {
             Incoming::Single(entry) => {
+                let _page = match is_large(&entry) {
+                    true => task_conn.pages.clone().acquire_owned().await.ok(),
+                    false => None,
+                };
                 let (response, after) = handle(&task_conn, entry).await;
                 if let Some(r) = response {
                     task_conn.outbox.send(to_line(&r)).await;
@@ -348,15 +358,33 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
                 }
             }
             Incoming::Batch(entries) => {
-                let mut responses = Vec::with_capacity(entries.len());
+                let _page = match entries.iter().any(is_large) {
+                    true => task_conn.pages.clone().acquire_owned().await.ok(),
+                    false => None,
+                };
+                // A batch's answer is one line: once it holds the outbox's worth of
+                // bytes, the entries left are not run and are answered PayloadTooLarge.
+                let cap = task_conn.shared.limits.outbox_bytes;
+                let mut answer = String::from("[");
                 let mut starts = Vec::new();
                 for entry in entries {
-                    let (response, after) = handle(&task_conn, entry).await;
-                    responses.extend(response);
-                    starts.extend(after);
+                    let response = if answer.len() >= cap {
+                        skipped(entry, cap)
+                    } else {
+                        let (response, after) = handle(&task_conn, entry).await;
+                        starts.extend(after);
+                        response
+                    };
+                    if let Some(r) = response {
+                        if answer.len() > 1 {
+                            answer.push(',');
+                        }
+                        answer.push_str(&to_line(&r));
+                    }
                 }
-                if !responses.is_empty() {
-                    task_conn.outbox.send(to_line(&responses)).await;
+                if answer.len() > 1 {
+                    answer.push(']');
+                    task_conn.outbox.send(answer).await;
                 }
                 for go in starts {
                     let _ = go.send(());
@@ -365,6 +393,26 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
         }
     };
     conn.requests.spawn(task.in_current_span());
+}
+
+/// The answer to a batch entry that was not run because the batch's answer was full.
+fn skipped(entry: Entry, cap: usize) -> Option<Response> {
+    match entry {
+        Entry::Request(req) => req.id.map(|id| Response {
+            id,
+            outcome: Err(RpcError::taxonomy(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "the batch's answer reached {cap} bytes; this entry was not run (send it again)"
+                ),
+                &serde_json::Map::new(),
+            )),
+        }),
+        Entry::Invalid(id, e) => Some(Response {
+            id,
+            outcome: Err(e),
+        }),
+    }
 }
 
 async fn handle(

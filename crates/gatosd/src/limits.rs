@@ -29,6 +29,9 @@ pub struct Limits {
     /// Subscriptions (`messages.subscribe` and `jobs.watch`) one connection may hold; past
     /// it, `TooManySubscriptions`.
     pub max_subscriptions: usize,
+    /// Bytes of messages in one page: a `messages.read` page ends once its messages reach
+    /// it (`end: false`), and a subscription reads at most this much at a time.
+    pub max_page_bytes: u64,
     /// Messages a subscription reads from the store at a time.
     pub subscription_batch: u64,
     /// How often watched topic heads are read (messages written by other processes reach
@@ -52,6 +55,7 @@ impl Default for Limits {
             lag_grace: Duration::from_secs(5),
             max_batch: 10_000,
             max_subscriptions: 256,
+            max_page_bytes: gatos::messages::DEFAULT_MAX_PAGE_BYTES,
             subscription_batch: 256,
             watch_poll: Duration::from_millis(100),
             auth_timeout: Duration::from_secs(10),

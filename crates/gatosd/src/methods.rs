@@ -84,6 +84,10 @@ pub const TABLE: &[(&str, Access)] = &[
     (m::GATOS_AUTH, Access::Read),
 ];
 
+/// Methods whose answer can be large (a page of messages or jobs): a connection builds
+/// one such answer at a time (ADR 0023).
+pub const LARGE_ANSWERS: &[&str] = &[m::MESSAGES_READ, m::JOBS_LIST, m::MANIFESTS_LIST];
+
 /// Returns whether `method` writes (unknown methods do, see [`TABLE`]).
 pub fn access(method: &str) -> Access {
     TABLE

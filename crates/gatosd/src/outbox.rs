@@ -37,8 +37,11 @@ impl Outbox {
         )
     }
 
+    /// What a line costs: its real bytes with the newline. A line larger than the whole
+    /// budget takes all of it, so it waits until everything before it is written and
+    /// nothing else is queued beside it.
     fn cost(&self, line: &str) -> u32 {
-        u32::try_from(line.len().clamp(1, self.max)).unwrap_or(u32::MAX)
+        u32::try_from(line.len().saturating_add(1).min(self.max)).unwrap_or(u32::MAX)
     }
 
     /// Queues a line, waiting for budget (backpressure). False when the connection is gone.

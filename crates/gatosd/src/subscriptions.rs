@@ -173,6 +173,7 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
     }
     s.shared.subscriptions.fetch_add(1, Ordering::Relaxed);
     let batch = s.shared.limits.subscription_batch;
+    let max_bytes = s.shared.limits.max_page_bytes;
     let grace = s.shared.limits.lag_grace;
     // The resume point for `lagged`: where the subscription started, then each delivery.
     let mut delivered: Option<Ulid> = s.follower.position().1;
@@ -184,6 +185,9 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
         let jobs = s.jobs.clone();
         let polled = tokio::task::spawn_blocking(move || {
             let mut events: Vec<(Ulid, String)> = Vec::new();
+            // A batch ends once its events reach the page byte cap, as a page does.
+            let mut bytes = 0u64;
+            let mut full = false;
             let r = f.poll(batch, |m| {
                 let line = match &jobs {
                     Some(filter) => match filter.line(&id, m) {
@@ -198,10 +202,12 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
                         },
                     )),
                 };
+                bytes = bytes.saturating_add(u64::try_from(line.len()).unwrap_or(u64::MAX));
                 events.push((m.ulid, line));
-                Ok(true)
+                full = bytes >= max_bytes;
+                Ok(!full)
             });
-            (f, r.map(|(n, _gap)| (events, n)))
+            (f, r.map(|(n, _gap)| (events, if full { batch } else { n })))
         })
         .await;
         let Ok((f, result)) = polled else { break };

@@ -57,6 +57,15 @@ pub struct MessageView<'a> {
 }
 
 impl MessageView<'_> {
+    /// Returns what the message counts against a page's byte cap: its payload and headers
+    /// as they are written out, plus the fixed fields of a row.
+    pub fn page_bytes(&self) -> u64 {
+        let own = self.payload.get().len() + self.headers.map_or(0, |h| h.get().len());
+        u64::try_from(own)
+            .unwrap_or(u64::MAX)
+            .saturating_add(ROW_OVERHEAD)
+    }
+
     /// Copies the view into an owned row.
     pub fn to_row(&self) -> MessageRow {
         MessageRow {
@@ -93,6 +102,15 @@ pub struct ScanEnd {
 /// Messages read per index access.
 const RECORDS_PER_READ: u64 = 512;
 
+/// The bytes of a row besides its payload and headers (ULID, seq, topic, content id,
+/// commit, names and punctuation), rounded up.
+const ROW_OVERHEAD: u64 = 256;
+
+/// The default byte cap of a page: a page ends once its messages reach it (the message
+/// that crosses it is the page's last, so a page always makes progress), with `end:
+/// false` when more messages follow.
+pub const DEFAULT_MAX_PAGE_BYTES: u64 = 4 * 1024 * 1024;
+
 struct Start {
     after: u64,
     gap: Option<Gap>,
@@ -106,6 +124,22 @@ impl Messages<'_> {
     /// `NotFound` for a ULID that is neither in the topic nor in its pruned history;
     /// `InvalidInput` for a limit of 0 or over 10,000.
     pub fn read(&self, topic: &Topic, opts: &ReadOptions) -> Result<ReadPage> {
+        self.read_capped(topic, opts, DEFAULT_MAX_PAGE_BYTES)
+    }
+
+    /// Reads one page of at most `opts.limit` messages that ends once its messages reach
+    /// `max_bytes` (see [`MessageView::page_bytes`]; the message that crosses the cap is
+    /// the page's last, so a page holds at least one message when one follows the
+    /// cursor). A page that ended early has `end: false`.
+    ///
+    /// # Errors
+    /// As [`Messages::read`].
+    pub fn read_capped(
+        &self,
+        topic: &Topic,
+        opts: &ReadOptions,
+        max_bytes: u64,
+    ) -> Result<ReadPage> {
         if opts.limit == 0 || opts.limit > MAX_PAGE {
             return Err(Error::new(
                 ErrorCode::InvalidInput,
@@ -114,9 +148,11 @@ impl Messages<'_> {
         }
         let mut messages =
             Vec::with_capacity(usize::try_from(opts.limit.min(1024)).unwrap_or(1024));
+        let mut bytes = 0u64;
         let end = self.scan(topic, &opts.since, Some(opts.limit), |m| {
             messages.push(m.to_row());
-            Ok(true)
+            bytes = bytes.saturating_add(m.page_bytes());
+            Ok(bytes < max_bytes)
         })?;
         Ok(ReadPage {
             messages,

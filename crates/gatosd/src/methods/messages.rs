@@ -92,10 +92,11 @@ pub async fn read(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, Rpc
     let since = cursor(p.since, p.since_seq, Cursor::Start)?;
     let limit = p.limit.unwrap_or(gatos::messages::DEFAULT_PAGE);
     let gatos = conn.shared.gatos.clone();
+    let max_bytes = conn.shared.limits.max_page_bytes;
     let page = blocking(move || {
         gatos
             .messages()
-            .read(&p.topic, &ReadOptions { since, limit })
+            .read_capped(&p.topic, &ReadOptions { since, limit }, max_bytes)
     })
     .await?;
     result(&page)

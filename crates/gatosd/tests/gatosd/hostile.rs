@@ -344,3 +344,92 @@ async fn subscriptions_per_connection_are_capped() -> TestResult {
     d.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_ends_at_its_byte_cap_and_a_batch_answer_at_the_outbox() -> TestResult {
+    let d = Daemon::start_with(
+        Limits {
+            max_page_bytes: 1024 * 1024,
+            outbox_bytes: 2 * 1024 * 1024,
+            ..Limits::default()
+        },
+        None,
+    )
+    .await?;
+    let mut c = d.client().await?;
+    let big = "z".repeat(300 * 1024);
+    for i in 0..6 {
+        c.ok(
+            "messages.publish",
+            json!({"topic": "big", "payload": {"i": i, "pad": big}}),
+        )
+        .await?;
+    }
+    // 300 KiB each: the fourth message crosses 1 MiB and ends the page.
+    let page = c
+        .ok("messages.read", json!({"topic": "big", "limit": 100}))
+        .await?;
+    let got = page["messages"].as_array().ok_or("no messages")?;
+    assert_eq!(got.len(), 4);
+    assert_eq!(page["end"], false);
+    assert_eq!(page["next_since"], got[3]["ulid"]);
+    let rest = c
+        .ok(
+            "messages.read",
+            json!({"topic": "big", "limit": 100, "since": page["next_since"]}),
+        )
+        .await?;
+    assert_eq!(rest["messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(rest["end"], true);
+    // One message larger than the cap still makes a page (progress), and says more follow.
+    let one = c
+        .ok("messages.read", json!({"topic": "big", "limit": 1}))
+        .await?;
+    assert_eq!(one["messages"].as_array().map(Vec::len), Some(1));
+    // A batch of reads: its answer stops at the outbox's 2 MiB; the entries left are not
+    // run and say so.
+    let reads: Vec<_> = (0..6)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "messages.read", "params": {"topic": "big", "limit": 100}}))
+        .collect();
+    c.send(&json!(reads)).await?;
+    let answer = c.recv().await?.ok_or("closed")?;
+    let answer = answer.as_array().ok_or("not a batch answer")?;
+    assert_eq!(answer.len(), 6);
+    let ran = answer.iter().filter(|a| a["result"].is_object()).count();
+    assert_eq!(ran, 2, "each page is about 1.2 MiB");
+    for a in answer.iter().filter(|a| a["result"].is_null()) {
+        assert_eq!(a["error"]["data"]["code"], "PayloadTooLarge", "{a}");
+    }
+    d.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_read_big_messages_a_page_at_a_time() -> TestResult {
+    let d = Daemon::start_with(
+        Limits {
+            max_page_bytes: 512 * 1024,
+            ..Limits::default()
+        },
+        None,
+    )
+    .await?;
+    let mut c = d.client().await?;
+    let big = "q".repeat(200 * 1024);
+    for i in 0..8 {
+        c.ok(
+            "messages.publish",
+            json!({"topic": "b", "payload": {"i": i, "pad": big}}),
+        )
+        .await?;
+    }
+    c.ok("messages.subscribe", json!({"topic": "b", "since_seq": 0}))
+        .await?;
+    // Every message arrives although each poll stops at the byte cap.
+    for i in 0..8 {
+        let e = c.notification("messages.event").await?;
+        assert_eq!(e["params"]["message"]["payload"]["i"], i);
+    }
+    d.stop().await?;
+    Ok(())
+}

@@ -20,8 +20,11 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &ConsumeArgs) -> Result<(), Error> {
     let g = ctx.gatos()?;
     // The page must reach the reader before the checkpoint moves: flush inside the
     // callback's last step by printing through the buffered writer, then flushing.
+    let mut bytes = 0u64;
     let done = g.checkpoints().consume(&group, &topic, a.limit, |m| {
-        print_message(out, m).map(|()| true)
+        print_message(out, m)?;
+        bytes = bytes.saturating_add(m.page_bytes());
+        Ok(bytes < a.max_page_bytes)
     });
     let done = done?;
     out.flush()?;

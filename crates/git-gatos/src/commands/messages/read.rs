@@ -25,8 +25,13 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &ReadArgs) -> Result<(), Error> {
     };
     let g = ctx.gatos()?;
     if !a.follow {
+        // With --limit this is a page: it also ends at the page byte cap.
+        let cap = a.limit.map_or(u64::MAX, |_| a.max_page_bytes);
+        let mut bytes = 0u64;
         let end = g.messages().scan(&topic, &cursor, a.limit, |m| {
-            print_message(out, m).map(|()| true)
+            print_message(out, m)?;
+            bytes = bytes.saturating_add(m.page_bytes());
+            Ok(bytes < cap)
         })?;
         warn_gap(out, &topic, end.gap);
         return Ok(());
