@@ -16,6 +16,31 @@ use gatos::Gatos;
 /// The longest socket path we bind directly (`sun_path` holds 108 bytes with its NUL).
 pub const MAX_SOCKET_PATH: usize = 100;
 
+/// The longest path `bind(2)` takes (`sun_path` is 108 bytes with its NUL).
+pub const MAX_BIND_PATH: usize = 107;
+
+/// Makes a fresh mode-0700 directory in `parent` whose name has at most `max` bytes, for
+/// staging the socket at `path`. An existing entry is never reused nor removed.
+fn make_private_dir(parent: &Path, path: &Path, max: usize) -> Result<PathBuf, String> {
+    let mut last = None;
+    for attempt in 0u32..16 {
+        let seed = format!("{}:{}:{attempt}", std::process::id(), path.display());
+        let hex = blake3::hash(seed.as_bytes()).to_hex();
+        let name = format!(".{}", &hex[..max.clamp(2, 17) - 1]);
+        let dir = parent.join(&name);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(dir),
+            Err(e) => return Err(format!("creating {}: {e}", dir.display())),
+        }
+    }
+    Err(format!(
+        "could not make a private directory next to {} (last tried {}); pass another --socket",
+        path.display(),
+        last.map(|d| d.display().to_string()).unwrap_or_default()
+    ))
+}
+
 /// A bound socket; removes its file when dropped, if the file is still ours.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -94,9 +119,17 @@ pub fn default_path(gatos: &Gatos) -> Result<PathBuf, String> {
 /// # Errors
 /// When another daemon serves the path, the path holds something else, or binding fails.
 pub fn bind(gatos: &Gatos, path: &Path) -> Result<Endpoint, String> {
-    if path.as_os_str().len() > MAX_SOCKET_PATH + 7 {
+    let len = path.as_os_str().len();
+    if len > MAX_BIND_PATH {
         return Err(format!(
-            "socket path {} is too long for a Unix socket",
+            "socket path {} is {len} bytes, longer than a Unix socket allows ({MAX_BIND_PATH}); pass a shorter --socket",
+            path.display()
+        ));
+    }
+    let name_len = path.file_name().map_or(0, |n| n.len());
+    if name_len < 4 {
+        return Err(format!(
+            "socket path {}: the file name must have at least 4 characters (it is staged in a private directory no longer than it); pass another --socket",
             path.display()
         ));
     }
@@ -120,16 +153,10 @@ pub fn bind(gatos: &Gatos, path: &Path) -> Result<Endpoint, String> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
-    let private = parent.join(format!(
-        ".gatosd-{}-{}",
-        std::process::id(),
-        short_hash(path)
-    ));
-    let _ = std::fs::remove_dir_all(&private);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&private)
-        .map_err(|e| format!("creating {}: {e}", private.display()))?;
+    // The private directory's name is no longer than the socket's file name less two
+    // ("/s"), so the staged path is never longer than the final one: a path that fits
+    // the socket limit can always be bound (ADR 0023).
+    let private = make_private_dir(parent, path, name_len - 2)?;
     let staged = private.join("s");
     let result = (|| {
         let listener = std::os::unix::net::UnixListener::bind(&staged)

@@ -433,3 +433,37 @@ async fn subscriptions_read_big_messages_a_page_at_a_time() -> TestResult {
     d.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_path_that_fits_binds_and_a_longer_one_is_a_clear_error() -> TestResult {
+    let repo = gatos_testutil::TempRepo::new()?;
+    let g = gatos::Gatos::open(repo.path(), gatos::OpenOptions::default())?;
+    // A directory deep enough that the socket path is exactly the longest bind takes
+    // (107 bytes): the staging path next to it must not be longer.
+    let base = repo.root().to_path_buf();
+    let name = "gatosd.sock";
+    let room = gatosd::transport::unix::MAX_BIND_PATH
+        .checked_sub(base.as_os_str().len() + 2 + name.len())
+        .ok_or("temporary directory too deep for this test")?;
+    let dir = base.join("d".repeat(room.max(1)));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    assert_eq!(
+        path.as_os_str().len(),
+        gatosd::transport::unix::MAX_BIND_PATH
+    );
+    let ep = gatosd::transport::unix::bind(&g, &path)?;
+    tokio::net::UnixStream::connect(&path).await?;
+    drop(ep);
+    // One byte more: refused before anything is made, naming --socket.
+    let longer = dir.join(format!("x{name}"));
+    let err = gatosd::transport::unix::bind(&g, &longer).unwrap_err();
+    assert!(
+        err.contains("--socket") && err.contains("108 bytes"),
+        "{err}"
+    );
+    assert!(!longer.exists());
+    // Nothing was left in the directory.
+    assert_eq!(std::fs::read_dir(&dir)?.count(), 0);
+    Ok(())
+}
