@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of gatos against baselines measured on the same machine, in the same run.
 #
-#   scripts/bench.sh [messages|daemon|jobs|sync|export|all]     (default: all)
+#   scripts/bench.sh [messages|daemon|jobs|sync|export|gatosd-flood|all]     (default: all)
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
 # lowered for a quick look: N_SHELL (1000), N_INPROC (10000), N_DURABLE (2000),
@@ -547,13 +547,114 @@ PY
   record export "{\"messages\": $n, \"jobs\": $nj, \"read_seconds\": $read_s, \"read_all_seconds\": $all_s, \"sqlite_seconds\": $sq_s, \"sqlite_messages_seconds\": $msg_s, \"parquet_seconds\": $pq_s, \"peak_kib_small\": $m_small, \"peak_kib_mid\": $m_mid, \"peak_kib_big\": $m_big, \"parquet_peak_kib_small\": $p_small, \"parquet_peak_kib_mid\": $p_mid, \"parquet_peak_kib_big\": $p_big, \"incremental_new\": $nn, \"incremental_seconds\": $inc_s}"
 }
 
+bench_gatosd_flood() {
+  echo "== gatosd under hostile clients (peak RSS from /proc/PID/status VmHWM; target < 256 MiB)"
+  local r="$WORK/flood.git"; newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
+  # 30 messages of about 7 MiB (the envelope cap is 8 MiB), published before gatosd starts.
+  python3 -c "
+import json
+for i in range(30): print(json.dumps({'i': i, 'pad': 'x' * (7 * 1024 * 1024)}))" > "$WORK/big8.jsonl"
+  GIT_DIR="$r" "$GG" messages publish big --batch "$WORK/big8.jsonl" --chunk 5 > /dev/null
+  local port; port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  "$BIN/gatosd" --repo "$r" --socket "$WORK/f.sock" --listen "127.0.0.1:$port" 2> "$WORK/gatosd-flood.log" &
+  local pid=$!
+  for _ in $(seq 1 200); do [ -S "$WORK/f.sock" ] && break; sleep 0.05; done
+  local j
+  j=$(python3 - "$pid" "$WORK/f.sock" "$port" "$r/gatos/gatosd/token" <<'PY'
+import json, os, socket, sys, threading, time
+pid, sock, port, token_file = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+token = open(token_file).read().strip()
+def status(key):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+def cpu_seconds():
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+def unix(auth=False):
+    s = socket.socket(socket.AF_UNIX); s.settimeout(120); s.connect(sock)
+    f = s.makefile("rwb")
+    if auth:
+        call(f, "gatos.auth", {"token": token})
+    return s, f
+def call(f, method, params, i=1):
+    f.write((json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}) + "\n").encode()); f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if r.get("id") == i:
+            return r
+def health_ms():
+    s, f = unix(); t = time.monotonic(); call(f, "gatos.health", {}); ms = (time.monotonic() - t) * 1000; s.close(); return ms
+out = {"start_kib": status("VmRSS")}
+# (1) 64 unauthenticated TCP connections, each sending 8 MiB without a newline.
+def flood():
+    try:
+        c = socket.create_connection(("127.0.0.1", port), timeout=60)
+        chunk = b"x" * (1024 * 1024)
+        for _ in range(8):
+            c.sendall(chunk)
+        c.recv(4096); c.close()
+    except OSError:
+        pass
+ts = [threading.Thread(target=flood) for _ in range(64)]
+[t.start() for t in ts]; h = health_ms(); [t.join() for t in ts]
+out["tcp_8mib_flood"] = {"peak_kib": status("VmHWM"), "unix_health_ms": round(h, 1)}
+# (2) 520 idle TCP connections, then a Unix-socket gatos.health.
+idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(520)]
+time.sleep(0.5)
+out["tcp_520_idle"] = {"peak_kib": status("VmHWM"), "unix_health_ms": round(health_ms(), 1)}
+[c.close() for c in idle]
+# (3) 10,000 subscriptions to distinct topics (40 connections of 250; 256 is the cap),
+# then idle: CPU over 10 s.
+conns, subs = [], 0
+for k in range(40):
+    s, f = unix()
+    for i in range(250):
+        r = call(f, "messages.subscribe", {"topic": f"idle.{k}.{i}"}, i + 1)
+        subs += "result" in r
+    conns.append((s, f))
+s, f = unix(); r = call(f, "messages.subscribe", {"topic": "x"}); capped = None
+for i in range(300):
+    r = call(f, "messages.subscribe", {"topic": f"cap.{i}"}, i + 2)
+    if "error" in r:
+        capped = r["error"]["data"]["code"]; break
+s.close()
+time.sleep(2); c0 = cpu_seconds(); time.sleep(10); c1 = cpu_seconds()
+out["subscriptions_10k_idle"] = {"subscriptions": subs, "cores_idle": round((c1 - c0) / 10, 3), "peak_kib": status("VmHWM"), "past_cap": capped}
+[s.close() for s, _ in conns]
+# (4) four clients each asking for pages of 30 x 7 MiB messages, never reading the answers.
+readers = []
+for k in range(4):
+    s, f = unix()
+    for i in range(30):
+        f.write((json.dumps({"jsonrpc": "2.0", "id": i, "method": "messages.read", "params": {"topic": "big", "limit": 30}}) + "\n").encode())
+    f.flush(); readers.append((s, f))
+time.sleep(15)
+out["big_pages_unread"] = {"peak_kib": status("VmHWM"), "now_kib": status("VmRSS"), "unix_health_ms": round(health_ms(), 1)}
+[s.close() for s, _ in readers]
+time.sleep(1)
+out["peak_kib"] = status("VmHWM")
+print(json.dumps(out))
+PY
+)
+  kill -TERM "$pid"; wait "$pid" || true
+  line "gatosd RSS at start" "$(field "$j" start_kib) KiB"
+  local k
+  for k in tcp_8mib_flood tcp_520_idle subscriptions_10k_idle big_pages_unread; do
+    line "  after $k" "$(python3 -c "import json,sys; d=json.loads(sys.argv[1])[sys.argv[2]]; print(', '.join(f'{a} {b}' for a, b in d.items()))" "$j" "$k")"
+  done
+  line "gatosd peak RSS (VmHWM) through the flood scenarios" "$(( $(field "$j" peak_kib) / 1024 )) MiB (target < 256 MiB)"
+  record gatosd_flood "$j"
+}
+
 case "$what" in
   messages) bench_messages ;;
   daemon) bench_daemon ;;
   jobs) bench_jobs ;;
   sync) bench_sync ;;
   export) bench_export ;;
-  all) bench_messages; bench_daemon; bench_jobs; bench_sync; bench_export ;;
+  gatosd-flood) bench_gatosd_flood ;;
+  all) bench_messages; bench_daemon; bench_jobs; bench_sync; bench_export; bench_gatosd_flood ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
 esac
 echo "results: $results"
