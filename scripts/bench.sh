@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of gatos against baselines measured on the same machine, in the same run.
 #
-#   scripts/bench.sh [messages|daemon|jobs|sync|export|gatosd-flood|all]     (default: all)
+#   scripts/bench.sh [messages|daemon|jobs|isolation|sync|export|gatosd-flood|all]  (default: all)
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
 # lowered for a quick look: N_SHELL (1000), N_INPROC (10000), N_DURABLE (2000),
@@ -375,15 +375,16 @@ machine
 # issue #13), built once into target/bench-base, to measure what a change costs against the
 # same workload in the same run.
 BASE_REV=${BASE_REV:-1e64fe6}
-base_gg() {
-  local dir="$here/target/bench-base"
-  if [ ! -x "$dir/git-gatos" ] || [ "$(cat "$dir/rev" 2>/dev/null)" != "$BASE_REV" ]; then
+base_gg() { # base_gg [REV]: the git-gatos of REV (default BASE_REV)
+  local rev=${1:-$BASE_REV}
+  local dir="$here/target/bench-base-$rev"
+  if [ ! -x "$dir/git-gatos" ] || [ "$(cat "$dir/rev" 2>/dev/null)" != "$rev" ]; then
     mkdir -p "$dir"; rm -rf "$dir/src"
-    git -C "$here" archive --format=tar --prefix=src/ "$BASE_REV" | tar -x -C "$dir"
+    git -C "$here" archive --format=tar --prefix=src/ "$rev" | tar -x -C "$dir"
     # rustup and cargo live under the real HOME (the bench runs with a throw-away one).
     (cd "$dir/src" && HOME="$REAL_HOME" cargo build --release --quiet -p git-gatos --target-dir "$dir/target") >&2 \
-      || { echo "bench: could not build git-gatos at $BASE_REV" >&2; return 1; }
-    cp "$dir/target/release/git-gatos" "$dir/git-gatos"; echo "$BASE_REV" > "$dir/rev"
+      || { echo "bench: could not build git-gatos at $rev" >&2; return 1; }
+    cp "$dir/target/release/git-gatos" "$dir/git-gatos"; echo "$rev" > "$dir/rev"
   fi
   echo "$dir/git-gatos"
 }
@@ -647,14 +648,65 @@ PY
   record gatosd_flood "$j"
 }
 
+# What running each attempt under a supervisor in a Landlock sandbox costs (issue #14,
+# ADR 0021): N_RUN no-op jobs drained by one worker, against the worker of ISO_BASE_REV (the
+# last commit before the supervisor) in the same run, interleaved, median of 3. The
+# checkout's cost is measured apart: the same jobs naming a commit of N_SRC files.
+ISO_BASE_REV=${ISO_BASE_REV:-c9cf239}
+N_SRC=${N_SRC:-200}
+bench_isolation() {
+  echo "== job isolation (supervisor, sandbox, checkout)"
+  local base; base=$(base_gg "$ISO_BASE_REV")
+  local src="$WORK/src"; rm -rf "$src"; git init -q "$src"
+  local i
+  for ((i = 0; i < N_SRC; i++)); do printf 'file %d\n%.0s' "$i" {1..40} > "$src/f$i.txt"; done
+  git -C "$src" add -A; git -C "$src" commit -q -m sources
+  local commit; commit=$(git -C "$src" rev-parse HEAD)
+  run_drain() { # run_drain GG SANDBOX CHECKOUT -> seconds
+    local gg=$1 sandbox=$2 checkout=$3 r="$WORK/iso.git"
+    newrepo "$r"; GIT_DIR="$r" "$GG" init --quiet > /dev/null
+    if [ "$checkout" = yes ]; then
+      git -C "$src" push -q "$r" HEAD:refs/heads/main
+      for ((i = 0; i < N_RUN; i++)); do GIT_DIR="$r" "$GG" jobs enqueue --quiet --checkout "$commit" -- true > /dev/null; done
+    else
+      "$GB" enqueue "$r" "$N_RUN" > /dev/null
+    fi
+    settle
+    local flags=()
+    [ -n "$sandbox" ] && flags=(--sandbox "$sandbox")
+    local t0 t1; t0=$(now)
+    GIT_DIR="$r" "$gg" worker --drain --quiet --id w "${flags[@]}" > /dev/null
+    t1=$(now)
+    local left; left=$(GIT_DIR="$r" "$GG" jobs ls --state pending | wc -l)
+    [ "$left" = 0 ] || { echo "bench: $left jobs left pending" >&2; exit 1; }
+    elapsed "$t0" "$t1"
+  }
+  local b=() o=() a=() c=() k
+  for k in 1 2 3; do
+    b+=("$(run_drain "$base" "" no)")
+    o+=("$(run_drain "$GG" off no)")
+    a+=("$(run_drain "$GG" required no)")
+    c+=("$(run_drain "$GG" required yes)")
+  done
+  local sb so sa sc
+  sb=$(median3 "${b[@]}"); so=$(median3 "${o[@]}"); sa=$(median3 "${a[@]}"); sc=$(median3 "${c[@]}")
+  rate() { python3 -c "print(f'{$N_RUN / $1:.0f}')"; }
+  line "claim-to-result, no-op, before the supervisor ($ISO_BASE_REV)" "$(rate "$sb") jobs/s (median of 3)"
+  line "  supervisor, --sandbox off, no checkout" "$(rate "$so") jobs/s ($(ratio "$so" "$sb")x the time)"
+  line "  supervisor + Landlock sandbox, no checkout" "$(rate "$sa") jobs/s ($(ratio "$sa" "$sb")x the time; target <= 1.15x)"
+  line "  supervisor + sandbox + checkout of $N_SRC files" "$(rate "$sc") jobs/s ($(ratio "$sc" "$sa")x the time of no checkout)"
+  record jobs_isolation "{\"count\": $N_RUN, \"base_rev\": \"$ISO_BASE_REV\", \"base_seconds\": $sb, \"supervisor_seconds\": $so, \"sandbox_seconds\": $sa, \"checkout_seconds\": $sc, \"checkout_files\": $N_SRC, \"base_runs\": [$(IFS=,; echo "${b[*]}")], \"supervisor_runs\": [$(IFS=,; echo "${o[*]}")], \"sandbox_runs\": [$(IFS=,; echo "${a[*]}")], \"checkout_runs\": [$(IFS=,; echo "${c[*]}")]}"
+}
+
 case "$what" in
+  isolation) bench_isolation ;;
   messages) bench_messages ;;
   daemon) bench_daemon ;;
   jobs) bench_jobs ;;
   sync) bench_sync ;;
   export) bench_export ;;
   gatosd-flood) bench_gatosd_flood ;;
-  all) bench_messages; bench_daemon; bench_jobs; bench_sync; bench_export; bench_gatosd_flood ;;
+  all) bench_messages; bench_daemon; bench_jobs; bench_isolation; bench_sync; bench_export; bench_gatosd_flood ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
 esac
 echo "results: $results"

@@ -9,7 +9,7 @@ use std::time::Duration;
 use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
 use serde_json::{Value, json};
 
-use crate::support::gatos_ok;
+use crate::support::{gatos_ok, json_lines};
 
 struct Gatosd {
     child: Child,
@@ -367,4 +367,63 @@ fn cli_json_and_rpc_results_are_the_same_bytes() -> TestResult {
     )?;
     assert_eq!(cli_cp.trim_end(), cp.result.get());
     Ok(())
+}
+
+#[test]
+fn a_job_cannot_act_as_the_node_through_the_daemons_socket() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let d = Gatosd::start(&repo)?;
+    // The job knows where the socket and the token are, and tries both.
+    let script = format!(
+        r#"cat {token} && echo READ-TOKEN
+perl -MIO::Socket::UNIX -e '
+  my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or do {{ print "connect refused: $!\n"; exit 0 }};
+  print $s qq({{"jsonrpc":"2.0","id":1,"method":"jobs.enqueue","params":{{"command":["touch","pwned"]}}}}\n);
+  print $s qq({{"jsonrpc":"2.0","id":2,"method":"messages.publish","params":{{"topic":"t","data":{{"forged":true}}}}}}\n);
+  for (1..2) {{ my $l = <$s>; print $l }}' {socket}
+"#,
+        token = d.token_file.display(),
+        socket = d.socket.display(),
+    );
+    let row = json_lines(&gatos_ok(
+        &repo,
+        &[
+            "jobs",
+            "enqueue",
+            "--json",
+            "--no-checkout",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )?)?;
+    let id = row[0]["id"].as_str().unwrap_or_default().to_owned();
+    let out = crate::support::gatos(
+        &repo,
+        &["worker", "--drain", "--json", "--sandbox", "required"],
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = repo
+        .rev_parse(&format!("refs/gatos/jobs/{id}/result"))?
+        .ok_or("no result")?;
+    let stdout = repo.git(&["cat-file", "blob", &format!("{result}:logs/stdout")])?;
+    let stderr = repo.git(&["cat-file", "blob", &format!("{result}:logs/stderr")])?;
+    assert!(!stdout.contains("READ-TOKEN"), "{stdout}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(
+        stdout.contains("connect refused") || stdout.matches("\"Unauthorized\"").count() == 2,
+        "the daemon refused the job's writes: {stdout}"
+    );
+    // Nothing was written: one job (this one), no topic t.
+    let jobs = gatos_ok(&repo, &["jobs", "ls", "--json"])?;
+    assert_eq!(json_lines(&jobs)?.len(), 1, "{jobs}");
+    assert!(repo.rev_parse("refs/gatos/messages/t/head")?.is_none());
+    drop(d);
+    repo.assert_fsck_strict()
 }

@@ -12,6 +12,7 @@
 mod cli;
 mod daemon;
 mod export;
+mod isolation;
 mod jobs;
 mod messages;
 mod support;

@@ -473,6 +473,15 @@ pub fn run(
             )
         })?,
     };
+    // Non-dumpable: a job (without CAP_SYS_PTRACE, which its supervisor drops) cannot read
+    // this process's environment or memory through /proc, where the operator's secrets and
+    // the signing key live.
+    if sandbox.is_some()
+        && let Err(e) =
+            rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        tracing::warn!(error = %e, "cannot make the worker non-dumpable; jobs may read its environment through /proc");
+    }
     let reaped = leftovers::reap_dead_workers(gatos);
     if reaped > 0 {
         tracing::warn!(
@@ -732,28 +741,14 @@ fn finish_stream(c: Captured, cap: usize, secrets: &[(String, String)]) -> (Vec<
     (bytes, truncated)
 }
 
-/// Replaces every occurrence of each secret value with `[REDACTED:NAME]`.
-pub fn redact(mut bytes: Vec<u8>, secrets: &[(String, String)]) -> Vec<u8> {
-    for (name, value) in secrets {
-        let needle = value.as_bytes();
-        if needle.is_empty() {
-            continue;
-        }
-        let mark = format!("[REDACTED:{name}]");
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i..].starts_with(needle) {
-                out.extend_from_slice(mark.as_bytes());
-                i += needle.len();
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        bytes = out;
+/// Replaces every occurrence of each secret value, and of its encoded forms (base64,
+/// base64url, hex, URL encoding), with a `[REDACTED:NAME…]` mark (`jobs::redact`). This
+/// guards against accidents, not against a job that wants to leak (docs/jobs.md).
+pub fn redact(bytes: Vec<u8>, secrets: &[(String, String)]) -> Vec<u8> {
+    if secrets.is_empty() {
+        return bytes;
     }
-    bytes
+    crate::jobs::redact::Redactor::new(secrets).redact(&bytes)
 }
 
 /// Why the supervisor stopped the process.

@@ -165,7 +165,7 @@ pub struct SyncArgs {
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Enqueue a job: `-- CMD ARG…` or `--manifest FILE` (JSON or YAML).
-    Enqueue(EnqueueArgs),
+    Enqueue(Box<EnqueueArgs>),
     /// List jobs, oldest first (finished states include archived jobs).
     Ls(LsArgs),
     /// Show a job: state, attempt, manifest, latest claim, result and proof.

@@ -71,35 +71,31 @@ pub struct Rules {
     pub required: bool,
 }
 
-/// What the kernel offers: the Landlock ABI version, or `None` where there is none.
+/// What the kernel offers: the Landlock ABI level of the features gatos uses (9: pathname
+/// sockets; 6: scopes; 5 and below: filesystem rights), or `None` where there is none.
 pub fn kernel_abi() -> Option<u32> {
-    // A ruleset that handles only what ABI 1 knows is accepted by every Landlock kernel;
-    // creating it (and dropping it unused) is the probe.
-    let probe = Ruleset::default()
-        .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(AccessFs::from_all(ABI::V1))
-        .and_then(|r| r.create());
-    if probe.is_err() {
-        return None;
-    }
-    [
-        ABI::V9,
-        ABI::V8,
-        ABI::V7,
-        ABI::V6,
-        ABI::V5,
-        ABI::V4,
-        ABI::V3,
-        ABI::V2,
-    ]
-    .into_iter()
-    .find(|abi| {
+    let fs = |abi: ABI| {
         Ruleset::default()
             .set_compatibility(CompatLevel::HardRequirement)
-            .handle_access(AccessFs::from_all(*abi))
+            .handle_access(AccessFs::from_all(abi))
             .is_ok_and(|r| r.create().is_ok())
-    })
-    .map_or(Some(1), |abi| Some(abi as u32))
+    };
+    let scoped = |abi: ABI| {
+        Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .scope(Scope::from_all(abi))
+            .is_ok_and(|r| r.create().is_ok())
+    };
+    if fs(ABI::V9) {
+        Some(9)
+    } else if scoped(ABI::V6) {
+        Some(6)
+    } else {
+        [ABI::V5, ABI::V3, ABI::V2, ABI::V1]
+            .into_iter()
+            .find(|abi| fs(*abi))
+            .map(|abi| abi as u32)
+    }
 }
 
 impl Rules {
@@ -203,7 +199,7 @@ mod tests {
             Some(&format!("/usr/bin:{}:relative", repo.display())),
             &[git.join("gatos")],
             &[tmp.path().to_owned()],
-            &[git.clone()],
+            std::slice::from_ref(&git),
             false,
         );
         assert!(

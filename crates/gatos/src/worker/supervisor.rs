@@ -122,7 +122,21 @@ pub fn main() -> i32 {
         say(&format!("supervisor: {e}"));
         return 125;
     }
-    // 3. Confine.
+    // 3. Confine. Without CAP_SYS_PTRACE a job cannot read the memory or environment of
+    // the worker (which makes itself non-dumpable), even as root; unprivileged users never
+    // had it, so a refusal to drop it is no loss.
+    if spec.sandbox.is_some() {
+        let _ = rustix::thread::remove_capability_from_bounding_set(
+            rustix::thread::CapabilitySet::SYS_PTRACE,
+        );
+        if let Ok(mut caps) = rustix::thread::capabilities(None) {
+            let ptrace = rustix::thread::CapabilitySet::SYS_PTRACE;
+            caps.effective.remove(ptrace);
+            caps.permitted.remove(ptrace);
+            caps.inheritable.remove(ptrace);
+            let _ = rustix::thread::set_capabilities(None, caps);
+        }
+    }
     if let Some(rules) = &spec.sandbox
         && let Err(e) = rules.apply()
     {
