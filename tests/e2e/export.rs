@@ -723,17 +723,20 @@ fn doctor_reports_each_finding_made_with_plain_git() -> TestResult {
     assert_eq!(code, Some(0), "{rows:?}");
     for c in [
         "ref-unknown",
-        "lock-stale",
+        "lock-foreign",
         "ref-leftover",
         "rotation-unfinished",
     ] {
         assert!(has(&rows, c, "warning"), "{c}: {rows:?}");
     }
+    // A lock gatos did not write stays through --fix (ADR 0020); --force removes it.
     let (_, rows) = doctor(&repo, true)?;
     assert!(
         rows.iter()
-            .any(|r| r["code"] == "lock-stale" && r["fixed"] == true)
+            .any(|r| r["code"] == "lock-foreign" && r["fixed"] == false)
     );
+    assert!(lock.exists());
+    gatos_ok(&repo, &["doctor", "--fix", "--force"])?;
     assert!(!lock.exists());
 
     // A lost job event and a lost audit record: warnings, republished by --fix.
@@ -1026,4 +1029,182 @@ fn doctor_reports_broken_results_and_lapsed_leases() -> TestResult {
         "an expired lease is expected: {last:?}"
     );
     Ok(())
+}
+
+/// Sets a file's modification time an hour back.
+fn age_hour(path: &Path) -> TestResult {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(path)?
+        .set_modified(old)?;
+    Ok(())
+}
+
+/// A `git update-ref --stdin` transaction, prepared: it holds `refs/heads/doomed.lock`
+/// and `packed-refs.lock` (a delete of a packed ref) until it is told to commit.
+struct GitTransaction {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+}
+
+impl GitTransaction {
+    fn prepare(repo: &TempRepo, born: &str) -> TestResult<GitTransaction> {
+        use std::io::Write as _;
+        let head = repo.git(&["rev-parse", "HEAD"])?;
+        let head = head.trim();
+        repo.git(&["update-ref", "refs/heads/doomed", head])?;
+        repo.git(&["pack-refs", "--all"])?;
+        let mut child = repo
+            .git_cmd(&["update-ref", "--stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        writeln!(stdin, "start")?;
+        writeln!(stdin, "delete refs/heads/doomed")?;
+        writeln!(stdin, "create refs/heads/{born} {head}")?;
+        writeln!(stdin, "prepare")?;
+        stdin.flush()?;
+        let packed = repo.git_dir().join("packed-refs.lock");
+        if let Err(e) = gatos_testutil::wait_for(
+            "git to lock packed-refs",
+            std::time::Duration::from_secs(30),
+            || packed.exists(),
+        ) {
+            drop(stdin);
+            let out = child.wait_with_output()?;
+            return Err(format!("{e}: git said {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        Ok(GitTransaction { child, stdin })
+    }
+
+    /// Commits; returns whether git succeeded.
+    fn commit(self) -> TestResult<bool> {
+        use std::io::Write as _;
+        let GitTransaction { child, mut stdin } = self;
+        writeln!(stdin, "commit")?;
+        drop(stdin);
+        let out = child.wait_with_output()?;
+        Ok(out.status.success())
+    }
+}
+
+/// A commit so HEAD exists.
+fn with_head(repo: &TempRepo) -> TestResult {
+    repo.git(&["commit", "--allow-empty", "-q", "-m", "base"])?;
+    Ok(())
+}
+
+#[test]
+fn doctor_fix_leaves_a_live_git_transactions_locks_and_force_says_what_it_removes() -> TestResult {
+    let repo = fixture()?;
+    with_head(&repo)?;
+    let packed = repo.git_dir().join("packed-refs.lock");
+    let ref_lock = repo.git_dir().join("refs/heads/doomed.lock");
+
+    // A live git transaction whose locks look an hour old.
+    let tx = GitTransaction::prepare(&repo, "born")?;
+    age_hour(&packed)?;
+    if ref_lock.exists() {
+        age_hour(&ref_lock)?;
+    }
+    let (code, rows) = doctor(&repo, true)?;
+    assert_eq!(code, Some(0), "{rows:?}");
+    let packed_row = rows
+        .iter()
+        .find(|r| r["target"] == packed.display().to_string())
+        .ok_or("packed-refs.lock is reported")?;
+    assert_eq!(packed_row["code"], "lock-foreign");
+    assert_eq!(packed_row["fixed"], false);
+    assert!(
+        packed_row["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("--force") && f.contains("rm ")),
+        "{packed_row}"
+    );
+    assert!(packed.exists(), "git's live lock is still there");
+    assert!(ref_lock.exists(), "and so is its ref lock");
+    assert!(tx.commit()?, "git's transaction still commits");
+    assert_eq!(repo.rev_parse("refs/heads/doomed")?, None);
+    assert!(repo.rev_parse("refs/heads/born")?.is_some());
+
+    // --force removes such a lock and names it.
+    let tx = GitTransaction::prepare(&repo, "born-again")?;
+    age_hour(&packed)?;
+    let out = gatos(&repo, &["doctor", "--fix", "--force", "--json"])?;
+    assert_eq!(out.status.code(), Some(0));
+    let rows = json_lines(&String::from_utf8(out.stdout)?)?;
+    let row = rows
+        .iter()
+        .find(|r| r["target"] == packed.display().to_string())
+        .ok_or("packed-refs.lock is reported")?;
+    assert_eq!(row["code"], "lock-foreign");
+    assert_eq!(row["fixed"], true);
+    assert!(
+        row["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("removed because --force")),
+        "{row}"
+    );
+    assert!(!packed.exists());
+    // git's transaction lost its lock: it fails rather than half-committing.
+    let _ = tx.commit()?;
+    // --force without --fix is a usage error.
+    assert_eq!(gatos(&repo, &["doctor", "--force"])?.status.code(), Some(2));
+    Ok(())
+}
+
+/// Writes what a gatos writer killed mid-transaction leaves: its owner record (ADR 0020)
+/// naming `rel`, then the lock file itself. Returns the record's path.
+fn dead_gatos_writer(repo: &TempRepo, rel: &str) -> TestResult<std::path::PathBuf> {
+    let owners = repo.git_dir().join("gatos/locks/owners");
+    std::fs::create_dir_all(&owners)?;
+    let record = owners.join("4242-1-0");
+    std::fs::write(&record, format!("{rel}\n"))?;
+    age_hour(&record)?; // written before the lock, as a writer does
+    let lock = repo.git_dir().join(rel);
+    std::fs::create_dir_all(lock.parent().ok_or("a parent")?)?;
+    std::fs::write(&lock, "0000000000000000000000000000000000000000\n")?;
+    Ok(record)
+}
+
+#[test]
+fn doctor_fix_removes_a_dead_gatos_writers_lock_but_not_a_live_ones() -> TestResult {
+    let repo = fixture()?;
+    let rel = "refs/gatos/messages/ci.events/head.lock";
+    let lock = repo.git_dir().join(rel);
+
+    // Its writer is alive: it holds its record's flock. Not reported, not removed.
+    let record = dead_gatos_writer(&repo, rel)?;
+    let held = std::fs::File::open(&record)?;
+    held.lock()?;
+    let (_, rows) = doctor(&repo, true)?;
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["target"] == lock.display().to_string()),
+        "{rows:?}"
+    );
+    assert!(lock.exists());
+
+    // The writer dies (its flock goes): plain --fix removes its lock and its record.
+    drop(held);
+    let (code, rows) = doctor(&repo, true)?;
+    assert_eq!(code, Some(0), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r["code"] == "lock-stale"
+            && r["target"] == lock.display().to_string()
+            && r["fixed"] == true),
+        "{rows:?}"
+    );
+    assert!(!lock.exists());
+    assert!(!record.exists());
+    // And the topic takes writes again.
+    gatos_ok(
+        &repo,
+        &["messages", "publish", "ci.events", "--data", r#"{"n":99}"#],
+    )?;
+    repo.assert_fsck_strict()
 }

@@ -1,13 +1,16 @@
 //! Lock families: the advisory `flock`s of DESIGN §3.
 //!
 //! A writer holds the flock of `<git-dir>/gatos/locks/<family>` for as long as it holds Git
-//! `.lock` files of that family. That makes a leftover `.lock` decidable: if its family's
-//! flock is free, nobody is writing it, so it belongs to a dead writer (or to a foreign
-//! writer such as plain `git`, which the 2 s age rule protects). Locks are never broken by
-//! age alone while a live writer holds the flock.
+//! `.lock` files of that family, and names those files beforehand in an owner record
+//! ([`owners`]). That makes a leftover `.lock` decidable: gatos's own when a dead writer's
+//! record owns it (removed under the family's flock), someone else's otherwise — plain
+//! `git` holds its locks without telling anyone, so gatos never removes those by age
+//! (ADR 0020; only `doctor --fix --force` does, on the operator's word).
 //!
 //! Within one process an ordinary mutex per family queues threads first, so contending
 //! threads wake at once instead of polling the kernel lock.
+
+pub mod owners;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -15,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-/// How old a `.lock` must be, with its family's flock free, to count as a dead writer's.
+/// How old a foreign `.lock` must be before `doctor` reports it (and `--fix --force`
+/// removes it): younger ones are a git command at work.
 pub const STALE_LOCK_AGE: Duration = Duration::from_secs(2);
 
 /// How long a writer waits for a family lock by default.
@@ -117,6 +121,11 @@ impl Locks {
             dir,
             local: Arc::default(),
         })
+    }
+
+    /// The owner records kept beside the family locks (ADR 0020).
+    pub fn owners(&self) -> owners::Owners {
+        owners::Owners::new(&self.dir)
     }
 
     /// Returns the path of a family's lock file.

@@ -14,7 +14,8 @@ use gatos_types::Oid;
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
 use crate::error::{Error, Expect, Result};
-use crate::locks::{self, STALE_LOCK_AGE};
+use crate::locks;
+use crate::locks::owners::{Census, Owner};
 use crate::{Store, from_gix, to_gix};
 pub use names::RefName;
 
@@ -350,6 +351,14 @@ impl Store {
             .collect::<Result<_>>()?;
         let deadline = Instant::now() + opts.timeout;
         let mut vanished = 0;
+        // Name the .lock files this transaction may create before gix creates them, so a
+        // crash leaves proof that they are gatos's (ADR 0020).
+        let mut lock_paths: Vec<String> = edits
+            .iter()
+            .map(|e| format!("{}.lock", e.name.as_str()))
+            .collect();
+        lock_paths.push(PACKED_REFS_LOCK.to_owned());
+        let record = self.locks().owners().record(&lock_paths)?;
         loop {
             let repo = self.handle();
             let attempt = repo
@@ -418,7 +427,7 @@ impl Store {
                     }
                     Failure::LockHeld => {
                         drop(repo);
-                        self.clear_stale_locks(edits, holds_packed, deadline)?;
+                        self.clear_stale_locks(edits, holds_packed, deadline, &record)?;
                     }
                     // `git pack-refs` removes empty ref directories, possibly between gix
                     // creating one and its lock file: retry, as git does.
@@ -435,57 +444,60 @@ impl Store {
     }
 
     /// Deals with `.lock` files met by a transaction whose families we hold: removes the
-    /// ones that are 2 s old, waits a little for younger ones.
+    /// ones a dead gatos writer left (ADR 0020), waits a little for any other — a live gatos
+    /// writer's `packed-refs.lock`, or a foreign one (plain `git`), which gatos never
+    /// removes: after the deadline the write fails with [`Error::Locked`].
     fn clear_stale_locks(
         &self,
         edits: &[Edit],
         holds_packed: bool,
         deadline: Instant,
+        own: &locks::owners::Record,
     ) -> Result<()> {
-        let mut paths: Vec<(String, std::path::PathBuf, bool)> = edits
+        let mut paths: Vec<(String, String, bool)> = edits
             .iter()
             .map(|e| {
-                let mut p = self.ref_path(e.name.as_str()).into_os_string();
-                p.push(".lock");
-                (e.name.to_string(), p.into(), true)
+                (
+                    e.name.to_string(),
+                    format!("{}.lock", e.name.as_str()),
+                    true,
+                )
             })
             .collect();
         paths.push((
-            "packed-refs".to_owned(),
-            self.common_dir().join("packed-refs.lock"),
+            PACKED_REFS_FAMILY.to_owned(),
+            PACKED_REFS_LOCK.to_owned(),
             holds_packed,
         ));
+        let census = self.locks().owners().census(Some(own.path()))?;
         let mut waiting_for: Option<String> = None;
-        for (name, path, family_held) in paths {
-            let Some(age) = locks::age_of(&path) else {
+        for (name, rel, family_held) in paths {
+            let path = self.common_dir().join(&rel);
+            let Some(mtime) = mtime_of(&path) else {
                 continue;
             };
-            // packed-refs.lock is guarded by its own family: take it briefly if we do not
-            // hold it, so a live gatos writer's lock is never broken.
-            let _packed_guard = if family_held {
-                None
-            } else {
-                match self.locks().try_acquire(PACKED_REFS_FAMILY)? {
-                    Some(g) => Some(g),
-                    None => {
-                        waiting_for = Some(name);
-                        continue;
-                    }
+            match census.owner_of(&rel, mtime) {
+                Owner::Dead(_) => {
+                    // packed-refs.lock: its family as well, when we do not hold it, so a
+                    // `git pack-refs` run by gatos is never raced.
+                    let _packed = if family_held {
+                        None
+                    } else {
+                        match self.locks().try_acquire(PACKED_REFS_FAMILY)? {
+                            Some(g) => Some(g),
+                            None => {
+                                waiting_for = Some(name);
+                                continue;
+                            }
+                        }
+                    };
+                    tracing::warn!(lock = %path.display(), "removing a lock left by a dead gatos writer");
+                    remove_lock(&path)?;
                 }
-            };
-            if age >= STALE_LOCK_AGE {
-                tracing::warn!(lock = %path.display(), age_ms = age.as_millis(), "removing a stale lock left by a dead writer");
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(Error::io(format!("removing stale {}", path.display()), e));
-                    }
-                }
-            } else {
-                waiting_for = Some(name);
+                Owner::Live | Owner::Foreign => waiting_for = Some(name),
             }
         }
+        self.retire_finished(census);
         if let Some(name) = waiting_for {
             if Instant::now() >= deadline {
                 return Err(Error::Locked { name });
@@ -493,6 +505,26 @@ impl Store {
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
+    }
+
+    /// Removes the dead records none of whose locks remain.
+    fn retire_finished(&self, census: Census) {
+        let done: Vec<bool> = census
+            .dead
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                d.locks.iter().all(|rel| {
+                    mtime_of(&self.common_dir().join(rel))
+                        .is_none_or(|m| census.owner_of(rel, m) != Owner::Dead(i))
+                })
+            })
+            .collect();
+        for (d, done) in census.dead.into_iter().zip(done) {
+            if done {
+                d.retire();
+            }
+        }
     }
 
     /// Fsyncs the ref files an edit wrote, when `gatos.fsync` is on.
@@ -510,64 +542,154 @@ impl Store {
         self.fsync_paths(crate::durability::Step::Refs, &paths)
     }
 
-    /// Removes stale `.lock` files under `refs/gatos/` and `packed-refs.lock` whose family
-    /// flock is free and which are at least 2 s old (daemon start, `doctor --fix`).
+    /// Removes the `.lock` files dead gatos writers left (daemon start, `doctor --fix`):
+    /// those an owner record of a dead writer names and owns (ADR 0020), each under its
+    /// family's flock. Any other lock file is left alone, however old.
     ///
     /// Returns the paths removed.
     ///
     /// # Errors
-    /// When the ref directory cannot be read or a lock cannot be removed.
+    /// When the records cannot be read or a lock cannot be removed.
     pub fn recover_stale_locks(&self) -> Result<Vec<std::path::PathBuf>> {
-        let mut found = Vec::new();
-        let root = self.common_dir().join("refs").join("gatos");
-        collect_locks(&root, &mut found)?;
-        let packed = self.common_dir().join("packed-refs.lock");
-        if packed.exists() {
-            found.push(packed);
-        }
+        let census = self.locks().owners().census(None)?;
         let mut removed = Vec::new();
-        for path in found {
-            let family = match path.strip_prefix(self.common_dir()) {
-                Ok(rel) if rel == std::path::Path::new("packed-refs.lock") => {
+        for (i, d) in census.dead.iter().enumerate() {
+            for rel in &d.locks {
+                let path = self.common_dir().join(rel);
+                let Some(mtime) = mtime_of(&path) else {
+                    continue;
+                };
+                if census.owner_of(rel, mtime) != Owner::Dead(i) {
+                    continue;
+                }
+                let family = if rel == PACKED_REFS_LOCK {
                     PACKED_REFS_FAMILY.to_owned()
-                }
-                Ok(rel) => {
-                    let s = rel.to_string_lossy();
-                    names::lock_family_of(s.strip_suffix(".lock").unwrap_or(&s))
-                }
-                Err(_) => continue,
-            };
-            let Some(_g) = self.locks().try_acquire(&family)? else {
-                continue;
-            };
-            if locks::age_of(&path).is_some_and(|a| a >= STALE_LOCK_AGE) {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => removed.push(path),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(Error::io(format!("removing stale {}", path.display()), e));
-                    }
+                } else {
+                    names::lock_family_of(rel.strip_suffix(".lock").unwrap_or(rel))
+                };
+                let Some(_g) = self.locks().try_acquire(&family)? else {
+                    continue;
+                };
+                tracing::warn!(lock = %path.display(), "removing a lock left by a dead gatos writer");
+                if remove_lock(&path)? {
+                    removed.push(path);
                 }
             }
         }
+        self.retire_finished(census);
         Ok(removed)
     }
 
-    /// Lists `.lock` files under `refs/gatos/` and `packed-refs.lock`, with their ages.
+    /// Lists the Git `.lock` files of the repository — under `refs/`, and those beside
+    /// `packed-refs`, `config`, `index`, `HEAD` in the git dir — with their ages and who
+    /// owns them.
     ///
     /// # Errors
-    /// When the ref directory cannot be read.
-    pub fn list_lock_files(&self) -> Result<Vec<(std::path::PathBuf, Duration)>> {
+    /// When a directory or the owner records cannot be read.
+    pub fn lock_files(&self) -> Result<Vec<LockFile>> {
         let mut found = Vec::new();
-        collect_locks(&self.common_dir().join("refs").join("gatos"), &mut found)?;
-        let packed = self.common_dir().join("packed-refs.lock");
-        if packed.exists() {
-            found.push(packed);
+        collect_locks(&self.common_dir().join("refs"), &mut found)?;
+        let mut tops = vec![self.common_dir().to_owned()];
+        if self.git_dir() != self.common_dir() {
+            tops.push(self.git_dir().to_owned());
         }
+        for dir in tops {
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+            for entry in entries.flatten() {
+                let p = entry.path();
+                if p.extension().is_some_and(|x| x == "lock") && p.is_file() {
+                    found.push(p);
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        let census = self.locks().owners().census(None)?;
         Ok(found
             .into_iter()
-            .filter_map(|p| locks::age_of(&p).map(|a| (p, a)))
+            .filter_map(|path| {
+                let mtime = mtime_of(&path)?;
+                let rel = path
+                    .strip_prefix(self.common_dir())
+                    .ok()
+                    .map(|r| r.to_string_lossy().into_owned());
+                let owner = match rel.map(|r| census.owner_of(&r, mtime)) {
+                    Some(Owner::Dead(_)) => LockOwner::GatosDead,
+                    Some(Owner::Live) => LockOwner::GatosLive,
+                    Some(Owner::Foreign) | None => LockOwner::Foreign,
+                };
+                let age = std::time::SystemTime::now()
+                    .duration_since(mtime)
+                    .unwrap_or(Duration::ZERO);
+                Some(LockFile { path, age, owner })
+            })
             .collect())
+    }
+
+    /// Removes a lock file no gatos writer owns (`doctor --fix --force`): the operator has
+    /// judged that no process holds it. Refuses anything but a `*.lock` file of this
+    /// repository's git dir that is still not gatos's.
+    ///
+    /// Returns whether it was there to remove.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for a path that is not such a lock file; I/O errors.
+    pub fn remove_foreign_lock(&self, path: &std::path::Path) -> Result<bool> {
+        let inside = path.starts_with(self.common_dir()) || path.starts_with(self.git_dir());
+        if !inside || path.extension().is_none_or(|x| x != "lock") {
+            return Err(Error::Unsupported(format!(
+                "{} is not a lock file of this repository",
+                path.display()
+            )));
+        }
+        let listed = self
+            .lock_files()?
+            .into_iter()
+            .any(|l| l.path == path && l.owner == LockOwner::Foreign);
+        if !listed {
+            return Ok(false);
+        }
+        tracing::warn!(lock = %path.display(), "removing a foreign lock file (forced)");
+        remove_lock(path)
+    }
+}
+
+/// The name of packed-refs' lock file, relative to the common dir.
+pub const PACKED_REFS_LOCK: &str = "packed-refs.lock";
+
+/// Who owns a Git `.lock` file (ADR 0020).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockOwner {
+    /// Not gatos: plain git or another tool, live or not — gatos cannot tell.
+    Foreign,
+    /// A gatos writer that is still running.
+    GatosLive,
+    /// A gatos writer that died; [`Store::recover_stale_locks`] removes it.
+    GatosDead,
+}
+
+/// A `.lock` file found in the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockFile {
+    /// Where.
+    pub path: std::path::PathBuf,
+    /// How long since it was last written.
+    pub age: Duration,
+    /// Whose.
+    pub owner: LockOwner,
+}
+
+fn mtime_of(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).ok()?.modified().ok()
+}
+
+/// Removes a lock file; `false` when it was already gone.
+fn remove_lock(path: &std::path::Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
     }
 }
 

@@ -4,9 +4,10 @@
 //! the command that fixes it. Errors are broken invariants; expected states (expired leases
 //! awaiting takeover, other nodes' untrusted keys, checkpoints behind a forced prune,
 //! maintenance debt, a pending rotation, events a crash did not publish) are warnings.
-//! `--fix` performs only safe fixes: maintenance, stale locks no live process holds, and
-//! republishing job events and audit records (deduplicated by commit id). The playbook
-//! for every code is in docs/operations.md.
+//! `--fix` performs only safe fixes: maintenance, lock files a dead gatos writer left
+//! (ADR 0020), and republishing job events and audit records (deduplicated by commit id).
+//! Git lock files gatos did not write are reported (`lock-foreign`) and removed only with
+//! `--force`. The playbook for every code is in docs/operations.md.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -57,6 +58,7 @@ pub const CODES: &[(&str, Severity)] = &[
     ("ref-unknown", Severity::Warning),
     ("ref-leftover", Severity::Warning),
     ("lock-stale", Severity::Warning),
+    ("lock-foreign", Severity::Warning),
     ("chain-invalid", Severity::Error),
     ("content-id-mismatch", Severity::Error),
     ("envelope-not-canonical", Severity::Error),
@@ -114,12 +116,32 @@ impl Report {
 /// # Errors
 /// Only when the repository cannot be read at all; problems are findings.
 pub fn run(gatos: &Gatos, fix: bool) -> Result<Vec<Finding>> {
+    run_with(gatos, Options { fix, force: false })
+}
+
+/// What `doctor` may do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Perform the safe fixes.
+    pub fix: bool,
+    /// With `fix`: also remove Git lock files gatos did not write (at least
+    /// [`gatos_store::locks::STALE_LOCK_AGE`] old), on the operator's word that no git
+    /// command holds them.
+    pub force: bool,
+}
+
+/// Runs every check with `opts`; marks what it fixed.
+///
+/// # Errors
+/// Only when the repository cannot be read at all; problems are findings.
+pub fn run_with(gatos: &Gatos, opts: Options) -> Result<Vec<Finding>> {
+    let fix = opts.fix;
     let mut r = Report {
         findings: Vec::new(),
     };
     check_fsck(gatos, &mut r);
     check_refs(gatos, &mut r)?;
-    check_locks(gatos, &mut r, fix)?;
+    check_locks(gatos, &mut r, opts)?;
     // Each topic's first retained seq: chains are checked down to it (a pruned segment's
     // commits stay in the object store until gc, but they are no longer the topic's).
     let first_seqs: BTreeMap<Topic, u64> = gatos
@@ -259,32 +281,62 @@ fn check_refs(gatos: &Gatos, r: &mut Report) -> Result<()> {
     Ok(())
 }
 
-fn check_locks(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
-    let stale: Vec<_> = gatos
-        .store()
-        .list_lock_files()?
-        .into_iter()
-        .filter(|(_, age)| *age >= gatos_store::locks::STALE_LOCK_AGE)
-        .collect();
-    if stale.is_empty() {
+fn check_locks(gatos: &Gatos, r: &mut Report, opts: Options) -> Result<()> {
+    use gatos_store::refs::LockOwner;
+    let files = gatos.store().lock_files()?;
+    if files.iter().all(|l| l.owner == LockOwner::GatosLive) {
         return Ok(());
     }
-    let removed = if fix {
+    let removed = if opts.fix {
         gatos.store().recover_stale_locks()?
     } else {
         Vec::new()
     };
-    for (p, age) in stale {
-        r.add(
-            "lock-stale",
-            p.display().to_string(),
-            format!("a lock file {}s old; if no live process holds its lock family it was left by a dead writer", age.as_secs()),
-            "git gatos doctor --fix",
-        );
-        if removed.contains(&p)
-            && let Some(f) = r.findings.last_mut()
-        {
-            f.fixed = true;
+    for l in files {
+        let target = l.path.display().to_string();
+        let age = l.age.as_secs();
+        match l.owner {
+            LockOwner::GatosLive => {}
+            LockOwner::GatosDead => {
+                r.add(
+                    "lock-stale",
+                    target,
+                    format!("a lock file {age}s old, left by a gatos writer that died"),
+                    "git gatos doctor --fix",
+                );
+                if removed.contains(&l.path)
+                    && let Some(f) = r.findings.last_mut()
+                {
+                    f.fixed = true;
+                }
+            }
+            // Younger ones are a git command at work.
+            LockOwner::Foreign if l.age < gatos_store::locks::STALE_LOCK_AGE => {}
+            LockOwner::Foreign if opts.fix && opts.force => {
+                let gone = gatos.store().remove_foreign_lock(&l.path)?;
+                r.add(
+                    "lock-foreign",
+                    target.clone(),
+                    format!(
+                        "a lock file {age}s old that gatos did not write; {} because --force was given",
+                        if gone { "removed" } else { "already gone, not removed" }
+                    ),
+                    format!("rm '{target}'"),
+                );
+                if let Some(f) = r.findings.last_mut() {
+                    f.fixed = gone;
+                }
+            }
+            LockOwner::Foreign => r.add(
+                "lock-foreign",
+                target.clone(),
+                format!(
+                    "a lock file {age}s old that gatos did not write (plain git or another tool); a running git command may hold it however old it is, so gatos leaves it alone"
+                ),
+                format!(
+                    "make sure no git command is running on this repository, then: rm '{target}'   # or: git gatos doctor --fix --force"
+                ),
+            ),
         }
     }
     Ok(())

@@ -75,9 +75,15 @@ pub enum Command {
 /// `doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Perform the safe fixes: maintenance, stale locks, lost job events and audit records.
+    /// Perform the safe fixes: maintenance, locks left by dead gatos writers, lost job events
+    /// and audit records.
     #[arg(long)]
     pub fix: bool,
+    /// With --fix: also remove old Git lock files gatos did not write (packed-refs.lock,
+    /// refs/**.lock, index.lock, config.lock, ...), naming each. Only when no git command
+    /// is running on the repository: a live one may hold them however old they are.
+    #[arg(long, requires = "fix")]
+    pub force: bool,
 }
 
 /// `export`.

@@ -1,5 +1,6 @@
 use gatos_store::Expect;
-use gatos_store::refs::{Applied, Edit, Options, RefName};
+use gatos_store::Store;
+use gatos_store::refs::{Applied, Edit, LockOwner, Options, RefName};
 use gatos_testutil::{TempRepo, TestResult};
 
 use crate::{commit, store};
@@ -106,31 +107,94 @@ fn age_file(path: &std::path::Path, secs: u64) -> TestResult {
     Ok(())
 }
 
+/// Leaves what a gatos writer killed mid-transaction leaves: its owner record and the
+/// lock files it names (written after the record).
+fn dead_gatos_writer(s: &Store, repo: &TempRepo, rels: &[&str]) -> TestResult {
+    let record = s
+        .locks()
+        .owners()
+        .record(&rels.iter().map(|r| (*r).to_owned()).collect::<Vec<_>>())?;
+    for rel in rels {
+        std::fs::write(repo.git_dir().join(rel), "garbage")?;
+    }
+    record.abandon();
+    Ok(())
+}
+
+fn quick() -> Options {
+    Options {
+        timeout: std::time::Duration::from_millis(300),
+        ..Options::default()
+    }
+}
+
 #[test]
-fn a_dead_writers_lock_is_removed_once_two_seconds_old() -> TestResult {
+fn a_dead_gatos_writers_locks_are_removed_by_the_next_writer() -> TestResult {
     let repo = TempRepo::new()?;
     let s = store(&repo)?;
     let (a, b) = (commit(&s, "a")?, commit(&s, "b")?);
     let r = name("refs/gatos/messages/t/head");
     s.update_refs(&[Edit::create(r.clone(), a)], &Options::default())?;
     let lock = repo.git_dir().join("refs/gatos/messages/t/head.lock");
-    // Old: removed at once.
-    std::fs::write(&lock, "garbage")?;
-    age_file(&lock, 10)?;
-    s.update_refs(&[Edit::update(r.clone(), Some(a), b)], &Options::default())?;
-    assert!(!lock.exists());
-    // Young: waited out, then removed; the write goes through.
-    std::fs::write(&lock, "garbage")?;
-    s.update_refs(&[Edit::update(r.clone(), Some(b), a)], &Options::default())?;
-    assert!(!lock.exists());
-    assert_eq!(repo.rev_parse(r.as_str())?, Some(a.to_string()));
-    // A stale packed-refs.lock blocks every edit in gix; it is recovered the same way.
     let packed = repo.git_dir().join("packed-refs.lock");
-    std::fs::write(&packed, "")?;
-    age_file(&packed, 10)?;
+    // Young or old, a dead gatos writer's locks are removed at once: its record proves it.
+    dead_gatos_writer(&s, &repo, &["refs/gatos/messages/t/head.lock"])?;
     s.update_refs(&[Edit::update(r.clone(), Some(a), b)], &Options::default())?;
-    assert!(!packed.exists());
+    assert!(!lock.exists());
+    dead_gatos_writer(
+        &s,
+        &repo,
+        &["refs/gatos/messages/t/head.lock", "packed-refs.lock"],
+    )?;
+    age_file(&lock, 3600)?; // older than its record: not provably gatos's
+    assert!(
+        s.update_refs(&[Edit::update(r.clone(), Some(b), a)], &quick())
+            .is_err(),
+        "a lock older than every record naming it is foreign"
+    );
+    std::fs::remove_file(&lock)?;
+    s.update_refs(&[Edit::update(r.clone(), Some(b), a)], &Options::default())?;
+    assert!(
+        !packed.exists(),
+        "the dead writer's packed-refs.lock went too"
+    );
+    assert_eq!(repo.rev_parse(r.as_str())?, Some(a.to_string()));
+    // Records are retired once their locks are gone.
+    assert!(s.locks().owners().census(None)?.dead.is_empty());
     repo.assert_fsck_strict()
+}
+
+#[test]
+fn a_foreign_lock_is_never_removed_however_old() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let (a, b) = (commit(&s, "a")?, commit(&s, "b")?);
+    let r = name("refs/gatos/messages/t/head");
+    s.update_refs(&[Edit::create(r.clone(), a)], &Options::default())?;
+    for rel in ["refs/gatos/messages/t/head.lock", "packed-refs.lock"] {
+        let lock = repo.git_dir().join(rel);
+        std::fs::write(&lock, "plain git's")?;
+        age_file(&lock, 3600)?;
+        let err = s
+            .update_refs(&[Edit::update(r.clone(), Some(a), b)], &quick())
+            .unwrap_err();
+        assert!(matches!(err, gatos_store::Error::Locked { .. }), "{err:?}");
+        assert!(lock.exists(), "{rel} stays");
+        assert!(s.recover_stale_locks()?.is_empty());
+        let listed = s.lock_files()?;
+        assert!(
+            listed
+                .iter()
+                .any(|l| l.path == lock && l.owner == LockOwner::Foreign),
+            "{listed:?}"
+        );
+        // Only on the operator's word.
+        assert!(s.remove_foreign_lock(&lock)?);
+        assert!(!lock.exists());
+    }
+    s.update_refs(&[Edit::update(r, Some(a), b)], &Options::default())?;
+    assert!(s.remove_foreign_lock(&repo.git_dir().join("HEAD")).is_err());
+    Ok(())
 }
 
 #[test]
@@ -140,24 +204,29 @@ fn a_live_writers_lock_is_never_broken() -> TestResult {
     let (a, b) = (commit(&s, "a")?, commit(&s, "b")?);
     let r = name("refs/gatos/messages/t/head");
     s.update_refs(&[Edit::create(r.clone(), a)], &Options::default())?;
-    // Another "process" (its own Locks) holds the family while its .lock is old.
+    // Another "process" (its own Locks) holds the family and its record while its .lock is
+    // old.
     let other = gatos_store::locks::Locks::new(&repo.git_dir())?;
     let held = other.try_acquire("messages.t")?.expect("free");
+    let record = other
+        .owners()
+        .record(&["refs/gatos/messages/t/head.lock".to_owned()])?;
     let lock = repo.git_dir().join("refs/gatos/messages/t/head.lock");
     std::fs::write(&lock, "live")?;
-    age_file(&lock, 60)?;
-    let quick = Options {
-        timeout: std::time::Duration::from_millis(300),
-        ..Options::default()
-    };
     let err = s
-        .update_refs(&[Edit::update(r.clone(), Some(a), b)], &quick)
+        .update_refs(&[Edit::update(r.clone(), Some(a), b)], &quick())
         .unwrap_err();
     assert!(matches!(err, gatos_store::Error::Lock(_)), "{err:?}");
     assert!(lock.exists(), "a live writer's lock stays");
     assert!(s.recover_stale_locks()?.is_empty());
+    assert!(
+        s.lock_files()?
+            .iter()
+            .any(|l| l.path == lock && l.owner == LockOwner::GatosLive)
+    );
+    // The writer dies: its record stays, its flocks go. Recovery removes its lock.
+    record.abandon();
     drop(held);
-    // Now the holder is gone: recovery removes it.
     assert_eq!(s.recover_stale_locks()?, vec![lock.clone()]);
     s.update_refs(&[Edit::update(r, Some(a), b)], &Options::default())?;
     Ok(())

@@ -29,7 +29,13 @@ fn print(out: &mut Output, f: &Finding) -> Result<(), Error> {
 /// Runs the checks; fails (exit 1) when an error-level finding remains.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &DoctorArgs) -> Result<(), Error> {
     let findings = match ctx.gatos() {
-        Ok(g) => doctor::run(&g, a.fix)?,
+        Ok(g) => doctor::run_with(
+            &g,
+            doctor::Options {
+                fix: a.fix,
+                force: a.force,
+            },
+        )?,
         // Invalid gatos settings stop the repository from opening at all.
         Err(e) if e.code() == ErrorCode::InvalidInput => vec![Finding {
             severity: Severity::Error,

@@ -1,0 +1,310 @@
+//! Owner records: how gatos tells its own leftover Git `.lock` files from anyone else's
+//! (ADR 0020, superseding the age rule of ADR 0009).
+//!
+//! Before a ref transaction, a gatos writer creates a record in `<git-dir>/gatos/locks/
+//! owners/`, holds its `flock` for the whole transaction, and writes into it the `.lock`
+//! paths (relative to the common dir) the transaction may create: one per edited ref, and
+//! `packed-refs.lock`. When the transaction ends it removes the record. So:
+//!
+//! - a record whose flock is free belongs to a writer that died mid-transaction;
+//! - a `.lock` file is gatos's only when a record lists it and that record was written no
+//!   later than the lock file (a writer names its locks before it creates them). Of the
+//!   records that list it, the latest such one owns it;
+//! - a `.lock` file no record owns is someone else's — plain `git`, another tool — and gatos
+//!   never removes it on its own: a live `git update-ref --stdin` holds its locks for as long
+//!   as it likes, however old the files look.
+//!
+//! A dead writer's lock is removed while its record's flock is held, so two recoverers never
+//! both act on it; afterwards the record itself is removed.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use super::Error;
+
+/// The records' directory under the lock directory.
+pub const OWNERS_DIR: &str = "owners";
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// The owner records of one repository.
+#[derive(Debug, Clone)]
+pub struct Owners {
+    dir: PathBuf,
+}
+
+/// A live record: removed (and its flock released) when dropped.
+#[derive(Debug)]
+pub struct Record {
+    path: PathBuf,
+    _file: File,
+    keep: bool,
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        // Unlink first, then the flock goes with the file: a recoverer that opened the
+        // record before the unlink finds it gone once it gets the flock.
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Record {
+    /// The record's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leaves the record behind as a writer killed mid-transaction does (its flock is
+    /// released, its file stays). For tests of crash recovery.
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        self.keep = true;
+    }
+}
+
+/// A record whose writer is gone, held (its flock taken) while its locks are dealt with.
+#[derive(Debug)]
+pub struct Dead {
+    path: PathBuf,
+    _file: File,
+    /// When the record was written.
+    pub written: SystemTime,
+    /// The lock paths it names, relative to the common dir.
+    pub locks: Vec<String>,
+}
+
+impl Dead {
+    /// Removes the record (its writer is gone and its locks are dealt with).
+    pub fn retire(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Every record, read at one moment.
+#[derive(Debug, Default)]
+pub struct Census {
+    /// Records whose writers are gone, held.
+    pub dead: Vec<Dead>,
+    /// Records of live writers: when written and what they name.
+    pub live: Vec<(SystemTime, Vec<String>)>,
+}
+
+/// Who owns a `.lock` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// No record owns it: plain git or another tool.
+    Foreign,
+    /// A live gatos writer.
+    Live,
+    /// A gatos writer that died; the index of its record in [`Census::dead`].
+    Dead(usize),
+}
+
+impl Census {
+    /// Who owns the lock file `rel` (relative to the common dir) last modified at `mtime`:
+    /// the latest record naming it that was written no later than the file.
+    pub fn owner_of(&self, rel: &str, mtime: SystemTime) -> Owner {
+        let mut best: Option<(SystemTime, Owner)> = None;
+        let mut consider = |written: SystemTime, owner: Owner| {
+            if written > mtime {
+                return;
+            }
+            // Ties go to a live writer: never break a lock that might be live.
+            let better = match best {
+                None => true,
+                Some((w, o)) => {
+                    written > w || (written == w && owner == Owner::Live && o != Owner::Live)
+                }
+            };
+            if better {
+                best = Some((written, owner));
+            }
+        };
+        for (i, d) in self.dead.iter().enumerate() {
+            if d.locks.iter().any(|l| l == rel) {
+                consider(d.written, Owner::Dead(i));
+            }
+        }
+        for (written, locks) in &self.live {
+            if locks.iter().any(|l| l == rel) {
+                consider(*written, Owner::Live);
+            }
+        }
+        best.map_or(Owner::Foreign, |(_, o)| o)
+    }
+}
+
+impl Owners {
+    /// The records under `lock_dir` (`<git-dir>/gatos/locks`).
+    pub fn new(lock_dir: &Path) -> Owners {
+        Owners {
+            dir: lock_dir.join(OWNERS_DIR),
+        }
+    }
+
+    /// Writes a record naming `locks` (relative to the common dir) and holds it.
+    ///
+    /// # Errors
+    /// When the record cannot be created, locked or written.
+    pub fn record(&self, locks: &[String]) -> Result<Record, Error> {
+        let io = |path: &Path, source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = self.dir.join(format!(
+            "{}-{nanos}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        let record = Record {
+            path: path.clone(),
+            _file: file.try_clone().map_err(|e| io(&path, e))?,
+            keep: false,
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(io(&path, std::io::ErrorKind::WouldBlock.into()));
+            }
+            Err(TryLockError::Error(e)) => return Err(io(&path, e)),
+        }
+        let mut text = String::new();
+        for l in locks {
+            text.push_str(l);
+            text.push('\n');
+        }
+        file.write_all(text.as_bytes()).map_err(|e| io(&path, e))?;
+        Ok(record)
+    }
+
+    /// Reads every record but `except` (the caller's own): takes the flock of each dead
+    /// one and keeps it, notes the live ones.
+    ///
+    /// # Errors
+    /// When the directory cannot be read.
+    pub fn census(&self, except: Option<&Path>) -> Result<Census, Error> {
+        let mut census = Census::default();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(census),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if except.is_some_and(|e| e == path) {
+                continue;
+            }
+            let Ok(mut file) = OpenOptions::new().read(true).write(true).open(&path) else {
+                continue; // retired meanwhile
+            };
+            let held = match file.try_lock() {
+                Ok(()) => true,
+                Err(TryLockError::WouldBlock) => false,
+                Err(TryLockError::Error(_)) => continue,
+            };
+            // Read after locking: a dead writer's record is complete; a live one's may be
+            // being written, and a live record is only ever used to protect.
+            let Ok(meta) = file.metadata() else { continue };
+            let Ok(written) = meta.modified() else {
+                continue;
+            };
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut file, &mut text);
+            let locks: Vec<String> = text.lines().map(str::to_owned).collect();
+            if held {
+                // The record may have been retired between opening and locking it.
+                let same = std::fs::metadata(&path).is_ok_and(|m| same_file(&m, &meta));
+                if !same {
+                    continue;
+                }
+                census.dead.push(Dead {
+                    path,
+                    _file: file,
+                    written,
+                    locks,
+                });
+            } else {
+                census.live.push((written, locks));
+            }
+        }
+        Ok(census)
+    }
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_record_is_live_an_abandoned_one_dead_a_dropped_one_gone()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let owners = Owners::new(dir.path());
+        let live = owners.record(&["refs/gatos/a.lock".into()])?;
+        let census = owners.census(None)?;
+        assert_eq!(census.dead.len(), 0);
+        assert_eq!(census.live.len(), 1);
+        assert!(owners.census(Some(live.path()))?.live.is_empty());
+        drop(census);
+        let gone = owners.record(&["refs/gatos/b.lock".into()])?;
+        drop(gone);
+        owners.record(&["refs/gatos/c.lock".into()])?.abandon();
+        let census = owners.census(None)?;
+        assert_eq!(census.live.len(), 1);
+        assert_eq!(census.dead.len(), 1);
+        assert_eq!(census.dead[0].locks, vec!["refs/gatos/c.lock"]);
+        // A dead record is held by whoever took the census: nobody else sees it dead.
+        let other = owners.census(None)?;
+        assert!(other.dead.is_empty());
+        assert_eq!(other.live.len(), 2);
+        drop(other);
+        let later = census.dead[0].written + std::time::Duration::from_secs(1);
+        let earlier = census.dead[0].written - std::time::Duration::from_secs(1);
+        assert_eq!(census.owner_of("refs/gatos/c.lock", later), Owner::Dead(0));
+        assert_eq!(
+            census.owner_of("refs/gatos/c.lock", earlier),
+            Owner::Foreign
+        );
+        assert_eq!(census.owner_of("refs/gatos/a.lock", later), Owner::Live);
+        assert_eq!(census.owner_of("packed-refs.lock", later), Owner::Foreign);
+        for d in census.dead {
+            d.retire();
+        }
+        assert!(owners.census(None)?.dead.is_empty());
+        drop(live);
+        assert!(owners.census(None)?.live.is_empty());
+        Ok(())
+    }
+}
