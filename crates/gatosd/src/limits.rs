@@ -37,6 +37,11 @@ pub struct Limits {
     /// How often watched topic heads are read (messages written by other processes reach
     /// subscribers within this, plus the time to read them).
     pub watch_poll: Duration,
+    /// How often the head of a topic that has not moved for a while is read: a head
+    /// that did not move is read half as often each time, from `watch_poll` down to this
+    /// (idle subscriptions cost next to nothing; a write by another process to an idle
+    /// topic reaches its subscribers within this).
+    pub watch_idle_poll: Duration,
     /// How long a TCP client has to send `gatos.auth`.
     pub auth_timeout: Duration,
     /// How long shutdown waits for requests in flight.
@@ -58,6 +63,7 @@ impl Default for Limits {
             max_page_bytes: gatos::messages::DEFAULT_MAX_PAGE_BYTES,
             subscription_batch: 256,
             watch_poll: Duration::from_millis(100),
+            watch_idle_poll: Duration::from_secs(2),
             auth_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
         }

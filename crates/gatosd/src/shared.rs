@@ -47,7 +47,11 @@ impl Shared {
         token: Option<Token>,
         sync_remote: Option<String>,
     ) -> Arc<Shared> {
-        let watchers = Arc::new(Watchers::new(gatos.clone(), limits.watch_poll));
+        let watchers = Arc::new(Watchers::new(
+            gatos.clone(),
+            limits.watch_poll,
+            limits.watch_idle_poll,
+        ));
         Arc::new(Shared {
             gatos,
             limits,

@@ -1,7 +1,8 @@
 //! Subscriptions: `messages.event` notifications for messages written by anyone.
 //!
-//! One watcher per topic reads the topic head every `watch_poll` (and is poked at once by
-//! the daemon's own publishes), so messages written by the CLI, another daemon or a fetch
+//! One watch per topic, shared by its subscriptions; one poller reads the watched heads
+//! every `watch_poll`, idle ones less often down to `watch_idle_poll` (and the daemon's own
+//! publishes poke at once), so messages written by the CLI, another daemon or a fetch
 //! reach subscribers within that interval. Each subscription reads its own cursor through a
 //! library `Follower` on the blocking pool, a bounded batch at a time, and queues events
 //! into its connection's byte-bounded outbox. A subscriber that does not read for
@@ -26,11 +27,26 @@ use tokio_util::sync::CancellationToken;
 use crate::outbox::Outbox;
 use crate::shared::Shared;
 
-/// Watched topic heads.
+/// Watched topic heads: one watch per topic, shared by its subscriptions, and one poller
+/// task for all of them.
+///
+/// The poller reads the heads that are due in one blocking task. A head read every
+/// `poll` that has not moved is read half as often each time, down to once per
+/// `idle_poll`, so idle subscriptions cost next to nothing however many topics they
+/// watch; a move (or a poke by the daemon's own writes) brings the topic back to `poll`.
 pub struct Watchers {
     gatos: Gatos,
     poll: Duration,
-    map: Mutex<HashMap<Topic, watch::Sender<Head>>>,
+    idle_poll: Duration,
+    map: Mutex<HashMap<Topic, Watched>>,
+    wake: tokio::sync::Notify,
+    running: std::sync::atomic::AtomicBool,
+}
+
+struct Watched {
+    tx: watch::Sender<Head>,
+    every: Duration,
+    due: tokio::time::Instant,
 }
 
 /// What a watch carries: the topic head last seen, and a counter the daemon's own writes
@@ -38,62 +54,131 @@ pub struct Watchers {
 pub type Head = (Option<Oid>, u64);
 
 impl Watchers {
-    /// No topic watched yet.
-    pub fn new(gatos: Gatos, poll: Duration) -> Watchers {
+    /// No topic watched yet; heads are read every `poll`, idle ones down to every
+    /// `idle_poll`.
+    pub fn new(gatos: Gatos, poll: Duration, idle_poll: Duration) -> Watchers {
         Watchers {
             gatos,
             poll,
+            idle_poll: idle_poll.max(poll),
             map: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
+            running: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// Returns a receiver that changes whenever the topic head moves. `seen` is the head
-    /// the caller already read: a new watcher starts from it, so a write that lands before
-    /// the watcher's first poll is still noticed.
+    /// the caller already read: a new watch starts from it, so a write that lands before
+    /// the first poll is still noticed.
     pub fn watch(self: &Arc<Self>, topic: &Topic, seen: Option<Oid>) -> watch::Receiver<Head> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = map.get(topic) {
-            return tx.subscribe();
+        if let Some(w) = map.get(topic) {
+            return w.tx.subscribe();
         }
         let (tx, rx) = watch::channel((seen, 0));
-        map.insert(topic.clone(), tx.clone());
-        tokio::spawn(poll_head(self.clone(), topic.clone(), tx));
+        map.insert(
+            topic.clone(),
+            Watched {
+                tx,
+                every: self.poll,
+                due: tokio::time::Instant::now() + self.poll,
+            },
+        );
+        // Under the map's lock, as the poller decides to stop under it.
+        if !self.running.swap(true, Ordering::AcqRel) {
+            tokio::spawn(poll_heads(self.clone()));
+        }
         rx
     }
 
-    /// Wakes the topic's subscribers now (after the daemon's own writes).
+    /// Wakes the topic's subscribers now (after the daemon's own writes), and reads its
+    /// head at the fast rate again.
     pub fn poke(&self, topic: &Topic) {
-        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = map.get(topic) {
-            tx.send_modify(|v| v.1 = v.1.wrapping_add(1));
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(w) = map.get_mut(topic) {
+            w.tx.send_modify(|v| v.1 = v.1.wrapping_add(1));
+            w.every = self.poll;
+            w.due = w.due.min(tokio::time::Instant::now() + self.poll);
         }
+        drop(map);
+        self.wake.notify_one();
+    }
+
+    /// Topics watched now.
+    pub fn len(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Tells whether no topic is watched.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-async fn poll_head(w: Arc<Watchers>, topic: Topic, tx: watch::Sender<Head>) {
-    let name = gatos_store_head(&topic);
+async fn poll_heads(w: Arc<Watchers>) {
     loop {
-        tokio::time::sleep(w.poll).await;
-        {
+        let now = tokio::time::Instant::now();
+        let (due, next) = {
             let mut map = w.map.lock().unwrap_or_else(PoisonError::into_inner);
-            if tx.receiver_count() == 0 {
-                if map.get(&topic).is_some_and(|t| t.same_channel(&tx)) {
-                    map.remove(&topic);
-                }
+            map.retain(|_, x| x.tx.receiver_count() > 0);
+            if map.is_empty() {
+                w.running.store(false, Ordering::Release);
                 return;
             }
+            let due: Vec<Topic> = map
+                .iter()
+                .filter(|(_, x)| x.due <= now)
+                .map(|(t, _)| t.clone())
+                .collect();
+            let next = map.values().map(|x| x.due).min().unwrap_or(now + w.poll);
+            (due, next)
+        };
+        if due.is_empty() {
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                () = w.wake.notified() => {}
+            }
+            continue;
         }
         let gatos = w.gatos.clone();
-        let name = name.clone();
-        let head =
-            tokio::task::spawn_blocking(move || gatos.store().read_ref_str(&name).ok().flatten())
-                .await;
-        let Ok(head) = head else { continue };
-        tx.send_if_modified(|v| {
-            let moved = v.0 != head;
-            v.0 = head;
-            moved
-        });
+        let heads = tokio::task::spawn_blocking(move || {
+            due.into_iter()
+                .map(|t| {
+                    let head = gatos
+                        .store()
+                        .read_ref_str(&gatos_store_head(&t))
+                        .ok()
+                        .flatten();
+                    (t, head)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(heads) = heads else {
+            tokio::time::sleep(w.poll).await;
+            continue;
+        };
+        let now = tokio::time::Instant::now();
+        let mut map = w.map.lock().unwrap_or_else(PoisonError::into_inner);
+        for (topic, head) in heads {
+            let Some(x) = map.get_mut(&topic) else {
+                continue;
+            };
+            let moved = x.tx.send_if_modified(|v| {
+                let moved = v.0 != head;
+                v.0 = head;
+                moved
+            });
+            x.every = if moved {
+                w.poll
+            } else {
+                x.every.saturating_mul(2).min(w.idle_poll)
+            };
+            x.due = now + x.every;
+        }
     }
 }
 

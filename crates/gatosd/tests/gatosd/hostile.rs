@@ -467,3 +467,53 @@ async fn a_socket_path_that_fits_binds_and_a_longer_one_is_a_clear_error() -> Te
     assert_eq!(std::fs::read_dir(&dir)?.count(), 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_are_shared_per_topic_and_idle_ones_still_see_outside_writes() -> TestResult {
+    let d = Daemon::start_with(
+        Limits {
+            watch_idle_poll: Duration::from_millis(400),
+            ..Limits::default()
+        },
+        None,
+    )
+    .await?;
+    let mut a = d.anon_client().await?;
+    let mut b = d.anon_client().await?;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let s = a
+            .ok("messages.subscribe", json!({"topic": format!("w{i}")}))
+            .await?;
+        ids.push(s["subscription"].clone());
+    }
+    // Another connection on a topic already watched shares its watch.
+    b.ok("messages.subscribe", json!({"topic": "w7"})).await?;
+    assert_eq!(d.shared.watchers.len(), 40);
+    // Let the watches go idle (read at the slow rate), then write from outside the daemon.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writer = gatos::Gatos::open(d.repo.path(), gatos::OpenOptions::default())?;
+    writer.messages().publish(
+        &"w7".parse()?,
+        json!("outside"),
+        &gatos::messages::PublishOptions::default(),
+    )?;
+    for c in [&mut a, &mut b] {
+        let e = c.notification("messages.event").await?;
+        assert_eq!(e["params"]["message"]["payload"], "outside");
+    }
+    // Watches end with their last subscription.
+    for id in ids {
+        a.ok("messages.unsubscribe", json!({"subscription": id}))
+            .await?;
+    }
+    drop(b);
+    let watchers = d.shared.watchers.clone();
+    until("the watches to end", || {
+        let n = watchers.len();
+        async move { n == 0 }
+    })
+    .await?;
+    d.stop().await?;
+    Ok(())
+}
