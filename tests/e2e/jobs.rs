@@ -1083,3 +1083,151 @@ fn workers_run_only_jobs_a_trusted_key_enqueued_or_held_from_before() -> TestRes
     assert_eq!(state(&repo, held), "succeeded");
     Ok(())
 }
+
+/// The `blake3:<hex>` an error's allow line names.
+fn allow_digest(err: &str) -> Option<String> {
+    let at = err.find("gatos.secrets.allow blake3:")? + "gatos.secrets.allow ".len();
+    let digest: String = err[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == ':')
+        .collect();
+    (digest.len() == "blake3:".len() + 64).then_some(digest)
+}
+
+#[test]
+fn the_scanner_refuses_urls_headers_flags_and_keys_until_the_operator_allows_one() -> TestResult {
+    let repo = TempRepo::new()?;
+    init(&repo)?;
+    let random = "q8Zr2LmP0xVt7WcN4bKs";
+    let token_key = format!("ghp_{}", "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dF3hJ5");
+    let cases: Vec<(Vec<String>, &str, &str)> = vec![
+        (
+            vec![
+                "--".into(),
+                "psql".into(),
+                "postgres://admin:pw@db/app".into(),
+            ],
+            "args[0]",
+            "pw@db",
+        ),
+        (
+            vec![
+                "--".into(),
+                "curl".into(),
+                "-H".into(),
+                format!("Authorization: Bearer {random}"),
+            ],
+            "args[1]",
+            random,
+        ),
+        (
+            vec!["--".into(), "gh".into(), "--token".into(), random.into()],
+            "args[1]",
+            random,
+        ),
+        (
+            vec![
+                "--env".into(),
+                format!("TOKEN_GITHUB={random}"),
+                "--".into(),
+                "true".into(),
+            ],
+            "env.TOKEN_GITHUB",
+            random,
+        ),
+        (
+            vec![
+                "--label".into(),
+                format!("{token_key}=x"),
+                "--".into(),
+                "true".into(),
+            ],
+            "labels (key #0)",
+            &token_key,
+        ),
+    ];
+    for (args, field, value) in &cases {
+        let mut all = vec!["jobs", "enqueue"];
+        all.extend(args.iter().map(String::as_str));
+        let out = gatos(&repo, &all)?;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("error[SecretDetected]"), "{err}");
+        assert!(err.contains(field), "{field}: {err}");
+        assert!(!err.contains(value), "the value is never echoed: {err}");
+        assert!(allow_digest(&err).is_some(), "the allow line: {err}");
+    }
+    assert!(repo.refs("refs/gatos/jobs/")?.is_empty());
+
+    // A secret:// string that is no reference is invalid input, wherever it is.
+    for args in [
+        vec!["--env", "X=secret://bad name", "--", "true"],
+        vec!["--label", "l=secret://", "--", "true"],
+        vec!["--", "echo", "secret://X Y"],
+    ] {
+        let mut all = vec!["jobs", "enqueue"];
+        all.extend(args.iter().copied());
+        let out = gatos(&repo, &all)?;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains("error[InvalidInput]"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    // Ordinary lookalikes pass.
+    for args in [
+        vec!["--", "gh", "--token-file", "/run/secrets/gh"],
+        vec!["--", "git", "clone", "git@github.com:org/repo.git"],
+        vec!["--", "curl", "https://example.com/a?b=c"],
+        vec!["--", "curl", "-H", "Authorization: Bearer $TOKEN"],
+    ] {
+        enqueue(&repo, &args)?;
+    }
+
+    // The operator allows exactly one flagged string; the manifest could not.
+    let out = gatos(
+        &repo,
+        &[
+            "jobs",
+            "enqueue",
+            "--json",
+            "--",
+            "psql",
+            "postgres://admin:pw@db/app",
+        ],
+    )?;
+    let json = json_lines(&String::from_utf8_lossy(&out.stdout))?;
+    assert_eq!(json[0]["error"]["code"], "SecretDetected");
+    let digest = allow_digest(&stderr(&out)).ok_or("an allow line")?;
+    repo.git(&["config", "--add", "gatos.secrets.allow", &digest])?;
+    let id = enqueue(&repo, &["--", "psql", "postgres://admin:pw@db/app"])?;
+    assert_eq!(state(&repo, &id), "pending");
+    let other = gatos(
+        &repo,
+        &[
+            "jobs",
+            "enqueue",
+            "--",
+            "psql",
+            "postgres://admin:pw2@db/app",
+        ],
+    )?;
+    assert_eq!(
+        other.status.code(),
+        Some(1),
+        "another string is still refused"
+    );
+    // And the registry honours it too.
+    let manifest = repo.root().join("db.yaml");
+    std::fs::write(
+        &manifest,
+        "command: [psql, \"postgres://admin:pw@db/app\"]\n",
+    )?;
+    gatos_ok(
+        &repo,
+        &["manifests", "put", "db", &manifest.to_string_lossy()],
+    )?;
+    repo.assert_fsck_strict()
+}
