@@ -982,7 +982,10 @@ fn doctor_reports_broken_results_and_lapsed_leases() -> TestResult {
 
     // A worker killed mid-job: once its lease lapses, a warning until another takes over.
     let repo = fixture()?;
-    let pidfile = repo.root().join("job.pid");
+    // Jobs write only where the sandbox lets them: a directory outside the repository.
+    let shared = repo.root().join("jobs-shared");
+    std::fs::create_dir_all(&shared)?;
+    let pidfile = shared.join("job.pid");
     let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
     gatos_ok(
         &repo,
@@ -992,7 +995,16 @@ fn doctor_reports_broken_results_and_lapsed_leases() -> TestResult {
     )?;
     let mut worker = gatos_cmd(
         &repo,
-        &["worker", "--once", "--queue", "slow", "--lease", "2s"],
+        &[
+            "worker",
+            "--once",
+            "--queue",
+            "slow",
+            "--lease",
+            "2s",
+            "--sandbox-allow-write",
+            &shared.to_string_lossy(),
+        ],
     )
     .stdin(std::process::Stdio::null())
     .stdout(std::process::Stdio::null())

@@ -133,6 +133,7 @@ echo "leak:[$LEAK_ME]"
 cat src.txt
 echo "home=$HOME"
 ls -A {root} && echo LISTED-TEST-ROOT
+true
 "#,
         key = key.display(),
         git = git_dir.display(),

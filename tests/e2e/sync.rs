@@ -378,8 +378,24 @@ fn worker_rows(out: &Output) -> TestResult<Vec<Value>> {
     json_lines(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// A directory outside the repository that test jobs may write (the sandbox hides the
+/// repository).
+fn shared(node: &TempRepo) -> std::path::PathBuf {
+    let d = node.root().join("jobs-shared");
+    let _ = std::fs::create_dir_all(&d);
+    d
+}
+
 fn spawn_worker(node: &TempRepo, args: &[&str]) -> TestResult<Child> {
-    let mut all = vec!["worker", "--json", "--remote", "origin"];
+    let allow = shared(node).to_string_lossy().into_owned();
+    let mut all = vec![
+        "worker",
+        "--json",
+        "--remote",
+        "origin",
+        "--sandbox-allow-write",
+        &allow,
+    ];
     all.extend_from_slice(args);
     Ok(gatos_cmd(node, &all)
         .stdin(Stdio::null())
@@ -540,7 +556,7 @@ fn signal(pid: u32, sig: &str) -> TestResult {
 fn a_worker_whose_claim_was_taken_over_at_the_hub_cannot_land_its_result() -> TestResult {
     let net = Net::new(2)?;
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    let flag = a.root().join("ran");
+    let flag = shared(a).join("ran");
     let out = gatos_ok(
         a,
         &[

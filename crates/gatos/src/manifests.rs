@@ -77,7 +77,9 @@ impl Manifests<'_> {
     /// # Errors
     /// `InvalidInput` for a bad manifest, `SecretDetected` naming the field of a raw
     /// secret, `Conflict` when another writer registered a version at the same moment.
-    pub fn put(&self, name: &ManifestName, input: Input) -> Result<Put> {
+    pub fn put(&self, name: &ManifestName, mut input: Input) -> Result<Put> {
+        // A `checkout` revision is pinned to its commit when the version is registered.
+        manifest::resolve_checkout(&mut input, None, |rev| self.gatos.resolve_commit(rev))?;
         let spec = manifest::normalize(input, self.gatos.now())?;
         manifest::scan(&spec, &crate::jobs::secrets::Allowlist::of(self.gatos))?;
         let doc = jcs::to_vec_of(&spec)?;
