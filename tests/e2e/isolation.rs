@@ -119,9 +119,9 @@ fn a_job_cannot_read_the_key_the_repository_or_the_workers_environment() -> Test
     assert!(key.exists(), "init made a signing key");
     let secret = "worker-env-secret-4f9a1c2e7b";
     // Everything a job should not reach, each tried; a line is printed only on success.
-    // (Not tried here: /proc/<worker>/environ, which a job as the same user can still read
-    // on this kernel; docs/jobs.md says so and tells operators not to hand secrets to the
-    // worker through its environment.)
+    // (Not tried here: /proc/<worker>/environ. A non-root worker is non-dumpable, which
+    // closes it to its jobs; this suite runs as root in CI, where a job can still read it on
+    // Linux 6.18 — docs/jobs.md says so and tells operators to run workers unprivileged.)
     let script = format!(
         r#"cat {key} && echo READ-KEY
 ls {git} && echo LISTED-GIT-DIR
