@@ -17,6 +17,10 @@ use crate::error::{Error, Expect, Result};
 use crate::locks;
 use crate::locks::owners::{Census, Owner};
 use crate::{Store, from_gix, to_gix};
+
+/// Where message topics' refs live (a transaction touching one moves the topics stamp).
+const TOPICS_PREFIX: &str = "refs/gatos/messages/";
+
 pub use names::RefName;
 
 /// One ref change.
@@ -163,6 +167,44 @@ fn to_edit(e: &Edit, message: &str) -> Result<RefEdit> {
 }
 
 impl Store {
+    /// `<git-dir>/gatos/topics-changed`: its modification time moves after every
+    /// transaction that moves a message topic's ref, so a watcher can tell "nothing
+    /// happened" from one `stat` instead of reading every watched head (ADR 0023). Writes
+    /// by anything but gatos (plain git) do not move it.
+    pub fn topics_stamp_path(&self) -> std::path::PathBuf {
+        self.gatos_dir().join("topics-changed")
+    }
+
+    /// The stamp's modification time (seconds, nanoseconds); `None` before the first
+    /// topic write.
+    pub fn topics_stamp(&self) -> Option<(i64, i64)> {
+        let st = rustix::fs::stat(self.topics_stamp_path()).ok()?;
+        Some((st.st_mtime, i64::try_from(st.st_mtime_nsec).unwrap_or(0)))
+    }
+
+    fn stamp_topics_changed(&self) {
+        let path = self.topics_stamp_path();
+        let now = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
+        };
+        let touched =
+            rustix::fs::utimensat(rustix::fs::CWD, &path, &now, rustix::fs::AtFlags::empty());
+        if touched == Err(rustix::io::Errno::NOENT) {
+            // First topic write: make the stamp (its creation is the change).
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path);
+        }
+    }
+
     /// Reads a ref; `None` when it does not exist.
     ///
     /// # Errors
@@ -392,6 +434,12 @@ impl Store {
                         })
                         .collect();
                     self.sync_refs(edits)?;
+                    if edits
+                        .iter()
+                        .any(|e| e.name.as_str().starts_with(TOPICS_PREFIX))
+                    {
+                        self.stamp_topics_changed();
+                    }
                     return Ok(applied);
                 }
                 Err(e) => match classify(e) {

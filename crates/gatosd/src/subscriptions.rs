@@ -1,9 +1,12 @@
 //! Subscriptions: `messages.event` notifications for messages written by anyone.
 //!
-//! One watch per topic, shared by its subscriptions; one poller reads the watched heads
-//! every `watch_poll`, idle ones less often down to `watch_idle_poll` (and the daemon's own
-//! publishes poke at once), so messages written by the CLI, another daemon or a fetch
-//! reach subscribers within that interval. Each subscription reads its own cursor through a
+//! One watch per topic, shared by its subscriptions; one poller. Every `watch_poll` it
+//! stats the store's topics stamp, which every gatos writer (this daemon, the CLI, another
+//! daemon, a sync) moves after writing a topic: while it has not moved, no head is read and
+//! idle subscriptions cost nothing. When it moves, the watched heads are read, idle ones
+//! less often down to `watch_idle_poll` (and the daemon's own publishes poke at once).
+//! Refs written by plain git do not move the stamp: a read of every watched head each
+//! [`SAFETY_POLL`] catches them. Each subscription reads its own cursor through a
 //! library `Follower` on the blocking pool, a bounded batch at a time, and queues events
 //! into its connection's byte-bounded outbox. A subscriber that does not read for
 //! `lag_grace` while its outbox is full gets `messages.lagged {subscription, next_since}`
@@ -118,9 +121,30 @@ impl Watchers {
     }
 }
 
+/// How often every watched head is read even when the topics stamp says nothing changed
+/// (writes by plain git, which does not move the stamp).
+pub const SAFETY_POLL: Duration = Duration::from_secs(30);
+
+/// How long after the stamp last moved heads are still read: a file's modification time is
+/// as coarse as the kernel's tick, so a second write within one tick leaves the same time.
+const STAMP_GUARD: Duration = Duration::from_millis(100);
+
 async fn poll_heads(w: Arc<Watchers>) {
+    let mut stamp = w.gatos.store().topics_stamp();
+    let mut hot_until = tokio::time::Instant::now() + STAMP_GUARD;
+    let mut next_safety = tokio::time::Instant::now() + SAFETY_POLL;
     loop {
         let now = tokio::time::Instant::now();
+        let seen = w.gatos.store().topics_stamp();
+        if seen != stamp {
+            stamp = seen;
+            hot_until = now + STAMP_GUARD.max(w.poll);
+        }
+        let safety = now >= next_safety;
+        if safety {
+            next_safety = now + SAFETY_POLL;
+        }
+        let quiet = now > hot_until && !safety;
         let (due, next) = {
             let mut map = w.map.lock().unwrap_or_else(PoisonError::into_inner);
             map.retain(|_, x| x.tx.receiver_count() > 0);
@@ -128,12 +152,25 @@ async fn poll_heads(w: Arc<Watchers>) {
                 w.running.store(false, Ordering::Release);
                 return;
             }
-            let due: Vec<Topic> = map
-                .iter()
-                .filter(|(_, x)| x.due <= now)
-                .map(|(t, _)| t.clone())
-                .collect();
-            let next = map.values().map(|x| x.due).min().unwrap_or(now + w.poll);
+            let due: Vec<Topic> = if quiet {
+                // Nothing was written since the heads were last read: read none, look at
+                // the stamp again in one poll.
+                Vec::new()
+            } else {
+                map.iter()
+                    .filter(|(_, x)| x.due <= now || safety)
+                    .map(|(t, _)| t.clone())
+                    .collect()
+            };
+            let next = if quiet {
+                now + w.poll
+            } else {
+                map.values()
+                    .map(|x| x.due)
+                    .min()
+                    .unwrap_or(now + w.poll)
+                    .min(now + w.poll)
+            };
             (due, next)
         };
         if due.is_empty() {

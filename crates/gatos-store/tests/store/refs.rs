@@ -278,3 +278,32 @@ fn listing_refs_while_git_pack_refs_deletes_them_sees_them_all() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn the_topics_stamp_moves_with_topic_refs_only() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let (a, b) = (commit(&s, "a")?, commit(&s, "b")?);
+    assert_eq!(s.topics_stamp(), None, "no topic written yet");
+    let job = name("refs/gatos/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/claim");
+    s.update_refs(&[Edit::create(job, a)], &Options::default())?;
+    assert_eq!(s.topics_stamp(), None, "a job ref is not a topic");
+    let head = name("refs/gatos/messages/orders/head");
+    s.update_refs(&[Edit::create(head.clone(), a)], &Options::default())?;
+    let first = s.topics_stamp().ok_or("a topic write makes the stamp")?;
+    // Age the stamp so the next write's time is surely different (mtimes are coarse).
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::options()
+        .append(true)
+        .open(s.topics_stamp_path())?
+        .set_modified(old)?;
+    let aged = s.topics_stamp().ok_or("still there")?;
+    assert_ne!(aged, first);
+    s.update_refs(&[Edit::update(head, Some(a), b)], &Options::default())?;
+    let moved = s.topics_stamp().ok_or("still there")?;
+    assert!(
+        moved > aged,
+        "a topic write moves the stamp: {aged:?} -> {moved:?}"
+    );
+    Ok(())
+}
