@@ -276,10 +276,23 @@ fn reap(job: Pid, tx: &mpsc::Sender<Event>) {
     }
 }
 
+/// Tells whether this process has any child. As a subreaper it adopts every orphan of
+/// the job, so any living descendant means a child: none (the usual end of a job that
+/// started nothing) spares the walk through `/proc`.
+fn has_children() -> bool {
+    !matches!(
+        rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG),
+        Err(rustix::io::Errno::CHILD)
+    )
+}
+
 /// Kills every descendant of this process until none is left (bounded: a process that
 /// forks faster than it is killed gets a few hundred rounds, then is left to the
 /// worker's group kill).
 fn kill_descendants() {
+    if !has_children() {
+        return;
+    }
     let me = rustix::process::getpid().as_raw_nonzero().get();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
