@@ -280,8 +280,13 @@ fn reap(job: Pid, tx: &mpsc::Sender<Event>) {
 /// the job, so any living descendant means a child: none (the usual end of a job that
 /// started nothing) spares the walk through `/proc`.
 fn has_children() -> bool {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    // WNOWAIT: look without reaping, so the reaper thread still sees the job end.
     !matches!(
-        rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG),
+        waitid(
+            WaitId::All,
+            WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT | WaitIdOptions::EXITED
+        ),
         Err(rustix::io::Errno::CHILD)
     )
 }
