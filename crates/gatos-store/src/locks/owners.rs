@@ -4,7 +4,11 @@
 //! Before a ref transaction, a gatos writer creates a record in `<git-dir>/gatos/locks/
 //! owners/`, holds its `flock` for the whole transaction, and writes into it the `.lock`
 //! paths (relative to the common dir) the transaction may create: one per edited ref, and
-//! `packed-refs.lock`. When the transaction ends it removes the record. So:
+//! `packed-refs.lock`. When the transaction ends it empties the record, which names nothing
+//! from then on; the process keeps the empty record (open and flocked) for its next
+//! transaction, so a write costs no file creation or removal here — only the rewrite of a
+//! few bytes. A process that exits leaves its empty records unlocked, and the next census
+//! retires them. So:
 //!
 //! - a record whose flock is free belongs to a writer that died mid-transaction;
 //! - a `.lock` file is gatos's only when a record lists it and that record was written no
@@ -40,17 +44,36 @@ pub struct Owners {
 #[derive(Debug)]
 pub struct Record {
     path: PathBuf,
-    _file: File,
-    keep: bool,
+    file: Option<File>,
+    dir: PathBuf,
 }
+
+/// Records this process holds (open, flocked, empty) between transactions, by directory.
+static IDLE: std::sync::Mutex<Vec<(PathBuf, PathBuf, File)>> = std::sync::Mutex::new(Vec::new());
+
+/// Idle records kept per process; more concurrent transactions than this make and remove
+/// records as before.
+const MAX_IDLE: usize = 64;
 
 impl Drop for Record {
     fn drop(&mut self) {
+        let Some(file) = self.file.take() else {
+            return; // abandoned
+        };
+        // Empty: from now on the record names no lock, and stays held for the next
+        // transaction of this process.
+        if file.set_len(0).is_ok() {
+            let mut idle = IDLE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if idle.len() < MAX_IDLE {
+                idle.push((self.dir.clone(), self.path.clone(), file));
+                return;
+            }
+        }
         // Unlink first, then the flock goes with the file: a recoverer that opened the
         // record before the unlink finds it gone once it gets the flock.
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -64,7 +87,7 @@ impl Record {
     /// released, its file stays). For tests of crash recovery.
     #[doc(hidden)]
     pub fn abandon(mut self) {
-        self.keep = true;
+        self.file = None;
     }
 }
 
@@ -157,6 +180,31 @@ impl Owners {
             path: path.to_owned(),
             source,
         };
+        let mut text = String::new();
+        for l in locks {
+            text.push_str(l);
+            text.push('\n');
+        }
+        let reused = {
+            let mut idle = IDLE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            idle.iter()
+                .position(|(d, _, _)| *d == self.dir)
+                .map(|i| idle.swap_remove(i))
+        };
+        if let Some((dir, path, file)) = reused {
+            // Held and empty since its last transaction: rewrite it in place (its mtime
+            // becomes now, before any lock it names is created).
+            use std::os::unix::fs::FileExt as _;
+            file.write_all_at(text.as_bytes(), 0)
+                .map_err(|e| io(&path, e))?;
+            return Ok(Record {
+                path,
+                file: Some(file),
+                dir,
+            });
+        }
         std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -172,25 +220,23 @@ impl Owners {
             .write(true)
             .open(&path)
             .map_err(|e| io(&path, e))?;
-        let record = Record {
-            path: path.clone(),
-            _file: file.try_clone().map_err(|e| io(&path, e))?,
-            keep: false,
-        };
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
+                let _ = std::fs::remove_file(&path);
                 return Err(io(&path, std::io::ErrorKind::WouldBlock.into()));
             }
-            Err(TryLockError::Error(e)) => return Err(io(&path, e)),
-        }
-        let mut text = String::new();
-        for l in locks {
-            text.push_str(l);
-            text.push('\n');
+            Err(TryLockError::Error(e)) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(io(&path, e));
+            }
         }
         file.write_all(text.as_bytes()).map_err(|e| io(&path, e))?;
-        Ok(record)
+        Ok(Record {
+            path,
+            file: Some(file),
+            dir: self.dir.clone(),
+        })
     }
 
     /// Reads every record but `except` (the caller's own): takes the flock of each dead
@@ -268,7 +314,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_held_record_is_live_an_abandoned_one_dead_a_dropped_one_gone()
+    fn a_held_record_is_live_an_abandoned_one_dead_a_dropped_one_names_nothing()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let owners = Owners::new(dir.path());
@@ -304,7 +350,14 @@ mod tests {
         }
         assert!(owners.census(None)?.dead.is_empty());
         drop(live);
-        assert!(owners.census(None)?.live.is_empty());
+        // Kept, held and empty for this process's next transaction: it names no lock.
+        let after = owners.census(None)?;
+        assert!(after.dead.is_empty());
+        assert!(
+            after.live.iter().all(|(_, locks)| locks.is_empty()),
+            "{after:?}"
+        );
+        assert_eq!(after.owner_of("refs/gatos/a.lock", later), Owner::Foreign);
         Ok(())
     }
 }
