@@ -923,8 +923,10 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
             .map_err(|e| format!("gatos: cannot create {}: {e}\n", d.display()))?;
         Ok(d)
     };
-    let home = mk("home")?;
-    let tmp = mk("tmp")?;
+    // The attempt directory is the job's HOME and TMPDIR (one directory: every directory
+    // created and removed per attempt costs on a slow disk).
+    let home = root.clone();
+    let tmp = root.clone();
     let inputs = root.join("inputs.json");
     std::fs::write(&inputs, gatos_types::jcs::to_vec(&spec.inputs))
         .map_err(|e| format!("gatos: cannot write the inputs file: {e}\n"))?;
