@@ -384,6 +384,16 @@ struct Shared<'a> {
     supervisor: PathBuf,
     /// Paths no sandbox rule may grant (the git directories).
     hidden: Vec<PathBuf>,
+    /// The sandbox rules every attempt shares (with the worker's PATH), made once.
+    base_rules: Option<sandbox::Rules>,
+}
+
+/// What jobs may write besides their own directory: the operator's additions and
+/// `--workdir`.
+fn sandbox_write(opts: &WorkerOptions) -> Vec<PathBuf> {
+    let mut w = opts.sandbox_write.clone();
+    w.extend(opts.workdir.iter().cloned());
+    w
 }
 
 /// Runs a worker until its mode says to stop (or `control` does); `report` is called
@@ -526,6 +536,15 @@ pub fn run(
         report,
         node: gatos.node_id().ok().map(|n| n.to_string()),
         refused: Mutex::new(std::collections::BTreeSet::new()),
+        base_rules: sandbox.map(|_| {
+            sandbox::Rules::base(
+                std::env::var("PATH").ok().as_deref(),
+                &opts.sandbox_read,
+                &sandbox_write(opts),
+                &hidden,
+                opts.sandbox == sandbox::Mode::Required,
+            )
+        }),
         sandbox,
         supervisor,
         hidden,
@@ -930,7 +949,6 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
     let inputs = root.join("inputs.json");
     std::fs::write(&inputs, gatos_types::jcs::to_vec(&spec.inputs))
         .map_err(|e| format!("gatos: cannot write the inputs file: {e}\n"))?;
-    let mut extra_write = sh.opts.sandbox_write.clone();
     let base = match (spec.checkout, &sh.opts.workdir) {
         (Some(commit), _) => {
             let src = mk("src")?;
@@ -945,10 +963,7 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
                 .map_err(|e| format!("gatos: cannot check out {commit}: {e}\n"))?;
             src
         }
-        (None, Some(d)) => {
-            extra_write.push(d.clone());
-            d.clone()
-        }
+        (None, Some(d)) => d.clone(),
         (None, None) => mk("work")?,
     };
     let cwd = if spec.cwd == "." {
@@ -996,19 +1011,20 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
     set(&mut env, "GATOS_WORKER", lease.worker.to_string());
     set(&mut env, "GATOS_INPUTS", inputs.display().to_string());
     set(&mut env, "GATOS_RUN_ID", run_id.clone());
-    let rules = sh.sandbox.map(|_| {
-        let path_var = env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_str());
-        sandbox::Rules::for_attempt(
-            &root,
-            path_var,
-            &sh.opts.sandbox_read,
-            &extra_write,
-            &sh.hidden,
-            sh.opts.sandbox == sandbox::Mode::Required,
-        )
+    let rules = sh.base_rules.as_ref().map(|base| {
+        // The worker's rules, unless the job sets its own PATH (its directories are
+        // readable instead).
+        let rules = match spec.env.get("PATH") {
+            None => base.clone(),
+            Some(path) => sandbox::Rules::base(
+                Some(path),
+                &sh.opts.sandbox_read,
+                &sandbox_write(sh.opts),
+                &sh.hidden,
+                sh.opts.sandbox == sandbox::Mode::Required,
+            ),
+        };
+        rules.with_dir(&root)
     });
     Ok(Prepared {
         spec: supervisor::RunSpec {

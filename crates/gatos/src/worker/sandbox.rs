@@ -110,30 +110,50 @@ impl Rules {
         hidden: &[PathBuf],
         required: bool,
     ) -> Rules {
-        let keep = |p: &Path| {
-            p.is_absolute()
-                && p.exists()
-                && !hidden.iter().any(|h| h.starts_with(p) || p.starts_with(h))
+        Rules::base(path_var, extra_read, extra_write, hidden, required).with_dir(attempt_dir)
+    }
+
+    /// The rules every attempt of a worker shares (all but its own directory): paths are
+    /// resolved (a symbolic link into the git directory is caught, and `/bin` on a
+    /// merged-`/usr` system is `/usr/bin`), and a path beneath another of the same list is
+    /// dropped, so the supervisor opens a few directories rather than dozens.
+    pub fn base(
+        path_var: Option<&str>,
+        extra_read: &[PathBuf],
+        extra_write: &[PathBuf],
+        hidden: &[PathBuf],
+        required: bool,
+    ) -> Rules {
+        let keep = |p: &Path| -> Option<PathBuf> {
+            if !p.is_absolute() {
+                return None;
+            }
+            let p = std::fs::canonicalize(p).ok()?;
+            let hides = hidden.iter().any(|h| h.starts_with(&p) || p.starts_with(h));
+            (!hides).then_some(p)
         };
         let mut read: Vec<PathBuf> = SYSTEM_DIRS.iter().map(PathBuf::from).collect();
         if let Some(path) = path_var {
             read.extend(std::env::split_paths(path));
         }
         read.extend(extra_read.iter().cloned());
-        read.retain(|p| keep(p));
-        read.sort();
-        read.dedup();
+        let read = minimal(read.iter().filter_map(|p| keep(p)).collect());
         let mut write: Vec<PathBuf> = DEVICES.iter().map(PathBuf::from).collect();
-        write.push(attempt_dir.to_owned());
         write.extend(extra_write.iter().cloned());
-        write.retain(|p| keep(p));
-        write.sort();
-        write.dedup();
+        let write = minimal(write.iter().filter_map(|p| keep(p)).collect());
         Rules {
             read,
             write,
             required,
         }
+    }
+
+    /// Adds an attempt's own directory (read-write).
+    pub fn with_dir(mut self, dir: &Path) -> Rules {
+        if dir.is_absolute() {
+            self.write.push(dir.to_owned());
+        }
+        self
     }
 
     /// Confines the calling thread and everything it starts from now on.
@@ -169,6 +189,19 @@ impl Rules {
         }
         Ok(enforced)
     }
+}
+
+/// Sorted, without duplicates, and without a path beneath another one of the list.
+fn minimal(mut v: Vec<PathBuf>) -> Vec<PathBuf> {
+    v.sort();
+    v.dedup();
+    let mut out: Vec<PathBuf> = Vec::with_capacity(v.len());
+    for p in v {
+        if !out.iter().any(|q| p.starts_with(q)) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// How much of the sandbox the kernel enforced.
@@ -210,8 +243,31 @@ mod tests {
         );
         assert!(r.write.iter().all(|p| !git.starts_with(p)), "{r:?}");
         assert!(r.write.contains(&attempt));
-        assert!(r.read.contains(&PathBuf::from("/usr/bin")));
+        assert!(r.read.iter().any(|p| Path::new("/usr/bin").starts_with(p)));
+        // Nothing beneath another entry: /usr covers /usr/bin.
+        assert!(!r.read.contains(&PathBuf::from("/usr/bin")), "{r:?}");
         assert!(!r.read.iter().any(|p| p == Path::new("relative")));
+    }
+
+    #[test]
+    fn a_symbolic_link_into_the_git_directory_is_not_granted() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = std::fs::canonicalize(tmp.path()).expect("canonical");
+        let git = root.join("repo").join(".git");
+        std::fs::create_dir_all(git.join("gatos")).expect("mkdir");
+        let link = root.join("innocent");
+        std::os::unix::fs::symlink(git.join("gatos"), &link).expect("symlink");
+        let r = Rules::base(
+            Some(&link.display().to_string()),
+            std::slice::from_ref(&link),
+            std::slice::from_ref(&link),
+            std::slice::from_ref(&git),
+            false,
+        );
+        assert!(
+            r.read.iter().chain(&r.write).all(|p| !p.starts_with(&git)),
+            "{r:?}"
+        );
     }
 
     #[test]
