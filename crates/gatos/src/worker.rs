@@ -492,6 +492,11 @@ pub fn run(
     {
         tracing::warn!(error = %e, "cannot make the worker non-dumpable; jobs may read its environment through /proc");
     }
+    if rustix::process::geteuid().is_root() && sandbox.is_some() {
+        tracing::warn!(
+            "this worker runs as root: its jobs run as root too and can read the environment of every root process (this worker's and its parents' included) through /proc; run workers as an unprivileged user (docs/jobs.md, \"What a job can reach\")"
+        );
+    }
     let reaped = leftovers::reap_dead_workers(gatos);
     if reaped > 0 {
         tracing::warn!(
