@@ -375,3 +375,45 @@ fn jobs_run_in_a_checkout_of_the_commit_they_name() -> TestResult {
     );
     repo.assert_fsck_strict()
 }
+
+#[test]
+fn an_output_that_links_outside_the_job_is_left_out() -> TestResult {
+    let repo = TempRepo::new()?;
+    init(&repo)?;
+    let keys = repo.git_dir().join("gatos").join("keys");
+    // The worker reads outputs outside the sandbox: a link planted by the job must not
+    // make it read the key for the job.
+    let script = format!(
+        "ln -s {keys} keys; ln -s {keys}/signing.pem key.pem; echo fine > report.txt",
+        keys = keys.display()
+    );
+    let id = enqueue(
+        &repo,
+        &[
+            "--no-checkout",
+            "--output",
+            "keys/signing.pem",
+            "--output",
+            "key.pem",
+            "--output",
+            "report.txt",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )?;
+    drain(&repo, &[], &[])?;
+    let result = repo
+        .rev_parse(&format!("refs/gatos/jobs/{id}/result"))?
+        .ok_or("no result")?;
+    let files = repo.git(&["ls-tree", "-r", "--name-only", &result])?;
+    assert!(files.contains("outputs/report.txt"), "{files}");
+    assert!(
+        !files.contains("signing.pem") && !files.contains("key.pem"),
+        "{files}"
+    );
+    let all = repo.git(&["log", "-p", "--all", "--format=%H"])?;
+    assert!(!all.contains("PRIVATE KEY"), "the key reached the ledger");
+    repo.assert_fsck_strict()
+}

@@ -902,6 +902,8 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
 struct Prepared {
     spec: supervisor::RunSpec,
     cwd: PathBuf,
+    /// Where outputs may be read from (resolved).
+    output_roots: Vec<PathBuf>,
     secrets: Vec<(String, String)>,
     run_id: String,
     _dir: tempfile::TempDir,
@@ -1040,6 +1042,14 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
             worker_pid: std::process::id(),
         },
         cwd,
+        output_roots: std::iter::once(root.clone())
+            .chain(
+                sh.opts
+                    .workdir
+                    .iter()
+                    .filter_map(|d| std::fs::canonicalize(d).ok()),
+            )
+            .collect(),
         secrets: used,
         run_id,
         _dir: dir,
@@ -1230,7 +1240,7 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared) -> Ran {
             _ => Outcome::Failed,
         },
     };
-    let outputs = collect_outputs(&lease.spec.outputs, &p.cwd);
+    let outputs = collect_outputs(&lease.spec.outputs, &p.cwd, &p.output_roots);
     let signal_note = status
         .and_then(|s| s.signal())
         .map(|sig| format!("\n[gatos: the process ended by signal {sig}]\n"));
@@ -1249,12 +1259,21 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared) -> Ran {
     )
 }
 
-/// Reads declared outputs (files under `cwd`), within [`OUTPUTS_CAP`] in all.
-fn collect_outputs(declared: &[String], cwd: &Path) -> Vec<(String, Vec<u8>)> {
+/// Reads declared outputs (files under `cwd`), within [`OUTPUTS_CAP`] in all. The worker
+/// reads them outside the sandbox, so a path is resolved first and must lead to a regular
+/// file inside `roots` (the attempt directory, `--workdir`): a job that plants a symbolic
+/// link to the signing key and declares it as an output gets nothing.
+fn collect_outputs(declared: &[String], cwd: &Path, roots: &[PathBuf]) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut total = 0u64;
     for rel in declared {
-        let path = cwd.join(rel);
+        let Ok(path) = std::fs::canonicalize(cwd.join(rel)) else {
+            continue;
+        };
+        if !roots.iter().any(|r| path.starts_with(r)) {
+            tracing::warn!(output = %rel, "an output that leads outside the job's directory is left out");
+            continue;
+        }
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
