@@ -375,3 +375,58 @@ fn cli_pages_end_at_the_page_byte_cap() -> TestResult {
     );
     repo.assert_fsck_strict()
 }
+
+#[test]
+fn consume_moves_the_checkpoint_only_after_the_page_reached_its_reader() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    for i in 0..10 {
+        gatos_ok(
+            &repo,
+            &[
+                "messages",
+                "publish",
+                "orders",
+                "--data",
+                &format!("{{\"n\":{i}}}"),
+            ],
+        )?;
+    }
+    // A page that cannot be written (a full disk) is not consumed: exit non-zero, and
+    // the checkpoint stays where it was.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full")?;
+    let out = gatos_cmd(
+        &repo,
+        &["messages", "consume", "billing", "orders", "--json"],
+    )
+    .stdout(Stdio::from(full))
+    .stderr(Stdio::piped())
+    .output()?;
+    assert!(!out.status.success(), "a failed delivery is a failure");
+    assert!(
+        repo.rev_parse("refs/gatos/consumers/billing/orders")?
+            .is_none(),
+        "the checkpoint did not move"
+    );
+    // Delivered for real the next time: all ten, once.
+    let got = json_lines(&gatos_ok(
+        &repo,
+        &["messages", "consume", "billing", "orders", "--json"],
+    )?)?;
+    let ns: Vec<u64> = got
+        .iter()
+        .filter_map(|m| m["payload"]["n"].as_u64())
+        .collect();
+    assert_eq!(ns, (0..10).collect::<Vec<u64>>());
+    let again = gatos_ok(
+        &repo,
+        &["messages", "consume", "billing", "orders", "--json"],
+    )?;
+    assert!(
+        json_lines(&again)?
+            .iter()
+            .all(|m| m.get("payload").is_none()),
+        "{again}"
+    );
+    repo.assert_fsck_strict()
+}

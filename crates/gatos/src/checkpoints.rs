@@ -234,6 +234,26 @@ impl<'g> Checkpoints<'g> {
         limit: u64,
         mut f: impl FnMut(&MessageView<'_>) -> Result<bool>,
     ) -> Result<Consumed> {
+        self.consume_delivered(group, topic, limit, |step| match step {
+            Delivery::Message(m) => f(m),
+            Delivery::End => Ok(true),
+        })
+    }
+
+    /// As [`Checkpoints::consume`], and once the page has gone to `f` it gets
+    /// [`Delivery::End`]: the place to flush what was written. The checkpoint moves only
+    /// after that succeeds, so a page that did not reach its reader (a full disk, a closed
+    /// pipe) is delivered again (DESIGN §4: print, flush, then advance).
+    ///
+    /// # Errors
+    /// As [`Checkpoints::consume`], and whatever `f` returns for the end.
+    pub fn consume_delivered(
+        &self,
+        group: &Group,
+        topic: &Topic,
+        limit: u64,
+        mut f: impl FnMut(Delivery<'_, '_>) -> Result<bool>,
+    ) -> Result<Consumed> {
         let (_, doc) = self.current(group, topic)?;
         let messages = self.gatos.messages();
         let cursor = match doc.ulid {
@@ -243,10 +263,10 @@ impl<'g> Checkpoints<'g> {
         let mut last_commit = None;
         let scan = |cursor: Cursor,
                     last_commit: &mut Option<Oid>,
-                    f: &mut dyn FnMut(&MessageView<'_>) -> Result<bool>| {
+                    f: &mut dyn FnMut(Delivery<'_, '_>) -> Result<bool>| {
             messages.scan(topic, &cursor, Some(limit), |m| {
                 *last_commit = Some(m.commit);
-                f(m)
+                f(Delivery::Message(m))
             })
         };
         let end = match scan(cursor, &mut last_commit, &mut f) {
@@ -256,6 +276,8 @@ impl<'g> Checkpoints<'g> {
             }
             other => other?,
         };
+        // Delivered (flushed) before the checkpoint moves.
+        f(Delivery::End)?;
         let doc = match (end.last, last_commit) {
             (Some((seq, ulid)), Some(commit)) => self
                 .advance(
@@ -283,4 +305,13 @@ impl<'g> Checkpoints<'g> {
             gap: end.gap,
         })
     }
+}
+
+/// What [`Checkpoints::consume_delivered`] hands its consumer.
+#[derive(Debug)]
+pub enum Delivery<'a, 'b> {
+    /// The next message of the page.
+    Message(&'a MessageView<'b>),
+    /// The page is complete: deliver it (flush) now; the checkpoint moves after.
+    End,
 }

@@ -88,5 +88,21 @@ fn consume_prints_then_advances() -> TestResult {
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Unavailable);
     assert_eq!(g.checkpoints().get(&group, &t)?.seq, 5);
+    // Every message handed over but the delivery (the flush) failing: still not consumed.
+    let mut handed = 0;
+    let err = g
+        .checkpoints()
+        .consume_delivered(&group, &t, 3, |step| match step {
+            gatos::checkpoints::Delivery::Message(_) => {
+                handed += 1;
+                Ok(true)
+            }
+            gatos::checkpoints::Delivery::End => {
+                Err(gatos::Error::new(ErrorCode::Unavailable, "disk full"))
+            }
+        })
+        .unwrap_err();
+    assert_eq!((handed, err.code()), (1, ErrorCode::Unavailable));
+    assert_eq!(g.checkpoints().get(&group, &t)?.seq, 5);
     repo.assert_fsck_strict()
 }

@@ -1,6 +1,7 @@
 //! `git gatos messages consume`.
 
 use gatos::Error;
+use gatos::checkpoints::Delivery;
 use gatos_types::{ErrorCode, Group, Topic};
 
 use super::super::{Ctx, parse};
@@ -18,16 +19,19 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &ConsumeArgs) -> Result<(), Error> {
         ));
     }
     let g = ctx.gatos()?;
-    // The page must reach the reader before the checkpoint moves: flush inside the
-    // callback's last step by printing through the buffered writer, then flushing.
+    // The page must reach the reader before the checkpoint moves: it is flushed at the
+    // end of the page, and only a successful flush lets the checkpoint advance.
     let mut bytes = 0u64;
-    let done = g.checkpoints().consume(&group, &topic, a.limit, |m| {
-        print_message(out, m)?;
-        bytes = bytes.saturating_add(m.page_bytes());
-        Ok(bytes < a.max_page_bytes)
-    });
-    let done = done?;
-    out.flush()?;
+    let done = g
+        .checkpoints()
+        .consume_delivered(&group, &topic, a.limit, |step| match step {
+            Delivery::Message(m) => {
+                print_message(out, m)?;
+                bytes = bytes.saturating_add(m.page_bytes());
+                Ok(bytes < a.max_page_bytes)
+            }
+            Delivery::End => out.flush().map(|()| true),
+        })?;
     warn_gap(out, &topic, done.gap);
     if !out.is_json() {
         out.hint(&format!(
