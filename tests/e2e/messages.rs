@@ -430,3 +430,41 @@ fn consume_moves_the_checkpoint_only_after_the_page_reached_its_reader() -> Test
     );
     repo.assert_fsck_strict()
 }
+
+#[test]
+fn a_batch_whose_output_fails_says_what_landed() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let lines: String = (0..2500).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    let batch = repo.root().join("batch.jsonl");
+    std::fs::write(&batch, lines)?;
+    // Rows are printed as each chunk lands; the output (a full disk) fails at the first
+    // flush, after the first chunk of 1,000 is in the topic.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full")?;
+    let out = gatos_cmd(
+        &repo,
+        &[
+            "messages",
+            "publish",
+            "orders",
+            "--batch",
+            &batch.to_string_lossy(),
+        ],
+    )
+    .stdout(Stdio::from(full))
+    .stderr(Stdio::piped())
+    .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let read = json_lines(&gatos_ok(
+        &repo,
+        &["messages", "read", "orders", "--json", "--limit", "10000"],
+    )?)?;
+    let in_topic = read.iter().filter(|m| m.get("payload").is_some()).count();
+    assert_eq!(in_topic, 1000, "one chunk landed");
+    assert!(
+        err.contains("1000 messages landed (through line 1000); re-send from line 1001"),
+        "the error says what landed: {err}"
+    );
+    repo.assert_fsck_strict()
+}

@@ -61,13 +61,17 @@ impl Error {
         &*self.inner
     }
 
-    /// Prefixes the message with context, keeping the code.
+    /// Prefixes the message with context, keeping the code, the details and the cause
+    /// (as the error's `source`).
     #[must_use]
     pub fn context(self, what: impl fmt::Display) -> Error {
         let message = format!("{what}: {self}");
         Error {
             code: self.code,
-            inner: Box::new(Message(message)),
+            inner: Box::new(Context {
+                message,
+                source: self.inner,
+            }),
             details: self.details,
         }
     }
@@ -115,3 +119,42 @@ impl std::error::Error for Message {}
 
 /// A result of the public API.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A message with context before it, and the error it explains as its source.
+#[derive(Debug)]
+struct Context {
+    message: String,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Context {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_keeps_the_code_the_details_and_the_cause() {
+        let e = Error {
+            code: ErrorCode::Internal,
+            inner: Box::new(std::io::Error::other("disk full")),
+            details: serde_json::Map::new(),
+        }
+        .with_detail("landed", 3)
+        .context("3 messages landed");
+        assert_eq!(e.to_string(), "3 messages landed: disk full");
+        assert_eq!(e.details().get("landed"), Some(&serde_json::json!(3)));
+        let cause = std::error::Error::source(e.inner()).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("disk full"));
+    }
+}

@@ -322,10 +322,15 @@ impl Messages<'_> {
             }
             match self.append(topic, &chunk, expect.take(), true) {
                 Ok(rows) => {
+                    // The whole chunk is in the topic now, whatever happens to its rows'
+                    // report: a failing `on_row` (an output that failed) says so.
+                    let written = landed + rows.len() as u64;
                     for row in &rows {
-                        on_row(row)?;
-                        landed += 1;
+                        if let Err(e) = on_row(row) {
+                            return Err(partial(e, written));
+                        }
                     }
+                    landed = written;
                 }
                 Err(s) => return Err(partial(s.error, landed + s.landed)),
             }
