@@ -1231,3 +1231,58 @@ fn the_scanner_refuses_urls_headers_flags_and_keys_until_the_operator_allows_one
     )?;
     repo.assert_fsck_strict()
 }
+
+/// Runs git with `input` on its stdin; returns its stdout.
+fn git_stdin(repo: &TempRepo, args: &[&str], input: &str) -> TestResult<String> {
+    use std::io::Write as _;
+    let mut child = repo
+        .git_cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    assert!(out.status.success(), "git {args:?}");
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[test]
+fn a_malformed_job_is_left_out_and_stops_no_other() -> TestResult {
+    let repo = TempRepo::new()?;
+    init(&repo)?;
+    let good = enqueue(&repo, &["--no-checkout", "--", "true"])?;
+    // A job written with plain git whose job.json gatos would never write.
+    let bad = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    for doc in [r#"{"command":[]}"#, "not json"] {
+        let blob = git_stdin(&repo, &["hash-object", "-w", "--stdin"], doc)?;
+        let tree = git_stdin(
+            &repo,
+            &["mktree"],
+            &format!("100644 blob {}\tjob.json\n", blob.trim()),
+        )?;
+        let commit = repo.git(&["commit-tree", tree.trim(), "-m", "job"])?;
+        repo.git(&[
+            "update-ref",
+            &format!("refs/gatos/jobs/{bad}/job"),
+            commit.trim(),
+        ])?;
+        let rows = json_lines(&gatos_ok(&repo, &["jobs", "ls", "--json"])?)?;
+        assert!(
+            rows.iter().all(|r| r["id"] != bad) && rows.iter().any(|r| r["id"] == good.as_str()),
+            "{rows:?}"
+        );
+        let shown = gatos(&repo, &["jobs", "show", bad])?;
+        assert!(String::from_utf8_lossy(&shown.stderr).contains("error[InvalidEnvelope]"));
+        let doctor = gatos(&repo, &["doctor", "--json"])?;
+        assert!(String::from_utf8_lossy(&doctor.stdout).contains("job-malformed"));
+    }
+    let rows = run_worker(&repo, &["--drain"])?;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["id"], good.as_str());
+    assert_eq!(state(&repo, &good), "succeeded");
+    Ok(())
+}

@@ -78,6 +78,7 @@ pub const CODES: &[(&str, Severity)] = &[
     ("sync-rejected", Severity::Warning),
     ("job-enqueuer-untrusted", Severity::Warning),
     ("result-conflict", Severity::Warning),
+    ("job-malformed", Severity::Error),
 ];
 
 /// The severity of a code.
@@ -573,6 +574,23 @@ fn msg_ids(
 fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
     let now = gatos.now();
     let (events, first_event) = msg_ids(gatos, &crate::jobs::events::topic())?;
+    // Jobs whose documents are malformed: listings and workers leave them out; say so here.
+    for (id, refs) in crate::jobs::archive::live(gatos)? {
+        if let Err(e) = gatos.job_record_at(id, refs, false)
+            && e.code() == ErrorCode::InvalidEnvelope
+        {
+            r.add(
+                "job-malformed",
+                names::job(id).to_string(),
+                format!("job {id} is left out of listings and never run: {e}"),
+                format!(
+                    "git cat-file -p {}:job.json   # inspect; if it is junk: git update-ref -d {}",
+                    names::job(id),
+                    names::job(id)
+                ),
+            );
+        }
+    }
     for rec in gatos.jobs().records(true)? {
         let id = rec.id;
         let d = crate::jobs::state::derive(&rec, now, gatos.lease_skew());

@@ -386,7 +386,7 @@ impl<'g> Jobs<'g> {
     pub fn records(&self, with_archive: bool) -> Result<Vec<JobRecord>> {
         let mut out = std::collections::BTreeMap::new();
         for (id, refs) in archive::live(self.gatos)? {
-            if let Some(rec) = self.gatos.job_record_at(id, refs, false)? {
+            if let Some(rec) = readable(id, self.gatos.job_record_at(id, refs, false))? {
                 out.insert(id, rec);
             }
         }
@@ -395,7 +395,7 @@ impl<'g> Jobs<'g> {
                 if out.contains_key(&a.id) {
                     continue;
                 }
-                if let Some(rec) = self.gatos.job_record_at(a.id, a.refs(), true)? {
+                if let Some(rec) = readable(a.id, self.gatos.job_record_at(a.id, a.refs(), true))? {
                     out.insert(a.id, rec);
                 }
             }
@@ -627,4 +627,17 @@ impl<'g> Jobs<'g> {
 
 fn d_is_final(s: JobState) -> bool {
     s.is_final()
+}
+
+/// One job of a listing: a job whose documents are malformed (`InvalidEnvelope`) is left
+/// out with a warning — `git gatos doctor` and `jobs show ID` name the problem — so it can
+/// never fail the listing, or the work, of every other job.
+pub(crate) fn readable(id: Ulid, rec: Result<Option<JobRecord>>) -> Result<Option<JobRecord>> {
+    match rec {
+        Err(e) if e.code() == ErrorCode::InvalidEnvelope => {
+            tracing::warn!(job = %id, error = %e, "a job whose documents are malformed is left out; see `git gatos jobs show` and `git gatos doctor`");
+            Ok(None)
+        }
+        other => other,
+    }
 }

@@ -362,6 +362,11 @@ impl Jobs<'_> {
                         tracing::debug!(job = %c.id, code = %e.code(), "not claimable after all");
                         refused.insert(c.id);
                     }
+                    // A malformed job is never run, and never stops the others.
+                    ErrorCode::InvalidEnvelope => {
+                        tracing::warn!(job = %c.id, error = %e, "a job whose documents are malformed is not run");
+                        refused.insert(c.id);
+                    }
                     _ => return Err(e),
                 },
             }

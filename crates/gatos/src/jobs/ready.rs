@@ -302,7 +302,7 @@ impl<'g> Ready<'g> {
             if state.known.contains(id) {
                 continue;
             }
-            let Some(rec) = self.gatos.jobs().record(*id)? else {
+            let Some(rec) = super::readable(*id, self.gatos.jobs().record(*id))? else {
                 continue;
             };
             if let Some(e) = entry_for(&rec, now, self.gatos.lease_skew()) {

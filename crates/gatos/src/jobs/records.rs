@@ -117,6 +117,9 @@ impl Gatos {
         };
         let mut r = self.store().reader();
         let (spec, bytes): (JobSpec, _) = read_doc(&mut r, job_commit, JOB_PATH)?;
+        // A job document that parses is not yet a job gatos would write: check it as sync
+        // does, so a bad one is a coded error naming the job, never a panic further on.
+        super::manifest::check_spec(&spec).map_err(|e| e.context(format_args!("job {id}")))?;
         let claim = match refs.claim {
             Some(c) => Some((c, read_doc::<ClaimDoc>(&mut r, c, CLAIM_PATH)?.0)),
             None => None,
