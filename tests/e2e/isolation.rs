@@ -3,14 +3,14 @@
 //! `kill -9` of the worker under a running job and a `setsid` escapee; a crashed worker
 //! and supervisor; checkouts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use gatos_testutil::{TempRepo, TestResult, wait_for};
 use serde_json::Value;
 
-use crate::support::{gatos, gatos_cmd, gatos_ok, json_lines};
+use crate::support::{enqueue, gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines};
 
 fn init(repo: &TempRepo) -> TestResult {
     gatos_ok(repo, &["init"])?;
@@ -22,13 +22,6 @@ fn commit_file(repo: &TempRepo, name: &str, text: &str, msg: &str) -> TestResult
     repo.git(&["add", name])?;
     repo.git(&["commit", "-q", "-m", msg])?;
     Ok(())
-}
-
-fn enqueue(repo: &TempRepo, args: &[&str]) -> TestResult<String> {
-    let mut all = vec!["jobs", "enqueue", "--json"];
-    all.extend_from_slice(args);
-    let row = json_lines(&gatos_ok(repo, &all)?)?;
-    Ok(row[0]["id"].as_str().unwrap().to_owned())
 }
 
 fn show(repo: &TempRepo, id: &str) -> TestResult<Value> {
@@ -43,15 +36,8 @@ fn log(repo: &TempRepo, id: &str, stream: &str) -> TestResult<String> {
     repo.git(&["cat-file", "blob", &format!("{result}:logs/{stream}")])
 }
 
-/// A directory outside the repository that test jobs may write.
-fn shared(repo: &TempRepo) -> PathBuf {
-    let d = repo.root().join("jobs-shared");
-    let _ = std::fs::create_dir_all(&d);
-    d
-}
-
 fn worker(repo: &TempRepo, args: &[&str], env: &[(&str, &str)]) -> TestResult<Child> {
-    let allow = shared(repo).to_string_lossy().into_owned();
+    let allow = jobs_shared(repo).to_string_lossy().into_owned();
     let mut all = vec![
         "worker",
         "--json",
@@ -236,7 +222,7 @@ printf %s "$P" | perl -pe 's/([^A-Za-z0-9_.~-])/sprintf("%%%02X",ord($1))/ge'; e
 /// Starts a worker under a job that leaves a `setsid` escapee; returns the worker, the
 /// job's pid and the escapee's pid.
 fn job_with_escapee(repo: &TempRepo, lease: &str) -> TestResult<(Child, i32, i32)> {
-    let obs = shared(repo);
+    let obs = jobs_shared(repo);
     let script = format!(
         r#"if [ "$GATOS_ATTEMPT" = 1 ]; then
   setsid -f sh -c 'echo $$ > {obs}/escaped.pid; exec sleep 300'

@@ -8,18 +8,13 @@ use std::time::Duration;
 use gatos_testutil::{TempRepo, TestResult, wait_for};
 use serde_json::Value;
 
-use crate::support::{gatos, gatos_cmd, gatos_ok, json_lines, path_with_bins};
+use crate::support::{
+    enqueue, gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines, path_with_bins,
+};
 
 fn init(repo: &TempRepo) -> TestResult<String> {
     let row = json_lines(&gatos_ok(repo, &["init", "--json"])?)?;
     Ok(row[0]["key"].as_str().unwrap().to_owned())
-}
-
-fn enqueue(repo: &TempRepo, args: &[&str]) -> TestResult<String> {
-    let mut all = vec!["jobs", "enqueue", "--json"];
-    all.extend_from_slice(args);
-    let row = json_lines(&gatos_ok(repo, &all)?)?;
-    Ok(row[0]["id"].as_str().unwrap().to_owned())
 }
 
 fn show(repo: &TempRepo, id: &str) -> TestResult<Value> {
@@ -54,16 +49,8 @@ fn finish(mut child: Child, what: &str, timeout: Duration) -> TestResult<Output>
     Ok(out)
 }
 
-/// A directory outside the repository that jobs may write (the sandbox hides the
-/// repository): where test jobs leave pid files and logs for the test to read.
-fn shared(repo: &TempRepo) -> std::path::PathBuf {
-    let d = repo.root().join("jobs-shared");
-    let _ = std::fs::create_dir_all(&d);
-    d
-}
-
 fn spawn_worker(repo: &TempRepo, args: &[&str]) -> TestResult<Child> {
-    let allow = shared(repo).to_string_lossy().into_owned();
+    let allow = jobs_shared(repo).to_string_lossy().into_owned();
     let mut all = vec!["worker", "--json", "--sandbox-allow-write", &allow];
     all.extend_from_slice(args);
     Ok(gatos_cmd(repo, &all)
@@ -119,7 +106,7 @@ fn result_ref(id: &str) -> String {
 fn four_workers_race_over_forty_jobs_and_each_job_runs_once() -> TestResult {
     let repo = TempRepo::new()?;
     init(&repo)?;
-    let log = shared(&repo).join("runs.log");
+    let log = jobs_shared(&repo).join("runs.log");
     let script = format!(
         "echo \"$GATOS_JOB $GATOS_WORKER\" >> {}; sleep 0.1",
         log.display()
@@ -191,14 +178,14 @@ fn git_gatos_child_of(git: u32) -> Option<i32> {
 fn a_worker_killed_mid_job_loses_it_to_another_after_its_lease() -> TestResult {
     let repo = TempRepo::new()?;
     init(&repo)?;
-    let pidfile = shared(&repo).join("attempt1.pid");
+    let pidfile = jobs_shared(&repo).join("attempt1.pid");
     let script = format!(
         "if [ \"$GATOS_ATTEMPT\" = 1 ]; then echo $$ > {}; exec sleep 60; fi; echo \"attempt $GATOS_ATTEMPT\"",
         pidfile.display()
     );
     let id = enqueue(&repo, &["--", "sh", "-c", &script])?;
     // `git gatos` runs git-gatos as a child of git: kill that child, the worker itself.
-    let allow = shared(&repo).to_string_lossy().into_owned();
+    let allow = jobs_shared(&repo).to_string_lossy().into_owned();
     let mut git = repo.git_cmd(&[
         "gatos",
         "worker",
@@ -305,7 +292,7 @@ fn a_failing_job_ends_failed_after_max_attempts_and_the_worker_exits_zero() -> T
 fn a_timed_out_job_is_killed_even_when_it_ignores_term() -> TestResult {
     let repo = TempRepo::new()?;
     init(&repo)?;
-    let pidfile = shared(&repo).join("job.pid");
+    let pidfile = jobs_shared(&repo).join("job.pid");
     let script = format!(
         "trap '' TERM; echo $$ > {}; while :; do sleep 0.2; done",
         pidfile.display()
@@ -348,7 +335,7 @@ fn a_timed_out_job_is_killed_even_when_it_ignores_term() -> TestResult {
 fn a_cancelled_job_never_runs_and_a_running_one_is_stopped() -> TestResult {
     let repo = TempRepo::new()?;
     init(&repo)?;
-    let marker = shared(&repo).join("ran");
+    let marker = jobs_shared(&repo).join("ran");
     let pending = enqueue(&repo, &["--", "touch", &marker.to_string_lossy()])?;
     let out = json_lines(&gatos_ok(&repo, &["jobs", "cancel", &pending, "--json"])?)?;
     assert_eq!(out[0]["state"], "cancelled");
@@ -360,7 +347,7 @@ fn a_cancelled_job_never_runs_and_a_running_one_is_stopped() -> TestResult {
             .is_none()
     );
 
-    let pidfile = shared(&repo).join("running.pid");
+    let pidfile = jobs_shared(&repo).join("running.pid");
     let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
     let running = enqueue(&repo, &["--", "sh", "-c", &script])?;
     let worker = spawn_worker(&repo, &["--once", "--lease", "1s"])?;

@@ -72,3 +72,20 @@ pub fn path_with_bins() -> String {
         std::env::var("PATH").unwrap_or_default()
     )
 }
+
+/// A directory outside the repository that test jobs may write (the job sandbox hides the
+/// repository; workers get it with `--sandbox-allow-write`): where jobs leave pid files and
+/// logs for the test to read.
+pub fn jobs_shared(repo: &TempRepo) -> PathBuf {
+    let d = repo.root().join("jobs-shared");
+    let _ = std::fs::create_dir_all(&d);
+    d
+}
+
+/// `git gatos jobs enqueue --json ARGS…`; returns the job's id.
+pub fn enqueue(repo: &TempRepo, args: &[&str]) -> TestResult<String> {
+    let mut all = vec!["jobs", "enqueue", "--json"];
+    all.extend_from_slice(args);
+    let row = json_lines(&gatos_ok(repo, &all)?)?;
+    Ok(row[0]["id"].as_str().ok_or("no id")?.to_owned())
+}

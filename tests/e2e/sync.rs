@@ -12,7 +12,7 @@ use std::time::Duration;
 use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
 use serde_json::{Value, json};
 
-use crate::support::{gatos, gatos_cmd, gatos_ok, json_lines};
+use crate::support::{gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines};
 
 mod hostile;
 
@@ -378,16 +378,8 @@ fn worker_rows(out: &Output) -> TestResult<Vec<Value>> {
     json_lines(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// A directory outside the repository that test jobs may write (the sandbox hides the
-/// repository).
-fn shared(node: &TempRepo) -> std::path::PathBuf {
-    let d = node.root().join("jobs-shared");
-    let _ = std::fs::create_dir_all(&d);
-    d
-}
-
 fn spawn_worker(node: &TempRepo, args: &[&str]) -> TestResult<Child> {
-    let allow = shared(node).to_string_lossy().into_owned();
+    let allow = jobs_shared(node).to_string_lossy().into_owned();
     let mut all = vec![
         "worker",
         "--json",
@@ -556,7 +548,7 @@ fn signal(pid: u32, sig: &str) -> TestResult {
 fn a_worker_whose_claim_was_taken_over_at_the_hub_cannot_land_its_result() -> TestResult {
     let net = Net::new(2)?;
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    let flag = shared(a).join("ran");
+    let flag = jobs_shared(a).join("ran");
     let out = gatos_ok(
         a,
         &[
