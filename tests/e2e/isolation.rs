@@ -114,6 +114,8 @@ ls {git} && echo LISTED-GIT-DIR
 cat {git}/config && echo READ-CONFIG
 w=$(awk '{{print $4}}' /proc/$PPID/stat)
 ls /proc/$w/cwd/ && echo LISTED-WORKER-CWD
+kill -0 $PPID && echo SIGNALLED-SUPERVISOR
+kill -0 $w && echo SIGNALLED-WORKER
 ls /proc/$w/fd/ >/dev/null && readlink /proc/$w/fd/* && echo READ-WORKER-FDS
 echo "leak:[$LEAK_ME]"
 cat src.txt
@@ -138,6 +140,8 @@ true
         "LISTED-GIT-DIR",
         "READ-CONFIG",
         "LISTED-WORKER-CWD",
+        "SIGNALLED-SUPERVISOR",
+        "SIGNALLED-WORKER",
         "READ-WORKER-FDS",
         "LISTED-TEST-ROOT",
         "PRIVATE KEY",
@@ -370,7 +374,7 @@ fn an_output_that_links_outside_the_job_is_left_out() -> TestResult {
     // The worker reads outputs outside the sandbox: a link planted by the job must not
     // make it read the key for the job.
     let script = format!(
-        "ln -s {keys} keys; ln -s {keys}/signing.pem key.pem; echo fine > report.txt",
+        "ln -s {keys} keys; ln -s {keys}/signing.pem key.pem; mkfifo pipe; echo fine > report.txt",
         keys = keys.display()
     );
     let id = enqueue(
@@ -383,6 +387,8 @@ fn an_output_that_links_outside_the_job_is_left_out() -> TestResult {
             "key.pem",
             "--output",
             "report.txt",
+            "--output",
+            "pipe",
             "--",
             "sh",
             "-c",
@@ -402,4 +408,31 @@ fn an_output_that_links_outside_the_job_is_left_out() -> TestResult {
     let all = repo.git(&["log", "-p", "--all", "--format=%H"])?;
     assert!(!all.contains("PRIVATE KEY"), "the key reached the ledger");
     repo.assert_fsck_strict()
+}
+
+#[test]
+fn a_worker_refuses_secrets_kept_where_jobs_can_read() -> TestResult {
+    let repo = TempRepo::new()?;
+    init(&repo)?;
+    let open = repo.root().join("shared-readable");
+    std::fs::create_dir(&open)?;
+    std::fs::write(open.join("secrets.env"), "TOKEN=abc\n")?;
+    let out = gatos(
+        &repo,
+        &[
+            "worker",
+            "--drain",
+            "--sandbox-allow",
+            &open.to_string_lossy(),
+            "--secrets",
+            &open.join("secrets.env").to_string_lossy(),
+        ],
+    )?;
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        why.contains("error[InvalidInput]") && why.contains("every job may read"),
+        "{why}"
+    );
+    Ok(())
 }

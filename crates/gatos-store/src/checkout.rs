@@ -15,10 +15,16 @@ use gix::objs::FindExt as _;
 use crate::error::{Error, Result};
 use crate::{Store, from_gix, to_gix};
 
+/// The most files a checkout writes (a tree that names one subtree many times could
+/// otherwise expand without bound).
+pub const MAX_FILES: u64 = 1_000_000;
+/// The most bytes a checkout writes.
+pub const MAX_BYTES: u64 = 16 << 30;
+
 /// What a checkout wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
-    /// Regular files and symbolic links.
+    /// Entries written: files, symbolic links and directories.
     pub files: u64,
     /// Their bytes.
     pub bytes: u64,
@@ -121,6 +127,15 @@ impl Store {
                 }
                 let path = dir.join(OsStr::from_bytes(&name));
                 if mode.is_tree() {
+                    written.files += 1;
+                    if written.files > MAX_FILES {
+                        return Err(Error::Corrupt {
+                            what: format!("the tree of commit {commit}"),
+                            reason: format!(
+                                "more than {MAX_FILES} entries: too large to check out for a job"
+                            ),
+                        });
+                    }
                     std::fs::create_dir(&path).map_err(|e| io(&path, e))?;
                     stack.push((oid, path));
                 } else if mode.is_commit() {
@@ -132,11 +147,27 @@ impl Store {
                         .map_err(|_| Error::MissingObject { id: from_gix(&oid) })?;
                     written.files += 1;
                     written.bytes += blob.data.len() as u64;
+                    if written.files > MAX_FILES || written.bytes > MAX_BYTES {
+                        return Err(Error::Corrupt {
+                            what: format!("the tree of commit {commit}"),
+                            reason: format!(
+                                "more than {MAX_FILES} files or {} GiB: too large to check out for a job",
+                                MAX_BYTES >> 30
+                            ),
+                        });
+                    }
                     if mode.is_link() {
                         std::os::unix::fs::symlink(OsStr::from_bytes(blob.data), &path)
                             .map_err(|e| io(&path, e))?;
                     } else {
-                        std::fs::write(&path, blob.data).map_err(|e| io(&path, e))?;
+                        // create_new: never through a link or over a file a duplicate
+                        // tree entry made first (git refuses such trees; gix reads them).
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(&path)
+                            .and_then(|mut f| std::io::Write::write_all(&mut f, blob.data))
+                            .map_err(|e| io(&path, e))?;
                         if mode.is_executable() {
                             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
                                 .map_err(|e| io(&path, e))?;

@@ -497,6 +497,41 @@ pub fn run(
             "this worker runs as root: its jobs run as root too and can read the environment of every root process (this worker's and its parents' included) through /proc; run workers as an unprivileged user (docs/jobs.md, \"What a job can reach\")"
         );
     }
+    let base_rules = sandbox.map(|_| {
+        sandbox::Rules::base(
+            std::env::var("PATH").ok().as_deref(),
+            &opts.sandbox_read,
+            &sandbox_write(opts),
+            &hidden,
+            opts.sandbox == sandbox::Mode::Required,
+        )
+    });
+    // The operator's secrets must not lie where every job may read them (Landlock cannot
+    // carve a file out of an allowed directory such as /etc or /run).
+    if let Some(rules) = &base_rules {
+        for (flag, path) in [
+            ("--secrets", opts.secrets_file.as_ref()),
+            ("--secrets-dir", opts.secrets_dir.as_ref()),
+        ] {
+            let Some(path) = path else { continue };
+            let real = canon(path);
+            if let Some(open) = rules
+                .read
+                .iter()
+                .chain(&rules.write)
+                .find(|p| real.starts_with(p))
+            {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "{flag} {} lies in {}, which every job may read; keep secrets outside the sandbox's allowlist (for example in a 0700 directory under the worker user's home)",
+                        path.display(),
+                        open.display()
+                    ),
+                ));
+            }
+        }
+    }
     let reaped = leftovers::reap_dead_workers(gatos);
     if reaped > 0 {
         tracing::warn!(
@@ -541,15 +576,7 @@ pub fn run(
         report,
         node: gatos.node_id().ok().map(|n| n.to_string()),
         refused: Mutex::new(std::collections::BTreeSet::new()),
-        base_rules: sandbox.map(|_| {
-            sandbox::Rules::base(
-                std::env::var("PATH").ok().as_deref(),
-                &opts.sandbox_read,
-                &sandbox_write(opts),
-                &hidden,
-                opts.sandbox == sandbox::Mode::Required,
-            )
-        }),
+        base_rules,
         sandbox,
         supervisor,
         hidden,
@@ -902,8 +929,8 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
 struct Prepared {
     spec: supervisor::RunSpec,
     cwd: PathBuf,
-    /// Where outputs may be read from (resolved).
-    output_roots: Vec<PathBuf>,
+    /// The directory outputs are read beneath (the attempt directory or `--workdir`).
+    output_base: PathBuf,
     secrets: Vec<(String, String)>,
     run_id: String,
     _dir: tempfile::TempDir,
@@ -970,7 +997,7 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
                 .map_err(|e| format!("gatos: cannot check out {commit}: {e}\n"))?;
             src
         }
-        (None, Some(d)) => d.clone(),
+        (None, Some(d)) => std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()),
         (None, None) => mk("work")?,
     };
     let cwd = if spec.cwd == "." {
@@ -1042,14 +1069,10 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
             worker_pid: std::process::id(),
         },
         cwd,
-        output_roots: std::iter::once(root.clone())
-            .chain(
-                sh.opts
-                    .workdir
-                    .iter()
-                    .filter_map(|d| std::fs::canonicalize(d).ok()),
-            )
-            .collect(),
+        output_base: match (spec.checkout, &sh.opts.workdir) {
+            (None, Some(d)) => std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()),
+            _ => root.clone(),
+        },
         secrets: used,
         run_id,
         _dir: dir,
@@ -1240,7 +1263,7 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared) -> Ran {
             _ => Outcome::Failed,
         },
     };
-    let outputs = collect_outputs(&lease.spec.outputs, &p.cwd, &p.output_roots);
+    let outputs = collect_outputs(&lease.spec.outputs, &p.output_base, &p.cwd);
     let signal_note = status
         .and_then(|s| s.signal())
         .map(|sig| format!("\n[gatos: the process ended by signal {sig}]\n"));
@@ -1260,21 +1283,43 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared) -> Ran {
 }
 
 /// Reads declared outputs (files under `cwd`), within [`OUTPUTS_CAP`] in all. The worker
-/// reads them outside the sandbox, so a path is resolved first and must lead to a regular
-/// file inside `roots` (the attempt directory, `--workdir`): a job that plants a symbolic
-/// link to the signing key and declares it as an output gets nothing.
-fn collect_outputs(declared: &[String], cwd: &Path, roots: &[PathBuf]) -> Vec<(String, Vec<u8>)> {
+/// reads them outside the sandbox, and a process the job left could still be changing the
+/// directory, so each is opened relative to `base` (the attempt directory or `--workdir`,
+/// which the job cannot replace) with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`:
+/// no symbolic link is followed and nothing outside `base` is reached, whatever the job
+/// planted, and only a regular file is read (never a FIFO that would block the worker).
+fn collect_outputs(declared: &[String], base: &Path, cwd: &Path) -> Vec<(String, Vec<u8>)> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
     let mut out = Vec::new();
+    let Ok(rel_cwd) = cwd.strip_prefix(base) else {
+        return out;
+    };
+    let Ok(dir) = rustix::fs::open(
+        base,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return out;
+    };
     let mut total = 0u64;
     for rel in declared {
-        let Ok(path) = std::fs::canonicalize(cwd.join(rel)) else {
-            continue;
+        let path = rel_cwd.join(rel);
+        let fd = match rustix::fs::openat2(
+            &dir,
+            &path,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => {
+                tracing::warn!(output = %rel, error = %e, "an output that is a link, or leads outside the job's directory, is left out");
+                continue;
+            }
         };
-        if !roots.iter().any(|r| path.starts_with(r)) {
-            tracing::warn!(output = %rel, "an output that leads outside the job's directory is left out");
-            continue;
-        }
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        let file = std::fs::File::from(fd);
+        let Ok(meta) = file.metadata() else {
             continue;
         };
         if !meta.is_file() {
@@ -1284,7 +1329,9 @@ fn collect_outputs(declared: &[String], cwd: &Path, roots: &[PathBuf]) -> Vec<(S
             tracing::warn!(output = %rel, "outputs over 64 MiB in all; this one is left out");
             continue;
         }
-        if let Ok(bytes) = std::fs::read(&path) {
+        let mut bytes = Vec::new();
+        let cap = OUTPUTS_CAP - total;
+        if std::io::Read::read_to_end(&mut std::io::Read::take(&file, cap), &mut bytes).is_ok() {
             total += bytes.len() as u64;
             out.push((rel.clone(), bytes));
         }

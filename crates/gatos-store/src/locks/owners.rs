@@ -29,6 +29,11 @@ use std::time::SystemTime;
 
 use super::Error;
 
+/// How long after writing its record a writer may still create the locks it names: its
+/// transaction's lock wait (30 s by default) and more. A lock made later than this after a
+/// dead writer's record is not that writer's.
+pub const DEAD_WRITER_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The records' directory under the lock directory.
 pub const OWNERS_DIR: &str = "owners";
 
@@ -150,7 +155,13 @@ impl Census {
             }
         };
         for (i, d) in self.dead.iter().enumerate() {
-            if d.locks.iter().any(|l| l == rel) {
+            // A dead writer made its locks during its transaction, right after writing its
+            // record: a lock made long after (a `git gc` that came later and takes
+            // `packed-refs.lock`) is not its, however the record reads.
+            let within = mtime
+                .duration_since(d.written)
+                .is_ok_and(|age| age <= DEAD_WRITER_WINDOW);
+            if within && d.locks.iter().any(|l| l == rel) {
                 consider(d.written, Owner::Dead(i));
             }
         }
@@ -339,6 +350,12 @@ mod tests {
         let later = census.dead[0].written + std::time::Duration::from_secs(1);
         let earlier = census.dead[0].written - std::time::Duration::from_secs(1);
         assert_eq!(census.owner_of("refs/gatos/c.lock", later), Owner::Dead(0));
+        // A lock made long after the dead writer's record is someone else's (a later git).
+        let much_later = census.dead[0].written + DEAD_WRITER_WINDOW * 2;
+        assert_eq!(
+            census.owner_of("refs/gatos/c.lock", much_later),
+            Owner::Foreign
+        );
         assert_eq!(
             census.owner_of("refs/gatos/c.lock", earlier),
             Owner::Foreign

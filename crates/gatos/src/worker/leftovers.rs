@@ -105,12 +105,14 @@ pub fn write(
     let d = dir(gatos);
     std::fs::create_dir_all(&d)?;
     let path = d.join(format!("{job}-{attempt}-{supervisor}.json"));
-    // Written in place: a record torn by a crash is unreadable and removed by the next
-    // reader, which loses nothing (the supervisor still ends its job when the worker dies).
+    // Written aside and renamed: a reader never sees a half-written record (it removes
+    // what it cannot read, which must only ever be a crash's leftover).
+    let tmp = d.join(format!(".{job}-{attempt}-{supervisor}.tmp"));
     std::fs::write(
-        &path,
+        &tmp,
         serde_json::to_vec(&rec).map_err(std::io::Error::other)?,
     )?;
+    std::fs::rename(&tmp, &path)?;
     Ok(path)
 }
 
@@ -122,8 +124,6 @@ fn read_all(gatos: &Gatos) -> Vec<(PathBuf, Record)> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        // A record being written by a live worker may be empty for an instant: leave it.
-        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
         .filter_map(|p| {
             let rec = std::fs::read(&p)
                 .ok()
@@ -131,7 +131,7 @@ fn read_all(gatos: &Gatos) -> Vec<(PathBuf, Record)> {
             match rec {
                 Some(r) => Some((p, r)),
                 None => {
-                    // Unreadable: a torn write of a worker that crashed while writing it.
+                    // Unreadable: not something a worker wrote (records are renamed into place).
                     let _ = std::fs::remove_file(&p);
                     None
                 }

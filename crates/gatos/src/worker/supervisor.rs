@@ -122,28 +122,11 @@ pub fn main() -> i32 {
         say(&format!("supervisor: {e}"));
         return 125;
     }
-    // 3. Confine. Without CAP_SYS_PTRACE a job cannot read the memory or environment of
-    // the worker (which makes itself non-dumpable), even as root; unprivileged users never
-    // had it, so a refusal to drop it is no loss.
-    if spec.sandbox.is_some() {
-        let _ = rustix::thread::remove_capability_from_bounding_set(
-            rustix::thread::CapabilitySet::SYS_PTRACE,
-        );
-        if let Ok(mut caps) = rustix::thread::capabilities(None) {
-            let ptrace = rustix::thread::CapabilitySet::SYS_PTRACE;
-            caps.effective.remove(ptrace);
-            caps.permitted.remove(ptrace);
-            caps.inheritable.remove(ptrace);
-            let _ = rustix::thread::set_capabilities(None, caps);
-        }
-    }
-    if let Some(rules) = &spec.sandbox
-        && let Err(e) = rules.apply()
-    {
-        say(&e);
-        return 125;
-    }
-    // 4. Start.
+    // 3 and 4. Resolve the command, then confine and start the job from a thread of its
+    // own: Landlock and capabilities apply to the calling thread and what it starts, so the
+    // job lives in a sandbox domain nested inside nothing the supervisor's other threads
+    // are in. With signals scoped to its domain, the job cannot kill its supervisor (and
+    // so cannot stop it from ending what the job leaves behind).
     let Some(program) = spec.argv.first() else {
         say("supervisor: an empty command");
         return 125;
@@ -171,15 +154,45 @@ pub fn main() -> i32 {
         .stderr(Stdio::inherit());
     // The job stays in the supervisor's process group (the worker made it one): a crashed
     // worker's successor finds what is left by that group (leftovers.rs).
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            say(&format!("cannot run {program:?}: {e}"));
-            return if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
+    let started = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<std::process::Child, (i32, String)> {
+                if let Some(rules) = &spec.sandbox {
+                    // Without CAP_SYS_PTRACE a job cannot read the memory or environment
+                    // of a non-dumpable worker, even as root; unprivileged users never had
+                    // it, so a refusal to drop it is no loss.
+                    let _ = rustix::thread::remove_capability_from_bounding_set(
+                        rustix::thread::CapabilitySet::SYS_PTRACE,
+                    );
+                    if let Ok(mut caps) = rustix::thread::capabilities(None) {
+                        let ptrace = rustix::thread::CapabilitySet::SYS_PTRACE;
+                        caps.effective.remove(ptrace);
+                        caps.permitted.remove(ptrace);
+                        caps.inheritable.remove(ptrace);
+                        let _ = rustix::thread::set_capabilities(None, caps);
+                    }
+                    rules.apply().map_err(|e| (125, e))?;
+                }
+                cmd.spawn().map_err(|e| {
+                    let code = if e.kind() == std::io::ErrorKind::NotFound {
+                        127
+                    } else {
+                        126
+                    };
+                    (code, format!("cannot run {program:?}: {e}"))
+                })
+            })
+            .join()
+    });
+    let child = match started {
+        Ok(Ok(c)) => c,
+        Ok(Err((code, msg))) => {
+            say(&msg);
+            return code;
+        }
+        Err(_) => {
+            say("supervisor: the thread starting the job failed");
+            return 125;
         }
     };
     let job = Pid::from_child(&child);
@@ -360,13 +373,9 @@ fn die_of(sig: i32) -> i32 {
             maximum: hard,
         },
     );
-    if let Some(s) = Signal::from_named_raw(sig) {
-        if matches!(s, Signal::HUP | Signal::INT | Signal::TERM) {
-            let _ = signal_hook::low_level::emulate_default_handler(sig);
-        } else {
-            let _ = rustix::process::kill_process(rustix::process::getpid(), s);
-        }
-    }
+    // Back to the default action (Rust ignores SIGPIPE and handles SIGSEGV/SIGBUS for its
+    // stack guard), then raised: the worker sees the job's signal, not an exit code.
+    let _ = signal_hook::low_level::emulate_default_handler(sig);
     std::thread::sleep(Duration::from_millis(100));
     128 + sig
 }
