@@ -1179,6 +1179,9 @@ fn dead_gatos_writer(repo: &TempRepo, rel: &str) -> TestResult<std::path::PathBu
     let lock = repo.git_dir().join(rel);
     std::fs::create_dir_all(lock.parent().ok_or("a parent")?)?;
     std::fs::write(&lock, "0000000000000000000000000000000000000000\n")?;
+    // Made right after its record, as a writer does (a lock made long after a dead
+    // writer's record is not that writer's: ADR 0020).
+    age_hour(&lock)?;
     Ok(record)
 }
 
@@ -1219,4 +1222,31 @@ fn doctor_fix_removes_a_dead_gatos_writers_lock_but_not_a_live_ones() -> TestRes
         &["messages", "publish", "ci.events", "--data", r#"{"n":99}"#],
     )?;
     repo.assert_fsck_strict()
+}
+
+#[test]
+fn a_lock_made_long_after_a_dead_gatos_writer_is_not_its() -> TestResult {
+    let repo = fixture()?;
+    // A gatos writer died an hour ago naming packed-refs.lock (every record names it);
+    // now git takes packed-refs.lock for a gc of its own.
+    let owners = repo.git_dir().join("gatos/locks/owners");
+    std::fs::create_dir_all(&owners)?;
+    let record = owners.join("4242-1-1");
+    std::fs::write(
+        &record,
+        "refs/gatos/messages/ci.events/head.lock\npacked-refs.lock\n",
+    )?;
+    age_hour(&record)?;
+    let lock = repo.git_dir().join("packed-refs.lock");
+    std::fs::write(&lock, "# git's\n")?;
+    let (_, rows) = doctor(&repo, true)?;
+    assert!(lock.exists(), "git's fresh lock was left alone: {rows:?}");
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["target"] == lock.display().to_string() && r["fixed"] == true),
+        "{rows:?}"
+    );
+    std::fs::remove_file(&lock)?;
+    Ok(())
 }
