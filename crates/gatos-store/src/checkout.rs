@@ -59,6 +59,12 @@ impl Store {
         if rev.starts_with('-') || rev.is_empty() || rev.len() > 1024 {
             return Err(unknown());
         }
+        // A full commit id this repository holds needs no git process.
+        if let Ok(id) = rev.parse::<Oid>()
+            && self.has_commit(id)
+        {
+            return Ok(id);
+        }
         let spec = format!("{rev}^{{commit}}");
         let out = self
             .run_git(&[

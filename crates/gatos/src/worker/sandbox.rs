@@ -99,21 +99,9 @@ pub fn kernel_abi() -> Option<u32> {
 }
 
 impl Rules {
-    /// The rules for an attempt: the system directories, the job's `PATH`, the attempt
-    /// directory and what the operator added. Nothing that contains or lies inside
-    /// `hidden` (the git directory) is granted, whichever list named it.
-    pub fn for_attempt(
-        attempt_dir: &Path,
-        path_var: Option<&str>,
-        extra_read: &[PathBuf],
-        extra_write: &[PathBuf],
-        hidden: &[PathBuf],
-        required: bool,
-    ) -> Rules {
-        Rules::base(path_var, extra_read, extra_write, hidden, required).with_dir(attempt_dir)
-    }
-
-    /// The rules every attempt of a worker shares (all but its own directory): paths are
+    /// The rules every attempt of a worker shares (all but its own directory, added by
+    /// [`Rules::with_dir`]): the system directories, the `PATH`, what the operator added,
+    /// and nothing that contains or lies inside `hidden` (the git directory). Paths are
     /// resolved (a symbolic link into the git directory is caught, and `/bin` on a
     /// merged-`/usr` system is `/usr/bin`), and a path beneath another of the same list is
     /// dropped, so the supervisor opens a few directories rather than dozens.
@@ -227,14 +215,14 @@ mod tests {
         std::fs::create_dir_all(git.join("gatos")).expect("mkdir");
         let attempt = tmp.path().join("attempt");
         std::fs::create_dir(&attempt).expect("mkdir");
-        let r = Rules::for_attempt(
-            &attempt,
+        let r = Rules::base(
             Some(&format!("/usr/bin:{}:relative", repo.display())),
             &[git.join("gatos")],
             &[tmp.path().to_owned()],
             std::slice::from_ref(&git),
             false,
-        );
+        )
+        .with_dir(&attempt);
         assert!(
             r.read
                 .iter()
