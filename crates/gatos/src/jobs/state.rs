@@ -115,3 +115,6 @@ pub fn derive(rec: &JobRecord, now: Timestamp, skew: Dur) -> Derived {
         },
     }
 }
+
+#[cfg(test)]
+mod tests;
