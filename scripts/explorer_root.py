@@ -3,7 +3,9 @@
 
 Reads the exported tables and the manifest with Python's sqlite3 module, recomputes every
 row digest, table digest, the ref-state digest and the Explorer-Root, prints them, and
-exits 1 when one differs from the manifest. Needs `pip install blake3`.
+exits 1 when one differs from the manifest. Reads exports of both exporter versions: they
+differ only in the root's last field and in when the filter spec holds `as_of` (ADR 0024).
+Needs `pip install blake3`.
 
     python3 scripts/explorer_root.py EXPORT.sqlite
 """
@@ -23,6 +25,7 @@ KINDS = {  # every column's logical type
                 "stderr_digest": "text", "proof_verified": "boolean"},
 }
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+V1, V2 = "gatos-export/1", "gatos-export/2"  # the exporter versions, the root's last field
 
 
 def jcs(v):  # RFC 8785, for what filter specs and rows hold (no floats)
@@ -55,8 +58,15 @@ def check(what, mine, theirs):
 
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
 m = json.loads(db.execute("SELECT json FROM _gatos_manifest").fetchone()[0])
-check("exporter", "gatos-export/1", m["exporter"])
+version = m["exporter"]
+if version not in (V1, V2):
+    sys.exit(f"mismatch: exporter {version!r} is neither {V1} nor {V2}")
 spec = m["filter"]
+# as_of: in V1 exactly with a job table; in V2 only while an exported job has neither a
+# result nor a cancel, so never without a job table and never next to a finished one alone.
+job_tables = any(t in spec["tables"] for t in ("attempts", "jobs", "results"))
+if ("as_of" in spec and not job_tables) or (version == V1 and job_tables and "as_of" not in spec):
+    sys.exit("mismatch: manifest: the filter spec's as_of is missing or extra")
 refs = db.execute("SELECT name, oid FROM _gatos_refs ORDER BY name").fetchall()
 ref_state = blake3.blake3()
 for name, oid in sorted(refs, key=lambda r: r[0].encode()):
@@ -68,9 +78,13 @@ field(root, jcs(spec).encode())
 for t in sorted(spec["tables"], key=str.encode):
     cols = spec["tables"][t]["columns"]
     sql = "SELECT %s FROM \"%s\"" % (", ".join('"%s"' % c for c in cols), t)
-    rows = sorted(
-        blake3.blake3(jcs({c: cell(t, c, v) for c, v in zip(cols, r)}).encode()).digest()
-        for r in db.execute(sql))
+    rows = []
+    for r in db.execute(sql):
+        row = {c: cell(t, c, v) for c, v in zip(cols, r)}
+        if version == V2 and "as_of" not in spec and row.get("state") in ("pending", "running"):
+            sys.exit(f"mismatch: manifest: the filter spec's as_of is missing (a job is {row['state']})")
+        rows.append(blake3.blake3(jcs(row).encode()).digest())
+    rows.sort()
     digest = blake3.blake3(b"".join(rows)).digest()
     print(f"{t:<12} {len(rows):>9} rows  blake3:{digest.hex()}")
     check(f"table {t}", (len(rows), "blake3:" + digest.hex()),
@@ -78,7 +92,7 @@ for t in sorted(spec["tables"], key=str.encode):
     field(root, t.encode())
     field(root, str(len(rows)).encode())
     field(root, digest)
-field(root, b"gatos-export/1")
+field(root, version.encode())
 print("ref-state     blake3:" + ref_state.hexdigest())
 print("explorer-root blake3:" + root.hexdigest())
 check("explorer_root", "blake3:" + root.hexdigest(), m["explorer_root"])

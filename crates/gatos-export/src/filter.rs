@@ -161,8 +161,9 @@ pub struct Filter {
     pub until: Option<i64>,
     /// The exported tables, in name order.
     pub tables: Vec<TableSpec>,
-    /// The time job states are derived at (leases expire with time), milliseconds; set
-    /// when a job table is exported, and then part of the spec.
+    /// The time job states were derived at (leases expire with time), milliseconds, when
+    /// it is part of the spec: in `gatos-export/2`, when an exported job has neither a
+    /// result nor a cancel (ADR 0024); in `gatos-export/1`, when a job table is exported.
     pub as_of: Option<i64>,
 }
 

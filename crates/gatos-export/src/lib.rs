@@ -174,9 +174,11 @@ pub fn export(
     let as_of = opts
         .as_of
         .map_or_else(|| gatos.now(), gatos_types::Timestamp::from_millis);
-    if filter.has_job_tables() {
-        filter.as_of = Some(as_of.as_millis());
-    }
+    // Job states are derived at `as_of`, but it enters the spec only when a row of a job
+    // with neither a result nor a cancel is exported (ADR 0024): an increment decides
+    // again, whatever the earlier export's spec held.
+    filter.as_of = None;
+    let unfinished = std::sync::atomic::AtomicBool::new(false);
     let state = source::snapshot(gatos)?;
     let mut digests: BTreeMap<&'static str, TableDigest> = BTreeMap::new();
     for ts in &filter.tables {
@@ -222,9 +224,17 @@ pub fn export(
             for _ in 0..JOB_READERS {
                 let sender = sender.clone();
                 let (filter, work, next, units) = (&filter, &work, &next, &previous.units);
+                let unfinished = &unfinished;
                 readers.push(s.spawn(move || {
                     let mut tx = Tx::send(filter, sender);
-                    read_jobs(gatos, filter, work, next, units, as_of, &mut tx)?;
+                    let jobs = Jobs {
+                        work,
+                        next,
+                        units,
+                        as_of,
+                        unfinished,
+                    };
+                    read_jobs(gatos, filter, &jobs, &mut tx)?;
                     tx.flush()
                 }));
             }
@@ -256,6 +266,9 @@ pub fn export(
         Ok::<_, Error>(read)
     })?;
     (out.progress)("rows", out.count);
+    if unfinished.into_inner() {
+        filter.as_of = Some(as_of.as_millis());
+    }
 
     let mut tables = Vec::new();
     for (t, d) in &mut out.digests {
@@ -325,17 +338,19 @@ impl<'f> Tx<'f> {
         }
     }
 
+    /// Sends a row when its table is exported and the filter admits it; returns whether
+    /// it did.
     fn emit(
         &mut self,
         table: &'static str,
         full: Vec<Cell>,
         unit: Option<&str>,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let Some(ts) = self.filter.table(table) else {
-            return Ok(());
+            return Ok(false);
         };
         if !ts.matches(&full) {
-            return Ok(());
+            return Ok(false);
         }
         let digest = ts.projection.digest(&full, &mut self.buf);
         self.push(Event::Row {
@@ -343,7 +358,8 @@ impl<'f> Tx<'f> {
             full,
             unit: unit.map(str::to_owned),
             digest,
-        })
+        })?;
+        Ok(true)
     }
 
     fn push(&mut self, e: Event) -> Result<(), Error> {
@@ -455,7 +471,7 @@ fn read_messages(
         let mut first = None;
         source::scan_topic(gatos, &topic, head, head_seq, from, hi, |seq, row| {
             first.get_or_insert(seq);
-            tx.emit("messages", row, None)
+            tx.emit("messages", row, None).map(drop)
         })?;
         let entry = topics.entry(topic.to_string()).or_insert(TopicSource {
             head,
@@ -542,34 +558,48 @@ fn job_work(
     Ok(work)
 }
 
+/// What the job readers share.
+struct Jobs<'a> {
+    /// The jobs to read.
+    work: &'a [JobWork],
+    /// The index in `work` of the next job to read.
+    next: &'a std::sync::atomic::AtomicUsize,
+    /// Unit fingerprints and finality from an earlier export.
+    units: &'a BTreeMap<String, (String, bool)>,
+    /// The moment job states are derived at.
+    as_of: gatos_types::Timestamp,
+    /// Set once a row of a job with neither a result nor a cancel is exported: `as_of`
+    /// then enters the filter spec.
+    unfinished: &'a std::sync::atomic::AtomicBool,
+}
+
 /// Reads jobs of `work`, taking the next one from `next` until none is left.
 fn read_jobs(
     gatos: &Gatos,
     filter: &Filter,
-    work: &[JobWork],
-    next: &std::sync::atomic::AtomicUsize,
-    units: &BTreeMap<String, (String, bool)>,
-    as_of: gatos_types::Timestamp,
+    jobs: &Jobs<'_>,
     tx: &mut Tx<'_>,
 ) -> Result<(), Error> {
+    use std::sync::atomic::Ordering::Relaxed;
     let need = source::Need::of(filter);
-    while let Some((id, refs, archived, fp)) =
-        work.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-    {
+    while let Some((id, refs, archived, fp)) = jobs.work.get(jobs.next.fetch_add(1, Relaxed)) {
         let unit = format!("j:{id}");
-        if units.contains_key(&unit) {
+        if jobs.units.contains_key(&unit) {
             tx.push(Event::Remove(unit.clone()))?;
         }
         let Some(rec) = gatos.job_record_at(*id, *refs, *archived)? else {
             continue;
         };
-        let rows = source::job_rows(gatos, &rec, as_of, need)?;
-        tx.emit("jobs", rows.job, Some(&unit))?;
+        let rows = source::job_rows(gatos, &rec, jobs.as_of, need)?;
+        let mut exported = tx.emit("jobs", rows.job, Some(&unit))?;
         for a in rows.attempts {
-            tx.emit("attempts", a, Some(&unit))?;
+            exported |= tx.emit("attempts", a, Some(&unit))?;
         }
         if let Some(r) = rows.result {
-            tx.emit("results", r, Some(&unit))?;
+            exported |= tx.emit("results", r, Some(&unit))?;
+        }
+        if exported && !rows.finished {
+            jobs.unfinished.store(true, Relaxed);
         }
         tx.push(Event::SetUnit {
             unit,

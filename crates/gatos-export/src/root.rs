@@ -8,9 +8,42 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use gatos_types::Oid;
 use serde::{Deserialize, Serialize};
 
-/// The exporter version: it enters the Explorer-Root, so a change of schema or canonical
-/// forms changes every root.
-pub const EXPORTER_VERSION: &str = "gatos-export/1";
+/// The exporter version this exporter writes: it enters the Explorer-Root, so a change of
+/// schema, canonical forms or what the filter spec holds changes every root.
+pub const EXPORTER_VERSION: &str = Version::CURRENT.as_str();
+
+/// The exporter versions this exporter verifies. They share the schema, the canonical
+/// forms and the digests; they differ in when `as_of` is in the filter spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// `gatos-export/1` (ADR 0016): `as_of` is in the spec exactly when a job table
+    /// (`jobs`, `attempts`, `results`) is exported.
+    V1,
+    /// `gatos-export/2` (ADR 0024): `as_of` is in the spec exactly when an exported job
+    /// has neither a result nor a cancel, so that the root of finished work does not
+    /// depend on the moment of export.
+    V2,
+}
+
+impl Version {
+    /// The version new exports are written with.
+    pub const CURRENT: Version = Version::V2;
+
+    /// Its name, as the manifest's `exporter` and the root's last field spell it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Version::V1 => "gatos-export/1",
+            Version::V2 => "gatos-export/2",
+        }
+    }
+
+    /// Parses a manifest's `exporter`; `None` for a version this exporter does not know.
+    pub fn parse(s: &str) -> Option<Version> {
+        [Version::V1, Version::V2]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
 
 /// Formats a digest as `blake3:<hex>`.
 pub fn digest_text(d: &[u8; 32]) -> String {
@@ -324,6 +357,21 @@ mod tests {
             (all.len() as u64, *h.finalize().as_bytes())
         );
         Ok(())
+    }
+
+    #[test]
+    fn versions_round_trip_and_the_version_is_in_the_root() {
+        for v in [Version::V1, Version::V2] {
+            assert_eq!(Version::parse(v.as_str()), Some(v));
+        }
+        assert_eq!(Version::parse("gatos-export/3"), None);
+        assert_eq!(EXPORTER_VERSION, "gatos-export/2");
+        let z = [0u8; 32];
+        let t = [("jobs".to_owned(), 1, z)];
+        assert_ne!(
+            explorer_root(&z, b"{}", &t, Version::V1.as_str()),
+            explorer_root(&z, b"{}", &t, Version::V2.as_str())
+        );
     }
 
     #[test]

@@ -217,6 +217,9 @@ pub struct JobRows {
     pub result: Option<Vec<Cell>>,
     /// Whether its state is final (it cannot change without a ref moving).
     pub is_final: bool,
+    /// Whether it has a result or a cancel: its rows are then the same at every moment,
+    /// and none of them puts `as_of` in the filter spec (ADR 0024).
+    pub finished: bool,
 }
 
 /// Derives a job's rows as of `as_of` (its state depends on the time: leases expire).
@@ -306,6 +309,7 @@ pub fn job_rows(
             d.state,
             JobState::Succeeded | JobState::Failed | JobState::Cancelled
         ) && !d.lost_final,
+        finished: rec.result.is_some() || rec.cancel.is_some(),
     })
 }
 

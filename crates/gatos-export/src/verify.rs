@@ -13,8 +13,8 @@ use serde::Serialize;
 use crate::filter::{Filter, TableSpec};
 use crate::manifest::Manifest;
 use crate::parquet_sink::{self, MANIFEST_FILE};
-use crate::root::{self, EXPORTER_VERSION, TableDigest, TableEntry};
-use crate::schema::Cell;
+use crate::root::{self, EXPORTER_VERSION, TableDigest, TableEntry, Version};
+use crate::schema::{self, Cell};
 use crate::source;
 use crate::sqlite;
 
@@ -61,15 +61,17 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
         let (c, m) = sqlite::open_read(path)?;
         (m, Some(c))
     };
-    if manifest.exporter != EXPORTER_VERSION {
+    let Some(version) = Version::parse(&manifest.exporter) else {
         return Err(Error::new(
             ErrorCode::InvalidInput,
             format!(
-                "made by {:?}; this is {EXPORTER_VERSION} (verify with the gatos that wrote it)",
-                manifest.exporter
+                "made by {:?}; this is {EXPORTER_VERSION}, which verifies {:?} and {:?} (verify with the gatos that wrote it)",
+                manifest.exporter,
+                Version::V1.as_str(),
+                Version::V2.as_str()
             ),
         ));
-    }
+    };
     let filter = Filter::from_spec(&manifest.filter).map_err(|e| mismatch(e.to_string()))?;
     if filter.spec() != manifest.filter {
         return Err(mismatch(
@@ -87,7 +89,13 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
             }
         )));
     }
-    if filter.has_job_tables() != filter.as_of.is_some() {
+    // gatos-export/1 has as_of exactly with a job table; gatos-export/2 only with one
+    // (whether an exported job is unfinished is checked below, as far as the rows tell).
+    let as_of_allowed = match version {
+        Version::V1 => filter.has_job_tables() == filter.as_of.is_some(),
+        Version::V2 => filter.has_job_tables() || filter.as_of.is_none(),
+    };
+    if !as_of_allowed {
         return Err(mismatch(
             "manifest: the filter spec's as_of is missing or extra",
         ));
@@ -118,7 +126,20 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
         let name = ts.table().name;
         let mut td = TableDigest::default();
         let mut buf = String::new();
+        // Without as_of (gatos-export/2) no exported job may be in a state that holds only
+        // at some moments.
+        let momentary = (version == Version::V2 && filter.as_of.is_none() && name == "jobs")
+            .then(jobs_state)
+            .flatten();
         let mut push = |full: Vec<Cell>| -> Result<(), Error> {
+            if let Some(i) = momentary
+                && let Some(Cell::Text(state)) = full.get(i)
+                && (state == "pending" || state == "running")
+            {
+                return Err(mismatch(format!(
+                    "manifest: the filter spec's as_of is missing (an exported job is {state}, which holds only at some moments)"
+                )));
+            }
             td.push(ts.projection.digest(&full, &mut buf));
             Ok(())
         };
@@ -160,7 +181,7 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
         &ref_state,
         gatos_types::jcs::to_string(&manifest.filter).as_bytes(),
         &tables,
-        EXPORTER_VERSION,
+        version.as_str(),
     );
     if root::parse_digest(&manifest.explorer_root) != Some(rt) {
         return Err(mismatch(format!(
@@ -171,7 +192,7 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
     }
 
     if let Some(g) = repo {
-        let from_repo = recompute(g, &manifest, &filter)?;
+        let from_repo = recompute(g, &manifest, &filter, version)?;
         for (name, (rows, digest)) in &computed {
             let Some((r, d)) = from_repo.get(name) else {
                 continue;
@@ -252,12 +273,26 @@ fn read_sqlite(
     Ok(())
 }
 
-/// Recomputes `(rows, digest)` per table from the repository at the manifest's refs.
+/// The index of `jobs.state` in a full row.
+fn jobs_state() -> Option<usize> {
+    schema::table("jobs")?.column("state").map(|(i, _)| i)
+}
+
+/// A moment after every lease (9999-12-31T23:59:59.999Z): a job without a result or a
+/// cancel is derived here and at the epoch, before every lease ends, to see both states
+/// its `jobs` row can take.
+const AFTER_EVERY_LEASE: i64 = 253_402_300_799_999;
+
+/// Recomputes `(rows, digest)` per table from the repository at the manifest's refs, and
+/// checks that `as_of` is in the spec when `version` says it must be.
 fn recompute(
     g: &Gatos,
     manifest: &Manifest,
     filter: &Filter,
+    version: Version,
 ) -> Result<BTreeMap<String, (u64, [u8; 32])>, Error> {
+    // Without as_of every exported job is finished, and a finished job's rows are the
+    // same at every moment: the epoch serves.
     let as_of = gatos_types::Timestamp::from_millis(filter.as_of.unwrap_or(0));
     let state: source::RefState = manifest.refs.iter().cloned().collect();
     let mut digests: BTreeMap<&'static str, TableDigest> = filter
@@ -295,15 +330,42 @@ fn recompute(
             }
         }
     }
-    if ["jobs", "attempts", "results"]
-        .iter()
-        .any(|t| filter.table(t).is_some())
-    {
+    if filter.has_job_tables() {
+        let admits =
+            |table: &str, full: &[Cell]| filter.table(table).is_some_and(|ts| ts.matches(full));
+        let exported = |job: &[Cell], rows: &source::JobRows| {
+            admits("jobs", job)
+                || rows.attempts.iter().any(|a| admits("attempts", a))
+                || rows.result.as_ref().is_some_and(|r| admits("results", r))
+        };
+        let mut unfinished_exported = false;
         source::each_job(g, &state, |id, refs, archived| {
             let Some(rec) = g.job_record_at(id, refs, archived)? else {
                 return Ok(());
             };
             let rows = source::job_rows(g, &rec, as_of, source::Need::of(filter))?;
+            if version == Version::V2 && !rows.finished {
+                if filter.as_of.is_some() {
+                    unfinished_exported |= exported(&rows.job, &rows);
+                } else {
+                    // Derived at the epoch, while every lease runs; after every lease its
+                    // state is the other one it can take.
+                    let mut late = rows.job.clone();
+                    if let Some(i) = jobs_state() {
+                        let at = gatos_types::Timestamp::from_millis(AFTER_EVERY_LEASE);
+                        let d = gatos::jobs::state::derive(&rec, at, g.lease_skew());
+                        late[i] = Cell::Text(d.state.as_str().to_owned());
+                    }
+                    if exported(&rows.job, &rows) && exported(&late, &rows) {
+                        return Err(mismatch(format!(
+                            "manifest: the filter spec's as_of is missing (job {id} has neither a result nor a cancel, and rows of it are exported at every moment)"
+                        )));
+                    }
+                    // At some moment none of its rows is exported: an export made then
+                    // holds none, and needs no as_of.
+                    return Ok(());
+                }
+            }
             take("jobs", &rows.job);
             for a in &rows.attempts {
                 take("attempts", a);
@@ -313,6 +375,11 @@ fn recompute(
             }
             Ok(())
         })?;
+        if version == Version::V2 && filter.as_of.is_some() && !unfinished_exported {
+            return Err(mismatch(
+                "manifest: the filter spec's as_of is extra (every exported job has a result or a cancel)",
+            ));
+        }
     }
     let mut out = BTreeMap::new();
     for (t, d) in &mut digests {
