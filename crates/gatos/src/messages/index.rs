@@ -68,6 +68,9 @@ impl Record {
     }
 
     fn decode(b: &[u8]) -> Option<Record> {
+        if b.len() < RECORD as usize {
+            return None;
+        }
         let sum = blake3::hash(&b[0..60]);
         if b[60..64] != sum.as_bytes()[0..4] {
             return None;
@@ -170,7 +173,11 @@ impl Header {
             tip: oid_at(36),
             summary: oid_at(57),
         };
-        (h.base >= 1 && h.first >= h.base).then_some(h)
+        // Seqs start at 1, the first retained one is within the records, and no offset or
+        // seq computed from the header overflows (a checksum is no proof of sense).
+        let end = h.base.checked_add(h.count)?;
+        HEADER.checked_add(h.count.checked_mul(RECORD)?)?;
+        (h.base >= 1 && h.first >= h.base && h.first <= end).then_some(h)
     }
 }
 
@@ -259,6 +266,13 @@ impl View {
     /// # Errors
     /// `Internal` when the record is torn or the file unreadable (the caller rebuilds).
     pub fn record(&self, seq: u64) -> Result<Record> {
+        // `records` clamps to the retained range; one seq outside it has no record.
+        if seq < self.header.first {
+            return Err(corrupt(
+                &self.topic,
+                format_args!("no record for seq {seq}"),
+            ));
+        }
         let mut v = self.records(seq, 1)?;
         v.pop()
             .ok_or_else(|| corrupt(&self.topic, format_args!("no record for seq {seq}")))
@@ -270,7 +284,7 @@ impl View {
     /// As [`View::record`].
     pub fn records(&self, from: u64, n: u64) -> Result<Vec<Record>> {
         let from = from.max(self.header.first);
-        let to = (from + n).min(self.last_seq() + 1);
+        let to = from.saturating_add(n).min(self.last_seq() + 1);
         if from >= to {
             return Ok(Vec::new());
         }
@@ -430,10 +444,15 @@ fn topic_dir(store: &Store, topic: &Topic) -> PathBuf {
         .join(topic.as_str())
 }
 
+/// The header, when the file also holds every record it counts: a power cut can lose the
+/// end of a file whose header reached the disk, and such an index is rebuilt.
 fn read_header(f: &File) -> Option<Header> {
     let mut b = [0u8; HEADER as usize];
     f.read_exact_at(&mut b, 0).ok()?;
-    Header::decode(&b)
+    let h = Header::decode(&b)?;
+    // No overflow: `decode` refuses counts whose records do not fit in a u64 offset.
+    let len = f.metadata().ok()?.len();
+    (len >= HEADER + h.count * RECORD).then_some(h)
 }
 
 fn read_breaks(dir: &Path, generation: u32) -> Option<Vec<u64>> {
@@ -850,5 +869,398 @@ mod tests {
         assert_ne!(msgid_hash(""), 0);
         assert_eq!(msgid_hash("a"), msgid_hash("a"));
         assert_ne!(msgid_hash("a"), msgid_hash("b"));
+    }
+
+    // ---- The file format (ADR 0008): round trips, damage, boundaries. ----
+
+    use gatos_testutil::{TempRepo, TestResult};
+    use gatos_types::ErrorCode;
+    use proptest::prelude::*;
+
+    use crate::Gatos;
+    use crate::messages::{ConfigChange, PublishOptions};
+
+    fn record(n: u8) -> Record {
+        Record {
+            commit: Oid::from_bytes([n; 20]),
+            blob: Oid::from_bytes([n.wrapping_add(1); 20]),
+            ulid: Ulid::from_u128((u128::from(n) << 80) | 0xabcdef),
+            len: u32::from(n) * 1000 + 7,
+        }
+    }
+
+    fn header() -> Header {
+        Header {
+            base: 3,
+            count: 40,
+            first: 9,
+            tip: Some(Oid::from_bytes([7; 20])),
+            summary: Some(Oid::from_bytes([8; 20])),
+            generation: 11,
+        }
+    }
+
+    /// Encodes `h` as a writer would, then lets `edit` change the bytes and seals them with a
+    /// valid checksum again: damage the checksum cannot see.
+    fn resealed(h: &Header, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+        let mut b = h.encode().to_vec();
+        edit(&mut b);
+        let sum = blake3::hash(&b[0..120]);
+        b[120..128].copy_from_slice(&sum.as_bytes()[0..8]);
+        b
+    }
+
+    #[test]
+    fn records_round_trip_at_their_extremes() {
+        for r in [
+            Record {
+                commit: Oid::from_bytes([0; 20]),
+                blob: Oid::from_bytes([0; 20]),
+                ulid: Ulid::from_u128(0),
+                len: 0,
+            },
+            Record {
+                commit: Oid::from_bytes([0xff; 20]),
+                blob: Oid::from_bytes([0xff; 20]),
+                ulid: Ulid::from_u128(u128::MAX >> 2),
+                len: u32::MAX,
+            },
+            record(42),
+        ] {
+            assert_eq!(Record::decode(&r.encode()), Some(r));
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_of_a_record_or_header_is_detected() {
+        let good = record(5).encode();
+        for bit in 0..good.len() * 8 {
+            let mut b = good;
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(Record::decode(&b), None, "record bit {bit}");
+        }
+        for h in [header(), Header::empty(1)] {
+            let good = h.encode();
+            for bit in 0..good.len() * 8 {
+                let mut b = good;
+                b[bit / 8] ^= 1 << (bit % 8);
+                assert_eq!(Header::decode(&b), None, "header bit {bit} of {h:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_input_decodes_to_nothing_and_never_panics() {
+        let r = record(9).encode();
+        for n in 0..r.len() {
+            assert_eq!(Record::decode(&r[..n]), None, "a record cut to {n} bytes");
+        }
+        let h = header().encode();
+        for n in 0..h.len() {
+            assert_eq!(Header::decode(&h[..n]), None, "a header cut to {n} bytes");
+        }
+        // Longer input: the header is the first 128 bytes (as a positioned read gives).
+        let mut long = h.to_vec();
+        long.extend_from_slice(&r);
+        assert_eq!(Header::decode(&long), Some(header()));
+    }
+
+    #[test]
+    fn another_format_version_or_an_impossible_header_is_refused_even_with_a_valid_checksum() {
+        // Sanity: resealing without a change is the same header.
+        assert_eq!(Header::decode(&resealed(&header(), |_| {})), Some(header()));
+        // Another version of the format (the magic carries it), or no magic at all.
+        for magic in [b"GATOSIX2", b"GATOSIX0", b"\0\0\0\0\0\0\0\0", b"gatosix1"] {
+            let b = resealed(&header(), |b| b[0..8].copy_from_slice(magic));
+            assert_eq!(Header::decode(&b), None, "{magic:?}");
+        }
+        // Seqs start at 1; the first retained one is within the records.
+        let impossible = [
+            Header {
+                base: 0,
+                ..header()
+            },
+            Header {
+                first: 2,
+                ..header()
+            },
+            Header {
+                first: 3 + 40 + 1,
+                ..header()
+            },
+            Header {
+                count: u64::MAX,
+                ..header()
+            },
+            Header {
+                base: u64::MAX,
+                first: u64::MAX,
+                count: 2,
+                ..header()
+            },
+        ];
+        for h in impossible {
+            assert_eq!(Header::decode(&h.encode()), None, "{h:?}");
+        }
+        // The edges of what is possible: nothing retained yet, or everything pruned.
+        for h in [
+            Header::empty(1),
+            Header::empty(u64::MAX),
+            Header {
+                first: 3 + 40,
+                ..header()
+            },
+            Header {
+                first: 3,
+                ..header()
+            },
+            Header {
+                tip: None,
+                summary: None,
+                generation: u32::MAX,
+                ..header()
+            },
+        ] {
+            assert_eq!(Header::decode(&h.encode()), Some(h));
+        }
+        // A presence flag other than 0 or 1 reads as absent, never as garbage.
+        let b = resealed(&header(), |b| b[36] = 2);
+        assert_eq!(Header::decode(&b).map(|h| h.tip), Some(None));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_record_round_trips(
+            commit in any::<[u8; 20]>(),
+            blob in any::<[u8; 20]>(),
+            ulid in any::<u128>(),
+            len in any::<u32>(),
+        ) {
+            let r = Record {
+                commit: Oid::from_bytes(commit),
+                blob: Oid::from_bytes(blob),
+                ulid: Ulid::from_u128(ulid),
+                len,
+            };
+            prop_assert_eq!(Record::decode(&r.encode()), Some(r));
+        }
+
+        #[test]
+        fn any_possible_header_round_trips(
+            base in 1u64..u64::MAX / 2,
+            count in 0u64..u64::MAX / 128,
+            first_off in any::<u64>(),
+            tip in proptest::option::of(any::<[u8; 20]>()),
+            summary in proptest::option::of(any::<[u8; 20]>()),
+            generation in any::<u32>(),
+        ) {
+            let h = Header {
+                base,
+                count,
+                first: base + first_off % (count + 1),
+                tip: tip.map(Oid::from_bytes),
+                summary: summary.map(Oid::from_bytes),
+                generation,
+            };
+            prop_assert_eq!(Header::decode(&h.encode()), Some(h));
+        }
+
+        /// Whatever bytes are on disk, decoding answers and never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Header::decode(&bytes);
+            let _ = Record::decode(&bytes);
+        }
+    }
+
+    fn repo_with(
+        messages: usize,
+        max_messages: Option<u64>,
+    ) -> TestResult<(TempRepo, Gatos, Topic)> {
+        let repo = TempRepo::new()?;
+        let g = Gatos::open(
+            repo.path(),
+            crate::OpenOptions {
+                clock: None,
+                seed: Some(7),
+            },
+        )?;
+        let t: Topic = "idx".parse()?;
+        if max_messages.is_some() {
+            g.messages().configure(
+                &t,
+                &ConfigChange {
+                    max_messages,
+                    ..ConfigChange::default()
+                },
+            )?;
+        }
+        for i in 0..messages {
+            g.messages()
+                .publish(&t, serde_json::json!(i), &PublishOptions::default())?;
+        }
+        Ok((repo, g, t))
+    }
+
+    fn positions(g: &Gatos, t: &Topic) -> PathBuf {
+        topic_dir(g.store(), t).join("positions")
+    }
+
+    #[test]
+    fn an_empty_topic_has_an_empty_view() -> TestResult {
+        let (_repo, g, t) = repo_with(0, None)?;
+        let target = Target {
+            head: None,
+            summary: None,
+            pruned_through: 0,
+        };
+        let v = open(g.store(), &t, target, &[])?;
+        assert_eq!((v.first_seq(), v.last_seq(), v.retained()), (1, 0, 0));
+        assert_eq!(v.tip(), None);
+        assert!(v.records(0, u64::MAX)?.is_empty());
+        assert!(v.records(1, 10)?.is_empty());
+        assert_eq!(v.find(Ulid::from_u128(1))?, None);
+        assert_eq!(
+            v.record(1).map_err(|e| e.code()).err(),
+            Some(ErrorCode::Internal)
+        );
+        assert_eq!(
+            v.msgid_candidates(&mut MsgIds::default(), 1, 100)?,
+            Vec::<u64>::new()
+        );
+        // On disk: a header and nothing else.
+        assert_eq!(std::fs::metadata(positions(&g, &t))?.len(), HEADER);
+        Ok(())
+    }
+
+    #[test]
+    fn one_message_is_one_record_and_reads_past_it_are_empty_or_coded_errors() -> TestResult {
+        let (_repo, g, t) = repo_with(1, None)?;
+        let v = g.messages().view(&t)?.ok_or("the topic has a head")?;
+        assert_eq!((v.first_seq(), v.last_seq(), v.retained()), (1, 1, 1));
+        let r = v.record(1)?;
+        assert_eq!(v.tip(), Some(r.commit));
+        assert_eq!(v.records(0, 5)?, vec![r], "clamped to what is retained");
+        assert_eq!(
+            v.records(1, u64::MAX)?,
+            vec![r],
+            "a huge count is clamped too"
+        );
+        assert!(v.records(2, 1)?.is_empty());
+        assert!(v.records(u64::MAX, u64::MAX)?.is_empty());
+        for seq in [0, 2, u64::MAX] {
+            assert_eq!(
+                v.record(seq).map_err(|e| e.code()).err(),
+                Some(ErrorCode::Internal),
+                "seq {seq}"
+            );
+        }
+        assert_eq!(v.find(r.ulid)?, Some(1));
+        for other in [Ulid::from_u128(0), r.ulid.successor().ok_or("a successor")?] {
+            assert_eq!(v.find(other)?, None);
+        }
+        assert_eq!(
+            std::fs::metadata(positions(&g, &t))?.len(),
+            HEADER + RECORD,
+            "one 64-byte record after the 128-byte header"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn records_across_segment_boundaries_follow_the_chain() -> TestResult {
+        // Segments of 3: seqs 1-3, 4-6, 7 (a root commit starts each).
+        let (_repo, g, t) = repo_with(7, Some(3))?;
+        let rows = {
+            let mut out = Vec::new();
+            g.messages()
+                .scan(&t, &crate::messages::Cursor::Start, None, |m| {
+                    out.push((m.seq, m.commit, m.ulid));
+                    Ok(true)
+                })?;
+            out
+        };
+        assert_eq!(rows.len(), 7);
+        // Rebuilt from nothing: the walk crosses each Prev-Segment link.
+        remove(g.store(), &t)?;
+        let v = g.messages().view(&t)?.ok_or("a head")?;
+        assert_eq!((v.first_seq(), v.last_seq()), (1, 7));
+        let recs = v.records(1, 7)?;
+        for ((seq, commit, ulid), r) in rows.iter().zip(&recs) {
+            assert_eq!((r.commit, r.ulid), (*commit, *ulid), "seq {seq}");
+            assert_eq!(v.find(*ulid)?, Some(*seq));
+        }
+        // Pages that start and end at each boundary.
+        for (from, n) in [(3, 1), (3, 2), (4, 3), (6, 2), (7, 1), (6, 100)] {
+            let got: Vec<u64> = v
+                .records(from, n)?
+                .iter()
+                .filter_map(|r| rows.iter().find(|x| x.1 == r.commit).map(|x| x.0))
+                .collect();
+            let want: Vec<u64> = (from..(from + n).min(8)).collect();
+            assert_eq!(got, want, "records({from}, {n})");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_torn_or_truncated_positions_file_is_a_coded_error_never_a_panic() -> TestResult {
+        let (_repo, g, t) = repo_with(5, Some(2))?;
+        let v = g.messages().view(&t)?.ok_or("a head")?;
+        let path = positions(&g, &t);
+        let f = OpenOptions::new().write(true).open(&path)?;
+        // A flipped byte inside record 3: that record, and any read covering it, fail.
+        let mut b = [0u8; 1];
+        v.positions
+            .read_exact_at(&mut b, HEADER + 2 * RECORD + 10)?;
+        f.write_all_at(&[b[0] ^ 0x40], HEADER + 2 * RECORD + 10)?;
+        assert_eq!(v.records(1, 2)?.len(), 2, "records before it still read");
+        for res in [v.record(3).map(|_| ()), v.records(1, 5).map(|_| ())] {
+            assert_eq!(res.map_err(|e| e.code()).err(), Some(ErrorCode::Internal));
+        }
+        // Truncated in the middle of record 4, then to the header alone.
+        for len in [HEADER + 3 * RECORD + 17, HEADER] {
+            f.set_len(len)?;
+            assert_eq!(
+                v.records(4, 2).map_err(|e| e.code()).err(),
+                Some(ErrorCode::Internal),
+                "cut to {len} bytes"
+            );
+        }
+        // A header cut short is not a header: the next open rebuilds from the refs.
+        f.set_len(HEADER / 2)?;
+        let again = g.messages().view(&t)?.ok_or("a head")?;
+        assert_eq!((again.first_seq(), again.last_seq()), (1, 5));
+        assert_eq!(again.records(1, 5)?.len(), 5);
+        Ok(())
+    }
+
+    #[test]
+    fn another_version_or_a_damaged_header_on_disk_is_rebuilt_from_the_refs() -> TestResult {
+        let (_repo, g, t) = repo_with(4, None)?;
+        let v = g.messages().view(&t)?.ok_or("a head")?;
+        let want = v.records(1, 4)?;
+        let path = positions(&g, &t);
+        let damage: [(&str, Box<dyn Fn(&mut Vec<u8>)>); 4] = [
+            (
+                "another version",
+                Box::new(|b| b[0..8].copy_from_slice(b"GATOSIX2")),
+            ),
+            ("a flipped count", Box::new(|b| b[16] ^= 1)),
+            ("a flipped checksum", Box::new(|b| b[127] ^= 0x80)),
+            ("zeros", Box::new(|b| b[0..HEADER as usize].fill(0))),
+        ];
+        for (what, edit) in damage {
+            let mut bytes = std::fs::read(&path)?;
+            edit(&mut bytes);
+            std::fs::write(&path, &bytes)?;
+            let f = File::open(&path)?;
+            assert_eq!(read_header(&f), None, "{what} is not a header");
+            let again = g.messages().view(&t)?.ok_or("a head")?;
+            assert_eq!(again.records(1, 4)?, want, "{what}: rebuilt");
+        }
+        Ok(())
     }
 }
