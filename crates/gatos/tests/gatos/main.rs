@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr, reason = "tests")]
 
 mod checkpoints;
+mod index;
 mod jobs;
 mod messages;
 mod support;
