@@ -29,6 +29,12 @@
 //! the marks. (A plain leftmost-longest pass would leave the tail of the second of two
 //! overlapping values in clear.)
 //!
+//! A [`StreamRedactor`] redacts output as it arrives (the worker's live log spool,
+//! `jobs::logs`) and gives exactly the bytes [`Redactor::redact`] gives over the whole
+//! stream: it holds back only the bytes that could still become part of an occurrence —
+//! a tail that begins some form, or a run of overlapping occurrences that more input could
+//! extend — and lets everything before them out.
+//!
 //! This guards against accidents — a value echoed by a verbose tool, a debug dump, a
 //! header in a trace — not against a job that wants to leak a secret: a job can split,
 //! reverse, compress or encrypt it, and no redactor can recognise that.
@@ -71,6 +77,10 @@ pub struct Redactor {
     needles: Vec<(usize, Form)>,
     names: Vec<String>,
     longest: usize,
+    /// Every form searched for (what a held-back tail may begin).
+    patterns: Vec<Vec<u8>>,
+    /// Whether some form starts with this byte.
+    first: [bool; 256],
 }
 
 impl Default for Redactor {
@@ -139,11 +149,19 @@ impl Redactor {
                 .build(&patterns)
                 .ok()
         };
+        let mut first = [false; 256];
+        for p in &patterns {
+            if let Some(&b) = p.first() {
+                first[usize::from(b)] = true;
+            }
+        }
         Redactor {
             searcher,
             needles,
             names,
             longest,
+            patterns,
+            first,
         }
     }
 
@@ -160,8 +178,16 @@ impl Redactor {
 
     /// Returns `bytes` with every occurrence of every form replaced by its mark.
     pub fn redact(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len());
+        self.write_redacted(bytes, &self.spans(bytes), &mut out);
+        out
+    }
+
+    /// Every occurrence of every form in `bytes`, merged into spans of overlapping ones,
+    /// in order.
+    fn spans(&self, bytes: &[u8]) -> Vec<Span> {
         let Some(ac) = &self.searcher else {
-            return bytes.to_vec();
+            return Vec::new();
         };
         // Every occurrence (overlapping ones are reported in order of their ends), sorted by
         // start and merged into spans, each with the secrets found in it.
@@ -188,9 +214,14 @@ impl Redactor {
                 }
             }
         }
-        let mut out = Vec::with_capacity(bytes.len());
+        merged
+    }
+
+    /// Appends `bytes` to `out` with each of `spans` (which lie inside `bytes`) replaced by
+    /// its marks.
+    fn write_redacted(&self, bytes: &[u8], spans: &[Span], out: &mut Vec<u8>) {
         let mut at = 0;
-        for s in &merged {
+        for s in spans {
             out.extend_from_slice(&bytes[at..s.start]);
             for (secret, form) in s.marks() {
                 out.extend_from_slice(b"[REDACTED:");
@@ -201,7 +232,95 @@ impl Redactor {
             at = s.end;
         }
         out.extend_from_slice(&bytes[at..]);
-        out
+    }
+
+    /// Where the part of `bytes` that more input cannot change ends: before the earliest
+    /// tail that begins some form (an occurrence may still complete there), and before a
+    /// span of occurrences reaching past that point (a later occurrence could still merge
+    /// into it). Returns that length and the spans before it.
+    fn settled(&self, bytes: &[u8]) -> (usize, Vec<Span>) {
+        if self.searcher.is_none() {
+            return (bytes.len(), Vec::new());
+        }
+        let len = bytes.len();
+        let from = len.saturating_sub(self.longest.saturating_sub(1));
+        let open = (from..len).find(|&p| {
+            self.first[usize::from(bytes[p])]
+                && self
+                    .patterns
+                    .iter()
+                    .any(|pat| pat.len() > len - p && pat.starts_with(&bytes[p..]))
+        });
+        let mut cut = open.unwrap_or(len);
+        let mut spans = self.spans(bytes);
+        if let Some(crossing) = spans.iter().position(|s| s.end > cut) {
+            cut = cut.min(spans[crossing].start);
+            spans.truncate(crossing);
+        }
+        (cut, spans)
+    }
+}
+
+/// The most bytes a [`StreamRedactor`] holds back before it lets out a run of
+/// overlapping occurrences that input keeps extending (only a job printing one secret's
+/// forms back to back, overlapping, for this long gets here).
+pub const MAX_HELD: usize = 1024 * 1024;
+
+/// Redacts a stream as it arrives: the concatenation of what [`StreamRedactor::push`] and
+/// [`StreamRedactor::finish`] return is what [`Redactor::redact`] returns for the whole
+/// stream (unless a single run of overlapping occurrences outgrows [`MAX_HELD`]: it is then
+/// let out as marks, and an occurrence overlapping its end may leave a few characters of a
+/// form in clear).
+#[derive(Debug, Clone)]
+pub struct StreamRedactor {
+    redactor: Redactor,
+    /// Input not let out yet: a tail that may begin an occurrence.
+    held: Vec<u8>,
+}
+
+impl StreamRedactor {
+    /// Starts a stream.
+    pub fn new(redactor: Redactor) -> StreamRedactor {
+        StreamRedactor {
+            redactor,
+            held: Vec::new(),
+        }
+    }
+
+    /// Takes the next input; appends to `out` what no later input can change.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if self.redactor.is_empty() {
+            out.extend_from_slice(bytes);
+            return;
+        }
+        self.held.extend_from_slice(bytes);
+        let (mut cut, mut spans) = self.redactor.settled(&self.held);
+        if self.held.len() - cut > MAX_HELD {
+            // A run of overlapping occurrences that keeps growing: let it out as marks.
+            if let Some(run) = self
+                .redactor
+                .spans(&self.held)
+                .into_iter()
+                .find(|s| s.start == cut)
+            {
+                cut = run.end;
+                spans.push(run);
+            }
+        }
+        self.redactor.write_redacted(&self.held[..cut], &spans, out);
+        self.held.drain(..cut);
+    }
+
+    /// Ends the stream: appends what was held back, redacted.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let held = std::mem::take(&mut self.held);
+        let spans = self.redactor.spans(&held);
+        self.redactor.write_redacted(&held, &spans, out);
+    }
+
+    /// Bytes held back now.
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 }
 
@@ -424,6 +543,106 @@ mod tests {
         want.extend_from_slice(b"[REDACTED:TOKEN]");
         want.extend_from_slice(&[0xc3, 0x28]);
         assert_eq!(r.redact(&s), want);
+    }
+
+    /// Redacts `input` through a stream fed in `pieces` (split points).
+    fn streamed(r: &Redactor, input: &[u8], splits: &[usize]) -> Vec<u8> {
+        let mut s = StreamRedactor::new(r.clone());
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &cut in splits {
+            let cut = cut.clamp(at, input.len());
+            s.push(&input[at..cut], &mut out);
+            at = cut;
+        }
+        s.push(&input[at..], &mut out);
+        s.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_stream_redacts_as_the_whole_does_at_every_split() {
+        let r = redactor(&[("A", VALUE), ("B", "abcdefgh12"), ("C", "defgh12345")]);
+        let input = format!(
+            "x {VALUE} {} [abcdefgh12345] {} {VALUE}{VALUE} tail",
+            STANDARD.encode(format!("ab{VALUE}\n")),
+            hex(VALUE.as_bytes(), b"0123456789abcdef")
+                .into_iter()
+                .map(char::from)
+                .collect::<String>(),
+        );
+        let input = input.as_bytes();
+        let whole = r.redact(input);
+        for a in 0..=input.len() {
+            assert_eq!(streamed(&r, input, &[a]), whole, "split at {a}");
+            for b in (a..=input.len()).step_by(7) {
+                assert_eq!(streamed(&r, input, &[a, b]), whole, "split at {a}, {b}");
+            }
+        }
+        let bytewise: Vec<usize> = (0..=input.len()).collect();
+        assert_eq!(streamed(&r, input, &bytewise), whole);
+    }
+
+    #[test]
+    fn a_stream_holds_back_only_what_may_begin_a_secret() {
+        let r = redactor(&[("TOKEN", VALUE)]);
+        let mut s = StreamRedactor::new(r);
+        let mut out = Vec::new();
+        s.push(b"hello\n", &mut out);
+        assert_eq!(out, b"hello\n", "nothing here begins a form");
+        assert_eq!(s.held(), 0);
+        out.clear();
+        s.push(format!("say {}", &VALUE[..6]).as_bytes(), &mut out);
+        assert_eq!(out, b"say ", "the start of the value waits");
+        out.clear();
+        s.push(format!("{}!", &VALUE[6..]).as_bytes(), &mut out);
+        assert_eq!(out, b"[REDACTED:TOKEN]!");
+        out.clear();
+        s.push(&VALUE.as_bytes()[..3], &mut out);
+        s.finish(&mut out);
+        assert_eq!(
+            out,
+            &VALUE.as_bytes()[..3],
+            "at the end, the rest goes out as it is"
+        );
+        // Without secrets nothing is ever held.
+        let mut none = StreamRedactor::new(Redactor::default());
+        let mut out = Vec::new();
+        none.push(b"s3cr", &mut out);
+        assert_eq!(out, b"s3cr");
+    }
+
+    #[test]
+    fn a_run_longer_than_the_hold_limit_is_let_out_as_marks() {
+        let r = redactor(&[("R", "aaaaaaaaaa")]);
+        let mut s = StreamRedactor::new(r);
+        let mut out = Vec::new();
+        let run = vec![b'a'; MAX_HELD + 4096];
+        s.push(&run, &mut out);
+        assert!(s.held() <= MAX_HELD, "held {}", s.held());
+        assert_eq!(out, b"[REDACTED:R]");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_stream_equals_the_whole(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("[a-z0-9 \n%+/=]{0,12}").expect("regex"),
+                    proptest::strategy::Just(VALUE.to_owned()),
+                    proptest::strategy::Just(STANDARD.encode(VALUE)),
+                    proptest::strategy::Just("abcdefgh12345".to_owned()),
+                ],
+                0..12,
+            ),
+            splits in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let r = redactor(&[("A", VALUE), ("B", "abcdefgh12"), ("C", "defgh12345")]);
+            let input = parts.concat();
+            let mut splits = splits;
+            splits.sort_unstable();
+            proptest::prop_assert_eq!(streamed(&r, input.as_bytes(), &splits), r.redact(input.as_bytes()));
+        }
     }
 
     #[test]
