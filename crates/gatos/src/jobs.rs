@@ -15,6 +15,7 @@ pub(crate) mod events;
 pub(crate) use events::emit as emit_event;
 pub use events::topic as events_topic;
 pub mod lifecycle;
+pub mod logs;
 pub mod manifest;
 pub mod queues;
 pub(crate) mod ready;

@@ -4,5 +4,6 @@
 mod checkpoints;
 mod index;
 mod jobs;
+mod logs;
 mod messages;
 mod support;
