@@ -1,7 +1,8 @@
-//! Method names and their params and results, named as in the CLI (DESIGN §6).
+//! The request and response types of the operations (DESIGN §6), one pair per
+//! operation, with their JSON Schema from the same derive.
 //!
-//! The method-name strings are spelled here only. Params structs refuse unknown members
-//! (-32602), so a typo in a client is an error, not a silently ignored option.
+//! Requests refuse unknown members (a face answers them as invalid params), so a typo in a
+//! client is an error, not a silently ignored option.
 
 use std::collections::BTreeMap;
 
@@ -13,69 +14,8 @@ use gatos_types::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `messages.publish`
-pub const MESSAGES_PUBLISH: &str = "messages.publish";
-/// `messages.publish_batch`
-pub const MESSAGES_PUBLISH_BATCH: &str = "messages.publish_batch";
-/// `messages.read`
-pub const MESSAGES_READ: &str = "messages.read";
-/// `messages.subscribe`
-pub const MESSAGES_SUBSCRIBE: &str = "messages.subscribe";
-/// `messages.unsubscribe`
-pub const MESSAGES_UNSUBSCRIBE: &str = "messages.unsubscribe";
-/// `messages.event` (notification from the server)
-pub const MESSAGES_EVENT: &str = "messages.event";
-/// `messages.lagged` (notification from the server: a subscription was dropped)
-pub const MESSAGES_LAGGED: &str = "messages.lagged";
-/// `checkpoints.get`
-pub const CHECKPOINTS_GET: &str = "checkpoints.get";
-/// `checkpoints.set`
-pub const CHECKPOINTS_SET: &str = "checkpoints.set";
-/// `topics.list`
-pub const TOPICS_LIST: &str = "topics.list";
-/// `gatos.health`
-pub const GATOS_HEALTH: &str = "gatos.health";
-/// `gatos.version`
-pub const GATOS_VERSION: &str = "gatos.version";
-/// `gatos.auth`
-pub const GATOS_AUTH: &str = "gatos.auth";
-/// `jobs.enqueue`
-pub const JOBS_ENQUEUE: &str = "jobs.enqueue";
-/// `jobs.get`
-pub const JOBS_GET: &str = "jobs.get";
-/// `jobs.list`
-pub const JOBS_LIST: &str = "jobs.list";
-/// `jobs.claim`
-pub const JOBS_CLAIM: &str = "jobs.claim";
-/// `jobs.heartbeat`
-pub const JOBS_HEARTBEAT: &str = "jobs.heartbeat";
-/// `jobs.complete`
-pub const JOBS_COMPLETE: &str = "jobs.complete";
-/// `jobs.fail`
-pub const JOBS_FAIL: &str = "jobs.fail";
-/// `jobs.cancel`
-pub const JOBS_CANCEL: &str = "jobs.cancel";
-/// `jobs.watch`
-pub const JOBS_WATCH: &str = "jobs.watch";
-/// `jobs.event` (notification from the server)
-pub const JOBS_EVENT: &str = "jobs.event";
-/// `manifests.put`
-pub const MANIFESTS_PUT: &str = "manifests.put";
-/// `manifests.get`
-pub const MANIFESTS_GET: &str = "manifests.get";
-/// `manifests.list`
-pub const MANIFESTS_LIST: &str = "manifests.list";
-/// `manifests.run`
-pub const MANIFESTS_RUN: &str = "manifests.run";
-/// `sync.run`
-pub const SYNC_RUN: &str = "sync.run";
-
-/// Methods whose answer is the point: not run when sent as notifications (DESIGN §6;
-/// `jobs.watch` too, like `messages.subscribe`).
-pub const ANSWER_REQUIRED: &[&str] = &[JOBS_CLAIM, MESSAGES_SUBSCRIBE, GATOS_AUTH, JOBS_WATCH];
-
 /// `messages.publish` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishParams {
     /// The topic.
@@ -91,7 +31,7 @@ pub struct PublishParams {
 }
 
 /// One message of `messages.publish_batch`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchMessage {
     /// The payload.
@@ -102,7 +42,7 @@ pub struct BatchMessage {
 }
 
 /// `messages.publish_batch` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishBatchParams {
     /// The topic.
@@ -118,7 +58,7 @@ pub struct PublishBatchParams {
 }
 
 /// `messages.publish_batch` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PublishBatchResult {
     /// One row per message, in order.
     pub results: Vec<PublishRow>,
@@ -127,7 +67,7 @@ pub struct PublishBatchResult {
 }
 
 /// `messages.read` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadParams {
     /// The topic.
@@ -144,7 +84,7 @@ pub struct ReadParams {
 }
 
 /// `messages.subscribe` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeParams {
     /// The topic.
@@ -158,7 +98,7 @@ pub struct SubscribeParams {
 }
 
 /// `messages.subscribe` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SubscribeResult {
     /// The subscription id, named in every `messages.event`.
     pub subscription: String,
@@ -167,7 +107,7 @@ pub struct SubscribeResult {
 }
 
 /// `messages.unsubscribe` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnsubscribeParams {
     /// The subscription id.
@@ -175,7 +115,7 @@ pub struct UnsubscribeParams {
 }
 
 /// `messages.event` notification params.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MessageEvent {
     /// The subscription.
     pub subscription: String,
@@ -185,7 +125,7 @@ pub struct MessageEvent {
 
 /// `messages.lagged` notification params: the subscriber did not keep up and the
 /// subscription was closed; resubscribe with `since: next_since`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lagged {
     /// The subscription that was closed.
     pub subscription: String,
@@ -194,7 +134,7 @@ pub struct Lagged {
 }
 
 /// `checkpoints.get` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointGetParams {
     /// The consumer group.
@@ -204,7 +144,7 @@ pub struct CheckpointGetParams {
 }
 
 /// `checkpoints.set` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSetParams {
     /// The consumer group.
@@ -219,19 +159,19 @@ pub struct CheckpointSetParams {
 }
 
 /// Params of methods that take none.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
 /// `topics.list` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TopicsResult {
     /// The topics.
     pub topics: Vec<TopicRow>,
 }
 
 /// `sync.run` params.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncParams {
     /// The remote (default: the daemon's `--sync` remote, else the only one, else `origin`).
@@ -243,7 +183,7 @@ pub struct SyncParams {
 }
 
 /// `gatos.auth` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthParams {
     /// The bearer token.
@@ -251,7 +191,7 @@ pub struct AuthParams {
 }
 
 /// `gatos.version` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VersionResult {
     /// The gatos version.
     pub version: String,
@@ -260,7 +200,7 @@ pub struct VersionResult {
 }
 
 /// `gatos.health` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HealthResult {
     /// "ok".
     pub status: String,
@@ -285,7 +225,7 @@ pub struct HealthResult {
 /// `jobs.enqueue` params: a manifest (as `jobs enqueue --manifest` takes, JSON form)
 /// and/or the CLI's flags, which override it; `command` is the whole argv
 /// (`-- CMD ARG…`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueParams {
     /// A manifest object.
@@ -334,7 +274,7 @@ pub struct EnqueueParams {
 }
 
 /// Params naming one job (`jobs.get`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobIdParams {
     /// The job.
@@ -342,7 +282,7 @@ pub struct JobIdParams {
 }
 
 /// `jobs.cancel` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelParams {
     /// The job.
@@ -353,7 +293,7 @@ pub struct CancelParams {
 }
 
 /// `jobs.list` params.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this queue.
@@ -368,14 +308,14 @@ pub struct ListParams {
 }
 
 /// `jobs.list` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ListResult {
     /// The jobs, oldest first.
     pub jobs: Vec<JobRow>,
 }
 
 /// `jobs.claim` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimParams {
     /// The worker's name.
@@ -400,7 +340,7 @@ pub struct ClaimParams {
 }
 
 /// `jobs.claim` result (null when nothing is claimable).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClaimResult {
     /// The job.
     pub id: Ulid,
@@ -424,7 +364,7 @@ pub struct ClaimResult {
 }
 
 /// Params naming a held claim (`jobs.heartbeat`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatParams {
     /// The job.
@@ -442,7 +382,7 @@ pub struct HeartbeatParams {
 }
 
 /// `jobs.heartbeat` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HeartbeatResult {
     /// The new lease end.
     pub lease_until: Timestamp,
@@ -452,7 +392,7 @@ pub struct HeartbeatResult {
 }
 
 /// One output file of `jobs.complete` / `jobs.fail`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputParam {
     /// Its path relative to the job's working directory.
@@ -462,7 +402,7 @@ pub struct OutputParam {
 }
 
 /// `jobs.complete` (and `jobs.fail`) params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FinishParams {
     /// The job.
@@ -496,7 +436,7 @@ pub struct FinishParams {
 }
 
 /// `jobs.complete` / `jobs.fail` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FinishResult {
     /// The job's state afterwards.
     pub state: JobState,
@@ -505,7 +445,7 @@ pub struct FinishResult {
 }
 
 /// `jobs.watch` params.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WatchParams {
     /// Only events of this queue.
@@ -520,7 +460,7 @@ pub struct WatchParams {
 }
 
 /// `jobs.event` notification params.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobEventNotice {
     /// The subscription.
     pub subscription: String,
@@ -529,7 +469,7 @@ pub struct JobEventNotice {
 }
 
 /// `manifests.put` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestPutParams {
     /// The name.
@@ -539,7 +479,7 @@ pub struct ManifestPutParams {
 }
 
 /// `manifests.put` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ManifestPutResult {
     /// The version now current.
     #[serde(flatten)]
@@ -549,7 +489,7 @@ pub struct ManifestPutResult {
 }
 
 /// `manifests.get` / `manifests.run` params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestRefParams {
     /// The name.
@@ -560,8 +500,22 @@ pub struct ManifestRefParams {
 }
 
 /// `manifests.list` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ManifestListResult {
     /// The latest version of each manifest.
     pub manifests: Vec<ManifestRow>,
+}
+
+/// `messages.unsubscribe` result.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Unsubscribed {
+    /// Always true: the subscription is over.
+    pub unsubscribed: bool,
+}
+
+/// `gatos.auth` result.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Authenticated {
+    /// Always true: writes are open on this connection.
+    pub authenticated: bool,
 }

@@ -1,5 +1,6 @@
-//! The JSON-RPC 2.0 model of `gatosd`: JSONL framing, requests and batches, error objects,
-//! method names, params and results.
+//! The JSON-RPC 2.0 model of `gatosd`: JSONL framing, requests and batches, and error
+//! objects. The methods themselves (names, params, results) are the operations of
+//! `gatos-api`; this crate only carries them.
 //!
 //! No sockets and no runtime here: the daemon feeds bytes in and writes lines out, and the
 //! fuzz targets drive the same code.
@@ -19,6 +20,5 @@
 pub mod error;
 pub mod frame;
 pub mod message;
-pub mod methods;
 
 pub use error::RpcError;

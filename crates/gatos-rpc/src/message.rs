@@ -74,6 +74,20 @@ pub enum Params {
 }
 
 impl Params {
+    /// The named params as an object (none: an empty one).
+    ///
+    /// # Errors
+    /// -32602 for positional params.
+    pub fn into_object(self) -> Result<Map<String, Value>, RpcError> {
+        match self {
+            Params::None => Ok(Map::new()),
+            Params::Object(m) => Ok(m),
+            Params::Array(_) => Err(RpcError::invalid_params(
+                "positional params are not supported; send an object",
+            )),
+        }
+    }
+
     /// Decodes named params into `T` (`deny_unknown_fields` structs report extra members).
     ///
     /// # Errors

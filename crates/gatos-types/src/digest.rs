@@ -223,6 +223,14 @@ macro_rules! string_serde {
                 d.deserialize_str(V)
             }
         }
+        impl schemars::JsonSchema for $t {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($t).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({"type": "string", "description": $what})
+            }
+        }
     };
 }
 pub(crate) use string_serde;

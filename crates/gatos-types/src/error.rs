@@ -6,7 +6,17 @@ use std::fmt;
 ///
 /// The string form (`as_str`) and the status number never change; changing a row is a
 /// contract change that needs an ADR (see `adr/0003-errors-and-exit-codes.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum ErrorCode {
     /// The input is malformed or violates a documented limit.
     InvalidInput,
@@ -145,7 +155,7 @@ pub trait Coded: std::error::Error {
 }
 
 /// The JSON shape of an error, as `--json` prints it and RPC carries it in `data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     /// The stable code.
     pub code: ErrorCode,

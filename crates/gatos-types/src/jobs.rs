@@ -11,7 +11,7 @@ use crate::time::Timestamp;
 use crate::ulid::Ulid;
 
 /// Where a job came from when it was run from the manifest registry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestSource {
     /// The manifest's name.
@@ -24,7 +24,7 @@ pub struct ManifestSource {
 
 /// A normalized manifest: `job.json` of a job commit and `manifest.json` of a registry
 /// version. Produced only by normalization, so every field is explicit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// The program and its fixed leading arguments.
@@ -64,7 +64,7 @@ pub struct JobSpec {
 }
 
 /// The state of a claim commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClaimState {
     /// A first claim or a takeover (attempt + 1).
@@ -78,7 +78,7 @@ pub enum ClaimState {
 }
 
 /// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The process succeeded.
@@ -107,7 +107,7 @@ impl Outcome {
 }
 
 /// `claim.json` of a claim commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimDoc {
     /// The job.
@@ -190,6 +190,19 @@ impl<'de> Deserialize<'de> for LeaseToken {
     }
 }
 
+impl schemars::JsonSchema for LeaseToken {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LeaseToken".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+            "description": "the secret a claim's holder presents (64 lowercase hex digits)"
+        })
+    }
+}
+
 impl Serialize for LeaseToken {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.reveal())
@@ -197,7 +210,7 @@ impl Serialize for LeaseToken {
 }
 
 /// The final status of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The last attempt exited 0.
@@ -207,7 +220,7 @@ pub enum Status {
 }
 
 /// `result.json` of a result commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultDoc {
     /// The final status.
@@ -222,7 +235,7 @@ pub struct ResultDoc {
 }
 
 /// `cancel.json` of a cancel commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelDoc {
     /// The job.
@@ -237,7 +250,7 @@ pub struct CancelDoc {
 }
 
 /// The derived state of a job (DESIGN §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting for a worker.
@@ -295,7 +308,7 @@ impl std::str::FromStr for JobState {
 }
 
 /// What `jobs enqueue --json` and `manifests run --json` print.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EnqueueRow {
     /// The job id.
     pub id: Ulid,
@@ -308,7 +321,7 @@ pub struct EnqueueRow {
 }
 
 /// The latest claim, as `jobs show` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClaimView {
     /// The worker.
     pub worker: WorkerId,
@@ -323,7 +336,7 @@ pub struct ClaimView {
 }
 
 /// The result, as `jobs show` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResultView {
     /// The status.
     pub status: Status,
@@ -334,7 +347,7 @@ pub struct ResultView {
 }
 
 /// The proof, as `jobs show` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoeView {
     /// The signing key.
     pub key: KeyId,
@@ -343,7 +356,7 @@ pub struct PoeView {
 }
 
 /// One job as `jobs show --json` and `jobs ls --json` print it (DESIGN §8).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobRow {
     /// The job id.
     pub id: Ulid,
@@ -372,7 +385,7 @@ pub struct JobRow {
 }
 
 /// The enqueuer of a job as `jobs show` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EnqueuerView {
     /// The key that signed the enqueue envelope (null: unsigned).
     pub key: Option<KeyId>,
@@ -386,7 +399,7 @@ pub struct EnqueuerView {
 }
 
 /// What `jobs resolve --json` prints: the result the job now has, and the results dropped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResolveRow {
     /// The job.
     pub id: Ulid,
@@ -398,7 +411,7 @@ pub struct ResolveRow {
 }
 
 /// What `jobs verify --json` prints per job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VerifyRow {
     /// The job.
     pub id: Ulid,
@@ -415,7 +428,7 @@ pub struct VerifyRow {
 }
 
 /// What `manifests get --json` prints.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ManifestRow {
     /// The name.
     pub name: ManifestName,
@@ -428,7 +441,7 @@ pub struct ManifestRow {
 }
 
 /// One event on the topic `gatos.jobs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobEvent {
     /// What happened.
     pub event: String,
@@ -448,7 +461,7 @@ pub struct JobEvent {
 }
 
 /// What `keys show --json` prints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KeyRow {
     /// The key id.
     pub key: KeyId,
@@ -457,7 +470,7 @@ pub struct KeyRow {
 }
 
 /// What `keys ls --json` prints per key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KeyListRow {
     /// The key id.
     pub key: KeyId,
@@ -473,7 +486,7 @@ pub struct KeyListRow {
 
 /// A queue's replicated settings (`config.json` of `refs/gatos/config/queues/<queue>`),
 /// also what `jobs config --json` prints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// The queue.
@@ -498,7 +511,7 @@ impl QueueConfig {
 }
 
 /// What `git gatos worker --json` prints per attempt it ran.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkerRow {
     /// The job.
     pub id: Ulid,

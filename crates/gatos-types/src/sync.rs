@@ -9,7 +9,7 @@ use crate::error::ErrorCode;
 pub const MAX_LISTED_REJECTIONS: usize = 1_000;
 
 /// How a topic was reconciled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TopicAction {
     /// Both sides held the same messages.
@@ -24,7 +24,7 @@ pub enum TopicAction {
 }
 
 /// One topic's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TopicSync {
     /// The topic.
     pub topic: String,
@@ -41,7 +41,7 @@ pub struct TopicSync {
 }
 
 /// A ref both sides changed incompatibly (reported, never overwritten).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncConflict {
     /// The ref.
     #[serde(rename = "ref")]
@@ -59,7 +59,7 @@ pub struct SyncConflict {
 }
 
 /// A ref the remote sent that failed a check (ADR 0018): not adopted, never pushed back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncRejection {
     /// The ref, by its gatos name (`refs/gatos/…`).
     #[serde(rename = "ref")]
@@ -74,7 +74,7 @@ pub struct SyncRejection {
 }
 
 /// What a sync did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncReport {
     /// The remote.
     pub remote: String,

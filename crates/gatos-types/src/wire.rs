@@ -20,7 +20,7 @@ pub fn raw_eq(a: &RawValue, b: &RawValue) -> bool {
 }
 
 /// One message as `messages read --json` prints it and `messages.read` returns it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MessageRow {
     /// The message's identity within its topic.
     pub ulid: Ulid,
@@ -33,9 +33,11 @@ pub struct MessageRow {
     /// The message commit.
     pub commit: Oid,
     /// The payload, as canonical JSON.
+    #[schemars(with = "serde_json::Value")]
     pub payload: RawJson,
     /// The headers, when the message has any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub headers: Option<RawJson>,
 }
 
@@ -56,7 +58,7 @@ impl PartialEq for MessageRow {
 }
 
 /// The answer to a publish: what `messages publish --json` prints, one per message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PublishRow {
     /// The message's ULID (the first one's, for a duplicate).
     pub ulid: Ulid,
@@ -73,7 +75,7 @@ pub struct PublishRow {
 }
 
 /// A range of positions that a cursor skipped because it was pruned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Gap {
     /// The first skipped position.
     pub from_seq: u64,
@@ -82,7 +84,7 @@ pub struct Gap {
 }
 
 /// One page of a read: `messages.read`'s result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReadPage {
     /// The messages, oldest first.
     pub messages: Vec<MessageRow>,
@@ -96,7 +98,7 @@ pub struct ReadPage {
 }
 
 /// A consumer checkpoint as stored in `checkpoint.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CheckpointDoc {
     /// The consumer group.
     pub group: Group,
@@ -111,7 +113,7 @@ pub struct CheckpointDoc {
 }
 
 /// What `checkpoint get --json` prints and `checkpoints.get` returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CheckpointRow {
     /// The consumer group.
     pub group: Group,
@@ -128,7 +130,7 @@ pub struct CheckpointRow {
 }
 
 /// One topic as `messages topics --json` prints it and `topics.list` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TopicRow {
     /// The topic.
     pub topic: Topic,
@@ -147,7 +149,7 @@ pub struct TopicRow {
 }
 
 /// Per-topic settings stored in `refs/gatos/config/topics/<topic>` (DESIGN §4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
     /// The topic.
@@ -196,7 +198,7 @@ impl TopicConfig {
 }
 
 /// The summary of pruned segments, stored as `summary.json` (DESIGN §4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SummaryDoc {
     /// The topic.
     pub topic: Topic,
@@ -221,7 +223,7 @@ pub struct SummaryDoc {
 }
 
 /// What `messages prune` reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PruneRow {
     /// The topic.
     pub topic: Topic,

@@ -29,7 +29,7 @@ pub fn record(
 ) {
     let key = crate::init::current_key_id(gatos).map(|k| k.to_string());
     let payload = json!({
-        "actor": gatos.store().identity().name,
+        "actor": gatos.actor(),
         "key": key,
         "action": action,
         "target": target,

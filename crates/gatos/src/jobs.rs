@@ -96,7 +96,7 @@ impl<'g> Jobs<'g> {
     /// # Errors
     /// `SecretDetected` for raw secrets (scanned again here, whatever the source).
     pub fn enqueue(&self, spec: JobSpec) -> Result<EnqueueRow> {
-        let actor = format!("cli:{}", self.gatos.store().identity().name);
+        let actor = self.gatos.actor();
         self.enqueue_as(spec, &actor)
     }
 
@@ -432,7 +432,7 @@ impl<'g> Jobs<'g> {
         let now = self.gatos.now();
         let doc = CancelDoc {
             job: id,
-            actor: self.gatos.store().identity().name.clone(),
+            actor: self.gatos.actor(),
             requested_at: now,
             reason,
         };

@@ -120,6 +120,8 @@ pub type MaintenanceHook = Arc<dyn Fn(&Gatos) + Send + Sync>;
 #[derive(Clone)]
 pub struct Gatos {
     inner: Arc<Inner>,
+    /// Who this handle acts for (`cli:<user>`, `rpc:<uid>`, …); `None`: the CLI's user.
+    actor: Option<Arc<str>>,
 }
 
 struct Inner {
@@ -230,6 +232,7 @@ impl Gatos {
         };
         let entropy = opts.seed.map_or_else(Entropy::from_os, Entropy::seeded);
         Ok(Gatos {
+            actor: None,
             inner: Arc::new(Inner {
                 store,
                 clock: opts.clock.unwrap_or_else(|| Arc::new(SystemClock)),
@@ -248,6 +251,26 @@ impl Gatos {
                 arbiter: Mutex::default(),
             }),
         })
+    }
+
+    /// Returns a handle on the same repository whose writes are made for `actor`: its
+    /// name goes into the actor trailers of the commits they write, the `actor` of signed
+    /// enqueues and cancels, and the audit records (`cli:<user>`, `rpc:<uid>`,
+    /// `http:<token name>`, `mcp:<client>`; a face chooses it, the library records it).
+    pub fn with_actor(&self, actor: &str) -> Gatos {
+        Gatos {
+            inner: self.inner.clone(),
+            actor: Some(Arc::from(actor)),
+        }
+    }
+
+    /// Who this handle acts for: what [`Gatos::with_actor`] set, else `cli:` and the
+    /// repository's gatos identity.
+    pub fn actor(&self) -> String {
+        match &self.actor {
+            Some(a) => a.to_string(),
+            None => format!("cli:{}", self.inner.store.identity().name),
+        }
     }
 
     /// Returns the store (for maintenance and diagnostics).

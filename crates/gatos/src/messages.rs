@@ -26,6 +26,7 @@ pub use self::config::Change as ConfigChange;
 pub use self::prune::PruneOptions;
 pub use self::publish::{BatchItem, BatchOptions, PublishOptions};
 pub use self::read::{Cursor, DEFAULT_MAX_PAGE_BYTES, Follower, MessageView, ReadOptions, ScanEnd};
+pub(crate) use self::read::wait_ref;
 use crate::Gatos;
 use crate::error::{Error, Result};
 
@@ -142,6 +143,14 @@ impl<'g> Messages<'g> {
             pruned_through: summary.through,
         };
         index::open(self.gatos.store(), topic, target, &[]).map(Some)
+    }
+
+    /// Returns the topic's head commit (its last message), or `None` for a topic with none.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn head_commit(&self, topic: &Topic) -> Result<Option<Oid>> {
+        Ok(self.gatos.store().read_ref(&names::message_head(topic))?)
     }
 
     /// Returns the commit at position `seq` of the topic as it is now, if retained.

@@ -8,14 +8,15 @@ pub const USAGE: &str = "\
 usage: gatosd [--repo DIR] [--socket PATH] [--stdio]
               [--listen 127.0.0.1:PORT] [--token-file F] [--allow-non-loopback]
               [--log-level LEVEL] [--log-format text|json] [--max-line BYTES]
-              [--sync REMOTE [--sync-interval DUR]]
+              [--sync REMOTE [--sync-interval DUR]] [--read-only]
 
 Serves JSON-RPC 2.0 over JSONL on the repository containing DIR (default: the current
 directory): on a Unix socket (default <git-dir>/gatos/gatosd.sock), or on stdin/stdout
 with --stdio, and also on TCP with --listen. The token of gatos.auth is in --token-file,
 else in <git-dir>/gatos/gatosd/token (made at first start, mode 0600): on TCP the first
 call must be gatos.auth {token}; on the Unix socket calls that write need it first. With --sync, it also syncs with REMOTE every --sync-interval
-(default 30s; what `git gatos sync REMOTE` does). Logs go to stderr; the level comes from --log-level, else GATOS_LOG,
+(default 30s; what `git gatos sync REMOTE` does). With --read-only, every operation that
+writes is refused with Forbidden (the background sync of --sync still runs). Logs go to stderr; the level comes from --log-level, else GATOS_LOG,
 else RUST_LOG, else info.";
 
 /// Parsed arguments.
@@ -43,6 +44,8 @@ pub struct Args {
     pub sync: Option<String>,
     /// `--sync-interval DUR` (default 30 s).
     pub sync_interval: Option<gatos_types::Dur>,
+    /// `--read-only`: every operation that writes is refused on every transport.
+    pub read_only: bool,
     /// `--help`.
     pub help: bool,
     /// `--version`.
@@ -105,6 +108,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
                 }
                 a.sync_interval = Some(d);
             }
+            "--read-only" => a.read_only = true,
             "-h" | "--help" => a.help = true,
             "-V" | "--version" => a.version = true,
             other => return Err(format!("unexpected argument {other:?}")),

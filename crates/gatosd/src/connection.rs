@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use gatos_api::ops::names::GATOS_AUTH;
+use gatos_api::types::AuthParams;
 use gatos_rpc::RpcError;
 use gatos_rpc::frame::{Decoder, Frame};
 use gatos_rpc::message::{self, Entry, Id, Incoming, Response, result, to_line};
-use gatos_rpc::methods::{AuthParams, GATOS_AUTH};
 use gatos_types::ErrorCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::Semaphore;
@@ -30,6 +31,8 @@ pub struct Peer {
     pub addr: String,
     /// What the peer must do before it is served.
     pub auth: Auth,
+    /// Who its calls act for (`rpc:<uid>` on the Unix socket, `rpc:stdio`, `rpc:tcp`).
+    pub actor: gatos_api::Actor,
 }
 
 /// What a transport demands before serving a call (ADR 0023).
@@ -60,6 +63,8 @@ pub struct Conn {
     pub auth: Auth,
     /// Whether the peer presented the token (always true on trusted transports).
     pub authenticated: AtomicBool,
+    /// Who its calls act for.
+    pub actor: gatos_api::Actor,
     in_flight: Arc<Semaphore>,
     /// One request with a large answer (a page) at a time: its answer is built and
     /// queued before the next one is read, so pages cost at most one at a time on top
@@ -102,6 +107,7 @@ pub async fn serve<R, W>(
             sub_tasks: TaskTracker::new(),
             auth: peer.auth,
             authenticated: AtomicBool::new(peer.auth == Auth::Trusted),
+            actor: peer.actor.clone(),
             in_flight: Arc::new(Semaphore::new(shared.limits.max_in_flight)),
             pages: Arc::new(Semaphore::new(1)),
             requests: TaskTracker::new(),
@@ -342,7 +348,8 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
     let task_conn = conn.clone();
     let task = async move {
         let _permit = permit;
-        let is_large = |e: &Entry| matches!(e, Entry::Request(r) if crate::methods::LARGE_ANSWERS.contains(&r.method.as_str()));
+        let is_large =
+            |e: &Entry| matches!(e, Entry::Request(r) if crate::methods::large(&r.method));
         match incoming {
             Incoming::Single(entry) => {
                 let _page = match is_large(&entry) {
@@ -432,7 +439,7 @@ async fn handle(
             );
         }
     };
-    if req.is_notification() && gatos_rpc::methods::ANSWER_REQUIRED.contains(&req.method.as_str()) {
+    if req.is_notification() && crate::methods::answer_required(&req.method) {
         tracing::debug!(method = %req.method, "notification of a method whose answer is the point; not run");
         return (None, None);
     }

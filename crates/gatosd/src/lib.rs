@@ -134,7 +134,7 @@ fn start(args: &args::Args) -> Result<(), StartError> {
             tracing::info!(address = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening on TCP");
             endpoints.tcp = Some(l);
         }
-        let shared = shared::Shared::with_sync(gatos.clone(), limits, token, sync_remote.clone());
+        let shared = shared::Shared::with_config(gatos.clone(), limits, token, sync_remote.clone(), args.read_only);
         let syncer = sync_remote.map(|r| {
             background_sync(gatos, r, args.sync_interval.unwrap_or(gatos_types::Dur::from_secs(30)))
         });

@@ -1,14 +1,15 @@
-//! The method table: one function per method, running library calls on the blocking pool.
+//! The JSON-RPC face of the operation table (`gatos_api::OPS`): unary operations run
+//! through the service on the blocking pool; streams and the connection's own operations
+//! (authentication, unsubscribe, health) are served here.
 
-pub mod checkpoints;
 pub mod gatos;
 pub mod jobs;
-pub mod manifests;
 pub mod messages;
 
+use gatos_api::CallError;
+use gatos_api::ops::{self, Access, Faces, Shape, names as n};
 use gatos_rpc::RpcError;
 use gatos_rpc::message::Params;
-use gatos_rpc::methods as m;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
@@ -43,57 +44,33 @@ where
     }
 }
 
-/// What a method does to the repository: the Unix socket serves reads to anyone who can
-/// connect, and writes only after `gatos.auth {token}` (ADR 0023).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Reads only (or touches only the connection's own state).
-    Read,
-    /// Writes refs, runs a sync or starts work: needs the token on the Unix socket.
-    Write,
+/// Returns whether `method` writes (unknown methods do, so a method without a row is
+/// closed to unauthenticated clients rather than open).
+pub fn writes(method: &str) -> bool {
+    ops::find(method).is_none_or(|o| o.access == Access::Write)
 }
 
-/// The method table: every method the daemon serves and whether it writes. A method
-/// missing here counts as [`Access::Write`], so a method added without a decision is
-/// closed to unauthenticated clients rather than open.
-pub const TABLE: &[(&str, Access)] = &[
-    (m::MESSAGES_PUBLISH, Access::Write),
-    (m::MESSAGES_PUBLISH_BATCH, Access::Write),
-    (m::MESSAGES_READ, Access::Read),
-    (m::MESSAGES_SUBSCRIBE, Access::Read),
-    (m::MESSAGES_UNSUBSCRIBE, Access::Read),
-    (m::CHECKPOINTS_GET, Access::Read),
-    (m::CHECKPOINTS_SET, Access::Write),
-    (m::TOPICS_LIST, Access::Read),
-    (m::JOBS_ENQUEUE, Access::Write),
-    (m::JOBS_GET, Access::Read),
-    (m::JOBS_LIST, Access::Read),
-    (m::JOBS_CLAIM, Access::Write),
-    (m::JOBS_HEARTBEAT, Access::Write),
-    (m::JOBS_COMPLETE, Access::Write),
-    (m::JOBS_FAIL, Access::Write),
-    (m::JOBS_CANCEL, Access::Write),
-    (m::JOBS_WATCH, Access::Read),
-    (m::MANIFESTS_PUT, Access::Write),
-    (m::MANIFESTS_GET, Access::Read),
-    (m::MANIFESTS_LIST, Access::Read),
-    (m::MANIFESTS_RUN, Access::Write),
-    (m::SYNC_RUN, Access::Write),
-    (m::GATOS_HEALTH, Access::Read),
-    (m::GATOS_VERSION, Access::Read),
-    (m::GATOS_AUTH, Access::Read),
-];
+/// Whether a method's answer can be large (a page): a connection builds one at a time
+/// (ADR 0023).
+pub fn large(method: &str) -> bool {
+    ops::find(method).is_some_and(|o| o.large)
+}
 
-/// Methods whose answer can be large (a page of messages or jobs): a connection builds
-/// one such answer at a time (ADR 0023).
-pub const LARGE_ANSWERS: &[&str] = &[m::MESSAGES_READ, m::JOBS_LIST, m::MANIFESTS_LIST];
+/// Whether a method's answer is the point: it is not run when sent as a notification.
+pub fn answer_required(method: &str) -> bool {
+    ops::find(method).is_some_and(|o| o.answer_required)
+}
 
-/// Returns whether `method` writes (unknown methods do, see [`TABLE`]).
-pub fn access(method: &str) -> Access {
-    TABLE
-        .iter()
-        .find(|(name, _)| *name == method)
-        .map_or(Access::Write, |(_, a)| *a)
+/// Maps a service error to its JSON-RPC error object.
+pub fn call_error(e: CallError) -> RpcError {
+    match e {
+        CallError::UnknownOperation(name) => RpcError::method_not_found(&name),
+        CallError::InvalidParams(msg) => RpcError::invalid_params(msg),
+        CallError::Failed(e) => to_rpc(&e),
+        CallError::NotUnary(name) => {
+            RpcError::internal(format!("{name} reached the wrong handler"))
+        }
+    }
 }
 
 /// The `Unauthorized` answer to a write on the Unix socket before `gatos.auth`.
@@ -115,48 +92,66 @@ fn write_needs_token(conn: &Conn, method: &str) -> RpcError {
     )
 }
 
-/// Calls a method.
+/// Calls a method: looks it up in the operation table, checks the connection may call it,
+/// and runs it (unary operations through the service on the blocking pool; streams and
+/// the connection's own operations here).
 pub async fn call(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> Outcome {
     let plain = |r: Result<Box<RawValue>, RpcError>| (r, None);
-    if access(method) == Access::Write
+    let op = ops::find(method).filter(|o| o.faces.has(Faces::RPC));
+    // A method without a row counts as a write: closed to unauthenticated clients rather
+    // than telling them which names exist.
+    if op.is_none_or(|o| o.access == Access::Write)
         && !conn
             .authenticated
             .load(std::sync::atomic::Ordering::Acquire)
     {
         return plain(Err(write_needs_token(conn, method)));
     }
-    match method {
-        m::MESSAGES_PUBLISH => plain(messages::publish(conn, params).await),
-        m::MESSAGES_PUBLISH_BATCH => plain(messages::publish_batch(conn, params).await),
-        m::MESSAGES_READ => plain(messages::read(conn, params).await),
-        m::MESSAGES_SUBSCRIBE => match messages::subscribe(conn, params).await {
-            Ok((r, after)) => (Ok(r), Some(after)),
-            Err(e) => (Err(e), None),
-        },
-        m::MESSAGES_UNSUBSCRIBE => plain(messages::unsubscribe(conn, params)),
-        m::CHECKPOINTS_GET => plain(checkpoints::get(conn, params).await),
-        m::CHECKPOINTS_SET => plain(checkpoints::set(conn, params).await),
-        m::TOPICS_LIST => plain(messages::topics(conn, params).await),
-        m::JOBS_ENQUEUE => plain(jobs::enqueue(conn, params).await),
-        m::JOBS_GET => plain(jobs::get(conn, params).await),
-        m::JOBS_LIST => plain(jobs::list(conn, params).await),
-        m::JOBS_CLAIM => plain(jobs::claim(conn, params).await),
-        m::JOBS_HEARTBEAT => plain(jobs::heartbeat(conn, params).await),
-        m::JOBS_COMPLETE => plain(jobs::complete(conn, params).await),
-        m::JOBS_FAIL => plain(jobs::fail(conn, params).await),
-        m::JOBS_CANCEL => plain(jobs::cancel(conn, params).await),
-        m::JOBS_WATCH => match jobs::watch(conn, params).await {
-            Ok((r, after)) => (Ok(r), Some(after)),
-            Err(e) => (Err(e), None),
-        },
-        m::MANIFESTS_PUT => plain(manifests::put(conn, params).await),
-        m::MANIFESTS_GET => plain(manifests::get(conn, params).await),
-        m::MANIFESTS_LIST => plain(manifests::list(conn, params).await),
-        m::MANIFESTS_RUN => plain(manifests::run(conn, params).await),
-        m::SYNC_RUN => plain(gatos::sync_run(conn, params).await),
-        m::GATOS_HEALTH => plain(gatos::health(conn, params).await),
-        m::GATOS_VERSION => plain(gatos::version(params)),
-        m::GATOS_AUTH => plain(gatos::auth_again(conn, params)),
-        other => plain(Err(RpcError::method_not_found(other))),
+    let Some(op) = op else {
+        return plain(Err(RpcError::method_not_found(method)));
+    };
+    match op.shape {
+        Shape::Unary => plain(unary(conn, op.name, params).await),
+        Shape::Stream => {
+            let started = match op.name {
+                n::MESSAGES_SUBSCRIBE => messages::subscribe(conn, params).await,
+                n::JOBS_WATCH => jobs::watch(conn, params).await,
+                other => Err(RpcError::method_not_found(other)),
+            };
+            match started {
+                Ok((r, after)) => (Ok(r), Some(after)),
+                Err(e) => (Err(e), None),
+            }
+        }
+        Shape::Face => plain(match op.name {
+            n::MESSAGES_UNSUBSCRIBE => messages::unsubscribe(conn, params),
+            n::GATOS_HEALTH => gatos::health(conn, params).await,
+            n::GATOS_AUTH => gatos::auth_again(conn, params),
+            other => Err(RpcError::method_not_found(other)),
+        }),
     }
+}
+
+/// Runs a unary operation through the service, then wakes the followers of the topics it
+/// wrote to.
+async fn unary(
+    conn: &std::sync::Arc<Conn>,
+    name: &'static str,
+    params: Params,
+) -> Result<Box<RawValue>, RpcError> {
+    let params = params.into_object()?;
+    let service = conn.shared.service.clone();
+    let actor = conn.actor.clone();
+    let answer = match tokio::task::spawn_blocking(move || service.call(&actor, name, params)).await
+    {
+        Ok(r) => r.map_err(call_error)?,
+        Err(e) => {
+            tracing::error!(error = %e, "a request task failed");
+            return Err(RpcError::internal("the request failed inside the daemon"));
+        }
+    };
+    for t in &answer.touched {
+        conn.shared.watchers.poke(t);
+    }
+    Ok(answer.result)
 }

@@ -37,9 +37,13 @@ async fn accept_unix(
     let Ok(permit) = slots.clone().acquire_owned().await else {
         return std::future::pending().await;
     };
-    l.accept()
-        .await
-        .map(|(s, _)| (s, "unix".to_owned(), permit))
+    // The peer's uid names the actor of its calls (`rpc:<uid>`).
+    l.accept().await.map(|(s, _)| {
+        let who = s
+            .peer_cred()
+            .map_or_else(|_| "unix".to_owned(), |c| c.uid().to_string());
+        (s, who, permit)
+    })
 }
 
 async fn accept_tcp(
@@ -69,6 +73,7 @@ pub async fn run(
             transport: "stdio",
             addr: "stdio".into(),
             auth: Auth::Trusted,
+            actor: gatos_api::Actor::Rpc("stdio".into()),
         };
         let conn = tracker.spawn(connection::serve(
             tokio::io::stdin(),
@@ -98,7 +103,7 @@ pub async fn run(
                 r = accept_unix(unix.as_ref(), &unix_slots) => match r {
                     Ok((s, addr, permit)) => {
                         let (rd, wr) = s.into_split();
-                        let peer = Peer { transport: "unix", addr, auth: Auth::Writes };
+                        let peer = Peer { transport: "unix", actor: gatos_api::Actor::Rpc(addr.clone()), addr, auth: Auth::Writes };
                         let c = connection::serve(rd, wr, peer, shared.clone(), stop.child_token());
                         tracker.spawn(async move { c.await; drop(permit) });
                     }
@@ -108,7 +113,7 @@ pub async fn run(
                     Ok((s, addr, permit)) => {
                         let _ = s.set_nodelay(true);
                         let (rd, wr) = s.into_split();
-                        let peer = Peer { transport: "tcp", addr, auth: Auth::First };
+                        let peer = Peer { transport: "tcp", addr, auth: Auth::First, actor: gatos_api::Actor::Rpc("tcp".into()) };
                         let c = connection::serve(rd, wr, peer, shared.clone(), stop.child_token());
                         tracker.spawn(async move { c.await; drop(permit) });
                     }

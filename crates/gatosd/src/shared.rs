@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use gatos::Gatos;
+use gatos_api::Service;
 
 use crate::limits::Limits;
 use crate::subscriptions::Watchers;
@@ -14,6 +15,8 @@ use crate::transport::token::Token;
 pub struct Shared {
     /// The repository.
     pub gatos: Gatos,
+    /// The service every operation goes through.
+    pub service: Service,
     /// The limits.
     pub limits: Limits,
     /// When the server started.
@@ -47,6 +50,29 @@ impl Shared {
         token: Option<Token>,
         sync_remote: Option<String>,
     ) -> Arc<Shared> {
+        Shared::with_config(gatos, limits, token, sync_remote, false)
+    }
+
+    /// Makes the shared state: `sync_remote` is the default of `sync.run`, and
+    /// `read_only` refuses every operation that writes.
+    pub fn with_config(
+        gatos: Gatos,
+        limits: Limits,
+        token: Option<Token>,
+        sync_remote: Option<String>,
+        read_only: bool,
+    ) -> Arc<Shared> {
+        let service = Service::new(
+            gatos.clone(),
+            gatos_api::Config {
+                read_only,
+                // Through the daemon a job has no sources unless the request names a
+                // revision (the daemon has no work tree of the caller's).
+                checkout_head_by_default: false,
+                sync_remote: sync_remote.clone(),
+                max_page_bytes: limits.max_page_bytes,
+            },
+        );
         let watchers = Arc::new(Watchers::new(
             gatos.clone(),
             limits.watch_poll,
@@ -54,6 +80,7 @@ impl Shared {
         ));
         Arc::new(Shared {
             gatos,
+            service,
             limits,
             started: Instant::now(),
             token,

@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use gatos::Gatos;
 use gatos::messages::{Follower, MessageView};
+use gatos_api::ops::names::{JOBS_EVENT, MESSAGES_EVENT, MESSAGES_LAGGED};
+use gatos_api::types::{JobEventNotice, Lagged};
 use gatos_rpc::message::{Notification, to_line};
-use gatos_rpc::methods::{JOBS_EVENT, JobEventNotice, Lagged, MESSAGES_EVENT, MESSAGES_LAGGED};
 use gatos_types::{Oid, Topic, Ulid};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};

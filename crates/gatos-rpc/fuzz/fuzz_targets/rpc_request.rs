@@ -1,7 +1,7 @@
-//! Arbitrary lines through request parsing and the typed params of every method.
+//! Arbitrary lines through request parsing and the typed params of the operations.
 #![no_main]
 use gatos_rpc::message::{self, Entry, Incoming};
-use gatos_rpc::methods as m;
+use gatos_api::types as m;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

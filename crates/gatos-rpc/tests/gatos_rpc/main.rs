@@ -2,9 +2,9 @@
 //! cargo-fuzz targets in `fuzz/`, bounded so it runs in the test suite).
 #![allow(clippy::unwrap_used, missing_docs, reason = "tests")]
 
+use gatos_api::types as m;
 use gatos_rpc::frame::{Decoder, Frame};
 use gatos_rpc::message::{self, Entry, Incoming};
-use gatos_rpc::methods as m;
 use proptest::prelude::*;
 
 fn decode_everything(data: &[u8], cut: usize, max: usize) -> Vec<Frame> {

@@ -731,8 +731,16 @@ impl Jobs<'_> {
     /// `reason: "lost"` on the last attempt.
     ///
     /// # Errors
-    /// `LeaseExpired` when the claim was taken over: nothing is written.
+    /// `InvalidInput` for a `succeeded` attempt whose exit code is not 0; `LeaseExpired`
+    /// when the claim was taken over. Either way nothing is written.
     pub fn finish(&self, lease: &Lease, finish: &Finish) -> Result<Finished> {
+        if finish.outcome == Outcome::Succeeded && finish.exit_code != Some(0) {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                "a succeeded attempt has exit code 0",
+            )
+            .with_detail("exit_code", finish.exit_code));
+        }
         let guard = self.lock(lease.id)?;
         self.gatos.refresh_job(lease.id)?;
         let (head, doc, rec) =

@@ -76,7 +76,7 @@ pub fn set(
         .with(keys::KIND, "config")
         .with("Queue", queue)
         .with(keys::CONTENT_ID, Digest::of(&doc))
-        .with(keys::ACTOR, &gatos.store().identity().name);
+        .with(keys::ACTOR, &gatos.actor());
     let trailers = gatos.signed_if_control(tree, trailers)?;
     let parents: Vec<Oid> = at.into_iter().collect();
     let commit = w.commit(&NewCommit {

@@ -1,11 +1,12 @@
-//! `gatos.health`, `gatos.version`, `gatos.auth`.
+//! `gatos.health` and `gatos.auth`: what the face answers itself (its counters, its
+//! connection's authentication).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use gatos_api::types::{AuthParams, HealthResult, NoParams};
 use gatos_rpc::RpcError;
 use gatos_rpc::message::{Params, result};
-use gatos_rpc::methods::{AuthParams, HealthResult, NoParams, SyncParams, VersionResult};
 use serde_json::value::RawValue;
 
 use super::blocking;
@@ -16,14 +17,8 @@ use crate::connection::{Auth, Conn};
 pub async fn health(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
     let _: NoParams = params.parse()?;
     let shared = conn.shared.clone();
-    let gatos = shared.gatos.clone();
-    let (node, last) = blocking(move || {
-        let audit = gatos
-            .store()
-            .read_ref_str("refs/gatos/messages/gatos.audit/head")?;
-        Ok((gatos.node_id().ok(), audit))
-    })
-    .await?;
+    let service = shared.service.clone();
+    let (node, last) = blocking(move || service.health_store().map_err(gatos::Error::from)).await?;
     result(&HealthResult {
         status: "ok".into(),
         repository: shared.gatos.store().git_dir().display().to_string(),
@@ -34,33 +29,6 @@ pub async fn health(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, R
         subscriptions: shared.subscriptions.load(Ordering::Relaxed),
         version: env!("CARGO_PKG_VERSION").into(),
         last_commit: last,
-    })
-}
-
-/// `sync.run {remote?, strict?}`: one sync now (the same as `git gatos sync`); the
-/// report as `git gatos sync --json` prints it.
-pub async fn sync_run(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
-    let p: SyncParams = params.parse()?;
-    let gatos = conn.shared.gatos.clone();
-    let remote = p.remote.or_else(|| conn.shared.sync_remote.clone());
-    let report = blocking(move || {
-        gatos.sync(&::gatos::sync::SyncOptions {
-            remote,
-            strict: p.strict,
-            progress: false,
-            accept_unsigned: false,
-        })
-    })
-    .await?;
-    result(&report)
-}
-
-/// `gatos.version {}`.
-pub fn version(params: Params) -> Result<Box<RawValue>, RpcError> {
-    let _: NoParams = params.parse()?;
-    result(&VersionResult {
-        version: env!("CARGO_PKG_VERSION").into(),
-        jsonrpc: "2.0".into(),
     })
 }
 

@@ -1,14 +1,12 @@
-//! `messages.*` and `topics.list`.
+//! `messages.subscribe` and `messages.unsubscribe` (the unary `messages.*` operations are
+//! the service's).
 
 use std::sync::Arc;
 
-use gatos::messages::{BatchItem, BatchOptions, Cursor, PublishOptions, ReadOptions};
+use gatos::messages::Cursor;
+use gatos_api::types::{SubscribeParams, SubscribeResult, UnsubscribeParams};
 use gatos_rpc::RpcError;
 use gatos_rpc::message::{Params, result};
-use gatos_rpc::methods::{
-    NoParams, PublishBatchParams, PublishBatchResult, PublishParams, ReadParams, SubscribeParams,
-    SubscribeResult, TopicsResult, UnsubscribeParams,
-};
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -23,83 +21,7 @@ fn cursor(
     since_seq: Option<u64>,
     default: Cursor,
 ) -> Result<Cursor, RpcError> {
-    match (since, since_seq) {
-        (Some(_), Some(_)) => Err(RpcError::invalid_params(
-            "give since or since_seq, not both",
-        )),
-        (Some(u), None) => Ok(Cursor::Ulid(u)),
-        (None, Some(n)) => Ok(Cursor::Seq(n)),
-        (None, None) => Ok(default),
-    }
-}
-
-/// `messages.publish {topic, payload, headers?, expect_last_seq?}`.
-pub async fn publish(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
-    let p: PublishParams = params.parse()?;
-    let gatos = conn.shared.gatos.clone();
-    let topic = p.topic.clone();
-    let row = blocking(move || {
-        gatos.messages().publish(
-            &p.topic,
-            p.payload,
-            &PublishOptions {
-                headers: p.headers,
-                expect_last_seq: p.expect_last_seq,
-            },
-        )
-    })
-    .await?;
-    conn.shared.watchers.poke(&topic);
-    result(&row)
-}
-
-/// `messages.publish_batch {topic, messages: [{payload, headers?}], expect_last_seq?, chunk?}`.
-pub async fn publish_batch(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
-    let p: PublishBatchParams = params.parse()?;
-    let gatos = conn.shared.gatos.clone();
-    let topic = p.topic.clone();
-    let out = blocking(move || {
-        let mut rows = Vec::with_capacity(p.messages.len());
-        let items = p.messages.into_iter().map(|m| {
-            Ok(BatchItem {
-                payload: m.payload,
-                headers: m.headers,
-            })
-        });
-        let opts = BatchOptions {
-            chunk: p.chunk.unwrap_or(1_000),
-            expect_last_seq: p.expect_last_seq,
-        };
-        let landed = gatos
-            .messages()
-            .publish_batch(&p.topic, items, &opts, |r| {
-                rows.push(r.clone());
-                Ok(())
-            })?;
-        Ok(PublishBatchResult {
-            results: rows,
-            landed,
-        })
-    })
-    .await;
-    conn.shared.watchers.poke(&topic);
-    result(&out?)
-}
-
-/// `messages.read {topic, since?, since_seq?, limit?}`.
-pub async fn read(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
-    let p: ReadParams = params.parse()?;
-    let since = cursor(p.since, p.since_seq, Cursor::Start)?;
-    let limit = p.limit.unwrap_or(gatos::messages::DEFAULT_PAGE);
-    let gatos = conn.shared.gatos.clone();
-    let max_bytes = conn.shared.limits.max_page_bytes;
-    let page = blocking(move || {
-        gatos
-            .messages()
-            .read_capped(&p.topic, &ReadOptions { since, limit }, max_bytes)
-    })
-    .await?;
-    result(&page)
+    gatos_api::service::cursor(since, since_seq, default).map_err(super::call_error)
 }
 
 /// `messages.subscribe {topic, since?, since_seq?}`: starts after the answer is queued.
@@ -196,12 +118,4 @@ pub fn unsubscribe(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, Rp
             &serde_json::Map::new(),
         )),
     }
-}
-
-/// `topics.list {}`.
-pub async fn topics(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
-    let _: NoParams = params.parse()?;
-    let gatos = conn.shared.gatos.clone();
-    let topics = blocking(move || gatos.messages().topics()).await?;
-    result(&TopicsResult { topics })
 }

@@ -1,0 +1,21 @@
+//! `gatos-api`: the service layer every face maps (ADR 0025).
+//!
+//! - [`types`]: one request and one response type per operation (`<plane>.<verb>`), with
+//!   JSON Schema from the same derive as serde;
+//! - [`ops::OPS`]: the operation table — name, types, read or write, audited or not,
+//!   unary, stream or session, and which faces may offer it;
+//! - [`Service`]: the rules and compositions (validation, defaults, the enqueue pipeline,
+//!   the rules of `jobs.complete`, actors, read-only mode).
+//!
+//! The CLI calls the typed methods; gatosd looks a method up in the table and calls
+//! [`Service::call`]. Neither owns a rule of its own.
+#![deny(missing_docs)]
+
+pub mod actor;
+pub mod ops;
+pub mod service;
+pub mod types;
+
+pub use actor::Actor;
+pub use ops::{OPS, Op};
+pub use service::{Answer, CallError, Config, Service};

@@ -1,0 +1,439 @@
+//! The operation table: every operation any face offers, once (ADR 0025).
+//!
+//! A face is a mapping of this table: gatosd's JSON-RPC dispatch looks an incoming method
+//! up here, refuses what the table does not allow on its face or in read-only mode, and
+//! hands the rest to [`crate::Service::call`]; `docs/rpc.md`'s method list is rendered
+//! from it ([`markdown`]) and checked by a test. Adding an operation means adding a row
+//! here, its request and response types in [`crate::types`], and its arm in the service.
+
+use schemars::{JsonSchema, Schema};
+
+/// Operation names, spelled here only.
+pub mod names {
+    /// `messages.publish`
+    pub const MESSAGES_PUBLISH: &str = "messages.publish";
+    /// `messages.publish_batch`
+    pub const MESSAGES_PUBLISH_BATCH: &str = "messages.publish_batch";
+    /// `messages.read`
+    pub const MESSAGES_READ: &str = "messages.read";
+    /// `messages.subscribe`
+    pub const MESSAGES_SUBSCRIBE: &str = "messages.subscribe";
+    /// `messages.unsubscribe`
+    pub const MESSAGES_UNSUBSCRIBE: &str = "messages.unsubscribe";
+    /// `messages.event` (a notification from the server)
+    pub const MESSAGES_EVENT: &str = "messages.event";
+    /// `messages.lagged` (a notification from the server: a subscription was dropped)
+    pub const MESSAGES_LAGGED: &str = "messages.lagged";
+    /// `checkpoints.get`
+    pub const CHECKPOINTS_GET: &str = "checkpoints.get";
+    /// `checkpoints.set`
+    pub const CHECKPOINTS_SET: &str = "checkpoints.set";
+    /// `topics.list`
+    pub const TOPICS_LIST: &str = "topics.list";
+    /// `gatos.health`
+    pub const GATOS_HEALTH: &str = "gatos.health";
+    /// `gatos.version`
+    pub const GATOS_VERSION: &str = "gatos.version";
+    /// `gatos.auth`
+    pub const GATOS_AUTH: &str = "gatos.auth";
+    /// `jobs.enqueue`
+    pub const JOBS_ENQUEUE: &str = "jobs.enqueue";
+    /// `jobs.get`
+    pub const JOBS_GET: &str = "jobs.get";
+    /// `jobs.list`
+    pub const JOBS_LIST: &str = "jobs.list";
+    /// `jobs.claim`
+    pub const JOBS_CLAIM: &str = "jobs.claim";
+    /// `jobs.heartbeat`
+    pub const JOBS_HEARTBEAT: &str = "jobs.heartbeat";
+    /// `jobs.complete`
+    pub const JOBS_COMPLETE: &str = "jobs.complete";
+    /// `jobs.fail`
+    pub const JOBS_FAIL: &str = "jobs.fail";
+    /// `jobs.cancel`
+    pub const JOBS_CANCEL: &str = "jobs.cancel";
+    /// `jobs.retry`
+    pub const JOBS_RETRY: &str = "jobs.retry";
+    /// `jobs.verify`
+    pub const JOBS_VERIFY: &str = "jobs.verify";
+    /// `jobs.watch`
+    pub const JOBS_WATCH: &str = "jobs.watch";
+    /// `jobs.event` (a notification from the server)
+    pub const JOBS_EVENT: &str = "jobs.event";
+    /// `manifests.put`
+    pub const MANIFESTS_PUT: &str = "manifests.put";
+    /// `manifests.get`
+    pub const MANIFESTS_GET: &str = "manifests.get";
+    /// `manifests.list`
+    pub const MANIFESTS_LIST: &str = "manifests.list";
+    /// `manifests.run`
+    pub const MANIFESTS_RUN: &str = "manifests.run";
+    /// `keys.list`
+    pub const KEYS_LIST: &str = "keys.list";
+    /// `audit.read`
+    pub const AUDIT_READ: &str = "audit.read";
+    /// `sync.run`
+    pub const SYNC_RUN: &str = "sync.run";
+}
+
+/// What an operation does to the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only, or touches only the caller's own session.
+    Read,
+    /// Writes refs, runs a sync or starts work. Refused in read-only mode, and on gatosd's
+    /// Unix socket before `gatos.auth` (ADR 0023).
+    Write,
+}
+
+/// How an operation answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One request, one answer: served by [`crate::Service::call`].
+    Unary,
+    /// An answer, then a stream of notifications until the caller ends it (the face runs
+    /// the stream; the service provides the follower).
+    Stream,
+    /// Acts on the caller's session (authentication, ending a stream): the face's own.
+    Face,
+}
+
+/// The faces an operation may be offered on (a set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Faces(u8);
+
+impl Faces {
+    /// `git gatos …`.
+    pub const CLI: Faces = Faces(1);
+    /// gatosd's JSON-RPC (stdio, Unix socket, TCP).
+    pub const RPC: Faces = Faces(2);
+    /// Every face that serves remote callers: RPC now; HTTP and MCP map the same rows.
+    pub const REMOTE: Faces = Faces(2);
+    /// Everywhere.
+    pub const ALL: Faces = Faces(3);
+
+    /// Tells whether `face` is in the set.
+    pub const fn has(self, face: Faces) -> bool {
+        self.0 & face.0 == face.0
+    }
+}
+
+/// One row of the operation table.
+#[derive(Debug, Clone, Copy)]
+pub struct Op {
+    /// `<plane>.<verb>`.
+    pub name: &'static str,
+    /// One line for the docs.
+    pub summary: &'static str,
+    /// Read or write.
+    pub access: Access,
+    /// Whether the operation's effect is recorded on `gatos.audit` (DESIGN §4: privileged
+    /// or destructive actions; some only in one of their forms, e.g. a forced move).
+    pub privileged: bool,
+    /// How it answers.
+    pub shape: Shape,
+    /// Where it may be offered.
+    pub faces: Faces,
+    /// Whether a connection builds one such answer at a time (a page can be large).
+    pub large: bool,
+    /// Whether the answer is the point: a face does not run it for a caller that cannot
+    /// receive the answer (a JSON-RPC notification).
+    pub answer_required: bool,
+    /// The request's JSON Schema.
+    pub request: fn() -> Schema,
+    /// The response's JSON Schema.
+    pub response: fn() -> Schema,
+}
+
+fn schema<T: JsonSchema>() -> Schema {
+    schemars::schema_for!(T)
+}
+
+use crate::types as t;
+use gatos_types::jobs::{EnqueueRow, JobRow, ManifestRow, VerifyRow};
+use gatos_types::wire::{CheckpointRow, PublishRow, ReadPage};
+use names as n;
+
+const fn op(
+    name: &'static str,
+    summary: &'static str,
+    access: Access,
+    request: fn() -> Schema,
+    response: fn() -> Schema,
+) -> Op {
+    Op {
+        name,
+        summary,
+        access,
+        privileged: false,
+        shape: Shape::Unary,
+        faces: Faces::ALL,
+        large: false,
+        answer_required: false,
+        request,
+        response,
+    }
+}
+
+impl Op {
+    const fn privileged(mut self) -> Op {
+        self.privileged = true;
+        self
+    }
+    const fn shape(mut self, s: Shape) -> Op {
+        self.shape = s;
+        self
+    }
+    const fn large(mut self) -> Op {
+        self.large = true;
+        self
+    }
+    const fn answer_required(mut self) -> Op {
+        self.answer_required = true;
+        self
+    }
+    const fn faces(mut self, f: Faces) -> Op {
+        self.faces = f;
+        self
+    }
+}
+
+use Access::{Read, Write};
+
+/// Every operation, in the order the docs list them.
+pub const OPS: &[Op] = &[
+    op(
+        n::MESSAGES_PUBLISH,
+        "Append one message to a topic.",
+        Write,
+        schema::<t::PublishParams>,
+        schema::<PublishRow>,
+    ),
+    op(
+        n::MESSAGES_PUBLISH_BATCH,
+        "Append many messages in chunks; says how many landed.",
+        Write,
+        schema::<t::PublishBatchParams>,
+        schema::<t::PublishBatchResult>,
+    ),
+    op(
+        n::MESSAGES_READ,
+        "A page of a topic after a cursor.",
+        Read,
+        schema::<t::ReadParams>,
+        schema::<ReadPage>,
+    )
+    .large(),
+    op(
+        n::MESSAGES_SUBSCRIBE,
+        "Follow a topic: an answer, then `messages.event` notifications.",
+        Read,
+        schema::<t::SubscribeParams>,
+        schema::<t::SubscribeResult>,
+    )
+    .shape(Shape::Stream)
+    .answer_required()
+    .faces(Faces::REMOTE),
+    op(
+        n::MESSAGES_UNSUBSCRIBE,
+        "End a subscription of this connection.",
+        Read,
+        schema::<t::UnsubscribeParams>,
+        schema::<t::Unsubscribed>,
+    )
+    .shape(Shape::Face)
+    .faces(Faces::REMOTE),
+    op(
+        n::TOPICS_LIST,
+        "Every topic with its last position.",
+        Read,
+        schema::<t::NoParams>,
+        schema::<t::TopicsResult>,
+    ),
+    op(
+        n::CHECKPOINTS_GET,
+        "A consumer group's checkpoint on a topic, with its lag.",
+        Read,
+        schema::<t::CheckpointGetParams>,
+        schema::<CheckpointRow>,
+    ),
+    op(
+        n::CHECKPOINTS_SET,
+        "Move a checkpoint (backwards only with force, which is audited).",
+        Write,
+        schema::<t::CheckpointSetParams>,
+        schema::<CheckpointRow>,
+    )
+    .privileged(),
+    op(
+        n::JOBS_ENQUEUE,
+        "Enqueue a job from a manifest and/or fields.",
+        Write,
+        schema::<t::EnqueueParams>,
+        schema::<EnqueueRow>,
+    ),
+    op(
+        n::JOBS_GET,
+        "One job with its claim, result and proof.",
+        Read,
+        schema::<t::JobIdParams>,
+        schema::<JobRow>,
+    ),
+    op(
+        n::JOBS_LIST,
+        "Jobs, oldest first, filtered.",
+        Read,
+        schema::<t::ListParams>,
+        schema::<t::ListResult>,
+    )
+    .large(),
+    op(
+        n::JOBS_CLAIM,
+        "Claim the next claimable job (or a named one) for a worker.",
+        Write,
+        schema::<t::ClaimParams>,
+        schema::<Option<t::ClaimResult>>,
+    )
+    .answer_required()
+    .faces(Faces::REMOTE),
+    op(
+        n::JOBS_HEARTBEAT,
+        "Extend a held lease; says whether the job was cancelled.",
+        Write,
+        schema::<t::HeartbeatParams>,
+        schema::<t::HeartbeatResult>,
+    )
+    .faces(Faces::REMOTE),
+    op(
+        n::JOBS_COMPLETE,
+        "Record a finished attempt with its signed proof of execution.",
+        Write,
+        schema::<t::FinishParams>,
+        schema::<t::FinishResult>,
+    )
+    .faces(Faces::REMOTE),
+    op(
+        n::JOBS_FAIL,
+        "Record a failed, timed-out, cancelled or abandoned attempt.",
+        Write,
+        schema::<t::FinishParams>,
+        schema::<t::FinishResult>,
+    )
+    .faces(Faces::REMOTE),
+    op(
+        n::JOBS_CANCEL,
+        "Cancel a job (audited).",
+        Write,
+        schema::<t::CancelParams>,
+        schema::<JobRow>,
+    )
+    .privileged(),
+    op(
+        n::JOBS_VERIFY,
+        "Verify a job's proof under this node's trust.",
+        Read,
+        schema::<t::JobIdParams>,
+        schema::<VerifyRow>,
+    ),
+    op(
+        n::JOBS_WATCH,
+        "Follow job events: an answer, then `jobs.event` notifications.",
+        Read,
+        schema::<t::WatchParams>,
+        schema::<t::SubscribeResult>,
+    )
+    .shape(Shape::Stream)
+    .answer_required()
+    .faces(Faces::REMOTE),
+    op(
+        n::MANIFESTS_PUT,
+        "Store a new version of a manifest (audited).",
+        Write,
+        schema::<t::ManifestPutParams>,
+        schema::<t::ManifestPutResult>,
+    )
+    .privileged(),
+    op(
+        n::MANIFESTS_GET,
+        "A manifest's latest or named version.",
+        Read,
+        schema::<t::ManifestRefParams>,
+        schema::<ManifestRow>,
+    ),
+    op(
+        n::MANIFESTS_LIST,
+        "The latest version of every manifest.",
+        Read,
+        schema::<t::NoParams>,
+        schema::<t::ManifestListResult>,
+    )
+    .large(),
+    op(
+        n::MANIFESTS_RUN,
+        "Enqueue a job from a stored manifest version.",
+        Write,
+        schema::<t::ManifestRefParams>,
+        schema::<EnqueueRow>,
+    ),
+    op(
+        n::SYNC_RUN,
+        "Sync with a remote now.",
+        Write,
+        schema::<t::SyncParams>,
+        schema::<gatos_types::sync::SyncReport>,
+    ),
+    op(
+        n::GATOS_HEALTH,
+        "The node, the repository and the daemon's counters.",
+        Read,
+        schema::<t::NoParams>,
+        schema::<t::HealthResult>,
+    )
+    .shape(Shape::Face)
+    .faces(Faces::REMOTE),
+    op(
+        n::GATOS_VERSION,
+        "The gatos version.",
+        Read,
+        schema::<t::NoParams>,
+        schema::<t::VersionResult>,
+    ),
+    op(
+        n::GATOS_AUTH,
+        "Present the daemon's token (opens writes on this connection).",
+        Read,
+        schema::<t::AuthParams>,
+        schema::<t::Authenticated>,
+    )
+    .shape(Shape::Face)
+    .answer_required()
+    .faces(Faces::REMOTE),
+];
+
+/// Looks an operation up by name.
+pub fn find(name: &str) -> Option<&'static Op> {
+    OPS.iter().find(|o| o.name == name)
+}
+
+/// The method list of `docs/rpc.md`, rendered from [`OPS`] (a test keeps the file in step).
+pub fn markdown() -> String {
+    let mut s =
+        String::from("| method | access | audited | answers | summary |\n|---|---|---|---|---|\n");
+    for o in OPS.iter().filter(|o| o.faces.has(Faces::RPC)) {
+        let access = match o.access {
+            Access::Read => "read",
+            Access::Write => "write",
+        };
+        let shape = match o.shape {
+            Shape::Unary => "once",
+            Shape::Stream => "stream",
+            Shape::Face => "by the face",
+        };
+        let audited = if o.privileged { "yes" } else { "" };
+        s.push_str(&format!(
+            "| `{}` | {access} | {audited} | {shape} | {} |\n",
+            o.name, o.summary
+        ));
+    }
+    s
+}

@@ -1,0 +1,691 @@
+//! The service: every rule and composition a face needs, once.
+//!
+//! Faces call [`Service::call`] with an operation's name and its JSON params (gatosd, and
+//! later HTTP and MCP), or the typed method of the operation (the CLI). Either way the
+//! same function runs: validation, defaults, the enqueue pipeline, the rules of
+//! `jobs.complete`, the actor the writes are made for, and read-only mode.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use gatos::Gatos;
+use gatos::jobs::lifecycle::{ClaimOptions, DEFAULT_LEASE, Finish, SecretProbe};
+use gatos::jobs::manifest::{self, Input, Overrides};
+use gatos::messages::{BatchItem, BatchOptions, Cursor, PublishOptions, ReadOptions};
+use gatos_types::jobs::{EnqueueRow, JobRow, ManifestRow, Outcome, VerifyRow};
+use gatos_types::wire::{CheckpointRow, PublishRow, ReadPage};
+use gatos_types::{Dur, ErrorCode, Oid, Topic};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::actor::Actor;
+use crate::ops::{self, Access, Shape, names as n};
+use crate::types::*;
+
+/// Why a call did not run, or what it failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No operation has this name (JSON-RPC -32601).
+    #[error("no operation {0:?}")]
+    UnknownOperation(String),
+    /// The operation exists but this entry point does not run it: a stream or a session
+    /// operation, which the face serves itself.
+    #[error("{0} is served by the face, not by Service::call")]
+    NotUnary(&'static str),
+    /// The params do not fit the operation's request type (JSON-RPC -32602, HTTP 400).
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
+    /// The operation ran and failed with a taxonomy error.
+    #[error(transparent)]
+    Failed(#[from] gatos::Error),
+}
+
+/// How a face configures the service.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Refuse every write operation (`gatosd --read-only`) with `Forbidden`.
+    pub read_only: bool,
+    /// A job enqueued without a checkout choice runs in `HEAD` of the work tree (the CLI
+    /// in a work tree). Off, it has no checkout unless the request names one (gatosd).
+    pub checkout_head_by_default: bool,
+    /// The remote `sync.run` uses when the request names none.
+    pub sync_remote: Option<String>,
+    /// The most bytes of messages one `messages.read` page carries (0: no cap beyond the
+    /// library's own).
+    pub max_page_bytes: u64,
+}
+
+/// A successful unary call: the JSON answer, and the topics it wrote to (a face wakes
+/// their followers at once instead of waiting for its poll).
+#[derive(Debug)]
+pub struct Answer {
+    /// The result, serialized.
+    pub result: Box<RawValue>,
+    /// Topics the call published on.
+    pub touched: Vec<Topic>,
+}
+
+/// The service over one repository. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    gatos: Gatos,
+    config: Arc<Config>,
+}
+
+type R<T> = Result<T, CallError>;
+
+/// A request that does not fit its operation (a face's usage error: JSON-RPC -32602, CLI
+/// exit status 2).
+fn invalid(msg: impl Into<String>) -> CallError {
+    CallError::InvalidParams(msg.into())
+}
+
+impl From<CallError> for gatos::Error {
+    /// For faces that speak the taxonomy only (the CLI's `--json` errors): request errors
+    /// are `InvalidInput`.
+    fn from(e: CallError) -> gatos::Error {
+        match e {
+            CallError::Failed(e) => e,
+            CallError::InvalidParams(m) => gatos::Error::new(ErrorCode::InvalidInput, m),
+            other => gatos::Error::new(ErrorCode::Internal, other.to_string()),
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(params: Map<String, Value>) -> Result<T, CallError> {
+    serde_json::from_value(Value::Object(params))
+        .map_err(|e| CallError::InvalidParams(e.to_string()))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Box<RawValue>, CallError> {
+    serde_json::value::to_raw_value(v).map_err(|e| {
+        CallError::Failed(gatos::Error::new(
+            ErrorCode::Internal,
+            format!("encoding an answer: {e}"),
+        ))
+    })
+}
+
+/// A lease given as whole seconds or a duration string; default 30 s.
+pub fn lease_of(v: Option<&Value>) -> R<Dur> {
+    match v {
+        None => Ok(DEFAULT_LEASE),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(Dur::from_secs)
+            .ok_or_else(|| invalid("lease must be whole seconds or a duration")),
+        Some(Value::String(s)) => Dur::parse(s).map_err(|e| invalid(format!("lease: {e}"))),
+        Some(_) => Err(invalid("lease must be seconds or a duration like 30s")),
+    }
+}
+
+fn b64(field: &str, v: Option<&str>) -> R<Vec<u8>> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(s) => base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map_err(|_| invalid(format!("{field} is not base64"))),
+    }
+}
+
+/// A read position: a ULID or a seq, not both.
+pub fn cursor(
+    since: Option<gatos_types::Ulid>,
+    since_seq: Option<u64>,
+    default: Cursor,
+) -> R<Cursor> {
+    match (since, since_seq) {
+        (Some(_), Some(_)) => Err(invalid("give since or since_seq, not both")),
+        (Some(u), None) => Ok(Cursor::Ulid(u)),
+        (None, Some(n)) => Ok(Cursor::Seq(n)),
+        (None, None) => Ok(default),
+    }
+}
+
+impl Service {
+    /// A service over `gatos`.
+    pub fn new(gatos: Gatos, config: Config) -> Service {
+        Service {
+            gatos,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The repository (for what a face does besides operations: streams, health).
+    pub fn gatos(&self) -> &Gatos {
+        &self.gatos
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn as_actor(&self, actor: &Actor) -> Gatos {
+        self.gatos.with_actor(&actor.to_string())
+    }
+
+    fn writable(&self, op: &str) -> R<()> {
+        if self.config.read_only {
+            return Err(gatos::Error::new(
+                ErrorCode::Forbidden,
+                format!("{op} writes, and this node serves reads only (--read-only)"),
+            )
+            .with_detail("read_only", true)
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Runs the unary operation `name` with JSON `params` for `actor`.
+    ///
+    /// # Errors
+    /// [`CallError`]: an unknown name, a stream or session operation, params that do not
+    /// fit, a write in read-only mode, or what the operation failed with.
+    pub fn call(
+        &self,
+        actor: &Actor,
+        name: &str,
+        params: Map<String, Value>,
+    ) -> Result<Answer, CallError> {
+        let op = ops::find(name).ok_or_else(|| CallError::UnknownOperation(name.to_owned()))?;
+        if op.shape != Shape::Unary {
+            return Err(CallError::NotUnary(op.name));
+        }
+        if op.access == Access::Write {
+            self.writable(op.name)?;
+        }
+        let events = || vec![gatos::jobs::events_topic()];
+        let (result, touched) = match op.name {
+            n::MESSAGES_PUBLISH => {
+                let p: PublishParams = decode(params)?;
+                let topic = p.topic.clone();
+                (encode(&self.messages_publish(actor, p)?)?, vec![topic])
+            }
+            n::MESSAGES_PUBLISH_BATCH => {
+                let p: PublishBatchParams = decode(params)?;
+                let topic = p.topic.clone();
+                (
+                    encode(&self.messages_publish_batch(actor, p)?)?,
+                    vec![topic],
+                )
+            }
+            n::MESSAGES_READ => (encode(&self.messages_read(decode(params)?)?)?, vec![]),
+            n::TOPICS_LIST => {
+                let _: NoParams = decode(params)?;
+                (encode(&self.topics_list()?)?, vec![])
+            }
+            n::CHECKPOINTS_GET => (encode(&self.checkpoints_get(decode(params)?)?)?, vec![]),
+            n::CHECKPOINTS_SET => (
+                encode(&self.checkpoints_set(actor, decode(params)?)?)?,
+                vec![],
+            ),
+            n::JOBS_ENQUEUE => (
+                encode(&self.jobs_enqueue(actor, decode(params)?)?)?,
+                events(),
+            ),
+            n::JOBS_GET => (encode(&self.jobs_get(decode(params)?)?)?, vec![]),
+            n::JOBS_LIST => (encode(&self.jobs_list(decode(params)?)?)?, vec![]),
+            n::JOBS_CLAIM => (encode(&self.jobs_claim(actor, decode(params)?)?)?, events()),
+            n::JOBS_HEARTBEAT => (
+                encode(&self.jobs_heartbeat(actor, decode(params)?)?)?,
+                vec![],
+            ),
+            n::JOBS_COMPLETE => (
+                encode(&self.jobs_complete(actor, decode(params)?)?)?,
+                events(),
+            ),
+            n::JOBS_FAIL => (encode(&self.jobs_fail(actor, decode(params)?)?)?, events()),
+            n::JOBS_CANCEL => (
+                encode(&self.jobs_cancel(actor, decode(params)?)?)?,
+                events(),
+            ),
+            n::JOBS_VERIFY => (encode(&self.jobs_verify(decode(params)?)?)?, vec![]),
+            n::MANIFESTS_PUT => (
+                encode(&self.manifests_put(actor, decode(params)?)?)?,
+                vec![],
+            ),
+            n::MANIFESTS_GET => (encode(&self.manifests_get(decode(params)?)?)?, vec![]),
+            n::MANIFESTS_LIST => {
+                let _: NoParams = decode(params)?;
+                (encode(&self.manifests_list()?)?, vec![])
+            }
+            n::MANIFESTS_RUN => (
+                encode(&self.manifests_run(actor, decode(params)?)?)?,
+                events(),
+            ),
+            n::SYNC_RUN => (encode(&self.sync_run(actor, decode(params)?)?)?, vec![]),
+            n::GATOS_VERSION => {
+                let _: NoParams = decode(params)?;
+                (encode(&Service::version())?, vec![])
+            }
+            n::GATOS_HEALTH => return Err(CallError::NotUnary(op.name)),
+            other => return Err(CallError::UnknownOperation(other.to_owned())),
+        };
+        Ok(Answer { result, touched })
+    }
+
+    // ---- messages ----
+
+    /// `messages.publish`.
+    ///
+    /// # Errors
+    /// What the publish failed with.
+    pub fn messages_publish(&self, actor: &Actor, p: PublishParams) -> R<PublishRow> {
+        Ok(self.as_actor(actor).messages().publish(
+            &p.topic,
+            p.payload,
+            &PublishOptions {
+                headers: p.headers,
+                expect_last_seq: p.expect_last_seq,
+            },
+        )?)
+    }
+
+    /// `messages.publish_batch`: on failure the error says how many landed (`landed`).
+    ///
+    /// # Errors
+    /// What the batch failed with, with `landed`.
+    pub fn messages_publish_batch(
+        &self,
+        actor: &Actor,
+        p: PublishBatchParams,
+    ) -> R<PublishBatchResult> {
+        let mut rows = Vec::with_capacity(p.messages.len());
+        let items = p.messages.into_iter().map(|m| {
+            Ok(BatchItem {
+                payload: m.payload,
+                headers: m.headers,
+            })
+        });
+        let opts = BatchOptions {
+            chunk: p.chunk.unwrap_or(BatchOptions::default().chunk),
+            expect_last_seq: p.expect_last_seq,
+        };
+        let landed =
+            self.as_actor(actor)
+                .messages()
+                .publish_batch(&p.topic, items, &opts, |r| {
+                    rows.push(r.clone());
+                    Ok(())
+                })?;
+        Ok(PublishBatchResult {
+            results: rows,
+            landed,
+        })
+    }
+
+    /// `messages.read`, capped in bytes by [`Config::max_page_bytes`].
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown cursor; `InvalidInput` for a bad limit.
+    pub fn messages_read(&self, p: ReadParams) -> R<ReadPage> {
+        let since = cursor(p.since, p.since_seq, Cursor::Start)?;
+        let limit = p.limit.unwrap_or(gatos::messages::DEFAULT_PAGE);
+        let opts = ReadOptions { since, limit };
+        if self.config.max_page_bytes == 0 {
+            Ok(self.gatos.messages().read(&p.topic, &opts)?)
+        } else {
+            Ok(self
+                .gatos
+                .messages()
+                .read_capped(&p.topic, &opts, self.config.max_page_bytes)?)
+        }
+    }
+
+    /// `topics.list`.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn topics_list(&self) -> R<TopicsResult> {
+        Ok(TopicsResult {
+            topics: self.gatos.messages().topics()?,
+        })
+    }
+
+    /// `checkpoints.get`.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn checkpoints_get(&self, p: CheckpointGetParams) -> R<CheckpointRow> {
+        Ok(self.gatos.checkpoints().get(&p.group, &p.topic)?)
+    }
+
+    /// `checkpoints.set` (a backwards move needs `force` and is audited).
+    ///
+    /// # Errors
+    /// `NotFastForward` backwards without force; `NotFound` for a ULID not in the topic.
+    pub fn checkpoints_set(&self, actor: &Actor, p: CheckpointSetParams) -> R<CheckpointRow> {
+        Ok(self
+            .as_actor(actor)
+            .checkpoints()
+            .set(&p.group, &p.topic, p.ulid, p.force)?)
+    }
+
+    // ---- jobs ----
+
+    /// `jobs.enqueue` from its request: the manifest member (a JSON object) and the fields
+    /// that override it.
+    ///
+    /// # Errors
+    /// As [`Service::jobs_enqueue_input`].
+    pub fn jobs_enqueue(&self, actor: &Actor, p: EnqueueParams) -> R<EnqueueRow> {
+        let file = p.manifest.map(manifest::from_value).transpose()?;
+        let o = Overrides {
+            argv: p.command,
+            queue: p.queue,
+            caps: p.caps,
+            timeout: p.timeout,
+            max_attempts: p.max_attempts,
+            priority: p.priority,
+            env: p.env,
+            run_after: p.run_after,
+            cwd: p.cwd,
+            outputs: p.outputs,
+            labels: p.labels,
+            inputs: p.inputs,
+            checkout: p.checkout,
+        };
+        self.jobs_enqueue_input(actor, file, o)
+    }
+
+    /// The enqueue pipeline every face runs: build the manifest from a document and the
+    /// overriding fields, resolve the checkout (`HEAD` of the work tree by default when
+    /// [`Config::checkout_head_by_default`]), normalize, scan, sign and enqueue.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a manifest that does not validate or names no command;
+    /// `SecretDetected`; `NotFound` for a checkout revision this repository lacks.
+    pub fn jobs_enqueue_input(
+        &self,
+        actor: &Actor,
+        file: Option<Input>,
+        o: Overrides,
+    ) -> R<EnqueueRow> {
+        if file.is_some() && o.argv.is_some() {
+            return Err(invalid(
+                "give the command either in the manifest or as the command, not both",
+            ));
+        }
+        if file.is_none() && o.argv.is_none() {
+            return Err(invalid("nothing to run: give a command or a manifest"));
+        }
+        let g = self.as_actor(actor);
+        let mut input = manifest::build(file, o)?;
+        let default = if self.config.checkout_head_by_default {
+            g.default_checkout()
+        } else {
+            None
+        };
+        manifest::resolve_checkout(&mut input, default, |rev| g.resolve_commit(rev))?;
+        let spec = manifest::normalize(input, g.now())?;
+        let actor = g.actor();
+        Ok(g.jobs().enqueue_as(spec, &actor)?)
+    }
+
+    /// `jobs.get`.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn jobs_get(&self, p: JobIdParams) -> R<JobRow> {
+        Ok(self.gatos.jobs().show(p.id)?)
+    }
+
+    /// `jobs.list`.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn jobs_list(&self, p: ListParams) -> R<ListResult> {
+        let jobs = self.gatos.jobs().list(&gatos::jobs::ListOptions {
+            queue: p.queue,
+            state: p.state,
+            archived: p.all,
+        })?;
+        Ok(ListResult { jobs })
+    }
+
+    /// `jobs.claim`: the claim, or `None` when nothing is claimable.
+    ///
+    /// # Errors
+    /// `AlreadyClaimed` for a named job someone holds; `InvalidInput` for a bad lease.
+    pub fn jobs_claim(&self, actor: &Actor, p: ClaimParams) -> R<Option<ClaimResult>> {
+        let lease = lease_of(p.lease.as_ref())?;
+        let secrets = p.secrets.clone();
+        let probe: SecretProbe = Arc::new(move |name: &str| secrets.iter().any(|s| s == name));
+        let g = self.as_actor(actor);
+        let opts = ClaimOptions {
+            worker: p.worker,
+            worker_key: Some(p.worker_key),
+            queues: p.queues,
+            caps: p.caps,
+            lease,
+            can_resolve: Some(probe),
+            allow_untrusted_enqueuers: gatos::jobs::enqueuer::allowed_by_config(&g),
+        };
+        let claimed = match p.id {
+            Some(id) => g.jobs().claim(id, &opts).map(Some)?,
+            None => g.jobs().claim_next(&opts)?,
+        };
+        Ok(claimed.map(|l| ClaimResult {
+            id: l.id,
+            attempt: l.attempt,
+            worker: l.worker,
+            worker_key: l.worker_key,
+            lease_until: l.lease_until,
+            claim_commit: l.claim_commit,
+            job_content_id: l.content_id,
+            manifest: l.spec,
+            lease_token: l.token,
+        }))
+    }
+
+    /// `jobs.heartbeat`.
+    ///
+    /// # Errors
+    /// `LeaseExpired` when the claim is no longer held with this token.
+    pub fn jobs_heartbeat(&self, actor: &Actor, p: HeartbeatParams) -> R<HeartbeatResult> {
+        let lease = lease_of(p.lease.as_ref())?;
+        let g = self.as_actor(actor);
+        let jobs = g.jobs();
+        let mut l = jobs.lease_for(p.id, p.attempt, &p.worker, p.lease_token.as_ref(), lease)?;
+        jobs.heartbeat(&mut l)?;
+        Ok(HeartbeatResult {
+            lease_until: l.lease_until,
+            cancelled: jobs.is_cancelled(p.id)?,
+        })
+    }
+
+    /// `jobs.complete`: `succeeded` (the default when `exit_code` is 0) or `failed`, with
+    /// the worker's signed proof, which is checked. A succeeded attempt has exit code 0.
+    ///
+    /// # Errors
+    /// `InvalidInput` for another outcome or a succeeded attempt with another exit code;
+    /// `SignatureInvalid` without a proof or with one that does not verify.
+    pub fn jobs_complete(&self, actor: &Actor, p: FinishParams) -> R<FinishResult> {
+        let default = if p.exit_code == Some(0) {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        };
+        let f = finish_of(&p, default)?;
+        if !matches!(f.outcome, Outcome::Succeeded | Outcome::Failed) {
+            return Err(invalid(
+                "jobs.complete takes outcome succeeded or failed; use jobs.fail for timeout, cancelled or lost",
+            ));
+        }
+        if f.outcome == Outcome::Succeeded && f.exit_code != Some(0) {
+            return Err(invalid("a succeeded attempt has exit_code 0"));
+        }
+        if f.poe.is_none() {
+            return Err(gatos::Error::new(
+                ErrorCode::SignatureInvalid,
+                "jobs.complete carries the proof of execution signed by the worker (poe)",
+            )
+            .into());
+        }
+        self.finish(actor, &p, &f)
+    }
+
+    /// `jobs.fail`: a failed (default), timed-out, cancelled or abandoned (`lost`) attempt;
+    /// a proof, when given, is checked.
+    ///
+    /// # Errors
+    /// `InvalidInput` for `succeeded`; `LeaseExpired`; `SignatureInvalid`.
+    pub fn jobs_fail(&self, actor: &Actor, p: FinishParams) -> R<FinishResult> {
+        let f = finish_of(&p, Outcome::Failed)?;
+        if f.outcome == Outcome::Succeeded {
+            return Err(invalid("use jobs.complete for a succeeded attempt"));
+        }
+        self.finish(actor, &p, &f)
+    }
+
+    fn finish(&self, actor: &Actor, p: &FinishParams, f: &Finish) -> R<FinishResult> {
+        let g = self.as_actor(actor);
+        let jobs = g.jobs();
+        let lease = jobs.lease_for(
+            p.id,
+            p.attempt,
+            &p.worker,
+            p.lease_token.as_ref(),
+            DEFAULT_LEASE,
+        )?;
+        let done = if f.poe.is_some() {
+            jobs.finish_verified(&lease, f)?
+        } else {
+            jobs.finish(&lease, f)?
+        };
+        Ok(FinishResult {
+            state: done.state,
+            commit: done.commit,
+        })
+    }
+
+    /// `jobs.cancel` (audited).
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict` for a job with a result.
+    pub fn jobs_cancel(&self, actor: &Actor, p: CancelParams) -> R<JobRow> {
+        Ok(self.as_actor(actor).jobs().cancel(p.id, p.reason)?)
+    }
+
+    /// `jobs.verify`: the job's proof checked under this node's trust.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn jobs_verify(&self, p: JobIdParams) -> R<VerifyRow> {
+        Ok(self.gatos.jobs().verify(p.id)?)
+    }
+
+    // ---- manifests ----
+
+    /// `manifests.put` (audited).
+    ///
+    /// # Errors
+    /// `InvalidInput`, `SecretDetected`.
+    pub fn manifests_put(&self, actor: &Actor, p: ManifestPutParams) -> R<ManifestPutResult> {
+        self.manifests_put_input(actor, &p.name, manifest::from_value(p.manifest)?)
+    }
+
+    /// `manifests.put` of a parsed manifest (the CLI reads YAML or JSON files).
+    ///
+    /// # Errors
+    /// As [`Service::manifests_put`].
+    pub fn manifests_put_input(
+        &self,
+        actor: &Actor,
+        name: &gatos_types::ManifestName,
+        input: Input,
+    ) -> R<ManifestPutResult> {
+        let put = self.as_actor(actor).manifests().put(name, input)?;
+        Ok(ManifestPutResult {
+            row: put.row,
+            changed: put.changed,
+        })
+    }
+
+    /// `manifests.get`.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn manifests_get(&self, p: ManifestRefParams) -> R<ManifestRow> {
+        Ok(self.gatos.manifests().get(&p.name, p.version)?)
+    }
+
+    /// `manifests.list`.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn manifests_list(&self) -> R<ManifestListResult> {
+        Ok(ManifestListResult {
+            manifests: self.gatos.manifests().list()?,
+        })
+    }
+
+    /// `manifests.run`.
+    ///
+    /// # Errors
+    /// `NotFound`, and what an enqueue fails with.
+    pub fn manifests_run(&self, actor: &Actor, p: ManifestRefParams) -> R<EnqueueRow> {
+        Ok(self.as_actor(actor).manifests().run(&p.name, p.version)?)
+    }
+
+    // ---- node ----
+
+    /// `sync.run`: the request's remote, else the configured one, else the library's
+    /// default choice.
+    ///
+    /// # Errors
+    /// What the sync failed with.
+    pub fn sync_run(&self, actor: &Actor, p: SyncParams) -> R<gatos_types::sync::SyncReport> {
+        Ok(self.as_actor(actor).sync(&gatos::sync::SyncOptions {
+            remote: p.remote.or_else(|| self.config.sync_remote.clone()),
+            strict: p.strict,
+            progress: false,
+            accept_unsigned: false,
+        })?)
+    }
+
+    /// `gatos.version`.
+    pub fn version() -> VersionResult {
+        VersionResult {
+            version: env!("CARGO_PKG_VERSION").into(),
+            jsonrpc: "2.0".into(),
+        }
+    }
+
+    /// The store part of `gatos.health`: this node's id and the head of the audit topic
+    /// (reading it proves the store answers).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn health_store(&self) -> R<(Option<gatos_types::Ulid>, Option<Oid>)> {
+        let last = self.gatos.messages().head_commit(&gatos::audit::topic())?;
+        Ok((self.gatos.node_id().ok(), last))
+    }
+}
+
+fn finish_of(p: &FinishParams, default: Outcome) -> R<Finish> {
+    let poe = match &p.poe {
+        None => None,
+        Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
+        Some(v @ Value::Object(_)) => Some(gatos_types::jcs::to_vec(v)),
+        Some(_) => return Err(invalid("poe must be the DSSE envelope (an object)")),
+    };
+    let mut outputs = Vec::new();
+    for o in &p.outputs {
+        outputs.push((
+            o.path.clone(),
+            b64("outputs[].data_base64", Some(&o.data_base64))?,
+        ));
+    }
+    Ok(Finish {
+        outcome: p.outcome.unwrap_or(default),
+        exit_code: p.exit_code,
+        stdout: b64("stdout_base64", p.stdout_base64.as_deref())?,
+        stderr: b64("stderr_base64", p.stderr_base64.as_deref())?,
+        outputs,
+        poe,
+    })
+}
