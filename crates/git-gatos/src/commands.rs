@@ -29,6 +29,15 @@ pub struct Ctx {
     opened: std::cell::OnceCell<Gatos>,
 }
 
+/// The CLI as a face of the service: a request error is a usage error (exit 2); the rest
+/// keep their taxonomy code.
+pub fn api(e: gatos_api::CallError) -> Error {
+    match e {
+        gatos_api::CallError::InvalidParams(m) => crate::output::usage(m),
+        other => other.into(),
+    }
+}
+
 impl Ctx {
     /// Opens the repository containing the working directory.
     ///
@@ -41,6 +50,31 @@ impl Ctx {
         let g = Gatos::discover(&self.cwd, self.open.clone())?;
         g.set_maintenance_hook(Some(std::sync::Arc::new(spawn_maintenance)));
         Ok(self.opened.get_or_init(|| g).clone())
+    }
+
+    /// The service over the repository, as the CLI configures it: a job enqueued without a
+    /// checkout choice runs in `HEAD` of the work tree.
+    ///
+    /// # Errors
+    /// As [`Ctx::gatos`].
+    pub fn service(&self) -> Result<gatos_api::Service, Error> {
+        Ok(gatos_api::Service::new(
+            self.gatos()?,
+            gatos_api::Config {
+                checkout_head_by_default: true,
+                ..gatos_api::Config::default()
+            },
+        ))
+    }
+
+    /// Who the CLI acts for: the repository's gatos identity (`cli:<name>`).
+    ///
+    /// # Errors
+    /// As [`Ctx::gatos`].
+    pub fn actor(&self) -> Result<gatos_api::Actor, Error> {
+        Ok(gatos_api::Actor::Cli(
+            self.gatos()?.store().identity().name.clone(),
+        ))
     }
 }
 

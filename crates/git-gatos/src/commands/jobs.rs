@@ -10,7 +10,8 @@ use gatos::Error;
 use gatos_types::Ulid;
 use gatos_types::jobs::{EnqueueRow, JobRow};
 
-use super::{Ctx, parse};
+use super::{Ctx, api, parse};
+use gatos_api::types::{CancelParams, JobIdParams};
 use crate::cli::JobsCommand;
 use crate::output::Output;
 pub use enqueue::read_manifest;
@@ -21,15 +22,26 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &JobsCommand) -> Result<(), Error> 
         JobsCommand::Enqueue(a) => enqueue::run(ctx, out, a),
         JobsCommand::Ls(a) => ls::run(ctx, out, a),
         JobsCommand::Show { id } => {
-            let row = ctx.gatos()?.jobs().show(parse::<Ulid>(id)?)?;
+            let row = ctx
+                .service()?
+                .jobs_get(JobIdParams {
+                    id: parse::<Ulid>(id)?,
+                })
+                .map_err(api)?;
             print_show(out, &row)
         }
         JobsCommand::Watch(a) => watch::run(ctx, out, a),
         JobsCommand::Cancel { id, reason } => {
             let row = ctx
-                .gatos()?
-                .jobs()
-                .cancel(parse::<Ulid>(id)?, reason.clone())?;
+                .service()?
+                .jobs_cancel(
+                    &ctx.actor()?,
+                    CancelParams {
+                        id: parse::<Ulid>(id)?,
+                        reason: reason.clone(),
+                    },
+                )
+                .map_err(api)?;
             out.row(&row, |w| write!(w, "job {} {}", row.id, row.state.as_str()))
         }
         JobsCommand::Resolve { id, keep } => {

@@ -5,7 +5,8 @@ use gatos_types::ManifestName;
 use gatos_types::jobs::ManifestRow;
 
 use super::jobs::{print_enqueued, read_manifest};
-use super::{Ctx, parse};
+use super::{Ctx, api, parse};
+use gatos_api::types::ManifestRefParams;
 use crate::cli::ManifestsCommand;
 use crate::output::Output;
 
@@ -17,11 +18,13 @@ fn print(out: &mut Output, row: &ManifestRow, verb: &str) -> Result<(), Error> {
 
 /// Dispatches a manifest-registry verb.
 pub fn run(ctx: &Ctx, out: &mut Output, cmd: &ManifestsCommand) -> Result<(), Error> {
-    let g = ctx.gatos()?;
+    let (svc, actor) = (ctx.service()?, ctx.actor()?);
     match cmd {
         ManifestsCommand::Put { name, file } => {
             let name: ManifestName = parse(name)?;
-            let put = g.manifests().put(&name, read_manifest(file)?)?;
+            let put = svc
+                .manifests_put_input(&actor, &name, read_manifest(file)?)
+                .map_err(api)?;
             print(
                 out,
                 &put.row,
@@ -33,7 +36,12 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &ManifestsCommand) -> Result<(), Er
             )
         }
         ManifestsCommand::Get { name, version } => {
-            let row = g.manifests().get(&parse(name)?, *version)?;
+            let row = svc
+                .manifests_get(ManifestRefParams {
+                    name: parse(name)?,
+                    version: *version,
+                })
+                .map_err(api)?;
             if out.is_json() {
                 return print(out, &row, "");
             }
@@ -47,13 +55,21 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &ManifestsCommand) -> Result<(), Er
             })
         }
         ManifestsCommand::Ls => {
-            for row in g.manifests().list()? {
+            for row in svc.manifests_list().map_err(api)?.manifests {
                 print(out, &row, "")?;
             }
             Ok(())
         }
         ManifestsCommand::Run { name, version } => {
-            let row = g.manifests().run(&parse(name)?, *version)?;
+            let row = svc
+                .manifests_run(
+                    &actor,
+                    ManifestRefParams {
+                        name: parse(name)?,
+                        version: *version,
+                    },
+                )
+                .map_err(api)?;
             print_enqueued(out, &row)
         }
     }

@@ -6,7 +6,7 @@ use gatos::Error;
 use gatos::jobs::manifest::{self, Input, Overrides};
 use gatos_types::ErrorCode;
 
-use super::super::{Ctx, parse};
+use super::super::{Ctx, api, parse};
 use super::print_enqueued;
 use crate::cli::EnqueueArgs;
 use crate::output::{Output, usage};
@@ -42,16 +42,6 @@ fn pair(flag: &str, s: &str) -> Result<(String, String), Error> {
 /// Enqueues from `-- CMD ARG…` or `--manifest`, with flags overriding the manifest.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &EnqueueArgs) -> Result<(), Error> {
     let file = a.manifest.as_deref().map(read_manifest).transpose()?;
-    if file.is_some() && !a.command.is_empty() {
-        return Err(usage(
-            "give the command either after -- or in --manifest, not both",
-        ));
-    }
-    if file.is_none() && a.command.is_empty() {
-        return Err(usage(
-            "nothing to run: give `-- CMD [ARG...]` or --manifest FILE",
-        ));
-    }
     let overrides = Overrides {
         argv: (!a.command.is_empty()).then(|| a.command.clone()),
         queue: a.queue.as_deref().map(parse).transpose()?,
@@ -86,12 +76,9 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &EnqueueArgs) -> Result<(), Error> {
             a.checkout.clone().map(serde_json::Value::String)
         },
     };
-    let g = ctx.gatos()?;
-    let mut input = manifest::build(file, overrides)?;
-    manifest::resolve_checkout(&mut input, g.default_checkout(), |rev| {
-        g.resolve_commit(rev)
-    })?;
-    let spec = manifest::normalize(input, g.now())?;
-    let row = g.jobs().enqueue(spec)?;
+    let row = ctx
+        .service()?
+        .jobs_enqueue_input(&ctx.actor()?, file, overrides)
+        .map_err(api)?;
     print_enqueued(out, &row)
 }

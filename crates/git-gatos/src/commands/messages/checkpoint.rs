@@ -4,7 +4,8 @@ use gatos::Error;
 use gatos_types::wire::CheckpointRow;
 use gatos_types::{Group, Topic, Ulid};
 
-use super::super::{Ctx, parse};
+use super::super::{Ctx, api, parse};
+use gatos_api::types::{CheckpointGetParams, CheckpointSetParams};
 use crate::cli::CheckpointCommand;
 use crate::output::Output;
 
@@ -24,7 +25,10 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &CheckpointCommand) -> Result<(), E
     match cmd {
         CheckpointCommand::Get { group, topic } => {
             let (group, topic): (Group, Topic) = (parse(group)?, parse(topic)?);
-            let row = ctx.gatos()?.checkpoints().get(&group, &topic)?;
+            let row = ctx
+                .service()?
+                .checkpoints_get(CheckpointGetParams { group, topic })
+                .map_err(api)?;
             print(out, &row)
         }
         CheckpointCommand::Set {
@@ -36,9 +40,17 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &CheckpointCommand) -> Result<(), E
             let (group, topic, ulid): (Group, Topic, Ulid) =
                 (parse(group)?, parse(topic)?, parse(ulid)?);
             let row = ctx
-                .gatos()?
-                .checkpoints()
-                .set(&group, &topic, ulid, *force)?;
+                .service()?
+                .checkpoints_set(
+                    &ctx.actor()?,
+                    CheckpointSetParams {
+                        group,
+                        topic,
+                        ulid,
+                        force: *force,
+                    },
+                )
+                .map_err(api)?;
             print(out, &row)
         }
     }

@@ -4,12 +4,13 @@ use std::io::{BufRead, IsTerminal, Read};
 use std::time::{Duration, Instant};
 
 use gatos::Error;
-use gatos::messages::{BatchItem, BatchOptions, PublishOptions};
+use gatos::messages::{BatchItem, BatchOptions};
 use gatos_types::wire::PublishRow;
 use gatos_types::{ErrorCode, Topic, jcs};
 use serde_json::Value;
 
-use super::super::{Ctx, parse};
+use super::super::{Ctx, api, parse};
+use gatos_api::types::PublishParams;
 use crate::cli::PublishArgs;
 use crate::output::{Output, usage};
 
@@ -68,15 +69,18 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &PublishArgs) -> Result<(), Error> {
             .map_err(|e| Error::new(ErrorCode::InvalidInput, format!("reading stdin: {e}")))?;
         read_payload("stdin", &bytes)?
     };
-    let g = ctx.gatos()?;
-    let row = g.messages().publish(
-        &topic,
-        payload,
-        &PublishOptions {
-            headers,
-            expect_last_seq: a.expect_last_seq,
-        },
-    )?;
+    let row = ctx
+        .service()?
+        .messages_publish(
+            &ctx.actor()?,
+            PublishParams {
+                topic,
+                payload,
+                headers,
+                expect_last_seq: a.expect_last_seq,
+            },
+        )
+        .map_err(api)?;
     print(out, &row)
 }
 

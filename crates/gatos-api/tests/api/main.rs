@@ -1,0 +1,102 @@
+//! The operation table against the service, the docs and the schemas.
+#![allow(clippy::unwrap_used, missing_docs, reason = "tests")]
+
+use gatos_api::ops::{Access, Faces, OPS, Shape};
+use gatos_api::{Actor, CallError, Config, Service};
+
+fn repo_doc() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/rpc.md")
+}
+
+/// `docs/rpc.md`'s method list is the table's, rendered.
+#[test]
+fn rpc_doc_lists_the_table() {
+    let path = repo_doc();
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (begin, end) = ("<!-- ops:begin -->\n", "<!-- ops:end -->");
+    let a = doc
+        .find(begin)
+        .expect("docs/rpc.md has the ops:begin marker")
+        + begin.len();
+    let b = doc.find(end).expect("docs/rpc.md has the ops:end marker");
+    let want = gatos_api::ops::markdown();
+    if doc[a..b] != want {
+        if std::env::var_os("GATOS_BLESS").is_some() {
+            let fresh = format!("{}{want}{}", &doc[..a], &doc[b..]);
+            std::fs::write(&path, fresh).unwrap();
+            return;
+        }
+        panic!(
+            "docs/rpc.md's method list is out of step with gatos_api::OPS; \
+             run GATOS_BLESS=1 cargo test -p gatos-api --test api -- rpc_doc"
+        );
+    }
+}
+
+/// Names are unique, `<plane>.<verb>`, and every request schema refuses unknown members.
+#[test]
+fn the_table_is_well_formed() {
+    let mut seen = std::collections::BTreeSet::new();
+    for op in OPS {
+        assert!(seen.insert(op.name), "{} twice", op.name);
+        let (plane, verb) = op.name.split_once('.').unwrap();
+        assert!(!plane.is_empty() && !verb.is_empty() && !verb.contains('.'));
+        assert!(
+            op.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_'),
+            "{}",
+            op.name
+        );
+        let req = serde_json::to_value((op.request)()).unwrap();
+        assert_eq!(req["type"], "object", "{} request", op.name);
+        assert_eq!(
+            req["additionalProperties"],
+            serde_json::json!(false),
+            "{}: a request refuses unknown members",
+            op.name
+        );
+        let _ = serde_json::to_value((op.response)()).unwrap();
+        if op.shape != Shape::Unary {
+            assert!(!op.faces.has(Faces::CLI) || op.shape == Shape::Unary);
+        }
+    }
+}
+
+/// Every unary row reaches an arm of the service (a missing arm would answer "no
+/// operation"), and read-only mode refuses exactly the writes, before parsing params.
+#[test]
+fn every_unary_operation_has_an_arm_and_read_only_refuses_writes() {
+    let repo = gatos_testutil::TempRepo::new().unwrap();
+    let gatos = gatos::Gatos::open(repo.path(), gatos::OpenOptions::default()).unwrap();
+    let open = Service::new(gatos.clone(), Config::default());
+    let ro = Service::new(
+        gatos,
+        Config {
+            read_only: true,
+            ..Config::default()
+        },
+    );
+    let actor = Actor::Cli("test".into());
+    // A member no request has: every arm must parse (and refuse) it, not skip it.
+    let mut bad = serde_json::Map::new();
+    bad.insert("no_such_member".into(), serde_json::json!(1));
+    for op in OPS.iter().filter(|o| o.shape == Shape::Unary) {
+        match open.call(&actor, op.name, bad.clone()) {
+            Err(CallError::InvalidParams(_)) => {}
+            other => panic!("{}: {other:?}", op.name),
+        }
+        let r = ro.call(&actor, op.name, bad.clone());
+        match (op.access, r) {
+            (Access::Write, Err(CallError::Failed(e))) => {
+                assert_eq!(e.code(), gatos_types::ErrorCode::Forbidden, "{}", op.name);
+            }
+            (Access::Read, Err(CallError::InvalidParams(_))) => {}
+            (_, other) => panic!("{} in read-only mode: {other:?}", op.name),
+        }
+    }
+    assert!(matches!(
+        open.call(&actor, "no.such", serde_json::Map::new()),
+        Err(CallError::UnknownOperation(_))
+    ));
+}
