@@ -3,11 +3,12 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
-use gatos_testutil::{TempRepo, TestResult};
+use gatos_testutil::{TempRepo, TestResult, wait_for};
 use serde_json::Value;
 
-use crate::support::{gatos, gatos_cmd, gatos_ok, json_lines};
+use crate::support::{enqueue, gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -1248,5 +1249,535 @@ fn a_lock_made_long_after_a_dead_gatos_writer_is_not_its() -> TestResult {
         "{rows:?}"
     );
     std::fs::remove_file(&lock)?;
+    Ok(())
+}
+
+// ADR 0024: as_of enters the root only while an exported job has neither a result nor a
+// cancel; exports of the previous exporter version (gatos-export/1) still verify.
+
+/// `scripts/explorer_root.py` on a SQLite export: its output, whatever the status.
+fn explorer_root_py(db: &Path) -> TestResult<Output> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/explorer_root.py");
+    Ok(Command::new("python3").arg(script).arg(db).output()?)
+}
+
+/// The Explorer-Root that `scripts/explorer_root.py` recomputes; it must succeed.
+fn python_root(db: &Path) -> TestResult<String> {
+    let out = explorer_root_py(db)?;
+    assert!(
+        out.status.success(),
+        "explorer_root.py failed (pip install blake3): {}",
+        stderr(&out)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let last = text.lines().last().unwrap_or_default();
+    Ok(last
+        .strip_prefix("explorer-root ")
+        .unwrap_or(last)
+        .to_owned())
+}
+
+/// The manifest of a SQLite export.
+fn sqlite_manifest(db: &Path) -> TestResult<Value> {
+    let rows = sqlite_json(db, "SELECT json FROM _gatos_manifest")?;
+    Ok(serde_json::from_str(rows[0]["json"].as_str().unwrap())?)
+}
+
+/// `export verify PATH [--repo DIR] --json`, which must succeed; returns its root.
+fn verified_root(repo: &TempRepo, path: &Path, with_repo: bool) -> TestResult<String> {
+    let mut args = vec!["export", "verify", path.to_str().unwrap(), "--json"];
+    if with_repo {
+        args.extend(["--repo", "."]);
+    }
+    let v = json_lines(&gatos_ok(repo, &args)?)?;
+    assert_eq!(v[0]["ok"], true);
+    assert_eq!(v[0]["repository_checked"], with_repo);
+    Ok(v[0]["explorer_root"].as_str().unwrap().to_owned())
+}
+
+/// `export verify` fails with `code`, and its message holds `part`.
+fn verify_fails_with(
+    repo: &TempRepo,
+    path: &Path,
+    with_repo: bool,
+    code: &str,
+    part: &str,
+) -> TestResult {
+    let mut args = vec!["export", "verify", path.to_str().unwrap()];
+    if with_repo {
+        args.extend(["--repo", "."]);
+    }
+    let out = gatos(repo, &args)?;
+    let e = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "verify passed, expected {code}: {part}"
+    );
+    assert!(
+        e.contains(code) && e.contains(part),
+        "expected {code} and {part:?} in: {e}"
+    );
+    Ok(())
+}
+
+/// Rewrites a SQLite export's filter spec as a forger would: sets `as_of` (or removes
+/// it, with `None`) and recomputes the Explorer-Root over the new spec, so that only the
+/// as_of rule can tell.
+fn reroot_with_as_of(db: &Path, as_of: Option<&str>) -> TestResult {
+    let script = r#"
+import json, sqlite3, sys
+import blake3
+db = sqlite3.connect(sys.argv[1])
+m = json.loads(db.execute("SELECT json FROM _gatos_manifest").fetchone()[0])
+if sys.argv[2] == "-":
+    del m["filter"]["as_of"]
+else:
+    m["filter"]["as_of"] = sys.argv[2]
+h = blake3.blake3()
+def field(b):
+    h.update(len(b).to_bytes(4, "big"))
+    h.update(b)
+field(bytes.fromhex(m["ref_state"][len("blake3:"):]))
+field(json.dumps(m["filter"], sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+for t in sorted(m["tables"]):
+    field(t.encode())
+    field(str(m["tables"][t]["rows"]).encode())
+    field(bytes.fromhex(m["tables"][t]["digest"][len("blake3:"):]))
+field(m["exporter"].encode())
+m["explorer_root"] = "blake3:" + h.hexdigest()
+db.execute("UPDATE _gatos_manifest SET json = ?", (json.dumps(m, indent=2),))
+db.commit()
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, db.to_str().unwrap(), as_of.unwrap_or("-")])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "(pip install blake3) {}",
+        stderr(&out)
+    );
+    Ok(())
+}
+
+#[test]
+fn as_of_enters_the_root_only_while_an_exported_job_has_no_result_and_no_cancel() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let done = enqueue(&repo, &["--queue", "build", "--", "true"])?;
+    let cancelled = enqueue(&repo, &["--queue", "build", "--", "true"])?;
+    gatos_ok(&repo, &["jobs", "cancel", &cancelled])?;
+    let pending = enqueue(&repo, &["--queue", "nightly", "--", "true"])?;
+    gatos_ok(&repo, &["worker", "--drain", "--queue", "build"])?;
+    let state = |id: &str| -> TestResult<String> {
+        let row = json_lines(&gatos_ok(&repo, &["jobs", "show", id, "--json"])?)?;
+        Ok(row[0]["state"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(state(&done)?, "succeeded");
+    assert_eq!(state(&cancelled)?, "cancelled");
+    assert_eq!(state(&pending)?, "pending");
+
+    // Exports the job tables restricted by `where_` at `as_of` (None: the clock) to a new
+    // file; returns the file, its manifest and its root.
+    let n = std::cell::Cell::new(0);
+    let export_at =
+        |where_: &[&str], as_of: Option<&str>| -> TestResult<(std::path::PathBuf, Value)> {
+            n.set(n.get() + 1);
+            let db = repo.root().join(format!("e{}.db", n.get()));
+            let mut args = vec![
+                "--format",
+                "sqlite",
+                "--out",
+                db.to_str().unwrap(),
+                "--tables",
+                "jobs,attempts,results",
+            ];
+            for w in where_ {
+                args.extend(["--where", *w]);
+            }
+            if let Some(t) = as_of {
+                args.extend(["--as-of", t]);
+            }
+            let out = export(&repo, &args)?;
+            let m = sqlite_manifest(&db)?;
+            assert_eq!(m["exporter"], "gatos-export/2");
+            assert_eq!(m["explorer_root"], out["explorer_root"]);
+            Ok((db, m))
+        };
+    let (early, late) = ("2020-01-01T00:00:00Z", "2040-01-01T00:00:00Z");
+
+    // A job with a result, a cancelled job, and both: no as_of, the same root at any time.
+    for (what, preds) in [
+        (
+            "a result",
+            vec![format!("jobs.id = {done}"), format!("job = {done}")],
+        ),
+        (
+            "a cancel",
+            vec![
+                format!("jobs.id = {cancelled}"),
+                format!("job = {cancelled}"),
+            ],
+        ),
+        ("finished jobs", vec!["queue = build".to_owned()]),
+    ] {
+        let preds: Vec<&str> = preds.iter().map(String::as_str).collect();
+        let (a, ma) = export_at(&preds, Some(early))?;
+        let (b, mb) = export_at(&preds, Some(late))?;
+        let (c, mc) = export_at(&preds, None)?;
+        for m in [&ma, &mb, &mc] {
+            assert!(m["filter"].get("as_of").is_none(), "{what}: {m}");
+        }
+        assert_eq!(ma["explorer_root"], mb["explorer_root"], "{what}");
+        assert_eq!(ma["explorer_root"], mc["explorer_root"], "{what}");
+        assert!(
+            ma["tables"]["jobs"]["rows"].as_u64().unwrap() >= 1,
+            "{what}"
+        );
+        for db in [&a, &b, &c] {
+            let root = verified_root(&repo, db, true)?;
+            assert_eq!(root, ma["explorer_root"].as_str().unwrap());
+            assert_eq!(python_root(db)?, root);
+        }
+    }
+    let (_, m) = export_at(&["queue = build"], None)?;
+    assert_eq!(m["tables"]["results"]["rows"], 1);
+    assert_eq!(m["tables"]["jobs"]["rows"], 2);
+
+    // A pending job is exported: as_of enters, and the root moves with it.
+    let id = format!("jobs.id = {pending}");
+    let (a, ma) = export_at(&[id.as_str()], Some(early))?;
+    let (_, mb) = export_at(&[id.as_str()], Some(late))?;
+    let (_, mc) = export_at(&[id.as_str()], Some(early))?;
+    assert_eq!(ma["filter"]["as_of"], "2020-01-01T00:00:00.000Z");
+    assert_eq!(mb["filter"]["as_of"], "2040-01-01T00:00:00.000Z");
+    assert_eq!(ma["tables"], mb["tables"]);
+    assert_ne!(ma["explorer_root"], mb["explorer_root"]);
+    assert_eq!(ma["explorer_root"], mc["explorer_root"]);
+    assert_eq!(verified_root(&repo, &a, true)?, python_root(&a)?);
+    // Every job: the pending one brings as_of along.
+    let (_, m) = export_at(&[], Some(late))?;
+    assert_eq!(m["filter"]["as_of"], "2040-01-01T00:00:00.000Z");
+    // No job table: never an as_of.
+    let events = repo.root().join("events.db");
+    export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            events.to_str().unwrap(),
+            "--tables",
+            "messages",
+        ],
+    )?;
+    assert!(sqlite_manifest(&events)?["filter"].get("as_of").is_none());
+
+    // A running job: as_of enters (also when only its attempts are exported, and after its
+    // lease, when it is failed without a result); once it is cancelled, it no longer does.
+    let shared = jobs_shared(&repo);
+    let pidfile = shared.join("running.pid");
+    let script = format!("echo $$ > {}; exec sleep 120", pidfile.display());
+    let running = enqueue(
+        &repo,
+        &[
+            "--queue",
+            "slow",
+            "--max-attempts",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )?;
+    let allow = shared.to_string_lossy().into_owned();
+    let mut worker = gatos_cmd(
+        &repo,
+        &[
+            "worker",
+            "--once",
+            "--queue",
+            "slow",
+            "--lease",
+            "3s",
+            "--sandbox-allow-write",
+            &allow,
+        ],
+    )
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()?;
+    let ran = wait_for("the job to run", Duration::from_secs(60), || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
+            && state(&running).is_ok_and(|s| s == "running")
+    });
+    let this = [format!("jobs.id = {running}"), format!("job = {running}")];
+    let this: Vec<&str> = this.iter().map(String::as_str).collect();
+    let checks = (|| -> TestResult {
+        ran?;
+        let (db, m) = export_at(&this, None)?;
+        assert!(m["filter"].get("as_of").is_some(), "{m}");
+        let rows = sqlite_json(&db, "SELECT state FROM jobs")?;
+        assert_eq!(rows[0]["state"], "running");
+        assert_eq!(verified_root(&repo, &db, true)?, python_root(&db)?);
+        let (db, m) = export_at(&this, Some(late))?;
+        assert!(m["filter"].get("as_of").is_some(), "{m}");
+        let rows = sqlite_json(&db, "SELECT state FROM jobs")?;
+        assert_eq!(rows[0]["state"], "failed");
+        assert_eq!(m["tables"]["results"]["rows"], 0);
+        assert_eq!(verified_root(&repo, &db, true)?, python_root(&db)?);
+        let attempts = repo.root().join("attempts.db");
+        export(
+            &repo,
+            &[
+                "--format",
+                "sqlite",
+                "--out",
+                attempts.to_str().unwrap(),
+                "--tables",
+                "attempts",
+                "--where",
+                &format!("job = {running}"),
+            ],
+        )?;
+        let m = sqlite_manifest(&attempts)?;
+        assert_eq!(m["tables"]["attempts"]["rows"], 1);
+        assert!(m["filter"].get("as_of").is_some(), "{m}");
+        Ok(())
+    })();
+    // The worker stops a cancelled job and exits.
+    let cancel = gatos_ok(&repo, &["jobs", "cancel", &running]);
+    let mut exited = None;
+    wait_for(
+        "the worker to stop the job",
+        Duration::from_secs(120),
+        || {
+            exited = worker.try_wait().ok().flatten();
+            exited.is_some()
+        },
+    )
+    .inspect_err(|_| {
+        let _ = worker.kill();
+        let _ = worker.wait();
+    })?;
+    checks?;
+    cancel?;
+    assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+    assert_eq!(state(&running)?, "cancelled");
+    let (a, ma) = export_at(&this, Some(early))?;
+    let (_, mb) = export_at(&this, None)?;
+    assert_eq!(ma["tables"]["attempts"]["rows"], 1);
+    assert!(ma["filter"].get("as_of").is_none(), "{ma}");
+    assert_eq!(ma["explorer_root"], mb["explorer_root"]);
+    assert_eq!(verified_root(&repo, &a, true)?, python_root(&a)?);
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn export_verify_holds_gatos_export_2_to_its_as_of_rule() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let done = enqueue(&repo, &["--queue", "build", "--", "true"])?;
+    let pending = enqueue(&repo, &["--queue", "nightly", "--", "true"])?;
+    gatos_ok(&repo, &["worker", "--drain", "--queue", "build"])?;
+    let copy = |from: &Path, name: &str| -> TestResult<std::path::PathBuf> {
+        let to = repo.root().join(name);
+        std::fs::copy(from, &to)?;
+        Ok(to)
+    };
+
+    // A pending job's row, its as_of removed and the root recomputed: its state shows it.
+    let with_pending = repo.root().join("pending.db");
+    export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            with_pending.to_str().unwrap(),
+            "--tables",
+            "jobs",
+            "--where",
+            &format!("id = {pending}"),
+        ],
+    )?;
+    let forged = copy(&with_pending, "forged1.db")?;
+    reroot_with_as_of(&forged, None)?;
+    verify_fails_with(&repo, &forged, false, "DigestMismatch", "as_of is missing")?;
+    let py = explorer_root_py(&forged)?;
+    assert!(
+        !py.status.success() && stderr(&py).contains("as_of"),
+        "{}",
+        stderr(&py)
+    );
+
+    // Without the state column only the repository can tell.
+    let ids_only = repo.root().join("ids.db");
+    export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            ids_only.to_str().unwrap(),
+            "--tables",
+            "jobs",
+            "--columns",
+            "jobs:id",
+        ],
+    )?;
+    assert!(sqlite_manifest(&ids_only)?["filter"].get("as_of").is_some());
+    reroot_with_as_of(&ids_only, None)?;
+    verified_root(&repo, &ids_only, false)?;
+    verify_fails_with(
+        &repo,
+        &ids_only,
+        true,
+        "DigestMismatch",
+        &format!("job {pending}"),
+    )?;
+
+    // Finished jobs only, with an as_of added: the repository shows it is extra.
+    let finished = repo.root().join("finished.db");
+    export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            finished.to_str().unwrap(),
+            "--where",
+            &format!("jobs.id = {done}"),
+        ],
+    )?;
+    let m = sqlite_manifest(&finished)?;
+    assert!(m["filter"].get("as_of").is_none(), "{m}");
+    let forged = copy(&finished, "forged2.db")?;
+    reroot_with_as_of(&forged, Some("2030-01-01T00:00:00.000Z"))?;
+    verified_root(&repo, &forged, false)?;
+    verify_fails_with(&repo, &forged, true, "DigestMismatch", "as_of is extra")?;
+
+    // An as_of without a job table is refused by both versions' rule.
+    let events = repo.root().join("events.db");
+    export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            events.to_str().unwrap(),
+            "--tables",
+            "messages",
+        ],
+    )?;
+    reroot_with_as_of(&events, Some("2030-01-01T00:00:00.000Z"))?;
+    verify_fails_with(
+        &repo,
+        &events,
+        false,
+        "DigestMismatch",
+        "as_of is missing or extra",
+    )?;
+    let py = explorer_root_py(&events)?;
+    assert!(!py.status.success(), "{}", stderr(&py));
+    Ok(())
+}
+
+/// Copies a fixture file or directory.
+fn copy_fixture(from: &Path, to: &Path) -> TestResult {
+    if from.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)? {
+            let e = e?;
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    } else {
+        std::fs::copy(from, to)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn an_export_of_the_previous_version_still_verifies() -> TestResult {
+    // Written by gatos-export/1 (tests/fixtures/export-v1/generate.sh says how), with the
+    // repository they came from as a bundle.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/export-v1");
+    let repo = TempRepo::new()?;
+    let bundle = fixtures.join("repo.bundle");
+    repo.git(&["fetch", "-q", bundle.to_str().unwrap(), "refs/*:refs/*"])?;
+    let key = std::fs::read_to_string(fixtures.join("key.txt"))?;
+    gatos_ok(&repo, &["keys", "trust", key.trim()])?;
+    let roots = std::fs::read_to_string(fixtures.join("roots.txt"))?;
+    for line in roots.lines() {
+        let (name, root) = line.split_once(' ').ok_or("roots.txt: NAME ROOT")?;
+        let path = repo.root().join(name);
+        copy_fixture(&fixtures.join(name), &path)?;
+        let manifest = if name.ends_with(".sqlite") {
+            sqlite_manifest(&path)?
+        } else {
+            serde_json::from_str(&std::fs::read_to_string(path.join("manifest.json"))?)?
+        };
+        assert_eq!(manifest["exporter"], "gatos-export/1", "{name}");
+        assert_eq!(verified_root(&repo, &path, false)?, root, "{name}");
+        assert_eq!(verified_root(&repo, &path, true)?, root, "{name}");
+        if name.ends_with(".sqlite") {
+            assert_eq!(python_root(&path)?, root, "{name}");
+        }
+    }
+    // Version 1 put as_of in with any job table, finished jobs or not; version 1's rule
+    // still holds it to that.
+    let finished = repo.root().join("finished.sqlite");
+    let m = sqlite_manifest(&finished)?;
+    assert!(m["filter"].get("as_of").is_some(), "{m}");
+    let states = sqlite_json(&finished, "SELECT DISTINCT state FROM jobs ORDER BY state")?;
+    assert_eq!(states.len(), 2, "{states:?}");
+    let forged = repo.root().join("forged.sqlite");
+    std::fs::copy(&finished, &forged)?;
+    reroot_with_as_of(&forged, None)?;
+    verify_fails_with(
+        &repo,
+        &forged,
+        false,
+        "DigestMismatch",
+        "as_of is missing or extra",
+    )?;
+    assert!(!explorer_root_py(&forged)?.status.success());
+    // Relabelled as version 2, the root no longer matches; an unknown version is refused.
+    for (label, code, part) in [
+        ("gatos-export/2", "DigestMismatch", "explorer_root"),
+        ("gatos-export/9", "InvalidInput", "gatos-export/9"),
+    ] {
+        std::fs::copy(&finished, &forged)?;
+        sqlite_exec(
+            &forged,
+            &format!(
+                "UPDATE _gatos_manifest SET json = replace(json, '\"gatos-export/1\"', '\"{label}\"')"
+            ),
+        )?;
+        verify_fails_with(&repo, &forged, false, code, part)?;
+    }
+    // --incremental extends a version 1 export into a version 2 one: the same table, and
+    // the new version's root, without as_of since every job in it is finished.
+    let after = export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            finished.to_str().unwrap(),
+            "--incremental",
+        ],
+    )?;
+    assert_eq!(after["tables"], m["tables"]);
+    let upgraded = sqlite_manifest(&finished)?;
+    assert_eq!(upgraded["exporter"], "gatos-export/2");
+    assert_eq!(upgraded["increments"], 1);
+    assert!(upgraded["filter"].get("as_of").is_none(), "{upgraded}");
+    assert_ne!(upgraded["explorer_root"], m["explorer_root"]);
+    assert_eq!(
+        verified_root(&repo, &finished, true)?,
+        python_root(&finished)?
+    );
     Ok(())
 }
