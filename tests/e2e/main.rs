@@ -14,6 +14,7 @@ mod daemon;
 mod export;
 mod isolation;
 mod jobs;
+mod logs;
 mod messages;
 mod support;
 mod sync;

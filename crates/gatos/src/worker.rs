@@ -16,6 +16,10 @@
 //! `GATOS_RUN_ID`), and kills every process the job started when it ends or when the worker
 //! dies. A worker that starts ends what a crashed worker left ([`leftovers`]).
 //!
+//! While the job runs, its output is redacted as it arrives and written, within the log
+//! cap, to a spool under the git directory that `jobs logs` reads on this node
+//! ([`crate::jobs::logs`]); the spool goes once the attempt's commit holds the same bytes.
+//!
 //! Stopping: TERM to the job (through the supervisor), then KILL after the grace period
 //! (timeout, cancel, worker shutdown); KILL at once when the claim is lost (self-fencing:
 //! another worker may already run the job).
@@ -38,6 +42,8 @@ use gatos_types::{Capability, Dur, ErrorCode, Queue, Timestamp, Ulid, WorkerId};
 use crate::Gatos;
 use crate::error::{Error, Result};
 use crate::jobs::lifecycle::{ClaimOptions, DEFAULT_LEASE, Finish, Lease, SecretProbe};
+use crate::jobs::logs::{Spool, SpoolWriter, Stream};
+use crate::jobs::redact::{Redactor, StreamRedactor};
 use crate::jobs::secrets;
 use crate::proofs;
 
@@ -539,6 +545,8 @@ pub fn run(
             "ended processes that crashed workers left running"
         );
     }
+    // The live logs crashed workers left (their flock is free); the live ones stay.
+    crate::jobs::logs::sweep(gatos);
     let secrets = Secrets::load(
         opts.secrets_file.as_deref(),
         opts.secrets_dir.as_deref(),
@@ -745,40 +753,70 @@ fn abandon() -> Finish {
     }
 }
 
-/// A captured stream: the first `cap` (+ slack for redaction) bytes, and the total.
+/// A captured stream: its first `cap` bytes, redacted, and how much the job wrote.
 struct Captured {
+    /// Redacted, at most the cap.
     kept: Vec<u8>,
+    /// Bytes the job wrote.
     total: u64,
+    /// The redacted output went past the cap.
+    over: bool,
 }
 
-/// Extra bytes kept past the cap so a secret straddling it is still redacted whole.
-const REDACTION_SLACK: usize = 4096;
-
-fn capture(mut r: impl std::io::Read, cap: usize) -> Captured {
-    let limit = cap.saturating_add(REDACTION_SLACK);
-    let mut kept = Vec::new();
-    let mut total = 0u64;
+/// Reads a stream to its end, redacting as it comes ([`StreamRedactor`]: the bytes are
+/// those of redacting the whole stream at once), keeping the first `cap` bytes and
+/// appending the same bytes to the live spool, so the spool is always a prefix of the log
+/// the attempt commits.
+fn capture(
+    mut r: impl std::io::Read,
+    cap: usize,
+    redactor: Redactor,
+    mut spool: Option<SpoolWriter>,
+) -> Captured {
+    let mut stream = StreamRedactor::new(redactor);
+    let mut c = Captured {
+        kept: Vec::new(),
+        total: 0,
+        over: false,
+    };
+    let mut keep = |out: &[u8], c: &mut Captured| {
+        if let Some(s) = spool.as_mut() {
+            s.append(out);
+        }
+        let room = cap - c.kept.len();
+        c.kept.extend_from_slice(&out[..out.len().min(room)]);
+        c.over = out.len() > room;
+    };
     let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
     loop {
         match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                total += n as u64;
-                let room = limit.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
+                c.total += n as u64;
+                // Past the cap the rest is only counted.
+                if !c.over {
+                    out.clear();
+                    stream.push(&buf[..n], &mut out);
+                    keep(&out, &mut c);
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
     }
-    Captured { kept, total }
+    if !c.over {
+        out.clear();
+        stream.finish(&mut out);
+        keep(&out, &mut c);
+    }
+    c
 }
 
-/// Redacts secret values, applies the cap and marks truncation. Returns the bytes to
-/// store and whether they were truncated.
-fn finish_stream(c: Captured, cap: usize, secrets: &[(String, String)]) -> (Vec<u8>, bool) {
-    let mut bytes = redact(c.kept, secrets);
-    let truncated = c.total > cap as u64 || bytes.len() > cap;
+/// Marks truncation. Returns the bytes to store and whether they were truncated.
+fn finish_stream(c: Captured, cap: usize) -> (Vec<u8>, bool) {
+    let mut bytes = c.kept;
+    let truncated = c.total > cap as u64 || c.over;
     if truncated {
         bytes.truncate(cap);
         bytes.extend_from_slice(
@@ -825,6 +863,10 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
     let clock = Instant::now();
     let id = lease.id;
     tracing::info!(job = %id, attempt = lease.attempt, "running");
+    // The live log, from now until the attempt's commit holds it (removed when dropped).
+    let spool = Spool::create(sh.gatos, id, lease.attempt, &lease.worker, sh.opts.log_cap)
+        .map_err(|e| tracing::warn!(job = %id, error = %e, "cannot create the live log spool; `jobs logs` will show this attempt only once it is recorded"))
+        .ok();
     let prepared = prepare(sh, &lease);
     let (outcome, exit_code, stdout, stderr, outputs, truncation, note) = match prepared {
         Err(why) => {
@@ -840,7 +882,7 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
                 None,
             )
         }
-        Ok(p) => run_process(sh, &mut lease, p),
+        Ok(p) => run_process(sh, &mut lease, p, spool.as_ref()),
     };
     let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
     if outcome == Outcome::Lost && note.is_some() {
@@ -895,7 +937,10 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
             }
         },
     };
-    match sh.gatos.jobs().finish(&lease, &finish) {
+    let finished = sh.gatos.jobs().finish(&lease, &finish);
+    // The commit holds the log now (or nothing will): the spool has served.
+    drop(spool);
+    match finished {
         Ok(f) => {
             tracing::info!(job = %id, attempt = lease.attempt, outcome = outcome.as_str(), state = f.state.as_str(), "finished");
             WorkerRow {
@@ -1128,7 +1173,7 @@ impl Supervised {
 }
 
 /// Starts the supervisor and watches the job: heartbeats, cancel, timeout, shutdown.
-fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared) -> Ran {
+fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared, spool: Option<&Spool>) -> Ran {
     let failed = |code: i32, msg: String| -> Ran {
         (
             Outcome::Failed,
@@ -1205,16 +1250,26 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared) -> Ran {
         control: Mutex::new(stdin),
     };
     let cap = sh.opts.log_cap;
+    let redactor = Redactor::new(&p.secrets);
+    let spool_of = |stream: Stream| {
+        spool.and_then(|s| {
+            s.writer(stream)
+                .map_err(|e| tracing::warn!(job = %lease.id, %stream, error = %e, "cannot open the live log spool"))
+                .ok()
+        })
+    };
     let (tx_out, rx_out) = mpsc::channel();
     let (tx_err, rx_err) = mpsc::channel();
     if let Some(o) = child.stdout.take() {
+        let (redactor, spool) = (redactor.clone(), spool_of(Stream::Stdout));
         std::thread::spawn(move || {
-            let _ = tx_out.send(capture(o, cap));
+            let _ = tx_out.send(capture(o, cap, redactor, spool));
         });
     }
     if let Some(e) = child.stderr.take() {
+        let spool = spool_of(Stream::Stderr);
         std::thread::spawn(move || {
-            let _ = tx_err.send(capture(e, cap));
+            let _ = tx_err.send(capture(e, cap, redactor, spool));
         });
     }
     let (tx_exit, rx_exit) = mpsc::channel();
@@ -1238,10 +1293,11 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared) -> Ran {
             .unwrap_or(Captured {
                 kept: b"[gatos: the stream was still held open by an escaped process]\n".to_vec(),
                 total: 0,
+                over: false,
             })
     };
-    let (stdout, out_trunc) = finish_stream(collect(rx_out), cap, &p.secrets);
-    let (stderr, err_trunc) = finish_stream(collect(rx_err), cap, &p.secrets);
+    let (stdout, out_trunc) = finish_stream(collect(rx_out), cap);
+    let (stderr, err_trunc) = finish_stream(collect(rx_err), cap);
     let exit_code = status.and_then(|s| s.code());
     let outcome = match stop {
         Some(Stop::Timeout) => Outcome::Timeout,

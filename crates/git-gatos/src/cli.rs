@@ -179,6 +179,9 @@ pub enum JobsCommand {
         /// The job id.
         id: String,
     },
+    /// Print what a job wrote: live from this node's worker while it runs, then from the
+    /// attempt's commit.
+    Logs(LogsArgs),
     /// Follow job events (the topic gatos.jobs) as they happen.
     Watch(WatchArgs),
     /// Cancel a job: a pending one never runs, a running one is stopped.
@@ -267,6 +270,24 @@ pub struct LsArgs {
     /// Include archived jobs whatever the state filter.
     #[arg(long)]
     pub all: bool,
+}
+
+/// `jobs logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The job id.
+    pub id: String,
+    /// The attempt (default: the latest).
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+    /// Which stream: stdout, stderr or both (the job's standard output is printed on
+    /// standard output, its standard error on standard error).
+    #[arg(long, value_name = "STREAM", default_value = "both", value_parser = ["stdout", "stderr", "both"])]
+    pub stream: String,
+    /// Keep printing as the job writes, until it has ended (through later attempts unless
+    /// --attempt is given); waits for a job that has not started or runs on another node.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// `jobs watch`.

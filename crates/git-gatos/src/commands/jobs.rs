@@ -2,6 +2,7 @@
 
 mod config;
 mod enqueue;
+mod logs;
 mod ls;
 mod verify;
 mod watch;
@@ -30,6 +31,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &JobsCommand) -> Result<(), Error> 
                 .map_err(api)?;
             print_show(out, &row)
         }
+        JobsCommand::Logs(a) => logs::run(ctx, out, a),
         JobsCommand::Watch(a) => watch::run(ctx, out, a),
         JobsCommand::Cancel { id, reason } => {
             let row = ctx
