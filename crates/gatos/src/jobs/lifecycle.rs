@@ -790,11 +790,16 @@ impl Jobs<'_> {
             )? {
                 return Err(lease_lost(lease.id, "taken over"));
             }
-            if finish.outcome == Outcome::Cancelled {
-                // `cancel` published the transition; the attempt stopping is not another.
+            // The state the refs now give (DESIGN §4): a cancel ref decides whatever the
+            // outcome said (`cancel` published that transition); otherwise the job runs
+            // again, or, on its last attempt, failed (the next claimer writes the `lost`
+            // result).
+            if rec.cancel.is_some() {
                 (None, JobState::Cancelled, commit)
-            } else {
+            } else if attempts_left {
                 (Some("retry_scheduled"), JobState::Pending, commit)
+            } else {
+                (None, JobState::Failed, commit)
             }
         } else {
             let (status, reason) = match finish.outcome {
@@ -827,7 +832,7 @@ impl Jobs<'_> {
         };
         drop(guard);
         let ready = ready::Ready::new(self.gatos);
-        let entry = if state == JobState::Pending {
+        let entry = if release {
             self.record(lease.id)
                 .ok()
                 .flatten()

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr, reason = "tests")]
 
 mod checkpoints;
+mod claims;
 mod index;
 mod jobs;
 mod logs;
