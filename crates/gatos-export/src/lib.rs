@@ -1,10 +1,11 @@
 //! Export of a gatos ledger to SQLite or Parquet, with a verifiable Explorer-Root
-//! (DESIGN §9, ADR 0016, docs/exporter.md).
+//! (DESIGN §9, ADR 0016, ADR 0024, docs/exporter.md).
 //!
 //! An export reads one snapshot of `refs/gatos/**` (it never writes refs), streams rows
 //! through the filter into a [`Sink`], and records a [`Manifest`]: the refs it read, the
-//! canonical filter spec, per table the row count and digest, and the Explorer-Root over
-//! all of that. [`verify()`] recomputes every digest from the exported data and, given the
+//! canonical filter spec (with `as_of` only when an exported job has neither a result
+//! nor a cancel), per table the row count and digest, and the Explorer-Root over all of
+//! that. [`verify()`] recomputes every digest from the exported data and, given the
 //! repository, from the commits the recorded refs name.
 #![deny(missing_docs)]
 
