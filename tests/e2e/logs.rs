@@ -291,3 +291,24 @@ while [ ! -e "{go}" ]; do sleep 0.05; done"#,
     );
     repo.assert_fsck_strict()
 }
+
+#[test]
+fn a_worker_refuses_a_tmpdir_inside_the_git_directory() -> TestResult {
+    // Attempt directories are made in TMPDIR and granted to their jobs whole: inside the
+    // git directory one would open part of it (the live logs sit next to it).
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let tmp = repo.git_dir().join("tmp");
+    std::fs::create_dir(&tmp)?;
+    let out = gatos_cmd(&repo, &["worker", "--once"])
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .output()?;
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{why}");
+    assert!(
+        why.contains("error[InvalidInput]") && why.contains("TMPDIR"),
+        "{why}"
+    );
+    Ok(())
+}

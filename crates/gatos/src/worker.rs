@@ -457,6 +457,19 @@ pub fn run(
             ));
         }
     }
+    // Each attempt's directory is made under TMPDIR and granted to its job whole: inside
+    // the git directory it would be the one rule that opens part of it.
+    let tmp = canon(&std::env::temp_dir());
+    if let Some(h) = hidden.iter().find(|h| tmp.starts_with(h)) {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            format!(
+                "TMPDIR {} lies in the git directory {}, which holds the signing key and the live logs; jobs' directories are made in TMPDIR: give a directory outside it",
+                tmp.display(),
+                h.display()
+            ),
+        ));
+    }
     let sandbox = match opts.sandbox {
         sandbox::Mode::Off => {
             tracing::warn!(

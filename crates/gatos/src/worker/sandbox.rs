@@ -259,6 +259,41 @@ mod tests {
     }
 
     #[test]
+    fn the_live_log_spool_is_never_granted() {
+        // The worker's spool of a running job (jobs::logs) lies in the git directory: no
+        // list naming it, or a directory around or beneath it, may open it to a job.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = std::fs::canonicalize(tmp.path()).expect("canonical");
+        let git = root.join("repo").join(".git");
+        let spool = git
+            .join("gatos")
+            .join("logs")
+            .join("01J00000000000000000000000");
+        std::fs::create_dir_all(&spool).expect("mkdir");
+        let attempt = root.join("gatos-attempt");
+        std::fs::create_dir(&attempt).expect("mkdir");
+        let named = [
+            spool.clone(),
+            spool.parent().expect("logs").to_owned(),
+            git.join("gatos"),
+            root.join("repo"),
+        ];
+        let path_var = std::env::join_paths(&named).expect("PATH");
+        let r = Rules::base(
+            path_var.to_str(),
+            &named,
+            &named,
+            std::slice::from_ref(&git),
+            true,
+        )
+        .with_dir(&attempt);
+        assert!(
+            r.read.iter().chain(&r.write).all(|p| !spool.starts_with(p)),
+            "{r:?}"
+        );
+    }
+
+    #[test]
     fn modes_parse() {
         assert_eq!("required".parse::<Mode>(), Ok(Mode::Required));
         assert_eq!("auto".parse::<Mode>(), Ok(Mode::Auto));
