@@ -54,11 +54,14 @@ pub enum ErrorCode {
     Internal,
     /// A connection holds as many subscriptions as it may (gatosd; ADR 0023).
     TooManySubscriptions,
+    /// The queue holds as many pending jobs as its `max_pending` allows (ADR 0027); retry
+    /// after `retry_after_seconds`.
+    QueueFull,
 }
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidInput,
         ErrorCode::InvalidEnvelope,
         ErrorCode::NotFound,
@@ -77,6 +80,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::Internal,
         ErrorCode::TooManySubscriptions,
+        ErrorCode::QueueFull,
     ];
 
     /// Returns the exact PascalCase string of the code.
@@ -100,6 +104,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "Unavailable",
             ErrorCode::Internal => "Internal",
             ErrorCode::TooManySubscriptions => "TooManySubscriptions",
+            ErrorCode::QueueFull => "QueueFull",
         }
     }
 
@@ -115,7 +120,7 @@ impl ErrorCode {
             | ErrorCode::LeaseExpired
             | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::TooManySubscriptions => 429,
+            ErrorCode::TooManySubscriptions | ErrorCode::QueueFull => 429,
             ErrorCode::DigestMismatch
             | ErrorCode::SignatureInvalid
             | ErrorCode::UntrustedKey
@@ -126,9 +131,12 @@ impl ErrorCode {
         }
     }
 
-    /// Tells whether the code means "lost a race": the 409 family, worth a retry.
+    /// Tells whether the same request may succeed later: the 409 family (a lost race,
+    /// worth retrying at once) and `QueueFull` (worth retrying after the hint in its
+    /// details, ADR 0027). `TooManySubscriptions` is not: the connection must first
+    /// unsubscribe.
     pub fn is_retryable(self) -> bool {
-        self.status() == 409
+        self.status() == 409 || self == ErrorCode::QueueFull
     }
 }
 
@@ -221,6 +229,7 @@ mod tests {
                 ("Unavailable", 503),
                 ("Internal", 500),
                 ("TooManySubscriptions", 429),
+                ("QueueFull", 429),
             ]
         );
     }
@@ -237,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_conflict_family_is_retryable() {
+    fn only_lost_races_and_a_full_queue_are_retryable() {
         let retryable: Vec<_> = ErrorCode::ALL
             .into_iter()
             .filter(|c| c.is_retryable())
@@ -248,7 +257,8 @@ mod tests {
                 ErrorCode::NotFastForward,
                 ErrorCode::AlreadyClaimed,
                 ErrorCode::LeaseExpired,
-                ErrorCode::Conflict
+                ErrorCode::Conflict,
+                ErrorCode::QueueFull
             ]
         );
     }

@@ -484,8 +484,8 @@ pub struct KeyListRow {
     pub revoked: Option<String>,
 }
 
-/// A queue's replicated settings (`config.json` of `refs/gatos/config/queues/<queue>`),
-/// also what `jobs config --json` prints.
+/// A queue's replicated settings (`config.json` of `refs/gatos/config/queues/<queue>`);
+/// `jobs config --json` prints them with the queue's depth as a [`QueueRow`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
@@ -497,6 +497,11 @@ pub struct QueueConfig {
     /// The longest retry delay in seconds (default 600).
     #[serde(default)]
     pub backoff_max: Option<u64>,
+    /// Admission: an enqueue is refused with `QueueFull` while this node counts this many
+    /// pending jobs in the queue (ADR 0027); absent, no limit. Left out of the document
+    /// when absent, so settings that never had a limit keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending: Option<u64>,
 }
 
 impl QueueConfig {
@@ -506,8 +511,38 @@ impl QueueConfig {
             queue,
             backoff_base: None,
             backoff_max: None,
+            max_pending: None,
         }
     }
+}
+
+/// A queue's depth against its limit, as this node sees it: a member of `gatos.health`'s
+/// `queues` (ADR 0027).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct QueueDepth {
+    /// The queue.
+    pub queue: Queue,
+    /// Its pending jobs in this node's ready index: enqueued or released for a retry and
+    /// not claimed since, including those waiting for `run_after` or a retry backoff;
+    /// running jobs are not counted.
+    pub pending: u64,
+    /// The limit (`null`: none).
+    pub max_pending: Option<u64>,
+}
+
+/// One queue as `jobs config --json` prints it: its settings and its depth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct QueueRow {
+    /// The queue.
+    pub queue: Queue,
+    /// The first retry delay in seconds (`null`: the default, 1).
+    pub backoff_base: Option<u64>,
+    /// The longest retry delay in seconds (`null`: the default, 600).
+    pub backoff_max: Option<u64>,
+    /// The admission limit (`null`: none).
+    pub max_pending: Option<u64>,
+    /// Pending jobs as [`QueueDepth::pending`] counts them.
+    pub pending: u64,
 }
 
 /// What `git gatos worker --json` prints per attempt it ran.

@@ -27,6 +27,28 @@ pub fn record(
     after: Value,
     commit: Option<Oid>,
 ) {
+    let msg_id = match commit {
+        Some(c) => c.to_string(),
+        None => gatos.entropy().ulid(gatos.now(), None).to_string(),
+    };
+    publish(gatos, action, target, before, after, &msg_id);
+}
+
+/// Records an action that writes no commit, once per `key`: a record whose `key` (its
+/// `msg_id`) is already among the audit topic's last `gatos.dedupeWindow` messages is not
+/// appended again. Failures are logged, never returned.
+pub(crate) fn record_once(
+    gatos: &Gatos,
+    action: &str,
+    target: &str,
+    before: Value,
+    after: Value,
+    key: &str,
+) {
+    publish(gatos, action, target, before, after, key);
+}
+
+fn publish(gatos: &Gatos, action: &str, target: &str, before: Value, after: Value, msg_id: &str) {
     let key = crate::init::current_key_id(gatos).map(|k| k.to_string());
     let payload = json!({
         "actor": gatos.actor(),
@@ -36,10 +58,6 @@ pub fn record(
         "before": before,
         "after": after,
     });
-    let msg_id = match commit {
-        Some(c) => c.to_string(),
-        None => gatos.entropy().ulid(gatos.now(), None).to_string(),
-    };
     let opts = PublishOptions {
         headers: Some(json!({ "msg_id": msg_id })),
         expect_last_seq: None,

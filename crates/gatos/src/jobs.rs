@@ -8,6 +8,7 @@
 //! transaction with the `closed` claim commit, so a worker whose claim was taken over can
 //! never write it.
 
+pub mod admission;
 mod arbiter;
 pub mod archive;
 pub mod enqueuer;
@@ -94,7 +95,7 @@ impl<'g> Jobs<'g> {
     /// Enqueues a normalized manifest; returns the new job.
     ///
     /// # Errors
-    /// `SecretDetected` for raw secrets (scanned again here, whatever the source).
+    /// As [`Jobs::enqueue_as`].
     pub fn enqueue(&self, spec: JobSpec) -> Result<EnqueueRow> {
         let actor = self.gatos.actor();
         self.enqueue_as(spec, &actor)
@@ -103,10 +104,17 @@ impl<'g> Jobs<'g> {
     /// Enqueues a normalized manifest for `actor` (recorded in the signed enqueue
     /// envelope, ADR 0019); returns the new job.
     ///
+    /// A queue with a `max_pending` limit admits the job only while this node counts fewer
+    /// pending jobs in it; the count and the job ref's creation happen under the queue's
+    /// admission lock, so racing enqueues on this node never pass the limit together
+    /// (see [`admission`], ADR 0027).
+    ///
     /// # Errors
-    /// `SecretDetected` for raw secrets (scanned again here, whatever the source).
+    /// `SecretDetected` for raw secrets (scanned again here, whatever the source);
+    /// `QueueFull` when the queue is at its limit (nothing is written).
     pub fn enqueue_as(&self, spec: JobSpec, actor: &str) -> Result<EnqueueRow> {
         manifest::scan(&spec, &secrets::Allowlist::of(self.gatos))?;
+        let admitted = admission::admit(self.gatos, &spec.queue)?;
         let now = self.gatos.now();
         let id = self.gatos.next_job_id();
         let doc = doc_bytes(&spec)?;
@@ -172,6 +180,7 @@ impl<'g> Jobs<'g> {
         {
             tracing::warn!(job = %id, error = %err, "could not update the job ready index; it will catch up");
         }
+        drop(admitted);
         events::emit(self.gatos, "enqueued", &rec, 0, None, commit);
         self.gatos.maybe_maintain();
         Ok(EnqueueRow {

@@ -99,6 +99,11 @@ pub fn config_queue(q: &Queue) -> RefName {
     RefName::gatos(&["config", "queues", q.as_str()])
 }
 
+/// `refs/gatos/config/queues/`.
+pub fn config_queues_prefix() -> String {
+    format!("{GATOS_PREFIX}config/queues/")
+}
+
 /// `refs/gatos/jobs/<id>/job`.
 pub fn job(id: Ulid) -> RefName {
     RefName::gatos(&["jobs", &id.to_string(), "job"])

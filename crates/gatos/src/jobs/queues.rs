@@ -1,9 +1,9 @@
 //! Per-queue settings under `refs/gatos/config/queues/<queue>` (they replicate with sync):
-//! the retry backoff (DESIGN §4).
+//! the retry backoff (DESIGN §4) and the admission limit `max_pending` (ADR 0027).
 
 use gatos_store::objects::{NewCommit, Objects};
 use gatos_store::refs::{Edit, Options, names};
-use gatos_types::jobs::QueueConfig;
+use gatos_types::jobs::{QueueConfig, QueueRow};
 use gatos_types::trailers::{Trailers, keys};
 use gatos_types::{Digest, ErrorCode, Oid, Queue, jcs};
 
@@ -31,25 +31,63 @@ fn config_at(gatos: &Gatos, queue: &Queue) -> Result<(QueueConfig, Option<Oid>)>
     Ok((cfg, Some(commit)))
 }
 
+/// A change of a queue's settings: `None` leaves a value as it is, `Some(None)` clears it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Change {
+    /// The first retry delay in seconds.
+    pub backoff_base: Option<Option<u64>>,
+    /// The longest retry delay in seconds.
+    pub backoff_max: Option<Option<u64>>,
+    /// The admission limit; `Some(Some(0))` clears it as `Some(None)` does.
+    pub max_pending: Option<Option<u64>>,
+}
+
+impl Change {
+    /// Tells whether the change leaves every value as it is.
+    pub fn is_empty(&self) -> bool {
+        *self == Change::default()
+    }
+}
+
 /// Changes a queue's backoff; `None` leaves a value as it is, `Some(None)` clears it.
 /// Audited. Returns the settings and whether they changed.
 ///
 /// # Errors
-/// `InvalidInput` for a zero delay or a base above the cap; `Conflict` when another writer
-/// changed them at the same moment.
+/// As [`change`].
 pub fn set(
     gatos: &Gatos,
     queue: &Queue,
     backoff_base: Option<Option<u64>>,
     backoff_max: Option<Option<u64>>,
 ) -> Result<(QueueConfig, bool)> {
+    change(
+        gatos,
+        queue,
+        &Change {
+            backoff_base,
+            backoff_max,
+            max_pending: None,
+        },
+    )
+}
+
+/// Changes a queue's settings. Audited (`config.queue`). Returns the settings and whether
+/// they changed.
+///
+/// # Errors
+/// `InvalidInput` for a zero delay or a base above the cap; `Conflict` when another writer
+/// changed them at the same moment.
+pub fn change(gatos: &Gatos, queue: &Queue, change: &Change) -> Result<(QueueConfig, bool)> {
     let (old, at) = config_at(gatos, queue)?;
     let mut new = old.clone();
-    if let Some(v) = backoff_base {
+    if let Some(v) = change.backoff_base {
         new.backoff_base = v;
     }
-    if let Some(v) = backoff_max {
+    if let Some(v) = change.backoff_max {
         new.backoff_max = v;
+    }
+    if let Some(v) = change.max_pending {
+        new.max_pending = v.filter(|n| *n > 0);
     }
     if new.backoff_base == Some(0) || new.backoff_max == Some(0) {
         return Err(Error::new(
@@ -108,4 +146,42 @@ pub fn set(
         Some(commit),
     );
     Ok((new, true))
+}
+
+/// Every queue this node knows of — those with settings and those with an unfinished job
+/// in the ready index — or only `queue`, each with its settings and its depth (ADR 0027).
+///
+/// # Errors
+/// `InvalidEnvelope` when stored settings do not parse; a store or index failure.
+pub fn rows(gatos: &Gatos, queue: Option<&Queue>) -> Result<Vec<QueueRow>> {
+    let depths = super::admission::depths_of(gatos, queue)?;
+    depths
+        .into_iter()
+        .map(|(q, pending)| {
+            let cfg = config(gatos, &q)?;
+            Ok(QueueRow {
+                queue: q,
+                backoff_base: cfg.backoff_base,
+                backoff_max: cfg.backoff_max,
+                max_pending: cfg.max_pending,
+                pending,
+            })
+        })
+        .collect()
+}
+
+/// The queues that have settings.
+///
+/// # Errors
+/// A store failure.
+pub(crate) fn configured(gatos: &Gatos) -> Result<Vec<Queue>> {
+    Ok(gatos
+        .store()
+        .list_refs(&names::config_queues_prefix())?
+        .into_iter()
+        .filter_map(|(name, _)| match name.kind() {
+            Some(names::RefKind::ConfigQueue(q)) => Some(q),
+            _ => None,
+        })
+        .collect())
 }

@@ -273,16 +273,46 @@ impl<'g> Ready<'g> {
         Ok(())
     }
 
-    /// Returns the unfinished jobs, catching up with the refs first if outside writers
-    /// changed them.
-    pub(crate) fn entries(&self) -> Result<Vec<Entry>> {
+    /// Runs `f` on the state once it is current: caught up with the refs first if outside
+    /// writers changed them.
+    fn current<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T> {
         self.with(|me, state| {
             let now = me.stamp();
             if state.stamp != Some(now) {
                 tracing::debug!(was = ?state.stamp, now = ?now, "the job refs changed outside the index");
                 me.catch_up(state, now)?;
             }
-            Ok(state.jobs.values().cloned().collect())
+            Ok(f(state))
+        })
+    }
+
+    /// Returns the unfinished jobs, catching up with the refs first if outside writers
+    /// changed them.
+    pub(crate) fn entries(&self) -> Result<Vec<Entry>> {
+        self.current(|state| state.jobs.values().cloned().collect())
+    }
+
+    /// Counts the pending jobs of every queue that has an unfinished job (a queue whose
+    /// jobs all run counts 0), as [`is_pending`] decides, without copying the entries.
+    pub(crate) fn pending_by_queue(&self) -> Result<BTreeMap<Queue, u64>> {
+        self.current(|state| {
+            let mut out: BTreeMap<Queue, u64> = BTreeMap::new();
+            for e in state.jobs.values() {
+                *out.entry(e.queue.clone()).or_default() += u64::from(is_pending(e));
+            }
+            out
+        })
+    }
+
+    /// Counts the pending jobs of one queue, as [`is_pending`] decides.
+    pub(crate) fn pending_in(&self, queue: &Queue) -> Result<u64> {
+        self.current(|state| {
+            let n = state
+                .jobs
+                .values()
+                .filter(|e| e.queue == *queue && is_pending(e))
+                .count();
+            u64::try_from(n).unwrap_or(u64::MAX)
         })
     }
 
@@ -378,6 +408,16 @@ impl<'g> Ready<'g> {
             Ok(())
         })
     }
+}
+
+/// Whether an entry counts as pending for queue admission (ADR 0027): no claim recorded
+/// since it was enqueued or released for a retry, whether or not it may be claimed yet
+/// (`run_after`, a retry backoff). An entry with a lease end is a claimed job and does not
+/// count, even once that lease has run out: heartbeats do not update the index, so an
+/// old lease end says nothing about whether the job still runs. A worker's takeover or
+/// release updates the entry.
+pub(crate) fn is_pending(e: &Entry) -> bool {
+    e.lease_until.is_none()
 }
 
 /// The ready entry of a job, or `None` when it is finished.
