@@ -203,7 +203,8 @@ pub enum JobsCommand {
     },
     /// Verify proofs of execution: digests, signature, key trust and revocation.
     Verify(VerifyArgs),
-    /// Show or change a queue's retry backoff (replicated settings).
+    /// Show or change a queue's retry backoff and admission limit (replicated settings),
+    /// with its pending jobs; without QUEUE, show every queue.
     Config(QueueConfigArgs),
 }
 
@@ -321,14 +322,18 @@ pub struct VerifyArgs {
 /// `jobs config`.
 #[derive(Debug, Args)]
 pub struct QueueConfigArgs {
-    /// The queue.
-    pub queue: String,
+    /// The queue (omitted: show every queue this node knows of).
+    pub queue: Option<String>,
     /// The first retry delay (DUR, or `off` for the default 1s).
     #[arg(long, value_name = "DUR")]
     pub backoff_base: Option<String>,
     /// The longest retry delay (DUR, or `off` for the default 10m).
     #[arg(long, value_name = "DUR")]
     pub backoff_max: Option<String>,
+    /// Refuse enqueues (QueueFull, exit 4) while this node counts N pending jobs in the
+    /// queue; `0` or `none` removes the limit.
+    #[arg(long, value_name = "N|none")]
+    pub max_pending: Option<String>,
 }
 
 /// `worker`.

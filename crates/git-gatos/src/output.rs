@@ -145,7 +145,8 @@ impl Output {
         !self.json && !self.quiet && std::io::stderr().is_terminal()
     }
 
-    /// Reports a failure and returns the exit code: 3 for lost races, else 1.
+    /// Reports a failure and returns the exit code: 4 for a full queue (retry after the
+    /// hint, ADR 0027), 3 for lost races (retry at once), 2 for usage errors, else 1.
     pub fn fail(&mut self, err: &Error) -> ExitCode {
         let _ = self.out.flush();
         stderr_line!("error[{}]: {}", err.code(), err);
@@ -171,7 +172,11 @@ impl Output {
         if err.inner().downcast_ref::<Usage>().is_some() {
             return ExitCode::from(2);
         }
-        ExitCode::from(if err.code().is_retryable() { 3 } else { 1 })
+        ExitCode::from(match err.code() {
+            ErrorCode::QueueFull => 4,
+            c if c.is_retryable() => 3,
+            _ => 1,
+        })
     }
 }
 
