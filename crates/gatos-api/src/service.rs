@@ -664,6 +664,15 @@ impl Service {
         let last = self.gatos.messages().head_commit(&gatos::audit::topic())?;
         Ok((self.gatos.node_id().ok(), last))
     }
+
+    /// The queue part of `gatos.health`: each queue's depth against its limit, as this
+    /// node sees it (ADR 0027).
+    ///
+    /// # Errors
+    /// A store or index failure; `InvalidEnvelope` for queue settings that do not parse.
+    pub fn health_queues(&self) -> R<Vec<gatos_types::jobs::QueueDepth>> {
+        Ok(gatos::jobs::admission::depths(&self.gatos)?)
+    }
 }
 
 fn finish_of(p: &FinishParams, default: Outcome) -> R<Finish> {

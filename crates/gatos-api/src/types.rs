@@ -220,6 +220,9 @@ pub struct HealthResult {
     pub version: String,
     /// The head of the audit topic, as a liveness mark of the store.
     pub last_commit: Option<Oid>,
+    /// Each queue's pending jobs against its `max_pending` (ADR 0027): the queues with
+    /// settings and those with an unfinished job, by name.
+    pub queues: Vec<gatos_types::jobs::QueueDepth>,
 }
 
 /// `jobs.enqueue` params: a manifest (as `jobs enqueue --manifest` takes, JSON form)

@@ -12,13 +12,18 @@ use serde_json::value::RawValue;
 use super::blocking;
 use crate::connection::{Auth, Conn};
 
-/// `gatos.health {}`: the repository, uptime, connections; reads the store to prove it
-/// answers.
+/// `gatos.health {}`: the repository, uptime, connections, each queue's depth against its
+/// limit; reads the store to prove it answers.
 pub async fn health(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
     let _: NoParams = params.parse()?;
     let shared = conn.shared.clone();
     let service = shared.service.clone();
-    let (node, last) = blocking(move || service.health_store().map_err(gatos::Error::from)).await?;
+    let (node, last, queues) = blocking(move || {
+        let (node, last) = service.health_store().map_err(gatos::Error::from)?;
+        let queues = service.health_queues().map_err(gatos::Error::from)?;
+        Ok::<_, gatos::Error>((node, last, queues))
+    })
+    .await?;
     result(&HealthResult {
         status: "ok".into(),
         repository: shared.gatos.store().git_dir().display().to_string(),
@@ -29,6 +34,7 @@ pub async fn health(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, R
         subscriptions: shared.subscriptions.load(Ordering::Relaxed),
         version: env!("CARGO_PKG_VERSION").into(),
         last_commit: last,
+        queues,
     })
 }
 
