@@ -744,7 +744,7 @@ fn still_held(gatos: &Gatos, rec: &JobRecord, n: u32) -> Option<WorkerId> {
         .then(|| c.worker.clone())
 }
 
-impl<'g> Jobs<'g> {
+impl Jobs<'_> {
     fn record_or_not_found(&self, id: Ulid) -> Result<JobRecord> {
         self.record(id)?.ok_or(Error::NoSuchJob { job: id })
     }
@@ -903,7 +903,7 @@ impl<'g> Jobs<'g> {
     /// # Errors
     /// As [`Jobs::logs`], except that `Unavailable` (not started, or running on another
     /// node) is waited through.
-    pub fn follow_logs(&self, id: Ulid, opts: &FollowOptions) -> crate::Result<Follow<'g>> {
+    pub fn follow_logs(&self, id: Ulid, opts: &FollowOptions) -> crate::Result<Follow> {
         if opts.attempt == Some(0) {
             return Err(Error::BadOptions("attempts are numbered from 1").public());
         }
@@ -918,7 +918,7 @@ impl<'g> Jobs<'g> {
             streams = Stream::BOTH.to_vec();
         }
         Ok(Follow {
-            jobs: *self,
+            gatos: self.gatos.clone(),
             id,
             pinned: opts.attempt,
             attempt: 0,
@@ -969,10 +969,10 @@ struct Cursor {
     done: bool,
 }
 
-/// A job's logs as they are written ([`Jobs::follow_logs`]).
-#[derive(Debug)]
-pub struct Follow<'g> {
-    jobs: Jobs<'g>,
+/// A job's logs as they are written ([`Jobs::follow_logs`]). It owns its handle on the
+/// repository, so a daemon can keep it between calls.
+pub struct Follow {
+    gatos: Gatos,
     id: Ulid,
     pinned: Option<u32>,
     /// The attempt being read; 0 before it is known.
@@ -984,7 +984,18 @@ pub struct Follow<'g> {
     waiting: Option<String>,
 }
 
-impl Follow<'_> {
+impl std::fmt::Debug for Follow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follow")
+            .field("job", &self.id)
+            .field("attempt", &self.attempt)
+            .field("cursors", &self.cursors)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Follow {
     /// Tells whether everything has been returned: the job has ended and so has the log
     /// of its last attempt (or of the attempt asked for).
     pub fn is_ended(&self) -> bool {
@@ -1031,7 +1042,7 @@ impl Follow<'_> {
 
     /// One look, without waiting.
     fn look(&mut self) -> Result<Option<LogChunk>> {
-        let jobs = self.jobs;
+        let jobs = self.gatos.jobs();
         loop {
             let rec = jobs.record_or_not_found(self.id)?;
             let d = super::state::derive(&rec, jobs.gatos.now(), jobs.gatos.lease_skew());
@@ -1113,7 +1124,7 @@ impl Follow<'_> {
     }
 }
 
-impl Iterator for Follow<'_> {
+impl Iterator for Follow {
     type Item = crate::Result<LogChunk>;
 
     /// Blocks until the next chunk, or returns `None` once the follow has ended (or after
