@@ -17,4 +17,5 @@ mod jobs;
 mod logs;
 mod messages;
 mod support;
+mod parity;
 mod sync;

@@ -25,15 +25,16 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &ManifestsCommand) -> Result<(), Er
             let put = svc
                 .manifests_put_input(&actor, &name, read_manifest(file)?)
                 .map_err(api)?;
-            print(
-                out,
-                &put.row,
-                if put.changed {
-                    "registered "
-                } else {
-                    "unchanged "
-                },
-            )
+            // The answer of manifests.put, as every face gives it (`changed` included).
+            let verb = if put.changed {
+                "registered "
+            } else {
+                "unchanged "
+            };
+            let row = &put.row;
+            out.row(&put, |w| {
+                write!(w, "{verb}{} v{} {}", row.name, row.version, row.content_id)
+            })
         }
         ManifestsCommand::Get { name, version } => {
             let row = svc

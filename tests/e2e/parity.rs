@@ -1,0 +1,379 @@
+//! Parity of the faces: every operation the CLI and gatosd both offer, run through
+//! `git gatos … --json` and through `gatosd --stdio` on the same repository, answers the
+//! same (ADR 0025). Reads of one state are compared byte for byte; writes, which make new
+//! ids and commits, are compared after masking those, and then read back through the
+//! other face.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use gatos_api::ops::{Faces, OPS};
+use gatos_testutil::{TempRepo, TestResult, bin, hermetic};
+use serde_json::{Value, json};
+
+use crate::support::{gatos_cmd, json_lines};
+
+/// The fixed clock both faces run on. Each process starts at this instant, so each gets a
+/// seed of its own (the daemon 1, CLI runs 2, 3, …): their ids differ but are reproducible.
+const CLOCK: &str = "2026-01-02T03:04:05Z";
+
+static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(2);
+
+fn seeded(mut cmd: Command) -> Command {
+    let seed = SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cmd.env("GATOS_TEST_CLOCK", CLOCK)
+        .env("GATOS_TEST_SEED", seed.to_string());
+    cmd
+}
+
+fn cli(repo: &TempRepo, args: &[&str]) -> TestResult<Vec<Value>> {
+    let mut cmd = seeded(gatos_cmd(repo, args));
+    cmd.stdin(Stdio::null());
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "git-gatos {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    json_lines(&String::from_utf8(out.stdout)?)
+}
+
+fn cli_one(repo: &TempRepo, args: &[&str]) -> TestResult<Value> {
+    let mut rows = cli(repo, args)?;
+    assert_eq!(rows.len(), 1, "{args:?} printed {rows:?}");
+    Ok(rows.remove(0))
+}
+
+struct Daemon {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    next: u64,
+}
+
+impl Daemon {
+    fn start(repo: &TempRepo) -> TestResult<Daemon> {
+        let mut cmd = Command::new(bin("gatosd"));
+        cmd.arg("--stdio")
+            .current_dir(repo.path())
+            .env("GATOS_TEST_CLOCK", CLOCK)
+            .env("GATOS_TEST_SEED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        hermetic(&mut cmd, &repo.home());
+        let mut child = cmd.spawn()?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        Ok(Daemon {
+            child,
+            stdin,
+            stdout,
+            next: 1,
+        })
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> TestResult<Value> {
+        let v = self.call_raw(method, params)?;
+        if let Some(e) = v.get("error") {
+            return Err(format!("{method}: {e}").into());
+        }
+        Ok(v["result"].clone())
+    }
+
+    /// The whole response, an error included.
+    fn call_raw(&mut self, method: &str, params: Value) -> TestResult<Value> {
+        let id = self.next;
+        self.next += 1;
+        let req = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        writeln!(self.stdin, "{req}")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        Ok(serde_json::from_str(&line)?)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Replaces what differs between two writes of the same request: ids, commits, digests,
+/// times, positions.
+fn mask(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let volatile = matches!(
+                        k.as_str(),
+                        "ulid"
+                            | "id"
+                            | "commit"
+                            | "content_id"
+                            | "job_content_id"
+                            | "seq"
+                            | "created_at"
+                            | "enqueued_at"
+                            | "available_at"
+                            | "run_after"
+                            | "version"
+                            | "since"
+                            | "next_since"
+                            | "landed"
+                            | "actor"
+                    );
+                    let masked = if volatile && !v.is_null() {
+                        json!("<masked>")
+                    } else {
+                        mask(v)
+                    };
+                    (k.clone(), masked)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(mask).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
+    let repo = TempRepo::new()?;
+    let hub = TempRepo::bare()?;
+    crate::support::gatos_ok(&repo, &["init"])?;
+    let hub_path = hub.path().to_string_lossy().into_owned();
+    repo.git(&["remote", "add", "origin", &hub_path])?;
+    let mut d = Daemon::start(&repo)?;
+    let manifest = repo.root().join("m.json");
+    std::fs::write(&manifest, r#"{"command": ["true"], "queue": "q"}"#)?;
+    let batch = repo.root().join("b.jsonl");
+    std::fs::write(&batch, "{\"n\": 1}\n{\"n\": 2}\n")?;
+    let manifest_s = manifest.to_string_lossy().into_owned();
+    let batch_s = batch.to_string_lossy().into_owned();
+
+    let mut covered: Vec<&str> = Vec::new();
+
+    // messages.publish
+    let a = cli_one(
+        &repo,
+        &["messages", "publish", "t", "--data", r#"{"x":1}"#, "--json"],
+    )?;
+    let b = d.call(
+        "messages.publish",
+        json!({"topic": "t", "payload": {"x": 1}}),
+    )?;
+    assert_eq!(mask(&a), mask(&b), "messages.publish");
+    covered.push("messages.publish");
+
+    // messages.publish_batch: the CLI prints one row per message, the RPC the rows.
+    let a = cli(
+        &repo,
+        &["messages", "publish", "t", "--batch", &batch_s, "--json"],
+    )?;
+    let b = d.call(
+        "messages.publish_batch",
+        json!({"topic": "t", "messages": [{"payload": {"n": 1}}, {"payload": {"n": 2}}]}),
+    )?;
+    assert_eq!(
+        mask(&json!(a)),
+        mask(&b["results"]),
+        "messages.publish_batch"
+    );
+    assert_eq!(b["landed"], 2);
+    covered.push("messages.publish_batch");
+
+    // messages.read: rows of the same state, byte for byte.
+    let a = cli(&repo, &["messages", "read", "t", "--json"])?;
+    let b = d.call("messages.read", json!({"topic": "t"}))?;
+    assert_eq!(json!(a), b["messages"], "messages.read");
+    covered.push("messages.read");
+
+    // topics.list
+    let a = cli(&repo, &["messages", "topics", "--json"])?;
+    let b = d.call("topics.list", json!({}))?;
+    assert_eq!(json!(a), b["topics"], "topics.list");
+    covered.push("topics.list");
+
+    // checkpoints.set / checkpoints.get
+    let first = b["topics"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["topic"] == "t"))
+        .ok_or("topic t listed")?
+        .clone();
+    assert!(first["last_seq"].as_u64().unwrap_or(0) >= 6, "{first}");
+    let page = d.call("messages.read", json!({"topic": "t", "limit": 2}))?;
+    let (u1, u2) = (
+        page["messages"][0]["ulid"]
+            .as_str()
+            .ok_or("ulid")?
+            .to_owned(),
+        page["messages"][1]["ulid"]
+            .as_str()
+            .ok_or("ulid")?
+            .to_owned(),
+    );
+    let a = cli_one(
+        &repo,
+        &["messages", "checkpoint", "set", "g1", "t", &u1, "--json"],
+    )?;
+    let b = d.call(
+        "checkpoints.set",
+        json!({"group": "g2", "topic": "t", "ulid": u1}),
+    )?;
+    let strip_group = |v: &Value| {
+        let mut v = v.clone();
+        v["group"] = json!("<group>");
+        v["commit"] = json!("<commit>");
+        v
+    };
+    assert_eq!(strip_group(&a), strip_group(&b), "checkpoints.set");
+    covered.push("checkpoints.set");
+    let a = cli_one(
+        &repo,
+        &["messages", "checkpoint", "get", "g1", "t", "--json"],
+    )?;
+    let b = d.call("checkpoints.get", json!({"group": "g1", "topic": "t"}))?;
+    assert_eq!(a, b, "checkpoints.get");
+    covered.push("checkpoints.get");
+    // The other face reads what this one wrote.
+    let b2 = d.call(
+        "checkpoints.set",
+        json!({"group": "g1", "topic": "t", "ulid": u2}),
+    )?;
+    let a2 = cli_one(
+        &repo,
+        &["messages", "checkpoint", "get", "g1", "t", "--json"],
+    )?;
+    assert_eq!(a2["ulid"], b2["ulid"]);
+
+    // jobs.enqueue (the daemon has no work tree of the caller's: no checkout on either)
+    let a = cli_one(
+        &repo,
+        &[
+            "jobs",
+            "enqueue",
+            "--json",
+            "--queue",
+            "q",
+            "--no-checkout",
+            "--",
+            "true",
+        ],
+    )?;
+    let b = d.call(
+        "jobs.enqueue",
+        json!({"queue": "q", "command": ["true"], "checkout": false}),
+    )?;
+    assert_eq!(mask(&a), mask(&b), "jobs.enqueue");
+    covered.push("jobs.enqueue");
+    let (ja, jb) = (
+        a["id"].as_str().ok_or("id")?.to_owned(),
+        b["id"].as_str().ok_or("id")?.to_owned(),
+    );
+
+    // jobs.get, across faces: each reads the job the other enqueued.
+    let a = cli_one(&repo, &["jobs", "show", &jb, "--json"])?;
+    let b = d.call("jobs.get", json!({"id": jb}))?;
+    assert_eq!(a, b, "jobs.get");
+    let b = d.call("jobs.get", json!({"id": ja}))?;
+    let a = cli_one(&repo, &["jobs", "show", &ja, "--json"])?;
+    assert_eq!(a, b, "jobs.get");
+    covered.push("jobs.get");
+
+    // jobs.list
+    let a = cli(&repo, &["jobs", "ls", "--json", "--queue", "q"])?;
+    let b = d.call("jobs.list", json!({"queue": "q"}))?;
+    assert_eq!(json!(a), b["jobs"], "jobs.list");
+    covered.push("jobs.list");
+
+    // jobs.verify of a job without a result: the same report (the CLI then exits 1 with
+    // the report's error, as it does for every proof that does not verify).
+    let out = seeded(gatos_cmd(&repo, &["jobs", "verify", &ja, "--json"]))
+        .stdin(Stdio::null())
+        .output()?;
+    assert!(!out.status.success());
+    let a = json_lines(&String::from_utf8(out.stdout)?)?;
+    let b = d.call("jobs.verify", json!({"id": ja}))?;
+    assert_eq!(a[0], b, "jobs.verify");
+    assert_eq!(b["verified"], false);
+    assert_eq!(a[1]["error"]["code"], b["code"]);
+    covered.push("jobs.verify");
+
+    // jobs.cancel
+    let a = cli_one(&repo, &["jobs", "cancel", &ja, "--reason", "r", "--json"])?;
+    let b = d.call("jobs.cancel", json!({"id": jb, "reason": "r"}))?;
+    assert_eq!(mask(&a), mask(&b), "jobs.cancel");
+    // Each face records its own actor.
+    assert_eq!(a["enqueuer"]["actor"], "cli:gatos");
+    assert_eq!(b["enqueuer"]["actor"], "rpc:stdio");
+    covered.push("jobs.cancel");
+
+    // manifests.put / get / list / run
+    let a = cli_one(&repo, &["manifests", "put", "m1", &manifest_s, "--json"])?;
+    let b = d.call(
+        "manifests.put",
+        json!({"name": "m2", "manifest": {"command": ["true"], "queue": "q"}}),
+    )?;
+    let strip_name = |v: &Value| {
+        let mut v = v.clone();
+        v["name"] = json!("<name>");
+        v
+    };
+    assert_eq!(strip_name(&a), strip_name(&b), "manifests.put");
+    covered.push("manifests.put");
+    let a = cli_one(&repo, &["manifests", "get", "m2", "--json"])?;
+    let b = d.call("manifests.get", json!({"name": "m1"}))?;
+    assert_eq!(strip_name(&a), strip_name(&b), "manifests.get");
+    covered.push("manifests.get");
+    let a = cli(&repo, &["manifests", "ls", "--json"])?;
+    let b = d.call("manifests.list", json!({}))?;
+    assert_eq!(json!(a), b["manifests"], "manifests.list");
+    covered.push("manifests.list");
+    let a = cli_one(&repo, &["manifests", "run", "m1", "--json"])?;
+    let b = d.call("manifests.run", json!({"name": "m1"}))?;
+    assert_eq!(mask(&a), mask(&b), "manifests.run");
+    covered.push("manifests.run");
+
+    // sync.run against the same hub: the second finds nothing new to send.
+    let a = cli_one(&repo, &["sync", "origin", "--json"])?;
+    let b = d.call("sync.run", json!({"remote": "origin"}))?;
+    assert_eq!(a["remote"], b["remote"]);
+    let keys = |v: &Value| -> Vec<String> {
+        v.as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(keys(&a), keys(&b), "sync.run answers the same report");
+    assert_eq!(b["pushed"], 0, "nothing new after the CLI's sync: {b}");
+    covered.push("sync.run");
+
+    // gatos.version
+    let out = gatos_cmd(&repo, &["--version"]).output()?;
+    let text = String::from_utf8(out.stdout)?;
+    let b = d.call("gatos.version", json!({}))?;
+    assert!(
+        text.trim()
+            .ends_with(b["version"].as_str().ok_or("version")?),
+        "{text} vs {b}"
+    );
+    covered.push("gatos.version");
+
+    // Every operation both faces offer has a case above.
+    for op in OPS
+        .iter()
+        .filter(|o| o.faces.has(Faces::CLI) && o.faces.has(Faces::RPC))
+    {
+        assert!(
+            covered.contains(&op.name),
+            "{} is offered by the CLI and gatosd but has no parity case",
+            op.name
+        );
+    }
+    Ok(())
+}
