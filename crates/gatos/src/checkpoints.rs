@@ -1,15 +1,18 @@
 //! Consumer checkpoints: `refs/gatos/consumers/<group>/<topic>`, a chain of commits that
 //! only moves forward unless forced (DESIGN §2, §4).
 
+use std::time::Duration;
+
 use gatos_store::objects::{NewCommit, Objects, Reader};
 use gatos_store::refs::{Edit, Options, names};
 use gatos_types::trailers::{Trailers, keys};
 use gatos_types::wire::{CheckpointDoc, CheckpointRow, Gap};
 use gatos_types::{ErrorCode, Group, Oid, Topic, Ulid, jcs};
+use serde::{Deserialize, Serialize};
 
 use crate::Gatos;
 use crate::error::{Error, Result};
-use crate::messages::{Cursor, MessageView};
+use crate::messages::{Cursor, Follower, MAX_PAGE, MessageView, wait_ref};
 
 /// The file of a checkpoint commit.
 pub const CHECKPOINT_PATH: &str = "checkpoint.json";
@@ -148,6 +151,19 @@ impl<'g> Checkpoints<'g> {
         force: bool,
         action: &str,
     ) -> Result<CheckpointDoc> {
+        let back = if force {
+            Backwards::Force(action)
+        } else {
+            Backwards::Refuse
+        };
+        match self.move_to(doc, back)? {
+            Moved::Yes(doc) | Moved::No(doc) => Ok(doc),
+        }
+    }
+
+    /// Writes `doc` as the group's new checkpoint, under the group's lock and by CAS, if it
+    /// is ahead of the checkpoint; a target behind it is treated as `back` says.
+    fn move_to(&self, doc: CheckpointDoc, back: Backwards<'_>) -> Result<Moved> {
         let store = self.gatos.store();
         let (group, topic) = (doc.group.clone(), doc.topic.clone());
         let _guard = store
@@ -156,18 +172,24 @@ impl<'g> Checkpoints<'g> {
             .map_err(gatos_store::Error::from)?;
         let (at, old) = self.current(&group, &topic)?;
         if old.seq == doc.seq && old.ulid == doc.ulid {
-            return Ok(old);
+            return Ok(Moved::No(old));
         }
         let backwards = doc.seq < old.seq;
-        if backwards && !force {
-            return Err(Error::new(
-                ErrorCode::NotFastForward,
-                format!(
-                    "checkpoint of group '{group}' on topic '{topic}' is at seq {}; moving it back to seq {} needs --force",
-                    old.seq, doc.seq
-                ),
-            ));
-        }
+        let action = match back {
+            Backwards::Stay if doc.seq <= old.seq => return Ok(Moved::No(old)),
+            Backwards::Refuse if backwards => {
+                return Err(Error::new(
+                    ErrorCode::NotFastForward,
+                    format!(
+                        "checkpoint of group '{group}' on topic '{topic}' is at seq {}; moving it back to seq {} needs --force",
+                        old.seq, doc.seq
+                    ),
+                ));
+            }
+            Backwards::Force(action) => action,
+            // Forward: nothing is audited.
+            Backwards::Stay | Backwards::Refuse => "checkpoint.force",
+        };
         let bytes = jcs::to_vec_of(&doc)?;
         let mut w = store.writer();
         let blob = w.blob(&bytes)?;
@@ -217,7 +239,110 @@ impl<'g> Checkpoints<'g> {
                 Some(commit),
             );
         }
-        Ok(doc)
+        Ok(Moved::Yes(doc))
+    }
+
+    /// Advances the checkpoint after a delivered page. A consumer of the group that got
+    /// further first keeps its checkpoint (the checkpoint never moves back).
+    fn advance_consumed(&self, doc: CheckpointDoc) -> Result<CheckpointDoc> {
+        let (group, topic) = (doc.group.clone(), doc.topic.clone());
+        self.advance(doc, false).or_else(|e| match e.code() {
+            ErrorCode::NotFastForward | ErrorCode::Conflict => {
+                self.current(&group, &topic).map(|(_, d)| d)
+            }
+            _ => Err(e),
+        })
+    }
+
+    /// Acknowledges a message: moves the group's checkpoint forward to it, after the
+    /// consumer has processed everything up to it (as a Kafka consumer commits an offset
+    /// after processing; `consume --ack manual` delivers without moving the checkpoint).
+    ///
+    /// Forward only: an ack of a message at or before the checkpoint changes nothing and
+    /// says so (`moved: false`), so acks may come late, twice or out of order. The move is
+    /// one CAS under the group's lock: of two racing acks the greater one wins, whatever
+    /// their order.
+    ///
+    /// # Errors
+    /// `NotFound` when `ulid` is not a message of the topic (nothing changes; an ack of a
+    /// pruned message the checkpoint has passed is a no-op), `Conflict` when the
+    /// checkpoint was changed meanwhile by a writer that does not take the group's lock.
+    pub fn ack(&self, group: &Group, topic: &Topic, ulid: Ulid) -> Result<AckOutcome> {
+        let messages = self.gatos.messages();
+        let Some((seq, commit)) = messages.position(topic, ulid)? else {
+            // A message pruned after the checkpoint passed it was acknowledged already.
+            if let Some(seq) = messages.pruned_position(topic, ulid)? {
+                let (_, doc) = self.current(group, topic)?;
+                if doc.seq >= seq {
+                    return Ok(AckOutcome {
+                        ulid,
+                        seq,
+                        moved: false,
+                        checkpoint: self.row(doc)?,
+                    });
+                }
+                return Err(Error::new(
+                    ErrorCode::NotFound,
+                    format!("message {ulid} of topic '{topic}' was pruned"),
+                ));
+            }
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                format!("message {ulid} is not in topic '{topic}'"),
+            ));
+        };
+        let doc = CheckpointDoc {
+            group: group.clone(),
+            topic: topic.clone(),
+            ulid: Some(ulid),
+            seq,
+            commit: Some(commit),
+        };
+        let (moved, doc) = match self.move_to(doc, Backwards::Stay)? {
+            Moved::Yes(doc) => (true, doc),
+            Moved::No(doc) => (false, doc),
+        };
+        tracing::debug!(%group, %topic, %ulid, seq, moved, "ack");
+        Ok(AckOutcome {
+            ulid,
+            seq,
+            moved,
+            checkpoint: self.row(doc)?,
+        })
+    }
+
+    /// Starts a following consumer of `topic` for `group`, at the group's checkpoint:
+    /// [`Consumer::next_page`] delivers what follows, [`Consumer::wait`] blocks until
+    /// there may be more. A topic with no messages yet is waited on like any other.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a `max_unacked` of 0; when the checkpoint or the topic cannot
+    /// be read.
+    pub fn follow(&self, group: &Group, topic: &Topic, opts: FollowOptions) -> Result<Consumer> {
+        if opts.max_unacked == 0 {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                "max_unacked must be at least 1",
+            ));
+        }
+        let (at, doc) = self.current(group, topic)?;
+        let messages = self.gatos.messages();
+        let follower = match messages.follow(topic, cursor_of(&doc)) {
+            Err(e) if e.code() == ErrorCode::NotFound && doc.ulid.is_some() => {
+                tracing::warn!(%group, %topic, seq = doc.seq, "checkpoint message not found; resuming by position");
+                messages.follow(topic, Cursor::Seq(doc.seq))?
+            }
+            other => other?,
+        };
+        Ok(Consumer {
+            gatos: self.gatos.clone(),
+            group: group.clone(),
+            topic: topic.clone(),
+            opts,
+            follower,
+            checkpoint_at: at,
+            blocked: false,
+        })
     }
 
     /// Consumes a page: passes up to `limit` messages after the checkpoint to `f`, then
@@ -256,10 +381,7 @@ impl<'g> Checkpoints<'g> {
     ) -> Result<Consumed> {
         let (_, doc) = self.current(group, topic)?;
         let messages = self.gatos.messages();
-        let cursor = match doc.ulid {
-            Some(u) => Cursor::Ulid(u),
-            None => Cursor::Seq(doc.seq),
-        };
+        let cursor = cursor_of(&doc);
         let mut last_commit = None;
         let scan = |cursor: Cursor,
                     last_commit: &mut Option<Oid>,
@@ -279,24 +401,13 @@ impl<'g> Checkpoints<'g> {
         // Delivered (flushed) before the checkpoint moves.
         f(Delivery::End)?;
         let doc = match (end.last, last_commit) {
-            (Some((seq, ulid)), Some(commit)) => self
-                .advance(
-                    CheckpointDoc {
-                        group: group.clone(),
-                        topic: topic.clone(),
-                        ulid: Some(ulid),
-                        seq,
-                        commit: Some(commit),
-                    },
-                    false,
-                )
-                .or_else(|e| match e.code() {
-                    // Another consumer of the group got further first: keep theirs.
-                    ErrorCode::NotFastForward | ErrorCode::Conflict => {
-                        self.current(group, topic).map(|(_, d)| d)
-                    }
-                    _ => Err(e),
-                })?,
+            (Some((seq, ulid)), Some(commit)) => self.advance_consumed(CheckpointDoc {
+                group: group.clone(),
+                topic: topic.clone(),
+                ulid: Some(ulid),
+                seq,
+                commit: Some(commit),
+            })?,
             _ => doc,
         };
         Ok(Consumed {
@@ -314,4 +425,237 @@ pub enum Delivery<'a, 'b> {
     Message(&'a MessageView<'b>),
     /// The page is complete: deliver it (flush) now; the checkpoint moves after.
     End,
+}
+
+fn cursor_of(doc: &CheckpointDoc) -> Cursor {
+    match doc.ulid {
+        Some(u) => Cursor::Ulid(u),
+        None => Cursor::Seq(doc.seq),
+    }
+}
+
+/// How [`Checkpoints::move_to`] treats a target behind the checkpoint.
+enum Backwards<'a> {
+    /// Refuse it with `NotFastForward`.
+    Refuse,
+    /// Leave the checkpoint where it is (an ack of a message already passed).
+    Stay,
+    /// Move back, audited as this action.
+    Force(&'a str),
+}
+
+/// Where [`Checkpoints::move_to`] left the checkpoint.
+enum Moved {
+    /// It moved to this.
+    Yes(CheckpointDoc),
+    /// It stayed here.
+    No(CheckpointDoc),
+}
+
+/// What [`Checkpoints::ack`] did (`messages ack --json` prints it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckOutcome {
+    /// The acknowledged message.
+    pub ulid: Ulid,
+    /// Its position in the topic.
+    pub seq: u64,
+    /// True when the checkpoint moved to it; false when the checkpoint already stood at
+    /// it or after it (nothing changed).
+    pub moved: bool,
+    /// The checkpoint afterwards.
+    pub checkpoint: CheckpointRow,
+}
+
+/// Who moves a following consumer's checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckMode {
+    /// The consumer: after each page is delivered (flushed), the checkpoint advances to
+    /// its last message.
+    #[default]
+    Auto,
+    /// Only [`Checkpoints::ack`]: the consumer delivers and never moves the checkpoint.
+    Manual,
+}
+
+/// The default of [`FollowOptions::max_unacked`]: how many messages a manual-ack
+/// consumer delivers past the checkpoint before it waits for an ack.
+pub const DEFAULT_MAX_UNACKED: u64 = 1_000;
+
+/// Options of [`Checkpoints::follow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowOptions {
+    /// Who moves the checkpoint.
+    pub ack: AckMode,
+    /// With [`AckMode::Manual`]: at most this many messages are delivered past the
+    /// checkpoint; then the consumer waits until acks move the checkpoint (at least 1).
+    pub max_unacked: u64,
+}
+
+impl Default for FollowOptions {
+    fn default() -> FollowOptions {
+        FollowOptions {
+            ack: AckMode::Auto,
+            max_unacked: DEFAULT_MAX_UNACKED,
+        }
+    }
+}
+
+/// What one [`Consumer::next_page`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumePage {
+    /// Messages delivered.
+    pub count: u64,
+    /// The checkpoint afterwards (with [`AckMode::Auto`], advanced past the page).
+    pub checkpoint: CheckpointRow,
+    /// Messages delivered past the checkpoint and not acknowledged yet (0 with
+    /// [`AckMode::Auto`]).
+    pub unacked: u64,
+    /// True when nothing was delivered because `max_unacked` messages await an ack.
+    pub blocked: bool,
+    /// Pruned positions skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<Gap>,
+}
+
+/// A consumer that follows a topic for a group (from [`Checkpoints::follow`]).
+///
+/// Each [`Consumer::next_page`] is deliver, then [`Delivery::End`] (flush), then — with
+/// [`AckMode::Auto`] — advance the checkpoint: at-least-once, as
+/// [`Checkpoints::consume_delivered`]. With [`AckMode::Auto`] every page starts at the
+/// checkpoint as it is then (another consumer of the group, or a forced move, counts);
+/// with [`AckMode::Manual`] the consumer goes on from what it delivered (in memory), and
+/// the checkpoint bounds how far ahead it may get.
+///
+/// It owns its handle, so it can live on another thread (the daemon's blocking pool).
+#[derive(Debug)]
+pub struct Consumer {
+    gatos: Gatos,
+    group: Group,
+    topic: Topic,
+    opts: FollowOptions,
+    follower: Follower,
+    /// The checkpoint ref as the last page read it (what a blocked consumer waits on).
+    checkpoint_at: Option<Oid>,
+    /// True when the last page was held back by `max_unacked`.
+    blocked: bool,
+}
+
+impl Consumer {
+    /// Delivers the next page: up to `limit` messages to `f` (fewer if `f` returns false,
+    /// or, with [`AckMode::Manual`], if `max_unacked` would be passed), then
+    /// [`Delivery::End`], then with [`AckMode::Auto`] advances the checkpoint to the last
+    /// message delivered. A page with nothing new delivers no message (and still ends).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a limit of 0 or over 10,000; as [`Checkpoints::consume_delivered`]
+    /// (whatever `f` returns leaves the checkpoint where it was).
+    pub fn next_page(
+        &mut self,
+        limit: u64,
+        mut f: impl FnMut(Delivery<'_, '_>) -> Result<bool>,
+    ) -> Result<ConsumePage> {
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        let checkpoints = self.gatos.checkpoints();
+        let (at, doc) = checkpoints.current(&self.group, &self.topic)?;
+        self.checkpoint_at = at;
+        let max = match self.opts.ack {
+            AckMode::Auto => {
+                // The checkpoint is the truth: resume from it.
+                self.follower.seek(doc.seq, doc.ulid);
+                limit
+            }
+            AckMode::Manual => {
+                let unacked = self.unacked(&doc);
+                let room = self.opts.max_unacked.saturating_sub(unacked);
+                self.blocked = room == 0;
+                if self.blocked {
+                    return Ok(ConsumePage {
+                        count: 0,
+                        checkpoint: checkpoints.row(doc)?,
+                        unacked,
+                        blocked: true,
+                        gap: None,
+                    });
+                }
+                limit.min(room)
+            }
+        };
+        let mut last_commit = None;
+        let mut deliver = |m: &MessageView<'_>| {
+            last_commit = Some(m.commit);
+            f(Delivery::Message(m))
+        };
+        let before = self.follower.position();
+        let (mut count, mut gap) = self.follower.poll(max, &mut deliver)?;
+        if count == 0 && self.follower.position() != before {
+            // The message it stood after was rewritten away (a sync): it now stands at a
+            // position instead; read from there at once rather than wait for a new head.
+            (count, gap) = self.follower.poll(max, &mut deliver)?;
+        }
+        // Delivered (flushed) before the checkpoint moves.
+        f(Delivery::End)?;
+        let doc = match (self.opts.ack, self.follower.position(), last_commit) {
+            (AckMode::Auto, (seq, Some(ulid)), Some(commit)) if count > 0 => checkpoints
+                .advance_consumed(CheckpointDoc {
+                    group: self.group.clone(),
+                    topic: self.topic.clone(),
+                    ulid: Some(ulid),
+                    seq,
+                    commit: Some(commit),
+                })?,
+            _ => doc,
+        };
+        let unacked = match self.opts.ack {
+            AckMode::Auto => 0,
+            AckMode::Manual => self.unacked(&doc),
+        };
+        Ok(ConsumePage {
+            count,
+            checkpoint: checkpoints.row(doc)?,
+            unacked,
+            blocked: false,
+            gap,
+        })
+    }
+
+    /// Blocks until there may be more to deliver, or `timeout` passes; returns true when
+    /// something moved. That is the topic head, or — when the last page was held back by
+    /// `max_unacked` — the group's checkpoint (an ack). No message is read while waiting:
+    /// the ref is looked at every 50 ms, as a [`Follower`] does.
+    ///
+    /// # Errors
+    /// When the ref cannot be read.
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        if self.blocked {
+            wait_ref(
+                &self.gatos,
+                &names::consumer(&self.group, &self.topic),
+                self.checkpoint_at,
+                timeout,
+            )
+        } else {
+            self.follower.wait(timeout)
+        }
+    }
+
+    /// Returns the position the consumer stands after: the last message it delivered,
+    /// or where it started.
+    pub fn position(&self) -> (u64, Option<Ulid>) {
+        self.follower.position()
+    }
+
+    /// Returns its options.
+    pub fn options(&self) -> FollowOptions {
+        self.opts
+    }
+
+    fn unacked(&self, checkpoint: &CheckpointDoc) -> u64 {
+        self.follower.position().0.saturating_sub(checkpoint.seq)
+    }
 }

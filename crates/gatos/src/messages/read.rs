@@ -413,6 +413,30 @@ pub struct Follower {
 /// How often a waiting follower looks at the topic head.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(50);
 
+/// Blocks until the ref `name` differs from `last`, or `timeout` passes, looking at it
+/// every [`FOLLOW_POLL`]. Returns true when it moved.
+///
+/// A follower waits on a topic head with it, and a consumer that waits for an ack on its
+/// group's checkpoint.
+pub(crate) fn wait_ref(
+    gatos: &crate::Gatos,
+    name: &gatos_store::refs::RefName,
+    last: Option<Oid>,
+    timeout: Duration,
+) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if gatos.store().read_ref(name)? != last {
+            return Ok(true);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        std::thread::sleep(left.min(FOLLOW_POLL));
+    }
+}
+
 impl Follower {
     /// Passes up to `max` new messages to `f`; returns how many, and a gap if the cursor
     /// fell into pruned history.
@@ -466,19 +490,19 @@ impl Follower {
     /// # Errors
     /// When the ref cannot be read.
     pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
-        let head_ref = names::message_head(&self.topic);
-        loop {
-            let head = self.gatos.store().read_ref(&head_ref)?;
-            if head != self.last_head {
-                return Ok(true);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            std::thread::sleep(left.min(FOLLOW_POLL));
-        }
+        wait_ref(
+            &self.gatos,
+            &names::message_head(&self.topic),
+            self.last_head,
+            timeout,
+        )
+    }
+
+    /// Moves the follower to stand after position `seq` (the message `ulid` when known):
+    /// a consumer group's checkpoint, which the next [`Follower::poll`] resumes from.
+    pub(crate) fn seek(&mut self, seq: u64, ulid: Option<Ulid>) {
+        self.after_seq = seq;
+        self.after_ulid = ulid;
     }
 
     /// Returns the topic.

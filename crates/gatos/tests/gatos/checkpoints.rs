@@ -106,3 +106,225 @@ fn consume_prints_then_advances() -> TestResult {
     assert_eq!(g.checkpoints().get(&group, &t)?.seq, 5);
     repo.assert_fsck_strict()
 }
+
+#[test]
+fn ack_moves_the_checkpoint_forward_only_and_only_to_a_message_of_the_topic() -> TestResult {
+    let repo = TempRepo::new()?;
+    let g = open(&repo)?;
+    let t: Topic = "orders".parse()?;
+    let other: Topic = "other".parse()?;
+    let group: Group = "billing".parse()?;
+    let rows: Vec<_> = (0..5)
+        .map(|i| {
+            g.messages()
+                .publish(&t, json!(i), &PublishOptions::default())
+        })
+        .collect::<Result<_, _>>()?;
+    let elsewhere = g
+        .messages()
+        .publish(&other, json!("x"), &PublishOptions::default())?;
+    let ack = g.checkpoints().ack(&group, &t, rows[2].ulid)?;
+    assert!(ack.moved);
+    assert_eq!((ack.ulid, ack.seq), (rows[2].ulid, 3));
+    assert_eq!((ack.checkpoint.seq, ack.checkpoint.lag), (3, 2));
+    assert_eq!(ack.checkpoint.commit, Some(rows[2].commit));
+    // Backwards, or where it already is: a no-op that says so.
+    for earlier in [0, 2] {
+        let ack = g.checkpoints().ack(&group, &t, rows[earlier].ulid)?;
+        assert!(!ack.moved);
+        assert_eq!(ack.seq, earlier as u64 + 1);
+        assert_eq!(ack.checkpoint.seq, 3);
+    }
+    let chain = || repo.git(&["rev-list", "--count", "refs/gatos/consumers/billing/orders"]);
+    assert_eq!(chain()?.trim(), "1", "no-op acks write nothing");
+    // Not a message of the topic: NotFound, and nothing changes.
+    for stranger in [gatos_types::Ulid::from_parts(5, 5), elsewhere.ulid] {
+        let err = g.checkpoints().ack(&group, &t, stranger).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NotFound);
+    }
+    let fresh: Group = "fresh".parse()?;
+    let err = g.checkpoints().ack(&fresh, &t, elsewhere.ulid).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    assert_eq!(repo.rev_parse("refs/gatos/consumers/fresh/orders")?, None);
+    assert_eq!(chain()?.trim(), "1");
+    assert_eq!(g.checkpoints().get(&group, &t)?.seq, 3);
+    let ack = g.checkpoints().ack(&group, &t, rows[4].ulid)?;
+    assert!(ack.moved);
+    assert_eq!((ack.checkpoint.seq, ack.checkpoint.lag), (5, 0));
+    // The outcome is a plain serde type (what a service layer returns).
+    let back: gatos::checkpoints::AckOutcome = serde_json::from_value(serde_json::to_value(&ack)?)?;
+    assert_eq!(back, ack);
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn racing_acks_end_at_the_greater_message() -> TestResult {
+    let repo = TempRepo::new()?;
+    let g = open(&repo)?;
+    let t: Topic = "orders".parse()?;
+    let rows: Vec<_> = (0..6)
+        .map(|i| {
+            g.messages()
+                .publish(&t, json!(i), &PublishOptions::default())
+        })
+        .collect::<Result<_, _>>()?;
+    for round in 0..8 {
+        let group: Group = format!("g{round}").parse()?;
+        // Alternate which of the two starts first.
+        let (a, b) = if round % 2 == 0 { (1, 4) } else { (4, 1) };
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = [a, b]
+            .into_iter()
+            .map(|i| {
+                let (path, ulid, group, t) = (
+                    repo.path().to_owned(),
+                    rows[i].ulid,
+                    group.clone(),
+                    t.clone(),
+                );
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let g = gatos::Gatos::open(&path, gatos::OpenOptions::default())?;
+                    barrier.wait();
+                    g.checkpoints().ack(&group, &t, ulid)
+                })
+            })
+            .collect();
+        for r in racers {
+            r.join().map_err(|_| "an ack thread panicked")??;
+        }
+        let cp = g.checkpoints().get(&group, &t)?;
+        assert_eq!((cp.seq, cp.ulid), (5, Some(rows[4].ulid)), "round {round}");
+    }
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn a_manual_ack_consumer_delivers_without_moving_the_checkpoint_and_waits_for_acks() -> TestResult {
+    use gatos::checkpoints::{AckMode, Delivery, FollowOptions};
+    use std::time::Duration;
+    let repo = TempRepo::new()?;
+    let g = open(&repo)?;
+    let t: Topic = "orders".parse()?;
+    let group: Group = "billing".parse()?;
+    let rows: Vec<_> = (0..6)
+        .map(|i| {
+            g.messages()
+                .publish(&t, json!(i), &PublishOptions::default())
+        })
+        .collect::<Result<_, _>>()?;
+    let opts = FollowOptions {
+        ack: AckMode::Manual,
+        max_unacked: 3,
+    };
+    let mut consumer = g.checkpoints().follow(&group, &t, opts)?;
+    let mut seen = Vec::new();
+    let mut page = |c: &mut gatos::checkpoints::Consumer| {
+        c.next_page(2, |step| {
+            if let Delivery::Message(m) = step {
+                seen.push(m.seq);
+            }
+            Ok(true)
+        })
+    };
+    let p = page(&mut consumer)?;
+    assert_eq!(
+        (p.count, p.unacked, p.blocked, p.checkpoint.seq),
+        (2, 2, false, 0)
+    );
+    // The window has room for one more.
+    let p = page(&mut consumer)?;
+    assert_eq!((p.count, p.unacked, p.checkpoint.seq), (1, 3, 0));
+    let p = page(&mut consumer)?;
+    assert_eq!((p.count, p.unacked, p.blocked), (0, 3, true));
+    assert!(
+        !consumer.wait(Duration::from_millis(100))?,
+        "nothing moves the checkpoint"
+    );
+    assert_eq!(repo.rev_parse("refs/gatos/consumers/billing/orders")?, None);
+    // An ack (from another handle, as from another process) frees room.
+    let other = open(&repo)?;
+    other.checkpoints().ack(&group, &t, rows[1].ulid)?;
+    assert!(consumer.wait(Duration::from_secs(30))?, "the ack is seen");
+    let p = page(&mut consumer)?;
+    assert_eq!((p.count, p.unacked, p.checkpoint.seq), (2, 3, 2));
+    assert_eq!(seen, vec![1, 2, 3, 4, 5]);
+    assert_eq!(consumer.position(), (5, Some(rows[4].ulid)));
+    // A fresh manual consumer starts again at the checkpoint: at-least-once.
+    let mut again = g.checkpoints().follow(&group, &t, opts)?;
+    let mut first = None;
+    again.next_page(1, |step| {
+        if let Delivery::Message(m) = step {
+            first = Some(m.seq);
+        }
+        Ok(true)
+    })?;
+    assert_eq!(first, Some(3));
+    assert_eq!(g.checkpoints().get(&group, &t)?.seq, 2);
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn an_auto_ack_consumer_waits_on_an_empty_topic_and_advances_after_each_delivered_page()
+-> TestResult {
+    use gatos::checkpoints::{Delivery, FollowOptions};
+    use std::time::Duration;
+    let repo = TempRepo::new()?;
+    let g = open(&repo)?;
+    let t: Topic = "later".parse()?;
+    let group: Group = "g".parse()?;
+    let mut consumer = g
+        .checkpoints()
+        .follow(&group, &t, FollowOptions::default())?;
+    let p = consumer.next_page(10, |_| Ok(true))?;
+    assert_eq!((p.count, p.checkpoint.seq), (0, 0));
+    let other = open(&repo)?;
+    let sent = other
+        .messages()
+        .publish(&t, json!("first"), &PublishOptions::default())?;
+    assert!(
+        consumer.wait(Duration::from_secs(30))?,
+        "the publish is seen"
+    );
+    let p = consumer.next_page(10, |_| Ok(true))?;
+    assert_eq!(
+        (p.count, p.checkpoint.seq, p.checkpoint.ulid),
+        (1, 1, Some(sent.ulid))
+    );
+    // A page whose delivery fails (the flush) leaves the checkpoint.
+    other
+        .messages()
+        .publish(&t, json!("second"), &PublishOptions::default())?;
+    let err = consumer
+        .next_page(10, |step| match step {
+            Delivery::Message(_) => Ok(true),
+            Delivery::End => Err(gatos::Error::new(ErrorCode::Unavailable, "closed")),
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Unavailable);
+    assert_eq!(g.checkpoints().get(&group, &t)?.seq, 1);
+    // Auto mode resumes at the checkpoint, so the failed page comes again.
+    let mut got = Vec::new();
+    let p = consumer.next_page(10, |step| {
+        if let Delivery::Message(m) = step {
+            got.push(m.seq);
+        }
+        Ok(true)
+    })?;
+    assert_eq!((got, p.checkpoint.seq), (vec![2], 2));
+    assert_eq!(
+        g.checkpoints()
+            .follow(
+                &group,
+                &t,
+                FollowOptions {
+                    max_unacked: 0,
+                    ..FollowOptions::default()
+                }
+            )
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidInput
+    );
+    repo.assert_fsck_strict()
+}
