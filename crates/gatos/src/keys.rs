@@ -490,14 +490,13 @@ impl Keys<'_> {
         self.trusted().contains(key)
     }
 
-    /// `keys trust`: trusts a key given as a key id, bare hex, or a file holding either or
-    /// a PEM key. Idempotent; returns whether it was new. Audited.
+    /// `keys trust`: trusts a key, named by its id (reading a key from a file is a face's
+    /// job: see [`key_id_from_text`]). Idempotent; returns whether it was new. Audited.
     ///
     /// # Errors
-    /// `InvalidInput` for something that is not a key.
-    pub fn trust_spec(&self, spec: &str) -> Result<(KeyId, bool)> {
-        let key = parse_key_spec(spec)?;
-        let added = self.trust(&key)?;
+    /// A store failure.
+    pub fn trust(&self, key: &KeyId) -> Result<bool> {
+        let added = self.trust_locally(key)?;
         if added {
             crate::audit::record(
                 self.gatos,
@@ -508,10 +507,10 @@ impl Keys<'_> {
                 None,
             );
         }
-        Ok((key, added))
+        Ok(added)
     }
 
-    fn trust(&self, key: &KeyId) -> Result<bool> {
+    fn trust_locally(&self, key: &KeyId) -> Result<bool> {
         // Read-modify-write of the local config: under the `config` family.
         let _guard = self
             .gatos
@@ -541,11 +540,11 @@ impl Keys<'_> {
     /// `NotFound` without a signing key. Revoking again adds a record; the records merge.
     pub fn revoke(
         &self,
-        spec: &str,
+        key: &KeyId,
         reason: Reason,
         compromised_since: Option<Timestamp>,
     ) -> Result<Revocation> {
-        let key = parse_key_spec(spec)?;
+        let key = *key;
         let signer = self.signing_key()?.ok_or_else(|| {
             Error::new(
                 ErrorCode::NotFound,
@@ -707,40 +706,26 @@ impl Keys<'_> {
     }
 }
 
-/// Parses `ed25519:<hex>`, bare hex, or a file holding either or a PEM key.
+/// Parses a key from text: `ed25519:<hex>`, bare hex, or a PEM key (public, or a PKCS#8
+/// private key, of which only the public half is used). Never reads a file: a face that
+/// takes a path reads it itself.
 ///
 /// # Errors
 /// `InvalidInput` when none of these fits.
-pub fn parse_key_spec(spec: &str) -> Result<KeyId> {
-    let s = spec.trim();
-    if let Ok(k) = s.parse::<KeyId>() {
+pub fn key_id_from_text(text: &str) -> Result<KeyId> {
+    let t = text.trim();
+    if let Ok(k) = t.parse::<KeyId>().or_else(|_| KeyId::from_hex(t)) {
         return Ok(k);
     }
-    if let Ok(k) = KeyId::from_hex(s) {
-        return Ok(k);
+    if let Ok(vk) = VerifyingKey::from_public_key_pem(t) {
+        return Ok(key_id(&vk));
     }
-    let path = Path::new(s);
-    if path.is_file() {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::new(ErrorCode::InvalidInput, format!("{s}: {e}")))?;
-        let t = text.trim();
-        if let Ok(k) = t.parse::<KeyId>().or_else(|_| KeyId::from_hex(t)) {
-            return Ok(k);
-        }
-        if let Ok(vk) = VerifyingKey::from_public_key_pem(t) {
-            return Ok(key_id(&vk));
-        }
-        if let Ok(sk) = SigningKey::from_pkcs8_pem(t) {
-            return Ok(key_id(&sk.verifying_key()));
-        }
-        return Err(Error::new(
-            ErrorCode::InvalidInput,
-            format!("{s} holds no ed25519 key"),
-        ));
+    if let Ok(sk) = SigningKey::from_pkcs8_pem(t) {
+        return Ok(key_id(&sk.verifying_key()));
     }
     Err(Error::new(
         ErrorCode::InvalidInput,
-        format!("{spec:?} is not a key id (ed25519:<hex>), hex, or a key file"),
+        "not an ed25519 key: give a key id (ed25519:<hex>), its hex, or a PEM key",
     ))
 }
 

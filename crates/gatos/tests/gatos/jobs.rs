@@ -625,7 +625,7 @@ fn revocations_follow_their_reason_and_rotation_keeps_old_proofs() -> TestResult
     // Compromised from a time before the proof: invalid.
     clock.advance(Dur::from_secs(60));
     g.keys().revoke(
-        &new.key.to_string(),
+        &new.key,
         gatos::keys::Reason::Compromised,
         Some(Timestamp::parse_rfc3339(T0)?),
     )?;

@@ -67,7 +67,7 @@ async fn a_client_claims_heartbeats_and_completes_with_its_own_signed_proof() ->
     let d = Daemon::start().await?;
     let g = gatos::Gatos::open(d.repo.path(), gatos::OpenOptions::default())?;
     let client_key = SigningKey::from_bytes(&[7u8; 32]);
-    g.keys().trust_spec(&key_id(&client_key).to_string())?;
+    g.keys().trust(&key_id(&client_key))?;
     let mut c = d.client().await?;
     let watch = c.ok("jobs.watch", json!({})).await?;
     let job = c
@@ -207,7 +207,7 @@ async fn fail_cancel_list_and_untrusted_keys_over_rpc() -> TestResult {
     let trusted = SigningKey::from_bytes(&[1u8; 32]);
     let untrusted = SigningKey::from_bytes(&[2u8; 32]);
     let g = gatos::Gatos::open(d.repo.path(), gatos::OpenOptions::default())?;
-    g.keys().trust_spec(&key_id(&trusted).to_string())?;
+    g.keys().trust(&key_id(&trusted))?;
     let mut c = d.client().await?;
     let a = c
         .ok(

@@ -47,7 +47,8 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &KeysCommand) -> Result<(), Error> 
             Ok(())
         }
         KeysCommand::Trust { key } => {
-            let (id, added) = g.keys().trust_spec(key)?;
+            let id = key_arg(key)?;
+            let added = g.keys().trust(&id)?;
             let row = serde_json::json!({"key": id, "trusted": true, "changed": added});
             out.row(&row, |w| {
                 write!(
@@ -67,10 +68,37 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &KeysCommand) -> Result<(), Error> 
                 .as_deref()
                 .map(|s| parse_time(s, g.now()))
                 .transpose()?;
-            let rev = g.keys().revoke(key, reason, since)?;
+            let rev = g.keys().revoke(&key_arg(key)?, reason, since)?;
             out.row(&rev, |w| {
                 write!(w, "revoked {} ({})", rev.key, reason.as_str())
             })
         }
     }
+}
+
+/// A key named on the command line: a key id, its hex, or a file holding either or a PEM
+/// key (reading the file is the CLI's job; the library takes key ids only).
+fn key_arg(arg: &str) -> Result<gatos_types::KeyId, Error> {
+    if let Ok(k) = gatos::keys::key_id_from_text(arg) {
+        return Ok(k);
+    }
+    let path = std::path::Path::new(arg.trim());
+    if path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                gatos_types::ErrorCode::InvalidInput,
+                format!("reading {}: {e}", path.display()),
+            )
+        })?;
+        return gatos::keys::key_id_from_text(&text).map_err(|_| {
+            Error::new(
+                gatos_types::ErrorCode::InvalidInput,
+                format!("{} holds no ed25519 key", path.display()),
+            )
+        });
+    }
+    Err(Error::new(
+        gatos_types::ErrorCode::InvalidInput,
+        format!("{arg:?} is not a key id (ed25519:<hex>), hex, or a key file"),
+    ))
 }
