@@ -9,6 +9,7 @@
     reason = "tests"
 )]
 
+mod admission;
 mod cli;
 mod daemon;
 mod export;

@@ -1,6 +1,7 @@
 //! gatosd in process: real sockets, real repositories, a shutdown the test controls.
 #![allow(clippy::unwrap_used, missing_docs, reason = "tests")]
 
+mod admission;
 mod harness;
 mod hostile;
 mod jobs;
