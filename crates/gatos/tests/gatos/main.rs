@@ -1,6 +1,7 @@
 //! Integration tests of the gatos library on real repositories, checked with real git.
 #![allow(clippy::unwrap_used, clippy::print_stderr, reason = "tests")]
 
+mod admission;
 mod checkpoints;
 mod claims;
 mod index;
