@@ -189,11 +189,24 @@ fn check_fsck(gatos: &Gatos, r: &mut Report) {
         String::from_utf8_lossy(&out.stderr)
     );
     let mut any = false;
-    // `notice:` lines (an unborn HEAD, say) are not findings.
-    let findings = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("notice:"));
-    for line in findings.take(50) {
+    // `notice:` lines (an unborn HEAD, say) are not findings; an indented line continues
+    // the one before (git writes "broken link from  commit X" and "to    tree Y" on two).
+    let mut findings: Vec<String> = Vec::new();
+    for l in text.lines() {
+        let words = l.split_whitespace().collect::<Vec<_>>().join(" ");
+        if words.is_empty() || words.starts_with("notice:") {
+            continue;
+        }
+        if let (Some(last), true) = (findings.last_mut(), l.starts_with(char::is_whitespace)) {
+            last.push(' ');
+            last.push_str(&words);
+        } else if findings.len() == 50 {
+            break;
+        } else {
+            findings.push(words);
+        }
+    }
+    for line in &findings {
         let object = line
             .split_whitespace()
             .find(|w| {

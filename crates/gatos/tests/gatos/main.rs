@@ -4,6 +4,7 @@
 mod admission;
 mod checkpoints;
 mod claims;
+mod doctor;
 mod index;
 mod jobs;
 mod logs;
