@@ -17,6 +17,7 @@ mod isolation;
 mod jobs;
 mod logs;
 mod messages;
+mod messages_consume;
 mod support;
 mod parity;
 mod sync;

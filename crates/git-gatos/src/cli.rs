@@ -481,7 +481,21 @@ pub enum MessagesCommand {
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
     /// Print a page after the group's checkpoint, then advance it (at-least-once).
+    ///
+    /// Delivery is at-least-once: a page is printed and flushed before the checkpoint
+    /// moves, so a page that did not reach the reader (a full disk, a closed pipe, a
+    /// crash or a signal before the move) comes again next time, and two consumers of
+    /// one group may both get it; deduplicate by ULID. With --ack manual the checkpoint
+    /// moves only when `git gatos messages ack` says so, after processing: delivery stays
+    /// at-least-once, and everything after the checkpoint comes again after a restart.
     Consume(ConsumeArgs),
+    /// Move a group's checkpoint forward to a processed message (after `consume --ack
+    /// manual`).
+    ///
+    /// Forward only: an ack of a message at or behind the checkpoint changes nothing and
+    /// says so (exit 0). The ULID must be a message of the topic (else NotFound). Two
+    /// racing acks end at the greater one.
+    Ack(AckArgs),
     /// Show or change a topic's segment and retention settings.
     Config(ConfigArgs),
     /// Drop sealed segments past retention, leaving a summary.
@@ -582,6 +596,31 @@ pub struct ConsumeArgs {
     /// is the last, and the checkpoint advances to it), as an RPC page does.
     #[arg(long, value_name = "BYTES", default_value_t = gatos::messages::DEFAULT_MAX_PAGE_BYTES)]
     pub max_page_bytes: u64,
+    /// Keep consuming as messages arrive, page by page (each printed, flushed, then
+    /// acknowledged), until SIGINT or SIGTERM (which end it after the page in hand) or
+    /// until the reader of the output goes away. An empty topic is waited on.
+    #[arg(long)]
+    pub follow: bool,
+    /// Who moves the checkpoint: `auto` (after each page is delivered) or `manual` (only
+    /// `git gatos messages ack`, after processing; consume never moves it, and with
+    /// --follow goes on from what it printed).
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "manual"])]
+    pub ack: String,
+    /// With --follow --ack manual: stop printing when this many messages are printed
+    /// but not acknowledged, and go on as acks move the checkpoint.
+    #[arg(long, value_name = "N", default_value_t = gatos::checkpoints::DEFAULT_MAX_UNACKED)]
+    pub max_unacked: u64,
+}
+
+/// `messages ack`.
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    /// The consumer group.
+    pub group: String,
+    /// The topic.
+    pub topic: String,
+    /// The last message processed: the checkpoint moves to it if it is ahead.
+    pub ulid: String,
 }
 
 /// `messages config`.

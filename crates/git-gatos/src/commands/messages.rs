@@ -1,5 +1,6 @@
 //! `git gatos messages …`.
 
+mod ack;
 mod checkpoint;
 mod config;
 mod consume;
@@ -24,6 +25,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &MessagesCommand) -> Result<(), Err
         MessagesCommand::Topics => topics(ctx, out),
         MessagesCommand::Checkpoint(c) => checkpoint::run(ctx, out, c),
         MessagesCommand::Consume(a) => consume::run(ctx, out, a),
+        MessagesCommand::Ack(a) => ack::run(ctx, out, a),
         MessagesCommand::Config(a) => config::run(ctx, out, a),
         MessagesCommand::Prune(a) => prune::run(ctx, out, a),
     }
