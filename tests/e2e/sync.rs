@@ -966,3 +966,52 @@ fn gatosd_syncs_in_the_background_and_subscribers_see_what_arrived() -> TestResu
     assert_eq!(payloads, ["b1", "a2", "b2"]);
     Ok(())
 }
+
+/// Queue admission (ADR 0027): the limit replicates with the queue's settings and holds on
+/// each node; across nodes it is soft — two nodes that each admitted up to the limit before
+/// a sync hold twice the limit after it, and both refuse until the depth falls.
+#[test]
+fn a_queue_limit_replicates_and_is_soft_across_nodes() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    gatos_ok(a, &["jobs", "config", "build", "--max-pending", "1"])?;
+    net.sync(0)?;
+    net.sync(1)?;
+    let depth = |n: &TempRepo| -> TestResult<Value> {
+        Ok(json_lines(&gatos_ok(n, &["jobs", "config", "build", "--json"])?)?.remove(0))
+    };
+    assert_eq!(depth(b)?["max_pending"], 1, "the limit came with sync");
+    let enqueue = [
+        "jobs",
+        "enqueue",
+        "--json",
+        "--queue",
+        "build",
+        "--no-checkout",
+        "--",
+        "true",
+    ];
+    // Each node admits one job while it knows only its own.
+    for n in [a, b] {
+        gatos_ok(n, &enqueue)?;
+        assert_eq!(
+            gatos(n, &enqueue)?.status.code(),
+            Some(4),
+            "exact on a node"
+        );
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    net.sync(0)?;
+    for n in [a, b] {
+        assert_eq!(depth(n)?["pending"], 2, "soft across nodes");
+        let out = gatos(n, &enqueue)?;
+        assert_eq!(out.status.code(), Some(4));
+        let e = &json_lines(&String::from_utf8(out.stdout)?)?[0]["error"];
+        assert_eq!(
+            (e["pending"].as_u64(), e["max_pending"].as_u64()),
+            (Some(2), Some(1))
+        );
+    }
+    Ok(())
+}
