@@ -252,6 +252,22 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     )?;
     assert_eq!(a2["ulid"], b2["ulid"]);
 
+    // messages.ack: forward moves answer alike; the other face reads the result.
+    let u3 = d.call("messages.read", json!({"topic": "t", "limit": 3}))?["messages"][2]["ulid"]
+        .as_str()
+        .ok_or("ulid")?
+        .to_owned();
+    let a = cli_one(&repo, &["messages", "ack", "g1", "t", &u3, "--json"])?;
+    let b = d.call("messages.ack", json!({"group": "g2", "topic": "t", "ulid": u3}))?;
+    let strip_cp = |v: &Value| {
+        let mut v = v.clone();
+        v["checkpoint"] = strip_group(&v["checkpoint"]);
+        v
+    };
+    assert_eq!(strip_cp(&a), strip_cp(&b), "messages.ack");
+    assert_eq!(a["moved"], true);
+    covered.push("messages.ack");
+
     // jobs.enqueue (the daemon has no work tree of the caller's: no checkout on either)
     let a = cli_one(
         &repo,
@@ -313,6 +329,21 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     assert_eq!(a["enqueuer"]["actor"], "cli:gatos");
     assert_eq!(b["enqueuer"]["actor"], "rpc:stdio");
     covered.push("jobs.cancel");
+
+    // jobs.logs of a finished job (from its result): the CLI prints the chunk the
+    // operation answers.
+    let done = cli_one(
+        &repo,
+        &["jobs", "enqueue", "--json", "--queue", "lq", "--no-checkout", "--", "echo", "hi"],
+    )?;
+    let done = done["id"].as_str().ok_or("id")?.to_owned();
+    crate::support::gatos_ok(&repo, &["worker", "--once", "--queue", "lq", "--sandbox", "auto"])?;
+    let a = cli(&repo, &["jobs", "logs", &done, "--stream", "stdout", "--json"])?;
+    let b = d.call("jobs.logs", json!({"id": done, "stream": "stdout"}))?;
+    assert_eq!(a[0], b, "jobs.logs");
+    assert_eq!(b["data"], "hi\n");
+    assert_eq!(b["done"], true);
+    covered.push("jobs.logs");
 
     // manifests.put / get / list / run
     let a = cli_one(&repo, &["manifests", "put", "m1", &manifest_s, "--json"])?;

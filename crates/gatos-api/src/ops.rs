@@ -24,6 +24,8 @@ pub mod names {
     pub const MESSAGES_EVENT: &str = "messages.event";
     /// `messages.lagged` (a notification from the server: a subscription was dropped)
     pub const MESSAGES_LAGGED: &str = "messages.lagged";
+    /// `messages.ack`
+    pub const MESSAGES_ACK: &str = "messages.ack";
     /// `checkpoints.get`
     pub const CHECKPOINTS_GET: &str = "checkpoints.get";
     /// `checkpoints.set`
@@ -54,6 +56,8 @@ pub mod names {
     pub const JOBS_CANCEL: &str = "jobs.cancel";
     /// `jobs.retry`
     pub const JOBS_RETRY: &str = "jobs.retry";
+    /// `jobs.logs`
+    pub const JOBS_LOGS: &str = "jobs.logs";
     /// `jobs.verify`
     pub const JOBS_VERIFY: &str = "jobs.verify";
     /// `jobs.watch`
@@ -244,6 +248,13 @@ pub const OPS: &[Op] = &[
     .shape(Shape::Face)
     .faces(Faces::REMOTE),
     op(
+        n::MESSAGES_ACK,
+        "Move a group's checkpoint forward to a processed message (never back).",
+        Write,
+        schema::<t::AckParams>,
+        schema::<gatos::checkpoints::AckOutcome>,
+    ),
+    op(
         n::TOPICS_LIST,
         "Every topic with its last position.",
         Read,
@@ -328,6 +339,14 @@ pub const OPS: &[Op] = &[
         schema::<JobRow>,
     )
     .privileged(),
+    op(
+        n::JOBS_LOGS,
+        "A piece of an attempt's log: live on the running node, then from the result.",
+        Read,
+        schema::<t::LogsParams>,
+        schema::<gatos::jobs::logs::LogChunk>,
+    )
+    .large(),
     op(
         n::JOBS_VERIFY,
         "Verify a job's proof under this node's trust.",

@@ -213,6 +213,7 @@ impl Service {
                 )
             }
             n::MESSAGES_READ => (encode(&self.messages_read(decode(params)?)?)?, vec![]),
+            n::MESSAGES_ACK => (encode(&self.messages_ack(actor, decode(params)?)?)?, vec![]),
             n::TOPICS_LIST => {
                 let _: NoParams = decode(params)?;
                 (encode(&self.topics_list()?)?, vec![])
@@ -242,6 +243,7 @@ impl Service {
                 encode(&self.jobs_cancel(actor, decode(params)?)?)?,
                 events(),
             ),
+            n::JOBS_LOGS => (encode(&self.jobs_logs(decode(params)?)?)?, vec![]),
             n::JOBS_VERIFY => (encode(&self.jobs_verify(decode(params)?)?)?, vec![]),
             n::MANIFESTS_PUT => (
                 encode(&self.manifests_put(actor, decode(params)?)?)?,
@@ -333,6 +335,18 @@ impl Service {
                 .messages()
                 .read_capped(&p.topic, &opts, self.config.max_page_bytes)?)
         }
+    }
+
+    /// `messages.ack`: the checkpoint moves to `ulid` if that is forward (one CAS; of two
+    /// racing acks the greater wins).
+    ///
+    /// # Errors
+    /// `NotFound` for a ULID that is not a message of the topic (nothing changes).
+    pub fn messages_ack(&self, actor: &Actor, p: AckParams) -> R<gatos::checkpoints::AckOutcome> {
+        Ok(self
+            .as_actor(actor)
+            .checkpoints()
+            .ack(&p.group, &p.topic, p.ulid)?)
     }
 
     /// `topics.list`.
@@ -570,6 +584,45 @@ impl Service {
         Ok(self.as_actor(actor).jobs().cancel(p.id, p.reason)?)
     }
 
+    /// `jobs.logs`: a piece of one stream of an attempt's log. With `wait_ms`, an empty
+    /// answer (no bytes yet, not done, or the attempt not started yet) waits for bytes or
+    /// the end, at most that long.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job or attempt; `Unavailable` while the job has not started
+    /// or runs on another node (after the wait); `InvalidInput` for attempt 0 or
+    /// `max_bytes` 0.
+    pub fn jobs_logs(&self, p: LogsParams) -> R<gatos::jobs::logs::LogChunk> {
+        use gatos::jobs::logs::{FOLLOW_POLL, Options};
+        const MAX_WAIT_MS: u64 = 30_000;
+        if p.wait_ms.is_some_and(|w| w > MAX_WAIT_MS) {
+            return Err(invalid(format!("wait_ms is at most {MAX_WAIT_MS}")));
+        }
+        let defaults = Options::default();
+        let opts = Options {
+            attempt: p.attempt,
+            stream: p.stream.unwrap_or_default(),
+            from_offset: p.from_offset.unwrap_or(0),
+            max_bytes: p.max_bytes.unwrap_or(defaults.max_bytes),
+        };
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(p.wait_ms.unwrap_or(0));
+        let mut pause = FOLLOW_POLL.0;
+        loop {
+            let r = self.gatos.jobs().logs(p.id, &opts);
+            let waitable = match &r {
+                Ok(c) => c.data.is_empty() && !c.done,
+                Err(e) => e.code() == ErrorCode::Unavailable,
+            };
+            let now = std::time::Instant::now();
+            if !waitable || now >= deadline {
+                return Ok(r?);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(FOLLOW_POLL.1);
+        }
+    }
+
     /// `jobs.verify`: the job's proof checked under this node's trust.
     ///
     /// # Errors
@@ -669,7 +722,7 @@ impl Service {
     /// node sees it (ADR 0027).
     ///
     /// # Errors
-    /// A store or index failure; `InvalidEnvelope` for queue settings that do not parse.
+    /// A store or index failure.
     pub fn health_queues(&self) -> R<Vec<gatos_types::jobs::QueueDepth>> {
         Ok(gatos::jobs::admission::depths(&self.gatos)?)
     }

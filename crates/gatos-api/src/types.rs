@@ -522,3 +522,41 @@ pub struct Authenticated {
     /// Always true: writes are open on this connection.
     pub authenticated: bool,
 }
+
+/// `jobs.logs` params: a piece of one stream of one attempt's log, live from this node's
+/// spool while it runs, from the result once it has one.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsParams {
+    /// The job.
+    pub id: Ulid,
+    /// The attempt (default: the latest).
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    /// `stdout` (default) or `stderr`.
+    #[serde(default)]
+    pub stream: Option<gatos::jobs::logs::Stream>,
+    /// The byte offset to read from (default 0; a follower passes the last `next_offset`).
+    #[serde(default)]
+    pub from_offset: Option<u64>,
+    /// At most this many bytes (default 64 KiB, at most 1 MiB).
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+    /// When nothing is there yet, wait up to this many milliseconds for bytes or the end
+    /// (at most 30,000; default 0: answer at once).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// `messages.ack` params: move a consumer group's checkpoint forward to a message it has
+/// processed (never backwards: an older message changes nothing).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckParams {
+    /// The consumer group.
+    pub group: Group,
+    /// The topic.
+    pub topic: Topic,
+    /// The message processed.
+    pub ulid: Ulid,
+}

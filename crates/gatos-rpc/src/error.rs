@@ -76,7 +76,7 @@ impl RpcError {
             data.insert(k.clone(), v.clone());
         }
         RpcError {
-            code: SERVER_ERROR,
+            code: code.rpc_code(),
             message: message.into(),
             data: Value::Object(data),
         }

@@ -5,7 +5,8 @@ use std::fmt;
 /// A stable error code: the contract that callers branch on.
 ///
 /// The string form (`as_str`) and the status number never change; changing a row is a
-/// contract change that needs an ADR (see `adr/0003-errors-and-exit-codes.md`).
+/// contract change that needs an ADR; `adr/0026-error-taxonomy.md` holds the table of every
+/// code with its HTTP status, JSON-RPC integer and exit status.
 #[derive(
     Debug,
     Clone,
@@ -140,6 +141,47 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// The HTTP status a face answers with (the same number as [`ErrorCode::status`]).
+    pub fn http_status(self) -> u16 {
+        self.status()
+    }
+
+    /// The JSON-RPC error integer: every taxonomy error is -32000, with the code in
+    /// `error.data.code` (the reserved integers are for protocol errors; ADR 0026).
+    pub fn rpc_code(self) -> i64 {
+        -32000
+    }
+
+    /// The exit status of `git gatos` failing with this code (ADR 0026): 3 for a lost
+    /// race (retry at once), 4 for `QueueFull` (retry after `retry_after_seconds`), 1 for
+    /// everything else. A usage error (exit 2) is not a code of its own: it is the CLI's
+    /// `InvalidInput` found while reading its arguments.
+    pub fn exit_status(self) -> u8 {
+        match self {
+            ErrorCode::QueueFull => 4,
+            ErrorCode::NotFastForward
+            | ErrorCode::AlreadyClaimed
+            | ErrorCode::LeaseExpired
+            | ErrorCode::Conflict => 3,
+            ErrorCode::InvalidInput
+            | ErrorCode::InvalidEnvelope
+            | ErrorCode::NotFound
+            | ErrorCode::Unauthorized
+            | ErrorCode::Forbidden
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::DigestMismatch
+            | ErrorCode::SignatureInvalid
+            | ErrorCode::UntrustedKey
+            | ErrorCode::KeyRevoked
+            | ErrorCode::SecretDetected
+            | ErrorCode::Unavailable
+            | ErrorCode::Internal
+            | ErrorCode::TooManySubscriptions => 1,
+        }
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -201,6 +243,41 @@ impl Coded for crate::envelope::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ADR 0026's table is the contract: every code, in order, with its HTTP status,
+    /// JSON-RPC integer and exit status, exactly as the code maps them.
+    #[test]
+    fn the_taxonomy_adr_lists_every_code_as_the_code_maps_it() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../adr/0026-error-taxonomy.md");
+        let adr = std::fs::read_to_string(&path).expect("adr/0026-error-taxonomy.md");
+        let rows: Vec<Vec<String>> = adr
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                l.trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().trim_matches('`').to_owned())
+                    .collect()
+            })
+            .collect();
+        let want: Vec<Vec<String>> = ErrorCode::ALL
+            .iter()
+            .map(|c| {
+                vec![
+                    c.as_str().to_owned(),
+                    c.http_status().to_string(),
+                    c.rpc_code().to_string(),
+                    c.exit_status().to_string(),
+                ]
+            })
+            .collect();
+        let got: Vec<Vec<String>> = rows.iter().map(|r| r[..4].to_vec()).collect();
+        assert_eq!(
+            got, want,
+            "adr/0026-error-taxonomy.md's table differs from ErrorCode"
+        );
+    }
 
     #[test]
     fn the_table_is_pinned() {

@@ -453,7 +453,7 @@ enum Moved {
 }
 
 /// What [`Checkpoints::ack`] did (`messages ack --json` prints it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AckOutcome {
     /// The acknowledged message.
     pub ulid: Ulid,

@@ -390,7 +390,7 @@ impl Keys<'_> {
         }
         write_private(&path, &pem)?;
         let id = key_id(&key.verifying_key());
-        self.trust(&id)?;
+        self.trust_locally(&id)?;
         self.publish(&key)?;
         if let Some(old) = old {
             let old_id = key_id(&old.verifying_key());

@@ -172,11 +172,7 @@ impl Output {
         if err.inner().downcast_ref::<Usage>().is_some() {
             return ExitCode::from(2);
         }
-        ExitCode::from(match err.code() {
-            ErrorCode::QueueFull => 4,
-            c if c.is_retryable() => 3,
-            _ => 1,
-        })
+        ExitCode::from(err.code().exit_status())
     }
 }
 

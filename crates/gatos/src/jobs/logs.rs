@@ -60,7 +60,18 @@ pub const FOLLOW_POLL: (Duration, Duration) =
 
 /// One of a job's two captured streams.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
@@ -113,7 +124,7 @@ impl std::str::FromStr for Stream {
 }
 
 /// Where a chunk was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The live spool of a worker on this node (or what a crashed one left).
@@ -185,7 +196,7 @@ pub struct LogChunk {
     pub truncated: bool,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 struct ChunkWire {
     job: Ulid,
     attempt: u32,
@@ -199,12 +210,22 @@ struct ChunkWire {
     data: String,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 enum Encoding {
     #[serde(rename = "utf-8")]
     Utf8,
     #[serde(rename = "base64")]
     Base64,
+}
+
+impl schemars::JsonSchema for LogChunk {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LogChunk".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // The wire form is the schema's (data as text or base64, with its encoding).
+        ChunkWire::json_schema(g)
+    }
 }
 
 impl From<LogChunk> for ChunkWire {

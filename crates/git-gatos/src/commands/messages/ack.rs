@@ -3,7 +3,8 @@
 use gatos::Error;
 use gatos_types::{Group, Topic, Ulid};
 
-use super::super::{Ctx, parse};
+use super::super::{Ctx, api, parse};
+use gatos_api::types::AckParams;
 use crate::cli::AckArgs;
 use crate::output::Output;
 
@@ -11,7 +12,10 @@ use crate::output::Output;
 pub fn run(ctx: &Ctx, out: &mut Output, a: &AckArgs) -> Result<(), Error> {
     let (group, topic, ulid): (Group, Topic, Ulid) =
         (parse(&a.group)?, parse(&a.topic)?, parse(&a.ulid)?);
-    let done = ctx.gatos()?.checkpoints().ack(&group, &topic, ulid)?;
+    let done = ctx
+        .service()?
+        .messages_ack(&ctx.actor()?, AckParams { group, topic, ulid })
+        .map_err(api)?;
     let c = &done.checkpoint;
     out.row(&done, |w| {
         let at = c.ulid.map_or_else(|| "-".to_owned(), |u| u.to_string());
