@@ -116,14 +116,26 @@ fn lock_family(queue: &Queue) -> String {
     format!("admission.{queue}")
 }
 
+/// The queue's limit. Settings that cannot be read (a local tampering: sync checks what it
+/// adopts; `doctor` reports it) count as no limit, with a warning, as the retry backoff
+/// falls back to its default: enqueues and health go on as before limits existed.
+fn limit_of(gatos: &Gatos, queue: &Queue) -> Option<u64> {
+    match super::queues::config(gatos, queue) {
+        Ok(c) => c.max_pending,
+        Err(e) => {
+            tracing::warn!(%queue, error = %e, "unreadable queue settings; no admission limit");
+            None
+        }
+    }
+}
+
 /// Admits an enqueue to `queue`, or refuses it with `QueueFull` (and an audit record at
 /// most once per window). Hold the answer until the job's ref is created.
 ///
 /// # Errors
-/// `QueueFull`; `InvalidEnvelope` when the queue's settings do not parse; `Unavailable`
-/// when the admission lock stays busy; an index failure.
+/// `QueueFull`; `Unavailable` when the admission lock stays busy; an index failure.
 pub(crate) fn admit(gatos: &Gatos, queue: &Queue) -> Result<Admitted> {
-    let Some(max_pending) = super::queues::config(gatos, queue)?.max_pending else {
+    let Some(max_pending) = limit_of(gatos, queue) else {
         return Ok(Admitted { _guard: None });
     };
     let guard = gatos
@@ -295,19 +307,19 @@ pub(crate) fn depths_of(gatos: &Gatos, queue: Option<&Queue>) -> Result<BTreeMap
 /// `queues`): the queues with settings and those with an unfinished job, by name.
 ///
 /// # Errors
-/// `InvalidEnvelope` when stored settings do not parse; a store or index failure.
+/// A store or index failure.
 pub fn depths(gatos: &Gatos) -> Result<Vec<QueueDepth>> {
-    depths_of(gatos, None)?
+    Ok(depths_of(gatos, None)?
         .into_iter()
         .map(|(queue, pending)| {
-            let max_pending = super::queues::config(gatos, &queue)?.max_pending;
-            Ok(QueueDepth {
+            let max_pending = limit_of(gatos, &queue);
+            QueueDepth {
                 queue,
                 pending,
                 max_pending,
-            })
+            }
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

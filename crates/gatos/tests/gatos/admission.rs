@@ -171,3 +171,52 @@ fn the_hint_follows_the_queues_recent_claims_and_refusals_are_audited_once_a_min
     repo.assert_fsck_strict()?;
     Ok(())
 }
+
+#[test]
+fn unreadable_queue_settings_count_as_no_limit() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock, q) = start(&repo, 1)?;
+    // Someone rewrites the settings by hand into a document that does not parse.
+    let junk = repo.root().join("config.json");
+    std::fs::write(&junk, r#"{"queue": "build", "max_pending": "many"}"#)?;
+    let blob = repo.git(&["hash-object", "-w", &junk.to_string_lossy()])?;
+    let index = repo.root().join("junk-index");
+    let status = repo
+        .git_cmd(&[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("100644,{},config.json", blob.trim()),
+        ])
+        .env("GIT_INDEX_FILE", &index)
+        .status()?;
+    assert!(status.success());
+    let tree = repo
+        .git_cmd(&["write-tree"])
+        .env("GIT_INDEX_FILE", &index)
+        .output()?;
+    let tree = String::from_utf8(tree.stdout)?;
+    let commit = repo.git(&["commit-tree", tree.trim(), "-m", "junk settings"])?;
+    repo.git(&[
+        "update-ref",
+        "refs/gatos/config/queues/build",
+        commit.trim(),
+    ])?;
+    assert_eq!(
+        queues::config(&g, &q).map_err(|e| e.code()).err(),
+        Some(ErrorCode::InvalidEnvelope)
+    );
+    // Enqueues go on as before limits existed, and the depth is still reported.
+    g.jobs().enqueue(build(&g)?)?;
+    g.jobs().enqueue(build(&g)?)?;
+    let depths = admission::depths(&g)?;
+    assert_eq!(
+        depths,
+        vec![QueueDepth {
+            queue: q,
+            pending: 2,
+            max_pending: None
+        }]
+    );
+    Ok(())
+}
