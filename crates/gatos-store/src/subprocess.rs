@@ -11,8 +11,9 @@ use crate::error::{Error, Result};
 const STDERR_TAIL: usize = 2048;
 
 impl Store {
-    /// Builds a `git` command bound to this repository.
-    pub fn git_command<I, S>(&self, args: I) -> Command
+    /// Builds a `git` command bound to this repository (crate-private: other crates get
+    /// purpose-built methods such as [`Store::fsck`], never a raw command).
+    pub(crate) fn git_command<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -43,7 +44,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Subprocess`] with the tail of stderr.
-    pub fn run_git(&self, args: &[&str]) -> Result<Output> {
+    pub(crate) fn run_git(&self, args: &[&str]) -> Result<Output> {
         let mut cmd = self.git_command(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         tracing::debug!(?args, "spawning git");

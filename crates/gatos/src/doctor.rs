@@ -163,70 +163,39 @@ pub fn run_with(gatos: &Gatos, opts: Options) -> Result<Vec<Finding>> {
 }
 
 fn check_fsck(gatos: &Gatos, r: &mut Report) {
-    // Not `run_git`: a failing fsck is the answer, not an error; its findings are on stdout.
-    let out = match gatos
+    // A failing fsck is the answer, not an error: the store hands back its problems.
+    let outcome = match gatos
         .store()
-        .git_command(["fsck", "--strict", "--no-dangling", "--no-progress"])
-        .output()
+        .fsck(gatos_store::fsck::Options { strict: true })
     {
         Ok(o) => o,
         Err(e) => {
+            let cause = match e {
+                gatos_store::Error::Subprocess { stderr, .. } => stderr,
+                other => other.to_string(),
+            };
             r.add(
                 "fsck",
                 "repository",
-                format!("git fsck could not run: {e}"),
+                format!("git fsck could not run: {cause}"),
                 "git fsck --strict",
             );
             return;
         }
     };
-    if out.status.success() {
+    if outcome.clean {
         return;
     }
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut any = false;
-    // `notice:` lines (an unborn HEAD, say) are not findings; an indented line continues
-    // the one before (git writes "broken link from  commit X" and "to    tree Y" on two).
-    let mut findings: Vec<String> = Vec::new();
-    for l in text.lines() {
-        let words = l.split_whitespace().collect::<Vec<_>>().join(" ");
-        if words.is_empty() || words.starts_with("notice:") {
-            continue;
-        }
-        if let (Some(last), true) = (findings.last_mut(), l.starts_with(char::is_whitespace)) {
-            last.push(' ');
-            last.push_str(&words);
-        } else if findings.len() == 50 {
-            break;
-        } else {
-            findings.push(words);
-        }
-    }
-    for line in &findings {
-        let object = line
-            .split_whitespace()
-            .find(|w| {
-                w.trim_end_matches(':').len() == 40
-                    && w.trim_end_matches(':')
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit())
-            })
-            .map_or("repository".to_owned(), |w| {
-                w.trim_end_matches(':').to_owned()
-            });
+    for p in &outcome.problems {
         r.add(
             "fsck",
-            object,
-            line.trim().to_owned(),
+            p.object
+                .map_or_else(|| "repository".to_owned(), |o| o.to_string()),
+            p.message.clone(),
             "restore the objects from another node or a mirror (git fetch; see docs/operations.md#fsck)",
         );
-        any = true;
     }
-    if !any {
+    if outcome.problems.is_empty() {
         r.add(
             "fsck",
             "repository",
