@@ -18,9 +18,6 @@ use crate::locks;
 use crate::locks::owners::{Census, Owner};
 use crate::{Store, from_gix, to_gix};
 
-/// Where message topics' refs live (a transaction touching one moves the topics stamp).
-const TOPICS_PREFIX: &str = "refs/gatos/messages/";
-
 pub use names::RefName;
 
 /// One ref change.
@@ -434,9 +431,10 @@ impl Store {
                         })
                         .collect();
                     self.sync_refs(edits)?;
+                    // A transaction touching a topic's refs moves the topics stamp.
                     if edits
                         .iter()
-                        .any(|e| e.name.as_str().starts_with(TOPICS_PREFIX))
+                        .any(|e| e.name.as_str().starts_with(names::MESSAGES_PREFIX))
                     {
                         self.stamp_topics_changed();
                     }

@@ -275,9 +275,9 @@ impl<'g> Sync<'g> {
             .fetch_gatos(&self.remote, None, self.progress)?;
         self.snapshot()?;
         self.check_hub()?;
-        self.create_only_kind("trust/")?;
-        self.chains("config/")?;
-        self.chains("manifests/")?;
+        self.create_only_kind(&names::trust_prefix())?;
+        self.chains(&names::config_prefix())?;
+        self.chains(&names::manifests_prefix())?;
         self.topics()?;
         self.checkpoints()?;
         self.archives()?;
@@ -303,14 +303,13 @@ impl<'g> Sync<'g> {
         Ok(())
     }
 
-    /// Names under `refs/gatos/<sub>` on either side.
-    pub(crate) fn names_under(&self, sub: &str) -> BTreeSet<String> {
-        let prefix = format!("{}{sub}", names::GATOS_PREFIX);
+    /// Names under `prefix` (a `refs/gatos/…/` prefix of `names`) on either side.
+    pub(crate) fn names_under(&self, prefix: &str) -> BTreeSet<String> {
         // Names that fit no entry of the layout are neither adopted nor pushed.
         self.local
             .keys()
             .chain(self.hub.keys())
-            .filter(|n| n.starts_with(&prefix) && names::RefKind::parse(n).is_some())
+            .filter(|n| n.starts_with(prefix) && names::RefKind::parse(n).is_some())
             .cloned()
             .collect()
     }
@@ -444,10 +443,10 @@ impl<'g> Sync<'g> {
         Ok(false)
     }
 
-    /// Create-only refs under `refs/gatos/<sub>`: copy what one side lacks; the same tree
+    /// Create-only refs under `prefix`: copy what one side lacks; the same tree
     /// under two commits is the same thing (adopt the hub's); different trees conflict.
-    fn create_only_kind(&mut self, sub: &str) -> Result<()> {
-        for name in self.names_under(sub) {
+    fn create_only_kind(&mut self, prefix: &str) -> Result<()> {
+        for name in self.names_under(prefix) {
             self.guarded(&name, |s| s.create_only(&name))?;
         }
         Ok(())
@@ -490,10 +489,10 @@ impl<'g> Sync<'g> {
         Ok(())
     }
 
-    /// CAS chains under `refs/gatos/<sub>`: fast-forward either way; on divergence the
+    /// CAS chains under `prefix`: fast-forward either way; on divergence the
     /// hub's value wins and the local one is reported.
-    fn chains(&mut self, sub: &str) -> Result<()> {
-        for name in self.names_under(sub) {
+    fn chains(&mut self, prefix: &str) -> Result<()> {
+        for name in self.names_under(prefix) {
             self.guarded(&name, |s| s.chain(&name))?;
         }
         Ok(())

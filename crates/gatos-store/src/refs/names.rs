@@ -74,9 +74,12 @@ pub fn topic_prefix(t: &Topic) -> String {
     format!("{GATOS_PREFIX}messages/{t}/")
 }
 
+/// `refs/gatos/messages/`: every topic's refs.
+pub const MESSAGES_PREFIX: &str = "refs/gatos/messages/";
+
 /// `refs/gatos/messages/`.
 pub fn messages_prefix() -> String {
-    format!("{GATOS_PREFIX}messages/")
+    MESSAGES_PREFIX.to_owned()
 }
 
 /// `refs/gatos/consumers/<group>/<topic>`.
@@ -97,6 +100,11 @@ pub fn config_topic(t: &Topic) -> RefName {
 /// `refs/gatos/config/queues/<queue>`.
 pub fn config_queue(q: &Queue) -> RefName {
     RefName::gatos(&["config", "queues", q.as_str()])
+}
+
+/// `refs/gatos/config/`: every settings chain.
+pub fn config_prefix() -> String {
+    format!("{GATOS_PREFIX}config/")
 }
 
 /// `refs/gatos/config/queues/`.
@@ -220,6 +228,17 @@ pub fn untracked(remote: &str, tracking: &str) -> Option<RefName> {
         .strip_prefix(remote)?
         .strip_prefix('/')?;
     Some(RefName(format!("{GATOS_PREFIX}{rest}")))
+}
+
+/// The gatos ref that a tracking ref of any remote mirrors, with that remote:
+/// `refs/gatos-sync/<remote>/x` → (`<remote>`, `refs/gatos/x`) when `refs/gatos/x` fits
+/// the layout (a remote's name may hold a `/`: the shortest name that fits is taken).
+pub fn untracked_any(tracking: &str) -> Option<(&str, RefName)> {
+    let rest = tracking.strip_prefix(SYNC_PREFIX)?;
+    rest.match_indices('/').find_map(|(i, _)| {
+        let name = format!("{GATOS_PREFIX}{}", &rest[i + 1..]);
+        RefKind::parse(&name).map(|_| (&rest[..i], RefName(name)))
+    })
 }
 
 /// What a gatos ref names, parsed from its full name.
@@ -374,7 +393,7 @@ mod tests {
         );
         assert_eq!(
             consumer(&g, &t).kind(),
-            Some(RefKind::Consumer(g, t.clone()))
+            Some(RefKind::Consumer(g.clone(), t.clone()))
         );
         assert_eq!(job_claim(u).kind(), Some(RefKind::JobClaim(u)));
         assert_eq!(
@@ -389,6 +408,13 @@ mod tests {
             "refs/gatos-sync/origin/messages/ci.events/head"
         );
         assert_eq!(untracked("origin", tr.as_str()), Some(message_head(&t)));
+        assert_eq!(
+            untracked_any(tr.as_str()),
+            Some(("origin", message_head(&t)))
+        );
+        let nested = tracking("a/b", &consumer(&g, &t)).ok_or("tracking")?;
+        assert_eq!(untracked_any(nested.as_str()), Some(("a/b", consumer(&g, &t))));
+        assert_eq!(untracked_any("refs/gatos-sync/origin/unknown/x"), None);
         Ok(())
     }
 

@@ -35,7 +35,7 @@ pub(crate) fn refresh(gatos: &Gatos, remote: &str, id: Ulid) -> Result<bool> {
     let store = gatos.store();
     store.fetch_gatos(
         remote,
-        Some(&[format!("{}jobs/{id}/", names::GATOS_PREFIX)]),
+        Some(&[names::job_prefix(id)]),
         false,
     )?;
     // What the hub holds is checked first (ADR 0018); a final result held here is never

@@ -144,7 +144,7 @@ impl<'g> Ready<'g> {
     pub(crate) fn stamp(&self) -> Stamp {
         let common = self.gatos.store().common_dir();
         let mut s = Stamp::default();
-        if let Ok(m) = std::fs::metadata(common.join("refs/gatos/jobs")) {
+        if let Ok(m) = std::fs::metadata(common.join(names::jobs_prefix().trim_end_matches('/'))) {
             s.dir_mtime_ns = m
                 .mtime()
                 .saturating_mul(1_000_000_000)

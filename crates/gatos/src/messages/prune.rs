@@ -137,10 +137,7 @@ impl Messages<'_> {
         for prefix in [names::consumers_prefix(), names::SYNC_PREFIX.to_owned()] {
             for (name, at) in store.list_refs(&prefix)? {
                 let kind = if prefix == names::SYNC_PREFIX {
-                    name.as_str().splitn(4, '/').nth(3).and_then(|rest| {
-                        rest.split_once('/')
-                            .and_then(|(_, r)| names::RefKind::parse(&format!("refs/gatos/{r}")))
-                    })
+                    names::untracked_any(name.as_str()).and_then(|(_, n)| n.kind())
                 } else {
                     name.kind()
                 };

@@ -30,7 +30,7 @@ impl Sync<'_> {
     /// only this node folded is folded again on top of the hub's chain (so no job is in
     /// neither place).
     pub(super) fn archives(&mut self) -> Result<()> {
-        for name in self.names_under("archive/jobs/") {
+        for name in self.names_under(&names::archive_prefix()) {
             let Some(names::RefKind::ArchiveJobs(month)) =
                 RefName::from_repository(name.clone()).kind()
             else {
@@ -107,7 +107,7 @@ impl Sync<'_> {
     /// Every job live on either side.
     pub(super) fn jobs(&mut self) -> Result<()> {
         let mut ids: BTreeSet<Ulid> = BTreeSet::new();
-        for name in self.names_under("jobs/") {
+        for name in self.names_under(&names::jobs_prefix()) {
             if let Some(
                 names::RefKind::Job(id)
                 | names::RefKind::JobClaim(id)

@@ -112,7 +112,7 @@ impl Sync<'_> {
 
     pub(super) fn topics(&mut self) -> Result<()> {
         let mut topics: BTreeSet<Topic> = BTreeSet::new();
-        for name in self.names_under("messages/") {
+        for name in self.names_under(names::MESSAGES_PREFIX) {
             if let Some(
                 names::RefKind::MessageHead(t)
                 | names::RefKind::MessageSealed(t, ..)
@@ -517,7 +517,7 @@ impl Sync<'_> {
 
     /// Consumer checkpoints: the furthest position wins.
     pub(super) fn checkpoints(&mut self) -> Result<()> {
-        for name in self.names_under("consumers/") {
+        for name in self.names_under(&names::consumers_prefix()) {
             self.guarded(&name, |s| s.checkpoint(&name))?;
         }
         Ok(())
