@@ -440,11 +440,177 @@ pub struct ManifestRow {
     pub manifest: JobSpec,
 }
 
+/// A name read from a document that is outside the closed set of this version (a newer
+/// node wrote it). It is kept exactly as read, so the document round-trips unchanged, and
+/// is made only by parsing: it is never one of the set's own names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UnknownName(String);
+
+impl UnknownName {
+    /// Returns the name as read.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A closed set of names read back from refs: the known names as variants, and
+/// `Other(UnknownName)` for a name a newer node wrote, kept as read. Serialized as the name
+/// (exactly the strings of the set), parsed without failing.
+macro_rules! open_set {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($what:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+            /// A name this version does not know (written by a newer node), kept as read.
+            Other(UnknownName),
+        }
+
+        impl $name {
+            /// Every name this version knows, in the set's order.
+            pub const KNOWN: &[$name] = &[$( $name::$variant ),+];
+
+            /// Returns the name (the serialized form).
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $( $name::$variant => $text, )+
+                    $name::Other(n) => n.as_str(),
+                }
+            }
+
+            /// Reads a name: a known one gives its variant, any other `Other`.
+            pub fn parse(s: &str) -> $name {
+                match s {
+                    $( $text => $name::$variant, )+
+                    _ => $name::Other(UnknownName(s.to_owned())),
+                }
+            }
+
+            /// True for a name of this version's set.
+            pub fn is_known(&self) -> bool {
+                !matches!(self, $name::Other(_))
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> $name {
+                $name::parse(s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Ok($name::parse(&s))
+            }
+        }
+
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "description": concat!(
+                        $what, ": one of ",
+                        $( "`", $text, "` ", )+
+                        "(a newer node may write others)"
+                    ),
+                    "examples": [$( $text ),+]
+                })
+            }
+        }
+    };
+}
+
+open_set! {
+    /// What happened to a job, as its event on `gatos.jobs` says (DESIGN §4).
+    ///
+    /// The topic is read back (`jobs watch`, `jobs.watch`, the admission hint, doctor), and
+    /// a newer node may publish events this version does not know: those parse as
+    /// [`JobEventKind::Other`] and are shown as read, never a failed read or listing;
+    /// readers that count particular events do not count them.
+    pub enum JobEventKind ("what happened to the job") {
+        /// The job was enqueued.
+        Enqueued = "enqueued",
+        /// A worker claimed an attempt.
+        Claimed = "claimed",
+        /// An attempt's worker lost its lease (taken over, or it fenced itself).
+        HeartbeatLost = "heartbeat_lost",
+        /// An attempt failed with attempts left: the job runs again after a backoff.
+        RetryScheduled = "retry_scheduled",
+        /// The job succeeded.
+        Succeeded = "succeeded",
+        /// The job failed (its last attempt).
+        Failed = "failed",
+        /// The job was cancelled.
+        Cancelled = "cancelled",
+    }
+}
+
+open_set! {
+    /// How an attempt ended, as its proof's predicate says (`status`, DESIGN §4): an
+    /// [`Outcome`]'s name.
+    ///
+    /// Proofs are read back from result commits that other nodes wrote; a status this
+    /// version does not know parses as [`ProofStatus::Other`] (so the signed payload
+    /// round-trips) and agrees only with a failed result, as any status but `succeeded`
+    /// does — never a failed read.
+    pub enum ProofStatus ("how the attempt ended") {
+        /// The process succeeded.
+        Succeeded = "succeeded",
+        /// The process exited non-zero (or by a signal).
+        Failed = "failed",
+        /// The process ran past its timeout.
+        Timeout = "timeout",
+        /// The worker lost its lease.
+        Lost = "lost",
+        /// The job was cancelled while it ran.
+        Cancelled = "cancelled",
+    }
+}
+
+impl From<Outcome> for ProofStatus {
+    fn from(o: Outcome) -> ProofStatus {
+        match o {
+            Outcome::Succeeded => ProofStatus::Succeeded,
+            Outcome::Failed => ProofStatus::Failed,
+            Outcome::Timeout => ProofStatus::Timeout,
+            Outcome::Lost => ProofStatus::Lost,
+            Outcome::Cancelled => ProofStatus::Cancelled,
+        }
+    }
+}
+
 /// One event on the topic `gatos.jobs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobEvent {
     /// What happened.
-    pub event: String,
+    pub event: JobEventKind,
     /// The job.
     pub job: Ulid,
     /// The attempt (0 before any claim).
@@ -565,4 +731,55 @@ pub struct WorkerRow {
     /// Why nothing was written, when so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod open_set_tests {
+    use super::*;
+
+    #[test]
+    fn known_names_round_trip_as_the_same_strings() {
+        for k in JobEventKind::KNOWN {
+            let json = serde_json::to_string(k).expect("a string");
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+            let back: JobEventKind = serde_json::from_str(&json).expect("a known name");
+            assert_eq!(&back, k);
+            assert!(back.is_known());
+        }
+        let names: Vec<&str> = JobEventKind::KNOWN
+            .iter()
+            .map(JobEventKind::as_str)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "enqueued",
+                "claimed",
+                "heartbeat_lost",
+                "retry_scheduled",
+                "succeeded",
+                "failed",
+                "cancelled"
+            ]
+        );
+        for o in [
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::Timeout,
+            Outcome::Lost,
+            Outcome::Cancelled,
+        ] {
+            assert_eq!(ProofStatus::from(o).as_str(), o.as_str());
+            assert_eq!(ProofStatus::parse(o.as_str()), ProofStatus::from(o));
+        }
+    }
+
+    #[test]
+    fn an_event_a_newer_node_wrote_reads_and_round_trips() {
+        let text = r#"{"event":"paused","job":"01J0000000000000000000000A","attempt":0,"queue":"default","commit":"0123456789abcdef0123456789abcdef01234567","at":"2026-12-04T10:00:00Z"}"#;
+        let ev: JobEvent = serde_json::from_str(text).expect("an unknown event still reads");
+        assert!(!ev.event.is_known());
+        assert_eq!(ev.event.as_str(), "paused");
+        assert_eq!(serde_json::to_string(&ev).expect("json"), text);
+    }
 }

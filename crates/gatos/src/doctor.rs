@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use gatos_store::refs::names::{self, RefKind};
 use gatos_types::envelope::EnvelopeRef;
-use gatos_types::jobs::{ClaimState, JobState};
+use gatos_types::jobs::{ClaimState, JobEventKind, JobState};
 use gatos_types::trailers::keys;
 use gatos_types::{Digest, ErrorCode, Oid, Topic, jcs};
 use serde::Serialize;
@@ -657,32 +657,37 @@ fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
 }
 
 /// A job transition: `(event, attempt, worker, commit)`.
-type Transition = (&'static str, u32, Option<gatos_types::WorkerId>, Oid);
+type Transition = (JobEventKind, u32, Option<gatos_types::WorkerId>, Oid);
 
 /// The transitions a job's commits record.
 fn transitions(gatos: &Gatos, rec: &JobRecord) -> Result<Vec<Transition>> {
-    let mut out = vec![("enqueued", 0, None, rec.job_commit)];
+    let mut out = vec![(JobEventKind::Enqueued, 0, None, rec.job_commit)];
     if let Some((tip, _)) = &rec.claim {
         let mut reader = gatos.store().reader();
         let mut at = Some(*tip);
         while let Some(c) = at {
             let (doc, _): (gatos_types::jobs::ClaimDoc, _) = read_doc(&mut reader, c, CLAIM_PATH)?;
             if doc.state == ClaimState::Running {
-                out.push(("claimed", doc.attempt, Some(doc.worker.clone()), c));
+                out.push((
+                    JobEventKind::Claimed,
+                    doc.attempt,
+                    Some(doc.worker.clone()),
+                    c,
+                ));
             }
             at = reader.commit(c)?.parents.first().copied();
         }
     }
     if let Some((c, doc)) = &rec.result {
         let ev = match doc.status {
-            gatos_types::jobs::Status::Succeeded => "succeeded",
-            gatos_types::jobs::Status::Failed => "failed",
+            gatos_types::jobs::Status::Succeeded => JobEventKind::Succeeded,
+            gatos_types::jobs::Status::Failed => JobEventKind::Failed,
         };
         let worker = rec.claim.as_ref().map(|(_, c)| c.worker.clone());
         out.push((ev, doc.attempt, worker, *c));
     } else if let Some((c, _)) = &rec.cancel {
         out.push((
-            "cancelled",
+            JobEventKind::Cancelled,
             rec.claim.as_ref().map_or(0, |(_, c)| c.attempt),
             None,
             *c,

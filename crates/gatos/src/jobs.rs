@@ -181,7 +181,14 @@ impl<'g> Jobs<'g> {
             tracing::warn!(job = %id, error = %err, "could not update the job ready index; it will catch up");
         }
         drop(admitted);
-        events::emit(self.gatos, "enqueued", &rec, 0, None, commit);
+        events::emit(
+            self.gatos,
+            gatos_types::jobs::JobEventKind::Enqueued,
+            &rec,
+            0,
+            None,
+            commit,
+        );
         self.gatos.maybe_maintain();
         Ok(EnqueueRow {
             id,
@@ -468,7 +475,14 @@ impl<'g> Jobs<'g> {
         )?;
         drop(_guard);
         let _ = ready::Ready::new(self.gatos).put(id, None);
-        events::emit(self.gatos, "cancelled", &rec, d.attempt, None, commit);
+        events::emit(
+            self.gatos,
+            gatos_types::jobs::JobEventKind::Cancelled,
+            &rec,
+            d.attempt,
+            None,
+            commit,
+        );
         crate::audit::record(
             self.gatos,
             "jobs.cancel",

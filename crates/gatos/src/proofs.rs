@@ -8,7 +8,7 @@
 
 use base64::Engine as _;
 use ed25519_dalek::SigningKey;
-use gatos_types::jobs::{ResultDoc, Status};
+use gatos_types::jobs::{ProofStatus, ResultDoc, Status};
 use gatos_types::{Digest, ErrorCode, KeyId, Oid, Timestamp, Ulid, WorkerId, jcs};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -81,8 +81,9 @@ pub struct Predicate {
     pub finished_at: Timestamp,
     /// Its exit code (null when killed by a signal).
     pub exit_code: Option<i32>,
-    /// `succeeded`, `failed`, `timeout` or `cancelled`.
-    pub status: String,
+    /// How the attempt ended: `succeeded`, `failed`, `timeout`, `lost` or `cancelled` (a
+    /// status a newer node wrote reads as [`ProofStatus::Other`]).
+    pub status: ProofStatus,
     /// Standard output.
     pub stdout: StreamInfo,
     /// Standard error.
@@ -340,9 +341,19 @@ pub fn check_result(
     result: &ResultDoc,
 ) -> Result<()> {
     let p = &v.predicate;
+    // Only `succeeded` agrees with a succeeded result; every other status (one this
+    // version does not know included) with a failed one.
+    let proof_succeeded = match &p.status {
+        ProofStatus::Succeeded => true,
+        ProofStatus::Failed
+        | ProofStatus::Timeout
+        | ProofStatus::Lost
+        | ProofStatus::Cancelled
+        | ProofStatus::Other(_) => false,
+    };
     let status_ok = match result.status {
-        Status::Succeeded => p.status == "succeeded",
-        Status::Failed => p.status != "succeeded",
+        Status::Succeeded => proof_succeeded,
+        Status::Failed => !proof_succeeded,
     };
     let mismatch = if p.job != job {
         Some("job")
@@ -410,7 +421,7 @@ pub fn attest(key: &SigningKey, lease: &crate::jobs::Lease, a: &Attempt<'_>) -> 
         started_at: a.started_at,
         finished_at: a.finished_at,
         exit_code: a.exit_code,
-        status: a.outcome.as_str().to_owned(),
+        status: a.outcome.into(),
         stdout: stream_info(a.stdout, a.stdout_truncated),
         stderr: stream_info(a.stderr, a.stderr_truncated),
         outputs: a.outputs.iter().map(|(p, b)| output_info(p, b)).collect(),

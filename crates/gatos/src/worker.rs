@@ -1501,7 +1501,7 @@ fn fence(sh: &Shared<'_>, lease: &Lease, sup: &Supervised, why: &str) {
     if let Ok(Some(rec)) = sh.gatos.jobs().record(lease.id) {
         crate::jobs::emit_event(
             sh.gatos,
-            "heartbeat_lost",
+            gatos_types::jobs::JobEventKind::HeartbeatLost,
             &rec,
             lease.attempt,
             Some(&lease.worker),

@@ -267,7 +267,7 @@ fn claim_interval(gatos: &Gatos, queue: &Queue, now: Timestamp) -> Result<Option
             let at = crate::messages::ulid_time(m.ulid);
             oldest = Some(oldest.map_or(at, |o| o.min(at)));
             if let Ok(ev) = serde_json::from_str::<JobEvent>(m.payload.get())
-                && ev.event == "claimed"
+                && ev.event == gatos_types::jobs::JobEventKind::Claimed
                 && ev.queue == *queue
                 && at >= start
                 && at <= now

@@ -2,7 +2,7 @@
 //! transition, at-least-once, with the action's commit id as `msg_id` (so a republish after
 //! a crash, by `doctor --fix`, is deduplicated). The truth is the action's own commit.
 
-use gatos_types::jobs::JobEvent;
+use gatos_types::jobs::{JobEvent, JobEventKind};
 use gatos_types::{Oid, WorkerId};
 
 use super::records::JobRecord;
@@ -19,14 +19,14 @@ pub fn topic() -> gatos_types::Topic {
 /// Publishes an event; a failure is logged, never returned (the action happened).
 pub fn emit(
     gatos: &Gatos,
-    event: &str,
+    event: JobEventKind,
     rec: &JobRecord,
     attempt: u32,
     worker: Option<&WorkerId>,
     commit: Oid,
 ) {
     let ev = JobEvent {
-        event: event.to_owned(),
+        event,
         job: rec.id,
         attempt,
         queue: rec.spec.queue.clone(),
@@ -37,16 +37,21 @@ pub fn emit(
     let payload = serde_json::to_value(&ev).unwrap_or_default();
     // `heartbeat_lost` has no commit of its own: it names the lost attempt's last claim
     // commit, which may also be that attempt's `claimed` event; keep the two apart.
-    let msg_id = if event == "heartbeat_lost" {
-        format!("heartbeat_lost:{commit}")
-    } else {
-        commit.to_string()
+    let msg_id = match &ev.event {
+        JobEventKind::HeartbeatLost => format!("heartbeat_lost:{commit}"),
+        JobEventKind::Enqueued
+        | JobEventKind::Claimed
+        | JobEventKind::RetryScheduled
+        | JobEventKind::Succeeded
+        | JobEventKind::Failed
+        | JobEventKind::Cancelled
+        | JobEventKind::Other(_) => commit.to_string(),
     };
     let opts = PublishOptions {
         headers: Some(serde_json::json!({ "msg_id": msg_id })),
         expect_last_seq: None,
     };
     if let Err(e) = gatos.messages().publish_system(&topic(), payload, &opts) {
-        tracing::warn!(job = %rec.id, event, error = %e, "could not publish a job event; `git gatos doctor --fix` republishes it");
+        tracing::warn!(job = %rec.id, event = %ev.event, error = %e, "could not publish a job event; `git gatos doctor --fix` republishes it");
     }
 }

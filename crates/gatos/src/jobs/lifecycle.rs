@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use gatos_store::refs::{Edit, names};
 use gatos_types::jobs::{
-    ClaimDoc, ClaimState, JobSpec, JobState, LeaseToken, Outcome, ResultDoc, Status,
+    ClaimDoc, ClaimState, JobEventKind, JobSpec, JobState, LeaseToken, Outcome, ProofStatus,
+    ResultDoc, Status,
 };
 use gatos_types::trailers::{Trailers, keys};
 use gatos_types::{
@@ -609,7 +610,7 @@ impl Jobs<'_> {
             // A takeover: the previous attempt's last heartbeat is the lost one.
             events::emit(
                 self.gatos,
-                "heartbeat_lost",
+                JobEventKind::HeartbeatLost,
                 &rec,
                 c.attempt,
                 Some(&c.worker),
@@ -618,7 +619,7 @@ impl Jobs<'_> {
         }
         events::emit(
             self.gatos,
-            "claimed",
+            JobEventKind::Claimed,
             &rec,
             doc.attempt,
             Some(&doc.worker),
@@ -797,7 +798,11 @@ impl Jobs<'_> {
             if rec.cancel.is_some() {
                 (None, JobState::Cancelled, commit)
             } else if attempts_left {
-                (Some("retry_scheduled"), JobState::Pending, commit)
+                (
+                    Some(JobEventKind::RetryScheduled),
+                    JobState::Pending,
+                    commit,
+                )
             } else {
                 (None, JobState::Failed, commit)
             }
@@ -815,10 +820,9 @@ impl Jobs<'_> {
                 reason,
             };
             let commit = self.write_final(&rec, head, doc, &result, &files)?;
-            let event = Some(if status == Status::Succeeded {
-                "succeeded"
-            } else {
-                "failed"
+            let event = Some(match status {
+                Status::Succeeded => JobEventKind::Succeeded,
+                Status::Failed => JobEventKind::Failed,
             });
             (
                 event,
@@ -901,7 +905,7 @@ impl Jobs<'_> {
             Some("worker")
         } else if p.exit_code != finish.exit_code {
             Some("exit_code")
-        } else if p.status != finish.outcome.as_str() {
+        } else if p.status != ProofStatus::from(finish.outcome) {
             Some("status")
         } else {
             None
@@ -974,14 +978,14 @@ impl Jobs<'_> {
         {
             events::emit(
                 self.gatos,
-                "heartbeat_lost",
+                JobEventKind::HeartbeatLost,
                 rec,
                 c.attempt,
                 Some(&c.worker),
                 *stale,
             );
         }
-        events::emit(self.gatos, "failed", rec, attempt, None, commit);
+        events::emit(self.gatos, JobEventKind::Failed, rec, attempt, None, commit);
     }
 
     /// Writes the result a job is owed when its last attempt lost its lease (see
