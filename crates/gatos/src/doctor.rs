@@ -41,7 +41,7 @@ pub struct Finding {
     /// `error` or `warning`.
     pub severity: Severity,
     /// A stable code (docs/operations.md has a playbook entry for each).
-    pub code: &'static str,
+    pub code: FindingCode,
     /// The ref, object or file concerned.
     pub target: String,
     /// What is wrong.
@@ -52,41 +52,185 @@ pub struct Finding {
     pub fixed: bool,
 }
 
-/// Every finding code, with its severity.
-pub const CODES: &[(&str, Severity)] = &[
-    ("fsck", Severity::Error),
-    ("ref-unknown", Severity::Warning),
-    ("ref-leftover", Severity::Warning),
-    ("lock-stale", Severity::Warning),
-    ("lock-foreign", Severity::Warning),
-    ("chain-invalid", Severity::Error),
-    ("content-id-mismatch", Severity::Error),
-    ("envelope-not-canonical", Severity::Error),
-    ("seq-gap", Severity::Error),
-    ("segment-detached", Severity::Error),
-    ("rotation-unfinished", Severity::Warning),
-    ("checkpoint-outside-topic", Severity::Error),
-    ("checkpoint-behind-prune", Severity::Warning),
-    ("result-without-claim", Severity::Error),
-    ("proof-invalid", Severity::Error),
-    ("proof-untrusted-key", Severity::Warning),
-    ("lease-expired", Severity::Warning),
-    ("maintenance-due", Severity::Warning),
-    ("config-invalid", Severity::Error),
-    ("event-missing", Severity::Warning),
-    ("audit-missing", Severity::Warning),
-    ("sync-rejected", Severity::Warning),
-    ("job-enqueuer-untrusted", Severity::Warning),
-    ("result-conflict", Severity::Warning),
-    ("job-malformed", Severity::Error),
-];
+/// A finding's stable code (docs/operations.md has a playbook entry for each), serialized
+/// as its kebab-case name. Findings are made here and never read back, so the set is
+/// closed: a new check adds a variant, and the exhaustive matches below decide its name and
+/// severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FindingCode {
+    /// `git fsck --strict` found a missing, corrupt or malformed object (one finding per problem).
+    Fsck,
+    /// A ref under `refs/gatos/` that fits nowhere in the ref layout.
+    RefUnknown,
+    /// Debris in the loose ref directory: empty directories, or a file that is no ref.
+    RefLeftover,
+    /// A Git lock file a gatos writer that died left.
+    LockStale,
+    /// A Git lock file gatos did not write.
+    LockForeign,
+    /// A commit on a topic's chain cannot be read as a message.
+    ChainInvalid,
+    /// A message's `Content-Id` is not the blake3 of its envelope.
+    ContentIdMismatch,
+    /// An envelope is not canonical JSON, or names another message or topic.
+    EnvelopeNotCanonical,
+    /// Along a topic's chain, `Seq` does not grow by exactly one.
+    SeqGap,
+    /// A sealed segment ref is not on the chain from its topic's head.
+    SegmentDetached,
+    /// A rotation wrote the sealed ref and stopped before moving the head.
+    RotationUnfinished,
+    /// A checkpoint names no message of its topic (or cannot be read).
+    CheckpointOutsideTopic,
+    /// A checkpoint stands before its topic's first retained message.
+    CheckpointBehindPrune,
+    /// A result commit that closes no claim.
+    ResultWithoutClaim,
+    /// A proof of execution does not verify (for a reason other than an untrusted key).
+    ProofInvalid,
+    /// A proof signed by a key this repository does not trust.
+    ProofUntrustedKey,
+    /// A running attempt's lease lapsed: the next worker takes it over.
+    LeaseExpired,
+    /// Maintenance debt crossed a threshold.
+    MaintenanceDue,
+    /// A `gatos.*` setting or a settings ref does not parse.
+    ConfigInvalid,
+    /// A job transition has no event on `gatos.jobs`.
+    EventMissing,
+    /// An audited commit has no record on `gatos.audit`.
+    AuditMissing,
+    /// The hub holds a ref this node rejected at its last sync.
+    SyncRejected,
+    /// A job's enqueuer signature is missing or from a key this node does not trust.
+    JobEnqueuerUntrusted,
+    /// Another node's result of a job, kept beside this node's own.
+    ResultConflict,
+    /// A job's documents do not parse, or are not a job gatos would write.
+    JobMalformed,
+}
 
-/// The severity of a code.
-pub fn severity_of(code: &str) -> Severity {
-    CODES
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map_or(Severity::Error, |(_, s)| *s)
+impl FindingCode {
+    /// Every code, in the order the checks run.
+    pub const ALL: &[FindingCode] = &[
+        FindingCode::Fsck,
+        FindingCode::RefUnknown,
+        FindingCode::RefLeftover,
+        FindingCode::LockStale,
+        FindingCode::LockForeign,
+        FindingCode::ChainInvalid,
+        FindingCode::ContentIdMismatch,
+        FindingCode::EnvelopeNotCanonical,
+        FindingCode::SeqGap,
+        FindingCode::SegmentDetached,
+        FindingCode::RotationUnfinished,
+        FindingCode::CheckpointOutsideTopic,
+        FindingCode::CheckpointBehindPrune,
+        FindingCode::ResultWithoutClaim,
+        FindingCode::ProofInvalid,
+        FindingCode::ProofUntrustedKey,
+        FindingCode::LeaseExpired,
+        FindingCode::MaintenanceDue,
+        FindingCode::ConfigInvalid,
+        FindingCode::EventMissing,
+        FindingCode::AuditMissing,
+        FindingCode::SyncRejected,
+        FindingCode::JobEnqueuerUntrusted,
+        FindingCode::ResultConflict,
+        FindingCode::JobMalformed,
+    ];
+
+    /// Returns the code's name (its serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingCode::Fsck => "fsck",
+            FindingCode::RefUnknown => "ref-unknown",
+            FindingCode::RefLeftover => "ref-leftover",
+            FindingCode::LockStale => "lock-stale",
+            FindingCode::LockForeign => "lock-foreign",
+            FindingCode::ChainInvalid => "chain-invalid",
+            FindingCode::ContentIdMismatch => "content-id-mismatch",
+            FindingCode::EnvelopeNotCanonical => "envelope-not-canonical",
+            FindingCode::SeqGap => "seq-gap",
+            FindingCode::SegmentDetached => "segment-detached",
+            FindingCode::RotationUnfinished => "rotation-unfinished",
+            FindingCode::CheckpointOutsideTopic => "checkpoint-outside-topic",
+            FindingCode::CheckpointBehindPrune => "checkpoint-behind-prune",
+            FindingCode::ResultWithoutClaim => "result-without-claim",
+            FindingCode::ProofInvalid => "proof-invalid",
+            FindingCode::ProofUntrustedKey => "proof-untrusted-key",
+            FindingCode::LeaseExpired => "lease-expired",
+            FindingCode::MaintenanceDue => "maintenance-due",
+            FindingCode::ConfigInvalid => "config-invalid",
+            FindingCode::EventMissing => "event-missing",
+            FindingCode::AuditMissing => "audit-missing",
+            FindingCode::SyncRejected => "sync-rejected",
+            FindingCode::JobEnqueuerUntrusted => "job-enqueuer-untrusted",
+            FindingCode::ResultConflict => "result-conflict",
+            FindingCode::JobMalformed => "job-malformed",
+        }
+    }
+
+    /// Returns the code's severity: errors are broken invariants, warnings expected states
+    /// or tidying (see the module docs).
+    pub fn severity(self) -> Severity {
+        match self {
+            FindingCode::Fsck
+            | FindingCode::ChainInvalid
+            | FindingCode::ContentIdMismatch
+            | FindingCode::EnvelopeNotCanonical
+            | FindingCode::SeqGap
+            | FindingCode::SegmentDetached
+            | FindingCode::CheckpointOutsideTopic
+            | FindingCode::ResultWithoutClaim
+            | FindingCode::ProofInvalid
+            | FindingCode::ConfigInvalid
+            | FindingCode::JobMalformed => Severity::Error,
+            FindingCode::RefUnknown
+            | FindingCode::RefLeftover
+            | FindingCode::LockStale
+            | FindingCode::LockForeign
+            | FindingCode::RotationUnfinished
+            | FindingCode::CheckpointBehindPrune
+            | FindingCode::ProofUntrustedKey
+            | FindingCode::LeaseExpired
+            | FindingCode::MaintenanceDue
+            | FindingCode::EventMissing
+            | FindingCode::AuditMissing
+            | FindingCode::SyncRejected
+            | FindingCode::JobEnqueuerUntrusted
+            | FindingCode::ResultConflict => Severity::Warning,
+        }
+    }
+}
+
+impl std::fmt::Display for FindingCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for FindingCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A name that is no finding code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no doctor finding has the code {0:?}")]
+pub struct UnknownCode(String);
+
+impl std::str::FromStr for FindingCode {
+    type Err = UnknownCode;
+
+    fn from_str(s: &str) -> std::result::Result<FindingCode, UnknownCode> {
+        FindingCode::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| UnknownCode(s.to_owned()))
+    }
 }
 
 struct Report {
@@ -96,13 +240,13 @@ struct Report {
 impl Report {
     fn add(
         &mut self,
-        code: &'static str,
+        code: FindingCode,
         target: impl Into<String>,
         message: impl Into<String>,
         fix: impl Into<String>,
     ) {
         self.findings.push(Finding {
-            severity: severity_of(code),
+            severity: code.severity(),
             code,
             target: target.into(),
             message: message.into(),
@@ -157,8 +301,11 @@ pub fn run_with(gatos: &Gatos, opts: Options) -> Result<Vec<Finding>> {
     check_audit(gatos, &mut r, fix)?;
     check_sync(gatos, &mut r)?;
     check_maintenance(gatos, &mut r, fix)?;
-    r.findings
-        .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(b.code)));
+    r.findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.code.as_str().cmp(b.code.as_str()))
+    });
     Ok(r.findings)
 }
 
@@ -175,7 +322,7 @@ fn check_fsck(gatos: &Gatos, r: &mut Report) {
                 other => other.to_string(),
             };
             r.add(
-                "fsck",
+                FindingCode::Fsck,
                 "repository",
                 format!("git fsck could not run: {cause}"),
                 "git fsck --strict",
@@ -188,7 +335,7 @@ fn check_fsck(gatos: &Gatos, r: &mut Report) {
     }
     for p in &outcome.problems {
         r.add(
-            "fsck",
+            FindingCode::Fsck,
             p.object
                 .map_or_else(|| "repository".to_owned(), |o| o.to_string()),
             p.message.clone(),
@@ -197,7 +344,7 @@ fn check_fsck(gatos: &Gatos, r: &mut Report) {
     }
     if outcome.problems.is_empty() {
         r.add(
-            "fsck",
+            FindingCode::Fsck,
             "repository",
             "git fsck --strict failed without saying why",
             "git fsck --strict",
@@ -209,7 +356,7 @@ fn check_refs(gatos: &Gatos, r: &mut Report) -> Result<()> {
     for (name, oid) in gatos.store().list_refs("refs/gatos/")? {
         if name.kind().is_none() {
             r.add(
-                "ref-unknown",
+                FindingCode::RefUnknown,
                 name.to_string(),
                 format!("{name} ({}) fits no entry of the ref layout", oid.short(12)),
                 format!("git update-ref -d {name}   # after checking nothing needs it"),
@@ -238,7 +385,7 @@ fn check_refs(gatos: &Gatos, r: &mut Report) -> Result<()> {
                     || body.starts_with("ref: ");
                 if !is_ref {
                     r.add(
-                        "ref-leftover",
+                        FindingCode::RefLeftover,
                         p.display().to_string(),
                         "a file in the ref directory that is not a ref (a crash or a manual edit left it)",
                         format!("rm {}", p.display()),
@@ -252,7 +399,7 @@ fn check_refs(gatos: &Gatos, r: &mut Report) -> Result<()> {
     }
     if let Some(first) = empty_dirs.first() {
         r.add(
-            "ref-leftover",
+            FindingCode::RefLeftover,
             first.display().to_string(),
             format!(
                 "{} empty directories in the ref directory (the first is named)",
@@ -282,7 +429,7 @@ fn check_locks(gatos: &Gatos, r: &mut Report, opts: Options) -> Result<()> {
             LockOwner::GatosLive => {}
             LockOwner::GatosDead => {
                 r.add(
-                    "lock-stale",
+                    FindingCode::LockStale,
                     target,
                     format!("a lock file {age}s old, left by a gatos writer that died"),
                     "git gatos doctor --fix",
@@ -298,7 +445,7 @@ fn check_locks(gatos: &Gatos, r: &mut Report, opts: Options) -> Result<()> {
             LockOwner::Foreign if opts.fix && opts.force => {
                 let gone = gatos.store().remove_foreign_lock(&l.path)?;
                 r.add(
-                    "lock-foreign",
+                    FindingCode::LockForeign,
                     target.clone(),
                     format!(
                         "a lock file {age}s old that gatos did not write; {} because --force was given",
@@ -311,7 +458,7 @@ fn check_locks(gatos: &Gatos, r: &mut Report, opts: Options) -> Result<()> {
                 }
             }
             LockOwner::Foreign => r.add(
-                "lock-foreign",
+                FindingCode::LockForeign,
                 target.clone(),
                 format!(
                     "a lock file {age}s old that gatos did not write (plain git or another tool); a running git command may hold it however old it is, so gatos leaves it alone"
@@ -362,7 +509,7 @@ fn check_topics(
                 Ok(c) => c,
                 Err(e) => {
                     r.add(
-                        "chain-invalid",
+                        FindingCode::ChainInvalid,
                         oid.to_string(),
                         format!("{topic}: {e}"),
                         "see docs/operations.md#chain-invalid",
@@ -374,7 +521,7 @@ fn check_topics(
                 Ok(m) => m,
                 Err(e) => {
                     r.add(
-                        "chain-invalid",
+                        FindingCode::ChainInvalid,
                         oid.to_string(),
                         format!("{topic} (from {head_ref}): {e}"),
                         "see docs/operations.md#chain-invalid",
@@ -390,7 +537,7 @@ fn check_topics(
                 && meta.seq.checked_add(1) != Some(want)
             {
                 r.add(
-                    "seq-gap",
+                    FindingCode::SeqGap,
                     oid.to_string(),
                     format!("{topic}: Seq {} is followed by Seq {want}", meta.seq),
                     "see docs/operations.md#seq-gap",
@@ -400,7 +547,7 @@ fn check_topics(
                 Ok(Some(bytes)) => {
                     if Digest::of(&bytes) != meta.content_id {
                         r.add(
-                            "content-id-mismatch",
+                            FindingCode::ContentIdMismatch,
                             oid.to_string(),
                             format!(
                                 "{topic} seq {}: Content-Id is not blake3 of the envelope",
@@ -416,7 +563,7 @@ fn check_topics(
                         .is_ok_and(|e| e.ulid == meta.ulid && e.topic == topic.as_str());
                     if !canonical || !agrees {
                         r.add(
-                            "envelope-not-canonical",
+                            FindingCode::EnvelopeNotCanonical,
                             oid.to_string(),
                             format!("{topic} seq {}: the envelope is not canonical JSON naming this message and topic", meta.seq),
                             "see docs/operations.md#envelope-not-canonical",
@@ -425,7 +572,7 @@ fn check_topics(
                 }
                 Ok(None) | Err(_) => {
                     r.add(
-                        "chain-invalid",
+                        FindingCode::ChainInvalid,
                         oid.to_string(),
                         format!("{topic} seq {}: no readable {ENVELOPE_PATH}", meta.seq),
                         "see docs/operations.md#chain-invalid",
@@ -441,14 +588,14 @@ fn check_topics(
     for (topic, name, oid) in sealed {
         if heads.get(&topic) == Some(&oid) {
             r.add(
-                "rotation-unfinished",
+                FindingCode::RotationUnfinished,
                 name,
                 format!("{topic}: the sealed segment's tip is the head; the next publish starts the new segment"),
                 format!("nothing to do (the next `git gatos messages publish {topic}` completes it)"),
             );
         } else if !out.get(&topic).is_some_and(|s| s.contains(&oid)) {
             r.add(
-                "segment-detached",
+                FindingCode::SegmentDetached,
                 name,
                 format!("{topic}: a sealed segment not on the chain from the head"),
                 "see docs/operations.md#segment-detached",
@@ -474,7 +621,7 @@ fn check_checkpoints(
                 Ok((d, _)) => d,
                 Err(e) => {
                     r.add(
-                        "checkpoint-outside-topic",
+                        FindingCode::CheckpointOutsideTopic,
                         name.to_string(),
                         e.to_string(),
                         "see docs/operations.md#checkpoint-outside-topic",
@@ -497,14 +644,14 @@ fn check_checkpoints(
         let first = first_seqs.get(&topic).copied().unwrap_or(0);
         if seq < first {
             r.add(
-                "checkpoint-behind-prune",
+                FindingCode::CheckpointBehindPrune,
                 name.to_string(),
                 format!("{group} stands at seq {seq} of {topic}, before its first retained message ({first}); a forced prune dropped what it had not read"),
                 format!("git gatos messages consume {group} {topic}   # resumes at the first retained message"),
             );
         } else {
             r.add(
-                "checkpoint-outside-topic",
+                FindingCode::CheckpointOutsideTopic,
                 name.to_string(),
                 format!("{group}'s checkpoint names a commit that is not a message of {topic}"),
                 format!("git gatos messages checkpoint set {group} {topic} ULID --force"),
@@ -523,7 +670,7 @@ fn check_config(gatos: &Gatos, r: &mut Report) -> Result<()> {
         };
         if let Err(e) = res {
             r.add(
-                "config-invalid",
+                FindingCode::ConfigInvalid,
                 name.to_string(),
                 e.to_string(),
                 "see docs/operations.md#config-invalid",
@@ -562,7 +709,7 @@ fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
             && e.code() == ErrorCode::InvalidEnvelope
         {
             r.add(
-                "job-malformed",
+                FindingCode::JobMalformed,
                 names::job(id).to_string(),
                 format!("job {id} is left out of listings and never run: {e}"),
                 format!(
@@ -586,7 +733,7 @@ fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
             )?
         {
             r.add(
-                "job-enqueuer-untrusted",
+                FindingCode::JobEnqueuerUntrusted,
                 names::job(id).to_string(),
                 format!(
                     "job {id} waits: {}",
@@ -604,7 +751,7 @@ fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
             match crate::jobs::lifecycle::closed_claim_of_result(gatos, *result) {
                 Ok(Some(_)) => {}
                 _ => r.add(
-                    "result-without-claim",
+                    FindingCode::ResultWithoutClaim,
                     names::job_result(id).to_string(),
                     format!("job {id}: the result does not close a claim (no closed claim as its second parent)"),
                     "see docs/operations.md#result-without-claim",
@@ -619,7 +766,7 @@ fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
                 match v.code {
                     Some(ErrorCode::NotFound) if lost => {}
                     Some(ErrorCode::UntrustedKey) => r.add(
-                        "proof-untrusted-key",
+                        FindingCode::ProofUntrustedKey,
                         names::job_result(id).to_string(),
                         format!("job {id}: {}", v.error.unwrap_or_default()),
                         format!(
@@ -628,7 +775,7 @@ fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
                         ),
                     ),
                     _ => r.add(
-                        "proof-invalid",
+                        FindingCode::ProofInvalid,
                         names::job_result(id).to_string(),
                         format!("job {id}: {}", v.error.unwrap_or_default()),
                         format!("git gatos jobs verify {id}"),
@@ -643,7 +790,7 @@ fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
             && rec.cancel.is_none()
         {
             r.add(
-                "lease-expired",
+                FindingCode::LeaseExpired,
                 names::job_claim(id).to_string(),
                 format!("job {id}: attempt {} by {} lost its lease at {}; the next worker takes it over", claim.attempt, claim.worker, claim.lease_until),
                 format!("git gatos worker --once --queue {}", rec.spec.queue),
@@ -708,7 +855,7 @@ fn check_events(
             continue;
         }
         r.add(
-            "event-missing",
+            FindingCode::EventMissing,
             commit.to_string(),
             format!("job {}: the `{event}` event was not published on gatos.jobs (a crash between the action and its event)", rec.id),
             "git gatos doctor --fix",
@@ -773,7 +920,7 @@ fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
             continue;
         }
         r.add(
-            "audit-missing",
+            FindingCode::AuditMissing,
             commit.to_string(),
             format!("{action} on {target}: no audit record on gatos.audit (a crash between the action and its record)"),
             "git gatos doctor --fix",
@@ -841,7 +988,7 @@ fn check_sync(gatos: &Gatos, r: &mut Report) -> Result<()> {
             continue;
         }
         r.add(
-            "sync-rejected",
+            FindingCode::SyncRejected,
             name.to_owned(),
             format!(
                 "{remote} holds {name} at {} which this node rejected [{}]: {}; it was neither adopted nor pushed, and this node kept its own",
@@ -857,7 +1004,7 @@ fn check_sync(gatos: &Gatos, r: &mut Report) -> Result<()> {
     for (remote, n) in per_remote {
         if n > MAX_REJECTION_FINDINGS {
             r.add(
-                "sync-rejected",
+                FindingCode::SyncRejected,
                 format!("remote:{remote}"),
                 format!(
                     "{remote} holds {} more refs this node rejected (listed by the next sync, and in {})",
@@ -876,7 +1023,7 @@ fn check_sync(gatos: &Gatos, r: &mut Report) -> Result<()> {
             .unwrap_or("?")
             .to_owned();
         r.add(
-            "result-conflict",
+            FindingCode::ResultConflict,
             name.to_string(),
             format!(
                 "job {job} has another node's result {} kept beside its own (two nodes finished it)",
@@ -911,7 +1058,7 @@ fn check_maintenance(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
         return Ok(());
     }
     r.add(
-        "maintenance-due",
+        FindingCode::MaintenanceDue,
         "repository",
         format!(
             "about {} loose objects (threshold {}), {packs} packs (threshold {}), {loose_refs} loose refs (threshold {LOOSE_REFS_DUE}); reads slow down",

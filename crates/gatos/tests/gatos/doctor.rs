@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use gatos::Gatos;
 use gatos::clock::FixedClock;
-use gatos::doctor::{self, Finding, Severity};
+use gatos::doctor::{self, Finding, FindingCode, Severity};
 use gatos::jobs::Lease;
 use gatos::jobs::lifecycle::{ClaimOptions, Finish};
 use gatos::messages::{ConfigChange, PruneOptions, PublishOptions};
@@ -57,14 +57,21 @@ const EXPECTED: &[(&str, Severity)] = &[
 ];
 
 #[test]
-fn every_code_has_its_severity_and_a_test_here() {
-    let table: Vec<(&str, Severity)> = doctor::CODES.to_vec();
+fn every_code_has_its_severity_and_a_test_here() -> TestResult {
+    let table: Vec<(&str, Severity)> = FindingCode::ALL
+        .iter()
+        .map(|c| (c.as_str(), c.severity()))
+        .collect();
     assert_eq!(
         table, EXPECTED,
-        "doctor::CODES changed: add a test here for a new code, and a playbook entry"
+        "FindingCode changed: add a test here for a new code, and a playbook entry"
     );
     for (code, sev) in EXPECTED {
-        assert_eq!(doctor::severity_of(code), *sev, "{code}");
+        let parsed: FindingCode = code.parse()?;
+        assert_eq!(parsed.as_str(), *code);
+        assert_eq!(parsed.severity(), *sev, "{code}");
+        // Serialized as the same string as before it was an enum.
+        assert_eq!(serde_json::to_value(parsed)?, json!(code));
     }
     // Each code appears in one test below: the list is kept in step by hand, checked here.
     let tested: BTreeSet<&str> = TESTED.iter().copied().collect();
@@ -73,6 +80,8 @@ fn every_code_has_its_severity_and_a_test_here() {
         tested, all,
         "every code is made for real in a test of this file"
     );
+    assert!("no-such-code".parse::<FindingCode>().is_err());
+    Ok(())
 }
 
 /// The codes the tests below make (see [`every_code_has_its_severity_and_a_test_here`]).
@@ -207,7 +216,10 @@ fn run(g: &Gatos) -> TestResult<Vec<Finding>> {
 
 /// The findings with `code`, each checked for the fields every finding carries.
 fn with_code<'a>(findings: &'a [Finding], code: &str) -> Vec<&'a Finding> {
-    let out: Vec<&Finding> = findings.iter().filter(|f| f.code == code).collect();
+    let out: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.code.as_str() == code)
+        .collect();
     for f in &out {
         let want = EXPECTED
             .iter()

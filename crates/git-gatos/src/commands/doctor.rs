@@ -1,7 +1,7 @@
 //! `git gatos doctor`.
 
 use gatos::Error;
-use gatos::doctor::{self, Finding, Severity};
+use gatos::doctor::{self, Finding, FindingCode, Severity};
 use gatos_types::ErrorCode;
 
 use super::Ctx;
@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &DoctorArgs) -> Result<(), Error> {
         // Invalid gatos settings stop the repository from opening at all.
         Err(e) if e.code() == ErrorCode::InvalidInput => vec![Finding {
             severity: Severity::Error,
-            code: "config-invalid",
+            code: FindingCode::ConfigInvalid,
             target: "git config".to_owned(),
             message: e.to_string(),
             fix: "git config --unset KEY   # or set a valid value (docs/operations.md#config-invalid)"
