@@ -127,6 +127,8 @@ fn mask(v: &Value) -> Value {
                             | "next_since"
                             | "landed"
                             | "actor"
+                            | "retry_of"
+                            | "next_cursor"
                     );
                     let masked = if volatile && !v.is_null() {
                         json!("<masked>")
@@ -258,7 +260,10 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
         .ok_or("ulid")?
         .to_owned();
     let a = cli_one(&repo, &["messages", "ack", "g1", "t", &u3, "--json"])?;
-    let b = d.call("messages.ack", json!({"group": "g2", "topic": "t", "ulid": u3}))?;
+    let b = d.call(
+        "messages.ack",
+        json!({"group": "g2", "topic": "t", "ulid": u3}),
+    )?;
     let strip_cp = |v: &Value| {
         let mut v = v.clone();
         v["checkpoint"] = strip_group(&v["checkpoint"]);
@@ -302,10 +307,42 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     assert_eq!(a, b, "jobs.get");
     covered.push("jobs.get");
 
-    // jobs.list
+    // jobs.list: all of a queue, then a page of one and the next from its cursor, and the
+    // filters the catalog serves.
     let a = cli(&repo, &["jobs", "ls", "--json", "--queue", "q"])?;
     let b = d.call("jobs.list", json!({"queue": "q"}))?;
     assert_eq!(json!(a), b["jobs"], "jobs.list");
+    assert_eq!(b["next_cursor"], Value::Null);
+    let a = cli(
+        &repo,
+        &["jobs", "ls", "--json", "--queue", "q", "--limit", "1"],
+    )?;
+    let b = d.call("jobs.list", json!({"queue": "q", "limit": 1}))?;
+    assert_eq!(json!(a[0]), b["jobs"][0], "jobs.list page");
+    assert_eq!(a[1]["next_cursor"], b["next_cursor"], "jobs.list cursor");
+    assert_eq!(b["next_cursor"], json!(ja));
+    let a = cli(&repo, &["jobs", "ls", "--json", "--after", &ja])?;
+    let b = d.call("jobs.list", json!({"cursor": ja}))?;
+    assert_eq!(json!(a), b["jobs"], "jobs.list after a cursor");
+    assert_eq!(b["jobs"][0]["id"], json!(jb));
+    for (flag, value, member) in [
+        ("--enqueuer", "cli:gatos", "enqueuer"),
+        ("--id-prefix", &jb[..12], "id_prefix"),
+        ("--cap", "nope", "capability"),
+    ] {
+        let a = cli(&repo, &["jobs", "ls", "--json", flag, value])?;
+        let b = d.call("jobs.list", json!({ member: value }))?;
+        assert_eq!(json!(a), b["jobs"], "jobs.list {member}");
+    }
+    let by_cli = d.call("jobs.list", json!({"enqueuer": "cli:gatos"}))?;
+    assert!(
+        by_cli["jobs"]
+            .as_array()
+            .is_some_and(|j| j.iter().all(|r| r["id"] != json!(jb))),
+        "the daemon's job is not the CLI's: {by_cli}"
+    );
+    let bad = d.call_raw("jobs.list", json!({"limit": 0}))?;
+    assert_eq!(bad["error"]["data"]["code"], "InvalidInput");
     covered.push("jobs.list");
 
     // jobs.verify of a job without a result: the same report (the CLI then exits 1 with
@@ -334,16 +371,60 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     // operation answers.
     let done = cli_one(
         &repo,
-        &["jobs", "enqueue", "--json", "--queue", "lq", "--no-checkout", "--", "echo", "hi"],
+        &[
+            "jobs",
+            "enqueue",
+            "--json",
+            "--queue",
+            "lq",
+            "--no-checkout",
+            "--",
+            "echo",
+            "hi",
+        ],
     )?;
     let done = done["id"].as_str().ok_or("id")?.to_owned();
-    crate::support::gatos_ok(&repo, &["worker", "--once", "--queue", "lq", "--sandbox", "auto"])?;
-    let a = cli(&repo, &["jobs", "logs", &done, "--stream", "stdout", "--json"])?;
+    crate::support::gatos_ok(
+        &repo,
+        &["worker", "--once", "--queue", "lq", "--sandbox", "auto"],
+    )?;
+    let a = cli(
+        &repo,
+        &["jobs", "logs", &done, "--stream", "stdout", "--json"],
+    )?;
     let b = d.call("jobs.logs", json!({"id": done, "stream": "stdout"}))?;
     assert_eq!(a[0], b, "jobs.logs");
     assert_eq!(b["data"], "hi\n");
     assert_eq!(b["done"], true);
     covered.push("jobs.logs");
+
+    // jobs.retry of the two cancelled jobs: new jobs naming the old ones; a pending job
+    // is refused alike.
+    let a = cli_one(&repo, &["jobs", "retry", &ja, "--json"])?;
+    let b = d.call("jobs.retry", json!({"id": jb}))?;
+    assert_eq!(mask(&a), mask(&b), "jobs.retry");
+    assert_eq!(
+        (a["retry_of"].clone(), b["retry_of"].clone()),
+        (json!(ja), json!(jb))
+    );
+    let pending = a["id"].as_str().ok_or("id")?.to_owned();
+    let out = seeded(gatos_cmd(&repo, &["jobs", "retry", &pending, "--json"]))
+        .stdin(Stdio::null())
+        .output()?;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "Conflict is a lost race's status"
+    );
+    let cli_err: Value = serde_json::from_slice(&out.stdout)?;
+    let rpc_err = d.call_raw("jobs.retry", json!({"id": pending}))?;
+    assert_eq!(cli_err["error"]["code"], rpc_err["error"]["data"]["code"]);
+    assert_eq!(cli_err["error"]["message"], rpc_err["error"]["message"]);
+    assert_eq!(cli_err["error"]["code"], "Conflict");
+    let commit = a["commit"].as_str().ok_or("commit")?;
+    let msg = repo.git(&["log", "-1", "--format=%B", commit])?;
+    assert!(msg.contains(&format!("Retry-Of: {ja}")), "{msg}");
+    covered.push("jobs.retry");
 
     // manifests.put / get / list / run
     let a = cli_one(&repo, &["manifests", "put", "m1", &manifest_s, "--json"])?;

@@ -340,6 +340,13 @@ pub const OPS: &[Op] = &[
     )
     .privileged(),
     op(
+        n::JOBS_RETRY,
+        "Enqueue a failed or cancelled job again, as a new job naming the old one.",
+        Write,
+        schema::<t::JobIdParams>,
+        schema::<EnqueueRow>,
+    ),
+    op(
         n::JOBS_LOGS,
         "A piece of an attempt's log: live on the running node, then from the result.",
         Read,

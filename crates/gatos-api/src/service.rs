@@ -243,6 +243,7 @@ impl Service {
                 encode(&self.jobs_cancel(actor, decode(params)?)?)?,
                 events(),
             ),
+            n::JOBS_RETRY => (encode(&self.jobs_retry(actor, decode(params)?)?)?, events()),
             n::JOBS_LOGS => (encode(&self.jobs_logs(decode(params)?)?)?, vec![]),
             n::JOBS_VERIFY => (encode(&self.jobs_verify(decode(params)?)?)?, vec![]),
             n::MANIFESTS_PUT => (
@@ -447,17 +448,29 @@ impl Service {
         Ok(self.gatos.jobs().show(p.id)?)
     }
 
-    /// `jobs.list`.
+    /// `jobs.list`: a page of jobs matching the filters, oldest first, with the cursor of
+    /// the next page.
     ///
     /// # Errors
-    /// A store failure.
+    /// `InvalidInput` for a limit of 0 or above 1,000, a bad id prefix or time range.
     pub fn jobs_list(&self, p: ListParams) -> R<ListResult> {
-        let jobs = self.gatos.jobs().list(&gatos::jobs::ListOptions {
+        let page = self.gatos.jobs().page(&gatos::jobs::catalog::Query {
             queue: p.queue,
             state: p.state,
+            capability: p.capability,
+            enqueuer: p.enqueuer,
+            since: p.since,
+            until: p.until,
+            id_prefix: p.id_prefix,
+            label: p.label,
             archived: p.all,
+            after: p.cursor,
+            limit: p.limit,
         })?;
-        Ok(ListResult { jobs })
+        Ok(ListResult {
+            jobs: page.jobs,
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// `jobs.claim`: the claim, or `None` when nothing is claimable.
@@ -582,6 +595,15 @@ impl Service {
     /// `NotFound`; `Conflict` for a job with a result.
     pub fn jobs_cancel(&self, actor: &Actor, p: CancelParams) -> R<JobRow> {
         Ok(self.as_actor(actor).jobs().cancel(p.id, p.reason)?)
+    }
+
+    /// `jobs.retry`: a new job from a failed or cancelled one's manifest, with a
+    /// `Retry-Of` trailer naming it; admission applies.
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict` for a job that is not failed or cancelled; `QueueFull`.
+    pub fn jobs_retry(&self, actor: &Actor, p: JobIdParams) -> R<EnqueueRow> {
+        Ok(self.as_actor(actor).jobs().retry(p.id)?)
     }
 
     /// `jobs.logs`: a piece of one stream of an attempt's log. With `wait_ms`, an empty

@@ -295,19 +295,44 @@ pub struct CancelParams {
     pub reason: Option<String>,
 }
 
-/// `jobs.list` params.
+/// `jobs.list` params: every filter is optional and they all must hold; pages are oldest
+/// first, served from the job catalog (what never changes about a job) and the refs' order.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this queue.
     #[serde(default)]
     pub queue: Option<Queue>,
-    /// Only this state.
+    /// Only this state (a final state also searches the archive).
     #[serde(default)]
     pub state: Option<JobState>,
+    /// Only jobs that need this capability.
+    #[serde(default)]
+    pub capability: Option<Capability>,
+    /// Only jobs enqueued by this key (`ed25519:…`) or actor (`cli:alice`).
+    #[serde(default)]
+    pub enqueuer: Option<String>,
+    /// Only jobs enqueued at or after this time (RFC 3339).
+    #[serde(default)]
+    pub since: Option<Timestamp>,
+    /// Only jobs enqueued before this time (RFC 3339).
+    #[serde(default)]
+    pub until: Option<Timestamp>,
+    /// Only jobs whose id starts with this.
+    #[serde(default)]
+    pub id_prefix: Option<String>,
+    /// Only jobs with this label: `KEY`, or `KEY=PREFIX` for a value starting so.
+    #[serde(default)]
+    pub label: Option<String>,
     /// Include archived jobs.
     #[serde(default)]
     pub all: bool,
+    /// Start after this job: the `next_cursor` of the previous page.
+    #[serde(default)]
+    pub cursor: Option<Ulid>,
+    /// At most this many (default 100, at most 1,000).
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 /// `jobs.list` result.
@@ -315,6 +340,8 @@ pub struct ListParams {
 pub struct ListResult {
     /// The jobs, oldest first.
     pub jobs: Vec<JobRow>,
+    /// The cursor of the next page; null when this page is the last.
+    pub next_cursor: Option<Ulid>,
 }
 
 /// `jobs.claim` params.

@@ -318,6 +318,9 @@ pub struct EnqueueRow {
     pub commit: Oid,
     /// Its state (pending).
     pub state: JobState,
+    /// The job it retries (`jobs retry`; its `Retry-Of` trailer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<Ulid>,
 }
 
 /// The latest claim, as `jobs show` reports it.

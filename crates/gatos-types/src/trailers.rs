@@ -47,6 +47,8 @@ pub mod keys {
     pub const KEY: &str = "Key";
     /// Whether a move was forced.
     pub const FORCED: &str = "Forced";
+    /// The job a retried job was made from (`jobs retry`).
+    pub const RETRY_OF: &str = "Retry-Of";
 }
 
 /// An ordered list of trailers.

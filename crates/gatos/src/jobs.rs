@@ -11,6 +11,7 @@
 pub mod admission;
 mod arbiter;
 pub mod archive;
+pub mod catalog;
 pub mod enqueuer;
 pub(crate) mod events;
 pub(crate) use events::emit as emit_event;
@@ -113,6 +114,44 @@ impl<'g> Jobs<'g> {
     /// `SecretDetected` for raw secrets (scanned again here, whatever the source);
     /// `QueueFull` when the queue is at its limit (nothing is written).
     pub fn enqueue_as(&self, spec: JobSpec, actor: &str) -> Result<EnqueueRow> {
+        self.enqueue_with(spec, actor, None)
+    }
+
+    /// Enqueues again what a failed or cancelled job asked for: a new job with the same
+    /// manifest (its `run_after` dropped: it runs as soon as a worker takes it), made for
+    /// this handle's actor, whose job commit names the old one in a `Retry-Of` trailer.
+    /// The old job is left as it is. Admission limits apply as to any enqueue.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job; `Conflict` for a job that is not failed or
+    /// cancelled (pending, running, or succeeded); what an enqueue fails with.
+    pub fn retry(&self, id: Ulid) -> Result<EnqueueRow> {
+        let row = self.show(id)?;
+        if !matches!(row.state, JobState::Failed | JobState::Cancelled) {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "job {id} is {}; only a failed or cancelled job is retried",
+                    row.state.as_str()
+                ),
+            )
+            .with_detail("state", row.state.as_str()));
+        }
+        let Some(rec) = self.record(id)? else {
+            return Err(Error::new(ErrorCode::NotFound, format!("no job {id}")));
+        };
+        let mut spec = rec.spec;
+        spec.run_after = None;
+        let actor = self.gatos.actor();
+        self.enqueue_with(spec, &actor, Some(id))
+    }
+
+    fn enqueue_with(
+        &self,
+        spec: JobSpec,
+        actor: &str,
+        retry_of: Option<Ulid>,
+    ) -> Result<EnqueueRow> {
         manifest::scan(&spec, &secrets::Allowlist::of(self.gatos))?;
         let admitted = admission::admit(self.gatos, &spec.queue)?;
         let now = self.gatos.now();
@@ -125,6 +164,9 @@ impl<'g> Jobs<'g> {
             .with(keys::CONTENT_ID, content_id)
             .with("Queue", &spec.queue)
             .with("Priority", spec.priority);
+        if let Some(old) = retry_of {
+            trailers = trailers.with(keys::RETRY_OF, old);
+        }
         if let Some(src) = &spec.source {
             trailers = trailers
                 .with(keys::MANIFEST, &src.name)
@@ -195,6 +237,7 @@ impl<'g> Jobs<'g> {
             content_id,
             commit,
             state: JobState::Pending,
+            retry_of,
         })
     }
 

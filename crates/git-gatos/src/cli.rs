@@ -192,6 +192,12 @@ pub enum JobsCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Enqueue a failed or cancelled job again: a new job with the same manifest, whose
+    /// commit names the old one (`Retry-Of`); the old job stays as it is.
+    Retry {
+        /// The failed or cancelled job.
+        id: String,
+    },
     /// Choose which result a job keeps when sync kept another node's beside this node's
     /// own (see `jobs show`); audited.
     Resolve {
@@ -271,6 +277,31 @@ pub struct LsArgs {
     /// Include archived jobs whatever the state filter.
     #[arg(long)]
     pub all: bool,
+    /// Only jobs that need this capability.
+    #[arg(long, value_name = "CAP")]
+    pub cap: Option<String>,
+    /// Only jobs enqueued by this key (ed25519:…) or actor (cli:alice).
+    #[arg(long, value_name = "WHO")]
+    pub enqueuer: Option<String>,
+    /// Only jobs enqueued at or after TIME (RFC 3339, or a DUR ago like 1h).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only jobs enqueued before TIME (RFC 3339, or a DUR ago like 1h).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only jobs whose id starts with PREFIX.
+    #[arg(long, value_name = "PREFIX")]
+    pub id_prefix: Option<String>,
+    /// Only jobs with this label: KEY, or KEY=PREFIX for a value starting so.
+    #[arg(long, value_name = "KEY[=PREFIX]")]
+    pub label: Option<String>,
+    /// Start after this job (the cursor a previous `--limit` listing ended with).
+    #[arg(long, value_name = "ID")]
+    pub after: Option<String>,
+    /// Print at most N jobs (1 to 1,000), then a last line `next: ID` (with --json,
+    /// {"next_cursor": ID}) when more match; without it every match is printed.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 }
 
 /// `jobs logs`.

@@ -3,6 +3,7 @@
 
 mod admission;
 mod checkpoints;
+mod catalog;
 mod claims;
 mod doctor;
 mod index;

@@ -12,10 +12,10 @@ use gatos_types::Ulid;
 use gatos_types::jobs::{EnqueueRow, JobRow};
 
 use super::{Ctx, api, parse};
-use gatos_api::types::{CancelParams, JobIdParams};
 use crate::cli::JobsCommand;
 use crate::output::Output;
 pub use enqueue::read_manifest;
+use gatos_api::types::{CancelParams, JobIdParams};
 
 /// Dispatches a job-plane verb.
 pub fn run(ctx: &Ctx, out: &mut Output, cmd: &JobsCommand) -> Result<(), Error> {
@@ -46,6 +46,18 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &JobsCommand) -> Result<(), Error> 
                 .map_err(api)?;
             out.row(&row, |w| write!(w, "job {} {}", row.id, row.state.as_str()))
         }
+        JobsCommand::Retry { id } => {
+            let row = ctx
+                .service()?
+                .jobs_retry(
+                    &ctx.actor()?,
+                    JobIdParams {
+                        id: parse::<Ulid>(id)?,
+                    },
+                )
+                .map_err(api)?;
+            print_enqueued(out, &row)
+        }
         JobsCommand::Resolve { id, keep } => {
             let keep = match keep.as_str() {
                 "local" => None,
@@ -69,7 +81,10 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &JobsCommand) -> Result<(), Error> 
 
 /// Prints an enqueued job: its row with `--json`, else `enqueued ID`.
 pub fn print_enqueued(out: &mut Output, row: &EnqueueRow) -> Result<(), Error> {
-    out.row(row, |w| write!(w, "enqueued {}", row.id))
+    out.row(row, |w| match row.retry_of {
+        Some(old) => write!(w, "enqueued {} (retry of {old})", row.id),
+        None => write!(w, "enqueued {}", row.id),
+    })
 }
 
 /// One line per job: id, state, attempt, queue, command.

@@ -1,16 +1,17 @@
-//! `git gatos jobs ls`.
+//! `git gatos jobs ls`: the `jobs.list` operation, page after page.
 
 use gatos::Error;
-use gatos::jobs::ListOptions;
+use gatos_api::types::ListParams;
 use gatos_types::ErrorCode;
 use gatos_types::jobs::JobState;
+use gatos_types::time::parse_time;
 
-use super::super::{Ctx, parse};
+use super::super::{Ctx, api, parse};
 use super::print_row;
 use crate::cli::LsArgs;
 use crate::output::Output;
 
-/// Lists jobs, oldest first.
+/// Lists jobs, oldest first: every match, or `--limit` of them and where to go on.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &LsArgs) -> Result<(), Error> {
     let state = match &a.state {
         Some(s) => Some(
@@ -19,13 +20,45 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &LsArgs) -> Result<(), Error> {
         ),
         None => None,
     };
-    let opts = ListOptions {
+    let svc = ctx.service()?;
+    let now = svc.gatos().now();
+    // A DUR means that long ago (as `audit --since`); else an RFC 3339 time.
+    let time = |flag: &str, s: &Option<String>| -> Result<Option<gatos_types::Timestamp>, Error> {
+        let Some(s) = s.as_deref() else {
+            return Ok(None);
+        };
+        match gatos_types::Dur::parse(s) {
+            Ok(d) => Ok(Some(now.minus(d))),
+            Err(_) => parse_time(s, now)
+                .map(Some)
+                .map_err(|e| Error::from(e).context(format_args!("{flag} (a TIME or a DUR ago)"))),
+        }
+    };
+    let mut p = ListParams {
         queue: a.queue.as_deref().map(parse).transpose()?,
         state,
-        archived: a.all,
+        capability: a.cap.as_deref().map(parse).transpose()?,
+        enqueuer: a.enqueuer.clone(),
+        since: time("--since", &a.since)?,
+        until: time("--until", &a.until)?,
+        id_prefix: a.id_prefix.clone(),
+        label: a.label.clone(),
+        all: a.all,
+        cursor: a.after.as_deref().map(parse).transpose()?,
+        limit: a.limit,
     };
-    for row in ctx.gatos()?.jobs().list(&opts)? {
-        print_row(out, &row)?;
+    loop {
+        let page = svc.jobs_list(p.clone()).map_err(api)?;
+        for row in &page.jobs {
+            print_row(out, row)?;
+        }
+        match (page.next_cursor, a.limit) {
+            (None, _) => return Ok(()),
+            (Some(next), Some(_)) => {
+                let tail = serde_json::json!({ "next_cursor": next });
+                return out.row(&tail, |w| write!(w, "next: {next} (--after {next})"));
+            }
+            (Some(next), None) => p.cursor = Some(next),
+        }
     }
-    Ok(())
 }

@@ -1,0 +1,436 @@
+//! The job catalog: what never changes about a job (queue, capabilities, labels, who
+//! enqueued it), kept so `jobs.list` filters and pages without reading every job.
+//!
+//! `<git-dir>/gatos/index/jobs/catalog.jsonl` is an append-only journal of JSON lines, one
+//! per job, written under the `index.jobs.catalog` lock family. A job document is
+//! immutable once its ref exists, so a line is never rewritten: the journal only grows,
+//! and catches up from the refs when a list finds job ids it lacks (jobs enqueued by this
+//! node, or arrived by sync, or archived elsewhere). A handle remembers what it read (per
+//! process, by path) and reads only what was appended since. A line that does not parse
+//! (a torn append after a crash) makes the journal be rebuilt from the refs; it is never
+//! trusted over them: a listed job's row is always read from its refs.
+//!
+//! What a list costs: one listing of the job ref names (and the archive's index when
+//! archived jobs are asked for), a read of the journal's new lines, and one job record
+//! per job it returns or whose state must be read to filter on it. Facts filter without
+//! reading jobs; time ranges and id prefixes are ranges of ULIDs, the order of the refs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use gatos_types::jobs::{JobRow, JobState};
+use gatos_types::{Capability, ErrorCode, KeyId, Queue, Timestamp, Ulid};
+use serde::{Deserialize, Serialize};
+
+use super::{Jobs, archive, enqueuer, readable};
+use crate::Gatos;
+use crate::error::{Error, Result};
+
+const FAMILY: &str = "index.jobs.catalog";
+const FILE: &str = "catalog.jsonl";
+
+/// The most jobs one page returns.
+pub const MAX_LIMIT: usize = 1_000;
+/// A page's size when none is asked for.
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// What never changes about a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Facts {
+    /// The job.
+    pub id: Ulid,
+    /// Its queue.
+    pub queue: Queue,
+    /// The capabilities it needs.
+    #[serde(default)]
+    pub caps: Vec<Capability>,
+    /// Its labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The key that signed its enqueue, when the signature verifies (trusted or not).
+    #[serde(default)]
+    pub key: Option<KeyId>,
+    /// The actor that key's statement names.
+    #[serde(default)]
+    pub actor: Option<String>,
+}
+
+/// A `jobs.list` query: every filter is optional; they all must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    /// Only this queue.
+    pub queue: Option<Queue>,
+    /// Only this state (a final state also searches the archive).
+    pub state: Option<JobState>,
+    /// Only jobs that need this capability.
+    pub capability: Option<Capability>,
+    /// Only jobs enqueued by this key (`ed25519:…`) or actor (`cli:alice`).
+    pub enqueuer: Option<String>,
+    /// Only jobs enqueued at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only jobs enqueued before this time.
+    pub until: Option<Timestamp>,
+    /// Only jobs whose id starts with this (case-insensitive Crockford base32).
+    pub id_prefix: Option<String>,
+    /// Only jobs with this label: `KEY` (any value), or `KEY=PREFIX` (a value starting so).
+    pub label: Option<String>,
+    /// Include archived jobs.
+    pub archived: bool,
+    /// Start after this job (the `next_cursor` of the previous page).
+    pub after: Option<Ulid>,
+    /// At most this many (default 100, at most 1,000).
+    pub limit: Option<usize>,
+}
+
+/// A page of jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The jobs, oldest first.
+    pub jobs: Vec<JobRow>,
+    /// Pass it as `after` for the next page; `None` when this page is the last.
+    pub next_cursor: Option<Ulid>,
+}
+
+struct Cached {
+    read: u64,
+    facts: HashMap<Ulid, Facts>,
+}
+
+fn cache() -> &'static Mutex<HashMap<PathBuf, Cached>> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Cached>>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+fn io(what: &str, e: std::io::Error) -> Error {
+    Error::new(ErrorCode::Internal, format!("{what}: {e}"))
+}
+
+impl Facts {
+    fn matches(&self, q: &Query) -> bool {
+        if q.queue.as_ref().is_some_and(|x| *x != self.queue) {
+            return false;
+        }
+        if q.capability
+            .as_ref()
+            .is_some_and(|c| !self.caps.contains(c))
+        {
+            return false;
+        }
+        if let Some(who) = &q.enqueuer {
+            let by_key = self.key.is_some_and(|k| k.to_string() == *who);
+            let by_actor = self.actor.as_deref() == Some(who.as_str());
+            if !by_key && !by_actor {
+                return false;
+            }
+        }
+        if let Some(l) = &q.label {
+            let ok = match l.split_once('=') {
+                Some((k, prefix)) => self.labels.get(k).is_some_and(|v| v.starts_with(prefix)),
+                None => self.labels.contains_key(l.as_str()),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Query {
+    /// Checks the query before anything is read.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a limit of 0 or above 1,000, an id prefix that is not base32, or
+    /// a time range that ends before it starts.
+    pub fn check(&self) -> Result<()> {
+        if let Some(n) = self.limit
+            && (n == 0 || n > MAX_LIMIT)
+        {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!("limit must be 1 to {MAX_LIMIT}, not {n}"),
+            ));
+        }
+        if let Some(p) = &self.id_prefix
+            && (p.len() > 26
+                || !p.chars().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        && !matches!(c.to_ascii_uppercase(), 'I' | 'L' | 'O' | 'U')
+                }))
+        {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!("id prefix {p:?} is not the start of a ULID"),
+            ));
+        }
+        if let (Some(a), Some(b)) = (self.since, self.until)
+            && b < a
+        {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                "the time range ends before it starts",
+            ));
+        }
+        Ok(())
+    }
+
+    fn wants_archive(&self) -> bool {
+        self.archived || self.state.is_some_and(JobState::is_final)
+    }
+
+    /// Tells whether an id is in the range the query names (time, prefix, cursor).
+    fn id_in_range(&self, id: Ulid) -> bool {
+        if self.after.is_some_and(|a| id <= a) {
+            return false;
+        }
+        let t = crate::messages::ulid_time(id);
+        if self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t >= u) {
+            return false;
+        }
+        if let Some(p) = &self.id_prefix
+            && !id.to_string().starts_with(&p.to_ascii_uppercase())
+        {
+            return false;
+        }
+        true
+    }
+}
+
+impl Jobs<'_> {
+    fn catalog_path(&self) -> PathBuf {
+        self.gatos
+            .store()
+            .gatos_dir()
+            .join("index")
+            .join("jobs")
+            .join(FILE)
+    }
+
+    /// `jobs.list`: a page of jobs matching `q`, oldest first, and the cursor of the next.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad query; when refs, commits or the catalog cannot be read.
+    pub fn page(&self, q: &Query) -> Result<Page> {
+        q.check()?;
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+        // The ids in order: live jobs (with their refs) and, when asked, archived ones
+        // (whose final state and queue the archive's index holds).
+        let live = archive::live(self.gatos)?;
+        let archived: BTreeMap<Ulid, archive::Archived> = if q.wants_archive() {
+            archive::all(self.gatos)?
+                .into_iter()
+                .filter(|a| !live.contains_key(&a.id))
+                .map(|a| (a.id, a))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let mut ids: Vec<Ulid> = live
+            .keys()
+            .chain(archived.keys())
+            .copied()
+            .filter(|id| q.id_in_range(*id))
+            .collect();
+        ids.sort_unstable();
+        let facts = self.catalog_facts(&ids, &live, &archived)?;
+        let mut jobs = Vec::new();
+        let mut last = None;
+        for id in ids {
+            if jobs.len() == limit {
+                return Ok(Page {
+                    jobs,
+                    next_cursor: last,
+                });
+            }
+            last = Some(id);
+            // A job without facts could not be read: listing goes on without it (doctor
+            // reports it), as `jobs ls` always has.
+            let Some(f) = facts.get(&id) else { continue };
+            if !f.matches(q) {
+                continue;
+            }
+            if let Some(a) = archived.get(&id)
+                && q.state.is_some_and(|s| s != a.state)
+            {
+                continue;
+            }
+            let rec = match (live.get(&id), archived.get(&id)) {
+                (Some(refs), _) => readable(id, self.gatos.job_record_at(id, *refs, false))?,
+                (None, Some(a)) => readable(id, self.gatos.job_record_at(id, a.refs(), true))?,
+                (None, None) => None,
+            };
+            let Some(rec) = rec else { continue };
+            let row = self.row(&rec);
+            if q.state.is_some_and(|s| s != row.state) {
+                continue;
+            }
+            jobs.push(row);
+        }
+        Ok(Page {
+            jobs,
+            next_cursor: None,
+        })
+    }
+
+    /// The facts of `ids`, from the catalog, caught up from the refs for ids it lacks.
+    fn catalog_facts(
+        &self,
+        ids: &[Ulid],
+        live: &BTreeMap<Ulid, super::records::Refs>,
+        archived: &BTreeMap<Ulid, archive::Archived>,
+    ) -> Result<HashMap<Ulid, Facts>> {
+        let path = self.catalog_path();
+        let mut all = self.read_catalog(&path)?;
+        let missing: Vec<Ulid> = ids
+            .iter()
+            .filter(|id| !all.contains_key(id))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            let mut new = Vec::new();
+            for id in missing {
+                let refs = match (live.get(&id), archived.get(&id)) {
+                    (Some(r), _) => *r,
+                    (None, Some(a)) => a.refs(),
+                    (None, None) => continue,
+                };
+                let Some(rec) = readable(id, self.gatos.job_record_at(id, refs, false))? else {
+                    continue;
+                };
+                let (key, actor) = match enqueuer::check(self.gatos, id, rec.job_commit) {
+                    Ok(enqueuer::Verdict::Trusted(s) | enqueuer::Verdict::Untrusted(s)) => {
+                        (Some(s.enqueuer.key), Some(s.enqueuer.actor))
+                    }
+                    _ => (None, None),
+                };
+                new.push(Facts {
+                    id,
+                    queue: rec.spec.queue.clone(),
+                    caps: rec.spec.required_capabilities.clone(),
+                    labels: rec.spec.labels.clone(),
+                    key,
+                    actor,
+                });
+            }
+            self.append(&path, &new)?;
+            for f in new {
+                all.insert(f.id, f);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Reads the catalog: what this process read before, plus what was appended since.
+    fn read_catalog(&self, path: &PathBuf) -> Result<HashMap<Ulid, Facts>> {
+        let mut caches = cache().lock().unwrap_or_else(PoisonError::into_inner);
+        let c = caches.entry(path.clone()).or_insert_with(|| Cached {
+            read: 0,
+            facts: HashMap::new(),
+        });
+        let mut f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                c.read = 0;
+                c.facts.clear();
+                return Ok(HashMap::new());
+            }
+            Err(e) => return Err(io("opening the job catalog", e)),
+        };
+        let len = f
+            .metadata()
+            .map_err(|e| io("reading the job catalog", e))?
+            .len();
+        if len < c.read {
+            // Rebuilt by another process: read it again.
+            c.read = 0;
+            c.facts.clear();
+        }
+        f.seek(std::io::SeekFrom::Start(c.read))
+            .map_err(|e| io("reading the job catalog", e))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)
+            .map_err(|e| io("reading the job catalog", e))?;
+        // Only whole lines: a line being appended is read next time.
+        let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        for line in buf[..whole]
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            match serde_json::from_slice::<Facts>(line) {
+                Ok(facts) => {
+                    c.facts.insert(facts.id, facts);
+                }
+                Err(e) => {
+                    // A torn or foreign line: start again from the refs.
+                    tracing::warn!(error = %e, "the job catalog has a bad line; rebuilding it");
+                    drop(f);
+                    let _ = std::fs::remove_file(path);
+                    c.read = 0;
+                    c.facts.clear();
+                    return Ok(HashMap::new());
+                }
+            }
+        }
+        c.read += whole as u64;
+        Ok(c.facts.clone())
+    }
+
+    fn append(&self, path: &PathBuf, facts: &[Facts]) -> Result<()> {
+        if facts.is_empty() {
+            return Ok(());
+        }
+        let mut text = Vec::new();
+        for f in facts {
+            serde_json::to_writer(&mut text, f)
+                .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+            text.push(b'\n');
+        }
+        let _guard = self
+            .gatos
+            .store()
+            .locks()
+            .acquire(
+                &[FAMILY.to_owned()],
+                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
+            )
+            .map_err(gatos_store::Error::from)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io("creating the index directory", e))?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io("opening the job catalog", e))?;
+        // A line left torn by a crash is completed by a newline first, so the next
+        // reader sees one bad line (and rebuilds) rather than a merged one.
+        let len = f
+            .metadata()
+            .map_err(|e| io("reading the job catalog", e))?
+            .len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            let mut r = std::fs::File::open(path).map_err(|e| io("reading the job catalog", e))?;
+            r.seek(std::io::SeekFrom::Start(len - 1))
+                .map_err(|e| io("reading the job catalog", e))?;
+            r.read_exact(&mut last)
+                .map_err(|e| io("reading the job catalog", e))?;
+            if last[0] != b'\n' {
+                text.insert(0, b'\n');
+            }
+        }
+        f.write_all(&text)
+            .map_err(|e| io("appending to the job catalog", e))?;
+        Ok(())
+    }
+}
+
+/// Tells whether the catalog has a line for `id` (tests).
+#[doc(hidden)]
+pub fn catalogued(gatos: &Gatos, id: Ulid) -> Result<bool> {
+    let jobs = gatos.jobs();
+    let path = jobs.catalog_path();
+    Ok(jobs.read_catalog(&path)?.contains_key(&id))
+}

@@ -1,0 +1,178 @@
+//! The job catalog behind `jobs.list`: filters, pages, archived jobs, and a torn journal.
+
+use gatos::jobs::catalog::{self, Query};
+use gatos::jobs::manifest;
+use gatos_testutil::{TempRepo, TestResult};
+use gatos_types::jobs::JobState;
+use gatos_types::{Dur, ErrorCode, Ulid};
+use serde_json::json;
+
+use crate::support::open_at;
+
+const T0: &str = "2026-11-23T10:00:00Z";
+
+fn enqueue(g: &gatos::Gatos, v: serde_json::Value) -> TestResult<Ulid> {
+    let spec = manifest::normalize(manifest::from_value(v)?, g.now())?;
+    Ok(g.jobs().enqueue(spec)?.id)
+}
+
+fn ids(p: &catalog::Page) -> Vec<Ulid> {
+    p.jobs.iter().map(|r| r.id).collect()
+}
+
+#[test]
+fn filters_and_pages_come_from_the_catalog_and_the_refs_order() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, clock) = open_at(&repo, T0)?;
+    g.keys().init(false)?;
+    let mut all = Vec::new();
+    for i in 0..7 {
+        let v = json!({
+            "command": ["true"],
+            "queue": if i % 2 == 0 { "even" } else { "odd" },
+            "required_capabilities": if i == 3 { vec!["gpu"] } else { vec![] },
+            "labels": {"n": format!("n{i}"), "team": if i < 4 { "infra" } else { "web" }},
+        });
+        all.push(enqueue(&g, v)?);
+        clock.advance(Dur::from_secs(60));
+    }
+    let q = |q: Query| g.jobs().page(&q);
+    assert_eq!(ids(&q(Query::default())?), all);
+    let even = q(Query {
+        queue: Some("even".parse()?),
+        ..Query::default()
+    })?;
+    assert_eq!(ids(&even), vec![all[0], all[2], all[4], all[6]]);
+    let gpu = q(Query {
+        capability: Some("gpu".parse()?),
+        ..Query::default()
+    })?;
+    assert_eq!(ids(&gpu), vec![all[3]]);
+    let web = q(Query {
+        label: Some("team=we".into()),
+        ..Query::default()
+    })?;
+    assert_eq!(ids(&web), all[4..].to_vec());
+    let by_actor = q(Query {
+        enqueuer: Some(g.actor()),
+        ..Query::default()
+    })?;
+    assert_eq!(by_actor.jobs.len(), 7);
+    let key = g.keys().current().ok_or("a key")?.to_string();
+    assert_eq!(
+        q(Query {
+            enqueuer: Some(key),
+            ..Query::default()
+        })?
+        .jobs
+        .len(),
+        7
+    );
+    // A time window: the jobs enqueued in minutes 2 to 4.
+    let t =
+        |m: u64| gatos_types::Timestamp::parse_rfc3339(T0).map(|t| t.plus(Dur::from_secs(60 * m)));
+    let window = q(Query {
+        since: Some(t(2)?),
+        until: Some(t(5)?),
+        ..Query::default()
+    })?;
+    assert_eq!(ids(&window), all[2..5].to_vec());
+    let prefix = all[5].to_string()[..20].to_owned();
+    let by_prefix = q(Query {
+        id_prefix: Some(prefix.to_lowercase()),
+        ..Query::default()
+    })?;
+    assert!(ids(&by_prefix).contains(&all[5]));
+    // Pages of 3: cursors walk the whole list once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let p = q(Query {
+            after,
+            limit: Some(3),
+            ..Query::default()
+        })?;
+        seen.extend(ids(&p));
+        match p.next_cursor {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all);
+    // Bad queries change nothing and say why.
+    for bad in [
+        Query {
+            limit: Some(0),
+            ..Query::default()
+        },
+        Query {
+            limit: Some(1001),
+            ..Query::default()
+        },
+        Query {
+            id_prefix: Some("not-a-ulid".into()),
+            ..Query::default()
+        },
+        Query {
+            since: Some(t(5)?),
+            until: Some(t(1)?),
+            ..Query::default()
+        },
+    ] {
+        let e = q(bad).err().ok_or("refused")?;
+        assert_eq!(e.code(), ErrorCode::InvalidInput);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_torn_catalog_is_rebuilt_and_jobs_from_elsewhere_are_caught_up() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    let a = enqueue(&g, json!({"command": ["true"], "queue": "x"}))?;
+    assert_eq!(ids(&g.jobs().page(&Query::default())?), vec![a]);
+    assert!(catalog::catalogued(&g, a)?);
+    // A crash mid-append leaves half a line: the next list rebuilds from the refs.
+    let path = repo.git_dir().join("gatos/index/jobs/catalog.jsonl");
+    let mut text = std::fs::read(&path)?;
+    text.extend_from_slice(b"{\"id\":\"01K");
+    std::fs::write(&path, &text)?;
+    let b = enqueue(&g, json!({"command": ["true"], "queue": "y"}))?;
+    let y = g.jobs().page(&Query {
+        queue: Some("y".parse()?),
+        ..Query::default()
+    })?;
+    assert_eq!(ids(&y), vec![b]);
+    // A garbage line is never trusted: rebuilt, and the answer is the refs'.
+    std::fs::write(&path, b"not json\n")?;
+    assert_eq!(ids(&g.jobs().page(&Query::default())?), vec![a, b]);
+    // Another handle (another process would do the same) sees what this one appended.
+    let (g2, _) = open_at(&repo, T0)?;
+    assert_eq!(ids(&g2.jobs().page(&Query::default())?), vec![a, b]);
+    Ok(())
+}
+
+#[test]
+fn a_final_state_searches_the_archive() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, clock) = open_at(&repo, T0)?;
+    let a = enqueue(&g, json!({"command": ["true"]}))?;
+    let b = enqueue(&g, json!({"command": ["true"]}))?;
+    g.jobs().cancel(a, None)?;
+    clock.advance(Dur::from_secs(30 * 86_400));
+    let r = gatos::jobs::archive::archive(&g, Dur::from_secs(86_400))?;
+    assert_eq!(r.archived, 1);
+    let live = g.jobs().page(&Query::default())?;
+    assert_eq!(ids(&live), vec![b]);
+    let cancelled = g.jobs().page(&Query {
+        state: Some(JobState::Cancelled),
+        ..Query::default()
+    })?;
+    assert_eq!(ids(&cancelled), vec![a]);
+    let everything = g.jobs().page(&Query {
+        archived: true,
+        ..Query::default()
+    })?;
+    assert_eq!(ids(&everything), vec![a, b]);
+    Ok(())
+}
