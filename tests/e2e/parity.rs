@@ -55,8 +55,13 @@ struct Daemon {
 
 impl Daemon {
     fn start(repo: &TempRepo) -> TestResult<Daemon> {
+        Daemon::start_with(repo, &[])
+    }
+
+    fn start_with(repo: &TempRepo, args: &[&str]) -> TestResult<Daemon> {
         let mut cmd = Command::new(bin("gatosd"));
         cmd.arg("--stdio")
+            .args(args)
             .current_dir(repo.path())
             .env("GATOS_TEST_CLOCK", CLOCK)
             .env("GATOS_TEST_SEED", "1")
@@ -487,5 +492,29 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
             op.name
         );
     }
+    Ok(())
+}
+
+/// `gatosd --read-only` refuses every operation the table marks as a write, whatever the
+/// transport, and serves the reads; nothing is written.
+#[test]
+fn a_read_only_daemon_refuses_every_write_of_the_table() -> TestResult {
+    let repo = TempRepo::new()?;
+    crate::support::gatos_ok(&repo, &["init"])?;
+    crate::support::gatos_ok(&repo, &["messages", "publish", "t", "--data", "{}"])?;
+    let before = repo.git(&["for-each-ref", "refs/gatos/"])?;
+    let mut d = Daemon::start_with(&repo, &["--read-only"])?;
+    for op in OPS.iter().filter(|o| {
+        o.faces.has(Faces::RPC)
+            && o.access == gatos_api::ops::Access::Write
+            && o.shape == gatos_api::ops::Shape::Unary
+    }) {
+        let r = d.call_raw(op.name, json!({}))?;
+        assert_eq!(r["error"]["data"]["code"], "Forbidden", "{}: {r}", op.name);
+        assert_eq!(r["error"]["data"]["read_only"], true, "{}", op.name);
+    }
+    let page = d.call("messages.read", json!({"topic": "t"}))?;
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(1));
+    assert_eq!(repo.git(&["for-each-ref", "refs/gatos/"])?, before);
     Ok(())
 }
