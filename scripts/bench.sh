@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of gatos against baselines measured on the same machine, in the same run.
 #
-#   scripts/bench.sh [messages|daemon|jobs|isolation|sync|export|gatosd-flood|all]  (default: all)
+#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|all]  (default: all)
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
 # lowered for a quick look: N_SHELL (1000), N_INPROC (10000), N_DURABLE (2000),
@@ -698,7 +698,74 @@ bench_isolation() {
   record jobs_isolation "{\"count\": $N_RUN, \"base_rev\": \"$ISO_BASE_REV\", \"base_seconds\": $sb, \"supervisor_seconds\": $so, \"sandbox_seconds\": $sa, \"checkout_seconds\": $sc, \"checkout_files\": $N_SRC, \"base_runs\": [$(IFS=,; echo "${b[*]}")], \"supervisor_runs\": [$(IFS=,; echo "${o[*]}")], \"sandbox_runs\": [$(IFS=,; echo "${a[*]}")], \"checkout_runs\": [$(IFS=,; echo "${c[*]}")]}"
 }
 
+# The service layer (issue #15, ADR 0025): the faces now go through gatos-api. The same
+# workloads with the binaries of SVC_BASE_REV (the last commit before it) and of this tree,
+# interleaved, median of 5 rounds: one CLI process per publish and per enqueue, `jobs ls`
+# over N_LIST jobs, and publishes through gatosd (one client). Target: within 10%.
+SVC_BASE_REV=${SVC_BASE_REV:-d6d2557}
+N_LIST=${N_LIST:-2000}
+base_gatosd() { # base_gatosd REV: the gatosd of REV, built beside base_gg's git-gatos
+  local rev=$1 dir="$here/target/bench-base-$1"
+  base_gg "$rev" > /dev/null || return 1
+  if [ ! -x "$dir/gatosd" ]; then
+    (cd "$dir/src" && HOME="$REAL_HOME" cargo build --release --quiet -p gatosd --target-dir "$dir/target") >&2 \
+      || { echo "bench: could not build gatosd at $rev" >&2; return 1; }
+    cp "$dir/target/release/gatosd" "$dir/gatosd"
+  fi
+  echo "$dir/gatosd"
+}
+bench_service() {
+  echo "== the service layer: $SVC_BASE_REV against this tree, interleaved, median of 5"
+  local OG OD; OG=$(base_gg "$SVC_BASE_REV") || exit 1; OD=$(base_gatosd "$SVC_BASE_REV") || exit 1
+  local k i r t0 t1 side gg gd pid
+  local -A runs=()
+  cli_publish() { # cli_publish GG REPO -> seconds for N_RUN publishes, one process each
+    local t0 t1 i; t0=$(now)
+    for ((i = 0; i < N_RUN; i++)); do GIT_DIR="$2" "$1" messages publish t --data "{\"i\":$i}" > /dev/null; done
+    t1=$(now); elapsed "$t0" "$t1"
+  }
+  cli_enqueue() {
+    local t0 t1 i; t0=$(now)
+    for ((i = 0; i < N_RUN; i++)); do GIT_DIR="$2" "$1" jobs enqueue --no-checkout -- true > /dev/null; done
+    t1=$(now); elapsed "$t0" "$t1"
+  }
+  for k in 1 2 3 4 5; do
+    for side in old new; do
+      if [ "$side" = old ]; then gg=$OG; gd=$OD; else gg=$GG; gd="$BIN/gatosd"; fi
+      r="$WORK/svc-$side.git"; newrepo "$r"; GIT_DIR="$r" "$gg" init --quiet > /dev/null
+      git -C "$r" config gatos.maintenance.auto false; settle
+      runs[publish_$side]+="$(cli_publish "$gg" "$r") "
+      settle
+      runs[enqueue_$side]+="$(cli_enqueue "$gg" "$r") "
+      "$GB" enqueue "$r" "$N_LIST" > /dev/null
+      t0=$(now); GIT_DIR="$r" "$gg" jobs ls --json > /dev/null; t1=$(now)
+      runs[ls_first_$side]+="$(elapsed "$t0" "$t1") "
+      t0=$(now); GIT_DIR="$r" "$gg" jobs ls --json > /dev/null; t1=$(now)
+      runs[ls_$side]+="$(elapsed "$t0" "$t1") "
+      r="$WORK/svcd-$side.git"; newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
+      "$gd" --repo "$r" --socket "$WORK/svc.sock" 2> "$WORK/gatosd-svc.log" &
+      pid=$!
+      for _ in $(seq 1 200); do [ -S "$WORK/svc.sock" ] && break; sleep 0.05; done
+      settle
+      runs[rpc_$side]+="$(field "$("$GB" rpc "$WORK/svc.sock" t 2000 1 "$r/gatos/gatosd/token")" seconds) "
+      kill -TERM "$pid"; wait "$pid" || true; rm -f "$WORK/svc.sock"
+    done
+  done
+  local w o n json="{"
+  for w in publish enqueue ls_first ls rpc; do
+    # shellcheck disable=SC2086
+    o=$(python3 -c "import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))" ${runs[${w}_old]})
+    # shellcheck disable=SC2086
+    n=$(python3 -c "import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))" ${runs[${w}_new]})
+    line "$w: $SVC_BASE_REV ${o}s, this tree ${n}s" "$(ratio "$n" "$o")x the time (target <= 1.10x)"
+    json+="\"$w\": {\"old_seconds\": $o, \"new_seconds\": $n, \"old_runs\": \"${runs[${w}_old]}\", \"new_runs\": \"${runs[${w}_new]}\"},"
+  done
+  json+="\"base_rev\": \"$SVC_BASE_REV\", \"n_run\": $N_RUN, \"n_list\": $N_LIST}"
+  record service "$json"
+}
+
 case "$what" in
+  service) bench_service ;;
   isolation) bench_isolation ;;
   messages) bench_messages ;;
   daemon) bench_daemon ;;
@@ -706,7 +773,7 @@ case "$what" in
   sync) bench_sync ;;
   export) bench_export ;;
   gatosd-flood) bench_gatosd_flood ;;
-  all) bench_messages; bench_daemon; bench_jobs; bench_isolation; bench_sync; bench_export; bench_gatosd_flood ;;
+  all) bench_messages; bench_daemon; bench_jobs; bench_isolation; bench_service; bench_sync; bench_export; bench_gatosd_flood ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
 esac
 echo "results: $results"

@@ -205,7 +205,7 @@ impl<'g> Checkpoints<'g> {
         if backwards {
             trailers = trailers
                 .with(keys::FORCED, "true")
-                .with(keys::ACTOR, &store.identity().name);
+                .with(keys::ACTOR, self.gatos.actor());
         }
         let trailers = self.gatos.signed_if_control(tree, trailers)?;
         let parents: Vec<Oid> = at.into_iter().collect();

@@ -587,7 +587,7 @@ impl Keys<'_> {
         let trailers = Trailers::new()
             .with(tk::KIND, "revocation")
             .with(tk::KEY, key)
-            .with(tk::ACTOR, &self.gatos.actor())
+            .with(tk::ACTOR, self.gatos.actor())
             .with(tk::ACTOR_KEY, rev.revoked_by);
         let commit = self.gatos.write_job_commit(
             &[

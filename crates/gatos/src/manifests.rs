@@ -105,7 +105,7 @@ impl Manifests<'_> {
             .with(keys::MANIFEST, name)
             .with(keys::VERSION, version)
             .with(keys::CONTENT_ID, content_id)
-            .with(keys::ACTOR, &self.gatos.actor());
+            .with(keys::ACTOR, self.gatos.actor());
         if let Some(k) = self.gatos.keys().current() {
             trailers = trailers.with(keys::ACTOR_KEY, k);
         }

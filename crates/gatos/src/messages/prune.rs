@@ -219,7 +219,7 @@ impl Messages<'_> {
             .with(keys::TOPIC, topic)
             .with(keys::SEQ, through)
             .with(keys::CONTENT_ID, Digest::of(&doc_bytes))
-            .with(keys::ACTOR, &self.gatos.actor())
+            .with(keys::ACTOR, self.gatos.actor())
             .with(keys::FORCED, !row.groups_behind.is_empty());
         let trailers = self.gatos.signed_if_control(tree, trailers)?;
         let parents: Vec<Oid> = summary.at.into_iter().collect();
