@@ -202,6 +202,13 @@ impl std::str::FromStr for ErrorCode {
 pub trait Coded: std::error::Error {
     /// Returns the stable code of this error.
     fn code(&self) -> ErrorCode;
+
+    /// Returns the error's machine-readable facts (`field`, `retry_after_seconds`, …),
+    /// which every face passes through unchanged (`error.data` in JSON-RPC, the `--json`
+    /// error object); none unless the error has some.
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
 }
 
 /// The JSON shape of an error, as `--json` prints it and RPC carries it in `data`.

@@ -77,12 +77,14 @@ impl Error {
     }
 }
 
+/// Keeps the error as the inner one (to downcast, and whose source continues the chain),
+/// with its code and its details ([`Coded::details`]).
 impl<E: Coded + Send + Sync + 'static> From<E> for Error {
     fn from(e: E) -> Error {
         Error {
             code: e.code(),
+            details: e.details(),
             inner: Box::new(e),
-            details: serde_json::Map::new(),
         }
     }
 }

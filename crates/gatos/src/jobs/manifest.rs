@@ -1,14 +1,307 @@
 //! Manifests: JSON or YAML in, a normalized [`JobSpec`] out (DESIGN §4).
+//!
+//! What can go wrong is typed: [`Error`] for a manifest given to be enqueued or stored
+//! (parsing, building, normalizing, the secret scan) and [`DocumentError`] for a job
+//! document read back from a ref ([`check_spec`]). Each maps to its code by an exhaustive
+//! match; the functions return [`crate::Error`] holding the typed error as its inner one
+//! (downcast it to branch on the variant), with its details.
 
 use std::collections::BTreeMap;
 
 use gatos_types::jobs::{JobSpec, ManifestSource};
-use gatos_types::{Capability, Dur, ErrorCode, Oid, Queue, Timestamp, jcs};
+use gatos_types::time::TimeError;
+use gatos_types::{Capability, Coded, Dur, ErrorCode, Oid, Queue, Timestamp, jcs};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::secrets;
-use crate::error::{Error, Result};
+use crate::error::Result;
+
+/// Why a manifest given to be enqueued or stored was refused.
+///
+/// Errors of a parser are kept in their variant but not given as the `source`: the message
+/// already includes their text, and a chain prints each message once.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `checkout` is neither a revision nor a boolean.
+    #[error("checkout is a revision (\"HEAD\", a branch, a tag, a commit id) or false")]
+    CheckoutNotRevision,
+    /// Both the manifest and the request's argv give the command.
+    #[error("give the command either in the manifest or as the command, not both")]
+    CommandTwice,
+    /// Neither the manifest nor the request's argv gives a command.
+    #[error("nothing to run: give a command or a manifest")]
+    NothingToRun,
+    /// Text that looks like JSON and does not parse.
+    #[error("manifest: {0}")]
+    Json(jcs::Error),
+    /// Text that is neither JSON nor YAML.
+    #[error("manifest (YAML): {0}")]
+    Yaml(serde_yaml_ng::Error),
+    /// A manifest that is not an object.
+    #[error("a manifest must be an object")]
+    NotAnObject,
+    /// Unknown fields, or fields of the wrong type.
+    #[error("manifest: {0}")]
+    Shape(serde_json::Error),
+    /// `source`, which only the registry sets.
+    #[error("source is set by the manifest registry, not by a manifest")]
+    SourceSet,
+    /// No command, or an empty program name.
+    #[error("command must be a non-empty array, e.g. [\"make\", \"test\"]")]
+    EmptyCommand,
+    /// A number of seconds that is not a whole non-negative number.
+    #[error("timeout must be whole seconds or a duration")]
+    TimeoutNotWhole,
+    /// A timeout that is neither a number nor a string.
+    #[error("timeout must be seconds or a duration like 30s, 5m, PT30S")]
+    TimeoutType,
+    /// A timeout outside 1 second ..= [`MAX_TIMEOUT`].
+    #[error("timeout must be between 1 second and 30 days")]
+    TimeoutRange,
+    /// A DUR (`timeout`) or TIME (`run_after`) that does not parse.
+    #[error(transparent)]
+    Time(#[from] TimeError),
+    /// `max_attempts` outside 1 ..= [`MAX_ATTEMPTS`].
+    #[error("max_attempts must be between 1 and {MAX_ATTEMPTS}")]
+    MaxAttempts {
+        /// What was asked for.
+        max_attempts: u32,
+    },
+    /// An env name that is not a variable name.
+    #[error("env name {name:?} is not a variable name")]
+    EnvName {
+        /// The name.
+        name: String,
+    },
+    /// An env name of the reserved `GATOS_*` family.
+    #[error("env name {name:?} is reserved (GATOS_*)")]
+    EnvReserved {
+        /// The name.
+        name: String,
+    },
+    /// A label whose name or value is too long (or whose name is empty).
+    #[error("label {name:?}: names are 1-64 bytes, values at most 1024")]
+    Label {
+        /// The label's name.
+        name: String,
+    },
+    /// `cwd` or an output that is not a relative path inside the working directory.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// A string that starts with `secret://` but is not a valid reference (its field is the
+    /// `field` detail).
+    #[error(
+        "{field} starts with secret:// but is not a reference: write secret://NAME, NAME a \
+         variable name (letters, digits, _), and nothing else in the string"
+    )]
+    InvalidReference {
+        /// Where: `env.T`, `args[0]`, `labels (key #0)`, …
+        field: String,
+    },
+    /// A `checkout` that is still a revision, not a commit id: revisions are resolved where
+    /// the repository is, before normalization.
+    #[error(
+        "checkout {value:?} is not a commit id; give the revision in the enqueue request, where the repository resolves it"
+    )]
+    CheckoutNotCommit {
+        /// What it says.
+        value: String,
+    },
+    /// A resolved `checkout` that is neither a commit id nor false.
+    #[error("checkout is a commit id or false")]
+    CheckoutType,
+    /// The manifest cannot be encoded as canonical JSON.
+    #[error(transparent)]
+    Encode(jcs::Error),
+    /// The normalized manifest is over [`MAX_MANIFEST_BYTES`].
+    #[error("manifest of {size} bytes is over the 1 MiB limit")]
+    TooLarge {
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// A raw secret (the details `field`, `kind` and `allow` say where, what it looks like
+    /// and the digest an operator allows it by; never the value).
+    #[error(
+        "{field} looks like a raw secret ({kind}){}; pass it as secret://NAME and give \
+         the value to the worker; if it is not a secret, an operator can allow exactly this \
+         string on this node: {allow_command}",
+        and_more(*.more)
+    )]
+    SecretDetected {
+        /// Where the first one is.
+        field: String,
+        /// What it looks like.
+        kind: &'static str,
+        /// How many more were found.
+        more: usize,
+        /// `blake3:<hex>` of the flagged string ([`secrets::ALLOW_KEY`] takes it).
+        allow: String,
+        /// The command that allows it.
+        allow_command: String,
+    },
+}
+
+fn and_more(more: usize) -> String {
+    if more > 0 {
+        format!(" (and {more} more)")
+    } else {
+        String::new()
+    }
+}
+
+impl Coded for Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::CheckoutNotRevision
+            | Error::CommandTwice
+            | Error::NothingToRun
+            | Error::Json(_)
+            | Error::Yaml(_)
+            | Error::NotAnObject
+            | Error::Shape(_)
+            | Error::SourceSet
+            | Error::EmptyCommand
+            | Error::TimeoutNotWhole
+            | Error::TimeoutType
+            | Error::TimeoutRange
+            | Error::MaxAttempts { .. }
+            | Error::EnvName { .. }
+            | Error::EnvReserved { .. }
+            | Error::Label { .. }
+            | Error::Path(_)
+            | Error::InvalidReference { .. }
+            | Error::CheckoutNotCommit { .. }
+            | Error::CheckoutType => ErrorCode::InvalidInput,
+            Error::Time(e) => e.code(),
+            Error::Encode(e) => e.code(),
+            Error::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Error::SecretDetected { .. } => ErrorCode::SecretDetected,
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, Value> {
+        let mut d = serde_json::Map::new();
+        match self {
+            Error::InvalidReference { field } => {
+                d.insert("field".into(), field.clone().into());
+            }
+            Error::SecretDetected {
+                field, kind, allow, ..
+            } => {
+                d.insert("field".into(), field.clone().into());
+                d.insert("kind".into(), (*kind).into());
+                d.insert("allow".into(), allow.clone().into());
+            }
+            Error::CheckoutNotRevision
+            | Error::CommandTwice
+            | Error::NothingToRun
+            | Error::Json(_)
+            | Error::Yaml(_)
+            | Error::NotAnObject
+            | Error::Shape(_)
+            | Error::SourceSet
+            | Error::EmptyCommand
+            | Error::TimeoutNotWhole
+            | Error::TimeoutType
+            | Error::TimeoutRange
+            | Error::Time(_)
+            | Error::MaxAttempts { .. }
+            | Error::EnvName { .. }
+            | Error::EnvReserved { .. }
+            | Error::Label { .. }
+            | Error::Path(_)
+            | Error::CheckoutNotCommit { .. }
+            | Error::CheckoutType
+            | Error::Encode(_)
+            | Error::TooLarge { .. } => {}
+        }
+        d
+    }
+}
+
+/// A path field (`cwd`, an output) that is not a relative path inside the working
+/// directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Empty, absolute, or holding a NUL byte.
+    #[error("{field} {path:?} must be a relative path")]
+    NotRelative {
+        /// `cwd` or `output`.
+        field: &'static str,
+        /// The path.
+        path: String,
+    },
+    /// It climbs out with `..`.
+    #[error("{field} {path:?} must not leave the working directory")]
+    Escapes {
+        /// `cwd` or `output`.
+        field: &'static str,
+        /// The path.
+        path: String,
+    },
+}
+
+/// What is wrong with a job document read back from a ref (a job commit or a registry
+/// version, possibly written by another node): what normalization guarantees and the
+/// document lacks. Always `InvalidEnvelope`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// No command, or an empty program name.
+    #[error("job document: command is empty")]
+    EmptyCommand,
+    /// A NUL byte in the argv or the environment.
+    #[error("job document: a string of command, args or env holds a NUL byte")]
+    NulByte,
+    /// A timeout of 0 or over [`MAX_TIMEOUT`].
+    #[error("job document: timeout {timeout} is out of range")]
+    Timeout {
+        /// The timeout in seconds.
+        timeout: u64,
+    },
+    /// `max_attempts` outside 1 ..= [`MAX_ATTEMPTS`].
+    #[error("job document: max_attempts {max_attempts} is out of range")]
+    MaxAttempts {
+        /// What it says.
+        max_attempts: u32,
+    },
+    /// A malformed or reserved env name.
+    #[error("job document: env name {name:?} is not allowed")]
+    EnvName {
+        /// The name.
+        name: String,
+    },
+    /// `cwd` or an output that is not a relative path inside the working directory.
+    #[error("job document: {0}")]
+    Path(PathError),
+    /// A name in `secret_refs` that is not a secret name.
+    #[error("job document: secret_refs holds an invalid name")]
+    SecretRefName,
+    /// A `secret://` string a worker would resolve that `secret_refs` does not list.
+    #[error(
+        "job document: a secret:// string of command, args or env is not a reference in secret_refs"
+    )]
+    UnlistedReference,
+    /// Lists normalization sorts and dedupes that are not.
+    #[error("job document: required_capabilities and secret_refs must be sorted and unique")]
+    Unsorted,
+}
+
+impl Coded for DocumentError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            DocumentError::EmptyCommand
+            | DocumentError::NulByte
+            | DocumentError::Timeout { .. }
+            | DocumentError::MaxAttempts { .. }
+            | DocumentError::EnvName { .. }
+            | DocumentError::Path(_)
+            | DocumentError::SecretRefName
+            | DocumentError::UnlistedReference
+            | DocumentError::Unsorted => ErrorCode::InvalidEnvelope,
+        }
+    }
+}
 
 /// The default timeout: one hour.
 pub const DEFAULT_TIMEOUT: Dur = Dur::from_secs(3600);
@@ -128,11 +421,7 @@ pub fn resolve_checkout(
         Some(Value::Bool(false)) => None,
         Some(Value::Bool(true)) => Some(resolve("HEAD")?),
         Some(Value::String(rev)) => Some(resolve(&rev)?),
-        Some(_) => {
-            return Err(bad(
-                "checkout is a revision (\"HEAD\", a branch, a tag, a commit id) or false",
-            ));
-        }
+        Some(_) => return Err(Error::CheckoutNotRevision.into()),
     };
     input.checkout = commit.map(|c| Value::String(c.to_string()));
     Ok(())
@@ -141,19 +430,12 @@ pub fn resolve_checkout(
 /// Builds a manifest from a file's (or a request's) manifest and flags that override it.
 ///
 /// # Errors
-/// `InvalidInput` when both or neither give the command.
+/// `InvalidInput` when both or neither give the command ([`Error::CommandTwice`],
+/// [`Error::NothingToRun`]).
 pub fn build(manifest: Option<Input>, o: Overrides) -> Result<Input> {
     let mut input = match (manifest, o.argv) {
-        (Some(_), Some(_)) => {
-            return Err(bad(
-                "give the command either in the manifest or as the command line, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(bad(
-                "nothing to run: give a command (`-- CMD [ARG...]`) or a manifest",
-            ));
-        }
+        (Some(_), Some(_)) => return Err(Error::CommandTwice.into()),
+        (None, None) => return Err(Error::NothingToRun.into()),
         (Some(m), None) => m,
         (None, Some(argv)) => {
             let mut it = argv.into_iter();
@@ -196,10 +478,6 @@ pub fn build(manifest: Option<Input>, o: Overrides) -> Result<Input> {
     Ok(input)
 }
 
-fn bad(msg: impl Into<String>) -> Error {
-    Error::new(ErrorCode::InvalidInput, msg)
-}
-
 /// Parses manifest text: JSON if it parses as JSON, else YAML.
 ///
 /// # Errors
@@ -210,10 +488,9 @@ pub fn parse_text(text: &str) -> Result<Input> {
         Err(json_err) => {
             let trimmed = text.trim_start();
             if trimmed.starts_with('{') || trimmed.starts_with('[') {
-                return Err(bad(format!("manifest: {json_err}")));
+                return Err(Error::Json(json_err).into());
             }
-            serde_yaml_ng::from_str::<Value>(text)
-                .map_err(|e| bad(format!("manifest (YAML): {e}")))?
+            serde_yaml_ng::from_str::<Value>(text).map_err(Error::Yaml)?
         }
     };
     from_value(value)
@@ -225,23 +502,27 @@ pub fn parse_text(text: &str) -> Result<Input> {
 /// `InvalidInput` for unknown fields and wrong types.
 pub fn from_value(value: Value) -> Result<Input> {
     if !value.is_object() {
-        return Err(bad("a manifest must be an object"));
+        return Err(Error::NotAnObject.into());
     }
-    serde_json::from_value(value).map_err(|e| bad(format!("manifest: {e}")))
+    Ok(serde_json::from_value(value).map_err(Error::Shape)?)
 }
 
-fn check_relative(what: &str, p: &str) -> Result<String> {
+fn check_relative(field: &'static str, p: &str) -> std::result::Result<String, PathError> {
     let path = std::path::Path::new(p);
     if p.is_empty() || path.is_absolute() || p.contains('\0') {
-        return Err(bad(format!("{what} {p:?} must be a relative path")));
+        return Err(PathError::NotRelative {
+            field,
+            path: p.to_owned(),
+        });
     }
     if path
         .components()
         .any(|c| matches!(c, std::path::Component::ParentDir))
     {
-        return Err(bad(format!(
-            "{what} {p:?} must not leave the working directory"
-        )));
+        return Err(PathError::Escapes {
+            field,
+            path: p.to_owned(),
+        });
     }
     Ok(p.trim_end_matches('/').to_owned())
 }
@@ -264,9 +545,7 @@ fn env_name_ok(k: &str) -> bool {
 /// `InvalidInput` for a bad field, `PayloadTooLarge` over 1 MiB.
 pub fn normalize(input: Input, now: Timestamp) -> Result<JobSpec> {
     if input.source.is_some() {
-        return Err(bad(
-            "source is set by the manifest registry, not by a manifest",
-        ));
+        return Err(Error::SourceSet.into());
     }
     normalize_inner(input, now, None)
 }
@@ -277,62 +556,49 @@ pub(crate) fn normalize_inner(
     source: Option<ManifestSource>,
 ) -> Result<JobSpec> {
     if input.command.is_empty() || input.command[0].is_empty() {
-        return Err(bad(
-            "command must be a non-empty array, e.g. [\"make\", \"test\"]",
-        ));
+        return Err(Error::EmptyCommand.into());
     }
     let timeout = match &input.timeout {
         None => DEFAULT_TIMEOUT,
-        Some(Value::Number(n)) => Dur::from_secs(
-            n.as_u64()
-                .ok_or_else(|| bad("timeout must be whole seconds or a duration"))?,
-        ),
-        Some(Value::String(s)) => Dur::parse(s)?,
-        Some(_) => {
-            return Err(bad(
-                "timeout must be seconds or a duration like 30s, 5m, PT30S",
-            ));
-        }
+        Some(Value::Number(n)) => Dur::from_secs(n.as_u64().ok_or(Error::TimeoutNotWhole)?),
+        Some(Value::String(s)) => Dur::parse(s).map_err(Error::Time)?,
+        Some(_) => return Err(Error::TimeoutType.into()),
     };
     if timeout < Dur::from_secs(1) || timeout > MAX_TIMEOUT {
-        return Err(bad("timeout must be between 1 second and 30 days"));
+        return Err(Error::TimeoutRange.into());
     }
     let max_attempts = input.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
-        return Err(bad(format!(
-            "max_attempts must be between 1 and {MAX_ATTEMPTS}"
-        )));
+        return Err(Error::MaxAttempts { max_attempts }.into());
     }
     for k in input.env.keys() {
         if !env_name_ok(k) {
-            return Err(bad(format!("env name {k:?} is not a variable name")));
+            return Err(Error::EnvName { name: k.clone() }.into());
         }
         if k.starts_with("GATOS_") {
-            return Err(bad(format!("env name {k:?} is reserved (GATOS_*)")));
+            return Err(Error::EnvReserved { name: k.clone() }.into());
         }
     }
     for (k, v) in &input.labels {
         if k.is_empty() || k.len() > 64 || v.len() > 1024 {
-            return Err(bad(format!(
-                "label {k:?}: names are 1-64 bytes, values at most 1024"
-            )));
+            return Err(Error::Label { name: k.clone() }.into());
         }
     }
     let cwd = match &input.cwd {
         None => ".".to_owned(),
         Some(c) if c == "." => ".".to_owned(),
-        Some(c) => check_relative("cwd", c)?,
+        Some(c) => check_relative("cwd", c).map_err(Error::Path)?,
     };
     let mut outputs = Vec::new();
     for o in &input.outputs {
-        let o = check_relative("output", o)?;
+        let o = check_relative("output", o).map_err(Error::Path)?;
         if !outputs.contains(&o) {
             outputs.push(o);
         }
     }
     let run_after = match &input.run_after {
         None => None,
-        Some(t) => Some(gatos_types::time::parse_time(t, now)?),
+        Some(t) => Some(gatos_types::time::parse_time(t, now).map_err(Error::Time)?),
     };
     let mut caps: Vec<Capability> = input
         .capabilities
@@ -352,7 +618,7 @@ pub(crate) fn normalize_inner(
     ) {
         if let Some(name) = secrets::secret_ref(s) {
             if !secrets::is_valid_secret_name(name) {
-                return Err(invalid_reference(&field));
+                return Err(Error::InvalidReference { field }.into());
             }
             if !secret_refs.iter().any(|r| r == name) {
                 secret_refs.push(name.to_owned());
@@ -362,12 +628,11 @@ pub(crate) fn normalize_inner(
     secret_refs.sort();
     let checkout = match &input.checkout {
         None | Some(Value::Bool(false)) => None,
-        Some(Value::String(s)) => Some(s.parse::<Oid>().map_err(|_| {
-            bad(format!(
-                "checkout {s:?} is not a commit id; name a revision where the repository can resolve it (git gatos jobs enqueue --checkout REV)"
-            ))
-        })?),
-        Some(_) => return Err(bad("checkout is a commit id or false")),
+        Some(Value::String(s)) => Some(
+            s.parse::<Oid>()
+                .map_err(|_| Error::CheckoutNotCommit { value: s.clone() })?,
+        ),
+        Some(_) => return Err(Error::CheckoutType.into()),
     };
     let spec = JobSpec {
         command: input.command,
@@ -390,12 +655,9 @@ pub(crate) fn normalize_inner(
         checkout,
     };
     check_references(&spec)?;
-    let size = jcs::to_vec_of(&spec)?.len();
+    let size = jcs::to_vec_of(&spec).map_err(Error::Encode)?.len();
     if size > MAX_MANIFEST_BYTES {
-        return Err(Error::new(
-            ErrorCode::PayloadTooLarge,
-            format!("manifest of {size} bytes is over the 1 MiB limit"),
-        ));
+        return Err(Error::TooLarge { size }.into());
     }
     Ok(spec)
 }
@@ -408,10 +670,12 @@ pub(crate) fn normalize_inner(
 /// # Errors
 /// `InvalidEnvelope` naming the first field that is wrong.
 pub fn check_spec(spec: &JobSpec) -> Result<()> {
-    let wrong =
-        |why: String| Error::new(ErrorCode::InvalidEnvelope, format!("job document: {why}"));
+    Ok(check_document(spec)?)
+}
+
+fn check_document(spec: &JobSpec) -> std::result::Result<(), DocumentError> {
     if spec.command.is_empty() || spec.command[0].is_empty() {
-        return Err(wrong("command is empty".into()));
+        return Err(DocumentError::EmptyCommand);
     }
     if spec
         .command
@@ -420,36 +684,35 @@ pub fn check_spec(spec: &JobSpec) -> Result<()> {
         .chain(spec.env.values())
         .any(|s| s.contains('\0'))
     {
-        return Err(wrong(
-            "a string of command, args or env holds a NUL byte".into(),
-        ));
+        return Err(DocumentError::NulByte);
     }
     if spec.timeout == 0 || spec.timeout > MAX_TIMEOUT.as_millis() / 1000 {
-        return Err(wrong(format!("timeout {} is out of range", spec.timeout)));
+        return Err(DocumentError::Timeout {
+            timeout: spec.timeout,
+        });
     }
     if !(1..=MAX_ATTEMPTS).contains(&spec.max_attempts) {
-        return Err(wrong(format!(
-            "max_attempts {} is out of range",
-            spec.max_attempts
-        )));
+        return Err(DocumentError::MaxAttempts {
+            max_attempts: spec.max_attempts,
+        });
     }
     for k in spec.env.keys() {
         if !env_name_ok(k) || k.starts_with("GATOS_") {
-            return Err(wrong(format!("env name {k:?} is not allowed")));
+            return Err(DocumentError::EnvName { name: k.clone() });
         }
     }
     if spec.cwd != "." {
-        check_relative("cwd", &spec.cwd).map_err(|e| wrong(e.to_string()))?;
+        check_relative("cwd", &spec.cwd).map_err(DocumentError::Path)?;
     }
     for o in &spec.outputs {
-        check_relative("output", o).map_err(|e| wrong(e.to_string()))?;
+        check_relative("output", o).map_err(DocumentError::Path)?;
     }
     if spec
         .secret_refs
         .iter()
         .any(|r| !secrets::is_valid_secret_name(r))
     {
-        return Err(wrong("secret_refs holds an invalid name".into()));
+        return Err(DocumentError::SecretRefName);
     }
     // What a worker resolves (whole `secret://` strings of command, args and env values)
     // is what normalization listed: a valid reference named in secret_refs.
@@ -463,16 +726,12 @@ pub fn check_spec(spec: &JobSpec) -> Result<()> {
             !secrets::is_valid_secret_name(name) || !spec.secret_refs.iter().any(|r| r == name)
         })
     {
-        return Err(wrong(
-            "a secret:// string of command, args or env is not a reference in secret_refs".into(),
-        ));
+        return Err(DocumentError::UnlistedReference);
     }
     if spec.required_capabilities.windows(2).any(|w| w[0] >= w[1])
         || spec.secret_refs.windows(2).any(|w| w[0] >= w[1])
     {
-        return Err(wrong(
-            "required_capabilities and secret_refs must be sorted and unique".into(),
-        ));
+        return Err(DocumentError::Unsorted);
     }
     Ok(())
 }
@@ -489,14 +748,6 @@ fn argv_fields<'a>(command: &'a [String], args: &'a [String]) -> Vec<(String, &'
                 .map(|(i, s)| (format!("args[{i}]"), s.as_str())),
         )
         .collect()
-}
-
-fn invalid_reference(field: &str) -> Error {
-    bad(format!(
-        "{field} starts with secret:// but is not a reference: write secret://NAME, NAME a \
-         variable name (letters, digits, _), and nothing else in the string"
-    ))
-    .with_detail("field", field.to_owned())
 }
 
 /// Refuses any string of a manifest — keys included — that starts with `secret://` but is
@@ -529,9 +780,9 @@ pub fn check_references(spec: &JobSpec) -> Result<()> {
         }
     }
     secrets::invalid_refs_in_json("inputs", &spec.inputs, &mut bad_fields);
-    match bad_fields.first() {
+    match bad_fields.into_iter().next() {
         None => Ok(()),
-        Some(f) => Err(invalid_reference(f)),
+        Some(field) => Err(Error::InvalidReference { field }.into()),
     }
 }
 
@@ -566,27 +817,14 @@ pub fn scan(spec: &JobSpec, allow: &secrets::Allowlist) -> Result<()> {
     found.retain(|f| !allow.allows(f));
     match found.first() {
         None => Ok(()),
-        Some(f) => {
-            let more = if found.len() > 1 {
-                format!(" (and {} more)", found.len() - 1)
-            } else {
-                String::new()
-            };
-            Err(Error::new(
-                ErrorCode::SecretDetected,
-                format!(
-                    "{} looks like a raw secret ({}){more}; pass it as secret://NAME and give \
-                     the value to the worker; if it is not a secret, an operator can allow \
-                     exactly this string on this node: {}",
-                    f.field,
-                    f.kind,
-                    f.allow_command()
-                ),
-            )
-            .with_detail("field", f.field.clone())
-            .with_detail("kind", f.kind.to_owned())
-            .with_detail("allow", f.digest.clone()))
+        Some(f) => Err(Error::SecretDetected {
+            field: f.field.clone(),
+            kind: f.kind,
+            more: found.len() - 1,
+            allow: f.digest.clone(),
+            allow_command: f.allow_command(),
         }
+        .into()),
     }
 }
 
@@ -618,7 +856,7 @@ mod tests {
         assert_eq!(a.max_attempts, 3);
         // A normalized document reads back to itself.
         let again = normalize(
-            from_value(serde_json::to_value(&a).map_err(|e| bad(e.to_string()))?)?,
+            from_value(serde_json::to_value(&a).map_err(Error::Shape)?)?,
             now(),
         )?;
         assert_eq!(again, a);
@@ -646,11 +884,91 @@ mod tests {
         }
     }
 
+    #[test]
+    fn refusals_are_typed_with_their_code_and_details() {
+        let typed = |e: &crate::Error| format!("{:?}", e.inner().downcast_ref::<Error>());
+        let e = parse_text(r#"{"command":["x"],"env":{"T":"secret://bad name"}}"#)
+            .and_then(|i| normalize(i, now()))
+            .expect_err("an invalid reference");
+        assert_eq!(e.code(), ErrorCode::InvalidInput);
+        assert!(
+            matches!(
+                e.inner().downcast_ref::<Error>(),
+                Some(Error::InvalidReference { field }) if field == "env.T"
+            ),
+            "{}",
+            typed(&e)
+        );
+        assert_eq!(e.details().get("field"), Some(&Value::from("env.T")));
+
+        let e = refused(r#"{"command":["gh","ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"]}"#);
+        assert_eq!(e.code(), ErrorCode::SecretDetected);
+        assert!(
+            matches!(
+                e.inner().downcast_ref::<Error>(),
+                Some(Error::SecretDetected { field, more: 0, .. }) if field == "command[1]"
+            ),
+            "{}",
+            typed(&e)
+        );
+        assert_eq!(e.details().get("field"), Some(&Value::from("command[1]")));
+        assert!(e.details().contains_key("kind") && e.details().contains_key("allow"));
+
+        let big = "x".repeat(MAX_MANIFEST_BYTES);
+        let e = normalize(
+            from_value(serde_json::json!({"command": ["x"], "inputs": {"big": big}}))
+                .expect("a manifest"),
+            now(),
+        )
+        .expect_err("too large");
+        assert_eq!(e.code(), ErrorCode::PayloadTooLarge);
+
+        let e = parse_text(r#"{"command":["x"],"timeout":"soon"}"#)
+            .and_then(|i| normalize(i, now()))
+            .expect_err("a bad duration");
+        assert!(matches!(
+            e.inner().downcast_ref::<Error>(),
+            Some(Error::Time(_))
+        ));
+        assert_eq!(e.code(), ErrorCode::InvalidInput);
+
+        for (manifest, want) in [
+            (None, Error::NothingToRun),
+            (Some(Input::default()), Error::CommandTwice),
+        ] {
+            let argv = manifest.is_some().then(|| vec!["x".to_owned()]);
+            let o = Overrides {
+                argv,
+                ..Overrides::default()
+            };
+            let e = build(manifest, o).expect_err("no command, or two");
+            assert_eq!(e.to_string(), want.to_string());
+            assert!(!e.to_string().contains("--"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_stored_document_that_breaks_a_rule_is_a_typed_invalid_envelope() -> Result<()> {
+        let mut spec = normalize(parse_text(r#"{"command":["x"]}"#)?, now())?;
+        spec.cwd = "../up".into();
+        let e = check_spec(&spec).expect_err("an escaping cwd");
+        assert_eq!(e.code(), ErrorCode::InvalidEnvelope);
+        assert_eq!(
+            e.to_string(),
+            "job document: cwd \"../up\" must not leave the working directory"
+        );
+        assert!(matches!(
+            e.inner().downcast_ref::<DocumentError>(),
+            Some(DocumentError::Path(PathError::Escapes { field: "cwd", .. }))
+        ));
+        Ok(())
+    }
+
     fn scanned(text: &str, allow: &secrets::Allowlist) -> Result<()> {
         scan(&normalize(parse_text(text)?, now())?, allow)
     }
 
-    fn refused(text: &str) -> Error {
+    fn refused(text: &str) -> crate::Error {
         scanned(text, &secrets::Allowlist::default()).expect_err(text)
     }
 
