@@ -62,6 +62,10 @@ impl Manifests<'_> {
                 )
             })?;
         let (spec, bytes): (JobSpec, _) = read_doc(&mut r, commit, MANIFEST_PATH)?;
+        // A document read from a ref is checked as it was when it was written: a bad one
+        // (written by hand, or arrived by sync) is a coded error naming it, never a job.
+        crate::jobs::manifest::check_spec(&spec)
+            .map_err(|e| e.context(format_args!("manifest {name} version {version}")))?;
         let row = ManifestRow {
             name: name.clone(),
             version,
@@ -185,7 +189,15 @@ impl Manifests<'_> {
         let mut rows = Vec::new();
         for (name, commit) in self.gatos.store().list_refs(&names::manifests_prefix())? {
             if let Some(names::RefKind::Manifest(n)) = name.kind() {
-                rows.push(self.version_at(&n, commit)?.0);
+                // A malformed manifest is left out of the listing (and named in the log);
+                // `manifests get` of it says what is wrong.
+                match self.version_at(&n, commit) {
+                    Ok((row, _)) => rows.push(row),
+                    Err(e) if e.code() == ErrorCode::InvalidEnvelope => {
+                        tracing::warn!(manifest = %n, error = %e, "a manifest whose document is malformed is left out; see `git gatos manifests get`");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         rows.sort_by(|a, b| a.name.cmp(&b.name));

@@ -9,5 +9,6 @@ mod doctor;
 mod index;
 mod jobs;
 mod logs;
+mod manifests;
 mod messages;
 mod support;
