@@ -26,14 +26,16 @@ mod error;
 pub mod init;
 pub mod jobs;
 pub mod keys;
+pub mod maintenance;
 pub mod manifests;
 pub mod messages;
 pub mod proofs;
+pub mod snapshot;
 pub mod sync;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -276,6 +278,43 @@ impl Gatos {
     /// Returns the store (for maintenance and diagnostics).
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The repository's git directory.
+    pub fn git_dir(&self) -> &Path {
+        self.inner.store.git_dir()
+    }
+
+    /// `<common-dir>/gatos`: gatos's local files (keys, indexes, the daemon's socket and
+    /// token).
+    pub fn gatos_dir(&self) -> PathBuf {
+        self.inner.store.gatos_dir()
+    }
+
+    /// The name of the identity gatos writes commits as (DESIGN §3).
+    pub fn identity_name(&self) -> &str {
+        &self.inner.store.identity().name
+    }
+
+    /// Whether writes are made durable (`gatos.fsync`).
+    pub fn is_durable(&self) -> bool {
+        self.inner.store.is_durable()
+    }
+
+    /// Removes the ref lock files that writers which died left (ADR 0020); returns their
+    /// paths. A lock a live writer holds is never touched.
+    ///
+    /// # Errors
+    /// When the lock owners cannot be read.
+    pub fn recover_stale_locks(&self) -> Result<Vec<PathBuf>> {
+        Ok(self.inner.store.recover_stale_locks()?)
+    }
+
+    /// The topics stamp (seconds, nanoseconds): it moves after every gatos write that
+    /// moves a topic's ref, so a watcher can tell "nothing happened" from one `stat`
+    /// (ADR 0023); `None` before the first topic write. Plain git writes do not move it.
+    pub fn topics_stamp(&self) -> Option<(i64, i64)> {
+        self.inner.store.topics_stamp()
     }
 
     /// Makes a remote the arbiter of this handle's claims (`git gatos worker --remote`):
