@@ -6,16 +6,20 @@
 //!   unary, stream or session, and which faces may offer it;
 //! - [`Service`]: the rules and compositions (validation, defaults, the enqueue pipeline,
 //!   the rules of `jobs.complete`, actors, read-only mode).
+//! - [`Node`]: what a long-running face runs beside its requests — start-up lock recovery,
+//!   maintenance when writers find it due, background sync — started and stopped together.
 //!
 //! The CLI calls the typed methods; gatosd looks a method up in the table and calls
 //! [`Service::call`]. Neither owns a rule of its own.
 #![deny(missing_docs)]
 
 pub mod actor;
+pub mod node;
 pub mod ops;
 pub mod service;
 pub mod types;
 
 pub use actor::Actor;
+pub use node::{Node, NodeOptions};
 pub use ops::{OPS, Op};
 pub use service::{Answer, CallError, Config, Service};

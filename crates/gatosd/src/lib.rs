@@ -19,8 +19,6 @@ pub mod subscriptions;
 pub mod transport;
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use gatos::Gatos;
 
@@ -75,17 +73,6 @@ fn start(args: &args::Args) -> Result<(), StartError> {
     let open =
         gatos::OpenOptions::from_test_env().map_err(|e| StartError(e.code(), e.to_string()))?;
     let gatos = Gatos::discover(&dir, open).map_err(|e| StartError(e.code(), e.to_string()))?;
-    match gatos.store().recover_stale_locks() {
-        Ok(removed) if !removed.is_empty() => {
-            tracing::warn!(
-                count = removed.len(),
-                "removed stale locks left by a crashed writer"
-            );
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "could not check for stale locks"),
-    }
-    install_maintenance(&gatos);
     let sync_remote = match &args.sync {
         Some(r) => Some(
             gatos::sync::resolve_remote(&gatos, Some(r))
@@ -102,7 +89,7 @@ fn start(args: &args::Args) -> Result<(), StartError> {
             file: p.clone(),
         }),
         None if !args.stdio => Some(
-            transport::token::ensure(&transport::token::default_path(&gatos.store().gatos_dir()))
+            transport::token::ensure(&transport::token::default_path(&gatos.gatos_dir()))
                 .map_err(|e| StartError(ErrorCode::Unavailable, e))?,
         ),
         None => None,
@@ -124,7 +111,7 @@ fn start(args: &args::Args) -> Result<(), StartError> {
                 None => transport::unix::default_path(&gatos).map_err(|e| StartError(ErrorCode::Unavailable, e))?,
             };
             let ep = transport::unix::bind(&gatos, &path).map_err(|e| StartError(ErrorCode::Unavailable, e))?;
-            tracing::info!(socket = %ep.path.display(), repository = %gatos.store().git_dir().display(), "listening");
+            tracing::info!(socket = %ep.path.display(), repository = %gatos.git_dir().display(), "listening");
             endpoints.unix = Some(ep);
         }
         if let Some(addr) = args.listen {
@@ -135,106 +122,20 @@ fn start(args: &args::Args) -> Result<(), StartError> {
             endpoints.tcp = Some(l);
         }
         let shared = shared::Shared::with_config(gatos.clone(), limits, token, sync_remote.clone(), args.read_only);
-        let syncer = sync_remote.map(|r| {
-            background_sync(gatos, r, args.sync_interval.unwrap_or(gatos_types::Dur::from_secs(30)))
-        });
+        // Stale locks, maintenance and background sync: the library's node runtime,
+        // started once nothing can fail before serving.
+        let node = gatos_api::Node::start(
+            &gatos,
+            gatos_api::NodeOptions {
+                sync_remote,
+                sync_interval: args.sync_interval.unwrap_or(gatos_api::node::DEFAULT_SYNC_INTERVAL),
+                ..gatos_api::NodeOptions::default()
+            },
+        );
         server::run(shared, endpoints, shutdown_signal()).await;
-        if let Some(s) = syncer {
-            s.stop();
-        }
+        node.stop();
         Ok(())
     })
-}
-
-/// The background sync thread of `--sync`.
-struct Syncer {
-    stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Syncer {
-    /// Asks the thread to stop and waits for a sync in progress (at most a minute: a remote
-    /// that hangs must not keep the daemon from exiting; an interrupted sync is recoverable).
-    fn stop(self) {
-        let (flag, cv) = &*self.stop;
-        *flag
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-        cv.notify_all();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !self.thread.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        if self.thread.is_finished() {
-            let _ = self.thread.join();
-        } else {
-            tracing::warn!("a sync is still running; exiting without it (the next sync resumes)");
-        }
-    }
-}
-
-/// Syncs with `remote` every `interval` on a thread (sync is blocking: git runs as a child
-/// process). Subscribers see what arrived like any other write: their watchers poll the
-/// refs, and a rewritten tail is in the fork journal.
-fn background_sync(gatos: Gatos, remote: String, interval: gatos_types::Dur) -> Syncer {
-    let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
-    let flag = stop.clone();
-    let every = interval.to_std();
-    let thread = std::thread::Builder::new()
-        .name("gatosd-sync".into())
-        .spawn(move || {
-            let (lock, cv) = &*flag;
-            loop {
-                let started = std::time::Instant::now();
-                match gatos.sync(&gatos::sync::SyncOptions {
-                    remote: Some(remote.clone()),
-                    strict: false,
-                    progress: false,
-                    accept_unsigned: false,
-                }) {
-                    Ok(r) => {
-                        let moved: u64 = r.topics.iter().map(|t| t.received + t.sent).sum();
-                        tracing::info!(
-                            remote = %r.remote,
-                            messages = moved,
-                            adopted = r.adopted,
-                            pushed = r.pushed,
-                            conflicts = r.conflicts.len(),
-                            retry = r.retry.len(),
-                            ms = started.elapsed().as_millis() as u64,
-                            "synced"
-                        );
-                    }
-                    Err(e) => tracing::warn!(remote = %remote, error = %e, "sync failed; retrying at the next interval"),
-                }
-                let mut stopped = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let deadline = std::time::Instant::now() + every;
-                while !*stopped {
-                    let now = std::time::Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    stopped = cv
-                        .wait_timeout(stopped, deadline - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
-                }
-                if *stopped {
-                    return;
-                }
-            }
-        });
-    match thread {
-        Ok(thread) => Syncer { stop, thread },
-        Err(e) => {
-            tracing::error!(error = %e, "could not start the sync thread");
-            // A finished thread stands in, so that shutdown has nothing to wait for.
-            Syncer {
-                stop,
-                thread: std::thread::spawn(|| {}),
-            }
-        }
-    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -251,42 +152,6 @@ pub async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
     }
-}
-
-/// Runs automatic maintenance on a thread when writers find it due (one at a time).
-fn install_maintenance(gatos: &Gatos) {
-    let running = Arc::new(AtomicBool::new(false));
-    gatos.set_maintenance_hook(Some(Arc::new(move |g: &Gatos| {
-        if running.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let store = g.store().clone();
-        let thresholds = g.settings().maintenance;
-        let g = g.clone();
-        let running = running.clone();
-        let spawned = std::thread::Builder::new()
-            .name("gatosd-maintenance".into())
-            .spawn(move || {
-                match gatos::jobs::archive::archive_if_due(&g) {
-                    Ok(Some(r)) if r.archived > 0 => {
-                        tracing::info!(archived = r.archived, "archived finished jobs");
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "archiving jobs failed"),
-                }
-                match store.run_maintenance(Some(thresholds)) {
-                    Ok(r) if !r.steps.is_empty() => {
-                        tracing::info!(steps = r.steps.len(), "maintenance done")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "maintenance failed"),
-                }
-                running.store(false, Ordering::Release);
-            });
-        if spawned.is_err() {
-            tracing::warn!("could not start the maintenance thread");
-        }
-    })));
 }
 
 fn init_logging(args: &args::Args) {

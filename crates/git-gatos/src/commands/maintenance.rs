@@ -31,13 +31,9 @@ pub fn run(ctx: &Ctx, out: &mut Output, args: &MaintenanceArgs) -> Result<(), Er
         let row = serde_json::json!({"archive": r});
         return out.row(&row, |w| write!(w, "{}", archive_line(&r)));
     }
-    let archived = if args.auto {
-        archive::archive_if_due(&g)?
-    } else {
-        Some(archive::archive(&g, g.settings().archive_after)?)
-    };
-    let thresholds = args.auto.then_some(g.settings().maintenance);
-    let report = g.store().run_maintenance(thresholds)?;
+    let (archived, report) =
+        gatos::maintenance::run(&g, gatos::maintenance::Options { auto: args.auto })
+            .into_result()?;
     let row = serde_json::json!({
         "ran": !report.steps.is_empty(),
         "skipped": report.skipped,

@@ -1,0 +1,226 @@
+//! A long-running node: what a daemon (or any face that keeps a repository open) runs
+//! beside the requests it serves — start-up lock recovery, maintenance when writers find
+//! it due, and a background sync — started together and stopped together.
+//!
+//! Blocking threads, no runtime: sync and maintenance run `git` as child processes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gatos::Gatos;
+use gatos_types::Dur;
+
+/// How long [`Node::stop`] waits for a sync in progress: a remote that hangs must not keep
+/// the node from stopping (an interrupted sync is recoverable).
+pub const STOP_WAIT: Duration = Duration::from_secs(60);
+
+/// The default interval of background sync.
+pub const DEFAULT_SYNC_INTERVAL: Dur = Dur::from_secs(30);
+
+/// What a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Remove the lock files writers which died left, at start (ADR 0020).
+    pub recover_locks: bool,
+    /// Run maintenance on a thread when writers find it due ([`run_maintenance`]).
+    pub maintenance: bool,
+    /// Sync with this remote (already resolved) every `sync_interval`.
+    pub sync_remote: Option<String>,
+    /// The interval of background sync.
+    pub sync_interval: Dur,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            recover_locks: true,
+            maintenance: true,
+            sync_remote: None,
+            sync_interval: DEFAULT_SYNC_INTERVAL,
+        }
+    }
+}
+
+/// A running node; [`Node::stop`] ends what it started.
+#[derive(Debug)]
+pub struct Node {
+    gatos: Gatos,
+    maintenance: bool,
+    syncer: Option<Syncer>,
+}
+
+impl Node {
+    /// Recovers stale locks, installs the maintenance hook and starts background sync, as
+    /// `opts` says. Failures are logged, never fatal: a node that cannot sync still serves.
+    pub fn start(gatos: &Gatos, opts: NodeOptions) -> Node {
+        if opts.recover_locks {
+            match gatos.recover_stale_locks() {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::warn!(
+                        count = removed.len(),
+                        "removed stale locks left by a crashed writer"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not check for stale locks"),
+            }
+        }
+        if opts.maintenance {
+            install_maintenance(gatos);
+        }
+        let syncer = opts
+            .sync_remote
+            .map(|r| background_sync(gatos.clone(), r, opts.sync_interval));
+        Node {
+            gatos: gatos.clone(),
+            maintenance: opts.maintenance,
+            syncer,
+        }
+    }
+
+    /// Stops background sync (waiting at most [`STOP_WAIT`] for a sync in progress) and
+    /// uninstalls the maintenance hook (a maintenance run in progress finishes on its own).
+    pub fn stop(self) {
+        if self.maintenance {
+            self.gatos.set_maintenance_hook(None);
+        }
+        if let Some(s) = self.syncer {
+            s.stop();
+        }
+    }
+}
+
+/// Archives finished jobs if due, then compacts if due, logging what happened: the
+/// daemon's automatic maintenance (`git gatos maintenance --auto` runs the same
+/// [`gatos::maintenance::run`]).
+pub fn run_maintenance(g: &Gatos) {
+    let outcome = gatos::maintenance::run(g, gatos::maintenance::Options { auto: true });
+    match outcome.archive {
+        Ok(Some(r)) if r.archived > 0 => {
+            tracing::info!(archived = r.archived, "archived finished jobs");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "archiving jobs failed"),
+    }
+    match outcome.compaction {
+        Ok(r) if !r.steps.is_empty() => tracing::info!(steps = r.steps.len(), "maintenance done"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "maintenance failed"),
+    }
+}
+
+/// Runs automatic maintenance on a thread when writers find it due (one at a time).
+fn install_maintenance(gatos: &Gatos) {
+    let running = Arc::new(AtomicBool::new(false));
+    gatos.set_maintenance_hook(Some(Arc::new(move |g: &Gatos| {
+        if running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let g = g.clone();
+        let running = running.clone();
+        let spawned = std::thread::Builder::new()
+            .name("gatosd-maintenance".into())
+            .spawn(move || {
+                run_maintenance(&g);
+                running.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            tracing::warn!("could not start the maintenance thread");
+        }
+    })));
+}
+
+/// The background sync thread.
+#[derive(Debug)]
+struct Syncer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: JoinHandle<()>,
+}
+
+impl Syncer {
+    /// Asks the thread to stop and waits for a sync in progress (at most [`STOP_WAIT`]).
+    fn stop(self) {
+        let (flag, cv) = &*self.stop;
+        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        cv.notify_all();
+        let deadline = Instant::now() + STOP_WAIT;
+        while !self.thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.thread.is_finished() {
+            let _ = self.thread.join();
+        } else {
+            tracing::warn!("a sync is still running; exiting without it (the next sync resumes)");
+        }
+    }
+}
+
+/// Syncs with `remote` every `interval` on a thread (sync is blocking: git runs as a child
+/// process). Subscribers see what arrived like any other write: their watchers poll the
+/// refs, and a rewritten tail is in the fork journal.
+fn background_sync(gatos: Gatos, remote: String, interval: Dur) -> Syncer {
+    let stop = Arc::new((Mutex::new(false), Condvar::new()));
+    let flag = stop.clone();
+    let every = interval.to_std();
+    let thread = std::thread::Builder::new()
+        .name("gatosd-sync".into())
+        .spawn(move || {
+            let (lock, cv) = &*flag;
+            loop {
+                let started = Instant::now();
+                match gatos.sync(&gatos::sync::SyncOptions {
+                    remote: Some(remote.clone()),
+                    strict: false,
+                    progress: false,
+                    accept_unsigned: false,
+                }) {
+                    Ok(r) => {
+                        let moved: u64 = r.topics.iter().map(|t| t.received + t.sent).sum();
+                        tracing::info!(
+                            remote = %r.remote,
+                            messages = moved,
+                            adopted = r.adopted,
+                            pushed = r.pushed,
+                            conflicts = r.conflicts.len(),
+                            retry = r.retry.len(),
+                            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                            "synced"
+                        );
+                    }
+                    Err(e) => tracing::warn!(
+                        remote = %remote,
+                        error = %e,
+                        "sync failed; retrying at the next interval"
+                    ),
+                }
+                let mut stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                let deadline = Instant::now() + every;
+                while !*stopped {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    stopped = cv
+                        .wait_timeout(stopped, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                if *stopped {
+                    return;
+                }
+            }
+        });
+    match thread {
+        Ok(thread) => Syncer { stop, thread },
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the sync thread");
+            // A finished thread stands in, so that stopping has nothing to wait for.
+            Syncer {
+                stop,
+                thread: std::thread::spawn(|| {}),
+            }
+        }
+    }
+}
