@@ -447,7 +447,7 @@ fn read_messages(
     let (lo, hi) = ts.int_bounds("seq");
     let lo = u64::try_from(lo.unwrap_or(1).max(1)).unwrap_or(1);
     let hi = hi.map_or(u64::MAX, |h| u64::try_from(h).unwrap_or(0));
-    for (topic, _, head) in source::topic_heads(state) {
+    for (topic, head) in source::topic_heads(state) {
         if !ts.admits_text("topic", topic.as_str()) {
             continue;
         }
@@ -496,7 +496,7 @@ fn read_checkpoints(
     if filter.table("checkpoints").is_none() {
         return Ok(());
     }
-    for (name, oid) in source::checkpoint_refs(state) {
+    for (name, group, topic, oid) in source::checkpoint_refs(state) {
         let unit = format!("c:{name}");
         let fp = oid.to_string();
         match units.get(&unit) {
@@ -504,9 +504,8 @@ fn read_checkpoints(
             Some(_) => tx.push(Event::Remove(unit.clone()))?,
             None => {}
         }
-        if let Some(row) = source::checkpoint_row(gatos, &name, oid)? {
-            tx.emit("checkpoints", row, Some(&unit))?;
-        }
+        let row = source::checkpoint_row(gatos, &group, &topic, oid)?;
+        tx.emit("checkpoints", row, Some(&unit))?;
         tx.push(Event::SetUnit {
             unit,
             fp,
@@ -652,7 +651,7 @@ pub fn resolve_bound(gatos: &Gatos, flag: &str, s: &str) -> Result<i64, Error> {
                 format!("{flag}: bad commit id {s:?}"),
             )
         })?;
-        let mut r = gatos.store().reader();
+        let mut r = gatos.objects();
         if !r.exists(oid) {
             return Err(Error::new(
                 ErrorCode::NotFound,

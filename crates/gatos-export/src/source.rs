@@ -7,105 +7,76 @@ use std::collections::BTreeMap;
 
 use gatos::jobs::archive;
 use gatos::jobs::lifecycle::ClaimLink;
-use gatos::jobs::records::{self, JobRecord, Refs, STDERR_PATH, STDOUT_PATH};
+use gatos::jobs::records::{JobRecord, Refs, STDERR_PATH, STDOUT_PATH};
 use gatos::messages::Cursor;
+use gatos::snapshot::{RefKind, Snapshot};
 use gatos::{Error, Gatos};
 use gatos_types::jobs::{ClaimDoc, ClaimState, JobState, Status};
 use gatos_types::{ErrorCode, Oid, Timestamp, Topic, Ulid};
 
 use crate::schema::Cell;
 
-/// The refs an export reads, by name (`refs/gatos/...`).
-pub type RefState = BTreeMap<String, Oid>;
+/// The refs an export reads: every gatos ref at one moment, classified by kind.
+pub type RefState = Snapshot;
 
 /// Reads every gatos ref once: the state an export is of.
 ///
 /// # Errors
 /// When refs cannot be listed.
 pub fn snapshot(gatos: &Gatos) -> Result<RefState, Error> {
-    Ok(gatos
-        .store()
-        .list_refs("refs/gatos/")?
+    gatos.snapshot()
+}
+
+/// The topics' head refs of a state: `(topic, head)`, by topic.
+pub fn topic_heads(state: &RefState) -> Vec<(Topic, Oid)> {
+    state.topic_heads()
+}
+
+/// A consumer checkpoint ref: `(ref name, group, topic, commit)`.
+pub type CheckpointRef = (String, String, String, Oid);
+
+/// The consumer checkpoint refs of a state, by name.
+pub fn checkpoint_refs(state: &RefState) -> Vec<CheckpointRef> {
+    state
+        .checkpoints()
         .into_iter()
-        .map(|(n, o)| (n.to_string(), o))
-        .collect())
-}
-
-/// The `messages/<topic>/head` refs of a state, by topic.
-pub fn topic_heads(state: &RefState) -> Vec<(Topic, String, Oid)> {
-    state
-        .iter()
-        .filter_map(|(n, o)| {
-            let t = n
-                .strip_prefix("refs/gatos/messages/")?
-                .strip_suffix("/head")?;
-            (!t.contains('/')).then_some(())?;
-            Some((t.parse().ok()?, n.clone(), *o))
-        })
+        .map(|(n, g, t, o)| (n.to_owned(), g.to_string(), t.to_string(), o))
         .collect()
 }
 
-/// The `consumers/<group>/<topic>` refs of a state.
-pub fn checkpoint_refs(state: &RefState) -> Vec<(String, Oid)> {
-    state
-        .iter()
-        .filter(|(n, _)| n.starts_with("refs/gatos/consumers/"))
-        .map(|(n, o)| (n.clone(), *o))
-        .collect()
-}
-
-/// An archive month ref: `(month, ref name, tip)`.
-pub type MonthRef = (String, String, Oid);
+/// An archive month ref: `(month, tip)`.
+pub type MonthRef = (String, Oid);
 
 /// Live jobs' refs and archive month refs of a state.
 pub fn job_refs(state: &RefState) -> (BTreeMap<Ulid, Refs>, Vec<MonthRef>) {
-    let mut live: BTreeMap<Ulid, Refs> = BTreeMap::new();
-    let mut months = Vec::new();
-    for (n, o) in state {
-        if let Some(rest) = n.strip_prefix("refs/gatos/jobs/") {
-            let Some((id, which)) = rest.split_once('/') else {
-                continue;
-            };
-            let Ok(id) = id.parse::<Ulid>() else { continue };
-            let e = live.entry(id).or_insert(Refs {
-                job: None,
-                claim: None,
-                result: None,
-                cancel: None,
-            });
-            match which {
-                "job" => e.job = Some(*o),
-                "claim" => e.claim = Some(*o),
-                "result" => e.result = Some(*o),
-                "cancel" => e.cancel = Some(*o),
-                _ => {}
-            }
-        } else if let Some(m) = n.strip_prefix("refs/gatos/archive/jobs/") {
-            months.push((m.to_owned(), n.clone(), *o));
-        }
-    }
-    (live, months)
+    state.jobs()
 }
 
-/// The names of the refs each table reads (they enter the ref-state digest).
+/// The refs each table reads (they enter the ref-state digest), by name.
 pub fn refs_for(state: &RefState, tables: &[&str], topics: &[Topic]) -> Vec<(String, Oid)> {
     let wants_jobs = tables
         .iter()
         .any(|t| matches!(*t, "jobs" | "attempts" | "results"));
     let wants_trust = tables.contains(&"results");
     state
+        .entries()
         .iter()
-        .filter(|(n, _)| {
-            let r = n.strip_prefix("refs/gatos/").unwrap_or("");
-            (tables.contains(&"messages")
-                && r.strip_prefix("messages/")
-                    .and_then(|t| t.strip_suffix("/head"))
-                    .is_some_and(|t| topics.iter().any(|x| x.as_str() == t)))
-                || (tables.contains(&"checkpoints") && r.starts_with("consumers/"))
-                || (wants_jobs && (r.starts_with("jobs/") || r.starts_with("archive/jobs/")))
-                || (wants_trust && r.starts_with("trust/"))
+        .filter(|e| match &e.kind {
+            Some(RefKind::MessageHead(t)) => tables.contains(&"messages") && topics.contains(t),
+            Some(RefKind::Consumer(..)) => tables.contains(&"checkpoints"),
+            Some(
+                RefKind::Job(_)
+                | RefKind::JobClaim(_)
+                | RefKind::JobResult(_)
+                | RefKind::JobCancel(_)
+                | RefKind::ArchiveJobs(_),
+            ) => wants_jobs,
+            Some(
+                RefKind::TrustKey(_) | RefKind::TrustRevoked(_) | RefKind::TrustRevocation(..),
+            ) => wants_trust,
+            _ => false,
         })
-        .map(|(n, o)| (n.clone(), *o))
+        .map(|e| (e.name.clone(), e.oid))
         .collect()
 }
 
@@ -134,7 +105,7 @@ pub fn message_row(
 /// # Errors
 /// When it is not a message commit.
 pub fn message_meta(gatos: &Gatos, commit: Oid) -> Result<gatos::messages::chain::Meta, Error> {
-    let c = gatos.store().reader().commit(commit)?;
+    let c = gatos.objects().commit(commit)?;
     gatos::messages::chain::meta(&c)
 }
 
@@ -373,7 +344,7 @@ pub fn each_job(
 ) -> Result<(), Error> {
     let (live, months) = job_refs(state);
     let mut archived: BTreeMap<Ulid, Refs> = BTreeMap::new();
-    for (m, _, tip) in &months {
+    for (m, tip) in &months {
         for a in archive::month_at(gatos, m, *tip)? {
             if !live.contains_key(&a.id) {
                 archived.insert(a.id, a.refs());
@@ -408,21 +379,19 @@ pub fn each_job(
 ///
 /// # Errors
 /// When its commit cannot be read.
-pub fn checkpoint_row(gatos: &Gatos, name: &str, oid: Oid) -> Result<Option<Vec<Cell>>, Error> {
-    let Some(rest) = name.strip_prefix("refs/gatos/consumers/") else {
-        return Ok(None);
-    };
-    let Some((group, topic)) = rest.split_once('/') else {
-        return Ok(None);
-    };
-    let mut r = gatos.store().reader();
-    let (doc, _): (serde_json::Value, _) = records::read_doc(&mut r, oid, "checkpoint.json")?;
-    Ok(Some(vec![
+pub fn checkpoint_row(
+    gatos: &Gatos,
+    group: &str,
+    topic: &str,
+    oid: Oid,
+) -> Result<Vec<Cell>, Error> {
+    let (doc, _): (serde_json::Value, _) = gatos.objects().doc(oid, "checkpoint.json")?;
+    Ok(vec![
         Cell::Text(group.to_owned()),
         Cell::Text(topic.to_owned()),
         doc.get("seq")
             .and_then(serde_json::Value::as_i64)
             .map_or(Cell::Null, Cell::Int),
         Cell::opt_text(doc.get("ulid").and_then(serde_json::Value::as_str)),
-    ]))
+    ])
 }

@@ -100,13 +100,13 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
             "manifest: the filter spec's as_of is missing or extra",
         ));
     }
+    let recorded = source::RefState::from_recorded(manifest.refs.iter().cloned());
     for (t, src) in &manifest.topics {
-        let name = format!("refs/gatos/messages/{t}/head");
-        if !manifest
-            .refs
-            .iter()
-            .any(|(n, o)| *n == name && *o == src.head)
-        {
+        let head = t
+            .parse()
+            .map(gatos::snapshot::RefKind::MessageHead)
+            .is_ok_and(|k| recorded.holds(&k, src.head));
+        if !head {
             return Err(mismatch(format!(
                 "manifest: topic {t}'s head is not among the recorded refs"
             )));
@@ -294,7 +294,7 @@ fn recompute(
     // Without as_of every exported job is finished, and a finished job's rows are the
     // same at every moment: the epoch serves.
     let as_of = gatos_types::Timestamp::from_millis(filter.as_of.unwrap_or(0));
-    let state: source::RefState = manifest.refs.iter().cloned().collect();
+    let state = source::RefState::from_recorded(manifest.refs.iter().cloned());
     let mut digests: BTreeMap<&'static str, TableDigest> = filter
         .tables
         .iter()
@@ -324,10 +324,11 @@ fn recompute(
         }
     }
     if filter.table("checkpoints").is_some() {
-        for (name, oid) in source::checkpoint_refs(&state) {
-            if let Some(row) = source::checkpoint_row(g, &name, oid)? {
-                take("checkpoints", &row);
-            }
+        for (_, group, topic, oid) in source::checkpoint_refs(&state) {
+            take(
+                "checkpoints",
+                &source::checkpoint_row(g, &group, &topic, oid)?,
+            );
         }
     }
     if filter.has_job_tables() {
@@ -398,7 +399,7 @@ fn walk_topic(
     first_seq: u64,
     mut f: impl FnMut(u64, Vec<Cell>),
 ) -> Result<(), Error> {
-    let mut r = g.store().reader();
+    let mut r = g.objects();
     let mut at = Some(head);
     while let Some(oid) = at {
         let c = r.commit(oid)?;
