@@ -470,6 +470,32 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     assert_eq!(b["pushed"], 0, "nothing new after the CLI's sync: {b}");
     covered.push("sync.run");
 
+    // keys.list
+    let a = cli(&repo, &["keys", "ls", "--json"])?;
+    let b = d.call("keys.list", json!({}))?;
+    assert_eq!(json!(a), b["keys"], "keys.list");
+    covered.push("keys.list");
+
+    // audit.read: the whole trail (cancels and manifest puts of both faces), one action,
+    // and a page with its cursor.
+    let a = cli(&repo, &["audit", "--json"])?;
+    let b = d.call("audit.read", json!({}))?;
+    assert_eq!(json!(a), b["records"], "audit.read");
+    let a = cli(&repo, &["audit", "--json", "--action", "jobs.cancel"])?;
+    let b = d.call("audit.read", json!({"action": "jobs.cancel"}))?;
+    assert_eq!(json!(a), b["records"], "audit.read of one action");
+    let actors: Vec<&Value> = a.iter().map(|r| &r["actor"]).collect();
+    assert_eq!(actors, vec![&json!("cli:gatos"), &json!("rpc:stdio")]);
+    let first = d.call("audit.read", json!({"limit": 1}))?;
+    let next = first["next_since"]
+        .as_str()
+        .ok_or("a next page")?
+        .to_owned();
+    let a = cli(&repo, &["audit", "--json", "--since", &next])?;
+    let b = d.call("audit.read", json!({"since": next}))?;
+    assert_eq!(json!(a), b["records"], "audit.read after a cursor");
+    covered.push("audit.read");
+
     // gatos.version
     let out = gatos_cmd(&repo, &["--version"]).output()?;
     let text = String::from_utf8(out.stdout)?;

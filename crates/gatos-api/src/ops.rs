@@ -402,6 +402,21 @@ pub const OPS: &[Op] = &[
         schema::<EnqueueRow>,
     ),
     op(
+        n::KEYS_LIST,
+        "Every key this node knows, with trust, publication and revocation.",
+        Read,
+        schema::<t::NoParams>,
+        schema::<t::KeysResult>,
+    ),
+    op(
+        n::AUDIT_READ,
+        "A page of the audit trail (privileged actions), oldest first.",
+        Read,
+        schema::<t::AuditParams>,
+        schema::<t::AuditResult>,
+    )
+    .large(),
+    op(
         n::SYNC_RUN,
         "Sync with a remote now.",
         Write,

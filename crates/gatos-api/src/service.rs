@@ -171,7 +171,7 @@ impl Service {
         if self.config.read_only {
             return Err(gatos::Error::new(
                 ErrorCode::Forbidden,
-                format!("{op} writes, and this node serves reads only (--read-only)"),
+                format!("{op} writes, and this node serves reads only (read-only mode)"),
             )
             .with_detail("read_only", true)
             .into());
@@ -259,6 +259,11 @@ impl Service {
                 encode(&self.manifests_run(actor, decode(params)?)?)?,
                 events(),
             ),
+            n::KEYS_LIST => {
+                let _: NoParams = decode(params)?;
+                (encode(&self.keys_list()?)?, vec![])
+            }
+            n::AUDIT_READ => (encode(&self.audit_read(decode(params)?)?)?, vec![]),
             n::SYNC_RUN => (encode(&self.sync_run(actor, decode(params)?)?)?, vec![]),
             n::GATOS_VERSION => {
                 let _: NoParams = decode(params)?;
@@ -704,6 +709,60 @@ impl Service {
     /// `NotFound`, and what an enqueue fails with.
     pub fn manifests_run(&self, actor: &Actor, p: ManifestRefParams) -> R<EnqueueRow> {
         Ok(self.as_actor(actor).manifests().run(&p.name, p.version)?)
+    }
+
+    // ---- keys and audit ----
+
+    /// `keys.list`.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn keys_list(&self) -> R<KeysResult> {
+        Ok(KeysResult {
+            keys: self.gatos.keys().list()?,
+        })
+    }
+
+    /// `audit.read`: a page of the audit trail after `since` (or from `since_time`), of
+    /// one action when asked.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown `since`; `InvalidInput` for a limit of 0 or above 1,000,
+    /// or both `since` and `since_time`.
+    pub fn audit_read(&self, p: AuditParams) -> R<AuditResult> {
+        const MAX: usize = 1_000;
+        let limit = p.limit.unwrap_or(100);
+        if limit == 0 || limit > MAX {
+            return Err(invalid(format!("limit must be 1 to {MAX}, not {limit}")));
+        }
+        let since = match (p.since, p.since_time) {
+            (Some(_), Some(_)) => return Err(invalid("give since or since_time, not both")),
+            (Some(u), None) => gatos::audit::Since::After(u),
+            (None, Some(t)) => gatos::audit::Since::Time(t),
+            (None, None) => gatos::audit::Since::Start,
+        };
+        let mut records = Vec::new();
+        let mut more = false;
+        gatos::audit::list(&self.gatos, since, |r| {
+            if p.action.as_deref().is_some_and(|a| r.action != a) {
+                return Ok(true);
+            }
+            if records.len() == limit {
+                more = true;
+                return Ok(false);
+            }
+            records.push(r.clone());
+            Ok(true)
+        })?;
+        let next_since = if more {
+            records.last().map(|r: &gatos::audit::AuditRecord| r.ulid)
+        } else {
+            None
+        };
+        Ok(AuditResult {
+            records,
+            next_since,
+        })
     }
 
     // ---- node ----

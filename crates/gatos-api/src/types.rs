@@ -587,3 +587,37 @@ pub struct AckParams {
     /// The message processed.
     pub ulid: Ulid,
 }
+
+/// `keys.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct KeysResult {
+    /// Every key this node knows: its own, the trusted, the published and the revoked.
+    pub keys: Vec<gatos_types::jobs::KeyListRow>,
+}
+
+/// `audit.read` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// Start after this record (the `next_since` of the previous page).
+    #[serde(default)]
+    pub since: Option<Ulid>,
+    /// Only records made at or after this time (RFC 3339).
+    #[serde(default)]
+    pub since_time: Option<Timestamp>,
+    /// Only records of this action (`jobs.cancel`, `keys.trust`, …).
+    #[serde(default)]
+    pub action: Option<String>,
+    /// At most this many (default 100, at most 1,000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `audit.read` result.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AuditResult {
+    /// The records, oldest first.
+    pub records: Vec<gatos::audit::AuditRecord>,
+    /// Pass it as `since` for the next page; null when the trail ends here.
+    pub next_since: Option<Ulid>,
+}

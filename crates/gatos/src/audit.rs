@@ -68,7 +68,7 @@ fn publish(gatos: &Gatos, action: &str, target: &str, before: Value, after: Valu
 }
 
 /// One audit record as `git gatos audit --json` prints it (DESIGN §8).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct AuditRecord {
     /// The audit message's ULID (its time is when the action was recorded).
     pub ulid: Ulid,

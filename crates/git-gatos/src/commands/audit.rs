@@ -1,11 +1,12 @@
 //! `git gatos audit`.
 
 use gatos::Error;
-use gatos::audit::{self, AuditRecord, Since};
+use gatos::audit::AuditRecord;
+use gatos_api::types::AuditParams;
 use gatos_types::Ulid;
 use serde_json::Value;
 
-use super::Ctx;
+use super::{Ctx, api};
 use crate::cli::AuditArgs;
 use crate::output::Output;
 
@@ -17,37 +18,58 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// Lists the audit trail, oldest first.
+/// Lists the audit trail, oldest first: the `audit.read` operation, page after page.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &AuditArgs) -> Result<(), Error> {
-    let g = ctx.gatos()?;
-    let since = match &a.since {
-        None => Since::Start,
+    let svc = ctx.service()?;
+    let now = svc.gatos().now();
+    let (since, since_time) = match &a.since {
+        None => (None, None),
         Some(s) => match s.parse::<Ulid>() {
-            Ok(u) => Since::After(u),
+            Ok(u) => (Some(u), None),
             // A DUR means that long ago: a window ending now.
-            Err(_) => Since::Time(match gatos_types::Dur::parse(s) {
-                Ok(d) => g.now().minus(d),
-                Err(_) => gatos_types::time::parse_time(s, g.now())
-                    .map_err(|e| Error::from(e).context("--since (a ULID, a TIME or a DUR ago)"))?,
-            }),
+            Err(_) => (
+                None,
+                Some(match gatos_types::Dur::parse(s) {
+                    Ok(d) => now.minus(d),
+                    Err(_) => gatos_types::time::parse_time(s, now).map_err(|e| {
+                        Error::from(e).context("--since (a ULID, a TIME or a DUR ago)")
+                    })?,
+                }),
+            ),
         },
     };
-    audit::list(&g, since, |r: &AuditRecord| {
-        if a.action.as_deref().is_some_and(|want| r.action != want) {
-            return Ok(true);
+    let mut p = AuditParams {
+        since,
+        since_time,
+        action: a.action.clone(),
+        limit: Some(1_000),
+    };
+    loop {
+        let page = svc.audit_read(p.clone()).map_err(api)?;
+        for r in &page.records {
+            print(out, r)?;
         }
-        out.row(r, |w| {
-            write!(
-                w,
-                "{}  {}  {:<24} {}  {} -> {}",
-                gatos::messages::ulid_time(r.ulid),
-                text(&r.actor),
-                text(&r.action),
-                text(&r.target),
-                text(&r.before),
-                text(&r.after)
-            )
-        })?;
-        Ok(true)
+        match page.next_since {
+            Some(next) => {
+                p.since = Some(next);
+                p.since_time = None;
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+fn print(out: &mut Output, r: &AuditRecord) -> Result<(), Error> {
+    out.row(r, |w| {
+        write!(
+            w,
+            "{}  {}  {:<24} {}  {} -> {}",
+            gatos::messages::ulid_time(r.ulid),
+            text(&r.actor),
+            text(&r.action),
+            text(&r.target),
+            text(&r.before),
+            text(&r.after)
+        )
     })
 }

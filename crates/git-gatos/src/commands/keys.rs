@@ -26,7 +26,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &KeysCommand) -> Result<(), Error> 
             out.row(&row, |w| write!(w, "{} {}", row.key, row.path))
         }
         KeysCommand::Ls => {
-            for row in g.keys().list()? {
+            for row in ctx.service()?.keys_list().map_err(super::api)?.keys {
                 out.row(&row, |w| {
                     let mut tags = Vec::new();
                     if row.current {
