@@ -89,7 +89,7 @@ fn main() -> R {
             }
             let secs = start.elapsed().as_secs_f64();
             lat.sort();
-            json!({"workload": "publish", "durable": g.store().is_durable(), "count": n, "seconds": secs,
+            json!({"workload": "publish", "durable": g.is_durable(), "count": n, "seconds": secs,
                    "rate": n as f64 / secs, "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
         }
         "threads" => {
@@ -213,7 +213,7 @@ fn main() -> R {
             g.set_maintenance_hook(Some(std::sync::Arc::new(move |gatos: &Gatos| {
                 let _ = std::process::Command::new(&exe)
                     .args(["maintenance", "--auto", "--quiet"])
-                    .env("GIT_DIR", gatos.store().git_dir())
+                    .env("GIT_DIR", gatos.git_dir())
                     .stdin(std::process::Stdio::null())
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())

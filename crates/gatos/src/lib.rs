@@ -275,8 +275,9 @@ impl Gatos {
         }
     }
 
-    /// Returns the store (for maintenance and diagnostics).
-    pub fn store(&self) -> &Store {
+    /// Returns the store. Crate-private: faces and the exporter get purpose-built methods
+    /// (ADR 0025, Boundary).
+    pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }
 

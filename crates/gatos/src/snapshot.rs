@@ -190,3 +190,43 @@ impl Gatos {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_refs_are_classified_by_kind() -> std::result::Result<(), Box<dyn std::error::Error>>
+    {
+        let o: Oid = "1111111111111111111111111111111111111111".parse()?;
+        let id: Ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse()?;
+        let t: Topic = "ci.events".parse()?;
+        let g: Group = "billing".parse()?;
+        let s = Snapshot::from_recorded([
+            (names::message_head(&t).to_string(), o),
+            (names::consumer(&g, &t).to_string(), o),
+            (names::job(id).to_string(), o),
+            (names::job_result(id).to_string(), o),
+            (names::archive_jobs("2026-11").to_string(), o),
+            ("refs/gatos/unknown/x".to_owned(), o),
+        ]);
+        assert_eq!(s.entries().len(), 6);
+        assert_eq!(s.topic_heads(), vec![(t.clone(), o)]);
+        assert!(s.holds(&RefKind::MessageHead(t.clone()), o));
+        assert_eq!(s.checkpoints().len(), 1);
+        assert_eq!(s.checkpoints()[0].1, g);
+        let (live, months) = s.jobs();
+        let refs = live.get(&id).ok_or("job")?;
+        assert_eq!(
+            (refs.job, refs.claim, refs.result),
+            (Some(o), None, Some(o))
+        );
+        assert_eq!(months, vec![("2026-11".to_owned(), o)]);
+        assert!(
+            s.entries()
+                .iter()
+                .any(|e| e.name == "refs/gatos/unknown/x" && e.kind.is_none())
+        );
+        Ok(())
+    }
+}

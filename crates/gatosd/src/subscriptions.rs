@@ -131,12 +131,12 @@ pub const SAFETY_POLL: Duration = Duration::from_secs(30);
 const STAMP_GUARD: Duration = Duration::from_millis(100);
 
 async fn poll_heads(w: Arc<Watchers>) {
-    let mut stamp = w.gatos.store().topics_stamp();
+    let mut stamp = w.gatos.topics_stamp();
     let mut hot_until = tokio::time::Instant::now() + STAMP_GUARD;
     let mut next_safety = tokio::time::Instant::now() + SAFETY_POLL;
     loop {
         let now = tokio::time::Instant::now();
-        let seen = w.gatos.store().topics_stamp();
+        let seen = w.gatos.topics_stamp();
         if seen != stamp {
             stamp = seen;
             hot_until = now + STAMP_GUARD.max(w.poll);
@@ -185,11 +185,7 @@ async fn poll_heads(w: Arc<Watchers>) {
         let heads = tokio::task::spawn_blocking(move || {
             due.into_iter()
                 .map(|t| {
-                    let head = gatos
-                        .store()
-                        .read_ref_str(&gatos_store_head(&t))
-                        .ok()
-                        .flatten();
+                    let head = gatos.messages().head_commit(&t).ok().flatten();
                     (t, head)
                 })
                 .collect::<Vec<_>>()
@@ -218,10 +214,6 @@ async fn poll_heads(w: Arc<Watchers>) {
             x.due = now + x.every;
         }
     }
-}
-
-fn gatos_store_head(topic: &Topic) -> String {
-    format!("refs/gatos/messages/{topic}/head")
 }
 
 /// The live subscriptions of one connection.

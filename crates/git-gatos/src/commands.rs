@@ -73,7 +73,7 @@ impl Ctx {
     /// As [`Ctx::gatos`].
     pub fn actor(&self) -> Result<gatos_api::Actor, Error> {
         Ok(gatos_api::Actor::Cli(
-            self.gatos()?.store().identity().name.clone(),
+            self.gatos()?.identity_name().to_owned(),
         ))
     }
 }
@@ -86,8 +86,8 @@ fn spawn_maintenance(gatos: &Gatos) {
     };
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["maintenance", "--auto", "--quiet"])
-        .current_dir(gatos.store().git_dir())
-        .env("GIT_DIR", gatos.store().git_dir())
+        .current_dir(gatos.git_dir())
+        .env("GIT_DIR", gatos.git_dir())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());

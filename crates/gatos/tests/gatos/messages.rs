@@ -651,7 +651,7 @@ fn durable_mode_publishes_the_same_way() -> TestResult {
     let repo = TempRepo::new()?;
     repo.git(&["config", "gatos.fsync", "true"])?;
     let g = open(&repo)?;
-    assert!(g.store().is_durable());
+    assert!(g.is_durable());
     let t = topic("durable");
     g.messages()
         .publish(&t, json!(1), &PublishOptions::default())?;

@@ -26,7 +26,7 @@ pub async fn health(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, R
     .await?;
     result(&HealthResult {
         status: "ok".into(),
-        repository: shared.gatos.store().git_dir().display().to_string(),
+        repository: shared.gatos.git_dir().display().to_string(),
         node,
         uptime_seconds: shared.started.elapsed().as_secs(),
         connections: shared.connections.load(Ordering::Relaxed),

@@ -84,7 +84,7 @@ fn short_hash(p: &Path) -> String {
 /// # Errors
 /// When the fallback directory cannot be made private.
 pub fn default_path(gatos: &Gatos) -> Result<PathBuf, String> {
-    let preferred = gatos.store().gatos_dir().join("gatosd.sock");
+    let preferred = gatos.gatos_dir().join("gatosd.sock");
     if preferred.as_os_str().len() <= MAX_SOCKET_PATH {
         return Ok(preferred);
     }
@@ -95,7 +95,7 @@ pub fn default_path(gatos: &Gatos) -> Result<PathBuf, String> {
     {
         return Ok(dir.join(name));
     }
-    let uid = std::fs::metadata(gatos.store().git_dir())
+    let uid = std::fs::metadata(gatos.git_dir())
         .map(|m| m.uid())
         .unwrap_or(0);
     let dir = std::env::temp_dir().join(format!("gatos-{uid}"));

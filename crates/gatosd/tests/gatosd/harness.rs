@@ -71,7 +71,7 @@ impl Daemon {
                 }
             }
             None => gatosd::transport::token::ensure(&gatosd::transport::token::default_path(
-                &gatos.store().gatos_dir(),
+                &gatos.gatos_dir(),
             ))?,
         };
         let (token_text, token_file) =
