@@ -666,3 +666,50 @@ fn durable_mode_publishes_the_same_way() -> TestResult {
     assert_eq!(all(&g, &t)?.len(), 41);
     repo.assert_fsck_strict()
 }
+
+#[test]
+fn prune_respects_consumer_groups_fetched_from_a_remote() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, "2026-01-01T00:00:00Z")?;
+    let t = topic("old");
+    g.messages().configure(
+        &t,
+        &ConfigChange {
+            max_messages: Some(4),
+            retain_messages: Some(Some(5)),
+            ..Default::default()
+        },
+    )?;
+    let rows: Vec<_> = (0..14)
+        .map(|i| {
+            g.messages()
+                .publish(&t, json!(i), &PublishOptions::default())
+        })
+        .collect::<Result<_, _>>()?;
+    // A group known only from a remote (its checkpoint fetched by sync), far behind.
+    let group: gatos_types::Group = "far".parse()?;
+    g.checkpoints().set(&group, &t, rows[1].ulid, false)?;
+    let local = "refs/gatos/consumers/far/old";
+    let oid = repo.git(&["rev-parse", local])?;
+    repo.git(&[
+        "update-ref",
+        "refs/gatos-sync/origin/consumers/far/old",
+        oid.trim(),
+    ])?;
+    repo.git(&["update-ref", "-d", local])?;
+    let err = g
+        .messages()
+        .prune(&t, &PruneOptions::default())
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Forbidden);
+    assert!(err.to_string().contains("'far'"), "{err}");
+    let done = g.messages().prune(
+        &t,
+        &PruneOptions {
+            force: true,
+            ..Default::default()
+        },
+    )?;
+    assert_eq!(done.groups_behind, vec![group]);
+    repo.assert_fsck_strict()
+}
