@@ -427,3 +427,39 @@ fn follow_with_manual_ack_goes_on_from_what_it_printed_and_waits_for_acks() -> T
     );
     repo.assert_fsck_strict()
 }
+
+/// The library says a move back needs a forced move (no flag names in its messages); the
+/// CLI names its own flag in a hint.
+#[test]
+fn moving_a_checkpoint_back_is_refused_with_a_hint_naming_the_flag() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    publish(&repo, "orders", (0..3).map(|i| format!("{{\"n\":{i}}}")))?;
+    let u = ulids(&repo, "orders")?;
+    let set = |ulid: &str, force: bool| {
+        let mut args = vec!["messages", "checkpoint", "set", "billing", "orders", ulid];
+        if force {
+            args.push("--force");
+        }
+        gatos(&repo, &args)
+    };
+    assert!(set(&u[2], false)?.status.success());
+    let out = set(&u[0], false)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error[NotFastForward]")
+            && first.contains("needs a forced move")
+            && !first.contains("--"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: --force moves a checkpoint back"),
+        "{err}"
+    );
+    assert_eq!(checkpoint(&repo, "billing", "orders")?, 3);
+    assert!(set(&u[0], true)?.status.success());
+    assert_eq!(checkpoint(&repo, "billing", "orders")?, 1);
+    Ok(())
+}

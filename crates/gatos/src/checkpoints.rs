@@ -14,6 +14,33 @@ use crate::Gatos;
 use crate::error::{Error, Result};
 use crate::messages::{Cursor, Follower, MAX_PAGE, MessageView, wait_ref};
 
+/// Why a checkpoint did not move.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    /// A move back, which only a forced move makes (and audits).
+    #[error(
+        "checkpoint of group '{group}' on topic '{topic}' is at seq {at}; moving it back to seq {to} needs a forced move"
+    )]
+    Backwards {
+        /// The group.
+        group: Group,
+        /// The topic.
+        topic: Topic,
+        /// Where the checkpoint is.
+        at: u64,
+        /// Where it was asked to go.
+        to: u64,
+    },
+}
+
+impl gatos_types::Coded for MoveError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            MoveError::Backwards { .. } => ErrorCode::NotFastForward,
+        }
+    }
+}
+
 /// The file of a checkpoint commit.
 pub const CHECKPOINT_PATH: &str = "checkpoint.json";
 
@@ -178,13 +205,13 @@ impl<'g> Checkpoints<'g> {
         let action = match back {
             Backwards::Stay if doc.seq <= old.seq => return Ok(Moved::No(old)),
             Backwards::Refuse if backwards => {
-                return Err(Error::new(
-                    ErrorCode::NotFastForward,
-                    format!(
-                        "checkpoint of group '{group}' on topic '{topic}' is at seq {}; moving it back to seq {} needs --force",
-                        old.seq, doc.seq
-                    ),
-                ));
+                return Err(MoveError::Backwards {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    at: old.seq,
+                    to: doc.seq,
+                }
+                .into());
             }
             Backwards::Force(action) => action,
             // Forward: nothing is audited.

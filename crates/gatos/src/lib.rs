@@ -412,7 +412,7 @@ impl Gatos {
         self.store().resolve_commit(rev).map_err(|e| {
             Error::new(
                 ErrorCode::NotFound,
-                format!("{e}; --checkout takes HEAD, a branch, a tag or a commit id"),
+                format!("{e}; a checkout is HEAD, a branch, a tag or a commit id"),
             )
         })
     }

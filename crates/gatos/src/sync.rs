@@ -147,7 +147,7 @@ impl Gatos {
             return Err(Error::new(
                 ErrorCode::Conflict,
                 format!(
-                    "{} conflict(s) and {} rejected ref(s) with {} (--strict): {}",
+                    "{} conflict(s) and {} rejected ref(s) with {} (a strict sync): {}",
                     report.conflicts.len(),
                     report.rejected_count,
                     report.remote,

@@ -248,13 +248,17 @@ impl Secrets {
             if !secrets::is_valid_secret_name(name) {
                 return Err(Error::new(
                     ErrorCode::InvalidInput,
-                    format!("--secret-env {name:?} is not a secret name"),
+                    format!(
+                        "the secret {name:?} to take from the environment is not a secret name"
+                    ),
                 ));
             }
             let Ok(v) = std::env::var(name) else {
                 return Err(Error::new(
                     ErrorCode::InvalidInput,
-                    format!("--secret-env {name}: the worker's environment has no {name}"),
+                    format!(
+                        "the secret {name} to take from the environment: the worker's environment has no {name}"
+                    ),
                 ));
             };
             values.entry(name.clone()).or_insert(v);
@@ -417,13 +421,13 @@ pub fn run(
     if opts.concurrency == 0 || opts.concurrency > 256 {
         return Err(Error::new(
             ErrorCode::InvalidInput,
-            "--concurrency must be between 1 and 256",
+            "concurrency must be between 1 and 256",
         ));
     }
     if opts.lease < crate::jobs::lifecycle::MIN_LEASE {
         return Err(Error::new(
             ErrorCode::InvalidInput,
-            "--lease must be at least 1 second",
+            "the lease must be at least 1 second",
         ));
     }
     let key = gatos.keys().signing_key()?.ok_or_else(|| {
@@ -443,7 +447,7 @@ pub fn run(
         if !dir.is_dir() {
             return Err(Error::new(
                 ErrorCode::InvalidInput,
-                format!("--workdir {} is not a directory", dir.display()),
+                format!("the work directory {} is not a directory", dir.display()),
             ));
         }
         let d = canon(dir);
@@ -451,7 +455,7 @@ pub fn run(
             return Err(Error::new(
                 ErrorCode::InvalidInput,
                 format!(
-                    "--workdir {} contains the repository's git directory, which holds the signing key; give a directory outside it (jobs get the sources as a checkout: jobs enqueue --checkout)",
+                    "the work directory {} contains the repository's git directory, which holds the signing key; give a directory outside it (jobs get the sources as their manifest's checkout)",
                     dir.display()
                 ),
             ));
@@ -473,7 +477,7 @@ pub fn run(
     let sandbox = match opts.sandbox {
         sandbox::Mode::Off => {
             tracing::warn!(
-                "--sandbox off: jobs can read everything this user can, the signing key included"
+                "the sandbox is off: jobs can read everything this user can, the signing key included"
             );
             None
         }
@@ -482,12 +486,12 @@ pub fn run(
             None if mode == sandbox::Mode::Required => {
                 return Err(Error::new(
                     ErrorCode::InvalidInput,
-                    "--sandbox required: this kernel offers no Landlock (Linux 5.13 or later, with landlock in its lsm= list)",
+                    "the sandbox is required, and this kernel offers no Landlock (Linux 5.13 or later, with landlock in its lsm= list)",
                 ));
             }
             None => {
                 tracing::warn!(
-                    "this kernel offers no Landlock: jobs run without a sandbox and can read everything this user can (--sandbox required refuses to start instead)"
+                    "this kernel offers no Landlock: jobs run without a sandbox and can read everything this user can (a worker that requires the sandbox refuses to start instead)"
                 );
                 None
             }
@@ -528,9 +532,9 @@ pub fn run(
     // The operator's secrets must not lie where every job may read them (Landlock cannot
     // carve a file out of an allowed directory such as /etc or /run).
     if let Some(rules) = &base_rules {
-        for (flag, path) in [
-            ("--secrets", opts.secrets_file.as_ref()),
-            ("--secrets-dir", opts.secrets_dir.as_ref()),
+        for (what, path) in [
+            ("the secrets file", opts.secrets_file.as_ref()),
+            ("the secrets directory", opts.secrets_dir.as_ref()),
         ] {
             let Some(path) = path else { continue };
             let real = canon(path);
@@ -543,7 +547,7 @@ pub fn run(
                 return Err(Error::new(
                     ErrorCode::InvalidInput,
                     format!(
-                        "{flag} {} lies in {}, which every job may read; keep secrets outside the sandbox's allowlist (for example in a 0700 directory under the worker user's home)",
+                        "{what} {} lies in {}, which every job may read; keep secrets outside the sandbox's allowlist (for example in a 0700 directory under the worker user's home)",
                         path.display(),
                         open.display()
                     ),
@@ -1004,7 +1008,7 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
             None => Ok(s.to_owned()),
             Some(name) => {
                 let v = sh.secrets.resolve(name).ok_or_else(|| {
-                    format!("gatos: secret {name} cannot be resolved on this worker (give it with worker --secrets FILE, --secrets-dir DIR or --secret-env {name})\n")
+                    format!("gatos: secret {name} cannot be resolved on this worker (give the worker a secrets file or directory that holds it, or {name} from its environment)\n")
                 })?;
                 if !used.iter().any(|(n, _)| n == name) {
                     used.push((name.to_owned(), v.clone()));

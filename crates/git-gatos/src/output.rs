@@ -150,6 +150,9 @@ impl Output {
     pub fn fail(&mut self, err: &Error) -> ExitCode {
         let _ = self.out.flush();
         stderr_line!("error[{}]: {}", err.code(), err);
+        if let Some(h) = flag_hint(err) {
+            self.hint(h);
+        }
         if self.verbose > 0 {
             let mut cause = std::error::Error::source(err);
             while let Some(c) = cause {
@@ -173,6 +176,37 @@ impl Output {
             return ExitCode::from(2);
         }
         ExitCode::from(err.code().exit_status())
+    }
+}
+
+/// The flag that answers a refusal, in this command line's words: the library names an
+/// option by its meaning ("a forced move"), the CLI by its flag. Only typed refusals get
+/// one, so a hint never guesses from a message's text.
+fn flag_hint(err: &Error) -> Option<&'static str> {
+    use gatos::checkpoints::MoveError;
+    use gatos::jobs::logs;
+    use gatos::messages::PruneError;
+    let inner = err.inner();
+    if let Some(e) = inner.downcast_ref::<MoveError>() {
+        return Some(match e {
+            MoveError::Backwards { .. } => "--force moves a checkpoint back (audited)",
+        });
+    }
+    if let Some(e) = inner.downcast_ref::<PruneError>() {
+        return Some(match e {
+            PruneError::GroupsBehind { .. } => "--force prunes anyway (audited)",
+        });
+    }
+    match inner.downcast_ref::<logs::Error>()? {
+        logs::Error::NotStarted { .. } | logs::Error::Elsewhere { .. } => {
+            Some("jobs logs --follow waits for the log")
+        }
+        logs::Error::NoSuchJob { .. }
+        | logs::Error::NoSuchAttempt { .. }
+        | logs::Error::BadOptions(_)
+        | logs::Error::NoLog { .. }
+        | logs::Error::Spool { .. }
+        | logs::Error::Read(_) => None,
     }
 }
 

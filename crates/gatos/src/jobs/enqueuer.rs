@@ -125,7 +125,7 @@ impl Verdict {
                 s.enqueuer.key, s.enqueuer.actor, s.enqueuer.key
             )),
             Verdict::Unsigned => Some(
-                "no enqueuer signature (only jobs held before signed enqueues may run unsigned; worker --allow-untrusted-enqueuers runs it anyway)".to_owned(),
+                "no enqueuer signature (only jobs held before signed enqueues may run unsigned; a worker that allows untrusted enqueuers runs it anyway)".to_owned(),
             ),
             Verdict::Invalid(why) => Some(format!("enqueuer signature invalid: {why}")),
         }

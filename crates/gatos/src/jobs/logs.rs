@@ -300,14 +300,14 @@ pub enum Error {
     #[error("{0}")]
     BadOptions(&'static str),
     /// Nobody has claimed the job yet.
-    #[error("job {job} has not started: nothing is logged yet (--follow waits for it)")]
+    #[error("job {job} has not started: nothing is logged yet (following the log waits for it)")]
     NotStarted {
         /// The job.
         job: Ulid,
     },
     /// The attempt runs, but not on this node: its log arrives with its result.
     #[error(
-        "no log of job {job} attempt {attempt} is available on this node yet: no worker here runs it (worker {worker} holds it); its logs arrive with its result (git gatos sync; --follow waits for it)"
+        "no log of job {job} attempt {attempt} is available on this node yet: no worker here runs it (worker {worker} holds it); its logs arrive with its result (a sync brings them; following the log waits for it)"
     )]
     Elsewhere {
         /// The job.

@@ -100,7 +100,7 @@ pub fn change(gatos: &Gatos, queue: &Queue, change: &Change) -> Result<(QueueCon
     {
         return Err(Error::new(
             ErrorCode::InvalidInput,
-            "--backoff-base must not exceed --backoff-max",
+            "backoff_base must not exceed backoff_max",
         ));
     }
     if new == old && at.is_some() {

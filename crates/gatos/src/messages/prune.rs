@@ -14,6 +14,41 @@ use super::chain::{self, Meta};
 use super::{Messages, index, ulid_time};
 use crate::error::{Error, Result};
 
+/// Why a prune was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// Consumer groups have not consumed what would be dropped; a forced prune drops it
+    /// anyway (and audits it).
+    #[error(
+        "pruning topic '{topic}' through seq {through} would drop messages that consumer group {} has not consumed; a forced prune drops them anyway",
+        groups_at(behind)
+    )]
+    GroupsBehind {
+        /// The topic.
+        topic: Topic,
+        /// The last seq the prune would drop.
+        through: u64,
+        /// The groups behind, each with its checkpoint's seq.
+        behind: Vec<(Group, u64)>,
+    },
+}
+
+fn groups_at(behind: &[(Group, u64)]) -> String {
+    behind
+        .iter()
+        .map(|(g, s)| format!("'{g}' (at seq {s})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl gatos_types::Coded for PruneError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            PruneError::GroupsBehind { .. } => ErrorCode::Forbidden,
+        }
+    }
+}
+
 /// The file of a summary commit holding its document.
 pub const SUMMARY_PATH: &str = "summary.json";
 /// The file of a summary commit listing pruned ULIDs: sorted 24-byte entries, the ULID (16
@@ -154,17 +189,12 @@ impl Messages<'_> {
             }
         }
         if !behind.is_empty() && !opts.force {
-            let list: Vec<String> = behind
-                .iter()
-                .map(|(g, s)| format!("'{g}' (at seq {s})"))
-                .collect();
-            return Err(Error::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "pruning topic '{topic}' through seq {through} would drop messages that consumer group {} has not consumed; use --force to prune anyway",
-                    list.join(", ")
-                ),
-            ));
+            return Err(PruneError::GroupsBehind {
+                topic: topic.clone(),
+                through,
+                behind,
+            }
+            .into());
         }
         row.groups_behind = behind.into_iter().map(|(g, _)| g).collect();
         if opts.dry_run {

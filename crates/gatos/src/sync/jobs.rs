@@ -286,7 +286,7 @@ impl Sync<'_> {
             &name,
             "kept-local",
             format!(
-                "the hub holds another result ({remote}); this node keeps its own; git gatos jobs resolve {id} --keep local|{remote}"
+                "the hub holds another result ({remote}); this node keeps its own until job {id} is resolved (keeping local or {remote})"
             ),
         );
         if created {

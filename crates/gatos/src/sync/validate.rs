@@ -180,7 +180,7 @@ fn signed_by_trusted(
         Ok(None) => Err(bad(
             ErrorCode::Forbidden,
             format!(
-                "{kind} commit {} is not signed (from a remote it counts only when a key this node trusts signed it; history from before signatures: sync --accept-unsigned-history)",
+                "{kind} commit {} is not signed (from a remote it counts only when a key this node trusts signed it; history from before signatures is accepted by a sync that accepts unsigned history)",
                 c.id
             ),
         )),

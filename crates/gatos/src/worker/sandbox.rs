@@ -55,7 +55,9 @@ impl std::str::FromStr for Mode {
             "required" => Ok(Mode::Required),
             "auto" => Ok(Mode::Auto),
             "off" => Ok(Mode::Off),
-            _ => Err(format!("--sandbox takes required, auto or off, not {s:?}")),
+            _ => Err(format!(
+                "a sandbox mode is required, auto or off, not {s:?}"
+            )),
         }
     }
 }
@@ -171,9 +173,7 @@ impl Rules {
             _ => Enforced::None,
         };
         if self.required && enforced == Enforced::None {
-            return Err(
-                "the sandbox is required (worker --sandbox required) but this kernel does not enforce Landlock".into(),
-            );
+            return Err("the sandbox is required but this kernel does not enforce Landlock".into());
         }
         Ok(enforced)
     }

@@ -27,6 +27,14 @@ fn checkpoints_move_forward_only_unless_forced() -> TestResult {
         .set(&group, &t, rows[0].ulid, false)
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFastForward);
+    assert!(
+        matches!(
+            err.inner().downcast_ref::<gatos::checkpoints::MoveError>(),
+            Some(gatos::checkpoints::MoveError::Backwards { at: 3, to: 1, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().ends_with("needs a forced move"), "{err}");
     let same = g.checkpoints().set(&group, &t, rows[2].ulid, false)?;
     assert_eq!(same.seq, 3);
     let back = g.checkpoints().set(&group, &t, rows[0].ulid, true)?;
