@@ -2,9 +2,9 @@
 # Enforces the crate boundaries of ADR 0002 and ADR 0025 (Boundary):
 # - Cargo dependencies: gix only under gatos-store, tokio only under gatosd (and test
 #   helpers), clap only under git-gatos;
-# - source paths (a grep over non-test code, no build): gix named only in gatos-store;
-#   `gatos_store::` named only in gatos-store and gatos; `.store()` called only inside the
-#   gatos crate; `refs/gatos` spelled only in gatos-store's refs/names.rs.
+# - source paths (a grep over non-test code, no build): gix named and git spawned only in
+#   gatos-store; `gatos_store::` named only in gatos-store and gatos; `.store()` called
+#   only inside the gatos crate; `refs/gatos` spelled only in gatos-store's refs/names.rs.
 # Non-test code is crates/*/src/** up to a file's `#[cfg(test)]`, outside gatos-testutil.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +66,9 @@ others() { for c in $all_crates; do
 # shellcheck disable=SC2046
 source_check "gix named outside gatos-store" \
   "$(code_lines '(^|[^A-Za-z0-9_])gix(_[a-z_]+)?::' $(others gatos-store))"
+# shellcheck disable=SC2046
+source_check "git spawned outside gatos-store" \
+  "$(code_lines 'Command::new\("git"\)|"GATOS_GIT"' $(others gatos-store))"
 # shellcheck disable=SC2046
 source_check "gatos_store:: named outside gatos-store and gatos (faces go through Gatos)" \
   "$(code_lines 'gatos_store::|use gatos_store' $(others gatos-store gatos))"
