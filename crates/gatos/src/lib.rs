@@ -97,7 +97,7 @@ pub struct Settings {
     /// `gatos.maintenance.auto`: whether writers start compaction when it is due.
     pub auto_maintenance: bool,
     /// Thresholds of automatic maintenance.
-    pub maintenance: gatos_store::maintenance::Thresholds,
+    pub maintenance: maintenance::Thresholds,
     /// `gatos.lease.skew`: how long past `lease_until` a lease still counts (default 0).
     pub lease_skew: gatos_types::Dur,
     /// `gatos.jobs.archiveAfter`: finished jobs older than this are archived (default 7d).
@@ -196,11 +196,12 @@ impl Gatos {
         Gatos::from_store(Store::open(dir)?, opts)
     }
 
-    /// Wraps an opened store.
+    /// Wraps an opened store (crate-private, as [`Gatos::store`]: a face opens a repository
+    /// by path).
     ///
     /// # Errors
     /// `InvalidInput` for malformed gatos settings.
-    pub fn from_store(store: Store, opts: OpenOptions) -> Result<Gatos> {
+    pub(crate) fn from_store(store: Store, opts: OpenOptions) -> Result<Gatos> {
         let defaults = gatos_store::maintenance::Thresholds::default();
         let settings = Settings {
             dedupe_window: config_u64(
