@@ -489,6 +489,18 @@ pub struct WatchParams {
     pub since: Option<Ulid>,
 }
 
+impl WatchParams {
+    /// The job-event filter every face applies to `gatos.jobs` (`jobs.watch`, `git gatos
+    /// jobs watch`): the event of a message, if it is one and passes. A message that is not
+    /// a job event (published there by hand) is skipped.
+    pub fn admits(&self, payload: &str) -> Option<gatos_types::jobs::JobEvent> {
+        let ev: gatos_types::jobs::JobEvent = serde_json::from_str(payload).ok()?;
+        let passes = self.queue.as_ref().is_none_or(|q| *q == ev.queue)
+            && self.job.is_none_or(|j| j == ev.job);
+        passes.then_some(ev)
+    }
+}
+
 /// `jobs.event` notification params.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobEventNotice {

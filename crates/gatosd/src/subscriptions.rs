@@ -239,24 +239,18 @@ pub struct Subscription {
     pub jobs: Option<JobFilter>,
 }
 
-/// What a `jobs.watch` delivers.
-#[derive(Debug, Clone, Default)]
-pub struct JobFilter {
-    /// Only this queue.
-    pub queue: Option<gatos_types::Queue>,
-    /// Only this job.
-    pub job: Option<Ulid>,
+/// What a `jobs.watch` delivers: the operation's own filter.
+pub type JobFilter = gatos_api::types::WatchParams;
+
+/// The `jobs.event` line of a watch.
+trait EventLine {
+    fn line(&self, subscription: &str, m: &MessageView<'_>) -> Option<String>;
 }
 
-impl JobFilter {
+impl EventLine for JobFilter {
     /// The `jobs.event` line for a message of `gatos.jobs`, if it passes.
     fn line(&self, subscription: &str, m: &MessageView<'_>) -> Option<String> {
-        let ev: gatos_types::jobs::JobEvent = serde_json::from_str(m.payload.get()).ok()?;
-        if self.queue.as_ref().is_some_and(|q| *q != ev.queue)
-            || self.job.is_some_and(|j| j != ev.job)
-        {
-            return None;
-        }
+        let ev = self.admits(m.payload.get())?;
         let mut event = serde_json::to_value(&ev).ok()?;
         if let Some(obj) = event.as_object_mut() {
             obj.insert("ulid".into(), serde_json::Value::String(m.ulid.to_string()));

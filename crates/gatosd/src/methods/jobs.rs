@@ -10,7 +10,6 @@ use serde_json::value::RawValue;
 
 use super::After;
 use crate::connection::Conn;
-use crate::subscriptions::JobFilter;
 
 /// `jobs.watch {queue?, job?, since?}` → `{subscription, since}`, then `jobs.event`
 /// notifications; end it with `messages.unsubscribe {subscription}`.
@@ -20,14 +19,5 @@ pub async fn watch(conn: &Arc<Conn>, params: Params) -> Result<(Box<RawValue>, A
         Some(u) => gatos::messages::Cursor::Ulid(u),
         None => gatos::messages::Cursor::End,
     };
-    super::messages::subscribe_to(
-        conn,
-        events_topic(),
-        since,
-        Some(JobFilter {
-            queue: p.queue,
-            job: p.job,
-        }),
-    )
-    .await
+    super::messages::subscribe_to(conn, events_topic(), since, Some(p)).await
 }

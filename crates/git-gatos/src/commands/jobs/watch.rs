@@ -21,8 +21,12 @@ struct Row<'a> {
 
 /// Follows `gatos.jobs`, printing events as they come (only new ones unless `--since`).
 pub fn run(ctx: &Ctx, out: &mut Output, a: &WatchArgs) -> Result<(), Error> {
-    let queue: Option<Queue> = a.queue.as_deref().map(parse).transpose()?;
-    let job: Option<Ulid> = a.job.as_deref().map(parse).transpose()?;
+    // The filter of the jobs.watch operation, as every face applies it.
+    let filter = gatos_api::types::WatchParams {
+        queue: a.queue.as_deref().map(parse::<Queue>).transpose()?,
+        job: a.job.as_deref().map(parse::<Ulid>).transpose()?,
+        since: None,
+    };
     let cursor = match &a.since {
         Some(u) => Cursor::Ulid(parse(u)?),
         None => Cursor::End,
@@ -35,12 +39,9 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WatchArgs) -> Result<(), Error> {
     while left > 0 {
         let mut printed = 0u64;
         let (n, _gap) = follower.poll(1000, |m: &MessageView<'_>| {
-            let Ok(ev) = serde_json::from_str::<JobEvent>(m.payload.get()) else {
+            let Some(ev) = filter.admits(m.payload.get()) else {
                 return Ok(true);
             };
-            if queue.as_ref().is_some_and(|q| *q != ev.queue) || job.is_some_and(|j| j != ev.job) {
-                return Ok(true);
-            }
             if printed >= left {
                 return Ok(false);
             }
