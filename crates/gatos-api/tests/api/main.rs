@@ -1,6 +1,8 @@
 //! The operation table against the service, the docs and the schemas.
 #![allow(clippy::unwrap_used, missing_docs, reason = "tests")]
 
+mod node;
+
 use gatos_api::ops::{Access, Faces, OPS, Shape};
 use gatos_api::{Actor, CallError, Config, Service};
 
