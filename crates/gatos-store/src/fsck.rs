@@ -117,8 +117,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn continuation_lines_join_and_notices_are_skipped() -> Result<(), Box<dyn std::error::Error>>
-    {
+    fn continuation_lines_join_and_notices_are_skipped() -> Result<(), Box<dyn std::error::Error>> {
         let a = "1111111111111111111111111111111111111111";
         let b = "2222222222222222222222222222222222222222";
         let text = format!(

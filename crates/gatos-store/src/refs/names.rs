@@ -413,7 +413,10 @@ mod tests {
             Some(("origin", message_head(&t)))
         );
         let nested = tracking("a/b", &consumer(&g, &t)).ok_or("tracking")?;
-        assert_eq!(untracked_any(nested.as_str()), Some(("a/b", consumer(&g, &t))));
+        assert_eq!(
+            untracked_any(nested.as_str()),
+            Some(("a/b", consumer(&g, &t)))
+        );
         assert_eq!(untracked_any("refs/gatos-sync/origin/unknown/x"), None);
         Ok(())
     }
