@@ -309,7 +309,7 @@ impl Service {
             })
         });
         let opts = BatchOptions {
-            chunk: p.chunk.unwrap_or(BatchOptions::default().chunk),
+            chunk: p.chunk.unwrap_or(gatos::messages::DEFAULT_CHUNK),
             expect_last_seq: p.expect_last_seq,
         };
         let landed =

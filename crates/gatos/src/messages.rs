@@ -24,7 +24,7 @@ use gatos_types::{ErrorCode, Oid, Timestamp, Topic, Ulid};
 
 pub use self::config::Change as ConfigChange;
 pub use self::prune::{PruneError, PruneOptions};
-pub use self::publish::{BatchItem, BatchOptions, PublishOptions};
+pub use self::publish::{BatchItem, BatchOptions, DEFAULT_CHUNK, PublishOptions};
 pub use self::read::{Cursor, DEFAULT_MAX_PAGE_BYTES, Follower, MessageView, ReadOptions, ScanEnd};
 pub(crate) use self::read::wait_ref;
 use crate::Gatos;

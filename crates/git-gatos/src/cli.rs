@@ -561,7 +561,7 @@ pub struct PublishArgs {
     #[arg(long, value_name = "N")]
     pub expect_last_seq: Option<u64>,
     /// Messages per commit-and-CAS chunk with --batch.
-    #[arg(long, value_name = "N", default_value_t = 1000, requires = "batch")]
+    #[arg(long, value_name = "N", default_value_t = gatos::messages::DEFAULT_CHUNK, requires = "batch")]
     pub chunk: usize,
 }
 

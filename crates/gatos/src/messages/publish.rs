@@ -46,6 +46,9 @@ pub struct BatchItem {
     pub headers: Option<Value>,
 }
 
+/// Messages per chunk of a batch publish unless asked otherwise (every face's default).
+pub const DEFAULT_CHUNK: usize = 1_000;
+
 /// Options of a batch publish.
 #[derive(Debug, Clone)]
 pub struct BatchOptions {
@@ -58,7 +61,7 @@ pub struct BatchOptions {
 impl Default for BatchOptions {
     fn default() -> Self {
         BatchOptions {
-            chunk: 1_000,
+            chunk: DEFAULT_CHUNK,
             expect_last_seq: None,
         }
     }
