@@ -145,6 +145,59 @@ impl<'g> Messages<'g> {
         index::open(self.gatos.store(), topic, target, &[]).map(Some)
     }
 
+    /// Runs `f` on the topic's position index as the refs are now (`None`: a topic with no
+    /// messages).
+    ///
+    /// When the index is torn or unreadable ([`index::is_torn`]: opening it, or anything `f`
+    /// reads through it), the index is dropped and `f` runs once more on a rebuilt one
+    /// (ADR 0008); a second failure is returned as it is, so a real store problem is
+    /// reported, never looped on. `f` may therefore run twice: it must act on nothing (pass
+    /// nothing on, decide nothing) before it returns, or make its errors final first
+    /// ([`index::settled`]: the index is still dropped, and the error returned).
+    pub(crate) fn with_view<T>(
+        &self,
+        topic: &Topic,
+        f: impl FnMut(Option<&index::View>) -> Result<T>,
+    ) -> Result<T> {
+        self.with_view_from(topic, || self.view(topic), f)
+    }
+
+    /// As [`Messages::with_view`], on the view `open` returns (for a writer that pins the
+    /// head it read).
+    pub(crate) fn with_view_from<T>(
+        &self,
+        topic: &Topic,
+        mut open: impl FnMut() -> Result<Option<index::View>>,
+        mut f: impl FnMut(Option<&index::View>) -> Result<T>,
+    ) -> Result<T> {
+        let (error, stale) = match open() {
+            Ok(view) => match f(view.as_ref()) {
+                Ok(out) => return Ok(out),
+                // A generation that changed under the view is a rewrite (a sync) that a
+                // lock-free read met half done, not damage: read again, keep the index.
+                Err(e) => (e, view.as_ref().is_some_and(|v| !v.is_current())),
+            },
+            Err(e) => (e, false),
+        };
+        if !index::is_caused_by_torn(&error) {
+            return Err(error);
+        }
+        if stale {
+            tracing::debug!(%topic, %error, "position index rewritten during a read");
+        } else {
+            tracing::warn!(%topic, %error, "position index is torn or unreadable; rebuilding it");
+            index::remove(self.gatos.store(), topic)?;
+            // What a handle cached from the dropped index is read again from the new one.
+            self.gatos.msgid_caches().remove(topic);
+        }
+        if !index::is_torn(&error) {
+            // Made final by `f` (it passed messages on): the next read meets a good index.
+            return Err(error);
+        }
+        let view = open()?;
+        f(view.as_ref())
+    }
+
     /// Returns the topic's head commit (its last message), or `None` for a topic with none.
     ///
     /// # Errors
@@ -158,13 +211,13 @@ impl<'g> Messages<'g> {
     /// # Errors
     /// When the index cannot be read or rebuilt.
     pub fn commit_at(&self, topic: &Topic, seq: u64) -> Result<Option<Oid>> {
-        let Some(view) = self.view(topic)? else {
-            return Ok(None);
-        };
-        if view.retained() == 0 || seq < view.first_seq() || seq > view.last_seq() {
-            return Ok(None);
-        }
-        Ok(Some(view.record(seq)?.commit))
+        self.with_view(topic, |view| {
+            let Some(view) = view else { return Ok(None) };
+            if view.retained() == 0 || seq < view.first_seq() || seq > view.last_seq() {
+                return Ok(None);
+            }
+            Ok(Some(view.record(seq)?.commit))
+        })
     }
 
     /// Returns a topic's settings.

@@ -181,11 +181,58 @@ impl Header {
     }
 }
 
-fn corrupt(topic: &Topic, why: impl std::fmt::Display) -> Error {
-    Error::new(
-        gatos_types::ErrorCode::Internal,
-        format!("position index of topic '{topic}': {why}"),
-    )
+/// A torn, cut or unreadable index file: the one failure readers answer by dropping the
+/// index and reading again from a rebuilt one (`Messages::with_view`).
+#[derive(Debug, thiserror::Error)]
+#[error("position index of topic '{topic}': {why}")]
+pub(crate) struct Torn {
+    topic: Topic,
+    why: String,
+}
+
+impl gatos_types::Coded for Torn {
+    fn code(&self) -> gatos_types::ErrorCode {
+        // A bug or an unexpected environment (a power cut, a disk), never bad input.
+        gatos_types::ErrorCode::Internal
+    }
+}
+
+/// An error that says the index of `topic` is torn (see [`is_torn`]).
+pub(crate) fn corrupt(topic: &Topic, why: impl std::fmt::Display) -> Error {
+    Error::from(Torn {
+        topic: topic.clone(),
+        why: why.to_string(),
+    })
+}
+
+/// Tells whether `e` itself says a position index is torn or unreadable: a rebuild repairs
+/// it, and the read that met it may run again on the rebuilt index.
+pub(crate) fn is_torn(e: &Error) -> bool {
+    e.inner().is::<Torn>()
+}
+
+/// Tells whether a torn index caused `e`, itself or as a cause made final ([`settled`]): the
+/// index is rebuilt either way, so the next read does not meet it again.
+pub(crate) fn is_caused_by_torn(e: &Error) -> bool {
+    let mut at: Option<&(dyn std::error::Error + 'static)> = Some(e.inner());
+    while let Some(cause) = at {
+        if cause.is::<Torn>() {
+            return true;
+        }
+        at = cause.source();
+    }
+    false
+}
+
+/// Makes a torn-index error final once a reader has passed `passed` messages on: a retry
+/// would pass them on again, so it is returned (and the index still rebuilt); before that,
+/// the error is returned as it is, to be retried.
+pub(crate) fn settled(e: Error, passed: u64) -> Error {
+    if passed > 0 && is_torn(&e) {
+        e.context(format_args!("after {passed} messages were read"))
+    } else {
+        e
+    }
 }
 
 fn io(topic: &Topic, what: &str, e: std::io::Error) -> Error {
@@ -1243,7 +1290,8 @@ mod tests {
         let v = g.messages().view(&t)?.ok_or("a head")?;
         let want = v.records(1, 4)?;
         let path = positions(&g, &t);
-        let damage: [(&str, Box<dyn Fn(&mut Vec<u8>)>); 4] = [
+        type Damage = (&'static str, Box<dyn Fn(&mut Vec<u8>)>);
+        let damage: [Damage; 4] = [
             (
                 "another version",
                 Box::new(|b| b[0..8].copy_from_slice(b"GATOSIX2")),
@@ -1261,6 +1309,174 @@ mod tests {
             let again = g.messages().view(&t)?.ok_or("a head")?;
             assert_eq!(again.records(1, 4)?, want, "{what}: rebuilt");
         }
+        Ok(())
+    }
+
+    // ---- Every reader rebuilds a torn index, once (`Messages::with_view`). ----
+
+    /// Runs `f` and counts the warnings it logs (on this thread).
+    fn warnings<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tracing::span::{Attributes, Id, Record as Values};
+        struct Count(Arc<AtomicUsize>);
+        impl tracing::Subscriber for Count {
+            fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &Attributes<'_>) -> Id {
+                Id::from_u64(1)
+            }
+            fn record(&self, _: &Id, _: &Values<'_>) {}
+            fn record_follows_from(&self, _: &Id, _: &Id) {}
+            fn event(&self, e: &tracing::Event<'_>) {
+                if *e.metadata().level() == tracing::Level::WARN {
+                    self.0.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            fn enter(&self, _: &Id) {}
+            fn exit(&self, _: &Id) {}
+        }
+        let n = Arc::new(AtomicUsize::new(0));
+        let out = tracing::subscriber::with_default(Count(Arc::clone(&n)), f);
+        (out, n.load(Ordering::SeqCst))
+    }
+
+    /// Flips a byte inside the record of `seq` (the topic's base is 1): its checksum fails.
+    fn tear(g: &Gatos, t: &Topic, seq: u64) -> TestResult {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(positions(g, t))?;
+        let at = HEADER + (seq - 1) * RECORD + 5;
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at)?;
+        f.write_all_at(&[b[0] ^ 0x40], at)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_torn_index_is_rebuilt_and_read_again_once_with_a_warning() -> TestResult {
+        let (_repo, g, t) = repo_with(3, None)?;
+        let want = g.messages().view(&t)?.ok_or("a head")?.record(2)?;
+        tear(&g, &t, 2)?;
+        let read = |calls: &mut usize| {
+            g.messages().with_view(&t, |v| {
+                *calls += 1;
+                v.map(|v| v.record(2)).transpose()
+            })
+        };
+        let mut calls = 0;
+        let (got, warned) = warnings(|| read(&mut calls));
+        assert_eq!(got?, Some(want));
+        assert_eq!(
+            (calls, warned),
+            (2, 1),
+            "one retry, on a rebuilt index, said once"
+        );
+        // Rebuilt on disk: the next reader reads it at once.
+        let mut calls = 0;
+        assert_eq!(read(&mut calls)?, Some(want));
+        assert_eq!(calls, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_second_failure_or_another_error_is_returned_as_it_is() -> TestResult {
+        type Case = (&'static str, fn(&Topic) -> Error, usize, usize);
+        let (_repo, g, t) = repo_with(2, None)?;
+        let cases: [Case; 3] = [
+            // A real store problem: reported after one rebuild, never looped on.
+            ("torn every time", |t| corrupt(t, "still torn"), 2, 1),
+            (
+                "not about the index",
+                |_| Error::new(ErrorCode::NotFound, "no such thing"),
+                1,
+                0,
+            ),
+            // Messages went out: dropped for the next read, not read again.
+            ("made final", |t| settled(corrupt(t, "torn"), 1), 1, 1),
+        ];
+        for (what, error, want_calls, want_warned) in cases {
+            let mut calls = 0;
+            let (got, warned) = warnings(|| {
+                g.messages().with_view(&t, |_| -> Result<()> {
+                    calls += 1;
+                    Err(error(&t))
+                })
+            });
+            let e = got.err().ok_or("an error")?;
+            assert_eq!(
+                (e.code(), e.to_string()),
+                (error(&t).code(), error(&t).to_string()),
+                "{what}"
+            );
+            assert_eq!((calls, warned), (want_calls, want_warned), "{what}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_view_whose_generation_moved_is_read_again_without_a_rebuild() -> TestResult {
+        let (_repo, g, t) = repo_with(2, None)?;
+        let internal = |e: std::io::Error| Error::new(ErrorCode::Internal, e.to_string());
+        let mut generations = Vec::new();
+        let (got, warned) = warnings(|| {
+            g.messages().with_view(&t, |v| {
+                let v = v.ok_or_else(|| Error::new(ErrorCode::Internal, "no view"))?;
+                generations.push(v.header.generation);
+                if generations.len() > 1 {
+                    return Ok(());
+                }
+                // A writer rewrites the index (a sync) while this lock-free read runs, and
+                // the read meets a record half written.
+                let moved = Header {
+                    generation: v.header.generation + 1,
+                    ..v.header
+                };
+                OpenOptions::new()
+                    .write(true)
+                    .open(positions(&g, &t))
+                    .and_then(|f| f.write_all_at(&moved.encode(), 0))
+                    .map_err(internal)?;
+                Err(corrupt(&t, "torn record at seq 1"))
+            })
+        });
+        got?;
+        assert_eq!(warned, 0, "not torn: nothing to warn about");
+        // Kept: a rebuilt index would have started again at generation 0.
+        assert_eq!(generations, [0, 1]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_scan_that_passed_messages_on_returns_the_error_and_the_next_read_rebuilds() -> TestResult {
+        let (_repo, g, t) = repo_with(4, None)?;
+        let v = g.messages().view(&t)?.ok_or("a head")?;
+        // Record 3 names another ULID than its envelope, behind a valid checksum.
+        let wrong = Record {
+            ulid: v.record(4)?.ulid,
+            ..v.record(3)?
+        };
+        OpenOptions::new()
+            .write(true)
+            .open(positions(&g, &t))?
+            .write_all_at(&wrong.encode(), HEADER + 2 * RECORD)?;
+        let scan = |seen: &mut Vec<u64>| {
+            g.messages()
+                .scan(&t, &crate::messages::Cursor::Start, None, |m| {
+                    seen.push(m.seq);
+                    Ok(true)
+                })
+        };
+        let mut seen = Vec::new();
+        let (got, warned) = warnings(|| scan(&mut seen));
+        assert_eq!(got.map_err(|e| e.code()).err(), Some(ErrorCode::Internal));
+        assert_eq!(seen, [1, 2], "each message passed on once, never twice");
+        assert_eq!(warned, 1, "the index was dropped");
+        let mut seen = Vec::new();
+        scan(&mut seen)?;
+        assert_eq!(seen, [1, 2, 3, 4]);
         Ok(())
     }
 }

@@ -202,21 +202,26 @@ impl Messages<'_> {
         }
 
         // Summarise what goes: digest over the Content-Ids in Seq order, and the ULIDs.
-        let view = self.view(topic)?.ok_or_else(|| {
-            Error::new(
-                ErrorCode::Conflict,
-                format!("topic '{topic}' vanished while pruning"),
-            )
-        })?;
         let from = summary.through.max(dropped[0].first_seq() - 1) + 1;
         let mut ulids: Vec<(Ulid, u64)> =
             Vec::with_capacity(usize::try_from(through + 1 - from).unwrap_or(0));
         let mut first_ulid = None;
         let mut last_ulid = None;
-        let digest = range_digest(&view, &mut reader, from, through, |ulid, seq| {
-            ulids.push((ulid, seq));
-            first_ulid.get_or_insert(ulid);
-            last_ulid = Some(ulid);
+        // Run again from nothing on a rebuilt index when this one is torn.
+        let digest = self.with_view(topic, |view| {
+            let view = view.ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Conflict,
+                    format!("topic '{topic}' vanished while pruning"),
+                )
+            })?;
+            ulids.clear();
+            (first_ulid, last_ulid) = (None, None);
+            range_digest(view, &mut reader, from, through, |ulid, seq| {
+                ulids.push((ulid, seq));
+                first_ulid.get_or_insert(ulid);
+                last_ulid = Some(ulid);
+            })
         })?;
         ulids.sort_unstable();
         let mut table = Vec::with_capacity(ulids.len() * 24);

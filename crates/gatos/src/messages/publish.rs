@@ -416,34 +416,44 @@ impl Messages<'_> {
                 summary: summary.at,
                 pruned_through: summary.through,
             };
-            let view = index::open(store, topic, target, &[])?;
             let window = self.gatos.settings().dedupe_window;
-            let mut blob = Vec::new();
-            let mut caches = self.gatos.msgid_caches();
-            let cache = caches.entry(topic.clone()).or_default();
-            for (i, item) in items.iter().enumerate() {
-                let Some(id) = &item.msg_id else { continue };
-                for seq in view.msgid_candidates(cache, msgid_hash(id), window)? {
-                    let rec = view.record(seq)?;
-                    reader.blob_into(rec.blob, &mut blob)?;
-                    if EnvelopeRef::parse(&blob)
-                        .map_err(Error::from)?
-                        .msg_id()
-                        .as_deref()
-                        == Some(id.as_str())
-                    {
-                        dup_of[i] = Some(Dup::Stored(PublishRow {
-                            ulid: rec.ulid,
-                            seq,
-                            topic: topic.clone(),
-                            content_id: Digest::of(&blob),
-                            commit: rec.commit,
-                            duplicate: true,
-                        }));
-                        break;
+            // The whole window is read again from a rebuilt index when this one is torn:
+            // nothing is decided from a partial answer, so a retry cannot publish twice.
+            dup_of = self.with_view_from(
+                topic,
+                || index::open(store, topic, target, &[]).map(Some),
+                |view| {
+                    let mut found: Vec<Option<Dup>> = vec![None; items.len()];
+                    let Some(view) = view else { return Ok(found) };
+                    let mut blob = Vec::new();
+                    let mut caches = self.gatos.msgid_caches();
+                    let cache = caches.entry(topic.clone()).or_default();
+                    for (i, item) in items.iter().enumerate() {
+                        let Some(id) = &item.msg_id else { continue };
+                        for seq in view.msgid_candidates(cache, msgid_hash(id), window)? {
+                            let rec = view.record(seq)?;
+                            reader.blob_into(rec.blob, &mut blob)?;
+                            if EnvelopeRef::parse(&blob)
+                                .map_err(Error::from)?
+                                .msg_id()
+                                .as_deref()
+                                == Some(id.as_str())
+                            {
+                                found[i] = Some(Dup::Stored(PublishRow {
+                                    ulid: rec.ulid,
+                                    seq,
+                                    topic: topic.clone(),
+                                    content_id: Digest::of(&blob),
+                                    commit: rec.commit,
+                                    duplicate: true,
+                                }));
+                                break;
+                            }
+                        }
                     }
-                }
-            }
+                    Ok(found)
+                },
+            )?;
         }
         let mut first_with: HashMap<&str, usize> = HashMap::new();
         for (i, item) in items.iter().enumerate() {

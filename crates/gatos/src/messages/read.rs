@@ -167,13 +167,13 @@ impl Messages<'_> {
     /// # Errors
     /// When the index cannot be read.
     pub fn position(&self, topic: &Topic, ulid: Ulid) -> Result<Option<(u64, Oid)>> {
-        let Some(view) = self.view(topic)? else {
-            return Ok(None);
-        };
-        match view.find(ulid)? {
-            Some(seq) => Ok(Some((seq, view.record(seq)?.commit))),
-            None => Ok(None),
-        }
+        self.with_view(topic, |view| {
+            let Some(view) = view else { return Ok(None) };
+            match view.find(ulid)? {
+                Some(seq) => Ok(Some((seq, view.record(seq)?.commit))),
+                None => Ok(None),
+            }
+        })
     }
 
     fn resolve(&self, topic: &Topic, view: Option<&View>, since: &Cursor) -> Result<Start> {
@@ -254,39 +254,26 @@ impl Messages<'_> {
         limit: Option<u64>,
         mut f: impl FnMut(&MessageView<'_>) -> Result<bool>,
     ) -> Result<ScanEnd> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.scan_once(topic, since, limit, &mut f) {
-                Err(Retry::Rebuild(e)) if attempts < 3 => {
-                    tracing::warn!(%topic, error = %e, "position index disagrees with the refs; rebuilding it");
-                    index::remove(self.gatos.store(), topic)?;
-                }
-                Err(Retry::Rebuild(e) | Retry::Fail(e)) => return Err(e),
-                Ok(end) => return Ok(end),
-            }
-        }
+        // A torn index met before the first message is passed on is rebuilt and the scan
+        // starts again; after that, `scan_view` makes it final.
+        self.with_view(topic, |view| {
+            self.scan_view(topic, view, since, limit, &mut f)
+        })
     }
 
-    fn scan_once(
+    fn scan_view(
         &self,
         topic: &Topic,
+        view: Option<&View>,
         since: &Cursor,
         limit: Option<u64>,
         f: &mut impl FnMut(&MessageView<'_>) -> Result<bool>,
-    ) -> Result<ScanEnd, Retry> {
+    ) -> Result<ScanEnd> {
         let store = self.gatos.store();
-        let head = store
-            .read_ref(&names::message_head(topic))
-            .map_err(|e| Retry::Fail(e.into()))?;
-        let view = match head {
-            Some(_) => self.view(topic).map_err(Retry::Rebuild)?,
-            None => None,
-        };
-        let start = self
-            .resolve(topic, view.as_ref(), since)
-            .map_err(Retry::Fail)?;
-        let last = view.as_ref().map_or(0, View::last_seq);
+        // The view describes the head as it was read (none: no messages).
+        let head = view.and_then(View::tip);
+        let start = self.resolve(topic, view, since)?;
+        let last = view.map_or(0, View::last_seq);
         let stop = match limit {
             Some(l) => last.min(start.after.saturating_add(l)),
             None => last,
@@ -309,38 +296,22 @@ impl Messages<'_> {
         };
         while seq <= stop {
             let n = RECORDS_PER_READ.min(stop - seq + 1);
-            let records = view.records(seq, n).map_err(|e| {
-                if out.count == 0 {
-                    Retry::Rebuild(e)
-                } else {
-                    Retry::Fail(e)
-                }
-            })?;
+            let records = view
+                .records(seq, n)
+                .map_err(|e| index::settled(e, out.count))?;
             if records.is_empty() {
                 break;
             }
             for rec in records {
-                reader.blob_into(rec.blob, &mut buf).map_err(|e| {
-                    let e = Error::from(e);
-                    if out.count == 0 {
-                        Retry::Rebuild(e)
-                    } else {
-                        Retry::Fail(e)
-                    }
-                })?;
-                let env = EnvelopeRef::parse(&buf).map_err(|e| Retry::Fail(e.into()))?;
+                reader.blob_into(rec.blob, &mut buf)?;
+                let env = EnvelopeRef::parse(&buf)?;
                 if env.ulid != rec.ulid || env.topic != topic.as_str() {
-                    let e = Error::new(
-                        ErrorCode::Internal,
-                        format!(
-                            "position index of '{topic}' points seq {seq} at a different message"
-                        ),
+                    // Rebuilt like a torn record (ADR 0008), unless messages went out.
+                    let e = index::corrupt(
+                        topic,
+                        format_args!("seq {seq} points at a different message"),
                     );
-                    return Err(if out.count == 0 {
-                        Retry::Rebuild(e)
-                    } else {
-                        Retry::Fail(e)
-                    });
+                    return Err(index::settled(e, out.count));
                 }
                 let m = MessageView {
                     ulid: rec.ulid,
@@ -351,7 +322,8 @@ impl Messages<'_> {
                     payload: env.payload,
                     headers: env.headers,
                 };
-                let go_on = f(&m).map_err(Retry::Fail)?;
+                // `f` has seen the message: whatever it returns is final.
+                let go_on = f(&m).map_err(|e| index::settled(e, out.count + 1))?;
                 out.count += 1;
                 out.last = Some((seq, rec.ulid));
                 out.next_since = Some(rec.ulid);
@@ -377,23 +349,19 @@ impl Messages<'_> {
     /// # Errors
     /// `NotFound` for an unknown ULID.
     pub fn follow(&self, topic: &Topic, since: Cursor) -> Result<Follower> {
-        let view = self.view(topic)?;
-        let start = self.resolve(topic, view.as_ref(), &since)?;
+        let (start, last_head) = self.with_view(topic, |view| {
+            Ok((self.resolve(topic, view, &since)?, view.and_then(View::tip)))
+        })?;
         Ok(Follower {
             gatos: self.gatos.clone(),
             topic: topic.clone(),
             after_seq: start.after,
             after_ulid: start.cursor_ulid,
-            last_head: view.and_then(|v| v.tip()),
+            last_head,
             pending_gap: start.gap,
             forks_seen: super::forks_len(self.gatos, topic),
         })
     }
-}
-
-enum Retry {
-    Rebuild(Error),
-    Fail(Error),
 }
 
 /// Follows a topic: [`Follower::poll`] returns what is new, [`Follower::wait`] blocks until

@@ -573,53 +573,64 @@ impl Sync<'_> {
         drop(r);
         // What it prunes beyond this node's summary must be this node's history, and every
         // local consumer group must be past it.
-        let view = self.gatos.messages().view(t)?;
+        /// What this node holds of a summary's range.
+        enum Held {
+            Nothing,
+            Same,
+            Other(String),
+        }
+        let messages = self.gatos.messages();
         for (c, d) in docs.iter().rev() {
             if d.last_seq <= local_through {
                 continue;
             }
-            let Some(view) = &view else { continue };
-            if view.retained() == 0
-                || view.first_seq() > d.last_seq
-                || view.last_seq() < d.first_seq
-            {
-                continue;
-            }
-            let from = d.first_seq.max(view.first_seq());
-            let to = d.last_seq.min(view.last_seq());
-            let mut r = self.gatos.store().reader();
-            if from == d.first_seq && to == d.last_seq {
-                if crate::messages::prune::range_digest(view, &mut r, from, to, |_, _| {})?
-                    != d.digest
+            // Through the index, read again from a rebuilt one when it is torn.
+            let held = messages.with_view(t, |view| {
+                let Some(view) = view else {
+                    return Ok(Held::Nothing);
+                };
+                if view.retained() == 0
+                    || view.first_seq() > d.last_seq
+                    || view.last_seq() < d.first_seq
                 {
-                    return Err(bad(
-                        ErrorCode::DigestMismatch,
-                        format!(
+                    return Ok(Held::Nothing);
+                }
+                let from = d.first_seq.max(view.first_seq());
+                let to = d.last_seq.min(view.last_seq());
+                let mut r = self.gatos.store().reader();
+                if from == d.first_seq && to == d.last_seq {
+                    if crate::messages::prune::range_digest(view, &mut r, from, to, |_, _| {})?
+                        != d.digest
+                    {
+                        return Ok(Held::Other(format!(
                             "summary {c} prunes seq {}..{} but its digest does not match this node's messages there",
                             d.first_seq, d.last_seq
-                        ),
-                    ));
-                }
-            } else {
-                let commit = r.commit(*c)?;
-                let table = r
-                    .file(commit.tree, crate::messages::prune::PRUNED_ULIDS_PATH)?
-                    .unwrap_or_default();
-                let mut seq = from;
-                while seq <= to {
-                    for rec in view.records(seq, 4096.min(to + 1 - seq))? {
-                        if crate::messages::prune::pruned_seq(&table, rec.ulid) != Some(seq) {
-                            return Err(bad(
-                                ErrorCode::DigestMismatch,
-                                format!(
+                        )));
+                    }
+                } else {
+                    let commit = r.commit(*c)?;
+                    let table = r
+                        .file(commit.tree, crate::messages::prune::PRUNED_ULIDS_PATH)?
+                        .unwrap_or_default();
+                    let mut seq = from;
+                    while seq <= to {
+                        for rec in view.records(seq, 4096.min(to + 1 - seq))? {
+                            if crate::messages::prune::pruned_seq(&table, rec.ulid) != Some(seq) {
+                                return Ok(Held::Other(format!(
                                     "summary {c} prunes seq {seq}, where this node holds another message ({})",
                                     rec.ulid
-                                ),
-                            ));
+                                )));
+                            }
+                            seq += 1;
                         }
-                        seq += 1;
                     }
                 }
+                Ok(Held::Same)
+            })?;
+            match held {
+                Held::Nothing => continue,
+                Held::Same => {}
+                Held::Other(reason) => return Err(bad(ErrorCode::DigestMismatch, reason)),
             }
             for (group, at) in self.local_groups(t)? {
                 if at < d.last_seq {
