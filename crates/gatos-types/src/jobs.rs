@@ -10,6 +10,27 @@ use crate::name::{Capability, ManifestName, Queue, WorkerId};
 use crate::time::Timestamp;
 use crate::ulid::Ulid;
 
+// Where a job's commits keep their files (DESIGN §3): one path per document and captured
+// stream in a commit's tree, shared by the job plane that writes them and the proofs that
+// cover them.
+
+/// The document of a job commit.
+pub const JOB_PATH: &str = "job.json";
+/// The document of a claim commit.
+pub const CLAIM_PATH: &str = "claim.json";
+/// The document of a result commit.
+pub const RESULT_PATH: &str = "result.json";
+/// The document of a cancel commit.
+pub const CANCEL_PATH: &str = "cancel.json";
+/// The proof of execution in result and released-claim commits.
+pub const POE_PATH: &str = "poe.json";
+/// Captured standard output.
+pub const STDOUT_PATH: &str = "logs/stdout";
+/// Captured standard error.
+pub const STDERR_PATH: &str = "logs/stderr";
+/// Where declared outputs go.
+pub const OUTPUTS_DIR: &str = "outputs";
+
 /// Where a job came from when it was run from the manifest registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

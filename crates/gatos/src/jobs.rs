@@ -500,7 +500,7 @@ impl<'g> Jobs<'g> {
             .with(keys::KIND, "cancel")
             .with(keys::JOB, id)
             .with(keys::ACTOR, &doc.actor);
-        let trailers = match crate::init::current_key_id(self.gatos) {
+        let trailers = match self.gatos.keys().current() {
             Some(k) => trailers.with(keys::ACTOR_KEY, k),
             None => trailers,
         };

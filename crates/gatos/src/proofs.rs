@@ -402,6 +402,21 @@ pub struct Attempt<'a> {
     pub runner: Value,
 }
 
+/// The claimed attempt a proof is for (a [`crate::jobs::Lease`] converts into it).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The job.
+    pub job: Ulid,
+    /// `blake3:` of its `job.json`.
+    pub job_content_id: Digest,
+    /// The attempt.
+    pub attempt: u32,
+    /// The attempt's first claim commit.
+    pub claim_commit: Oid,
+    /// The worker holding the claim.
+    pub worker: &'a WorkerId,
+}
+
 /// Signs the proof of an attempt of a claimed job: what a worker does after the process
 /// ends, and what an RPC client does before `jobs.complete`. The subjects are the files
 /// the result (or released claim) commit will hold: `logs/stdout`, `logs/stderr` and
@@ -409,14 +424,19 @@ pub struct Attempt<'a> {
 ///
 /// # Errors
 /// `InvalidInput` when the statement cannot be encoded.
-pub fn attest(key: &SigningKey, lease: &crate::jobs::Lease, a: &Attempt<'_>) -> Result<Vec<u8>> {
-    use crate::jobs::records::{OUTPUTS_DIR, STDERR_PATH, STDOUT_PATH};
+pub fn attest<'a>(
+    key: &SigningKey,
+    claim: impl Into<Claim<'a>>,
+    a: &Attempt<'_>,
+) -> Result<Vec<u8>> {
+    use gatos_types::jobs::{OUTPUTS_DIR, STDERR_PATH, STDOUT_PATH};
+    let claim = claim.into();
     let predicate = Predicate {
-        job: lease.id,
-        job_content_id: lease.content_id,
-        attempt: lease.attempt,
-        claim_commit: lease.claim_commit,
-        worker: lease.worker.clone(),
+        job: claim.job,
+        job_content_id: claim.job_content_id,
+        attempt: claim.attempt,
+        claim_commit: claim.claim_commit,
+        worker: claim.worker.clone(),
         worker_key: KeyId::from_bytes(key.verifying_key().to_bytes()),
         started_at: a.started_at,
         finished_at: a.finished_at,

@@ -94,6 +94,19 @@ pub struct Lease {
     pub token: Option<LeaseToken>,
 }
 
+/// What a proof of this attempt names ([`crate::proofs::attest`]).
+impl<'a> From<&'a Lease> for crate::proofs::Claim<'a> {
+    fn from(lease: &'a Lease) -> crate::proofs::Claim<'a> {
+        crate::proofs::Claim {
+            job: lease.id,
+            job_content_id: lease.content_id,
+            attempt: lease.attempt,
+            claim_commit: lease.claim_commit,
+            worker: &lease.worker,
+        }
+    }
+}
+
 /// How an attempt ended, with what it produced.
 #[derive(Debug, Clone)]
 pub struct Finish {

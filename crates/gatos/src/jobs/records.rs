@@ -11,22 +11,11 @@ use serde::de::DeserializeOwned;
 use crate::Gatos;
 use crate::error::{Error, Result};
 
-/// The document of a job commit.
-pub const JOB_PATH: &str = "job.json";
-/// The document of a claim commit.
-pub const CLAIM_PATH: &str = "claim.json";
-/// The document of a result commit.
-pub const RESULT_PATH: &str = "result.json";
-/// The document of a cancel commit.
-pub const CANCEL_PATH: &str = "cancel.json";
-/// The proof of execution in result and released-claim commits.
-pub const POE_PATH: &str = "poe.json";
-/// Captured standard output.
-pub const STDOUT_PATH: &str = "logs/stdout";
-/// Captured standard error.
-pub const STDERR_PATH: &str = "logs/stderr";
-/// Where declared outputs go.
-pub const OUTPUTS_DIR: &str = "outputs";
+/// The files of a job's commits (their paths are spelled in `gatos_types::jobs`, which the
+/// proofs covering them share).
+pub use gatos_types::jobs::{
+    CANCEL_PATH, CLAIM_PATH, JOB_PATH, OUTPUTS_DIR, POE_PATH, RESULT_PATH, STDERR_PATH, STDOUT_PATH,
+};
 
 /// Everything the refs say about one job.
 #[derive(Debug, Clone)]
