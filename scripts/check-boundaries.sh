@@ -81,5 +81,49 @@ source_check ".store() called outside the gatos crate (Gatos::store is crate-pri
 source_check "refs/gatos spelled outside gatos-store's refs/names.rs" \
   "$(code_lines 'refs/gatos' $all_crates -- crates/gatos-store/src/refs/names.rs crates/gatos/src/doctor.rs)"
 
+# The gatos crate's top-level modules form no cycle through `crate::` paths (issue #15,
+# point 3): a module's files name `crate::<other>` only down the layering, and what two
+# modules share lives below both (e.g. `signing`, `messages::audit`). Edges come from
+# non-test, non-comment lines of crates/gatos/src/<module>{.rs,/**}; `tsort` finds loops.
+# jobs/arbiter.rs's call into sync is the one exception left, to be inverted when the job
+# arbiter becomes a per-call hook or part of the Node runtime (issue #15, point 3).
+module_cycles_check() {
+  local src=crates/gatos/src edges loops
+  edges=$(find "$src" -name '*.rs' | sort | while read -r f; do
+    local rel=${f#"$src"/} from
+    from=${rel%%/*}; from=${from%.rs}
+    case $from in lib | main) continue ;; esac
+    local skip_to=
+    [ "$f" = "$src/jobs/arbiter.rs" ] && skip_to=sync
+    awk -v from="$from" -v skip="$skip_to" '
+      /#\[cfg\(test\)\]/ { exit }
+      /^[[:space:]]*\/\// { next }
+      {
+        line = $0
+        sub(/\/\/.*/, "", line)
+        while (match(line, /crate::[a-z_][a-z0-9_]*/)) {
+          to = substr(line, RSTART + 7, RLENGTH - 7)
+          if (to != from && to != skip) print from, to
+          line = substr(line, RSTART + RLENGTH)
+        }
+        if (match($0, /use crate::\{[^}]*\}/)) {
+          n = split(substr($0, RSTART + 12, RLENGTH - 13), parts, ",")
+          for (i = 1; i <= n; i++) {
+            to = parts[i]; gsub(/^[[:space:]]+|[[:space:]]+$/, "", to); sub(/::.*/, "", to)
+            if (to ~ /^[a-z_][a-z0-9_]*$/ && to != from && to != skip) print from, to
+          }
+        }
+      }' "$f"
+  done | sort -u)
+  loops=$(echo "$edges" | tsort 2>&1 >/dev/null | grep -v 'input contains a loop' | awk '!seen[$0]++' || true)
+  if [ -n "$loops" ]; then
+    echo "boundary violation: module cycle in the gatos crate (through crate:: paths)"
+    echo "$loops" | sed 's/^tsort: /  /'
+    echo "  edges: $(echo "$edges" | tr '\n' ';')"
+    fail=1
+  fi
+}
+module_cycles_check
+
 [ $fail -eq 0 ] && echo "crate boundaries hold"
 exit $fail

@@ -3,69 +3,19 @@
 //!
 //! The action's own commit is the truth; the audit message follows it at-least-once,
 //! deduplicated by that commit id (`msg_id`), so re-publishing after a crash is harmless.
+//!
+//! The trail is a topic, so its writer (`record`) lives in the message plane
+//! (`messages::audit`), which audits its own actions (forced prunes, settings) through it;
+//! this module reads the trail and re-exports the writer for the other planes.
 
-use gatos_types::{Oid, Timestamp, Topic, Ulid};
-use serde_json::{Value, json};
+use gatos_types::{Timestamp, Ulid};
+use serde_json::Value;
 
 use crate::Gatos;
-use crate::messages::{Cursor, PublishOptions};
+use crate::messages::Cursor;
 
-/// The audit topic.
-pub const AUDIT_TOPIC: &str = "gatos.audit";
-
-/// Returns the audit topic name.
-pub fn topic() -> Topic {
-    AUDIT_TOPIC.parse().expect("the audit topic name is valid")
-}
-
-/// Records an action; failures are logged, never returned (the action itself happened).
-pub fn record(
-    gatos: &Gatos,
-    action: &str,
-    target: &str,
-    before: Value,
-    after: Value,
-    commit: Option<Oid>,
-) {
-    let msg_id = match commit {
-        Some(c) => c.to_string(),
-        None => gatos.entropy().ulid(gatos.now(), None).to_string(),
-    };
-    publish(gatos, action, target, before, after, &msg_id);
-}
-
-/// Records an action that writes no commit, once per `key`: a record whose `key` (its
-/// `msg_id`) is already among the audit topic's last `gatos.dedupeWindow` messages is not
-/// appended again. Failures are logged, never returned.
-pub(crate) fn record_once(
-    gatos: &Gatos,
-    action: &str,
-    target: &str,
-    before: Value,
-    after: Value,
-    key: &str,
-) {
-    publish(gatos, action, target, before, after, key);
-}
-
-fn publish(gatos: &Gatos, action: &str, target: &str, before: Value, after: Value, msg_id: &str) {
-    let key = crate::init::current_key_id(gatos).map(|k| k.to_string());
-    let payload = json!({
-        "actor": gatos.actor(),
-        "key": key,
-        "action": action,
-        "target": target,
-        "before": before,
-        "after": after,
-    });
-    let opts = PublishOptions {
-        headers: Some(json!({ "msg_id": msg_id })),
-        expect_last_seq: None,
-    };
-    if let Err(e) = gatos.messages().publish_system(&topic(), payload, &opts) {
-        tracing::warn!(action, target, error = %e, "could not record an audit message; `git gatos doctor --fix` republishes it");
-    }
-}
+pub use crate::messages::audit::{AUDIT_TOPIC, topic};
+pub(crate) use crate::messages::audit::{record, record_once};
 
 /// One audit record as `git gatos audit --json` prints it (DESIGN §8).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]

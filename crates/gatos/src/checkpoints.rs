@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gatos_store::objects::{NewCommit, Objects, Reader};
+use gatos_store::objects::{NewCommit, Objects};
 use gatos_store::refs::{Edit, Options, names};
 use gatos_types::trailers::{Trailers, keys};
 use gatos_types::wire::{CheckpointDoc, CheckpointRow, Gap};
@@ -41,8 +41,8 @@ impl gatos_types::Coded for MoveError {
     }
 }
 
-/// The file of a checkpoint commit.
-pub const CHECKPOINT_PATH: &str = "checkpoint.json";
+pub use crate::messages::consumers::CHECKPOINT_PATH;
+pub(crate) use crate::messages::consumers::read_doc;
 
 /// The checkpoint plane.
 #[derive(Debug, Clone, Copy)]
@@ -59,26 +59,6 @@ pub struct Consumed {
     pub checkpoint: CheckpointRow,
     /// Pruned positions skipped because the checkpoint was behind a prune.
     pub gap: Option<Gap>,
-}
-
-/// Reads a checkpoint commit's document.
-///
-/// # Errors
-/// `InvalidEnvelope` when it does not parse.
-pub(crate) fn read_doc(reader: &mut Reader<'_>, commit: Oid) -> Result<CheckpointDoc> {
-    let c = reader.commit(commit)?;
-    let bytes = reader.file(c.tree, CHECKPOINT_PATH)?.ok_or_else(|| {
-        Error::new(
-            ErrorCode::InvalidEnvelope,
-            format!("checkpoint commit {commit} has no {CHECKPOINT_PATH}"),
-        )
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::new(
-            ErrorCode::InvalidEnvelope,
-            format!("checkpoint commit {commit}: {e}"),
-        )
-    })
 }
 
 fn family(group: &Group) -> String {

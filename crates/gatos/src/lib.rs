@@ -30,6 +30,7 @@ pub mod maintenance;
 pub mod manifests;
 pub mod messages;
 pub mod proofs;
+mod signing;
 pub mod snapshot;
 pub mod sync;
 pub mod worker;

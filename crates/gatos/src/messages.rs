@@ -9,8 +9,10 @@
 //! * Segments rotate at the topic's limits; [`Messages::prune`] drops old sealed segments
 //!   behind a summary.
 
+pub(crate) mod audit;
 pub mod chain;
 pub mod config;
+pub(crate) mod consumers;
 pub mod index;
 pub(crate) mod prune;
 pub(crate) mod publish;

@@ -125,7 +125,7 @@ pub fn sign(key: &SigningKey, predicate: &Predicate, subjects: &Subjects<'_>) ->
         "predicate": predicate,
     });
     let body = jcs::to_vec(&statement);
-    let sig = crate::keys::sign_b64(key, &pae(PAYLOAD_TYPE, &body));
+    let sig = crate::signing::sign_b64(key, &pae(PAYLOAD_TYPE, &body));
     let keyid = KeyId::from_bytes(key.verifying_key().to_bytes());
     let envelope = json!({
         "payloadType": PAYLOAD_TYPE,
@@ -251,7 +251,7 @@ pub fn verify(
     let body = base64::engine::general_purpose::STANDARD
         .decode(env.payload.as_bytes())
         .map_err(|_| fail(ErrorCode::InvalidEnvelope, "payload is not base64"))?;
-    if !crate::keys::verify_b64(&key, &pae(PAYLOAD_TYPE, &body), &sig.sig) {
+    if !crate::signing::verify_b64(&key, &pae(PAYLOAD_TYPE, &body), &sig.sig) {
         return Err(fail(
             ErrorCode::SignatureInvalid,
             format!("the signature by {key} does not verify"),

@@ -242,10 +242,10 @@ pub(crate) fn write_append(
     let tree = w.files(&[(ENVELOPE_PATH, blob)])?;
     let trailers = match a.signing {
         Signing::None => trailers,
-        Signing::Sign(key) => crate::keys::sign_trailers(key, tree, trailers),
+        Signing::Sign(key) => crate::signing::sign_trailers(key, tree, trailers),
         Signing::Carry(by, sig) => trailers
-            .with(crate::keys::SIGNED_BY, by)
-            .with(crate::keys::SIGNATURE, sig),
+            .with(crate::signing::SIGNED_BY, by)
+            .with(crate::signing::SIGNATURE, sig),
     };
     let message = trailers.to_message(&format!("message {} {}", a.topic, a.seq));
     let parents: Vec<Oid> = parent.into_iter().collect();

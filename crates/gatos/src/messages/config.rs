@@ -144,7 +144,7 @@ impl Gatos {
                 other => other.into(),
             })?;
         self.cache_topic_config(topic, commit, &new);
-        crate::audit::record(
+        super::audit::record(
             self,
             "config.topic",
             &format!("topic:{topic}"),

@@ -179,7 +179,7 @@ impl Messages<'_> {
                 if let Some(names::RefKind::Consumer(group, t)) = kind
                     && &t == topic
                 {
-                    let seq = crate::checkpoints::read_doc(&mut reader, at)
+                    let seq = super::consumers::read_doc(&mut reader, at)
                         .map(|d| d.seq)
                         .unwrap_or(0);
                     if seq < through && !behind.iter().any(|(g, _)| *g == group) {
@@ -304,7 +304,7 @@ impl Messages<'_> {
         if let Err(e) = index::open(store, topic, target, &[]) {
             tracing::warn!(%topic, error = %e, "could not update the position index after prune");
         }
-        crate::audit::record(
+        super::audit::record(
             self.gatos,
             if row.groups_behind.is_empty() {
                 "messages.prune"

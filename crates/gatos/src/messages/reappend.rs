@@ -131,7 +131,10 @@ impl Messages<'_> {
             )
         })?;
         let t = c.trailers();
-        let signature = match (t.get(crate::keys::SIGNED_BY), t.get(crate::keys::SIGNATURE)) {
+        let signature = match (
+            t.get(crate::signing::SIGNED_BY),
+            t.get(crate::signing::SIGNATURE),
+        ) {
             (Some(by), Some(sig)) => Some((by.to_owned(), sig.to_owned())),
             _ => None,
         };
