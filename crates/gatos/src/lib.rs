@@ -339,6 +339,16 @@ impl Gatos {
         Ok(())
     }
 
+    /// Checks the hub's refs of one job as a sync would (ADR 0018), before the job arbiter
+    /// takes them. Wired here, at the crate's root, which knows every plane: the job plane
+    /// asks the handle, and does not depend on sync (which depends on it).
+    ///
+    /// # Errors
+    /// `Conflict` naming the first rejected ref.
+    pub(crate) fn check_job_at_hub(&self, remote: &str, id: Ulid) -> Result<()> {
+        sync::check_job_at_hub(self, remote, id)
+    }
+
     /// The remote that arbitrates claims, if any.
     pub(crate) fn job_arbiter(&self) -> Option<String> {
         self.inner

@@ -40,7 +40,7 @@ pub(crate) fn refresh(gatos: &Gatos, remote: &str, id: Ulid) -> Result<bool> {
     )?;
     // What the hub holds is checked first (ADR 0018); a final result held here is never
     // replaced by the hub's.
-    crate::sync::check_job_at_hub(gatos, remote, id)?;
+    gatos.check_job_at_hub(remote, id)?;
     let has_result = store.read_ref(&names::job_result(id))?.is_some();
     let mut edits = Vec::new();
     let mut has_job = false;
