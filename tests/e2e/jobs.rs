@@ -1273,3 +1273,40 @@ fn a_malformed_job_is_left_out_and_stops_no_other() -> TestResult {
     assert_eq!(state(&repo, &good), "succeeded");
     Ok(())
 }
+
+/// A worker's option that cannot run: the library's message names the option, and the
+/// CLI adds its flag in a hint; exit 1, nothing claimed.
+#[test]
+fn a_worker_option_that_cannot_run_is_refused_with_its_flag_in_a_hint() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    for (args, message, hint) in [
+        (
+            vec!["--concurrency", "0"],
+            "concurrency must be between 1 and 256",
+            "hint: --concurrency takes 1 to 256",
+        ),
+        (
+            vec!["--workdir", "no-such-dir"],
+            "is not a directory",
+            "hint: --workdir DIR sets the work directory",
+        ),
+    ] {
+        let mut all = vec!["worker", "--once"];
+        all.extend(args);
+        let out = gatos(&repo, &all)?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let first = err
+            .lines()
+            .find(|l| l.starts_with("error["))
+            .unwrap_or_default();
+        assert!(
+            first.starts_with("error[InvalidInput]") && first.contains(message),
+            "{err}"
+        );
+        assert!(!first.contains("--"), "{err}");
+        assert!(err.contains(hint), "{err}");
+    }
+    Ok(())
+}

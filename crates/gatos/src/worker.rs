@@ -208,6 +208,108 @@ impl Control {
     }
 }
 
+/// The most attempts one worker runs at once.
+pub const MAX_CONCURRENCY: usize = 256;
+
+/// Which of the operator's secret sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// [`WorkerOptions::secrets_file`].
+    File,
+    /// [`WorkerOptions::secrets_dir`].
+    Directory,
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SecretSource::File => "the secrets file",
+            SecretSource::Directory => "the secrets directory",
+        })
+    }
+}
+
+/// Worker options that cannot run: the worker refuses to start (nothing is claimed).
+/// Messages name the option by its meaning; a face adds its own flag.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    /// [`WorkerOptions::concurrency`] outside 1 ..= [`MAX_CONCURRENCY`].
+    #[error("concurrency must be between 1 and {MAX_CONCURRENCY}")]
+    Concurrency {
+        /// What was asked for.
+        concurrency: usize,
+    },
+    /// [`WorkerOptions::lease`] under the shortest lease.
+    #[error("the lease must be at least 1 second")]
+    Lease {
+        /// What was asked for.
+        lease: Dur,
+    },
+    /// [`WorkerOptions::workdir`] is not a directory.
+    #[error("the work directory {} is not a directory", path.display())]
+    WorkdirNotADirectory {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// [`WorkerOptions::workdir`] holds (or is inside) the git directory, and so the key.
+    #[error(
+        "the work directory {} contains the repository's git directory, which holds the signing key; give a directory outside it (jobs get the sources as their manifest's checkout)",
+        path.display()
+    )]
+    WorkdirHoldsGitDir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The sandbox is required and the kernel has no Landlock.
+    #[error(
+        "the sandbox is required, and this kernel offers no Landlock (Linux 5.13 or later, with landlock in its lsm= list)"
+    )]
+    NoSandbox,
+    /// A secret source lies where every job may read.
+    #[error(
+        "{which} {} lies in {}, which every job may read; keep secrets outside the sandbox's allowlist (for example in a 0700 directory under the worker user's home)",
+        path.display(),
+        open.display()
+    )]
+    SecretsReadable {
+        /// Which source.
+        which: SecretSource,
+        /// Its path, as given.
+        path: PathBuf,
+        /// The readable directory it lies in.
+        open: PathBuf,
+    },
+    /// A name of [`WorkerOptions::secret_env`] that is not a secret name.
+    #[error("the secret {name:?} to take from the environment is not a secret name")]
+    SecretEnvName {
+        /// The name.
+        name: String,
+    },
+    /// A name of [`WorkerOptions::secret_env`] the worker's environment lacks.
+    #[error(
+        "the secret {name} to take from the environment: the worker's environment has no {name}"
+    )]
+    SecretEnvMissing {
+        /// The name.
+        name: String,
+    },
+}
+
+impl gatos_types::Coded for OptionsError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            OptionsError::Concurrency { .. }
+            | OptionsError::Lease { .. }
+            | OptionsError::WorkdirNotADirectory { .. }
+            | OptionsError::WorkdirHoldsGitDir { .. }
+            | OptionsError::NoSandbox
+            | OptionsError::SecretsReadable { .. }
+            | OptionsError::SecretEnvName { .. }
+            | OptionsError::SecretEnvMissing { .. } => ErrorCode::InvalidInput,
+        }
+    }
+}
+
 /// Secrets the worker can resolve: only from sources its operator gave it (a file, a
 /// directory, named variables of its environment), never from anything else it happens to
 /// hold.
@@ -246,20 +348,10 @@ impl Secrets {
         }
         for name in env {
             if !secrets::is_valid_secret_name(name) {
-                return Err(Error::new(
-                    ErrorCode::InvalidInput,
-                    format!(
-                        "the secret {name:?} to take from the environment is not a secret name"
-                    ),
-                ));
+                return Err(OptionsError::SecretEnvName { name: name.clone() }.into());
             }
             let Ok(v) = std::env::var(name) else {
-                return Err(Error::new(
-                    ErrorCode::InvalidInput,
-                    format!(
-                        "the secret {name} to take from the environment: the worker's environment has no {name}"
-                    ),
-                ));
+                return Err(OptionsError::SecretEnvMissing { name: name.clone() }.into());
             };
             values.entry(name.clone()).or_insert(v);
         }
@@ -418,17 +510,14 @@ pub fn run(
     control: &Control,
     report: &(dyn Fn(&WorkerRow) + Sync),
 ) -> Result<Summary> {
-    if opts.concurrency == 0 || opts.concurrency > 256 {
-        return Err(Error::new(
-            ErrorCode::InvalidInput,
-            "concurrency must be between 1 and 256",
-        ));
+    if opts.concurrency == 0 || opts.concurrency > MAX_CONCURRENCY {
+        return Err(OptionsError::Concurrency {
+            concurrency: opts.concurrency,
+        }
+        .into());
     }
     if opts.lease < crate::jobs::lifecycle::MIN_LEASE {
-        return Err(Error::new(
-            ErrorCode::InvalidInput,
-            "the lease must be at least 1 second",
-        ));
+        return Err(OptionsError::Lease { lease: opts.lease }.into());
     }
     let key = gatos.keys().signing_key()?.ok_or_else(|| {
         Error::new(
@@ -445,20 +534,11 @@ pub fn run(
     hidden.dedup();
     if let Some(dir) = &opts.workdir {
         if !dir.is_dir() {
-            return Err(Error::new(
-                ErrorCode::InvalidInput,
-                format!("the work directory {} is not a directory", dir.display()),
-            ));
+            return Err(OptionsError::WorkdirNotADirectory { path: dir.clone() }.into());
         }
         let d = canon(dir);
         if hidden.iter().any(|h| h.starts_with(&d) || d.starts_with(h)) {
-            return Err(Error::new(
-                ErrorCode::InvalidInput,
-                format!(
-                    "the work directory {} contains the repository's git directory, which holds the signing key; give a directory outside it (jobs get the sources as their manifest's checkout)",
-                    dir.display()
-                ),
-            ));
+            return Err(OptionsError::WorkdirHoldsGitDir { path: dir.clone() }.into());
         }
     }
     // Each attempt's directory is made under TMPDIR and granted to its job whole: inside
@@ -484,10 +564,7 @@ pub fn run(
         mode => match sandbox::kernel_abi() {
             Some(abi) => Some(abi),
             None if mode == sandbox::Mode::Required => {
-                return Err(Error::new(
-                    ErrorCode::InvalidInput,
-                    "the sandbox is required, and this kernel offers no Landlock (Linux 5.13 or later, with landlock in its lsm= list)",
-                ));
+                return Err(OptionsError::NoSandbox.into());
             }
             None => {
                 tracing::warn!(
@@ -532,9 +609,9 @@ pub fn run(
     // The operator's secrets must not lie where every job may read them (Landlock cannot
     // carve a file out of an allowed directory such as /etc or /run).
     if let Some(rules) = &base_rules {
-        for (what, path) in [
-            ("the secrets file", opts.secrets_file.as_ref()),
-            ("the secrets directory", opts.secrets_dir.as_ref()),
+        for (which, path) in [
+            (SecretSource::File, opts.secrets_file.as_ref()),
+            (SecretSource::Directory, opts.secrets_dir.as_ref()),
         ] {
             let Some(path) = path else { continue };
             let real = canon(path);
@@ -544,14 +621,12 @@ pub fn run(
                 .chain(&rules.write)
                 .find(|p| real.starts_with(p))
             {
-                return Err(Error::new(
-                    ErrorCode::InvalidInput,
-                    format!(
-                        "{what} {} lies in {}, which every job may read; keep secrets outside the sandbox's allowlist (for example in a 0700 directory under the worker user's home)",
-                        path.display(),
-                        open.display()
-                    ),
-                ));
+                return Err(OptionsError::SecretsReadable {
+                    which,
+                    path: path.clone(),
+                    open: open.clone(),
+                }
+                .into());
             }
         }
     }

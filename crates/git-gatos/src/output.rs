@@ -186,7 +186,27 @@ fn flag_hint(err: &Error) -> Option<&'static str> {
     use gatos::checkpoints::MoveError;
     use gatos::jobs::logs;
     use gatos::messages::PruneError;
+    use gatos::worker::{OptionsError, SecretSource};
     let inner = err.inner();
+    if let Some(e) = inner.downcast_ref::<OptionsError>() {
+        return Some(match e {
+            OptionsError::Concurrency { .. } => "--concurrency takes 1 to 256",
+            OptionsError::Lease { .. } => "--lease takes a duration of at least 1s",
+            OptionsError::WorkdirNotADirectory { .. } | OptionsError::WorkdirHoldsGitDir { .. } => {
+                "--workdir DIR sets the work directory"
+            }
+            OptionsError::NoSandbox => {
+                "--sandbox auto runs jobs unsandboxed where the kernel has no Landlock"
+            }
+            OptionsError::SecretsReadable { which, .. } => match which {
+                SecretSource::File => "--secrets FILE sets the secrets file",
+                SecretSource::Directory => "--secrets-dir DIR sets the secrets directory",
+            },
+            OptionsError::SecretEnvName { .. } | OptionsError::SecretEnvMissing { .. } => {
+                "--secret-env NAME takes a variable of the worker's environment"
+            }
+        });
+    }
     if let Some(e) = inner.downcast_ref::<MoveError>() {
         return Some(match e {
             MoveError::Backwards { .. } => "--force moves a checkpoint back (audited)",

@@ -637,3 +637,85 @@ fn revocations_follow_their_reason_and_rotation_keeps_old_proofs() -> TestResult
     );
     repo.assert_fsck_strict()
 }
+
+/// Worker options that cannot run are typed refusals (`worker::OptionsError`,
+/// `InvalidInput`) whose messages name the option, never a CLI flag; nothing is claimed.
+#[test]
+fn worker_options_that_cannot_run_are_typed_refusals() -> TestResult {
+    use gatos::worker::{self, Control, OptionsError, Secrets, WorkerOptions};
+    let repo = TempRepo::new()?;
+    let (g, _) = start(&repo)?;
+    let id = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["true"]}))?)?
+        .id;
+    let typed = |e: &gatos::Error| {
+        e.inner()
+            .downcast_ref::<OptionsError>()
+            .map(|o| format!("{o:?}"))
+    };
+    let refused = |opts: &WorkerOptions| -> TestResult<gatos::Error> {
+        let e = worker::run(&g, opts, &Control::new(), &|_| {})
+            .err()
+            .ok_or("the worker ran")?;
+        assert_eq!(e.code(), ErrorCode::InvalidInput, "{e}");
+        assert!(!e.to_string().contains("--"), "{e}");
+        Ok(e)
+    };
+    let mut opts = WorkerOptions::new("w1".parse()?);
+    opts.concurrency = 0;
+    let e = refused(&opts)?;
+    assert!(
+        matches!(
+            e.inner().downcast_ref::<OptionsError>(),
+            Some(OptionsError::Concurrency { concurrency: 0 })
+        ),
+        "{:?}",
+        typed(&e)
+    );
+    opts.concurrency = 1;
+    opts.workdir = Some(repo.path().join("no-such-dir"));
+    let e = refused(&opts)?;
+    assert!(
+        matches!(
+            e.inner().downcast_ref::<OptionsError>(),
+            Some(OptionsError::WorkdirNotADirectory { .. })
+        ),
+        "{:?}",
+        typed(&e)
+    );
+    opts.workdir = Some(repo.path().to_owned());
+    let e = refused(&opts)?;
+    assert!(
+        matches!(
+            e.inner().downcast_ref::<OptionsError>(),
+            Some(OptionsError::WorkdirHoldsGitDir { .. })
+        ),
+        "{:?}",
+        typed(&e)
+    );
+    assert_eq!(
+        g.jobs().show(id)?.state,
+        JobState::Pending,
+        "nothing was claimed"
+    );
+    for (name, missing) in [
+        ("not a name", false),
+        ("GATOS_TEST_SURELY_UNSET_4711", true),
+    ] {
+        let e = Secrets::load(None, None, &[name.to_owned()])
+            .err()
+            .ok_or("loaded")?;
+        assert_eq!(e.code(), ErrorCode::InvalidInput, "{e}");
+        let o = e.inner().downcast_ref::<OptionsError>();
+        if missing {
+            assert!(
+                matches!(o, Some(OptionsError::SecretEnvMissing { .. })),
+                "{e}"
+            );
+        } else {
+            assert!(matches!(o, Some(OptionsError::SecretEnvName { .. })), "{e}");
+        }
+    }
+    Ok(())
+}
