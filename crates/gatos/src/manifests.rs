@@ -6,10 +6,10 @@
 use gatos_store::refs::{Edit, Options, names};
 use gatos_types::jobs::{EnqueueRow, JobSpec, ManifestRow, ManifestSource};
 use gatos_types::trailers::{Trailers, keys};
-use gatos_types::{Digest, ErrorCode, ManifestName, Oid, jcs};
+use gatos_types::{Coded, Digest, ErrorCode, ManifestName, Oid, jcs};
 
 use crate::Gatos;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::jobs::manifest::{self, Input};
 use crate::jobs::records::read_doc;
 
@@ -40,11 +40,49 @@ pub struct Put {
     pub changed: bool,
 }
 
-fn not_found(name: &ManifestName) -> Error {
-    Error::new(
-        ErrorCode::NotFound,
-        format!("no manifest named '{name}'; `git gatos manifests ls` lists them"),
-    )
+/// Why the registry refused (what [`manifest::Error`] says of the document aside).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No manifest has this name.
+    #[error("no manifest named '{name}'; `git gatos manifests ls` lists them")]
+    NoSuchManifest {
+        /// The name.
+        name: ManifestName,
+    },
+    /// The manifest has no such version.
+    #[error("manifest '{name}' has no version {version}")]
+    NoSuchVersion {
+        /// The name.
+        name: ManifestName,
+        /// The version asked for.
+        version: u64,
+    },
+    /// A version commit without its `Version` trailer (written by hand, or by sync).
+    #[error("manifest commit {commit} has no Version trailer")]
+    NoVersionTrailer {
+        /// The commit.
+        commit: Oid,
+    },
+    /// Another writer added a version first.
+    #[error("manifest '{name}' got a new version while this one was written; try again")]
+    Raced {
+        /// The name.
+        name: ManifestName,
+    },
+}
+
+impl Coded for Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::NoSuchManifest { .. } | Error::NoSuchVersion { .. } => ErrorCode::NotFound,
+            Error::NoVersionTrailer { .. } => ErrorCode::InvalidEnvelope,
+            Error::Raced { .. } => ErrorCode::Conflict,
+        }
+    }
+}
+
+fn not_found(name: &ManifestName) -> crate::Error {
+    Error::NoSuchManifest { name: name.clone() }.into()
 }
 
 impl Manifests<'_> {
@@ -55,12 +93,7 @@ impl Manifests<'_> {
             .trailers()
             .get(keys::VERSION)
             .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorCode::InvalidEnvelope,
-                    format!("manifest commit {commit} has no Version trailer"),
-                )
-            })?;
+            .ok_or(Error::NoVersionTrailer { commit })?;
         let (spec, bytes): (JobSpec, _) = read_doc(&mut r, commit, MANIFEST_PATH)?;
         // A document read from a ref is checked as it was when it was written: a bad one
         // (written by hand, or arrived by sync) is a coded error naming it, never a job.
@@ -125,13 +158,10 @@ impl Manifests<'_> {
             .store()
             .update_refs(&[Edit::update(refname, tip, commit)], &Options::default())
             .map_err(|e| match e {
-                gatos_store::Error::CasMismatch { .. } => Error::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "manifest '{name}' got a new version while this one was written; try again"
-                    ),
-                ),
-                other => other.into(),
+                gatos_store::Error::CasMismatch { .. } => {
+                    crate::Error::from(Error::Raced { name: name.clone() })
+                }
+                other => crate::Error::from(other),
             })?;
         let row = ManifestRow {
             name: name.clone(),
@@ -175,10 +205,11 @@ impl Manifests<'_> {
                 Some(_) => at = parent,
             }
         }
-        Err(Error::new(
-            ErrorCode::NotFound,
-            format!("manifest '{name}' has no version {}", version.unwrap_or(0)),
-        ))
+        Err(Error::NoSuchVersion {
+            name: name.clone(),
+            version: version.unwrap_or(0),
+        }
+        .into())
     }
 
     /// Returns the latest version of every manifest, by name.

@@ -69,3 +69,37 @@ fn a_malformed_manifest_is_left_out_of_the_listing_and_named_when_asked_for() ->
     assert!(g.manifests().run(&"bad".parse()?, None).is_err());
     Ok(())
 }
+
+/// The registry's refusals are typed (`manifests::Error`) with their codes.
+#[test]
+fn unknown_names_and_versions_are_typed_not_found() -> TestResult {
+    use gatos::manifests::Error;
+    let repo = TempRepo::new()?;
+    let (g, _) = open_at(&repo, "2026-11-23T10:00:00Z")?;
+    g.manifests().put(
+        &"nightly".parse()?,
+        manifest::from_value(json!({"command": ["true"]}))?,
+    )?;
+    let e = g
+        .manifests()
+        .get(&"nope".parse()?, None)
+        .err()
+        .ok_or("found")?;
+    assert_eq!(e.code(), ErrorCode::NotFound);
+    assert!(matches!(
+        e.inner().downcast_ref::<Error>(),
+        Some(Error::NoSuchManifest { name }) if name.as_str() == "nope"
+    ));
+    let e = g
+        .manifests()
+        .get(&"nightly".parse()?, Some(7))
+        .err()
+        .ok_or("found")?;
+    assert_eq!(e.code(), ErrorCode::NotFound);
+    assert_eq!(e.to_string(), "manifest 'nightly' has no version 7");
+    assert!(matches!(
+        e.inner().downcast_ref::<Error>(),
+        Some(Error::NoSuchVersion { version: 7, .. })
+    ));
+    Ok(())
+}
