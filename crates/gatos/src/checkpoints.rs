@@ -14,9 +14,41 @@ use crate::Gatos;
 use crate::error::{Error, Result};
 use crate::messages::{Cursor, Follower, MAX_PAGE, MessageView, wait_ref};
 
-/// Why a checkpoint did not move.
+/// Why a checkpoint did not move (`set`, `ack`).
 #[derive(Debug, thiserror::Error)]
 pub enum MoveError {
+    /// The message is not (or no longer) retained in the topic.
+    #[error("message {ulid} is not retained in topic '{topic}'")]
+    NotRetained {
+        /// The message.
+        ulid: Ulid,
+        /// The topic.
+        topic: Topic,
+    },
+    /// An ack of a pruned message the checkpoint had not passed.
+    #[error("message {ulid} of topic '{topic}' was pruned")]
+    Pruned {
+        /// The message.
+        ulid: Ulid,
+        /// The topic.
+        topic: Topic,
+    },
+    /// An ack of a message that is not the topic's.
+    #[error("message {ulid} is not in topic '{topic}'")]
+    NotInTopic {
+        /// The message.
+        ulid: Ulid,
+        /// The topic.
+        topic: Topic,
+    },
+    /// A writer that does not take the group's lock changed the checkpoint meanwhile.
+    #[error("checkpoint of group '{group}' on topic '{topic}' changed meanwhile; try again")]
+    Raced {
+        /// The group.
+        group: Group,
+        /// The topic.
+        topic: Topic,
+    },
     /// A move back, which only a forced move makes (and audits).
     #[error(
         "checkpoint of group '{group}' on topic '{topic}' is at seq {at}; moving it back to seq {to} needs a forced move"
@@ -36,6 +68,10 @@ pub enum MoveError {
 impl gatos_types::Coded for MoveError {
     fn code(&self) -> ErrorCode {
         match self {
+            MoveError::NotRetained { .. }
+            | MoveError::Pruned { .. }
+            | MoveError::NotInTopic { .. } => ErrorCode::NotFound,
+            MoveError::Raced { .. } => ErrorCode::Conflict,
             MoveError::Backwards { .. } => ErrorCode::NotFastForward,
         }
     }
@@ -129,10 +165,11 @@ impl<'g> Checkpoints<'g> {
         force: bool,
     ) -> Result<CheckpointRow> {
         let Some((seq, commit)) = self.gatos.messages().position(topic, ulid)? else {
-            return Err(Error::new(
-                ErrorCode::NotFound,
-                format!("message {ulid} is not retained in topic '{topic}'"),
-            ));
+            return Err(MoveError::NotRetained {
+                ulid,
+                topic: topic.clone(),
+            }
+            .into());
         };
         let doc = CheckpointDoc {
             group: group.clone(),
@@ -227,12 +264,11 @@ impl<'g> Checkpoints<'g> {
         match store.update_refs_locked(&[edit], &Options::default(), false) {
             Ok(_) => {}
             Err(gatos_store::Error::CasMismatch { .. }) => {
-                return Err(Error::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "checkpoint of group '{group}' on topic '{topic}' changed meanwhile; try again"
-                    ),
-                ));
+                return Err(MoveError::Raced {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                }
+                .into());
             }
             Err(e) => return Err(e.into()),
         }
@@ -288,15 +324,17 @@ impl<'g> Checkpoints<'g> {
                         checkpoint: self.row(doc)?,
                     });
                 }
-                return Err(Error::new(
-                    ErrorCode::NotFound,
-                    format!("message {ulid} of topic '{topic}' was pruned"),
-                ));
+                return Err(MoveError::Pruned {
+                    ulid,
+                    topic: topic.clone(),
+                }
+                .into());
             }
-            return Err(Error::new(
-                ErrorCode::NotFound,
-                format!("message {ulid} is not in topic '{topic}'"),
-            ));
+            return Err(MoveError::NotInTopic {
+                ulid,
+                topic: topic.clone(),
+            }
+            .into());
         };
         let doc = CheckpointDoc {
             group: group.clone(),

@@ -208,9 +208,13 @@ fn flag_hint(err: &Error) -> Option<&'static str> {
         });
     }
     if let Some(e) = inner.downcast_ref::<MoveError>() {
-        return Some(match e {
-            MoveError::Backwards { .. } => "--force moves a checkpoint back (audited)",
-        });
+        return match e {
+            MoveError::Backwards { .. } => Some("--force moves a checkpoint back (audited)"),
+            MoveError::NotRetained { .. }
+            | MoveError::Pruned { .. }
+            | MoveError::NotInTopic { .. }
+            | MoveError::Raced { .. } => None,
+        };
     }
     if let Some(e) = inner.downcast_ref::<PruneError>() {
         return Some(match e {

@@ -35,6 +35,16 @@ fn checkpoints_move_forward_only_unless_forced() -> TestResult {
         "{err:?}"
     );
     assert!(err.to_string().ends_with("needs a forced move"), "{err}");
+    let unknown: gatos_types::Ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse()?;
+    let err = g.checkpoints().set(&group, &t, unknown, false).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    assert!(
+        matches!(
+            err.inner().downcast_ref::<gatos::checkpoints::MoveError>(),
+            Some(gatos::checkpoints::MoveError::NotRetained { ulid, .. }) if *ulid == unknown
+        ),
+        "{err:?}"
+    );
     let same = g.checkpoints().set(&group, &t, rows[2].ulid, false)?;
     assert_eq!(same.seq, 3);
     let back = g.checkpoints().set(&group, &t, rows[0].ulid, true)?;
