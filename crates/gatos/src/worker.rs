@@ -279,6 +279,46 @@ pub enum OptionsError {
         /// The readable directory it lies in.
         open: PathBuf,
     },
+    /// A secret source (or one of its files) cannot be read.
+    #[error("{what}: {error}")]
+    SecretsUnreadable {
+        /// What: `secrets file <path>`, `secrets directory <path>`, `secret <path>`.
+        what: String,
+        /// Why (its text is in the message, so it is kept here, not as the source).
+        error: std::io::Error,
+    },
+    /// A line of the secrets file that is not `NAME=VALUE`.
+    #[error("secrets file {} line {line}: expected NAME=VALUE", path.display())]
+    SecretsLine {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+    },
+    /// A line of the secrets file whose name is not a secret name (never its value).
+    #[error("secrets file {} line {line}: {name:?} is not a secret name", path.display())]
+    SecretsLineName {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+        /// The name.
+        name: String,
+    },
+    /// A file of the secrets directory whose name is not a secret name.
+    #[error("secrets directory {}: {name:?} is not a secret name", dir.display())]
+    SecretsFileName {
+        /// The directory.
+        dir: PathBuf,
+        /// The file's name.
+        name: String,
+    },
+    /// A secret of the directory that is not a regular file of at most 1 MiB.
+    #[error("secret {}: not a file of at most 1 MiB", path.display())]
+    SecretTooLarge {
+        /// The file.
+        path: PathBuf,
+    },
     /// A name of [`WorkerOptions::secret_env`] that is not a secret name.
     #[error("the secret {name:?} to take from the environment is not a secret name")]
     SecretEnvName {
@@ -304,6 +344,11 @@ impl gatos_types::Coded for OptionsError {
             | OptionsError::WorkdirHoldsGitDir { .. }
             | OptionsError::NoSandbox
             | OptionsError::SecretsReadable { .. }
+            | OptionsError::SecretsUnreadable { .. }
+            | OptionsError::SecretsLine { .. }
+            | OptionsError::SecretsLineName { .. }
+            | OptionsError::SecretsFileName { .. }
+            | OptionsError::SecretTooLarge { .. }
             | OptionsError::SecretEnvName { .. }
             | OptionsError::SecretEnvMissing { .. } => ErrorCode::InvalidInput,
         }
@@ -359,37 +404,31 @@ impl Secrets {
     }
 
     fn load_file(path: &Path, values: &mut BTreeMap<String, String>) -> Result<()> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::new(
-                ErrorCode::InvalidInput,
-                format!("secrets file {}: {e}", path.display()),
-            )
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|error| OptionsError::SecretsUnreadable {
+                what: format!("secrets file {}", path.display()),
+                error,
+            })?;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
                 continue;
             }
             let Some((k, v)) = line.split_once('=') else {
-                return Err(Error::new(
-                    ErrorCode::InvalidInput,
-                    format!(
-                        "secrets file {} line {}: expected NAME=VALUE",
-                        path.display(),
-                        n + 1
-                    ),
-                ));
+                return Err(OptionsError::SecretsLine {
+                    path: path.to_owned(),
+                    line: n + 1,
+                }
+                .into());
             };
             let k = k.trim();
             if !secrets::is_valid_secret_name(k) {
-                return Err(Error::new(
-                    ErrorCode::InvalidInput,
-                    format!(
-                        "secrets file {} line {}: {k:?} is not a secret name",
-                        path.display(),
-                        n + 1
-                    ),
-                ));
+                return Err(OptionsError::SecretsLineName {
+                    path: path.to_owned(),
+                    line: n + 1,
+                    name: k.to_owned(),
+                }
+                .into());
             }
             values.entry(k.to_owned()).or_insert_with(|| v.to_owned());
         }
@@ -397,33 +436,33 @@ impl Secrets {
     }
 
     fn load_dir(dir: &Path, values: &mut BTreeMap<String, String>) -> Result<()> {
-        let bad = |what: String| Error::new(ErrorCode::InvalidInput, what);
+        let unreadable = |what: String| {
+            move |error: std::io::Error| OptionsError::SecretsUnreadable { what, error }
+        };
         let entries = std::fs::read_dir(dir)
-            .map_err(|e| bad(format!("secrets directory {}: {e}", dir.display())))?;
+            .map_err(unreadable(format!("secrets directory {}", dir.display())))?;
         for entry in entries {
             let entry =
-                entry.map_err(|e| bad(format!("secrets directory {}: {e}", dir.display())))?;
+                entry.map_err(unreadable(format!("secrets directory {}", dir.display())))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
                 continue;
             }
             if !secrets::is_valid_secret_name(&name) {
-                return Err(bad(format!(
-                    "secrets directory {}: {name:?} is not a secret name",
-                    dir.display()
-                )));
+                return Err(OptionsError::SecretsFileName {
+                    dir: dir.to_owned(),
+                    name,
+                }
+                .into());
             }
             let path = entry.path();
             let meta = std::fs::metadata(&path)
-                .map_err(|e| bad(format!("secret {}: {e}", path.display())))?;
+                .map_err(unreadable(format!("secret {}", path.display())))?;
             if !meta.is_file() || meta.len() > MAX_SECRET {
-                return Err(bad(format!(
-                    "secret {}: not a file of at most 1 MiB",
-                    path.display()
-                )));
+                return Err(OptionsError::SecretTooLarge { path }.into());
             }
             let mut v = std::fs::read_to_string(&path)
-                .map_err(|e| bad(format!("secret {}: {e}", path.display())))?;
+                .map_err(unreadable(format!("secret {}", path.display())))?;
             if v.ends_with('\n') {
                 v.pop();
                 if v.ends_with('\r') {

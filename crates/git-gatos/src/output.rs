@@ -202,6 +202,13 @@ fn flag_hint(err: &Error) -> Option<&'static str> {
                 SecretSource::File => "--secrets FILE sets the secrets file",
                 SecretSource::Directory => "--secrets-dir DIR sets the secrets directory",
             },
+            OptionsError::SecretsUnreadable { .. }
+            | OptionsError::SecretsLine { .. }
+            | OptionsError::SecretsLineName { .. }
+            | OptionsError::SecretsFileName { .. }
+            | OptionsError::SecretTooLarge { .. } => {
+                "--secrets FILE and --secrets-dir DIR name the secret sources"
+            }
             OptionsError::SecretEnvName { .. } | OptionsError::SecretEnvMissing { .. } => {
                 "--secret-env NAME takes a variable of the worker's environment"
             }

@@ -717,5 +717,40 @@ fn worker_options_that_cannot_run_are_typed_refusals() -> TestResult {
             assert!(matches!(o, Some(OptionsError::SecretEnvName { .. })), "{e}");
         }
     }
+    // The operator's secret sources: a malformed line, a file named as no secret, a source
+    // that is not there; the value is never in the message.
+    let file = repo.path().join("secrets.env");
+    std::fs::write(&file, "# ok\nA=1\nno equals sign here\n")?;
+    let e = Secrets::load(Some(&file), None, &[])
+        .err()
+        .ok_or("loaded")?;
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "secrets file {} line 3: expected NAME=VALUE",
+            file.display()
+        )
+    );
+    assert!(matches!(
+        e.inner().downcast_ref::<OptionsError>(),
+        Some(OptionsError::SecretsLine { line: 3, .. })
+    ));
+    let dir = repo.path().join("secrets.d");
+    std::fs::create_dir(&dir)?;
+    std::fs::write(dir.join("not-a-name"), "hunter2")?;
+    let e = Secrets::load(None, Some(&dir), &[]).err().ok_or("loaded")?;
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    assert!(matches!(
+        e.inner().downcast_ref::<OptionsError>(),
+        Some(OptionsError::SecretsFileName { name, .. }) if name == "not-a-name"
+    ));
+    let e = Secrets::load(Some(&repo.path().join("absent")), None, &[])
+        .err()
+        .ok_or("loaded")?;
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    assert!(matches!(
+        e.inner().downcast_ref::<OptionsError>(),
+        Some(OptionsError::SecretsUnreadable { .. })
+    ));
     Ok(())
 }
