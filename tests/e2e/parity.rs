@@ -496,6 +496,23 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     assert_eq!(json!(a), b["records"], "audit.read after a cursor");
     covered.push("audit.read");
 
+    // doctor.check: a ref that fits nowhere is a finding, the same on both faces.
+    let head = repo.git(&["rev-parse", "refs/gatos/messages/t/head"])?;
+    repo.git(&["update-ref", "refs/gatos/stray", head.trim()])?;
+    let out = seeded(gatos_cmd(&repo, &["doctor", "--json"]))
+        .stdin(Stdio::null())
+        .output()?;
+    let a = json_lines(&String::from_utf8(out.stdout)?)?;
+    let b = d.call("doctor.check", json!({}))?;
+    let findings: Vec<Value> = a.into_iter().filter(|r| r.get("error").is_none()).collect();
+    assert_eq!(json!(findings), b["findings"], "doctor.check");
+    assert!(
+        findings.iter().any(|f| f["target"] == "refs/gatos/stray"),
+        "{findings:?}"
+    );
+    repo.git(&["update-ref", "-d", "refs/gatos/stray"])?;
+    covered.push("doctor.check");
+
     // gatos.version
     let out = gatos_cmd(&repo, &["--version"]).output()?;
     let text = String::from_utf8(out.stdout)?;

@@ -76,6 +76,8 @@ pub mod names {
     pub const KEYS_LIST: &str = "keys.list";
     /// `audit.read`
     pub const AUDIT_READ: &str = "audit.read";
+    /// `doctor.check`
+    pub const DOCTOR_CHECK: &str = "doctor.check";
     /// `sync.run`
     pub const SYNC_RUN: &str = "sync.run";
 }
@@ -414,6 +416,14 @@ pub const OPS: &[Op] = &[
         Read,
         schema::<t::AuditParams>,
         schema::<t::AuditResult>,
+    )
+    .large(),
+    op(
+        n::DOCTOR_CHECK,
+        "Check the repository as git gatos doctor does, fixing nothing.",
+        Read,
+        schema::<t::NoParams>,
+        schema::<t::DoctorResult>,
     )
     .large(),
     op(

@@ -263,6 +263,10 @@ impl Service {
                 let _: NoParams = decode(params)?;
                 (encode(&self.keys_list()?)?, vec![])
             }
+            n::DOCTOR_CHECK => {
+                let _: NoParams = decode(params)?;
+                (encode(&self.doctor_check()?)?, vec![])
+            }
             n::AUDIT_READ => (encode(&self.audit_read(decode(params)?)?)?, vec![]),
             n::SYNC_RUN => (encode(&self.sync_run(actor, decode(params)?)?)?, vec![]),
             n::GATOS_VERSION => {
@@ -762,6 +766,17 @@ impl Service {
         Ok(AuditResult {
             records,
             next_since,
+        })
+    }
+
+    /// `doctor.check`: every check of `git gatos doctor`, read-only (fixes are the CLI's,
+    /// on the node's own files).
+    ///
+    /// # Errors
+    /// When the repository cannot be read at all.
+    pub fn doctor_check(&self) -> R<DoctorResult> {
+        Ok(DoctorResult {
+            findings: gatos::doctor::run(&self.gatos, false)?,
         })
     }
 

@@ -633,3 +633,10 @@ pub struct AuditResult {
     /// Pass it as `since` for the next page; null when the trail ends here.
     pub next_since: Option<Ulid>,
 }
+
+/// `doctor.check` result: what `git gatos doctor` finds, without fixing anything.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DoctorResult {
+    /// The findings (none: healthy).
+    pub findings: Vec<gatos::doctor::Finding>,
+}

@@ -29,6 +29,9 @@ fn print(out: &mut Output, f: &Finding) -> Result<(), Error> {
 /// Runs the checks; fails (exit 1) when an error-level finding remains.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &DoctorArgs) -> Result<(), Error> {
     let findings = match ctx.gatos() {
+        // Fixing is the CLI's own (it acts on this node's files); checking is the
+        // doctor.check operation every face offers.
+        Ok(_) if !a.fix => ctx.service()?.doctor_check().map_err(super::api)?.findings,
         Ok(g) => doctor::run_with(
             &g,
             doctor::Options {
