@@ -363,7 +363,7 @@ fn check_fsck(gatos: &Gatos, r: &mut Report) {
 }
 
 fn check_refs(gatos: &Gatos, r: &mut Report) -> Result<()> {
-    for (name, oid) in gatos.store().list_refs("refs/gatos/")? {
+    for (name, oid) in gatos.store().list_refs(names::GATOS_PREFIX)? {
         if name.kind().is_none() {
             r.add(
                 FindingCode::RefUnknown,
@@ -672,7 +672,7 @@ fn check_checkpoints(
 }
 
 fn check_config(gatos: &Gatos, r: &mut Report) -> Result<()> {
-    for (name, _) in gatos.store().list_refs("refs/gatos/config/")? {
+    for (name, _) in gatos.store().list_refs(&names::config_prefix())? {
         let res = match name.kind() {
             Some(RefKind::ConfigTopic(t)) => gatos.messages().config(&t).map(|_| ()),
             Some(RefKind::ConfigQueue(q)) => crate::jobs::queues::config(gatos, &q).map(|_| ()),
@@ -886,7 +886,7 @@ fn audited_commits(gatos: &Gatos) -> Result<Vec<(Oid, String, String)>> {
     let store = gatos.store();
     let mut reader = store.reader();
     let mut out = Vec::new();
-    for (name, oid) in store.list_refs("refs/gatos/")? {
+    for (name, oid) in store.list_refs(names::GATOS_PREFIX)? {
         let (action, target, walk) = match name.kind() {
             Some(RefKind::JobCancel(id)) => ("jobs.cancel", format!("job:{id}"), false),
             Some(RefKind::Manifest(m)) => ("manifests.put", format!("manifest:{m}"), true),
