@@ -25,7 +25,7 @@ use gatos_types::{ErrorCode, KeyId, Timestamp, Ulid, jcs};
 use serde::{Deserialize, Serialize};
 
 use crate::Gatos;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The local config key listing trusted key ids (never replicated).
 pub const TRUST_KEY: &str = "gatos.trust";
@@ -133,8 +133,76 @@ fn key_id(k: &VerifyingKey) -> KeyId {
     KeyId::from_bytes(k.to_bytes())
 }
 
-fn internal(what: impl std::fmt::Display) -> Error {
-    Error::new(ErrorCode::Internal, what.to_string())
+/// Why a keys operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// There is no signing key (the operation needs one).
+    #[error("no signing key; run `git gatos keys init` (or `git gatos init`)")]
+    NoSigningKey,
+    /// There is no signing key to sign a revocation with.
+    #[error("no signing key to sign the revocation; run `git gatos keys init`")]
+    NoKeyToRevoke,
+    /// The signing key's file is not a PKCS#8 ed25519 key.
+    #[error("signing key {}: {reason}", path.display())]
+    BadKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// Text that is no key id, hex or PEM key.
+    #[error("not an ed25519 key: give a key id (ed25519:<hex>), its hex, or a PEM key")]
+    NotAKey,
+    /// A published key record that does not parse.
+    #[error("{reason}")]
+    RecordMalformed {
+        /// What the parser said.
+        reason: String,
+    },
+    /// A published key record that its key did not sign.
+    #[error("the published record of {key} is not signed by it")]
+    RecordNotSelfSigned {
+        /// The key.
+        key: KeyId,
+    },
+    /// The key file to write exists already (another writer made it), or cannot be made.
+    #[error("creating {}: {error}", path.display())]
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// Why (its text is in the message, so it is kept here, not as the source).
+        error: std::io::Error,
+    },
+    /// Reading or writing the key's files failed (`reading <path>`, `keeping the old key`,
+    /// …), or the key could not be encoded.
+    #[error("{what}: {reason}")]
+    Internal {
+        /// What was being done.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl gatos_types::Coded for Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::NoSigningKey | Error::NoKeyToRevoke => ErrorCode::NotFound,
+            Error::BadKeyFile { .. } | Error::NotAKey => ErrorCode::InvalidInput,
+            Error::RecordMalformed { .. } => ErrorCode::InvalidEnvelope,
+            Error::RecordNotSelfSigned { .. } => ErrorCode::SignatureInvalid,
+            Error::Create { .. } => ErrorCode::Conflict,
+            Error::Internal { .. } => ErrorCode::Internal,
+        }
+    }
+}
+
+fn internal(what: impl std::fmt::Display, reason: impl std::fmt::Display) -> crate::Error {
+    Error::Internal {
+        what: what.to_string(),
+        reason: reason.to_string(),
+    }
+    .into()
 }
 
 pub use crate::signing::{
@@ -190,7 +258,7 @@ impl Keys<'_> {
                 )
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(internal(format_args!("reading {}: {e}", path.display()))),
+            Err(e) => return Err(internal(format_args!("reading {}", path.display()), e)),
         };
         if let Ok(c) = CACHE.lock()
             && let Some((p, s, k)) = c.as_ref()
@@ -201,11 +269,9 @@ impl Keys<'_> {
         }
         match std::fs::read_to_string(&path) {
             Ok(pem) => {
-                let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
-                    Error::new(
-                        ErrorCode::InvalidInput,
-                        format!("signing key {}: {e}", path.display()),
-                    )
+                let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| Error::BadKeyFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
                 })?;
                 if let Ok(mut c) = CACHE.lock() {
                     *c = Some((path, stamp, key.clone()));
@@ -213,7 +279,7 @@ impl Keys<'_> {
                 Ok(Some(key))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(internal(format_args!("reading {}: {e}", path.display()))),
+            Err(e) => Err(internal(format_args!("reading {}", path.display()), e)),
         }
     }
 
@@ -230,12 +296,7 @@ impl Keys<'_> {
     /// # Errors
     /// `NotFound` when there is none (run `git gatos keys init`).
     pub fn show(&self) -> Result<KeyRow> {
-        let key = self.current().ok_or_else(|| {
-            Error::new(
-                ErrorCode::NotFound,
-                "no signing key; run `git gatos keys init` (or `git gatos init`)",
-            )
-        })?;
+        let key = self.current().ok_or(Error::NoSigningKey)?;
         Ok(KeyRow {
             key,
             path: self.signing_key_path().display().to_string(),
@@ -264,14 +325,13 @@ impl Keys<'_> {
         let key = SigningKey::from_bytes(&seed);
         let pem = key
             .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-            .map_err(|e| internal(format_args!("encoding the key: {e}")))?;
+            .map_err(|e| internal("encoding the key", e))?;
         if let Some(old) = &old {
             let archived = path.with_file_name(format!(
                 "ed25519-{}.pem",
                 key_id(&old.verifying_key()).to_hex()
             ));
-            std::fs::rename(&path, &archived)
-                .map_err(|e| internal(format_args!("keeping the old key: {e}")))?;
+            std::fs::rename(&path, &archived).map_err(|e| internal("keeping the old key", e))?;
         }
         write_private(&path, &pem)?;
         let id = key_id(&key.verifying_key());
@@ -349,13 +409,11 @@ impl Keys<'_> {
         else {
             return Ok(None);
         };
-        let rec: KeyRecord = serde_json::from_slice(&doc)
-            .map_err(|e| Error::new(ErrorCode::InvalidEnvelope, e.to_string()))?;
+        let rec: KeyRecord = serde_json::from_slice(&doc).map_err(|e| Error::RecordMalformed {
+            reason: e.to_string(),
+        })?;
         if rec.key != *key || !verify_b64(key, &doc, &String::from_utf8_lossy(&sig)) {
-            return Err(Error::new(
-                ErrorCode::SignatureInvalid,
-                format!("the published record of {key} is not signed by it"),
-            ));
+            return Err(Error::RecordNotSelfSigned { key: *key }.into());
         }
         Ok(Some(rec))
     }
@@ -430,12 +488,7 @@ impl Keys<'_> {
         compromised_since: Option<Timestamp>,
     ) -> Result<Revocation> {
         let key = *key;
-        let signer = self.signing_key()?.ok_or_else(|| {
-            Error::new(
-                ErrorCode::NotFound,
-                "no signing key to sign the revocation; run `git gatos keys init`",
-            )
-        })?;
+        let signer = self.signing_key()?.ok_or(Error::NoKeyToRevoke)?;
         let before = self.revocation(&key)?;
         let (rev, commit) = self.revoke_with(&signer, &key, reason, compromised_since)?;
         crate::audit::record(
@@ -608,16 +661,13 @@ pub fn key_id_from_text(text: &str) -> Result<KeyId> {
     if let Ok(sk) = SigningKey::from_pkcs8_pem(t) {
         return Ok(key_id(&sk.verifying_key()));
     }
-    Err(Error::new(
-        ErrorCode::InvalidInput,
-        "not an ed25519 key: give a key id (ed25519:<hex>), its hex, or a PEM key",
-    ))
+    Err(Error::NotAKey.into())
 }
 
 fn write_private(path: &Path, pem: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
-            .map_err(|e| internal(format_args!("creating {}: {e}", dir.display())))?;
+            .map_err(|e| internal(format_args!("creating {}", dir.display()), e))?;
         if let Ok(meta) = std::fs::metadata(dir) {
             let mut perms = meta.permissions();
             std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o700);
@@ -630,15 +680,13 @@ fn write_private(path: &Path, pem: &str) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| {
-            Error::new(
-                ErrorCode::Conflict,
-                format!("creating {}: {e}", path.display()),
-            )
+        .map_err(|error| Error::Create {
+            path: path.to_owned(),
+            error,
         })?;
     f.write_all(pem.as_bytes())
         .and_then(|()| f.sync_all())
-        .map_err(|e| internal(format_args!("writing {}: {e}", path.display())))
+        .map_err(|e| internal(format_args!("writing {}", path.display()), e))
 }
 
 #[cfg(test)]
@@ -654,6 +702,27 @@ mod tests {
             compromised_since: since.map(Timestamp::from_millis),
             revoked_by: key,
         }
+    }
+
+    #[test]
+    fn refusals_are_typed_with_their_codes() {
+        let e = key_id_from_text("not a key").expect_err("no key");
+        assert_eq!(e.code(), ErrorCode::InvalidInput);
+        assert!(matches!(
+            e.inner().downcast_ref::<Error>(),
+            Some(Error::NotAKey)
+        ));
+        let e = crate::Error::from(Error::NoSigningKey);
+        assert_eq!(e.code(), ErrorCode::NotFound);
+        assert_eq!(
+            e.to_string(),
+            "no signing key; run `git gatos keys init` (or `git gatos init`)"
+        );
+        let e = internal("reading x", "denied");
+        assert_eq!(
+            (e.code(), e.to_string()),
+            (ErrorCode::Internal, "reading x: denied".into())
+        );
     }
 
     #[test]
