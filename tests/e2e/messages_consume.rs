@@ -463,3 +463,25 @@ fn moving_a_checkpoint_back_is_refused_with_a_hint_naming_the_flag() -> TestResu
     assert_eq!(checkpoint(&repo, "billing", "orders")?, 1);
     Ok(())
 }
+
+/// A topic setting of 0: the library names the field, the CLI its flags in a hint.
+#[test]
+fn a_zero_segment_limit_is_refused_naming_the_field_and_the_flag() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let out = gatos(
+        &repo,
+        &["messages", "config", "orders", "--max-messages", "0"],
+    )?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error[InvalidInput]: max_messages must be at least 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: --max-messages and --max-bytes take at least 1"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -185,7 +185,7 @@ impl Output {
 fn flag_hint(err: &Error) -> Option<&'static str> {
     use gatos::checkpoints::MoveError;
     use gatos::jobs::logs;
-    use gatos::messages::PruneError;
+    use gatos::messages::{PruneError, config};
     use gatos::worker::{OptionsError, SecretSource};
     let inner = err.inner();
     if let Some(e) = inner.downcast_ref::<OptionsError>() {
@@ -221,6 +221,14 @@ fn flag_hint(err: &Error) -> Option<&'static str> {
             | MoveError::Pruned { .. }
             | MoveError::NotInTopic { .. }
             | MoveError::Raced { .. } => None,
+        };
+    }
+    if let Some(e) = inner.downcast_ref::<config::Error>() {
+        return match e {
+            config::Error::Zero { .. } => Some("--max-messages and --max-bytes take at least 1"),
+            config::Error::NoDocument { .. }
+            | config::Error::Malformed { .. }
+            | config::Error::Raced { .. } => None,
         };
     }
     if let Some(e) = inner.downcast_ref::<PruneError>() {

@@ -4,10 +4,51 @@ use gatos_store::objects::{NewCommit, Objects};
 use gatos_store::refs::{Edit, Options, names};
 use gatos_types::trailers::{Trailers, keys};
 use gatos_types::wire::TopicConfig;
-use gatos_types::{ErrorCode, Oid, Topic, jcs};
+use gatos_types::{Coded, ErrorCode, Oid, Topic, jcs};
 
 use crate::Gatos;
-use crate::error::{Error, Result};
+use crate::error::Result;
+
+/// Why a topic's settings could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A size limit of 0 (the field is [`Change`]'s).
+    #[error("{field} must be at least 1")]
+    Zero {
+        /// `max_messages` or `max_bytes`.
+        field: &'static str,
+    },
+    /// A settings commit without its document.
+    #[error("config commit {commit} has no {CONFIG_PATH}")]
+    NoDocument {
+        /// The commit.
+        commit: Oid,
+    },
+    /// A settings document that does not parse.
+    #[error("settings of topic '{topic}': {reason}")]
+    Malformed {
+        /// The topic.
+        topic: Topic,
+        /// What the parser said.
+        reason: String,
+    },
+    /// Another writer changed the settings at the same moment.
+    #[error("settings of topic '{topic}' changed while being updated; try again")]
+    Raced {
+        /// The topic.
+        topic: Topic,
+    },
+}
+
+impl Coded for Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Zero { .. } => ErrorCode::InvalidInput,
+            Error::NoDocument { .. } | Error::Malformed { .. } => ErrorCode::InvalidEnvelope,
+            Error::Raced { .. } => ErrorCode::Conflict,
+        }
+    }
+}
 
 /// The file holding a topic's settings in its config commit.
 pub const CONFIG_PATH: &str = "config.json";
@@ -52,17 +93,12 @@ impl Gatos {
         }
         let mut r = self.store().reader();
         let c = r.commit(commit)?;
-        let bytes = r.file(c.tree, CONFIG_PATH)?.ok_or_else(|| {
-            Error::new(
-                ErrorCode::InvalidEnvelope,
-                format!("config commit {commit} has no {CONFIG_PATH}"),
-            )
-        })?;
-        let cfg: TopicConfig = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::new(
-                ErrorCode::InvalidEnvelope,
-                format!("settings of topic '{topic}': {e}"),
-            )
+        let bytes = r
+            .file(c.tree, CONFIG_PATH)?
+            .ok_or(Error::NoDocument { commit })?;
+        let cfg: TopicConfig = serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
+            topic: topic.clone(),
+            reason: e.to_string(),
         })?;
         self.cache_topic_config(topic, commit, &cfg);
         Ok((cfg, Some(commit)))
@@ -79,15 +115,12 @@ impl Gatos {
         topic: &Topic,
         change: &Change,
     ) -> Result<(TopicConfig, Option<Oid>, bool)> {
-        for (name, v) in [
-            ("max-messages", change.max_messages),
-            ("max-bytes", change.max_bytes),
+        for (field, v) in [
+            ("max_messages", change.max_messages),
+            ("max_bytes", change.max_bytes),
         ] {
             if v == Some(0) {
-                return Err(Error::new(
-                    ErrorCode::InvalidInput,
-                    format!("--{name} must be at least 1"),
-                ));
+                return Err(Error::Zero { field }.into());
             }
         }
         let (old, at) = self.topic_config(topic)?;
@@ -137,11 +170,10 @@ impl Gatos {
                 &Options::default(),
             )
             .map_err(|e| match e {
-                gatos_store::Error::CasMismatch { .. } => Error::new(
-                    ErrorCode::Conflict,
-                    format!("settings of topic '{topic}' changed while being updated; try again"),
-                ),
-                other => other.into(),
+                gatos_store::Error::CasMismatch { .. } => crate::Error::from(Error::Raced {
+                    topic: topic.clone(),
+                }),
+                other => crate::Error::from(other),
             })?;
         self.cache_topic_config(topic, commit, &new);
         super::audit::record(
