@@ -1158,7 +1158,7 @@ fn doctor_fix_leaves_a_live_git_transactions_locks_and_force_says_what_it_remove
     assert!(
         row["message"]
             .as_str()
-            .is_some_and(|m| m.contains("removed because --force")),
+            .is_some_and(|m| m.contains("removed because forced removal was asked for")),
         "{row}"
     );
     assert!(!packed.exists());

@@ -458,7 +458,7 @@ fn check_locks(gatos: &Gatos, r: &mut Report, opts: Options) -> Result<()> {
                     FindingCode::LockForeign,
                     target.clone(),
                     format!(
-                        "a lock file {age}s old that gatos did not write; {} because --force was given",
+                        "a lock file {age}s old that gatos did not write; {} because forced removal was asked for",
                         if gone { "removed" } else { "already gone, not removed" }
                     ),
                     format!("rm '{target}'"),
