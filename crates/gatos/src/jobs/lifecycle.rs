@@ -62,6 +62,95 @@ impl std::fmt::Debug for ClaimOptions {
     }
 }
 
+/// Why a claim was refused ([`Jobs::claim`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// A lease under [`MIN_LEASE`].
+    #[error("the lease must be at least 1 second")]
+    LeaseTooShort {
+        /// What was asked for.
+        lease: Dur,
+    },
+    /// No such job.
+    #[error("job {job} does not exist")]
+    NoSuchJob {
+        /// The job.
+        job: Ulid,
+    },
+    /// Its last attempt lost its lease: this claim closed it as failed instead.
+    #[error("job {job} failed: its last attempt lost its lease")]
+    LostFinal {
+        /// The job.
+        job: Ulid,
+    },
+    /// Another worker holds a live lease.
+    #[error("job {job} is running on another worker")]
+    Running {
+        /// The job.
+        job: Ulid,
+    },
+    /// It succeeded, failed or was cancelled.
+    #[error("job {job} is {}", state.as_str())]
+    Ended {
+        /// The job.
+        job: Ulid,
+        /// Its state.
+        state: JobState,
+    },
+    /// Its enqueuer is not trusted here (or it is unsigned).
+    #[error("job {job} is not run here: {reason}")]
+    NotRunHere {
+        /// The job.
+        job: Ulid,
+        /// Why.
+        reason: String,
+    },
+    /// Not claimable yet (`run_after`, or a retry's backoff).
+    #[error("job {job} is not claimable before {at}")]
+    NotYet {
+        /// The job.
+        job: Ulid,
+        /// When it is.
+        at: Timestamp,
+    },
+    /// In a queue this worker does not serve.
+    #[error("job {job} is in queue {queue}")]
+    OtherQueue {
+        /// The job.
+        job: Ulid,
+        /// Its queue.
+        queue: Queue,
+    },
+    /// It needs capabilities this worker lacks.
+    #[error("job {job} needs capabilities this worker lacks")]
+    Capabilities {
+        /// The job.
+        job: Ulid,
+    },
+    /// Another worker's claim landed first.
+    #[error("job {job} was claimed by another worker first")]
+    Lost {
+        /// The job.
+        job: Ulid,
+    },
+}
+
+impl gatos_types::Coded for ClaimError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ClaimError::LeaseTooShort { .. } => ErrorCode::InvalidInput,
+            ClaimError::NoSuchJob { .. } => ErrorCode::NotFound,
+            ClaimError::Running { .. } | ClaimError::Lost { .. } => ErrorCode::AlreadyClaimed,
+            ClaimError::LostFinal { .. } | ClaimError::Ended { .. } | ClaimError::NotYet { .. } => {
+                ErrorCode::Conflict
+            }
+            ClaimError::NotRunHere { .. }
+            | ClaimError::OtherQueue { .. }
+            | ClaimError::Capabilities { .. } => ErrorCode::Forbidden,
+        }
+    }
+}
+
 /// A claim held by a worker.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -480,10 +569,7 @@ impl Jobs<'_> {
     /// not claimable (finished, cancelled, not yet available), `NotFound`.
     pub fn claim(&self, id: Ulid, opts: &ClaimOptions) -> Result<Lease> {
         if opts.lease < MIN_LEASE {
-            return Err(Error::new(
-                ErrorCode::InvalidInput,
-                "the lease must be at least 1 second",
-            ));
+            return Err(ClaimError::LeaseTooShort { lease: opts.lease }.into());
         }
         let guard = self.lock(id)?;
         self.gatos.refresh_job(id)?;
@@ -491,7 +577,7 @@ impl Jobs<'_> {
         let rec = self
             .gatos
             .job_record_at(id, refs, false)?
-            .ok_or_else(|| Error::new(ErrorCode::NotFound, format!("job {id} does not exist")))?;
+            .ok_or(ClaimError::NoSuchJob { job: id })?;
         let now = self.gatos.now();
         let d = state::derive(&rec, now, self.gatos.lease_skew());
         let ready = ready::Ready::new(self.gatos);
@@ -500,27 +586,22 @@ impl Jobs<'_> {
             drop(guard);
             let _ = ready.put(id, None);
             self.emit_lost_final(&rec, d.attempt, commit);
-            return Err(Error::new(
-                ErrorCode::Conflict,
-                format!("job {id} failed: its last attempt lost its lease"),
-            ));
+            return Err(ClaimError::LostFinal { job: id }.into());
         }
         match d.state {
             JobState::Pending => {}
             JobState::Running => {
                 // Keep the index's lease end current so workers stop trying it.
                 let _ = ready.put(id, ready::entry_for(&rec, now, self.gatos.lease_skew()));
-                return Err(Error::new(
-                    ErrorCode::AlreadyClaimed,
-                    format!("job {id} is running on another worker"),
-                ));
+                return Err(ClaimError::Running { job: id }.into());
             }
             other => {
                 let _ = ready.put(id, None);
-                return Err(Error::new(
-                    ErrorCode::Conflict,
-                    format!("job {id} is {}", other.as_str()),
-                ));
+                return Err(ClaimError::Ended {
+                    job: id,
+                    state: other,
+                }
+                .into());
             }
         }
         if let Some(v) = super::enqueuer::blocker(
@@ -529,22 +610,14 @@ impl Jobs<'_> {
             rec.job_commit,
             opts.allow_untrusted_enqueuers,
         )? {
-            return Err(Error::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "job {id} is not run here: {}",
-                    v.reason().unwrap_or_default()
-                ),
-            ));
+            return Err(ClaimError::NotRunHere {
+                job: id,
+                reason: v.reason().unwrap_or_default(),
+            }
+            .into());
         }
-        if d.claimable_at.is_some_and(|t| t > now) {
-            return Err(Error::new(
-                ErrorCode::Conflict,
-                format!(
-                    "job {id} is not claimable before {}",
-                    d.claimable_at.unwrap_or(now)
-                ),
-            ));
+        if let Some(at) = d.claimable_at.filter(|t| *t > now) {
+            return Err(ClaimError::NotYet { job: id, at }.into());
         }
         let serves = if opts.queues.is_empty() {
             rec.spec.queue == Queue::default_queue()
@@ -552,10 +625,11 @@ impl Jobs<'_> {
             opts.queues.contains(&rec.spec.queue)
         };
         if !serves {
-            return Err(Error::new(
-                ErrorCode::Forbidden,
-                format!("job {id} is in queue {}", rec.spec.queue),
-            ));
+            return Err(ClaimError::OtherQueue {
+                job: id,
+                queue: rec.spec.queue.clone(),
+            }
+            .into());
         }
         if !rec
             .spec
@@ -563,10 +637,7 @@ impl Jobs<'_> {
             .iter()
             .all(|c| opts.caps.contains(c))
         {
-            return Err(Error::new(
-                ErrorCode::Forbidden,
-                format!("job {id} needs capabilities this worker lacks"),
-            ));
+            return Err(ClaimError::Capabilities { job: id }.into());
         }
         let prev = rec.claim.as_ref().map(|(c, _)| *c);
         let token = LeaseToken::from_bytes(rand::Rng::r#gen(&mut rand::rngs::OsRng));
@@ -591,10 +662,7 @@ impl Jobs<'_> {
         )?;
         let edit = Edit::update(names::job_claim(id), prev, commit);
         if !self.gatos.apply_job_edits(id, &[edit])? {
-            return Err(Error::new(
-                ErrorCode::AlreadyClaimed,
-                format!("job {id} was claimed by another worker first"),
-            ));
+            return Err(ClaimError::Lost { job: id }.into());
         }
         drop(guard);
         let lease = Lease {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use gatos::Gatos;
 use gatos::clock::FixedClock;
-use gatos::jobs::lifecycle::{ClaimOptions, Finish, SecretProbe};
+use gatos::jobs::lifecycle::{ClaimError, ClaimOptions, Finish, SecretProbe};
 use gatos::jobs::manifest::{self, Input};
 use gatos::jobs::{Lease, ListOptions};
 use gatos::proofs::{self, Attempt};
@@ -124,9 +124,14 @@ fn a_claim_excludes_others_heartbeats_extend_it_and_a_takeover_fences_the_old_wo
     let mut la = g.jobs().claim_next(&a)?.expect("a claims it");
     assert_eq!((la.id, la.attempt), (job.id, 1));
     assert_eq!(g.jobs().claim_next(&b)?.map(|l| l.id), None);
-    assert_eq!(
-        g.jobs().claim(job.id, &b).unwrap_err().code(),
-        ErrorCode::AlreadyClaimed
+    let refused = g.jobs().claim(job.id, &b).unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::AlreadyClaimed);
+    assert!(
+        matches!(
+            refused.inner().downcast_ref::<ClaimError>(),
+            Some(ClaimError::Running { job: j }) if *j == job.id
+        ),
+        "{refused:?}"
     );
     // Heartbeats keep it past the first lease end.
     for _ in 0..3 {
@@ -369,14 +374,18 @@ fn routing_follows_queues_capabilities_priority_time_and_secrets() -> TestResult
     let got: Vec<_> =
         std::iter::from_fn(|| g.jobs().claim_next(&capable).unwrap().map(|l| l.id)).collect();
     assert_eq!(got, vec![gpu.id, secret.id]);
-    assert_eq!(
-        g.jobs().claim(other_queue.id, &capable).unwrap_err().code(),
-        ErrorCode::Forbidden
-    );
-    assert_eq!(
-        g.jobs().claim(later.id, &capable).unwrap_err().code(),
-        ErrorCode::Conflict
-    );
+    let refused = g.jobs().claim(other_queue.id, &capable).unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Forbidden);
+    assert!(matches!(
+        refused.inner().downcast_ref::<ClaimError>(),
+        Some(ClaimError::OtherQueue { .. })
+    ));
+    let refused = g.jobs().claim(later.id, &capable).unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Conflict);
+    assert!(matches!(
+        refused.inner().downcast_ref::<ClaimError>(),
+        Some(ClaimError::NotYet { .. })
+    ));
     clock.advance(Dur::from_secs(3601));
     assert_eq!(g.jobs().claim_next(&plain)?.map(|l| l.id), Some(later.id));
     let mut other = worker("other", &g)?;
