@@ -36,7 +36,90 @@ use gatos_types::sync::{SyncConflict, SyncReport};
 use gatos_types::{ErrorCode, Oid};
 
 use crate::Gatos;
-use crate::error::{Error, Result};
+use crate::error::Result;
+
+/// Why a sync (or a remote's choice) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No remote has this name.
+    #[error("no remote named '{name}' (git remote add {name} URL)")]
+    NoSuchRemote {
+        /// The name asked for.
+        name: String,
+    },
+    /// The repository has no remote.
+    #[error("this repository has no remote to sync with (git remote add origin URL)")]
+    NoRemote,
+    /// Several remotes, none named `origin`, and none asked for.
+    #[error("several remotes and none is origin: name one ({})", remotes.join(", "))]
+    SeveralRemotes {
+        /// The remotes.
+        remotes: Vec<String>,
+    },
+    /// A remote name that cannot be part of a tracking ref.
+    #[error("remote name '{name}' cannot be used for tracking refs (letters, digits, . _ -)")]
+    BadRemoteName {
+        /// The name.
+        name: String,
+    },
+    /// A strict sync met conflicts or rejected refs (the whole report is the `report`
+    /// detail).
+    #[error(
+        "{} conflict(s) and {} rejected ref(s) with {} (a strict sync): {}",
+        report.conflicts.len(),
+        report.rejected_count,
+        report.remote,
+        report
+            .conflicts
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(report.rejected.iter().map(|r| r.name.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )]
+    Strict {
+        /// What the sync did.
+        report: Box<SyncReport>,
+    },
+    /// A hub-arbitrated worker's check of the hub's refs of a job rejected one.
+    #[error("the hub's {name} was rejected [{}]: {reason}", code.as_str())]
+    HubRejected {
+        /// The ref.
+        name: String,
+        /// Why, as a code.
+        code: ErrorCode,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl gatos_types::Coded for Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::NoSuchRemote { .. } | Error::NoRemote => ErrorCode::NotFound,
+            Error::SeveralRemotes { .. } | Error::BadRemoteName { .. } => ErrorCode::InvalidInput,
+            Error::Strict { .. } | Error::HubRejected { .. } => ErrorCode::Conflict,
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut d = serde_json::Map::new();
+        match self {
+            Error::Strict { report } => {
+                d.insert(
+                    "report".into(),
+                    serde_json::to_value(report).unwrap_or_default(),
+                );
+            }
+            Error::NoSuchRemote { .. }
+            | Error::NoRemote
+            | Error::SeveralRemotes { .. }
+            | Error::BadRemoteName { .. }
+            | Error::HubRejected { .. } => {}
+        }
+        d
+    }
+}
 
 /// Rounds of fetch, reconcile and push before giving up on lost races (the next sync goes
 /// on from there).
@@ -67,40 +150,19 @@ pub fn resolve_remote(gatos: &Gatos, asked: Option<&str>) -> Result<String> {
     let name = match asked {
         Some(n) => {
             if !remotes.iter().any(|r| r == n) {
-                return Err(Error::new(
-                    ErrorCode::NotFound,
-                    format!("no remote named '{n}' (git remote add {n} URL)"),
-                ));
+                return Err(Error::NoSuchRemote { name: n.to_owned() }.into());
             }
             n.to_owned()
         }
         None => match remotes.as_slice() {
             [only] => only.clone(),
             _ if remotes.iter().any(|r| r == "origin") => "origin".to_owned(),
-            [] => {
-                return Err(Error::new(
-                    ErrorCode::NotFound,
-                    "this repository has no remote to sync with (git remote add origin URL)",
-                ));
-            }
-            _ => {
-                return Err(Error::new(
-                    ErrorCode::InvalidInput,
-                    format!(
-                        "several remotes and none is origin: name one ({})",
-                        remotes.join(", ")
-                    ),
-                ));
-            }
+            [] => return Err(Error::NoRemote.into()),
+            _ => return Err(Error::SeveralRemotes { remotes }.into()),
         },
     };
     if !is_valid_remote_name(&name) {
-        return Err(Error::new(
-            ErrorCode::InvalidInput,
-            format!(
-                "remote name '{name}' cannot be used for tracking refs (letters, digits, . _ -)"
-            ),
-        ));
+        return Err(Error::BadRemoteName { name }.into());
     }
     Ok(name)
 }
@@ -144,23 +206,10 @@ impl Gatos {
         }
         let report = s.finish();
         if opts.strict && (!report.conflicts.is_empty() || report.rejected_count > 0) {
-            return Err(Error::new(
-                ErrorCode::Conflict,
-                format!(
-                    "{} conflict(s) and {} rejected ref(s) with {} (a strict sync): {}",
-                    report.conflicts.len(),
-                    report.rejected_count,
-                    report.remote,
-                    report
-                        .conflicts
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .chain(report.rejected.iter().map(|r| r.name.as_str()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-            .with_detail("report", serde_json::to_value(&report).unwrap_or_default()));
+            return Err(Error::Strict {
+                report: Box::new(report),
+            }
+            .into());
         }
         Ok(report)
     }
@@ -195,15 +244,12 @@ pub(crate) fn check_job_at_hub(gatos: &Gatos, remote: &str, id: gatos_types::Uli
         None => Ok(()),
         Some(r) => {
             tracing::info!(r#ref = %r.name, code = r.code.as_str(), reason = %r.reason, "not taking the hub's refs of a job");
-            Err(Error::new(
-                ErrorCode::Conflict,
-                format!(
-                    "the hub's {} was rejected [{}]: {}",
-                    r.name,
-                    r.code.as_str(),
-                    r.reason
-                ),
-            ))
+            Err(Error::HubRejected {
+                name: r.name.to_string(),
+                code: r.code,
+                reason: r.reason.clone(),
+            }
+            .into())
         }
     }
 }
@@ -626,5 +672,32 @@ impl<'g> Sync<'g> {
             self.report.retry.push(name.to_owned());
         }
         self.again = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_strict_failure_carries_its_report_as_a_detail() {
+        let report = SyncReport {
+            remote: "origin".into(),
+            rejected_count: 2,
+            ..SyncReport::default()
+        };
+        let e = crate::Error::from(Error::Strict {
+            report: Box::new(report.clone()),
+        });
+        assert_eq!(e.code(), ErrorCode::Conflict);
+        assert_eq!(
+            e.to_string(),
+            "0 conflict(s) and 2 rejected ref(s) with origin (a strict sync): "
+        );
+        assert_eq!(
+            e.details().get("report"),
+            Some(&serde_json::to_value(&report).expect("a report serializes"))
+        );
+        assert!(crate::Error::from(Error::NoRemote).details().is_empty());
     }
 }
