@@ -386,11 +386,91 @@ pub fn closed_claim_of_result(gatos: &Gatos, result: Oid) -> Result<Option<(Oid,
     Ok(Some((closed, doc)))
 }
 
-fn lease_lost(id: Ulid, why: &str) -> Error {
-    Error::new(
-        ErrorCode::LeaseExpired,
-        format!("lost the claim on job {id}: {why}"),
-    )
+/// Why a lease's holder may no longer extend or end its attempt (`heartbeat`, `finish`).
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The claim is no longer this lease's (the worker must stop the job).
+    #[error("lost the claim on job {job}: {why}")]
+    Lost {
+        /// The job.
+        job: Ulid,
+        /// What happened to it.
+        why: LostClaim,
+    },
+    /// The lease token is missing or wrong (ADR 0022).
+    #[error(
+        "job {job} attempt {attempt}: {} (only the holder of the claim, who got the token from jobs.claim, may extend or end it)",
+        if *given { "the lease token does not match" } else { "a lease token is required" }
+    )]
+    Token {
+        /// The job.
+        job: Ulid,
+        /// The attempt.
+        attempt: u32,
+        /// Whether a token was given.
+        given: bool,
+    },
+    /// A `succeeded` attempt whose exit code is not 0 (the `exit_code` detail).
+    #[error("a succeeded attempt has exit code 0")]
+    SucceededNonZero {
+        /// The exit code given.
+        exit_code: Option<i32>,
+    },
+}
+
+/// What happened to a claim its holder lost.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LostClaim {
+    /// The job's refs are gone.
+    #[error("the job is gone")]
+    JobGone,
+    /// The job has no claim.
+    #[error("no claim")]
+    NoClaim,
+    /// Another attempt (or worker) holds the claim, or this one ended.
+    #[error("the claim is now attempt {attempt} by {worker} ({state:?})")]
+    Moved {
+        /// The claim's attempt.
+        attempt: u32,
+        /// Its worker.
+        worker: WorkerId,
+        /// Its state.
+        state: ClaimState,
+    },
+    /// The job has its result.
+    #[error("the job already has a result")]
+    HasResult,
+    /// A takeover moved the claim while this write was made.
+    #[error("taken over")]
+    TakenOver,
+    /// A takeover, or another result, won while the result was written.
+    #[error("taken over, or a result exists")]
+    TakenOverOrResult,
+}
+
+impl gatos_types::Coded for LeaseError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            LeaseError::Lost { .. } => ErrorCode::LeaseExpired,
+            LeaseError::Token { .. } => ErrorCode::Forbidden,
+            LeaseError::SucceededNonZero { .. } => ErrorCode::InvalidInput,
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut d = serde_json::Map::new();
+        match self {
+            LeaseError::SucceededNonZero { exit_code } => {
+                d.insert("exit_code".into(), (*exit_code).into());
+            }
+            LeaseError::Lost { .. } | LeaseError::Token { .. } => {}
+        }
+        d
+    }
+}
+
+fn lease_lost(job: Ulid, why: LostClaim) -> Error {
+    LeaseError::Lost { job, why }.into()
 }
 
 impl Jobs<'_> {
@@ -722,40 +802,36 @@ impl Jobs<'_> {
         let rec = self
             .gatos
             .job_record_at(id, refs, false)?
-            .ok_or_else(|| lease_lost(id, "the job is gone"))?;
+            .ok_or_else(|| lease_lost(id, LostClaim::JobGone))?;
         let (head, doc) = rec
             .claim
             .clone()
-            .ok_or_else(|| lease_lost(id, "no claim"))?;
+            .ok_or_else(|| lease_lost(id, LostClaim::NoClaim))?;
         if doc.worker != *worker
             || doc.attempt != attempt
             || !matches!(doc.state, ClaimState::Running | ClaimState::Heartbeat)
         {
             return Err(lease_lost(
                 id,
-                &format!(
-                    "the claim is now attempt {} by {} ({:?})",
-                    doc.attempt, doc.worker, doc.state
-                ),
+                LostClaim::Moved {
+                    attempt: doc.attempt,
+                    worker: doc.worker.clone(),
+                    state: doc.state,
+                },
             ));
         }
         if rec.result.is_some() {
-            return Err(lease_lost(id, "the job already has a result"));
+            return Err(lease_lost(id, LostClaim::HasResult));
         }
         if let Some(hash) = &doc.lease_token_hash
             && !token.is_some_and(|t| t.matches(hash))
         {
-            return Err(Error::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "job {id} attempt {attempt}: {} (only the holder of the claim, who got the token from jobs.claim, may extend or end it)",
-                    if token.is_some() {
-                        "the lease token does not match"
-                    } else {
-                        "a lease token is required"
-                    }
-                ),
-            ));
+            return Err(LeaseError::Token {
+                job: id,
+                attempt,
+                given: token.is_some(),
+            }
+            .into());
         }
         Ok((head, doc, rec))
     }
@@ -785,7 +861,7 @@ impl Jobs<'_> {
             lease.id,
             &[Edit::update(names::job_claim(lease.id), Some(head), commit)],
         )? {
-            return Err(lease_lost(lease.id, "taken over"));
+            return Err(lease_lost(lease.id, LostClaim::TakenOver));
         }
         drop(guard);
         lease.head = commit;
@@ -817,11 +893,10 @@ impl Jobs<'_> {
     /// when the claim was taken over. Either way nothing is written.
     pub fn finish(&self, lease: &Lease, finish: &Finish) -> Result<Finished> {
         if finish.outcome == Outcome::Succeeded && finish.exit_code != Some(0) {
-            return Err(Error::new(
-                ErrorCode::InvalidInput,
-                "a succeeded attempt has exit code 0",
-            )
-            .with_detail("exit_code", finish.exit_code));
+            return Err(LeaseError::SucceededNonZero {
+                exit_code: finish.exit_code,
+            }
+            .into());
         }
         let guard = self.lock(lease.id)?;
         self.gatos.refresh_job(lease.id)?;
@@ -870,7 +945,7 @@ impl Jobs<'_> {
                 lease.id,
                 &[Edit::update(names::job_claim(lease.id), Some(head), commit)],
             )? {
-                return Err(lease_lost(lease.id, "taken over"));
+                return Err(lease_lost(lease.id, LostClaim::TakenOver));
             }
             // The state the refs now give (DESIGN §4): a cancel ref decides whatever the
             // outcome said (`cancel` published that transition); otherwise the job runs
@@ -1048,7 +1123,7 @@ impl Jobs<'_> {
         if self.gatos.apply_job_edits(rec.id, &edits)? {
             Ok(result_commit)
         } else {
-            Err(lease_lost(rec.id, "taken over, or a result exists"))
+            Err(lease_lost(rec.id, LostClaim::TakenOverOrResult))
         }
     }
 

@@ -763,3 +763,50 @@ fn worker_options_that_cannot_run_are_typed_refusals() -> TestResult {
     ));
     Ok(())
 }
+
+/// What the holder of a lease may not do is a typed `LeaseError`: a succeeded attempt with
+/// a non-zero exit code (with the `exit_code` detail), a missing or wrong lease token, a
+/// claim taken over.
+#[test]
+fn a_lease_holders_refusals_are_typed() -> TestResult {
+    use gatos::jobs::lifecycle::{LeaseError, LostClaim};
+    let repo = TempRepo::new()?;
+    let (g, clock) = start(&repo)?;
+    let id = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["true"]}))?)?
+        .id;
+    let lease = g.jobs().claim(id, &worker("w1", &g)?)?;
+    let e = finish(&g, &lease, Outcome::Succeeded, Some(1)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    assert_eq!(e.details().get("exit_code"), Some(&json!(1)));
+    assert!(matches!(
+        e.inner().downcast_ref::<LeaseError>(),
+        Some(LeaseError::SucceededNonZero { exit_code: Some(1) })
+    ));
+    let mut tokenless = lease.clone();
+    tokenless.token = None;
+    let e = g.jobs().heartbeat(&mut tokenless).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Forbidden);
+    assert!(matches!(
+        e.inner().downcast_ref::<LeaseError>(),
+        Some(LeaseError::Token { given: false, .. })
+    ));
+    clock.advance(Dur::from_secs(31));
+    let taken = g.jobs().claim(id, &worker("w2", &g)?)?;
+    assert_eq!(taken.attempt, 2);
+    let mut old = lease;
+    let e = g.jobs().heartbeat(&mut old).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::LeaseExpired);
+    assert!(
+        matches!(
+            e.inner().downcast_ref::<LeaseError>(),
+            Some(LeaseError::Lost {
+                why: LostClaim::Moved { attempt: 2, .. },
+                ..
+            })
+        ),
+        "{e}"
+    );
+    Ok(())
+}
