@@ -18,6 +18,6 @@ mod jobs;
 mod logs;
 mod messages;
 mod messages_consume;
-mod support;
 mod parity;
+mod support;
 mod sync;

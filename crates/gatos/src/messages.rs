@@ -27,8 +27,8 @@ use gatos_types::{ErrorCode, Oid, Timestamp, Topic, Ulid};
 pub use self::config::Change as ConfigChange;
 pub use self::prune::{PruneError, PruneOptions};
 pub use self::publish::{BatchItem, BatchOptions, DEFAULT_CHUNK, PublishOptions};
-pub use self::read::{Cursor, DEFAULT_MAX_PAGE_BYTES, Follower, MessageView, ReadOptions, ScanEnd};
 pub(crate) use self::read::wait_ref;
+pub use self::read::{Cursor, DEFAULT_MAX_PAGE_BYTES, Follower, MessageView, ReadOptions, ScanEnd};
 use crate::Gatos;
 use crate::error::{Error, Result};
 

@@ -33,11 +33,7 @@ fn job_ref_names(id: Ulid) -> [RefName; 4] {
 /// of the job fail a check.
 pub(crate) fn refresh(gatos: &Gatos, remote: &str, id: Ulid) -> Result<bool> {
     let store = gatos.store();
-    store.fetch_gatos(
-        remote,
-        Some(&[names::job_prefix(id)]),
-        false,
-    )?;
+    store.fetch_gatos(remote, Some(&[names::job_prefix(id)]), false)?;
     // What the hub holds is checked first (ADR 0018); a final result held here is never
     // replaced by the hub's.
     gatos.check_job_at_hub(remote, id)?;

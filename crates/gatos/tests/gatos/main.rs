@@ -2,8 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr, reason = "tests")]
 
 mod admission;
-mod checkpoints;
 mod catalog;
+mod checkpoints;
 mod claims;
 mod doctor;
 mod index;

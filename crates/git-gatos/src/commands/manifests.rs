@@ -6,9 +6,9 @@ use gatos_types::jobs::ManifestRow;
 
 use super::jobs::{print_enqueued, read_manifest};
 use super::{Ctx, api, parse};
-use gatos_api::types::ManifestRefParams;
 use crate::cli::ManifestsCommand;
 use crate::output::Output;
+use gatos_api::types::ManifestRefParams;
 
 fn print(out: &mut Output, row: &ManifestRow, verb: &str) -> Result<(), Error> {
     out.row(row, |w| {

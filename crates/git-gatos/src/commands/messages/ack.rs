@@ -4,9 +4,9 @@ use gatos::Error;
 use gatos_types::{Group, Topic, Ulid};
 
 use super::super::{Ctx, api, parse};
-use gatos_api::types::AckParams;
 use crate::cli::AckArgs;
 use crate::output::Output;
+use gatos_api::types::AckParams;
 
 /// Moves a group's checkpoint forward to a processed message.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &AckArgs) -> Result<(), Error> {

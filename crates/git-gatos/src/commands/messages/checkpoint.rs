@@ -5,9 +5,9 @@ use gatos_types::wire::CheckpointRow;
 use gatos_types::{Group, Topic, Ulid};
 
 use super::super::{Ctx, api, parse};
-use gatos_api::types::{CheckpointGetParams, CheckpointSetParams};
 use crate::cli::CheckpointCommand;
 use crate::output::Output;
+use gatos_api::types::{CheckpointGetParams, CheckpointSetParams};
 
 fn print(out: &mut Output, c: &CheckpointRow) -> Result<(), Error> {
     out.row(c, |w| {

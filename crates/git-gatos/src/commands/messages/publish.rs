@@ -10,9 +10,9 @@ use gatos_types::{ErrorCode, Topic, jcs};
 use serde_json::Value;
 
 use super::super::{Ctx, api, parse};
-use gatos_api::types::PublishParams;
 use crate::cli::PublishArgs;
 use crate::output::{Output, usage};
+use gatos_api::types::PublishParams;
 
 fn read_payload(what: &str, bytes: &[u8]) -> Result<Value, Error> {
     jcs::parse(bytes).map_err(|e| Error::new(ErrorCode::InvalidInput, format!("{what}: {e}")))
