@@ -730,7 +730,10 @@ bench_service() {
     t1=$(now); elapsed "$t0" "$t1"
   }
   for k in 1 2 3 4 5; do
-    for side in old new; do
+    # Which binary goes first alternates, so neither always runs on the disk the other
+    # just filled.
+    local order="old new"; [ $((k % 2)) -eq 0 ] && order="new old"
+    for side in $order; do
       if [ "$side" = old ]; then gg=$OG; gd=$OD; else gg=$GG; gd="$BIN/gatosd"; fi
       r="$WORK/svc-$side.git"; newrepo "$r"; GIT_DIR="$r" "$gg" init --quiet > /dev/null
       git -C "$r" config gatos.maintenance.auto false; settle

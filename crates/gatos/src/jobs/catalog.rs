@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use gatos_types::jobs::{JobRow, JobState};
 use gatos_types::{Capability, ErrorCode, KeyId, Queue, Timestamp, Ulid};
@@ -95,7 +95,8 @@ pub struct Page {
 
 struct Cached {
     read: u64,
-    facts: HashMap<Ulid, Facts>,
+    /// Shared with the lists that read it: a page costs no copy of the catalog.
+    facts: Arc<HashMap<Ulid, Facts>>,
 }
 
 fn cache() -> &'static Mutex<HashMap<PathBuf, Cached>> {
@@ -280,7 +281,7 @@ impl Jobs<'_> {
         ids: &[Ulid],
         live: &BTreeMap<Ulid, super::records::Refs>,
         archived: &BTreeMap<Ulid, archive::Archived>,
-    ) -> Result<HashMap<Ulid, Facts>> {
+    ) -> Result<Arc<HashMap<Ulid, Facts>>> {
         let path = self.catalog_path();
         let mut all = self.read_catalog(&path)?;
         let missing: Vec<Ulid> = ids
@@ -315,26 +316,27 @@ impl Jobs<'_> {
                 });
             }
             self.append(&path, &new)?;
+            let map = Arc::make_mut(&mut all);
             for f in new {
-                all.insert(f.id, f);
+                map.insert(f.id, f);
             }
         }
         Ok(all)
     }
 
     /// Reads the catalog: what this process read before, plus what was appended since.
-    fn read_catalog(&self, path: &PathBuf) -> Result<HashMap<Ulid, Facts>> {
+    fn read_catalog(&self, path: &PathBuf) -> Result<Arc<HashMap<Ulid, Facts>>> {
         let mut caches = cache().lock().unwrap_or_else(PoisonError::into_inner);
         let c = caches.entry(path.clone()).or_insert_with(|| Cached {
             read: 0,
-            facts: HashMap::new(),
+            facts: Arc::default(),
         });
         let mut f = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 c.read = 0;
-                c.facts.clear();
-                return Ok(HashMap::new());
+                c.facts = Arc::default();
+                return Ok(Arc::default());
             }
             Err(e) => return Err(io("opening the job catalog", e)),
         };
@@ -345,7 +347,7 @@ impl Jobs<'_> {
         if len < c.read {
             // Rebuilt by another process: read it again.
             c.read = 0;
-            c.facts.clear();
+            c.facts = Arc::default();
         }
         f.seek(std::io::SeekFrom::Start(c.read))
             .map_err(|e| io("reading the job catalog", e))?;
@@ -360,7 +362,7 @@ impl Jobs<'_> {
         {
             match serde_json::from_slice::<Facts>(line) {
                 Ok(facts) => {
-                    c.facts.insert(facts.id, facts);
+                    Arc::make_mut(&mut c.facts).insert(facts.id, facts);
                 }
                 Err(e) => {
                     // A torn or foreign line: start again from the refs.
@@ -368,8 +370,8 @@ impl Jobs<'_> {
                     drop(f);
                     let _ = std::fs::remove_file(path);
                     c.read = 0;
-                    c.facts.clear();
-                    return Ok(HashMap::new());
+                    c.facts = Arc::default();
+                    return Ok(Arc::default());
                 }
             }
         }

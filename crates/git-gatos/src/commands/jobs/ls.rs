@@ -45,7 +45,9 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &LsArgs) -> Result<(), Error> {
         label: a.label.clone(),
         all: a.all,
         cursor: a.after.as_deref().map(parse).transpose()?,
-        limit: a.limit,
+        // Without --limit every match is printed, in the largest pages the operation
+        // gives (each page lists the job refs once).
+        limit: a.limit.or(Some(gatos::jobs::catalog::MAX_LIMIT)),
     };
     loop {
         let page = svc.jobs_list(p.clone()).map_err(api)?;
