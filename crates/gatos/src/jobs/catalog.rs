@@ -177,6 +177,14 @@ impl Query {
         Ok(())
     }
 
+    /// Whether a filter asks for what the catalog holds.
+    fn needs_facts(&self) -> bool {
+        self.queue.is_some()
+            || self.capability.is_some()
+            || self.enqueuer.is_some()
+            || self.label.is_some()
+    }
+
     fn wants_archive(&self) -> bool {
         self.archived || self.state.is_some_and(JobState::is_final)
     }
@@ -235,7 +243,13 @@ impl Jobs<'_> {
             .filter(|id| q.id_in_range(*id))
             .collect();
         ids.sort_unstable();
-        let facts = self.catalog_facts(&ids, &live, &archived)?;
+        // The catalog is read (and caught up) only when a filter needs what it holds: a
+        // plain listing reads the jobs it returns and nothing else.
+        let facts = if q.needs_facts() {
+            Some(self.catalog_facts(&ids, &live, &archived)?)
+        } else {
+            None
+        };
         let mut jobs = Vec::new();
         let mut last = None;
         for id in ids {
@@ -248,9 +262,11 @@ impl Jobs<'_> {
             last = Some(id);
             // A job without facts could not be read: listing goes on without it (doctor
             // reports it), as `jobs ls` always has.
-            let Some(f) = facts.get(&id) else { continue };
-            if !f.matches(q) {
-                continue;
+            if let Some(facts) = &facts {
+                let Some(f) = facts.get(&id) else { continue };
+                if !f.matches(q) {
+                    continue;
+                }
             }
             if let Some(a) = archived.get(&id)
                 && q.state.is_some_and(|s| s != a.state)
