@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Checks scripts/verify_poe.py, the independent proof verifier, against a real repository:
 # a stored proof verifies; a tampered log, and another key, do not.
-# Needs python3 with the `cryptography` package (.ci/run installs it).
+# Needs python3 with the `cryptography` package (scripts/test.sh installs it).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 if ! python3 -c 'import cryptography.hazmat.primitives.asymmetric.ed25519' 2>/dev/null; then
-  echo "SKIPPED: python3 with the cryptography package is not installed" \
-       "(apt-get install python3-cryptography, or pip install cryptography)" >&2
-  exit 0
+  # A check that cannot run is a failure, never a skip (scripts/test.sh installs it first).
+  echo "missing: python3 with the cryptography package" \
+       "(python3 -m pip install -r scripts/requirements.txt, or apt-get install python3-cryptography)" >&2
+  exit 1
 fi
 export PATH="$root/target/debug:$PATH"
 work=$(mktemp -d "${TMPDIR:-/tmp}/gatos-poe.XXXXXX")

@@ -6,6 +6,31 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step() { printf '\n== %s\n' "$*"; }
 
+# What the independent checks need besides Rust and git: the sqlite3 tool and the Python
+# packages of scripts/requirements.txt. Missing packages are installed into target/pyenv
+# (a virtual environment, put first on PATH for the tests); what cannot be installed
+# stops the run here, in one line, with the command that installs it.
+step "prerequisites"
+command -v python3 > /dev/null \
+  || { echo "missing: python3 (Debian: apt-get install python3 python3-venv)" >&2; exit 1; }
+command -v sqlite3 > /dev/null \
+  || { echo "missing: the sqlite3 tool, which the export tests read exports back with (Debian: apt-get install sqlite3)" >&2; exit 1; }
+py_missing() { "$1" -c '
+import importlib.util, sys
+need = ["cryptography", "pyarrow", "blake3"]
+print(" ".join(m for m in need if importlib.util.find_spec(m) is None))'; }
+missing=$(py_missing python3)
+if [ -n "$missing" ]; then
+  venv=target/pyenv
+  if [ ! -x "$venv/bin/python3" ] || [ -n "$(py_missing "$venv/bin/python3")" ]; then
+    echo "python3 lacks: $missing; installing scripts/requirements.txt into $venv"
+    { python3 -m venv "$venv" && "$venv/bin/python3" -m pip install -q -r scripts/requirements.txt; } \
+      || { echo "missing: Python packages $missing, and they could not be installed into $venv (needs python3-venv and network): run python3 -m pip install -r scripts/requirements.txt" >&2; exit 1; }
+  fi
+  export PATH="$PWD/$venv/bin:$PATH"
+fi
+echo "python3: $(command -v python3); sqlite3: $(command -v sqlite3)"
+
 step "format"
 cargo fmt --all -- --check
 step "build (binaries first: the cross-process tests run them)"
