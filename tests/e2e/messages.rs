@@ -468,3 +468,81 @@ fn a_batch_whose_output_fails_says_what_landed() -> TestResult {
     );
     repo.assert_fsck_strict()
 }
+
+/// A read or consume of a topic this node has never seen is `NotFound` naming the closest
+/// topics (exit 1, nothing written); with `--follow` it says it waits, then prints what
+/// arrives; a topic whose messages were all pruned is still a topic (DESIGN §4).
+#[test]
+fn reading_a_topic_that_does_not_exist_says_so_and_suggests_the_closest() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    gatos_ok(&repo, &["messages", "publish", "ci.events", "--data", "{}"])?;
+    let before = repo.git(&["for-each-ref", "refs/gatos/"])?;
+    for args in [
+        vec!["messages", "read", "ci.event", "--json"],
+        vec!["messages", "consume", "g", "ci.evnts", "--json"],
+        vec![
+            "messages", "consume", "g", "ci.evnts", "--ack", "manual", "--json",
+        ],
+    ] {
+        let out = gatos_cmd(&repo, &args).stdin(Stdio::null()).output()?;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = &json_lines(&String::from_utf8(out.stdout)?)?[0]["error"];
+        assert_eq!(err["code"], "NotFound", "{args:?}");
+        assert_eq!(
+            err["did_you_mean"],
+            serde_json::json!(["ci.events"]),
+            "{args:?}"
+        );
+        let stderr = String::from_utf8(out.stderr)?;
+        assert!(stderr.contains("did you mean 'ci.events'?"), "{stderr}");
+    }
+    // Nothing close: no suggestion, still NotFound.
+    let out = gatos_cmd(&repo, &["messages", "read", "zzzzzzzz"])
+        .stdin(Stdio::null())
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8(out.stderr)?.contains("did you mean"));
+    assert_eq!(repo.git(&["for-each-ref", "refs/gatos/"])?, before);
+    // With --follow it waits, says so, and prints the first message when it comes.
+    let mut child = gatos_cmd(
+        &repo,
+        &["messages", "read", "later", "--follow", "--limit", "1"],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()?;
+    let mut err = BufReader::new(child.stderr.take().ok_or("stderr")?);
+    let mut line = String::new();
+    err.read_line(&mut line)?;
+    assert!(line.contains("waiting for its first message"), "{line}");
+    gatos_ok(
+        &repo,
+        &["messages", "publish", "later", "--data", "{\"n\":1}"],
+    )?;
+    let out = child.wait_with_output()?;
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout)?.contains("{\"n\":1}"));
+    // A topic pruned down to nothing is still known: an empty read, exit 0.
+    gatos_ok(
+        &repo,
+        &[
+            "messages",
+            "prune",
+            "ci.events",
+            "--older-than",
+            "0s",
+            "--force",
+        ],
+    )?;
+    let out = gatos_cmd(&repo, &["messages", "read", "ci.events"])
+        .stdin(Stdio::null())
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

@@ -359,6 +359,33 @@ impl Service {
             .ack(&p.group, &p.topic, p.ulid)?)
     }
 
+    /// `NotFound` for a topic that exists in no form on this node (no message, segment,
+    /// summary or settings), naming the known topics closest to the name (`did_you_mean`).
+    /// Faces that answer a read of such a topic with an error rather than an empty page
+    /// (the CLI's `read` and `consume` without `--follow`, DESIGN §4) ask this first.
+    ///
+    /// # Errors
+    /// The `NotFound` described; a store failure.
+    pub fn require_topic(&self, topic: &Topic) -> R<()> {
+        let messages = self.gatos.messages();
+        if messages.known(topic)? {
+            return Ok(());
+        }
+        let names: Vec<String> = messages
+            .topics()?
+            .into_iter()
+            .map(|t| t.topic.as_str().to_owned())
+            .collect();
+        let close = closest(topic.as_str(), &names);
+        let mut msg = format!("no topic '{topic}' on this node (nothing was published to it here)");
+        if let Some(first) = close.first() {
+            msg.push_str(&format!("; did you mean '{first}'?"));
+        }
+        Err(gatos::Error::new(ErrorCode::NotFound, msg)
+            .with_detail("did_you_mean", close)
+            .into())
+    }
+
     /// `topics.list`.
     ///
     /// # Errors
@@ -846,4 +873,31 @@ fn finish_of(p: &FinishParams, default: Outcome) -> R<Finish> {
         outputs,
         poe,
     })
+}
+
+/// The names within an edit distance of 2 of `name` (or sharing a dotted prefix with it),
+/// closest first, at most three.
+fn closest(name: &str, known: &[String]) -> Vec<String> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let sub = prev[j] + usize::from(ca != *cb);
+                cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    let stem = |s: &str| s.split('.').next().unwrap_or(s).to_owned();
+    let mut scored: Vec<(usize, &String)> = known
+        .iter()
+        .filter(|k| k.as_str() != name)
+        .map(|k| (distance(name, k), k))
+        .filter(|(d, k)| *d <= 2 || stem(k) == stem(name))
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, k)| k.clone()).collect()
 }

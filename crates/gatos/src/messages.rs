@@ -200,6 +200,18 @@ impl<'g> Messages<'g> {
         f(view.as_ref())
     }
 
+    /// Tells whether a topic exists here in any form: a head, a sealed segment, a summary
+    /// (everything pruned), or settings. A name with none of these was never published to
+    /// on this node (nor arrived by sync).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn known(&self, topic: &Topic) -> Result<bool> {
+        let store = self.gatos.store();
+        Ok(!store.list_refs(&names::topic_prefix(topic))?.is_empty()
+            || store.read_ref(&names::config_topic(topic))?.is_some())
+    }
+
     /// Returns the topic's head commit (its last message), or `None` for a topic with none.
     ///
     /// # Errors

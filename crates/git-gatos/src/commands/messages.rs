@@ -63,3 +63,25 @@ fn topics(ctx: &Ctx, out: &mut Output) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// A read of a topic this node has never seen: without `--follow` it is `NotFound` (with
+/// the closest names); with it, the command says on stderr that it waits (DESIGN §4).
+fn check_topic(
+    ctx: &Ctx,
+    out: &Output,
+    topic: &gatos_types::Topic,
+    follow: bool,
+) -> Result<(), Error> {
+    match ctx.service()?.require_topic(topic) {
+        Ok(()) => Ok(()),
+        Err(gatos_api::CallError::Failed(e))
+            if follow && e.code() == gatos_types::ErrorCode::NotFound =>
+        {
+            out.hint(&format!(
+                "nothing was published to '{topic}' on this node yet; waiting for its first message"
+            ));
+            Ok(())
+        }
+        Err(e) => Err(super::api(e)),
+    }
+}

@@ -39,6 +39,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &ConsumeArgs) -> Result<(), Error> {
         AckMode::Auto
     };
     let g = ctx.gatos()?;
+    super::check_topic(ctx, out, &topic, a.follow)?;
     if !a.follow && ack == AckMode::Auto {
         return once(&g, out, a, &group, &topic);
     }

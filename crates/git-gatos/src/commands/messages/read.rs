@@ -24,6 +24,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &ReadArgs) -> Result<(), Error> {
         (None, None) => Cursor::Start,
     };
     let g = ctx.gatos()?;
+    super::check_topic(ctx, out, &topic, a.follow)?;
     if !a.follow {
         // With --limit this is a page: it also ends at the page byte cap.
         let cap = a.limit.map_or(u64::MAX, |_| a.max_page_bytes);
