@@ -133,6 +133,11 @@ pub struct Op {
     pub summary: &'static str,
     /// Read or write.
     pub access: Access,
+    /// A read that still needs the caller's credentials where reads are otherwise open
+    /// (gatosd's Unix socket before `gatos.auth`): what it shows is not for any process of
+    /// the user, a sandboxed job included — another job's live log, the audit trail, the
+    /// keys, a whole-repository check.
+    pub guarded: bool,
     /// Whether the operation's effect is recorded on `gatos.audit` (DESIGN §4: privileged
     /// or destructive actions; some only in one of their forms, e.g. a forced move).
     pub privileged: bool,
@@ -171,6 +176,7 @@ const fn op(
         name,
         summary,
         access,
+        guarded: false,
         privileged: false,
         shape: Shape::Unary,
         faces: Faces::ALL,
@@ -182,6 +188,17 @@ const fn op(
 }
 
 impl Op {
+    /// Whether a caller must present its credentials first: every write, and the guarded
+    /// reads.
+    pub const fn needs_credentials(&self) -> bool {
+        matches!(self.access, Access::Write) || self.guarded
+    }
+
+    const fn guarded(mut self) -> Op {
+        self.guarded = true;
+        self
+    }
+
     const fn privileged(mut self) -> Op {
         self.privileged = true;
         self
@@ -355,6 +372,7 @@ pub const OPS: &[Op] = &[
         schema::<t::LogsParams>,
         schema::<gatos::jobs::logs::LogChunk>,
     )
+    .guarded()
     .large(),
     op(
         n::JOBS_VERIFY,
@@ -362,7 +380,8 @@ pub const OPS: &[Op] = &[
         Read,
         schema::<t::JobIdParams>,
         schema::<VerifyRow>,
-    ),
+    )
+    .guarded(),
     op(
         n::JOBS_WATCH,
         "Follow job events: an answer, then `jobs.event` notifications.",
@@ -409,7 +428,8 @@ pub const OPS: &[Op] = &[
         Read,
         schema::<t::NoParams>,
         schema::<t::KeysResult>,
-    ),
+    )
+    .guarded(),
     op(
         n::AUDIT_READ,
         "A page of the audit trail (privileged actions), oldest first.",
@@ -417,6 +437,7 @@ pub const OPS: &[Op] = &[
         schema::<t::AuditParams>,
         schema::<t::AuditResult>,
     )
+    .guarded()
     .large(),
     op(
         n::DOCTOR_CHECK,
@@ -425,6 +446,7 @@ pub const OPS: &[Op] = &[
         schema::<t::NoParams>,
         schema::<t::DoctorResult>,
     )
+    .guarded()
     .large(),
     op(
         n::SYNC_RUN,
@@ -471,9 +493,10 @@ pub fn markdown() -> String {
     let mut s =
         String::from("| method | access | audited | answers | summary |\n|---|---|---|---|---|\n");
     for o in OPS.iter().filter(|o| o.faces.has(Faces::RPC)) {
-        let access = match o.access {
-            Access::Read => "read",
-            Access::Write => "write",
+        let access = match (o.access, o.guarded) {
+            (Access::Read, false) => "read",
+            (Access::Read, true) => "read (token)",
+            (Access::Write, _) => "write",
         };
         let shape = match o.shape {
             Shape::Unary => "once",

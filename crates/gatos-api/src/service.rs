@@ -668,9 +668,14 @@ impl Service {
         let mut pause = FOLLOW_POLL.0;
         loop {
             let r = self.gatos.jobs().logs(p.id, &opts);
+            // Wait for bytes, the end, or the first claim; a job running on another node
+            // gives nothing here before its result (after a sync): answer at once.
             let waitable = match &r {
                 Ok(c) => c.data.is_empty() && !c.done,
-                Err(e) => e.code() == ErrorCode::Unavailable,
+                Err(e) => matches!(
+                    e.inner().downcast_ref::<gatos::jobs::logs::Error>(),
+                    Some(gatos::jobs::logs::Error::NotStarted { .. })
+                ),
             };
             let now = std::time::Instant::now();
             if !waitable || now >= deadline {

@@ -7,7 +7,7 @@ pub mod jobs;
 pub mod messages;
 
 use gatos_api::CallError;
-use gatos_api::ops::{self, Access, Faces, Shape, names as n};
+use gatos_api::ops::{self, Faces, Shape, names as n};
 use gatos_rpc::RpcError;
 use gatos_rpc::message::Params;
 use serde_json::value::RawValue;
@@ -42,12 +42,6 @@ where
             Err(RpcError::internal("the request failed inside the daemon"))
         }
     }
-}
-
-/// Returns whether `method` writes (unknown methods do, so a method without a row is
-/// closed to unauthenticated clients rather than open).
-pub fn writes(method: &str) -> bool {
-    ops::find(method).is_none_or(|o| o.access == Access::Write)
 }
 
 /// Whether a method's answer can be large (a page): a connection builds one at a time
@@ -100,7 +94,7 @@ pub async fn call(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
     let op = ops::find(method).filter(|o| o.faces.has(Faces::RPC));
     // A method without a row counts as a write: closed to unauthenticated clients rather
     // than telling them which names exist.
-    if op.is_none_or(|o| o.access == Access::Write)
+    if op.is_none_or(|o| o.needs_credentials())
         && !conn
             .authenticated
             .load(std::sync::atomic::Ordering::Acquire)

@@ -94,6 +94,8 @@ pub struct Page {
 }
 
 struct Cached {
+    /// The file read (device, inode): a rebuild renames a new file into place.
+    file: (u64, u64),
     read: u64,
     /// Shared with the lists that read it: a page costs no copy of the catalog.
     facts: Arc<HashMap<Ulid, Facts>>,
@@ -316,11 +318,13 @@ impl Jobs<'_> {
                 let Some(rec) = readable(id, self.gatos.job_record_at(id, refs, false))? else {
                     continue;
                 };
-                let (key, actor) = match enqueuer::check(self.gatos, id, rec.job_commit) {
-                    Ok(enqueuer::Verdict::Trusted(s) | enqueuer::Verdict::Untrusted(s)) => {
+                // A line is never rewritten: only what the job's commits say goes in (a
+                // failure to read them is returned, not recorded as "no enqueuer").
+                let (key, actor) = match enqueuer::check(self.gatos, id, rec.job_commit)? {
+                    enqueuer::Verdict::Trusted(s) | enqueuer::Verdict::Untrusted(s) => {
                         (Some(s.enqueuer.key), Some(s.enqueuer.actor))
                     }
-                    _ => (None, None),
+                    enqueuer::Verdict::Unsigned | enqueuer::Verdict::Invalid(_) => (None, None),
                 };
                 new.push(Facts {
                     id,
@@ -344,6 +348,7 @@ impl Jobs<'_> {
     fn read_catalog(&self, path: &PathBuf) -> Result<Arc<HashMap<Ulid, Facts>>> {
         let mut caches = cache().lock().unwrap_or_else(PoisonError::into_inner);
         let c = caches.entry(path.clone()).or_insert_with(|| Cached {
+            file: (0, 0),
             read: 0,
             facts: Arc::default(),
         });
@@ -356,12 +361,14 @@ impl Jobs<'_> {
             }
             Err(e) => return Err(io("opening the job catalog", e)),
         };
-        let len = f
-            .metadata()
-            .map_err(|e| io("reading the job catalog", e))?
-            .len();
-        if len < c.read {
-            // Rebuilt by another process: read it again.
+        let meta = f.metadata().map_err(|e| io("reading the job catalog", e))?;
+        let file = (
+            std::os::unix::fs::MetadataExt::dev(&meta),
+            std::os::unix::fs::MetadataExt::ino(&meta),
+        );
+        if file != c.file || meta.len() < c.read {
+            // A new file (rebuilt by a process, ours or another): read it from the start.
+            c.file = file;
             c.read = 0;
             c.facts = Arc::default();
         }
@@ -381,10 +388,13 @@ impl Jobs<'_> {
                     Arc::make_mut(&mut c.facts).insert(facts.id, facts);
                 }
                 Err(e) => {
-                    // A torn or foreign line: start again from the refs.
+                    // A torn or foreign line: start again from the refs, with a new (empty)
+                    // file renamed into place under the lock, so no appender writes into a
+                    // file that is going away and every reader sees a new inode.
                     tracing::warn!(error = %e, "the job catalog has a bad line; rebuilding it");
                     drop(f);
-                    let _ = std::fs::remove_file(path);
+                    self.restart(path, file)?;
+                    c.file = (0, 0);
                     c.read = 0;
                     c.facts = Arc::default();
                     return Ok(Arc::default());
@@ -393,6 +403,33 @@ impl Jobs<'_> {
         }
         c.read += whole as u64;
         Ok(c.facts.clone())
+    }
+
+    /// Replaces the catalog with an empty one, unless another process did already (the file
+    /// is no longer the one `seen` names).
+    fn restart(&self, path: &PathBuf, seen: (u64, u64)) -> Result<()> {
+        let _guard = self
+            .gatos
+            .store()
+            .locks()
+            .acquire(
+                &[FAMILY.to_owned()],
+                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
+            )
+            .map_err(gatos_store::Error::from)?;
+        match std::fs::metadata(path) {
+            Ok(m)
+                if (
+                    std::os::unix::fs::MetadataExt::dev(&m),
+                    std::os::unix::fs::MetadataExt::ino(&m),
+                ) == seen => {}
+            // Gone, or already replaced: nothing to do.
+            _ => return Ok(()),
+        }
+        let tmp = path.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, b"").map_err(|e| io("rebuilding the job catalog", e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io("rebuilding the job catalog", e))?;
+        Ok(())
     }
 
     fn append(&self, path: &PathBuf, facts: &[Facts]) -> Result<()> {

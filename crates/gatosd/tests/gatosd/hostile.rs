@@ -46,6 +46,16 @@ async fn an_unauthenticated_unix_client_reads_but_cannot_write() -> TestResult {
         ),
         ("sync.run", json!({})),
         ("no.such.method", json!({})),
+        // Reads that are not for any process of the user (a sandboxed job can connect):
+        // another job's live log, proofs, keys, the audit trail, a whole-repository check.
+        (
+            "jobs.logs",
+            json!({"id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "wait_ms": 1000}),
+        ),
+        ("jobs.verify", json!({"id": "01ARZ3NDEKTSV4RRFFQ69G5FAV"})),
+        ("keys.list", json!({})),
+        ("audit.read", json!({})),
+        ("doctor.check", json!({})),
     ];
     for (method, params) in writes {
         let r = c.call(method, params).await?;
