@@ -47,7 +47,8 @@ impl Default for NodeOptions {
 #[derive(Debug)]
 pub struct Node {
     gatos: Gatos,
-    maintenance: bool,
+    /// Set while a maintenance run is in progress (when the node runs maintenance).
+    maintenance: Option<Arc<AtomicBool>>,
     syncer: Option<Syncer>,
 }
 
@@ -67,24 +68,30 @@ impl Node {
                 Err(e) => tracing::warn!(error = %e, "could not check for stale locks"),
             }
         }
-        if opts.maintenance {
-            install_maintenance(gatos);
-        }
+        let maintenance = opts.maintenance.then(|| install_maintenance(gatos));
         let syncer = opts
             .sync_remote
             .map(|r| background_sync(gatos.clone(), r, opts.sync_interval));
         Node {
             gatos: gatos.clone(),
-            maintenance: opts.maintenance,
+            maintenance,
             syncer,
         }
     }
 
-    /// Stops background sync (waiting at most [`STOP_WAIT`] for a sync in progress) and
-    /// uninstalls the maintenance hook (a maintenance run in progress finishes on its own).
+    /// Uninstalls the maintenance hook and stops background sync, waiting at most
+    /// [`STOP_WAIT`] each for a maintenance run and a sync in progress (a remote or a
+    /// repack that hangs must not keep the node from stopping; both are crash-safe).
     pub fn stop(self) {
-        if self.maintenance {
+        if let Some(running) = &self.maintenance {
             self.gatos.set_maintenance_hook(None);
+            let deadline = Instant::now() + STOP_WAIT;
+            while running.load(Ordering::Acquire) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if running.load(Ordering::Acquire) {
+                tracing::warn!("maintenance is still running; stopping without it");
+            }
         }
         if let Some(s) = self.syncer {
             s.stop();
@@ -111,25 +118,29 @@ pub fn run_maintenance(g: &Gatos) {
     }
 }
 
-/// Runs automatic maintenance on a thread when writers find it due (one at a time).
-fn install_maintenance(gatos: &Gatos) {
+/// Runs automatic maintenance on a thread when writers find it due (one at a time);
+/// returns the flag that is set while a run is in progress.
+fn install_maintenance(gatos: &Gatos) -> Arc<AtomicBool> {
     let running = Arc::new(AtomicBool::new(false));
+    let flag = running.clone();
     gatos.set_maintenance_hook(Some(Arc::new(move |g: &Gatos| {
         if running.swap(true, Ordering::AcqRel) {
             return;
         }
         let g = g.clone();
-        let running = running.clone();
+        let done = running.clone();
         let spawned = std::thread::Builder::new()
             .name("gatosd-maintenance".into())
             .spawn(move || {
                 run_maintenance(&g);
-                running.store(false, Ordering::Release);
+                done.store(false, Ordering::Release);
             });
         if spawned.is_err() {
+            running.store(false, Ordering::Release);
             tracing::warn!("could not start the maintenance thread");
         }
     })));
+    flag
 }
 
 /// The background sync thread.
