@@ -490,6 +490,23 @@ impl Gatos {
         Ok(g.map(Held))
     }
 
+    /// Takes a lock family for as long as the returned value lives, waiting for it as every
+    /// writer does (`DEFAULT_LOCK_TIMEOUT`).
+    ///
+    /// # Errors
+    /// `Unavailable` when it stays taken; when the lock file cannot be used.
+    pub(crate) fn hold(&self, family: &str) -> Result<Held> {
+        let g = self
+            .store()
+            .locks()
+            .acquire(
+                &[family.to_owned()],
+                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
+            )
+            .map_err(gatos_store::Error::from)?;
+        Ok(Held(g))
+    }
+
     /// Installs the function writers call when maintenance is due (the CLI starts a
     /// detached `git gatos maintenance --auto`; the daemon runs it on a thread).
     pub fn set_maintenance_hook(&self, hook: Option<MaintenanceHook>) {

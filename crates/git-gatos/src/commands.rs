@@ -98,6 +98,23 @@ fn spawn_maintenance(gatos: &Gatos) {
     }
 }
 
+/// A point in time given on the command line: an RFC 3339 TIME, or a DUR meaning that long
+/// before `now` (`1h`: the last hour). `flag` names the option in the error.
+///
+/// # Errors
+/// `InvalidInput` for neither form.
+pub fn time_or_ago(
+    flag: &str,
+    s: &str,
+    now: gatos_types::Timestamp,
+) -> Result<gatos_types::Timestamp, Error> {
+    match gatos_types::Dur::parse(s) {
+        Ok(d) => Ok(now.minus(d)),
+        Err(_) => gatos_types::time::parse_time(s, now)
+            .map_err(|e| Error::from(e).context(format_args!("{flag} (a TIME or a DUR ago)"))),
+    }
+}
+
 /// Parses a validated name, mapping the error to `InvalidInput`.
 pub fn parse<T>(s: &str) -> Result<T, Error>
 where

@@ -408,15 +408,7 @@ impl Jobs<'_> {
     /// Replaces the catalog with an empty one, unless another process did already (the file
     /// is no longer the one `seen` names).
     fn restart(&self, path: &PathBuf, seen: (u64, u64)) -> Result<()> {
-        let _guard = self
-            .gatos
-            .store()
-            .locks()
-            .acquire(
-                &[FAMILY.to_owned()],
-                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
-            )
-            .map_err(gatos_store::Error::from)?;
+        let _guard = self.gatos.hold(FAMILY)?;
         match std::fs::metadata(path) {
             Ok(m)
                 if (
@@ -442,15 +434,7 @@ impl Jobs<'_> {
                 .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
             text.push(b'\n');
         }
-        let _guard = self
-            .gatos
-            .store()
-            .locks()
-            .acquire(
-                &[FAMILY.to_owned()],
-                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
-            )
-            .map_err(gatos_store::Error::from)?;
+        let _guard = self.gatos.hold(FAMILY)?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| io("creating the index directory", e))?;
         }

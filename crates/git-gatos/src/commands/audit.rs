@@ -26,16 +26,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &AuditArgs) -> Result<(), Error> {
         None => (None, None),
         Some(s) => match s.parse::<Ulid>() {
             Ok(u) => (Some(u), None),
-            // A DUR means that long ago: a window ending now.
-            Err(_) => (
-                None,
-                Some(match gatos_types::Dur::parse(s) {
-                    Ok(d) => now.minus(d),
-                    Err(_) => gatos_types::time::parse_time(s, now).map_err(|e| {
-                        Error::from(e).context("--since (a ULID, a TIME or a DUR ago)")
-                    })?,
-                }),
-            ),
+            Err(_) => (None, Some(super::time_or_ago("--since", s, now)?)),
         },
     };
     let mut p = AuditParams {

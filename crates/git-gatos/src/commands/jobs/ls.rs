@@ -4,7 +4,6 @@ use gatos::Error;
 use gatos_api::types::ListParams;
 use gatos_types::ErrorCode;
 use gatos_types::jobs::JobState;
-use gatos_types::time::parse_time;
 
 use super::super::{Ctx, api, parse};
 use super::print_row;
@@ -22,17 +21,10 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &LsArgs) -> Result<(), Error> {
     };
     let svc = ctx.service()?;
     let now = svc.gatos().now();
-    // A DUR means that long ago (as `audit --since`); else an RFC 3339 time.
-    let time = |flag: &str, s: &Option<String>| -> Result<Option<gatos_types::Timestamp>, Error> {
-        let Some(s) = s.as_deref() else {
-            return Ok(None);
-        };
-        match gatos_types::Dur::parse(s) {
-            Ok(d) => Ok(Some(now.minus(d))),
-            Err(_) => parse_time(s, now)
-                .map(Some)
-                .map_err(|e| Error::from(e).context(format_args!("{flag} (a TIME or a DUR ago)"))),
-        }
+    let time = |flag: &str, s: &Option<String>| {
+        s.as_deref()
+            .map(|s| super::super::time_or_ago(flag, s, now))
+            .transpose()
     };
     let mut p = ListParams {
         queue: a.queue.as_deref().map(parse).transpose()?,
