@@ -406,6 +406,30 @@ pub struct JobRow {
     /// fills it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enqueuer: Option<EnqueuerView>,
+    /// What a pending job waits for (queue, capabilities, secrets, `run_after`, backoff,
+    /// enqueuer trust, admission), checked against no particular worker; only `jobs show`
+    /// fills it, and only for a pending job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<WaitCondition>,
+}
+
+/// One thing a pending job waits for, as `jobs show` and `jobs why` report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WaitCondition {
+    /// What it is about.
+    pub kind: WaitKind,
+    /// Whether it keeps the job from being claimed now: `true` or `false` where this node
+    /// can tell, `null` where it depends on the worker (its queues, capabilities, secrets).
+    pub blocks: Option<bool>,
+    /// One line for people (times also relative to now: `in 4m`, `passed`).
+    pub detail: String,
+    /// When a wait in time ends (`run_after`, `backoff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    /// What it names: the queue, the capabilities or secret names needed (never a secret's
+    /// value), the enqueuer's key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
 }
 
 /// The enqueuer of a job as `jobs show` reports it.
@@ -627,6 +651,29 @@ impl From<Outcome> for ProofStatus {
             Outcome::Lost => ProofStatus::Lost,
             Outcome::Cancelled => ProofStatus::Cancelled,
         }
+    }
+}
+
+open_set! {
+    /// What a [`WaitCondition`] is about. A newer node may report kinds this version does not
+    /// know: they read as [`WaitKind::Other`].
+    pub enum WaitKind ("what a pending job waits for") {
+        /// The job's queue: a worker must take it.
+        Queue = "queue",
+        /// The capabilities the job needs: a worker must offer them all.
+        Capabilities = "capabilities",
+        /// The `secret://` references the job uses: the claiming worker must resolve them.
+        Secrets = "secrets",
+        /// The job's `run_after`.
+        RunAfter = "run_after",
+        /// A failed attempt's retry delay (`available_at` of its released claim).
+        Backoff = "backoff",
+        /// Who enqueued it, and whether this node's workers run what that key enqueues
+        /// (ADR 0019).
+        Enqueuer = "enqueuer",
+        /// The queue's admission limit (ADR 0027): it refuses new enqueues, never holds
+        /// back a job already admitted.
+        Admission = "admission",
     }
 }
 

@@ -25,6 +25,7 @@ pub mod records;
 pub mod redact;
 pub mod secrets;
 pub mod state;
+pub mod waiting;
 
 use gatos_store::refs::{Edit, Options, names};
 use gatos_types::jobs::{
@@ -414,6 +415,7 @@ impl<'g> Jobs<'g> {
             poe,
             conflicts: Vec::new(),
             enqueuer: None,
+            waiting: Vec::new(),
         }
     }
 

@@ -322,6 +322,22 @@ pub fn depths(gatos: &Gatos) -> Result<Vec<QueueDepth>> {
         .collect())
 }
 
+/// A limited queue's depth against its limit, as this node sees it (what `jobs show`
+/// reports for a pending job's queue); `None` for a queue without a limit.
+///
+/// # Errors
+/// A store or index failure.
+pub fn limited_depth(gatos: &Gatos, queue: &Queue) -> Result<Option<QueueDepth>> {
+    let Some(max_pending) = limit_of(gatos, queue) else {
+        return Ok(None);
+    };
+    Ok(Some(QueueDepth {
+        queue: queue.clone(),
+        pending: Ready::new(gatos).pending_in(queue)?,
+        max_pending: Some(max_pending),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
