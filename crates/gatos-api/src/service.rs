@@ -906,3 +906,4 @@ fn closest(name: &str, known: &[String]) -> Vec<String> {
     scored.sort();
     scored.into_iter().take(3).map(|(_, k)| k.clone()).collect()
 }
+        signal: None,

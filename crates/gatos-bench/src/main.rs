@@ -346,6 +346,7 @@ fn finish(g: &Gatos, key: &ed25519_dalek::SigningKey, lease: &gatos::jobs::Lease
         &gatos::jobs::Finish {
             outcome: Outcome::Succeeded,
             exit_code: Some(0),
+            signal: None,
             stdout: Vec::new(),
             stderr: Vec::new(),
             outputs: Vec::new(),

@@ -151,6 +151,10 @@ pub struct ClaimDoc {
     /// Released: the exit code, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Released: the signal the process died of (`SIGKILL`), as the worker saw it in the
+    /// wait status (ADR 0029). Absent on claims written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
     /// Released: the job may be claimed again from this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_at: Option<Timestamp>,
@@ -253,6 +257,10 @@ pub struct ResultDoc {
     /// Why it failed without a process result (`lost`, `timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The signal the process died of (`SIGKILL`), as the worker saw it in the wait
+    /// status (ADR 0029). Absent on results written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }
 
 /// `cancel.json` of a cancel commit.
@@ -268,6 +276,159 @@ pub struct CancelDoc {
     /// Why, if said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Why an attempt, or a job, ended (ADR 0029): derived from the documents its writers
+/// recorded (the result, the released or closed claim, the cancel), never stored as such.
+/// Serialized with a `kind` tag: `{"kind":"timeout","limit_secs":30}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EndReason {
+    /// The process exited by itself with this code (0: it succeeded).
+    Exit {
+        /// The exit code.
+        code: i32,
+    },
+    /// The process died of a signal that gatos did not send for a timeout or a cancel
+    /// (the worker saw it in the wait status).
+    Signal {
+        /// Its name (`SIGKILL`), or `SIG<n>` for a number without one.
+        signal: String,
+    },
+    /// The worker stopped it at the job's timeout (TERM, then KILL after the grace).
+    Timeout {
+        /// The limit, in seconds (the manifest's `timeout`).
+        limit_secs: u64,
+    },
+    /// The job was cancelled (`jobs cancel`); a running attempt was stopped.
+    Cancelled {
+        /// Who asked (the cancel document's `actor`), when the cancel is known here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// Why (`--reason`), when said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When it was asked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<Timestamp>,
+    },
+    /// The attempt's worker lost its lease: it had no heartbeat before the lease ended
+    /// (the job was taken over, or closed as failed on its last attempt), or the worker
+    /// gave the job back while stopping.
+    LeaseLost {
+        /// When the last lease the attempt held ended.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease_until: Option<Timestamp>,
+        /// True when the worker itself gave the attempt back (it was stopping, or an
+        /// earlier attempt still ran on its node).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        given_back: bool,
+    },
+    /// It ended without an exit code or a signal: the process did not start (why is on
+    /// its standard error), or a worker that did not record signals wrote it.
+    NoExit,
+}
+
+impl EndReason {
+    /// The `kind` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EndReason::Exit { .. } => "exit",
+            EndReason::Signal { .. } => "signal",
+            EndReason::Timeout { .. } => "timeout",
+            EndReason::Cancelled { .. } => "cancelled",
+            EndReason::LeaseLost { .. } => "lease_lost",
+            EndReason::NoExit => "no_exit",
+        }
+    }
+
+    /// How the attempt ended in one word, as the export's `attempts.outcome` says it
+    /// (`gatos-export/3`): `succeeded`, `failed` (a non-zero exit, or none), `signal`,
+    /// `timeout`, `cancelled`, `lost`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            EndReason::Exit { code: 0 } => "succeeded",
+            EndReason::Exit { .. } | EndReason::NoExit => "failed",
+            EndReason::Signal { .. } => "signal",
+            EndReason::Timeout { .. } => "timeout",
+            EndReason::Cancelled { .. } => "cancelled",
+            EndReason::LeaseLost { .. } => "lost",
+        }
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    /// One short line: `exit 2`, `killed by SIGKILL`, `timeout after 30 s (limit)`,
+    /// `cancelled by cli:alice: "wrong branch"`, `lease lost: no heartbeat before …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::Exit { code } => write!(f, "exit {code}"),
+            EndReason::Signal { signal } => write!(f, "killed by {signal}"),
+            EndReason::Timeout { limit_secs } => write!(f, "timeout after {limit_secs} s (limit)"),
+            EndReason::Cancelled { by, reason, .. } => {
+                f.write_str("cancelled")?;
+                if let Some(by) = by {
+                    write!(f, " by {by}")?;
+                }
+                match reason {
+                    Some(r) => write!(f, ": {r:?}"),
+                    None => Ok(()),
+                }
+            }
+            EndReason::LeaseLost {
+                given_back: true, ..
+            } => f.write_str("lease lost: the worker gave the job back (it was stopping)"),
+            EndReason::LeaseLost {
+                lease_until: Some(t),
+                ..
+            } => write!(f, "lease lost: no heartbeat before its lease ended at {t}"),
+            EndReason::LeaseLost { .. } => f.write_str("lease lost: no heartbeat"),
+            EndReason::NoExit => f.write_str("no exit code (it did not start; see its stderr)"),
+        }
+    }
+}
+
+/// The name of a signal number as the worker's platform numbers it (`9` → `SIGKILL`),
+/// `SIG<n>` for one without a name. Recorded by name: the numbers differ between systems.
+pub fn signal_name(n: i32) -> String {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(n)
+        .ok()
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| format!("SIG{n}"), |s| (*s).to_owned())
 }
 
 /// The derived state of a job (DESIGN §4).
@@ -357,6 +518,9 @@ pub struct ClaimView {
     pub lease_until: Timestamp,
     /// The claim commit's state.
     pub state: ClaimState,
+    /// How this attempt ended, once it has (ADR 0029); absent while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<EndReason>,
 }
 
 /// The result, as `jobs show` reports it.
@@ -405,6 +569,9 @@ pub struct JobRow {
     /// Who enqueued it and whether this node's workers run it (ADR 0019); only `jobs show`
     /// fills it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why the job ended, once it has (ADR 0029); absent while it is pending or running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<EndReason>,
     pub enqueuer: Option<EnqueuerView>,
     /// What a pending job waits for (queue, capabilities, secrets, `run_after`, backoff,
     /// enqueuer trust, admission), checked against no particular worker; only `jobs show`
@@ -702,6 +869,11 @@ pub struct JobEvent {
 pub struct KeyRow {
     /// The key id.
     pub key: KeyId,
+    /// Why the job (`succeeded`, `failed`, `cancelled`) or the attempt
+    /// (`retry_scheduled`) ended (ADR 0029); absent on other events and on events written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
     /// Where the private key is.
     pub path: String,
 }

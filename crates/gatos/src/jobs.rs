@@ -12,6 +12,7 @@ pub mod admission;
 mod arbiter;
 pub mod archive;
 pub mod catalog;
+pub mod ended;
 pub mod enqueuer;
 pub(crate) mod events;
 pub(crate) use events::emit as emit_event;
@@ -391,6 +392,7 @@ impl<'g> Jobs<'g> {
             attempt: c.attempt,
             lease_until: c.lease_until,
             state: c.state,
+            ended: ended::of_latest(rec, self.gatos.now(), self.gatos.lease_skew()),
         });
         let result = rec.result.as_ref().map(|(commit, r)| ResultView {
             status: r.status,
@@ -415,6 +417,11 @@ impl<'g> Jobs<'g> {
             poe,
             conflicts: Vec::new(),
             enqueuer: None,
+            ended: d
+                .state
+                .is_final()
+                .then(|| ended::of_job(rec, self.gatos.now(), self.gatos.lease_skew()))
+                .flatten(),
             waiting: Vec::new(),
         }
     }
@@ -520,7 +527,12 @@ impl<'g> Jobs<'g> {
         )?;
         drop(_guard);
         let _ = ready::Ready::new(self.gatos).put(id, None);
-        events::emit(
+        let why = gatos_types::jobs::EndReason::Cancelled {
+            by: Some(doc.actor.clone()),
+            reason: doc.reason.clone(),
+            at: Some(doc.requested_at),
+        };
+        events::emit_with(
             self.gatos,
             gatos_types::jobs::JobEventKind::Cancelled,
             &rec,
@@ -529,11 +541,17 @@ impl<'g> Jobs<'g> {
             commit,
         );
         crate::audit::record(
+            Some(why),
             self.gatos,
+        // The audit record says why (ADR 0029); its actor is who asked.
+        let mut after = serde_json::json!({"state": "cancelled"});
+        if let Some(r) = &doc.reason {
+            after["reason"] = serde_json::Value::String(r.clone());
+        }
             "jobs.cancel",
             &format!("job:{id}"),
             serde_json::json!({"state": d.state.as_str()}),
-            serde_json::json!({"state": "cancelled"}),
+            after,
             Some(commit),
         );
         self.show(id)

@@ -999,7 +999,7 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
         .map_err(|e| tracing::warn!(job = %id, error = %e, "cannot create the live log spool; `jobs logs` will show this attempt only once it is recorded"))
         .ok();
     let prepared = prepare(sh, &lease);
-    let (outcome, exit_code, stdout, stderr, outputs, truncation, note) = match prepared {
+    let (outcome, exit_code, stdout, stderr, outputs, truncation, note, signal) = match prepared {
         Err(why) => {
             // The job cannot start here (its cwd is missing, the program does not exist…):
             // a failed attempt, with the reason on stderr.
@@ -1062,6 +1062,7 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
         outputs,
         poe: match poe {
             Ok(p) => Some(p),
+        signal: None,
             Err(e) => {
                 tracing::warn!(job = %id, error = %e, "could not sign the proof; the result will not verify");
                 None
@@ -1196,6 +1197,7 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
     for name in PASSED_ENV
         .iter()
         .map(|s| (*s).to_owned())
+                None,
         .chain(sh.opts.pass_env.iter().cloned())
     {
         if let Ok(v) = std::env::var(&name) {
@@ -1242,6 +1244,7 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
             env,
             cwd: cwd.clone(),
             sandbox: rules,
+        signal,
             worker_pid: std::process::id(),
         },
         cwd,
@@ -1440,6 +1443,8 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared, spool: Option<&S
                 stdout,
                 stderr,
                 Vec::new(),
+/// outcome, exit code, stdout, stderr, outputs, truncation, why nothing is written, and
+/// the signal the process died of (ADR 0029).
                 (out_trunc, err_trunc),
                 Some("the claim was lost; the process was killed and nothing was written".into()),
             );
@@ -1448,6 +1453,7 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared, spool: Option<&S
         None => match status {
             Some(s) if s.success() => Outcome::Succeeded,
             _ => Outcome::Failed,
+    Option<String>,
         },
     };
     let outputs = collect_outputs(&lease.spec.outputs, &p.output_base, &p.cwd);
@@ -1499,6 +1505,7 @@ fn collect_outputs(declared: &[String], base: &Path, cwd: &Path) -> Vec<(String,
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
         ) {
             Ok(fd) => fd,
+            None,
             Err(rustix::io::Errno::NOENT) => continue,
             Err(e) => {
                 tracing::warn!(output = %rel, error = %e, "an output that is a link, or leads outside the job's directory, is left out");
@@ -1511,6 +1518,7 @@ fn collect_outputs(declared: &[String], base: &Path, cwd: &Path) -> Vec<(String,
         };
         if !meta.is_file() {
             continue;
+            None,
         }
         if total + meta.len() > OUTPUTS_CAP {
             tracing::warn!(output = %rel, "outputs over 64 MiB in all; this one is left out");
@@ -1615,6 +1623,10 @@ fn supervise(
 /// Self-fencing: kills the process group at once, and says so on `gatos.jobs`.
 fn fence(sh: &Shared<'_>, lease: &Lease, sup: &Supervised, why: &str) {
     tracing::warn!(job = %lease.id, attempt = lease.attempt, why, "lost the claim: killing the job's processes");
+    // The supervisor dies of the job's signal (`supervisor::die_of`): record it by name.
+    let signal = status
+        .and_then(|s| s.signal())
+        .map(gatos_types::jobs::signal_name);
     sup.kill();
     if let Ok(Some(rec)) = sh.gatos.jobs().record(lease.id) {
         crate::jobs::emit_event(
@@ -1627,6 +1639,7 @@ fn fence(sh: &Shared<'_>, lease: &Lease, sup: &Supervised, why: &str) {
         );
     }
 }
+                signal,
 
 /// The state a finished attempt left the job in, for printing.
 pub fn describe(row: &WorkerRow) -> String {
@@ -1642,3 +1655,4 @@ pub fn describe(row: &WorkerRow) -> String {
         row.duration_ms as f64 / 1000.0
     )
 }
+        signal,

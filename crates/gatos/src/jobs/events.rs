@@ -2,7 +2,7 @@
 //! transition, at-least-once, with the action's commit id as `msg_id` (so a republish after
 //! a crash, by `doctor --fix`, is deduplicated). The truth is the action's own commit.
 
-use gatos_types::jobs::{JobEvent, JobEventKind};
+use gatos_types::jobs::{EndReason, JobEvent, JobEventKind};
 use gatos_types::{Oid, WorkerId};
 
 use super::records::JobRecord;
@@ -16,7 +16,9 @@ pub fn topic() -> gatos_types::Topic {
         .expect("the events topic name is valid")
 }
 
-/// Publishes an event; a failure is logged, never returned (the action happened).
+/// Publishes an event; a failure is logged, never returned (the action happened). A
+/// `succeeded`, `failed` or `cancelled` event carries why the job ended as far as `rec`
+/// tells (ADR 0029): a republish by `doctor --fix` passes the record as it is now.
 pub fn emit(
     gatos: &Gatos,
     event: JobEventKind,
@@ -25,6 +27,26 @@ pub fn emit(
     worker: Option<&WorkerId>,
     commit: Oid,
 ) {
+    emit_with(gatos, event, rec, attempt, worker, commit, None);
+}
+
+/// [`emit`] with the reason the writer knows (`rec` read before its action); without
+/// one, an ending event's reason is derived from `rec`.
+pub fn emit_with(
+    gatos: &Gatos,
+    event: JobEventKind,
+    rec: &JobRecord,
+    attempt: u32,
+    worker: Option<&WorkerId>,
+    commit: Oid,
+    reason: Option<EndReason>,
+) {
+    let reason = reason.or_else(|| match &event {
+        JobEventKind::Succeeded | JobEventKind::Failed | JobEventKind::Cancelled => {
+            super::ended::of_job(rec, gatos.now(), gatos.lease_skew())
+        }
+        _ => None,
+    });
     let ev = JobEvent {
         event,
         job: rec.id,
@@ -33,6 +55,7 @@ pub fn emit(
         worker: worker.cloned(),
         commit,
         at: gatos.now(),
+        reason,
     };
     let payload = serde_json::to_value(&ev).unwrap_or_default();
     // `heartbeat_lost` has no commit of its own: it names the lost attempt's last claim

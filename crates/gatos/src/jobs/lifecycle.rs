@@ -203,6 +203,8 @@ pub struct Finish {
     pub outcome: Outcome,
     /// The exit code, when the process exited.
     pub exit_code: Option<i32>,
+    /// The signal the process died of (`SIGKILL`), from the wait status (ADR 0029).
+    pub signal: Option<String>,
     /// Captured standard output (redacted).
     pub stdout: Vec<u8>,
     /// Captured standard error (redacted).
@@ -731,6 +733,7 @@ impl Jobs<'_> {
             claimed_at: now,
             outcome: None,
             exit_code: None,
+            signal: None,
             available_at: None,
             lease_token_hash: Some(token.hash()),
         };
@@ -928,6 +931,7 @@ impl Jobs<'_> {
                 state: ClaimState::Released,
                 outcome: Some(finish.outcome),
                 exit_code: finish.exit_code,
+                signal: finish.signal.clone(),
                 available_at: Some(available_at),
                 ..doc
             };
@@ -954,8 +958,9 @@ impl Jobs<'_> {
             if rec.cancel.is_some() {
                 (None, JobState::Cancelled, commit)
             } else if attempts_left {
+                let why = super::ended::of_attempt(&rec, &next, false);
                 (
-                    Some(JobEventKind::RetryScheduled),
+                    Some((JobEventKind::RetryScheduled, why)),
                     JobState::Pending,
                     commit,
                 )
@@ -974,12 +979,17 @@ impl Jobs<'_> {
                 exit_code: finish.exit_code,
                 attempt: lease.attempt,
                 reason,
+                signal: finish.signal.clone(),
             };
-            let commit = self.write_final(&rec, head, doc, &result, &files)?;
-            let event = Some(match status {
-                Status::Succeeded => JobEventKind::Succeeded,
-                Status::Failed => JobEventKind::Failed,
-            });
+            let commit = self.write_final(&rec, head, doc.clone(), &result, &files)?;
+            let why = super::ended::of_result(&rec, &result, Some(&doc));
+            let event = Some((
+                match status {
+                    Status::Succeeded => JobEventKind::Succeeded,
+                    Status::Failed => JobEventKind::Failed,
+                },
+                Some(why),
+            ));
             (
                 event,
                 if status == Status::Succeeded {
@@ -1001,14 +1011,15 @@ impl Jobs<'_> {
             None
         };
         let _ = ready.put(lease.id, entry);
-        if let Some(event) = event {
-            events::emit(
+        if let Some((event, why)) = event {
+            events::emit_with(
                 self.gatos,
                 event,
                 &rec,
                 lease.attempt,
                 Some(&lease.worker),
                 commit,
+                why,
             );
         }
         Ok(Finished { state, commit })
@@ -1180,6 +1191,7 @@ impl Jobs<'_> {
             exit_code: doc.exit_code,
             attempt: doc.attempt,
             reason: Some("lost".into()),
+            signal: None,
         };
         if doc.state == ClaimState::Closed {
             // A crash split the closing change: only the result is missing.

@@ -1131,6 +1131,7 @@ mod tests {
             claimed_at: gatos_types::Timestamp::from_millis(0),
             outcome: None,
             exit_code: None,
+            signal: None,
             available_at: None,
             lease_token_hash: None,
         }

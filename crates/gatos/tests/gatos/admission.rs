@@ -98,6 +98,7 @@ fn pending_is_unclaimed_jobs_whether_claimable_yet_or_not() -> TestResult {
         &Finish {
             outcome: Outcome::Failed,
             exit_code: Some(1),
+            signal: None,
             stdout: Vec::new(),
             stderr: Vec::new(),
             outputs: Vec::new(),

@@ -363,6 +363,7 @@ impl Case {
                     &Finish {
                         outcome: *outcome,
                         exit_code: exit_code(*outcome),
+                        signal: None,
                         stdout: format!("attempt {}\n", lease.attempt).into_bytes(),
                         stderr: Vec::new(),
                         outputs: Vec::new(),

@@ -192,6 +192,7 @@ fn finish(g: &Gatos, lease: &Lease, outcome: Outcome, code: Option<i32>) -> Test
         &Finish {
             outcome,
             exit_code: code,
+            signal: None,
             stdout,
             stderr: Vec::new(),
             outputs: Vec::new(),

@@ -70,6 +70,7 @@ fn finish(
         &Finish {
             outcome,
             exit_code: code,
+            signal: None,
             stdout,
             stderr: Vec::new(),
             outputs: Vec::new(),

@@ -58,6 +58,7 @@ fn finish(g: &Gatos, lease: &Lease, outcome: Outcome, stdout: &[u8]) -> gatos::R
         &Finish {
             outcome,
             exit_code: Some(i32::from(outcome != Outcome::Succeeded)),
+            signal: None,
             stdout: stdout.to_vec(),
             stderr: Vec::new(),
             outputs: Vec::new(),
@@ -400,6 +401,7 @@ fn a_follower_started_before_the_claim_waits_and_moves_across_attempts() -> Test
                         &Finish {
                             outcome,
                             exit_code: Some(i32::from(outcome != Outcome::Succeeded)),
+                            signal: None,
                             stdout: Vec::new(),
                             stderr: line.into_bytes(),
                             outputs: Vec::new(),

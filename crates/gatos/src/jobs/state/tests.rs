@@ -53,6 +53,7 @@ fn claim_doc(state: ClaimState, attempt: u32, lease_until: Timestamp) -> ClaimDo
         claimed_at: lease_until.minus(LEASE),
         outcome: None,
         exit_code: None,
+        signal: None,
         available_at: None,
         lease_token_hash: None,
     }
@@ -85,6 +86,7 @@ fn with_result(mut rec: JobRecord, status: Status, attempt: u32) -> JobRecord {
             exit_code: Some(i32::from(status == Status::Failed)),
             attempt,
             reason: None,
+            signal: None,
         },
     ));
     rec
