@@ -3,8 +3,10 @@
 
 Reads the exported tables and the manifest with Python's sqlite3 module, recomputes every
 row digest, table digest, the ref-state digest and the Explorer-Root, prints them, and
-exits 1 when one differs from the manifest. Reads exports of both exporter versions: they
-differ only in the root's last field and in when the filter spec holds `as_of` (ADR 0024).
+exits 1 when one differs from the manifest. Reads exports of the three exporter versions:
+they differ in the root's last field, in when the filter spec holds `as_of` (1 against 2
+and 3, ADR 0024), and in the `results.reason` column that 3 adds (ADR 0029; an older
+export's spec does not list it, so it is never read there).
 Needs `pip install blake3`.
 
     python3 scripts/explorer_root.py EXPORT.sqlite
@@ -22,10 +24,10 @@ KINDS = {  # every column's logical type
                  "commit": "text", "published_at": "time", "payload": "json"},
     "results": {"job": "text", "attempt": "integer", "status": "text", "exit_code": "integer",
                 "started_at": "time", "finished_at": "time", "stdout_digest": "text",
-                "stderr_digest": "text", "proof_verified": "boolean"},
+                "stderr_digest": "text", "proof_verified": "boolean", "reason": "json"},
 }
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-V1, V2 = "gatos-export/1", "gatos-export/2"  # the exporter versions, the root's last field
+V1, V2, V3 = "gatos-export/1", "gatos-export/2", "gatos-export/3"  # the root's last field
 
 
 def jcs(v):  # RFC 8785, for what filter specs and rows hold (no floats)
@@ -59,11 +61,12 @@ def check(what, mine, theirs):
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
 m = json.loads(db.execute("SELECT json FROM _gatos_manifest").fetchone()[0])
 version = m["exporter"]
-if version not in (V1, V2):
-    sys.exit(f"mismatch: exporter {version!r} is neither {V1} nor {V2}")
+if version not in (V1, V2, V3):
+    sys.exit(f"mismatch: exporter {version!r} is none of {V1}, {V2}, {V3}")
 spec = m["filter"]
-# as_of: in V1 exactly with a job table; in V2 only while an exported job has neither a
-# result nor a cancel, so never without a job table and never next to a finished one alone.
+# as_of: in V1 exactly with a job table; in V2 and V3 only while an exported job has
+# neither a result nor a cancel, so never without a job table and never next to a finished
+# one alone.
 job_tables = any(t in spec["tables"] for t in ("attempts", "jobs", "results"))
 if ("as_of" in spec and not job_tables) or (version == V1 and job_tables and "as_of" not in spec):
     sys.exit("mismatch: manifest: the filter spec's as_of is missing or extra")
@@ -81,7 +84,7 @@ for t in sorted(spec["tables"], key=str.encode):
     rows = []
     for r in db.execute(sql):
         row = {c: cell(t, c, v) for c, v in zip(cols, r)}
-        if version == V2 and "as_of" not in spec and row.get("state") in ("pending", "running"):
+        if version != V1 and "as_of" not in spec and row.get("state") in ("pending", "running"):
             sys.exit(f"mismatch: manifest: the filter spec's as_of is missing (a job is {row['state']})")
         rows.append(blake3.blake3(jcs(row).encode()).digest())
     rows.sort()

@@ -1399,7 +1399,7 @@ fn as_of_enters_the_root_only_while_an_exported_job_has_no_result_and_no_cancel(
             }
             let out = export(&repo, &args)?;
             let m = sqlite_manifest(&db)?;
-            assert_eq!(m["exporter"], "gatos-export/2");
+            assert_eq!(m["exporter"], "gatos-export/3");
             assert_eq!(m["explorer_root"], out["explorer_root"]);
             Ok((db, m))
         };
@@ -1757,7 +1757,7 @@ fn an_export_of_the_previous_version_still_verifies() -> TestResult {
         )?;
         verify_fails_with(&repo, &forged, false, code, part)?;
     }
-    // --incremental extends a version 1 export into a version 2 one: the same table, and
+    // --incremental extends a version 1 export into a version 3 one: the same table, and
     // the new version's root, without as_of since every job in it is finished.
     let after = export(
         &repo,
@@ -1771,7 +1771,7 @@ fn an_export_of_the_previous_version_still_verifies() -> TestResult {
     )?;
     assert_eq!(after["tables"], m["tables"]);
     let upgraded = sqlite_manifest(&finished)?;
-    assert_eq!(upgraded["exporter"], "gatos-export/2");
+    assert_eq!(upgraded["exporter"], "gatos-export/3");
     assert_eq!(upgraded["increments"], 1);
     assert!(upgraded["filter"].get("as_of").is_none(), "{upgraded}");
     assert_ne!(upgraded["explorer_root"], m["explorer_root"]);
@@ -1779,5 +1779,26 @@ fn an_export_of_the_previous_version_still_verifies() -> TestResult {
         verified_root(&repo, &finished, true)?,
         python_root(&finished)?
     );
+    // With attempts it is refused: version 3's attempts.outcome says what 1 called
+    // `failed` apart (ADR 0029), and the rows would mix the two.
+    let all = repo.root().join("all.sqlite");
+    let out = gatos(
+        &repo,
+        &[
+            "export",
+            "--format",
+            "sqlite",
+            "--out",
+            all.to_str().unwrap(),
+            "--incremental",
+        ],
+    )?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error[InvalidInput]") && stderr(&out).contains("gatos-export/1"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sqlite_manifest(&all)?["exporter"], "gatos-export/1");
     Ok(())
 }

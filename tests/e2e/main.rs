@@ -12,6 +12,7 @@
 mod admission;
 mod cli;
 mod daemon;
+mod ended;
 mod export;
 mod isolation;
 mod jobs;

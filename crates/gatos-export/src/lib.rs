@@ -172,6 +172,22 @@ pub fn export(
         Some(m) => Filter::from_spec(&m.filter)?,
         None => Filter::build(&opts.filter)?,
     };
+    // `attempts.outcome` of `gatos-export/1` and `/2` says `failed` where `/3` says
+    // `timeout`, `lost` or `signal` (ADR 0029): their rows cannot be extended as `/3`.
+    if let Some(m) = &previous.manifest
+        && m.exporter != root::EXPORTER_VERSION
+        && filter.table("attempts").is_some()
+    {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            format!(
+                "{} was made by {}, whose attempts.outcome differs from {}'s; export again without --incremental",
+                opts.out.display(),
+                m.exporter,
+                root::EXPORTER_VERSION
+            ),
+        ));
+    }
     let as_of = opts
         .as_of
         .map_or_else(|| gatos.now(), gatos_types::Timestamp::from_millis);

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 /// schema, canonical forms or what the filter spec holds changes every root.
 pub const EXPORTER_VERSION: &str = Version::CURRENT.as_str();
 
-/// The exporter versions this exporter verifies. They share the schema, the canonical
-/// forms and the digests; they differ in when `as_of` is in the filter spec.
+/// The exporter versions this exporter verifies. They share the canonical forms and the
+/// digests; they differ in when `as_of` is in the filter spec (1 and 2), and in the
+/// `results.reason` column and what `attempts.outcome` says (2 and 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     /// `gatos-export/1` (ADR 0016): `as_of` is in the spec exactly when a job table
@@ -23,25 +24,32 @@ pub enum Version {
     /// has neither a result nor a cancel, so that the root of finished work does not
     /// depend on the moment of export.
     V2,
+    /// `gatos-export/3` (ADR 0029): `as_of` as in 2; `results` has a `reason` column (the
+    /// end reason as JSON), and `attempts.outcome` tells `timeout`, `lost`, `cancelled`
+    /// and `signal` apart on every attempt (2 said `failed` for a last attempt's timeout,
+    /// lost lease or signal).
+    V3,
 }
 
 impl Version {
     /// The version new exports are written with.
-    pub const CURRENT: Version = Version::V2;
+    pub const CURRENT: Version = Version::V3;
+
+    /// Every version this exporter verifies, oldest first.
+    pub const ALL: [Version; 3] = [Version::V1, Version::V2, Version::V3];
 
     /// Its name, as the manifest's `exporter` and the root's last field spell it.
     pub const fn as_str(self) -> &'static str {
         match self {
             Version::V1 => "gatos-export/1",
             Version::V2 => "gatos-export/2",
+            Version::V3 => "gatos-export/3",
         }
     }
 
     /// Parses a manifest's `exporter`; `None` for a version this exporter does not know.
     pub fn parse(s: &str) -> Option<Version> {
-        [Version::V1, Version::V2]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        Version::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -361,11 +369,11 @@ mod tests {
 
     #[test]
     fn versions_round_trip_and_the_version_is_in_the_root() {
-        for v in [Version::V1, Version::V2] {
+        for v in Version::ALL {
             assert_eq!(Version::parse(v.as_str()), Some(v));
         }
-        assert_eq!(Version::parse("gatos-export/3"), None);
-        assert_eq!(EXPORTER_VERSION, "gatos-export/2");
+        assert_eq!(Version::parse("gatos-export/4"), None);
+        assert_eq!(EXPORTER_VERSION, "gatos-export/3");
         let z = [0u8; 32];
         let t = [("jobs".to_owned(), 1, z)];
         assert_ne!(

@@ -138,6 +138,7 @@ pub const TABLES: &[Table] = &[
             col("stdout_digest", Kind::Text),
             col("stderr_digest", Kind::Text),
             col("proof_verified", Kind::Bool),
+            col("reason", Kind::Json),
         ],
         time_column: Some("finished_at"),
     },

@@ -165,6 +165,9 @@ pub struct Need {
     pub attempts: bool,
     /// The `results` row (result, logs, proof verification).
     pub results: bool,
+    /// `attempts.outcome` as `gatos-export/1` and `/2` derived it (a final timeout or a
+    /// signal is `failed`), to verify their exports against the repository.
+    pub legacy_outcomes: bool,
 }
 
 impl Need {
@@ -173,6 +176,7 @@ impl Need {
         Need {
             attempts: filter.table("attempts").is_some(),
             results: filter.table("results").is_some(),
+            legacy_outcomes: false,
         }
     }
 }
@@ -223,7 +227,9 @@ pub fn job_rows(
         }
         _ => Vec::new(),
     };
-    let attempts = if need.attempts {
+    let attempts = if need.attempts && need.legacy_outcomes {
+        legacy_attempt_rows(rec, &chain)
+    } else if need.attempts {
         attempt_rows(rec, &chain)
     } else {
         Vec::new()
@@ -250,6 +256,15 @@ pub fn job_rows(
                 .jobs()
                 .verify_record_with(rec, Some(Ok(files)), Some(&chain))
                 .verified;
+            // Why it ended (ADR 0029), from the result and the claim it closed.
+            let closed = chain
+                .iter()
+                .find(|l| l.doc.attempt == doc.attempt && l.doc.state == ClaimState::Closed)
+                .map(|l| &l.doc)
+                .or(rec.claim.as_ref().map(|(_, c)| c));
+            let reason = gatos::jobs::ended::of_result(rec, doc, closed);
+            let reason = gatos_types::jcs::to_vec_of(&reason)
+                .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
             Some(vec![
                 Cell::Text(rec.id.to_string()),
                 Cell::Int(i64::from(doc.attempt)),
@@ -269,6 +284,7 @@ pub fn job_rows(
                 stdout,
                 stderr,
                 Cell::Bool(verified),
+                Cell::Text(String::from_utf8_lossy(&reason).into_owned()),
             ])
         }
     };
@@ -285,9 +301,40 @@ pub fn job_rows(
 }
 
 /// One row per attempt, from the claim chain: who claimed it, with which key, when, the
-/// last lease it held and how it ended (`succeeded`, `failed`, `timeout`, `lost`,
-/// `cancelled`; null while it runs).
+/// last lease it held and how it ended, in one word of its end reason (ADR 0029):
+/// `succeeded`, `failed`, `signal`, `timeout`, `lost`, `cancelled`; null while it runs.
 fn attempt_rows(rec: &JobRecord, chain: &[ClaimLink]) -> Vec<Vec<Cell>> {
+    // Newest first: the first commit seen of an attempt is its last.
+    let mut by_attempt: BTreeMap<u32, (&ClaimDoc, Option<&ClaimDoc>)> = BTreeMap::new();
+    for link in chain {
+        let doc = &link.doc;
+        let e = by_attempt.entry(doc.attempt).or_insert((doc, None));
+        if doc.state == ClaimState::Running {
+            e.1 = Some(doc);
+        }
+    }
+    let last_attempt = by_attempt.keys().next_back().copied().unwrap_or(0);
+    let mut rows = Vec::new();
+    for (attempt, (last, first)) in by_attempt {
+        let start = first.unwrap_or(last);
+        let outcome = gatos::jobs::ended::of_attempt(rec, last, attempt < last_attempt)
+            .map(|r| r.outcome().to_owned());
+        rows.push(vec![
+            Cell::Text(rec.id.to_string()),
+            Cell::Int(i64::from(attempt)),
+            Cell::Text(start.worker.to_string()),
+            Cell::opt_text(start.worker_key),
+            Cell::time(start.claimed_at),
+            Cell::time(last.lease_until),
+            Cell::opt_text(outcome),
+        ]);
+    }
+    rows
+}
+
+/// [`attempt_rows`] as `gatos-export/1` and `/2` derived `outcome`: the released claim's
+/// outcome, else the result's status (so a final timeout or signal is `failed`).
+fn legacy_attempt_rows(rec: &JobRecord, chain: &[ClaimLink]) -> Vec<Vec<Cell>> {
     // Newest first: the first commit seen of an attempt is its last.
     let mut by_attempt: BTreeMap<u32, (&ClaimDoc, Option<&ClaimDoc>)> = BTreeMap::new();
     for link in chain {

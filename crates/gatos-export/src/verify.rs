@@ -65,10 +65,9 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
         return Err(Error::new(
             ErrorCode::InvalidInput,
             format!(
-                "made by {:?}; this is {EXPORTER_VERSION}, which verifies {:?} and {:?} (verify with the gatos that wrote it)",
+                "made by {:?}; this is {EXPORTER_VERSION}, which verifies {} (verify with the gatos that wrote it)",
                 manifest.exporter,
-                Version::V1.as_str(),
-                Version::V2.as_str()
+                Version::ALL.map(|v| format!("{:?}", v.as_str())).join(", ")
             ),
         ));
     };
@@ -93,7 +92,7 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
     // (whether an exported job is unfinished is checked below, as far as the rows tell).
     let as_of_allowed = match version {
         Version::V1 => filter.has_job_tables() == filter.as_of.is_some(),
-        Version::V2 => filter.has_job_tables() || filter.as_of.is_none(),
+        Version::V2 | Version::V3 => filter.has_job_tables() || filter.as_of.is_none(),
     };
     if !as_of_allowed {
         return Err(mismatch(
@@ -128,7 +127,7 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
         let mut buf = String::new();
         // Without as_of (gatos-export/2) no exported job may be in a state that holds only
         // at some moments.
-        let momentary = (version == Version::V2 && filter.as_of.is_none() && name == "jobs")
+        let momentary = (version != Version::V1 && filter.as_of.is_none() && name == "jobs")
             .then(jobs_state)
             .flatten();
         let mut push = |full: Vec<Cell>| -> Result<(), Error> {
@@ -344,8 +343,12 @@ fn recompute(
             let Some(rec) = g.job_record_at(id, refs, archived)? else {
                 return Ok(());
             };
-            let rows = source::job_rows(g, &rec, as_of, source::Need::of(filter))?;
-            if version == Version::V2 && !rows.finished {
+            let need = source::Need {
+                legacy_outcomes: version != Version::V3,
+                ..source::Need::of(filter)
+            };
+            let rows = source::job_rows(g, &rec, as_of, need)?;
+            if version != Version::V1 && !rows.finished {
                 if filter.as_of.is_some() {
                     unfinished_exported |= exported(&rows.job, &rows);
                 } else {
@@ -376,7 +379,7 @@ fn recompute(
             }
             Ok(())
         })?;
-        if version == Version::V2 && filter.as_of.is_some() && !unfinished_exported {
+        if version != Version::V1 && filter.as_of.is_some() && !unfinished_exported {
             return Err(mismatch(
                 "manifest: the filter spec's as_of is extra (every exported job has a result or a cancel)",
             ));

@@ -171,6 +171,18 @@ fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
         }
         if let Some(e) = &row.enqueuer {
             match (&e.key, &e.actor) {
+        // Why it ended (ADR 0029); an attempt that ended while the job goes on, too.
+        let attempt_ended = row
+            .claim
+            .as_ref()
+            .and_then(|c| Some((c.attempt, c.ended.as_ref()?)));
+        match (&row.ended, attempt_ended) {
+            (Some(e), _) => writeln!(w, "ended    {e}")?,
+            (None, Some((n, e))) => {
+                writeln!(w, "ended    attempt {n}: {e} (the job runs again)")?;
+            }
+            (None, None) => {}
+        }
                 (Some(k), Some(a)) => writeln!(
                     w,
                     "enqueuer {a} ({k}, {})",

@@ -15,7 +15,14 @@ use crate::output::{Closed, Output};
 /// it is written until the job has ended.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &LogsArgs) -> Result<(), Error> {
     let id: Ulid = parse(&a.id)?;
-    let streams = match a.stream.as_str() {
+    let stream = if a.stderr {
+        "stderr"
+    } else if a.stdout {
+        "stdout"
+    } else {
+        a.stream.as_str()
+    };
+    let streams = match stream {
         "both" => Stream::BOTH.to_vec(),
         s => vec![parse::<Stream>(s)?],
     };
