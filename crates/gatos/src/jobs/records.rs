@@ -148,7 +148,7 @@ impl Gatos {
             entries.push((*path, w.blob(bytes)?));
         }
         let tree = w.files(&entries)?;
-        let trailers = self.signed_if_control(tree, trailers.clone())?;
+        let trailers = self.signed_if_control(tree, self.with_origin(trailers)?)?;
         let commit = w.commit(&NewCommit {
             tree,
             parents,
@@ -158,6 +158,25 @@ impl Gatos {
         w.finish()?;
         Ok(commit)
     }
+
+    /// A job-plane commit's trailers with `Origin`, this node's id, added (ADR 0028): so a
+    /// node tells its own actions from those sync brought, and `doctor` republishes only
+    /// the events of its own.
+    ///
+    /// # Errors
+    /// When the node id cannot be read or written.
+    pub(crate) fn with_origin(&self, trailers: &Trailers) -> Result<Trailers> {
+        if trailers.get(keys::ORIGIN).is_some() {
+            return Ok(trailers.clone());
+        }
+        Ok(trailers.clone().with(keys::ORIGIN, self.node_id()?))
+    }
+}
+
+/// The node that wrote a job-plane commit, from its `Origin` trailer; `None` for commits
+/// written before job-plane commits carried it (unknown origin, ADR 0028).
+pub fn origin(trailers: &Trailers) -> Option<Ulid> {
+    trailers.get(keys::ORIGIN).and_then(|o| o.parse().ok())
 }
 
 /// Trailers of a claim commit.
