@@ -5,7 +5,8 @@
 //! awaiting takeover, other nodes' untrusted keys, checkpoints behind a forced prune,
 //! maintenance debt, a pending rotation, events a crash did not publish) are warnings.
 //! `--fix` performs only safe fixes: maintenance, lock files a dead gatos writer left
-//! (ADR 0020), and republishing job events and audit records (deduplicated by commit id).
+//! (ADR 0020), and republishing job events and audit records (deduplicated by commit id)
+//! of this node's own actions only (ADR 0028: another node's come by sync).
 //! Git lock files gatos did not write are reported (`lock-foreign`) and removed only with
 //! `--force`. The playbook for every code is in docs/operations.md.
 
@@ -96,7 +97,9 @@ pub enum FindingCode {
     MaintenanceDue,
     /// A `gatos.*` setting or a settings ref does not parse.
     ConfigInvalid,
-    /// A job transition has no event on `gatos.jobs`.
+    /// A job transition this node wrote (its commit's `Origin` is this node) has no event on
+    /// `gatos.jobs`. Other nodes' actions, and actions of unknown origin, are theirs to
+    /// publish: their events come by sync (ADR 0028).
     EventMissing,
     /// An audited commit has no record on `gatos.audit`.
     AuditMissing,
@@ -860,8 +863,18 @@ fn check_events(
     events: &HashSet<String>,
     fix: bool,
 ) -> Result<()> {
+    // Only this node's own actions: another node publishes its events on its own topic, and
+    // they arrive by sync, maybe after its job refs (a worker with `--remote` lands its
+    // claims and results at the hub at once, its events with its next sync). Republishing
+    // them here would put a second copy on the topic, and an action of unknown origin (a
+    // commit from before job-plane commits carried `Origin`) may be another node's (ADR 0028).
+    let node = gatos.node_id()?;
+    let mut reader = gatos.store().reader();
     for (event, attempt, worker, commit) in transitions(gatos, rec)? {
         if events.contains(&commit.to_string()) {
+            continue;
+        }
+        if crate::jobs::records::origin(&reader.commit(commit)?.trailers()) != Some(node) {
             continue;
         }
         r.add(
@@ -925,6 +938,13 @@ fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
             continue;
         }
         let c = reader.commit(commit)?;
+        // A commit naming another node as its `Origin` (a cancel) is that node's to record;
+        // its record comes by sync (ADR 0028).
+        if let Some(o) = crate::jobs::records::origin(&c.trailers())
+            && o != gatos.node_id()?
+        {
+            continue;
+        }
         // Actions older than the trail's first retained record were pruned with it.
         if first.is_some_and(|t| c.time.saturating_mul(1000) < t.as_millis() - 1000) {
             continue;
