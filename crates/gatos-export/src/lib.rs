@@ -686,11 +686,17 @@ pub fn resolve_bound(gatos: &Gatos, flag: &str, s: &str) -> Result<i64, Error> {
             format!("{flag}: give the full 40-hex commit id, not {s:?}"),
         ));
     }
+    // A ULID (a message's or a job's) stands for the time it carries.
+    if s.len() == 26
+        && let Ok(u) = s.parse::<gatos_types::Ulid>()
+    {
+        return Ok(gatos::messages::ulid_time(u).as_millis());
+    }
     // A DUR here means that long ago (a window ending now), unlike TIME elsewhere.
     if let Ok(d) = gatos_types::Dur::parse(s) {
         return Ok(gatos.now().minus(d).as_millis());
     }
     gatos_types::time::parse_time(s, gatos.now())
         .map(gatos_types::Timestamp::as_millis)
-        .map_err(|e| Error::from(e).context(format!("{flag} (a TIME, a DUR ago or a commit id)")))
+        .map_err(|e| Error::from(e).context(format!("{flag} (a ULID, a TIME, a DUR ago or a commit id)")))
 }

@@ -34,6 +34,10 @@ pub struct TopicSync {
     pub received: u64,
     /// Messages sent to the hub (re-appended ones included).
     pub sent: u64,
+    /// This node's messages not sent because the hub already holds one with the same
+    /// `msg_id` (ADR 0028): the hub's copy stands for them.
+    #[serde(default)]
+    pub duplicates: u64,
     /// The topic head afterwards.
     pub head: Option<Oid>,
     /// Whether the hub accepted this node's head (false: lost a race; the next sync retries).

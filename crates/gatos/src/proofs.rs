@@ -213,15 +213,60 @@ pub fn key_of(poe: &[u8]) -> Option<KeyId> {
     env.signatures.first()?.keyid.parse().ok()
 }
 
-/// Verifies a proof (DESIGN §4): the signature over DSSE's PAE, that the key is
-/// `expected_key` (the claim's `worker_key`), trusted here and not revoked for the time of
-/// the proof, every subject's digests against `subjects`, and that no file of `subjects`
-/// is left out.
+/// Verifies a proof (DESIGN §4): [`verify_integrity`], then [`check_trust`].
 ///
 /// # Errors
 /// `SignatureInvalid`, `UntrustedKey`, `KeyRevoked`, `DigestMismatch`, `InvalidEnvelope`.
 pub fn verify(
     gatos: &Gatos,
+    poe: &[u8],
+    expected_key: Option<KeyId>,
+    subjects: &Subjects<'_>,
+) -> Result<Verified> {
+    let v = verify_integrity(poe, expected_key, subjects)?;
+    check_trust(gatos, &v)?;
+    Ok(v)
+}
+
+/// Checks that a proof's key is trusted here and was not revoked before the proof was
+/// made. Kept apart from [`verify_integrity`] so that a proof that is sound in every other
+/// way can be told apart from a broken one: "a valid signature by a key this node does
+/// not trust" is a question of trust, not of the proof.
+///
+/// # Errors
+/// `UntrustedKey`, `KeyRevoked`, or when the revocations cannot be read.
+pub fn check_trust(gatos: &Gatos, v: &Verified) -> Result<()> {
+    let key = v.key;
+    if !gatos.keys().is_trusted(&key) {
+        return Err(fail(
+            ErrorCode::UntrustedKey,
+            format!(
+                "valid signature by {key}, a key this node does not trust (git gatos keys trust {key})"
+            ),
+        ));
+    }
+    if let Some(rev) = gatos.keys().revocation(&key)?
+        && rev.invalidates(v.predicate.finished_at)
+    {
+        return Err(fail(
+            ErrorCode::KeyRevoked,
+            format!(
+                "{key} was revoked ({}) before this proof was made",
+                rev.reason.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Verifies everything a proof says by itself, whoever signed it: the signature over
+/// DSSE's PAE, that the key is `expected_key` (the claim's `worker_key`), every subject's
+/// digests against `subjects`, and that no file of `subjects` is left out. Trust is
+/// [`check_trust`]'s.
+///
+/// # Errors
+/// `SignatureInvalid`, `DigestMismatch`, `InvalidEnvelope`.
+pub fn verify_integrity(
     poe: &[u8],
     expected_key: Option<KeyId>,
     subjects: &Subjects<'_>,
@@ -281,23 +326,6 @@ pub fn verify(
         return Err(fail(
             ErrorCode::SignatureInvalid,
             "the predicate names another key than the signature",
-        ));
-    }
-    if !gatos.keys().is_trusted(&key) {
-        return Err(fail(
-            ErrorCode::UntrustedKey,
-            format!("{key} is not trusted here; `git gatos keys trust {key}` if it should be"),
-        ));
-    }
-    if let Some(rev) = gatos.keys().revocation(&key)?
-        && rev.invalidates(st.predicate.finished_at)
-    {
-        return Err(fail(
-            ErrorCode::KeyRevoked,
-            format!(
-                "{key} was revoked ({}) before this proof was made",
-                rev.reason.as_str()
-            ),
         ));
     }
     for (name, bytes) in &subjects.files {

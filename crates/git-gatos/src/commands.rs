@@ -98,22 +98,49 @@ fn spawn_maintenance(gatos: &Gatos) {
     }
 }
 
-/// A point in time given on the command line: an RFC 3339 TIME, or a DUR meaning that long
-/// before `now` (`1h`: the last hour). `flag` names the option in the error.
-///
-/// # Errors
-/// `InvalidInput` for neither form.
-pub fn time_or_ago(
-    flag: &str,
-    s: &str,
-    now: gatos_types::Timestamp,
-) -> Result<gatos_types::Timestamp, Error> {
-    match gatos_types::Dur::parse(s) {
-        Ok(d) => Ok(now.minus(d)),
-        Err(_) => gatos_types::time::parse_time(s, now)
-            .map_err(|e| Error::from(e).context(format_args!("{flag} (a TIME or a DUR ago)"))),
+/// What a `--since` names: a record by its ULID (26 characters), or a point in time (an
+/// RFC 3339 TIME, or a DUR that long before now). Every command with `--since` takes all
+/// three; a command whose records are not ULID-named reads a ULID as the time it carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Since {
+    /// After the record with this ULID.
+    Ulid(gatos_types::Ulid),
+    /// At or after this time.
+    Time(gatos_types::Timestamp),
+}
+
+impl Since {
+    /// The time this stands for: a ULID's own time (millisecond precision).
+    pub fn time(self) -> gatos_types::Timestamp {
+        match self {
+            Since::Ulid(u) => gatos::messages::ulid_time(u),
+            Since::Time(t) => t,
+        }
     }
 }
+
+/// Parses a `--since` (or `--until`): a ULID, a TIME or a DUR ago.
+///
+/// # Errors
+/// `InvalidInput` for none of the three, naming `flag`.
+pub fn since_arg(flag: &str, s: &str, now: gatos_types::Timestamp) -> Result<Since, Error> {
+    if s.len() == 26
+        && let Ok(u) = s.parse::<gatos_types::Ulid>()
+    {
+        return Ok(Since::Ulid(u));
+    }
+    if let Ok(d) = gatos_types::Dur::parse(s) {
+        return Ok(Since::Time(now.minus(d)));
+    }
+}
+    gatos_types::Timestamp::parse_rfc3339(s)
+        .map(Since::Time)
+        .map_err(|_| {
+            Error::new(ErrorCode::InvalidInput, format!(
+                "{flag}: {s:?} is not a ULID (26 characters), an RFC 3339 time \
+                 (2026-12-04T10:00:00Z) or a duration meaning that long ago (90s, 15m, 1h, 2d)"
+            ))
+        })
 
 /// Parses a validated name, mapping the error to `InvalidInput`.
 pub fn parse<T>(s: &str) -> Result<T, Error>

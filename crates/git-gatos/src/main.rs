@@ -17,7 +17,11 @@ fn main() -> std::process::ExitCode {
     let cli = match <cli::Cli as clap::Parser>::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => return output::print_clap(&e), // --help, --version
-        Err(e) => return output::usage_error(&e), // error[InvalidInput]: …, exit 2
+        Err(e) => {
+            // error[InvalidInput]: …, exit 2
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            return output::usage_error(&e, cli::usage_hint(&e, &args).as_deref());
+        }
     };
     output::init_logging(&cli.global);
     let mut out = output::Output::new(&cli.global);

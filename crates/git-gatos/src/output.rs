@@ -255,8 +255,8 @@ pub fn print_clap(e: &clap::Error) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Prints a usage error as `error[InvalidInput]: …` (exit 2).
-pub fn usage_error(e: &clap::Error) -> ExitCode {
+/// Prints a usage error as `error[InvalidInput]: …` (exit 2), then `hint` if any.
+pub fn usage_error(e: &clap::Error, hint: Option<&str>) -> ExitCode {
     let rendered = e.render().to_string();
     let mut lines = rendered.lines();
     let first = lines.next().unwrap_or("invalid usage");
@@ -277,6 +277,9 @@ pub fn init_logging(g: &GlobalArgs) {
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok();
     if env.is_none() && g.verbose == 0 {
+    if let Some(h) = hint {
+        stderr_line!("hint: {h}");
+    }
         let _ = tracing::subscriber::set_global_default(Quiet);
         return;
     }

@@ -379,6 +379,58 @@ impl View {
         Ok(None)
     }
 
+    /// Finds the first retained position, in `Seq` order, whose ULID is at or after `min`.
+    ///
+    /// ULIDs increase within each run of the index (a run breaks where a sync placed an
+    /// older ULID after a newer one), so every run before the answer lies wholly below
+    /// `min`, and the answer is the lower bound inside the first run that reaches it.
+    ///
+    /// # Errors
+    /// As [`View::record`].
+    pub fn first_from(&self, min: Ulid) -> Result<Option<u64>> {
+        if self.header.count == 0 {
+            return Ok(None);
+        }
+        let (first, last) = (self.header.first, self.last_seq());
+        let Some(breaks) = read_breaks(&self.dir, self.header.generation) else {
+            return self.first_from_linear(min);
+        };
+        let mut starts: Vec<u64> = vec![first];
+        starts.extend(breaks.into_iter().filter(|b| *b > first && *b <= last));
+        for (i, start) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).map_or(last, |n| n - 1);
+            if self.record(end)?.ulid < min {
+                continue;
+            }
+            // Lower bound in [start, end]: the run's last record is at or after `min`.
+            let (mut lo, mut hi) = (*start, end);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.record(mid)?.ulid < min {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            return Ok(Some(lo));
+        }
+        Ok(None)
+    }
+
+    fn first_from_linear(&self, min: Ulid) -> Result<Option<u64>> {
+        const CHUNK: u64 = 4096;
+        let mut seq = self.header.first;
+        while seq <= self.last_seq() {
+            for (i, r) in self.records(seq, CHUNK)?.iter().enumerate() {
+                if r.ulid >= min {
+                    return Ok(Some(seq + i as u64));
+                }
+            }
+            seq += CHUNK;
+        }
+        Ok(None)
+    }
+
     fn search_run(&self, mut lo: u64, mut hi: u64, ulid: Ulid) -> Result<Option<u64>> {
         // Bounds check first: most lookups miss whole runs.
         if self.record(lo)?.ulid > ulid || self.record(hi)?.ulid < ulid {

@@ -340,6 +340,49 @@ impl Messages<'_> {
     }
 }
 
+impl Messages<'_> {
+    /// The lowest position a pruned message at or after `min` had (by ULID), if any.
+    pub(crate) fn pruned_from(&self, topic: &Topic, min: Ulid) -> Result<Option<u64>> {
+        let mut at = self.summary(topic)?.at;
+        let mut reader = self.gatos.store().reader();
+        let mut lowest: Option<u64> = None;
+        while let Some(commit) = at {
+            let c = reader.commit(commit)?;
+            if let Some(table) = reader.file(c.tree, PRUNED_ULIDS_PATH)?
+                && let Some(seq) = pruned_seq_from(&table, min)
+            {
+                lowest = Some(lowest.map_or(seq, |l| l.min(seq)));
+            }
+            at = c.parents.first().copied();
+        }
+        Ok(lowest)
+    }
+}
+
+/// The lowest seq among the entries of a `pruned/ulids` table at or after `min`: those
+/// entries are the table's tail, as it is sorted by ULID.
+pub(crate) fn pruned_seq_from(table: &[u8], min: Ulid) -> Option<u64> {
+    let key = min.to_bytes();
+    let n = table.len() / 24;
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if table[mid * 24..mid * 24 + 16] < key[..] {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    table[lo * 24..n * 24]
+        .chunks_exact(24)
+        .map(|e| {
+            let mut s = [0u8; 8];
+            s.copy_from_slice(&e[16..24]);
+            u64::from_be_bytes(s)
+        })
+        .min()
+}
+
 /// The seq a pruned ULID had, from a summary's `pruned/ulids` table (sorted `(ulid, seq)`
 /// entries of 16 + 8 big-endian bytes), by binary search.
 pub(crate) fn pruned_seq(table: &[u8], ulid: Ulid) -> Option<u64> {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use gatos_store::refs::names;
 use gatos_types::envelope::EnvelopeRef;
 use gatos_types::wire::{Gap, MessageRow, ReadPage};
-use gatos_types::{Digest, ErrorCode, Oid, Topic, Ulid};
+use gatos_types::{Digest, ErrorCode, Oid, Timestamp, Topic, Ulid};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -24,6 +24,12 @@ pub enum Cursor {
     Ulid(Ulid),
     /// After this position (0: from the start, reporting a gap if the start was pruned).
     Seq(u64),
+    /// From the first message, in `Seq` order, whose ULID time is at or after this time;
+    /// everything after it follows in `Seq` order. ULID times are not monotonic along
+    /// `Seq` across nodes (a message synced from a node that was offline keeps its older
+    /// time), so nothing made at or after the time is missed, while some made before it
+    /// may follow.
+    Time(Timestamp),
 }
 
 /// Options of one page.
@@ -213,6 +219,28 @@ impl Messages<'_> {
                     after: n.max(first - 1),
                     gap,
                     cursor_ulid,
+                }
+            }
+            Cursor::Time(t) => {
+                let min = Ulid::from_parts(u64::try_from(t.as_millis()).unwrap_or(0), 0);
+                // A pruned message at or after the time is a gap: it can no longer be read.
+                let pruned = self.pruned_from(topic, min)?;
+                match (pruned, view.map(|v| v.first_from(min)).transpose()?.flatten()) {
+                    (Some(from), _) => Start {
+                        after: first - 1,
+                        gap: gap_from(from.saturating_sub(1)),
+                        cursor_ulid: None,
+                    },
+                    (None, Some(seq)) => Start {
+                        after: seq.saturating_sub(1).max(first - 1),
+                        gap: None,
+                        cursor_ulid: None,
+                    },
+                    (None, None) => Start {
+                        after: last.max(first - 1),
+                        gap: None,
+                        cursor_ulid: None,
+                    },
                 }
             }
             Cursor::Ulid(u) => {

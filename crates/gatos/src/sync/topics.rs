@@ -137,11 +137,12 @@ impl Sync<'_> {
         sent: u64,
         head: Option<Oid>,
     ) {
-        let entry = TopicSync {
+        let mut entry = TopicSync {
             topic: t.to_string(),
             action,
             received,
             sent,
+            duplicates: 0,
             head,
             landed: !matches!(action, TopicAction::Pushed | TopicAction::Reappended),
         };
@@ -151,7 +152,11 @@ impl Sync<'_> {
             .iter_mut()
             .find(|x| x.topic == entry.topic)
         {
-            Some(x) => *x = entry,
+            Some(x) => {
+                // Duplicates left out in an earlier round stay counted.
+                entry.duplicates = x.duplicates;
+                *x = entry;
+            }
             None => self.report.topics.push(entry),
         }
     }
@@ -417,14 +422,27 @@ impl Sync<'_> {
         crate::messages::record_fork(self.gatos, t, fork_seq)?;
         let hub_meta = self.meta(h)?;
         let base_sealed = hub_sealed.values().any(|c| *c == h);
-        let (tip, new_sealed) = if mine.is_empty() {
+        let messages = self.gatos.messages();
+        let mut stored: Vec<_> = mine
+            .iter()
+            .map(|m| messages.stored(m.commit))
+            .collect::<Result<_>>()?;
+        // Messages the hub holds under the same `msg_id` (another node published the same
+        // thing: a job event keyed by its action's commit, an audit record) are not appended
+        // again, as a publish with that `msg_id` would not be (ADR 0028).
+        let before = stored.len();
+        let ids: Vec<Option<String>> = stored.iter().map(|m| msg_id_of(&m.envelope)).collect();
+        if ids.iter().any(Option::is_some) {
+            let at_hub = self.hub_msg_ids(hub_after)?;
+            let mut keep = ids
+                .iter()
+                .map(|id| id.as_ref().is_none_or(|i| !at_hub.contains(i)));
+            stored.retain(|_| keep.next().unwrap_or(true));
+        }
+        let duplicates = (before - stored.len()) as u64;
+        let (tip, new_sealed) = if stored.is_empty() {
             (h, Vec::new())
         } else {
-            let messages = self.gatos.messages();
-            let stored: Vec<_> = mine
-                .iter()
-                .map(|m| messages.stored(m.commit))
-                .collect::<Result<_>>()?;
             let built = messages.build_on(t, Some(&hub_meta), base_sealed, through, &stored)?;
             (built.tip, built.sealed)
         };
@@ -458,8 +476,8 @@ impl Sync<'_> {
             self.push_ref(head, Some(tip));
             self.head_pushes.push((t.to_string(), head.to_owned()));
         }
-        tracing::info!(topic = %t, fork = fork_seq, received = hub_after.len(), reappended = mine.len(), "both sides appended; this node's messages go after the hub's");
-        let action = if mine.is_empty() {
+        tracing::info!(topic = %t, fork = fork_seq, received = hub_after.len(), reappended = stored.len(), duplicates, "both sides appended; this node's messages go after the hub's");
+        let action = if stored.is_empty() {
             TopicAction::Adopted
         } else {
             TopicAction::Reappended
@@ -468,10 +486,36 @@ impl Sync<'_> {
             t,
             action,
             hub_after.len() as u64,
-            mine.len() as u64,
+            stored.len() as u64,
             Some(tip),
         );
+        if let Some(x) = self
+            .report
+            .topics
+            .iter_mut()
+            .find(|x| x.topic == t.as_str())
+        {
+            x.duplicates += duplicates;
+        }
         Ok(())
+    }
+
+    /// The `msg_id`s of the hub's messages after the fork point, newest first, at most
+    /// `gatos.dedupeWindow` of them (the window a publish looks in).
+    fn hub_msg_ids(&self, hub_after: &[Meta]) -> Result<HashSet<String>> {
+        let window = usize::try_from(self.gatos.settings().dedupe_window).unwrap_or(usize::MAX);
+        let mut r = self.gatos.store().reader();
+        let mut ids = HashSet::new();
+        for m in hub_after.iter().take(window) {
+            let c = r.commit(m.commit)?;
+            if let Some(id) = r
+                .file(c.tree, chain::ENVELOPE_PATH)?
+                .and_then(|e| msg_id_of(&e))
+            {
+                ids.insert(id);
+            }
+        }
+        Ok(ids)
     }
 
     fn move_back_checkpoints(
@@ -579,6 +623,13 @@ impl Sync<'_> {
         self.checkpoint_pushes.push((topic.to_string(), entry));
         self.report.pushed += 1;
     }
+}
+
+/// The `msg_id` header of an envelope, if it has one.
+fn msg_id_of(envelope: &[u8]) -> Option<String> {
+    gatos_types::envelope::EnvelopeRef::parse(envelope)
+        .ok()?
+        .msg_id()
 }
 
 fn fork_doc(group: Group, topic: Topic, fork: Option<&Meta>) -> CheckpointDoc {

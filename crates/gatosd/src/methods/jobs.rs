@@ -15,9 +15,12 @@ use crate::connection::Conn;
 /// notifications; end it with `messages.unsubscribe {subscription}`.
 pub async fn watch(conn: &Arc<Conn>, params: Params) -> Result<(Box<RawValue>, After), RpcError> {
     let p: WatchParams = params.parse()?;
-    let since = match p.since {
-        Some(u) => gatos::messages::Cursor::Ulid(u),
-        None => gatos::messages::Cursor::End,
-    };
+    let since = gatos_api::service::cursor(
+        p.since,
+        None,
+        p.since_time,
+        gatos::messages::Cursor::End,
+    )
+    .map_err(super::call_error)?;
     super::messages::subscribe_to(conn, events_topic(), since, Some(p)).await
 }

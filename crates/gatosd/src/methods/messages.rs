@@ -19,9 +19,10 @@ use gatos_types::Topic;
 fn cursor(
     since: Option<gatos_types::Ulid>,
     since_seq: Option<u64>,
+    since_time: Option<gatos_types::Timestamp>,
     default: Cursor,
 ) -> Result<Cursor, RpcError> {
-    gatos_api::service::cursor(since, since_seq, default).map_err(super::call_error)
+    gatos_api::service::cursor(since, since_seq, since_time, default).map_err(super::call_error)
 }
 
 /// `messages.subscribe {topic, since?, since_seq?}`: starts after the answer is queued.
@@ -30,7 +31,7 @@ pub async fn subscribe(
     params: Params,
 ) -> Result<(Box<RawValue>, After), RpcError> {
     let p: SubscribeParams = params.parse()?;
-    let since = cursor(p.since, p.since_seq, Cursor::End)?;
+    let since = cursor(p.since, p.since_seq, p.since_time, Cursor::End)?;
     subscribe_to(conn, p.topic, since, None).await
 }
 

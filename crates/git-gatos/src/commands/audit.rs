@@ -3,10 +3,9 @@
 use gatos::Error;
 use gatos::audit::AuditRecord;
 use gatos_api::types::AuditParams;
-use gatos_types::Ulid;
 use serde_json::Value;
 
-use super::{Ctx, api};
+use super::{Ctx, Since, api};
 use crate::cli::AuditArgs;
 use crate::output::Output;
 
@@ -24,9 +23,9 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &AuditArgs) -> Result<(), Error> {
     let now = svc.gatos().now();
     let (since, since_time) = match &a.since {
         None => (None, None),
-        Some(s) => match s.parse::<Ulid>() {
-            Ok(u) => (Some(u), None),
-            Err(_) => (None, Some(super::time_or_ago("--since", s, now)?)),
+        Some(s) => match super::since_arg("--since", s, now)? {
+            Since::Ulid(u) => (Some(u), None),
+            Since::Time(t) => (None, Some(t)),
         },
     };
     let mut p = AuditParams {

@@ -2,7 +2,6 @@
 
 use gatos::Error;
 use gatos::keys::Reason;
-use gatos_types::time::parse_time;
 
 use super::Ctx;
 use crate::cli::KeysCommand;
@@ -66,7 +65,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &KeysCommand) -> Result<(), Error> 
             };
             let since = since
                 .as_deref()
-                .map(|s| parse_time(s, g.now()))
+                .map(|s| super::since_arg("--since", s, g.now()).map(super::Since::time))
                 .transpose()?;
             let rev = g.keys().revoke(&key_arg(key)?, reason, since)?;
             out.row(&rev, |w| {

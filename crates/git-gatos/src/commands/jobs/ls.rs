@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &LsArgs) -> Result<(), Error> {
     let now = svc.gatos().now();
     let time = |flag: &str, s: &Option<String>| {
         s.as_deref()
-            .map(|s| super::super::time_or_ago(flag, s, now))
+            .map(|s| super::super::since_arg(flag, s, now).map(super::super::Since::time))
             .transpose()
     };
     let mut p = ListParams {

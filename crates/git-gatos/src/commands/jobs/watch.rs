@@ -7,7 +7,7 @@ use gatos::messages::{Cursor, MessageView};
 use gatos_types::jobs::JobEvent;
 use gatos_types::{Queue, Topic, Ulid};
 
-use super::super::{Ctx, parse};
+use super::super::{Ctx, Since, parse, since_arg};
 use crate::cli::WatchArgs;
 use crate::output::Output;
 
@@ -26,13 +26,17 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WatchArgs) -> Result<(), Error> {
         queue: a.queue.as_deref().map(parse::<Queue>).transpose()?,
         job: a.job.as_deref().map(parse::<Ulid>).transpose()?,
         since: None,
-    };
-    let cursor = match &a.since {
-        Some(u) => Cursor::Ulid(parse(u)?),
-        None => Cursor::End,
+        since_time: None,
     };
     let topic: Topic = parse(gatos::jobs::EVENTS_TOPIC)?;
     let g = ctx.gatos()?;
+    let cursor = match &a.since {
+        Some(s) => match since_arg("--since", s, g.now())? {
+            Since::Ulid(u) => Cursor::Ulid(u),
+            Since::Time(t) => Cursor::Time(t),
+        },
+        None => Cursor::End,
+    };
     out.streaming = true;
     let mut follower = g.messages().follow(&topic, cursor)?;
     let mut left = a.limit.unwrap_or(u64::MAX);

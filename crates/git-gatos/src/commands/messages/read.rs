@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use gatos::Error;
 use gatos::messages::Cursor;
-use gatos_types::{Topic, Ulid};
+use gatos_types::Topic;
 
-use super::super::{Ctx, parse};
+use super::super::{Ctx, Since, parse, since_arg};
 use super::{print_message, warn_gap};
 use crate::cli::ReadArgs;
 use crate::output::Output;
@@ -17,13 +17,16 @@ const FOLLOW_BATCH: u64 = 1000;
 /// Streams messages after the cursor; with `--follow`, keeps waiting for more.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &ReadArgs) -> Result<(), Error> {
     let topic: Topic = parse(&a.topic)?;
+    let g = ctx.gatos()?;
     let cursor = match (&a.since, a.since_seq) {
-        (Some(u), _) => Cursor::Ulid(parse::<Ulid>(u)?),
+        (Some(s), _) => match since_arg("--since", s, g.now())? {
+            Since::Ulid(u) => Cursor::Ulid(u),
+            Since::Time(t) => Cursor::Time(t),
+        },
         (None, Some(n)) => Cursor::Seq(n),
         (None, None) if a.follow => Cursor::End,
         (None, None) => Cursor::Start,
     };
-    let g = ctx.gatos()?;
     super::check_topic(ctx, out, &topic, a.follow)?;
     if !a.follow {
         // With --limit this is a page: it also ends at the page byte cap.

@@ -1,0 +1,251 @@
+//! Issue #16, point 5: a user's mistakes get answers — `--since` in every form, a command
+//! without `--`, verifying a cancelled job, an untrusted proof, each error printed once.
+
+use gatos_testutil::{TempRepo, TestResult};
+
+use crate::support::{enqueue, gatos, gatos_cmd, gatos_ok, json_lines};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs git-gatos with the test clock at `at`.
+fn at(repo: &TempRepo, at: &str, args: &[&str]) -> TestResult<String> {
+    let out = gatos_cmd(repo, args)
+        .env("GATOS_TEST_CLOCK", at)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    Ok(stdout(&out))
+}
+
+fn seqs(lines: &str) -> TestResult<Vec<u64>> {
+    Ok(json_lines(lines)?
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect())
+}
+
+#[test]
+fn since_takes_a_ulid_a_time_or_a_duration_in_every_command() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let days = [
+        "2026-03-01T00:00:00Z",
+        "2026-03-02T00:00:00Z",
+        "2026-03-03T00:00:00Z",
+    ];
+    let mut ulids = Vec::new();
+    for (i, d) in days.iter().enumerate() {
+        let row = json_lines(&at(
+            &repo,
+            d,
+            &[
+                "messages",
+                "publish",
+                "t.days",
+                "--data",
+                &format!("{{\"i\":{i}}}"),
+                "--json",
+            ],
+        )?)?;
+        ulids.push(row[0]["ulid"].as_str().unwrap().to_owned());
+    }
+    let read = |since: &str| -> TestResult<Vec<u64>> {
+        seqs(&at(
+            &repo,
+            "2026-03-03T12:00:00Z",
+            &["messages", "read", "t.days", "--since", since, "--json"],
+        )?)
+    };
+    // A ULID: after that message. A TIME: from the first message made at or after it.
+    assert_eq!(read(&ulids[0])?, vec![2, 3]);
+    assert_eq!(read("2026-03-02T00:00:00Z")?, vec![2, 3]);
+    assert_eq!(read("2026-03-01T06:00:00Z")?, vec![2, 3]);
+    assert_eq!(read("2026-02-01T00:00:00Z")?, vec![1, 2, 3]);
+    assert_eq!(read("2026-04-01T00:00:00Z")?, Vec::<u64>::new());
+    // A DUR: that long before now (the clock is 2026-03-03T12:00Z).
+    assert_eq!(read("36h")?, vec![2, 3]);
+    assert_eq!(read("1h")?, Vec::<u64>::new());
+
+    // The same words, and the same errors, for a bad value everywhere.
+    for args in [
+        vec!["messages", "read", "t.days", "--since", "yesterday"],
+        vec!["jobs", "ls", "--since", "yesterday"],
+        vec!["jobs", "watch", "--since", "yesterday", "--limit", "1"],
+        vec!["audit", "--since", "yesterday"],
+        vec![
+            "keys",
+            "revoke",
+            "ed25519:00",
+            "--reason",
+            "compromised",
+            "--since",
+            "yesterday",
+        ],
+    ] {
+        let out = gatos(&repo, &args)?;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("error[InvalidInput]: --since: \"yesterday\" is not a ULID"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.matches("error[").count(), 1, "printed once: {err}");
+    }
+
+    // jobs ls: a ULID (a job id) stands for the time it carries.
+    let first = json_lines(&at(
+        &repo,
+        "2026-03-01T00:00:00Z",
+        &["jobs", "enqueue", "--json", "--", "true"],
+    )?)?[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = json_lines(&at(
+        &repo,
+        "2026-03-02T00:00:00Z",
+        &["jobs", "enqueue", "--json", "--", "true"],
+    )?)?[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ls = |since: &str| -> TestResult<Vec<String>> {
+        Ok(json_lines(&at(
+            &repo,
+            "2026-03-03T00:00:00Z",
+            &["jobs", "ls", "--since", since, "--json"],
+        )?)?
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect())
+    };
+    assert_eq!(ls(&first)?, vec![first.clone(), second.clone()]);
+    assert_eq!(ls(&second)?, vec![second.clone()]);
+    assert_eq!(ls("1d")?, vec![second.clone()]);
+
+    // jobs watch: a time starts at the first event made then (its enqueue is the second's).
+    let events = json_lines(&at(
+        &repo,
+        "2026-03-03T00:00:00Z",
+        &[
+            "jobs",
+            "watch",
+            "--since",
+            "2026-03-01T12:00:00Z",
+            "--limit",
+            "1",
+            "--json",
+        ],
+    )?)?;
+    assert_eq!(events[0]["job"], second.as_str());
+    assert_eq!(events[0]["event"], "enqueued");
+
+    // audit: a cancel, then the trail from a DUR and from a TIME after it.
+    at(
+        &repo,
+        "2026-03-02T06:00:00Z",
+        &["jobs", "cancel", &second, "--reason", "wrong branch"],
+    )?;
+    let audit = |since: &str| -> TestResult<usize> {
+        Ok(json_lines(&at(
+            &repo,
+            "2026-03-03T00:00:00Z",
+            &["audit", "--since", since, "--action", "jobs.cancel", "--json"],
+        )?)?
+        .len())
+    };
+    assert_eq!(audit("1d")?, 1);
+    assert_eq!(audit("2026-03-02T07:00:00Z")?, 0);
+    Ok(())
+}
+
+#[test]
+fn a_command_without_the_double_dash_is_answered_with_the_line_that_runs_it() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let out = gatos(&repo, &["jobs", "enqueue", "--queue", "build", "make", "test"])?;
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "hint: the command to run goes after `--`: git gatos jobs enqueue --queue build -- make test"
+        ),
+        "{err}"
+    );
+    let out = gatos(&repo, &["jobs", "enqueue", "make", "it's"])?;
+    assert!(
+        stderr(&out).contains("git gatos jobs enqueue -- make 'it'\\''s'"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was enqueued.
+    assert_eq!(gatos_ok(&repo, &["jobs", "ls"])?, "");
+    Ok(())
+}
+
+#[test]
+fn verifying_a_cancelled_job_says_it_will_never_have_a_result() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let id = enqueue(&repo, &["--", "true"])?;
+    gatos_ok(&repo, &["jobs", "cancel", &id, "--reason", "not needed"])?;
+    let out = gatos(&repo, &["jobs", "verify", &id])?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("before it ran: it will never have a result or a proof"), "{err}");
+    assert!(err.contains("(not needed)"), "{err}");
+    assert_eq!(err.matches("error[").count(), 1, "printed once: {err}");
+    assert_eq!(stdout(&out), "", "no second copy on stdout");
+    // With --json: the operation's answer (as over RPC), then the error object.
+    let out = gatos(&repo, &["jobs", "verify", &id, "--json"])?;
+    let lines = json_lines(&stdout(&out))?;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["verified"], false);
+    assert_eq!(lines[1]["error"]["code"], "NotFound");
+    Ok(())
+}
+
+#[test]
+fn an_untrusted_proof_reads_as_a_valid_signature_by_a_key_not_trusted_here() -> TestResult {
+    let repo = TempRepo::new()?;
+    let key = json_lines(&gatos_ok(&repo, &["init", "--json"])?)?[0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = enqueue(&repo, &["--", "true"])?;
+    gatos_ok(&repo, &["worker", "--drain"])?;
+    let show = gatos_ok(&repo, &["jobs", "show", &id])?;
+    assert!(show.contains(&format!("proof    verified, signed by {key}")), "{show}");
+
+    repo.git(&["config", "--unset-all", "gatos.trust"])?;
+    let show = gatos_ok(&repo, &["jobs", "show", &id])?;
+    assert!(
+        show.contains(&format!(
+            "proof    valid signature by {key}, a key this node does not trust (git gatos keys trust {key})"
+        )),
+        "{show}"
+    );
+    assert!(!show.contains("NOT"), "{show}");
+    let row = json_lines(&gatos_ok(&repo, &["jobs", "show", &id, "--json"])?)?;
+    assert_eq!(row[0]["poe"]["verified"], false);
+    assert_eq!(row[0]["poe"]["code"], "UntrustedKey");
+
+    // jobs verify says the same, once.
+    let out = gatos(&repo, &["jobs", "verify", &id])?;
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "error[UntrustedKey]: valid signature by {key}, a key this node does not trust"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches(key.as_str()).count(), 2, "{err}");
+    assert_eq!(stdout(&out), "");
+    Ok(())
+}
