@@ -98,6 +98,11 @@ impl Output {
         self.json
     }
 
+    /// True with `--quiet`.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// Prints one record: its JSON with `--json`, else the human line.
     ///
     /// # Errors

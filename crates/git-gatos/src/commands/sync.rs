@@ -10,24 +10,45 @@ use super::Ctx;
 use crate::cli::SyncArgs;
 use crate::output::Output;
 
-/// Human lines of a sync report.
+/// "1 ref", "2 refs".
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "1 message", "2 messages".
+fn messages(n: u64) -> String {
+    plural(n, "message", "messages")
+}
+
+/// Human lines of a sync report: one per topic that moved (counting messages), then what
+/// else happened, then the summary, which counts messages and the other refs apart.
 fn describe(r: &SyncReport, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     for t in &r.topics {
         let what = match t.action {
             TopicAction::InSync => "in sync".to_owned(),
-            TopicAction::Adopted => format!("received {}", t.received),
-            TopicAction::Pushed => format!("sent {}", t.sent),
+            TopicAction::Adopted => format!("received {}", messages(t.received)),
+            TopicAction::Pushed => format!("sent {}", messages(t.sent)),
             TopicAction::Reappended => format!(
                 "received {}, sent {} appended after them (seq and commits are provisional until at the hub)",
-                t.received, t.sent
+                messages(t.received),
+                t.sent
             ),
+        };
+        let dups = if t.duplicates > 0 {
+            format!(
+                "; {} not sent: the hub holds {} with the same msg_id",
+                messages(t.duplicates),
+                if t.duplicates == 1 { "it" } else { "them" }
+            )
+        } else {
+            String::new()
         };
         let lost = if t.landed {
             ""
         } else {
             " (lost a race at the hub; the next sync retries)"
         };
-        writeln!(w, "topic {}: {what}{lost}", t.topic)?;
+        writeln!(w, "topic {}: {what}{dups}{lost}", t.topic)?;
     }
     for c in &r.conflicts {
         writeln!(w, "conflict {} ({}): {}", c.name, c.resolution, c.reason)?;
@@ -59,16 +80,21 @@ fn describe(r: &SyncReport, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     for x in &r.retry {
         writeln!(w, "not yet at the hub: {x}")?;
     }
+    let received: u64 = r.topics.iter().map(|t| t.received).sum();
+    let sent: u64 = r.topics.iter().map(|t| t.sent).sum();
+    // Messages are counted per message; everything else (jobs, claims, results,
+    // checkpoints, settings, keys, sealed segments) per ref.
     write!(
         w,
-        "synced with {}: {} adopted, {} pushed, {} deleted here, {} deleted there, {} conflict(s), {} rejected",
+        "synced with {}: {} received, {sent} sent; {} adopted, {} pushed, {} deleted here, {} deleted there; {}, {} rejected",
         r.remote,
-        r.adopted,
+        messages(received),
+        plural(r.adopted, "ref", "refs"),
         r.pushed,
         r.deleted_local,
         r.deleted_remote,
-        r.conflicts.len(),
-        r.rejected_count
+        plural(r.conflicts.len() as u64, "conflict", "conflicts"),
+        plural(r.rejected_count, "ref", "refs"),
     )
 }
 
@@ -81,5 +107,9 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &SyncArgs) -> Result<(), Error> {
         accept_unsigned: a.accept_unsigned_history,
         progress: out.progress_allowed() && std::io::stderr().is_terminal(),
     })?;
+    // `-q`: nothing on success (errors, and `--strict` refusals, still go to stderr).
+    if out.is_quiet() && !out.is_json() {
+        return Ok(());
+    }
     out.row(&report, |w| describe(&report, w))
 }
