@@ -20,5 +20,6 @@ mod logs;
 mod messages;
 mod messages_consume;
 mod parity;
+mod mistakes;
 mod support;
 mod sync;

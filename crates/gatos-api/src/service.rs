@@ -130,17 +130,22 @@ fn b64(field: &str, v: Option<&str>) -> R<Vec<u8>> {
     }
 }
 
-/// A read position: a ULID or a seq, not both.
+/// A read position: after a ULID, after a seq, or from a time — at most one of them.
+///
+/// # Errors
+/// `InvalidParams` when more than one is given.
 pub fn cursor(
     since: Option<gatos_types::Ulid>,
     since_seq: Option<u64>,
+    since_time: Option<gatos_types::Timestamp>,
     default: Cursor,
 ) -> R<Cursor> {
-    match (since, since_seq) {
-        (Some(_), Some(_)) => Err(invalid("give since or since_seq, not both")),
-        (Some(u), None) => Ok(Cursor::Ulid(u)),
-        (None, Some(n)) => Ok(Cursor::Seq(n)),
-        (None, None) => Ok(default),
+    match (since, since_seq, since_time) {
+        (Some(u), None, None) => Ok(Cursor::Ulid(u)),
+        (None, Some(n), None) => Ok(Cursor::Seq(n)),
+        (None, None, Some(t)) => Ok(Cursor::Time(t)),
+        (None, None, None) => Ok(default),
+        _ => Err(invalid("give one of since, since_seq and since_time")),
     }
 }
 
@@ -334,7 +339,7 @@ impl Service {
     /// # Errors
     /// `NotFound` for an unknown cursor; `InvalidInput` for a bad limit.
     pub fn messages_read(&self, p: ReadParams) -> R<ReadPage> {
-        let since = cursor(p.since, p.since_seq, Cursor::Start)?;
+        let since = cursor(p.since, p.since_seq, p.since_time, Cursor::Start)?;
         let limit = p.limit.unwrap_or(gatos::messages::DEFAULT_PAGE);
         let opts = ReadOptions { since, limit };
         if self.config.max_page_bytes == 0 {

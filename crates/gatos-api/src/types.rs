@@ -78,6 +78,10 @@ pub struct ReadParams {
     /// Start after this position.
     #[serde(default)]
     pub since_seq: Option<u64>,
+    /// Start at the first message, in position order, made at or after this time (later
+    /// ones may carry earlier times: ULID times are not monotonic across nodes).
+    #[serde(default)]
+    pub since_time: Option<Timestamp>,
     /// At most this many (default 128, at most 10,000).
     #[serde(default)]
     pub limit: Option<u64>,
@@ -95,6 +99,9 @@ pub struct SubscribeParams {
     /// Start after this position.
     #[serde(default)]
     pub since_seq: Option<u64>,
+    /// Start at the first message, in position order, made at or after this time.
+    #[serde(default)]
+    pub since_time: Option<Timestamp>,
 }
 
 /// `messages.subscribe` result.
@@ -530,6 +537,9 @@ pub struct ManifestPutResult {
     pub changed: bool,
 }
 
+    /// Start at the first event, in position order, made at or after this time.
+    #[serde(default)]
+    pub since_time: Option<Timestamp>,
 /// `manifests.get` / `manifests.run` params.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -546,6 +546,13 @@ pub struct PoeView {
 /// One job as `jobs show --json` and `jobs ls --json` print it (DESIGN §8).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobRow {
+    /// Why it does not: `UntrustedKey` only for a proof sound in every other way (a valid
+    /// signature by a key this node does not trust).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
+    /// The reason, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// The job id.
     pub id: Ulid,
     /// Its derived state.

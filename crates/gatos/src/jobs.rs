@@ -404,6 +404,8 @@ impl<'g> Jobs<'g> {
             v.key.map(|key| PoeView {
                 key,
                 verified: v.verified,
+                code: v.code,
+                error: v.error,
             })
         });
         JobRow {
@@ -608,11 +610,32 @@ impl<'g> Jobs<'g> {
             error: Some(error),
         };
         let Some((result_commit, result)) = &rec.result else {
-            return failed(
-                ErrorCode::NotFound,
-                format!("job {} has no result yet", rec.id),
-                None,
-            );
+            let why = match &rec.cancel {
+                Some((_, c)) => {
+                    let by = format!(
+                        "cancelled by {}{}",
+                        c.actor,
+                        c.reason
+                            .as_deref()
+                            .map_or_else(String::new, |r| format!(" ({r})"))
+                    );
+                    let d = state::derive(rec, self.gatos.now(), self.gatos.lease_skew());
+                    if d.state == JobState::Cancelled {
+                        // No attempt was running: no result will ever be written.
+                        format!(
+                            "job {} was {by} before it ran: it will never have a result or a proof",
+                            rec.id
+                        )
+                    } else {
+                        format!(
+                            "job {} was {by} while an attempt ran; that attempt has not recorded its end yet",
+                            rec.id
+                        )
+                    }
+                }
+                None => format!("job {} has no result yet", rec.id),
+            };
+            return failed(ErrorCode::NotFound, why, None);
         };
         match files.unwrap_or_else(|| lifecycle::proof_files(self.gatos, *result_commit)) {
             Err(e) => failed(e.code(), e.to_string(), None),
@@ -669,7 +692,8 @@ impl<'g> Jobs<'g> {
                         .map(|(p, b)| (p.clone(), b.as_slice()))
                         .collect(),
                 };
-                let checked = crate::proofs::verify(self.gatos, poe, Some(expected), &subjects)
+                // Trust comes last, so that UntrustedKey means "sound in every other way".
+                let checked = crate::proofs::verify_integrity(poe, Some(expected), &subjects)
                     .and_then(|v| {
                         crate::proofs::check_result(&v, rec.id, &rec.content_id, result)?;
                         // The proof names this attempt's claim, in the chain the result closes.
@@ -687,6 +711,7 @@ impl<'g> Jobs<'g> {
                                 "the proof's claim_commit is not this attempt's claim",
                             ));
                         }
+                        crate::proofs::check_trust(self.gatos, &v)?;
                         Ok(v)
                     });
                 match checked {

@@ -99,11 +99,12 @@ pub struct ExportArgs {
     /// The file (sqlite) or directory (parquet) to write.
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
-    /// Rows at or after this TIME, DUR ago, or full commit id (messages by published_at,
-    /// jobs by created_at, attempts by claimed_at, results by finished_at).
+    /// Rows at or after this TIME, DUR ago, ULID (the time it carries) or full commit id
+    /// (messages by published_at, jobs by created_at, attempts by claimed_at, results by
+    /// finished_at).
     #[arg(long, value_name = "T")]
     pub since: Option<String>,
-    /// Rows before this TIME, DUR ago, or full commit id.
+    /// Rows before this TIME, DUR ago, ULID or full commit id.
     #[arg(long, value_name = "T")]
     pub until: Option<String>,
     /// Only these tables (messages, jobs, attempts, results, checkpoints).
@@ -143,8 +144,8 @@ pub enum ExportCommand {
 /// `audit`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Start after the record with this ULID, at this RFC 3339 time, or this DUR ago.
-    #[arg(long, value_name = "ULID|TIME")]
+    /// Start after the record with this ULID, or at this RFC 3339 TIME or DUR ago (1h).
+    #[arg(long, value_name = "ULID|TIME|DUR")]
     pub since: Option<String>,
     /// Only records of this action (e.g. jobs.cancel, keys.trust, messages.prune.forced).
     #[arg(long, value_name = "ACTION")]
@@ -283,11 +284,12 @@ pub struct LsArgs {
     /// Only jobs enqueued by this key (ed25519:…) or actor (cli:alice).
     #[arg(long, value_name = "WHO")]
     pub enqueuer: Option<String>,
-    /// Only jobs enqueued at or after TIME (RFC 3339, or a DUR ago like 1h).
-    #[arg(long, value_name = "TIME")]
+    /// Only jobs enqueued at or after TIME (RFC 3339, a DUR ago like 1h, or a ULID such
+    /// as a job id: the time it carries).
+    #[arg(long, value_name = "ULID|TIME|DUR")]
     pub since: Option<String>,
-    /// Only jobs enqueued before TIME (RFC 3339, or a DUR ago like 1h).
-    #[arg(long, value_name = "TIME")]
+    /// Only jobs enqueued before TIME (RFC 3339, a DUR ago like 1h, or a ULID).
+    #[arg(long, value_name = "ULID|TIME|DUR")]
     pub until: Option<String>,
     /// Only jobs whose id starts with PREFIX.
     #[arg(long, value_name = "PREFIX")]
@@ -329,10 +331,45 @@ pub struct WatchArgs {
     #[arg(long, value_name = "Q")]
     pub queue: Option<String>,
     /// Only events of this job.
+/// A hint for a usage error that clap cannot give: `jobs enqueue make test` (a command
+/// without `--`) is answered with the command line that runs it.
+pub fn usage_hint(e: &clap::Error, args: &[String]) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let bad = match e.get(clap::error::ContextKind::InvalidArg)? {
+        clap::error::ContextValue::String(s) => s.clone(),
+        _ => return None,
+    };
+    let jobs = args.iter().position(|a| a == "jobs")?;
+    let enqueue = jobs + 1 + args[jobs + 1..].iter().position(|a| a == "enqueue")?;
+    if bad.starts_with('-') || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    // The command starts at the first word clap did not take as an option's value.
+    let at = enqueue + 1 + args[enqueue + 1..].iter().position(|a| *a == bad)?;
+    let quote = |a: &String| {
+        if !a.is_empty()
+            && a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_./:=@%+,-".contains(&b))
+        {
+            a.clone()
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    };
+    let mut line = vec!["git gatos".to_owned()];
+    line.extend(args[..at].iter().map(quote));
+    line.push("--".to_owned());
+    line.extend(args[at..].iter().map(quote));
+    Some(format!("the command to run goes after `--`: {}", line.join(" ")))
+}
+
     #[arg(long, value_name = "ID")]
     pub job: Option<String>,
-    /// Start after this event (its ULID on gatos.jobs) instead of only new events.
-    #[arg(long, value_name = "ULID")]
+    /// Start after this event (its ULID on gatos.jobs), or at the first event made at or
+    /// after this RFC 3339 TIME or DUR ago, instead of only new events.
+    #[arg(long, value_name = "ULID|TIME|DUR")]
     pub since: Option<String>,
     /// Exit after N events.
     #[arg(long, value_name = "N")]
@@ -499,8 +536,9 @@ pub enum KeysCommand {
         /// superseded (earlier proofs stay valid) or compromised.
         #[arg(long, value_name = "R", default_value = "superseded", value_parser = ["superseded", "compromised"])]
         reason: String,
-        /// compromised: proofs from this time on are invalid (TIME; without it, every proof by the key).
-        #[arg(long, value_name = "TIME")]
+        /// compromised: proofs from this time on are invalid (an RFC 3339 TIME, a DUR ago,
+        /// or a ULID: the time it carries; without it, every proof by the key).
+        #[arg(long, value_name = "ULID|TIME|DUR")]
         since: Option<String>,
     },
 }
@@ -577,8 +615,10 @@ pub struct PublishArgs {
 pub struct ReadArgs {
     /// The topic.
     pub topic: String,
-    /// Start after the message with this ULID.
-    #[arg(long, value_name = "ULID")]
+    /// Start after the message with this ULID, or at the first message (in position
+    /// order) made at or after this RFC 3339 TIME or DUR ago; later ones follow in
+    /// position order even if made earlier (times are not monotonic across nodes).
+    #[arg(long, value_name = "ULID|TIME|DUR")]
     pub since: Option<String>,
     /// Start after this position.
     #[arg(long, value_name = "N")]

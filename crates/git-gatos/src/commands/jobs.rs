@@ -204,15 +204,17 @@ fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
         match &row.poe {
             Some(p) => write!(
                 w,
-                "proof    {} by {}",
-                if p.verified {
-                    "verified"
-                } else {
-                    "NOT verified"
-                },
-                p.key
+                "proof    does NOT verify ({}): {}",
+                p.code.map_or("?", |c| c.as_str()),
+                p.error.as_deref().unwrap_or("signed by another key")
             ),
             None => write!(w, "proof    none"),
         }
+            Some(p) if p.verified => write!(w, "proof    verified, signed by {}", p.key),
+            Some(p) if p.code == Some(gatos_types::ErrorCode::UntrustedKey) => write!(
+                w,
+                "proof    valid signature by {k}, a key this node does not trust (git gatos keys trust {k})",
+                k = p.key
+            ),
     })
 }
