@@ -23,3 +23,4 @@ mod parity;
 mod mistakes;
 mod support;
 mod sync;
+mod why;

@@ -312,6 +312,23 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     assert_eq!(a, b, "jobs.get");
     covered.push("jobs.get");
 
+    // jobs.why, against a worker's options: the same answer from both faces.
+    let a = cli_one(
+        &repo,
+        &["jobs", "why", &jb, "--queue", "q", "--cap", "gpu", "--json"],
+    )?;
+    let b = d.call(
+        "jobs.why",
+        json!({"id": jb, "queues": ["q"], "caps": ["gpu"]}),
+    )?;
+    assert_eq!(a, b, "jobs.why");
+    assert_eq!(b["claimable"], true, "{b}");
+    let a = cli_one(&repo, &["jobs", "why", &ja, "--json"])?;
+    let b = d.call("jobs.why", json!({"id": ja}))?;
+    assert_eq!(a, b, "jobs.why");
+    assert_eq!(b["claimable"], false, "queue q is not the default: {b}");
+    covered.push("jobs.why");
+
     // jobs.list: all of a queue, then a page of one and the next from its cursor, and the
     // filters the catalog serves.
     let a = cli(&repo, &["jobs", "ls", "--json", "--queue", "q"])?;

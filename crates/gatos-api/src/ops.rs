@@ -44,6 +44,8 @@ pub mod names {
     pub const JOBS_GET: &str = "jobs.get";
     /// `jobs.list`
     pub const JOBS_LIST: &str = "jobs.list";
+    /// `jobs.why`
+    pub const JOBS_WHY: &str = "jobs.why";
     /// `jobs.claim`
     pub const JOBS_CLAIM: &str = "jobs.claim";
     /// `jobs.heartbeat`
@@ -308,6 +310,13 @@ pub const OPS: &[Op] = &[
         Read,
         schema::<t::JobIdParams>,
         schema::<JobRow>,
+    ),
+    op(
+        n::JOBS_WHY,
+        "What a pending job waits for, checked against a worker's options.",
+        Read,
+        schema::<t::WhyParams>,
+        schema::<t::WhyResult>,
     ),
     op(
         n::JOBS_LIST,

@@ -233,6 +233,7 @@ impl Service {
                 events(),
             ),
             n::JOBS_GET => (encode(&self.jobs_get(decode(params)?)?)?, vec![]),
+            n::JOBS_WHY => (encode(&self.jobs_why(decode(params)?)?)?, vec![]),
             n::JOBS_LIST => (encode(&self.jobs_list(decode(params)?)?)?, vec![]),
             n::JOBS_CLAIM => (encode(&self.jobs_claim(actor, decode(params)?)?)?, events()),
             n::JOBS_HEARTBEAT => (
@@ -481,12 +482,50 @@ impl Service {
         Ok(g.jobs().enqueue_as(spec, &actor)?)
     }
 
-    /// `jobs.get`.
+    /// `jobs.get`: with what a pending job waits for, checked against no particular
+    /// worker (`waiting`).
     ///
     /// # Errors
     /// `NotFound`.
     pub fn jobs_get(&self, p: JobIdParams) -> R<JobRow> {
-        Ok(self.gatos.jobs().show(p.id)?)
+        let mut row = self.gatos.jobs().show(p.id)?;
+        if row.state == gatos_types::jobs::JobState::Pending {
+            row.waiting = gatos::jobs::waiting::explain(&self.gatos, p.id, None)?.conditions;
+        }
+        Ok(row)
+    }
+
+    /// `jobs.why`: what a job waits for, checked against a worker's options (its queues,
+    /// `default` when none; its capabilities; its secrets' names when given; its trust of
+    /// enqueuers), and whether such a worker would claim it now.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidInput` for a name that is not a secret name.
+    pub fn jobs_why(&self, p: WhyParams) -> R<WhyResult> {
+        if let Some(bad) = p
+            .secrets
+            .iter()
+            .flatten()
+            .find(|s| !gatos::jobs::secrets::is_valid_secret_name(s))
+        {
+            return Err(invalid(format!("{bad:?} is not a secret name")));
+        }
+        let w = gatos::jobs::waiting::WorkerSpec {
+            queues: p.queues,
+            caps: p.caps,
+            secrets: p.secrets,
+            allow_untrusted_enqueuers: p.allow_untrusted_enqueuers,
+        };
+        let x = gatos::jobs::waiting::explain(&self.gatos, p.id, Some(&w))?;
+        Ok(WhyResult {
+            id: x.id,
+            claimable: x.state == gatos_types::jobs::JobState::Pending && !x.is_blocked(),
+            state: x.state,
+            queues: w.queues(),
+            caps: w.caps,
+            conditions: x.conditions,
+            note: x.note,
+        })
     }
 
     /// `jobs.list`: a page of jobs matching the filters, oldest first, with the cursor of

@@ -291,6 +291,49 @@ pub struct JobIdParams {
     pub id: Ulid,
 }
 
+/// `jobs.why` params: a job, and the options of the worker to check it against (those of
+/// `git gatos worker`).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhyParams {
+    /// The job.
+    pub id: Ulid,
+    /// Queues the worker takes (default `default`, as a worker's).
+    #[serde(default)]
+    pub queues: Vec<Queue>,
+    /// Capabilities it offers.
+    #[serde(default)]
+    pub caps: Vec<Capability>,
+    /// Names of the secrets it resolves (never their values); absent: not checked.
+    #[serde(default)]
+    pub secrets: Option<Vec<String>>,
+    /// It runs jobs whatever their enqueuer (`--allow-untrusted-enqueuers`).
+    #[serde(default)]
+    pub allow_untrusted_enqueuers: bool,
+}
+
+/// `jobs.why` result: what a job waits for, checked against a worker's options.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WhyResult {
+    /// The job.
+    pub id: Ulid,
+    /// Its state now.
+    pub state: JobState,
+    /// The queues checked (the worker's, `default` when it named none).
+    pub queues: Vec<Queue>,
+    /// The capabilities checked.
+    pub caps: Vec<Capability>,
+    /// What the pending job waits for, each with whether it blocks this worker (`null`:
+    /// not checked, the worker's secrets unknown); empty unless pending.
+    pub conditions: Vec<gatos_types::jobs::WaitCondition>,
+    /// True when the job is pending and nothing checked blocks: such a worker would claim
+    /// it now (unless another worker claims it first, or a secret not checked is missing).
+    pub claimable: bool,
+    /// Why nothing waits, for a job that is not pending (running, or ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// `jobs.cancel` params.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

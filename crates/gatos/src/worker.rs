@@ -45,6 +45,7 @@ use crate::jobs::lifecycle::{ClaimOptions, DEFAULT_LEASE, Finish, Lease, SecretP
 use crate::jobs::logs::{Spool, SpoolWriter, Stream};
 use crate::jobs::redact::{Redactor, StreamRedactor};
 use crate::jobs::secrets;
+use crate::jobs::waiting::{IdleReport, WorkerSpec};
 use crate::proofs;
 
 /// The default cap on each captured stream.
@@ -479,6 +480,11 @@ impl Secrets {
         self.values.get(name).cloned()
     }
 
+    /// The names it resolves (never the values): what `jobs why` checks a job against.
+    pub fn names(&self) -> Vec<String> {
+        self.values.keys().cloned().collect()
+    }
+
     /// Every value, for redaction.
     pub fn all(&self) -> Vec<(String, String)> {
         self.values
@@ -494,7 +500,7 @@ impl Secrets {
 }
 
 /// What a worker run did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     /// Attempts run.
     pub attempts: u64,
@@ -502,6 +508,110 @@ pub struct Summary {
     pub succeeded: u64,
     /// Attempts that did not.
     pub other: u64,
+    /// A draining worker that ran out of jobs: what is pending that it did not take
+    /// (other queues, capabilities it lacks, …); `None` for other modes, or when stopped.
+    pub idle: Option<IdleReport>,
+}
+
+/// A worker about to claim: what a face says on start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// Its id.
+    pub worker: WorkerId,
+    /// The queues it takes (`default` when none were given).
+    pub queues: Vec<Queue>,
+    /// The capabilities it offers.
+    pub caps: Vec<Capability>,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// The key its proofs are signed with.
+    pub key: gatos_types::KeyId,
+    /// The Landlock ABI jobs are confined with (`None`: no sandbox).
+    pub sandbox: Option<u32>,
+    /// When it stops.
+    pub mode: Mode,
+}
+
+/// What a worker says as it goes, besides the rows of its attempts (a face prints these
+/// on stderr: stdout carries the rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// It passed its checks and starts claiming.
+    Started(Started),
+    /// A draining worker waits for a job that becomes claimable within [`DRAIN_HORIZON`]
+    /// (said once per time waited for).
+    Waiting {
+        /// The job, when the ready index names one.
+        job: Option<Ulid>,
+        /// When it becomes claimable.
+        until: Timestamp,
+        /// What holds it until then (its `run_after`, a retry's backoff).
+        why: Vec<gatos_types::jobs::WaitCondition>,
+        /// When this was said.
+        now: Timestamp,
+    },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        match self {
+            Notice::Started(s) => {
+                let queues: Vec<String> = s.queues.iter().map(ToString::to_string).collect();
+                let caps: Vec<String> = s.caps.iter().map(ToString::to_string).collect();
+                let sandbox = s
+                    .sandbox
+                    .map_or_else(|| "off".to_owned(), |abi| format!("Landlock ABI {abi}"));
+                let mode = match s.mode {
+                    Mode::Once => "; runs one job",
+                    Mode::Drain => "; drains, then exits",
+                    Mode::Forever => "",
+                };
+                write!(
+                    f,
+                    "worker {} started: queues {}; capabilities {}; concurrency {}; key {}; sandbox {sandbox}{mode}",
+                    s.worker,
+                    names(&queues),
+                    names(&caps),
+                    s.concurrency,
+                    s.key
+                )
+            }
+            Notice::Waiting {
+                job,
+                until,
+                why,
+                now,
+            } => {
+                let what = match job {
+                    Some(id) => format!("job {id}"),
+                    None => "the next job".to_owned(),
+                };
+                let held: Vec<String> = why
+                    .iter()
+                    .map(|c| format!("{} {}", c.kind.as_str(), c.detail))
+                    .collect();
+                let held = if held.is_empty() {
+                    format!(
+                        "claimable from {until} ({})",
+                        crate::jobs::waiting::about(*until, *now)
+                    )
+                } else {
+                    held.join("; ")
+                };
+                write!(
+                    f,
+                    "waiting for {what}: {held}; --drain waits at most {DRAIN_HORIZON} for a job"
+                )
+            }
+        }
+    }
 }
 
 struct Shared<'a> {
@@ -527,6 +637,12 @@ struct Shared<'a> {
     hidden: Vec<PathBuf>,
     /// The sandbox rules every attempt shares (with the worker's PATH), made once.
     base_rules: Option<sandbox::Rules>,
+    /// The worker's options as `jobs why` checks them.
+    spec: WorkerSpec,
+    /// Says what the worker does besides its attempts.
+    notice: &'a (dyn Fn(&Notice) + Sync),
+    /// The time a draining worker last said it waits for.
+    announced: Mutex<Option<Timestamp>>,
 }
 
 /// What jobs may write besides their own directory: the operator's additions and
@@ -548,6 +664,23 @@ pub fn run(
     opts: &WorkerOptions,
     control: &Control,
     report: &(dyn Fn(&WorkerRow) + Sync),
+) -> Result<Summary> {
+    run_with(gatos, opts, control, report, &|_| {})
+}
+
+/// As [`run`], with `notice` told what the worker does besides its attempts: that it
+/// started (its queues, capabilities, concurrency, key), and what a draining worker waits
+/// for. A draining worker that runs out of jobs returns what is pending that it did not
+/// take ([`Summary::idle`]).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with(
+    gatos: &Gatos,
+    opts: &WorkerOptions,
+    control: &Control,
+    report: &(dyn Fn(&WorkerRow) + Sync),
+    notice: &(dyn Fn(&Notice) + Sync),
 ) -> Result<Summary> {
     if opts.concurrency == 0 || opts.concurrency > MAX_CONCURRENCY {
         return Err(OptionsError::Concurrency {
@@ -698,6 +831,21 @@ pub fn run(
     } else {
         opts.concurrency
     };
+    let spec = WorkerSpec {
+        queues: claim.queues.clone(),
+        caps: claim.caps.clone(),
+        secrets: Some(secrets.names()),
+        allow_untrusted_enqueuers: claim.allow_untrusted_enqueuers,
+    };
+    notice(&Notice::Started(Started {
+        worker: opts.id.clone(),
+        queues: spec.queues(),
+        caps: opts.caps.clone(),
+        concurrency: slots,
+        key: key_id,
+        sandbox,
+        mode: opts.mode,
+    }));
     let shared = Shared {
         gatos,
         opts,
@@ -719,6 +867,9 @@ pub fn run(
         sandbox,
         supervisor,
         hidden,
+        spec,
+        notice,
+        announced: Mutex::new(None),
     };
     tracing::info!(worker = %opts.id, slots, queues = ?opts.queues, caps = ?opts.caps, lease = %opts.lease, sandbox = ?shared.sandbox, "worker started");
     let errors: Vec<Error> = std::thread::scope(|s| {
@@ -739,10 +890,16 @@ pub fn run(
             })
             .collect()
     });
-    let summary = *shared
+    let mut summary = shared
         .summary
         .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if opts.mode == Mode::Drain && errors.is_empty() && !control.draining() {
+        summary.idle = crate::jobs::waiting::idle_report(gatos, &shared.spec, DRAIN_HORIZON)
+            .map_err(|e| tracing::warn!(error = %e, "cannot tell what is left pending"))
+            .ok();
+    }
     tracing::info!(worker = %opts.id, attempts = summary.attempts, "worker stopped");
     match errors.into_iter().next() {
         Some(e) => Err(e),
@@ -810,6 +967,9 @@ fn slot(sh: &Shared<'_>, n: usize) -> Result<()> {
                         if next.is_none_or(|t| t > horizon) && !busy {
                             return Ok(());
                         }
+                        if let Some(t) = next.filter(|t| *t > sh.gatos.now() && *t <= horizon) {
+                            announce_wait(sh, t);
+                        }
                         wait(sh, next, &mut idle);
                     }
                     Mode::Forever => {
@@ -851,6 +1011,31 @@ fn slot(sh: &Shared<'_>, n: usize) -> Result<()> {
         (sh.report)(&row);
         sh.running.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Says once per time waited for what a draining worker waits for.
+fn announce_wait(sh: &Shared<'_>, until: Timestamp) {
+    {
+        let mut last = sh.announced.lock().unwrap_or_else(PoisonError::into_inner);
+        if *last == Some(until) {
+            return;
+        }
+        *last = Some(until);
+    }
+    let (job, why) = match crate::jobs::waiting::next_wait(sh.gatos, &sh.spec, until) {
+        Ok(Some((id, why))) => (Some(id), why),
+        Ok(None) => (None, Vec::new()),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot tell which job the worker waits for");
+            (None, Vec::new())
+        }
+    };
+    (sh.notice)(&Notice::Waiting {
+        job,
+        until,
+        why,
+        now: sh.gatos.now(),
+    });
 }
 
 /// Sleeps until the next job may be claimable, at most the idle poll (backing off from

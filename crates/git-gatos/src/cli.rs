@@ -180,6 +180,9 @@ pub enum JobsCommand {
         /// The job id.
         id: String,
     },
+    /// Say what keeps a pending job from running: its conditions checked against a
+    /// worker's options, one line per condition that blocks (exit 0 either way).
+    Why(WhyArgs),
     /// Print what a job wrote: live from this node's worker while it runs, then from the
     /// attempt's commit.
     Logs(LogsArgs),
@@ -213,6 +216,36 @@ pub enum JobsCommand {
     /// Show or change a queue's retry backoff and admission limit (replicated settings),
     /// with its pending jobs; without QUEUE, show every queue.
     Config(QueueConfigArgs),
+}
+
+/// `jobs why`: the job, and the worker options to check it against (as `worker` takes
+/// them).
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// The job id.
+    pub id: String,
+    /// A queue the worker takes (repeatable; default `default`).
+    #[arg(long = "queue", value_name = "Q")]
+    pub queues: Vec<String>,
+    /// A capability the worker offers (repeatable).
+    #[arg(long = "cap", value_name = "C")]
+    pub caps: Vec<String>,
+    /// The name of a secret the worker resolves (repeatable). Secrets are checked only when
+    /// this or one of the worker's secret sources is given.
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secret: Vec<String>,
+    /// The worker's file of NAME=VALUE lines (only the names are used).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
+    /// The worker's directory of secrets (only the names are used).
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// A variable of the worker's environment secret://NAME resolves from (repeatable).
+    #[arg(long = "secret-env", value_name = "NAME")]
+    pub secret_env: Vec<String>,
+    /// The worker runs jobs whatever their enqueuer.
+    #[arg(long)]
+    pub allow_untrusted_enqueuers: bool,
 }
 
 /// `jobs enqueue`.

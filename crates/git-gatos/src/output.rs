@@ -103,6 +103,11 @@ impl Output {
         self.quiet
     }
 
+    /// True with `--quiet`.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// Prints one record: its JSON with `--json`, else the human line.
     ///
     /// # Errors

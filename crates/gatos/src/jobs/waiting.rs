@@ -115,21 +115,23 @@ pub struct Facts {
     pub admission: Option<QueueDepth>,
 }
 
-/// "in 4m", or "passed" for a time not after `now` (rounded up, so never "in 0s").
+/// "in 4m", or "passed" for a time not after `now`: seconds under a minute (rounded up,
+/// so never "in 0s"), else the nearest whole minutes, hours (from 60 minutes) or days
+/// (from 48 hours).
 pub fn about(at: Timestamp, now: Timestamp) -> String {
     if at <= now {
         return "passed".to_owned();
     }
     let secs = (at.as_millis() - now.as_millis() + 999) / 1000;
-    let up = |per: i64| (secs + per - 1) / per;
-    if secs < 100 {
+    let nearest = |per: i64| (secs + per / 2) / per;
+    if secs < 60 {
         format!("in {secs}s")
-    } else if secs < 100 * 60 {
-        format!("in {}m", up(60))
-    } else if secs < 48 * 3600 {
-        format!("in {}h", up(3600))
+    } else if nearest(60) < 60 {
+        format!("in {}m", nearest(60))
+    } else if nearest(3600) < 48 {
+        format!("in {}h", nearest(3600))
     } else {
-        format!("in {}d", up(86_400))
+        format!("in {}d", nearest(86_400))
     }
 }
 
@@ -504,10 +506,13 @@ impl IdleReport {
             return None;
         }
         let mut parts = Vec::new();
-        for (q, n) in &self.other_queues {
-            parts.push(format!("{n} pending in queue {q}"));
-        }
         if !self.other_queues.is_empty() {
+            let queues: Vec<String> = self
+                .other_queues
+                .iter()
+                .map(|(q, n)| format!("{n} pending in queue {q}"))
+                .collect();
+            parts.push(queues.join(", "));
             parts.push(format!("this worker takes {}", list(&self.takes)));
         }
         for (c, n) in &self.missing_caps {
@@ -552,6 +557,20 @@ impl IdleReport {
         let _ = write!(s, "{}", parts.join("; "));
         Some(s)
     }
+
+    /// What a draining worker that ran `ran` attempts says last: [`IdleReport::line`], or
+    /// for one that ran nothing and found nothing pending, that no job is pending in its
+    /// queues; `None` when there is nothing to say.
+    pub fn last_word(&self, ran: u64) -> Option<String> {
+        self.line().or_else(|| {
+            (ran == 0).then(|| {
+                format!(
+                    "nothing to claim: no job is pending in {}",
+                    list(&self.takes)
+                )
+            })
+        })
+    }
 }
 
 /// What is pending in the ready index that worker `w` would not claim now or within
@@ -576,10 +595,7 @@ pub fn idle_report(gatos: &Gatos, w: &WorkerSpec, horizon: Dur) -> Result<IdleRe
             *r.missing_caps.entry(c).or_default() += 1;
             continue;
         }
-        if let Some(s) = w
-            .unresolved(&e.secrets)
-            .and_then(|m| m.into_iter().next())
-        {
+        if let Some(s) = w.unresolved(&e.secrets).and_then(|m| m.into_iter().next()) {
             *r.unresolved_secrets.entry(s).or_default() += 1;
             continue;
         }
@@ -676,8 +692,11 @@ mod tests {
         assert_eq!(about(now, now), "passed");
         assert_eq!(about(t("2026-12-04T09:00:00Z"), now), "passed");
         assert_eq!(about(now.plus(Dur::from_millis(1)), now), "in 1s");
-        assert_eq!(about(now.plus(Dur::from_secs(90)), now), "in 90s");
+        assert_eq!(about(now.plus(Dur::from_secs(59)), now), "in 59s");
+        assert_eq!(about(now.plus(Dur::from_secs(90)), now), "in 2m");
         assert_eq!(about(now.plus(Dur::from_secs(210)), now), "in 4m");
+        assert_eq!(about(now.plus(Dur::from_millis(599_500)), now), "in 10m");
+        assert_eq!(about(now.plus(Dur::from_millis(3_599_900)), now), "in 1h");
         assert_eq!(about(now.plus(Dur::from_secs(3 * 3600)), now), "in 3h");
         assert_eq!(about(now.plus(Dur::from_secs(3 * 86_400)), now), "in 3d");
     }
@@ -713,7 +732,8 @@ mod tests {
         let blocks = |cs: &[WaitCondition], k| by_kind(cs, k).and_then(|c| c.blocks);
         assert_eq!(blocks(&cs, WaitKind::Queue), Some(true));
         assert!(
-            by_kind(&cs, WaitKind::Queue).is_some_and(|c| c.detail == "build: this worker takes default")
+            by_kind(&cs, WaitKind::Queue)
+                .is_some_and(|c| c.detail == "build: this worker takes default")
         );
         assert_eq!(blocks(&cs, WaitKind::Capabilities), Some(true));
         // Secrets not given: not checked.
@@ -729,9 +749,7 @@ mod tests {
         later.now = t("2026-12-04T10:05:00Z");
         let cs = conditions(&later, Some(&fitting));
         assert!(cs.iter().all(|c| c.blocks == Some(false)), "{cs:#?}");
-        assert!(
-            by_kind(&cs, WaitKind::RunAfter).is_some_and(|c| c.detail.ends_with("(passed)"))
-        );
+        assert!(by_kind(&cs, WaitKind::RunAfter).is_some_and(|c| c.detail.ends_with("(passed)")));
         assert!(
             by_kind(&cs, WaitKind::Enqueuer)
                 .is_some_and(|c| c.detail.ends_with("this worker allows untrusted enqueuers"))
@@ -788,7 +806,11 @@ mod tests {
         );
         let a = by_kind(&cs, WaitKind::Admission).expect("admission");
         assert_eq!(a.blocks, Some(false));
-        assert!(a.detail.contains("5 pending jobs, its limit is 5"), "{}", a.detail);
+        assert!(
+            a.detail.contains("5 pending jobs, its limit is 5"),
+            "{}",
+            a.detail
+        );
     }
 
     #[test]
@@ -796,10 +818,22 @@ mod tests {
         let now = t("2026-12-04T10:00:00Z");
         let mut r = IdleReport::new(vec![Queue::default_queue()], Dur::from_secs(600), now);
         assert_eq!(r.line(), None);
+        assert_eq!(
+            r.last_word(0).as_deref(),
+            Some("nothing to claim: no job is pending in default")
+        );
+        assert_eq!(r.last_word(2), None);
         r.other_queues.insert(q("build"), 3);
         assert_eq!(
             r.line().as_deref(),
             Some("nothing more to claim: 3 pending in queue build; this worker takes default")
+        );
+        r.other_queues.insert(q("deploy"), 1);
+        assert_eq!(
+            r.line().as_deref(),
+            Some(
+                "nothing more to claim: 3 pending in queue build, 1 pending in queue deploy; this worker takes default"
+            )
         );
         r.other_queues.clear();
         r.missing_caps.insert(cap("gpu"), 2);

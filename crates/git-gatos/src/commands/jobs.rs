@@ -6,6 +6,7 @@ mod logs;
 mod ls;
 mod verify;
 mod watch;
+mod why;
 
 use gatos::Error;
 use gatos_types::Ulid;
@@ -31,6 +32,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &JobsCommand) -> Result<(), Error> 
                 .map_err(api)?;
             print_show(out, &row)
         }
+        JobsCommand::Why(a) => why::run(ctx, out, a),
         JobsCommand::Logs(a) => logs::run(ctx, out, a),
         JobsCommand::Watch(a) => watch::run(ctx, out, a),
         JobsCommand::Cancel { id, reason } => {
@@ -190,9 +192,19 @@ fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
                 )?,
                 _ => writeln!(w, "enqueuer unsigned")?,
             }
-            if let Some(b) = &e.blocked {
+            // A pending job's enqueuer condition below says the same.
+            if let Some(b) = e.blocked.as_ref().filter(|_| row.waiting.is_empty()) {
                 writeln!(w, "waiting  not run by this node's workers: {b}")?;
             }
+        }
+        // What a pending job waits for (gatos::jobs::waiting), one line each.
+        for c in &row.waiting {
+            let verdict = match c.blocks {
+                Some(true) => "blocks",
+                Some(false) => "passes",
+                None => "depends on the worker",
+            };
+            writeln!(w, "waiting  {:<12} {} [{verdict}]", c.kind.as_str(), c.detail)?;
         }
         for c in &row.conflicts {
             writeln!(

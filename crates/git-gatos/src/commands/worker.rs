@@ -1,9 +1,10 @@
 //! `git gatos worker`.
 
+use std::io::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use gatos::Error;
-use gatos::worker::{self, Control, Mode, WorkerOptions};
+use gatos::worker::{self, Control, Mode, Notice, WorkerOptions};
 use gatos_types::jobs::WorkerRow;
 use gatos_types::{Dur, ErrorCode};
 
@@ -100,11 +101,25 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WorkerArgs) -> Result<(), Error> {
         // A closed stdout must not stop the worker.
         let _ = o.row(row, |w| write!(w, "{}", worker::describe(row)));
     };
-    let summary = worker::run(&g, &opts, &control, &report)?;
+    // Start-up and waiting lines go to stderr (stdout carries the rows), unless -q.
+    let say = |n: &Notice| {
+        let o = printer.lock().unwrap_or_else(PoisonError::into_inner);
+        if !o.is_quiet() {
+            let _ = writeln!(std::io::stderr(), "{n}");
+        }
+    };
+    let summary = worker::run_with(&g, &opts, &control, &report, &say)?;
     tracing::info!(
         attempts = summary.attempts,
         succeeded = summary.succeeded,
         "worker done"
     );
+    // A drain that ran out of jobs says what is pending that it did not take.
+    let o = printer.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(line) = summary.idle.and_then(|i| i.last_word(summary.attempts))
+        && !o.is_quiet()
+    {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
     Ok(())
 }
