@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::support::{gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines};
 
+mod crossnode;
 mod hostile;
 
 /// A bare hub and nodes that have it as `origin`.
