@@ -917,6 +917,7 @@ fn finish_of(p: &FinishParams, default: Outcome) -> R<Finish> {
     Ok(Finish {
         outcome: p.outcome.unwrap_or(default),
         exit_code: p.exit_code,
+        signal: None,
         stdout: b64("stdout_base64", p.stdout_base64.as_deref())?,
         stderr: b64("stderr_base64", p.stderr_base64.as_deref())?,
         outputs,
@@ -950,4 +951,3 @@ fn closest(name: &str, known: &[String]) -> Vec<String> {
     scored.sort();
     scored.into_iter().take(3).map(|(_, k)| k.clone()).collect()
 }
-        signal: None,

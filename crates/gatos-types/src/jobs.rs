@@ -327,6 +327,9 @@ pub enum EndReason {
     /// It ended without an exit code or a signal: the process did not start (why is on
     /// its standard error), or a worker that did not record signals wrote it.
     NoExit,
+    /// A kind a newer node wrote (on an event it published): read, never a failed read.
+    #[serde(other)]
+    Other,
 }
 
 impl EndReason {
@@ -339,6 +342,7 @@ impl EndReason {
             EndReason::Cancelled { .. } => "cancelled",
             EndReason::LeaseLost { .. } => "lease_lost",
             EndReason::NoExit => "no_exit",
+            EndReason::Other => "other",
         }
     }
 
@@ -348,7 +352,7 @@ impl EndReason {
     pub fn outcome(&self) -> &'static str {
         match self {
             EndReason::Exit { code: 0 } => "succeeded",
-            EndReason::Exit { .. } | EndReason::NoExit => "failed",
+            EndReason::Exit { .. } | EndReason::NoExit | EndReason::Other => "failed",
             EndReason::Signal { .. } => "signal",
             EndReason::Timeout { .. } => "timeout",
             EndReason::Cancelled { .. } => "cancelled",
@@ -384,6 +388,7 @@ impl std::fmt::Display for EndReason {
             } => write!(f, "lease lost: no heartbeat before its lease ended at {t}"),
             EndReason::LeaseLost { .. } => f.write_str("lease lost: no heartbeat"),
             EndReason::NoExit => f.write_str("no exit code (it did not start; see its stderr)"),
+            EndReason::Other => f.write_str("a reason this version does not know"),
         }
     }
 }
@@ -541,11 +546,6 @@ pub struct PoeView {
     pub key: KeyId,
     /// Whether it verifies here (signature, trust, revocation, digests).
     pub verified: bool,
-}
-
-/// One job as `jobs show --json` and `jobs ls --json` print it (DESIGN §8).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct JobRow {
     /// Why it does not: `UntrustedKey` only for a proof sound in every other way (a valid
     /// signature by a key this node does not trust).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -553,6 +553,11 @@ pub struct JobRow {
     /// The reason, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One job as `jobs show --json` and `jobs ls --json` print it (DESIGN §8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct JobRow {
     /// The job id.
     pub id: Ulid,
     /// Its derived state.
@@ -569,6 +574,9 @@ pub struct JobRow {
     pub result: Option<ResultView>,
     /// The proof, null until there is one.
     pub poe: Option<PoeView>,
+    /// Why the job ended, once it has (ADR 0029); absent while it is pending or running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<EndReason>,
     /// Other results for this job that sync kept beside this node's own (ADR 0018), until
     /// `jobs resolve` chooses; only `jobs show` fills it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -576,9 +584,6 @@ pub struct JobRow {
     /// Who enqueued it and whether this node's workers run it (ADR 0019); only `jobs show`
     /// fills it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    /// Why the job ended, once it has (ADR 0029); absent while it is pending or running.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended: Option<EndReason>,
     pub enqueuer: Option<EnqueuerView>,
     /// What a pending job waits for (queue, capabilities, secrets, `run_after`, backoff,
     /// enqueuer trust, admission), checked against no particular worker; only `jobs show`
@@ -869,6 +874,11 @@ pub struct JobEvent {
     pub commit: Oid,
     /// When.
     pub at: Timestamp,
+    /// Why the job (`succeeded`, `failed`, `cancelled`) or the attempt
+    /// (`retry_scheduled`) ended (ADR 0029); absent on other events and on events written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
 }
 
 /// What `keys show --json` prints.
@@ -876,11 +886,6 @@ pub struct JobEvent {
 pub struct KeyRow {
     /// The key id.
     pub key: KeyId,
-    /// Why the job (`succeeded`, `failed`, `cancelled`) or the attempt
-    /// (`retry_scheduled`) ended (ADR 0029); absent on other events and on events written
-    /// before it was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<EndReason>,
     /// Where the private key is.
     pub path: String,
 }

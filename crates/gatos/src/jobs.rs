@@ -417,13 +417,13 @@ impl<'g> Jobs<'g> {
             claim,
             result,
             poe,
-            conflicts: Vec::new(),
-            enqueuer: None,
             ended: d
                 .state
                 .is_final()
                 .then(|| ended::of_job(rec, self.gatos.now(), self.gatos.lease_skew()))
                 .flatten(),
+            conflicts: Vec::new(),
+            enqueuer: None,
             waiting: Vec::new(),
         }
     }
@@ -541,15 +541,15 @@ impl<'g> Jobs<'g> {
             d.attempt,
             None,
             commit,
-        );
-        crate::audit::record(
             Some(why),
-            self.gatos,
+        );
         // The audit record says why (ADR 0029); its actor is who asked.
         let mut after = serde_json::json!({"state": "cancelled"});
         if let Some(r) = &doc.reason {
             after["reason"] = serde_json::Value::String(r.clone());
         }
+        crate::audit::record(
+            self.gatos,
             "jobs.cancel",
             &format!("job:{id}"),
             serde_json::json!({"state": d.state.as_str()}),

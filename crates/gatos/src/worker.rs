@@ -1062,6 +1062,7 @@ fn abandon() -> Finish {
     Finish {
         outcome: Outcome::Lost,
         exit_code: None,
+        signal: None,
         stdout: Vec::new(),
         stderr: Vec::new(),
         outputs: Vec::new(),
@@ -1196,6 +1197,7 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
                 Vec::new(),
                 (false, false),
                 None,
+                None,
             )
         }
         Ok(p) => run_process(sh, &mut lease, p, spool.as_ref()),
@@ -1242,12 +1244,12 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
     let finish = Finish {
         outcome,
         exit_code,
+        signal,
         stdout,
         stderr,
         outputs,
         poe: match poe {
             Ok(p) => Some(p),
-        signal: None,
             Err(e) => {
                 tracing::warn!(job = %id, error = %e, "could not sign the proof; the result will not verify");
                 None
@@ -1382,7 +1384,6 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
     for name in PASSED_ENV
         .iter()
         .map(|s| (*s).to_owned())
-                None,
         .chain(sh.opts.pass_env.iter().cloned())
     {
         if let Ok(v) = std::env::var(&name) {
@@ -1429,7 +1430,6 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
             env,
             cwd: cwd.clone(),
             sandbox: rules,
-        signal,
             worker_pid: std::process::id(),
         },
         cwd,
@@ -1443,6 +1443,8 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
     })
 }
 
+/// outcome, exit code, stdout, stderr, outputs, truncation, why nothing is written, and
+/// the signal the process died of (ADR 0029).
 type Ran = (
     Outcome,
     Option<i32>,
@@ -1450,6 +1452,7 @@ type Ran = (
     Vec<u8>,
     Vec<(String, Vec<u8>)>,
     (bool, bool),
+    Option<String>,
     Option<String>,
 );
 
@@ -1502,6 +1505,7 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared, spool: Option<&S
             Vec::new(),
             (false, false),
             None,
+            None,
         )
     };
     if !leftovers::end_earlier_attempts(sh.gatos, lease.id, lease.attempt) {
@@ -1513,6 +1517,7 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared, spool: Option<&S
             b"gatos: an earlier attempt of this job still runs on this node and would not end; the job was given back\n".to_vec(),
             Vec::new(),
             (false, false),
+            None,
             None,
         );
     }
@@ -1618,6 +1623,10 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared, spool: Option<&S
     let (stdout, out_trunc) = finish_stream(collect(rx_out), cap);
     let (stderr, err_trunc) = finish_stream(collect(rx_err), cap);
     let exit_code = status.and_then(|s| s.code());
+    // The supervisor dies of the job's signal (`supervisor::die_of`): record it by name.
+    let signal = status
+        .and_then(|s| s.signal())
+        .map(gatos_types::jobs::signal_name);
     let outcome = match stop {
         Some(Stop::Timeout) => Outcome::Timeout,
         Some(Stop::Cancelled) => Outcome::Cancelled,
@@ -1628,17 +1637,15 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared, spool: Option<&S
                 stdout,
                 stderr,
                 Vec::new(),
-/// outcome, exit code, stdout, stderr, outputs, truncation, why nothing is written, and
-/// the signal the process died of (ADR 0029).
                 (out_trunc, err_trunc),
                 Some("the claim was lost; the process was killed and nothing was written".into()),
+                signal,
             );
         }
         Some(Stop::Shutdown) => Outcome::Lost,
         None => match status {
             Some(s) if s.success() => Outcome::Succeeded,
             _ => Outcome::Failed,
-    Option<String>,
         },
     };
     let outputs = collect_outputs(&lease.spec.outputs, &p.output_base, &p.cwd);
@@ -1657,6 +1664,7 @@ fn run_process(sh: &Shared<'_>, lease: &mut Lease, p: Prepared, spool: Option<&S
         outputs,
         (out_trunc, err_trunc),
         None,
+        signal,
     )
 }
 
@@ -1690,7 +1698,6 @@ fn collect_outputs(declared: &[String], base: &Path, cwd: &Path) -> Vec<(String,
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
         ) {
             Ok(fd) => fd,
-            None,
             Err(rustix::io::Errno::NOENT) => continue,
             Err(e) => {
                 tracing::warn!(output = %rel, error = %e, "an output that is a link, or leads outside the job's directory, is left out");
@@ -1703,7 +1710,6 @@ fn collect_outputs(declared: &[String], base: &Path, cwd: &Path) -> Vec<(String,
         };
         if !meta.is_file() {
             continue;
-            None,
         }
         if total + meta.len() > OUTPUTS_CAP {
             tracing::warn!(output = %rel, "outputs over 64 MiB in all; this one is left out");
@@ -1808,10 +1814,6 @@ fn supervise(
 /// Self-fencing: kills the process group at once, and says so on `gatos.jobs`.
 fn fence(sh: &Shared<'_>, lease: &Lease, sup: &Supervised, why: &str) {
     tracing::warn!(job = %lease.id, attempt = lease.attempt, why, "lost the claim: killing the job's processes");
-    // The supervisor dies of the job's signal (`supervisor::die_of`): record it by name.
-    let signal = status
-        .and_then(|s| s.signal())
-        .map(gatos_types::jobs::signal_name);
     sup.kill();
     if let Ok(Some(rec)) = sh.gatos.jobs().record(lease.id) {
         crate::jobs::emit_event(
@@ -1824,7 +1826,6 @@ fn fence(sh: &Shared<'_>, lease: &Lease, sup: &Supervised, why: &str) {
         );
     }
 }
-                signal,
 
 /// The state a finished attempt left the job in, for printing.
 pub fn describe(row: &WorkerRow) -> String {
@@ -1840,4 +1841,3 @@ pub fn describe(row: &WorkerRow) -> String {
         row.duration_ms as f64 / 1000.0
     )
 }
-        signal,

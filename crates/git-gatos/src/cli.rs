@@ -351,6 +351,12 @@ pub struct LogsArgs {
     /// standard output, its standard error on standard error).
     #[arg(long, value_name = "STREAM", default_value = "both", value_parser = ["stdout", "stderr", "both"])]
     pub stream: String,
+    /// Only the job's standard error (`--stream stderr`).
+    #[arg(long, conflicts_with_all = ["stream", "stdout"])]
+    pub stderr: bool,
+    /// Only the job's standard output (`--stream stdout`).
+    #[arg(long, conflicts_with_all = ["stream", "stderr"])]
+    pub stdout: bool,
     /// Keep printing as the job writes, until it has ended (through later attempts unless
     /// --attempt is given); waits for a job that has not started or runs on another node.
     #[arg(long)]
@@ -486,12 +492,6 @@ pub struct WorkerArgs {
     /// A further directory jobs may write (repeatable; never the git directory).
     #[arg(long = "sandbox-allow-write", value_name = "DIR")]
     pub sandbox_allow_write: Vec<PathBuf>,
-    /// Only the job's standard error (`--stream stderr`).
-    #[arg(long, conflicts_with_all = ["stream", "stdout"])]
-    pub stderr: bool,
-    /// Only the job's standard output (`--stream stdout`).
-    #[arg(long, conflicts_with_all = ["stream", "stderr"])]
-    pub stdout: bool,
     /// Also pass this variable through from the worker's environment (repeatable).
     #[arg(long = "pass-env", value_name = "NAME")]
     pub pass_env: Vec<String>,

@@ -171,8 +171,6 @@ fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
             )?,
             None => writeln!(w, "result   none")?,
         }
-        if let Some(e) = &row.enqueuer {
-            match (&e.key, &e.actor) {
         // Why it ended (ADR 0029); an attempt that ended while the job goes on, too.
         let attempt_ended = row
             .claim
@@ -185,6 +183,8 @@ fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
             }
             (None, None) => {}
         }
+        if let Some(e) = &row.enqueuer {
+            match (&e.key, &e.actor) {
                 (Some(k), Some(a)) => writeln!(
                     w,
                     "enqueuer {a} ({k}, {})",
