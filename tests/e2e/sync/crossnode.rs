@@ -200,6 +200,65 @@ fn every_job_plane_commit_names_the_node_that_wrote_it() -> TestResult {
 }
 
 #[test]
+fn a_job_commit_without_origin_stays_valid_and_is_of_unknown_origin() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let id = enqueue(a, &["--", "true"])?;
+    // The job commit as a gatos from before Origin wrote it: the same commit without the
+    // trailer, made with plain git.
+    let name = format!("refs/gatos/jobs/{id}/job");
+    let old = a.rev_parse(&name)?.ok_or("no job ref")?;
+    let raw = a.git(&["cat-file", "commit", &old])?;
+    let stripped: String = raw
+        .lines()
+        .filter(|l| !l.starts_with("Origin: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(stripped.len(), raw.len(), "{raw}");
+    let mut child = a
+        .git_cmd(&["hash-object", "-t", "commit", "-w", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("stdin")?
+        .write_all(stripped.as_bytes())?;
+    let out = child.wait_with_output()?;
+    assert!(out.status.success());
+    let new = String::from_utf8(out.stdout)?.trim().to_owned();
+    a.git(&["update-ref", &name, &new, &old])?;
+    let origin = a.git(&["log", "-1", "--format=%(trailers:key=Origin)", &new])?;
+    assert_eq!(origin.trim(), "", "{origin}");
+    // Its enqueued event names the old commit: the new one has none, but its origin is
+    // unknown, so it is not this node's to recover.
+    let rows = doctor_rows(a, false)?;
+    assert!(
+        !rows.iter().any(|r| r["code"] == "event-missing"),
+        "{rows:?}"
+    );
+    // It runs, replicates and verifies like any job.
+    let w = gatos(a, &["worker", "--drain"])?;
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    net.sync(0)?;
+    let report = net.sync(1)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    for node in [a, b] {
+        let show: Value =
+            serde_json::from_str(gatos_ok(node, &["jobs", "show", &id, "--json"])?.trim())?;
+        assert_eq!(show["state"], "succeeded", "{show}");
+        let rows = doctor_rows(node, false)?;
+        assert!(
+            !rows.iter().any(|r| r["code"] == "event-missing"),
+            "{rows:?}"
+        );
+        node.assert_fsck_strict()?;
+    }
+    Ok(())
+}
+
+#[test]
 fn the_sync_summary_names_what_it_counts_and_quiet_prints_nothing() -> TestResult {
     let net = Net::new(2)?;
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
