@@ -199,6 +199,21 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     let a = cli(&repo, &["messages", "read", "t", "--json"])?;
     let b = d.call("messages.read", json!({"topic": "t"}))?;
     assert_eq!(json!(a), b["messages"], "messages.read");
+    // From a time: the CLI's --since TIME is the operation's since_time.
+    let a = cli(
+        &repo,
+        &["messages", "read", "t", "--since", "2026-01-01T00:00:00Z", "--json"],
+    )?;
+    let b = d.call(
+        "messages.read",
+        json!({"topic": "t", "since_time": "2026-01-01T00:00:00Z"}),
+    )?;
+    assert_eq!(json!(a), b["messages"], "messages.read since_time");
+    let bad = d.call_raw(
+        "messages.read",
+        json!({"topic": "t", "since_seq": 1, "since_time": "2026-01-01T00:00:00Z"}),
+    )?;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
     covered.push("messages.read");
 
     // topics.list
