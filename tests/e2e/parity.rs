@@ -132,6 +132,8 @@ fn mask(v: &Value) -> Value {
                             | "next_since"
                             | "landed"
                             | "actor"
+                            | "by"
+                            | "at"
                             | "retry_of"
                             | "next_cursor"
                     );
