@@ -121,7 +121,7 @@ pub fn of_latest(rec: &JobRecord, now: Timestamp, skew: gatos_types::Dur) -> Opt
         Some(r) => Some(r),
         None => {
             let d = state::derive(rec, now, skew);
-            d.lost_final.then(|| EndReason::LeaseLost {
+            d.lost_final.then_some(EndReason::LeaseLost {
                 lease_until: Some(last.lease_until),
                 given_back: false,
             })
@@ -156,6 +156,9 @@ mod tests {
                 "cancelled by cli:alice: \"wrong branch\"",
             ),
         ];
+        let newer: EndReason =
+            serde_json::from_str(r#"{"kind":"oom","limit_mib":512}"#).expect("still reads");
+        assert_eq!(newer, EndReason::Other);
         for (r, line) in lines {
             assert_eq!(r.to_string(), line);
             let json = serde_json::to_value(&r).expect("json");
