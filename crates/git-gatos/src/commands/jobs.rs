@@ -214,6 +214,12 @@ fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
             )?;
         }
         match &row.poe {
+            Some(p) if p.verified => write!(w, "proof    verified, signed by {}", p.key),
+            Some(p) if p.code == Some(gatos_types::ErrorCode::UntrustedKey) => write!(
+                w,
+                "proof    valid signature by {k}, a key this node does not trust (git gatos keys trust {k})",
+                k = p.key
+            ),
             Some(p) => write!(
                 w,
                 "proof    does NOT verify ({}): {}",
@@ -222,11 +228,5 @@ fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
             ),
             None => write!(w, "proof    none"),
         }
-            Some(p) if p.verified => write!(w, "proof    verified, signed by {}", p.key),
-            Some(p) if p.code == Some(gatos_types::ErrorCode::UntrustedKey) => write!(
-                w,
-                "proof    valid signature by {k}, a key this node does not trust (git gatos keys trust {k})",
-                k = p.key
-            ),
     })
 }
