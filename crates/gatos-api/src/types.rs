@@ -537,6 +537,9 @@ pub struct WatchParams {
     /// Start after this event's ULID on `gatos.jobs` (default: only new events).
     #[serde(default)]
     pub since: Option<Ulid>,
+    /// Start at the first event, in position order, made at or after this time.
+    #[serde(default)]
+    pub since_time: Option<Timestamp>,
 }
 
 impl WatchParams {
@@ -580,9 +583,6 @@ pub struct ManifestPutResult {
     pub changed: bool,
 }
 
-    /// Start at the first event, in position order, made at or after this time.
-    #[serde(default)]
-    pub since_time: Option<Timestamp>,
 /// `manifests.get` / `manifests.run` params.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
