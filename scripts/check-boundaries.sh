@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Enforces the crate boundaries of ADR 0002 and ADR 0025 (Boundary):
 # - Cargo dependencies: gix only under gatos-store, tokio only under gatosd (and test
-#   helpers), clap only under git-gatos;
+#   helpers), clap only under the two faces git-gatos and gatosd (ADR 0032);
 # - source paths (a grep over non-test code, no build): gix named and git spawned only in
 #   gatos-store; `gatos_store::` named only in gatos-store and gatos; `.store()` called
 #   only inside the gatos crate; `refs/gatos` spelled only in gatos-store's refs/names.rs.
@@ -29,7 +29,7 @@ check() { # check DEP ALLOWED...
 check gix gatos-store
 check gix-pack gatos-store
 check tokio gatosd gatos-testutil gatos-e2e
-check clap git-gatos
+check clap git-gatos gatosd
 
 # Prints `file:line: text` for non-test, non-comment source lines matching a regex (ERE),
 # in the crates given (directory names under crates/), minus excluded files.

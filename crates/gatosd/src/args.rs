@@ -1,142 +1,217 @@
-//! Command-line arguments of `gatosd` (parsed by hand: clap belongs to `git-gatos`).
+//! Command-line arguments of `gatosd`, as clap types (ADR 0028: the man page and
+//! completions are generated from them). Doc comments are the help text.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Usage text.
-pub const USAGE: &str = "\
-usage: gatosd [--repo DIR] [--socket PATH] [--stdio]
-              [--listen 127.0.0.1:PORT] [--token-file F] [--allow-non-loopback]
-              [--log-level LEVEL] [--log-format text|json] [--max-line BYTES]
-              [--sync REMOTE [--sync-interval DUR]] [--read-only]
+use clap::{Parser, Subcommand};
 
-Serves JSON-RPC 2.0 over JSONL on the repository containing DIR (default: the current
-directory): on a Unix socket (default <git-dir>/gatos/gatosd.sock), or on stdin/stdout
-with --stdio, and also on TCP with --listen. The token of gatos.auth is in --token-file,
-else in <git-dir>/gatos/gatosd/token (made at first start, mode 0600): on TCP the first
-call must be gatos.auth {token}; on the Unix socket calls that write need it first. With --sync, it also syncs with REMOTE every --sync-interval
-(default 30s; what `git gatos sync REMOTE` does). With --read-only, every operation that
-writes is refused with Forbidden (the background sync of --sync still runs). Logs go to stderr; the level comes from --log-level, else GATOS_LOG,
-else RUST_LOG, else info.";
+/// gatosd: the gatos daemon, serving JSON-RPC 2.0 over JSONL on a repository.
+///
+/// Serves the repository containing --repo DIR (default: the current directory) on a Unix
+/// socket (default <git-dir>/gatos/gatosd.sock), or on stdin/stdout with --stdio, and also
+/// on TCP with --listen. The token of gatos.auth is in --token-file, else in
+/// <git-dir>/gatos/gatosd/token (made at first start, mode 0600): on TCP the first call must
+/// be gatos.auth {token}; on the Unix socket calls that write need it first. With --sync, it
+/// also syncs with REMOTE every --sync-interval (default 30s; what `git gatos sync REMOTE`
+/// does). With --read-only, every operation that writes is refused with Forbidden (the
+/// background sync of --sync still runs). Logs go to stderr; the level comes from
+/// --log-level, else GATOS_LOG, else RUST_LOG, else info.
+#[derive(Debug, Parser)]
+#[command(name = "gatosd", version)]
+pub struct Cli {
+    /// How to serve. (Subcommands, such as an MCP server on stdio, go beside it as
+    /// `#[command(subcommand)] command: Option<Command>` with `args_conflicts_with_subcommands`.)
+    #[command(flatten)]
+    pub serve: Args,
+}
 
-/// Parsed arguments.
-#[derive(Debug, Clone, Default)]
+/// `gatosd generate` (hidden: dispatched before [`Cli`] is parsed, so neither `--help`, the
+/// man page nor the completions offer it).
+#[derive(Debug, Parser)]
+#[command(name = "gatosd generate", version)]
+pub struct GenerateCli {
+    /// What to make.
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+/// What a command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Serve.
+    Serve(Cli),
+    /// `gatosd generate …`.
+    Generate(GenerateCli),
+}
+
+/// `gatosd generate`.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Write gatosd.1 into DIR.
+    Man {
+        /// The directory (made if missing).
+        dir: PathBuf,
+    },
+    /// Print the completion script of SHELL.
+    Completions {
+        /// bash, zsh or fish.
+        #[arg(value_parser = ["bash", "zsh", "fish"])]
+        shell: String,
+    },
+}
+
+/// The serving options.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
-    /// `--repo DIR`.
+    /// The repository containing DIR (default: the current directory).
+    #[arg(long, value_name = "DIR")]
     pub repo: Option<PathBuf>,
-    /// `--socket PATH`.
+    /// The Unix socket (default <git-dir>/gatos/gatosd.sock).
+    #[arg(long, value_name = "PATH", conflicts_with = "stdio")]
     pub socket: Option<PathBuf>,
-    /// `--stdio`.
+    /// Serve stdin/stdout instead of the Unix socket.
+    #[arg(long)]
     pub stdio: bool,
-    /// `--listen ADDR`.
+    /// Also serve TCP on this address (loopback unless --allow-non-loopback).
+    #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
     pub listen: Option<SocketAddr>,
-    /// `--token-file F`.
+    /// The file holding the token of gatos.auth (default <git-dir>/gatos/gatosd/token).
+    #[arg(long, value_name = "F")]
     pub token_file: Option<PathBuf>,
-    /// `--allow-non-loopback`.
+    /// Let --listen serve an address that is not loopback.
+    #[arg(long)]
     pub allow_non_loopback: bool,
-    /// `--log-level`.
+    /// The log filter (default: GATOS_LOG, else RUST_LOG, else info).
+    #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
-    /// `--log-format`.
-    pub log_json: bool,
-    /// `--max-line`.
+    /// The log format.
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"], default_value = "text")]
+    pub log_format: String,
+    /// The longest JSONL line accepted, in bytes (default 8 MiB, at least 1024).
+    #[arg(long, value_name = "BYTES", value_parser = max_line)]
     pub max_line: Option<usize>,
-    /// `--sync REMOTE`.
+    /// Also sync with REMOTE in the background (what `git gatos sync REMOTE` does).
+    #[arg(long, value_name = "REMOTE")]
     pub sync: Option<String>,
-    /// `--sync-interval DUR` (default 30 s).
+    /// Time between two syncs of --sync (DUR, at least 1s; default 30s).
+    #[arg(long, value_name = "DUR", value_parser = sync_interval, requires = "sync")]
     pub sync_interval: Option<gatos_types::Dur>,
-    /// `--read-only`: every operation that writes is refused on every transport.
+    /// Refuse every operation that writes, on every transport (Forbidden).
+    #[arg(long)]
     pub read_only: bool,
-    /// `--help`.
-    pub help: bool,
-    /// `--version`.
-    pub version: bool,
+}
+
+impl Args {
+    /// True with `--log-format json`.
+    pub fn log_json(&self) -> bool {
+        self.log_format == "json"
+    }
+
+    /// What the flags cannot say to clap: a non-loopback `--listen` needs
+    /// `--allow-non-loopback`.
+    ///
+    /// # Errors
+    /// A message for the user.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(addr) = self.listen
+            && !addr.ip().is_loopback()
+            && !self.allow_non_loopback
+        {
+            return Err(format!(
+                "--listen {addr} is not a loopback address; add --allow-non-loopback to serve it"
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn listen_addr(v: &str) -> Result<SocketAddr, String> {
+    v.parse()
+        .map_err(|_| format!("{v:?} is not an address like 127.0.0.1:7070"))
+}
+
+fn max_line(v: &str) -> Result<usize, String> {
+    let n: usize = v.parse().map_err(|_| format!("{v:?} is not a number"))?;
+    if n < 1024 {
+        return Err("--max-line must be at least 1024".into());
+    }
+    Ok(n)
+}
+
+fn sync_interval(v: &str) -> Result<gatos_types::Dur, String> {
+    let d = gatos_types::Dur::parse(v).map_err(|e| format!("{v:?} is not a duration: {e}"))?;
+    if d.as_millis() < 1000 {
+        return Err("--sync-interval must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+/// Runs `gatosd generate`: writes `DIR/gatosd.1` and returns its path, or returns the
+/// completion script of a shell.
+///
+/// # Errors
+/// A message for the user when the page cannot be written.
+pub fn generate(g: &Generate) -> Result<Vec<u8>, String> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match g {
+        Generate::Man { dir } => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("making {}: {e}", dir.display()))?;
+            let page = clap_mangen::Man::new(cmd)
+                .source(format!("gatos {}", env!("CARGO_PKG_VERSION")))
+                .manual("gatos Manual");
+            let path = page
+                .generate_to(dir)
+                .map_err(|e| format!("writing the man page into {}: {e}", dir.display()))?;
+            Ok(format!("{}\n", path.display()).into_bytes())
+        }
+        Generate::Completions { shell } => {
+            let shell = match shell.as_str() {
+                "bash" => clap_complete::Shell::Bash,
+                "zsh" => clap_complete::Shell::Zsh,
+                _ => clap_complete::Shell::Fish,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd.clone(), "gatosd", &mut script);
+            Ok(script)
+        }
+    }
 }
 
 /// Parses `args` (without the program name).
 ///
 /// # Errors
-/// A message for the user.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
-    let mut a = Args::default();
-    let mut it = args.into_iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "--repo" => a.repo = Some(PathBuf::from(value("--repo")?)),
-            "--socket" => a.socket = Some(PathBuf::from(value("--socket")?)),
-            "--stdio" => a.stdio = true,
-            "--listen" => {
-                let v = value("--listen")?;
-                a.listen = Some(v.parse().map_err(|_| {
-                    format!("--listen: {v:?} is not an address like 127.0.0.1:7070")
-                })?);
-            }
-            "--token-file" => a.token_file = Some(PathBuf::from(value("--token-file")?)),
-            "--allow-non-loopback" => a.allow_non_loopback = true,
-            "--log-level" => a.log_level = Some(value("--log-level")?),
-            "--log-format" => match value("--log-format")?.as_str() {
-                "text" => a.log_json = false,
-                "json" => a.log_json = true,
-                other => return Err(format!("--log-format must be text or json, not {other:?}")),
-            },
-            "--max-line" => {
-                let v = value("--max-line")?;
-                let n: usize = v
-                    .parse()
-                    .map_err(|_| format!("--max-line: {v:?} is not a number"))?;
-                if n < 1024 {
-                    return Err("--max-line must be at least 1024".into());
-                }
-                a.max_line = Some(n);
-            }
-            "--sync" => a.sync = Some(value("--sync")?),
-            "--sync-interval" => {
-                let v = value("--sync-interval")?;
-                let d = gatos_types::Dur::parse(&v)
-                    .map_err(|e| format!("--sync-interval: {v:?} is not a duration: {e}"))?;
-                if d.as_millis() < 1000 {
-                    return Err("--sync-interval must be at least 1s".into());
-                }
-                a.sync_interval = Some(d);
-            }
-            "--read-only" => a.read_only = true,
-            "-h" | "--help" => a.help = true,
-            "-V" | "--version" => a.version = true,
-            other => return Err(format!("unexpected argument {other:?}")),
-        }
+/// clap's error: a usage error, or the request for `--help` or `--version`.
+pub fn parse(args: Vec<String>) -> Result<Invocation, clap::Error> {
+    if args.first().is_some_and(|a| a == "generate") {
+        // `generate` stands where clap expects the program name.
+        return GenerateCli::try_parse_from(args).map(Invocation::Generate);
     }
-    if a.stdio && a.socket.is_some() {
-        return Err("--stdio and --socket exclude each other".into());
-    }
-    if a.sync_interval.is_some() && a.sync.is_none() {
-        return Err("--sync-interval needs --sync REMOTE".into());
-    }
-    if let Some(addr) = a.listen
-        && !addr.ip().is_loopback()
-        && !a.allow_non_loopback
-    {
-        return Err(format!(
-            "--listen {addr} is not a loopback address; add --allow-non-loopback to serve it"
-        ));
-    }
-    Ok(a)
+    Cli::try_parse_from(std::iter::once("gatosd".to_owned()).chain(args)).map(Invocation::Serve)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
     fn p(v: &[&str]) -> Result<Args, String> {
-        parse(v.iter().map(|s| (*s).to_owned()))
+        match parse(args(v)).map_err(|e| e.to_string())? {
+            Invocation::Serve(cli) => {
+                cli.serve.check()?;
+                Ok(cli.serve)
+            }
+            Invocation::Generate(g) => Err(format!("not serving: {g:?}")),
+        }
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+        <GenerateCli as clap::CommandFactory>::command().debug_assert();
     }
 
     #[test]
@@ -152,7 +227,8 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(a.repo, Some(PathBuf::from("/r")));
-        assert!(a.log_json);
+        assert!(a.log_json());
+        assert!(!p(&[]).expect("valid").log_json());
         assert!(p(&["--listen", "127.0.0.1:1"]).is_ok());
         assert!(p(&["--listen", "0.0.0.0:1", "--token-file", "t"]).is_err());
         assert!(
@@ -168,5 +244,28 @@ mod tests {
         assert!(p(&["--stdio", "--socket", "x"]).is_err());
         assert!(p(&["--bogus"]).is_err());
         assert!(p(&["--repo"]).is_err());
+        assert!(p(&["--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn values_are_checked_with_the_old_messages() {
+        let e = p(&["--listen", "nope"]).unwrap_err();
+        assert!(e.contains("is not an address like 127.0.0.1:7070"), "{e}");
+        let e = p(&["--max-line", "12"]).unwrap_err();
+        assert!(e.contains("--max-line must be at least 1024"), "{e}");
+        assert_eq!(
+            p(&["--max-line", "4096"]).expect("valid").max_line,
+            Some(4096)
+        );
+        let e = p(&["--sync", "origin", "--sync-interval", "500ms"]).unwrap_err();
+        assert!(e.contains("--sync-interval"), "{e}");
+        assert!(p(&["--sync-interval", "5s"]).is_err(), "needs --sync");
+        let a = p(&["--sync", "origin", "--sync-interval", "5s"]).expect("valid");
+        assert_eq!(a.sync_interval.map(gatos_types::Dur::as_millis), Some(5000));
+        assert!(matches!(
+            parse(args(&["generate", "man", "d"])),
+            Ok(Invocation::Generate(_))
+        ));
+        assert!(parse(args(&["--stdio", "generate"])).is_err());
     }
 }

@@ -24,25 +24,36 @@ use gatos::Gatos;
 
 /// Runs the daemon with command-line `args` (without the program name).
 #[expect(
-    clippy::print_stdout,
     clippy::print_stderr,
-    reason = "usage, version and start-up failures go to the terminal"
+    reason = "usage errors and start-up failures go to the terminal"
 )]
 pub fn main_with(args: Vec<String>) -> ExitCode {
-    let args = match args::parse(args) {
-        Ok(a) => a,
+    let cli = match args::parse(args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            eprintln!("error[InvalidInput]: {e}\n\n{}", args::USAGE);
+            // As git-gatos prints a usage error: `error[InvalidInput]: …`, then clap's usage.
+            let rendered = e.render().to_string();
+            let (first, rest) = rendered.split_once('\n').unwrap_or((&rendered, ""));
+            eprintln!(
+                "error[InvalidInput]: {}\n{}",
+                first.strip_prefix("error: ").unwrap_or(first),
+                rest.trim_end()
+            );
             return ExitCode::from(2);
         }
     };
-    if args.help {
-        println!("{}", args::USAGE);
-        return ExitCode::SUCCESS;
-    }
-    if args.version {
-        println!("gatosd {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+    let cli = match cli {
+        args::Invocation::Serve(cli) => cli,
+        args::Invocation::Generate(g) => return generate(&g.what),
+    };
+    let args = cli.serve;
+    if let Err(e) = args.check() {
+        eprintln!("error[InvalidInput]: {e}\n\nFor more information, try '--help'.");
+        return ExitCode::from(2);
     }
     init_logging(&args);
     match start(&args) {
@@ -50,6 +61,23 @@ pub fn main_with(args: Vec<String>) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "gatosd could not start");
             eprintln!("error[{}]: {}", e.0, e.1);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `gatosd generate`: prints what [`args::generate`] made.
+#[expect(clippy::print_stderr, reason = "a failure goes to the terminal")]
+fn generate(g: &args::Generate) -> ExitCode {
+    use std::io::Write as _;
+    match args::generate(g) {
+        Ok(text) => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(&text).and_then(|()| stdout.flush());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error[Internal]: {e}");
             ExitCode::from(1)
         }
     }
@@ -165,7 +193,7 @@ fn init_logging(args: &args::Args) {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(false);
-    let _ = if args.log_json {
+    let _ = if args.log_json() {
         builder.json().try_init()
     } else {
         builder.try_init()
