@@ -1,4 +1,4 @@
-//! Command-line arguments of `gatosd`, as clap types (ADR 0028: the man page and
+//! Command-line arguments of `gatosd`, as clap types (ADR 0032: the man page and
 //! completions are generated from them). Doc comments are the help text.
 
 use std::net::SocketAddr;

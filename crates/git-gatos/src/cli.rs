@@ -72,6 +72,33 @@ pub enum Command {
     Doctor(DoctorArgs),
 }
 
+/// `git gatos generate` (hidden: dispatched before [`Cli`] is parsed, so neither `-h`, the
+/// man pages nor the completions it makes offer it): what `scripts/install.sh` installs,
+/// made from these definitions.
+#[derive(Debug, Parser)]
+#[command(name = "git gatos generate", version)]
+pub struct GenerateCli {
+    /// What to make.
+    #[command(subcommand)]
+    pub what: GenerateCommand,
+}
+
+/// `generate`'s subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Write git-gatos.1 and one page per subcommand (git-gatos-jobs-enqueue.1, …) into DIR.
+    Man {
+        /// The directory (made if missing).
+        dir: PathBuf,
+    },
+    /// Print the completion script of SHELL for `git-gatos` and `git gatos`.
+    Completions {
+        /// bash, zsh or fish.
+        #[arg(value_parser = ["bash", "zsh", "fish"])]
+        shell: String,
+    },
+}
+
 /// `doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -796,5 +823,6 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
+        super::GenerateCli::command().debug_assert();
     }
 }

@@ -3,6 +3,7 @@
 mod audit;
 mod doctor;
 mod export;
+pub mod generate;
 mod init;
 mod jobs;
 mod keys;

@@ -14,6 +14,9 @@ fn main() -> std::process::ExitCode {
         let code = gatos::worker::supervisor::main();
         return std::process::ExitCode::from(u8::try_from(code).unwrap_or(125));
     }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "generate") {
+        return commands::generate::main(); // hidden: man pages and completions
+    }
     let cli = match <cli::Cli as clap::Parser>::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => return output::print_clap(&e), // --help, --version
