@@ -14,6 +14,7 @@ mod cli;
 mod daemon;
 mod ended;
 mod export;
+mod install;
 mod isolation;
 mod jobs;
 mod logs;
