@@ -24,8 +24,8 @@ run git gatos manifests put build build.yaml          # the same document: uncha
 run git gatos manifests get build --json
 
 say "Raw secrets are refused, naming the field and never the value"
-run git gatos jobs enqueue --env GITHUB_TOKEN=ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 -- deploy \
-  || true
+expect_failure "the secret scanner refuses a raw token" 'error[SecretDetected]' \
+  git gatos jobs enqueue --env GITHUB_TOKEN=ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 -- deploy
 
 say "Run from the registry; only a worker that can resolve the secret claims it"
 run git gatos manifests run build
@@ -62,7 +62,8 @@ fi
 say "Keys: trust is local; a revoked (compromised) key's proofs no longer verify"
 run git gatos keys ls
 run git gatos keys revoke "$key" --reason compromised --since 2000-01-01T00:00:00Z
-run git gatos jobs verify "$id" || true
+expect_failure "the key is revoked as compromised: its proof no longer verifies" \
+  'error[KeyRevoked]' git gatos jobs verify "$id"
 run git gatos keys init --rotate
 
 say "Archive finished jobs out of refs/gatos/jobs/ (normally after 7 days)"

@@ -3,12 +3,16 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 profile=${GATOS_PROFILE:-debug}
-if [ ! -x "$root/target/$profile/git-gatos" ]; then
-  echo "building gatos ($profile)..." >&2
-  if [ "$profile" = release ]; then cargo build --release --bins --quiet --manifest-path "$root/Cargo.toml"
-  else cargo build --bins --quiet --manifest-path "$root/Cargo.toml"; fi
+# GATOS_BIN_DIR: binaries built elsewhere (the tests' own); else this checkout's, built now
+# if missing.
+bin_dir=${GATOS_BIN_DIR:-$root/target/$profile}
+if [ -z "${GATOS_BIN_DIR:-}" ] && [ ! -x "$bin_dir/git-gatos" ]; then
+  # cargo shows its progress on stderr: the first build takes a few minutes.
+  echo "building gatos ($profile; the first build takes a few minutes)..." >&2
+  if [ "$profile" = release ]; then cargo build --release --bins --manifest-path "$root/Cargo.toml"
+  else cargo build --bins --manifest-path "$root/Cargo.toml"; fi
 fi
-export PATH="$root/target/$profile:$PATH"
+export PATH="$bin_dir:$PATH"
 # Hermetic: the demo never reads or writes your own git configuration.
 demo_dir=$(mktemp -d "${TMPDIR:-/tmp}/gatos-demo.XXXXXX")
 trap 'rm -rf "$demo_dir"' EXIT
@@ -23,4 +27,21 @@ run() {
   # The command line goes to stderr, so `x=$(run …)` captures only the command's output.
   if [ -z "${GATOS_DEMO_QUIET:-}" ]; then { printf '$'; for a in "$@"; do quote "$a"; done; printf '\n'; } >&2; fi
   "$@"
+}
+# Runs a command that must fail (exit 1) and print WANT. The demo says first that the failure
+# is expected, then shows what it printed; under GATOS_DEMO_QUIET (scripts/test.sh) nothing
+# is shown, so a passing run prints no error. Anything else ends the demo.
+expect_failure() { # expect_failure WHY WANT CMD...
+  local why=$1 want=$2 out status=0
+  shift 2
+  if [ -z "${GATOS_DEMO_QUIET:-}" ]; then { printf '$'; for a in "$@"; do quote "$a"; done; printf '\n'; } >&2; fi
+  out=$("$@" 2>&1) || status=$?
+  if [ -z "${GATOS_DEMO_QUIET:-}" ]; then
+    printf 'expected: %s\n' "$why"
+    printf '%s\n' "$out"
+  fi
+  if [ "$status" != 1 ] || [[ "$out" != *"$want"* ]]; then
+    echo "demo failed: expected exit 1 and \"$want\", got exit $status: $out" >&2
+    exit 1
+  fi
 }
