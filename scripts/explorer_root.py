@@ -89,7 +89,8 @@ for t in sorted(spec["tables"], key=str.encode):
         rows.append(blake3.blake3(jcs(row).encode()).digest())
     rows.sort()
     digest = blake3.blake3(b"".join(rows)).digest()
-    print(f"{t:<12} {len(rows):>9} rows  blake3:{digest.hex()}")
+    unit = "row" if len(rows) == 1 else "rows"
+    print(f"{t:<12} {len(rows):>9} {unit:<4}  blake3:{digest.hex()}")
     check(f"table {t}", (len(rows), "blake3:" + digest.hex()),
           (m["tables"][t]["rows"], m["tables"][t]["digest"]))
     field(root, t.encode())

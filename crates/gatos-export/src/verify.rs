@@ -151,7 +151,11 @@ pub fn verify(path: &Path, repo: Option<&Gatos>) -> Result<VerifyReport, Error> 
         if entry.rows != rows {
             return Err(table_mismatch(
                 name,
-                format!("{rows} rows, the manifest says {}", entry.rows),
+                format!(
+                    "{rows} {}, the manifest says {}",
+                    if rows == 1 { "row" } else { "rows" },
+                    entry.rows
+                ),
             ));
         }
         if root::parse_digest(&entry.digest) != Some(digest) {

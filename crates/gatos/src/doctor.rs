@@ -1090,10 +1090,18 @@ fn check_maintenance(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
     r.add(
         FindingCode::MaintenanceDue,
         "repository",
-        format!(
-            "about {} loose objects (threshold {}), {packs} packs (threshold {}), {loose_refs} loose refs (threshold {LOOSE_REFS_DUE}); reads slow down",
-            debt.loose_objects, t.loose_objects, t.packs
-        ),
+        {
+            let s = |n: u64| if n == 1 { "" } else { "s" };
+            format!(
+                "about {} loose object{} (threshold {}), {packs} pack{} (threshold {}), {loose_refs} loose ref{} (threshold {LOOSE_REFS_DUE}); reads slow down",
+                debt.loose_objects,
+                s(debt.loose_objects),
+                t.loose_objects,
+                s(packs),
+                t.packs,
+                s(loose_refs)
+            )
+        },
         "git gatos maintenance",
     );
     if fix {

@@ -24,20 +24,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The heading of the options every command takes, so `-h` lists a command's own options
+/// apart from them.
+const GLOBAL: &str = "Global options";
+
 /// Options shared by every command.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// Print machine output: one JSON object per line.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// Print less: no hints, no progress.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     /// Print more: -v for info logs and error causes, -vv for debug logs.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// When to use colour (auto, always, never); NO_COLOR is respected.
-    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "always", "never"], help_heading = GLOBAL)]
     pub color: String,
 }
 

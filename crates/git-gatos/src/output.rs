@@ -259,6 +259,13 @@ fn flag_hint(err: &Error) -> Option<&'static str> {
     }
 }
 
+/// A number and its noun, singular for one: `count(1, "segment", "segments")` is
+/// "1 segment", `count(2, …)` "2 segments".
+pub fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many: &str) -> String {
+    let noun = if n == N::from(1) { one } else { many };
+    format!("{n} {noun}")
+}
+
 /// Prints `--help` / `--version` (exit 0).
 pub fn print_clap(e: &clap::Error) -> ExitCode {
     let _ = e.print();

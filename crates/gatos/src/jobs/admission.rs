@@ -59,7 +59,8 @@ const HINT_HORIZON: Dur = Dur::from_secs(600);
 pub enum Error {
     /// The queue holds as many pending jobs as its limit allows.
     #[error(
-        "queue '{queue}' is full: {pending} jobs pending, its limit is {max_pending}; try again in about {retry_after_seconds} s"
+        "queue '{queue}' is full: {pending} {} pending, its limit is {max_pending}; try again in about {retry_after_seconds} s",
+        if *.pending == 1 { "job" } else { "jobs" }
     )]
     QueueFull {
         /// The queue.

@@ -249,7 +249,11 @@ pub(crate) fn archive_commit(
         &[(INDEX_PATH, &bytes)],
         &parents,
         &trailers,
-        &format!("archive {} jobs of {m}", entries.len()),
+        &format!(
+            "archive {} {} of {m}",
+            entries.len(),
+            if entries.len() == 1 { "job" } else { "jobs" }
+        ),
         gatos.now(),
     )
 }

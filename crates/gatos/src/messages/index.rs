@@ -229,7 +229,12 @@ pub(crate) fn is_caused_by_torn(e: &Error) -> bool {
 /// the error is returned as it is, to be retried.
 pub(crate) fn settled(e: Error, passed: u64) -> Error {
     if passed > 0 && is_torn(&e) {
-        e.context(format_args!("after {passed} messages were read"))
+        let noun = if passed == 1 {
+            "message was"
+        } else {
+            "messages were"
+        };
+        e.context(format_args!("after {passed} {noun} read"))
     } else {
         e
     }

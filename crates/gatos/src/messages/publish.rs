@@ -292,7 +292,8 @@ impl Messages<'_> {
                 e.with_detail("landed", 0)
             } else {
                 e.context(format_args!(
-                    "{landed} messages landed before this failure; re-send from item {}",
+                    "{landed} {} landed before this failure; re-send from item {}",
+                    if landed == 1 { "message" } else { "messages" },
                     landed + 1
                 ))
                 .with_detail("landed", landed)

@@ -64,7 +64,12 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &DoctorArgs) -> Result<(), Error> {
             if findings.is_empty() {
                 write!(w, "healthy: no findings")
             } else {
-                write!(w, "{errors} errors, {warnings} warnings")
+                write!(
+                    w,
+                    "{}, {}",
+                    crate::output::count(errors, "error", "errors"),
+                    crate::output::count(warnings, "warning", "warnings")
+                )
             }
         })?;
     }

@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &ExportArgs) -> Result<(), Error> {
         let report = gatos_export::verify(&path, g.as_ref())?;
         return out.row(&report, |w| {
             for (t, e) in &report.tables {
-                writeln!(w, "{t:<12} {:>9} rows  {}", e.rows, e.digest)?;
+                writeln!(w, "{t:<12} {:>9} {:<4}  {}", e.rows, rows(e.rows), e.digest)?;
             }
             write!(
                 w,
@@ -97,7 +97,8 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &ExportArgs) -> Result<(), Error> {
             let mut e = std::io::stderr().lock();
             let _ = write!(
                 e,
-                "\r\x1b[2Kexporting {table}: {rows} rows ({:.1}s)",
+                "\r\x1b[2Kexporting {table}: {} ({:.1}s)",
+                crate::output::count(rows, "row", "rows"),
                 started.elapsed().as_secs_f64()
             );
             let _ = e.flush();
@@ -107,8 +108,9 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &ExportArgs) -> Result<(), Error> {
     if show {
         let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
     }
+    let shown = clean_path(&opts.out);
     let row = serde_json::json!({
-        "out": opts.out,
+        "out": shown,
         "format": manifest.format,
         "explorer_root": manifest.explorer_root,
         "increments": manifest.increments,
@@ -116,14 +118,32 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &ExportArgs) -> Result<(), Error> {
     });
     out.row(&row, |w| {
         for (t, e) in &manifest.tables {
-            writeln!(w, "{t:<12} {:>9} rows  {}", e.rows, e.digest)?;
+            writeln!(w, "{t:<12} {:>9} {:<4}  {}", e.rows, rows(e.rows), e.digest)?;
         }
         write!(
             w,
             "exported to {} ({}); explorer-root {}",
-            opts.out.display(),
+            shown.display(),
             manifest.format,
             manifest.explorer_root
         )
     })
+}
+
+/// The unit of a table line's count, in the singular for one (scripts/explorer_root.py
+/// prints the same lines).
+fn rows(n: u64) -> &'static str {
+    if n == 1 { "row" } else { "rows" }
+}
+
+/// The absolute path of what was written, without the `..` a relative `--out` leaves after
+/// the working directory (`/r/repo/../ledger.sqlite` is `/r/ledger.sqlite`): its directory
+/// resolved by the file system, its own name as given.
+fn clean_path(out: &std::path::Path) -> std::path::PathBuf {
+    match (out.parent(), out.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or_else(|_| out.to_path_buf()),
+        _ => out.to_path_buf(),
+    }
 }

@@ -6,13 +6,17 @@ use gatos_types::Dur;
 
 use super::Ctx;
 use crate::cli::MaintenanceArgs;
-use crate::output::Output;
+use crate::output::{Output, count};
 
 fn archive_line(r: &Report) -> String {
     format!(
-        "archived {} finished jobs in {} commits ({} too recent, {} left for next time)",
-        r.archived + r.finished_earlier_run,
-        r.commits,
+        "archived {} in {} ({} too recent, {} left for next time)",
+        count(
+            r.archived + r.finished_earlier_run,
+            "finished job",
+            "finished jobs"
+        ),
+        count(r.commits, "commit", "commits"),
         r.too_recent,
         r.moved
     )
@@ -52,17 +56,18 @@ pub fn run(ctx: &Ctx, out: &mut Output, args: &MaintenanceArgs) -> Result<(), Er
         } else if report.steps.is_empty() {
             write!(
                 w,
-                "nothing to do ({} loose objects, {} packs)",
-                report.before.loose_objects, report.before.packs
+                "nothing to do ({}, {})",
+                count(report.before.loose_objects, "loose object", "loose objects"),
+                count(report.before.packs, "pack", "packs")
             )
         } else {
             write!(
                 w,
-                "compacted: {} loose objects, {} packs before; {} loose objects, {} packs after",
-                report.before.loose_objects,
-                report.before.packs,
-                report.after.loose_objects,
-                report.after.packs
+                "compacted: {}, {} before; {}, {} after",
+                count(report.before.loose_objects, "loose object", "loose objects"),
+                count(report.before.packs, "pack", "packs"),
+                count(report.after.loose_objects, "loose object", "loose objects"),
+                count(report.after.packs, "pack", "packs")
             )
         }
     })

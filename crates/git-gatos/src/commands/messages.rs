@@ -56,8 +56,12 @@ fn topics(ctx: &Ctx, out: &mut Output) -> Result<(), Error> {
         out.row(&t, |w| {
             write!(
                 w,
-                "{} seq {}..{} ({} messages, {} segments)",
-                t.topic, t.first_seq, t.last_seq, t.count, t.segments
+                "{} seq {}..{} ({}, {})",
+                t.topic,
+                t.first_seq,
+                t.last_seq,
+                crate::output::count(t.count, "message", "messages"),
+                crate::output::count(t.segments, "segment", "segments")
             )
         })?;
     }

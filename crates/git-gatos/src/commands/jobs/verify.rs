@@ -43,7 +43,10 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &VerifyArgs) -> Result<(), Error> {
                 .unwrap_or(ErrorCode::SignatureInvalid);
             return Err(Error::new(
                 code,
-                format!("{bad} of {} proofs did not verify", rows.len()),
+                format!(
+                    "{bad} of {} did not verify",
+                    crate::output::count(rows.len(), "proof", "proofs")
+                ),
             ));
         }
         return Ok(());

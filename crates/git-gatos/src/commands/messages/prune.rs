@@ -6,7 +6,7 @@ use gatos_types::{Dur, Topic};
 
 use super::super::{Ctx, parse};
 use crate::cli::PruneArgs;
-use crate::output::Output;
+use crate::output::{Output, count};
 
 /// Prunes sealed segments past retention.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &PruneArgs) -> Result<(), Error> {
@@ -27,10 +27,10 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &PruneArgs) -> Result<(), Error> {
         let verb = if row.dry_run { "would prune" } else { "pruned" };
         write!(
             w,
-            "{verb} {} messages ({} bytes) in {} segments of {}",
-            row.messages,
-            row.bytes,
-            row.segments.len(),
+            "{verb} {} ({}) in {} of {}",
+            count(row.messages, "message", "messages"),
+            count(row.bytes, "byte", "bytes"),
+            count(row.segments.len(), "segment", "segments"),
             row.topic
         )?;
         if let Some(s) = row.summary {

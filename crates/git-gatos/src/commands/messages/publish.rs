@@ -168,7 +168,8 @@ fn batch(
                 .copied();
             let resume = match through {
                 Some(l) => format!(
-                    "{landed} messages landed (through line {l}); re-send from line {}",
+                    "{} landed (through line {l}); re-send from line {}",
+                    crate::output::count(landed, "message", "messages"),
                     l + 1
                 ),
                 None => "no message landed; re-send from line 1".to_owned(),
@@ -184,7 +185,8 @@ fn batch(
 /// Progress on stderr (lost, never fatal, when stderr is closed).
 fn eprint_progress(n: u64) {
     use std::io::Write as _;
-    let _ = write!(std::io::stderr(), "\rpublished {n} messages");
+    let n = crate::output::count(n, "message", "messages");
+    let _ = write!(std::io::stderr(), "\rpublished {n}");
 }
 
 fn eprint_newline() {
