@@ -175,6 +175,18 @@ fn an_exit_code_a_timeout_and_a_signal_are_told_apart_everywhere() -> TestResult
     ])?)?;
     assert_eq!(doc["signal"], "SIGKILL");
     assert_eq!(doc["exit_code"], Value::Null);
+    // jobs watch says it on the ending event's line.
+    let watched = gatos_ok(
+        &repo,
+        &[
+            "jobs", "watch", "--job", &timeout, "--since", "1d", "--limit", "3",
+        ],
+    )?;
+    let last = watched.lines().last().ok_or("no events watched")?;
+    assert!(
+        last.contains(" failed ") && last.ends_with(": timeout after 1 s (limit)"),
+        "{watched}"
+    );
     // An event of a job still running carries no reason.
     assert!(event(&repo, &ok, "claimed")?.get("reason").is_none());
 

@@ -61,8 +61,12 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WatchArgs) -> Result<(), Error> {
                         "{} {:<15} job {} attempt {} queue {}",
                         ev.at, ev.event, ev.job, ev.attempt, ev.queue
                     )?;
-                    match &ev.worker {
-                        Some(wk) => write!(w, " worker {wk}"),
+                    if let Some(wk) = &ev.worker {
+                        write!(w, " worker {wk}")?;
+                    }
+                    // Why the job or attempt ended (ADR 0029).
+                    match &ev.reason {
+                        Some(r) => write!(w, ": {r}"),
                         None => Ok(()),
                     }
                 },
