@@ -128,6 +128,12 @@ fn an_exit_code_a_timeout_and_a_signal_are_told_apart_everywhere() -> TestResult
     let ok = enqueue(&repo, &[&one[..], &["--", "true"]].concat())?;
     let rows = drain(&repo)?;
     assert_eq!(rows.len(), 4, "{rows:?}");
+    // The worker's own row says which signal, too.
+    let killed = rows
+        .iter()
+        .find(|r| r["id"] == signal.as_str())
+        .ok_or("no row")?;
+    assert_eq!(killed["signal"], "SIGKILL", "{killed}");
 
     let expect = [
         (

@@ -977,6 +977,9 @@ pub struct WorkerRow {
     pub outcome: Outcome,
     /// The process's exit code (null when it did not exit by itself).
     pub exit_code: Option<i32>,
+    /// The signal the process died of (`SIGKILL`), when it did (ADR 0029).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
     /// The job's state afterwards (null when the claim was lost).
     pub state: Option<JobState>,
     /// The commit written (result or released claim), null when nothing could be.

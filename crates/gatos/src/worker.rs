@@ -1210,6 +1210,7 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
             attempt: lease.attempt,
             outcome,
             exit_code,
+            signal,
             state: None,
             commit: None,
             duration_ms,
@@ -1267,6 +1268,7 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
                 attempt: lease.attempt,
                 outcome,
                 exit_code,
+                signal: finish.signal.clone(),
                 state: Some(f.state),
                 commit: Some(f.commit),
                 duration_ms,
@@ -1280,6 +1282,7 @@ fn attempt(sh: &Shared<'_>, mut lease: Lease) -> WorkerRow {
                 attempt: lease.attempt,
                 outcome,
                 exit_code,
+                signal: finish.signal.clone(),
                 state: None,
                 commit: None,
                 duration_ms,
@@ -1830,11 +1833,13 @@ fn fence(sh: &Shared<'_>, lease: &Lease, sup: &Supervised, why: &str) {
 /// The state a finished attempt left the job in, for printing.
 pub fn describe(row: &WorkerRow) -> String {
     let state = row.state.map_or("unrecorded", JobState::as_str);
-    let code = row
-        .exit_code
-        .map_or_else(|| "-".to_owned(), |c| c.to_string());
+    let code = match (&row.signal, row.exit_code) {
+        (Some(s), _) => format!("killed by {s}"),
+        (None, Some(c)) => format!("exit {c}"),
+        (None, None) => "exit -".to_owned(),
+    };
     format!(
-        "job {} attempt {}: {} (exit {code}) in {:.1}s; job {state}",
+        "job {} attempt {}: {} ({code}) in {:.1}s; job {state}",
         row.id,
         row.attempt,
         row.outcome.as_str(),
