@@ -8,16 +8,11 @@ use gatos_types::sync::{SyncReport, TopicAction};
 
 use super::Ctx;
 use crate::cli::SyncArgs;
-use crate::output::Output;
-
-/// "1 ref", "2 refs".
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+use crate::output::{Output, count};
 
 /// "1 message", "2 messages".
 fn messages(n: u64) -> String {
-    plural(n, "message", "messages")
+    count(n, "message", "messages")
 }
 
 /// Human lines of a sync report: one per topic that moved (counting messages), then what
@@ -56,15 +51,15 @@ fn describe(r: &SyncReport, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     if r.claims_abandoned > 0 {
         writeln!(
             w,
-            "{} local claim(s) lost to the hub's and were abandoned",
-            r.claims_abandoned
+            "{} lost to the hub's and abandoned",
+            count(r.claims_abandoned, "local claim", "local claims")
         )?;
     }
     if r.checkpoints_moved_back > 0 {
         writeln!(
             w,
-            "{} checkpoint(s) moved back to a fork point (their messages come again)",
-            r.checkpoints_moved_back
+            "{} moved back to a fork point (their messages come again)",
+            count(r.checkpoints_moved_back, "checkpoint", "checkpoints")
         )?;
     }
     for x in &r.rejected {
@@ -89,12 +84,12 @@ fn describe(r: &SyncReport, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         "synced with {}: {} received, {sent} sent; {} adopted, {} pushed, {} deleted here, {} deleted there; {}, {} rejected",
         r.remote,
         messages(received),
-        plural(r.adopted, "ref", "refs"),
+        count(r.adopted, "ref", "refs"),
         r.pushed,
         r.deleted_local,
         r.deleted_remote,
-        plural(r.conflicts.len() as u64, "conflict", "conflicts"),
-        plural(r.rejected_count, "ref", "refs"),
+        count(r.conflicts.len() as u64, "conflict", "conflicts"),
+        count(r.rejected_count, "ref", "refs"),
     )
 }
 
