@@ -108,13 +108,15 @@ echo "done: $new new, $updated updated, $unchanged unchanged"
 # What the shell needs to find them.
 todo=()
 case ":$PATH:" in
-  *":$prefix/bin:"*) ;;
+  *":$prefix/bin:"*)
+    for b in git-gatos gatosd; do
+      found=$(command -v "$b" || true)
+      if [ "$found" != "$prefix/bin/$b" ]; then
+        echo "warning: $found comes before $prefix/bin/$b on PATH: remove it, or put $prefix/bin first" >&2
+      fi
+    done ;;
   *) todo+=("export PATH=\"$prefix/bin:\$PATH\"    # so git finds git-gatos for 'git gatos'") ;;
 esac
-found=$(PATH="$prefix/bin:$PATH" command -v git-gatos || true)
-if [ -n "$found" ] && [ "$found" != "$prefix/bin/git-gatos" ]; then
-  echo "warning: $found comes before $prefix/bin/git-gatos on PATH" >&2
-fi
 if command -v man > /dev/null; then
   # man-db finds PREFIX/share/man for PREFIX/bin on PATH; MANPATH, when set, replaces that.
   page=$(PATH="$prefix/bin:$PATH" man -w git-gatos 2> /dev/null || true)
@@ -131,6 +133,6 @@ if command -v fish > /dev/null && ! fish -c "contains -- '$prefix/share/fish/ven
   todo+=("set -gx XDG_DATA_DIRS \"$prefix/share\" \$XDG_DATA_DIRS    # fish, in ~/.config/fish/config.fish")
 fi
 if [ ${#todo[@]} -gt 0 ]; then
-  echo "add to your shell's profile (e.g. ~/.bashrc), then open a new shell:"
+  echo "add to your shell's startup file (~/.bashrc, or the one named), then open a new shell:"
   printf '  %s\n' "${todo[@]}"
 fi
