@@ -24,5 +24,5 @@ mod parity;
 mod mistakes;
 mod support;
 mod sync;
-mod wording;
 mod why;
+mod wording;
