@@ -419,3 +419,77 @@ fn a_drain_says_what_it_waits_for_and_what_it_does_not_wait_for() -> TestResult 
     assert_eq!(show(&repo, &late)?["state"], "pending");
     Ok(())
 }
+
+#[test]
+fn a_failed_attempt_s_backoff_is_listed_and_a_short_one_is_waited_for() -> TestResult {
+    let repo = TempRepo::new()?;
+    init(&repo)?;
+    // A long backoff: the drain leaves the job and says when it comes back.
+    gatos_ok(
+        &repo,
+        &[
+            "jobs",
+            "config",
+            "slow",
+            "--backoff-base",
+            "2h",
+            "--backoff-max",
+            "2h",
+        ],
+    )?;
+    let id = enqueue(
+        &repo,
+        &[
+            "--queue",
+            "slow",
+            "--max-attempts",
+            "2",
+            "--no-checkout",
+            "--",
+            "false",
+        ],
+    )?;
+    let out = worker(&repo, &["--drain", "--json", "--queue", "slow"])?;
+    assert_eq!(json_lines(&text(&out.stdout))?.len(), 1, "one attempt");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("nothing more to claim: 1 job becomes claimable from "),
+        "{err}"
+    );
+    let row = show(&repo, &id)?;
+    assert_eq!(row["state"], "pending");
+    let b = condition(&row, "waiting", "backoff").ok_or("backoff")?;
+    assert_eq!(b["blocks"], true, "{row}");
+    assert!(b["until"].is_string());
+    let detail = b["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.starts_with("attempt 1 ended (failed); retried from ") && detail.ends_with("h)"),
+        "{detail}"
+    );
+    let why = gatos_ok(&repo, &["jobs", "why", &id, "--queue", "slow"])?;
+    assert!(
+        why.trim()
+            .starts_with("blocks   backoff      attempt 1 ended (failed)"),
+        "{why}"
+    );
+
+    // The default backoff (about a second): a drain waits for it and says so.
+    let quick = enqueue(
+        &repo,
+        &["--max-attempts", "2", "--no-checkout", "--", "false"],
+    )?;
+    let out = worker(&repo, &["--drain", "--json"])?;
+    assert_eq!(
+        json_lines(&text(&out.stdout))?.len(),
+        2,
+        "both attempts ran"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.lines().any(|l| l.starts_with(&format!(
+            "waiting for job {quick}: backoff attempt 1 ended (failed); retried from "
+        ))),
+        "{err}"
+    );
+    Ok(())
+}
