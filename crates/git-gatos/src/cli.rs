@@ -330,6 +330,40 @@ pub struct EnqueueArgs {
     pub command: Vec<String>,
 }
 
+/// A hint for a usage error that clap cannot give: `jobs enqueue make test` (a command
+/// without `--`) is answered with the command line that runs it.
+pub fn usage_hint(e: &clap::Error, args: &[String]) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let bad = match e.get(clap::error::ContextKind::InvalidArg)? {
+        clap::error::ContextValue::String(s) => s.clone(),
+        _ => return None,
+    };
+    let jobs = args.iter().position(|a| a == "jobs")?;
+    let enqueue = jobs + 1 + args[jobs + 1..].iter().position(|a| a == "enqueue")?;
+    if bad.starts_with('-') || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    // The command starts at the first word clap did not take as an option's value.
+    let at = enqueue + 1 + args[enqueue + 1..].iter().position(|a| *a == bad)?;
+    let quote = |a: &String| {
+        if !a.is_empty()
+            && a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_./:=@%+,-".contains(&b))
+        {
+            a.clone()
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    };
+    let mut line = vec!["git gatos".to_owned()];
+    line.extend(args[..at].iter().map(quote));
+    line.push("--".to_owned());
+    line.extend(args[at..].iter().map(quote));
+    Some(format!("the command to run goes after `--`: {}", line.join(" ")))
+}
+
 /// `jobs ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
@@ -401,40 +435,6 @@ pub struct WatchArgs {
     #[arg(long, value_name = "Q")]
     pub queue: Option<String>,
     /// Only events of this job.
-/// A hint for a usage error that clap cannot give: `jobs enqueue make test` (a command
-/// without `--`) is answered with the command line that runs it.
-pub fn usage_hint(e: &clap::Error, args: &[String]) -> Option<String> {
-    if e.kind() != clap::error::ErrorKind::UnknownArgument {
-        return None;
-    }
-    let bad = match e.get(clap::error::ContextKind::InvalidArg)? {
-        clap::error::ContextValue::String(s) => s.clone(),
-        _ => return None,
-    };
-    let jobs = args.iter().position(|a| a == "jobs")?;
-    let enqueue = jobs + 1 + args[jobs + 1..].iter().position(|a| a == "enqueue")?;
-    if bad.starts_with('-') || args.iter().any(|a| a == "--") {
-        return None;
-    }
-    // The command starts at the first word clap did not take as an option's value.
-    let at = enqueue + 1 + args[enqueue + 1..].iter().position(|a| *a == bad)?;
-    let quote = |a: &String| {
-        if !a.is_empty()
-            && a.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_./:=@%+,-".contains(&b))
-        {
-            a.clone()
-        } else {
-            format!("'{}'", a.replace('\'', "'\\''"))
-        }
-    };
-    let mut line = vec!["git gatos".to_owned()];
-    line.extend(args[..at].iter().map(quote));
-    line.push("--".to_owned());
-    line.extend(args[at..].iter().map(quote));
-    Some(format!("the command to run goes after `--`: {}", line.join(" ")))
-}
-
     #[arg(long, value_name = "ID")]
     pub job: Option<String>,
     /// Start after this event (its ULID on gatos.jobs), or at the first event made at or

@@ -133,7 +133,6 @@ pub fn since_arg(flag: &str, s: &str, now: gatos_types::Timestamp) -> Result<Sin
     if let Ok(d) = gatos_types::Dur::parse(s) {
         return Ok(Since::Time(now.minus(d)));
     }
-}
     gatos_types::Timestamp::parse_rfc3339(s)
         .map(Since::Time)
         .map_err(|_| {
@@ -142,6 +141,7 @@ pub fn since_arg(flag: &str, s: &str, now: gatos_types::Timestamp) -> Result<Sin
                  (2026-12-04T10:00:00Z) or a duration meaning that long ago (90s, 15m, 1h, 2d)"
             ))
         })
+}
 
 /// Parses a validated name, mapping the error to `InvalidInput`.
 pub fn parse<T>(s: &str) -> Result<T, Error>

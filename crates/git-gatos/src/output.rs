@@ -103,11 +103,6 @@ impl Output {
         self.quiet
     }
 
-    /// True with `--quiet`.
-    pub fn is_quiet(&self) -> bool {
-        self.quiet
-    }
-
     /// Prints one record: its JSON with `--json`, else the human line.
     ///
     /// # Errors
@@ -282,6 +277,9 @@ pub fn usage_error(e: &clap::Error, hint: Option<&str>) -> ExitCode {
     for l in lines.filter(|l| !l.trim().is_empty()) {
         stderr_line!("{l}");
     }
+    if let Some(h) = hint {
+        stderr_line!("hint: {h}");
+    }
     ExitCode::from(2)
 }
 
@@ -294,9 +292,6 @@ pub fn init_logging(g: &GlobalArgs) {
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok();
     if env.is_none() && g.verbose == 0 {
-    if let Some(h) = hint {
-        stderr_line!("hint: {h}");
-    }
         let _ = tracing::subscriber::set_global_default(Quiet);
         return;
     }
