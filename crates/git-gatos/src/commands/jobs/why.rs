@@ -50,26 +50,15 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WhyArgs) -> Result<(), Error> {
         if let Some(note) = &r.note {
             return write!(w, "job {} is {note}", r.id);
         }
-        let mut blocking = r.conditions.iter().filter(|c| c.blocks == Some(true));
-        let unchecked: Vec<&str> = r
-            .conditions
-            .iter()
-            .filter(|c| c.blocks.is_none())
-            .map(|c| c.kind.as_str())
-            .collect();
+        // One line per condition that blocks, then those not checked (secrets).
         let mut lines = Vec::new();
-        for c in blocking.by_ref() {
-            lines.push(format!("blocks   {:<12} {}", c.kind.as_str(), c.detail));
-        }
-        for c in r.conditions.iter().filter(|c| c.blocks.is_none()) {
-            lines.push(format!("unknown  {:<12} {}", c.kind.as_str(), c.detail));
+        for (want, label) in [(Some(true), "blocks "), (None, "unknown")] {
+            for c in r.conditions.iter().filter(|c| c.blocks == want) {
+                lines.push(format!("{label}  {:<12} {}", c.kind.as_str(), c.detail));
+            }
         }
         if r.claimable {
-            let mut s = "nothing blocks: a worker with these options would claim it now".to_owned();
-            if !unchecked.is_empty() {
-                s.push_str(&format!(" (not checked: {})", unchecked.join(", ")));
-            }
-            lines.push(s);
+            lines.push("nothing blocks: a worker with these options would claim it now".to_owned());
         }
         write!(w, "{}", lines.join("\n"))
     })
