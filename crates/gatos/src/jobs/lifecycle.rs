@@ -562,21 +562,20 @@ impl Jobs<'_> {
     /// The unfinished jobs `opts` may run (its queues, capabilities and secrets), from the
     /// ready index, whenever they become claimable.
     fn eligible(&self, opts: &ClaimOptions) -> Result<Vec<ready::Entry>> {
-        let default_queue = [Queue::default_queue()];
-        let queues: &[Queue] = if opts.queues.is_empty() {
-            &default_queue
-        } else {
-            &opts.queues
-        };
+        let resolves = |s: &str| opts.can_resolve.as_ref().is_some_and(|f| f(s));
         Ok(ready::Ready::new(self.gatos)
             .entries()?
             .into_iter()
-            .filter(|e| queues.contains(&e.queue))
-            .filter(|e| e.caps.iter().all(|c| opts.caps.contains(c)))
             .filter(|e| {
-                e.secrets
-                    .iter()
-                    .all(|s| opts.can_resolve.as_ref().is_some_and(|f| f(s)))
+                super::waiting::route(
+                    &opts.queues,
+                    &opts.caps,
+                    &resolves,
+                    &e.queue,
+                    &e.caps,
+                    &e.secrets,
+                )
+                .is_none()
             })
             .filter(|e| self.runnable(e.id, opts))
             .collect())

@@ -45,27 +45,94 @@ impl WorkerSpec {
     }
 
     fn takes(&self, queue: &Queue) -> bool {
-        self.queues().contains(queue)
+        takes(&self.queues, queue)
     }
 
     fn lacks(&self, needed: &[Capability]) -> Vec<Capability> {
-        needed
-            .iter()
-            .filter(|c| !self.caps.contains(c))
-            .cloned()
-            .collect()
+        lacks(&self.caps, needed).cloned().collect()
+    }
+
+    /// [`route`] for this worker; secrets it is not known to resolve are not checked.
+    fn route(&self, queue: &Queue, needs: &[Capability], secrets: &[String]) -> Option<Miss> {
+        let resolves = |s: &str| {
+            self.secrets
+                .as_ref()
+                .is_none_or(|h| h.iter().any(|x| x == s))
+        };
+        route(&self.queues, &self.caps, &resolves, queue, needs, secrets)
     }
 
     /// The secrets of `needed` it cannot resolve; `None` when its secrets are not known.
     fn unresolved(&self, needed: &[String]) -> Option<Vec<String>> {
         self.secrets.as_ref().map(|have| {
-            needed
-                .iter()
-                .filter(|s| !have.contains(s))
+            unresolved(&|s: &str| have.iter().any(|h| h == s), needed)
                 .cloned()
                 .collect()
         })
     }
+}
+
+// The routing rule of DESIGN §4, once: a worker claims only jobs of its queues (default
+// `default`) whose required capabilities are a subset of its own and whose secrets it can
+// resolve. The claim path (`lifecycle`) filters with [`route`]; the explanations here list
+// every miss.
+
+/// Whether a worker taking `queues` (empty: `default`) takes `queue`.
+fn takes(queues: &[Queue], queue: &Queue) -> bool {
+    if queues.is_empty() {
+        *queue == Queue::default_queue()
+    } else {
+        queues.contains(queue)
+    }
+}
+
+/// The capabilities of `needed` a worker offering `caps` lacks.
+fn lacks<'a>(
+    caps: &'a [Capability],
+    needed: &'a [Capability],
+) -> impl Iterator<Item = &'a Capability> {
+    needed.iter().filter(|c| !caps.contains(c))
+}
+
+/// The secrets of `needed` that `resolves` cannot resolve.
+fn unresolved<'a>(
+    resolves: &'a dyn Fn(&str) -> bool,
+    needed: &'a [String],
+) -> impl Iterator<Item = &'a String> {
+    needed.iter().filter(|s| !resolves(s))
+}
+
+/// Why a worker's routing passes a job over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    /// The job's queue is not one it takes.
+    Queue,
+    /// It lacks this capability (the first the job needs that it lacks).
+    Capability(Capability),
+    /// It cannot resolve this secret (the first).
+    Secret(String),
+}
+
+/// The routing rule: the first reason a worker taking `queues` (empty: `default`),
+/// offering `caps` and resolving secrets as `resolves` says passes over a job of `queue`
+/// that needs `needs` and uses `secrets`; `None` when its routing takes the job.
+pub fn route(
+    queues: &[Queue],
+    caps: &[Capability],
+    resolves: &dyn Fn(&str) -> bool,
+    queue: &Queue,
+    needs: &[Capability],
+    secrets: &[String],
+) -> Option<Miss> {
+    if !takes(queues, queue) {
+        return Some(Miss::Queue);
+    }
+    if let Some(c) = lacks(caps, needs).next() {
+        return Some(Miss::Capability(c.clone()));
+    }
+    unresolved(resolves, secrets)
+        .next()
+        .map(|s| Miss::Secret(s.clone()))
 }
 
 /// A failed attempt's retry delay.
@@ -290,9 +357,8 @@ pub fn conditions(f: &Facts, w: Option<&WorkerSpec>) -> Vec<WaitCondition> {
     {
         let detail = if d.pending >= max {
             format!(
-                "queue {} holds {}, its limit is {max}: new enqueues are refused (QueueFull); this job is admitted and waits for no slot",
-                d.queue,
-                plural(d.pending, "pending job", "pending jobs")
+                "queue {} holds {} pending jobs, its limit is {max}: new enqueues are refused (QueueFull); this job is admitted and waits for no slot",
+                d.queue, d.pending
             )
         } else {
             format!(
@@ -588,17 +654,20 @@ pub fn idle_report(gatos: &Gatos, w: &WorkerSpec, horizon: Dur) -> Result<IdleRe
         if !ready::is_pending(&e) {
             continue;
         }
-        if !w.takes(&e.queue) {
-            *r.other_queues.entry(e.queue.clone()).or_default() += 1;
-            continue;
-        }
-        if let Some(c) = w.lacks(&e.caps).into_iter().next() {
-            *r.missing_caps.entry(c).or_default() += 1;
-            continue;
-        }
-        if let Some(s) = w.unresolved(&e.secrets).and_then(|m| m.into_iter().next()) {
-            *r.unresolved_secrets.entry(s).or_default() += 1;
-            continue;
+        match w.route(&e.queue, &e.caps, &e.secrets) {
+            Some(Miss::Queue) => {
+                *r.other_queues.entry(e.queue.clone()).or_default() += 1;
+                continue;
+            }
+            Some(Miss::Capability(c)) => {
+                *r.missing_caps.entry(c).or_default() += 1;
+                continue;
+            }
+            Some(Miss::Secret(s)) => {
+                *r.unresolved_secrets.entry(s).or_default() += 1;
+                continue;
+            }
+            None => {}
         }
         let commit = gatos
             .store()
@@ -631,9 +700,7 @@ pub fn next_wait(
     let entry = ready::Ready::new(gatos).entries()?.into_iter().find(|e| {
         ready::is_pending(e)
             && e.not_before == at
-            && w.takes(&e.queue)
-            && w.lacks(&e.caps).is_empty()
-            && w.unresolved(&e.secrets).is_none_or(|m| m.is_empty())
+            && w.route(&e.queue, &e.caps, &e.secrets).is_none()
     });
     let Some(e) = entry else {
         return Ok(None);
@@ -685,6 +752,48 @@ mod tests {
 
     fn by_kind(cs: &[WaitCondition], k: WaitKind) -> Option<&WaitCondition> {
         cs.iter().find(|c| c.kind == k)
+    }
+
+    #[test]
+    fn routing_names_the_first_miss_queue_then_capability_then_secret() {
+        let default = Queue::default_queue();
+        let has_token = |s: &str| s == "TOKEN";
+        let none = |_: &str| false;
+        let needs = [cap("gpu"), cap("arm")];
+        let secrets = ["TOKEN".to_owned()];
+        // No queues given: `default` only.
+        assert_eq!(route(&[], &[], &none, &default, &[], &[]), None);
+        assert_eq!(
+            route(&[], &[], &none, &q("build"), &[], &[]),
+            Some(Miss::Queue)
+        );
+        assert_eq!(
+            route(
+                &[q("build")],
+                &[cap("gpu")],
+                &none,
+                &q("build"),
+                &needs,
+                &secrets
+            ),
+            Some(Miss::Capability(cap("arm")))
+        );
+        let all = [cap("arm"), cap("gpu"), cap("x")];
+        assert_eq!(
+            route(&[q("build")], &all, &none, &q("build"), &needs, &secrets),
+            Some(Miss::Secret("TOKEN".into()))
+        );
+        assert_eq!(
+            route(
+                &[q("build")],
+                &all,
+                &has_token,
+                &q("build"),
+                &needs,
+                &secrets
+            ),
+            None
+        );
     }
 
     #[test]
