@@ -357,8 +357,9 @@ pub fn conditions(f: &Facts, w: Option<&WorkerSpec>) -> Vec<WaitCondition> {
     {
         let detail = if d.pending >= max {
             format!(
-                "queue {} holds {} pending jobs, its limit is {max}: new enqueues are refused (QueueFull); this job is admitted and waits for no slot",
-                d.queue, d.pending
+                "queue {} holds {}, its limit is {max}: new enqueues are refused (QueueFull); this job is admitted and waits for no slot",
+                d.queue,
+                plural(d.pending, "pending job", "pending jobs")
             )
         } else {
             format!(
