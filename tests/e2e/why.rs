@@ -493,3 +493,50 @@ fn a_failed_attempt_s_backoff_is_listed_and_a_short_one_is_waited_for() -> TestR
     );
     Ok(())
 }
+
+#[test]
+fn why_of_a_running_job_says_who_runs_it_and_that_nothing_waits() -> TestResult {
+    let repo = TempRepo::new()?;
+    init(&repo)?;
+    let id = enqueue(&repo, &["--no-checkout", "--", "sleep", "60"])?;
+    let mut child = gatos_cmd(
+        &repo,
+        &[
+            "worker",
+            "--sandbox",
+            "off",
+            "--drain",
+            "-q",
+            "--id",
+            "w7",
+            "--lease",
+            "3s",
+        ],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()?;
+    let running = wait_for("the job to run", Duration::from_secs(60), || {
+        show(&repo, &id).is_ok_and(|r| r["state"] == "running")
+    });
+    let answer = running.and_then(|()| gatos_ok(&repo, &["jobs", "why", &id]));
+    // Stop the job whatever the answer, then wait for the worker to end.
+    let _ = gatos(&repo, &["jobs", "cancel", &id]);
+    let ended = wait_for("the worker to exit", Duration::from_secs(60), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if ended.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let answer = answer?;
+    ended?;
+    assert!(
+        answer.starts_with(&format!(
+            "job {id} is running: attempt 1 by w7, lease until "
+        )) && answer.trim_end().ends_with("; nothing waits"),
+        "{answer}"
+    );
+    Ok(())
+}
