@@ -156,7 +156,14 @@ fn since_takes_a_ulid_a_time_or_a_duration_in_every_command() -> TestResult {
         Ok(json_lines(&at(
             &repo,
             "2026-03-03T00:00:00Z",
-            &["audit", "--since", since, "--action", "jobs.cancel", "--json"],
+            &[
+                "audit",
+                "--since",
+                since,
+                "--action",
+                "jobs.cancel",
+                "--json",
+            ],
         )?)?
         .len())
     };
@@ -169,7 +176,10 @@ fn since_takes_a_ulid_a_time_or_a_duration_in_every_command() -> TestResult {
 fn a_command_without_the_double_dash_is_answered_with_the_line_that_runs_it() -> TestResult {
     let repo = TempRepo::new()?;
     gatos_ok(&repo, &["init"])?;
-    let out = gatos(&repo, &["jobs", "enqueue", "--queue", "build", "make", "test"])?;
+    let out = gatos(
+        &repo,
+        &["jobs", "enqueue", "--queue", "build", "make", "test"],
+    )?;
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
@@ -198,7 +208,10 @@ fn verifying_a_cancelled_job_says_it_will_never_have_a_result() -> TestResult {
     let out = gatos(&repo, &["jobs", "verify", &id])?;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("before it ran: it will never have a result or a proof"), "{err}");
+    assert!(
+        err.contains("before it ran: it will never have a result or a proof"),
+        "{err}"
+    );
     assert!(err.contains("(not needed)"), "{err}");
     assert_eq!(err.matches("error[").count(), 1, "printed once: {err}");
     assert_eq!(stdout(&out), "", "no second copy on stdout");
@@ -221,7 +234,10 @@ fn an_untrusted_proof_reads_as_a_valid_signature_by_a_key_not_trusted_here() -> 
     let id = enqueue(&repo, &["--", "true"])?;
     gatos_ok(&repo, &["worker", "--drain"])?;
     let show = gatos_ok(&repo, &["jobs", "show", &id])?;
-    assert!(show.contains(&format!("proof    verified, signed by {key}")), "{show}");
+    assert!(
+        show.contains(&format!("proof    verified, signed by {key}")),
+        "{show}"
+    );
 
     repo.git(&["config", "--unset-all", "gatos.trust"])?;
     let show = gatos_ok(&repo, &["jobs", "show", &id])?;

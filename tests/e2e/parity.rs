@@ -204,7 +204,14 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     // From a time: the CLI's --since TIME is the operation's since_time.
     let a = cli(
         &repo,
-        &["messages", "read", "t", "--since", "2026-01-01T00:00:00Z", "--json"],
+        &[
+            "messages",
+            "read",
+            "t",
+            "--since",
+            "2026-01-01T00:00:00Z",
+            "--json",
+        ],
     )?;
     let b = d.call(
         "messages.read",

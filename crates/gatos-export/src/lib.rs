@@ -698,5 +698,7 @@ pub fn resolve_bound(gatos: &Gatos, flag: &str, s: &str) -> Result<i64, Error> {
     }
     gatos_types::time::parse_time(s, gatos.now())
         .map(gatos_types::Timestamp::as_millis)
-        .map_err(|e| Error::from(e).context(format!("{flag} (a ULID, a TIME, a DUR ago or a commit id)")))
+        .map_err(|e| {
+            Error::from(e).context(format!("{flag} (a ULID, a TIME, a DUR ago or a commit id)"))
+        })
 }

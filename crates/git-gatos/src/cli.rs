@@ -361,7 +361,10 @@ pub fn usage_hint(e: &clap::Error, args: &[String]) -> Option<String> {
     line.extend(args[..at].iter().map(quote));
     line.push("--".to_owned());
     line.extend(args[at..].iter().map(quote));
-    Some(format!("the command to run goes after `--`: {}", line.join(" ")))
+    Some(format!(
+        "the command to run goes after `--`: {}",
+        line.join(" ")
+    ))
 }
 
 /// `jobs ls`.

@@ -136,10 +136,13 @@ pub fn since_arg(flag: &str, s: &str, now: gatos_types::Timestamp) -> Result<Sin
     gatos_types::Timestamp::parse_rfc3339(s)
         .map(Since::Time)
         .map_err(|_| {
-            Error::new(ErrorCode::InvalidInput, format!(
-                "{flag}: {s:?} is not a ULID (26 characters), an RFC 3339 time \
+            Error::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "{flag}: {s:?} is not a ULID (26 characters), an RFC 3339 time \
                  (2026-12-04T10:00:00Z) or a duration meaning that long ago (90s, 15m, 1h, 2d)"
-            ))
+                ),
+            )
         })
 }
 

@@ -225,7 +225,10 @@ impl Messages<'_> {
                 let min = Ulid::from_parts(u64::try_from(t.as_millis()).unwrap_or(0), 0);
                 // A pruned message at or after the time is a gap: it can no longer be read.
                 let pruned = self.pruned_from(topic, min)?;
-                match (pruned, view.map(|v| v.first_from(min)).transpose()?.flatten()) {
+                match (
+                    pruned,
+                    view.map(|v| v.first_from(min)).transpose()?.flatten(),
+                ) {
                     (Some(from), _) => Start {
                         after: first - 1,
                         gap: gap_from(from.saturating_sub(1)),

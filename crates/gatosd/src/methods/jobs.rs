@@ -15,12 +15,8 @@ use crate::connection::Conn;
 /// notifications; end it with `messages.unsubscribe {subscription}`.
 pub async fn watch(conn: &Arc<Conn>, params: Params) -> Result<(Box<RawValue>, After), RpcError> {
     let p: WatchParams = params.parse()?;
-    let since = gatos_api::service::cursor(
-        p.since,
-        None,
-        p.since_time,
-        gatos::messages::Cursor::End,
-    )
-    .map_err(super::call_error)?;
+    let since =
+        gatos_api::service::cursor(p.since, None, p.since_time, gatos::messages::Cursor::End)
+            .map_err(super::call_error)?;
     super::messages::subscribe_to(conn, events_topic(), since, Some(p)).await
 }
