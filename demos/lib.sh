@@ -25,8 +25,19 @@ quote() { # prints an argument as you would type it
 }
 run() {
   # The command line goes to stderr, so `x=$(run …)` captures only the command's output.
-  if [ -z "${GATOS_DEMO_QUIET:-}" ]; then { printf '$'; for a in "$@"; do quote "$a"; done; printf '\n'; } >&2; fi
-  "$@"
+  if [ -z "${GATOS_DEMO_QUIET:-}" ]; then
+    { printf '$'; for a in "$@"; do quote "$a"; done; printf '\n'; } >&2
+    "$@"
+    return
+  fi
+  # Quiet (scripts/test.sh): a command's notes on stderr (a worker's start-up line, hints)
+  # are shown only if it fails, with the command line.
+  local rc=0
+  "$@" 2> "$demo_dir/stderr" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    { printf 'failed ($?=%s):' "$rc"; for a in "$@"; do quote "$a"; done; printf '\n'; cat "$demo_dir/stderr"; } >&2
+  fi
+  return "$rc"
 }
 # Runs a command that must fail (exit 1) and print WANT. The demo says first that the failure
 # is expected, then shows what it printed; under GATOS_DEMO_QUIET (scripts/test.sh) nothing

@@ -43,9 +43,14 @@ for i in 1 2 3 4 5 6; do
 done
 alice sync
 bob sync
-(cd "$demo_dir/alice" && git gatos worker --remote origin --drain --id alice-w > "$demo_dir/alice.rows") &
-(cd "$demo_dir/bob" && git gatos worker --remote origin --drain --id bob-w > "$demo_dir/bob.rows") &
-wait
+(cd "$demo_dir/alice" && git gatos worker --remote origin --drain --id alice-w > "$demo_dir/alice.rows" 2> "$demo_dir/alice.err") &
+alice_w=$!
+(cd "$demo_dir/bob" && git gatos worker --remote origin --drain --id bob-w > "$demo_dir/bob.rows" 2> "$demo_dir/bob.err") &
+bob_w=$!
+rc=0; wait "$alice_w" || rc=$?; wait "$bob_w" || rc=$?
+# Their notes (start-up lines) are shown after both ended, not interleaved; always on failure.
+if [ "$rc" -ne 0 ] || [ -z "${GATOS_DEMO_QUIET:-}" ]; then cat "$demo_dir/alice.err" "$demo_dir/bob.err" >&2; fi
+[ "$rc" -eq 0 ] || { echo "a worker failed (exit $rc)" >&2; exit "$rc"; }
 echo "alice ran $(wc -l < "$demo_dir/alice.rows") job(s), bob ran $(wc -l < "$demo_dir/bob.rows"); every result is at the hub:"
 run git --git-dir="$demo_dir/hub.git" for-each-ref --format='%(refname)' 'refs/gatos/jobs/*/result' | wc -l
 
