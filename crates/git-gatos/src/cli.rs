@@ -255,26 +255,37 @@ pub enum JobsCommand {
 pub struct WhyArgs {
     /// The job id.
     pub id: String,
-    /// A queue the worker takes (repeatable; default `default`).
+    /// What the worker claims by (its options, as `worker` takes them).
+    #[command(flatten)]
+    pub claim: ClaimArgs,
+    /// The name of a secret the worker resolves (repeatable). Secrets are checked only when
+    /// this or one of the worker's secret sources is given.
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secret: Vec<String>,
+}
+
+/// What a worker claims by: its queues, capabilities, secret sources and trust of
+/// enqueuers (`worker` runs with them, `jobs why` checks a job against them).
+#[derive(Debug, Args)]
+pub struct ClaimArgs {
+    /// A queue to serve (repeatable; default `default`).
     #[arg(long = "queue", value_name = "Q")]
     pub queues: Vec<String>,
     /// A capability the worker offers (repeatable).
     #[arg(long = "cap", value_name = "C")]
     pub caps: Vec<String>,
-    /// The name of a secret the worker resolves (repeatable). Secrets are checked only when
-    /// this or one of the worker's secret sources is given.
-    #[arg(long = "secret", value_name = "NAME")]
-    pub secret: Vec<String>,
-    /// The worker's file of NAME=VALUE lines (only the names are used).
+    /// A file of NAME=VALUE lines resolving secret://NAME.
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
-    /// The worker's directory of secrets (only the names are used).
+    /// A directory with one file per secret, named after it, holding its value.
     #[arg(long, value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
-    /// A variable of the worker's environment secret://NAME resolves from (repeatable).
+    /// Let secret://NAME resolve from the worker's variable NAME (repeatable; nothing else
+    /// of the worker's environment is reachable).
     #[arg(long = "secret-env", value_name = "NAME")]
     pub secret_env: Vec<String>,
-    /// The worker runs jobs whatever their enqueuer.
+    /// Run jobs whatever their enqueuer: unsigned, or signed by a key this node does not
+    /// trust (open setups; also `git config gatos.worker.allowUntrustedEnqueuers true`).
     #[arg(long)]
     pub allow_untrusted_enqueuers: bool,
 }
@@ -481,12 +492,9 @@ pub struct QueueConfigArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("mode").args(["once", "drain"])))]
 pub struct WorkerArgs {
-    /// A queue to serve (repeatable; default `default`).
-    #[arg(long = "queue", value_name = "Q")]
-    pub queues: Vec<String>,
-    /// A capability this worker offers (repeatable).
-    #[arg(long = "cap", value_name = "C")]
-    pub caps: Vec<String>,
+    /// What this worker claims by.
+    #[command(flatten)]
+    pub claim: ClaimArgs,
     /// Jobs run at once.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub concurrency: usize,
@@ -506,16 +514,6 @@ pub struct WorkerArgs {
     /// attempt); must not contain the git directory.
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
-    /// A file of NAME=VALUE lines resolving secret://NAME.
-    #[arg(long, value_name = "FILE")]
-    pub secrets: Option<PathBuf>,
-    /// A directory with one file per secret, named after it, holding its value.
-    #[arg(long, value_name = "DIR")]
-    pub secrets_dir: Option<PathBuf>,
-    /// Let secret://NAME resolve from the worker's variable NAME (repeatable; nothing else
-    /// of the worker's environment is reachable).
-    #[arg(long = "secret-env", value_name = "NAME")]
-    pub secret_env: Vec<String>,
     /// Confine jobs with Landlock: required (refuse to start without it), auto (on where
     /// the kernel has it, a warning where not), off.
     #[arg(long, value_name = "MODE", default_value = "auto")]
@@ -529,10 +527,6 @@ pub struct WorkerArgs {
     /// Also pass this variable through from the worker's environment (repeatable).
     #[arg(long = "pass-env", value_name = "NAME")]
     pub pass_env: Vec<String>,
-    /// Run jobs whatever their enqueuer: unsigned, or signed by a key this node does not
-    /// trust (open setups; also `git config gatos.worker.allowUntrustedEnqueuers true`).
-    #[arg(long)]
-    pub allow_untrusted_enqueuers: bool,
     /// Bytes kept of each of stdout and stderr (truncation is marked).
     #[arg(long, value_name = "BYTES", default_value_t = gatos::worker::DEFAULT_LOG_CAP)]
     pub log_cap: usize,

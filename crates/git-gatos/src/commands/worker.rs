@@ -64,11 +64,17 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WorkerArgs) -> Result<(), Error> {
         None => worker::default_worker_id(),
     });
     opts.queues = a
+        .claim
         .queues
         .iter()
         .map(|q| parse(q))
         .collect::<Result<_, _>>()?;
-    opts.caps = a.caps.iter().map(|c| parse(c)).collect::<Result<_, _>>()?;
+    opts.caps = a
+        .claim
+        .caps
+        .iter()
+        .map(|c| parse(c))
+        .collect::<Result<_, _>>()?;
     opts.concurrency = a.concurrency;
     opts.lease = dur("lease", &a.lease)?;
     opts.grace = dur("grace", &a.grace)?.to_std();
@@ -80,9 +86,9 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WorkerArgs) -> Result<(), Error> {
         Mode::Forever
     };
     opts.workdir = a.workdir.clone();
-    opts.secrets_file = a.secrets.clone();
-    opts.secrets_dir = a.secrets_dir.clone();
-    opts.secret_env = a.secret_env.clone();
+    opts.secrets_file = a.claim.secrets.clone();
+    opts.secrets_dir = a.claim.secrets_dir.clone();
+    opts.secret_env = a.claim.secret_env.clone();
     opts.sandbox = a
         .sandbox
         .parse()
@@ -90,7 +96,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WorkerArgs) -> Result<(), Error> {
     opts.sandbox_read = a.sandbox_allow.clone();
     opts.sandbox_write = a.sandbox_allow_write.clone();
     opts.pass_env = a.pass_env.clone();
-    opts.allow_untrusted_enqueuers = a.allow_untrusted_enqueuers;
+    opts.allow_untrusted_enqueuers = a.claim.allow_untrusted_enqueuers;
     opts.log_cap = a.log_cap;
     let control = Arc::new(Control::new());
     install_signals(&control, out)?;

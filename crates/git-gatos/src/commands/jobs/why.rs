@@ -16,17 +16,17 @@ use crate::output::Output;
 /// Runs `jobs why`.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &WhyArgs) -> Result<(), Error> {
     let secrets = if a.secret.is_empty()
-        && a.secrets.is_none()
-        && a.secrets_dir.is_none()
-        && a.secret_env.is_empty()
+        && a.claim.secrets.is_none()
+        && a.claim.secrets_dir.is_none()
+        && a.claim.secret_env.is_empty()
     {
         None
     } else {
         // The worker's own sources, read here for their names only.
         let mut names = Secrets::load(
-            a.secrets.as_deref(),
-            a.secrets_dir.as_deref(),
-            &a.secret_env,
+            a.claim.secrets.as_deref(),
+            a.claim.secrets_dir.as_deref(),
+            &a.claim.secret_env,
         )?
         .names();
         names.extend(a.secret.iter().cloned());
@@ -37,13 +37,19 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WhyArgs) -> Result<(), Error> {
         .jobs_why(WhyParams {
             id: parse::<Ulid>(&a.id)?,
             queues: a
+                .claim
                 .queues
                 .iter()
                 .map(|q| parse(q))
                 .collect::<Result<_, _>>()?,
-            caps: a.caps.iter().map(|c| parse(c)).collect::<Result<_, _>>()?,
+            caps: a
+                .claim
+                .caps
+                .iter()
+                .map(|c| parse(c))
+                .collect::<Result<_, _>>()?,
             secrets,
-            allow_untrusted_enqueuers: a.allow_untrusted_enqueuers,
+            allow_untrusted_enqueuers: a.claim.allow_untrusted_enqueuers,
         })
         .map_err(api)?;
     out.row(&r, |w| {
