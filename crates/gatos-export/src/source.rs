@@ -304,37 +304,39 @@ pub fn job_rows(
 /// last lease it held and how it ended, in one word of its end reason (ADR 0029):
 /// `succeeded`, `failed`, `signal`, `timeout`, `lost`, `cancelled`; null while it runs.
 fn attempt_rows(rec: &JobRecord, chain: &[ClaimLink]) -> Vec<Vec<Cell>> {
-    // Newest first: the first commit seen of an attempt is its last.
-    let mut by_attempt: BTreeMap<u32, (&ClaimDoc, Option<&ClaimDoc>)> = BTreeMap::new();
-    for link in chain {
-        let doc = &link.doc;
-        let e = by_attempt.entry(doc.attempt).or_insert((doc, None));
-        if doc.state == ClaimState::Running {
-            e.1 = Some(doc);
-        }
-    }
-    let last_attempt = by_attempt.keys().next_back().copied().unwrap_or(0);
-    let mut rows = Vec::new();
-    for (attempt, (last, first)) in by_attempt {
-        let start = first.unwrap_or(last);
-        let outcome = gatos::jobs::ended::of_attempt(rec, last, attempt < last_attempt)
-            .map(|r| r.outcome().to_owned());
-        rows.push(vec![
-            Cell::Text(rec.id.to_string()),
-            Cell::Int(i64::from(attempt)),
-            Cell::Text(start.worker.to_string()),
-            Cell::opt_text(start.worker_key),
-            Cell::time(start.claimed_at),
-            Cell::time(last.lease_until),
-            Cell::opt_text(outcome),
-        ]);
-    }
-    rows
+    rows_per_attempt(rec, chain, |_, last, superseded| {
+        gatos::jobs::ended::of_attempt(rec, last, superseded).map(|r| r.outcome().to_owned())
+    })
 }
 
 /// [`attempt_rows`] as `gatos-export/1` and `/2` derived `outcome`: the released claim's
 /// outcome, else the result's status (so a final timeout or signal is `failed`).
 fn legacy_attempt_rows(rec: &JobRecord, chain: &[ClaimLink]) -> Vec<Vec<Cell>> {
+    rows_per_attempt(rec, chain, |attempt, last, superseded| match last.state {
+        ClaimState::Released | ClaimState::Closed => match (last.outcome, &rec.result) {
+            (Some(o), _) => Some(o.as_str().to_owned()),
+            (None, Some((_, res))) if res.attempt == attempt => Some(
+                match res.status {
+                    Status::Succeeded => "succeeded",
+                    Status::Failed => "failed",
+                }
+                .to_owned(),
+            ),
+            (None, _) => None,
+        },
+        // A later attempt took over without this one releasing: its lease was lost.
+        ClaimState::Running | ClaimState::Heartbeat if superseded => Some("lost".to_owned()),
+        ClaimState::Running | ClaimState::Heartbeat => None,
+    })
+}
+
+/// The attempts rows of a claim chain, `outcome(attempt, its last claim, superseded by a
+/// later attempt)` naming how each ended.
+fn rows_per_attempt(
+    rec: &JobRecord,
+    chain: &[ClaimLink],
+    outcome: impl Fn(u32, &ClaimDoc, bool) -> Option<String>,
+) -> Vec<Vec<Cell>> {
     // Newest first: the first commit seen of an attempt is its last.
     let mut by_attempt: BTreeMap<u32, (&ClaimDoc, Option<&ClaimDoc>)> = BTreeMap::new();
     for link in chain {
@@ -345,38 +347,21 @@ fn legacy_attempt_rows(rec: &JobRecord, chain: &[ClaimLink]) -> Vec<Vec<Cell>> {
         }
     }
     let last_attempt = by_attempt.keys().next_back().copied().unwrap_or(0);
-    let mut rows = Vec::new();
-    for (attempt, (last, first)) in by_attempt {
-        let start = first.unwrap_or(last);
-        let outcome = match last.state {
-            ClaimState::Released | ClaimState::Closed => match (last.outcome, &rec.result) {
-                (Some(o), _) => Some(o.as_str().to_owned()),
-                (None, Some((_, res))) if res.attempt == attempt => Some(
-                    match res.status {
-                        Status::Succeeded => "succeeded",
-                        Status::Failed => "failed",
-                    }
-                    .to_owned(),
-                ),
-                (None, _) => None,
-            },
-            // A later attempt took over without this one releasing: its lease was lost.
-            ClaimState::Running | ClaimState::Heartbeat if attempt < last_attempt => {
-                Some("lost".to_owned())
-            }
-            ClaimState::Running | ClaimState::Heartbeat => None,
-        };
-        rows.push(vec![
-            Cell::Text(rec.id.to_string()),
-            Cell::Int(i64::from(attempt)),
-            Cell::Text(start.worker.to_string()),
-            Cell::opt_text(start.worker_key),
-            Cell::time(start.claimed_at),
-            Cell::time(last.lease_until),
-            Cell::opt_text(outcome),
-        ]);
-    }
-    rows
+    by_attempt
+        .into_iter()
+        .map(|(attempt, (last, first))| {
+            let start = first.unwrap_or(last);
+            vec![
+                Cell::Text(rec.id.to_string()),
+                Cell::Int(i64::from(attempt)),
+                Cell::Text(start.worker.to_string()),
+                Cell::opt_text(start.worker_key),
+                Cell::time(start.claimed_at),
+                Cell::time(last.lease_until),
+                Cell::opt_text(outcome(attempt, last, attempt < last_attempt)),
+            ]
+        })
+        .collect()
 }
 
 /// Every job of a state: live ones from their refs, archived ones (not also live) from
