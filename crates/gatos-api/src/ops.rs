@@ -3,9 +3,13 @@
 //! A face is a mapping of this table: gatosd's JSON-RPC dispatch looks an incoming method
 //! up here, refuses what the table does not allow on its face or in read-only mode, and
 //! hands the rest to [`crate::Service::call`]; `docs/rpc.md`'s method list is rendered
-//! from it ([`markdown`]) and checked by a test. Adding an operation means adding a row
-//! here, its request and response types in [`crate::types`], and its arm in the service.
+//! from it ([`markdown`]) and checked by a test. The HTTP face maps the rows offered on
+//! [`Faces::HTTP`] through [`crate::routes::ROUTES`], and its OpenAPI document is built
+//! from both ([`crate::openapi`]). Adding an operation means adding a row here, its request
+//! and response types in [`crate::types`], its arm in the service, and, when HTTP offers it,
+//! its route.
 
+use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 
 /// Operation names, spelled here only.
@@ -106,6 +110,18 @@ pub enum Shape {
     Face,
 }
 
+/// Whether a face may answer a repeated read from a validator (HTTP's `ETag` and
+/// `If-None-Match`, ADR 0033).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    /// Every call runs: the answer depends on more than the refs (the clock: leases,
+    /// `run_after`; trust configuration), or a validator would cost what it saves.
+    No,
+    /// The answer is fixed by the state of the refs it reads (and the params): a face may
+    /// tag it with a validator of that state and answer a matching one without running it.
+    State,
+}
+
 /// The faces an operation may be offered on (a set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Faces(u8);
@@ -115,10 +131,13 @@ impl Faces {
     pub const CLI: Faces = Faces(1);
     /// gatosd's JSON-RPC (stdio, Unix socket, TCP).
     pub const RPC: Faces = Faces(2);
-    /// Every face that serves remote callers: RPC now; HTTP and MCP map the same rows.
-    pub const REMOTE: Faces = Faces(2);
+    /// gatosd's HTTP face (REST and server-sent events under `/api/v1`, ADR 0033), through
+    /// [`crate::routes::ROUTES`].
+    pub const HTTP: Faces = Faces(4);
+    /// Every face that serves remote callers: RPC and HTTP (MCP will map the same rows).
+    pub const REMOTE: Faces = Faces(2 | 4);
     /// Everywhere.
-    pub const ALL: Faces = Faces(3);
+    pub const ALL: Faces = Faces(1 | 2 | 4);
 
     /// Tells whether `face` is in the set.
     pub const fn has(self, face: Faces) -> bool {
@@ -152,14 +171,73 @@ pub struct Op {
     /// Whether the answer is the point: a face does not run it for a caller that cannot
     /// receive the answer (a JSON-RPC notification).
     pub answer_required: bool,
-    /// The request's JSON Schema.
-    pub request: fn() -> Schema,
-    /// The response's JSON Schema.
-    pub response: fn() -> Schema,
+    /// Whether a face may answer a repeated read from a validator of the refs' state.
+    pub cache: Cache,
+    /// The request's JSON Schema, generated into a [`SchemaGenerator`] (see
+    /// [`Op::request_schema`] for a standalone document).
+    pub request: SchemaFn,
+    /// The response's JSON Schema, likewise ([`Op::response_schema`]).
+    pub response: SchemaFn,
 }
 
-fn schema<T: JsonSchema>() -> Schema {
-    schemars::schema_for!(T)
+/// Generates a type's JSON Schema into a generator: a `$ref` into the generator's
+/// definitions for a named type (so many schemas can share one set of definitions, as an
+/// OpenAPI document's `components/schemas`), the schema itself for an inlined one.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// The settings of every schema the table gives: JSON Schema 2020-12 (which OpenAPI 3.1's
+/// Schema Object is), with named types under `definitions_path`.
+fn settings(definitions_path: &'static str) -> SchemaSettings {
+    SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = definitions_path.into();
+    })
+}
+
+/// A generator for requests (what a face accepts: the `Deserialize` contract) whose named
+/// types go to `definitions_path` (`/components/schemas` for OpenAPI, `/$defs` for a
+/// standalone document); no `$schema` member.
+pub fn request_generator(definitions_path: &'static str) -> SchemaGenerator {
+    settings(definitions_path)
+        .with(|s| s.meta_schema = None)
+        .for_deserialize()
+        .into_generator()
+}
+
+/// A generator for responses (what a face sends: the `Serialize` contract, so members
+/// skipped when empty are optional and `into` conversions are described as sent).
+pub fn response_generator(definitions_path: &'static str) -> SchemaGenerator {
+    settings(definitions_path)
+        .with(|s| s.meta_schema = None)
+        .for_serialize()
+        .into_generator()
+}
+
+/// `f`'s schema as a standalone JSON Schema 2020-12 document: the type's own schema at the
+/// root, every named type it uses under `$defs`.
+fn standalone(f: SchemaFn, mut g: SchemaGenerator) -> Schema {
+    let top = f(&mut g);
+    let defs = g.take_definitions(true);
+    let named = top
+        .get("$ref")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+        .filter(|_| top.as_object().is_some_and(|o| o.len() == 1))
+        .and_then(|name| defs.get(name))
+        .and_then(|v| Schema::try_from(v.clone()).ok());
+    let mut root = named.unwrap_or(top);
+    let object = root.ensure_object();
+    object.insert(
+        "$schema".into(),
+        schemars::consts::meta_schemas::DRAFT2020_12.into(),
+    );
+    if !defs.is_empty() {
+        object.insert("$defs".into(), serde_json::Value::Object(defs));
+    }
+    root
 }
 
 use crate::types as t;
@@ -171,8 +249,8 @@ const fn op(
     name: &'static str,
     summary: &'static str,
     access: Access,
-    request: fn() -> Schema,
-    response: fn() -> Schema,
+    request: SchemaFn,
+    response: SchemaFn,
 ) -> Op {
     Op {
         name,
@@ -184,6 +262,7 @@ const fn op(
         faces: Faces::ALL,
         large: false,
         answer_required: false,
+        cache: Cache::No,
         request,
         response,
     }
@@ -194,6 +273,16 @@ impl Op {
     /// reads.
     pub const fn needs_credentials(&self) -> bool {
         matches!(self.access, Access::Write) || self.guarded
+    }
+
+    /// The request's JSON Schema as a standalone document (`$defs` inside).
+    pub fn request_schema(&self) -> Schema {
+        standalone(self.request, request_generator("/$defs"))
+    }
+
+    /// The response's JSON Schema as a standalone document (`$defs` inside).
+    pub fn response_schema(&self) -> Schema {
+        standalone(self.response, response_generator("/$defs"))
     }
 
     const fn guarded(mut self) -> Op {
@@ -221,9 +310,16 @@ impl Op {
         self.faces = f;
         self
     }
+    const fn cache(mut self, c: Cache) -> Op {
+        self.cache = c;
+        self
+    }
 }
 
 use Access::{Read, Write};
+
+// A row's `cache` is `Cache::No` unless it says `.cache(Cache::State)` (ADR 0033: reads
+// whose answer the refs' state fixes; the HTTP face may tag them with an `ETag`).
 
 /// Every operation, in the order the docs list them.
 pub const OPS: &[Op] = &[
@@ -248,7 +344,8 @@ pub const OPS: &[Op] = &[
         schema::<t::ReadParams>,
         schema::<ReadPage>,
     )
-    .large(),
+    .large()
+    .cache(Cache::State),
     op(
         n::MESSAGES_SUBSCRIBE,
         "Follow a topic: an answer, then `messages.event` notifications.",
@@ -267,7 +364,7 @@ pub const OPS: &[Op] = &[
         schema::<t::Unsubscribed>,
     )
     .shape(Shape::Face)
-    .faces(Faces::REMOTE),
+    .faces(Faces::RPC),
     op(
         n::MESSAGES_ACK,
         "Move a group's checkpoint forward to a processed message (never back).",
@@ -288,7 +385,8 @@ pub const OPS: &[Op] = &[
         Read,
         schema::<t::CheckpointGetParams>,
         schema::<CheckpointRow>,
-    ),
+    )
+    .cache(Cache::State),
     op(
         n::CHECKPOINTS_SET,
         "Move a checkpoint (backwards only with force, which is audited).",
@@ -415,7 +513,8 @@ pub const OPS: &[Op] = &[
         Read,
         schema::<t::ManifestRefParams>,
         schema::<ManifestRow>,
-    ),
+    )
+    .cache(Cache::State),
     op(
         n::MANIFESTS_LIST,
         "The latest version of every manifest.",
@@ -423,7 +522,8 @@ pub const OPS: &[Op] = &[
         schema::<t::NoParams>,
         schema::<t::ManifestListResult>,
     )
-    .large(),
+    .large()
+    .cache(Cache::State),
     op(
         n::MANIFESTS_RUN,
         "Enqueue a job from a stored manifest version.",
@@ -447,7 +547,8 @@ pub const OPS: &[Op] = &[
         schema::<t::AuditResult>,
     )
     .guarded()
-    .large(),
+    .large()
+    .cache(Cache::State),
     op(
         n::DOCTOR_CHECK,
         "Check the repository as git gatos doctor does, fixing nothing.",
@@ -489,7 +590,7 @@ pub const OPS: &[Op] = &[
     )
     .shape(Shape::Face)
     .answer_required()
-    .faces(Faces::REMOTE),
+    .faces(Faces::RPC),
 ];
 
 /// Looks an operation up by name.

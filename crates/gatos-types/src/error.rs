@@ -5,8 +5,9 @@ use std::fmt;
 /// A stable error code: the contract that callers branch on.
 ///
 /// The string form (`as_str`) and the status number never change; changing a row is a
-/// contract change that needs an ADR; `adr/0026-error-taxonomy.md` holds the table of every
-/// code with its HTTP status, JSON-RPC integer and exit status.
+/// contract change that needs an ADR; `adr/0034-error-taxonomy-rate-limited-and-titles.md`
+/// holds the table of every code with its HTTP status, JSON-RPC integer, exit status and
+/// title (it supersedes the table of ADR 0026).
 #[derive(
     Debug,
     Clone,
@@ -58,11 +59,14 @@ pub enum ErrorCode {
     /// The queue holds as many pending jobs as its `max_pending` allows (ADR 0027); retry
     /// after `retry_after_seconds`.
     QueueFull,
+    /// The caller sent more requests than its rate allows (a face's limit per actor, ADR
+    /// 0033); retry after `retry_after_seconds`.
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidInput,
         ErrorCode::InvalidEnvelope,
         ErrorCode::NotFound,
@@ -82,6 +86,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::TooManySubscriptions,
         ErrorCode::QueueFull,
+        ErrorCode::RateLimited,
     ];
 
     /// Returns the exact PascalCase string of the code.
@@ -106,6 +111,7 @@ impl ErrorCode {
             ErrorCode::Internal => "Internal",
             ErrorCode::TooManySubscriptions => "TooManySubscriptions",
             ErrorCode::QueueFull => "QueueFull",
+            ErrorCode::RateLimited => "RateLimited",
         }
     }
 
@@ -121,7 +127,7 @@ impl ErrorCode {
             | ErrorCode::LeaseExpired
             | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::TooManySubscriptions | ErrorCode::QueueFull => 429,
+            ErrorCode::TooManySubscriptions | ErrorCode::QueueFull | ErrorCode::RateLimited => 429,
             ErrorCode::DigestMismatch
             | ErrorCode::SignatureInvalid
             | ErrorCode::UntrustedKey
@@ -133,11 +139,38 @@ impl ErrorCode {
     }
 
     /// Tells whether the same request may succeed later: the 409 family (a lost race,
-    /// worth retrying at once) and `QueueFull` (worth retrying after the hint in its
-    /// details, ADR 0027). `TooManySubscriptions` is not: the connection must first
-    /// unsubscribe.
+    /// worth retrying at once), `QueueFull` and `RateLimited` (worth retrying after the
+    /// hint in their details, ADRs 0027 and 0033). `TooManySubscriptions` is not: the
+    /// connection must first unsubscribe.
     pub fn is_retryable(self) -> bool {
-        self.status() == 409 || self == ErrorCode::QueueFull
+        self.status() == 409 || matches!(self, ErrorCode::QueueFull | ErrorCode::RateLimited)
+    }
+
+    /// A short human title of the code, the same for every occurrence: the `title` of an
+    /// HTTP problem (RFC 9457; ADR 0033), where `detail` carries the occurrence's message.
+    pub fn title(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidInput => "Invalid input",
+            ErrorCode::InvalidEnvelope => "Invalid document",
+            ErrorCode::NotFound => "Not found",
+            ErrorCode::Unauthorized => "Authentication required",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::NotFastForward => "Not a fast-forward",
+            ErrorCode::AlreadyClaimed => "Already claimed",
+            ErrorCode::LeaseExpired => "Lease expired",
+            ErrorCode::Conflict => "Conflict",
+            ErrorCode::PayloadTooLarge => "Payload too large",
+            ErrorCode::DigestMismatch => "Digest mismatch",
+            ErrorCode::SignatureInvalid => "Invalid signature",
+            ErrorCode::UntrustedKey => "Untrusted key",
+            ErrorCode::KeyRevoked => "Revoked key",
+            ErrorCode::SecretDetected => "Secret detected",
+            ErrorCode::Unavailable => "Unavailable",
+            ErrorCode::Internal => "Internal error",
+            ErrorCode::TooManySubscriptions => "Too many subscriptions",
+            ErrorCode::QueueFull => "Queue full",
+            ErrorCode::RateLimited => "Rate limited",
+        }
     }
 }
 
@@ -153,13 +186,13 @@ impl ErrorCode {
         -32000
     }
 
-    /// The exit status of `git gatos` failing with this code (ADR 0026): 3 for a lost
-    /// race (retry at once), 4 for `QueueFull` (retry after `retry_after_seconds`), 1 for
-    /// everything else. A usage error (exit 2) is not a code of its own: it is the CLI's
+    /// The exit status of `git gatos` failing with this code (ADRs 0026, 0034): 3 for a
+    /// lost race (retry at once), 4 for `QueueFull` and `RateLimited` (retry after
+    /// `retry_after_seconds`), 1 for everything else. A usage error (exit 2) is not a code of its own: it is the CLI's
     /// `InvalidInput` found while reading its arguments.
     pub fn exit_status(self) -> u8 {
         match self {
-            ErrorCode::QueueFull => 4,
+            ErrorCode::QueueFull | ErrorCode::RateLimited => 4,
             ErrorCode::NotFastForward
             | ErrorCode::AlreadyClaimed
             | ErrorCode::LeaseExpired
@@ -251,23 +284,27 @@ impl Coded for crate::envelope::Error {
 mod tests {
     use super::*;
 
-    /// ADR 0026's table is the contract: every code, in order, with its HTTP status,
-    /// JSON-RPC integer and exit status, exactly as the code maps them.
+    /// The taxonomy table is the contract: ADR 0034's (which supersedes ADR 0026's table and
+    /// adds `RateLimited` and the titles) lists every code, in order, with its HTTP status,
+    /// JSON-RPC integer, exit status and title, exactly as the code maps them. ADR 0026's
+    /// table stays as it was accepted: the same rows, less the ones added since.
     #[test]
     fn the_taxonomy_adr_lists_every_code_as_the_code_maps_it() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../adr/0026-error-taxonomy.md");
-        let adr = std::fs::read_to_string(&path).expect("adr/0026-error-taxonomy.md");
-        let rows: Vec<Vec<String>> = adr
-            .lines()
-            .filter(|l| l.starts_with("| `"))
-            .map(|l| {
-                l.trim_matches('|')
-                    .split('|')
-                    .map(|c| c.trim().trim_matches('`').to_owned())
-                    .collect()
-            })
-            .collect();
+        let rows = |name: &str| -> Vec<Vec<String>> {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../adr")
+                .join(name);
+            let adr = std::fs::read_to_string(&path).expect("the taxonomy ADR");
+            adr.lines()
+                .filter(|l| l.starts_with("| `"))
+                .map(|l| {
+                    l.trim_matches('|')
+                        .split('|')
+                        .map(|c| c.trim().trim_matches('`').to_owned())
+                        .collect()
+                })
+                .collect()
+        };
         let want: Vec<Vec<String>> = ErrorCode::ALL
             .iter()
             .map(|c| {
@@ -276,14 +313,35 @@ mod tests {
                     c.http_status().to_string(),
                     c.rpc_code().to_string(),
                     c.exit_status().to_string(),
+                    c.title().to_owned(),
                 ]
             })
             .collect();
-        let got: Vec<Vec<String>> = rows.iter().map(|r| r[..4].to_vec()).collect();
+        let now = rows("0034-error-taxonomy-rate-limited-and-titles.md");
+        let got: Vec<Vec<String>> = now.iter().map(|r| r[..5].to_vec()).collect();
         assert_eq!(
             got, want,
-            "adr/0026-error-taxonomy.md's table differs from ErrorCode"
+            "adr/0034-error-taxonomy-rate-limited-and-titles.md's table differs from ErrorCode"
         );
+        let then = rows("0026-error-taxonomy.md");
+        let got: Vec<Vec<String>> = then.iter().map(|r| r[..4].to_vec()).collect();
+        let want: Vec<Vec<String>> = want.iter().map(|r| r[..4].to_vec()).collect();
+        assert!(
+            !got.is_empty() && want.starts_with(&got),
+            "adr/0026-error-taxonomy.md's rows are no longer the start of ErrorCode's table"
+        );
+    }
+
+    /// Titles are short, distinct and the same for every occurrence (a problem's `title`).
+    #[test]
+    fn every_code_has_a_short_distinct_title() {
+        let mut seen = std::collections::BTreeSet::new();
+        for c in ErrorCode::ALL {
+            let t = c.title();
+            assert!(!t.is_empty() && t.len() <= 40, "{c}: {t:?}");
+            assert!(!t.ends_with('.'), "{c}: a title, not a sentence");
+            assert!(seen.insert(t), "{c}: the title {t:?} twice");
+        }
     }
 
     #[test]
@@ -314,6 +372,7 @@ mod tests {
                 ("Internal", 500),
                 ("TooManySubscriptions", 429),
                 ("QueueFull", 429),
+                ("RateLimited", 429),
             ]
         );
     }
@@ -330,7 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn only_lost_races_and_a_full_queue_are_retryable() {
+    fn only_lost_races_a_full_queue_and_a_rate_limit_are_retryable() {
         let retryable: Vec<_> = ErrorCode::ALL
             .into_iter()
             .filter(|c| c.is_retryable())
@@ -342,7 +401,8 @@ mod tests {
                 ErrorCode::AlreadyClaimed,
                 ErrorCode::LeaseExpired,
                 ErrorCode::Conflict,
-                ErrorCode::QueueFull
+                ErrorCode::QueueFull,
+                ErrorCode::RateLimited
             ]
         );
     }
