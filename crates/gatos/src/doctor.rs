@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use gatos_store::refs::names::{self, RefKind};
 use gatos_types::envelope::EnvelopeRef;
-use gatos_types::jobs::{ClaimState, JobEventKind, JobState};
+use gatos_types::jobs::{CancelDoc, ClaimState, JobEventKind, JobState};
 use gatos_types::trailers::keys;
 use gatos_types::{Digest, ErrorCode, Oid, Topic, jcs};
 use serde::Serialize;
@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::Gatos;
 use crate::error::Result;
-use crate::jobs::records::{CLAIM_PATH, JobRecord, read_doc};
+use crate::jobs::records::{CANCEL_PATH, CLAIM_PATH, JobRecord, read_doc};
 use crate::messages::Cursor;
 use crate::messages::chain::{self, ENVELOPE_PATH};
 
@@ -957,13 +957,23 @@ fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
         );
         if fix {
             let t = c.trailers();
+            let mut after = json!({"commit": commit.to_string(), "recovered_by": "doctor"});
+            // A cancel's record says why, as the one `jobs cancel` writes does (ADR 0029).
+            if action == "jobs.cancel"
+                && let Ok((doc, _)) = read_doc::<CancelDoc>(&mut reader, commit, CANCEL_PATH)
+            {
+                after["state"] = json!("cancelled");
+                if let Some(reason) = doc.reason {
+                    after["reason"] = json!(reason);
+                }
+            }
             let payload = json!({
                 "actor": t.get(keys::ACTOR),
                 "key": t.get(keys::ACTOR_KEY),
                 "action": action,
                 "target": target,
                 "before": null,
-                "after": {"commit": commit.to_string(), "recovered_by": "doctor"},
+                "after": after,
             });
             let opts = crate::messages::PublishOptions {
                 headers: Some(json!({"msg_id": commit.to_string()})),

@@ -797,6 +797,19 @@ fn settings_maintenance_and_lost_records() -> TestResult {
     let fixed = doctor::run(&g, true)?;
     assert!(found(&fixed, "event-missing", &cancel).fixed);
     assert!(found(&fixed, "audit-missing", &cancel).fixed);
+    // The recovered record says why, as the one `jobs cancel` writes does.
+    let trail = g.messages().read(
+        &"gatos.audit".parse()?,
+        &gatos::messages::ReadOptions {
+            since: gatos::messages::Cursor::Start,
+            limit: 1_000,
+        },
+    )?;
+    let last = trail.messages.last().ok_or("no audit record")?;
+    let rec: serde_json::Value = serde_json::from_str(last.payload.get())?;
+    assert_eq!(rec["after"]["recovered_by"], "doctor", "{rec}");
+    assert_eq!(rec["after"]["reason"], "not needed", "{rec}");
+    assert_eq!(rec["after"]["state"], "cancelled", "{rec}");
     let after = run(&g)?;
     not_found(&after, "event-missing");
     not_found(&after, "audit-missing");
