@@ -8,6 +8,8 @@
 //!   the rules of `jobs.complete`, actors, read-only mode).
 //! - [`Node`]: what a long-running face runs beside its requests — start-up lock recovery,
 //!   maintenance when writers find it due, background sync — started and stopped together.
+//! - [`routes::ROUTES`]: the HTTP face's route per operation, and [`openapi`]: its OpenAPI
+//!   3.1 document, built from both tables (ADR 0033).
 //!
 //! The CLI calls the typed methods; gatosd looks a method up in the table and calls
 //! [`Service::call`]. Neither owns a rule of its own.
@@ -15,7 +17,9 @@
 
 pub mod actor;
 pub mod node;
+pub mod openapi;
 pub mod ops;
+pub mod routes;
 pub mod service;
 pub mod types;
 

@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, missing_docs, reason = "tests")]
 
 mod node;
+mod openapi;
+mod routes;
 
 use gatos_api::ops::{Access, Faces, OPS, Shape};
 use gatos_api::{Actor, CallError, Config, Service};
