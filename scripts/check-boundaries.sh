@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Enforces the crate boundaries of ADR 0002 and ADR 0025 (Boundary):
 # - Cargo dependencies: gix only under gatos-store, tokio only under gatosd (and test
-#   helpers), clap only under the two faces git-gatos and gatosd (ADR 0032);
+#   helpers), clap only under the two faces git-gatos and gatosd (ADR 0032), the HTTP stack
+#   (axum, hyper, tower-http) only under gatosd (ADR 0035);
 # - source paths (a grep over non-test code, no build): gix named and git spawned only in
 #   gatos-store; `gatos_store::` named only in gatos-store and gatos; `.store()` called
-#   only inside the gatos crate; `refs/gatos` spelled only in gatos-store's refs/names.rs.
+#   only inside the gatos crate; `refs/gatos` spelled only in gatos-store's refs/names.rs;
+#   axum, hyper and tower_http named only in gatosd's http module (src/http.rs, src/http/).
 # Non-test code is crates/*/src/** up to a file's `#[cfg(test)]`, outside gatos-testutil.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,9 @@ check gix gatos-store
 check gix-pack gatos-store
 check tokio gatosd gatos-testutil gatos-e2e
 check clap git-gatos gatosd
+check axum gatosd
+check hyper gatosd
+check tower-http gatosd
 
 # Prints `file:line: text` for non-test, non-comment source lines matching a regex (ERE),
 # in the crates given (directory names under crates/), minus excluded files.
@@ -78,6 +83,19 @@ source_check ".store() called outside the gatos crate (Gatos::store is crate-pri
 # shellcheck disable=SC2046
 source_check "refs/gatos spelled outside gatos-store's refs/names.rs" \
   "$(code_lines 'refs/gatos' $all_crates -- crates/gatos-store/src/refs/names.rs)"
+http_module_lines() { # lines naming the HTTP stack in gatosd outside its http module
+  local f
+  for f in $(find crates/gatosd/src -name '*.rs' | sort); do
+    case $f in crates/gatosd/src/http.rs | crates/gatosd/src/http/*) continue ;; esac
+    awk -v f="$f" '
+      /#\[cfg\(test\)\]/ { exit }
+      /^[[:space:]]*\/\// { next }
+      /(^|[^A-Za-z0-9_])(axum|hyper|hyper_util|tower_http)::/ { print f ":" FNR ": " $0 }' "$f"
+  done
+}
+# shellcheck disable=SC2046
+source_check "axum, hyper or tower_http named outside gatosd's http module" \
+  "$(code_lines '(^|[^A-Za-z0-9_])(axum|hyper|hyper_util|tower_http)::' $(others gatosd))$(http_module_lines)"
 
 # The gatos crate's top-level modules form no cycle through `crate::` paths (issue #15,
 # point 3): a module's files name `crate::<other>` only down the layering, and what two

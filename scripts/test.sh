@@ -13,6 +13,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "prerequisites"
 command -v python3 > /dev/null \
   || { echo "missing: python3 (Debian: apt-get install python3 python3-venv)" >&2; exit 1; }
+# The HTTP face's tests drive a live gatosd with the curl binary (and Python requests).
+command -v curl > /dev/null \
+  || { echo "missing: curl, the HTTP tests' client (Debian: apt-get install curl)" >&2; exit 1; }
 # The export tests read exports back with the sqlite3 shell; where it is missing, Python's
 # own sqlite3 module stands in for the two forms they use (scripts/sqlite3_shim.py).
 if ! command -v sqlite3 > /dev/null; then
@@ -25,7 +28,7 @@ if ! command -v sqlite3 > /dev/null; then
 fi
 py_missing() { "$1" -c '
 import importlib.util, sys
-need = ["cryptography", "pyarrow", "blake3"]
+need = ["cryptography", "pyarrow", "blake3", "requests"]
 print(" ".join(m for m in need if importlib.util.find_spec(m) is None))'; }
 missing=$(py_missing python3)
 if [ -n "$missing" ]; then

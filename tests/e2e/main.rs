@@ -14,6 +14,7 @@ mod cli;
 mod daemon;
 mod ended;
 mod export;
+mod http;
 mod install;
 mod isolation;
 mod jobs;

@@ -39,8 +39,8 @@ pub struct GenerateCli {
 /// What a command line asks for.
 #[derive(Debug)]
 pub enum Invocation {
-    /// Serve.
-    Serve(Cli),
+    /// Serve (boxed: the serving options are most of the size).
+    Serve(Box<Cli>),
     /// `gatosd generate …`.
     Generate(GenerateCli),
 }
@@ -100,6 +100,20 @@ pub struct Args {
     /// Refuse every operation that writes, on every transport (Forbidden).
     #[arg(long)]
     pub read_only: bool,
+    /// Also serve HTTP (REST under /api/v1) on ADDR (default 127.0.0.1:6767); clients send
+    /// 'Authorization: Bearer TOKEN' with a token of the token file. The bound address is
+    /// written to <git-dir>/gatos/gatosd/http-addr.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::http::DEFAULT_ADDR,
+          value_parser = listen_addr, conflicts_with = "stdio")]
+    pub http: Option<SocketAddr>,
+    /// A host name (NAME or NAME:PORT) accepted in the Host header of HTTP requests,
+    /// besides IP addresses and localhost (behind a reverse proxy); repeatable.
+    #[arg(long, value_name = "NAME", requires = "http")]
+    pub http_allowed_host: Vec<String>,
+    /// Let --http serve an address that is not loopback without TLS: tokens and data cross
+    /// the network in clear text.
+    #[arg(long, requires = "http")]
+    pub allow_insecure_non_loopback: bool,
 }
 
 impl Args {
@@ -109,7 +123,8 @@ impl Args {
     }
 
     /// What the flags cannot say to clap: a non-loopback `--listen` needs
-    /// `--allow-non-loopback`.
+    /// `--allow-non-loopback`, a non-loopback `--http` needs
+    /// `--allow-insecure-non-loopback` (TLS is not served yet).
     ///
     /// # Errors
     /// A message for the user.
@@ -121,6 +136,19 @@ impl Args {
             return Err(format!(
                 "--listen {addr} is not a loopback address; add --allow-non-loopback to serve it"
             ));
+        }
+        if let Some(addr) = self.http
+            && !addr.ip().is_loopback()
+            && !self.allow_insecure_non_loopback
+        {
+            return Err(format!(
+                "--http {addr} is not a loopback address, and gatosd serves HTTP without TLS: tokens would cross the network in clear text; serve loopback behind a TLS proxy (with --http-allowed-host), or add --allow-insecure-non-loopback"
+            ));
+        }
+        for h in &self.http_allowed_host {
+            if h.is_empty() || h.contains(['/', ' ', '@']) {
+                return Err(format!("--http-allowed-host {h:?} is not a host name"));
+            }
         }
         Ok(())
     }
@@ -187,7 +215,8 @@ pub fn parse(args: Vec<String>) -> Result<Invocation, clap::Error> {
         // `generate` stands where clap expects the program name.
         return GenerateCli::try_parse_from(args).map(Invocation::Generate);
     }
-    Cli::try_parse_from(std::iter::once("gatosd".to_owned()).chain(args)).map(Invocation::Serve)
+    Cli::try_parse_from(std::iter::once("gatosd".to_owned()).chain(args))
+        .map(|c| Invocation::Serve(Box::new(c)))
 }
 
 #[cfg(test)]
@@ -245,6 +274,25 @@ mod tests {
         assert!(p(&["--bogus"]).is_err());
         assert!(p(&["--repo"]).is_err());
         assert!(p(&["--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn http_takes_a_default_address_and_refuses_non_loopback_without_the_flag() {
+        let a = p(&["--http"]).expect("valid");
+        assert_eq!(
+            a.http.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:6767")
+        );
+        let a = p(&["--http", "127.0.0.1:0", "--http-allowed-host", "gatos.lan"]).expect("valid");
+        assert_eq!(a.http.map(|a| a.port()), Some(0));
+        assert_eq!(a.http_allowed_host, ["gatos.lan"]);
+        assert!(p(&[]).expect("valid").http.is_none());
+        let e = p(&["--http", "0.0.0.0:6767"]).unwrap_err();
+        assert!(e.contains("--allow-insecure-non-loopback"), "{e}");
+        assert!(p(&["--http", "0.0.0.0:6767", "--allow-insecure-non-loopback"]).is_ok());
+        assert!(p(&["--http-allowed-host", "x"]).is_err(), "needs --http");
+        assert!(p(&["--http", "--stdio"]).is_err());
+        assert!(p(&["--http", "nope"]).is_err());
     }
 
     #[test]

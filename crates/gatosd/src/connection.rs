@@ -274,9 +274,7 @@ async fn authenticate(conn: &Arc<Conn>, frame: Frame) -> bool {
             {
                 reply_id = req.id.clone().unwrap_or(Id::Null);
                 match req.params.parse::<AuthParams>() {
-                    Ok(p) => conn.shared.token.as_ref().is_some_and(|t| {
-                        crate::transport::tcp::token_matches(&t.bytes, p.token.as_bytes())
-                    }),
+                    Ok(p) => conn.shared.token_matches(p.token.as_bytes()),
                     Err(_) => false,
                 }
             }

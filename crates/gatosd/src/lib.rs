@@ -1,5 +1,6 @@
 //! `gatosd`: the gatos daemon, serving JSON-RPC 2.0 over JSONL (one JSON value per line) on
-//! stdin/stdout, a Unix socket and TCP, on the same repository that `git gatos` writes.
+//! stdin/stdout, a Unix socket and TCP, and REST over HTTP (`--http`), on the same
+//! repository that `git gatos` writes.
 //!
 //! The daemon holds no domain logic: every method calls the blocking `gatos` library on
 //! tokio's blocking pool (ADR 0004). What it adds is transport: framing with a line cap
@@ -10,6 +11,7 @@
 
 pub mod args;
 pub mod connection;
+pub mod http;
 pub mod limits;
 pub mod methods;
 pub mod outbox;
@@ -108,20 +110,32 @@ fn start(args: &args::Args) -> Result<(), StartError> {
         ),
         None => None,
     };
-    // The token of `gatos.auth`: `--token-file`, else (when a socket or TCP is served) the
-    // repository's own, made on first start (ADR 0023). stdio needs none.
-    let token = match &args.token_file {
-        Some(p) => Some(transport::token::Token {
-            bytes: transport::tcp::read_token(p)
+    // The tokens of `gatos.auth` and of HTTP: `--token-file`, else (when a socket, TCP or
+    // HTTP is served) the repository's own, made on first start (ADR 0023). stdio needs none.
+    let tokens = match &args.token_file {
+        Some(p) => Some(
+            transport::token::Tokens::load(p)
                 .map_err(|e| StartError(ErrorCode::InvalidInput, e))?,
-            file: p.clone(),
-        }),
+        ),
         None if !args.stdio => Some(
-            transport::token::ensure(&transport::token::default_path(&gatos.gatos_dir()))
+            transport::token::ensure_set(&transport::token::default_path(&gatos.gatos_dir()))
                 .map_err(|e| StartError(ErrorCode::Unavailable, e))?,
         ),
         None => None,
     };
+    // HTTP clients may be anywhere the address reaches: a token file others can read is
+    // refused rather than warned about (ADR 0035).
+    if args.http.is_some()
+        && let Some(t) = tokens.as_ref().filter(|t| t.open_mode)
+    {
+        let f = t.file.display();
+        return Err(StartError(
+            ErrorCode::Forbidden,
+            format!(
+                "the token file {f} is readable by its group or others, and --http serves it to the network: chmod 600 {f}"
+            ),
+        ));
+    }
     let mut limits = limits::Limits::default();
     if let Some(n) = args.max_line {
         limits.max_line = n;
@@ -149,7 +163,28 @@ fn start(args: &args::Args) -> Result<(), StartError> {
             tracing::info!(address = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening on TCP");
             endpoints.tcp = Some(l);
         }
-        let shared = shared::Shared::with_config(gatos.clone(), limits, token, sync_remote.clone(), args.read_only);
+        if let Some(addr) = args.http {
+            let options = http::Options { allowed_hosts: args.http_allowed_host.clone() };
+            let ep = http::bind(addr, options, Some(&gatos.gatos_dir()))
+                .await
+                .map_err(|e| StartError(ErrorCode::Unavailable, e))?;
+            tracing::info!(address = %ep.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening on HTTP");
+            endpoints.http = Some(ep);
+        }
+        let shared = shared::Shared::with_config(gatos.clone(), limits, tokens, sync_remote.clone(), args.read_only);
+        // SIGHUP re-reads the token file (a bad file keeps the tokens in force).
+        let hup = shared.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut s) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot watch SIGHUP; the token file is read at start only");
+                return;
+            };
+            while s.recv().await.is_some() {
+                let shared = hup.clone();
+                let _ = tokio::task::spawn_blocking(move || shared.reload_tokens()).await;
+            }
+        });
         // Stale locks, maintenance and background sync: the library's node runtime,
         // started once nothing can fail before serving.
         let node = gatos_api::Node::start(

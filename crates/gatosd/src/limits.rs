@@ -42,6 +42,13 @@ pub struct Limits {
     /// (idle subscriptions cost next to nothing; a write by another process to an idle
     /// topic reaches its subscribers within this).
     pub watch_idle_poll: Duration,
+    /// Open HTTP connections at once; more wait in the kernel's accept queue (a cap of its
+    /// own, as each transport has).
+    pub max_http_connections: usize,
+    /// How long an HTTP client has to send a request's headers (hyper's header timeout).
+    pub http_header_timeout: Duration,
+    /// HTTP calls running at once (each holds a blocking-pool thread); more wait.
+    pub max_http_calls: usize,
     /// How long a TCP client has to send `gatos.auth`.
     pub auth_timeout: Duration,
     /// How long shutdown waits for requests in flight.
@@ -64,6 +71,9 @@ impl Default for Limits {
             subscription_batch: 256,
             watch_poll: Duration::from_millis(100),
             watch_idle_poll: Duration::from_secs(2),
+            max_http_connections: 2048,
+            http_header_timeout: Duration::from_secs(10),
+            max_http_calls: 64,
             auth_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
         }

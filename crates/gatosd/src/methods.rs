@@ -70,7 +70,7 @@ pub fn call_error(e: CallError) -> RpcError {
 /// The `Unauthorized` answer to a write on the Unix socket before `gatos.auth`.
 fn write_needs_token(conn: &Conn, method: &str) -> RpcError {
     let mut details = serde_json::Map::new();
-    let hint = match &conn.shared.token {
+    let hint = match conn.shared.tokens() {
         Some(t) => {
             let file = t.file.display().to_string();
             details.insert("token_file".into(), serde_json::Value::String(file.clone()));

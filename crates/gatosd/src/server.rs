@@ -22,6 +22,8 @@ pub struct Endpoints {
     pub tcp: Option<TcpListener>,
     /// Serve stdin/stdout (one connection; the server ends with it).
     pub stdio: bool,
+    /// The HTTP listener (every route but `/healthz` needs a token).
+    pub http: Option<crate::http::Endpoint>,
 }
 
 /// Takes a connection slot of `slots`, then accepts: past the cap, clients wait in the
@@ -92,11 +94,17 @@ pub async fn run(
             .as_mut()
             .and_then(unix::Endpoint::take_listener);
         let tcp = endpoints.tcp.take();
+        let http = endpoints.http.as_ref().map(|h| &h.listener);
+        let router = endpoints
+            .http
+            .as_ref()
+            .map(|h| crate::http::router(shared.clone(), h.options.clone()));
         // One cap per transport: a flood of TCP connections (which need not even
         // authenticate to hold a slot until the auth timeout) never keeps Unix-socket
         // clients out, nor the other way round.
         let unix_slots = Arc::new(Semaphore::new(shared.limits.max_unix_connections));
         let tcp_slots = Arc::new(Semaphore::new(shared.limits.max_tcp_connections));
+        let http_slots = Arc::new(Semaphore::new(shared.limits.max_http_connections));
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -118,6 +126,14 @@ pub async fn run(
                         tracker.spawn(async move { c.await; drop(permit) });
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed on TCP"),
+                },
+                r = accept_tcp(http, &http_slots) => match (r, &router) {
+                    (Ok((s, addr, permit)), Some(router)) => {
+                        let c = crate::http::serve_connection(s, addr, router.clone(), shared.clone(), stop.child_token());
+                        tracker.spawn(async move { c.await; drop(permit) });
+                    }
+                    (Ok(_), None) => {}
+                    (Err(e), _) => tracing::warn!(error = %e, "accept failed on HTTP"),
                 },
             }
         }

@@ -9,7 +9,7 @@ use gatos_api::Service;
 
 use crate::limits::Limits;
 use crate::subscriptions::Watchers;
-use crate::transport::token::Token;
+use crate::transport::token::{Token, Tokens};
 
 /// What every connection shares.
 pub struct Shared {
@@ -21,9 +21,10 @@ pub struct Shared {
     pub limits: Limits,
     /// When the server started.
     pub started: Instant,
-    /// The token `gatos.auth` must present (first on TCP; before writes on the Unix
-    /// socket), and its file. `None`: TCP and Unix-socket writes are refused.
-    pub token: Option<Token>,
+    /// The tokens `gatos.auth` may present (first on TCP; before writes on the Unix
+    /// socket) and HTTP clients send, and their file; re-read on SIGHUP. `None`: TCP,
+    /// HTTP and Unix-socket writes are refused.
+    pub tokens: Option<arc_swap::ArcSwap<Tokens>>,
     /// Open connections.
     pub connections: AtomicU64,
     /// Connections since start.
@@ -40,17 +41,17 @@ pub struct Shared {
 impl Shared {
     /// Makes the shared state.
     pub fn new(gatos: Gatos, limits: Limits, token: Option<Token>) -> Arc<Shared> {
-        Shared::with_sync(gatos, limits, token, None)
+        Shared::with_sync(gatos, limits, token.map(Tokens::from), None)
     }
 
     /// Makes the shared state of a daemon that syncs with `sync_remote`.
     pub fn with_sync(
         gatos: Gatos,
         limits: Limits,
-        token: Option<Token>,
+        tokens: Option<Tokens>,
         sync_remote: Option<String>,
     ) -> Arc<Shared> {
-        Shared::with_config(gatos, limits, token, sync_remote, false)
+        Shared::with_config(gatos, limits, tokens, sync_remote, false)
     }
 
     /// Makes the shared state: `sync_remote` is the default of `sync.run`, and
@@ -58,7 +59,7 @@ impl Shared {
     pub fn with_config(
         gatos: Gatos,
         limits: Limits,
-        token: Option<Token>,
+        tokens: Option<Tokens>,
         sync_remote: Option<String>,
         read_only: bool,
     ) -> Arc<Shared> {
@@ -83,7 +84,7 @@ impl Shared {
             service,
             limits,
             started: Instant::now(),
-            token,
+            tokens: tokens.map(arc_swap::ArcSwap::from_pointee),
             connections: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             subscriptions: AtomicU64::new(0),
@@ -91,6 +92,34 @@ impl Shared {
             sync_remote,
             next_id: AtomicU64::new(1),
         })
+    }
+
+    /// The tokens in force (the file's content at start or at the last good SIGHUP).
+    pub fn tokens(&self) -> Option<Arc<Tokens>> {
+        self.tokens.as_ref().map(arc_swap::ArcSwap::load_full)
+    }
+
+    /// Tells whether `presented` is one of the tokens.
+    pub fn token_matches(&self, presented: &[u8]) -> bool {
+        self.tokens().is_some_and(|t| t.matches(presented))
+    }
+
+    /// Re-reads the token file (SIGHUP): a file that does not parse keeps the tokens in
+    /// force and is logged.
+    pub fn reload_tokens(&self) {
+        let Some(current) = &self.tokens else {
+            return;
+        };
+        let file = current.load().file.clone();
+        match Tokens::load(&file) {
+            Ok(t) => {
+                tracing::info!(path = %file.display(), tokens = t.names().count(), "token file re-read");
+                current.store(Arc::new(t));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the token file was not re-read; the tokens in force stay")
+            }
+        }
     }
 
     /// Returns a fresh id (connections, subscriptions).

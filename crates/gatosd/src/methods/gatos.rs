@@ -9,22 +9,42 @@ use gatos_rpc::RpcError;
 use gatos_rpc::message::{Params, result};
 use serde_json::value::RawValue;
 
-use super::blocking;
 use crate::connection::{Auth, Conn};
+use crate::shared::Shared;
 
 /// `gatos.health {}`: the repository, uptime, connections, each queue's depth against its
 /// limit; reads the store to prove it answers.
 pub async fn health(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
     let _: NoParams = params.parse()?;
-    let shared = conn.shared.clone();
+    let h = health_of(&conn.shared)
+        .await
+        .map_err(|e| super::to_rpc(&e))?;
+    result(&h)
+}
+
+/// The daemon's health, as `gatos.health` answers it on every face.
+///
+/// # Errors
+/// What reading the store failed with.
+pub async fn health_of(shared: &Arc<Shared>) -> Result<HealthResult, gatos::Error> {
     let service = shared.service.clone();
-    let (node, last, queues) = blocking(move || {
+    let (node, last, queues) = match tokio::task::spawn_blocking(move || {
         let (node, last) = service.health_store().map_err(gatos::Error::from)?;
         let queues = service.health_queues().map_err(gatos::Error::from)?;
         Ok::<_, gatos::Error>((node, last, queues))
     })
-    .await?;
-    result(&HealthResult {
+    .await
+    {
+        Ok(r) => r?,
+        Err(e) => {
+            tracing::error!(error = %e, "a request task failed");
+            return Err(gatos::Error::new(
+                gatos_types::ErrorCode::Internal,
+                "the request failed inside the daemon",
+            ));
+        }
+    };
+    Ok(HealthResult {
         status: "ok".into(),
         repository: shared.gatos.git_dir().display().to_string(),
         node,
@@ -39,18 +59,15 @@ pub async fn health(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, R
 }
 
 /// `gatos.auth {token}` after the first call of a TCP connection, or on the Unix socket
-/// (where it opens the calls that write) or stdio (trusted: always accepted). A wrong
+/// (where it opens the calls that write) or stdio (trusted: always accepted). Any token
+/// of the set opens the connection (RPC actors stay `rpc:…`). A wrong
 /// token is `Unauthorized` and changes nothing; the connection stays open.
 pub fn auth_again(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
     let p: AuthParams = params.parse()?;
     if conn.auth == Auth::Trusted {
         return result(&serde_json::json!({"authenticated": true}));
     }
-    let ok = conn
-        .shared
-        .token
-        .as_ref()
-        .is_some_and(|t| crate::transport::tcp::token_matches(&t.bytes, p.token.as_bytes()));
+    let ok = conn.shared.token_matches(p.token.as_bytes());
     if !ok {
         tracing::info!(code = "Unauthorized", "gatos.auth with a wrong token");
         return Err(RpcError::taxonomy(

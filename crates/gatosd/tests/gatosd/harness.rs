@@ -82,6 +82,7 @@ impl Daemon {
             unix: Some(ep),
             tcp: tcp_listener,
             stdio: false,
+            http: None,
         };
         let handle = tokio::spawn(server::run(shared.clone(), endpoints, async move {
             let _ = rx.await;

@@ -1,0 +1,209 @@
+//! The HTTP face (issue #17, ADR 0035): REST over the operation table, on the daemon's
+//! runtime, limits, read-only mode and shutdown.
+//!
+//! axum, hyper and tower-http are named under this module only
+//! (`scripts/check-boundaries.sh`). The accept loop is the daemon's own
+//! (`server::run`): a connection slot is taken before `accept`, as on the other
+//! transports, and each connection is served by hyper's HTTP/1.1 connection with a header
+//! timeout and a graceful shutdown tied to the daemon's.
+//!
+//! Every request passes, outside in: catch-panic → problemize (any error response becomes
+//! `application/problem+json`) → [`guard::check`] (`Host`, then the bearer token) → the
+//! route.
+
+pub mod guard;
+pub mod problem;
+pub mod query;
+pub mod unary;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+use crate::shared::Shared;
+
+/// The address `--http` serves when given without one.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:6767";
+
+/// The file, under the gatos directory, that holds the bound address (so local clients
+/// and tests can use port 0).
+pub const ADDR_RELATIVE: &str = "gatosd/http-addr";
+
+/// What the face is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--http-allowed-host` values: host names (with an optional port) accepted in `Host`
+    /// besides IP literals and `localhost`.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// The HTTP listener and where its address was written.
+pub struct Endpoint {
+    /// The bound listener.
+    pub listener: tokio::net::TcpListener,
+    /// The face's options.
+    pub options: Options,
+    /// The `http-addr` file, removed when the endpoint is dropped.
+    pub addr_file: Option<PathBuf>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        if let Some(f) = &self.addr_file {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// What the routes share.
+pub struct HttpState {
+    /// The daemon's shared state (service, tokens, counters, watchers, limits).
+    pub shared: Arc<Shared>,
+    /// The face's options.
+    pub options: Options,
+    /// Unary calls running at once (each holds a blocking-pool thread).
+    pub calls: Arc<Semaphore>,
+}
+
+/// Binds `addr` and writes the bound address to `<gatos-dir>/gatosd/http-addr` (mode
+/// 0600), when `gatos_dir` is given.
+///
+/// # Errors
+/// A message when the address cannot be bound or the file written.
+pub async fn bind(
+    addr: SocketAddr,
+    options: Options,
+    gatos_dir: Option<&Path>,
+) -> Result<Endpoint, String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("listening on {addr} (HTTP): {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("the address of the HTTP listener: {e}"))?;
+    let addr_file = match gatos_dir {
+        Some(d) => {
+            let f = d.join(ADDR_RELATIVE);
+            write_private(&f, &format!("{bound}\n"))?;
+            Some(f)
+        }
+        None => None,
+    };
+    Ok(Endpoint {
+        listener,
+        options,
+        addr_file,
+    })
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        std::fs::rename(&tmp, path)
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("writing {}: {e}", path.display())
+    })
+}
+
+/// The router of the face.
+pub fn router(shared: Arc<Shared>, options: Options) -> Router {
+    let calls = Arc::new(Semaphore::new(shared.limits.max_http_calls));
+    let state = Arc::new(HttpState {
+        shared,
+        options,
+        calls,
+    });
+    unary::routes(state.clone())
+        .route("/healthz", get(healthz))
+        .layer(axum::middleware::from_fn_with_state(state, guard::check))
+        .layer(axum::middleware::map_response(problem::problemize))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            problem::panicked,
+        ))
+}
+
+/// `GET /healthz`: the process answers (no token, no store read).
+async fn healthz() -> axum::response::Response {
+    let mut r = axum::response::Response::new(axum::body::Body::from(r#"{"status":"ok"}"#));
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Serves one accepted connection (HTTP/1.1, keep-alive) until the client closes it, an
+/// error, or `stop`: then requests in flight are answered and the connection closes.
+pub async fn serve_connection(
+    stream: TcpStream,
+    addr: String,
+    router: Router,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
+    let id = shared.next_id();
+    let span = tracing::debug_span!("conn", conn = id, transport = "http", peer = %addr);
+    let _ = stream.set_nodelay(true);
+    shared.connections.fetch_add(1, Ordering::Relaxed);
+    shared.connections_total.fetch_add(1, Ordering::Relaxed);
+    let svc = hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
+        router.clone().oneshot(req)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.http_header_timeout)
+        .max_buf_size(64 * 1024)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let drain = shared.limits.drain_timeout;
+    let served = async move {
+        tokio::pin!(conn);
+        let r = tokio::select! {
+            r = conn.as_mut() => r,
+            () = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                match tokio::time::timeout(drain, conn.as_mut()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!("an HTTP request still running after the drain timeout");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "HTTP connection ended with an error");
+        }
+    };
+    tracing::Instrument::instrument(served, span).await;
+    shared.connections.fetch_sub(1, Ordering::Relaxed);
+}

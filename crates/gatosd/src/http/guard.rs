@@ -1,0 +1,207 @@
+//! What every request passes before a route sees it (ADR 0035): the `Host` check against
+//! DNS rebinding, then (on every route but `/healthz`) the bearer token, which names the
+//! actor.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use gatos_api::Actor;
+use gatos_types::ErrorCode;
+
+use super::HttpState;
+use super::problem::Problem;
+
+/// Who a request acts for: the name of its token (`http:<name>`), and whether the token
+/// may only read.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    /// `Actor::Http(name)`.
+    pub actor: Actor,
+    /// The token is marked `ro`.
+    pub read_only: bool,
+}
+
+/// The routes served without a token (liveness: no store read, nothing to protect).
+pub const OPEN_PATHS: &[&str] = &["/healthz"];
+
+/// Splits a `Host` value into its host and port parts (`[v6]:port`, `name:port`, `name`).
+fn split_host(v: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(rest) = v.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((h, None)),
+            p => Some((h, Some(p.strip_prefix(':')?))),
+        };
+    }
+    match v.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h, Some(p))),
+        Some(_) => None,
+        None => Some((v, None)),
+    }
+}
+
+/// Tells whether a `Host` value may reach the daemon: an IP literal (a rebinding page
+/// cannot make a browser send one), `localhost`, or one of `allowed` (`NAME` matches any
+/// port, `NAME:PORT` that port), case-insensitively.
+pub fn host_allowed(value: &str, allowed: &[String]) -> bool {
+    let Some((host, port)) = split_host(value.trim()) else {
+        return false;
+    };
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    if host.parse::<Ipv4Addr>().is_ok()
+        || (value.trim().starts_with('[') && host.parse::<Ipv6Addr>().is_ok())
+        || host.eq_ignore_ascii_case("localhost")
+    {
+        return true;
+    }
+    allowed.iter().any(|a| match split_host(a) {
+        Some((ah, None)) => ah.eq_ignore_ascii_case(host),
+        Some((ah, Some(ap))) => ah.eq_ignore_ascii_case(host) && port == Some(ap),
+        None => false,
+    })
+}
+
+/// The bearer token of an `Authorization` header, if it is one.
+fn bearer(v: &HeaderValue) -> Option<&[u8]> {
+    let b = v.as_bytes();
+    let (scheme, rest) = b.split_at(b.iter().position(|c| *c == b' ')?);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// The middleware: `Host`, then the token; inserts [`Authed`] for the routes.
+pub async fn check(State(state): State<Arc<HttpState>>, mut req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(HOST)
+        .map(|v| v.to_str().map(str::to_owned));
+    match host {
+        None => {
+            return Problem::new(ErrorCode::InvalidInput, "the request has no Host header")
+                .into_response();
+        }
+        Some(Err(_)) => {
+            return Problem::new(ErrorCode::InvalidInput, "the Host header is not text")
+                .into_response();
+        }
+        Some(Ok(h)) if !host_allowed(&h, &state.options.allowed_hosts) => {
+            let shown: String = h.chars().take(100).collect();
+            tracing::info!(code = "Forbidden", host = %shown, "refused a request for another host name");
+            return Problem::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "this daemon does not serve the host name {shown:?} (it may be a DNS rebinding attack); use an IP address or localhost, or start gatosd with --http-allowed-host NAME"
+                ),
+            )
+            .with("host", shown)
+            .into_response();
+        }
+        Some(Ok(_)) => {}
+    }
+    if OPEN_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let tokens = state.shared.tokens();
+    let file = tokens
+        .as_ref()
+        .map(|t| t.file.display().to_string())
+        .unwrap_or_default();
+    let refuse = |msg: String, challenge: &'static str| {
+        tracing::info!(
+            code = "Unauthorized",
+            "refused an HTTP request without a valid token"
+        );
+        let mut p = Problem::new(ErrorCode::Unauthorized, msg)
+            .header(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        if !file.is_empty() {
+            p = p.with("token_file", file.clone());
+        }
+        p.into_response()
+    };
+    let Some(presented) = req.headers().get(AUTHORIZATION).and_then(bearer) else {
+        return refuse(
+            format!(
+                "this route needs a token: send 'Authorization: Bearer TOKEN' with a token of {}",
+                if file.is_empty() {
+                    "the daemon's token file"
+                } else {
+                    &file
+                }
+            ),
+            super::problem::CHALLENGE,
+        );
+    };
+    let Some(entry) = tokens.as_ref().and_then(|t| t.find(presented)) else {
+        return refuse(
+            "wrong token".to_owned(),
+            "Bearer realm=\"gatos\", error=\"invalid_token\"",
+        );
+    };
+    let authed = Authed {
+        actor: Actor::Http(entry.name.clone()),
+        read_only: entry.read_only,
+    };
+    req.extensions_mut().insert(authed);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_literals_and_localhost_pass_other_names_need_the_flag() {
+        let none: Vec<String> = vec![];
+        for ok in [
+            "127.0.0.1:6767",
+            "127.0.0.1",
+            "10.1.2.3:80",
+            "[::1]:6767",
+            "[::1]",
+            "localhost",
+            "LOCALHOST:6767",
+        ] {
+            assert!(host_allowed(ok, &none), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:6767",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "::1",
+            "[::1",
+            "127.0.0.1:",
+            "127.0.0.1:x",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &none), "{bad}");
+        }
+        let allowed = vec!["gatos.internal".to_owned(), "api.example:8443".to_owned()];
+        assert!(host_allowed("GATOS.internal:6767", &allowed));
+        assert!(host_allowed("gatos.internal", &allowed));
+        assert!(host_allowed("api.example:8443", &allowed));
+        assert!(!host_allowed("api.example:6767", &allowed));
+        assert!(!host_allowed("api.example", &allowed));
+        assert!(!host_allowed("evil.example", &allowed));
+    }
+
+    #[test]
+    fn only_bearer_credentials_are_read() {
+        let t = |s: &'static str| bearer(&HeaderValue::from_static(s)).map(<[u8]>::to_vec);
+        assert_eq!(t("Bearer abc"), Some(b"abc".to_vec()));
+        assert_eq!(t("bearer  abc "), Some(b"abc".to_vec()));
+        assert_eq!(t("Basic abc"), None);
+        assert_eq!(t("Bearer "), None);
+        assert_eq!(t("Bearer"), None);
+    }
+}

@@ -1,0 +1,377 @@
+//! The routes of `gatos_api::routes::ROUTES`, served by one generic handler: the request's
+//! members from the path, the query (coerced by the request's schema) or the JSON body;
+//! the call through `Service::call` on the blocking pool as the token's actor; the answer
+//! with the route's status, `Location` and `Link`. The rules (read-only mode, validation,
+//! the writes' actor) are the service's; this maps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LINK, LOCATION};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter};
+use gatos_api::ops::{self, Access, Op, Shape, names as n};
+use gatos_api::routes::{Input, Method, ROUTES, Route};
+use gatos_types::ErrorCode;
+use serde_json::{Map, Value};
+
+use super::HttpState;
+use super::guard::Authed;
+use super::problem::Problem;
+use super::query;
+
+/// A JSON answer with `status`.
+fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The routes of the table's unary operations, `gatos.health`, and the OpenAPI document.
+/// Stream routes are served by the SSE steps; until then they are not routed (404).
+pub fn routes(state: Arc<HttpState>) -> Router {
+    let mut by_path: BTreeMap<&'static str, MethodRouter> = BTreeMap::new();
+    for route in ROUTES {
+        let Some(op) = ops::find(route.op) else {
+            tracing::error!(op = route.op, "a route names no operation; not served");
+            continue;
+        };
+        if route.stream {
+            continue;
+        }
+        let filter = match route.method {
+            Method::Get => MethodFilter::GET,
+            Method::Post => MethodFilter::POST,
+            Method::Put => MethodFilter::PUT,
+        };
+        let st = state.clone();
+        let handler = match (op.shape, op.name) {
+            (Shape::Unary, _) => {
+                let schema =
+                    Arc::new(serde_json::to_value(op.request_schema()).unwrap_or_default());
+                let h = move |req: Request| {
+                    let (st, schema) = (st.clone(), schema.clone());
+                    async move {
+                        match unary(&st, route, op, &schema, req).await {
+                            Ok(r) => r,
+                            Err(p) => p.into_response(),
+                        }
+                    }
+                };
+                MethodRouter::new().on(filter, h)
+            }
+            (Shape::Face, n::GATOS_HEALTH) => MethodRouter::new().on(filter, move || {
+                let st = st.clone();
+                async move {
+                    match crate::methods::gatos::health_of(&st.shared).await {
+                        Ok(h) => match serde_json::to_vec(&h) {
+                            Ok(b) => json_response(StatusCode::OK, b),
+                            Err(e) => {
+                                Problem::new(ErrorCode::Internal, e.to_string()).into_response()
+                            }
+                        },
+                        Err(e) => Problem::from_error(&e).into_response(),
+                    }
+                }
+            }),
+            _ => {
+                tracing::debug!(op = op.name, "a route of the face's own is not served yet");
+                continue;
+            }
+        };
+        let merged = match by_path.remove(route.path) {
+            Some(existing) => existing.merge(handler),
+            None => handler,
+        };
+        by_path.insert(route.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, mr) in by_path {
+        router = router.route(path, mr);
+    }
+    let doc = Arc::new(gatos_api::openapi::render());
+    router.route(
+        "/api/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move {
+                match doc.as_ref() {
+                    Ok(text) => json_response(StatusCode::OK, text.clone()),
+                    Err(e) => Problem::new(ErrorCode::Internal, e.to_string()).into_response(),
+                }
+            }
+        }),
+    )
+}
+
+/// The `{name}` segments of the route's template and their percent-decoded values in
+/// `path` (the router matched them, so the segments line up).
+fn path_fields(route: &'static Route, path: &str) -> Result<Vec<(&'static str, String)>, Problem> {
+    let mut out = Vec::new();
+    for (t, seg) in route.path.split('/').zip(path.split('/')) {
+        if let Some(name) = t.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let value = percent_encoding::percent_decode_str(seg)
+                .decode_utf8()
+                .map_err(|_| {
+                    Problem::new(
+                        ErrorCode::InvalidInput,
+                        format!("the path's {name} is not UTF-8"),
+                    )
+                    .with("field", name)
+                })?;
+            out.push((name, value.into_owned()));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a `Content-Type` is JSON (`application/json` or `…+json`).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+}
+
+/// Reads a body of at most `limit` bytes; larger is `PayloadTooLarge` (refused from its
+/// `Content-Length` before a byte is read when it has one).
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, Problem> {
+    let too_large = || {
+        Problem::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the request body is larger than the daemon's limit of {limit} bytes (--max-line)"
+            ),
+        )
+        .with("limit", limit)
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if e.to_string().contains("length limit") {
+            too_large()
+        } else {
+            Problem::new(
+                ErrorCode::InvalidInput,
+                format!("the request body could not be read: {e}"),
+            )
+        }
+    })
+}
+
+/// The `Link` of the next page: the same path and query, the cursor parameter (and its
+/// `_seq`/`_time` variants) replaced by the answer's cursor.
+fn next_link(path: &str, query: Option<&str>, param: &str, cursor: &str) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let is_cursor = k == param || k.strip_prefix(param).is_some_and(|r| r.starts_with('_'));
+        if !is_cursor {
+            q.append_pair(&k, &v);
+        }
+    }
+    q.append_pair(param, cursor);
+    format!("<{path}?{}>; rel=\"next\"", q.finish())
+}
+
+async fn unary(
+    st: &Arc<HttpState>,
+    route: &'static Route,
+    op: &'static Op,
+    schema: &Value,
+    req: Request,
+) -> Result<Response, Problem> {
+    let authed = req
+        .extensions()
+        .get::<Authed>()
+        .cloned()
+        .ok_or_else(|| Problem::new(ErrorCode::Unauthorized, "this route needs a token"))?;
+    if authed.read_only && op.access == Access::Write {
+        return Err(Problem::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{} writes, and the token of {} may only read (it is marked ro in the token file)",
+                op.name, authed.actor
+            ),
+        )
+        .with("token_read_only", true));
+    }
+    let (parts, body) = req.into_parts();
+    let mut params = Map::new();
+    for (name, raw) in path_fields(route, parts.uri.path())? {
+        params.insert(name.to_owned(), query::field(name, &raw, schema));
+    }
+    let repeated = |k: &str| {
+        Problem::new(
+            ErrorCode::InvalidInput,
+            format!("{k} is given by the path; do not repeat it"),
+        )
+        .with("field", k)
+    };
+    match route.input {
+        Input::Query => {
+            for (k, v) in query::fields(parts.uri.query().unwrap_or(""), schema) {
+                if params.contains_key(&k) {
+                    return Err(repeated(&k));
+                }
+                params.insert(k, v);
+            }
+        }
+        Input::Body => {
+            if parts.uri.query().is_some_and(|q| !q.is_empty()) {
+                return Err(Problem::new(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "{} {} takes its members in a JSON body, not in the query",
+                        route.method.as_str(),
+                        route.path
+                    ),
+                ));
+            }
+            let bytes = read_body(&parts.headers, body, st.shared.limits.max_line).await?;
+            if !bytes.is_empty() {
+                if !is_json(&parts.headers) {
+                    return Err(Problem::new(
+                        ErrorCode::InvalidInput,
+                        "the body must be JSON: send Content-Type: application/json",
+                    )
+                    .status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+                }
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| Problem::new(ErrorCode::InvalidInput, "the body is not UTF-8"))?;
+                let value = gatos_types::jcs::parse_str(text).map_err(|e| {
+                    Problem::new(
+                        ErrorCode::InvalidInput,
+                        format!("the body is not valid JSON: {e}"),
+                    )
+                })?;
+                let Value::Object(members) = value else {
+                    return Err(Problem::new(
+                        ErrorCode::InvalidInput,
+                        "the body must be a JSON object of the request's members",
+                    ));
+                };
+                for (k, v) in members {
+                    if params.contains_key(&k) {
+                        return Err(repeated(&k));
+                    }
+                    params.insert(k, v);
+                }
+            }
+        }
+    }
+    let _permit = st
+        .calls
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Problem::new(ErrorCode::Unavailable, "the daemon is shutting down"))?;
+    let service = st.shared.service.clone();
+    let actor = authed.actor.clone();
+    let name = op.name;
+    tracing::debug!(op = name, actor = %actor, "HTTP call");
+    let answer = match tokio::task::spawn_blocking(move || service.call(&actor, name, params)).await
+    {
+        Ok(r) => r.map_err(Problem::from_call)?,
+        Err(e) => {
+            tracing::error!(error = %e, "a request task failed");
+            return Err(Problem::new(
+                ErrorCode::Internal,
+                "the request failed inside the daemon",
+            ));
+        }
+    };
+    for t in &answer.touched {
+        st.shared.watchers.poke(t);
+    }
+    let value: Value = serde_json::from_str(answer.result.get()).unwrap_or(Value::Null);
+    let status = StatusCode::from_u16(route.status(&value)).unwrap_or(StatusCode::OK);
+    if status == StatusCode::NO_CONTENT {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = status;
+        return Ok(r);
+    }
+    let mut r = json_response(status, answer.result.get().to_owned());
+    if let Some(loc) = route
+        .location(&value)
+        .and_then(|l| HeaderValue::from_str(&l).ok())
+    {
+        r.headers_mut().insert(LOCATION, loc);
+    }
+    if let Some(page) = route.page
+        && let Some(cursor) = page.next_cursor(&value)
+        && let Ok(link) = HeaderValue::from_str(&next_link(
+            parts.uri.path(),
+            parts.uri.query(),
+            page.param,
+            &cursor,
+        ))
+    {
+        r.headers_mut().insert(LINK, link);
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_link_replaces_every_form_of_the_cursor() {
+        assert_eq!(
+            next_link(
+                "/api/v1/topics/t/messages",
+                Some("since_seq=0&limit=2"),
+                "since",
+                "01J"
+            ),
+            "</api/v1/topics/t/messages?limit=2&since=01J>; rel=\"next\""
+        );
+        assert_eq!(
+            next_link("/api/v1/jobs", Some("cursor=A&queue=b%20c"), "cursor", "B"),
+            "</api/v1/jobs?queue=b+c&cursor=B>; rel=\"next\""
+        );
+        assert_eq!(
+            next_link("/api/v1/audit", None, "since", "X"),
+            "</api/v1/audit?since=X>; rel=\"next\""
+        );
+    }
+
+    #[test]
+    fn json_media_types_are_recognised() {
+        let h = |v: &'static str| {
+            let mut m = HeaderMap::new();
+            m.insert(CONTENT_TYPE, HeaderValue::from_static(v));
+            is_json(&m)
+        };
+        assert!(h("application/json"));
+        assert!(h("Application/JSON; charset=utf-8"));
+        assert!(h("application/merge-patch+json"));
+        assert!(!h("text/plain"));
+        assert!(!h("application/x-www-form-urlencoded"));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}
