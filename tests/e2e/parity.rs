@@ -283,6 +283,23 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     )?;
     assert_eq!(a2["ulid"], b2["ulid"]);
 
+    // checkpoints.list: every checkpoint (by group, then topic), then one group's on a topic.
+    let a = cli(&repo, &["messages", "checkpoint", "ls", "--json"])?;
+    let b = d.call("checkpoints.list", json!({}))?;
+    assert_eq!(json!(a), b["checkpoints"], "checkpoints.list");
+    let groups: Vec<&Value> = a.iter().map(|r| &r["group"]).collect();
+    assert_eq!(groups, [&json!("g1"), &json!("g2")], "{b}");
+    let a = cli(
+        &repo,
+        &["messages", "checkpoint", "ls", "t", "--group", "g2", "--json"],
+    )?;
+    let b = d.call("checkpoints.list", json!({"topic": "t", "group": "g2"}))?;
+    assert_eq!(json!(a), b["checkpoints"], "checkpoints.list of a group on a topic");
+    assert_eq!(b["checkpoints"].as_array().map(Vec::len), Some(1), "{b}");
+    let none = d.call("checkpoints.list", json!({"topic": "other"}))?;
+    assert_eq!(none["checkpoints"], json!([]));
+    covered.push("checkpoints.list");
+
     // messages.ack: forward moves answer alike; the other face reads the result.
     let u3 = d.call("messages.read", json!({"topic": "t", "limit": 3}))?["messages"][2]["ulid"]
         .as_str()
@@ -401,6 +418,7 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     let b = d.call("jobs.verify", json!({"id": ja}))?;
     assert_eq!(a[0], b, "jobs.verify");
     assert_eq!(b["verified"], false);
+    assert!(b.get("poe").is_none(), "no proof yet: {b}");
     assert_eq!(a[1]["error"]["code"], b["code"]);
     covered.push("jobs.verify");
 
@@ -443,6 +461,19 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     assert_eq!(b["data"], "hi\n");
     assert_eq!(b["done"], true);
     covered.push("jobs.logs");
+
+    // jobs.verify of a job with a proof: the same row on both faces, with the proof as
+    // stored (poe.json), so a client can check it again itself.
+    let a = cli_one(&repo, &["jobs", "verify", &done, "--json"])?;
+    let b = d.call("jobs.verify", json!({"id": done}))?;
+    assert_eq!(a, b, "jobs.verify with a proof");
+    assert_eq!(b["verified"], true, "{b}");
+    let stored: Value = serde_json::from_str(&repo.git(&[
+        "show",
+        &format!("refs/gatos/jobs/{done}/result:poe.json"),
+    ])?)?;
+    assert_eq!(b["poe"], stored, "the proof as stored");
+    assert_eq!(b["poe"]["payloadType"], "application/vnd.in-toto+json");
 
     // jobs.retry of the two cancelled jobs: new jobs naming the old ones; a pending job
     // is refused alike.

@@ -34,10 +34,14 @@ pub mod names {
     pub const CHECKPOINTS_GET: &str = "checkpoints.get";
     /// `checkpoints.set`
     pub const CHECKPOINTS_SET: &str = "checkpoints.set";
+    /// `checkpoints.list`
+    pub const CHECKPOINTS_LIST: &str = "checkpoints.list";
     /// `topics.list`
     pub const TOPICS_LIST: &str = "topics.list";
     /// `gatos.health`
     pub const GATOS_HEALTH: &str = "gatos.health";
+    /// `gatos.ready`
+    pub const GATOS_READY: &str = "gatos.ready";
     /// `gatos.version`
     pub const GATOS_VERSION: &str = "gatos.version";
     /// `gatos.auth`
@@ -396,6 +400,15 @@ pub const OPS: &[Op] = &[
     )
     .privileged(),
     op(
+        n::CHECKPOINTS_LIST,
+        "Every consumer group's checkpoint (or a topic's, or a group's), with its lag.",
+        Read,
+        schema::<t::CheckpointListParams>,
+        schema::<t::CheckpointsResult>,
+    )
+    .large()
+    .cache(Cache::State),
+    op(
         n::JOBS_ENQUEUE,
         "Enqueue a job from a manifest and/or fields.",
         Write,
@@ -571,6 +584,15 @@ pub const OPS: &[Op] = &[
         Read,
         schema::<t::NoParams>,
         schema::<t::HealthResult>,
+    )
+    .shape(Shape::Face)
+    .faces(Faces::REMOTE),
+    op(
+        n::GATOS_READY,
+        "Whether the node should get requests, with its sync and maintenance state.",
+        Read,
+        schema::<t::NoParams>,
+        schema::<t::ReadyResult>,
     )
     .shape(Shape::Face)
     .faces(Faces::REMOTE),

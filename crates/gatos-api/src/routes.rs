@@ -305,10 +305,9 @@ const JOB: &str = "/api/v1/jobs/{id}";
 /// Every operation's route, in the order of the docs.
 ///
 /// Whoever adds an operation offered on HTTP adds its row here (a test fails until then):
-/// `checkpoints.list` (`GET /api/v1/topics/{topic}/consumers`), `gatos.ready` (`GET
-/// /readyz`, at the root with the probes; `Success::Ok`, 503 `Unavailable` when not ready)
-/// and `jobs.follow` (`GET /api/v1/jobs/{id}/stream`, `.stream()`) come with their
-/// operations.
+/// `jobs.follow` (`GET /api/v1/jobs/{id}/stream`, `.stream()`) comes with its operation.
+/// `gatos.ready` is the one route outside [`BASE`]: `GET /readyz`, at the root with the
+/// probes (`Success::Ok`; the face answers 503 `Unavailable` when not ready).
 pub const ROUTES: &[Route] = &[
     // Topics and messages.
     get("/api/v1/topics", n::TOPICS_LIST),
@@ -327,6 +326,7 @@ pub const ROUTES: &[Route] = &[
         "end",
     ),
     get("/api/v1/topics/{topic}/stream", n::MESSAGES_SUBSCRIBE).stream(),
+    get("/api/v1/topics/{topic}/consumers", n::CHECKPOINTS_LIST),
     get(
         "/api/v1/topics/{topic}/consumers/{group}",
         n::CHECKPOINTS_GET,
@@ -383,6 +383,7 @@ pub const ROUTES: &[Route] = &[
     post("/api/v1/sync", n::SYNC_RUN),
     get("/api/v1/version", n::GATOS_VERSION),
     get("/api/v1/health", n::GATOS_HEALTH),
+    get("/readyz", n::GATOS_READY),
 ];
 
 /// A route of the face itself, not of an operation.

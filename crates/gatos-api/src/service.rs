@@ -21,6 +21,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::actor::Actor;
+use crate::node::NodeStatus;
 use crate::ops::{self, Access, Shape, names as n};
 use crate::types::*;
 
@@ -72,6 +73,7 @@ pub struct Answer {
 pub struct Service {
     gatos: Gatos,
     config: Arc<Config>,
+    node: Arc<NodeStatus>,
 }
 
 type R<T> = Result<T, CallError>;
@@ -155,7 +157,14 @@ impl Service {
         Service {
             gatos,
             config: Arc::new(config),
+            node: Arc::default(),
         }
+    }
+
+    /// Where a [`crate::Node`] running beside this service records what its sync and
+    /// maintenance did (pass it as [`crate::NodeOptions::status`]), for [`Service::ready`].
+    pub fn node_status(&self) -> &Arc<NodeStatus> {
+        &self.node
     }
 
     /// The repository (for what a face does besides operations: streams, health).
@@ -224,6 +233,7 @@ impl Service {
                 (encode(&self.topics_list()?)?, vec![])
             }
             n::CHECKPOINTS_GET => (encode(&self.checkpoints_get(decode(params)?)?)?, vec![]),
+            n::CHECKPOINTS_LIST => (encode(&self.checkpoints_list(decode(params)?)?)?, vec![]),
             n::CHECKPOINTS_SET => (
                 encode(&self.checkpoints_set(actor, decode(params)?)?)?,
                 vec![],
@@ -279,7 +289,7 @@ impl Service {
                 let _: NoParams = decode(params)?;
                 (encode(&Service::version())?, vec![])
             }
-            n::GATOS_HEALTH => return Err(CallError::NotUnary(op.name)),
+            n::GATOS_HEALTH | n::GATOS_READY => return Err(CallError::NotUnary(op.name)),
             other => return Err(CallError::UnknownOperation(other.to_owned())),
         };
         Ok(Answer { result, touched })
@@ -408,6 +418,20 @@ impl Service {
     /// A store failure.
     pub fn checkpoints_get(&self, p: CheckpointGetParams) -> R<CheckpointRow> {
         Ok(self.gatos.checkpoints().get(&p.group, &p.topic)?)
+    }
+
+    /// `checkpoints.list`: every consumer group's checkpoint, or those on a topic or of a
+    /// group, with their lag.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn checkpoints_list(&self, p: CheckpointListParams) -> R<CheckpointsResult> {
+        Ok(CheckpointsResult {
+            checkpoints: self
+                .gatos
+                .checkpoints()
+                .list(p.topic.as_ref(), p.group.as_ref())?,
+        })
     }
 
     /// `checkpoints.set` (a backwards move needs `force` and is audited).
@@ -888,6 +912,38 @@ impl Service {
     pub fn health_store(&self) -> R<(Option<gatos_types::Ulid>, Option<Oid>)> {
         let last = self.gatos.messages().head_commit(&gatos::audit::topic())?;
         Ok((self.gatos.node_id().ok(), last))
+    }
+
+    /// `gatos.ready`: whether this node should be sent requests — the repository answers
+    /// (its refs are read) and the face is not `shutting_down` (the face knows that) —
+    /// with what its background sync and maintenance did last ([`Service::node_status`])
+    /// and the maintenance debt now. Sync failures and debt are reported, and do not make
+    /// the node unready: it still serves its own repository.
+    pub fn ready(&self, shutting_down: bool) -> ReadyResult {
+        let debt = self
+            .health_store()
+            .map_err(gatos::Error::from)
+            .and_then(|_| gatos::maintenance::debt(&self.gatos));
+        let mut maintenance = self.node.maintenance();
+        let repository_error = match debt {
+            Ok(d) => {
+                maintenance.debt = Some(d);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the repository did not answer a readiness check");
+                Some(e.to_string())
+            }
+        };
+        let readable = repository_error.is_none();
+        ReadyResult {
+            ready: readable && !shutting_down,
+            repository_readable: readable,
+            repository_error,
+            shutting_down,
+            sync: self.node.sync(),
+            maintenance,
+        }
     }
 
     /// The queue part of `gatos.health`: each queue's depth against its limit, as this

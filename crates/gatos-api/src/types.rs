@@ -165,6 +165,26 @@ pub struct CheckpointSetParams {
     pub force: bool,
 }
 
+/// `checkpoints.list` params: every checkpoint, or those on one topic, or of one group
+/// (both: that one checkpoint, if it exists).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointListParams {
+    /// Only checkpoints on this topic.
+    #[serde(default)]
+    pub topic: Option<Topic>,
+    /// Only this consumer group's checkpoints.
+    #[serde(default)]
+    pub group: Option<Group>,
+}
+
+/// `checkpoints.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CheckpointsResult {
+    /// The checkpoints, by group, then topic, each with its lag.
+    pub checkpoints: Vec<gatos_types::wire::CheckpointRow>,
+}
+
 /// Params of methods that take none.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -230,6 +250,78 @@ pub struct HealthResult {
     /// Each queue's pending jobs against its `max_pending` (ADR 0027): the queues with
     /// settings and those with an unfinished job, by name.
     pub queues: Vec<gatos_types::jobs::QueueDepth>,
+}
+
+/// `gatos.ready` result: whether this node should be sent requests (a readiness probe),
+/// and the state of what it runs in the background.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReadyResult {
+    /// True when the repository answers and the node is not shutting down. A failing
+    /// sync or maintenance debt does not make a node unready (it still serves its own
+    /// repository); they are reported below for whoever watches them.
+    pub ready: bool,
+    /// Whether the repository answered (its refs and the audit topic were read).
+    pub repository_readable: bool,
+    /// Why it did not answer, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_error: Option<String>,
+    /// Whether the face is draining (it then accepts no new work).
+    pub shutting_down: bool,
+    /// Background sync; null when this node does not sync (gatosd without `--sync`).
+    pub sync: Option<SyncStatus>,
+    /// Automatic maintenance.
+    pub maintenance: MaintenanceStatus,
+}
+
+/// The background sync of a node, as `gatos.ready` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SyncStatus {
+    /// The remote it syncs with.
+    pub remote: String,
+    /// The interval between syncs, in seconds.
+    pub interval_seconds: u64,
+    /// When the last sync ended; null before the first one ended.
+    pub last_at: Option<Timestamp>,
+    /// Whether it succeeded; null before the first one ended.
+    pub last_ok: Option<bool>,
+    /// The error code it failed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_code: Option<gatos_types::ErrorCode>,
+    /// The error it failed with, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Syncs that failed in a row (0 after a success).
+    pub consecutive_failures: u64,
+    /// Syncs run since the node started.
+    pub runs_total: u64,
+    /// Syncs that failed since the node started.
+    pub failures_total: u64,
+    /// Refs the remote sent that failed a check (ADR 0018), summed over every sync since
+    /// the node started.
+    pub rejected_total: u64,
+}
+
+/// A node's automatic maintenance, as `gatos.ready` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MaintenanceStatus {
+    /// Whether this node runs maintenance when writers find it due.
+    pub enabled: bool,
+    /// Whether a run is in progress.
+    pub running: bool,
+    /// When the last run ended; null before the first one (runs happen only when due).
+    pub last_at: Option<Timestamp>,
+    /// Whether it succeeded (archiving and compaction); null before the first one.
+    pub last_ok: Option<bool>,
+    /// The code of what failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_code: Option<gatos_types::ErrorCode>,
+    /// What failed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Runs that failed in a row (0 after a success).
+    pub consecutive_failures: u64,
+    /// What maintenance owes now; null when it could not be measured.
+    pub debt: Option<gatos::maintenance::DebtReport>,
 }
 
 /// `jobs.enqueue` params: a manifest (as `jobs enqueue --manifest` takes, JSON form)

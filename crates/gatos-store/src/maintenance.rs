@@ -71,6 +71,15 @@ pub struct Report {
     pub skipped: bool,
 }
 
+impl Debt {
+    /// Tells whether this debt crosses the thresholds: automatic maintenance compacts
+    /// (packs kept by a `.keep` do not count: compaction leaves them alone).
+    pub fn is_due(&self, t: Thresholds) -> bool {
+        self.loose_objects >= t.loose_objects
+            || self.packs.saturating_sub(self.kept_packs) >= t.packs
+    }
+}
+
 fn count_dir(dir: &Path, filter: impl Fn(&str) -> bool) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
@@ -101,8 +110,7 @@ impl Store {
 
     /// Tells whether automatic maintenance should run now.
     pub fn maintenance_due(&self, t: Thresholds) -> bool {
-        let d = self.maintenance_debt();
-        d.loose_objects >= t.loose_objects || d.packs.saturating_sub(d.kept_packs) >= t.packs
+        self.maintenance_debt().is_due(t)
     }
 
     /// Runs maintenance: stale `.keep` removal, geometric repack, pack-refs, commit-graph.

@@ -652,6 +652,41 @@ pub struct VerifyRow {
     /// Why it did not verify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The proof itself, as stored (`poe.json`): what `jobs verify ID` checked, so a
+    /// client can check it again without gatos (ADR 0013). Absent when the job has no
+    /// proof, when the stored one is not a DSSE envelope, and in `jobs verify --all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poe: Option<DsseEnvelope>,
+}
+
+/// A DSSE envelope, as a proof of execution is stored (`poe.json`, ADR 0013): `payload` is
+/// the base64 of the JCS bytes of an in-toto Statement v1, signed over DSSE's
+/// pre-authentication encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DsseEnvelope {
+    /// Base64 (standard, padded) of the statement's JCS bytes.
+    pub payload: String,
+    /// `application/vnd.in-toto+json`.
+    #[serde(rename = "payloadType")]
+    pub payload_type: String,
+    /// The signatures (gatos writes one).
+    pub signatures: Vec<DsseSignature>,
+}
+
+/// One signature of a [`DsseEnvelope`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DsseSignature {
+    /// The signing key, `ed25519:<hex>`.
+    pub keyid: String,
+    /// Base64 of the ed25519 signature.
+    pub sig: String,
+}
+
+impl DsseEnvelope {
+    /// Reads a stored `poe.json`; `None` when it is not a DSSE envelope.
+    pub fn parse(bytes: &[u8]) -> Option<DsseEnvelope> {
+        serde_json::from_slice(bytes).ok()
+    }
 }
 
 /// What `manifests get --json` prints.

@@ -149,6 +149,39 @@ impl<'g> Checkpoints<'g> {
         self.row(doc)
     }
 
+    /// Lists the consumer groups' checkpoints — every one, or those on `topic`, or those of
+    /// `group` — ordered by group, then topic, each with its lag (as [`Checkpoints::get`]).
+    /// One listing of the consumer refs and one read per checkpoint: a group that has
+    /// never moved its checkpoint on a topic has no ref, so it is not listed. A checkpoint
+    /// whose document does not parse is left out with a warning (`git gatos doctor`
+    /// names it), so it never fails the listing of the others.
+    ///
+    /// # Errors
+    /// When the refs, a checkpoint commit or a topic cannot be read.
+    pub fn list(&self, topic: Option<&Topic>, group: Option<&Group>) -> Result<Vec<CheckpointRow>> {
+        let store = self.gatos.store();
+        let mut reader = store.reader();
+        let mut rows = Vec::new();
+        for (name, commit) in store.list_refs(&names::consumers_prefix())? {
+            let Some(names::RefKind::Consumer(g, t)) = name.kind() else {
+                continue;
+            };
+            if topic.is_some_and(|x| *x != t) || group.is_some_and(|x| *x != g) {
+                continue;
+            }
+            let doc = match read_doc(&mut reader, commit) {
+                Ok(doc) => doc,
+                Err(e) if e.code() == ErrorCode::InvalidEnvelope => {
+                    tracing::warn!(group = %g, topic = %t, error = %e, "a checkpoint whose document is malformed is left out; see `git gatos doctor`");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            rows.push(self.row(doc)?);
+        }
+        Ok(rows)
+    }
+
     /// Moves a group's checkpoint to the message with `ulid`.
     ///
     /// Forward only: moving back needs `force` (and is audited). Setting it where it is

@@ -560,13 +560,25 @@ impl<'g> Jobs<'g> {
     }
 
     /// `jobs verify`: checks the job's proof (see [`crate::proofs::verify`]) and that
-    /// `result.json` agrees with it.
+    /// `result.json` agrees with it. The row carries the proof as stored (`poe`), so a
+    /// reader can check it again itself.
     ///
     /// # Errors
     /// `NotFound` for an unknown job (a job without a result is reported, not an error).
     pub fn verify(&self, id: Ulid) -> Result<VerifyRow> {
         let rec = self.record(id)?.ok_or_else(|| Self::not_found(id))?;
-        Ok(self.verify_record(&rec))
+        let files = rec
+            .result
+            .as_ref()
+            .map(|(commit, _)| lifecycle::proof_files(self.gatos, *commit));
+        let poe = files
+            .as_ref()
+            .and_then(|f| f.as_ref().ok())
+            .and_then(|f| f.poe.as_deref())
+            .and_then(gatos_types::jobs::DsseEnvelope::parse);
+        let mut row = self.verify_record_with(&rec, files, None);
+        row.poe = poe;
+        Ok(row)
     }
 
     /// `jobs verify --all`: every job with a result, live and archived.
@@ -608,6 +620,7 @@ impl<'g> Jobs<'g> {
             key,
             code: Some(code),
             error: Some(error),
+            poe: None,
         };
         let Some((result_commit, result)) = &rec.result else {
             let why = match &rec.cancel {
@@ -721,6 +734,7 @@ impl<'g> Jobs<'g> {
                         key: Some(v.key),
                         code: None,
                         error: None,
+                        poe: None,
                     },
                     Err(e) => failed(e.code(), e.to_string(), key),
                 }

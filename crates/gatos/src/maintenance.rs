@@ -4,6 +4,8 @@
 
 pub use gatos_store::maintenance::{Debt, Report, Thresholds};
 
+use serde::{Deserialize, Serialize};
+
 use crate::Gatos;
 use crate::error::Result;
 use crate::jobs::archive;
@@ -36,6 +38,60 @@ impl Outcome {
         let archived = self.archive?;
         Ok((archived, self.compaction?))
     }
+}
+
+/// What maintenance owes now, against what makes it due (`gatos.ready`; the same rule the
+/// automatic run applies, [`Debt::is_due`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DebtReport {
+    /// Loose objects, estimated from 16 of the 256 fan-out directories.
+    pub loose_objects: u64,
+    /// Pack files.
+    pub packs: u64,
+    /// Packs kept by a `.keep` (a batch whose ref update has not happened yet, or a
+    /// crash's leftover); compaction leaves them alone.
+    pub kept_packs: u64,
+    /// Compaction is due at this many loose objects (`gatos.maintenance.looseObjects`).
+    pub loose_objects_threshold: u64,
+    /// … or at this many packs not kept (`gatos.maintenance.packs`).
+    pub packs_threshold: u64,
+    /// True when a threshold is crossed: the next automatic maintenance compacts.
+    pub compaction_due: bool,
+    /// Live jobs that have ended (a result, or a cancel) and were enqueued longer than
+    /// `archive_after_seconds` ago: an estimate, from the job refs' names only, of what the
+    /// next archive folds (the archive itself checks each job's state and finish time).
+    pub archivable_jobs: u64,
+    /// `gatos.jobs.archiveAfter`, in seconds: finished jobs older than this are archived.
+    pub archive_after_seconds: u64,
+}
+
+/// Measures the maintenance debt: two directory listings and one listing of the job refs,
+/// reading no object (cheap enough for a readiness probe).
+///
+/// # Errors
+/// When the job refs cannot be listed.
+pub fn debt(gatos: &Gatos) -> Result<DebtReport> {
+    let settings = gatos.settings();
+    let thresholds = settings.maintenance;
+    let d = gatos.store().maintenance_debt();
+    let cutoff = gatos.now().minus(settings.archive_after).as_millis();
+    let archivable = archive::live(gatos)?
+        .iter()
+        .filter(|(id, refs)| {
+            (refs.result.is_some() || refs.cancel.is_some())
+                && i64::try_from(id.timestamp_ms()).is_ok_and(|t| t <= cutoff)
+        })
+        .count();
+    Ok(DebtReport {
+        loose_objects: d.loose_objects,
+        packs: d.packs,
+        kept_packs: d.kept_packs,
+        loose_objects_threshold: thresholds.loose_objects,
+        packs_threshold: thresholds.packs,
+        compaction_due: d.is_due(thresholds),
+        archivable_jobs: archivable as u64,
+        archive_after_seconds: settings.archive_after.as_millis() / 1000,
+    })
 }
 
 /// Archives finished jobs (if due, with `auto`), then compacts (if due, with `auto`).

@@ -192,6 +192,8 @@ fn start(args: &args::Args) -> Result<(), StartError> {
             gatos_api::NodeOptions {
                 sync_remote,
                 sync_interval: args.sync_interval.unwrap_or(gatos_api::node::DEFAULT_SYNC_INTERVAL),
+                // What the node's sync and maintenance do, for `gatos.ready`.
+                status: shared.service.node_status().clone(),
                 ..gatos_api::NodeOptions::default()
             },
         );

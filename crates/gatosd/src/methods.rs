@@ -1,6 +1,6 @@
 //! The JSON-RPC face of the operation table (`gatos_api::OPS`): unary operations run
 //! through the service on the blocking pool; streams and the connection's own operations
-//! (authentication, unsubscribe, health) are served here.
+//! (authentication, unsubscribe, health, readiness) are served here.
 
 pub mod gatos;
 pub mod jobs;
@@ -120,6 +120,7 @@ pub async fn call(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
         Shape::Face => plain(match op.name {
             n::MESSAGES_UNSUBSCRIBE => messages::unsubscribe(conn, params),
             n::GATOS_HEALTH => gatos::health(conn, params).await,
+            n::GATOS_READY => gatos::ready(conn, params).await,
             n::GATOS_AUTH => gatos::auth_again(conn, params),
             other => Err(RpcError::method_not_found(other)),
         }),

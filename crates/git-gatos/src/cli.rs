@@ -613,7 +613,7 @@ pub enum MessagesCommand {
     Read(ReadArgs),
     /// List topics.
     Topics,
-    /// Get or set a consumer group's checkpoint.
+    /// List, get or set consumer groups' checkpoints.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
     /// Print a page after the group's checkpoint, then advance it (at-least-once).
@@ -699,6 +699,14 @@ pub struct ReadArgs {
 /// `messages checkpoint`.
 #[derive(Debug, Subcommand)]
 pub enum CheckpointCommand {
+    /// List consumer groups' checkpoints with their lag: all, a topic's, or a group's.
+    Ls {
+        /// Only checkpoints on this topic.
+        topic: Option<String>,
+        /// Only this consumer group's checkpoints.
+        #[arg(long, value_name = "G")]
+        group: Option<String>,
+    },
     /// Show a group's checkpoint and lag.
     Get {
         /// The consumer group.

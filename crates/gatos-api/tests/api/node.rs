@@ -85,3 +85,52 @@ fn a_node_compacts_when_writers_find_it_due() -> TestResult {
     node.stop();
     repo.assert_fsck_strict()
 }
+
+#[test]
+fn a_node_records_its_syncs_where_the_service_reports_readiness() -> TestResult {
+    let hub = TempRepo::bare()?;
+    let repo = TempRepo::new()?;
+    let hub_path = hub.path().to_string_lossy().into_owned();
+    repo.git(&["remote", "add", "hub", &hub_path])?;
+    let g = open(&repo)?;
+    let service = gatos_api::Service::new(g.clone(), gatos_api::Config::default());
+    let alone = service.ready(false);
+    assert!(alone.ready && alone.repository_readable && alone.sync.is_none());
+    assert!(!alone.maintenance.enabled);
+    assert!(alone.maintenance.debt.is_some());
+    assert!(!service.ready(true).ready, "a draining face is not ready");
+    let node = Node::start(
+        &g,
+        NodeOptions {
+            sync_remote: Some("hub".into()),
+            sync_interval: gatos_types::Dur::from_secs(1),
+            status: service.node_status().clone(),
+            ..NodeOptions::default()
+        },
+    );
+    let svc = &service;
+    let synced =
+        move |ok: bool| move || svc.ready(false).sync.is_some_and(|s| s.last_ok == Some(ok));
+    wait_for(
+        "a sync that succeeded",
+        Duration::from_secs(20),
+        synced(true),
+    )?;
+    let r = service.ready(false);
+    let s = r.sync.ok_or("a sync section")?;
+    assert_eq!((s.remote.as_str(), s.interval_seconds), ("hub", 1));
+    assert_eq!((s.consecutive_failures, s.rejected_total), (0, 0));
+    assert!(r.maintenance.enabled);
+    repo.git(&["remote", "set-url", "hub", "/nonexistent/hub.git"])?;
+    wait_for("a sync that failed", Duration::from_secs(20), synced(false))?;
+    let s = service.ready(false).sync.ok_or("a sync section")?;
+    assert!(s.last_code.is_some() && s.last_error.is_some());
+    assert!(s.consecutive_failures >= 1 && s.failures_total >= 1);
+    assert!(
+        service.ready(false).ready,
+        "a failing sync leaves the node ready"
+    );
+    node.stop();
+    assert!(!service.ready(false).maintenance.enabled);
+    Ok(())
+}

@@ -346,3 +346,55 @@ fn an_auto_ack_consumer_waits_on_an_empty_topic_and_advances_after_each_delivere
     );
     repo.assert_fsck_strict()
 }
+
+#[test]
+fn list_gives_every_checkpoint_with_its_lag_by_group_then_topic() -> TestResult {
+    let repo = TempRepo::new()?;
+    let g = open(&repo)?;
+    let (a, b): (Topic, Topic) = ("list.a".parse()?, "list.b".parse()?);
+    let (early, late): (Group, Group) = ("early".parse()?, "late".parse()?);
+    let mut rows = Vec::new();
+    for i in 0..4 {
+        rows.push(
+            g.messages()
+                .publish(&a, json!(i), &PublishOptions::default())?,
+        );
+        g.messages()
+            .publish(&b, json!(i), &PublishOptions::default())?;
+    }
+    assert!(g.checkpoints().list(None, None)?.is_empty());
+    g.checkpoints().set(&late, &a, rows[3].ulid, false)?;
+    g.checkpoints().set(&early, &a, rows[1].ulid, false)?;
+    g.checkpoints().consume(&early, &b, 1, |_| Ok(true))?;
+    let all = g.checkpoints().list(None, None)?;
+    let seen: Vec<(String, String, u64, u64)> = all
+        .iter()
+        .map(|c| (c.group.to_string(), c.topic.to_string(), c.seq, c.lag))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("early".into(), "list.a".into(), 2, 2),
+            ("early".into(), "list.b".into(), 1, 3),
+            ("late".into(), "list.a".into(), 4, 0),
+        ]
+    );
+    assert_eq!(all[0], g.checkpoints().get(&early, &a)?);
+    let on_a = g.checkpoints().list(Some(&a), None)?;
+    assert_eq!(on_a.len(), 2);
+    assert!(on_a.iter().all(|c| c.topic == a));
+    let early_on_b = g.checkpoints().list(Some(&b), Some(&early))?;
+    assert_eq!(early_on_b.len(), 1);
+    assert_eq!(early_on_b[0].seq, 1);
+    let nobody: Group = "nobody".parse()?;
+    assert!(g.checkpoints().list(None, Some(&nobody))?.is_empty());
+    // A checkpoint whose document is not one is left out; the others are listed.
+    let head = repo.git(&["rev-parse", "refs/gatos/messages/list.a/head"])?;
+    repo.git(&[
+        "update-ref",
+        "refs/gatos/consumers/broken/list.a",
+        head.trim(),
+    ])?;
+    assert_eq!(g.checkpoints().list(Some(&a), None)?.len(), 2);
+    Ok(())
+}

@@ -1,10 +1,10 @@
-//! `gatos.health` and `gatos.auth`: what the face answers itself (its counters, its
-//! connection's authentication).
+//! `gatos.health`, `gatos.ready` and `gatos.auth`: what the face answers itself (its
+//! counters, its connection's authentication).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use gatos_api::types::{AuthParams, HealthResult, NoParams};
+use gatos_api::types::{AuthParams, HealthResult, NoParams, ReadyResult};
 use gatos_rpc::RpcError;
 use gatos_rpc::message::{Params, result};
 use serde_json::value::RawValue;
@@ -56,6 +56,38 @@ pub async fn health_of(shared: &Arc<Shared>) -> Result<HealthResult, gatos::Erro
         last_commit: last,
         queues,
     })
+}
+
+/// `gatos.ready {}`: whether the node should be sent requests, with its background sync
+/// and maintenance. A draining daemon reads no new request on JSON-RPC, so this face never
+/// answers `shutting_down`.
+pub async fn ready(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
+    let _: NoParams = params.parse()?;
+    let r = ready_of(&conn.shared, false)
+        .await
+        .map_err(|e| super::to_rpc(&e))?;
+    result(&r)
+}
+
+/// The node's readiness, as `gatos.ready` answers it on every face
+/// ([`gatos_api::Service::ready`]); `shutting_down` is the face's own fact.
+///
+/// # Errors
+/// `Internal` when the blocking task failed (an unreadable repository is an answer).
+pub async fn ready_of(
+    shared: &Arc<Shared>,
+    shutting_down: bool,
+) -> Result<ReadyResult, gatos::Error> {
+    let service = shared.service.clone();
+    tokio::task::spawn_blocking(move || service.ready(shutting_down))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "a request task failed");
+            gatos::Error::new(
+                gatos_types::ErrorCode::Internal,
+                "the request failed inside the daemon",
+            )
+        })
 }
 
 /// `gatos.auth {token}` after the first call of a TCP connection, or on the Unix socket

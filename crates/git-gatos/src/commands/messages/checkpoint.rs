@@ -1,4 +1,4 @@
-//! `git gatos messages checkpoint get|set`.
+//! `git gatos messages checkpoint ls|get|set`.
 
 use gatos::Error;
 use gatos_types::wire::CheckpointRow;
@@ -7,7 +7,7 @@ use gatos_types::{Group, Topic, Ulid};
 use super::super::{Ctx, api, parse};
 use crate::cli::CheckpointCommand;
 use crate::output::Output;
-use gatos_api::types::{CheckpointGetParams, CheckpointSetParams};
+use gatos_api::types::{CheckpointGetParams, CheckpointListParams, CheckpointSetParams};
 
 fn print(out: &mut Output, c: &CheckpointRow) -> Result<(), Error> {
     out.row(c, |w| {
@@ -20,9 +20,21 @@ fn print(out: &mut Output, c: &CheckpointRow) -> Result<(), Error> {
     })
 }
 
-/// Gets or sets a checkpoint.
+/// Lists, gets or sets checkpoints.
 pub fn run(ctx: &Ctx, out: &mut Output, cmd: &CheckpointCommand) -> Result<(), Error> {
     match cmd {
+        CheckpointCommand::Ls { topic, group } => {
+            let topic = topic.as_deref().map(parse::<Topic>).transpose()?;
+            let group = group.as_deref().map(parse::<Group>).transpose()?;
+            let listed = ctx
+                .service()?
+                .checkpoints_list(CheckpointListParams { topic, group })
+                .map_err(api)?;
+            for row in &listed.checkpoints {
+                print(out, row)?;
+            }
+            Ok(())
+        }
         CheckpointCommand::Get { group, topic } => {
             let (group, topic): (Group, Topic) = (parse(group)?, parse(topic)?);
             let row = ctx
