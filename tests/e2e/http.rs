@@ -462,6 +462,59 @@ fn rest_publishes_reads_and_runs_a_job_as_the_tokens_actor() -> TestResult {
     let page = r.json()?;
     assert_eq!(page["messages"][0]["ulid"], row["ulid"], "{page}");
 
+    // A page that is not the last links to the next one, with the answer's cursor.
+    let r = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"payload":{"n":2}}"#,
+        &d.url("/api/v1/topics/orders/messages"),
+    ])?;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = curl(&[
+        "-H",
+        &auth,
+        &d.url("/api/v1/topics/orders/messages?since_seq=0&limit=1"),
+    ])?;
+    let link = r.header("link").ok_or("no Link")?.to_owned();
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.split_once(">; rel=\"next\""))
+        .map(|(u, _)| u.to_owned())
+        .ok_or(format!("not a next link: {link}"))?;
+    assert!(
+        next.starts_with("/api/v1/topics/orders/messages?limit=1&since="),
+        "{next}"
+    );
+    let r = curl(&["-H", &auth, &d.url(&next)])?;
+    assert_eq!(
+        r.json()?["messages"][0]["payload"],
+        json!({"n": 2}),
+        "{r:?}"
+    );
+
+    // The face's own answers: health with the daemon's counters, the OpenAPI document.
+    let r = curl(&["-H", &auth, &d.url("/api/v1/health")])?;
+    let h = r.json()?;
+    assert_eq!(h["status"], "ok", "{h}");
+    assert!(
+        h["connections"].as_u64() >= Some(1),
+        "this request's connection: {h}"
+    );
+    let r = curl(&["-H", &auth, &d.url("/api/v1/openapi.json")])?;
+    let doc = r.json()?;
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{r:?}"
+    );
+    assert!(doc["paths"]["/api/v1/jobs"]["post"].is_object());
+
     // Python requests: enqueue → Location → get → cancel, and the audit names the actor.
     let out = python(
         &d,
@@ -634,5 +687,49 @@ fn sigterm_answers_the_request_in_flight_then_exits() -> TestResult {
     let status = d.child.wait()?;
     assert!(status.success(), "{status}");
     assert!(!repo.git_dir().join("gatos/gatosd/http-addr").exists());
+    Ok(())
+}
+
+#[test]
+fn hostile_bytes_get_an_answer_or_a_close_and_the_daemon_goes_on() -> TestResult {
+    use std::io::Read;
+    let repo = TempRepo::new()?;
+    let tokens = named_tokens(&repo)?;
+    let d = Gatosd::start(&repo, &tokens, &[])?;
+    let huge_header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX: {}\r\n\r\n",
+        "a".repeat(200_000)
+    );
+    let huge_path = format!(
+        "GET /{} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let inputs: Vec<Vec<u8>> = vec![
+        b"GARBAGE\r\n\r\n".to_vec(),
+        b"\x00\xff\xfe\r\n\r\n".to_vec(),
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: x\r\n\r\n".to_vec(),
+        b"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+        huge_header.into_bytes(),
+        huge_path.into_bytes(),
+        format!("GET /api/v1/jobs/%FF%FE HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {CI}\r\n\r\n").into_bytes(),
+        format!("GET /api/v1/jobs?limit=%FF&queue=%00 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {CI}\r\n\r\n").into_bytes(),
+    ];
+    for input in inputs {
+        let mut s = TcpStream::connect(&d.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        // The daemon may close before it read everything: a reset is an answer too.
+        let _ = s.write_all(&input);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 4"),
+            "{:?} -> {text}",
+            String::from_utf8_lossy(&input[..input.len().min(60)])
+        );
+    }
+    assert_eq!(curl(&[&d.url("/healthz")])?.status, 200);
+    assert!(!d.log().contains("panicked"), "{}", d.log());
     Ok(())
 }
