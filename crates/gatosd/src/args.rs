@@ -59,6 +59,8 @@ pub enum Generate {
         #[arg(value_parser = ["bash", "zsh", "fish"])]
         shell: String,
     },
+    /// Print the HTTP face's OpenAPI 3.1 document (docs/openapi.json holds it; ADR 0033).
+    Openapi,
 }
 
 /// The serving options.
@@ -176,10 +178,10 @@ fn sync_interval(v: &str) -> Result<gatos_types::Dur, String> {
 }
 
 /// Runs `gatosd generate`: writes `DIR/gatosd.1` and returns its path, or returns the
-/// completion script of a shell.
+/// completion script of a shell, or the OpenAPI document.
 ///
 /// # Errors
-/// A message for the user when the page cannot be written.
+/// A message for the user when the page cannot be written (or the document built).
 pub fn generate(g: &Generate) -> Result<Vec<u8>, String> {
     let cmd = <Cli as clap::CommandFactory>::command();
     match g {
@@ -203,6 +205,9 @@ pub fn generate(g: &Generate) -> Result<Vec<u8>, String> {
             clap_complete::generate(shell, &mut cmd.clone(), "gatosd", &mut script);
             Ok(script)
         }
+        Generate::Openapi => gatos_api::openapi::render()
+            .map(String::into_bytes)
+            .map_err(|e| format!("building the OpenAPI document: {e}")),
     }
 }
 
