@@ -505,6 +505,14 @@ fn rest_publishes_reads_and_runs_a_job_as_the_tokens_actor() -> TestResult {
         h["connections"].as_u64() >= Some(1),
         "this request's connection: {h}"
     );
+    let r = curl(&["-H", &auth, &d.url("/readyz")])?;
+    let ready = r.json()?;
+    assert_eq!((r.status, &ready["ready"]), (200, &json!(true)), "{r:?}");
+    assert_eq!(
+        curl(&[&d.url("/readyz")])?.status,
+        401,
+        "readiness needs a token"
+    );
     let r = curl(&["-H", &auth, &d.url("/api/v1/openapi.json")])?;
     let doc = r.json()?;
     assert!(

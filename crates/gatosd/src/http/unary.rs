@@ -80,6 +80,10 @@ pub fn routes(state: Arc<HttpState>) -> Router {
                     }
                 }
             }),
+            (Shape::Face, n::GATOS_READY) => MethodRouter::new().on(filter, move || {
+                let st = st.clone();
+                async move { ready(&st).await }
+            }),
             _ => {
                 tracing::debug!(op = op.name, "a route of the face's own is not served yet");
                 continue;
@@ -108,6 +112,31 @@ pub fn routes(state: Arc<HttpState>) -> Router {
             }
         }),
     )
+}
+
+/// `GET /readyz` (`gatos.ready`): 200 with the `ReadyResult` when the node should get
+/// requests, else 503 `Unavailable` whose `data` is the `ReadyResult` (a probe reads the
+/// status; a person reads why).
+async fn ready(st: &Arc<HttpState>) -> Response {
+    let r = match crate::methods::gatos::ready_of(&st.shared, false).await {
+        Ok(r) => r,
+        Err(e) => return Problem::from_error(&e).into_response(),
+    };
+    let value = match serde_json::to_value(&r) {
+        Ok(v) => v,
+        Err(e) => return Problem::new(ErrorCode::Internal, e.to_string()).into_response(),
+    };
+    if r.ready {
+        return json_response(StatusCode::OK, value.to_string());
+    }
+    let mut p = Problem::new(
+        ErrorCode::Unavailable,
+        "the node is not ready: see data (repository_readable, shutting_down)",
+    );
+    if let Value::Object(m) = value {
+        p.data = m;
+    }
+    p.into_response()
 }
 
 /// The `{name}` segments of the route's template and their percent-decoded values in
