@@ -346,17 +346,30 @@ fn json_rpc_on_tcp_takes_any_named_token_and_the_legacy_file_still_works() -> Te
     let port = free_port()?;
     let mut child = start_tcp(&repo, &tokens, port)?;
     let addr = format!("127.0.0.1:{port}");
-    for token in [CI, DASH] {
-        let mut c = Rpc::connect(&addr)?;
-        let r = c
-            .call("gatos.auth", json!({"token": token}))?
-            .ok_or("closed")?;
-        assert_eq!(r["result"]["authenticated"], true, "{r}");
-        let r = c
-            .call("messages.publish", json!({"topic": "t", "payload": 1}))?
-            .ok_or("closed")?;
-        assert!(r["result"]["ulid"].is_string(), "{r}");
-    }
+    let mut c = Rpc::connect(&addr)?;
+    let r = c
+        .call("gatos.auth", json!({"token": CI}))?
+        .ok_or("closed")?;
+    assert_eq!(r["result"]["authenticated"], true, "{r}");
+    let r = c
+        .call("messages.publish", json!({"topic": "t", "payload": 1}))?
+        .ok_or("closed")?;
+    assert!(r["result"]["ulid"].is_string(), "{r}");
+    // The ro token opens the connection for reads only.
+    let mut c = Rpc::connect(&addr)?;
+    let r = c
+        .call("gatos.auth", json!({"token": DASH}))?
+        .ok_or("closed")?;
+    assert_eq!(r["result"]["authenticated"], true, "{r}");
+    let r = c
+        .call("messages.read", json!({"topic": "t"}))?
+        .ok_or("closed")?;
+    assert_eq!(r["result"]["messages"][0]["payload"], 1, "{r}");
+    let r = c
+        .call("messages.publish", json!({"topic": "t", "payload": 2}))?
+        .ok_or("closed")?;
+    assert_eq!(r["error"]["data"]["code"], "Forbidden", "{r}");
+    assert_eq!(r["error"]["data"]["token_read_only"], true, "{r}");
     // A wrong token, or the name instead of the token, closes the connection.
     for token in ["ci", "wrong"] {
         let mut c = Rpc::connect(&addr)?;

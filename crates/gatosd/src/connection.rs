@@ -63,6 +63,8 @@ pub struct Conn {
     pub auth: Auth,
     /// Whether the peer presented the token (always true on trusted transports).
     pub authenticated: AtomicBool,
+    /// Whether the token it presented is marked `ro`: calls that write are refused.
+    pub token_read_only: AtomicBool,
     /// Who its calls act for.
     pub actor: gatos_api::Actor,
     in_flight: Arc<Semaphore>,
@@ -107,6 +109,7 @@ pub async fn serve<R, W>(
             sub_tasks: TaskTracker::new(),
             auth: peer.auth,
             authenticated: AtomicBool::new(peer.auth == Auth::Trusted),
+            token_read_only: AtomicBool::new(false),
             actor: peer.actor.clone(),
             in_flight: Arc::new(Semaphore::new(shared.limits.max_in_flight)),
             pages: Arc::new(Semaphore::new(1)),
@@ -274,7 +277,13 @@ async fn authenticate(conn: &Arc<Conn>, frame: Frame) -> bool {
             {
                 reply_id = req.id.clone().unwrap_or(Id::Null);
                 match req.params.parse::<AuthParams>() {
-                    Ok(p) => conn.shared.token_matches(p.token.as_bytes()),
+                    Ok(p) => match conn.shared.token_entry(p.token.as_bytes()) {
+                        Some(e) => {
+                            conn.token_read_only.store(e.read_only, Ordering::Release);
+                            true
+                        }
+                        None => false,
+                    },
                     Err(_) => false,
                 }
             }

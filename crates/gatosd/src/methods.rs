@@ -104,6 +104,22 @@ pub async fn call(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
     let Some(op) = op else {
         return plain(Err(RpcError::method_not_found(method)));
     };
+    if op.access == ops::Access::Write
+        && conn
+            .token_read_only
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
+        let mut details = serde_json::Map::new();
+        details.insert("token_read_only".into(), serde_json::Value::Bool(true));
+        return plain(Err(RpcError::taxonomy(
+            gatos_types::ErrorCode::Forbidden,
+            format!(
+                "{} writes, and this connection presented a token marked ro (reads only)",
+                op.name
+            ),
+            &details,
+        )));
+    }
     match op.shape {
         Shape::Unary => plain(unary(conn, op.name, params).await),
         Shape::Stream => {

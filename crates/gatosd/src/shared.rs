@@ -104,6 +104,11 @@ impl Shared {
         self.tokens().is_some_and(|t| t.matches(presented))
     }
 
+    /// The entry of the token `presented` (its name, whether it may only read).
+    pub fn token_entry(&self, presented: &[u8]) -> Option<crate::transport::token::Entry> {
+        self.tokens().and_then(|t| t.find(presented).cloned())
+    }
+
     /// Re-reads the token file (SIGHUP): a file that does not parse keeps the tokens in
     /// force and is logged.
     pub fn reload_tokens(&self) {

@@ -92,22 +92,24 @@ pub async fn ready_of(
 
 /// `gatos.auth {token}` after the first call of a TCP connection, or on the Unix socket
 /// (where it opens the calls that write) or stdio (trusted: always accepted). Any token
-/// of the set opens the connection (RPC actors stay `rpc:…`). A wrong
+/// of the set opens the connection (RPC actors stay `rpc:…`); one marked `ro` opens it for
+/// reads only. A wrong
 /// token is `Unauthorized` and changes nothing; the connection stays open.
 pub fn auth_again(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, RpcError> {
     let p: AuthParams = params.parse()?;
     if conn.auth == Auth::Trusted {
         return result(&serde_json::json!({"authenticated": true}));
     }
-    let ok = conn.shared.token_matches(p.token.as_bytes());
-    if !ok {
+    let Some(entry) = conn.shared.token_entry(p.token.as_bytes()) else {
         tracing::info!(code = "Unauthorized", "gatos.auth with a wrong token");
         return Err(RpcError::taxonomy(
             gatos_types::ErrorCode::Unauthorized,
             "wrong token",
             &serde_json::Map::new(),
         ));
-    }
+    };
+    conn.token_read_only
+        .store(entry.read_only, Ordering::Release);
     conn.authenticated.store(true, Ordering::Release);
     result(&serde_json::json!({"authenticated": true}))
 }
