@@ -47,6 +47,10 @@ pub struct Limits {
     pub max_http_connections: usize,
     /// How long an HTTP client has to send a request's headers (hyper's header timeout).
     pub http_header_timeout: Duration,
+    /// How long an HTTP client has to send a request's body once its headers arrived; a
+    /// slower one is answered `InvalidInput` and its connection closed (the header timeout
+    /// does not cover the body).
+    pub http_body_timeout: Duration,
     /// HTTP calls running at once (each holds a blocking-pool thread); more wait.
     pub max_http_calls: usize,
     /// How long a TCP client has to send `gatos.auth`.
@@ -73,6 +77,7 @@ impl Default for Limits {
             watch_idle_poll: Duration::from_secs(2),
             max_http_connections: 2048,
             http_header_timeout: Duration::from_secs(10),
+            http_body_timeout: Duration::from_secs(30),
             max_http_calls: 64,
             auth_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),

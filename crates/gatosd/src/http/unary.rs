@@ -183,6 +183,7 @@ async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    deadline: std::time::Duration,
 ) -> Result<axum::body::Bytes, Problem> {
     let too_large = || {
         Problem::new(
@@ -200,7 +201,24 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let Ok(read) = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await else {
+        tracing::info!(
+            code = "InvalidInput",
+            "an HTTP request body did not arrive in time"
+        );
+        return Err(Problem::new(
+            ErrorCode::InvalidInput,
+            format!(
+                "the request body did not arrive within {} s of its headers",
+                deadline.as_secs_f64()
+            ),
+        )
+        .header(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        ));
+    };
+    read.map_err(|e| {
         if e.to_string().contains("length limit") {
             too_large()
         } else {
@@ -280,7 +298,14 @@ async fn unary(
                     ),
                 ));
             }
-            let bytes = read_body(&parts.headers, body, st.shared.limits.max_line).await?;
+            let limits = &st.shared.limits;
+            let bytes = read_body(
+                &parts.headers,
+                body,
+                limits.max_line,
+                limits.http_body_timeout,
+            )
+            .await?;
             if !bytes.is_empty() {
                 if !is_json(&parts.headers) {
                     return Err(Problem::new(

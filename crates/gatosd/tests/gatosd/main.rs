@@ -4,6 +4,7 @@
 mod admission;
 mod harness;
 mod hostile;
+mod http;
 mod jobs;
 mod protocol;
 mod robustness;
