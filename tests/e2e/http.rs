@@ -754,3 +754,84 @@ fn hostile_bytes_get_an_answer_or_a_close_and_the_daemon_goes_on() -> TestResult
     assert!(!d.log().contains("panicked"), "{}", d.log());
     Ok(())
 }
+
+#[test]
+fn tls_serves_https_with_the_given_certificate() -> TestResult {
+    let repo = TempRepo::new()?;
+    let tokens = named_tokens(&repo)?;
+    let (cert, key) = (repo.root().join("cert.pem"), repo.root().join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = Gatosd::start(
+        &repo,
+        &tokens,
+        &[
+            "--tls-cert",
+            &cert.to_string_lossy(),
+            "--tls-key",
+            &key.to_string_lossy(),
+        ],
+    )?;
+    let https = |path: &str| format!("https://{}{path}", d.addr);
+    let ca = cert.to_string_lossy().into_owned();
+    let r = curl(&["--cacert", &ca, &https("/healthz")])?;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = curl(&["--cacert", &ca, "-H", &bearer(CI), &https("/api/v1/topics")])?;
+    assert_eq!(r.status, 200, "{r:?}");
+    // Clear text to the TLS port gets no HTTP answer; an unknown CA is refused by curl.
+    assert!(curl(&[&d.url("/healthz")]).is_err());
+    assert!(curl(&[&https("/healthz")]).is_err());
+    assert_eq!(curl(&["--cacert", &ca, &https("/healthz")])?.status, 200);
+
+    // A key that is not a key: gatosd does not start, and says which file.
+    let bad = repo.root().join("bad.pem");
+    std::fs::write(&bad, "not a key\n")?;
+    let mut cmd = Command::new(bin("gatosd"));
+    cmd.args([
+        "--http",
+        "127.0.0.1:0",
+        "--socket",
+        &repo.root().join("b.sock").to_string_lossy(),
+    ])
+    .args([
+        "--token-file",
+        &tokens.to_string_lossy(),
+        "--tls-cert",
+        &ca,
+        "--tls-key",
+    ])
+    .arg(&bad)
+    .current_dir(repo.path())
+    .stdin(Stdio::null());
+    hermetic(&mut cmd, &repo.home());
+    let out = cmd.output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr)?;
+    assert!(
+        err.contains("--tls-key") && err.contains("bad.pem"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -112,6 +112,12 @@ pub struct Args {
     /// besides IP addresses and localhost (behind a reverse proxy); repeatable.
     #[arg(long, value_name = "NAME", requires = "http")]
     pub http_allowed_host: Vec<String>,
+    /// Serve HTTPS: the certificate chain (PEM, leaf first) of --http; needs --tls-key.
+    #[arg(long, value_name = "F", requires_all = ["http", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "F", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Let --http serve an address that is not loopback without TLS: tokens and data cross
     /// the network in clear text.
     #[arg(long, requires = "http")]
@@ -125,8 +131,8 @@ impl Args {
     }
 
     /// What the flags cannot say to clap: a non-loopback `--listen` needs
-    /// `--allow-non-loopback`, a non-loopback `--http` needs
-    /// `--allow-insecure-non-loopback` (TLS is not served yet).
+    /// `--allow-non-loopback`, a non-loopback `--http` needs TLS or
+    /// `--allow-insecure-non-loopback`.
     ///
     /// # Errors
     /// A message for the user.
@@ -141,10 +147,11 @@ impl Args {
         }
         if let Some(addr) = self.http
             && !addr.ip().is_loopback()
+            && self.tls_cert.is_none()
             && !self.allow_insecure_non_loopback
         {
             return Err(format!(
-                "--http {addr} is not a loopback address, and gatosd serves HTTP without TLS: tokens would cross the network in clear text; serve loopback behind a TLS proxy (with --http-allowed-host), or add --allow-insecure-non-loopback"
+                "--http {addr} is not a loopback address: tokens would cross the network in clear text; add --tls-cert F --tls-key F, or serve loopback behind a TLS proxy (with --http-allowed-host), or add --allow-insecure-non-loopback"
             ));
         }
         for h in &self.http_allowed_host {
@@ -295,6 +302,29 @@ mod tests {
         let e = p(&["--http", "0.0.0.0:6767"]).unwrap_err();
         assert!(e.contains("--allow-insecure-non-loopback"), "{e}");
         assert!(p(&["--http", "0.0.0.0:6767", "--allow-insecure-non-loopback"]).is_ok());
+        assert!(
+            p(&[
+                "--http",
+                "0.0.0.0:6767",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k"
+            ])
+            .is_ok()
+        );
+        assert!(
+            p(&["--http", "--tls-cert", "c"]).is_err(),
+            "needs --tls-key"
+        );
+        assert!(
+            p(&["--http", "--tls-key", "k"]).is_err(),
+            "needs --tls-cert"
+        );
+        assert!(
+            p(&["--tls-cert", "c", "--tls-key", "k"]).is_err(),
+            "needs --http"
+        );
         assert!(p(&["--http-allowed-host", "x"]).is_err(), "needs --http");
         assert!(p(&["--http", "--stdio"]).is_err());
         assert!(p(&["--http", "nope"]).is_err());

@@ -14,6 +14,7 @@
 pub mod guard;
 pub mod problem;
 pub mod query;
+pub mod tls;
 pub mod unary;
 
 use std::net::SocketAddr;
@@ -39,11 +40,13 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:6767";
 pub const ADDR_RELATIVE: &str = "gatosd/http-addr";
 
 /// What the face is configured with.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// `--http-allowed-host` values: host names (with an optional port) accepted in `Host`
     /// besides IP literals and `localhost`.
     pub allowed_hosts: Vec<String>,
+    /// TLS (`--tls-cert`, `--tls-key`): every connection does the handshake first.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// The HTTP listener and where its address was written.
@@ -159,21 +162,51 @@ async fn healthz() -> axum::response::Response {
     r
 }
 
-/// Serves one accepted connection (HTTP/1.1, keep-alive) until the client closes it, an
-/// error, or `stop`: then requests in flight are answered and the connection closes.
+/// Serves one accepted connection (HTTP/1.1, keep-alive; after the TLS handshake when
+/// `tls` is set) until the client closes it, an error, or `stop`: then requests in flight
+/// are answered and the connection closes.
 pub async fn serve_connection(
     stream: TcpStream,
     addr: String,
     router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
     use std::sync::atomic::Ordering;
-    let id = shared.next_id();
-    let span = tracing::debug_span!("conn", conn = id, transport = "http", peer = %addr);
     let _ = stream.set_nodelay(true);
     shared.connections.fetch_add(1, Ordering::Relaxed);
     shared.connections_total.fetch_add(1, Ordering::Relaxed);
+    match tls {
+        None => serve_io(TokioIo::new(stream), addr, router, &shared, stop).await,
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(shared.limits.http_header_timeout, acceptor.accept(stream));
+            let stopped = stop.clone();
+            tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(s)) => serve_io(TokioIo::new(s), addr, router, &shared, stop).await,
+                    Ok(Err(e)) => tracing::debug!(peer = %addr, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
+                },
+                () = stopped.cancelled() => {}
+            }
+        }
+    }
+    shared.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn serve_io<I>(
+    io: TokioIo<I>,
+    addr: String,
+    router: Router,
+    shared: &Arc<Shared>,
+    stop: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let id = shared.next_id();
+    let span = tracing::debug_span!("conn", conn = id, transport = "http", peer = %addr);
     let svc = hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
         router.clone().oneshot(req)
     });
@@ -183,7 +216,7 @@ pub async fn serve_connection(
         .header_read_timeout(shared.limits.http_header_timeout)
         .max_buf_size(64 * 1024)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let conn = builder.serve_connection(io, svc);
     let drain = shared.limits.drain_timeout;
     let served = async move {
         tokio::pin!(conn);
@@ -205,5 +238,4 @@ pub async fn serve_connection(
         }
     };
     tracing::Instrument::instrument(served, span).await;
-    shared.connections.fetch_sub(1, Ordering::Relaxed);
 }

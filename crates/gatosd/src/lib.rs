@@ -164,7 +164,11 @@ fn start(args: &args::Args) -> Result<(), StartError> {
             endpoints.tcp = Some(l);
         }
         if let Some(addr) = args.http {
-            let options = http::Options { allowed_hosts: args.http_allowed_host.clone() };
+            let tls = match (&args.tls_cert, &args.tls_key) {
+                (Some(c), Some(k)) => Some(http::tls::acceptor(c, k).map_err(|e| StartError(ErrorCode::InvalidInput, e))?),
+                _ => None,
+            };
+            let options = http::Options { allowed_hosts: args.http_allowed_host.clone(), tls };
             let ep = http::bind(addr, options, Some(&gatos.gatos_dir()))
                 .await
                 .map_err(|e| StartError(ErrorCode::Unavailable, e))?;

@@ -99,6 +99,7 @@ pub async fn run(
             .http
             .as_ref()
             .map(|h| crate::http::router(shared.clone(), h.options.clone()));
+        let tls = endpoints.http.as_ref().and_then(|h| h.options.tls.clone());
         // One cap per transport: a flood of TCP connections (which need not even
         // authenticate to hold a slot until the auth timeout) never keeps Unix-socket
         // clients out, nor the other way round.
@@ -129,7 +130,7 @@ pub async fn run(
                 },
                 r = accept_tcp(http, &http_slots) => match (r, &router) {
                     (Ok((s, addr, permit)), Some(router)) => {
-                        let c = crate::http::serve_connection(s, addr, router.clone(), shared.clone(), stop.child_token());
+                        let c = crate::http::serve_connection(s, addr, router.clone(), tls.clone(), shared.clone(), stop.child_token());
                         tracker.spawn(async move { c.await; drop(permit) });
                     }
                     (Ok(_), None) => {}
