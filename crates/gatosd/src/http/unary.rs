@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use gatos_api::ops::{self, Access, Op, Shape, names as n};
-use gatos_api::routes::{Input, Method, ROUTES, Route};
+use gatos_api::routes::{Idempotency, Input, Method, ROUTES, Route};
 use gatos_types::ErrorCode;
 use serde_json::{Map, Value};
 
@@ -265,6 +265,16 @@ async fn unary(
             ),
         )
         .with("token_read_only", true));
+    }
+    // The document offers Idempotency-Key on creating routes; until the daemon keeps the
+    // keys (ADR 0033's idempotency step), a retry carrying one would act twice, so say so
+    // rather than ignore it.
+    if route.idempotency != Idempotency::None && req.headers().contains_key("idempotency-key") {
+        return Err(Problem::new(
+            ErrorCode::InvalidInput,
+            "this daemon does not keep Idempotency-Key yet: a retry with it would act twice; send the request without the header (a publish can carry headers.msg_id, which the topic deduplicates)",
+        )
+        .with("field", "Idempotency-Key"));
     }
     let (parts, body) = req.into_parts();
     let mut params = Map::new();
