@@ -33,8 +33,8 @@ fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
     r
 }
 
-/// The routes of the table's unary operations, `gatos.health`, and the OpenAPI document.
-/// Stream routes are served by the SSE steps; until then they are not routed (404).
+/// The routes of the table's unary operations, `gatos.health`, `gatos.ready` and the
+/// OpenAPI document. Stream routes answer 404 with a hint until the SSE step serves them.
 pub fn routes(state: Arc<HttpState>) -> Router {
     let mut by_path: BTreeMap<&'static str, MethodRouter> = BTreeMap::new();
     for route in ROUTES {
@@ -42,9 +42,6 @@ pub fn routes(state: Arc<HttpState>) -> Router {
             tracing::error!(op = route.op, "a route names no operation; not served");
             continue;
         };
-        if route.stream {
-            continue;
-        }
         let filter = match route.method {
             Method::Get => MethodFilter::GET,
             Method::Post => MethodFilter::POST,
@@ -52,6 +49,17 @@ pub fn routes(state: Arc<HttpState>) -> Router {
         };
         let st = state.clone();
         let handler = match (op.shape, op.name) {
+            // Server-sent events come with their own step; until then the route says so.
+            _ if route.stream => MethodRouter::new().on(filter, move || async move {
+                Problem::new(
+                    ErrorCode::NotFound,
+                    format!(
+                        "{} is not served over HTTP yet; JSON-RPC's {} streams the same events",
+                        route.path, op.name
+                    ),
+                )
+                .into_response()
+            }),
             (Shape::Unary, _) => {
                 let schema =
                     Arc::new(serde_json::to_value(op.request_schema()).unwrap_or_default());
