@@ -1,12 +1,14 @@
 //! The HTTP face's OpenAPI document (ADR 0033): what `gatosd generate openapi` prints is
-//! `docs/openapi.json`, and an independent validator (openapi-spec-validator, Python)
-//! finds it valid OpenAPI 3.1.
+//! `docs/openapi.json`, an independent validator (openapi-spec-validator, Python) finds it
+//! valid OpenAPI 3.1, and a live `gatosd --http` serves it and answers as it says
+//! (`scripts/check_http_contract.py`, Python's urllib and jsonschema).
 
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use gatos_testutil::{TestResult, bin};
+use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
 
 fn repo_file(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
@@ -75,4 +77,62 @@ fn the_validator_refuses_a_broken_document() -> TestResult {
     let err = String::from_utf8_lossy(&done.stderr);
     assert!(err.contains("version"), "{err}");
     Ok(())
+}
+
+/// A live `gatosd --http 127.0.0.1:0` on a fresh repository answers as its document says:
+/// the served document is the committed one, answers fit their schemas, refusals are
+/// problems that fit the Problem schema.
+#[test]
+fn a_live_daemon_answers_as_its_document_says() -> TestResult {
+    let repo = TempRepo::new()?;
+    let addr_file = repo.git_dir().join("gatos/gatosd/http-addr");
+    let log = repo.root().join("gatosd.log");
+    let mut cmd = Command::new(bin("gatosd"));
+    cmd.args(["--socket", &repo.root().join("g.sock").to_string_lossy()])
+        .args(["--http", "127.0.0.1:0"])
+        .current_dir(repo.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?);
+    hermetic(&mut cmd, &repo.home());
+    let mut child = cmd.spawn()?;
+    let mut addr = String::new();
+    let waited = wait_for("gatosd to write http-addr", Duration::from_secs(30), || {
+        match std::fs::read_to_string(&addr_file) {
+            Ok(a) if a.ends_with('\n') => {
+                addr = a.trim().to_owned();
+                true
+            }
+            _ => matches!(child.try_wait(), Ok(Some(_))),
+        }
+    });
+    let result = (|| -> TestResult {
+        if waited.is_err() || addr.is_empty() {
+            return Err(format!(
+                "gatosd did not serve HTTP: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+            .into());
+        }
+        let token = std::fs::read_to_string(repo.git_dir().join("gatos/gatosd/token"))?;
+        let out = Command::new("python3")
+            .arg(repo_file("scripts/check_http_contract.py"))
+            .arg(format!("http://{addr}"))
+            .arg(token.trim_end())
+            .arg(repo_file("docs/openapi.json"))
+            .stdin(Stdio::null())
+            .output()?;
+        assert!(
+            out.status.success(),
+            "the live daemon differs from its document:\n{}{}\ngatosd's log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("all contract checks passed"));
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
 }
