@@ -132,6 +132,10 @@ impl IntoResponse for Problem {
         *r.status_mut() = self.status;
         let h = r.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        h.insert(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         if let Some(v) = retry_after(&self.data) {
             h.insert(RETRY_AFTER, v);
         }

@@ -30,6 +30,11 @@ fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Answers are read behind a token: no cache keeps them (validators come with ETags).
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     r
 }
 
