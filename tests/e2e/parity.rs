@@ -291,10 +291,22 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     assert_eq!(groups, [&json!("g1"), &json!("g2")], "{b}");
     let a = cli(
         &repo,
-        &["messages", "checkpoint", "ls", "t", "--group", "g2", "--json"],
+        &[
+            "messages",
+            "checkpoint",
+            "ls",
+            "t",
+            "--group",
+            "g2",
+            "--json",
+        ],
     )?;
     let b = d.call("checkpoints.list", json!({"topic": "t", "group": "g2"}))?;
-    assert_eq!(json!(a), b["checkpoints"], "checkpoints.list of a group on a topic");
+    assert_eq!(
+        json!(a),
+        b["checkpoints"],
+        "checkpoints.list of a group on a topic"
+    );
     assert_eq!(b["checkpoints"].as_array().map(Vec::len), Some(1), "{b}");
     let none = d.call("checkpoints.list", json!({"topic": "other"}))?;
     assert_eq!(none["checkpoints"], json!([]));
@@ -468,10 +480,9 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     let b = d.call("jobs.verify", json!({"id": done}))?;
     assert_eq!(a, b, "jobs.verify with a proof");
     assert_eq!(b["verified"], true, "{b}");
-    let stored: Value = serde_json::from_str(&repo.git(&[
-        "show",
-        &format!("refs/gatos/jobs/{done}/result:poe.json"),
-    ])?)?;
+    let stored: Value = serde_json::from_str(
+        &repo.git(&["show", &format!("refs/gatos/jobs/{done}/result:poe.json")])?,
+    )?;
     assert_eq!(b["poe"], stored, "the proof as stored");
     assert_eq!(b["poe"]["payloadType"], "application/vnd.in-toto+json");
 
