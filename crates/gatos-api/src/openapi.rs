@@ -159,17 +159,20 @@ pub fn document() -> Result<Value, Error> {
                     "name": "Idempotency-Key",
                     "in": "header",
                     "required": false,
-                    "description": "Makes a retry of this request safe: the same key with the \
-                        same request gives the first answer again (Idempotent-Replayed: true); \
-                        with another request, 409 Conflict.",
+                    "description": "Reserved for making a retry of this request safe (the same \
+                        key and request giving the first answer again; another request, 409 \
+                        Conflict). Not honoured yet: a request carrying it is refused with 400, \
+                        so that a retry never acts twice. A publish can carry headers.msg_id, \
+                        which the topic deduplicates.",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                 },
                 "IfNoneMatch": {
                     "name": "If-None-Match",
                     "in": "header",
                     "required": false,
-                    "description": "An ETag of an earlier answer: 304 Not Modified while the \
-                        state it was made from is unchanged.",
+                    "description": "Reserved for conditional reads (304 Not Modified while the \
+                        state an ETag was made from is unchanged). Not honoured yet: the answer \
+                        is always the full one.",
                     "schema": {"type": "string"},
                 },
                 "LastEventId": {
