@@ -229,15 +229,16 @@ fn healthz_needs_no_token_and_every_other_route_does() -> TestResult {
     // Routing's own errors are problems too.
     let r = curl(&["-H", &bearer(CI), &d.url("/api/v1/nope")])?;
     assert_eq!(r.problem(404)?["code"], "NotFound");
-    let r = curl(&["-H", &bearer(CI), &d.url("/api/v1/topics/t/stream")])?;
-    let p = r.problem(404)?;
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap_or("")
-            .contains("messages.subscribe"),
-        "{p}"
-    );
+    // A stream whose start is no message is refused before it opens (http_sse.rs has
+    // the streams themselves).
+    let r = curl(&[
+        "-H",
+        &bearer(CI),
+        "-H",
+        "Last-Event-ID: 01HAAAAAAAAAAAAAAAAAAAAAAA",
+        &d.url("/api/v1/topics/t/stream"),
+    ])?;
+    assert_eq!(r.problem(404)?["code"], "NotFound");
     let r = curl(&["-X", "DELETE", &d.url("/healthz")])?;
     let p = r.problem(405)?;
     assert_eq!(p["code"], "InvalidInput");

@@ -1,0 +1,637 @@
+//! Server-sent event streams (issue #17, ADR 0037): `GET /api/v1/topics/{topic}/stream`
+//! (`messages.subscribe`) and `GET /api/v1/events/jobs` (`jobs.watch`).
+//!
+//! The start cursor is resolved before the 200 (`Last-Event-ID` wins over the query's
+//! `since*`; an unknown ULID is a 404 problem). Each stream has its own library
+//! `Follower`, woken by the daemon's shared `Watchers` as an RPC subscription is (one store
+//! read per stream per publish: the study's shared ring is a later step). Events go into
+//! a queue bounded in bytes ([`Limits::outbox_bytes`](crate::limits::Limits)) that the
+//! response body takes from as hyper writes it: a client that does not read for
+//! `lag_grace` while the queue is full gets `event: lagged` (the id to resume from) and the
+//! stream ends, its queue dropped. Shutdown ends a stream with `event: shutdown`.
+//!
+//! A stream does not hold one of the unary call slots; it counts in
+//! `Shared::subscriptions` (so `gatos.health` shows it) and against `max_subscriptions`
+//! per token name (the RPC per-connection number: one HTTP/1.1 connection carries one
+//! stream), past which it is a `TooManySubscriptions` 429 problem.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use gatos::messages::{Cursor, Follower, MessageView};
+use gatos_api::types::{SubscribeParams, WatchParams};
+use gatos_types::{ErrorCode, Ulid};
+use hyper::body::{Bytes, Frame};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::HttpState;
+use super::guard::Authed;
+use super::problem::Problem;
+use super::query;
+
+/// The `retry:` a stream opens with: how long an `EventSource` waits before reconnecting.
+pub const RETRY: Duration = Duration::from_secs(2);
+
+/// A comment line is sent after this long without an event, so proxies and clients see the
+/// stream alive.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The topic stream's path.
+pub const TOPIC_STREAM: &str = "/api/v1/topics/{topic}/stream";
+/// The job events stream's path.
+pub const JOB_EVENTS: &str = "/api/v1/events/jobs";
+
+/// Streams open per token name, for the per-actor cap.
+#[derive(Default)]
+pub struct Streams {
+    by_actor: Mutex<HashMap<String, usize>>,
+}
+
+/// The shutdown of the connection a request came on (put in its extensions by
+/// `serve_io`): a stream ends with `event: shutdown` when it fires.
+#[derive(Clone)]
+pub struct ConnStop(pub CancellationToken);
+
+/// The stream routes.
+pub fn routes(state: Arc<HttpState>) -> Router {
+    let (a, b) = (state.clone(), state);
+    Router::new()
+        .route(
+            TOPIC_STREAM,
+            get(move |req: Request| {
+                let st = a.clone();
+                async move {
+                    open(st, Kind::Topic, req)
+                        .await
+                        .unwrap_or_else(|p| p.into_response())
+                }
+            }),
+        )
+        .route(
+            JOB_EVENTS,
+            get(move |req: Request| {
+                let st = b.clone();
+                async move {
+                    open(st, Kind::Jobs, req)
+                        .await
+                        .unwrap_or_else(|p| p.into_response())
+                }
+            }),
+        )
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Topic,
+    Jobs,
+}
+
+/// What a stream sends for each message: a topic's `MessageRow`, or a filtered job event.
+enum Filter {
+    Messages,
+    Jobs(WatchParams),
+}
+
+impl Filter {
+    /// The frame of `m`, if it passes.
+    fn frame(&self, m: &MessageView<'_>) -> Option<Bytes> {
+        let (event, data) = match self {
+            Filter::Messages => ("message", serde_json::to_string(m).ok()?),
+            Filter::Jobs(p) => {
+                let ev = p.admits(m.payload.get())?;
+                let mut v = serde_json::to_value(&ev).ok()?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("ulid".into(), Value::String(m.ulid.to_string()));
+                }
+                ("job", v.to_string())
+            }
+        };
+        Some(event_frame(Some(m.ulid), event, &data))
+    }
+}
+
+/// One SSE event: `id` (when given), `event`, one `data` line (compact JSON has no newline).
+fn event_frame(id: Option<Ulid>, event: &str, data: &str) -> Bytes {
+    let mut s = String::with_capacity(data.len() + 64);
+    if let Some(id) = id {
+        s.push_str("id: ");
+        s.push_str(&id.to_string());
+        s.push('\n');
+    }
+    s.push_str("event: ");
+    s.push_str(event);
+    s.push_str("\ndata: ");
+    s.push_str(data);
+    s.push_str("\n\n");
+    Bytes::from(s)
+}
+
+/// `lagged` and `shutdown`: the id to resume from as the event's id and in the data.
+fn resume_frame(event: &str, next: Option<Ulid>) -> Bytes {
+    let data = serde_json::json!({ "next_since": next }).to_string();
+    event_frame(next, event, &data)
+}
+
+fn query_params(
+    req: &Request,
+    schema: &Value,
+    path: Option<(&str, String)>,
+) -> Result<Map<String, Value>, Problem> {
+    let mut params = Map::new();
+    if let Some((k, v)) = path {
+        params.insert(k.to_owned(), Value::String(v));
+    }
+    for (k, v) in query::fields(req.uri().query().unwrap_or(""), schema) {
+        if params.contains_key(&k) {
+            return Err(Problem::new(
+                ErrorCode::InvalidInput,
+                format!("{k} is given by the path; do not repeat it"),
+            )
+            .with("field", k));
+        }
+        params.insert(k, v);
+    }
+    Ok(params)
+}
+
+fn last_event_id(req: &Request) -> Result<Option<Ulid>, Problem> {
+    let Some(v) = req.headers().get("last-event-id") else {
+        return Ok(None);
+    };
+    let bad = || {
+        Problem::new(
+            ErrorCode::InvalidInput,
+            "Last-Event-ID is not a message ULID (the id of an event of this stream)",
+        )
+        .with("field", "Last-Event-ID")
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse::<Ulid>().map(Some).map_err(|_| bad())
+}
+
+/// The request schema of operation `name` (it drives the query's coercion).
+fn request_schema(name: &str) -> Value {
+    gatos_api::ops::find(name)
+        .and_then(|op| serde_json::to_value(op.request_schema()).ok())
+        .unwrap_or_default()
+}
+
+fn invalid(e: &serde_json::Error) -> Problem {
+    Problem::new(ErrorCode::InvalidInput, format!("the query: {e}"))
+}
+
+/// Takes a stream slot of `actor`, or answers `TooManySubscriptions`.
+struct Slot {
+    state: Arc<HttpState>,
+    actor: String,
+}
+
+impl Slot {
+    fn take(state: &Arc<HttpState>, actor: String) -> Result<Slot, Problem> {
+        let max = state.shared.limits.max_subscriptions;
+        let mut map = state
+            .streams
+            .by_actor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(actor.clone()).or_insert(0);
+        if *n >= max {
+            return Err(Problem::new(
+                ErrorCode::TooManySubscriptions,
+                format!("{actor} holds {max} streams, the most a token may; close one first"),
+            )
+            .with("max_subscriptions", max));
+        }
+        *n += 1;
+        drop(map);
+        state.shared.subscriptions.fetch_add(1, Ordering::Relaxed);
+        Ok(Slot {
+            state: state.clone(),
+            actor,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self
+            .state
+            .streams
+            .by_actor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.actor) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.actor);
+            }
+        }
+        drop(map);
+        self.state
+            .shared
+            .subscriptions
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn open(st: Arc<HttpState>, kind: Kind, req: Request) -> Result<Response, Problem> {
+    let authed = req
+        .extensions()
+        .get::<Authed>()
+        .cloned()
+        .ok_or_else(|| Problem::new(ErrorCode::Unauthorized, "this route needs a token"))?;
+    let stop = req
+        .extensions()
+        .get::<ConnStop>()
+        .map_or_else(CancellationToken::new, |s| s.0.clone());
+    let resume = last_event_id(&req)?;
+    let (topic, filter, since) = match kind {
+        Kind::Topic => {
+            let schema = request_schema(gatos_api::ops::names::MESSAGES_SUBSCRIBE);
+            let seg = req
+                .uri()
+                .path()
+                .strip_prefix("/api/v1/topics/")
+                .and_then(|s| s.strip_suffix("/stream"))
+                .unwrap_or("");
+            let topic = percent_encoding::percent_decode_str(seg)
+                .decode_utf8()
+                .map_err(|_| {
+                    Problem::new(ErrorCode::InvalidInput, "the path's topic is not UTF-8")
+                        .with("field", "topic")
+                })?
+                .into_owned();
+            let params = query_params(&req, &schema, Some(("topic", topic)))?;
+            let p: SubscribeParams =
+                serde_json::from_value(Value::Object(params)).map_err(|e| invalid(&e))?;
+            let since = gatos_api::service::cursor(p.since, p.since_seq, p.since_time, Cursor::End)
+                .map_err(Problem::from_call)?;
+            (p.topic, Filter::Messages, since)
+        }
+        Kind::Jobs => {
+            let schema = request_schema(gatos_api::ops::names::JOBS_WATCH);
+            let params = query_params(&req, &schema, None)?;
+            let p: WatchParams =
+                serde_json::from_value(Value::Object(params)).map_err(|e| invalid(&e))?;
+            let since = gatos_api::service::cursor(p.since, None, p.since_time, Cursor::End)
+                .map_err(Problem::from_call)?;
+            (gatos::jobs::events_topic(), Filter::Jobs(p), since)
+        }
+    };
+    let since = resume.map_or(since, Cursor::Ulid);
+    let slot = Slot::take(&st, authed.actor.to_string())?;
+    let gatos = st.shared.gatos.clone();
+    let t = topic.clone();
+    let follower = tokio::task::spawn_blocking(move || gatos.messages().follow(&t, since))
+        .await
+        .map_err(|_| Problem::new(ErrorCode::Internal, "the follow task failed"))?
+        .map_err(|e| Problem::from_error(&e))?;
+    let queue = Arc::new(Queue::new(st.shared.limits.outbox_bytes));
+    queue.push_now(Bytes::from(format!("retry: {}\n\n", RETRY.as_millis())));
+    let changes = st.shared.watchers.watch(&topic, follower.last_head());
+    tokio::spawn(tracing::Instrument::in_current_span(produce(
+        Producer {
+            st: st.clone(),
+            follower,
+            filter,
+            changes,
+            stop,
+            queue: queue.clone(),
+        },
+        slot,
+    )));
+    let mut r = Response::new(Body::new(StreamBody::new(queue)));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(r)
+}
+
+/// The frames of one stream between its producer and its response body, bounded in bytes.
+struct Queue {
+    inner: Mutex<Inner>,
+    /// Signalled when the body took a frame or went away.
+    room: tokio::sync::Notify,
+    /// Cancelled when the body is dropped (the client left).
+    gone: CancellationToken,
+    cap: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    frames: VecDeque<(Option<Ulid>, Bytes)>,
+    bytes: usize,
+    /// No frame follows the queued ones.
+    closed: bool,
+    /// The last message id the body handed to hyper.
+    taken: Option<Ulid>,
+    waker: Option<Waker>,
+}
+
+impl Queue {
+    fn new(cap: usize) -> Queue {
+        Queue {
+            inner: Mutex::default(),
+            room: tokio::sync::Notify::new(),
+            gone: CancellationToken::new(),
+            cap,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a frame whatever the cap (a small control frame).
+    fn push_now(&self, frame: Bytes) {
+        self.push_with(None, frame, false);
+    }
+
+    fn push_with(&self, id: Option<Ulid>, frame: Bytes, close: bool) {
+        let mut q = self.lock();
+        q.bytes += frame.len();
+        q.frames.push_back((id, frame));
+        q.closed |= close;
+        if let Some(w) = q.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Queues a frame if it fits (a frame always fits an empty queue).
+    fn try_push(&self, id: Option<Ulid>, frame: &Bytes) -> Result<(), ()> {
+        let fits = {
+            let q = self.lock();
+            q.frames.is_empty() || q.bytes + frame.len() <= self.cap
+        };
+        if fits {
+            self.push_with(id, frame.clone(), false);
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    fn gone(&self) -> bool {
+        self.gone.is_cancelled()
+    }
+
+    /// Drops what is queued and ends with `frame` (`lagged`): memory goes back at once.
+    fn replace_with_last(&self, frame: Bytes) {
+        let mut q = self.lock();
+        q.frames.clear();
+        q.bytes = 0;
+        drop(q);
+        self.push_with(None, frame, true);
+    }
+
+    fn close(&self) {
+        let mut q = self.lock();
+        q.closed = true;
+        if let Some(w) = q.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The response body: frames from the queue as hyper asks, a comment every
+/// [`KEEP_ALIVE`] without one.
+struct StreamBody {
+    queue: Arc<Queue>,
+    keep_alive: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl StreamBody {
+    fn new(queue: Arc<Queue>) -> StreamBody {
+        StreamBody {
+            queue,
+            keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+        }
+    }
+}
+
+impl hyper::body::Body for StreamBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let popped = {
+            let mut q = self.queue.lock();
+            match q.frames.pop_front() {
+                Some((id, frame)) => {
+                    q.bytes = q.bytes.saturating_sub(frame.len());
+                    if id.is_some() {
+                        q.taken = id;
+                    }
+                    Some(Some(frame))
+                }
+                None if q.closed => Some(None),
+                None => {
+                    q.waker = Some(cx.waker().clone());
+                    None
+                }
+            }
+        };
+        match popped {
+            Some(Some(frame)) => {
+                self.queue.room.notify_one();
+                let next = tokio::time::Instant::now() + KEEP_ALIVE;
+                self.keep_alive.as_mut().reset(next);
+                Poll::Ready(Some(Ok(Frame::data(frame))))
+            }
+            Some(None) => Poll::Ready(None),
+            None => match self.keep_alive.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let next = tokio::time::Instant::now() + KEEP_ALIVE;
+                    self.keep_alive.as_mut().reset(next);
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                        b": keep-alive\n\n",
+                    )))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        self.queue.gone.cancel();
+        self.queue.room.notify_one();
+    }
+}
+
+struct Producer {
+    st: Arc<HttpState>,
+    follower: Follower,
+    filter: Filter,
+    changes: tokio::sync::watch::Receiver<crate::subscriptions::Head>,
+    stop: CancellationToken,
+    queue: Arc<Queue>,
+}
+
+enum Ended {
+    Gone,
+    Lagged,
+    Shutdown,
+    Error,
+}
+
+/// Reads the follower as the topic moves and queues its frames until the client leaves,
+/// lags, the daemon stops, or a read fails.
+async fn produce(p: Producer, slot: Slot) {
+    let Producer {
+        st,
+        follower,
+        filter,
+        mut changes,
+        stop,
+        queue,
+    } = p;
+    let limits = &st.shared.limits;
+    let (batch, max_bytes, grace) = (
+        limits.subscription_batch,
+        limits.max_page_bytes,
+        limits.lag_grace,
+    );
+    let filter = Arc::new(filter);
+    let mut follower = Some(follower);
+    // Where the stream started, then the last message id queued: where a shutdown resumes.
+    let start: Option<Ulid> = follower.as_ref().and_then(|f| f.position().1);
+    let mut queued = start;
+    let ended = 'outer: loop {
+        changes.borrow_and_update();
+        let Some(mut f) = follower.take() else {
+            break Ended::Error;
+        };
+        let flt = filter.clone();
+        let polled = tokio::task::spawn_blocking(move || {
+            let mut frames: Vec<(Ulid, Option<Bytes>)> = Vec::new();
+            let mut bytes = 0usize;
+            let mut full = false;
+            let r = f.poll(batch, |m| {
+                let frame = flt.frame(m);
+                bytes += frame.as_ref().map_or(0, Bytes::len);
+                frames.push((m.ulid, frame));
+                full = u64::try_from(bytes).unwrap_or(u64::MAX) >= max_bytes;
+                Ok(!full)
+            });
+            (
+                f,
+                r.map(|(n, gap)| (frames, gap, if full { batch } else { n })),
+            )
+        })
+        .await;
+        let Ok((f, result)) = polled else {
+            break Ended::Error;
+        };
+        follower = Some(f);
+        let (frames, gap, n) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::info!(code = %e.code(), error = %e, "stream ended by an error");
+                break Ended::Error;
+            }
+        };
+        if let Some(g) = gap {
+            let data = serde_json::json!({ "from_seq": g.from_seq, "to_seq": g.to_seq });
+            queue.push_now(event_frame(None, "gap", &data.to_string()));
+        }
+        for (ulid, frame) in frames {
+            let Some(frame) = frame else {
+                // Filtered out (a job stream): nothing to send, but a resume may start here.
+                continue;
+            };
+            let deadline = tokio::time::Instant::now() + grace;
+            loop {
+                if queue.gone() {
+                    break 'outer Ended::Gone;
+                }
+                if queue.try_push(Some(ulid), &frame).is_ok() {
+                    queued = Some(ulid);
+                    break;
+                }
+                tokio::select! {
+                    () = queue.room.notified() => {}
+                    () = tokio::time::sleep_until(deadline) => break 'outer Ended::Lagged,
+                    () = stop.cancelled() => break 'outer Ended::Shutdown,
+                }
+            }
+        }
+        if n >= batch {
+            continue;
+        }
+        tokio::select! {
+            () = stop.cancelled() => break Ended::Shutdown,
+            () = queue.gone.cancelled() => {}
+            changed = changes.changed() => if changed.is_err() { break Ended::Error },
+        }
+        if queue.gone() {
+            break Ended::Gone;
+        }
+    };
+    match ended {
+        Ended::Gone => {}
+        Ended::Lagged => {
+            let taken = queue.lock().taken.or(start);
+            tracing::info!("SSE client lagged; stream closed");
+            queue.replace_with_last(resume_frame("lagged", taken));
+        }
+        Ended::Shutdown => {
+            queue.push_with(queued, resume_frame("shutdown", queued), true);
+        }
+        Ended::Error => queue.close(),
+    }
+    drop(slot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_id_event_and_one_data_line() -> Result<(), Box<dyn std::error::Error>> {
+        let u: Ulid = "01HAAAAAAAAAAAAAAAAAAAAAAA".parse()?;
+        let f = event_frame(Some(u), "message", r#"{"a":1}"#);
+        assert_eq!(
+            f.as_ref(),
+            format!("id: {u}\nevent: message\ndata: {{\"a\":1}}\n\n").as_bytes()
+        );
+        let l = resume_frame("lagged", None);
+        assert_eq!(
+            l.as_ref(),
+            b"event: lagged\ndata: {\"next_since\":null}\n\n"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_but_takes_one_frame_when_empty() {
+        let q = Queue::new(10);
+        let big = Bytes::from(vec![b'x'; 100]);
+        assert!(q.try_push(None, &big).is_ok());
+        assert!(q.try_push(None, &Bytes::from_static(b"y")).is_err());
+        q.replace_with_last(Bytes::from_static(b"end"));
+        let inner = q.lock();
+        assert_eq!(inner.frames.len(), 1);
+        assert!(inner.closed);
+    }
+}
