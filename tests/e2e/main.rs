@@ -15,6 +15,8 @@ mod daemon;
 mod ended;
 mod export;
 mod http;
+mod http_limits;
+mod http_sse;
 mod install;
 mod isolation;
 mod jobs;

@@ -122,6 +122,17 @@ pub struct Args {
     /// the network in clear text.
     #[arg(long, requires = "http")]
     pub allow_insecure_non_loopback: bool,
+    /// Requests per second each HTTP token may send (N, or off); past it, 429 RateLimited
+    /// with Retry-After.
+    #[arg(long, value_name = "N", value_parser = crate::http::limit::parse_rate, requires = "http")]
+    pub http_rate: Option<crate::http::limit::RateFlag>,
+    /// Requests each HTTP token may send at once, after a quiet time.
+    #[arg(long, value_name = "N", requires = "http")]
+    pub http_burst: Option<std::num::NonZeroU32>,
+    /// An origin (like https://app.example) whose pages may call the HTTP face from a
+    /// browser (CORS); repeatable, exact origins only. Without it, no CORS headers.
+    #[arg(long, value_name = "ORIGIN", value_parser = crate::http::limit::parse_origin, requires = "http")]
+    pub http_cors_origin: Vec<String>,
 }
 
 impl Args {
@@ -286,6 +297,45 @@ mod tests {
         assert!(p(&["--bogus"]).is_err());
         assert!(p(&["--repo"]).is_err());
         assert!(p(&["--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn http_rate_burst_and_cors_origins_are_read() {
+        let a = p(&["--http"]).expect("valid");
+        assert_eq!(a.http_rate, None);
+        assert!(a.http_cors_origin.is_empty());
+        let a = p(&["--http", "--http-rate", "off"]).expect("valid");
+        assert_eq!(a.http_rate, Some(crate::http::limit::RateFlag(None)));
+        let a = p(&[
+            "--http",
+            "--http-rate",
+            "20",
+            "--http-burst",
+            "5",
+            "--http-cors-origin",
+            "https://a.example",
+            "--http-cors-origin",
+            "http://localhost:3000",
+        ])
+        .expect("valid");
+        assert_eq!(
+            a.http_rate,
+            Some(crate::http::limit::RateFlag(std::num::NonZeroU32::new(20)))
+        );
+        assert_eq!(a.http_burst, std::num::NonZeroU32::new(5));
+        assert_eq!(
+            a.http_cors_origin,
+            ["https://a.example", "http://localhost:3000"]
+        );
+        for bad in [
+            &["--http", "--http-rate", "0"][..],
+            &["--http", "--http-burst", "0"],
+            &["--http", "--http-cors-origin", "*"],
+            &["--http-rate", "5"],
+            &["--http-cors-origin", "https://a.example"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,12 +8,15 @@
 //! timeout and a graceful shutdown tied to the daemon's.
 //!
 //! Every request passes, outside in: catch-panic → problemize (any error response becomes
-//! `application/problem+json`) → [`guard::check`] (`Host`, then the bearer token) → the
-//! route.
+//! `application/problem+json`) → [`guard::check`] (`Host`, then the bearer token, then
+//! the token's rate) → the route. With `--http-cors-origin`, a request from a listed
+//! origin passes tower-http's `CorsLayer` first ([`limit::with_cors`]).
 
 pub mod guard;
+pub mod limit;
 pub mod problem;
 pub mod query;
+pub mod sse;
 pub mod tls;
 pub mod unary;
 
@@ -47,6 +50,8 @@ pub struct Options {
     pub allowed_hosts: Vec<String>,
     /// TLS (`--tls-cert`, `--tls-key`): every connection does the handshake first.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `--http-cors-origin` values: the exact origins CORS answers (none: no CORS).
+    pub cors_origins: Vec<String>,
 }
 
 /// The HTTP listener and where its address was written.
@@ -75,6 +80,12 @@ pub struct HttpState {
     pub options: Options,
     /// Unary calls running at once (each holds a blocking-pool thread).
     pub calls: Arc<Semaphore>,
+    /// The rate per token (`None` with `--http-rate off`).
+    pub limiter: Option<limit::Limiter>,
+    /// The slots of waiting calls and large answers.
+    pub slots: limit::Slots,
+    /// Server-sent event streams open, per token name.
+    pub streams: sse::Streams,
 }
 
 /// Binds `addr` and writes the bound address to `<gatos-dir>/gatosd/http-addr` (mode
@@ -138,18 +149,31 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
 /// The router of the face.
 pub fn router(shared: Arc<Shared>, options: Options) -> Router {
     let calls = Arc::new(Semaphore::new(shared.limits.max_http_calls));
+    let limiter = shared.limits.http_rate.map(|per_second| {
+        limit::Limiter::new(limit::Rate {
+            per_second,
+            burst: shared.limits.http_burst,
+        })
+    });
+    let slots = limit::Slots::new(&shared.limits);
+    let cors = options.cors_origins.clone();
     let state = Arc::new(HttpState {
         shared,
         options,
         calls,
+        limiter,
+        slots,
+        streams: sse::Streams::default(),
     });
-    unary::routes(state.clone())
+    let router = unary::routes(state.clone())
+        .merge(sse::routes(state.clone()))
         .route("/healthz", get(healthz))
         .layer(axum::middleware::from_fn_with_state(state, guard::check))
         .layer(axum::middleware::map_response(problem::problemize))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             problem::panicked,
-        ))
+        ));
+    limit::with_cors(router, &cors)
 }
 
 /// `GET /healthz`: the process answers (no token, no store read).
@@ -207,7 +231,10 @@ async fn serve_io<I>(
 {
     let id = shared.next_id();
     let span = tracing::debug_span!("conn", conn = id, transport = "http", peer = %addr);
-    let svc = hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
+    // A stream ends with `event: shutdown` when its connection is told to stop.
+    let conn_stop = sse::ConnStop(stop.clone());
+    let svc = hyper::service::service_fn(move |mut req: axum::http::Request<Incoming>| {
+        req.extensions_mut().insert(conn_stop.clone());
         router.clone().oneshot(req)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -140,6 +140,12 @@ fn start(args: &args::Args) -> Result<(), StartError> {
     if let Some(n) = args.max_line {
         limits.max_line = n;
     }
+    if let Some(r) = args.http_rate {
+        limits.http_rate = r.0;
+    }
+    if let Some(b) = args.http_burst {
+        limits.http_burst = b;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gatosd")
@@ -168,7 +174,7 @@ fn start(args: &args::Args) -> Result<(), StartError> {
                 (Some(c), Some(k)) => Some(http::tls::acceptor(c, k).map_err(|e| StartError(ErrorCode::InvalidInput, e))?),
                 _ => None,
             };
-            let options = http::Options { allowed_hosts: args.http_allowed_host.clone(), tls };
+            let options = http::Options { allowed_hosts: args.http_allowed_host.clone(), tls, cors_origins: args.http_cors_origin.clone() };
             let ep = http::bind(addr, options, Some(&gatos.gatos_dir()))
                 .await
                 .map_err(|e| StartError(ErrorCode::Unavailable, e))?;

@@ -53,6 +53,15 @@ pub struct Limits {
     pub http_body_timeout: Duration,
     /// HTTP calls running at once (each holds a blocking-pool thread); more wait.
     pub max_http_calls: usize,
+    /// HTTP calls that wait (`wait_ms`, up to 30 s) running at once: a pool of their own,
+    /// so waiting calls never hold the slots of `max_http_calls`; more wait for a slot.
+    pub max_http_waits: usize,
+    /// Large answers (pages: `op.large` rows) built at once over HTTP; more wait.
+    pub max_http_large: usize,
+    /// Requests per second per HTTP token (`--http-rate`); `None` is no limit.
+    pub http_rate: Option<std::num::NonZeroU32>,
+    /// Requests a token may send at once (`--http-burst`).
+    pub http_burst: std::num::NonZeroU32,
     /// How long a TCP client has to send `gatos.auth`.
     pub auth_timeout: Duration,
     /// How long shutdown waits for requests in flight.
@@ -79,6 +88,11 @@ impl Default for Limits {
             http_header_timeout: Duration::from_secs(10),
             http_body_timeout: Duration::from_secs(30),
             max_http_calls: 64,
+            max_http_waits: 64,
+            max_http_large: 8,
+            http_rate: std::num::NonZeroU32::new(crate::http::limit::DEFAULT_RATE),
+            http_burst: std::num::NonZeroU32::new(crate::http::limit::DEFAULT_BURST)
+                .unwrap_or(std::num::NonZeroU32::MIN),
             auth_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
         }

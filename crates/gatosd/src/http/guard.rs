@@ -1,6 +1,7 @@
 //! What every request passes before a route sees it (ADR 0035): the `Host` check against
 //! DNS rebinding, then (on every route but `/healthz`) the bearer token, which names the
-//! actor.
+//! actor, then the token's rate (ADR 0038): a request without a valid token is refused
+//! before it counts, and one token's requests never spend another's rate.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use gatos_api::Actor;
 use gatos_types::ErrorCode;
 
 use super::HttpState;
+use super::limit::Verdict;
 use super::problem::Problem;
 
 /// Who a request acts for: the name of its token (`http:<name>`), and whether the token
@@ -151,8 +153,19 @@ pub async fn check(State(state): State<Arc<HttpState>>, mut req: Request, next: 
         actor: Actor::Http(entry.name.clone()),
         read_only: entry.read_only,
     };
+    let counted = match &state.limiter {
+        None => None,
+        Some(l) => match l.check(&entry.name) {
+            Verdict::Served { limit, remaining } => Some((limit, remaining)),
+            Verdict::Refused { retry_after } => return l.refusal(&entry.name, retry_after),
+        },
+    };
     req.extensions_mut().insert(authed);
-    next.run(req).await
+    let mut r = next.run(req).await;
+    if let Some((limit, remaining)) = counted {
+        super::limit::annotate(&mut r, limit, remaining);
+    }
+    r
 }
 
 #[cfg(test)]

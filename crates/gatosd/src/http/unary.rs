@@ -39,7 +39,7 @@ fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
 }
 
 /// The routes of the table's unary operations, `gatos.health`, `gatos.ready` and the
-/// OpenAPI document. Stream routes answer 404 with a hint until the SSE step serves them.
+/// OpenAPI document. Stream routes are `sse`'s.
 pub fn routes(state: Arc<HttpState>) -> Router {
     let mut by_path: BTreeMap<&'static str, MethodRouter> = BTreeMap::new();
     for route in ROUTES {
@@ -54,17 +54,8 @@ pub fn routes(state: Arc<HttpState>) -> Router {
         };
         let st = state.clone();
         let handler = match (op.shape, op.name) {
-            // Server-sent events come with their own step; until then the route says so.
-            _ if route.stream => MethodRouter::new().on(filter, move || async move {
-                Problem::new(
-                    ErrorCode::NotFound,
-                    format!(
-                        "{} is not served over HTTP yet; JSON-RPC's {} streams the same events",
-                        route.path, op.name
-                    ),
-                )
-                .into_response()
-            }),
+            // Server-sent events are served by `sse::routes`.
+            _ if route.stream => continue,
             (Shape::Unary, _) => {
                 let schema =
                     Arc::new(serde_json::to_value(op.request_schema()).unwrap_or_default());
@@ -360,12 +351,28 @@ async fn unary(
             }
         }
     }
-    let _permit = st
-        .calls
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Problem::new(ErrorCode::Unavailable, "the daemon is shutting down"))?;
+    // A call that waits (up to 30 s) takes a slot of its own pool, so waiting calls never
+    // hold the slots other clients' reads and writes need (nor the large-answer slots:
+    // its answer is one piece); another call with a large answer also takes one of the
+    // few large-answer slots (ADR 0038).
+    let closed = |_| Problem::new(ErrorCode::Unavailable, "the daemon is shutting down");
+    let waiting = super::limit::waits(&params);
+    let _large = match op.large && !waiting {
+        true => Some(
+            st.slots
+                .large
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(closed)?,
+        ),
+        false => None,
+    };
+    let pool = match waiting {
+        true => &st.slots.waits,
+        false => &st.calls,
+    };
+    let _permit = pool.clone().acquire_owned().await.map_err(closed)?;
     let service = st.shared.service.clone();
     let actor = authed.actor.clone();
     let name = op.name;
