@@ -56,6 +56,8 @@ pub struct Limits {
     /// HTTP calls that wait (`wait_ms`, up to 30 s) running at once: a pool of their own,
     /// so waiting calls never hold the slots of `max_http_calls`; more wait for a slot.
     pub max_http_waits: usize,
+    /// Of them, calls one HTTP token may run at once (so one client cannot take them all).
+    pub max_http_waits_per_token: usize,
     /// Large answers (pages: `op.large` rows) built at once over HTTP; more wait.
     pub max_http_large: usize,
     /// Requests per second per HTTP token (`--http-rate`); `None` is no limit.
@@ -89,6 +91,7 @@ impl Default for Limits {
             http_body_timeout: Duration::from_secs(30),
             max_http_calls: 64,
             max_http_waits: 64,
+            max_http_waits_per_token: 16,
             max_http_large: 8,
             http_rate: std::num::NonZeroU32::new(crate::http::limit::DEFAULT_RATE),
             http_burst: std::num::NonZeroU32::new(crate::http::limit::DEFAULT_BURST)

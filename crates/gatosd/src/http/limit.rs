@@ -150,14 +150,24 @@ pub fn annotate(r: &mut Response, limit: u32, remaining: u32) {
 }
 
 /// The call slots besides the unary pool: long waits have their own pool, so calls that
-/// wait (`jobs.logs` with `wait_ms`) never take the slots other calls need; large answers
-/// (`op.large` rows) are built a few at a time.
+/// wait (`jobs.logs` with `wait_ms`) never take the slots other calls need, and one token
+/// holds at most a few of them; large answers (`op.large` rows) are built a few at a time.
 pub struct Slots {
     /// Calls that wait (`wait_ms` > 0) running at once.
     pub waits: Arc<Semaphore>,
     /// Large answers being built at once.
     pub large: Arc<Semaphore>,
+    /// Waiting calls per token name (the names are the token file's: a bounded set).
+    per_token: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<Semaphore>>>,
+    /// Waiting calls one token may run at once.
+    waits_per_token: usize,
 }
+
+/// The two permits of a waiting call: its token's, then the pool's.
+pub type WaitPermit = (
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::sync::OwnedSemaphorePermit,
+);
 
 impl Slots {
     /// Slots of the daemon's limits.
@@ -165,7 +175,29 @@ impl Slots {
         Slots {
             waits: Arc::new(Semaphore::new(limits.max_http_waits)),
             large: Arc::new(Semaphore::new(limits.max_http_large)),
+            per_token: std::sync::Mutex::default(),
+            waits_per_token: limits.max_http_waits_per_token,
         }
+    }
+
+    /// A slot for a waiting call of the token `name`: one of the token's own (so one token
+    /// cannot take every wait slot), then one of the pool.
+    ///
+    /// # Errors
+    /// When a semaphore was closed.
+    pub async fn wait_slot(&self, name: &str) -> Result<WaitPermit, tokio::sync::AcquireError> {
+        let own = {
+            let mut map = self
+                .per_token
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(Arc::from(name))
+                .or_insert_with(|| Arc::new(Semaphore::new(self.waits_per_token)))
+                .clone()
+        };
+        let own = own.acquire_owned().await?;
+        let pool = self.waits.clone().acquire_owned().await?;
+        Ok((own, pool))
     }
 }
 
@@ -317,6 +349,24 @@ mod tests {
         let r = l.refusal("a", Duration::from_millis(300));
         assert_eq!(r.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers().get(RETRY_AFTER), Some(&HeaderValue::from(1u64)));
+    }
+
+    #[tokio::test]
+    async fn one_token_cannot_take_every_wait_slot() {
+        let limits = crate::limits::Limits {
+            max_http_waits: 3,
+            max_http_waits_per_token: 2,
+            ..crate::limits::Limits::default()
+        };
+        let slots = Slots::new(&limits);
+        let a1 = slots.wait_slot("a").await;
+        let a2 = slots.wait_slot("a").await;
+        assert!(a1.is_ok() && a2.is_ok());
+        let a3 = tokio::time::timeout(Duration::from_millis(50), slots.wait_slot("a")).await;
+        assert!(a3.is_err(), "a third wait of one token got a slot");
+        let b = tokio::time::timeout(Duration::from_secs(5), slots.wait_slot("b")).await;
+        assert!(matches!(b, Ok(Ok(_))), "another token's wait got no slot");
+        assert_eq!(slots.waits.available_permits(), 0);
     }
 
     #[test]

@@ -351,10 +351,10 @@ async fn unary(
             }
         }
     }
-    // A call that waits (up to 30 s) takes a slot of its own pool, so waiting calls never
-    // hold the slots other clients' reads and writes need (nor the large-answer slots:
-    // its answer is one piece); another call with a large answer also takes one of the
-    // few large-answer slots (ADR 0038).
+    // A call that waits (up to 30 s) takes a slot of its own pool (and one of its token's
+    // few), so waiting calls never hold the slots other clients' reads and writes need
+    // (nor the large-answer slots: its answer is one piece); another call with a large
+    // answer also takes one of the few large-answer slots (ADR 0038).
     let closed = |_| Problem::new(ErrorCode::Unavailable, "the daemon is shutting down");
     let waiting = super::limit::waits(&params);
     let _large = match op.large && !waiting {
@@ -368,11 +368,20 @@ async fn unary(
         ),
         false => None,
     };
-    let pool = match waiting {
-        true => &st.slots.waits,
-        false => &st.calls,
+    let _permits = match waiting {
+        true => {
+            let (own, pool) = st
+                .slots
+                .wait_slot(&authed.actor.to_string())
+                .await
+                .map_err(closed)?;
+            (Some(own), pool)
+        }
+        false => (
+            None,
+            st.calls.clone().acquire_owned().await.map_err(closed)?,
+        ),
     };
-    let _permit = pool.clone().acquire_owned().await.map_err(closed)?;
     let service = st.shared.service.clone();
     let actor = authed.actor.clone();
     let name = op.name;
