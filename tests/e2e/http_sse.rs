@@ -347,6 +347,11 @@ for j in (b, a):
 ev = json.loads(until(it, 'job')['data'])
 assert ev['job'] == a and ev['event'] == 'cancelled', ev
 r.close()
+# Resuming after the first event: the next one of this job, b's skipped.
+r = stream('/events/jobs?job=%s' % a, {'Last-Event-ID': first['ulid']})
+again = until(events(r), 'job')
+assert again['id'] == ev['ulid'] and json.loads(again['data'])['event'] == 'cancelled', again
+r.close()
 r = stream('/events/jobs?jobs=%s' % a)
 assert r.status_code == 400, r.text
 "#,
