@@ -476,9 +476,11 @@ fn stream_description(op: &Op) -> String {
         _ => "`message` events (each message as messages.read returns it, its ULID as the id)",
     };
     format!(
-        "Server-sent events: {events}; `gap` when history was pruned; `lagged` (then the \
-         stream ends) when the client fell too far behind, with the id to resume from; \
-         comments as keep-alives. Reconnect with Last-Event-ID to resume exactly."
+        "Server-sent events, after a first `retry:` field: {events}; `gap` \
+         ({{from_seq, to_seq}}) when history was pruned; `lagged` (then the stream ends) when \
+         the client fell too far behind, and `shutdown` when the daemon stops, each with \
+         next_since, the id to resume from; comments as keep-alives. Reconnect with \
+         Last-Event-ID to resume exactly (ADR 0037)."
     )
 }
 
