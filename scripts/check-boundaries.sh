@@ -2,11 +2,11 @@
 # Enforces the crate boundaries of ADR 0002 and ADR 0025 (Boundary):
 # - Cargo dependencies: gix only under gatos-store, tokio only under gatosd (and test
 #   helpers), clap only under the two faces git-gatos and gatosd (ADR 0032), the HTTP stack
-#   (axum, hyper, tower-http, tokio-rustls) only under gatosd (ADR 0035);
+#   (axum, hyper, tower-http, tokio-rustls, governor) only under gatosd (ADR 0035, 0038);
 # - source paths (a grep over non-test code, no build): gix named and git spawned only in
 #   gatos-store; `gatos_store::` named only in gatos-store and gatos; `.store()` called
 #   only inside the gatos crate; `refs/gatos` spelled only in gatos-store's refs/names.rs;
-#   axum, hyper, tower_http and rustls named only in gatosd's http module (src/http.rs,
+#   axum, hyper, tower_http, rustls and governor named only in gatosd's http module (src/http.rs,
 #   src/http/).
 # Non-test code is crates/*/src/** up to a file's `#[cfg(test)]`, outside gatos-testutil.
 set -euo pipefail
@@ -37,6 +37,7 @@ check axum gatosd
 check hyper gatosd
 check tower-http gatosd
 check tokio-rustls gatosd
+check governor gatosd
 
 # Prints `file:line: text` for non-test, non-comment source lines matching a regex (ERE),
 # in the crates given (directory names under crates/), minus excluded files.
@@ -92,12 +93,12 @@ http_module_lines() { # lines naming the HTTP stack in gatosd outside its http m
     awk -v f="$f" '
       /#\[cfg\(test\)\]/ { exit }
       /^[[:space:]]*\/\// { next }
-      /(^|[^A-Za-z0-9_])(axum|hyper|hyper_util|tower_http|tokio_rustls|rustls)::/ { print f ":" FNR ": " $0 }' "$f"
+      /(^|[^A-Za-z0-9_])(axum|hyper|hyper_util|tower_http|tokio_rustls|rustls|governor)::/ { print f ":" FNR ": " $0 }' "$f"
   done
 }
 # shellcheck disable=SC2046
-source_check "axum, hyper, tower_http or rustls named outside gatosd's http module" \
-  "$(code_lines '(^|[^A-Za-z0-9_])(axum|hyper|hyper_util|tower_http|tokio_rustls|rustls)::' $(others gatosd))$(http_module_lines)"
+source_check "axum, hyper, tower_http, rustls or governor named outside gatosd's http module" \
+  "$(code_lines '(^|[^A-Za-z0-9_])(axum|hyper|hyper_util|tower_http|tokio_rustls|rustls|governor)::' $(others gatosd))$(http_module_lines)"
 
 # The gatos crate's top-level modules form no cycle through `crate::` paths (issue #15,
 # point 3): a module's files name `crate::<other>` only down the layering, and what two
