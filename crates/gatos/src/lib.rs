@@ -23,6 +23,7 @@ pub mod checkpoints;
 pub mod clock;
 pub mod doctor;
 mod error;
+pub mod idempotency;
 pub mod init;
 pub mod jobs;
 pub mod keys;
