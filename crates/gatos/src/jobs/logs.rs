@@ -1016,7 +1016,131 @@ impl std::fmt::Debug for Follow {
     }
 }
 
+/// Where a follow of a job stands: the attempt being read and the offsets reached in its
+/// two streams (a stream not followed stays at 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// The attempt (0: none yet).
+    pub attempt: u32,
+    /// Bytes of standard output returned.
+    pub stdout: u64,
+    /// Bytes of standard error returned.
+    pub stderr: u64,
+}
+
+/// The cursor of a job stream (`jobs.follow`, ADR 0039): the last `gatos.jobs` message it
+/// went past and its log [`Position`], written
+/// `<ULID or 0>.<attempt>.<stdout offset>.<stderr offset>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FollowCursor {
+    /// The last job event message gone past (`None`: the stream starts with new events).
+    pub event: Option<Ulid>,
+    /// The log's position.
+    pub log: Position,
+}
+
+impl std::fmt::Display for FollowCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.event {
+            Some(u) => write!(f, "{u}")?,
+            None => f.write_str("0")?,
+        }
+        write!(
+            f,
+            ".{}.{}.{}",
+            self.log.attempt, self.log.stdout, self.log.stderr
+        )
+    }
+}
+
+impl std::str::FromStr for FollowCursor {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<FollowCursor> {
+        let bad = || {
+            crate::Error::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "a job stream cursor is <ULID or 0>.<attempt>.<stdout offset>.<stderr offset>, not {:?}",
+                    s.chars().take(80).collect::<String>()
+                ),
+            )
+        };
+        let mut parts = s.split('.');
+        let (Some(ev), Some(a), Some(o), Some(e), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(bad());
+        };
+        let event = match ev {
+            "0" => None,
+            u => Some(u.parse::<Ulid>().map_err(|_| bad())?),
+        };
+        let num = |t: &str| -> crate::Result<u64> {
+            if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            t.parse::<u64>().map_err(|_| bad())
+        };
+        let attempt = u32::try_from(num(a)?).map_err(|_| bad())?;
+        let (stdout, stderr) = (num(o)?, num(e)?);
+        if attempt == 0 && (stdout > 0 || stderr > 0) {
+            return Err(bad());
+        }
+        Ok(FollowCursor {
+            event,
+            log: Position {
+                attempt,
+                stdout,
+                stderr,
+            },
+        })
+    }
+}
+
 impl Follow {
+    /// Resumes where an earlier follow of the same job stood ([`Follow::position`]): at
+    /// that attempt and those offsets, so nothing it returned comes twice and nothing
+    /// after it is missed. A position of attempt 0 changes nothing. Ignored once this
+    /// follow has returned anything.
+    #[must_use]
+    pub fn resume(mut self, at: Position) -> Follow {
+        if at.attempt == 0 || self.attempt != 0 {
+            return self;
+        }
+        if let Some(p) = self.pinned
+            && p != at.attempt
+        {
+            return self;
+        }
+        self.attempt = at.attempt;
+        for c in &mut self.cursors {
+            c.offset = match c.stream {
+                Stream::Stdout => at.stdout,
+                Stream::Stderr => at.stderr,
+            };
+        }
+        self
+    }
+
+    /// Where this follow stands: the attempt and the offset reached in each stream.
+    pub fn position(&self) -> Position {
+        let at = |s: Stream| {
+            self.cursors
+                .iter()
+                .find(|c| c.stream == s)
+                .map_or(0, |c| c.offset)
+        };
+        Position {
+            attempt: self.attempt,
+            stdout: at(Stream::Stdout),
+            stderr: at(Stream::Stderr),
+        }
+    }
+
     /// Tells whether everything has been returned: the job has ended and so has the log
     /// of its last attempt (or of the attempt asked for).
     pub fn is_ended(&self) -> bool {
@@ -1229,6 +1353,41 @@ mod tests {
         assert_eq!(o.attempt, Some(2));
         assert_eq!(o.stream, Stream::Stderr);
         assert_eq!(o.max_bytes, DEFAULT_MAX_BYTES);
+        Ok(())
+    }
+
+    #[test]
+    fn a_follow_cursor_round_trips_and_refuses_junk()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let c: FollowCursor = "01J00000000000000000000000.2.10.3".parse()?;
+        assert_eq!(c.event, Some("01J00000000000000000000000".parse()?));
+        assert_eq!(
+            c.log,
+            Position {
+                attempt: 2,
+                stdout: 10,
+                stderr: 3
+            }
+        );
+        assert_eq!(c.to_string(), "01J00000000000000000000000.2.10.3");
+        let z: FollowCursor = "0.0.0.0".parse()?;
+        assert_eq!(z, FollowCursor::default());
+        assert_eq!(z.to_string(), "0.0.0.0");
+        for bad in [
+            "",
+            "0",
+            "0.0.0",
+            "0.0.0.0.0",
+            "x.1.0.0",
+            "0.-1.0.0",
+            "0.1.+1.0",
+            "0.0.5.0",
+            "0.1.99999999999999999999999.0",
+            "0.4294967296.0.0",
+            "0.1. 1.0",
+        ] {
+            assert!(bad.parse::<FollowCursor>().is_err(), "{bad:?}");
+        }
         Ok(())
     }
 
