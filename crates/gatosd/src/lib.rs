@@ -14,6 +14,7 @@ pub mod connection;
 pub mod http;
 pub mod limits;
 pub mod methods;
+pub mod metrics;
 pub mod outbox;
 pub mod server;
 pub mod shared;

@@ -69,6 +69,8 @@ pub async fn run(
 ) {
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // Every writer's job events count, not only this daemon's requests (ADR 0040).
+    crate::metrics::follow_jobs(shared.gatos.clone(), shared.metrics.clone(), stop.clone());
     tokio::pin!(shutdown);
     if endpoints.stdio {
         let peer = Peer {

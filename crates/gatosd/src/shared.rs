@@ -35,6 +35,8 @@ pub struct Shared {
     pub watchers: Arc<Watchers>,
     /// The remote of `--sync` (the default of `sync.run`).
     pub sync_remote: Option<String>,
+    /// The metrics `GET /metrics` encodes (ADR 0040).
+    pub metrics: Arc<crate::metrics::Metrics>,
     next_id: AtomicU64,
 }
 
@@ -90,6 +92,7 @@ impl Shared {
             subscriptions: AtomicU64::new(0),
             watchers,
             sync_remote,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             next_id: AtomicU64::new(1),
         })
     }

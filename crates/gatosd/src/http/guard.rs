@@ -157,7 +157,10 @@ pub async fn check(State(state): State<Arc<HttpState>>, mut req: Request, next: 
         None => None,
         Some(l) => match l.check(&entry.name) {
             Verdict::Served { limit, remaining } => Some((limit, remaining)),
-            Verdict::Refused { retry_after } => return l.refusal(&entry.name, retry_after),
+            Verdict::Refused { retry_after } => {
+                state.shared.metrics.rate_limited(&entry.name);
+                return l.refusal(&entry.name, retry_after);
+            }
         },
     };
     req.extensions_mut().insert(authed);

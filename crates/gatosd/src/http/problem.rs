@@ -145,6 +145,8 @@ impl IntoResponse for Problem {
         for (k, v) in self.headers {
             h.insert(k, v);
         }
+        // The code, for the request metrics (`http::metrics::count`).
+        r.extensions_mut().insert(self.code);
         r
     }
 }
