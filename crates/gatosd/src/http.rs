@@ -13,7 +13,9 @@
 //! origin passes tower-http's `CorsLayer` first ([`limit::with_cors`]).
 
 pub mod guard;
+pub mod idem;
 pub mod limit;
+pub mod metrics;
 pub mod problem;
 pub mod query;
 pub mod sse;
@@ -168,11 +170,19 @@ pub fn router(shared: Arc<Shared>, options: Options) -> Router {
     let router = unary::routes(state.clone())
         .merge(sse::routes(state.clone()))
         .route("/healthz", get(healthz))
-        .layer(axum::middleware::from_fn_with_state(state, guard::check))
+        .route(
+            metrics::PATH,
+            get(metrics::scrape).with_state(state.clone()),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check,
+        ))
         .layer(axum::middleware::map_response(problem::problemize))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             problem::panicked,
-        ));
+        ))
+        .layer(axum::middleware::from_fn_with_state(state, metrics::count));
     limit::with_cors(router, &cors)
 }
 

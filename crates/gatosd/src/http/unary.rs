@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use gatos_api::ops::{self, Access, Op, Shape, names as n};
-use gatos_api::routes::{Idempotency, Input, Method, ROUTES, Route};
+use gatos_api::routes::{Input, Method, ROUTES, Route};
 use gatos_types::ErrorCode;
 use serde_json::{Map, Value};
 
@@ -270,16 +270,8 @@ async fn unary(
         )
         .with("token_read_only", true));
     }
-    // The document offers Idempotency-Key on creating routes; until the daemon keeps the
-    // keys (ADR 0033's idempotency step), a retry carrying one would act twice, so say so
-    // rather than ignore it.
-    if route.idempotency != Idempotency::None && req.headers().contains_key("idempotency-key") {
-        return Err(Problem::new(
-            ErrorCode::InvalidInput,
-            "this daemon does not keep Idempotency-Key yet: a retry with it would act twice; send the request without the header (a publish can carry headers.msg_id, which the topic deduplicates)",
-        )
-        .with("field", "Idempotency-Key"));
-    }
+    // A creating route's Idempotency-Key (ADR 0039); elsewhere the header is ignored.
+    let idem_key = super::idem::key(route, req.headers())?;
     let (parts, body) = req.into_parts();
     let mut params = Map::new();
     for (name, raw) in path_fields(route, parts.uri.path())? {
@@ -383,12 +375,25 @@ async fn unary(
         ),
     };
     let service = st.shared.service.clone();
+    let gatos_dir = st.shared.gatos.gatos_dir();
     let actor = authed.actor.clone();
     let name = op.name;
     tracing::debug!(op = name, actor = %actor, "HTTP call");
-    let answer = match tokio::task::spawn_blocking(move || service.call(&actor, name, params)).await
-    {
-        Ok(r) => r.map_err(Problem::from_call)?,
+    let call = move || {
+        super::idem::call(
+            &service,
+            &gatos_dir,
+            route,
+            &actor,
+            name,
+            params,
+            idem_key.as_deref(),
+        )
+    };
+    let answer = match tokio::task::spawn_blocking(call).await {
+        Ok(Ok(super::idem::Answered::Ran(a))) => a,
+        Ok(Ok(super::idem::Answered::Replayed(done))) => return Ok(replayed(done)),
+        Ok(Err(p)) => return Err(p),
         Err(e) => {
             tracing::error!(error = %e, "a request task failed");
             return Err(Problem::new(
@@ -426,6 +431,24 @@ async fn unary(
         r.headers_mut().insert(LINK, link);
     }
     Ok(r)
+}
+
+/// The first answer of an `Idempotency-Key`, again, marked `Idempotent-Replayed: true`.
+fn replayed(done: gatos::idempotency::Done) -> Response {
+    let status = StatusCode::from_u16(done.status).unwrap_or(StatusCode::OK);
+    let mut r = if status == StatusCode::NO_CONTENT {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = status;
+        r
+    } else {
+        json_response(status, done.answer)
+    };
+    if let Some(loc) = done.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        r.headers_mut().insert(LOCATION, loc);
+    }
+    r.headers_mut()
+        .insert(super::idem::REPLAYED, HeaderValue::from_static("true"));
+    r
 }
 
 #[cfg(test)]
