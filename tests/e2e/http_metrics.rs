@@ -1,0 +1,215 @@
+//! `GET /metrics` (issue #17 step 10, ADR 0040) with real parts: a real `gatosd --http`,
+//! jobs enqueued by the CLI and run by a `git gatos worker` in other processes (every
+//! writer counts, not only the daemon's requests), the scrape parsed by the Prometheus
+//! project's own Python parser (`prometheus_client`), the cardinality budget, and the token.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
+
+use crate::support::gatos_ok;
+
+const CI: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+struct Gatosd {
+    child: Child,
+    addr: String,
+    stderr: PathBuf,
+}
+
+impl Gatosd {
+    fn start(repo: &TempRepo) -> TestResult<Gatosd> {
+        use std::os::unix::fs::PermissionsExt;
+        let tokens = repo.root().join("tokens");
+        std::fs::write(&tokens, format!("ci {CI}\n"))?;
+        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600))?;
+        let addr_file = repo.git_dir().join("gatos/gatosd/http-addr");
+        let stderr = repo.root().join("gatosd.log");
+        let mut cmd = Command::new(bin("gatosd"));
+        cmd.args(["--socket", &repo.root().join("g.sock").to_string_lossy()])
+            .args(["--http", "127.0.0.1:0", "--token-file"])
+            .arg(&tokens)
+            .current_dir(repo.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr)?);
+        hermetic(&mut cmd, &repo.home());
+        let mut child = cmd.spawn()?;
+        let mut addr = String::new();
+        let waited = wait_for("gatosd to write http-addr", Duration::from_secs(30), || {
+            match std::fs::read_to_string(&addr_file) {
+                Ok(a) if a.ends_with('\n') => {
+                    addr = a.trim().to_owned();
+                    true
+                }
+                _ => matches!(child.try_wait(), Ok(Some(_))),
+            }
+        });
+        let d = Gatosd {
+            child,
+            addr,
+            stderr,
+        };
+        if waited.is_err() || d.addr.is_empty() {
+            return Err(format!("gatosd did not serve HTTP: {}", d.log()).into());
+        }
+        Ok(d)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Gatosd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a Python script with `BASE` (the daemon's root URL), `CI` (the token) and `DOC`
+/// (docs/metrics.md) in its environment; returns its stdout.
+fn python(d: &Gatosd, script: &str) -> TestResult<String> {
+    let doc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .env("BASE", format!("http://{}", d.addr))
+        .env("CI", CI)
+        .env("DOC", doc)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "python failed:\n{}\n--- gatosd:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        )
+        .into());
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+const READY: &str = r##"
+import os, requests
+base, h = os.environ["BASE"], {"Authorization": "Bearer " + os.environ["CI"]}
+r = requests.get(base + "/metrics")
+assert r.status_code == 401, r.status_code
+assert r.headers["content-type"] == "application/problem+json", r.headers
+r = requests.get(base + "/metrics", headers=h)
+assert r.status_code == 200, (r.status_code, r.text)
+assert r.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8", r.headers
+print("ok")
+"##;
+
+const CHECK: &str = r##"
+import os, re, time, requests
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
+base, h = os.environ["BASE"], {"Authorization": "Bearer " + os.environ["CI"]}
+
+def scrape(accept=None):
+    hh = dict(h)
+    if accept:
+        hh["Accept"] = accept
+    r = requests.get(base + "/metrics", headers=hh)
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r
+
+def samples(text):
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+def total(ss, name, **want):
+    return sum(v for (l, v) in ss.get(name, []) if all(l.get(k) == x for k, x in want.items()))
+
+# Every writer counts: the CLI enqueued and a worker process ran the jobs of `build`.
+deadline = time.time() + 60
+while True:
+    r = scrape()
+    ss = samples(r.text)
+    done = total(ss, "gatos_jobs_events_total", queue="build", event="succeeded")
+    if done >= 2 or time.time() > deadline:
+        break
+    time.sleep(0.2)
+assert done == 2, ss.get("gatos_jobs_events_total")
+assert total(ss, "gatos_jobs_events_total", queue="build", event="enqueued") == 2
+assert total(ss, "gatos_jobs_events_total", queue="build", event="claimed") == 2
+assert total(ss, "gatos_jobs_claim_latency_seconds_count", queue="build") == 2
+assert total(ss, "gatos_jobs_duration_seconds_count", queue="build", outcome="succeeded") == 2
+
+# The queue label's budget: 32 queues, the rest under _other (40 + build enqueued).
+queues = {l["queue"] for (l, _) in ss["gatos_jobs_events_total"]}
+assert len(queues) == 33 and "_other" in queues, sorted(queues)
+assert total(ss, "gatos_jobs_events_total", event="enqueued") == 42
+
+# Requests per face: this script's scrapes are HTTP responses; a call of the table counts
+# under its operation, and a JSON-RPC call through the socket under rpc.
+assert requests.get(base + "/api/v1/topics", headers=h).status_code == 200
+ss = samples(scrape().text)
+assert total(ss, "gatos_requests_total", face="http", op="topics.list", code="ok") == 1, ss.get("gatos_requests_total")
+assert total(ss, "gatos_requests_total", face="rpc", op="gatos.health", code="ok") >= 1, ss.get("gatos_requests_total")
+assert total(ss, "gatos_http_responses_total", route="/metrics", status="401") == 1
+assert total(ss, "gatos_http_responses_total", route="/metrics", status="200") >= 2, ss.get("gatos_http_responses_total")
+assert total(ss, "gatos_build_info") == 1
+
+# Every documented family is in a scrape (the rate-limit counter has no series yet).
+doc = open(os.environ["DOC"]).read()
+names = set(re.findall(r"^# TYPE (\S+) ", doc, re.M))
+seen = set()
+for fam in text_string_to_metric_families(scrape().text):
+    seen.add(fam.name + ("_total" if fam.type == "counter" else ""))
+missing = names - seen - {"gatos_http_rate_limited_total"}
+assert not missing, missing
+
+# The budget: at most 2,000 series and 256 KiB.
+r = scrape()
+series = [l for l in r.text.splitlines() if l and not l.startswith("#")]
+assert len(series) <= 2000 and len(r.content) <= 256 * 1024, (len(series), len(r.content))
+
+# OpenMetrics when Accept asks for it, parsed by the OpenMetrics parser.
+r = scrape("application/openmetrics-text; version=1.0.0")
+assert r.headers["content-type"].startswith("application/openmetrics-text"), r.headers
+assert r.text.endswith("# EOF\n")
+assert any(f.name == "gatos_jobs_events" for f in om_families(r.text))
+print(len(series), len(r.content))
+"##;
+
+#[test]
+fn metrics_count_every_writers_jobs_within_the_budget() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    let d = Gatosd::start(&repo)?;
+    // A 200 scrape means the daemon serves, so its gatos.jobs follower has its start.
+    assert_eq!(python(&d, READY)?.trim(), "ok");
+    for _ in 0..2 {
+        gatos_ok(
+            &repo,
+            &["jobs", "enqueue", "--queue", "build", "--", "true"],
+        )?;
+    }
+    for i in 0..40 {
+        let q = format!("q{i:02}");
+        gatos_ok(&repo, &["jobs", "enqueue", "--queue", &q, "--", "true"])?;
+    }
+    gatos_ok(
+        &repo,
+        &["worker", "--drain", "--queue", "build", "--lease", "5s"],
+    )?;
+    // A JSON-RPC call on the Unix socket counts under face rpc.
+    let mut sock = std::os::unix::net::UnixStream::connect(repo.root().join("g.sock"))?;
+    {
+        use std::io::{BufRead, Write};
+        sock.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"gatos.health\"}\n")?;
+        let mut line = String::new();
+        std::io::BufReader::new(&sock).read_line(&mut line)?;
+        assert!(line.contains("\"result\""), "{line}");
+    }
+    let out = python(&d, CHECK)?;
+    eprintln!("series and bytes: {out}");
+    Ok(())
+}
