@@ -159,11 +159,15 @@ pub fn document() -> Result<Value, Error> {
                     "name": "Idempotency-Key",
                     "in": "header",
                     "required": false,
-                    "description": "Reserved for making a retry of this request safe (the same \
-                        key and request giving the first answer again; another request, 409 \
-                        Conflict). Not honoured yet: a request carrying it is refused with 400, \
-                        so that a retry never acts twice. A publish can carry headers.msg_id, \
-                        which the topic deduplicates.",
+                    "description": "Makes a retry of this request safe (ADR 0041): 1 to 255 \
+                        visible ASCII characters, scoped to the token's actor. The same key \
+                        and request (operation, path and body) give the first answer again \
+                        (status, body, Location) with Idempotent-Replayed: true; another \
+                        request with the key is 409 Conflict (data.idempotency_key), and so \
+                        is a retry while the first is still running (data.in_progress) or \
+                        cut off by a restart (data.outcome: unknown). Only successes are \
+                        kept, for 24 h, on this node: a retry sent to another node acts \
+                        again (a publish's headers.msg_id is deduplicated everywhere).",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                 },
                 "IfNoneMatch": {
@@ -314,6 +318,16 @@ fn operation(
                             json!({
                                 "description": "Where the new thing is read.",
                                 "schema": {"type": "string"},
+                            }),
+                        );
+                    }
+                    if route.idempotency != Idempotency::None {
+                        headers.insert(
+                            "Idempotent-Replayed".into(),
+                            json!({
+                                "description": "true when this is the first answer of the \
+                                    request's Idempotency-Key, given again.",
+                                "schema": {"type": "string", "enum": ["true"]},
                             }),
                         );
                     }
@@ -468,6 +482,17 @@ fn access_description(op: &Op) -> String {
 }
 
 fn stream_description(op: &Op) -> String {
+    if op.name == ops::names::JOBS_FOLLOW {
+        return "Server-sent events, after a first `retry:` field: `state` (the job as \
+                jobs.get returns it), `job` (this job's events of gatos.jobs), `log` (log \
+                chunks as jobs.logs returns them, attempt by attempt, unless logs=false), \
+                then `end` (the final job, with its end reason) and the stream closes; \
+                `lagged` and `shutdown` with next_since; comments as keep-alives. Each id \
+                is the cursor `<gatos.jobs ULID or 0>.<attempt>.<stdout offset>.<stderr \
+                offset>`: reconnect with Last-Event-ID to resume both halves exactly (ADR \
+                0039)."
+            .to_owned();
+    }
     let events = match op.shape {
         Shape::Stream if op.name == ops::names::JOBS_WATCH => {
             "`job` events (the job events of gatos.jobs, each with its message's ulid as the \
@@ -493,6 +518,16 @@ fn face_answer(path: &str) -> Value {
                 "properties": {"status": {"const": "ok"}},
                 "required": ["status"],
             }}},
+        })
+    } else if path == "/metrics" {
+        json!({
+            "description": "The metrics; names and labels are the contract of docs/metrics.md \
+                (ADR 0040): Prometheus text (version=0.0.4) unless Accept names \
+                application/openmetrics-text (version=1.0.0).",
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}},
+            },
         })
     } else {
         json!({

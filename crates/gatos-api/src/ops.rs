@@ -72,6 +72,16 @@ pub mod names {
     pub const JOBS_VERIFY: &str = "jobs.verify";
     /// `jobs.watch`
     pub const JOBS_WATCH: &str = "jobs.watch";
+    /// `jobs.follow`
+    pub const JOBS_FOLLOW: &str = "jobs.follow";
+    /// `jobs.state` (a notification of `jobs.follow`: the job when the follow starts)
+    pub const JOBS_STATE: &str = "jobs.state";
+    /// `jobs.log` (a notification of `jobs.follow`: a chunk of the log)
+    pub const JOBS_LOG: &str = "jobs.log";
+    /// `jobs.end` (a notification of `jobs.follow`: the final job; the follow is over)
+    pub const JOBS_END: &str = "jobs.end";
+    /// `jobs.lagged` (a notification of `jobs.follow`: closed for a slow reader)
+    pub const JOBS_LAGGED: &str = "jobs.lagged";
     /// `jobs.event` (a notification from the server)
     pub const JOBS_EVENT: &str = "jobs.event";
     /// `manifests.put`
@@ -509,6 +519,17 @@ pub const OPS: &[Op] = &[
         schema::<t::WatchParams>,
         schema::<t::SubscribeResult>,
     )
+    .shape(Shape::Stream)
+    .answer_required()
+    .faces(Faces::REMOTE),
+    op(
+        n::JOBS_FOLLOW,
+        "Follow one job: its state, its events and its live log, ending with its final state.",
+        Read,
+        schema::<t::FollowParams>,
+        schema::<t::SubscribeResult>,
+    )
+    .guarded()
     .shape(Shape::Stream)
     .answer_required()
     .faces(Faces::REMOTE),

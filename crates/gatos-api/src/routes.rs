@@ -352,6 +352,7 @@ pub const ROUTES: &[Route] = &[
         .idempotency(Idempotency::Store),
     get("/api/v1/jobs/{id}/logs", n::JOBS_LOGS),
     get("/api/v1/jobs/{id}/proof", n::JOBS_VERIFY),
+    get("/api/v1/jobs/{id}/stream", n::JOBS_FOLLOW).stream(),
     get("/api/v1/events/jobs", n::JOBS_WATCH).stream(),
     // Workers.
     post("/api/v1/claims", n::JOBS_CLAIM).success(Success::OkOrNoContent),
@@ -399,8 +400,8 @@ pub struct FaceRoute {
     pub auth: bool,
 }
 
-/// The face's own routes that it serves today (ADR 0033): `/metrics` is added with the
-/// metrics, `/readyz` is `gatos.ready`'s route.
+/// The face's own routes (ADR 0033; `/metrics`, ADR 0040): `/readyz` is `gatos.ready`'s
+/// route.
 pub const FACE_ROUTES: &[FaceRoute] = &[
     FaceRoute {
         method: Method::Get,
@@ -412,6 +413,12 @@ pub const FACE_ROUTES: &[FaceRoute] = &[
         method: Method::Get,
         path: "/api/v1/openapi.json",
         summary: "This document (OpenAPI 3.1), as committed in docs/openapi.json.",
+        auth: true,
+    },
+    FaceRoute {
+        method: Method::Get,
+        path: "/metrics",
+        summary: "The daemon's metrics (docs/metrics.md): Prometheus text 0.0.4, or OpenMetrics 1.0 when Accept asks for it.",
         auth: true,
     },
 ];

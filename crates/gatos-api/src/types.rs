@@ -646,6 +646,31 @@ impl WatchParams {
     }
 }
 
+/// `jobs.follow` params: one job's state, events and live log, ending with its final
+/// state (ADR 0039).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FollowParams {
+    /// The job.
+    pub id: Ulid,
+    /// Resume after this position: an event id of an earlier follow of the same job,
+    /// `<last gatos.jobs ULID or 0>.<attempt>.<stdout offset>.<stderr offset>`.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Send the job's log (default true); false: its state and events only.
+    #[serde(default)]
+    pub logs: Option<bool>,
+}
+
+/// `jobs.lagged` notification params: the follow was closed for a slow reader.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FollowLagged {
+    /// The subscription that was closed.
+    pub subscription: String,
+    /// The cursor of the last notification queued (resume with it as `since`).
+    pub next_since: Option<String>,
+}
+
 /// `jobs.event` notification params.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobEventNotice {

@@ -139,6 +139,7 @@ async fn dispatch(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
             let started = match op.name {
                 n::MESSAGES_SUBSCRIBE => messages::subscribe(conn, params).await,
                 n::JOBS_WATCH => jobs::watch(conn, params).await,
+                n::JOBS_FOLLOW => jobs::follow(conn, params).await,
                 other => Err(RpcError::method_not_found(other)),
             };
             match started {

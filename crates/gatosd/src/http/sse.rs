@@ -1,5 +1,6 @@
 //! Server-sent event streams (issue #17, ADR 0037): `GET /api/v1/topics/{topic}/stream`
-//! (`messages.subscribe`) and `GET /api/v1/events/jobs` (`jobs.watch`).
+//! (`messages.subscribe`) and `GET /api/v1/events/jobs` (`jobs.watch`); the job stream
+//! `GET /api/v1/jobs/{id}/stream` (`jobs.follow`, ADR 0039) is in [`job`].
 //!
 //! The start cursor is resolved before the 200 (`Last-Event-ID` wins over the query's
 //! `since*`; an unknown ULID is a 404 problem). Each stream has its own library
@@ -41,6 +42,8 @@ use super::guard::Authed;
 use super::problem::Problem;
 use super::query;
 
+pub(crate) mod job;
+
 /// The `retry:` a stream opens with: how long an `EventSource` waits before reconnecting.
 pub const RETRY: Duration = Duration::from_secs(2);
 
@@ -66,7 +69,7 @@ pub struct ConnStop(pub CancellationToken);
 
 /// The stream routes.
 pub fn routes(state: Arc<HttpState>) -> Router {
-    let (a, b) = (state.clone(), state);
+    let (a, b, c) = (state.clone(), state.clone(), state);
     Router::new()
         .route(
             TOPIC_STREAM,
@@ -85,6 +88,17 @@ pub fn routes(state: Arc<HttpState>) -> Router {
                 let st = b.clone();
                 async move {
                     open(st, Kind::Jobs, req)
+                        .await
+                        .unwrap_or_else(|p| p.into_response())
+                }
+            }),
+        )
+        .route(
+            job::JOB_STREAM,
+            get(move |req: Request| {
+                let st = c.clone();
+                async move {
+                    job::open(st, req)
                         .await
                         .unwrap_or_else(|p| p.into_response())
                 }
@@ -118,16 +132,16 @@ impl Filter {
                 ("job", v.to_string())
             }
         };
-        Some(event_frame(Some(m.ulid), event, &data))
+        Some(event_frame(Some(&m.ulid.to_string()), event, &data))
     }
 }
 
 /// One SSE event: `id` (when given), `event`, one `data` line (compact JSON has no newline).
-fn event_frame(id: Option<Ulid>, event: &str, data: &str) -> Bytes {
+fn event_frame(id: Option<&str>, event: &str, data: &str) -> Bytes {
     let mut s = String::with_capacity(data.len() + 64);
     if let Some(id) = id {
         s.push_str("id: ");
-        s.push_str(&id.to_string());
+        s.push_str(id);
         s.push('\n');
     }
     s.push_str("event: ");
@@ -139,7 +153,7 @@ fn event_frame(id: Option<Ulid>, event: &str, data: &str) -> Bytes {
 }
 
 /// `lagged` and `shutdown`: the id to resume from as the event's id and in the data.
-fn resume_frame(event: &str, next: Option<Ulid>) -> Bytes {
+fn resume_frame(event: &str, next: Option<&str>) -> Bytes {
     let data = serde_json::json!({ "next_since": next }).to_string();
     event_frame(next, event, &data)
 }
@@ -324,7 +338,7 @@ async fn open(st: Arc<HttpState>, kind: Kind, req: Request) -> Result<Response, 
 }
 
 /// The frames of one stream between its producer and its response body, bounded in bytes.
-struct Queue {
+pub(crate) struct Queue {
     inner: Mutex<Inner>,
     /// Signalled when the body took a frame or went away.
     room: tokio::sync::Notify,
@@ -335,12 +349,12 @@ struct Queue {
 
 #[derive(Default)]
 struct Inner {
-    frames: VecDeque<(Option<Ulid>, Bytes)>,
+    frames: VecDeque<(Option<String>, Bytes)>,
     bytes: usize,
     /// No frame follows the queued ones.
     closed: bool,
-    /// The last message id the body handed to hyper.
-    taken: Option<Ulid>,
+    /// The last event id the body handed to hyper.
+    taken: Option<String>,
     waker: Option<Waker>,
 }
 
@@ -363,7 +377,7 @@ impl Queue {
         self.push_with(None, frame, false);
     }
 
-    fn push_with(&self, id: Option<Ulid>, frame: Bytes, close: bool) {
+    fn push_with(&self, id: Option<String>, frame: Bytes, close: bool) {
         let mut q = self.lock();
         q.bytes += frame.len();
         q.frames.push_back((id, frame));
@@ -374,7 +388,7 @@ impl Queue {
     }
 
     /// Queues a frame if it fits (a frame always fits an empty queue).
-    fn try_push(&self, id: Option<Ulid>, frame: &Bytes) -> Result<(), ()> {
+    fn try_push(&self, id: Option<String>, frame: &Bytes) -> Result<(), ()> {
         let fits = {
             let q = self.lock();
             q.frames.is_empty() || q.bytes + frame.len() <= self.cap
@@ -565,7 +579,7 @@ async fn produce(p: Producer, slot: Slot) {
                 if queue.gone() {
                     break 'outer Ended::Gone;
                 }
-                if queue.try_push(Some(ulid), &frame).is_ok() {
+                if queue.try_push(Some(ulid.to_string()), &frame).is_ok() {
                     queued = Some(ulid);
                     break;
                 }
@@ -591,12 +605,18 @@ async fn produce(p: Producer, slot: Slot) {
     match ended {
         Ended::Gone => {}
         Ended::Lagged => {
-            let taken = queue.lock().taken.or(start);
+            let taken = queue
+                .lock()
+                .taken
+                .clone()
+                .or_else(|| start.map(|u| u.to_string()));
             tracing::info!("SSE client lagged; stream closed");
-            queue.replace_with_last(resume_frame("lagged", taken));
+            queue.replace_with_last(resume_frame("lagged", taken.as_deref()));
         }
         Ended::Shutdown => {
-            queue.push_with(queued, resume_frame("shutdown", queued), true);
+            let id = queued.map(|u| u.to_string());
+            let frame = resume_frame("shutdown", id.as_deref());
+            queue.push_with(id, frame, true);
         }
         Ended::Error => queue.close(),
     }
@@ -610,7 +630,7 @@ mod tests {
     #[test]
     fn frames_carry_id_event_and_one_data_line() -> Result<(), Box<dyn std::error::Error>> {
         let u: Ulid = "01HAAAAAAAAAAAAAAAAAAAAAAA".parse()?;
-        let f = event_frame(Some(u), "message", r#"{"a":1}"#);
+        let f = event_frame(Some(&u.to_string()), "message", r#"{"a":1}"#);
         assert_eq!(
             f.as_ref(),
             format!("id: {u}\nevent: message\ndata: {{\"a\":1}}\n\n").as_bytes()
