@@ -481,7 +481,11 @@ pub(crate) async fn run(j: Job, sink: &Sink) {
             let Ok((follower, follow, result)) = looked else {
                 break 'run Ended::Error;
             };
-            let following = follow.as_ref().is_some_and(|f| !f.is_ended());
+            // A log that may grow: the job has an attempt and the log has not ended. A
+            // pending job is woken by its `claimed` event instead.
+            let following = follow
+                .as_ref()
+                .is_some_and(|f| !f.is_ended() && f.attempt() > 0);
             state = Some((follower, follow));
             let look = match result {
                 Ok(l) => l,
