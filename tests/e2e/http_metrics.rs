@@ -20,7 +20,7 @@ struct Gatosd {
 }
 
 impl Gatosd {
-    fn start(repo: &TempRepo) -> TestResult<Gatosd> {
+    fn start(repo: &TempRepo, extra: &[&str]) -> TestResult<Gatosd> {
         use std::os::unix::fs::PermissionsExt;
         let tokens = repo.root().join("tokens");
         std::fs::write(&tokens, format!("ci {CI}\n"))?;
@@ -31,6 +31,7 @@ impl Gatosd {
         cmd.args(["--socket", &repo.root().join("g.sock").to_string_lossy()])
             .args(["--http", "127.0.0.1:0", "--token-file"])
             .arg(&tokens)
+            .args(extra)
             .current_dir(repo.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -183,7 +184,7 @@ print(len(series), len(r.content))
 fn metrics_count_every_writers_jobs_within_the_budget() -> TestResult {
     let repo = TempRepo::new()?;
     gatos_ok(&repo, &["init", "--json"])?;
-    let d = Gatosd::start(&repo)?;
+    let d = Gatosd::start(&repo, &[])?;
     // A 200 scrape means the daemon serves, so its gatos.jobs follower has its start.
     assert_eq!(python(&d, READY)?.trim(), "ok");
     for _ in 0..2 {
@@ -211,5 +212,35 @@ fn metrics_count_every_writers_jobs_within_the_budget() -> TestResult {
     }
     let out = python(&d, CHECK)?;
     eprintln!("series and bytes: {out}");
+    Ok(())
+}
+
+const LIMITED: &str = r##"
+import os, requests
+from prometheus_client.parser import text_string_to_metric_families
+base, h = os.environ["BASE"], {"Authorization": "Bearer " + os.environ["CI"]}
+codes = [requests.get(base + "/api/v1/topics", headers=h).status_code for _ in range(5)]
+assert 429 in codes, codes
+# The scrape itself may be refused too: ask until one is served (the rate refills).
+import time
+deadline = time.time() + 30
+while True:
+    r = requests.get(base + "/metrics", headers=h)
+    if r.status_code == 200 or time.time() > deadline:
+        break
+    time.sleep(float(r.headers.get("Retry-After", "1")))
+assert r.status_code == 200, r.status_code
+n = sum(s.value for f in text_string_to_metric_families(r.text) for s in f.samples
+        if s.name == "gatos_http_rate_limited_total" and s.labels.get("token") == "ci")
+assert n >= codes.count(429), (n, codes)
+print("ok")
+"##;
+
+#[test]
+fn refusals_by_the_rate_count_per_token() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    let d = Gatosd::start(&repo, &["--http-rate", "1", "--http-burst", "2"])?;
+    assert_eq!(python(&d, LIMITED)?.trim(), "ok");
     Ok(())
 }
