@@ -1,4 +1,4 @@
-//! The node's idempotency store (issue #17, ADR 0039): the answers of creating calls made
+//! The node's idempotency store (issue #17, ADR 0041): the answers of creating calls made
 //! with an `Idempotency-Key`, kept so that a retry with the same key and the same request
 //! gets the first answer again instead of acting twice.
 //!

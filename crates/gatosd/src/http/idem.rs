@@ -1,4 +1,4 @@
-//! `Idempotency-Key` on the creating routes (issue #17, ADR 0039): the call runs through
+//! `Idempotency-Key` on the creating routes (issue #17, ADR 0041): the call runs through
 //! the node's [`gatos::idempotency::Store`], so a retry with the same key and the same
 //! request gets the first answer again, marked `Idempotent-Replayed: true`. The rules are
 //! the library's; this maps the header and the answer.

@@ -270,7 +270,7 @@ async fn unary(
         )
         .with("token_read_only", true));
     }
-    // A creating route's Idempotency-Key (ADR 0039); elsewhere the header is ignored.
+    // A creating route's Idempotency-Key (ADR 0041); elsewhere the header is ignored.
     let idem_key = super::idem::key(route, req.headers())?;
     let (parts, body) = req.into_parts();
     let mut params = Map::new();
