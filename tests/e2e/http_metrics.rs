@@ -244,3 +244,109 @@ fn refusals_by_the_rate_count_per_token() -> TestResult {
     assert_eq!(python(&d, LIMITED)?.trim(), "ok");
     Ok(())
 }
+
+const STORE: &str = r##"
+import os, json, socket, time, requests
+from prometheus_client.parser import text_string_to_metric_families
+base, h = os.environ["BASE"], {"Authorization": "Bearer " + os.environ["CI"]}
+
+# Messages and checkpoints over the daemon's Unix socket (JSON-RPC, one call a line).
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(os.environ["SOCK"])
+f = s.makefile("rw")
+n = 0
+def call(method, **params):
+    global n
+    n += 1
+    f.write(json.dumps({"jsonrpc": "2.0", "id": n, "method": method, "params": params}) + "\n")
+    f.flush()
+    r = json.loads(f.readline())
+    assert "result" in r, r
+    return r["result"]
+
+call("gatos.auth", token=os.environ["CI"])
+orders = [call("messages.publish", topic="orders", payload={"i": i})["ulid"] for i in range(8)]
+call("messages.ack", group="billing", topic="orders", ulid=orders[0])
+# 60 topics of 1 to 3 messages, 30 groups one message into theirs (lag 0 to 2).
+for i in range(60):
+    first = None
+    for j in range(i % 3 + 1):
+        u = call("messages.publish", topic="t%02d" % i, payload={"j": j})["ulid"]
+        first = first or u
+    if i < 30:
+        call("messages.ack", group="g%02d" % i, topic="t%02d" % i, ulid=first)
+
+def samples():
+    r = requests.get(base + "/metrics", headers=h)
+    assert r.status_code == 200, (r.status_code, r.text)
+    out = {}
+    for fam in text_string_to_metric_families(r.text):
+        for x in fam.samples:
+            out.setdefault(x.name, []).append((x.labels, x.value))
+    return r, out
+
+def value(ss, name, **want):
+    vs = [v for (l, v) in ss.get(name, []) if l == want]
+    return vs[0] if vs else None
+
+# The refresher runs every 5 s: poll the scrape until it has seen everything.
+deadline = time.time() + 30
+while True:
+    r, ss = samples()
+    ok = (value(ss, "gatos_jobs", queue="alpha", state="pending") == 3
+          and value(ss, "gatos_jobs", queue="beta", state="pending") == 1
+          and value(ss, "gatos_topic_last_seq", topic="orders") == 8
+          and value(ss, "gatos_consumer_lag_messages", topic="orders", group="billing") == 7
+          and len(ss.get("gatos_consumer_lag_messages", [])) == 21)
+    if ok or time.time() > deadline:
+        break
+    time.sleep(0.25)
+assert ok, {k: v for k, v in ss.items() if not k.startswith(("gatos_request", "gatos_http"))}
+assert value(ss, "gatos_jobs", queue="alpha", state="running") == 0
+
+# The budgets: 20 topics and 20 pairs, the rest summed under _other.
+topics = ss["gatos_topic_last_seq"]
+assert len(topics) == 21, topics
+assert value(ss, "gatos_topic_last_seq", topic="_other") is not None, topics
+lags = ss["gatos_consumer_lag_messages"]
+assert value(ss, "gatos_consumer_lag_messages", topic="_other", group="_other") is not None, lags
+# 31 pairs: billing's 7 and 30 of 0 to 2; what is not shown is in _other.
+assert sum(v for (_, v) in lags) == 7 + sum(i % 3 for i in range(30)), lags
+assert {l["kind"] for (l, _) in ss["gatos_maintenance_debt"]} == {"loose_objects", "packs", "kept_packs", "archivable_jobs"}
+# This node does not sync: the sync counters have no series.
+assert "gatos_sync_runs_total" not in ss, ss.get("gatos_sync_runs_total")
+series = [l for l in r.text.splitlines() if l and not l.startswith("#")]
+assert len(series) <= 2000 and len(r.content) <= 256 * 1024, (len(series), len(r.content))
+print("ok")
+"##;
+
+#[test]
+fn store_gauges_come_from_the_refreshers_snapshot_within_the_budget() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    let d = Gatosd::start(&repo, &[])?;
+    for (q, n) in [("alpha", 3), ("beta", 1)] {
+        for _ in 0..n {
+            gatos_ok(&repo, &["jobs", "enqueue", "--queue", q, "--", "true"])?;
+        }
+    }
+    let sock = repo.root().join("g.sock");
+    let doc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
+    let out = Command::new("python3")
+        .args(["-c", STORE])
+        .env("BASE", format!("http://{}", d.addr))
+        .env("CI", CI)
+        .env("DOC", doc)
+        .env("SOCK", &sock)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "python failed:\n{}\n--- gatosd:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        )
+        .into());
+    }
+    assert_eq!(String::from_utf8(out.stdout)?.trim(), "ok");
+    Ok(())
+}

@@ -5,7 +5,10 @@
 //! Request metrics are counted by both faces as they answer. Job metrics come from a
 //! follower of `gatos.jobs` started with the daemon ([`follow_jobs`]), so every writer's
 //! jobs count — the CLI, workers in other processes, other daemons, synced nodes — not only
-//! this daemon's requests. A scrape only reads atomics: it never reads the store.
+//! this daemon's requests. Store-derived gauges (queue depths, topics, consumer lag,
+//! maintenance debt, sync totals) are read every [`REFRESH`] by [`refresh_store`] into a
+//! snapshot a collector encodes. A scrape only reads atomics and that snapshot: it never
+//! reads the store.
 //!
 //! Cardinality is bounded (ADR 0040): `op` is a table name (or `_unknown`), `route` a route
 //! template (or `_unmatched`), `token` a token-file name, and `queue` one of the first
@@ -16,10 +19,15 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use gatos_types::jobs::{JobEvent, JobEventKind};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -34,6 +42,15 @@ pub const MAX_ROUTES: usize = 64;
 pub const MAX_OPEN_ATTEMPTS: usize = 100_000;
 /// The label value of everything past a label's budget.
 pub const OTHER: &str = "_other";
+/// How often the store-derived gauges are read ([`refresh_store`]).
+pub const REFRESH: Duration = Duration::from_secs(5);
+/// Queues of `gatos_jobs` (the deepest; the rest summed under [`OTHER`]).
+pub const MAX_DEPTH_QUEUES: usize = 32;
+/// Topics of `gatos_topic_last_seq` (the furthest; the rest summed under [`OTHER`]).
+pub const MAX_TOPICS: usize = 20;
+/// `(topic, group)` pairs of `gatos_consumer_lag_messages` (the furthest behind; the rest
+/// summed under [`OTHER`], [`OTHER`]).
+pub const MAX_LAGS: usize = 20;
 
 /// `face`, `op`, `code` of a request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -143,6 +160,7 @@ pub struct Metrics {
     queues: Mutex<BTreeSet<String>>,
     routes: Mutex<BTreeSet<String>>,
     open: Mutex<OpenAttempts>,
+    store: Arc<ArcSwap<StoreSnapshot>>,
 }
 
 impl Default for Metrics {
@@ -225,6 +243,10 @@ impl Metrics {
             "Seconds since the daemon started",
             uptime.clone(),
         );
+        let store = Arc::new(ArcSwap::from_pointee(StoreSnapshot::default()));
+        registry.register_collector(Box::new(StoreGauges {
+            snap: store.clone(),
+        }));
         Metrics {
             registry,
             started: Instant::now(),
@@ -241,7 +263,13 @@ impl Metrics {
             queues: Mutex::default(),
             routes: Mutex::default(),
             open: Mutex::default(),
+            store,
         }
+    }
+
+    /// Replaces the store-derived gauges' snapshot (what the next scrape encodes).
+    pub fn set_store(&self, snap: StoreSnapshot) {
+        self.store.store(Arc::new(snap));
     }
 
     /// Counts one request of `face` (`http`, `rpc`): `op` is a table name or `_unknown`,
@@ -464,6 +492,231 @@ pub fn follow_jobs(gatos: gatos::Gatos, metrics: Arc<Metrics>, stop: Cancellatio
     }
 }
 
+/// The store-derived gauges as the refresher last read them: label values and numbers,
+/// already within their budgets. A scrape encodes this; it never reads the store.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoreSnapshot {
+    /// `(queue, state, jobs)`.
+    pub jobs: Vec<(String, &'static str, u64)>,
+    /// `(topic, last_seq)`.
+    pub topics: Vec<(String, u64)>,
+    /// `(topic, group, lag)`.
+    pub lags: Vec<(String, String, u64)>,
+    /// `(kind, amount)`.
+    pub debt: Vec<(&'static str, u64)>,
+    /// The background sync's totals since the node started: `(ok, failed, rejected refs)`;
+    /// `None` when the node does not sync.
+    pub sync: Option<(u64, u64, u64)>,
+}
+
+/// The `n` largest by `value` (ties keep their order), and the rest's values summed under `_other`.
+fn top<T: Clone>(
+    mut rows: Vec<T>,
+    n: usize,
+    value: impl Fn(&T) -> u64,
+    other: impl FnOnce(u64) -> T,
+) -> Vec<T> {
+    rows.sort_by_key(|r| std::cmp::Reverse(value(r)));
+    if rows.len() <= n {
+        return rows;
+    }
+    let rest: u64 = rows[n..].iter().map(&value).sum();
+    rows.truncate(n);
+    rows.push(other(rest));
+    rows
+}
+
+impl StoreSnapshot {
+    /// Reads the facts: queue depths, topics, checkpoints with their lag, maintenance debt,
+    /// the sync's totals. A part that fails to read is left empty (and logged).
+    pub fn read(gatos: &gatos::Gatos, node: &gatos_api::node::NodeStatus) -> StoreSnapshot {
+        let mut snap = StoreSnapshot::default();
+        match gatos::jobs::admission::states(gatos) {
+            Ok(states) => {
+                let rows: Vec<(String, u64, u64)> = states
+                    .into_iter()
+                    .map(|(q, (p, r))| (q.as_str().to_owned(), p, r))
+                    .collect();
+                let mut rows = rows;
+                rows.sort_by_key(|r| std::cmp::Reverse(r.1 + r.2));
+                if rows.len() > MAX_DEPTH_QUEUES {
+                    let rest = rows.split_off(MAX_DEPTH_QUEUES);
+                    let p = rest.iter().map(|r| r.1).sum();
+                    let r = rest.iter().map(|r| r.2).sum();
+                    rows.push((OTHER.to_owned(), p, r));
+                }
+                snap.jobs = rows
+                    .into_iter()
+                    .flat_map(|(q, p, r)| [(q.clone(), "pending", p), (q, "running", r)])
+                    .collect();
+            }
+            Err(e) => tracing::debug!(error = %e, "metrics: reading queue depths"),
+        }
+        match gatos.messages().topics() {
+            Ok(rows) => {
+                let rows = rows
+                    .into_iter()
+                    .map(|t| (t.topic.as_str().to_owned(), t.last_seq))
+                    .collect();
+                snap.topics = top(rows, MAX_TOPICS, |r| r.1, |n| (OTHER.to_owned(), n));
+            }
+            Err(e) => tracing::debug!(error = %e, "metrics: reading topics"),
+        }
+        match gatos.checkpoints().list(None, None) {
+            Ok(rows) => {
+                let rows = rows
+                    .into_iter()
+                    .map(|c| {
+                        (
+                            c.topic.as_str().to_owned(),
+                            c.group.as_str().to_owned(),
+                            c.lag,
+                        )
+                    })
+                    .collect();
+                snap.lags = top(
+                    rows,
+                    MAX_LAGS,
+                    |r| r.2,
+                    |n| (OTHER.to_owned(), OTHER.to_owned(), n),
+                );
+            }
+            Err(e) => tracing::debug!(error = %e, "metrics: reading checkpoints"),
+        }
+        match gatos::maintenance::debt(gatos) {
+            Ok(d) => {
+                snap.debt = vec![
+                    ("loose_objects", d.loose_objects),
+                    ("packs", d.packs),
+                    ("kept_packs", d.kept_packs),
+                    ("archivable_jobs", d.archivable_jobs),
+                ];
+            }
+            Err(e) => tracing::debug!(error = %e, "metrics: reading maintenance debt"),
+        }
+        snap.sync = node.sync().map(|s| {
+            (
+                s.runs_total.saturating_sub(s.failures_total),
+                s.failures_total,
+                s.rejected_total,
+            )
+        });
+        snap
+    }
+}
+
+/// The collector of the store-derived gauges: encodes the snapshot at scrape time.
+#[derive(Debug)]
+struct StoreGauges {
+    snap: Arc<ArcSwap<StoreSnapshot>>,
+}
+
+/// A gauge of `n` (saturating).
+fn gauge(n: u64) -> ConstGauge<i64> {
+    ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+impl Collector for StoreGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.snap.load();
+        {
+            let mut fam = encoder.encode_descriptor(
+                "gatos_jobs",
+                "Unfinished jobs, by queue (the 32 deepest, the rest as _other) and state (pending, running).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (queue, state, n) in &snap.jobs {
+                let l = [("queue", queue.as_str()), ("state", *state)];
+                gauge(*n).encode(fam.encode_family(&l)?)?;
+            }
+        }
+        {
+            let mut fam = encoder.encode_descriptor(
+                "gatos_topic_last_seq",
+                "The position of a topic's last message, by topic (the 20 furthest, the rest summed as _other).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (topic, n) in &snap.topics {
+                let l = [("topic", topic.as_str())];
+                gauge(*n).encode(fam.encode_family(&l)?)?;
+            }
+        }
+        {
+            let mut fam = encoder.encode_descriptor(
+                "gatos_consumer_lag_messages",
+                "Messages a consumer group's checkpoint is behind its topic, by topic and group (the 20 furthest behind, the rest summed as _other).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (topic, group, n) in &snap.lags {
+                let l = [("topic", topic.as_str()), ("group", group.as_str())];
+                gauge(*n).encode(fam.encode_family(&l)?)?;
+            }
+        }
+        {
+            let mut fam = encoder.encode_descriptor(
+                "gatos_maintenance_debt",
+                "What maintenance owes, by kind (loose_objects, packs, kept_packs, archivable_jobs).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (kind, n) in &snap.debt {
+                let l = [("kind", *kind)];
+                gauge(*n).encode(fam.encode_family(&l)?)?;
+            }
+        }
+        {
+            let mut fam = encoder.encode_descriptor(
+                "gatos_sync_runs",
+                "Background syncs ended since the node started, by result (ok, failed).",
+                None,
+                MetricType::Counter,
+            )?;
+            if let Some((ok, failed, _)) = snap.sync {
+                for (result, n) in [("ok", ok), ("failed", failed)] {
+                    let l = [("result", result)];
+                    ConstCounter::new(n).encode(fam.encode_family(&l)?)?;
+                }
+            }
+        }
+        {
+            let fam = encoder.encode_descriptor(
+                "gatos_sync_rejected_refs",
+                "Refs a remote sent that failed a check, summed over the syncs since the node started.",
+                None,
+                MetricType::Counter,
+            )?;
+            if let Some((_, _, rejected)) = snap.sync {
+                ConstCounter::new(rejected).encode(fam)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the store-derived gauges every [`REFRESH`] on a thread of its own (the first
+/// time at once), into `metrics`' snapshot, until `stop`.
+pub fn refresh_store(
+    gatos: gatos::Gatos,
+    node: Arc<gatos_api::node::NodeStatus>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("gatosd-metrics-store".into())
+        .spawn(move || {
+            while !stop.is_cancelled() {
+                metrics.set_store(StoreSnapshot::read(&gatos, &node));
+                wait_or_stop(&stop, REFRESH);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "the store metrics refresher did not start");
+    }
+}
+
 /// Blocks until `stop` or `d` passes (a follower's back-off).
 fn wait_or_stop(stop: &CancellationToken, d: Duration) {
     let deadline = Instant::now() + d;
@@ -487,6 +740,17 @@ mod tests {
         }
         assert_eq!(bounded(&seen, "late", MAX_QUEUES), OTHER);
         assert_eq!(bounded(&seen, "q0", MAX_QUEUES), "q0");
+    }
+
+    #[test]
+    fn past_the_top_the_rest_is_summed_as_other() {
+        let rows: Vec<(String, u64)> = (0..60).map(|i| (format!("t{i}"), i)).collect();
+        let got = top(rows, MAX_TOPICS, |r| r.1, |n| (OTHER.to_owned(), n));
+        assert_eq!(got.len(), MAX_TOPICS + 1);
+        assert_eq!(got[0], ("t59".to_owned(), 59));
+        assert_eq!(got[MAX_TOPICS], (OTHER.to_owned(), (0..40).sum()));
+        let few: Vec<(String, u64)> = vec![("a".into(), 1)];
+        assert_eq!(top(few, 20, |r| r.1, |n| (OTHER.to_owned(), n)).len(), 1);
     }
 
     #[test]
@@ -546,7 +810,16 @@ mod contract {
         };
         m.job_event(&event(JobEventKind::Claimed, 3_000)?);
         m.job_event(&event(JobEventKind::Succeeded, 5_000)?);
+        m.set_store(StoreSnapshot {
+            jobs: vec![("q".into(), "pending", 2)],
+            topics: vec![("t".into(), 3)],
+            lags: vec![("t".into(), "g".into(), 1)],
+            debt: vec![("packs", 1)],
+            sync: Some((1, 0, 0)),
+        });
         let (text, ct) = m.encode(0, 0, false)?;
+        assert!(text.contains("gatos_sync_runs_total{result=\"ok\"} 1"));
+        assert!(text.contains("gatos_consumer_lag_messages{topic=\"t\",group=\"g\"} 1"));
         assert!(text.contains("gatos_jobs_claim_latency_seconds_sum{queue=\"q\"} 2.0"));
         assert!(
             text.contains("gatos_jobs_duration_seconds_sum{queue=\"q\",outcome=\"succeeded\"} 2.0")
@@ -562,6 +835,7 @@ mod contract {
             "docs/metrics.md's contract block differs from a scrape"
         );
         let (om, ct) = m.encode(0, 0, true)?;
+        assert!(om.contains("gatos_jobs{queue=\"q\",state=\"pending\"} 2"));
         assert!(ct.starts_with("application/openmetrics-text"));
         assert!(om.ends_with("# EOF\n"));
         Ok(())

@@ -71,6 +71,13 @@ pub async fn run(
     let tracker = TaskTracker::new();
     // Every writer's job events count, not only this daemon's requests (ADR 0040).
     crate::metrics::follow_jobs(shared.gatos.clone(), shared.metrics.clone(), stop.clone());
+    // Store-derived gauges: read every 5 s into a snapshot a scrape encodes (ADR 0040).
+    crate::metrics::refresh_store(
+        shared.gatos.clone(),
+        shared.service.node_status().clone(),
+        shared.metrics.clone(),
+        stop.clone(),
+    );
     tokio::pin!(shutdown);
     if endpoints.stdio {
         let peer = Peer {

@@ -304,6 +304,25 @@ pub(crate) fn depths_of(gatos: &Gatos, queue: Option<&Queue>) -> Result<BTreeMap
     Ok(all)
 }
 
+/// Each queue's unfinished jobs as `(pending, running)`, as this node's ready index sees
+/// them (a claimed job — one with a lease end — counts as running), by name: what the
+/// daemon's `gatos_jobs` gauge reports.
+///
+/// # Errors
+/// A store or index failure.
+pub fn states(gatos: &Gatos) -> Result<BTreeMap<Queue, (u64, u64)>> {
+    let mut out: BTreeMap<Queue, (u64, u64)> = BTreeMap::new();
+    for e in Ready::new(gatos).entries()? {
+        let slot = out.entry(e.queue.clone()).or_default();
+        if super::ready::is_pending(&e) {
+            slot.0 += 1;
+        } else {
+            slot.1 += 1;
+        }
+    }
+    Ok(out)
+}
+
 /// Each queue's depth against its limit, as this node sees it (`gatos.health`'s
 /// `queues`): the queues with settings and those with an unfinished job, by name.
 ///
