@@ -15,6 +15,7 @@ mod daemon;
 mod ended;
 mod export;
 mod http;
+mod http_etag;
 mod http_idem;
 mod http_jobstream;
 mod http_limits;

@@ -174,9 +174,11 @@ pub fn document() -> Result<Value, Error> {
                     "name": "If-None-Match",
                     "in": "header",
                     "required": false,
-                    "description": "Reserved for conditional reads (304 Not Modified while the \
-                        state an ETag was made from is unchanged). Not honoured yet: the answer \
-                        is always the full one.",
+                    "description": "A conditional read (ADR 0042): ETags of earlier answers \
+                        (a list; W/ tags compare as strong ones; * matches any). While the refs \
+                        the tag was made from stand, the answer is 304 Not Modified with the \
+                        ETag and no body, and the read does not run. Anything else, garbage \
+                        included, gets the full answer.",
                     "schema": {"type": "string"},
                 },
                 "LastEventId": {
@@ -345,8 +347,11 @@ fn operation(
                         headers.insert(
                             "ETag".into(),
                             json!({
-                                "description": "A validator of the state the answer was made \
-                                    from (If-None-Match).",
+                                "description": "\"g1-…\": a strong validator of the refs \
+                                    that fix the answer, computed before the read (so the \
+                                    answer is never older than it); send it as If-None-Match. \
+                                    Such answers are Cache-Control: private, no-cache; all \
+                                    others no-store.",
                                 "schema": {"type": "string"},
                             }),
                         );
@@ -366,7 +371,14 @@ fn operation(
         if validated {
             answers.insert(
                 "304".into(),
-                json!({"description": "Not modified: the If-None-Match validator is current."}),
+                json!({
+                    "description": "Not modified: the If-None-Match validator is current; \
+                        no body, and the read did not run.",
+                    "headers": {"ETag": {
+                        "description": "The current validator (the one matched).",
+                        "schema": {"type": "string"},
+                    }},
+                }),
             );
         }
     }

@@ -96,6 +96,24 @@ impl From<CallError> for gatos::Error {
     }
 }
 
+/// RFC 4648 base32, lower case, no padding.
+fn base32(bytes: &[u8]) -> String {
+    const A: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let (mut out, mut acc, mut bits) = (String::new(), 0u32, 0u32);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(A[((acc >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(A[((acc << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
 fn decode<T: DeserializeOwned>(params: Map<String, Value>) -> Result<T, CallError> {
     serde_json::from_value(Value::Object(params))
         .map_err(|e| CallError::InvalidParams(e.to_string()))
@@ -293,6 +311,60 @@ impl Service {
             other => return Err(CallError::UnknownOperation(other.to_owned())),
         };
         Ok(Answer { result, touched })
+    }
+
+    /// The state tag of a call of `name` with `params` (ADR 0042): `None` for an operation
+    /// whose row is not `Cache::State`; else `g1-` and the base32 of 16 bytes of BLAKE3 over
+    /// the gatos version, the answer-shaping config (`max_page_bytes`), the operation, its
+    /// params (JCS) and exactly the refs that fix its answer. Computed *before* the call
+    /// runs, so an answer is never older than its tag: a ref that moves between the two
+    /// makes the next tag differ, and the client reads again.
+    ///
+    /// # Errors
+    /// [`CallError`]: an unknown name, params that do not fit, a store failure.
+    pub fn state_tag(
+        &self,
+        name: &str,
+        params: &Map<String, Value>,
+    ) -> Result<Option<String>, CallError> {
+        let op = ops::find(name).ok_or_else(|| CallError::UnknownOperation(name.to_owned()))?;
+        if op.cache != ops::Cache::State {
+            return Ok(None);
+        }
+        let refs = match op.name {
+            n::MESSAGES_READ => {
+                let p: ReadParams = decode(params.clone())?;
+                self.gatos.messages().state(&p.topic)?
+            }
+            n::AUDIT_READ => self.gatos.messages().state(&gatos::audit::topic())?,
+            n::CHECKPOINTS_GET => {
+                let p: CheckpointGetParams = decode(params.clone())?;
+                self.gatos.checkpoints().state(&p.group, &p.topic)?
+            }
+            n::CHECKPOINTS_LIST => self.gatos.checkpoints().state_all()?,
+            n::MANIFESTS_GET | n::MANIFESTS_LIST => self.gatos.manifests().stamp()?,
+            other => {
+                return Err(CallError::Failed(gatos::Error::new(
+                    ErrorCode::Internal,
+                    format!("{other} is cached by state and has no state tag"),
+                )));
+            }
+        };
+        let mut h = blake3::Hasher::new();
+        let mut field = |b: &[u8]| {
+            h.update(&(b.len() as u64).to_le_bytes());
+            h.update(b);
+        };
+        field(env!("CARGO_PKG_VERSION").as_bytes());
+        field(&self.config.max_page_bytes.to_le_bytes());
+        field(op.name.as_bytes());
+        field(&gatos_types::jcs::to_vec(&Value::Object(params.clone())));
+        for (r, oid) in &refs {
+            field(r.as_bytes());
+            field(oid.to_string().as_bytes());
+        }
+        let digest = h.finalize();
+        Ok(Some(format!("g1-{}", base32(&digest.as_bytes()[..16]))))
     }
 
     // ---- messages ----

@@ -737,3 +737,33 @@ impl Consumer {
         self.follower.position().0.saturating_sub(checkpoint.seq)
     }
 }
+
+impl Checkpoints<'_> {
+    /// The refs that fix `get(group, topic)`: the consumer's ref and the topic's
+    /// ([`crate::messages::Messages::state`]: its lag), for a face's state tag (ADR 0042).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn state(&self, group: &Group, topic: &Topic) -> Result<crate::messages::RefState> {
+        let mut out = self.gatos.messages().state(topic)?;
+        let name = names::consumer(group, topic);
+        if let Some(o) = self.gatos.store().read_ref(&name)? {
+            out.push((name.as_str().to_owned(), o));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The refs that fix `list(..)`: every consumer's ref and every topic's.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn state_all(&self) -> Result<crate::messages::RefState> {
+        let mut out = self.gatos.messages().state_all()?;
+        for (n, o) in self.gatos.store().list_refs(&names::consumers_prefix())? {
+            out.push((n.as_str().to_owned(), o));
+        }
+        out.sort();
+        Ok(out)
+    }
+}

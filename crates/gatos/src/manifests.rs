@@ -251,3 +251,22 @@ impl Manifests<'_> {
         self.gatos.jobs().enqueue(spec)
     }
 }
+
+impl Manifests<'_> {
+    /// The manifest refs by name with their commits (what `get` and `list` answer from),
+    /// for a face's state tag (ADR 0042).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn stamp(&self) -> crate::Result<crate::messages::RefState> {
+        let mut out: crate::messages::RefState = self
+            .gatos
+            .store()
+            .list_refs(&names::manifests_prefix())?
+            .into_iter()
+            .map(|(n, o)| (n.as_str().to_owned(), o))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}

@@ -327,3 +327,47 @@ pub fn ulid_time(u: Ulid) -> Timestamp {
 pub(crate) fn segment_date(first: Ulid) -> String {
     ulid_time(first).utc_date()
 }
+
+/// The refs that fix what a conditional read answers, by name with their commits, sorted
+/// by name: the input of a face's state tag (an `ETag`, ADR 0042).
+pub type RefState = Vec<(String, Oid)>;
+
+impl Messages<'_> {
+    /// The refs that fix what a read of `topic` answers: its head, sealed segments and
+    /// summary (pruning moves the summary, not the head), and its settings. A topic whose
+    /// name is a prefix of others' (`a` of `a/b`) takes theirs too: a tag that moves more
+    /// often than it must, never less.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn state(&self, topic: &Topic) -> Result<RefState> {
+        let store = self.gatos.store();
+        let mut out: RefState = store
+            .list_refs(&names::topic_prefix(topic))?
+            .into_iter()
+            .map(|(n, o)| (n.as_str().to_owned(), o))
+            .collect();
+        let config = names::config_topic(topic);
+        if let Some(o) = store.read_ref(&config)? {
+            out.push((config.as_str().to_owned(), o));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// [`Messages::state`] of every topic (what a lag over any topic reads).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn state_all(&self) -> Result<RefState> {
+        let store = self.gatos.store();
+        let mut out: RefState = store
+            .list_refs(&names::messages_prefix())?
+            .into_iter()
+            .chain(store.list_refs(&names::config_prefix())?)
+            .map(|(n, o)| (n.as_str().to_owned(), o))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}

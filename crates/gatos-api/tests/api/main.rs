@@ -104,3 +104,56 @@ fn every_unary_operation_has_an_arm_and_read_only_refuses_writes() {
         Err(CallError::UnknownOperation(_))
     ));
 }
+
+/// Every `Cache::State` row has an arm in `Service::state_tag` (a missing one is an
+/// `Internal` error, never a silent `None`), every other row has no tag, and a tag is
+/// stable while its refs stand and moves with its params.
+#[test]
+fn every_state_row_has_a_state_tag_arm() {
+    use gatos_api::ops::Cache;
+    let repo = gatos_testutil::TempRepo::new().unwrap();
+    let gatos = gatos::Gatos::open(repo.path(), gatos::OpenOptions::default()).unwrap();
+    let service = Service::new(gatos, Config::default());
+    let mut params = serde_json::Map::new();
+    params.insert("topic".into(), serde_json::json!("t"));
+    params.insert("group".into(), serde_json::json!("g"));
+    params.insert("name".into(), serde_json::json!("m"));
+    for op in OPS {
+        let one = |k: &str| {
+            let mut m = serde_json::Map::new();
+            if let Some(v) = params.get(k) {
+                m.insert(k.into(), v.clone());
+            }
+            m
+        };
+        let p = match op.name {
+            "messages.read" => one("topic"),
+            "manifests.get" => one("name"),
+            "checkpoints.get" => {
+                let mut m = one("topic");
+                m.extend(one("group"));
+                m
+            }
+            _ => serde_json::Map::new(),
+        };
+        match (op.cache, service.state_tag(op.name, &p)) {
+            (Cache::State, Ok(Some(tag))) => {
+                assert!(tag.starts_with("g1-") && tag.len() == 29, "{tag}");
+                assert_eq!(service.state_tag(op.name, &p).unwrap(), Some(tag));
+            }
+            (Cache::No, Ok(None)) => {}
+            (c, other) => panic!("{} ({c:?}): {other:?}", op.name),
+        }
+    }
+    let a = service.state_tag("messages.read", &{
+        let mut m = serde_json::Map::new();
+        m.insert("topic".into(), serde_json::json!("a"));
+        m
+    });
+    let b = service.state_tag("messages.read", &{
+        let mut m = serde_json::Map::new();
+        m.insert("topic".into(), serde_json::json!("b"));
+        m
+    });
+    assert_ne!(a.unwrap(), b.unwrap());
+}

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LINK, LOCATION};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH, LINK, LOCATION,
+};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
@@ -30,11 +32,10 @@ fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    // Answers are read behind a token: no cache keeps them (validators come with ETags).
-    r.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    // Answers are read behind a token: no cache keeps them, but for the reads fixed by ref
+    // state, which carry an ETag (`validated`).
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -374,6 +375,29 @@ async fn unary(
             st.calls.clone().acquire_owned().await.map_err(closed)?,
         ),
     };
+    // A read fixed by ref state (ADR 0042): its tag first, from the refs as they stand
+    // before the call, so an answer is never older than its tag. A tag that cannot be
+    // computed (params that do not fit) leaves the call to answer the error.
+    let tag = match op.cache {
+        ops::Cache::State => {
+            let (service, p) = (st.shared.service.clone(), params.clone());
+            tokio::task::spawn_blocking(move || service.state_tag(op.name, &p))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+                .map(|t| format!("\"{t}\""))
+        }
+        ops::Cache::No => None,
+    };
+    if let Some(t) = &tag
+        && if_none_match(&parts.headers, t)
+    {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        validated(&mut r, t);
+        return Ok(r);
+    }
     let service = st.shared.service.clone();
     let gatos_dir = st.shared.gatos.gatos_dir();
     let actor = authed.actor.clone();
@@ -430,7 +454,35 @@ async fn unary(
     {
         r.headers_mut().insert(LINK, link);
     }
+    if let Some(t) = &tag
+        && status == StatusCode::OK
+    {
+        validated(&mut r, t);
+    }
     Ok(r)
+}
+
+/// An answer with its state tag: `ETag` and `Cache-Control: private, no-cache` (a cache
+/// may keep it, and asks again with `If-None-Match` before each use).
+fn validated(r: &mut Response, tag: &str) {
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        r.headers_mut().insert(ETAG, v);
+        r.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    }
+}
+
+/// Whether `If-None-Match` names `tag` (quoted) or is `*`: weak comparison, as RFC 9110
+/// §13.1.2 says for this header (`W/"x"` matches `"x"`). Several headers, lists, and
+/// garbage (which matches nothing) are all read.
+fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
 }
 
 /// The first answer of an `Idempotency-Key`, again, marked `Idempotent-Replayed: true`.
@@ -474,6 +526,23 @@ mod tests {
             next_link("/api/v1/audit", None, "since", "X"),
             "</api/v1/audit?since=X>; rel=\"next\""
         );
+    }
+
+    #[test]
+    fn if_none_match_lists_weak_tags_and_star() {
+        let h = |v: &'static str| {
+            let mut m = HeaderMap::new();
+            m.insert(IF_NONE_MATCH, HeaderValue::from_static(v));
+            if_none_match(&m, "\"g1-a\"")
+        };
+        assert!(h("\"g1-a\""));
+        assert!(h("W/\"g1-a\""));
+        assert!(h("\"x\", \"g1-a\""));
+        assert!(h("*"));
+        assert!(!h("\"g1-b\""));
+        assert!(!h("g1-a"));
+        assert!(!h("garbage,,,"));
+        assert!(!if_none_match(&HeaderMap::new(), "\"g1-a\""));
     }
 
     #[test]
