@@ -482,7 +482,11 @@ fn rest_publishes_reads_and_runs_a_job_as_the_tokens_actor() -> TestResult {
         &d.url("/api/v1/topics/orders/messages?since_seq=0&limit=10"),
     ])?;
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.header("cache-control"), Some("private, no-cache"), "{r:?}");
+    assert_eq!(
+        r.header("cache-control"),
+        Some("private, no-cache"),
+        "{r:?}"
+    );
     let page = r.json()?;
     assert_eq!(page["messages"][0]["ulid"], row["ulid"], "{page}");
 
