@@ -3,11 +3,9 @@
 //! before the read, `If-None-Match` with it is a 304 with no body, and a write by the CLI
 //! in another process moves it.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
-use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
+use gatos_testutil::{TempRepo, TestResult};
 use serde_json::Value;
 
 use crate::support::gatos_ok;
@@ -27,41 +25,8 @@ impl Drop for Gatosd {
 }
 
 fn start(repo: &TempRepo) -> TestResult<Gatosd> {
-    use std::os::unix::fs::PermissionsExt;
-    let tokens: PathBuf = repo.root().join("tokens");
-    std::fs::write(&tokens, format!("ci {CI}\n"))?;
-    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600))?;
-    let addr_file = repo.git_dir().join("gatos/gatosd/http-addr");
-    let log = repo.root().join("gatosd.log");
-    let mut cmd = Command::new(bin("gatosd"));
-    cmd.args(["--socket", &repo.root().join("g.sock").to_string_lossy()])
-        .args(["--http", "127.0.0.1:0", "--token-file"])
-        .arg(&tokens)
-        .current_dir(repo.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?);
-    hermetic(&mut cmd, &repo.home());
-    let mut child = cmd.spawn()?;
-    let mut addr = String::new();
-    let waited = wait_for("gatosd to write http-addr", Duration::from_secs(30), || {
-        match std::fs::read_to_string(&addr_file) {
-            Ok(a) if a.ends_with('\n') => {
-                addr = a.trim().to_owned();
-                true
-            }
-            _ => matches!(child.try_wait(), Ok(Some(_))),
-        }
-    });
-    if waited.is_err() || addr.is_empty() {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(format!(
-            "gatosd did not serve HTTP: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-        .into());
-    }
+    let tokens = crate::support::token_file(repo, &format!("ci {CI}\n"))?;
+    let (child, addr, _log) = crate::support::http_daemon(repo, &tokens, "gatosd", &[])?;
     Ok(Gatosd { child, addr })
 }
 

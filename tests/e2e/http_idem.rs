@@ -3,10 +3,9 @@
 //! process.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
-use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
+use gatos_testutil::{TempRepo, TestResult};
 
 use crate::support::{gatos_ok, json_lines};
 
@@ -23,45 +22,8 @@ impl Gatosd {
     /// `gatosd --http 127.0.0.1:0` with the tokens `ci` and `ops`; `name` keeps the socket
     /// and log of each start apart.
     fn start(repo: &TempRepo, name: &str) -> TestResult<Gatosd> {
-        use std::os::unix::fs::PermissionsExt;
-        let tokens = repo.root().join("tokens");
-        std::fs::write(&tokens, format!("ci {CI}\nops {OPS}\n"))?;
-        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600))?;
-        let addr_file = repo.git_dir().join("gatos/gatosd/http-addr");
-        let _ = std::fs::remove_file(&addr_file);
-        let stderr = repo.root().join(format!("{name}.log"));
-        let mut cmd = Command::new(bin("gatosd"));
-        cmd.args([
-            "--socket",
-            &repo.root().join(format!("{name}.sock")).to_string_lossy(),
-        ])
-        .args(["--http", "127.0.0.1:0", "--token-file"])
-        .arg(&tokens)
-        .current_dir(repo.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr)?);
-        hermetic(&mut cmd, &repo.home());
-        let mut child = cmd.spawn()?;
-        let mut addr = String::new();
-        let waited = wait_for("gatosd to write http-addr", Duration::from_secs(30), || {
-            match std::fs::read_to_string(&addr_file) {
-                Ok(a) if a.ends_with('\n') => {
-                    addr = a.trim().to_owned();
-                    true
-                }
-                _ => matches!(child.try_wait(), Ok(Some(_))),
-            }
-        });
-        if waited.is_err() || addr.is_empty() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "gatosd did not serve HTTP: {}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            )
-            .into());
-        }
+        let tokens = crate::support::token_file(repo, &format!("ci {CI}\nops {OPS}\n"))?;
+        let (child, addr, stderr) = crate::support::http_daemon(repo, &tokens, name, &[])?;
         Ok(Gatosd {
             child,
             base: format!("http://{addr}/api/v1"),

@@ -5,10 +5,9 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
-use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
+use gatos_testutil::{TempRepo, TestResult, hermetic};
 
 use crate::support::{enqueue, gatos_ok, jobs_shared, path_with_bins};
 
@@ -74,38 +73,8 @@ impl Gatosd {
         let tokens = repo.root().join("tokens");
         std::fs::write(&tokens, format!("ci {CI}\n"))?;
         std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600))?;
-        let addr_file = repo.git_dir().join("gatos/gatosd/http-addr");
-        let log = repo.root().join("gatosd.log");
-        let mut cmd = Command::new(bin("gatosd"));
-        cmd.args(["--socket", &repo.root().join("g.sock").to_string_lossy()])
-            .args(["--http", "127.0.0.1:0", "--token-file"])
-            .arg(&tokens)
-            .args(["--log-level", "gatosd=debug"])
-            .current_dir(repo.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?);
-        hermetic(&mut cmd, &repo.home());
-        let mut child = cmd.spawn()?;
-        let mut addr = String::new();
-        let waited = wait_for("gatosd to write http-addr", Duration::from_secs(30), || {
-            match std::fs::read_to_string(&addr_file) {
-                Ok(a) if a.ends_with('\n') => {
-                    addr = a.trim().to_owned();
-                    true
-                }
-                _ => matches!(child.try_wait(), Ok(Some(_))),
-            }
-        });
-        if waited.is_err() || addr.is_empty() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "gatosd did not serve HTTP: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-            .into());
-        }
+        let (child, addr, log) =
+            crate::support::http_daemon(repo, &tokens, "gatosd", &["--log-level", "gatosd=debug"])?;
         Ok(Gatosd { child, addr, log })
     }
 

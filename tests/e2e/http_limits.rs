@@ -3,10 +3,9 @@
 //! driven by `curl` and Python `requests`.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
-use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
+use gatos_testutil::{TempRepo, TestResult};
 
 use crate::support::gatos_ok;
 
@@ -22,42 +21,8 @@ struct Gatosd {
 impl Gatosd {
     /// `gatosd --http 127.0.0.1:0` with the tokens `alice` and `bob`, plus `extra`.
     fn start(repo: &TempRepo, extra: &[&str]) -> TestResult<Gatosd> {
-        use std::os::unix::fs::PermissionsExt;
-        let tokens = repo.root().join("tokens");
-        std::fs::write(&tokens, format!("alice {ALICE}\nbob {BOB}\n"))?;
-        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600))?;
-        let addr_file = repo.git_dir().join("gatos/gatosd/http-addr");
-        let stderr = repo.root().join("gatosd.log");
-        let mut cmd = Command::new(bin("gatosd"));
-        cmd.args(["--socket", &repo.root().join("g.sock").to_string_lossy()])
-            .args(["--http", "127.0.0.1:0", "--token-file"])
-            .arg(&tokens)
-            .args(extra)
-            .current_dir(repo.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr)?);
-        hermetic(&mut cmd, &repo.home());
-        let mut child = cmd.spawn()?;
-        let mut addr = String::new();
-        let waited = wait_for("gatosd to write http-addr", Duration::from_secs(30), || {
-            match std::fs::read_to_string(&addr_file) {
-                Ok(a) if a.ends_with('\n') => {
-                    addr = a.trim().to_owned();
-                    true
-                }
-                _ => matches!(child.try_wait(), Ok(Some(_))),
-            }
-        });
-        if waited.is_err() || addr.is_empty() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "gatosd did not serve HTTP: {}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            )
-            .into());
-        }
+        let tokens = crate::support::token_file(repo, &format!("alice {ALICE}\nbob {BOB}\n"))?;
+        let (child, addr, stderr) = crate::support::http_daemon(repo, &tokens, "gatosd", extra)?;
         Ok(Gatosd {
             child,
             addr,

@@ -4,10 +4,9 @@
 //! project's own Python parser (`prometheus_client`), the cardinality budget, and the token.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
-use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
+use gatos_testutil::{TempRepo, TestResult};
 
 use crate::support::gatos_ok;
 
@@ -21,42 +20,13 @@ struct Gatosd {
 
 impl Gatosd {
     fn start(repo: &TempRepo, extra: &[&str]) -> TestResult<Gatosd> {
-        use std::os::unix::fs::PermissionsExt;
-        let tokens = repo.root().join("tokens");
-        std::fs::write(&tokens, format!("ci {CI}\n"))?;
-        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600))?;
-        let addr_file = repo.git_dir().join("gatos/gatosd/http-addr");
-        let stderr = repo.root().join("gatosd.log");
-        let mut cmd = Command::new(bin("gatosd"));
-        cmd.args(["--socket", &repo.root().join("g.sock").to_string_lossy()])
-            .args(["--http", "127.0.0.1:0", "--token-file"])
-            .arg(&tokens)
-            .args(extra)
-            .current_dir(repo.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr)?);
-        hermetic(&mut cmd, &repo.home());
-        let mut child = cmd.spawn()?;
-        let mut addr = String::new();
-        let waited = wait_for("gatosd to write http-addr", Duration::from_secs(30), || {
-            match std::fs::read_to_string(&addr_file) {
-                Ok(a) if a.ends_with('\n') => {
-                    addr = a.trim().to_owned();
-                    true
-                }
-                _ => matches!(child.try_wait(), Ok(Some(_))),
-            }
-        });
-        let d = Gatosd {
+        let tokens = crate::support::token_file(repo, &format!("ci {CI}\n"))?;
+        let (child, addr, stderr) = crate::support::http_daemon(repo, &tokens, "gatosd", extra)?;
+        Ok(Gatosd {
             child,
             addr,
             stderr,
-        };
-        if waited.is_err() || d.addr.is_empty() {
-            return Err(format!("gatosd did not serve HTTP: {}", d.log()).into());
-        }
-        Ok(d)
+        })
     }
 
     fn log(&self) -> String {
@@ -202,7 +172,7 @@ fn metrics_count_every_writers_jobs_within_the_budget() -> TestResult {
         &["worker", "--drain", "--queue", "build", "--lease", "5s"],
     )?;
     // A JSON-RPC call on the Unix socket counts under face rpc.
-    let mut sock = std::os::unix::net::UnixStream::connect(repo.root().join("g.sock"))?;
+    let mut sock = std::os::unix::net::UnixStream::connect(repo.root().join("gatosd.sock"))?;
     {
         use std::io::{BufRead, Write};
         sock.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"gatos.health\"}\n")?;
@@ -330,7 +300,7 @@ fn store_gauges_come_from_the_refreshers_snapshot_within_the_budget() -> TestRes
             gatos_ok(&repo, &["jobs", "enqueue", "--queue", q, "--", "true"])?;
         }
     }
-    let sock = repo.root().join("g.sock");
+    let sock = repo.root().join("gatosd.sock");
     let doc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
     let out = Command::new("python3")
         .args(["-c", STORE])

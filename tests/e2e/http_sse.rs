@@ -3,10 +3,10 @@
 //! sockets for clients that misbehave), messages published by the CLI in other processes.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
+use gatos_testutil::{TempRepo, TestResult, hermetic, wait_for};
 
 use crate::support::{gatos_ok, path_with_bins};
 
@@ -86,38 +86,8 @@ struct Gatosd {
 impl Gatosd {
     fn start(repo: &TempRepo) -> TestResult<Gatosd> {
         let tokens = named_tokens(repo)?;
-        let addr_file = repo.git_dir().join("gatos/gatosd/http-addr");
-        let log = repo.root().join("gatosd.log");
-        let mut cmd = Command::new(bin("gatosd"));
-        cmd.args(["--socket", &repo.root().join("g.sock").to_string_lossy()])
-            .args(["--http", "127.0.0.1:0", "--token-file"])
-            .arg(&tokens)
-            .args(["--log-level", "gatosd=debug"])
-            .current_dir(repo.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?);
-        hermetic(&mut cmd, &repo.home());
-        let mut child = cmd.spawn()?;
-        let mut addr = String::new();
-        let waited = wait_for("gatosd to write http-addr", Duration::from_secs(30), || {
-            match std::fs::read_to_string(&addr_file) {
-                Ok(a) if a.ends_with('\n') => {
-                    addr = a.trim().to_owned();
-                    true
-                }
-                _ => matches!(child.try_wait(), Ok(Some(_))),
-            }
-        });
-        if waited.is_err() || addr.is_empty() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "gatosd did not serve HTTP: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-            .into());
-        }
+        let (child, addr, log) =
+            crate::support::http_daemon(repo, &tokens, "gatosd", &["--log-level", "gatosd=debug"])?;
         Ok(Gatosd { child, addr, log })
     }
 

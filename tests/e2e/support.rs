@@ -89,3 +89,63 @@ pub fn enqueue(repo: &TempRepo, args: &[&str]) -> TestResult<String> {
     let row = json_lines(&gatos_ok(repo, &all)?)?;
     Ok(row[0]["id"].as_str().ok_or("no id")?.to_owned())
 }
+
+/// A token file holding `lines` (`NAME TOKEN [ro]` each), mode 0600: gatosd refuses a token
+/// file others can read when it serves HTTP.
+pub fn token_file(repo: &TempRepo, lines: &str) -> TestResult<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = repo.root().join("tokens");
+    std::fs::write(&f, lines)?;
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
+/// Starts `gatosd --http 127.0.0.1:0 --token-file TOKENS EXTRA…` on `repo`, its socket and
+/// log beside the repository as `NAME.sock` and `NAME.log`, and waits (at most 30 s) for
+/// the address it writes to `<git-dir>/gatos/gatosd/http-addr`. Returns the process, the
+/// address (`127.0.0.1:PORT`) and the log's path; on failure the process is killed and
+/// the error holds its log.
+pub fn http_daemon(
+    repo: &TempRepo,
+    tokens: &Path,
+    name: &str,
+    extra: &[&str],
+) -> TestResult<(std::process::Child, String, PathBuf)> {
+    let addr_file = repo.git_dir().join("gatos/gatosd/http-addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let log = repo.root().join(format!("{name}.log"));
+    let mut cmd = Command::new(bin("gatosd"));
+    cmd.arg("--socket")
+        .arg(repo.root().join(format!("{name}.sock")))
+        .args(["--http", "127.0.0.1:0", "--token-file"])
+        .arg(tokens)
+        .args(extra)
+        .current_dir(repo.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?);
+    hermetic(&mut cmd, &repo.home());
+    let mut child = cmd.spawn()?;
+    let mut addr = String::new();
+    let waited = gatos_testutil::wait_for(
+        "gatosd to write http-addr",
+        std::time::Duration::from_secs(30),
+        || match std::fs::read_to_string(&addr_file) {
+            Ok(a) if a.ends_with('\n') => {
+                addr = a.trim().to_owned();
+                true
+            }
+            _ => matches!(child.try_wait(), Ok(Some(_))),
+        },
+    );
+    if waited.is_err() || addr.is_empty() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "gatosd did not serve HTTP: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+        .into());
+    }
+    Ok((child, addr, log))
+}
