@@ -72,6 +72,8 @@ pub mod names {
     pub const JOBS_VERIFY: &str = "jobs.verify";
     /// `jobs.watch`
     pub const JOBS_WATCH: &str = "jobs.watch";
+    /// `jobs.wait` (the MCP face's bounded wait for a job to end)
+    pub const JOBS_WAIT: &str = "jobs.wait";
     /// `jobs.follow`
     pub const JOBS_FOLLOW: &str = "jobs.follow";
     /// `jobs.state` (a notification of `jobs.follow`: the job when the follow starts)
@@ -148,14 +150,22 @@ impl Faces {
     /// gatosd's HTTP face (REST and server-sent events under `/api/v1`, ADR 0033), through
     /// [`crate::routes::ROUTES`].
     pub const HTTP: Faces = Faces(4);
-    /// Every face that serves remote callers: RPC and HTTP (MCP will map the same rows).
+    /// gatosd's MCP face (`gatosd mcp --stdio`, ADR 0043): a tool per row that has it, set
+    /// row by row with `.mcp()` (an agent gets the rows chosen for it, not every new one).
+    pub const MCP: Faces = Faces(8);
+    /// Every face that serves remote callers by the table's own protocol: RPC and HTTP.
     pub const REMOTE: Faces = Faces(2 | 4);
-    /// Everywhere.
+    /// The CLI, RPC and HTTP (MCP is added row by row).
     pub const ALL: Faces = Faces(1 | 2 | 4);
 
     /// Tells whether `face` is in the set.
     pub const fn has(self, face: Faces) -> bool {
         self.0 & face.0 == face.0
+    }
+
+    /// The set with `face` added.
+    pub const fn with(self, face: Faces) -> Faces {
+        Faces(self.0 | face.0)
     }
 }
 
@@ -328,7 +338,17 @@ impl Op {
         self.cache = c;
         self
     }
+    /// Offered as an MCP tool too.
+    const fn mcp(mut self) -> Op {
+        self.faces = self.faces.with(Faces::MCP);
+        self
+    }
 }
+
+/// MCP rows an agent gets only when the server is started with `--allow-tools NAME`
+/// (ADR 0043): raw `jobs.enqueue` runs an arbitrary command, where a manifest's run
+/// (`manifests.run`) runs only what was registered.
+pub const MCP_OPT_IN: &[&str] = &[names::JOBS_ENQUEUE];
 
 use Access::{Read, Write};
 
@@ -343,7 +363,8 @@ pub const OPS: &[Op] = &[
         Write,
         schema::<t::PublishParams>,
         schema::<PublishRow>,
-    ),
+    )
+    .mcp(),
     op(
         n::MESSAGES_PUBLISH_BATCH,
         "Append many messages in chunks; says how many landed.",
@@ -359,7 +380,8 @@ pub const OPS: &[Op] = &[
         schema::<ReadPage>,
     )
     .large()
-    .cache(Cache::State),
+    .cache(Cache::State)
+    .mcp(),
     op(
         n::MESSAGES_SUBSCRIBE,
         "Follow a topic: an answer, then `messages.event` notifications.",
@@ -392,7 +414,8 @@ pub const OPS: &[Op] = &[
         Read,
         schema::<t::NoParams>,
         schema::<t::TopicsResult>,
-    ),
+    )
+    .mcp(),
     op(
         n::CHECKPOINTS_GET,
         "A consumer group's checkpoint on a topic, with its lag.",
@@ -400,7 +423,8 @@ pub const OPS: &[Op] = &[
         schema::<t::CheckpointGetParams>,
         schema::<CheckpointRow>,
     )
-    .cache(Cache::State),
+    .cache(Cache::State)
+    .mcp(),
     op(
         n::CHECKPOINTS_SET,
         "Move a checkpoint (backwards only with force, which is audited).",
@@ -417,21 +441,24 @@ pub const OPS: &[Op] = &[
         schema::<t::CheckpointsResult>,
     )
     .large()
-    .cache(Cache::State),
+    .cache(Cache::State)
+    .mcp(),
     op(
         n::JOBS_ENQUEUE,
         "Enqueue a job from a manifest and/or fields.",
         Write,
         schema::<t::EnqueueParams>,
         schema::<EnqueueRow>,
-    ),
+    )
+    .mcp(),
     op(
         n::JOBS_GET,
         "One job with its claim, result and proof.",
         Read,
         schema::<t::JobIdParams>,
         schema::<JobRow>,
-    ),
+    )
+    .mcp(),
     op(
         n::JOBS_WHY,
         "What a pending job waits for, checked against a worker's options.",
@@ -446,7 +473,8 @@ pub const OPS: &[Op] = &[
         schema::<t::ListParams>,
         schema::<t::ListResult>,
     )
-    .large(),
+    .large()
+    .mcp(),
     op(
         n::JOBS_CLAIM,
         "Claim the next claimable job (or a named one) for a worker.",
@@ -487,7 +515,8 @@ pub const OPS: &[Op] = &[
         schema::<t::CancelParams>,
         schema::<JobRow>,
     )
-    .privileged(),
+    .privileged()
+    .mcp(),
     op(
         n::JOBS_RETRY,
         "Enqueue a failed or cancelled job again, as a new job naming the old one.",
@@ -503,7 +532,8 @@ pub const OPS: &[Op] = &[
         schema::<gatos::jobs::logs::LogChunk>,
     )
     .guarded()
-    .large(),
+    .large()
+    .mcp(),
     op(
         n::JOBS_VERIFY,
         "Verify a job's proof under this node's trust.",
@@ -511,7 +541,17 @@ pub const OPS: &[Op] = &[
         schema::<t::JobIdParams>,
         schema::<VerifyRow>,
     )
-    .guarded(),
+    .guarded()
+    .mcp(),
+    op(
+        n::JOBS_WAIT,
+        "Wait (a bounded time) for a job to end; answers the job and whether it ended.",
+        Read,
+        schema::<t::WaitParams>,
+        schema::<t::WaitResult>,
+    )
+    .shape(Shape::Face)
+    .faces(Faces::MCP),
     op(
         n::JOBS_WATCH,
         "Follow job events: an answer, then `jobs.event` notifications.",
@@ -548,7 +588,8 @@ pub const OPS: &[Op] = &[
         schema::<t::ManifestRefParams>,
         schema::<ManifestRow>,
     )
-    .cache(Cache::State),
+    .cache(Cache::State)
+    .mcp(),
     op(
         n::MANIFESTS_LIST,
         "The latest version of every manifest.",
@@ -557,14 +598,16 @@ pub const OPS: &[Op] = &[
         schema::<t::ManifestListResult>,
     )
     .large()
-    .cache(Cache::State),
+    .cache(Cache::State)
+    .mcp(),
     op(
         n::MANIFESTS_RUN,
         "Enqueue a job from a stored manifest version.",
         Write,
         schema::<t::ManifestRefParams>,
         schema::<EnqueueRow>,
-    ),
+    )
+    .mcp(),
     op(
         n::KEYS_LIST,
         "Every key this node knows, with trust, publication and revocation.",
@@ -582,7 +625,8 @@ pub const OPS: &[Op] = &[
     )
     .guarded()
     .large()
-    .cache(Cache::State),
+    .cache(Cache::State)
+    .mcp(),
     op(
         n::DOCTOR_CHECK,
         "Check the repository as git gatos doctor does, fixing nothing.",
@@ -591,7 +635,8 @@ pub const OPS: &[Op] = &[
         schema::<t::DoctorResult>,
     )
     .guarded()
-    .large(),
+    .large()
+    .mcp(),
     op(
         n::SYNC_RUN,
         "Sync with a remote now.",

@@ -383,6 +383,27 @@ pub struct JobIdParams {
     pub id: Ulid,
 }
 
+/// `jobs.wait` params (the MCP face's bounded wait for a job to end, ADR 0043).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitParams {
+    /// The job.
+    pub id: Ulid,
+    /// Wait at most this many milliseconds for the job to end (default 10,000; the face
+    /// caps it, 60,000 on MCP); call again to wait longer.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `jobs.wait` result: the job as it is when the wait ends.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WaitResult {
+    /// The job (`jobs.get`).
+    pub job: JobRow,
+    /// Whether it has ended (succeeded, failed or cancelled); false: the wait timed out.
+    pub done: bool,
+}
+
 /// `jobs.why` params: a job, and the options of the worker to check it against (those of
 /// `git gatos worker`).
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
