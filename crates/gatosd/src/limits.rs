@@ -29,6 +29,10 @@ pub struct Limits {
     /// Subscriptions (`messages.subscribe` and `jobs.watch`) one connection may hold; past
     /// it, `TooManySubscriptions`.
     pub max_subscriptions: usize,
+    /// Streams open at once on every face together (JSON-RPC subscriptions, server-sent
+    /// event streams): past it, a new one is `TooManySubscriptions`, so no face can take
+    /// the daemon's memory for streams however its own caps are set.
+    pub max_streams: usize,
     /// Bytes of messages in one page: a `messages.read` page ends once its messages reach
     /// it (`end: false`), and a subscription reads at most this much at a time.
     pub max_page_bytes: u64,
@@ -82,6 +86,7 @@ impl Default for Limits {
             lag_grace: Duration::from_secs(5),
             max_batch: 10_000,
             max_subscriptions: 256,
+            max_streams: 8192,
             max_page_bytes: gatos::messages::DEFAULT_MAX_PAGE_BYTES,
             subscription_batch: 256,
             watch_poll: Duration::from_millis(100),

@@ -130,8 +130,42 @@ impl Shared {
         }
     }
 
+    /// Takes one of the daemon's stream slots ([`Limits::max_streams`], shared by every
+    /// face), or answers `None` when they are all taken. The slot counts in
+    /// [`Shared::subscriptions`] until it is dropped.
+    pub fn stream_slot(self: &Arc<Self>) -> Option<StreamSlot> {
+        let max = self.limits.max_streams as u64;
+        self.subscriptions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamSlot {
+                shared: self.clone(),
+            })
+    }
+
+    /// The message of a refused [`Shared::stream_slot`].
+    pub fn streams_full(&self) -> String {
+        format!(
+            "gatosd holds {} streams on all its faces, the most it may; try again once some have closed",
+            self.limits.max_streams
+        )
+    }
+
     /// Returns a fresh id (connections, subscriptions).
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// One of the daemon's stream slots ([`Shared::stream_slot`]): given back when dropped.
+pub struct StreamSlot {
+    shared: Arc<Shared>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.shared.subscriptions.fetch_sub(1, Ordering::AcqRel);
     }
 }

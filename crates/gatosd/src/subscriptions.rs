@@ -237,6 +237,8 @@ pub struct Subscription {
     pub shared: Arc<Shared>,
     /// `Some` for a `jobs.watch`: deliver `jobs.event`s that pass the filter.
     pub jobs: Option<JobFilter>,
+    /// Its place among the daemon's streams, held until it ends.
+    pub slot: crate::shared::StreamSlot,
 }
 
 /// What a `jobs.watch` delivers: the operation's own filter.
@@ -280,7 +282,6 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
             .remove(&s.id);
         return;
     }
-    s.shared.subscriptions.fetch_add(1, Ordering::Relaxed);
     let batch = s.shared.limits.subscription_batch;
     let max_bytes = s.shared.limits.max_page_bytes;
     let grace = s.shared.limits.lag_grace;
@@ -369,5 +370,4 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(&s.id);
-    s.shared.subscriptions.fetch_sub(1, Ordering::Relaxed);
 }

@@ -11,15 +11,15 @@
 //! `lag_grace` while the queue is full gets `event: lagged` (the id to resume from) and the
 //! stream ends, its queue dropped. Shutdown ends a stream with `event: shutdown`.
 //!
-//! A stream does not hold one of the unary call slots; it counts in
-//! `Shared::subscriptions` (so `gatos.health` shows it) and against `max_subscriptions`
-//! per token name (the RPC per-connection number: one HTTP/1.1 connection carries one
-//! stream), past which it is a `TooManySubscriptions` 429 problem.
+//! A stream does not hold one of the unary call slots; it takes one of the daemon's stream
+//! slots (`Limits::max_streams`, shared with JSON-RPC subscriptions; counted in
+//! `Shared::subscriptions`, so `gatos.health` shows it) and counts against
+//! `max_subscriptions` per token name (the RPC per-connection number: one HTTP/1.1
+//! connection carries one stream); past either it is a `TooManySubscriptions` 429 problem.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -213,6 +213,7 @@ fn invalid(e: &serde_json::Error) -> Problem {
 struct Slot {
     state: Arc<HttpState>,
     actor: String,
+    _daemon: crate::shared::StreamSlot,
 }
 
 impl Slot {
@@ -231,12 +232,16 @@ impl Slot {
             )
             .with("max_subscriptions", max));
         }
+        let daemon = state.shared.stream_slot().ok_or_else(|| {
+            Problem::new(ErrorCode::TooManySubscriptions, state.shared.streams_full())
+                .with("max_streams", state.shared.limits.max_streams)
+        })?;
         *n += 1;
         drop(map);
-        state.shared.subscriptions.fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
             state: state.clone(),
             actor,
+            _daemon: daemon,
         })
     }
 }
@@ -255,11 +260,6 @@ impl Drop for Slot {
                 map.remove(&self.actor);
             }
         }
-        drop(map);
-        self.state
-            .shared
-            .subscriptions
-            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

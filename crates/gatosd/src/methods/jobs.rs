@@ -1,7 +1,6 @@
 //! `jobs.watch`: job events as a stream, and `jobs.follow`: one job's state, events and log
 //! (the unary `jobs.*` operations are the service's).
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use gatos::jobs::events_topic;
@@ -39,7 +38,7 @@ pub async fn follow(conn: &Arc<Conn>, params: Params) -> Result<(Box<RawValue>, 
     let logs = p.logs.unwrap_or(true);
     let id = format!("s{}", conn.shared.next_id());
     let stop = conn.sub_stop.child_token();
-    {
+    let slot = {
         let mut subs = conn.subs.lock().unwrap_or_else(PoisonError::into_inner);
         let max = conn.shared.limits.max_subscriptions;
         if subs.len() >= max {
@@ -53,8 +52,21 @@ pub async fn follow(conn: &Arc<Conn>, params: Params) -> Result<(Box<RawValue>, 
                 &details,
             ));
         }
+        let Some(slot) = conn.shared.stream_slot() else {
+            let mut details = serde_json::Map::new();
+            details.insert(
+                "max_streams".into(),
+                serde_json::json!(conn.shared.limits.max_streams),
+            );
+            return Err(RpcError::taxonomy(
+                gatos_types::ErrorCode::TooManySubscriptions,
+                conn.shared.streams_full(),
+                &details,
+            ));
+        };
         subs.insert(id.clone(), stop.clone());
-    }
+        slot
+    };
     let shared = conn.shared.clone();
     let s = stop.clone();
     let started = tokio::task::spawn_blocking(move || job::start(&shared, p.id, resume, logs, s))
@@ -81,14 +93,12 @@ pub async fn follow(conn: &Arc<Conn>, params: Params) -> Result<(Box<RawValue>, 
         subscription: id.clone(),
     };
     let registry = conn.subs.clone();
-    let shared = conn.shared.clone();
     conn.sub_tasks
         .spawn(tracing::Instrument::in_current_span(async move {
             if ready.await.is_ok() {
-                shared.subscriptions.fetch_add(1, Ordering::Relaxed);
                 job::run(job, &sink).await;
-                shared.subscriptions.fetch_sub(1, Ordering::Relaxed);
             }
+            drop(slot);
             registry
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

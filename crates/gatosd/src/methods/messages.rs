@@ -47,7 +47,7 @@ pub(crate) async fn subscribe_to(
     // connection cannot pass the cap together); give it back if the follow fails.
     let id = format!("s{}", conn.shared.next_id());
     let stop = conn.sub_stop.child_token();
-    {
+    let slot = {
         let mut subs = conn
             .subs
             .lock()
@@ -64,8 +64,21 @@ pub(crate) async fn subscribe_to(
                 &details,
             ));
         }
+        let Some(slot) = conn.shared.stream_slot() else {
+            let mut details = serde_json::Map::new();
+            details.insert(
+                "max_streams".into(),
+                serde_json::json!(conn.shared.limits.max_streams),
+            );
+            return Err(RpcError::taxonomy(
+                gatos_types::ErrorCode::TooManySubscriptions,
+                conn.shared.streams_full(),
+                &details,
+            ));
+        };
         subs.insert(id.clone(), stop.clone());
-    }
+        slot
+    };
     let gatos = conn.shared.gatos.clone();
     let t = topic.clone();
     let follower = match blocking(move || gatos.messages().follow(&t, since)).await {
@@ -92,6 +105,7 @@ pub(crate) async fn subscribe_to(
         registry: conn.subs.clone(),
         shared: conn.shared.clone(),
         jobs,
+        slot,
     };
     conn.sub_tasks
         .spawn(tracing::Instrument::in_current_span(subscriptions::run(

@@ -355,6 +355,63 @@ async fn subscriptions_per_connection_are_capped() -> TestResult {
     Ok(())
 }
 
+/// The daemon's stream slots are shared by every connection (and face): past
+/// `max_streams`, a subscription on a fresh connection is refused too, the health counts
+/// them, and a slot comes back when a stream ends (unsubscribe, or its connection closes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_capped_across_connections() -> TestResult {
+    let d = Daemon::start_with(
+        Limits {
+            max_streams: 3,
+            ..Limits::default()
+        },
+        None,
+    )
+    .await?;
+    let mut a = d.anon_client().await?;
+    let mut b = d.anon_client().await?;
+    let s0 = a.ok("messages.subscribe", json!({"topic": "t0"})).await?;
+    a.ok("jobs.watch", json!({})).await?;
+    b.ok("messages.subscribe", json!({"topic": "t1"})).await?;
+    let mut c = d.anon_client().await?;
+    for method in ["messages.subscribe", "jobs.watch"] {
+        let params = if method == "jobs.watch" {
+            json!({})
+        } else {
+            json!({"topic": "one.more"})
+        };
+        let r = c.call(method, params).await?;
+        assert_eq!(r["error"]["data"]["code"], "TooManySubscriptions", "{r}");
+        assert_eq!(r["error"]["data"]["status"], 429, "{r}");
+        assert_eq!(r["error"]["data"]["max_streams"], 3, "{r}");
+    }
+    let health = c.ok("gatos.health", json!({})).await?;
+    assert_eq!(health["subscriptions"], 3, "{health}");
+    // An unsubscribe gives its slot back.
+    a.ok(
+        "messages.unsubscribe",
+        json!({"subscription": s0["subscription"]}),
+    )
+    .await?;
+    c.ok("messages.subscribe", json!({"topic": "t2"})).await?;
+    // So does a connection that closes: b's stream ends with it.
+    drop(b);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let r = c.call("messages.subscribe", json!({"topic": "t3"})).await?;
+        if r.get("result").is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b's slot never came back: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.stop().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_ends_at_its_byte_cap_and_a_batch_answer_at_the_outbox() -> TestResult {
     let d = Daemon::start_with(
