@@ -28,7 +28,7 @@ if ! command -v sqlite3 > /dev/null; then
 fi
 py_missing() { "$1" -c '
 import importlib.util, sys
-need = ["cryptography", "pyarrow", "blake3", "requests", "openapi_spec_validator", "prometheus_client"]
+need = ["cryptography", "pyarrow", "blake3", "requests", "openapi_spec_validator", "prometheus_client", "mcp", "schemathesis"]
 print(" ".join(m for m in need if importlib.util.find_spec(m) is None))'; }
 missing=$(py_missing python3)
 if [ -n "$missing" ]; then

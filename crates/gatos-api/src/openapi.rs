@@ -107,7 +107,9 @@ pub fn document() -> Result<Value, Error> {
                 "default": {"$ref": "#/components/responses/Problem"},
             },
         });
-        if !face.auth {
+        if face.auth {
+            item["responses"]["429"] = json!({"$ref": "#/components/responses/TooManyRequests"});
+        } else {
             item["security"] = json!([]);
         }
         insert_path(&mut paths, face.path, face.method.openapi_key(), item);
@@ -152,6 +154,34 @@ pub fn document() -> Result<Value, Error> {
                     "description": "An error: the taxonomy's code and its HTTP status, the \
                         message as detail, the error's facts as data (RFC 9457).",
                     "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": format!("{SCHEMA_REF}Problem")}}},
+                },
+                "TooManyRequests": {
+                    "description": "Refused for now, nothing done: RateLimited (the \
+                        token's rate, ADR 0038), QueueFull (a queue's admission cap) or \
+                        TooManySubscriptions (streams). Retry after \
+                        Retry-After seconds where it is given.",
+                    "headers": {
+                        "Retry-After": {"$ref": "#/components/headers/RetryAfter"},
+                        "X-RateLimit-Limit": {"$ref": "#/components/headers/XRateLimitLimit"},
+                        "X-RateLimit-Remaining": {"$ref": "#/components/headers/XRateLimitRemaining"},
+                    },
+                    "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": format!("{SCHEMA_REF}Problem")}}},
+                },
+            },
+            "headers": {
+                "RetryAfter": {
+                    "description": "Whole seconds to wait before trying again (at least 1).",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+                "XRateLimitLimit": {
+                    "description": "The token's burst: the most requests it may send at \
+                        once (sent on every answer to a token while rates are limited: \
+                        --http-rate, ADR 0038).",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+                "XRateLimitRemaining": {
+                    "description": "The requests the token may still send at once, now.",
+                    "schema": {"type": "integer", "minimum": 0},
                 },
             },
             "parameters": {
@@ -343,6 +373,7 @@ fn operation(
                             }),
                         );
                     }
+                    rate_headers(&mut headers);
                     if validated {
                         headers.insert(
                             "ETag".into(),
@@ -383,6 +414,10 @@ fn operation(
         }
     }
     answers.insert(
+        "429".into(),
+        json!({"$ref": "#/components/responses/TooManyRequests"}),
+    );
+    answers.insert(
         "default".into(),
         json!({"$ref": "#/components/responses/Problem"}),
     );
@@ -402,6 +437,18 @@ fn operation(
         item["requestBody"] = body;
     }
     Ok(item)
+}
+
+/// The rate headers every answer to a token carries while rates are limited.
+fn rate_headers(headers: &mut Map<String, Value>) {
+    headers.insert(
+        "X-RateLimit-Limit".into(),
+        json!({"$ref": "#/components/headers/XRateLimitLimit"}),
+    );
+    headers.insert(
+        "X-RateLimit-Remaining".into(),
+        json!({"$ref": "#/components/headers/XRateLimitRemaining"}),
+    );
 }
 
 /// The object a `$ref` into the components names, or the schema itself.

@@ -201,8 +201,17 @@ impl FromStr for KeyId {
     }
 }
 
+/// Serde by `Display`/`FromStr`, and a JSON Schema string with `$what` as its description
+/// and, given, the `pattern` (ECMA-262, as JSON Schema's) that holds exactly for the texts
+/// `FromStr` takes, so a client or a property-based test can make valid values.
 macro_rules! string_serde {
     ($t:ty, $what:expr) => {
+        crate::digest::string_serde!($t, $what, schema = {"type": "string", "description": $what});
+    };
+    ($t:ty, $what:expr, pattern = $pattern:expr) => {
+        crate::digest::string_serde!($t, $what, schema = {"type": "string", "description": $what, "pattern": $pattern});
+    };
+    ($t:ty, $what:expr, schema = $schema:tt) => {
         impl serde::Serialize for $t {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
@@ -228,16 +237,24 @@ macro_rules! string_serde {
                 stringify!($t).into()
             }
             fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                schemars::json_schema!({"type": "string", "description": $what})
+                schemars::json_schema!($schema)
             }
         }
     };
 }
 pub(crate) use string_serde;
 
-string_serde!(Digest, "a digest 'blake3:<64 hex>'");
-string_serde!(Oid, "a 40-hex object id");
-string_serde!(KeyId, "a key id 'ed25519:<64 hex>'");
+string_serde!(
+    Digest,
+    "a digest 'blake3:<64 hex>'",
+    pattern = "^blake3:[0-9a-f]{64}$"
+);
+string_serde!(Oid, "a 40-hex object id", pattern = "^[0-9a-f]{40}$");
+string_serde!(
+    KeyId,
+    "a key id 'ed25519:<64 hex>'",
+    pattern = "^ed25519:[0-9a-f]{64}$"
+);
 
 #[cfg(test)]
 mod tests {

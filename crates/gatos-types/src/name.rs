@@ -10,6 +10,10 @@ use std::str::FromStr;
 /// The longest name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// [`check_name`] as a JSON Schema pattern (ECMA-262): a lowercase letter first, then up
+/// to 63 of `a-z 0-9 . _ -`, no `..`, not ending in `.` or `.lock`.
+pub const NAME_PATTERN: &str = r"^(?!.*\.\.)(?!.*\.$)(?!.*\.lock$)[a-z][a-z0-9._-]{0,63}$";
+
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {kind} {value:?}: {reason}")]
@@ -98,7 +102,11 @@ macro_rules! name_type {
             }
         }
 
-        crate::digest::string_serde!($name, concat!("a ", $kind, " name"));
+        crate::digest::string_serde!(
+            $name,
+            concat!("a ", $kind, " name"),
+            pattern = NAME_PATTERN
+        );
     };
 }
 

@@ -88,7 +88,7 @@ impl FromStr for Ulid {
     }
 }
 
-crate::digest::string_serde!(Ulid, "a ULID");
+crate::digest::string_serde!(Ulid, "a ULID", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$");
 
 #[cfg(test)]
 mod tests {
