@@ -340,6 +340,148 @@ impl Store {
         Ok(out)
     }
 
+    /// Lists, sorted by name, at most `max` refs whose full name starts with `prefix` and
+    /// sorts after `after` (from the start of `prefix` when `None`): a page of a large
+    /// namespace at the cost of the page once its refs are packed (a binary search in
+    /// `packed-refs`, then as many records as the page needs), plus a walk of the loose
+    /// refs under `prefix` (few once maintenance packed them). Loose refs are read before
+    /// `packed-refs`, as git reads them, and a `packed-refs` that changed meanwhile makes it
+    /// list again, as [`Store::list_refs`] does.
+    ///
+    /// # Errors
+    /// [`Error::Git`] when the ref store cannot be read.
+    pub fn list_refs_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<(RefName, Oid)>> {
+        let deadline = Instant::now() + locks::DEFAULT_LOCK_TIMEOUT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.list_refs_after_once(prefix, after, max) {
+                Err((e, vanished)) if vanished && Instant::now() < deadline => {
+                    tracing::debug!(prefix, error = %e, "a ref vanished while listing; listing again");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err((e, _)) => return Err(e),
+                Ok(v) => return Ok(v),
+            }
+        }
+    }
+
+    fn list_refs_after_once(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> std::result::Result<Vec<(RefName, Oid)>, (Error, bool)> {
+        let failed = |context: String, message: String, vanished: bool| {
+            (Error::Git { context, message }, vanished)
+        };
+        let wanted = |name: &[u8]| {
+            name.starts_with(prefix.as_bytes()) && after.is_none_or(|a| name > a.as_bytes())
+        };
+        let packed_before = self.packed_refs_stamp();
+        let repo = self.handle();
+        // Loose refs first: every one under the prefix (a ref name sorts after its
+        // directory's, so the walk cannot start in the middle).
+        let mut found: std::collections::BTreeMap<Vec<u8>, Oid> = std::collections::BTreeMap::new();
+        let relative: &gix::path::RelativePath = prefix.try_into().map_err(|e| {
+            failed(
+                format!("listing refs under {prefix}"),
+                format!("{e}"),
+                false,
+            )
+        })?;
+        let loose = repo.refs.loose_iter_prefixed(relative);
+        match loose {
+            Ok(iter) => {
+                for r in iter {
+                    let r = match r {
+                        Ok(r) => r,
+                        // As in `list_refs`: a file that is not a ref is skipped (doctor
+                        // reports it); one that vanished (pack-refs pruned it) means list
+                        // again.
+                        Err(e) if is_undecodable(&e) => {
+                            tracing::warn!(prefix, error = %e, "skipping a file that is not a ref");
+                            continue;
+                        }
+                        Err(e) => {
+                            let text = format!("{e:?}");
+                            let vanished =
+                                text.contains("NotFound") || text.contains("No such file");
+                            return Err(failed(
+                                format!("listing loose refs under {prefix}"),
+                                e.to_string(),
+                                vanished,
+                            ));
+                        }
+                    };
+                    let name = r.name.as_bstr().to_vec();
+                    if let (true, Some(id)) = (wanted(&name), r.target.try_id()) {
+                        found.insert(name, from_gix(id));
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(failed(
+                    format!("listing loose refs under {prefix}"),
+                    e.to_string(),
+                    false,
+                ));
+            }
+        }
+        // Then packed-refs, from the first record after `after` (or at `prefix`).
+        let packed = repo
+            .refs
+            .cached_packed_buffer()
+            .map_err(|e| failed("reading packed-refs".into(), e.to_string(), false))?;
+        if let Some(packed) = packed {
+            let bytes: &[u8] = packed.as_ref().as_ref();
+            let start = match after {
+                // The least name after `after` is `after` with a NUL (no ref name holds one).
+                Some(a) if a.as_bytes() >= prefix.as_bytes() => {
+                    lower_bound(bytes, &[a.as_bytes(), b"\0"].concat())
+                }
+                _ => lower_bound(bytes, prefix.as_bytes()),
+            };
+            let records = gix::refs::packed::Iter::new(&bytes[start..], gix::hash::Kind::Sha1)
+                .map_err(|e| failed("reading packed-refs".into(), e.to_string(), false))?;
+            for r in records.take(max) {
+                let r =
+                    r.map_err(|e| failed("reading packed-refs".into(), e.to_string(), false))?;
+                let name = r.name.as_bstr();
+                if !name.starts_with(prefix.as_bytes()) {
+                    break;
+                }
+                // A loose ref wins over its packed copy.
+                found
+                    .entry(name.to_vec())
+                    .or_insert_with(|| from_gix(&r.target()));
+            }
+        }
+        if self.packed_refs_stamp() != packed_before {
+            return Err(failed(
+                format!("listing refs under {prefix}"),
+                "packed-refs changed while listing".into(),
+                true,
+            ));
+        }
+        Ok(found
+            .into_iter()
+            .take(max)
+            .map(|(name, oid)| {
+                (
+                    RefName::from_repository(String::from_utf8_lossy(&name).into_owned()),
+                    oid,
+                )
+            })
+            .collect())
+    }
+
     /// Identifies the current `packed-refs` file: a rewrite (a rename over it) changes the
     /// inode, and an in-place change the size or mtime. `None` when there is none.
     fn packed_refs_stamp(&self) -> Option<crate::FileStamp> {
@@ -776,6 +918,48 @@ fn collect_locks(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> Re
         }
     }
     Ok(())
+}
+
+/// The offset of the first record of a sorted `packed-refs` body (its header left out)
+/// whose name is not below `key`: a binary search over byte offsets, each probe moved back
+/// to the start of its record (a `^` line is the peeled value of the record before it).
+fn lower_bound(bytes: &[u8], key: &[u8]) -> usize {
+    let line_start = |i: usize| {
+        bytes[..i]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)
+    };
+    let line_end = |i: usize| {
+        bytes[i..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |p| i + p + 1)
+    };
+    let (mut lo, mut hi) = (0, bytes.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let mut start = line_start(mid);
+        while start > lo && bytes.get(start) == Some(&b'^') {
+            start = line_start(start - 1);
+        }
+        let mut end = line_end(start);
+        while bytes.get(end) == Some(&b'^') {
+            end = line_end(end);
+        }
+        let line = &bytes[start..line_end(start)];
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let name = line
+            .iter()
+            .position(|&b| b == b' ')
+            .map_or(&line[..0], |p| &line[p + 1..]);
+        if name < key {
+            lo = end;
+        } else {
+            hi = start;
+        }
+    }
+    lo
 }
 
 /// Tells whether a ref listing failed on one loose file whose contents are not a ref.

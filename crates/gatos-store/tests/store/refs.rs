@@ -307,3 +307,126 @@ fn the_topics_stamp_moves_with_topic_refs_only() -> TestResult {
     );
     Ok(())
 }
+
+/// Writes refs with `git update-ref --stdin`.
+fn git_update_refs(repo: &TempRepo, input: &str) -> TestResult {
+    let mut update = repo.git_cmd(&["update-ref", "--stdin"]);
+    update.stdin(std::process::Stdio::piped());
+    let mut child = update.spawn()?;
+    std::io::Write::write_all(child.stdin.as_mut().ok_or("no stdin")?, input.as_bytes())?;
+    drop(child.stdin.take());
+    assert!(child.wait()?.success());
+    Ok(())
+}
+
+/// Pages through `prefix` with `list_refs_after` in pages of `max`.
+fn pages(s: &Store, prefix: &str, max: usize) -> TestResult<Vec<(RefName, gatos_types::Oid)>> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = s.list_refs_after(prefix, after.as_deref(), max)?;
+        assert!(page.len() <= max);
+        let Some(last) = page.last() else { break };
+        after = Some(last.0.as_str().to_owned());
+        let full = page.len() == max;
+        all.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+/// Paging with `list_refs_after` gives exactly what `list_refs` lists, in order, whether
+/// the refs are packed, loose, or some of each (a loose ref over its packed copy wins), for
+/// any page size and start; refs outside the prefix (before and after it in packed-refs)
+/// never leak in.
+#[test]
+fn listing_after_a_name_pages_through_loose_and_packed_refs() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let (c, d) = (commit(&s, "c")?, commit(&s, "d")?);
+    let id = |i: usize| format!("01ARZ3NDEKTSV4RRFFQ69G{i:04}");
+    let mut input = String::new();
+    for i in 0..300 {
+        input.push_str(&format!("create refs/gatos/jobs/{}/job {c}\n", id(i)));
+        if i % 3 == 0 {
+            input.push_str(&format!("create refs/gatos/jobs/{}/claim {c}\n", id(i)));
+        }
+    }
+    // Neighbours on both sides of the prefix, and an annotated tag (a peeled `^` line).
+    input.push_str(&format!(
+        "create refs/gatos/jobr {c}\ncreate refs/gatos/jobs0/x {c}\n"
+    ));
+    input.push_str(&format!(
+        "create refs/gatos/a/b {c}\ncreate refs/gatos/z/y {c}\n"
+    ));
+    git_update_refs(&repo, &input)?;
+    repo.git(&["tag", "-a", "-m", "t", "v1", &c.to_string()])?;
+    assert!(
+        repo.git_cmd(&["pack-refs", "--all", "--prune"])
+            .status()?
+            .success()
+    );
+    // Some loose again: new ones between packed ones, and loose copies moved elsewhere.
+    let mut input = String::new();
+    for i in (0..300).step_by(7) {
+        input.push_str(&format!("update refs/gatos/jobs/{}/job {d}\n", id(i)));
+    }
+    for i in 300..320 {
+        input.push_str(&format!("create refs/gatos/jobs/{}/result {d}\n", id(i)));
+    }
+    git_update_refs(&repo, &input)?;
+
+    let prefix = "refs/gatos/jobs/";
+    let want = s.list_refs(prefix)?;
+    assert_eq!(want.len(), 300 + 100 + 20);
+    for max in [1, 2, 3, 7, 64, 1000] {
+        assert_eq!(pages(&s, prefix, max)?, want, "pages of {max}");
+    }
+    // From any start, the next refs in order, none at or before it.
+    for (k, (start, _)) in want.iter().enumerate().step_by(13) {
+        let got = s.list_refs_after(prefix, Some(start.as_str()), 5)?;
+        let expect: Vec<_> = want.iter().skip(k + 1).take(5).cloned().collect();
+        assert_eq!(got, expect, "after {start}");
+    }
+    // A start before the prefix, between two refs, and past the end.
+    assert_eq!(
+        s.list_refs_after(prefix, Some("refs/gatos/a"), 2)?,
+        want[..2].to_vec()
+    );
+    let between = format!("refs/gatos/jobs/{}/joa", id(5));
+    let k = want
+        .iter()
+        .position(|(n, _)| n.as_str() > between.as_str())
+        .ok_or("none")?;
+    assert_eq!(
+        s.list_refs_after(prefix, Some(&between), 1)?,
+        want[k..=k].to_vec()
+    );
+    assert!(
+        s.list_refs_after(prefix, Some("refs/gatos/jobs/~"), 10)?
+            .is_empty()
+    );
+    assert!(s.list_refs_after("refs/gatos/none/", None, 10)?.is_empty());
+    // Everything packed again: the same pages.
+    assert!(
+        repo.git_cmd(&["pack-refs", "--all", "--prune"])
+            .status()?
+            .success()
+    );
+    assert_eq!(pages(&s, prefix, 10)?, want);
+    // While pack-refs moves loose refs into packed-refs, a page never misses one.
+    let mut input = String::new();
+    for i in 400..1400 {
+        input.push_str(&format!("create refs/gatos/jobs/{}/job {c}\n", id(i)));
+    }
+    git_update_refs(&repo, &input)?;
+    let want = s.list_refs(prefix)?;
+    let mut pack = repo.git_cmd(&["pack-refs", "--all", "--prune"]).spawn()?;
+    while pack.try_wait()?.is_none() {
+        assert_eq!(pages(&s, prefix, 250)?, want, "while pack-refs ran");
+    }
+    assert_eq!(pages(&s, prefix, 250)?, want);
+    Ok(())
+}

@@ -10,10 +10,14 @@
 //! (a torn append after a crash) makes the journal be rebuilt from the refs; it is never
 //! trusted over them: a listed job's row is always read from its refs.
 //!
-//! What a list costs: one listing of the job ref names (and the archive's index when
-//! archived jobs are asked for), a read of the journal's new lines, and one job record
-//! per job it returns or whose state must be read to filter on it. Facts filter without
-//! reading jobs; time ranges and id prefixes are ranges of ULIDs, the order of the refs.
+//! What a list costs: the job refs from the cursor (or `since`) on, read a chunk at a
+//! time until the page is full (a binary search into `packed-refs`, plus the loose refs
+//! under `refs/gatos/jobs/`, few once maintenance packed them), the archive's index when
+//! archived jobs are asked for (whole), a read of the journal's new lines, and one job
+//! record per job it returns or whose state must be read to filter on it. Facts filter
+//! without reading jobs; time ranges and id prefixes are ranges of ULIDs, the order of the
+//! refs. So a page of a long history costs about what it costs in a short one, unless a
+//! filter skips most of the jobs it passes over.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read as _, Seek as _, Write as _};
@@ -24,12 +28,108 @@ use gatos_types::jobs::{JobRow, JobState};
 use gatos_types::{Capability, ErrorCode, KeyId, Queue, Timestamp, Ulid};
 use serde::{Deserialize, Serialize};
 
+use super::records::Refs;
 use super::{Jobs, archive, enqueuer, readable};
 use crate::Gatos;
 use crate::error::{Error, Result};
 
 const FAMILY: &str = "index.jobs.catalog";
 const FILE: &str = "catalog.jsonl";
+
+/// Ids a page takes from the merged streams at a time (their facts are read together).
+const BATCH: usize = 256;
+/// Refs a live listing reads at a time (a job has at most four).
+const CHUNK: usize = 1024;
+
+/// The live jobs after a ref name, in id order: their refs read a chunk at a time with
+/// [`gatos_store::Store::list_refs_after`], so a page reads what it passes over.
+struct LiveJobs<'g> {
+    gatos: &'g Gatos,
+    prefix: String,
+    /// The name the next chunk starts after.
+    after: Option<String>,
+    ready: std::collections::VecDeque<(Ulid, Refs)>,
+    done: bool,
+}
+
+impl<'g> LiveJobs<'g> {
+    fn new(gatos: &'g Gatos, after: Option<Ulid>) -> Self {
+        let prefix = gatos_store::refs::names::jobs_prefix();
+        LiveJobs {
+            after: after.map(|id| past_job(&prefix, id)),
+            gatos,
+            prefix,
+            ready: std::collections::VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// The next job, reading the next chunk of refs when needed.
+    fn peek(&mut self) -> Result<Option<(Ulid, Refs)>> {
+        while self.ready.is_empty() && !self.done {
+            self.fill()?;
+        }
+        Ok(self.ready.front().copied())
+    }
+
+    /// Drops the job [`LiveJobs::peek`] returned.
+    fn next(&mut self) {
+        self.ready.pop_front();
+    }
+
+    fn fill(&mut self) -> Result<()> {
+        use gatos_store::refs::names::RefKind;
+        let refs =
+            self.gatos
+                .store()
+                .list_refs_after(&self.prefix, self.after.as_deref(), CHUNK)?;
+        let full = refs.len() == CHUNK;
+        let last_name = refs.last().map(|(n, _)| n.as_str().to_owned());
+        let mut jobs: Vec<(Ulid, Refs)> = Vec::new();
+        for (name, oid) in refs {
+            let (id, set): (Ulid, fn(&mut Refs, gatos_types::Oid)) = match name.kind() {
+                Some(RefKind::Job(id)) => (id, |r, o| r.job = Some(o)),
+                Some(RefKind::JobClaim(id)) => (id, |r, o| r.claim = Some(o)),
+                Some(RefKind::JobResult(id)) => (id, |r, o| r.result = Some(o)),
+                Some(RefKind::JobCancel(id)) => (id, |r, o| r.cancel = Some(o)),
+                _ => continue,
+            };
+            if jobs.last().is_none_or(|(last, _)| *last != id) {
+                jobs.push((
+                    id,
+                    Refs {
+                        job: None,
+                        claim: None,
+                        result: None,
+                        cancel: None,
+                    },
+                ));
+            }
+            if let Some((_, r)) = jobs.last_mut() {
+                set(r, oid);
+            }
+        }
+        if full {
+            // The last job's refs may go on in the next chunk: it is read again there.
+            if jobs.len() > 1 {
+                jobs.pop();
+                self.after = jobs.last().map(|(id, _)| past_job(&self.prefix, *id));
+            } else {
+                self.after = last_name;
+            }
+        } else {
+            self.done = true;
+        }
+        self.ready.extend(jobs);
+        Ok(())
+    }
+}
+
+/// A name after every ref of job `id` and before those of any later job (DEL is in no ref
+/// name, and ids are all 26 characters).
+fn past_job(prefix: &str, id: Ulid) -> String {
+    format!("{prefix}{id}/\u{7f}")
+}
 
 /// The most jobs one page returns.
 pub const MAX_LIMIT: usize = 1_000;
@@ -191,6 +291,22 @@ impl Query {
         self.archived || self.state.is_some_and(JobState::is_final)
     }
 
+    /// The job the listing starts after: the cursor, or the last id before `since`.
+    fn start_after(&self) -> Option<Ulid> {
+        let since = self
+            .since
+            .and_then(|s| u64::try_from(s.as_millis()).ok())
+            .filter(|ms| *ms > 0)
+            .map(|ms| Ulid::from_parts(ms - 1, u128::MAX));
+        self.after.max(since)
+    }
+
+    /// Tells whether an id and every later one are past the range (ids grow with time).
+    fn past_range(&self, id: Ulid) -> bool {
+        self.until
+            .is_some_and(|u| crate::messages::ulid_time(id) >= u)
+    }
+
     /// Tells whether an id is in the range the query names (time, prefix, cursor).
     fn id_in_range(&self, id: Ulid) -> bool {
         if self.after.is_some_and(|a| id <= a) {
@@ -226,66 +342,98 @@ impl Jobs<'_> {
     pub fn page(&self, q: &Query) -> Result<Page> {
         q.check()?;
         let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-        // The ids in order: live jobs (with their refs) and, when asked, archived ones
-        // (whose final state and queue the archive's index holds).
-        let live = archive::live(self.gatos)?;
+        // Archived jobs, when asked (the archive's index, whole), and live ones streamed
+        // from their refs in id order from the cursor: a page reads the refs of the jobs it
+        // passes over, not of every job.
         let archived: BTreeMap<Ulid, archive::Archived> = if q.wants_archive() {
             archive::all(self.gatos)?
                 .into_iter()
-                .filter(|a| !live.contains_key(&a.id))
+                .filter(|a| q.after.is_none_or(|c| a.id > c))
                 .map(|a| (a.id, a))
                 .collect()
         } else {
             BTreeMap::new()
         };
-        let mut ids: Vec<Ulid> = live
-            .keys()
-            .chain(archived.keys())
-            .copied()
-            .filter(|id| q.id_in_range(*id))
-            .collect();
-        ids.sort_unstable();
-        // The catalog is read (and caught up) only when a filter needs what it holds: a
-        // plain listing reads the jobs it returns and nothing else.
-        let facts = if q.needs_facts() {
-            Some(self.catalog_facts(&ids, &live, &archived)?)
-        } else {
-            None
-        };
+        let mut live = LiveJobs::new(self.gatos, q.start_after());
+        let mut older = archived.keys().copied().peekable();
         let mut jobs = Vec::new();
         let mut last = None;
-        for id in ids {
-            if jobs.len() == limit {
-                return Ok(Page {
-                    jobs,
-                    next_cursor: last,
-                });
-            }
-            last = Some(id);
-            // A job without facts could not be read: listing goes on without it (doctor
-            // reports it), as `jobs ls` always has.
-            if let Some(facts) = &facts {
-                let Some(f) = facts.get(&id) else { continue };
-                if !f.matches(q) {
-                    continue;
+        let mut ended = false;
+        while !ended {
+            // The next ids in range, live and archived merged in order (a job both live
+            // and archived is served from its live refs).
+            let mut batch: Vec<(Ulid, Option<Refs>)> = Vec::new();
+            while batch.len() < BATCH {
+                let next = match (live.peek()?, older.peek().copied()) {
+                    (Some((l, r)), a) if a.is_none_or(|a| l <= a) => {
+                        live.next();
+                        if a == Some(l) {
+                            older.next();
+                        }
+                        Some((l, Some(r)))
+                    }
+                    (_, a) => {
+                        older.next();
+                        a.map(|a| (a, None))
+                    }
+                };
+                let Some((id, refs)) = next else {
+                    ended = true;
+                    break;
+                };
+                if q.past_range(id) {
+                    ended = true;
+                    break;
+                }
+                if q.id_in_range(id) {
+                    batch.push((id, refs));
                 }
             }
-            if let Some(a) = archived.get(&id)
-                && q.state.is_some_and(|s| s != a.state)
-            {
-                continue;
-            }
-            let rec = match (live.get(&id), archived.get(&id)) {
-                (Some(refs), _) => readable(id, self.gatos.job_record_at(id, *refs, false))?,
-                (None, Some(a)) => readable(id, self.gatos.job_record_at(id, a.refs(), true))?,
-                (None, None) => None,
+            // The catalog is read (and caught up) only when a filter needs what it holds: a
+            // plain listing reads the jobs it returns and nothing else.
+            let facts = if q.needs_facts() && !batch.is_empty() {
+                let ids: Vec<Ulid> = batch.iter().map(|(id, _)| *id).collect();
+                let refs: BTreeMap<Ulid, Refs> = batch
+                    .iter()
+                    .filter_map(|(id, r)| r.map(|r| (*id, r)))
+                    .collect();
+                Some(self.catalog_facts(&ids, &refs, &archived)?)
+            } else {
+                None
             };
-            let Some(rec) = rec else { continue };
-            let row = self.row(&rec);
-            if q.state.is_some_and(|s| s != row.state) {
-                continue;
+            for (id, refs) in batch {
+                if jobs.len() == limit {
+                    return Ok(Page {
+                        jobs,
+                        next_cursor: last,
+                    });
+                }
+                last = Some(id);
+                // A job without facts could not be read: listing goes on without it
+                // (doctor reports it), as `jobs ls` always has.
+                if let Some(facts) = &facts {
+                    let Some(f) = facts.get(&id) else { continue };
+                    if !f.matches(q) {
+                        continue;
+                    }
+                }
+                let rec = match (refs, archived.get(&id)) {
+                    (Some(refs), _) => readable(id, self.gatos.job_record_at(id, refs, false))?,
+                    (None, Some(a)) => {
+                        if q.state.is_some_and(|s| s != a.state) {
+                            continue;
+                        }
+                        readable(id, self.gatos.job_record_at(id, a.refs(), true))?
+                    }
+                    (None, None) => None,
+                };
+                let Some(rec) = rec else { continue };
+                let row = self.row(&rec);
+                if q.state.is_some_and(|s| s != row.state) {
+                    continue;
+                }
+                jobs.push(row);
             }
-            jobs.push(row);
         }
         Ok(Page {
             jobs,
@@ -297,7 +445,7 @@ impl Jobs<'_> {
     fn catalog_facts(
         &self,
         ids: &[Ulid],
-        live: &BTreeMap<Ulid, super::records::Refs>,
+        live: &BTreeMap<Ulid, Refs>,
         archived: &BTreeMap<Ulid, archive::Archived>,
     ) -> Result<Arc<HashMap<Ulid, Facts>>> {
         let path = self.catalog_path();

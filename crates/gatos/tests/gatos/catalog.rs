@@ -188,3 +188,102 @@ fn a_final_state_searches_the_archive() -> TestResult {
     assert_eq!(ids(&everything), vec![a, b]);
     Ok(())
 }
+
+/// Pages over more refs than one read takes (the live jobs are read a chunk of refs at a
+/// time from the cursor on): every job once, in order, across chunk ends inside a job's
+/// refs, loose or packed, with a state filter, a queue filter, a time range, and archived
+/// jobs merged in.
+#[test]
+fn pages_of_a_long_history_read_the_refs_a_chunk_at_a_time() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, clock) = open_at(&repo, T0)?;
+    let mut all = Vec::new();
+    for i in 0..700 {
+        let queue = if i % 5 == 0 { "five" } else { "default" };
+        all.push(enqueue(&g, json!({"command": ["true"], "queue": queue}))?);
+        clock.advance(Dur::from_secs(1));
+    }
+    // Every other job cancelled: a job ref, a cancel ref and a result ref each, so the
+    // 1,400+ refs straddle the 1,024-ref chunks at different places in a job.
+    let cancelled: Vec<Ulid> = all.iter().copied().step_by(2).collect();
+    for id in &cancelled {
+        g.jobs().cancel(*id, None)?;
+    }
+    let walk = |q: Query| -> TestResult<Vec<Ulid>> {
+        let mut out = Vec::new();
+        let mut q = q;
+        loop {
+            let p = g.jobs().page(&q)?;
+            out.extend(ids(&p));
+            match p.next_cursor {
+                Some(c) => q.after = Some(c),
+                None => return Ok(out),
+            }
+        }
+    };
+    for round in ["loose", "packed"] {
+        for limit in [1000, 100, 7] {
+            let lim = Some(limit);
+            assert_eq!(
+                walk(Query {
+                    limit: lim,
+                    ..Query::default()
+                })?,
+                all,
+                "{round} {limit}"
+            );
+            let pending: Vec<Ulid> = all.iter().copied().skip(1).step_by(2).collect();
+            let q = Query {
+                state: Some(JobState::Pending),
+                limit: lim,
+                ..Query::default()
+            };
+            assert_eq!(walk(q)?, pending, "{round} {limit}");
+            let q = Query {
+                state: Some(JobState::Cancelled),
+                limit: lim,
+                ..Query::default()
+            };
+            assert_eq!(walk(q)?, cancelled, "{round} {limit}");
+            let five: Vec<Ulid> = all.iter().copied().step_by(5).collect();
+            let q = Query {
+                queue: Some("five".parse()?),
+                limit: lim,
+                ..Query::default()
+            };
+            assert_eq!(walk(q)?, five, "{round} {limit}");
+        }
+        // A time range: jobs 100..200 (one a second from T0).
+        let t0: gatos_types::Timestamp = T0.parse()?;
+        let at = |s: i64| gatos_types::Timestamp::from_millis(t0.as_millis() + s * 1000);
+        let q = Query {
+            since: Some(at(100)),
+            until: Some(at(200)),
+            limit: Some(30),
+            ..Query::default()
+        };
+        assert_eq!(walk(q)?, all[100..200].to_vec(), "{round}");
+        assert!(
+            repo.git_cmd(&["pack-refs", "--all", "--prune"])
+                .status()?
+                .success()
+        );
+    }
+    // The cancelled jobs archived: a final-state listing merges them back in order.
+    clock.advance(Dur::from_secs(30 * 86_400));
+    let r = gatos::jobs::archive::archive(&g, Dur::from_secs(86_400))?;
+    assert_eq!(r.archived as usize, cancelled.len());
+    let q = Query {
+        state: Some(JobState::Cancelled),
+        limit: Some(64),
+        ..Query::default()
+    };
+    assert_eq!(walk(q)?, cancelled);
+    let q = Query {
+        archived: true,
+        limit: Some(99),
+        ..Query::default()
+    };
+    assert_eq!(walk(q)?, all);
+    Ok(())
+}
