@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks of gatos against baselines measured on the same machine, in the same run.
 #
-#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|all]  (default: all)
+#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|http|all]  (default: all)
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
 # lowered for a quick look: N_SHELL (1000), N_INPROC (10000), N_DURABLE (2000),
 # N_BIG (100000), N_HUGE (1000000), N_AUTO (100000), N_JOBS (2000), N_RUN (500),
 # N_FINISHED (10000), INODE_SETTLE (310), N_SYNC (10000), N_ARCHIVED (100000),
-# SYNC_ROUNDS (30), N_EXPORT (100000), N_EXPORT_JOBS (10000), N_EXPORT_NEW (1000). Method and recorded figures:
+# SYNC_ROUNDS (30), N_EXPORT (100000), N_EXPORT_JOBS (10000), N_EXPORT_NEW (1000), N_HTTP_PUB (300), N_HTTP_ENQ (120), N_SSE (200),
+# N_IDLE (1000), N_PAGE_SMALL (1000), N_PAGE_BIG (100000). Method and recorded figures:
 # docs/PERFORMANCE.md. Nothing here asserts: it measures.
 set -euo pipefail
 
@@ -466,6 +467,99 @@ bench_sync() {
   record sync_hub_size "{\"empty\": $e, \"archived\": $x, \"archived_jobs\": $N_ARCHIVED}"
 }
 
+# The HTTP face (issue #17 point 9, docs/PERFORMANCE.md): one daemon serves both faces.
+# Publish and enqueue over HTTP/1.1 keep-alive against the same calls over JSON-RPC on the
+# Unix socket (8 clients each, one call at a time, 8 named tokens so each client is its own
+# actor as 8 real clients are), interleaved rounds; SSE publish-to-delivery latency with
+# N_SSE subscribers; the daemon's memory with N_IDLE idle streams; a page of 100 jobs from
+# N_PAGE_SMALL and from N_PAGE_BIG finished jobs.
+bench_http() {
+  echo "== HTTP face vs JSON-RPC (Unix socket), one daemon, interleaved rounds; automatic maintenance off"
+  local tf="$WORK/http-tokens" i k r p e rp hp re he
+  local n_pub=${N_HTTP_PUB:-300} n_enq=${N_HTTP_ENQ:-120} n_sse=${N_SSE:-200} n_idle=${N_IDLE:-1000}
+  local small=${N_PAGE_SMALL:-1000} big=${N_PAGE_BIG:-100000}
+  ( umask 077; : > "$tf" )
+  for i in $(seq 1 8); do
+    printf 'c%s %s\n' "$i" "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >> "$tf"
+  done
+  start_http() { # start_http REPO: gatosd on REPO with the socket and --http; sets HPID, HADDR
+    rm -f "$1/gatos/gatosd/http-addr" "$WORK/h.sock"
+    "$BIN/gatosd" --repo "$1" --socket "$WORK/h.sock" --http 127.0.0.1:0 --token-file "$tf" \
+      2> "$WORK/gatosd-http.log" &
+    HPID=$!
+    for _ in $(seq 1 400); do
+      [ -s "$1/gatos/gatosd/http-addr" ] && [ -S "$WORK/h.sock" ] && break; sleep 0.05
+    done
+    HADDR=$(cat "$1/gatos/gatosd/http-addr")
+  }
+  stop_http() { kill -TERM "$HPID"; wait "$HPID" || true; }
+  local pr=() er=()
+  for k in 1 2 3; do
+    r="$WORK/http.git"; newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
+    GIT_DIR="$r" "$GG" init --quiet > /dev/null
+    start_http "$r"
+    # A warm-up on both faces (the first writes to a fresh repository are slower), then
+    # the two faces in alternating order from round to round.
+    "$GB" calls rpc publish "$WORK/h.sock" "$tf" 50 8 t.warm > /dev/null
+    "$GB" calls http publish "$HADDR" "$tf" 50 8 t.warm > /dev/null
+    settle
+    if [ $((k % 2)) = 1 ]; then
+      rp=$("$GB" calls rpc publish "$WORK/h.sock" "$tf" "$n_pub" 8 t.rpc); settle
+      hp=$("$GB" calls http publish "$HADDR" "$tf" "$n_pub" 8 t.http); settle
+      re=$("$GB" calls rpc enqueue "$WORK/h.sock" "$tf" "$n_enq" 8 -); settle
+      he=$("$GB" calls http enqueue "$HADDR" "$tf" "$n_enq" 8 -)
+    else
+      hp=$("$GB" calls http publish "$HADDR" "$tf" "$n_pub" 8 t.http); settle
+      rp=$("$GB" calls rpc publish "$WORK/h.sock" "$tf" "$n_pub" 8 t.rpc); settle
+      he=$("$GB" calls http enqueue "$HADDR" "$tf" "$n_enq" 8 -); settle
+      re=$("$GB" calls rpc enqueue "$WORK/h.sock" "$tf" "$n_enq" 8 -)
+    fi
+    stop_http
+    p=$(ratio "$(field "$hp" rate)" "$(field "$rp" rate)"); e=$(ratio "$(field "$he" rate)" "$(field "$re" rate)")
+    line "round $k: publish, 8 clients, JSON-RPC" "$(printf %.0f "$(field "$rp" rate)") msg/s p50 $(printf %.0f "$(field "$rp" p50_us)") us p99 $(printf %.0f "$(field "$rp" p99_us)") us"
+    line "round $k: publish, 8 clients, HTTP" "$(printf %.0f "$(field "$hp" rate)") msg/s (${p}x; target >= 0.7x) p50 $(printf %.0f "$(field "$hp" p50_us)") us p99 $(printf %.0f "$(field "$hp" p99_us)") us"
+    line "round $k: enqueue, 8 clients, JSON-RPC" "$(printf %.0f "$(field "$re" rate)") jobs/s p50 $(printf %.0f "$(field "$re" p50_us)") us p99 $(printf %.0f "$(field "$re" p99_us)") us"
+    line "round $k: enqueue, 8 clients, HTTP" "$(printf %.0f "$(field "$he" rate)") jobs/s (${e}x; target >= 0.7x) p50 $(printf %.0f "$(field "$he" p50_us)") us p99 $(printf %.0f "$(field "$he" p99_us)") us"
+    pr+=("$p"); er+=("$e")
+    record "http_round_$k" "{\"rpc_publish\": $rp, \"http_publish\": $hp, \"rpc_enqueue\": $re, \"http_enqueue\": $he}"
+  done
+  line "median over rounds: HTTP / JSON-RPC" "publish $(median3 "${pr[@]}")x, enqueue $(median3 "${er[@]}")x (target >= 0.7x)"
+
+  r="$WORK/sse.git"; newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
+  GIT_DIR="$r" "$GG" init --quiet > /dev/null
+  start_http "$r"; settle
+  local s; s=$("$GB" sse "$HADDR" "$tf" t.sse "$n_sse" 300 20)
+  line "SSE: $n_sse subscribers, 300 messages at 20/s" "delivered $(field "$s" deliveries)/$(field "$s" expected), p50 $(printf %.1f "$(field "$s" p50_ms)") ms p99 $(printf %.1f "$(field "$s" p99_ms)") ms (target < 50) max $(printf %.1f "$(field "$s" max_ms)") ms"
+  record http_sse "$s"
+  local idle; idle=$("$GB" idle-sse "$HADDR" "$tf" t.idle "$n_idle" "$HPID")
+  line "SSE: $n_idle idle streams, gatosd RSS" "$(field "$idle" rss_before_kib) KiB -> $(field "$idle" rss_with_kib) KiB ($(printf %.1f "$(field "$idle" kib_per_stream)") KiB a stream); one message reached all in $(printf %.0f "$(field "$idle" fan_out_ms)") ms"
+  record http_idle_sse "$idle"
+  stop_http
+
+  # A page of 100 jobs: the first page, and a page from the middle (cursor), of a history of
+  # $small and of $big finished jobs (filled in-process: enqueued, claimed, finished).
+  local pages=() n tok; tok=$(awk 'NR==1 {print $2}' "$tf")
+  for n in "$small" "$big"; do
+    r="$WORK/pages-$n.git"; newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
+    GIT_DIR="$r" "$GG" init --quiet > /dev/null
+    local f; f=$("$GB" jobs-fill "$r" "$n")
+    GIT_DIR="$r" "$GG" maintenance --quiet > /dev/null; quiesce "$r"
+    local mid; mid=$(git --git-dir="$r" for-each-ref --format='%(refname)' refs/gatos/jobs/ \
+      | sed -n 's|^refs/gatos/jobs/\([0-9A-Z]\{26\}\)/job$|\1|p' | sort | awk -v n="$n" 'NR == int(n / 2)')
+    start_http "$r"; settle
+    local first deep
+    first=$("$GB" get "$HADDR" "$tok" "/api/v1/jobs?state=succeeded&limit=100" 50)
+    deep=$("$GB" get "$HADDR" "$tok" "/api/v1/jobs?state=succeeded&limit=100&cursor=$mid" 50)
+    stop_http
+    line "GET a page of 100 jobs of $n finished (first page)" "p50 $(printf %.1f "$(field "$first" p50_ms)") ms p99 $(printf %.1f "$(field "$first" p99_ms)") ms, $(field "$first" bytes) bytes"
+    line "GET a page of 100 jobs of $n finished (middle page)" "p50 $(printf %.1f "$(field "$deep" p50_ms)") ms p99 $(printf %.1f "$(field "$deep" p99_ms)") ms"
+    line "  (filling $n finished jobs in-process)" "$(printf %.0f "$(field "$f" rate)") jobs/s"
+    pages+=("$(field "$first" p50_ms)" "$(field "$deep" p50_ms)")
+    record "http_pages_$n" "{\"jobs\": $n, \"first\": $first, \"middle\": $deep}"
+  done
+  line "page of 100 from $big vs from $small finished jobs" "first $(ratio "${pages[2]}" "${pages[0]}")x, middle $(ratio "${pages[3]}" "${pages[1]}")x (target <= 2x)"
+}
+
 # Export: full SQLite and Parquet exports of N_EXPORT messages and N_EXPORT_JOBS finished
 # jobs against `messages read --json` of the same messages, peak memory at a tenth of the
 # size, and an incremental export of N_EXPORT_NEW new messages.
@@ -776,7 +870,8 @@ case "$what" in
   sync) bench_sync ;;
   export) bench_export ;;
   gatosd-flood) bench_gatosd_flood ;;
-  all) bench_messages; bench_daemon; bench_jobs; bench_isolation; bench_service; bench_sync; bench_export; bench_gatosd_flood ;;
+  http) bench_http ;;
+  all) bench_messages; bench_daemon; bench_jobs; bench_isolation; bench_service; bench_sync; bench_export; bench_gatosd_flood; bench_http ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
 esac
 echo "results: $results"

@@ -21,6 +21,10 @@
 //! * `claim-compare <n> <rounds> <repo>...`: as `claim` in each repository, interleaved in
 //!   rounds (n / rounds claims per repository per round) so that every repository sees the
 //!   same disk conditions; latencies per repository.
+//! * `calls <rpc|http> <publish|enqueue> <endpoint> <token-file> <n> <clients> <topic>`,
+//!   `sse <addr> <token-file> <topic> <subscribers> <n> <rate>`,
+//!   `idle-sse <addr> <token-file> <topic> <n> <gatosd-pid>`, `get <addr> <token> <path>
+//!   <rounds>`: gatosd's faces compared (see [`wire`]).
 #![allow(clippy::print_stdout, missing_docs, reason = "benchmark driver")]
 
 use std::path::Path;
@@ -29,6 +33,8 @@ use std::time::{Duration, Instant};
 use gatos::messages::{BatchItem, BatchOptions, Cursor, PublishOptions, ReadOptions};
 use gatos::{Gatos, OpenOptions};
 use serde_json::json;
+
+mod wire;
 
 type R<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -60,6 +66,13 @@ fn main() -> R {
     let workload = args.get(1).map(String::as_str).unwrap_or("");
     if workload == "rpc" {
         return rpc(&args);
+    }
+    match workload {
+        "calls" => return wire::calls(&args),
+        "sse" => return wire::sse(&args),
+        "idle-sse" => return wire::idle_sse(&args),
+        "get" => return wire::get(&args),
+        _ => {}
     }
     if workload == "claim-compare" {
         return claim_compare(&args);
