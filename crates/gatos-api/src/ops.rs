@@ -28,6 +28,8 @@ pub mod names {
     pub const MESSAGES_EVENT: &str = "messages.event";
     /// `messages.lagged` (a notification from the server: a subscription was dropped)
     pub const MESSAGES_LAGGED: &str = "messages.lagged";
+    /// `messages.gap` (a notification: the subscription skipped pruned messages).
+    pub const MESSAGES_GAP: &str = "messages.gap";
     /// `messages.ack`
     pub const MESSAGES_ACK: &str = "messages.ack";
     /// `checkpoints.get`

@@ -140,6 +140,18 @@ pub struct Lagged {
     pub next_since: Option<Ulid>,
 }
 
+/// `messages.gap` notification params: the subscription started (or went on) past
+/// messages pruned from the topic; the events that follow come after them.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GapNotice {
+    /// The subscription.
+    pub subscription: String,
+    /// The first position skipped.
+    pub from_seq: u64,
+    /// The last position skipped.
+    pub to_seq: u64,
+}
+
 /// `checkpoints.get` params.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

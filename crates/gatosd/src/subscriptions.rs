@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use gatos::Gatos;
 use gatos::messages::{Follower, MessageView};
-use gatos_api::ops::names::{JOBS_EVENT, MESSAGES_EVENT, MESSAGES_LAGGED};
+use gatos_api::ops::names::{JOBS_EVENT, MESSAGES_EVENT, MESSAGES_GAP, MESSAGES_LAGGED};
 use gatos_api::types::{JobEventNotice, Lagged};
 use gatos_rpc::message::{Notification, to_line};
 use gatos_types::{Oid, Topic, Ulid};
@@ -317,18 +317,33 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
                 full = bytes >= max_bytes;
                 Ok(!full)
             });
-            (f, r.map(|(n, _gap)| (events, if full { batch } else { n })))
+            (
+                f,
+                r.map(|(n, gap)| (events, gap, if full { batch } else { n })),
+            )
         })
         .await;
         let Ok((f, result)) = polled else { break };
         follower = Some(f);
-        let (events, n) = match result {
+        let (events, gap, n) = match result {
             Ok(x) => x,
             Err(e) => {
                 tracing::info!(subscription = %s.id, code = %e.code(), error = %e, "subscription ended by an error");
                 break;
             }
         };
+        // Pruned messages skipped: said before the events that follow them.
+        if let Some(g) = gap {
+            let notice = to_line(&Notification::new(
+                MESSAGES_GAP,
+                gatos_api::types::GapNotice {
+                    subscription: s.id.clone(),
+                    from_seq: g.from_seq,
+                    to_seq: g.to_seq,
+                },
+            ));
+            s.outbox.send_small(notice).await;
+        }
         for (ulid, line) in events {
             let line = match s.outbox.try_send(line) {
                 Ok(()) => {

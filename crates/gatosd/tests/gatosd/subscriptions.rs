@@ -137,3 +137,56 @@ async fn a_slow_subscriber_is_told_it_lagged_and_memory_stays_bounded() -> TestR
     d.stop().await?;
     Ok(())
 }
+
+/// A subscription that starts before messages pruned from the topic is told so first
+/// (`messages.gap`, as the HTTP stream's `gap` event), then gets what is left, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_over_pruned_messages_says_the_gap_first() -> TestResult {
+    let d = Daemon::start().await?;
+    let g = d.shared.gatos.clone();
+    let topic: gatos_types::Topic = "g".parse()?;
+    g.messages().configure(
+        &topic,
+        &gatos::messages::ConfigChange {
+            max_messages: Some(3),
+            ..Default::default()
+        },
+    )?;
+    let mut c = d.client().await?;
+    let mut sent = Vec::new();
+    for i in 0..8 {
+        let r = c
+            .ok("messages.publish", json!({"topic": "g", "payload": i}))
+            .await?;
+        sent.push(r["ulid"].as_str().ok_or("no ulid")?.to_owned());
+    }
+    g.messages().prune(
+        &topic,
+        &gatos::messages::PruneOptions {
+            older_than: Some(gatos_types::Dur::from_secs(0)),
+            dry_run: false,
+            force: true,
+        },
+    )?;
+    let s = c
+        .ok(
+            "messages.subscribe",
+            json!({"topic": "g", "since": sent[1]}),
+        )
+        .await?;
+    // In order: the gap, then the messages after it.
+    let gap = c.recv().await?.ok_or("closed")?;
+    assert_eq!(gap["method"], "messages.gap", "{gap}");
+    assert_eq!(
+        gap["params"],
+        json!({"subscription": s["subscription"], "from_seq": 3, "to_seq": 6}),
+        "{gap}"
+    );
+    for want in &sent[6..] {
+        let e = c.recv().await?.ok_or("closed")?;
+        assert_eq!(e["method"], "messages.event", "{e}");
+        assert_eq!(e["params"]["message"]["ulid"], json!(want), "{e}");
+    }
+    d.stop().await?;
+    Ok(())
+}
