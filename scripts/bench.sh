@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks of gatos against baselines measured on the same machine, in the same run.
 #
-#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|http|all]  (default: all)
+#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|http|mcp|all]  (default: all)
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
 # lowered for a quick look: N_SHELL (1000), N_INPROC (10000), N_DURABLE (2000),
 # N_BIG (100000), N_HUGE (1000000), N_AUTO (100000), N_JOBS (2000), N_RUN (500),
 # N_FINISHED (10000), INODE_SETTLE (310), N_SYNC (10000), N_ARCHIVED (100000),
 # SYNC_ROUNDS (30), N_EXPORT (100000), N_EXPORT_JOBS (10000), N_EXPORT_NEW (1000), N_HTTP_PUB (300), N_HTTP_ENQ (120), N_SSE (200),
-# N_IDLE (1000), N_PAGE_SMALL (1000), N_PAGE_BIG (100000). Method and recorded figures:
+# N_IDLE (1000), N_PAGE_SMALL (1000), N_PAGE_BIG (100000), N_MCP (2000). Method and recorded figures:
 # docs/PERFORMANCE.md. Nothing here asserts: it measures.
 set -euo pipefail
 
@@ -470,7 +470,7 @@ bench_sync() {
 # The HTTP face (issue #17 point 9, docs/PERFORMANCE.md): one daemon serves both faces.
 # Publish and enqueue over HTTP/1.1 keep-alive against the same calls over JSON-RPC on the
 # Unix socket (8 clients each, one call at a time, 8 named tokens so each client is its own
-# actor as 8 real clients are), interleaved rounds; SSE publish-to-delivery latency with
+# actor as 8 real clients are), 3 rounds, each face twice a round in ABBA order; SSE publish-to-delivery latency with
 # N_SSE subscribers; the daemon's memory with N_IDLE idle streams; a page of 100 jobs from
 # N_PAGE_SMALL and from N_PAGE_BIG finished jobs.
 bench_http() {
@@ -482,6 +482,17 @@ bench_http() {
   for i in $(seq 1 8); do
     printf 'c%s %s\n' "$i" "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >> "$tf"
   done
+  combine() { # combine JSON JSON: two runs of one workload as one (rate over both; the
+    # worse p50 and p99)
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+c, s = a["count"] + b["count"], a["seconds"] + b["seconds"]
+print(json.dumps({"workload": a["workload"], "clients": a["clients"], "count": c, "seconds": s,
+                  "rate": c / s, "p50_us": max(a["p50_us"], b["p50_us"]),
+                  "p99_us": max(a["p99_us"], b["p99_us"]), "runs": [a, b]}))
+PY
+  }
   start_http() { # start_http REPO: gatosd on REPO with the socket and --http; sets HPID, HADDR
     rm -f "$1/gatos/gatosd/http-addr" "$WORK/h.sock"
     "$BIN/gatosd" --repo "$1" --socket "$WORK/h.sock" --http 127.0.0.1:0 --token-file "$tf" \
@@ -498,22 +509,21 @@ bench_http() {
     r="$WORK/http.git"; newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
     GIT_DIR="$r" "$GG" init --quiet > /dev/null
     start_http "$r"
-    # A warm-up on both faces (the first writes to a fresh repository are slower), then
-    # the two faces in alternating order from round to round.
+    # A warm-up on both faces (the first writes to a fresh repository are slower).
     "$GB" calls rpc publish "$WORK/h.sock" "$tf" 50 8 t.warm > /dev/null
     "$GB" calls http publish "$HADDR" "$tf" 50 8 t.warm > /dev/null
     settle
-    if [ $((k % 2)) = 1 ]; then
-      rp=$("$GB" calls rpc publish "$WORK/h.sock" "$tf" "$n_pub" 8 t.rpc); settle
-      hp=$("$GB" calls http publish "$HADDR" "$tf" "$n_pub" 8 t.http); settle
-      re=$("$GB" calls rpc enqueue "$WORK/h.sock" "$tf" "$n_enq" 8 -); settle
-      he=$("$GB" calls http enqueue "$HADDR" "$tf" "$n_enq" 8 -)
-    else
-      hp=$("$GB" calls http publish "$HADDR" "$tf" "$n_pub" 8 t.http); settle
-      rp=$("$GB" calls rpc publish "$WORK/h.sock" "$tf" "$n_pub" 8 t.rpc); settle
-      he=$("$GB" calls http enqueue "$HADDR" "$tf" "$n_enq" 8 -); settle
-      re=$("$GB" calls rpc enqueue "$WORK/h.sock" "$tf" "$n_enq" 8 -)
-    fi
+    # ABBA: each face runs twice, half the calls each time, in mirrored order (what the
+    # disk is still flushing weighs on both alike).
+    local a b
+    a=$("$GB" calls rpc publish "$WORK/h.sock" "$tf" $((n_pub / 2)) 8 t.rpc); settle
+    b=$("$GB" calls http publish "$HADDR" "$tf" $((n_pub / 2)) 8 t.http); settle
+    hp=$(combine "$b" "$("$GB" calls http publish "$HADDR" "$tf" $((n_pub / 2)) 8 t.http)"); settle
+    rp=$(combine "$a" "$("$GB" calls rpc publish "$WORK/h.sock" "$tf" $((n_pub / 2)) 8 t.rpc)"); settle
+    a=$("$GB" calls http enqueue "$HADDR" "$tf" $((n_enq / 2)) 8 -); settle
+    b=$("$GB" calls rpc enqueue "$WORK/h.sock" "$tf" $((n_enq / 2)) 8 -); settle
+    re=$(combine "$b" "$("$GB" calls rpc enqueue "$WORK/h.sock" "$tf" $((n_enq / 2)) 8 -)"); settle
+    he=$(combine "$a" "$("$GB" calls http enqueue "$HADDR" "$tf" $((n_enq / 2)) 8 -)")
     stop_http
     p=$(ratio "$(field "$hp" rate)" "$(field "$rp" rate)"); e=$(ratio "$(field "$he" rate)" "$(field "$re" rate)")
     line "round $k: publish, 8 clients, JSON-RPC" "$(printf %.0f "$(field "$rp" rate)") msg/s p50 $(printf %.0f "$(field "$rp" p50_us)") us p99 $(printf %.0f "$(field "$rp" p99_us)") us"
@@ -558,6 +568,28 @@ bench_http() {
     record "http_pages_$n" "{\"jobs\": $n, \"first\": $first, \"middle\": $deep}"
   done
   line "page of 100 from $big vs from $small finished jobs" "first $(ratio "${pages[2]}" "${pages[0]}")x, middle $(ratio "${pages[3]}" "${pages[1]}")x (target <= 2x)"
+}
+
+# The MCP face (issue #20 point 6): a read tool call over `gatosd mcp --stdio` (as an agent
+# runs it) against the same read over JSON-RPC on the Unix socket, alternating call by
+# call in one process, N_MCP of each.
+bench_mcp() {
+  echo "== MCP face (stdio) vs JSON-RPC (Unix socket): messages.read of 10, alternating calls"
+  local r="$WORK/mcp.git" m i
+  newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
+  GIT_DIR="$r" "$GG" init --quiet > /dev/null
+  for i in $(seq 1 20); do payload "$i"; done > "$WORK/mcp.jsonl"
+  GIT_DIR="$r" "$GG" messages publish t.mcp --batch "$WORK/mcp.jsonl" > /dev/null
+  rm -f "$WORK/m.sock"
+  "$BIN/gatosd" --repo "$r" --socket "$WORK/m.sock" 2> "$WORK/gatosd-mcp.log" &
+  local pid=$!
+  for _ in $(seq 1 200); do [ -S "$WORK/m.sock" ] && break; sleep 0.05; done
+  settle
+  m=$("$GB" mcp "$BIN/gatosd" "$r" "$WORK/m.sock" "$r/gatos/gatosd/token" t.mcp "${N_MCP:-2000}")
+  kill -TERM "$pid"; wait "$pid" || true
+  line "JSON-RPC messages.read (Unix socket)" "p50 $(printf %.0f "$(field "$m" rpc_p50_us)") us mean $(printf %.0f "$(field "$m" rpc_mean_us)") us p99 $(printf %.0f "$(field "$m" rpc_p99_us)") us"
+  line "MCP tools/call messages.read (stdio)" "p50 $(printf %.0f "$(field "$m" mcp_p50_us)") us ($(ratio "$(field "$m" mcp_p50_us)" "$(field "$m" rpc_p50_us)")x; target <= 1.5x) mean $(printf %.0f "$(field "$m" mcp_mean_us)") us ($(ratio "$(field "$m" mcp_mean_us)" "$(field "$m" rpc_mean_us)")x) p99 $(printf %.0f "$(field "$m" mcp_p99_us)") us"
+  record mcp_read "$m"
 }
 
 # Export: full SQLite and Parquet exports of N_EXPORT messages and N_EXPORT_JOBS finished
@@ -871,7 +903,8 @@ case "$what" in
   export) bench_export ;;
   gatosd-flood) bench_gatosd_flood ;;
   http) bench_http ;;
-  all) bench_messages; bench_daemon; bench_jobs; bench_isolation; bench_service; bench_sync; bench_export; bench_gatosd_flood; bench_http ;;
+  mcp) bench_mcp ;;
+  all) bench_messages; bench_daemon; bench_jobs; bench_isolation; bench_service; bench_sync; bench_export; bench_gatosd_flood; bench_http; bench_mcp ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
 esac
 echo "results: $results"

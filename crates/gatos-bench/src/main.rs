@@ -24,7 +24,8 @@
 //! * `calls <rpc|http> <publish|enqueue> <endpoint> <token-file> <n> <clients> <topic>`,
 //!   `sse <addr> <token-file> <topic> <subscribers> <n> <rate>`,
 //!   `idle-sse <addr> <token-file> <topic> <n> <gatosd-pid>`, `get <addr> <token> <path>
-//!   <rounds>`: gatosd's faces compared (see [`wire`]).
+//!   <rounds>`, `mcp <gatosd> <repo> <socket> <token-file> <topic> <n>`: gatosd's faces
+//!   compared (see [`wire`]).
 #![allow(clippy::print_stdout, missing_docs, reason = "benchmark driver")]
 
 use std::path::Path;
@@ -72,6 +73,7 @@ fn main() -> R {
         "sse" => return wire::sse(&args),
         "idle-sse" => return wire::idle_sse(&args),
         "get" => return wire::get(&args),
+        "mcp" => return wire::mcp(&args),
         _ => {}
     }
     if workload == "claim-compare" {

@@ -444,3 +444,121 @@ pub fn get(args: &[String]) -> R {
     );
     Ok(())
 }
+
+/// JSON-RPC lines to a process or socket, one call at a time.
+struct Lines<W: Write, B: BufRead> {
+    w: W,
+    r: B,
+    line: String,
+}
+
+impl<W: Write, B: BufRead> Lines<W, B> {
+    /// Sends a request and returns the answer with its id (notifications are skipped).
+    fn call(&mut self, id: usize, method: &str, params: Value) -> R<Value> {
+        let req = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        writeln!(self.w, "{req}")?;
+        self.w.flush()?;
+        loop {
+            self.line.clear();
+            if self.r.read_line(&mut self.line)? == 0 {
+                return Err(format!("the other end closed before answering {method}").into());
+            }
+            let v: Value = serde_json::from_str(&self.line)?;
+            if v.get("id") == Some(&json!(id)) {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// Sends a notification.
+    fn notify(&mut self, method: &str) -> R {
+        writeln!(self.w, "{}", json!({"jsonrpc": "2.0", "method": method}))?;
+        Ok(self.w.flush()?)
+    }
+}
+
+/// `mcp <gatosd> <repo> <socket> <token-file> <topic> <n>`: a read tool call over MCP
+/// (`gatosd mcp --stdio` as an agent starts it, after the `initialize` handshake) against
+/// the same read over JSON-RPC on the Unix socket, n of each after ten unmeasured,
+/// alternating one by one so both see the same machine: `messages.read {topic, limit: 10}`.
+pub fn mcp(args: &[String]) -> R {
+    use std::process::{Command, Stdio};
+    let gatosd = arg(args, 2, "gatosd")?;
+    let repo = arg(args, 3, "repo")?;
+    let socket = arg(args, 4, "socket")?;
+    let token = tokens(arg(args, 5, "token file")?)?.remove(0);
+    let topic = arg(args, 6, "topic")?;
+    let n: usize = arg(args, 7, "n")?.parse()?;
+    let mut child = Command::new(gatosd)
+        .args(["mcp", "--stdio", "--repo", repo])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let result = (|| -> R<Value> {
+        let mut agent = Lines {
+            w: child.stdin.take().ok_or("no stdin")?,
+            r: BufReader::new(child.stdout.take().ok_or("no stdout")?),
+            line: String::new(),
+        };
+        let init = agent.call(
+            0,
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "gatos-bench", "version": "1"}}),
+        )?;
+        if init.get("result").is_none() {
+            return Err(format!("initialize: {init}").into());
+        }
+        agent.notify("notifications/initialized")?;
+        let s = std::os::unix::net::UnixStream::connect(socket)?;
+        let mut rpc = Lines {
+            w: s.try_clone()?,
+            r: BufReader::new(s),
+            line: String::new(),
+        };
+        let auth = rpc.call(0, "gatos.auth", json!({"token": token}))?;
+        if auth.pointer("/result/authenticated") != Some(&json!(true)) {
+            return Err(format!("gatos.auth: {auth}").into());
+        }
+        let params = json!({"topic": topic, "limit": 10});
+        let (mut over_mcp, mut over_rpc) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for i in 1..=n + 10 {
+            let t = Instant::now();
+            let a = agent.call(
+                i,
+                "tools/call",
+                json!({"name": "messages.read", "arguments": params}),
+            )?;
+            let dm = t.elapsed();
+            if a.pointer("/result/isError") == Some(&json!(true)) || a.get("result").is_none() {
+                return Err(format!("tools/call messages.read: {a}").into());
+            }
+            let t = Instant::now();
+            let b = rpc.call(i, "messages.read", params.clone())?;
+            let dr = t.elapsed();
+            if b.get("result").is_none() {
+                return Err(format!("messages.read: {b}").into());
+            }
+            if i > 10 {
+                over_mcp.push(dm);
+                over_rpc.push(dr);
+            }
+        }
+        over_mcp.sort();
+        over_rpc.sort();
+        let mean = |v: &[Duration]| {
+            v.iter().map(Duration::as_secs_f64).sum::<f64>() / v.len().max(1) as f64 * 1e6
+        };
+        Ok(json!({"workload": "mcp", "calls": n,
+               "mcp_p50_us": percentile(&over_mcp, 0.5), "mcp_mean_us": mean(&over_mcp),
+               "mcp_p99_us": percentile(&over_mcp, 0.99),
+               "rpc_p50_us": percentile(&over_rpc, 0.5), "rpc_mean_us": mean(&over_rpc),
+               "rpc_p99_us": percentile(&over_rpc, 0.99)}))
+    })();
+    // An agent ends the server by closing its input; kill it in case it does not.
+    let _ = child.kill();
+    child.wait()?;
+    println!("{}", result?);
+    Ok(())
+}
