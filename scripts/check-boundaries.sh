@@ -7,7 +7,8 @@
 #   gatos-store; `gatos_store::` named only in gatos-store and gatos; `.store()` called
 #   only inside the gatos crate; `refs/gatos` spelled only in gatos-store's refs/names.rs;
 #   axum, hyper, tower_http, rustls and governor named only in gatosd's http module (src/http.rs,
-#   src/http/).
+#   src/http/); rmcp (the MCP SDK, ADR 0043) only under gatosd and named only in its mcp module
+#   (src/mcp.rs, src/mcp/) and in the http module's /mcp (src/http/mcp.rs).
 # Non-test code is crates/*/src/** up to a file's `#[cfg(test)]`, outside gatos-testutil.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,7 @@ check hyper gatosd
 check tower-http gatosd
 check tokio-rustls gatosd
 check governor gatosd
+check rmcp gatosd
 
 # Prints `file:line: text` for non-test, non-comment source lines matching a regex (ERE),
 # in the crates given (directory names under crates/), minus excluded files.
@@ -99,6 +101,19 @@ http_module_lines() { # lines naming the HTTP stack in gatosd outside its http m
 # shellcheck disable=SC2046
 source_check "axum, hyper, tower_http, rustls or governor named outside gatosd's http module" \
   "$(code_lines '(^|[^A-Za-z0-9_])(axum|hyper|hyper_util|tower_http|tokio_rustls|rustls|governor)::' $(others gatosd))$(http_module_lines)"
+mcp_module_lines() { # lines naming rmcp in gatosd outside its mcp module
+  local f
+  for f in $(find crates/gatosd/src -name '*.rs' | sort); do
+    case $f in crates/gatosd/src/mcp.rs | crates/gatosd/src/mcp/* | crates/gatosd/src/http/mcp.rs) continue ;; esac
+    awk -v f="$f" '
+      /#\[cfg\(test\)\]/ { exit }
+      /^[[:space:]]*\/\// { next }
+      /(^|[^A-Za-z0-9_])rmcp::/ { print f ":" FNR ": " $0 }' "$f"
+  done
+}
+# shellcheck disable=SC2046
+source_check "rmcp named outside gatosd's mcp module" \
+  "$(code_lines '(^|[^A-Za-z0-9_])rmcp::' $(others gatosd))$(mcp_module_lines)"
 
 # The gatos crate's top-level modules form no cycle through `crate::` paths (issue #15,
 # point 3): a module's files name `crate::<other>` only down the layering, and what two

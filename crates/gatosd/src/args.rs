@@ -18,12 +18,75 @@ use clap::{Parser, Subcommand};
 /// background sync of --sync still runs). Logs go to stderr; the level comes from
 /// --log-level, else GATOS_LOG, else RUST_LOG, else info.
 #[derive(Debug, Parser)]
-#[command(name = "gatosd", version)]
+#[command(
+    name = "gatosd",
+    version,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
-    /// How to serve. (Subcommands, such as an MCP server on stdio, go beside it as
-    /// `#[command(subcommand)] command: Option<Command>` with `args_conflicts_with_subcommands`.)
+    /// How to serve.
     #[command(flatten)]
     pub serve: Args,
+    /// Another server instead (`gatosd mcp --stdio`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The servers besides the daemon's own.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Model Context Protocol on stdin/stdout, for an agent that starts gatosd as
+    /// its tool server (docs/mcp.md).
+    Mcp(McpArgs),
+}
+
+/// `gatosd mcp`: an MCP server on stdin/stdout (ADR 0043).
+///
+/// The tools are the operation table's MCP rows; jobs.enqueue (an arbitrary command) is
+/// offered only with --allow-tools jobs.enqueue. Calls act as mcp:<client name>@stdio.
+/// Logs go to stderr; stdout is the protocol.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct McpArgs {
+    /// Serve stdin/stdout (the only transport of this command; /mcp is on gatosd --http).
+    #[arg(long, required = true)]
+    pub stdio: bool,
+    /// The repository containing DIR (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Offer read tools only, and refuse every write (Forbidden).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Offer only these tools (comma-separated or repeated); the only way to offer
+    /// jobs.enqueue.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub allow_tools: Vec<String>,
+    /// Never offer these tools (comma-separated or repeated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub deny_tools: Vec<String>,
+    /// The log filter (default: GATOS_LOG, else RUST_LOG, else info).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// The longest JSON-RPC line accepted, in bytes (default 8 MiB, at least 1024).
+    #[arg(long, value_name = "BYTES", value_parser = max_line)]
+    pub max_line: Option<usize>,
+}
+
+impl McpArgs {
+    /// The offer policy the flags say.
+    ///
+    /// # Errors
+    /// A message naming a flag value that is no tool.
+    pub fn policy(&self) -> Result<crate::mcp::Policy, String> {
+        let p = crate::mcp::Policy {
+            read_only: self.read_only,
+            allow: (!self.allow_tools.is_empty())
+                .then(|| self.allow_tools.iter().cloned().collect()),
+            deny: self.deny_tools.iter().cloned().collect(),
+        };
+        p.check()?;
+        Ok(p)
+    }
 }
 
 /// `gatosd generate` (hidden: dispatched before [`Cli`] is parsed, so neither `--help`, the
@@ -205,13 +268,22 @@ pub fn generate(g: &Generate) -> Result<Vec<u8>, String> {
     match g {
         Generate::Man { dir } => {
             std::fs::create_dir_all(dir).map_err(|e| format!("making {}: {e}", dir.display()))?;
-            let page = clap_mangen::Man::new(cmd)
-                .source(format!("gatos {}", env!("CARGO_PKG_VERSION")))
-                .manual("gatos Manual");
-            let path = page
-                .generate_to(dir)
-                .map_err(|e| format!("writing the man page into {}: {e}", dir.display()))?;
-            Ok(format!("{}\n", path.display()).into_bytes())
+            // gatosd.1, and a page per subcommand (gatosd-mcp.1), as git-gatos names its own.
+            let mut cmd = cmd;
+            cmd.build();
+            let mut pages = vec![cmd.clone()];
+            pages.extend(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+            let mut out = String::new();
+            for page in pages {
+                let page = clap_mangen::Man::new(page)
+                    .source(format!("gatos {}", env!("CARGO_PKG_VERSION")))
+                    .manual("gatos Manual");
+                let path = page
+                    .generate_to(dir)
+                    .map_err(|e| format!("writing the man page into {}: {e}", dir.display()))?;
+                out.push_str(&format!("{}\n", path.display()));
+            }
+            Ok(out.into_bytes())
         }
         Generate::Completions { shell } => {
             let shell = match shell.as_str() {
@@ -254,6 +326,9 @@ mod tests {
         match parse(args(v)).map_err(|e| e.to_string())? {
             Invocation::Serve(cli) => {
                 cli.serve.check()?;
+                if let Some(c) = cli.command {
+                    return Err(format!("not serving: {c:?}"));
+                }
                 Ok(cli.serve)
             }
             Invocation::Generate(g) => Err(format!("not serving: {g:?}")),
@@ -400,5 +475,45 @@ mod tests {
             Ok(Invocation::Generate(_))
         ));
         assert!(parse(args(&["--stdio", "generate"])).is_err());
+    }
+
+    #[test]
+    fn mcp_is_a_subcommand_with_its_own_flags() {
+        let mcp = |v: &[&str]| match parse(args(v)).map_err(|e| e.to_string())? {
+            Invocation::Serve(cli) => match cli.command {
+                Some(Command::Mcp(m)) => Ok(m),
+                None => Err("serving".to_owned()),
+            },
+            Invocation::Generate(_) => Err("generate".to_owned()),
+        };
+        let m = mcp(&[
+            "mcp",
+            "--stdio",
+            "--read-only",
+            "--deny-tools",
+            "doctor.check,audit.read",
+        ])
+        .expect("valid");
+        assert!(m.stdio && m.read_only);
+        assert_eq!(m.deny_tools, ["doctor.check", "audit.read"]);
+        assert!(m.policy().is_ok());
+        let m = mcp(&[
+            "mcp",
+            "--stdio",
+            "--allow-tools",
+            "jobs.enqueue",
+            "--allow-tools",
+            "jobs.get",
+        ])
+        .expect("valid");
+        assert_eq!(
+            m.policy().expect("known tools").allow.map(|a| a.len()),
+            Some(2)
+        );
+        let m = mcp(&["mcp", "--stdio", "--deny-tools", "jobs.claim"]).expect("parses");
+        assert!(m.policy().is_err(), "jobs.claim is no MCP tool");
+        assert!(mcp(&["mcp"]).is_err(), "needs --stdio");
+        assert!(mcp(&["--stdio", "mcp", "--stdio"]).is_err());
+        assert!(p(&["--stdio"]).is_ok());
     }
 }

@@ -15,6 +15,7 @@
 pub mod guard;
 pub mod idem;
 pub mod limit;
+pub mod mcp;
 pub mod metrics;
 pub mod problem;
 pub mod query;
@@ -150,6 +151,11 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
 
 /// The router of the face.
 pub fn router(shared: Arc<Shared>, options: Options) -> Router {
+    router_until(shared, options, CancellationToken::new())
+}
+
+/// The router of the face, whose long-lived sessions (`/mcp`) end when `stop` is cancelled.
+pub fn router_until(shared: Arc<Shared>, options: Options, stop: CancellationToken) -> Router {
     let calls = Arc::new(Semaphore::new(shared.limits.max_http_calls));
     let limiter = shared.limits.http_rate.map(|per_second| {
         limit::Limiter::new(limit::Rate {
@@ -159,6 +165,13 @@ pub fn router(shared: Arc<Shared>, options: Options) -> Router {
     });
     let slots = limit::Slots::new(&shared.limits);
     let cors = options.cors_origins.clone();
+    // The MCP endpoint offers what gatosd offers: reads only with --read-only; never the
+    // opt-in tools (jobs.enqueue), which only `gatosd mcp --allow-tools` offers (ADR 0043).
+    let mcp_policy = Arc::new(crate::mcp::Policy {
+        read_only: shared.service.config().read_only,
+        ..crate::mcp::Policy::default()
+    });
+    let mcp = mcp::service(shared.clone(), mcp_policy, stop);
     let state = Arc::new(HttpState {
         shared,
         options,
@@ -170,6 +183,7 @@ pub fn router(shared: Arc<Shared>, options: Options) -> Router {
     let router = unary::routes(state.clone())
         .merge(sse::routes(state.clone()))
         .route("/healthz", get(healthz))
+        .route_service(mcp::PATH, mcp)
         .route(
             metrics::PATH,
             get(metrics::scrape).with_state(state.clone()),

@@ -1,6 +1,7 @@
 //! `gatosd`: the gatos daemon, serving JSON-RPC 2.0 over JSONL (one JSON value per line) on
 //! stdin/stdout, a Unix socket and TCP, and REST over HTTP (`--http`), on the same
-//! repository that `git gatos` writes.
+//! repository that `git gatos` writes; `gatosd mcp --stdio` serves the Model Context
+//! Protocol to an agent instead ([`mcp`]).
 //!
 //! The daemon holds no domain logic: every method calls the blocking `gatos` library on
 //! tokio's blocking pool (ADR 0004). What it adds is transport: framing with a line cap
@@ -13,6 +14,7 @@ pub mod args;
 pub mod connection;
 pub mod http;
 pub mod limits;
+pub mod mcp;
 pub mod methods;
 pub mod metrics;
 pub mod outbox;
@@ -53,6 +55,9 @@ pub fn main_with(args: Vec<String>) -> ExitCode {
         args::Invocation::Serve(cli) => cli,
         args::Invocation::Generate(g) => return generate(&g.what),
     };
+    if let Some(args::Command::Mcp(m)) = &cli.command {
+        return mcp_stdio(m);
+    }
     let args = cli.serve;
     if let Err(e) = args.check() {
         eprintln!("error[InvalidInput]: {e}\n\nFor more information, try '--help'.");
@@ -64,6 +69,76 @@ pub fn main_with(args: Vec<String>) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "gatosd could not start");
             eprintln!("error[{}]: {}", e.0, e.1);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `gatosd mcp --stdio`: an MCP server on stdin/stdout until the client closes stdin or a
+/// signal (ADR 0043).
+#[expect(
+    clippy::print_stderr,
+    reason = "usage errors and start-up failures go to the terminal"
+)]
+fn mcp_stdio(m: &args::McpArgs) -> ExitCode {
+    let policy = match m.policy() {
+        Ok(p) => std::sync::Arc::new(p),
+        Err(e) => {
+            eprintln!("error[InvalidInput]: {e}\n\nFor more information, try '--help'.");
+            return ExitCode::from(2);
+        }
+    };
+    // rmcp logs every session event at info and every error answer at warn: an answered
+    // error is not logged twice (STYLE B4), so it speaks at error only unless asked.
+    let level = m.log_level.clone().or_else(|| {
+        let env = std::env::var("GATOS_LOG").or_else(|_| std::env::var("RUST_LOG"));
+        Some(env.unwrap_or_else(|_| "info,rmcp=error".to_owned()))
+    });
+    init_logging_with(level, false);
+    let started = (|| {
+        use gatos_types::ErrorCode;
+        let cwd =
+            std::env::current_dir().map_err(|e| StartError(ErrorCode::Internal, e.to_string()))?;
+        let dir = m.repo.clone().unwrap_or(cwd);
+        let open =
+            gatos::OpenOptions::from_test_env().map_err(|e| StartError(e.code(), e.to_string()))?;
+        let gatos = Gatos::discover(&dir, open).map_err(|e| StartError(e.code(), e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("gatosd-mcp")
+            .build()
+            .map_err(|e| StartError(ErrorCode::Internal, e.to_string()))?;
+        Ok::<_, StartError>((gatos, runtime))
+    })();
+    let (gatos, runtime) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "gatosd mcp could not start");
+            eprintln!("error[{}]: {}", e.0, e.1);
+            return ExitCode::from(1);
+        }
+    };
+    let mut limits = limits::Limits::default();
+    if let Some(n) = m.max_line {
+        limits.max_line = n;
+    }
+    let served = runtime.block_on(async {
+        let shared = shared::Shared::with_config(gatos, limits, None, None, m.read_only);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            on_signal.cancel();
+        });
+        tracing::info!(read_only = m.read_only, "serving MCP on stdio");
+        mcp::serve_stdio(shared, policy, stop).await
+    });
+    // A pending read of stdin must not hold the process at exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "gatosd mcp stopped");
             ExitCode::from(1)
         }
     }
@@ -231,9 +306,11 @@ pub async fn shutdown_signal() {
 }
 
 fn init_logging(args: &args::Args) {
-    let filter = args
-        .log_level
-        .clone()
+    init_logging_with(args.log_level.clone(), args.log_json());
+}
+
+fn init_logging_with(level: Option<String>, json: bool) {
+    let filter = level
         .or_else(|| std::env::var("GATOS_LOG").ok())
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| "info".to_owned());
@@ -241,7 +318,7 @@ fn init_logging(args: &args::Args) {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(false);
-    let _ = if args.log_json() {
+    let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()

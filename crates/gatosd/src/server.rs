@@ -104,10 +104,9 @@ pub async fn run(
             .and_then(unix::Endpoint::take_listener);
         let tcp = endpoints.tcp.take();
         let http = endpoints.http.as_ref().map(|h| &h.listener);
-        let router = endpoints
-            .http
-            .as_ref()
-            .map(|h| crate::http::router(shared.clone(), h.options.clone()));
+        let router = endpoints.http.as_ref().map(|h| {
+            crate::http::router_until(shared.clone(), h.options.clone(), stop.child_token())
+        });
         let tls = endpoints.http.as_ref().and_then(|h| h.options.tls.clone());
         // One cap per transport: a flood of TCP connections (which need not even
         // authenticate to hold a slot until the auth timeout) never keeps Unix-socket

@@ -1,0 +1,378 @@
+//! The MCP face (issue #20, ADR 0043): the operation table's MCP rows as tools, the ledger
+//! as resources, over the Model Context Protocol with the official Rust SDK (rmcp), for
+//! both protocol eras (the `initialize` handshake of 2025-11-25 and older, and the
+//! stateless 2026-07-28 revision with `server/discover` and per-request `_meta`).
+//!
+//! rmcp runs the protocol: lifecycle, version negotiation, the two eras' result shapes and
+//! `subscriptions/listen`. This module only maps: tools are rows of
+//! [`gatos_api::ops::OPS`] with [`Faces::MCP`](gatos_api::ops::Faces::MCP), called through
+//! [`gatos_api::Service::call`] ([`tools`]); resources read through the same calls and are
+//! watched with the daemon's shared watchers ([`resources`]); [`lines`] is the stdio
+//! framing. rmcp is named under this module only.
+
+pub mod lines;
+pub mod resources;
+pub mod tools;
+
+use std::sync::Arc;
+
+use gatos_api::Actor;
+use rmcp::ErrorData as McpError;
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, Implementation, InitializeResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+};
+use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::{RoleServer, ServerHandler};
+use tokio_util::sync::CancellationToken;
+
+use crate::shared::Shared;
+pub use tools::Policy;
+
+/// How long a client may keep the tool list and the resource templates: they change only
+/// when the server restarts with other flags.
+const LIST_TTL_MS: u64 = 60_000;
+
+/// How the client reached the server: the half of the actor a client cannot choose.
+#[derive(Debug, Clone, Copy)]
+pub enum Via {
+    /// `gatosd mcp --stdio`: the process that started us.
+    Stdio,
+    /// `/mcp` of the HTTP face: the caller is read from each request (its token).
+    Http(fn(&rmcp::model::Extensions) -> Option<Caller>),
+}
+
+/// The HTTP caller of a request: its bearer token's name, and whether the token is `ro`.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's name (`NAME TOKEN [ro]` in the token file).
+    pub token: String,
+    /// The token may only read.
+    pub read_only: bool,
+}
+
+/// One MCP session's server: the daemon's shared state, the offer policy, and the
+/// session's legacy subscriptions.
+pub struct Server {
+    shared: Arc<Shared>,
+    policy: Arc<Policy>,
+    via: Via,
+    subscriptions: resources::Subscriptions,
+    /// Baselines of `subscriptions/listen` URIs, taken before the acknowledgement and
+    /// picked up by `listen`.
+    baselines: std::sync::Mutex<std::collections::HashMap<String, resources::Baseline>>,
+}
+
+impl Server {
+    /// A server over `shared`, offering what `policy` allows, for a client reached `via`.
+    pub fn new(shared: Arc<Shared>, policy: Arc<Policy>, via: Via) -> Server {
+        Server {
+            shared,
+            policy,
+            via,
+            subscriptions: resources::Subscriptions::default(),
+            baselines: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The actor of a request: `mcp:<client>@stdio` or `mcp:<client>@token:<name>`, where
+    /// the client's declared name is kept to `[A-Za-z0-9_.-]` (32 at most) and the
+    /// transport half is what the server knows; and the policy for it (a token marked `ro`
+    /// reads only; so does a request without a known caller).
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> (Actor, Arc<Policy>) {
+        let client = ctx.client_info().map(|i| i.name);
+        match self.via {
+            Via::Stdio => (actor_of(client, "stdio"), self.policy.clone()),
+            Via::Http(find) => {
+                let caller = find(&ctx.extensions);
+                let token = caller.as_ref().map_or("unknown", |c| c.token.as_str());
+                let actor = actor_of(client, &format!("token:{token}"));
+                let ro = caller.as_ref().is_none_or(|c| c.read_only);
+                if ro && !self.policy.read_only {
+                    let policy = Policy {
+                        read_only: true,
+                        ..(*self.policy).clone()
+                    };
+                    (actor, Arc::new(policy))
+                } else {
+                    (actor, self.policy.clone())
+                }
+            }
+        }
+    }
+}
+
+/// Whether the request's protocol revision has cache hints on listings (`ttlMs`,
+/// `cacheScope`: 2026-07-28 and later); older peers get the listing without them.
+fn cache_hints(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.protocol_version()
+        .is_some_and(|v| v.as_str() >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str())
+}
+
+/// The actor of a client that declared `name`, reached `via` (`stdio`, `token:NAME`).
+pub fn actor_of(name: Option<String>, via: &str) -> Actor {
+    let client: String = name
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
+        .take(32)
+        .collect();
+    let client = if client.is_empty() {
+        "unknown".to_owned()
+    } else {
+        client
+    };
+    Actor::Mcp(format!("{client}@{via}"))
+}
+
+impl ServerHandler for Server {
+    fn get_info(&self) -> ServerConfig {
+        let caps = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .build();
+        InitializeResult::new(caps)
+            .with_server_info(Implementation::new("gatosd", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "gatos: a Git-native ledger. Tools publish and read topics, run registered \
+                 manifests and watch their jobs, verify proofs and read the audit trail. \
+                 A failed call answers isError with error.code (the gatos taxonomy) and \
+                 error.hint (what to do).",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let list = ListToolsResult::with_all_items(tools::list(&self.caller(&context).1));
+        Ok(match cache_hints(&context) {
+            true => list
+                .with_ttl_ms(LIST_TTL_MS)
+                .with_cache_scope(CacheScope::Private),
+            false => list,
+        })
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let (actor, policy) = self.caller(&context);
+        let name = request.name.to_string();
+        // Not counted in gatos_requests_total: its `face` label is a contract of
+        // docs/metrics.md (http, rpc) that an `mcp` value would change (ADR 0043 follow-up).
+        tools::call(&self.shared, &policy, actor, &name, request.arguments)
+            .await
+            .map(CallToolResponse::Complete)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let (actor, policy) = self.caller(&context);
+        let list = ListResourcesResult::with_all_items(
+            resources::list(&self.shared, &policy, &actor).await?,
+        );
+        Ok(match cache_hints(&context) {
+            true => list.with_ttl_ms(0).with_cache_scope(CacheScope::Private),
+            false => list,
+        })
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        let list = ListResourceTemplatesResult::with_all_items(resources::templates());
+        Ok(match cache_hints(&context) {
+            true => list
+                .with_ttl_ms(LIST_TTL_MS)
+                .with_cache_scope(CacheScope::Private),
+            false => list,
+        })
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let (actor, policy) = self.caller(&context);
+        let contents = resources::read(&self.shared, &policy, &actor, &request.uri).await?;
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        // The URIs this server watches, and where each starts: read now, before rmcp
+        // acknowledges the subscription (a change after the acknowledgement is notified).
+        let actor = actor_of(None, "listen");
+        let mut uris = Vec::new();
+        for uri in requested.resource_subscriptions.iter().flatten() {
+            if uris.len() >= resources::MCP_MAX_SUBSCRIPTIONS {
+                break;
+            }
+            let Ok(target) = resources::Target::parse(uri) else {
+                continue;
+            };
+            if !resources::is_offered(&self.policy, &target) {
+                continue;
+            }
+            match resources::baseline_now(&self.shared, &actor, &target) {
+                resources::Taken::Now(base) => {
+                    self.baselines
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(uri.clone(), base);
+                }
+                resources::Taken::Full => continue,
+                resources::Taken::Later => {}
+            }
+            uris.push(uri.clone());
+        }
+        Some(
+            SubscriptionFilter::builder()
+                .resource_subscriptions(uris)
+                .build(),
+        )
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let (actor, _) = self.caller(context.request_context());
+        let stop = CancellationToken::new();
+        let _stop_all = stop.clone().drop_guard();
+        for uri in context.accepted().resource_subscriptions.iter().flatten() {
+            let Ok(target) = resources::Target::parse(uri) else {
+                continue;
+            };
+            let taken = self
+                .baselines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(uri);
+            let base = match taken {
+                Some(b) => b,
+                None => match resources::baseline(&self.shared, &actor, &target).await {
+                    Some(b) => b,
+                    None => continue,
+                },
+            };
+            tokio::spawn(resources::watch(
+                self.shared.clone(),
+                actor.clone(),
+                uri.clone(),
+                target,
+                base,
+                resources::Sink::Listen(context.sink().clone()),
+                stop.child_token(),
+            ));
+        }
+        context.cancelled().await;
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let (actor, policy) = self.caller(&context);
+        self.subscriptions
+            .subscribe(
+                &self.shared,
+                &policy,
+                actor,
+                &request.uri,
+                context.peer.clone(),
+            )
+            .await
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.subscriptions.unsubscribe(&request.uri);
+        Ok(())
+    }
+}
+
+/// Serves one MCP session on `read`/`write` until the client closes it or `stop`.
+///
+/// # Errors
+/// A message when the session could not start (the client closed before its first
+/// request, or the transport failed).
+pub async fn serve<R, W>(
+    shared: Arc<Shared>,
+    policy: Arc<Policy>,
+    read: R,
+    write: W,
+    stop: CancellationToken,
+) -> Result<(), String>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let max_line = shared.limits.max_line;
+    let server = Server::new(shared, policy, Via::Stdio);
+    let transport = lines::Lines::new(read, write, max_line);
+    let running = match rmcp::ServiceExt::serve_with_ct(server, transport, stop).await {
+        Ok(r) => r,
+        // The client left, or a signal came, before the first request: nothing to serve.
+        Err(
+            rmcp::service::ServerInitializeError::ConnectionClosed(_)
+            | rmcp::service::ServerInitializeError::Cancelled,
+        ) => return Ok(()),
+        Err(e) => return Err(format!("the MCP session did not start: {e}")),
+    };
+    running
+        .waiting()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("the MCP session failed: {e}"))
+}
+
+/// Serves one MCP session on the process's stdin and stdout (`gatosd mcp --stdio`).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_stdio(
+    shared: Arc<Shared>,
+    policy: Arc<Policy>,
+    stop: CancellationToken,
+) -> Result<(), String> {
+    let (stdin, stdout) = rmcp::transport::stdio();
+    serve(shared, policy, stdin, stdout, stop).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_actor_keeps_the_declared_name_tame_and_the_transport_half() {
+        let a = |n: Option<&str>, via| actor_of(n.map(str::to_owned), via).to_string();
+        assert_eq!(a(Some("claude-code"), "stdio"), "mcp:claude-code@stdio");
+        assert_eq!(a(None, "token:ci"), "mcp:unknown@token:ci");
+        assert_eq!(
+            a(Some("a@b\nActor: root"), "stdio"),
+            "mcp:abActorroot@stdio"
+        );
+        assert_eq!(
+            a(Some(&"x".repeat(100)), "stdio").len(),
+            "mcp:@stdio".len() + 32
+        );
+    }
+}
