@@ -25,6 +25,7 @@ mod install;
 mod isolation;
 mod jobs;
 mod logs;
+mod mcp;
 mod messages;
 mod messages_consume;
 mod mistakes;
