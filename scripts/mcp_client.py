@@ -134,6 +134,22 @@ async def full_session(facts, all_tools):
         check(again["duplicate"] is True and again["ulid"] == first["ulid"], "idempotency key")
         page = await call("messages.read", {"topic": "mcp.t"})
         check(len(page["messages"]) == 1, f"one message: {page}")
+        # A read with wait_ms: an empty page waits (bounded) for the next message.
+        after = {"topic": "mcp.t", "since": page["next_since"]}
+        with anyio.fail_after(WAIT):
+            empty = await call("messages.read", {**after, "wait_ms": 200})
+        check(empty["messages"] == [], f"nothing new: {empty}")
+        waited = {}
+
+        async def reader():
+            waited["page"] = await call("messages.read", {**after, "wait_ms": 30000})
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                await call("messages.publish", {"topic": "mcp.t", "payload": {"n": 2}})
+        check([m["payload"] for m in waited["page"]["messages"]] == [{"n": 2}], f"{waited}")
+        facts["read_wait_type"] = await malformed(c, "messages.read", {**after, "wait_ms": "x"})
         topics = await call("topics.list", {})
         check(any(t["topic"] == "mcp.t" for t in topics["topics"]), "topic listed")
         called.add("checkpoints.get")
@@ -186,7 +202,7 @@ async def full_session(facts, all_tools):
             await call("jobs.cancel", {"id": job, "reason": "mcp test"})
 
         async def publish():
-            await call("messages.publish", {"topic": "mcp.t", "payload": {"n": 2}})
+            await call("messages.publish", {"topic": "mcp.t", "payload": {"n": 3}})
 
         facts["job_update"] = await changes(job_uri, cancel)
         facts["topic_update"] = await changes(topic_uri, publish)
@@ -209,7 +225,7 @@ async def full_session(facts, all_tools):
         check(topic_uri in resources and "gatos://audit" in resources, f"{resources}")
         read = await c.read_resource(topic_uri)
         text = json.loads(read.contents[0].text)
-        check([m["payload"]["n"] for m in text["messages"]] == [1, 2], f"{text}")
+        check([m["payload"]["n"] for m in text["messages"]] == [1, 2, 3], f"{text}")
         job_read = json.loads((await c.read_resource(job_uri)).contents[0].text)
         check(job_read["state"] == "cancelled", "job resource")
         try:

@@ -22,6 +22,8 @@ pub const MCP_MAX_LOG_BYTES: u64 = 64 * 1024;
 pub const MCP_MAX_WAIT_MS: u64 = 60_000;
 /// `jobs.wait`'s wait when the call names none, in ms.
 pub const MCP_DEFAULT_WAIT_MS: u64 = 10_000;
+/// The face's own member of `messages.read`: a bounded wait for a message.
+const WAIT_MS: &str = "wait_ms";
 /// The most bytes of a tool's serialized answer.
 pub const MCP_MAX_TOOL_OUTPUT: usize = 1024 * 1024;
 
@@ -152,7 +154,7 @@ fn caps_note(op: &Op) -> Option<String> {
             "Idempotency key: headers.msg_id — a second publish with the same msg_id on the topic returns the first message instead of appending.".into(),
         ),
         n::MESSAGES_READ => Some(format!(
-            "At most {MCP_MAX_READ_LIMIT} messages per call (limit), and at most the daemon's page byte cap; continue with since = next_since."
+            "At most {MCP_MAX_READ_LIMIT} messages per call (limit), and at most the daemon's page byte cap; continue with since = next_since. With wait_ms, an empty page waits for a message, at most {MCP_MAX_WAIT_MS} ms."
         )),
         n::JOBS_LOGS => Some(format!(
             "At most {MCP_MAX_LOG_BYTES} bytes per call (max_bytes) and a wait of at most {MCP_MAX_WAIT_MS} ms (wait_ms); continue with from_offset = next_offset."
@@ -166,7 +168,22 @@ fn caps_note(op: &Op) -> Option<String> {
 
 /// The tool of `op`.
 pub fn tool(op: &Op) -> Tool {
-    let input = serde_json::to_value(op.request_schema()).unwrap_or(Value::Null);
+    let mut input = serde_json::to_value(op.request_schema()).unwrap_or(Value::Null);
+    if op.name == n::MESSAGES_READ
+        && let Some(props) = input.get_mut("properties").and_then(Value::as_object_mut)
+    {
+        // The face's own member (a bounded wait), taken out before the service is called.
+        props.insert(
+            WAIT_MS.into(),
+            json!({
+                "description": format!("When the page is empty, wait up to this many milliseconds for a message (default 0: answer at once; at most {MCP_MAX_WAIT_MS})."),
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": MCP_MAX_WAIT_MS,
+                "default": null,
+            }),
+        );
+    }
     let description = match caps_note(op) {
         Some(note) => format!("{} {note}", op.summary),
         None => op.summary.to_owned(),
@@ -348,6 +365,24 @@ pub async fn call(
     if op.name == n::JOBS_WAIT {
         return wait(shared, actor, args).await;
     }
+    if op.name == n::MESSAGES_READ
+        && let Some(w) = args.remove(WAIT_MS)
+    {
+        let ms = match w {
+            Value::Null => 0,
+            Value::Number(n) => n.as_u64().ok_or_else(|| {
+                malformed("invalid arguments: wait_ms must be a whole number of ms".into())
+            })?,
+            _ => {
+                return Err(malformed(
+                    "invalid arguments: wait_ms must be a whole number of ms".into(),
+                ));
+            }
+        };
+        if ms > 0 {
+            return read_waiting(shared, actor, args, ms.min(MCP_MAX_WAIT_MS)).await;
+        }
+    }
     let service = shared.service.clone();
     let op_name = op.name;
     let r = tokio::task::spawn_blocking(move || service.call(&actor, op_name, args)).await;
@@ -365,6 +400,57 @@ pub async fn call(
                 "the call failed inside the daemon",
                 None,
             ))
+        }
+    }
+}
+
+/// `messages.read` with a wait: reads through the service, then again at each move of the
+/// topic while the page is empty, until a message comes or `ms` have passed.
+async fn read_waiting(
+    shared: &Arc<Shared>,
+    actor: Actor,
+    args: Map<String, Value>,
+    ms: u64,
+) -> Result<CallToolResult, McpError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(ms);
+    // Watched before the first read, so a message landing between the read and the wait
+    // wakes it. A topic that does not parse is left for the service to refuse.
+    let topic = args
+        .get("topic")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<gatos_types::Topic>().ok());
+    let mut moves = topic.map(|t| shared.watchers.watch(&t, None));
+    if let Some(m) = moves.as_mut() {
+        m.mark_unchanged();
+    }
+    loop {
+        let service = shared.service.clone();
+        let (who, params) = (actor.clone(), args.clone());
+        let r =
+            tokio::task::spawn_blocking(move || service.call(&who, n::MESSAGES_READ, params)).await;
+        let answer = match r {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return failed(e),
+            Err(_) => {
+                return Err(McpError::internal_error(
+                    "the call failed inside the daemon",
+                    None,
+                ));
+            }
+        };
+        let empty = serde_json::from_str::<Value>(answer.result.get())
+            .ok()
+            .and_then(|v| v["messages"].as_array().map(Vec::is_empty))
+            .unwrap_or(false);
+        let Some(m) = moves.as_mut().filter(|_| empty) else {
+            return answered(&answer.result);
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return answered(&answer.result);
+        }
+        tokio::select! {
+            r = m.changed() => if r.is_err() { return answered(&answer.result) },
+            () = tokio::time::sleep_until(deadline) => {}
         }
     }
 }
