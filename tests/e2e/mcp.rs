@@ -114,7 +114,12 @@ fn the_python_sdk_drives_mcp_over_streamable_http_behind_the_token() -> TestResu
     for mode in ["legacy", "2026-07-28"] {
         let repo = ledger()?;
         let tokens = crate::support::token_file(&repo, &format!("ci {RW}\nreader {RO} ro\n"))?;
-        let (mut child, addr, log) = crate::support::http_daemon(&repo, &tokens, "mcp", &[])?;
+        let (mut child, addr, log) = crate::support::http_daemon(
+            &repo,
+            &tokens,
+            "mcp",
+            &["--mcp-deny-tools", "doctor.check"],
+        )?;
         let run = (|| -> TestResult {
             let url = format!("http://{addr}/mcp");
             let mut cmd = Command::new("python3");
@@ -136,6 +141,10 @@ fn the_python_sdk_drives_mcp_over_streamable_http_behind_the_token() -> TestResu
             let facts: Value = serde_json::from_str(stdout.lines().next().ok_or("no facts")?)?;
             assert_eq!(facts["actor"], "mcp:py-sdk-test@token:ci", "{mode}");
             assert_eq!(facts["ro_publish"], "Forbidden", "{mode}");
+            assert_eq!(
+                facts["doctor_refused"], "Forbidden",
+                "{mode}: --mcp-deny-tools"
+            );
             assert_eq!(facts["topic_update"], true, "{mode}");
             assert_eq!(facts["job_update"], true, "{mode}");
             // The guard stands before /mcp: no token, a wrong one, another host name.

@@ -196,6 +196,13 @@ pub struct Args {
     /// browser (CORS); repeatable, exact origins only. Without it, no CORS headers.
     #[arg(long, value_name = "ORIGIN", value_parser = crate::http::limit::parse_origin, requires = "http")]
     pub http_cors_origin: Vec<String>,
+    /// Offer only these MCP tools at /mcp of --http (comma-separated or repeated); the
+    /// only way to offer jobs.enqueue there (docs/mcp.md).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "http")]
+    pub mcp_allow_tools: Vec<String>,
+    /// Never offer these MCP tools at /mcp of --http (comma-separated or repeated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "http")]
+    pub mcp_deny_tools: Vec<String>,
 }
 
 impl Args {
@@ -233,7 +240,24 @@ impl Args {
                 return Err(format!("--http-allowed-host {h:?} is not a host name"));
             }
         }
-        Ok(())
+        self.mcp_policy().map(|_| ())
+    }
+
+    /// The offer of `/mcp` (ADR 0043): `--mcp-allow-tools`, `--mcp-deny-tools`, and
+    /// `--read-only`.
+    ///
+    /// # Errors
+    /// A message naming a flag value that is no MCP tool.
+    pub fn mcp_policy(&self) -> Result<crate::mcp::Policy, String> {
+        let p = crate::mcp::Policy {
+            read_only: self.read_only,
+            allow: (!self.mcp_allow_tools.is_empty())
+                .then(|| self.mcp_allow_tools.iter().cloned().collect()),
+            deny: self.mcp_deny_tools.iter().cloned().collect(),
+        };
+        p.check()
+            .map_err(|e| format!("--mcp-allow-tools/--mcp-deny-tools: {e}"))?;
+        Ok(p)
     }
 }
 
@@ -509,6 +533,21 @@ mod tests {
         assert_eq!(
             m.policy().expect("known tools").allow.map(|a| a.len()),
             Some(2)
+        );
+        let a = p(&[
+            "--http",
+            "--mcp-deny-tools",
+            "doctor.check",
+            "--mcp-allow-tools",
+            "jobs.enqueue",
+        ])
+        .expect("valid");
+        let policy = a.mcp_policy().expect("known tools");
+        assert!(policy.deny.contains("doctor.check"));
+        assert!(p(&["--http", "--mcp-deny-tools", "nope"]).is_err());
+        assert!(
+            p(&["--mcp-deny-tools", "doctor.check"]).is_err(),
+            "needs --http"
         );
         let m = mcp(&["mcp", "--stdio", "--deny-tools", "jobs.claim"]).expect("parses");
         assert!(m.policy().is_err(), "jobs.claim is no MCP tool");

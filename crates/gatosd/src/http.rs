@@ -55,6 +55,8 @@ pub struct Options {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// `--http-cors-origin` values: the exact origins CORS answers (none: no CORS).
     pub cors_origins: Vec<String>,
+    /// What `/mcp` offers (`--mcp-allow-tools`, `--mcp-deny-tools`; ADR 0043).
+    pub mcp: crate::mcp::Policy,
 }
 
 /// The HTTP listener and where its address was written.
@@ -165,11 +167,11 @@ pub fn router_until(shared: Arc<Shared>, options: Options, stop: CancellationTok
     });
     let slots = limit::Slots::new(&shared.limits);
     let cors = options.cors_origins.clone();
-    // The MCP endpoint offers what gatosd offers: reads only with --read-only; never the
-    // opt-in tools (jobs.enqueue), which only `gatosd mcp --allow-tools` offers (ADR 0043).
+    // The MCP endpoint offers what --mcp-allow-tools/--mcp-deny-tools say, reads only in
+    // read-only mode; the opt-in tools (jobs.enqueue) only when allowed by name (ADR 0043).
     let mcp_policy = Arc::new(crate::mcp::Policy {
-        read_only: shared.service.config().read_only,
-        ..crate::mcp::Policy::default()
+        read_only: options.mcp.read_only || shared.service.config().read_only,
+        ..options.mcp.clone()
     });
     let mcp = mcp::service(shared.clone(), mcp_policy, stop);
     let state = Arc::new(HttpState {

@@ -250,7 +250,9 @@ fn start(args: &args::Args) -> Result<(), StartError> {
                 (Some(c), Some(k)) => Some(http::tls::acceptor(c, k).map_err(|e| StartError(ErrorCode::InvalidInput, e))?),
                 _ => None,
             };
-            let options = http::Options { allowed_hosts: args.http_allowed_host.clone(), tls, cors_origins: args.http_cors_origin.clone() };
+            // Checked by `args.check()` before start: the names are MCP tools.
+            let mcp = args.mcp_policy().map_err(|e| StartError(ErrorCode::InvalidInput, e))?;
+            let options = http::Options { allowed_hosts: args.http_allowed_host.clone(), tls, cors_origins: args.http_cors_origin.clone(), mcp };
             let ep = http::bind(addr, options, Some(&gatos.gatos_dir()))
                 .await
                 .map_err(|e| StartError(ErrorCode::Unavailable, e))?;
