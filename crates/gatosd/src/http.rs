@@ -173,7 +173,7 @@ pub fn router_until(shared: Arc<Shared>, options: Options, stop: CancellationTok
         read_only: options.mcp.read_only || shared.service.config().read_only,
         ..options.mcp.clone()
     });
-    let mcp = mcp::service(shared.clone(), mcp_policy, stop);
+    let mcp = mcp::service(shared.clone(), mcp_policy, stop, calls.clone());
     let state = Arc::new(HttpState {
         shared,
         options,

@@ -44,6 +44,50 @@ pub enum Via {
     Http(fn(&rmcp::model::Extensions) -> Option<Caller>),
 }
 
+/// What the face's handlers share: the daemon's state, and the permits of the blocking
+/// calls they make (each holds a blocking-pool thread): per session on stdio (the daemon's
+/// requests-in-flight limit), the HTTP face's call slots on `/mcp`.
+#[derive(Clone)]
+pub struct Face {
+    /// The daemon's shared state.
+    pub shared: Arc<Shared>,
+    calls: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::ops::Deref for Face {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Face {
+    /// The face over `shared`, its blocking calls bounded by `calls`.
+    pub fn new(shared: Arc<Shared>, calls: Arc<tokio::sync::Semaphore>) -> Face {
+        Face { shared, calls }
+    }
+
+    /// Runs a blocking call (the service) on the blocking pool, with a permit.
+    ///
+    /// # Errors
+    /// `-32603` when the daemon is stopping or the call panicked (the daemon goes on).
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, McpError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let _permit = self
+            .calls
+            .acquire()
+            .await
+            .map_err(|_| McpError::internal_error("the daemon is stopping", None))?;
+        tokio::task::spawn_blocking(f).await.map_err(|e| {
+            tracing::error!(error = %e, "an MCP call failed inside the daemon");
+            McpError::internal_error("the call failed inside the daemon", None)
+        })
+    }
+}
+
 /// The HTTP caller of a request: its bearer token's name, and whether the token is `ro`.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -56,7 +100,7 @@ pub struct Caller {
 /// One MCP session's server: the daemon's shared state, the offer policy, and the
 /// session's legacy subscriptions.
 pub struct Server {
-    shared: Arc<Shared>,
+    face: Face,
     policy: Arc<Policy>,
     via: Via,
     subscriptions: resources::Subscriptions,
@@ -67,9 +111,9 @@ pub struct Server {
 
 impl Server {
     /// A server over `shared`, offering what `policy` allows, for a client reached `via`.
-    pub fn new(shared: Arc<Shared>, policy: Arc<Policy>, via: Via) -> Server {
+    pub fn new(face: Face, policy: Arc<Policy>, via: Via) -> Server {
         Server {
-            shared,
+            face,
             policy,
             via,
             subscriptions: resources::Subscriptions::default(),
@@ -167,7 +211,7 @@ impl ServerHandler for Server {
         let name = request.name.to_string();
         // Not counted in gatos_requests_total: its `face` label is a contract of
         // docs/metrics.md (http, rpc) that an `mcp` value would change (ADR 0043 follow-up).
-        tools::call(&self.shared, &policy, actor, &name, request.arguments)
+        tools::call(&self.face, &policy, actor, &name, request.arguments)
             .await
             .map(CallToolResponse::Complete)
     }
@@ -179,7 +223,7 @@ impl ServerHandler for Server {
     ) -> Result<ListResourcesResult, McpError> {
         let (actor, policy) = self.caller(&context);
         let list = ListResourcesResult::with_all_items(
-            resources::list(&self.shared, &policy, &actor).await?,
+            resources::list(&self.face, &policy, &actor).await?,
         );
         Ok(match cache_hints(&context) {
             true => list.with_ttl_ms(0).with_cache_scope(CacheScope::Private),
@@ -207,7 +251,7 @@ impl ServerHandler for Server {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let (actor, policy) = self.caller(&context);
-        let contents = resources::read(&self.shared, &policy, &actor, &request.uri).await?;
+        let contents = resources::read(&self.face, &policy, &actor, &request.uri).await?;
         Ok(ReadResourceResult::new(vec![contents]).into())
     }
 
@@ -229,7 +273,7 @@ impl ServerHandler for Server {
             if !resources::is_offered(&self.policy, &target) {
                 continue;
             }
-            match resources::baseline_now(&self.shared, &actor, &target) {
+            match resources::baseline_now(&self.face, &actor, &target) {
                 resources::Taken::Now(base) => {
                     self.baselines
                         .lock()
@@ -263,13 +307,13 @@ impl ServerHandler for Server {
                 .remove(uri);
             let base = match taken {
                 Some(b) => b,
-                None => match resources::baseline(&self.shared, &actor, &target).await {
+                None => match resources::baseline(&self.face, &actor, &target).await {
                     Some(b) => b,
                     None => continue,
                 },
             };
             tokio::spawn(resources::watch(
-                self.shared.clone(),
+                self.face.clone(),
                 actor.clone(),
                 uri.clone(),
                 target,
@@ -290,7 +334,7 @@ impl ServerHandler for Server {
         let (actor, policy) = self.caller(&context);
         self.subscriptions
             .subscribe(
-                &self.shared,
+                &self.face,
                 &policy,
                 actor,
                 &request.uri,
@@ -326,7 +370,8 @@ where
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let max_line = shared.limits.max_line;
-    let server = Server::new(shared, policy, Via::Stdio);
+    let calls = Arc::new(tokio::sync::Semaphore::new(shared.limits.max_in_flight));
+    let server = Server::new(Face::new(shared, calls), policy, Via::Stdio);
     let transport = lines::Lines::new(read, write, max_line);
     let running = match rmcp::ServiceExt::serve_with_ct(server, transport, stop).await {
         Ok(r) => r,

@@ -13,19 +13,21 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use crate::mcp::{Caller, Policy, Server, Via};
+use crate::mcp::{Caller, Face, Policy, Server, Via};
 use crate::shared::Shared;
 
 /// The path of the MCP endpoint.
 pub const PATH: &str = "/mcp";
 
 /// The service of `/mcp`: a [`Server`] per session (or per stateless request), sessions
-/// ended when `stop` is cancelled. rmcp's own `Host` check is off: the guard checks `Host`
+/// ended when `stop` is cancelled, blocking calls holding one of `calls` (the HTTP face's
+/// call slots). rmcp's own `Host` check is off: the guard checks `Host`
 /// against `--http-allowed-host` before a request gets here.
 pub fn service(
     shared: Arc<Shared>,
     policy: Arc<Policy>,
     stop: CancellationToken,
+    calls: Arc<tokio::sync::Semaphore>,
 ) -> StreamableHttpService<Server, LocalSessionManager> {
     let config = StreamableHttpServerConfig::default()
         .disable_allowed_hosts()
@@ -34,7 +36,7 @@ pub fn service(
     StreamableHttpService::new(
         move || {
             Ok(Server::new(
-                shared.clone(),
+                Face::new(shared.clone(), calls.clone()),
                 policy.clone(),
                 Via::Http(caller),
             ))

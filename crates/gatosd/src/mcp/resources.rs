@@ -4,7 +4,7 @@
 //! and watched through the daemon's shared topic watchers.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use gatos_api::Actor;
 use gatos_api::ops::names as n;
@@ -14,8 +14,8 @@ use rmcp::model::{Resource, ResourceContents, ResourceTemplate};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::Face;
 use super::tools::{self, MCP_MAX_READ_LIMIT, Policy};
-use crate::shared::Shared;
 
 /// The most resources one session watches at once.
 pub const MCP_MAX_SUBSCRIPTIONS: usize = 64;
@@ -106,23 +106,22 @@ pub fn templates() -> Vec<ResourceTemplate> {
 
 /// Runs one operation through the service on the blocking pool.
 async fn call(
-    shared: &Arc<Shared>,
+    shared: &Face,
     actor: &Actor,
     op: &'static str,
     params: Map<String, Value>,
 ) -> Result<Value, McpError> {
     let service = shared.service.clone();
     let actor = actor.clone();
-    let r = tokio::task::spawn_blocking(move || service.call(&actor, op, params)).await;
+    let r = shared
+        .blocking(move || service.call(&actor, op, params))
+        .await;
     match r {
         Ok(Ok(a)) => serde_json::from_str(a.result.get())
             .map_err(|e| McpError::internal_error(format!("re-reading an answer: {e}"), None)),
         Ok(Err(gatos_api::CallError::Failed(e))) => Err(resource_error(&e)),
         Ok(Err(e)) => Err(tools::malformed(e.to_string())),
-        Err(_) => Err(McpError::internal_error(
-            "the read failed inside the daemon",
-            None,
-        )),
+        Err(e) => Err(e),
     }
 }
 
@@ -149,7 +148,7 @@ fn params(pairs: &[(&str, Value)]) -> Map<String, Value> {
 }
 
 /// The last position of `topic` (0 when it has none).
-async fn last_seq(shared: &Arc<Shared>, actor: &Actor, topic: &Topic) -> Result<u64, McpError> {
+async fn last_seq(shared: &Face, actor: &Actor, topic: &Topic) -> Result<u64, McpError> {
     let topics = call(shared, actor, n::TOPICS_LIST, Map::new()).await?;
     Ok(topics["topics"]
         .as_array()
@@ -181,7 +180,7 @@ pub fn is_offered(policy: &Policy, target: &Target) -> bool {
 
 /// Reads a resource: its JSON, as text.
 pub async fn read(
-    shared: &Arc<Shared>,
+    shared: &Face,
     policy: &Policy,
     actor: &Actor,
     uri: &str,
@@ -220,7 +219,7 @@ pub async fn read(
 /// The concrete resources: the audit trail and one per topic (at most
 /// [`MCP_MAX_READ_LIMIT`] topics), as far as their tools are offered.
 pub async fn list(
-    shared: &Arc<Shared>,
+    shared: &Face,
     policy: &Policy,
     actor: &Actor,
 ) -> Result<Vec<Resource>, McpError> {
@@ -250,7 +249,7 @@ pub async fn list(
 }
 
 /// What tells a resource changed: the topic's last position, or the job's row.
-async fn fingerprint(shared: &Arc<Shared>, actor: &Actor, target: &Target) -> Option<String> {
+async fn fingerprint(shared: &Face, actor: &Actor, target: &Target) -> Option<String> {
     let r = match target {
         Target::Topic(t) => last_seq(shared, actor, t).await.map(|s| s.to_string()),
         Target::Audit => last_seq(shared, actor, &gatos::audit::topic())
@@ -298,8 +297,8 @@ pub struct Baseline {
 }
 
 /// Takes the baseline of `target`, or `None` when every stream slot of the daemon is taken.
-pub async fn baseline(shared: &Arc<Shared>, actor: &Actor, target: &Target) -> Option<Baseline> {
-    let slot = shared.stream_slot()?;
+pub async fn baseline(shared: &Face, actor: &Actor, target: &Target) -> Option<Baseline> {
+    let slot = shared.shared.stream_slot()?;
     let moves = shared.watchers.watch(&target.topic(), None);
     let last = fingerprint(shared, actor, target).await;
     Some(Baseline {
@@ -321,7 +320,7 @@ pub enum Taken {
 
 /// Takes the baseline of `target` from synchronous code running on the daemon's
 /// (multi-threaded) runtime.
-pub fn baseline_now(shared: &Arc<Shared>, actor: &Actor, target: &Target) -> Taken {
+pub fn baseline_now(shared: &Face, actor: &Actor, target: &Target) -> Taken {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return Taken::Later;
     };
@@ -337,7 +336,7 @@ pub fn baseline_now(shared: &Arc<Shared>, actor: &Actor, target: &Target) -> Tak
 /// Watches one resource from `base` until `stop`: at each move of its topic, reads its
 /// fingerprint and sends `notifications/resources/updated` when it changed.
 pub async fn watch(
-    shared: Arc<Shared>,
+    shared: Face,
     actor: Actor,
     uri: String,
     target: Target,
@@ -390,7 +389,7 @@ impl Subscriptions {
     /// Not a resource, not offered, or too many subscriptions.
     pub async fn subscribe(
         &self,
-        shared: &Arc<Shared>,
+        shared: &Face,
         policy: &Policy,
         actor: Actor,
         uri: &str,
@@ -402,7 +401,7 @@ impl Subscriptions {
             return Ok(());
         }
         let Some(base) = baseline(shared, &actor, &target).await else {
-            return Err(too_many(&shared.streams_full()));
+            return Err(too_many(&shared.shared.streams_full()));
         };
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.contains_key(uri) {

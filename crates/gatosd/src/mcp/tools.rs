@@ -11,7 +11,7 @@ use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResult, JsonObject, Tool, ToolAnnotations};
 use serde_json::{Map, Value, json};
 
-use crate::shared::Shared;
+use super::Face;
 
 /// The most messages one `messages.read` call returns (the page also stops at the
 /// daemon's page byte cap).
@@ -347,7 +347,7 @@ pub fn failed(e: CallError) -> Result<CallToolResult, McpError> {
 /// Calls a tool: looks it up, checks the policy, caps its arguments and runs it through
 /// the service on the blocking pool (`jobs.wait` waits here, reading through the service).
 pub async fn call(
-    shared: &Arc<Shared>,
+    shared: &Face,
     policy: &Policy,
     actor: Actor,
     name: &str,
@@ -385,7 +385,9 @@ pub async fn call(
     }
     let service = shared.service.clone();
     let op_name = op.name;
-    let r = tokio::task::spawn_blocking(move || service.call(&actor, op_name, args)).await;
+    let r = shared
+        .blocking(move || service.call(&actor, op_name, args))
+        .await;
     match r {
         Ok(Ok(answer)) => {
             for t in &answer.touched {
@@ -394,20 +396,14 @@ pub async fn call(
             answered(&answer.result)
         }
         Ok(Err(e)) => failed(e),
-        Err(e) => {
-            tracing::error!(error = %e, "an MCP tool call failed inside the daemon");
-            Err(McpError::internal_error(
-                "the call failed inside the daemon",
-                None,
-            ))
-        }
+        Err(e) => Err(e),
     }
 }
 
 /// `messages.read` with a wait: reads through the service, then again at each move of the
 /// topic while the page is empty, until a message comes or `ms` have passed.
 async fn read_waiting(
-    shared: &Arc<Shared>,
+    shared: &Face,
     actor: Actor,
     args: Map<String, Value>,
     ms: u64,
@@ -426,17 +422,13 @@ async fn read_waiting(
     loop {
         let service = shared.service.clone();
         let (who, params) = (actor.clone(), args.clone());
-        let r =
-            tokio::task::spawn_blocking(move || service.call(&who, n::MESSAGES_READ, params)).await;
+        let r = shared
+            .blocking(move || service.call(&who, n::MESSAGES_READ, params))
+            .await;
         let answer = match r {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => return failed(e),
-            Err(_) => {
-                return Err(McpError::internal_error(
-                    "the call failed inside the daemon",
-                    None,
-                ));
-            }
+            Err(e) => return Err(e),
         };
         let empty = serde_json::from_str::<Value>(answer.result.get())
             .ok()
@@ -458,7 +450,7 @@ async fn read_waiting(
 /// `jobs.wait`: reads the job through the service, then again at each move of
 /// `gatos.jobs`, until it has ended or the wait is over.
 async fn wait(
-    shared: &Arc<Shared>,
+    shared: &Face,
     actor: Actor,
     args: Map<String, Value>,
 ) -> Result<CallToolResult, McpError> {
@@ -476,16 +468,13 @@ async fn wait(
     loop {
         let service = shared.service.clone();
         let (who, params) = (actor.clone(), get.clone());
-        let r = tokio::task::spawn_blocking(move || service.call(&who, n::JOBS_GET, params)).await;
+        let r = shared
+            .blocking(move || service.call(&who, n::JOBS_GET, params))
+            .await;
         let answer = match r {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => return failed(e),
-            Err(_) => {
-                return Err(McpError::internal_error(
-                    "the call failed inside the daemon",
-                    None,
-                ));
-            }
+            Err(e) => return Err(e),
         };
         let job: gatos_types::jobs::JobRow = serde_json::from_str(answer.result.get())
             .map_err(|e| McpError::internal_error(format!("re-reading a job: {e}"), None))?;
