@@ -155,6 +155,24 @@ fn the_python_sdk_drives_mcp_over_streamable_http_behind_the_token() -> TestResu
             assert_eq!(http_status(&addr, &wrong, ping)?, 401);
             let rebound = format!("Host: evil.example\r\nAuthorization: Bearer {RW}\r\n");
             assert_eq!(http_status(&addr, &rebound, ping)?, 403);
+            // Tool calls count in the request metrics, face "mcp", with their gatos code.
+            let scrape = Command::new("curl")
+                .args(["-sS", "--max-time", "30", "-H"])
+                .arg(format!("Authorization: Bearer {RW}"))
+                .arg(format!("http://{addr}/metrics"))
+                .output()?;
+            let text = String::from_utf8_lossy(&scrape.stdout);
+            for series in [
+                r#"gatos_requests_total{face="mcp",op="messages.read",code="ok"}"#,
+                r#"gatos_requests_total{face="mcp",op="doctor.check",code="Forbidden"}"#,
+                r#"gatos_http_responses_total{route="/mcp",status="200"}"#,
+            ] {
+                assert!(
+                    text.contains(series),
+                    "{mode}: no {series} in\n{text}{}",
+                    String::from_utf8_lossy(&scrape.stderr)
+                );
+            }
             Ok(())
         })();
         let _ = child.kill();

@@ -209,11 +209,25 @@ impl ServerHandler for Server {
     ) -> Result<CallToolResponse, McpError> {
         let (actor, policy) = self.caller(&context);
         let name = request.name.to_string();
-        // Not counted in gatos_requests_total: its `face` label is a contract of
-        // docs/metrics.md (http, rpc) that an `mcp` value would change (ADR 0043 follow-up).
-        tools::call(&self.face, &policy, actor, &name, request.arguments)
-            .await
-            .map(CallToolResponse::Complete)
+        let started = std::time::Instant::now();
+        let r = tools::call(&self.face, &policy, actor, &name, request.arguments).await;
+        // Counted as the other faces count (ADR 0040): the tool's operation (`_unknown`
+        // for no such tool), `ok` or the gatos code of an `isError` answer, `_other` for a
+        // malformed call.
+        let code = match &r {
+            Ok(res) if res.is_error == Some(true) => res
+                .structured_content
+                .as_ref()
+                .and_then(|v| v.pointer("/error/code"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("_other"),
+            Ok(_) => "ok",
+            Err(_) => "_other",
+        };
+        self.face
+            .metrics
+            .request("mcp", &name, code, started.elapsed());
+        r.map(CallToolResponse::Complete)
     }
 
     async fn list_resources(

@@ -194,7 +194,7 @@ impl Metrics {
             .set(1);
         registry.register(
             "gatos_requests",
-            "Requests answered, by face (http, rpc), operation and result code (ok or the error code)",
+            "Requests answered, by face (http, rpc, mcp), operation and result code (ok or the error code)",
             requests.clone(),
         );
         registry.register(

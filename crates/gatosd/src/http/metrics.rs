@@ -91,6 +91,10 @@ pub fn template(method: &str, path: &str) -> (Option<&'static str>, Option<&'sta
             .find(|r| r.path == path)
             .map(|r| r.path);
     }
+    // The MCP endpoint (its tool calls count per operation under face "mcp").
+    if found.is_none() && path == super::mcp::PATH {
+        found = Some(super::mcp::PATH);
+    }
     (found, None)
 }
 
