@@ -612,3 +612,44 @@ fn normalize_replaces_volatile_values_only() {
         r#"{"id":"<ULID>","commit":"<OID>","at":"<TIME>","c":"blake3:<DIGEST>","n":"messages.read"}"#
     );
 }
+
+/// The audit trail is `audit.read`'s whatever carries it: with `--deny-tools audit.read`,
+/// neither `messages.read` of its topic nor the resource `gatos://topics/gatos.audit`
+/// reads it, while other topics stay readable.
+#[test]
+fn a_denied_audit_read_is_not_reached_through_its_topic() -> TestResult {
+    let repo = ledger()?;
+    let mut s = Session::start(&repo, &["--deny-tools", "audit.read"])?;
+    s.send(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "audit-probe", "version": "1"}}})
+        .to_string(),
+    )?;
+    assert!(s.next()?.get("result").is_some());
+    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)?;
+    let call = |id: u64, topic: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "messages.read", "arguments": {"topic": topic}}})
+        .to_string()
+    };
+    s.send(&call(2, "gatos.audit"))?;
+    let a = s.next()?;
+    assert_eq!(a["result"]["isError"], true, "{a}");
+    assert_eq!(
+        a["result"]["structuredContent"]["error"]["code"], "Forbidden",
+        "{a}"
+    );
+    s.send(&call(3, "t"))?;
+    let b = s.next()?;
+    assert!(b["result"]["isError"] != true, "{b}");
+    s.send(
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "resources/read",
+                "params": {"uri": "gatos://topics/gatos.audit"}})
+        .to_string(),
+    )?;
+    let c = s.next()?;
+    assert_eq!(c["error"]["data"]["code"], "Forbidden", "{c}");
+    s.finish()?;
+    Ok(())
+}

@@ -106,6 +106,19 @@ pub mod names {
     pub const SYNC_RUN: &str = "sync.run";
 }
 
+/// Topics whose messages are a guarded read (the audit trail, DESIGN §4): a call that names
+/// one in its `topic` member (`messages.read`, `messages.subscribe`, `checkpoints.*`, …)
+/// needs what `audit.read` needs.
+pub const GUARDED_TOPICS: &[&str] = &["gatos.audit"];
+
+/// Tells whether params name a guarded topic.
+pub fn names_guarded_topic(params: &serde_json::Map<String, serde_json::Value>) -> bool {
+    params
+        .get("topic")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|t| GUARDED_TOPICS.contains(&t))
+}
+
 /// What an operation does to the repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -299,6 +312,27 @@ impl Op {
     /// reads.
     pub const fn needs_credentials(&self) -> bool {
         matches!(self.access, Access::Write) || self.guarded
+    }
+
+    /// Whether this call needs the caller's credentials: [`Op::needs_credentials`], or a
+    /// call naming a guarded topic ([`GUARDED_TOPICS`]: the audit trail), which reads what
+    /// `audit.read` reads whatever operation carries it.
+    pub fn call_needs_credentials(
+        &self,
+        params: &serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
+        self.needs_credentials() || names_guarded_topic(params)
+    }
+
+    /// The operation a policy that names operations (MCP's `--allow-tools`/`--deny-tools`)
+    /// must allow for this call: `audit.read` for a call naming a guarded topic, else this
+    /// one.
+    pub fn policy_name(&self, params: &serde_json::Map<String, serde_json::Value>) -> &'static str {
+        if names_guarded_topic(params) {
+            names::AUDIT_READ
+        } else {
+            self.name
+        }
     }
 
     /// The request's JSON Schema as a standalone document (`$defs` inside).

@@ -68,6 +68,9 @@ pub struct Answer {
     pub touched: Vec<Topic>,
 }
 
+/// The longest `jobs.logs` may wait for new output (`wait_ms`), in ms.
+pub const LOGS_MAX_WAIT_MS: u64 = 30_000;
+
 /// The service over one repository. Cheap to clone.
 #[derive(Clone)]
 pub struct Service {
@@ -792,9 +795,8 @@ impl Service {
     /// `max_bytes` 0.
     pub fn jobs_logs(&self, p: LogsParams) -> R<gatos::jobs::logs::LogChunk> {
         use gatos::jobs::logs::{FOLLOW_POLL, Options};
-        const MAX_WAIT_MS: u64 = 30_000;
-        if p.wait_ms.is_some_and(|w| w > MAX_WAIT_MS) {
-            return Err(invalid(format!("wait_ms is at most {MAX_WAIT_MS}")));
+        if p.wait_ms.is_some_and(|w| w > LOGS_MAX_WAIT_MS) {
+            return Err(invalid(format!("wait_ms is at most {LOGS_MAX_WAIT_MS}")));
         }
         let defaults = Options::default();
         let opts = Options {

@@ -69,6 +69,15 @@ pub fn call_error(e: CallError) -> RpcError {
 
 /// The `Unauthorized` answer to a write on the Unix socket before `gatos.auth`.
 fn write_needs_token(conn: &Conn, method: &str) -> RpcError {
+    let shown: String = method.chars().take(100).collect();
+    needs_token(
+        conn,
+        &format!("{shown} writes, and writes on the Unix socket need the daemon's token"),
+    )
+}
+
+/// The refusal of a guarded call before `gatos.auth`: `what` says why it is guarded.
+fn needs_token(conn: &Conn, what: &str) -> RpcError {
     let mut details = serde_json::Map::new();
     let hint = match conn.shared.tokens() {
         Some(t) => {
@@ -78,10 +87,9 @@ fn write_needs_token(conn: &Conn, method: &str) -> RpcError {
         }
         None => "this daemon has no token; writes are served on stdio only".to_owned(),
     };
-    let shown: String = method.chars().take(100).collect();
     RpcError::taxonomy(
         gatos_types::ErrorCode::Unauthorized,
-        format!("{shown} writes, and writes on the Unix socket need the daemon's token: {hint}"),
+        format!("{what}: {hint}"),
         &details,
     )
 }
@@ -117,6 +125,22 @@ async fn dispatch(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
     let Some(op) = op else {
         return plain(Err(RpcError::method_not_found(method)));
     };
+    // A read of the audit trail through the message operations is as guarded as
+    // `audit.read` (gatos_api::ops::GUARDED_TOPICS).
+    if let Params::Object(p) = &params
+        && op.call_needs_credentials(p)
+        && !conn
+            .authenticated
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return plain(Err(needs_token(
+            conn,
+            &format!(
+                "{} on a guarded topic reads the audit trail, and that needs the daemon's token",
+                op.name
+            ),
+        )));
+    }
     if op.access == ops::Access::Write
         && conn
             .token_read_only

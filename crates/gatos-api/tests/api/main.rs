@@ -157,3 +157,25 @@ fn every_state_row_has_a_state_tag_arm() {
     });
     assert_ne!(a.unwrap(), b.unwrap());
 }
+
+/// The guarded topics are the audit trail's, and a call naming one stands for
+/// `audit.read` in policies and needs credentials, whatever operation carries it.
+#[test]
+fn the_audit_topic_is_guarded_whatever_operation_names_it() {
+    use gatos_api::ops::{self, GUARDED_TOPICS, names as n};
+    assert_eq!(GUARDED_TOPICS, [gatos::audit::AUDIT_TOPIC]);
+    let audit = serde_json::json!({"topic": gatos::audit::AUDIT_TOPIC});
+    let other = serde_json::json!({"topic": "ci.events"});
+    let (audit, other) = (
+        audit.as_object().cloned().unwrap_or_default(),
+        other.as_object().cloned().unwrap_or_default(),
+    );
+    for name in [n::MESSAGES_READ, n::MESSAGES_SUBSCRIBE, n::CHECKPOINTS_GET] {
+        let op = ops::find(name).expect("a row");
+        assert!(op.call_needs_credentials(&audit), "{name}");
+        assert_eq!(op.policy_name(&audit), n::AUDIT_READ, "{name}");
+        assert_eq!(op.policy_name(&other), name);
+    }
+    let read = ops::find(n::MESSAGES_READ).expect("a row");
+    assert!(!read.call_needs_credentials(&other));
+}

@@ -65,6 +65,10 @@ impl Target {
     /// The operation whose tool decides whether the resource is offered.
     fn op(&self) -> &'static str {
         match self {
+            // The audit trail's topic is `gatos://audit`'s, whatever URI names it.
+            Target::Topic(t) if gatos_api::ops::GUARDED_TOPICS.contains(&t.as_str()) => {
+                n::AUDIT_READ
+            }
             Target::Topic(_) => n::MESSAGES_READ,
             Target::Job(_) => n::JOBS_GET,
             Target::Logs(_) => n::JOBS_LOGS,

@@ -157,7 +157,8 @@ fn caps_note(op: &Op) -> Option<String> {
             "At most {MCP_MAX_READ_LIMIT} messages per call (limit), and at most the daemon's page byte cap; continue with since = next_since. With wait_ms, an empty page waits for a message, at most {MCP_MAX_WAIT_MS} ms."
         )),
         n::JOBS_LOGS => Some(format!(
-            "At most {MCP_MAX_LOG_BYTES} bytes per call (max_bytes) and a wait of at most {MCP_MAX_WAIT_MS} ms (wait_ms); continue with from_offset = next_offset."
+            "At most {MCP_MAX_LOG_BYTES} bytes per call (max_bytes) and a wait of at most {} ms (wait_ms); continue with from_offset = next_offset.",
+            gatos_api::service::LOGS_MAX_WAIT_MS
         )),
         n::JOBS_WAIT => Some(format!(
             "Waits at most {MCP_MAX_WAIT_MS} ms (timeout_ms, default {MCP_DEFAULT_WAIT_MS}); call again while done is false."
@@ -299,7 +300,8 @@ fn cap(name: &str, args: &mut Map<String, Value>) {
         n::MESSAGES_READ => at_most("limit", MCP_MAX_READ_LIMIT, Some(MCP_MAX_READ_LIMIT)),
         n::JOBS_LOGS => {
             at_most("max_bytes", MCP_MAX_LOG_BYTES, None);
-            at_most("wait_ms", MCP_MAX_WAIT_MS, None);
+            // The service's own bound (a larger wait is refused there, not clamped).
+            at_most("wait_ms", gatos_api::service::LOGS_MAX_WAIT_MS, None);
         }
         _ => {}
     }
@@ -344,6 +346,13 @@ pub fn failed(e: CallError) -> Result<CallToolResult, McpError> {
     }
 }
 
+/// The operation a policy must also offer for this call, when it is not the tool's own
+/// (`audit.read` for a call naming a guarded topic).
+fn tools_gate(op: &Op, args: &JsonObject) -> Option<&'static Op> {
+    let name = op.policy_name(args);
+    (name != op.name).then(|| tool_op(name)).flatten()
+}
+
 /// Calls a tool: looks it up, checks the policy, caps its arguments and runs it through
 /// the service on the blocking pool (`jobs.wait` waits here, reading through the service).
 pub async fn call(
@@ -361,6 +370,13 @@ pub async fn call(
         return Ok(refused(&r));
     }
     let mut args = args.unwrap_or_default();
+    // A call naming the audit trail's topic reads what `audit.read` reads: it must be
+    // offered too (gatos_api::ops::GUARDED_TOPICS).
+    if let Some(gate) = tools_gate(op, &args)
+        && let Err(r) = policy.offered(gate)
+    {
+        return Ok(refused(&r));
+    }
     cap(op.name, &mut args);
     if op.name == n::JOBS_WAIT {
         return wait(shared, actor, args).await;

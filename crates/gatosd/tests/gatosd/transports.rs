@@ -76,3 +76,30 @@ async fn tcp_wants_the_token_first() -> TestResult {
     d.stop().await?;
     Ok(())
 }
+
+/// On the Unix socket before `gatos.auth`, reading the audit trail's topic through the
+/// message operations is refused as `audit.read` is; other topics stay readable, and after
+/// `gatos.auth` the audit topic reads too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_topic_needs_the_token_whatever_reads_it() -> TestResult {
+    let d = crate::harness::Daemon::start().await?;
+    let mut c = d.anon_client().await?;
+    for (method, params) in [
+        ("messages.read", serde_json::json!({"topic": "gatos.audit"})),
+        (
+            "messages.subscribe",
+            serde_json::json!({"topic": "gatos.audit"}),
+        ),
+        ("audit.read", serde_json::json!({})),
+    ] {
+        let r = c.call(method, params).await?;
+        assert_eq!(r["error"]["data"]["code"], "Unauthorized", "{method}: {r}");
+    }
+    c.ok("messages.read", json!({"topic": "t"})).await?;
+    c.ok("gatos.auth", serde_json::json!({"token": d.token}))
+        .await?;
+    c.ok("messages.read", serde_json::json!({"topic": "gatos.audit"}))
+        .await?;
+    d.stop().await?;
+    Ok(())
+}
