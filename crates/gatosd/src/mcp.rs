@@ -52,6 +52,30 @@ pub struct Face {
     /// The daemon's shared state.
     pub shared: Arc<Shared>,
     calls: Arc<tokio::sync::Semaphore>,
+    /// Resource watches running, per caller (the transport half of the actor: a token's
+    /// name, or `stdio`), across sessions and `subscriptions/listen` calls.
+    watches: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// One resource watch of a caller ([`Face::take_watch`]), given back when dropped.
+pub struct WatchSlot {
+    watches: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    caller: String,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .watches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.caller) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.caller);
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for Face {
@@ -64,7 +88,44 @@ impl std::ops::Deref for Face {
 impl Face {
     /// The face over `shared`, its blocking calls bounded by `calls`.
     pub fn new(shared: Arc<Shared>, calls: Arc<tokio::sync::Semaphore>) -> Face {
-        Face { shared, calls }
+        Face {
+            shared,
+            calls,
+            watches: Arc::default(),
+        }
+    }
+
+    /// Takes one of the resource watches `actor`'s caller may run
+    /// ([`Limits::max_subscriptions`](crate::limits::Limits), as one HTTP token's streams),
+    /// or says why not. Keyed on the transport half of the actor (the token), not on the
+    /// client's self-declared name: sessions a client abandoned with watches running cost
+    /// its own token's allowance, never another's.
+    pub fn take_watch(&self, actor: &gatos_api::Actor) -> Result<WatchSlot, String> {
+        // The whole actor text (its display is shortened), transport half after the last @.
+        let whole = match actor {
+            gatos_api::Actor::Mcp(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let caller = whole
+            .rsplit_once('@')
+            .map_or(whole.as_str(), |(_, via)| via)
+            .to_owned();
+        let max = self.shared.limits.max_subscriptions;
+        let mut map = self
+            .watches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(caller.clone()).or_insert(0);
+        if *n >= max {
+            return Err(format!(
+                "{caller} watches {max} resources over MCP, the most one caller may; unsubscribe first"
+            ));
+        }
+        *n += 1;
+        Ok(WatchSlot {
+            watches: self.watches.clone(),
+            caller,
+        })
     }
 
     /// Runs a blocking call (the service) on the blocking pool, with a permit.
@@ -157,11 +218,14 @@ fn cache_hints(ctx: &RequestContext<RoleServer>) -> bool {
 
 /// The actor of a client that declared `name`, reached `via` (`stdio`, `token:NAME`).
 pub fn actor_of(name: Option<String>, via: &str) -> Actor {
+    // Short enough that `mcp:<client>@<via>` fits the 64 characters an actor shows (audit
+    // records, commits), so the transport half is never cut.
+    let room = 64usize.saturating_sub("mcp:@".len() + via.len()).min(32);
     let client: String = name
         .unwrap_or_default()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
-        .take(32)
+        .take(room)
         .collect();
     let client = if client.is_empty() {
         "unknown".to_owned()
@@ -280,6 +344,9 @@ impl ServerHandler for Server {
         for uri in requested.resource_subscriptions.iter().flatten() {
             if uris.len() >= resources::MCP_MAX_SUBSCRIPTIONS {
                 break;
+            }
+            if uris.contains(uri) {
+                continue;
             }
             let Ok(target) = resources::Target::parse(uri) else {
                 continue;
@@ -433,5 +500,38 @@ mod tests {
             a(Some(&"x".repeat(100)), "stdio").len(),
             "mcp:@stdio".len() + 32
         );
+        // A long token name keeps its whole transport half within the 64 shown.
+        let long = format!("token:{}", "t".repeat(40));
+        let shown = a(Some(&"x".repeat(100)), &long);
+        assert!(shown.ends_with(&format!("@{long}")), "{shown}");
+        assert!(shown.len() <= 64, "{shown}");
+    }
+
+    /// A caller's watches are counted on its token, whatever client name it declares;
+    /// another token has its own allowance; a dropped watch comes back.
+    #[test]
+    fn watches_are_capped_per_token_not_per_declared_name() -> gatos_testutil::TestResult {
+        let repo = gatos_testutil::TempRepo::new()?;
+        let g = gatos::Gatos::open(repo.path(), gatos::OpenOptions::default())?;
+        let limits = crate::limits::Limits {
+            max_subscriptions: 2,
+            ..crate::limits::Limits::default()
+        };
+        let face = Face::new(
+            Shared::new(g, limits, None),
+            Arc::new(tokio::sync::Semaphore::new(4)),
+        );
+        let one = face.take_watch(&actor_of(Some("a".into()), "token:ci"));
+        let two = face.take_watch(&actor_of(Some("b".into()), "token:ci"));
+        assert!(one.is_ok() && two.is_ok());
+        let third = face.take_watch(&actor_of(Some("c".into()), "token:ci"));
+        assert!(third.is_err_and(|m| m.contains("token:ci")));
+        assert!(face.take_watch(&actor_of(None, "token:other")).is_ok());
+        drop(one);
+        assert!(
+            face.take_watch(&actor_of(Some("d".into()), "token:ci"))
+                .is_ok()
+        );
+        Ok(())
     }
 }

@@ -353,6 +353,15 @@ pub async fn watch(
         mut last,
         _slot,
     } = base;
+    // The caller's allowance of watches (a legacy subscribe checked it before answering;
+    // a `subscriptions/listen` past it leaves the extra resources unwatched).
+    let _watch = match shared.take_watch(&actor) {
+        Ok(w) => w,
+        Err(why) => {
+            tracing::info!(uri = %uri, reason = %why, "MCP resource not watched");
+            return;
+        }
+    };
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -404,6 +413,9 @@ impl Subscriptions {
         if self.is_watched(uri) {
             return Ok(());
         }
+        // Refused before it is acknowledged when the caller has no watch left (checked
+        // again when the watch starts).
+        drop(shared.take_watch(&actor).map_err(|m| too_many(&m))?);
         let Some(base) = baseline(shared, &actor, &target).await else {
             return Err(too_many(&shared.shared.streams_full()));
         };
