@@ -87,8 +87,8 @@ pub struct HttpState {
     pub calls: Arc<Semaphore>,
     /// The rate per token (`None` with `--http-rate off`).
     pub limiter: Option<limit::Limiter>,
-    /// The slots of waiting calls and large answers.
-    pub slots: limit::Slots,
+    /// The slots of waiting calls and large answers (shared with `/mcp`'s waiting calls).
+    pub slots: Arc<limit::Slots>,
     /// Server-sent event streams open, per token name.
     pub streams: sse::Streams,
 }
@@ -165,7 +165,7 @@ pub fn router_until(shared: Arc<Shared>, options: Options, stop: CancellationTok
             burst: shared.limits.http_burst,
         })
     });
-    let slots = limit::Slots::new(&shared.limits);
+    let slots = Arc::new(limit::Slots::new(&shared.limits));
     let cors = options.cors_origins.clone();
     // The MCP endpoint offers what --mcp-allow-tools/--mcp-deny-tools say, reads only in
     // read-only mode; the opt-in tools (jobs.enqueue) only when allowed by name (ADR 0043).
@@ -173,7 +173,13 @@ pub fn router_until(shared: Arc<Shared>, options: Options, stop: CancellationTok
         read_only: options.mcp.read_only || shared.service.config().read_only,
         ..options.mcp.clone()
     });
-    let mcp = mcp::service(shared.clone(), mcp_policy, stop, calls.clone());
+    let mcp = mcp::service(
+        shared.clone(),
+        mcp_policy,
+        stop,
+        calls.clone(),
+        slots.clone(),
+    );
     let state = Arc::new(HttpState {
         shared,
         options,

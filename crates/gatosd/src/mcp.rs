@@ -52,6 +52,10 @@ pub struct Face {
     /// The daemon's shared state.
     pub shared: Arc<Shared>,
     calls: Arc<tokio::sync::Semaphore>,
+    /// On `/mcp`: the HTTP face's slots of waiting calls (ADR 0038), so a call that waits
+    /// holds one of its token's wait slots, not one of the call slots every REST client
+    /// needs. `None` on stdio (one client: its calls are its own).
+    waits: Option<Arc<crate::http::limit::Slots>>,
     /// Resource watches running, per caller (the transport half of the actor: a token's
     /// name, or `stdio`), across sessions and `subscriptions/listen` calls.
     watches: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
@@ -91,7 +95,59 @@ impl Face {
         Face {
             shared,
             calls,
+            waits: None,
             watches: Arc::default(),
+        }
+    }
+
+    /// The face with the HTTP face's slots of waiting calls (`/mcp`).
+    pub fn with_waits(mut self, waits: Arc<crate::http::limit::Slots>) -> Face {
+        self.waits = Some(waits);
+        self
+    }
+
+    /// A wait slot of `actor`'s token for a call that waits, on `/mcp` (`None` on stdio,
+    /// where there is nothing to share). Held for the whole wait.
+    ///
+    /// # Errors
+    /// `-32603` when the daemon is stopping.
+    pub async fn wait_slot(
+        &self,
+        actor: &gatos_api::Actor,
+    ) -> Result<Option<crate::http::limit::WaitPermit>, McpError> {
+        let Some(slots) = &self.waits else {
+            return Ok(None);
+        };
+        let whole = match actor {
+            gatos_api::Actor::Mcp(s) => s.clone(),
+            other => other.to_string(),
+        };
+        // The token's name: REST and MCP waits of one token share its allowance.
+        let via = whole.rsplit_once('@').map_or(whole.as_str(), |(_, v)| v);
+        let token = via.strip_prefix("token:").unwrap_or(via);
+        slots
+            .wait_slot(token)
+            .await
+            .map(Some)
+            .map_err(|_| McpError::internal_error("the daemon is stopping", None))
+    }
+
+    /// Runs a blocking call that waits (`wait_ms`): on `/mcp` under a wait slot of the
+    /// caller's token instead of a call slot; on stdio as [`Face::blocking`].
+    ///
+    /// # Errors
+    /// As [`Face::blocking`].
+    pub async fn blocking_wait<T, F>(&self, actor: &gatos_api::Actor, f: F) -> Result<T, McpError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        match self.wait_slot(actor).await? {
+            Some(_slot) => tokio::task::spawn_blocking(f).await.map_err(|e| {
+                tracing::error!(error = %e, "an MCP call failed inside the daemon");
+                McpError::internal_error("the call failed inside the daemon", None)
+            }),
+            None => self.blocking(f).await,
         }
     }
 
@@ -532,6 +588,46 @@ mod tests {
             face.take_watch(&actor_of(Some("d".into()), "token:ci"))
                 .is_ok()
         );
+        Ok(())
+    }
+
+    /// On /mcp a waiting call takes a wait slot of its token (the REST waits' pool), whatever
+    /// client name it declares; on stdio there is none to take.
+    #[tokio::test]
+    async fn a_waiting_call_takes_its_tokens_wait_slot() -> gatos_testutil::TestResult {
+        let repo = gatos_testutil::TempRepo::new()?;
+        let g = gatos::Gatos::open(repo.path(), gatos::OpenOptions::default())?;
+        let limits = crate::limits::Limits {
+            max_http_waits_per_token: 1,
+            ..crate::limits::Limits::default()
+        };
+        let slots = Arc::new(crate::http::limit::Slots::new(&limits));
+        let shared = Shared::new(g, limits, None);
+        let calls = Arc::new(tokio::sync::Semaphore::new(4));
+        let face = Face::new(shared.clone(), calls.clone()).with_waits(slots);
+        let held = face
+            .wait_slot(&actor_of(Some("a".into()), "token:ci"))
+            .await?;
+        assert!(held.is_some());
+        // The token's one slot is held: another call of it (any client name) waits for it.
+        let b = actor_of(Some("b".into()), "token:ci");
+        let again = face.wait_slot(&b);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(200), again).await;
+        assert!(waited.is_err(), "a second wait slot of token:ci was given");
+        // Another token is not held up, and the call slots were never touched.
+        assert!(
+            face.wait_slot(&actor_of(None, "token:other"))
+                .await?
+                .is_some()
+        );
+        assert_eq!(calls.available_permits(), 4);
+        drop(held);
+        let after = face
+            .wait_slot(&actor_of(Some("c".into()), "token:ci"))
+            .await?;
+        assert!(after.is_some());
+        let stdio = Face::new(shared, calls);
+        assert!(stdio.wait_slot(&actor_of(None, "stdio")).await?.is_none());
         Ok(())
     }
 }

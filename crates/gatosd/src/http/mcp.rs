@@ -28,6 +28,7 @@ pub fn service(
     policy: Arc<Policy>,
     stop: CancellationToken,
     calls: Arc<tokio::sync::Semaphore>,
+    waits: Arc<super::limit::Slots>,
 ) -> StreamableHttpService<Server, LocalSessionManager> {
     let config = StreamableHttpServerConfig::default()
         .disable_allowed_hosts()
@@ -36,7 +37,7 @@ pub fn service(
     StreamableHttpService::new(
         move || {
             Ok(Server::new(
-                Face::new(shared.clone(), calls.clone()),
+                Face::new(shared.clone(), calls.clone()).with_waits(waits.clone()),
                 policy.clone(),
                 Via::Http(caller),
             ))

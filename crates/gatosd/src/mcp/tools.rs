@@ -401,9 +401,18 @@ pub async fn call(
     }
     let service = shared.service.clone();
     let op_name = op.name;
-    let r = shared
-        .blocking(move || service.call(&actor, op_name, args))
-        .await;
+    // A call that waits (jobs.logs with wait_ms) holds a wait slot of its token on /mcp,
+    // not one of the call slots REST clients need (ADR 0038).
+    let r = if crate::http::limit::waits(&args) {
+        let who = actor.clone();
+        shared
+            .blocking_wait(&who, move || service.call(&actor, op_name, args))
+            .await
+    } else {
+        shared
+            .blocking(move || service.call(&actor, op_name, args))
+            .await
+    };
     match r {
         Ok(Ok(answer)) => {
             for t in &answer.touched {
@@ -424,6 +433,9 @@ async fn read_waiting(
     args: Map<String, Value>,
     ms: u64,
 ) -> Result<CallToolResult, McpError> {
+    // On /mcp the wait holds one of its token's wait slots (ADR 0038), so one token's
+    // waits cannot take every connection.
+    let _slot = shared.wait_slot(&actor).await?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(ms);
     // Watched before the first read, so a message landing between the read and the wait
     // wakes it. A topic that does not parse is left for the service to refuse.
@@ -472,6 +484,8 @@ async fn wait(
 ) -> Result<CallToolResult, McpError> {
     let p: gatos_api::types::WaitParams = serde_json::from_value(Value::Object(args))
         .map_err(|e| malformed(format!("invalid arguments: {e}")))?;
+    // As read_waiting: the whole wait under one of the token's wait slots on /mcp.
+    let _slot = shared.wait_slot(&actor).await?;
     let ms = p
         .timeout_ms
         .unwrap_or(MCP_DEFAULT_WAIT_MS)
