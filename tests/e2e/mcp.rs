@@ -653,3 +653,65 @@ fn a_denied_audit_read_is_not_reached_through_its_topic() -> TestResult {
     s.finish()?;
     Ok(())
 }
+
+/// A resource is refused past the tools' 1 MiB answer cap (PayloadTooLarge, with a hint),
+/// as a tool's answer is; a smaller one reads.
+#[test]
+fn a_resource_past_the_answer_cap_is_refused() -> TestResult {
+    let repo = ledger()?;
+    let pad = "x".repeat(500 * 1024);
+    let batch = repo.root().join("big.jsonl");
+    std::fs::write(
+        &batch,
+        (0..3)
+            .map(|i| format!("{{\"i\":{i},\"pad\":\"{pad}\"}}\n"))
+            .collect::<String>(),
+    )?;
+    gatos_ok(
+        &repo,
+        &[
+            "messages",
+            "publish",
+            "big",
+            "--batch",
+            &batch.to_string_lossy(),
+        ],
+    )?;
+    let one = repo.root().join("small.jsonl");
+    std::fs::write(&one, "{\"n\":1}\n")?;
+    gatos_ok(
+        &repo,
+        &[
+            "messages",
+            "publish",
+            "small",
+            "--batch",
+            &one.to_string_lossy(),
+        ],
+    )?;
+    let mut s = Session::start(&repo, &[])?;
+    s.send(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "cap-probe", "version": "1"}}})
+        .to_string(),
+    )?;
+    assert!(s.next()?.get("result").is_some());
+    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)?;
+    let read = |id: u64, uri: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "resources/read", "params": {"uri": uri}})
+            .to_string()
+    };
+    s.send(&read(2, "gatos://topics/big"))?;
+    let big = s.next()?;
+    assert_eq!(big["error"]["data"]["code"], "PayloadTooLarge", "{big}");
+    assert!(big["error"]["data"]["hint"].is_string(), "{big}");
+    s.send(&read(3, "gatos://topics/small"))?;
+    let small = s.next()?;
+    let text = small["result"]["contents"][0]["text"]
+        .as_str()
+        .ok_or(format!("no text: {small}"))?;
+    assert!(text.contains("\"n\":1"), "{small}");
+    s.finish()?;
+    Ok(())
+}

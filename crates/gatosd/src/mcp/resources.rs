@@ -212,10 +212,26 @@ pub async fn read(
         }
         Target::Audit => call(shared, actor, n::AUDIT_READ, Map::new()).await?,
     };
+    // The same byte cap as a tool's answer.
+    let text = v.to_string();
+    if text.len() > tools::MCP_MAX_TOOL_OUTPUT {
+        let code = ErrorCode::PayloadTooLarge;
+        return Err(McpError::new(
+            rmcp::model::ErrorCode(i32::try_from(code.rpc_code()).unwrap_or(-32000)),
+            format!(
+                "{uri} is {} bytes, more than this server's {}",
+                text.len(),
+                tools::MCP_MAX_TOOL_OUTPUT
+            ),
+            Some(json!({"code": code, "status": code.status(),
+                        "hint": "read it in smaller pieces with its tool (messages.read with a smaller limit, jobs.logs with max_bytes)",
+                        "bytes": text.len(), "max_bytes": tools::MCP_MAX_TOOL_OUTPUT})),
+        ));
+    }
     Ok(ResourceContents::TextResourceContents {
         uri: uri.to_owned(),
         mime_type: Some("application/json".into()),
-        text: v.to_string(),
+        text,
         meta: None,
     })
 }
