@@ -205,9 +205,14 @@ fn a_live_writers_lock_is_never_broken() -> TestResult {
     let r = name("refs/gatos/messages/t/head");
     s.update_refs(&[Edit::create(r.clone(), a)], &Options::default())?;
     // Another "process" (its own Locks) holds the family and its record while its .lock is
-    // old.
+    // old. (Waited for, not tried once: while another test's thread forks a `git` child,
+    // the child holds a copy of every open descriptor until it execs, our just-released
+    // family lock among them, for as long as a loaded machine takes to get to the exec.)
     let other = gatos_store::locks::Locks::new(&repo.git_dir())?;
-    let held = other.try_acquire("messages.t")?.expect("free");
+    let held = other.acquire(
+        &["messages.t".to_owned()],
+        std::time::Duration::from_secs(30),
+    )?;
     let record = other
         .owners()
         .record(&["refs/gatos/messages/t/head.lock".to_owned()])?;
@@ -224,10 +229,20 @@ fn a_live_writers_lock_is_never_broken() -> TestResult {
             .iter()
             .any(|l| l.path == lock && l.owner == LockOwner::GatosLive)
     );
-    // The writer dies: its record stays, its flocks go. Recovery removes its lock.
+    // The writer dies: its record stays, its flocks go. Recovery removes its lock (once no
+    // forked child of another test still holds a copy of the family's descriptor).
     record.abandon();
     drop(held);
-    assert_eq!(s.recover_stale_locks()?, vec![lock.clone()]);
+    let mut recovered = Vec::new();
+    gatos_testutil::wait_for(
+        "recovery to see the writer dead",
+        std::time::Duration::from_secs(30),
+        || {
+            recovered = s.recover_stale_locks().unwrap_or_default();
+            !recovered.is_empty()
+        },
+    )?;
+    assert_eq!(recovered, vec![lock.clone()]);
     s.update_refs(&[Edit::update(r, Some(a), b)], &Options::default())?;
     Ok(())
 }
