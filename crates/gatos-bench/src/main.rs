@@ -249,72 +249,33 @@ fn main() -> R {
 }
 
 fn rpc(args: &[String]) -> R {
-    use std::io::{BufRead, BufReader, Write};
-    let socket = std::path::PathBuf::from(args.get(2).ok_or("socket missing")?);
-    let topic = args.get(3).ok_or("topic missing")?.clone();
-    let n: u64 = args.get(4).ok_or("n missing")?.parse()?;
-    let clients: u64 = args.get(5).ok_or("clients missing")?.parse()?;
+    let socket = args.get(2).ok_or("socket missing")?;
+    let topic = args.get(3).ok_or("topic missing")?;
+    let n = args.get(4).ok_or("n missing")?;
+    let clients = args.get(5).ok_or("clients missing")?;
     // Publishing writes: on the Unix socket it needs the daemon's token (ADR 0023).
     let token_file = match args.get(6) {
-        Some(f) => std::path::PathBuf::from(f),
-        None => socket
+        Some(f) => f.clone(),
+        None => std::path::Path::new(socket)
             .parent()
             .ok_or("socket has no directory")?
-            .join("gatosd/token"),
+            .join("gatosd/token")
+            .to_string_lossy()
+            .into_owned(),
     };
-    let token = std::fs::read_to_string(&token_file)
-        .map_err(|e| format!("reading {}: {e}", token_file.display()))?
-        .trim_end()
-        .to_owned();
-    let start = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|k| {
-            let socket = socket.clone();
-            let topic = topic.clone();
-            let token = token.clone();
-            std::thread::spawn(move || -> Result<Vec<Duration>, String> {
-                let s =
-                    std::os::unix::net::UnixStream::connect(&socket).map_err(|e| e.to_string())?;
-                let mut w = s.try_clone().map_err(|e| e.to_string())?;
-                let mut r = BufReader::new(s);
-                let mut lat = Vec::with_capacity(n as usize);
-                let mut line = String::new();
-                let auth = json!({"jsonrpc": "2.0", "id": "auth", "method": "gatos.auth",
-                                  "params": {"token": token}});
-                writeln!(w, "{auth}").map_err(|e| e.to_string())?;
-                r.read_line(&mut line).map_err(|e| e.to_string())?;
-                if !line.contains("\"authenticated\":true") {
-                    return Err(format!("gatos.auth failed: {line}"));
-                }
-                for i in 0..n {
-                    let req = json!({"jsonrpc": "2.0", "id": i, "method": "messages.publish",
-                                     "params": {"topic": topic, "payload": payload(k * n + i)}});
-                    let t = Instant::now();
-                    writeln!(w, "{req}").map_err(|e| e.to_string())?;
-                    line.clear();
-                    r.read_line(&mut line).map_err(|e| e.to_string())?;
-                    lat.push(t.elapsed());
-                    if !line.contains("\"result\"") {
-                        return Err(format!("publish failed: {line}"));
-                    }
-                }
-                Ok(lat)
-            })
-        })
+    // The same clients as `calls rpc publish`.
+    let call: Vec<String> = ["gatos-bench", "calls", "rpc", "publish"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([
+            socket.clone(),
+            token_file,
+            n.clone(),
+            clients.clone(),
+            topic.clone(),
+        ])
         .collect();
-    let mut lat = Vec::new();
-    for h in handles {
-        lat.extend(h.join().map_err(|_| "client thread panicked")??);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    lat.sort();
-    let total = n * clients;
-    println!(
-        "{}",
-        json!({"workload": "rpc", "clients": clients, "count": total, "seconds": secs,
-        "rate": total as f64 / secs, "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
-    );
-    Ok(())
+    wire::calls(&call)
 }
 
 fn spec(i: u64) -> Result<gatos_types::jobs::JobSpec, gatos::Error> {

@@ -255,19 +255,7 @@ impl Store {
         // in packed-refs by then), as git itself does.
         // Deleting thousands of loose refs takes a while on a slow disk: back off, for up
         // to the lock timeout.
-        let deadline = Instant::now() + locks::DEFAULT_LOCK_TIMEOUT;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            match self.list_refs_once(prefix) {
-                Err((e, vanished)) if vanished && Instant::now() < deadline => {
-                    tracing::debug!(prefix, error = %e, "a ref vanished while listing; listing again");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
-                Err((e, _)) => return Err(e),
-                Ok(v) => return Ok(v),
-            }
-        }
+        listed_again(prefix, || self.list_refs_once(prefix))
     }
 
     fn list_refs_once(
@@ -356,19 +344,7 @@ impl Store {
         after: Option<&str>,
         max: usize,
     ) -> Result<Vec<(RefName, Oid)>> {
-        let deadline = Instant::now() + locks::DEFAULT_LOCK_TIMEOUT;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            match self.list_refs_after_once(prefix, after, max) {
-                Err((e, vanished)) if vanished && Instant::now() < deadline => {
-                    tracing::debug!(prefix, error = %e, "a ref vanished while listing; listing again");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
-                Err((e, _)) => return Err(e),
-                Ok(v) => return Ok(v),
-            }
-        }
+        listed_again(prefix, || self.list_refs_after_once(prefix, after, max))
     }
 
     fn list_refs_after_once(
@@ -918,6 +894,28 @@ fn collect_locks(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> Re
         }
     }
     Ok(())
+}
+
+/// Runs a listing, and again while it fails because a ref vanished under it (a
+/// `pack-refs --prune` moving loose refs into `packed-refs`), backing off from 2 ms to
+/// 100 ms, for up to the lock timeout.
+fn listed_again<T>(
+    prefix: &str,
+    mut once: impl FnMut() -> std::result::Result<T, (Error, bool)>,
+) -> Result<T> {
+    let deadline = Instant::now() + locks::DEFAULT_LOCK_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match once() {
+            Err((e, vanished)) if vanished && Instant::now() < deadline => {
+                tracing::debug!(prefix, error = %e, "a ref vanished while listing; listing again");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err((e, _)) => return Err(e),
+            Ok(v) => return Ok(v),
+        }
+    }
 }
 
 /// The offset of the first record of a sorted `packed-refs` body (its header left out)

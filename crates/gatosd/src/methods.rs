@@ -76,6 +76,21 @@ fn write_needs_token(conn: &Conn, method: &str) -> RpcError {
     )
 }
 
+/// The refusal of a subscription when every stream slot of the daemon is taken
+/// (`Limits::max_streams`, shared by every face).
+pub(crate) fn streams_full(shared: &crate::shared::Shared) -> RpcError {
+    let mut details = serde_json::Map::new();
+    details.insert(
+        "max_streams".into(),
+        serde_json::json!(shared.limits.max_streams),
+    );
+    RpcError::taxonomy(
+        gatos_types::ErrorCode::TooManySubscriptions,
+        shared.streams_full(),
+        &details,
+    )
+}
+
 /// The refusal of a guarded call before `gatos.auth`: `what` says why it is guarded.
 fn needs_token(conn: &Conn, what: &str) -> RpcError {
     let mut details = serde_json::Map::new();

@@ -65,16 +65,7 @@ pub(crate) async fn subscribe_to(
             ));
         }
         let Some(slot) = conn.shared.stream_slot() else {
-            let mut details = serde_json::Map::new();
-            details.insert(
-                "max_streams".into(),
-                serde_json::json!(conn.shared.limits.max_streams),
-            );
-            return Err(RpcError::taxonomy(
-                gatos_types::ErrorCode::TooManySubscriptions,
-                conn.shared.streams_full(),
-                &details,
-            ));
+            return Err(super::streams_full(&conn.shared));
         };
         subs.insert(id.clone(), stop.clone());
         slot
