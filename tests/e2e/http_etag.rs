@@ -3,7 +3,7 @@
 //! before the read, `If-None-Match` with it is a 304 with no body, and a write by the CLI
 //! in another process moves it.
 
-use std::process::{Child, Command};
+use std::process::Command;
 
 use gatos_testutil::{TempRepo, TestResult};
 use serde_json::Value;
@@ -12,22 +12,10 @@ use crate::support::gatos_ok;
 
 const CI: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
-struct Gatosd {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Gatosd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::HttpDaemon as Gatosd;
 
 fn start(repo: &TempRepo) -> TestResult<Gatosd> {
-    let tokens = crate::support::token_file(repo, &format!("ci {CI}\n"))?;
-    let (child, addr, _log) = crate::support::http_daemon(repo, &tokens, "gatosd", &[])?;
-    Ok(Gatosd { child, addr })
+    Gatosd::start(repo, &format!("ci {CI}\n"), "gatosd", &[])
 }
 
 #[derive(Debug)]

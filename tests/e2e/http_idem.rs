@@ -2,9 +2,6 @@
 //! 127.0.0.1:0` driven by Python `requests`, the ledger checked by the CLI in another
 //! process.
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
-
 use gatos_testutil::{TempRepo, TestResult};
 
 use crate::support::{gatos_ok, json_lines};
@@ -13,48 +10,26 @@ const CI: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a
 const OPS: &str = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
 
 struct Gatosd {
-    child: Child,
+    d: crate::support::HttpDaemon,
     base: String,
-    stderr: PathBuf,
 }
 
 impl Gatosd {
     /// `gatosd --http 127.0.0.1:0` with the tokens `ci` and `ops`; `name` keeps the socket
     /// and log of each start apart.
     fn start(repo: &TempRepo, name: &str) -> TestResult<Gatosd> {
-        let tokens = crate::support::token_file(repo, &format!("ci {CI}\nops {OPS}\n"))?;
-        let (child, addr, stderr) = crate::support::http_daemon(repo, &tokens, name, &[])?;
+        let d =
+            crate::support::HttpDaemon::start(repo, &format!("ci {CI}\nops {OPS}\n"), name, &[])?;
         Ok(Gatosd {
-            child,
-            base: format!("http://{addr}/api/v1"),
-            stderr,
+            base: d.url("/api/v1"),
+            d,
         })
     }
 
     /// Runs a Python script with `BASE`, `CI` and `OPS` set.
     fn python(&self, script: &str) -> TestResult<String> {
-        let out = Command::new("python3")
-            .args(["-c", script])
-            .env("BASE", &self.base)
-            .env("CI", CI)
-            .env("OPS", OPS)
-            .output()?;
-        if !out.status.success() {
-            return Err(format!(
-                "python failed:\n{}\n--- gatosd:\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
-            )
-            .into());
-        }
-        Ok(String::from_utf8(out.stdout)?)
-    }
-}
-
-impl Drop for Gatosd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.d
+            .python(script, &[("BASE", &self.base), ("CI", CI), ("OPS", OPS)])
     }
 }
 

@@ -2,8 +2,7 @@
 //! opt-in CORS and the slots of long waits, against a real `gatosd --http 127.0.0.1:0`
 //! driven by `curl` and Python `requests`.
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 
 use gatos_testutil::{TempRepo, TestResult};
 
@@ -12,52 +11,25 @@ use crate::support::gatos_ok;
 const ALICE: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
 const BOB: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
 
-struct Gatosd {
-    child: Child,
-    addr: String,
-    stderr: PathBuf,
-}
+struct Gatosd(crate::support::HttpDaemon);
 
 impl Gatosd {
     /// `gatosd --http 127.0.0.1:0` with the tokens `alice` and `bob`, plus `extra`.
     fn start(repo: &TempRepo, extra: &[&str]) -> TestResult<Gatosd> {
-        let tokens = crate::support::token_file(repo, &format!("alice {ALICE}\nbob {BOB}\n"))?;
-        let (child, addr, stderr) = crate::support::http_daemon(repo, &tokens, "gatosd", extra)?;
-        Ok(Gatosd {
-            child,
-            addr,
-            stderr,
-        })
+        let tokens = format!("alice {ALICE}\nbob {BOB}\n");
+        crate::support::HttpDaemon::start(repo, &tokens, "gatosd", extra).map(Gatosd)
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.0.url(path)
     }
 
     /// Runs a Python script with `BASE` (the face's root), `ALICE` and `BOB` set.
     fn python(&self, script: &str) -> TestResult<String> {
-        let out = Command::new("python3")
-            .args(["-c", script])
-            .env("BASE", self.url(""))
-            .env("ALICE", ALICE)
-            .env("BOB", BOB)
-            .output()?;
-        if !out.status.success() {
-            return Err(format!(
-                "python failed:\n{}\n--- gatosd:\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
-            )
-            .into());
-        }
-        Ok(String::from_utf8(out.stdout)?)
-    }
-}
-
-impl Drop for Gatosd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.python(
+            script,
+            &[("BASE", &self.url("")), ("ALICE", ALICE), ("BOB", BOB)],
+        )
     }
 }
 

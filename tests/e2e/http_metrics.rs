@@ -4,7 +4,6 @@
 //! project's own Python parser (`prometheus_client`), the cardinality budget, and the token.
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
 
 use gatos_testutil::{TempRepo, TestResult};
 
@@ -12,54 +11,24 @@ use crate::support::gatos_ok;
 
 const CI: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
-struct Gatosd {
-    child: Child,
-    addr: String,
-    stderr: PathBuf,
-}
+use crate::support::HttpDaemon as Gatosd;
 
-impl Gatosd {
-    fn start(repo: &TempRepo, extra: &[&str]) -> TestResult<Gatosd> {
-        let tokens = crate::support::token_file(repo, &format!("ci {CI}\n"))?;
-        let (child, addr, stderr) = crate::support::http_daemon(repo, &tokens, "gatosd", extra)?;
-        Ok(Gatosd {
-            child,
-            addr,
-            stderr,
-        })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Gatosd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start(repo: &TempRepo, extra: &[&str]) -> TestResult<Gatosd> {
+    Gatosd::start(repo, &format!("ci {CI}\n"), "gatosd", extra)
 }
 
 /// Runs a Python script with `BASE` (the daemon's root URL), `CI` (the token) and `DOC`
 /// (docs/metrics.md) in its environment; returns its stdout.
 fn python(d: &Gatosd, script: &str) -> TestResult<String> {
     let doc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .env("BASE", format!("http://{}", d.addr))
-        .env("CI", CI)
-        .env("DOC", doc)
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "python failed:\n{}\n--- gatosd:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            d.log()
-        )
-        .into());
-    }
-    Ok(String::from_utf8(out.stdout)?)
+    d.python(
+        script,
+        &[
+            ("BASE", &d.url("")),
+            ("CI", CI),
+            ("DOC", &doc.to_string_lossy()),
+        ],
+    )
 }
 
 const READY: &str = r##"
@@ -154,7 +123,7 @@ print(len(series), len(r.content))
 fn metrics_count_every_writers_jobs_within_the_budget() -> TestResult {
     let repo = TempRepo::new()?;
     gatos_ok(&repo, &["init", "--json"])?;
-    let d = Gatosd::start(&repo, &[])?;
+    let d = start(&repo, &[])?;
     // A 200 scrape means the daemon serves, so its gatos.jobs follower has its start.
     assert_eq!(python(&d, READY)?.trim(), "ok");
     for _ in 0..2 {
@@ -210,7 +179,7 @@ print("ok")
 fn refusals_by_the_rate_count_per_token() -> TestResult {
     let repo = TempRepo::new()?;
     gatos_ok(&repo, &["init", "--json"])?;
-    let d = Gatosd::start(&repo, &["--http-rate", "1", "--http-burst", "2"])?;
+    let d = start(&repo, &["--http-rate", "1", "--http-burst", "2"])?;
     assert_eq!(python(&d, LIMITED)?.trim(), "ok");
     Ok(())
 }
@@ -294,7 +263,7 @@ print("ok")
 fn store_gauges_come_from_the_refreshers_snapshot_within_the_budget() -> TestResult {
     let repo = TempRepo::new()?;
     gatos_ok(&repo, &["init", "--json"])?;
-    let d = Gatosd::start(&repo, &[])?;
+    let d = start(&repo, &[])?;
     for (q, n) in [("alpha", 3), ("beta", 1)] {
         for _ in 0..n {
             gatos_ok(&repo, &["jobs", "enqueue", "--queue", q, "--", "true"])?;
@@ -302,21 +271,15 @@ fn store_gauges_come_from_the_refreshers_snapshot_within_the_budget() -> TestRes
     }
     let sock = repo.root().join("gatosd.sock");
     let doc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
-    let out = Command::new("python3")
-        .args(["-c", STORE])
-        .env("BASE", format!("http://{}", d.addr))
-        .env("CI", CI)
-        .env("DOC", doc)
-        .env("SOCK", &sock)
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "python failed:\n{}\n--- gatosd:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            d.log()
-        )
-        .into());
-    }
-    assert_eq!(String::from_utf8(out.stdout)?.trim(), "ok");
+    let out = d.python(
+        STORE,
+        &[
+            ("BASE", &d.url("")),
+            ("CI", CI),
+            ("DOC", &doc.to_string_lossy()),
+            ("SOCK", &sock.to_string_lossy()),
+        ],
+    )?;
+    assert_eq!(out.trim(), "ok");
     Ok(())
 }

@@ -149,3 +149,63 @@ pub fn http_daemon(
     }
     Ok((child, addr, log))
 }
+
+/// A `gatosd --http` of [`http_daemon`] with the tokens `tokens` (token-file lines): its
+/// address and log; killed and reaped when dropped.
+pub struct HttpDaemon {
+    /// The process.
+    pub child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Its stderr.
+    pub log: PathBuf,
+}
+
+impl HttpDaemon {
+    /// Starts it on `repo` (see [`http_daemon`]).
+    pub fn start(
+        repo: &TempRepo,
+        tokens: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> TestResult<HttpDaemon> {
+        let file = token_file(repo, tokens)?;
+        let (child, addr, log) = http_daemon(repo, &file, name, extra)?;
+        Ok(HttpDaemon { child, addr, log })
+    }
+
+    /// `http://ADDR` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `python3 -c script` with `env`; its stdout, or an error with its stderr and the
+    /// daemon's log.
+    pub fn python(&self, script: &str, env: &[(&str, &str)]) -> TestResult<String> {
+        let out = Command::new("python3")
+            .args(["-c", script])
+            .envs(env.iter().copied())
+            .output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "python failed:\n{}\n--- gatosd:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            )
+            .into());
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+}
+
+impl Drop for HttpDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
