@@ -62,11 +62,15 @@ pub enum ErrorCode {
     /// The caller sent more requests than its rate allows (a face's limit per actor, ADR
     /// 0033); retry after `retry_after_seconds`.
     RateLimited,
+    /// What the request names existed here and is no longer kept: a ref state past its
+    /// retention, a cursor from an earlier run of the daemon (ADR 0044). Not retryable:
+    /// the client starts again from a fresh state.
+    Gone,
 }
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidInput,
         ErrorCode::InvalidEnvelope,
         ErrorCode::NotFound,
@@ -87,6 +91,7 @@ impl ErrorCode {
         ErrorCode::TooManySubscriptions,
         ErrorCode::QueueFull,
         ErrorCode::RateLimited,
+        ErrorCode::Gone,
     ];
 
     /// Returns the exact PascalCase string of the code.
@@ -112,6 +117,7 @@ impl ErrorCode {
             ErrorCode::TooManySubscriptions => "TooManySubscriptions",
             ErrorCode::QueueFull => "QueueFull",
             ErrorCode::RateLimited => "RateLimited",
+            ErrorCode::Gone => "Gone",
         }
     }
 
@@ -126,6 +132,7 @@ impl ErrorCode {
             | ErrorCode::AlreadyClaimed
             | ErrorCode::LeaseExpired
             | ErrorCode::Conflict => 409,
+            ErrorCode::Gone => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::TooManySubscriptions | ErrorCode::QueueFull | ErrorCode::RateLimited => 429,
             ErrorCode::DigestMismatch
@@ -170,6 +177,7 @@ impl ErrorCode {
             ErrorCode::TooManySubscriptions => "Too many subscriptions",
             ErrorCode::QueueFull => "Queue full",
             ErrorCode::RateLimited => "Rate limited",
+            ErrorCode::Gone => "Gone",
         }
     }
 }
@@ -210,7 +218,8 @@ impl ErrorCode {
             | ErrorCode::SecretDetected
             | ErrorCode::Unavailable
             | ErrorCode::Internal
-            | ErrorCode::TooManySubscriptions => 1,
+            | ErrorCode::TooManySubscriptions
+            | ErrorCode::Gone => 1,
         }
     }
 }
@@ -284,10 +293,11 @@ impl Coded for crate::envelope::Error {
 mod tests {
     use super::*;
 
-    /// The taxonomy table is the contract: ADR 0034's (which supersedes ADR 0026's table and
-    /// adds `RateLimited` and the titles) lists every code, in order, with its HTTP status,
-    /// JSON-RPC integer, exit status and title, exactly as the code maps them. ADR 0026's
-    /// table stays as it was accepted: the same rows, less the ones added since.
+    /// The taxonomy table is the contract: ADR 0044's (which restates ADR 0034's table in
+    /// full and adds `Gone`) lists every code, in order, with its HTTP status, JSON-RPC
+    /// integer, exit status and title, exactly as the code maps them. ADR 0034's table
+    /// (which added `RateLimited` and the titles) and ADR 0026's stay as they were
+    /// accepted: the same rows, less the ones added since.
     #[test]
     fn the_taxonomy_adr_lists_every_code_as_the_code_maps_it() {
         let rows = |name: &str| -> Vec<Vec<String>> {
@@ -317,11 +327,21 @@ mod tests {
                 ]
             })
             .collect();
-        let now = rows("0034-error-taxonomy-rate-limited-and-titles.md");
+        // ADR 0044 has other tables too: the taxonomy's rows are those with a JSON-RPC integer.
+        let now: Vec<Vec<String>> = rows("0044-graphql-gateway.md")
+            .into_iter()
+            .filter(|r| r.get(2).is_some_and(|c| c == "-32000"))
+            .collect();
         let got: Vec<Vec<String>> = now.iter().map(|r| r[..5].to_vec()).collect();
         assert_eq!(
             got, want,
-            "adr/0034-error-taxonomy-rate-limited-and-titles.md's table differs from ErrorCode"
+            "adr/0044-graphql-gateway.md's table differs from ErrorCode"
+        );
+        let before = rows("0034-error-taxonomy-rate-limited-and-titles.md");
+        let got: Vec<Vec<String>> = before.iter().map(|r| r[..5].to_vec()).collect();
+        assert!(
+            !got.is_empty() && want.starts_with(&got),
+            "adr/0034-error-taxonomy-rate-limited-and-titles.md's rows are no longer the start of ErrorCode's table"
         );
         let then = rows("0026-error-taxonomy.md");
         let got: Vec<Vec<String>> = then.iter().map(|r| r[..4].to_vec()).collect();
@@ -373,6 +393,7 @@ mod tests {
                 ("TooManySubscriptions", 429),
                 ("QueueFull", 429),
                 ("RateLimited", 429),
+                ("Gone", 410),
             ]
         );
     }

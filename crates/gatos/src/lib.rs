@@ -31,8 +31,10 @@ pub mod maintenance;
 pub mod manifests;
 pub mod messages;
 pub mod proofs;
+pub mod refs;
 mod signing;
 pub mod snapshot;
+pub mod state;
 pub mod sync;
 pub mod worker;
 

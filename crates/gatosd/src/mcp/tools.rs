@@ -242,6 +242,7 @@ pub fn hint(code: ErrorCode) -> &'static str {
         ErrorCode::QueueFull | ErrorCode::RateLimited => {
             "too much at once: wait for the retry-after the details give, then call again"
         }
+        ErrorCode::Gone => "what you named is no longer kept: start again from a fresh read",
         ErrorCode::Internal => "a bug in gatos: report it with the message",
     }
 }

@@ -1,0 +1,708 @@
+//! Ref states (ADR 0044 §1): every ref under `refs/gatos/` read at one instant, named by a
+//! digest, and kept for a while so a reader can answer at it again.
+//!
+//! - [`StateId`]: `blake3:<hex>` of the lines `"<oid hex> <refname>\n"`, sorted by name in
+//!   byte order — the output of `git for-each-ref --format='%(objectname) %(refname)'
+//!   refs/gatos/` — so anyone can recompute it with git and `b3sum`.
+//! - [`collect`]: a *double collect*. The refs are listed twice in a row; equal lists
+//!   mean every ref held its value over an interval spanning the end of the first list, so
+//!   all held them at one instant (refs do not return to an old value: chains only move
+//!   forward, create-only refs are never re-created). Unequal lists are listed again, up to
+//!   [`MINT_TRIES`] times; then the last list is kept and the state marked inexact (each
+//!   ref holds a value it really had during the mint, but one job's refs may mix, as every
+//!   live reader sees them).
+//! - [`Window`]: one versioned map of refs (a version per change, not a map per state),
+//!   the kept states, their ids, and tombstones of the evicted ones. A state is kept until
+//!   `ttl` after its last use, at most `hard` after its mint, and at most `max_states`.
+//! - [`At`]: one kept state, a [`RefSource`].
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use gatos_store::refs::names;
+use gatos_types::{ErrorCode, Oid, Timestamp};
+
+use crate::Gatos;
+use crate::error::{Error, Result};
+use crate::refs::RefSource;
+
+/// Lists a mint takes at most before it keeps an inexact state.
+pub const MINT_TRIES: usize = 4;
+/// States kept at most.
+pub const MAX_STATES: usize = 4096;
+/// Ids of evicted states remembered (to answer `Gone` rather than `NotFound`).
+pub const MAX_TOMBSTONES: usize = 65_536;
+/// The default time a state is kept after its last use.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+/// The longest a state is kept after its mint, however often it is used.
+pub const HARD_LIMIT: Duration = Duration::from_secs(60 * 60);
+
+/// The id of a ref state: BLAKE3 of its `for-each-ref` lines.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StateId(pub [u8; 32]);
+
+impl StateId {
+    /// The id of refs given sorted by name (full names, `refs/gatos/…`).
+    pub fn of(refs: &[(String, Oid)]) -> StateId {
+        let mut h = blake3::Hasher::new();
+        for (name, oid) in refs {
+            h.update(oid.to_string().as_bytes());
+            h.update(b" ");
+            h.update(name.as_bytes());
+            h.update(b"\n");
+        }
+        StateId(*h.finalize().as_bytes())
+    }
+
+    /// The 32 raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for StateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("blake3:")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for StateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for StateId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<StateId> {
+        let bad = || {
+            Error::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "{:?} is not a state id (blake3: and 64 lowercase hex digits)",
+                    s.chars().take(80).collect::<String>()
+                ),
+            )
+            .with_detail("argument", "stateRef")
+        };
+        let hex = s.strip_prefix("blake3:").ok_or_else(bad)?;
+        if hex.len() != 64 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
+            let digit = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            };
+            let (Some(hi), Some(lo)) = (digit(chunk[0]), digit(chunk[1])) else {
+                return Err(bad());
+            };
+            out[i] = hi << 4 | lo;
+        }
+        Ok(StateId(out))
+    }
+}
+
+/// What a mint read.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    /// Every ref under `refs/gatos/`, sorted by name.
+    pub refs: Vec<(String, Oid)>,
+    /// The last two lists were equal.
+    pub exact: bool,
+    /// Lists taken.
+    pub lists: usize,
+}
+
+fn list_all(gatos: &Gatos) -> Result<Vec<(String, Oid)>> {
+    let mut refs: Vec<(String, Oid)> = gatos
+        .store()
+        .list_refs(names::GATOS_PREFIX)?
+        .into_iter()
+        .map(|(n, o)| (n.as_str().to_owned(), o))
+        .collect();
+    // Byte order of the names, whatever order the store lists in.
+    refs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(refs)
+}
+
+/// Reads every gatos ref by double collect (see the module's doc).
+///
+/// # Errors
+/// When the refs cannot be listed.
+pub fn collect(gatos: &Gatos) -> Result<Collected> {
+    let mut last = list_all(gatos)?;
+    for lists in 2..=MINT_TRIES {
+        let next = list_all(gatos)?;
+        if next == last {
+            return Ok(Collected {
+                refs: next,
+                exact: true,
+                lists,
+            });
+        }
+        last = next;
+    }
+    Ok(Collected {
+        refs: last,
+        exact: false,
+        lists: MINT_TRIES,
+    })
+}
+
+/// What is known of a kept state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// Its id.
+    pub id: StateId,
+    /// When it was first minted.
+    pub taken_at: Timestamp,
+    /// Refs in it.
+    pub refs: usize,
+    /// Whether its mint was exact.
+    pub exact: bool,
+    /// Until when it is kept if it is not used again (never before the hard limit).
+    pub kept_until: Timestamp,
+}
+
+struct Kept {
+    seq: u64,
+    id: StateId,
+    taken_at: Timestamp,
+    minted: Instant,
+    last_used: Instant,
+    refs: usize,
+    exact: bool,
+}
+
+/// One ref's values over the kept states: `(from seq, value)`, oldest first.
+type Versions = Vec<(u64, Option<Oid>)>;
+
+#[derive(Default)]
+struct Inner {
+    refs: BTreeMap<Box<str>, Versions>,
+    states: VecDeque<Kept>,
+    by_id: HashMap<StateId, u64>,
+    tombstones: HashSet<StateId>,
+    tombstone_order: VecDeque<StateId>,
+    next_seq: u64,
+    inexact: u64,
+    versions: usize,
+}
+
+/// How long states are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// After the last use.
+    pub ttl: Duration,
+    /// After the mint, at most.
+    pub hard: Duration,
+    /// States kept at most.
+    pub max_states: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            ttl: DEFAULT_TTL,
+            hard: HARD_LIMIT,
+            max_states: MAX_STATES,
+        }
+    }
+}
+
+/// The kept ref states of a process (see the module's doc).
+pub struct Window {
+    inner: RwLock<Inner>,
+    /// One mint at a time.
+    minting: Mutex<()>,
+    retention: Retention,
+}
+
+impl fmt::Debug for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Window")
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the window holds, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// States kept.
+    pub states: usize,
+    /// Ref names held.
+    pub names: usize,
+    /// Versions held over all names.
+    pub versions: usize,
+    /// Inexact mints so far.
+    pub inexact: u64,
+}
+
+fn read_lock(l: &RwLock<Inner>) -> std::sync::RwLockReadGuard<'_, Inner> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write_lock(l: &RwLock<Inner>) -> std::sync::RwLockWriteGuard<'_, Inner> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn to_timestamp(now: Timestamp, at: Instant, then: Instant) -> Timestamp {
+    let ms = if then >= at {
+        i64::try_from(then.duration_since(at).as_millis()).unwrap_or(i64::MAX)
+    } else {
+        -i64::try_from(at.duration_since(then).as_millis()).unwrap_or(i64::MAX)
+    };
+    Timestamp::from_millis(now.as_millis().saturating_add(ms))
+}
+
+impl Window {
+    /// An empty window.
+    pub fn new(retention: Retention) -> Arc<Window> {
+        Arc::new(Window {
+            inner: RwLock::new(Inner::default()),
+            minting: Mutex::new(()),
+            retention,
+        })
+    }
+
+    /// Mints the current state (a double collect) and keeps it; a state equal to a kept
+    /// one is that one.
+    ///
+    /// # Errors
+    /// When the refs cannot be listed.
+    pub fn mint(self: &Arc<Self>, gatos: &Gatos) -> Result<At> {
+        let _one = self.minting.lock().unwrap_or_else(PoisonError::into_inner);
+        let c = collect(gatos)?;
+        Ok(self.keep(c, gatos.now(), Instant::now()))
+    }
+
+    /// Keeps what a mint collected (the mint's second half, also for tests).
+    pub fn keep(self: &Arc<Self>, c: Collected, now: Timestamp, clock: Instant) -> At {
+        let id = StateId::of(&c.refs);
+        let mut g = write_lock(&self.inner);
+        self.evict(&mut g, clock);
+        let same = g.by_id.get(&id).copied();
+        if let Some(k) = same.and_then(|seq| g.states.iter_mut().find(|k| k.seq == seq)) {
+            // The same refs: the same state.
+            k.last_used = clock;
+            k.exact |= c.exact;
+            return At {
+                window: self.clone(),
+                seq: k.seq,
+            };
+        }
+        let seq = g.next_seq;
+        g.next_seq += 1;
+        // Diff the list against the newest values: a version only for what changed.
+        let mut added = 0usize;
+        let mut listed = c.refs.iter().peekable();
+        let mut new_names: Vec<(Box<str>, Oid)> = Vec::new();
+        for (name, versions) in &mut g.refs {
+            while let Some((n, o)) = listed.next_if(|(n, _)| n.as_str() < &**name) {
+                new_names.push((n.as_str().into(), *o));
+            }
+            let newest = versions.last().and_then(|(_, v)| *v);
+            match listed.next_if(|(n, _)| n.as_str() == &**name) {
+                Some((_, oid)) if newest != Some(*oid) => {
+                    versions.push((seq, Some(*oid)));
+                    added += 1;
+                }
+                Some(_) => {}
+                None if newest.is_some() => {
+                    versions.push((seq, None));
+                    added += 1;
+                }
+                None => {}
+            }
+        }
+        new_names.extend(listed.map(|(n, o)| (n.as_str().into(), *o)));
+        for (n, o) in new_names {
+            g.refs.insert(n, vec![(seq, Some(o))]);
+            added += 1;
+        }
+        g.versions += added;
+        if !c.exact {
+            g.inexact += 1;
+        }
+        g.by_id.insert(id, seq);
+        g.tombstones.remove(&id);
+        g.states.push_back(Kept {
+            seq,
+            id,
+            taken_at: now,
+            minted: clock,
+            last_used: clock,
+            refs: c.refs.len(),
+            exact: c.exact,
+        });
+        self.evict(&mut g, clock);
+        At {
+            window: self.clone(),
+            seq,
+        }
+    }
+
+    /// A kept state by id, marked used: `Gone` for one evicted, `NotFound` for one never
+    /// kept here.
+    ///
+    /// # Errors
+    /// As said.
+    pub fn get(self: &Arc<Self>, id: &StateId) -> Result<At> {
+        self.get_at(id, Instant::now())
+    }
+
+    /// [`Window::get`] at a given instant (tests).
+    ///
+    /// # Errors
+    /// As [`Window::get`].
+    pub fn get_at(self: &Arc<Self>, id: &StateId, clock: Instant) -> Result<At> {
+        let mut g = write_lock(&self.inner);
+        self.evict(&mut g, clock);
+        if let Some(seq) = g.by_id.get(id).copied() {
+            if let Some(k) = g.states.iter_mut().find(|k| k.seq == seq) {
+                k.last_used = clock;
+            }
+            return Ok(At {
+                window: self.clone(),
+                seq,
+            });
+        }
+        if g.tombstones.contains(id) {
+            return Err(Error::new(
+                ErrorCode::Gone,
+                format!(
+                    "ref state {id} is no longer kept by this daemon (states are kept {} s after their last use); start again from a fresh state, or make a durable one with `git gatos snapshot`",
+                    self.retention.ttl.as_secs()
+                ),
+            )
+            .with_detail("state", id.to_string()));
+        }
+        Err(Error::new(
+            ErrorCode::NotFound,
+            format!(
+                "ref state {id} is not known to this daemon (it keeps the states it answered at, for a while, until it restarts)"
+            ),
+        )
+        .with_detail("state", id.to_string()))
+    }
+
+    /// What the window holds.
+    pub fn stats(&self) -> Stats {
+        let g = read_lock(&self.inner);
+        Stats {
+            states: g.states.len(),
+            names: g.refs.len(),
+            versions: g.versions,
+            inexact: g.inexact,
+        }
+    }
+
+    fn evict(&self, g: &mut Inner, clock: Instant) {
+        let r = self.retention;
+        let expired = |k: &Kept| {
+            clock.saturating_duration_since(k.last_used) > r.ttl
+                || clock.saturating_duration_since(k.minted) > r.hard
+        };
+        let newest = g.states.back().map(|k| k.seq);
+        let before = g.states.len();
+        let mut keep = VecDeque::with_capacity(before);
+        let mut over = before.saturating_sub(r.max_states);
+        for k in std::mem::take(&mut g.states) {
+            // The newest state stays: the map's newest values are its.
+            let drop = Some(k.seq) != newest && (expired(&k) || over > 0);
+            if drop {
+                over = over.saturating_sub(1);
+                g.by_id.remove(&k.id);
+                if g.tombstones.insert(k.id) {
+                    g.tombstone_order.push_back(k.id);
+                }
+                while g.tombstone_order.len() > MAX_TOMBSTONES {
+                    if let Some(old) = g.tombstone_order.pop_front() {
+                        g.tombstones.remove(&old);
+                    }
+                }
+            } else {
+                keep.push_back(k);
+            }
+        }
+        g.states = keep;
+        if g.states.len() == before {
+            return;
+        }
+        // Fold away the versions no kept state can see.
+        let seqs: Vec<u64> = g.states.iter().map(|k| k.seq).collect();
+        let mut versions = 0usize;
+        g.refs.retain(|_, vs| {
+            let visible = |i: usize| {
+                let from = vs[i].0;
+                let until = vs.get(i + 1).map_or(u64::MAX, |n| n.0);
+                seqs.iter().any(|s| *s >= from && *s < until)
+            };
+            let keep: Vec<bool> = (0..vs.len()).map(visible).collect();
+            let mut i = 0;
+            vs.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+            let live = !(vs.is_empty() || (vs.len() == 1 && vs[0].1.is_none()));
+            if live {
+                versions += vs.len();
+            }
+            live
+        });
+        g.versions = versions;
+    }
+
+    fn meta_of(&self, k: &Kept) -> Meta {
+        let now = Instant::now();
+        let until = (k.last_used + self.retention.ttl).min(k.minted + self.retention.hard);
+        let base = k.taken_at;
+        Meta {
+            id: k.id,
+            taken_at: k.taken_at,
+            refs: k.refs,
+            exact: k.exact,
+            kept_until: to_timestamp(to_timestamp(base, k.minted, now), now, until.max(now)),
+        }
+    }
+}
+
+/// One kept state: a [`RefSource`] whose refs never move.
+#[derive(Clone)]
+pub struct At {
+    window: Arc<Window>,
+    seq: u64,
+}
+
+impl fmt::Debug for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("At").field("seq", &self.seq).finish()
+    }
+}
+
+impl At {
+    /// What is known of the state (`Gone` when it was evicted meanwhile).
+    ///
+    /// # Errors
+    /// As said.
+    pub fn meta(&self) -> Result<Meta> {
+        let g = read_lock(&self.window.inner);
+        g.states
+            .iter()
+            .find(|k| k.seq == self.seq)
+            .map(|k| self.window.meta_of(k))
+            .ok_or_else(evicted)
+    }
+
+    /// The state's id.
+    ///
+    /// # Errors
+    /// `Gone` when it was evicted meanwhile.
+    pub fn id(&self) -> Result<StateId> {
+        self.meta().map(|m| m.id)
+    }
+
+    fn value(vs: &Versions, seq: u64) -> Option<Oid> {
+        vs.iter()
+            .rev()
+            .find(|(from, _)| *from <= seq)
+            .and_then(|v| v.1)
+    }
+
+    fn check(&self, g: &Inner) -> Result<()> {
+        if g.states.iter().any(|k| k.seq == self.seq) {
+            Ok(())
+        } else {
+            Err(evicted())
+        }
+    }
+}
+
+fn evicted() -> Error {
+    Error::new(
+        ErrorCode::Gone,
+        "the ref state was evicted while it was being read; start again from a fresh state",
+    )
+}
+
+impl RefSource for At {
+    fn read(&self, name: &str) -> Result<Option<Oid>> {
+        let g = read_lock(&self.window.inner);
+        self.check(&g)?;
+        Ok(g.refs.get(name).and_then(|vs| At::value(vs, self.seq)))
+    }
+
+    fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<(String, Oid)>> {
+        use std::ops::Bound;
+        let g = read_lock(&self.window.inner);
+        self.check(&g)?;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let mut out = Vec::new();
+        for (name, vs) in g.refs.range::<str, _>((start, Bound::Unbounded)) {
+            if out.len() == max || !name.starts_with(prefix) {
+                break;
+            }
+            if let Some(oid) = At::value(vs, self.seq) {
+                out.push((name.to_string(), oid));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oid(n: u8) -> Oid {
+        let mut b = [0u8; 20];
+        b[19] = n;
+        b[0] = 1;
+        Oid::from_bytes(b)
+    }
+
+    fn refs(list: &[(&str, u8)]) -> Collected {
+        let mut refs: Vec<(String, Oid)> = list
+            .iter()
+            .map(|(n, o)| (format!("refs/gatos/{n}"), oid(*o)))
+            .collect();
+        refs.sort();
+        Collected {
+            refs,
+            exact: true,
+            lists: 2,
+        }
+    }
+
+    fn all(at: &At) -> Vec<(String, Oid)> {
+        at.list_after("refs/gatos/", None, usize::MAX)
+            .expect("listed")
+    }
+
+    #[test]
+    fn each_state_sees_its_own_refs_and_versions_fold_away() {
+        let w = Window::new(Retention {
+            ttl: Duration::from_secs(60),
+            hard: Duration::from_secs(600),
+            max_states: 10,
+        });
+        let t0 = Instant::now();
+        let now = Timestamp::from_millis(0);
+        let a = w.keep(refs(&[("jobs/A/job", 1), ("jobs/B/job", 2)]), now, t0);
+        let b = w.keep(
+            refs(&[("jobs/A/job", 1), ("jobs/A/result", 3), ("jobs/C/job", 4)]),
+            now,
+            t0,
+        );
+        let c = w.keep(refs(&[("jobs/A/job", 5), ("jobs/0/job", 6)]), now, t0);
+        assert_eq!(all(&a), refs(&[("jobs/A/job", 1), ("jobs/B/job", 2)]).refs);
+        assert_eq!(
+            all(&b),
+            refs(&[("jobs/A/job", 1), ("jobs/A/result", 3), ("jobs/C/job", 4)]).refs
+        );
+        assert_eq!(all(&c), refs(&[("jobs/A/job", 5), ("jobs/0/job", 6)]).refs);
+        assert_eq!(b.read("refs/gatos/jobs/B/job").expect("read"), None);
+        assert_eq!(a.read("refs/gatos/jobs/B/job").expect("read"), Some(oid(2)));
+        assert_eq!(
+            b.list_after("refs/gatos/jobs/", Some("refs/gatos/jobs/A/job"), 1)
+                .expect("listed"),
+            vec![("refs/gatos/jobs/A/result".to_owned(), oid(3))]
+        );
+        // The same refs again are the same state.
+        let c2 = w.keep(refs(&[("jobs/A/job", 5), ("jobs/0/job", 6)]), now, t0);
+        assert_eq!(c2.id().expect("kept"), c.id().expect("kept"));
+        assert_eq!(w.stats().states, 3);
+        // a and b expire; c (the newest) stays; their versions fold away.
+        let later = t0 + Duration::from_secs(120);
+        let a_id = StateId::of(&refs(&[("jobs/A/job", 1), ("jobs/B/job", 2)]).refs);
+        let err = w.get_at(&a_id, later).expect_err("evicted");
+        assert_eq!(err.code(), ErrorCode::Gone);
+        assert!(err.to_string().contains(&a_id.to_string()), "{err}");
+        assert!(matches!(a.read("refs/gatos/jobs/A/job"), Err(e) if e.code() == ErrorCode::Gone));
+        let s = w.stats();
+        assert_eq!((s.states, s.names, s.versions), (1, 2, 2), "{s:?}");
+        assert_eq!(all(&c), refs(&[("jobs/A/job", 5), ("jobs/0/job", 6)]).refs);
+        let unknown = StateId([7; 32]);
+        assert_eq!(
+            w.get_at(&unknown, later).expect_err("unknown").code(),
+            ErrorCode::NotFound
+        );
+    }
+
+    #[test]
+    fn at_most_max_states_are_kept() {
+        let w = Window::new(Retention {
+            ttl: Duration::from_secs(60),
+            hard: Duration::from_secs(600),
+            max_states: 3,
+        });
+        let t0 = Instant::now();
+        let mut ats = Vec::new();
+        for i in 0..6u8 {
+            ats.push(w.keep(refs(&[("x", i)]), Timestamp::from_millis(0), t0));
+        }
+        assert_eq!(w.stats().states, 3);
+        assert!(ats[0].meta().is_err());
+        assert_eq!(all(&ats[5]), refs(&[("x", 5)]).refs);
+        assert_eq!(all(&ats[3]), refs(&[("x", 3)]).refs);
+    }
+
+    #[test]
+    fn ids_parse_and_print() {
+        let id = StateId::of(&refs(&[("x", 1)]).refs);
+        let s = id.to_string();
+        assert_eq!(s.parse::<StateId>().expect("parses"), id);
+        for bad in ["", "blake3:", "sha256:00", &s[..70], &s.to_uppercase()] {
+            assert!(bad.parse::<StateId>().is_err(), "{bad}");
+        }
+    }
+
+    /// Random writes and deletions: every state lists exactly what its mint collected.
+    #[test]
+    fn every_state_lists_what_its_mint_collected() {
+        use rand::{Rng as _, SeedableRng as _};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(18);
+        let w = Window::new(Retention::default());
+        let t0 = Instant::now();
+        let mut cur: BTreeMap<String, u8> = BTreeMap::new();
+        let mut minted = Vec::new();
+        for _ in 0..200 {
+            for _ in 0..rng.gen_range(0..5) {
+                let name = format!("n/{}", rng.gen_range(0..30u8));
+                if rng.gen_bool(0.3) {
+                    cur.remove(&name);
+                } else {
+                    cur.insert(name, rng.r#gen());
+                }
+            }
+            let list: Vec<(&str, u8)> = cur.iter().map(|(n, o)| (n.as_str(), *o)).collect();
+            let c = refs(&list);
+            let want = c.refs.clone();
+            minted.push((w.keep(c, Timestamp::from_millis(0), t0), want));
+        }
+        for (at, want) in &minted {
+            assert_eq!(&all(at), want);
+            assert_eq!(at.id().expect("kept"), StateId::of(want));
+        }
+    }
+}
