@@ -85,11 +85,23 @@ impl<'g> Jobs<'g> {
     /// # Errors
     /// When its commits cannot be read.
     pub fn record(&self, id: Ulid) -> Result<Option<JobRecord>> {
-        let refs = self.gatos.job_refs(id)?;
+        self.record_in(&crate::refs::Live(self.gatos), id)
+    }
+
+    /// [`Jobs::record`] from the refs of `src`.
+    ///
+    /// # Errors
+    /// As [`Jobs::record`].
+    pub fn record_in(
+        &self,
+        src: &dyn crate::refs::RefSource,
+        id: Ulid,
+    ) -> Result<Option<JobRecord>> {
+        let refs = self.gatos.job_refs_in(src, id)?;
         if refs.job.is_some() {
             return self.gatos.job_record_at(id, refs, false);
         }
-        match archive::find(self.gatos, id)? {
+        match archive::find_in(self.gatos, src, id)? {
             Some(refs) => self.gatos.job_record_at(id, refs, true),
             None => Ok(None),
         }
@@ -385,14 +397,19 @@ impl<'g> Jobs<'g> {
     }
 
     fn row(&self, rec: &JobRecord) -> JobRow {
-        let d = state::derive(rec, self.gatos.now(), self.gatos.lease_skew());
+        self.row_at(rec, self.gatos.now())
+    }
+
+    /// The row of a job, its state derived at `now`.
+    pub fn row_at(&self, rec: &JobRecord, now: gatos_types::Timestamp) -> JobRow {
+        let d = state::derive(rec, now, self.gatos.lease_skew());
         let claim = rec.claim.as_ref().map(|(_, c)| ClaimView {
             worker: c.worker.clone(),
             worker_key: c.worker_key,
             attempt: c.attempt,
             lease_until: c.lease_until,
             state: c.state,
-            ended: ended::of_latest(rec, self.gatos.now(), self.gatos.lease_skew()),
+            ended: ended::of_latest(rec, now, self.gatos.lease_skew()),
         });
         let result = rec.result.as_ref().map(|(commit, r)| ResultView {
             status: r.status,

@@ -333,11 +333,22 @@ pub(crate) fn prev_of(gatos: &Gatos, commit: Oid) -> Result<Option<Oid>> {
 /// # Errors
 /// When the archive cannot be read.
 pub fn find(gatos: &Gatos, id: Ulid) -> Result<Option<Refs>> {
+    find_in(gatos, &crate::refs::Live(gatos), id)
+}
+
+/// [`find`] in the archive month of `src`.
+///
+/// # Errors
+/// As [`find`].
+pub fn find_in(gatos: &Gatos, src: &dyn crate::refs::RefSource, id: Ulid) -> Result<Option<Refs>> {
     let m = month_of(id);
-    if gatos.store().read_ref(&names::archive_jobs(&m))?.is_none() {
+    let Some(tip) = src.read(names::archive_jobs(&m).as_str())? else {
         return Ok(None);
-    }
-    Ok(month(gatos, &m)?.jobs.get(&id).map(Archived::refs))
+    };
+    Ok(month_from(gatos, &m, Some(tip))?
+        .jobs
+        .get(&id)
+        .map(Archived::refs))
 }
 
 /// Returns every archived job, oldest first.
@@ -345,10 +356,19 @@ pub fn find(gatos: &Gatos, id: Ulid) -> Result<Option<Refs>> {
 /// # Errors
 /// When the archive cannot be read.
 pub fn all(gatos: &Gatos) -> Result<Vec<Archived>> {
+    all_in(gatos, &crate::refs::Live(gatos))
+}
+
+/// [`all`] from the archive months of `src`, each read at its tip there.
+///
+/// # Errors
+/// As [`all`].
+pub fn all_in(gatos: &Gatos, src: &dyn crate::refs::RefSource) -> Result<Vec<Archived>> {
     let mut out = Vec::new();
-    for (name, _) in gatos.store().list_refs(&names::archive_prefix())? {
-        if let Some(names::RefKind::ArchiveJobs(m)) = name.kind() {
-            out.extend(month(gatos, &m)?.jobs.into_values());
+    let prefix = names::archive_prefix();
+    for (name, tip) in src.list_after(&prefix, None, usize::MAX)? {
+        if let Some(names::RefKind::ArchiveJobs(m)) = names::RefKind::parse(&name) {
+            out.extend(month_from(gatos, &m, Some(tip))?.jobs.into_values());
         }
     }
     out.sort_by_key(|a| a.id);

@@ -32,6 +32,7 @@ use super::records::Refs;
 use super::{Jobs, archive, enqueuer, readable};
 use crate::Gatos;
 use crate::error::{Error, Result};
+use crate::refs::{Live, RefSource};
 
 const FAMILY: &str = "index.jobs.catalog";
 const FILE: &str = "catalog.jsonl";
@@ -41,10 +42,11 @@ const BATCH: usize = 256;
 /// Refs a live listing reads at a time (a job has at most four).
 const CHUNK: usize = 1024;
 
-/// The live jobs after a ref name, in id order: their refs read a chunk at a time with
-/// [`gatos_store::Store::list_refs_after`], so a page reads what it passes over.
+/// The live jobs after a ref name, in id order: their refs read a chunk at a time from a
+/// ref source ([`crate::refs::Live`]: the store's `list_refs_after`), so a page reads what
+/// it passes over.
 struct LiveJobs<'g> {
-    gatos: &'g Gatos,
+    src: &'g dyn RefSource,
     prefix: String,
     /// The name the next chunk starts after.
     after: Option<String>,
@@ -53,11 +55,11 @@ struct LiveJobs<'g> {
 }
 
 impl<'g> LiveJobs<'g> {
-    fn new(gatos: &'g Gatos, after: Option<Ulid>) -> Self {
+    fn new(src: &'g dyn RefSource, after: Option<Ulid>) -> Self {
         let prefix = gatos_store::refs::names::jobs_prefix();
         LiveJobs {
             after: after.map(|id| past_job(&prefix, id)),
-            gatos,
+            src,
             prefix,
             ready: std::collections::VecDeque::new(),
             done: false,
@@ -79,15 +81,14 @@ impl<'g> LiveJobs<'g> {
 
     fn fill(&mut self) -> Result<()> {
         use gatos_store::refs::names::RefKind;
-        let refs =
-            self.gatos
-                .store()
-                .list_refs_after(&self.prefix, self.after.as_deref(), CHUNK)?;
+        let refs = self
+            .src
+            .list_after(&self.prefix, self.after.as_deref(), CHUNK)?;
         let full = refs.len() == CHUNK;
-        let last_name = refs.last().map(|(n, _)| n.as_str().to_owned());
+        let last_name = refs.last().map(|(n, _)| n.clone());
         let mut jobs: Vec<(Ulid, Refs)> = Vec::new();
         for (name, oid) in refs {
-            let (id, set): (Ulid, fn(&mut Refs, gatos_types::Oid)) = match name.kind() {
+            let (id, set): (Ulid, fn(&mut Refs, gatos_types::Oid)) = match RefKind::parse(&name) {
                 Some(RefKind::Job(id)) => (id, |r, o| r.job = Some(o)),
                 Some(RefKind::JobClaim(id)) => (id, |r, o| r.claim = Some(o)),
                 Some(RefKind::JobResult(id)) => (id, |r, o| r.result = Some(o)),
@@ -340,13 +341,21 @@ impl Jobs<'_> {
     /// # Errors
     /// `InvalidInput` for a bad query; when refs, commits or the catalog cannot be read.
     pub fn page(&self, q: &Query) -> Result<Page> {
+        self.page_in(&Live(self.gatos), q, self.gatos.now())
+    }
+
+    /// [`Jobs::page`] on the refs of `src`, with job states derived at `as_of`.
+    ///
+    /// # Errors
+    /// As [`Jobs::page`].
+    pub fn page_in(&self, src: &dyn RefSource, q: &Query, as_of: Timestamp) -> Result<Page> {
         q.check()?;
         let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
         // Archived jobs, when asked (the archive's index, whole), and live ones streamed
         // from their refs in id order from the cursor: a page reads the refs of the jobs it
         // passes over, not of every job.
         let archived: BTreeMap<Ulid, archive::Archived> = if q.wants_archive() {
-            archive::all(self.gatos)?
+            archive::all_in(self.gatos, src)?
                 .into_iter()
                 .filter(|a| q.after.is_none_or(|c| a.id > c))
                 .map(|a| (a.id, a))
@@ -354,7 +363,7 @@ impl Jobs<'_> {
         } else {
             BTreeMap::new()
         };
-        let mut live = LiveJobs::new(self.gatos, q.start_after());
+        let mut live = LiveJobs::new(src, q.start_after());
         let mut older = archived.keys().copied().peekable();
         let mut jobs = Vec::new();
         let mut last = None;
@@ -428,7 +437,7 @@ impl Jobs<'_> {
                     (None, None) => None,
                 };
                 let Some(rec) = rec else { continue };
-                let row = self.row(&rec);
+                let row = self.row_at(&rec, as_of);
                 if q.state.is_some_and(|s| s != row.state) {
                     continue;
                 }

@@ -89,6 +89,16 @@ impl Gatos {
         })
     }
 
+    /// A job's refs as `src` has them.
+    pub(crate) fn job_refs_in(&self, src: &dyn crate::refs::RefSource, id: Ulid) -> Result<Refs> {
+        Ok(Refs {
+            job: src.read(names::job(id).as_str())?,
+            claim: src.read(names::job_claim(id).as_str())?,
+            result: src.read(names::job_result(id).as_str())?,
+            cancel: src.read(names::job_cancel(id).as_str())?,
+        })
+    }
+
     pub(crate) fn job_refs(&self, id: Ulid) -> Result<Refs> {
         let s = self.store();
         Ok(Refs {

@@ -288,8 +288,83 @@ impl Messages<'_> {
         // A torn index met before the first message is passed on is rebuilt and the scan
         // starts again; after that, `scan_view` makes it final.
         self.with_view(topic, |view| {
-            self.scan_view(topic, view, since, limit, &mut f)
+            self.scan_view(topic, view, since, limit, None, &mut f)
         })
+    }
+
+    /// [`Messages::read_capped`] at the refs of `src` (ADR 0044): the messages up to the
+    /// topic's head there. The position index is opened as a live read opens it (caught up
+    /// to the current head, at or past the pinned one) and capped at the pinned head's
+    /// position. When the tail was rewritten since (a sync re-append), the pinned head is
+    /// no longer on the index: `Gone`, naming the topic.
+    ///
+    /// # Errors
+    /// As [`Messages::read`]; `Gone` as said.
+    pub fn read_in(
+        &self,
+        src: &dyn crate::refs::RefSource,
+        topic: &Topic,
+        opts: &ReadOptions,
+        max_bytes: u64,
+    ) -> Result<ReadPage> {
+        if opts.limit == 0 || opts.limit > MAX_PAGE {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        let Some(pinned) = src.read(names::message_head(topic).as_str())? else {
+            return Ok(ReadPage {
+                messages: Vec::new(),
+                next_since: None,
+                end: true,
+                gap: None,
+            });
+        };
+        let cap = self.seq_of(topic, pinned)?;
+        let mut messages = Vec::new();
+        let end = self.with_view(topic, |view| {
+            messages.clear();
+            let on_index = match view {
+                Some(v) if v.last_seq() >= cap => v.record(cap)?.commit == pinned,
+                _ => false,
+            };
+            if !on_index {
+                return Err(Error::new(
+                    ErrorCode::Gone,
+                    format!(
+                        "topic '{topic}' was rewritten (a sync or a prune) after the ref state was taken: its messages at that state are no longer served; start again from a fresh state"
+                    ),
+                )
+                .with_detail("topic", topic.as_str()));
+            }
+            let mut bytes = 0u64;
+            self.scan_view(topic, view, &opts.since, Some(opts.limit), Some(cap), &mut |m| {
+                messages.push(m.to_row());
+                bytes = bytes.saturating_add(m.page_bytes());
+                Ok(bytes < max_bytes)
+            })
+        })?;
+        Ok(ReadPage {
+            messages,
+            next_since: end.next_since,
+            end: end.end,
+            gap: end.gap,
+        })
+    }
+
+    /// The position of a topic's message commit (its `Seq` trailer).
+    fn seq_of(&self, topic: &Topic, commit: Oid) -> Result<u64> {
+        let c = self.gatos.store().reader().commit(commit)?;
+        c.trailers()
+            .get(gatos_types::trailers::keys::SEQ)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidEnvelope,
+                    format!("head commit {commit} of topic '{topic}' has no Seq"),
+                )
+            })
     }
 
     fn scan_view(
@@ -298,13 +373,15 @@ impl Messages<'_> {
         view: Option<&View>,
         since: &Cursor,
         limit: Option<u64>,
+        cap: Option<u64>,
         f: &mut impl FnMut(&MessageView<'_>) -> Result<bool>,
     ) -> Result<ScanEnd> {
         let store = self.gatos.store();
         // The view describes the head as it was read (none: no messages).
         let head = view.and_then(View::tip);
         let start = self.resolve(topic, view, since)?;
-        let last = view.map_or(0, View::last_seq);
+        // A pinned read ends at the pinned head's position.
+        let last = view.map_or(0, View::last_seq).min(cap.unwrap_or(u64::MAX));
         let stop = match limit {
             Some(l) => last.min(start.after.saturating_add(l)),
             None => last,

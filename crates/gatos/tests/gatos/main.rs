@@ -11,4 +11,5 @@ mod jobs;
 mod logs;
 mod manifests;
 mod messages;
+mod states;
 mod support;
