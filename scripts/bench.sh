@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of gatos against baselines measured on the same machine, in the same run.
 #
-#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|http|mcp|all]  (default: all)
+#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|http|mcp|peers|all]  (default: all;
+#   peers, which installs and starts NATS, Redis and PostgreSQL, runs only when named)
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
 # lowered for a quick look: N_SHELL (1000), N_INPROC (10000), N_DURABLE (2000),
@@ -904,6 +905,7 @@ case "$what" in
   gatosd-flood) bench_gatosd_flood ;;
   http) bench_http ;;
   mcp) bench_mcp ;;
+  peers) . "$here/scripts/bench_peers.sh"; bench_peers ;;
   all) bench_messages; bench_daemon; bench_jobs; bench_isolation; bench_service; bench_sync; bench_export; bench_gatosd_flood; bench_http; bench_mcp ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
 esac

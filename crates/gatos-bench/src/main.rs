@@ -26,6 +26,12 @@
 //!   `idle-sse <addr> <token-file> <topic> <n> <gatosd-pid>`, `get <addr> <token> <path>
 //!   <rounds>`, `mcp <gatosd> <repo> <socket> <token-file> <topic> <n>`: gatosd's faces
 //!   compared (see [`wire`]).
+//! * `rpc-claim <socket> <token-file> <repo> <n> <clients>`: claim + complete over the
+//!   socket with a signed proof and no process (see [`wire::rpc_claim`]).
+//! * `fsops <dir> <loose|loose-trim|pack|journal> <n> <group> <fsync:0|1>`: the file-system
+//!   floor of each write path of ADR 0045 (see [`fsops`]).
+//! * `nats-*`, `redis-*`, `pg-*`: the same workloads on NATS JetStream, Redis and
+//!   PostgreSQL (`scripts/bench.sh peers`; see [`peers`]).
 #![allow(clippy::print_stdout, missing_docs, reason = "benchmark driver")]
 
 use std::path::Path;
@@ -35,6 +41,8 @@ use gatos::messages::{BatchItem, BatchOptions, Cursor, PublishOptions, ReadOptio
 use gatos::{Gatos, OpenOptions};
 use serde_json::json;
 
+mod fsops;
+mod peers;
 mod wire;
 
 type R<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -74,6 +82,11 @@ fn main() -> R {
         "idle-sse" => return wire::idle_sse(&args),
         "get" => return wire::get(&args),
         "mcp" => return wire::mcp(&args),
+        "rpc-claim" => return wire::rpc_claim(&args),
+        "fsops" => return fsops::run(&args),
+        w if w.starts_with("nats-") || w.starts_with("redis-") || w.starts_with("pg-") => {
+            return peers::run(&args);
+        }
         _ => {}
     }
     if workload == "claim-compare" {

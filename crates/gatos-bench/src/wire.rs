@@ -120,36 +120,191 @@ pub fn calls(args: &[String]) -> R {
 
 type Call = Result<(&'static str, Value, String, Value), String>;
 
+/// One authenticated JSON-RPC connection over gatosd's Unix socket.
+struct Rpc {
+    w: std::os::unix::net::UnixStream,
+    r: BufReader<std::os::unix::net::UnixStream>,
+    line: String,
+    next: u64,
+}
+
+impl Rpc {
+    fn connect(socket: &str, token: &str) -> Result<Rpc, String> {
+        let s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+        let w = s.try_clone().map_err(|e| e.to_string())?;
+        let mut rpc = Rpc {
+            w,
+            r: BufReader::new(s),
+            line: String::new(),
+            next: 0,
+        };
+        rpc.send("gatos.auth", &json!({"token": token}))?;
+        if !rpc.line.contains("\"authenticated\":true") {
+            return Err(format!("gatos.auth failed: {}", rpc.line));
+        }
+        Ok(rpc)
+    }
+
+    /// Sends one request and reads its answer into `self.line`.
+    fn send(&mut self, method: &str, params: &Value) -> Result<(), String> {
+        self.next += 1;
+        let req = json!({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params});
+        writeln!(self.w, "{req}").map_err(|e| e.to_string())?;
+        self.line.clear();
+        self.r
+            .read_line(&mut self.line)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Sends one request and returns its result.
+    fn call(&mut self, method: &str, params: &Value) -> Result<Value, String> {
+        self.send(method, params)?;
+        let mut v: Value = serde_json::from_str(&self.line).map_err(|e| e.to_string())?;
+        match v.get_mut("result") {
+            Some(r) => Ok(r.take()),
+            None => Err(format!("{method} failed: {}", self.line)),
+        }
+    }
+}
+
 fn rpc_calls(
     socket: &str,
     token: &str,
     calls: impl Iterator<Item = Call>,
 ) -> Result<Vec<Duration>, String> {
-    let s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
-    let mut w = s.try_clone().map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    let auth =
-        json!({"jsonrpc": "2.0", "id": "auth", "method": "gatos.auth", "params": {"token": token}});
-    writeln!(w, "{auth}").map_err(|e| e.to_string())?;
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    if !line.contains("\"authenticated\":true") {
-        return Err(format!("gatos.auth failed: {line}"));
-    }
+    let mut rpc = Rpc::connect(socket, token)?;
     let mut lat = Vec::new();
-    for (i, call) in calls.enumerate() {
+    for call in calls {
         let (method, params, _, _) = call?;
-        let req = json!({"jsonrpc": "2.0", "id": i, "method": method, "params": params});
         let t = Instant::now();
-        writeln!(w, "{req}").map_err(|e| e.to_string())?;
-        line.clear();
-        r.read_line(&mut line).map_err(|e| e.to_string())?;
+        rpc.send(method, &params)?;
         lat.push(t.elapsed());
-        if !line.contains("\"result\"") {
-            return Err(format!("{method} failed: {line}"));
+        if !rpc.line.contains("\"result\"") {
+            return Err(format!("{method} failed: {}", rpc.line));
         }
     }
     Ok(lat)
+}
+
+/// `rpc-claim <socket> <token-file> <repo> <n> <clients>`: n jobs of `true` enqueued
+/// in-process (untimed), then each of `clients` threads claims the next job over the
+/// socket, signs a proof of a no-op run with its own key (trusted first) and completes it,
+/// until nothing is left: claim + complete with no process, as a remote worker does.
+pub fn rpc_claim(args: &[String]) -> R {
+    let socket = arg(args, 2, "socket")?.to_owned();
+    let token = tokens(arg(args, 3, "token file")?)?
+        .into_iter()
+        .next()
+        .ok_or("no token")?;
+    let repo = std::path::Path::new(arg(args, 4, "repo")?);
+    let n: u64 = arg(args, 5, "n")?.parse()?;
+    let clients: u64 = arg(args, 6, "clients")?.parse()?;
+    let g = gatos::Gatos::open(repo, gatos::OpenOptions::default())?;
+    let keys: Vec<ed25519_dalek::SigningKey> = (0..clients)
+        .map(|k| ed25519_dalek::SigningKey::from_bytes(&[u8::try_from(k + 1).unwrap_or(1); 32]))
+        .collect();
+    for key in &keys {
+        g.keys().trust(&gatos_types::KeyId::from_bytes(
+            key.verifying_key().to_bytes(),
+        ))?;
+    }
+    for i in 0..n {
+        g.jobs().enqueue(super::spec(i)?)?;
+    }
+    let start = Instant::now();
+    let handles: Vec<_> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(k, key)| {
+            let (socket, token) = (socket.clone(), token.clone());
+            std::thread::spawn(move || claim_loop(&socket, &token, &format!("w{k}"), &key))
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.join().map_err(|_| "client thread panicked")??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if lat.len() as u64 != n {
+        return Err(format!("{} of {n} jobs completed", lat.len()).into());
+    }
+    lat.sort();
+    println!(
+        "{}",
+        json!({"workload": "rpc claim+complete", "clients": clients, "count": n,
+               "seconds": secs, "rate": n as f64 / secs,
+               "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
+    );
+    Ok(())
+}
+
+fn claim_loop(
+    socket: &str,
+    token: &str,
+    worker: &str,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<Vec<Duration>, String> {
+    use gatos::proofs::{Attempt, Claim, attest};
+    use gatos_types::jobs::Outcome;
+    let mut rpc = Rpc::connect(socket, token)?;
+    let key_id = gatos_types::KeyId::from_bytes(key.verifying_key().to_bytes());
+    let who: gatos_types::WorkerId = worker.parse().map_err(|e| format!("{e}"))?;
+    let field = |v: &Value, f: &str| -> Result<String, String> {
+        v[f].as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("jobs.claim answer without {f}: {v}"))
+    };
+    let mut lat = Vec::new();
+    loop {
+        let t = Instant::now();
+        let c = rpc.call(
+            "jobs.claim",
+            &json!({"worker": worker, "worker_key": key_id.to_string(), "lease": "60s"}),
+        )?;
+        if c.is_null() {
+            return Ok(lat);
+        }
+        let now =
+            gatos_types::Timestamp::from_millis(i64::try_from(now_ns() / 1_000_000).unwrap_or(0));
+        let poe = attest(
+            key,
+            Claim {
+                job: field(&c, "id")?.parse().map_err(|e| format!("{e}"))?,
+                job_content_id: field(&c, "job_content_id")?
+                    .parse()
+                    .map_err(|e| format!("{e}"))?,
+                attempt: c["attempt"]
+                    .as_u64()
+                    .and_then(|a| u32::try_from(a).ok())
+                    .unwrap_or(0),
+                claim_commit: field(&c, "claim_commit")?
+                    .parse()
+                    .map_err(|e| format!("{e}"))?,
+                worker: &who,
+            },
+            &Attempt {
+                started_at: now,
+                finished_at: now,
+                outcome: Outcome::Succeeded,
+                exit_code: Some(0),
+                stdout: b"",
+                stdout_truncated: false,
+                stderr: b"",
+                stderr_truncated: false,
+                outputs: &[],
+                runner: json!({"name": "gatos-bench"}),
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let poe: Value = serde_json::from_slice(&poe).map_err(|e| e.to_string())?;
+        rpc.call(
+            "jobs.complete",
+            &json!({"id": c["id"], "attempt": c["attempt"], "worker": worker,
+                    "lease_token": c["lease_token"], "exit_code": 0, "poe": poe}),
+        )?;
+        lat.push(t.elapsed());
+    }
 }
 
 fn http_calls(
