@@ -11,7 +11,7 @@ use base64::Engine as _;
 use gatos::Gatos;
 use gatos::jobs::lifecycle::{ClaimOptions, DEFAULT_LEASE, Finish, SecretProbe};
 use gatos::jobs::manifest::{self, Input, Overrides};
-use gatos::messages::{BatchItem, BatchOptions, Cursor, PublishOptions, ReadOptions};
+use gatos::messages::{BatchItem, BatchOptions, Cursor, PublishOptions};
 use gatos_types::jobs::{EnqueueRow, JobRow, ManifestRow, Outcome, VerifyRow};
 use gatos_types::wire::{CheckpointRow, PublishRow, ReadPage};
 use gatos_types::{Dur, ErrorCode, Oid, Topic};
@@ -77,6 +77,8 @@ pub struct Service {
     gatos: Gatos,
     config: Arc<Config>,
     node: Arc<NodeStatus>,
+    /// The ref states answered at, kept for a while (ADR 0044; [`crate::state`]).
+    window: Arc<gatos::state::Window>,
 }
 
 type R<T> = Result<T, CallError>;
@@ -179,7 +181,20 @@ impl Service {
             gatos,
             config: Arc::new(config),
             node: Arc::default(),
+            window: gatos::state::Window::new(gatos::state::Retention::default()),
         }
+    }
+
+    /// This service keeping ref states as `retention` says (`--graphql-state-ttl`).
+    #[must_use]
+    pub fn with_state_retention(mut self, retention: gatos::state::Retention) -> Service {
+        self.window = gatos::state::Window::new(retention);
+        self
+    }
+
+    /// The kept ref states.
+    pub fn window(&self) -> &Arc<gatos::state::Window> {
+        &self.window
     }
 
     /// Where a [`crate::Node`] running beside this service records what its sync and
@@ -425,17 +440,7 @@ impl Service {
     /// # Errors
     /// `NotFound` for an unknown cursor; `InvalidInput` for a bad limit.
     pub fn messages_read(&self, p: ReadParams) -> R<ReadPage> {
-        let since = cursor(p.since, p.since_seq, p.since_time, Cursor::Start)?;
-        let limit = p.limit.unwrap_or(gatos::messages::DEFAULT_PAGE);
-        let opts = ReadOptions { since, limit };
-        if self.config.max_page_bytes == 0 {
-            Ok(self.gatos.messages().read(&p.topic, &opts)?)
-        } else {
-            Ok(self
-                .gatos
-                .messages()
-                .read_capped(&p.topic, &opts, self.config.max_page_bytes)?)
-        }
+        self.reads(crate::state::Src::Live).messages_read(p)
     }
 
     /// `messages.ack`: the checkpoint moves to `ulid` if that is forward (one CAS; of two
@@ -633,23 +638,8 @@ impl Service {
     /// # Errors
     /// `InvalidInput` for a limit of 0 or above 1,000, a bad id prefix or time range.
     pub fn jobs_list(&self, p: ListParams) -> R<ListResult> {
-        let page = self.gatos.jobs().page(&gatos::jobs::catalog::Query {
-            queue: p.queue,
-            state: p.state,
-            capability: p.capability,
-            enqueuer: p.enqueuer,
-            since: p.since,
-            until: p.until,
-            id_prefix: p.id_prefix,
-            label: p.label,
-            archived: p.all,
-            after: p.cursor,
-            limit: p.limit,
-        })?;
-        Ok(ListResult {
-            jobs: page.jobs,
-            next_cursor: page.next_cursor,
-        })
+        let now = self.gatos.now();
+        self.reads(crate::state::Src::Live).jobs_list(p, now)
     }
 
     /// `jobs.claim`: the claim, or `None` when nothing is claimable.

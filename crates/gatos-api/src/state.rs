@@ -1,0 +1,160 @@
+//! Reads at a ref state (ADR 0044 §5): `Service::at` resolves what a request names (a
+//! `stateRef`, or the live refs, minted now), and [`Reads`] serves the read operations
+//! on that one source. The live operations (`jobs.list`, `messages.read`) are the same
+//! functions on [`Src::Live`], so every rule is written once.
+
+use gatos::messages::{Cursor, ReadOptions};
+use gatos::refs::{Live, RefSource};
+use gatos::state::{At, Meta, StateId};
+use gatos::jobs::records::JobRecord;
+use gatos_types::wire::ReadPage;
+use gatos_types::{ErrorCode, Timestamp, Ulid};
+
+use crate::service::{CallError, Service, cursor};
+use crate::types::{ListParams, ListResult, ReadParams};
+
+type R<T> = Result<T, CallError>;
+
+/// What a request reads.
+#[derive(Debug, Clone)]
+pub enum StateSel {
+    /// A state by its id (`stateRef`).
+    Ref(StateId),
+    /// The live refs, minted now (`refPath: "live"`).
+    Live,
+}
+
+/// Where reads take their refs from.
+#[derive(Debug, Clone)]
+pub enum Src {
+    /// The store as it is at each read (the plain operations).
+    Live,
+    /// One kept state.
+    State(At),
+}
+
+/// The read operations on one source.
+pub struct Reads<'s> {
+    service: &'s Service,
+    src: Src,
+}
+
+impl std::fmt::Debug for Reads<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reads").field("src", &self.src).finish()
+    }
+}
+
+impl Service {
+    /// Reads on `src`.
+    pub fn reads(&self, src: Src) -> Reads<'_> {
+        Reads { service: self, src }
+    }
+
+    /// The state a request names: a kept one by id (`Gone` when evicted, `NotFound` when
+    /// never kept here), or the live refs minted now (a mint that starts after the call
+    /// did, so the answer includes every write acknowledged before it).
+    ///
+    /// # Errors
+    /// As said; when the refs cannot be listed.
+    pub fn at(&self, sel: &StateSel) -> R<(At, Meta)> {
+        let at = match sel {
+            StateSel::Ref(id) => match self.window().get(id) {
+                Ok(at) => at,
+                Err(e) if e.code() == ErrorCode::NotFound => {
+                    // A pin survives a restart when nothing moved since: the current state
+                    // has that id.
+                    let now = self.window().mint(self.gatos())?;
+                    if now.id()? == *id {
+                        now
+                    } else {
+                        return Err(e.into());
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            },
+            StateSel::Live => self.window().mint(self.gatos())?,
+        };
+        let meta = at.meta()?;
+        Ok((at, meta))
+    }
+}
+
+impl Reads<'_> {
+    fn source(&self) -> Box<dyn RefSource + '_> {
+        match &self.src {
+            Src::Live => Box::new(Live(self.service.gatos())),
+            Src::State(at) => Box::new(at.clone()),
+        }
+    }
+
+    /// `jobs.list` at the source, job states derived at `as_of`.
+    ///
+    /// # Errors
+    /// As [`Service::jobs_list`].
+    pub fn jobs_list(&self, p: ListParams, as_of: Timestamp) -> R<ListResult> {
+        let src = self.source();
+        let page = self.service.gatos().jobs().page_in(
+            src.as_ref(),
+            &gatos::jobs::catalog::Query {
+                queue: p.queue,
+                state: p.state,
+                capability: p.capability,
+                enqueuer: p.enqueuer,
+                since: p.since,
+                until: p.until,
+                id_prefix: p.id_prefix,
+                label: p.label,
+                archived: p.all,
+                after: p.cursor,
+                limit: p.limit,
+            },
+            as_of,
+        )?;
+        Ok(ListResult {
+            jobs: page.jobs,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// One job's record at the source (live refs, else the archive there).
+    ///
+    /// # Errors
+    /// When its commits cannot be read.
+    pub fn job_record(&self, id: Ulid) -> R<Option<JobRecord>> {
+        let src = self.source();
+        Ok(self.service.gatos().jobs().record_in(src.as_ref(), id)?)
+    }
+
+    /// `messages.read` at the source.
+    ///
+    /// # Errors
+    /// As [`Service::messages_read`]; `Gone` at a state whose topic was rewritten since.
+    pub fn messages_read(&self, p: ReadParams) -> R<ReadPage> {
+        let since = cursor(p.since, p.since_seq, p.since_time, Cursor::Start)?;
+        let limit = p.limit.unwrap_or(gatos::messages::DEFAULT_PAGE);
+        let opts = ReadOptions { since, limit };
+        let max = match self.service.config().max_page_bytes {
+            0 => gatos::messages::DEFAULT_MAX_PAGE_BYTES,
+            n => n,
+        };
+        let m = self.service.gatos().messages();
+        Ok(match &self.src {
+            Src::Live => m.read_capped(&p.topic, &opts, max)?,
+            Src::State(at) => m.read_in(at, &p.topic, &opts, max)?,
+        })
+    }
+}
+
+impl Reads<'_> {
+    /// One job's `jobs.get` row at the source, its state derived at `as_of` (without the
+    /// live parts of `jobs.get`: `waiting`, the enqueuer's trust, kept result conflicts).
+    ///
+    /// # Errors
+    /// When its commits cannot be read.
+    pub fn job_row(&self, id: Ulid, as_of: Timestamp) -> R<Option<gatos_types::jobs::JobRow>> {
+        Ok(self
+            .job_record(id)?
+            .map(|rec| self.service.gatos().jobs().row_at(&rec, as_of)))
+    }
+}
