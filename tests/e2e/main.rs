@@ -12,8 +12,10 @@
 mod admission;
 mod cli;
 mod daemon;
+mod dashboard;
 mod ended;
 mod export;
+mod graphql;
 mod http;
 mod http_etag;
 mod http_idem;

@@ -14,6 +14,8 @@ pub enum Actor {
     Http(String),
     /// An MCP client, by the name it gave.
     Mcp(String),
+    /// A dashboard session of the HTTP face, by its public id (ADR 0045).
+    Web(String),
 }
 
 impl fmt::Display for Actor {
@@ -23,6 +25,7 @@ impl fmt::Display for Actor {
             Actor::Rpc(w) => ("rpc", w),
             Actor::Http(w) => ("http", w),
             Actor::Mcp(w) => ("mcp", w),
+            Actor::Web(w) => ("web", w),
         };
         // A name given by a client is shown, never trusted as structure: no newlines or
         // control characters reach a trailer, and it stays short.

@@ -104,6 +104,12 @@ pub mod names {
     pub const DOCTOR_CHECK: &str = "doctor.check";
     /// `sync.run`
     pub const SYNC_RUN: &str = "sync.run";
+    /// `dashboard.signin_code` (a single-use sign-in code for the dashboard; ADR 0045)
+    pub const DASHBOARD_SIGNIN_CODE: &str = "dashboard.signin_code";
+    /// `dashboard.sessions` (the live dashboard sessions)
+    pub const DASHBOARD_SESSIONS: &str = "dashboard.sessions";
+    /// `dashboard.revoke` (end dashboard sessions)
+    pub const DASHBOARD_REVOKE: &str = "dashboard.revoke";
 }
 
 /// Topics whose messages are a guarded read (the audit trail, DESIGN §4): a call that names
@@ -714,6 +720,40 @@ pub const OPS: &[Op] = &[
     )
     .shape(Shape::Face)
     .answer_required()
+    .faces(Faces::RPC),
+    // The dashboard's sessions are the HTTP face's own state, handed out and ended over
+    // the Unix socket with the node token (ADR 0045).
+    op(
+        n::DASHBOARD_SIGNIN_CODE,
+        "A single-use dashboard sign-in code, valid 60 s (Unix socket, with the token).",
+        Read,
+        schema::<t::SigninCodeParams>,
+        schema::<t::SigninCode>,
+    )
+    .guarded()
+    .shape(Shape::Face)
+    .answer_required()
+    .faces(Faces::RPC),
+    op(
+        n::DASHBOARD_SESSIONS,
+        "The live dashboard sessions (Unix socket, with the token).",
+        Read,
+        schema::<t::NoParams>,
+        schema::<t::SessionsResult>,
+    )
+    .guarded()
+    .shape(Shape::Face)
+    .faces(Faces::RPC),
+    op(
+        n::DASHBOARD_REVOKE,
+        "End one dashboard session, or all (audited; Unix socket, with the token).",
+        Read,
+        schema::<t::RevokeParams>,
+        schema::<t::RevokeResult>,
+    )
+    .guarded()
+    .privileged()
+    .shape(Shape::Face)
     .faces(Faces::RPC),
 ];
 

@@ -229,6 +229,74 @@ pub struct AuthParams {
     pub token: String,
 }
 
+/// `dashboard.signin_code` params (ADR 0045).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SigninCodeParams {
+    /// The session the code opens may only read (a session is read-only anyway when the
+    /// token is marked `ro` or the daemon runs `--read-only`).
+    #[serde(default)]
+    pub read_only: Option<bool>,
+}
+
+/// `dashboard.signin_code` result: the code travels only in the URL's fragment.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SigninCode {
+    /// The single-use code (base64url).
+    pub code: String,
+    /// The dashboard's URL with the code in its fragment (`…/#code=CODE`).
+    pub url: String,
+    /// When the code stops working (RFC 3339, UTC).
+    pub expires_at: String,
+    /// Seconds it stays valid.
+    pub expires_in_seconds: u64,
+    /// The session it opens may only read.
+    pub read_only: bool,
+}
+
+/// One live dashboard session (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SessionRow {
+    /// The public id (`web:<id>` is its actor).
+    pub id: String,
+    /// When it was opened (RFC 3339, UTC).
+    pub created_at: String,
+    /// When it ends (RFC 3339, UTC).
+    pub expires_at: String,
+    /// When it last made a request (RFC 3339, UTC).
+    pub last_used_at: String,
+    /// It may only read.
+    pub read_only: bool,
+    /// The token name that minted its code.
+    pub minted_by: String,
+}
+
+/// `dashboard.sessions` result.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SessionsResult {
+    /// Live sessions, oldest first.
+    pub sessions: Vec<SessionRow>,
+}
+
+/// `dashboard.revoke` params: one session by id, or all of them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeParams {
+    /// The session's id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// End every session (and every code not yet used).
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+/// `dashboard.revoke` result.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RevokeResult {
+    /// The ids of the sessions ended.
+    pub revoked: Vec<String>,
+}
+
 /// `gatos.version` result.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VersionResult {

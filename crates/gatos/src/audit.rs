@@ -14,8 +14,8 @@ use serde_json::Value;
 use crate::Gatos;
 use crate::messages::Cursor;
 
-pub use crate::messages::audit::{AUDIT_TOPIC, topic};
-pub(crate) use crate::messages::audit::{record, record_once};
+pub(crate) use crate::messages::audit::record_once;
+pub use crate::messages::audit::{AUDIT_TOPIC, record, topic};
 
 /// One audit record as `git gatos audit --json` prints it (DESIGN §8).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]

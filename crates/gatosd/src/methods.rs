@@ -2,6 +2,7 @@
 //! through the service on the blocking pool; streams and the connection's own operations
 //! (authentication, unsubscribe, health, readiness) are served here.
 
+pub mod dashboard;
 pub mod gatos;
 pub mod jobs;
 pub mod messages;
@@ -191,6 +192,9 @@ async fn dispatch(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
             n::GATOS_HEALTH => gatos::health(conn, params).await,
             n::GATOS_READY => gatos::ready(conn, params).await,
             n::GATOS_AUTH => gatos::auth_again(conn, params),
+            n::DASHBOARD_SIGNIN_CODE => dashboard::signin_code(conn, params),
+            n::DASHBOARD_SESSIONS => dashboard::sessions(conn, params),
+            n::DASHBOARD_REVOKE => dashboard::revoke(conn, params).await,
             other => Err(RpcError::method_not_found(other)),
         }),
     }

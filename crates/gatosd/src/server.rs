@@ -108,6 +108,11 @@ pub async fn run(
             crate::http::router_until(shared.clone(), h.options.clone(), stop.child_token())
         });
         let tls = endpoints.http.as_ref().and_then(|h| h.options.tls.clone());
+        if let Some(a) = http.and_then(|l| l.local_addr().ok()) {
+            shared
+                .dashboard
+                .set_origin(crate::http::origin_of(a, tls.is_some()));
+        }
         // One cap per transport: a flood of TCP connections (which need not even
         // authenticate to hold a slot until the auth timeout) never keeps Unix-socket
         // clients out, nor the other way round.

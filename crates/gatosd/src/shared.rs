@@ -37,6 +37,8 @@ pub struct Shared {
     pub sync_remote: Option<String>,
     /// The metrics `GET /metrics` encodes (ADR 0040).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The dashboard's sign-in codes and sessions (ADR 0045).
+    pub dashboard: crate::http::session::Sessions,
     next_id: AtomicU64,
 }
 
@@ -75,7 +77,11 @@ impl Shared {
                 sync_remote: sync_remote.clone(),
                 max_page_bytes: limits.max_page_bytes,
             },
-        );
+        )
+        .with_state_retention(gatos::state::Retention {
+            ttl: limits.graphql_state_ttl,
+            ..gatos::state::Retention::default()
+        });
         let watchers = Arc::new(Watchers::new(
             gatos.clone(),
             limits.watch_poll,
@@ -93,6 +99,7 @@ impl Shared {
             watchers,
             sync_remote,
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            dashboard: crate::http::session::Sessions::default(),
             next_id: AtomicU64::new(1),
         })
     }

@@ -74,6 +74,45 @@ pub enum Command {
     Export(ExportArgs),
     /// Check the repository's health; exit 1 when a broken invariant is found.
     Doctor(DoctorArgs),
+    /// Sign in to the dashboard of the running gatosd --http: print (or --open) a URL with
+    /// a single-use code valid 60 s; list and revoke its sessions.
+    Dashboard(DashboardArgs),
+}
+
+/// `dashboard`.
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// List or revoke sessions instead of signing in.
+    #[command(subcommand)]
+    pub command: Option<DashboardCommand>,
+    /// Open the URL with xdg-open as well as printing it.
+    #[arg(long)]
+    pub open: bool,
+    /// The session may only read (no cancel, retry or run).
+    #[arg(long)]
+    pub read_only: bool,
+    /// gatosd's Unix socket (default <git-dir>/gatos/gatosd.sock).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub socket: Option<PathBuf>,
+    /// The daemon's token file (default <git-dir>/gatos/gatosd/token); its first token is
+    /// presented.
+    #[arg(long, value_name = "F", global = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `dashboard`'s subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DashboardCommand {
+    /// The live dashboard sessions.
+    Sessions,
+    /// End a dashboard session at once (or all of them).
+    Revoke {
+        /// The session's id (from `git gatos dashboard sessions`).
+        id: Option<String>,
+        /// End every session and every unused code.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
 }
 
 /// `git gatos generate` (hidden: dispatched before [`Cli`] is parsed, so neither `-h`, the

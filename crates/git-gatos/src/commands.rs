@@ -1,6 +1,7 @@
 //! Dispatch: one module per plane, one file per verb.
 
 mod audit;
+mod dashboard;
 mod doctor;
 mod export;
 pub mod generate;
@@ -180,6 +181,7 @@ pub fn run(cli: &Cli, out: &mut Output) -> Result<(), Error> {
         Command::Audit(a) => audit::run(&ctx, out, a)?,
         Command::Export(a) => export::run(&ctx, out, a)?,
         Command::Doctor(a) => doctor::run(&ctx, out, a)?,
+        Command::Dashboard(a) => dashboard::run(&ctx, out, a)?,
     }
     out.flush()?;
     // The process ends here: tearing down gix's object store (slots, caches, maps) is work

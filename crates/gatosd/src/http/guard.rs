@@ -81,8 +81,9 @@ fn bearer(v: &HeaderValue) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-/// The middleware: `Host`, then the token; inserts [`Authed`] for the routes.
-pub async fn check(State(state): State<Arc<HttpState>>, mut req: Request, next: Next) -> Response {
+/// The middleware: `Host`, then the token or the dashboard's session; inserts [`Authed`]
+/// for the routes.
+pub async fn check(State(state): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
     let host = req
         .headers()
         .get(HOST)
@@ -110,8 +111,19 @@ pub async fn check(State(state): State<Arc<HttpState>>, mut req: Request, next: 
         }
         Some(Ok(_)) => {}
     }
-    if OPEN_PATHS.contains(&req.uri().path()) {
+    if OPEN_PATHS.contains(&req.uri().path())
+        || super::dashboard::is_open(req.method(), req.uri().path())
+    {
         return next.run(req).await;
+    }
+    // The dashboard's session cookie (ADR 0045): only without a bearer token, only from
+    // the served origin.
+    if let Some(secret) = super::session::cookie_value(req.headers()) {
+        let Some(authed) = cookie_session(&state, &req, &secret) else {
+            return cookie_refusal(&state, &req);
+        };
+        let key = authed.actor.to_string();
+        return run_counted(&state, authed, &key, req, next).await;
     }
     let tokens = state.shared.tokens();
     let file = tokens
@@ -153,13 +165,24 @@ pub async fn check(State(state): State<Arc<HttpState>>, mut req: Request, next: 
         actor: Actor::Http(entry.name.clone()),
         read_only: entry.read_only,
     };
+    run_counted(&state, authed, &entry.name, req, next).await
+}
+
+/// Runs the route for `authed`, counted against `key`'s rate (ADR 0038).
+async fn run_counted(
+    state: &Arc<HttpState>,
+    authed: Authed,
+    key: &str,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let counted = match &state.limiter {
         None => None,
-        Some(l) => match l.check(&entry.name) {
+        Some(l) => match l.check(key) {
             Verdict::Served { limit, remaining } => Some((limit, remaining)),
             Verdict::Refused { retry_after } => {
-                state.shared.metrics.rate_limited(&entry.name);
-                return l.refusal(&entry.name, retry_after);
+                state.shared.metrics.rate_limited(key);
+                return l.refusal(key, retry_after);
             }
         },
     };
@@ -169,6 +192,88 @@ pub async fn check(State(state): State<Arc<HttpState>>, mut req: Request, next: 
         super::limit::annotate(&mut r, limit, remaining);
     }
     r
+}
+
+/// The origin this face serves a request at: `http[s]://` and its `Host`.
+pub fn served_origin(state: &HttpState, headers: &axum::http::HeaderMap) -> Option<String> {
+    let host = headers.get(HOST)?.to_str().ok()?;
+    let scheme = if state.options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    Some(format!("{scheme}://{}", host.to_ascii_lowercase()))
+}
+
+/// Whether a browser sent the request from the served origin itself (ADR 0045):
+/// `Sec-Fetch-Site: same-origin`, or, only when that header is absent, an `Origin` equal
+/// to the served origin. Another port of the same host is the same site, not the same
+/// origin, and is refused.
+pub fn from_same_origin(state: &HttpState, headers: &axum::http::HeaderMap) -> bool {
+    match headers.get("sec-fetch-site") {
+        Some(v) => v.as_bytes() == b"same-origin",
+        None => match (
+            headers.get(axum::http::header::ORIGIN),
+            served_origin(state, headers),
+        ) {
+            (Some(o), Some(served)) => o.to_str().is_ok_and(|o| o.eq_ignore_ascii_case(&served)),
+            _ => false,
+        },
+    }
+}
+
+/// The session a cookie request acts for, when the request may use it.
+fn cookie_session(state: &HttpState, req: &Request, secret: &[u8]) -> Option<Authed> {
+    if req.headers().contains_key(AUTHORIZATION) || !from_same_origin(state, req.headers()) {
+        return None;
+    }
+    let s = state
+        .shared
+        .dashboard
+        .check(secret, std::time::Instant::now())?;
+    Some(Authed {
+        actor: Actor::Web(s.id),
+        read_only: s.read_only || state.shared.service.config().read_only,
+    })
+}
+
+/// Why a cookie request was refused: both credentials, another origin, or no live
+/// session. Nothing of the cookie is logged.
+fn cookie_refusal(state: &HttpState, req: &Request) -> Response {
+    if req.headers().contains_key(AUTHORIZATION) {
+        tracing::info!(
+            code = "Forbidden",
+            "refused a request with both a session cookie and a token"
+        );
+        return Problem::new(
+            ErrorCode::Forbidden,
+            "the request carries both the dashboard's session cookie and a bearer token; send one of them",
+        )
+        .with("reason", "both_credentials")
+        .into_response();
+    }
+    if !from_same_origin(state, req.headers()) {
+        tracing::info!(
+            code = "Forbidden",
+            "refused a session cookie sent from another origin"
+        );
+        return Problem::new(
+            ErrorCode::Forbidden,
+            "the dashboard's session cookie is accepted only from the dashboard's own origin (Sec-Fetch-Site: same-origin, or a matching Origin)",
+        )
+        .with("reason", "cross_origin")
+        .into_response();
+    }
+    tracing::info!(
+        code = "Unauthorized",
+        "refused an unknown, expired or revoked dashboard session"
+    );
+    Problem::new(
+        ErrorCode::Unauthorized,
+        "the dashboard session is unknown, expired or revoked: sign in again with git gatos dashboard",
+    )
+    .with("reason", "session")
+    .into_response()
 }
 
 #[cfg(test)]

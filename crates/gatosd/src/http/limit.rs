@@ -273,10 +273,12 @@ pub fn with_cors(router: Router, origins: &[String]) -> Router {
         .allow_credentials(false);
     let with = tower::Layer::layer(&cors, router.clone());
     let svc = tower::service_fn(move |req: Request<axum::body::Body>| {
+        // A request carrying the dashboard's session cookie never gets CORS (ADR 0045).
         let listed_origin = req
             .headers()
             .get(axum::http::header::ORIGIN)
-            .is_some_and(|o| listed.contains(o));
+            .is_some_and(|o| listed.contains(o))
+            && super::session::cookie_value(req.headers()).is_none();
         let (with, without) = (with.clone(), router.clone());
         async move {
             if listed_origin {

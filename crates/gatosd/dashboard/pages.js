@@ -1,0 +1,264 @@
+// Overview, topics (live tail), manifests (versions, diff, run), keys and the audit trail.
+import { h, fill, api, qs, time, ulidTime, notice, pre } from './util.js';
+import { onJobEvent } from './live.js';
+import { go } from './app.js';
+
+function table(caption, columns, rows) {
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'grid' },
+    h('caption', {}, caption),
+    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, rows)));
+}
+
+/** Bars of counts per bucket, as SVG (no library). */
+function bars(label, buckets, fails) {
+  const w = 600; const ht = 80; const n = buckets.length;
+  const max = Math.max(1, ...buckets);
+  const bw = w / n;
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', `0 0 ${w} ${ht}`);
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', `${label}: ${buckets.reduce((a, b) => a + b, 0)} finished, ${fails.reduce((a, b) => a + b, 0)} failed`);
+  svg.setAttribute('class', 'chart');
+  buckets.forEach((v, i) => {
+    for (const [val, cls] of [[v, 'bar'], [fails[i], 'bar fail']]) {
+      if (!val) continue;
+      const r = document.createElementNS('http://www.w3.org/2000/svg', 'rect');
+      const bh = (val / max) * (ht - 4);
+      r.setAttribute('x', String(i * bw + 1)); r.setAttribute('width', String(Math.max(1, bw - 2)));
+      r.setAttribute('y', String(ht - bh)); r.setAttribute('height', String(bh)); r.setAttribute('class', cls);
+      svg.append(r);
+    }
+  });
+  return h('figure', {}, svg, h('figcaption', {}, label));
+}
+
+/** Finished and failed jobs per bucket over `spanMs`, from gatos.jobs events. */
+async function throughput(spanMs, n) {
+  const now = Date.now();
+  const start = now - spanMs;
+  const done = new Array(n).fill(0); const failed = new Array(n).fill(0);
+  let since = null; let pages = 0;
+  const first = new Date(start).toISOString();
+  for (;;) {
+    const page = await api(`/api/v1/topics/gatos.jobs/messages${qs(since ? { since, limit: 1000 } : { since_time: first, limit: 1000 })}`);
+    for (const m of page.messages || []) {
+      const ev = m.payload || {};
+      const at = ulidTime(m.ulid);
+      const i = Math.floor(((at - start) / spanMs) * n);
+      if (i < 0 || i >= n) continue;
+      if (['succeeded', 'failed', 'cancelled', 'finished', 'completed'].includes(ev.event)) done[i] += 1;
+      if (ev.event === 'failed') failed[i] += 1;
+    }
+    pages += 1;
+    if (page.end || !page.next_since || pages >= 20) break;
+    since = page.next_since;
+  }
+  return { done, failed };
+}
+
+/** `/overview`. */
+export async function overviewPage(el) {
+  const [health, ready] = await Promise.all([api('/api/v1/health'), fetch('/readyz', { credentials: 'same-origin' }).then((r) => r.json()).catch(() => null)]);
+  const running = await api('/api/v1/jobs?state=running&limit=100');
+  const queues = h('div');
+  const claims = h('div');
+  const charts = h('div', { class: 'charts' });
+  const doctor = h('div', {}, h('button', { type: 'button', onclick: runDoctor }, 'Run doctor checks'));
+  const groups = h('div');
+  function drawQueues(hh) {
+    fill(queues, table('Queues', ['Queue', 'Pending', 'Limit', 'Use'], hh.queues.map((q) => h('tr', {},
+      h('td', {}, h('a', { href: `/jobs?queue=${encodeURIComponent(q.queue)}&state=pending` }, q.queue)),
+      h('td', { class: 'num' }, q.pending), h('td', { class: 'num' }, q.max_pending ?? '∞'),
+      h('td', {}, q.max_pending ? h('meter', { min: 0, max: q.max_pending, value: q.pending, 'aria-label': `${q.queue} use` }) : '—')))));
+  }
+  function drawClaims(list) {
+    fill(claims, table('Live claims', ['Job', 'Worker', 'Attempt', 'Lease until'], list.jobs.map((j) => h('tr', {},
+      h('td', {}, h('a', { href: `/jobs/${j.id}`, class: 'mono' }, j.id)), h('td', {}, j.claim ? j.claim.worker : '—'),
+      h('td', { class: 'num' }, j.attempt), h('td', {}, j.claim ? time(j.claim.lease_until) : '—')))));
+  }
+  async function runDoctor() {
+    fill(doctor, h('p', { class: 'muted' }, 'Checking…'));
+    try { const d = await api('/api/v1/doctor'); fill(doctor, pre(d)); } catch (e) { notice(doctor, e.message, 'error'); }
+  }
+  drawQueues(health);
+  drawClaims(running);
+  fill(el,
+    h('h1', {}, 'Overview'),
+    h('dl', { class: 'facts' },
+      h('dt', {}, 'Repository'), h('dd', { class: 'mono' }, health.repository),
+      h('dt', {}, 'Version'), h('dd', {}, health.version),
+      h('dt', {}, 'Up'), h('dd', {}, `${Math.round(health.uptime_seconds / 60)} min`),
+      h('dt', {}, 'Connections'), h('dd', {}, `${health.connections} open, ${health.subscriptions} streams`),
+      h('dt', {}, 'Ready'), h('dd', {}, ready ? String(ready.ready ?? ready.data?.ready ?? '?') : '?')),
+    h('section', {}, h('h2', {}, 'Sync and maintenance'), ready ? pre({ sync: ready.sync ?? ready.data?.sync, maintenance: ready.maintenance ?? ready.data?.maintenance }) : h('p', {}, '—')),
+    h('section', {}, h('h2', {}, 'Queues'), queues),
+    h('section', {}, h('h2', {}, 'Throughput'), charts),
+    h('section', {}, h('h2', {}, 'Claims'), claims),
+    h('section', {}, h('h2', {}, 'Consumer groups'), groups),
+    h('section', {}, h('h2', {}, 'Doctor'), doctor));
+  (async () => {
+    try {
+      const hour = await throughput(3600e3, 60);
+      const day = await throughput(86400e3, 48);
+      fill(charts, bars('Last hour, per minute (failed in red)', hour.done, hour.failed), bars('Last day, per 30 minutes', day.done, day.failed));
+    } catch (e) { notice(charts, e.message, 'error'); }
+    try {
+      const topics = await api('/api/v1/topics');
+      const rows = [];
+      for (const t of topics.topics || []) {
+        const cs = await api(`/api/v1/topics/${encodeURIComponent(t.topic)}/consumers`).catch(() => null);
+        for (const c of (cs && (cs.checkpoints || cs.consumers)) || []) {
+          rows.push(h('tr', {}, h('td', {}, c.group), h('td', {}, h('a', { href: `/topics/${encodeURIComponent(t.topic)}` }, t.topic)), h('td', { class: 'num' }, c.lag ?? '—')));
+        }
+      }
+      fill(groups, rows.length ? table('Consumer groups', ['Group', 'Topic', 'Lag'], rows) : h('p', { class: 'muted' }, 'No consumer group.'));
+    } catch (e) { notice(groups, e.message, 'error'); }
+  })();
+  let timer = null;
+  const off = onJobEvent(() => {
+    // Coalesce bursts of events into one re-read.
+    if (timer) return;
+    timer = setTimeout(async () => {
+      timer = null;
+      try { drawQueues(await api('/api/v1/health')); drawClaims(await api('/api/v1/jobs?state=running&limit=100')); } catch (_) { /* shown next time */ }
+    }, 500);
+  });
+  return () => { off(); if (timer) clearTimeout(timer); };
+}
+
+/** `/topics`. */
+export async function topicsPage(el) {
+  const t = await api('/api/v1/topics');
+  fill(el, h('h1', {}, 'Topics'), table('Topics', ['Topic', 'Messages', 'Last seq', 'Last message'], (t.topics || []).map((r) => h('tr', {},
+    h('td', {}, h('a', { href: `/topics/${encodeURIComponent(r.topic)}` }, r.topic)), h('td', { class: 'num' }, r.count),
+    h('td', { class: 'num' }, r.last_seq), h('td', {}, time(r.last_at)))))); 
+}
+
+/** `/topics/NAME`: a live tail with pause and jump-to-seq, and each message's detail. */
+export async function topicPage(el, url, session, [topic]) {
+  const list = h('tbody');
+  const detail = h('div', { class: 'detail', 'aria-live': 'polite' });
+  const rate = h('span', { class: 'muted' });
+  const pause = h('button', { type: 'button', 'aria-pressed': 'false' }, 'Pause');
+  const seq = h('input', { id: 'seq', type: 'number', min: '0', inputmode: 'numeric', 'data-search': true });
+  const jump = h('form', { class: 'inline' }, h('label', { for: 'seq' }, 'Jump to seq '), seq, h('button', { type: 'submit' }, 'Go'));
+  let paused = false; const held = []; let source = null; const seen = [];
+  function add(m) {
+    seen.push(Date.now());
+    while (seen.length && seen[0] < Date.now() - 60000) seen.shift();
+    fill(rate, `${seen.length} messages in the last minute`);
+    const tr = h('tr', { tabindex: '0', 'data-seq': m.seq },
+      h('td', { class: 'num' }, m.seq), h('td', {}, time(ulidTime(m.ulid))), h('td', { class: 'mono trunc' }, m.ulid),
+      h('td', { class: 'mono trunc' }, JSON.stringify(m.payload)));
+    const show = () => fill(detail, h('h2', {}, `Message ${m.seq}`), h('dl', { class: 'facts' },
+      h('dt', {}, 'ULID'), h('dd', { class: 'mono' }, m.ulid), h('dt', {}, 'Commit'), h('dd', { class: 'mono' }, m.commit),
+      h('dt', {}, 'Content-Id'), h('dd', { class: 'mono' }, m.content_id)), h('h3', {}, 'Envelope'), pre(m));
+    tr.addEventListener('click', show);
+    tr.addEventListener('keydown', (e) => { if (e.key === 'Enter') show(); });
+    list.prepend(tr);
+    while (list.children.length > 500) list.lastChild.remove();
+  }
+  function open(sinceSeq) {
+    if (source) source.close();
+    fill(list);
+    const q = sinceSeq !== null && sinceSeq !== undefined ? qs({ since_seq: sinceSeq }) : '';
+    source = new EventSource(`/api/v1/topics/${encodeURIComponent(topic)}/stream${q}`);
+    source.addEventListener('message', (ev) => {
+      let m; try { m = JSON.parse(ev.data); } catch (_) { return; }
+      if (paused) held.push(m); else add(m);
+    });
+  }
+  pause.addEventListener('click', () => {
+    paused = !paused;
+    pause.textContent = paused ? `Resume` : 'Pause';
+    pause.setAttribute('aria-pressed', String(paused));
+    if (!paused) while (held.length) add(held.shift());
+  });
+  jump.addEventListener('submit', (e) => { e.preventDefault(); open(seq.value === '' ? null : Math.max(0, Number(seq.value) - 1)); });
+  const info = await api('/api/v1/topics').then((t) => (t.topics || []).find((r) => r.topic === topic)).catch(() => null);
+  fill(el, h('h1', {}, 'Topic ', h('span', { class: 'mono' }, topic)),
+    info ? h('p', {}, `${info.count} messages, seq ${info.first_seq}–${info.last_seq}. `, rate) : rate,
+    h('div', { class: 'bulk' }, pause, jump),
+    h('div', { class: 'split' },
+      h('div', { class: 'table-wrap' }, h('table', { class: 'grid', id: 'tail' }, h('caption', {}, 'Live tail, newest first'),
+        h('thead', {}, h('tr', {}, ['Seq', 'Time', 'ULID', 'Payload'].map((c) => h('th', { scope: 'col' }, c)))), list)),
+      detail));
+  open(info ? Math.max(0, info.last_seq - 20) : null);
+  return () => { if (source) source.close(); };
+}
+
+/** `/manifests`. */
+export async function manifestsPage(el) {
+  const r = await api('/api/v1/manifests');
+  fill(el, h('h1', {}, 'Manifests'), table('Manifests, latest versions', ['Name', 'Version', 'Queue', 'Command'], (r.manifests || []).map((m) => h('tr', {},
+    h('td', {}, h('a', { href: `/manifests/${encodeURIComponent(m.name)}` }, m.name)), h('td', { class: 'num' }, m.version),
+    h('td', {}, m.manifest.queue), h('td', { class: 'mono trunc' }, (m.manifest.command || []).join(' '))))));
+}
+
+/** A line diff of two texts (longest common subsequence; manifests are small). */
+function diff(a, b) {
+  const x = a.split('\n'); const y = b.split('\n');
+  const dp = Array.from({ length: x.length + 1 }, () => new Array(y.length + 1).fill(0));
+  for (let i = x.length - 1; i >= 0; i -= 1) for (let j = y.length - 1; j >= 0; j -= 1) dp[i][j] = x[i] === y[j] ? dp[i + 1][j + 1] + 1 : Math.max(dp[i + 1][j], dp[i][j + 1]);
+  const out = []; let i = 0; let j = 0;
+  while (i < x.length || j < y.length) {
+    if (i < x.length && j < y.length && x[i] === y[j]) { out.push(h('span', {}, `  ${x[i]}\n`)); i += 1; j += 1; }
+    else if (j < y.length && (i >= x.length || dp[i][j + 1] >= dp[i + 1][j])) { out.push(h('ins', {}, `+ ${y[j]}\n`)); j += 1; }
+    else { out.push(h('del', {}, `- ${x[i]}\n`)); i += 1; }
+  }
+  return h('pre', { class: 'diff', tabindex: '0' }, out);
+}
+
+/** `/manifests/NAME`: versions, a diff between two, and a run. */
+export async function manifestPage(el, url, session, [name]) {
+  const latest = await api(`/api/v1/manifests/${encodeURIComponent(name)}`);
+  const versions = [];
+  for (let v = 1; v <= latest.version; v += 1) versions.push(v);
+  const a = url.searchParams.get('a') || String(Math.max(1, latest.version - 1));
+  const b = url.searchParams.get('b') || String(latest.version);
+  const [ma, mb] = await Promise.all([a, b].map((v) => api(`/api/v1/manifests/${encodeURIComponent(name)}${qs({ version: v })}`)));
+  const pick = (id, label, value) => h('div', { class: 'field' }, h('label', { for: id }, label),
+    h('select', { id, name: id }, versions.map((v) => h('option', { value: v, selected: String(v) === value }, `v${v}`))));
+  const form = h('form', { class: 'filters' }, pick('a', 'From', a), pick('b', 'To', b), h('div', { class: 'field' }, h('button', { type: 'submit' }, 'Compare')));
+  form.addEventListener('submit', (e) => { e.preventDefault(); go(`/manifests/${encodeURIComponent(name)}${qs({ a: form.elements.a.value, b: form.elements.b.value })}`); });
+  const status = h('div');
+  const run = session.read_only ? null : h('button', { type: 'button', onclick: async () => {
+    if (!confirm(`Run ${name} v${b}?`)) return;
+    try { const r = await api(`/api/v1/manifests/${encodeURIComponent(name)}/runs`, { method: 'POST', body: { version: Number(b) } }); go(`/jobs/${r.id}`); } catch (e) { notice(status, e.message, 'error'); }
+  } }, `Run v${b}`);
+  fill(el, h('h1', {}, 'Manifest ', h('span', { class: 'mono' }, name)),
+    h('p', {}, `Latest version ${latest.version}, content id `, h('code', {}, latest.content_id)),
+    run, status, form,
+    h('h2', {}, `v${a} → v${b}`), diff(JSON.stringify(ma.manifest, null, 2), JSON.stringify(mb.manifest, null, 2)));
+}
+
+/** `/keys`. */
+export async function keysPage(el) {
+  const r = await api('/api/v1/keys');
+  fill(el, h('h1', {}, 'Keys and revocations'), table('Keys this node knows', ['Key', 'This node', 'Trusted', 'Published', 'Revoked'], (r.keys || []).map((k) => h('tr', {},
+    h('td', { class: 'mono trunc', title: k.key }, k.key), h('td', {}, k.current ? 'yes' : ''), h('td', {}, k.trusted ? 'yes' : h('span', { title: `git gatos keys trust ${k.key}` }, 'no')),
+    h('td', {}, k.published ? 'yes' : ''), h('td', {}, k.revoked || '')))));
+}
+
+/** `/audit`: the trail, filtered by action and start time. */
+export async function auditPage(el, url) {
+  const p = url.searchParams;
+  const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter the audit trail' },
+    h('div', { class: 'field' }, h('label', { for: 'f-action' }, 'Action'), h('input', { id: 'f-action', name: 'action', value: p.get('action') || '', placeholder: 'jobs.cancel', 'data-search': true })),
+    h('div', { class: 'field' }, h('label', { for: 'f-from' }, 'From'), h('input', { id: 'f-from', name: 'from', type: 'datetime-local', value: p.get('from') || '' })),
+    h('div', { class: 'field' }, h('button', { type: 'submit' }, 'Apply'), ' ', h('a', { href: '/audit' }, 'Clear')));
+  form.addEventListener('submit', (e) => { e.preventDefault(); go(`/audit${qs({ action: form.elements.action.value, from: form.elements.from.value })}`); });
+  const from = p.get('from') ? new Date(p.get('from')).toISOString() : '';
+  const q = { action: p.get('action'), limit: 100 };
+  if (p.get('since')) q.since = p.get('since'); else if (from) q.since_time = from;
+  const page = await api(`/api/v1/audit${qs(q)}`);
+  const next = page.next_since ? h('a', { href: `/audit${qs({ ...Object.fromEntries(p), since: page.next_since })}`, rel: 'next' }, 'Next page →') : null;
+  const show = (v) => (v === null || v === undefined ? '—' : typeof v === 'string' ? v : JSON.stringify(v));
+  fill(el, h('h1', {}, 'Audit trail'), form,
+    table('Privileged actions, oldest first', ['When', 'Actor', 'Action', 'Target', 'Before → after'], (page.records || []).map((r) => h('tr', {},
+      h('td', {}, time(ulidTime(r.ulid))), h('td', {}, show(r.actor)), h('td', {}, show(r.action)), h('td', { class: 'mono trunc' }, show(r.target)),
+      h('td', { class: 'mono trunc' }, `${show(r.before)} → ${show(r.after)}`)))),
+    (page.records || []).length ? null : h('p', { class: 'muted' }, 'No record matches.'),
+    h('nav', { class: 'pager', 'aria-label': 'Pages' }, next));
+}

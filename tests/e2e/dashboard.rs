@@ -1,0 +1,485 @@
+//! The dashboard's security model against a real `gatosd --http` (issue #19, ADR 0045):
+//! `git gatos dashboard` mints a code over the Unix socket, the page's sign-in answers a
+//! strict cookie, and every refusal of the acceptance rule — another origin, another port
+//! of 127.0.0.1, a foreign `Host`, a cookie with a token, a reused code, a logged-out or
+//! revoked session, a read-only daemon or session — holds and changes nothing. Raw HTTP
+//! over a TCP stream, so every header is the test's.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use gatos_testutil::{TempRepo, TestResult};
+use serde_json::{Value, json};
+
+use crate::support::{HttpDaemon, enqueue, gatos_ok, json_lines};
+
+const OPS: &str = "2b0f4c9d7e8a1f3b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b";
+const VIEW: &str = "8c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d";
+
+/// One answer: status, headers (lower-case names), body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+    fn reason(&self) -> Option<String> {
+        self.json()
+            .pointer("/data/reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+}
+
+/// Sends one request with exactly `headers` (plus `Connection: close` and a length).
+fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> TestResult<Answer> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no header end")?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .ok_or("no status")?
+        .parse()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}
+
+/// `git gatos dashboard --json` against the daemon: the `SigninCode` row.
+fn mint(repo: &TempRepo, extra: &[&str]) -> TestResult<Value> {
+    let sock = repo.root().join("dash.sock");
+    let tokens = repo.root().join("tokens");
+    let mut args = vec![
+        "dashboard",
+        "--json",
+        "--socket",
+        sock.to_str().ok_or("path")?,
+        "--token-file",
+        tokens.to_str().ok_or("path")?,
+    ];
+    args.extend_from_slice(extra);
+    let rows = json_lines(&gatos_ok(repo, &args)?)?;
+    Ok(rows.first().cloned().ok_or("no row")?)
+}
+
+/// Signs in from the served origin: the cookie's `name=value`.
+fn sign_in(d: &HttpDaemon, code: &str) -> TestResult<(String, Value)> {
+    let a = send(
+        &d.addr,
+        "POST",
+        "/dashboard/signin",
+        &[("Sec-Fetch-Site", "same-origin")],
+        &json!({ "code": code }).to_string(),
+    )?;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let set = a.header("set-cookie").ok_or("no Set-Cookie")?.to_owned();
+    let pair = set.split(';').next().ok_or("cookie")?.trim().to_owned();
+    Ok((pair, a.json()))
+}
+
+fn start(repo: &TempRepo, extra: &[&str]) -> TestResult<HttpDaemon> {
+    HttpDaemon::start(
+        repo,
+        &format!("ops {OPS}\nviewer {VIEW} ro\n"),
+        "dash",
+        extra,
+    )
+}
+
+#[test]
+fn sign_in_cookie_acceptance_rule_logout_and_revocation() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    let job = enqueue(&repo, &["--no-checkout", "--", "true"])?;
+    let d = start(&repo, &["--http-cors-origin", "http://app.example"])?;
+    let origin = format!("http://{}", d.addr);
+
+    // The shell: no data, no credentials, strict headers on it and on every answer.
+    let shell = send(&d.addr, "GET", "/", &[], "")?;
+    assert_eq!(shell.status, 200);
+    let csp = shell.header("content-security-policy").ok_or("no CSP")?;
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(shell.header("x-frame-options"), Some("DENY"));
+    assert_eq!(shell.header("x-content-type-options"), Some("nosniff"));
+    assert!(!shell.body.contains("<script>"), "no inline script");
+    let api = send(
+        &d.addr,
+        "GET",
+        "/api/v1/jobs",
+        &[("Authorization", &format!("Bearer {OPS}"))],
+        "",
+    )?;
+    assert_eq!(api.status, 200, "{}", api.body);
+    assert_eq!(api.header("x-frame-options"), Some("DENY"));
+    assert!(api.header("content-security-policy").is_some());
+
+    // A code, from the Unix socket with the token: in the URL's fragment only.
+    let minted = mint(&repo, &[])?;
+    let code = minted["code"].as_str().ok_or("code")?.to_owned();
+    let url = minted["url"].as_str().ok_or("url")?;
+    assert_eq!(url, format!("{origin}/#code={code}"));
+    assert!(!url.contains('?'));
+    assert_eq!(minted["expires_in_seconds"], 60);
+
+    // A sign-in from another origin (another port of 127.0.0.1 is same-site, not
+    // same-origin) is refused and does not use the code.
+    for headers in [
+        vec![
+            ("Sec-Fetch-Site", "same-site"),
+            ("Origin", "http://127.0.0.1:1"),
+        ],
+        vec![
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Origin", "http://evil.example"),
+        ],
+        vec![("Origin", "http://127.0.0.1:1")],
+        vec![],
+    ] {
+        let a = send(
+            &d.addr,
+            "POST",
+            "/dashboard/signin",
+            &headers,
+            &json!({"code": code}).to_string(),
+        )?;
+        assert_eq!(a.status, 403, "{headers:?}: {}", a.body);
+        assert_eq!(a.reason().as_deref(), Some("cross_origin"));
+        assert!(a.header("set-cookie").is_none());
+    }
+    // An Origin equal to the served origin stands in for a missing Sec-Fetch-Site.
+    let a = send(
+        &d.addr,
+        "POST",
+        "/dashboard/signin",
+        &[("Origin", &origin)],
+        &json!({"code": code}).to_string(),
+    )?;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let set = a.header("set-cookie").ok_or("Set-Cookie")?;
+    for part in [
+        "gatos_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=28800",
+    ] {
+        assert!(set.contains(part), "{set}");
+    }
+    let cookie = set.split(';').next().ok_or("cookie")?.trim().to_owned();
+    let session = a.json();
+    let sid = session["id"].as_str().ok_or("id")?.to_owned();
+    assert_eq!(session["actor"], format!("web:{sid}"));
+    assert_eq!(session["read_only"], false);
+
+    // The code is single-use.
+    let again = send(
+        &d.addr,
+        "POST",
+        "/dashboard/signin",
+        &[("Sec-Fetch-Site", "same-origin")],
+        &json!({"code": code}).to_string(),
+    )?;
+    assert_eq!(again.status, 401, "{}", again.body);
+    let bogus = send(
+        &d.addr,
+        "POST",
+        "/dashboard/signin",
+        &[("Sec-Fetch-Site", "same-origin")],
+        r#"{"code":"nope"}"#,
+    )?;
+    assert_eq!(bogus.status, 401);
+
+    // The acceptance rule for cookie requests.
+    let ok = |extra: &[(&str, &str)]| -> TestResult<Answer> {
+        let mut h = vec![("Cookie", cookie.as_str())];
+        h.extend_from_slice(extra);
+        send(&d.addr, "GET", "/dashboard/session", &h, "")
+    };
+    assert_eq!(ok(&[("Sec-Fetch-Site", "same-origin")])?.status, 200);
+    assert_eq!(ok(&[("Origin", &origin)])?.status, 200);
+    for (extra, reason) in [
+        (vec![("Sec-Fetch-Site", "same-site")], "cross_origin"),
+        (vec![("Sec-Fetch-Site", "cross-site")], "cross_origin"),
+        (vec![("Sec-Fetch-Site", "none")], "cross_origin"),
+        (
+            vec![("Sec-Fetch-Site", "same-site"), ("Origin", origin.as_str())],
+            "cross_origin",
+        ),
+        (vec![("Origin", "http://127.0.0.1:1")], "cross_origin"),
+        (vec![], "cross_origin"),
+    ] {
+        let a = ok(&extra)?;
+        assert_eq!(a.status, 403, "{extra:?}: {}", a.body);
+        assert_eq!(a.reason().as_deref(), Some(reason));
+    }
+    let bearer = format!("Bearer {OPS}");
+    let both = ok(&[
+        ("Sec-Fetch-Site", "same-origin"),
+        ("Authorization", &bearer),
+    ])?;
+    assert_eq!(both.status, 403);
+    assert_eq!(both.reason().as_deref(), Some("both_credentials"));
+    // A foreign Host is refused first, cookie or not (DNS rebinding).
+    let foreign = ok(&[("Sec-Fetch-Site", "same-origin"), ("Host", "evil.example")])?;
+    assert_eq!(foreign.status, 403);
+    assert_eq!(foreign.json()["data"]["host"], "evil.example");
+    let shell_foreign = send(&d.addr, "GET", "/", &[("Host", "evil.example:80")], "")?;
+    assert_eq!(shell_foreign.status, 403);
+    // No CORS for a cookie, even from a listed origin.
+    let cors = ok(&[("Origin", "http://app.example")])?;
+    assert_eq!(cors.status, 403);
+    assert!(
+        cors.header("access-control-allow-origin").is_none(),
+        "{:?}",
+        cors.headers
+    );
+
+    // A cross-origin write with the cookie changes nothing; the same from the origin acts
+    // as web:<id> and lands on the audit trail.
+    let cancel = format!("/api/v1/jobs/{job}/cancel");
+    let forged = send(
+        &d.addr,
+        "POST",
+        &cancel,
+        &[
+            ("Cookie", &cookie),
+            ("Sec-Fetch-Site", "same-site"),
+            ("Origin", "http://127.0.0.1:1"),
+        ],
+        "{}",
+    )?;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let still = send(
+        &d.addr,
+        "GET",
+        &format!("/api/v1/jobs/{job}"),
+        &[("Authorization", &bearer)],
+        "",
+    )?;
+    assert_eq!(still.json()["state"], "pending", "{}", still.body);
+    let done = send(
+        &d.addr,
+        "POST",
+        &cancel,
+        &[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")],
+        "{}",
+    )?;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.json()["state"], "cancelled");
+    let audit = send(
+        &d.addr,
+        "GET",
+        "/api/v1/audit?action=jobs.cancel",
+        &[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")],
+        "",
+    )?;
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    let records = audit.json()["records"].clone();
+    assert_eq!(records[0]["actor"], format!("web:{sid}"), "{records}");
+    let signins = send(
+        &d.addr,
+        "GET",
+        "/api/v1/audit?action=dashboard.signin",
+        &[("Authorization", &bearer)],
+        "",
+    )?;
+    assert_eq!(signins.json()["records"][0]["target"], format!("web:{sid}"));
+
+    // Logout ends the session and clears the cookie.
+    let out = send(
+        &d.addr,
+        "POST",
+        "/dashboard/logout",
+        &[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")],
+        "",
+    )?;
+    assert_eq!(out.status, 200);
+    assert!(
+        out.header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=0"))
+    );
+    let gone = ok(&[("Sec-Fetch-Site", "same-origin")])?;
+    assert_eq!(gone.status, 401, "{}", gone.body);
+
+    // Revocation over the Unix socket, by id and all.
+    let (c2, s2) = sign_in(&d, mint(&repo, &[])?["code"].as_str().ok_or("code")?)?;
+    let (c3, _) = sign_in(&d, mint(&repo, &[])?["code"].as_str().ok_or("code")?)?;
+    let sock = repo.root().join("dash.sock");
+    let tokens = repo.root().join("tokens");
+    let common = [
+        "--socket",
+        sock.to_str().ok_or("p")?,
+        "--token-file",
+        tokens.to_str().ok_or("p")?,
+    ];
+    let mut list = vec!["dashboard", "sessions", "--json"];
+    list.extend_from_slice(&common);
+    let listed = json_lines(&gatos_ok(&repo, &list)?)?;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let id2 = s2["id"].as_str().ok_or("id")?;
+    let mut revoke = vec!["dashboard", "revoke", id2, "--json"];
+    revoke.extend_from_slice(&common);
+    let r = json_lines(&gatos_ok(&repo, &revoke)?)?;
+    assert_eq!(r[0]["revoked"], json!([id2]));
+    let use2 = send(
+        &d.addr,
+        "GET",
+        "/dashboard/session",
+        &[("Cookie", &c2), ("Sec-Fetch-Site", "same-origin")],
+        "",
+    )?;
+    assert_eq!(use2.status, 401);
+    let use3 = send(
+        &d.addr,
+        "GET",
+        "/dashboard/session",
+        &[("Cookie", &c3), ("Sec-Fetch-Site", "same-origin")],
+        "",
+    )?;
+    assert_eq!(use3.status, 200);
+    let mut all = vec!["dashboard", "revoke", "--all"];
+    all.extend_from_slice(&common);
+    gatos_ok(&repo, &all)?;
+    let use3 = send(
+        &d.addr,
+        "GET",
+        "/dashboard/session",
+        &[("Cookie", &c3), ("Sec-Fetch-Site", "same-origin")],
+        "",
+    )?;
+    assert_eq!(use3.status, 401);
+
+    // Nothing secret reached the log.
+    let log = d.log();
+    for secret in [code.as_str(), cookie.split('=').nth(1).ok_or("v")?, OPS] {
+        assert!(!log.contains(secret), "a secret in the log");
+    }
+    Ok(())
+}
+
+#[test]
+fn sign_in_codes_need_the_token_on_the_unix_socket() -> TestResult {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixStream;
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    let d = start(&repo, &[])?;
+    let s = UnixStream::connect(repo.root().join("dash.sock"))?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    let mut call = |line: Value| -> TestResult<Value> {
+        writeln!(w, "{line}")?;
+        let mut a = String::new();
+        r.read_line(&mut a)?;
+        Ok(serde_json::from_str(&a)?)
+    };
+    let before =
+        call(json!({"jsonrpc":"2.0","id":1,"method":"dashboard.signin_code","params":{}}))?;
+    assert_eq!(before["error"]["data"]["code"], "Unauthorized", "{before}");
+    let list = call(json!({"jsonrpc":"2.0","id":2,"method":"dashboard.sessions","params":{}}))?;
+    assert_eq!(list["error"]["data"]["code"], "Unauthorized", "{list}");
+    call(json!({"jsonrpc":"2.0","id":3,"method":"gatos.auth","params":{"token": VIEW}}))?;
+    let ro = call(json!({"jsonrpc":"2.0","id":4,"method":"dashboard.signin_code","params":{}}))?;
+    assert_eq!(
+        ro["result"]["read_only"], true,
+        "an ro token opens read-only sessions: {ro}"
+    );
+    let bad = call(
+        json!({"jsonrpc":"2.0","id":5,"method":"dashboard.revoke","params":{"id":"x","all":true}}),
+    )?;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    let missing =
+        call(json!({"jsonrpc":"2.0","id":6,"method":"dashboard.revoke","params":{"id":"0000"}}))?;
+    assert_eq!(missing["error"]["data"]["code"], "NotFound", "{missing}");
+    // The ro session may read, not act.
+    let job = enqueue(&repo, &["--no-checkout", "--", "true"])?;
+    let (cookie, s) = sign_in(&d, ro["result"]["code"].as_str().ok_or("code")?)?;
+    assert_eq!(s["read_only"], true);
+    let refused = send(
+        &d.addr,
+        "POST",
+        &format!("/api/v1/jobs/{job}/cancel"),
+        &[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")],
+        "{}",
+    )?;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.json()["data"]["token_read_only"], true);
+    Ok(())
+}
+
+#[test]
+fn a_read_only_daemon_refuses_the_dashboards_actions() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    let job = enqueue(&repo, &["--no-checkout", "--", "true"])?;
+    let d = start(&repo, &["--read-only"])?;
+    let minted = mint(&repo, &[])?;
+    assert_eq!(minted["read_only"], true);
+    let (cookie, s) = sign_in(&d, minted["code"].as_str().ok_or("code")?)?;
+    assert_eq!(s["read_only"], true);
+    let h = [
+        ("Cookie", cookie.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    let who = send(&d.addr, "GET", "/dashboard/session", &h, "")?;
+    assert_eq!(who.json()["read_only"], true, "{}", who.body);
+    assert_eq!(who.json()["daemon_read_only"], true);
+    let refused = send(
+        &d.addr,
+        "POST",
+        &format!("/api/v1/jobs/{job}/cancel"),
+        &h,
+        "{}",
+    )?;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let reads = send(&d.addr, "GET", &format!("/api/v1/jobs/{job}"), &h, "")?;
+    assert_eq!(reads.json()["state"], "pending");
+    Ok(())
+}
