@@ -3,10 +3,10 @@
 //! on that one source. The live operations (`jobs.list`, `messages.read`) are the same
 //! functions on [`Src::Live`], so every rule is written once.
 
+use gatos::jobs::records::JobRecord;
 use gatos::messages::{Cursor, ReadOptions};
 use gatos::refs::{Live, RefSource};
 use gatos::state::{At, Meta, StateId};
-use gatos::jobs::records::JobRecord;
 use gatos_types::wire::ReadPage;
 use gatos_types::{ErrorCode, Timestamp, Ulid};
 

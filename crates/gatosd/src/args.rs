@@ -203,6 +203,29 @@ pub struct Args {
     /// Never offer these MCP tools at /mcp of --http (comma-separated or repeated).
     #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "http")]
     pub mcp_deny_tools: Vec<String>,
+    /// The deepest GraphQL query served (default 12); deeper is InvalidInput.
+    #[arg(long, value_name = "N", requires = "http")]
+    pub graphql_max_depth: Option<usize>,
+    /// The most complex GraphQL query served (default 10000: a field costs 1, a page of N
+    /// costs N times its fields); more is InvalidInput.
+    #[arg(long, value_name = "N", requires = "http")]
+    pub graphql_max_complexity: Option<usize>,
+    /// Answer GraphQL introspection (__schema, __type); off by default (the SDL is served
+    /// at /api/v1/graphql/schema either way).
+    #[arg(long, requires = "http")]
+    pub graphql_introspection: bool,
+    /// How long a GraphQL ref state is kept after its last use (DUR, at least 1m; default
+    /// 15m).
+    #[arg(long, value_name = "DUR", value_parser = parse_state_ttl, requires = "http")]
+    pub graphql_state_ttl: Option<std::time::Duration>,
+}
+
+fn parse_state_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let d = gatos_types::Dur::parse(s).map_err(|e| e.to_string())?;
+    if d.as_secs() < 60 {
+        return Err("at least 1m".to_owned());
+    }
+    Ok(d.to_std())
 }
 
 impl Args {

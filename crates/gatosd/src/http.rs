@@ -12,6 +12,8 @@
 //! the token's rate) → the route. With `--http-cors-origin`, a request from a listed
 //! origin passes tower-http's `CorsLayer` first ([`limit::with_cors`]).
 
+pub mod dashboard;
+pub mod graphql;
 pub mod guard;
 pub mod idem;
 pub mod limit;
@@ -19,6 +21,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod problem;
 pub mod query;
+pub mod session;
 pub mod sse;
 pub mod tls;
 pub mod unary;
@@ -151,6 +154,22 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
     })
 }
 
+/// The origin a browser reaches the face at, from its bound address (an unspecified
+/// address is reached on loopback).
+pub fn origin_of(addr: SocketAddr, tls: bool) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v) if v.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(v) if v.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
 /// The router of the face.
 pub fn router(shared: Arc<Shared>, options: Options) -> Router {
     router_until(shared, options, CancellationToken::new())
@@ -190,6 +209,8 @@ pub fn router_until(shared: Arc<Shared>, options: Options, stop: CancellationTok
     });
     let router = unary::routes(state.clone())
         .merge(sse::routes(state.clone()))
+        .merge(graphql::routes(state.clone()))
+        .merge(dashboard::routes(state.clone()))
         .route("/healthz", get(healthz))
         .route_service(mcp::PATH, mcp)
         .route(
@@ -201,6 +222,7 @@ pub fn router_until(shared: Arc<Shared>, options: Options, stop: CancellationTok
             guard::check,
         ))
         .layer(axum::middleware::map_response(problem::problemize))
+        .layer(axum::middleware::map_response(dashboard::secure_headers))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             problem::panicked,
         ))

@@ -222,6 +222,16 @@ fn start(args: &args::Args) -> Result<(), StartError> {
     if let Some(b) = args.http_burst {
         limits.http_burst = b;
     }
+    if let Some(n) = args.graphql_max_depth {
+        limits.graphql.max_depth = n;
+    }
+    if let Some(n) = args.graphql_max_complexity {
+        limits.graphql.max_complexity = n;
+    }
+    limits.graphql.introspection = args.graphql_introspection;
+    if let Some(t) = args.graphql_state_ttl {
+        limits.graphql_state_ttl = t;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gatosd")

@@ -68,6 +68,11 @@ pub struct Limits {
     pub http_rate: Option<std::num::NonZeroU32>,
     /// Requests a token may send at once (`--http-burst`).
     pub http_burst: std::num::NonZeroU32,
+    /// The GraphQL face's limits (`--graphql-max-depth`, `--graphql-max-complexity`,
+    /// `--graphql-introspection`; ADR 0044).
+    pub graphql: crate::http::graphql::Config,
+    /// How long a ref state is kept after its last use (`--graphql-state-ttl`).
+    pub graphql_state_ttl: Duration,
     /// How long a TCP client has to send `gatos.auth`.
     pub auth_timeout: Duration,
     /// How long shutdown waits for requests in flight.
@@ -101,6 +106,8 @@ impl Default for Limits {
             http_rate: std::num::NonZeroU32::new(crate::http::limit::DEFAULT_RATE),
             http_burst: std::num::NonZeroU32::new(crate::http::limit::DEFAULT_BURST)
                 .unwrap_or(std::num::NonZeroU32::MIN),
+            graphql: crate::http::graphql::Config::default(),
+            graphql_state_ttl: gatos::state::DEFAULT_TTL,
             auth_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
         }

@@ -184,7 +184,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Reads a body of at most `limit` bytes; larger is `PayloadTooLarge` (refused from its
 /// `Content-Length` before a byte is read when it has one).
-async fn read_body(
+pub(super) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -475,7 +475,7 @@ fn validated(r: &mut Response, tag: &str) {
 /// Whether `If-None-Match` names `tag` (quoted) or is `*`: weak comparison, as RFC 9110
 /// §13.1.2 says for this header (`W/"x"` matches `"x"`). Several headers, lists, and
 /// garbage (which matches nothing) are all read.
-fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
+pub(super) fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
     headers
         .get_all(IF_NONE_MATCH)
         .iter()

@@ -1,0 +1,553 @@
+//! The GraphQL face (issue #18, ADR 0044): `POST /api/v1/graphql` (and `GET` for simple
+//! queries) and `GET /api/v1/graphql/schema` (the SDL), read-only, over the service.
+//!
+//! The routes sit behind the same guard as REST (`Host`, the bearer token, the token's
+//! rate and `X-RateLimit-*`). A request is refused before it runs when its document is
+//! over [`MAX_DOCUMENT`] (413), is a batch, or is a `POST` with `If-None-Match` (400; use
+//! `GET`); those refusals are RFC 9457 problems, as on REST. Everything else is a GraphQL
+//! answer (`200`, `application/json`), whose errors carry `extensions: {code, status,
+//! ref, data}` with the taxonomy's code and one ULID per request that the daemon's log
+//! line names too.
+//!
+//! An answer is computed on one ref state, named in `extensions.stateRefResolved` and the
+//! `Gatos-State` header; `extensions.shapeRoot` digests the state, the request and the
+//! data (ADR 0044 §2). Cache headers: `no-store` with errors; `immutable` with `ETag` =
+//! `shapeRoot` for a `stateRef` answer whose fields depend on refs alone; otherwise
+//! `no-cache` with an `ETag` that also covers the trust set, the configuration and the
+//! clock when read. A `GET` whose `If-None-Match` names the answer's tag gets a 304.
+
+pub mod cursor;
+pub mod schema;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Extension, RawQuery, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::get;
+use gatos_types::{ErrorCode, Ulid};
+use serde_json::Value;
+
+use super::HttpState;
+use super::guard::Authed;
+use super::problem::Problem;
+use schema::{GatosSchema, RequestCtx, deps};
+
+/// The endpoint.
+pub const PATH: &str = "/api/v1/graphql";
+/// The SDL.
+pub const SCHEMA_PATH: &str = "/api/v1/graphql/schema";
+/// The largest document (the query text) served.
+pub const MAX_DOCUMENT: usize = 64 * 1024;
+/// The largest request body (the document and its variables).
+const MAX_BODY: usize = 1024 * 1024;
+/// The version tag of `shapeRoot`: changes whenever any rendering changes.
+const SHAPE_VERSION: &str = "gatos-graphql/1";
+const CTX_VERSION: &str = "gatos-graphql-ctx/1";
+
+/// The face's limits (`--graphql-*`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `--graphql-max-depth`.
+    pub max_depth: usize,
+    /// `--graphql-max-complexity`.
+    pub max_complexity: usize,
+    /// `--graphql-introspection`.
+    pub introspection: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_depth: 12,
+            max_complexity: 10_000,
+            introspection: false,
+        }
+    }
+}
+
+/// The built schema, the cursor key and the SDL.
+pub struct Face {
+    schema: GatosSchema,
+    codec: Arc<cursor::Codec>,
+    introspection: bool,
+    sdl: String,
+}
+
+/// The SDL of the schema (what `GET /api/v1/graphql/schema` serves, and
+/// `docs/schema.graphql` holds).
+pub fn sdl() -> String {
+    schema::build(12, 10_000, true).sdl()
+}
+
+impl Face {
+    fn new(c: &Config) -> Face {
+        Face {
+            schema: schema::build(c.max_depth, c.max_complexity, c.introspection),
+            codec: Arc::new(cursor::Codec::new()),
+            introspection: c.introspection,
+            sdl: sdl(),
+        }
+    }
+}
+
+type St = (Arc<HttpState>, Arc<Face>);
+
+/// The routes (merged before the guard layer, so they pass it).
+pub fn routes(state: Arc<HttpState>) -> Router {
+    let face = Arc::new(Face::new(&state.shared.limits.graphql));
+    Router::new()
+        .route(PATH, get(get_query).post(post_query))
+        .route(SCHEMA_PATH, get(get_schema))
+        .with_state((state, face))
+}
+
+async fn get_schema(State((_, face)): State<St>) -> Response {
+    let mut r = Response::new(Body::from(face.sdl.clone()));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// One GraphQL request as sent.
+struct Sent {
+    query: String,
+    operation: Option<String>,
+    variables: Value,
+}
+
+fn bad(msg: impl Into<String>) -> Response {
+    Problem::new(ErrorCode::InvalidInput, msg).into_response()
+}
+
+async fn post_query(
+    State((st, face)): State<St>,
+    Extension(authed): Extension<Authed>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if headers.contains_key(IF_NONE_MATCH) {
+        return bad(
+            "If-None-Match is not served on POST: send the query with GET to get a 304 when nothing changed",
+        );
+    }
+    let bytes =
+        match super::unary::read_body(&headers, body, MAX_BODY, st.shared.limits.http_body_timeout)
+            .await
+        {
+            Ok(b) => b,
+            Err(p) => return p.into_response(),
+        };
+    let v: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("the body is not JSON: {e}")),
+    };
+    let Value::Object(mut m) = v else {
+        return bad(
+            "the body must be one JSON object {query, operationName?, variables?}: batches are not served (an answer has one state)",
+        );
+    };
+    let Some(Value::String(query)) = m.remove("query") else {
+        return bad("the body has no query string");
+    };
+    let operation = match m.remove("operationName") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return bad("operationName must be a string"),
+    };
+    let variables = match m.remove("variables") {
+        None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return bad("variables must be an object"),
+    };
+    run(
+        st,
+        face,
+        authed,
+        Sent {
+            query,
+            operation,
+            variables,
+        },
+        None,
+    )
+    .await
+}
+
+async fn get_query(
+    State((st, face)): State<St>,
+    Extension(authed): Extension<Authed>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (mut query, mut operation, mut variables) = (None, None, None);
+    for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
+        let slot = match &*k {
+            "query" => &mut query,
+            "operationName" => &mut operation,
+            "variables" => &mut variables,
+            other => return bad(format!("unknown parameter {other:?}")),
+        };
+        if slot.replace(v.into_owned()).is_some() {
+            return bad(format!("the parameter {k} is given twice"));
+        }
+    }
+    let Some(query) = query else {
+        return bad("a GET needs ?query=");
+    };
+    let variables = match variables {
+        None => Value::Object(serde_json::Map::new()),
+        Some(t) => match serde_json::from_str::<Value>(&t) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return bad("variables must be a JSON object"),
+        },
+    };
+    run(
+        st,
+        face,
+        authed,
+        Sent {
+            query,
+            operation,
+            variables,
+        },
+        Some(headers),
+    )
+    .await
+}
+
+fn framed(h: &mut blake3::Hasher, bytes: &[u8]) {
+    h.update(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
+    h.update(bytes);
+}
+
+fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    b.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+/// Whether the document selects `__schema` or `__type` anywhere.
+fn introspects(doc: &async_graphql::parser::types::ExecutableDocument) -> bool {
+    use async_graphql::parser::types::{Selection, SelectionSet};
+    fn walk(set: &SelectionSet) -> bool {
+        set.items.iter().any(|s| match &s.node {
+            Selection::Field(f) => {
+                let n = f.node.name.node.as_str();
+                n == "__schema" || n == "__type" || walk(&f.node.selection_set.node)
+            }
+            Selection::InlineFragment(i) => walk(&i.node.selection_set.node),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+    doc.operations
+        .iter()
+        .any(|(_, op)| walk(&op.node.selection_set.node))
+        || doc
+            .fragments
+            .values()
+            .any(|f| walk(&f.node.selection_set.node))
+}
+
+fn new_ref() -> Ulid {
+    use rand::RngCore as _;
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+    let mut r = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut r);
+    Ulid::from_parts(ms, u128::from_be_bytes(r) >> 48)
+}
+
+fn error_answer(
+    code: ErrorCode,
+    message: &str,
+    data: serde_json::Map<String, Value>,
+    r: Ulid,
+) -> Response {
+    let mut ext = serde_json::Map::new();
+    ext.insert("code".into(), code.as_str().into());
+    ext.insert("status".into(), code.status().into());
+    ext.insert("ref".into(), r.to_string().into());
+    if !data.is_empty() {
+        ext.insert("data".into(), Value::Object(data));
+    }
+    let body = serde_json::json!({"errors": [{"message": message, "extensions": ext}]});
+    json_response(body.to_string().into_bytes(), "no-store")
+}
+
+fn json_response(body: Vec<u8>, cache: &'static str) -> Response {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    r
+}
+
+async fn run(
+    st: Arc<HttpState>,
+    face: Arc<Face>,
+    authed: Authed,
+    sent: Sent,
+    get_headers: Option<HeaderMap>,
+) -> Response {
+    let reference = new_ref();
+    if sent.query.len() > MAX_DOCUMENT {
+        return Problem::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the GraphQL document is {} bytes; at most {MAX_DOCUMENT} are served",
+                sent.query.len()
+            ),
+        )
+        .with("limit", MAX_DOCUMENT)
+        .into_response();
+    }
+    let request_digest = {
+        let mut h = blake3::Hasher::new();
+        framed(&mut h, sent.query.as_bytes());
+        framed(&mut h, sent.operation.as_deref().unwrap_or("").as_bytes());
+        framed(&mut h, &gatos_types::jcs::to_vec(&sent.variables));
+        *h.finalize().as_bytes()
+    };
+    let mut req = async_graphql::Request::new(sent.query)
+        .variables(async_graphql::Variables::from_json(sent.variables));
+    if let Some(op) = sent.operation {
+        req = req.operation_name(op);
+    }
+    if !face.introspection {
+        req = req.disable_introspection();
+    }
+    match req.parsed_query() {
+        Err(e) => {
+            tracing::info!(r#ref = %reference, actor = %authed.actor, codes = "InvalidInput", "a GraphQL document that does not parse");
+            return error_answer(
+                ErrorCode::InvalidInput,
+                &e.message,
+                serde_json::Map::new(),
+                reference,
+            );
+        }
+        Ok(doc) if !face.introspection && introspects(doc) => {
+            let mut data = serde_json::Map::new();
+            data.insert("flag".into(), "--graphql-introspection".into());
+            tracing::info!(r#ref = %reference, actor = %authed.actor, codes = "Forbidden", "a GraphQL introspection query refused");
+            return error_answer(
+                ErrorCode::Forbidden,
+                "introspection is off on this daemon (start gatosd with --graphql-introspection); the SDL is served at /api/v1/graphql/schema",
+                data,
+                reference,
+            );
+        }
+        Ok(_) => {}
+    }
+    let closed =
+        |_| Problem::new(ErrorCode::Unavailable, "the daemon is shutting down").into_response();
+    let _large = match st.slots.large.clone().acquire_owned().await {
+        Ok(p) => p,
+        Err(e) => return closed(e),
+    };
+    let _call = match st.calls.clone().acquire_owned().await {
+        Ok(p) => p,
+        Err(e) => return closed(e),
+    };
+    let service = st.shared.service.clone();
+    let rc = Arc::new(RequestCtx {
+        as_of: service.gatos().now(),
+        service: service.clone(),
+        codec: face.codec.clone(),
+        state: std::sync::Mutex::new(None),
+        deps: AtomicU8::new(0),
+    });
+    let req = req.data(rc.clone());
+    let schema = face.schema.clone();
+    let handle = tokio::runtime::Handle::current();
+    let executed = tokio::task::spawn_blocking(move || handle.block_on(schema.execute(req))).await;
+    let mut resp = match executed {
+        Ok(r) => r,
+        Err(_) => {
+            return error_answer(
+                ErrorCode::Internal,
+                "the query failed inside the daemon",
+                serde_json::Map::new(),
+                reference,
+            );
+        }
+    };
+    let mut codes: Vec<&'static str> = Vec::new();
+    for e in &mut resp.errors {
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        let code = match ext.get("code") {
+            Some(async_graphql::Value::String(s)) => {
+                s.parse::<ErrorCode>().unwrap_or(ErrorCode::Internal)
+            }
+            _ => {
+                // async-graphql's own: parse, validation, depth, complexity.
+                ext.set("code", ErrorCode::InvalidInput.as_str());
+                ext.set("status", i32::from(ErrorCode::InvalidInput.status()));
+                ErrorCode::InvalidInput
+            }
+        };
+        ext.set("ref", reference.to_string());
+        codes.push(code.as_str());
+    }
+    let resolved = rc
+        .state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let flags = rc.deps.load(Ordering::Relaxed);
+    // shapeRoot: the state, the request and the data (JCS), framed.
+    let data_json = resp.data.clone().into_json().unwrap_or(Value::Null);
+    let shape = {
+        let mut h = blake3::Hasher::new();
+        framed(&mut h, SHAPE_VERSION.as_bytes());
+        framed(
+            &mut h,
+            resolved
+                .as_ref()
+                .map_or(&[][..], |r| &r.meta.id.as_bytes()[..]),
+        );
+        framed(&mut h, &request_digest);
+        framed(&mut h, &gatos_types::jcs::to_vec(&data_json));
+        format!("blake3:{}", hex(h.finalize().as_bytes()))
+    };
+    tracing::info!(
+        r#ref = %reference,
+        actor = %authed.actor,
+        state = %resolved.as_ref().map(|r| r.meta.id.to_string()).unwrap_or_default(),
+        request_digest = %hex(&request_digest),
+        codes = %codes.join(","),
+        "GraphQL request"
+    );
+    let mut extensions = serde_json::Map::new();
+    if let Some(r) = &resolved {
+        extensions.insert("stateRefResolved".into(), r.meta.id.to_string().into());
+    }
+    extensions.insert("shapeRoot".into(), shape.clone().into());
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        data: &'a async_graphql::Value,
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        errors: &'a [async_graphql::ServerError],
+        extensions: &'a serde_json::Map<String, Value>,
+    }
+    let body = match serde_json::to_vec(&Out {
+        data: &resp.data,
+        errors: &resp.errors,
+        extensions: &extensions,
+    }) {
+        Ok(b) => b,
+        Err(e) => {
+            return error_answer(
+                ErrorCode::Internal,
+                &format!("encoding the answer: {e}"),
+                serde_json::Map::new(),
+                reference,
+            );
+        }
+    };
+    let pinned = resolved.as_ref().is_some_and(|r| r.pinned);
+    let (cache, tag) = if !resp.errors.is_empty() {
+        ("no-store", None)
+    } else if pinned && flags == 0 {
+        ("private, max-age=31536000, immutable", Some(shape))
+    } else {
+        let mut h = blake3::Hasher::new();
+        framed(&mut h, CTX_VERSION.as_bytes());
+        framed(&mut h, shape.as_bytes());
+        let trust = if flags & deps::TRUST != 0 {
+            service
+                .keys_list()
+                .ok()
+                .and_then(|k| serde_json::to_vec(&k).ok())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        framed(&mut h, blake3::hash(&trust).as_bytes());
+        framed(&mut h, &service.config().max_page_bytes.to_be_bytes());
+        let clock = if flags & deps::CLOCK != 0 {
+            rc.as_of.to_string()
+        } else {
+            String::new()
+        };
+        framed(&mut h, clock.as_bytes());
+        (
+            "private, no-cache",
+            Some(format!("blake3:{}", hex(h.finalize().as_bytes()))),
+        )
+    };
+    let tag = tag.map(|t| format!("\"{t}\""));
+    if let (Some(h), Some(t)) = (&get_headers, &tag)
+        && super::unary::if_none_match(h, t)
+    {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        if let Ok(v) = HeaderValue::from_str(t) {
+            r.headers_mut().insert(ETAG, v);
+        }
+        r.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+        return r;
+    }
+    let mut r = json_response(body, cache);
+    if let (Some(_), Some(t)) = (&get_headers, &tag)
+        && let Ok(v) = HeaderValue::from_str(t)
+    {
+        r.headers_mut().insert(ETAG, v);
+    }
+    if let Some(s) = resolved
+        .as_ref()
+        .and_then(|r| HeaderValue::from_str(&r.meta.id.to_string()).ok())
+    {
+        r.headers_mut().insert("gatos-state", s);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/schema.graphql` is the schema's SDL, byte for byte (the contract of the face;
+    /// `GATOS_BLESS=1` rewrites it).
+    #[test]
+    fn the_committed_sdl_is_the_schema() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/schema.graphql");
+        let now = sdl();
+        if std::env::var_os("GATOS_BLESS").is_some() {
+            std::fs::write(&path, &now).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == now,
+            "docs/schema.graphql differs from the schema: run GATOS_BLESS=1 cargo test -p gatosd --lib graphql"
+        );
+    }
+
+    #[test]
+    fn introspection_is_found_in_fields_fragments_and_inline_fragments() {
+        let doc = |q: &str| async_graphql::parser::parse_query(q).unwrap();
+        assert!(introspects(&doc("{ __schema { types { name } } }")));
+        assert!(introspects(&doc(
+            "{ ledger { ... on Ledger { x: __type(name: \"Job\") { name } } } }"
+        )));
+        assert!(introspects(&doc(
+            "query { ...F } fragment F on Query { __schema { queryType { name } } }"
+        )));
+        assert!(!introspects(&doc(
+            "{ __typename ledger { __typename state { ref } } }"
+        )));
+    }
+}

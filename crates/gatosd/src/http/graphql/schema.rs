@@ -1,0 +1,719 @@
+//! The GraphQL schema (ADR 0044 §5): resolvers map arguments to the service's params and
+//! rows to objects; every rule stays in gatos-api ([`gatos_api::state`]).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use async_graphql::{
+    Context, EmptyMutation, EmptySubscription, ErrorExtensions as _, InputObject, Object, Scalar,
+    ScalarType, SimpleObject, Value,
+};
+use gatos::state::{At, Meta, StateId};
+use gatos_api::Service;
+use gatos_api::state::{Src, StateSel};
+use gatos_api::types::{ListParams, ReadParams};
+use gatos_types::jobs::JobRow;
+use gatos_types::{ErrorCode, Timestamp, Topic, Ulid};
+
+use super::cursor::{self, Codec, Kind};
+
+/// The largest page (`first`) a connection serves; more is an error, never a clamp.
+pub const MAX_PAGE: i32 = 500;
+/// The page a connection serves without `first`.
+pub const DEFAULT_PAGE: i32 = 100;
+
+/// What an answer depended on besides the refs (ADR 0044 §2).
+pub mod deps {
+    /// The clock: a job's state without a result or a cancel.
+    pub const CLOCK: u8 = 1;
+    /// This node's trust: proof verification.
+    pub const TRUST: u8 = 2;
+    /// Local configuration.
+    pub const CONFIG: u8 = 4;
+    /// The live repository or process (`node`).
+    pub const LIVE: u8 = 8;
+}
+
+/// The schema type.
+pub type GatosSchema = async_graphql::Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// A state a request resolved (one per answer).
+#[derive(Clone)]
+pub struct Resolved {
+    /// The kept state.
+    pub at: At,
+    /// What is known of it.
+    pub meta: Meta,
+    /// Named by `stateRef` (not a moving name).
+    pub pinned: bool,
+}
+
+/// What one request's resolvers share.
+pub struct RequestCtx {
+    /// The service.
+    pub service: Service,
+    /// The cursor codec.
+    pub codec: std::sync::Arc<Codec>,
+    /// The one `as_of` every clock read uses.
+    pub as_of: Timestamp,
+    /// The state resolved by `ledger`.
+    pub state: Mutex<Option<Resolved>>,
+    /// [`deps`] flags set by the resolvers.
+    pub deps: AtomicU8,
+}
+
+impl RequestCtx {
+    fn flag(&self, f: u8) {
+        self.deps.fetch_or(f, Ordering::Relaxed);
+    }
+}
+
+/// An error with the taxonomy's code and status in `extensions` (the `ref` is added by the
+/// face for every error of the answer).
+pub fn coded(
+    code: ErrorCode,
+    message: impl Into<String>,
+    data: serde_json::Map<String, serde_json::Value>,
+) -> async_graphql::Error {
+    async_graphql::Error::new(message.into()).extend_with(|_, e| {
+        e.set("code", code.as_str());
+        e.set("status", i32::from(code.status()));
+        if !data.is_empty()
+            && let Ok(v) = Value::from_json(serde_json::Value::Object(data))
+        {
+            e.set("data", v);
+        }
+    })
+}
+
+fn from_gatos(e: gatos::Error) -> async_graphql::Error {
+    coded(e.code(), e.to_string(), e.details().clone())
+}
+
+fn from_call(e: gatos_api::CallError) -> async_graphql::Error {
+    from_gatos(e.into())
+}
+
+fn invalid(argument: &str, message: impl Into<String>) -> async_graphql::Error {
+    let mut data = serde_json::Map::new();
+    data.insert("argument".into(), argument.into());
+    coded(ErrorCode::InvalidInput, message, data)
+}
+
+fn refused(argument: &str, r: cursor::Refused) -> async_graphql::Error {
+    let mut data = serde_json::Map::new();
+    data.insert("argument".into(), argument.into());
+    if r.code == ErrorCode::InvalidInput && r.state.is_none() {
+        data.insert("reason".into(), "tampered".into());
+    }
+    if let Some(s) = r.state {
+        data.insert("state".into(), s.into());
+    }
+    coded(r.code, r.message, data)
+}
+
+/// `first` checked against [1, 500] (an error, never a clamp).
+fn page_size(first: Option<i32>) -> async_graphql::Result<usize> {
+    match first {
+        None => Ok(usize::try_from(DEFAULT_PAGE).unwrap_or(100)),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(usize::try_from(n).unwrap_or(100)),
+        Some(n) => {
+            let mut data = serde_json::Map::new();
+            data.insert("argument".into(), "first".into());
+            data.insert("max".into(), MAX_PAGE.into());
+            data.insert("given".into(), n.into());
+            Err(coded(
+                ErrorCode::InvalidInput,
+                format!("first must be between 1 and {MAX_PAGE} (given {n})"),
+                data,
+            ))
+        }
+    }
+}
+
+fn enum_str<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// A 64-bit unsigned integer, as a decimal string (GraphQL's `Int` is 32-bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UInt64(pub u64);
+
+#[Scalar]
+impl ScalarType for UInt64 {
+    fn parse(value: Value) -> async_graphql::InputValueResult<Self> {
+        match &value {
+            Value::String(s) => s
+                .parse()
+                .map(UInt64)
+                .map_err(|_| async_graphql::InputValueError::custom("not a decimal u64")),
+            Value::Number(n) => n
+                .as_u64()
+                .map(UInt64)
+                .ok_or_else(|| async_graphql::InputValueError::custom("not a u64")),
+            _ => Err(async_graphql::InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_string())
+    }
+}
+
+/// Any JSON value (payloads, specs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Json(pub serde_json::Value);
+
+#[Scalar(name = "JSON")]
+impl ScalarType for Json {
+    fn parse(value: Value) -> async_graphql::InputValueResult<Self> {
+        value
+            .into_json()
+            .map(Json)
+            .map_err(|e| async_graphql::InputValueError::custom(e.to_string()))
+    }
+
+    fn to_value(&self) -> Value {
+        Value::from_json(self.0.clone()).unwrap_or(Value::Null)
+    }
+}
+
+/// The root.
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The ledger at one ref state: `stateRef` (an id from an earlier answer's
+    /// `stateRefResolved`: immutable), or `refPath` `"live"` (the refs now, minted for this
+    /// answer). One state per answer.
+    async fn ledger(
+        &self,
+        ctx: &Context<'_>,
+        state_ref: Option<String>,
+        #[graphql(default = "live")] ref_path: String,
+    ) -> async_graphql::Result<Ledger> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let sel = match (&state_ref, ref_path.as_str()) {
+            (Some(s), _) => StateSel::Ref(s.parse::<StateId>().map_err(from_gatos)?),
+            (None, "live") => StateSel::Live,
+            (None, other) => {
+                return Err(invalid(
+                    "refPath",
+                    format!("unknown refPath {other:?}: this daemon serves \"live\""),
+                ));
+            }
+        };
+        let mut slot = rc
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = slot.as_ref() {
+            let same = match &sel {
+                StateSel::Ref(id) => *id == r.meta.id && r.pinned,
+                StateSel::Live => !r.pinned,
+            };
+            if !same {
+                return Err(invalid(
+                    "stateRef",
+                    "one state per answer: every ledger field of a request must name the same state",
+                ));
+            }
+            return Ok(Ledger(r.clone()));
+        }
+        let (at, meta) = rc.service.at(&sel).map_err(from_call)?;
+        let r = Resolved {
+            at,
+            meta,
+            pinned: state_ref.is_some(),
+        };
+        *slot = Some(r.clone());
+        Ok(Ledger(r))
+    }
+
+    /// This node, now (live: never cached).
+    async fn node(&self, ctx: &Context<'_>) -> async_graphql::Result<Node> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        rc.flag(deps::LIVE | deps::CLOCK);
+        let node_id = rc
+            .service
+            .gatos()
+            .node_id()
+            .map(|u| u.to_string())
+            .map_err(from_gatos)?;
+        Ok(Node {
+            version: Service::version().version,
+            node_id,
+            ready: rc.service.ready(false).ready,
+            now: rc.as_of.to_string(),
+        })
+    }
+}
+
+/// This node.
+#[derive(SimpleObject)]
+pub struct Node {
+    /// The gatos version.
+    version: String,
+    /// This node's id.
+    node_id: String,
+    /// Whether it is ready (`gatos.ready`).
+    ready: bool,
+    /// The time of this answer (RFC 3339, ms, UTC).
+    now: String,
+}
+
+/// A ref state.
+#[derive(SimpleObject)]
+pub struct State {
+    /// Its id: `blake3:` of `git for-each-ref --format='%(objectname) %(refname)'
+    /// refs/gatos/`.
+    r#ref: String,
+    /// When it was first minted here.
+    taken_at: String,
+    /// Refs in it.
+    refs: i32,
+    /// Whether its mint was exact (a double collect that agreed).
+    exact: bool,
+}
+
+/// The ledger at one state.
+pub struct Ledger(Resolved);
+
+/// A job filter: what `jobs.list` filters on.
+#[derive(InputObject, Default)]
+pub struct JobFilter {
+    /// Only this queue.
+    queue: Option<String>,
+    /// Only this state (`pending`, `claimed`, `succeeded`, …).
+    state: Option<String>,
+    /// Only jobs needing this capability.
+    capability: Option<String>,
+    /// Only jobs enqueued by this key (`ed25519:…`) or actor.
+    enqueuer: Option<String>,
+    /// Enqueued at or after (RFC 3339).
+    since: Option<String>,
+    /// Enqueued before (RFC 3339).
+    until: Option<String>,
+    /// Ids starting so.
+    id_prefix: Option<String>,
+    /// `KEY` or `KEY=PREFIX`.
+    label: Option<String>,
+    /// Include archived jobs.
+    archived: Option<bool>,
+}
+
+impl JobFilter {
+    fn params(&self) -> async_graphql::Result<ListParams> {
+        let v = serde_json::json!({
+            "queue": self.queue, "state": self.state, "capability": self.capability,
+            "enqueuer": self.enqueuer, "since": self.since, "until": self.until,
+            "id_prefix": self.id_prefix, "label": self.label,
+            "all": self.archived.unwrap_or(false),
+        });
+        serde_json::from_value(v).map_err(|e| invalid("filter", format!("filter: {e}")))
+    }
+
+    fn digest(&self) -> [u8; 16] {
+        let parts = [
+            self.queue.as_deref().unwrap_or("\u{0}"),
+            self.state.as_deref().unwrap_or("\u{0}"),
+            self.capability.as_deref().unwrap_or("\u{0}"),
+            self.enqueuer.as_deref().unwrap_or("\u{0}"),
+            self.since.as_deref().unwrap_or("\u{0}"),
+            self.until.as_deref().unwrap_or("\u{0}"),
+            self.id_prefix.as_deref().unwrap_or("\u{0}"),
+            self.label.as_deref().unwrap_or("\u{0}"),
+            if self.archived.unwrap_or(false) {
+                "a"
+            } else {
+                "l"
+            },
+        ];
+        cursor::args_digest(&parts)
+    }
+}
+
+#[Object]
+impl Ledger {
+    /// The state this answer was computed on.
+    async fn state(&self) -> State {
+        let m = &self.0.meta;
+        State {
+            r#ref: m.id.to_string(),
+            taken_at: m.taken_at.to_string(),
+            refs: i32::try_from(m.refs).unwrap_or(i32::MAX),
+            exact: m.exact,
+        }
+    }
+
+    /// Jobs, oldest first, filtered as `jobs.list` filters.
+    #[graphql(
+        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+    )]
+    async fn jobs(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<JobFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<JobConnection> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let limit = page_size(first)?;
+        let filter = filter.unwrap_or_default();
+        let args = filter.digest();
+        let mut p = filter.params()?;
+        let state = self.0.meta.id;
+        if let Some(a) = &after {
+            let pos = rc
+                .codec
+                .decode(a, &state, Kind::Jobs, &args)
+                .map_err(|r| refused("after", r))?;
+            let id = std::str::from_utf8(&pos)
+                .ok()
+                .and_then(|s| s.parse::<Ulid>().ok())
+                .ok_or_else(|| invalid("after", "the cursor holds no job id"))?;
+            p.cursor = Some(id);
+        }
+        p.limit = Some(limit);
+        let page = rc
+            .service
+            .reads(Src::State(self.0.at.clone()))
+            .jobs_list(p, rc.as_of)
+            .map_err(from_call)?;
+        let edges: Vec<JobEdge> = page
+            .jobs
+            .into_iter()
+            .map(|row| JobEdge {
+                cursor: rc
+                    .codec
+                    .encode(&state, Kind::Jobs, &args, row.id.to_string().as_bytes()),
+                node: Job(row),
+            })
+            .collect();
+        Ok(JobConnection {
+            page_info: PageInfo::of(&edges, page.next_cursor.is_some(), after.is_some(), |e| {
+                &e.cursor
+            }),
+            edges,
+        })
+    }
+
+    /// One job (live or archived at this state).
+    async fn job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Job>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let id: Ulid = id
+            .parse()
+            .map_err(|_| invalid("id", format!("{id:?} is not a job id (a ULID)")))?;
+        let row = rc
+            .service
+            .reads(Src::State(self.0.at.clone()))
+            .job_row(id, rc.as_of)
+            .map_err(from_call)?;
+        Ok(row.map(Job))
+    }
+
+    /// One topic.
+    async fn topic(&self, name: String) -> async_graphql::Result<TopicAt> {
+        let topic: Topic = name
+            .parse()
+            .map_err(|e| invalid("name", format!("{name:?}: {e}")))?;
+        Ok(TopicAt {
+            state: self.0.clone(),
+            topic,
+        })
+    }
+}
+
+/// Relay's page info.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    /// More follow this page.
+    has_next_page: bool,
+    /// This page came after a cursor.
+    has_previous_page: bool,
+    /// The first edge's cursor.
+    start_cursor: Option<String>,
+    /// The last edge's cursor: pass it as `after` for the next page.
+    end_cursor: Option<String>,
+}
+
+impl PageInfo {
+    fn of<E>(edges: &[E], next: bool, prev: bool, cursor: impl Fn(&E) -> &String) -> PageInfo {
+        PageInfo {
+            has_next_page: next,
+            has_previous_page: prev,
+            start_cursor: edges.first().map(|e| cursor(e).clone()),
+            end_cursor: edges.last().map(|e| cursor(e).clone()),
+        }
+    }
+}
+
+/// A page of jobs.
+#[derive(SimpleObject)]
+pub struct JobConnection {
+    /// The jobs.
+    edges: Vec<JobEdge>,
+    /// Where the page is.
+    page_info: PageInfo,
+}
+
+/// A job and its cursor.
+#[derive(SimpleObject)]
+pub struct JobEdge {
+    /// Pass as `after` to go on after this job.
+    cursor: String,
+    /// The job.
+    node: Job,
+}
+
+/// A job (its `jobs.list` row at the state).
+pub struct Job(JobRow);
+
+/// A job's latest claim.
+#[derive(SimpleObject)]
+pub struct Claim {
+    /// The worker.
+    worker: String,
+    /// The worker's key, when it signs.
+    worker_key: Option<String>,
+    /// The attempt.
+    attempt: i32,
+    /// Until when the lease runs.
+    lease_until: String,
+    /// The claim's state.
+    state: String,
+}
+
+/// A job's result.
+#[derive(SimpleObject)]
+pub struct JobResult {
+    /// `succeeded`, `failed`, …
+    status: String,
+    /// The exit code, when the command ran.
+    exit_code: Option<i32>,
+    /// The result commit.
+    commit: String,
+}
+
+/// A result's proof and its verification under this node's trust.
+#[derive(SimpleObject)]
+pub struct Proof {
+    /// The key that signed it.
+    key: String,
+    /// Whether it verifies under this node's trust now.
+    verified: bool,
+    /// Why not, as a taxonomy code.
+    code: Option<String>,
+}
+
+#[Object]
+impl Job {
+    /// The job id.
+    async fn id(&self) -> String {
+        self.0.id.to_string()
+    }
+
+    /// Its queue.
+    async fn queue(&self) -> String {
+        self.0.queue.to_string()
+    }
+
+    /// Its state at the answer's `as_of` (clock-dependent until it has a result or a
+    /// cancel).
+    async fn state(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        if self.0.result.is_none()
+            && !matches!(self.0.state, gatos_types::jobs::JobState::Cancelled)
+        {
+            ctx.data::<std::sync::Arc<RequestCtx>>()?.flag(deps::CLOCK);
+        }
+        Ok(enum_str(&self.0.state))
+    }
+
+    /// The attempt number.
+    async fn attempt(&self) -> i32 {
+        i32::try_from(self.0.attempt).unwrap_or(i32::MAX)
+    }
+
+    /// The normalized manifest, as stored (secret references are names, never values).
+    async fn spec(&self) -> Json {
+        Json(serde_json::to_value(&self.0.manifest).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The latest claim.
+    async fn claim(&self) -> Option<Claim> {
+        self.0.claim.as_ref().map(|c| Claim {
+            worker: c.worker.to_string(),
+            worker_key: c.worker_key.map(|k| k.to_string()),
+            attempt: i32::try_from(c.attempt).unwrap_or(i32::MAX),
+            lease_until: c.lease_until.to_string(),
+            state: enum_str(&c.state),
+        })
+    }
+
+    /// The result.
+    async fn result(&self) -> Option<JobResult> {
+        self.0.result.as_ref().map(|r| JobResult {
+            status: enum_str(&r.status),
+            exit_code: r.exit_code,
+            commit: r.commit.to_string(),
+        })
+    }
+
+    /// The proof of execution, verified under this node's trust (not cacheable as
+    /// immutable: the trust set may change).
+    async fn proof(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Proof>> {
+        ctx.data::<std::sync::Arc<RequestCtx>>()?.flag(deps::TRUST);
+        Ok(self.0.poe.as_ref().map(|p| Proof {
+            key: p.key.to_string(),
+            verified: p.verified,
+            code: p.code.map(|c| c.as_str().to_owned()),
+        }))
+    }
+}
+
+/// A topic at the state.
+pub struct TopicAt {
+    state: Resolved,
+    topic: Topic,
+}
+
+/// A topic at the state.
+#[Object(name = "Topic")]
+impl TopicAt {
+    /// Its name.
+    async fn name(&self) -> String {
+        self.topic.to_string()
+    }
+
+    /// Its messages in `seq` order, from `fromSeq` (default: the first retained) or after
+    /// a cursor; at most `first` (and a page stops at the daemon's byte cap).
+    #[graphql(
+        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+    )]
+    async fn messages(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        from_seq: Option<UInt64>,
+    ) -> async_graphql::Result<MessageConnection> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let limit = page_size(first)?;
+        let args = cursor::args_digest(&[self.topic.as_str()]);
+        let state = self.state.meta.id;
+        let since_seq = match (&after, from_seq) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("fromSeq", "give fromSeq or after, not both"));
+            }
+            (Some(a), None) => {
+                let pos = rc
+                    .codec
+                    .decode(a, &state, Kind::Messages, &args)
+                    .map_err(|r| refused("after", r))?;
+                let b: [u8; 8] = pos
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| invalid("after", "the cursor holds no position"))?;
+                Some(u64::from_be_bytes(b))
+            }
+            (None, Some(s)) => Some(s.0.saturating_sub(1)),
+            (None, None) => None,
+        };
+        let p = ReadParams {
+            topic: self.topic.clone(),
+            since: None,
+            since_seq,
+            since_time: None,
+            limit: Some(u64::try_from(limit).unwrap_or(100)),
+        };
+        let page = rc
+            .service
+            .reads(Src::State(self.state.at.clone()))
+            .messages_read(p)
+            .map_err(from_call)?;
+        let edges: Vec<MessageEdge> = page
+            .messages
+            .into_iter()
+            .map(|m| MessageEdge {
+                cursor: rc
+                    .codec
+                    .encode(&state, Kind::Messages, &args, &m.seq.to_be_bytes()),
+                node: Message {
+                    ulid: m.ulid.to_string(),
+                    seq: UInt64(m.seq),
+                    topic: m.topic.to_string(),
+                    content_id: m.content_id.to_string(),
+                    commit: m.commit.to_string(),
+                    payload: Json(
+                        serde_json::from_str(m.payload.get()).unwrap_or(serde_json::Value::Null),
+                    ),
+                    headers: m
+                        .headers
+                        .and_then(|h| serde_json::from_str(h.get()).ok())
+                        .map(Json),
+                },
+            })
+            .collect();
+        Ok(MessageConnection {
+            page_info: PageInfo::of(&edges, !page.end, since_seq.is_some_and(|s| s > 0), |e| {
+                &e.cursor
+            }),
+            edges,
+        })
+    }
+}
+
+/// A page of messages.
+#[derive(SimpleObject)]
+pub struct MessageConnection {
+    /// The messages.
+    edges: Vec<MessageEdge>,
+    /// Where the page is.
+    page_info: PageInfo,
+}
+
+/// A message and its cursor.
+#[derive(SimpleObject)]
+pub struct MessageEdge {
+    /// Pass as `after` to go on after this message.
+    cursor: String,
+    /// The message.
+    node: Message,
+}
+
+/// A message.
+#[derive(SimpleObject)]
+pub struct Message {
+    /// Its ULID.
+    ulid: String,
+    /// Its position in the topic.
+    seq: UInt64,
+    /// Its topic.
+    topic: String,
+    /// `blake3:` of its envelope.
+    content_id: String,
+    /// Its commit.
+    commit: String,
+    /// Its payload.
+    payload: Json,
+    /// Its headers, when it has some.
+    headers: Option<Json>,
+}
+
+/// Builds the schema with the face's limits.
+pub fn build(max_depth: usize, max_complexity: usize, introspection: bool) -> GatosSchema {
+    let mut b = async_graphql::Schema::build(Query, EmptyMutation, EmptySubscription)
+        .limit_depth(max_depth)
+        .limit_complexity(max_complexity)
+        .limit_recursive_depth(32)
+        .limit_directives(16)
+        .disable_suggestions();
+    if !introspection {
+        b = b.disable_introspection();
+    }
+    b.finish()
+}

@@ -1,0 +1,245 @@
+//! The GraphQL face (issue #18, ADR 0044), driven by an independent client
+//! (`scripts/graphql_client.py`: graphql-core validates every query against the SDL the
+//! daemon serves; requests sends it) against a real `gatosd --http 127.0.0.1:0`.
+
+use gatos_testutil::{TempRepo, TestResult};
+use serde_json::Value;
+
+use crate::support::{HttpDaemon, enqueue, gatos_ok};
+
+const TOKEN: &str = "5f0c2a9e8b7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170605f4e3";
+
+fn client_env<'a>(d: &HttpDaemon, url: &'a str) -> [(&'static str, &'a str); 3] {
+    let _ = d;
+    [
+        ("GQL_URL", url),
+        ("GQL_TOKEN", TOKEN),
+        (
+            "GQL_SCRIPTS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts"),
+        ),
+    ]
+}
+
+const PRELUDE: &str = r#"
+import json, os, sys
+sys.path.insert(0, os.environ["GQL_SCRIPTS"])
+from graphql_client import Client, code_of
+c = Client(os.environ["GQL_URL"], os.environ["GQL_TOKEN"])
+def check(cond, what):
+    if not cond:
+        raise SystemExit("FAILED: " + what)
+"#;
+
+/// A repository with pending, succeeded, failed and cancelled jobs (with proofs) and a
+/// topic of messages.
+fn fixture() -> TestResult<(TempRepo, Vec<String>)> {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    for i in 0..6 {
+        let data = format!(r#"{{"n":{i}}}"#);
+        gatos_ok(&repo, &["messages", "publish", "t.events", "--data", &data])?;
+    }
+    let ok = enqueue(&repo, &["--", "true"])?;
+    let failed = enqueue(&repo, &["--max-attempts", "1", "--", "false"])?;
+    gatos_ok(&repo, &["worker", "--drain", "--lease", "5s"])?;
+    let cancelled = enqueue(&repo, &["--queue", "later", "--", "true"])?;
+    gatos_ok(&repo, &["jobs", "cancel", &cancelled])?;
+    let pending = enqueue(&repo, &["--queue", "later", "--", "true"])?;
+    Ok((repo, vec![ok, failed, cancelled, pending]))
+}
+
+#[test]
+fn every_type_a_pinned_state_caching_and_refusals() -> TestResult {
+    let (repo, ids) = fixture()?;
+    let d = HttpDaemon::start(&repo, &format!("t {TOKEN}\n"), "gatosd", &[])?;
+    let url = d.url("");
+    let script = format!(
+        r#"{PRELUDE}
+ids = {ids}
+sdl = open(os.path.join(os.environ["GQL_SCRIPTS"], "..", "docs", "schema.graphql")).read()
+check(c.sdl == sdl, "the SDL route serves docs/schema.graphql")
+
+# Every type: Query, Ledger, State, JobConnection/JobEdge/PageInfo, Job, Claim, JobResult,
+# Proof, Topic, MessageConnection/MessageEdge, Message, Node, JSON, UInt64.
+Q = '''query($n: Int) {{
+  node {{ version nodeId ready now }}
+  ledger {{
+    state {{ ref takenAt refs exact }}
+    jobs(first: $n) {{
+      edges {{ cursor node {{ id queue state attempt spec claim {{ worker workerKey attempt leaseUntil state }}
+                            result {{ status exitCode commit }} proof {{ key verified code }} }} }}
+      pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }}
+    }}
+    job(id: "{first}") {{ id state }}
+    topic(name: "t.events") {{ name messages(first: 4) {{
+      edges {{ cursor node {{ ulid seq topic contentId commit payload headers }} }}
+      pageInfo {{ hasNextPage endCursor }} }} }}
+  }}
+}}'''
+data, ext = c.data(Q, {{"n": 10}})
+state = ext["stateRefResolved"]
+check(state.startswith("blake3:") and data["ledger"]["state"]["ref"] == state, "stateRefResolved")
+check(ext["shapeRoot"].startswith("blake3:"), "shapeRoot")
+jobs = [e["node"] for e in data["ledger"]["jobs"]["edges"]]
+check([j["id"] for j in jobs] == ids, "the jobs in id order: %s" % jobs)
+states = [j["state"] for j in jobs]
+check(states == ["succeeded", "failed", "cancelled", "pending"], "states %s" % states)
+check(jobs[0]["result"]["exitCode"] == 0 and jobs[0]["claim"]["attempt"] == 1, "result and claim")
+check(jobs[0]["proof"] is not None and jobs[0]["proof"]["verified"], "proof verified: %s" % jobs[0]["proof"])
+check(jobs[0]["spec"]["command"] == ["true"], "spec")
+check(data["ledger"]["job"]["id"] == ids[0], "job by id")
+msgs = data["ledger"]["topic"]["messages"]
+check([m["node"]["seq"] for m in msgs["edges"]] == ["1", "2", "3", "4"], "seqs")
+check(msgs["edges"][0]["node"]["payload"] == {{"n": 0}}, "payload as JSON")
+check(msgs["pageInfo"]["hasNextPage"], "more messages")
+check(data["node"]["ready"] is True, "node")
+
+# Paging on the pinned state: the rest of the messages.
+P = 'query($s: String, $a: String) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ messages(first: 10, after: $a) {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} }} }} }}'
+d2, ext2 = c.data(P, {{"s": state, "a": msgs["pageInfo"]["endCursor"]}})
+m2 = d2["ledger"]["topic"]["messages"]
+check([e["node"]["seq"] for e in m2["edges"]] == ["5", "6"] and not m2["pageInfo"]["hasNextPage"], "page 2: %s" % m2)
+check(ext2["stateRefResolved"] == state, "same state")
+
+# A pinned GET: immutable, ETag = shapeRoot, 304 on If-None-Match, byte-identical later.
+G = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref refs }} topic(name: "t.events") {{ messages(first: 100) {{ edges {{ node {{ seq ulid payload }} }} }} }} jobs(first: 100) {{ edges {{ node {{ id queue }} }} }} }} }}'
+r1 = c.get(G, {{"s": state}})
+check(r1.status_code == 200 and "errors" not in r1.json(), "pinned GET: %s" % r1.text)
+check(r1.headers["Cache-Control"] == "private, max-age=31536000, immutable", "immutable: %s" % r1.headers)
+etag = r1.headers["ETag"]
+check(etag == '"%s"' % r1.json()["extensions"]["shapeRoot"], "ETag is the shapeRoot")
+check(r1.headers["Gatos-State"] == state, "Gatos-State")
+print(json.dumps({{"state": state, "etag": etag, "body": r1.text, "query": G}}))
+"#,
+        ids = serde_json::to_string(&ids)?,
+        first = ids[0],
+    );
+    let env = client_env(&d, &url);
+    let out = d.python(&script, &env)?;
+    let first: Value = serde_json::from_str(out.trim())?;
+    let state = first["state"].as_str().ok_or("state")?.to_owned();
+
+    // Writes in other processes: the pinned answer does not move.
+    for i in 0..3 {
+        let data = format!(r#"{{"after":{i}}}"#);
+        gatos_ok(&repo, &["messages", "publish", "t.events", "--data", &data])?;
+    }
+    enqueue(&repo, &["--", "true"])?;
+    gatos_ok(&repo, &["jobs", "cancel", &ids[3]])?;
+
+    let script = format!(
+        r#"{PRELUDE}
+first = json.loads(os.environ["FIRST"])
+state, etag, G = first["state"], first["etag"], first["query"]
+r2 = c.get(G, {{"s": state}})
+check(r2.text == first["body"], "byte-identical after writes:\n%s\n%s" % (first["body"], r2.text))
+check(r2.headers["ETag"] == etag, "same ETag")
+r3 = c.get(G, {{"s": state}}, headers={{"If-None-Match": etag}})
+check(r3.status_code == 304 and r3.text == "", "304: %d %s" % (r3.status_code, r3.text))
+live, ext = c.data('{{ ledger {{ state {{ ref }} jobs(first: 100) {{ edges {{ node {{ id }} }} }} }} }}')
+check(ext["stateRefResolved"] != state and len(live["ledger"]["jobs"]["edges"]) == 5, "live moved")
+rl = c.get('{{ ledger {{ state {{ ref }} }} }}')
+check(rl.headers["Cache-Control"] == "private, no-cache" and rl.headers.get("ETag"), "refPath answers are no-cache")
+
+# Refusals: stable codes.
+def err(r, code, what):
+    got = code_of(r)
+    check(r.status_code == 200 and got == code, "%s: want %s, got %d %s" % (what, code, r.status_code, r.text))
+    e = r.json()["errors"][0]["extensions"]
+    check(len(e["ref"]) == 26, "a ref ULID: %s" % e)
+    return e
+J = 'query($s: String, $a: String) {{ ledger(stateRef: $s) {{ jobs(first: 2, after: $a) {{ edges {{ node {{ id }} }} pageInfo {{ endCursor }} }} }} }}'
+d1, _ = c.data(J, {{"s": state}})
+cur = d1["ledger"]["jobs"]["pageInfo"]["endCursor"]
+i = len(cur) - 5
+bad = cur[:i] + ("A" if cur[i] != "A" else "B") + cur[i + 1:]
+e = err(c.post(J, {{"s": state, "a": bad}}), "InvalidInput", "a tampered cursor")
+check(e["data"]["reason"] == "tampered", "reason tampered")
+err(c.post(J, {{"a": cur}}), "InvalidInput", "a cursor of another state")
+err(c.post('{{ ledger {{ jobs(first: 501) {{ edges {{ cursor }} }} }} }}'), "InvalidInput", "first: 501")
+err(c.post('{{ ledger {{ jobs(first: 0) {{ edges {{ cursor }} }} }} }}'), "InvalidInput", "first: 0")
+J500 = "jobs(first: 500) {{ edges {{ cursor node {{ id queue state attempt claim {{ worker attempt }} result {{ status commit }} }} }} }}"
+e = err(c.post("query {{ ledger {{ a: " + J500 + " b: " + J500 + " }} }}"), "InvalidInput", "complexity over 10,000")
+err(c.post("{{ __schema {{ types {{ name }} }} }}", check=False), "Forbidden", "introspection")
+e = err(c.post('query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": "blake3:" + "0" * 64}}), "NotFound", "an unknown state")
+check("blake3:" + "0" * 64 in c.post('query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": "blake3:" + "0" * 64}}).json()["errors"][0]["message"], "the error names the state")
+err(c.post('query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": "nope"}}), "InvalidInput", "a malformed state")
+r = c.session.post(c.url, json={{"query": "{{ __typename }}" + " " * 70000}})
+check(r.status_code == 413 and r.json()["code"] == "PayloadTooLarge", "65 KiB document: %d %s" % (r.status_code, r.text))
+r = c.session.post(c.url, json=[{{"query": "{{ __typename }}"}}])
+check(r.status_code == 400 and r.json()["code"] == "InvalidInput", "a batch")
+r = c.session.post(c.url, json={{"query": "{{ __typename }}"}}, headers={{"If-None-Match": etag}})
+check(r.status_code == 400, "POST with If-None-Match")
+r = c.session.post(c.url, json={{"query": "{{ ledger {{ nope }} }}"}})
+e = r.json()["errors"][0]["extensions"]
+check(e["code"] == "InvalidInput", "a validation error is InvalidInput")
+print(e["ref"])
+"#
+    );
+    let mut env = client_env(&d, &url).to_vec();
+    let first_text = first.to_string();
+    env.push(("FIRST", &first_text));
+    let out = d.python(&script, &env)?;
+    let reference = out.trim();
+    assert_eq!(reference.len(), 26, "{out}");
+    let log = d.log();
+    assert!(
+        log.contains(reference),
+        "extensions.ref {reference} is in gatosd's log:\n{log}"
+    );
+    let _ = state;
+    Ok(())
+}
+
+#[test]
+fn limits_are_configurable_and_the_rate_limit_is_the_rest_one() -> TestResult {
+    let (repo, _) = fixture()?;
+    let d = HttpDaemon::start(
+        &repo,
+        &format!("t {TOKEN}\n"),
+        "gatosd",
+        &[
+            "--http-rate",
+            "5",
+            "--http-burst",
+            "10",
+            "--graphql-max-depth",
+            "4",
+            "--graphql-max-complexity",
+            "50",
+            "--graphql-introspection",
+        ],
+    )?;
+    let url = d.url("");
+    let script = format!(
+        r#"{PRELUDE}
+def err(r, code, what):
+    check(r.status_code == 200 and code_of(r) == code, "%s: want %s, got %d %s" % (what, code, r.status_code, r.text))
+# depth 5 > 4
+err(c.post('{{ ledger {{ topic(name: "t.events") {{ messages(first: 1) {{ edges {{ node {{ seq }} }} }} }} }} }}'), "InvalidInput", "depth 5")
+# 30 * 2 + 2 > 50
+err(c.post('{{ ledger {{ jobs(first: 30) {{ edges {{ cursor }} }} }} }}'), "InvalidInput", "complexity 62")
+r = c.post('{{ ledger {{ jobs(first: 2) {{ edges {{ cursor }} }} }} }}')
+check(r.status_code == 200 and "errors" not in r.json(), "within the limits: %s" % r.text)
+r = c.post('{{ __schema {{ queryType {{ name }} }} }}')
+check(r.json()["data"]["__schema"]["queryType"]["name"] == "Query", "introspection served with the flag: %s" % r.text)
+# A bounded load loop: the remaining count falls, then 429 RateLimited with Retry-After.
+seen, limited = [], None
+for i in range(30):
+    r = c.session.post(c.url, json={{"query": "{{ __typename }}"}})
+    if r.status_code == 429:
+        limited = r
+        break
+    seen.append(int(r.headers["X-RateLimit-Remaining"]))
+    check(r.headers["X-RateLimit-Limit"] == "10", "limit header %s" % r.headers)
+check(limited is not None, "429 within 30 requests: %s" % seen)
+check(seen == sorted(seen, reverse=True) and seen[0] > seen[-1], "remaining falls: %s" % seen)
+check(limited.json()["code"] == "RateLimited" and int(limited.headers["Retry-After"]) >= 1, "RateLimited: %s" % limited.text)
+print("ok")
+"#
+    );
+    let out = d.python(&script, &client_env(&d, &url))?;
+    assert_eq!(out.trim(), "ok");
+    Ok(())
+}
