@@ -28,7 +28,7 @@ if ! command -v sqlite3 > /dev/null; then
 fi
 py_missing() { "$1" -c '
 import importlib.util, sys
-need = ["cryptography", "pyarrow", "blake3", "requests", "openapi_spec_validator", "prometheus_client", "mcp", "schemathesis"]
+need = ["cryptography", "pyarrow", "blake3", "requests", "openapi_spec_validator", "prometheus_client", "mcp", "schemathesis", "selenium"]
 print(" ".join(m for m in need if importlib.util.find_spec(m) is None))'; }
 missing=$(py_missing python3)
 if [ -n "$missing" ]; then
@@ -40,7 +40,16 @@ if [ -n "$missing" ]; then
   fi
   export PATH="$PWD/$venv/bin:$PATH"
 fi
-echo "python3: $(command -v python3); sqlite3: $(command -v sqlite3)"
+# The dashboard's browser tests drive headless Chromium (Debian chromium and
+# chromium-driver); installed here when missing and possible (root with apt-get), else
+# those tests skip with a line saying so (and fail under CI=true).
+if { ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null; } \
+   && command -v apt-get > /dev/null && [ "$(id -u)" = 0 ]; then
+  echo "installing chromium and chromium-driver for the dashboard's browser tests"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null) \
+    || echo "warning: could not install chromium/chromium-driver; the dashboard's browser tests will not run" >&2
+fi
+echo "python3: $(command -v python3); sqlite3: $(command -v sqlite3); chromium: $(command -v chromium || echo none)"
 
 step "format"
 cargo fmt --all -- --check

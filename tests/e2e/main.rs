@@ -13,6 +13,7 @@ mod admission;
 mod cli;
 mod daemon;
 mod dashboard;
+mod dashboard_browser;
 mod ended;
 mod export;
 mod graphql;

@@ -229,12 +229,24 @@ export async function jobPage(el, url, session, [id]) {
   // The job's own stream: its state, its events (the claim chain), its log, its end.
   const source = new EventSource(`/api/v1/jobs/${job.id}/stream`);
   const decoder = (chunk) => (chunk.encoding === 'base64' ? atob(chunk.data) : chunk.data);
-  source.addEventListener('state', (ev) => { try { job = JSON.parse(ev.data); drawHead(); } catch (_) { /* ignored */ } });
+  const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+  source.addEventListener('state', (ev) => {
+    try { const j = JSON.parse(ev.data); if (!same(j, job)) { job = j; drawHead(); } } catch (_) { /* ignored */ }
+    el.dataset.live = 'true';
+  });
   source.addEventListener('job', (ev) => {
     let e; try { e = JSON.parse(ev.data); } catch (_) { return; }
     timeline.append(h('li', { class: `ev ev-${e.event}` }, time(e.at), ' ', h('strong', {}, e.event), e.worker ? ` by ${e.worker}` : '',
       ` · attempt ${e.attempt}`, e.reason ? ` · ${JSON.stringify(e.reason)}` : ''));
+    refresh();
   });
+  // An event of the job (claimed, retry scheduled, …) changes its row: read it again,
+  // once per burst.
+  let refreshing = null;
+  function refresh() {
+    if (refreshing) return;
+    refreshing = api(`/api/v1/jobs/${job.id}`).then((j) => { if (!same(j, job)) { job = j; drawHead(); } }).catch(() => {}).finally(() => { refreshing = null; });
+  }
   source.addEventListener('log', (ev) => {
     let c; try { c = JSON.parse(ev.data); } catch (_) { return; }
     const target = logs[c.stream] || logs.stdout;
@@ -245,5 +257,5 @@ export async function jobPage(el, url, session, [id]) {
     try { job = JSON.parse(ev.data); drawHead(); } catch (_) { /* ignored */ }
     source.close();
   });
-  return () => source.close();
+  return () => { source.close(); delete el.dataset.live; };
 }

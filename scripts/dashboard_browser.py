@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Drives the gatos dashboard in headless Chromium through WebDriver (selenium), against a
+live gatosd that tests/e2e/dashboard_browser.rs started (issue #19).
+
+Environment (set by the Rust test): ORIGIN (http://127.0.0.1:PORT), SIGNIN (the URL
+`git gatos dashboard` printed), TOKEN (a bearer token, to check state from outside the
+browser), SHOTS (where screenshots go), MODE (`full` or `read_only`), and for `full`:
+JOB_DONE (a succeeded job), JOB_CANCEL (a pending job), JOB_LIVE (a job that prints a line,
+waits for the file GO, prints another), GO, SHARED (the worker's writable directory),
+TOPIC (a topic with one message). Each step waits for a condition with a deadline; no
+sleeps as synchronisation. Prints one line per step.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+ORIGIN = os.environ["ORIGIN"]
+SHOTS = os.environ["SHOTS"]
+MODE = os.environ.get("MODE", "full")
+DEADLINE = 30
+
+
+def step(msg):
+    print(f"ok: {msg}", flush=True)
+
+
+def api(path, method="GET", body=None):
+    req = urllib.request.Request(ORIGIN + path, method=method,
+                                 headers={"Authorization": "Bearer " + os.environ["TOKEN"],
+                                          "Content-Type": "application/json"},
+                                 data=None if body is None else json.dumps(body).encode())
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"null")
+
+
+def browser():
+    opts = webdriver.ChromeOptions()
+    for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run",
+              "--disable-dev-shm-usage", "--window-size=1280,800",
+              # A name that resolves to the daemon, for the foreign-Host check.
+              "--host-resolver-rules=MAP evil.test 127.0.0.1"]:
+        opts.add_argument(a)
+    profile = tempfile.mkdtemp(prefix="gatos-chromium-")
+    opts.add_argument(f"--user-data-dir={profile}")
+    chromium = shutil.which("chromium")
+    if chromium:
+        opts.binary_location = chromium
+    service = Service(executable_path=shutil.which("chromedriver"))
+    return webdriver.Chrome(options=opts, service=service), profile
+
+
+def wait(d, what, cond, timeout=DEADLINE):
+    try:
+        # Pages re-render live: an element found a moment ago may be replaced.
+        return WebDriverWait(d, timeout, poll_frequency=0.1,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(lambda _: cond())
+    except TimeoutException:
+        shot(d, "failure")
+        raise AssertionError(f"timed out waiting for {what}; page: {d.current_url}\n{d.find_element(By.TAG_NAME, 'body').text[:2000]}")
+
+
+def shot(d, name):
+    os.makedirs(SHOTS, exist_ok=True)
+    d.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+
+
+def text(d):
+    return d.find_element(By.TAG_NAME, "body").text
+
+
+def sign_in(d):
+    d.get(os.environ["SIGNIN"])
+    wait(d, "the session", lambda: d.find_element(By.ID, "who").text.startswith("web:"))
+    assert "code=" not in d.current_url, d.current_url
+    assert d.execute_script("return document.cookie") == "", "the cookie is HttpOnly"
+    step("signed in with the code from the fragment; the code left the address bar")
+
+
+def same_origin_post(d, path):
+    return d.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0], {method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'}, body: '{}'})"
+        ".then(r => done(r.status)).catch(e => done(String(e)));", path)
+
+
+def full(d):
+    sign_in(d)
+    wait(d, "the overview", lambda: "Queues" in text(d))
+    wait(d, "the live stream", lambda: d.find_element(By.ID, "live").text == "live")
+    shot(d, "overview")
+    step("overview shown; the shared job stream is live")
+
+    # Jobs: filter by queue through the form; the filter is kept in the URL.
+    d.get(ORIGIN + "/jobs")
+    wait(d, "the jobs table", lambda: len(d.find_elements(By.CSS_SELECTOR, "table.grid tbody tr")) >= 3)
+    q = d.find_element(By.ID, "f-queue")
+    q.send_keys("done")
+    d.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    wait(d, "the filter in the URL", lambda: "queue=done" in d.current_url)
+    wait(d, "only the done queue", lambda: [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "table.grid tbody tr")] == [os.environ["JOB_DONE"]])
+    shot(d, "jobs")
+    step("jobs filtered by queue, the filter kept in the URL")
+
+    # A finished job's proof verifies.
+    d.find_element(By.LINK_TEXT, os.environ["JOB_DONE"]).click()
+    wait(d, "a verified proof", lambda: len(d.find_elements(By.CSS_SELECTOR, "[data-proof=verified]")) == 1)
+    shot(d, "job-verified")
+    step("the job's proof is shown verified")
+
+    # A running job's log and state change live, without a reload.
+    live = os.environ["JOB_LIVE"]
+    d.get(ORIGIN + "/jobs/" + live)
+    wait(d, "the live job's page", lambda: "pending" in d.find_element(By.ID, "job-state").text)
+    wait(d, "the job's stream", lambda: d.find_element(By.ID, "main").get_attribute("data-live") == "true")
+    d.execute_script("window.__noReload = true")
+    worker = subprocess.Popen(["git", "gatos", "worker", "--once", "--queue", "live", "--sandbox-allow-write", os.environ["SHARED"]],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait(d, "the first line", lambda: "first line" in d.find_element(By.CSS_SELECTOR, "pre.log").text)
+        wait(d, "the running state", lambda: "running" in d.find_element(By.ID, "job-state").text)
+        shot(d, "job-running")
+        open(os.environ["GO"], "w").close()
+        wait(d, "the second line", lambda: "second line" in d.find_element(By.CSS_SELECTOR, "pre.log").text)
+        wait(d, "the final state", lambda: "succeeded" in d.find_element(By.ID, "job-state").text)
+        assert d.execute_script("return window.__noReload === true"), "the page was reloaded"
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    shot(d, "job-done")
+    step("a running job's log and state changed live without a reload")
+
+    # Cancel a job from its page; the action is on the audit page as web:<session>.
+    cancel = os.environ["JOB_CANCEL"]
+    d.get(ORIGIN + "/jobs/" + cancel)
+    wait(d, "the job's stream", lambda: d.find_element(By.ID, "main").get_attribute("data-live") == "true")
+    wait(d, "the cancel button", lambda: d.find_element(By.XPATH, "//button[text()='Cancel job']").click() or True)
+    WebDriverWait(d, DEADLINE).until(lambda _: d.switch_to.alert).accept()
+    wait(d, "the cancelled state", lambda: "cancelled" in d.find_element(By.ID, "job-state").text)
+    assert api(f"/api/v1/jobs/{cancel}")["state"] == "cancelled"
+    actor = d.find_element(By.ID, "who").text.split()[0]
+    d.get(ORIGIN + "/audit?action=jobs.cancel")
+    wait(d, "the audit record", lambda: cancel in text(d) and actor in text(d))
+    shot(d, "audit")
+    step(f"cancelled a job; the audit page shows it done by {actor}")
+
+    # A topic's live tail follows messages another process publishes.
+    topic = os.environ["TOPIC"]
+    d.get(ORIGIN + "/topics/" + topic)
+    wait(d, "the tail's first message", lambda: len(d.find_elements(By.CSS_SELECTOR, "#tail tbody tr")) >= 1)
+    subprocess.run(["git", "gatos", "messages", "publish", topic, "--data", '{"from":"another process"}'],
+                   check=True, stdout=subprocess.DEVNULL)
+    wait(d, "the published message in the tail", lambda: "another process" in d.find_element(By.ID, "tail").text)
+    d.find_elements(By.CSS_SELECTOR, "#tail tbody tr")[0].click()
+    wait(d, "the message detail", lambda: "Content-Id" in text(d))
+    shot(d, "topic")
+    step("the topic tail showed a message published by another process")
+
+    # Another origin (another port of 127.0.0.1: same site, not same origin) posts with the
+    # cookie and frames the dashboard: both refused.
+    target = os.environ["JOB_VICTIM"]
+    evil = tempfile.mkdtemp(prefix="gatos-evil-")
+    with open(os.path.join(evil, "index.html"), "w") as f:
+        f.write('<!doctype html><title>evil</title><iframe id="f" src="%s/overview"></iframe><script src="evil.js"></script>' % ORIGIN)
+    with open(os.path.join(evil, "evil.js"), "w") as f:
+        f.write("fetch(%s, {method: 'POST', credentials: 'include', mode: 'no-cors', headers: {'Content-Type': 'text/plain'}, body: '{}'})"
+                ".then(() => { document.title = 'sent'; }).catch(() => { document.title = 'failed'; });"
+                % json.dumps(f"{ORIGIN}/api/v1/jobs/{target}/cancel"))
+    handler = lambda *a, **k: SimpleHTTPRequestHandler(*a, directory=evil, **k)  # noqa: E731
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        d.get(f"http://127.0.0.1:{srv.server_address[1]}/index.html")
+        wait(d, "the forged request to be sent", lambda: d.title in ("sent", "failed"))
+        assert api(f"/api/v1/jobs/{target}")["state"] == "pending", "a cross-origin POST acted"
+        d.switch_to.frame(d.find_element(By.ID, "f"))
+        framed = d.execute_script("return document.body ? document.body.innerText : ''")
+        d.switch_to.default_content()
+        assert "Sign out" not in framed and "Overview" not in framed, f"the dashboard rendered in a frame: {framed!r}"
+        shot(d, "refused-cross-origin")
+    finally:
+        srv.shutdown()
+    step("a cross-origin POST with the cookie changed nothing; framing was refused")
+
+    # A foreign Host (a name that resolves to the daemon: DNS rebinding) is refused.
+    port = ORIGIN.rsplit(":", 1)[1]
+    d.get(f"http://evil.test:{port}/overview")
+    wait(d, "the Host refusal", lambda: "Forbidden" in d.page_source)
+    assert "Sign out" not in text(d)
+    step("a foreign Host was refused")
+
+    # Phone width stays readable: the navigation wraps, nothing scrolls sideways.
+    d.set_window_size(390, 844)
+    d.get(ORIGIN + "/jobs")
+    wait(d, "the jobs page at phone width", lambda: len(d.find_elements(By.CSS_SELECTOR, "table.grid tbody tr")) >= 1)
+    overflow = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the page scrolls sideways by {overflow}px at phone width"
+    shot(d, "jobs-phone")
+    d.set_window_size(1280, 800)
+    step("readable at phone width")
+
+    # Logout ends the session.
+    d.get(ORIGIN + "/overview")
+    wait(d, "the logout button", lambda: d.find_element(By.ID, "logout").is_displayed())
+    d.find_element(By.ID, "logout").click()
+    wait(d, "the sign-in page", lambda: "git gatos dashboard" in text(d))
+    d.get(ORIGIN + "/jobs")
+    wait(d, "signed out", lambda: "git gatos dashboard" in text(d))
+    step("logged out: the session no longer reads")
+
+
+def read_only(d):
+    sign_in(d)
+    job = os.environ["JOB_CANCEL"]
+    d.get(ORIGIN + "/jobs/" + job)
+    wait(d, "the job page", lambda: "pending" in d.find_element(By.ID, "job-state").text)
+    assert not d.find_elements(By.XPATH, "//button[text()='Cancel job']"), "an action shown in read-only mode"
+    d.get(ORIGIN + "/jobs")
+    wait(d, "the jobs table", lambda: len(d.find_elements(By.CSS_SELECTOR, "table.grid tbody tr")) >= 1)
+    assert not d.find_elements(By.CSS_SELECTOR, ".bulk button"), "bulk actions shown in read-only mode"
+    status = same_origin_post(d, f"/api/v1/jobs/{job}/cancel")
+    assert status == 403, f"a read-only daemon answered {status} to a cancel"
+    assert api(f"/api/v1/jobs/{job}")["state"] == "pending"
+    shot(d, "read-only")
+    step("a read-only daemon hides actions and refuses them (403)")
+
+
+def main():
+    d, profile = browser()
+    try:
+        (full if MODE == "full" else read_only)(d)
+    finally:
+        d.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
