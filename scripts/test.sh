@@ -28,7 +28,7 @@ if ! command -v sqlite3 > /dev/null; then
 fi
 py_missing() { "$1" -c '
 import importlib.util, sys
-need = ["cryptography", "pyarrow", "blake3", "requests", "openapi_spec_validator", "prometheus_client", "mcp", "schemathesis", "selenium"]
+need = ["cryptography", "pyarrow", "blake3", "requests", "openapi_spec_validator", "prometheus_client", "mcp", "schemathesis", "selenium", "graphql"]
 print(" ".join(m for m in need if importlib.util.find_spec(m) is None))'; }
 missing=$(py_missing python3)
 if [ -n "$missing" ]; then
@@ -49,7 +49,14 @@ if { ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null;
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null) \
     || echo "warning: could not install chromium/chromium-driver; the dashboard's browser tests will not run" >&2
 fi
-echo "python3: $(command -v python3); sqlite3: $(command -v sqlite3); chromium: $(command -v chromium || echo none)"
+# The crash tests (tests/e2e/crash.rs, scripts/crash_check.py) record gatos with strace;
+# installed here when missing and possible, else they skip with a line (fail under CI=true).
+if ! command -v strace > /dev/null && command -v apt-get > /dev/null && [ "$(id -u)" = 0 ]; then
+  echo "installing strace for the crash tests"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace > /dev/null) \
+    || echo "warning: could not install strace; the crash tests will not run" >&2
+fi
+echo "python3: $(command -v python3); sqlite3: $(command -v sqlite3); chromium: $(command -v chromium || echo none); strace: $(command -v strace || echo none)"
 
 step "format"
 cargo fmt --all -- --check

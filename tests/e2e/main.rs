@@ -11,6 +11,7 @@
 
 mod admission;
 mod cli;
+mod crash;
 mod daemon;
 mod dashboard;
 mod dashboard_browser;

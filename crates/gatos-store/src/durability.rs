@@ -6,7 +6,8 @@
 //!   per directory for `fsync` — a publish writes four objects in four directories, so
 //!   this is 2 commits instead of about 10. It also flushes whatever else is dirty on that
 //!   file system, so on a disk shared with heavy writers `fsync` can be the better choice.
-//! * `fsync`: each file, then each distinct parent directory (POSIX's recipe for a new name).
+//! * `fsync`: each file, then each directory between it and the repository (POSIX's recipe
+//!   for a new name, also when the write created the directory).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -63,8 +64,8 @@ impl Method {
     }
 }
 
-/// Makes `paths` (and their names) durable with `method`; `anchor` is any path on the
-/// repository's file system.
+/// Makes `paths` (and their names) durable with `method`; `anchor` is the repository's
+/// directory (the file system `syncfs` flushes, and where `fsync` stops climbing).
 ///
 /// # Errors
 /// When a sync fails.
@@ -78,7 +79,7 @@ pub fn sync(method: Method, step: Step, anchor: &Path, paths: &[PathBuf]) -> Res
             rustix::fs::syncfs(&f)
                 .map_err(|e| Error::io(format!("syncfs {}", anchor.display()), e.into()))
         }
-        Method::Fsync => sync_files(paths),
+        Method::Fsync => sync_files(anchor, paths),
         Method::Batch | Method::Ordered => match paths.last() {
             Some(p) => File::open(p)
                 .and_then(|f| f.sync_all())
@@ -88,23 +89,36 @@ pub fn sync(method: Method, step: Step, anchor: &Path, paths: &[PathBuf]) -> Res
     }
 }
 
-/// Fsyncs each file and then each distinct parent directory (so the names are durable too).
+/// Fsyncs each file, then every directory from its parent up to (not including) `root`,
+/// deepest first, each once. A name is durable only when the directory holding it is
+/// synced, and a write can create directories as well as files (a new `objects/xx/`, a
+/// new `refs/gatos/messages/<topic>/`): their names live one level further up, so syncing
+/// only the file's own directory can leave a synced file unreachable after a power cut
+/// (found by scripts/crash_check.py). Syncing a directory nothing changed costs no journal
+/// commit. Paths outside `root` get their parent directory only.
 ///
 /// # Errors
 /// When a file or directory cannot be opened or synced.
-pub fn sync_files(paths: &[PathBuf]) -> Result<()> {
+pub fn sync_files(root: &Path, paths: &[PathBuf]) -> Result<()> {
     let mut dirs: Vec<&Path> = Vec::new();
     for p in paths {
         if let Ok(f) = File::open(p) {
             f.sync_all()
                 .map_err(|e| Error::io(format!("fsync {}", p.display()), e))?;
         }
-        if let Some(d) = p.parent()
-            && !dirs.contains(&d)
-        {
-            dirs.push(d);
+        let mut d = p.parent();
+        while let Some(dir) = d {
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+            if dir == root || !dir.starts_with(root) {
+                break;
+            }
+            d = dir.parent().filter(|up| *up != root);
         }
     }
+    // Deepest first: a directory's entry in its parent is synced after its own entries.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     for d in dirs {
         sync_dir(d)?;
     }

@@ -1,0 +1,546 @@
+#!/usr/bin/env python3
+"""Crash tests in the style of ALICE (issue #21 point 2): record what a real gatos process
+does to the file system, then rebuild and check every state a crash could leave.
+
+For a scenario (a list of git-gatos commands), it:
+1. runs the commands under strace on a repository (the *recording*), noting each system
+   call that changes a file or a name (write, pwrite, ftruncate, rename, mkdir, unlink, ...),
+   each sync (fsync, fdatasync, syncfs), and each acknowledgement: a line the command wrote
+   on its standard output (a publish or an enqueue is acknowledged when it says so);
+2. **process crash** (`kill -9`): every prefix of the recorded calls is a state a killed
+   process can leave (the page cache keeps every call that returned). Each prefix is
+   replayed into a copy of the repository as it was before the recording;
+3. **power cut** (with `gatos.fsync = true`): at each acknowledgement, builds the state
+   that holds only what the syncs before it forced to disk. This is POSIX's minimum: file
+   data only after an fsync of the file, names only after an fsync of their directory,
+   everything after a syncfs. Data that was never forced reads back as an empty file;
+4. **real kills**: runs the scenario again and again with strace injecting SIGKILL at the
+   k-th changing call, for every k.
+
+Every state must pass `git fsck --strict`, must be readable by gatos after `git gatos doctor
+--fix`, and must hold every write acknowledged before the crash point.
+
+Usage: crash_check.py GIT_GATOS SCENARIO [--fsync METHOD] [--work DIR]
+Scenarios: publish, batch, enqueue, worker (claim, heartbeat, result, events). Exit status 0 when every state passed; otherwise
+the first failure is printed with the calls that led to it.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+TRACED = ("openat,open,creat,write,pwrite64,writev,rename,renameat,renameat2,mkdir,mkdirat,"
+          "unlink,unlinkat,rmdir,ftruncate,truncate,fsync,fdatasync,syncfs,sync,close,lseek,"
+          "dup,dup2,dup3,fcntl,link,linkat")
+# The calls that change the file system: a crash point follows each of them.
+CHANGING = {"write", "pwrite64", "writev", "rename", "renameat", "renameat2", "mkdir", "mkdirat",
+            "unlink", "unlinkat", "rmdir", "ftruncate", "truncate", "link", "linkat", "creat"}
+LINE = re.compile(r"^(\d+)\s+(\w+)\((.*)\)\s+=\s+(-?\d+|0x[0-9a-f]+)(?:\s.*)?$")
+
+
+def env(repo, home):
+    e = dict(os.environ)
+    e.update({"GIT_DIR": repo, "HOME": home, "GIT_CONFIG_NOSYSTEM": "1",
+              "GIT_CONFIG_GLOBAL": "/dev/null", "LC_ALL": "C", "GATOS_LOG": "error"})
+    return e
+
+
+def split_args(s):
+    """Splits strace's argument text at top-level commas."""
+    out, cur, depth, quoted, i = [], [], 0, False, 0
+    while i < len(s):
+        c = s[i]
+        if quoted:
+            cur.append(c)
+            if c == "\\":
+                cur.append(s[i + 1])
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+            cur.append(c)
+        elif c in "[{(":
+            depth += 1
+            cur.append(c)
+        elif c in "]})":
+            depth -= 1
+            cur.append(c)
+        elif c == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    if cur:
+        out.append("".join(cur).strip())
+    return out
+
+
+def unquote(a):
+    """The bytes of a -xx quoted string ("\\x2f\\x74..."), with a possible trailing "..."."""
+    if a.endswith("..."):
+        raise ValueError("a string was cut short; raise strace -s")
+    body = a[1:-1]
+    return bytes(int(h, 16) for h in re.findall(r"\\x([0-9a-f]{2})", body))
+
+
+def parse(trace):
+    """The calls of a strace -f -xx log, in order, as (name, args, result) tuples."""
+    calls, pending = [], {}
+    for raw in trace.splitlines():
+        if "<unfinished ...>" in raw:
+            pid = raw.split()[0]
+            pending[pid] = raw[: raw.index("<unfinished ...>")].rstrip()
+            continue
+        m = re.match(r"^(\d+)\s+<\.\.\. (\w+) resumed>(.*)$", raw)
+        if m:
+            raw = pending.pop(m.group(1), "") + m.group(3)
+        m = LINE.match(raw)
+        if not m:
+            continue
+        pid, name, args, ret = m.groups()
+        ret = int(ret, 0)
+        calls.append((int(pid), name, split_args(args), ret))
+    return calls
+
+
+class Model:
+    """The file system as the recorded process changed it, by file identity, with what a
+    power cut keeps: names per directory and data per file, each forced by its own sync."""
+
+    def __init__(self, root):
+        self.root = root          # the recorded repository's path
+        self.names = {}           # path -> file id (volatile)
+        self.data = {}            # file id -> bytes (volatile)
+        self.dirs = set()         # directories (volatile)
+        self.dnames = None        # durable names: path -> id (None: not tracked)
+        self.ddata = {}           # durable data
+        self.ddirs = set()
+        self.fds = {}             # (pid, fd) -> [path or None, id or None, offset, append]
+        self.next_id = 0
+
+    def load(self, base):
+        """Starts from the repository as it was before the recording (all durable)."""
+        for dirpath, dirnames, filenames in os.walk(base):
+            rel = os.path.relpath(dirpath, base)
+            path = self.root if rel == "." else os.path.join(self.root, rel)
+            self.dirs.add(path)
+            for f in filenames:
+                p = os.path.join(path, f)
+                with open(os.path.join(dirpath, f), "rb") as fh:
+                    self.new_file(p, fh.read())
+        self.dnames = dict(self.names)
+        self.ddata = dict(self.data)
+        self.ddirs = set(self.dirs)
+
+    def new_file(self, path, content=b""):
+        self.next_id += 1
+        self.names[path] = self.next_id
+        self.data[self.next_id] = content
+        return self.next_id
+
+    def inside(self, p):
+        return p == self.root or p.startswith(self.root + "/")
+
+    def resolve(self, pid, dirfd, p):
+        if p.startswith("/"):
+            return os.path.normpath(p)
+        if dirfd == "AT_FDCWD":
+            return None  # relative to the cwd: not ours (gatos uses absolute paths)
+        entry = self.fds.get((pid, int(dirfd)))
+        return os.path.normpath(os.path.join(entry[0], p)) if entry and entry[0] else None
+
+    def rename(self, a, b):
+        if a is None or b is None or not (self.inside(a) and self.inside(b)):
+            return
+        if a in self.names:
+            self.names[b] = self.names.pop(a)
+        elif a in self.dirs:
+            for p in [p for p in self.names if p.startswith(a + "/")]:
+                self.names[b + p[len(a):]] = self.names.pop(p)
+            for d in [d for d in self.dirs if d == a or d.startswith(a + "/")]:
+                self.dirs.discard(d)
+                self.dirs.add(b + d[len(a):])
+
+    def sync_all(self):
+        self.dnames = dict(self.names)
+        self.ddata = dict(self.data)
+        self.ddirs = set(self.dirs)
+
+    def sync_fd(self, entry, data_only):
+        path, fid = entry[0], entry[1]
+        if fid is not None:
+            self.ddata[fid] = self.data.get(fid, b"")
+            return
+        if path in self.dirs and not data_only:
+            # A directory's fsync makes its entries durable: names, new or gone.
+            for p in [p for p in self.dnames if os.path.dirname(p) == path]:
+                if p not in self.names:
+                    del self.dnames[p]
+            for p, i in self.names.items():
+                if os.path.dirname(p) == path:
+                    self.dnames[p] = i
+            for d in [d for d in self.ddirs if os.path.dirname(d) == path and d not in self.dirs]:
+                self.ddirs.discard(d)
+            for d in self.dirs:
+                if os.path.dirname(d) == path:
+                    self.ddirs.add(d)
+
+    def apply(self, call):
+        """Applies one call; returns True when it changed the file system."""
+        pid, name, a, ret = call
+        if ret < 0:
+            return False
+        if name in ("openat", "open", "creat"):
+            dirfd, p, flags = ("AT_FDCWD", a[0], "O_WRONLY|O_CREAT|O_TRUNC") if name == "creat" else \
+                ("AT_FDCWD", a[0], a[1]) if name == "open" else (a[0], a[1], a[2])
+            path = self.resolve(pid, dirfd, unquote(p).decode("utf-8", "replace"))
+            if path is None or not self.inside(path):
+                self.fds[(pid, ret)] = [None, None, 0, False]
+                return False
+            changed = False
+            if path in self.dirs:
+                self.fds[(pid, ret)] = [path, None, 0, False]
+                return False
+            fid = self.names.get(path)
+            if fid is None and "O_CREAT" in flags:
+                fid = self.new_file(path)
+                changed = True
+            if fid is not None and "O_TRUNC" in flags and self.data.get(fid):
+                self.data[fid] = b""
+                changed = True
+            self.fds[(pid, ret)] = [path, fid, 0, "O_APPEND" in flags]
+            return changed
+        if name in ("dup", "dup2", "dup3") or (name == "fcntl" and "F_DUPFD" in a[1]):
+            src = self.fds.get((pid, int(a[0])))
+            if src:
+                self.fds[(pid, ret)] = list(src)
+            return False
+        if name == "close":
+            self.fds.pop((pid, int(a[0])), None)
+            return False
+        if name == "lseek":
+            e = self.fds.get((pid, int(a[0])))
+            if e:
+                e[2] = ret
+            return False
+        if name in ("write", "pwrite64", "writev"):
+            e = self.fds.get((pid, int(a[0])))
+            if not e or e[1] is None:
+                return False
+            if name == "writev":
+                buf = b"".join(unquote(x) for x in re.findall(r'"(?:[^"\\]|\\.)*"', a[1]))[:ret]
+            else:
+                buf = unquote(a[1])[:ret]
+            fid = e[1]
+            cur = self.data.get(fid, b"")
+            off = int(a[3]) if name == "pwrite64" else (len(cur) if e[3] else e[2])
+            if len(cur) < off:
+                cur = cur + b"\0" * (off - len(cur))
+            self.data[fid] = cur[:off] + buf + cur[off + len(buf):]
+            if name != "pwrite64":
+                e[2] = off + len(buf)
+            return True
+        if name == "ftruncate":
+            e = self.fds.get((pid, int(a[0])))
+            if not e or e[1] is None:
+                return False
+            n, cur = int(a[1]), self.data.get(e[1], b"")
+            self.data[e[1]] = cur[:n] + b"\0" * max(0, n - len(cur))
+            return True
+        if name in ("rename", "renameat", "renameat2"):
+            if name == "rename":
+                src = self.resolve(pid, "AT_FDCWD", unquote(a[0]).decode())
+                dst = self.resolve(pid, "AT_FDCWD", unquote(a[1]).decode())
+            else:
+                src = self.resolve(pid, a[0], unquote(a[1]).decode())
+                dst = self.resolve(pid, a[2], unquote(a[3]).decode())
+            if src and self.inside(src):
+                self.rename(src, dst)
+                return True
+            return False
+        if name in ("mkdir", "mkdirat"):
+            p = self.resolve(pid, "AT_FDCWD", unquote(a[0]).decode()) if name == "mkdir" else \
+                self.resolve(pid, a[0], unquote(a[1]).decode())
+            if p and self.inside(p):
+                self.dirs.add(p)
+                return True
+            return False
+        if name in ("unlink", "unlinkat", "rmdir"):
+            p = self.resolve(pid, "AT_FDCWD", unquote(a[0]).decode()) if name != "unlinkat" else \
+                self.resolve(pid, a[0], unquote(a[1]).decode())
+            if p and self.inside(p):
+                self.names.pop(p, None)
+                self.dirs.discard(p)
+                return True
+            return False
+        if name in ("fsync", "fdatasync"):
+            e = self.fds.get((pid, int(a[0])))
+            if e and e[0]:
+                self.sync_fd(e, name == "fdatasync")
+            return False
+        if name in ("syncfs", "sync"):
+            self.sync_all()
+            return False
+        if name in ("link", "linkat", "truncate"):
+            raise ValueError(f"{name} is not modelled; extend crash_check.py")
+        return False
+
+    def write_out(self, dest, durable):
+        """Writes the volatile (process crash) or the durable (power cut) state to dest."""
+        names = self.dnames if durable else self.names
+        data = self.ddata if durable else self.data
+        dirs = self.ddirs if durable else self.dirs
+        os.makedirs(dest)
+        for d in sorted(dirs, key=len):
+            if d != self.root:
+                os.makedirs(dest + d[len(self.root):], exist_ok=True)
+        for p, fid in names.items():
+            target = dest + p[len(self.root):]
+            parent = os.path.dirname(target)
+            if not os.path.isdir(parent):
+                continue  # its directory's name was never made durable: lost with it
+            with open(target, "wb") as fh:
+                fh.write(data.get(fid, b""))
+
+
+def run(cmd, repo, home, check=True):
+    r = subprocess.run(cmd, env=env(repo, home), capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
+    return r
+
+
+def scenario(name, gg, work):
+    """(setup commands, recorded commands, check(repo, acked lines)) of a scenario."""
+    batch = os.path.join(work, "batch.jsonl")
+    with open(batch, "w") as f:
+        for i in range(3):
+            f.write(json.dumps({"n": i}) + "\n")
+
+    def published(repo, home, acks):
+        r = run([gg, "messages", "read", "t", "--json"], repo, home, check=False)
+        if r.returncode != 0:
+            # Before the first acknowledgement the topic may not exist yet.
+            if not acks and "error[NotFound]" in r.stderr:
+                return None
+            return f"messages read t: exit {r.returncode}: {r.stderr.strip()}"
+        out = r.stdout
+        have = {json.loads(l)["ulid"] for l in out.splitlines() if l.strip()}
+        for a in acks:
+            for ulid in re.findall(r"\b[0-9A-HJKMNP-TV-Z]{26}\b", a):
+                if ulid not in have:
+                    return f"acknowledged message {ulid} is missing"
+        return None
+
+    def enqueued(repo, home, acks):
+        for a in acks:
+            for ulid in re.findall(r"\b[0-9A-HJKMNP-TV-Z]{26}\b", a):
+                r = run([gg, "jobs", "show", ulid], repo, home, check=False)
+                if r.returncode != 0:
+                    return f"acknowledged job {ulid} is missing: {r.stderr.strip()}"
+        return None
+
+    if name == "publish":
+        cmds = [[gg, "messages", "publish", "t", "--data", json.dumps({"n": i})] for i in range(3)]
+        return [[gg, "messages", "publish", "t", "--data", "{\"n\":-1}"]], cmds, published
+    if name == "batch":
+        return [], [[gg, "messages", "publish", "t", "--batch", batch]], published
+    if name == "enqueue":
+        return [], [[gg, "jobs", "enqueue", "--", "true"] for _ in range(2)], enqueued
+
+    def worked(repo, home, acks):
+        # No acknowledgement on standard output: the job enqueued before the recording must
+        # be readable in every state (pending, running, or with its result), and verify
+        # when it has one.
+        r = run([gg, "jobs", "ls", "--json"], repo, home, check=False)
+        if r.returncode != 0:
+            return f"jobs ls: {r.stderr.strip()}"
+        jobs = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+        if len(jobs) != 1:
+            return f"jobs ls shows {len(jobs)} jobs, not the 1 enqueued"
+        if jobs[0].get("state") == "succeeded":
+            v = run([gg, "jobs", "verify", jobs[0]["id"]], repo, home, check=False)
+            if v.returncode != 0:
+                return f"jobs verify of a finished job: {v.stdout.strip()} {v.stderr.strip()}"
+        return None
+
+    if name == "worker":
+        return ([[gg, "jobs", "enqueue", "--", "true"]],
+                [[gg, "worker", "--drain", "--quiet", "--id", "w0"]], worked)
+    raise SystemExit(f"unknown scenario {name} (publish, batch, enqueue, worker)")
+
+
+def refs_first(part, rec):
+    """The calls with each ref update (its `.lock` file, written and renamed) moved before
+    the command's first object: the order of a writer that names objects before they exist
+    (the control of --break-order, which the check must catch)."""
+    def path(call, i):
+        return unquote(call[2][i]).decode() if len(call[2]) > i and call[2][i].startswith('"') else ""
+    first = next((i for i, c in enumerate(part)
+                  if c[1] == "openat" and "/objects/tmp_obj" in path(c, 1)), None)
+    if first is None:
+        return part
+    out, block, moved = list(part), [], []
+    i = first
+    while i < len(out):
+        c = out[i]
+        if c[1] == "openat" and path(c, 1).startswith(rec + "/refs/") and path(c, 1).endswith(".lock"):
+            j = i
+            while j < len(out) and not (out[j][1] in ("rename", "renameat", "renameat2")
+                                        and path(out[j], 1 if out[j][1] != "rename" else 0).endswith(".lock")):
+                j += 1
+            block = out[i:j + 1]
+            del out[i:j + 1]
+            moved.extend(block)
+            continue
+        i += 1
+    return out[:first] + moved + out[first:]
+
+
+def check_state(gg, repo, home, acks, verify):
+    """None when the state at `repo` is sound, else what is wrong with it."""
+    fsck = subprocess.run(["git", "--git-dir", repo, "fsck", "--strict", "--no-dangling",
+                           "--no-progress"], capture_output=True, text=True, env=env(repo, home))
+    if fsck.returncode != 0:
+        return f"git fsck --strict: {fsck.stdout.strip()} {fsck.stderr.strip()}"
+    fix = run([gg, "doctor", "--fix"], repo, home, check=False)
+    doc = run([gg, "doctor"], repo, home, check=False)
+    if doc.returncode != 0:
+        return f"doctor after doctor --fix: {doc.stdout.strip()} {doc.stderr.strip()} (fix: {fix.stdout.strip()})"
+    try:
+        return verify(repo, home, acks)
+    except RuntimeError as e:
+        return str(e)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("git_gatos")
+    ap.add_argument("scenario")
+    ap.add_argument("--fsync", default=None, help="gatos.fsyncMethod, with gatos.fsync = true")
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--no-kills", action="store_true", help="skip the real kill -9 runs")
+    ap.add_argument("--break-order", action="store_true",
+                    help="a control: replay each ref rename before the objects it names "
+                         "are written; the check must then fail")
+    o = ap.parse_args()
+    gg = os.path.abspath(o.git_gatos)
+    work = o.work or tempfile.mkdtemp(prefix="gatos-crash.")
+    home = os.path.join(work, "home")
+    os.makedirs(home, exist_ok=True)
+    base = os.path.join(work, "base.git")
+    subprocess.run(["git", "init", "-q", "--bare", base], check=True)
+    run([gg, "init", "--quiet"], base, home)
+    run(["git", "config", "gatos.maintenance.auto", "false"], base, home)
+    if o.fsync:
+        run(["git", "config", "gatos.fsync", "true"], base, home)
+        run(["git", "config", "gatos.fsyncMethod", o.fsync], base, home)
+    setup, cmds, verify = scenario(o.scenario, gg, work)
+    for c in setup:
+        run(c, base, home)
+    # 1. The recording.
+    rec = os.path.join(work, "rec.git")
+    shutil.copytree(base, rec, symlinks=True)
+    calls, acks_at, ends = [], [], []  # acks_at: (index into calls, acknowledged line)
+    for i, c in enumerate(cmds):
+        log = os.path.join(work, f"trace.{i}")
+        r = subprocess.run(["strace", "-f", "-qq", "-xx", "-s", "16777216", "-o", log,
+                            "-e", "trace=" + TRACED] + c,
+                           env=env(rec, home), capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"recording {' '.join(c)}: exit {r.returncode}: {r.stderr}")
+        with open(log) as f:
+            part = parse(f.read())
+        if o.break_order:
+            part = refs_first(part, rec)
+        top = part[0][0] if part else None  # the command's own process, not its children
+        for call in part:
+            calls.append(call)
+            pid, name, a, ret = call
+            if pid == top and name == "write" and a[0] == "1" and ret > 0:
+                acks_at.append((len(calls) - 1, unquote(a[1])[:ret].decode()))
+        # A command that exited reported everything it did as done: its end is a point
+        # where nothing it wrote may be lost either (with fsync on).
+        ends.append(len(calls) - 1)
+    if not acks_at and o.scenario != "worker":
+        raise SystemExit("the recording holds no acknowledgement on standard output")
+    # 2 and 3. Replay.
+    model = Model(rec)
+    model.load(base)
+    states = durable_states = 0
+    failures = []
+    for i, call in enumerate(calls):
+        changed = model.apply(call)
+        acks = [line for at, line in acks_at if at <= i]
+        is_ack = any(at == i for at, _ in acks_at) or i in ends
+        if changed:
+            states += 1
+            dest = os.path.join(work, f"s{i}.git")
+            model.write_out(dest, durable=False)
+            bad = check_state(gg, dest, home, acks, verify)
+            shutil.rmtree(dest)
+            if bad:
+                failures.append(("process crash", i, bad))
+                break
+        if is_ack and o.fsync:
+            durable_states += 1
+            dest = os.path.join(work, f"d{i}.git")
+            model.write_out(dest, durable=True)
+            bad = check_state(gg, dest, home, acks, verify)
+            shutil.rmtree(dest)
+            if bad:
+                failures.append(("power cut", i, bad))
+                break
+    # 4. Real kills: SIGKILL at the k-th call of each changing system call, for each k, in
+    # each command (strace counts each system call separately: one name at a time covers
+    # every changing call once).
+    kills = 0
+    if not o.no_kills and not failures:
+        names = sorted(CHANGING - {"creat", "link", "linkat", "truncate"})
+        for ci, c in enumerate(cmds):
+            for sc in names:
+                k = 1
+                while not failures:
+                    kr = os.path.join(work, "kill.git")
+                    shutil.rmtree(kr, ignore_errors=True)
+                    shutil.copytree(base, kr, symlinks=True)
+                    before_acks = [run(prev, kr, home).stdout for prev in cmds[:ci]]
+                    klog = os.path.join(work, "kill.log")
+                    r = subprocess.run(["strace", "-f", "-o", klog, "-e", "trace=" + sc,
+                                        "-e", f"inject={sc}:signal=KILL:when={k}"] + c,
+                                       env=env(kr, home), capture_output=True, text=True)
+                    with open(klog) as f:
+                        killed = "killed by SIGKILL" in f.read()
+                    if not killed:
+                        break  # no process of the command made a k-th such call
+                    kills += 1
+                    acks = before_acks + ([r.stdout] if r.stdout else [])
+                    bad = check_state(gg, kr, home, acks, verify)
+                    if bad:
+                        failures.append((f"kill -9 at {sc} #{k} of command {ci + 1}", -1, bad))
+                    k += 1
+            if failures:
+                break
+    what = f"fsync method {o.fsync}" if o.fsync else "no fsync"
+    if failures:
+        kind, i, bad = failures[0]
+        print(f"FAIL {o.scenario} ({what}): {kind} after call {i}: {bad}")
+        if i >= 0:
+            for pid, name, a, ret in calls[max(0, i - 8): i + 1]:
+                print(f"  {name}({', '.join(x[:80] for x in a)}) = {ret}")
+        sys.exit(1)
+    print(f"ok {o.scenario} ({what}): {len(calls)} calls recorded, {len(acks_at)} acknowledgements; "
+          f"{states} process-crash states, {durable_states} power-cut states, {kills} real kills: all sound")
+    if not o.work:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
