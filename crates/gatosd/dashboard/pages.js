@@ -73,28 +73,51 @@ export async function overviewPage(el) {
       h('td', {}, q.max_pending ? h('meter', { min: 0, max: q.max_pending, value: q.pending, 'aria-label': `${q.queue} use` }) : '—')))));
   }
   function drawClaims(list) {
-    fill(claims, table('Live claims', ['Job', 'Worker', 'Attempt', 'Lease until'], list.jobs.map((j) => h('tr', {},
+    fill(claims, table('Live claims', ['Job', 'Worker', 'Attempt', 'Lease until (renewed by each heartbeat)'], list.jobs.map((j) => h('tr', {},
       h('td', {}, h('a', { href: `/jobs/${j.id}`, class: 'mono' }, j.id)), h('td', {}, j.claim ? j.claim.worker : '—'),
       h('td', { class: 'num' }, j.attempt), h('td', {}, j.claim ? time(j.claim.lease_until) : '—')))));
   }
   async function runDoctor() {
     fill(doctor, h('p', { class: 'muted' }, 'Checking…'));
-    try { const d = await api('/api/v1/doctor'); fill(doctor, pre(d)); } catch (e) { notice(doctor, e.message, 'error'); }
+    try {
+      const d = await api('/api/v1/doctor');
+      const f = d.findings || [];
+      fill(doctor, f.length === 0 ? h('p', { class: 'proof ok' }, h('strong', {}, '✔ No finding')) : table('Doctor findings', ['Severity', 'Code', 'Target', 'Finding', 'Fix'], f.map((x) => h('tr', {},
+        h('td', {}, x.severity), h('td', { class: 'mono' }, x.code), h('td', { class: 'mono trunc', title: x.target }, x.target), h('td', {}, x.message), h('td', { class: 'mono' }, x.fix)))));
+    } catch (e) { notice(doctor, e.message, 'error'); }
   }
+  const yes = (v) => (v === null || v === undefined ? '—' : v ? 'yes' : 'no');
+  function facts(pairs) {
+    return h('dl', { class: 'facts' }, pairs.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+  }
+  const m = ready ? ready.maintenance : null;
+  const debt = m && m.debt;
+  const sync = ready ? ready.sync : null;
   drawQueues(health);
   drawClaims(running);
   fill(el,
     h('h1', {}, 'Overview'),
-    h('dl', { class: 'facts' },
-      h('dt', {}, 'Repository'), h('dd', { class: 'mono' }, health.repository),
-      h('dt', {}, 'Version'), h('dd', {}, health.version),
-      h('dt', {}, 'Up'), h('dd', {}, `${Math.round(health.uptime_seconds / 60)} min`),
-      h('dt', {}, 'Connections'), h('dd', {}, `${health.connections} open, ${health.subscriptions} streams`),
-      h('dt', {}, 'Ready'), h('dd', {}, ready ? String(ready.ready ?? ready.data?.ready ?? '?') : '?')),
-    h('section', {}, h('h2', {}, 'Sync and maintenance'), ready ? pre({ sync: ready.sync ?? ready.data?.sync, maintenance: ready.maintenance ?? ready.data?.maintenance }) : h('p', {}, '—')),
-    h('section', {}, h('h2', {}, 'Queues'), queues),
+    facts([
+      ['Repository', h('span', { class: 'mono' }, health.repository)],
+      ['Version', health.version],
+      ['Up', `${Math.round(health.uptime_seconds / 60)} min`],
+      ['Connections', `${health.connections} open, ${health.subscriptions} streams`],
+      ['Ready', ready ? yes(ready.ready) : '?']]),
+    h('div', { class: 'cols' },
+      h('section', {}, h('h2', {}, 'Queues'), queues),
+      h('section', {}, h('h2', {}, 'Claims'), claims)),
     h('section', {}, h('h2', {}, 'Throughput'), charts),
-    h('section', {}, h('h2', {}, 'Claims'), claims),
+    h('div', { class: 'cols' },
+      h('section', {}, h('h2', {}, 'Sync'), sync ? facts([
+        ['Remote', sync.remote], ['Every', `${sync.interval_seconds} s`], ['Last', time(sync.last_at)], ['Last ok', yes(sync.last_ok)],
+        ['Last error', sync.last_error || '—'], ['Failures in a row', sync.consecutive_failures], ['Runs', `${sync.runs_total} (${sync.failures_total} failed)`],
+        ['Rejected refs', sync.rejected_total]]) : h('p', { class: 'muted' }, 'This daemon does not sync (gatosd --sync REMOTE).')),
+      h('section', {}, h('h2', {}, 'Maintenance'), m ? facts([
+        ['Automatic', yes(m.enabled)], ['Running', yes(m.running)], ['Last', time(m.last_at)], ['Last ok', yes(m.last_ok)],
+        ['Archivable jobs', debt ? debt.archivable_jobs : '—'],
+        ['Loose objects', debt ? `${debt.loose_objects} of ${debt.loose_objects_threshold}` : '—'],
+        ['Packs', debt ? `${debt.packs} of ${debt.packs_threshold}` : '—'],
+        ['Compaction due', debt ? yes(debt.compaction_due) : '—']]) : h('p', {}, '—'))),
     h('section', {}, h('h2', {}, 'Consumer groups'), groups),
     h('section', {}, h('h2', {}, 'Doctor'), doctor));
   (async () => {
