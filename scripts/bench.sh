@@ -9,7 +9,7 @@
 # N_BIG (100000), N_HUGE (1000000), N_AUTO (100000), N_JOBS (2000), N_RUN (500),
 # N_FINISHED (10000), INODE_SETTLE (310), N_SYNC (10000), N_ARCHIVED (100000),
 # SYNC_ROUNDS (30), N_EXPORT (100000), N_EXPORT_JOBS (10000), N_EXPORT_NEW (1000), N_HTTP_PUB (300), N_HTTP_ENQ (120), N_SSE (200),
-# N_IDLE (1000), N_PAGE_SMALL (1000), N_PAGE_BIG (100000), N_MCP (2000). Method and recorded figures:
+# N_IDLE (1000), N_PAGE_SMALL (1000), N_PAGE_BIG (100000), N_MCP (2000), N_DASH_SMALL (1000), N_DASH_BIG (100000), N_DASH_ROUNDS (60). Method and recorded figures:
 # docs/PERFORMANCE.md. Nothing here asserts: it measures.
 set -euo pipefail
 
@@ -906,6 +906,7 @@ case "$what" in
   http) bench_http ;;
   mcp) bench_mcp ;;
   peers) . "$here/scripts/bench_peers.sh"; bench_peers ;;
+  dashboard) . "$here/scripts/bench_dashboard.sh"; bench_dashboard ;;
   all) bench_messages; bench_daemon; bench_jobs; bench_isolation; bench_service; bench_sync; bench_export; bench_gatosd_flood; bench_http; bench_mcp ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
 esac
