@@ -46,6 +46,16 @@ fn fixture() -> TestResult<(TempRepo, Vec<String>)> {
     let cancelled = enqueue(&repo, &["--queue", "later", "--", "true"])?;
     gatos_ok(&repo, &["jobs", "cancel", &cancelled])?;
     let pending = enqueue(&repo, &["--queue", "later", "--", "true"])?;
+    let out = crate::support::gatos_stdin(
+        &repo,
+        &["manifests", "put", "build", "-"],
+        br#"{"command": ["make", "all"], "queue": "build"}"#,
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok((repo, vec![ok, failed, cancelled, pending]))
 }
 
@@ -63,8 +73,11 @@ check(c.sdl == sdl, "the SDL route serves docs/schema.graphql")
 # Every type: Query, Ledger, State, JobConnection/JobEdge/PageInfo, Job, Claim, JobResult,
 # Proof, Topic, MessageConnection/MessageEdge, Message, Node, JSON, UInt64.
 Q = '''query($n: Int) {{
-  node {{ version nodeId ready now }}
+  node {{ version nodeId ready now sync {{ remote intervalSeconds lastAt lastOk lastCode consecutiveFailures }} }}
   ledger {{
+    manifests {{ name version contentId spec }}
+    queues {{ name pending maxPending }}
+    audit(first: 50) {{ edges {{ node {{ seq payload }} }} pageInfo {{ hasNextPage }} }}
     state {{ ref takenAt refs exact }}
     jobs(first: $n) {{
       edges {{ cursor node {{ id queue state attempt spec claim {{ worker workerKey attempt leaseUntil state }}
@@ -93,7 +106,13 @@ msgs = data["ledger"]["topic"]["messages"]
 check([m["node"]["seq"] for m in msgs["edges"]] == ["1", "2", "3", "4"], "seqs")
 check(msgs["edges"][0]["node"]["payload"] == {{"n": 0}}, "payload as JSON")
 check(msgs["pageInfo"]["hasNextPage"], "more messages")
-check(data["node"]["ready"] is True, "node")
+check(data["node"]["ready"] is True and data["node"]["sync"] is None, "node")
+man = data["ledger"]["manifests"]
+check([(m["name"], m["version"]) for m in man] == [("build", "1")] and man[0]["spec"]["command"] == ["make", "all"], "manifests: %s" % man)
+queues = {{q["name"]: q["pending"] for q in data["ledger"]["queues"]}}
+check(queues.get("later") == "1", "queues: %s" % queues)
+audit = [e["node"]["payload"] for e in data["ledger"]["audit"]["edges"]]
+check(any("cancel" in json.dumps(a) for a in audit), "the audit trail holds the cancel: %s" % audit)
 
 # Paging on the pinned state: the rest of the messages.
 P = 'query($s: String, $a: String) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ messages(first: 10, after: $a) {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} }} }} }}'

@@ -158,3 +158,14 @@ impl Reads<'_> {
             .map(|rec| self.service.gatos().jobs().row_at(&rec, as_of)))
     }
 }
+
+impl Reads<'_> {
+    /// `manifests.list` at the source.
+    ///
+    /// # Errors
+    /// When the manifests cannot be read.
+    pub fn manifests_list(&self) -> R<Vec<gatos_types::jobs::ManifestRow>> {
+        let src = self.source();
+        Ok(self.service.gatos().manifests().list_in(src.as_ref())?)
+    }
+}

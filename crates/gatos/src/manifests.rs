@@ -217,9 +217,17 @@ impl Manifests<'_> {
     /// # Errors
     /// When refs or commits cannot be read.
     pub fn list(&self) -> Result<Vec<ManifestRow>> {
+        self.list_in(&crate::refs::Live(self.gatos))
+    }
+
+    /// [`Manifests::list`] from the refs of `src`.
+    ///
+    /// # Errors
+    /// As [`Manifests::list`].
+    pub fn list_in(&self, src: &dyn crate::refs::RefSource) -> Result<Vec<ManifestRow>> {
         let mut rows = Vec::new();
-        for (name, commit) in self.gatos.store().list_refs(&names::manifests_prefix())? {
-            if let Some(names::RefKind::Manifest(n)) = name.kind() {
+        for (name, commit) in src.list_after(&names::manifests_prefix(), None, usize::MAX)? {
+            if let Some(names::RefKind::Manifest(n)) = names::RefKind::parse(&name) {
                 // A malformed manifest is left out of the listing (and named in the log);
                 // `manifests get` of it says what is wrong.
                 match self.version_at(&n, commit) {

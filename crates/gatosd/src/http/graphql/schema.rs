@@ -244,11 +244,20 @@ impl Query {
             .node_id()
             .map(|u| u.to_string())
             .map_err(from_gatos)?;
+        let ready = rc.service.ready(false);
         Ok(Node {
             version: Service::version().version,
             node_id,
-            ready: rc.service.ready(false).ready,
+            ready: ready.ready,
             now: rc.as_of.to_string(),
+            sync: ready.sync.map(|s| SyncStatus {
+                remote: s.remote,
+                interval_seconds: UInt64(s.interval_seconds),
+                last_at: s.last_at.map(|t| t.to_string()),
+                last_ok: s.last_ok,
+                last_code: s.last_code.map(|c| c.as_str().to_owned()),
+                consecutive_failures: UInt64(s.consecutive_failures),
+            }),
         })
     }
 }
@@ -264,6 +273,8 @@ pub struct Node {
     ready: bool,
     /// The time of this answer (RFC 3339, ms, UTC).
     now: String,
+    /// The sync with the remote, when this node syncs.
+    sync: Option<SyncStatus>,
 }
 
 /// A ref state.
@@ -414,6 +425,58 @@ impl Ledger {
             .job_row(id, rc.as_of)
             .map_err(from_call)?;
         Ok(row.map(Job))
+    }
+
+    /// The audit trail at this state (the `gatos.audit` topic): records oldest first, each
+    /// message's payload the record (actor, action, target, before, after).
+    #[graphql(
+        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+    )]
+    async fn audit(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<MessageConnection> {
+        let topic: Topic = AUDIT_TOPIC
+            .parse()
+            .map_err(|e| coded(ErrorCode::Internal, format!("{e}"), serde_json::Map::new()))?;
+        messages_page(ctx, &self.0, &topic, first, after, None)
+    }
+
+    /// Registered manifests at this state: the latest version of each, by name.
+    async fn manifests(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Manifest>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let rows = rc
+            .service
+            .reads(Src::State(self.0.at.clone()))
+            .manifests_list()
+            .map_err(from_call)?;
+        Ok(rows
+            .into_iter()
+            .map(|m| Manifest {
+                name: m.name.to_string(),
+                version: UInt64(m.version),
+                content_id: m.content_id.to_string(),
+                spec: Json(serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null)),
+            })
+            .collect())
+    }
+
+    /// Queues: pending jobs and the admission cap (live: the ready index and local
+    /// configuration now, not the state; an answer with it is never immutable).
+    async fn queues(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<QueueDepth>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        rc.flag(deps::LIVE | deps::CONFIG);
+        let rows = rc.service.health_queues().map_err(from_call)?;
+        Ok(rows
+            .into_iter()
+            .map(|q| QueueDepth {
+                name: q.queue.to_string(),
+                pending: UInt64(q.pending),
+                max_pending: q.max_pending.map(UInt64),
+            })
+            .collect())
     }
 
     /// One topic.
@@ -601,70 +664,126 @@ impl TopicAt {
         after: Option<String>,
         from_seq: Option<UInt64>,
     ) -> async_graphql::Result<MessageConnection> {
-        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-        let limit = page_size(first)?;
-        let args = cursor::args_digest(&[self.topic.as_str()]);
-        let state = self.state.meta.id;
-        let since_seq = match (&after, from_seq) {
-            (Some(_), Some(_)) => {
-                return Err(invalid("fromSeq", "give fromSeq or after, not both"));
-            }
-            (Some(a), None) => {
-                let pos = rc
-                    .codec
-                    .decode(a, &state, Kind::Messages, &args)
-                    .map_err(|r| refused("after", r))?;
-                let b: [u8; 8] = pos
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| invalid("after", "the cursor holds no position"))?;
-                Some(u64::from_be_bytes(b))
-            }
-            (None, Some(s)) => Some(s.0.saturating_sub(1)),
-            (None, None) => None,
-        };
-        let p = ReadParams {
-            topic: self.topic.clone(),
-            since: None,
-            since_seq,
-            since_time: None,
-            limit: Some(u64::try_from(limit).unwrap_or(100)),
-        };
-        let page = rc
-            .service
-            .reads(Src::State(self.state.at.clone()))
-            .messages_read(p)
-            .map_err(from_call)?;
-        let edges: Vec<MessageEdge> = page
-            .messages
-            .into_iter()
-            .map(|m| MessageEdge {
-                cursor: rc
-                    .codec
-                    .encode(&state, Kind::Messages, &args, &m.seq.to_be_bytes()),
-                node: Message {
-                    ulid: m.ulid.to_string(),
-                    seq: UInt64(m.seq),
-                    topic: m.topic.to_string(),
-                    content_id: m.content_id.to_string(),
-                    commit: m.commit.to_string(),
-                    payload: Json(
-                        serde_json::from_str(m.payload.get()).unwrap_or(serde_json::Value::Null),
-                    ),
-                    headers: m
-                        .headers
-                        .and_then(|h| serde_json::from_str(h.get()).ok())
-                        .map(Json),
-                },
-            })
-            .collect();
-        Ok(MessageConnection {
-            page_info: PageInfo::of(&edges, !page.end, since_seq.is_some_and(|s| s > 0), |e| {
-                &e.cursor
-            }),
-            edges,
-        })
+        messages_page(ctx, &self.state, &self.topic, first, after, from_seq)
     }
+}
+
+/// A page of a topic's messages at a state.
+fn messages_page(
+    ctx: &Context<'_>,
+    state_at: &Resolved,
+    topic: &Topic,
+    first: Option<i32>,
+    after: Option<String>,
+    from_seq: Option<UInt64>,
+) -> async_graphql::Result<MessageConnection> {
+    let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+    let limit = page_size(first)?;
+    let args = cursor::args_digest(&[topic.as_str()]);
+    let state = state_at.meta.id;
+    let since_seq = match (&after, from_seq) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("fromSeq", "give fromSeq or after, not both"));
+        }
+        (Some(a), None) => {
+            let pos = rc
+                .codec
+                .decode(a, &state, Kind::Messages, &args)
+                .map_err(|r| refused("after", r))?;
+            let b: [u8; 8] = pos
+                .as_slice()
+                .try_into()
+                .map_err(|_| invalid("after", "the cursor holds no position"))?;
+            Some(u64::from_be_bytes(b))
+        }
+        (None, Some(s)) => Some(s.0.saturating_sub(1)),
+        (None, None) => None,
+    };
+    let p = ReadParams {
+        topic: topic.clone(),
+        since: None,
+        since_seq,
+        since_time: None,
+        limit: Some(u64::try_from(limit).unwrap_or(100)),
+    };
+    let page = rc
+        .service
+        .reads(Src::State(state_at.at.clone()))
+        .messages_read(p)
+        .map_err(from_call)?;
+    let edges: Vec<MessageEdge> = page
+        .messages
+        .into_iter()
+        .map(|m| MessageEdge {
+            cursor: rc
+                .codec
+                .encode(&state, Kind::Messages, &args, &m.seq.to_be_bytes()),
+            node: Message {
+                ulid: m.ulid.to_string(),
+                seq: UInt64(m.seq),
+                topic: m.topic.to_string(),
+                content_id: m.content_id.to_string(),
+                commit: m.commit.to_string(),
+                payload: Json(
+                    serde_json::from_str(m.payload.get()).unwrap_or(serde_json::Value::Null),
+                ),
+                headers: m
+                    .headers
+                    .and_then(|h| serde_json::from_str(h.get()).ok())
+                    .map(Json),
+            },
+        })
+        .collect();
+    Ok(MessageConnection {
+        page_info: PageInfo::of(&edges, !page.end, since_seq.is_some_and(|s| s > 0), |e| {
+            &e.cursor
+        }),
+        edges,
+    })
+}
+
+/// The topic of the audit trail.
+const AUDIT_TOPIC: &str = "gatos.audit";
+
+/// A registered manifest (its latest version at the state).
+#[derive(SimpleObject)]
+pub struct Manifest {
+    /// Its name.
+    name: String,
+    /// Its latest version.
+    version: UInt64,
+    /// `blake3:` of the version's document.
+    content_id: String,
+    /// The job spec it enqueues.
+    spec: Json,
+}
+
+/// A queue's depth (live).
+#[derive(SimpleObject)]
+pub struct QueueDepth {
+    /// Its name.
+    name: String,
+    /// Jobs pending in it now.
+    pending: UInt64,
+    /// Its admission cap (`max_pending`), when set.
+    max_pending: Option<UInt64>,
+}
+
+/// This node's sync with its remote (live).
+#[derive(SimpleObject)]
+pub struct SyncStatus {
+    /// The remote.
+    remote: String,
+    /// Seconds between syncs.
+    interval_seconds: UInt64,
+    /// When the last sync ended.
+    last_at: Option<String>,
+    /// Whether it succeeded.
+    last_ok: Option<bool>,
+    /// Its error code, when it failed.
+    last_code: Option<String>,
+    /// Failures in a row.
+    consecutive_failures: UInt64,
 }
 
 /// A page of messages.
