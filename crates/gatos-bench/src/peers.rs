@@ -7,7 +7,8 @@
 //!
 //! * `nats-publish <url> <n> <clients>`: acknowledged JetStream publishes, one at a time per
 //!   client, into a fresh file-backed stream.
-//! * `nats-batch <url> <n>`: n publishes sent without waiting, then every acknowledgement.
+//! * `nats-batch <url> <n>`: n publishes sent without waiting for each acknowledgement (at
+//!   most 4,000 outstanding), then every acknowledgement.
 //! * `nats-read <url> <n>`: a fresh stream of n messages (untimed), then one pull consumer
 //!   fetching it all in batches of 1,000.
 //! * `redis-xadd <url> <n> <clients> <everysec|always>`: `XADD`s one at a time per client,
@@ -168,13 +169,15 @@ async fn nats(workload: &str, args: &[String]) -> R<Value> {
     }
 }
 
-/// Publishes n messages without waiting, keeping at most 10,000 acknowledgements
-/// outstanding, then waits for the rest.
+/// Publishes n messages without waiting, keeping at most 4,000 acknowledgements
+/// outstanding (async-nats lets 5,000 be in flight by default and then makes `publish` wait
+/// for one to be collected: a larger window here would wait forever), then waits for the
+/// rest.
 async fn batch_fill(js: &async_nats::jetstream::Context, n: u64) -> R {
     let mut pending = std::collections::VecDeque::new();
     for i in 0..n {
         pending.push_back(js.publish("bench.t", body(i).into()).await?);
-        if pending.len() >= 10_000
+        if pending.len() >= 4_000
             && let Some(ack) = pending.pop_front()
         {
             ack.await?;
