@@ -1,10 +1,16 @@
 //! Compaction: keep reads fast as single-message writes pile up loose objects and batches
 //! pile up packs, without ever deleting what a writer has not referenced yet.
 //!
-//! * `git repack -d -l --geometric=2 --write-midx` rolls loose objects (reachable or not:
-//!   git includes loose objects regardless of reachability in a geometric roll-up) and
-//!   small packs into a geometric progression of packs, with a multi-pack index. Packs with
-//!   a `.keep` — batches whose ref update has not happened — are left alone.
+//! * `git repack -d -l --geometric=2 --write-midx --window=0` rolls loose objects
+//!   (reachable or not: git includes loose objects regardless of reachability in a
+//!   geometric roll-up) and small packs into a geometric progression of packs, with a
+//!   multi-pack index. Packs with a `.keep` — batches whose ref update has not happened —
+//!   are left alone. `--window=0` makes no new deltas: a ledger's objects are small JSON
+//!   envelopes, trees and commits, which deltas barely shrink (a 50,000-message topic, 46
+//!   MB without deltas against 29 MB with) but make every read resolve a chain (reads of
+//!   it ran at 0.23× the speed of gatos's own packs after a default repack, and at 0.94×
+//!   with no deltas; ADR 0046). Deltas already in a pack (one fetched from a remote) are
+//!   kept.
 //! * `git pack-refs --all` under the `packed-refs` lock family, so gatos writers wait for
 //!   it instead of taking its `packed-refs.lock` for a dead writer's.
 //! * `git commit-graph write --reachable --split` for fast walks.
@@ -137,7 +143,15 @@ impl Store {
             return Ok(report);
         };
         report.stale_keeps_removed = self.remove_stale_keeps()?;
-        let repack = ["repack", "-d", "-l", "-q", "--geometric=2", "--write-midx"];
+        let repack = [
+            "repack",
+            "-d",
+            "-l",
+            "-q",
+            "--geometric=2",
+            "--write-midx",
+            "--window=0",
+        ];
         self.run_git(&repack)?;
         report.steps.push(format!("git {}", repack.join(" ")));
         {
