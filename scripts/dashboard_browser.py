@@ -214,6 +214,20 @@ def full(d):
     d.set_window_size(1280, 800)
     step("readable at phone width")
 
+    # A manifest's page: its versions compared, a run with a field changed.
+    d.get(ORIGIN + "/manifests/hello")
+    wait(d, "the manifest's diff", lambda: "v1 → v2" in text(d))
+    assert "+" in d.find_element(By.CSS_SELECTOR, "pre.diff").text
+    d.find_element(By.ID, "o-queue").send_keys("override")
+    d.find_element(By.XPATH, "//button[text()='Run v2']").click()
+    WebDriverWait(d, DEADLINE).until(lambda _: d.switch_to.alert).accept()
+    wait(d, "the new job's page", lambda: "/jobs/" in d.current_url)
+    ran = d.current_url.rsplit("/", 1)[1]
+    job = api(f"/api/v1/jobs/{ran}")
+    assert job["queue"] == "override" and job["manifest"]["labels"].get("manifest") == "hello@v2", job
+    shot(d, "manifest-run")
+    step("a manifest's versions compared, a version run with its queue changed")
+
     # Logout ends the session.
     d.get(ORIGIN + "/overview")
     wait(d, "the logout button", lambda: d.find_element(By.ID, "logout").is_displayed())

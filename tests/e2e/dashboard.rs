@@ -218,6 +218,17 @@ fn sign_in_cookie_acceptance_rule_logout_and_revocation() -> TestResult {
     assert_eq!(session["actor"], format!("web:{sid}"));
     assert_eq!(session["read_only"], false);
 
+    // An oversized sign-in body is refused before it is read whole.
+    let big = format!("{{\"code\":\"{}\"}}", "x".repeat(5000));
+    let huge = send(
+        &d.addr,
+        "POST",
+        "/dashboard/signin",
+        &[("Sec-Fetch-Site", "same-origin")],
+        &big,
+    )?;
+    assert_eq!(huge.status, 413, "{}", huge.body);
+
     // The code is single-use.
     let again = send(
         &d.addr,

@@ -153,6 +153,21 @@ fn the_dashboard_in_a_browser() -> TestResult {
             r#"{"hello":1}"#,
         ],
     )?;
+    // Two versions of a manifest, for its page's diff and run.
+    for (i, body) in [
+        "command: [echo, one]\nqueue: m\n",
+        "command: [echo, two]\nqueue: m\nlabels: {team: a}\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let f = repo.root().join(format!("m{i}.yaml"));
+        std::fs::write(&f, body)?;
+        gatos_ok(
+            &repo,
+            &["manifests", "put", "hello", f.to_str().ok_or("path")?],
+        )?;
+    }
     let d = HttpDaemon::start(&repo, &format!("ops {TOKEN}\n"), "web", &[])?;
     let out = drive(
         &repo,

@@ -99,6 +99,22 @@ function keyboard() {
       if (f) { e.preventDefault(); f.focus(); }
       return;
     }
+    if (e.key === 'j' || e.key === 'k') {
+      // Move through the rows of the page's first table; Enter opens the focused row.
+      const rows = [...document.querySelectorAll('main table.grid tbody tr')];
+      if (rows.length === 0) return;
+      const at = rows.indexOf(document.activeElement);
+      const next = rows[Math.max(0, Math.min(rows.length - 1, at + (e.key === 'j' ? 1 : -1)))] || rows[0];
+      if (!next.hasAttribute('tabindex')) next.setAttribute('tabindex', '-1');
+      next.focus();
+      e.preventDefault();
+      return;
+    }
+    if (e.key === 'Enter' && t instanceof HTMLTableRowElement) {
+      const a = t.querySelector('a[href]');
+      if (a) { e.preventDefault(); go(a.getAttribute('href')); }
+      return;
+    }
     if (e.key === 'g') { pendingG = true; return; }
     if (pendingG) {
       pendingG = false;

@@ -246,14 +246,49 @@ export async function manifestPage(el, url, session, [name]) {
   const form = h('form', { class: 'filters' }, pick('a', 'From', a), pick('b', 'To', b), h('div', { class: 'field' }, h('button', { type: 'submit' }, 'Compare')));
   form.addEventListener('submit', (e) => { e.preventDefault(); go(`/manifests/${encodeURIComponent(name)}${qs({ a: form.elements.a.value, b: form.elements.b.value })}`); });
   const status = h('div');
-  const run = session.read_only ? null : h('button', { type: 'button', onclick: async () => {
-    if (!confirm(`Run ${name} v${b}?`)) return;
-    try { const r = await api(`/api/v1/manifests/${encodeURIComponent(name)}/runs`, { method: 'POST', body: { version: Number(b) } }); go(`/jobs/${r.id}`); } catch (e) { notice(status, e.message, 'error'); }
-  } }, `Run v${b}`);
+  // A run of version b, as stored, or with fields changed: then it is an enqueue of that
+  // version's spec with the changes, labelled manifest=NAME@vN.
+  const pairs = (text) => Object.fromEntries(text.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+    const i = l.indexOf('='); return i < 0 ? [l, ''] : [l.slice(0, i).trim(), l.slice(i + 1)];
+  }));
+  const ov = h('form', { class: 'filters', 'aria-label': 'Run with overrides' },
+    h('div', { class: 'field' }, h('label', { for: 'o-queue' }, 'Queue'), h('input', { id: 'o-queue', name: 'queue', placeholder: mb.manifest.queue })),
+    h('div', { class: 'field' }, h('label', { for: 'o-priority' }, 'Priority'), h('input', { id: 'o-priority', name: 'priority', type: 'number', placeholder: String(mb.manifest.priority) })),
+    h('div', { class: 'field' }, h('label', { for: 'o-after' }, 'Run after'), h('input', { id: 'o-after', name: 'after', type: 'datetime-local' })),
+    h('div', { class: 'field' }, h('label', { for: 'o-env' }, 'Environment (KEY=VALUE lines)'), h('textarea', { id: 'o-env', name: 'env', rows: '2' })),
+    h('div', { class: 'field' }, h('label', { for: 'o-labels' }, 'Labels (key=value lines)'), h('textarea', { id: 'o-labels', name: 'labels', rows: '2' })),
+    h('div', { class: 'field' }, h('button', { type: 'submit' }, `Run v${b}`)));
+  ov.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const f = ov.elements;
+    const changed = f.queue.value || f.priority.value || f.after.value || f.env.value.trim() || f.labels.value.trim();
+    if (!confirm(`Run ${name} v${b}${changed ? ' with the changes' : ''}?`)) return;
+    try {
+      let r;
+      if (!changed) {
+        r = await api(`/api/v1/manifests/${encodeURIComponent(name)}/runs`, { method: 'POST', body: { version: Number(b) } });
+      } else {
+        const spec = mb.manifest;
+        const body = {
+          manifest: spec,
+          env: { ...spec.env, ...pairs(f.env.value) },
+          labels: { ...spec.labels, ...pairs(f.labels.value), manifest: `${name}@v${b}` },
+        };
+        if (f.queue.value) body.queue = f.queue.value;
+        if (f.priority.value) body.priority = Number(f.priority.value);
+        if (f.after.value) body.run_after = new Date(f.after.value).toISOString();
+        r = await api('/api/v1/jobs', { method: 'POST', body });
+      }
+      go(`/jobs/${r.id}`);
+    } catch (err) { notice(status, err.message, 'error'); }
+  });
+  const run = session.read_only ? null : h('section', { 'aria-labelledby': 'h-run' }, h('h2', { id: 'h-run' }, `Run v${b}`),
+    h('p', { class: 'muted' }, 'Leave the fields empty to run the version as stored.'), ov);
   fill(el, h('h1', {}, 'Manifest ', h('span', { class: 'mono' }, name)),
     h('p', {}, `Latest version ${latest.version}, content id `, h('code', {}, latest.content_id)),
-    run, status, form,
-    h('h2', {}, `v${a} → v${b}`), diff(JSON.stringify(ma.manifest, null, 2), JSON.stringify(mb.manifest, null, 2)));
+    form,
+    h('h2', {}, `v${a} → v${b}`), diff(JSON.stringify(ma.manifest, null, 2), JSON.stringify(mb.manifest, null, 2)),
+    run, status);
 }
 
 /** `/keys`. */

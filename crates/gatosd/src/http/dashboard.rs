@@ -54,6 +54,8 @@ pub const SIGNIN: &str = "/dashboard/signin";
 pub const LOGOUT: &str = "/dashboard/logout";
 /// Who the browser is signed in as.
 pub const SESSION: &str = "/dashboard/session";
+/// The largest sign-in body (`{"code": "…"}` is under 100 bytes).
+pub const SIGNIN_MAX_BODY: usize = 4096;
 
 /// Whether a request reaches its route without credentials: the app's shell and assets
 /// (`GET`/`HEAD`), and the sign-in.
@@ -196,18 +198,26 @@ async fn signin(State(st): State<Arc<HttpState>>, req: Request) -> Response {
         .with("reason", "cross_origin")
         .into_response();
     }
-    let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, 4096).await {
-        Ok(b) => b,
-        Err(_) => {
+    // Before any credential: a small body, in the face's body time (ADR 0035).
+    let read = axum::body::to_bytes(req.into_body(), SIGNIN_MAX_BODY);
+    let bytes = match tokio::time::timeout(st.shared.limits.http_body_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
             return Problem::new(
                 ErrorCode::PayloadTooLarge,
                 "a sign-in body is at most 4 KiB",
             )
+            .with("limit", SIGNIN_MAX_BODY)
+            .into_response();
+        }
+        Err(_) => {
+            return Problem::new(
+                ErrorCode::InvalidInput,
+                "the sign-in body did not arrive in time",
+            )
             .into_response();
         }
     };
-    let _ = parts;
     let code = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned));
