@@ -76,6 +76,8 @@ Q = '''query($n: Int) {{
   node {{ version nodeId ready now sync {{ remote intervalSeconds lastAt lastOk lastCode consecutiveFailures }} }}
   ledger {{
     manifests {{ name version contentId spec }}
+    keys {{ id current trusted published revoked }}
+    topics {{ name firstSeq lastSeq count }}
     queues {{ name pending maxPending }}
     audit(first: 50) {{ edges {{ node {{ seq payload }} }} pageInfo {{ hasNextPage }} }}
     state {{ ref takenAt refs exact }}
@@ -109,6 +111,10 @@ check(msgs["pageInfo"]["hasNextPage"], "more messages")
 check(data["node"]["ready"] is True and data["node"]["sync"] is None, "node")
 man = data["ledger"]["manifests"]
 check([(m["name"], m["version"]) for m in man] == [("build", "1")] and man[0]["spec"]["command"] == ["make", "all"], "manifests: %s" % man)
+keys = data["ledger"]["keys"]
+check(any(k["current"] and k["trusted"] and k["id"].startswith("ed25519:") for k in keys), "keys: %s" % keys)
+topics = {{t["name"]: (t["firstSeq"], t["lastSeq"], t["count"]) for t in data["ledger"]["topics"]}}
+check(topics.get("t.events") == ("1", "6", "6"), "topics: %s" % topics)
 queues = {{q["name"]: q["pending"] for q in data["ledger"]["queues"]}}
 check(queues.get("later") == "1", "queues: %s" % queues)
 audit = [e["node"]["payload"] for e in data["ledger"]["audit"]["edges"]]
@@ -122,7 +128,7 @@ check([e["node"]["seq"] for e in m2["edges"]] == ["5", "6"] and not m2["pageInfo
 check(ext2["stateRefResolved"] == state, "same state")
 
 # A pinned GET: immutable, ETag = shapeRoot, 304 on If-None-Match, byte-identical later.
-G = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref refs }} topic(name: "t.events") {{ messages(first: 100) {{ edges {{ node {{ seq ulid payload }} }} }} }} jobs(first: 100) {{ edges {{ node {{ id queue }} }} }} }} }}'
+G = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref refs }} manifests {{ name version }} topics {{ name lastSeq count }} audit(first: 100) {{ edges {{ node {{ seq }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 100) {{ edges {{ node {{ seq ulid payload }} }} }} }} jobs(first: 100) {{ edges {{ node {{ id queue }} }} }} }} }}'
 r1 = c.get(G, {{"s": state}})
 check(r1.status_code == 200 and "errors" not in r1.json(), "pinned GET: %s" % r1.text)
 check(r1.headers["Cache-Control"] == "private, max-age=31536000, immutable", "immutable: %s" % r1.headers)
@@ -146,6 +152,16 @@ print(json.dumps({{"state": state, "etag": etag, "body": r1.text, "query": G}}))
     }
     enqueue(&repo, &["--", "true"])?;
     gatos_ok(&repo, &["jobs", "cancel", &ids[3]])?;
+    let out = crate::support::gatos_stdin(
+        &repo,
+        &["manifests", "put", "build", "-"],
+        br#"{"command": ["make", "all", "check"], "queue": "build"}"#,
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let script = format!(
         r#"{PRELUDE}

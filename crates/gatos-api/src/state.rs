@@ -169,3 +169,26 @@ impl Reads<'_> {
         Ok(self.service.gatos().manifests().list_in(src.as_ref())?)
     }
 }
+
+impl Reads<'_> {
+    /// `topics.list` at the source: every topic with messages (or pruned ones), by name.
+    ///
+    /// # Errors
+    /// When refs or head commits cannot be read.
+    pub fn topics_list(&self) -> R<Vec<gatos_types::wire::TopicRow>> {
+        let src = self.source();
+        Ok(self.service.gatos().messages().topics_in(src.as_ref())?)
+    }
+}
+
+impl Reads<'_> {
+    /// `keys.list` at the source: keys and revocations published there; which keys this
+    /// node trusts, and its own, from its configuration.
+    ///
+    /// # Errors
+    /// When the refs or revocations cannot be read.
+    pub fn keys_list(&self) -> R<Vec<gatos_types::jobs::KeyListRow>> {
+        let src = self.source();
+        Ok(self.service.gatos().keys().list_in(src.as_ref())?)
+    }
+}

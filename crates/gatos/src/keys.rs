@@ -555,13 +555,24 @@ impl Keys<'_> {
     /// # Errors
     /// When the revocation commit cannot be read.
     pub fn revocation(&self, key: &KeyId) -> Result<Option<Revocation>> {
-        let store = self.gatos.store();
-        let mut commits: Vec<gatos_types::Oid> = store
-            .list_refs(&names::trust_revocations_prefix(key))?
+        self.revocation_in(&crate::refs::Live(self.gatos), key)
+    }
+
+    /// [`Keys::revocation`] from the refs of `src` (trust, as always, from this node).
+    ///
+    /// # Errors
+    /// As [`Keys::revocation`].
+    pub fn revocation_in(
+        &self,
+        src: &dyn crate::refs::RefSource,
+        key: &KeyId,
+    ) -> Result<Option<Revocation>> {
+        let mut commits: Vec<gatos_types::Oid> = src
+            .list_after(&names::trust_revocations_prefix(key), None, usize::MAX)?
             .into_iter()
             .map(|(_, o)| o)
             .collect();
-        commits.extend(store.read_ref(&names::trust_revoked(key))?);
+        commits.extend(src.read(names::trust_revoked(key).as_str())?);
         let mut records = Vec::new();
         for commit in commits {
             match self.revocation_record(key, commit) {
@@ -608,13 +619,22 @@ impl Keys<'_> {
     /// # Errors
     /// When refs cannot be read.
     pub fn list(&self) -> Result<Vec<KeyListRow>> {
+        self.list_in(&crate::refs::Live(self.gatos))
+    }
+
+    /// [`Keys::list`] from the refs of `src`: published keys and revocations there; which
+    /// keys this node trusts and its own key from its configuration.
+    ///
+    /// # Errors
+    /// As [`Keys::list`].
+    pub fn list_in(&self, src: &dyn crate::refs::RefSource) -> Result<Vec<KeyListRow>> {
         let mut all: Vec<KeyId> = self.trusted();
-        for (name, _) in self.gatos.store().list_refs(&names::trust_prefix())? {
+        for (name, _) in src.list_after(&names::trust_prefix(), None, usize::MAX)? {
             if let Some(
                 names::RefKind::TrustKey(k)
                 | names::RefKind::TrustRevoked(k)
                 | names::RefKind::TrustRevocation(k, _),
-            ) = name.kind()
+            ) = names::RefKind::parse(&name)
             {
                 all.push(k);
             }
@@ -629,12 +649,8 @@ impl Keys<'_> {
                 key: k,
                 current: current == Some(k),
                 trusted: self.is_trusted(&k),
-                published: self
-                    .gatos
-                    .store()
-                    .read_ref(&names::trust_key(&k))?
-                    .is_some(),
-                revoked: self.revocation(&k)?.map(|r| match r.reason {
+                published: src.read(names::trust_key(&k).as_str())?.is_some(),
+                revoked: self.revocation_in(src, &k)?.map(|r| match r.reason {
                     Reason::Superseded => "superseded".to_owned(),
                     Reason::Compromised => "compromised".to_owned(),
                 }),

@@ -110,6 +110,22 @@ impl<'g> Messages<'g> {
         else {
             return Ok(Summary::default());
         };
+        self.summary_at(topic, at)
+    }
+
+    /// The summary of a topic as `src` has it.
+    pub(crate) fn summary_in(
+        &self,
+        src: &dyn crate::refs::RefSource,
+        topic: &Topic,
+    ) -> Result<Summary> {
+        match src.read(names::message_summary(topic).as_str())? {
+            None => Ok(Summary::default()),
+            Some(at) => self.summary_at(topic, at),
+        }
+    }
+
+    fn summary_at(&self, topic: &Topic, at: Oid) -> Result<Summary> {
         if let Some(through) = self.gatos.cached_summary(topic, at) {
             return Ok(Summary {
                 at: Some(at),
@@ -260,13 +276,21 @@ impl<'g> Messages<'g> {
     /// # Errors
     /// When refs or head commits cannot be read.
     pub fn topics(&self) -> Result<Vec<TopicRow>> {
-        let refs = self.gatos.store().list_refs(&names::messages_prefix())?;
+        self.topics_in(&crate::refs::Live(self.gatos))
+    }
+
+    /// [`Messages::topics`] from the refs of `src`.
+    ///
+    /// # Errors
+    /// As [`Messages::topics`].
+    pub fn topics_in(&self, src: &dyn crate::refs::RefSource) -> Result<Vec<TopicRow>> {
+        let refs = src.list_after(&names::messages_prefix(), None, usize::MAX)?;
         let mut rows: Vec<TopicRow> = Vec::new();
         let mut heads: Vec<(Topic, Oid)> = Vec::new();
         let mut sealed: std::collections::HashMap<Topic, u64> = std::collections::HashMap::new();
         let mut summarised: Vec<Topic> = Vec::new();
         for (name, oid) in refs {
-            match name.kind() {
+            match names::RefKind::parse(&name) {
                 Some(names::RefKind::MessageHead(t)) => heads.push((t, oid)),
                 Some(names::RefKind::MessageSealed(t, ..)) => *sealed.entry(t).or_default() += 1,
                 Some(names::RefKind::MessageSummary(t)) => summarised.push(t),
@@ -276,7 +300,7 @@ impl<'g> Messages<'g> {
         let mut reader = self.gatos.store().reader();
         for (topic, head) in heads {
             let meta = chain::meta(&reader.commit(head)?)?;
-            let summary = self.summary(&topic)?;
+            let summary = self.summary_in(src, &topic)?;
             let first = summary.through + 1;
             rows.push(TopicRow {
                 last_seq: meta.seq,
@@ -290,7 +314,7 @@ impl<'g> Messages<'g> {
         }
         for topic in summarised {
             if !rows.iter().any(|r| r.topic == topic) {
-                let s = self.summary(&topic)?;
+                let s = self.summary_in(src, &topic)?;
                 rows.push(TopicRow {
                     topic,
                     last_seq: s.through,

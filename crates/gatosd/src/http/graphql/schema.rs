@@ -444,6 +444,28 @@ impl Ledger {
         messages_page(ctx, &self.0, &topic, first, after, None)
     }
 
+    /// Signing keys: published and revoked at this state; `trusted` and `current` are this
+    /// node's configuration (an answer with keys is never immutable).
+    async fn keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Key>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        rc.flag(deps::TRUST | deps::CONFIG);
+        let rows = rc
+            .service
+            .reads(Src::State(self.0.at.clone()))
+            .keys_list()
+            .map_err(from_call)?;
+        Ok(rows
+            .into_iter()
+            .map(|k| Key {
+                id: k.key.to_string(),
+                current: k.current,
+                trusted: k.trusted,
+                published: k.published,
+                revoked: k.revoked,
+            })
+            .collect())
+    }
+
     /// Registered manifests at this state: the latest version of each, by name.
     async fn manifests(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Manifest>> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
@@ -479,14 +501,42 @@ impl Ledger {
             .collect())
     }
 
-    /// One topic.
-    async fn topic(&self, name: String) -> async_graphql::Result<TopicAt> {
+    /// Every topic with messages at this state (or whose messages were all pruned), by
+    /// name.
+    async fn topics(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TopicAt>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let rows = rc
+            .service
+            .reads(Src::State(self.0.at.clone()))
+            .topics_list()
+            .map_err(from_call)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TopicAt {
+                state: self.0.clone(),
+                topic: r.topic.clone(),
+                row: Some(r),
+            })
+            .collect())
+    }
+
+    /// One topic (its counts are zero when it has no messages at this state).
+    async fn topic(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<TopicAt> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let topic: Topic = name
             .parse()
             .map_err(|e| invalid("name", format!("{name:?}: {e}")))?;
+        let row = rc
+            .service
+            .reads(Src::State(self.0.at.clone()))
+            .topics_list()
+            .map_err(from_call)?
+            .into_iter()
+            .find(|r| r.topic == topic);
         Ok(TopicAt {
             state: self.0.clone(),
             topic,
+            row,
         })
     }
 }
@@ -642,6 +692,7 @@ impl Job {
 pub struct TopicAt {
     state: Resolved,
     topic: Topic,
+    row: Option<gatos_types::wire::TopicRow>,
 }
 
 /// A topic at the state.
@@ -650,6 +701,21 @@ impl TopicAt {
     /// Its name.
     async fn name(&self) -> String {
         self.topic.to_string()
+    }
+
+    /// Its first retained position at this state.
+    async fn first_seq(&self) -> UInt64 {
+        UInt64(self.row.as_ref().map_or(1, |r| r.first_seq))
+    }
+
+    /// Its last position at this state (0: no messages).
+    async fn last_seq(&self) -> UInt64 {
+        UInt64(self.row.as_ref().map_or(0, |r| r.last_seq))
+    }
+
+    /// Messages retained at this state (`lastSeq - firstSeq + 1`; no scan).
+    async fn count(&self) -> UInt64 {
+        UInt64(self.row.as_ref().map_or(0, |r| r.count))
     }
 
     /// Its messages in `seq` order, from `fromSeq` (default: the first retained) or after
@@ -756,6 +822,21 @@ pub struct Manifest {
     content_id: String,
     /// The job spec it enqueues.
     spec: Json,
+}
+
+/// A signing key.
+#[derive(SimpleObject)]
+pub struct Key {
+    /// `ed25519:<hex>`.
+    id: String,
+    /// This node's own key.
+    current: bool,
+    /// This node trusts it.
+    trusted: bool,
+    /// Published under the trust refs at this state.
+    published: bool,
+    /// Revoked at this state: `superseded` or `compromised`.
+    revoked: Option<String>,
 }
 
 /// A queue's depth (live).
