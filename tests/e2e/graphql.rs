@@ -40,6 +40,10 @@ fn fixture() -> TestResult<(TempRepo, Vec<String>)> {
         let data = format!(r#"{{"n":{i}}}"#);
         gatos_ok(&repo, &["messages", "publish", "t.events", "--data", &data])?;
     }
+    gatos_ok(
+        &repo,
+        &["messages", "consume", "g1", "t.events", "--limit", "2"],
+    )?;
     let ok = enqueue(&repo, &["--", "true"])?;
     let failed = enqueue(&repo, &["--max-attempts", "1", "--", "false"])?;
     gatos_ok(&repo, &["worker", "--drain", "--lease", "5s"])?;
@@ -78,6 +82,7 @@ Q = '''query($n: Int) {{
     manifests {{ name version contentId spec }}
     keys {{ id current trusted published revoked }}
     topics {{ name firstSeq lastSeq count }}
+    consumerGroups {{ name checkpoints {{ group topic seq ulid commit lag }} }}
     queues {{ name pending maxPending }}
     audit(first: 50) {{ edges {{ node {{ seq payload }} }} pageInfo {{ hasNextPage }} }}
     state {{ ref takenAt refs exact }}
@@ -115,6 +120,8 @@ keys = data["ledger"]["keys"]
 check(any(k["current"] and k["trusted"] and k["id"].startswith("ed25519:") for k in keys), "keys: %s" % keys)
 topics = {{t["name"]: (t["firstSeq"], t["lastSeq"], t["count"]) for t in data["ledger"]["topics"]}}
 check(topics.get("t.events") == ("1", "6", "6"), "topics: %s" % topics)
+groups = data["ledger"]["consumerGroups"]
+check([(g["name"], [(c["topic"], c["seq"], c["lag"]) for c in g["checkpoints"]]) for g in groups] == [("g1", [("t.events", "2", "4")])], "consumer groups: %s" % groups)
 queues = {{q["name"]: q["pending"] for q in data["ledger"]["queues"]}}
 check(queues.get("later") == "1", "queues: %s" % queues)
 audit = [e["node"]["payload"] for e in data["ledger"]["audit"]["edges"]]
@@ -128,7 +135,7 @@ check([e["node"]["seq"] for e in m2["edges"]] == ["5", "6"] and not m2["pageInfo
 check(ext2["stateRefResolved"] == state, "same state")
 
 # A pinned GET: immutable, ETag = shapeRoot, 304 on If-None-Match, byte-identical later.
-G = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref refs }} manifests {{ name version }} topics {{ name lastSeq count }} audit(first: 100) {{ edges {{ node {{ seq }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 100) {{ edges {{ node {{ seq ulid payload }} }} }} }} jobs(first: 100) {{ edges {{ node {{ id queue }} }} }} }} }}'
+G = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref refs }} manifests {{ name version }} topics {{ name lastSeq count checkpoints {{ group seq lag }} }} consumerGroups {{ name checkpoints {{ lag }} }} audit(first: 100) {{ edges {{ node {{ seq }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 100) {{ edges {{ node {{ seq ulid payload }} }} }} }} jobs(first: 100) {{ edges {{ node {{ id queue }} }} }} }} }}'
 r1 = c.get(G, {{"s": state}})
 check(r1.status_code == 200 and "errors" not in r1.json(), "pinned GET: %s" % r1.text)
 check(r1.headers["Cache-Control"] == "private, max-age=31536000, immutable", "immutable: %s" % r1.headers)

@@ -192,3 +192,22 @@ impl Reads<'_> {
         Ok(self.service.gatos().keys().list_in(src.as_ref())?)
     }
 }
+
+impl Reads<'_> {
+    /// `checkpoints.list` at the source: every consumer group's checkpoint, or those on
+    /// `topic`, with the lag against the topic there.
+    ///
+    /// # Errors
+    /// When a checkpoint or topic cannot be read.
+    pub fn checkpoints_list(
+        &self,
+        topic: Option<&gatos_types::Topic>,
+    ) -> R<Vec<gatos_types::wire::CheckpointRow>> {
+        let src = self.source();
+        Ok(self
+            .service
+            .gatos()
+            .checkpoints()
+            .list_in(src.as_ref(), topic, None)?)
+    }
+}

@@ -125,9 +125,17 @@ impl<'g> Checkpoints<'g> {
     }
 
     fn row(&self, doc: CheckpointDoc) -> Result<CheckpointRow> {
+        self.row_in(&crate::refs::Live(self.gatos), doc)
+    }
+
+    fn row_in(
+        &self,
+        src: &dyn crate::refs::RefSource,
+        doc: CheckpointDoc,
+    ) -> Result<CheckpointRow> {
         let messages = self.gatos.messages();
-        let last = messages.last_seq(&doc.topic)?;
-        let pruned = messages.summary(&doc.topic)?.through;
+        let last = messages.last_seq_in(src, &doc.topic)?;
+        let pruned = messages.summary_in(src, &doc.topic)?.through;
         let lag = last.saturating_sub(doc.seq.max(pruned));
         Ok(CheckpointRow {
             group: doc.group,
@@ -159,11 +167,24 @@ impl<'g> Checkpoints<'g> {
     /// # Errors
     /// When the refs, a checkpoint commit or a topic cannot be read.
     pub fn list(&self, topic: Option<&Topic>, group: Option<&Group>) -> Result<Vec<CheckpointRow>> {
+        self.list_in(&crate::refs::Live(self.gatos), topic, group)
+    }
+
+    /// [`Checkpoints::list`] from the refs of `src` (the lag against the topic there).
+    ///
+    /// # Errors
+    /// As [`Checkpoints::list`].
+    pub fn list_in(
+        &self,
+        src: &dyn crate::refs::RefSource,
+        topic: Option<&Topic>,
+        group: Option<&Group>,
+    ) -> Result<Vec<CheckpointRow>> {
         let store = self.gatos.store();
         let mut reader = store.reader();
         let mut rows = Vec::new();
-        for (name, commit) in store.list_refs(&names::consumers_prefix())? {
-            let Some(names::RefKind::Consumer(g, t)) = name.kind() else {
+        for (name, commit) in src.list_after(&names::consumers_prefix(), None, usize::MAX)? {
+            let Some(names::RefKind::Consumer(g, t)) = names::RefKind::parse(&name) else {
                 continue;
             };
             if topic.is_some_and(|x| *x != t) || group.is_some_and(|x| *x != g) {
@@ -177,7 +198,7 @@ impl<'g> Checkpoints<'g> {
                 }
                 Err(e) => return Err(e),
             };
-            rows.push(self.row(doc)?);
+            rows.push(self.row_in(src, doc)?);
         }
         Ok(rows)
     }

@@ -340,6 +340,21 @@ impl<'g> Messages<'g> {
             Some(h) => Ok(chain::meta(&self.gatos.store().reader().commit(h)?)?.seq),
         }
     }
+
+    /// [`Messages::last_seq`] as `src` has the topic.
+    ///
+    /// # Errors
+    /// When the head cannot be read.
+    pub(crate) fn last_seq_in(
+        &self,
+        src: &dyn crate::refs::RefSource,
+        topic: &Topic,
+    ) -> Result<u64> {
+        match src.read(names::message_head(topic).as_str())? {
+            None => Ok(self.summary_in(src, topic)?.through),
+            Some(h) => Ok(chain::meta(&self.gatos.store().reader().commit(h)?)?.seq),
+        }
+    }
 }
 
 /// Returns the time a ULID was made.

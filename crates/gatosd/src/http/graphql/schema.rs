@@ -444,6 +444,34 @@ impl Ledger {
         messages_page(ctx, &self.0, &topic, first, after, None)
     }
 
+    /// Consumer groups at this state, by name, with their checkpoints and lag.
+    async fn consumer_groups(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<ConsumerGroup>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let rows = rc
+            .service
+            .reads(Src::State(self.0.at.clone()))
+            .checkpoints_list(None)
+            .map_err(from_call)?;
+        let mut groups: std::collections::BTreeMap<String, Vec<Checkpoint>> =
+            std::collections::BTreeMap::new();
+        for r in rows {
+            groups
+                .entry(r.group.to_string())
+                .or_default()
+                .push(Checkpoint::from(r));
+        }
+        Ok(groups
+            .into_iter()
+            .map(|(name, mut checkpoints)| {
+                checkpoints.sort_by(|a, b| a.topic.cmp(&b.topic));
+                ConsumerGroup { name, checkpoints }
+            })
+            .collect())
+    }
+
     /// Signing keys: published and revoked at this state; `trusted` and `current` are this
     /// node's configuration (an answer with keys is never immutable).
     async fn keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Key>> {
@@ -713,6 +741,21 @@ impl TopicAt {
         UInt64(self.row.as_ref().map_or(0, |r| r.last_seq))
     }
 
+    /// The consumer groups' checkpoints on this topic at this state, by group.
+    async fn checkpoints(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Checkpoint>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let mut rows: Vec<Checkpoint> = rc
+            .service
+            .reads(Src::State(self.state.at.clone()))
+            .checkpoints_list(Some(&self.topic))
+            .map_err(from_call)?
+            .into_iter()
+            .map(Checkpoint::from)
+            .collect();
+        rows.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(rows)
+    }
+
     /// Messages retained at this state (`lastSeq - firstSeq + 1`; no scan).
     async fn count(&self) -> UInt64 {
         UInt64(self.row.as_ref().map_or(0, |r| r.count))
@@ -822,6 +865,45 @@ pub struct Manifest {
     content_id: String,
     /// The job spec it enqueues.
     spec: Json,
+}
+
+/// A consumer group.
+#[derive(SimpleObject)]
+pub struct ConsumerGroup {
+    /// Its name.
+    name: String,
+    /// Its checkpoints, by topic.
+    checkpoints: Vec<Checkpoint>,
+}
+
+/// A group's checkpoint on a topic.
+#[derive(SimpleObject)]
+pub struct Checkpoint {
+    /// The group.
+    group: String,
+    /// The topic.
+    topic: String,
+    /// The position consumed through (0: nothing).
+    seq: UInt64,
+    /// The message consumed last.
+    ulid: Option<String>,
+    /// Its commit.
+    commit: Option<String>,
+    /// Messages after it at the state.
+    lag: UInt64,
+}
+
+impl From<gatos_types::wire::CheckpointRow> for Checkpoint {
+    fn from(r: gatos_types::wire::CheckpointRow) -> Checkpoint {
+        Checkpoint {
+            group: r.group.to_string(),
+            topic: r.topic.to_string(),
+            seq: UInt64(r.seq),
+            ulid: r.ulid.map(|u| u.to_string()),
+            commit: r.commit.map(|c| c.to_string()),
+            lag: UInt64(r.lag),
+        }
+    }
 }
 
 /// A signing key.
