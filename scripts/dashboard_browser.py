@@ -228,6 +228,16 @@ def full(d):
     shot(d, "manifest-run")
     step("a manifest's versions compared, a version run with its queue changed")
 
+    # The same proof once the node stops trusting the key: valid, but untrusted, with the
+    # key and the command that trusts it.
+    subprocess.run(["git", "config", "--unset-all", "gatos.trust"], check=True)
+    d.get(ORIGIN + "/jobs/" + os.environ["JOB_DONE"])
+    wait(d, "an untrusted proof", lambda: len(d.find_elements(By.CSS_SELECTOR, "[data-proof=untrusted]")) == 1)
+    proof = d.find_element(By.CSS_SELECTOR, "[data-proof=untrusted]").text
+    assert "git gatos keys trust ed25519:" in proof, proof
+    shot(d, "job-untrusted")
+    step("a valid proof by a key no longer trusted shows the key and the command that trusts it")
+
     # Logout ends the session.
     d.get(ORIGIN + "/overview")
     wait(d, "the logout button", lambda: d.find_element(By.ID, "logout").is_displayed())

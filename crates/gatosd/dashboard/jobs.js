@@ -226,6 +226,16 @@ export async function jobPage(el, url, session, [id]) {
       h('h3', {}, 'stdout'), logs.stdout, h('h3', {}, 'stderr'), logs.stderr),
     h('section', {}, specDetails));
 
+  // What the row itself says of the chain so far (enqueue, the last claim, the result);
+  // the events that happen while the page is open follow below.
+  timeline.append(...[
+    h('li', { class: 'ev ev-enqueued' }, time(ulidTime(job.id)), ' ', h('strong', {}, 'enqueued'),
+      job.enqueuer ? ` by ${job.enqueuer.actor || job.enqueuer.key}` : ''),
+    job.claim ? h('li', { class: 'ev ev-claimed' }, h('strong', {}, `attempt ${job.claim.attempt}`), ` claimed by ${job.claim.worker}`,
+      ' · lease until ', time(job.claim.lease_until), ` · ${job.claim.state}`) : null,
+    job.result ? h('li', { class: `ev ev-${job.result.status}` }, h('strong', {}, job.result.status),
+      job.result.exit_code !== null && job.result.exit_code !== undefined ? ` (exit ${job.result.exit_code})` : '', ' · ', h('code', {}, job.result.commit)) : null,
+  ].filter(Boolean));
   // The job's own stream: its state, its events (the claim chain), its log, its end.
   const source = new EventSource(`/api/v1/jobs/${job.id}/stream`);
   const decoder = (chunk) => (chunk.encoding === 'base64' ? atob(chunk.data) : chunk.data);
