@@ -105,6 +105,21 @@ def full(d):
     shot(d, "overview")
     step("overview shown; the shared job stream is live")
 
+    # One stream per browser: two more tabs share the first one's (a SharedWorker).
+    first = d.current_window_handle
+    for _ in range(2):
+        d.switch_to.new_window("tab")
+        d.get(ORIGIN + "/overview")
+        wait(d, "another tab live", lambda: d.find_element(By.ID, "live").text == "live")
+    streams = api("/api/v1/health")["subscriptions"]
+    assert streams == 1, f"{streams} streams for three tabs"
+    for handle in d.window_handles:
+        if handle != first:
+            d.switch_to.window(handle)
+            d.close()
+    d.switch_to.window(first)
+    step("three tabs share one event stream (the daemon holds 1)")
+
     # Jobs: filter by queue through the form; the filter is kept in the URL.
     d.get(ORIGIN + "/jobs")
     wait(d, "the jobs table", lambda: len(d.find_elements(By.CSS_SELECTOR, "table.grid tbody tr")) >= 3)
@@ -248,8 +263,25 @@ def full(d):
     step("logged out: the session no longer reads")
 
 
+def without_shared_worker(d):
+    # The next page of this tab has no SharedWorker: the tabs elect a leader instead.
+    d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.SharedWorker;"})
+
+
 def read_only(d):
+    without_shared_worker(d)
     sign_in(d)
+    wait(d, "the leader's stream", lambda: d.find_element(By.ID, "live").text == "live")
+    d.switch_to.new_window("tab")
+    without_shared_worker(d)
+    d.get(ORIGIN + "/jobs")
+    wait(d, "the follower tab", lambda: d.find_element(By.ID, "live").text == "live")
+    assert d.execute_script("return typeof SharedWorker") == "undefined"
+    streams = api("/api/v1/health")["subscriptions"]
+    assert streams == 1, f"{streams} streams for two tabs"
+    subprocess.run(["git", "gatos", "jobs", "enqueue", "--no-checkout", "--", "true"], check=True, stdout=subprocess.DEVNULL)
+    wait(d, "the new job's event in the follower tab", lambda: "1 new job" in text(d))
+    step("without SharedWorker: two tabs, one stream (a BroadcastChannel leader), events reach the follower")
     job = os.environ["JOB_CANCEL"]
     d.get(ORIGIN + "/jobs/" + job)
     wait(d, "the job page", lambda: "pending" in d.find_element(By.ID, "job-state").text)

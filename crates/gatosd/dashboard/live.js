@@ -42,10 +42,17 @@ export function start() {
     return;
   }
   const channel = new BroadcastChannel('gatos-live');
-  channel.addEventListener('message', (e) => deliver(e.data));
+  let leading = false;
+  channel.addEventListener('message', (e) => {
+    // A tab that just joined asks the leader for the stream's status.
+    if (e.data && e.data.type === 'hello') { if (leading) channel.postMessage({ type: 'status', status }); return; }
+    deliver(e.data);
+  });
   const lead = () => {
+    leading = true;
     const source = new EventSource('/api/v1/events/jobs');
     const send = (msg) => { channel.postMessage(msg); deliver(msg); };
+    setStatus('connecting');
     source.addEventListener('open', () => send({ type: 'status', status: 'live' }));
     source.addEventListener('error', () => send({ type: 'status', status: 'reconnecting' }));
     source.addEventListener('job', (ev) => {
@@ -54,8 +61,9 @@ export function start() {
     return new Promise(() => {}); // held until the tab closes: then another tab leads
   };
   if (navigator.locks && navigator.locks.request) {
-    setStatus('follower');
+    setStatus('connecting');
     navigator.locks.request('gatos-live-leader', lead);
+    channel.postMessage({ type: 'hello' });
   } else {
     lead();
   }
