@@ -88,7 +88,9 @@ Q = '''query($n: Int) {{
     state {{ ref takenAt refs exact }}
     jobs(first: $n) {{
       edges {{ cursor node {{ id queue state attempt spec claim {{ worker workerKey attempt leaseUntil state }}
-                            result {{ status exitCode commit }} proof {{ key verified code }} }} }}
+                            result {{ status exitCode commit }} proof {{ key verified code }}
+                            attempts {{ attempt worker workerKey claimedAt leaseUntil state outcome exitCode claimChain {{ commit state leaseUntil }} }}
+                            files {{ path bytes digest }} }} }}
       pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }}
     }}
     job(id: "{first}") {{ id state }}
@@ -108,6 +110,11 @@ check(states == ["succeeded", "failed", "cancelled", "pending"], "states %s" % s
 check(jobs[0]["result"]["exitCode"] == 0 and jobs[0]["claim"]["attempt"] == 1, "result and claim")
 check(jobs[0]["proof"] is not None and jobs[0]["proof"]["verified"], "proof verified: %s" % jobs[0]["proof"])
 check(jobs[0]["spec"]["command"] == ["true"], "spec")
+att = jobs[0]["attempts"]
+check(len(att) == 1 and att[0]["attempt"] == 1 and len(att[0]["claimChain"]) >= 1 and att[0]["claimChain"][0]["commit"], "attempts: %s" % att)
+check(jobs[3]["attempts"] == [] and jobs[3]["files"] == [], "a pending job has no attempt and no file")
+paths = [f["path"] for f in jobs[0]["files"]]
+check("logs/stdout" in paths and all(f["digest"].startswith("blake3:") for f in jobs[0]["files"]), "files: %s" % jobs[0]["files"])
 check(data["ledger"]["job"]["id"] == ids[0], "job by id")
 msgs = data["ledger"]["topic"]["messages"]
 check([m["node"]["seq"] for m in msgs["edges"]] == ["1", "2", "3", "4"], "seqs")

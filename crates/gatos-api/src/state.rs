@@ -211,3 +211,67 @@ impl Reads<'_> {
             .list_in(src.as_ref(), topic, None)?)
     }
 }
+
+/// One attempt of a job: its claim commits, newest first.
+#[derive(Debug, Clone)]
+pub struct AttemptSteps {
+    /// The attempt number.
+    pub attempt: u32,
+    /// Its claim commits and documents, newest first (claimed, heartbeats, the end).
+    pub steps: Vec<gatos::jobs::lifecycle::ClaimLink>,
+}
+
+/// A file a job's result holds (a log or an output), described, not read out.
+#[derive(Debug, Clone)]
+pub struct FileMeta {
+    /// Its path in the result commit (`logs/stdout`, `outputs/…`).
+    pub path: String,
+    /// Its size.
+    pub bytes: u64,
+    /// `blake3:` of its bytes.
+    pub digest: gatos_types::Digest,
+}
+
+impl Reads<'_> {
+    /// A job's attempts at the source, oldest first, from its claim chain.
+    ///
+    /// # Errors
+    /// When the job's commits cannot be read.
+    pub fn job_attempts(&self, id: Ulid) -> R<Vec<AttemptSteps>> {
+        let Some(rec) = self.job_record(id)? else {
+            return Ok(Vec::new());
+        };
+        let Some((tip, doc)) = &rec.claim else {
+            return Ok(Vec::new());
+        };
+        let chain = gatos::jobs::lifecycle::claim_chain(self.service.gatos(), *tip, Some(doc))?;
+        let mut out: Vec<AttemptSteps> = Vec::new();
+        for link in chain.into_iter().rev() {
+            match out.last_mut() {
+                Some(a) if a.attempt == link.doc.attempt => a.steps.insert(0, link),
+                _ => out.push(AttemptSteps {
+                    attempt: link.doc.attempt,
+                    steps: vec![link],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The logs and outputs a job's result commit holds (what its proof covers).
+    ///
+    /// # Errors
+    /// When the commit cannot be read.
+    pub fn result_files(&self, result: gatos_types::Oid) -> R<Vec<FileMeta>> {
+        let files = gatos::jobs::lifecycle::proof_files(self.service.gatos(), result)?;
+        Ok(files
+            .subjects
+            .into_iter()
+            .map(|(path, bytes)| FileMeta {
+                path,
+                bytes: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+                digest: gatos_types::Digest::of(&bytes),
+            })
+            .collect())
+    }
+}

@@ -402,7 +402,10 @@ impl Ledger {
                 cursor: rc
                     .codec
                     .encode(&state, Kind::Jobs, &args, row.id.to_string().as_bytes()),
-                node: Job(row),
+                node: Job {
+                    row,
+                    at: self.0.at.clone(),
+                },
             })
             .collect();
         Ok(JobConnection {
@@ -424,7 +427,10 @@ impl Ledger {
             .reads(Src::State(self.0.at.clone()))
             .job_row(id, rc.as_of)
             .map_err(from_call)?;
-        Ok(row.map(Job))
+        Ok(row.map(|row| Job {
+            row,
+            at: self.0.at.clone(),
+        }))
     }
 
     /// The audit trail at this state (the `gatos.audit` topic): records oldest first, each
@@ -612,7 +618,10 @@ pub struct JobEdge {
 }
 
 /// A job (its `jobs.list` row at the state).
-pub struct Job(JobRow);
+pub struct Job {
+    row: JobRow,
+    at: At,
+}
 
 /// A job's latest claim.
 #[derive(SimpleObject)]
@@ -640,6 +649,51 @@ pub struct JobResult {
     commit: String,
 }
 
+/// One attempt of a job.
+#[derive(SimpleObject)]
+pub struct Attempt {
+    /// Its number.
+    attempt: i32,
+    /// The worker that claimed it.
+    worker: String,
+    /// The worker's key, when it signs.
+    worker_key: Option<String>,
+    /// When it was claimed.
+    claimed_at: String,
+    /// The lease at its last step.
+    lease_until: String,
+    /// The claim's state at its last step.
+    state: String,
+    /// How it ended, when it did.
+    outcome: Option<String>,
+    /// The exit code, when the command ran.
+    exit_code: Option<i32>,
+    /// Its claim commits, newest first.
+    claim_chain: Vec<ClaimStep>,
+}
+
+/// One commit of a claim chain.
+#[derive(SimpleObject)]
+pub struct ClaimStep {
+    /// The claim commit.
+    commit: String,
+    /// The claim's state in it.
+    state: String,
+    /// The lease it set.
+    lease_until: String,
+}
+
+/// A file of a job's result.
+#[derive(SimpleObject)]
+pub struct FileMeta {
+    /// Its path (`logs/stdout`, `logs/stderr`, `outputs/…`).
+    path: String,
+    /// Its size in bytes.
+    bytes: UInt64,
+    /// `blake3:` of its bytes.
+    digest: String,
+}
+
 /// A result's proof and its verification under this node's trust.
 #[derive(SimpleObject)]
 pub struct Proof {
@@ -655,38 +709,38 @@ pub struct Proof {
 impl Job {
     /// The job id.
     async fn id(&self) -> String {
-        self.0.id.to_string()
+        self.row.id.to_string()
     }
 
     /// Its queue.
     async fn queue(&self) -> String {
-        self.0.queue.to_string()
+        self.row.queue.to_string()
     }
 
     /// Its state at the answer's `as_of` (clock-dependent until it has a result or a
     /// cancel).
     async fn state(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
-        if self.0.result.is_none()
-            && !matches!(self.0.state, gatos_types::jobs::JobState::Cancelled)
+        if self.row.result.is_none()
+            && !matches!(self.row.state, gatos_types::jobs::JobState::Cancelled)
         {
             ctx.data::<std::sync::Arc<RequestCtx>>()?.flag(deps::CLOCK);
         }
-        Ok(enum_str(&self.0.state))
+        Ok(enum_str(&self.row.state))
     }
 
     /// The attempt number.
     async fn attempt(&self) -> i32 {
-        i32::try_from(self.0.attempt).unwrap_or(i32::MAX)
+        i32::try_from(self.row.attempt).unwrap_or(i32::MAX)
     }
 
     /// The normalized manifest, as stored (secret references are names, never values).
     async fn spec(&self) -> Json {
-        Json(serde_json::to_value(&self.0.manifest).unwrap_or(serde_json::Value::Null))
+        Json(serde_json::to_value(&self.row.manifest).unwrap_or(serde_json::Value::Null))
     }
 
     /// The latest claim.
     async fn claim(&self) -> Option<Claim> {
-        self.0.claim.as_ref().map(|c| Claim {
+        self.row.claim.as_ref().map(|c| Claim {
             worker: c.worker.to_string(),
             worker_key: c.worker_key.map(|k| k.to_string()),
             attempt: i32::try_from(c.attempt).unwrap_or(i32::MAX),
@@ -697,18 +751,75 @@ impl Job {
 
     /// The result.
     async fn result(&self) -> Option<JobResult> {
-        self.0.result.as_ref().map(|r| JobResult {
+        self.row.result.as_ref().map(|r| JobResult {
             status: enum_str(&r.status),
             exit_code: r.exit_code,
             commit: r.commit.to_string(),
         })
     }
 
+    /// The attempts, oldest first, each with its claim chain (newest step first).
+    async fn attempts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Attempt>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let attempts = rc
+            .service
+            .reads(Src::State(self.at.clone()))
+            .job_attempts(self.row.id)
+            .map_err(from_call)?;
+        Ok(attempts
+            .into_iter()
+            .filter_map(|a| {
+                let first = a.steps.last()?.doc.clone();
+                let last = a.steps.first()?.doc.clone();
+                Some(Attempt {
+                    attempt: i32::try_from(a.attempt).unwrap_or(i32::MAX),
+                    worker: first.worker.to_string(),
+                    worker_key: first.worker_key.map(|k| k.to_string()),
+                    claimed_at: first.claimed_at.to_string(),
+                    lease_until: last.lease_until.to_string(),
+                    state: enum_str(&last.state),
+                    outcome: last.outcome.as_ref().map(enum_str),
+                    exit_code: last.exit_code,
+                    claim_chain: a
+                        .steps
+                        .iter()
+                        .map(|l| ClaimStep {
+                            commit: l.commit.to_string(),
+                            state: enum_str(&l.doc.state),
+                            lease_until: l.doc.lease_until.to_string(),
+                        })
+                        .collect(),
+                })
+            })
+            .collect())
+    }
+
+    /// The logs and outputs of its result (what the proof covers): path, size, digest.
+    async fn files(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<FileMeta>> {
+        let Some(result) = &self.row.result else {
+            return Ok(Vec::new());
+        };
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let files = rc
+            .service
+            .reads(Src::State(self.at.clone()))
+            .result_files(result.commit)
+            .map_err(from_call)?;
+        Ok(files
+            .into_iter()
+            .map(|f| FileMeta {
+                path: f.path,
+                bytes: UInt64(f.bytes),
+                digest: f.digest.to_string(),
+            })
+            .collect())
+    }
+
     /// The proof of execution, verified under this node's trust (not cacheable as
     /// immutable: the trust set may change).
     async fn proof(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Proof>> {
         ctx.data::<std::sync::Arc<RequestCtx>>()?.flag(deps::TRUST);
-        Ok(self.0.poe.as_ref().map(|p| Proof {
+        Ok(self.row.poe.as_ref().map(|p| Proof {
             key: p.key.to_string(),
             verified: p.verified,
             code: p.code.map(|c| c.as_str().to_owned()),
