@@ -435,3 +435,38 @@ print(json.dumps({{"jobs": [j["id"] for j in jobs], "messages": len(seqs)}}))
     );
     Ok(())
 }
+
+/// A cursor from before a restart is `Gone`; a pinned state survives a restart only when
+/// nothing moved (its id is then the current one).
+#[test]
+fn a_restart_invalidates_cursors_but_not_an_unmoved_state() -> TestResult {
+    let (repo, _) = fixture()?;
+    let d = HttpDaemon::start(&repo, &format!("t {TOKEN}\n"), "gatosd", &[])?;
+    let url = d.url("");
+    let script = format!(
+        r#"{PRELUDE}
+d, ext = c.data('{{ ledger {{ jobs(first: 1) {{ pageInfo {{ endCursor }} }} }} }}')
+print(json.dumps({{"state": ext["stateRefResolved"], "cursor": d["ledger"]["jobs"]["pageInfo"]["endCursor"]}}))
+"#
+    );
+    let first: Value = serde_json::from_str(d.python(&script, &client_env(&d, &url))?.trim())?;
+    drop(d);
+    let d = HttpDaemon::start(&repo, &format!("t {TOKEN}\n"), "gatosd", &[])?;
+    let url = d.url("");
+    let script = format!(
+        r#"{PRELUDE}
+first = json.loads(os.environ["FIRST"])
+J = 'query($s: String, $a: String) {{ ledger(stateRef: $s) {{ state {{ ref }} jobs(first: 1, after: $a) {{ edges {{ cursor }} }} }} }}'
+r = c.post(J, {{"s": first["state"], "a": first["cursor"]}})
+check(code_of(r) == "Gone", "a cursor of an earlier run: %s" % r.text)
+d, ext = c.data('query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": first["state"]}})
+check(ext["stateRefResolved"] == first["state"], "the unmoved state is served after a restart")
+print("ok")
+"#
+    );
+    let text = first.to_string();
+    let mut env = client_env(&d, &url).to_vec();
+    env.push(("FIRST", &text));
+    assert_eq!(d.python(&script, &env)?.trim(), "ok");
+    Ok(())
+}
