@@ -42,6 +42,7 @@ use gatos::{Gatos, OpenOptions};
 use serde_json::json;
 
 mod fsops;
+mod graphql;
 mod peers;
 mod wire;
 
@@ -82,6 +83,7 @@ fn main() -> R {
         "idle-sse" => return wire::idle_sse(&args),
         "get" => return wire::get(&args),
         "mcp" => return wire::mcp(&args),
+        "graphql" => return graphql::run(&args),
         "rpc-claim" => return wire::rpc_claim(&args),
         "fsops" => return fsops::run(&args),
         w if w.starts_with("nats-") || w.starts_with("redis-") || w.starts_with("pg-") => {
