@@ -134,6 +134,17 @@ check(queues.get("later") == "1", "queues: %s" % queues)
 audit = [e["node"]["payload"] for e in data["ledger"]["audit"]["edges"]]
 check(any("cancel" in json.dumps(a) for a in audit), "the audit trail holds the cancel: %s" % audit)
 
+# By seq, by ULID, after a ULID, and a time range.
+u = [e["node"]["ulid"] for e in msgs["edges"]]
+T = 'query($s: String, $u: String) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ a: message(seq: "3") {{ seq payload }} b: message(ulid: $u) {{ seq }} c: messages(afterUlid: $u, first: 2) {{ edges {{ node {{ seq }} }} }} d: messages(fromTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} }} e: messages(toTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} f: message(seq: "99") {{ seq }} }} }} }}'
+t, _ = c.data(T, {{"s": state, "u": u[1]}})
+t = t["ledger"]["topic"]
+check(t["a"] == {{"seq": "3", "payload": {{"n": 2}}}} and t["b"] == {{"seq": "2"}} and t["f"] is None, "message(seq/ulid): %s" % t)
+check([e["node"]["seq"] for e in t["c"]["edges"]] == ["3", "4"], "afterUlid: %s" % t["c"])
+check(len(t["d"]["edges"]) == 6 and t["e"]["edges"] == [] and not t["e"]["pageInfo"]["hasNextPage"], "time range: %s" % t)
+err_r = c.post('{{ ledger {{ topic(name: "t.events") {{ messages(fromSeq: "1", afterUlid: "x") {{ edges {{ cursor }} }} }} }} }}')
+check(code_of(err_r) == "InvalidInput", "two starts: %s" % err_r.text)
+
 # Paging on the pinned state: the rest of the messages.
 P = 'query($s: String, $a: String) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ messages(first: 10, after: $a) {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} }} }} }}'
 d2, ext2 = c.data(P, {{"s": state, "a": msgs["pageInfo"]["endCursor"]}})

@@ -275,3 +275,41 @@ impl Reads<'_> {
             .collect())
     }
 }
+
+impl Reads<'_> {
+    /// [`Reads::messages_read`] that also stops before the first message whose ULID time
+    /// is at or after `until` (in `seq` order): the page then ends the range (`end: true`).
+    ///
+    /// # Errors
+    /// As [`Reads::messages_read`].
+    pub fn messages_read_until(&self, p: ReadParams, until: Option<Timestamp>) -> R<ReadPage> {
+        let mut page = self.messages_read(p)?;
+        if let Some(until) = until
+            && let Some(cut) = page
+                .messages
+                .iter()
+                .position(|m| gatos::messages::ulid_time(m.ulid) >= until)
+        {
+            page.messages.truncate(cut);
+            page.end = true;
+            page.next_since = page.messages.last().map(|m| m.ulid);
+        }
+        Ok(page)
+    }
+}
+
+impl Reads<'_> {
+    /// The position of a retained message by its ULID (`None`: not in the topic). Reading
+    /// that position at a state then says whether the state holds it.
+    ///
+    /// # Errors
+    /// When the index cannot be read.
+    pub fn message_seq(&self, topic: &gatos_types::Topic, ulid: Ulid) -> R<Option<u64>> {
+        Ok(self
+            .service
+            .gatos()
+            .messages()
+            .position(topic, ulid)?
+            .map(|(seq, _)| seq))
+    }
+}

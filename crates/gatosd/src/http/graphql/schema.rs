@@ -447,7 +447,12 @@ impl Ledger {
         let topic: Topic = AUDIT_TOPIC
             .parse()
             .map_err(|e| coded(ErrorCode::Internal, format!("{e}"), serde_json::Map::new()))?;
-        messages_page(ctx, &self.0, &topic, first, after, None)
+        let r = Range {
+            first,
+            after,
+            ..Range::default()
+        };
+        messages_page(ctx, &self.0, &topic, r)
     }
 
     /// Consumer groups at this state, by name, with their checkpoints and lag.
@@ -872,44 +877,130 @@ impl TopicAt {
         UInt64(self.row.as_ref().map_or(0, |r| r.count))
     }
 
-    /// Its messages in `seq` order, from `fromSeq` (default: the first retained) or after
-    /// a cursor; at most `first` (and a page stops at the daemon's byte cap).
+    /// Its messages in `seq` order, at most `first` (a page also stops at the daemon's byte
+    /// cap). They start at the first retained one, or after a cursor (`after`), or at a
+    /// position (`fromSeq`), or after a message (`afterUlid`), or at the first message
+    /// whose ULID time is at or after `fromTime` (RFC 3339); at most one of these. With
+    /// `toTime`, the range ends before the first message whose ULID time is at or after
+    /// it.
     #[graphql(
         complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
+    #[allow(clippy::too_many_arguments, reason = "the connection's arguments")]
     async fn messages(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
         from_seq: Option<UInt64>,
+        after_ulid: Option<String>,
+        from_time: Option<String>,
+        to_time: Option<String>,
     ) -> async_graphql::Result<MessageConnection> {
-        messages_page(ctx, &self.state, &self.topic, first, after, from_seq)
+        let r = Range {
+            first,
+            after,
+            from_seq,
+            after_ulid,
+            from_time,
+            to_time,
+        };
+        messages_page(ctx, &self.state, &self.topic, r)
+    }
+
+    /// One message at this state: by position, or by ULID.
+    async fn message(
+        &self,
+        ctx: &Context<'_>,
+        seq: Option<UInt64>,
+        ulid: Option<String>,
+    ) -> async_graphql::Result<Option<Message>> {
+        let r = match (seq, ulid) {
+            (Some(s), None) => Range {
+                first: Some(1),
+                from_seq: Some(s),
+                ..Range::default()
+            },
+            (None, Some(u)) => {
+                let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+                let id = u
+                    .parse::<Ulid>()
+                    .map_err(|_| invalid("ulid", format!("{u:?} is not a ULID")))?;
+                let Some(seq) = rc
+                    .service
+                    .reads(Src::State(self.state.at.clone()))
+                    .message_seq(&self.topic, id)
+                    .map_err(from_call)?
+                else {
+                    return Ok(None);
+                };
+                Range {
+                    first: Some(1),
+                    from_seq: Some(UInt64(seq)),
+                    ..Range::default()
+                }
+            }
+            _ => return Err(invalid("seq", "give seq or ulid")),
+        };
+        let want = r.from_seq.map(|s| s.0);
+        let page = messages_page(ctx, &self.state, &self.topic, r)?;
+        Ok(page
+            .edges
+            .into_iter()
+            .map(|e| e.node)
+            .find(|m| Some(m.seq.0) == want))
     }
 }
 
 /// A page of a topic's messages at a state.
+/// Where a page of messages starts and ends.
+#[derive(Default)]
+struct Range {
+    first: Option<i32>,
+    after: Option<String>,
+    from_seq: Option<UInt64>,
+    after_ulid: Option<String>,
+    from_time: Option<String>,
+    to_time: Option<String>,
+}
+
+fn time_arg(argument: &str, v: Option<&String>) -> async_graphql::Result<Option<Timestamp>> {
+    v.map(|t| {
+        Timestamp::parse_rfc3339(t).map_err(|e| invalid(argument, format!("{argument}: {e}")))
+    })
+    .transpose()
+}
+
 fn messages_page(
     ctx: &Context<'_>,
     state_at: &Resolved,
     topic: &Topic,
-    first: Option<i32>,
-    after: Option<String>,
-    from_seq: Option<UInt64>,
+    r: Range,
 ) -> async_graphql::Result<MessageConnection> {
     let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-    let limit = page_size(first)?;
-    let args = cursor::args_digest(&[topic.as_str()]);
+    let limit = page_size(r.first)?;
+    let until = time_arg("toTime", r.to_time.as_ref())?;
+    let args = cursor::args_digest(&[topic.as_str(), r.to_time.as_deref().unwrap_or("")]);
     let state = state_at.meta.id;
-    let since_seq = match (&after, from_seq) {
-        (Some(_), Some(_)) => {
-            return Err(invalid("fromSeq", "give fromSeq or after, not both"));
-        }
-        (Some(a), None) => {
+    let starts = [
+        r.after.is_some(),
+        r.from_seq.is_some(),
+        r.after_ulid.is_some(),
+        r.from_time.is_some(),
+    ];
+    if starts.iter().filter(|s| **s).count() > 1 {
+        return Err(invalid(
+            "after",
+            "give at most one of after, fromSeq, afterUlid and fromTime",
+        ));
+    }
+    let mut since = None;
+    let since_seq = match (&r.after, r.from_seq) {
+        (Some(a), _) => {
             let pos = rc
                 .codec
                 .decode(a, &state, Kind::Messages, &args)
-                .map_err(|r| refused("after", r))?;
+                .map_err(|e| refused("after", e))?;
             let b: [u8; 8] = pos
                 .as_slice()
                 .try_into()
@@ -919,17 +1010,24 @@ fn messages_page(
         (None, Some(s)) => Some(s.0.saturating_sub(1)),
         (None, None) => None,
     };
+    if let Some(u) = &r.after_ulid {
+        since = Some(
+            u.parse::<Ulid>()
+                .map_err(|_| invalid("afterUlid", format!("{u:?} is not a ULID")))?,
+        );
+    }
+    let since_time = time_arg("fromTime", r.from_time.as_ref())?;
     let p = ReadParams {
         topic: topic.clone(),
-        since: None,
+        since,
         since_seq,
-        since_time: None,
+        since_time,
         limit: Some(u64::try_from(limit).unwrap_or(100)),
     };
     let page = rc
         .service
         .reads(Src::State(state_at.at.clone()))
-        .messages_read(p)
+        .messages_read_until(p, until)
         .map_err(from_call)?;
     let edges: Vec<MessageEdge> = page
         .messages
@@ -955,9 +1053,7 @@ fn messages_page(
         })
         .collect();
     Ok(MessageConnection {
-        page_info: PageInfo::of(&edges, !page.end, since_seq.is_some_and(|s| s > 0), |e| {
-            &e.cursor
-        }),
+        page_info: PageInfo::of(&edges, !page.end, r.after.is_some(), |e| &e.cursor),
         edges,
     })
 }
