@@ -233,6 +233,28 @@ PY
   line "RssAnon following 10k / $N_HUGE messages" "$(field "$f10" rss_anon_kib_peak) / $(field "$f1m" rss_anon_kib_peak) KiB ($(ratio "$(field "$f1m" rss_anon_kib_peak)" "$(field "$f10" rss_anon_kib_peak)")x; target <= 1.5x)"
   record memory "{\"scan_10k\": $s10, \"scan_huge\": $s1m, \"follow_10k\": $f10, \"follow_huge\": $f1m}"
 
+  # Reads after maintenance (issue #21 point 5, ADR 0046): a topic of N_BIG messages in
+  # gatos's own packs, read before and after `git gatos maintenance`, and after the same
+  # geometric repack with git's default delta search (what maintenance ran before).
+  r="$WORK/maint.git"; newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
+  "$GB" batch "$r" t "$N_BIG" 1000 > /dev/null
+  rm -rf "$WORK/maint-delta.git" "$WORK/maint-plain.git"
+  cp -a "$r" "$WORK/maint-delta.git"; cp -a "$r" "$WORK/maint-plain.git"
+  GIT_DIR="$r" "$GG" maintenance --quiet > /dev/null
+  git -C "$WORK/maint-delta.git" repack -d -l -q --geometric=2 --write-midx
+  local before=() after=() delta=() sz_after sz_delta
+  for k in 1 2 3; do
+    before+=("$(field "$("$GB" scan "$WORK/maint-plain.git" t)" rate)")
+    after+=("$(field "$("$GB" scan "$r" t)" rate)")
+    delta+=("$(field "$("$GB" scan "$WORK/maint-delta.git" t)" rate)")
+  done
+  local b a d
+  b=$(median3 "${before[@]}"); a=$(median3 "${after[@]}"); d=$(median3 "${delta[@]}")
+  sz_after=$(du -sm "$r/objects" | cut -f1); sz_delta=$(du -sm "$WORK/maint-delta.git/objects" | cut -f1)
+  line "read $N_BIG after maintenance / before (median of 3)" "$(printf %.0f "$a") / $(printf %.0f "$b") msg/s ($(ratio "$a" "$b")x; target >= 0.9x) ${sz_after} MB"
+  line "same after a repack with git's delta search" "$(printf %.0f "$d") msg/s ($(ratio "$d" "$b")x) ${sz_delta} MB"
+  record reads_after_maintenance "{\"before\": $b, \"after\": $a, \"after_deltas\": $d, \"mb_after\": $sz_after, \"mb_deltas\": $sz_delta}"
+
   # Automatic compaction: N_AUTO single publishes, maintenance started by the writer as
   # it comes due; then read, against (c) on a fully packed copy.
   r="$WORK/auto.git"; newrepo "$r"
