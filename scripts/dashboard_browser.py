@@ -132,7 +132,7 @@ def full(d):
     step("jobs filtered by queue, the filter kept in the URL")
 
     # A finished job's proof verifies.
-    d.find_element(By.LINK_TEXT, os.environ["JOB_DONE"]).click()
+    wait(d, "the job's link", lambda: d.find_element(By.LINK_TEXT, os.environ["JOB_DONE"]).click() or True)
     wait(d, "a verified proof", lambda: len(d.find_elements(By.CSS_SELECTOR, "[data-proof=verified]")) == 1)
     shot(d, "job-verified")
     step("the job's proof is shown verified")
@@ -181,7 +181,7 @@ def full(d):
     subprocess.run(["git", "gatos", "messages", "publish", topic, "--data", '{"from":"another process"}'],
                    check=True, stdout=subprocess.DEVNULL)
     wait(d, "the published message in the tail", lambda: "another process" in d.find_element(By.ID, "tail").text)
-    d.find_elements(By.CSS_SELECTOR, "#tail tbody tr")[0].click()
+    wait(d, "a row of the tail to select", lambda: d.find_elements(By.CSS_SELECTOR, "#tail tbody tr")[0].click() or True)
     wait(d, "the message detail", lambda: "Content-Id" in text(d))
     shot(d, "topic")
     step("the topic tail showed a message published by another process")
@@ -232,7 +232,7 @@ def full(d):
     # A manifest's page: its versions compared, a run with a field changed.
     d.get(ORIGIN + "/manifests/hello")
     wait(d, "the manifest's diff", lambda: "v1 → v2" in text(d))
-    assert "+" in d.find_element(By.CSS_SELECTOR, "pre.diff").text
+    wait(d, "an added line in the diff", lambda: "+ " in d.find_element(By.CSS_SELECTOR, "pre.diff").text)
     d.find_element(By.ID, "o-queue").send_keys("override")
     d.find_element(By.XPATH, "//button[text()='Run v2']").click()
     WebDriverWait(d, DEADLINE).until(lambda _: d.switch_to.alert).accept()
@@ -247,9 +247,9 @@ def full(d):
     # key and the command that trusts it.
     subprocess.run(["git", "config", "--unset-all", "gatos.trust"], check=True)
     d.get(ORIGIN + "/jobs/" + os.environ["JOB_DONE"])
-    wait(d, "an untrusted proof", lambda: len(d.find_elements(By.CSS_SELECTOR, "[data-proof=untrusted]")) == 1)
-    proof = d.find_element(By.CSS_SELECTOR, "[data-proof=untrusted]").text
-    assert "git gatos keys trust ed25519:" in proof, proof
+    # The page redraws as the job's stream answers: read the element inside the wait.
+    wait(d, "an untrusted proof with the trust command",
+         lambda: "git gatos keys trust ed25519:" in d.find_element(By.CSS_SELECTOR, "[data-proof=untrusted]").text)
     shot(d, "job-untrusted")
     step("a valid proof by a key no longer trusted shows the key and the command that trusts it")
 

@@ -37,7 +37,6 @@ function field(label, name, value, attrs = {}) {
 }
 
 function row(job, selected, onToggle) {
-  const enq = job.enqueuer ? (job.enqueuer.actor || job.enqueuer.key || '') : '';
   const cmd = (job.manifest.command || []).concat(job.manifest.args || []).join(' ');
   const box = h('input', { type: 'checkbox', 'aria-label': `Select job ${job.id}`, checked: selected.has(job.id) });
   box.addEventListener('change', () => onToggle(job.id, box.checked));
@@ -48,7 +47,6 @@ function row(job, selected, onToggle) {
     h('td', {}, job.queue),
     h('td', { class: 'num' }, job.attempt),
     h('td', {}, time(ulidTime(job.id))),
-    h('td', { class: 'trunc' }, enq),
     h('td', { class: 'trunc mono', title: cmd }, cmd));
 }
 
@@ -133,7 +131,7 @@ export async function jobsPage(el, url, session) {
     fresh,
     h('div', { class: 'table-wrap' }, h('table', { class: 'grid' },
       h('caption', { class: 'sr' }, 'Jobs, oldest first'),
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, h('span', { class: 'sr' }, 'Select')), ['Id', 'State', 'Queue', 'Attempt', 'Enqueued', 'Enqueuer', 'Command'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, h('span', { class: 'sr' }, 'Select')), ['Id', 'State', 'Queue', 'Attempt', 'Enqueued', 'Command'].map((c) => h('th', { scope: 'col' }, c)))),
       tbody)),
     page.jobs.length === 0 ? h('p', { class: 'muted' }, 'No job matches.') : null,
     h('nav', { class: 'pager', 'aria-label': 'Pages' }, first, ' ', next));
