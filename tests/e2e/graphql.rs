@@ -134,6 +134,12 @@ check(queues.get("later") == "1", "queues: %s" % queues)
 audit = [e["node"]["payload"] for e in data["ledger"]["audit"]["edges"]]
 check(any("cancel" in json.dumps(a) for a in audit), "the audit trail holds the cancel: %s" % audit)
 
+# The same states through the operation table: state.resolve (REST GET /api/v1/state).
+r = c.session.get(c.base + "/api/v1/state", params={{"state_ref": state}})
+check(r.status_code == 200 and r.json()["state"] == state and r.json()["exact"] is True, "state.resolve: %s" % r.text)
+r = c.session.get(c.base + "/api/v1/state", params={{"state_ref": "blake3:" + "1" * 64}})
+check(r.status_code == 404 and r.json()["code"] == "NotFound", "state.resolve of an unknown state: %s" % r.text)
+
 # By seq, by ULID, after a ULID, and a time range.
 u = [e["node"]["ulid"] for e in msgs["edges"]]
 T = 'query($s: String, $u: String) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ a: message(seq: "3") {{ seq payload }} b: message(ulid: $u) {{ seq }} c: messages(afterUlid: $u, first: 2) {{ edges {{ node {{ seq }} }} }} d: messages(fromTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} }} e: messages(toTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} f: message(seq: "99") {{ seq }} }} }} }}'

@@ -44,6 +44,8 @@ pub mod names {
     pub const GATOS_HEALTH: &str = "gatos.health";
     /// `gatos.ready`
     pub const GATOS_READY: &str = "gatos.ready";
+    /// `state.resolve`
+    pub const STATE_RESOLVE: &str = "state.resolve";
     /// `gatos.version`
     pub const GATOS_VERSION: &str = "gatos.version";
     /// `gatos.auth`
@@ -703,6 +705,15 @@ pub const OPS: &[Op] = &[
         schema::<t::ReadyResult>,
     )
     .shape(Shape::Face)
+    .faces(Faces::REMOTE),
+    // A ref state lives in the daemon that keeps it (ADR 0044): no CLI form.
+    op(
+        n::STATE_RESOLVE,
+        "Mint the current ref state, or resolve a kept one by id (GraphQL's states).",
+        Read,
+        schema::<t::StateParams>,
+        schema::<t::StateRow>,
+    )
     .faces(Faces::REMOTE),
     op(
         n::GATOS_VERSION,

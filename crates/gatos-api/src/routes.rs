@@ -382,6 +382,7 @@ pub const ROUTES: &[Route] = &[
     get("/api/v1/audit", n::AUDIT_READ).page("next_since", "since"),
     get("/api/v1/doctor", n::DOCTOR_CHECK),
     post("/api/v1/sync", n::SYNC_RUN),
+    get("/api/v1/state", n::STATE_RESOLVE),
     get("/api/v1/version", n::GATOS_VERSION),
     get("/api/v1/health", n::GATOS_HEALTH),
     get("/readyz", n::GATOS_READY),

@@ -268,6 +268,7 @@ impl Service {
                 let _: NoParams = decode(params)?;
                 (encode(&self.topics_list()?)?, vec![])
             }
+            n::STATE_RESOLVE => (encode(&self.state_resolve(decode(params)?)?)?, vec![]),
             n::CHECKPOINTS_GET => (encode(&self.checkpoints_get(decode(params)?)?)?, vec![]),
             n::CHECKPOINTS_LIST => (encode(&self.checkpoints_list(decode(params)?)?)?, vec![]),
             n::CHECKPOINTS_SET => (

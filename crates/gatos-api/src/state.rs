@@ -80,6 +80,28 @@ impl Service {
     }
 }
 
+impl Service {
+    /// `state.resolve`: the live refs minted now, or a kept state by id (`Gone` when
+    /// evicted, `NotFound` when never kept here, `InvalidInput` for a malformed id).
+    ///
+    /// # Errors
+    /// As said.
+    pub fn state_resolve(&self, p: crate::types::StateParams) -> R<crate::types::StateRow> {
+        let sel = match p.state_ref {
+            Some(s) => StateSel::Ref(s.parse::<StateId>()?),
+            None => StateSel::Live,
+        };
+        let (_, m) = self.at(&sel)?;
+        Ok(crate::types::StateRow {
+            state: m.id.to_string(),
+            taken_at: m.taken_at,
+            refs: u64::try_from(m.refs).unwrap_or(u64::MAX),
+            exact: m.exact,
+            kept_until: m.kept_until,
+        })
+    }
+}
+
 impl Reads<'_> {
     fn source(&self) -> Box<dyn RefSource + '_> {
         match &self.src {

@@ -911,3 +911,29 @@ pub struct DoctorResult {
     /// The findings (none: healthy).
     pub findings: Vec<gatos::doctor::Finding>,
 }
+
+/// `state.resolve` params (ADR 0044).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateParams {
+    /// A ref state an earlier answer named (`blake3:` and 64 hex digits); without it, the
+    /// live refs, minted now.
+    #[serde(default)]
+    pub state_ref: Option<String>,
+}
+
+/// `state.resolve` result: a ref state this daemon keeps (ADR 0044).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StateRow {
+    /// Its id: `blake3:` of `git for-each-ref --format='%(objectname) %(refname)'
+    /// refs/gatos/`.
+    pub state: String,
+    /// When it was first minted here.
+    pub taken_at: Timestamp,
+    /// Refs in it.
+    pub refs: u64,
+    /// Whether its mint was exact (two lists of the refs agreed).
+    pub exact: bool,
+    /// Until when it is kept unless used again.
+    pub kept_until: Timestamp,
+}
