@@ -377,10 +377,12 @@ def scenario(name, gg, work):
     raise SystemExit(f"unknown scenario {name} (publish, batch, enqueue, worker)")
 
 
-def refs_first(part, rec):
+def refs_first(part, rec, rename_only=False):
     """The calls with each ref update (its `.lock` file, written and renamed) moved before
-    the command's first object: the order of a writer that names objects before they exist
-    (the control of --break-order, which the check must catch)."""
+    the command's first object: the order of a writer that names objects before they exist.
+    With `rename_only`, only the rename moves: it finds no `.lock` yet, so the update is
+    lost while the command still acknowledges. These are the controls of --break-order,
+    which the check must catch."""
     def path(call, i):
         return unquote(call[2][i]).decode() if len(call[2]) > i and call[2][i].startswith('"') else ""
     first = next((i for i, c in enumerate(part)
@@ -391,7 +393,13 @@ def refs_first(part, rec):
     i = first
     while i < len(out):
         c = out[i]
-        if c[1] == "openat" and path(c, 1).startswith(rec + "/refs/") and path(c, 1).endswith(".lock"):
+        is_rename = c[1] in ("rename", "renameat", "renameat2")
+        if rename_only and is_rename and path(c, 1 if c[1] != "rename" else 0).startswith(rec + "/refs/"):
+            moved.append(c)
+            del out[i]
+            continue
+        if not rename_only and c[1] == "openat" and path(c, 1).startswith(rec + "/refs/") \
+                and path(c, 1).endswith(".lock"):
             j = i
             while j < len(out) and not (out[j][1] in ("rename", "renameat", "renameat2")
                                         and path(out[j], 1 if out[j][1] != "rename" else 0).endswith(".lock")):
@@ -427,9 +435,10 @@ def main():
     ap.add_argument("--fsync", default=None, help="gatos.fsyncMethod, with gatos.fsync = true")
     ap.add_argument("--work", default=None)
     ap.add_argument("--no-kills", action="store_true", help="skip the real kill -9 runs")
-    ap.add_argument("--break-order", action="store_true",
-                    help="a control: replay each ref rename before the objects it names "
-                         "are written; the check must then fail")
+    ap.add_argument("--break-order", choices=["ref-first", "rename-first"], default=None,
+                    help="a control the check must fail: replay each ref update (ref-first) "
+                         "or only its rename (rename-first, so the update is lost) before "
+                         "the objects are written")
     o = ap.parse_args()
     gg = os.path.abspath(o.git_gatos)
     work = o.work or tempfile.mkdtemp(prefix="gatos-crash.")
@@ -459,7 +468,7 @@ def main():
         with open(log) as f:
             part = parse(f.read())
         if o.break_order:
-            part = refs_first(part, rec)
+            part = refs_first(part, rec, o.break_order == "rename-first")
         top = part[0][0] if part else None  # the command's own process, not its children
         for call in part:
             calls.append(call)
@@ -480,7 +489,9 @@ def main():
         changed = model.apply(call)
         acks = [line for at, line in acks_at if at <= i]
         is_ack = any(at == i for at, _ in acks_at) or i in ends
-        if changed:
+        # A state follows each change, and each acknowledgement must be checked against
+        # the state it was given in (an acknowledgement changes no file of the repository).
+        if changed or is_ack:
             states += 1
             dest = os.path.join(work, f"s{i}.git")
             model.write_out(dest, durable=False)

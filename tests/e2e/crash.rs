@@ -107,22 +107,31 @@ fn an_acknowledged_durable_write_survives_a_power_cut() -> TestResult {
     Ok(())
 }
 
-/// The control: a writer that moves a ref before writing the objects it names must be
-/// caught, or the checks above prove nothing.
+/// The controls: a writer that moves a ref before writing the objects it names, and one
+/// whose ref update is lost while it still acknowledges, must both be caught, or the checks
+/// above prove nothing.
 #[test]
-fn the_checker_catches_a_ref_written_before_its_objects() -> TestResult {
-    if !can_run("control")? {
+fn the_checker_catches_a_misordered_or_lost_ref_update() -> TestResult {
+    if !can_run("controls")? {
         return Ok(());
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/crash_check.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(git_gatos_bin())
-        .args(["publish", "--no-kills", "--break-order"])
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "the control passed: {text}");
-    assert!(text.starts_with("FAIL publish"), "{text}");
-    assert!(text.contains("invalid sha1 pointer"), "{text}");
+    for (control, expected) in [
+        ("ref-first", "invalid sha1 pointer"),
+        ("rename-first", "is missing"),
+    ] {
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(git_gatos_bin())
+            .args(["publish", "--no-kills", "--break-order", control])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success(),
+            "the control {control} passed: {text}"
+        );
+        assert!(text.starts_with("FAIL publish"), "{control}: {text}");
+        assert!(text.contains(expected), "{control}: {text}");
+    }
     Ok(())
 }
