@@ -165,9 +165,10 @@ pub struct Args {
     /// Refuse every operation that writes, on every transport (Forbidden).
     #[arg(long)]
     pub read_only: bool,
-    /// Also serve HTTP (REST under /api/v1) on ADDR (default 127.0.0.1:6767); clients send
-    /// 'Authorization: Bearer TOKEN' with a token of the token file. The bound address is
-    /// written to <git-dir>/gatos/gatosd/http-addr.
+    /// Also serve HTTP (REST under /api/v1, the dashboard at /) on ADDR (default
+    /// 127.0.0.1:6767); clients send 'Authorization: Bearer TOKEN' with a token of the token
+    /// file, browsers sign in with git gatos dashboard. The bound address is written to
+    /// <git-dir>/gatos/gatosd/http-addr.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::http::DEFAULT_ADDR,
           value_parser = listen_addr, conflicts_with = "stdio")]
     pub http: Option<SocketAddr>,
