@@ -21,7 +21,8 @@ Every state must pass `git fsck --strict`, must be readable by gatos after `git 
 --fix`, and must hold every write acknowledged before the crash point.
 
 Usage: crash_check.py GIT_GATOS SCENARIO [--fsync METHOD] [--work DIR]
-Scenarios: publish, batch, enqueue, worker (claim, heartbeat, result, events). Exit status 0 when every state passed; otherwise
+Scenarios: publish, batch, enqueue, consume (a checkpoint), worker (claim, heartbeat,
+result, events). Exit status 0 when every state passed; otherwise
 the first failure is printed with the calls that led to it.
 """
 
@@ -371,10 +372,29 @@ def scenario(name, gg, work):
                 return f"jobs verify of a finished job: {v.stdout.strip()} {v.stderr.strip()}"
         return None
 
+    def consumed(repo, home, acks):
+        # At-least-once: the checkpoint never passes a message that was not delivered (the
+        # lines printed on standard output before the crash), and what it names is
+        # readable (`messages consume` answers from it).
+        delivered = len([l for a in acks for l in a.splitlines() if l.strip()])
+        r = subprocess.run(["git", "--git-dir", repo, "cat-file", "-p",
+                            "refs/gatos/consumers/g/t:checkpoint.json"],
+                           capture_output=True, text=True, env=env(repo, home))
+        seq = json.loads(r.stdout)["seq"] if r.returncode == 0 else 0
+        if seq > delivered:
+            return f"the checkpoint is at seq {seq} but only {delivered} messages were delivered"
+        again = run([gg, "messages", "consume", "g", "t", "--limit", "1"], repo, home, check=False)
+        if again.returncode != 0:
+            return f"messages consume after the crash: {again.stderr.strip()}"
+        return None
+
+    if name == "consume":
+        return ([[gg, "messages", "publish", "t", "--data", json.dumps({"n": i})] for i in range(3)],
+                [[gg, "messages", "consume", "g", "t"]], consumed)
     if name == "worker":
         return ([[gg, "jobs", "enqueue", "--", "true"]],
                 [[gg, "worker", "--drain", "--quiet", "--id", "w0"]], worked)
-    raise SystemExit(f"unknown scenario {name} (publish, batch, enqueue, worker)")
+    raise SystemExit(f"unknown scenario {name} (publish, batch, enqueue, consume, worker)")
 
 
 def refs_first(part, rec, rename_only=False):

@@ -1,5 +1,6 @@
-//! Crash tests of every write path (issue #21 point 2; ADR 0046): `scripts/crash_check.py`
-//! records a real `git-gatos` under strace and checks every state a crash can leave — each
+//! Crash tests of the write paths (issue #21 point 2; ADR 0046): `scripts/crash_check.py`
+//! records a real `git-gatos` under strace (a publish, a batch, enqueues, a consumer's
+//! checkpoint, a worker running a job) and checks every state a crash can leave — each
 //! prefix of its calls (a killed process), the minimum a power cut keeps at each
 //! acknowledgement (with `gatos.fsync = true`), and a real SIGKILL at every changing call —
 //! with `git fsck --strict`, `git gatos doctor` and the acknowledged writes.
@@ -63,11 +64,11 @@ fn every_crash_state_of_a_single_publish_is_sound() -> TestResult {
 }
 
 #[test]
-fn every_crash_state_of_a_batch_and_of_enqueues_is_sound() -> TestResult {
-    if !can_run("batch and enqueue")? {
+fn every_crash_state_of_a_batch_enqueues_and_a_checkpoint_is_sound() -> TestResult {
+    if !can_run("batch, enqueue and consume")? {
         return Ok(());
     }
-    for s in ["batch", "enqueue"] {
+    for s in ["batch", "enqueue", "consume"] {
         let line = check(&[s])?;
         assert!(line.starts_with(&format!("ok {s}")), "{line}");
     }
@@ -98,6 +99,7 @@ fn an_acknowledged_durable_write_survives_a_power_cut() -> TestResult {
         ("publish", "syncfs"),
         ("batch", "fsync"),
         ("enqueue", "fsync"),
+        ("consume", "fsync"),
         ("worker", "fsync"),
     ] {
         let line = check(&[s, "--fsync", method, "--no-kills"])?;
