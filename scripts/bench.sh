@@ -668,6 +668,21 @@ PY
   line "export --format sqlite, $n messages + $nj jobs" "$sq_s s ($(ratio "$sq_s" "$read_s")x the read of $n; $(ratio "$sq_s" "$all_s")x the read of every topic; target <= 2x)"
   line "export --format sqlite --tables messages" "$msg_s s ($(ratio "$msg_s" "$all_s")x the read of every topic)"
   line "export --format parquet, same" "$pq_s s ($(ratio "$pq_s" "$read_s")x the read of $n)"
+  # The job tables against what a user would run for the same facts (issue #21): every
+  # job listed, and every proof verified. Median of 3, interleaved.
+  local jt=() jb=() k jt_s jb_s
+  for k in 1 2 3; do
+    rm -f "$WORK/ej.db"; t0=$(now)
+    GIT_DIR="$big" "$GG" export --format sqlite --out "$WORK/ej.db" --tables jobs,attempts,results --quiet > /dev/null
+    t1=$(now); jt+=("$(elapsed "$t0" "$t1")")
+    t0=$(now)
+    GIT_DIR="$big" "$GG" jobs ls --json > /dev/null
+    GIT_DIR="$big" "$GG" jobs verify --all > /dev/null
+    t1=$(now); jb+=("$(elapsed "$t0" "$t1")")
+  done
+  jt_s=$(median3 "${jt[@]}"); jb_s=$(median3 "${jb[@]}")
+  line "export --tables jobs,attempts,results, $nj jobs" "$jt_s s ($(ratio "$jt_s" "$jb_s")x jobs ls --json + jobs verify --all, $jb_s s; target <= 1.5x)"
+  record export_job_tables "{\"jobs\": $nj, \"export_seconds\": $jt_s, \"ls_verify_seconds\": $jb_s}"
   local m_small m_mid m_big
   m_small=$(GIT_DIR="$small" peak "$GG" export --format sqlite --out "$WORK/s.db" --quiet)
   m_mid=$(GIT_DIR="$mid" peak "$GG" export --format sqlite --out "$WORK/m.db" --quiet)
