@@ -221,6 +221,8 @@ fn cors_is_off_by_default_and_answers_only_listed_origins() -> TestResult {
         .find(|l| l.starts_with("access-control-expose-headers:"))
         .ok_or(format!("no expose-headers: {h:?}"))?;
     assert!(exposed.contains("x-ratelimit-remaining"), "{exposed}");
+    // The GraphQL face's state (ADR 0044).
+    assert!(exposed.contains("gatos-state"), "{exposed}");
 
     // Another origin (a prefix, another port, another scheme): no CORS header at all.
     for other in [

@@ -260,6 +260,7 @@ pub fn with_cors(router: Router, origins: &[String]) -> Router {
         .expose_headers(
             [
                 "etag",
+                "gatos-state",
                 "idempotent-replayed",
                 "location",
                 "link",
