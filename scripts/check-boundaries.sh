@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Enforces the crate boundaries of ADR 0002 and ADR 0025 (Boundary):
 # - Cargo dependencies: gix only under gatos-store, tokio only under gatosd (and test
-#   helpers), clap only under the two faces git-gatos and gatosd (ADR 0032), the HTTP stack
+#   helpers and the benchmark driver), clap only under the two faces git-gatos and gatosd (ADR 0032), the HTTP stack
 #   (axum, hyper, tower-http, tokio-rustls, governor) only under gatosd (ADR 0035, 0038);
 # - source paths (a grep over non-test code, no build): gix named and git spawned only in
 #   gatos-store; `gatos_store::` named only in gatos-store and gatos; `.store()` called
@@ -32,7 +32,9 @@ check() { # check DEP ALLOWED...
 }
 check gix gatos-store
 check gix-pack gatos-store
-check tokio gatosd gatos-testutil gatos-e2e
+# gatos-bench drives the async clients of NATS and PostgreSQL for `scripts/bench.sh peers`
+# (ADR 0046); it is a measuring tool, not part of the library.
+check tokio gatosd gatos-testutil gatos-e2e gatos-bench
 check clap git-gatos gatosd
 check axum gatosd
 check hyper gatosd

@@ -56,7 +56,7 @@ pub fn run(args: &[String]) -> R {
     let durable = args.get(6).is_some_and(|a| a == "1");
     let _ = std::fs::remove_dir_all(&dir);
     let objects = dir.join("objects");
-    let refs = dir.join("refs/gatos/messages/t");
+    let refs = dir.join("refs/fsops/t");
     std::fs::create_dir_all(&objects)?;
     std::fs::create_dir_all(objects.join("pack"))?;
     std::fs::create_dir_all(&refs)?;
