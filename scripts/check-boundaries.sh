@@ -2,11 +2,12 @@
 # Enforces the crate boundaries of ADR 0002 and ADR 0025 (Boundary):
 # - Cargo dependencies: gix only under gatos-store, tokio only under gatosd (and test
 #   helpers and the benchmark driver), clap only under the two faces git-gatos and gatosd (ADR 0032), the HTTP stack
-#   (axum, hyper, tower-http, tokio-rustls, governor) only under gatosd (ADR 0035, 0038);
+#   (axum, hyper, tower-http, tokio-rustls, governor) and async-graphql only under gatosd (ADR 0035,
+#   0038, 0044);
 # - source paths (a grep over non-test code, no build): gix named and git spawned only in
 #   gatos-store; `gatos_store::` named only in gatos-store and gatos; `.store()` called
 #   only inside the gatos crate; `refs/gatos` spelled only in gatos-store's refs/names.rs;
-#   axum, hyper, tower_http, rustls and governor named only in gatosd's http module (src/http.rs,
+#   axum, hyper, tower_http, rustls, governor and async_graphql named only in gatosd's http module (src/http.rs,
 #   src/http/); rmcp (the MCP SDK, ADR 0043) only under gatosd and named only in its mcp module
 #   (src/mcp.rs, src/mcp/) and in the http module's /mcp (src/http/mcp.rs).
 # Non-test code is crates/*/src/** up to a file's `#[cfg(test)]`, outside gatos-testutil.
@@ -42,6 +43,7 @@ check tower-http gatosd
 check tokio-rustls gatosd
 check governor gatosd
 check rmcp gatosd
+check async-graphql gatosd
 
 # Prints `file:line: text` for non-test, non-comment source lines matching a regex (ERE),
 # in the crates given (directory names under crates/), minus excluded files.
@@ -97,12 +99,12 @@ http_module_lines() { # lines naming the HTTP stack in gatosd outside its http m
     awk -v f="$f" '
       /#\[cfg\(test\)\]/ { exit }
       /^[[:space:]]*\/\// { next }
-      /(^|[^A-Za-z0-9_])(axum|hyper|hyper_util|tower_http|tokio_rustls|rustls|governor)::/ { print f ":" FNR ": " $0 }' "$f"
+      /(^|[^A-Za-z0-9_])(axum|hyper|hyper_util|tower_http|tokio_rustls|rustls|governor|async_graphql)::/ { print f ":" FNR ": " $0 }' "$f"
   done
 }
 # shellcheck disable=SC2046
-source_check "axum, hyper, tower_http, rustls or governor named outside gatosd's http module" \
-  "$(code_lines '(^|[^A-Za-z0-9_])(axum|hyper|hyper_util|tower_http|tokio_rustls|rustls|governor)::' $(others gatosd))$(http_module_lines)"
+source_check "axum, hyper, tower_http, rustls, governor or async_graphql named outside gatosd's http module" \
+  "$(code_lines '(^|[^A-Za-z0-9_])(axum|hyper|hyper_util|tower_http|tokio_rustls|rustls|governor|async_graphql)::' $(others gatosd))$(http_module_lines)"
 mcp_module_lines() { # lines naming rmcp in gatosd outside its mcp module
   local f
   for f in $(find crates/gatosd/src -name '*.rs' | sort); do
