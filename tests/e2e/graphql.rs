@@ -79,10 +79,10 @@ check(c.sdl == sdl, "the SDL route serves docs/schema.graphql")
 Q = '''query($n: Int) {{
   node {{ version nodeId ready now sync {{ remote intervalSeconds lastAt lastOk lastCode consecutiveFailures }} }}
   ledger {{
-    manifests {{ name version contentId spec }}
-    keys {{ id current trusted published revoked }}
-    topics {{ name firstSeq lastSeq count }}
-    consumerGroups {{ name checkpoints {{ group topic seq ulid commit lag }} }}
+    manifests {{ totalCount edges {{ cursor node {{ name version contentId spec }} }} pageInfo {{ hasNextPage }} }}
+    keys {{ edges {{ node {{ id current trusted published revoked }} }} }}
+    topics(first: 1) {{ totalCount edges {{ cursor node {{ name firstSeq lastSeq count }} }} pageInfo {{ hasNextPage endCursor }} }}
+    consumerGroups {{ edges {{ node {{ name checkpoints {{ group topic seq ulid commit lag }} }} }} }}
     queues {{ name pending maxPending }}
     audit(first: 50) {{ edges {{ node {{ seq payload }} }} pageInfo {{ hasNextPage }} }}
     state {{ ref takenAt refs exact }}
@@ -121,13 +121,19 @@ check([m["node"]["seq"] for m in msgs["edges"]] == ["1", "2", "3", "4"], "seqs")
 check(msgs["edges"][0]["node"]["payload"] == {{"n": 0}}, "payload as JSON")
 check(msgs["pageInfo"]["hasNextPage"], "more messages")
 check(data["node"]["ready"] is True and data["node"]["sync"] is None, "node")
-man = data["ledger"]["manifests"]
-check([(m["name"], m["version"]) for m in man] == [("build", "1")] and man[0]["spec"]["command"] == ["make", "all"], "manifests: %s" % man)
-keys = data["ledger"]["keys"]
+man = [e["node"] for e in data["ledger"]["manifests"]["edges"]]
+check(data["ledger"]["manifests"]["totalCount"] == 1 and [(m["name"], m["version"]) for m in man] == [("build", "1")] and man[0]["spec"]["command"] == ["make", "all"], "manifests: %s" % man)
+keys = [e["node"] for e in data["ledger"]["keys"]["edges"]]
 check(any(k["current"] and k["trusted"] and k["id"].startswith("ed25519:") for k in keys), "keys: %s" % keys)
-topics = {{t["name"]: (t["firstSeq"], t["lastSeq"], t["count"]) for t in data["ledger"]["topics"]}}
+tc = data["ledger"]["topics"]
+check(tc["totalCount"] >= 2 and tc["pageInfo"]["hasNextPage"] and len(tc["edges"]) == 1, "topics page 1: %s" % tc)
+tn, _ = c.data('query($s: String, $a: String) {{ ledger(stateRef: $s) {{ topics(first: 5, after: $a) {{ edges {{ node {{ name firstSeq lastSeq count }} }} pageInfo {{ hasNextPage }} }} }} }}', {{"s": state, "a": tc["pageInfo"]["endCursor"]}})
+tall = [e["node"] for e in tc["edges"]] + [e["node"] for e in tn["ledger"]["topics"]["edges"]]
+check(not tn["ledger"]["topics"]["pageInfo"]["hasNextPage"], "topics page 2 ends")
+topics = {{t["name"]: (t["firstSeq"], t["lastSeq"], t["count"]) for t in tall}}
+check(len(tall) == tc["totalCount"] and len(topics) == len(tall) and list(topics) == sorted(topics), "topics in name order, once each: %s" % topics)
 check(topics.get("t.events") == ("1", "6", "6"), "topics: %s" % topics)
-groups = data["ledger"]["consumerGroups"]
+groups = [e["node"] for e in data["ledger"]["consumerGroups"]["edges"]]
 check([(g["name"], [(c["topic"], c["seq"], c["lag"]) for c in g["checkpoints"]]) for g in groups] == [("g1", [("t.events", "2", "4")])], "consumer groups: %s" % groups)
 queues = {{q["name"]: q["pending"] for q in data["ledger"]["queues"]}}
 check(queues.get("later") == "1", "queues: %s" % queues)
@@ -159,7 +165,7 @@ check([e["node"]["seq"] for e in m2["edges"]] == ["5", "6"] and not m2["pageInfo
 check(ext2["stateRefResolved"] == state, "same state")
 
 # A pinned GET: immutable, ETag = shapeRoot, 304 on If-None-Match, byte-identical later.
-G = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref refs }} manifests {{ name version }} topics {{ name lastSeq count checkpoints {{ group seq lag }} }} consumerGroups {{ name checkpoints {{ lag }} }} audit(first: 100) {{ edges {{ node {{ seq }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 100) {{ edges {{ node {{ seq ulid payload }} }} }} }} jobs(first: 100) {{ edges {{ node {{ id queue }} }} }} }} }}'
+G = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref refs }} manifests {{ edges {{ node {{ name version }} }} }} topics {{ edges {{ node {{ name lastSeq count checkpoints {{ group seq lag }} }} }} }} consumerGroups {{ edges {{ node {{ name checkpoints {{ lag }} }} }} }} audit(first: 100) {{ edges {{ node {{ seq }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 100) {{ edges {{ node {{ seq ulid payload }} }} }} }} jobs(first: 100) {{ edges {{ node {{ id queue }} }} }} }} }}'
 r1 = c.get(G, {{"s": state}})
 check(r1.status_code == 200 and "errors" not in r1.json(), "pinned GET: %s" % r1.text)
 check(r1.headers["Cache-Control"] == "private, max-age=31536000, immutable", "immutable: %s" % r1.headers)

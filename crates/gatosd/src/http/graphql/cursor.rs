@@ -21,6 +21,14 @@ pub enum Kind {
     Jobs = 1,
     /// `Topic.messages`.
     Messages = 2,
+    /// `Ledger.topics`.
+    Topics = 3,
+    /// `Ledger.consumerGroups`.
+    Groups = 4,
+    /// `Ledger.manifests`.
+    Manifests = 5,
+    /// `Ledger.keys`.
+    Keys = 6,
 }
 
 /// The daemon's cursor key and run id.

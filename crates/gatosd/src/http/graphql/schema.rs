@@ -456,10 +456,15 @@ impl Ledger {
     }
 
     /// Consumer groups at this state, by name, with their checkpoints and lag.
+    #[graphql(
+        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+    )]
     async fn consumer_groups(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<ConsumerGroup>> {
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ConsumerGroupConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let rows = rc
             .service
@@ -474,18 +479,27 @@ impl Ledger {
                 .or_default()
                 .push(Checkpoint::from(r));
         }
-        Ok(groups
+        let items = groups
             .into_iter()
             .map(|(name, mut checkpoints)| {
                 checkpoints.sort_by(|a, b| a.topic.cmp(&b.topic));
-                ConsumerGroup { name, checkpoints }
+                (name.clone(), ConsumerGroup { name, checkpoints })
             })
-            .collect())
+            .collect();
+        named_page(rc, &self.0, Kind::Groups, items, first, after).map(Into::into)
     }
 
     /// Signing keys: published and revoked at this state; `trusted` and `current` are this
     /// node's configuration (an answer with keys is never immutable).
-    async fn keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Key>> {
+    #[graphql(
+        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+    )]
+    async fn keys(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<KeyConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         rc.flag(deps::TRUST | deps::CONFIG);
         let rows = rc
@@ -493,35 +507,59 @@ impl Ledger {
             .reads(Src::State(self.0.at.clone()))
             .keys_list()
             .map_err(from_call)?;
-        Ok(rows
+        let items = rows
             .into_iter()
-            .map(|k| Key {
-                id: k.key.to_string(),
-                current: k.current,
-                trusted: k.trusted,
-                published: k.published,
-                revoked: k.revoked,
+            .map(|k| {
+                let id = k.key.to_string();
+                (
+                    id.clone(),
+                    Key {
+                        id,
+                        current: k.current,
+                        trusted: k.trusted,
+                        published: k.published,
+                        revoked: k.revoked,
+                    },
+                )
             })
-            .collect())
+            .collect();
+        named_page(rc, &self.0, Kind::Keys, items, first, after).map(Into::into)
     }
 
     /// Registered manifests at this state: the latest version of each, by name.
-    async fn manifests(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Manifest>> {
+    #[graphql(
+        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+    )]
+    async fn manifests(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ManifestConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let rows = rc
             .service
             .reads(Src::State(self.0.at.clone()))
             .manifests_list()
             .map_err(from_call)?;
-        Ok(rows
+        let items = rows
             .into_iter()
-            .map(|m| Manifest {
-                name: m.name.to_string(),
-                version: UInt64(m.version),
-                content_id: m.content_id.to_string(),
-                spec: Json(serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null)),
+            .map(|m| {
+                let name = m.name.to_string();
+                (
+                    name.clone(),
+                    Manifest {
+                        name,
+                        version: UInt64(m.version),
+                        content_id: m.content_id.to_string(),
+                        spec: Json(
+                            serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
+                        ),
+                    },
+                )
             })
-            .collect())
+            .collect();
+        named_page(rc, &self.0, Kind::Manifests, items, first, after).map(Into::into)
     }
 
     /// Queues: pending jobs and the admission cap (live: the ready index and local
@@ -542,21 +580,35 @@ impl Ledger {
 
     /// Every topic with messages at this state (or whose messages were all pruned), by
     /// name.
-    async fn topics(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TopicAt>> {
+    #[graphql(
+        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+    )]
+    async fn topics(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<TopicConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let rows = rc
             .service
             .reads(Src::State(self.0.at.clone()))
             .topics_list()
             .map_err(from_call)?;
-        Ok(rows
+        let items = rows
             .into_iter()
-            .map(|r| TopicAt {
-                state: self.0.clone(),
-                topic: r.topic.clone(),
-                row: Some(r),
+            .map(|r| {
+                (
+                    r.topic.to_string(),
+                    TopicAt {
+                        state: self.0.clone(),
+                        topic: r.topic.clone(),
+                        row: Some(r),
+                    },
+                )
             })
-            .collect())
+            .collect();
+        named_page(rc, &self.0, Kind::Topics, items, first, after).map(Into::into)
     }
 
     /// One topic (its counts are zero when it has no messages at this state).
@@ -602,6 +654,102 @@ impl PageInfo {
             end_cursor: edges.last().map(|e| cursor(e).clone()),
         }
     }
+}
+
+/// A Relay connection and edge of a list ordered by name.
+macro_rules! named_connection {
+    ($conn:ident, $edge:ident, $t:ty, $what:literal) => {
+        #[doc = concat!("A page of ", $what, ", by name.")]
+        #[derive(SimpleObject)]
+        pub struct $conn {
+            /// The items.
+            edges: Vec<$edge>,
+            /// Where the page is.
+            page_info: PageInfo,
+            /// Items in the whole list at this state (it is read whole: no extra scan).
+            total_count: i32,
+        }
+
+        #[doc = concat!("One of the ", $what, " and its cursor.")]
+        #[derive(SimpleObject)]
+        pub struct $edge {
+            /// Pass as `after` to go on after this item.
+            cursor: String,
+            /// The item.
+            node: $t,
+        }
+
+        impl From<NamedPage<$t>> for $conn {
+            fn from(p: NamedPage<$t>) -> $conn {
+                $conn {
+                    edges: p
+                        .items
+                        .into_iter()
+                        .map(|(cursor, node)| $edge { cursor, node })
+                        .collect(),
+                    page_info: p.page_info,
+                    total_count: p.total,
+                }
+            }
+        }
+    };
+}
+
+named_connection!(TopicConnection, TopicEdge, TopicAt, "topics");
+named_connection!(
+    ConsumerGroupConnection,
+    ConsumerGroupEdge,
+    ConsumerGroup,
+    "consumer groups"
+);
+named_connection!(ManifestConnection, ManifestEdge, Manifest, "manifests");
+named_connection!(KeyConnection, KeyEdge, Key, "keys");
+
+/// A page of a list ordered by name, before it is a connection.
+struct NamedPage<T> {
+    items: Vec<(String, T)>,
+    page_info: PageInfo,
+    total: i32,
+}
+
+/// A page of `items` (sorted by name) after the cursor `after`, at most `first`.
+fn named_page<T>(
+    rc: &RequestCtx,
+    state_at: &Resolved,
+    kind: Kind,
+    mut items: Vec<(String, T)>,
+    first: Option<i32>,
+    after: Option<String>,
+) -> async_graphql::Result<NamedPage<T>> {
+    let limit = page_size(first)?;
+    let state = state_at.meta.id;
+    let args = cursor::args_digest(&[]);
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let total = i32::try_from(items.len()).unwrap_or(i32::MAX);
+    let start = match &after {
+        None => 0,
+        Some(a) => {
+            let pos = rc
+                .codec
+                .decode(a, &state, kind, &args)
+                .map_err(|e| refused("after", e))?;
+            let name =
+                String::from_utf8(pos).map_err(|_| invalid("after", "the cursor holds no name"))?;
+            items.partition_point(|(n, _)| *n <= name)
+        }
+    };
+    let more = items.len() > start + limit;
+    let items: Vec<(String, T)> = items
+        .into_iter()
+        .skip(start)
+        .take(limit)
+        .map(|(name, node)| (rc.codec.encode(&state, kind, &args, name.as_bytes()), node))
+        .collect();
+    Ok(NamedPage {
+        page_info: PageInfo::of(&items, more, after.is_some(), |e| &e.0),
+        items,
+        total,
+    })
 }
 
 /// A page of jobs.
