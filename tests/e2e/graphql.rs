@@ -260,6 +260,11 @@ print(e["ref"])
         log.contains(reference),
         "extensions.ref {reference} is in gatosd's log:\n{log}"
     );
+    // The If-None-Match GET of a known immutable answer was a 304 without executing.
+    assert!(
+        log.contains("GraphQL 304 from a known immutable answer, not executed"),
+        "{log}"
+    );
     let _ = state;
     Ok(())
 }

@@ -76,6 +76,74 @@ pub struct Face {
     codec: Arc<cursor::Codec>,
     introspection: bool,
     sdl: String,
+    /// `(state, request digest, config) → shapeRoot` of immutable answers: a GET whose
+    /// `If-None-Match` names it gets its 304 without executing (ADR 0044 §2).
+    answered: std::sync::Mutex<Answered>,
+}
+
+/// The entries a face remembers at most.
+const ANSWERED: usize = 4096;
+
+/// A bounded map, oldest entries dropped first.
+#[derive(Default)]
+struct Answered {
+    map: std::collections::HashMap<[u8; 32], String>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl Answered {
+    fn get(&self, k: &[u8; 32]) -> Option<&String> {
+        self.map.get(k)
+    }
+
+    fn put(&mut self, k: [u8; 32], root: String) {
+        if self.map.insert(k, root).is_none() {
+            self.order.push_back(k);
+        }
+        while self.order.len() > ANSWERED {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+/// The `stateRef` the selected operation's `ledger` field names, before execution.
+fn pinned_state(
+    doc: &async_graphql::parser::types::ExecutableDocument,
+    operation: Option<&str>,
+    variables: &Value,
+) -> Option<gatos::state::StateId> {
+    use async_graphql::parser::types::Selection;
+    let op = doc
+        .operations
+        .iter()
+        .find(|(name, _)| operation.is_none() || name.map(|n| n.as_str()) == operation)?
+        .1;
+    op.node.selection_set.node.items.iter().find_map(|s| {
+        let Selection::Field(f) = &s.node else {
+            return None;
+        };
+        if f.node.name.node.as_str() != "ledger" {
+            return None;
+        }
+        let value = f
+            .node
+            .get_argument("stateRef")?
+            .node
+            .clone()
+            .into_const_with(|var| {
+                variables
+                    .get(var.as_str())
+                    .and_then(|v| async_graphql::Value::from_json(v.clone()).ok())
+                    .ok_or(())
+            })
+            .ok()?;
+        match value {
+            async_graphql::Value::String(t) => t.parse().ok(),
+            _ => None,
+        }
+    })
 }
 
 /// The SDL of the schema (what `GET /api/v1/graphql/schema` serves, and
@@ -91,6 +159,7 @@ impl Face {
             codec: Arc::new(cursor::Codec::new()),
             introspection: c.introspection,
             sdl: sdl(),
+            answered: std::sync::Mutex::new(Answered::default()),
         }
     }
 }
@@ -319,6 +388,8 @@ async fn run(
         framed(&mut h, &gatos_types::jcs::to_vec(&sent.variables));
         *h.finalize().as_bytes()
     };
+    let variables_copy = sent.variables.clone();
+    let op_name = sent.operation.clone();
     let mut req = async_graphql::Request::new(sent.query)
         .variables(async_graphql::Variables::from_json(sent.variables));
     if let Some(op) = sent.operation {
@@ -349,6 +420,43 @@ async fn run(
             );
         }
         Ok(_) => {}
+    }
+    // A GET naming a state whose answer to this request is known immutable: its 304
+    // without executing.
+    let max_page = st.shared.service.config().max_page_bytes;
+    let cache_key = match (&get_headers, req.parsed_query()) {
+        (Some(_), Ok(doc)) => pinned_state(doc, op_name.as_deref(), &variables_copy).map(|state| {
+            let mut h = blake3::Hasher::new();
+            framed(&mut h, state.as_bytes());
+            framed(&mut h, &request_digest);
+            framed(&mut h, &max_page.to_be_bytes());
+            *h.finalize().as_bytes()
+        }),
+        _ => None,
+    };
+    if let (Some(h), Some(k)) = (&get_headers, &cache_key) {
+        let known = face
+            .answered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(k)
+            .cloned();
+        if let Some(root) = known {
+            let tag = format!("\"{root}\"");
+            if super::unary::if_none_match(h, &tag) {
+                tracing::info!(r#ref = %reference, actor = %authed.actor, "GraphQL 304 from a known immutable answer, not executed");
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+                if let Ok(v) = HeaderValue::from_str(&tag) {
+                    r.headers_mut().insert(ETAG, v);
+                }
+                r.headers_mut().insert(
+                    CACHE_CONTROL,
+                    HeaderValue::from_static("private, max-age=31536000, immutable"),
+                );
+                return r;
+            }
+        }
     }
     let closed =
         |_| Problem::new(ErrorCode::Unavailable, "the daemon is shutting down").into_response();
@@ -460,6 +568,12 @@ async fn run(
     let (cache, tag) = if !resp.errors.is_empty() {
         ("no-store", None)
     } else if pinned && flags == 0 {
+        if let Some(k) = cache_key {
+            face.answered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .put(k, shape.clone());
+        }
         ("private, max-age=31536000, immutable", Some(shape))
     } else {
         let mut h = blake3::Hasher::new();
@@ -534,6 +648,30 @@ mod tests {
             committed == now,
             "docs/schema.graphql differs from the schema: run GATOS_BLESS=1 cargo test -p gatosd --lib graphql"
         );
+    }
+
+    #[test]
+    fn the_pinned_state_is_read_from_a_literal_or_a_variable_of_the_chosen_operation() {
+        let id = format!("blake3:{}", "ab".repeat(32));
+        let doc = |q: &str| async_graphql::parser::parse_query(q).unwrap();
+        let none = serde_json::json!({});
+        let lit = doc(&format!(
+            "{{ ledger(stateRef: \"{id}\") {{ state {{ ref }} }} }}"
+        ));
+        assert_eq!(
+            pinned_state(&lit, None, &none).map(|s| s.to_string()),
+            Some(id.clone())
+        );
+        let var = doc(
+            "query Q($s: String) { ledger(stateRef: $s) { state { ref } } } query R { node { now } }",
+        );
+        let vars = serde_json::json!({"s": id});
+        assert_eq!(
+            pinned_state(&var, Some("Q"), &vars).map(|s| s.to_string()),
+            Some(id)
+        );
+        assert!(pinned_state(&var, Some("R"), &vars).is_none());
+        assert!(pinned_state(&doc("{ ledger { state { ref } } }"), None, &none).is_none());
     }
 
     #[test]
