@@ -224,8 +224,8 @@ impl Default for Retention {
 /// The kept ref states of a process (see the module's doc).
 pub struct Window {
     inner: RwLock<Inner>,
-    /// One mint at a time.
-    minting: Mutex<()>,
+    /// One mint at a time, and the last one: when it started and the state it kept.
+    minting: Mutex<Option<(Instant, u64)>>,
     retention: Retention,
 }
 
@@ -272,7 +272,7 @@ impl Window {
     pub fn new(retention: Retention) -> Arc<Window> {
         Arc::new(Window {
             inner: RwLock::new(Inner::default()),
-            minting: Mutex::new(()),
+            minting: Mutex::new(None),
             retention,
         })
     }
@@ -280,12 +280,32 @@ impl Window {
     /// Mints the current state (a double collect) and keeps it; a state equal to a kept
     /// one is that one.
     ///
+    /// One mint runs at a time. A caller that waited for another's mint shares its state
+    /// when that mint started after the caller arrived: the state then holds every write
+    /// acknowledged before the call, as its own mint would (read-your-writes).
+    ///
     /// # Errors
     /// When the refs cannot be listed.
     pub fn mint(self: &Arc<Self>, gatos: &Gatos) -> Result<At> {
-        let _one = self.minting.lock().unwrap_or_else(PoisonError::into_inner);
+        let arrived = Instant::now();
+        let mut last = self.minting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((started, seq)) = *last
+            && started >= arrived
+        {
+            let mut g = write_lock(&self.inner);
+            if let Some(k) = g.states.iter_mut().find(|k| k.seq == seq) {
+                k.last_used = Instant::now();
+                return Ok(At {
+                    window: self.clone(),
+                    seq,
+                });
+            }
+        }
+        let started = Instant::now();
         let c = collect(gatos)?;
-        Ok(self.keep(c, gatos.now(), Instant::now()))
+        let at = self.keep(c, gatos.now(), started);
+        *last = Some((started, at.seq));
+        Ok(at)
     }
 
     /// Keeps what a mint collected (the mint's second half, also for tests).

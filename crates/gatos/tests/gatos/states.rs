@@ -148,3 +148,39 @@ fn pinned_reads_do_not_move_when_the_refs_do() -> TestResult {
     assert_eq!(w.get(&unknown).unwrap_err().code(), ErrorCode::NotFound);
     Ok(())
 }
+
+/// Callers minting at once share mints, but never one that started before they arrived:
+/// every caller sees every write acknowledged before its call.
+#[test]
+fn concurrent_mints_see_every_write_made_before_them() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    let topic: Topic = "t.race".parse()?;
+    let w = Window::new(Retention::default());
+    for round in 0..5 {
+        g.messages().publish(
+            &topic,
+            json!({ "round": round }),
+            &PublishOptions::default(),
+        )?;
+        let ids: Vec<StateId> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| w.mint(&g).and_then(|at| at.id())))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("joined"))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let lines = repo.git(&[
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/gatos/",
+        ])?;
+        let want = StateId(*blake3::hash(lines.as_bytes()).as_bytes());
+        assert!(
+            ids.iter().all(|i| *i == want),
+            "round {round}: {ids:?} vs {want:?}"
+        );
+    }
+    Ok(())
+}
