@@ -165,7 +165,7 @@ check([e["node"]["seq"] for e in m2["edges"]] == ["5", "6"] and not m2["pageInfo
 check(ext2["stateRefResolved"] == state, "same state")
 
 # A pinned GET: immutable, ETag = shapeRoot, 304 on If-None-Match, byte-identical later.
-G = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref refs }} manifests {{ edges {{ node {{ name version }} }} }} topics {{ edges {{ node {{ name lastSeq count checkpoints {{ group seq lag }} }} }} }} consumerGroups {{ edges {{ node {{ name checkpoints {{ lag }} }} }} }} audit(first: 100) {{ edges {{ node {{ seq }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 100) {{ edges {{ node {{ seq ulid payload }} }} }} }} jobs(first: 100) {{ edges {{ node {{ id queue }} }} }} }} }}'
+G = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref refs }} manifests(first: 5) {{ edges {{ node {{ name version versions(first: 10) {{ totalCount edges {{ node {{ version contentId }} }} }} }} }} }} topics(first: 10) {{ edges {{ node {{ name lastSeq count checkpoints {{ group seq lag }} }} }} }} consumerGroups(first: 10) {{ edges {{ node {{ name checkpoints {{ lag }} }} }} }} audit(first: 100) {{ edges {{ node {{ seq }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 100) {{ edges {{ node {{ seq ulid payload }} }} }} }} jobs(first: 100) {{ edges {{ node {{ id queue }} }} }} }} }}'
 r1 = c.get(G, {{"s": state}})
 check(r1.status_code == 200 and "errors" not in r1.json(), "pinned GET: %s" % r1.text)
 check(r1.headers["Cache-Control"] == "private, max-age=31536000, immutable", "immutable: %s" % r1.headers)
@@ -211,6 +211,11 @@ r3 = c.get(G, {{"s": state}}, headers={{"If-None-Match": etag}})
 check(r3.status_code == 304 and r3.text == "", "304: %d %s" % (r3.status_code, r3.text))
 live, ext = c.data('{{ ledger {{ state {{ ref }} jobs(first: 100) {{ edges {{ node {{ id }} }} }} }} }}')
 check(ext["stateRefResolved"] != state and len(live["ledger"]["jobs"]["edges"]) == 5, "live moved")
+V = 'query($a: String) {{ ledger {{ manifests(first: 5) {{ edges {{ node {{ name versions(first: 1, after: $a) {{ totalCount edges {{ node {{ version spec }} }} pageInfo {{ hasNextPage endCursor }} }} }} }} }} }} }}'
+v1, _ = c.data(V, {{"a": None}})
+vc = v1["ledger"]["manifests"]["edges"][0]["node"]["versions"]
+check(vc["totalCount"] == 2 and [e["node"]["version"] for e in vc["edges"]] == ["2"] and vc["pageInfo"]["hasNextPage"], "versions page 1: %s" % vc)
+check(vc["edges"][0]["node"]["spec"]["command"] == ["make", "all", "check"], "the newest version first")
 rl = c.get('{{ ledger {{ state {{ ref }} }} }}')
 check(rl.headers["Cache-Control"] == "private, no-cache" and rl.headers.get("ETag"), "refPath answers are no-cache")
 

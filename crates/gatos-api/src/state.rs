@@ -335,3 +335,24 @@ impl Reads<'_> {
             .map(|(seq, _)| seq))
     }
 }
+
+impl Reads<'_> {
+    /// A manifest's versions at the source, newest first: below `before` (all without
+    /// it), at most `limit`.
+    ///
+    /// # Errors
+    /// When commits cannot be read.
+    pub fn manifest_versions(
+        &self,
+        name: &gatos_types::ManifestName,
+        before: Option<u64>,
+        limit: usize,
+    ) -> R<Vec<gatos_types::jobs::ManifestRow>> {
+        let src = self.source();
+        Ok(self
+            .service
+            .gatos()
+            .manifests()
+            .versions_in(src.as_ref(), name, before, limit)?)
+    }
+}

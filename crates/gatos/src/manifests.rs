@@ -212,6 +212,33 @@ impl Manifests<'_> {
         .into())
     }
 
+    /// The versions of a manifest at the refs of `src`, newest first: those below `before`
+    /// (all without it), at most `limit`; empty for a manifest not there.
+    ///
+    /// # Errors
+    /// When commits cannot be read.
+    pub fn versions_in(
+        &self,
+        src: &dyn crate::refs::RefSource,
+        name: &ManifestName,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ManifestRow>> {
+        let mut at = src.read(names::manifest(name).as_str())?;
+        let mut out = Vec::new();
+        while let Some(commit) = at {
+            if out.len() == limit {
+                break;
+            }
+            let (row, parent) = self.version_at(name, commit)?;
+            if before.is_none_or(|b| row.version < b) {
+                out.push(row);
+            }
+            at = parent;
+        }
+        Ok(out)
+    }
+
     /// Returns the latest version of every manifest, by name.
     ///
     /// # Errors

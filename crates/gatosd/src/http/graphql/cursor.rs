@@ -29,6 +29,8 @@ pub enum Kind {
     Manifests = 5,
     /// `Ledger.keys`.
     Keys = 6,
+    /// `Manifest.versions`.
+    Versions = 7,
 }
 
 /// The daemon's cursor key and run id.

@@ -555,6 +555,7 @@ impl Ledger {
                         spec: Json(
                             serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
                         ),
+                        state: Some(self.0.clone()),
                     },
                 )
             })
@@ -1211,6 +1212,7 @@ const AUDIT_TOPIC: &str = "gatos.audit";
 
 /// A registered manifest (its latest version at the state).
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Manifest {
     /// Its name.
     name: String,
@@ -1220,6 +1222,111 @@ pub struct Manifest {
     content_id: String,
     /// The job spec it enqueues.
     spec: Json,
+    #[graphql(skip)]
+    state: Option<Resolved>,
+}
+
+/// One version of a manifest.
+#[derive(SimpleObject)]
+pub struct ManifestVersion {
+    /// Its number.
+    version: UInt64,
+    /// `blake3:` of its document.
+    content_id: String,
+    /// The job spec it enqueues.
+    spec: Json,
+}
+
+/// A page of a manifest's versions, newest first.
+#[derive(SimpleObject)]
+pub struct ManifestVersionConnection {
+    /// The versions.
+    edges: Vec<ManifestVersionEdge>,
+    /// Where the page is.
+    page_info: PageInfo,
+    /// Versions of the manifest at this state (the latest's number: no scan).
+    total_count: i32,
+}
+
+/// A version and its cursor.
+#[derive(SimpleObject)]
+pub struct ManifestVersionEdge {
+    /// Pass as `after` to go on with older versions.
+    cursor: String,
+    /// The version.
+    node: ManifestVersion,
+}
+
+#[async_graphql::ComplexObject]
+impl Manifest {
+    /// Its versions at this state, newest first.
+    #[graphql(
+        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+    )]
+    async fn versions(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ManifestVersionConnection> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let Some(state_at) = &self.state else {
+            return Err(coded(
+                ErrorCode::Internal,
+                "a manifest without its state",
+                serde_json::Map::new(),
+            ));
+        };
+        let limit = page_size(first)?;
+        let state = state_at.meta.id;
+        let args = cursor::args_digest(&[self.name.as_str()]);
+        let before = match &after {
+            None => None,
+            Some(a) => {
+                let pos = rc
+                    .codec
+                    .decode(a, &state, Kind::Versions, &args)
+                    .map_err(|e| refused("after", e))?;
+                let b: [u8; 8] = pos
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| invalid("after", "the cursor holds no version"))?;
+                Some(u64::from_be_bytes(b))
+            }
+        };
+        let name: gatos_types::ManifestName = self
+            .name
+            .parse()
+            .map_err(|e| invalid("name", format!("{e}")))?;
+        // One more than the page, to know whether more follow.
+        let mut rows = rc
+            .service
+            .reads(Src::State(state_at.at.clone()))
+            .manifest_versions(&name, before, limit + 1)
+            .map_err(from_call)?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let edges: Vec<ManifestVersionEdge> = rows
+            .into_iter()
+            .map(|m| ManifestVersionEdge {
+                cursor: rc
+                    .codec
+                    .encode(&state, Kind::Versions, &args, &m.version.to_be_bytes()),
+                node: ManifestVersion {
+                    version: UInt64(m.version),
+                    content_id: m.content_id.to_string(),
+                    spec: Json(
+                        serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
+                    ),
+                },
+            })
+            .collect();
+        Ok(ManifestVersionConnection {
+            page_info: PageInfo::of(&edges, more, after.is_some(), |e| &e.cursor),
+            edges,
+            total_count: i32::try_from(self.version.0).unwrap_or(i32::MAX),
+        })
+    }
 }
 
 /// A consumer group.
