@@ -432,6 +432,15 @@ def refs_first(part, rec, rename_only=False):
     return out[:first] + moved + out[first:]
 
 
+def check_model(model, gg, dest, home, acks, verify, durable):
+    """Writes the model's volatile or durable state to `dest`, checks it, removes it."""
+    model.write_out(dest, durable=durable)
+    try:
+        return check_state(gg, dest, home, acks, verify)
+    finally:
+        shutil.rmtree(dest)
+
+
 def check_state(gg, repo, home, acks, verify):
     """None when the state at `repo` is sound, else what is wrong with it."""
     fsck = subprocess.run(["git", "--git-dir", repo, "fsck", "--strict", "--no-dangling",
@@ -513,19 +522,13 @@ def main():
         # the state it was given in (an acknowledgement changes no file of the repository).
         if changed or is_ack:
             states += 1
-            dest = os.path.join(work, f"s{i}.git")
-            model.write_out(dest, durable=False)
-            bad = check_state(gg, dest, home, acks, verify)
-            shutil.rmtree(dest)
+            bad = check_model(model, gg, os.path.join(work, f"s{i}.git"), home, acks, verify, False)
             if bad:
                 failures.append(("process crash", i, bad))
                 break
         if is_ack and o.fsync:
             durable_states += 1
-            dest = os.path.join(work, f"d{i}.git")
-            model.write_out(dest, durable=True)
-            bad = check_state(gg, dest, home, acks, verify)
-            shutil.rmtree(dest)
+            bad = check_model(model, gg, os.path.join(work, f"d{i}.git"), home, acks, verify, True)
             if bad:
                 failures.append(("power cut", i, bad))
                 break

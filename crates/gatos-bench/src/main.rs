@@ -312,26 +312,30 @@ fn claimer(g: &Gatos) -> Result<gatos::jobs::ClaimOptions, String> {
     })
 }
 
+/// What a proof says of a no-op run that exited 0 with no output.
+fn noop_run<'a>(
+    started_at: gatos_types::Timestamp,
+    finished_at: gatos_types::Timestamp,
+) -> gatos::proofs::Attempt<'a> {
+    gatos::proofs::Attempt {
+        started_at,
+        finished_at,
+        outcome: gatos_types::jobs::Outcome::Succeeded,
+        exit_code: Some(0),
+        stdout: b"",
+        stdout_truncated: false,
+        stderr: b"",
+        stderr_truncated: false,
+        outputs: &[],
+        runner: json!({"name": "gatos-bench"}),
+    }
+}
+
 /// Finishes a claimed job as a worker does (signed proof of a no-op run).
 fn finish(g: &Gatos, key: &ed25519_dalek::SigningKey, lease: &gatos::jobs::Lease) -> R {
-    use gatos::proofs::{Attempt, attest};
+    use gatos::proofs::attest;
     use gatos_types::jobs::Outcome;
-    let poe = attest(
-        key,
-        lease,
-        &Attempt {
-            started_at: lease.claimed_at,
-            finished_at: g.now(),
-            outcome: Outcome::Succeeded,
-            exit_code: Some(0),
-            stdout: b"",
-            stdout_truncated: false,
-            stderr: b"",
-            stderr_truncated: false,
-            outputs: &[],
-            runner: json!({"name": "gatos-bench"}),
-        },
-    )?;
+    let poe = attest(key, lease, &noop_run(lease.claimed_at, g.now()))?;
     g.jobs().finish(
         lease,
         &gatos::jobs::Finish {
