@@ -79,17 +79,23 @@ pub fn run(args: &[String]) -> R {
     Ok(())
 }
 
-fn ref_update(refs: &Path, i: u64, durable: bool) -> R {
-    let lock = refs.join("head.lock");
+/// Creates `path` (it must not exist), writes `data`, fsyncs it when `durable`, closes it.
+fn write_new(path: &Path, data: &[u8], durable: bool) -> R {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&lock)?;
-    f.write_all(format!("{}\n", fake_id(i, 8)).as_bytes())?;
+        .mode(0o444)
+        .open(path)?;
+    f.write_all(data)?;
     if durable {
         f.sync_all()?;
     }
-    drop(f);
+    Ok(())
+}
+
+fn ref_update(refs: &Path, i: u64, durable: bool) -> R {
+    let lock = refs.join("head.lock");
+    write_new(&lock, format!("{}\n", fake_id(i, 8)).as_bytes(), durable)?;
     std::fs::rename(&lock, refs.join("head"))?;
     if durable {
         fsync_dir(refs)?;
@@ -109,16 +115,7 @@ fn loose(objects: &Path, refs: &Path, n: u64, bytes: &[Vec<u8>], durable: bool) 
             }
             tmp_n += 1;
             let tmp = objects.join(format!("tmp_obj_bench_{tmp_n}"));
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o444)
-                .open(&tmp)?;
-            f.write_all(b)?;
-            if durable {
-                f.sync_all()?;
-            }
-            drop(f);
+            write_new(&tmp, b, durable)?;
             match std::fs::create_dir(&fan) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -206,16 +203,7 @@ fn pack(objects: &Path, refs: &Path, n: u64, group: u64, bytes: &[Vec<u8>], dura
         let idx_bytes = vec![b'i'; 8 + 1024 + objs * 28 + 40];
         for (data, ext) in [(&pack_bytes, "pack"), (&idx_bytes, "idx")] {
             let tmp = packs.join(format!("tmp_{ext}_{g}"));
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o444)
-                .open(&tmp)?;
-            f.write_all(data)?;
-            if durable {
-                f.sync_all()?;
-            }
-            drop(f);
+            write_new(&tmp, data, durable)?;
             std::fs::rename(&tmp, packs.join(format!("pack-{g:040x}.{ext}")))?;
         }
         if durable {
