@@ -83,7 +83,7 @@ Q = '''query($n: Int) {{
     keys {{ edges {{ node {{ id current trusted published revoked }} }} }}
     topics(first: 1) {{ totalCount edges {{ cursor node {{ name firstSeq lastSeq count }} }} pageInfo {{ hasNextPage endCursor }} }}
     consumerGroups {{ edges {{ node {{ name checkpoints {{ group topic seq ulid commit lag }} }} }} }}
-    queues {{ name pending maxPending }}
+    queues {{ name pending maxPending backoffBaseSeconds backoffMaxSeconds }}
     audit(first: 50) {{ edges {{ node {{ seq payload }} }} pageInfo {{ hasNextPage }} }}
     state {{ ref takenAt refs exact }}
     jobs(first: $n) {{

@@ -356,3 +356,14 @@ impl Reads<'_> {
             .versions_in(src.as_ref(), name, before, limit)?)
     }
 }
+
+impl Service {
+    /// Every queue this node knows of, with its settings (backoff, admission cap) and its
+    /// pending depth: local configuration and the ready index now, not a ref state.
+    ///
+    /// # Errors
+    /// When settings do not parse, or the index cannot be read.
+    pub fn queues_rows(&self) -> R<Vec<gatos_types::jobs::QueueRow>> {
+        Ok(gatos::jobs::queues::rows(self.gatos(), None)?)
+    }
+}

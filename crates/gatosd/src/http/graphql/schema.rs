@@ -563,18 +563,20 @@ impl Ledger {
         named_page(rc, &self.0, Kind::Manifests, items, first, after).map(Into::into)
     }
 
-    /// Queues: pending jobs and the admission cap (live: the ready index and local
-    /// configuration now, not the state; an answer with it is never immutable).
+    /// Queues: pending jobs, the admission cap and the retry backoff (live: the ready index
+    /// and local configuration now, not the state; an answer with it is never immutable).
     async fn queues(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<QueueDepth>> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         rc.flag(deps::LIVE | deps::CONFIG);
-        let rows = rc.service.health_queues().map_err(from_call)?;
+        let rows = rc.service.queues_rows().map_err(from_call)?;
         Ok(rows
             .into_iter()
             .map(|q| QueueDepth {
                 name: q.queue.to_string(),
                 pending: UInt64(q.pending),
                 max_pending: q.max_pending.map(UInt64),
+                backoff_base_seconds: q.backoff_base.map(UInt64),
+                backoff_max_seconds: q.backoff_max.map(UInt64),
             })
             .collect())
     }
@@ -1392,6 +1394,10 @@ pub struct QueueDepth {
     pending: UInt64,
     /// Its admission cap (`max_pending`), when set.
     max_pending: Option<UInt64>,
+    /// Its first retry delay in seconds, when set (default 1).
+    backoff_base_seconds: Option<UInt64>,
+    /// Its longest retry delay in seconds, when set.
+    backoff_max_seconds: Option<UInt64>,
 }
 
 /// This node's sync with its remote (live).
