@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of gatos against baselines measured on the same machine, in the same run.
 #
-#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|http|mcp|peers|all]  (default: all;
+#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|http|mcp|graphql|peers|all]  (default: all;
 #   peers, which installs and starts NATS, Redis and PostgreSQL, runs only when named)
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
@@ -9,7 +9,7 @@
 # N_BIG (100000), N_HUGE (1000000), N_AUTO (100000), N_JOBS (2000), N_RUN (500),
 # N_FINISHED (10000), INODE_SETTLE (310), N_SYNC (10000), N_ARCHIVED (100000),
 # SYNC_ROUNDS (30), N_EXPORT (100000), N_EXPORT_JOBS (10000), N_EXPORT_NEW (1000), N_HTTP_PUB (300), N_HTTP_ENQ (120), N_SSE (200),
-# N_IDLE (1000), N_PAGE_SMALL (1000), N_PAGE_BIG (100000), N_MCP (2000), N_DASH_SMALL (1000), N_DASH_BIG (100000), N_DASH_ROUNDS (60). Method and recorded figures:
+# N_IDLE (1000), N_PAGE_SMALL (1000), N_PAGE_BIG (100000), N_MCP (2000), N_DASH_SMALL (1000), N_DASH_BIG (100000), N_DASH_ROUNDS (60), N_GQL_JOBS (10000), N_GQL_MESSAGES (100000), N_GQL (200). Method and recorded figures:
 # docs/PERFORMANCE.md. Nothing here asserts: it measures.
 set -euo pipefail
 
@@ -942,6 +942,7 @@ case "$what" in
   gatosd-flood) bench_gatosd_flood ;;
   http) bench_http ;;
   mcp) bench_mcp ;;
+  graphql) . "$here/scripts/bench_graphql.sh"; bench_graphql ;;
   peers) . "$here/scripts/bench_peers.sh"; bench_peers ;;
   dashboard) . "$here/scripts/bench_dashboard.sh"; bench_dashboard ;;
   all) bench_messages; bench_daemon; bench_jobs; bench_isolation; bench_service; bench_sync; bench_export; bench_gatosd_flood; bench_http; bench_mcp ;;
