@@ -433,8 +433,8 @@ impl Ledger {
         }))
     }
 
-    /// The audit trail at this state (the `gatos.audit` topic): records oldest first, each
-    /// message's payload the record (actor, action, target, before, after).
+    /// The audit trail at this state (the `gatos.audit` topic): records oldest first, from
+    /// the first whose time is at or after `since` (RFC 3339) when given.
     #[graphql(
         complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
@@ -443,16 +443,29 @@ impl Ledger {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<MessageConnection> {
+        since: Option<String>,
+    ) -> async_graphql::Result<AuditConnection> {
         let topic: Topic = AUDIT_TOPIC
             .parse()
             .map_err(|e| coded(ErrorCode::Internal, format!("{e}"), serde_json::Map::new()))?;
         let r = Range {
             first,
             after,
+            from_time: since,
             ..Range::default()
         };
-        messages_page(ctx, &self.0, &topic, r)
+        let page = messages_page(ctx, &self.0, &topic, r)?;
+        Ok(AuditConnection {
+            edges: page
+                .edges
+                .into_iter()
+                .map(|e| AuditEdge {
+                    cursor: e.cursor,
+                    node: AuditRecord::from(e.node),
+                })
+                .collect(),
+            page_info: page.page_info,
+        })
     }
 
     /// Consumer groups at this state, by name, with their checkpoints and lag.
@@ -1207,6 +1220,62 @@ fn messages_page(
         page_info: PageInfo::of(&edges, !page.end, r.after.is_some(), |e| &e.cursor),
         edges,
     })
+}
+
+/// A page of the audit trail, oldest first.
+#[derive(SimpleObject)]
+pub struct AuditConnection {
+    /// The records.
+    edges: Vec<AuditEdge>,
+    /// Where the page is.
+    page_info: PageInfo,
+}
+
+/// An audit record and its cursor.
+#[derive(SimpleObject)]
+pub struct AuditEdge {
+    /// Pass as `after` to go on after this record.
+    cursor: String,
+    /// The record.
+    node: AuditRecord,
+}
+
+/// One audited action: a message of `gatos.audit`, its payload read as a record.
+#[derive(SimpleObject)]
+pub struct AuditRecord {
+    /// The message's ULID.
+    ulid: String,
+    /// Its position in the trail.
+    seq: UInt64,
+    /// Who acted (`cli:…`, `http:…`, …).
+    actor: Option<String>,
+    /// The acting node's signing key, when it has one.
+    key: Option<String>,
+    /// What was done (`jobs.cancel`, `config.queue`, …).
+    action: Option<String>,
+    /// What it was done to.
+    target: Option<String>,
+    /// The state before.
+    before: Option<Json>,
+    /// The state after.
+    after: Option<Json>,
+}
+
+impl From<Message> for AuditRecord {
+    fn from(m: Message) -> AuditRecord {
+        let field = |k: &str| m.payload.0.get(k).cloned();
+        let text = |k: &str| field(k).and_then(|v| v.as_str().map(str::to_owned));
+        AuditRecord {
+            actor: text("actor"),
+            key: text("key"),
+            action: text("action"),
+            target: text("target"),
+            before: field("before").map(Json),
+            after: field("after").map(Json),
+            ulid: m.ulid,
+            seq: m.seq,
+        }
+    }
 }
 
 /// The topic of the audit trail.
