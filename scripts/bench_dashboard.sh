@@ -11,7 +11,7 @@
 bench_dashboard() {
   echo "== the dashboard's jobs page: $((${N_DASH_SMALL:-1000})) vs $((${N_DASH_BIG:-100000})) finished jobs, alternating rounds"
   local small=${N_DASH_SMALL:-1000} big=${N_DASH_BIG:-100000} rounds=${N_DASH_ROUNDS:-60}
-  local tf="$WORK/dash-tokens" n r f args=()
+  local tf="$WORK/dash-tokens" n r f args=() sites=()
   ( umask 077; printf 'dash %s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > "$tf" )
   local pids=()
   for n in "$small" "$big"; do
@@ -29,11 +29,17 @@ bench_dashboard() {
     for _ in $(seq 1 400); do
       [ -s "$r/gatos/gatosd/http-addr" ] && [ -S "$WORK/d$n.sock" ] && break; sleep 0.05
     done
-    local url; url=$(GIT_DIR="$r" "$GG" dashboard --json --quiet --socket "$WORK/d$n.sock" --token-file "$tf" \
-      | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["url"])')
-    args+=("$n" "$url" "$mid")
+    sites+=("$n" "$r" "$mid")
   done
   settle
+  # Sign-in codes live 60 s: minted once both daemons serve, just before the rounds.
+  local i url
+  for ((i = 0; i < ${#sites[@]}; i += 3)); do
+    n=${sites[i]}; r=${sites[i + 1]}
+    url=$(GIT_DIR="$r" "$GG" dashboard --json --quiet --socket "$WORK/d$n.sock" --token-file "$tf" \
+      | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["url"])')
+    args+=("$n" "$url" "${sites[i + 2]}")
+  done
   local j; j=$(python3 - "$rounds" "${args[@]}" <<'PY'
 import http.client, json, statistics, sys, time
 from urllib.parse import urlsplit
