@@ -93,7 +93,7 @@ fn hash(secret: &[u8]) -> [u8; 32] {
     *blake3::hash(secret).as_bytes()
 }
 
-/// An instant `d` after `now` on the wall clock, for display.
+/// The wall-clock time of the instant `at`, given that `now` is the present, for display.
 fn wall(now: Instant, at: Instant) -> SystemTime {
     let wall_now = SystemTime::now();
     match at.checked_duration_since(now) {
