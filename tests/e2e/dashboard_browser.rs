@@ -47,7 +47,9 @@ fn can_run(test: &str) -> TestResult<bool> {
             Err(format!("{test}: CI=true and the browser tests cannot run: {why}").into())
         }
         Some(why) => {
-            eprintln!("SKIPPED {test}: {why}");
+            // Straight to stderr, past the test harness's capture: the skip is seen.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
             Ok(false)
         }
     }
