@@ -23,6 +23,7 @@ fn client_env<'a>(d: &HttpDaemon, url: &'a str) -> [(&'static str, &'a str); 3] 
 
 const PRELUDE: &str = r#"
 import json, os, sys
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.environ["GQL_SCRIPTS"])
 from graphql_client import Client, code_of
 c = Client(os.environ["GQL_URL"], os.environ["GQL_TOKEN"])
