@@ -183,7 +183,10 @@ pub fn run(args: &[String]) -> R {
     // fresh ref state each time) against the same answer pinned.
     let (mint, pinned_state) = alternate(
         n,
-        || gql.post("{ ledger { state { refs } } }", json!({})).map(drop),
+        || {
+            gql.post("{ ledger { state { refs } } }", json!({}))
+                .map(drop)
+        },
         || {
             gql.post(
                 "query($s: String) { ledger(stateRef: $s) { state { refs } } }",
