@@ -147,6 +147,17 @@ check(r.status_code == 200 and r.json()["state"] == state and r.json()["exact"] 
 r = c.session.get(c.base + "/api/v1/state", params={{"state_ref": "blake3:" + "1" * 64}})
 check(r.status_code == 404 and r.json()["code"] == "NotFound", "state.resolve of an unknown state: %s" % r.text)
 
+# The other reads the schema serves, as operations: queues.list, jobs.attempts, manifests.versions.
+r = c.session.get(c.base + "/api/v1/queues")
+check(r.status_code == 200 and any(q["queue"] == "later" and q["pending"] == 1 for q in r.json()["queues"]), "queues.list: %s" % r.text)
+r = c.session.get(c.base + "/api/v1/jobs/%s/attempts" % ids[0])
+a = r.json()["attempts"]
+check(r.status_code == 200 and len(a) == 1 and a[0]["attempt"] == 1 and a[0]["chain"][0]["commit"] == jobs[0]["attempts"][0]["claimChain"][0]["commit"], "jobs.attempts: %s" % r.text)
+r = c.session.get(c.base + "/api/v1/manifests/build/versions")
+check(r.status_code == 200 and [v["version"] for v in r.json()["versions"]] == [1], "manifests.versions: %s" % r.text)
+r = c.session.get(c.base + "/api/v1/manifests/build/versions", params={{"limit": 0}})
+check(r.status_code == 400 and r.json()["code"] == "InvalidInput", "manifests.versions limit 0: %s" % r.text)
+
 # By seq, by ULID, after a ULID, and a time range.
 u = [e["node"]["ulid"] for e in msgs["edges"]]
 T = 'query($s: String, $u: String) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ a: message(seq: "3") {{ seq payload }} b: message(ulid: $u) {{ seq }} c: messages(afterUlid: $u, first: 2) {{ edges {{ node {{ seq }} }} }} d: messages(fromTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} }} e: messages(toTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} f: message(seq: "99") {{ seq }} }} }} }}'

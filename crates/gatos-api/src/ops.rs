@@ -46,6 +46,12 @@ pub mod names {
     pub const GATOS_READY: &str = "gatos.ready";
     /// `state.resolve`
     pub const STATE_RESOLVE: &str = "state.resolve";
+    /// `queues.list`
+    pub const QUEUES_LIST: &str = "queues.list";
+    /// `jobs.attempts`
+    pub const JOBS_ATTEMPTS: &str = "jobs.attempts";
+    /// `manifests.versions`
+    pub const MANIFESTS_VERSIONS: &str = "manifests.versions";
     /// `gatos.version`
     pub const GATOS_VERSION: &str = "gatos.version";
     /// `gatos.auth`
@@ -705,6 +711,31 @@ pub const OPS: &[Op] = &[
         schema::<t::ReadyResult>,
     )
     .shape(Shape::Face)
+    .faces(Faces::REMOTE),
+    // Reads the GraphQL face serves (ADR 0044), offered to the remote faces too.
+    op(
+        n::QUEUES_LIST,
+        "Every queue with its settings (backoff, admission cap) and pending depth.",
+        Read,
+        schema::<t::NoParams>,
+        schema::<t::QueuesResult>,
+    )
+    .faces(Faces::REMOTE),
+    op(
+        n::JOBS_ATTEMPTS,
+        "A job's attempts, oldest first, each with its claim chain.",
+        Read,
+        schema::<t::JobIdParams>,
+        schema::<t::AttemptsResult>,
+    )
+    .faces(Faces::REMOTE),
+    op(
+        n::MANIFESTS_VERSIONS,
+        "A manifest's versions, newest first, a page at a time.",
+        Read,
+        schema::<t::ManifestVersionsParams>,
+        schema::<t::ManifestVersionsResult>,
+    )
     .faces(Faces::REMOTE),
     // A ref state lives in the daemon that keeps it (ADR 0044): no CLI form.
     op(

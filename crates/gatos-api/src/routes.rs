@@ -346,6 +346,7 @@ pub const ROUTES: &[Route] = &[
     get("/api/v1/jobs", n::JOBS_LIST).page("next_cursor", "cursor"),
     get(JOB, n::JOBS_GET),
     get("/api/v1/jobs/{id}/why", n::JOBS_WHY),
+    get("/api/v1/jobs/{id}/attempts", n::JOBS_ATTEMPTS),
     post("/api/v1/jobs/{id}/cancel", n::JOBS_CANCEL),
     post("/api/v1/jobs/{id}/retry", n::JOBS_RETRY)
         .created_at(JOB)
@@ -374,6 +375,7 @@ pub const ROUTES: &[Route] = &[
         })
         .created_at("/api/v1/manifests/{name}?version={version}"),
     get("/api/v1/manifests/{name}", n::MANIFESTS_GET),
+    get("/api/v1/manifests/{name}/versions", n::MANIFESTS_VERSIONS),
     post("/api/v1/manifests/{name}/runs", n::MANIFESTS_RUN)
         .created_at(JOB)
         .idempotency(Idempotency::Store),
@@ -382,6 +384,7 @@ pub const ROUTES: &[Route] = &[
     get("/api/v1/audit", n::AUDIT_READ).page("next_since", "since"),
     get("/api/v1/doctor", n::DOCTOR_CHECK),
     post("/api/v1/sync", n::SYNC_RUN),
+    get("/api/v1/queues", n::QUEUES_LIST),
     get("/api/v1/state", n::STATE_RESOLVE),
     get("/api/v1/version", n::GATOS_VERSION),
     get("/api/v1/health", n::GATOS_HEALTH),

@@ -269,6 +269,12 @@ impl Service {
                 (encode(&self.topics_list()?)?, vec![])
             }
             n::STATE_RESOLVE => (encode(&self.state_resolve(decode(params)?)?)?, vec![]),
+            n::QUEUES_LIST => {
+                let _: NoParams = decode(params)?;
+                (encode(&self.queues_list()?)?, vec![])
+            }
+            n::JOBS_ATTEMPTS => (encode(&self.jobs_attempts(decode(params)?)?)?, vec![]),
+            n::MANIFESTS_VERSIONS => (encode(&self.manifests_versions(decode(params)?)?)?, vec![]),
             n::CHECKPOINTS_GET => (encode(&self.checkpoints_get(decode(params)?)?)?, vec![]),
             n::CHECKPOINTS_LIST => (encode(&self.checkpoints_list(decode(params)?)?)?, vec![]),
             n::CHECKPOINTS_SET => (

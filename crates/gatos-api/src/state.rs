@@ -367,3 +367,70 @@ impl Service {
         Ok(gatos::jobs::queues::rows(self.gatos(), None)?)
     }
 }
+
+impl Service {
+    /// `queues.list`.
+    ///
+    /// # Errors
+    /// As [`Service::queues_rows`].
+    pub fn queues_list(&self) -> R<crate::types::QueuesResult> {
+        Ok(crate::types::QueuesResult {
+            queues: self.queues_rows()?,
+        })
+    }
+
+    /// `jobs.attempts`: a job's attempts from its live claim chain.
+    ///
+    /// # Errors
+    /// When the job's commits cannot be read.
+    pub fn jobs_attempts(&self, p: crate::types::JobIdParams) -> R<crate::types::AttemptsResult> {
+        let attempts = self.reads(Src::Live).job_attempts(p.id)?;
+        Ok(crate::types::AttemptsResult {
+            attempts: attempts
+                .into_iter()
+                .filter_map(|a| {
+                    let first = a.steps.last()?.doc.clone();
+                    let last = a.steps.first()?.doc.clone();
+                    Some(crate::types::AttemptRow {
+                        attempt: a.attempt,
+                        worker: first.worker.to_string(),
+                        claimed_at: first.claimed_at,
+                        outcome: last.outcome,
+                        exit_code: last.exit_code,
+                        chain: a
+                            .steps
+                            .iter()
+                            .map(|l| crate::types::ClaimStepRow {
+                                commit: l.commit,
+                                state: l.doc.state,
+                                lease_until: l.doc.lease_until,
+                            })
+                            .collect(),
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    /// `manifests.versions`: a page of a manifest's versions, newest first.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a limit of 0 or above 1,000; when commits cannot be read.
+    pub fn manifests_versions(
+        &self,
+        p: crate::types::ManifestVersionsParams,
+    ) -> R<crate::types::ManifestVersionsResult> {
+        let limit = p.limit.unwrap_or(100);
+        if limit == 0 || limit > 1000 {
+            return Err(CallError::Failed(gatos::Error::new(
+                ErrorCode::InvalidInput,
+                "limit must be between 1 and 1000",
+            )));
+        }
+        Ok(crate::types::ManifestVersionsResult {
+            versions: self
+                .reads(Src::Live)
+                .manifest_versions(&p.name, p.before, limit)?,
+        })
+    }
+}

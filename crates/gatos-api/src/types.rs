@@ -937,3 +937,68 @@ pub struct StateRow {
     /// Until when it is kept unless used again.
     pub kept_until: Timestamp,
 }
+
+/// `queues.list` result: every queue this node knows of, with its settings and depth.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct QueuesResult {
+    /// The queues, by name.
+    pub queues: Vec<gatos_types::jobs::QueueRow>,
+}
+
+/// One commit of a claim chain (`jobs.attempts`).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ClaimStepRow {
+    /// The claim commit.
+    pub commit: Oid,
+    /// The claim's state in it.
+    pub state: gatos_types::jobs::ClaimState,
+    /// The lease it set.
+    pub lease_until: Timestamp,
+}
+
+/// One attempt of a job (`jobs.attempts`).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AttemptRow {
+    /// Its number.
+    pub attempt: u32,
+    /// The worker that claimed it.
+    pub worker: String,
+    /// When it was claimed.
+    pub claimed_at: Timestamp,
+    /// How it ended, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<gatos_types::jobs::Outcome>,
+    /// The exit code, when the command ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Its claim commits, newest first.
+    pub chain: Vec<ClaimStepRow>,
+}
+
+/// `jobs.attempts` result.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AttemptsResult {
+    /// The attempts, oldest first (none for a job never claimed, or unknown).
+    pub attempts: Vec<AttemptRow>,
+}
+
+/// `manifests.versions` params.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestVersionsParams {
+    /// The manifest.
+    pub name: ManifestName,
+    /// Only versions below this one (the `version` of the previous page's last row).
+    #[serde(default)]
+    pub before: Option<u64>,
+    /// At most this many (default 100, at most 1,000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `manifests.versions` result.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ManifestVersionsResult {
+    /// The versions, newest first (none for an unknown manifest).
+    pub versions: Vec<ManifestRow>,
+}
