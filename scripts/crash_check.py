@@ -22,7 +22,8 @@ Every state must pass `git fsck --strict`, must be readable by gatos after `git 
 
 Usage: crash_check.py GIT_GATOS SCENARIO [--fsync METHOD] [--work DIR]
 Scenarios: publish, batch, enqueue, consume (a checkpoint), worker (claim, heartbeat,
-result, events). Exit status 0 when every state passed; otherwise
+result, events), daemon (gatosd answering publishes on its socket, one at a time and four
+at once; its acknowledgement is its answer, and its real kills are left to the prefixes). Exit status 0 when every state passed; otherwise
 the first failure is printed with the calls that led to it.
 """
 
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 
-TRACED = ("openat,open,creat,write,pwrite64,writev,rename,renameat,renameat2,mkdir,mkdirat,"
+TRACED = ("openat,open,creat,write,pwrite64,writev,sendto,sendmsg,rename,renameat,renameat2,mkdir,mkdirat,"
           "unlink,unlinkat,rmdir,ftruncate,truncate,fsync,fdatasync,syncfs,sync,close,lseek,"
           "dup,dup2,dup3,fcntl,link,linkat")
 # The calls that change the file system: a crash point follows each of them.
@@ -289,7 +290,16 @@ class Model:
         if name in ("syncfs", "sync"):
             self.sync_all()
             return False
-        if name in ("link", "linkat", "truncate"):
+        if name in ("link", "linkat"):
+            src = self.resolve(pid, "AT_FDCWD", unquote(a[0]).decode()) if name == "link" else \
+                self.resolve(pid, a[0], unquote(a[1]).decode())
+            dst = self.resolve(pid, "AT_FDCWD", unquote(a[1]).decode()) if name == "link" else \
+                self.resolve(pid, a[2], unquote(a[3]).decode())
+            if src in self.names and dst and self.inside(dst):
+                self.names[dst] = self.names[src]
+                return True
+            return False
+        if name == "truncate":
             raise ValueError(f"{name} is not modelled; extend crash_check.py")
         return False
 
@@ -388,13 +398,78 @@ def scenario(name, gg, work):
             return f"messages consume after the crash: {again.stderr.strip()}"
         return None
 
+    if name == "daemon":
+        # Recorded by record_daemon: gatosd itself, publishes over its socket.
+        return [], [], published
     if name == "consume":
         return ([[gg, "messages", "publish", "t", "--data", json.dumps({"n": i})] for i in range(3)],
                 [[gg, "messages", "consume", "g", "t"]], consumed)
     if name == "worker":
         return ([[gg, "jobs", "enqueue", "--", "true"]],
                 [[gg, "worker", "--drain", "--quiet", "--id", "w0"]], worked)
-    raise SystemExit(f"unknown scenario {name} (publish, batch, enqueue, consume, worker)")
+    raise SystemExit(f"unknown scenario {name} (publish, batch, enqueue, consume, worker, daemon)")
+
+
+def record_daemon(gatosd, rec, home, work):
+    """Runs gatosd on `rec` under strace and publishes over its socket: 3 messages one at a
+    time, then 4 at once from 4 connections (a group commit). Returns the trace's calls;
+    an acknowledgement is the daemon's answer to a publish, written to its client."""
+    import socket
+    import time
+    sock = os.path.join(work, "d.sock")
+    log = os.path.join(work, "trace.daemon")
+    d = subprocess.Popen(["strace", "-f", "-qq", "-xx", "-s", "16777216", "-o", log,
+                          "-e", "trace=" + TRACED, gatosd, "--repo", rec, "--socket", sock],
+                         env=env(rec, home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(sock):
+            if time.monotonic() > deadline or d.poll() is not None:
+                raise SystemExit(f"gatosd did not start: {d.stderr.read().decode() if d.poll() is not None else 'timeout'}")
+            time.sleep(0.05)
+        with open(os.path.join(rec, "gatos", "gatosd", "token")) as f:
+            token = f.read().strip()
+
+        def connect():
+            c = socket.socket(socket.AF_UNIX)
+            c.settimeout(60)
+            c.connect(sock)
+            r = c.makefile("rb")
+            c.sendall(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "gatos.auth",
+                                  "params": {"token": token}}).encode() + b"\n")
+            if b'"authenticated":true' not in r.readline():
+                raise SystemExit("gatos.auth failed")
+            return c, r
+
+        def publish(c, i):
+            c.sendall(json.dumps({"jsonrpc": "2.0", "id": i, "method": "messages.publish",
+                                  "params": {"topic": "t", "payload": {"n": i}}}).encode() + b"\n")
+
+        c, r = connect()
+        for i in range(1, 4):
+            publish(c, i)
+            if b'"result"' not in r.readline():
+                raise SystemExit("a publish failed")
+        many = [connect() for _ in range(4)]
+        for k, (c2, _) in enumerate(many):
+            publish(c2, 10 + k)
+        for _, r2 in many:
+            if b'"result"' not in r2.readline():
+                raise SystemExit("a concurrent publish failed")
+        for c2, r2 in many + [(c, r)]:
+            r2.close()
+            c2.close()
+    finally:
+        # SIGTERM to gatosd itself (strace's child), which drains and exits; strace follows.
+        kids = []
+        for t in os.listdir(f"/proc/{d.pid}/task"):
+            with open(f"/proc/{d.pid}/task/{t}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+        for k in kids:
+            os.kill(k, 15)
+        d.wait(timeout=60)
+    with open(log) as f:
+        return parse(f.read())
 
 
 def refs_first(part, rec, rename_only=False):
@@ -487,6 +562,21 @@ def main():
     rec = os.path.join(work, "rec.git")
     shutil.copytree(base, rec, symlinks=True)
     calls, acks_at, ends = [], [], []  # acks_at: (index into calls, acknowledged line)
+    if o.scenario == "daemon":
+        gatosd = os.path.join(os.path.dirname(gg), "gatosd")
+        for call in record_daemon(gatosd, rec, home, work):
+            calls.append(call)
+            pid, name, a, ret = call
+            if name in ("write", "writev", "sendto", "sendmsg") and a[0] not in ("1", "2") and ret > 0:
+                quoted = re.findall(r'"(?:[^"\\]|\\.)*"', a[1])
+                try:
+                    text = b"".join(unquote(q) for q in quoted).decode("utf-8", "replace")
+                except ValueError:
+                    continue
+                if '"result"' in text and '"ulid"' in text:
+                    acks_at.append((len(calls) - 1, text))
+        ends.append(len(calls) - 1)
+        o.no_kills = True  # a daemon is killed by the process-crash prefixes above
     for i, c in enumerate(cmds):
         log = os.path.join(work, f"trace.{i}")
         r = subprocess.run(["strace", "-f", "-qq", "-xx", "-s", "16777216", "-o", log,
@@ -537,7 +627,7 @@ def main():
     # every changing call once).
     kills = 0
     if not o.no_kills and not failures:
-        names = sorted(CHANGING - {"creat", "link", "linkat", "truncate"})
+        names = sorted(CHANGING - {"creat", "link", "truncate"})
         for ci, c in enumerate(cmds):
             for sc in names:
                 k = 1

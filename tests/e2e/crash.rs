@@ -1,6 +1,6 @@
 //! Crash tests of the write paths (issue #21 point 2; ADR 0046): `scripts/crash_check.py`
-//! records a real `git-gatos` under strace (a publish, a batch, enqueues, a consumer's
-//! checkpoint, a worker running a job) and checks every state a crash can leave — each
+//! records a real `git-gatos` or `gatosd` under strace (a publish, a batch, enqueues, a
+//! consumer's checkpoint, a worker running a job, the daemon publishing) and checks every state a crash can leave — each
 //! prefix of its calls (a killed process), the minimum a power cut keeps at each
 //! acknowledgement (with `gatos.fsync = true`), and a real SIGKILL at every changing call —
 //! with `git fsck --strict`, `git gatos doctor` and the acknowledged writes.
@@ -75,6 +75,20 @@ fn every_crash_state_of_a_batch_enqueues_and_a_checkpoint_is_sound() -> TestResu
     Ok(())
 }
 
+/// gatosd itself, publishing for its socket's clients one at a time and four at once: every
+/// prefix of the daemon's calls (its threads' calls in the order they returned) holds every
+/// publish it had answered.
+#[test]
+fn every_crash_state_of_the_daemon_publishing_is_sound() -> TestResult {
+    if !can_run("daemon")? {
+        return Ok(());
+    }
+    let line = check(&["daemon"])?;
+    assert!(line.starts_with("ok daemon"), "{line}");
+    assert!(line.contains("7 acknowledgements"), "{line}");
+    Ok(())
+}
+
 #[test]
 fn every_crash_state_of_a_worker_running_a_job_is_sound() -> TestResult {
     if !can_run("worker")? {
@@ -101,6 +115,7 @@ fn an_acknowledged_durable_write_survives_a_power_cut() -> TestResult {
         ("enqueue", "fsync"),
         ("consume", "fsync"),
         ("worker", "fsync"),
+        ("daemon", "fsync"),
     ] {
         let line = check(&[s, "--fsync", method, "--no-kills"])?;
         assert!(line.starts_with(&format!("ok {s}")), "{line}");
