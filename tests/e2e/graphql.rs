@@ -160,9 +160,10 @@ check(r.status_code == 400 and r.json()["code"] == "InvalidInput", "manifests.ve
 
 # By seq, by ULID, after a ULID, and a time range.
 u = [e["node"]["ulid"] for e in msgs["edges"]]
-T = 'query($s: String, $u: String) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ a: message(seq: "3") {{ seq payload }} b: message(ulid: $u) {{ seq }} c: messages(afterUlid: $u, first: 2) {{ edges {{ node {{ seq }} }} }} d: messages(fromTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} }} e: messages(toTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} f: message(seq: "99") {{ seq }} }} }} }}'
+T = 'query($s: String, $u: String) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ settings a: message(seq: "3") {{ seq payload }} b: message(ulid: $u) {{ seq }} c: messages(afterUlid: $u, first: 2) {{ edges {{ node {{ seq }} }} }} d: messages(fromTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} }} e: messages(toTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} f: message(seq: "99") {{ seq }} }} }} }}'
 t, _ = c.data(T, {{"s": state, "u": u[1]}})
 t = t["ledger"]["topic"]
+check(t["settings"]["topic"] == "t.events", "settings: %s" % t["settings"])
 check(t["a"] == {{"seq": "3", "payload": {{"n": 2}}}} and t["b"] == {{"seq": "2"}} and t["f"] is None, "message(seq/ulid): %s" % t)
 check([e["node"]["seq"] for e in t["c"]["edges"]] == ["3", "4"], "afterUlid: %s" % t["c"])
 check(len(t["d"]["edges"]) == 6 and t["e"]["edges"] == [] and not t["e"]["pageInfo"]["hasNextPage"], "time range: %s" % t)

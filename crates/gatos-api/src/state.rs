@@ -434,3 +434,18 @@ impl Service {
         })
     }
 }
+
+impl Reads<'_> {
+    /// A topic's settings at the source (the defaults when it has none).
+    ///
+    /// # Errors
+    /// `InvalidEnvelope` when stored settings do not parse.
+    pub fn topic_config(&self, topic: &gatos_types::Topic) -> R<gatos_types::wire::TopicConfig> {
+        let src = self.source();
+        Ok(self
+            .service
+            .gatos()
+            .messages()
+            .config_in(src.as_ref(), topic)?)
+    }
+}

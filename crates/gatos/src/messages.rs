@@ -258,6 +258,18 @@ impl<'g> Messages<'g> {
         self.gatos.topic_config(topic).map(|(c, _)| c)
     }
 
+    /// [`Messages::config`] as the refs of `src` have it.
+    ///
+    /// # Errors
+    /// As [`Messages::config`].
+    pub fn config_in(
+        &self,
+        src: &dyn crate::refs::RefSource,
+        topic: &Topic,
+    ) -> Result<TopicConfig> {
+        self.gatos.topic_config_in(src, topic).map(|(c, _)| c)
+    }
+
     /// Changes a topic's settings and returns them (an empty change just reads them).
     ///
     /// # Errors

@@ -85,6 +85,24 @@ impl Gatos {
     pub(crate) fn topic_config(&self, topic: &Topic) -> Result<(TopicConfig, Option<Oid>)> {
         let name = names::config_topic(topic);
         let at = self.store().read_ref(&name)?;
+        self.topic_config_at(topic, at)
+    }
+
+    /// A topic's settings as the refs of `src` have them.
+    pub(crate) fn topic_config_in(
+        &self,
+        src: &dyn crate::refs::RefSource,
+        topic: &Topic,
+    ) -> Result<(TopicConfig, Option<Oid>)> {
+        let at = src.read(names::config_topic(topic).as_str())?;
+        self.topic_config_at(topic, at)
+    }
+
+    fn topic_config_at(
+        &self,
+        topic: &Topic,
+        at: Option<Oid>,
+    ) -> Result<(TopicConfig, Option<Oid>)> {
         let Some(commit) = at else {
             return Ok((TopicConfig::defaults(topic.clone()), None));
         };

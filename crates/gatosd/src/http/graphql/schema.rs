@@ -1021,6 +1021,20 @@ impl TopicAt {
         UInt64(self.row.as_ref().map_or(0, |r| r.last_seq))
     }
 
+    /// Its settings at this state (retention, limits; the defaults when it has none), as
+    /// `messages config` shows them.
+    async fn settings(&self, ctx: &Context<'_>) -> async_graphql::Result<Json> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let cfg = rc
+            .service
+            .reads(Src::State(self.state.at.clone()))
+            .topic_config(&self.topic)
+            .map_err(from_call)?;
+        Ok(Json(
+            serde_json::to_value(&cfg).unwrap_or(serde_json::Value::Null),
+        ))
+    }
+
     /// The consumer groups' checkpoints on this topic at this state, by group.
     async fn checkpoints(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Checkpoint>> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
