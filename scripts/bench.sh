@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of gatos against baselines measured on the same machine, in the same run.
 #
-#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|http|mcp|graphql|peers|all]  (default: all;
+#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|http|mcp|graphql|dashboard|peers|all]  (default: all;
 #   peers, which installs and starts NATS, Redis and PostgreSQL, runs only when named)
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
