@@ -94,8 +94,9 @@ pub fn sync(method: Method, step: Step, anchor: &Path, paths: &[PathBuf]) -> Res
 /// synced, and a write can create directories as well as files (a new `objects/xx/`, a
 /// new `refs/gatos/messages/<topic>/`): their names live one level further up, so syncing
 /// only the file's own directory can leave a synced file unreachable after a power cut
-/// (found by scripts/crash_check.py). Syncing a directory nothing changed costs no journal
-/// commit. Paths outside `root` get their parent directory only.
+/// (found by scripts/crash_check.py). The extra syncs made a CLI publish with this method
+/// about a fifth slower (ADR 0046); `syncfs`, the default, is unchanged. Paths outside
+/// `root` get their parent directory only.
 ///
 /// # Errors
 /// When a file or directory cannot be opened or synced.
