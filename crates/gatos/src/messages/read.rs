@@ -123,6 +123,47 @@ struct Start {
     cursor_ulid: Option<Ulid>,
 }
 
+/// A page being read: its rows until their bytes reach the cap (the row that crosses it is
+/// the page's last), for the live and the pinned read alike.
+struct Page {
+    messages: Vec<MessageRow>,
+    bytes: u64,
+    max_bytes: u64,
+}
+
+impl Page {
+    /// An empty page, after checking the limit (1 to [`MAX_PAGE`]).
+    fn new(opts: &ReadOptions, max_bytes: u64) -> Result<Page> {
+        if opts.limit == 0 || opts.limit > MAX_PAGE {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        Ok(Page {
+            messages: Vec::with_capacity(usize::try_from(opts.limit.min(1024)).unwrap_or(1024)),
+            bytes: 0,
+            max_bytes,
+        })
+    }
+
+    /// Adds a message; false once the page is full by bytes.
+    fn push(&mut self, m: &MessageView<'_>) -> bool {
+        self.messages.push(m.to_row());
+        self.bytes = self.bytes.saturating_add(m.page_bytes());
+        self.bytes < self.max_bytes
+    }
+
+    fn finish(self, end: &ScanEnd) -> ReadPage {
+        ReadPage {
+            messages: self.messages,
+            next_since: end.next_since,
+            end: end.end,
+            gap: end.gap,
+        }
+    }
+}
+
 impl Messages<'_> {
     /// Reads one page (at most 10,000 messages).
     ///
@@ -146,26 +187,9 @@ impl Messages<'_> {
         opts: &ReadOptions,
         max_bytes: u64,
     ) -> Result<ReadPage> {
-        if opts.limit == 0 || opts.limit > MAX_PAGE {
-            return Err(Error::new(
-                ErrorCode::InvalidInput,
-                format!("limit must be between 1 and {MAX_PAGE}"),
-            ));
-        }
-        let mut messages =
-            Vec::with_capacity(usize::try_from(opts.limit.min(1024)).unwrap_or(1024));
-        let mut bytes = 0u64;
-        let end = self.scan(topic, &opts.since, Some(opts.limit), |m| {
-            messages.push(m.to_row());
-            bytes = bytes.saturating_add(m.page_bytes());
-            Ok(bytes < max_bytes)
-        })?;
-        Ok(ReadPage {
-            messages,
-            next_since: end.next_since,
-            end: end.end,
-            gap: end.gap,
-        })
+        let mut page = Page::new(opts, max_bytes)?;
+        let end = self.scan(topic, &opts.since, Some(opts.limit), |m| Ok(page.push(m)))?;
+        Ok(page.finish(&end))
     }
 
     /// Returns the position of a ULID among the retained messages of a topic.
@@ -307,12 +331,7 @@ impl Messages<'_> {
         opts: &ReadOptions,
         max_bytes: u64,
     ) -> Result<ReadPage> {
-        if opts.limit == 0 || opts.limit > MAX_PAGE {
-            return Err(Error::new(
-                ErrorCode::InvalidInput,
-                format!("limit must be between 1 and {MAX_PAGE}"),
-            ));
-        }
+        let mut page = Page::new(opts, max_bytes)?;
         let Some(pinned) = src.read(names::message_head(topic).as_str())? else {
             return Ok(ReadPage {
                 messages: Vec::new(),
@@ -322,9 +341,9 @@ impl Messages<'_> {
             });
         };
         let cap = self.seq_of(topic, pinned)?;
-        let mut messages = Vec::new();
         let end = self.with_view(topic, |view| {
-            messages.clear();
+            page.messages.clear();
+            page.bytes = 0;
             let on_index = match view {
                 Some(v) if v.last_seq() >= cap => v.record(cap)?.commit == pinned,
                 _ => false,
@@ -338,19 +357,11 @@ impl Messages<'_> {
                 )
                 .with_detail("topic", topic.as_str()));
             }
-            let mut bytes = 0u64;
             self.scan_view(topic, view, &opts.since, Some(opts.limit), Some(cap), &mut |m| {
-                messages.push(m.to_row());
-                bytes = bytes.saturating_add(m.page_bytes());
-                Ok(bytes < max_bytes)
+                Ok(page.push(m))
             })
         })?;
-        Ok(ReadPage {
-            messages,
-            next_since: end.next_since,
-            end: end.end,
-            gap: end.gap,
-        })
+        Ok(page.finish(&end))
     }
 
     /// The position of a topic's message commit (its `Seq` trailer).
