@@ -7,6 +7,7 @@
 //! younger ones are waited out.
 
 pub mod names;
+mod packed;
 
 use std::time::{Duration, Instant};
 

@@ -30,6 +30,6 @@ pub mod wire;
 
 pub use digest::{Digest, KeyId, Oid};
 pub use error::{Coded, ErrorBody, ErrorCode};
-pub use name::{Capability, Group, ManifestName, Queue, Topic, WorkerId};
+pub use name::{Capability, Group, ManifestName, Queue, SnapshotName, Topic, WorkerId};
 pub use time::{Dur, Timestamp};
 pub use ulid::Ulid;

@@ -1,4 +1,5 @@
-//! Validated names: topics, queues, consumer groups, worker ids and manifest names.
+//! Validated names: topics, queues, consumer groups, worker ids, manifest and snapshot
+//! names.
 //!
 //! DESIGN §1: `^[a-z][a-z0-9._-]{0,63}$`, and also a valid Git ref component (no `..`, not
 //! ending in `.` or `.lock`). A name is checked once when parsed and is never a bare string
@@ -139,6 +140,11 @@ name_type!(
     /// A capability a job requires or a worker offers.
     Capability,
     "capability"
+);
+name_type!(
+    /// A durable ref snapshot's name (`git gatos snapshot`, ADR 0044).
+    SnapshotName,
+    "snapshot name"
 );
 
 impl Queue {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use gatos_types::{Group, KeyId, ManifestName, Queue, Topic, Ulid};
+use gatos_types::{Group, KeyId, ManifestName, Queue, SnapshotName, Topic, Ulid};
 
 /// The namespace every gatos ref lives under.
 pub const GATOS_PREFIX: &str = "refs/gatos/";
@@ -212,6 +212,39 @@ pub fn result_conflicts_root() -> String {
 /// choose; kept (so nothing is lost) and not reported again when a remote still holds it.
 pub fn result_set_aside(id: Ulid, commit: &str) -> RefName {
     RefName(format!("{CONFLICTS_PREFIX}set-aside/jobs/{id}/{commit}"))
+}
+
+/// Where durable ref snapshots live (outside `refs/gatos/`: never synced, not part of a
+/// state): `refs/gatos-snapshots/<name>/meta` and `refs/gatos-snapshots/<name>/r/<rest>`.
+pub const SNAPSHOTS_PREFIX: &str = "refs/gatos-snapshots/";
+
+/// `refs/gatos-snapshots/<name>/`: everything of one snapshot.
+pub fn snapshot_prefix(n: &SnapshotName) -> String {
+    format!("{SNAPSHOTS_PREFIX}{n}/")
+}
+
+/// `refs/gatos-snapshots/<name>/r/`: the copies of one snapshot's refs.
+pub fn snapshot_copies_prefix(n: &SnapshotName) -> String {
+    format!("{SNAPSHOTS_PREFIX}{n}/r/")
+}
+
+/// `refs/gatos-snapshots/<name>/meta`: a snapshot's commit point, written last.
+pub fn snapshot_meta(n: &SnapshotName) -> RefName {
+    RefName(format!("{SNAPSHOTS_PREFIX}{n}/meta"))
+}
+
+/// The copy of gatos ref `name` in a snapshot: `refs/gatos/x` →
+/// `refs/gatos-snapshots/<n>/r/x`.
+pub fn snapshot_copy(n: &SnapshotName, name: &str) -> Option<String> {
+    let rest = name.strip_prefix(GATOS_PREFIX)?;
+    Some(format!("{SNAPSHOTS_PREFIX}{n}/r/{rest}"))
+}
+
+/// The gatos ref a snapshot's copy stands for: `refs/gatos-snapshots/<n>/r/x` →
+/// `refs/gatos/x`.
+pub fn snapshot_original(n: &SnapshotName, copy: &str) -> Option<String> {
+    let rest = copy.strip_prefix(&snapshot_copies_prefix(n))?;
+    Some(format!("{GATOS_PREFIX}{rest}"))
 }
 
 /// The tracking name of a gatos ref fetched from `remote`:
