@@ -521,6 +521,11 @@ pub struct ClaimView {
     pub attempt: u32,
     /// The lease end.
     pub lease_until: Timestamp,
+    /// When the claim commit was written (its committer time, whole seconds): the
+    /// attempt's last heartbeat — its claim before the first heartbeat, its end once it
+    /// ended. Read with the claim document, no further read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat_at: Option<Timestamp>,
     /// The claim commit's state.
     pub state: ClaimState,
     /// How this attempt ended, once it has (ADR 0029); absent while it runs.

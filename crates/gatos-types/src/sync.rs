@@ -77,6 +77,25 @@ pub struct SyncRejection {
     pub reason: String,
 }
 
+/// A rejection as this node's log keeps it (`<git-dir>/gatos/sync/rejected.jsonl`):
+/// what `sync.rejections` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct LoggedRejection {
+    /// When the sync that rejected it ran.
+    pub at: crate::Timestamp,
+    /// The remote it came from.
+    pub remote: String,
+    /// The ref, by its gatos name (`refs/gatos/…`).
+    #[serde(rename = "ref")]
+    pub name: String,
+    /// The value the remote held.
+    pub remote_value: Oid,
+    /// Why, as a taxonomy code.
+    pub code: ErrorCode,
+    /// Why, in words.
+    pub reason: String,
+}
+
 /// What a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncReport {

@@ -227,6 +227,7 @@ impl<'g> Jobs<'g> {
             content_id,
             spec,
             claim: None,
+            claim_at: None,
             result: None,
             cancel: None,
             archived: false,
@@ -408,6 +409,7 @@ impl<'g> Jobs<'g> {
             worker_key: c.worker_key,
             attempt: c.attempt,
             lease_until: c.lease_until,
+            last_heartbeat_at: rec.claim_at,
             state: c.state,
             ended: ended::of_latest(rec, now, self.gatos.lease_skew()),
         });

@@ -243,6 +243,8 @@ pub struct ClaimLink {
     pub doc: ClaimDoc,
     /// Its first parent: the claim commit before it, if any.
     pub parent: Option<Oid>,
+    /// When it was written (its committer time, whole seconds).
+    pub at: Timestamp,
 }
 
 /// Reads a claim chain from `tip` down to its first commit, newest first, each commit
@@ -278,6 +280,7 @@ pub fn claim_chain(gatos: &Gatos, tip: Oid, tip_doc: Option<&ClaimDoc>) -> Resul
             commit,
             doc,
             parent: at,
+            at: super::records::commit_time(c.time),
         });
     }
     Ok(chain)

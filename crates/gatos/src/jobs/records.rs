@@ -30,6 +30,9 @@ pub struct JobRecord {
     pub spec: JobSpec,
     /// The latest claim commit and its document.
     pub claim: Option<(Oid, ClaimDoc)>,
+    /// When the latest claim commit was written (its committer time, whole seconds): the
+    /// attempt's last heartbeat, or its claim before the first one, or its end.
+    pub claim_at: Option<Timestamp>,
     /// The result commit and its document.
     pub result: Option<(Oid, ResultDoc)>,
     /// The cancel commit and its document.
@@ -51,13 +54,31 @@ pub fn read_doc<T: DeserializeOwned>(
     commit: Oid,
     path: &str,
 ) -> Result<(T, Vec<u8>)> {
+    read_doc_at(r, commit, path).map(|(doc, bytes, _)| (doc, bytes))
+}
+
+/// [`read_doc`], with the commit's committer time (whole seconds), read from the same
+/// commit object.
+///
+/// # Errors
+/// `InvalidEnvelope` when missing or malformed.
+pub fn read_doc_at<T: DeserializeOwned>(
+    r: &mut Reader<'_>,
+    commit: Oid,
+    path: &str,
+) -> Result<(T, Vec<u8>, Timestamp)> {
     let c = r.commit(commit)?;
     let bytes = r
         .file(c.tree, path)?
         .ok_or_else(|| corrupt(format_args!("commit {commit} has no {path}")))?;
     let doc = serde_json::from_slice(&bytes)
         .map_err(|e| corrupt(format_args!("{path} of {commit}: {e}")))?;
-    Ok((doc, bytes))
+    Ok((doc, bytes, commit_time(c.time)))
+}
+
+/// A committer time (seconds since the epoch) as a timestamp.
+pub fn commit_time(secs: i64) -> Timestamp {
+    Timestamp::from_millis(secs.saturating_mul(1000))
 }
 
 /// The refs of a live job.
@@ -119,9 +140,12 @@ impl Gatos {
         // A job document that parses is not yet a job gatos would write: check it as sync
         // does, so a bad one is a coded error naming the job, never a panic further on.
         super::manifest::check_spec(&spec).map_err(|e| e.context(format_args!("job {id}")))?;
-        let claim = match refs.claim {
-            Some(c) => Some((c, read_doc::<ClaimDoc>(&mut r, c, CLAIM_PATH)?.0)),
-            None => None,
+        let (claim, claim_at) = match refs.claim {
+            Some(c) => {
+                let (doc, _, at) = read_doc_at::<ClaimDoc>(&mut r, c, CLAIM_PATH)?;
+                (Some((c, doc)), Some(at))
+            }
+            None => (None, None),
         };
         let result = match refs.result {
             Some(c) => Some((c, read_doc::<ResultDoc>(&mut r, c, RESULT_PATH)?.0)),
@@ -137,6 +161,7 @@ impl Gatos {
             content_id: Digest::of(&bytes),
             spec,
             claim,
+            claim_at,
             result,
             cancel,
             archived,

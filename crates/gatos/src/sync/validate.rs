@@ -1107,6 +1107,91 @@ fn log_rejections(gatos: &crate::Gatos, remote: &str, new: &[SyncRejection]) -> 
     std::fs::rename(&tmp, &path).map_err(io)
 }
 
+/// The most rejections [`recent_rejections`] returns at once.
+pub const MAX_RECENT_REJECTIONS: usize = 1_000;
+
+/// Bytes of the log [`recent_rejections`] reads, from its end: the writer keeps
+/// [`MAX_LOGGED_REJECTIONS`] lines; a file grown past this by another hand is read only in
+/// its newest part.
+pub const MAX_REJECTION_LOG_READ: u64 = 4 << 20;
+
+/// Lines of the log longer than this are skipped unread.
+const MAX_REJECTION_LINE: usize = 64 << 10;
+
+/// The newest rejections of the local log, and how many lines were skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentRejections {
+    /// Newest first, at most the limit asked for.
+    pub rejections: Vec<gatos_types::sync::LoggedRejection>,
+    /// Well-formed lines (of the remote asked for, when one is) beyond those returned.
+    pub more: u64,
+    /// Lines that are not a rejection as gatos writes them (garbled, foreign, too long,
+    /// cut by the read window): skipped.
+    pub skipped: u64,
+}
+
+/// The newest `limit` rejections of the local log (of `remote` only, when given), newest
+/// first. The log is a local file anyone with the repository can write: a line that does
+/// not parse, or is too long, is skipped and counted, never an error; only the newest
+/// [`MAX_REJECTION_LOG_READ`] bytes are read.
+///
+/// # Errors
+/// When the log exists but cannot be read.
+pub fn recent_rejections(
+    gatos: &crate::Gatos,
+    remote: Option<&str>,
+    limit: usize,
+) -> Result<RecentRejections> {
+    use std::io::{Read as _, Seek as _};
+    let path = rejected_log_path(gatos);
+    let io = |e: std::io::Error| {
+        crate::Error::new(ErrorCode::Internal, format!("{}: {e}", path.display()))
+    };
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(RecentRejections::default());
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let len = f.metadata().map_err(io)?.len();
+    let start = len.saturating_sub(MAX_REJECTION_LOG_READ);
+    f.seek(std::io::SeekFrom::Start(start)).map_err(io)?;
+    let mut buf = Vec::new();
+    f.take(MAX_REJECTION_LOG_READ)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    let mut out = RecentRejections::default();
+    let mut lines: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
+    if start > 0 && !lines.is_empty() {
+        // The window starts inside a line.
+        lines.remove(0);
+        out.skipped += 1;
+    }
+    for line in lines.into_iter().rev() {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let parsed = (line.len() <= MAX_REJECTION_LINE)
+            .then(|| serde_json::from_slice::<gatos_types::sync::LoggedRejection>(line).ok())
+            .flatten();
+        let Some(r) = parsed else {
+            out.skipped += 1;
+            continue;
+        };
+        if remote.is_some_and(|want| want != r.remote) {
+            continue;
+        }
+        if out.rejections.len() < limit {
+            out.rejections.push(r);
+        } else {
+            out.more += 1;
+        }
+    }
+    Ok(out)
+}
+
 /// Reads the local log of rejected refs (newest last).
 pub fn rejected_log(gatos: &crate::Gatos) -> Vec<serde_json::Value> {
     std::fs::read_to_string(rejected_log_path(gatos))

@@ -225,6 +225,56 @@ fn a_claim_excludes_others_heartbeats_extend_it_and_a_takeover_fences_the_old_wo
     repo.assert_fsck_strict()
 }
 
+/// A job row carries when its claim last moved (issue #19): the claim, then each heartbeat
+/// (the claim commit's time, read with the claim itself); the claim chain's links carry
+/// theirs.
+#[test]
+fn the_row_carries_the_last_heartbeat_and_the_chain_each_commits_time() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, clock) = start(&repo)?;
+    let job = g.jobs().enqueue(spec(&g, json!({"command": ["true"]}))?)?;
+    assert_eq!(g.jobs().show(job.id)?.claim, None);
+    let mut la = g
+        .jobs()
+        .claim_next(&worker("worker-a", &g)?)?
+        .expect("claimed");
+    let t0 = Timestamp::parse_rfc3339(T0)?;
+    let row = g.jobs().show(job.id)?;
+    assert_eq!(row.claim.and_then(|c| c.last_heartbeat_at), Some(t0));
+    clock.advance(Dur::from_secs(10));
+    g.jobs().heartbeat(&mut la)?;
+    clock.advance(Dur::from_millis(7_400));
+    g.jobs().heartbeat(&mut la)?;
+    // Whole seconds: a commit's time.
+    let row = g.jobs().show(job.id)?;
+    let claim = row.claim.expect("a claim");
+    assert_eq!(claim.state, ClaimState::Heartbeat);
+    assert_eq!(claim.last_heartbeat_at, Some(t0.plus(Dur::from_secs(17))));
+    // The same in a page of jobs.list.
+    let page = g.jobs().page(&gatos::jobs::catalog::Query {
+        state: Some(JobState::Running),
+        ..Default::default()
+    })?;
+    assert_eq!(
+        page.jobs
+            .iter()
+            .map(|j| j.claim.as_ref().and_then(|c| c.last_heartbeat_at))
+            .collect::<Vec<_>>(),
+        [Some(t0.plus(Dur::from_secs(17)))]
+    );
+    let tip = repo
+        .rev_parse(&format!("refs/gatos/jobs/{}/claim", job.id))?
+        .expect("a claim ref")
+        .parse()?;
+    let chain = gatos::jobs::lifecycle::claim_chain(&g, tip, None)?;
+    let times: Vec<Timestamp> = chain.iter().map(|l| l.at).collect();
+    assert_eq!(
+        times,
+        [t0.plus(Dur::from_secs(17)), t0.plus(Dur::from_secs(10)), t0]
+    );
+    Ok(())
+}
+
 #[test]
 fn failures_retry_with_backoff_until_max_attempts_then_fail() -> TestResult {
     let repo = TempRepo::new()?;

@@ -13,3 +13,4 @@ mod manifests;
 mod messages;
 mod states;
 mod support;
+mod sync_log;

@@ -36,6 +36,7 @@ fn job(max_attempts: u32, run_after: Option<Timestamp>) -> JobRecord {
         content_id: Digest::of(b"job"),
         spec,
         claim: None,
+        claim_at: None,
         result: None,
         cancel: None,
         archived: false,
