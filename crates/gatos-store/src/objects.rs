@@ -284,6 +284,57 @@ impl Store {
     }
 }
 
+/// Collects encoded objects in memory and writes nothing: a journal record's objects
+/// (ADR 0046), written to the repository later by whoever materializes the record.
+pub struct Collector<'s> {
+    store: &'s Store,
+    /// The objects collected, in the order they were put.
+    pub objects: Vec<(Oid, Kind, Vec<u8>)>,
+}
+
+impl Store {
+    /// Starts collecting objects in memory.
+    pub fn collector(&self) -> Collector<'_> {
+        Collector {
+            store: self,
+            objects: Vec::new(),
+        }
+    }
+}
+
+impl Objects for Collector<'_> {
+    fn put(&mut self, kind: Kind, data: &[u8]) -> Result<Oid> {
+        let id = hash(kind, data);
+        self.objects.push((id, kind, data.to_vec()));
+        Ok(id)
+    }
+
+    fn identity(&self) -> &Identity {
+        self.store.identity()
+    }
+}
+
+impl Kind {
+    /// A one-byte code for the kind (a journal record's encoding).
+    pub fn code(self) -> u8 {
+        match self {
+            Kind::Commit => 1,
+            Kind::Tree => 2,
+            Kind::Blob => 3,
+        }
+    }
+
+    /// The kind of a [`Kind::code`].
+    pub fn from_code(code: u8) -> Option<Kind> {
+        match code {
+            1 => Some(Kind::Commit),
+            2 => Some(Kind::Tree),
+            3 => Some(Kind::Blob),
+            _ => None,
+        }
+    }
+}
+
 /// Writes loose objects; [`LooseWriter::finish`] fsyncs them when `gatos.fsync` is on.
 pub struct LooseWriter<'s> {
     store: &'s Store,

@@ -106,6 +106,12 @@ pub struct Settings {
     pub lease_skew: gatos_types::Dur,
     /// `gatos.jobs.archiveAfter`: finished jobs older than this are archived (default 7d).
     pub archive_after: gatos_types::Dur,
+    /// `gatos.journal`: whether plain publishes are acknowledged after one append to the
+    /// topic's journal (ADR 0046; default true).
+    pub journal: bool,
+    /// `gatos.journal.flushMs`: how long a journaled publish may wait before a handle's
+    /// flusher makes it a commit (default 50).
+    pub journal_flush: std::time::Duration,
 }
 
 impl Settings {
@@ -130,7 +136,7 @@ pub struct Gatos {
     actor: Option<Arc<str>>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     store: Store,
     clock: Arc<dyn Clock>,
     entropy: Entropy,
@@ -141,11 +147,23 @@ struct Inner {
     tails: Mutex<HashMap<Topic, messages::chain::Meta>>,
     msgids: Mutex<HashMap<Topic, messages::index::MsgIds>>,
     combiners: Mutex<HashMap<Topic, Arc<messages::publish::Combiner>>>,
+    journals: messages::journal::Journals,
+    journal_on: std::sync::atomic::AtomicBool,
     maintenance_hook: Mutex<Option<MaintenanceHook>>,
     writes: AtomicU64,
     last_job: Mutex<Option<Ulid>>,
     ready: Mutex<jobs::ready::State>,
     arbiter: Mutex<Option<String>>,
+}
+
+impl Drop for Gatos {
+    /// The last handle materializes what it journaled: plain `git` sees every publish once
+    /// the handles are gone (a killed process leaves its journal to the next reader).
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.inner) == 1 && !self.inner.journals.pending_topics().is_empty() {
+            self.messages().flush_due(std::time::Duration::ZERO);
+        }
+    }
 }
 
 impl std::fmt::Debug for Gatos {
@@ -180,6 +198,21 @@ fn config_u64(store: &Store, key: &str, default: u64) -> Result<u64> {
                 format!("config {key} must be a whole number, not {v:?}"),
             )
         }),
+    }
+}
+
+fn config_bool(store: &Store, key: &str, default: bool) -> Result<bool> {
+    match store
+        .config_string(key)
+        .map(|v| v.trim().to_ascii_lowercase())
+    {
+        None => Ok(default),
+        Some(v) if matches!(v.as_str(), "true" | "yes" | "on" | "1") => Ok(true),
+        Some(v) if matches!(v.as_str(), "false" | "no" | "off" | "0") => Ok(false),
+        Some(v) => Err(Error::new(
+            ErrorCode::InvalidInput,
+            format!("config {key} must be true or false, not {v:?}"),
+        )),
     }
 }
 
@@ -230,7 +263,12 @@ impl Gatos {
                 "gatos.jobs.archiveAfter",
                 Settings::DEFAULT_ARCHIVE_AFTER,
             )?,
+            journal: config_bool(&store, "gatos.journal", true)?,
+            journal_flush: std::time::Duration::from_millis(
+                config_u64(&store, "gatos.journal.flushMs", 50)?.clamp(1, 60_000),
+            ),
         };
+        let journal_on = settings.journal;
         let node = match store.config_string("gatos.node") {
             Some(v) => Some(v.trim().parse::<Ulid>().map_err(|e| {
                 Error::new(ErrorCode::InvalidInput, format!("config gatos.node: {e}"))
@@ -251,6 +289,8 @@ impl Gatos {
                 tails: Mutex::default(),
                 msgids: Mutex::default(),
                 combiners: Mutex::default(),
+                journals: messages::journal::Journals::default(),
+                journal_on: std::sync::atomic::AtomicBool::new(journal_on),
                 maintenance_hook: Mutex::default(),
                 writes: AtomicU64::new(0),
                 last_job: Mutex::default(),
@@ -571,6 +611,65 @@ impl Gatos {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         map.insert(topic.clone(), (at, cfg.clone()));
+    }
+
+    /// This handle's journals (ADR 0046).
+    pub(crate) fn journals(&self) -> &messages::journal::Journals {
+        &self.inner.journals
+    }
+
+    /// Whether plain publishes through this handle are journaled.
+    pub(crate) fn journal_on(&self) -> bool {
+        self.inner.journal_on.load(Ordering::Relaxed)
+    }
+
+    /// Turns journaling of plain publishes off (or back on, when `gatos.journal` allows)
+    /// for every clone of this handle: a one-shot process (the CLI) writes directly, as
+    /// its journal would be materialized before it exits anyway.
+    pub fn set_journal(&self, on: bool) {
+        self.inner
+            .journal_on
+            .store(on && self.inner.settings.journal, Ordering::Relaxed);
+    }
+
+    /// Makes every journaled publish of this repository a commit now (any process's: the
+    /// journals on disk, not only this handle's). What a face calls before it stops, and
+    /// `git gatos doctor` before it looks.
+    ///
+    /// # Errors
+    /// The first topic that could not be materialized (the others still are).
+    pub fn flush_journals(&self) -> Result<()> {
+        self.messages().settle_all()
+    }
+
+    /// Starts this handle's flusher once (a thread that materializes its journals every
+    /// `gatos.journal.flushMs`).
+    pub(crate) fn start_flusher(&self) {
+        let mut started = self
+            .inner
+            .journals
+            .flusher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *started {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let flush = self.inner.settings.journal_flush;
+        match std::thread::Builder::new()
+            .name("gatos-journal".into())
+            .spawn(move || messages::journal::run_flusher(weak, flush))
+        {
+            Ok(_) => *started = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start the journal flusher; readers materialize instead")
+            }
+        }
+    }
+
+    /// A handle on `inner` (the flusher's).
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Gatos {
+        Gatos { inner, actor: None }
     }
 
     pub(crate) fn combiner(&self, topic: &Topic) -> Arc<messages::publish::Combiner> {

@@ -14,6 +14,7 @@ pub mod chain;
 pub mod config;
 pub(crate) mod consumers;
 pub mod index;
+pub(crate) mod journal;
 pub(crate) mod prune;
 pub(crate) mod publish;
 mod read;
@@ -152,6 +153,7 @@ impl<'g> Messages<'g> {
 
     /// Opens the position index of a topic, matching the refs as they are now.
     pub(crate) fn view(&self, topic: &Topic) -> Result<Option<index::View>> {
+        self.settle_topic(topic)?;
         let head = self.gatos.store().read_ref(&names::message_head(topic))?;
         let Some(head) = head else { return Ok(None) };
         let summary = self.summary(topic)?;
@@ -233,6 +235,7 @@ impl<'g> Messages<'g> {
     /// # Errors
     /// A store failure.
     pub fn head_commit(&self, topic: &Topic) -> Result<Option<Oid>> {
+        self.settle_topic(topic)?;
         Ok(self.gatos.store().read_ref(&names::message_head(topic))?)
     }
 
@@ -288,6 +291,7 @@ impl<'g> Messages<'g> {
     /// # Errors
     /// When refs or head commits cannot be read.
     pub fn topics(&self) -> Result<Vec<TopicRow>> {
+        self.settle_all()?;
         self.topics_in(&crate::refs::Live(self.gatos))
     }
 
@@ -347,6 +351,7 @@ impl<'g> Messages<'g> {
     /// # Errors
     /// When the head cannot be read.
     pub fn last_seq(&self, topic: &Topic) -> Result<u64> {
+        self.settle_topic(topic)?;
         match self.gatos.store().read_ref(&names::message_head(topic))? {
             None => Ok(self.summary(topic)?.through),
             Some(h) => Ok(chain::meta(&self.gatos.store().reader().commit(h)?)?.seq),
@@ -392,6 +397,7 @@ impl Messages<'_> {
     /// # Errors
     /// A store failure.
     pub fn state(&self, topic: &Topic) -> Result<RefState> {
+        self.settle_topic(topic)?;
         let store = self.gatos.store();
         let mut out: RefState = store
             .list_refs(&names::topic_prefix(topic))?
@@ -411,6 +417,7 @@ impl Messages<'_> {
     /// # Errors
     /// A store failure.
     pub fn state_all(&self) -> Result<RefState> {
+        self.settle_all()?;
         let store = self.gatos.store();
         let mut out: RefState = store
             .list_refs(&names::messages_prefix())?

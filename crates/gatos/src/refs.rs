@@ -35,6 +35,14 @@ pub struct Live<'g>(pub &'g Gatos);
 
 impl RefSource for Live<'_> {
     fn read(&self, name: &str) -> Result<Option<Oid>> {
+        // A topic head read live includes its journaled publishes (ADR 0046).
+        if let Some(topic) = name
+            .strip_prefix(gatos_store::refs::names::MESSAGES_PREFIX)
+            .and_then(|rest| rest.strip_suffix("/head"))
+            .and_then(|t| t.parse::<gatos_types::Topic>().ok())
+        {
+            self.0.messages().settle_topic(&topic)?;
+        }
         Ok(self.0.store().read_ref_str(name)?)
     }
 
@@ -44,6 +52,10 @@ impl RefSource for Live<'_> {
         after: Option<&str>,
         max: usize,
     ) -> Result<Vec<(String, Oid)>> {
+        let messages = gatos_store::refs::names::MESSAGES_PREFIX;
+        if after.is_none() && (messages.starts_with(prefix) || prefix.starts_with(messages)) {
+            self.0.messages().settle_all()?;
+        }
         Ok(self
             .0
             .store()

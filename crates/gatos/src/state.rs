@@ -125,6 +125,8 @@ pub struct Collected {
 }
 
 fn list_all(gatos: &Gatos) -> Result<Vec<(String, Oid)>> {
+    // Journaled publishes are part of the state (ADR 0046).
+    gatos.messages().settle_all()?;
     let mut refs: Vec<(String, Oid)> = gatos
         .store()
         .list_refs(names::GATOS_PREFIX)?

@@ -184,6 +184,8 @@ impl Gatos {
                 std::time::Duration::from_secs(600),
             )
             .map_err(gatos_store::Error::from)?;
+        // Journaled publishes are committed before anything is compared or pushed.
+        self.messages().settle_all()?;
         let mut s = Sync::new(self, remote, opts.progress);
         s.checks.accept_unsigned = opts.accept_unsigned;
         if opts.accept_unsigned {

@@ -51,6 +51,9 @@ impl Ctx {
         }
         let g = Gatos::discover(&self.cwd, self.open.clone())?;
         g.set_maintenance_hook(Some(std::sync::Arc::new(spawn_maintenance)));
+        // A one-shot process writes directly: its journal would be materialized before it
+        // exits anyway (ADR 0046).
+        g.set_journal(false);
         Ok(self.opened.get_or_init(|| g).clone())
     }
 

@@ -95,6 +95,7 @@ impl Messages<'_> {
                 gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
             )
             .map_err(gatos_store::Error::from)?;
+        self.materialize_locked(topic)?;
         let (config, _) = self.gatos.topic_config(topic)?;
         let summary = self.summary(topic)?;
         let mut row = PruneRow {

@@ -235,6 +235,35 @@ impl Messages<'_> {
         let (items, replies): (Vec<Prepared>, Vec<_>) =
             waiting.into_iter().map(|w| (w.item, w.reply)).unzip();
         tracing::trace!(%topic, size = items.len(), "group commit");
+        // Plain publishes to user topics are acknowledged after one journal append (ADR
+        // 0046); a msg_id needs the dedupe window, which reads committed messages.
+        if self.gatos.journal_on()
+            && !chain::is_signed_topic(topic)
+            && items.iter().all(|i| i.msg_id.is_none())
+        {
+            let journaled: Vec<super::journal::Item<'_>> = items
+                .iter()
+                .map(|i| super::journal::Item {
+                    payload: &i.payload,
+                    headers: i.headers.as_ref(),
+                })
+                .collect();
+            match self.append_journaled(topic, &journaled) {
+                Ok(Some(rows)) => {
+                    for (row, reply) in rows.into_iter().zip(&replies) {
+                        let _ = reply.send(Ok(row));
+                    }
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    for reply in &replies {
+                        let _ = reply.send(Err(Error::new(e.code(), e.to_string())));
+                    }
+                    return;
+                }
+            }
+        }
         match self.append(topic, &items, None, false) {
             Ok(rows) => {
                 for (row, reply) in rows.into_iter().zip(&replies) {
@@ -357,6 +386,8 @@ impl Messages<'_> {
                 gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
             )
             .map_err(gatos_store::Error::from)?;
+        // Journaled publishes of the topic come first (ADR 0046).
+        self.materialize_locked(topic)?;
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {

@@ -577,12 +577,22 @@ impl Follower {
     /// # Errors
     /// When the ref cannot be read.
     pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
-        wait_ref(
-            &self.gatos,
-            &names::message_head(&self.topic),
-            self.last_head,
-            timeout,
-        )
+        // A journaled publish (ADR 0046) counts as a move: the poll that follows
+        // materializes it before reading.
+        let store = self.gatos.store();
+        let head = names::message_head(&self.topic);
+        let family = super::journal::family(&self.topic);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if store.journal_len(&family)? > 0 || store.read_ref(&head)? != self.last_head {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            std::thread::sleep(left.min(FOLLOW_POLL));
+        }
     }
 
     /// Moves the follower to stand after position `seq` (the message `ulid` when known):

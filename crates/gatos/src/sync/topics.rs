@@ -372,7 +372,7 @@ impl Sync<'_> {
     }
 
     fn topic_lock(&self, t: &Topic) -> Result<gatos_store::locks::Guard> {
-        Ok(self
+        let guard = self
             .gatos
             .store()
             .locks()
@@ -383,7 +383,10 @@ impl Sync<'_> {
                 ],
                 gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
             )
-            .map_err(gatos_store::Error::from)?)
+            .map_err(gatos_store::Error::from)?;
+        // Journaled publishes become commits before sync compares or moves the head.
+        self.gatos.messages().materialize_locked(t)?;
+        Ok(guard)
     }
 
     /// Both sides appended: append this node's messages again after the hub's, move the

@@ -140,6 +140,9 @@ fn publish(g: &Gatos, t: &Topic, n: u64) -> TestResult<Vec<gatos_types::wire::Pu
                 .publish(t, json!({ "n": i }), &PublishOptions::default())?,
         );
     }
+    // These tests then work on the refs with plain git: make the journaled publishes
+    // commits first (ADR 0046).
+    g.flush_journals()?;
     Ok(rows)
 }
 

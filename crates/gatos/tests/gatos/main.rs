@@ -8,6 +8,7 @@ mod claims;
 mod doctor;
 mod index;
 mod jobs;
+mod journal;
 mod logs;
 mod manifests;
 mod messages;

@@ -223,6 +223,7 @@ fn an_unfinished_rotation_is_completed_by_the_next_writer() -> TestResult {
     let a = g
         .messages()
         .publish(&t, json!(1), &PublishOptions::default())?;
+    g.flush_journals()?;
     // A crash after the sealed ref was created, before the head moved.
     let name = format!(
         "refs/gatos/messages/crash/{}/{}",

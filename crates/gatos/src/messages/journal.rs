@@ -1,0 +1,753 @@
+//! Journaled publishes (ADR 0046): a plain publish is acknowledged after one append to its
+//! topic's journal, `<git-dir>/gatos/journal/messages.<topic>`, and becomes commits under
+//! `refs/gatos/messages/` when the journal is *materialized*: by this handle's flusher
+//! within `gatos.journal.flushMs`, by any other writer of the topic before it writes, and
+//! by any gatos reader of the topic before it reads. Everything here runs under the
+//! topic's lock family (`messages.<topic>`), the lock every writer of the topic takes.
+//!
+//! A record holds everything the publishes wrote, built before the append exactly as the
+//! direct path builds it: the encoded objects (blob, trees, commit of each message), the
+//! head value they extend (`old`) and the last commit (`new`), and each message's
+//! metadata for the position index. Commit ids depend only on the parent, the time and the
+//! identity, so the acknowledgement names the commit plain `git` later shows.
+//!
+//! Materializing writes the objects (loose, or one pack for a large group), moves the head
+//! with one CAS from the first pending record's `old` to the last record's `new`, updates
+//! the position index and empties the journal. A crash after the CAS leaves a journal
+//! whose records are already in the head: the next materializer finds the head at a
+//! record's `new` and applies only what follows it. A head at no record boundary was
+//! moved by a writer outside gatos (a `git fetch` or `update-ref` into the topic): the
+//! records' messages are appended again after it, as sync does with a node's messages
+//! after the hub's (ADR 0015): same envelopes and ULIDs, new commit ids.
+//!
+//! What is journaled: publishes to user topics without `msg_id` and without
+//! `expect_last_seq`, that do not start a new segment. Everything else takes the direct
+//! path, which materializes the journal first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use gatos_store::journal::{Checksum, Journal};
+use gatos_store::objects::{Kind, Objects};
+use gatos_store::refs::{Edit, Options, names};
+use gatos_types::envelope;
+use gatos_types::wire::PublishRow;
+use gatos_types::{Digest, ErrorCode, Oid, Topic, Ulid};
+
+use super::chain::{self, Meta};
+use super::index::{self, Known, Record};
+use super::{MAX_ENVELOPE_BYTES, Messages};
+use crate::error::{Error, Result};
+
+/// Records waiting in one journal before the writer materializes them itself.
+const MAX_PENDING: u64 = 4_096;
+
+/// Groups with fewer objects than this are materialized as loose objects, not as a pack.
+const MIN_PACKED: usize = 32;
+
+/// The version byte every record body starts with.
+const VERSION: u8 = 1;
+
+/// The lock family (and journal name) of a topic.
+pub(crate) fn family(topic: &Topic) -> String {
+    format!("messages.{topic}")
+}
+
+/// A handle's journals: per topic, what this handle appended and has not seen
+/// materialized.
+#[derive(Default)]
+pub(crate) struct Journals {
+    topics: Mutex<HashMap<Topic, Arc<Mutex<Open>>>>,
+    pub(crate) flusher: Mutex<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One topic's journal as this handle left it.
+struct Open {
+    journal: Option<Journal>,
+    /// The file's length after this handle's last append (0: nothing of ours pending).
+    len: u64,
+    /// The checksum of the last record this handle appended.
+    sum: Option<Checksum>,
+    /// The last message journaled or committed: the next record's parent. `None` with
+    /// `through`: the topic has no head.
+    tail: Option<Meta>,
+    /// The last pruned seq when the topic has no head.
+    through: u64,
+    /// Whether `tail`/`through` are known (read from the refs, or carried from a record).
+    based: bool,
+    /// Records this handle appended that are still pending.
+    records: u64,
+    /// When the oldest of them was appended.
+    since: Option<Instant>,
+}
+
+impl Open {
+    fn new() -> Open {
+        Open {
+            journal: None,
+            len: 0,
+            sum: None,
+            tail: None,
+            through: 0,
+            based: false,
+            records: 0,
+            since: None,
+        }
+    }
+
+    fn forget(&mut self) {
+        self.len = 0;
+        self.sum = None;
+        self.tail = None;
+        self.through = 0;
+        self.based = false;
+        self.records = 0;
+        self.since = None;
+    }
+}
+
+impl Journals {
+    fn open(&self, topic: &Topic) -> Arc<Mutex<Open>> {
+        lock(&self.topics)
+            .entry(topic.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(Open::new())))
+            .clone()
+    }
+
+    /// Topics with records this handle appended.
+    pub(crate) fn pending_topics(&self) -> Vec<Topic> {
+        self.pending().into_iter().map(|(t, _)| t).collect()
+    }
+
+    /// Topics with records this handle appended, and since when.
+    fn pending(&self) -> Vec<(Topic, Instant)> {
+        lock(&self.topics)
+            .iter()
+            .filter_map(|(t, o)| lock(o).since.map(|s| (t.clone(), s)))
+            .collect()
+    }
+}
+
+/// One message of a record.
+#[derive(Debug, Clone)]
+struct Msg {
+    meta: Meta,
+    blob: Oid,
+    len: u32,
+    msgid: u64,
+}
+
+/// A decoded record.
+#[derive(Debug)]
+struct Rec {
+    old: Option<Oid>,
+    new: Oid,
+    msgs: Vec<Msg>,
+    objects: Vec<(Kind, Vec<u8>)>,
+}
+
+fn put_oid(out: &mut Vec<u8>, o: Option<Oid>) {
+    match o {
+        Some(o) => {
+            out.push(1);
+            out.extend_from_slice(o.as_bytes());
+        }
+        None => {
+            out.push(0);
+            out.extend_from_slice(&[0u8; 20]);
+        }
+    }
+}
+
+fn encode(old: Option<Oid>, msgs: &[Msg], objects: &[(Oid, Kind, Vec<u8>)]) -> Vec<u8> {
+    let size: usize = objects.iter().map(|o| o.2.len() + 5).sum::<usize>() + msgs.len() * 240;
+    let mut out = Vec::with_capacity(size + 64);
+    out.push(VERSION);
+    put_oid(&mut out, old);
+    out.extend_from_slice(&u32::try_from(msgs.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for m in msgs {
+        out.extend_from_slice(m.meta.commit.as_bytes());
+        out.extend_from_slice(m.blob.as_bytes());
+        out.extend_from_slice(&m.meta.ulid.to_bytes());
+        out.extend_from_slice(&m.len.to_le_bytes());
+        out.extend_from_slice(&m.msgid.to_le_bytes());
+        out.extend_from_slice(&m.meta.seq.to_le_bytes());
+        out.extend_from_slice(&m.meta.segment_seq.to_le_bytes());
+        out.extend_from_slice(&m.meta.segment_bytes.to_le_bytes());
+        out.extend_from_slice(&m.meta.segment_id.to_bytes());
+        out.extend_from_slice(m.meta.content_id.as_bytes());
+        put_oid(&mut out, m.meta.parent);
+        put_oid(&mut out, m.meta.prev_segment);
+    }
+    out.extend_from_slice(
+        &u32::try_from(objects.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    for (_, kind, data) in objects {
+        out.push(kind.code());
+        out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+struct Cur<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cur<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let s = self
+            .data
+            .get(self.at..self.at.saturating_add(n))
+            .ok_or_else(|| bad_record("it ends early"))?;
+        self.at += n;
+        Ok(s)
+    }
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.arr()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.arr()?))
+    }
+    fn oid(&mut self) -> Result<Oid> {
+        Ok(Oid::from_bytes(self.arr()?))
+    }
+    fn opt_oid(&mut self) -> Result<Option<Oid>> {
+        let flag = self.arr::<1>()?[0];
+        let o = self.oid()?;
+        Ok((flag == 1).then_some(o))
+    }
+    fn ulid(&mut self) -> Result<Ulid> {
+        Ok(Ulid::from_u128(u128::from_be_bytes(self.arr()?)))
+    }
+}
+
+fn bad_record(why: &str) -> Error {
+    Error::new(
+        ErrorCode::InvalidEnvelope,
+        format!("a journal record does not decode: {why}"),
+    )
+}
+
+fn decode(body: &[u8]) -> Result<Rec> {
+    let mut c = Cur { data: body, at: 0 };
+    if c.arr::<1>()?[0] != VERSION {
+        return Err(bad_record("unknown version"));
+    }
+    let old = c.opt_oid()?;
+    let n = c.u32()? as usize;
+    let mut msgs = Vec::with_capacity(n.min(MAX_PENDING as usize));
+    for _ in 0..n {
+        let commit = c.oid()?;
+        let blob = c.oid()?;
+        let ulid = c.ulid()?;
+        let len = c.u32()?;
+        let msgid = c.u64()?;
+        let seq = c.u64()?;
+        let segment_seq = c.u64()?;
+        let segment_bytes = c.u64()?;
+        let segment_id = c.ulid()?;
+        let content_id = Digest::from_bytes(c.arr()?);
+        let parent = c.opt_oid()?;
+        let prev_segment = c.opt_oid()?;
+        msgs.push(Msg {
+            meta: Meta {
+                commit,
+                ulid,
+                content_id,
+                seq,
+                segment_seq,
+                segment_bytes,
+                segment_id,
+                parent,
+                prev_segment,
+            },
+            blob,
+            len,
+            msgid,
+        });
+    }
+    let n = c.u32()? as usize;
+    let mut objects = Vec::with_capacity(n.min(3 * MAX_PENDING as usize));
+    for _ in 0..n {
+        let kind = Kind::from_code(c.arr::<1>()?[0]).ok_or_else(|| bad_record("object kind"))?;
+        let len = c.u32()? as usize;
+        objects.push((kind, c.take(len)?.to_vec()));
+    }
+    if c.at != body.len() {
+        return Err(bad_record("bytes after the objects"));
+    }
+    let new = msgs
+        .last()
+        .map(|m| m.meta.commit)
+        .ok_or_else(|| bad_record("no message"))?;
+    Ok(Rec {
+        old,
+        new,
+        msgs,
+        objects,
+    })
+}
+
+/// What a materialization did.
+enum Outcome {
+    /// The journal held nothing to apply.
+    Nothing,
+    /// Its records now extend the head.
+    Applied { known: Vec<Known>, head: Oid },
+    /// The head moved outside gatos: these message commits (written, unreferenced) must
+    /// be appended again after it.
+    Foreign { commits: Vec<Oid> },
+}
+
+/// One prepared publish (payload and headers) to journal.
+pub(crate) struct Item<'a> {
+    pub payload: &'a serde_json::Value,
+    pub headers: Option<&'a serde_json::Value>,
+}
+
+impl Messages<'_> {
+    /// Journals a group of plain publishes and returns their rows, or `None` when the
+    /// group must take the direct path (a new segment is due, or a message is too large:
+    /// the direct path reports that per message). Nothing is written in that case.
+    pub(crate) fn append_journaled(
+        &self,
+        topic: &Topic,
+        items: &[Item<'_>],
+    ) -> Result<Option<Vec<PublishRow>>> {
+        let store = self.gatos.store();
+        let family = family(topic);
+        let _guard = store
+            .locks()
+            .acquire(
+                std::slice::from_ref(&family),
+                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
+            )
+            .map_err(gatos_store::Error::from)?;
+        let state = self.gatos.journals().open(topic);
+        let mut open = lock(&state);
+        if open.journal.is_none() {
+            open.journal = Some(store.open_journal(&family)?);
+        }
+        // Another process may have emptied or extended the journal since this handle's
+        // last append: then what this handle remembers is stale.
+        let file_len = open.journal.as_ref().map_or(Ok(0), Journal::file_len)?;
+        let ours = file_len == open.len
+            && match (open.sum, open.journal.as_ref()) {
+                (Some(sum), Some(j)) => j.checksum_at(file_len)? == sum,
+                (None, _) => file_len == 0,
+                (Some(_), None) => false,
+            };
+        if !ours {
+            drop(open);
+            self.materialize_locked(topic)?;
+            open = lock(&state);
+        }
+        if !open.based {
+            let head = store.read_ref(&names::message_head(topic))?;
+            let summary = self.summary(topic)?;
+            let tail = match head {
+                Some(h) => Some(match self.gatos.cached_tail(topic, h) {
+                    Some(m) => m,
+                    None => chain::meta(&store.reader().commit(h)?)?,
+                }),
+                None => None,
+            };
+            if let Some(m) = &tail
+                && store
+                    .read_ref(&names::message_sealed(
+                        topic,
+                        &super::segment_date(m.segment_id),
+                        m.segment_id,
+                    ))?
+                    .is_some()
+            {
+                // The head's segment is sealed: the next message starts a new one.
+                return Ok(None);
+            }
+            open.tail = tail;
+            open.through = summary.through;
+            open.based = true;
+        }
+        let (config, _) = self.gatos.topic_config(topic)?;
+        let signer = if config.sign {
+            self.gatos.keys().signing_key()?
+        } else {
+            None
+        };
+        let node = self.gatos.node_id()?;
+        let now = self.gatos.now();
+        let mut sink = store.collector();
+        let mut prev = open.tail.clone();
+        let seq_before = prev.as_ref().map_or(open.through, |m| m.seq);
+        let mut next_seq = seq_before + 1;
+        let mut msgs = Vec::with_capacity(items.len());
+        let mut rows = Vec::with_capacity(items.len());
+        for item in items {
+            let ulid = self
+                .gatos
+                .entropy()
+                .ulid(now, prev.as_ref().map(|p| p.ulid));
+            let env = envelope::build(ulid, topic, item.payload, item.headers);
+            let len = env.bytes.len() as u64;
+            if env.bytes.len() > MAX_ENVELOPE_BYTES {
+                return Ok(None);
+            }
+            if let Some(p) = &prev
+                && (p.segment_seq >= config.max_messages
+                    || p.segment_bytes.saturating_add(len) > config.max_bytes)
+            {
+                return Ok(None);
+            }
+            let (meta, blob) = chain::write_append(
+                &mut sink,
+                prev.as_ref(),
+                false,
+                &chain::Append {
+                    topic,
+                    seq: next_seq,
+                    ulid,
+                    envelope: &env.bytes,
+                    content_id: env.content_id,
+                    origin: node,
+                    time: now,
+                    signing: match &signer {
+                        Some(k) => chain::Signing::Sign(k),
+                        None => chain::Signing::None,
+                    },
+                },
+            )?;
+            rows.push(PublishRow {
+                ulid,
+                seq: next_seq,
+                topic: topic.clone(),
+                content_id: env.content_id,
+                commit: meta.commit,
+                duplicate: false,
+            });
+            msgs.push(Msg {
+                meta: meta.clone(),
+                blob,
+                len: u32::try_from(len).unwrap_or(u32::MAX),
+                msgid: 0,
+            });
+            prev = Some(meta);
+            next_seq += 1;
+        }
+        let body = encode(open.tail.as_ref().map(|m| m.commit), &msgs, &sink.objects);
+        let journal = open
+            .journal
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorCode::Internal, "journal not open"))?;
+        let sum = journal.append(&body)?;
+        if store.is_durable() {
+            journal.sync()?;
+        }
+        open.len = file_len_after(open.len, &body);
+        open.sum = Some(sum);
+        open.tail = prev;
+        open.records += 1;
+        open.since.get_or_insert_with(Instant::now);
+        let due = open.records >= MAX_PENDING;
+        drop(open);
+        if due {
+            self.materialize_locked(topic)?;
+        }
+        drop(_guard);
+        self.gatos.start_flusher();
+        self.gatos.after_append(seq_before, next_seq - 1);
+        Ok(Some(rows))
+    }
+
+    /// Materializes the topic's journal if it holds anything; the caller holds the topic's
+    /// lock. A reader's cost when it is empty: one `statx`.
+    ///
+    /// # Errors
+    /// A store failure, or a record that does not decode.
+    pub(crate) fn materialize_locked(&self, topic: &Topic) -> Result<()> {
+        let store = self.gatos.store();
+        let family = family(topic);
+        let state = self.gatos.journals().open(topic);
+        let mut open = lock(&state);
+        if open.records == 0 && store.journal_len(&family)? == 0 {
+            open.forget();
+            return Ok(());
+        }
+        if open.journal.is_none() {
+            open.journal = Some(store.open_journal(&family)?);
+        }
+        let journal = open
+            .journal
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorCode::Internal, "journal not open"))?;
+        let outcome = apply(store, topic, journal);
+        // Whatever happened, this handle re-reads the refs and the file next time.
+        open.forget();
+        match outcome? {
+            Outcome::Nothing => Ok(()),
+            Outcome::Applied { known, head } => {
+                drop(open);
+                let summary = self.summary(topic)?;
+                let target = index::Target {
+                    head: Some(head),
+                    summary: summary.at,
+                    pruned_through: summary.through,
+                };
+                if let Err(e) = index::open(store, topic, target, &known) {
+                    tracing::warn!(%topic, error = %e, "could not update the position index; readers will rebuild it");
+                }
+                if let Some(last) = known.last() {
+                    self.gatos.cache_tail(topic, last.meta.clone());
+                }
+                Ok(())
+            }
+            Outcome::Foreign { commits } => {
+                self.reparent(topic, &commits)?;
+                if let Some(j) = open.journal.as_ref() {
+                    j.truncate(0)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends journaled messages again after a head that moved outside gatos: same
+    /// envelopes (ULIDs, payloads, content ids), origin, time and signature; new commits.
+    fn reparent(&self, topic: &Topic, commits: &[Oid]) -> Result<()> {
+        let store = self.gatos.store();
+        let head_ref = names::message_head(topic);
+        let head = store.read_ref(&head_ref)?;
+        let summary = self.summary(topic)?;
+        let base = match head {
+            Some(h) => Some(chain::meta(&store.reader().commit(h)?)?),
+            None => None,
+        };
+        let base_sealed = match &base {
+            Some(m) => store
+                .read_ref(&names::message_sealed(
+                    topic,
+                    &super::segment_date(m.segment_id),
+                    m.segment_id,
+                ))?
+                .is_some(),
+            None => false,
+        };
+        let mut items = Vec::with_capacity(commits.len());
+        for c in commits {
+            items.push(self.stored(*c)?);
+        }
+        let built = self.build_on(topic, base.as_ref(), base_sealed, summary.through, &items)?;
+        let opts = Options {
+            message: format!("gatos: publish to {topic} (journal, after a foreign head)"),
+            ..Options::default()
+        };
+        for (sealed, at) in &built.sealed {
+            store.update_refs_locked(&[Edit::create(sealed.clone(), *at)], &opts, false)?;
+        }
+        store.update_refs_locked(&[Edit::update(head_ref, head, built.tip)], &opts, false)?;
+        tracing::warn!(%topic, messages = commits.len(), "the topic head moved outside gatos while publishes were journaled: they were appended again after it, with new commit ids (same ULIDs)");
+        Ok(())
+    }
+
+    /// Makes what the topic's journal holds visible in its refs before a read: nothing but
+    /// one `statx` when it is empty. Takes the topic's lock when there is work.
+    ///
+    /// # Errors
+    /// As [`Messages::materialize_locked`].
+    pub(crate) fn settle_topic(&self, topic: &Topic) -> Result<()> {
+        let store = self.gatos.store();
+        let family = family(topic);
+        if store.journal_len(&family)? == 0 {
+            return Ok(());
+        }
+        let _guard = store
+            .locks()
+            .acquire(
+                std::slice::from_ref(&family),
+                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
+            )
+            .map_err(gatos_store::Error::from)?;
+        self.materialize_locked(topic)
+    }
+
+    /// [`Messages::settle_topic`] for every topic with a journal that holds anything (what
+    /// a reader of many topics, a state, a sync or doctor runs first).
+    ///
+    /// # Errors
+    /// The first failure; the other topics are still settled.
+    pub(crate) fn settle_all(&self) -> Result<()> {
+        let mut first = None;
+        for f in self.gatos.store().journal_families()? {
+            let Some(name) = f.strip_prefix("messages.") else {
+                continue;
+            };
+            let Ok(topic) = name.parse::<Topic>() else {
+                tracing::warn!(journal = %f, "a journal whose name is not a topic; left alone");
+                continue;
+            };
+            if let Err(e) = self.settle_topic(&topic) {
+                tracing::warn!(%topic, error = %e, "could not materialize the journal");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Materializes this handle's journals whose oldest record is at least `age` old.
+    pub(crate) fn flush_due(&self, age: Duration) {
+        for (topic, since) in self.gatos.journals().pending() {
+            if since.elapsed() < age {
+                continue;
+            }
+            if let Err(e) = self.settle_topic(&topic) {
+                tracing::warn!(%topic, error = %e, "could not materialize the journal");
+            }
+        }
+    }
+}
+
+fn file_len_after(len: u64, body: &[u8]) -> u64 {
+    len + body.len() as u64 + 4 + 16
+}
+
+/// Applies the journal's records that the head does not have yet, then empties it.
+/// `None`: there was nothing to apply.
+fn apply(store: &gatos_store::Store, topic: &Topic, journal: &Journal) -> Result<Outcome> {
+    let read = journal.records()?;
+    if read.good_len < read.file_len {
+        // A record torn by a crash during its write: it was never acknowledged.
+        tracing::warn!(%topic, bytes = read.file_len - read.good_len, "cutting a torn record off the journal");
+        journal.truncate(read.good_len)?;
+    }
+    if read.bodies.is_empty() {
+        if read.good_len > 0 {
+            journal.truncate(0)?;
+        }
+        return Ok(Outcome::Nothing);
+    }
+    let mut recs = Vec::with_capacity(read.bodies.len());
+    for b in &read.bodies {
+        recs.push(decode(b)?);
+    }
+    for w in recs.windows(2) {
+        if w[1].old != Some(w[0].new) {
+            return Err(bad_record("its records do not follow each other"));
+        }
+    }
+    let head_ref = names::message_head(topic);
+    let head = store.read_ref(&head_ref)?;
+    let start = if head == recs[0].old {
+        Some(0)
+    } else {
+        recs.iter().position(|r| Some(r.new) == head).map(|k| k + 1)
+    };
+    let Some(start) = start else {
+        // The head was moved outside gatos (a fetch or update-ref into the topic) while
+        // records waited: their objects are written, and the caller appends their
+        // messages again after the new head (as sync does, ADR 0015).
+        write_objects(store, &recs)?;
+        return Ok(Outcome::Foreign {
+            commits: recs
+                .iter()
+                .flat_map(|r| r.msgs.iter().map(|m| m.meta.commit))
+                .collect(),
+        });
+    };
+    let todo = &recs[start..];
+    let mut known = Vec::new();
+    let mut new_head = head;
+    if let Some(last) = todo.last() {
+        let count: usize = todo.iter().map(|r| r.objects.len()).sum();
+        let mut wrote = std::collections::HashSet::with_capacity(count);
+        let keep = if count >= MIN_PACKED {
+            let mut w = store.pack_writer();
+            for r in todo {
+                for (kind, data) in &r.objects {
+                    wrote.insert(w.put(*kind, data)?);
+                }
+            }
+            Some(w.finish()?)
+        } else {
+            let mut w = store.writer();
+            for r in todo {
+                for (kind, data) in &r.objects {
+                    wrote.insert(w.put(*kind, data)?);
+                }
+            }
+            w.finish()?;
+            None
+        };
+        for r in todo {
+            for m in &r.msgs {
+                if !wrote.contains(&m.meta.commit) || !wrote.contains(&m.blob) {
+                    return Err(bad_record(
+                        "a message's commit or blob is not among its objects",
+                    ));
+                }
+            }
+        }
+        let opts = Options {
+            message: format!("gatos: publish to {topic} (journal)"),
+            ..Options::default()
+        };
+        store.update_refs_locked(&[Edit::update(head_ref, head, last.new)], &opts, false)?;
+        drop(keep);
+        new_head = Some(last.new);
+        for r in todo {
+            for m in &r.msgs {
+                known.push(Known {
+                    record: Record {
+                        commit: m.meta.commit,
+                        blob: m.blob,
+                        ulid: m.meta.ulid,
+                        len: m.len,
+                    },
+                    msgid: m.msgid,
+                    meta: m.meta.clone(),
+                });
+            }
+        }
+        tracing::debug!(%topic, records = todo.len(), messages = known.len(), "journal materialized");
+    }
+    journal.truncate(0)?;
+    Ok(match new_head {
+        Some(head) => Outcome::Applied { known, head },
+        None => Outcome::Nothing,
+    })
+}
+
+fn write_objects(store: &gatos_store::Store, recs: &[Rec]) -> Result<()> {
+    let mut w = store.writer();
+    for r in recs {
+        for (kind, data) in &r.objects {
+            w.put(*kind, data)?;
+        }
+    }
+    Ok(w.finish()?)
+}
+
+/// The flusher of a handle: materializes its journals every `flush` while the handle
+/// lives, and everything when the last other handle is gone.
+pub(crate) fn run_flusher(inner: Weak<crate::Inner>, flush: Duration) {
+    loop {
+        std::thread::sleep(flush);
+        let Some(inner) = inner.upgrade() else { return };
+        // Dropped at the end of the turn: when it is the last handle, its drop
+        // materializes everything left.
+        let gatos = crate::Gatos::from_inner(inner);
+        gatos.messages().flush_due(flush);
+    }
+}

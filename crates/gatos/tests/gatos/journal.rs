@@ -1,0 +1,222 @@
+//! Journaled publishes (ADR 0046): acknowledged after one append, seen at once by every
+//! gatos reader, commits for plain git after a flush, and nothing acknowledged is lost to
+//! a killed process, a torn record, a stale handle or a head moved outside gatos.
+
+use gatos::messages::{Cursor, PublishOptions, ReadOptions};
+use gatos_testutil::{TempRepo, TestResult};
+use gatos_types::Topic;
+use serde_json::json;
+
+use super::support::open;
+
+fn publish(g: &gatos::Gatos, t: &Topic, n: i64) -> TestResult<gatos_types::wire::PublishRow> {
+    Ok(g.messages()
+        .publish(t, json!({ "n": n }), &PublishOptions::default())?)
+}
+
+fn journal(repo: &TempRepo, t: &Topic) -> std::path::PathBuf {
+    repo.git_dir().join(format!("gatos/journal/messages.{t}"))
+}
+
+fn journal_len(repo: &TempRepo, t: &Topic) -> u64 {
+    std::fs::metadata(journal(repo, t)).map_or(0, |m| m.len())
+}
+
+fn head(repo: &TempRepo, t: &Topic) -> TestResult<String> {
+    Ok(repo
+        .git(&[
+            "rev-parse",
+            "-q",
+            "--verify",
+            &format!("refs/gatos/messages/{t}/head"),
+        ])
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
+}
+
+/// The `n` payload of every message of the topic, in order, read through `g`.
+fn ns(g: &gatos::Gatos, t: &Topic) -> TestResult<Vec<i64>> {
+    let page = g.messages().read(
+        t,
+        &ReadOptions {
+            since: Cursor::Start,
+            limit: 1_000,
+        },
+    )?;
+    let mut out = Vec::new();
+    for m in &page.messages {
+        let v: serde_json::Value = serde_json::from_str(m.payload.get())?;
+        out.push(v["n"].as_i64().ok_or("no n")?);
+    }
+    Ok(out)
+}
+
+#[test]
+fn a_journaled_publish_is_read_at_once_and_is_a_commit_after_a_flush() -> TestResult {
+    let repo = TempRepo::new()?;
+    let t: Topic = "j.a".parse()?;
+    let g = open(&repo)?;
+    let rows: Vec<_> = (0..3)
+        .map(|i| publish(&g, &t, i))
+        .collect::<TestResult<_>>()?;
+    assert!(journal_len(&repo, &t) > 0, "acknowledged from the journal");
+    assert_eq!(head(&repo, &t)?, "", "not yet a commit for plain git");
+    // Another handle (as another process would) reads them at once: it materializes.
+    let other = open(&repo)?;
+    assert_eq!(ns(&other, &t)?, vec![0, 1, 2]);
+    assert_eq!(journal_len(&repo, &t), 0);
+    // The acknowledged commit ids are what git shows.
+    assert_eq!(head(&repo, &t)?, rows[2].commit.to_string());
+    let parent = repo.git(&["rev-parse", &format!("{}^", rows[2].commit)])?;
+    assert_eq!(parent.trim(), rows[1].commit.to_string());
+    // The first handle goes on appending after what the other made commits.
+    publish(&g, &t, 3)?;
+    g.flush_journals()?;
+    assert_eq!(ns(&g, &t)?, vec![0, 1, 2, 3]);
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn a_killed_writer_leaves_its_journal_to_the_next_reader() -> TestResult {
+    let repo = TempRepo::new()?;
+    let t: Topic = "j.kill".parse()?;
+    let g = open(&repo)?;
+    let rows: Vec<_> = (0..5)
+        .map(|i| publish(&g, &t, i))
+        .collect::<TestResult<_>>()?;
+    // No destructor and no flusher turn: what `kill -9` leaves.
+    std::mem::forget(g);
+    assert_eq!(head(&repo, &t)?, "");
+    let next = open(&repo)?;
+    assert_eq!(ns(&next, &t)?, vec![0, 1, 2, 3, 4]);
+    assert_eq!(head(&repo, &t)?, rows[4].commit.to_string());
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn a_torn_record_was_never_acknowledged_and_is_cut_off() -> TestResult {
+    let repo = TempRepo::new()?;
+    let t: Topic = "j.torn".parse()?;
+    let g = open(&repo)?;
+    publish(&g, &t, 0)?;
+    publish(&g, &t, 1)?;
+    std::mem::forget(g);
+    // A third record torn by a crash in its write: a length and half a body.
+    let path = journal(&repo, &t);
+    let mut bytes = std::fs::read(&path)?;
+    let good = bytes.len();
+    bytes.extend_from_slice(&200u32.to_le_bytes());
+    bytes.extend_from_slice(&[7u8; 50]);
+    std::fs::write(&path, &bytes)?;
+    let next = open(&repo)?;
+    assert_eq!(ns(&next, &t)?, vec![0, 1]);
+    assert_eq!(journal_len(&repo, &t), 0);
+    assert!(good > 0);
+    // A flipped bit in a record's body fails its checksum the same way.
+    let g = open(&repo)?;
+    publish(&g, &t, 2)?;
+    std::mem::forget(g);
+    let mut bytes = std::fs::read(&path)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, &bytes)?;
+    let next = open(&repo)?;
+    assert_eq!(ns(&next, &t)?, vec![0, 1]);
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn handles_that_journal_and_write_directly_interleave_in_order() -> TestResult {
+    let repo = TempRepo::new()?;
+    let t: Topic = "j.mix".parse()?;
+    let a = open(&repo)?;
+    let b = open(&repo)?;
+    let direct = open(&repo)?;
+    direct.set_journal(false);
+    publish(&a, &t, 0)?;
+    publish(&b, &t, 1)?; // finds a's record: materializes it first
+    publish(&a, &t, 2)?; // its memory of the journal is stale: starts again from the refs
+    publish(&direct, &t, 3)?; // a direct writer materializes first
+    publish(&a, &t, 4)?;
+    publish(&b, &t, 5)?;
+    assert_eq!(ns(&direct, &t)?, vec![0, 1, 2, 3, 4, 5]);
+    let seqs: Vec<u64> = direct
+        .messages()
+        .read(
+            &t,
+            &ReadOptions {
+                since: Cursor::Start,
+                limit: 100,
+            },
+        )?
+        .messages
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn a_head_moved_outside_gatos_gets_the_journaled_messages_appended_after_it() -> TestResult {
+    let repo = TempRepo::new()?;
+    let t: Topic = "j.foreign".parse()?;
+    let g = open(&repo)?;
+    let first = publish(&g, &t, 0)?;
+    publish(&g, &t, 1)?;
+    g.flush_journals()?;
+    let pending = publish(&g, &t, 2)?;
+    std::mem::forget(g);
+    // Someone rewinds the head with plain git while the publish waits in the journal.
+    repo.git(&[
+        "update-ref",
+        &format!("refs/gatos/messages/{t}/head"),
+        &first.commit.to_string(),
+    ])?;
+    let next = open(&repo)?;
+    assert_eq!(
+        ns(&next, &t)?,
+        vec![0, 2],
+        "the journaled message follows the new head"
+    );
+    let page = next.messages().read(
+        &t,
+        &ReadOptions {
+            since: Cursor::Start,
+            limit: 100,
+        },
+    )?;
+    let last = page.messages.last().ok_or("no message")?;
+    assert_eq!(last.ulid, pending.ulid, "same ULID");
+    assert_ne!(last.commit, pending.commit, "a new commit");
+    repo.assert_fsck_strict()
+}
+
+#[test]
+fn durable_journaled_publishes_and_a_journal_off_config() -> TestResult {
+    let repo = TempRepo::new()?;
+    repo.git(&["config", "gatos.fsync", "true"])?;
+    let t: Topic = "j.durable".parse()?;
+    let g = open(&repo)?;
+    publish(&g, &t, 0)?;
+    assert!(journal_len(&repo, &t) > 0);
+    drop(g);
+    // The last handle's drop makes its publishes commits.
+    assert_eq!(journal_len(&repo, &t), 0);
+    assert_ne!(head(&repo, &t)?, "");
+    repo.git(&["config", "gatos.journal", "false"])?;
+    let g = open(&repo)?;
+    publish(&g, &t, 1)?;
+    assert_eq!(
+        journal_len(&repo, &t),
+        0,
+        "gatos.journal = false writes directly"
+    );
+    repo.git(&["config", "gatos.journal", "maybe"])?;
+    let err = open(&repo)
+        .err()
+        .ok_or("a bad gatos.journal must be refused")?;
+    assert!(err.to_string().contains("gatos.journal"), "{err}");
+    repo.assert_fsck_strict()
+}
