@@ -111,6 +111,9 @@ pub enum FindingCode {
     ResultConflict,
     /// A job's documents do not parse, or are not a job gatos would write.
     JobMalformed,
+    /// Copies of a durable snapshot without its `meta` commit point: a `snapshot create`
+    /// or `rm` that stopped half-way (ADR 0044). Never served; `--fix` removes them.
+    SnapshotOrphan,
 }
 
 impl FindingCode {
@@ -141,6 +144,7 @@ impl FindingCode {
         FindingCode::JobEnqueuerUntrusted,
         FindingCode::ResultConflict,
         FindingCode::JobMalformed,
+        FindingCode::SnapshotOrphan,
     ];
 
     /// Returns the code's name (its serialized form).
@@ -171,6 +175,7 @@ impl FindingCode {
             FindingCode::JobEnqueuerUntrusted => "job-enqueuer-untrusted",
             FindingCode::ResultConflict => "result-conflict",
             FindingCode::JobMalformed => "job-malformed",
+            FindingCode::SnapshotOrphan => "snapshot-orphan",
         }
     }
 
@@ -202,7 +207,8 @@ impl FindingCode {
             | FindingCode::AuditMissing
             | FindingCode::SyncRejected
             | FindingCode::JobEnqueuerUntrusted
-            | FindingCode::ResultConflict => Severity::Warning,
+            | FindingCode::ResultConflict
+            | FindingCode::SnapshotOrphan => Severity::Warning,
         }
     }
 }
@@ -303,6 +309,7 @@ pub fn run_with(gatos: &Gatos, opts: Options) -> Result<Vec<Finding>> {
     }
     check_fsck(gatos, &mut r);
     check_refs(gatos, &mut r)?;
+    check_snapshots(gatos, &mut r, fix)?;
     check_locks(gatos, &mut r, opts)?;
     // Each topic's first retained seq: chains are checked down to it (a pruned segment's
     // commits stay in the object store until gc, but they are no longer the topic's).
@@ -424,6 +431,36 @@ fn check_refs(gatos: &Gatos, r: &mut Report) -> Result<()> {
             ),
             format!("find {} -mindepth 1 -type d -empty -delete", root.display()),
         );
+    }
+    Ok(())
+}
+
+/// Durable snapshots (ADR 0044): names under `refs/gatos-snapshots/` with copies and no
+/// `meta` (a create or delete that stopped half-way) are findings; `--fix` removes their
+/// copies. A snapshot write in progress (its lock held) is not reported.
+fn check_snapshots(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
+    use crate::snapshot::saved;
+    let found = saved::orphans_settled(gatos)?;
+    let cleaned = if fix && !found.is_empty() {
+        saved::clean_orphans(gatos)?
+    } else {
+        Vec::new()
+    };
+    for name in found {
+        r.add(
+            FindingCode::SnapshotOrphan,
+            format!("{}{name}/", names::SNAPSHOTS_PREFIX),
+            format!(
+                "copies of snapshot {name:?} without its meta commit: a snapshot create or rm \
+                 that stopped half-way; it is not a snapshot and is never served"
+            ),
+            "git gatos doctor --fix   # removes the copies",
+        );
+        if cleaned.contains(&name)
+            && let Some(f) = r.findings.last_mut()
+        {
+            f.fixed = true;
+        }
     }
     Ok(())
 }

@@ -6,6 +6,8 @@
 //! refs an export recorded ([`Snapshot::from_recorded`]); both classify every name with
 //! the store's ref layout ([`RefKind`]), so a reader never parses ref names itself.
 
+pub mod saved;
+
 use std::collections::BTreeMap;
 
 use gatos_store::objects::Reader;

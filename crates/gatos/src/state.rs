@@ -181,6 +181,9 @@ struct Kept {
     seq: u64,
     id: StateId,
     taken_at: Timestamp,
+    /// The wall time at `minted` (differs from `taken_at` for a state loaded from a
+    /// durable snapshot).
+    minted_at: Timestamp,
     minted: Instant,
     last_used: Instant,
     refs: usize,
@@ -312,6 +315,18 @@ impl Window {
 
     /// Keeps what a mint collected (the mint's second half, also for tests).
     pub fn keep(self: &Arc<Self>, c: Collected, now: Timestamp, clock: Instant) -> At {
+        self.keep_taken(c, now, now, clock)
+    }
+
+    /// Keeps refs taken at `taken_at`, earlier than now (a durable snapshot's, loaded from
+    /// its refs): the state answers with that time, and is kept as any other from `now`.
+    pub fn keep_taken(
+        self: &Arc<Self>,
+        c: Collected,
+        taken_at: Timestamp,
+        now: Timestamp,
+        clock: Instant,
+    ) -> At {
         let id = StateId::of(&c.refs);
         let mut g = write_lock(&self.inner);
         self.evict(&mut g, clock);
@@ -363,7 +378,8 @@ impl Window {
         g.states.push_back(Kept {
             seq,
             id,
-            taken_at: now,
+            taken_at,
+            minted_at: now,
             minted: clock,
             last_used: clock,
             refs: c.refs.len(),
@@ -490,7 +506,7 @@ impl Window {
     fn meta_of(&self, k: &Kept) -> Meta {
         let now = Instant::now();
         let until = (k.last_used + self.retention.ttl).min(k.minted + self.retention.hard);
-        let base = k.taken_at;
+        let base = k.minted_at;
         Meta {
             id: k.id,
             taken_at: k.taken_at,

@@ -54,6 +54,7 @@ const EXPECTED: &[(&str, Severity)] = &[
     ("job-enqueuer-untrusted", Severity::Warning),
     ("result-conflict", Severity::Warning),
     ("job-malformed", Severity::Error),
+    ("snapshot-orphan", Severity::Warning),
 ];
 
 #[test]
@@ -118,6 +119,8 @@ const TESTED: &[&str] = &[
     "sync-rejected",
     "result-conflict",
     "job-enqueuer-untrusted",
+    // a_half_written_snapshot_is_found_and_fix_removes_it
+    "snapshot-orphan",
 ];
 
 // ---- helpers ----
@@ -347,6 +350,8 @@ fn a_healthy_repository_has_no_findings() -> TestResult {
         &"nightly".parse()?,
         gatos::jobs::manifest::from_value(json!({"command": ["make", "nightly"]}))?,
     )?;
+    // A durable snapshot is no finding.
+    gatos::snapshot::saved::create(&g, "healthy")?;
     let findings = run(&g)?;
     assert_eq!(findings, Vec::<Finding>::new());
     assert_eq!(g.jobs().show(pending)?.state, JobState::Pending);
@@ -920,4 +925,37 @@ fn regex_literal(s: &str) -> String {
             })
             .collect::<String>()
     )
+}
+
+#[test]
+fn a_half_written_snapshot_is_found_and_fix_removes_it() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let id = enqueue(&g, 1)?;
+    gatos::snapshot::saved::create(&g, "kept")?;
+    let job = head_of(&repo, &format!("refs/gatos/jobs/{id}/job"))?;
+    // What a crash between a create's copies and its meta leaves.
+    repo.git(&[
+        "update-ref",
+        &format!("refs/gatos-snapshots/half/r/jobs/{id}/job"),
+        &job,
+    ])?;
+    let findings = run(&g)?;
+    let f = found(&findings, "snapshot-orphan", "refs/gatos-snapshots/half/");
+    assert!(!f.fixed);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let fixed = doctor::run(&g, true)?;
+    assert!(
+        found(&fixed, "snapshot-orphan", "refs/gatos-snapshots/half/").fixed,
+        "{fixed:#?}"
+    );
+    assert_eq!(run(&g)?, Vec::<Finding>::new());
+    let left = repo.git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/gatos-snapshots/",
+    ])?;
+    assert!(!left.contains("half"), "{left}");
+    assert!(left.contains("refs/gatos-snapshots/kept/meta"), "{left}");
+    repo.assert_fsck_strict()
 }

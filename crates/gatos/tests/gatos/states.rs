@@ -184,3 +184,149 @@ fn concurrent_mints_see_every_write_made_before_them() -> TestResult {
     }
     Ok(())
 }
+
+// ---- durable snapshots (`git gatos snapshot`, ADR 0044 §1) ----
+
+use gatos::snapshot::saved;
+
+fn git_refs(repo: &TempRepo, prefix: &str) -> TestResult<String> {
+    repo.git(&["for-each-ref", "--format=%(objectname) %(refname)", prefix])
+}
+
+#[test]
+fn a_snapshot_copies_the_state_and_survives_writes_and_gc() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    let first = enqueue(&g, "q")?;
+    g.messages()
+        .publish(&"t.a".parse()?, json!(1), &PublishOptions::default())?;
+    // Plain git sees journaled publishes once they are flushed (ADR 0046).
+    g.flush_journals()?;
+    let before = git_refs(&repo, "refs/gatos/")?;
+    let doc = saved::create(&g.with_actor("cli:tester"), "before")?;
+    let want = StateId(*blake3::hash(before.as_bytes()).as_bytes());
+    assert_eq!(doc.state, want.to_string());
+    assert_eq!(doc.refs, before.lines().count() as u64);
+    assert_eq!(doc.actor, "cli:tester");
+    assert!(doc.exact);
+    // The copies are packed (one packed-refs rewrite), and name the same commits.
+    let packed = std::fs::read_to_string(repo.git_dir().join("packed-refs"))?;
+    let copies = packed
+        .lines()
+        .filter(|l| l.contains(" refs/gatos-snapshots/before/r/"))
+        .count();
+    assert_eq!(copies, before.lines().count(), "{packed}");
+    let back: String = saved::refs(&g, &"before".parse()?)?
+        .iter()
+        .map(|(n, o)| format!("{o} {n}\n"))
+        .collect();
+    assert_eq!(back, before);
+    // Later writes do not move it.
+    enqueue(&g, "q")?;
+    assert_eq!(saved::list(&g)?, vec![doc.clone()]);
+    let (loaded, c) = saved::load(&g, &"before".parse()?)?;
+    assert_eq!(loaded, doc);
+    assert_eq!(StateId::of(&c.refs), want);
+    // Its objects stay after a ref they were reachable from goes, and a gc.
+    let job_commit = repo
+        .rev_parse(&format!("refs/gatos/jobs/{first}/job"))?
+        .ok_or("job ref")?;
+    repo.git(&["update-ref", "-d", &format!("refs/gatos/jobs/{first}/job")])?;
+    repo.git(&["gc", "--prune=now", "--quiet"])?;
+    repo.git(&["cat-file", "-e", &job_commit])?;
+    repo.assert_fsck_strict()?;
+    // Delete: meta first, then the copies; audited.
+    let gone = saved::delete(&g, "before")?;
+    assert_eq!(gone, doc);
+    assert_eq!(git_refs(&repo, "refs/gatos-snapshots/")?, "");
+    assert!(saved::list(&g)?.is_empty());
+    let mut actions = Vec::new();
+    gatos::audit::list(&g, gatos::audit::Since::Start, |r| {
+        actions.push((r.action.clone(), r.target.clone()));
+        Ok(true)
+    })?;
+    assert!(
+        actions.contains(&(json!("snapshots.delete"), json!("snapshot:before"))),
+        "{actions:?}"
+    );
+    let e = saved::delete(&g, "before").expect_err("deleted twice");
+    assert_eq!(e.code(), ErrorCode::NotFound);
+    repo.assert_fsck_strict()?;
+    Ok(())
+}
+
+#[test]
+fn snapshot_copies_without_meta_are_invisible_and_cleaned() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    let id = enqueue(&g, "q")?;
+    let job = repo
+        .rev_parse(&format!("refs/gatos/jobs/{id}/job"))?
+        .ok_or("job ref")?;
+    // A crash after the copies and before the meta: copies, no meta.
+    repo.git(&[
+        "update-ref",
+        &format!("refs/gatos-snapshots/crashed/r/jobs/{id}/job"),
+        &job,
+    ])?;
+    assert!(saved::list(&g)?.is_empty());
+    assert_eq!(saved::orphans(&g)?, vec!["crashed".to_owned()]);
+    let e = saved::load(&g, &"crashed".parse()?).expect_err("not a snapshot");
+    assert_eq!(e.code(), ErrorCode::NotFound);
+    // The next create cleans it.
+    saved::create(&g, "next")?;
+    assert!(saved::orphans(&g)?.is_empty());
+    let left = git_refs(&repo, "refs/gatos-snapshots/")?;
+    assert!(!left.contains("crashed"), "{left}");
+    assert!(left.contains("refs/gatos-snapshots/next/meta"), "{left}");
+    // A delete crashed after its meta went: cleaned by clean_orphans (doctor --fix).
+    repo.git(&["update-ref", "-d", "refs/gatos-snapshots/next/meta"])?;
+    assert!(saved::list(&g)?.is_empty());
+    assert_eq!(saved::clean_orphans(&g)?, vec!["next".to_owned()]);
+    assert_eq!(git_refs(&repo, "refs/gatos-snapshots/")?, "");
+    repo.assert_fsck_strict()?;
+    Ok(())
+}
+
+#[test]
+fn snapshot_hostile_names_and_the_65th_change_nothing() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    enqueue(&g, "q")?;
+    saved::create(&g, "taken")?;
+    let before = git_refs(&repo, "refs/")?;
+    let long = "a".repeat(65);
+    for bad in [
+        "",
+        "..",
+        "a..b",
+        "a/b",
+        "../x",
+        "a\u{1}b",
+        "A",
+        "a.lock",
+        long.as_str(),
+        "é",
+    ] {
+        let e = saved::create(&g, bad).expect_err(bad);
+        assert_eq!(e.code(), ErrorCode::InvalidInput, "{bad:?}: {e}");
+        assert_eq!(e.details()["argument"], json!("name"), "{bad:?}");
+        let e = saved::delete(&g, bad).expect_err(bad);
+        assert_eq!(e.code(), ErrorCode::InvalidInput, "{bad:?}: {e}");
+    }
+    let e = saved::create(&g, "taken").expect_err("taken");
+    assert_eq!(e.code(), ErrorCode::Conflict);
+    assert_eq!(e.details()["snapshot"], json!("taken"));
+    assert_eq!(git_refs(&repo, "refs/")?, before);
+    for i in 1..saved::MAX_SNAPSHOTS {
+        saved::create(&g, &format!("s{i:02}"))?;
+    }
+    assert_eq!(saved::list(&g)?.len(), saved::MAX_SNAPSHOTS);
+    let before = git_refs(&repo, "refs/")?;
+    let e = saved::create(&g, "one-more").expect_err("65th");
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    assert_eq!(e.details()["limit"], json!(64));
+    assert_eq!(git_refs(&repo, "refs/")?, before);
+    repo.assert_fsck_strict()?;
+    Ok(())
+}
