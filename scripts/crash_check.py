@@ -38,7 +38,7 @@ import tempfile
 
 TRACED = ("openat,open,creat,write,pwrite64,writev,sendto,sendmsg,rename,renameat,renameat2,mkdir,mkdirat,"
           "unlink,unlinkat,rmdir,ftruncate,truncate,fsync,fdatasync,syncfs,sync,close,lseek,"
-          "dup,dup2,dup3,fcntl,link,linkat")
+          "dup,dup2,dup3,fcntl,link,linkat,clone,clone3,fork,vfork")
 # The calls that change the file system: a crash point follows each of them.
 CHANGING = {"write", "pwrite64", "writev", "rename", "renameat", "renameat2", "mkdir", "mkdirat",
             "unlink", "unlinkat", "rmdir", "ftruncate", "truncate", "link", "linkat", "creat"}
@@ -124,8 +124,24 @@ class Model:
         self.dnames = None        # durable names: path -> id (None: not tracked)
         self.ddata = {}           # durable data
         self.ddirs = set()
-        self.fds = {}             # (pid, fd) -> [path or None, id or None, offset, append]
+        self.fds = {}             # (table, fd) -> [path or None, id or None, offset, append]
+        self.table = {}           # thread id -> the thread whose descriptor table it shares
         self.next_id = 0
+
+    def threads(self, calls):
+        """Learns which threads share a descriptor table (strace -f names threads by their
+        own ids; a file one thread opened is written by another, as a daemon's journal is).
+        Done before replaying, because a new thread's first calls can be logged before its
+        creator's `clone` returns."""
+        changed = True
+        while changed:
+            changed = False
+            for pid, name, a, ret in calls:
+                if name in ("clone", "clone3") and ret > 0 and "CLONE_FILES" in ",".join(a):
+                    t = self.table.get(pid, pid)
+                    if self.table.get(ret) != t:
+                        self.table[ret] = t
+                        changed = True
 
     def load(self, base):
         """Starts from the repository as it was before the recording (all durable)."""
@@ -198,6 +214,14 @@ class Model:
         """Applies one call; returns True when it changed the file system."""
         pid, name, a, ret = call
         if ret < 0:
+            return False
+        pid = self.table.get(pid, pid)
+        if name in ("clone", "clone3", "fork", "vfork"):
+            if ret > 0 and ret not in self.table:
+                # A new process starts with a copy of its creator's descriptors.
+                for (t, fd), e in list(self.fds.items()):
+                    if t == pid:
+                        self.fds[(ret, fd)] = list(e)
             return False
         if name in ("openat", "open", "creat"):
             dirfd, p, flags = ("AT_FDCWD", a[0], "O_WRONLY|O_CREAT|O_TRUNC") if name == "creat" else \
@@ -601,6 +625,7 @@ def main():
         raise SystemExit("the recording holds no acknowledgement on standard output")
     # 2 and 3. Replay.
     model = Model(rec)
+    model.threads(calls)
     model.load(base)
     states = durable_states = 0
     failures = []
