@@ -23,7 +23,9 @@ Every state must pass `git fsck --strict`, must be readable by gatos after `git 
 Usage: crash_check.py GIT_GATOS SCENARIO [--fsync METHOD] [--work DIR]
 Scenarios: publish, batch, enqueue, consume (a checkpoint), worker (claim, heartbeat,
 result, events), daemon (gatosd answering publishes on its socket, one at a time and four
-at once; its acknowledgement is its answer, and its real kills are left to the prefixes). Exit status 0 when every state passed; otherwise
+at once, acknowledged from the topic's journal; its acknowledgement is its answer, and it is
+killed for real at every append to and truncation of the journal and every rename of the
+topic head). Exit status 0 when every state passed; otherwise
 the first failure is printed with the calls that led to it.
 """
 
@@ -434,17 +436,29 @@ def scenario(name, gg, work):
     raise SystemExit(f"unknown scenario {name} (publish, batch, enqueue, consume, worker, daemon)")
 
 
-def record_daemon(gatosd, rec, home, work):
+def record_daemon(gatosd, rec, home, work, inject=None):
     """Runs gatosd on `rec` under strace and publishes over its socket: 3 messages one at a
     time, then 4 at once from 4 connections (a group commit). Returns the trace's calls;
-    an acknowledgement is the daemon's answer to a publish, written to its client."""
+    an acknowledgement is the daemon's answer to a publish, written to its client.
+
+    With `inject` = (call, path, k), strace kills gatosd with SIGKILL at the k-th `call`
+    that touches `path` instead, and nothing is recorded: returns (the acknowledgements the
+    clients received, whether gatosd was killed)."""
     import socket
     import time
     sock = os.path.join(work, "d.sock")
     log = os.path.join(work, "trace.daemon")
-    d = subprocess.Popen(["strace", "-f", "-qq", "-xx", "-s", "16777216", "-o", log,
-                          "-e", "trace=" + TRACED, gatosd, "--repo", rec, "--socket", sock],
+    if inject:
+        sc, path, k = inject
+        trace = ["strace", "-f", "-q", "-o", log, "-P", path, "-e", "trace=" + sc,
+                 "-e", f"inject={sc}:signal=KILL:when={k}"]
+    else:
+        trace = ["strace", "-f", "-qq", "-xx", "-s", "16777216", "-o", log, "-e", "trace=" + TRACED]
+    if os.path.exists(sock):
+        os.unlink(sock)
+    d = subprocess.Popen(trace + [gatosd, "--repo", rec, "--socket", sock],
                          env=env(rec, home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    acks = []
     try:
         deadline = time.monotonic() + 60
         while not os.path.exists(sock):
@@ -469,29 +483,52 @@ def record_daemon(gatosd, rec, home, work):
             c.sendall(json.dumps({"jsonrpc": "2.0", "id": i, "method": "messages.publish",
                                   "params": {"topic": "t", "payload": {"n": i}}}).encode() + b"\n")
 
-        c, r = connect()
-        for i in range(1, 4):
-            publish(c, i)
-            if b'"result"' not in r.readline():
-                raise SystemExit("a publish failed")
-        many = [connect() for _ in range(4)]
-        for k, (c2, _) in enumerate(many):
-            publish(c2, 10 + k)
-        for _, r2 in many:
-            if b'"result"' not in r2.readline():
-                raise SystemExit("a concurrent publish failed")
-        for c2, r2 in many + [(c, r)]:
-            r2.close()
-            c2.close()
+        def answer(r):
+            line = r.readline()
+            if b'"result"' not in line:
+                raise ConnectionError(f"no result: {line[:200]!r}")
+            acks.append(line.decode("utf-8", "replace"))
+
+        try:
+            c, r = connect()
+            for i in range(1, 4):
+                publish(c, i)
+                answer(r)
+            many = [connect() for _ in range(4)]
+            for k2, (c2, _) in enumerate(many):
+                publish(c2, 10 + k2)
+            for _, r2 in many:
+                try:
+                    answer(r2)
+                except (ConnectionError, OSError):
+                    if not inject:
+                        raise
+            for c2, r2 in many + [(c, r)]:
+                r2.close()
+                c2.close()
+        except (ConnectionError, OSError) as e:
+            if not inject:
+                raise SystemExit(f"a publish failed: {e}")
     finally:
         # SIGTERM to gatosd itself (strace's child), which drains and exits; strace follows.
         kids = []
-        for t in os.listdir(f"/proc/{d.pid}/task"):
-            with open(f"/proc/{d.pid}/task/{t}/children") as f:
-                kids += [int(k) for k in f.read().split()]
+        if d.poll() is None:
+            for t in os.listdir(f"/proc/{d.pid}/task"):
+                try:
+                    with open(f"/proc/{d.pid}/task/{t}/children") as f:
+                        kids += [int(k) for k in f.read().split()]
+                except FileNotFoundError:
+                    pass
         for k in kids:
-            os.kill(k, 15)
+            try:
+                os.kill(k, 15)
+            except ProcessLookupError:
+                pass
         d.wait(timeout=60)
+    if inject:
+        with open(log) as f:
+            killed = "killed by SIGKILL" in f.read()
+        return acks, killed
     with open(log) as f:
         return parse(f.read())
 
@@ -600,7 +637,6 @@ def main():
                 if '"result"' in text and '"ulid"' in text:
                     acks_at.append((len(calls) - 1, text))
         ends.append(len(calls) - 1)
-        o.no_kills = True  # a daemon is killed by the process-crash prefixes above
     for i, c in enumerate(cmds):
         log = os.path.join(work, f"trace.{i}")
         r = subprocess.run(["strace", "-f", "-qq", "-xx", "-s", "16777216", "-o", log,
@@ -653,6 +689,27 @@ def main():
     kills = 0
     if not o.no_kills and not failures:
         names = sorted(CHANGING - {"creat", "link", "truncate"})
+        if o.scenario == "daemon":
+            # gatosd killed at every change to the topic's journal and head: each append,
+            # each truncation after a materialization, each rename of the head.
+            gatosd = os.path.join(os.path.dirname(gg), "gatosd")
+            for sc, rel in (("write", "gatos/journal/messages.t"),
+                            ("ftruncate", "gatos/journal/messages.t"),
+                            ("rename", "refs/gatos/messages/t/head")):
+                k = 1
+                while not failures:
+                    kr = os.path.join(work, "kill.git")
+                    shutil.rmtree(kr, ignore_errors=True)
+                    shutil.copytree(base, kr, symlinks=True)
+                    acks, killed = record_daemon(gatosd, kr, home, work,
+                                                 (sc, os.path.join(kr, rel), k))
+                    if not killed:
+                        break  # gatosd made no k-th such call
+                    kills += 1
+                    bad = check_state(gg, kr, home, acks, verify)
+                    if bad:
+                        failures.append((f"kill -9 of gatosd at {sc} #{k} on {rel}", -1, bad))
+                    k += 1
         for ci, c in enumerate(cmds):
             for sc in names:
                 k = 1
