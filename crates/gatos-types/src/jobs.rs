@@ -586,8 +586,9 @@ pub struct JobRow {
     /// `jobs resolve` chooses; only `jobs show` fills it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<Oid>,
-    /// Who enqueued it and whether this node's workers run it (ADR 0019); only `jobs show`
-    /// fills it.
+    /// Who enqueued it and whether this node's workers run it (ADR 0019): `jobs show` fills
+    /// it whole (a live job); `jobs list` fills `key`, `actor` and `trusted` from the job
+    /// catalog, with `blocked` null.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enqueuer: Option<EnqueuerView>,
     /// What a pending job waits for (queue, capabilities, secrets, `run_after`, backoff,

@@ -17,7 +17,9 @@
 //! record per job it returns or whose state must be read to filter on it. Facts filter
 //! without reading jobs; time ranges and id prefixes are ranges of ULIDs, the order of the
 //! refs. So a page of a long history costs about what it costs in a short one, unless a
-//! filter skips most of the jobs it passes over.
+//! filter skips most of the jobs it passes over. The rows returned take their enqueuer
+//! (key, actor, trusted) from the catalog: a job listed for the first time costs one check
+//! of its enqueue signature, once, and a line appended.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read as _, Seek as _, Write as _};
@@ -211,7 +213,26 @@ fn io(what: &str, e: std::io::Error) -> Error {
     Error::new(ErrorCode::Internal, format!("{what}: {e}"))
 }
 
+/// The keys this node trusts, read once per page.
+struct Trust {
+    own: Option<KeyId>,
+    trusted: Vec<KeyId>,
+}
+
 impl Facts {
+    /// The enqueuer as a listed row shows it: the signing key and actor, whether this node
+    /// trusts the key; `blocked` is left to `jobs show`.
+    fn view(&self, trust: &Trust) -> gatos_types::jobs::EnqueuerView {
+        gatos_types::jobs::EnqueuerView {
+            key: self.key,
+            actor: self.actor.clone(),
+            trusted: self
+                .key
+                .is_some_and(|k| trust.own == Some(k) || trust.trusted.contains(&k)),
+            blocked: None,
+        }
+    }
+
     fn matches(&self, q: &Query) -> bool {
         if q.queue.as_ref().is_some_and(|x| *x != self.queue) {
             return false;
@@ -366,6 +387,8 @@ impl Jobs<'_> {
         let mut live = LiveJobs::new(src, q.start_after());
         let mut older = archived.keys().copied().peekable();
         let mut jobs = Vec::new();
+        // The live refs of the jobs returned, for their enqueuers (read at the end).
+        let mut listed: BTreeMap<Ulid, Refs> = BTreeMap::new();
         let mut last = None;
         let mut ended = false;
         while !ended {
@@ -413,7 +436,7 @@ impl Jobs<'_> {
             for (id, refs) in batch {
                 if jobs.len() == limit {
                     return Ok(Page {
-                        jobs,
+                        jobs: self.with_enqueuers(jobs, &listed, &archived)?,
                         next_cursor: last,
                     });
                 }
@@ -441,13 +464,41 @@ impl Jobs<'_> {
                 if q.state.is_some_and(|s| s != row.state) {
                     continue;
                 }
+                if let Some(r) = refs {
+                    listed.insert(id, r);
+                }
                 jobs.push(row);
             }
         }
         Ok(Page {
-            jobs,
+            jobs: self.with_enqueuers(jobs, &listed, &archived)?,
             next_cursor: None,
         })
+    }
+
+    /// Gives each row of a page its enqueuer (key, actor, trusted) from the catalog: a
+    /// job listed for the first time is caught up once (its enqueue signature checked, a
+    /// line appended); only the jobs returned are read, not those a filter passed over.
+    fn with_enqueuers(
+        &self,
+        mut jobs: Vec<JobRow>,
+        live: &BTreeMap<Ulid, Refs>,
+        archived: &BTreeMap<Ulid, archive::Archived>,
+    ) -> Result<Vec<JobRow>> {
+        if jobs.is_empty() {
+            return Ok(jobs);
+        }
+        let ids: Vec<Ulid> = jobs.iter().map(|j| j.id).collect();
+        let facts = self.catalog_facts(&ids, live, archived)?;
+        let keys = self.gatos.keys();
+        let trust = Trust {
+            own: keys.current(),
+            trusted: keys.trusted(),
+        };
+        for row in &mut jobs {
+            row.enqueuer = facts.get(&row.id).map(|f| f.view(&trust));
+        }
+        Ok(jobs)
     }
 
     /// The facts of `ids`, from the catalog, caught up from the refs for ids it lacks.

@@ -130,15 +130,22 @@ fn a_torn_catalog_is_rebuilt_and_jobs_from_elsewhere_are_caught_up() -> TestResu
     let repo = TempRepo::new()?;
     let (g, _clock) = open_at(&repo, T0)?;
     let a = enqueue(&g, json!({"command": ["true"], "queue": "x"}))?;
-    // A plain listing needs no catalog; a filter on a fact builds it.
-    assert_eq!(ids(&g.jobs().page(&Query::default())?), vec![a]);
-    assert!(!catalog::catalogued(&g, a)?);
+    // A listing catalogs the jobs it returns (their enqueuer comes from the catalog); a
+    // filter on a fact reads the catalog.
+    let plain = g.jobs().page(&Query::default())?;
+    assert_eq!(ids(&plain), vec![a]);
+    assert!(catalog::catalogued(&g, a)?);
+    let who = plain.jobs[0].enqueuer.clone().ok_or("an enqueuer")?;
+    assert_eq!(
+        (who.key, who.trusted, who.blocked),
+        (None, false, None),
+        "unsigned: no key"
+    );
     let x = Query {
         queue: Some("x".parse()?),
         ..Query::default()
     };
     assert_eq!(ids(&g.jobs().page(&x)?), vec![a]);
-    assert!(catalog::catalogued(&g, a)?);
     // A crash mid-append leaves half a line: the next list rebuilds from the refs.
     let path = repo.git_dir().join("gatos/index/jobs/catalog.jsonl");
     let mut text = std::fs::read(&path)?;
