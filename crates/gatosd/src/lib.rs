@@ -179,8 +179,6 @@ fn start(args: &args::Args) -> Result<(), StartError> {
     let open =
         gatos::OpenOptions::from_test_env().map_err(|e| StartError(e.code(), e.to_string()))?;
     let gatos = Gatos::discover(&dir, open).map_err(|e| StartError(e.code(), e.to_string()))?;
-    // Journaled publishes are made commits before the daemon exits (ADR 0046).
-    let flush_at_exit = gatos.clone();
     let sync_remote = match &args.sync {
         Some(r) => Some(
             gatos::sync::resolve_remote(&gatos, Some(r))
@@ -299,9 +297,6 @@ fn start(args: &args::Args) -> Result<(), StartError> {
         );
         server::run(shared, endpoints, shutdown_signal()).await;
         node.stop();
-        if let Err(e) = flush_at_exit.flush_journals() {
-            tracing::warn!(error = %e, "could not make every journaled publish a commit at exit; the next reader will");
-        }
         Ok(())
     })
 }

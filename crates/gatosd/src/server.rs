@@ -160,5 +160,15 @@ pub async fn run(
         tracing::warn!("connections still open after the drain timeout");
     }
     drop(endpoints);
+    // Every journaled publish this daemon answered becomes a commit before it is gone
+    // (ADR 0046): plain git sees them after a clean stop.
+    let gatos = shared.gatos.clone();
+    match tokio::task::spawn_blocking(move || gatos.flush_journals()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not make every journaled publish a commit; the next reader will")
+        }
+        Err(e) => tracing::warn!(error = %e, "the journal flush at shutdown failed"),
+    }
     tracing::info!("stopped");
 }

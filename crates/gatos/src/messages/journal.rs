@@ -20,9 +20,10 @@
 //! records' messages are appended again after it, as sync does with a node's messages
 //! after the hub's (ADR 0015): same envelopes and ULIDs, new commit ids.
 //!
-//! What is journaled: publishes to user topics without `msg_id` and without
-//! `expect_last_seq`, that do not start a new segment. Everything else takes the direct
-//! path, which materializes the journal first.
+//! What is journaled: publishes without `msg_id` and without `expect_last_seq`, that do
+//! not start a new segment, to any topic (also gatos's own `gatos.jobs` events and
+//! `gatos.audit` records, which follow their action at-least-once anyway). Everything
+//! else takes the direct path, which materializes the journal first.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -383,7 +384,7 @@ impl Messages<'_> {
             open.based = true;
         }
         let (config, _) = self.gatos.topic_config(topic)?;
-        let signer = if config.sign {
+        let signer = if config.sign || chain::is_signed_topic(topic) {
             self.gatos.keys().signing_key()?
         } else {
             None

@@ -235,12 +235,10 @@ impl Messages<'_> {
         let (items, replies): (Vec<Prepared>, Vec<_>) =
             waiting.into_iter().map(|w| (w.item, w.reply)).unzip();
         tracing::trace!(%topic, size = items.len(), "group commit");
-        // Plain publishes to user topics are acknowledged after one journal append (ADR
-        // 0046); a msg_id needs the dedupe window, which reads committed messages.
-        if self.gatos.journal_on()
-            && !chain::is_signed_topic(topic)
-            && items.iter().all(|i| i.msg_id.is_none())
-        {
+        // Plain publishes are acknowledged after one journal append (ADR 0046), also gatos's
+        // own job events and audit records; a msg_id needs the dedupe window, which reads
+        // committed messages.
+        if self.gatos.journal_on() && items.iter().all(|i| i.msg_id.is_none()) {
             let journaled: Vec<super::journal::Item<'_>> = items
                 .iter()
                 .map(|i| super::journal::Item {
