@@ -542,7 +542,7 @@ def refs_first(part, rec, rename_only=False):
     def path(call, i):
         return unquote(call[2][i]).decode() if len(call[2]) > i and call[2][i].startswith('"') else ""
     first = next((i for i, c in enumerate(part)
-                  if c[1] == "openat" and "/objects/tmp_obj" in path(c, 1)), None)
+                  if c[1] == "openat" and re.search(r"/objects/([0-9a-f]{2}/)?tmp_obj", path(c, 1))), None)
     if first is None:
         return part
     out, block, moved = list(part), [], []

@@ -209,8 +209,8 @@ pub(crate) fn is_vanished_dir(e: &gix::Error) -> bool {
 static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Store {
-    /// Writes one loose object: zlib stream to a temp file in `objects/`, then renamed into
-    /// `objects/xx/`.
+    /// Writes one loose object: zlib stream to a temp file in `objects/xx/`, then renamed to
+    /// its name there.
     ///
     /// Loose objects are written uncompressed (stored zlib blocks): each takes a 4 KiB block
     /// whatever its size, and git compresses them when it packs them, while setting up a
@@ -223,15 +223,23 @@ impl Store {
         raw.extend_from_slice(&header);
         raw.extend_from_slice(data);
         let encoded = crate::zlib::stored(&raw);
-        let objects = self.common_dir().join("objects");
         let path = self.loose_object_path(id);
         let dir = path
             .parent()
             .map(std::path::Path::to_owned)
-            .unwrap_or_else(|| objects.clone());
+            .unwrap_or_else(|| self.common_dir().join("objects"));
+        // The temp file is made in the object's own fan-out directory, as git does: the
+        // rename stays inside one directory, and concurrent writers of different objects
+        // do not all take the lock of `objects/` (issue #21). `objects/xx/` is made only
+        // when the first open finds it missing, not probed each time. A temp file left by
+        // a crash is named `tmp_obj_*`, which `git fsck` ignores and `git prune` removes.
+        //
+        // `git repack -d` (prune-packed) removes empty objects/xx/ directories, possibly
+        // between our mkdir and the open. Git retries this race itself; so do we.
+        let mut attempt = 0;
         let (tmp, mut file) = loop {
             let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let tmp = objects.join(format!("tmp_obj_gatos_{}_{n}", std::process::id()));
+            let tmp = dir.join(format!("tmp_obj_gatos_{}_{n}", std::process::id()));
             match std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -240,9 +248,19 @@ impl Store {
             {
                 Ok(f) => break (tmp, f),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < RACE_RETRIES => {
+                    attempt += 1;
+                    match std::fs::create_dir(&dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => {
+                            return Err(Error::io(format!("creating {}", dir.display()), e));
+                        }
+                    }
+                }
                 Err(e) => {
                     return Err(Error::io(
-                        format!("creating a temp object in {}", objects.display()),
+                        format!("creating a temp object in {}", dir.display()),
                         e,
                     ));
                 }
@@ -254,31 +272,15 @@ impl Store {
             let _ = std::fs::remove_file(&tmp);
             return Err(Error::io(format!("writing {}", tmp.display()), e));
         }
-        // `git repack -d` (prune-packed) removes empty objects/xx/ directories, possibly
-        // between our mkdir and rename. Git retries this race itself; so do we.
-        let mut attempt = 0;
-        loop {
-            match std::fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(Error::io(format!("creating {}", dir.display()), e));
-                }
-            }
-            match std::fs::rename(&tmp, &path) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < RACE_RETRIES => {
-                    tracing::debug!(object = %id, attempt, "object directory vanished under a concurrent repack; retrying");
-                    attempt += 1;
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(Error::io(
-                        format!("moving an object into {}", dir.display()),
-                        e,
-                    ));
-                }
+        // Our temp file keeps the directory from being empty: no repack can remove it now.
+        match std::fs::rename(&tmp, &path) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(Error::io(
+                    format!("moving an object into {}", dir.display()),
+                    e,
+                ))
             }
         }
     }
