@@ -58,6 +58,9 @@ fn install_signals(control: &Arc<Control>, out: &Output) -> Result<(), Error> {
 /// its jobs' outcomes.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &WorkerArgs) -> Result<(), Error> {
     let g = ctx.gatos()?;
+    // A worker lives long: its job events are acknowledged from the journal and made
+    // commits by its flusher, and at its exit (ADR 0046).
+    g.set_journal(true);
     g.set_job_arbiter(a.remote.as_deref())?;
     let mut opts = WorkerOptions::new(match &a.id {
         Some(id) => parse(id)?,
