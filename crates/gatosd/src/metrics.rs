@@ -475,7 +475,10 @@ pub fn follow_jobs(gatos: gatos::Gatos, metrics: Arc<Metrics>, stop: Cancellatio
                 match polled {
                     Ok((n, _)) if n > 0 => continue,
                     Ok(_) => {
-                        if let Err(e) = f.wait(Duration::from_millis(500)) {
+                        // Commits only: counting an event up to a flush interval
+                        // late is fine, and waking on the journal would make every
+                        // event a commit at once, defeating its batching (ADR 0046).
+                        if let Err(e) = f.wait_committed(Duration::from_millis(500)) {
                             tracing::debug!(error = %e, "metrics: waiting on gatos.jobs");
                             wait_or_stop(&stop, Duration::from_secs(1));
                         }

@@ -595,6 +595,22 @@ impl Follower {
         }
     }
 
+    /// As [`Follower::wait`], but for commits only: a journaled publish wakes it once a
+    /// flusher made it a commit (within `gatos.journal.flushMs`), not at once. For a
+    /// follower whose lag does not matter (gatosd's metrics of `gatos.jobs`), so that it
+    /// does not make every journaled record a commit the moment it is appended.
+    ///
+    /// # Errors
+    /// When the ref cannot be read.
+    pub fn wait_committed(&mut self, timeout: Duration) -> Result<bool> {
+        wait_ref(
+            &self.gatos,
+            &names::message_head(&self.topic),
+            self.last_head,
+            timeout,
+        )
+    }
+
     /// Moves the follower to stand after position `seq` (the message `ulid` when known):
     /// a consumer group's checkpoint, which the next [`Follower::poll`] resumes from.
     pub(crate) fn seek(&mut self, seq: u64, ulid: Option<Ulid>) {
