@@ -330,3 +330,50 @@ fn snapshot_hostile_names_and_the_65th_change_nothing() -> TestResult {
     repo.assert_fsck_strict()?;
     Ok(())
 }
+
+#[test]
+fn snapshots_taken_while_a_writer_publishes_hold_their_states() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    let topic: Topic = "t.busy".parse()?;
+    g.messages()
+        .publish(&topic, json!(0), &PublishOptions::default())?;
+    repo.git(&["pack-refs", "--all"])?;
+    let writer = {
+        let g = g.clone();
+        let topic = topic.clone();
+        std::thread::spawn(move || -> gatos::Result<()> {
+            for i in 1..=200 {
+                g.messages()
+                    .publish(&topic, json!(i), &PublishOptions::default())?;
+                if i % 50 == 0 {
+                    enqueue(&g, "q")
+                        .map_err(|e| gatos::Error::new(ErrorCode::Internal, e.to_string()))?;
+                }
+            }
+            Ok(())
+        })
+    };
+    let mut docs = Vec::new();
+    for i in 0..5 {
+        docs.push(saved::create(&g, &format!("busy{i}"))?);
+    }
+    writer.join().map_err(|_| "the writer panicked")??;
+    for d in &docs {
+        let (doc, c) = saved::load(&g, &d.name.parse()?)?;
+        assert_eq!(&doc, d);
+        assert_eq!(StateId::of(&c.refs).to_string(), d.state, "{}", d.name);
+    }
+    // Every message the writer acknowledged is still there: no packed-refs rewrite lost a
+    // ref it wrote meanwhile.
+    let page = g.messages().read(
+        &topic,
+        &ReadOptions {
+            since: Cursor::Start,
+            limit: 1000,
+        },
+    )?;
+    assert_eq!(page.messages.len(), 201);
+    repo.assert_fsck_strict()?;
+    Ok(())
+}
