@@ -193,6 +193,69 @@ fn sigterm_drains_and_removes_the_socket() -> TestResult {
     repo.assert_fsck_strict()
 }
 
+fn head(repo: &TempRepo, topic: &str) -> Option<String> {
+    repo.git(&[
+        "rev-parse",
+        "-q",
+        "--verify",
+        &format!("refs/gatos/messages/{topic}/head"),
+    ])
+    .ok()
+    .map(|s| s.trim().to_owned())
+    .filter(|s| !s.is_empty())
+}
+
+/// ADR 0046: gatosd answers a plain publish after one append to the topic's journal; the
+/// CLI reads it at once (it makes the journal commits first), plain git sees it within
+/// `gatos.journal.flushMs`, and after a SIGTERM.
+#[test]
+fn a_journaled_publish_is_read_at_once_and_becomes_a_commit_for_git() -> TestResult {
+    let repo = TempRepo::new()?;
+    // A flush interval longer than the test: only readers and the stop make commits.
+    repo.git(&["config", "gatos.journal.flushMs", "60000"])?;
+    let mut d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    let r = c.call("messages.publish", json!({"topic": "j", "payload": 1}))?;
+    let commit = r["result"]["commit"].as_str().ok_or("commit")?.to_owned();
+    let journal = repo.git_dir().join("gatos/journal/messages.j");
+    assert!(
+        std::fs::metadata(&journal)?.len() > 0,
+        "answered from the journal"
+    );
+    assert_eq!(head(&repo, "j"), None, "not yet a commit for plain git");
+    let read = json_lines(&gatos_ok(&repo, &["messages", "read", "j", "--json"])?)?;
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0]["commit"], json!(commit));
+    assert_eq!(
+        head(&repo, "j"),
+        Some(commit.clone()),
+        "the CLI made it a commit"
+    );
+    // The next publish waits in the journal until gatosd stops.
+    let r = c.call("messages.publish", json!({"topic": "j", "payload": 2}))?;
+    let second = r["result"]["commit"].as_str().ok_or("commit")?.to_owned();
+    assert_eq!(head(&repo, "j"), Some(commit));
+    drop(c);
+    d.signal("-TERM")?;
+    assert!(d.child.wait()?.success());
+    assert_eq!(head(&repo, "j"), Some(second));
+    assert_eq!(std::fs::metadata(&journal)?.len(), 0);
+    // With the default interval, the flusher makes it a commit on its own.
+    repo.git(&["config", "--unset", "gatos.journal.flushMs"])?;
+    let d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    let r = c.call("messages.publish", json!({"topic": "j", "payload": 3}))?;
+    let third = r["result"]["commit"].as_str().ok_or("commit")?.to_owned();
+    wait_for(
+        "the flusher to make the publish a commit",
+        Duration::from_secs(30),
+        || head(&repo, "j").as_deref() == Some(third.as_str()),
+    )?;
+    drop(c);
+    drop(d);
+    repo.assert_fsck_strict()
+}
+
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_message_and_blocks_no_restart() -> TestResult {
     let repo = TempRepo::new()?;
