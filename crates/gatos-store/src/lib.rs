@@ -71,7 +71,6 @@ struct Inner {
     identity: Identity,
     durability: durability::Method,
     pool: Mutex<Vec<gix::Repository>>,
-    compressors: Mutex<Vec<zlib::Zlib>>,
     /// The local config file as last parsed, with the stamp it had then.
     local_config: Mutex<Option<(FileStamp, Arc<gix::config::File>)>>,
 }
@@ -91,36 +90,6 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("git_dir", &self.inner.git_dir)
             .finish_non_exhaustive()
-    }
-}
-
-/// Something borrowed from a pool, returned when dropped.
-pub(crate) struct Pooled<'a, T> {
-    pool: &'a Mutex<Vec<T>>,
-    item: Option<T>,
-}
-
-impl<T> std::ops::Deref for Pooled<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        self.item.as_ref().expect("held until dropped")
-    }
-}
-
-impl<T> std::ops::DerefMut for Pooled<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        self.item.as_mut().expect("held until dropped")
-    }
-}
-
-impl<T> Drop for Pooled<'_, T> {
-    fn drop(&mut self) {
-        if let Some(item) = self.item.take() {
-            let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
-            if pool.len() < POOL_MAX {
-                pool.push(item);
-            }
-        }
     }
 }
 
@@ -233,7 +202,6 @@ impl Store {
                 identity,
                 durability,
                 pool: Mutex::new(Vec::new()),
-                compressors: Mutex::new(Vec::new()),
                 local_config: Mutex::new(None),
             }),
         };
@@ -257,20 +225,6 @@ impl Store {
         Handle {
             store: self,
             repo: Some(repo),
-        }
-    }
-
-    /// Borrows a compressor from the pool (made on first use; creating one is costly).
-    pub(crate) fn zlib(&self) -> Pooled<'_, zlib::Zlib> {
-        let z = self
-            .inner
-            .compressors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        Pooled {
-            pool: &self.inner.compressors,
-            item: Some(z.unwrap_or_else(zlib::Zlib::new)),
         }
     }
 

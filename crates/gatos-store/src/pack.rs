@@ -109,7 +109,6 @@ impl PackWriter<'_> {
             message: format!("{e:#}"),
         };
         let mut entries = Vec::with_capacity(count);
-        let mut zlib = self.store.zlib();
         for (id, kind, data) in &self.objects {
             let kind = match kind {
                 Kind::Commit => gix::objs::Kind::Commit,
@@ -120,9 +119,7 @@ impl PackWriter<'_> {
                 id: to_gix(*id),
                 kind: gix_pack::data::output::entry::Kind::Base(kind),
                 decompressed_size: data.len(),
-                compressed_data: zlib
-                    .encode(data)
-                    .map_err(|e| git("compressing a pack entry", e))?,
+                compressed_data: crate::zlib::stored(data),
             });
         }
         // The raw objects are no longer needed once compressed; free them before indexing.
