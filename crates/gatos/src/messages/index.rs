@@ -790,6 +790,10 @@ fn catch_up(
             .ok()
             .and_then(|()| Record::decode(&b))
     };
+    // What the writer knows, by commit: the walk looks each commit up once (a linear search
+    // made a chunk of 1,000 messages cost a million comparisons).
+    let known_at: std::collections::HashMap<Oid, &Known> =
+        known.iter().map(|k| (k.meta.commit, k)).collect();
     while let Some(commit) = cur {
         // Positions below the current one are still the old content: compare in place,
         // before reading any object (the usual junction is the previous head).
@@ -800,8 +804,8 @@ fn catch_up(
             junction = Some((seq, r.ulid));
             break;
         }
-        let k = match known.iter().find(|k| k.meta.commit == commit) {
-            Some(k) => k.clone(),
+        let k = match known_at.get(&commit) {
+            Some(k) => (*k).clone(),
             None => {
                 let r = reader.get_or_insert_with(|| store.reader());
                 if !r.exists(commit) {
