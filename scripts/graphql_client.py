@@ -62,6 +62,25 @@ class Client:
             raise RuntimeError("errors: %s" % body["errors"])
         return body["data"], body.get("extensions", {})
 
+    # Durable snapshots (`git gatos snapshot`): the REST routes of snapshots.create, .list
+    # and .delete; a snapshot is then a state to query by stateRef, or by
+    # refPath "snapshots/<name>".
+    def snapshot_create(self, name, token=None):
+        return self.session.post(self.base + "/api/v1/snapshots", json={"name": name},
+                                 headers=self._auth(token), timeout=120)
+
+    def snapshots(self, token=None):
+        return self.session.get(self.base + "/api/v1/snapshots", headers=self._auth(token),
+                                timeout=60)
+
+    def snapshot_delete(self, name, token=None):
+        return self.session.delete(self.base + "/api/v1/snapshots/" + requests.utils.quote(name, safe=""),
+                                   headers=self._auth(token), timeout=120)
+
+    @staticmethod
+    def _auth(token):
+        return {"Authorization": "Bearer " + token} if token else {}
+
 
 def code_of(response):
     """The taxonomy code of the first error of an answer."""

@@ -516,3 +516,259 @@ print("ok")
     assert_eq!(d.python(&script, &env)?.trim(), "ok");
     Ok(())
 }
+
+const RO_TOKEN: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+/// Durable snapshots (`git gatos snapshot`): taken by the CLI and over HTTP, listed by
+/// REST and GraphQL, served by `stateRef` and `refPath: "snapshots/<name>"`, the same bytes
+/// after more writes and a daemon restart (and a 304), deleted (audited); a read-only token
+/// is refused, hostile names change nothing, copies without their `meta` are invisible
+/// and cleaned.
+#[test]
+fn snapshots_by_cli_http_and_graphql_survive_writes_and_a_restart() -> TestResult {
+    let (repo, _) = fixture()?;
+    let out = gatos_ok(&repo, &["snapshot", "create", "pin", "--json"])?;
+    let pin: Value = serde_json::from_str(out.trim())?;
+    let state = pin["state"].as_str().ok_or("state")?.to_owned();
+    let lines = repo.git(&[
+        "for-each-ref",
+        "--format=%(objectname) %(refname)",
+        "refs/gatos/",
+    ])?;
+    let refs: Vec<(String, gatos_types::Oid)> = lines
+        .lines()
+        .filter_map(|l| {
+            let (o, n) = l.split_once(' ')?;
+            Some((n.to_owned(), o.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(
+        state,
+        gatos::state::StateId::of(&refs).to_string(),
+        "the snapshot's state is the id of the refs"
+    );
+    // More writes after the pin.
+    gatos_ok(
+        &repo,
+        &["messages", "publish", "t.events", "--data", "{\"n\":99}"],
+    )?;
+    enqueue(&repo, &["--", "true"])?;
+    let tokens = format!("t {TOKEN}\nro {RO_TOKEN} ro\n");
+    let d = HttpDaemon::start(&repo, &tokens, "gatosd", &[])?;
+    let url = d.url("");
+    let script = format!(
+        r#"{PRELUDE}
+state, ro = os.environ["STATE"], os.environ["RO"]
+Q = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref takenAt refs exact }} jobs(first: 20) {{ edges {{ node {{ id queue spec }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 20) {{ edges {{ node {{ seq payload }} }} }} }} }} }}'
+
+# REST: the CLI's snapshot is listed; create over HTTP; a read-only token may not write.
+r = c.snapshots()
+check(r.status_code == 200 and [(s["name"], s["state"]) for s in r.json()["snapshots"]] == [("pin", state)], "snapshots.list: %s" % r.text)
+r = c.snapshot_create("second")
+check(r.status_code == 201 and r.json()["name"] == "second" and r.json()["actor"] == "http:t", "snapshots.create: %s %s" % (r.status_code, r.text))
+second = r.json()["state"]
+check(second != state, "the second snapshot holds the later state")
+r = c.snapshot_create("by-ro", token=ro)
+check(r.status_code == 403 and r.json()["code"] == "Forbidden", "a read-only token: %s %s" % (r.status_code, r.text))
+r = c.snapshot_delete("pin", token=ro)
+check(r.status_code == 403, "a read-only token may not delete: %s" % r.text)
+for bad in ["../x", "a..b", "A", "x" * 65, "a.lock", "a\x01b"]:
+    r = c.snapshot_create(bad)
+    check(r.status_code == 400 and r.json()["code"] == "InvalidInput", "hostile name %r: %s" % (bad, r.text))
+r = c.snapshot_create("second")
+check(r.status_code == 409 and r.json()["code"] == "Conflict", "a name taken: %s" % r.text)
+names = [s["name"] for s in c.snapshots().json()["snapshots"]]
+check(names == ["pin", "second"], "nothing else was made: %s" % names)
+
+# GraphQL: the list (live), a snapshot by name (a moving name: no-cache) and by state.
+r = c.post('{{ ledger {{ snapshots {{ name state takenAt refs exact actor }} }} }}')
+snaps = r.json()["data"]["ledger"]["snapshots"]
+check([(s["name"], s["state"]) for s in snaps] == [("pin", state), ("second", second)], "GraphQL snapshots: %s" % snaps)
+check(r.headers["Cache-Control"] == "private, no-cache", "the list is live: %s" % r.headers)
+r = c.post('{{ ledger(refPath: "snapshots/pin") {{ state {{ ref takenAt }} }} }}')
+body = r.json()
+check(body["extensions"]["stateRefResolved"] == state and body["data"]["ledger"]["state"]["takenAt"] == snaps[0]["takenAt"], "refPath snapshots/pin: %s" % r.text)
+check(r.headers["Cache-Control"] == "private, no-cache", "refPath is a moving name: %s" % r.headers)
+for path, code in [("snapshots/nope", "NotFound"), ("snapshots/../x", "InvalidInput"), ("elsewhere", "InvalidInput")]:
+    r = c.post('query($p: String!) {{ ledger(refPath: $p) {{ state {{ ref }} }} }}', {{"p": path}})
+    check(code_of(r) == code, "refPath %s: %s" % (path, r.text))
+g = c.get(Q, {{"s": state}})
+check(g.status_code == 200 and "immutable" in g.headers["Cache-Control"] and g.headers.get("ETag"), "a snapshot's state is immutable: %s %s" % (g.headers, g.text))
+data = g.json()["data"]["ledger"]
+check(data["state"]["ref"] == state and data["topic"]["lastSeq"] == "6", "the pinned topic: %s" % data)
+check(len(data["jobs"]["edges"]) == 4, "the pinned jobs: %s" % data["jobs"])
+
+# Delete (audited) and its refusals.
+r = c.snapshot_delete("second")
+check(r.status_code == 200 and r.json()["state"] == second, "snapshots.delete: %s" % r.text)
+r = c.snapshot_delete("second")
+check(r.status_code == 404 and r.json()["code"] == "NotFound", "deleted twice: %s" % r.text)
+r = c.session.get(c.base + "/api/v1/audit", params={{"action": "snapshots.delete"}})
+recs = r.json()["records"]
+check(len(recs) == 1 and recs[0]["target"] == "snapshot:second" and recs[0]["actor"] == "http:t", "audited: %s" % r.text)
+r = c.post('query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": second}})
+check(r.json().get("data") and r.json()["extensions"]["stateRefResolved"] == second, "a deleted snapshot's state stays in the window: %s" % r.text)
+print(json.dumps({{"body": g.text, "etag": g.headers["ETag"]}}))
+"#
+    );
+    let mut env = client_env(&d, &url).to_vec();
+    env.push(("STATE", &state));
+    env.push(("RO", RO_TOKEN));
+    let first: Value = serde_json::from_str(d.python(&script, &env)?.trim())?;
+    assert!(
+        repo.git(&["for-each-ref", "refs/gatos-snapshots/second/"])?
+            .is_empty(),
+        "a deleted snapshot leaves no ref"
+    );
+    // A crash between a create's copies and its meta: copies, no meta.
+    let job = repo.git(&[
+        "for-each-ref",
+        "--count=1",
+        "--format=%(objectname) %(refname)",
+        "refs/gatos/jobs/",
+    ])?;
+    let (oid, name) = job.trim().split_once(' ').ok_or("a job ref")?;
+    let rest = name
+        .strip_prefix("refs/gatos/")
+        .ok_or("under refs/gatos/")?;
+    repo.git(&[
+        "update-ref",
+        &format!("refs/gatos-snapshots/crashed/r/{rest}"),
+        oid,
+    ])?;
+    // More writes, and a restart.
+    gatos_ok(
+        &repo,
+        &["messages", "publish", "t.events", "--data", "{\"n\":100}"],
+    )?;
+    drop(d);
+    let d = HttpDaemon::start(&repo, &tokens, "gatosd", &[])?;
+    let url = d.url("");
+    let script = format!(
+        r#"{PRELUDE}
+state, first = os.environ["STATE"], json.loads(os.environ["FIRST"])
+Q = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref takenAt refs exact }} jobs(first: 20) {{ edges {{ node {{ id queue spec }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 20) {{ edges {{ node {{ seq payload }} }} }} }} }} }}'
+g = c.get(Q, {{"s": state}})
+check(g.status_code == 200 and g.text == first["body"], "byte-identical after writes and a restart:\n%s\n%s" % (g.text, first["body"]))
+check(g.headers["ETag"] == first["etag"] and "immutable" in g.headers["Cache-Control"], "the same tag: %s" % g.headers)
+r = c.get(Q, {{"s": state}}, headers={{"If-None-Match": first["etag"]}})
+check(r.status_code == 304 and r.text == "", "304: %s %s" % (r.status_code, r.text))
+# The half-written snapshot is not one, and the next create cleans it.
+names = [s["name"] for s in c.snapshots().json()["snapshots"]]
+check(names == ["pin"], "copies without meta are not listed: %s" % names)
+r = c.post('{{ ledger(refPath: "snapshots/crashed") {{ state {{ ref }} }} }}')
+check(code_of(r) == "NotFound", "copies without meta are not served: %s" % r.text)
+r = c.snapshot_create("third")
+check(r.status_code == 201, "create: %s" % r.text)
+print("ok")
+"#
+    );
+    let text = first.to_string();
+    let mut env = client_env(&d, &url).to_vec();
+    env.push(("STATE", &state));
+    env.push(("FIRST", &text));
+    assert_eq!(d.python(&script, &env)?.trim(), "ok");
+    let left = repo.git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/gatos-snapshots/",
+    ])?;
+    assert!(!left.contains("crashed"), "the orphan was cleaned: {left}");
+    assert!(
+        left.contains("refs/gatos-snapshots/pin/meta")
+            && left.contains("refs/gatos-snapshots/third/meta"),
+        "{left}"
+    );
+    // The copies live in packed-refs (one rewrite per snapshot), and the repository is sound.
+    let packed = std::fs::read_to_string(repo.git_dir().join("packed-refs"))?;
+    assert!(packed.contains(" refs/gatos-snapshots/pin/r/"), "{packed}");
+    repo.assert_fsck_strict()?;
+    Ok(())
+}
+
+/// Sync never pushes or fetches `refs/gatos-snapshots/`: a snapshot stays on its node, and
+/// a hub's snapshot refs (pushed there by hand) never arrive.
+#[test]
+fn snapshot_refs_are_never_synced() -> TestResult {
+    let hub = TempRepo::bare()?;
+    let node = TempRepo::new()?;
+    let url = hub.path().to_str().ok_or("path")?;
+    node.git(&["remote", "add", "origin", url])?;
+    gatos_ok(&node, &["init"])?;
+    gatos_ok(&node, &["messages", "publish", "t.s", "--data", "{}"])?;
+    gatos_ok(&node, &["snapshot", "create", "local"])?;
+    gatos_ok(&node, &["sync"])?;
+    let remote = hub.git(&["for-each-ref", "--format=%(refname)"])?;
+    assert!(remote.contains("refs/gatos/messages/t.s/head"), "{remote}");
+    assert!(!remote.contains("gatos-snapshots"), "pushed: {remote}");
+    // A snapshot ref at the hub (by hand) is not fetched.
+    let head = node.git(&["rev-parse", "refs/gatos/messages/t.s/head"])?;
+    hub.git(&[
+        "update-ref",
+        "refs/gatos-snapshots/theirs/meta",
+        head.trim(),
+    ])?;
+    hub.git(&[
+        "update-ref",
+        "refs/gatos-snapshots/theirs/r/messages/t.s/head",
+        head.trim(),
+    ])?;
+    gatos_ok(&node, &["sync"])?;
+    let local = node.git(&["for-each-ref", "--format=%(refname)"])?;
+    assert!(!local.contains("theirs"), "fetched: {local}");
+    let out = gatos_ok(&node, &["snapshot", "ls", "--json"])?;
+    let names: Vec<String> = crate::support::json_lines(&out)?
+        .iter()
+        .filter_map(|v| v["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(names, vec!["local".to_owned()]);
+    node.assert_fsck_strict()?;
+    Ok(())
+}
+
+/// `git gatos snapshot` refuses hostile names and the 65th snapshot with stable codes and
+/// exit statuses, changing nothing.
+#[test]
+fn snapshot_cli_refuses_hostile_names_and_the_65th() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    gatos_ok(&repo, &["messages", "publish", "t.s", "--data", "{}"])?;
+    gatos_ok(&repo, &["snapshot", "create", "taken"])?;
+    let refs = || repo.git(&["for-each-ref", "--format=%(objectname) %(refname)"]);
+    let before = refs()?;
+    let long = "a".repeat(65);
+    for (bad, code, status) in [
+        ("..", "InvalidInput", 1),
+        ("a/b", "InvalidInput", 1),
+        ("a\u{7}b", "InvalidInput", 1),
+        (long.as_str(), "InvalidInput", 1),
+        ("taken", "Conflict", 3),
+    ] {
+        let out = crate::support::gatos(&repo, &["snapshot", "create", bad, "--json"])?;
+        assert_eq!(out.status.code(), Some(status), "{bad:?}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains(&format!("\"code\":\"{code}\"")),
+            "{bad:?}: {text}"
+        );
+    }
+    assert_eq!(refs()?, before, "a refusal changes nothing");
+    for i in 1..64 {
+        gatos_ok(&repo, &["snapshot", "create", &format!("s{i:02}")])?;
+    }
+    let before = refs()?;
+    let out = crate::support::gatos(&repo, &["snapshot", "create", "one-more", "--json"])?;
+    assert_eq!(out.status.code(), Some(1));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("\"code\":\"InvalidInput\"") && text.contains("\"limit\":64"),
+        "{text}"
+    );
+    assert_eq!(refs()?, before, "the 65th changes nothing");
+    let out = gatos_ok(&repo, &["snapshot", "ls", "--json"])?;
+    assert_eq!(crate::support::json_lines(&out)?.len(), 64);
+    repo.assert_fsck_strict()?;
+    Ok(())
+}

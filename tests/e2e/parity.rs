@@ -553,6 +553,31 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
     assert_eq!(b["pushed"], 0, "nothing new after the CLI's sync: {b}");
     covered.push("sync.run");
 
+    // sync.rejections: the log of rejected refs (two as a sync writes them, one garbled),
+    // newest first on both faces.
+    let log = repo.git_dir().join("gatos/sync/rejected.jsonl");
+    std::fs::create_dir_all(log.parent().ok_or("a parent")?)?;
+    let mut text = std::fs::read_to_string(&log).unwrap_or_default();
+    for (i, name) in ["refs/gatos/jobs/A/job", "refs/gatos/jobs/B/job"]
+        .iter()
+        .enumerate()
+    {
+        text.push_str(&format!(
+            "{}\n",
+            json!({"at": format!("2026-12-05T01:0{i}:00Z"), "remote": "origin", "ref": name,
+                "remote_value": "0123456789012345678901234567890123456789",
+                "code": "InvalidEnvelope", "reason": "forged"})
+        ));
+    }
+    text.push_str("not a rejection\n");
+    std::fs::write(&log, text)?;
+    let a = cli(&repo, &["sync", "--rejected", "--json", "--limit", "5"])?;
+    let b = d.call("sync.rejections", json!({"limit": 5}))?;
+    assert_eq!(json!(a), b["rejections"], "sync.rejections");
+    assert_eq!(b["rejections"][0]["ref"], "refs/gatos/jobs/B/job", "{b}");
+    assert_eq!(b["skipped"], 1, "{b}");
+    covered.push("sync.rejections");
+
     // keys.list
     let a = cli(&repo, &["keys", "ls", "--json"])?;
     let b = d.call("keys.list", json!({}))?;
@@ -606,6 +631,26 @@ fn every_operation_answers_the_same_through_the_cli_and_gatosd() -> TestResult {
         "{text} vs {b}"
     );
     covered.push("gatos.version");
+
+    // snapshots.create, .list, .delete: the same state taken by both faces (nothing moves
+    // between them), the same list, and each face deletes the other's.
+    let a = cli_one(&repo, &["snapshot", "create", "by-cli", "--json"])?;
+    let b = d.call("snapshots.create", json!({"name": "by-rpc"}))?;
+    for k in ["state", "refs", "exact"] {
+        assert_eq!(a[k], b[k], "snapshots.create: {k}");
+    }
+    assert_eq!(b["actor"], "rpc:stdio", "{b}");
+    let a = cli(&repo, &["snapshot", "ls", "--json"])?;
+    let b = d.call("snapshots.list", json!({}))?;
+    assert_eq!(json!(a), b["snapshots"], "snapshots.list");
+    assert_eq!(a.len(), 2, "{a:?}");
+    let a = cli_one(&repo, &["snapshot", "rm", "by-rpc", "--json"])?;
+    let b = d.call("snapshots.delete", json!({"name": "by-cli"}))?;
+    assert_eq!(a["state"], b["state"], "snapshots.delete");
+    let e = d.call_raw("snapshots.delete", json!({"name": "by-cli"}))?;
+    assert_eq!(e["error"]["data"]["code"], "NotFound", "{e}");
+    assert!(cli(&repo, &["snapshot", "ls", "--json"])?.is_empty());
+    covered.extend(["snapshots.create", "snapshots.list", "snapshots.delete"]);
 
     // Every operation both faces offer has a case above.
     for op in OPS

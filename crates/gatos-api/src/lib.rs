@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod ops;
 pub mod routes;
 pub mod service;
+pub mod snapshots;
 pub mod state;
 pub mod types;
 

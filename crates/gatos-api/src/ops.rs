@@ -46,6 +46,12 @@ pub mod names {
     pub const GATOS_READY: &str = "gatos.ready";
     /// `state.resolve`
     pub const STATE_RESOLVE: &str = "state.resolve";
+    /// `snapshots.create`
+    pub const SNAPSHOTS_CREATE: &str = "snapshots.create";
+    /// `snapshots.list`
+    pub const SNAPSHOTS_LIST: &str = "snapshots.list";
+    /// `snapshots.delete`
+    pub const SNAPSHOTS_DELETE: &str = "snapshots.delete";
     /// `queues.list`
     pub const QUEUES_LIST: &str = "queues.list";
     /// `jobs.attempts`
@@ -112,6 +118,8 @@ pub mod names {
     pub const DOCTOR_CHECK: &str = "doctor.check";
     /// `sync.run`
     pub const SYNC_RUN: &str = "sync.run";
+    /// `sync.rejections`
+    pub const SYNC_REJECTIONS: &str = "sync.rejections";
     /// `dashboard.signin_code` (a single-use sign-in code for the dashboard; ADR 0045)
     pub const DASHBOARD_SIGNIN_CODE: &str = "dashboard.signin_code";
     /// `dashboard.sessions` (the live dashboard sessions)
@@ -695,6 +703,13 @@ pub const OPS: &[Op] = &[
         schema::<gatos_types::sync::SyncReport>,
     ),
     op(
+        n::SYNC_REJECTIONS,
+        "The refs sync rejected most recently (ref, code, reason, remote, time), newest first.",
+        Read,
+        schema::<t::SyncRejectionsParams>,
+        schema::<t::SyncRejectionsResult>,
+    ),
+    op(
         n::GATOS_HEALTH,
         "The node, the repository and the daemon's counters.",
         Read,
@@ -746,6 +761,29 @@ pub const OPS: &[Op] = &[
         schema::<t::StateRow>,
     )
     .faces(Faces::REMOTE),
+    // Durable ref snapshots (ADR 0044): refs/gatos-snapshots/, local, never synced.
+    op(
+        n::SNAPSHOTS_CREATE,
+        "Copy the refs now into a named durable snapshot (GraphQL's refPath snapshots/NAME).",
+        Write,
+        schema::<crate::snapshots::SnapshotNameParams>,
+        schema::<gatos::snapshot::saved::SnapshotDoc>,
+    ),
+    op(
+        n::SNAPSHOTS_LIST,
+        "Every durable snapshot: name, state, time, refs.",
+        Read,
+        schema::<t::NoParams>,
+        schema::<crate::snapshots::SnapshotsResult>,
+    ),
+    op(
+        n::SNAPSHOTS_DELETE,
+        "Delete a durable snapshot (audited).",
+        Write,
+        schema::<crate::snapshots::SnapshotNameParams>,
+        schema::<gatos::snapshot::saved::SnapshotDoc>,
+    )
+    .privileged(),
     op(
         n::GATOS_VERSION,
         "The gatos version.",

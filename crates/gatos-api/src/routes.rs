@@ -29,6 +29,8 @@ pub enum Method {
     Post,
     /// `PUT`: sets a named thing (a checkpoint, a manifest).
     Put,
+    /// `DELETE`: removes a named thing (a snapshot); members come from the query.
+    Delete,
 }
 
 impl Method {
@@ -38,6 +40,7 @@ impl Method {
             Method::Get => "GET",
             Method::Post => "POST",
             Method::Put => "PUT",
+            Method::Delete => "DELETE",
         }
     }
 
@@ -47,6 +50,7 @@ impl Method {
             Method::Get => "get",
             Method::Post => "post",
             Method::Put => "put",
+            Method::Delete => "delete",
         }
     }
 }
@@ -257,6 +261,13 @@ const fn put(path: &'static str, op: &'static str) -> Route {
     }
 }
 
+const fn delete(path: &'static str, op: &'static str) -> Route {
+    Route {
+        method: Method::Delete,
+        ..get(path, op)
+    }
+}
+
 impl Route {
     const fn success(mut self, s: Success) -> Route {
         self.success = s;
@@ -384,8 +395,12 @@ pub const ROUTES: &[Route] = &[
     get("/api/v1/audit", n::AUDIT_READ).page("next_since", "since"),
     get("/api/v1/doctor", n::DOCTOR_CHECK),
     post("/api/v1/sync", n::SYNC_RUN),
+    get("/api/v1/sync/rejections", n::SYNC_REJECTIONS),
     get("/api/v1/queues", n::QUEUES_LIST),
     get("/api/v1/state", n::STATE_RESOLVE),
+    get("/api/v1/snapshots", n::SNAPSHOTS_LIST),
+    post("/api/v1/snapshots", n::SNAPSHOTS_CREATE).success(Success::Created),
+    delete("/api/v1/snapshots/{name}", n::SNAPSHOTS_DELETE),
     get("/api/v1/version", n::GATOS_VERSION),
     get("/api/v1/health", n::GATOS_HEALTH),
     get("/readyz", n::GATOS_READY),

@@ -269,6 +269,18 @@ impl Service {
                 (encode(&self.topics_list()?)?, vec![])
             }
             n::STATE_RESOLVE => (encode(&self.state_resolve(decode(params)?)?)?, vec![]),
+            n::SNAPSHOTS_CREATE => (
+                encode(&self.snapshots_create(actor, decode(params)?)?)?,
+                vec![],
+            ),
+            n::SNAPSHOTS_LIST => {
+                let _: NoParams = decode(params)?;
+                (encode(&self.snapshots_list()?)?, vec![])
+            }
+            n::SNAPSHOTS_DELETE => (
+                encode(&self.snapshots_delete(actor, decode(params)?)?)?,
+                vec![gatos::audit::topic()],
+            ),
             n::QUEUES_LIST => {
                 let _: NoParams = decode(params)?;
                 (encode(&self.queues_list()?)?, vec![])
@@ -328,6 +340,7 @@ impl Service {
             }
             n::AUDIT_READ => (encode(&self.audit_read(decode(params)?)?)?, vec![]),
             n::SYNC_RUN => (encode(&self.sync_run(actor, decode(params)?)?)?, vec![]),
+            n::SYNC_REJECTIONS => (encode(&self.sync_rejections(decode(params)?)?)?, vec![]),
             n::GATOS_VERSION => {
                 let _: NoParams = decode(params)?;
                 (encode(&Service::version())?, vec![])
@@ -965,6 +978,27 @@ impl Service {
             progress: false,
             accept_unsigned: false,
         })?)
+    }
+
+    /// `sync.rejections`: the newest refs sync rejected, from this node's log, newest
+    /// first; lines of the log that do not parse are skipped and counted.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a limit of 0 or above 1,000; when the log cannot be read.
+    pub fn sync_rejections(
+        &self,
+        p: crate::types::SyncRejectionsParams,
+    ) -> R<crate::types::SyncRejectionsResult> {
+        let limit = p.limit.unwrap_or(50);
+        if limit == 0 || limit > gatos::sync::validate::MAX_RECENT_REJECTIONS {
+            return Err(invalid("limit must be between 1 and 1000"));
+        }
+        let r = gatos::sync::validate::recent_rejections(&self.gatos, p.remote.as_deref(), limit)?;
+        Ok(crate::types::SyncRejectionsResult {
+            rejections: r.rejections,
+            more: r.more,
+            skipped: r.skipped,
+        })
     }
 
     /// `gatos.version`.

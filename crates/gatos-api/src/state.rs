@@ -22,6 +22,35 @@ pub enum StateSel {
     Ref(StateId),
     /// The live refs, minted now (`refPath: "live"`).
     Live,
+    /// A durable snapshot by name (`refPath: "snapshots/<name>"`): its refs, loaded into
+    /// the window unless its state is kept there already.
+    Snapshot(gatos_types::SnapshotName),
+}
+
+impl StateSel {
+    /// What a `refPath` names: `live`, or `snapshots/<name>`.
+    ///
+    /// # Errors
+    /// `InvalidInput` (`data.argument: "refPath"`) for anything else, or a snapshot name
+    /// that breaks the name rule.
+    pub fn path(p: &str) -> Result<StateSel, gatos::Error> {
+        if p == "live" {
+            return Ok(StateSel::Live);
+        }
+        if let Some(name) = p.strip_prefix("snapshots/") {
+            return gatos::snapshot::saved::name(name)
+                .map(StateSel::Snapshot)
+                .map_err(|e| e.with_detail("argument", "refPath"));
+        }
+        Err(gatos::Error::new(
+            ErrorCode::InvalidInput,
+            format!(
+                "unknown refPath {:?}: this daemon serves \"live\" and \"snapshots/<name>\"",
+                p.chars().take(80).collect::<String>()
+            ),
+        )
+        .with_detail("argument", "refPath"))
+    }
 }
 
 /// Where reads take their refs from.
@@ -59,24 +88,58 @@ impl Service {
     /// As said; when the refs cannot be listed.
     pub fn at(&self, sel: &StateSel) -> R<(At, Meta)> {
         let at = match sel {
+            // In ADR 0044's order: the window, a durable snapshot holding that state, the
+            // current state (a pin survives a restart when nothing moved since), then
+            // `Gone` for an evicted state, `NotFound` for one never kept.
             StateSel::Ref(id) => match self.window().get(id) {
                 Ok(at) => at,
-                Err(e) if e.code() == ErrorCode::NotFound => {
-                    // A pin survives a restart when nothing moved since: the current state
-                    // has that id.
-                    let now = self.window().mint(self.gatos())?;
-                    if now.id()? == *id {
-                        now
+                Err(e) if matches!(e.code(), ErrorCode::NotFound | ErrorCode::Gone) => {
+                    if let Some(doc) = gatos::snapshot::saved::find_state(self.gatos(), id)?
+                        && let Ok(n) = doc.name.parse::<gatos_types::SnapshotName>()
+                    {
+                        self.snapshot_state(&n)?
                     } else {
-                        return Err(e.into());
+                        let now = self.window().mint(self.gatos())?;
+                        if now.id()? == *id {
+                            now
+                        } else {
+                            return Err(e.into());
+                        }
                     }
                 }
                 Err(e) => return Err(e.into()),
             },
             StateSel::Live => self.window().mint(self.gatos())?,
+            StateSel::Snapshot(n) => self.snapshot_state(n)?,
         };
         let meta = at.meta()?;
         Ok((at, meta))
+    }
+}
+
+impl Service {
+    /// A durable snapshot's state: the kept one when the window holds its id, else its
+    /// refs loaded into the window (with the snapshot's time).
+    fn snapshot_state(&self, n: &gatos_types::SnapshotName) -> R<At> {
+        let Some((_, doc)) = gatos::snapshot::saved::get(self.gatos(), n)? else {
+            return Err(
+                gatos::Error::new(ErrorCode::NotFound, format!("no snapshot named {n}"))
+                    .with_detail("snapshot", n.to_string())
+                    .into(),
+            );
+        };
+        if let Ok(id) = doc.state.parse::<StateId>()
+            && let Ok(at) = self.window().get(&id)
+        {
+            return Ok(at);
+        }
+        let (doc, c) = gatos::snapshot::saved::load(self.gatos(), n)?;
+        Ok(self.window().keep_taken(
+            c,
+            doc.taken_at,
+            self.gatos().now(),
+            std::time::Instant::now(),
+        ))
     }
 }
 
@@ -404,6 +467,7 @@ impl Service {
                                 commit: l.commit,
                                 state: l.doc.state,
                                 lease_until: l.doc.lease_until,
+                                at: l.at,
                             })
                             .collect(),
                     })

@@ -221,6 +221,31 @@ pub struct SyncParams {
     pub strict: bool,
 }
 
+/// `sync.rejections` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRejectionsParams {
+    /// Only rejections of refs from this remote.
+    #[serde(default)]
+    pub remote: Option<String>,
+    /// At most this many (default 50, at most 1,000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `sync.rejections` result: the newest rejections of this node's log of rejected refs
+/// (`<git-dir>/gatos/sync/rejected.jsonl`, the last 1,000 kept).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SyncRejectionsResult {
+    /// Newest first.
+    pub rejections: Vec<gatos_types::sync::LoggedRejection>,
+    /// Older rejections in the log (of the remote asked for) beyond these.
+    pub more: u64,
+    /// Lines of the log that are not a rejection as gatos writes it (garbled, foreign,
+    /// too long): skipped.
+    pub skipped: u64,
+}
+
 /// `gatos.auth` params.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -954,6 +979,9 @@ pub struct ClaimStepRow {
     pub state: gatos_types::jobs::ClaimState,
     /// The lease it set.
     pub lease_until: Timestamp,
+    /// When it was written (its committer time, whole seconds): the claim, each
+    /// heartbeat, the end.
+    pub at: Timestamp,
 }
 
 /// One attempt of a job (`jobs.attempts`).

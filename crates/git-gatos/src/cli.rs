@@ -74,6 +74,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Check the repository's health; exit 1 when a broken invariant is found.
     Doctor(DoctorArgs),
+    /// Durable ref snapshots: copy the refs now into refs/gatos-snapshots/NAME/ (local,
+    /// never synced), for GraphQL's `refPath: "snapshots/NAME"` and its state id.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Sign in to the dashboard of the running gatosd --http: print (or --open) a URL with
     /// a single-use code valid 60 s; list and revoke its sessions.
     Dashboard(DashboardArgs),
@@ -236,6 +240,13 @@ pub struct SyncArgs {
     /// signatures are still rejected.
     #[arg(long)]
     pub accept_unsigned_history: bool,
+    /// Do not sync: list the refs sync rejected most recently (of REMOTE, when given),
+    /// newest first, from this node's log (the `sync.rejections` operation).
+    #[arg(long, conflicts_with_all = ["strict", "accept_unsigned_history"])]
+    pub rejected: bool,
+    /// With --rejected: at most this many (1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 50, requires = "rejected")]
+    pub limit: usize,
 }
 
 /// The job plane's verbs.
@@ -608,6 +619,24 @@ pub enum ManifestsCommand {
         /// The version.
         #[arg(long, value_name = "N")]
         version: Option<u64>,
+    },
+}
+
+/// `snapshot`'s verbs.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Copy every ref under refs/gatos/ now into the snapshot NAME (at most 64; cost
+    /// proportional to the number of live refs).
+    Create {
+        /// The snapshot's name (a-z first, then a-z 0-9 . _ -; at most 64).
+        name: String,
+    },
+    /// List the snapshots: name, state, time, refs.
+    Ls,
+    /// Delete the snapshot NAME (audited).
+    Rm {
+        /// The snapshot's name.
+        name: String,
     },
 }
 

@@ -11,6 +11,7 @@ mod keys;
 mod maintenance;
 mod manifests;
 mod messages;
+mod snapshot;
 mod sync;
 mod worker;
 
@@ -184,6 +185,7 @@ pub fn run(cli: &Cli, out: &mut Output) -> Result<(), Error> {
         Command::Audit(a) => audit::run(&ctx, out, a)?,
         Command::Export(a) => export::run(&ctx, out, a)?,
         Command::Doctor(a) => doctor::run(&ctx, out, a)?,
+        Command::Snapshot(a) => snapshot::run(&ctx, out, a)?,
         Command::Dashboard(a) => dashboard::run(&ctx, out, a)?,
     }
     out.flush()?;

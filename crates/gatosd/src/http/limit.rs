@@ -246,7 +246,7 @@ pub fn with_cors(router: Router, origins: &[String]) -> Router {
     );
     let cors = tower_http::cors::CorsLayer::new()
         .allow_origin(tower_http::cors::AllowOrigin::list(listed.iter().cloned()))
-        .allow_methods([Method::GET, Method::POST, Method::PUT])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers(
             [
                 "authorization",

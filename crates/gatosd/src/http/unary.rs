@@ -52,6 +52,7 @@ pub fn routes(state: Arc<HttpState>) -> Router {
             Method::Get => MethodFilter::GET,
             Method::Post => MethodFilter::POST,
             Method::Put => MethodFilter::PUT,
+            Method::Delete => MethodFilter::DELETE,
         };
         let st = state.clone();
         let handler = match (op.shape, op.name) {

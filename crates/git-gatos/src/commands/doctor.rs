@@ -73,6 +73,21 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &DoctorArgs) -> Result<(), Error> {
             }
         })?;
     }
+    // What durable snapshots pin (ADR 0044): their refs keep every object they reach.
+    if !out.is_json()
+        && let Ok(g) = ctx.gatos()
+        && let Ok(c) = gatos::snapshot::saved::census(&g)
+        && c.snapshots > 0
+    {
+        out.row(&(), |w| {
+            write!(
+                w,
+                "{} holding {} (their objects are kept from gc; git gatos snapshot ls)",
+                crate::output::count(c.snapshots, "snapshot", "snapshots"),
+                crate::output::count(usize::try_from(c.refs).unwrap_or(usize::MAX), "ref", "refs"),
+            )
+        })?;
+    }
     if errors > 0 {
         // InvalidEnvelope (exit 1): the repository holds data that breaks its invariants.
         return Err(Error::new(

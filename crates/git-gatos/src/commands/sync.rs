@@ -93,8 +93,11 @@ fn describe(r: &SyncReport, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     )
 }
 
-/// Fetches, reconciles and pushes.
+/// Fetches, reconciles and pushes; with `--rejected`, lists the latest rejections instead.
 pub fn run(ctx: &Ctx, out: &mut Output, a: &SyncArgs) -> Result<(), Error> {
+    if a.rejected {
+        return rejected(ctx, out, a);
+    }
     let g = ctx.gatos()?;
     let report = g.sync(&SyncOptions {
         remote: a.remote.clone(),
@@ -107,4 +110,46 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &SyncArgs) -> Result<(), Error> {
         return Ok(());
     }
     out.row(&report, |w| describe(&report, w))
+}
+
+/// `git gatos sync --rejected`: the `sync.rejections` operation, one line (or JSON row) per
+/// rejection, newest first, then what was left out.
+fn rejected(ctx: &Ctx, out: &mut Output, a: &SyncArgs) -> Result<(), Error> {
+    let r = ctx
+        .service()?
+        .sync_rejections(gatos_api::types::SyncRejectionsParams {
+            remote: a.remote.clone(),
+            limit: Some(a.limit),
+        })
+        .map_err(super::api)?;
+    for x in &r.rejections {
+        out.row(x, |w| {
+            write!(
+                w,
+                "{}  {}  {}  [{}] {}",
+                x.at,
+                x.remote,
+                x.name,
+                x.code.as_str(),
+                x.reason
+            )
+        })?;
+    }
+    let mut notes = Vec::new();
+    if r.more > 0 {
+        notes.push(format!(
+            "{} not shown",
+            count(r.more, "older rejection", "older rejections")
+        ));
+    }
+    if r.skipped > 0 {
+        notes.push(format!(
+            "{} of the log skipped",
+            count(r.skipped, "unreadable line", "unreadable lines")
+        ));
+    }
+    if !out.is_json() && !notes.is_empty() {
+        out.row(&(), |w| write!(w, "… {}", notes.join("; ")))?;
+    }
+    Ok(())
 }

@@ -46,6 +46,8 @@ pub struct Resolved {
     pub meta: Meta,
     /// Named by `stateRef` (not a moving name).
     pub pinned: bool,
+    /// The `refPath` it was resolved from, when not pinned (`live`, `snapshots/<name>`).
+    pub path: String,
 }
 
 /// What one request's resolvers share.
@@ -188,8 +190,9 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The ledger at one ref state: `stateRef` (an id from an earlier answer's
-    /// `stateRefResolved`: immutable), or `refPath` `"live"` (the refs now, minted for this
-    /// answer). One state per answer.
+    /// `stateRefResolved`, or a durable snapshot's state: immutable), or `refPath` `"live"`
+    /// (the refs now, minted for this answer) or `"snapshots/<name>"` (a durable snapshot
+    /// by name: a moving name, so `no-cache`). One state per answer.
     async fn ledger(
         &self,
         ctx: &Context<'_>,
@@ -197,15 +200,9 @@ impl Query {
         #[graphql(default = "live")] ref_path: String,
     ) -> async_graphql::Result<Ledger> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-        let sel = match (&state_ref, ref_path.as_str()) {
-            (Some(s), _) => StateSel::Ref(s.parse::<StateId>().map_err(from_gatos)?),
-            (None, "live") => StateSel::Live,
-            (None, other) => {
-                return Err(invalid(
-                    "refPath",
-                    format!("unknown refPath {other:?}: this daemon serves \"live\""),
-                ));
-            }
+        let sel = match &state_ref {
+            Some(s) => StateSel::Ref(s.parse::<StateId>().map_err(from_gatos)?),
+            None => StateSel::path(&ref_path).map_err(from_gatos)?,
         };
         let mut slot = rc
             .state
@@ -214,7 +211,7 @@ impl Query {
         if let Some(r) = slot.as_ref() {
             let same = match &sel {
                 StateSel::Ref(id) => *id == r.meta.id && r.pinned,
-                StateSel::Live => !r.pinned,
+                StateSel::Live | StateSel::Snapshot(_) => !r.pinned && r.path == ref_path,
             };
             if !same {
                 return Err(invalid(
@@ -229,6 +226,7 @@ impl Query {
             at,
             meta,
             pinned: state_ref.is_some(),
+            path: ref_path,
         };
         *slot = Some(r.clone());
         Ok(Ledger(r))
@@ -574,6 +572,27 @@ impl Ledger {
             })
             .collect();
         named_page(rc, &self.0, Kind::Manifests, items, first, after).map(Into::into)
+    }
+
+    /// The durable snapshots of this repository (`git gatos snapshot`), by name: each is a
+    /// state to query by `stateRef` or by `refPath: "snapshots/<name>"`. Live (they are
+    /// local refs outside every state; an answer with them is never immutable).
+    async fn snapshots(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Snapshot>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        rc.flag(deps::LIVE);
+        let rows = rc.service.snapshots_list().map_err(from_call)?;
+        Ok(rows
+            .snapshots
+            .into_iter()
+            .map(|d| Snapshot {
+                name: d.name,
+                state: d.state,
+                taken_at: d.taken_at.to_string(),
+                refs: UInt64(d.refs),
+                exact: d.exact,
+                actor: d.actor,
+            })
+            .collect())
     }
 
     /// Queues: pending jobs, the admission cap and the retry backoff (live: the ready index
@@ -1466,6 +1485,23 @@ pub struct Key {
     published: bool,
     /// Revoked at this state: `superseded` or `compromised`.
     revoked: Option<String>,
+}
+
+/// A durable snapshot (`git gatos snapshot`).
+#[derive(SimpleObject)]
+pub struct Snapshot {
+    /// Its name (`refPath: "snapshots/<name>"`).
+    name: String,
+    /// The state it holds (a `stateRef`).
+    state: String,
+    /// When it was taken (RFC 3339, ms, UTC).
+    taken_at: String,
+    /// Refs it holds.
+    refs: UInt64,
+    /// Whether its double collect agreed.
+    exact: bool,
+    /// Who took it.
+    actor: String,
 }
 
 /// A queue's depth (live).
