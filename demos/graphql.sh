@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GraphQL face: pin a ref state, write more, and the pinned answer is unchanged (the
-# same bytes, and a 304 for If-None-Match) while the live answer moves. docs/graphql.md.
+# same bytes, and a 304 for If-None-Match) while the live answer moves; then pin one with
+# `git gatos snapshot`, write more, restart gatosd, and the snapshot's answer is the same
+# bytes. docs/graphql.md.
 source "$(dirname "$0")/lib.sh"
 command -v curl > /dev/null \
   || { echo "demos/graphql.sh needs curl (Debian: apt-get install curl)" >&2; exit 1; }
@@ -18,16 +20,21 @@ for i in 1 2 3; do run git gatos messages publish orders --data "{\"order\":$i}"
 token=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 printf 'demo %s\n' "$token" > "$demo_dir/tokens"
 chmod 600 "$demo_dir/tokens"
-gatosd --http 127.0.0.1:0 --token-file "$demo_dir/tokens" 2> "$demo_dir/gatosd.log" &
-daemon=$!
+daemon=
 trap 'kill "$daemon" 2> /dev/null; wait "$daemon" 2> /dev/null; rm -rf "$demo_dir"' EXIT
-for _ in $(seq 1 100); do
-  [ -s .git/gatos/gatosd/http-addr ] && break
-  kill -0 "$daemon" 2> /dev/null || { cat "$demo_dir/gatosd.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -s .git/gatos/gatosd/http-addr ] || { echo "gatosd did not start" >&2; cat "$demo_dir/gatosd.log" >&2; exit 1; }
-url="http://$(cat .git/gatos/gatosd/http-addr)/api/v1/graphql"
+start_gatosd() {
+  rm -f .git/gatos/gatosd/http-addr
+  gatosd --http 127.0.0.1:0 --token-file "$demo_dir/tokens" 2>> "$demo_dir/gatosd.log" &
+  daemon=$!
+  for _ in $(seq 1 100); do
+    [ -s .git/gatos/gatosd/http-addr ] && break
+    kill -0 "$daemon" 2> /dev/null || { cat "$demo_dir/gatosd.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -s .git/gatos/gatosd/http-addr ] || { echo "gatosd did not start" >&2; cat "$demo_dir/gatosd.log" >&2; exit 1; }
+  url="http://$(cat .git/gatos/gatosd/http-addr)/api/v1/graphql"
+}
+start_gatosd
 auth="Authorization: Bearer $token"
 
 say "The schema is served as SDL"
@@ -76,3 +83,28 @@ say "Errors carry the taxonomy's code: an over-large page"
 run curl -s -H "$auth" -H 'Content-Type: application/json' \
   --data '{"query":"{ ledger { jobs(first: 501) { edges { cursor } } } }"}' "$url" \
   | pick '{k: d["errors"][0]["extensions"][k] for k in ("code", "status", "data")}'
+
+say "A durable pin: git gatos snapshot copies the refs into refs/gatos-snapshots/"
+snap=$(run git gatos snapshot create before-release --json)
+[ -n "${GATOS_DEMO_QUIET:-}" ] || echo "$snap"
+state=$(echo "$snap" | pick 'd["state"]')
+run get > "$demo_dir/snap1"
+
+say "More writes, then gatosd restarts (its in-memory states are gone)"
+run git gatos messages publish orders --data '{"order":6}' > /dev/null
+run git gatos jobs enqueue --queue build -- make release > /dev/null
+kill "$daemon"; wait "$daemon" 2> /dev/null || true
+start_gatosd
+
+say "The snapshot's state answers the same bytes; refPath names it too"
+run get > "$demo_dir/snap2"
+cmp "$demo_dir/snap1" "$demo_dir/snap2" \
+  || { echo "demo failed: the snapshot's answer changed" >&2; exit 1; }
+[ -n "${GATOS_DEMO_QUIET:-}" ] || echo "identical after a restart: $(wc -c < "$demo_dir/snap2") bytes"
+byname=$(run curl -s -H "$auth" -H 'Content-Type: application/json' \
+  --data "$(body '{ ledger(refPath: "snapshots/before-release") { state { ref } snapshots { name refs } } }')" "$url")
+[ "$(echo "$byname" | pick 'd["data"]["ledger"]["state"]["ref"]')" = "$state" ] \
+  || { echo "demo failed: refPath snapshots/before-release: $byname" >&2; exit 1; }
+[ -n "${GATOS_DEMO_QUIET:-}" ] || echo "$byname" | pick 'd["data"]'
+run git gatos snapshot ls
+run git gatos snapshot rm before-release > /dev/null

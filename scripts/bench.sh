@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of gatos against baselines measured on the same machine, in the same run.
 #
-#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|http|mcp|graphql|dashboard|peers|all]  (default: all;
+#   scripts/bench.sh [messages|daemon|jobs|isolation|service|sync|export|gatosd-flood|http|mcp|graphql|snapshot|dashboard|peers|all]  (default: all;
 #   peers, which installs and starts NATS, Redis and PostgreSQL, runs only when named)
 #
 # Prints a table of figures and ratios, and writes target/bench/results.json. Sizes can be
@@ -943,6 +943,7 @@ case "$what" in
   http) bench_http ;;
   mcp) bench_mcp ;;
   graphql) . "$here/scripts/bench_graphql.sh"; bench_graphql ;;
+  snapshot) . "$here/scripts/bench_graphql.sh"; bench_snapshot ;;
   peers) . "$here/scripts/bench_peers.sh"; bench_peers ;;
   dashboard) . "$here/scripts/bench_dashboard.sh"; bench_dashboard ;;
   all) bench_messages; bench_daemon; bench_jobs; bench_isolation; bench_service; bench_sync; bench_export; bench_gatosd_flood; bench_http; bench_mcp ;;

@@ -15,6 +15,7 @@ bench_graphql() {
   for ((i = 0; i < nm; i++)); do payload "$i"; done > "$WORK/graphql.jsonl"
   GIT_DIR="$r" "$GG" messages publish t.big --batch "$WORK/graphql.jsonl" --chunk 1000 > /dev/null
   GIT_DIR="$r" "$GG" maintenance --quiet > /dev/null; quiesce "$r"
+  settle; snapshot_timing "$r" graphql_repo
   tok=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
   ( umask 077; printf 'bench %s\n' "$tok" > "$tf" )
   rm -f "$r/gatos/gatosd/http-addr" "$WORK/g.sock"
@@ -42,4 +43,41 @@ bench_graphql() {
   a=$(pick state_only pinned); b=$(pick state_only live)
   line "GraphQL ledger { state } live (a mint) vs pinned" "p50 $(printf %.2f "$b") ms vs $(printf %.2f "$a") ms"
   record graphql "$g"
+}
+
+# `git gatos snapshot create` and `rm` on repository $1 (ADR 0044 §1: one packed-refs
+# rewrite, so the cost follows the number of live refs): N_SNAP (5) of each, the median,
+# with the live refs counted and the packed-refs bytes one snapshot adds.
+snapshot_timing() {
+  local r=$1 n=${N_SNAP:-5} i t0 t1 refs before after creates=() rms=()
+  refs=$(git -C "$r" for-each-ref refs/gatos/ | wc -l)
+  before=$(stat -c %s "$r/packed-refs" 2>/dev/null || echo 0)
+  for ((i = 0; i < n; i++)); do
+    t0=$(now); GIT_DIR="$r" "$GG" snapshot create "bench-$i" > /dev/null; t1=$(now)
+    creates+=("$(elapsed "$t0" "$t1")")
+  done
+  after=$(stat -c %s "$r/packed-refs")
+  for ((i = 0; i < n; i++)); do
+    t0=$(now); GIT_DIR="$r" "$GG" snapshot rm "bench-$i" > /dev/null; t1=$(now)
+    rms+=("$(elapsed "$t0" "$t1")")
+  done
+  local c m per
+  c=$(python3 -c "import sys; v=sorted(float(x) for x in sys.argv[1:]); print(f'{v[len(v)//2]*1000:.1f}')" "${creates[@]}")
+  m=$(python3 -c "import sys; v=sorted(float(x) for x in sys.argv[1:]); print(f'{v[len(v)//2]*1000:.1f}')" "${rms[@]}")
+  per=$(python3 -c "print(f'{($after - $before) / $n / max($refs, 1):.0f}')")
+  line "git gatos snapshot create, $refs live refs" "median $c ms (of $n; ~$per bytes of packed-refs per ref)"
+  line "git gatos snapshot rm, $refs live refs" "median $m ms (of $n)"
+  record "snapshot_$2" "{\"live_refs\": $refs, \"create_ms\": $c, \"rm_ms\": $m, \"bytes_per_ref\": $per, \"n\": $n}"
+}
+
+# `scripts/bench.sh snapshot`: snapshot_timing alone on N_GQL_JOBS (10000) finished jobs.
+bench_snapshot() {
+  local nj=${N_GQL_JOBS:-10000} r="$WORK/snapshot.git"
+  echo "== git gatos snapshot: $nj finished jobs"
+  newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
+  GIT_DIR="$r" "$GG" init --quiet > /dev/null
+  "$GB" jobs-fill "$r" "$nj" > /dev/null
+  GIT_DIR="$r" "$GG" maintenance --quiet > /dev/null; quiesce "$r"
+  settle
+  snapshot_timing "$r" "${nj}_jobs"
 }
