@@ -1,6 +1,6 @@
 // The jobs table (filters in the URL, cursor pages from the job index, bulk actions) and
 // a job's page (spec, claim-chain timeline, live logs, outputs, proof).
-import { h, fill, api, qs, time, ulidTime, stateBadge, notice, pre } from './util.js';
+import { h, fill, api, qs, time, ulidTime, stateBadge, notice, pre, claimDue } from './util.js';
 import { onJobEvent } from './live.js';
 import { go } from './app.js';
 
@@ -47,7 +47,18 @@ function row(job, selected, onToggle) {
     h('td', {}, job.queue),
     h('td', { class: 'num' }, job.attempt),
     h('td', {}, time(ulidTime(job.id))),
+    h('td', { class: 'enqueuer' }, enqueuerCell(job.enqueuer)),
     h('td', { class: 'trunc mono', title: cmd }, cmd));
+}
+
+/** Who enqueued a job (from the job catalog): its actor, else its key, linked to the jobs
+ * it enqueued; the key and whether this node trusts it on hover. */
+function enqueuerCell(e) {
+  if (!e) return h('span', { class: 'muted' }, '—');
+  const who = e.actor || e.key;
+  if (!who) return h('span', { class: 'muted', title: 'no valid enqueue signature' }, 'unsigned');
+  const hover = `${e.key || 'no key'}${e.key ? (e.trusted ? ' (trusted here)' : ' (not trusted here)') : ''}`;
+  return h('a', { href: `/jobs${qs({ enqueuer: who })}`, title: hover, class: e.trusted ? '' : 'untrusted' }, who, e.trusted ? '' : ' ⚠');
 }
 
 /** `/jobs`: the table. */
@@ -131,7 +142,7 @@ export async function jobsPage(el, url, session) {
     fresh,
     h('div', { class: 'table-wrap' }, h('table', { class: 'grid' },
       h('caption', { class: 'sr' }, 'Jobs, oldest first'),
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, h('span', { class: 'sr' }, 'Select')), ['Id', 'State', 'Queue', 'Attempt', 'Enqueued', 'Command'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, h('span', { class: 'sr' }, 'Select')), ['Id', 'State', 'Queue', 'Attempt', 'Enqueued', 'Enqueuer', 'Command'].map((c) => h('th', { scope: 'col' }, c)))),
       tbody)),
     page.jobs.length === 0 ? h('p', { class: 'muted' }, 'No job matches.') : null,
     h('nav', { class: 'pager', 'aria-label': 'Pages' }, first, ' ', next));
@@ -164,6 +175,72 @@ function proofView(proof, job) {
   return h('div', { class: 'proof bad', 'data-proof': 'invalid' }, h('strong', {}, '✘ Invalid'), ' — ',
     proof.code || '', ': ', proof.error || '', proof.key ? [' (key ', h('code', {}, proof.key), ')'] : null,
     h('p', {}, `Job ${job.id}`));
+}
+
+/** Heartbeats of one attempt shown at most; the rest are counted in one line. */
+const HEARTBEATS_SHOWN = 25;
+
+const ENDS = {
+  succeeded: 'succeeded', failed: 'failed', timeout: 'timed out', lost: 'given back by its worker (lost)', cancelled: 'cancelled',
+};
+
+/**
+ * The claim chain as a timeline, oldest first: the enqueue; per attempt its claim (or its
+ * takeover: from whom, and why — the lease the previous holder let expire), its
+ * heartbeats, its end (released for a retry, failed, cancelled, closed with the result);
+ * a lease that ran out with nobody taking over; the result.
+ */
+function timelineItems(job, attempts) {
+  const li = (kind, at, ...rest) => h('li', { class: `ev ev-${kind}`, 'data-kind': kind }, at !== undefined ? [time(at), ' '] : null, ...rest);
+  const out = [li('enqueued', ulidTime(job.id), h('strong', {}, 'enqueued'),
+    job.enqueuer ? ` by ${job.enqueuer.actor || job.enqueuer.key}` : '')];
+  const now = Date.now();
+  attempts.forEach((a, i) => {
+    const steps = [...(a.chain || [])].reverse();
+    const prev = i > 0 ? attempts[i - 1] : null;
+    const prevLast = prev && prev.chain && prev.chain[0];
+    const heartbeats = steps.filter((x) => x.state === 'heartbeat');
+    let hbShown = 0;
+    for (const st of steps) {
+      if (st.state === 'running') {
+        if (prevLast && (prevLast.state === 'running' || prevLast.state === 'heartbeat')) {
+          out.push(li('takeover', st.at, h('strong', {}, `attempt ${a.attempt} taken over`), ` by ${a.worker} from ${prev.worker} (attempt ${prev.attempt}): `,
+            'its lease expired at ', time(prevLast.lease_until), ' with no heartbeat', ' · lease until ', time(st.lease_until)));
+        } else {
+          out.push(li('claimed', st.at, h('strong', {}, `attempt ${a.attempt} claimed`), ` by ${a.worker}`, ' · lease until ', time(st.lease_until)));
+        }
+      } else if (st.state === 'heartbeat') {
+        hbShown += 1;
+        const skipped = heartbeats.length - HEARTBEATS_SHOWN;
+        if (skipped > 0 && hbShown > 5 && hbShown <= 5 + skipped) {
+          if (hbShown === 6) out.push(li('heartbeats', undefined, `… ${skipped} more heartbeats of attempt ${a.attempt}`));
+          continue;
+        }
+        out.push(li('heartbeat', st.at, h('strong', {}, 'heartbeat'), ` from ${a.worker} (attempt ${a.attempt})`, ' · lease until ', time(st.lease_until)));
+      } else {
+        const how = ENDS[a.outcome] || a.outcome || 'ended';
+        const code = a.exit_code !== null && a.exit_code !== undefined ? ` (exit ${a.exit_code})` : '';
+        const what = st.state === 'released'
+          ? [h('strong', {}, `attempt ${a.attempt} ${how}`), code, a.outcome === 'cancelled' ? '' : ' · released: the job may run again']
+          : [h('strong', {}, `attempt ${a.attempt} ${how}`), code, ' · closed with the result'];
+        out.push(li(st.state === 'released' ? `released-${a.outcome || 'other'}` : 'closed', st.at, ...what));
+      }
+    }
+    const last = a.chain && a.chain[0];
+    const isLatest = i === attempts.length - 1;
+    if (isLatest && last && (last.state === 'running' || last.state === 'heartbeat') && job.state !== 'running'
+      && Date.parse(last.lease_until) < now) {
+      out.push(li('lease-expired', last.lease_until, h('strong', {}, `lease of attempt ${a.attempt} expired`), ` (${a.worker} sent no heartbeat in time)`));
+    }
+  });
+  if (job.result) {
+    out.push(li('result', undefined, h('strong', {}, `result: ${job.result.status}`),
+      job.result.exit_code !== null && job.result.exit_code !== undefined ? ` (exit ${job.result.exit_code})` : '', ' · ', h('code', {}, job.result.commit)));
+  }
+  if (job.state === 'cancelled' && !(attempts.length && attempts[attempts.length - 1].outcome === 'cancelled')) {
+    out.push(li('cancelled', undefined, h('strong', {}, 'cancelled'), job.ended && job.ended.by ? ` by ${job.ended.by}` : ''));
+  }
+  return out;
 }
 
 /** `/jobs/ID`: one job, live while it runs. */
@@ -224,16 +301,22 @@ export async function jobPage(el, url, session, [id]) {
       h('h3', {}, 'stdout'), logs.stdout, h('h3', {}, 'stderr'), logs.stderr),
     h('section', {}, specDetails));
 
-  // What the row itself says of the chain so far (enqueue, the last claim, the result);
-  // the events that happen while the page is open follow below.
-  timeline.append(...[
-    h('li', { class: 'ev ev-enqueued' }, time(ulidTime(job.id)), ' ', h('strong', {}, 'enqueued'),
-      job.enqueuer ? ` by ${job.enqueuer.actor || job.enqueuer.key}` : ''),
-    job.claim ? h('li', { class: 'ev ev-claimed' }, h('strong', {}, `attempt ${job.claim.attempt}`), ` claimed by ${job.claim.worker}`,
-      ' · lease until ', time(job.claim.lease_until), ` · ${job.claim.state}`) : null,
-    job.result ? h('li', { class: `ev ev-${job.result.status}` }, h('strong', {}, job.result.status),
-      job.result.exit_code !== null && job.result.exit_code !== undefined ? ` (exit ${job.result.exit_code})` : '', ' · ', h('code', {}, job.result.commit)) : null,
-  ].filter(Boolean));
+  // The timeline, from the job's claim chain (`jobs.attempts`): read again when an event
+  // names the job and when the running attempt's next heartbeat is due (heartbeats are
+  // not events on gatos.jobs).
+  let attempts = [];
+  let dueTimer = null;
+  let closed = false; // the page was left: no timer is set again
+  async function loadTimeline() {
+    try { attempts = (await api(`/api/v1/jobs/${job.id}/attempts`)).attempts || []; } catch (e) { notice(status, e.message, 'error'); return; }
+    fill(timeline, timelineItems(job, attempts));
+    if (dueTimer) clearTimeout(dueTimer);
+    dueTimer = null;
+    if (closed) return;
+    const due = job.state === 'running' ? claimDue([job.claim]) : null;
+    dueTimer = due === null ? null : setTimeout(() => { dueTimer = null; refresh(); }, due);
+  }
+  loadTimeline();
   // The job's own stream: its state, its events (the claim chain), its log, its end.
   const source = new EventSource(`/api/v1/jobs/${job.id}/stream`);
   const decoder = (chunk) => (chunk.encoding === 'base64' ? atob(chunk.data) : chunk.data);
@@ -242,18 +325,14 @@ export async function jobPage(el, url, session, [id]) {
     try { const j = JSON.parse(ev.data); if (!same(j, job)) { job = j; drawHead(); } } catch (_) { /* ignored */ }
     el.dataset.live = 'true';
   });
-  source.addEventListener('job', (ev) => {
-    let e; try { e = JSON.parse(ev.data); } catch (_) { return; }
-    timeline.append(h('li', { class: `ev ev-${e.event}` }, time(e.at), ' ', h('strong', {}, e.event), e.worker ? ` by ${e.worker}` : '',
-      ` · attempt ${e.attempt}`, e.reason ? ` · ${JSON.stringify(e.reason)}` : ''));
-    refresh();
-  });
-  // An event of the job (claimed, retry scheduled, …) changes its row: read it again,
-  // once per burst.
+  source.addEventListener('job', () => refresh());
+  // An event of the job (claimed, retry scheduled, …) changes its row and its chain: read
+  // both again, once per burst.
   let refreshing = null;
   function refresh() {
     if (refreshing) return;
-    refreshing = api(`/api/v1/jobs/${job.id}`).then((j) => { if (!same(j, job)) { job = j; drawHead(); } }).catch(() => {}).finally(() => { refreshing = null; });
+    refreshing = api(`/api/v1/jobs/${job.id}`).then((j) => { if (!same(j, job)) { job = j; drawHead(); } return loadTimeline(); })
+      .catch(() => {}).finally(() => { refreshing = null; });
   }
   source.addEventListener('log', (ev) => {
     let c; try { c = JSON.parse(ev.data); } catch (_) { return; }
@@ -264,6 +343,7 @@ export async function jobPage(el, url, session, [id]) {
   source.addEventListener('end', (ev) => {
     try { job = JSON.parse(ev.data); drawHead(); } catch (_) { /* ignored */ }
     source.close();
+    loadTimeline();
   });
-  return () => { source.close(); delete el.dataset.live; };
+  return () => { closed = true; source.close(); if (dueTimer) clearTimeout(dueTimer); delete el.dataset.live; };
 }

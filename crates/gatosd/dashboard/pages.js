@@ -1,5 +1,5 @@
 // Overview, topics (live tail), manifests (versions, diff, run), keys and the audit trail.
-import { h, fill, api, qs, time, ulidTime, notice, pre } from './util.js';
+import { h, fill, api, qs, time, ulidTime, notice, pre, claimDue } from './util.js';
 import { onJobEvent } from './live.js';
 import { go } from './app.js';
 
@@ -72,10 +72,37 @@ export async function overviewPage(el) {
       h('td', { class: 'num' }, q.pending), h('td', { class: 'num' }, q.max_pending ?? '∞'),
       h('td', {}, q.max_pending ? h('meter', { min: 0, max: q.max_pending, value: q.pending, 'aria-label': `${q.queue} use` }) : '—')))));
   }
+  let dueTimer = null;
+  let closed = false; // the page was left: no timer is set again
   function drawClaims(list) {
-    fill(claims, table('Live claims', ['Job', 'Worker', 'Attempt', 'Lease until (renewed by each heartbeat)'], list.jobs.map((j) => h('tr', {},
-      h('td', {}, h('a', { href: `/jobs/${j.id}`, class: 'mono' }, j.id)), h('td', {}, j.claim ? j.claim.worker : '—'),
-      h('td', { class: 'num' }, j.attempt), h('td', {}, j.claim ? time(j.claim.lease_until) : '—')))));
+    fill(claims, list.jobs.length === 0 ? h('p', { class: 'muted', id: 'no-claims' }, 'No job is running.')
+      : table('Live claims', ['Job', 'Holder', 'Attempt', 'Last heartbeat', 'Lease until'], list.jobs.map((j) => h('tr', { 'data-job': j.id },
+        h('td', {}, h('a', { href: `/jobs/${j.id}`, class: 'mono' }, j.id)), h('td', { class: 'holder' }, j.claim ? j.claim.worker : '—'),
+        h('td', { class: 'num' }, j.claim ? j.claim.attempt : j.attempt),
+        h('td', { class: 'hb', 'data-at': j.claim && j.claim.last_heartbeat_at }, j.claim ? time(j.claim.last_heartbeat_at) : '—'),
+        h('td', { class: 'lease', 'data-at': j.claim && j.claim.lease_until }, j.claim ? time(j.claim.lease_until) : '—')))),
+      list.next_cursor ? h('p', { class: 'muted' }, 'Showing the first 100 running jobs: ', h('a', { href: '/jobs?state=running' }, 'all running jobs')) : null);
+    // Heartbeats are not events: read the claims again when the next one is due.
+    if (dueTimer) clearTimeout(dueTimer);
+    dueTimer = null;
+    if (closed) return;
+    const due = claimDue(list.jobs.map((j) => j.claim));
+    dueTimer = due === null ? null : setTimeout(() => { dueTimer = null; rereadClaims(); }, due);
+  }
+  async function rereadClaims() {
+    try { drawClaims(await api('/api/v1/jobs?state=running&limit=100')); } catch (_) { /* shown next time */ }
+  }
+  const rejected = h('div', { id: 'rejected' });
+  async function drawRejected() {
+    try {
+      const r = await api('/api/v1/sync/rejections?limit=50');
+      fill(rejected, r.rejections.length === 0 ? h('p', { class: 'muted' }, 'No ref rejected.')
+        : table('Rejected refs, newest first', ['Time', 'Remote', 'Ref', 'Code', 'Reason'], r.rejections.map((x) => h('tr', {},
+          h('td', {}, time(x.at)), h('td', {}, x.remote), h('td', { class: 'mono ref' }, x.ref), h('td', { class: 'mono' }, x.code),
+          h('td', {}, x.reason)))),
+      r.more ? h('p', { class: 'muted' }, `${r.more} older rejections not shown (git gatos sync --rejected --limit 1000).`) : null,
+      r.skipped ? h('p', { class: 'notice' }, `${r.skipped} unreadable lines of the rejection log skipped.`) : null);
+    } catch (e) { notice(rejected, e.message, 'error'); }
   }
   async function runDoctor() {
     fill(doctor, h('p', { class: 'muted' }, 'Checking…'));
@@ -92,9 +119,42 @@ export async function overviewPage(el) {
   }
   const m = ready ? ready.maintenance : null;
   const debt = m && m.debt;
-  const sync = ready ? ready.sync : null;
+  const syncEl = h('div');
+  function drawSync(r) {
+    const sync = r ? r.sync : null;
+    fill(syncEl, sync ? facts([
+      ['Remote', sync.remote], ['Every', `${sync.interval_seconds} s`], ['Last', time(sync.last_at)], ['Last ok', yes(sync.last_ok)],
+      ['Last error', sync.last_error || '—'], ['Failures in a row', sync.consecutive_failures], ['Runs', `${sync.runs_total} (${sync.failures_total} failed)`],
+      ['Rejected refs', sync.rejected_total]]) : h('p', { class: 'muted' }, 'This daemon does not sync (gatosd --sync REMOTE).'));
+  }
+  // The daemon's own sync runs every `interval_seconds`: the sync state and the
+  // rejections are read again when its next run is due (and on job events), one timer,
+  // not a polling loop. A sync run by hand (`git gatos sync`) shows at the next job event.
+  let syncTimer = null;
+  function scheduleSync(r) {
+    if (syncTimer) clearTimeout(syncTimer);
+    syncTimer = null;
+    const sync = r && r.sync;
+    if (closed || !sync || !sync.interval_seconds) return;
+    const every = sync.interval_seconds * 1000;
+    const last = Date.parse(sync.last_at);
+    const due = Number.isNaN(last) || last + every + 2000 <= Date.now() ? Date.now() + every : last + every + 2000;
+    syncTimer = setTimeout(rereadSync, Math.max(1000, due - Date.now()));
+  }
+  async function rereadSync() {
+    syncTimer = null;
+    drawRejected();
+    try {
+      const r = await fetch('/readyz', { credentials: 'same-origin' }).then((x) => x.json());
+      drawSync(r);
+      scheduleSync(r);
+    } catch (_) { /* shown next time */ }
+  }
+  drawSync(ready);
+  scheduleSync(ready);
   drawQueues(health);
   drawClaims(running);
+  drawRejected();
   fill(el,
     h('h1', {}, 'Overview'),
     facts([
@@ -108,10 +168,7 @@ export async function overviewPage(el) {
       h('section', {}, h('h2', {}, 'Claims'), claims)),
     h('section', {}, h('h2', {}, 'Throughput'), charts),
     h('div', { class: 'cols' },
-      h('section', {}, h('h2', {}, 'Sync'), sync ? facts([
-        ['Remote', sync.remote], ['Every', `${sync.interval_seconds} s`], ['Last', time(sync.last_at)], ['Last ok', yes(sync.last_ok)],
-        ['Last error', sync.last_error || '—'], ['Failures in a row', sync.consecutive_failures], ['Runs', `${sync.runs_total} (${sync.failures_total} failed)`],
-        ['Rejected refs', sync.rejected_total]]) : h('p', { class: 'muted' }, 'This daemon does not sync (gatosd --sync REMOTE).')),
+      h('section', {}, h('h2', {}, 'Sync'), syncEl, h('h3', {}, 'Rejected refs'), rejected),
       h('section', {}, h('h2', {}, 'Maintenance'), m ? facts([
         ['Automatic', yes(m.enabled)], ['Running', yes(m.running)], ['Last', time(m.last_at)], ['Last ok', yes(m.last_ok)],
         ['Archivable jobs', debt ? debt.archivable_jobs : '—'],
@@ -145,9 +202,11 @@ export async function overviewPage(el) {
     timer = setTimeout(async () => {
       timer = null;
       try { drawQueues(await api('/api/v1/health')); drawClaims(await api('/api/v1/jobs?state=running&limit=100')); } catch (_) { /* shown next time */ }
+      // A sync that brings jobs brings their events: the rejections are read again too.
+      drawRejected();
     }, 500);
   });
-  return () => { off(); if (timer) clearTimeout(timer); };
+  return () => { closed = true; off(); if (timer) clearTimeout(timer); if (dueTimer) clearTimeout(dueTimer); if (syncTimer) clearTimeout(syncTimer); };
 }
 
 /** `/topics`. */
