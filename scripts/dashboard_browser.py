@@ -4,10 +4,13 @@ live gatosd that tests/e2e/dashboard_browser.rs started (issue #19).
 
 Environment (set by the Rust test): ORIGIN (http://127.0.0.1:PORT), SIGNIN (the URL
 `git gatos dashboard` printed), TOKEN (a bearer token, to check state from outside the
-browser), SHOTS (where screenshots go), MODE (`full` or `read_only`), and for `full`:
+browser), SHOTS (where screenshots go), MODE (`full`, `read_only` or `claims`), and for `full`:
 JOB_DONE (a succeeded job), JOB_CANCEL (a pending job), JOB_LIVE (a job that prints a line,
 waits for the file GO, prints another), GO, SHARED (the worker's writable directory),
-TOPIC (a topic with one message). Each step waits for a condition with a deadline; no
+TOPIC (a topic with one message); for `claims`: JOB_HB and JOB_TAKE (two pending jobs),
+WORKER_KEY (the node's key, for claims), REJECTED_REF (a ref a sync rejected), HUB (the
+bare hub the daemon syncs with), JUNK (a forged commit in it) and JOB_BAD (a finished job
+whose stored log was changed after its proof was signed). Each step waits for a condition with a deadline; no
 sleeps as synchronisation. Prints one line per step.
 """
 
@@ -43,8 +46,11 @@ def api(path, method="GET", body=None):
                                  headers={"Authorization": "Bearer " + os.environ["TOKEN"],
                                           "Content-Type": "application/json"},
                                  data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read() or b"null")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"{method} {path}: {e.code} {e.read()[:1000]!r}") from None
 
 
 def browser():
@@ -263,6 +269,121 @@ def full(d):
     step("logged out: the session no longer reads")
 
 
+def past_second(t):
+    """Waits until the wall clock is past the RFC 3339 time `t` (a commit made then has a later time)."""
+    from datetime import datetime, timezone
+    then = datetime.strptime(t[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    deadline = time.time() + DEADLINE
+    while time.time() < then + 1:
+        assert time.time() < deadline, "the clock did not move"
+        time.sleep(0.05)
+
+
+def claim(job, worker, lease):
+    queue = api(f"/api/v1/jobs/{job}")["queue"]
+    return api("/api/v1/claims", "POST", {"worker": worker, "worker_key": os.environ["WORKER_KEY"], "id": job,
+                                          "queues": [queue], "lease": lease})
+
+
+def heartbeat(job, c, lease):
+    return api(f"/api/v1/jobs/{job}/attempts/{c['attempt']}/heartbeat", "POST",
+               {"worker": c["worker"], "lease_token": c["lease_token"], "lease": lease})
+
+
+def kinds(d):
+    return [li.get_attribute("data-kind") for li in d.find_elements(By.CSS_SELECTOR, "ol.timeline li")]
+
+
+def claims(d):
+    """Issue #19's claim holders with their last heartbeat, the timeline of a takeover, and
+    the refs a sync rejected, in the browser; every change seen without a reload."""
+    sign_in(d)
+    rejected = os.environ["REJECTED_REF"]
+    wait(d, "the rejected ref on the overview", lambda: rejected in d.find_element(By.ID, "rejected").text)
+    assert "InvalidEnvelope" in d.find_element(By.ID, "rejected").text
+    shot(d, "overview-rejected")
+    step("the overview names the ref a sync rejected, with its code")
+
+    # The jobs table names each job's enqueuer; the name filters the table.
+    d.get(ORIGIN + "/jobs")
+    wait(d, "the enqueuer column", lambda: d.find_element(By.CSS_SELECTOR, f"tr[data-id='{os.environ['JOB_HB']}'] td.enqueuer").text == "cli:gatos")
+    assert d.find_element(By.CSS_SELECTOR, f"tr[data-id='{os.environ['JOB_HB']}'] td.enqueuer a").get_attribute("title").endswith("(trusted here)")
+    d.find_element(By.CSS_SELECTOR, f"tr[data-id='{os.environ['JOB_HB']}'] td.enqueuer a").click()
+    wait(d, "the enqueuer filter in the URL", lambda: "enqueuer=cli%3Agatos" in d.current_url)
+    wait(d, "the filtered table", lambda: len(d.find_elements(By.CSS_SELECTOR, "table.grid tbody tr")) >= 2)
+    shot(d, "jobs-enqueuer")
+    step("the jobs table names each job's enqueuer, and a click filters by it")
+    d.get(ORIGIN + "/overview")
+
+    # A running job's holder and last heartbeat; a heartbeat moves it without a reload.
+    hb_job = os.environ["JOB_HB"]
+    d.execute_script("window.__noReload = true")
+    c = claim(hb_job, "worker-hb", "6s")
+    row = f"tr[data-job='{hb_job}']"
+    wait(d, "the claim on the overview", lambda: d.find_element(By.CSS_SELECTOR, f"{row} td.holder").text == "worker-hb")
+    first = wait(d, "its last heartbeat", lambda: d.find_element(By.CSS_SELECTOR, f"{row} td.hb").get_attribute("data-at"))
+    cell = d.find_element(By.CSS_SELECTOR, f"{row} td.hb time")
+    assert cell.get_attribute("title").endswith(" UTC"), cell.get_attribute("title")
+    past_second(first)
+    heartbeat(hb_job, c, "6s")
+    second = wait(d, "the next heartbeat on the overview",
+                  lambda: (lambda v: v if v and v != first else None)(d.find_element(By.CSS_SELECTOR, f"{row} td.hb").get_attribute("data-at")))
+    assert second > first, (first, second)
+    assert d.execute_script("return window.__noReload === true"), "the page was reloaded"
+    shot(d, "overview-claims")
+    step(f"the overview shows worker-hb's last heartbeat, and it moved from {first} to {second} without a reload")
+
+    # A takeover: worker-a claims, sends a heartbeat, lets its lease run out; worker-b takes
+    # over while the job's page is open.
+    job = os.environ["JOB_TAKE"]
+    a = claim(job, "worker-a", "2s")
+    past_second(api(f"/api/v1/jobs/{job}")["claim"]["last_heartbeat_at"])
+    heartbeat(job, a, "3s")
+    d.get(ORIGIN + "/jobs/" + job)
+    d.execute_script("window.__noReload = true")
+    # (Once a's lease has run out the timeline says so too.)
+    wait(d, "a's claim and heartbeat", lambda: kinds(d)[:3] == ["enqueued", "claimed", "heartbeat"])
+    deadline = time.time() + DEADLINE
+    while api(f"/api/v1/jobs/{job}")["state"] == "running":
+        assert time.time() < deadline, "the lease never ran out"
+        time.sleep(0.1)
+    b = claim(job, "worker-b", "6s")
+    assert b["attempt"] == 2, b
+    wait(d, "the takeover in the timeline", lambda: kinds(d) == ["enqueued", "claimed", "heartbeat", "takeover"])
+    take = d.find_element(By.CSS_SELECTOR, "li[data-kind=takeover]").text
+    assert "attempt 2 taken over by worker-b from worker-a (attempt 1)" in take and "lease expired" in take, take
+    past_second(api(f"/api/v1/jobs/{job}")["claim"]["last_heartbeat_at"])
+    heartbeat(job, b, "6s")
+    wait(d, "b's heartbeat, live", lambda: kinds(d) == ["enqueued", "claimed", "heartbeat", "takeover", "heartbeat"])
+    last = d.find_elements(By.CSS_SELECTOR, "li[data-kind=heartbeat]")[-1].text
+    assert "from worker-b (attempt 2)" in last, last
+    assert d.execute_script("return window.__noReload === true"), "the page was reloaded"
+    shot(d, "job-takeover")
+    step("the job's timeline: a's claim and heartbeat, b's takeover (a's lease expired), b's heartbeat live")
+
+    # A proof that no longer covers what its result commit holds: invalid, with why.
+    bad = os.environ["JOB_BAD"]
+    d.get(ORIGIN + "/jobs/" + bad)
+    wait(d, "an invalid proof with its reason",
+         lambda: "DigestMismatch" in d.find_element(By.CSS_SELECTOR, "[data-proof=invalid]").text)
+    verdict = d.find_element(By.CSS_SELECTOR, "[data-proof=invalid]").text
+    assert "Invalid" in verdict and "logs/stdout" in verdict, verdict
+    assert not d.find_elements(By.CSS_SELECTOR, "[data-proof=verified]")
+    shot(d, "job-invalid")
+    step(f"a tampered job's proof is shown invalid: {verdict.splitlines()[0]}")
+
+    # The daemon's own sync (--sync hub) meets a new forged ref: the overview names it
+    # without a reload.
+    d.get(ORIGIN + "/overview")
+    wait(d, "the first rejected ref", lambda: rejected in d.find_element(By.ID, "rejected").text)
+    d.execute_script("window.__noReload = true")
+    another = "refs/gatos/jobs/01KBQ0000000000000000001ZZ/job"
+    subprocess.run(["git", "--git-dir", os.environ["HUB"], "update-ref", another, os.environ["JUNK"]], check=True)
+    wait(d, "the new rejected ref, live", lambda: another in d.find_element(By.ID, "rejected").text)
+    assert d.execute_script("return window.__noReload === true"), "the page was reloaded"
+    step("a ref the daemon's own sync rejected appeared on the overview without a reload")
+
+
 def without_shared_worker(d):
     # The next page of this tab has no SharedWorker: the tabs elect a leader instead.
     d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.SharedWorker;"})
@@ -299,7 +420,7 @@ def read_only(d):
 def main():
     d, profile = browser()
     try:
-        (full if MODE == "full" else read_only)(d)
+        {"full": full, "read_only": read_only, "claims": claims}[MODE](d)
     finally:
         d.quit()
         shutil.rmtree(profile, ignore_errors=True)

@@ -494,3 +494,188 @@ fn a_read_only_daemon_refuses_the_dashboards_actions() -> TestResult {
     assert_eq!(reads.json()["state"], "pending");
     Ok(())
 }
+
+/// Waits until the wall clock is past `t` (RFC 3339), so a commit made now has a later
+/// committer time (whole seconds).
+fn past_second(t: &str) -> TestResult {
+    let then = rfc3339_secs(t)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        <= then
+    {
+        if std::time::Instant::now() > deadline {
+            return Err("the clock did not move".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS` (UTC).
+pub(crate) fn rfc3339_secs(t: &str) -> TestResult<u64> {
+    let n = |a: usize, b: usize| -> TestResult<i64> { Ok(t.get(a..b).ok_or("a time")?.parse()?) };
+    let (y, m, d) = (n(0, 4)?, n(5, 7)?, n(8, 10)?);
+    let (hh, mm, ss) = (n(11, 13)?, n(14, 16)?, n(17, 19)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss)?)
+}
+
+/// What the overview and the job page read (issue #19): a running job's row carries its last
+/// heartbeat, which moves with each heartbeat; `jobs.attempts` gives every attempt's claim
+/// chain with each commit's time — the claim, the heartbeats, and the takeover by another
+/// worker after the first let its lease expire; `sync.rejections` names the refs a sync
+/// rejected, newest first, and skips garbled lines of the log with a count; a listed row
+/// names its enqueuer.
+#[test]
+fn the_claims_heartbeats_takeovers_and_rejected_refs_the_pages_read() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    // A hub holding a ref no node wrote: a job whose commit has no job document.
+    let hub = TempRepo::bare()?;
+    let empty = hub.git(&["hash-object", "-t", "tree", "-w", "/dev/null"])?;
+    let junk = hub.git(&["commit-tree", empty.trim(), "-m", "forged"])?;
+    let bad_ref = "refs/gatos/jobs/01KBQ0000000000000000000ZZ/job";
+    hub.git(&["update-ref", bad_ref, junk.trim()])?;
+    repo.git(&["remote", "add", "hub", &hub.path().to_string_lossy()])?;
+    let report: Value = serde_json::from_str(gatos_ok(&repo, &["sync", "hub", "--json"])?.trim())?;
+    assert_eq!(report["rejected"][0]["ref"], bad_ref, "{report}");
+    let key = serde_json::from_str::<Value>(gatos_ok(&repo, &["keys", "show", "--json"])?.trim())?
+        ["key"]
+        .as_str()
+        .ok_or("no key")?
+        .to_owned();
+    let job = enqueue(
+        &repo,
+        &["--no-checkout", "--max-attempts", "3", "--", "true"],
+    )?;
+    let d = start(&repo, &[])?;
+    let (cookie, _) = sign_in(&d, mint(&repo, &[])?["code"].as_str().ok_or("code")?)?;
+    let web = [
+        ("Cookie", cookie.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    let bearer = format!("Bearer {OPS}");
+    let worker = [("Authorization", bearer.as_str())];
+    let get = |path: &str| -> TestResult<Value> {
+        let a = send(&d.addr, "GET", path, &web, "")?;
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+        Ok(a.json())
+    };
+
+    // The rejected ref, by name, through the cookie.
+    let r = get("/api/v1/sync/rejections")?;
+    assert_eq!(r["rejections"][0]["ref"], bad_ref, "{r}");
+    assert_eq!(r["rejections"][0]["remote"], "hub", "{r}");
+    assert_eq!(r["rejections"][0]["code"], "InvalidEnvelope", "{r}");
+    assert_eq!(r["skipped"], 0, "{r}");
+    // Garbled and hostile lines in the log are skipped and counted; the op still answers.
+    let log = repo.git_dir().join("gatos/sync/rejected.jsonl");
+    let mut text = std::fs::read_to_string(&log)?;
+    text.push_str("garbage\n{\"ref\":\"<img src=x onerror=alert(1)>\"}\n\u{1b}[31m\n");
+    std::fs::write(&log, text)?;
+    let r = get("/api/v1/sync/rejections?limit=10")?;
+    assert_eq!(r["skipped"], 3, "{r}");
+    assert_eq!(r["rejections"].as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(
+        get("/api/v1/sync/rejections?remote=other")?["rejections"],
+        json!([])
+    );
+    let bad = send(&d.addr, "GET", "/api/v1/sync/rejections?limit=0", &web, "")?;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+
+    // A listed row names its enqueuer (from the job catalog).
+    let listed = get("/api/v1/jobs")?;
+    let who = &listed["jobs"][0]["enqueuer"];
+    assert_eq!(who["actor"], "cli:gatos", "{listed}");
+    assert_eq!(who["key"], key.as_str(), "{listed}");
+    assert_eq!(who["trusted"], true, "{listed}");
+
+    // Worker a claims with a short lease and sends a heartbeat a second later.
+    let claim = |name: &str, lease: &str| -> TestResult<Value> {
+        let a = send(
+            &d.addr,
+            "POST",
+            "/api/v1/claims",
+            &worker,
+            &json!({"worker": name, "worker_key": key, "id": job, "lease": lease}).to_string(),
+        )?;
+        assert_eq!(a.status, 200, "{}", a.body);
+        Ok(a.json())
+    };
+    let a = claim("worker-a", "3s")?;
+    let running = get("/api/v1/jobs?state=running")?;
+    let first = running["jobs"][0]["claim"]["last_heartbeat_at"]
+        .as_str()
+        .ok_or("no last_heartbeat_at")?
+        .to_owned();
+    assert_eq!(running["jobs"][0]["claim"]["worker"], "worker-a");
+    past_second(&first)?;
+    let hb = send(
+        &d.addr,
+        "POST",
+        &format!("/api/v1/jobs/{job}/attempts/1/heartbeat"),
+        &worker,
+        &json!({"worker": "worker-a", "lease_token": a["lease_token"], "lease": "1s"}).to_string(),
+    )?;
+    assert_eq!(hb.status, 200, "{}", hb.body);
+    let running = get("/api/v1/jobs?state=running")?;
+    let second = running["jobs"][0]["claim"]["last_heartbeat_at"]
+        .as_str()
+        .ok_or("no last_heartbeat_at")?
+        .to_owned();
+    assert!(second > first, "{first} -> {second}");
+    assert_eq!(
+        get(&format!("/api/v1/jobs/{job}"))?["claim"]["last_heartbeat_at"],
+        second.as_str()
+    );
+
+    // a lets its lease run out; b takes over with attempt 2.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while get(&format!("/api/v1/jobs/{job}"))?["state"] == "running" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never ran out"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let b = claim("worker-b", "30s")?;
+    assert_eq!(b["attempt"], 2, "{b}");
+    let attempts = get(&format!("/api/v1/jobs/{job}/attempts"))?;
+    let list = attempts["attempts"].as_array().ok_or("attempts")?;
+    assert_eq!(list.len(), 2, "{attempts}");
+    assert_eq!(
+        (list[0]["attempt"].clone(), list[0]["worker"].clone()),
+        (json!(1), json!("worker-a"))
+    );
+    assert_eq!(
+        (list[1]["attempt"].clone(), list[1]["worker"].clone()),
+        (json!(2), json!("worker-b"))
+    );
+    // Newest first within an attempt: a's heartbeat, then its claim, each with its time.
+    let states: Vec<&str> = list[0]["chain"]
+        .as_array()
+        .ok_or("chain")?
+        .iter()
+        .filter_map(|s| s["state"].as_str())
+        .collect();
+    assert_eq!(states, ["heartbeat", "running"], "{attempts}");
+    assert_eq!(list[0]["chain"][0]["at"], second.as_str());
+    assert_eq!(list[0]["chain"][1]["at"], first.as_str());
+    // The takeover: a's last lease ended before b's claim.
+    let a_end = list[0]["chain"][0]["lease_until"].as_str().ok_or("lease")?;
+    let b_at = list[1]["chain"][0]["at"].as_str().ok_or("at")?;
+    assert_eq!(list[1]["chain"][0]["state"], "running");
+    assert!(
+        rfc3339_secs(a_end)? <= rfc3339_secs(b_at)?,
+        "{a_end} {b_at}"
+    );
+    Ok(())
+}

@@ -213,3 +213,116 @@ fn a_read_only_daemon_in_a_browser() -> TestResult {
     eprint!("{out}");
     Ok(())
 }
+
+/// Issue #19's three facts in a browser: the overview names a ref a sync rejected and shows a
+/// running job's holder with its last heartbeat, which moves when the worker sends one; a
+/// job's timeline shows a claim, its heartbeat, a takeover by another worker after the lease
+/// ran out, and the new holder's heartbeat; a ref the daemon's own sync rejects appears on
+/// the overview — all without a reload; and a finished job whose log was changed after its
+/// proof was signed shows its proof invalid, with the reason.
+#[test]
+fn claims_heartbeats_takeovers_and_rejected_refs_in_a_browser() -> TestResult {
+    if !can_run("claims_heartbeats_takeovers_and_rejected_refs_in_a_browser")? {
+        return Ok(());
+    }
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    // A hub holding a ref no node wrote (a job commit with no job document): rejected.
+    let hub = TempRepo::bare()?;
+    let empty = hub.git(&["hash-object", "-t", "tree", "-w", "/dev/null"])?;
+    let junk = hub.git(&["commit-tree", empty.trim(), "-m", "forged"])?;
+    let bad_ref = "refs/gatos/jobs/01KBQ0000000000000000000ZZ/job";
+    hub.git(&["update-ref", bad_ref, junk.trim()])?;
+    repo.git(&["remote", "add", "hub", &hub.path().to_string_lossy()])?;
+    gatos_ok(&repo, &["sync", "hub"])?;
+    let key: serde_json::Value =
+        serde_json::from_str(gatos_ok(&repo, &["keys", "show", "--json"])?.trim())?;
+    let key = key["key"].as_str().ok_or("no key")?.to_owned();
+    let hb = enqueue(&repo, &["--no-checkout", "--queue", "hb", "--", "true"])?;
+    let take = enqueue(
+        &repo,
+        &[
+            "--no-checkout",
+            "--queue",
+            "chain",
+            "--max-attempts",
+            "3",
+            "--",
+            "true",
+        ],
+    )?;
+    // A finished job whose stored log was changed after its proof was signed: invalid.
+    let bad = enqueue(
+        &repo,
+        &["--no-checkout", "--queue", "bad", "--", "echo", "signed"],
+    )?;
+    gatos_ok(&repo, &["worker", "--drain", "--queue", "bad"])?;
+    tamper_stdout(&repo, &bad, "not what was signed\n")?;
+    let d = HttpDaemon::start(
+        &repo,
+        &format!("ops {TOKEN}\n"),
+        "web",
+        &["--sync", "hub", "--sync-interval", "2s"],
+    )?;
+    let out = drive(
+        &repo,
+        &d,
+        "claims",
+        &[
+            ("JOB_HB", hb),
+            ("JOB_TAKE", take),
+            ("WORKER_KEY", key),
+            ("REJECTED_REF", bad_ref.to_owned()),
+            ("HUB", hub.path().display().to_string()),
+            ("JUNK", junk.trim().to_owned()),
+            ("JOB_BAD", bad),
+        ],
+    )?;
+    eprint!("{out}");
+    Ok(())
+}
+
+/// Replaces `logs/stdout` of a job's result commit (same parents and message) and moves
+/// the result ref: the proof no longer covers what the commit holds (`DigestMismatch`).
+fn tamper_stdout(repo: &TempRepo, id: &str, text: &str) -> TestResult {
+    let name = format!("refs/gatos/jobs/{id}/result");
+    let old = repo.rev_parse(&name)?.ok_or("no result")?;
+    let file = repo.root().join("tampered-stdout");
+    std::fs::write(&file, text)?;
+    let blob = repo.git(&["hash-object", "-w", file.to_str().ok_or("path")?])?;
+    let index = repo.root().join("tamper.index");
+    let git = |args: &[&str]| -> TestResult<String> {
+        let out = repo.git_cmd(args).env("GIT_INDEX_FILE", &index).output()?;
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    };
+    git(&["read-tree", &old])?;
+    git(&[
+        "update-index",
+        "--cacheinfo",
+        &format!("100644,{},logs/stdout", blob.trim()),
+    ])?;
+    let tree = git(&["write-tree"])?;
+    let message = repo.root().join("tamper.msg");
+    std::fs::write(&message, repo.git(&["log", "-1", "--format=%B", &old])?)?;
+    let parents = repo.git(&["rev-list", "--parents", "-n", "1", &old])?;
+    let mut args = vec![
+        "commit-tree".to_owned(),
+        tree,
+        "-F".to_owned(),
+        message.display().to_string(),
+    ];
+    for p in parents.split_whitespace().skip(1) {
+        args.push("-p".into());
+        args.push(p.to_owned());
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let new = repo.git(&argv)?;
+    repo.git(&["update-ref", &name, new.trim(), &old])?;
+    std::fs::remove_file(&index)?;
+    Ok(())
+}
