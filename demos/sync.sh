@@ -70,5 +70,10 @@ git --git-dir="$demo_dir/hub.git" update-ref refs/gatos/jobs/01KBQ00000000000000
 alice sync || true
 git --git-dir="$demo_dir/hub.git" update-ref -d refs/gatos/jobs/01KBQ000000000000000000F0G/job
 
+say "alice's log of the refs her syncs rejected, newest first, without syncing (sync.rejections)"
+alice sync --rejected
+alice sync --rejected --json | grep -q '"ref":"refs/gatos/jobs/01KBQ000000000000000000F0G/job"' \
+  || { echo "demo failed: the rejected ref is not in alice's log" >&2; exit 1; }
+
 say "The sync report, for machines"
 bob sync --json
