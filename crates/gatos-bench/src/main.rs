@@ -106,6 +106,8 @@ fn main() -> R {
     let repo = Path::new(args.get(2).ok_or("repo missing")?);
     let topic: gatos_types::Topic = args.get(3).ok_or("topic missing")?.parse()?;
     let g = Gatos::open(repo, OpenOptions::default())?;
+    // As a long-lived process would: its journal flusher's work is part of the run.
+    g.start_journal_flusher();
     let out = match workload {
         "publish" => {
             let n: u64 = args.get(4).ok_or("n missing")?.parse()?;

@@ -642,9 +642,13 @@ impl Gatos {
         self.messages().settle_all()
     }
 
-    /// Starts this handle's flusher once (a thread that materializes its journals every
-    /// `gatos.journal.flushMs`).
-    pub(crate) fn start_flusher(&self) {
+    /// Starts this handle's journal flusher, once: a thread that makes the publishes this
+    /// handle journaled commits every `gatos.journal.flushMs` (ADR 0046), so that plain
+    /// `git` sees them within that bound while the process runs. A long-lived process
+    /// calls it (gatosd, `git gatos worker`). Without it a journaled publish becomes a
+    /// commit when a gatos reader or writer of its topic comes, when 4,096 records wait,
+    /// or when the last handle is dropped. It stops when the last handle is dropped.
+    pub fn start_journal_flusher(&self) {
         let mut started = self
             .inner
             .journals

@@ -225,6 +225,7 @@ impl<'g> Messages<'g> {
     /// # Errors
     /// A store failure.
     pub fn known(&self, topic: &Topic) -> Result<bool> {
+        self.settle_topic(topic)?;
         let store = self.gatos.store();
         Ok(!store.list_refs(&names::topic_prefix(topic))?.is_empty()
             || store.read_ref(&names::config_topic(topic))?.is_some())

@@ -536,6 +536,8 @@ pub async fn serve_stdio(
     stop: CancellationToken,
 ) -> Result<(), String> {
     let (stdin, stdout) = rmcp::transport::stdio();
+    // Journaled publishes become commits within gatos.journal.flushMs (ADR 0046).
+    shared.gatos.start_journal_flusher();
     serve(shared, policy, stdin, stdout, stop).await
 }
 

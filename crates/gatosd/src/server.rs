@@ -69,6 +69,8 @@ pub async fn run(
 ) {
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // Journaled publishes become commits within gatos.journal.flushMs (ADR 0046).
+    shared.gatos.start_journal_flusher();
     // Every writer's job events count, not only this daemon's requests (ADR 0040).
     crate::metrics::follow_jobs(shared.gatos.clone(), shared.metrics.clone(), stop.clone());
     // Store-derived gauges: read every 5 s into a snapshot a scrape encodes (ADR 0040).

@@ -1,8 +1,9 @@
 //! Journaled publishes (ADR 0046): a plain publish is acknowledged after one append to its
 //! topic's journal, `<git-dir>/gatos/journal/messages.<topic>`, and becomes commits under
-//! `refs/gatos/messages/` when the journal is *materialized*: by this handle's flusher
-//! within `gatos.journal.flushMs`, by any other writer of the topic before it writes, and
-//! by any gatos reader of the topic before it reads. Everything here runs under the
+//! `refs/gatos/messages/` when the journal is *materialized*: by the handle's flusher
+//! within `gatos.journal.flushMs` (a long-lived process starts one,
+//! [`crate::Gatos::start_journal_flusher`]), by any other writer of the topic before it
+//! writes, by any gatos reader of the topic before it reads, and by the last handle's drop. Everything here runs under the
 //! topic's lock family (`messages.<topic>`), the lock every writer of the topic takes.
 //!
 //! A record holds everything the publishes wrote, built before the append exactly as the
@@ -21,9 +22,9 @@
 //! after the hub's (ADR 0015): same envelopes and ULIDs, new commit ids.
 //!
 //! What is journaled: publishes without `msg_id` and without `expect_last_seq`, that do
-//! not start a new segment, to any topic (also gatos's own `gatos.jobs` events and
-//! `gatos.audit` records, which follow their action at-least-once anyway). Everything
-//! else takes the direct path, which materializes the journal first.
+//! not start a new segment, and gatos's own `gatos.jobs` events and `gatos.audit` records
+//! (their `msg_id` is their action's commit id; they follow their action at-least-once
+//! anyway). Everything else takes the direct path, which materializes the journal first.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -318,6 +319,8 @@ enum Outcome {
 pub(crate) struct Item<'a> {
     pub payload: &'a serde_json::Value,
     pub headers: Option<&'a serde_json::Value>,
+    /// Its `msg_id`, kept in the position index when the record is materialized.
+    pub msg_id: Option<&'a str>,
 }
 
 impl Messages<'_> {
@@ -443,7 +446,7 @@ impl Messages<'_> {
                 meta: meta.clone(),
                 blob,
                 len: u32::try_from(len).unwrap_or(u32::MAX),
-                msgid: 0,
+                msgid: item.msg_id.map_or(0, index::msgid_hash),
             });
             prev = Some(meta);
             next_seq += 1;
@@ -468,7 +471,6 @@ impl Messages<'_> {
             self.materialize_locked(topic)?;
         }
         drop(_guard);
-        self.gatos.start_flusher();
         self.gatos.after_append(seq_before, next_seq - 1);
         Ok(Some(rows))
     }
@@ -699,6 +701,19 @@ fn apply(store: &gatos_store::Store, topic: &Topic, journal: &Journal) -> Result
                     ));
                 }
             }
+        }
+        // Never move the head to a commit the store does not have (one lookup).
+        if !store.reader().exists(last.new) {
+            return Err(Error::new(
+                ErrorCode::Internal,
+                format!(
+                    "materializing the journal of '{topic}': commit {} is missing after its objects were written (head {}, {} record(s) from {})",
+                    last.new,
+                    head.map_or_else(|| "none".to_owned(), |h| h.to_string()),
+                    todo.len(),
+                    start
+                ),
+            ));
         }
         let opts = Options {
             message: format!("gatos: publish to {topic} (journal)"),

@@ -235,15 +235,20 @@ impl Messages<'_> {
         let (items, replies): (Vec<Prepared>, Vec<_>) =
             waiting.into_iter().map(|w| (w.item, w.reply)).unzip();
         tracing::trace!(%topic, size = items.len(), "group commit");
-        // Plain publishes are acknowledged after one journal append (ADR 0046), also gatos's
-        // own job events and audit records; a msg_id needs the dedupe window, which reads
-        // committed messages.
-        if self.gatos.journal_on() && items.iter().all(|i| i.msg_id.is_none()) {
+        // Plain publishes are acknowledged after one journal append (ADR 0046). A msg_id
+        // needs the dedupe window, which reads committed messages: such publishes go
+        // direct, except gatos's own job events and audit records, whose msg_id is their
+        // action's commit id, emitted once per action (a duplicate can only come from
+        // doctor's republish racing the emit, which at-least-once events allow).
+        if self.gatos.journal_on()
+            && (chain::is_signed_topic(topic) || items.iter().all(|i| i.msg_id.is_none()))
+        {
             let journaled: Vec<super::journal::Item<'_>> = items
                 .iter()
                 .map(|i| super::journal::Item {
                     payload: &i.payload,
                     headers: i.headers.as_ref(),
+                    msg_id: i.msg_id.as_deref(),
                 })
                 .collect();
             match self.append_journaled(topic, &journaled) {

@@ -551,7 +551,13 @@ impl Case {
         );
         let oid: Option<Oid> = rec.claim.map(|(c, _)| c);
         assert_eq!(oid.map(|o| o.to_string()), refs(&self.repo, self.id)?.claim);
-        self.repo.assert_fsck_strict()
+        // Every journaled event a commit first: git fsck must not race a flusher writing
+        // (fsck lists objects before it reads refs, so a ref moved meanwhile names an
+        // object it calls missing).
+        self.g.flush_journals()?;
+        drop(fresh);
+        self.repo.assert_fsck_strict()?;
+        Ok(())
     }
 }
 

@@ -787,6 +787,8 @@ fn settings_maintenance_and_lost_records() -> TestResult {
     let (g, _clock) = open_at(&repo, T0)?;
     let id = enqueue(&g, 3)?;
     g.jobs().cancel(id, Some("not needed".into()))?;
+    // The events and the audit record are journaled (ADR 0046): commits first, for git.
+    g.flush_journals()?;
     for t in ["gatos.jobs", "gatos.audit"] {
         // The last record lost: the head moves back, or goes with the topic's only one.
         let name = format!("refs/gatos/messages/{t}/head");

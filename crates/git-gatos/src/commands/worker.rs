@@ -61,6 +61,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WorkerArgs) -> Result<(), Error> {
     // A worker lives long: its job events are acknowledged from the journal and made
     // commits by its flusher, and at its exit (ADR 0046).
     g.set_journal(true);
+    g.start_journal_flusher();
     g.set_job_arbiter(a.remote.as_deref())?;
     let mut opts = WorkerOptions::new(match &a.id {
         Some(id) => parse(id)?,
