@@ -515,6 +515,11 @@ impl Messages<'_> {
                 if let Some(last) = known.last() {
                     self.gatos.cache_tail(topic, last.meta.clone());
                 }
+                if !known.is_empty() {
+                    // Objects were written: maintenance may be due now (writers start it;
+                    // the journaled appends themselves wrote none).
+                    self.gatos.maybe_maintain();
+                }
                 Ok(())
             }
             Outcome::Foreign { commits } => {
