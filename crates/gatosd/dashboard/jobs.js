@@ -1,7 +1,7 @@
 // The jobs table (filters in the URL, cursor pages from the job index, bulk actions) and
 // a job's page (spec, claim-chain timeline, live logs, outputs, proof).
-import { h, fill, api, qs, time, ulidTime, stateBadge, notice, pre, claimDue } from './util.js';
-import { onJobEvent } from './live.js';
+import { h, fill, api, qs, time, ulidTime, stateBadge, notice, pre } from './util.js';
+import { onJobEvent, onChange } from './live.js';
 import { go } from './app.js';
 
 const FILTERS = ['queue', 'state', 'capability', 'enqueuer', 'since', 'until', 'search', 'all'];
@@ -302,20 +302,14 @@ export async function jobPage(el, url, session, [id]) {
     h('section', {}, specDetails));
 
   // The timeline, from the job's claim chain (`jobs.attempts`): read again when an event
-  // names the job and when the running attempt's next heartbeat is due (heartbeats are
-  // not events on gatos.jobs).
+  // names the job, and when the daemon says live claims changed (a heartbeat or a
+  // takeover, which are not events on gatos.jobs: `event: changed`, ADR 0045).
   let attempts = [];
-  let dueTimer = null;
-  let closed = false; // the page was left: no timer is set again
   async function loadTimeline() {
     try { attempts = (await api(`/api/v1/jobs/${job.id}/attempts`)).attempts || []; } catch (e) { notice(status, e.message, 'error'); return; }
     fill(timeline, timelineItems(job, attempts));
-    if (dueTimer) clearTimeout(dueTimer);
-    dueTimer = null;
-    if (closed) return;
-    const due = job.state === 'running' ? claimDue([job.claim]) : null;
-    dueTimer = due === null ? null : setTimeout(() => { dueTimer = null; refresh(); }, due);
   }
+  const offChange = onChange(() => { if (job.state === 'running') refresh(); });
   loadTimeline();
   // The job's own stream: its state, its events (the claim chain), its log, its end.
   const source = new EventSource(`/api/v1/jobs/${job.id}/stream`);
@@ -345,5 +339,5 @@ export async function jobPage(el, url, session, [id]) {
     source.close();
     loadTimeline();
   });
-  return () => { closed = true; source.close(); if (dueTimer) clearTimeout(dueTimer); delete el.dataset.live; };
+  return () => { offChange(); source.close(); delete el.dataset.live; };
 }

@@ -24,6 +24,11 @@ function open() {
     try { data = JSON.parse(ev.data); } catch (_) { return; }
     broadcast({ type: 'job', id: ev.lastEventId, data });
   });
+  source.addEventListener('changed', (ev) => {
+    let data = null;
+    try { data = JSON.parse(ev.data); } catch (_) { return; }
+    broadcast({ type: 'changed', data });
+  });
   for (const name of ['gap', 'lagged', 'shutdown']) {
     source.addEventListener(name, () => broadcast({ type: name }));
   }

@@ -2,6 +2,7 @@
 // SharedWorker where there is one; else tabs elect a leader (a Web Lock) that holds the
 // EventSource and rebroadcasts over a BroadcastChannel. No polling.
 const listeners = new Set();
+const changeListeners = new Set();
 const statusListeners = new Set();
 let status = 'offline';
 
@@ -12,6 +13,7 @@ function setStatus(s) {
 
 function deliver(msg) {
   if (msg.type === 'status') setStatus(msg.status);
+  else if (msg.type === 'changed') for (const f of changeListeners) f(msg.data || {});
   else for (const f of listeners) f(msg);
 }
 
@@ -19,6 +21,15 @@ function deliver(msg) {
 export function onJobEvent(fn) {
   listeners.add(fn);
   return () => listeners.delete(fn);
+}
+
+/**
+ * Calls `fn({claims, sync})` when the daemon sees live claims (a heartbeat, a takeover) or
+ * its sync change: what no job event says. Returns the unsubscribe.
+ */
+export function onChange(fn) {
+  changeListeners.add(fn);
+  return () => changeListeners.delete(fn);
 }
 
 /** Calls `fn(status)` now and whenever the stream's status changes. */
@@ -57,6 +68,9 @@ export function start() {
     source.addEventListener('error', () => send({ type: 'status', status: 'reconnecting' }));
     source.addEventListener('job', (ev) => {
       try { send({ type: 'job', id: ev.lastEventId, data: JSON.parse(ev.data) }); } catch (_) { /* ignored */ }
+    });
+    source.addEventListener('changed', (ev) => {
+      try { send({ type: 'changed', data: JSON.parse(ev.data) }); } catch (_) { /* ignored */ }
     });
     return new Promise(() => {}); // held until the tab closes: then another tab leads
   };

@@ -1,6 +1,6 @@
 // Overview, topics (live tail), manifests (versions, diff, run), keys and the audit trail.
-import { h, fill, api, qs, time, ulidTime, notice, pre, claimDue } from './util.js';
-import { onJobEvent } from './live.js';
+import { h, fill, api, qs, time, ulidTime, notice, pre } from './util.js';
+import { onJobEvent, onChange } from './live.js';
 import { go } from './app.js';
 
 function table(caption, columns, rows) {
@@ -72,8 +72,6 @@ export async function overviewPage(el) {
       h('td', { class: 'num' }, q.pending), h('td', { class: 'num' }, q.max_pending ?? '∞'),
       h('td', {}, q.max_pending ? h('meter', { min: 0, max: q.max_pending, value: q.pending, 'aria-label': `${q.queue} use` }) : '—')))));
   }
-  let dueTimer = null;
-  let closed = false; // the page was left: no timer is set again
   function drawClaims(list) {
     fill(claims, list.jobs.length === 0 ? h('p', { class: 'muted', id: 'no-claims' }, 'No job is running.')
       : table('Live claims', ['Job', 'Holder', 'Attempt', 'Last heartbeat', 'Lease until'], list.jobs.map((j) => h('tr', { 'data-job': j.id },
@@ -82,12 +80,6 @@ export async function overviewPage(el) {
         h('td', { class: 'hb', 'data-at': j.claim && j.claim.last_heartbeat_at }, j.claim ? time(j.claim.last_heartbeat_at) : '—'),
         h('td', { class: 'lease', 'data-at': j.claim && j.claim.lease_until }, j.claim ? time(j.claim.lease_until) : '—')))),
       list.next_cursor ? h('p', { class: 'muted' }, 'Showing the first 100 running jobs: ', h('a', { href: '/jobs?state=running' }, 'all running jobs')) : null);
-    // Heartbeats are not events: read the claims again when the next one is due.
-    if (dueTimer) clearTimeout(dueTimer);
-    dueTimer = null;
-    if (closed) return;
-    const due = claimDue(list.jobs.map((j) => j.claim));
-    dueTimer = due === null ? null : setTimeout(() => { dueTimer = null; rereadClaims(); }, due);
   }
   async function rereadClaims() {
     try { drawClaims(await api('/api/v1/jobs?state=running&limit=100')); } catch (_) { /* shown next time */ }
@@ -127,31 +119,11 @@ export async function overviewPage(el) {
       ['Last error', sync.last_error || '—'], ['Failures in a row', sync.consecutive_failures], ['Runs', `${sync.runs_total} (${sync.failures_total} failed)`],
       ['Rejected refs', sync.rejected_total]]) : h('p', { class: 'muted' }, 'This daemon does not sync (gatosd --sync REMOTE).'));
   }
-  // The daemon's own sync runs every `interval_seconds`: the sync state and the
-  // rejections are read again when its next run is due (and on job events), one timer,
-  // not a polling loop. A sync run by hand (`git gatos sync`) shows at the next job event.
-  let syncTimer = null;
-  function scheduleSync(r) {
-    if (syncTimer) clearTimeout(syncTimer);
-    syncTimer = null;
-    const sync = r && r.sync;
-    if (closed || !sync || !sync.interval_seconds) return;
-    const every = sync.interval_seconds * 1000;
-    const last = Date.parse(sync.last_at);
-    const due = Number.isNaN(last) || last + every + 2000 <= Date.now() ? Date.now() + every : last + every + 2000;
-    syncTimer = setTimeout(rereadSync, Math.max(1000, due - Date.now()));
-  }
   async function rereadSync() {
-    syncTimer = null;
     drawRejected();
-    try {
-      const r = await fetch('/readyz', { credentials: 'same-origin' }).then((x) => x.json());
-      drawSync(r);
-      scheduleSync(r);
-    } catch (_) { /* shown next time */ }
+    try { drawSync(await fetch('/readyz', { credentials: 'same-origin' }).then((x) => x.json())); } catch (_) { /* shown next time */ }
   }
   drawSync(ready);
-  scheduleSync(ready);
   drawQueues(health);
   drawClaims(running);
   drawRejected();
@@ -206,7 +178,15 @@ export async function overviewPage(el) {
       drawRejected();
     }, 500);
   });
-  return () => { closed = true; off(); if (timer) clearTimeout(timer); if (dueTimer) clearTimeout(dueTimer); if (syncTimer) clearTimeout(syncTimer); };
+  // Heartbeats, takeovers and the daemon's sync are not job events: the daemon says on the
+  // same stream when they changed (`event: changed`, ADR 0045), and only then is it read.
+  let last = null;
+  const offChange = onChange((c) => {
+    if (!last || c.claims !== last.claims) rereadClaims();
+    if (!last || c.sync !== last.sync) rereadSync();
+    last = c;
+  });
+  return () => { off(); offChange(); if (timer) clearTimeout(timer); };
 }
 
 /** `/topics`. */

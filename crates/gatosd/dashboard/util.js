@@ -50,30 +50,6 @@ export function time(value) {
   return h('time', { datetime: d.toISOString(), title: d.toISOString().replace('T', ' ').replace('Z', ' UTC') }, local);
 }
 
-/**
- * Milliseconds until one of `claims` changes by itself, or null when none will: a live
- * claim's next heartbeat (workers send one a third of a lease after the last), then, if it
- * is late, again a little later, and its lease's end. Heartbeats are not events on
- * gatos.jobs (only transitions are), so a page that shows claims reads them again at that
- * time: one timer for the next expected change, not a polling loop.
- */
-export function claimDue(claims, now = Date.now()) {
-  let next = null;
-  for (const c of claims) {
-    if (!c || (c.state !== 'running' && c.state !== 'heartbeat')) continue;
-    const last = Date.parse(c.last_heartbeat_at); const end = Date.parse(c.lease_until);
-    if (Number.isNaN(last) || Number.isNaN(end) || end <= last) continue;
-    const lease = end - last;
-    // A commit's time is in whole seconds: the heartbeat is due up to 1 s after this.
-    const due = last + lease / 3 + 1500;
-    let t = null;
-    if (due > now) t = due;
-    else if (end + 1000 > now) t = Math.min(end + 1000, now + Math.max(1000, lease / 6));
-    if (t !== null && (next === null || t < next)) next = t;
-  }
-  return next === null ? null : Math.max(500, next - now);
-}
-
 /** An error from the API, carrying the problem's code. */
 export class ApiError extends Error {
   constructor(status, problem) {

@@ -705,6 +705,7 @@ pub fn refresh_store(
     gatos: gatos::Gatos,
     node: Arc<gatos_api::node::NodeStatus>,
     metrics: Arc<Metrics>,
+    changes: Arc<tokio::sync::watch::Sender<crate::shared::NodeChanges>>,
     stop: CancellationToken,
 ) {
     let spawned = std::thread::Builder::new()
@@ -712,11 +713,41 @@ pub fn refresh_store(
         .spawn(move || {
             while !stop.is_cancelled() {
                 metrics.set_store(StoreSnapshot::read(&gatos, &node));
+                let last = *changes.borrow();
+                let now = read_changes(&gatos, &node, last);
+                changes.send_if_modified(|c| {
+                    let moved = *c != now;
+                    *c = now;
+                    moved
+                });
                 wait_or_stop(&stop, REFRESH);
             }
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "the store metrics refresher did not start");
+    }
+}
+
+/// The fingerprints of [`crate::shared::NodeChanges`] now; a claim fingerprint that
+/// cannot be read keeps its last value (an error is not a change).
+fn read_changes(
+    gatos: &gatos::Gatos,
+    node: &gatos_api::node::NodeStatus,
+    last: crate::shared::NodeChanges,
+) -> crate::shared::NodeChanges {
+    use std::hash::{Hash, Hasher};
+    let claims = gatos::jobs::admission::claims_fingerprint(gatos).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "reading the live claims");
+        last.claims
+    });
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Some(s) = node.sync() {
+        (s.runs_total, s.failures_total, s.rejected_total, s.last_ok).hash(&mut h);
+        s.last_at.map(|t| t.to_string()).hash(&mut h);
+    }
+    crate::shared::NodeChanges {
+        claims,
+        sync: h.finish(),
     }
 }
 

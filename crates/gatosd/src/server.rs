@@ -78,6 +78,7 @@ pub async fn run(
         shared.gatos.clone(),
         shared.service.node_status().clone(),
         shared.metrics.clone(),
+        shared.changes.clone(),
         stop.clone(),
     );
     tokio::pin!(shutdown);

@@ -39,7 +39,20 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The dashboard's sign-in codes and sessions (ADR 0045).
     pub dashboard: crate::http::session::Sessions,
+    /// Fingerprints of what changes without a `gatos.jobs` event: live claims (heartbeats,
+    /// takeovers) and the daemon's sync. The store refresher sets them; the job-event
+    /// stream sends `event: changed` when one moves (ADR 0045).
+    pub changes: Arc<tokio::sync::watch::Sender<NodeChanges>>,
     next_id: AtomicU64,
+}
+
+/// See [`Shared::changes`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeChanges {
+    /// Of the live claims ([`gatos::jobs::admission::claims_fingerprint`]).
+    pub claims: u64,
+    /// Of the daemon's sync status (runs, failures, rejected refs).
+    pub sync: u64,
 }
 
 impl Shared {
@@ -97,6 +110,7 @@ impl Shared {
             connections_total: AtomicU64::new(0),
             subscriptions: AtomicU64::new(0),
             watchers,
+            changes: Arc::new(tokio::sync::watch::Sender::new(NodeChanges::default())),
             sync_remote,
             metrics: Arc::new(crate::metrics::Metrics::new()),
             dashboard: crate::http::session::Sessions::default(),

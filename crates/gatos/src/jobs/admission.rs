@@ -323,6 +323,33 @@ pub fn states(gatos: &Gatos) -> Result<BTreeMap<Queue, (u64, u64)>> {
     Ok(out)
 }
 
+/// A fingerprint of the live claims this node knows: the running jobs of the ready index,
+/// the commit each one's claim ref names now, and whether its lease has run out. A
+/// heartbeat, a takeover, a new claim, an end or a lapsed lease changes it (gatosd pushes
+/// that to the dashboard, ADR 0045). One ref read per running job.
+///
+/// # Errors
+/// A store or index failure.
+pub fn claims_fingerprint(gatos: &Gatos) -> Result<u64> {
+    use std::hash::{Hash, Hasher};
+    let now = gatos.now();
+    let mut running: Vec<(gatos_types::Ulid, bool)> = Ready::new(gatos)
+        .entries()?
+        .into_iter()
+        .filter_map(|e| e.lease_until.map(|l| (e.id, l <= now)))
+        .collect();
+    running.sort_unstable();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (id, lapsed) in running {
+        (id, lapsed).hash(&mut h);
+        gatos
+            .store()
+            .read_ref(&gatos_store::refs::names::job_claim(id))?
+            .hash(&mut h);
+    }
+    Ok(h.finish())
+}
+
 /// Each queue's depth against its limit, as this node sees it (`gatos.health`'s
 /// `queues`): the queues with settings and those with an unfinished job, by name.
 ///

@@ -318,12 +318,16 @@ async fn open(st: Arc<HttpState>, kind: Kind, req: Request) -> Result<Response, 
     let queue = Arc::new(Queue::new(st.shared.limits.outbox_bytes));
     queue.push_now(Bytes::from(format!("retry: {}\n\n", RETRY.as_millis())));
     let changes = st.shared.watchers.watch(&topic, follower.last_head());
+    // The job-event stream also says when live claims or the daemon's sync changed, which
+    // no gatos.jobs event does (ADR 0045): the dashboard reads them again then.
+    let node = matches!(kind, Kind::Jobs).then(|| st.shared.changes.subscribe());
     tokio::spawn(tracing::Instrument::in_current_span(produce(
         Producer {
             st: st.clone(),
             follower,
             filter,
             changes,
+            node,
             stop,
             queue: queue.clone(),
         },
@@ -498,6 +502,8 @@ struct Producer {
     follower: Follower,
     filter: Filter,
     changes: tokio::sync::watch::Receiver<crate::subscriptions::Head>,
+    /// On the job-event stream: live-claim and sync fingerprints (`event: changed`).
+    node: Option<tokio::sync::watch::Receiver<crate::shared::NodeChanges>>,
     stop: CancellationToken,
     queue: Arc<Queue>,
 }
@@ -517,9 +523,14 @@ async fn produce(p: Producer, slot: Slot) {
         follower,
         filter,
         mut changes,
+        mut node,
         stop,
         queue,
     } = p;
+    if let Some(n) = node.as_mut() {
+        // What the client loads with its first page is current: only later moves count.
+        n.borrow_and_update();
+    }
     let limits = &st.shared.limits;
     let (batch, max_bytes, grace) = (
         limits.subscription_batch,
@@ -597,6 +608,12 @@ async fn produce(p: Producer, slot: Slot) {
             () = stop.cancelled() => break Ended::Shutdown,
             () = queue.gone.cancelled() => {}
             changed = changes.changed() => if changed.is_err() { break Ended::Error },
+            moved = node_changed(node.as_mut()) => {
+                if let Some(c) = moved {
+                    let data = serde_json::to_string(&c).unwrap_or_default();
+                    queue.push_now(event_frame(None, "changed", &data));
+                }
+            }
         }
         if queue.gone() {
             break Ended::Gone;
@@ -621,6 +638,20 @@ async fn produce(p: Producer, slot: Slot) {
         Ended::Error => queue.close(),
     }
     drop(slot);
+}
+
+/// The next change of the live-claim and sync fingerprints; never, on a stream without
+/// them (or once the daemon's sender is gone).
+async fn node_changed(
+    node: Option<&mut tokio::sync::watch::Receiver<crate::shared::NodeChanges>>,
+) -> Option<crate::shared::NodeChanges> {
+    let Some(n) = node else {
+        return std::future::pending().await;
+    };
+    if n.changed().await.is_err() {
+        return std::future::pending().await;
+    }
+    Some(*n.borrow_and_update())
 }
 
 #[cfg(test)]
