@@ -745,6 +745,10 @@ fn read_changes(
         (s.runs_total, s.failures_total, s.rejected_total, s.last_ok).hash(&mut h);
         s.last_at.map(|t| t.to_string()).hash(&mut h);
     }
+    // A sync run by hand (`git gatos sync`) that rejected refs grew the rejection log.
+    if let Ok(m) = std::fs::metadata(gatos.gatos_dir().join("sync").join("rejected.jsonl")) {
+        (m.len(), m.modified().ok()).hash(&mut h);
+    }
     crate::shared::NodeChanges {
         claims,
         sync: h.finish(),

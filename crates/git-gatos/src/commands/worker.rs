@@ -118,7 +118,13 @@ pub fn run(ctx: &Ctx, out: &mut Output, a: &WorkerArgs) -> Result<(), Error> {
             let _ = writeln!(std::io::stderr(), "{n}");
         }
     };
-    let summary = worker::run_with(&g, &opts, &control, &report, &say)?;
+    let summary = worker::run_with(&g, &opts, &control, &report, &say);
+    // Its journaled events become commits before it exits, whatever else still holds a
+    // handle (ADR 0046); a killed worker leaves them to the next reader.
+    if let Err(e) = g.flush_journals() {
+        tracing::warn!(error = %e, "could not make every journaled event a commit; the next reader will");
+    }
+    let summary = summary?;
     tracing::info!(
         attempts = summary.attempts,
         succeeded = summary.succeeded,
