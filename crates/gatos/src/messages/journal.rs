@@ -334,13 +334,7 @@ impl Messages<'_> {
     ) -> Result<Option<Vec<PublishRow>>> {
         let store = self.gatos.store();
         let family = family(topic);
-        let _guard = store
-            .locks()
-            .acquire(
-                std::slice::from_ref(&family),
-                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
-            )
-            .map_err(gatos_store::Error::from)?;
+        let _guard = lock_family(store, &family)?;
         let state = self.gatos.journals().open(topic);
         let mut open = lock(&state);
         if open.journal.is_none() {
@@ -581,13 +575,7 @@ impl Messages<'_> {
         if store.journal_len(&family)? == 0 {
             return Ok(());
         }
-        let _guard = store
-            .locks()
-            .acquire(
-                std::slice::from_ref(&family),
-                gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
-            )
-            .map_err(gatos_store::Error::from)?;
+        let _guard = lock_family(store, &family)?;
         self.materialize_locked(topic)
     }
 
@@ -625,6 +613,17 @@ impl Messages<'_> {
             }
         }
     }
+}
+
+/// Takes a topic's lock family (the lock every writer of the topic takes).
+fn lock_family(store: &gatos_store::Store, family: &str) -> Result<gatos_store::locks::Guard> {
+    Ok(store
+        .locks()
+        .acquire(
+            &[family.to_owned()],
+            gatos_store::locks::DEFAULT_LOCK_TIMEOUT,
+        )
+        .map_err(gatos_store::Error::from)?)
 }
 
 fn file_len_after(len: u64, body: &[u8]) -> u64 {
