@@ -746,6 +746,20 @@ fn the_job_event_stream_says_when_live_claims_change() -> TestResult {
         &json!({"worker": "w", "worker_key": key, "id": job, "lease": "60s"}).to_string(),
     )?;
     assert_eq!(a.status, 200, "{}", a.body);
+    // The overview's queue table: depth by state (pending, running) against the limit.
+    let web = [
+        ("Cookie", cookie.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    let health = send(&d.addr, "GET", "/api/v1/health", &web, "")?.json();
+    assert_eq!(
+        (
+            health["queues"][0]["pending"].clone(),
+            health["queues"][0]["running"].clone()
+        ),
+        (json!(0), json!(1)),
+        "{health}"
+    );
     let first = read_events(&mut s, "changed", 1)?;
     let c: Value = serde_json::from_str(&first[0])?;
     assert!(c["claims"].is_u64() && c["sync"].is_u64(), "{c}");

@@ -988,6 +988,11 @@ pub struct QueueDepth {
     /// not claimed since, including those waiting for `run_after` or a retry backoff;
     /// running jobs are not counted.
     pub pending: u64,
+    /// Its running jobs in this node's ready index: claimed and not finished (a lease that
+    /// ran out with nobody taking over still counts, until the job is claimed again or
+    /// ends). Not counted against the limit.
+    #[serde(default)]
+    pub running: u64,
     /// The limit (`null`: none).
     pub max_pending: Option<u64>,
 }

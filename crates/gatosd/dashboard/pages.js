@@ -67,9 +67,11 @@ export async function overviewPage(el) {
   const doctor = h('div', {}, h('button', { type: 'button', onclick: runDoctor }, 'Run doctor checks'));
   const groups = h('div');
   function drawQueues(hh) {
-    fill(queues, table('Queues', ['Queue', 'Pending', 'Limit', 'Use'], hh.queues.map((q) => h('tr', {},
+    fill(queues, table('Queues', ['Queue', 'Pending', 'Running', 'Limit', 'Use'], hh.queues.map((q) => h('tr', {},
       h('td', {}, h('a', { href: `/jobs?queue=${encodeURIComponent(q.queue)}&state=pending` }, q.queue)),
-      h('td', { class: 'num' }, q.pending), h('td', { class: 'num' }, q.max_pending ?? '∞'),
+      h('td', { class: 'num' }, q.pending),
+      h('td', { class: 'num' }, h('a', { href: `/jobs?queue=${encodeURIComponent(q.queue)}&state=running` }, q.running ?? 0)),
+      h('td', { class: 'num' }, q.max_pending ?? '∞'),
       h('td', {}, q.max_pending ? h('meter', { min: 0, max: q.max_pending, value: q.pending, 'aria-label': `${q.queue} use` }) : '—')))));
   }
   function drawClaims(list) {

@@ -356,13 +356,16 @@ pub fn claims_fingerprint(gatos: &Gatos) -> Result<u64> {
 /// # Errors
 /// A store or index failure.
 pub fn depths(gatos: &Gatos) -> Result<Vec<QueueDepth>> {
+    let by_state = states(gatos)?;
     Ok(depths_of(gatos, None)?
         .into_iter()
         .map(|(queue, pending)| {
             let max_pending = limit_of(gatos, &queue);
+            let running = by_state.get(&queue).map_or(0, |s| s.1);
             QueueDepth {
                 queue,
                 pending,
+                running,
                 max_pending,
             }
         })
@@ -381,6 +384,7 @@ pub fn limited_depth(gatos: &Gatos, queue: &Queue) -> Result<Option<QueueDepth>>
     Ok(Some(QueueDepth {
         queue: queue.clone(),
         pending: Ready::new(gatos).pending_in(queue)?,
+        running: states(gatos)?.get(queue).map_or(0, |s| s.1),
         max_pending: Some(max_pending),
     }))
 }

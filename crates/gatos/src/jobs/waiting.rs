@@ -906,6 +906,7 @@ mod tests {
         f.admission = Some(QueueDepth {
             queue: q("build"),
             pending: 5,
+            running: 0,
             max_pending: Some(5),
         });
         let cs = conditions(&f, None);

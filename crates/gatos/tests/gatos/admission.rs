@@ -216,6 +216,7 @@ fn unreadable_queue_settings_count_as_no_limit() -> TestResult {
         vec![QueueDepth {
             queue: q,
             pending: 2,
+            running: 0,
             max_pending: None
         }]
     );
