@@ -102,7 +102,11 @@ impl Open {
         }
     }
 
+    /// Forgets what this handle appended (it was materialized) and closes the file: a
+    /// daemon that publishes to many topics holds a descriptor only for those with
+    /// records waiting.
     fn forget(&mut self) {
+        self.journal = None;
         self.len = 0;
         self.sum = None;
         self.tail = None;
@@ -353,6 +357,10 @@ impl Messages<'_> {
             drop(open);
             self.materialize_locked(topic)?;
             open = lock(&state);
+            // Materializing closed it.
+            if open.journal.is_none() {
+                open.journal = Some(store.open_journal(&family)?);
+            }
         }
         if !open.based {
             let head = store.read_ref(&names::message_head(topic))?;
@@ -518,9 +526,7 @@ impl Messages<'_> {
             }
             Outcome::Foreign { commits } => {
                 self.reparent(topic, &commits)?;
-                if let Some(j) = open.journal.as_ref() {
-                    j.truncate(0)?;
-                }
+                store.open_journal(&family)?.truncate(0)?;
                 Ok(())
             }
         }
