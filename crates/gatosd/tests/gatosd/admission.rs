@@ -44,7 +44,7 @@ async fn an_enqueue_over_the_limit_is_queue_full_with_its_facts_and_health_shows
     let h = c.ok("gatos.health", json!({})).await?;
     assert_eq!(
         depth(&h, "build"),
-        json!({"queue": "build", "pending": 0, "max_pending": 2})
+        json!({"queue": "build", "pending": 0, "running": 0, "max_pending": 2})
     );
     c.ok("jobs.enqueue", enqueue("build")).await?;
     c.ok("jobs.enqueue", enqueue("build")).await?;
@@ -83,11 +83,11 @@ async fn an_enqueue_over_the_limit_is_queue_full_with_its_facts_and_health_shows
     let h = c.ok("gatos.health", json!({})).await?;
     assert_eq!(
         depth(&h, "build"),
-        json!({"queue": "build", "pending": 2, "max_pending": 2})
+        json!({"queue": "build", "pending": 2, "running": 0, "max_pending": 2})
     );
     assert_eq!(
         depth(&h, "default"),
-        json!({"queue": "default", "pending": 1, "max_pending": null})
+        json!({"queue": "default", "pending": 1, "running": 0, "max_pending": null})
     );
 
     // A client claims one: a slot opens.
