@@ -42,7 +42,7 @@ run curl -s -H "$auth" "$url/schema" > "$demo_dir/schema.graphql"
 [ -n "${GATOS_DEMO_QUIET:-}" ] || grep -m 3 -E '^(type|scalar) ' "$demo_dir/schema.graphql"
 
 say "A live query: the answer names the ref state it was computed on (stateRefResolved)"
-query='query($s: String) { ledger(stateRef: $s) { state { ref } jobs(first: 10) { edges { node { id queue } } } topic(name: "orders") { messages(first: 10) { edges { node { seq payload } } } } } }'
+query='query($s: StateRef) { ledger(stateRef: $s) { state { ref } jobs(first: 10) { edges { node { id queue } } } topic(name: "orders") { messages(first: 10) { edges { node { seq payload } } } } } }'
 live=$(run curl -s -H "$auth" -H 'Content-Type: application/json' \
   --data "$(body "$query")" "$url")
 [ -n "${GATOS_DEMO_QUIET:-}" ] || echo "$live" | python3 -m json.tool

@@ -214,6 +214,14 @@ async def full_session(facts, all_tools):
         else:
             enq = await call("jobs.enqueue", {"command": ["true"], "queue": "mcp"})
             check(enq["id"], "enqueued")
+        # Durable snapshots (ADR 0044): take one, list it, delete it (audited).
+        snap = await call("snapshots.create", {"name": "mcp-pin"})
+        check(snap["name"] == "mcp-pin" and snap["state"].startswith("blake3:"), f"{snap}")
+        listed = await call("snapshots.list", {})
+        check([s["name"] for s in listed["snapshots"]] == ["mcp-pin"], f"{listed}")
+        gone = await call("snapshots.delete", {"name": "mcp-pin"})
+        check(gone["state"] == snap["state"], f"{gone}")
+        check((await call("snapshots.list", {}))["snapshots"] == [], "deleted")
         audit = await call("audit.read", {})
         check(len(audit["records"]) >= 1, f"the cancel is audited: {audit}")
         facts["actor"] = audit["records"][-1].get("actor")

@@ -128,7 +128,7 @@ keys = [e["node"] for e in data["ledger"]["keys"]["edges"]]
 check(any(k["current"] and k["trusted"] and k["id"].startswith("ed25519:") for k in keys), "keys: %s" % keys)
 tc = data["ledger"]["topics"]
 check(tc["totalCount"] >= 2 and tc["pageInfo"]["hasNextPage"] and len(tc["edges"]) == 1, "topics page 1: %s" % tc)
-tn, _ = c.data('query($s: String, $a: String) {{ ledger(stateRef: $s) {{ topics(first: 5, after: $a) {{ edges {{ node {{ name firstSeq lastSeq count }} }} pageInfo {{ hasNextPage }} }} }} }}', {{"s": state, "a": tc["pageInfo"]["endCursor"]}})
+tn, _ = c.data('query($s: StateRef, $a: String) {{ ledger(stateRef: $s) {{ topics(first: 5, after: $a) {{ edges {{ node {{ name firstSeq lastSeq count }} }} pageInfo {{ hasNextPage }} }} }} }}', {{"s": state, "a": tc["pageInfo"]["endCursor"]}})
 tall = [e["node"] for e in tc["edges"]] + [e["node"] for e in tn["ledger"]["topics"]["edges"]]
 check(not tn["ledger"]["topics"]["pageInfo"]["hasNextPage"], "topics page 2 ends")
 topics = {{t["name"]: (t["firstSeq"], t["lastSeq"], t["count"]) for t in tall}}
@@ -141,15 +141,68 @@ check(queues.get("later") == "1", "queues: %s" % queues)
 audit = [e["node"] for e in data["ledger"]["audit"]["edges"]]
 check(any("cancel" in (a["action"] or "") and a["actor"] for a in audit), "the audit trail holds the cancel: %s" % audit)
 
+# Depth by state, heartbeat and chain times, log truncation flags, custom scalars.
+X = '''query($s: StateRef) {{ ledger(stateRef: $s) {{ queues {{ name pending running }}
+  keys {{ edges {{ node {{ id revoked revocation {{ reason }} }} }} }}
+  jobs(first: 2) {{ edges {{ node {{ id claim {{ lastHeartbeatAt leaseUntil }} attempts {{ claimedAt claimChain {{ commit at leaseUntil }} }} files {{ path truncated digest }} }} }} }} }} }}'''
+x, _ = c.data(X, {{"s": state}})
+xq = {{q["name"]: (q["pending"], q["running"]) for q in x["ledger"]["queues"]}}
+check(xq.get("later") == ("1", "0"), "depth by state: %s" % xq)
+check(all(e["node"]["revocation"] is None and e["node"]["revoked"] is None for e in x["ledger"]["keys"]["edges"]), "no revocation yet")
+j0 = x["ledger"]["jobs"]["edges"][0]["node"]
+check(j0["claim"]["lastHeartbeatAt"] and j0["claim"]["lastHeartbeatAt"].endswith("Z"), "lastHeartbeatAt: %s" % j0["claim"])
+chain = j0["attempts"][0]["claimChain"]
+check(all(st["at"] and st["at"].endswith("Z") for st in chain) and chain[0]["at"] >= chain[-1]["at"], "chain times, newest first: %s" % chain)
+check(chain[0]["at"] == j0["claim"]["lastHeartbeatAt"], "the last heartbeat is the newest chain commit's time: %s %s" % (chain, j0["claim"]))
+logs = {{f["path"]: f["truncated"] for f in j0["files"]}}
+check(logs.get("logs/stdout") is False and logs.get("logs/stderr") is False, "logs not truncated: %s" % j0["files"])
+for bad_arg, what in [('job(id: "nope") {{ id }}', "a malformed Ulid"), ('jobs(filter: {{since: "yesterday"}}) {{ edges {{ cursor }} }}', "a malformed DateTime")]:
+    r = c.post('{{ ledger {{ ' + bad_arg + ' }} }}')
+    check(code_of(r) == "InvalidInput", "%s: %s" % (what, r.text))
+
+# last/before, with the same cap and rules as first/after.
+B = '''query($s: StateRef, $b: String, $n: Int) {{ ledger(stateRef: $s) {{
+  topics(last: $n, before: $b) {{ totalCount edges {{ cursor node {{ name }} }} pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} }} }} }}'''
+names_all = sorted(t["name"] for t in tall)
+b1, _ = c.data(B, {{"s": state, "n": 1}})
+tb = b1["ledger"]["topics"]
+check([e["node"]["name"] for e in tb["edges"]] == names_all[-1:] and tb["pageInfo"]["hasPreviousPage"] and not tb["pageInfo"]["hasNextPage"], "topics(last: 1): %s" % tb)
+b2, _ = c.data(B, {{"s": state, "n": 5, "b": tb["pageInfo"]["startCursor"]}})
+tb2 = b2["ledger"]["topics"]
+check([e["node"]["name"] for e in tb2["edges"]] == names_all[:-1] and tb2["pageInfo"]["hasNextPage"] and not tb2["pageInfo"]["hasPreviousPage"], "topics(last: 5, before): %s" % tb2)
+M = '''query($s: StateRef, $b: String, $n: Int) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{
+  messages(last: $n, before: $b) {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage hasPreviousPage startCursor }} }} }} }} }}'''
+m1, _ = c.data(M, {{"s": state, "n": 4}})
+mb = m1["ledger"]["topic"]["messages"]
+check([e["node"]["seq"] for e in mb["edges"]] == ["3", "4", "5", "6"] and mb["pageInfo"]["hasPreviousPage"] and not mb["pageInfo"]["hasNextPage"], "messages(last: 4): %s" % mb)
+m2, _ = c.data(M, {{"s": state, "n": 4, "b": mb["pageInfo"]["startCursor"]}})
+mb2 = m2["ledger"]["topic"]["messages"]
+check([e["node"]["seq"] for e in mb2["edges"]] == ["1", "2"] and not mb2["pageInfo"]["hasPreviousPage"] and mb2["pageInfo"]["hasNextPage"], "messages(last: 4, before): %s" % mb2)
+a1, _ = c.data('query($s: StateRef) {{ ledger(stateRef: $s) {{ audit(last: 1) {{ edges {{ node {{ seq action }} }} }} }} }}', {{"s": state}})
+check([e["node"]["seq"] for e in a1["ledger"]["audit"]["edges"]] == [audit[-1]["seq"]], "audit(last: 1): %s" % a1)
+for q, what in [('topics(last: 501) {{ totalCount }}', "last: 501"), ('topics(last: 0) {{ totalCount }}', "last: 0"), ('topics(first: 1, last: 1) {{ totalCount }}', "first and last"), ('topic(name: "t.events") {{ messages(last: 1, fromSeq: "2") {{ edges {{ cursor }} }} }}', "last with fromSeq")]:
+    r = c.post('{{ ledger {{ ' + q + ' }} }}')
+    check(code_of(r) == "InvalidInput", "%s: %s" % (what, r.text))
+    e = r.json()["errors"][0]["extensions"]
+    check(e["data"]["argument"] in ("last", "before"), "%s names the argument: %s" % (what, e))
+r = c.post('{{ ledger {{ topics(last: 501) {{ totalCount }} }} }}')
+check(r.json()["errors"][0]["extensions"]["data"] == {{"argument": "last", "max": 500, "given": 501}}, "over the cap: %s" % r.text)
+
 # The same states through the operation table: state.resolve (REST GET /api/v1/state).
 r = c.session.get(c.base + "/api/v1/state", params={{"state_ref": state}})
 check(r.status_code == 200 and r.json()["state"] == state and r.json()["exact"] is True, "state.resolve: %s" % r.text)
 r = c.session.get(c.base + "/api/v1/state", params={{"state_ref": "blake3:" + "1" * 64}})
 check(r.status_code == 404 and r.json()["code"] == "NotFound", "state.resolve of an unknown state: %s" % r.text)
+r = c.session.get(c.base + "/api/v1/state", params={{"ref_path": "snapshots/nope"}})
+check(r.status_code == 404 and r.json()["code"] == "NotFound", "state.resolve of a missing snapshot: %s" % r.text)
+r = c.session.get(c.base + "/api/v1/state", params={{"ref_path": "elsewhere"}})
+check(r.status_code == 400 and r.json()["code"] == "InvalidInput", "state.resolve of an unknown ref_path: %s" % r.text)
+r = c.session.get(c.base + "/api/v1/state", params={{"ref_path": "live", "state_ref": state}})
+check(r.status_code == 400 and r.json()["code"] == "InvalidInput", "state.resolve with both: %s" % r.text)
 
 # The other reads the schema serves, as operations: queues.list, jobs.attempts, manifests.versions.
 r = c.session.get(c.base + "/api/v1/queues")
-check(r.status_code == 200 and any(q["queue"] == "later" and q["pending"] == 1 for q in r.json()["queues"]), "queues.list: %s" % r.text)
+check(r.status_code == 200 and any(q["queue"] == "later" and q["pending"] == 1 and q["running"] == 0 for q in r.json()["queues"]), "queues.list: %s" % r.text)
 r = c.session.get(c.base + "/api/v1/jobs/%s/attempts" % ids[0])
 a = r.json()["attempts"]
 check(r.status_code == 200 and len(a) == 1 and a[0]["attempt"] == 1 and a[0]["chain"][0]["commit"] == jobs[0]["attempts"][0]["claimChain"][0]["commit"], "jobs.attempts: %s" % r.text)
@@ -160,7 +213,7 @@ check(r.status_code == 400 and r.json()["code"] == "InvalidInput", "manifests.ve
 
 # By seq, by ULID, after a ULID, and a time range.
 u = [e["node"]["ulid"] for e in msgs["edges"]]
-T = 'query($s: String, $u: String) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ settings a: message(seq: "3") {{ seq payload }} b: message(ulid: $u) {{ seq }} c: messages(afterUlid: $u, first: 2) {{ edges {{ node {{ seq }} }} }} d: messages(fromTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} }} e: messages(toTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} f: message(seq: "99") {{ seq }} }} }} }}'
+T = 'query($s: StateRef, $u: Ulid) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ settings a: message(seq: "3") {{ seq payload }} b: message(ulid: $u) {{ seq }} c: messages(afterUlid: $u, first: 2) {{ edges {{ node {{ seq }} }} }} d: messages(fromTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} }} e: messages(toTime: "2000-01-01T00:00:00Z") {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} f: message(seq: "99") {{ seq }} }} }} }}'
 t, _ = c.data(T, {{"s": state, "u": u[1]}})
 t = t["ledger"]["topic"]
 check(t["settings"]["topic"] == "t.events", "settings: %s" % t["settings"])
@@ -171,14 +224,14 @@ err_r = c.post('{{ ledger {{ topic(name: "t.events") {{ messages(fromSeq: "1", a
 check(code_of(err_r) == "InvalidInput", "two starts: %s" % err_r.text)
 
 # Paging on the pinned state: the rest of the messages.
-P = 'query($s: String, $a: String) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ messages(first: 10, after: $a) {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} }} }} }}'
+P = 'query($s: StateRef, $a: String) {{ ledger(stateRef: $s) {{ topic(name: "t.events") {{ messages(first: 10, after: $a) {{ edges {{ node {{ seq }} }} pageInfo {{ hasNextPage }} }} }} }} }}'
 d2, ext2 = c.data(P, {{"s": state, "a": msgs["pageInfo"]["endCursor"]}})
 m2 = d2["ledger"]["topic"]["messages"]
 check([e["node"]["seq"] for e in m2["edges"]] == ["5", "6"] and not m2["pageInfo"]["hasNextPage"], "page 2: %s" % m2)
 check(ext2["stateRefResolved"] == state, "same state")
 
 # A pinned GET: immutable, ETag = shapeRoot, 304 on If-None-Match, byte-identical later.
-G = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref refs }} manifests(first: 5) {{ edges {{ node {{ name version versions(first: 10) {{ totalCount edges {{ node {{ version contentId }} }} }} }} }} }} topics(first: 10) {{ edges {{ node {{ name lastSeq count checkpoints {{ group seq lag }} }} }} }} consumerGroups(first: 10) {{ edges {{ node {{ name checkpoints {{ lag }} }} }} }} audit(first: 100) {{ edges {{ node {{ seq }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 100) {{ edges {{ node {{ seq ulid payload }} }} }} }} jobs(first: 100) {{ edges {{ node {{ id queue }} }} }} }} }}'
+G = 'query($s: StateRef) {{ ledger(stateRef: $s) {{ state {{ ref refs }} manifests(first: 5) {{ edges {{ node {{ name version versions(first: 10) {{ totalCount edges {{ node {{ version contentId }} }} }} }} }} }} topics(first: 10) {{ edges {{ node {{ name lastSeq count checkpoints {{ group seq lag }} }} }} }} consumerGroups(first: 10) {{ edges {{ node {{ name checkpoints {{ lag }} }} }} }} audit(first: 100) {{ edges {{ node {{ seq }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 100) {{ edges {{ node {{ seq ulid payload }} }} }} }} jobs(first: 100) {{ edges {{ node {{ id queue }} }} }} }} }}'
 r1 = c.get(G, {{"s": state}})
 check(r1.status_code == 200 and "errors" not in r1.json(), "pinned GET: %s" % r1.text)
 check(r1.headers["Cache-Control"] == "private, max-age=31536000, immutable", "immutable: %s" % r1.headers)
@@ -202,6 +255,32 @@ print(json.dumps({{"state": state, "etag": etag, "body": r1.text, "query": G}}))
     }
     enqueue(&repo, &["--", "true"])?;
     gatos_ok(&repo, &["jobs", "cancel", &ids[3]])?;
+    // A job whose output is cut at the worker's cap, and a rotated (superseded) key.
+    let noisy = enqueue(
+        &repo,
+        &[
+            "--queue",
+            "noisy",
+            "--",
+            "sh",
+            "-c",
+            "head -c 5000 /dev/zero",
+        ],
+    )?;
+    gatos_ok(
+        &repo,
+        &[
+            "worker",
+            "--drain",
+            "--queue",
+            "noisy",
+            "--log-cap",
+            "100",
+            "--lease",
+            "5s",
+        ],
+    )?;
+    gatos_ok(&repo, &["keys", "init", "--rotate"])?;
     let out = crate::support::gatos_stdin(
         &repo,
         &["manifests", "put", "build", "-"],
@@ -223,7 +302,14 @@ check(r2.headers["ETag"] == etag, "same ETag")
 r3 = c.get(G, {{"s": state}}, headers={{"If-None-Match": etag}})
 check(r3.status_code == 304 and r3.text == "", "304: %d %s" % (r3.status_code, r3.text))
 live, ext = c.data('{{ ledger {{ state {{ ref }} jobs(first: 100) {{ edges {{ node {{ id }} }} }} }} }}')
-check(ext["stateRefResolved"] != state and len(live["ledger"]["jobs"]["edges"]) == 5, "live moved")
+check(ext["stateRefResolved"] != state and len(live["ledger"]["jobs"]["edges"]) == 6, "live moved")
+nz, _ = c.data('query($id: Ulid!) {{ ledger {{ job(id: $id) {{ state files {{ path bytes truncated }} }} }} }}', {{"id": os.environ["NOISY"]}})
+files = {{f["path"]: f for f in nz["ledger"]["job"]["files"]}}
+check(nz["ledger"]["job"]["state"] == "succeeded" and files["logs/stdout"]["truncated"] is True and files["logs/stderr"]["truncated"] is False, "a truncated log: %s" % nz)
+kr, _ = c.data('{{ ledger {{ keys {{ edges {{ node {{ id current revoked revocation {{ reason revokedAt compromisedSince revokedBy }} }} }} }} }} }}')
+revoked = [e["node"] for e in kr["ledger"]["keys"]["edges"] if e["node"]["revocation"]]
+current = [e["node"]["id"] for e in kr["ledger"]["keys"]["edges"] if e["node"]["current"]]
+check(len(revoked) == 1 and revoked[0]["revoked"] == "superseded" and revoked[0]["revocation"]["reason"] == "superseded" and revoked[0]["revocation"]["revokedAt"].endswith("Z") and revoked[0]["revocation"]["compromisedSince"] is None and revoked[0]["revocation"]["revokedBy"] in current + [revoked[0]["id"]], "revocation details: %s" % kr)
 V = 'query($a: String) {{ ledger {{ manifests(first: 5) {{ edges {{ node {{ name versions(first: 1, after: $a) {{ totalCount edges {{ node {{ version spec }} }} pageInfo {{ hasNextPage endCursor }} }} }} }} }} }} }}'
 v1, _ = c.data(V, {{"a": None}})
 vc = v1["ledger"]["manifests"]["edges"][0]["node"]["versions"]
@@ -239,7 +325,7 @@ def err(r, code, what):
     e = r.json()["errors"][0]["extensions"]
     check(len(e["ref"]) == 26, "a ref ULID: %s" % e)
     return e
-J = 'query($s: String, $a: String) {{ ledger(stateRef: $s) {{ jobs(first: 2, after: $a) {{ edges {{ node {{ id }} }} pageInfo {{ endCursor }} }} }} }}'
+J = 'query($s: StateRef, $a: String) {{ ledger(stateRef: $s) {{ jobs(first: 2, after: $a) {{ edges {{ node {{ id }} }} pageInfo {{ endCursor }} }} }} }}'
 d1, _ = c.data(J, {{"s": state}})
 cur = d1["ledger"]["jobs"]["pageInfo"]["endCursor"]
 i = len(cur) - 5
@@ -252,9 +338,9 @@ err(c.post('{{ ledger {{ jobs(first: 0) {{ edges {{ cursor }} }} }} }}'), "Inval
 J500 = "jobs(first: 500) {{ edges {{ cursor node {{ id queue state attempt claim {{ worker attempt }} result {{ status commit }} }} }} }}"
 e = err(c.post("query {{ ledger {{ a: " + J500 + " b: " + J500 + " }} }}"), "InvalidInput", "complexity over 10,000")
 err(c.post("{{ __schema {{ types {{ name }} }} }}", check=False), "Forbidden", "introspection")
-e = err(c.post('query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": "blake3:" + "0" * 64}}), "NotFound", "an unknown state")
-check("blake3:" + "0" * 64 in c.post('query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": "blake3:" + "0" * 64}}).json()["errors"][0]["message"], "the error names the state")
-err(c.post('query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": "nope"}}), "InvalidInput", "a malformed state")
+e = err(c.post('query($s: StateRef) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": "blake3:" + "0" * 64}}), "NotFound", "an unknown state")
+check("blake3:" + "0" * 64 in c.post('query($s: StateRef) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": "blake3:" + "0" * 64}}).json()["errors"][0]["message"], "the error names the state")
+err(c.post('query($s: StateRef) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": "nope"}}), "InvalidInput", "a malformed state")
 r = c.session.post(c.url, json={{"query": "{{ __typename }}" + " " * 70000}})
 check(r.status_code == 413 and r.json()["code"] == "PayloadTooLarge", "65 KiB document: %d %s" % (r.status_code, r.text))
 r = c.session.post(c.url, json=[{{"query": "{{ __typename }}"}}])
@@ -270,6 +356,7 @@ print(e["ref"])
     let mut env = client_env(&d, &url).to_vec();
     let first_text = first.to_string();
     env.push(("FIRST", &first_text));
+    env.push(("NOISY", &noisy));
     let out = d.python(&script, &env)?;
     let reference = out.trim();
     assert_eq!(reference.len(), 26, "{out}");
@@ -429,8 +516,8 @@ fn paging_a_pinned_state_while_writers_append_has_no_duplicate_or_gap() -> TestR
     };
     let script = format!(
         r#"{PRELUDE}
-J = 'query($s: String, $a: String) {{ ledger(stateRef: $s) {{ jobs(first: 500, after: $a) {{ edges {{ node {{ id }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}'
-M = 'query($s: String, $a: String) {{ ledger(stateRef: $s) {{ topic(name: "t.big") {{ messages(first: 500, after: $a) {{ edges {{ node {{ seq payload }} }} pageInfo {{ hasNextPage endCursor }} }} }} }} }}'
+J = 'query($s: StateRef, $a: String) {{ ledger(stateRef: $s) {{ jobs(first: 500, after: $a) {{ edges {{ node {{ id }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}'
+M = 'query($s: StateRef, $a: String) {{ ledger(stateRef: $s) {{ topic(name: "t.big") {{ messages(first: 500, after: $a) {{ edges {{ node {{ seq payload }} }} pageInfo {{ hasNextPage endCursor }} }} }} }} }}'
 def page_all(q, get):
     state, after, out = None, None, []
     while True:
@@ -502,10 +589,10 @@ print(json.dumps({{"state": ext["stateRefResolved"], "cursor": d["ledger"]["jobs
     let script = format!(
         r#"{PRELUDE}
 first = json.loads(os.environ["FIRST"])
-J = 'query($s: String, $a: String) {{ ledger(stateRef: $s) {{ state {{ ref }} jobs(first: 1, after: $a) {{ edges {{ cursor }} }} }} }}'
+J = 'query($s: StateRef, $a: String) {{ ledger(stateRef: $s) {{ state {{ ref }} jobs(first: 1, after: $a) {{ edges {{ cursor }} }} }} }}'
 r = c.post(J, {{"s": first["state"], "a": first["cursor"]}})
 check(code_of(r) == "Gone", "a cursor of an earlier run: %s" % r.text)
-d, ext = c.data('query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": first["state"]}})
+d, ext = c.data('query($s: StateRef) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": first["state"]}})
 check(ext["stateRefResolved"] == first["state"], "the unmoved state is served after a restart")
 print("ok")
 "#
@@ -559,7 +646,7 @@ fn snapshots_by_cli_http_and_graphql_survive_writes_and_a_restart() -> TestResul
     let script = format!(
         r#"{PRELUDE}
 state, ro = os.environ["STATE"], os.environ["RO"]
-Q = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref takenAt refs exact }} jobs(first: 20) {{ edges {{ node {{ id queue spec }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 20) {{ edges {{ node {{ seq payload }} }} }} }} }} }}'
+Q = 'query($s: StateRef) {{ ledger(stateRef: $s) {{ state {{ ref takenAt refs exact }} jobs(first: 20) {{ edges {{ node {{ id queue spec }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 20) {{ edges {{ node {{ seq payload }} }} }} }} }} }}'
 
 # REST: the CLI's snapshot is listed; create over HTTP; a read-only token may not write.
 r = c.snapshots()
@@ -606,7 +693,7 @@ check(r.status_code == 404 and r.json()["code"] == "NotFound", "deleted twice: %
 r = c.session.get(c.base + "/api/v1/audit", params={{"action": "snapshots.delete"}})
 recs = r.json()["records"]
 check(len(recs) == 1 and recs[0]["target"] == "snapshot:second" and recs[0]["actor"] == "http:t", "audited: %s" % r.text)
-r = c.post('query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": second}})
+r = c.post('query($s: StateRef) {{ ledger(stateRef: $s) {{ state {{ ref }} }} }}', {{"s": second}})
 check(r.json().get("data") and r.json()["extensions"]["stateRefResolved"] == second, "a deleted snapshot's state stays in the window: %s" % r.text)
 print(json.dumps({{"body": g.text, "etag": g.headers["ETag"]}}))
 "#
@@ -647,7 +734,7 @@ print(json.dumps({{"body": g.text, "etag": g.headers["ETag"]}}))
     let script = format!(
         r#"{PRELUDE}
 state, first = os.environ["STATE"], json.loads(os.environ["FIRST"])
-Q = 'query($s: String) {{ ledger(stateRef: $s) {{ state {{ ref takenAt refs exact }} jobs(first: 20) {{ edges {{ node {{ id queue spec }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 20) {{ edges {{ node {{ seq payload }} }} }} }} }} }}'
+Q = 'query($s: StateRef) {{ ledger(stateRef: $s) {{ state {{ ref takenAt refs exact }} jobs(first: 20) {{ edges {{ node {{ id queue spec }} }} }} topic(name: "t.events") {{ lastSeq messages(first: 20) {{ edges {{ node {{ seq payload }} }} }} }} }} }}'
 g = c.get(Q, {{"s": state}})
 check(g.status_code == 200 and g.text == first["body"], "byte-identical after writes and a restart:\n%s\n%s" % (g.text, first["body"]))
 check(g.headers["ETag"] == first["etag"] and "immutable" in g.headers["Cache-Control"], "the same tag: %s" % g.headers)
@@ -770,5 +857,30 @@ fn snapshot_cli_refuses_hostile_names_and_the_65th() -> TestResult {
     let out = gatos_ok(&repo, &["snapshot", "ls", "--json"])?;
     assert_eq!(crate::support::json_lines(&out)?.len(), 64);
     repo.assert_fsck_strict()?;
+    Ok(())
+}
+
+/// `gatosd generate graphql-schema` prints the committed SDL, byte for byte (the CI check:
+/// `docs/schema.graphql` is what the binary serves; `GATOS_BLESS=1 cargo test -p gatosd
+/// --lib graphql` rewrites it).
+#[test]
+fn the_generated_graphql_schema_is_the_committed_sdl() -> TestResult {
+    let out = std::process::Command::new(gatos_testutil::bin("gatosd"))
+        .args(["generate", "graphql-schema"])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    assert!(
+        out.status.success(),
+        "gatosd generate graphql-schema: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schema.graphql"),
+    )?;
+    assert!(
+        out.stdout == committed,
+        "gatosd generate graphql-schema differs from docs/schema.graphql; \
+         run GATOS_BLESS=1 cargo test -p gatosd --lib graphql"
+    );
     Ok(())
 }

@@ -768,14 +768,16 @@ pub const OPS: &[Op] = &[
         Write,
         schema::<crate::snapshots::SnapshotNameParams>,
         schema::<gatos::snapshot::saved::SnapshotDoc>,
-    ),
+    )
+    .mcp(),
     op(
         n::SNAPSHOTS_LIST,
         "Every durable snapshot: name, state, time, refs.",
         Read,
         schema::<t::NoParams>,
         schema::<crate::snapshots::SnapshotsResult>,
-    ),
+    )
+    .mcp(),
     op(
         n::SNAPSHOTS_DELETE,
         "Delete a durable snapshot (audited).",
@@ -783,7 +785,8 @@ pub const OPS: &[Op] = &[
         schema::<crate::snapshots::SnapshotNameParams>,
         schema::<gatos::snapshot::saved::SnapshotDoc>,
     )
-    .privileged(),
+    .privileged()
+    .mcp(),
     op(
         n::GATOS_VERSION,
         "The gatos version.",

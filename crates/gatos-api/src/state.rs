@@ -144,15 +144,25 @@ impl Service {
 }
 
 impl Service {
-    /// `state.resolve`: the live refs minted now, or a kept state by id (`Gone` when
-    /// evicted, `NotFound` when never kept here, `InvalidInput` for a malformed id).
+    /// `state.resolve`: the live refs minted now, a kept state by id (`Gone` when evicted,
+    /// `NotFound` when never kept here, `InvalidInput` for a malformed id), or a durable
+    /// snapshot's state by `ref_path` (`snapshots/<name>`; `NotFound` when there is none).
     ///
     /// # Errors
     /// As said.
     pub fn state_resolve(&self, p: crate::types::StateParams) -> R<crate::types::StateRow> {
-        let sel = match p.state_ref {
-            Some(s) => StateSel::Ref(s.parse::<StateId>()?),
-            None => StateSel::Live,
+        let sel = match (p.state_ref, p.ref_path) {
+            (Some(_), Some(_)) => {
+                return Err(gatos::Error::new(
+                    ErrorCode::InvalidInput,
+                    "give state_ref or ref_path, not both",
+                )
+                .with_detail("argument", "ref_path")
+                .into());
+            }
+            (Some(s), None) => StateSel::Ref(s.parse::<StateId>()?),
+            (None, Some(p)) => StateSel::path(&p)?,
+            (None, None) => StateSel::Live,
         };
         let (_, m) = self.at(&sel)?;
         Ok(crate::types::StateRow {
@@ -315,6 +325,10 @@ pub struct FileMeta {
     pub bytes: u64,
     /// `blake3:` of its bytes.
     pub digest: gatos_types::Digest,
+    /// For a log (`logs/stdout`, `logs/stderr`): whether the process wrote more than was
+    /// kept (the proof's `truncated` when the result has one, else whether the stored
+    /// bytes end with the worker's truncation note). `None` for an output.
+    pub truncated: Option<bool>,
 }
 
 impl Reads<'_> {
@@ -349,15 +363,81 @@ impl Reads<'_> {
     /// When the commit cannot be read.
     pub fn result_files(&self, result: gatos_types::Oid) -> R<Vec<FileMeta>> {
         let files = gatos::jobs::lifecycle::proof_files(self.service.gatos(), result)?;
+        let predicate = files.poe.as_deref().and_then(gatos::proofs::predicate_of);
         Ok(files
             .subjects
             .into_iter()
-            .map(|(path, bytes)| FileMeta {
-                path,
-                bytes: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
-                digest: gatos_types::Digest::of(&bytes),
+            .map(|(path, bytes)| {
+                let stream = match path.as_str() {
+                    gatos_types::jobs::STDOUT_PATH => Some(predicate.as_ref().map(|p| &p.stdout)),
+                    gatos_types::jobs::STDERR_PATH => Some(predicate.as_ref().map(|p| &p.stderr)),
+                    _ => None,
+                };
+                let truncated = stream.map(|s| match s {
+                    Some(info) => info.truncated,
+                    None => ends_with_truncation_note(&bytes),
+                });
+                FileMeta {
+                    bytes: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+                    digest: gatos_types::Digest::of(&bytes),
+                    path,
+                    truncated,
+                }
             })
             .collect())
+    }
+}
+
+/// Whether a stored log ends with the worker's truncation note, `[gatos: output
+/// truncated: KEPT of TOTAL bytes kept]` (a result without a proof records nothing else).
+fn ends_with_truncation_note(bytes: &[u8]) -> bool {
+    let Some(body) = bytes.strip_suffix(b" bytes kept]\n") else {
+        return false;
+    };
+    let Some(start) = body
+        .windows(27)
+        .rposition(|w| w == b"\n[gatos: output truncated: ")
+    else {
+        return false;
+    };
+    let mid = &body[start + 27..];
+    let text = String::from_utf8_lossy(mid);
+    let mut parts = text.split(" of ");
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(kept), Some(total), None)
+            if kept.parse::<u64>().is_ok() && total.parse::<u64>().is_ok()
+    )
+}
+
+impl Reads<'_> {
+    /// A topic's last position at the source (0: no messages).
+    ///
+    /// # Errors
+    /// When its head cannot be read.
+    pub fn topic_last_seq(&self, topic: &gatos_types::Topic) -> R<u64> {
+        let src = self.source();
+        Ok(self
+            .service
+            .gatos()
+            .messages()
+            .last_seq_in(src.as_ref(), topic)?)
+    }
+}
+
+impl Reads<'_> {
+    /// A key's revocation at the source, as it counts on this node (signed by the key
+    /// itself or a key trusted here; merged as `keys` does).
+    ///
+    /// # Errors
+    /// When the revocation commits cannot be read.
+    pub fn key_revocation(&self, key: &gatos_types::KeyId) -> R<Option<gatos::keys::Revocation>> {
+        let src = self.source();
+        Ok(self
+            .service
+            .gatos()
+            .keys()
+            .revocation_in(src.as_ref(), key)?)
     }
 }
 
@@ -511,5 +591,25 @@ impl Reads<'_> {
             .gatos()
             .messages()
             .config_in(src.as_ref(), topic)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ends_with_truncation_note;
+
+    #[test]
+    fn the_worker_truncation_note_is_recognized_only_at_the_end() {
+        assert!(ends_with_truncation_note(
+            b"xxxx\n[gatos: output truncated: 100 of 5000 bytes kept]\n"
+        ));
+        assert!(!ends_with_truncation_note(b"all of it\n"));
+        assert!(!ends_with_truncation_note(b""));
+        assert!(!ends_with_truncation_note(
+            b"\n[gatos: output truncated: 100 of 5000 bytes kept]\nmore\n"
+        ));
+        assert!(!ends_with_truncation_note(
+            b"\n[gatos: output truncated: many of 5000 bytes kept]\n"
+        ));
     }
 }

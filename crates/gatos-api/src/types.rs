@@ -945,6 +945,10 @@ pub struct StateParams {
     /// live refs, minted now.
     #[serde(default)]
     pub state_ref: Option<String>,
+    /// A moving name instead: `live` (the default) or `snapshots/<name>` (a durable
+    /// snapshot, `git gatos snapshot`). At most one of `state_ref` and `ref_path`.
+    #[serde(default)]
+    pub ref_path: Option<String>,
 }
 
 /// `state.resolve` result: a ref state this daemon keeps (ADR 0044).

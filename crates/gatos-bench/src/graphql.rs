@@ -69,8 +69,8 @@ impl Gql {
     }
 }
 
-const JOBS: &str = "query($s: String) { ledger(stateRef: $s) { jobs(first: 100) { edges { cursor node { id queue state attempt spec claim { worker workerKey attempt leaseUntil state } result { status exitCode commit } proof { key verified code } } } pageInfo { hasNextPage endCursor } } } }";
-const MSGS: &str = "query($s: String, $a: String, $t: String!) { ledger(stateRef: $s) { topic(name: $t) { messages(first: 500, after: $a) { edges { cursor node { ulid seq topic contentId commit payload headers } } pageInfo { hasNextPage endCursor } } } } }";
+const JOBS: &str = "query($s: StateRef) { ledger(stateRef: $s) { jobs(first: 100) { edges { cursor node { id queue state attempt spec claim { worker workerKey attempt leaseUntil state } result { status exitCode commit } proof { key verified code } } } pageInfo { hasNextPage endCursor } } } }";
+const MSGS: &str = "query($s: StateRef, $a: String, $t: String!) { ledger(stateRef: $s) { topic(name: $t) { messages(first: 500, after: $a) { edges { cursor node { ulid seq topic contentId commit payload headers } } pageInfo { hasNextPage endCursor } } } } }";
 
 fn stats(v: &mut [Duration]) -> Value {
     v.sort();
@@ -189,7 +189,7 @@ pub fn run(args: &[String]) -> R {
         },
         || {
             gql.post(
-                "query($s: String) { ledger(stateRef: $s) { state { refs } } }",
+                "query($s: StateRef) { ledger(stateRef: $s) { state { refs } } }",
                 json!({"s": state}),
             )
             .map(drop)

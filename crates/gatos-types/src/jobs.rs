@@ -1010,6 +1010,10 @@ pub struct QueueRow {
     pub max_pending: Option<u64>,
     /// Pending jobs as [`QueueDepth::pending`] counts them.
     pub pending: u64,
+    /// Running jobs as [`QueueDepth::running`] counts them: claimed and not finished, in
+    /// this node's ready index.
+    #[serde(default)]
+    pub running: u64,
 }
 
 /// What `git gatos worker --json` prints per attempt it ran.

@@ -363,11 +363,7 @@ impl<'g> Messages<'g> {
     ///
     /// # Errors
     /// When the head cannot be read.
-    pub(crate) fn last_seq_in(
-        &self,
-        src: &dyn crate::refs::RefSource,
-        topic: &Topic,
-    ) -> Result<u64> {
+    pub fn last_seq_in(&self, src: &dyn crate::refs::RefSource, topic: &Topic) -> Result<u64> {
         match src.read(names::message_head(topic).as_str())? {
             None => Ok(self.summary_in(src, topic)?.through),
             Some(h) => Ok(chain::meta(&self.gatos.store().reader().commit(h)?)?.seq),

@@ -124,6 +124,9 @@ pub enum Generate {
     },
     /// Print the HTTP face's OpenAPI 3.1 document (docs/openapi.json holds it; ADR 0033).
     Openapi,
+    /// Print the GraphQL face's schema, as SDL (docs/schema.graphql holds it; ADR 0044).
+    #[command(name = "graphql-schema")]
+    GraphqlSchema,
 }
 
 /// The serving options.
@@ -307,7 +310,7 @@ fn sync_interval(v: &str) -> Result<gatos_types::Dur, String> {
 }
 
 /// Runs `gatosd generate`: writes `DIR/gatosd.1` and returns its path, or returns the
-/// completion script of a shell, or the OpenAPI document.
+/// completion script of a shell, the OpenAPI document or the GraphQL SDL.
 ///
 /// # Errors
 /// A message for the user when the page cannot be written (or the document built).
@@ -346,6 +349,7 @@ pub fn generate(g: &Generate) -> Result<Vec<u8>, String> {
         Generate::Openapi => gatos_api::openapi::render()
             .map(String::into_bytes)
             .map_err(|e| format!("building the OpenAPI document: {e}")),
+        Generate::GraphqlSchema => Ok(crate::http::graphql::sdl().into_bytes()),
     }
 }
 

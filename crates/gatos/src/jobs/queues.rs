@@ -155,16 +155,19 @@ pub fn change(gatos: &Gatos, queue: &Queue, change: &Change) -> Result<(QueueCon
 /// `InvalidEnvelope` when stored settings do not parse; a store or index failure.
 pub fn rows(gatos: &Gatos, queue: Option<&Queue>) -> Result<Vec<QueueRow>> {
     let depths = super::admission::depths_of(gatos, queue)?;
+    let by_state = super::admission::states(gatos)?;
     depths
         .into_iter()
         .map(|(q, pending)| {
             let cfg = config(gatos, &q)?;
+            let running = by_state.get(&q).map_or(0, |s| s.1);
             Ok(QueueRow {
                 queue: q,
                 backoff_base: cfg.backoff_base,
                 backoff_max: cfg.backoff_max,
                 max_pending: cfg.max_pending,
                 pending,
+                running,
             })
         })
         .collect()

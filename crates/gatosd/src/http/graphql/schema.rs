@@ -116,20 +116,67 @@ fn refused(argument: &str, r: cursor::Refused) -> async_graphql::Error {
 
 /// `first` checked against [1, 500] (an error, never a clamp).
 fn page_size(first: Option<i32>) -> async_graphql::Result<usize> {
-    match first {
+    size_of("first", first)
+}
+
+/// A page size argument (`first` or `last`) checked against [1, 500].
+fn size_of(argument: &str, n: Option<i32>) -> async_graphql::Result<usize> {
+    match n {
         None => Ok(usize::try_from(DEFAULT_PAGE).unwrap_or(100)),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(usize::try_from(n).unwrap_or(100)),
         Some(n) => {
             let mut data = serde_json::Map::new();
-            data.insert("argument".into(), "first".into());
+            data.insert("argument".into(), argument.into());
             data.insert("max".into(), MAX_PAGE.into());
             data.insert("given".into(), n.into());
             Err(coded(
                 ErrorCode::InvalidInput,
-                format!("first must be between 1 and {MAX_PAGE} (given {n})"),
+                format!("{argument} must be between 1 and {MAX_PAGE} (given {n})"),
                 data,
             ))
         }
+    }
+}
+
+/// Which way a connection pages (Relay): the `first` items after `after`, or the `last`
+/// items before `before` (the end of the list without it).
+enum Dir {
+    /// `first`/`after`.
+    Forward { limit: usize, after: Option<String> },
+    /// `last`/`before`.
+    Backward {
+        limit: usize,
+        before: Option<String>,
+    },
+}
+
+/// The direction the arguments ask for: `first`/`after` and `last`/`before` do not mix
+/// (an error naming the argument), and each size is in [1, 500].
+fn direction(
+    first: Option<i32>,
+    after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
+) -> async_graphql::Result<Dir> {
+    let forward = first.is_some() || after.is_some();
+    let backward = last.is_some() || before.is_some();
+    if forward && backward {
+        let argument = if last.is_some() { "last" } else { "before" };
+        return Err(invalid(
+            argument,
+            "give first/after (forward) or last/before (backward), not both",
+        ));
+    }
+    if backward {
+        Ok(Dir::Backward {
+            limit: size_of("last", last)?,
+            before,
+        })
+    } else {
+        Ok(Dir::Forward {
+            limit: size_of("first", first)?,
+            after,
+        })
     }
 }
 
@@ -166,6 +213,67 @@ impl ScalarType for UInt64 {
     }
 }
 
+/// A scalar written as a string and parsed by its type's `FromStr` (ids, times, digests).
+macro_rules! text_scalar {
+    ($t:ident, $name:literal, $inner:ty, $what:literal) => {
+        #[doc = concat!("The GraphQL scalar `", $name, "`: ", $what, ".")]
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $t(pub $inner);
+
+        #[doc = concat!("A string: ", $what, ".")]
+        #[Scalar(name = $name)]
+        impl ScalarType for $t {
+            fn parse(value: Value) -> async_graphql::InputValueResult<Self> {
+                match &value {
+                    Value::String(s) => s.parse::<$inner>().map($t).map_err(|e| {
+                        async_graphql::InputValueError::custom(format!(
+                            "{:?} is not {}: {e}",
+                            s.chars().take(80).collect::<String>(),
+                            $what
+                        ))
+                    }),
+                    _ => Err(async_graphql::InputValueError::expected_type(value)),
+                }
+            }
+
+            fn to_value(&self) -> Value {
+                Value::String(self.0.to_string())
+            }
+        }
+    };
+}
+
+text_scalar!(
+    DateTime,
+    "DateTime",
+    Timestamp,
+    "a time in RFC 3339 (written in UTC with milliseconds; any offset is read)"
+);
+text_scalar!(
+    UlidScalar,
+    "Ulid",
+    Ulid,
+    "a ULID (26 Crockford base32 characters): a message or job id"
+);
+text_scalar!(
+    StateRef,
+    "StateRef",
+    StateId,
+    "a ref state's id: `blake3:` and 64 lowercase hex digits"
+);
+text_scalar!(
+    OidScalar,
+    "Oid",
+    gatos_types::Oid,
+    "a Git object id (40 lowercase hex digits)"
+);
+text_scalar!(
+    DigestScalar,
+    "Digest",
+    gatos_types::Digest,
+    "a content digest (`blake3:` and 64 lowercase hex digits)"
+);
+
 /// Any JSON value (payloads, specs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Json(pub serde_json::Value);
@@ -196,12 +304,12 @@ impl Query {
     async fn ledger(
         &self,
         ctx: &Context<'_>,
-        state_ref: Option<String>,
+        state_ref: Option<StateRef>,
         #[graphql(default = "live")] ref_path: String,
     ) -> async_graphql::Result<Ledger> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let sel = match &state_ref {
-            Some(s) => StateSel::Ref(s.parse::<StateId>().map_err(from_gatos)?),
+            Some(s) => StateSel::Ref(s.0),
             None => StateSel::path(&ref_path).map_err(from_gatos)?,
         };
         let mut slot = rc
@@ -236,22 +344,17 @@ impl Query {
     async fn node(&self, ctx: &Context<'_>) -> async_graphql::Result<Node> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         rc.flag(deps::LIVE | deps::CLOCK);
-        let node_id = rc
-            .service
-            .gatos()
-            .node_id()
-            .map(|u| u.to_string())
-            .map_err(from_gatos)?;
+        let node_id = UlidScalar(rc.service.gatos().node_id().map_err(from_gatos)?);
         let ready = rc.service.ready(false);
         Ok(Node {
             version: Service::version().version,
             node_id,
             ready: ready.ready,
-            now: rc.as_of.to_string(),
+            now: DateTime(rc.as_of),
             sync: ready.sync.map(|s| SyncStatus {
                 remote: s.remote,
                 interval_seconds: UInt64(s.interval_seconds),
-                last_at: s.last_at.map(|t| t.to_string()),
+                last_at: s.last_at.map(DateTime),
                 last_ok: s.last_ok,
                 last_code: s.last_code.map(|c| c.as_str().to_owned()),
                 consecutive_failures: UInt64(s.consecutive_failures),
@@ -266,11 +369,11 @@ pub struct Node {
     /// The gatos version.
     version: String,
     /// This node's id.
-    node_id: String,
+    node_id: UlidScalar,
     /// Whether it is ready (`gatos.ready`).
     ready: bool,
-    /// The time of this answer (RFC 3339, ms, UTC).
-    now: String,
+    /// The time of this answer.
+    now: DateTime,
     /// The sync with the remote, when this node syncs.
     sync: Option<SyncStatus>,
 }
@@ -280,9 +383,9 @@ pub struct Node {
 pub struct State {
     /// Its id: `blake3:` of `git for-each-ref --format='%(objectname) %(refname)'
     /// refs/gatos/`.
-    r#ref: String,
-    /// When it was first minted here.
-    taken_at: String,
+    r#ref: StateRef,
+    /// When it was first minted here (a durable snapshot's: when it was taken).
+    taken_at: DateTime,
     /// Refs in it.
     refs: i32,
     /// Whether its mint was exact (a double collect that agreed).
@@ -303,10 +406,10 @@ pub struct JobFilter {
     capability: Option<String>,
     /// Only jobs enqueued by this key (`ed25519:…`) or actor.
     enqueuer: Option<String>,
-    /// Enqueued at or after (RFC 3339).
-    since: Option<String>,
-    /// Enqueued before (RFC 3339).
-    until: Option<String>,
+    /// Enqueued at or after.
+    since: Option<DateTime>,
+    /// Enqueued before.
+    until: Option<DateTime>,
     /// Ids starting so.
     id_prefix: Option<String>,
     /// `KEY` or `KEY=PREFIX`.
@@ -319,7 +422,8 @@ impl JobFilter {
     fn params(&self) -> async_graphql::Result<ListParams> {
         let v = serde_json::json!({
             "queue": self.queue, "state": self.state, "capability": self.capability,
-            "enqueuer": self.enqueuer, "since": self.since, "until": self.until,
+            "enqueuer": self.enqueuer,
+            "since": self.since.as_ref().map(|t| t.0), "until": self.until.as_ref().map(|t| t.0),
             "id_prefix": self.id_prefix, "label": self.label,
             "all": self.archived.unwrap_or(false),
         });
@@ -327,13 +431,15 @@ impl JobFilter {
     }
 
     fn digest(&self) -> [u8; 16] {
+        let since = self.since.as_ref().map(|t| t.0.to_string());
+        let until = self.until.as_ref().map(|t| t.0.to_string());
         let parts = [
             self.queue.as_deref().unwrap_or("\u{0}"),
             self.state.as_deref().unwrap_or("\u{0}"),
             self.capability.as_deref().unwrap_or("\u{0}"),
             self.enqueuer.as_deref().unwrap_or("\u{0}"),
-            self.since.as_deref().unwrap_or("\u{0}"),
-            self.until.as_deref().unwrap_or("\u{0}"),
+            since.as_deref().unwrap_or("\u{0}"),
+            until.as_deref().unwrap_or("\u{0}"),
             self.id_prefix.as_deref().unwrap_or("\u{0}"),
             self.label.as_deref().unwrap_or("\u{0}"),
             if self.archived.unwrap_or(false) {
@@ -352,14 +458,14 @@ impl Ledger {
     async fn state(&self) -> State {
         let m = &self.0.meta;
         State {
-            r#ref: m.id.to_string(),
-            taken_at: m.taken_at.to_string(),
+            r#ref: StateRef(m.id),
+            taken_at: DateTime(m.taken_at),
             refs: i32::try_from(m.refs).unwrap_or(i32::MAX),
             exact: m.exact,
         }
     }
 
-    /// Jobs, oldest first, filtered as `jobs.list` filters.
+    /// Jobs, oldest first, filtered as `jobs.list` filters (forward only: `first`/`after`).
     #[graphql(
         complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
@@ -415,11 +521,9 @@ impl Ledger {
     }
 
     /// One job (live or archived at this state).
-    async fn job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Job>> {
+    async fn job(&self, ctx: &Context<'_>, id: UlidScalar) -> async_graphql::Result<Option<Job>> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-        let id: Ulid = id
-            .parse()
-            .map_err(|_| invalid("id", format!("{id:?} is not a job id (a ULID)")))?;
+        let id = id.0;
         let row = rc
             .service
             .reads(Src::State(self.0.at.clone()))
@@ -432,16 +536,19 @@ impl Ledger {
     }
 
     /// The audit trail at this state (the `gatos.audit` topic): records oldest first, from
-    /// the first whose time is at or after `since` (RFC 3339) when given.
+    /// the first whose time is at or after `since` when given; or the `last` records before
+    /// a cursor (`before`), or at the end.
     #[graphql(
-        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+        complexity = "first.or(last).map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
     async fn audit(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-        since: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        since: Option<DateTime>,
     ) -> async_graphql::Result<AuditConnection> {
         let topic: Topic = AUDIT_TOPIC
             .parse()
@@ -449,6 +556,8 @@ impl Ledger {
         let r = Range {
             first,
             after,
+            last,
+            before,
             from_time: since,
             ..Range::default()
         };
@@ -468,13 +577,15 @@ impl Ledger {
 
     /// Consumer groups at this state, by name, with their checkpoints and lag.
     #[graphql(
-        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+        complexity = "first.or(last).map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
     async fn consumer_groups(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<ConsumerGroupConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let rows = rc
@@ -497,19 +608,28 @@ impl Ledger {
                 (name.clone(), ConsumerGroup { name, checkpoints })
             })
             .collect();
-        named_page(rc, &self.0, Kind::Groups, items, first, after).map(Into::into)
+        named_page(
+            rc,
+            &self.0,
+            Kind::Groups,
+            items,
+            direction(first, after, last, before)?,
+        )
+        .map(Into::into)
     }
 
     /// Signing keys: published and revoked at this state; `trusted` and `current` are this
     /// node's configuration (an answer with keys is never immutable).
     #[graphql(
-        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+        complexity = "first.or(last).map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
     async fn keys(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<KeyConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         rc.flag(deps::TRUST | deps::CONFIG);
@@ -530,22 +650,33 @@ impl Ledger {
                         trusted: k.trusted,
                         published: k.published,
                         revoked: k.revoked,
+                        key: k.key,
+                        at: self.0.at.clone(),
                     },
                 )
             })
             .collect();
-        named_page(rc, &self.0, Kind::Keys, items, first, after).map(Into::into)
+        named_page(
+            rc,
+            &self.0,
+            Kind::Keys,
+            items,
+            direction(first, after, last, before)?,
+        )
+        .map(Into::into)
     }
 
     /// Registered manifests at this state: the latest version of each, by name.
     #[graphql(
-        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+        complexity = "first.or(last).map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
     async fn manifests(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<ManifestConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let rows = rc
@@ -562,7 +693,7 @@ impl Ledger {
                     Manifest {
                         name,
                         version: UInt64(m.version),
-                        content_id: m.content_id.to_string(),
+                        content_id: DigestScalar(m.content_id),
                         spec: Json(
                             serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
                         ),
@@ -571,7 +702,14 @@ impl Ledger {
                 )
             })
             .collect();
-        named_page(rc, &self.0, Kind::Manifests, items, first, after).map(Into::into)
+        named_page(
+            rc,
+            &self.0,
+            Kind::Manifests,
+            items,
+            direction(first, after, last, before)?,
+        )
+        .map(Into::into)
     }
 
     /// The durable snapshots of this repository (`git gatos snapshot`), by name: each is a
@@ -587,7 +725,7 @@ impl Ledger {
             .map(|d| Snapshot {
                 name: d.name,
                 state: d.state,
-                taken_at: d.taken_at.to_string(),
+                taken_at: DateTime(d.taken_at),
                 refs: UInt64(d.refs),
                 exact: d.exact,
                 actor: d.actor,
@@ -595,8 +733,9 @@ impl Ledger {
             .collect())
     }
 
-    /// Queues: pending jobs, the admission cap and the retry backoff (live: the ready index
-    /// and local configuration now, not the state; an answer with it is never immutable).
+    /// Queues: their depth by job state (pending, running), the admission cap and the retry
+    /// backoff (live: the ready index and local configuration now, not the state; an answer
+    /// with it is never immutable).
     async fn queues(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<QueueDepth>> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         rc.flag(deps::LIVE | deps::CONFIG);
@@ -606,6 +745,7 @@ impl Ledger {
             .map(|q| QueueDepth {
                 name: q.queue.to_string(),
                 pending: UInt64(q.pending),
+                running: UInt64(q.running),
                 max_pending: q.max_pending.map(UInt64),
                 backoff_base_seconds: q.backoff_base.map(UInt64),
                 backoff_max_seconds: q.backoff_max.map(UInt64),
@@ -616,13 +756,15 @@ impl Ledger {
     /// Every topic with messages at this state (or whose messages were all pruned), by
     /// name.
     #[graphql(
-        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+        complexity = "first.or(last).map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
     async fn topics(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<TopicConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let rows = rc
@@ -643,7 +785,14 @@ impl Ledger {
                 )
             })
             .collect();
-        named_page(rc, &self.0, Kind::Topics, items, first, after).map(Into::into)
+        named_page(
+            rc,
+            &self.0,
+            Kind::Topics,
+            items,
+            direction(first, after, last, before)?,
+        )
+        .map(Into::into)
     }
 
     /// One topic (its counts are zero when it has no messages at this state).
@@ -747,41 +896,58 @@ struct NamedPage<T> {
     total: i32,
 }
 
-/// A page of `items` (sorted by name) after the cursor `after`, at most `first`.
+/// A page of `items` (sorted by name): the `first` after the cursor `after`, or the `last`
+/// before the cursor `before` (or at the end).
 fn named_page<T>(
     rc: &RequestCtx,
     state_at: &Resolved,
     kind: Kind,
     mut items: Vec<(String, T)>,
-    first: Option<i32>,
-    after: Option<String>,
+    dir: Dir,
 ) -> async_graphql::Result<NamedPage<T>> {
-    let limit = page_size(first)?;
     let state = state_at.meta.id;
     let args = cursor::args_digest(&[]);
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let total = i32::try_from(items.len()).unwrap_or(i32::MAX);
-    let start = match &after {
-        None => 0,
-        Some(a) => {
-            let pos = rc
-                .codec
-                .decode(a, &state, kind, &args)
-                .map_err(|e| refused("after", e))?;
-            let name =
-                String::from_utf8(pos).map_err(|_| invalid("after", "the cursor holds no name"))?;
-            items.partition_point(|(n, _)| *n <= name)
+    let name_at = |argument: &str, c: &str| -> async_graphql::Result<String> {
+        let pos = rc
+            .codec
+            .decode(c, &state, kind, &args)
+            .map_err(|e| refused(argument, e))?;
+        String::from_utf8(pos).map_err(|_| invalid(argument, "the cursor holds no name"))
+    };
+    let (start, end, next, prev) = match &dir {
+        Dir::Forward { limit, after } => {
+            let start = match after {
+                None => 0,
+                Some(a) => {
+                    let name = name_at("after", a)?;
+                    items.partition_point(|(n, _)| *n <= name)
+                }
+            };
+            let end = items.len().min(start + limit);
+            (start, end, end < items.len(), after.is_some())
+        }
+        Dir::Backward { limit, before } => {
+            let end = match before {
+                None => items.len(),
+                Some(b) => {
+                    let name = name_at("before", b)?;
+                    items.partition_point(|(n, _)| *n < name)
+                }
+            };
+            let start = end.saturating_sub(*limit);
+            (start, end, end < items.len(), start > 0)
         }
     };
-    let more = items.len() > start + limit;
     let items: Vec<(String, T)> = items
         .into_iter()
         .skip(start)
-        .take(limit)
+        .take(end - start)
         .map(|(name, node)| (rc.codec.encode(&state, kind, &args, name.as_bytes()), node))
         .collect();
     Ok(NamedPage {
-        page_info: PageInfo::of(&items, more, after.is_some(), |e| &e.0),
+        page_info: PageInfo::of(&items, next, prev, |e| &e.0),
         items,
         total,
     })
@@ -821,7 +987,10 @@ pub struct Claim {
     /// The attempt.
     attempt: i32,
     /// Until when the lease runs.
-    lease_until: String,
+    lease_until: DateTime,
+    /// When its claim commit was written (committer time, whole seconds): the last
+    /// heartbeat, the claim before the first one, the end once it ended.
+    last_heartbeat_at: Option<DateTime>,
     /// The claim's state.
     state: String,
 }
@@ -834,7 +1003,7 @@ pub struct JobResult {
     /// The exit code, when the command ran.
     exit_code: Option<i32>,
     /// The result commit.
-    commit: String,
+    commit: OidScalar,
 }
 
 /// One attempt of a job.
@@ -847,9 +1016,9 @@ pub struct Attempt {
     /// The worker's key, when it signs.
     worker_key: Option<String>,
     /// When it was claimed.
-    claimed_at: String,
+    claimed_at: DateTime,
     /// The lease at its last step.
-    lease_until: String,
+    lease_until: DateTime,
     /// The claim's state at its last step.
     state: String,
     /// How it ended, when it did.
@@ -864,11 +1033,14 @@ pub struct Attempt {
 #[derive(SimpleObject)]
 pub struct ClaimStep {
     /// The claim commit.
-    commit: String,
+    commit: OidScalar,
     /// The claim's state in it.
     state: String,
     /// The lease it set.
-    lease_until: String,
+    lease_until: DateTime,
+    /// When it was written (committer time, whole seconds): the claim, a heartbeat, the
+    /// end.
+    at: DateTime,
 }
 
 /// A file of a job's result.
@@ -879,7 +1051,11 @@ pub struct FileMeta {
     /// Its size in bytes.
     bytes: UInt64,
     /// `blake3:` of its bytes.
-    digest: String,
+    digest: DigestScalar,
+    /// For a log: whether the process wrote more than was kept (the proof's `truncated`
+    /// when the result has one, else whether the stored bytes end with the worker's
+    /// truncation note). Null for an output.
+    truncated: Option<bool>,
 }
 
 /// A result's proof and its verification under this node's trust.
@@ -896,8 +1072,8 @@ pub struct Proof {
 #[Object]
 impl Job {
     /// The job id.
-    async fn id(&self) -> String {
-        self.row.id.to_string()
+    async fn id(&self) -> UlidScalar {
+        UlidScalar(self.row.id)
     }
 
     /// Its queue.
@@ -932,7 +1108,8 @@ impl Job {
             worker: c.worker.to_string(),
             worker_key: c.worker_key.map(|k| k.to_string()),
             attempt: i32::try_from(c.attempt).unwrap_or(i32::MAX),
-            lease_until: c.lease_until.to_string(),
+            lease_until: DateTime(c.lease_until),
+            last_heartbeat_at: c.last_heartbeat_at.map(DateTime),
             state: enum_str(&c.state),
         })
     }
@@ -942,7 +1119,7 @@ impl Job {
         self.row.result.as_ref().map(|r| JobResult {
             status: enum_str(&r.status),
             exit_code: r.exit_code,
-            commit: r.commit.to_string(),
+            commit: OidScalar(r.commit),
         })
     }
 
@@ -963,8 +1140,8 @@ impl Job {
                     attempt: i32::try_from(a.attempt).unwrap_or(i32::MAX),
                     worker: first.worker.to_string(),
                     worker_key: first.worker_key.map(|k| k.to_string()),
-                    claimed_at: first.claimed_at.to_string(),
-                    lease_until: last.lease_until.to_string(),
+                    claimed_at: DateTime(first.claimed_at),
+                    lease_until: DateTime(last.lease_until),
                     state: enum_str(&last.state),
                     outcome: last.outcome.as_ref().map(enum_str),
                     exit_code: last.exit_code,
@@ -972,9 +1149,10 @@ impl Job {
                         .steps
                         .iter()
                         .map(|l| ClaimStep {
-                            commit: l.commit.to_string(),
+                            commit: OidScalar(l.commit),
                             state: enum_str(&l.doc.state),
-                            lease_until: l.doc.lease_until.to_string(),
+                            lease_until: DateTime(l.doc.lease_until),
+                            at: DateTime(l.at),
                         })
                         .collect(),
                 })
@@ -998,7 +1176,8 @@ impl Job {
             .map(|f| FileMeta {
                 path: f.path,
                 bytes: UInt64(f.bytes),
-                digest: f.digest.to_string(),
+                digest: DigestScalar(f.digest),
+                truncated: f.truncated,
             })
             .collect())
     }
@@ -1077,11 +1256,12 @@ impl TopicAt {
     /// Its messages in `seq` order, at most `first` (a page also stops at the daemon's byte
     /// cap). They start at the first retained one, or after a cursor (`after`), or at a
     /// position (`fromSeq`), or after a message (`afterUlid`), or at the first message
-    /// whose ULID time is at or after `fromTime` (RFC 3339); at most one of these. With
-    /// `toTime`, the range ends before the first message whose ULID time is at or after
-    /// it.
+    /// whose ULID time is at or after `fromTime`; at most one of these. With `toTime`, the
+    /// range ends before the first message whose ULID time is at or after it. Backward:
+    /// the `last` messages before a cursor (`before`), or at the end (not with the other
+    /// starts or `toTime`).
     #[graphql(
-        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+        complexity = "first.or(last).map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
     #[allow(clippy::too_many_arguments, reason = "the connection's arguments")]
     async fn messages(
@@ -1089,14 +1269,18 @@ impl TopicAt {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
         from_seq: Option<UInt64>,
-        after_ulid: Option<String>,
-        from_time: Option<String>,
-        to_time: Option<String>,
+        after_ulid: Option<UlidScalar>,
+        from_time: Option<DateTime>,
+        to_time: Option<DateTime>,
     ) -> async_graphql::Result<MessageConnection> {
         let r = Range {
             first,
             after,
+            last,
+            before,
             from_seq,
             after_ulid,
             from_time,
@@ -1110,7 +1294,7 @@ impl TopicAt {
         &self,
         ctx: &Context<'_>,
         seq: Option<UInt64>,
-        ulid: Option<String>,
+        ulid: Option<UlidScalar>,
     ) -> async_graphql::Result<Option<Message>> {
         let r = match (seq, ulid) {
             (Some(s), None) => Range {
@@ -1120,9 +1304,7 @@ impl TopicAt {
             },
             (None, Some(u)) => {
                 let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-                let id = u
-                    .parse::<Ulid>()
-                    .map_err(|_| invalid("ulid", format!("{u:?} is not a ULID")))?;
+                let id = u.0;
                 let Some(seq) = rc
                     .service
                     .reads(Src::State(self.state.at.clone()))
@@ -1149,23 +1331,17 @@ impl TopicAt {
     }
 }
 
-/// A page of a topic's messages at a state.
 /// Where a page of messages starts and ends.
 #[derive(Default)]
 struct Range {
     first: Option<i32>,
     after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
     from_seq: Option<UInt64>,
-    after_ulid: Option<String>,
-    from_time: Option<String>,
-    to_time: Option<String>,
-}
-
-fn time_arg(argument: &str, v: Option<&String>) -> async_graphql::Result<Option<Timestamp>> {
-    v.map(|t| {
-        Timestamp::parse_rfc3339(t).map_err(|e| invalid(argument, format!("{argument}: {e}")))
-    })
-    .transpose()
+    after_ulid: Option<UlidScalar>,
+    from_time: Option<DateTime>,
+    to_time: Option<DateTime>,
 }
 
 fn messages_page(
@@ -1175,9 +1351,9 @@ fn messages_page(
     r: Range,
 ) -> async_graphql::Result<MessageConnection> {
     let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-    let limit = page_size(r.first)?;
-    let until = time_arg("toTime", r.to_time.as_ref())?;
-    let args = cursor::args_digest(&[topic.as_str(), r.to_time.as_deref().unwrap_or("")]);
+    let until = r.to_time.as_ref().map(|t| t.0);
+    let to_time = until.map(|t| t.to_string()).unwrap_or_default();
+    let args = cursor::args_digest(&[topic.as_str(), &to_time]);
     let state = state_at.meta.id;
     let starts = [
         r.after.is_some(),
@@ -1185,60 +1361,104 @@ fn messages_page(
         r.after_ulid.is_some(),
         r.from_time.is_some(),
     ];
+    let backward = r.last.is_some() || r.before.is_some();
+    if backward && (starts.iter().any(|s| *s) || r.first.is_some() || until.is_some()) {
+        let argument = if r.last.is_some() { "last" } else { "before" };
+        return Err(invalid(
+            argument,
+            "last/before page back from a cursor or the end: give them without first, after, fromSeq, afterUlid, fromTime and toTime",
+        ));
+    }
     if starts.iter().filter(|s| **s).count() > 1 {
         return Err(invalid(
             "after",
             "give at most one of after, fromSeq, afterUlid and fromTime",
         ));
     }
-    let mut since = None;
-    let since_seq = match (&r.after, r.from_seq) {
-        (Some(a), _) => {
-            let pos = rc
-                .codec
-                .decode(a, &state, Kind::Messages, &args)
-                .map_err(|e| refused("after", e))?;
-            let b: [u8; 8] = pos
-                .as_slice()
-                .try_into()
-                .map_err(|_| invalid("after", "the cursor holds no position"))?;
-            Some(u64::from_be_bytes(b))
+    let position = |argument: &str, c: &str| -> async_graphql::Result<u64> {
+        let pos = rc
+            .codec
+            .decode(c, &state, Kind::Messages, &args)
+            .map_err(|e| refused(argument, e))?;
+        let b: [u8; 8] = pos
+            .as_slice()
+            .try_into()
+            .map_err(|_| invalid(argument, "the cursor holds no position"))?;
+        Ok(u64::from_be_bytes(b))
+    };
+    let reads = rc.service.reads(Src::State(state_at.at.clone()));
+    let read = |since_seq: Option<u64>,
+                since: Option<Ulid>,
+                since_time: Option<Timestamp>,
+                limit: usize|
+     -> async_graphql::Result<gatos_types::wire::ReadPage> {
+        let p = ReadParams {
+            topic: topic.clone(),
+            since,
+            since_seq,
+            since_time,
+            limit: Some(u64::try_from(limit).unwrap_or(100)),
+        };
+        reads.messages_read_until(p, until).map_err(from_call)
+    };
+    let (messages, next, prev) = if backward {
+        let limit = size_of("last", r.last)?;
+        // The page ends just before the cursor, or at the topic's end at this state.
+        let end = match &r.before {
+            Some(b) => position("before", b)?.saturating_sub(1),
+            None => reads.topic_last_seq(topic).map_err(from_call)?,
+        };
+        let mut start = end.saturating_sub(u64::try_from(limit).unwrap_or(100));
+        let mut got = Vec::new();
+        // A page stops at the byte cap: then the messages just before the end are read
+        // again from later on, until the page reaches the end (each round is shorter).
+        for _ in 0..=limit {
+            if start >= end {
+                break;
+            }
+            let page = read(
+                Some(start),
+                None,
+                None,
+                usize::try_from(end - start).unwrap_or(limit),
+            )?;
+            let reached = page.messages.last().map_or(start, |m| m.seq);
+            got = page.messages;
+            got.retain(|m| m.seq <= end);
+            if reached >= end || page.end || got.is_empty() {
+                break;
+            }
+            start += end - reached;
         }
-        (None, Some(s)) => Some(s.0.saturating_sub(1)),
-        (None, None) => None,
+        let prev = got.first().is_some_and(|m| m.seq > 1);
+        (got, r.before.is_some(), prev)
+    } else {
+        let limit = page_size(r.first)?;
+        let since_seq = match (&r.after, r.from_seq) {
+            (Some(a), _) => Some(position("after", a)?),
+            (None, Some(s)) => Some(s.0.saturating_sub(1)),
+            (None, None) => None,
+        };
+        let page = read(
+            since_seq,
+            r.after_ulid.as_ref().map(|u| u.0),
+            r.from_time.as_ref().map(|t| t.0),
+            limit,
+        )?;
+        (page.messages, !page.end, r.after.is_some())
     };
-    if let Some(u) = &r.after_ulid {
-        since = Some(
-            u.parse::<Ulid>()
-                .map_err(|_| invalid("afterUlid", format!("{u:?} is not a ULID")))?,
-        );
-    }
-    let since_time = time_arg("fromTime", r.from_time.as_ref())?;
-    let p = ReadParams {
-        topic: topic.clone(),
-        since,
-        since_seq,
-        since_time,
-        limit: Some(u64::try_from(limit).unwrap_or(100)),
-    };
-    let page = rc
-        .service
-        .reads(Src::State(state_at.at.clone()))
-        .messages_read_until(p, until)
-        .map_err(from_call)?;
-    let edges: Vec<MessageEdge> = page
-        .messages
+    let edges: Vec<MessageEdge> = messages
         .into_iter()
         .map(|m| MessageEdge {
             cursor: rc
                 .codec
                 .encode(&state, Kind::Messages, &args, &m.seq.to_be_bytes()),
             node: Message {
-                ulid: m.ulid.to_string(),
+                ulid: UlidScalar(m.ulid),
                 seq: UInt64(m.seq),
                 topic: m.topic.to_string(),
-                content_id: m.content_id.to_string(),
-                commit: m.commit.to_string(),
+                content_id: DigestScalar(m.content_id),
+                commit: OidScalar(m.commit),
                 payload: Json(
                     serde_json::from_str(m.payload.get()).unwrap_or(serde_json::Value::Null),
                 ),
@@ -1250,7 +1470,7 @@ fn messages_page(
         })
         .collect();
     Ok(MessageConnection {
-        page_info: PageInfo::of(&edges, !page.end, r.after.is_some(), |e| &e.cursor),
+        page_info: PageInfo::of(&edges, next, prev, |e| &e.cursor),
         edges,
     })
 }
@@ -1277,7 +1497,7 @@ pub struct AuditEdge {
 #[derive(SimpleObject)]
 pub struct AuditRecord {
     /// The message's ULID.
-    ulid: String,
+    ulid: UlidScalar,
     /// Its position in the trail.
     seq: UInt64,
     /// Who acted (`cli:…`, `http:…`, …).
@@ -1323,7 +1543,7 @@ pub struct Manifest {
     /// Its latest version.
     version: UInt64,
     /// `blake3:` of the version's document.
-    content_id: String,
+    content_id: DigestScalar,
     /// The job spec it enqueues.
     spec: Json,
     #[graphql(skip)]
@@ -1336,7 +1556,7 @@ pub struct ManifestVersion {
     /// Its number.
     version: UInt64,
     /// `blake3:` of its document.
-    content_id: String,
+    content_id: DigestScalar,
     /// The job spec it enqueues.
     spec: Json,
 }
@@ -1365,13 +1585,15 @@ pub struct ManifestVersionEdge {
 impl Manifest {
     /// Its versions at this state, newest first.
     #[graphql(
-        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+        complexity = "first.or(last).map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
     async fn versions(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<ManifestVersionConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let Some(state_at) = &self.state else {
@@ -1381,35 +1603,59 @@ impl Manifest {
                 serde_json::Map::new(),
             ));
         };
-        let limit = page_size(first)?;
+        let dir = direction(first, after, last, before)?;
         let state = state_at.meta.id;
         let args = cursor::args_digest(&[self.name.as_str()]);
-        let before = match &after {
-            None => None,
-            Some(a) => {
-                let pos = rc
-                    .codec
-                    .decode(a, &state, Kind::Versions, &args)
-                    .map_err(|e| refused("after", e))?;
-                let b: [u8; 8] = pos
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| invalid("after", "the cursor holds no version"))?;
-                Some(u64::from_be_bytes(b))
-            }
+        let version_at = |argument: &str, c: &str| -> async_graphql::Result<u64> {
+            let pos = rc
+                .codec
+                .decode(c, &state, Kind::Versions, &args)
+                .map_err(|e| refused(argument, e))?;
+            let b: [u8; 8] = pos
+                .as_slice()
+                .try_into()
+                .map_err(|_| invalid(argument, "the cursor holds no version"))?;
+            Ok(u64::from_be_bytes(b))
         };
         let name: gatos_types::ManifestName = self
             .name
             .parse()
             .map_err(|e| invalid("name", format!("{e}")))?;
-        // One more than the page, to know whether more follow.
-        let mut rows = rc
-            .service
-            .reads(Src::State(state_at.at.clone()))
-            .manifest_versions(&name, before, limit + 1)
-            .map_err(from_call)?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
+        let reads = rc.service.reads(Src::State(state_at.at.clone()));
+        let latest = self.version.0;
+        let (rows, next, prev) = match dir {
+            Dir::Forward { limit, after } => {
+                let below = after
+                    .as_deref()
+                    .map(|a| version_at("after", a))
+                    .transpose()?;
+                // One more than the page, to know whether more follow.
+                let mut rows = reads
+                    .manifest_versions(&name, below, limit + 1)
+                    .map_err(from_call)?;
+                let more = rows.len() > limit;
+                rows.truncate(limit);
+                (rows, more, after.is_some())
+            }
+            Dir::Backward { limit, before } => {
+                // Newest first: the `last` versions before the cursor are the ones just
+                // newer than it (without it, the oldest ones).
+                let above = before
+                    .as_deref()
+                    .map(|b| version_at("before", b))
+                    .transpose()?
+                    .unwrap_or(0);
+                let span = usize::try_from(latest.saturating_sub(above)).unwrap_or(usize::MAX);
+                let mut rows = reads
+                    .manifest_versions(&name, None, span.max(1))
+                    .map_err(from_call)?;
+                rows.retain(|m| m.version > above);
+                let cut = rows.len().saturating_sub(limit);
+                let rows: Vec<_> = rows.split_off(cut);
+                let prev = rows.first().is_some_and(|m| m.version < latest);
+                (rows, above > 0, prev)
+            }
+        };
         let edges: Vec<ManifestVersionEdge> = rows
             .into_iter()
             .map(|m| ManifestVersionEdge {
@@ -1418,7 +1664,7 @@ impl Manifest {
                     .encode(&state, Kind::Versions, &args, &m.version.to_be_bytes()),
                 node: ManifestVersion {
                     version: UInt64(m.version),
-                    content_id: m.content_id.to_string(),
+                    content_id: DigestScalar(m.content_id),
                     spec: Json(
                         serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
                     ),
@@ -1426,7 +1672,7 @@ impl Manifest {
             })
             .collect();
         Ok(ManifestVersionConnection {
-            page_info: PageInfo::of(&edges, more, after.is_some(), |e| &e.cursor),
+            page_info: PageInfo::of(&edges, next, prev, |e| &e.cursor),
             edges,
             total_count: i32::try_from(self.version.0).unwrap_or(i32::MAX),
         })
@@ -1452,9 +1698,9 @@ pub struct Checkpoint {
     /// The position consumed through (0: nothing).
     seq: UInt64,
     /// The message consumed last.
-    ulid: Option<String>,
+    ulid: Option<UlidScalar>,
     /// Its commit.
-    commit: Option<String>,
+    commit: Option<OidScalar>,
     /// Messages after it at the state.
     lag: UInt64,
 }
@@ -1465,8 +1711,8 @@ impl From<gatos_types::wire::CheckpointRow> for Checkpoint {
             group: r.group.to_string(),
             topic: r.topic.to_string(),
             seq: UInt64(r.seq),
-            ulid: r.ulid.map(|u| u.to_string()),
-            commit: r.commit.map(|c| c.to_string()),
+            ulid: r.ulid.map(UlidScalar),
+            commit: r.commit.map(OidScalar),
             lag: UInt64(r.lag),
         }
     }
@@ -1474,6 +1720,7 @@ impl From<gatos_types::wire::CheckpointRow> for Checkpoint {
 
 /// A signing key.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Key {
     /// `ed25519:<hex>`.
     id: String,
@@ -1485,6 +1732,44 @@ pub struct Key {
     published: bool,
     /// Revoked at this state: `superseded` or `compromised`.
     revoked: Option<String>,
+    #[graphql(skip)]
+    key: gatos_types::KeyId,
+    #[graphql(skip)]
+    at: At,
+}
+
+/// A key's revocation at the state, as it counts on this node: the records signed by the
+/// key itself or by a key trusted here, merged (`compromised` beats `superseded`; the
+/// earliest effective time wins).
+#[derive(SimpleObject)]
+pub struct Revocation {
+    /// `superseded` (proofs made before `revokedAt` stay valid) or `compromised`.
+    reason: String,
+    /// When it was revoked.
+    revoked_at: DateTime,
+    /// For a compromise: from when its proofs are invalid (none: every proof by the key).
+    compromised_since: Option<DateTime>,
+    /// The key that signed the revocation.
+    revoked_by: String,
+}
+
+#[async_graphql::ComplexObject]
+impl Key {
+    /// Its revocation at this state, with the details (`revoked` names only the reason).
+    async fn revocation(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Revocation>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let r = rc
+            .service
+            .reads(Src::State(self.at.clone()))
+            .key_revocation(&self.key)
+            .map_err(from_call)?;
+        Ok(r.map(|r| Revocation {
+            reason: r.reason.as_str().to_owned(),
+            revoked_at: DateTime(r.revoked_at),
+            compromised_since: r.compromised_since.map(DateTime),
+            revoked_by: r.revoked_by.to_string(),
+        }))
+    }
 }
 
 /// A durable snapshot (`git gatos snapshot`).
@@ -1494,8 +1779,8 @@ pub struct Snapshot {
     name: String,
     /// The state it holds (a `stateRef`).
     state: String,
-    /// When it was taken (RFC 3339, ms, UTC).
-    taken_at: String,
+    /// When it was taken.
+    taken_at: DateTime,
     /// Refs it holds.
     refs: UInt64,
     /// Whether its double collect agreed.
@@ -1504,13 +1789,18 @@ pub struct Snapshot {
     actor: String,
 }
 
-/// A queue's depth (live).
+/// A queue's depth by job state, its admission cap and its backoff (live).
 #[derive(SimpleObject)]
 pub struct QueueDepth {
     /// Its name.
     name: String,
-    /// Jobs pending in it now.
+    /// Jobs pending in it now (waiting to be claimed, including those waiting for
+    /// `run_after` or a retry backoff): what the admission cap counts.
     pending: UInt64,
+    /// Jobs running in it now: claimed and not finished, in this node's ready index (a
+    /// lease that ran out with nobody taking over still counts until the job is claimed
+    /// again or ends). Not counted against the cap.
+    running: UInt64,
     /// Its admission cap (`max_pending`), when set.
     max_pending: Option<UInt64>,
     /// Its first retry delay in seconds, when set (default 1).
@@ -1527,7 +1817,7 @@ pub struct SyncStatus {
     /// Seconds between syncs.
     interval_seconds: UInt64,
     /// When the last sync ended.
-    last_at: Option<String>,
+    last_at: Option<DateTime>,
     /// Whether it succeeded.
     last_ok: Option<bool>,
     /// Its error code, when it failed.
@@ -1558,15 +1848,15 @@ pub struct MessageEdge {
 #[derive(SimpleObject)]
 pub struct Message {
     /// Its ULID.
-    ulid: String,
+    ulid: UlidScalar,
     /// Its position in the topic.
     seq: UInt64,
     /// Its topic.
     topic: String,
     /// `blake3:` of its envelope.
-    content_id: String,
+    content_id: DigestScalar,
     /// Its commit.
-    commit: String,
+    commit: OidScalar,
     /// Its payload.
     payload: Json,
     /// Its headers, when it has some.
