@@ -4,10 +4,11 @@ live gatosd that tests/e2e/dashboard_browser.rs started (issue #19).
 
 Environment (set by the Rust test): ORIGIN (http://127.0.0.1:PORT), SIGNIN (the URL
 `git gatos dashboard` printed), TOKEN (a bearer token, to check state from outside the
-browser), SHOTS (where screenshots go), MODE (`full`, `read_only` or `claims`), and for `full`:
+browser), SHOTS (where screenshots go), MODE (`full`, `read_only`, `claims` or `pages`), and for `full`:
 JOB_DONE (a succeeded job), JOB_CANCEL (a pending job), JOB_LIVE (a job that prints a line,
 waits for the file GO, prints another), GO, SHARED (the worker's writable directory),
-TOPIC (a topic with one message); for `claims`: JOB_HB and JOB_TAKE (two pending jobs),
+TOPIC (a topic with one message); for `pages`: TOPIC, JOB_CANCEL and OTHER_KEY (a key this
+node does not know); for `claims`: JOB_HB and JOB_TAKE (two pending jobs),
 WORKER_KEY (the node's key, for claims), REJECTED_REF (a ref a sync rejected), HUB (the
 bare hub the daemon syncs with), JUNK (a forged commit in it) and JOB_BAD (a finished job
 whose stored log was changed after its proof was signed). Each step waits for a condition with a deadline; no
@@ -384,6 +385,117 @@ def claims(d):
     step("a ref the daemon's own sync rejected appeared on the overview without a reload")
 
 
+def gatos(*args):
+    subprocess.run(["git", "gatos", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def no_reload(d):
+    d.execute_script("window.__noReload = true")
+
+
+def not_reloaded(d):
+    assert d.execute_script("return window.__noReload === true"), "the page was reloaded"
+
+
+def cell(d, css):
+    found = d.find_elements(By.CSS_SELECTOR, css)
+    return found[0].text if found else None
+
+
+def loose(d):
+    """The overview's count of loose objects (None before it is drawn)."""
+    lines = d.find_element(By.ID, "maintenance").text.splitlines()
+    for name, value in zip(lines, lines[1:]):
+        if name == "Loose objects" and " of " in value:
+            return int(value.split()[0])
+    return None
+
+
+def pages(d):
+    """Issue #19's other screens live: topics, consumer groups, maintenance debt,
+    manifests, keys and the audit trail follow what other processes write, without a
+    reload (the daemon's `event: changed` on the one shared stream)."""
+    sign_in(d)
+    topic = "orders.live"
+
+    d.get(ORIGIN + "/topics")
+    wait(d, "the topics page", lambda: d.find_elements(By.CSS_SELECTOR, f"tr[data-topic='{os.environ['TOPIC']}']"))
+    no_reload(d)
+    gatos("messages", "publish", topic, "--data", '{"n": 1}')
+    wait(d, "a new topic, live", lambda: cell(d, f"tr[data-topic='{topic}'] td.count") == "1")
+    gatos("messages", "publish", topic, "--data", '{"n": 2}')
+    wait(d, "its second message, live", lambda: cell(d, f"tr[data-topic='{topic}'] td.last-seq") == "2")
+    not_reloaded(d)
+    shot(d, "topics-live")
+    step("the topics page showed a topic another process created, then its next message, without a reload")
+
+    d.get(ORIGIN + "/overview")
+    wait(d, "the consumer groups", lambda: "No consumer group." in d.find_element(By.ID, "groups").text)
+    no_reload(d)
+    gatos("messages", "consume", "billing", topic)
+    wait(d, "the new group, caught up", lambda: cell(d, f"tr[data-group='billing'][data-topic='{topic}'] td.lag") == "0")
+    gatos("messages", "publish", topic, "--data", '{"n": 3}')
+    wait(d, "its lag, live", lambda: cell(d, f"tr[data-group='billing'][data-topic='{topic}'] td.lag") == "1")
+    step("the overview showed a new consumer group, then its lag grow, without a reload")
+
+    # The writes above left loose objects; a maintenance run by another process packs them.
+    before = wait(d, "loose objects on the overview", lambda: (lambda n: n if n else None)(loose(d)))
+    gatos("maintenance")
+    # (A string: 0 loose objects is the likely answer, and a wait ends only on a true value.)
+    after = wait(d, "the debt after maintenance", lambda: (lambda n: str(n) if n is not None and n < before else None)(loose(d)))
+    not_reloaded(d)
+    shot(d, "overview-maintenance")
+    step(f"the overview's maintenance debt fell from {before} to {after} loose objects when maintenance ran elsewhere")
+
+    d.get(ORIGIN + "/manifests")
+    wait(d, "the manifests page", lambda: "Manifests" in text(d))
+    no_reload(d)
+    first = os.path.join(os.getcwd(), "nightly-1.yaml")
+    with open(first, "w") as f:
+        f.write("command: [echo, one]\nqueue: nightly\n")
+    gatos("manifests", "put", "nightly", first)
+    wait(d, "a new manifest, live", lambda: cell(d, "tr[data-manifest='nightly'] td.version") == "1")
+    with open(first, "w") as f:
+        f.write("command: [echo, two]\nqueue: nightly\n")
+    gatos("manifests", "put", "nightly", first)
+    wait(d, "its second version, live", lambda: cell(d, "tr[data-manifest='nightly'] td.version") == "2")
+    not_reloaded(d)
+    d.get(ORIGIN + "/manifests/nightly")
+    wait(d, "the manifest's page", lambda: "Latest version 2" in d.find_element(By.ID, "latest").text)
+    no_reload(d)
+    with open(first, "w") as f:
+        f.write("command: [echo, three]\nqueue: nightly\n")
+    gatos("manifests", "put", "nightly", first)
+    wait(d, "version 3 in the header", lambda: "Latest version 3" in d.find_element(By.ID, "latest").text)
+    options = [o.text for o in d.find_elements(By.CSS_SELECTOR, "select#b option")]
+    assert options == ["v1", "v2", "v3"], options
+    not_reloaded(d)
+    step("the manifests list and a manifest's page gained new versions without a reload")
+
+    other = os.environ["OTHER_KEY"]
+    d.get(ORIGIN + "/keys")
+    wait(d, "the keys page", lambda: "Keys this node knows" in text(d))
+    assert not d.find_elements(By.CSS_SELECTOR, f"tr[data-key='{other}']"), "the other key is known already"
+    no_reload(d)
+    gatos("keys", "trust", other)
+    wait(d, "the trusted key, live", lambda: cell(d, f"tr[data-key='{other}'] td.trusted") == "yes")
+    not_reloaded(d)
+    shot(d, "keys-live")
+    step("the keys page showed a key trusted by another process without a reload")
+
+    d.get(ORIGIN + "/audit")
+    wait(d, "the audit page", lambda: "Audit trail" in text(d))
+    no_reload(d)
+    job = os.environ["JOB_CANCEL"]
+    api(f"/api/v1/jobs/{job}/cancel", "POST", {})
+    wait(d, "the cancel on the audit page, live",
+         lambda: any(job in r.text for r in d.find_elements(By.CSS_SELECTOR, "tr[data-ulid]")
+                     if r.find_element(By.CSS_SELECTOR, "td.action").text == "jobs.cancel"))
+    not_reloaded(d)
+    shot(d, "audit-live")
+    step("the audit trail showed a cancel made through the API without a reload")
+
+
 def without_shared_worker(d):
     # The next page of this tab has no SharedWorker: the tabs elect a leader instead.
     d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.SharedWorker;"})
@@ -420,7 +532,7 @@ def read_only(d):
 def main():
     d, profile = browser()
     try:
-        {"full": full, "read_only": read_only, "claims": claims}[MODE](d)
+        {"full": full, "read_only": read_only, "claims": claims, "pages": pages}[MODE](d)
     finally:
         d.quit()
         shutil.rmtree(profile, ignore_errors=True)

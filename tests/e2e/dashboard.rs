@@ -760,9 +760,21 @@ fn the_job_event_stream_says_when_live_claims_change() -> TestResult {
         (json!(0), json!(1)),
         "{health}"
     );
+    // The stream opens with the node's fingerprints: a client's baseline.
     let first = read_events(&mut s, "changed", 1)?;
     let c: Value = serde_json::from_str(&first[0])?;
-    assert!(c["claims"].is_u64() && c["sync"].is_u64(), "{c}");
+    for part in [
+        "claims",
+        "sync",
+        "topics",
+        "groups",
+        "manifests",
+        "keys",
+        "audit",
+        "maintenance",
+    ] {
+        assert!(c[part].is_u64(), "{part}: {c}");
+    }
     // A heartbeat moves the claim: another `changed`, with another claims fingerprint.
     let hb = send(
         &d.addr,

@@ -282,6 +282,43 @@ fn claims_heartbeats_takeovers_and_rejected_refs_in_a_browser() -> TestResult {
     Ok(())
 }
 
+/// Issue #19's "every screen is live" for the screens no job event moves: the topics list,
+/// the overview's consumer groups and maintenance debt, the manifests list and a manifest's
+/// page, the keys and the audit trail each follow what another process writes, without a
+/// reload (the daemon's `event: changed`, ADR 0045).
+#[test]
+fn topics_groups_debt_manifests_keys_and_audit_follow_the_ledger_in_a_browser() -> TestResult {
+    if !can_run("topics_groups_debt_manifests_keys_and_audit_follow_the_ledger_in_a_browser")? {
+        return Ok(());
+    }
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    gatos_ok(
+        &repo,
+        &["messages", "publish", "demo.events", "--data", r#"{"n":0}"#],
+    )?;
+    let cancel = enqueue(&repo, &["--no-checkout", "--queue", "hold", "--", "true"])?;
+    // A key this node does not know: another repository's.
+    let other = TempRepo::new()?;
+    gatos_ok(&other, &["init", "--json"])?;
+    let key: serde_json::Value =
+        serde_json::from_str(gatos_ok(&other, &["keys", "show", "--json"])?.trim())?;
+    let key = key["key"].as_str().ok_or("no key")?.to_owned();
+    let d = HttpDaemon::start(&repo, &format!("ops {TOKEN}\n"), "web", &[])?;
+    let out = drive(
+        &repo,
+        &d,
+        "pages",
+        &[
+            ("TOPIC", "demo.events".to_owned()),
+            ("JOB_CANCEL", cancel),
+            ("OTHER_KEY", key),
+        ],
+    )?;
+    eprint!("{out}");
+    Ok(())
+}
+
 /// Replaces `logs/stdout` of a job's result commit (same parents and message) and moves
 /// the result ref: the proof no longer covers what the commit holds (`DigestMismatch`).
 fn tamper_stdout(repo: &TempRepo, id: &str, text: &str) -> TestResult {

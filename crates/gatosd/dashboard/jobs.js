@@ -309,7 +309,7 @@ export async function jobPage(el, url, session, [id]) {
     try { attempts = (await api(`/api/v1/jobs/${job.id}/attempts`)).attempts || []; } catch (e) { notice(status, e.message, 'error'); return; }
     fill(timeline, timelineItems(job, attempts));
   }
-  const offChange = onChange(() => { if (job.state === 'running') refresh(); });
+  const offChange = onChange((moved) => { if (moved.has('claims') && job.state === 'running') refresh(); });
   loadTimeline();
   // The job's own stream: its state, its events (the claim chain), its log, its end.
   const source = new EventSource(`/api/v1/jobs/${job.id}/stream`);

@@ -3,6 +3,7 @@
 const ports = new Set();
 let source = null;
 let status = 'connecting';
+let lastChanged = null; // the daemon's last fingerprints: a joining tab's baseline
 
 function broadcast(msg) {
   for (const p of ports) {
@@ -27,6 +28,7 @@ function open() {
   source.addEventListener('changed', (ev) => {
     let data = null;
     try { data = JSON.parse(ev.data); } catch (_) { return; }
+    lastChanged = data;
     broadcast({ type: 'changed', data });
   });
   for (const name of ['gap', 'lagged', 'shutdown']) {
@@ -45,4 +47,5 @@ self.addEventListener('connect', (e) => {
   port.start();
   open();
   port.postMessage({ type: 'status', status });
+  if (lastChanged) port.postMessage({ type: 'changed', data: lastChanged });
 });

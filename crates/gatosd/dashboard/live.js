@@ -11,9 +11,23 @@ function setStatus(s) {
   for (const f of statusListeners) f(s);
 }
 
+// The daemon's fingerprints as this tab last heard them: the first ones (sent when the
+// stream opens, or kept by the shared worker for a tab that joins) are the baseline.
+let latest = null;
+
+function changed(data) {
+  if (!data || typeof data !== 'object') return;
+  const before = latest;
+  latest = data;
+  if (!before) return;
+  const moved = new Set(Object.keys(data).filter((k) => data[k] !== before[k]));
+  if (moved.size === 0) return;
+  for (const f of changeListeners) f(moved, data);
+}
+
 function deliver(msg) {
   if (msg.type === 'status') setStatus(msg.status);
-  else if (msg.type === 'changed') for (const f of changeListeners) f(msg.data || {});
+  else if (msg.type === 'changed') changed(msg.data);
   else for (const f of listeners) f(msg);
 }
 
@@ -24,8 +38,10 @@ export function onJobEvent(fn) {
 }
 
 /**
- * Calls `fn({claims, sync})` when the daemon sees live claims (a heartbeat, a takeover) or
- * its sync change: what no job event says. Returns the unsubscribe.
+ * Calls `fn(moved, fingerprints)` when the daemon sees a change no job event says: `moved`
+ * is the set of parts that moved, of `claims` (a heartbeat, a takeover, a lapsed lease),
+ * `sync`, `topics`, `groups` (consumer groups and their lag), `manifests`, `keys`,
+ * `audit` and `maintenance`. Returns the unsubscribe.
  */
 export function onChange(fn) {
   changeListeners.add(fn);
@@ -55,8 +71,14 @@ export function start() {
   const channel = new BroadcastChannel('gatos-live');
   let leading = false;
   channel.addEventListener('message', (e) => {
-    // A tab that just joined asks the leader for the stream's status.
-    if (e.data && e.data.type === 'hello') { if (leading) channel.postMessage({ type: 'status', status }); return; }
+    // A tab that just joined asks the leader for the stream's status and its baseline.
+    if (e.data && e.data.type === 'hello') {
+      if (leading) {
+        channel.postMessage({ type: 'status', status });
+        if (latest) channel.postMessage({ type: 'changed', data: latest });
+      }
+      return;
+    }
     deliver(e.data);
   });
   const lead = () => {

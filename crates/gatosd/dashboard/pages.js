@@ -111,8 +111,18 @@ export async function overviewPage(el) {
   function facts(pairs) {
     return h('dl', { class: 'facts' }, pairs.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
   }
-  const m = ready ? ready.maintenance : null;
-  const debt = m && m.debt;
+  const maintenance = h('div');
+  function drawMaintenance(r) {
+    const m = r ? r.maintenance : null;
+    const debt = m && m.debt;
+    fill(maintenance, m ? facts([
+      ['Automatic', yes(m.enabled)], ['Running', yes(m.running)], ['Last', time(m.last_at)], ['Last ok', yes(m.last_ok)],
+      ['Archivable jobs', debt ? debt.archivable_jobs : '—'],
+      ['Loose objects', debt ? `${debt.loose_objects} of ${debt.loose_objects_threshold}` : '—'],
+      ['Packs', debt ? `${debt.packs} of ${debt.packs_threshold}` : '—'],
+      ['Compaction due', debt ? yes(debt.compaction_due) : '—']]) : h('p', {}, '—'));
+  }
+  const readyz = () => fetch('/readyz', { credentials: 'same-origin' }).then((x) => x.json());
   const syncEl = h('div');
   function drawSync(r) {
     const sync = r ? r.sync : null;
@@ -123,9 +133,27 @@ export async function overviewPage(el) {
   }
   async function rereadSync() {
     drawRejected();
-    try { drawSync(await fetch('/readyz', { credentials: 'same-origin' }).then((x) => x.json())); } catch (_) { /* shown next time */ }
+    try { drawSync(await readyz()); } catch (_) { /* shown next time */ }
+  }
+  async function rereadMaintenance() {
+    try { drawMaintenance(await readyz()); } catch (_) { /* shown next time */ }
+  }
+  async function drawGroups() {
+    try {
+      const topics = await api('/api/v1/topics');
+      const rows = [];
+      for (const t of topics.topics || []) {
+        const cs = await api(`/api/v1/topics/${encodeURIComponent(t.topic)}/consumers`).catch(() => null);
+        for (const c of (cs && (cs.checkpoints || cs.consumers)) || []) {
+          rows.push(h('tr', { 'data-group': c.group, 'data-topic': t.topic }, h('td', {}, c.group),
+            h('td', {}, h('a', { href: `/topics/${encodeURIComponent(t.topic)}` }, t.topic)), h('td', { class: 'num lag' }, c.lag ?? '—')));
+        }
+      }
+      fill(groups, rows.length ? table('Consumer groups', ['Group', 'Topic', 'Lag'], rows) : h('p', { class: 'muted' }, 'No consumer group.'));
+    } catch (e) { notice(groups, e.message, 'error'); }
   }
   drawSync(ready);
+  drawMaintenance(ready);
   drawQueues(health);
   drawClaims(running);
   drawRejected();
@@ -143,13 +171,8 @@ export async function overviewPage(el) {
     h('section', {}, h('h2', {}, 'Throughput'), charts),
     h('div', { class: 'cols' },
       h('section', {}, h('h2', {}, 'Sync'), syncEl, h('h3', {}, 'Rejected refs'), rejected),
-      h('section', {}, h('h2', {}, 'Maintenance'), m ? facts([
-        ['Automatic', yes(m.enabled)], ['Running', yes(m.running)], ['Last', time(m.last_at)], ['Last ok', yes(m.last_ok)],
-        ['Archivable jobs', debt ? debt.archivable_jobs : '—'],
-        ['Loose objects', debt ? `${debt.loose_objects} of ${debt.loose_objects_threshold}` : '—'],
-        ['Packs', debt ? `${debt.packs} of ${debt.packs_threshold}` : '—'],
-        ['Compaction due', debt ? yes(debt.compaction_due) : '—']]) : h('p', {}, '—'))),
-    h('section', {}, h('h2', {}, 'Consumer groups'), groups),
+      h('section', { id: 'maintenance' }, h('h2', {}, 'Maintenance'), maintenance)),
+    h('section', { id: 'groups' }, h('h2', {}, 'Consumer groups'), groups),
     h('section', {}, h('h2', {}, 'Doctor'), doctor));
   (async () => {
     try {
@@ -157,17 +180,7 @@ export async function overviewPage(el) {
       const day = await throughput(86400e3, 48);
       fill(charts, bars('Last hour, per minute (failed in red)', hour.done, hour.failed), bars('Last day, per 30 minutes', day.done, day.failed));
     } catch (e) { notice(charts, e.message, 'error'); }
-    try {
-      const topics = await api('/api/v1/topics');
-      const rows = [];
-      for (const t of topics.topics || []) {
-        const cs = await api(`/api/v1/topics/${encodeURIComponent(t.topic)}/consumers`).catch(() => null);
-        for (const c of (cs && (cs.checkpoints || cs.consumers)) || []) {
-          rows.push(h('tr', {}, h('td', {}, c.group), h('td', {}, h('a', { href: `/topics/${encodeURIComponent(t.topic)}` }, t.topic)), h('td', { class: 'num' }, c.lag ?? '—')));
-        }
-      }
-      fill(groups, rows.length ? table('Consumer groups', ['Group', 'Topic', 'Lag'], rows) : h('p', { class: 'muted' }, 'No consumer group.'));
-    } catch (e) { notice(groups, e.message, 'error'); }
+    await drawGroups();
   })();
   let timer = null;
   const off = onJobEvent(() => {
@@ -180,23 +193,46 @@ export async function overviewPage(el) {
       drawRejected();
     }, 500);
   });
-  // Heartbeats, takeovers and the daemon's sync are not job events: the daemon says on the
-  // same stream when they changed (`event: changed`, ADR 0045), and only then is it read.
-  let last = null;
-  const offChange = onChange((c) => {
-    if (!last || c.claims !== last.claims) rereadClaims();
-    if (!last || c.sync !== last.sync) rereadSync();
-    last = c;
+  // Heartbeats, takeovers, the daemon's sync, checkpoints and maintenance are not job
+  // events: the daemon says on the same stream what moved (`event: changed`, ADR 0045),
+  // and only that part is read again.
+  const offChange = onChange((moved) => {
+    if (moved.has('claims')) rereadClaims();
+    if (moved.has('sync')) rereadSync();
+    if (moved.has('groups') || moved.has('topics')) drawGroups();
+    if (moved.has('maintenance')) rereadMaintenance();
   });
   return () => { off(); offChange(); if (timer) clearTimeout(timer); };
 }
 
-/** `/topics`. */
+/**
+ * Calls `draw()` again whenever the daemon says one of `parts` moved (`event: changed`);
+ * a draw still running when the next change comes is followed by one more, not two.
+ * Returns the unsubscribe.
+ */
+function redrawOn(parts, draw) {
+  let running = null; let again = false;
+  const run = async () => {
+    if (running) { again = true; return; }
+    running = (async () => { try { await draw(); } catch (_) { /* shown next time */ } })();
+    await running; running = null;
+    if (again) { again = false; run(); }
+  };
+  return onChange((moved) => { if (parts.some((p) => moved.has(p))) run(); });
+}
+
+/** `/topics`: every topic, drawn again when any moves. */
 export async function topicsPage(el) {
-  const t = await api('/api/v1/topics');
-  fill(el, h('h1', {}, 'Topics'), table('Topics', ['Topic', 'Messages', 'Last seq', 'Last message'], (t.topics || []).map((r) => h('tr', {},
-    h('td', {}, h('a', { href: `/topics/${encodeURIComponent(r.topic)}` }, r.topic)), h('td', { class: 'num' }, r.count),
-    h('td', { class: 'num' }, r.last_seq), h('td', {}, time(r.last_at)))))); 
+  const body = h('div');
+  async function draw() {
+    const t = await api('/api/v1/topics');
+    fill(body, table('Topics', ['Topic', 'Messages', 'Last seq', 'Last message'], (t.topics || []).map((r) => h('tr', { 'data-topic': r.topic },
+      h('td', {}, h('a', { href: `/topics/${encodeURIComponent(r.topic)}` }, r.topic)), h('td', { class: 'num count' }, r.count),
+      h('td', { class: 'num last-seq' }, r.last_seq), h('td', {}, time(r.last_at))))));
+  }
+  await draw();
+  fill(el, h('h1', {}, 'Topics'), body);
+  return redrawOn(['topics'], draw);
 }
 
 /** `/topics/NAME`: a live tail with pause and jump-to-seq, and each message's detail. */
@@ -240,24 +276,37 @@ export async function topicPage(el, url, session, [topic]) {
     if (!paused) while (held.length) add(held.shift());
   });
   jump.addEventListener('submit', (e) => { e.preventDefault(); open(seq.value === '' ? null : Math.max(0, Number(seq.value) - 1)); });
-  const info = await api('/api/v1/topics').then((t) => (t.topics || []).find((r) => r.topic === topic)).catch(() => null);
+  const about = () => api('/api/v1/topics').then((t) => (t.topics || []).find((r) => r.topic === topic)).catch(() => null);
+  const info = await about();
+  const sizeEl = h('span', { id: 'topic-size' });
+  const drawSize = (i) => fill(sizeEl, i ? `${i.count} messages, seq ${i.first_seq}–${i.last_seq}. ` : '');
+  drawSize(info);
   fill(el, h('h1', {}, 'Topic ', h('span', { class: 'mono' }, topic)),
-    info ? h('p', {}, `${info.count} messages, seq ${info.first_seq}–${info.last_seq}. `, rate) : rate,
+    h('p', {}, sizeEl, rate),
     h('div', { class: 'bulk' }, pause, jump),
     h('div', { class: 'split' },
       h('div', { class: 'table-wrap' }, h('table', { class: 'grid', id: 'tail' }, h('caption', {}, 'Live tail, newest first'),
         h('thead', {}, h('tr', {}, ['Seq', 'Time', 'ULID', 'Payload'].map((c) => h('th', { scope: 'col' }, c)))), list)),
       detail));
   open(info ? Math.max(0, info.last_seq - 20) : null);
-  return () => { if (source) source.close(); };
+  // The size and range: drawn again when the topic list moves (a prune, other writers).
+  const off = redrawOn(['topics'], async () => drawSize(await about()));
+  return () => { off(); if (source) source.close(); };
 }
 
-/** `/manifests`. */
+/** `/manifests`: drawn again when a manifest gets a version. */
 export async function manifestsPage(el) {
-  const r = await api('/api/v1/manifests');
-  fill(el, h('h1', {}, 'Manifests'), table('Manifests, latest versions', ['Name', 'Version', 'Queue', 'Command'], (r.manifests || []).map((m) => h('tr', {},
-    h('td', {}, h('a', { href: `/manifests/${encodeURIComponent(m.name)}` }, m.name)), h('td', { class: 'num' }, m.version),
-    h('td', {}, m.manifest.queue), h('td', { class: 'mono trunc' }, (m.manifest.command || []).join(' '))))));
+  const body = h('div');
+  async function draw() {
+    const r = await api('/api/v1/manifests');
+    fill(body, (r.manifests || []).length === 0 ? h('p', { class: 'muted' }, 'No manifest (git gatos manifest put).')
+      : table('Manifests, latest versions', ['Name', 'Version', 'Queue', 'Command'], r.manifests.map((m) => h('tr', { 'data-manifest': m.name },
+        h('td', {}, h('a', { href: `/manifests/${encodeURIComponent(m.name)}` }, m.name)), h('td', { class: 'num version' }, m.version),
+        h('td', {}, m.manifest.queue), h('td', { class: 'mono trunc' }, (m.manifest.command || []).join(' '))))));
+  }
+  await draw();
+  fill(el, h('h1', {}, 'Manifests'), body);
+  return redrawOn(['manifests'], draw);
 }
 
 /** A line diff of two texts (longest common subsequence; manifests are small). */
@@ -325,19 +374,39 @@ export async function manifestPage(el, url, session, [name]) {
   });
   const run = session.read_only ? null : h('section', { 'aria-labelledby': 'h-run' }, h('h2', { id: 'h-run' }, `Run v${b}`),
     h('p', { class: 'muted' }, 'Leave the fields empty to run the version as stored.'), ov);
+  // A version stored while the page is shown joins the pickers and the header; what the
+  // page compares, and what is typed in the run form, stay as they are.
+  const head = h('p', { id: 'latest' });
+  const drawHead = (l) => fill(head, `Latest version ${l.version}, content id `, h('code', {}, l.content_id));
+  drawHead(latest);
+  let shown = latest.version;
+  const off = redrawOn(['manifests'], async () => {
+    const l = await api(`/api/v1/manifests/${encodeURIComponent(name)}`);
+    drawHead(l);
+    for (; shown < l.version; shown += 1) {
+      for (const sel of [form.elements.a, form.elements.b]) sel.append(h('option', { value: shown + 1 }, `v${shown + 1}`));
+    }
+  });
   fill(el, h('h1', {}, 'Manifest ', h('span', { class: 'mono' }, name)),
-    h('p', {}, `Latest version ${latest.version}, content id `, h('code', {}, latest.content_id)),
+    head,
     form,
     h('h2', {}, `v${a} → v${b}`), diff(JSON.stringify(ma.manifest, null, 2), JSON.stringify(mb.manifest, null, 2)),
     run, status);
+  return off;
 }
 
-/** `/keys`. */
+/** `/keys`: drawn again when a key is published, trusted or revoked. */
 export async function keysPage(el) {
-  const r = await api('/api/v1/keys');
-  fill(el, h('h1', {}, 'Keys and revocations'), table('Keys this node knows', ['Key', 'This node', 'Trusted', 'Published', 'Revoked'], (r.keys || []).map((k) => h('tr', {},
-    h('td', { class: 'mono trunc', title: k.key }, k.key), h('td', {}, k.current ? 'yes' : ''), h('td', {}, k.trusted ? 'yes' : h('span', { title: `git gatos keys trust ${k.key}` }, 'no')),
-    h('td', {}, k.published ? 'yes' : ''), h('td', {}, k.revoked || '')))));
+  const body = h('div');
+  async function draw() {
+    const r = await api('/api/v1/keys');
+    fill(body, table('Keys this node knows', ['Key', 'This node', 'Trusted', 'Published', 'Revoked'], (r.keys || []).map((k) => h('tr', { 'data-key': k.key },
+      h('td', { class: 'mono trunc', title: k.key }, k.key), h('td', {}, k.current ? 'yes' : ''), h('td', { class: 'trusted' }, k.trusted ? 'yes' : h('span', { title: `git gatos keys trust ${k.key}` }, 'no')),
+      h('td', {}, k.published ? 'yes' : ''), h('td', { class: 'revoked' }, k.revoked || '')))));
+  }
+  await draw();
+  fill(el, h('h1', {}, 'Keys and revocations'), body);
+  return redrawOn(['keys'], draw);
 }
 
 /** `/audit`: the trail, filtered by action and start time. */
@@ -351,13 +420,21 @@ export async function auditPage(el, url) {
   const from = p.get('from') ? new Date(p.get('from')).toISOString() : '';
   const q = { action: p.get('action'), limit: 100 };
   if (p.get('since')) q.since = p.get('since'); else if (from) q.since_time = from;
-  const page = await api(`/api/v1/audit${qs(q)}`);
-  const next = page.next_since ? h('a', { href: `/audit${qs({ ...Object.fromEntries(p), since: page.next_since })}`, rel: 'next' }, 'Next page →') : null;
   const show = (v) => (v === null || v === undefined ? '—' : typeof v === 'string' ? v : JSON.stringify(v));
-  fill(el, h('h1', {}, 'Audit trail'), form,
-    table('Privileged actions, oldest first', ['When', 'Actor', 'Action', 'Target', 'Before → after'], (page.records || []).map((r) => h('tr', {},
-      h('td', {}, time(ulidTime(r.ulid))), h('td', {}, show(r.actor)), h('td', {}, show(r.action)), h('td', { class: 'mono trunc' }, show(r.target)),
-      h('td', { class: 'mono trunc' }, `${show(r.before)} → ${show(r.after)}`)))),
-    (page.records || []).length ? null : h('p', { class: 'muted' }, 'No record matches.'),
-    h('nav', { class: 'pager', 'aria-label': 'Pages' }, next));
+  const body = h('div');
+  // A new record lands on the last page: this page is drawn again when the trail grows
+  // (a full page only gains its "next" link).
+  async function draw() {
+    const page = await api(`/api/v1/audit${qs(q)}`);
+    const next = page.next_since ? h('a', { href: `/audit${qs({ ...Object.fromEntries(p), since: page.next_since })}`, rel: 'next' }, 'Next page →') : null;
+    fill(body,
+      table('Privileged actions, oldest first', ['When', 'Actor', 'Action', 'Target', 'Before → after'], (page.records || []).map((r) => h('tr', { 'data-ulid': r.ulid },
+        h('td', {}, time(ulidTime(r.ulid))), h('td', {}, show(r.actor)), h('td', { class: 'action' }, show(r.action)), h('td', { class: 'mono trunc' }, show(r.target)),
+        h('td', { class: 'mono trunc' }, `${show(r.before)} → ${show(r.after)}`)))),
+      (page.records || []).length ? null : h('p', { class: 'muted' }, 'No record matches.'),
+      h('nav', { class: 'pager', 'aria-label': 'Pages' }, next));
+  }
+  await draw();
+  fill(el, h('h1', {}, 'Audit trail'), form, body);
+  return redrawOn(['audit'], draw);
 }

@@ -531,8 +531,13 @@ fn top<T: Clone>(
 
 impl StoreSnapshot {
     /// Reads the facts: queue depths, topics, checkpoints with their lag, maintenance debt,
-    /// the sync's totals. A part that fails to read is left empty (and logged).
-    pub fn read(gatos: &gatos::Gatos, node: &gatos_api::node::NodeStatus) -> StoreSnapshot {
+    /// the sync's totals. A part that fails to read is left empty (and logged), and its
+    /// fingerprint in `prints` unset.
+    pub fn read(
+        gatos: &gatos::Gatos,
+        node: &gatos_api::node::NodeStatus,
+        prints: &mut Prints,
+    ) -> StoreSnapshot {
         let mut snap = StoreSnapshot::default();
         match gatos::jobs::admission::states(gatos) {
             Ok(states) => {
@@ -557,6 +562,11 @@ impl StoreSnapshot {
         }
         match gatos.messages().topics() {
             Ok(rows) => {
+                prints.topics = Some(fingerprint(&rows));
+                let audit = rows
+                    .iter()
+                    .find(|t| t.topic.as_str() == gatos::audit::AUDIT_TOPIC);
+                prints.audit = Some(fingerprint(&audit));
                 let rows = rows
                     .into_iter()
                     .map(|t| (t.topic.as_str().to_owned(), t.last_seq))
@@ -567,6 +577,7 @@ impl StoreSnapshot {
         }
         match gatos.checkpoints().list(None, None) {
             Ok(rows) => {
+                prints.groups = Some(fingerprint(&rows));
                 let rows = rows
                     .into_iter()
                     .map(|c| {
@@ -588,6 +599,7 @@ impl StoreSnapshot {
         }
         match gatos::maintenance::debt(gatos) {
             Ok(d) => {
+                prints.debt = Some(fingerprint(&d));
                 snap.debt = vec![
                     ("loose_objects", d.loose_objects),
                     ("packs", d.packs),
@@ -606,6 +618,24 @@ impl StoreSnapshot {
         });
         snap
     }
+}
+
+/// The fingerprints [`StoreSnapshot::read`] takes from what it reads anyway, for
+/// [`crate::shared::NodeChanges`]; `None` for a part that could not be read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Prints {
+    topics: Option<u64>,
+    audit: Option<u64>,
+    groups: Option<u64>,
+    debt: Option<u64>,
+}
+
+/// An opaque fingerprint of `v`'s JSON form (only whether it moved means anything).
+fn fingerprint<T: serde::Serialize + ?Sized>(v: &T) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(v).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 /// The collector of the store-derived gauges: encodes the snapshot at scrape time.
@@ -712,9 +742,10 @@ pub fn refresh_store(
         .name("gatosd-metrics-store".into())
         .spawn(move || {
             while !stop.is_cancelled() {
-                metrics.set_store(StoreSnapshot::read(&gatos, &node));
+                let mut prints = Prints::default();
+                metrics.set_store(StoreSnapshot::read(&gatos, &node, &mut prints));
                 let last = *changes.borrow();
-                let now = read_changes(&gatos, &node, last);
+                let now = read_changes(&gatos, &node, last, prints);
                 changes.send_if_modified(|c| {
                     let moved = *c != now;
                     *c = now;
@@ -728,18 +759,52 @@ pub fn refresh_store(
     }
 }
 
-/// The fingerprints of [`crate::shared::NodeChanges`] now; a claim fingerprint that
-/// cannot be read keeps its last value (an error is not a change).
+/// The fingerprints of [`crate::shared::NodeChanges`] now, with `prints` from the gauges'
+/// read; a part that cannot be read keeps its last value (an error is not a change).
 fn read_changes(
     gatos: &gatos::Gatos,
     node: &gatos_api::node::NodeStatus,
     last: crate::shared::NodeChanges,
+    prints: Prints,
 ) -> crate::shared::NodeChanges {
     use std::hash::{Hash, Hasher};
     let claims = gatos::jobs::admission::claims_fingerprint(gatos).unwrap_or_else(|e| {
         tracing::debug!(error = %e, "reading the live claims");
         last.claims
     });
+    let manifests = gatos
+        .manifests()
+        .stamp()
+        .map(|s| {
+            fingerprint(
+                &s.iter()
+                    .map(|(r, o)| (r, o.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "reading the manifests' refs");
+            last.manifests
+        });
+    let keys = gatos
+        .keys()
+        .list()
+        .map(|k| fingerprint(&k))
+        .unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "reading the keys");
+            last.keys
+        });
+    // The status (running, last run) and the debt the gauges' read measured.
+    let maintenance = match prints.debt {
+        Some(debt) => {
+            let mut m = node.maintenance();
+            m.debt = None;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (fingerprint(&m), debt).hash(&mut h);
+            h.finish()
+        }
+        None => last.maintenance,
+    };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     if let Some(s) = node.sync() {
         (s.runs_total, s.failures_total, s.rejected_total, s.last_ok).hash(&mut h);
@@ -752,6 +817,12 @@ fn read_changes(
     crate::shared::NodeChanges {
         claims,
         sync: h.finish(),
+        topics: prints.topics.unwrap_or(last.topics),
+        groups: prints.groups.unwrap_or(last.groups),
+        manifests,
+        keys,
+        audit: prints.audit.unwrap_or(last.audit),
+        maintenance,
     }
 }
 

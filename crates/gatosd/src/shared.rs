@@ -40,19 +40,33 @@ pub struct Shared {
     /// The dashboard's sign-in codes and sessions (ADR 0045).
     pub dashboard: crate::http::session::Sessions,
     /// Fingerprints of what changes without a `gatos.jobs` event: live claims (heartbeats,
-    /// takeovers) and the daemon's sync. The store refresher sets them; the job-event
-    /// stream sends `event: changed` when one moves (ADR 0045).
+    /// takeovers), the daemon's sync, topics, consumer groups, manifests, keys, the audit
+    /// trail and maintenance. The store refresher sets them; the job-event stream sends
+    /// them as `event: changed` when it opens and whenever one moves (ADR 0045).
     pub changes: Arc<tokio::sync::watch::Sender<NodeChanges>>,
     next_id: AtomicU64,
 }
 
-/// See [`Shared::changes`].
+/// See [`Shared::changes`]. Each field is an opaque fingerprint of one part of what the
+/// dashboard shows: only whether it moved means anything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NodeChanges {
     /// Of the live claims ([`gatos::jobs::admission::claims_fingerprint`]).
     pub claims: u64,
     /// Of the daemon's sync status (runs, failures, rejected refs).
     pub sync: u64,
+    /// Of the topic list (each topic's first and last seq, count, last message).
+    pub topics: u64,
+    /// Of the consumer groups: each checkpoint and its lag.
+    pub groups: u64,
+    /// Of the manifests' refs (a new version of any).
+    pub manifests: u64,
+    /// Of the keys this node knows: published, trusted, revoked.
+    pub keys: u64,
+    /// Of the audit trail (its topic's last record).
+    pub audit: u64,
+    /// Of automatic maintenance: its status and its debt.
+    pub maintenance: u64,
 }
 
 impl Shared {

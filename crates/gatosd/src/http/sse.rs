@@ -502,7 +502,7 @@ struct Producer {
     follower: Follower,
     filter: Filter,
     changes: tokio::sync::watch::Receiver<crate::subscriptions::Head>,
-    /// On the job-event stream: live-claim and sync fingerprints (`event: changed`).
+    /// On the job-event stream: the node's fingerprints (`event: changed`).
     node: Option<tokio::sync::watch::Receiver<crate::shared::NodeChanges>>,
     stop: CancellationToken,
     queue: Arc<Queue>,
@@ -528,8 +528,11 @@ async fn produce(p: Producer, slot: Slot) {
         queue,
     } = p;
     if let Some(n) = node.as_mut() {
-        // What the client loads with its first page is current: only later moves count.
-        n.borrow_and_update();
+        // The fingerprints now, first: a client compares later ones with these, and one
+        // that reconnects sees at once what moved while it was away.
+        let now = *n.borrow_and_update();
+        let data = serde_json::to_string(&now).unwrap_or_default();
+        queue.push_now(event_frame(None, "changed", &data));
     }
     let limits = &st.shared.limits;
     let (batch, max_bytes, grace) = (
@@ -640,7 +643,7 @@ async fn produce(p: Producer, slot: Slot) {
     drop(slot);
 }
 
-/// The next change of the live-claim and sync fingerprints; never, on a stream without
+/// The next change of the node's fingerprints; never, on a stream without
 /// them (or once the daemon's sender is gone).
 async fn node_changed(
     node: Option<&mut tokio::sync::watch::Receiver<crate::shared::NodeChanges>>,
