@@ -317,6 +317,10 @@ check(vc["totalCount"] == 2 and [e["node"]["version"] for e in vc["edges"]] == [
 check(vc["edges"][0]["node"]["spec"]["command"] == ["make", "all", "check"], "the newest version first")
 rl = c.get('{{ ledger {{ state {{ ref }} }} }}')
 check(rl.headers["Cache-Control"] == "private, no-cache" and rl.headers.get("ETag"), "refPath answers are no-cache")
+# The kept states on /metrics.
+mt = c.session.get(c.base + "/metrics").text
+series = {{l.split(" ")[0]: float(l.split(" ")[1]) for l in mt.splitlines() if l.startswith("gatos_graphql_")}}
+check(series.get("gatos_graphql_states", 0) >= 2 and series.get("gatos_graphql_state_bytes", 0) > 0 and "gatos_graphql_states_inexact_total" in series and series.get("gatos_graphql_states_evicted_memory_total") == 0, "state metrics: %s" % series)
 
 # Refusals: stable codes.
 def err(r, code, what):

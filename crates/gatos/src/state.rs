@@ -16,7 +16,7 @@
 //!   `ttl` after its last use, at most `hard` after its mint, and at most `max_states`.
 //! - [`At`]: one kept state, a [`RefSource`].
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -39,6 +39,15 @@ pub const MAX_TOMBSTONES: usize = 65_536;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 /// The longest a state is kept after its mint, however often it is used.
 pub const HARD_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// The default bound of the window's memory (`--graphql-state-memory`).
+pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// What the window counts for a ref name besides its bytes: the map's node share, the
+/// boxed name and the versions' vector.
+const NAME_COST: usize = 72;
+/// What one version of a ref costs (`(u64, Option<Oid>)`).
+const VERSION_COST: usize = 32;
+/// What one kept state costs (its record and its id in the index).
+const STATE_COST: usize = 160;
 
 /// The id of a ref state: BLAKE3 of its `for-each-ref` lines.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -198,11 +207,24 @@ struct Inner {
     refs: BTreeMap<Box<str>, Versions>,
     states: VecDeque<Kept>,
     by_id: HashMap<StateId, u64>,
-    tombstones: HashSet<StateId>,
+    tombstones: HashMap<StateId, Evicted>,
     tombstone_order: VecDeque<StateId>,
     next_seq: u64,
     inexact: u64,
     versions: usize,
+    /// What the names, versions and states take, as counted by the `*_COST`s.
+    bytes: usize,
+    /// States dropped to stay within the memory bound.
+    evicted_memory: u64,
+}
+
+/// Why a state was evicted (what `Gone` says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evicted {
+    /// Past its retention.
+    Expired,
+    /// To stay within the memory bound.
+    Memory,
 }
 
 /// How long states are kept.
@@ -214,6 +236,9 @@ pub struct Retention {
     pub hard: Duration,
     /// States kept at most.
     pub max_states: usize,
+    /// The memory the window may take (names, versions and states, as counted): past it
+    /// the oldest states go first, even within `ttl`. The newest state always stays.
+    pub max_bytes: usize,
 }
 
 impl Default for Retention {
@@ -222,6 +247,7 @@ impl Default for Retention {
             ttl: DEFAULT_TTL,
             hard: HARD_LIMIT,
             max_states: MAX_STATES,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -232,6 +258,8 @@ pub struct Window {
     /// One mint at a time, and the last one: when it started and the state it kept.
     minting: Mutex<Option<(Instant, u64)>>,
     retention: Retention,
+    /// [`Retention::max_bytes`], settable after the window is made.
+    max_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for Window {
@@ -253,6 +281,10 @@ pub struct Stats {
     pub versions: usize,
     /// Inexact mints so far.
     pub inexact: u64,
+    /// The memory the window takes, as it counts it (see [`Retention::max_bytes`]).
+    pub bytes: usize,
+    /// States evicted to stay within [`Retention::max_bytes`] so far.
+    pub evicted_memory: u64,
 }
 
 fn read_lock(l: &RwLock<Inner>) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -279,7 +311,18 @@ impl Window {
             inner: RwLock::new(Inner::default()),
             minting: Mutex::new(None),
             retention,
+            max_bytes: std::sync::atomic::AtomicUsize::new(retention.max_bytes),
         })
+    }
+
+    /// Sets the memory bound (`--graphql-state-memory`); the next mint or lookup applies it.
+    pub fn set_max_bytes(&self, max_bytes: usize) {
+        self.max_bytes
+            .store(max_bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn max_bytes(&self) -> usize {
+        self.max_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Mints the current state (a double collect) and keeps it; a state equal to a kept
@@ -346,6 +389,7 @@ impl Window {
         let mut added = 0usize;
         let mut listed = c.refs.iter().peekable();
         let mut new_names: Vec<(Box<str>, Oid)> = Vec::new();
+        let mut name_bytes = 0usize;
         for (name, versions) in &mut g.refs {
             while let Some((n, o)) = listed.next_if(|(n, _)| n.as_str() < &**name) {
                 new_names.push((n.as_str().into(), *o));
@@ -366,10 +410,12 @@ impl Window {
         }
         new_names.extend(listed.map(|(n, o)| (n.as_str().into(), *o)));
         for (n, o) in new_names {
+            name_bytes += NAME_COST + n.len();
             g.refs.insert(n, vec![(seq, Some(o))]);
             added += 1;
         }
         g.versions += added;
+        g.bytes += name_bytes + added * VERSION_COST + STATE_COST;
         if !c.exact {
             g.inexact += 1;
         }
@@ -417,15 +463,30 @@ impl Window {
                 seq,
             });
         }
-        if g.tombstones.contains(id) {
-            return Err(Error::new(
-                ErrorCode::Gone,
-                format!(
-                    "ref state {id} is no longer kept by this daemon (states are kept {} s after their last use); start again from a fresh state, or make a durable one with `git gatos snapshot`",
-                    self.retention.ttl.as_secs()
-                ),
-            )
-            .with_detail("state", id.to_string()));
+        match g.tombstones.get(id) {
+            Some(Evicted::Expired) => {
+                return Err(Error::new(
+                    ErrorCode::Gone,
+                    format!(
+                        "ref state {id} is no longer kept by this daemon (states are kept {} s after their last use); start again from a fresh state, or make a durable one with `git gatos snapshot`",
+                        self.retention.ttl.as_secs()
+                    ),
+                )
+                .with_detail("state", id.to_string())
+                .with_detail("reason", "expired"));
+            }
+            Some(Evicted::Memory) => {
+                return Err(Error::new(
+                    ErrorCode::Gone,
+                    format!(
+                        "ref state {id} is no longer kept by this daemon: it was dropped, oldest first, to keep the kept states within {} MiB (gatosd --graphql-state-memory); start again from a fresh state, or make a durable one with `git gatos snapshot`",
+                        self.max_bytes() / (1024 * 1024)
+                    ),
+                )
+                .with_detail("state", id.to_string())
+                .with_detail("reason", "memory"));
+            }
+            None => {}
         }
         Err(Error::new(
             ErrorCode::NotFound,
@@ -444,6 +505,8 @@ impl Window {
             names: g.refs.len(),
             versions: g.versions,
             inexact: g.inexact,
+            bytes: g.bytes,
+            evicted_memory: g.evicted_memory,
         }
     }
 
@@ -462,31 +525,63 @@ impl Window {
             let drop = Some(k.seq) != newest && (expired(&k) || over > 0);
             if drop {
                 over = over.saturating_sub(1);
-                g.by_id.remove(&k.id);
-                if g.tombstones.insert(k.id) {
-                    g.tombstone_order.push_back(k.id);
-                }
-                while g.tombstone_order.len() > MAX_TOMBSTONES {
-                    if let Some(old) = g.tombstone_order.pop_front() {
-                        g.tombstones.remove(&old);
-                    }
-                }
+                Self::bury(g, k.id, Evicted::Expired);
             } else {
                 keep.push_back(k);
             }
         }
         g.states = keep;
-        if g.states.len() == before {
-            return;
+        if g.states.len() != before {
+            Self::fold(g);
         }
-        // Fold away the versions no kept state can see.
+        // The memory bound: the oldest states go first, the newest always stays.
+        let mut dropped = 0u64;
+        let max_bytes = self.max_bytes();
+        while g.bytes > max_bytes && g.states.len() > 1 {
+            let Some(k) = g.states.pop_front() else {
+                break;
+            };
+            Self::bury(g, k.id, Evicted::Memory);
+            dropped += 1;
+            Self::fold(g);
+        }
+        if dropped > 0 {
+            g.evicted_memory += dropped;
+            tracing::warn!(
+                states = dropped,
+                kept = g.states.len(),
+                bytes = g.bytes,
+                max_bytes,
+                "ref states dropped before their time to stay within --graphql-state-memory; a client paging on one gets Gone (reason memory)"
+            );
+        }
+    }
+
+    /// Remembers an evicted state's id (bounded), so it answers `Gone`.
+    fn bury(g: &mut Inner, id: StateId, why: Evicted) {
+        g.by_id.remove(&id);
+        if g.tombstones.insert(id, why).is_none() {
+            g.tombstone_order.push_back(id);
+        }
+        while g.tombstone_order.len() > MAX_TOMBSTONES {
+            if let Some(old) = g.tombstone_order.pop_front() {
+                g.tombstones.remove(&old);
+            }
+        }
+    }
+
+    /// Folds away the versions no kept state can see, and counts what is left.
+    fn fold(g: &mut Inner) {
         let seqs: Vec<u64> = g.states.iter().map(|k| k.seq).collect();
         let mut versions = 0usize;
-        g.refs.retain(|_, vs| {
+        let mut bytes = g.states.len() * STATE_COST;
+        g.refs.retain(|name, vs| {
             let visible = |i: usize| {
                 let from = vs[i].0;
                 let until = vs.get(i + 1).map_or(u64::MAX, |n| n.0);
-                seqs.iter().any(|s| *s >= from && *s < until)
+                // `seqs` ascends (states are kept in mint order).
+                let i = seqs.partition_point(|s| *s < from);
+                seqs.get(i).is_some_and(|s| *s < until)
             };
             let keep: Vec<bool> = (0..vs.len()).map(visible).collect();
             let mut i = 0;
@@ -497,10 +592,12 @@ impl Window {
             let live = !(vs.is_empty() || (vs.len() == 1 && vs[0].1.is_none()));
             if live {
                 versions += vs.len();
+                bytes += NAME_COST + name.len() + vs.len() * VERSION_COST;
             }
             live
         });
         g.versions = versions;
+        g.bytes = bytes;
     }
 
     fn meta_of(&self, k: &Kept) -> Meta {
@@ -643,6 +740,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             hard: Duration::from_secs(600),
             max_states: 10,
+            max_bytes: DEFAULT_MAX_BYTES,
         });
         let t0 = Instant::now();
         let now = Timestamp::from_millis(0);
@@ -693,6 +791,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             hard: Duration::from_secs(600),
             max_states: 3,
+            max_bytes: DEFAULT_MAX_BYTES,
         });
         let t0 = Instant::now();
         let mut ats = Vec::new();
@@ -703,6 +802,75 @@ mod tests {
         assert!(ats[0].meta().is_err());
         assert_eq!(all(&ats[5]), refs(&[("x", 5)]).refs);
         assert_eq!(all(&ats[3]), refs(&[("x", 3)]).refs);
+    }
+
+    #[test]
+    fn past_the_memory_bound_the_oldest_states_go_first_and_answer_gone() {
+        // Each state here changes every one of 50 refs: a version each (32 B), so a state
+        // costs ~1.8 KB beyond the names. A bound of 12 KB keeps a few, never the oldest.
+        let w = Window::new(Retention {
+            ttl: Duration::from_secs(3600),
+            hard: Duration::from_secs(3600),
+            max_states: 100,
+            max_bytes: 12_000,
+        });
+        let t0 = Instant::now();
+        let names: Vec<String> = (0..50).map(|i| format!("jobs/{i:02}/job")).collect();
+        let mut ats = Vec::new();
+        for v in 0..20u8 {
+            let list: Vec<(&str, u8)> = names.iter().map(|n| (n.as_str(), v)).collect();
+            ats.push(w.keep(refs(&list), Timestamp::from_millis(0), t0));
+        }
+        let s = w.stats();
+        assert!(s.bytes <= 12_000, "{s:?}");
+        assert!(s.states >= 2 && s.states < 20, "{s:?}");
+        assert_eq!(s.evicted_memory, 20 - s.states as u64, "{s:?}");
+        // The kept ones are the newest, each still listing what its mint collected.
+        for (v, at) in ats.iter().enumerate() {
+            let kept = v >= 20 - s.states;
+            assert_eq!(at.meta().is_ok(), kept, "state {v}");
+            if kept {
+                assert!(
+                    all(at)
+                        .iter()
+                        .all(|(_, o)| *o == oid(u8::try_from(v).unwrap_or(0)))
+                );
+            }
+        }
+        let first_id =
+            StateId::of(&refs(&names.iter().map(|n| (n.as_str(), 0)).collect::<Vec<_>>()).refs);
+        let err = w.get_at(&first_id, t0).expect_err("dropped");
+        assert_eq!(err.code(), ErrorCode::Gone);
+        assert_eq!(
+            err.details().get("reason").and_then(|v| v.as_str()),
+            Some("memory"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--graphql-state-memory"), "{err}");
+        // A bound below one state keeps the newest anyway.
+        let tiny = Window::new(Retention {
+            max_bytes: 1,
+            ..Retention::default()
+        });
+        let a = tiny.keep(refs(&[("x", 1)]), Timestamp::from_millis(0), t0);
+        let b = tiny.keep(refs(&[("x", 2)]), Timestamp::from_millis(0), t0);
+        assert!(a.meta().is_err() && b.meta().is_ok());
+        assert_eq!(tiny.stats().states, 1);
+    }
+
+    #[test]
+    fn the_counted_bytes_match_a_recount_after_every_change() {
+        let w = Window::new(Retention::default());
+        let t0 = Instant::now();
+        for i in 0..30u8 {
+            let a = format!("a/{i}");
+            let list = vec![("keep", 1u8), (a.as_str(), i), ("moving", i)];
+            w.keep(refs(&list), Timestamp::from_millis(0), t0);
+            let counted = w.stats().bytes;
+            let mut g = write_lock(&w.inner);
+            Window::fold(&mut g);
+            assert_eq!(g.bytes, counted, "after mint {i}");
+        }
     }
 
     #[test]

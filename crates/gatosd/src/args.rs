@@ -222,6 +222,31 @@ pub struct Args {
     /// 15m).
     #[arg(long, value_name = "DUR", value_parser = parse_state_ttl, requires = "http")]
     pub graphql_state_ttl: Option<std::time::Duration>,
+    /// The memory GraphQL's kept ref states may take (SIZE: N MiB, or NMiB / NGiB; at
+    /// least 1 MiB; default 256 MiB). Past it the oldest states go first, even within the
+    /// ttl (a client paging on one gets Gone, reason memory).
+    #[arg(long, value_name = "SIZE", value_parser = parse_state_memory, requires = "http")]
+    pub graphql_state_memory: Option<usize>,
+}
+
+fn parse_state_memory(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, unit) = if let Some(n) = t.strip_suffix("GiB") {
+        (n, 1024 * 1024 * 1024)
+    } else if let Some(n) = t.strip_suffix("MiB") {
+        (n, 1024 * 1024)
+    } else {
+        (t, 1024 * 1024)
+    };
+    let n: usize = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (N MiB, or NMiB, NGiB)"))?;
+    if n == 0 {
+        return Err("at least 1 MiB".to_owned());
+    }
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn parse_state_ttl(s: &str) -> Result<std::time::Duration, String> {
@@ -385,6 +410,25 @@ mod tests {
             }
             Invocation::Generate(g) => Err(format!("not serving: {g:?}")),
         }
+    }
+
+    #[test]
+    fn the_state_memory_is_a_size_of_at_least_one_mebibyte() {
+        assert_eq!(parse_state_memory("64"), Ok(64 << 20));
+        assert_eq!(parse_state_memory("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_state_memory("2GiB"), Ok(2 << 30));
+        for bad in ["0", "", "x", "-1", "1.5GiB", "12KB"] {
+            assert!(parse_state_memory(bad).is_err(), "{bad}");
+        }
+        let Ok(Invocation::Serve(c)) = parse(args(&[
+            "--http",
+            "127.0.0.1:0",
+            "--graphql-state-memory",
+            "32MiB",
+        ])) else {
+            panic!("parses");
+        };
+        assert_eq!(c.serve.graphql_state_memory, Some(32 << 20));
     }
 
     #[test]

@@ -232,6 +232,9 @@ fn start(args: &args::Args) -> Result<(), StartError> {
     if let Some(t) = args.graphql_state_ttl {
         limits.graphql_state_ttl = t;
     }
+    if let Some(n) = args.graphql_state_memory {
+        limits.graphql_state_memory = n;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gatosd")
@@ -270,6 +273,8 @@ fn start(args: &args::Args) -> Result<(), StartError> {
             endpoints.http = Some(ep);
         }
         let shared = shared::Shared::with_config(gatos.clone(), limits, tokens, sync_remote.clone(), args.read_only);
+        shared.service.window().set_max_bytes(shared.limits.graphql_state_memory);
+        shared.metrics.watch_states(shared.service.window().clone());
         // SIGHUP re-reads the token file (a bad file keeps the tokens in force).
         let hup = shared.clone();
         tokio::spawn(async move {

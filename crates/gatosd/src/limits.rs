@@ -73,6 +73,8 @@ pub struct Limits {
     pub graphql: crate::http::graphql::Config,
     /// How long a ref state is kept after its last use (`--graphql-state-ttl`).
     pub graphql_state_ttl: Duration,
+    /// The memory the kept ref states may take (`--graphql-state-memory`).
+    pub graphql_state_memory: usize,
     /// How long a TCP client has to send `gatos.auth`.
     pub auth_timeout: Duration,
     /// How long shutdown waits for requests in flight.
@@ -108,6 +110,7 @@ impl Default for Limits {
                 .unwrap_or(std::num::NonZeroU32::MIN),
             graphql: crate::http::graphql::Config::default(),
             graphql_state_ttl: gatos::state::DEFAULT_TTL,
+            graphql_state_memory: gatos::state::DEFAULT_MAX_BYTES,
             auth_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
         }

@@ -161,6 +161,7 @@ pub struct Metrics {
     routes: Mutex<BTreeSet<String>>,
     open: Mutex<OpenAttempts>,
     store: Arc<ArcSwap<StoreSnapshot>>,
+    states: Arc<std::sync::OnceLock<Arc<gatos::state::Window>>>,
 }
 
 impl Default for Metrics {
@@ -247,6 +248,10 @@ impl Metrics {
         registry.register_collector(Box::new(StoreGauges {
             snap: store.clone(),
         }));
+        let states = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(StateGauges {
+            window: states.clone(),
+        }));
         Metrics {
             registry,
             started: Instant::now(),
@@ -264,7 +269,14 @@ impl Metrics {
             routes: Mutex::default(),
             open: Mutex::default(),
             store,
+            states,
         }
+    }
+
+    /// Reports the GraphQL face's kept ref states (ADR 0044) from `window` (the first call
+    /// wins).
+    pub fn watch_states(&self, window: Arc<gatos::state::Window>) {
+        let _ = self.states.set(window);
     }
 
     /// Replaces the store-derived gauges' snapshot (what the next scrape encodes).
@@ -729,6 +741,55 @@ impl Collector for StoreGauges {
     }
 }
 
+/// The collector of the GraphQL face's kept ref states: read from the window (a lock
+/// held for a copy of four numbers) at scrape time; nothing before the daemon sets it.
+#[derive(Debug)]
+struct StateGauges {
+    window: Arc<std::sync::OnceLock<Arc<gatos::state::Window>>>,
+}
+
+impl Collector for StateGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(w) = self.window.get() else {
+            return Ok(());
+        };
+        let s = w.stats();
+        let bytes = u64::try_from(s.bytes).unwrap_or(u64::MAX);
+        let states = u64::try_from(s.states).unwrap_or(u64::MAX);
+        for (name, help, n) in [
+            (
+                "gatos_graphql_states",
+                "Ref states the GraphQL face keeps (ADR 0044).",
+                states,
+            ),
+            (
+                "gatos_graphql_state_bytes",
+                "Memory the kept ref states take, as the window counts it (bounded by --graphql-state-memory).",
+                bytes,
+            ),
+        ] {
+            let fam = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            gauge(n).encode(fam)?;
+        }
+        for (name, help, n) in [
+            (
+                "gatos_graphql_states_inexact",
+                "Ref states minted inexact since the daemon started: the refs still moved after four lists (ADR 0044).",
+                s.inexact,
+            ),
+            (
+                "gatos_graphql_states_evicted_memory",
+                "Ref states dropped before their time to stay within --graphql-state-memory, since the daemon started.",
+                s.evicted_memory,
+            ),
+        ] {
+            let fam = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(n).encode(fam)?;
+        }
+        Ok(())
+    }
+}
+
 /// Reads the store-derived gauges every [`REFRESH`] on a thread of its own (the first
 /// time at once), into `metrics`' snapshot, until `stop`.
 pub fn refresh_store(
@@ -901,6 +962,7 @@ mod contract {
     fn the_descriptors_are_the_documented_contract() -> Result<(), std::fmt::Error> {
         // A family is written once it has a series: give each one.
         let m = Metrics::new();
+        m.watch_states(gatos::state::Window::new(gatos::state::Retention::default()));
         m.request("rpc", "messages.publish", "ok", Duration::from_millis(3));
         m.http_response(Some("/metrics"), 200);
         m.rate_limited("ci");
