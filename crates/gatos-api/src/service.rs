@@ -79,6 +79,8 @@ pub struct Service {
     node: Arc<NodeStatus>,
     /// The ref states answered at, kept for a while (ADR 0044; [`crate::state`]).
     window: Arc<gatos::state::Window>,
+    /// The durable snapshots' documents read so far, by `meta` commit (ADR 0044).
+    snapshots: Arc<gatos::snapshot::saved::Index>,
 }
 
 type R<T> = Result<T, CallError>;
@@ -182,7 +184,13 @@ impl Service {
             config: Arc::new(config),
             node: Arc::default(),
             window: gatos::state::Window::new(gatos::state::Retention::default()),
+            snapshots: Arc::default(),
         }
+    }
+
+    /// The snapshots' documents read so far.
+    pub fn snapshot_index(&self) -> &gatos::snapshot::saved::Index {
+        &self.snapshots
     }
 
     /// This service keeping ref states as `retention` says (`--graphql-state-ttl`).

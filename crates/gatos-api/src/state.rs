@@ -94,7 +94,7 @@ impl Service {
             StateSel::Ref(id) => match self.window().get(id) {
                 Ok(at) => at,
                 Err(e) if matches!(e.code(), ErrorCode::NotFound | ErrorCode::Gone) => {
-                    if let Some(doc) = gatos::snapshot::saved::find_state(self.gatos(), id)?
+                    if let Some(doc) = self.snapshot_index().find_state(self.gatos(), id)?
                         && let Ok(n) = doc.name.parse::<gatos_types::SnapshotName>()
                     {
                         self.snapshot_state(&n)?

@@ -110,6 +110,11 @@ pub fn get(gatos: &Gatos, n: &SnapshotName) -> Result<Option<(Oid, SnapshotDoc)>
     let Some(meta) = gatos.store().read_ref(&names::snapshot_meta(n))? else {
         return Ok(None);
     };
+    Ok(doc_at(gatos, n, meta)?.map(|d| (meta, d)))
+}
+
+/// The document of snapshot `n`'s `meta` commit.
+fn doc_at(gatos: &Gatos, n: &SnapshotName, meta: Oid) -> Result<Option<SnapshotDoc>> {
     let mut r = gatos.store().reader();
     let c = r.commit(meta)?;
     let bytes = r.file(c.tree, META_PATH)?.unwrap_or_default();
@@ -119,7 +124,7 @@ pub fn get(gatos: &Gatos, n: &SnapshotName) -> Result<Option<(Oid, SnapshotDoc)>
             format!("snapshot {n}: {META_PATH} of {meta} does not parse: {e}"),
         )
     })?;
-    Ok(Some((meta, doc)))
+    Ok(Some(doc))
 }
 
 /// Every snapshot (a name with a `meta`), by name.
@@ -146,6 +151,79 @@ pub fn list(gatos: &Gatos) -> Result<Vec<SnapshotDoc>> {
 pub fn find_state(gatos: &Gatos, id: &StateId) -> Result<Option<SnapshotDoc>> {
     let want = id.to_string();
     Ok(list(gatos)?.into_iter().find(|d| d.state == want))
+}
+
+/// The snapshots' documents by their `meta` commit, kept in memory (a daemon's): finding
+/// the snapshot of a state then reads the `meta` refs (one short listing per name and one
+/// ref each) but only the documents of `meta` commits it has not read before. A `meta`
+/// commit never changes, so a cached document is never stale; a snapshot made or deleted
+/// by another process is seen at the next lookup, since the refs are read every time.
+#[derive(Debug, Default)]
+pub struct Index {
+    docs: std::sync::Mutex<std::collections::HashMap<Oid, SnapshotDoc>>,
+}
+
+impl Index {
+    /// [`find_state`], reading only the `meta` commits not read before.
+    ///
+    /// # Errors
+    /// As [`find_state`].
+    pub fn find_state(&self, gatos: &Gatos, id: &StateId) -> Result<Option<SnapshotDoc>> {
+        let want = id.to_string();
+        let mut metas: Vec<(SnapshotName, Oid)> = Vec::new();
+        for raw in names_present(gatos)? {
+            let Ok(n) = raw.parse::<SnapshotName>() else {
+                continue;
+            };
+            if let Some(meta) = gatos.store().read_ref(&names::snapshot_meta(&n))? {
+                metas.push((n, meta));
+            }
+        }
+        let known = {
+            let docs = self
+                .docs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            metas
+                .iter()
+                .map(|(_, m)| docs.get(m).cloned())
+                .collect::<Vec<_>>()
+        };
+        let mut now = std::collections::HashMap::with_capacity(metas.len());
+        let mut found = None;
+        for ((n, meta), doc) in metas.into_iter().zip(known) {
+            let doc = match doc {
+                Some(d) => d,
+                None => match doc_at(gatos, &n, meta)? {
+                    Some(d) => d,
+                    None => continue,
+                },
+            };
+            if doc.state == want && found.is_none() {
+                found = Some(doc.clone());
+            }
+            now.insert(meta, doc);
+        }
+        // Forget deleted snapshots' documents.
+        *self
+            .docs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+        Ok(found)
+    }
+
+    /// The documents held (tests).
+    pub fn len(&self) -> usize {
+        self.docs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Names with copies and no `meta`: what a crash between a create's two steps (or a

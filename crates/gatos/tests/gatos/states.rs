@@ -377,3 +377,44 @@ fn snapshots_taken_while_a_writer_publishes_hold_their_states() -> TestResult {
     repo.assert_fsck_strict()?;
     Ok(())
 }
+
+#[test]
+fn the_snapshot_index_finds_states_and_follows_creates_and_deletes() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    enqueue(&g, "q")?;
+    let index = saved::Index::default();
+    let a = saved::create(&g, "a")?;
+    enqueue(&g, "q")?;
+    let b = saved::create(&g, "b")?;
+    let id = |d: &saved::SnapshotDoc| -> TestResult<StateId> { Ok(d.state.parse()?) };
+    assert_eq!(
+        index.find_state(&g, &id(&a)?)?.map(|d| d.name),
+        Some("a".into())
+    );
+    assert_eq!(index.len(), 2, "both documents read once");
+    assert_eq!(
+        index.find_state(&g, &id(&b)?)?.map(|d| d.name),
+        Some("b".into())
+    );
+    assert!(index.find_state(&g, &StateId([9; 32]))?.is_none());
+    // Another handle (another process) deletes one and makes one: the next lookup sees it.
+    let (other, _c) = open_at(&repo, T0)?;
+    saved::delete(&other, "a")?;
+    enqueue(&other, "q")?;
+    let c = saved::create(&other, "c")?;
+    assert!(index.find_state(&g, &id(&a)?)?.is_none(), "a deleted");
+    assert_eq!(index.len(), 2, "a's document forgotten, c's read");
+    assert_eq!(
+        index.find_state(&g, &id(&c)?)?.map(|d| d.name),
+        Some("c".into())
+    );
+    // The same answers as the reading that lists every document.
+    for d in [&a, &b, &c] {
+        assert_eq!(
+            index.find_state(&g, &id(d)?)?.map(|x| x.name),
+            saved::find_state(&g, &id(d)?)?.map(|x| x.name)
+        );
+    }
+    Ok(())
+}
