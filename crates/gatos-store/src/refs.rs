@@ -164,6 +164,21 @@ fn to_edit(e: &Edit, message: &str) -> Result<RefEdit> {
     })
 }
 
+/// The length past which `refs-changed` is emptied by the writer that grew it.
+pub const REFS_CHANGED_MAX: u64 = 1024 * 1024;
+
+/// What [`Store::refs_generation`] reads: equal readings mean no gatos transaction moved
+/// a ref under `refs/gatos/` in between (see there for the one exception).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefsGeneration {
+    /// The file's device.
+    pub dev: u64,
+    /// Its inode.
+    pub ino: u64,
+    /// Its length.
+    pub len: u64,
+}
+
 impl Store {
     /// `<git-dir>/gatos/topics-changed`: its modification time moves after every
     /// transaction that moves a message topic's ref, so a watcher can tell "nothing
@@ -200,6 +215,49 @@ impl Store {
                 .create(true)
                 .append(true)
                 .open(&path);
+        }
+    }
+
+    /// `<git-dir>/gatos/refs-changed`: one byte is appended to it after every transaction
+    /// that moves a ref under `refs/gatos/` (ADR 0044: a reader that kept a state of the
+    /// refs can tell from one `stat` that no gatos writer moved one since). Writes by
+    /// anything but gatos (plain git) do not touch it.
+    pub fn refs_changed_path(&self) -> std::path::PathBuf {
+        self.gatos_dir().join("refs-changed")
+    }
+
+    /// The refs' generation: the `refs-changed` file's device, inode and length (`None`
+    /// before the first gatos write). It differs after any gatos transaction that moved a
+    /// ref under `refs/gatos/` and completed after the previous reading, except across a
+    /// truncation (the file is emptied past [`REFS_CHANGED_MAX`] bytes), which can give a
+    /// length seen before only after another `REFS_CHANGED_MAX` transactions.
+    pub fn refs_generation(&self) -> Option<RefsGeneration> {
+        let st = rustix::fs::stat(self.refs_changed_path()).ok()?;
+        Some(RefsGeneration {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            len: u64::try_from(st.st_size).unwrap_or(0),
+        })
+    }
+
+    /// Appends one byte to `refs-changed` (and empties it past [`REFS_CHANGED_MAX`]). A
+    /// failure is logged: readers then rely on their own rescan bound.
+    fn bump_refs_generation(&self) {
+        use std::io::Write as _;
+        let path = self.refs_changed_path();
+        let bumped = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(b"+")?;
+                if f.metadata()?.len() > REFS_CHANGED_MAX {
+                    f.set_len(0)?;
+                }
+                Ok(())
+            });
+        if let Err(e) = bumped {
+            tracing::warn!(path = %path.display(), error = %e, "could not mark the refs changed; a daemon may answer a live GraphQL query from a state up to a second old");
         }
     }
 
@@ -550,6 +608,13 @@ impl Store {
                         })
                         .collect();
                     self.sync_refs(edits)?;
+                    // Readers of ref states learn that refs moved (ADR 0044).
+                    if edits
+                        .iter()
+                        .any(|e| e.name.as_str().starts_with(names::GATOS_PREFIX))
+                    {
+                        self.bump_refs_generation();
+                    }
                     // A transaction touching a topic's refs moves the topics stamp.
                     if edits
                         .iter()

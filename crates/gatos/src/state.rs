@@ -39,6 +39,10 @@ pub const MAX_TOMBSTONES: usize = 65_536;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 /// The longest a state is kept after its mint, however often it is used.
 pub const HARD_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// How long an unmoved live state is reused at most: writers that are not gatos (a plain
+/// `git update-ref`) do not move the refs' generation, so a state is minted again at least
+/// this often whatever the generation says.
+pub const STATE_RESCAN: Duration = Duration::from_secs(1);
 /// The default bound of the window's memory (`--graphql-state-memory`).
 pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
 /// What the window counts for a ref name besides its bytes: the map's node share, the
@@ -216,6 +220,8 @@ struct Inner {
     bytes: usize,
     /// States dropped to stay within the memory bound.
     evicted_memory: u64,
+    /// Mints that reused the last state.
+    reused: u64,
 }
 
 /// Why a state was evicted (what `Gone` says).
@@ -256,7 +262,7 @@ impl Default for Retention {
 pub struct Window {
     inner: RwLock<Inner>,
     /// One mint at a time, and the last one: when it started and the state it kept.
-    minting: Mutex<Option<(Instant, u64)>>,
+    minting: Mutex<Option<LastMint>>,
     retention: Retention,
     /// [`Retention::max_bytes`], settable after the window is made.
     max_bytes: std::sync::atomic::AtomicUsize,
@@ -268,6 +274,15 @@ impl fmt::Debug for Window {
             .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
+}
+
+/// The last mint: when its collect started, the refs' generation read just before, and
+/// the state it kept.
+#[derive(Debug, Clone, Copy)]
+struct LastMint {
+    started: Instant,
+    generation: Option<gatos_store::refs::RefsGeneration>,
+    seq: u64,
 }
 
 /// What the window holds, for metrics and tests.
@@ -285,6 +300,8 @@ pub struct Stats {
     pub bytes: usize,
     /// States evicted to stay within [`Retention::max_bytes`] so far.
     pub evicted_memory: u64,
+    /// Mints answered with the last state because no gatos writer moved a ref since.
+    pub reused: u64,
 }
 
 fn read_lock(l: &RwLock<Inner>) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -328,31 +345,56 @@ impl Window {
     /// Mints the current state (a double collect) and keeps it; a state equal to a kept
     /// one is that one.
     ///
-    /// One mint runs at a time. A caller that waited for another's mint shares its state
-    /// when that mint started after the caller arrived: the state then holds every write
-    /// acknowledged before the call, as its own mint would (read-your-writes).
+    /// The answer includes every write acknowledged before the call (read-your-writes),
+    /// whoever made it. Journaled publishes waiting in a journal are materialized first.
+    /// Then, one mint running at a time:
+    /// - the last state is reused when the refs' generation
+    ///   ([`gatos_store::Store::refs_generation`]) is the one read just before that state's
+    ///   collect began, and that was at most [`STATE_RESCAN`] ago: no gatos transaction
+    ///   completed in between, so every gatos write acknowledged before the call was in the
+    ///   refs when that collect began (writers that are not gatos are seen within
+    ///   `STATE_RESCAN`);
+    /// - a caller that waited for another's mint shares its state when that mint started
+    ///   after the caller arrived, as its own mint would;
+    /// - otherwise it mints.
     ///
     /// # Errors
     /// When the refs cannot be listed.
     pub fn mint(self: &Arc<Self>, gatos: &Gatos) -> Result<At> {
         let arrived = Instant::now();
+        // A journaled publish acknowledged before the call is in a journal or already in
+        // the refs; settling moves the refs (and the generation) for the former.
+        gatos.messages().settle_all()?;
+        let generation = gatos.store().refs_generation();
         let mut last = self.minting.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((started, seq)) = *last
-            && started >= arrived
-        {
-            let mut g = write_lock(&self.inner);
-            if let Some(k) = g.states.iter_mut().find(|k| k.seq == seq) {
-                k.last_used = Instant::now();
-                return Ok(At {
-                    window: self.clone(),
-                    seq,
-                });
+        if let Some(m) = *last {
+            let unmoved = m.generation == generation
+                && arrived.saturating_duration_since(m.started) <= STATE_RESCAN;
+            if unmoved || m.started >= arrived {
+                let mut g = write_lock(&self.inner);
+                if let Some(k) = g.states.iter_mut().find(|k| k.seq == m.seq) {
+                    k.last_used = Instant::now();
+                    if unmoved && m.started < arrived {
+                        g.reused += 1;
+                    }
+                    return Ok(At {
+                        window: self.clone(),
+                        seq: m.seq,
+                    });
+                }
             }
         }
+        // The generation before the collect: a transaction that completes after this
+        // reading moves it, so the next call does not reuse a state that may miss it.
+        let generation = gatos.store().refs_generation();
         let started = Instant::now();
         let c = collect(gatos)?;
         let at = self.keep(c, gatos.now(), started);
-        *last = Some((started, at.seq));
+        *last = Some(LastMint {
+            started,
+            generation,
+            seq: at.seq,
+        });
         Ok(at)
     }
 
@@ -507,6 +549,7 @@ impl Window {
             inexact: g.inexact,
             bytes: g.bytes,
             evicted_memory: g.evicted_memory,
+            reused: g.reused,
         }
     }
 

@@ -323,6 +323,53 @@ fn the_topics_stamp_moves_with_topic_refs_only() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn the_refs_generation_moves_after_every_gatos_transaction_only() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let (a, b) = (commit(&s, "a")?, commit(&s, "b")?);
+    let outside = name("refs/gatos-snapshots/x/meta");
+    s.update_refs(&[Edit::create(outside, a)], &Options::default())?;
+    assert_eq!(
+        s.refs_generation(),
+        None,
+        "outside refs/gatos/: no generation"
+    );
+    let job = name("refs/gatos/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/claim");
+    s.update_refs(&[Edit::create(job.clone(), a)], &Options::default())?;
+    let g1 = s.refs_generation().ok_or("a gatos write makes the file")?;
+    assert_eq!(s.refs_generation(), Some(g1), "a reading is stable");
+    // A failed transaction (a CAS mismatch) moves nothing.
+    assert!(
+        s.update_refs(
+            &[Edit::update(job.clone(), Some(b), a)],
+            &Options::default()
+        )
+        .is_err()
+    );
+    assert_eq!(s.refs_generation(), Some(g1));
+    s.update_refs(
+        &[Edit::update(job.clone(), Some(a), b)],
+        &Options::default(),
+    )?;
+    let g2 = s.refs_generation().ok_or("still there")?;
+    assert_ne!(g1, g2, "an update moves it");
+    s.update_refs(&[Edit::delete(job, b)], &Options::default())?;
+    assert_ne!(s.refs_generation(), Some(g2), "a delete moves it");
+    // Past the bound the writer empties it: still a different reading.
+    std::fs::write(
+        s.refs_changed_path(),
+        vec![b'+'; usize::try_from(gatos_store::refs::REFS_CHANGED_MAX)?],
+    )?;
+    let full = s.refs_generation().ok_or("still there")?;
+    let c = name("refs/gatos/messages/t/head");
+    s.update_refs(&[Edit::create(c, a)], &Options::default())?;
+    let emptied = s.refs_generation().ok_or("still there")?;
+    assert_eq!(emptied.len, 0, "emptied past the bound");
+    assert_ne!(emptied, full);
+    Ok(())
+}
+
 /// Writes refs with `git update-ref --stdin`.
 fn git_update_refs(repo: &TempRepo, input: &str) -> TestResult {
     let mut update = repo.git_cmd(&["update-ref", "--stdin"]);

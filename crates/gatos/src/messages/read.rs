@@ -1,5 +1,6 @@
 //! Reading after a cursor, in time proportional to the page (DESIGN §4).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatos_store::refs::names;
@@ -104,6 +105,21 @@ pub struct ScanEnd {
     /// The topic's last seq when the scan started.
     pub last_seq: u64,
 }
+
+/// One message of a walked chain.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    seq: u64,
+    commit: Oid,
+    ulid: Ulid,
+}
+
+/// Chains walked at pinned states, kept at most (ADR 0044 §1: an LRU of 4).
+const PINNED_CHAINS: usize = 4;
+
+/// The chains walked at pinned states: `(git dir, head) → links`, newest last.
+type Chains = std::collections::VecDeque<((std::path::PathBuf, Oid), Arc<Vec<Link>>)>;
+static CHAINS: std::sync::Mutex<Chains> = std::sync::Mutex::new(Chains::new());
 
 /// Messages read per index access.
 const RECORDS_PER_READ: u64 = 512;
@@ -320,10 +336,12 @@ impl Messages<'_> {
     /// topic's head there. The position index is opened as a live read opens it (caught up
     /// to the current head, at or past the pinned one) and capped at the pinned head's
     /// position. When the tail was rewritten since (a sync re-append), the pinned head is
-    /// no longer on the index: `Gone`, naming the topic.
+    /// no longer on the index: the state's own chain is walked from its head instead (its
+    /// commits: parents and `Prev-Segment`, down to the positions pruned at the state),
+    /// once per head for the last four heads, and read from there.
     ///
     /// # Errors
-    /// As [`Messages::read`]; `Gone` as said.
+    /// As [`Messages::read`]; `NotFound` for a ULID cursor not in the chain at the state.
     pub fn read_in(
         &self,
         src: &dyn crate::refs::RefSource,
@@ -349,19 +367,170 @@ impl Messages<'_> {
                 _ => false,
             };
             if !on_index {
-                return Err(Error::new(
-                    ErrorCode::Gone,
-                    format!(
-                        "topic '{topic}' was rewritten (a sync or a prune) after the ref state was taken: its messages at that state are no longer served; start again from a fresh state"
-                    ),
-                )
-                .with_detail("topic", topic.as_str()));
+                return Ok(None);
             }
-            self.scan_view(topic, view, &opts.since, Some(opts.limit), Some(cap), &mut |m| {
-                Ok(page.push(m))
-            })
+            self.scan_view(
+                topic,
+                view,
+                &opts.since,
+                Some(opts.limit),
+                Some(cap),
+                &mut |m| Ok(page.push(m)),
+            )
+            .map(Some)
         })?;
+        let end = match end {
+            Some(end) => end,
+            None => {
+                // The tail was rewritten after the state was taken (a sync re-append):
+                // the state's own chain, walked from its head (ADR 0044 §1).
+                page.messages.clear();
+                page.bytes = 0;
+                let floor = self.summary_in(src, topic)?.through;
+                let chain = self.pinned_chain(topic, pinned, floor)?;
+                self.scan_chain(topic, &chain, &opts.since, opts.limit, &mut |m| {
+                    Ok(page.push(m))
+                })?
+            }
+        };
         Ok(page.finish(&end))
+    }
+
+    /// The messages of the chain ending at `pinned`, oldest first, down to the first
+    /// after `floor` (the positions pruned at the state) or the first whose commit can
+    /// no longer be read. Kept for the last [`PINNED_CHAINS`] heads walked, process-wide,
+    /// so paging a rewritten topic at a state walks it once.
+    fn pinned_chain(&self, topic: &Topic, pinned: Oid, floor: u64) -> Result<Arc<Vec<Link>>> {
+        let key = (self.gatos.git_dir().to_path_buf(), pinned);
+        {
+            let chains = CHAINS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((_, c)) = chains.iter().find(|(k, _)| *k == key) {
+                return Ok(c.clone());
+            }
+        }
+        let mut reader = self.gatos.store().reader();
+        let mut out: Vec<Link> = Vec::new();
+        let mut next = Some(pinned);
+        while let Some(commit) = next {
+            let Ok(c) = reader.commit(commit) else {
+                // Pruned and collected: the chain at the state starts after it.
+                break;
+            };
+            let meta = super::chain::meta(&c)?;
+            if meta.seq <= floor {
+                break;
+            }
+            out.push(Link {
+                seq: meta.seq,
+                commit,
+                ulid: meta.ulid,
+            });
+            next = meta.prev();
+        }
+        out.reverse();
+        tracing::debug!(%topic, %pinned, messages = out.len(), "walked a rewritten topic's chain at a pinned state");
+        let chain = Arc::new(out);
+        let mut chains = CHAINS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        chains.push_back((key, chain.clone()));
+        while chains.len() > PINNED_CHAINS {
+            chains.pop_front();
+        }
+        Ok(chain)
+    }
+
+    /// [`Messages::scan_view`] over a walked chain (oldest first): after `since`, at most
+    /// `limit`, ending at the chain's head.
+    fn scan_chain(
+        &self,
+        topic: &Topic,
+        chain: &[Link],
+        since: &Cursor,
+        limit: u64,
+        f: &mut impl FnMut(&MessageView<'_>) -> Result<bool>,
+    ) -> Result<ScanEnd> {
+        let first = chain.first().map_or(1, |l| l.seq);
+        let last = chain.last().map_or(0, |l| l.seq);
+        // The index in `chain` of the first message to return.
+        let from = match *since {
+            Cursor::Start => 0,
+            Cursor::End => chain.len(),
+            Cursor::Seq(n) => chain.partition_point(|l| l.seq <= n),
+            Cursor::Ulid(u) => match chain.iter().position(|l| l.ulid == u) {
+                Some(i) => i + 1,
+                None => {
+                    return Err(Error::new(
+                        ErrorCode::NotFound,
+                        format!("no message {u} in topic '{topic}' at this state"),
+                    )
+                    .with_detail("topic", topic.as_str()));
+                }
+            },
+            Cursor::Time(t) => {
+                let min = Ulid::from_parts(u64::try_from(t.as_millis()).unwrap_or(0), 0);
+                chain
+                    .iter()
+                    .position(|l| l.ulid >= min)
+                    .unwrap_or(chain.len())
+            }
+        };
+        let gap = match *since {
+            Cursor::Seq(n) if n.saturating_add(1) < first && first > 1 => Some(Gap {
+                from_seq: n.saturating_add(1),
+                to_seq: first - 1,
+            }),
+            _ => None,
+        };
+        let mut out = ScanEnd {
+            last: None,
+            count: 0,
+            end: from >= chain.len(),
+            gap,
+            next_since: from
+                .checked_sub(1)
+                .and_then(|i| chain.get(i))
+                .map(|l| l.ulid),
+            head: chain.last().map(|l| l.commit),
+            last_seq: last,
+        };
+        let mut reader = self.gatos.store().reader();
+        for l in chain
+            .iter()
+            .skip(from)
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        {
+            let c = reader.commit(l.commit)?;
+            let buf = reader
+                .file(c.tree, super::chain::ENVELOPE_PATH)?
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::InvalidEnvelope,
+                        format!("message commit {} has no envelope", l.commit),
+                    )
+                })?;
+            let env = EnvelopeRef::parse(&buf)?;
+            let m = MessageView {
+                ulid: l.ulid,
+                seq: l.seq,
+                topic,
+                content_id: Digest::of(&buf),
+                commit: l.commit,
+                payload: env.payload,
+                headers: env.headers,
+            };
+            let go_on = f(&m)?;
+            out.count += 1;
+            out.last = Some((l.seq, l.ulid));
+            out.next_since = Some(l.ulid);
+            out.end = l.seq >= last;
+            if !go_on {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The position of a topic's message commit (its `Seq` trailer).

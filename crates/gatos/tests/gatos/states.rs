@@ -185,6 +185,91 @@ fn concurrent_mints_see_every_write_made_before_them() -> TestResult {
     Ok(())
 }
 
+/// A live mint reuses the last state while no gatos writer moved a ref (the refs'
+/// generation), and every gatos write — another handle's enqueue, a journaled publish
+/// left for others to materialize, a cancel — moves it; a plain git write is seen within
+/// `STATE_RESCAN`.
+#[test]
+fn an_unmoved_live_state_is_reused_and_every_gatos_write_moves_it() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    let (other, _other_clock) = open_at(&repo, T0)?;
+    enqueue(&g, "q")?;
+    let w = Window::new(Retention::default());
+    let want = || -> TestResult<StateId> {
+        let lines = repo.git(&[
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/gatos/",
+        ])?;
+        Ok(StateId(*blake3::hash(lines.as_bytes()).as_bytes()))
+    };
+    let a = w.mint(&g)?;
+    let b = w.mint(&g)?;
+    assert_eq!(a.id()?, b.id()?);
+    assert_eq!(
+        w.stats().reused,
+        1,
+        "the second mint reused the first state"
+    );
+    assert_eq!(a.id()?, want()?);
+    let topic: Topic = "t.gen".parse()?;
+    for round in 0..3 {
+        let id = enqueue(&other, "q")?;
+        let at = w.mint(&g)?;
+        assert_eq!(
+            at.id()?,
+            want()?,
+            "round {round}: an enqueue by another handle"
+        );
+        other.messages().publish(
+            &topic,
+            json!({ "round": round }),
+            &PublishOptions::default(),
+        )?;
+        let at = w.mint(&g)?;
+        assert_eq!(at.id()?, want()?, "round {round}: a journaled publish");
+        let page = g.messages().read_in(
+            &at,
+            &topic,
+            &ReadOptions {
+                since: Cursor::Start,
+                limit: 100,
+            },
+            u64::MAX,
+        )?;
+        assert_eq!(
+            page.messages.len(),
+            round + 1,
+            "round {round}: the publish is in the state"
+        );
+        other.jobs().cancel(id, Some("gen test".into()))?;
+        let at = w.mint(&g)?;
+        assert_eq!(at.id()?, want()?, "round {round}: a cancel");
+        assert_eq!(w.mint(&g)?.id()?, at.id()?, "round {round}: unmoved again");
+    }
+    // A write gatos does not see coming (plain git) is in a state within STATE_RESCAN.
+    let job_ref = repo.git(&[
+        "for-each-ref",
+        "--count=1",
+        "--format=%(objectname)",
+        "refs/gatos/jobs/",
+    ])?;
+    repo.git(&["update-ref", "refs/gatos/config/plain", job_ref.trim()])?;
+    let deadline = std::time::Instant::now() + gatos::state::STATE_RESCAN * 10;
+    loop {
+        if w.mint(&g)?.id()? == want()? {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a plain git write is seen within STATE_RESCAN"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 // ---- durable snapshots (`git gatos snapshot`, ADR 0044 §1) ----
 
 use gatos::snapshot::saved;
@@ -416,5 +501,110 @@ fn the_snapshot_index_finds_states_and_follows_creates_and_deletes() -> TestResu
             saved::find_state(&g, &id(d)?)?.map(|x| x.name)
         );
     }
+    Ok(())
+}
+
+/// A topic whose tail was rewritten after a state was taken (here: the head moved back
+/// outside gatos and new messages appended, as a sync re-append leaves it) still reads at
+/// that state, from the state's own chain: the same messages, by start, position, ULID and
+/// time, while the live topic reads the new tail.
+#[test]
+fn a_rewritten_topic_reads_at_a_state_taken_before_from_its_own_chain() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    let topic: Topic = "t.rewrite".parse()?;
+    for i in 0..5 {
+        g.messages()
+            .publish(&topic, json!({ "old": i }), &PublishOptions::default())?;
+    }
+    g.flush_journals()?;
+    let w = Window::new(Retention::default());
+    let at = w.mint(&g)?;
+    let opts = |since, limit| ReadOptions { since, limit };
+    let before = g
+        .messages()
+        .read_in(&at, &topic, &opts(Cursor::Start, 100), u64::MAX)?;
+    assert_eq!(before.messages.len(), 5);
+    // Rewrite the tail: the head back to seq 3, then two new messages on it.
+    let third = before.messages[2].commit.to_string();
+    repo.git(&[
+        "update-ref",
+        &format!("refs/gatos/messages/{topic}/head"),
+        &third,
+    ])?;
+    let (other, _c) = open_at(&repo, T0)?;
+    for i in 0..2 {
+        other
+            .messages()
+            .publish(&topic, json!({ "new": i }), &PublishOptions::default())?;
+    }
+    other.flush_journals()?;
+    let live = g.messages().read(&topic, &opts(Cursor::Start, 100))?;
+    let payloads = |p: &gatos_types::wire::ReadPage| -> Vec<String> {
+        p.messages
+            .iter()
+            .map(|m| m.payload.get().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        payloads(&live)[3..],
+        [r#"{"new":0}"#.to_owned(), r#"{"new":1}"#.to_owned()],
+        "{:?}",
+        payloads(&live)
+    );
+    // At the state: the old chain, whole and paged.
+    let again = g
+        .messages()
+        .read_in(&at, &topic, &opts(Cursor::Start, 100), u64::MAX)?;
+    assert_eq!(payloads(&again), payloads(&before));
+    assert_eq!(
+        again
+            .messages
+            .iter()
+            .map(|m| (m.seq, m.ulid, m.commit))
+            .collect::<Vec<_>>(),
+        before
+            .messages
+            .iter()
+            .map(|m| (m.seq, m.ulid, m.commit))
+            .collect::<Vec<_>>()
+    );
+    assert!(again.end);
+    let page = g
+        .messages()
+        .read_in(&at, &topic, &opts(Cursor::Seq(2), 2), u64::MAX)?;
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    assert!(!page.end);
+    let page = g.messages().read_in(
+        &at,
+        &topic,
+        &opts(Cursor::Ulid(before.messages[3].ulid), 10),
+        u64::MAX,
+    )?;
+    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [5]);
+    assert!(page.end);
+    // (The test clock stands still: every message has the same time.)
+    let t = gatos::messages::ulid_time(before.messages[1].ulid);
+    let page = g
+        .messages()
+        .read_in(&at, &topic, &opts(Cursor::Time(t), 10), u64::MAX)?;
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    let later = gatos_types::Timestamp::from_millis(t.as_millis() + 1);
+    let page = g
+        .messages()
+        .read_in(&at, &topic, &opts(Cursor::Time(later), 10), u64::MAX)?;
+    assert!(page.messages.is_empty() && page.end);
+    // A byte cap still ends a page early, with the same messages.
+    let capped = g
+        .messages()
+        .read_in(&at, &topic, &opts(Cursor::Start, 100), 1)?;
+    assert_eq!(capped.messages.len(), 1);
+    assert!(!capped.end);
     Ok(())
 }
