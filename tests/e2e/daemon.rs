@@ -490,3 +490,84 @@ perl -MIO::Socket::UNIX -e '
     drop(d);
     repo.assert_fsck_strict()
 }
+
+/// Several clients claim through one gatosd at once (issue #21: a worker passes over a
+/// job another is claiming, as `SKIP LOCKED`): every job is claimed exactly once, its
+/// claim is a committed ref when the answer comes, and none is left behind.
+#[test]
+fn concurrent_clients_through_gatosd_claim_every_job_exactly_once() -> TestResult {
+    const JOBS: usize = 24;
+    const CLIENTS: usize = 4;
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..JOBS {
+        let r = c.call(
+            "jobs.enqueue",
+            json!({"command": ["true"], "max_attempts": 1}),
+        )?;
+        ids.insert(r["result"]["id"].as_str().ok_or("no id")?.to_owned());
+    }
+    let git_dir = repo.git_dir();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|k| {
+            let c = d.client().map_err(|e| e.to_string());
+            let start = start.clone();
+            let git_dir = git_dir.clone();
+            std::thread::spawn(move || -> Result<Vec<String>, String> {
+                let mut c = c?;
+                start.wait();
+                claim_until_none(&mut c, k, &git_dir).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for w in workers {
+        claimed.extend(w.join().map_err(|_| "a client thread panicked")??);
+    }
+    let unique: std::collections::BTreeSet<String> = claimed.iter().cloned().collect();
+    assert_eq!(unique.len(), claimed.len(), "a job was claimed twice");
+    assert_eq!(unique, ids, "every job was claimed");
+    let rows = json_lines(&gatos_ok(&repo, &["jobs", "ls", "--json"])?)?;
+    assert!(
+        rows.iter()
+            .all(|r| r["state"] == "failed" && r["attempt"] == 1),
+        "{rows:?}"
+    );
+    drop(c);
+    drop(d);
+    repo.assert_fsck_strict()
+}
+
+/// One client of [`concurrent_clients_through_gatosd_claim_every_job_exactly_once`]:
+/// claims and fails jobs until none is left; returns the jobs it claimed.
+fn claim_until_none(c: &mut Client, k: usize, git_dir: &Path) -> TestResult<Vec<String>> {
+    let worker = format!("w{k}");
+    let key = format!("ed25519:{}", format!("{:02x}", k + 1).repeat(32));
+    let mut mine = Vec::new();
+    loop {
+        let cl = c.call(
+            "jobs.claim",
+            json!({"worker": worker, "worker_key": key, "lease": "60s"}),
+        )?;
+        let cl = &cl["result"];
+        if cl.is_null() {
+            return Ok(mine);
+        }
+        let id = cl["id"].as_str().ok_or("no id")?.to_owned();
+        assert_eq!(cl["attempt"], 1, "claimed twice: {cl}");
+        // Acknowledged means committed: the claim ref already names it.
+        let at = std::fs::read_to_string(git_dir.join(format!("refs/gatos/jobs/{id}/claim")))?;
+        assert_eq!(at.trim_end(), cl["claim_commit"].as_str().unwrap_or(""));
+        let done = c.call(
+            "jobs.fail",
+            json!({"id": id, "attempt": 1, "worker": worker,
+                   "lease_token": cl["lease_token"], "exit_code": 1}),
+        )?;
+        assert_eq!(done["result"]["state"], "failed", "{done}");
+        mine.push(id);
+    }
+}

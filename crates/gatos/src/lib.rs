@@ -153,6 +153,8 @@ pub(crate) struct Inner {
     writes: AtomicU64,
     last_job: Mutex<Option<Ulid>>,
     ready: Mutex<jobs::ready::State>,
+    docs: jobs::records::DocCache,
+    envelopes: jobs::enqueuer::EnvelopeCache,
     arbiter: Mutex<Option<String>>,
 }
 
@@ -295,6 +297,8 @@ impl Gatos {
                 writes: AtomicU64::new(0),
                 last_job: Mutex::default(),
                 ready: Mutex::default(),
+                docs: jobs::records::DocCache::default(),
+                envelopes: jobs::enqueuer::EnvelopeCache::default(),
                 arbiter: Mutex::default(),
             }),
         })
@@ -447,6 +451,16 @@ impl Gatos {
     /// The job ready index's state as this handle last read it.
     pub(crate) fn ready_state(&self) -> &Mutex<jobs::ready::State> {
         &self.inner.ready
+    }
+
+    /// The job documents this handle read, by commit (content-addressed, so never stale).
+    pub(crate) fn doc_cache(&self) -> &jobs::records::DocCache {
+        &self.inner.docs
+    }
+
+    /// The enqueue envelopes this handle checked, by job commit.
+    pub(crate) fn envelope_cache(&self) -> &jobs::enqueuer::EnvelopeCache {
+        &self.inner.envelopes
     }
 
     /// Returns the message plane.

@@ -132,18 +132,80 @@ impl Verdict {
     }
 }
 
+/// What a job commit's envelope says before trust is asked: signed (and matching) by
+/// the statement's key, unsigned, or invalid. It depends on the commit's content only.
+#[derive(Debug, Clone)]
+enum Signed {
+    By(Statement),
+    Unsigned,
+    Invalid(String),
+}
+
+/// The envelopes a handle checked, by job and job commit (issue #21): a worker checks a
+/// job's envelope when it picks it and again when it claims it, each time reading three
+/// objects and verifying a signature. The commit names its content, so an entry is never
+/// stale; whether its key is trusted is asked afresh each time. Bounded: emptied when it
+/// holds [`EnvelopeCache::MAX`] entries.
+#[derive(Debug, Default)]
+pub(crate) struct EnvelopeCache {
+    checked: std::sync::Mutex<std::collections::HashMap<(Ulid, Oid), Signed>>,
+}
+
+impl EnvelopeCache {
+    /// Entries held at most.
+    pub(crate) const MAX: usize = 20_000;
+}
+
 /// Checks the envelope of job `id` in `job_commit`.
 ///
 /// # Errors
 /// When the commit cannot be read.
 pub fn check(gatos: &Gatos, id: Ulid, job_commit: Oid) -> Result<Verdict> {
+    let cache = gatos.envelope_cache();
+    let hit = cache
+        .checked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&(id, job_commit))
+        .cloned();
+    let signed = match hit {
+        Some(s) => s,
+        None => {
+            let s = signed(gatos, id, job_commit)?;
+            let mut checked = cache
+                .checked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if checked.len() >= EnvelopeCache::MAX {
+                checked.clear();
+            }
+            checked.insert((id, job_commit), s.clone());
+            s
+        }
+    };
+    Ok(match signed {
+        Signed::Unsigned => Verdict::Unsigned,
+        Signed::Invalid(why) => Verdict::Invalid(why),
+        Signed::By(st) => {
+            let keys = gatos.keys();
+            if keys.current() == Some(st.enqueuer.key) || keys.is_trusted(&st.enqueuer.key) {
+                Verdict::Trusted(st)
+            } else {
+                Verdict::Untrusted(st)
+            }
+        }
+    })
+}
+
+/// The content part of [`check`]: reads and verifies the envelope.
+fn signed(gatos: &Gatos, id: Ulid, job_commit: Oid) -> Result<Signed> {
     let mut r = gatos.store().reader();
     let c = r.commit(job_commit)?;
     let Some(env_bytes) = r.file(c.tree, ENQUEUE_PATH)? else {
-        return Ok(Verdict::Unsigned);
+        return Ok(Signed::Unsigned);
     };
     let doc = r.file(c.tree, JOB_PATH)?.unwrap_or_default();
-    let invalid = |why: &str| Ok(Verdict::Invalid(why.to_owned()));
+    let invalid = |why: &str| Ok(Signed::Invalid(why.to_owned()));
     let Ok(env) = serde_json::from_slice::<Envelope>(&env_bytes) else {
         return invalid("enqueue.json is not a DSSE envelope");
     };
@@ -180,12 +242,7 @@ pub fn check(gatos: &Gatos, id: Ulid, job_commit: Oid) -> Result<Verdict> {
     if !matches {
         return invalid("the envelope is of another job, or does not match this job's document");
     }
-    let keys = gatos.keys();
-    if keys.current() == Some(st.enqueuer.key) || keys.is_trusted(&st.enqueuer.key) {
-        Ok(Verdict::Trusted(st))
-    } else {
-        Ok(Verdict::Untrusted(st))
-    }
+    Ok(Signed::By(st))
 }
 
 fn legacy_path(gatos: &Gatos) -> std::path::PathBuf {

@@ -365,7 +365,7 @@ pub fn running_commit(gatos: &Gatos, from: Oid, attempt: u32) -> Result<Option<O
     let mut r = gatos.store().reader();
     let mut at = Some(from);
     while let Some(c) = at {
-        let (d, _): (ClaimDoc, _) = read_doc(&mut r, c, CLAIM_PATH)?;
+        let (d, _, _): (ClaimDoc, _, _) = gatos.cached_doc_at(&mut r, c, CLAIM_PATH)?;
         if d.attempt < attempt {
             return Ok(None);
         }
@@ -479,6 +479,16 @@ fn lease_lost(job: Ulid, why: LostClaim) -> Error {
 }
 
 impl Jobs<'_> {
+    /// The job's lock if no other writer holds it right now.
+    fn try_lock(&self, id: Ulid) -> Result<Option<gatos_store::locks::Guard>> {
+        Ok(self
+            .gatos
+            .store()
+            .locks()
+            .try_acquire(&family(id))
+            .map_err(gatos_store::Error::from)?)
+    }
+
     pub(super) fn lock(&self, id: Ulid) -> Result<gatos_store::locks::Guard> {
         Ok(self
             .gatos
@@ -539,27 +549,62 @@ impl Jobs<'_> {
             .filter(|e| e.lease_until.is_none_or(|l| now > l.plus(skew)))
             .collect();
         candidates.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+        // As `FOR UPDATE SKIP LOCKED`: a candidate whose job lock another writer holds
+        // right now (most often another worker claiming the same best job) is passed over
+        // at first, so concurrent workers spread over the backlog instead of queueing on
+        // one job and losing the race in turn. Only when every free candidate is refused
+        // are the busy ones tried again, waiting for their locks, so that `None` still
+        // means nothing is claimable.
+        let mut busy = Vec::new();
         for c in candidates {
-            match self.claim(c.id, opts) {
-                Ok(lease) => return Ok(Some(lease)),
-                Err(e) => match e.code() {
-                    ErrorCode::AlreadyClaimed => {
-                        tracing::debug!(job = %c.id, "claimed by another worker first");
+            match self.try_lock(c.id)? {
+                Some(guard) => {
+                    if let Some(lease) = self.claim_candidate(c.id, opts, guard, refused)? {
+                        return Ok(Some(lease));
                     }
-                    ErrorCode::Conflict | ErrorCode::NotFound | ErrorCode::Forbidden => {
-                        tracing::debug!(job = %c.id, code = %e.code(), "not claimable after all");
-                        refused.insert(c.id);
-                    }
-                    // A malformed job is never run, and never stops the others.
-                    ErrorCode::InvalidEnvelope => {
-                        tracing::warn!(job = %c.id, error = %e, "a job whose documents are malformed is not run");
-                        refused.insert(c.id);
-                    }
-                    _ => return Err(e),
-                },
+                }
+                None => busy.push(c.id),
+            }
+        }
+        for id in busy {
+            let guard = self.lock(id)?;
+            if let Some(lease) = self.claim_candidate(id, opts, guard, refused)? {
+                return Ok(Some(lease));
             }
         }
         Ok(None)
+    }
+
+    /// One candidate of [`Jobs::claim_next_skipping`], its lock held: the lease, or `None`
+    /// when it could not be claimed (a lost race, or refused and added to `refused`).
+    fn claim_candidate(
+        &self,
+        id: Ulid,
+        opts: &ClaimOptions,
+        guard: gatos_store::locks::Guard,
+        refused: &mut std::collections::BTreeSet<Ulid>,
+    ) -> Result<Option<Lease>> {
+        match self.claim_locked(id, opts, guard) {
+            Ok(lease) => Ok(Some(lease)),
+            Err(e) => match e.code() {
+                ErrorCode::AlreadyClaimed => {
+                    tracing::debug!(job = %id, "claimed by another worker first");
+                    Ok(None)
+                }
+                ErrorCode::Conflict | ErrorCode::NotFound | ErrorCode::Forbidden => {
+                    tracing::debug!(job = %id, code = %e.code(), "not claimable after all");
+                    refused.insert(id);
+                    Ok(None)
+                }
+                // A malformed job is never run, and never stops the others.
+                ErrorCode::InvalidEnvelope => {
+                    tracing::warn!(job = %id, error = %e, "a job whose documents are malformed is not run");
+                    refused.insert(id);
+                    Ok(None)
+                }
+                _ => Err(e),
+            },
+        }
     }
 
     /// The unfinished jobs `opts` may run (its queues, capabilities and secrets), from the
@@ -656,6 +701,19 @@ impl Jobs<'_> {
             return Err(ClaimError::LeaseTooShort { lease: opts.lease }.into());
         }
         let guard = self.lock(id)?;
+        self.claim_locked(id, opts, guard)
+    }
+
+    /// [`Jobs::claim`] with the job's lock already held (`guard`, released inside).
+    fn claim_locked(
+        &self,
+        id: Ulid,
+        opts: &ClaimOptions,
+        guard: gatos_store::locks::Guard,
+    ) -> Result<Lease> {
+        if opts.lease < MIN_LEASE {
+            return Err(ClaimError::LeaseTooShort { lease: opts.lease }.into());
+        }
         self.gatos.refresh_job(id)?;
         let refs = self.gatos.job_refs(id)?;
         let rec = self

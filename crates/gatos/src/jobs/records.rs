@@ -76,6 +76,73 @@ pub fn read_doc_at<T: DeserializeOwned>(
     Ok((doc, bytes, commit_time(c.time)))
 }
 
+/// The documents of job-plane commits a handle has read, by commit and path, with the
+/// commit's time (issue #21): a claim, heartbeat or complete reads the same job and claim
+/// commits several times, each a commit, a tree and a blob. A commit id names its content,
+/// so an entry is never stale; only what a ref points at is read again each time. Bounded:
+/// emptied when it holds [`DocCache::MAX`] documents.
+#[derive(Debug, Default)]
+pub(crate) struct DocCache {
+    docs: std::sync::Mutex<std::collections::HashMap<(Oid, &'static str), CachedDoc>>,
+}
+
+type CachedDoc = (std::sync::Arc<[u8]>, Timestamp);
+
+impl DocCache {
+    /// Documents held at most.
+    pub(crate) const MAX: usize = 20_000;
+
+    fn get(&self, commit: Oid, path: &'static str) -> Option<CachedDoc> {
+        self.docs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(commit, path))
+            .cloned()
+    }
+
+    fn put(&self, commit: Oid, path: &'static str, doc: CachedDoc) {
+        let mut docs = self
+            .docs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if docs.len() >= Self::MAX {
+            docs.clear();
+        }
+        docs.insert((commit, path), doc);
+    }
+}
+
+impl Gatos {
+    /// [`read_doc_at`] through the handle's [`DocCache`].
+    ///
+    /// # Errors
+    /// `InvalidEnvelope` when missing or malformed.
+    pub(crate) fn cached_doc_at<T: DeserializeOwned>(
+        &self,
+        r: &mut Reader<'_>,
+        commit: Oid,
+        path: &'static str,
+    ) -> Result<(T, std::sync::Arc<[u8]>, Timestamp)> {
+        let cache = self.doc_cache();
+        let (bytes, at) = match cache.get(commit, path) {
+            Some(hit) => hit,
+            None => {
+                let c = r.commit(commit)?;
+                let bytes: std::sync::Arc<[u8]> = r
+                    .file(c.tree, path)?
+                    .ok_or_else(|| corrupt(format_args!("commit {commit} has no {path}")))?
+                    .into();
+                let at = commit_time(c.time);
+                cache.put(commit, path, (bytes.clone(), at));
+                (bytes, at)
+            }
+        };
+        let doc = serde_json::from_slice(&bytes)
+            .map_err(|e| corrupt(format_args!("{path} of {commit}: {e}")))?;
+        Ok((doc, bytes, at))
+    }
+}
+
 /// A committer time (seconds since the epoch) as a timestamp.
 pub fn commit_time(secs: i64) -> Timestamp {
     Timestamp::from_millis(secs.saturating_mul(1000))
@@ -136,23 +203,29 @@ impl Gatos {
             return Ok(None);
         };
         let mut r = self.store().reader();
-        let (spec, bytes): (JobSpec, _) = read_doc(&mut r, job_commit, JOB_PATH)?;
+        let (spec, bytes, _): (JobSpec, _, _) = self.cached_doc_at(&mut r, job_commit, JOB_PATH)?;
         // A job document that parses is not yet a job gatos would write: check it as sync
         // does, so a bad one is a coded error naming the job, never a panic further on.
         super::manifest::check_spec(&spec).map_err(|e| e.context(format_args!("job {id}")))?;
         let (claim, claim_at) = match refs.claim {
             Some(c) => {
-                let (doc, _, at) = read_doc_at::<ClaimDoc>(&mut r, c, CLAIM_PATH)?;
+                let (doc, _, at) = self.cached_doc_at::<ClaimDoc>(&mut r, c, CLAIM_PATH)?;
                 (Some((c, doc)), Some(at))
             }
             None => (None, None),
         };
         let result = match refs.result {
-            Some(c) => Some((c, read_doc::<ResultDoc>(&mut r, c, RESULT_PATH)?.0)),
+            Some(c) => Some((
+                c,
+                self.cached_doc_at::<ResultDoc>(&mut r, c, RESULT_PATH)?.0,
+            )),
             None => None,
         };
         let cancel = match refs.cancel {
-            Some(c) => Some((c, read_doc::<CancelDoc>(&mut r, c, CANCEL_PATH)?.0)),
+            Some(c) => Some((
+                c,
+                self.cached_doc_at::<CancelDoc>(&mut r, c, CANCEL_PATH)?.0,
+            )),
             None => None,
         };
         Ok(Some(JobRecord {

@@ -861,3 +861,45 @@ fn a_lease_holders_refusals_are_typed() -> TestResult {
     );
     Ok(())
 }
+
+/// `claim_next` as `SKIP LOCKED` (issue #21): a job whose lock another writer holds right
+/// now is passed over for the next best one, and waited for only when nothing else is
+/// claimable, so `None` still means nothing is.
+#[test]
+fn claim_next_passes_over_a_job_another_writer_holds_and_waits_for_it_last() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let family = |id: gatos_types::Ulid| id.to_string()[25..].to_owned();
+    let best = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["true"], "priority": 5}))?)?;
+    // The next best, in another lock family than the best.
+    let next = loop {
+        let j = g.jobs().enqueue(spec(&g, json!({"command": ["true"]}))?)?;
+        if family(j.id) != family(best.id) {
+            break j;
+        }
+    };
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(
+            repo.git_dir()
+                .join(format!("gatos/locks/jobs.{}", family(best.id))),
+        )?;
+    lock_file.lock()?;
+    let w = worker("w", &g)?;
+    let first = g.jobs().claim_next(&w)?.ok_or("a job is claimable")?;
+    assert_eq!(first.id, next.id, "the busy best job is passed over");
+    // Only the busy one is left: claim_next waits for its lock rather than answer None.
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(lock_file);
+    });
+    let second = g.jobs().claim_next(&w)?.ok_or("the busy job, once free")?;
+    assert_eq!(second.id, best.id);
+    holder.join().map_err(|_| "the holder panicked")?;
+    assert_eq!(g.jobs().claim_next(&w)?.map(|l| l.id), None);
+    Ok(())
+}
