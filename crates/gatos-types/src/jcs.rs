@@ -117,7 +117,9 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) {
+/// Appends a number as JCS writes it: an integer within ±2^53 as written, any other as
+/// ECMAScript prints the IEEE-754 double (for writers of JCS over other value types).
+pub fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) {
     if let Some(i) = n.as_i64() {
         // Integers within ±2^53 print exactly as ECMAScript does; larger ones go through f64.
         if i.unsigned_abs() <= (1u64 << 53) {
@@ -135,7 +137,9 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) {
     out.extend_from_slice(buf.format_finite(f).as_bytes());
 }
 
-fn write_string(out: &mut Vec<u8>, s: &str) {
+/// Appends a string as JCS writes it: quoted, with the minimal escapes (for writers of JCS
+/// over other value types).
+pub fn write_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;

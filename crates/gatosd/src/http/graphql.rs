@@ -18,6 +18,7 @@
 
 pub mod cursor;
 pub mod schema;
+pub mod shape;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -515,7 +516,8 @@ async fn run(
         .clone();
     let flags = rc.deps.load(Ordering::Relaxed);
     // shapeRoot: the state, the request and the data (JCS), framed.
-    let data_json = resp.data.clone().into_json().unwrap_or(Value::Null);
+    let mut data_jcs = Vec::with_capacity(64 * 1024);
+    shape::write(&mut data_jcs, &resp.data);
     let shape = {
         let mut h = blake3::Hasher::new();
         framed(&mut h, SHAPE_VERSION.as_bytes());
@@ -526,7 +528,7 @@ async fn run(
                 .map_or(&[][..], |r| &r.meta.id.as_bytes()[..]),
         );
         framed(&mut h, &request_digest);
-        framed(&mut h, &gatos_types::jcs::to_vec(&data_json));
+        framed(&mut h, &data_jcs);
         format!("blake3:{}", hex(h.finalize().as_bytes()))
     };
     tracing::info!(
@@ -549,12 +551,19 @@ async fn run(
         errors: &'a [async_graphql::ServerError],
         extensions: &'a serde_json::Map<String, Value>,
     }
-    let body = match serde_json::to_vec(&Out {
-        data: &resp.data,
-        errors: &resp.errors,
-        extensions: &extensions,
-    }) {
-        Ok(b) => b,
+    // The body is about as long as the canonical data: one allocation, no regrowth.
+    let mut body = Vec::with_capacity(data_jcs.len() + data_jcs.len() / 8 + 1024);
+    let encoded = serde_json::to_writer(
+        &mut body,
+        &Out {
+            data: &resp.data,
+            errors: &resp.errors,
+            extensions: &extensions,
+        },
+    );
+    drop(data_jcs);
+    let body = match encoded {
+        Ok(()) => body,
         Err(e) => {
             return error_answer(
                 ErrorCode::Internal,

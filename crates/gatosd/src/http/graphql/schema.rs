@@ -274,21 +274,39 @@ text_scalar!(
     "a content digest (`blake3:` and 64 lowercase hex digits)"
 );
 
-/// Any JSON value (payloads, specs).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Json(pub serde_json::Value);
+/// Any JSON value (payloads, specs): a value, or JSON text as stored (a payload, headers),
+/// parsed only when the field is resolved, straight into the answer's value.
+#[derive(Debug, Clone)]
+pub enum Json {
+    /// A value.
+    Value(Value),
+    /// Stored JSON text (canonical JSON).
+    Text(Box<serde_json::value::RawValue>),
+}
+
+impl Json {
+    /// A JSON value.
+    fn of(v: serde_json::Value) -> Json {
+        Json::Value(Value::from_json(v).unwrap_or(Value::Null))
+    }
+
+    /// The value (stored text parsed now).
+    fn value(&self) -> Value {
+        match self {
+            Json::Value(v) => v.clone(),
+            Json::Text(t) => serde_json::from_str::<Value>(t.get()).unwrap_or(Value::Null),
+        }
+    }
+}
 
 #[Scalar(name = "JSON")]
 impl ScalarType for Json {
     fn parse(value: Value) -> async_graphql::InputValueResult<Self> {
-        value
-            .into_json()
-            .map(Json)
-            .map_err(|e| async_graphql::InputValueError::custom(e.to_string()))
+        Ok(Json::Value(value))
     }
 
     fn to_value(&self) -> Value {
-        Value::from_json(self.0.clone()).unwrap_or(Value::Null)
+        self.value()
     }
 }
 
@@ -694,7 +712,7 @@ impl Ledger {
                         name,
                         version: UInt64(m.version),
                         content_id: DigestScalar(m.content_id),
-                        spec: Json(
+                        spec: Json::of(
                             serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
                         ),
                         state: Some(self.0.clone()),
@@ -1099,7 +1117,7 @@ impl Job {
 
     /// The normalized manifest, as stored (secret references are names, never values).
     async fn spec(&self) -> Json {
-        Json(serde_json::to_value(&self.row.manifest).unwrap_or(serde_json::Value::Null))
+        Json::of(serde_json::to_value(&self.row.manifest).unwrap_or(serde_json::Value::Null))
     }
 
     /// The latest claim.
@@ -1228,7 +1246,7 @@ impl TopicAt {
             .reads(Src::State(self.state.at.clone()))
             .topic_config(&self.topic)
             .map_err(from_call)?;
-        Ok(Json(
+        Ok(Json::of(
             serde_json::to_value(&cfg).unwrap_or(serde_json::Value::Null),
         ))
     }
@@ -1459,13 +1477,8 @@ fn messages_page(
                 topic: m.topic.to_string(),
                 content_id: DigestScalar(m.content_id),
                 commit: OidScalar(m.commit),
-                payload: Json(
-                    serde_json::from_str(m.payload.get()).unwrap_or(serde_json::Value::Null),
-                ),
-                headers: m
-                    .headers
-                    .and_then(|h| serde_json::from_str(h.get()).ok())
-                    .map(Json),
+                payload: Json::Text(m.payload),
+                headers: m.headers.map(Json::Text),
             },
         })
         .collect();
@@ -1516,15 +1529,22 @@ pub struct AuditRecord {
 
 impl From<Message> for AuditRecord {
     fn from(m: Message) -> AuditRecord {
-        let field = |k: &str| m.payload.0.get(k).cloned();
-        let text = |k: &str| field(k).and_then(|v| v.as_str().map(str::to_owned));
+        let payload = m.payload.value();
+        let field = |k: &str| match &payload {
+            Value::Object(o) => o.get(k).cloned(),
+            _ => None,
+        };
+        let text = |k: &str| match field(k) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
         AuditRecord {
             actor: text("actor"),
             key: text("key"),
             action: text("action"),
             target: text("target"),
-            before: field("before").map(Json),
-            after: field("after").map(Json),
+            before: field("before").map(Json::Value),
+            after: field("after").map(Json::Value),
             ulid: m.ulid,
             seq: m.seq,
         }
@@ -1665,7 +1685,7 @@ impl Manifest {
                 node: ManifestVersion {
                     version: UInt64(m.version),
                     content_id: DigestScalar(m.content_id),
-                    spec: Json(
+                    spec: Json::of(
                         serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
                     ),
                 },

@@ -1,0 +1,121 @@
+//! RFC 8785 (JCS) bytes of an answer's `data`, written straight from async-graphql's
+//! `ConstValue` (ADR 0044 §2: `shapeRoot` digests `JCS(data)`), without converting the
+//! answer to a `serde_json::Value` first. The rules are `gatos_types::jcs`'s, byte for byte
+//! (its string and number writers are used; a test compares the whole): members sorted by
+//! the UTF-16 code units of their names, the minimal escapes, integers within ±2^53 as
+//! written, other numbers as ECMAScript prints a double. An enum is its name as a string, binary data an array of byte values (what
+//! `ConstValue::into_json` gives).
+
+use async_graphql::Value;
+
+/// The JCS bytes of `v`, appended to `out`.
+pub fn write(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Boolean(true) => out.extend_from_slice(b"true"),
+        Value::Boolean(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => gatos_types::jcs::write_number(out, n),
+        Value::String(s) => gatos_types::jcs::write_string(out, s),
+        Value::Enum(name) => gatos_types::jcs::write_string(out, name.as_str()),
+        Value::Binary(bytes) => {
+            out.push(b'[');
+            for (i, b) in bytes.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b.to_string().as_bytes());
+            }
+            out.push(b']');
+        }
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&str, &Value)> =
+                map.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            // ASCII names (every field name, most payload keys) sort the same by bytes as
+            // by UTF-16 code units; others are compared by their code units. A stored
+            // payload is canonical JSON already: its members are in order.
+            if members.iter().all(|(k, _)| k.is_ascii()) {
+                if !members.is_sorted_by(|a, b| a.0 <= b.0) {
+                    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                }
+            } else {
+                members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            }
+            out.push(b'{');
+            for (i, (name, member)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                gatos_types::jcs::write_string(out, name);
+                out.push(b':');
+                write(out, member);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jcs(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        write(&mut out, v);
+        out
+    }
+
+    #[test]
+    fn the_bytes_are_gatos_types_jcs_of_the_same_json() {
+        let samples = [
+            serde_json::json!(null),
+            serde_json::json!({"b": 1, "a": [true, false, null], "": "empty"}),
+            serde_json::json!({"é": 1, "e": 2, "\u{10000}": 3, "\u{e000}": 4, "Z": 5}),
+            serde_json::json!([
+                "quote \" backslash \\ nl \n tab \t cr \r bs \u{8} ff \u{c}",
+                "\u{1}\u{1f}\u{7f}",
+                "ünï €"
+            ]),
+            serde_json::json!([
+                0,
+                -0.0,
+                1.5,
+                -2,
+                9007199254740992u64,
+                9007199254740993u64,
+                -9007199254740993i64,
+                1e21,
+                1e-7,
+                123456789.125,
+                u64::MAX
+            ]),
+            serde_json::json!({"nested": {"z": {"y": [{"b": 2, "a": 1}]}, "a": "x"}}),
+        ];
+        for s in samples {
+            let v = Value::from_json(s.clone()).expect("converts");
+            let want = gatos_types::jcs::to_vec(&v.clone().into_json().expect("to json"));
+            assert_eq!(
+                String::from_utf8_lossy(&jcs(&v)),
+                String::from_utf8_lossy(&want),
+                "{s}"
+            );
+        }
+        // An enum is its name; binary data its bytes.
+        let e = Value::Enum(async_graphql::Name::new("SUCCEEDED"));
+        assert_eq!(jcs(&e), b"\"SUCCEEDED\"");
+        let b = Value::Binary(vec![1u8, 255].into());
+        assert_eq!(
+            jcs(&b),
+            gatos_types::jcs::to_vec(&b.clone().into_json().expect("to json"))
+        );
+    }
+}
