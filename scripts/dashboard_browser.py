@@ -7,8 +7,9 @@ Environment (set by the Rust test): ORIGIN (http://127.0.0.1:PORT), SIGNIN (the 
 browser), SHOTS (where screenshots go), MODE (`full`, `read_only`, `claims` or `pages`), and for `full`:
 JOB_DONE (a succeeded job), JOB_CANCEL (a pending job), JOB_LIVE (a job that prints a line,
 waits for the file GO, prints another), GO, SHARED (the worker's writable directory),
-TOPIC (a topic with one message); for `pages`: TOPIC, JOB_CANCEL and OTHER_KEY (a key this
-node does not know); for `claims`: JOB_HB and JOB_TAKE (two pending jobs),
+TOPIC (a topic with one message); for `pages`: TOPIC, JOB_CANCEL, OTHER_KEY (a key this
+node does not know), JOB_RUN (a running job that prints a line, waits for the file GO and
+prints another), GO and SHARED; for `claims`: JOB_HB and JOB_TAKE (two pending jobs),
 WORKER_KEY (the node's key, for claims), REJECTED_REF (a ref a sync rejected), HUB (the
 bare hub the daemon syncs with), JUNK (a forged commit in it) and JOB_BAD (a finished job
 whose stored log was changed after its proof was signed). Each step waits for a condition with a deadline; no
@@ -438,7 +439,11 @@ def pages(d):
     wait(d, "its lag, live", lambda: cell(d, f"tr[data-group='billing'][data-topic='{topic}'] td.lag") == "1")
     step("the overview showed a new consumer group, then its lag grow, without a reload")
 
-    # The writes above left loose objects; a maintenance run by another process packs them.
+    # Loose objects (plain git writes them; gatos may have packed its own), then a
+    # maintenance run by another process packs them.
+    for i in range(3):
+        subprocess.run(["git", "hash-object", "-w", "--stdin"], input=f"loose {i} {time.time()}".encode(),
+                       check=True, stdout=subprocess.DEVNULL)
     before = wait(d, "loose objects on the overview", lambda: (lambda n: n if n else None)(loose(d)))
     gatos("maintenance")
     # (A string: 0 loose objects is the likely answer, and a wait ends only on a true value.)
@@ -494,6 +499,51 @@ def pages(d):
     not_reloaded(d)
     shot(d, "audit-live")
     step("the audit trail showed a cancel made through the API without a reload")
+
+    # Seven tabs, each tailing the topic or following a job: with a stream per page they
+    # would need eight connections, two more than HTTP/1.1 gives an origin, and the last
+    # tabs' requests would wait forever. Their follows ride on the one shared stream.
+    count_sources = ("window.__sources = 0; const ES = window.EventSource;"
+                     "window.EventSource = function (...a) { window.__sources += 1; return new ES(...a); };")
+    worker = subprocess.Popen(["git", "gatos", "worker", "--once", "--queue", "live", "--sandbox-allow-write", os.environ["SHARED"]],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        many_tabs(d, topic, count_sources)
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    step("seven tabs tailing a topic or following a running job's log, all live over one stream, and requests still answered")
+
+
+def many_tabs(d, topic, count_sources):
+    tabs = []
+    for i in range(7):
+        d.switch_to.new_window("tab")
+        d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": count_sources})
+        d.get(ORIGIN + (f"/topics/{topic}" if i % 2 == 0 else f"/jobs/{os.environ['JOB_RUN']}"))
+        shot(d, f"tab-{i}")
+        tabs.append((d.current_window_handle, i % 2 == 0))
+        if i % 2 == 0:
+            wait(d, "the tail", lambda: d.find_elements(By.CSS_SELECTOR, "#tail tr[data-seq='3']"))
+        else:
+            wait(d, "the job's first line", lambda: "first line" in d.find_element(By.CSS_SELECTOR, "pre.log").text)
+    gatos("messages", "publish", topic, "--data", '{"n": 4}')
+    for handle, tail in tabs:
+        d.switch_to.window(handle)
+        if tail:
+            wait(d, "message 4 in every tail", lambda: d.find_elements(By.CSS_SELECTOR, "#tail tr[data-seq='4']"))
+        assert d.execute_script("return window.__sources") == 0, "a page opened a stream of its own"
+    # The running job's log reaches every tab that follows it.
+    with open(os.environ["GO"], "w"):
+        pass
+    for handle, tail in tabs:
+        d.switch_to.window(handle)
+        if not tail:
+            wait(d, "the job's second line in every tab", lambda: "second line" in d.find_element(By.CSS_SELECTOR, "pre.log").text)
+            wait(d, "its end in every tab", lambda: "succeeded" in d.find_element(By.ID, "job-state").text)
+    d.get(ORIGIN + "/overview")
+    wait(d, "the overview in the eighth page", lambda: "Queues" in text(d) and "Consumer groups" in text(d))
 
 
 def without_shared_worker(d):

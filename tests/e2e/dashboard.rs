@@ -789,3 +789,216 @@ fn the_job_event_stream_says_when_live_claims_change() -> TestResult {
     assert_ne!(c["claims"], c2["claims"], "{c} {c2}");
     Ok(())
 }
+
+/// An open SSE response: frames read as they come, kept until taken.
+struct Events {
+    s: TcpStream,
+    text: String,
+    /// Whole frames read and not yet taken.
+    frames: Vec<String>,
+}
+
+impl Events {
+    fn open(addr: &str, headers: &[(&str, &str)]) -> TestResult<Events> {
+        let mut s = TcpStream::connect(addr)?;
+        let mut req = format!(
+            "GET /api/v1/events/jobs HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n"
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes())?;
+        s.set_read_timeout(Some(Duration::from_millis(200)))?;
+        Ok(Events {
+            s,
+            text: String::new(),
+            frames: Vec::new(),
+        })
+    }
+
+    /// The first frame that `want` accepts, taken (the others stay), within 30 s.
+    fn next(&mut self, what: &str, want: impl Fn(&str) -> bool) -> TestResult<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(end) = self.text.find("\n\n") {
+                let frame: String = self.text.drain(..end + 2).collect();
+                self.frames.push(frame);
+            }
+            if let Some(i) = self.frames.iter().position(|f| want(f)) {
+                return Ok(self.frames.remove(i));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("no {what} in 30 s; last: {}", self.text).into());
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) => return Err(format!("the stream ended waiting for {what}").into()),
+                Ok(n) => self.text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The data of the next `event: follow` of follow `f` with inner event `event`.
+    fn follow(&mut self, f: &str, event: &str) -> TestResult<Value> {
+        let frame = self.next(&format!("{event} of {f}"), |fr| {
+            fr.lines().any(|l| l == "event: follow")
+                && data_of(fr).is_some_and(|d| d["follow"] == f && d["event"] == event)
+        })?;
+        assert!(
+            !frame.lines().any(|l| l.starts_with("id:")),
+            "a follow's frame has no id of its own: {frame}"
+        );
+        data_of(&frame).ok_or_else(|| "no data".into())
+    }
+}
+
+fn data_of(frame: &str) -> Option<Value> {
+    frame
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .and_then(|d| serde_json::from_str(d).ok())
+}
+
+/// ADR 0045's follows: a job's stream and a topic's tail ride on the job-event stream, so a
+/// browser needs one connection; only the stream's own actor may add or end them; bad
+/// requests are refused with a stable code and start nothing.
+#[test]
+fn follows_ride_on_the_job_event_stream() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    gatos_ok(&repo, &["messages", "publish", "t", "--data", r#"{"n":1}"#])?;
+    let job = enqueue(&repo, &["--no-checkout", "--", "true"])?;
+    let d = start(&repo, &[])?;
+    let (cookie, _) = sign_in(&d, mint(&repo, &[])?["code"].as_str().ok_or("code")?)?;
+    let web = [
+        ("Cookie", cookie.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    let mut ev = Events::open(&d.addr, &web)?;
+    let first = ev.next("the stream's name", |f| f.contains("event: stream"))?;
+    let stream = data_of(&first).ok_or("no data")?["stream"]
+        .as_str()
+        .ok_or("no stream id")?
+        .to_owned();
+    assert_eq!(stream.len(), 32, "{stream}");
+    let follows = format!("/api/v1/events/jobs/{stream}/follows");
+
+    // A topic's tail from its start, then what another process publishes.
+    let a = send(
+        &d.addr,
+        "POST",
+        &follows,
+        &web,
+        r#"{"topic":"t","since_seq":0}"#,
+    )?;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let tail = a.json()["follow"].as_str().ok_or("no follow")?.to_owned();
+    assert_eq!(ev.follow(&tail, "message")?["data"]["seq"], 1);
+    gatos_ok(&repo, &["messages", "publish", "t", "--data", r#"{"n":2}"#])?;
+    let m2 = ev.follow(&tail, "message")?;
+    assert_eq!(m2["data"]["seq"], 2);
+    assert_eq!(m2["id"], m2["data"]["ulid"]);
+
+    // A job's stream: its state first, with the cursor as the id.
+    let j = send(
+        &d.addr,
+        "POST",
+        &follows,
+        &web,
+        &json!({"job": job}).to_string(),
+    )?;
+    assert_eq!(j.status, 200, "{}", j.body);
+    let jf = j.json()["follow"].as_str().ok_or("no follow")?.to_owned();
+    assert_ne!(jf, tail);
+    let state = ev.follow(&jf, "state")?;
+    assert_eq!(state["data"]["id"], json!(job));
+    assert_eq!(state["id"], j.json()["cursor"]);
+
+    // Ended: nothing more of it comes, and ending it twice is NotFound.
+    let del = send(&d.addr, "DELETE", &format!("{follows}/{tail}"), &web, "")?;
+    assert_eq!(del.status, 204, "{}", del.body);
+    let again = send(&d.addr, "DELETE", &format!("{follows}/{tail}"), &web, "")?;
+    assert_eq!(
+        (again.status, again.json()["code"].clone()),
+        (404, json!("NotFound"))
+    );
+
+    // Another actor (a token, another session) cannot see or use the stream: the same
+    // NotFound as for a stream that never was.
+    let bearer = format!("Bearer {OPS}");
+    let other = send(
+        &d.addr,
+        "POST",
+        &follows,
+        &[("Authorization", bearer.as_str())],
+        r#"{"topic":"t"}"#,
+    )?;
+    assert_eq!(
+        (other.status, other.json()["code"].clone()),
+        (404, json!("NotFound")),
+        "{}",
+        other.body
+    );
+    let none = send(
+        &d.addr,
+        "POST",
+        "/api/v1/events/jobs/00000000000000000000000000000000/follows",
+        &web,
+        r#"{"topic":"t"}"#,
+    )?;
+    assert_eq!(none.status, 404, "{}", none.body);
+    // Without credentials: refused before anything.
+    let anon = send(&d.addr, "POST", &follows, &[], r#"{"topic":"t"}"#)?;
+    assert_eq!(anon.status, 401, "{}", anon.body);
+
+    // Hostile bodies: a stable InvalidInput (or NotFound for an unknown job), nothing started.
+    for (body, code) in [
+        ("not json", "InvalidInput"),
+        ("[]", "InvalidInput"),
+        (r#"{}"#, "InvalidInput"),
+        (
+            r#"{"job":"01KBQ0000000000000000000ZZ","topic":"t"}"#,
+            "InvalidInput",
+        ),
+        (r#"{"topic":"t","bogus":1}"#, "InvalidInput"),
+        (r#"{"topic":"../x"}"#, "InvalidInput"),
+        (r#"{"job":"nope"}"#, "InvalidInput"),
+        (r#"{"job":"01KBQ0000000000000000000ZZ"}"#, "NotFound"),
+        (
+            r#"{"job":"01KBQ0000000000000000000ZZ","since":"garbage"}"#,
+            "InvalidInput",
+        ),
+    ] {
+        let r = send(&d.addr, "POST", &follows, &web, body)?;
+        assert_eq!(
+            r.json()["code"],
+            json!(code),
+            "{body}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let huge = format!(r#"{{"topic":"{}"}}"#, "x".repeat(20_000));
+    let r = send(&d.addr, "POST", &follows, &web, &huge)?;
+    assert_eq!(r.json()["code"], json!("InvalidInput"), "{}", r.status);
+
+    // The stream itself goes on: a job event still arrives, with its id.
+    gatos_ok(&repo, &["jobs", "cancel", &job])?;
+    let frame = ev.next("the cancel's job event", |f| f.contains("event: job"))?;
+    assert!(frame.lines().any(|l| l.starts_with("id: ")), "{frame}");
+    // The job follow saw its end too.
+    let t0 = std::time::Instant::now();
+    let _ = ev.follow(&jf, "job")?;
+    eprintln!("JOB after {:?}", t0.elapsed());
+    let end = ev.follow(&jf, "end")?;
+    eprintln!("END after {:?}", t0.elapsed());
+    assert_eq!(end["data"]["state"], "cancelled");
+    Ok(())
+}

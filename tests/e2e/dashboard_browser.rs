@@ -285,7 +285,10 @@ fn claims_heartbeats_takeovers_and_rejected_refs_in_a_browser() -> TestResult {
 /// Issue #19's "every screen is live" for the screens no job event moves: the topics list,
 /// the overview's consumer groups and maintenance debt, the manifests list and a manifest's
 /// page, the keys and the audit trail each follow what another process writes, without a
-/// reload (the daemon's `event: changed`, ADR 0045).
+/// reload (the daemon's `event: changed`, ADR 0045). Then seven tabs tail a topic or follow
+/// a running job's log at once, all over the browser's one stream (no page opens an
+/// `EventSource`), and an eighth page still loads: a stream per page would have taken
+/// more connections than HTTP/1.1 gives an origin.
 #[test]
 fn topics_groups_debt_manifests_keys_and_audit_follow_the_ledger_in_a_browser() -> TestResult {
     if !can_run("topics_groups_debt_manifests_keys_and_audit_follow_the_ledger_in_a_browser")? {
@@ -298,6 +301,24 @@ fn topics_groups_debt_manifests_keys_and_audit_follow_the_ledger_in_a_browser() 
         &["messages", "publish", "demo.events", "--data", r#"{"n":0}"#],
     )?;
     let cancel = enqueue(&repo, &["--no-checkout", "--queue", "hold", "--", "true"])?;
+    let shared = jobs_shared(&repo);
+    let go = shared.join("go");
+    let script = format!(
+        "echo first line; while [ ! -e '{}' ]; do sleep 0.05; done; echo second line",
+        go.display()
+    );
+    let run = enqueue(
+        &repo,
+        &[
+            "--no-checkout",
+            "--queue",
+            "live",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )?;
     // A key this node does not know: another repository's.
     let other = TempRepo::new()?;
     gatos_ok(&other, &["init", "--json"])?;
@@ -313,6 +334,9 @@ fn topics_groups_debt_manifests_keys_and_audit_follow_the_ledger_in_a_browser() 
             ("TOPIC", "demo.events".to_owned()),
             ("JOB_CANCEL", cancel),
             ("OTHER_KEY", key),
+            ("JOB_RUN", run),
+            ("GO", go.display().to_string()),
+            ("SHARED", shared.display().to_string()),
         ],
     )?;
     eprint!("{out}");

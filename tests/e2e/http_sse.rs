@@ -391,3 +391,35 @@ wait('every stream to close', lambda: health()['subscriptions'] == 0)
     )?;
     Ok(())
 }
+
+/// A topic idle long enough for the daemon's watch of it to back off (to 2 s between
+/// reads) still gets another process's write at once: the topics stamp moved, and a move
+/// reads every watched head (ADR 0023, correction of 2026-12-05). As first built, only the
+/// heads whose back-off was due were read, and such a write waited for the 30 s safety
+/// poll; the 10 s deadline below tells the two apart on a loaded machine.
+#[test]
+fn a_write_by_another_process_reaches_an_idle_stream_at_once() -> TestResult {
+    let (repo, d) = started()?;
+    gatos_ok(&repo, &["messages", "publish", "quiet", "--data", "0"])?;
+    d.python(
+        &repo,
+        r#"
+r = stream('/topics/quiet/stream')
+assert r.status_code == 200, r.text
+it = events(r)
+# Another topic, written now and then, keeps the stamp moving while 'quiet' backs off.
+for i in range(8):
+    publish('busy', i)
+    time.sleep(0.5)  # the idle time being tested, not a wait for a condition
+t0 = time.monotonic()
+sent = publish('quiet', 1)
+got = until(it, 'message')
+took = time.monotonic() - t0
+assert got['id'] == sent, got
+assert took < 10, f'the message took {took:.1f} s: the watch missed the write'
+print(f'{took:.3f}')
+r.close()
+"#,
+    )?;
+    Ok(())
+}

@@ -12,7 +12,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::ops::{self, Access, Cache, Op, Shape};
-use crate::routes::{FACE_ROUTES, Idempotency, Input, ROUTES, Route, Success};
+use crate::routes::{FACE_ROUTES, Idempotency, Input, Method, ROUTES, Route, Success};
 
 /// The `type` of every problem (RFC 9457) a face answers: this prefix and the code
 /// (`urn:gatos:error:QueueFull`). A URN: stable, and nothing to fetch.
@@ -103,10 +103,28 @@ pub fn document() -> Result<Value, Error> {
             "summary": face.summary,
             "tags": ["face"],
             "responses": {
-                "200": face_answer(face.path),
                 "default": {"$ref": "#/components/responses/Problem"},
             },
         });
+        let params: Vec<Value> = face
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|x| x.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !params.is_empty() {
+            item["parameters"] = Value::Array(params);
+        }
+        if face.path.ends_with("/follows") {
+            item["requestBody"] = follow_request();
+        }
+        // An ending answers with no body.
+        let ok = if matches!(face.method, Method::Delete) {
+            ("204", json!({"description": "Done; no body."}))
+        } else {
+            ("200", face_answer(face.path))
+        };
+        item["responses"][ok.0] = ok.1;
         if face.auth {
             item["responses"]["429"] = json!({"$ref": "#/components/responses/TooManyRequests"});
         } else {
@@ -554,8 +572,13 @@ fn stream_description(op: &Op) -> String {
     }
     let events = match op.shape {
         Shape::Stream if op.name == ops::names::JOBS_WATCH => {
-            "`job` events (the job events of gatos.jobs, each with its message's ulid as the \
-             id)"
+            "first `stream` ({stream}: the name that POST \
+             /api/v1/events/jobs/{stream}/follows takes) and `changed` (the node's \
+             fingerprints: claims, sync, topics, groups, manifests, keys, audit, \
+             maintenance; again whenever one moves), then `job` events (the job events of \
+             gatos.jobs, each with its message's ulid as the id) and `follow` events \
+             ({follow, event, id, data}: the follows started on this stream, without an id \
+             of their own)"
         }
         _ => "`message` events (each message as messages.read returns it, its ULID as the id)",
     };
@@ -568,6 +591,36 @@ fn stream_description(op: &Op) -> String {
     )
 }
 
+/// The body of `POST /api/v1/events/jobs/{stream}/follows`: a job's fields of
+/// `jobs.follow`, or a topic's of `messages.subscribe`.
+fn follow_request() -> Value {
+    let text = json!({"type": "string"});
+    json!({
+        "required": true,
+        "content": {"application/json": {"schema": {"oneOf": [
+            {
+                "type": "object",
+                "description": "Follow a job, as GET /api/v1/jobs/{id}/stream.",
+                "properties": {"job": text, "since": text, "logs": {"type": "boolean"}},
+                "required": ["job"],
+                "additionalProperties": false,
+            },
+            {
+                "type": "object",
+                "description": "Tail a topic, as GET /api/v1/topics/{topic}/stream.",
+                "properties": {
+                    "topic": text,
+                    "since": text,
+                    "since_seq": {"type": "integer", "minimum": 0},
+                    "since_time": text,
+                },
+                "required": ["topic"],
+                "additionalProperties": false,
+            },
+        ]}}},
+    })
+}
+
 fn face_answer(path: &str) -> Value {
     if path == "/healthz" {
         json!({
@@ -576,6 +629,15 @@ fn face_answer(path: &str) -> Value {
                 "type": "object",
                 "properties": {"status": {"const": "ok"}},
                 "required": ["status"],
+            }}},
+        })
+    } else if path.ends_with("/follows") {
+        json!({
+            "description": "The follow started: its id, and for a job follow its start cursor.",
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "properties": {"follow": {"type": "string"}, "cursor": {"type": "string"}},
+                "required": ["follow"],
             }}},
         })
     } else if path == "/metrics" {

@@ -435,6 +435,18 @@ pub const FACE_ROUTES: &[FaceRoute] = &[
         auth: true,
     },
     FaceRoute {
+        method: Method::Post,
+        path: "/api/v1/events/jobs/{stream}/follows",
+        summary: "Starts a follow on job-event stream {stream} (named by its first event, `stream`): a body {job, since?, logs?} follows a job as /api/v1/jobs/{id}/stream does, {topic, since? | since_seq? | since_time?} tails a topic; its events come on that stream as `event: follow` {follow, event, id, data}. Only the stream's own actor may; answers {follow, cursor?} (docs/http.md, ADR 0045).",
+        auth: true,
+    },
+    FaceRoute {
+        method: Method::Delete,
+        path: "/api/v1/events/jobs/{stream}/follows/{follow}",
+        summary: "Ends follow {follow} of job-event stream {stream}: 204, or 404 NotFound for a follow or stream that is not there (or not this actor's).",
+        auth: true,
+    },
+    FaceRoute {
         method: Method::Get,
         path: "/metrics",
         summary: "The daemon's metrics (docs/metrics.md): Prometheus text 0.0.4, or OpenMetrics 1.0 when Accept asks for it.",

@@ -1,7 +1,7 @@
 // The jobs table (filters in the URL, cursor pages from the job index, bulk actions) and
 // a job's page (spec, claim-chain timeline, live logs, outputs, proof).
 import { h, fill, api, qs, time, ulidTime, stateBadge, notice, pre } from './util.js';
-import { onJobEvent, onChange } from './live.js';
+import { onJobEvent, onChange, follow as followLive } from './live.js';
 import { go } from './app.js';
 
 const FILTERS = ['queue', 'state', 'capability', 'enqueuer', 'since', 'until', 'search', 'all'];
@@ -311,15 +311,22 @@ export async function jobPage(el, url, session, [id]) {
   }
   const offChange = onChange((moved) => { if (moved.has('claims') && job.state === 'running') refresh(); });
   loadTimeline();
-  // The job's own stream: its state, its events (the claim chain), its log, its end.
-  const source = new EventSource(`/api/v1/jobs/${job.id}/stream`);
+  // The job's own stream (its state, its events, its log, its end), followed on the
+  // browser's one stream: no connection of its own (ADR 0045).
   const decoder = (chunk) => (chunk.encoding === 'base64' ? atob(chunk.data) : chunk.data);
   const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
-  source.addEventListener('state', (ev) => {
-    try { const j = JSON.parse(ev.data); if (!same(j, job)) { job = j; drawHead(); } } catch (_) { /* ignored */ }
-    el.dataset.live = 'true';
-  });
-  source.addEventListener('job', () => refresh());
+  const on = {
+    state(j) { if (!same(j, job)) { job = j; drawHead(); } el.dataset.live = 'true'; },
+    job() { refresh(); },
+    log(c) {
+      const target = logs[c.stream] || logs.stdout;
+      target.append(decoder(c));
+      if (follow.checked) target.scrollTop = target.scrollHeight;
+    },
+    end(j) { if (j) { job = j; drawHead(); } loadTimeline(); },
+    error(p) { notice(status, `The live view stopped: ${(p && (p.detail || p.title)) || 'the stream failed'}. Reload the page to follow again.`, 'error'); },
+  };
+  const unfollow = followLive({ job: job.id }, (event, data) => { if (on[event]) on[event](data); });
   // An event of the job (claimed, retry scheduled, …) changes its row and its chain: read
   // both again, once per burst.
   let refreshing = null;
@@ -328,16 +335,5 @@ export async function jobPage(el, url, session, [id]) {
     refreshing = api(`/api/v1/jobs/${job.id}`).then((j) => { if (!same(j, job)) { job = j; drawHead(); } return loadTimeline(); })
       .catch(() => {}).finally(() => { refreshing = null; });
   }
-  source.addEventListener('log', (ev) => {
-    let c; try { c = JSON.parse(ev.data); } catch (_) { return; }
-    const target = logs[c.stream] || logs.stdout;
-    target.append(decoder(c));
-    if (follow.checked) target.scrollTop = target.scrollHeight;
-  });
-  source.addEventListener('end', (ev) => {
-    try { job = JSON.parse(ev.data); drawHead(); } catch (_) { /* ignored */ }
-    source.close();
-    loadTimeline();
-  });
-  return () => { offChange(); source.close(); delete el.dataset.live; };
+  return () => { offChange(); unfollow(); delete el.dataset.live; };
 }

@@ -1,14 +1,26 @@
 // The one job-event stream of this browser (ADR 0045): a SharedWorker holds a single
 // EventSource on /api/v1/events/jobs and posts each event to every tab connected to it.
-const ports = new Set();
+// The follows tabs ask for (a job's stream, a topic's tail) ride on the same stream.
+importScripts('/assets/live-hub.js');
+
+const ports = new Map(); // client id → port
+let nextClient = 1;
 let source = null;
 let status = 'connecting';
 let lastChanged = null; // the daemon's last fingerprints: a joining tab's baseline
+const hub = new self.GatosHub((client, msg) => {
+  const p = ports.get(client);
+  if (p) try { p.postMessage(msg); } catch (_) { ports.delete(client); }
+});
 
 function broadcast(msg) {
-  for (const p of ports) {
-    try { p.postMessage(msg); } catch (_) { ports.delete(p); }
+  for (const [c, p] of ports) {
+    try { p.postMessage(msg); } catch (_) { ports.delete(c); }
   }
+}
+
+function parsed(ev) {
+  try { return JSON.parse(ev.data); } catch (_) { return null; }
 }
 
 function open() {
@@ -20,14 +32,15 @@ function open() {
     broadcast({ type: 'status', status });
     if (source && source.readyState === EventSource.CLOSED) source = null;
   });
+  source.addEventListener('stream', (ev) => { const d = parsed(ev); if (d && d.stream) hub.setStream(d.stream); });
+  source.addEventListener('follow', (ev) => hub.event(parsed(ev)));
   source.addEventListener('job', (ev) => {
-    let data = null;
-    try { data = JSON.parse(ev.data); } catch (_) { return; }
-    broadcast({ type: 'job', id: ev.lastEventId, data });
+    const data = parsed(ev);
+    if (data) broadcast({ type: 'job', id: ev.lastEventId, data });
   });
   source.addEventListener('changed', (ev) => {
-    let data = null;
-    try { data = JSON.parse(ev.data); } catch (_) { return; }
+    const data = parsed(ev);
+    if (!data) return;
     lastChanged = data;
     broadcast({ type: 'changed', data });
   });
@@ -38,11 +51,15 @@ function open() {
 
 self.addEventListener('connect', (e) => {
   const port = e.ports[0];
-  ports.add(port);
+  const client = nextClient++;
+  ports.set(client, port);
   port.addEventListener('message', (m) => {
-    if (m.data === 'bye') ports.delete(port);
-    if (m.data === 'reopen' && source === null) open();
-    if (ports.size === 0 && source) { source.close(); source = null; }
+    const d = m.data;
+    if (d === 'bye') { ports.delete(client); hub.drop(client); }
+    if (d === 'reopen' && source === null) open();
+    if (d && d.type === 'follow') { open(); hub.follow(client, d.local, d.what); }
+    if (d && d.type === 'unfollow') hub.unfollow(client, d.local);
+    if (ports.size === 0 && source) { source.close(); source = null; hub.setStream(null); }
   });
   port.start();
   open();

@@ -1,6 +1,6 @@
 // Overview, topics (live tail), manifests (versions, diff, run), keys and the audit trail.
 import { h, fill, api, qs, time, ulidTime, notice, pre } from './util.js';
-import { onJobEvent, onChange } from './live.js';
+import { onJobEvent, onChange, follow } from './live.js';
 import { go } from './app.js';
 
 function table(caption, columns, rows) {
@@ -243,7 +243,7 @@ export async function topicPage(el, url, session, [topic]) {
   const pause = h('button', { type: 'button', 'aria-pressed': 'false' }, 'Pause');
   const seq = h('input', { id: 'seq', type: 'number', min: '0', inputmode: 'numeric', 'data-search': true });
   const jump = h('form', { class: 'inline' }, h('label', { for: 'seq' }, 'Jump to seq '), seq, h('button', { type: 'submit' }, 'Go'));
-  let paused = false; const held = []; let source = null; const seen = [];
+  let paused = false; const held = []; let unfollow = null; const seen = [];
   function add(m) {
     seen.push(Date.now());
     while (seen.length && seen[0] < Date.now() - 60000) seen.shift();
@@ -259,14 +259,15 @@ export async function topicPage(el, url, session, [topic]) {
     list.prepend(tr);
     while (list.children.length > 500) list.lastChild.remove();
   }
+  // The tail rides on the browser's one stream (ADR 0045): no connection of its own.
   function open(sinceSeq) {
-    if (source) source.close();
+    if (unfollow) unfollow();
     fill(list);
-    const q = sinceSeq !== null && sinceSeq !== undefined ? qs({ since_seq: sinceSeq }) : '';
-    source = new EventSource(`/api/v1/topics/${encodeURIComponent(topic)}/stream${q}`);
-    source.addEventListener('message', (ev) => {
-      let m; try { m = JSON.parse(ev.data); } catch (_) { return; }
-      if (paused) held.push(m); else add(m);
+    const what = { topic };
+    if (sinceSeq !== null && sinceSeq !== undefined) what.since_seq = sinceSeq;
+    unfollow = follow(what, (event, m) => {
+      if (event === 'message') { if (paused) held.push(m); else add(m); }
+      if (event === 'error') notice(detail, `The tail stopped: ${(m && (m.detail || m.title)) || 'the stream failed'}.`, 'error');
     });
   }
   pause.addEventListener('click', () => {
@@ -291,7 +292,7 @@ export async function topicPage(el, url, session, [topic]) {
   open(info ? Math.max(0, info.last_seq - 20) : null);
   // The size and range: drawn again when the topic list moves (a prune, other writers).
   const off = redrawOn(['topics'], async () => drawSize(await about()));
-  return () => { off(); if (source) source.close(); };
+  return () => { off(); if (unfollow) unfollow(); };
 }
 
 /** `/manifests`: drawn again when a manifest gets a version. */

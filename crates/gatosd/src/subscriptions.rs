@@ -134,18 +134,30 @@ async fn poll_heads(w: Arc<Watchers>) {
     let mut stamp = w.gatos.topics_stamp();
     let mut hot_until = tokio::time::Instant::now() + STAMP_GUARD;
     let mut next_safety = tokio::time::Instant::now() + SAFETY_POLL;
+    // A second full read after a move: a write in the same tick of the stamp's clock as
+    // the one that moved it leaves no mark of its own.
+    let mut sweep_at: Option<tokio::time::Instant> = None;
     loop {
         let now = tokio::time::Instant::now();
         let seen = w.gatos.topics_stamp();
+        // The stamp says some topic moved, not which: every watched head is read, however
+        // long its own back-off (an idle topic's is up to `idle_poll`, and waiting for it
+        // would leave a write by another process unseen until the safety poll).
+        let mut sweep = false;
         if seen != stamp {
             stamp = seen;
             hot_until = now + STAMP_GUARD.max(w.poll);
+            sweep = true;
+            sweep_at = Some(now + STAMP_GUARD);
+        } else if sweep_at.is_some_and(|t| now >= t) {
+            sweep = true;
+            sweep_at = None;
         }
         let safety = now >= next_safety;
         if safety {
             next_safety = now + SAFETY_POLL;
         }
-        let quiet = now > hot_until && !safety;
+        let quiet = now > hot_until && !safety && !sweep;
         let (due, next) = {
             let mut map = w.map.lock().unwrap_or_else(PoisonError::into_inner);
             map.retain(|_, x| x.tx.receiver_count() > 0);
@@ -159,7 +171,7 @@ async fn poll_heads(w: Arc<Watchers>) {
                 Vec::new()
             } else {
                 map.iter()
-                    .filter(|(_, x)| x.due <= now || safety)
+                    .filter(|(_, x)| x.due <= now || safety || sweep)
                     .map(|(t, _)| t.clone())
                     .collect()
             };
@@ -172,6 +184,7 @@ async fn poll_heads(w: Arc<Watchers>) {
                     .unwrap_or(now + w.poll)
                     .min(now + w.poll)
             };
+            let next = sweep_at.map_or(next, |t| next.min(t));
             (due, next)
         };
         if due.is_empty() {

@@ -43,6 +43,7 @@ use super::problem::Problem;
 use super::query;
 
 pub(crate) mod job;
+pub(crate) mod mux;
 
 /// The `retry:` a stream opens with: how long an `EventSource` waits before reconnecting.
 pub const RETRY: Duration = Duration::from_secs(2);
@@ -60,6 +61,8 @@ pub const JOB_EVENTS: &str = "/api/v1/events/jobs";
 #[derive(Default)]
 pub struct Streams {
     by_actor: Mutex<HashMap<String, usize>>,
+    /// The job-event streams that take follows (ADR 0045).
+    pub(crate) mux: mux::Registry,
 }
 
 /// The shutdown of the connection a request came on (put in its extensions by
@@ -69,7 +72,8 @@ pub struct ConnStop(pub CancellationToken);
 
 /// The stream routes.
 pub fn routes(state: Arc<HttpState>) -> Router {
-    let (a, b, c) = (state.clone(), state.clone(), state);
+    let (a, b, c) = (state.clone(), state.clone(), state.clone());
+    let (d, e) = (state.clone(), state);
     Router::new()
         .route(
             TOPIC_STREAM,
@@ -92,6 +96,32 @@ pub fn routes(state: Arc<HttpState>) -> Router {
                         .unwrap_or_else(|p| p.into_response())
                 }
             }),
+        )
+        .route(
+            mux::FOLLOWS,
+            axum::routing::post(
+                move |axum::extract::Path(stream): axum::extract::Path<String>, req: Request| {
+                    let st = d.clone();
+                    async move {
+                        mux::add(st, stream, req)
+                            .await
+                            .unwrap_or_else(|p| p.into_response())
+                    }
+                },
+            ),
+        )
+        .route(
+            mux::FOLLOW,
+            axum::routing::delete(
+                move |path: axum::extract::Path<(String, String)>, req: Request| {
+                    let st = e.clone();
+                    async move {
+                        mux::end(st, path, req)
+                            .await
+                            .unwrap_or_else(|p| p.into_response())
+                    }
+                },
+            ),
         )
         .route(
             job::JOB_STREAM,
@@ -119,8 +149,9 @@ enum Filter {
 }
 
 impl Filter {
-    /// The frame of `m`, if it passes.
-    fn frame(&self, m: &MessageView<'_>) -> Option<Bytes> {
+    /// The frame of `m`, if it passes: its own, or as an `event: follow` of follow `mux`
+    /// on a job-event stream.
+    fn frame(&self, m: &MessageView<'_>, mux: Option<&str>) -> Option<Bytes> {
         let (event, data) = match self {
             Filter::Messages => ("message", serde_json::to_string(m).ok()?),
             Filter::Jobs(p) => {
@@ -132,7 +163,11 @@ impl Filter {
                 ("job", v.to_string())
             }
         };
-        Some(event_frame(Some(&m.ulid.to_string()), event, &data))
+        let id = m.ulid.to_string();
+        Some(match mux {
+            Some(f) => mux::frame(f, event, Some(&id), &data),
+            None => event_frame(Some(&id), event, &data),
+        })
     }
 }
 
@@ -321,18 +356,32 @@ async fn open(st: Arc<HttpState>, kind: Kind, req: Request) -> Result<Response, 
     // The job-event stream also says when live claims or the daemon's sync changed, which
     // no gatos.jobs event does (ADR 0045): the dashboard reads them again then.
     let node = matches!(kind, Kind::Jobs).then(|| st.shared.changes.subscribe());
-    tokio::spawn(tracing::Instrument::in_current_span(produce(
-        Producer {
-            st: st.clone(),
-            follower,
-            filter,
-            changes,
-            node,
-            stop,
-            queue: queue.clone(),
-        },
-        slot,
-    )));
+    // The job-event stream also carries follows (a job's stream, a topic's tail) so that a
+    // browser needs no other connection: its first event names it (ADR 0045).
+    let registered = match kind {
+        Kind::Jobs => {
+            let (id, reg) =
+                mux::Registry::register(&st, authed.actor.to_string(), queue.clone(), stop.clone());
+            let data = serde_json::json!({ "stream": id }).to_string();
+            queue.push_now(event_frame(None, "stream", &data));
+            Some(reg)
+        }
+        Kind::Topic => None,
+    };
+    let producer = Producer {
+        st: st.clone(),
+        follower,
+        filter,
+        changes,
+        node,
+        stop,
+        queue: queue.clone(),
+        mux: None,
+    };
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
+        produce(producer, slot).await;
+        drop(registered);
+    }));
     let mut r = Response::new(Body::new(StreamBody::new(queue)));
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -506,6 +555,9 @@ struct Producer {
     node: Option<tokio::sync::watch::Receiver<crate::shared::NodeChanges>>,
     stop: CancellationToken,
     queue: Arc<Queue>,
+    /// A follow on a job-event stream: its frames are `event: follow` of this id, with no
+    /// `id:` of their own, and its end never ends the stream.
+    mux: Option<String>,
 }
 
 enum Ended {
@@ -526,6 +578,7 @@ async fn produce(p: Producer, slot: Slot) {
         mut node,
         stop,
         queue,
+        mux,
     } = p;
     if let Some(n) = node.as_mut() {
         // The fingerprints now, first: a client compares later ones with these, and one
@@ -551,12 +604,13 @@ async fn produce(p: Producer, slot: Slot) {
             break Ended::Error;
         };
         let flt = filter.clone();
+        let fid = mux.clone();
         let polled = tokio::task::spawn_blocking(move || {
             let mut frames: Vec<(Ulid, Option<Bytes>)> = Vec::new();
             let mut bytes = 0usize;
             let mut full = false;
             let r = f.poll(batch, |m| {
-                let frame = flt.frame(m);
+                let frame = flt.frame(m, fid.as_deref());
                 bytes += frame.as_ref().map_or(0, Bytes::len);
                 frames.push((m.ulid, frame));
                 full = u64::try_from(bytes).unwrap_or(u64::MAX) >= max_bytes;
@@ -581,7 +635,10 @@ async fn produce(p: Producer, slot: Slot) {
         };
         if let Some(g) = gap {
             let data = serde_json::json!({ "from_seq": g.from_seq, "to_seq": g.to_seq });
-            queue.push_now(event_frame(None, "gap", &data.to_string()));
+            queue.push_now(match &mux {
+                Some(f) => mux::frame(f, "gap", None, &data.to_string()),
+                None => event_frame(None, "gap", &data.to_string()),
+            });
         }
         for (ulid, frame) in frames {
             let Some(frame) = frame else {
@@ -593,7 +650,9 @@ async fn produce(p: Producer, slot: Slot) {
                 if queue.gone() {
                     break 'outer Ended::Gone;
                 }
-                if queue.try_push(Some(ulid.to_string()), &frame).is_ok() {
+                // A follow's frames leave the stream's own resume id alone.
+                let id = mux.is_none().then(|| ulid.to_string());
+                if queue.try_push(id, &frame).is_ok() {
                     queued = Some(ulid);
                     break;
                 }
@@ -622,6 +681,21 @@ async fn produce(p: Producer, slot: Slot) {
             break Ended::Gone;
         }
     };
+    if let Some(f) = &mux {
+        // A follow ends alone: the stream and its other follows go on.
+        match ended {
+            Ended::Gone | Ended::Shutdown => {}
+            Ended::Lagged => {
+                let next = queued.map(|u| u.to_string());
+                tracing::info!(follow = %f, "SSE follow lagged; follow ended");
+                let data = serde_json::json!({ "next_since": next }).to_string();
+                queue.push_now(mux::frame(f, "lagged", None, &data));
+            }
+            Ended::Error => queue.push_now(mux::frame(f, "error", None, "null")),
+        }
+        drop(slot);
+        return;
+    }
     match ended {
         Ended::Gone => {}
         Ended::Lagged => {

@@ -196,6 +196,13 @@ pub(crate) fn start(
 pub(crate) enum Sink {
     /// Server-sent events into a response body's queue.
     Sse(Arc<Queue>),
+    /// `event: follow` frames of follow `follow` into a job-event stream's queue (ADR 0045).
+    Mux {
+        /// The job-event stream's queue.
+        queue: Arc<Queue>,
+        /// The follow's id.
+        follow: String,
+    },
     /// JSON-RPC notifications of subscription `subscription` into a connection's outbox.
     Rpc {
         /// The connection's outbox.
@@ -247,14 +254,25 @@ impl Sink {
         data: String,
     ) -> Result<(), Ended> {
         match self {
-            Sink::Sse(queue) => {
-                let frame = event_frame(Some(&id), event, &data);
+            Sink::Sse(_) | Sink::Mux { .. } => {
+                let (queue, frame, own) = match self {
+                    Sink::Mux { queue, follow } => {
+                        // No `id:`: the stream's own resume id stays its own.
+                        (
+                            queue,
+                            super::mux::frame(follow, event, Some(&id), &data),
+                            None,
+                        )
+                    }
+                    Sink::Sse(queue) => (queue, event_frame(Some(&id), event, &data), Some(id)),
+                    Sink::Rpc { .. } => return Err(Ended::Error),
+                };
                 let deadline = tokio::time::Instant::now() + grace;
                 loop {
                     if queue.gone() {
                         return Err(Ended::Gone);
                     }
-                    if queue.try_push(Some(id.clone()), &frame).is_ok() {
+                    if queue.try_push(own.clone(), &frame).is_ok() {
                         return Ok(());
                     }
                     tokio::select! {
@@ -298,7 +316,7 @@ impl Sink {
     /// Resolves when the reader has gone (the SSE client; a subscription's end is its stop).
     async fn gone(&self) {
         match self {
-            Sink::Sse(queue) => queue.gone.cancelled().await,
+            Sink::Sse(queue) | Sink::Mux { queue, .. } => queue.gone.cancelled().await,
             Sink::Rpc { .. } => std::future::pending().await,
         }
     }
@@ -306,6 +324,16 @@ impl Sink {
     /// Ends the stream as `ended` says.
     async fn finish(&self, ended: Ended, last: Option<String>) {
         match self {
+            // A follow ends alone: the stream and its other follows go on.
+            Sink::Mux { queue, follow } => match ended {
+                Ended::Done | Ended::Gone | Ended::Shutdown => {}
+                Ended::Error => queue.push_now(super::mux::frame(follow, "error", None, "null")),
+                Ended::Lagged => {
+                    tracing::info!(follow = %follow, "SSE follow lagged; job follow ended");
+                    let data = serde_json::json!({ "next_since": last }).to_string();
+                    queue.push_now(super::mux::frame(follow, "lagged", None, &data));
+                }
+            },
             Sink::Sse(queue) => match ended {
                 Ended::Done | Ended::Error => queue.close(),
                 Ended::Gone => {}
