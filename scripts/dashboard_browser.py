@@ -439,6 +439,15 @@ def pages(d):
     wait(d, "its lag, live", lambda: cell(d, f"tr[data-group='billing'][data-topic='{topic}'] td.lag") == "1")
     step("the overview showed a new consumer group, then its lag grow, without a reload")
 
+    # The throughput charts count a job that ends elsewhere, live.
+    ended = int(wait(d, "the charts", lambda: d.find_element(By.CSS_SELECTOR, ".charts").get_attribute("data-ended")))
+    gatos("jobs", "enqueue", "--no-checkout", "--queue", "chart", "--", "true")
+    gatos("worker", "--drain", "--queue", "chart")
+    wait(d, "the ended job in the last hour's chart",
+         lambda: int(d.find_element(By.CSS_SELECTOR, ".charts").get_attribute("data-ended") or 0) > ended)
+    not_reloaded(d)
+    step(f"the throughput chart counted a job a worker ended elsewhere ({ended} → {ended + 1}), without a reload")
+
     # Loose objects (plain git writes them; gatos may have packed its own), then a
     # maintenance run by another process packs them.
     for i in range(3):

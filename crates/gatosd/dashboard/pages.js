@@ -33,26 +33,45 @@ function bars(label, buckets, fails) {
   return h('figure', {}, svg, h('figcaption', {}, label));
 }
 
-/** Finished and failed jobs per bucket over `spanMs`, from gatos.jobs events. */
-async function throughput(spanMs, n) {
-  const now = Date.now();
-  const start = now - spanMs;
-  const done = new Array(n).fill(0); const failed = new Array(n).fill(0);
-  let since = null; let pages = 0;
-  const first = new Date(start).toISOString();
+const FINAL = ['succeeded', 'failed', 'cancelled', 'finished', 'completed'];
+/** The most pages of 1,000 events the charts read at load (then they count live). */
+const CHART_PAGES = 50;
+
+/** Counts a job event at `at` (ms) into per-minute buckets: [ended, failed]. */
+function countEvent(minutes, at, kind) {
+  if (!FINAL.includes(kind)) return false;
+  const k = Math.floor(at / 60000);
+  const c = minutes.get(k) || [0, 0];
+  c[0] += 1;
+  if (kind === 'failed') c[1] += 1;
+  minutes.set(k, c);
+  return true;
+}
+
+/** Ended and failed jobs per minute over the last day, from gatos.jobs events. */
+async function perMinute() {
+  const minutes = new Map();
+  let since = null; let pages = 0; let capped = false; let last = null;
+  const first = new Date(Date.now() - 86400e3).toISOString();
   for (;;) {
     const page = await api(`/api/v1/topics/gatos.jobs/messages${qs(since ? { since, limit: 1000 } : { since_time: first, limit: 1000 })}`);
-    for (const m of page.messages || []) {
-      const ev = m.payload || {};
-      const at = ulidTime(m.ulid);
-      const i = Math.floor(((at - start) / spanMs) * n);
-      if (i < 0 || i >= n) continue;
-      if (['succeeded', 'failed', 'cancelled', 'finished', 'completed'].includes(ev.event)) done[i] += 1;
-      if (ev.event === 'failed') failed[i] += 1;
-    }
+    for (const m of page.messages || []) { countEvent(minutes, ulidTime(m.ulid), (m.payload || {}).event); last = m.ulid; }
     pages += 1;
-    if (page.end || !page.next_since || pages >= 20) break;
+    if (page.end || !page.next_since) break;
+    if (pages >= CHART_PAGES) { capped = true; break; }
     since = page.next_since;
+  }
+  return { minutes, capped, last };
+}
+
+/** `n` buckets over the last `spanMs` from per-minute counts. */
+function series(minutes, spanMs, n) {
+  const start = Date.now() - spanMs;
+  const done = new Array(n).fill(0); const failed = new Array(n).fill(0);
+  for (const [k, [d, f]] of minutes) {
+    const i = Math.floor(((k * 60000 - start) / spanMs) * n);
+    if (i < 0 || i >= n) continue;
+    done[i] += d; failed[i] += f;
   }
   return { done, failed };
 }
@@ -174,16 +193,39 @@ export async function overviewPage(el) {
       h('section', { id: 'maintenance' }, h('h2', {}, 'Maintenance'), maintenance)),
     h('section', { id: 'groups' }, h('h2', {}, 'Consumer groups'), groups),
     h('section', {}, h('h2', {}, 'Doctor'), doctor));
+  // The charts: a day of events read once, then counted live from the job events; drawn
+  // again as they come, and each minute from memory so the bars move on with the clock.
+  let counts = null;
+  function drawCharts() {
+    if (!counts) return;
+    const oldest = Math.floor((Date.now() - 86400e3) / 60000);
+    for (const k of counts.minutes.keys()) if (k < oldest) counts.minutes.delete(k);
+    const hour = series(counts.minutes, 3600e3, 60);
+    const day = series(counts.minutes, 86400e3, 48);
+    fill(charts, bars('Last hour, per minute (failed in red)', hour.done, hour.failed), bars('Last day, per 30 minutes', day.done, day.failed),
+      counts.capped ? h('p', { class: 'muted' }, `The day before this page opened is counted from its first ${CHART_PAGES * 1000} job events.`) : null);
+    charts.dataset.ended = String(hour.done.reduce((a, b) => a + b, 0));
+  }
+  const minute = setInterval(drawCharts, 60000);
+  // Events that come while the day is read wait; any the read already counted are skipped.
+  let early = [];
+  const countLive = (d) => !(d.ulid && counts.last && d.ulid <= counts.last)
+    && countEvent(counts.minutes, d.ulid ? ulidTime(d.ulid) : Date.now(), d.event);
   (async () => {
     try {
-      const hour = await throughput(3600e3, 60);
-      const day = await throughput(86400e3, 48);
-      fill(charts, bars('Last hour, per minute (failed in red)', hour.done, hour.failed), bars('Last day, per 30 minutes', day.done, day.failed));
+      counts = await perMinute();
+      for (const d of early) countLive(d);
+      early = [];
+      drawCharts();
     } catch (e) { notice(charts, e.message, 'error'); }
     await drawGroups();
   })();
   let timer = null;
-  const off = onJobEvent(() => {
+  let chartTimer = null;
+  const off = onJobEvent((m) => {
+    const d = m.data || {};
+    if (!counts) early.push(d);
+    else if (countLive(d) && !chartTimer) chartTimer = setTimeout(() => { chartTimer = null; drawCharts(); }, 500);
     // Coalesce bursts of events into one re-read.
     if (timer) return;
     timer = setTimeout(async () => {
@@ -202,7 +244,7 @@ export async function overviewPage(el) {
     if (moved.has('groups') || moved.has('topics')) drawGroups();
     if (moved.has('maintenance')) rereadMaintenance();
   });
-  return () => { off(); offChange(); if (timer) clearTimeout(timer); };
+  return () => { off(); offChange(); clearInterval(minute); if (timer) clearTimeout(timer); if (chartTimer) clearTimeout(chartTimer); };
 }
 
 /**
