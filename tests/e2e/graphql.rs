@@ -160,6 +160,22 @@ for bad_arg, what in [('job(id: "nope") {{ id }}', "a malformed Ulid"), ('jobs(f
     r = c.post('{{ ledger {{ ' + bad_arg + ' }} }}')
     check(code_of(r) == "InvalidInput", "%s: %s" % (what, r.text))
 
+# Jobs backward: the last ones, then before them; with a filter.
+JB = 'query($s: StateRef, $b: String, $n: Int, $f: JobFilter) {{ ledger(stateRef: $s) {{ jobs(last: $n, before: $b, filter: $f) {{ edges {{ node {{ id }} }} pageInfo {{ hasNextPage hasPreviousPage startCursor }} }} }} }}'
+jb, _ = c.data(JB, {{"s": state, "n": 2}})
+jc = jb["ledger"]["jobs"]
+check([e["node"]["id"] for e in jc["edges"]] == ids[2:] and jc["pageInfo"]["hasPreviousPage"] and not jc["pageInfo"]["hasNextPage"], "jobs(last: 2): %s" % jc)
+jb, _ = c.data(JB, {{"s": state, "n": 5, "b": jc["pageInfo"]["startCursor"]}})
+jc2 = jb["ledger"]["jobs"]
+check([e["node"]["id"] for e in jc2["edges"]] == ids[:2] and not jc2["pageInfo"]["hasPreviousPage"] and jc2["pageInfo"]["hasNextPage"], "jobs(last: 5, before): %s" % jc2)
+jb, _ = c.data(JB, {{"s": state, "n": 1, "f": {{"queue": "later"}}}})
+jc3 = jb["ledger"]["jobs"]
+check([e["node"]["id"] for e in jc3["edges"]] == ids[3:], "jobs(last: 1, queue later): %s" % jc3)
+jb, _ = c.data(JB, {{"s": state, "n": 5, "b": jc3["pageInfo"]["startCursor"], "f": {{"queue": "later"}}}})
+check([e["node"]["id"] for e in jb["ledger"]["jobs"]["edges"]] == ids[2:3], "jobs(last: 5, before, queue later): %s" % jb)
+r = c.post(JB, {{"s": state, "n": 1, "b": jc["pageInfo"]["startCursor"], "f": {{"queue": "default"}}}})
+check(code_of(r) == "InvalidInput", "a cursor of another filter: %s" % r.text)
+
 # last/before, with the same cap and rules as first/after.
 B = '''query($s: StateRef, $b: String, $n: Int) {{ ledger(stateRef: $s) {{
   topics(last: $n, before: $b) {{ totalCount edges {{ cursor node {{ name }} }} pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} }} }} }}'''
@@ -180,7 +196,7 @@ mb2 = m2["ledger"]["topic"]["messages"]
 check([e["node"]["seq"] for e in mb2["edges"]] == ["1", "2"] and not mb2["pageInfo"]["hasPreviousPage"] and mb2["pageInfo"]["hasNextPage"], "messages(last: 4, before): %s" % mb2)
 a1, _ = c.data('query($s: StateRef) {{ ledger(stateRef: $s) {{ audit(last: 1) {{ edges {{ node {{ seq action }} }} }} }} }}', {{"s": state}})
 check([e["node"]["seq"] for e in a1["ledger"]["audit"]["edges"]] == [audit[-1]["seq"]], "audit(last: 1): %s" % a1)
-for q, what in [('topics(last: 501) {{ totalCount }}', "last: 501"), ('topics(last: 0) {{ totalCount }}', "last: 0"), ('topics(first: 1, last: 1) {{ totalCount }}', "first and last"), ('topic(name: "t.events") {{ messages(last: 1, fromSeq: "2") {{ edges {{ cursor }} }} }}', "last with fromSeq")]:
+for q, what in [('jobs(last: 501) {{ edges {{ cursor }} }}', "jobs last: 501"), ('jobs(first: 2, before: "x") {{ edges {{ cursor }} }}', "jobs first and before"), ('topics(last: 501) {{ totalCount }}', "last: 501"), ('topics(last: 0) {{ totalCount }}', "last: 0"), ('topics(first: 1, last: 1) {{ totalCount }}', "first and last"), ('topic(name: "t.events") {{ messages(last: 1, fromSeq: "2") {{ edges {{ cursor }} }} }}', "last with fromSeq")]:
     r = c.post('{{ ledger {{ ' + q + ' }} }}')
     check(code_of(r) == "InvalidInput", "%s: %s" % (what, r.text))
     e = r.json()["errors"][0]["extensions"]
@@ -536,6 +552,18 @@ def page_all(q, get):
         after = conn["pageInfo"]["endCursor"]
 js, jobs = page_all(J, lambda l: l["jobs"])
 ms, msgs = page_all(M, lambda l: l["topic"]["messages"])
+# Backward at the same state: last: 500 before the previous page's start, to the beginning.
+JB = 'query($s: StateRef, $b: String) {{ ledger(stateRef: $s) {{ jobs(last: 500, before: $b) {{ edges {{ node {{ id }} }} pageInfo {{ hasPreviousPage startCursor }} }} }} }}'
+back, before = [], None
+while True:
+    data, ext = c.data(JB, {{"s": js, "b": before}})
+    check(ext["stateRefResolved"] == js, "one state for every backward page")
+    conn = data["ledger"]["jobs"]
+    back = [e["node"]["id"] for e in conn["edges"]] + back
+    if not conn["pageInfo"]["hasPreviousPage"]:
+        break
+    before = conn["pageInfo"]["startCursor"]
+check(back == [j["id"] for j in jobs], "backward pages are the forward ones: %d vs %d" % (len(back), len(jobs)))
 seqs = [int(m["node"]["seq"]) if "node" in m else int(m["seq"]) for m in msgs]
 check(seqs == list(range(1, len(seqs) + 1)), "messages 1..N with no gap or duplicate")
 check(all(m["payload"] == {{"i": k}} for k, m in enumerate(msgs[:{MESSAGES}])), "the seeded payloads in order")

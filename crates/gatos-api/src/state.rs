@@ -212,6 +212,82 @@ impl Reads<'_> {
         })
     }
 
+    /// `jobs.list` backward at a kept state: the `last` jobs before `before` (the end
+    /// without it) that pass the filter, oldest first, and whether more may come before
+    /// them. Candidates are walked back through the state's job refs (and the archive
+    /// there when the filter reads it) in doubling chunks; each chunk is listed forward by
+    /// the same catalog code as `jobs.list`, bounded by the chunk's upper id (its
+    /// millisecond, through `until`), so a selective filter reads the jobs it passes and
+    /// not the rest.
+    ///
+    /// # Errors
+    /// `InvalidInput` on the live source (a backward walk needs a kept state); as
+    /// [`Reads::jobs_list`].
+    pub fn jobs_before(
+        &self,
+        p: ListParams,
+        before: Option<Ulid>,
+        last: usize,
+        as_of: Timestamp,
+    ) -> R<(Vec<gatos_types::jobs::JobRow>, bool)> {
+        let Src::State(at) = &self.src else {
+            return Err(gatos::Error::new(
+                ErrorCode::InvalidInput,
+                "jobs are paged backward at a ref state only",
+            )
+            .into());
+        };
+        let archive = p.all || p.state.is_some_and(gatos_types::jobs::JobState::is_final);
+        let mut archived: Vec<Ulid> = if archive {
+            gatos::jobs::archive::all_in(self.service.gatos(), at)?
+                .into_iter()
+                .map(|a| a.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        archived.sort_unstable();
+        let mut upper = before;
+        let mut chunk = last.max(32);
+        let mut got: Vec<gatos_types::jobs::JobRow> = Vec::new();
+        loop {
+            // The `chunk` candidate ids just below `upper`, newest first.
+            let mut cands: Vec<Ulid> = at.job_ids_before(upper, chunk)?;
+            let cut = upper.map_or(archived.len(), |u| archived.partition_point(|a| *a < u));
+            let lo = cut.saturating_sub(chunk);
+            cands.extend(archived[lo..cut].iter().rev());
+            cands.sort_unstable_by(|a, b| b.cmp(a));
+            cands.dedup();
+            let exhausted = cands.len() < chunk;
+            cands.truncate(chunk);
+            let Some(low) = cands.last().copied() else {
+                break;
+            };
+            // Every match in [low, upper), oldest first, by the forward listing.
+            let mut q = p.clone();
+            q.cursor = low.to_u128().checked_sub(1).map(Ulid::from_u128);
+            if let Some(u) = upper {
+                let bound = Timestamp::from_millis(
+                    gatos::messages::ulid_time(u).as_millis().saturating_add(1),
+                );
+                q.until = Some(q.until.map_or(bound, |t| t.min(bound)));
+            }
+            q.limit = Some((cands.len() + 64).min(gatos::jobs::catalog::MAX_LIMIT));
+            let mut rows = self.jobs_list(q, as_of)?.jobs;
+            rows.retain(|r| upper.is_none_or(|u| r.id < u));
+            rows.append(&mut got);
+            got = rows;
+            if got.len() >= last || exhausted {
+                let more = got.len() > last || !exhausted;
+                let start = got.len().saturating_sub(last);
+                return Ok((got.split_off(start), more));
+            }
+            upper = Some(low);
+            chunk = (chunk * 2).min(4096);
+        }
+        Ok((got, false))
+    }
+
     /// One job's record at the source (live refs, else the archive there).
     ///
     /// # Errors

@@ -715,6 +715,100 @@ fn evicted() -> Error {
     )
 }
 
+impl At {
+    /// The refs under `prefix` before `before` (all of them without it), by name, last
+    /// first, at most `max`: a backward walk (the store has none; a kept state is a map).
+    ///
+    /// # Errors
+    /// `Gone` when the state was evicted meanwhile.
+    pub fn list_before(
+        &self,
+        prefix: &str,
+        before: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<(String, Oid)>> {
+        use std::ops::Bound;
+        let g = read_lock(&self.window.inner);
+        self.check(&g)?;
+        // Every name under `prefix` sorts before `prefix` with its last byte raised.
+        let mut end_text = prefix.to_owned();
+        let last = end_text.pop();
+        let prefix_end = match last.and_then(|c| char::from_u32(u32::from(c) + 1)) {
+            Some(c) => {
+                end_text.push(c);
+                Some(end_text)
+            }
+            None => None,
+        };
+        if before.is_some_and(|b| b <= prefix) {
+            return Ok(Vec::new());
+        }
+        let end = match (before, prefix_end.as_deref()) {
+            (Some(b), Some(e)) if b < e => Bound::Excluded(b),
+            (Some(b), None) => Bound::Excluded(b),
+            (_, Some(e)) => Bound::Excluded(e),
+            (None, None) => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for (name, vs) in g.refs.range::<str, _>((Bound::Included(prefix), end)).rev() {
+            if out.len() == max {
+                break;
+            }
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            if let Some(oid) = At::value(vs, self.seq) {
+                out.push((name.to_string(), oid));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl At {
+    /// The ids of the jobs with live refs at this state below `before` (all without it),
+    /// newest first, at most `max`: a backward walk of `refs/gatos/jobs/`.
+    ///
+    /// # Errors
+    /// `Gone` when the state was evicted meanwhile.
+    pub fn job_ids_before(
+        &self,
+        before: Option<gatos_types::Ulid>,
+        max: usize,
+    ) -> Result<Vec<gatos_types::Ulid>> {
+        let prefix = names::jobs_prefix();
+        let step = max.saturating_mul(4).max(16);
+        let mut out: Vec<gatos_types::Ulid> = Vec::with_capacity(max);
+        let mut below = before.map(|u| format!("{prefix}{u}"));
+        loop {
+            let page = self.list_before(&prefix, below.as_deref(), step)?;
+            let full = page.len() == step;
+            let Some((tail, _)) = page.last() else {
+                return Ok(out);
+            };
+            let next_below = tail.clone();
+            for (name, _) in &page {
+                let id = name[prefix.len()..]
+                    .split('/')
+                    .next()
+                    .and_then(|t| t.parse::<gatos_types::Ulid>().ok());
+                if let Some(id) = id
+                    && out.last() != Some(&id)
+                {
+                    if out.len() == max {
+                        return Ok(out);
+                    }
+                    out.push(id);
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+            below = Some(next_below);
+        }
+    }
+}
+
 impl RefSource for At {
     fn read(&self, name: &str) -> Result<Option<Oid>> {
         let g = read_lock(&self.window.inner);
@@ -914,6 +1008,46 @@ mod tests {
             Window::fold(&mut g);
             assert_eq!(g.bytes, counted, "after mint {i}");
         }
+    }
+
+    #[test]
+    fn list_before_walks_a_prefix_backward() {
+        let w = Window::new(Retention::default());
+        let at = w.keep(
+            refs(&[
+                ("jobs/A/job", 1),
+                ("jobs/A/result", 2),
+                ("jobs/B/job", 3),
+                ("jobsx", 4),
+                ("a", 5),
+            ]),
+            Timestamp::from_millis(0),
+            Instant::now(),
+        );
+        let names = |v: Vec<(String, Oid)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(
+            names(
+                at.list_before("refs/gatos/jobs/", None, 10)
+                    .expect("listed")
+            ),
+            [
+                "refs/gatos/jobs/B/job",
+                "refs/gatos/jobs/A/result",
+                "refs/gatos/jobs/A/job"
+            ]
+        );
+        assert_eq!(
+            names(
+                at.list_before("refs/gatos/jobs/", Some("refs/gatos/jobs/B"), 1)
+                    .expect("listed")
+            ),
+            ["refs/gatos/jobs/A/result"]
+        );
+        assert!(
+            at.list_before("refs/gatos/jobs/", Some("refs/gatos/a"), 10)
+                .expect("listed")
+                .is_empty()
+        );
     }
 
     #[test]

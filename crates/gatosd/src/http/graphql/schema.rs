@@ -483,9 +483,10 @@ impl Ledger {
         }
     }
 
-    /// Jobs, oldest first, filtered as `jobs.list` filters (forward only: `first`/`after`).
+    /// Jobs, oldest first, filtered as `jobs.list` filters: the `first` after a cursor, or
+    /// the `last` before a cursor (`before`) or at the end.
     #[graphql(
-        complexity = "first.map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
+        complexity = "first.or(last).map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
     async fn jobs(
         &self,
@@ -493,32 +494,44 @@ impl Ledger {
         filter: Option<JobFilter>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<JobConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-        let limit = page_size(first)?;
+        let dir = direction(first, after, last, before)?;
         let filter = filter.unwrap_or_default();
         let args = filter.digest();
         let mut p = filter.params()?;
         let state = self.0.meta.id;
-        if let Some(a) = &after {
+        let id_at = |argument: &str, c: &str| -> async_graphql::Result<Ulid> {
             let pos = rc
                 .codec
-                .decode(a, &state, Kind::Jobs, &args)
-                .map_err(|r| refused("after", r))?;
-            let id = std::str::from_utf8(&pos)
+                .decode(c, &state, Kind::Jobs, &args)
+                .map_err(|r| refused(argument, r))?;
+            std::str::from_utf8(&pos)
                 .ok()
                 .and_then(|s| s.parse::<Ulid>().ok())
-                .ok_or_else(|| invalid("after", "the cursor holds no job id"))?;
-            p.cursor = Some(id);
-        }
-        p.limit = Some(limit);
-        let page = rc
-            .service
-            .reads(Src::State(self.0.at.clone()))
-            .jobs_list(p, rc.as_of)
-            .map_err(from_call)?;
-        let edges: Vec<JobEdge> = page
-            .jobs
+                .ok_or_else(|| invalid(argument, "the cursor holds no job id"))
+        };
+        let reads = rc.service.reads(Src::State(self.0.at.clone()));
+        let (rows, next, prev) = match dir {
+            Dir::Forward { limit, after } => {
+                if let Some(a) = &after {
+                    p.cursor = Some(id_at("after", a)?);
+                }
+                p.limit = Some(limit);
+                let page = reads.jobs_list(p, rc.as_of).map_err(from_call)?;
+                (page.jobs, page.next_cursor.is_some(), after.is_some())
+            }
+            Dir::Backward { limit, before } => {
+                let upper = before.as_deref().map(|b| id_at("before", b)).transpose()?;
+                let (rows, more) = reads
+                    .jobs_before(p, upper, limit, rc.as_of)
+                    .map_err(from_call)?;
+                (rows, upper.is_some(), more)
+            }
+        };
+        let edges: Vec<JobEdge> = rows
             .into_iter()
             .map(|row| JobEdge {
                 cursor: rc
@@ -531,9 +544,7 @@ impl Ledger {
             })
             .collect();
         Ok(JobConnection {
-            page_info: PageInfo::of(&edges, page.next_cursor.is_some(), after.is_some(), |e| {
-                &e.cursor
-            }),
+            page_info: PageInfo::of(&edges, next, prev, |e| &e.cursor),
             edges,
         })
     }
