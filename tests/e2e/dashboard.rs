@@ -680,39 +680,6 @@ fn the_claims_heartbeats_takeovers_and_rejected_refs_the_pages_read() -> TestRes
     Ok(())
 }
 
-/// Reads a server-sent event stream until `count` frames of `event` arrived or 30 s passed;
-/// returns their data lines (what else was read is dropped).
-fn read_events(s: &mut TcpStream, event: &str, count: usize) -> TestResult<Vec<String>> {
-    s.set_read_timeout(Some(Duration::from_millis(500)))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut text = String::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let found: Vec<String> = text
-            .split("\n\n")
-            .filter(|f| f.lines().any(|l| l == format!("event: {event}")))
-            .filter_map(|f| f.lines().find_map(|l| l.strip_prefix("data: ")))
-            .map(str::to_owned)
-            .collect();
-        if found.len() >= count {
-            return Ok(found);
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(format!("{count} `{event}` events did not come in 30 s: {text}").into());
-        }
-        match s.read(&mut buf) {
-            Ok(0) => return Err(format!("the stream ended: {text}").into()),
-            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
 /// Heartbeats are not events on gatos.jobs: the daemon says on the job-event stream when
 /// live claims changed (`event: changed`, ADR 0045), so a page reads them again then and
 /// never on a timer.
@@ -728,14 +695,11 @@ fn the_job_event_stream_says_when_live_claims_change() -> TestResult {
     let job = enqueue(&repo, &["--no-checkout", "--", "true"])?;
     let d = start(&repo, &[])?;
     let (cookie, _) = sign_in(&d, mint(&repo, &[])?["code"].as_str().ok_or("code")?)?;
-    let mut s = TcpStream::connect(&d.addr)?;
-    s.write_all(
-        format!(
-            "GET /api/v1/events/jobs HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nSec-Fetch-Site: same-origin\r\nAccept: text/event-stream\r\n\r\n",
-            d.addr
-        )
-        .as_bytes(),
-    )?;
+    let web = [
+        ("Cookie", cookie.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    let mut ev = Events::open(&d.addr, &web)?;
     let bearer = format!("Bearer {OPS}");
     let worker = [("Authorization", bearer.as_str())];
     let a = send(
@@ -747,10 +711,6 @@ fn the_job_event_stream_says_when_live_claims_change() -> TestResult {
     )?;
     assert_eq!(a.status, 200, "{}", a.body);
     // The overview's queue table: depth by state (pending, running) against the limit.
-    let web = [
-        ("Cookie", cookie.as_str()),
-        ("Sec-Fetch-Site", "same-origin"),
-    ];
     let health = send(&d.addr, "GET", "/api/v1/health", &web, "")?.json();
     assert_eq!(
         (
@@ -761,8 +721,8 @@ fn the_job_event_stream_says_when_live_claims_change() -> TestResult {
         "{health}"
     );
     // The stream opens with the node's fingerprints: a client's baseline.
-    let first = read_events(&mut s, "changed", 1)?;
-    let c: Value = serde_json::from_str(&first[0])?;
+    let changed = |f: &str| f.lines().any(|l| l == "event: changed");
+    let c = data_of(&ev.next("the first changed", changed)?).ok_or("no data")?;
     for part in [
         "claims",
         "sync",
@@ -775,7 +735,13 @@ fn the_job_event_stream_says_when_live_claims_change() -> TestResult {
     ] {
         assert!(c[part].is_u64(), "{part}: {c}");
     }
-    // A heartbeat moves the claim: another `changed`, with another claims fingerprint.
+    // The claim moves the claims fingerprint; then a heartbeat moves it again.
+    let moved_from = |was: Value| {
+        move |f: &str| {
+            changed(f) && data_of(f).is_some_and(|d| d["claims"].is_u64() && d["claims"] != was)
+        }
+    };
+    let c1 = data_of(&ev.next("the claim", moved_from(c["claims"].clone()))?).ok_or("no data")?;
     let hb = send(
         &d.addr,
         "POST",
@@ -784,9 +750,9 @@ fn the_job_event_stream_says_when_live_claims_change() -> TestResult {
         &json!({"worker": "w", "lease_token": a.json()["lease_token"], "lease": "60s"}).to_string(),
     )?;
     assert_eq!(hb.status, 200, "{}", hb.body);
-    let next = read_events(&mut s, "changed", 1)?;
-    let c2: Value = serde_json::from_str(&next[0])?;
-    assert_ne!(c["claims"], c2["claims"], "{c} {c2}");
+    let c2 =
+        data_of(&ev.next("the heartbeat", moved_from(c1["claims"].clone()))?).ok_or("no data")?;
+    assert_ne!(c1["claims"], c2["claims"], "{c1} {c2}");
     Ok(())
 }
 

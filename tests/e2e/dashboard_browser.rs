@@ -81,6 +81,30 @@ fn sign_in_url(repo: &TempRepo) -> TestResult<String> {
         .to_owned())
 }
 
+/// A job on queue `live` that prints a line, waits for the file `go` (in the worker's
+/// writable directory `shared`) and prints another: `(id, go, shared)`.
+fn gated_job(repo: &TempRepo) -> TestResult<(String, std::path::PathBuf, std::path::PathBuf)> {
+    let shared = jobs_shared(repo);
+    let go = shared.join("go");
+    let script = format!(
+        "echo first line; while [ ! -e '{}' ]; do sleep 0.05; done; echo second line",
+        go.display()
+    );
+    let id = enqueue(
+        repo,
+        &[
+            "--no-checkout",
+            "--queue",
+            "live",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )?;
+    Ok((id, go, shared))
+}
+
 fn drive(
     repo: &TempRepo,
     d: &HttpDaemon,
@@ -120,8 +144,6 @@ fn the_dashboard_in_a_browser() -> TestResult {
     }
     let repo = TempRepo::new()?;
     gatos_ok(&repo, &["init", "--json"])?;
-    let shared = jobs_shared(&repo);
-    let go = shared.join("go");
     let done = enqueue(
         &repo,
         &["--no-checkout", "--queue", "done", "--", "echo", "done"],
@@ -129,22 +151,7 @@ fn the_dashboard_in_a_browser() -> TestResult {
     gatos_ok(&repo, &["worker", "--drain", "--queue", "done"])?;
     let cancel = enqueue(&repo, &["--no-checkout", "--queue", "hold", "--", "true"])?;
     let victim = enqueue(&repo, &["--no-checkout", "--queue", "hold", "--", "true"])?;
-    let script = format!(
-        "echo first line; while [ ! -e '{}' ]; do sleep 0.05; done; echo second line",
-        go.display()
-    );
-    let live = enqueue(
-        &repo,
-        &[
-            "--no-checkout",
-            "--queue",
-            "live",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-    )?;
+    let (live, go, shared) = gated_job(&repo)?;
     gatos_ok(
         &repo,
         &[
@@ -301,24 +308,7 @@ fn topics_groups_debt_manifests_keys_and_audit_follow_the_ledger_in_a_browser() 
         &["messages", "publish", "demo.events", "--data", r#"{"n":0}"#],
     )?;
     let cancel = enqueue(&repo, &["--no-checkout", "--queue", "hold", "--", "true"])?;
-    let shared = jobs_shared(&repo);
-    let go = shared.join("go");
-    let script = format!(
-        "echo first line; while [ ! -e '{}' ]; do sleep 0.05; done; echo second line",
-        go.display()
-    );
-    let run = enqueue(
-        &repo,
-        &[
-            "--no-checkout",
-            "--queue",
-            "live",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-    )?;
+    let (run, go, shared) = gated_job(&repo)?;
     // A key this node does not know: another repository's.
     let other = TempRepo::new()?;
     gatos_ok(&other, &["init", "--json"])?;
