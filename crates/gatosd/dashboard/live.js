@@ -14,15 +14,16 @@ function setStatus(s) {
   for (const f of statusListeners) f(s);
 }
 
-// The daemon's fingerprints as this tab last heard them: the first ones (sent when the
-// stream opens, or kept by the shared worker for a tab that joins) are the baseline.
+// The daemon's fingerprints as this tab last heard them. The first ones (sent when the
+// stream opens, or kept by the shared worker for a tab that joins) count as moving every
+// part: they may already hold a change the page's first read came too early for (the
+// daemon looks every 5 s), so each page reads its parts once more then.
 let latest = null;
 
 function changed(data) {
   if (!data || typeof data !== 'object') return;
-  const before = latest;
+  const before = latest || {};
   latest = data;
-  if (!before) return;
   const moved = new Set(Object.keys(data).filter((k) => data[k] !== before[k]));
   if (moved.size === 0) return;
   for (const f of changeListeners) f(moved, data);
