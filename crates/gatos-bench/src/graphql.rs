@@ -4,11 +4,13 @@
 //!
 //! `graphql <http-addr> <http-token> <socket> <rpc-token> <topic> <n>`:
 //! - a page of 100 jobs (the fields of a `jobs.list` row) against `jobs.list {limit: 100}`,
-//!   live (each GraphQL answer mints a ref state) and pinned (`stateRef`);
+//!   live with nothing written between calls (the last ref state is reused), live right
+//!   after a write (both sides follow a publish: GraphQL mints), and pinned (`stateRef`);
 //! - 1,000 messages as two GraphQL pages of 500 against one `messages.read {limit: 1000}`,
 //!   and 500 against 500;
-//! - the smallest live answer (a fresh ref state: two lists of the refs) against the same
-//!   answer pinned: what a mint costs.
+//! - the smallest live answer right after a write (a fresh ref state: two lists of the
+//!   refs) against the same answer pinned: what a mint costs; and with nothing written
+//!   (the state reused).
 
 use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
@@ -101,6 +103,36 @@ fn alternate(n: usize, mut a: impl FnMut() -> R, mut b: impl FnMut() -> R) -> R<
     Ok((stats(&mut ta), stats(&mut tb)))
 }
 
+/// [`alternate`] with `setup` run, untimed, before every timed call (a write, so that a
+/// live answer finds the refs moved).
+fn alternate_after(
+    n: usize,
+    mut setup: impl FnMut() -> R,
+    mut a: impl FnMut() -> R,
+    mut b: impl FnMut() -> R,
+) -> R<(Value, Value)> {
+    let (mut ta, mut tb) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n + 5 {
+        let mut time = |f: &mut dyn FnMut() -> R, into: &mut Vec<Duration>| -> R {
+            setup()?;
+            let t = Instant::now();
+            f()?;
+            if i >= 5 {
+                into.push(t.elapsed());
+            }
+            Ok(())
+        };
+        if i % 2 == 0 {
+            time(&mut a, &mut ta)?;
+            time(&mut b, &mut tb)?;
+        } else {
+            time(&mut b, &mut tb)?;
+            time(&mut a, &mut ta)?;
+        }
+    }
+    Ok((stats(&mut ta), stats(&mut tb)))
+}
+
 fn arg<'a>(args: &'a [String], i: usize, what: &str) -> R<&'a str> {
     Ok(args
         .get(i)
@@ -147,6 +179,26 @@ pub fn run(args: &[String]) -> R {
                 .map(drop)
         },
     )?;
+    // Live after a write: each call (both sides) follows a publish, so a live GraphQL
+    // answer finds the refs moved and mints.
+    let write = || -> R {
+        rpc.borrow_mut()
+            .call(
+                "messages.publish",
+                json!({"topic": "bench.side", "payload": {"n": 1}}),
+            )
+            .map(drop)
+    };
+    let (g_moved, r_moved) = alternate_after(
+        n,
+        write,
+        || gql.post(JOBS, json!({})).map(drop),
+        || {
+            rpc.borrow_mut()
+                .call("jobs.list", json!({"limit": 100}))
+                .map(drop)
+        },
+    )?;
     let (g_pinned, r_jobs2) = alternate(
         n,
         || gql.post(JOBS, json!({"s": state})).map(drop),
@@ -179,9 +231,25 @@ pub fn run(args: &[String]) -> R {
                 .map(drop)
         },
     )?;
-    // What a mint costs, seen from a client: the smallest live answer (`state` only, a
-    // fresh ref state each time) against the same answer pinned.
-    let (mint, pinned_state) = alternate(
+    // What a mint costs, seen from a client: the smallest live answer (`state` only) after
+    // a write (a fresh ref state each time) against the same answer pinned; and the same
+    // live answer when nothing moved (the last state reused).
+    let (mint, pinned_state) = alternate_after(
+        n,
+        write,
+        || {
+            gql.post("{ ledger { state { refs } } }", json!({}))
+                .map(drop)
+        },
+        || {
+            gql.post(
+                "query($s: StateRef) { ledger(stateRef: $s) { state { refs } } }",
+                json!({"s": state}),
+            )
+            .map(drop)
+        },
+    )?;
+    let (reused, pinned_state2) = alternate(
         n,
         || {
             gql.post("{ ledger { state { refs } } }", json!({}))
@@ -199,7 +267,9 @@ pub fn run(args: &[String]) -> R {
         "{}",
         json!({"workload": "graphql", "calls": n,
                "state_only": {"live": mint, "pinned": pinned_state},
+               "state_only_unmoved": {"live": reused, "pinned": pinned_state2},
                "jobs100": {"graphql_live": g_live, "rpc": r_jobs},
+               "jobs100_moved": {"graphql_live": g_moved, "rpc": r_moved},
                "jobs100_pinned": {"graphql_pinned": g_pinned, "rpc": r_jobs2},
                "messages1000": {"graphql_two_pages": g_1000, "rpc": r_1000},
                "messages500": {"graphql": g_500, "rpc": r_500}})
