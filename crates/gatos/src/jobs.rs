@@ -216,6 +216,7 @@ impl<'g> Jobs<'g> {
         let commit =
             self.gatos
                 .write_job_commit(&files, &[], &trailers, &format!("job {id}"), now)?;
+        self.gatos.remember_doc(commit, JOB_PATH, &doc, now);
         let ready = ready::Ready::new(self.gatos);
         let before = ready.stamp();
         self.gatos

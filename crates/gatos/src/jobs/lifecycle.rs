@@ -509,13 +509,12 @@ impl Jobs<'_> {
         let mut files: Vec<(&str, &[u8])> = vec![(CLAIM_PATH, &bytes)];
         files.extend_from_slice(extra);
         let parents: Vec<Oid> = parent.into_iter().collect();
-        self.gatos.write_job_commit(
-            &files,
-            &parents,
-            &claim_trailers(doc),
-            subject,
-            self.gatos.now(),
-        )
+        let time = self.gatos.now();
+        let commit =
+            self.gatos
+                .write_job_commit(&files, &parents, &claim_trailers(doc), subject, time)?;
+        self.gatos.remember_doc(commit, CLAIM_PATH, &bytes, time);
+        Ok(commit)
     }
 
     /// Claims the best claimable job for `opts`: its queues, a subset of its capabilities,

@@ -113,6 +113,20 @@ impl DocCache {
 }
 
 impl Gatos {
+    /// Puts a document this handle just wrote into its [`DocCache`] (`time` as given to
+    /// the commit, which keeps whole seconds), so the next step of the same job does not
+    /// read it back.
+    pub(crate) fn remember_doc(
+        &self,
+        commit: Oid,
+        path: &'static str,
+        bytes: &[u8],
+        time: Timestamp,
+    ) {
+        self.doc_cache()
+            .put(commit, path, (bytes.into(), commit_time(time.as_secs())));
+    }
+
     /// [`read_doc_at`] through the handle's [`DocCache`].
     ///
     /// # Errors
