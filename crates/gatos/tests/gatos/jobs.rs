@@ -903,3 +903,33 @@ fn claim_next_passes_over_a_job_another_writer_holds_and_waits_for_it_last() -> 
     assert_eq!(g.jobs().claim_next(&w)?.map(|l| l.id), None);
     Ok(())
 }
+
+/// The handle's cache of checked enqueue envelopes keeps only what the commit says: once
+/// the enqueuer's key is no longer trusted, a handle that checked the job before answers
+/// as a fresh one does, and trusting the key again counts at once (issue #21).
+#[test]
+fn a_cached_envelope_check_follows_a_change_of_trust_as_a_fresh_handle_does() -> TestResult {
+    use gatos::jobs::enqueuer::{Verdict, check};
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let job = g.jobs().enqueue(spec(&g, json!({"command": ["true"]}))?)?;
+    let commit: gatos_types::Oid = repo
+        .rev_parse(&format!("refs/gatos/jobs/{}/job", job.id))?
+        .ok_or("no job ref")?
+        .parse()?;
+    let Verdict::Trusted(st) = check(&g, job.id, commit)? else {
+        return Err("the node's own enqueue is trusted".into());
+    };
+    let old = st.enqueuer.key.to_string();
+    // A new node key, and the old one no longer in `gatos.trust`.
+    g.keys().init(true)?;
+    let _ = repo.git(&["config", "--local", "--unset-all", "gatos.trust", &old]);
+    assert!(!g.keys().is_trusted(&st.enqueuer.key));
+    let fresh = crate::support::open(&repo)?;
+    let cached = check(&g, job.id, commit)?;
+    assert!(matches!(cached, Verdict::Untrusted(_)), "{cached:?}");
+    assert_eq!(cached, check(&fresh, job.id, commit)?);
+    g.keys().trust(&st.enqueuer.key)?;
+    assert!(matches!(check(&g, job.id, commit)?, Verdict::Trusted(_)));
+    Ok(())
+}
