@@ -353,8 +353,9 @@ async fn open(st: Arc<HttpState>, kind: Kind, req: Request) -> Result<Response, 
     let queue = Arc::new(Queue::new(st.shared.limits.outbox_bytes));
     queue.push_now(Bytes::from(format!("retry: {}\n\n", RETRY.as_millis())));
     let changes = st.shared.watchers.watch(&topic, follower.last_head());
-    // The job-event stream also says when live claims or the daemon's sync changed, which
-    // no gatos.jobs event does (ADR 0045): the dashboard reads them again then.
+    // The job-event stream also says when a part of the node that no gatos.jobs event
+    // covers moved (claims, sync, topics, groups, manifests, keys, audit, maintenance; ADR
+    // 0045): the dashboard reads that part again then.
     let node = matches!(kind, Kind::Jobs).then(|| st.shared.changes.subscribe());
     // The job-event stream also carries follows (a job's stream, a topic's tail) so that a
     // browser needs no other connection: its first event names it (ADR 0045).
