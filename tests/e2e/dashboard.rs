@@ -694,11 +694,8 @@ fn the_job_event_stream_says_when_live_claims_change() -> TestResult {
         .to_owned();
     let job = enqueue(&repo, &["--no-checkout", "--", "true"])?;
     let d = start(&repo, &[])?;
-    let (cookie, _) = sign_in(&d, mint(&repo, &[])?["code"].as_str().ok_or("code")?)?;
-    let web = [
-        ("Cookie", cookie.as_str()),
-        ("Sec-Fetch-Site", "same-origin"),
-    ];
+    let cookie = session_cookie(&repo, &d)?;
+    let web = same_origin(&cookie);
     let mut ev = Events::open(&d.addr, &web)?;
     let bearer = format!("Bearer {OPS}");
     let worker = [("Authorization", bearer.as_str())];
@@ -754,6 +751,16 @@ fn the_job_event_stream_says_when_live_claims_change() -> TestResult {
         data_of(&ev.next("the heartbeat", moved_from(c1["claims"].clone()))?).ok_or("no data")?;
     assert_ne!(c1["claims"], c2["claims"], "{c1} {c2}");
     Ok(())
+}
+
+/// A dashboard session's cookie: a code minted over the Unix socket, signed in.
+fn session_cookie(repo: &TempRepo, d: &HttpDaemon) -> TestResult<String> {
+    Ok(sign_in(d, mint(repo, &[])?["code"].as_str().ok_or("code")?)?.0)
+}
+
+/// The headers of a same-origin request of that session.
+fn same_origin(cookie: &str) -> [(&'static str, &str); 2] {
+    [("Cookie", cookie), ("Sec-Fetch-Site", "same-origin")]
 }
 
 /// An open SSE response: frames read as they come, kept until taken.
@@ -842,11 +849,8 @@ fn follows_ride_on_the_job_event_stream() -> TestResult {
     gatos_ok(&repo, &["messages", "publish", "t", "--data", r#"{"n":1}"#])?;
     let job = enqueue(&repo, &["--no-checkout", "--", "true"])?;
     let d = start(&repo, &[])?;
-    let (cookie, _) = sign_in(&d, mint(&repo, &[])?["code"].as_str().ok_or("code")?)?;
-    let web = [
-        ("Cookie", cookie.as_str()),
-        ("Sec-Fetch-Site", "same-origin"),
-    ];
+    let cookie = session_cookie(&repo, &d)?;
+    let web = same_origin(&cookie);
     let mut ev = Events::open(&d.addr, &web)?;
     let first = ev.next("the stream's name", |f| f.contains("event: stream"))?;
     let stream = data_of(&first).ok_or("no data")?["stream"]

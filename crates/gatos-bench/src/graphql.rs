@@ -81,26 +81,8 @@ fn stats(v: &mut [Duration]) -> Value {
 }
 
 /// Times `a` and `b` alternately, `n` of each after five unmeasured, in A B B A order.
-fn alternate(n: usize, mut a: impl FnMut() -> R, mut b: impl FnMut() -> R) -> R<(Value, Value)> {
-    let (mut ta, mut tb) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in 0..n + 5 {
-        let time = |f: &mut dyn FnMut() -> R, into: &mut Vec<Duration>| -> R {
-            let t = Instant::now();
-            f()?;
-            if i >= 5 {
-                into.push(t.elapsed());
-            }
-            Ok(())
-        };
-        if i % 2 == 0 {
-            time(&mut a, &mut ta)?;
-            time(&mut b, &mut tb)?;
-        } else {
-            time(&mut b, &mut tb)?;
-            time(&mut a, &mut ta)?;
-        }
-    }
-    Ok((stats(&mut ta), stats(&mut tb)))
+fn alternate(n: usize, a: impl FnMut() -> R, b: impl FnMut() -> R) -> R<(Value, Value)> {
+    alternate_after(n, || Ok(()), a, b)
 }
 
 /// [`alternate`] with `setup` run, untimed, before every timed call (a write, so that a
