@@ -95,23 +95,40 @@ def unquote(a):
 
 
 def parse(trace):
-    """The calls of a strace -f -xx log, in order, as (name, args, result) tuples."""
+    """The calls of a strace -f -xx log, in order, as (pid, name, args, result) tuples.
+
+    A call is placed where it returned, except a `close` that another thread's calls
+    interrupted: it is placed where it was entered. The kernel frees the descriptor early in
+    `close`, so another thread's `openat` can be handed the same number and return before
+    the `close` does; in return order the model would then close the new file and lose the
+    writes that follow (seen with gatosd's threads sharing one descriptor table)."""
     calls, pending = [], {}
     for raw in trace.splitlines():
         if "<unfinished ...>" in raw:
             pid = raw.split()[0]
-            pending[pid] = raw[: raw.index("<unfinished ...>")].rstrip()
+            head = raw[: raw.index("<unfinished ...>")].rstrip()
+            slot = None
+            if re.match(r"^\d+\s+close\(", head):
+                slot = len(calls)
+                calls.append(None)
+            pending[pid] = (head, slot)
             continue
+        slot = None
         m = re.match(r"^(\d+)\s+<\.\.\. (\w+) resumed>(.*)$", raw)
         if m:
-            raw = pending.pop(m.group(1), "") + m.group(3)
+            head, slot = pending.pop(m.group(1), ("", None))
+            raw = head + m.group(3)
         m = LINE.match(raw)
         if not m:
             continue
         pid, name, args, ret = m.groups()
-        ret = int(ret, 0)
-        calls.append((int(pid), name, split_args(args), ret))
-    return calls
+        call = (int(pid), name, split_args(args), int(ret, 0))
+        if slot is None:
+            calls.append(call)
+        else:
+            calls[slot] = call
+    # A close that never returned (its process was killed) is left out.
+    return [c for c in calls if c is not None]
 
 
 class Model:
