@@ -131,10 +131,7 @@ impl Store {
 }
 
 fn checksum(len: &[u8; 4], body: &[u8]) -> Checksum {
-    let mut data = Vec::with_capacity(4 + body.len());
-    data.extend_from_slice(len);
-    data.extend_from_slice(body);
-    let d = Digest::of(&data);
+    let d = Digest::of_parts(&[len, body]);
     let mut out = [0u8; 16];
     out.copy_from_slice(&d.as_bytes()[..16]);
     out
@@ -207,17 +204,49 @@ impl Journal {
         Ok(out)
     }
 
-    /// Reads every good record, stopping at the first torn or mismatching one.
+    /// Reads every good record, stopping at the first torn or mismatching one. Holds every
+    /// body in memory at once: a replay that may meet a large journal uses
+    /// [`Journal::scan`], which holds one.
     ///
     /// # Errors
     /// When the file cannot be read.
     pub fn records(&self) -> Result<Records> {
-        let file_len = self.file_len()?;
-        let mut data = vec![0u8; usize::try_from(file_len).unwrap_or(usize::MAX)];
-        self.file
-            .read_exact_at(&mut data, 0)
-            .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
-        Ok(parse(&data, file_len))
+        let mut scan = self.scan()?;
+        let mut bodies = Vec::new();
+        while let Some(body) = scan.next_record()? {
+            bodies.push(body);
+        }
+        Ok(Records {
+            bodies,
+            good_len: scan.at,
+            file_len: scan.file_len,
+        })
+    }
+
+    /// Reads the good records one at a time from the start, each with its own read: what a
+    /// replay holds is one body, however long the journal.
+    ///
+    /// # Errors
+    /// When the file cannot be inspected.
+    pub fn scan(&self) -> Result<Scan<'_>> {
+        Ok(Scan {
+            journal: self,
+            at: 0,
+            file_len: self.file_len()?,
+        })
+    }
+
+    /// [`Journal::scan`] from `at`, the start of a record an earlier scan returned
+    /// ([`Scan::next_at`]); from anywhere else it finds no good record.
+    ///
+    /// # Errors
+    /// When the file cannot be inspected.
+    pub fn scan_from(&self, at: u64) -> Result<Scan<'_>> {
+        Ok(Scan {
+            journal: self,
+            at,
+            file_len: self.file_len()?,
+        })
     }
 
     /// Cuts the journal back to `len` bytes (0: it is empty).
@@ -231,31 +260,65 @@ impl Journal {
     }
 }
 
-fn parse(data: &[u8], file_len: u64) -> Records {
-    let mut out = Records {
-        file_len,
-        ..Records::default()
-    };
-    let mut at = 0usize;
-    while let Some(len_bytes) = data.get(at..at + 4) {
-        let mut len = [0u8; 4];
-        len.copy_from_slice(len_bytes);
-        let n = u32::from_le_bytes(len) as usize;
-        if n > MAX_RECORD {
-            break;
-        }
-        let Some(body) = data.get(at + 4..at + 4 + n) else {
-            break;
-        };
-        let Some(sum) = data.get(at + 4 + n..at + 4 + n + 16) else {
-            break;
-        };
-        if checksum(&len, body) != sum {
-            break;
-        }
-        out.bodies.push(body.to_vec());
-        at += 4 + n + 16;
+/// The records of a journal read one at a time, oldest first ([`Journal::scan`]).
+#[derive(Debug)]
+pub struct Scan<'j> {
+    journal: &'j Journal,
+    at: u64,
+    file_len: u64,
+}
+
+impl Scan<'_> {
+    /// The next good record's body and the offset where it starts; `None` at the end of
+    /// the good records (the end of the file, or a torn or mismatching record).
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn next_at(&mut self) -> Result<Option<(u64, Vec<u8>)>> {
+        let start = self.at;
+        Ok(self.next_record()?.map(|body| (start, body)))
     }
-    out.good_len = at as u64;
-    out
+
+    /// The next good record's body; `None` at the end of the good records.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn next_record(&mut self) -> Result<Option<Vec<u8>>> {
+        let left = self.file_len.saturating_sub(self.at);
+        if left < FRAME {
+            return Ok(None);
+        }
+        let mut len = [0u8; 4];
+        self.read(&mut len, self.at)?;
+        let n = u32::from_le_bytes(len) as usize;
+        // A length over the cap or past the file's end is a torn record: never allocated.
+        if n > MAX_RECORD || n as u64 + FRAME > left {
+            return Ok(None);
+        }
+        let mut rest = vec![0u8; n + 16];
+        self.read(&mut rest, self.at + 4)?;
+        if checksum(&len, &rest[..n]) != rest[n..] {
+            return Ok(None);
+        }
+        rest.truncate(n);
+        self.at += n as u64 + FRAME;
+        Ok(Some(rest))
+    }
+
+    /// Bytes of the good records read so far (after the last one: where a torn tail starts).
+    pub fn good_len(&self) -> u64 {
+        self.at
+    }
+
+    /// The file's length when the scan started.
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    fn read(&self, buf: &mut [u8], at: u64) -> Result<()> {
+        self.journal
+            .file
+            .read_exact_at(buf, at)
+            .map_err(|e| Error::io(format!("reading {}", self.journal.path.display()), e))
+    }
 }

@@ -71,6 +71,17 @@ impl Objects for PackWriter<'_> {
 }
 
 impl PackWriter<'_> {
+    /// [`Objects::put`] of bytes the caller gives up: they are kept without a copy.
+    ///
+    /// # Errors
+    /// None today; the signature matches [`Objects::put`].
+    pub fn put_owned(&mut self, kind: Kind, data: Vec<u8>) -> Result<Oid> {
+        let id = hash(kind, &data);
+        self.bytes += data.len();
+        self.objects.push((id, kind, data));
+        Ok(id)
+    }
+
     /// Returns the number of objects collected.
     pub fn len(&self) -> usize {
         self.objects.len()

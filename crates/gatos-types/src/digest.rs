@@ -68,6 +68,15 @@ impl Digest {
     pub fn of(bytes: &[u8]) -> Digest {
         Digest(*blake3::hash(bytes).as_bytes())
     }
+    /// Returns the digest of the parts' bytes one after another, as [`Digest::of`] of their
+    /// concatenation, without making it.
+    pub fn of_parts(parts: &[&[u8]]) -> Digest {
+        let mut h = blake3::Hasher::new();
+        for p in parts {
+            h.update(p);
+        }
+        Digest(*h.finalize().as_bytes())
+    }
     /// Wraps raw digest bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Digest {
         Digest(bytes)

@@ -248,7 +248,8 @@ fn bad_record(why: &str) -> Error {
     )
 }
 
-fn decode(body: &[u8]) -> Result<Rec> {
+/// Decodes a record; with `objects` false its objects are checked but not copied.
+fn decode(body: &[u8], objects: bool) -> Result<Rec> {
     let mut c = Cur { data: body, at: 0 };
     if c.arr::<1>()?[0] != VERSION {
         return Err(bad_record("unknown version"));
@@ -287,11 +288,18 @@ fn decode(body: &[u8]) -> Result<Rec> {
         });
     }
     let n = c.u32()? as usize;
-    let mut objects = Vec::with_capacity(n.min(3 * MAX_PENDING as usize));
+    let mut out = Vec::with_capacity(if objects {
+        n.min(3 * MAX_PENDING as usize)
+    } else {
+        0
+    });
     for _ in 0..n {
         let kind = Kind::from_code(c.arr::<1>()?[0]).ok_or_else(|| bad_record("object kind"))?;
         let len = c.u32()? as usize;
-        objects.push((kind, c.take(len)?.to_vec()));
+        let data = c.take(len)?;
+        if objects {
+            out.push((kind, data.to_vec()));
+        }
     }
     if c.at != body.len() {
         return Err(bad_record("bytes after the objects"));
@@ -304,7 +312,7 @@ fn decode(body: &[u8]) -> Result<Rec> {
         old,
         new,
         msgs,
-        objects,
+        objects: out,
     })
 }
 
@@ -454,6 +462,9 @@ impl Messages<'_> {
             next_seq += 1;
         }
         let body = encode(open.tail.as_ref().map(|m| m.commit), &msgs, &sink.objects);
+        // The objects are in the body now: one copy of a large payload less while it is
+        // appended.
+        drop(sink);
         let journal = open
             .journal
             .as_mut()
@@ -637,132 +648,184 @@ fn file_len_after(len: u64, body: &[u8]) -> u64 {
 }
 
 /// Applies the journal's records that the head does not have yet, then empties it.
-/// `None`: there was nothing to apply.
+///
+/// It reads the journal twice, one record at a time: first what each record follows and
+/// holds (no objects), then, from the first record the head lacks, the objects, in chunks
+/// of about [`CHUNK_BYTES`]. Each chunk is written (one pack, or loose objects when small)
+/// and the head moved to its last commit before the next is read, so what a
+/// materialization holds in memory is one chunk, not the journal (24 journaled publishes of
+/// 2 MiB once held several copies of all 48 MiB). A crash between chunks leaves the head on
+/// a record's commit; the next materialization starts after it.
 fn apply(store: &gatos_store::Store, topic: &Topic, journal: &Journal) -> Result<Outcome> {
-    let read = journal.records()?;
-    if read.good_len < read.file_len {
-        // A record torn by a crash during its write: it was never acknowledged.
-        tracing::warn!(%topic, bytes = read.file_len - read.good_len, "cutting a torn record off the journal");
-        journal.truncate(read.good_len)?;
+    let mut scan = journal.scan()?;
+    let mut recs = Vec::new();
+    while let Some((at, body)) = scan.next_at()? {
+        recs.push((at, decode(&body, false)?));
     }
-    if read.bodies.is_empty() {
-        if read.good_len > 0 {
+    if scan.good_len() < scan.file_len() {
+        // A record torn by a crash during its write: it was never acknowledged.
+        tracing::warn!(%topic, bytes = scan.file_len() - scan.good_len(), "cutting a torn record off the journal");
+        journal.truncate(scan.good_len())?;
+    }
+    if recs.is_empty() {
+        if scan.good_len() > 0 {
             journal.truncate(0)?;
         }
         return Ok(Outcome::Nothing);
     }
-    let mut recs = Vec::with_capacity(read.bodies.len());
-    for b in &read.bodies {
-        recs.push(decode(b)?);
-    }
     for w in recs.windows(2) {
-        if w[1].old != Some(w[0].new) {
+        if w[1].1.old != Some(w[0].1.new) {
             return Err(bad_record("its records do not follow each other"));
         }
     }
     let head_ref = names::message_head(topic);
     let head = store.read_ref(&head_ref)?;
-    let start = if head == recs[0].old {
+    let start = if head == recs[0].1.old {
         Some(0)
     } else {
-        recs.iter().position(|r| Some(r.new) == head).map(|k| k + 1)
+        recs.iter()
+            .position(|(_, r)| Some(r.new) == head)
+            .map(|k| k + 1)
     };
     let Some(start) = start else {
         // The head was moved outside gatos (a fetch or update-ref into the topic) while
         // records waited: their objects are written, and the caller appends their
         // messages again after the new head (as sync does, ADR 0015).
-        write_objects(store, &recs)?;
+        let mut w = store.writer();
+        let mut again = journal.scan()?;
+        for (_, want) in &recs {
+            let rec = next_rec(&mut again, want)?;
+            for (kind, data) in &rec.objects {
+                w.put(*kind, data)?;
+            }
+        }
+        w.finish()?;
         return Ok(Outcome::Foreign {
             commits: recs
                 .iter()
-                .flat_map(|r| r.msgs.iter().map(|m| m.meta.commit))
+                .flat_map(|(_, r)| r.msgs.iter().map(|m| m.meta.commit))
                 .collect(),
         });
     };
-    let todo = &recs[start..];
     let mut known = Vec::new();
-    let mut new_head = head;
-    if let Some(last) = todo.last() {
-        let count: usize = todo.iter().map(|r| r.objects.len()).sum();
-        let mut wrote = std::collections::HashSet::with_capacity(count);
-        let keep = if count >= MIN_PACKED {
-            let mut w = store.pack_writer();
-            for r in todo {
-                for (kind, data) in &r.objects {
-                    wrote.insert(w.put(*kind, data)?);
-                }
+    let mut at = head;
+    let mut chunks = 0usize;
+    if let Some((from, _)) = recs.get(start) {
+        let mut again = journal.scan_from(*from)?;
+        let mut todo = recs[start..].iter().map(|(_, r)| r).peekable();
+        while todo.peek().is_some() {
+            let mut chunk = Vec::new();
+            let mut bytes = 0usize;
+            while bytes < CHUNK_BYTES
+                && let Some(want) = todo.next()
+            {
+                let rec = next_rec(&mut again, want)?;
+                bytes += rec.objects.iter().map(|(_, d)| d.len()).sum::<usize>();
+                chunk.push(rec);
             }
-            Some(w.finish()?)
-        } else {
-            let mut w = store.writer();
-            for r in todo {
-                for (kind, data) in &r.objects {
-                    wrote.insert(w.put(*kind, data)?);
-                }
-            }
-            w.finish()?;
-            None
-        };
-        for r in todo {
-            for m in &r.msgs {
-                if !wrote.contains(&m.meta.commit) || !wrote.contains(&m.blob) {
-                    return Err(bad_record(
-                        "a message's commit or blob is not among its objects",
-                    ));
-                }
-            }
+            at = Some(write_chunk(store, topic, &head_ref, at, chunk, &mut known)?);
+            chunks += 1;
         }
-        // Never move the head to a commit the store does not have (one lookup).
-        if !store.reader().exists(last.new) {
-            return Err(Error::new(
-                ErrorCode::Internal,
-                format!(
-                    "materializing the journal of '{topic}': commit {} is missing after its objects were written (head {}, {} record(s) from {})",
-                    last.new,
-                    head.map_or_else(|| "none".to_owned(), |h| h.to_string()),
-                    todo.len(),
-                    start
-                ),
-            ));
-        }
-        let opts = Options {
-            message: format!("gatos: publish to {topic} (journal)"),
-            ..Options::default()
-        };
-        store.update_refs_locked(&[Edit::update(head_ref, head, last.new)], &opts, false)?;
-        drop(keep);
-        new_head = Some(last.new);
-        for r in todo {
-            for m in &r.msgs {
-                known.push(Known {
-                    record: Record {
-                        commit: m.meta.commit,
-                        blob: m.blob,
-                        ulid: m.meta.ulid,
-                        len: m.len,
-                    },
-                    msgid: m.msgid,
-                    meta: m.meta.clone(),
-                });
-            }
-        }
-        tracing::debug!(%topic, records = todo.len(), messages = known.len(), "journal materialized");
+        tracing::debug!(%topic, records = recs.len() - start, chunks, messages = known.len(), "journal materialized");
     }
     journal.truncate(0)?;
-    Ok(match new_head {
-        Some(head) => Outcome::Applied { known, head },
-        None => Outcome::Nothing,
+    Ok(match at {
+        Some(head) if chunks > 0 => Outcome::Applied { known, head },
+        _ => Outcome::Nothing,
     })
 }
 
-fn write_objects(store: &gatos_store::Store, recs: &[Rec]) -> Result<()> {
-    let mut w = store.writer();
-    for r in recs {
-        for (kind, data) in &r.objects {
-            w.put(*kind, data)?;
+/// Bytes of objects materialized together (see [`apply`]). A chunk closes once it reaches
+/// this, so it holds at most this plus one record (itself at most 64 MiB).
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// The next record of a second reading, with its objects; it must be the one the first
+/// reading saw (the family's lock is held, so only a foreign hand could change it).
+fn next_rec(scan: &mut gatos_store::journal::Scan<'_>, want: &Rec) -> Result<Rec> {
+    let body = scan
+        .next_record()?
+        .ok_or_else(|| bad_record("it changed while it was applied"))?;
+    let rec = decode(&body, true)?;
+    if rec.old != want.old || rec.new != want.new {
+        return Err(bad_record("it changed while it was applied"));
+    }
+    Ok(rec)
+}
+
+/// Writes one chunk's objects and moves the head from `head` to its last commit.
+fn write_chunk(
+    store: &gatos_store::Store,
+    topic: &Topic,
+    head_ref: &gatos_store::refs::RefName,
+    head: Option<Oid>,
+    mut chunk: Vec<Rec>,
+    known: &mut Vec<Known>,
+) -> Result<Oid> {
+    let count: usize = chunk.iter().map(|r| r.objects.len()).sum();
+    let mut wrote = std::collections::HashSet::with_capacity(count);
+    let keep = if count >= MIN_PACKED {
+        let mut w = store.pack_writer();
+        for r in &mut chunk {
+            for (kind, data) in std::mem::take(&mut r.objects) {
+                wrote.insert(w.put_owned(kind, data)?);
+            }
+        }
+        Some(w.finish()?)
+    } else {
+        let mut w = store.writer();
+        for r in &chunk {
+            for (kind, data) in &r.objects {
+                wrote.insert(w.put(*kind, data)?);
+            }
+        }
+        w.finish()?;
+        None
+    };
+    for r in &chunk {
+        for m in &r.msgs {
+            if !wrote.contains(&m.meta.commit) || !wrote.contains(&m.blob) {
+                return Err(bad_record(
+                    "a message's commit or blob is not among its objects",
+                ));
+            }
         }
     }
-    Ok(w.finish()?)
+    let last = chunk
+        .last()
+        .map(|r| r.new)
+        .ok_or_else(|| Error::new(ErrorCode::Internal, "an empty journal chunk"))?;
+    // Never move the head to a commit the store does not have (one lookup).
+    if !store.reader().exists(last) {
+        return Err(Error::new(
+            ErrorCode::Internal,
+            format!(
+                "materializing the journal of '{topic}': commit {last} is missing after its objects were written (head {}, {} record(s))",
+                head.map_or_else(|| "none".to_owned(), |h| h.to_string()),
+                chunk.len(),
+            ),
+        ));
+    }
+    let opts = Options {
+        message: format!("gatos: publish to {topic} (journal)"),
+        ..Options::default()
+    };
+    store.update_refs_locked(&[Edit::update(head_ref.clone(), head, last)], &opts, false)?;
+    drop(keep);
+    for r in chunk {
+        for m in r.msgs {
+            known.push(Known {
+                record: Record {
+                    commit: m.meta.commit,
+                    blob: m.blob,
+                    ulid: m.meta.ulid,
+                    len: m.len,
+                },
+                msgid: m.msgid,
+                meta: m.meta,
+            });
+        }
+    }
+    Ok(last)
 }
 
 /// The flusher of a handle: materializes its journals every `flush` while the handle

@@ -220,3 +220,69 @@ fn durable_journaled_publishes_and_a_journal_off_config() -> TestResult {
     assert!(err.to_string().contains("gatos.journal"), "{err}");
     repo.assert_fsck_strict()
 }
+
+/// The length of `refs-changed`: one byte per ref transaction of a gatos writer.
+fn transactions(repo: &TempRepo) -> u64 {
+    std::fs::metadata(repo.git_dir().join("gatos/refs-changed")).map_or(0, |m| m.len())
+}
+
+/// A journal larger than one materialization chunk (8 MiB of objects) is applied chunk by
+/// chunk: each chunk moves the head once (one ref transaction more per chunk than a short
+/// journal takes), every message is there in order, and the repository is sound.
+#[test]
+fn a_long_journal_is_materialized_in_chunks() -> TestResult {
+    let repo = TempRepo::new()?;
+    let g = open(&repo)?;
+    let pad = "x".repeat(1 << 20);
+    let mut measured = Vec::new();
+    for (name, count) in [("j.small", 3), ("j.big", 20)] {
+        let t: Topic = name.parse()?;
+        // 20 messages of about 1 MiB make at least three chunks.
+        let rows: Vec<_> = (0..count)
+            .map(|n| {
+                Ok(g.messages().publish(
+                    &t,
+                    json!({ "n": n, "pad": pad }),
+                    &PublishOptions::default(),
+                )?)
+            })
+            .collect::<TestResult<_>>()?;
+        assert!(
+            journal_len(&repo, &t) > u64::try_from(count)? << 20,
+            "all wait in the journal"
+        );
+        assert_eq!(head(&repo, &t)?, "");
+        let before = transactions(&repo);
+        let other = open(&repo)?;
+        // Pages end at the page byte cap: read on after each one's last message.
+        let mut got = Vec::new();
+        let mut since = Cursor::Start;
+        loop {
+            let page = other.messages().read(
+                &t,
+                &ReadOptions {
+                    since,
+                    limit: 1_000,
+                },
+            )?;
+            let Some(last) = page.messages.last() else {
+                break;
+            };
+            since = Cursor::Ulid(last.ulid);
+            for m in &page.messages {
+                let v: serde_json::Value = serde_json::from_str(m.payload.get())?;
+                got.push(v["n"].as_i64().ok_or("no n")?);
+            }
+        }
+        assert_eq!(got, (0..count).collect::<Vec<_>>());
+        measured.push(transactions(&repo) - before);
+        assert_eq!(journal_len(&repo, &t), 0);
+        let last = rows.last().ok_or("no rows")?;
+        assert_eq!(head(&repo, &t)?, last.commit.to_string());
+    }
+    assert!(
+        measured[1] >= measured[0] + 2,
+        "ref transactions while materializing 3 and 20 MiB: {measured:?}"
+    );
+    repo.assert_fsck_strict()
+}
