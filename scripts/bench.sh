@@ -9,7 +9,7 @@
 # N_BIG (100000), N_HUGE (1000000), N_AUTO (100000), N_JOBS (2000), N_RUN (500),
 # N_FINISHED (10000), INODE_SETTLE (310), N_SYNC (10000), N_ARCHIVED (100000),
 # SYNC_ROUNDS (30), N_EXPORT (100000), N_EXPORT_JOBS (10000), N_EXPORT_NEW (1000), N_HTTP_PUB (300), N_HTTP_ENQ (120), N_SSE (200),
-# N_IDLE (1000), N_PAGE_SMALL (1000), N_PAGE_BIG (100000), N_MCP (2000), N_DASH_SMALL (1000), N_DASH_BIG (100000), N_DASH_ROUNDS (60), N_GQL_JOBS (10000), N_GQL_MESSAGES (100000), N_GQL (200). Method and recorded figures:
+# GATOS_BENCH_DIR (/tmp), N_IDLE (1000), N_PAGE_SMALL (1000), N_PAGE_BIG (100000), N_MCP (2000), N_DASH_SMALL (1000), N_DASH_BIG (100000), N_DASH_ROUNDS (60), N_GQL_JOBS (10000), N_GQL_MESSAGES (100000), N_GQL (200). Method and recorded figures:
 # docs/PERFORMANCE.md. Nothing here asserts: it measures.
 set -euo pipefail
 
@@ -36,7 +36,11 @@ GG="$BIN/git-gatos"
 GB="$BIN/gatos-bench"
 OUT="$here/target/bench"
 mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/gatos-bench.XXXXXX)
+# GATOS_BENCH_DIR: where the repositories (and the peers' data) live; /tmp by default. A
+# tmpfs there (/dev/shm) measures each system without the disk: the ceiling beside the
+# disk's figures (docs/PERFORMANCE.md). Then the peers table is not written into the docs.
+BENCH_DIR=${GATOS_BENCH_DIR:-/tmp}
+WORK=$(mktemp -d "$BENCH_DIR/gatos-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null HOME="$WORK/home" LC_ALL=C
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@localhost GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@localhost
@@ -81,7 +85,7 @@ payload() { # the payload every workload publishes (about the size of a small ev
 payload_var() { printf -v "$1" '{"n":%d,"kind":"bench","body":"the quick brown fox jumps over the lazy dog","tags":["a","b","c"]}' "$2"; }
 
 machine() {
-  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(git --version)"
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(git --version), work directory on $(stat -f -c %T "$BENCH_DIR")"
 }
 
 bench_messages() {

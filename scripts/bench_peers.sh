@@ -77,7 +77,7 @@ peers_start() {
   PG_BIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb 2> /dev/null | sort -V | tail -1)" 2> /dev/null || true)
   if [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ]; then
     # Outside $WORK (mode 700): the postgres user must reach it. Same file system.
-    PG_DIR=$(mktemp -d /tmp/gatos-bench-pg.XXXXXX)
+    PG_DIR=$(mktemp -d "$BENCH_DIR/gatos-bench-pg.XXXXXX")
     mkdir -p "$PG_DIR/data" "$PG_DIR/sock"
     [ "$(id -u)" = 0 ] && chown -R postgres "$PG_DIR"
     pg_as "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U bench > "$WORK/pg-init.log" 2>&1
@@ -173,5 +173,12 @@ bench_peers() {
     [ -n "$REDIS_URL" ] && peers_run redis_read "$k" "$GB" redis-xrange "$REDIS_URL" "$n_read"
   done
   peers_stop
-  python3 "$here/scripts/peers_table.py" "$results" "$(machine)" "$here/docs/PERFORMANCE.md"
+  if [ "$BENCH_DIR" = /tmp ]; then
+    python3 "$here/scripts/peers_table.py" "$results" "$(machine)" "$here/docs/PERFORMANCE.md"
+  else
+    # Another file system (a tmpfs ceiling): the table goes to target/bench, not the docs.
+    cp "$here/docs/PERFORMANCE.md" "$OUT/peers-table.md"
+    python3 "$here/scripts/peers_table.py" "$results" "$(machine)" "$OUT/peers-table.md"
+    echo "peers table on $(stat -f -c %T "$BENCH_DIR"): $OUT/peers-table.md"
+  fi
 }
