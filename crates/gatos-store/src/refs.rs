@@ -8,6 +8,7 @@
 
 pub mod names;
 mod packed;
+mod split;
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use crate::locks::owners::{Census, Owner};
 use crate::{Store, from_gix, to_gix};
 
 pub use names::RefName;
+pub use split::{PackedRecords, SplitListing};
 
 /// One ref change.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,9 @@
 //!   forward, create-only refs are never re-created). Unequal lists are listed again, up to
 //!   [`MINT_TRIES`] times; then the last list is kept and the state marked inexact (each
 //!   ref holds a value it really had during the mint, but one job's refs may mix, as every
-//!   live reader sees them).
+//!   live reader sees them). A list is the store's two parts ([`collect_listed`]): the
+//!   loose refs, walked every time, and the `packed-refs` records, parsed once per
+//!   `packed-refs` file and reused while it is still that file.
 //! - [`Window`]: one versioned map of refs (a version per change, not a map per state),
 //!   the kept states, their ids, and tombstones of the evicted ones. A state is kept until
 //!   `ttl` after its last use, at most `hard` after its mint, and at most `max_states`.
@@ -22,7 +24,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use gatos_store::refs::names;
+use gatos_store::refs::{PackedRecords, SplitListing, names};
 use gatos_types::{ErrorCode, Oid, Timestamp};
 
 use crate::Gatos;
@@ -60,14 +62,34 @@ pub struct StateId(pub [u8; 32]);
 impl StateId {
     /// The id of refs given sorted by name (full names, `refs/gatos/…`).
     pub fn of(refs: &[(String, Oid)]) -> StateId {
+        Self::of_sorted(refs.iter().map(|(n, o)| (n.as_str(), *o))).0
+    }
+
+    /// The id of refs given sorted by name, and how many there were. The lines are
+    /// gathered into a buffer and hashed a buffer at a time (BLAKE3 hashes long inputs
+    /// several chunks at once).
+    pub fn of_sorted<'a>(refs: impl Iterator<Item = (&'a str, Oid)>) -> (StateId, usize) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        const FLUSH: usize = 64 * 1024;
         let mut h = blake3::Hasher::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(FLUSH + 4096);
+        let mut count = 0usize;
         for (name, oid) in refs {
-            h.update(oid.to_string().as_bytes());
-            h.update(b" ");
-            h.update(name.as_bytes());
-            h.update(b"\n");
+            for b in oid.as_bytes() {
+                buf.push(HEX[usize::from(b >> 4)]);
+                buf.push(HEX[usize::from(b & 0xf)]);
+            }
+            buf.push(b' ');
+            buf.extend_from_slice(name.as_bytes());
+            buf.push(b'\n');
+            count += 1;
+            if buf.len() >= FLUSH {
+                h.update(&buf);
+                buf.clear();
+            }
         }
-        StateId(*h.finalize().as_bytes())
+        h.update(&buf);
+        (StateId(*h.finalize().as_bytes()), count)
     }
 
     /// The 32 raw bytes.
@@ -137,39 +159,68 @@ pub struct Collected {
     pub lists: usize,
 }
 
-fn list_all(gatos: &Gatos) -> Result<Vec<(String, Oid)>> {
-    // Journaled publishes are part of the state (ADR 0046).
-    gatos.messages().settle_all()?;
-    let mut refs: Vec<(String, Oid)> = gatos
-        .store()
-        .list_refs(names::GATOS_PREFIX)?
-        .into_iter()
-        .map(|(n, o)| (n.as_str().to_owned(), o))
-        .collect();
-    // Byte order of the names, whatever order the store lists in.
-    refs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    Ok(refs)
+/// What a double collect read, as the store lists it: the loose refs and the
+/// `packed-refs` records (see [`gatos_store::refs::SplitListing`]).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The last list.
+    pub listing: SplitListing,
+    /// The last two lists were equal.
+    pub exact: bool,
+    /// Lists taken.
+    pub lists: usize,
 }
 
-/// Reads every gatos ref by double collect (see the module's doc).
+impl Listed {
+    /// Every ref, sorted by name.
+    pub fn into_collected(self) -> Collected {
+        Collected {
+            refs: self
+                .listing
+                .merged()
+                .map(|(n, o)| (n.to_owned(), o))
+                .collect(),
+            exact: self.exact,
+            lists: self.lists,
+        }
+    }
+}
+
+/// Reads every gatos ref by double collect (see the module's doc), materializing
+/// journaled publishes first (they are part of the state, ADR 0046).
 ///
 /// # Errors
 /// When the refs cannot be listed.
 pub fn collect(gatos: &Gatos) -> Result<Collected> {
-    let mut last = list_all(gatos)?;
+    gatos.messages().settle_all()?;
+    Ok(collect_listed(gatos, None)?.into_collected())
+}
+
+/// The double collect itself: lists the refs until two lists in a row are equal, at most
+/// [`MINT_TRIES`] times. `cached` is the `packed-refs` records of an earlier listing:
+/// while `packed-refs` is still that file they are reused, so a list costs a walk of the
+/// loose refs and two `stat`s (the store checks the file; see
+/// [`gatos_store::Store::list_refs_split`]). Two lists with the same records are compared
+/// by their loose refs.
+///
+/// # Errors
+/// When the refs cannot be listed.
+pub fn collect_listed(gatos: &Gatos, cached: Option<&Arc<PackedRecords>>) -> Result<Listed> {
+    let store = gatos.store();
+    let mut last = store.list_refs_split(names::GATOS_PREFIX, cached)?;
     for lists in 2..=MINT_TRIES {
-        let next = list_all(gatos)?;
-        if next == last {
-            return Ok(Collected {
-                refs: next,
+        let next = store.list_refs_split(names::GATOS_PREFIX, last.packed.as_ref())?;
+        if next.same_refs(&last) {
+            return Ok(Listed {
+                listing: next,
                 exact: true,
                 lists,
             });
         }
         last = next;
     }
-    Ok(Collected {
-        refs: last,
+    Ok(Listed {
+        listing: last,
         exact: false,
         lists: MINT_TRIES,
     })
@@ -222,6 +273,15 @@ struct Inner {
     evicted_memory: u64,
     /// Mints that reused the last state.
     reused: u64,
+    /// The listing of the newest state when a mint kept it (the newest values in `refs`
+    /// are its refs): the next mint compares only what can differ from it.
+    base: Option<Base>,
+}
+
+/// The newest state's listing (see [`Inner::base`]).
+struct Base {
+    seq: u64,
+    listing: SplitListing,
 }
 
 /// Why a state was evicted (what `Gone` says).
@@ -262,7 +322,7 @@ impl Default for Retention {
 pub struct Window {
     inner: RwLock<Inner>,
     /// One mint at a time, and the last one: when it started and the state it kept.
-    minting: Mutex<Option<LastMint>>,
+    minting: Mutex<Minting>,
     retention: Retention,
     /// [`Retention::max_bytes`], settable after the window is made.
     max_bytes: std::sync::atomic::AtomicUsize,
@@ -283,6 +343,14 @@ struct LastMint {
     started: Instant,
     generation: Option<gatos_store::refs::RefsGeneration>,
     seq: u64,
+}
+
+/// What the mint lock guards: the last mint, and the `packed-refs` records it read (the
+/// next mint reuses them while `packed-refs` is still that file).
+#[derive(Default)]
+struct Minting {
+    last: Option<LastMint>,
+    packed: Option<Arc<PackedRecords>>,
 }
 
 /// What the window holds, for metrics and tests.
@@ -326,7 +394,7 @@ impl Window {
     pub fn new(retention: Retention) -> Arc<Window> {
         Arc::new(Window {
             inner: RwLock::new(Inner::default()),
-            minting: Mutex::new(None),
+            minting: Mutex::new(Minting::default()),
             retention,
             max_bytes: std::sync::atomic::AtomicUsize::new(retention.max_bytes),
         })
@@ -366,8 +434,8 @@ impl Window {
         // the refs; settling moves the refs (and the generation) for the former.
         gatos.messages().settle_all()?;
         let generation = gatos.store().refs_generation();
-        let mut last = self.minting.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(m) = *last {
+        let mut minting = self.minting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = minting.last {
             let unmoved = m.generation == generation
                 && arrived.saturating_duration_since(m.started) <= STATE_RESCAN;
             if unmoved || m.started >= arrived {
@@ -388,14 +456,71 @@ impl Window {
         // reading moves it, so the next call does not reuse a state that may miss it.
         let generation = gatos.store().refs_generation();
         let started = Instant::now();
-        let c = collect(gatos)?;
-        let at = self.keep(c, gatos.now(), started);
-        *last = Some(LastMint {
+        let listed = collect_listed(gatos, minting.packed.as_ref())?;
+        minting.packed.clone_from(&listed.listing.packed);
+        let at = self.keep_listed(listed, gatos.now(), started);
+        minting.last = Some(LastMint {
             started,
             generation,
             seq: at.seq,
         });
         Ok(at)
+    }
+
+    /// Keeps what [`collect_listed`] read (a mint's second half, also for tests). When the
+    /// newest kept state was kept from a listing with the same `packed-refs` records, only
+    /// the refs loose in either listing can differ from it, and only those are compared;
+    /// otherwise every ref is, as [`Window::keep`] does. The id is computed over every ref.
+    pub fn keep_listed(self: &Arc<Self>, l: Listed, now: Timestamp, clock: Instant) -> At {
+        let (id, count) = StateId::of_sorted(l.listing.merged());
+        let mut g = write_lock(&self.inner);
+        self.evict(&mut g, clock);
+        if let Some(at) = self.same_state(&mut g, &id, l.exact, clock) {
+            return at;
+        }
+        let seq = g.next_seq;
+        g.next_seq += 1;
+        let newest = g.states.back().map(|k| k.seq);
+        let base = g
+            .base
+            .take()
+            .filter(|b| Some(b.seq) == newest && b.listing.same_packed(&l.listing));
+        let (added, name_bytes) = match &base {
+            Some(b) => {
+                // Names loose in either listing, each once, in order.
+                let mut names: Vec<&str> = b
+                    .listing
+                    .loose
+                    .iter()
+                    .chain(&l.listing.loose)
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                diff_names(&mut g, seq, names.into_iter(), |n| l.listing.value(n))
+            }
+            None => diff_all(&mut g, seq, l.listing.merged()),
+        };
+        drop(base);
+        g.base = Some(Base {
+            seq,
+            listing: l.listing,
+        });
+        self.push_state(
+            &mut g,
+            Kept {
+                seq,
+                id,
+                taken_at: now,
+                minted_at: now,
+                minted: clock,
+                last_used: clock,
+                refs: count,
+                exact: l.exact,
+            },
+            added,
+            name_bytes,
+        )
     }
 
     /// Keeps what a mint collected (the mint's second half, also for tests).
@@ -415,65 +540,64 @@ impl Window {
         let id = StateId::of(&c.refs);
         let mut g = write_lock(&self.inner);
         self.evict(&mut g, clock);
-        let same = g.by_id.get(&id).copied();
-        if let Some(k) = same.and_then(|seq| g.states.iter_mut().find(|k| k.seq == seq)) {
-            // The same refs: the same state.
-            k.last_used = clock;
-            k.exact |= c.exact;
-            return At {
-                window: self.clone(),
-                seq: k.seq,
-            };
+        if let Some(at) = self.same_state(&mut g, &id, c.exact, clock) {
+            return at;
         }
         let seq = g.next_seq;
         g.next_seq += 1;
-        // Diff the list against the newest values: a version only for what changed.
-        let mut added = 0usize;
-        let mut listed = c.refs.iter().peekable();
-        let mut new_names: Vec<(Box<str>, Oid)> = Vec::new();
-        let mut name_bytes = 0usize;
-        for (name, versions) in &mut g.refs {
-            while let Some((n, o)) = listed.next_if(|(n, _)| n.as_str() < &**name) {
-                new_names.push((n.as_str().into(), *o));
-            }
-            let newest = versions.last().and_then(|(_, v)| *v);
-            match listed.next_if(|(n, _)| n.as_str() == &**name) {
-                Some((_, oid)) if newest != Some(*oid) => {
-                    versions.push((seq, Some(*oid)));
-                    added += 1;
-                }
-                Some(_) => {}
-                None if newest.is_some() => {
-                    versions.push((seq, None));
-                    added += 1;
-                }
-                None => {}
-            }
-        }
-        new_names.extend(listed.map(|(n, o)| (n.as_str().into(), *o)));
-        for (n, o) in new_names {
-            name_bytes += NAME_COST + n.len();
-            g.refs.insert(n, vec![(seq, Some(o))]);
-            added += 1;
-        }
+        let (added, name_bytes) =
+            diff_all(&mut g, seq, c.refs.iter().map(|(n, o)| (n.as_str(), *o)));
+        // The newest values are no longer a mint's listing.
+        g.base = None;
+        self.push_state(
+            &mut g,
+            Kept {
+                seq,
+                id,
+                taken_at,
+                minted_at: now,
+                minted: clock,
+                last_used: clock,
+                refs: c.refs.len(),
+                exact: c.exact,
+            },
+            added,
+            name_bytes,
+        )
+    }
+
+    /// The kept state with this id, marked used, when there is one: the same refs are the
+    /// same state.
+    fn same_state(
+        self: &Arc<Self>,
+        g: &mut Inner,
+        id: &StateId,
+        exact: bool,
+        clock: Instant,
+    ) -> Option<At> {
+        let seq = g.by_id.get(id).copied()?;
+        let k = g.states.iter_mut().find(|k| k.seq == seq)?;
+        k.last_used = clock;
+        k.exact |= exact;
+        Some(At {
+            window: self.clone(),
+            seq: k.seq,
+        })
+    }
+
+    /// Records a new state whose versions were just pushed (`added` of them, `name_bytes`
+    /// for new names), then evicts what is due.
+    fn push_state(self: &Arc<Self>, g: &mut Inner, k: Kept, added: usize, name_bytes: usize) -> At {
         g.versions += added;
         g.bytes += name_bytes + added * VERSION_COST + STATE_COST;
-        if !c.exact {
+        if !k.exact {
             g.inexact += 1;
         }
-        g.by_id.insert(id, seq);
-        g.tombstones.remove(&id);
-        g.states.push_back(Kept {
-            seq,
-            id,
-            taken_at,
-            minted_at: now,
-            minted: clock,
-            last_used: clock,
-            refs: c.refs.len(),
-            exact: c.exact,
-        });
-        self.evict(&mut g, clock);
+        g.by_id.insert(k.id, k.seq);
+        g.tombstones.remove(&k.id);
+        let (seq, clock) = (k.seq, k.minted);
+        g.states.push_back(k);
+        self.evict(g, clock);
         At {
             window: self.clone(),
             seq,
@@ -655,6 +779,77 @@ impl Window {
             kept_until: to_timestamp(to_timestamp(base, k.minted, now), now, until.max(now)),
         }
     }
+}
+
+/// Pushes version `seq` of every ref whose newest value differs from `listed` (sorted
+/// by name; a ref not listed is deleted at `seq`). Returns the versions added and the
+/// bytes of the new names.
+fn diff_all<'a>(
+    g: &mut Inner,
+    seq: u64,
+    listed: impl Iterator<Item = (&'a str, Oid)>,
+) -> (usize, usize) {
+    let mut added = 0usize;
+    let mut name_bytes = 0usize;
+    let mut listed = listed.peekable();
+    let mut new_names: Vec<(Box<str>, Oid)> = Vec::new();
+    for (name, versions) in &mut g.refs {
+        while let Some((n, o)) = listed.next_if(|(n, _)| *n < &**name) {
+            new_names.push((n.into(), o));
+        }
+        let newest = versions.last().and_then(|(_, v)| *v);
+        match listed.next_if(|(n, _)| *n == &**name) {
+            Some((_, oid)) if newest != Some(oid) => {
+                versions.push((seq, Some(oid)));
+                added += 1;
+            }
+            Some(_) => {}
+            None if newest.is_some() => {
+                versions.push((seq, None));
+                added += 1;
+            }
+            None => {}
+        }
+    }
+    new_names.extend(listed.map(|(n, o)| (n.into(), o)));
+    for (n, o) in new_names {
+        name_bytes += NAME_COST + n.len();
+        g.refs.insert(n, vec![(seq, Some(o))]);
+        added += 1;
+    }
+    (added, name_bytes)
+}
+
+/// Pushes version `seq` of each ref in `names` whose newest value differs from
+/// `value(name)` (`None`: deleted); every other ref keeps its newest value. Returns what
+/// [`diff_all`] returns.
+fn diff_names<'a>(
+    g: &mut Inner,
+    seq: u64,
+    names: impl Iterator<Item = &'a str>,
+    value: impl Fn(&str) -> Option<Oid>,
+) -> (usize, usize) {
+    let mut added = 0usize;
+    let mut name_bytes = 0usize;
+    for name in names {
+        let now = value(name);
+        match g.refs.get_mut(name) {
+            Some(versions) => {
+                if versions.last().and_then(|(_, v)| *v) != now {
+                    versions.push((seq, now));
+                    added += 1;
+                }
+            }
+            None => {
+                if let Some(o) = now {
+                    name_bytes += NAME_COST + name.len();
+                    g.refs.insert(name.into(), vec![(seq, Some(o))]);
+                    added += 1;
+                }
+            }
+        }
+    }
+    (added, name_bytes)
 }
 
 /// One kept state: a [`RefSource`] whose refs never move.

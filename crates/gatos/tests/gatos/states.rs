@@ -270,6 +270,102 @@ fn an_unmoved_live_state_is_reused_and_every_gatos_write_moves_it() -> TestResul
     Ok(())
 }
 
+/// A state kept from the store's two-part listing (loose refs, and `packed-refs` records
+/// reused while the file is unchanged, with only the refs loose then or now compared to
+/// the newest state) equals what git lists, after every kind of ref change: gatos writes,
+/// plain `git update-ref` by another process (a loose ref over a packed one, a new ref, a
+/// deletion from `packed-refs`, a deletion of a loose ref), and `git pack-refs`. Every
+/// earlier state still lists what git listed when it was kept.
+#[test]
+fn a_state_kept_from_a_listing_equals_git_after_every_kind_of_ref_change() -> TestResult {
+    use gatos::refs::RefSource as _;
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    let topic: Topic = "t.listed".parse()?;
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        jobs.push(enqueue(&g, "q")?);
+    }
+    g.messages()
+        .publish(&topic, json!({"n": 0}), &PublishOptions::default())?;
+    let w = Window::new(Retention::default());
+    let lines = || git_refs(&repo, "refs/gatos/");
+    let listed = |at: &gatos::state::At| -> TestResult<String> {
+        Ok(at
+            .list_after("refs/gatos/", None, usize::MAX)?
+            .iter()
+            .map(|(n, o)| format!("{o} {n}\n"))
+            .collect())
+    };
+    let mut cached = None;
+    let mut kept: Vec<(gatos::state::At, String)> = Vec::new();
+    let mut step = |what: &str, reused: Option<bool>| -> TestResult {
+        let l = gatos::state::collect_listed(&g, cached.as_ref())?;
+        if let Some(want) = reused {
+            let same = match (&cached, &l.listing.packed) {
+                (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+                _ => false,
+            };
+            assert_eq!(same, want, "{what}: packed-refs records reused");
+        }
+        cached.clone_from(&l.listing.packed);
+        assert!(l.exact, "{what}");
+        let at = w.keep_listed(l, g.now(), std::time::Instant::now());
+        let git = lines()?;
+        assert_eq!(
+            at.id()?,
+            StateId(*blake3::hash(git.as_bytes()).as_bytes()),
+            "{what}: the id is git's"
+        );
+        assert_eq!(listed(&at)?, git, "{what}: the state lists what git lists");
+        kept.push((at, git));
+        for (i, (old, then)) in kept.iter().enumerate() {
+            assert_eq!(&listed(old)?, then, "{what}: state {i} unchanged");
+        }
+        Ok(())
+    };
+    step("loose refs only", None)?;
+    repo.git(&["pack-refs", "--all"])?;
+    step("after pack-refs", Some(false))?;
+    g.messages()
+        .publish(&topic, json!({"n": 1}), &PublishOptions::default())?;
+    step("a gatos publish over a packed head", Some(true))?;
+    jobs.push(enqueue(&g, "q")?);
+    step("a gatos enqueue (new loose refs)", Some(true))?;
+    let job_ref = format!("refs/gatos/jobs/{}/job", jobs[0]);
+    let oid = repo.git(&["rev-parse", &job_ref])?;
+    let oid = oid.trim();
+    repo.git(&["update-ref", "refs/gatos/config/plain", oid])?;
+    step("a plain git ref, new", Some(true))?;
+    let other = format!("refs/gatos/jobs/{}/job", jobs[1]);
+    repo.git(&["update-ref", &other, oid])?;
+    step("a plain git write over a packed ref", Some(true))?;
+    repo.git(&["update-ref", "-d", "refs/gatos/config/plain"])?;
+    step("a plain git delete of a loose ref", Some(true))?;
+    repo.git(&[
+        "update-ref",
+        "-d",
+        &format!("refs/gatos/jobs/{}/job", jobs[2]),
+    ])?;
+    step("a plain git delete of a packed ref", Some(false))?;
+    repo.git(&["pack-refs", "--all"])?;
+    step("after pack-refs again", Some(false))?;
+    step("nothing moved", Some(true))?;
+    // The live mint (its own cache of the records) agrees.
+    g.messages()
+        .publish(&topic, json!({"n": 2}), &PublishOptions::default())?;
+    let at = w.mint(&g)?;
+    assert_eq!(
+        at.id()?,
+        StateId(*blake3::hash(lines()?.as_bytes()).as_bytes())
+    );
+    g.messages()
+        .publish(&topic, json!({"n": 3}), &PublishOptions::default())?;
+    let at = w.mint(&g)?;
+    assert_eq!(listed(&at)?, lines()?);
+    Ok(())
+}
+
 // ---- durable snapshots (`git gatos snapshot`, ADR 0044 §1) ----
 
 use gatos::snapshot::saved;
