@@ -17,6 +17,7 @@
 //! clock when read. A `GET` whose `If-None-Match` names the answer's tag gets a 304.
 
 pub mod cursor;
+pub mod edges;
 pub mod schema;
 pub mod shape;
 

@@ -16,6 +16,7 @@ use gatos_types::jobs::JobRow;
 use gatos_types::{ErrorCode, Timestamp, Topic, Ulid};
 
 use super::cursor::{self, Codec, Kind};
+use super::edges::MessageEdges;
 
 /// The largest page (`first`) a connection serves; more is an error, never a clamp.
 pub const MAX_PAGE: i32 = 500;
@@ -594,6 +595,7 @@ impl Ledger {
         Ok(AuditConnection {
             edges: page
                 .edges
+                .0
                 .into_iter()
                 .map(|e| AuditEdge {
                     cursor: e.cursor,
@@ -1352,11 +1354,7 @@ impl TopicAt {
         };
         let want = r.from_seq.map(|s| s.0);
         let page = messages_page(ctx, &self.state, &self.topic, r)?;
-        Ok(page
-            .edges
-            .into_iter()
-            .map(|e| e.node)
-            .find(|m| Some(m.seq.0) == want))
+        Ok(page.edges.into_nodes().find(|m| Some(m.seq.0) == want))
     }
 }
 
@@ -1495,7 +1493,7 @@ fn messages_page(
         .collect();
     Ok(MessageConnection {
         page_info: PageInfo::of(&edges, next, prev, |e| &e.cursor),
-        edges,
+        edges: MessageEdges(edges),
     })
 }
 
@@ -1861,7 +1859,7 @@ pub struct SyncStatus {
 #[derive(SimpleObject)]
 pub struct MessageConnection {
     /// The messages.
-    edges: Vec<MessageEdge>,
+    edges: MessageEdges,
     /// Where the page is.
     page_info: PageInfo,
 }
@@ -1870,31 +1868,33 @@ pub struct MessageConnection {
 #[derive(SimpleObject)]
 pub struct MessageEdge {
     /// Pass as `after` to go on after this message.
-    cursor: String,
+    pub(super) cursor: String,
     /// The message.
-    node: Message,
+    pub(super) node: Message,
 }
 
 /// A message.
 #[derive(SimpleObject)]
 pub struct Message {
     /// Its ULID.
-    ulid: UlidScalar,
+    pub(super) ulid: UlidScalar,
     /// Its position in the topic.
-    seq: UInt64,
+    pub(super) seq: UInt64,
     /// Its topic.
-    topic: String,
+    pub(super) topic: String,
     /// `blake3:` of its envelope.
-    content_id: DigestScalar,
+    pub(super) content_id: DigestScalar,
     /// Its commit.
-    commit: OidScalar,
+    pub(super) commit: OidScalar,
     /// Its payload.
-    payload: Json,
+    pub(super) payload: Json,
     /// Its headers, when it has some.
-    headers: Option<Json>,
+    pub(super) headers: Option<Json>,
 }
 
-/// Builds the schema with the face's limits.
+/// Builds the schema with the face's limits. It registers no extension: the message edges
+/// are resolved without the executor's per-field hooks ([`super::edges`]), which an
+/// extension would expect to see.
 pub fn build(max_depth: usize, max_complexity: usize, introspection: bool) -> GatosSchema {
     let mut b = async_graphql::Schema::build(Query, EmptyMutation, EmptySubscription)
         .limit_depth(max_depth)

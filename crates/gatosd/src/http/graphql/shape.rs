@@ -38,30 +38,60 @@ pub fn write(out: &mut Vec<u8>, v: &Value) {
             out.push(b']');
         }
         Value::Object(map) => {
-            let mut members: Vec<(&str, &Value)> =
-                map.iter().map(|(k, v)| (k.as_str(), v)).collect();
             // ASCII names (every field name, most payload keys) sort the same by bytes as
             // by UTF-16 code units; others are compared by their code units. A stored
-            // payload is canonical JSON already: its members are in order.
-            if members.iter().all(|(k, _)| k.is_ascii()) {
-                if !members.is_sorted_by(|a, b| a.0 <= b.0) {
-                    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            // payload is canonical JSON already: its members are in order, and are
+            // written as they stand.
+            let ascii = map.keys().all(|k| k.is_ascii());
+            if ascii && map.keys().is_sorted_by(|a, b| a.as_str() <= b.as_str()) {
+                write_members(out, map.iter().map(|(k, v)| (k.as_str(), v)));
+            } else if ascii && map.len() <= SMALL {
+                // A field selection (seven members of a message): sorted in place, on the
+                // stack.
+                let mut order = [0u8; SMALL];
+                let order = &mut order[..map.len()];
+                for (i, o) in order.iter_mut().enumerate() {
+                    *o = u8::try_from(i).unwrap_or(u8::MAX);
                 }
+                let key = |i: u8| {
+                    map.get_index(usize::from(i))
+                        .map_or("", |(k, _)| k.as_str())
+                };
+                order.sort_unstable_by(|a, b| key(*a).cmp(key(*b)));
+                write_members(
+                    out,
+                    order.iter().filter_map(|i| {
+                        map.get_index(usize::from(*i)).map(|(k, v)| (k.as_str(), v))
+                    }),
+                );
             } else {
-                members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            }
-            out.push(b'{');
-            for (i, (name, member)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
+                let mut members: Vec<(&str, &Value)> =
+                    map.iter().map(|(k, v)| (k.as_str(), v)).collect();
+                if ascii {
+                    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                } else {
+                    members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
                 }
-                gatos_types::jcs::write_string(out, name);
-                out.push(b':');
-                write(out, member);
+                write_members(out, members.into_iter());
             }
-            out.push(b'}');
         }
     }
+}
+
+/// Objects with at most this many members are sorted on the stack.
+const SMALL: usize = 32;
+
+fn write_members<'a>(out: &mut Vec<u8>, members: impl Iterator<Item = (&'a str, &'a Value)>) {
+    out.push(b'{');
+    for (i, (name, member)) in members.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        gatos_types::jcs::write_string(out, name);
+        out.push(b':');
+        write(out, member);
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -107,6 +137,38 @@ mod tests {
                 String::from_utf8_lossy(&jcs(&v)),
                 String::from_utf8_lossy(&want),
                 "{s}"
+            );
+        }
+        // Members in any order (a selection's order, as async-graphql builds objects): few
+        // (sorted on the stack), many, and with names beyond ASCII.
+        for (n, tail) in [
+            (7usize, ""),
+            (32, ""),
+            (33, ""),
+            (40, ""),
+            (7, "é"),
+            (40, "é"),
+        ] {
+            let mut map = async_graphql::indexmap::IndexMap::new();
+            for i in (0..n).rev() {
+                // A permutation of 0..101 (37 is prime to 101): names in no order.
+                let name = format!(
+                    "k{:03}{}",
+                    (i * 37 + 11) % 101,
+                    if i % 3 == 0 { tail } else { "" }
+                );
+                map.insert(
+                    async_graphql::Name::new(name),
+                    Value::from(i32::try_from(i).unwrap_or(0)),
+                );
+            }
+            assert_eq!(map.len(), n);
+            let v = Value::Object(map);
+            let want = gatos_types::jcs::to_vec(&v.clone().into_json().expect("to json"));
+            assert_eq!(
+                String::from_utf8_lossy(&jcs(&v)),
+                String::from_utf8_lossy(&want),
+                "{n} members {tail}"
             );
         }
         // An enum is its name; binary data its bytes.
