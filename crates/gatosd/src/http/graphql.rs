@@ -18,6 +18,7 @@
 
 pub mod cursor;
 pub mod edges;
+pub mod json;
 pub mod schema;
 pub mod shape;
 
@@ -545,23 +546,20 @@ async fn run(
         extensions.insert("stateRefResolved".into(), r.meta.id.to_string().into());
     }
     extensions.insert("shapeRoot".into(), shape.clone().into());
-    #[derive(serde::Serialize)]
-    struct Out<'a> {
-        data: &'a async_graphql::Value,
-        #[serde(skip_serializing_if = "<[_]>::is_empty")]
-        errors: &'a [async_graphql::ServerError],
-        extensions: &'a serde_json::Map<String, Value>,
-    }
-    // The body is about as long as the canonical data: one allocation, no regrowth.
+    // The body is about as long as the canonical data: one allocation, no regrowth. It is
+    // `{"data", "errors" (when there are), "extensions"}` as serde_json writes it, the data
+    // by `json::write` (which writes stored canonical JSON text as it stands).
     let mut body = Vec::with_capacity(data_jcs.len() + data_jcs.len() / 8 + 1024);
-    let encoded = serde_json::to_writer(
-        &mut body,
-        &Out {
-            data: &resp.data,
-            errors: &resp.errors,
-            extensions: &extensions,
-        },
-    );
+    body.extend_from_slice(b"{\"data\":");
+    json::write(&mut body, &resp.data);
+    let mut encoded = Ok(());
+    if !resp.errors.is_empty() {
+        body.extend_from_slice(b",\"errors\":");
+        encoded = serde_json::to_writer(&mut body, &resp.errors);
+    }
+    body.extend_from_slice(b",\"extensions\":");
+    encoded = encoded.and_then(|()| serde_json::to_writer(&mut body, &extensions));
+    body.push(b'}');
     drop(data_jcs);
     let body = match encoded {
         Ok(()) => body,

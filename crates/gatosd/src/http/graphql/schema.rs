@@ -298,6 +298,18 @@ impl Json {
             Json::Text(t) => serde_json::from_str::<Value>(t.get()).unwrap_or(Value::Null),
         }
     }
+
+    /// The value as the answer holds it: stored text already in the answer's canonical
+    /// form is carried as it stands (binary data, which only the face's writers read; see
+    /// [`super::json`]); other text is parsed now.
+    fn answered(&self) -> Value {
+        match self {
+            Json::Text(t) if super::json::canonical(t.get()) => {
+                Value::Binary(t.get().as_bytes().to_vec().into())
+            }
+            _ => self.value(),
+        }
+    }
 }
 
 #[Scalar(name = "JSON")]
@@ -307,7 +319,7 @@ impl ScalarType for Json {
     }
 
     fn to_value(&self) -> Value {
-        self.value()
+        self.answered()
     }
 }
 

@@ -3,8 +3,9 @@
 //! answer to a `serde_json::Value` first. The rules are `gatos_types::jcs`'s, byte for byte
 //! (its string and number writers are used; a test compares the whole): members sorted by
 //! the UTF-16 code units of their names, the minimal escapes, integers within ±2^53 as
-//! written, other numbers as ECMAScript prints a double. An enum is its name as a string, binary data an array of byte values (what
-//! `ConstValue::into_json` gives).
+//! written, other numbers as ECMAScript prints a double. An enum is its name as a string;
+//! binary data is stored JSON text already in its JCS form (`super::json`), written as it
+//! stands.
 
 use async_graphql::Value;
 
@@ -15,18 +16,10 @@ pub fn write(out: &mut Vec<u8>, v: &Value) {
         Value::Boolean(true) => out.extend_from_slice(b"true"),
         Value::Boolean(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => gatos_types::jcs::write_number(out, n),
-        Value::String(s) => gatos_types::jcs::write_string(out, s),
-        Value::Enum(name) => gatos_types::jcs::write_string(out, name.as_str()),
-        Value::Binary(bytes) => {
-            out.push(b'[');
-            for (i, b) in bytes.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b.to_string().as_bytes());
-            }
-            out.push(b']');
-        }
+        Value::String(s) => super::json::write_str(out, s),
+        Value::Enum(name) => super::json::write_str(out, name.as_str()),
+        // Stored JSON text already in its JCS form (`super::json::canonical`).
+        Value::Binary(raw) => out.extend_from_slice(raw),
         Value::List(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -171,13 +164,10 @@ mod tests {
                 "{n} members {tail}"
             );
         }
-        // An enum is its name; binary data its bytes.
+        // An enum is its name; binary data (canonical JSON text) as it stands.
         let e = Value::Enum(async_graphql::Name::new("SUCCEEDED"));
         assert_eq!(jcs(&e), b"\"SUCCEEDED\"");
-        let b = Value::Binary(vec![1u8, 255].into());
-        assert_eq!(
-            jcs(&b),
-            gatos_types::jcs::to_vec(&b.clone().into_json().expect("to json"))
-        );
+        let b = Value::Binary(br#"{"a":[1,"x"]}"#.to_vec().into());
+        assert_eq!(jcs(&b), br#"{"a":[1,"x"]}"#);
     }
 }
