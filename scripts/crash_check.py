@@ -25,7 +25,11 @@ Scenarios: publish, batch, enqueue, consume (a checkpoint), worker (claim, heart
 result, events), daemon (gatosd answering publishes on its socket, one at a time and four
 at once, acknowledged from the topic's journal; its acknowledgement is its answer, and it is
 killed for real at every append to and truncation of the journal and every rename of the
-topic head). Exit status 0 when every state passed; otherwise
+topic head), daemon-jobs (gatosd answering claims, heartbeats and ends of attempts from
+four connections at once, so they meet in its group commits; an acknowledgement is its
+answer; killed for real at every rename and unlink) and daemon-jobs-packed (the same with
+`gatos.group.packObjects = 1`: every group's objects written as one pack). Exit status 0
+when every state passed; otherwise
 the first failure is printed with the calls that led to it.
 """
 
@@ -441,34 +445,84 @@ def scenario(name, gg, work):
             return f"messages consume after the crash: {again.stderr.strip()}"
         return None
 
+    def jobs_acked(repo, home, acks):
+        # Every answer the daemon gave is a committed ref: an acknowledged claim's commit is
+        # on its job's claim ref (or under what followed it), an acknowledged heartbeat
+        # moved the claim ref past the claim, an acknowledged end is the result ref.
+        def ref(job, name):
+            r = subprocess.run(["git", "--git-dir", repo, "rev-parse", "--verify", "-q",
+                                f"refs/gatos/jobs/{job}/{name}"],
+                               capture_output=True, text=True, env=env(repo, home))
+            return r.stdout.strip() if r.returncode == 0 else None
+
+        def under(commit, head):
+            return head is not None and subprocess.run(
+                ["git", "--git-dir", repo, "merge-base", "--is-ancestor", commit, head],
+                capture_output=True, env=env(repo, home)).returncode == 0
+
+        answers = []
+        for a in acks:
+            for line in a.splitlines():
+                try:
+                    m = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(m, dict) and isinstance(m.get("id"), str) and m.get("result") is not None:
+                    answers.append((m["id"].partition(":"), m["result"]))
+        claims = {res["id"]: res["claim_commit"] for (kind, _, _), res in answers if kind == "claim"}
+        for (kind, _, job), res in answers:
+            if kind == "claim":
+                job, c = res["id"], res["claim_commit"]
+                if not under(c, ref(job, "claim")):
+                    return f"acknowledged claim {c} of job {job} is not on its claim ref"
+            elif kind == "hb":
+                head = ref(job, "claim")
+                if head == claims.get(job) or not under(claims.get(job, "HEAD"), head):
+                    return f"acknowledged heartbeat of job {job} is not on its claim ref ({head})"
+            elif kind == "end" and ref(job, "result") != res["commit"]:
+                return f"acknowledged end of job {job} ({res['commit']}) is not its result ref"
+        return None
+
     if name == "daemon":
         # Recorded by record_daemon: gatosd itself, publishes over its socket.
         return [], [], published
+    if name in ("daemon-jobs", "daemon-jobs-packed"):
+        # Recorded by record_daemon with drive_jobs: four jobs, one per connection.
+        setup = [[gg, "jobs", "enqueue", "--max-attempts", "1", "--", "true"] for _ in range(4)]
+        setup += [[gg, "keys", "trust", worker_key(k)[1]] for k in range(4)]
+        # Grouping is off by default (ADR 0046): these scenarios turn it on.
+        setup.insert(0, ["git", "config", "gatos.group.jobs", "true"])
+        if name == "daemon-jobs-packed":
+            setup.insert(0, ["git", "config", "gatos.group.packObjects", "1"])
+        return setup, [], jobs_acked
     if name == "consume":
         return ([[gg, "messages", "publish", "t", "--data", json.dumps({"n": i})] for i in range(3)],
                 [[gg, "messages", "consume", "g", "t"]], consumed)
     if name == "worker":
         return ([[gg, "jobs", "enqueue", "--", "true"]],
                 [[gg, "worker", "--drain", "--quiet", "--id", "w0"]], worked)
-    raise SystemExit(f"unknown scenario {name} (publish, batch, enqueue, consume, worker, daemon)")
+    raise SystemExit(f"unknown scenario {name} (publish, batch, enqueue, consume, worker, daemon, "
+                     "daemon-jobs, daemon-jobs-packed)")
 
 
-def record_daemon(gatosd, rec, home, work, inject=None):
+def record_daemon(gatosd, rec, home, work, inject=None, drive=None):
     """Runs gatosd on `rec` under strace and publishes over its socket: 3 messages one at a
     time, then 4 at once from 4 connections (a group commit). Returns the trace's calls;
     an acknowledgement is the daemon's answer to a publish, written to its client.
 
     With `inject` = (call, path, k), strace kills gatosd with SIGKILL at the k-th `call`
-    that touches `path` instead, and nothing is recorded: returns (the acknowledgements the
-    clients received, whether gatosd was killed)."""
+    that touches `path` (any path when `path` is None) instead, and nothing is recorded:
+    returns (the acknowledgements the clients received, whether gatosd was killed).
+
+    With `drive`, `drive(connect, acks)` talks to gatosd instead of the publishes."""
     import socket
     import time
     sock = os.path.join(work, "d.sock")
     log = os.path.join(work, "trace.daemon")
     if inject:
         sc, path, k = inject
-        trace = ["strace", "-f", "-q", "-o", log, "-P", path, "-e", "trace=" + sc,
-                 "-e", f"inject={sc}:signal=KILL:when={k}"]
+        trace = (["strace", "-f", "-q", "-o", log] + (["-P", path] if path else [])
+                 + ["-e", "trace=" + sc, "-e", f"inject={sc}:signal=KILL:when={k}"])
     else:
         trace = ["strace", "-f", "-qq", "-xx", "-s", "16777216", "-o", log, "-e", "trace=" + TRACED]
     if os.path.exists(sock):
@@ -479,13 +533,15 @@ def record_daemon(gatosd, rec, home, work, inject=None):
     try:
         deadline = time.monotonic() + 60
         while not os.path.exists(sock):
+            if inject and d.poll() is not None:
+                break  # killed while it started: nothing was acknowledged
             if time.monotonic() > deadline or d.poll() is not None:
                 raise SystemExit(f"gatosd did not start: {d.stderr.read().decode() if d.poll() is not None else 'timeout'}")
             time.sleep(0.05)
-        with open(os.path.join(rec, "gatos", "gatosd", "token")) as f:
-            token = f.read().strip()
 
         def connect():
+            with open(os.path.join(rec, "gatos", "gatosd", "token")) as f:
+                token = f.read().strip()
             c = socket.socket(socket.AF_UNIX)
             c.settimeout(60)
             c.connect(sock)
@@ -506,7 +562,7 @@ def record_daemon(gatosd, rec, home, work, inject=None):
                 raise ConnectionError(f"no result: {line[:200]!r}")
             acks.append(line.decode("utf-8", "replace"))
 
-        try:
+        def publishes(connect, acks):
             c, r = connect()
             for i in range(1, 4):
                 publish(c, i)
@@ -523,9 +579,12 @@ def record_daemon(gatosd, rec, home, work, inject=None):
             for c2, r2 in many + [(c, r)]:
                 r2.close()
                 c2.close()
-        except (ConnectionError, OSError) as e:
+
+        try:
+            (drive or publishes)(connect, acks)
+        except (ConnectionError, OSError, ValueError) as e:
             if not inject:
-                raise SystemExit(f"a publish failed: {e}")
+                raise SystemExit(f"a request to gatosd failed: {e}")
     finally:
         # SIGTERM to gatosd itself (strace's child), which drains and exits; strace follows.
         kids = []
@@ -548,6 +607,89 @@ def record_daemon(gatosd, rec, home, work, inject=None):
         return acks, killed
     with open(log) as f:
         return parse(f.read())
+
+
+def worker_key(k):
+    """(private key, key id) of worker k's ed25519 key (a fixed seed)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    key = Ed25519PrivateKey.from_private_bytes(bytes([k + 1]) * 32)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return key, "ed25519:" + raw.hex()
+
+
+def noop_proof(claim, worker, k):
+    """The proof of a no-op run (empty output, exit code 0) of the attempt `claim` (a
+    `jobs.claim` answer), signed with worker k's key: a DSSE envelope over an in-toto
+    statement, as gatos::proofs::sign writes it."""
+    import base64
+    import hashlib
+    import time
+    key, keyid = worker_key(k)
+    empty = {"sha256": hashlib.sha256(b"").hexdigest(),
+             "gitBlob": hashlib.sha1(b"blob 0\0").hexdigest()}
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stream = {"sha256": empty["sha256"], "bytes": 0, "truncated": False}
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": n, "digest": empty} for n in ("logs/stdout", "logs/stderr")],
+        "predicateType": "https://gatos.dev/attestations/proof-of-execution/v1",
+        "predicate": {"job": claim["id"], "job_content_id": claim["job_content_id"],
+                      "attempt": claim["attempt"], "claim_commit": claim["claim_commit"],
+                      "worker": worker, "worker_key": keyid, "started_at": now,
+                      "finished_at": now, "exit_code": 0, "status": "succeeded",
+                      "stdout": stream, "stderr": stream, "outputs": [],
+                      "runner": {"name": "crash_check"}},
+    }
+    body = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+    kind = b"application/vnd.in-toto+json"
+    sig = key.sign(b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body))
+    return {"payloadType": kind.decode(), "payload": base64.b64encode(body).decode(),
+            "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode()}]}
+
+
+def drive_jobs(connect, acks):
+    """Four connections at once, one job each: every connection claims, then heartbeats its
+    job, then completes it with a signed proof (its only attempt: the result and the
+    `closed` claim in one transaction). Each step is sent on all four before any answer is
+    read, so gatosd gets them together. Request ids name the step and the job, so an
+    acknowledgement says what it acknowledges."""
+    conns = [connect() for _ in range(4)]
+
+    def send(c, rid, method, params):
+        c.sendall(json.dumps({"jsonrpc": "2.0", "id": rid, "method": method,
+                              "params": params}).encode() + b"\n")
+
+    def answer(r):
+        line = r.readline()
+        m = json.loads(line)
+        if "result" not in m:
+            raise ConnectionError(f"no result: {line[:200]!r}")
+        acks.append(line.decode("utf-8", "replace"))
+        return m["result"]
+
+    for k, (c, _) in enumerate(conns):
+        send(c, f"claim:{k}", "jobs.claim", {"worker": f"w{k}", "lease": "60s",
+                                             "worker_key": worker_key(k)[1]})
+    leases, proofs = [], []
+    for k, (_, r) in enumerate(conns):
+        res = answer(r)
+        if res is None:
+            raise SystemExit("a claim found no job")
+        leases.append({"id": res["id"], "attempt": res["attempt"], "worker": f"w{k}",
+                       "lease_token": res["lease_token"]})
+        proofs.append(noop_proof(res, f"w{k}", k))
+    for (c, _), lease in zip(conns, leases):
+        send(c, f"hb:{lease['id']}", "jobs.heartbeat", lease)
+    for _, r in conns:
+        answer(r)
+    for (c, _), lease, poe in zip(conns, leases, proofs):
+        send(c, f"end:{lease['id']}", "jobs.complete", dict(lease, exit_code=0, poe=poe))
+    for _, r in conns:
+        answer(r)
+    for c, r in conns:
+        r.close()
+        c.close()
 
 
 def refs_first(part, rec, rename_only=False):
@@ -640,9 +782,11 @@ def main():
     rec = os.path.join(work, "rec.git")
     shutil.copytree(base, rec, symlinks=True)
     calls, acks_at, ends = [], [], []  # acks_at: (index into calls, acknowledged line)
-    if o.scenario == "daemon":
+    daemon = o.scenario in ("daemon", "daemon-jobs", "daemon-jobs-packed")
+    drive = drive_jobs if o.scenario.startswith("daemon-jobs") else None
+    if daemon:
         gatosd = os.path.join(os.path.dirname(gg), "gatosd")
-        for call in record_daemon(gatosd, rec, home, work):
+        for call in record_daemon(gatosd, rec, home, work, drive=drive):
             calls.append(call)
             pid, name, a, ret = call
             if name in ("write", "writev", "sendto", "sendmsg") and a[0] not in ("1", "2") and ret > 0:
@@ -651,7 +795,8 @@ def main():
                     text = b"".join(unquote(q) for q in quoted).decode("utf-8", "replace")
                 except ValueError:
                     continue
-                if '"result"' in text and '"ulid"' in text:
+                if '"result"' in text and ('"ulid"' in text or
+                                           re.search(r'"id":"(claim|hb|end):', text)):
                     acks_at.append((len(calls) - 1, text))
         ends.append(len(calls) - 1)
     for i, c in enumerate(cmds):
@@ -706,26 +851,29 @@ def main():
     kills = 0
     if not o.no_kills and not failures:
         names = sorted(CHANGING - {"creat", "link", "truncate"})
-        if o.scenario == "daemon":
+        if daemon:
             # gatosd killed at every change to the topic's journal and head: each append,
-            # each truncation after a materialization, each rename of the head.
+            # each truncation after a materialization, each rename of the head; serving
+            # jobs, at every rename (each object, pack and ref made visible) and unlink.
             gatosd = os.path.join(os.path.dirname(gg), "gatosd")
-            for sc, rel in (("write", "gatos/journal/messages.t"),
-                            ("ftruncate", "gatos/journal/messages.t"),
-                            ("rename", "refs/gatos/messages/t/head")):
+            points = ((("rename", None), ("unlink", None)) if drive else
+                      (("write", "gatos/journal/messages.t"),
+                       ("ftruncate", "gatos/journal/messages.t"),
+                       ("rename", "refs/gatos/messages/t/head")))
+            for sc, rel in points:
                 k = 1
                 while not failures:
                     kr = os.path.join(work, "kill.git")
                     shutil.rmtree(kr, ignore_errors=True)
                     shutil.copytree(base, kr, symlinks=True)
                     acks, killed = record_daemon(gatosd, kr, home, work,
-                                                 (sc, os.path.join(kr, rel), k))
+                                                 (sc, rel and os.path.join(kr, rel), k), drive)
                     if not killed:
                         break  # gatosd made no k-th such call
                     kills += 1
                     bad = check_state(gg, kr, home, acks, verify)
                     if bad:
-                        failures.append((f"kill -9 of gatosd at {sc} #{k} on {rel}", -1, bad))
+                        failures.append((f"kill -9 of gatosd at {sc} #{k} on {rel or 'any path'}", -1, bad))
                     k += 1
         for ci, c in enumerate(cmds):
             for sc in names:

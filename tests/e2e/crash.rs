@@ -91,6 +91,21 @@ fn every_crash_state_of_the_daemon_publishing_is_sound() -> TestResult {
     Ok(())
 }
 
+/// gatosd serving four connections that claim, heartbeat and complete at once with the
+/// group commit of job actions on (ADR 0046): every state a crash can leave, and a real
+/// kill at each rename and unlink, holds every claim, heartbeat and end it had answered.
+#[test]
+fn every_crash_state_of_the_daemon_grouping_job_actions_is_sound() -> TestResult {
+    if !can_run("daemon-jobs")? {
+        return Ok(());
+    }
+    let line = check(&["daemon-jobs"])?;
+    assert!(line.starts_with("ok daemon-jobs"), "{line}");
+    assert!(line.contains("12 acknowledgements"), "{line}");
+    assert!(!line.contains(" 0 real kills"), "{line}");
+    Ok(())
+}
+
 #[test]
 fn every_crash_state_of_a_worker_running_a_job_is_sound() -> TestResult {
     if !can_run("worker")? {

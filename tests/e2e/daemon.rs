@@ -571,3 +571,205 @@ fn claim_until_none(c: &mut Client, k: usize, git_dir: &Path) -> TestResult<Vec<
         mine.push(id);
     }
 }
+
+/// One client process of [`concurrent_client_processes_get_each_job_once_and_every_answer_is_a_committed_ref`]
+/// (`python3 -c`; argv: socket, token file, git dir, worker, worker key). It claims,
+/// heartbeats and ends jobs until none is left (every other one `jobs.complete` with a
+/// proof, the rest `jobs.fail`), and after each answer reads the job's ref from the
+/// repository and prints both. The test holds the worker key: the client asks it for each
+/// proof on stdout (`sign CLAIM`) and reads it back on stdin.
+const GROUP_CLIENT: &str = r#"
+import json, os, socket, sys
+sock, token_file, git_dir, worker, key = sys.argv[1:6]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+f = s.makefile("rwb")
+n = 0
+def call(method, params):
+    global n
+    n += 1
+    f.write((json.dumps({"jsonrpc": "2.0", "id": n, "method": method, "params": params}) + "\n").encode())
+    f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if r.get("id") == n:
+            if "error" in r:
+                raise SystemExit(f"{method}: {r['error']}")
+            return r["result"]
+def ref(job, name):
+    with open(os.path.join(git_dir, "refs", "gatos", "jobs", job, name)) as fh:
+        return fh.read().strip()
+def say(*words):
+    print(*words, flush=True)
+call("gatos.auth", {"token": open(token_file).read().strip()})
+done = 0
+while True:
+    c = call("jobs.claim", {"worker": worker, "worker_key": key, "lease": "60s"})
+    if c is None:
+        say("done")
+        break
+    job, lease = c["id"], {"id": c["id"], "attempt": c["attempt"], "worker": worker, "lease_token": c["lease_token"]}
+    say("claimed", job, c["claim_commit"], ref(job, "claim"))
+    call("jobs.heartbeat", lease)
+    say("heartbeat", job, c["claim_commit"], ref(job, "claim"))
+    done += 1
+    if done % 2:
+        say("sign", json.dumps(c))
+        poe = json.loads(sys.stdin.readline())
+        r = call("jobs.complete", dict(lease, exit_code=0, poe=poe))
+    else:
+        r = call("jobs.fail", dict(lease, exit_code=1))
+    say("ended", job, r["state"], r["commit"], ref(job, "result"))
+"#;
+
+/// Several client processes claim, heartbeat and end jobs through one gatosd at once, so
+/// their writes meet in the daemon's group commits (ADR 0046): each job is claimed once,
+/// every acknowledged claim, heartbeat and end is a committed ref when the answer comes,
+/// and `git fsck --strict` is clean (issue #21).
+#[test]
+fn concurrent_client_processes_get_each_job_once_and_every_answer_is_a_committed_ref() -> TestResult
+{
+    const JOBS: usize = 32;
+    const CLIENTS: usize = 4;
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    // Grouping is off by default (ADR 0046).
+    repo.git(&["config", "gatos.group.jobs", "true"])?;
+    let d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..JOBS {
+        let r = c.call(
+            "jobs.enqueue",
+            json!({"command": ["true"], "max_attempts": 1}),
+        )?;
+        ids.insert(r["result"]["id"].as_str().ok_or("no id")?.to_owned());
+    }
+    let g = gatos::Gatos::open(repo.path(), gatos::OpenOptions::default())?;
+    let key_id = g.keys().current().ok_or("no node key")?.to_string();
+    let git_dir = repo.git_dir();
+    let clients: Vec<Child> = (0..CLIENTS)
+        .map(|k| {
+            Command::new("python3")
+                .arg("-c")
+                .arg(GROUP_CLIENT)
+                .arg(&d.socket)
+                .arg(&d.token_file)
+                .arg(&git_dir)
+                .arg(format!("w{k}"))
+                .arg(&key_id)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut child| {
+            let g = g.clone();
+            std::thread::spawn(move || -> Result<Vec<Vec<String>>, String> {
+                let mut lines = Vec::new();
+                let out = child.stdout.take().ok_or("no stdout")?;
+                let mut stdin = child.stdin.take().ok_or("no stdin")?;
+                for line in BufReader::new(out).lines() {
+                    let line = line.map_err(|e| e.to_string())?;
+                    if let Some(claim) = line.strip_prefix("sign ") {
+                        let poe = sign_noop(&g, claim).map_err(|e| e.to_string())?;
+                        writeln!(stdin, "{poe}").map_err(|e| e.to_string())?;
+                        continue;
+                    }
+                    lines.push(line.split(' ').map(str::to_owned).collect());
+                }
+                let out = child.wait_with_output().map_err(|e| e.to_string())?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "a client failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
+                }
+                Ok(lines)
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    let mut ended = 0;
+    for r in readers {
+        let lines = r.join().map_err(|_| "a reader panicked")??;
+        assert_eq!(lines.last().map(|l| l[0].as_str()), Some("done"));
+        for l in &lines {
+            match l[0].as_str() {
+                // Acknowledged means committed: the ref names what the answer named.
+                "claimed" => {
+                    assert_eq!(
+                        l[2], l[3],
+                        "claim of {} answered before its ref moved",
+                        l[1]
+                    );
+                    claimed.push(l[1].clone());
+                }
+                // The heartbeat's commit follows the claim on the claim ref.
+                "heartbeat" => assert_ne!(l[2], l[3], "heartbeat of {} not committed", l[1]),
+                "ended" => {
+                    assert_eq!(l[3], l[4], "end of {} answered before its result ref", l[1]);
+                    assert!(l[2] == "succeeded" || l[2] == "failed", "{l:?}");
+                    ended += 1;
+                }
+                "done" => {}
+                other => return Err(format!("unexpected client line {other}").into()),
+            }
+        }
+    }
+    let unique: std::collections::BTreeSet<String> = claimed.iter().cloned().collect();
+    assert_eq!(unique.len(), claimed.len(), "a job was claimed twice");
+    assert_eq!(unique, ids, "every job was claimed");
+    assert_eq!(ended, JOBS);
+    let rows = json_lines(&gatos_ok(&repo, &["jobs", "ls", "--json"])?)?;
+    let succeeded = rows.iter().filter(|r| r["state"] == "succeeded").count();
+    assert!(
+        rows.iter()
+            .all(|r| (r["state"] == "succeeded" || r["state"] == "failed") && r["attempt"] == 1),
+        "{rows:?}"
+    );
+    assert!(succeeded >= JOBS / 2, "{succeeded} of {JOBS} succeeded");
+    // Every proof checks against its result.
+    for r in rows.iter().filter(|r| r["state"] == "succeeded") {
+        gatos_ok(&repo, &["jobs", "verify", r["id"].as_str().ok_or("no id")?])?;
+    }
+    drop(c);
+    drop(d);
+    repo.assert_fsck_strict()
+}
+
+/// The proof of a no-op run of the claim `claim` (a `jobs.claim` answer), signed with the
+/// node's key, as JSON.
+fn sign_noop(g: &gatos::Gatos, claim: &str) -> TestResult<String> {
+    let c: Value = serde_json::from_str(claim)?;
+    let field = |f: &str| c[f].as_str().ok_or(format!("no {f} in {c}"));
+    let key = g.keys().signing_key()?.ok_or("no signing key")?;
+    let worker: gatos_types::WorkerId = field("worker")?.parse()?;
+    let now = g.now();
+    let poe = gatos::proofs::attest(
+        &key,
+        gatos::proofs::Claim {
+            job: field("id")?.parse()?,
+            job_content_id: field("job_content_id")?.parse()?,
+            attempt: u32::try_from(c["attempt"].as_u64().ok_or("no attempt")?)?,
+            claim_commit: field("claim_commit")?.parse()?,
+            worker: &worker,
+        },
+        &gatos::proofs::Attempt {
+            started_at: now,
+            finished_at: now,
+            outcome: gatos_types::jobs::Outcome::Succeeded,
+            exit_code: Some(0),
+            stdout: b"",
+            stdout_truncated: false,
+            stderr: b"",
+            stderr_truncated: false,
+            outputs: &[],
+            runner: json!({"name": "e2e"}),
+        },
+    )?;
+    Ok(String::from_utf8(poe)?)
+}

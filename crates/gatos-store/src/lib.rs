@@ -21,6 +21,7 @@ pub mod checkout;
 pub mod durability;
 pub mod error;
 pub mod fsck;
+pub mod group;
 pub mod journal;
 pub mod locks;
 pub mod maintenance;

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod ended;
 pub mod enqueuer;
 pub(crate) mod events;
+pub mod group;
 pub(crate) use events::emit as emit_event;
 pub use events::topic as events_topic;
 pub mod lifecycle;

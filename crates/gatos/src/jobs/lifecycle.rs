@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use gatos_store::objects::Objects;
 use gatos_store::refs::{Edit, names};
 use gatos_types::jobs::{
     ClaimDoc, ClaimState, JobEventKind, JobSpec, JobState, LeaseToken, Outcome, ProofStatus,
@@ -498,8 +499,11 @@ impl Jobs<'_> {
             .map_err(gatos_store::Error::from)?)
     }
 
+    /// Builds a claim commit into `w` (its objects are written by the group commit that
+    /// applies the action's ref edits, [`Gatos::commit_job_action`]).
     fn claim_commit(
         &self,
+        w: &mut dyn Objects,
         doc: &ClaimDoc,
         parent: Option<Oid>,
         extra: &[(&str, &[u8])],
@@ -512,7 +516,7 @@ impl Jobs<'_> {
         let time = self.gatos.now();
         let commit =
             self.gatos
-                .write_job_commit(&files, &parents, &claim_trailers(doc), subject, time)?;
+                .job_commit_into(w, &files, &parents, &claim_trailers(doc), subject, time)?;
         self.gatos.remember_doc(commit, CLAIM_PATH, &bytes, time);
         Ok(commit)
     }
@@ -796,14 +800,16 @@ impl Jobs<'_> {
             available_at: None,
             lease_token_hash: Some(token.hash()),
         };
+        let mut w = self.gatos.store().collector();
         let commit = self.claim_commit(
+            &mut w,
             &doc,
             prev,
             &[],
             &format!("claim {id} attempt {}", doc.attempt),
         )?;
         let edit = Edit::update(names::job_claim(id), prev, commit);
-        if !self.gatos.apply_job_edits(id, &[edit])? {
+        if !self.gatos.commit_job_action(id, w.objects, vec![edit])? {
             return Err(ClaimError::Lost { job: id }.into());
         }
         drop(guard);
@@ -913,15 +919,18 @@ impl Jobs<'_> {
             lease_until: now.plus(lease.lease),
             ..doc
         };
+        let mut w = self.gatos.store().collector();
         let commit = self.claim_commit(
+            &mut w,
             &next,
             Some(head),
             &[],
             &format!("heartbeat {} attempt {}", lease.id, lease.attempt),
         )?;
-        if !self.gatos.apply_job_edits(
+        if !self.gatos.commit_job_action(
             lease.id,
-            &[Edit::update(names::job_claim(lease.id), Some(head), commit)],
+            w.objects,
+            vec![Edit::update(names::job_claim(lease.id), Some(head), commit)],
         )? {
             return Err(lease_lost(lease.id, LostClaim::TakenOver));
         }
@@ -998,15 +1007,18 @@ impl Jobs<'_> {
                 .iter()
                 .map(|(p, b)| (p.as_str(), b.as_slice()))
                 .collect();
+            let mut w = self.gatos.store().collector();
             let commit = self.claim_commit(
+                &mut w,
                 &next,
                 Some(head),
                 &extra,
                 &format!("release {} attempt {}", lease.id, lease.attempt),
             )?;
-            if !self.gatos.apply_job_edits(
+            if !self.gatos.commit_job_action(
                 lease.id,
-                &[Edit::update(names::job_claim(lease.id), Some(head), commit)],
+                w.objects,
+                vec![Edit::update(names::job_claim(lease.id), Some(head), commit)],
             )? {
                 return Err(lease_lost(lease.id, LostClaim::TakenOver));
             }
@@ -1164,7 +1176,9 @@ impl Jobs<'_> {
             lease_until: now.min(doc.lease_until),
             ..doc
         };
+        let mut w = self.gatos.store().collector();
         let closed_commit = self.claim_commit(
+            &mut w,
             &closed,
             Some(head),
             &[],
@@ -1179,18 +1193,19 @@ impl Jobs<'_> {
             .with(keys::ATTEMPT, result.attempt)
             .with(keys::CONTENT_ID, Digest::of(&bytes))
             .with(keys::WORKER, &closed.worker);
-        let result_commit = self.gatos.write_job_commit(
+        let result_commit = self.gatos.job_commit_into(
+            &mut w,
             &all,
             &[rec.job_commit, closed_commit],
             &trailers,
             &format!("result {} {:?}", rec.id, result.status).to_lowercase(),
             now,
         )?;
-        let edits = [
+        let edits = vec![
             Edit::update(names::job_claim(rec.id), Some(head), closed_commit),
             Edit::create(names::job_result(rec.id), result_commit),
         ];
-        if self.gatos.apply_job_edits(rec.id, &edits)? {
+        if self.gatos.commit_job_action(rec.id, w.objects, edits)? {
             Ok(result_commit)
         } else {
             Err(lease_lost(rec.id, LostClaim::TakenOverOrResult))

@@ -265,20 +265,34 @@ impl Gatos {
         time: Timestamp,
     ) -> Result<Oid> {
         let mut w = self.store().writer();
+        let commit = self.job_commit_into(&mut w, files, parents, trailers, subject, time)?;
+        w.finish()?;
+        Ok(commit)
+    }
+
+    /// [`Gatos::write_job_commit`] into `w` (a collector whose objects a group commit
+    /// writes later, ADR 0046).
+    pub(crate) fn job_commit_into(
+        &self,
+        w: &mut dyn Objects,
+        files: &[(&str, &[u8])],
+        parents: &[Oid],
+        trailers: &Trailers,
+        subject: &str,
+        time: Timestamp,
+    ) -> Result<Oid> {
         let mut entries = Vec::with_capacity(files.len());
         for (path, bytes) in files {
             entries.push((*path, w.blob(bytes)?));
         }
         let tree = w.files(&entries)?;
         let trailers = self.signed_if_control(tree, self.with_origin(trailers)?)?;
-        let commit = w.commit(&NewCommit {
+        Ok(w.commit(&NewCommit {
             tree,
             parents,
             message: &trailers.to_message(subject),
             time,
-        })?;
-        w.finish()?;
-        Ok(commit)
+        })?)
     }
 
     /// A job-plane commit's trailers with `Origin`, this node's id, added (ADR 0028): so a

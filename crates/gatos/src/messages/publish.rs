@@ -68,22 +68,9 @@ impl Default for BatchOptions {
 }
 
 /// Publishes to one topic waiting to be committed together (see [`Messages::publish`]).
-#[derive(Default)]
-pub(crate) struct Combiner {
-    pending: std::sync::Mutex<Vec<Waiting>>,
-    leader: std::sync::Mutex<()>,
-}
+pub(crate) type Combiner = crate::group::Combiner<Prepared, Result<PublishRow>>;
 
-struct Waiting {
-    item: Prepared,
-    reply: std::sync::mpsc::SyncSender<Result<PublishRow>>,
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-struct Prepared {
+pub(crate) struct Prepared {
     payload: Value,
     headers: Option<Value>,
     msg_id: Option<String>,
@@ -96,6 +83,18 @@ fn prepare(payload: Value, headers: Option<Value>) -> Result<Prepared> {
         headers,
         msg_id,
     })
+}
+
+/// One answer per item of a group: the rows, then an error for any item left without one.
+fn answers(rows: impl Iterator<Item = Result<PublishRow>>, n: usize) -> Vec<Result<PublishRow>> {
+    let mut out: Vec<Result<PublishRow>> = rows.take(n).collect();
+    while out.len() < n {
+        out.push(Err(Error::new(
+            ErrorCode::Internal,
+            "the publish group failed",
+        )));
+    }
+    out
 }
 
 /// The head of a segment being extended.
@@ -210,30 +209,17 @@ impl Messages<'_> {
         // Group commit: concurrent publishes to one topic through this handle join one
         // append (one CAS). Whoever holds the leader lock commits everything pending; the
         // others wait for their row, each answered only after the ref update.
-        let group = self.gatos.combiner(topic);
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        lock(&group.pending).push(Waiting { item, reply });
-        loop {
-            match answer.try_recv() {
-                Ok(r) => return r,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    return Err(Error::new(ErrorCode::Internal, "the publish group failed"));
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) => {}
-            }
-            let _lead = lock(&group.leader);
-            let waiting = std::mem::take(&mut *lock(&group.pending));
-            if !waiting.is_empty() {
-                self.commit_group(topic, waiting);
-            }
-        }
+        self.gatos
+            .combiner(topic)
+            .submit(item, std::time::Duration::ZERO, |items| {
+                self.commit_group(topic, &items)
+            })
+            .unwrap_or_else(|| Err(Error::new(ErrorCode::Internal, "the publish group failed")))
     }
 
-    /// Commits a group of publishes as one append and answers each; if the group fails,
-    /// retries its members one by one so one bad message fails only its own publish.
-    fn commit_group(&self, topic: &Topic, waiting: Vec<Waiting>) {
-        let (items, replies): (Vec<Prepared>, Vec<_>) =
-            waiting.into_iter().map(|w| (w.item, w.reply)).unzip();
+    /// Commits a group of publishes as one append and answers each, in order; if the group
+    /// fails, retries its members one by one so one bad message fails only its own publish.
+    fn commit_group(&self, topic: &Topic, items: &[Prepared]) -> Vec<Result<PublishRow>> {
         tracing::trace!(%topic, size = items.len(), "group commit");
         // Plain publishes are acknowledged after one journal append (ADR 0046). A msg_id
         // needs the dedupe window, which reads committed messages: such publishes go
@@ -252,46 +238,35 @@ impl Messages<'_> {
                 })
                 .collect();
             match self.append_journaled(topic, &journaled) {
-                Ok(Some(rows)) => {
-                    for (row, reply) in rows.into_iter().zip(&replies) {
-                        let _ = reply.send(Ok(row));
-                    }
-                    return;
-                }
+                Ok(Some(rows)) => return answers(rows.into_iter().map(Ok), items.len()),
                 Ok(None) => {}
                 Err(e) => {
-                    for reply in &replies {
-                        let _ = reply.send(Err(Error::new(e.code(), e.to_string())));
-                    }
-                    return;
+                    return items
+                        .iter()
+                        .map(|_| Err(Error::new(e.code(), e.to_string())))
+                        .collect();
                 }
             }
         }
-        match self.append(topic, &items, None, false) {
-            Ok(rows) => {
-                for (row, reply) in rows.into_iter().zip(&replies) {
-                    let _ = reply.send(Ok(row));
-                }
-            }
-            Err(s) if items.len() == 1 => {
-                let _ = replies[0].send(Err(s.error));
-            }
+        match self.append(topic, items, None, false) {
+            Ok(rows) => answers(rows.into_iter().map(Ok), items.len()),
+            Err(s) if items.len() == 1 => vec![Err(s.error)],
             Err(s) => {
                 let landed = usize::try_from(s.landed).unwrap_or(0).min(s.rows.len());
-                for (row, reply) in s.rows.into_iter().zip(&replies).take(landed) {
-                    let _ = reply.send(Ok(row));
+                let mut out: Vec<Result<PublishRow>> =
+                    s.rows.into_iter().take(landed).map(Ok).collect();
+                for item in items.iter().skip(out.len()) {
+                    out.push(
+                        self.append(topic, std::slice::from_ref(item), None, false)
+                            .map_err(|s| s.error)
+                            .and_then(|mut rows| {
+                                rows.pop().ok_or_else(|| {
+                                    Error::new(ErrorCode::Internal, "publish returned no row")
+                                })
+                            }),
+                    );
                 }
-                for (item, reply) in items.iter().zip(&replies).skip(landed) {
-                    let r = self
-                        .append(topic, std::slice::from_ref(item), None, false)
-                        .map_err(|s| s.error)
-                        .and_then(|mut rows| {
-                            rows.pop().ok_or_else(|| {
-                                Error::new(ErrorCode::Internal, "publish returned no row")
-                            })
-                        });
-                    let _ = reply.send(r);
-                }
+                out
             }
         }
     }

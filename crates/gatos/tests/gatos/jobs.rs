@@ -933,3 +933,134 @@ fn a_cached_envelope_check_follows_a_change_of_trust_as_a_fresh_handle_does() ->
     assert!(matches!(check(&g, job.id, commit)?, Verdict::Trusted(_)));
     Ok(())
 }
+
+/// Concurrent job actions through one handle share one group commit (ADR 0046): a claim, a
+/// heartbeat and a complete commit together while a heartbeat whose claim ref another
+/// writer moved meanwhile loses its compare-and-swap alone (issue #21).
+#[test]
+fn a_group_of_job_actions_commits_all_but_the_one_whose_cas_lost() -> TestResult {
+    let repo = TempRepo::new()?;
+    // Grouping is off by default (ADR 0046).
+    repo.git(&["config", "gatos.group.jobs", "true"])?;
+    let (g, _clock) = start(&repo)?;
+    let family = |id: gatos_types::Ulid| id.to_string()[25..].to_owned();
+    // Four jobs in four lock families: actions on jobs that share a family wait for each
+    // other's lock and never meet in one group.
+    let mut ids: Vec<gatos_types::Ulid> = Vec::new();
+    while ids.len() < 4 {
+        let j = g.jobs().enqueue(spec(&g, json!({"command": ["true"]}))?)?;
+        if ids.iter().all(|i| family(*i) != family(j.id)) {
+            ids.push(j.id);
+        } else {
+            g.jobs().cancel(j.id, None)?;
+        }
+    }
+    let w = worker("w", &g)?;
+    // Jobs 1, 2, 3 are claimed now; job 0 is claimed inside the group.
+    let mut leases = Vec::new();
+    for id in &ids[1..] {
+        leases.push(g.jobs().claim(*id, &w)?);
+    }
+    // Job 3's claim moves on by one heartbeat; its `running` commit is what another
+    // writer will put back while job 3's next heartbeat waits in the group.
+    let running3 = leases[2].head;
+    g.jobs().heartbeat(&mut leases[2])?;
+    let claim3 = format!("refs/gatos/jobs/{}/claim", ids[3]);
+
+    let hold = gatos::jobs::group::hold(&g);
+    let mut threads = Vec::new();
+    {
+        let (g, w) = (g.clone(), w.clone());
+        threads.push(std::thread::spawn(move || {
+            g.jobs().claim_next(&w).map(|l| l.map(|l| (l.id, l.head)))
+        }));
+    }
+    for mut lease in [leases[0].clone(), leases[2].clone()] {
+        let g = g.clone();
+        threads.push(std::thread::spawn(move || {
+            g.jobs()
+                .heartbeat(&mut lease)
+                .map(|()| Some((lease.id, lease.head)))
+        }));
+    }
+    {
+        let (g, lease) = (g.clone(), leases[1].clone());
+        threads.push(std::thread::spawn(move || {
+            finish(&g, &lease, Outcome::Succeeded, Some(0)).map(|f| Some((lease.id, f.commit)))
+        }));
+    }
+    gatos_testutil::wait_for(
+        "four actions waiting in the group",
+        std::time::Duration::from_secs(30),
+        || gatos::jobs::group::waiting(&g) == 4,
+    )?;
+    repo.git(&["update-ref", &claim3, &running3.to_string()])?;
+    drop(hold);
+    let results: Vec<_> = threads
+        .into_iter()
+        .map(|t| t.join().map_err(|_| "an action panicked"))
+        .collect::<Result<_, _>>()?;
+
+    // The claim, job 1's heartbeat and job 2's complete committed; job 3's heartbeat lost.
+    let claimed = results[0]
+        .as_ref()
+        .map_err(|e| e.to_string())?
+        .ok_or("a job was claimed")?;
+    assert_eq!(claimed.0, ids[0]);
+    assert_eq!(
+        repo.rev_parse(&format!("refs/gatos/jobs/{}/claim", ids[0]))?,
+        Some(claimed.1.to_string())
+    );
+    let beat = results[1]
+        .as_ref()
+        .map_err(|e| e.to_string())?
+        .ok_or("a heartbeat")?;
+    assert_eq!(
+        repo.rev_parse(&format!("refs/gatos/jobs/{}/claim", ids[1]))?,
+        Some(beat.1.to_string())
+    );
+    let lost = results[2]
+        .as_ref()
+        .expect_err("job 3's heartbeat lost its CAS");
+    assert_eq!(lost.code(), ErrorCode::LeaseExpired, "{lost}");
+    assert_eq!(repo.rev_parse(&claim3)?, Some(running3.to_string()));
+    let done = results[3]
+        .as_ref()
+        .map_err(|e| e.to_string())?
+        .ok_or("a complete")?;
+    assert_eq!(
+        repo.rev_parse(&format!("refs/gatos/jobs/{}/result", ids[2]))?,
+        Some(done.1.to_string())
+    );
+    assert_eq!(g.jobs().show(ids[2])?.state, JobState::Succeeded);
+    assert_eq!(g.jobs().show(ids[0])?.state, JobState::Running);
+    // The events of the actions that committed, and none of the one that lost.
+    let evs = events(&g)?;
+    assert!(
+        evs.iter()
+            .any(|e| e.0 == "claimed" && e.2 == claimed.1.to_string())
+    );
+    assert!(
+        evs.iter()
+            .any(|e| e.0 == "succeeded" && e.2 == done.1.to_string())
+    );
+    repo.assert_fsck_strict()
+}
+
+/// Without `gatos.group.jobs` (the default) a job action is written alone: it does not
+/// wait for the handle's job group even while that group is held (ADR 0046).
+#[test]
+fn job_actions_are_written_alone_unless_grouping_is_on() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    assert!(!g.settings().group_jobs);
+    let job = g.jobs().enqueue(spec(&g, json!({"command": ["true"]}))?)?;
+    let w = worker("w", &g)?;
+    let _hold = gatos::jobs::group::hold(&g);
+    let mut lease = g.jobs().claim(job.id, &w)?;
+    g.jobs().heartbeat(&mut lease)?;
+    finish(&g, &lease, Outcome::Succeeded, Some(0))?;
+    assert_eq!(gatos::jobs::group::waiting(&g), 0);
+    assert_eq!(g.jobs().show(job.id)?.state, JobState::Succeeded);
+    repo.assert_fsck_strict()
+}
