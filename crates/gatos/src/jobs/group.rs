@@ -11,7 +11,7 @@
 //! without it ([`gatos_store::Store::commit_group`]).
 
 use gatos_store::group::{Member, Written};
-use gatos_store::objects::Kind;
+use gatos_store::objects::{Kind, Objects};
 use gatos_store::refs::Edit;
 use gatos_types::{ErrorCode, Oid, Ulid};
 
@@ -29,29 +29,67 @@ pub const MAX_WINDOW_US: u64 = 100_000;
 /// written as one pack, smaller ones as loose objects.
 pub const DEFAULT_PACK_OBJECTS: u64 = 32;
 
+/// Where a job action writes its objects while it builds them ([`Gatos::job_writer`]).
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per job action, on its stack, never in a collection: boxing would only add an allocation"
+)]
+pub(crate) enum JobWriter<'s> {
+    /// Loose objects written at once, as an action alone always wrote them (grouping off,
+    /// or an arbiter).
+    Now(gatos_store::objects::LooseWriter<'s>),
+    /// Collected in memory for the group commit to write.
+    Later(gatos_store::objects::Collector<'s>),
+}
+
+impl Objects for JobWriter<'_> {
+    fn put(&mut self, kind: Kind, data: &[u8]) -> gatos_store::Result<Oid> {
+        match self {
+            JobWriter::Now(w) => w.put(kind, data),
+            JobWriter::Later(w) => w.put(kind, data),
+        }
+    }
+
+    fn identity(&self) -> &gatos_store::Identity {
+        match self {
+            JobWriter::Now(w) => w.identity(),
+            JobWriter::Later(w) => w.identity(),
+        }
+    }
+}
+
 impl Gatos {
-    /// Writes one job action's objects and applies its ref edits, in a group with the
+    /// The writer a job action builds its commits into: loose objects written at once when
+    /// the action will be written alone, else a collector for its group.
+    pub(crate) fn job_writer(&self) -> JobWriter<'_> {
+        if self.job_arbiter().is_some() || !self.settings().group_jobs {
+            JobWriter::Now(self.store().writer())
+        } else {
+            JobWriter::Later(self.store().collector())
+        }
+    }
+
+    /// Makes one job action's objects durable (with `gatos.fsync`) and applies its ref
+    /// edits: alone when its objects were written at once, else in a group with the
     /// actions other threads of this process make through this handle at the same time.
     /// The caller holds the job's lock. Returns `false` when a compare-and-swap did not
-    /// hold (after a retry alone). With an arbiter, or with `gatos.group.jobs` off (the
-    /// default), the action is written alone, as before.
+    /// hold (after a retry alone).
     ///
     /// # Errors
     /// When the objects or refs cannot be written.
     pub(crate) fn commit_job_action(
         &self,
         id: Ulid,
-        objects: Vec<(Oid, Kind, Vec<u8>)>,
+        written: JobWriter<'_>,
         edits: Vec<Edit>,
     ) -> Result<bool> {
-        if self.job_arbiter().is_some() || !self.settings().group_jobs {
-            let mut w = self.store().writer();
-            for (_, kind, data) in &objects {
-                gatos_store::objects::Objects::put(&mut w, *kind, data)?;
+        let objects = match written {
+            JobWriter::Now(w) => {
+                w.finish()?;
+                return self.apply_job_edits(id, &edits);
             }
-            w.finish()?;
-            return self.apply_job_edits(id, &edits);
-        }
+            JobWriter::Later(c) => c.objects,
+        };
         let settings = self.settings();
         let pack_from = usize::try_from(settings.group_pack_objects).unwrap_or(usize::MAX);
         self.inner

@@ -499,8 +499,9 @@ impl Jobs<'_> {
             .map_err(gatos_store::Error::from)?)
     }
 
-    /// Builds a claim commit into `w` (its objects are written by the group commit that
-    /// applies the action's ref edits, [`Gatos::commit_job_action`]).
+    /// Builds a claim commit into `w` ([`Gatos::job_writer`]: written at once when the
+    /// action goes alone, else by the group commit that applies its ref edits,
+    /// [`Gatos::commit_job_action`]).
     fn claim_commit(
         &self,
         w: &mut dyn Objects,
@@ -800,7 +801,7 @@ impl Jobs<'_> {
             available_at: None,
             lease_token_hash: Some(token.hash()),
         };
-        let mut w = self.gatos.store().collector();
+        let mut w = self.gatos.job_writer();
         let commit = self.claim_commit(
             &mut w,
             &doc,
@@ -809,7 +810,7 @@ impl Jobs<'_> {
             &format!("claim {id} attempt {}", doc.attempt),
         )?;
         let edit = Edit::update(names::job_claim(id), prev, commit);
-        if !self.gatos.commit_job_action(id, w.objects, vec![edit])? {
+        if !self.gatos.commit_job_action(id, w, vec![edit])? {
             return Err(ClaimError::Lost { job: id }.into());
         }
         drop(guard);
@@ -919,7 +920,7 @@ impl Jobs<'_> {
             lease_until: now.plus(lease.lease),
             ..doc
         };
-        let mut w = self.gatos.store().collector();
+        let mut w = self.gatos.job_writer();
         let commit = self.claim_commit(
             &mut w,
             &next,
@@ -929,7 +930,7 @@ impl Jobs<'_> {
         )?;
         if !self.gatos.commit_job_action(
             lease.id,
-            w.objects,
+            w,
             vec![Edit::update(names::job_claim(lease.id), Some(head), commit)],
         )? {
             return Err(lease_lost(lease.id, LostClaim::TakenOver));
@@ -1007,7 +1008,7 @@ impl Jobs<'_> {
                 .iter()
                 .map(|(p, b)| (p.as_str(), b.as_slice()))
                 .collect();
-            let mut w = self.gatos.store().collector();
+            let mut w = self.gatos.job_writer();
             let commit = self.claim_commit(
                 &mut w,
                 &next,
@@ -1017,7 +1018,7 @@ impl Jobs<'_> {
             )?;
             if !self.gatos.commit_job_action(
                 lease.id,
-                w.objects,
+                w,
                 vec![Edit::update(names::job_claim(lease.id), Some(head), commit)],
             )? {
                 return Err(lease_lost(lease.id, LostClaim::TakenOver));
@@ -1176,7 +1177,7 @@ impl Jobs<'_> {
             lease_until: now.min(doc.lease_until),
             ..doc
         };
-        let mut w = self.gatos.store().collector();
+        let mut w = self.gatos.job_writer();
         let closed_commit = self.claim_commit(
             &mut w,
             &closed,
@@ -1205,7 +1206,7 @@ impl Jobs<'_> {
             Edit::update(names::job_claim(rec.id), Some(head), closed_commit),
             Edit::create(names::job_result(rec.id), result_commit),
         ];
-        if self.gatos.commit_job_action(rec.id, w.objects, edits)? {
+        if self.gatos.commit_job_action(rec.id, w, edits)? {
             Ok(result_commit)
         } else {
             Err(lease_lost(rec.id, LostClaim::TakenOverOrResult))
