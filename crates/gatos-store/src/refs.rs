@@ -421,56 +421,14 @@ impl Store {
             name.starts_with(prefix.as_bytes()) && after.is_none_or(|a| name > a.as_bytes())
         };
         let packed_before = self.packed_refs_stamp();
-        let repo = self.handle();
-        // Loose refs first: every one under the prefix (a ref name sorts after its
-        // directory's, so the walk cannot start in the middle).
+        // Loose refs first, then packed-refs.
         let mut found: std::collections::BTreeMap<Vec<u8>, Oid> = std::collections::BTreeMap::new();
-        let relative: &gix::path::RelativePath = prefix.try_into().map_err(|e| {
-            failed(
-                format!("listing refs under {prefix}"),
-                format!("{e}"),
-                false,
-            )
+        self.walk_loose(prefix, |name, id| {
+            if wanted(name) {
+                found.insert(name.to_vec(), id);
+            }
         })?;
-        let loose = repo.refs.loose_iter_prefixed(relative);
-        match loose {
-            Ok(iter) => {
-                for r in iter {
-                    let r = match r {
-                        Ok(r) => r,
-                        // As in `list_refs`: a file that is not a ref is skipped (doctor
-                        // reports it); one that vanished (pack-refs pruned it) means list
-                        // again.
-                        Err(e) if is_undecodable(&e) => {
-                            tracing::warn!(prefix, error = %e, "skipping a file that is not a ref");
-                            continue;
-                        }
-                        Err(e) => {
-                            let text = format!("{e:?}");
-                            let vanished =
-                                text.contains("NotFound") || text.contains("No such file");
-                            return Err(failed(
-                                format!("listing loose refs under {prefix}"),
-                                e.to_string(),
-                                vanished,
-                            ));
-                        }
-                    };
-                    let name = r.name.as_bstr().to_vec();
-                    if let (true, Some(id)) = (wanted(&name), r.target.try_id()) {
-                        found.insert(name, from_gix(id));
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(failed(
-                    format!("listing loose refs under {prefix}"),
-                    e.to_string(),
-                    false,
-                ));
-            }
-        }
+        let repo = self.handle();
         // Then packed-refs, from the first record after `after` (or at `prefix`).
         let packed = repo
             .refs
@@ -1029,6 +987,67 @@ fn lower_bound(bytes: &[u8], key: &[u8]) -> usize {
 }
 
 /// Tells whether a ref listing failed on one loose file whose contents are not a ref.
+impl Store {
+    /// Walks the loose refs under `prefix` (every one: a ref name sorts after its
+    /// directory's, so a walk cannot start in the middle) and gives `each` the full name and
+    /// id of every direct ref. A file that is not a ref is skipped (doctor reports it). An
+    /// error says whether a file vanished during the walk (pack-refs pruned it: the caller
+    /// lists again, [`listed_again`]).
+    fn walk_loose(
+        &self,
+        prefix: &str,
+        mut each: impl FnMut(&[u8], Oid),
+    ) -> std::result::Result<(), (Error, bool)> {
+        let failed = |context: String, message: String, vanished: bool| {
+            (Error::Git { context, message }, vanished)
+        };
+        let repo = self.handle();
+        let relative: &gix::path::RelativePath = prefix.try_into().map_err(|e| {
+            failed(
+                format!("listing refs under {prefix}"),
+                format!("{e}"),
+                false,
+            )
+        })?;
+        match repo.refs.loose_iter_prefixed(relative) {
+            Ok(iter) => {
+                for r in iter {
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(e) if is_undecodable(&e) => {
+                            tracing::warn!(prefix, error = %e, "skipping a file that is not a ref");
+                            continue;
+                        }
+                        Err(e) => {
+                            let text = format!("{e:?}");
+                            let vanished =
+                                text.contains("NotFound") || text.contains("No such file");
+                            return Err(failed(
+                                format!("listing loose refs under {prefix}"),
+                                e.to_string(),
+                                vanished,
+                            ));
+                        }
+                    };
+                    let name: &[u8] = r.name.as_bstr();
+                    if let (true, Some(id)) =
+                        (name.starts_with(prefix.as_bytes()), r.target.try_id())
+                    {
+                        each(name, from_gix(id));
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(failed(
+                format!("listing loose refs under {prefix}"),
+                e.to_string(),
+                false,
+            )),
+        }
+    }
+}
+
 fn is_undecodable(e: &gix::Error) -> bool {
     e.downcast_any_ref::<gix::refs::file::find::ReferenceDecode>()
         .is_some()

@@ -152,55 +152,10 @@ impl Store {
         let path = self.common_dir().join("packed-refs");
         let stat = || rustix::fs::stat(&path).ok().map(|s| identity(&s));
         let before = stat();
-        let repo = self.handle();
         let mut loose = Vec::new();
-        let relative: &gix::path::RelativePath = prefix.try_into().map_err(|e| {
-            failed(
-                format!("listing refs under {prefix}"),
-                format!("{e}"),
-                false,
-            )
+        self.walk_loose(prefix, |name, id| {
+            loose.push((String::from_utf8_lossy(name).into_owned(), id));
         })?;
-        match repo.refs.loose_iter_prefixed(relative) {
-            Ok(iter) => {
-                for r in iter {
-                    let r = match r {
-                        Ok(r) => r,
-                        // As in `list_refs`: a file that is not a ref is skipped (doctor
-                        // reports it); one that vanished (pack-refs pruned it) means list
-                        // again.
-                        Err(e) if super::is_undecodable(&e) => {
-                            tracing::warn!(prefix, error = %e, "skipping a file that is not a ref");
-                            continue;
-                        }
-                        Err(e) => {
-                            let text = format!("{e:?}");
-                            let vanished =
-                                text.contains("NotFound") || text.contains("No such file");
-                            return Err(failed(
-                                format!("listing loose refs under {prefix}"),
-                                e.to_string(),
-                                vanished,
-                            ));
-                        }
-                    };
-                    let name = r.name.as_bstr();
-                    if let (true, Some(id)) =
-                        (name.starts_with(prefix.as_bytes()), r.target.try_id())
-                    {
-                        loose.push((name.to_string(), from_gix(id)));
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(failed(
-                    format!("listing loose refs under {prefix}"),
-                    e.to_string(),
-                    false,
-                ));
-            }
-        }
         loose.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let packed = match before {
             None => None,
