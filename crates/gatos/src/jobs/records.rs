@@ -270,8 +270,9 @@ impl Gatos {
         Ok(commit)
     }
 
-    /// [`Gatos::write_job_commit`] into `w` (a collector whose objects a group commit
-    /// writes later, ADR 0046).
+    /// [`Gatos::write_job_commit`] into `w` (a job action's writer, [`Gatos::job_writer`]:
+    /// loose objects written at once, or a collector whose objects a group commit writes
+    /// later, ADR 0046).
     pub(crate) fn job_commit_into(
         &self,
         w: &mut dyn Objects,
