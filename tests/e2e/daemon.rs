@@ -491,6 +491,20 @@ perl -MIO::Socket::UNIX -e '
     repo.assert_fsck_strict()
 }
 
+/// Enqueues `n` jobs running `true` (one attempt each) through gatosd; their ids.
+fn enqueue_true(d: &Gatosd, n: usize) -> TestResult<std::collections::BTreeSet<String>> {
+    let mut c = d.client()?;
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..n {
+        let r = c.call(
+            "jobs.enqueue",
+            json!({"command": ["true"], "max_attempts": 1}),
+        )?;
+        ids.insert(r["result"]["id"].as_str().ok_or("no id")?.to_owned());
+    }
+    Ok(ids)
+}
+
 /// Several clients claim through one gatosd at once (issue #21: a worker passes over a
 /// job another is claiming, as `SKIP LOCKED`): every job is claimed exactly once, its
 /// claim is a committed ref when the answer comes, and none is left behind.
@@ -501,15 +515,7 @@ fn concurrent_clients_through_gatosd_claim_every_job_exactly_once() -> TestResul
     let repo = TempRepo::new()?;
     gatos_ok(&repo, &["init"])?;
     let d = Gatosd::start(&repo)?;
-    let mut c = d.client()?;
-    let mut ids = std::collections::BTreeSet::new();
-    for _ in 0..JOBS {
-        let r = c.call(
-            "jobs.enqueue",
-            json!({"command": ["true"], "max_attempts": 1}),
-        )?;
-        ids.insert(r["result"]["id"].as_str().ok_or("no id")?.to_owned());
-    }
+    let ids = enqueue_true(&d, JOBS)?;
     let git_dir = repo.git_dir();
     let start = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
     let workers: Vec<_> = (0..CLIENTS)
@@ -537,7 +543,6 @@ fn concurrent_clients_through_gatosd_claim_every_job_exactly_once() -> TestResul
             .all(|r| r["state"] == "failed" && r["attempt"] == 1),
         "{rows:?}"
     );
-    drop(c);
     drop(d);
     repo.assert_fsck_strict()
 }
@@ -636,15 +641,7 @@ fn concurrent_client_processes_get_each_job_once_and_every_answer_is_a_committed
     // Grouping is off by default (ADR 0046).
     repo.git(&["config", "gatos.group.jobs", "true"])?;
     let d = Gatosd::start(&repo)?;
-    let mut c = d.client()?;
-    let mut ids = std::collections::BTreeSet::new();
-    for _ in 0..JOBS {
-        let r = c.call(
-            "jobs.enqueue",
-            json!({"command": ["true"], "max_attempts": 1}),
-        )?;
-        ids.insert(r["result"]["id"].as_str().ok_or("no id")?.to_owned());
-    }
+    let ids = enqueue_true(&d, JOBS)?;
     let g = gatos::Gatos::open(repo.path(), gatos::OpenOptions::default())?;
     let key_id = g.keys().current().ok_or("no node key")?.to_string();
     let git_dir = repo.git_dir();
@@ -736,7 +733,6 @@ fn concurrent_client_processes_get_each_job_once_and_every_answer_is_a_committed
     for r in rows.iter().filter(|r| r["state"] == "succeeded") {
         gatos_ok(&repo, &["jobs", "verify", r["id"].as_str().ok_or("no id")?])?;
     }
-    drop(c);
     drop(d);
     repo.assert_fsck_strict()
 }

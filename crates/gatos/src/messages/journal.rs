@@ -729,9 +729,11 @@ fn apply(store: &gatos_store::Store, topic: &Topic, journal: &Journal) -> Result
         tracing::debug!(%topic, records = recs.len() - start, chunks, messages = known.len(), "journal materialized");
     }
     journal.truncate(0)?;
+    // A head already past every record (a crash after the last CAS) still counts as
+    // applied, so the position index is brought up to it.
     Ok(match at {
-        Some(head) if chunks > 0 => Outcome::Applied { known, head },
-        _ => Outcome::Nothing,
+        Some(head) => Outcome::Applied { known, head },
+        None => Outcome::Nothing,
     })
 }
 
