@@ -12,7 +12,7 @@
 //!   refs) against the same answer pinned: what a mint costs; and with nothing written
 //!   (the state reused).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -30,8 +30,7 @@ impl Rpc {
     fn call(&mut self, method: &str, params: Value) -> R<Value> {
         self.id += 1;
         let req = json!({"jsonrpc": "2.0", "id": self.id, "method": method, "params": params});
-        writeln!(self.w, "{req}")?;
-        self.w.flush()?;
+        super::send_line(&mut self.w, &req)?;
         loop {
             self.line.clear();
             if self.r.read_line(&mut self.line)? == 0 {

@@ -59,6 +59,16 @@ fn rss_anon_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes one JSON-RPC line in a single `write` call, as the peers' clients write each
+/// request. (`writeln!(stream, "{value}")` on an unbuffered stream sends each piece that
+/// `Display` makes, often a byte, as its own system call, and gatosd wakes for each.)
+fn send_line(w: &mut impl std::io::Write, value: &serde_json::Value) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(value)?;
+    bytes.push(b'\n');
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

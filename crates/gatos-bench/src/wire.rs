@@ -149,7 +149,7 @@ impl Rpc {
     fn send(&mut self, method: &str, params: &Value) -> Result<(), String> {
         self.next += 1;
         let req = json!({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params});
-        writeln!(self.w, "{req}").map_err(|e| e.to_string())?;
+        super::send_line(&mut self.w, &req).map_err(|e| e.to_string())?;
         self.line.clear();
         self.r
             .read_line(&mut self.line)
@@ -599,8 +599,7 @@ impl<W: Write, B: BufRead> Lines<W, B> {
     /// Sends a request and returns the answer with its id (notifications are skipped).
     fn call(&mut self, id: usize, method: &str, params: Value) -> R<Value> {
         let req = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        writeln!(self.w, "{req}")?;
-        self.w.flush()?;
+        super::send_line(&mut self.w, &req)?;
         loop {
             self.line.clear();
             if self.r.read_line(&mut self.line)? == 0 {
@@ -615,8 +614,10 @@ impl<W: Write, B: BufRead> Lines<W, B> {
 
     /// Sends a notification.
     fn notify(&mut self, method: &str) -> R {
-        writeln!(self.w, "{}", json!({"jsonrpc": "2.0", "method": method}))?;
-        Ok(self.w.flush()?)
+        Ok(super::send_line(
+            &mut self.w,
+            &json!({"jsonrpc": "2.0", "method": method}),
+        )?)
     }
 }
 

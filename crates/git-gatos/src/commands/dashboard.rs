@@ -52,7 +52,11 @@ impl Client {
         let id = self.next;
         self.next += 1;
         let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        writeln!(self.writer, "{line}").map_err(io)?;
+        // One write for the line: `writeln!` on the socket would send each piece that
+        // `Display` makes as a system call of its own.
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        self.writer.write_all(&bytes).map_err(io)?;
         let mut answer = String::new();
         self.reader.read_line(&mut answer).map_err(io)?;
         let v: Value = serde_json::from_str(&answer).map_err(|e| {
