@@ -796,12 +796,16 @@ fn write_chunk(
         .last()
         .map(|r| r.new)
         .ok_or_else(|| Error::new(ErrorCode::Internal, "an empty journal chunk"))?;
-    // Never move the head to a commit the store does not have (one lookup).
-    if !store.reader().exists(last) {
+    // Never move the head to a commit the store does not have: the head's new commit
+    // must be among the objects just written (and flushed, pack or loose). An object
+    // lookup would say the same at a price: the new pack is unknown to the reader, so
+    // the miss makes gix list and stat every pack of the repository again (60% of the
+    // flusher's time with a few hundred packs).
+    if !wrote.contains(&last) {
         return Err(Error::new(
             ErrorCode::Internal,
             format!(
-                "materializing the journal of '{topic}': commit {last} is missing after its objects were written (head {}, {} record(s))",
+                "materializing the journal of '{topic}': commit {last} is not among the objects written (head {}, {} record(s))",
                 head.map_or_else(|| "none".to_owned(), |h| h.to_string()),
                 chunk.len(),
             ),
