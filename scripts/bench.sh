@@ -64,7 +64,12 @@ ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 line() { printf '%-58s %s\n' "$1" "$2"; }
 # Waits until no background maintenance (started by a writer) works on repository $1.
 quiesce() { [ -d "$1/gatos/locks" ] || return 0; while ! flock -n "$1/gatos/locks/maintenance" true 2>/dev/null; do sleep 0.2; done; }
-newrepo() { quiesce "$1"; rm -rf "$1"; git init -q --bare "$1"; }
+# A directory the run is done with is moved aside, and everything is removed at exit. On
+# ext4 without a journal (this VM's disk) a file created within a minute (five while the
+# inode table is dirty) of many deletions scans every inode freed meanwhile: an rm -rf of
+# the last round's repository made the next round's writes 1.5-3x slower (docs/PERFORMANCE.md).
+discard() { local d; for d; do [ -e "$d" ] && mv "$d" "$(mktemp -d "$WORK/.discarded.XXXXXX")/"; done; return 0; }
+newrepo() { quiesce "$1"; discard "$1"; git init -q --bare "$1"; }
 # Write throughput on this machine depends on what the disk is still flushing (BASELINE):
 # settle before each write workload, and take the median of three runs.
 settle() { sync; sleep "${SETTLE:-3}"; }
@@ -242,7 +247,7 @@ PY
   # geometric repack with git's default delta search (what maintenance ran before).
   r="$WORK/maint.git"; newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
   "$GB" batch "$r" t "$N_BIG" 1000 > /dev/null
-  rm -rf "$WORK/maint-delta.git" "$WORK/maint-plain.git"
+  discard "$WORK/maint-delta.git" "$WORK/maint-plain.git"
   cp -a "$r" "$WORK/maint-delta.git"; cp -a "$r" "$WORK/maint-plain.git"
   GIT_DIR="$r" "$GG" maintenance --quiet > /dev/null
   git -C "$WORK/maint-delta.git" repack -d -l -q --geometric=2 --write-midx
@@ -825,7 +830,7 @@ N_SRC=${N_SRC:-200}
 bench_isolation() {
   echo "== job isolation (supervisor, sandbox, checkout)"
   local base; base=$(base_gg "$ISO_BASE_REV")
-  local src="$WORK/src"; rm -rf "$src"; git init -q "$src"
+  local src="$WORK/src"; discard "$src"; git init -q "$src"
   local i
   for ((i = 0; i < N_SRC; i++)); do printf 'file %d\n%.0s' "$i" {1..40} > "$src/f$i.txt"; done
   git -C "$src" add -A; git -C "$src" commit -q -m sources
