@@ -116,19 +116,23 @@ fn since_takes_a_ulid_a_time_or_a_duration_in_every_command() -> TestResult {
         .as_str()
         .unwrap()
         .to_owned();
-    let ls = |since: &str| -> TestResult<Vec<String>> {
+    // The test clock starts at the given time and then runs, so a duration is checked
+    // half a day away from the jobs' times, not on one of them (each process's start-up
+    // time would decide which side of the line a job falls on).
+    let ls = |now: &str, since: &str| -> TestResult<Vec<String>> {
         Ok(json_lines(&at(
             &repo,
-            "2026-03-03T00:00:00Z",
+            now,
             &["jobs", "ls", "--since", since, "--json"],
         )?)?
         .iter()
         .map(|j| j["id"].as_str().unwrap().to_owned())
         .collect())
     };
-    assert_eq!(ls(&first)?, vec![first.clone(), second.clone()]);
-    assert_eq!(ls(&second)?, vec![second.clone()]);
-    assert_eq!(ls("1d")?, vec![second.clone()]);
+    let then = "2026-03-03T00:00:00Z";
+    assert_eq!(ls(then, &first)?, vec![first.clone(), second.clone()]);
+    assert_eq!(ls(then, &second)?, vec![second.clone()]);
+    assert_eq!(ls("2026-03-02T12:00:00Z", "1d")?, vec![second.clone()]);
 
     // jobs watch: a time starts at the first event made then (its enqueue is the second's).
     let events = json_lines(&at(
