@@ -1,20 +1,21 @@
 //! Batches written as one pack: objects collected in memory, sorted (commits, trees, blobs,
-//! then by id — unsorted input made gix-pack's memory use explode, BASELINE pitfall 2), and
-//! indexed into `objects/pack/`.
+//! then by id; gix-pack, which wrote them until ADR 0046's session-5 amendment, needed
+//! sorted input, BASELINE pitfall 2), and written with their index into `objects/pack/`.
+//! Each object is hashed once, when collected: the index is made from the ids, offsets and
+//! CRC32s known while the pack is encoded, not by reading the pack back (a test checks it
+//! is byte for byte the index gix-pack builds that way).
 //!
 //! The pack keeps its `.keep` file until the [`PackGuard`] is dropped, which the caller does
 //! after the ref update that makes its objects reachable: until then no repack may fold or
 //! drop it (DESIGN §3). A `.keep` left by a crash names the process; maintenance removes it
 //! once it is old (see [`crate::maintenance`]).
 
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-
 use gatos_types::Oid;
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::objects::{Kind, Objects, hash};
-use crate::{Identity, Store, to_gix};
+use crate::{Identity, Store};
 
 /// The first line of every `.keep` file gatos writes, so maintenance can tell ours apart.
 pub const KEEP_MARKER: &str = "gatos batch";
@@ -114,76 +115,196 @@ impl PackWriter<'_> {
                 objects: 0,
             });
         }
-        let hash_kind = gix::hash::Kind::Sha1;
-        let git = |context: &str, e: gix::Error| Error::Git {
-            context: context.into(),
-            message: format!("{e:#}"),
-        };
-        let mut entries = Vec::with_capacity(count);
-        for (id, kind, data) in &self.objects {
-            let kind = match kind {
-                Kind::Commit => gix::objs::Kind::Commit,
-                Kind::Tree => gix::objs::Kind::Tree,
-                Kind::Blob => gix::objs::Kind::Blob,
-            };
-            entries.push(gix_pack::data::output::Entry {
-                id: to_gix(*id),
-                kind: gix_pack::data::output::entry::Kind::Base(kind),
-                decompressed_size: data.len(),
-                compressed_data: crate::zlib::stored(data),
-            });
-        }
-        // The raw objects are no longer needed once compressed; free them before indexing.
-        self.objects = Vec::new();
-        let mut pack = Vec::new();
-        let num = u32::try_from(count).map_err(|_| Error::Corrupt {
-            what: "pack".into(),
-            reason: "more than 2^32 objects".into(),
-        })?;
-        {
-            let mut out = gix_pack::data::output::bytes::FromEntriesIter::new(
-                std::iter::once(Ok::<_, gix::Error>(entries)),
-                &mut pack,
-                num,
-                gix_pack::data::Version::V2,
-                hash_kind,
-            );
-            for written in &mut out {
-                written.map_err(|e| git("writing pack data", e))?;
-            }
-        }
+        let objects = std::mem::take(&mut self.objects);
+        let (mut pack, mut entries) = encode_pack(objects)?;
+        let checksum = sha1(&pack)?;
+        pack.extend_from_slice(&checksum);
+        let index = encode_index(&mut entries, &pack, checksum)?;
+        drop(entries);
         let pack_dir = self.store.common_dir().join("objects").join("pack");
         std::fs::create_dir_all(&pack_dir).map_err(|e| Error::io("creating objects/pack", e))?;
-        let interrupt = AtomicBool::new(false);
-        let outcome = gix_pack::Bundle::write_to_directory(
-            &mut &pack[..],
-            Some(&pack_dir),
-            &mut gix::progress::Discard,
-            &interrupt,
-            None::<gix::objs::find::Never>,
-            hash_kind,
-            gix_pack::bundle::write::Options {
-                thread_limit: Some(1),
-                ..Default::default()
-            },
-        )
-        .map_err(|e| git("indexing a pack", e))?;
-        if let Some(keep) = &outcome.keep_path {
-            let marker = format!("{KEEP_MARKER} pid={}\n", std::process::id());
-            std::fs::write(keep, marker).map_err(|e| Error::io("marking a pack .keep", e))?;
-        }
+        let outcome = persist(&pack_dir, &pack, &index, &hex(&checksum))?;
         if self.store.is_durable() {
-            let mut paths: Vec<PathBuf> = Vec::new();
-            paths.extend(outcome.data_path.clone());
-            paths.extend(outcome.index_path.clone());
-            paths.extend(outcome.keep_path.clone());
+            let mut paths: Vec<PathBuf> = vec![outcome.pack.clone(), outcome.index.clone()];
+            paths.extend(outcome.keep.clone());
             self.store
                 .fsync_paths(crate::durability::Step::Objects, &paths)?;
         }
         Ok(PackGuard {
-            keep: outcome.keep_path,
-            pack: outcome.data_path,
+            keep: outcome.keep,
+            pack: Some(outcome.pack),
             objects: count,
         })
     }
+}
+
+/// One object's place in a pack, for its index.
+struct Placed {
+    id: Oid,
+    offset: u64,
+    crc32: u32,
+}
+
+/// Encodes a version 2 pack of `objects` (each whole, zlib-stored, in the order given) and
+/// says where each one starts and the CRC32 of its bytes, as the index needs them: the
+/// objects are hashed once, when collected, not read back from the pack.
+fn encode_pack(objects: Vec<(Oid, Kind, Vec<u8>)>) -> Result<(Vec<u8>, Vec<Placed>)> {
+    let count = u32::try_from(objects.len()).map_err(|_| Error::Corrupt {
+        what: "pack".into(),
+        reason: "more than 2^32 objects".into(),
+    })?;
+    let mut pack = Vec::with_capacity(
+        12 + objects
+            .iter()
+            .map(|o| o.2.len() + o.2.len() / 65_535 * 5 + 32)
+            .sum::<usize>()
+            + 20,
+    );
+    pack.extend_from_slice(b"PACK");
+    pack.extend_from_slice(&2u32.to_be_bytes());
+    pack.extend_from_slice(&count.to_be_bytes());
+    let mut placed = Vec::with_capacity(objects.len());
+    for (id, kind, data) in objects {
+        let offset = pack.len();
+        // The entry header: the type in bits 4-6 of the first byte, then the size, four
+        // bits there and seven in each byte after; a set top bit means another follows.
+        let code: u8 = match kind {
+            Kind::Commit => 1,
+            Kind::Tree => 2,
+            Kind::Blob => 3,
+        };
+        let mut size = data.len() as u64;
+        let mut byte = (code << 4) | (size & 0x0f) as u8;
+        size >>= 4;
+        while size != 0 {
+            pack.push(byte | 0x80);
+            byte = (size & 0x7f) as u8;
+            size >>= 7;
+        }
+        pack.push(byte);
+        pack.extend_from_slice(&crate::zlib::stored(&data));
+        placed.push(Placed {
+            id,
+            offset: offset as u64,
+            crc32: crc32fast::hash(&pack[offset..]),
+        });
+    }
+    Ok((pack, placed))
+}
+
+/// A SHA-1 over `bytes`.
+fn sha1(bytes: &[u8]) -> Result<[u8; 20]> {
+    let mut h = gix::hash::hasher(gix::hash::Kind::Sha1);
+    h.update(bytes);
+    let id = h.try_finalize().map_err(|e| Error::Git {
+        context: "hashing a pack".into(),
+        message: e.to_string(),
+    })?;
+    let mut out = [0u8; 20];
+    out.copy_from_slice(id.as_bytes());
+    Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(40), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The version 2 index (git's `pack-format`) of `pack`, whose trailing checksum is
+/// `checksum`: the fan-out table, the ids in order, their CRC32s, their offsets (those
+/// from 2 GiB on in a table of 64-bit offsets), the pack's checksum and the index's own.
+fn encode_index(placed: &mut [Placed], pack: &[u8], checksum: [u8; 20]) -> Result<Vec<u8>> {
+    placed.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+    let n = placed.len();
+    let mut idx = Vec::with_capacity(8 + 256 * 4 + n * 28 + 40);
+    idx.extend_from_slice(&[0xff, b't', b'O', b'c']);
+    idx.extend_from_slice(&2u32.to_be_bytes());
+    let mut fan = [0u32; 256];
+    for p in placed.iter() {
+        fan[usize::from(p.id.as_bytes()[0])] += 1;
+    }
+    let mut total = 0u32;
+    for f in fan {
+        total += f;
+        idx.extend_from_slice(&total.to_be_bytes());
+    }
+    for p in placed.iter() {
+        idx.extend_from_slice(p.id.as_bytes());
+    }
+    for p in placed.iter() {
+        idx.extend_from_slice(&p.crc32.to_be_bytes());
+    }
+    let mut large: Vec<u64> = Vec::new();
+    for p in placed.iter() {
+        let small = match u32::try_from(p.offset) {
+            Ok(o) if o < 0x8000_0000 => o,
+            _ => {
+                let at = u32::try_from(large.len()).map_err(|_| Error::Corrupt {
+                    what: "pack".into(),
+                    reason: "too many large offsets".into(),
+                })?;
+                large.push(p.offset);
+                0x8000_0000 | at
+            }
+        };
+        idx.extend_from_slice(&small.to_be_bytes());
+    }
+    for o in large {
+        idx.extend_from_slice(&o.to_be_bytes());
+    }
+    debug_assert!(pack.len() as u64 >= placed.iter().map(|p| p.offset).max().unwrap_or(0));
+    idx.extend_from_slice(&checksum);
+    let own = sha1(&idx)?;
+    idx.extend_from_slice(&own);
+    Ok(idx)
+}
+
+/// Where a pack was put.
+struct Persisted {
+    pack: PathBuf,
+    index: PathBuf,
+    keep: Option<PathBuf>,
+}
+
+/// Puts a pack and its index into `dir` as git and gix do: each written to a temporary
+/// file there, the `.keep` (naming this process) made before the pack is renamed into
+/// place, and the index renamed last, which is what makes the pack visible. A pack that
+/// is already there (the same objects, the same name) is left alone, and so is its index.
+fn persist(dir: &std::path::Path, pack: &[u8], index: &[u8], name: &str) -> Result<Persisted> {
+    use gix::tempfile::{AutoRemove, ContainingDirectory};
+    use std::io::Write as _;
+    let temp = |bytes: &[u8],
+                what: &str|
+     -> Result<gix::tempfile::Handle<gix::tempfile::handle::Writable>> {
+        let mut f = gix::tempfile::new(dir, ContainingDirectory::Exists, AutoRemove::Tempfile)
+            .map_err(|e| Error::io(what, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(what, e))?;
+        Ok(f)
+    };
+    let data = temp(pack, "writing a pack")?;
+    let idx = temp(index, "writing a pack index")?;
+    let pack_path = dir.join(format!("pack-{name}.pack"));
+    let index_path = pack_path.with_extension("idx");
+    let keep = if pack_path.is_file() {
+        None
+    } else {
+        let keep = pack_path.with_extension("keep");
+        let marker = format!("{KEEP_MARKER} pid={}\n", std::process::id());
+        std::fs::write(&keep, marker).map_err(|e| Error::io("marking a pack .keep", e))?;
+        data.persist(&pack_path)
+            .map_err(|e| Error::io("moving a pack into place", e.error))?;
+        Some(keep)
+    };
+    if !index_path.is_file() {
+        idx.persist(&index_path)
+            .map_err(|e| Error::io("moving a pack index into place", e.error))?;
+    }
+    Ok(Persisted {
+        pack: pack_path,
+        index: index_path,
+        keep,
+    })
 }
