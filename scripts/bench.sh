@@ -68,6 +68,8 @@ quiesce() { [ -d "$1/gatos/locks" ] || return 0; while ! flock -n "$1/gatos/lock
 # ext4 without a journal (this VM's disk) a file created within a minute (five while the
 # inode table is dirty) of many deletions scans every inode freed meanwhile: an rm -rf of
 # the last round's repository made the next round's writes 1.5-3x slower (docs/PERFORMANCE.md).
+# The same holds for what ran before: start a run five minutes or more after large deletions
+# (a test run, the exit of another bench run), or its first rounds pay for them.
 discard() { local d; for d; do [ -e "$d" ] && mv "$d" "$(mktemp -d "$WORK/.discarded.XXXXXX")/"; done; return 0; }
 newrepo() { quiesce "$1"; discard "$1"; git init -q --bare "$1"; }
 # Write throughput on this machine depends on what the disk is still flushing (BASELINE):
