@@ -119,11 +119,13 @@ impl PackWriter<'_> {
         let (mut pack, mut entries) = encode_pack(objects)?;
         let checksum = sha1(&pack)?;
         pack.extend_from_slice(&checksum);
-        let index = encode_index(&mut entries, &pack, checksum)?;
+        let index = encode_index(&mut entries, checksum)?;
         drop(entries);
         let pack_dir = self.store.common_dir().join("objects").join("pack");
         std::fs::create_dir_all(&pack_dir).map_err(|e| Error::io("creating objects/pack", e))?;
-        let outcome = persist(&pack_dir, &pack, &index, &hex(&checksum))?;
+        // The pack's name is its checksum, in hex as an object id is.
+        let name = Oid::from_bytes(checksum).to_string();
+        let outcome = persist(&pack_dir, &pack, &index, &name)?;
         if self.store.is_durable() {
             let mut paths: Vec<PathBuf> = vec![outcome.pack.clone(), outcome.index.clone()];
             paths.extend(outcome.keep.clone());
@@ -205,18 +207,10 @@ fn sha1(bytes: &[u8]) -> Result<[u8; 20]> {
     Ok(out)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(40), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// The version 2 index (git's `pack-format`) of `pack`, whose trailing checksum is
-/// `checksum`: the fan-out table, the ids in order, their CRC32s, their offsets (those
+/// The version 2 index (git's `pack-format`) of the pack whose entries are `placed` and
+/// whose trailing checksum is `checksum`: the fan-out table, the ids in order, their CRC32s, their offsets (those
 /// from 2 GiB on in a table of 64-bit offsets), the pack's checksum and the index's own.
-fn encode_index(placed: &mut [Placed], pack: &[u8], checksum: [u8; 20]) -> Result<Vec<u8>> {
+fn encode_index(placed: &mut [Placed], checksum: [u8; 20]) -> Result<Vec<u8>> {
     placed.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
     let n = placed.len();
     let mut idx = Vec::with_capacity(8 + 256 * 4 + n * 28 + 40);
@@ -255,7 +249,6 @@ fn encode_index(placed: &mut [Placed], pack: &[u8], checksum: [u8; 20]) -> Resul
     for o in large {
         idx.extend_from_slice(&o.to_be_bytes());
     }
-    debug_assert!(pack.len() as u64 >= placed.iter().map(|p| p.offset).max().unwrap_or(0));
     idx.extend_from_slice(&checksum);
     let own = sha1(&idx)?;
     idx.extend_from_slice(&own);
