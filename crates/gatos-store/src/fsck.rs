@@ -3,6 +3,14 @@
 //! gix has no equivalent of `git fsck --strict`, so the store runs the executable and hands
 //! back what it found as typed problems: the planes never see a raw command or its text
 //! format.
+//!
+//! `git fsck` lists the objects before it reads the refs. A writer that adds objects and
+//! moves a ref in between (a gatosd flushing its journal, a worker, a push) makes fsck
+//! report the new commit as `missing`, or a `broken link` to an object written after fsck's
+//! scan passed its directory. When every problem of a run is of that kind and every object
+//! it names exists once the run is over, [`Store::fsck`] checks again from those objects
+//! (`git fsck <object>…`, which reads no ref) and reports that run instead: an object
+//! really missing is still missing then.
 
 use std::process::Stdio;
 
@@ -48,11 +56,41 @@ impl Store {
     /// [`Error::Subprocess`] (status `not started`, the cause in `stderr`) when `git`
     /// cannot run; a failing fsck is an [`Outcome`], not an error.
     pub fn fsck(&self, opts: Options) -> Result<Outcome> {
-        let mut args = vec!["fsck"];
-        if opts.strict {
-            args.push("--strict");
+        let first = self.run_fsck(opts, &[])?;
+        if first.clean {
+            return Ok(first);
         }
-        args.extend(["--no-dangling", "--no-progress"]);
+        let mut heads = Vec::new();
+        let reader = self.reader();
+        for p in &first.problems {
+            match written_meanwhile(&p.message) {
+                Some((head, named)) if named.iter().all(|&o| reader.exists(o)) => {
+                    heads.push(head);
+                }
+                _ => return Ok(first),
+            }
+        }
+        if heads.is_empty() {
+            return Ok(first);
+        }
+        heads.sort_unstable();
+        heads.dedup();
+        tracing::debug!(
+            objects = heads.len(),
+            "fsck named objects written while it ran; checking from them"
+        );
+        self.run_fsck(opts, &heads)
+    }
+
+    /// One `git fsck`, from the refs or, with `heads`, from those objects only.
+    fn run_fsck(&self, opts: Options, heads: &[Oid]) -> Result<Outcome> {
+        let mut args = vec!["fsck".to_owned()];
+        if opts.strict {
+            args.push("--strict".into());
+        }
+        args.extend(["--no-dangling".into(), "--no-progress".into()]);
+        args.extend(heads.iter().map(Oid::to_string));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = self.git_command(&args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         tracing::debug!(?args, "spawning git");
@@ -76,6 +114,25 @@ impl Store {
             clean: false,
             problems: parse(&text),
         })
+    }
+}
+
+/// For a problem a writer running beside fsck can cause, the object to check again from and
+/// the objects that must exist for it to be that: `missing <type> <id>` (a ref moved to a
+/// commit written after the scan: the commit itself), and `broken link from <type> <a> to
+/// <type> <b>` (`b` written after the scan passed its directory: `a`, and `b`).
+fn written_meanwhile(message: &str) -> Option<(Oid, Vec<Oid>)> {
+    let words: Vec<&str> = message.split_whitespace().collect();
+    match words.as_slice() {
+        ["missing", _, id] => {
+            let id: Oid = id.parse().ok()?;
+            Some((id, vec![id]))
+        }
+        ["broken", "link", "from", _, from, "to", _, to] => {
+            let (from, to): (Oid, Oid) = (from.parse().ok()?, to.parse().ok()?);
+            Some((from, vec![from, to]))
+        }
+        _ => None,
     }
 }
 
@@ -134,6 +191,29 @@ mod tests {
         );
         assert_eq!(p[1].object, Some(b.parse()?));
         assert_eq!(parse("error: something odd\n")[0].object, None);
+        Ok(())
+    }
+
+    #[test]
+    fn what_a_writer_beside_fsck_can_cause() -> Result<(), Box<dyn std::error::Error>> {
+        let a: Oid = "1111111111111111111111111111111111111111".parse()?;
+        let b: Oid = "2222222222222222222222222222222222222222".parse()?;
+        assert_eq!(
+            written_meanwhile(&format!("missing commit {a}")),
+            Some((a, vec![a]))
+        );
+        assert_eq!(
+            written_meanwhile(&format!("broken link from commit {a} to tree {b}")),
+            Some((a, vec![a, b]))
+        );
+        assert_eq!(
+            written_meanwhile(&format!("error: {a}: object corrupt")),
+            None
+        );
+        assert_eq!(
+            written_meanwhile(&format!("badTimezone: commit {a}: invalid author")),
+            None
+        );
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! gatos-store against real repositories, checked with real git.
 #![allow(clippy::unwrap_used, missing_docs, reason = "tests")]
 
+mod fsck;
 mod group;
 mod journal;
 mod locks;
