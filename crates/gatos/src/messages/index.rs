@@ -664,6 +664,9 @@ pub fn remove(store: &Store, topic: &Topic) -> Result<()> {
     }
 }
 
+/// Records a catch-up buffers before writing them (256 KiB of positions).
+const RUN: usize = 4096;
+
 struct Writer<'a> {
     topic: &'a Topic,
     dir: &'a Path,
@@ -674,6 +677,12 @@ struct Writer<'a> {
     high_water: u64,
     /// Set once existing records start being overwritten (the generation was bumped).
     rewriting: bool,
+    /// The records put and not yet written: consecutive positions, highest first (the
+    /// walk goes down from the head), written with one `pwrite` per file when the run
+    /// breaks, fills or ends. A chunk of 1,000 messages made 2,000 writes before.
+    run: Vec<([u8; RECORD as usize], u64)>,
+    /// The position of the run's last (lowest) record.
+    run_low: u64,
 }
 
 impl Writer<'_> {
@@ -696,14 +705,36 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Writes a record in place.
+    /// Puts a record in place: buffered while the positions go down one by one, written by
+    /// [`Writer::flush`]. Records below the high water are overwritten only after the
+    /// header says the generation is being rewritten, as before.
     fn put(&mut self, seq: u64, rec: &Record, msgid: u64) -> Result<()> {
         let pos = seq - self.header.base;
         if pos < self.high_water {
             self.start_rewrite()?;
         }
+        if !self.run.is_empty() && (pos + 1 != self.run_low || self.run.len() == RUN) {
+            self.flush()?;
+        }
+        self.run.push((rec.encode(), msgid));
+        self.run_low = pos;
+        Ok(())
+    }
+
+    /// Writes the buffered run: its records, then their msgids, each with one write.
+    fn flush(&mut self) -> Result<()> {
+        if self.run.is_empty() {
+            return Ok(());
+        }
+        let low = self.run_low;
+        let mut records = Vec::with_capacity(self.run.len() * RECORD as usize);
+        let mut ids = Vec::with_capacity(self.run.len() * 8);
+        for (rec, msgid) in self.run.drain(..).rev() {
+            records.extend_from_slice(&rec);
+            ids.extend_from_slice(&msgid.to_le_bytes());
+        }
         self.positions
-            .write_all_at(&rec.encode(), HEADER + pos * RECORD)
+            .write_all_at(&records, HEADER + low * RECORD)
             .map_err(|e| io(self.topic, "write record", e))?;
         if self.msgids.is_none() {
             let f = OpenOptions::new()
@@ -716,7 +747,7 @@ impl Writer<'_> {
             self.msgids = Some(f);
         }
         if let Some(m) = &self.msgids {
-            m.write_all_at(&msgid.to_le_bytes(), pos * 8)
+            m.write_all_at(&ids, low * 8)
                 .map_err(|e| io(self.topic, "write msgid", e))?;
         }
         Ok(())
@@ -769,6 +800,8 @@ fn catch_up(
         high_water: header.count,
         header,
         rewriting: false,
+        run: Vec::new(),
+        run_low: 0,
     };
     // Walk back from the head, writing records in place, until a commit the index holds.
     let mut reader: Option<Reader<'_>> = None;
@@ -838,6 +871,8 @@ fn catch_up(
         cur = k.meta.prev();
         expected = seq.checked_sub(1);
     }
+    // Every record is written before anything below reads records or moves the header.
+    w.flush()?;
     let Some(head_seq) = head_seq else {
         return Err(corrupt(
             topic,
