@@ -62,6 +62,21 @@ pub struct Guard {
     _local: Vec<LocalHold>,
 }
 
+impl Drop for Guard {
+    /// Unlocks each file before it is closed. Closing alone is not enough: a child this
+    /// process forks (a `git` it runs, a job's supervisor) holds a copy of every
+    /// descriptor from its fork until its exec, and a flock lives while any copy is open.
+    /// Another writer would then find the family busy after we let it go; doctor's
+    /// `--fix` did, under load (a stale lock not removed).
+    fn drop(&mut self) {
+        for f in &self._files {
+            if let Err(e) = f.unlock() {
+                tracing::warn!(error = %e, "could not unlock a lock family; closing it releases it");
+            }
+        }
+    }
+}
+
 /// Process-local exclusion for one family: a busy flag and a condition variable, so that
 /// threads of one process queue without polling, and a hold does not borrow the slot.
 #[derive(Debug, Default)]
@@ -252,6 +267,23 @@ mod tests {
         assert!(matches!(err, Err(Error::Busy { .. })));
         drop(held);
         assert!(locks.try_acquire("a")?.is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn a_released_family_is_free_while_a_copy_of_its_descriptor_is_open()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let locks = Locks::new(dir.path())?;
+        let held = locks.acquire(&["a".into()], DEFAULT_LOCK_TIMEOUT)?;
+        // What a child forked meanwhile holds until it execs: a copy of the descriptor.
+        let copy = held._files[0].try_clone()?;
+        drop(held);
+        assert!(
+            locks.try_acquire("a")?.is_some(),
+            "released, whoever still has the descriptor open"
+        );
+        drop(copy);
         Ok(())
     }
 
