@@ -769,3 +769,66 @@ fn sign_noop(g: &gatos::Gatos, claim: &str) -> TestResult<String> {
     )?;
     Ok(String::from_utf8(poe)?)
 }
+
+/// A publish runs on gatosd's event loop only when nothing makes it wait (ADR 0046,
+/// session 6). Publishes that must wait for their topic's lock, held here by another
+/// process (util-linux `flock`), wait on the blocking pool: with more of them in flight
+/// than the runtime has threads, other connections are still answered, and once the lock
+/// is free every one of them lands.
+#[test]
+fn publishes_waiting_for_their_topics_lock_do_not_stall_other_connections() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let d = Gatosd::start(&repo)?;
+    let mut probe = d.client()?;
+    for t in ["held", "free"] {
+        let r = probe.call("messages.publish", json!({"topic": t, "payload": 0}))?;
+        assert!(r["result"]["seq"].is_u64(), "{r}");
+    }
+    // Another process takes the topic's lock and keeps it until its stdin closes.
+    let lock = repo.git_dir().join("gatos/locks/messages.held");
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["-c", "echo held; read _"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut said = String::new();
+    BufReader::new(holder.stdout.take().ok_or("stdout")?).read_line(&mut said)?;
+    assert_eq!(said.trim(), "held");
+    let waiting: Vec<_> = (1..=4)
+        .map(|n| {
+            let mut c = d.client()?;
+            Ok(std::thread::spawn(move || {
+                c.call("messages.publish", json!({"topic": "held", "payload": n}))
+                    .map_err(|e| e.to_string())
+            }))
+        })
+        .collect::<TestResult<_>>()?;
+    // Other topics are served meanwhile, writes (on the event loop) and reads alike.
+    for n in 1..=20 {
+        let r = probe.call("messages.publish", json!({"topic": "free", "payload": n}))?;
+        assert_eq!(r["result"]["seq"], json!(n + 1), "{r}");
+    }
+    let r = probe.call("messages.read", json!({"topic": "free"}))?;
+    assert_eq!(
+        r["result"]["messages"].as_array().map(Vec::len),
+        Some(21),
+        "{r}"
+    );
+    drop(holder.stdin.take());
+    holder.wait()?;
+    for w in waiting {
+        let r = w.join().map_err(|_| "a client thread panicked")??;
+        assert!(r["result"]["seq"].is_u64(), "{r}");
+    }
+    let r = probe.call("messages.read", json!({"topic": "held"}))?;
+    assert_eq!(
+        r["result"]["messages"].as_array().map(Vec::len),
+        Some(5),
+        "{r}"
+    );
+    drop(probe);
+    drop(d);
+    repo.assert_fsck_strict()
+}

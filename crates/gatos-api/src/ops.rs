@@ -232,6 +232,11 @@ pub struct Op {
     /// Whether the answer is the point: a face does not run it for a caller that cannot
     /// receive the answer (a JSON-RPC notification).
     pub answer_required: bool,
+    /// Whether the operation can be tried where waiting is refused ([`gatos::nowait`]): a
+    /// face may run it on its event loop's thread, and must make the call again where
+    /// waiting is fine when [`crate::Service::call_now`] says it would wait (ADR 0046,
+    /// session 6). Only the journaled publish is quick.
+    pub quick: bool,
     /// Whether a face may answer a repeated read from a validator of the refs' state.
     pub cache: Cache,
     /// The request's JSON Schema, generated into a [`SchemaGenerator`] (see
@@ -323,6 +328,7 @@ const fn op(
         faces: Faces::ALL,
         large: false,
         answer_required: false,
+        quick: false,
         cache: Cache::No,
         request,
         response,
@@ -365,6 +371,11 @@ impl Op {
     /// The response's JSON Schema as a standalone document (`$defs` inside).
     pub fn response_schema(&self) -> Schema {
         standalone(self.response, response_generator("/$defs"))
+    }
+
+    const fn quick(mut self) -> Op {
+        self.quick = true;
+        self
     }
 
     const fn guarded(mut self) -> Op {
@@ -422,6 +433,7 @@ pub const OPS: &[Op] = &[
         schema::<t::PublishParams>,
         schema::<PublishRow>,
     )
+    .quick()
     .mcp(),
     op(
         n::MESSAGES_PUBLISH_BATCH,

@@ -237,6 +237,28 @@ impl Service {
         Ok(())
     }
 
+    /// [`Service::call`] of a [quick](ops::Op::quick) operation where waiting is refused
+    /// ([`gatos::nowait`]): `None` when the call would have waited, having written nothing;
+    /// the caller then makes it with [`Service::call`] where waiting is fine. `None` also
+    /// for an operation that is not quick.
+    pub fn call_now(
+        &self,
+        actor: &Actor,
+        name: &str,
+        params: &Map<String, Value>,
+    ) -> Option<Result<Answer, CallError>> {
+        if !ops::find(name).is_some_and(|o| o.quick) {
+            return None;
+        }
+        // A large payload is work for the caller's thread even when nothing waits (and a
+        // copy of it here): it goes where the slow calls go.
+        let mut budget = QUICK_PARAMS_BYTES;
+        if !params.iter().all(|(k, v)| within(k.len(), v, &mut budget)) {
+            return None;
+        }
+        gatos::nowait::run(|| self.call(actor, name, params.clone()))
+    }
+
     /// Runs the unary operation `name` with JSON `params` for `actor`.
     ///
     /// # Errors
@@ -1119,4 +1141,26 @@ fn closest(name: &str, known: &[String]) -> Vec<String> {
         .collect();
     scored.sort();
     scored.into_iter().take(3).map(|(_, k)| k.clone()).collect()
+}
+
+/// The most bytes of params [`Service::call_now`] takes (strings and keys counted, the
+/// rest 8 bytes a value).
+const QUICK_PARAMS_BYTES: usize = 64 * 1024;
+
+/// Takes `key` and `v`'s size from `budget`; false once it runs out (and stops looking).
+fn within(key: usize, v: &Value, budget: &mut usize) -> bool {
+    let own = key
+        + match v {
+            Value::String(s) => s.len(),
+            _ => 8,
+        };
+    let Some(left) = budget.checked_sub(own) else {
+        return false;
+    };
+    *budget = left;
+    match v {
+        Value::Array(a) => a.iter().all(|x| within(0, x, budget)),
+        Value::Object(o) => o.iter().all(|(k, x)| within(k.len(), x, budget)),
+        _ => true,
+    }
 }

@@ -65,6 +65,20 @@ impl<T, R> Combiner<T, R> {
         }
     }
 
+    /// Commits `item` alone, at once, when no group is being committed; `None` (and
+    /// `item` back) when one is: the caller would have to wait for it ([`crate::nowait`]).
+    /// Items queued meanwhile by other callers are left to them.
+    pub(crate) fn try_alone(
+        &self,
+        item: T,
+        commit: impl FnOnce(Vec<T>) -> Vec<R>,
+    ) -> Result<Option<R>, T> {
+        let Ok(_lead) = self.leader.try_lock() else {
+            return Err(item);
+        };
+        Ok(commit(vec![item]).pop())
+    }
+
     /// Takes the leader lock, so callers queue until the guard is dropped (tests).
     pub(crate) fn hold(&self) -> MutexGuard<'_, ()> {
         lock(&self.leader)

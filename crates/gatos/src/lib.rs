@@ -31,6 +31,7 @@ pub mod keys;
 pub mod maintenance;
 pub mod manifests;
 pub mod messages;
+pub mod nowait;
 pub mod proofs;
 pub mod refs;
 mod signing;

@@ -346,9 +346,32 @@ impl Messages<'_> {
     ) -> Result<Option<Vec<PublishRow>>> {
         let store = self.gatos.store();
         let family = family(topic);
-        let _guard = lock_family(store, &family)?;
+        let nowait = crate::nowait::active();
+        let _guard = if nowait {
+            // Syncing the record would wait for the disk.
+            if store.is_durable() {
+                return Err(crate::nowait::would_wait("a durable publish"));
+            }
+            store
+                .locks()
+                .try_acquire(&family)
+                .map_err(gatos_store::Error::from)?
+                .ok_or_else(|| crate::nowait::would_wait("the topic's lock"))?
+        } else {
+            lock_family(store, &family)?
+        };
         let state = self.gatos.journals().open(topic);
-        let mut open = lock(&state);
+        let mut open = if nowait {
+            match state.try_lock() {
+                Ok(o) => o,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Err(crate::nowait::would_wait("the topic's journal"));
+                }
+            }
+        } else {
+            lock(&state)
+        };
         if open.journal.is_none() {
             open.journal = Some(store.open_journal(&family)?);
         }
@@ -362,6 +385,11 @@ impl Messages<'_> {
                 (Some(_), None) => false,
             };
         if !ours {
+            if nowait {
+                return Err(crate::nowait::would_wait(
+                    "a journal another process changed",
+                ));
+            }
             drop(open);
             self.materialize_locked(topic)?;
             open = lock(&state);
@@ -460,6 +488,10 @@ impl Messages<'_> {
             });
             prev = Some(meta);
             next_seq += 1;
+        }
+        if nowait && open.records + 1 >= MAX_PENDING {
+            // This append would materialize the journal itself.
+            return Err(crate::nowait::would_wait("a full journal"));
         }
         let body = encode(open.tail.as_ref().map(|m| m.commit), &msgs, &sink.objects);
         // The objects are in the body now: one copy of a large payload less while it is

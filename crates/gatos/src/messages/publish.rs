@@ -193,6 +193,23 @@ impl Messages<'_> {
         opts: &PublishOptions,
     ) -> Result<PublishRow> {
         let item = prepare(payload, opts.headers.clone())?;
+        if crate::nowait::active() {
+            // Only a journaled publish never waits: alone, or not at all.
+            if opts.expect_last_seq.is_some() || item.msg_id.is_some() {
+                return Err(crate::nowait::would_wait(
+                    "a guarded or deduplicated publish",
+                ));
+            }
+            return match self
+                .gatos
+                .combiner(topic)
+                .try_alone(item, |items| self.commit_group(topic, &items))
+            {
+                Ok(Some(r)) => r,
+                Ok(None) => Err(Error::new(ErrorCode::Internal, "publish returned no row")),
+                Err(_) => Err(crate::nowait::would_wait("a publish group being committed")),
+            };
+        }
         if opts.expect_last_seq.is_some() {
             // A guarded publish stands alone: its condition is about the topic as it is.
             return self
@@ -355,6 +372,10 @@ impl Messages<'_> {
         expect: Option<u64>,
         batch: bool,
     ) -> Result<Vec<PublishRow>, Stopped> {
+        if crate::nowait::active() {
+            // The direct path takes the topic's lock and writes objects: it may wait.
+            return Err(crate::nowait::would_wait("a publish that is not journaled").into());
+        }
         let store = self.gatos.store();
         let node = self.gatos.node_id()?;
         let _guard = store

@@ -286,3 +286,51 @@ fn a_long_journal_is_materialized_in_chunks() -> TestResult {
     );
     repo.assert_fsck_strict()
 }
+
+/// Where waiting is refused (`gatos::nowait`, gatosd's event loop), a plain publish is a
+/// journal append or nothing at all: with the topic's lock held elsewhere, or a publish
+/// that is not journaled, it stops before writing anything; once nothing would wait, it
+/// lands as any publish does.
+#[test]
+fn a_publish_that_would_wait_writes_nothing_where_waiting_is_refused() -> TestResult {
+    let repo = TempRepo::new()?;
+    let t: Topic = "j.nowait".parse()?;
+    let g = open(&repo)?;
+    let first = publish(&g, &t, 0)?;
+    let len = journal_len(&repo, &t);
+    let refs = repo.git(&["for-each-ref"])?;
+    // Another process holds the topic's lock (a separate handle on the lock file: the
+    // kernel's flock, as another process sees it).
+    let other = gatos_store::locks::Locks::new(&repo.git_dir())?;
+    let held = other
+        .try_acquire(&format!("messages.{t}"))?
+        .ok_or("the topic's lock is free")?;
+    assert!(gatos::nowait::run(|| publish(&g, &t, 1)).is_none());
+    drop(held);
+    // Publishes that are not journaled: guarded, deduplicated.
+    let guarded = PublishOptions {
+        headers: None,
+        expect_last_seq: Some(first.seq),
+    };
+    assert!(gatos::nowait::run(|| g.messages().publish(&t, json!({"n": 2}), &guarded)).is_none());
+    let dedup = PublishOptions {
+        headers: Some(json!({"msg_id": "k"})),
+        expect_last_seq: None,
+    };
+    assert!(gatos::nowait::run(|| g.messages().publish(&t, json!({"n": 3}), &dedup)).is_none());
+    assert_eq!(journal_len(&repo, &t), len, "nothing appended");
+    assert_eq!(repo.git(&["for-each-ref"])?, refs, "no ref moved");
+    // Nothing waits now: it lands.
+    let row = gatos::nowait::run(|| publish(&g, &t, 4)).ok_or("it would wait")??;
+    assert_eq!(row.seq, first.seq + 1);
+    assert!(journal_len(&repo, &t) > len);
+    assert_eq!(ns(&g, &t)?, vec![0, 4]);
+    // With gatos.fsync, the append would wait for the disk.
+    repo.git(&["config", "gatos.fsync", "true"])?;
+    let durable = open(&repo)?;
+    assert!(gatos::nowait::run(|| publish(&durable, &t, 5)).is_none());
+    drop(durable);
+    assert_eq!(ns(&g, &t)?, vec![0, 4]);
+    g.flush_journals()?;
+    repo.assert_fsck_strict()
+}
