@@ -404,6 +404,21 @@ async fn unary(
     let actor = authed.actor.clone();
     let name = op.name;
     tracing::debug!(op = name, actor = %actor, "HTTP call");
+    // A quick operation without an idempotency key (whose store may wait) is first tried
+    // here, where waiting is refused, as on the JSON-RPC socket (ADR 0046, session 6).
+    let now = match idem_key {
+        None => service.call_now(&actor, name, &params),
+        Some(_) => None,
+    };
+    if let Some(r) = now {
+        return finish(
+            st,
+            route,
+            &parts.uri,
+            tag.as_deref(),
+            r.map_err(Problem::from_call)?,
+        );
+    }
     let call = move || {
         super::idem::call(
             &service,
@@ -427,6 +442,17 @@ async fn unary(
             ));
         }
     };
+    finish(st, route, &parts.uri, tag.as_deref(), answer)
+}
+
+/// Wakes the followers of what the call wrote and makes its answer the response.
+fn finish(
+    st: &HttpState,
+    route: &Route,
+    uri: &axum::http::Uri,
+    tag: Option<&str>,
+    answer: gatos_api::Answer,
+) -> Result<Response, Problem> {
     for t in &answer.touched {
         st.shared.watchers.poke(t);
     }
@@ -446,16 +472,12 @@ async fn unary(
     }
     if let Some(page) = route.page
         && let Some(cursor) = page.next_cursor(&value)
-        && let Ok(link) = HeaderValue::from_str(&next_link(
-            parts.uri.path(),
-            parts.uri.query(),
-            page.param,
-            &cursor,
-        ))
+        && let Ok(link) =
+            HeaderValue::from_str(&next_link(uri.path(), uri.query(), page.param, &cursor))
     {
         r.headers_mut().insert(LINK, link);
     }
-    if let Some(t) = &tag
+    if let Some(t) = tag
         && status == StatusCode::OK
     {
         validated(&mut r, t);

@@ -404,7 +404,11 @@ pub async fn call(
     let op_name = op.name;
     // A call that waits (jobs.logs with wait_ms) holds a wait slot of its token on /mcp,
     // not one of the call slots REST clients need (ADR 0038).
-    let r = if crate::http::limit::waits(&args) {
+    // A quick operation is first tried here, where waiting is refused (ADR 0046, session 6).
+    let now = service.call_now(&actor, op_name, &args);
+    let r = if let Some(r) = now {
+        Ok(r)
+    } else if crate::http::limit::waits(&args) {
         let who = actor.clone();
         shared
             .blocking_wait(&who, move || service.call(&actor, op_name, args))
