@@ -57,7 +57,8 @@ impl Store {
     /// cannot run; a failing fsck is an [`Outcome`], not an error.
     pub fn fsck(&self, opts: Options) -> Result<Outcome> {
         let first = self.run_fsck(opts, &[])?;
-        if first.clean {
+        // A report cut at MAX_PROBLEMS may hide problems of any kind past the cut.
+        if first.clean || first.problems.len() >= MAX_PROBLEMS {
             return Ok(first);
         }
         let mut heads = Vec::new();

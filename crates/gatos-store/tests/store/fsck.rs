@@ -21,7 +21,7 @@ fn fsck_beside_a_live_writer_reports_nothing_the_writer_added() -> TestResult {
             let s = store(&repo).map_err(|e| e.to_string())?;
             let (mut tip, mut n) = (first, 0);
             // Bounded, so a check that never ends cannot fill the disk.
-            while !stop.load(Ordering::Relaxed) && n < 10_000 {
+            while !stop.load(Ordering::Relaxed) && n < 4_000 {
                 n += 1;
                 let next = commit(&s, &n.to_string()).map_err(|e| e.to_string())?;
                 s.update_refs(
