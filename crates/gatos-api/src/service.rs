@@ -256,7 +256,17 @@ impl Service {
         if !params.iter().all(|(k, v)| within(k.len(), v, &mut budget)) {
             return None;
         }
-        gatos::nowait::run(|| self.call(actor, name, params.clone()))
+        // The caller's thread is an event loop: a panic (a bug) is the call's Internal
+        // error, as it is for a call that ran on a pool thread, not the loop's task's end.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            gatos::nowait::run(|| self.call(actor, name, params.clone()))
+        }))
+        .unwrap_or_else(|_| {
+            Some(Err(CallError::Failed(gatos::Error::new(
+                ErrorCode::Internal,
+                "the call failed inside the daemon",
+            ))))
+        })
     }
 
     /// Runs the unary operation `name` with JSON `params` for `actor`.

@@ -26,16 +26,25 @@ thread_local! {
 /// Runs `f` on this thread with waiting refused; `None` when it would have waited, in
 /// which case it wrote nothing and its result is dropped.
 pub fn run<T>(f: impl FnOnce() -> T) -> Option<T> {
-    let before = STATE.with(|s| s.replace(State::On));
+    /// Puts the thread's state back, also when `f` panics (a runtime's worker thread
+    /// outlives a task that panicked).
+    struct Restore(State);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STATE.with(|s| {
+                // An enclosing run learns that its call would have waited too.
+                s.set(match (s.get(), self.0) {
+                    (State::WouldWait, State::On | State::WouldWait) => State::WouldWait,
+                    _ => self.0,
+                });
+            });
+        }
+    }
+    let restore = Restore(STATE.with(|s| s.replace(State::On)));
     let out = f();
-    let state = STATE.with(|s| s.get());
-    // An enclosing run learns that its call would have waited too.
-    let restored = match (state, before) {
-        (State::WouldWait, State::On | State::WouldWait) => State::WouldWait,
-        _ => before,
-    };
-    STATE.with(|s| s.set(restored));
-    (state != State::WouldWait).then_some(out)
+    let would_wait = STATE.with(Cell::get) == State::WouldWait;
+    drop(restore);
+    (!would_wait).then_some(out)
 }
 
 /// Whether this thread is inside [`run`].
@@ -66,5 +75,9 @@ mod tests {
         // Nested: the inner call's verdict is the outer one's.
         assert_eq!(run(|| run(|| 1)), Some(Some(1)));
         assert_eq!(run(|| run(|| would_wait("y")).is_none()), None);
+        // A call that panics leaves the thread as it found it.
+        let panicked = std::panic::catch_unwind(|| run(|| panic!("in the call")));
+        assert!(panicked.is_err());
+        assert!(!active());
     }
 }
