@@ -121,6 +121,8 @@ impl TempRepo {
     /// link` to an object written after the scan passed its directory). When every problem
     /// is of that kind and every object named exists afterwards, fsck runs again from those
     /// objects (reading no ref) and must pass: an object really missing is still missing.
+    /// `gatos_store::Store::fsck` has the same rule; this check does not call it, so that
+    /// what the tests trust is git alone, not the code under test.
     pub fn assert_fsck_strict(&self) -> TestResult {
         const FSCK: [&str; 4] = ["fsck", "--strict", "--no-dangling", "--no-progress"];
         let mut out = self.git_output(&FSCK)?;
