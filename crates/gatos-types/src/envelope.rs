@@ -55,15 +55,24 @@ pub fn check_headers(headers: Option<&Value>) -> Result<Option<&str>, Error> {
 }
 
 /// Builds the canonical envelope of a message.
+///
+/// Written member by member in JCS order (`headers`, `payload`, `topic`, `ulid`) rather than
+/// through an object holding a copy of the payload: the bytes are those of the object's JCS.
 pub fn build(ulid: Ulid, topic: &Topic, payload: &Value, headers: Option<&Value>) -> Envelope {
-    let mut m = Map::new();
-    m.insert("ulid".into(), Value::String(ulid.to_string()));
-    m.insert("topic".into(), Value::String(topic.to_string()));
-    m.insert("payload".into(), payload.clone());
+    let mut bytes = Vec::with_capacity(128);
+    bytes.push(b'{');
     if let Some(h) = headers {
-        m.insert("headers".into(), h.clone());
+        bytes.extend_from_slice(br#""headers":"#);
+        jcs::write_value(&mut bytes, h);
+        bytes.push(b',');
     }
-    let bytes = jcs::to_vec(&Value::Object(m));
+    bytes.extend_from_slice(br#""payload":"#);
+    jcs::write_value(&mut bytes, payload);
+    bytes.extend_from_slice(br#","topic":"#);
+    jcs::write_string(&mut bytes, topic.as_str());
+    bytes.extend_from_slice(br#","ulid":"#);
+    jcs::write_string(&mut bytes, &ulid.to_string());
+    bytes.push(b'}');
     let content_id = Digest::of(&bytes);
     Envelope { bytes, content_id }
 }
@@ -126,6 +135,34 @@ mod tests {
         assert_eq!(r.ulid, ulid);
         assert_eq!(r.payload.get(), r#"{"a":[1],"b":1}"#);
         assert_eq!(r.msg_id().as_deref(), Some("x-1"));
+    }
+
+    #[test]
+    fn envelopes_are_the_jcs_of_their_object() {
+        let topic: Topic = "jobs.a-b_c".parse().expect("valid");
+        let ulid: Ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().expect("valid");
+        let payloads = [
+            serde_json::json!(null),
+            serde_json::json!("a \"quoted\"\n\u{1} string \u{e9}\u{1f600}"),
+            serde_json::json!([1, 2.5, 1e300, -0.0, true, {"z": 1, "a": {}}]),
+            serde_json::json!({"\u{e000}": 1, "\u{1f600}": 2, "b": [], "a": {"y": 1, "x": null}}),
+        ];
+        let headers = [None, Some(serde_json::json!({"msg_id": "m", "z": [1]}))];
+        for payload in &payloads {
+            for h in &headers {
+                let mut m = Map::new();
+                m.insert("ulid".into(), Value::String(ulid.to_string()));
+                m.insert("topic".into(), Value::String(topic.to_string()));
+                m.insert("payload".into(), payload.clone());
+                if let Some(h) = h {
+                    m.insert("headers".into(), h.clone());
+                }
+                let want = jcs::to_vec(&Value::Object(m));
+                let got = build(ulid, &topic, payload, h.as_ref());
+                assert_eq!(got.bytes, want, "{payload}");
+                assert_eq!(got.content_id, Digest::of(&want));
+            }
+        }
     }
 
     #[test]

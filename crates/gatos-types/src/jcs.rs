@@ -82,7 +82,8 @@ pub fn canonicalize(bytes: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(to_vec(&parse(bytes)?))
 }
 
-fn write_value(out: &mut Vec<u8>, value: &Value) {
+/// Appends a value's JCS bytes (for writers that put JCS values inside other JCS bytes).
+pub fn write_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -100,21 +101,46 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
             out.push(b']');
         }
         Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            // RFC 8785 §3.2.3: sort by the UTF-16 code units of the names.
-            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
             out.push(b'{');
-            for (i, (name, member)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(out, name);
-                out.push(b':');
-                write_value(out, member);
+            if in_utf16_order(map) {
+                write_members(out, map.iter());
+            } else {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                // RFC 8785 §3.2.3: sort by the UTF-16 code units of the names.
+                members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+                write_members(out, members.into_iter());
             }
             out.push(b'}');
         }
     }
+}
+
+fn write_members<'a>(out: &mut Vec<u8>, members: impl Iterator<Item = (&'a String, &'a Value)>) {
+    for (i, (name, member)) in members.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(out, name);
+        out.push(b':');
+        write_value(out, member);
+    }
+}
+
+/// Whether a map already iterates in JCS order, so writing it needs no sort. Names in
+/// ascending UTF-8 byte order are in ascending code point order, which is their UTF-16
+/// order unless a name holds a character from U+E000 up (UTF-16 puts the surrogates of
+/// U+10000 and above before U+E000..U+FFFF): UTF-8 lead bytes 0xEE and above. The order is
+/// checked, not assumed, as a map keeps insertion order when serde_json's
+/// `preserve_order` is on.
+fn in_utf16_order(map: &Map<String, Value>) -> bool {
+    let mut prev: Option<&str> = None;
+    for name in map.keys() {
+        if name.bytes().any(|b| b >= 0xEE) || prev.is_some_and(|p| p >= name.as_str()) {
+            return false;
+        }
+        prev = Some(name);
+    }
+    true
 }
 
 /// Appends a number as JCS writes it: an integer within ±2^53 as written, any other as
