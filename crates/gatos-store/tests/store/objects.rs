@@ -78,6 +78,51 @@ fn a_pack_keeps_its_keep_until_the_guard_goes() -> TestResult {
     repo.assert_fsck_strict()
 }
 
+/// A pack is named by its checksum (plain SHA-1): one already in place under the name of the
+/// pack being written is taken for it only when their bytes are the same. Another pack
+/// under that name (a checksum collision, simulated here by changing the file) is an error,
+/// not a pack whose objects were silently never written.
+#[test]
+fn a_pack_in_place_under_the_same_name_is_taken_only_when_its_bytes_are_the_same() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let write = || -> Result<gatos_store::pack::PackGuard, gatos_store::Error> {
+        let mut w = s.pack_writer();
+        let mut tip = None;
+        for i in 0..40 {
+            let b = w.blob(format!("{i}").as_bytes())?;
+            let t = w.files(&[("n", b)])?;
+            let parents: Vec<_> = tip.into_iter().collect();
+            tip = Some(w.commit(&NewCommit {
+                tree: t,
+                parents: &parents,
+                message: &format!("{i}\n"),
+                time: Timestamp::from_millis(0),
+            })?);
+        }
+        w.finish()
+    };
+    let first = write()?;
+    let pack = first.pack.clone().ok_or("no pack written")?;
+    drop(first);
+    let bytes = std::fs::read(&pack)?;
+    // The same pack again: left alone.
+    let again = write()?;
+    assert_eq!(again.pack.as_deref(), Some(pack.as_path()));
+    drop(again);
+    assert_eq!(std::fs::read(&pack)?, bytes);
+    // Another pack under its name: refused, and the file is not replaced.
+    let mut other = bytes.clone();
+    other[12] ^= 0xff;
+    std::fs::write(&pack, &other)?;
+    let Err(e) = write() else {
+        return Err("a different pack under the same name was taken for this one".into());
+    };
+    assert!(matches!(e, gatos_store::Error::Corrupt { .. }), "{e}");
+    assert_eq!(std::fs::read(&pack)?, other);
+    Ok(())
+}
+
 /// The pack index gatos writes from what it knows while writing the pack (ADR 0046,
 /// session 5) is byte for byte the index gix-pack builds by reading the same pack back,
 /// and git verifies both: objects of every kind, empty ones, and a blob over 64 KiB (several
