@@ -215,6 +215,31 @@ pub(crate) fn write_append(
     rotate: bool,
     a: &Append<'_>,
 ) -> Result<(Meta, Oid)> {
+    let (blob, tree) = write_envelope(w, a.envelope)?;
+    write_commit(w, prev, rotate, a, blob, tree)
+}
+
+/// Writes a message's envelope blob and its tree; returns (blob, tree). They depend on the
+/// envelope alone, so a batch may make them ahead of the commits, on other threads.
+pub(crate) fn write_envelope(
+    w: &mut dyn gatos_store::objects::Objects,
+    envelope: &[u8],
+) -> Result<(Oid, Oid)> {
+    let blob = w.blob(envelope)?;
+    let tree = w.files(&[(ENVELOPE_PATH, blob)])?;
+    Ok((blob, tree))
+}
+
+/// As [`write_append`], with the envelope's blob and tree already written
+/// ([`write_envelope`]).
+pub(crate) fn write_commit(
+    w: &mut dyn gatos_store::objects::Objects,
+    prev: Option<&Meta>,
+    rotate: bool,
+    a: &Append<'_>,
+    blob: Oid,
+    tree: Oid,
+) -> Result<(Meta, Oid)> {
     let len = a.envelope.len() as u64;
     let (segment_seq, segment_bytes, segment_id, parent, prev_segment) = match prev {
         Some(p) if !rotate => (
@@ -238,8 +263,6 @@ pub(crate) fn write_append(
         prev_segment,
         origin: a.origin,
     });
-    let blob = w.blob(a.envelope)?;
-    let tree = w.files(&[(ENVELOPE_PATH, blob)])?;
     let trailers = match a.signing {
         Signing::None => trailers,
         Signing::Sign(key) => crate::signing::sign_trailers(key, tree, trailers),
