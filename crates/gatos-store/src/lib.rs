@@ -48,6 +48,28 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The identity a configured name and e-mail become, as git makes its own: the
+    /// characters that would break a commit's author line (`<`, `>`, line feed) are dropped
+    /// and "crud" (controls, spaces and `,:;<>"\'`) is trimmed from both ends
+    /// (`strbuf_addstr_without_crud` in git's `ident.c`). What is left empty takes
+    /// [`Identity::fallback`]'s part.
+    pub fn from_config(name: Option<&str>, email: Option<&str>) -> Identity {
+        fn without_crud(s: &str) -> String {
+            let crud =
+                |c: char| c <= ' ' || matches!(c, ',' | ':' | ';' | '<' | '>' | '"' | '\\' | '\'');
+            s.trim_matches(crud)
+                .chars()
+                .filter(|c| !matches!(c, '\n' | '<' | '>'))
+                .collect()
+        }
+        let fallback = Identity::fallback();
+        let clean = |v: Option<&str>| v.map(without_crud).filter(|v| !v.is_empty());
+        Identity {
+            name: clean(name).unwrap_or(fallback.name),
+            email: clean(email).unwrap_or(fallback.email),
+        }
+    }
+
     /// The identity used when neither gatos nor Git configures one.
     pub fn fallback() -> Identity {
         Identity {
@@ -181,11 +203,10 @@ impl Store {
                 .find_map(|k| cfg.string(*k).map(|v| v.to_string()))
                 .filter(|v| !v.is_empty())
         };
-        let fallback = Identity::fallback();
-        let identity = Identity {
-            name: pick(&["gatos.name", "user.name"]).unwrap_or(fallback.name),
-            email: pick(&["gatos.email", "user.email"]).unwrap_or(fallback.email),
-        };
+        let identity = Identity::from_config(
+            pick(&["gatos.name", "user.name"]).as_deref(),
+            pick(&["gatos.email", "user.email"]).as_deref(),
+        );
         let durability = durability::Method::from_config(
             cfg.boolean("gatos.fsync").unwrap_or(false),
             cfg.string("gatos.fsyncMethod")

@@ -2,7 +2,7 @@ use gatos_store::objects::{NewCommit, Objects};
 use gatos_testutil::{TempRepo, TestResult};
 use gatos_types::Timestamp;
 
-use crate::store;
+use crate::{commit, store};
 
 #[test]
 fn nested_trees_with_tricky_names_pass_fsck() -> TestResult {
@@ -206,5 +206,42 @@ fn local_config_is_written_as_git_reads_it() -> TestResult {
     assert_eq!(repo.git(&["config", "--get-all", "gatos.trust"])?, "b\nc\n");
     let again = store(&repo)?;
     assert_eq!(again.config_strings("gatos.trust"), vec!["b", "c"]);
+    Ok(())
+}
+
+/// A configured name or e-mail holding characters that would break a commit's author line
+/// is cleaned as git cleans it (compared with `git var GIT_COMMITTER_IDENT` over the same
+/// config), and commits are written: before, every write panicked.
+#[test]
+fn identities_are_cleaned_as_git_cleans_them() -> TestResult {
+    for (name, email) in [
+        ("Ann <x> \nB", "<a@b>"),
+        ("  .Dr. Who, Jr.  ", "who@tardis."),
+        ("Zo\u{eb} \"Z\" O'Neil", " z@x "),
+        ("plain", "p@q"),
+    ] {
+        let repo = TempRepo::new()?;
+        repo.git(&["config", "user.name", name])?;
+        repo.git(&["config", "user.email", email])?;
+        let s = store(&repo)?;
+        let mut var = repo.git_cmd(&["var", "GIT_COMMITTER_IDENT"]);
+        var.env_remove("GIT_COMMITTER_NAME")
+            .env_remove("GIT_COMMITTER_EMAIL");
+        let out = var.output()?;
+        assert!(out.status.success(), "git var failed for {name:?}");
+        let ident = String::from_utf8(out.stdout)?;
+        let (who, _) = ident.rsplit_once('>').ok_or("no e-mail in git's ident")?;
+        let (git_name, git_email) = who.split_once(" <").ok_or("no name in git's ident")?;
+        assert_eq!(
+            (s.identity().name.as_str(), s.identity().email.as_str()),
+            (git_name, git_email),
+            "{name:?} <{email:?}>"
+        );
+        let c = commit(&s, "x")?;
+        let shown = repo.git(&["log", "-1", "--format=%an <%ae>", &c.to_string()])?;
+        assert_eq!(shown.trim(), format!("{git_name} <{git_email}>"));
+        repo.git(&["update-ref", "refs/gatos/t", &c.to_string()])?;
+        repo.assert_fsck_strict()?;
+    }
     Ok(())
 }
