@@ -154,28 +154,43 @@ fn write_dir<O: Objects + ?Sized>(w: &mut O, files: &[(&str, Oid)]) -> Result<Oi
     w.put(Kind::Tree, &data)
 }
 
+/// A commit's bytes as git (and gix) write them, with `who` as author and committer at
+/// `c.time`, UTC. Written directly: through gix's `Commit` it was 9% of a batch's time.
+/// Characters that would break the author line are left out (an [`Identity`] from
+/// [`Identity::from_config`] has none).
 fn encode_commit(c: &NewCommit<'_>, who: &Identity) -> Vec<u8> {
-    let sig = gix::actor::Signature {
-        name: who.name.as_str().into(),
-        email: who.email.as_str().into(),
-        time: gix::date::Time {
-            seconds: c.time.as_secs(),
-            offset: 0,
-        },
-    };
-    let commit = gix::objs::Commit {
-        tree: to_gix(c.tree),
-        parents: c.parents.iter().map(|p| to_gix(*p)).collect(),
-        author: sig.clone(),
-        committer: sig,
-        encoding: None,
-        message: c.message.into(),
-        extra_headers: Vec::new(),
-    };
-    let mut data = Vec::with_capacity(256 + c.message.len());
-    commit
-        .write_to(&mut data)
-        .expect("writing to a Vec does not fail");
+    fn hex(out: &mut Vec<u8>, id: Oid) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for b in id.as_bytes() {
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        }
+    }
+    fn token(out: &mut Vec<u8>, s: &str) {
+        out.extend(s.bytes().filter(|b| !matches!(b, b'<' | b'>' | b'\n')));
+    }
+    let mut data = Vec::with_capacity(
+        46 + c.parents.len() * 48 + 2 * (who.name.len() + who.email.len() + 40) + c.message.len(),
+    );
+    data.extend_from_slice(b"tree ");
+    hex(&mut data, c.tree);
+    data.push(b'\n');
+    for p in c.parents {
+        data.extend_from_slice(b"parent ");
+        hex(&mut data, *p);
+        data.push(b'\n');
+    }
+    let when = format!("{} +0000\n", c.time.as_secs());
+    for role in [&b"author "[..], &b"committer "[..]] {
+        data.extend_from_slice(role);
+        token(&mut data, &who.name);
+        data.extend_from_slice(b" <");
+        token(&mut data, &who.email);
+        data.extend_from_slice(b"> ");
+        data.extend_from_slice(when.as_bytes());
+    }
+    data.push(b'\n');
+    data.extend_from_slice(c.message.as_bytes());
     data
 }
 
@@ -589,6 +604,56 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The commit bytes are gix's for the same commit.
+    #[test]
+    fn commits_are_encoded_as_gix_encodes_them() {
+        let id = |n: u8| Oid::from_bytes([n; 20]);
+        let who = Identity {
+            name: "Zo\u{eb} O'Neil".into(),
+            email: "z@example.com".into(),
+        };
+        for (parents, message, millis) in [
+            (vec![], "root\n", 0),
+            (
+                vec![id(1)],
+                "message t 1\n\nGatos-Kind: message\nGatos-Seq: 1\n",
+                1_700_000_000_123,
+            ),
+            (vec![id(2), id(3)], "merge \u{1f600}\n", -1_500),
+            (vec![id(0xab)], "", 4_102_444_800_000),
+        ] {
+            let c = NewCommit {
+                tree: id(9),
+                parents: &parents,
+                message,
+                time: Timestamp::from_millis(millis),
+            };
+            let sig = gix::actor::Signature {
+                name: who.name.as_str().into(),
+                email: who.email.as_str().into(),
+                time: gix::date::Time {
+                    seconds: c.time.as_secs(),
+                    offset: 0,
+                },
+            };
+            let theirs = gix::objs::Commit {
+                tree: to_gix(c.tree),
+                parents: parents.iter().map(|p| to_gix(*p)).collect(),
+                author: sig.clone(),
+                committer: sig,
+                encoding: None,
+                message: message.into(),
+                extra_headers: Vec::new(),
+            };
+            let mut want = Vec::new();
+            gix::objs::WriteTo::write_to(&theirs, &mut want).expect("gix encodes it");
+            assert_eq!(
+                String::from_utf8_lossy(&encode_commit(&c, &who)),
+                String::from_utf8_lossy(&want)
+            );
+        }
+    }
 
     #[test]
     fn hashes_match_git() {
