@@ -144,9 +144,40 @@ pub struct NewMessage<'a> {
     pub origin: Ulid,
 }
 
-/// Builds the commit message of a message commit.
+/// Builds the commit message of a message commit (unsigned).
+///
+/// The same text as `trailers_of(m).to_message(..)`, written into one string: building the
+/// trailers' list first was 7% of a batch's time.
 pub fn commit_message(m: &NewMessage<'_>) -> String {
-    trailers_of(m).to_message(&format!("message {} {}", m.topic, m.seq))
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(400);
+    // Writing to a String does not fail.
+    let _ = write!(
+        s,
+        "message {topic} {seq}\n\n{kind_key}: {KIND}\n{topic_key}: {topic}\n{id_key}: {ulid}\n\
+         {content_key}: {content}\n{seq_key}: {seq}\n{segment_seq_key}: {segment_seq}\n\
+         {segment_bytes_key}: {segment_bytes}\n{segment_id_key}: {segment_id}\n",
+        topic = m.topic,
+        seq = m.seq,
+        kind_key = keys::KIND,
+        topic_key = keys::TOPIC,
+        id_key = keys::MESSAGE_ID,
+        ulid = m.ulid,
+        content_key = keys::CONTENT_ID,
+        content = m.content_id,
+        seq_key = keys::SEQ,
+        segment_seq_key = keys::SEGMENT_SEQ,
+        segment_seq = m.segment_seq,
+        segment_bytes_key = keys::SEGMENT_BYTES,
+        segment_bytes = m.segment_bytes,
+        segment_id_key = keys::SEGMENT_ID,
+        segment_id = m.segment_id,
+    );
+    if let Some(p) = m.prev_segment {
+        let _ = writeln!(s, "{}: {p}", keys::PREV_SEGMENT);
+    }
+    let _ = writeln!(s, "{}: {}", keys::ORIGIN, m.origin);
+    s
 }
 
 fn trailers_of(m: &NewMessage<'_>) -> Trailers {
@@ -252,7 +283,7 @@ pub(crate) fn write_commit(
         Some(p) => (1, len, a.ulid, None, Some(p.commit)),
         None => (1, len, a.ulid, None, None),
     };
-    let trailers = trailers_of(&NewMessage {
+    let new = NewMessage {
         topic: a.topic,
         ulid: a.ulid,
         content_id: a.content_id,
@@ -262,15 +293,18 @@ pub(crate) fn write_commit(
         segment_id,
         prev_segment,
         origin: a.origin,
-    });
-    let trailers = match a.signing {
-        Signing::None => trailers,
-        Signing::Sign(key) => crate::signing::sign_trailers(key, tree, trailers),
-        Signing::Carry(by, sig) => trailers
-            .with(crate::signing::SIGNED_BY, by)
-            .with(crate::signing::SIGNATURE, sig),
     };
-    let message = trailers.to_message(&format!("message {} {}", a.topic, a.seq));
+    let signed =
+        |trailers: Trailers| trailers.to_message(&format!("message {} {}", a.topic, a.seq));
+    let message = match a.signing {
+        Signing::None => commit_message(&new),
+        Signing::Sign(key) => signed(crate::signing::sign_trailers(key, tree, trailers_of(&new))),
+        Signing::Carry(by, sig) => signed(
+            trailers_of(&new)
+                .with(crate::signing::SIGNED_BY, by)
+                .with(crate::signing::SIGNATURE, sig),
+        ),
+    };
     let parents: Vec<Oid> = parent.into_iter().collect();
     let commit = w.commit(&gatos_store::objects::NewCommit {
         tree,
@@ -290,4 +324,33 @@ pub(crate) fn write_commit(
         prev_segment,
     };
     Ok((meta, blob))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commit_message_is_the_one_its_trailers_make() {
+        let topic: Topic = "orders.eu-1".parse().expect("valid");
+        let ulid: Ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().expect("valid");
+        let origin: Ulid = "01BX5ZZKBKACTAV9WEVGEMMVRZ".parse().expect("valid");
+        for prev_segment in [None, Some(Oid::from_bytes([7; 20]))] {
+            let m = NewMessage {
+                topic: &topic,
+                ulid,
+                content_id: Digest::of(b"{}"),
+                seq: 123_456,
+                segment_seq: 17,
+                segment_bytes: 99_999,
+                segment_id: origin,
+                prev_segment,
+                origin,
+            };
+            assert_eq!(
+                commit_message(&m),
+                trailers_of(&m).to_message(&format!("message {} {}", m.topic, m.seq))
+            );
+        }
+    }
 }
