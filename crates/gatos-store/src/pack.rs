@@ -115,6 +115,14 @@ impl PackWriter<'_> {
         Ok(id)
     }
 
+    /// [`PackWriter::put_owned`] of an object whose id the caller computed already
+    /// ([`crate::objects::hash`] of the same kind and bytes).
+    pub fn put_hashed(&mut self, kind: Kind, id: Oid, data: Vec<u8>) {
+        debug_assert_eq!(hash(kind, &data), id, "put_hashed with another object's id");
+        self.bytes += data.len();
+        self.objects.push((id, kind, data));
+    }
+
     /// Adds objects collected by [`Store::hashed`], as if each had been put here.
     pub fn append(&mut self, hashed: Hashed<'_>) {
         self.bytes += hashed.bytes;

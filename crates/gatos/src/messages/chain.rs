@@ -246,23 +246,19 @@ pub(crate) fn write_append(
     rotate: bool,
     a: &Append<'_>,
 ) -> Result<(Meta, Oid)> {
-    let (blob, tree) = write_envelope(w, a.envelope)?;
+    let blob = w.blob(a.envelope)?;
+    let tree = envelope_tree(w, blob)?;
     write_commit(w, prev, rotate, a, blob, tree)
 }
 
-/// Writes a message's envelope blob and its tree; returns (blob, tree). They depend on the
-/// envelope alone, so a batch may make them ahead of the commits, on other threads.
-pub(crate) fn write_envelope(
-    w: &mut dyn gatos_store::objects::Objects,
-    envelope: &[u8],
-) -> Result<(Oid, Oid)> {
-    let blob = w.blob(envelope)?;
-    let tree = w.files(&[(ENVELOPE_PATH, blob)])?;
-    Ok((blob, tree))
+/// Writes the tree of a message whose envelope is the blob `blob`. It depends on the
+/// envelope alone, so a batch may make it ahead of the commits, on other threads.
+pub(crate) fn envelope_tree(w: &mut dyn gatos_store::objects::Objects, blob: Oid) -> Result<Oid> {
+    Ok(w.files(&[(ENVELOPE_PATH, blob)])?)
 }
 
-/// As [`write_append`], with the envelope's blob and tree already written
-/// ([`write_envelope`]).
+/// As [`write_append`], with the envelope's tree already written ([`envelope_tree`]) and
+/// its blob written or to be written by the caller.
 pub(crate) fn write_commit(
     w: &mut dyn gatos_store::objects::Objects,
     prev: Option<&Meta>,

@@ -601,6 +601,10 @@ impl Messages<'_> {
                 }
                 None => chain::write_append(sink.objects(), prev.as_ref(), rotate, &append)?,
             };
+            if let (Some(_), Sink::Pack(w)) = (objects, &mut sink) {
+                // The envelope's bytes become its blob without a copy.
+                w.put_hashed(gatos_store::objects::Kind::Blob, blob, env.bytes);
+            }
             let commit = meta.commit;
             match parts.last_mut() {
                 Some(part) if !rotate => {
@@ -749,8 +753,7 @@ impl Messages<'_> {
     }
 }
 
-/// The row answering item `i`: its own, or the one it duplicates.
-/// A message's envelope, and its blob and tree in a pack being written.
+/// A message's envelope, its blob's id and its tree (in a pack being written).
 struct Made {
     ulid: Ulid,
     env: envelope::Envelope,
@@ -764,8 +767,9 @@ const PARALLEL_FROM: usize = 128;
 /// Threads at most that make a chunk's envelopes.
 const MAX_ENVELOPE_THREADS: usize = 4;
 
-/// Makes the envelopes of `todo` (each message with its ULID), their blobs and their trees,
-/// adds those objects to `w` in `todo`'s order and returns the envelopes in that order.
+/// Makes the envelopes of `todo` (each message with its ULID), their blobs' ids and their
+/// trees, adds the trees to `w` in `todo`'s order and returns the envelopes in that order
+/// (the caller adds each envelope's bytes as its blob once its commit is written).
 ///
 /// They depend on their message alone, so a large chunk is cut into one part per CPU (at
 /// most [`MAX_ENVELOPE_THREADS`]): about a third of a batch's time, on a machine's other
@@ -781,7 +785,8 @@ fn make_envelopes(
         let mut made = Vec::with_capacity(part.len());
         for &(item, ulid) in part {
             let env = envelope::build(ulid, topic, &item.payload, item.headers.as_ref());
-            let (blob, tree) = chain::write_envelope(&mut hashed, &env.bytes)?;
+            let blob = gatos_store::objects::hash(gatos_store::objects::Kind::Blob, &env.bytes);
+            let tree = chain::envelope_tree(&mut hashed, blob)?;
             made.push(Made {
                 ulid,
                 env,
@@ -832,6 +837,7 @@ fn make_envelopes(
     Ok(all)
 }
 
+/// The row answering item `i`: its own, or the one it duplicates.
 fn resolve_row(dups: &[Option<Dup>], rows: &[Option<PublishRow>], i: usize) -> Option<PublishRow> {
     match dups.get(i)? {
         None => rows.get(i)?.clone(),
