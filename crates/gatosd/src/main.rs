@@ -1,10 +1,8 @@
 //! `gatosd`: parse arguments, install logging, run the server until a signal.
 
-/// mimalloc rather than glibc's malloc: a publish allocates and frees many small buffers,
-/// and glibc's allocator was 15–17% of a batch's time (ADR 0046, session 7).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
+// gatosd keeps the system allocator, unlike git-gatos: with mimalloc its peak RSS through
+// `scripts/bench.sh gatosd-flood` rose from 189 MiB to 330 MiB (target < 256 MiB), and its
+// publishes gained nothing measurable (ADR 0046, session 7).
 fn main() -> std::process::ExitCode {
     gatosd::main_with(std::env::args().skip(1).collect())
 }
