@@ -27,6 +27,18 @@ pub struct PackWriter<'s> {
     bytes: usize,
 }
 
+/// Adds an object to those collected for a pack, and its length to their byte count.
+fn collect(
+    objects: &mut Vec<(Oid, Kind, Vec<u8>)>,
+    bytes: &mut usize,
+    id: Oid,
+    kind: Kind,
+    data: Vec<u8>,
+) {
+    *bytes += data.len();
+    objects.push((id, kind, data));
+}
+
 /// Holds a written pack's `.keep` until dropped.
 #[derive(Debug)]
 pub struct PackGuard {
@@ -80,8 +92,7 @@ impl Store {
 impl Objects for Hashed<'_> {
     fn put(&mut self, kind: Kind, data: &[u8]) -> Result<Oid> {
         let id = hash(kind, data);
-        self.bytes += data.len();
-        self.objects.push((id, kind, data.to_vec()));
+        collect(&mut self.objects, &mut self.bytes, id, kind, data.to_vec());
         Ok(id)
     }
 
@@ -92,10 +103,7 @@ impl Objects for Hashed<'_> {
 
 impl Objects for PackWriter<'_> {
     fn put(&mut self, kind: Kind, data: &[u8]) -> Result<Oid> {
-        let id = hash(kind, data);
-        self.bytes += data.len();
-        self.objects.push((id, kind, data.to_vec()));
-        Ok(id)
+        self.put_owned(kind, data.to_vec())
     }
 
     fn identity(&self) -> &Identity {
@@ -110,8 +118,7 @@ impl PackWriter<'_> {
     /// None today; the signature matches [`Objects::put`].
     pub fn put_owned(&mut self, kind: Kind, data: Vec<u8>) -> Result<Oid> {
         let id = hash(kind, &data);
-        self.bytes += data.len();
-        self.objects.push((id, kind, data));
+        collect(&mut self.objects, &mut self.bytes, id, kind, data);
         Ok(id)
     }
 
@@ -119,8 +126,7 @@ impl PackWriter<'_> {
     /// ([`crate::objects::hash`] of the same kind and bytes).
     pub fn put_hashed(&mut self, kind: Kind, id: Oid, data: Vec<u8>) {
         debug_assert_eq!(hash(kind, &data), id, "put_hashed with another object's id");
-        self.bytes += data.len();
-        self.objects.push((id, kind, data));
+        collect(&mut self.objects, &mut self.bytes, id, kind, data);
     }
 
     /// Adds objects collected by [`Store::hashed`], as if each had been put here.

@@ -38,13 +38,15 @@ fn nested_trees_with_tricky_names_pass_fsck() -> TestResult {
     repo.assert_fsck_strict()
 }
 
-#[test]
-fn a_pack_keeps_its_keep_until_the_guard_goes() -> TestResult {
-    let repo = TempRepo::new()?;
-    let s = store(&repo)?;
+/// Writes a pack of a chain of `n` commits (each with a one-file tree); returns its guard
+/// and the chain's tip.
+fn chain_pack(
+    s: &gatos_store::Store,
+    n: u32,
+) -> Result<(gatos_store::pack::PackGuard, Option<gatos_types::Oid>), gatos_store::Error> {
     let mut w = s.pack_writer();
     let mut tip = None;
-    for i in 0..50 {
+    for i in 0..n {
         let b = w.blob(format!("{i}").as_bytes())?;
         let t = w.files(&[("n", b)])?;
         let parents: Vec<_> = tip.into_iter().collect();
@@ -55,7 +57,14 @@ fn a_pack_keeps_its_keep_until_the_guard_goes() -> TestResult {
             time: Timestamp::from_millis(0),
         })?);
     }
-    let guard = w.finish()?;
+    Ok((w.finish()?, tip))
+}
+
+#[test]
+fn a_pack_keeps_its_keep_until_the_guard_goes() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let (guard, tip) = chain_pack(&s, 50)?;
     let pack = guard.pack.clone().unwrap();
     let keep = pack.with_extension("keep");
     assert!(keep.exists());
@@ -86,22 +95,7 @@ fn a_pack_keeps_its_keep_until_the_guard_goes() -> TestResult {
 fn a_pack_in_place_under_the_same_name_is_taken_only_when_its_bytes_are_the_same() -> TestResult {
     let repo = TempRepo::new()?;
     let s = store(&repo)?;
-    let write = || -> Result<gatos_store::pack::PackGuard, gatos_store::Error> {
-        let mut w = s.pack_writer();
-        let mut tip = None;
-        for i in 0..40 {
-            let b = w.blob(format!("{i}").as_bytes())?;
-            let t = w.files(&[("n", b)])?;
-            let parents: Vec<_> = tip.into_iter().collect();
-            tip = Some(w.commit(&NewCommit {
-                tree: t,
-                parents: &parents,
-                message: &format!("{i}\n"),
-                time: Timestamp::from_millis(0),
-            })?);
-        }
-        w.finish()
-    };
+    let write = || chain_pack(&s, 40).map(|(guard, _)| guard);
     let first = write()?;
     let pack = first.pack.clone().ok_or("no pack written")?;
     drop(first);
