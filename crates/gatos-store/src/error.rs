@@ -85,6 +85,13 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Bytes to be stored as an object carry a SHA-1 collision attack (collision detection
+    /// found it): nothing is written under an id another object may share.
+    #[error("refused: the bytes of this {kind} carry a SHA-1 collision attack")]
+    CollisionAttack {
+        /// The kind of object ("blob", "tree", "commit").
+        kind: &'static str,
+    },
     /// A file-system operation failed.
     #[error("{context}")]
     Io {
@@ -166,6 +173,7 @@ impl Coded for Error {
             Error::Lock(locks::Error::Io { .. }) => ErrorCode::Internal,
             Error::MissingObject { .. } | Error::UnknownRevision { .. } => ErrorCode::NotFound,
             Error::Corrupt { .. } => ErrorCode::InvalidEnvelope,
+            Error::CollisionAttack { .. } => ErrorCode::InvalidInput,
             Error::Io { .. } | Error::Git { .. } => ErrorCode::Internal,
             Error::Subprocess { .. } | Error::Remote { .. } => ErrorCode::Unavailable,
         }

@@ -91,7 +91,7 @@ impl Store {
 
 impl Objects for Hashed<'_> {
     fn put(&mut self, kind: Kind, data: &[u8]) -> Result<Oid> {
-        let id = hash(kind, data);
+        let id = hash(kind, data)?;
         collect(&mut self.objects, &mut self.bytes, id, kind, data.to_vec());
         Ok(id)
     }
@@ -117,7 +117,7 @@ impl PackWriter<'_> {
     /// # Errors
     /// None today; the signature matches [`Objects::put`].
     pub fn put_owned(&mut self, kind: Kind, data: Vec<u8>) -> Result<Oid> {
-        let id = hash(kind, &data);
+        let id = hash(kind, &data)?;
         collect(&mut self.objects, &mut self.bytes, id, kind, data);
         Ok(id)
     }
@@ -125,7 +125,11 @@ impl PackWriter<'_> {
     /// [`PackWriter::put_owned`] of an object whose id the caller computed already
     /// ([`crate::objects::hash`] of the same kind and bytes).
     pub fn put_hashed(&mut self, kind: Kind, id: Oid, data: Vec<u8>) {
-        debug_assert_eq!(hash(kind, &data), id, "put_hashed with another object's id");
+        debug_assert_eq!(
+            hash(kind, &data).ok(),
+            Some(id),
+            "put_hashed with another id"
+        );
         collect(&mut self.objects, &mut self.bytes, id, kind, data);
     }
 

@@ -104,8 +104,8 @@ fn sha256_hex(b: &[u8]) -> String {
     gatos_types::digest::to_hex(&sha2::Sha256::digest(b))
 }
 
-fn git_blob_hex(b: &[u8]) -> String {
-    gatos_store::objects::hash(gatos_store::objects::Kind::Blob, b).to_string()
+fn git_blob_hex(b: &[u8]) -> Result<String> {
+    Ok(gatos_store::objects::hash(gatos_store::objects::Kind::Blob, b)?.to_string())
 }
 
 /// Builds and signs a proof; returns `poe.json` (JCS bytes of the DSSE envelope).
@@ -116,8 +116,8 @@ pub fn sign(key: &SigningKey, predicate: &Predicate, subjects: &Subjects<'_>) ->
     let subject: Vec<Value> = subjects
         .files
         .iter()
-        .map(|(name, bytes)| json!({"name": name, "digest": {"sha256": sha256_hex(bytes), "gitBlob": git_blob_hex(bytes)}}))
-        .collect();
+        .map(|(name, bytes)| Ok(json!({"name": name, "digest": {"sha256": sha256_hex(bytes), "gitBlob": git_blob_hex(bytes)?}})))
+        .collect::<Result<_>>()?;
     let statement = json!({
         "_type": STATEMENT_TYPE,
         "subject": subject,
@@ -336,7 +336,8 @@ pub fn verify_integrity(
             ));
         };
         if entry.digest.get("sha256").map(String::as_str) != Some(sha256_hex(bytes).as_str())
-            || entry.digest.get("gitBlob").map(String::as_str) != Some(git_blob_hex(bytes).as_str())
+            || entry.digest.get("gitBlob").map(String::as_str)
+                != Some(git_blob_hex(bytes)?.as_str())
         {
             return Err(fail(
                 ErrorCode::DigestMismatch,

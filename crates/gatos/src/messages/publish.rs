@@ -785,7 +785,7 @@ fn make_envelopes(
         let mut made = Vec::with_capacity(part.len());
         for &(item, ulid) in part {
             let env = envelope::build(ulid, topic, &item.payload, item.headers.as_ref());
-            let blob = gatos_store::objects::hash(gatos_store::objects::Kind::Blob, &env.bytes);
+            let blob = gatos_store::objects::hash(gatos_store::objects::Kind::Blob, &env.bytes)?;
             let tree = chain::envelope_tree(&mut hashed, blob)?;
             made.push(Made {
                 ulid,
