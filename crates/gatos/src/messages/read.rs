@@ -576,49 +576,32 @@ impl Messages<'_> {
             last_seq: last,
         };
         let Some(view) = view else { return Ok(out) };
-        let mut reader = store.reader();
-        let mut buf = Vec::with_capacity(1024);
         // Nothing comes after the last position there can be.
         let Some(mut seq) = start.after.checked_add(1) else {
             return Ok(out);
         };
-        while seq <= stop {
-            let n = RECORDS_PER_READ.min(stop - seq + 1);
-            let records = view
-                .records(seq, n)
-                .map_err(|e| index::settled(e, out.count))?;
-            if records.is_empty() {
-                break;
+        if stop >= seq && stop - seq >= READ_AHEAD_FROM && read_ahead_pays() {
+            if !self.scan_ahead(topic, view, seq, stop, &mut out, f)? {
+                return Ok(out);
             }
-            for rec in records {
-                reader.blob_into(rec.blob, &mut buf)?;
-                let env = EnvelopeRef::parse(&buf)?;
-                if env.ulid != rec.ulid || env.topic != topic.as_str() {
-                    // Rebuilt like a torn record (ADR 0008), unless messages went out.
-                    let e = index::corrupt(
-                        topic,
-                        format_args!("seq {seq} points at a different message"),
-                    );
-                    return Err(index::settled(e, out.count));
+        } else {
+            let mut reader = store.reader();
+            let mut buf = Vec::with_capacity(1024);
+            while seq <= stop {
+                let n = RECORDS_PER_READ.min(stop - seq + 1);
+                let records = view
+                    .records(seq, n)
+                    .map_err(|e| index::settled(e, out.count))?;
+                if records.is_empty() {
+                    break;
                 }
-                let m = MessageView {
-                    ulid: rec.ulid,
-                    seq,
-                    topic,
-                    content_id: Digest::of(&buf),
-                    commit: rec.commit,
-                    payload: env.payload,
-                    headers: env.headers,
-                };
-                // `f` has seen the message: whatever it returns is final.
-                let go_on = f(&m).map_err(|e| index::settled(e, out.count + 1))?;
-                out.count += 1;
-                out.last = Some((seq, rec.ulid));
-                out.next_since = Some(rec.ulid);
-                out.end = seq >= last;
-                seq += 1;
-                if !go_on {
-                    return Ok(out);
+                for rec in records {
+                    reader.blob_into(rec.blob, &mut buf)?;
+                    let id = Digest::of(&buf);
+                    if !deliver(topic, &mut out, seq, &rec, &buf, id, f)? {
+                        return Ok(out);
+                    }
+                    seq += 1;
                 }
             }
         }
@@ -629,6 +612,199 @@ impl Messages<'_> {
         }
         Ok(out)
     }
+
+    /// The loop of [`Messages::scan_view`] from `seq` to `stop` with a second thread
+    /// reading ahead: it reads the index and looks up each envelope, a chunk at a time
+    /// and at most [`AHEAD_CHUNKS`] chunks ahead, while this thread hashes, parses,
+    /// checks and hands over the messages in order, as the loop does.
+    ///
+    /// The messages, their order and what `out` says are the loop's. An envelope that
+    /// cannot be read or is not the one the index names fails the scan at that message,
+    /// as in the loop; an index that cannot be read fails it after the messages of the
+    /// chunks before (the loop: of its runs of [`RECORDS_PER_READ`] before). What the
+    /// helper read past the message where `f` stopped is dropped. Returns false when
+    /// `f` stopped.
+    fn scan_ahead(
+        &self,
+        topic: &Topic,
+        view: &View,
+        mut seq: u64,
+        stop: u64,
+        out: &mut ScanEnd,
+        f: &mut impl FnMut(&MessageView<'_>) -> Result<bool>,
+    ) -> Result<bool> {
+        let store = self.gatos.store();
+        let from = seq;
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD_CHUNKS);
+            // Chunks handed over go back to the helper, which fills them again.
+            let (back, spent) = std::sync::mpsc::channel();
+            s.spawn(move || read_ahead(store, view, from, stop, &tx, &spent));
+            // Leaving this closure drops `rx`: the helper's next send fails and it ends.
+            for ahead in rx {
+                let mut chunk = match ahead {
+                    Ahead::Read(chunk) => chunk,
+                    Ahead::Records(e) => return Err(index::settled(e, out.count)),
+                    Ahead::Blob(e) => return Err(e),
+                };
+                for (i, rec) in chunk.records.iter().enumerate() {
+                    let buf = &chunk.bytes[chunk.ends[i]..chunk.ends[i + 1]];
+                    if !deliver(topic, out, seq, rec, buf, Digest::of(buf), f)? {
+                        return Ok(false);
+                    }
+                    seq += 1;
+                }
+                chunk.bytes.clear();
+                chunk.ends.clear();
+                let _ = back.send(chunk);
+            }
+            Ok(true)
+        })
+    }
+}
+
+/// Messages left to read from which a read of the index goes on with a second thread
+/// reading ahead: below two chunks, starting the thread costs more than it saves.
+const READ_AHEAD_FROM: u64 = 2 * RECORDS_PER_READ;
+
+/// Chunks the reading-ahead thread may have read and not yet handed over.
+const AHEAD_CHUNKS: usize = 2;
+
+/// Messages in the reading-ahead thread's first chunk; each next one is twice as large,
+/// up to [`AHEAD_MOST`]. Small at first, so that the first messages come soon; large
+/// later, because each hand-over may wake the other thread.
+const AHEAD_FIRST: u64 = 256;
+
+/// Messages in a chunk at most.
+const AHEAD_MOST: u64 = 4096;
+
+/// Bytes of envelopes in a chunk at most (a chunk holds at least one message, however
+/// large): what the helper reads ahead is at most about `AHEAD_CHUNKS + 2` times this.
+const AHEAD_BYTES: usize = 1 << 20;
+
+/// Whether a second thread can read ahead in parallel (more than one CPU to run on).
+fn read_ahead_pays() -> bool {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from)) > 1
+}
+
+/// What the reading-ahead thread hands over, in order.
+enum Ahead {
+    /// The next messages.
+    Read(Chunk),
+    /// The index failed at the next message (`view.records`'s error).
+    Records(Error),
+    /// The next message's envelope could not be read.
+    Blob(Error),
+}
+
+/// Consecutive messages read ahead: envelope `i` is `bytes[ends[i]..ends[i + 1]]`.
+struct Chunk {
+    records: Vec<index::Record>,
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// The reading-ahead thread of [`Messages::scan_ahead`]: reads the index and the
+/// envelopes from `seq` to `stop` into chunks (taken back from `spent` when there are
+/// some), until done, failed, or the reader is gone.
+fn read_ahead(
+    store: &gatos_store::Store,
+    view: &View,
+    mut seq: u64,
+    stop: u64,
+    tx: &std::sync::mpsc::SyncSender<Ahead>,
+    spent: &std::sync::mpsc::Receiver<Chunk>,
+) {
+    let mut reader = store.reader();
+    let mut buf = Vec::with_capacity(1024);
+    let mut size = AHEAD_FIRST;
+    while seq <= stop {
+        let n = size.min(stop - seq + 1);
+        size = (size * 2).min(AHEAD_MOST);
+        let mut records = match view.records(seq, n) {
+            Ok(records) if records.is_empty() => return,
+            Ok(records) => records,
+            Err(e) => {
+                let _ = tx.send(Ahead::Records(e));
+                return;
+            }
+        };
+        // At most AHEAD_BYTES of envelopes (at least one): the rest come in the next chunk.
+        let mut bytes = 0;
+        if let Some(over) = records.iter().position(|r| {
+            bytes += r.len as usize;
+            bytes > AHEAD_BYTES
+        }) {
+            records.truncate(over.max(1));
+        }
+        seq += records.len() as u64;
+        let bytes = records.iter().map(|r| r.len as usize).sum();
+        let mut chunk = spent.try_recv().unwrap_or_else(|_| Chunk {
+            records: Vec::new(),
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(records.len() + 1),
+        });
+        chunk.records.clear();
+        chunk.records.reserve(records.len());
+        chunk.bytes.reserve(bytes);
+        chunk.ends.push(0);
+        let mut failed = None;
+        for rec in records {
+            if let Err(e) = reader.blob_into(rec.blob, &mut buf) {
+                failed = Some(Error::from(e));
+                break;
+            }
+            chunk.bytes.extend_from_slice(&buf);
+            chunk.ends.push(chunk.bytes.len());
+            chunk.records.push(rec);
+        }
+        if tx.send(Ahead::Read(chunk)).is_err() {
+            return;
+        }
+        if let Some(e) = failed {
+            let _ = tx.send(Ahead::Blob(e));
+            return;
+        }
+    }
+}
+
+/// Hands the message at `seq` to `f` and notes it in `out`, after checking that the
+/// envelope is the one the index names; returns whether `f` wants more.
+fn deliver(
+    topic: &Topic,
+    out: &mut ScanEnd,
+    seq: u64,
+    rec: &index::Record,
+    buf: &[u8],
+    content_id: Digest,
+    f: &mut impl FnMut(&MessageView<'_>) -> Result<bool>,
+) -> Result<bool> {
+    let env = EnvelopeRef::parse(buf)?;
+    if env.ulid != rec.ulid || env.topic != topic.as_str() {
+        // Rebuilt like a torn record (ADR 0008), unless messages went out.
+        let e = index::corrupt(
+            topic,
+            format_args!("seq {seq} points at a different message"),
+        );
+        return Err(index::settled(e, out.count));
+    }
+    let m = MessageView {
+        ulid: rec.ulid,
+        seq,
+        topic,
+        content_id,
+        commit: rec.commit,
+        payload: env.payload,
+        headers: env.headers,
+    };
+    // `f` has seen the message: whatever it returns is final.
+    let go_on = f(&m).map_err(|e| index::settled(e, out.count + 1))?;
+    out.count += 1;
+    out.last = Some((seq, rec.ulid));
+    out.next_since = Some(rec.ulid);
+    out.end = seq >= out.last_seq;
+    Ok(go_on)
 }
 
 impl Messages<'_> {

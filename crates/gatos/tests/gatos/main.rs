@@ -10,6 +10,7 @@ mod index;
 mod jobs;
 mod journal;
 mod logs;
+mod long_reads;
 mod manifests;
 mod messages;
 mod states;
