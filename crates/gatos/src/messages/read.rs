@@ -580,7 +580,12 @@ impl Messages<'_> {
         let Some(mut seq) = start.after.checked_add(1) else {
             return Ok(out);
         };
-        if stop >= seq && stop - seq >= READ_AHEAD_FROM && read_ahead_pays() {
+        let ahead = if stop >= seq && stop - seq >= READ_AHEAD_FROM {
+            Helper::take()
+        } else {
+            None
+        };
+        if let Some(_helper) = ahead {
             if !self.scan_ahead(topic, view, seq, stop, &mut out, f)? {
                 return Ok(out);
             }
@@ -682,10 +687,34 @@ const AHEAD_MOST: u64 = 4096;
 /// large): what the helper reads ahead is at most about `AHEAD_CHUNKS + 2` times this.
 const AHEAD_BYTES: usize = 1 << 20;
 
-/// Whether a second thread can read ahead in parallel (more than one CPU to run on).
-fn read_ahead_pays() -> bool {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from)) > 1
+/// A read's right to a reading-ahead thread. With more than one CPU to run on, there are
+/// at most as many as CPUs, for all reads of the process together: more would not read
+/// faster, and each holds up to a few chunks in memory (in gatosd, per concurrent read).
+/// A read that gets none reads on its own thread.
+struct Helper;
+
+/// Reading-ahead threads running in this process.
+static HELPERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Helper {
+    fn take() -> Option<Helper> {
+        use std::sync::atomic::Ordering;
+        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let cpus =
+            *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+        HELPERS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (cpus > 1 && n < cpus).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Helper)
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        HELPERS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// What the reading-ahead thread hands over, in order.

@@ -324,3 +324,28 @@ fn a_missing_envelope_ends_a_long_scan_at_that_message() -> TestResult {
     assert_eq!(json_of(&rows)?, json_of(&pages[2_200..])?);
     Ok(())
 }
+
+#[test]
+fn concurrent_long_scans_each_give_every_message() -> TestResult {
+    // More scans at once than there are reading-ahead threads: the others read alone.
+    let (_repo, g, t) = long_topic()?;
+    let pages = json_of(&by_pages(&g, &t)?)?;
+    let scans: Vec<gatos::Result<Value>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    let (rows, _) = scan(&g, &t, &Cursor::Start, None, u64::MAX)?;
+                    Ok(serde_json::to_value(rows).expect("rows serialize"))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a scan thread panicked"))
+            .collect()
+    });
+    for rows in scans {
+        assert_eq!(rows?, pages);
+    }
+    Ok(())
+}
