@@ -676,16 +676,19 @@ const READ_AHEAD_FROM: u64 = 2 * RECORDS_PER_READ;
 const AHEAD_CHUNKS: usize = 2;
 
 /// Messages in the reading-ahead thread's first chunk; each next one is twice as large,
-/// up to [`AHEAD_MOST`]. Small at first, so that the first messages come soon; large
-/// later, because each hand-over may wake the other thread.
+/// up to [`AHEAD_MOST`]: the first messages come soon, and later hand-overs, each of which
+/// may wake the other thread, are fewer.
 const AHEAD_FIRST: u64 = 256;
 
 /// Messages in a chunk at most.
-const AHEAD_MOST: u64 = 4096;
+const AHEAD_MOST: u64 = 1024;
 
 /// Bytes of envelopes in a chunk at most (a chunk holds at least one message, however
 /// large): what the helper reads ahead is at most about `AHEAD_CHUNKS + 2` times this.
-const AHEAD_BYTES: usize = 1 << 20;
+/// Measured on the project VM, chunks of at most 256 KiB read 100,000 messages faster
+/// than chunks of 1 MiB (a chunk is still in the CPU's cache when the reader takes it),
+/// with 6 MiB less resident memory.
+const AHEAD_BYTES: usize = 1 << 18;
 
 /// A read's right to a reading-ahead thread. With more than one CPU to run on, there are
 /// at most as many as CPUs, for all reads of the process together: more would not read
