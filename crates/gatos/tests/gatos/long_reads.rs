@@ -1,6 +1,5 @@
-//! Reads long enough that a second thread reads ahead (from two chunks of the index on):
-//! they give what short pages give, stop where the caller stops, and meet damage at the
-//! message where a page would.
+//! Reads long enough (more than 1,024 messages) that a second thread reads ahead: they give
+//! what short pages give, stop where the caller stops, and meet damage where a page would.
 
 use std::path::PathBuf;
 
@@ -322,7 +321,8 @@ fn a_missing_envelope_ends_a_long_scan_at_that_message() -> TestResult {
 
 #[test]
 fn concurrent_long_scans_each_give_every_message() -> TestResult {
-    // More scans at once than there are reading-ahead threads: the others read alone.
+    // Six scans at once: on a machine with fewer than six CPUs, more than there may be
+    // reading-ahead threads, so some read alone.
     let (_repo, g, t) = long_topic()?;
     let pages = json_of(&by_pages(&g, &t)?)?;
     let scans: Vec<gatos::Result<Value>> = std::thread::scope(|s| {
