@@ -686,8 +686,8 @@ const AHEAD_MOST: u64 = 1024;
 /// Bytes of envelopes in a chunk at most (a chunk holds at least one message, however
 /// large): what the helper reads ahead is at most about `AHEAD_CHUNKS + 2` times this.
 /// Measured on the project VM, chunks of at most 256 KiB read 100,000 messages faster
-/// than chunks of 1 MiB (a chunk is still in the CPU's cache when the reader takes it),
-/// with 6 MiB less resident memory.
+/// than chunks of 1 MiB (likely because a chunk is still in the CPU's cache when the
+/// reader takes it), with 6 MiB less resident memory.
 const AHEAD_BYTES: usize = 1 << 18;
 
 /// A read's right to a reading-ahead thread. With more than one CPU to run on, there are
