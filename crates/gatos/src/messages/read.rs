@@ -314,7 +314,8 @@ impl Messages<'_> {
     /// Calls `f` for each message after the cursor, oldest first, until `limit` messages,
     /// the end of the topic, or `f` returns `false`.
     ///
-    /// Memory stays flat however long the topic: one envelope at a time.
+    /// Memory stays flat however long the topic: one envelope at a time, or a few chunks
+    /// of them when a second thread reads ahead (more than 1,024 messages to read).
     ///
     /// # Errors
     /// As [`Messages::read`], plus whatever `f` returns.
@@ -585,8 +586,13 @@ impl Messages<'_> {
         } else {
             None
         };
-        if let Some(_helper) = ahead {
-            if !self.scan_ahead(topic, view, seq, stop, &mut out, f)? {
+        // A thread that cannot be started (`None`: nothing was read) leaves the loop below.
+        let ahead = match ahead {
+            Some(_helper) => self.scan_ahead(topic, view, seq, stop, &mut out, f)?,
+            None => None,
+        };
+        if let Some(went_on) = ahead {
+            if !went_on {
                 return Ok(out);
             }
         } else {
@@ -626,9 +632,11 @@ impl Messages<'_> {
     /// The messages, their order and what `out` says are the loop's. An envelope that
     /// cannot be read or is not the one the index names fails the scan at that message,
     /// as in the loop; an index that cannot be read fails it after the messages of the
-    /// chunks before (the loop: of its runs of [`RECORDS_PER_READ`] before). What the
-    /// helper read past the message where `f` stopped is dropped. Returns false when
-    /// `f` stopped.
+    /// index reads before (of up to [`AHEAD_MOST`] records; the loop's are runs of
+    /// [`RECORDS_PER_READ`]), and the first read is at least such a run. What the
+    /// helper read past the message where `f` stopped is dropped (it stops at the next
+    /// envelope). Returns `Some(false)` when `f` stopped, `None` when the thread could not
+    /// be started (nothing was read).
     fn scan_ahead(
         &self,
         topic: &Topic,
@@ -637,15 +645,26 @@ impl Messages<'_> {
         stop: u64,
         out: &mut ScanEnd,
         f: &mut impl FnMut(&MessageView<'_>) -> Result<bool>,
-    ) -> Result<bool> {
+    ) -> Result<Option<bool>> {
         let store = self.gatos.store();
         let from = seq;
+        let gone = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD_CHUNKS);
             // Chunks handed over go back to the helper, which fills them again.
             let (back, spent) = std::sync::mpsc::channel();
-            s.spawn(move || read_ahead(store, view, from, stop, &tx, &spent));
-            // Leaving this closure drops `rx`: the helper's next send fails and it ends.
+            let gone = &gone;
+            let helper = std::thread::Builder::new()
+                .name("gatos-read-ahead".to_owned())
+                .spawn_scoped(s, move || {
+                    read_ahead(store, view, from, stop, &tx, &spent, gone);
+                });
+            if helper.is_err() {
+                return Ok(None);
+            }
+            // However this closure is left (a return, an error, a panic in `f`), the helper
+            // stops at its next envelope, and its next send fails since `rx` is dropped.
+            let _stop = Stop(gone);
             for ahead in rx {
                 let mut chunk = match ahead {
                     Ahead::Read(chunk) => chunk,
@@ -655,7 +674,7 @@ impl Messages<'_> {
                 for (i, rec) in chunk.records.iter().enumerate() {
                     let buf = &chunk.bytes[chunk.ends[i]..chunk.ends[i + 1]];
                     if !deliver(topic, out, seq, rec, buf, Digest::of(buf), f)? {
-                        return Ok(false);
+                        return Ok(Some(false));
                     }
                     seq += 1;
                 }
@@ -663,8 +682,17 @@ impl Messages<'_> {
                 chunk.ends.clear();
                 let _ = back.send(chunk);
             }
-            Ok(true)
+            Ok(Some(true))
         })
+    }
+}
+
+/// Tells the reading-ahead thread, when dropped, that its reader is gone.
+struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -684,7 +712,8 @@ const AHEAD_FIRST: u64 = 256;
 const AHEAD_MOST: u64 = 1024;
 
 /// Bytes of envelopes in a chunk at most (a chunk holds at least one message, however
-/// large): what the helper reads ahead is at most about `AHEAD_CHUNKS + 2` times this.
+/// large): what the helper reads ahead is at most about `AHEAD_CHUNKS + 2` times this, or
+/// as many of the largest envelopes when they are larger.
 /// Measured on the project VM, chunks of at most 256 KiB read 100,000 messages faster
 /// than chunks of 1 MiB (likely because a chunk is still in the CPU's cache when the
 /// reader takes it), with 6 MiB less resident memory.
@@ -747,30 +776,46 @@ fn read_ahead(
     stop: u64,
     tx: &std::sync::mpsc::SyncSender<Ahead>,
     spent: &std::sync::mpsc::Receiver<Chunk>,
+    gone: &std::sync::atomic::AtomicBool,
 ) {
     let mut reader = store.reader();
     let mut buf = Vec::with_capacity(1024);
     let mut size = AHEAD_FIRST;
-    while seq <= stop {
-        let n = size.min(stop - seq + 1);
-        size = (size * 2).min(AHEAD_MOST);
-        let mut records = match view.records(seq, n) {
-            Ok(records) if records.is_empty() => return,
-            Ok(records) => records,
-            Err(e) => {
-                let _ = tx.send(Ahead::Records(e));
-                return;
+    // Records read from the index and not yet in a chunk, and the next position to read.
+    let mut carry: Vec<index::Record> = Vec::new();
+    while !carry.is_empty() || seq <= stop {
+        if carry.is_empty() {
+            // At least a run of the loop's size: damage in the first run is met before any
+            // message went out, so the read is retried on a rebuilt index, as in the loop.
+            let n = size.max(RECORDS_PER_READ).min(stop - seq + 1);
+            match view.records(seq, n) {
+                Ok(records) if records.is_empty() => return,
+                Ok(records) => {
+                    seq += records.len() as u64;
+                    carry = records;
+                }
+                Err(e) => {
+                    let _ = tx.send(Ahead::Records(e));
+                    return;
+                }
             }
-        };
-        // At most AHEAD_BYTES of envelopes (at least one): the rest come in the next chunk.
-        let mut bytes = 0;
-        if let Some(over) = records.iter().position(|r| {
-            bytes += r.len as usize;
-            bytes > AHEAD_BYTES
-        }) {
-            records.truncate(over.max(1));
         }
-        seq += records.len() as u64;
+        // The next chunk: `size` messages, at most AHEAD_BYTES of envelopes (at least one).
+        let mut bytes = 0;
+        let take = carry
+            .iter()
+            .take(usize::try_from(size).unwrap_or(usize::MAX))
+            .position(|r| {
+                bytes += r.len as usize;
+                bytes > AHEAD_BYTES
+            })
+            .map_or_else(
+                || carry.len().min(usize::try_from(size).unwrap_or(usize::MAX)),
+                |over| over.max(1),
+            );
+        let rest = carry.split_off(take);
+        let records = std::mem::replace(&mut carry, rest);
+        size = (size * 2).min(AHEAD_MOST);
         let bytes = records.iter().map(|r| r.len as usize).sum();
         let mut chunk = spent.try_recv().unwrap_or_else(|_| Chunk {
             records: Vec::new(),
@@ -783,6 +828,9 @@ fn read_ahead(
         chunk.ends.push(0);
         let mut failed = None;
         for rec in records {
+            if gone.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
             if let Err(e) = reader.blob_into(rec.blob, &mut buf) {
                 failed = Some(Error::from(e));
                 break;
