@@ -115,7 +115,7 @@ impl PackWriter<'_> {
     /// [`Objects::put`] of bytes the caller gives up: they are kept without a copy.
     ///
     /// # Errors
-    /// None today; the signature matches [`Objects::put`].
+    /// [`Error::CollisionAttack`](crate::Error::CollisionAttack), as [`Objects::put`].
     pub fn put_owned(&mut self, kind: Kind, data: Vec<u8>) -> Result<Oid> {
         let id = hash(kind, &data)?;
         collect(&mut self.objects, &mut self.bytes, id, kind, data);

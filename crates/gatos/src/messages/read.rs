@@ -816,7 +816,14 @@ fn read_ahead(
         let rest = carry.split_off(take);
         let records = std::mem::replace(&mut carry, rest);
         size = (size * 2).min(AHEAD_MOST);
-        let bytes = records.iter().map(|r| r.len as usize).sum();
+        // Room for the envelopes' lengths as the index gives them, but no more than a
+        // chunk's bytes: a damaged length (its record checksummed all the same) must not
+        // make a huge allocation; the envelopes' real bytes grow the buffer as they come.
+        let bytes = records
+            .iter()
+            .map(|r| r.len as usize)
+            .fold(0, usize::saturating_add)
+            .min(AHEAD_BYTES);
         let mut chunk = spent.try_recv().unwrap_or_else(|_| Chunk {
             records: Vec::new(),
             bytes: Vec::with_capacity(bytes),
