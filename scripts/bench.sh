@@ -11,6 +11,10 @@
 # SYNC_ROUNDS (30), N_EXPORT (100000), N_EXPORT_JOBS (10000), N_EXPORT_NEW (1000), N_HTTP_PUB (300), N_HTTP_ENQ (120), N_SSE (200),
 # GATOS_BENCH_DIR (/tmp), N_IDLE (1000), N_PAGE_SMALL (1000), N_PAGE_BIG (100000), N_MCP (2000), N_DASH_SMALL (1000), N_DASH_BIG (100000), N_DASH_ROUNDS (60), N_GQL_JOBS (10000), N_GQL_MESSAGES (100000), N_GQL (200). Method and recorded figures:
 # docs/PERFORMANCE.md. Nothing here asserts: it measures.
+# GATOS_BIN_DIR: measure the binaries in that directory instead of this tree's (the clients
+# that drive gatosd stay this tree's); GATOS_BENCH_OUT: where results.json goes;
+# GATOS_BENCH_KEEP=1: the work directory is left in place. These are for
+# scripts/bench_compare.sh, which runs two builds interleaved.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,16 +36,24 @@ REAL_HOME=$HOME
 cargo build --release --quiet -p git-gatos -p gatos-bench -p gatosd 2>/dev/null \
   || cargo build --release --quiet -p git-gatos -p gatos-bench
 BIN="$here/target/release"
+# The client that drives gatosd over a socket, HTTP or MCP is always this tree's, so that
+# two builds compared by scripts/bench_compare.sh differ only in what is measured.
+GBC="$BIN/gatos-bench"
+# GATOS_BIN_DIR: measure the git-gatos, gatosd and gatos-bench found there instead of this
+# tree's (scripts/bench_compare.sh sets it to an older build).
+if [ -n "${GATOS_BIN_DIR:-}" ]; then BIN=$GATOS_BIN_DIR; fi
 GG="$BIN/git-gatos"
 GB="$BIN/gatos-bench"
-OUT="$here/target/bench"
+OUT="${GATOS_BENCH_OUT:-$here/target/bench}"
 mkdir -p "$OUT"
 # GATOS_BENCH_DIR: where the repositories (and the peers' data) live; /tmp by default. A
 # tmpfs there (/dev/shm) measures each system without the disk: the ceiling beside the
 # disk's figures (docs/PERFORMANCE.md). Then the peers table is not written into the docs.
 BENCH_DIR=${GATOS_BENCH_DIR:-/tmp}
 WORK=$(mktemp -d "$BENCH_DIR/gatos-bench.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+# GATOS_BENCH_KEEP=1 leaves the work directory for the caller to remove (bench_compare.sh
+# removes them all at its end, so that no run starts right after another's deletions).
+if [ -z "${GATOS_BENCH_KEEP:-}" ]; then trap 'rm -rf "$WORK"' EXIT; fi
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null HOME="$WORK/home" LC_ALL=C
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@localhost GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@localhost
 mkdir -p "$HOME"
@@ -296,8 +308,8 @@ bench_daemon() {
     local pid=$!
     for _ in $(seq 1 200); do [ -S "$WORK/d.sock" ] && break; sleep 0.05; done
     settle
-    one=$("$GB" rpc "$WORK/d.sock" t "$n1" 1 "$r/gatos/gatosd/token")
-    eight=$("$GB" rpc "$WORK/d.sock" t "$n8" 8 "$r/gatos/gatosd/token")
+    one=$("$GBC" rpc "$WORK/d.sock" t "$n1" 1 "$r/gatos/gatosd/token")
+    eight=$("$GBC" rpc "$WORK/d.sock" t "$n8" 8 "$r/gatos/gatosd/token")
     kill -TERM "$pid"; wait "$pid" || true
     line "round $k: in-process" "$(printf %.0f "$(field "$ip" rate)") msg/s p50 $(printf %.0f "$(field "$ip" p50_us)") us p99 $(printf %.0f "$(field "$ip" p99_us)") us"
     line "round $k: 1 client" "$(printf %.0f "$(field "$one" rate)") msg/s ($(ratio "$(field "$one" rate)" "$(field "$ip" rate)")x) p50 $(printf %.0f "$(field "$one" p50_us)") us p99 $(printf %.0f "$(field "$one" p99_us)") us"
@@ -544,20 +556,20 @@ PY
     GIT_DIR="$r" "$GG" init --quiet > /dev/null
     start_http "$r"
     # A warm-up on both faces (the first writes to a fresh repository are slower).
-    "$GB" calls rpc publish "$WORK/h.sock" "$tf" 50 8 t.warm > /dev/null
-    "$GB" calls http publish "$HADDR" "$tf" 50 8 t.warm > /dev/null
+    "$GBC" calls rpc publish "$WORK/h.sock" "$tf" 50 8 t.warm > /dev/null
+    "$GBC" calls http publish "$HADDR" "$tf" 50 8 t.warm > /dev/null
     settle
     # ABBA: each face runs twice, half the calls each time, in mirrored order (what the
     # disk is still flushing weighs on both alike).
     local a b
-    a=$("$GB" calls rpc publish "$WORK/h.sock" "$tf" $((n_pub / 2)) 8 t.rpc); settle
-    b=$("$GB" calls http publish "$HADDR" "$tf" $((n_pub / 2)) 8 t.http); settle
-    hp=$(combine "$b" "$("$GB" calls http publish "$HADDR" "$tf" $((n_pub / 2)) 8 t.http)"); settle
-    rp=$(combine "$a" "$("$GB" calls rpc publish "$WORK/h.sock" "$tf" $((n_pub / 2)) 8 t.rpc)"); settle
-    a=$("$GB" calls http enqueue "$HADDR" "$tf" $((n_enq / 2)) 8 -); settle
-    b=$("$GB" calls rpc enqueue "$WORK/h.sock" "$tf" $((n_enq / 2)) 8 -); settle
-    re=$(combine "$b" "$("$GB" calls rpc enqueue "$WORK/h.sock" "$tf" $((n_enq / 2)) 8 -)"); settle
-    he=$(combine "$a" "$("$GB" calls http enqueue "$HADDR" "$tf" $((n_enq / 2)) 8 -)")
+    a=$("$GBC" calls rpc publish "$WORK/h.sock" "$tf" $((n_pub / 2)) 8 t.rpc); settle
+    b=$("$GBC" calls http publish "$HADDR" "$tf" $((n_pub / 2)) 8 t.http); settle
+    hp=$(combine "$b" "$("$GBC" calls http publish "$HADDR" "$tf" $((n_pub / 2)) 8 t.http)"); settle
+    rp=$(combine "$a" "$("$GBC" calls rpc publish "$WORK/h.sock" "$tf" $((n_pub / 2)) 8 t.rpc)"); settle
+    a=$("$GBC" calls http enqueue "$HADDR" "$tf" $((n_enq / 2)) 8 -); settle
+    b=$("$GBC" calls rpc enqueue "$WORK/h.sock" "$tf" $((n_enq / 2)) 8 -); settle
+    re=$(combine "$b" "$("$GBC" calls rpc enqueue "$WORK/h.sock" "$tf" $((n_enq / 2)) 8 -)"); settle
+    he=$(combine "$a" "$("$GBC" calls http enqueue "$HADDR" "$tf" $((n_enq / 2)) 8 -)")
     stop_http
     p=$(ratio "$(field "$hp" rate)" "$(field "$rp" rate)"); e=$(ratio "$(field "$he" rate)" "$(field "$re" rate)")
     line "round $k: publish, 8 clients, JSON-RPC" "$(printf %.0f "$(field "$rp" rate)") msg/s p50 $(printf %.0f "$(field "$rp" p50_us)") us p99 $(printf %.0f "$(field "$rp" p99_us)") us"
@@ -572,10 +584,10 @@ PY
   r="$WORK/sse.git"; newrepo "$r"; git -C "$r" config gatos.maintenance.auto false
   GIT_DIR="$r" "$GG" init --quiet > /dev/null
   start_http "$r"; settle
-  local s; s=$("$GB" sse "$HADDR" "$tf" t.sse "$n_sse" 300 20)
+  local s; s=$("$GBC" sse "$HADDR" "$tf" t.sse "$n_sse" 300 20)
   line "SSE: $n_sse subscribers, 300 messages at 20/s" "delivered $(field "$s" deliveries)/$(field "$s" expected), p50 $(printf %.1f "$(field "$s" p50_ms)") ms p99 $(printf %.1f "$(field "$s" p99_ms)") ms (target < 50) max $(printf %.1f "$(field "$s" max_ms)") ms"
   record http_sse "$s"
-  local idle; idle=$("$GB" idle-sse "$HADDR" "$tf" t.idle "$n_idle" "$HPID")
+  local idle; idle=$("$GBC" idle-sse "$HADDR" "$tf" t.idle "$n_idle" "$HPID")
   line "SSE: $n_idle idle streams, gatosd RSS" "$(field "$idle" rss_before_kib) KiB -> $(field "$idle" rss_with_kib) KiB ($(printf %.1f "$(field "$idle" kib_per_stream)") KiB a stream); one message reached all in $(printf %.0f "$(field "$idle" fan_out_ms)") ms"
   record http_idle_sse "$idle"
   stop_http
@@ -592,8 +604,8 @@ PY
       | sed -n 's|^refs/gatos/jobs/\([0-9A-Z]\{26\}\)/job$|\1|p' | sort | awk -v n="$n" 'NR == int(n / 2)')
     start_http "$r"; settle
     local first deep
-    first=$("$GB" get "$HADDR" "$tok" "/api/v1/jobs?state=succeeded&limit=100" 50)
-    deep=$("$GB" get "$HADDR" "$tok" "/api/v1/jobs?state=succeeded&limit=100&cursor=$mid" 50)
+    first=$("$GBC" get "$HADDR" "$tok" "/api/v1/jobs?state=succeeded&limit=100" 50)
+    deep=$("$GBC" get "$HADDR" "$tok" "/api/v1/jobs?state=succeeded&limit=100&cursor=$mid" 50)
     stop_http
     line "GET a page of 100 jobs of $n finished (first page)" "p50 $(printf %.1f "$(field "$first" p50_ms)") ms p99 $(printf %.1f "$(field "$first" p99_ms)") ms, $(field "$first" bytes) bytes"
     line "GET a page of 100 jobs of $n finished (middle page)" "p50 $(printf %.1f "$(field "$deep" p50_ms)") ms p99 $(printf %.1f "$(field "$deep" p99_ms)") ms"
@@ -619,7 +631,7 @@ bench_mcp() {
   local pid=$!
   for _ in $(seq 1 200); do [ -S "$WORK/m.sock" ] && break; sleep 0.05; done
   settle
-  m=$("$GB" mcp "$BIN/gatosd" "$r" "$WORK/m.sock" "$r/gatos/gatosd/token" t.mcp "${N_MCP:-2000}")
+  m=$("$GBC" mcp "$BIN/gatosd" "$r" "$WORK/m.sock" "$r/gatos/gatosd/token" t.mcp "${N_MCP:-2000}")
   kill -TERM "$pid"; wait "$pid" || true
   line "JSON-RPC messages.read (Unix socket)" "p50 $(printf %.0f "$(field "$m" rpc_p50_us)") us mean $(printf %.0f "$(field "$m" rpc_mean_us)") us p99 $(printf %.0f "$(field "$m" rpc_p99_us)") us"
   line "MCP tools/call messages.read (stdio)" "p50 $(printf %.0f "$(field "$m" mcp_p50_us)") us ($(ratio "$(field "$m" mcp_p50_us)" "$(field "$m" rpc_p50_us)")x; target <= 1.5x) mean $(printf %.0f "$(field "$m" mcp_mean_us)") us ($(ratio "$(field "$m" mcp_mean_us)" "$(field "$m" rpc_mean_us)")x) p99 $(printf %.0f "$(field "$m" mcp_p99_us)") us"
@@ -925,7 +937,7 @@ bench_service() {
       pid=$!
       for _ in $(seq 1 200); do [ -S "$WORK/svc.sock" ] && break; sleep 0.05; done
       settle
-      runs[rpc_$side]+="$(field "$("$GB" rpc "$WORK/svc.sock" t 2000 1 "$r/gatos/gatosd/token")" seconds) "
+      runs[rpc_$side]+="$(field "$("$GBC" rpc "$WORK/svc.sock" t 2000 1 "$r/gatos/gatosd/token")" seconds) "
       kill -TERM "$pid"; wait "$pid" || true; rm -f "$WORK/svc.sock"
     done
   done
