@@ -384,7 +384,7 @@ impl Messages<'_> {
                 (None, _) => file_len == 0,
                 (Some(_), None) => false,
             };
-        if !ours {
+        if !ours && !adopt_tail(&mut open, file_len)? {
             if nowait {
                 return Err(crate::nowait::would_wait(
                     "a journal another process changed",
@@ -662,6 +662,54 @@ impl Messages<'_> {
             }
         }
     }
+}
+
+/// Another process appended to the journal since this handle's last append (the caller
+/// holds the topic's lock): the next record follows the last of the journal's records, so
+/// this handle takes its tail from there instead of materializing the journal. Without
+/// this, processes that journal one topic by turns (several workers emitting
+/// `gatos.jobs` events) materialized it at nearly every append. False, and nothing is
+/// changed, when the journal holds no record that another process appended or ends in a
+/// torn one: then the caller materializes it, which also cuts a torn tail.
+fn adopt_tail(open: &mut Open, file_len: u64) -> Result<bool> {
+    let Some(journal) = open.journal.as_ref() else {
+        return Ok(false);
+    };
+    // This handle's records are still there, followed by others': read only those.
+    // Otherwise the journal was materialized (every record of ours with it) and holds
+    // only others' records.
+    let kept = open.len > 0
+        && open.len < file_len
+        && open
+            .sum
+            .is_some_and(|sum| journal.checksum_at(open.len).is_ok_and(|s| s == sum));
+    let mut scan = journal.scan_from(if kept { open.len } else { 0 })?;
+    let mut last = None;
+    let mut records = 0u64;
+    while let Some(body) = scan.next_record()? {
+        last = Some(body);
+        records += 1;
+    }
+    if scan.good_len() != file_len || scan.file_len() != file_len {
+        return Ok(false);
+    }
+    let Some(body) = last else {
+        return Ok(false);
+    };
+    let Some(tail) = decode(&body, false)?.msgs.pop().map(|m| m.meta) else {
+        return Ok(false);
+    };
+    let sum = journal.checksum_at(file_len)?;
+    if !kept {
+        open.records = 0;
+        open.since = None;
+    }
+    open.len = file_len;
+    open.sum = Some(sum);
+    open.tail = Some(tail);
+    open.based = true;
+    open.records += records;
+    Ok(true)
 }
 
 /// Takes a topic's lock family (the lock every writer of the topic takes).

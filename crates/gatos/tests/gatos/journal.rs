@@ -135,10 +135,10 @@ fn handles_that_journal_and_write_directly_interleave_in_order() -> TestResult {
     let direct = open(&repo)?;
     direct.set_journal(false);
     publish(&a, &t, 0)?;
-    publish(&b, &t, 1)?; // finds a's record: materializes it first
-    publish(&a, &t, 2)?; // its memory of the journal is stale: starts again from the refs
+    publish(&b, &t, 1)?; // finds a's record: follows it
+    publish(&a, &t, 2)?; // finds its own record followed by b's: follows b's
     publish(&direct, &t, 3)?; // a direct writer materializes first
-    publish(&a, &t, 4)?;
+    publish(&a, &t, 4)?; // its record is gone with the rest: starts again from the refs
     publish(&b, &t, 5)?;
     assert_eq!(ns(&direct, &t)?, vec![0, 1, 2, 3, 4, 5]);
     let seqs: Vec<u64> = direct
@@ -155,6 +155,53 @@ fn handles_that_journal_and_write_directly_interleave_in_order() -> TestResult {
         .map(|m| m.seq)
         .collect();
     assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
+    repo.assert_fsck_strict()
+}
+
+/// Handles that journal one topic by turns (as several workers emit `gatos.jobs` events)
+/// follow each other's records instead of materializing the journal at each append: no
+/// ref moves until something reads, and then every message is there in order, under the
+/// commit ids each handle acknowledged. A torn record another writer left makes the next
+/// append materialize, which cuts it off.
+#[test]
+fn handles_that_journal_by_turns_follow_each_others_records() -> TestResult {
+    let repo = TempRepo::new()?;
+    let t: Topic = "j.turns".parse()?;
+    let handles = [open(&repo)?, open(&repo)?, open(&repo)?];
+    let before = transactions(&repo);
+    let mut rows = Vec::new();
+    for n in 0..30 {
+        rows.push(publish(&handles[n as usize % 3], &t, n)?);
+    }
+    assert_eq!(transactions(&repo), before, "nothing was materialized");
+    assert_eq!(head(&repo, &t)?, "");
+    let seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=30).collect::<Vec<u64>>());
+
+    // A writer that died mid-append left a torn record.
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(journal(&repo, &t))?;
+        f.write_all(&[200, 1, 0, 0, 7, 7, 7])?;
+    }
+    rows.push(publish(&handles[1], &t, 30)?);
+    assert!(
+        transactions(&repo) > before,
+        "the torn tail made it materialize"
+    );
+
+    let reader = open(&repo)?;
+    assert_eq!(ns(&reader, &t)?, (0..=30).collect::<Vec<i64>>());
+    let chain = repo.git(&[
+        "rev-list",
+        "--reverse",
+        &format!("refs/gatos/messages/{t}/head"),
+    ])?;
+    let acknowledged: Vec<String> = rows.iter().map(|r| r.commit.to_string()).collect();
+    assert_eq!(chain.lines().collect::<Vec<_>>(), acknowledged);
+    assert_eq!(journal_len(&repo, &t), 0);
     repo.assert_fsck_strict()
 }
 
