@@ -48,19 +48,24 @@ done
 run_side() { # run_side SECTION SIDE K
   local dest="$out/$1/$2.$3.json" log="$out/$1/$2.$3.log"
   echo "$(date -u +%H:%M:%S) $1: $2 build, round $3" >&2
-  local bin=()
-  [ "$2" = old ] && bin=(GATOS_BIN_DIR="$old_bin")
-  env "${bin[@]}" GATOS_BENCH_KEEP=1 GATOS_BENCH_DIR="$work" GATOS_BENCH_OUT="$out/$1/$2.$3" \
+  local vars=()
+  [ "$2" = old ] && vars+=(GATOS_BIN_DIR="$old_bin")
+  [ "$keep" = 1 ] && vars+=(GATOS_BENCH_KEEP=1)
+  env "${vars[@]}" GATOS_BENCH_DIR="$work" GATOS_BENCH_OUT="$out/$1/$2.$3" \
     "$here/scripts/bench.sh" "$1" > "$log" 2>&1
   mv "$out/$1/$2.$3/results.json" "$dest"
   rm -rf "${out:?}/$1/$2.$3"
 }
 
-# Every run's repositories stay until the end: on ext4 without a journal, files created
-# soon after many deletions are slower to create (scripts/bench.sh, docs/PERFORMANCE.md),
-# and a run right after another's clean-up would pay for it.
+# On a disk, every run's repositories stay until the end: on ext4 without a journal, files
+# created soon after many deletions are slower to create (scripts/bench.sh,
+# docs/PERFORMANCE.md), and a run right after another's clean-up would pay for it. On a
+# tmpfs (GATOS_BENCH_DIR=/dev/shm) there is no such cost, and keeping them would fill
+# memory: each run removes its own.
 work=$(mktemp -d "${GATOS_BENCH_DIR:-/tmp}/gatos-compare.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+keep=1
+[ "$(stat -f -c %T "$work")" = tmpfs ] && keep=0
 
 for section in "$@"; do
   rm -rf "${out:?}/$section"
