@@ -2,9 +2,11 @@
 //! topic's journal, `<git-dir>/gatos/journal/messages.<topic>`, and becomes commits under
 //! `refs/gatos/messages/` when the journal is *materialized*: by the handle's flusher
 //! within `gatos.journal.flushMs` (a long-lived process starts one,
-//! [`crate::Gatos::start_journal_flusher`]), by any other writer of the topic before it
-//! writes, by any gatos reader of the topic before it reads, and by the last handle's drop. Everything here runs under the
-//! topic's lock family (`messages.<topic>`), the lock every writer of the topic takes.
+//! [`crate::Gatos::start_journal_flusher`]), by any writer of the topic that does not
+//! journal before it writes (a journaling one appends after the last record, whoever wrote
+//! it), by any gatos reader of the topic before it reads, and by the last handle's drop.
+//! Everything here runs under the topic's lock family (`messages.<topic>`), the lock every
+//! writer of the topic takes.
 //!
 //! A record holds everything the publishes wrote, built before the append exactly as the
 //! direct path builds it: the encoded objects (blob, trees, commit of each message), the
@@ -45,6 +47,10 @@ use crate::error::{Error, Result};
 /// Records waiting in one journal before the writer materializes them itself.
 const MAX_PENDING: u64 = 4_096;
 
+/// Bytes of other processes' records a publish on the event loop reads to append after
+/// them ([`adopt_tail`]); past this it goes to a thread that may wait.
+const MAX_NOWAIT_SCAN: u64 = 256 << 10;
+
 /// Groups with fewer objects than this are materialized as loose objects, not as a pack.
 const MIN_PACKED: usize = 32;
 
@@ -71,9 +77,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One topic's journal as this handle left it.
 struct Open {
     journal: Option<Journal>,
-    /// The file's length after this handle's last append (0: nothing of ours pending).
+    /// The journal's length after this handle's last append, or after the records of
+    /// other processes it last followed (0: nothing of ours pending).
     len: u64,
-    /// The checksum of the last record this handle appended.
+    /// The checksum of the record that ends at `len`.
     sum: Option<Checksum>,
     /// The last message journaled or committed: the next record's parent. `None` with
     /// `through`: the topic has no head.
@@ -82,7 +89,8 @@ struct Open {
     through: u64,
     /// Whether `tail`/`through` are known (read from the refs, or carried from a record).
     based: bool,
-    /// Records this handle appended that are still pending.
+    /// Records pending in the journal as this handle knows it: its own, and those of other
+    /// processes it followed (the `MAX_PENDING` bound is on the journal).
     records: u64,
     /// When the oldest of them was appended.
     since: Option<Instant>,
@@ -384,7 +392,7 @@ impl Messages<'_> {
                 (None, _) => file_len == 0,
                 (Some(_), None) => false,
             };
-        if !ours && !adopt_tail(&mut open, file_len)? {
+        if !ours && !adopt_tail(&mut open, file_len, nowait)? {
             if nowait {
                 return Err(crate::nowait::would_wait(
                     "a journal another process changed",
@@ -671,7 +679,7 @@ impl Messages<'_> {
 /// `gatos.jobs` events) materialized it at nearly every append. False, and nothing is
 /// changed, when the journal holds no record that another process appended or ends in a
 /// torn one: then the caller materializes it, which also cuts a torn tail.
-fn adopt_tail(open: &mut Open, file_len: u64) -> Result<bool> {
+fn adopt_tail(open: &mut Open, file_len: u64, nowait: bool) -> Result<bool> {
     let Some(journal) = open.journal.as_ref() else {
         return Ok(false);
     };
@@ -683,20 +691,37 @@ fn adopt_tail(open: &mut Open, file_len: u64) -> Result<bool> {
         && open
             .sum
             .is_some_and(|sum| journal.checksum_at(open.len).is_ok_and(|s| s == sum));
-    let mut scan = journal.scan_from(if kept { open.len } else { 0 })?;
-    let mut last = None;
+    let from = if kept { open.len } else { 0 };
+    if nowait && file_len - from > MAX_NOWAIT_SCAN {
+        // Reading that much is work for a thread that may wait, not for the event loop.
+        return Ok(false);
+    }
+    let mut scan = journal.scan_from(from)?;
+    // Each record must follow the one before it (the first one, this handle's last
+    // record, when it is still there): a record that does not decode or does not follow
+    // is not built on; the materialization the caller falls back to reports it.
+    let mut prev = if kept {
+        open.tail.as_ref().map(|m| m.commit)
+    } else {
+        None
+    };
+    let mut tail = None;
     let mut records = 0u64;
     while let Some(body) = scan.next_record()? {
-        last = Some(body);
+        let Ok(rec) = decode(&body, false) else {
+            return Ok(false);
+        };
+        if (kept || records > 0) && rec.old != prev {
+            return Ok(false);
+        }
+        prev = Some(rec.new);
+        tail = rec.msgs.last().map(|m| m.meta.clone());
         records += 1;
     }
     if scan.good_len() != file_len || scan.file_len() != file_len {
         return Ok(false);
     }
-    let Some(body) = last else {
-        return Ok(false);
-    };
-    let Some(tail) = decode(&body, false)?.msgs.pop().map(|m| m.meta) else {
+    let Some(tail) = tail else {
         return Ok(false);
     };
     let sum = journal.checksum_at(file_len)?;

@@ -184,7 +184,11 @@ fn handles_that_journal_by_turns_follow_each_others_records() -> TestResult {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(journal(&repo, &t))?;
-        f.write_all(&[200, 1, 0, 0, 7, 7, 7])?;
+        // A whole frame (length, body) whose checksum does not hold.
+        let mut torn = vec![10, 0, 0, 0];
+        torn.extend_from_slice(&[7; 10]);
+        torn.extend_from_slice(&[0; 16]);
+        f.write_all(&torn)?;
     }
     rows.push(publish(&handles[1], &t, 30)?);
     assert!(
@@ -192,8 +196,19 @@ fn handles_that_journal_by_turns_follow_each_others_records() -> TestResult {
         "the torn tail made it materialize"
     );
 
+    // Again by turns: each handle's memory of the journal is stale now (it was emptied and
+    // refilled, past where some of them last wrote).
+    let again = transactions(&repo);
+    for n in 31..61 {
+        rows.push(publish(&handles[(n as usize + 2) % 3], &t, n)?);
+    }
+    assert!(
+        transactions(&repo) <= again + 1,
+        "at most one materialization (a stale handle finding the emptied journal)"
+    );
+
     let reader = open(&repo)?;
-    assert_eq!(ns(&reader, &t)?, (0..=30).collect::<Vec<i64>>());
+    assert_eq!(ns(&reader, &t)?, (0..61).collect::<Vec<i64>>());
     let chain = repo.git(&[
         "rev-list",
         "--reverse",
@@ -380,4 +395,35 @@ fn a_publish_that_would_wait_writes_nothing_where_waiting_is_refused() -> TestRe
     assert_eq!(ns(&g, &t)?, vec![0, 4]);
     g.flush_journals()?;
     repo.assert_fsck_strict()
+}
+
+/// A record that does not follow the one before it (here a whole frame copied from another
+/// topic's journal) is never built on: the next journaling publish fails, as materializing
+/// the journal fails, and appends nothing.
+#[test]
+fn a_record_that_does_not_follow_the_one_before_it_is_not_built_on() -> TestResult {
+    let repo = TempRepo::new()?;
+    let t: Topic = "j.chain".parse()?;
+    let u: Topic = "j.other".parse()?;
+    let a = open(&repo)?;
+    let b = open(&repo)?;
+    publish(&a, &t, 0)?;
+    publish(&a, &u, 0)?;
+    publish(&a, &u, 1)?; // u's second record follows u's first message
+    let other = std::fs::read(journal(&repo, &u))?;
+    let first = u32::from_le_bytes(other[..4].try_into()?) as usize + 20;
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(journal(&repo, &t))?;
+        f.write_all(&other[first..])?;
+    }
+    let len = journal_len(&repo, &t);
+    assert!(
+        publish(&b, &t, 1).is_err(),
+        "a publish after a record that does not follow must fail"
+    );
+    assert_eq!(journal_len(&repo, &t), len, "nothing was appended");
+    Ok(())
 }
