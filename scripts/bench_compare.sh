@@ -51,8 +51,12 @@ run_side() { # run_side SECTION SIDE K
   local vars=()
   [ "$2" = old ] && vars+=(GATOS_BIN_DIR="$old_bin")
   [ "$keep" = 1 ] && vars+=(GATOS_BENCH_KEEP=1)
-  env "${vars[@]}" GATOS_BENCH_DIR="$work" GATOS_BENCH_OUT="$out/$1/$2.$3" \
-    "$here/scripts/bench.sh" "$1" > "$log" 2>&1
+  if ! env "${vars[@]}" GATOS_BENCH_DIR="$work" GATOS_BENCH_OUT="$out/$1/$2.$3" \
+    "$here/scripts/bench.sh" "$1" > "$log" 2>&1; then
+    echo "bench_compare: scripts/bench.sh $1 failed for the $2 build (round $3); its last lines (all of them in $log):" >&2
+    tail -n 5 "$log" >&2
+    exit 1
+  fi
   mv "$out/$1/$2.$3/results.json" "$dest"
   rm -rf "${out:?}/$1/$2.$3"
 }
