@@ -17,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod big;
 pub mod checkout;
 pub mod durability;
 pub mod error;
@@ -96,6 +97,8 @@ struct Inner {
     pool: Mutex<Vec<gix::Repository>>,
     /// The local config file as last parsed, with the stamp it had then.
     local_config: Mutex<Option<(FileStamp, Arc<gix::config::File>)>>,
+    /// The big pack index for bulk readers, with the stamp of the pack directory then.
+    big: Mutex<big::Cached>,
 }
 
 /// What identifies a version of a file: its inode (a rename over it changes that), size
@@ -225,6 +228,7 @@ impl Store {
                 durability,
                 pool: Mutex::new(Vec::new()),
                 local_config: Mutex::new(None),
+                big: Mutex::new(None),
             }),
         };
         store

@@ -497,7 +497,7 @@ impl Messages<'_> {
             head: chain.last().map(|l| l.commit),
             last_seq: last,
         };
-        let mut reader = self.gatos.store().reader();
+        let mut reader = self.gatos.store().bulk_reader();
         for l in chain
             .iter()
             .skip(from)
@@ -596,7 +596,7 @@ impl Messages<'_> {
                 return Ok(out);
             }
         } else {
-            let mut reader = store.reader();
+            let mut reader = store.bulk_reader();
             let mut buf = Vec::with_capacity(1024);
             while seq <= stop {
                 let n = RECORDS_PER_READ.min(stop - seq + 1);
@@ -778,7 +778,7 @@ fn read_ahead(
     spent: &std::sync::mpsc::Receiver<Chunk>,
     gone: &std::sync::atomic::AtomicBool,
 ) {
-    let mut reader = store.reader();
+    let mut reader = store.bulk_reader();
     let mut buf = Vec::with_capacity(1024);
     let mut size = AHEAD_FIRST;
     // Records read from the index and not yet in a chunk, and the next position to read.

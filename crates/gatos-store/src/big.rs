@@ -1,0 +1,584 @@
+//! Finding objects in the repository's largest pack index in one or two probes (issue
+//! #21 point 5; ADR 0046, session 10).
+//!
+//! After `git gatos maintenance` most objects sit in one pack, found through one index (the
+//! multi-pack index, or the pack's own) of hundreds of thousands of ids. gix finds an id
+//! there by bisection: about twenty probes, the last ten or so cache misses at random
+//! places in megabytes of ids. That lookup was half the work of reading a topic after
+//! maintenance. Object ids are SHA-1 hashes, spread evenly, so:
+//! - a table of where the ids of each leading 16 bits start (for 400,000 objects; fewer
+//!   bits for fewer) leaves a handful of ids to search, side by side in one or two cache
+//!   lines. It is built in one pass over the ids once the index has served enough lookups
+//!   to pay for it (a short read does not build it);
+//! - before that, and within a bucket, interpolation places each probe where the id's
+//!   value says it should be: three or four probes instead of twenty. On ids that are not
+//!   spread evenly (ids can be chosen by whoever writes objects), the search bisects after
+//!   a few probes, so it never takes more than a few probes beyond bisection.
+//!
+//! Only readers of many objects use it ([`crate::Store::bulk_reader`]), and only for blobs
+//! stored whole (not as deltas) in that one index; anything else, and any object it does
+//! not find, is read through gix as before. The files are mapped when first needed and kept
+//! while the pack directory is unchanged; an object found in a mapping that a repack has
+//! since replaced is still that object (an id names one content).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use gix::odb::pack::{data, index, multi_index};
+
+use crate::FileStamp;
+
+/// Fewer objects than this are left to gix: their ids fit in a core's caches.
+const BIG_MIN: u32 = 50_000;
+
+/// Blobs larger than this are left to gix (and its allocation limits).
+const BLOB_MAX: u64 = 16 << 20;
+
+/// The index searched, and the packs it names (mapped when first read).
+pub(crate) struct Big {
+    index: Index,
+    packs: Vec<(PathBuf, OnceLock<Option<data::File>>)>,
+    /// Lookups served before [`Big::buckets`] was built.
+    lookups: AtomicU32,
+    buckets: OnceLock<Buckets>,
+}
+
+/// Where the ids of each value of their leading `bits` bits start in the index; last, the
+/// number of ids.
+struct Buckets {
+    bits: u32,
+    starts: Vec<u32>,
+}
+
+impl Buckets {
+    /// The buckets of `index`: about four ids each, at most 2^18 of them (1 MiB).
+    fn of(index: &Index) -> Buckets {
+        let n = index.len();
+        Self::build(n.max(1).ilog2().saturating_sub(2).clamp(8, 18), n, |at| {
+            index.id(at)
+        })
+    }
+
+    fn build<'a>(bits: u32, n: u32, id_at: impl Fn(u32) -> &'a [u8]) -> Buckets {
+        let mut starts = vec![0u32; (1 << bits) + 1];
+        for at in 0..n {
+            starts[Self::bucket(bits, id_at(at)) + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] = starts[b].saturating_add(starts[b - 1]);
+        }
+        Buckets { bits, starts }
+    }
+
+    fn bucket(bits: u32, id: &[u8]) -> usize {
+        usize::try_from(key(id) >> (64 - bits)).unwrap_or(0)
+    }
+
+    /// Where to search for `id`: the positions, and bounds on the keys there.
+    fn range(&self, id: &[u8]) -> (u32, u32, u64, u64) {
+        let b = Self::bucket(self.bits, id);
+        let shift = 64 - self.bits;
+        let lo_key = (b as u64) << shift;
+        let hi_key = lo_key | (u64::MAX >> self.bits);
+        (self.starts[b], self.starts[b + 1], lo_key, hi_key)
+    }
+}
+
+enum Index {
+    Multi(multi_index::File),
+    Single(index::File),
+}
+
+impl Index {
+    fn len(&self) -> u32 {
+        match self {
+            Index::Multi(m) => m.num_objects(),
+            Index::Single(i) => i.num_objects(),
+        }
+    }
+
+    fn id(&self, at: u32) -> &[u8] {
+        match self {
+            Index::Multi(m) => m.oid_at_index(at).as_bytes(),
+            Index::Single(i) => i.oid_at_index(at).as_bytes(),
+        }
+    }
+
+    /// The pack (a place in [`Big::packs`]) and the offset in it of the entry at `at`.
+    fn place(&self, at: u32) -> Option<(usize, u64)> {
+        match self {
+            Index::Multi(m) => {
+                let (pack, offset) = m.pack_id_and_pack_offset_at_index(at).ok()?;
+                Some((usize::try_from(pack).ok()?, offset))
+            }
+            Index::Single(i) => Some((0, i.pack_offset_at_index(at))),
+        }
+    }
+}
+
+/// The first eight bytes of an id, as a number that orders ids as their bytes do.
+fn key(id: &[u8]) -> u64 {
+    let mut k = [0; 8];
+    k.copy_from_slice(&id[..8]);
+    u64::from_be_bytes(k)
+}
+
+/// Probes placed by interpolation before the search falls back to bisection. Evenly
+/// spread ids need three or four (the expected number grows as log log n); ids chosen to
+/// cluster cannot make a search take more than this many probes beyond bisection's.
+const INTERPOLATED: u32 = 6;
+
+/// Where `id` is among the sorted ids at positions `lo..hi`, read with `id_at`, whose keys
+/// lie within `lo_key..=hi_key`; `None` when it is not there (or the ids are not sorted
+/// where the search went).
+fn find<'a>(
+    (mut lo, mut hi, mut lo_key, mut hi_key): (u32, u32, u64, u64),
+    id_at: impl Fn(u32) -> &'a [u8],
+    id: &[u8; 20],
+) -> Option<u32> {
+    let want = key(id);
+    let mut probes = 0;
+    while hi.saturating_sub(lo) > 8 {
+        let mid = if probes < INTERPOLATED {
+            if want < lo_key || want > hi_key {
+                return None;
+            }
+            let span = u128::from(hi_key - lo_key) + 1;
+            let off = u128::from(want - lo_key) * u128::from(hi - lo) / span;
+            lo + u32::try_from(off).unwrap_or(u32::MAX).min(hi - lo - 1)
+        } else {
+            lo + (hi - lo) / 2
+        };
+        probes += 1;
+        let at = id_at(mid);
+        match at.cmp(&id[..]) {
+            std::cmp::Ordering::Equal => return Some(mid),
+            std::cmp::Ordering::Less => {
+                lo = mid + 1;
+                lo_key = key(at);
+            }
+            std::cmp::Ordering::Greater => {
+                hi = mid;
+                hi_key = key(at);
+            }
+        }
+    }
+    (lo..hi).find(|&at| id_at(at) == &id[..])
+}
+
+/// What a lookup in the big index found.
+pub(crate) enum Found {
+    /// The blob's content is in the buffer given.
+    Blob,
+    /// Not there, or not a whole blob: read it through gix.
+    Elsewhere,
+}
+
+impl Big {
+    /// Opens the big index of the pack directory `dir`, if it has one.
+    pub(crate) fn open(dir: &Path) -> Option<Big> {
+        let hash = gix::hash::Kind::Sha1;
+        let midx = dir.join("multi-pack-index");
+        if midx.is_file() {
+            let m = multi_index::File::at(&midx, None).ok()?;
+            if m.num_objects() < BIG_MIN || m.object_hash() != hash {
+                return None;
+            }
+            let packs = m
+                .index_names()
+                .iter()
+                .map(|n| (dir.join(n).with_extension("pack"), OnceLock::new()))
+                .collect();
+            return Some(Big {
+                index: Index::Multi(m),
+                packs,
+                lookups: AtomicU32::new(0),
+                buckets: OnceLock::new(),
+            });
+        }
+        // No multi-pack index: the largest pack's own, if it is big.
+        let mut best: Option<(u64, PathBuf)> = None;
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "idx") {
+                let len = e.metadata().map_or(0, |m| m.len());
+                if best.as_ref().is_none_or(|(l, _)| len > *l) {
+                    best = Some((len, path));
+                }
+            }
+        }
+        let (_, path) = best?;
+        let i = index::File::at(&path, hash).ok()?;
+        if i.num_objects() < BIG_MIN {
+            return None;
+        }
+        Some(Big {
+            index: Index::Single(i),
+            packs: vec![(path.with_extension("pack"), OnceLock::new())],
+            lookups: AtomicU32::new(0),
+            buckets: OnceLock::new(),
+        })
+    }
+
+    /// The pack and offset of `id`, if the index has it.
+    fn find(&self, id: &[u8; 20]) -> Option<(usize, u64)> {
+        let index = &self.index;
+        let range = match self.buckets.get() {
+            Some(b) => b.range(id),
+            // The buckets cost a pass over the ids: built once the lookups made without
+            // them have cost about as much (a lookup's probes against a sequential read
+            // of 64 ids).
+            None if self.lookups.fetch_add(1, Ordering::Relaxed) >= index.len() / 64 => {
+                self.buckets.get_or_init(|| Buckets::of(index)).range(id)
+            }
+            None => (0, index.len(), 0, u64::MAX),
+        };
+        let at = find(range, |at| index.id(at), id)?;
+        index.place(at)
+    }
+
+    /// Reads blob `id` into `out` when it is stored whole in the big index's packs.
+    pub(crate) fn blob(
+        &self,
+        id: &[u8; 20],
+        inflate: &mut gix::zlib::Inflate,
+        out: &mut Vec<u8>,
+    ) -> Found {
+        let Some((pack, offset)) = self.find(id) else {
+            return Found::Elsewhere;
+        };
+        let Some((path, file)) = self.packs.get(pack) else {
+            return Found::Elsewhere;
+        };
+        let Some(file) = file
+            .get_or_init(|| data::File::at(path, gix::hash::Kind::Sha1).ok())
+            .as_ref()
+        else {
+            return Found::Elsewhere;
+        };
+        let Ok(entry) = file.entry(offset) else {
+            return Found::Elsewhere;
+        };
+        if !matches!(entry.header, data::entry::Header::Blob) || entry.decompressed_size > BLOB_MAX
+        {
+            return Found::Elsewhere;
+        }
+        let Ok(size) = usize::try_from(entry.decompressed_size) else {
+            return Found::Elsewhere;
+        };
+        out.clear();
+        out.resize(size, 0);
+        match file.decompress_entry(&entry, inflate, out) {
+            Ok(_) => Found::Blob,
+            Err(_) => Found::Elsewhere,
+        }
+    }
+}
+
+/// The big index as last opened, with the stamp of the pack directory then.
+pub(crate) type Cached = Option<(FileStamp, Option<Arc<Big>>)>;
+
+/// The big index of `dir` now: `cached` when the directory is unchanged, else opened anew
+/// (and cached).
+pub(crate) fn current(dir: &Path, cached: &mut Cached) -> Option<Arc<Big>> {
+    let stamp = crate::file_stamp(dir)?;
+    if let Some((s, big)) = cached
+        && *s == stamp
+    {
+        return big.clone();
+    }
+    let big = Big::open(dir).map(Arc::new);
+    *cached = Some((stamp, big.clone()));
+    big
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::cast_possible_truncation,
+        reason = "tests"
+    )]
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn sha1(n: u64) -> [u8; 20] {
+        use sha1::Digest as _;
+        sha1::Sha1::digest(n.to_le_bytes()).into()
+    }
+
+    /// Searches `ids` (sorted) as a big index is searched without buckets; returns the
+    /// position found and the probes made.
+    fn search(ids: &[[u8; 20]], id: &[u8; 20]) -> (Option<u32>, u32) {
+        let probes = Cell::new(0);
+        let at = find(
+            (0, ids.len() as u32, 0, u64::MAX),
+            |at| {
+                probes.set(probes.get() + 1);
+                &ids[at as usize][..]
+            },
+            id,
+        );
+        (at, probes.get())
+    }
+
+    #[test]
+    fn evenly_spread_ids_are_found_in_a_few_probes_and_absent_ones_are_not() {
+        let mut ids: Vec<[u8; 20]> = (0..200_000).map(sha1).collect();
+        ids.sort_unstable();
+        let mut total = 0u64;
+        for (i, id) in ids.iter().enumerate() {
+            let (at, probes) = search(&ids, id);
+            assert_eq!(at, Some(i as u32));
+            total += u64::from(probes);
+        }
+        // Bisection takes 18 probes here; interpolation three or four, then at most eight
+        // side by side.
+        let mean = total as f64 / ids.len() as f64;
+        assert!(mean < 8.0, "{mean} probes on average");
+        for n in 200_000..210_000 {
+            assert_eq!(search(&ids, &sha1(n)).0, None);
+        }
+        assert_eq!(search(&ids, &[0; 20]).0, None);
+        assert_eq!(search(&ids, &[0xff; 20]).0, None);
+        assert_eq!(search(&[], &ids[0]).0, None);
+        assert_eq!(search(&ids[..1], &ids[0]).0, Some(0));
+    }
+
+    /// Ids chosen to share their leading bytes (anyone who writes objects can grind for
+    /// that) make interpolation useless; the search still ends within bisection's probes
+    /// and a few more.
+    #[test]
+    fn clustered_ids_cost_at_most_a_few_probes_beyond_bisection() {
+        for shared in [2usize, 8, 12] {
+            let mut ids: Vec<[u8; 20]> = (0..100_000u64)
+                .map(|n| {
+                    let mut id = sha1(n);
+                    id[..shared].fill(0x5a);
+                    id
+                })
+                .collect();
+            // A few outliers at both ends stretch the range interpolation works from.
+            ids.push([0; 20]);
+            ids.push([0xff; 20]);
+            ids.sort_unstable();
+            ids.dedup();
+            let bound = INTERPOLATED + (ids.len() as f64).log2().ceil() as u32 + 9;
+            for (i, id) in ids.iter().enumerate().step_by(7) {
+                let (at, probes) = search(&ids, id);
+                assert_eq!(at, Some(i as u32));
+                assert!(
+                    probes <= bound,
+                    "{probes} probes with {shared} bytes shared"
+                );
+            }
+        }
+    }
+
+    /// An index whose ids are out of order (damaged) never yields another id's position.
+    #[test]
+    fn an_unsorted_table_yields_no_wrong_position() {
+        let ids: Vec<[u8; 20]> = (0..5_000).map(sha1).collect();
+        for (i, id) in ids.iter().enumerate() {
+            if let (Some(at), _) = search(&ids, id) {
+                assert_eq!(at, i as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_cover_every_id() {
+        let mut ids: Vec<[u8; 20]> = (0..70_000).map(sha1).collect();
+        ids.sort_unstable();
+        for bits in [8, 14, 18] {
+            let buckets = Buckets::build(bits, ids.len() as u32, |at| &ids[at as usize][..]);
+            for (i, id) in ids.iter().enumerate() {
+                let range = buckets.range(id);
+                assert!(range.0 <= i as u32 && (i as u32) < range.1);
+                assert!(range.2 <= key(id) && key(id) <= range.3);
+                assert_eq!(find(range, |at| &ids[at as usize][..], id), Some(i as u32));
+            }
+        }
+    }
+
+    /// Blob ids and their bytes.
+    type Blobs = Vec<(gatos_types::Oid, Vec<u8>)>;
+
+    /// A repository of `n` commits, each with a tree and a JSON blob much like the others,
+    /// written by gatos as one pack, referenced by a branch and repacked by git with `args`.
+    /// Returns the repository and each commit's blob id and bytes.
+    fn repacked(
+        n: u32,
+        args: &[&str],
+    ) -> gatos_testutil::TestResult<(gatos_testutil::TempRepo, Blobs)> {
+        use crate::objects::{NewCommit, Objects as _};
+        let repo = gatos_testutil::TempRepo::bare()?;
+        let store = crate::Store::open(repo.path())?;
+        let mut w = store.pack_writer();
+        let mut tip = None;
+        let mut blobs = Vec::new();
+        for i in 0..n {
+            let bytes = format!(
+                "{{\"seq\":{i},\"topic\":\"orders\",\"payload\":\"{}\"}}",
+                "order placed by a customer ".repeat(8)
+            )
+            .into_bytes();
+            let b = w.blob(&bytes)?;
+            let t = w.files(&[("envelope.json", b)])?;
+            let parents: Vec<_> = tip.into_iter().collect();
+            tip = Some(w.commit(&NewCommit {
+                tree: t,
+                parents: &parents,
+                message: &format!("{i}\n"),
+                time: gatos_types::Timestamp::from_millis(0),
+            })?);
+            blobs.push((b, bytes));
+        }
+        drop(w.finish()?);
+        let tip = tip.ok_or("no commits")?.to_string();
+        repo.git(&["update-ref", "refs/heads/main", &tip])?;
+        repo.git(args)?;
+        Ok((repo, blobs))
+    }
+
+    fn pack_dir(repo: &gatos_testutil::TempRepo) -> PathBuf {
+        repo.git_dir().join("objects").join("pack")
+    }
+
+    /// After git packs everything whole into one pack (with a multi-pack index or
+    /// without), every blob is found in the big index with its bytes; trees, commits
+    /// and ids it does not hold are left to gix; the buckets come once enough lookups
+    /// were made, and lookups give the same answers before and after.
+    #[test]
+    fn a_big_index_finds_every_whole_blob_and_leaves_the_rest() -> gatos_testutil::TestResult {
+        for args in [
+            &["repack", "-a", "-d", "-q", "--window=0", "--write-midx"][..],
+            &["repack", "-a", "-d", "-q", "--window=0"][..],
+        ] {
+            let (repo, blobs) = repacked(17_000, args)?;
+            let dir = pack_dir(&repo);
+            assert_eq!(
+                dir.join("multi-pack-index").exists(),
+                args.contains(&"--write-midx")
+            );
+            let big = Big::open(&dir).ok_or("no big index after the repack")?;
+            assert!(big.index.len() >= BIG_MIN, "{} objects", big.index.len());
+            let mut inflate = gix::zlib::Inflate::default();
+            let mut out = Vec::new();
+            for (i, (id, bytes)) in blobs.iter().enumerate() {
+                assert!(
+                    matches!(big.blob(id.as_bytes(), &mut inflate, &mut out), Found::Blob),
+                    "blob {i} {id} not found whole ({args:?})"
+                );
+                assert_eq!(&out, bytes, "blob {i}");
+            }
+            assert!(big.buckets.get().is_some(), "the buckets were built");
+            let store = crate::Store::open(repo.path())?;
+            let mut reader = store.reader();
+            let tip = store.resolve_commit("refs/heads/main")?;
+            let c = reader.commit(tip)?;
+            for other in [tip, c.tree] {
+                assert!(matches!(
+                    big.blob(other.as_bytes(), &mut inflate, &mut out),
+                    Found::Elsewhere
+                ));
+            }
+            for n in 0..1_000 {
+                assert!(matches!(
+                    big.blob(&sha1(n), &mut inflate, &mut out),
+                    Found::Elsewhere
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Blobs git stored as deltas are left to gix, and a bulk reader reads every blob,
+    /// whole or not, as the plain reader does; it reports a missing object and an object
+    /// of another kind as the plain reader does.
+    #[test]
+    fn a_bulk_reader_reads_what_the_reader_reads() -> gatos_testutil::TestResult {
+        let (repo, blobs) = repacked(17_000, &["repack", "-a", "-d", "-f", "-q", "--write-midx"])?;
+        let big = Big::open(&pack_dir(&repo)).ok_or("no big index after the repack")?;
+        let mut inflate = gix::zlib::Inflate::default();
+        let mut out = Vec::new();
+        let whole = blobs
+            .iter()
+            .filter(|(id, _)| {
+                matches!(big.blob(id.as_bytes(), &mut inflate, &mut out), Found::Blob)
+            })
+            .count();
+        assert!(
+            whole > 0 && whole < blobs.len(),
+            "{whole} of {} blobs whole: git made no deltas or no bases",
+            blobs.len()
+        );
+        let store = crate::Store::open(repo.path())?;
+        let mut bulk = store.bulk_reader();
+        let mut plain = store.reader();
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for (id, bytes) in &blobs {
+            bulk.blob_into(*id, &mut a)?;
+            plain.blob_into(*id, &mut b)?;
+            assert_eq!(&a, bytes);
+            assert_eq!(&b, bytes);
+        }
+        // An object written loose after the repack.
+        let loose = store.write_blob(b"written after the repack")?;
+        bulk.blob_into(loose, &mut a)?;
+        assert_eq!(a, b"written after the repack");
+        let missing = gatos_types::Oid::from_bytes(sha1(1 << 40));
+        let tip = store.resolve_commit("refs/heads/main")?;
+        for id in [missing, tip] {
+            let (x, y) = (bulk.blob(id), plain.blob(id));
+            assert!(x.is_err(), "{id} read as a blob");
+            assert_eq!(format!("{x:?}"), format!("{y:?}"));
+        }
+        Ok(())
+    }
+
+    /// A pack directory with no big index gives none; the big index is kept while the
+    /// directory is unchanged and opened anew when a pack comes or goes.
+    #[test]
+    fn the_big_index_follows_the_pack_directory() -> gatos_testutil::TestResult {
+        let (repo, _) = repacked(2_000, &["repack", "-a", "-d", "-q", "--window=0"])?;
+        let dir = pack_dir(&repo);
+        let mut cached = None;
+        assert!(
+            current(&dir, &mut cached).is_none(),
+            "6,000 objects are not big"
+        );
+        let (repo, blobs) = repacked(17_000, &["repack", "-a", "-d", "-q", "--window=0"])?;
+        let dir = pack_dir(&repo);
+        let first = current(&dir, &mut cached).ok_or("no big index")?;
+        let again = current(&dir, &mut cached).ok_or("no big index")?;
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "opened again though nothing changed"
+        );
+        let store = crate::Store::open(repo.path())?;
+        let mut w = store.pack_writer();
+        crate::objects::Objects::blob(&mut w, b"one more")?;
+        let guard = w.finish()?;
+        let next = current(&dir, &mut cached).ok_or("no big index")?;
+        assert!(
+            !Arc::ptr_eq(&first, &next),
+            "a new pack did not open the index anew"
+        );
+        drop(guard);
+        // What the first mapping found is still there after the repack removed its files.
+        repo.git(&["repack", "-a", "-d", "-q", "--window=0", "--write-midx"])?;
+        let mut inflate = gix::zlib::Inflate::default();
+        let mut out = Vec::new();
+        let (id, bytes) = &blobs[100];
+        assert!(matches!(
+            first.blob(id.as_bytes(), &mut inflate, &mut out),
+            Found::Blob
+        ));
+        assert_eq!(&out, bytes);
+        Ok(())
+    }
+}
