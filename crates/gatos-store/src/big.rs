@@ -6,8 +6,8 @@
 //! there by bisection: about twenty probes, the last ten or so cache misses at random
 //! places in megabytes of ids. That lookup was half the work of reading a topic after
 //! maintenance. Object ids are SHA-1 hashes, spread evenly, so:
-//! - a table of where the ids of each leading 16 bits start (for 400,000 objects; fewer
-//!   bits for fewer) leaves a handful of ids to search, side by side in one or two cache
+//! - a table of where the ids of each leading 15 bits start (for 400,000 objects; fewer
+//!   bits for fewer, at most 16) leaves a dozen ids to search, side by side in a few cache
 //!   lines. It is built in one pass over the ids once the index has served enough lookups
 //!   to pay for it (a short read does not build it);
 //! - before that, and within a bucket, interpolation places each probe where the id's
@@ -16,8 +16,10 @@
 //!   a few probes, so it never takes more than a few probes beyond bisection.
 //!
 //! Only readers of many objects use it ([`crate::Store::bulk_reader`]), and only for blobs
-//! stored whole (not as deltas) in that one index; anything else, and any object it does
-//! not find, is read through gix as before. The files are mapped when first needed and kept
+//! in that one index (whole, or deltas on bases in their own pack, decoded as gix decodes
+//! them, with the same cache of bases); anything else, and any object it does not find, is
+//! read through gix as before (reading a delta's bases through gix after the big index found
+//! the delta would look the object up twice). The files are mapped when first needed and kept
 //! while the pack directory is unchanged; an object found in a mapping that a repack has
 //! since replaced is still that object (an id names one content).
 
@@ -25,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use gix::odb::pack::{data, index, multi_index};
+use gix::odb::pack::{cache, data, index, multi_index};
 
 use crate::FileStamp;
 
@@ -52,10 +54,11 @@ struct Buckets {
 }
 
 impl Buckets {
-    /// The buckets of `index`: about four ids each, at most 2^18 of them (1 MiB).
+    /// The buckets of `index`: 8 to 16 ids each (one to five cache lines), at most 2^16
+    /// of them (256 KiB: a reader's memory is part of what gatos promises; ADR 0046).
     fn of(index: &Index) -> Buckets {
         let n = index.len();
-        Self::build(n.max(1).ilog2().saturating_sub(2).clamp(8, 18), n, |at| {
+        Self::build(n.max(1).ilog2().saturating_sub(3).clamp(8, 16), n, |at| {
             index.id(at)
         })
     }
@@ -238,13 +241,10 @@ impl Big {
         index.place(at)
     }
 
-    /// Reads blob `id` into `out` when it is stored whole in the big index's packs.
-    pub(crate) fn blob(
-        &self,
-        id: &[u8; 20],
-        inflate: &mut gix::zlib::Inflate,
-        out: &mut Vec<u8>,
-    ) -> Found {
+    /// Reads blob `id` into `out` when the big index's packs hold it, whole or as a delta
+    /// within its pack.
+    pub(crate) fn blob(&self, id: &[u8; 20], scratch: &mut Scratch, out: &mut Vec<u8>) -> Found {
+        use data::entry::Header;
         let Some((pack, offset)) = self.find(id) else {
             return Found::Elsewhere;
         };
@@ -252,7 +252,13 @@ impl Big {
             return Found::Elsewhere;
         };
         let Some(file) = file
-            .get_or_init(|| data::File::at(path, gix::hash::Kind::Sha1).ok())
+            .get_or_init(|| {
+                let mut file = data::File::at(path, gix::hash::Kind::Sha1).ok()?;
+                // The delta bases' cache tells packs apart by this id (by default a
+                // checksum of the path): the place in the index cannot collide.
+                file.id = u32::try_from(pack).ok()?;
+                Some(file)
+            })
             .as_ref()
         else {
             return Found::Elsewhere;
@@ -260,20 +266,33 @@ impl Big {
         let Ok(entry) = file.entry(offset) else {
             return Found::Elsewhere;
         };
-        if !matches!(entry.header, data::entry::Header::Blob) || entry.decompressed_size > BLOB_MAX
-        {
-            return Found::Elsewhere;
-        }
-        let Ok(size) = usize::try_from(entry.decompressed_size) else {
-            return Found::Elsewhere;
+        let mut never = cache::Never;
+        let bases: &mut dyn cache::DecodeEntry = match entry.header {
+            Header::Blob if entry.decompressed_size <= BLOB_MAX => &mut never,
+            // As gix reads them: a cache of the bases decoded, capped in bytes.
+            Header::OfsDelta { .. } | Header::RefDelta { .. } => {
+                scratch.bases.get_or_insert_with(|| {
+                    Box::new(cache::lru::MemoryCappedHashmap::new(
+                        crate::DELTA_BASE_CACHE_BYTES,
+                    ))
+                })
+            }
+            _ => return Found::Elsewhere,
         };
-        out.clear();
-        out.resize(size, 0);
-        match file.decompress_entry(&entry, inflate, out) {
-            Ok(_) => Found::Blob,
-            Err(_) => Found::Elsewhere,
+        // A base named by id (not by offset in the pack) is left to gix.
+        match file.decode_entry(entry, out, &mut scratch.inflate, &|_, _| Ok(None), bases) {
+            Ok(o) if o.kind == gix::objs::Kind::Blob => Found::Blob,
+            _ => Found::Elsewhere,
         }
     }
+}
+
+/// A reader's own state for reading through the big index: its inflater, and the cache of
+/// delta bases, made when the first delta is read.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    inflate: gix::zlib::Inflate,
+    bases: Option<Box<cache::lru::MemoryCappedHashmap>>,
 }
 
 /// The big index as last opened, with the stamp of the pack directory then.
@@ -465,11 +484,11 @@ mod tests {
             );
             let big = Big::open(&dir).ok_or("no big index after the repack")?;
             assert!(big.index.len() >= BIG_MIN, "{} objects", big.index.len());
-            let mut inflate = gix::zlib::Inflate::default();
+            let mut scratch = Scratch::default();
             let mut out = Vec::new();
             for (i, (id, bytes)) in blobs.iter().enumerate() {
                 assert!(
-                    matches!(big.blob(id.as_bytes(), &mut inflate, &mut out), Found::Blob),
+                    matches!(big.blob(id.as_bytes(), &mut scratch, &mut out), Found::Blob),
                     "blob {i} {id} not found whole ({args:?})"
                 );
                 assert_eq!(&out, bytes, "blob {i}");
@@ -481,13 +500,13 @@ mod tests {
             let c = reader.commit(tip)?;
             for other in [tip, c.tree] {
                 assert!(matches!(
-                    big.blob(other.as_bytes(), &mut inflate, &mut out),
+                    big.blob(other.as_bytes(), &mut scratch, &mut out),
                     Found::Elsewhere
                 ));
             }
             for n in 0..1_000 {
                 assert!(matches!(
-                    big.blob(&sha1(n), &mut inflate, &mut out),
+                    big.blob(&sha1(n), &mut scratch, &mut out),
                     Found::Elsewhere
                 ));
             }
@@ -495,26 +514,34 @@ mod tests {
         Ok(())
     }
 
-    /// Blobs git stored as deltas are left to gix, and a bulk reader reads every blob,
-    /// whole or not, as the plain reader does; it reports a missing object and an object
-    /// of another kind as the plain reader does.
+    /// Blobs git stored as deltas are read through the big index too (their bases in the
+    /// same pack), and a bulk reader reads every blob as the plain reader does; it reports
+    /// a missing object and an object of another kind as the plain reader does.
     #[test]
     fn a_bulk_reader_reads_what_the_reader_reads() -> gatos_testutil::TestResult {
         let (repo, blobs) = repacked(17_000, &["repack", "-a", "-d", "-f", "-q", "--write-midx"])?;
         let big = Big::open(&pack_dir(&repo)).ok_or("no big index after the repack")?;
-        let mut inflate = gix::zlib::Inflate::default();
+        let mut scratch = Scratch::default();
         let mut out = Vec::new();
-        let whole = blobs
-            .iter()
-            .filter(|(id, _)| {
-                matches!(big.blob(id.as_bytes(), &mut inflate, &mut out), Found::Blob)
-            })
-            .count();
-        assert!(
-            whole > 0 && whole < blobs.len(),
-            "{whole} of {} blobs whole: git made no deltas or no bases",
-            blobs.len()
-        );
+        let mut deltas = 0;
+        for (id, bytes) in &blobs {
+            let (pack, offset) = big.find(id.as_bytes()).ok_or("not in the index")?;
+            assert!(matches!(
+                big.blob(id.as_bytes(), &mut scratch, &mut out),
+                Found::Blob
+            ));
+            assert_eq!(&out, bytes);
+            let file = big.packs[pack]
+                .1
+                .get()
+                .and_then(Option::as_ref)
+                .ok_or("no pack")?;
+            deltas += usize::from(!matches!(
+                file.entry(offset)?.header,
+                data::entry::Header::Blob
+            ));
+        }
+        assert!(deltas > blobs.len() / 2, "git made {deltas} deltas");
         let store = crate::Store::open(repo.path())?;
         let mut bulk = store.bulk_reader();
         let mut plain = store.reader();
@@ -571,11 +598,11 @@ mod tests {
         drop(guard);
         // What the first mapping found is still there after the repack removed its files.
         repo.git(&["repack", "-a", "-d", "-q", "--window=0", "--write-midx"])?;
-        let mut inflate = gix::zlib::Inflate::default();
+        let mut scratch = Scratch::default();
         let mut out = Vec::new();
         let (id, bytes) = &blobs[100];
         assert!(matches!(
-            first.blob(id.as_bytes(), &mut inflate, &mut out),
+            first.blob(id.as_bytes(), &mut scratch, &mut out),
             Found::Blob
         ));
         assert_eq!(&out, bytes);

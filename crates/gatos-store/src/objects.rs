@@ -428,7 +428,7 @@ impl Store {
         Reader {
             repo: self.handle(),
             buf: Vec::new(),
-            big: big.map(|b| (b, gix::zlib::Inflate::default())),
+            big: big.map(|b| (b, crate::big::Scratch::default())),
         }
     }
 }
@@ -499,8 +499,8 @@ pub struct Entry {
 pub struct Reader<'s> {
     repo: crate::Handle<'s>,
     buf: Vec<u8>,
-    /// A bulk reader's big index, and its inflater.
-    big: Option<(std::sync::Arc<crate::big::Big>, gix::zlib::Inflate)>,
+    /// A bulk reader's big index, and what reading through it keeps.
+    big: Option<(std::sync::Arc<crate::big::Big>, crate::big::Scratch)>,
 }
 
 impl Reader<'_> {
@@ -599,8 +599,8 @@ impl Reader<'_> {
     /// # Errors
     /// [`Error::MissingObject`], or [`Error::Corrupt`] when `id` is not a blob.
     pub fn blob_into(&mut self, id: Oid, out: &mut Vec<u8>) -> Result<()> {
-        if let Some((big, inflate)) = &mut self.big
-            && let crate::big::Found::Blob = big.blob(id.as_bytes(), inflate, out)
+        if let Some((big, scratch)) = &mut self.big
+            && let crate::big::Found::Blob = big.blob(id.as_bytes(), scratch, out)
         {
             return Ok(());
         }
