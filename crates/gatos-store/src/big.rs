@@ -6,9 +6,9 @@
 //! there by bisection: about twenty probes, the last ten or so cache misses at random
 //! places in megabytes of ids. That lookup was half the work of reading a topic after
 //! maintenance. Object ids are SHA-1 hashes, spread evenly, so:
-//! - a table of where the ids of each leading 15 bits start (for 400,000 objects; fewer
-//!   bits for fewer, at most 16) leaves a dozen ids to search, side by side in a few cache
-//!   lines. It is built in one pass over the ids once the index has served enough lookups
+//! - a table of where the ids of each leading 13 bits start (for 400,000 objects; fewer
+//!   bits for fewer, at most 14) leaves 32 to 64 ids to search, side by side in a kilobyte
+//!   or so. It is built in one pass over the ids once the index has served enough lookups
 //!   to pay for it (a short read does not build it);
 //! - before that, and within a bucket, interpolation places each probe where the id's
 //!   value says it should be: three or four probes instead of twenty. On ids that are not
@@ -54,11 +54,13 @@ struct Buckets {
 }
 
 impl Buckets {
-    /// The buckets of `index`: 8 to 16 ids each (one to five cache lines), at most 2^16
-    /// of them (256 KiB: a reader's memory is part of what gatos promises; ADR 0046).
+    /// The buckets of `index`: 32 to 64 ids each, at most 2^14 of them (64 KiB: a reader's
+    /// memory is part of what gatos promises). With 2^16 buckets of 8 to 16 ids the reads
+    /// were no faster within their spread and a 1,000,000-message read used 100 to 150 KiB
+    /// more (ADR 0046, session 10).
     fn of(index: &Index) -> Buckets {
         let n = index.len();
-        Self::build(n.max(1).ilog2().saturating_sub(3).clamp(8, 16), n, |at| {
+        Self::build(n.max(1).ilog2().saturating_sub(5).clamp(8, 14), n, |at| {
             index.id(at)
         })
     }
