@@ -8,20 +8,23 @@
 //! maintenance. Object ids are SHA-1 hashes, spread evenly, so:
 //! - a table of where the ids of each leading 13 bits start (for 400,000 objects; fewer
 //!   bits for fewer, at most 14) leaves 32 to 64 ids to search, side by side in a kilobyte
-//!   or so. It is built in one pass over the ids once the index has served enough lookups
+//!   or so (up to a million objects; more beyond: about 240 at four million). It is built in one pass over the ids once the index has served enough lookups
 //!   to pay for it (a short read does not build it);
 //! - before that, and within a bucket, interpolation places each probe where the id's
 //!   value says it should be: three or four probes instead of twenty. On ids that are not
 //!   spread evenly (ids can be chosen by whoever writes objects), the search bisects after
-//!   a few probes, so it never takes more than a few probes beyond bisection.
+//!   six probes, so it takes at most those six beyond bisection (and a last run of eight
+//!   ids read side by side).
 //!
 //! Only readers of many objects use it ([`crate::Store::bulk_reader`]), and only for blobs
-//! in that one index (whole, or deltas on bases in their own pack, decoded as gix decodes
-//! them, with the same cache of bases); anything else, and any object it does not find, is
-//! read through gix as before (reading a delta's bases through gix after the big index found
-//! the delta would look the object up twice). The files are mapped when first needed and kept
-//! while the pack directory is unchanged; an object found in a mapping that a repack has
-//! since replaced is still that object (an id names one content).
+//! in that one index: whole, or deltas on bases in their own pack, decoded as gix decodes
+//! them with a cache of bases capped as the store caps gix's (reading a delta's bases
+//! through gix after the big index found the delta would look the object up twice).
+//! Anything else, and any object it does not find, is read through gix as before. The
+//! files are mapped when first needed and kept while the index file is unchanged; an
+//! object found in a mapping that a repack has since replaced is still that object (an id
+//! names one content), and a pack that can no longer be opened makes the next bulk reader
+//! open the index anew.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -34,11 +37,21 @@ use crate::FileStamp;
 /// Fewer objects than this are left to gix: their ids fit in a core's caches.
 const BIG_MIN: u32 = 50_000;
 
-/// Blobs larger than this are left to gix (and its allocation limits).
+/// Blobs stored whole and larger than this are left to gix.
 const BLOB_MAX: u64 = 16 << 20;
+
+/// No allocation made while decoding (a delta's result and its bases) may exceed this:
+/// a damaged delta that claims a huge result fails here and is left to gix, whose
+/// limit is the repository's (`GIT_ALLOC_LIMIT`).
+const ALLOC_MAX: usize = 4 * (16 << 20);
 
 /// The index searched, and the packs it names (mapped when first read).
 pub(crate) struct Big {
+    /// The index file opened, and its stamp then.
+    source: (PathBuf, FileStamp),
+    /// Set when a pack it names could not be opened (a repack removed it): the index is
+    /// opened anew by the next bulk reader.
+    stale: std::sync::atomic::AtomicBool,
     index: Index,
     packs: Vec<(PathBuf, OnceLock<Option<data::File>>)>,
     /// Lookups served before [`Big::buckets`] was built.
@@ -54,7 +67,7 @@ struct Buckets {
 }
 
 impl Buckets {
-    /// The buckets of `index`: 32 to 64 ids each, at most 2^14 of them (64 KiB: a reader's
+    /// The buckets of `index`: 32 to 64 ids each up to 2^20 ids, at most 2^14 of them (64 KiB: a reader's
     /// memory is part of what gatos promises). With 2^16 buckets of 8 to 16 ids the reads
     /// were no faster within their spread and a 1,000,000-message read used 100 to 150 KiB
     /// more (ADR 0046, session 10).
@@ -131,7 +144,8 @@ fn key(id: &[u8]) -> u64 {
 
 /// Probes placed by interpolation before the search falls back to bisection. Evenly
 /// spread ids need three or four (the expected number grows as log log n); ids chosen to
-/// cluster cannot make a search take more than this many probes beyond bisection's.
+/// cluster cannot make a search take more than this many probes beyond bisection's, plus
+/// the reads of the last eight ids, side by side.
 const INTERPOLATED: u32 = 6;
 
 /// Where `id` is among the sorted ids at positions `lo..hi`, read with `id_at`, whose keys
@@ -185,7 +199,7 @@ impl Big {
     pub(crate) fn open(dir: &Path) -> Option<Big> {
         let hash = gix::hash::Kind::Sha1;
         let midx = dir.join("multi-pack-index");
-        if midx.is_file() {
+        if let Some(stamp) = crate::file_stamp(&midx) {
             let m = multi_index::File::at(&midx, None).ok()?;
             if m.num_objects() < BIG_MIN || m.object_hash() != hash {
                 return None;
@@ -196,6 +210,8 @@ impl Big {
                 .map(|n| (dir.join(n).with_extension("pack"), OnceLock::new()))
                 .collect();
             return Some(Big {
+                source: (midx, stamp),
+                stale: false.into(),
                 index: Index::Multi(m),
                 packs,
                 lookups: AtomicU32::new(0),
@@ -214,13 +230,17 @@ impl Big {
             }
         }
         let (_, path) = best?;
+        let stamp = crate::file_stamp(&path)?;
         let i = index::File::at(&path, hash).ok()?;
         if i.num_objects() < BIG_MIN {
             return None;
         }
+        let pack = path.with_extension("pack");
         Some(Big {
+            source: (path, stamp),
+            stale: false.into(),
             index: Index::Single(i),
-            packs: vec![(path.with_extension("pack"), OnceLock::new())],
+            packs: vec![(pack, OnceLock::new())],
             lookups: AtomicU32::new(0),
             buckets: OnceLock::new(),
         })
@@ -253,16 +273,8 @@ impl Big {
         let Some((path, file)) = self.packs.get(pack) else {
             return Found::Elsewhere;
         };
-        let Some(file) = file
-            .get_or_init(|| {
-                let mut file = data::File::at(path, gix::hash::Kind::Sha1).ok()?;
-                // The delta bases' cache tells packs apart by this id (by default a
-                // checksum of the path): the place in the index cannot collide.
-                file.id = u32::try_from(pack).ok()?;
-                Some(file)
-            })
-            .as_ref()
-        else {
+        let Some(file) = file.get_or_init(|| open_pack(path, pack)).as_ref() else {
+            self.stale.store(true, Ordering::Relaxed);
             return Found::Elsewhere;
         };
         let Ok(entry) = file.entry(offset) else {
@@ -289,6 +301,22 @@ impl Big {
     }
 }
 
+/// Maps pack `path`, the `pack`th its index names, if it is the pack its name says (a
+/// pack is named by its checksum).
+fn open_pack(path: &Path, pack: usize) -> Option<data::File> {
+    let mut file = data::File::at(path, gix::hash::Kind::Sha1)
+        .ok()?
+        .with_alloc_limit_bytes(Some(ALLOC_MAX));
+    let name = path.file_stem()?.to_str()?.strip_prefix("pack-")?;
+    if gix::ObjectId::from_hex(name.as_bytes()).ok()? != file.checksum() {
+        return None;
+    }
+    // The delta bases' cache tells packs apart by this id (by default a checksum of the
+    // path): the place in the index cannot collide.
+    file.id = u32::try_from(pack).ok()?;
+    Some(file)
+}
+
 /// A reader's own state for reading through the big index: its inflater, and the cache of
 /// delta bases, made when the first delta is read.
 #[derive(Default)]
@@ -300,18 +328,39 @@ pub(crate) struct Scratch {
 /// The big index as last opened, with the stamp of the pack directory then.
 pub(crate) type Cached = Option<(FileStamp, Option<Arc<Big>>)>;
 
-/// The big index of `dir` now: `cached` when the directory is unchanged, else opened anew
-/// (and cached).
+/// The big index of `dir` now: `cached` while the directory is unchanged, or changed
+/// without touching the index file it came from (a pack added beside it); else opened
+/// anew (and cached). One whose pack could not be opened is opened anew.
 pub(crate) fn current(dir: &Path, cached: &mut Cached) -> Option<Arc<Big>> {
     let stamp = crate::file_stamp(dir)?;
-    if let Some((s, big)) = cached
-        && *s == stamp
-    {
-        return big.clone();
+    if let Some((s, big)) = cached {
+        let usable = big
+            .as_ref()
+            .is_none_or(|b| !b.stale.load(Ordering::Relaxed));
+        if *s == stamp && usable {
+            return big.clone();
+        }
+        if let Some(b) = big
+            && usable
+            && b.still_there(dir)
+        {
+            *s = stamp;
+            return Some(b.clone());
+        }
     }
     let big = Big::open(dir).map(Arc::new);
     *cached = Some((stamp, big.clone()));
     big
+}
+
+impl Big {
+    /// Whether the index file it was opened from is still the one to use: unchanged, and
+    /// for a pack's own index, no multi-pack index written since.
+    fn still_there(&self, dir: &Path) -> bool {
+        let (path, stamp) = &self.source;
+        crate::file_stamp(path).as_ref() == Some(stamp)
+            && (matches!(self.index, Index::Multi(_)) || !dir.join("multi-pack-index").exists())
+    }
 }
 
 #[cfg(test)]
@@ -434,13 +483,25 @@ mod tests {
         n: u32,
         args: &[&str],
     ) -> gatos_testutil::TestResult<(gatos_testutil::TempRepo, Blobs)> {
-        use crate::objects::{NewCommit, Objects as _};
         let repo = gatos_testutil::TempRepo::bare()?;
+        let blobs = more_commits(&repo, 0, n)?;
+        repo.git(args)?;
+        Ok((repo, blobs))
+    }
+
+    /// Adds commits `from..to` (as [`repacked`] makes them) on top of the branch, as one
+    /// pack written by gatos; returns their blobs.
+    fn more_commits(
+        repo: &gatos_testutil::TempRepo,
+        from: u32,
+        to: u32,
+    ) -> gatos_testutil::TestResult<Blobs> {
+        use crate::objects::{NewCommit, Objects as _};
         let store = crate::Store::open(repo.path())?;
+        let mut tip = store.resolve_commit("refs/heads/main").ok();
         let mut w = store.pack_writer();
-        let mut tip = None;
         let mut blobs = Vec::new();
-        for i in 0..n {
+        for i in from..to {
             let bytes = format!(
                 "{{\"seq\":{i},\"topic\":\"orders\",\"payload\":\"{}\"}}",
                 "order placed by a customer ".repeat(8)
@@ -460,8 +521,27 @@ mod tests {
         drop(w.finish()?);
         let tip = tip.ok_or("no commits")?.to_string();
         repo.git(&["update-ref", "refs/heads/main", &tip])?;
-        repo.git(args)?;
-        Ok((repo, blobs))
+        Ok(blobs)
+    }
+
+    /// Reads every blob of `blobs` through `big`, requiring each found with its bytes;
+    /// returns the packs (places in the index's list) they were found in.
+    fn read_all(big: &Big, blobs: &Blobs) -> gatos_testutil::TestResult<Vec<usize>> {
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        let mut packs = Vec::new();
+        for (i, (id, bytes)) in blobs.iter().enumerate() {
+            let (pack, _) = big.find(id.as_bytes()).ok_or("not in the index")?;
+            assert!(
+                matches!(big.blob(id.as_bytes(), &mut scratch, &mut out), Found::Blob),
+                "blob {i} {id} not read through the big index"
+            );
+            assert_eq!(&out, bytes, "blob {i}");
+            if !packs.contains(&pack) {
+                packs.push(pack);
+            }
+        }
+        Ok(packs)
     }
 
     fn pack_dir(repo: &gatos_testutil::TempRepo) -> PathBuf {
@@ -546,6 +626,7 @@ mod tests {
         assert!(deltas > blobs.len() / 2, "git made {deltas} deltas");
         let store = crate::Store::open(repo.path())?;
         let mut bulk = store.bulk_reader();
+        assert!(bulk.has_big_index(), "the bulk reader has no big index");
         let mut plain = store.reader();
         let mut a = Vec::new();
         let mut b = Vec::new();
@@ -569,15 +650,17 @@ mod tests {
         Ok(())
     }
 
-    /// A pack directory with no big index gives none; the big index is kept while the
-    /// directory is unchanged and opened anew when a pack comes or goes.
+    /// A pack directory with no big index gives none. The big index is kept while its file
+    /// is unchanged, also when a pack is added beside it, and opened anew when a repack
+    /// replaces it. A pack it had mapped still reads after the repack removed its files; a
+    /// pack it had not mapped yet is left to gix, and the next bulk reader opens the
+    /// index anew.
     #[test]
-    fn the_big_index_follows_the_pack_directory() -> gatos_testutil::TestResult {
+    fn the_big_index_follows_its_file() -> gatos_testutil::TestResult {
         let (repo, _) = repacked(2_000, &["repack", "-a", "-d", "-q", "--window=0"])?;
-        let dir = pack_dir(&repo);
         let mut cached = None;
         assert!(
-            current(&dir, &mut cached).is_none(),
+            current(&pack_dir(&repo), &mut cached).is_none(),
             "6,000 objects are not big"
         );
         let (repo, blobs) = repacked(17_000, &["repack", "-a", "-d", "-q", "--window=0"])?;
@@ -588,26 +671,62 @@ mod tests {
             Arc::ptr_eq(&first, &again),
             "opened again though nothing changed"
         );
-        let store = crate::Store::open(repo.path())?;
-        let mut w = store.pack_writer();
-        crate::objects::Objects::blob(&mut w, b"one more")?;
-        let guard = w.finish()?;
+        // A pack beside it (a batch publish) changes the directory, not the index.
+        let more = more_commits(&repo, 17_000, 17_100)?;
+        let beside = current(&dir, &mut cached).ok_or("no big index")?;
+        assert!(
+            Arc::ptr_eq(&first, &beside),
+            "opened again for a pack beside it"
+        );
+        // Map the pack through `first`; `unmapped` opened the index but read nothing.
+        read_all(&first, &blobs[..10].to_vec())?;
+        let unmapped = Big::open(&dir).ok_or("no big index")?;
+        let old_pack = first.packs[0].0.clone();
+        repo.git(&["repack", "-a", "-d", "-q", "--window=0", "--write-midx"])?;
+        assert!(!old_pack.exists(), "the repack kept {}", old_pack.display());
+        // The mapping still answers; the index it came from is gone, so it is not reused.
+        read_all(&first, &blobs[100..200].to_vec())?;
         let next = current(&dir, &mut cached).ok_or("no big index")?;
         assert!(
             !Arc::ptr_eq(&first, &next),
-            "a new pack did not open the index anew"
+            "kept past the repack that replaced it"
         );
-        drop(guard);
-        // What the first mapping found is still there after the repack removed its files.
-        repo.git(&["repack", "-a", "-d", "-q", "--window=0", "--write-midx"])?;
+        assert!(matches!(next.index, Index::Multi(_)));
+        read_all(&next, &more)?;
+        // A pack that is gone before it was mapped: left to gix, and the index is stale.
         let mut scratch = Scratch::default();
         let mut out = Vec::new();
-        let (id, bytes) = &blobs[100];
+        let (id, _) = &blobs[5];
         assert!(matches!(
-            first.blob(id.as_bytes(), &mut scratch, &mut out),
-            Found::Blob
+            unmapped.blob(id.as_bytes(), &mut scratch, &mut out),
+            Found::Elsewhere
         ));
-        assert_eq!(&out, bytes);
+        assert!(unmapped.stale.load(Ordering::Relaxed));
+        Ok(())
+    }
+
+    /// A multi-pack index over several packs: each blob is read from the pack the index
+    /// names for it, with its bytes.
+    #[test]
+    fn a_multi_pack_index_over_several_packs_reads_from_each() -> gatos_testutil::TestResult {
+        let (repo, mut blobs) = repacked(
+            17_000,
+            &["repack", "-a", "-d", "-q", "--window=0", "--write-midx"],
+        )?;
+        blobs.extend(more_commits(&repo, 17_000, 19_000)?);
+        blobs.extend(more_commits(&repo, 19_000, 21_000)?);
+        repo.git(&["multi-pack-index", "write"])?;
+        let big = Big::open(&pack_dir(&repo)).ok_or("no big index")?;
+        assert!(matches!(big.index, Index::Multi(_)));
+        assert_eq!(
+            big.packs.len(),
+            3,
+            "{:?}",
+            big.packs.iter().map(|p| &p.0).collect::<Vec<_>>()
+        );
+        let mut packs = read_all(&big, &blobs)?;
+        packs.sort_unstable();
+        assert_eq!(packs, vec![0, 1, 2], "blobs were found in packs {packs:?}");
         Ok(())
     }
 }

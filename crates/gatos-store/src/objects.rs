@@ -517,6 +517,12 @@ impl Reader<'_> {
         }
     }
 
+    /// Whether this reader looks blobs up in a big index first.
+    #[cfg(test)]
+    pub(crate) fn has_big_index(&self) -> bool {
+        self.big.is_some()
+    }
+
     /// Tells whether an object exists.
     pub fn exists(&self, id: Oid) -> bool {
         self.repo.has_object(to_gix(id))
