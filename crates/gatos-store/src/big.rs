@@ -294,7 +294,10 @@ impl Big {
             _ => return Found::Elsewhere,
         };
         // A base named by id (not by offset in the pack) is left to gix.
-        match file.decode_entry(entry, out, &mut scratch.inflate, &|_, _| Ok(None), bases) {
+        let inflate = scratch
+            .inflate
+            .get_or_insert_with(gix::zlib::Inflate::default);
+        match file.decode_entry(entry, out, inflate, &|_, _| Ok(None), bases) {
             Ok(o) if o.kind == gix::objs::Kind::Blob => Found::Blob,
             _ => Found::Elsewhere,
         }
@@ -317,11 +320,12 @@ fn open_pack(path: &Path, pack: usize) -> Option<data::File> {
     Some(file)
 }
 
-/// A reader's own state for reading through the big index: its inflater, and the cache of
-/// delta bases, made when the first delta is read.
+/// A reader's own state for reading through the big index: its inflater, made at its first
+/// read (a reader of a short page may read nothing there), and the cache of delta bases,
+/// made when the first delta is read.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    inflate: gix::zlib::Inflate,
+    inflate: Option<gix::zlib::Inflate>,
     bases: Option<Box<cache::lru::MemoryCappedHashmap>>,
 }
 

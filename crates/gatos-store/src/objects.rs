@@ -413,8 +413,9 @@ impl Store {
     /// Starts reading many objects, such as a long run of messages: as [`Store::reader`],
     /// but blobs are looked up first in the repository's largest pack index with a search
     /// that needs a few probes instead of about twenty (after maintenance that index holds
-    /// most objects). Opening it costs a `stat` of the pack directory, and a mapping of the
-    /// index when the directory changed since the last bulk reader.
+    /// most objects). Starting one costs a `stat` of the pack directory (and of the index
+    /// file when the directory changed); the index is mapped again only when its file
+    /// changed, and its table of id prefixes is built once enough lookups were made.
     pub fn bulk_reader(&self) -> Reader<'_> {
         let dir = self.common_dir().join("objects").join("pack");
         let big = {
