@@ -189,29 +189,27 @@ impl<'g> Jobs<'g> {
         }
         // The enqueuer signs what it asked for; a node without a key writes an unsigned
         // job, which workers run only when told to (ADR 0019).
-        let envelope = match self.gatos.keys().signing_key()? {
+        let signed = match self.gatos.keys().signing_key()? {
             Some(key) => {
                 let key_id = gatos_types::KeyId::from_bytes(key.verifying_key().to_bytes());
                 trailers = trailers.with(enqueuer::ENQUEUER_KEY, key_id);
-                Some(enqueuer::sign(
-                    &key,
-                    &enqueuer::Statement {
-                        job: id,
-                        content_id,
-                        queue: spec.queue.clone(),
-                        priority: spec.priority,
-                        enqueuer: enqueuer::Enqueuer {
-                            key: key_id,
-                            actor: actor.to_owned(),
-                        },
-                        enqueued_at: now,
+                let st = enqueuer::Statement {
+                    job: id,
+                    content_id,
+                    queue: spec.queue.clone(),
+                    priority: spec.priority,
+                    enqueuer: enqueuer::Enqueuer {
+                        key: key_id,
+                        actor: actor.to_owned(),
                     },
-                )?)
+                    enqueued_at: now,
+                };
+                Some((enqueuer::sign(&key, &st)?, st))
             }
             None => None,
         };
         let mut files: Vec<(&str, &[u8])> = vec![(JOB_PATH, &doc)];
-        if let Some(e) = &envelope {
+        if let Some((e, _)) = &signed {
             files.push((enqueuer::ENQUEUE_PATH, e));
         }
         let commit =
@@ -240,6 +238,14 @@ impl<'g> Jobs<'g> {
             tracing::warn!(job = %id, error = %err, "could not update the job ready index; it will catch up");
         }
         drop(admitted);
+        // What a check of the envelope and a listing's catalog catch-up would find, known
+        // here without reading the commit back or verifying the signature just made.
+        let who = signed.map(|(_, st)| {
+            let who = (st.enqueuer.key, st.enqueuer.actor.clone());
+            enqueuer::remember(self.gatos, commit, st);
+            who
+        });
+        self.catalog_enqueued(&rec.spec, id, who);
         events::emit(
             self.gatos,
             gatos_types::jobs::JobEventKind::Enqueued,

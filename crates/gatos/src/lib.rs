@@ -167,15 +167,20 @@ pub(crate) struct Inner {
     ready: Mutex<jobs::ready::State>,
     docs: jobs::records::DocCache,
     envelopes: jobs::enqueuer::EnvelopeCache,
+    catalog: jobs::catalog::Pending,
     arbiter: Mutex<Option<String>>,
 }
 
 impl Drop for Gatos {
     /// The last handle materializes what it journaled: plain `git` sees every publish once
-    /// the handles are gone (a killed process leaves its journal to the next reader).
+    /// the handles are gone (a killed process leaves its journal to the next reader). It
+    /// also appends the job catalog's lines of the jobs it enqueued.
     fn drop(&mut self) {
-        if Arc::strong_count(&self.inner) == 1 && !self.inner.journals.pending_topics().is_empty() {
-            self.messages().flush_due(std::time::Duration::ZERO);
+        if Arc::strong_count(&self.inner) == 1 {
+            if !self.inner.journals.pending_topics().is_empty() {
+                self.messages().flush_due(std::time::Duration::ZERO);
+            }
+            self.jobs().flush_catalog();
         }
     }
 }
@@ -326,6 +331,7 @@ impl Gatos {
                 ready: Mutex::default(),
                 docs: jobs::records::DocCache::default(),
                 envelopes: jobs::enqueuer::EnvelopeCache::default(),
+                catalog: jobs::catalog::Pending::default(),
                 arbiter: Mutex::default(),
             }),
         })
@@ -488,6 +494,11 @@ impl Gatos {
     /// The enqueue envelopes this handle checked, by job commit.
     pub(crate) fn envelope_cache(&self) -> &jobs::enqueuer::EnvelopeCache {
         &self.inner.envelopes
+    }
+
+    /// The catalog lines of jobs this handle enqueued, not appended yet.
+    pub(crate) fn catalog_pending(&self) -> &jobs::catalog::Pending {
+        &self.inner.catalog
     }
 
     /// Returns the message plane.

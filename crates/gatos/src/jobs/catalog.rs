@@ -4,8 +4,10 @@
 //! `<git-dir>/gatos/index/jobs/catalog.jsonl` is an append-only journal of JSON lines, one
 //! per job, written under the `index.jobs.catalog` lock family. A job document is
 //! immutable once its ref exists, so a line is never rewritten: the journal only grows,
-//! and catches up from the refs when a list finds job ids it lacks (jobs enqueued by this
-//! node, or arrived by sync, or archived elsewhere). A handle remembers what it read (per
+//! and catches up from the refs when a list finds job ids it lacks (jobs arrived by sync
+//! or archived elsewhere, and jobs whose enqueuing process died before it appended their
+//! lines). A handle that enqueues appends its jobs' lines itself, a few hundred at a time
+//! and before it lists ([`Pending`]): it signed them, so nothing is read back or checked. A handle remembers what it read (per
 //! process, by path) and reads only what was appended since. A line that does not parse
 //! (a torn append after a crash) makes the journal be rebuilt from the refs; it is never
 //! trusted over them: a listed job's row is always read from its refs.
@@ -18,8 +20,8 @@
 //! without reading jobs; time ranges and id prefixes are ranges of ULIDs, the order of the
 //! refs. So a page of a long history costs about what it costs in a short one, unless a
 //! filter skips most of the jobs it passes over. The rows returned take their enqueuer
-//! (key, actor, trusted) from the catalog: a job listed for the first time costs one check
-//! of its enqueue signature, once, and a line appended.
+//! (key, actor, trusted) from the catalog: a job it lacks costs one check of its enqueue
+//! signature, once, and a line appended.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read as _, Seek as _, Write as _};
@@ -38,6 +40,18 @@ use crate::refs::{Live, RefSource};
 
 const FAMILY: &str = "index.jobs.catalog";
 const FILE: &str = "catalog.jsonl";
+
+/// Lines of jobs a handle enqueued that it holds before appending them together.
+const PENDING_MAX: usize = 256;
+
+/// The facts of jobs this handle enqueued and has not appended yet: known at the enqueue
+/// (the handle signed them), so no listing has to read those jobs back and check their
+/// signatures. Appended together, PENDING_MAX at a time, before any listing of this
+/// handle reads the catalog, and when the last handle is dropped. A process that dies
+/// first loses them: a listing catches those jobs up from their refs, as it does jobs
+/// that came by sync.
+#[derive(Default)]
+pub(crate) struct Pending(Mutex<Vec<Facts>>);
 
 /// Ids a page takes from the merged streams at a time (their facts are read together).
 const BATCH: usize = 256;
@@ -348,6 +362,60 @@ impl Query {
 }
 
 impl Jobs<'_> {
+    /// Notes the facts of a job this handle just enqueued (its ref exists): `who` is the
+    /// key and actor of the statement it signed, `None` when it signed none.
+    pub(crate) fn catalog_enqueued(
+        &self,
+        spec: &gatos_types::jobs::JobSpec,
+        id: Ulid,
+        who: Option<(KeyId, String)>,
+    ) {
+        let (key, actor) = who.map_or((None, None), |(k, a)| (Some(k), Some(a)));
+        let due = {
+            let mut p = self
+                .gatos
+                .catalog_pending()
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            p.push(Facts {
+                id,
+                queue: spec.queue.clone(),
+                caps: spec.required_capabilities.clone(),
+                labels: spec.labels.clone(),
+                key,
+                actor,
+            });
+            p.len() >= PENDING_MAX
+        };
+        if due {
+            self.flush_catalog();
+        }
+    }
+
+    /// Appends the facts this handle holds ([`Pending`]). A failure is logged, not
+    /// returned: those jobs are caught up from their refs by the next listing.
+    pub(crate) fn flush_catalog(&self) {
+        let facts = std::mem::take(
+            &mut *self
+                .gatos
+                .catalog_pending()
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if facts.is_empty() {
+            return;
+        }
+        if let Err(e) = self.append(&self.catalog_path(), &facts) {
+            tracing::warn!(
+                error = %e,
+                jobs = facts.len(),
+                "could not append enqueued jobs to the job catalog; a listing will catch them up"
+            );
+        }
+    }
+
     fn catalog_path(&self) -> PathBuf {
         self.gatos
             .store()
@@ -508,6 +576,7 @@ impl Jobs<'_> {
         live: &BTreeMap<Ulid, Refs>,
         archived: &BTreeMap<Ulid, archive::Archived>,
     ) -> Result<Arc<HashMap<Ulid, Facts>>> {
+        self.flush_catalog();
         let path = self.catalog_path();
         let mut all = self.read_catalog(&path)?;
         let missing: Vec<Ulid> = ids

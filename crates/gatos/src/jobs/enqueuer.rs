@@ -197,14 +197,45 @@ pub fn check(gatos: &Gatos, id: Ulid, job_commit: Oid) -> Result<Verdict> {
     })
 }
 
-/// The content part of [`check`]: reads and verifies the envelope.
+/// Records the statement a job commit this handle just wrote carries (signed by this
+/// handle's key over that commit's own document): the next check of that commit in this
+/// process reads nothing back. Only [`super::Jobs::enqueue`] calls it, after the job's
+/// ref exists.
+pub(crate) fn remember(gatos: &Gatos, job_commit: Oid, st: Statement) {
+    let mut checked = gatos
+        .envelope_cache()
+        .checked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if checked.len() >= EnvelopeCache::MAX {
+        checked.clear();
+    }
+    checked.insert((st.job, job_commit), Signed::By(st));
+}
+
+/// The content part of [`check`]: reads and verifies the envelope. The commit's tree is
+/// read once; `job.json` comes from the handle's document cache when a job record read it.
 fn signed(gatos: &Gatos, id: Ulid, job_commit: Oid) -> Result<Signed> {
     let mut r = gatos.store().reader();
     let c = r.commit(job_commit)?;
-    let Some(env_bytes) = r.file(c.tree, ENQUEUE_PATH)? else {
+    let entries = r.tree(c.tree)?;
+    let blob = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e.name == name && !e.is_tree)
+            .map(|e| e.oid)
+    };
+    let Some(env_id) = blob(ENQUEUE_PATH) else {
         return Ok(Signed::Unsigned);
     };
-    let doc = r.file(c.tree, JOB_PATH)?.unwrap_or_default();
+    let env_bytes = r.blob(env_id)?;
+    let doc: std::sync::Arc<[u8]> = match gatos.cached_doc_bytes(job_commit, JOB_PATH) {
+        Some(d) => d,
+        None => match blob(JOB_PATH) {
+            Some(d) => r.blob(d)?.into(),
+            None => std::sync::Arc::default(),
+        },
+    };
     let invalid = |why: &str| Ok(Signed::Invalid(why.to_owned()));
     let Ok(env) = serde_json::from_slice::<Envelope>(&env_bytes) else {
         return invalid("enqueue.json is not a DSSE envelope");

@@ -113,6 +113,15 @@ impl DocCache {
 }
 
 impl Gatos {
+    /// The bytes of a document in this handle's [`DocCache`], if it holds them.
+    pub(crate) fn cached_doc_bytes(
+        &self,
+        commit: Oid,
+        path: &'static str,
+    ) -> Option<std::sync::Arc<[u8]>> {
+        self.doc_cache().get(commit, path).map(|(b, _)| b)
+    }
+
     /// Puts a document this handle just wrote into its [`DocCache`] (`time` as given to
     /// the commit, which keeps whole seconds), so the next step of the same job does not
     /// read it back.

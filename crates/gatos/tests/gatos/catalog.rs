@@ -171,6 +171,65 @@ fn a_torn_catalog_is_rebuilt_and_jobs_from_elsewhere_are_caught_up() -> TestResu
     Ok(())
 }
 
+/// The handle that enqueues a job writes its catalog line (when it lists, and when the
+/// last handle goes), and that line is the one a listing writes when it catches the job up
+/// from its refs, checking its enqueue signature (issue #21).
+#[test]
+fn an_enqueuer_catalogs_its_jobs_as_a_catch_up_from_the_refs_would() -> TestResult {
+    let repo = TempRepo::new()?;
+    let path = repo.git_dir().join("gatos/index/jobs/catalog.jsonl");
+    let (g, _clock) = open_at(&repo, T0)?;
+    g.keys().init(false)?;
+    let mut all = Vec::new();
+    for (i, queue) in ["a", "b", "a"].into_iter().enumerate() {
+        all.push(enqueue(
+            &g,
+            json!({
+                "command": ["true"],
+                "queue": queue,
+                "required_capabilities": if i == 1 { vec!["gpu"] } else { vec![] },
+                "labels": {"n": format!("n{i}")},
+            }),
+        )?);
+    }
+    // Held by the handle: nothing on disk yet, and nothing read back to know them.
+    assert!(!path.exists());
+    drop(g);
+    let written = std::fs::read_to_string(&path)?;
+    assert_eq!(written.lines().count(), 3, "{written}");
+    let (g2, _) = open_at(&repo, T0)?;
+    assert!(catalog::catalogued(&g2, all[0])? && catalog::catalogued(&g2, all[2])?);
+    let from_enqueuer = g2.jobs().page(&Query::default())?;
+    assert_eq!(ids(&from_enqueuer), all);
+    assert_eq!(
+        std::fs::read_to_string(&path)?,
+        written,
+        "nothing to catch up"
+    );
+    // The same jobs caught up from their refs: the same lines, the same rows.
+    std::fs::remove_file(&path)?;
+    let (g3, _) = open_at(&repo, T0)?;
+    let caught_up = g3.jobs().page(&Query::default())?;
+    let mut a: Vec<&str> = written.lines().collect();
+    let again = std::fs::read_to_string(&path)?;
+    let mut b: Vec<&str> = again.lines().collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b);
+    assert_eq!(caught_up, from_enqueuer);
+    let who = caught_up.jobs[1].enqueuer.clone().ok_or("an enqueuer")?;
+    assert_eq!((who.key, who.trusted), (g3.keys().current(), true));
+    // A handle that lists appends what it holds first.
+    let d = enqueue(&g3, json!({"command": ["true"], "queue": "gpu-less"}))?;
+    let only = g3.jobs().page(&Query {
+        queue: Some("gpu-less".parse()?),
+        ..Query::default()
+    })?;
+    assert_eq!(ids(&only), vec![d]);
+    assert_eq!(std::fs::read_to_string(&path)?.lines().count(), 4);
+    Ok(())
+}
+
 #[test]
 fn a_final_state_searches_the_archive() -> TestResult {
     let repo = TempRepo::new()?;

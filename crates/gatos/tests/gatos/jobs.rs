@@ -934,6 +934,26 @@ fn a_cached_envelope_check_follows_a_change_of_trust_as_a_fresh_handle_does() ->
     Ok(())
 }
 
+/// What an enqueue remembers of the statement it signed is what a fresh handle reads from
+/// the commit and verifies (issue #21).
+#[test]
+fn an_enqueue_remembers_the_envelope_check_a_fresh_handle_makes() -> TestResult {
+    use gatos::jobs::enqueuer::{Verdict, check};
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let job = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["true"], "queue": "q"}))?)?;
+    let remembered = check(&g, job.id, job.commit)?;
+    let Verdict::Trusted(st) = &remembered else {
+        return Err(format!("the node's own enqueue is trusted: {remembered:?}").into());
+    };
+    assert_eq!((st.job, st.content_id), (job.id, job.content_id));
+    let fresh = crate::support::open(&repo)?;
+    assert_eq!(check(&fresh, job.id, job.commit)?, remembered);
+    Ok(())
+}
+
 /// Concurrent job actions through one handle share one group commit (ADR 0046): a claim, a
 /// heartbeat and a complete commit together while a heartbeat whose claim ref another
 /// writer moved meanwhile loses its compare-and-swap alone (issue #21).
