@@ -479,6 +479,16 @@ fn lease_lost(job: Ulid, why: LostClaim) -> Error {
     LeaseError::Lost { job, why }.into()
 }
 
+/// A job a claim may take, as far as the ready index tells: ordered best first (higher
+/// priority, then the older id), as a claim tries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Candidate {
+    priority: i64,
+    /// Reversed: of two jobs of one priority the older (smaller id) is the greater.
+    id: std::cmp::Reverse<Ulid>,
+    not_before: Timestamp,
+}
+
 impl Jobs<'_> {
     /// The job's lock if no other writer holds it right now.
     fn try_lock(&self, id: Ulid) -> Result<Option<gatos_store::locks::Guard>> {
@@ -544,30 +554,33 @@ impl Jobs<'_> {
         refused: &mut std::collections::BTreeSet<Ulid>,
     ) -> Result<Option<Lease>> {
         let now = self.gatos.now();
-        let skew = self.gatos.lease_skew();
-        let mut candidates: Vec<ready::Entry> = self
-            .eligible(opts)?
+        let candidates: Vec<Candidate> = self
+            .eligible(opts, refused)?
             .into_iter()
-            .filter(|e| !refused.contains(&e.id))
-            .filter(|e| e.not_before <= now)
-            .filter(|e| e.lease_until.is_none_or(|l| now > l.plus(skew)))
+            .filter(|c| c.not_before <= now)
             .collect();
-        candidates.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+        // Best first (higher priority, then older), taken from a heap one at a time: a
+        // claim orders only the few jobs it tries, not the whole backlog.
         // As `FOR UPDATE SKIP LOCKED`: a candidate whose job lock another writer holds
         // right now (most often another worker claiming the same best job) is passed over
         // at first, so concurrent workers spread over the backlog instead of queueing on
         // one job and losing the race in turn. Only when every free candidate is refused
         // are the busy ones tried again, waiting for their locks, so that `None` still
         // means nothing is claimable.
+        let mut candidates: std::collections::BinaryHeap<Candidate> = candidates.into();
         let mut busy = Vec::new();
-        for c in candidates {
-            match self.try_lock(c.id)? {
+        while let Some(c) = candidates.pop() {
+            let id = c.id.0;
+            if !self.runnable(id, opts) {
+                continue;
+            }
+            match self.try_lock(id)? {
                 Some(guard) => {
-                    if let Some(lease) = self.claim_candidate(c.id, opts, guard, refused)? {
+                    if let Some(lease) = self.claim_candidate(id, opts, guard, refused)? {
                         return Ok(Some(lease));
                     }
                 }
-                None => busy.push(c.id),
+                None => busy.push(id),
             }
         }
         for id in busy {
@@ -611,25 +624,48 @@ impl Jobs<'_> {
         }
     }
 
-    /// The unfinished jobs `opts` may run (its queues, capabilities and secrets), from the
-    /// ready index, whenever they become claimable.
-    fn eligible(&self, opts: &ClaimOptions) -> Result<Vec<ready::Entry>> {
-        let resolves = |s: &str| opts.can_resolve.as_ref().is_some_and(|f| f(s));
-        Ok(ready::Ready::new(self.gatos)
-            .entries()?
-            .into_iter()
-            .filter(|e| {
-                super::waiting::route(
+    /// The unfinished jobs `opts` may route to (its queues, capabilities and secrets), from
+    /// the ready index, not in `refused` and without a live lease, whenever they become
+    /// claimable. Only their order and time are copied out of the index, under its lock;
+    /// whether the enqueuer lets this worker run one ([`Jobs::runnable`]) is asked of the
+    /// few a caller tries, not of the whole backlog.
+    fn eligible(
+        &self,
+        opts: &ClaimOptions,
+        refused: &std::collections::BTreeSet<Ulid>,
+    ) -> Result<Vec<Candidate>> {
+        let now = self.gatos.now();
+        let skew = self.gatos.lease_skew();
+        // The worker's probe of its secrets may look at files: it is asked after the
+        // index's lock is released, of the jobs that name secrets.
+        let routed: Vec<(Candidate, Vec<String>)> = ready::Ready::new(self.gatos).select(|e| {
+            let free = !refused.contains(&e.id)
+                && e.lease_until.is_none_or(|l| now > l.plus(skew))
+                && super::waiting::route(
                     &opts.queues,
                     &opts.caps,
-                    &resolves,
+                    &|_| true,
                     &e.queue,
                     &e.caps,
                     &e.secrets,
                 )
-                .is_none()
+                .is_none();
+            free.then(|| {
+                (
+                    Candidate {
+                        priority: e.priority,
+                        id: std::cmp::Reverse(e.id),
+                        not_before: e.not_before,
+                    },
+                    e.secrets.clone(),
+                )
             })
-            .filter(|e| self.runnable(e.id, opts))
+        })?;
+        let resolves = |s: &str| opts.can_resolve.as_ref().is_some_and(|f| f(s));
+        Ok(routed
+            .into_iter()
+            .filter(|(_, secrets)| super::waiting::resolvable(&resolves, secrets))
+            .map(|(c, _)| c)
             .collect())
     }
 
@@ -683,15 +719,12 @@ impl Jobs<'_> {
         opts: &ClaimOptions,
         refused: &std::collections::BTreeSet<Ulid>,
     ) -> Result<Option<Timestamp>> {
-        let now = self.gatos.now();
-        let skew = self.gatos.lease_skew();
-        Ok(self
-            .eligible(opts)?
+        let mut candidates = self.eligible(opts, refused)?;
+        candidates.sort_unstable_by_key(|c| c.not_before);
+        Ok(candidates
             .into_iter()
-            .filter(|e| !refused.contains(&e.id))
-            .filter(|e| e.lease_until.is_none_or(|l| now > l.plus(skew)))
-            .map(|e| e.not_before)
-            .min())
+            .find(|c| self.runnable(c.id.0, opts))
+            .map(|c| c.not_before))
     }
 
     /// Claims one job: a first claim creates the claim ref, a takeover (after a release or

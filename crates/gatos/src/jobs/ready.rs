@@ -292,6 +292,12 @@ impl<'g> Ready<'g> {
         self.current(|state| state.jobs.values().cloned().collect())
     }
 
+    /// What `pick` takes from each unfinished job, catching up with the refs first if
+    /// outside writers changed them; nothing else is copied out of the index.
+    pub(crate) fn select<T>(&self, mut pick: impl FnMut(&Entry) -> Option<T>) -> Result<Vec<T>> {
+        self.current(|state| state.jobs.values().filter_map(&mut pick).collect())
+    }
+
     /// Counts the pending jobs of every queue that has an unfinished job (a queue whose
     /// jobs all run counts 0), as [`is_pending`] decides, without copying the entries.
     pub(crate) fn pending_by_queue(&self) -> Result<BTreeMap<Queue, u64>> {

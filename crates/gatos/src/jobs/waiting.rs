@@ -102,6 +102,11 @@ fn unresolved<'a>(
     needed.iter().filter(|s| !resolves(s))
 }
 
+/// Whether `resolves` resolves every secret of `needed` (the secrets part of [`route`]).
+pub(crate) fn resolvable(resolves: &dyn Fn(&str) -> bool, needed: &[String]) -> bool {
+    unresolved(resolves, needed).next().is_none()
+}
+
 /// Why a worker's routing passes a job over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Miss {

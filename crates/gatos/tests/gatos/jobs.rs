@@ -448,6 +448,36 @@ fn routing_follows_queues_capabilities_priority_time_and_secrets() -> TestResult
     Ok(())
 }
 
+/// A claim tries the backlog best first and passes over a job its worker may not run (an
+/// enqueuer this node does not trust) without failing: the next best is claimed, and a
+/// backlog of only such jobs has nothing claimable, now or later. A claim asks about the
+/// enqueuer of the jobs it tries, not of every job (issue #21).
+#[test]
+fn a_claim_passes_over_the_best_job_when_its_enqueuer_is_not_trusted() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let stranger = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["x"], "priority": 9}))?)?;
+    let old = g.keys().current().ok_or("a key")?.to_string();
+    g.keys().init(true)?;
+    let _ = repo.git(&["config", "--local", "--unset-all", "gatos.trust", &old]);
+    let low = g.jobs().enqueue(spec(&g, json!({"command": ["low"]}))?)?;
+    let mid = g
+        .jobs()
+        .enqueue(spec(&g, json!({"command": ["mid"], "priority": 1}))?)?;
+    let w = worker("w", &g)?;
+    let order: Vec<_> =
+        std::iter::from_fn(|| g.jobs().claim_next(&w).unwrap().map(|l| l.id)).collect();
+    assert_eq!(order, vec![mid.id, low.id]);
+    assert_eq!(g.jobs().next_claimable_at(&w)?, None);
+    let mut open = worker("open", &g)?;
+    open.allow_untrusted_enqueuers = true;
+    assert!(g.jobs().next_claimable_at(&open)?.is_some());
+    assert_eq!(g.jobs().claim_next(&open)?.map(|l| l.id), Some(stranger.id));
+    Ok(())
+}
+
 #[test]
 fn cancel_stops_pending_jobs_and_is_refused_for_finished_ones() -> TestResult {
     let repo = TempRepo::new()?;
