@@ -669,27 +669,16 @@ impl Jobs<'_> {
             .collect())
     }
 
-    /// Whether this worker may run the job as far as its enqueuer goes (ADR 0019). Jobs
-    /// found runnable are remembered for the process: their envelope never changes.
+    /// Whether this worker may run the job as far as its enqueuer goes (ADR 0019): asked
+    /// of the candidates a claim tries, each time (the envelope's check is cached by the
+    /// handle, [`super::enqueuer::check`]; whether its key is trusted, and whether this
+    /// worker allows untrusted enqueuers, are asked afresh).
     fn runnable(&self, id: Ulid, opts: &ClaimOptions) -> bool {
-        static RUNNABLE: std::sync::Mutex<std::collections::BTreeSet<Ulid>> =
-            std::sync::Mutex::new(std::collections::BTreeSet::new());
-        if RUNNABLE.lock().is_ok_and(|s| s.contains(&id)) {
-            return true;
-        }
         let Ok(Some(commit)) = self.gatos.store().read_ref(&names::job(id)) else {
             return false;
         };
         match super::enqueuer::blocker(self.gatos, id, commit, opts.allow_untrusted_enqueuers) {
-            Ok(None) => {
-                if let Ok(mut s) = RUNNABLE.lock() {
-                    if s.len() > 100_000 {
-                        s.clear();
-                    }
-                    s.insert(id);
-                }
-                true
-            }
+            Ok(None) => true,
             Ok(Some(v)) => {
                 tracing::debug!(job = %id, reason = ?v.reason(), "not running this job");
                 false
