@@ -2,15 +2,18 @@
 //! enqueued it), kept so `jobs.list` filters and pages without reading every job.
 //!
 //! `<git-dir>/gatos/index/jobs/catalog.jsonl` is an append-only journal of JSON lines, one
-//! per job, written under the `index.jobs.catalog` lock family. A job document is
-//! immutable once its ref exists, so a line is never rewritten: the journal only grows,
-//! and catches up from the refs when a list finds job ids it lacks (jobs arrived by sync
-//! or archived elsewhere, and jobs whose enqueuing process died before it appended their
-//! lines). A handle that enqueues appends its jobs' lines itself, a few hundred at a time
-//! and before it lists ([`Pending`]): it signed them, so nothing is read back or checked. A handle remembers what it read (per
-//! process, by path) and reads only what was appended since. A line that does not parse
-//! (a torn append after a crash) makes the journal be rebuilt from the refs; it is never
-//! trusted over them: a listed job's row is always read from its refs.
+//! per job (two lines may name one job, the same facts; a reader keeps one), written under
+//! the `index.jobs.catalog` lock family. A job document is immutable once its ref exists,
+//! so a line is never rewritten: the journal only grows. A handle that enqueues appends its
+//! jobs' lines itself ([`Pending`]): it signed them, so nothing is read back or checked. It
+//! holds them and appends them together, a few hundred at a time, before it lists, and
+//! when its last clone is dropped. A list that finds job ids the journal lacks catches
+//! them up from the refs: jobs that came by sync or were archived elsewhere, jobs another
+//! process still holds lines for, and jobs whose enqueuing process died (or exited without
+//! dropping its handle) first. A handle remembers what it read (per process, by path) and
+//! reads only what was appended since. A line that does not parse (a torn append after a
+//! crash) makes the journal be rebuilt from the refs; it is never trusted over them: a
+//! listed job's row is always read from its refs.
 //!
 //! What a list costs: the job refs from the cursor (or `since`) on, read a chunk at a
 //! time until the page is full (a binary search into `packed-refs`, plus the loose refs
@@ -393,10 +396,11 @@ impl Jobs<'_> {
         }
     }
 
-    /// Appends the facts this handle holds ([`Pending`]). A failure is logged, not
-    /// returned: those jobs are caught up from their refs by the next listing.
+    /// Appends the facts this handle holds ([`Pending`]), but those of jobs a listing
+    /// caught up meanwhile (a CLI `jobs ls` while gatosd holds lines). A failure is logged,
+    /// not returned: those jobs are caught up from their refs by the next listing.
     pub(crate) fn flush_catalog(&self) {
-        let facts = std::mem::take(
+        let mut facts = std::mem::take(
             &mut *self
                 .gatos
                 .catalog_pending()
@@ -407,7 +411,17 @@ impl Jobs<'_> {
         if facts.is_empty() {
             return;
         }
-        if let Err(e) = self.append(&self.catalog_path(), &facts) {
+        let path = self.catalog_path();
+        match self.read_catalog(&path) {
+            Ok(have) => facts.retain(|f| !have.contains_key(&f.id)),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the job catalog before appending")
+            }
+        }
+        if facts.is_empty() {
+            return;
+        }
+        if let Err(e) = self.append(&path, &facts) {
             tracing::warn!(
                 error = %e,
                 jobs = facts.len(),
@@ -545,8 +559,8 @@ impl Jobs<'_> {
     }
 
     /// Gives each row of a page its enqueuer (key, actor, trusted) from the catalog: a
-    /// job listed for the first time is caught up once (its enqueue signature checked, a
-    /// line appended); only the jobs returned are read, not those a filter passed over.
+    /// job it lacks is caught up once (its enqueue signature checked, a line appended);
+    /// only the jobs returned are read, not those a filter passed over.
     fn with_enqueuers(
         &self,
         mut jobs: Vec<JobRow>,

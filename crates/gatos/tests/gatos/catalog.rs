@@ -208,7 +208,7 @@ fn an_enqueuer_catalogs_its_jobs_as_a_catch_up_from_the_refs_would() -> TestResu
     );
     // The same jobs caught up from their refs: the same lines, the same rows.
     std::fs::remove_file(&path)?;
-    let (g3, _) = open_at(&repo, T0)?;
+    let (g3, clock) = open_at(&repo, T0)?;
     let caught_up = g3.jobs().page(&Query::default())?;
     let mut a: Vec<&str> = written.lines().collect();
     let again = std::fs::read_to_string(&path)?;
@@ -219,14 +219,25 @@ fn an_enqueuer_catalogs_its_jobs_as_a_catch_up_from_the_refs_would() -> TestResu
     assert_eq!(caught_up, from_enqueuer);
     let who = caught_up.jobs[1].enqueuer.clone().ok_or("an enqueuer")?;
     assert_eq!((who.key, who.trusted), (g3.keys().current(), true));
-    // A handle that lists appends what it holds first.
-    let d = enqueue(&g3, json!({"command": ["true"], "queue": "gpu-less"}))?;
-    let only = g3.jobs().page(&Query {
-        queue: Some("gpu-less".parse()?),
+    // A handle that lists appends what it holds first: a page of one older job does not
+    // return `d`, so only the handle can have written its line.
+    clock.advance(Dur::from_secs(60));
+    let d = enqueue(&g3, json!({"command": ["true"], "queue": "other"}))?;
+    let first = g3.jobs().page(&Query {
+        limit: Some(1),
         ..Query::default()
     })?;
-    assert_eq!(ids(&only), vec![d]);
+    assert_eq!(ids(&first), vec![all[0]]);
+    assert!(catalog::catalogued(&g3, d)?);
     assert_eq!(std::fs::read_to_string(&path)?.lines().count(), 4);
+    // Lines a listing of another handle caught up meanwhile are not appended again.
+    clock.advance(Dur::from_secs(60));
+    let e = enqueue(&g3, json!({"command": ["true"]}))?;
+    let (g4, _) = open_at(&repo, T0)?;
+    assert_eq!(ids(&g4.jobs().page(&Query::default())?).last(), Some(&e));
+    assert_eq!(std::fs::read_to_string(&path)?.lines().count(), 5);
+    drop(g3);
+    assert_eq!(std::fs::read_to_string(&path)?.lines().count(), 5);
     Ok(())
 }
 

@@ -450,8 +450,9 @@ fn routing_follows_queues_capabilities_priority_time_and_secrets() -> TestResult
 
 /// A claim tries the backlog best first and passes over a job its worker may not run (an
 /// enqueuer this node does not trust) without failing: the next best is claimed, and a
-/// backlog of only such jobs has nothing claimable, now or later. A claim asks about the
-/// enqueuer of the jobs it tries, not of every job (issue #21).
+/// backlog of only such jobs has nothing claimable, now or later, for that worker; one
+/// that allows untrusted enqueuers takes it (issue #21: a claim now asks about the
+/// enqueuer of the jobs it tries, not of every job).
 #[test]
 fn a_claim_passes_over_the_best_job_when_its_enqueuer_is_not_trusted() -> TestResult {
     let repo = TempRepo::new()?;
@@ -974,13 +975,24 @@ fn an_enqueue_remembers_the_envelope_check_a_fresh_handle_makes() -> TestResult 
     let job = g
         .jobs()
         .enqueue(spec(&g, json!({"command": ["true"], "queue": "q"}))?)?;
-    let remembered = check(&g, job.id, job.commit)?;
-    let Verdict::Trusted(st) = &remembered else {
-        return Err(format!("the node's own enqueue is trusted: {remembered:?}").into());
+    let fresh = crate::support::open(&repo)?;
+    let read = check(&fresh, job.id, job.commit)?;
+    let Verdict::Trusted(st) = &read else {
+        return Err(format!("the node's own enqueue is trusted: {read:?}").into());
     };
     assert_eq!((st.job, st.content_id), (job.id, job.content_id));
-    let fresh = crate::support::open(&repo)?;
-    assert_eq!(check(&fresh, job.id, job.commit)?, remembered);
+    // Without its envelope on disk, only what the enqueue remembered can answer.
+    let blob = repo
+        .rev_parse(&format!("{}:enqueue.json", job.commit))?
+        .ok_or("no envelope")?;
+    std::fs::remove_file(
+        repo.git_dir()
+            .join("objects")
+            .join(&blob[..2])
+            .join(&blob[2..]),
+    )?;
+    assert_eq!(check(&g, job.id, job.commit)?, read);
+    assert!(check(&crate::support::open(&repo)?, job.id, job.commit).is_err());
     Ok(())
 }
 
