@@ -256,6 +256,50 @@ fn a_journaled_publish_is_read_at_once_and_becomes_a_commit_for_git() -> TestRes
     repo.assert_fsck_strict()
 }
 
+/// gatosd holds the job catalog's lines of the jobs it enqueued (issue #21) and appends
+/// them when it stops; a CLI listing meanwhile catches those jobs up itself, and the lines
+/// it wrote are not appended again.
+#[test]
+fn gatosd_appends_the_catalog_lines_it_holds_when_it_stops() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let path = repo.git_dir().join("gatos/index/jobs/catalog.jsonl");
+    let lines = || {
+        std::fs::read_to_string(&path)
+            .map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let mut d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    let mut ids = Vec::new();
+    for q in ["a", "b", "c"] {
+        let r = c.call("jobs.enqueue", json!({"command": ["true"], "queue": q}))?;
+        ids.push(r["result"]["id"].as_str().ok_or("id")?.to_owned());
+    }
+    assert!(lines().is_empty(), "held by gatosd");
+    let listed = json_lines(&gatos_ok(&repo, &["jobs", "ls", "--queue", "a", "--json"])?)?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], json!(ids[0]));
+    let caught_up = lines();
+    assert_eq!(caught_up.len(), 3, "the CLI caught up the jobs it read");
+    drop(c);
+    d.signal("-TERM")?;
+    assert!(d.child.wait()?.success());
+    assert_eq!(lines(), caught_up, "nothing appended twice");
+    // Jobs no listing caught up are appended at the stop.
+    let mut d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    let r = c.call("jobs.enqueue", json!({"command": ["true"], "queue": "d"}))?;
+    let late = r["result"]["id"].as_str().ok_or("id")?.to_owned();
+    drop(c);
+    d.signal("-TERM")?;
+    assert!(d.child.wait()?.success());
+    let all = lines();
+    assert_eq!(all.len(), 4);
+    assert!(all[3].contains(&late), "{all:?}");
+    Ok(())
+}
+
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_message_and_blocks_no_restart() -> TestResult {
     let repo = TempRepo::new()?;

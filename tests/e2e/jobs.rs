@@ -1310,3 +1310,38 @@ fn a_worker_option_that_cannot_run_is_refused_with_its_flag_in_a_hint() -> TestR
     }
     Ok(())
 }
+
+/// The process that enqueues writes the job's catalog line before it exits, so the first
+/// listing checks no signature; a listing's line for a job is the one it would catch up
+/// (issue #21).
+#[test]
+fn an_enqueuing_process_writes_the_catalog_line_before_it_exits() -> TestResult {
+    let repo = TempRepo::new()?;
+    init(&repo)?;
+    let id = enqueue(
+        &repo,
+        &["--queue", "q", "--label", "team=infra", "--", "true"],
+    )?;
+    let path = repo.git_dir().join("gatos/index/jobs/catalog.jsonl");
+    let text = std::fs::read_to_string(&path)?;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["id"], id.as_str());
+    assert_eq!(lines[0]["queue"], "q");
+    assert_eq!(lines[0]["labels"]["team"], "infra");
+    assert!(
+        lines[0]["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("ed25519:")),
+        "{text}"
+    );
+    // A listing finds it there and appends nothing.
+    let rows = json_lines(&gatos_ok(&repo, &["jobs", "ls", "--queue", "q", "--json"])?)?;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["enqueuer"]["trusted"], true);
+    assert_eq!(std::fs::read_to_string(&path)?, text);
+    Ok(())
+}

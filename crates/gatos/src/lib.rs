@@ -694,6 +694,14 @@ impl Gatos {
         self.messages().settle_all()
     }
 
+    /// Appends the job catalog's lines of the jobs this handle enqueued and still holds
+    /// (they go in a few hundred at a time, before this handle lists, and when the last
+    /// handle is dropped). A process that ends without dropping its handle calls it
+    /// last; a failure is logged (a listing catches those jobs up from their refs).
+    pub fn flush_catalog(&self) {
+        self.jobs().flush_catalog();
+    }
+
     /// Starts this handle's journal flusher, once: a thread that makes the publishes this
     /// handle journaled commits every `gatos.journal.flushMs` (ADR 0046), so that plain
     /// `git` sees them within that bound while the process runs. A long-lived process

@@ -165,8 +165,15 @@ pub async fn run(
     drop(endpoints);
     // Every journaled publish this daemon answered becomes a commit before it is gone
     // (ADR 0046): plain git sees them after a clean stop.
+    // The job catalog's lines of the jobs it enqueued go in too (its handle may outlive
+    // this function in a thread that is not joined).
     let gatos = shared.gatos.clone();
-    match tokio::task::spawn_blocking(move || gatos.flush_journals()).await {
+    match tokio::task::spawn_blocking(move || {
+        gatos.flush_catalog();
+        gatos.flush_journals()
+    })
+    .await
+    {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "could not make every journaled publish a commit; the next reader will")

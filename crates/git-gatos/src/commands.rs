@@ -190,7 +190,12 @@ pub fn run(cli: &Cli, out: &mut Output) -> Result<(), Error> {
     }
     out.flush()?;
     // The process ends here: tearing down gix's object store (slots, caches, maps) is work
-    // the kernel does for free at exit. Every lock guard is already released by now.
+    // the kernel does for free at exit. Every lock guard is already released by now. What
+    // the handle holds back for the disk goes first (the job catalog's lines of the jobs
+    // it enqueued).
+    if let Some(g) = ctx.opened.get() {
+        g.flush_catalog();
+    }
     std::mem::forget(ctx);
     Ok(())
 }

@@ -5,15 +5,16 @@
 //! per job (two lines may name one job, the same facts; a reader keeps one), written under
 //! the `index.jobs.catalog` lock family. A job document is immutable once its ref exists,
 //! so a line is never rewritten: the journal only grows. A handle that enqueues appends its
-//! jobs' lines itself ([`Pending`]): it signed them, so nothing is read back or checked. It
-//! holds them and appends them together, a few hundred at a time, before it lists, and
-//! when its last clone is dropped. A list that finds job ids the journal lacks catches
-//! them up from the refs: jobs that came by sync or were archived elsewhere, jobs another
-//! process still holds lines for, and jobs whose enqueuing process died (or exited without
-//! dropping its handle) first. A handle remembers what it read (per process, by path) and
-//! reads only what was appended since. A line that does not parse (a torn append after a
-//! crash) makes the journal be rebuilt from the refs; it is never trusted over them: a
-//! listed job's row is always read from its refs.
+//! jobs' lines itself (`Pending`): it signed them, so nothing is read back or checked. It
+//! holds them and appends them together: a few hundred at a time, before it lists, and
+//! when it is done ([`crate::Gatos::flush_catalog`]: the CLI as it exits, gatosd as it
+//! stops; or when its last clone is dropped). A list that finds job ids the journal lacks
+//! catches them up from the refs: jobs that came by sync or were archived elsewhere, jobs
+//! another process still holds lines for, and jobs whose enqueuing process was killed
+//! first. A handle remembers what it read (per process, by path) and reads only what was
+//! appended since. A line that does not parse (a torn append after a crash) makes the
+//! journal be rebuilt from the refs; it is never trusted over them: a listed job's row is
+//! always read from its refs.
 //!
 //! What a list costs: the job refs from the cursor (or `since`) on, read a chunk at a
 //! time until the page is full (a binary search into `packed-refs`, plus the loose refs
@@ -50,9 +51,10 @@ const PENDING_MAX: usize = 256;
 /// The facts of jobs this handle enqueued and has not appended yet: known at the enqueue
 /// (the handle signed them), so no listing has to read those jobs back and check their
 /// signatures. Appended together, PENDING_MAX at a time, before any listing of this
-/// handle reads the catalog, and when the last handle is dropped. A process that dies
-/// first loses them: a listing catches those jobs up from their refs, as it does jobs
-/// that came by sync.
+/// handle reads the catalog, and when the process is done with the handle
+/// ([`crate::Gatos::flush_catalog`], or the last clone dropped). A process killed first
+/// loses them: a listing catches those jobs up from their refs, as it does jobs that came
+/// by sync.
 #[derive(Default)]
 pub(crate) struct Pending(Mutex<Vec<Facts>>);
 
