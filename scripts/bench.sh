@@ -861,8 +861,11 @@ bench_isolation() {
     settle
     local flags=()
     [ -n "$sandbox" ] && flags=(--sandbox "$sandbox")
+    # The attempts' directories (and checkouts) are made under the worker's TMPDIR: on the
+    # bench's own directory, so a run measures the file system it was given, not /tmp's.
+    local tmp="$WORK/iso-tmp"; mkdir -p "$tmp"
     local t0 t1; t0=$(now)
-    GIT_DIR="$r" "$gg" worker --drain --quiet --id w "${flags[@]}" > /dev/null
+    TMPDIR="$tmp" GIT_DIR="$r" "$gg" worker --drain --quiet --id w "${flags[@]}" > /dev/null
     t1=$(now)
     local left; left=$(GIT_DIR="$r" "$GG" jobs ls --state pending | wc -l)
     [ "$left" = 0 ] || { echo "bench: $left jobs left pending" >&2; exit 1; }

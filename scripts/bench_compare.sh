@@ -12,6 +12,11 @@
 # the clients that drive gatosd are this tree's (GATOS_BIN_DIR, scripts/bench.sh): the
 # builds differ only in what is measured. The sizes are bench.sh's (its N_* variables).
 #
+# A section that fails for a build stops the run, unless KEEP_GOING=1: then the section is
+# left out of the comparison (the report names it, with the failing build's last line),
+# the next one runs, and the script exits 1 at the end. For sections an older build cannot
+# run (its binaries lack a command the section calls).
+#
 # Results: target/compare/<section>/{old,new}.<k>.json and the table printed at the end
 # (also target/compare/report.txt): per figure, the median of each build, new/old, and
 # "WORSE" where the new build is more than 10% worse in the figure's direction (rates:
@@ -25,6 +30,7 @@ fi
 rev=$1
 shift
 ROUNDS=${ROUNDS:-2}
+KEEP_GOING=${KEEP_GOING:-0}
 out="$here/target/compare"
 mkdir -p "$out"
 if [ -n "${GATOS_BASE_BIN:-}" ]; then
@@ -55,7 +61,11 @@ run_side() { # run_side SECTION SIDE K
     "$here/scripts/bench.sh" "$1" > "$log" 2>&1; then
     echo "bench_compare: scripts/bench.sh $1 failed for the $2 build (round $3); its last lines (all of them in $log):" >&2
     tail -n 5 "$log" >&2
-    exit 1
+    [ "$KEEP_GOING" = 1 ] || exit 1
+    local why
+    why=$(grep -m 1 -E '^(error|bench:)' "$log" || tail -n 1 "$log")
+    printf 'the %s build failed in round %s: %s\n' "$2" "$3" "$why" > "$out/$1/failed"
+    return 1
   fi
   mv "$out/$1/$2.$3/results.json" "$dest"
   rm -rf "${out:?}/$1/$2.$3"
@@ -76,9 +86,9 @@ for section in "$@"; do
   mkdir -p "$out/$section"
   for ((k = 1; k <= ROUNDS; k++)); do
     if ((k % 2)); then
-      run_side "$section" old "$k"; run_side "$section" new "$k"
+      run_side "$section" old "$k" && run_side "$section" new "$k" || break
     else
-      run_side "$section" new "$k"; run_side "$section" old "$k"
+      run_side "$section" new "$k" && run_side "$section" old "$k" || break
     fi
   done
 done
@@ -104,7 +114,12 @@ def leaves(v, path=""):
             yield from leaves(x, f"{path}[{i}]")
 
 worse = 0
+failed = 0
 for section in sections:
+    if (out / section / "failed").exists():
+        failed += 1
+        print(f"\n## {section}: not compared: {(out / section / 'failed').read_text().strip()}")
+        continue
     sides = {"old": {}, "new": {}}
     for side in sides:
         for f in sorted((out / section).glob(f"{side}.*.json")):
@@ -135,4 +150,7 @@ for section in sections:
     if only:
         print(f"(only the new build records: {', '.join(only[:12])}{' ...' if len(only) > 12 else ''})")
 print(f"\n{worse} figure(s) more than 10% worse in the new build")
+if failed:
+    print(f"{failed} section(s) not compared")
+    sys.exit(1)
 PY
