@@ -13,7 +13,7 @@
 # builds differ only in what is measured. The sizes are bench.sh's (its N_* variables).
 #
 # A section that fails for a build stops the run, unless KEEP_GOING=1: then the section is
-# left out of the comparison (the report names it, with the failing build's last line),
+# left out of the comparison (the report names it, with the failing build's error line),
 # the next one runs, and the script exits 1 at the end. For sections an older build cannot
 # run (its binaries lack a command the section calls).
 #

@@ -256,9 +256,9 @@ fn a_journaled_publish_is_read_at_once_and_becomes_a_commit_for_git() -> TestRes
     repo.assert_fsck_strict()
 }
 
-/// gatosd holds the job catalog's lines of the jobs it enqueued (issue #21) and appends
-/// them when it stops; a CLI listing meanwhile catches those jobs up itself, and the lines
-/// it wrote are not appended again.
+/// gatosd holds the job catalog's lines of the jobs it enqueued (issue #21): it appends
+/// them before it lists and when it stops; a CLI listing meanwhile catches those jobs up
+/// itself, and a gatosd that has read the catalog does not append those lines again.
 #[test]
 fn gatosd_appends_the_catalog_lines_it_holds_when_it_stops() -> TestResult {
     let repo = TempRepo::new()?;
@@ -272,14 +272,20 @@ fn gatosd_appends_the_catalog_lines_it_holds_when_it_stops() -> TestResult {
     let mut d = Gatosd::start(&repo)?;
     let mut c = d.client()?;
     let mut ids = Vec::new();
-    for q in ["a", "b", "c"] {
+    let enqueue = |c: &mut Client, q: &str| -> TestResult<String> {
         let r = c.call("jobs.enqueue", json!({"command": ["true"], "queue": q}))?;
-        ids.push(r["result"]["id"].as_str().ok_or("id")?.to_owned());
-    }
+        Ok(r["result"]["id"].as_str().ok_or("id")?.to_owned())
+    };
+    ids.push(enqueue(&mut c, "a")?);
     assert!(lines().is_empty(), "held by gatosd");
-    let listed = json_lines(&gatos_ok(&repo, &["jobs", "ls", "--queue", "a", "--json"])?)?;
+    let r = c.call("jobs.list", json!({}))?;
+    assert_eq!(r["result"]["jobs"].as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(lines().len(), 1, "appended before gatosd listed");
+    ids.push(enqueue(&mut c, "b")?);
+    ids.push(enqueue(&mut c, "c")?);
+    let listed = json_lines(&gatos_ok(&repo, &["jobs", "ls", "--queue", "b", "--json"])?)?;
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["id"], json!(ids[0]));
+    assert_eq!(listed[0]["id"], json!(ids[1]));
     let caught_up = lines();
     assert_eq!(caught_up.len(), 3, "the CLI caught up the jobs it read");
     drop(c);

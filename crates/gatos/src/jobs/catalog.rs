@@ -398,9 +398,12 @@ impl Jobs<'_> {
         }
     }
 
-    /// Appends the facts this handle holds ([`Pending`]), but those of jobs a listing
-    /// caught up meanwhile (a CLI `jobs ls` while gatosd holds lines). A failure is logged,
-    /// not returned: those jobs are caught up from their refs by the next listing.
+    /// Appends the facts this handle holds ([`Pending`]). A process that read the catalog
+    /// before (gatosd, once it listed) first reads what was appended since and leaves out
+    /// the jobs a listing caught up meanwhile (a CLI `jobs ls` while gatosd holds lines);
+    /// one that never read it (a CLI enqueue) does not read a whole catalog to spare a
+    /// line: the same facts twice are harmless. A failure is logged, not returned: those
+    /// jobs are caught up from their refs by the next listing.
     pub(crate) fn flush_catalog(&self) {
         let mut facts = std::mem::take(
             &mut *self
@@ -414,10 +417,16 @@ impl Jobs<'_> {
             return;
         }
         let path = self.catalog_path();
-        match self.read_catalog(&path) {
-            Ok(have) => facts.retain(|f| !have.contains_key(&f.id)),
-            Err(e) => {
-                tracing::debug!(error = %e, "could not read the job catalog before appending")
+        let read_before = cache()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&path);
+        if read_before {
+            match self.read_catalog(&path) {
+                Ok(have) => facts.retain(|f| !have.contains_key(&f.id)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not read the job catalog before appending")
+                }
             }
         }
         if facts.is_empty() {

@@ -199,8 +199,7 @@ pub fn check(gatos: &Gatos, id: Ulid, job_commit: Oid) -> Result<Verdict> {
 
 /// Records the statement a job commit this handle just wrote carries (signed by this
 /// handle's key over that commit's own document): the next check of that commit in this
-/// process reads nothing back. Only [`super::Jobs::enqueue`] calls it, after the job's
-/// ref exists.
+/// process reads nothing back. Only an enqueue calls it, after the job's ref exists.
 pub(crate) fn remember(gatos: &Gatos, job_commit: Oid, st: Statement) {
     let mut checked = gatos
         .envelope_cache()
