@@ -122,6 +122,7 @@ fn mcp_stdio(m: &args::McpArgs) -> ExitCode {
     if let Some(n) = m.max_line {
         limits.max_line = n;
     }
+    let held = gatos.clone();
     let served = runtime.block_on(async {
         let shared = shared::Shared::with_config(gatos, limits, None, None, m.read_only);
         let stop = tokio_util::sync::CancellationToken::new();
@@ -135,6 +136,9 @@ fn mcp_stdio(m: &args::McpArgs) -> ExitCode {
     });
     // A pending read of stdin must not hold the process at exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    // Tasks the shutdown abandoned may still hold the handle: what it holds back for the
+    // disk (the job catalog's lines of the jobs it enqueued) goes now.
+    held.flush_catalog();
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -188,14 +188,15 @@ pub fn run(cli: &Cli, out: &mut Output) -> Result<(), Error> {
         Command::Snapshot(a) => snapshot::run(&ctx, out, a)?,
         Command::Dashboard(a) => dashboard::run(&ctx, out, a)?,
     }
-    out.flush()?;
-    // The process ends here: tearing down gix's object store (slots, caches, maps) is work
-    // the kernel does for free at exit. Every lock guard is already released by now. What
-    // the handle holds back for the disk goes first (the job catalog's lines of the jobs
-    // it enqueued).
+    // What the handle holds back for the disk (the job catalog's lines of the jobs it
+    // enqueued) goes before the last output, so a script that reads an enqueued job's id
+    // and lists at once finds its line.
     if let Some(g) = ctx.opened.get() {
         g.flush_catalog();
     }
+    out.flush()?;
+    // The process ends here: tearing down gix's object store (slots, caches, maps) is work
+    // the kernel does for free at exit. Every lock guard is already released by now.
     std::mem::forget(ctx);
     Ok(())
 }
