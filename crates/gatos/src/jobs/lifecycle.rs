@@ -569,11 +569,11 @@ impl Jobs<'_> {
         // means nothing is claimable.
         let mut candidates: std::collections::BinaryHeap<Candidate> = candidates.into();
         let mut busy = Vec::new();
+        // Whether the enqueuer lets this worker run a job is checked by the claim itself,
+        // under the job's lock (`claim_locked`): a job it may not run is refused there and
+        // passed over, so the common case reads the job's ref and checks its envelope once.
         while let Some(c) = candidates.pop() {
             let id = c.id.0;
-            if !self.runnable(id, opts) {
-                continue;
-            }
             match self.try_lock(id)? {
                 Some(guard) => {
                     if let Some(lease) = self.claim_candidate(id, opts, guard, refused)? {
@@ -627,8 +627,8 @@ impl Jobs<'_> {
     /// The unfinished jobs `opts` may route to (its queues, capabilities and secrets), from
     /// the ready index, not in `refused` and without a live lease, whenever they become
     /// claimable. Only their order and time are copied out of the index, under its lock;
-    /// whether the enqueuer lets this worker run one ([`Jobs::runnable`]) is asked of the
-    /// few a caller tries, not of the whole backlog.
+    /// whether the enqueuer lets this worker run one is asked of the few a caller tries,
+    /// not of the whole backlog.
     fn eligible(
         &self,
         opts: &ClaimOptions,
@@ -670,9 +670,10 @@ impl Jobs<'_> {
     }
 
     /// Whether this worker may run the job as far as its enqueuer goes (ADR 0019): asked
-    /// of the candidates a claim tries, each time (the envelope's check is cached by the
-    /// handle, [`super::enqueuer::check`]; whether its key is trusted, and whether this
-    /// worker allows untrusted enqueuers, are asked afresh).
+    /// by [`Jobs::next_claimable_at_skipping`] of the candidates it looks at, each time
+    /// (the envelope's check is cached by the handle, [`super::enqueuer::check`]; whether
+    /// its key is trusted, and whether this worker allows untrusted enqueuers, are asked
+    /// afresh).
     fn runnable(&self, id: Ulid, opts: &ClaimOptions) -> bool {
         let Ok(Some(commit)) = self.gatos.store().read_ref(&names::job(id)) else {
             return false;
