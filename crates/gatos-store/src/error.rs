@@ -117,6 +117,15 @@ pub enum Error {
         /// What git said.
         detail: String,
     },
+    /// What a reader of job refs runs first failed: the gatos crate's materialization of
+    /// journaled enqueues ([`crate::Store::set_job_read_hook`], ADR 0046), with its code.
+    #[error("{message}")]
+    Hook {
+        /// The code the hook's failure had.
+        code: ErrorCode,
+        /// Its message.
+        message: String,
+    },
     /// The `git` executable failed or could not run.
     #[error("`git {args}` failed ({status}): {stderr}")]
     Subprocess {
@@ -176,6 +185,7 @@ impl Coded for Error {
             Error::CollisionAttack { .. } => ErrorCode::InvalidInput,
             Error::Io { .. } | Error::Git { .. } => ErrorCode::Internal,
             Error::Subprocess { .. } | Error::Remote { .. } => ErrorCode::Unavailable,
+            Error::Hook { code, .. } => *code,
         }
     }
 }

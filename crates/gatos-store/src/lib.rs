@@ -99,7 +99,15 @@ struct Inner {
     local_config: Mutex<Option<(FileStamp, Arc<gix::config::File>)>>,
     /// The big pack index for bulk readers, with the stamp of the pack directory then.
     big: Mutex<big::Cached>,
+    /// What a reader of job refs runs first ([`Store::set_job_read_hook`]).
+    job_read_hook: std::sync::OnceLock<JobReadHook>,
 }
+
+/// What a reader of job refs runs before it reads (ADR 0046): the gatos crate's
+/// materialization of the enqueues journaled in this repository, so that a read finds
+/// every acknowledged job. It fails with a code and a message.
+pub type JobReadHook =
+    Box<dyn Fn() -> std::result::Result<(), (gatos_types::ErrorCode, String)> + Send + Sync>;
 
 /// What identifies a version of a file: its inode (a rename over it changes that), size
 /// and modification time.
@@ -229,6 +237,7 @@ impl Store {
                 pool: Mutex::new(Vec::new()),
                 local_config: Mutex::new(None),
                 big: Mutex::new(None),
+                job_read_hook: std::sync::OnceLock::new(),
             }),
         };
         store

@@ -68,6 +68,35 @@ impl Store {
             bytes: 0,
         }
     }
+
+    /// Writes a group of objects (a journal's materialization, ADR 0046): as loose objects
+    /// when there are fewer than `min_packed`, else as one pack. Returns the ids written
+    /// and, for a pack, the guard that keeps its `.keep` until the refs naming the objects
+    /// are moved.
+    ///
+    /// # Errors
+    /// When an object cannot be encoded or written.
+    pub fn write_objects(
+        &self,
+        objects: Vec<(Kind, Vec<u8>)>,
+        min_packed: usize,
+    ) -> Result<(std::collections::HashSet<Oid>, Option<PackGuard>)> {
+        let mut wrote = std::collections::HashSet::with_capacity(objects.len());
+        if objects.len() >= min_packed {
+            let mut w = self.pack_writer();
+            for (kind, data) in objects {
+                wrote.insert(w.put_owned(kind, data)?);
+            }
+            Ok((wrote, Some(w.finish()?)))
+        } else {
+            let mut w = self.writer();
+            for (kind, data) in &objects {
+                wrote.insert(w.put(*kind, data)?);
+            }
+            w.finish()?;
+            Ok((wrote, None))
+        }
+    }
 }
 
 /// Objects hashed for a pack away from its writer (on another thread, while the writer is

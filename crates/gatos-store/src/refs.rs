@@ -280,6 +280,45 @@ impl Store {
     /// # Errors
     /// As [`Store::read_ref`]; [`Error::Corrupt`] for a loose file that is not an id.
     pub fn read_ref_str(&self, name: &str) -> Result<Option<Oid>> {
+        let found = self.read_ref_raw(name)?;
+        // A job that is not there yet may be an acknowledged enqueue still in the journal.
+        if found.is_none() && is_job_ref(name) && self.before_job_read()? {
+            return self.read_ref_raw(name);
+        }
+        Ok(found)
+    }
+
+    /// Installs what a reader of job refs runs first (once per store; later calls are
+    /// ignored and return false): [`Store::read_ref`] of a job's `…/job` ref that finds
+    /// nothing, and every listing whose prefix overlaps `refs/gatos/jobs/`, run it and
+    /// read again (ADR 0046: the gatos crate materializes the journaled enqueues there).
+    /// The hook must not read job refs through this store in a way that runs it again.
+    pub fn set_job_read_hook(&self, hook: crate::JobReadHook) -> bool {
+        self.inner.job_read_hook.set(hook).is_ok()
+    }
+
+    /// Runs the job read hook, if one is installed. True when it ran.
+    fn before_job_read(&self) -> Result<bool> {
+        match self.inner.job_read_hook.get() {
+            Some(hook) => {
+                hook().map_err(|(code, message)| Error::Hook { code, message })?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Runs the job read hook before a listing under `prefix` when that may hold job refs.
+    fn before_listing(&self, prefix: &str) -> Result<()> {
+        let jobs = names::JOBS_PREFIX;
+        if jobs.starts_with(prefix) || prefix.starts_with(jobs) {
+            self.before_job_read()?;
+        }
+        Ok(())
+    }
+
+    /// [`Store::read_ref_str`] without the job read hook.
+    pub(crate) fn read_ref_raw(&self, name: &str) -> Result<Option<Oid>> {
         let path = self.ref_path(name);
         match std::fs::read(&path) {
             Ok(bytes) => return parse_loose_ref(name, &bytes).map(Some),
@@ -311,6 +350,7 @@ impl Store {
     /// # Errors
     /// [`Error::Git`] when the ref store cannot be read.
     pub fn list_refs(&self, prefix: &str) -> Result<Vec<(RefName, Oid)>> {
+        self.before_listing(prefix)?;
         // `git pack-refs` (maintenance) deletes loose ref files and directories while we walk
         // them: a file or directory that vanished mid-walk means "list again" (the refs are
         // in packed-refs by then), as git itself does.
@@ -405,6 +445,7 @@ impl Store {
         after: Option<&str>,
         max: usize,
     ) -> Result<Vec<(RefName, Oid)>> {
+        self.before_listing(prefix)?;
         listed_again(prefix, || self.list_refs_after_once(prefix, after, max))
     }
 
@@ -600,7 +641,7 @@ impl Store {
                         // An edit expected a value and the ref is gone: find which one.
                         let first = edits.iter().find(|e| {
                             matches!(e.expect, Expect::Value(_))
-                                && self.read_ref(&e.name).ok().flatten().is_none()
+                                && self.read_ref_raw(e.name.as_str()).ok().flatten().is_none()
                         });
                         let (name, expected) = match first {
                             Some(e) => (e.name.to_string(), e.expect),
@@ -881,6 +922,13 @@ fn remove_lock(path: &std::path::Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
     }
+}
+
+/// Whether `name` is a job's `refs/gatos/jobs/<id>/job`, the one ref an enqueue creates.
+fn is_job_ref(name: &str) -> bool {
+    name.strip_prefix(names::JOBS_PREFIX)
+        .and_then(|rest| rest.strip_suffix("/job"))
+        .is_some_and(|id| !id.contains('/'))
 }
 
 fn parse_loose_ref(name: &str, bytes: &[u8]) -> Result<Oid> {

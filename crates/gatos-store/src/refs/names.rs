@@ -133,8 +133,11 @@ pub fn job_cancel(id: Ulid) -> RefName {
 }
 
 /// `refs/gatos/jobs/`.
+pub const JOBS_PREFIX: &str = "refs/gatos/jobs/";
+
+/// `refs/gatos/jobs/`.
 pub fn jobs_prefix() -> String {
-    format!("{GATOS_PREFIX}jobs/")
+    JOBS_PREFIX.to_owned()
 }
 
 /// `refs/gatos/jobs/<id>/`.

@@ -138,6 +138,7 @@ impl Store {
         prefix: &str,
         cached: Option<&Arc<PackedRecords>>,
     ) -> Result<SplitListing> {
+        self.before_listing(prefix)?;
         super::listed_again(prefix, || self.list_refs_split_once(prefix, cached))
     }
 
