@@ -25,7 +25,9 @@ Scenarios: publish, batch, enqueue, consume (a checkpoint), worker (claim, heart
 result, events), daemon (gatosd answering publishes on its socket, one at a time and four
 at once, acknowledged from the topic's journal; its acknowledgement is its answer, and it is
 killed for real at every append to and truncation of the journal and every rename of the
-topic head), daemon-jobs (gatosd answering claims, heartbeats and ends of attempts from
+topic head), daemon-enqueue (gatosd answering enqueues the same way, acknowledged from
+the enqueue journal; killed for real at every append to and truncation of that journal and
+at every rename), daemon-jobs (gatosd answering claims, heartbeats and ends of attempts from
 four connections at once, so they meet in its group commits; an acknowledgement is its
 answer; killed for real at every rename and unlink) and daemon-jobs-packed (the same with
 `gatos.group.packObjects = 1`: every group's objects written as one pack). Exit status 0
@@ -486,6 +488,10 @@ def scenario(name, gg, work):
     if name == "daemon":
         # Recorded by record_daemon: gatosd itself, publishes over its socket.
         return [], [], published
+    if name == "daemon-enqueue":
+        # Recorded by record_daemon with drive_enqueues: gatosd journals the enqueues and
+        # acknowledges after one append (ADR 0046); `jobs show` materializes the journal.
+        return [], [], enqueued
     if name in ("daemon-jobs", "daemon-jobs-packed"):
         # Recorded by record_daemon with drive_jobs: four jobs, one per connection.
         setup = [[gg, "jobs", "enqueue", "--max-attempts", "1", "--", "true"] for _ in range(4)]
@@ -502,7 +508,7 @@ def scenario(name, gg, work):
         return ([[gg, "jobs", "enqueue", "--", "true"]],
                 [[gg, "worker", "--drain", "--quiet", "--id", "w0"]], worked)
     raise SystemExit(f"unknown scenario {name} (publish, batch, enqueue, consume, worker, daemon, "
-                     "daemon-jobs, daemon-jobs-packed)")
+                     "daemon-enqueue, daemon-jobs, daemon-jobs-packed)")
 
 
 def record_daemon(gatosd, rec, home, work, inject=None, drive=None):
@@ -648,6 +654,33 @@ def noop_proof(claim, worker, k):
             "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode()}]}
 
 
+def drive_enqueues(connect, acks):
+    """Three enqueues one at a time on one connection, then four at once from four
+    connections. An acknowledgement is gatosd's answer, which names the job."""
+    def send(c, rid):
+        c.sendall(json.dumps({"jsonrpc": "2.0", "id": rid, "method": "jobs.enqueue",
+                              "params": {"command": ["true"]}}).encode() + b"\n")
+
+    def answer(r):
+        line = r.readline()
+        if b'"result"' not in line:
+            raise ConnectionError(f"no result: {line[:200]!r}")
+        acks.append(line.decode("utf-8", "replace"))
+
+    c, r = connect()
+    for i in range(1, 4):
+        send(c, i)
+        answer(r)
+    many = [connect() for _ in range(4)]
+    for k, (c2, _) in enumerate(many):
+        send(c2, 10 + k)
+    for _, r2 in many:
+        answer(r2)
+    for c2, r2 in many + [(c, r)]:
+        r2.close()
+        c2.close()
+
+
 def drive_jobs(connect, acks):
     """Four connections at once, one job each: every connection claims, then heartbeats its
     job, then completes it with a signed proof (its only attempt: the result and the
@@ -782,8 +815,9 @@ def main():
     rec = os.path.join(work, "rec.git")
     shutil.copytree(base, rec, symlinks=True)
     calls, acks_at, ends = [], [], []  # acks_at: (index into calls, acknowledged line)
-    daemon = o.scenario in ("daemon", "daemon-jobs", "daemon-jobs-packed")
-    drive = drive_jobs if o.scenario.startswith("daemon-jobs") else None
+    daemon = o.scenario in ("daemon", "daemon-enqueue", "daemon-jobs", "daemon-jobs-packed")
+    drive = (drive_jobs if o.scenario.startswith("daemon-jobs")
+             else drive_enqueues if o.scenario == "daemon-enqueue" else None)
     if daemon:
         gatosd = os.path.join(os.path.dirname(gg), "gatosd")
         for call in record_daemon(gatosd, rec, home, work, drive=drive):
@@ -795,7 +829,7 @@ def main():
                     text = b"".join(unquote(q) for q in quoted).decode("utf-8", "replace")
                 except ValueError:
                     continue
-                if '"result"' in text and ('"ulid"' in text or
+                if '"result"' in text and ('"ulid"' in text or '"content_id"' in text or
                                            re.search(r'"id":"(claim|hb|end):', text)):
                     acks_at.append((len(calls) - 1, text))
         ends.append(len(calls) - 1)
@@ -856,7 +890,10 @@ def main():
             # each truncation after a materialization, each rename of the head; serving
             # jobs, at every rename (each object, pack and ref made visible) and unlink.
             gatosd = os.path.join(os.path.dirname(gg), "gatosd")
-            points = ((("rename", None), ("unlink", None)) if drive else
+            points = ((("write", "gatos/journal/jobs.enqueued"),
+                       ("ftruncate", "gatos/journal/jobs.enqueued"),
+                       ("rename", None)) if drive is drive_enqueues else
+                      (("rename", None), ("unlink", None)) if drive else
                       (("write", "gatos/journal/messages.t"),
                        ("ftruncate", "gatos/journal/messages.t"),
                        ("rename", "refs/gatos/messages/t/head")))

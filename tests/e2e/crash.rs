@@ -1,6 +1,6 @@
 //! Crash tests of the write paths (issue #21 point 2; ADR 0046): `scripts/crash_check.py`
 //! records a real `git-gatos` or `gatosd` under strace (a publish, a batch, enqueues, a
-//! consumer's checkpoint, a worker running a job, the daemon publishing) and checks every state a crash can leave — each
+//! consumer's checkpoint, a worker running a job, the daemon publishing and enqueueing) and checks every state a crash can leave — each
 //! prefix of its calls (a killed process), the minimum a power cut keeps at each
 //! acknowledgement (with `gatos.fsync = true`), and a real SIGKILL at every changing call —
 //! with `git fsck --strict`, `git gatos doctor` and the acknowledged writes.
@@ -87,6 +87,21 @@ fn every_crash_state_of_the_daemon_publishing_is_sound() -> TestResult {
     assert!(line.starts_with("ok daemon"), "{line}");
     assert!(line.contains("7 acknowledgements"), "{line}");
     // gatosd killed at its journal's appends and truncations and the head's renames.
+    assert!(!line.contains(" 0 real kills"), "{line}");
+    Ok(())
+}
+
+/// gatosd answering enqueues from the enqueue journal (ADR 0046), one at a time and four at
+/// once: every prefix of its calls holds every job it had answered, and so does a real kill
+/// at each append to and truncation of the journal and at each rename.
+#[test]
+fn every_crash_state_of_the_daemon_enqueueing_is_sound() -> TestResult {
+    if !can_run("daemon-enqueue")? {
+        return Ok(());
+    }
+    let line = check(&["daemon-enqueue"])?;
+    assert!(line.starts_with("ok daemon-enqueue"), "{line}");
+    assert!(line.contains("7 acknowledgements"), "{line}");
     assert!(!line.contains(" 0 real kills"), "{line}");
     Ok(())
 }

@@ -256,6 +256,91 @@ fn a_journaled_publish_is_read_at_once_and_becomes_a_commit_for_git() -> TestRes
     repo.assert_fsck_strict()
 }
 
+fn job_ref(repo: &TempRepo, id: &str) -> Option<String> {
+    repo.git(&[
+        "rev-parse",
+        "-q",
+        "--verify",
+        &format!("refs/gatos/jobs/{id}/job"),
+    ])
+    .ok()
+    .map(|s| s.trim().to_owned())
+    .filter(|s| !s.is_empty())
+}
+
+/// ADR 0046: gatosd answers an enqueue after one append to the enqueue journal; the CLI
+/// shows and lists the job at once (it makes the journal job refs first), a CLI worker
+/// claims it, plain git sees the ref within `gatos.journal.flushMs`, and one acknowledged
+/// before a `kill -9` is there for the next CLI command.
+#[test]
+fn a_journaled_enqueue_is_seen_at_once_and_becomes_a_ref_for_git() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    repo.git(&["config", "gatos.journal.flushMs", "60000"])?;
+    let mut d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    let enqueue = |c: &mut Client| -> TestResult<(String, String)> {
+        let r = c.call("jobs.enqueue", json!({"command": ["true"]}))?;
+        Ok((
+            r["result"]["id"].as_str().ok_or("id")?.to_owned(),
+            r["result"]["commit"].as_str().ok_or("commit")?.to_owned(),
+        ))
+    };
+    let (a, a_commit) = enqueue(&mut c)?;
+    let journal = repo.git_dir().join("gatos/journal/jobs.enqueued");
+    assert!(
+        std::fs::metadata(&journal)?.len() > 0,
+        "answered from the journal"
+    );
+    assert_eq!(job_ref(&repo, &a), None, "not yet a ref for plain git");
+    let shown: Value = serde_json::from_str(&gatos_ok(&repo, &["jobs", "show", &a, "--json"])?)?;
+    assert_eq!(shown["id"], json!(a));
+    assert_eq!(job_ref(&repo, &a), Some(a_commit), "the CLI made it a ref");
+    // The next one is listed by the CLI at once, and a CLI worker claims and runs both.
+    let (b, _) = enqueue(&mut c)?;
+    let listed = json_lines(&gatos_ok(&repo, &["jobs", "ls", "--json"])?)?;
+    assert!(listed.iter().any(|r| r["id"] == json!(b)), "{listed:?}");
+    let (e, _) = enqueue(&mut c)?;
+    gatos_ok(
+        &repo,
+        &[
+            "worker",
+            "--drain",
+            "--quiet",
+            "--id",
+            "w0",
+            "--sandbox",
+            "off",
+        ],
+    )?;
+    for id in [&a, &b, &e] {
+        let row: Value = serde_json::from_str(&gatos_ok(&repo, &["jobs", "show", id, "--json"])?)?;
+        assert_eq!(row["state"], json!("succeeded"), "{row}");
+    }
+    // Acknowledged, then gatosd is killed: the next CLI command finds it.
+    let (k, k_commit) = enqueue(&mut c)?;
+    drop(c);
+    d.signal("-KILL")?;
+    let _ = d.child.wait()?;
+    assert_eq!(job_ref(&repo, &k), None);
+    let listed = json_lines(&gatos_ok(&repo, &["jobs", "ls", "--json"])?)?;
+    assert!(listed.iter().any(|r| r["id"] == json!(k)), "{listed:?}");
+    assert_eq!(job_ref(&repo, &k), Some(k_commit));
+    // With the default interval the flusher makes it a ref on its own.
+    repo.git(&["config", "--unset", "gatos.journal.flushMs"])?;
+    let d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    let (f, f_commit) = enqueue(&mut c)?;
+    wait_for(
+        "the flusher to make the enqueue a ref",
+        Duration::from_secs(30),
+        || job_ref(&repo, &f).as_deref() == Some(f_commit.as_str()),
+    )?;
+    drop(c);
+    drop(d);
+    repo.assert_fsck_strict()
+}
+
 /// gatosd holds the job catalog's lines of the jobs it enqueued (issue #21): it appends
 /// them before it lists and when it stops; a CLI listing meanwhile catches those jobs up
 /// itself, and a gatosd that has read the catalog does not append those lines again.

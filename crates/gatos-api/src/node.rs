@@ -164,8 +164,9 @@ impl Node {
                 Err(e) => tracing::warn!(error = %e, "could not check for stale locks"),
             }
         }
-        // A node lives long: its journaled publishes become commits within
-        // gatos.journal.flushMs (ADR 0046).
+        // A node lives long: its journaled publishes and enqueues become commits and refs
+        // within gatos.journal.flushMs (ADR 0046); with the flusher running, its enqueues
+        // are journaled.
         gatos.start_journal_flusher();
         let status = opts.status;
         status.maintenance_enabled(opts.maintenance);

@@ -303,8 +303,9 @@ pub fn run_with(gatos: &Gatos, opts: Options) -> Result<Vec<Finding>> {
     let mut r = Report {
         findings: Vec::new(),
     };
-    // Journaled publishes become commits first, so the checks see them (ADR 0046).
-    if let Err(e) = gatos.messages().settle_all() {
+    // Journaled publishes and enqueues become commits first, so the checks see them
+    // (ADR 0046).
+    if let Err(e) = gatos.flush_journals() {
         tracing::warn!(error = %e, "could not materialize every journal");
     }
     check_fsck(gatos, &mut r);

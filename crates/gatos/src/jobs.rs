@@ -16,6 +16,7 @@ pub mod ended;
 pub mod enqueuer;
 pub(crate) mod events;
 pub mod group;
+pub(crate) mod journal;
 pub(crate) use events::emit as emit_event;
 pub use events::topic as events_topic;
 pub mod lifecycle;
@@ -212,15 +213,28 @@ impl<'g> Jobs<'g> {
         if let Some((e, _)) = &signed {
             files.push((enqueuer::ENQUEUE_PATH, e));
         }
-        let commit =
-            self.gatos
-                .write_job_commit(&files, &[], &trailers, &format!("job {id}"), now)?;
-        self.gatos.remember_doc(commit, JOB_PATH, &doc, now);
+        let subject = format!("job {id}");
         let ready = ready::Ready::new(self.gatos);
         let before = ready.stamp();
-        self.gatos
-            .store()
-            .update_refs(&[Edit::create(names::job(id), commit)], &Options::default())?;
+        let commit = if journal::on(self.gatos) {
+            // Acknowledged after one append; the job ref follows within the flush bound,
+            // and every gatos reader of job refs materializes it first (ADR 0046).
+            let mut w = self.gatos.store().collector();
+            let commit =
+                self.gatos
+                    .job_commit_into(&mut w, &files, &[], &trailers, &subject, now)?;
+            journal::append(self.gatos, id, commit, &w.objects)?;
+            commit
+        } else {
+            let commit = self
+                .gatos
+                .write_job_commit(&files, &[], &trailers, &subject, now)?;
+            self.gatos
+                .store()
+                .update_refs(&[Edit::create(names::job(id), commit)], &Options::default())?;
+            commit
+        };
+        self.gatos.remember_doc(commit, JOB_PATH, &doc, now);
         let rec = JobRecord {
             id,
             job_commit: commit,

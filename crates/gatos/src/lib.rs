@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod checkpoints;
 pub mod clock;
+mod codec;
 pub mod doctor;
 mod error;
 mod group;
@@ -168,6 +169,7 @@ pub(crate) struct Inner {
     docs: jobs::records::DocCache,
     envelopes: jobs::enqueuer::EnvelopeCache,
     catalog: jobs::catalog::Pending,
+    enqueue_journal: jobs::journal::Pending,
     arbiter: Mutex<Option<String>>,
 }
 
@@ -180,6 +182,7 @@ impl Drop for Gatos {
             if !self.inner.journals.pending_topics().is_empty() {
                 self.messages().flush_due(std::time::Duration::ZERO);
             }
+            jobs::journal::flush_due(self, std::time::Duration::ZERO);
             self.jobs().flush_catalog();
         }
     }
@@ -309,7 +312,7 @@ impl Gatos {
             None => None,
         };
         let entropy = opts.seed.map_or_else(Entropy::from_os, Entropy::seeded);
-        Ok(Gatos {
+        let gatos = Gatos {
             actor: None,
             inner: Arc::new(Inner {
                 store,
@@ -332,9 +335,20 @@ impl Gatos {
                 docs: jobs::records::DocCache::default(),
                 envelopes: jobs::enqueuer::EnvelopeCache::default(),
                 catalog: jobs::catalog::Pending::default(),
+                enqueue_journal: jobs::journal::Pending::default(),
                 arbiter: Mutex::default(),
             }),
-        })
+        };
+        // Every read of job refs through this store first makes the journaled enqueues
+        // refs (ADR 0046). The hook holds the handle weakly: the store lives in it.
+        let weak = Arc::downgrade(&gatos.inner);
+        gatos.inner.store.set_job_read_hook(Box::new(move || {
+            let Some(inner) = weak.upgrade() else {
+                return Ok(());
+            };
+            jobs::journal::settle(&Gatos::from_inner(inner)).map_err(|e| (e.code(), e.to_string()))
+        }));
+        Ok(gatos)
     }
 
     /// Returns a handle on the same repository whose writes are made for `actor`: its
@@ -684,14 +698,37 @@ impl Gatos {
             .store(on && self.inner.settings.journal, Ordering::Relaxed);
     }
 
-    /// Makes every journaled publish of this repository a commit now (any process's: the
-    /// journals on disk, not only this handle's). What a face calls before it stops, and
+    /// Makes every journaled publish and enqueue of this repository a commit now (any
+    /// process's: the journals on disk, not only this handle's). What a face calls before it stops, and
     /// `git gatos doctor` before it looks.
     ///
     /// # Errors
     /// The first topic that could not be materialized (the others still are).
     pub fn flush_journals(&self) -> Result<()> {
-        self.messages().settle_all()
+        let messages = self.messages().settle_all();
+        let enqueues = jobs::journal::settle(self);
+        messages.and(enqueues)
+    }
+
+    /// Materializes the enqueue journal if this handle's oldest record in it is at least
+    /// `age` old (the journal flusher's turn).
+    pub(crate) fn flush_enqueues_due(&self, age: std::time::Duration) {
+        jobs::journal::flush_due(self, age);
+    }
+
+    /// What the job journal of this handle waits for (ADR 0046).
+    pub(crate) fn enqueue_journal(&self) -> &jobs::journal::Pending {
+        &self.inner.enqueue_journal
+    }
+
+    /// Whether this handle's journal flusher runs ([`Gatos::start_journal_flusher`]).
+    pub(crate) fn journal_flusher_runs(&self) -> bool {
+        *self
+            .inner
+            .journals
+            .flusher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Appends the job catalog's lines of the jobs this handle enqueued and still holds

@@ -96,7 +96,7 @@ pub fn debt(gatos: &Gatos) -> Result<DebtReport> {
 
 /// Archives finished jobs (if due, with `auto`), then compacts (if due, with `auto`).
 pub fn run(gatos: &Gatos, opts: Options) -> Outcome {
-    if let Err(e) = gatos.messages().settle_all() {
+    if let Err(e) = gatos.flush_journals() {
         tracing::warn!(error = %e, "could not materialize every journal before maintenance");
     }
     let archive = if opts.auto {

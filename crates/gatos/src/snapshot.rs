@@ -45,8 +45,8 @@ impl Snapshot {
     /// # Errors
     /// When the refs cannot be listed.
     pub fn take(gatos: &Gatos) -> Result<Snapshot> {
-        // Journaled publishes are part of the state (ADR 0046).
-        gatos.messages().settle_all()?;
+        // Journaled publishes and enqueues are part of the state (ADR 0046).
+        gatos.flush_journals()?;
         Ok(Snapshot::from_recorded(
             gatos
                 .store()

@@ -192,7 +192,7 @@ impl Listed {
 /// # Errors
 /// When the refs cannot be listed.
 pub fn collect(gatos: &Gatos) -> Result<Collected> {
-    gatos.messages().settle_all()?;
+    gatos.flush_journals()?;
     Ok(collect_listed(gatos, None)?.into_collected())
 }
 
@@ -430,9 +430,9 @@ impl Window {
     /// When the refs cannot be listed.
     pub fn mint(self: &Arc<Self>, gatos: &Gatos) -> Result<At> {
         let arrived = Instant::now();
-        // A journaled publish acknowledged before the call is in a journal or already in
-        // the refs; settling moves the refs (and the generation) for the former.
-        gatos.messages().settle_all()?;
+        // A journaled publish or enqueue acknowledged before the call is in a journal or
+        // already in the refs; settling moves the refs (and the generation) for the former.
+        gatos.flush_journals()?;
         let generation = gatos.store().refs_generation();
         let mut minting = self.minting.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = minting.last {

@@ -184,8 +184,9 @@ impl Gatos {
                 std::time::Duration::from_secs(600),
             )
             .map_err(gatos_store::Error::from)?;
-        // Journaled publishes are committed before anything is compared or pushed.
-        self.messages().settle_all()?;
+        // Journaled publishes and enqueues are committed before anything is compared or
+        // pushed.
+        self.flush_journals()?;
         let mut s = Sync::new(self, remote, opts.progress);
         s.checks.accept_unsigned = opts.accept_unsigned;
         if opts.accept_unsigned {

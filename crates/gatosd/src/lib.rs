@@ -137,7 +137,11 @@ fn mcp_stdio(m: &args::McpArgs) -> ExitCode {
     // A pending read of stdin must not hold the process at exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     // Tasks the shutdown abandoned may still hold the handle: what it holds back for the
-    // disk (the job catalog's lines of the jobs it enqueued) goes now.
+    // disk (journaled publishes and enqueues, the job catalog's lines of the jobs it
+    // enqueued) goes now.
+    if let Err(e) = held.flush_journals() {
+        tracing::warn!(error = %e, "could not materialize every journal at the stop");
+    }
     held.flush_catalog();
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -489,24 +489,44 @@ struct Candidate {
     not_before: Timestamp,
 }
 
+/// A job's lock family, held by this thread until dropped. The enqueue journal was
+/// materialized just before it was taken, and is not while it is held (the thread is
+/// [`super::journal::Quiet`]): the materializer takes job families after its own lock.
+pub(crate) struct JobLock {
+    _guard: gatos_store::locks::Guard,
+    _quiet: super::journal::Quiet,
+}
+
 impl Jobs<'_> {
     /// The job's lock if no other writer holds it right now.
-    fn try_lock(&self, id: Ulid) -> Result<Option<gatos_store::locks::Guard>> {
+    fn try_lock(&self, id: Ulid) -> Result<Option<JobLock>> {
+        super::journal::settle(self.gatos)?;
+        let quiet = super::journal::Quiet::enter();
         Ok(self
             .gatos
             .store()
             .locks()
             .try_acquire(&family(id))
-            .map_err(gatos_store::Error::from)?)
+            .map_err(gatos_store::Error::from)?
+            .map(|g| JobLock {
+                _guard: g,
+                _quiet: quiet,
+            }))
     }
 
-    pub(super) fn lock(&self, id: Ulid) -> Result<gatos_store::locks::Guard> {
-        Ok(self
+    pub(super) fn lock(&self, id: Ulid) -> Result<JobLock> {
+        super::journal::settle(self.gatos)?;
+        let quiet = super::journal::Quiet::enter();
+        let g = self
             .gatos
             .store()
             .locks()
             .acquire(&[family(id)], gatos_store::locks::DEFAULT_LOCK_TIMEOUT)
-            .map_err(gatos_store::Error::from)?)
+            .map_err(gatos_store::Error::from)?;
+        Ok(JobLock {
+            _guard: g,
+            _quiet: quiet,
+        })
     }
 
     /// Builds a claim commit into `w` ([`Gatos::job_writer`]: written at once when the
@@ -598,7 +618,7 @@ impl Jobs<'_> {
         &self,
         id: Ulid,
         opts: &ClaimOptions,
-        guard: gatos_store::locks::Guard,
+        guard: JobLock,
         refused: &mut std::collections::BTreeSet<Ulid>,
     ) -> Result<Option<Lease>> {
         match self.claim_locked(id, opts, guard) {
@@ -732,12 +752,7 @@ impl Jobs<'_> {
     }
 
     /// [`Jobs::claim`] with the job's lock already held (`guard`, released inside).
-    fn claim_locked(
-        &self,
-        id: Ulid,
-        opts: &ClaimOptions,
-        guard: gatos_store::locks::Guard,
-    ) -> Result<Lease> {
+    fn claim_locked(&self, id: Ulid, opts: &ClaimOptions, guard: JobLock) -> Result<Lease> {
         if opts.lease < MIN_LEASE {
             return Err(ClaimError::LeaseTooShort { lease: opts.lease }.into());
         }

@@ -162,7 +162,12 @@ impl<'g> Ready<'g> {
     }
 
     /// Runs `f` on the state, brought up to date with the journal, under the lock.
+    ///
+    /// The thread is [`super::journal::Quiet`] meanwhile: the enqueue journal's
+    /// materializer takes this lock after its own, so a listing of job refs here (a
+    /// catch-up) must not materialize it; the catch-up keeps the jobs still journaled.
     fn with<T>(&self, f: impl FnOnce(&Self, &mut State) -> Result<T>) -> Result<T> {
+        let _quiet = super::journal::Quiet::enter();
         let _g = self
             .gatos
             .store()
@@ -325,13 +330,18 @@ impl<'g> Ready<'g> {
     /// Re-reads the live job refs: adds jobs not seen yet, drops jobs gone from the refs,
     /// then rewrites the journal.
     fn catch_up(&self, state: &mut State, stamp: Stamp) -> Result<()> {
+        // The journaled enqueues are read before the refs: one materialized meanwhile is
+        // then a ref by the time they are listed. Their entries were put at their append.
+        let journaled = super::journal::waiting_ids(self.gatos)?;
         let mut live = BTreeSet::new();
         for (name, _) in self.gatos.store().list_refs(&names::jobs_prefix())? {
             if let Some(names::RefKind::Job(id)) = name.kind() {
                 live.insert(id);
             }
         }
-        state.jobs.retain(|id, _| live.contains(id));
+        state
+            .jobs
+            .retain(|id, _| live.contains(id) || journaled.contains(id));
         let now = self.gatos.now();
         let mut added = 0usize;
         for id in &live {
@@ -347,6 +357,11 @@ impl<'g> Ready<'g> {
             }
         }
         state.known = live;
+        state.known.extend(
+            journaled
+                .into_iter()
+                .filter(|id| state.jobs.contains_key(id)),
+        );
         state.stamp = Some(stamp);
         self.rewrite(state)?;
         tracing::debug!(
@@ -379,22 +394,41 @@ impl<'g> Ready<'g> {
         self.with(|me, state| {
             let now = me.stamp();
             let mut ops = vec![Op::Put { entry }];
-            // ext4 stops counting subdirectories past 65,000 (`dir_nlink`: the link count
-            // stays 1); then one more link cannot be checked and our own creation is taken
-            // as the only change (an outside writer racing with it in this window is
-            // noticed at the next packed-refs change or index reset; see ADR 0014).
-            let counted = before.dir_nlink > 1 && now.dir_nlink > 1;
-            let only_ours = if counted {
-                now.dir_nlink == before.dir_nlink + 1
-            } else {
-                now.dir_nlink <= 1
-            };
-            if state.stamp == Some(before)
-                && only_ours
-                && now.packed_mtime_ns == before.packed_mtime_ns
-                && now.packed_size == before.packed_size
-            {
+            if only_ours(state, before, now, 1) {
                 ops.push(Op::Stamp { stamp: now });
+            }
+            me.append(state, ops)
+        })
+    }
+
+    /// Records the job refs the enqueue journal's materializer just created (`made`,
+    /// stamped `before` it created them): a job the index does not know yet (its entry was
+    /// lost with a torn index) is read and put; the stamp moves on only if the new job
+    /// directories were the only change, as for [`Ready::created`].
+    pub(crate) fn materialized(&self, made: &[Ulid], before: Stamp) -> Result<()> {
+        if made.is_empty() {
+            return Ok(());
+        }
+        self.with(|me, state| {
+            let now = me.stamp();
+            let mut ops = Vec::new();
+            let at = me.gatos.now();
+            for id in made {
+                if state.known.contains(id) {
+                    continue;
+                }
+                let Some(rec) = super::readable(*id, me.gatos.jobs().record(*id))? else {
+                    continue;
+                };
+                if let Some(entry) = entry_for(&rec, at, me.gatos.lease_skew()) {
+                    ops.push(Op::Put { entry });
+                }
+            }
+            if only_ours(state, before, now, made.len() as u64) {
+                ops.push(Op::Stamp { stamp: now });
+            }
+            if ops.is_empty() {
+                return Ok(());
             }
             me.append(state, ops)
         })
@@ -414,6 +448,26 @@ impl<'g> Ready<'g> {
             Ok(())
         })
     }
+}
+
+/// Whether the index was current at `before` and the only change since is `k` new job
+/// directories, this writer's own: then its stamp may move to `now` without a catch-up.
+///
+/// ext4 stops counting subdirectories past 65,000 (`dir_nlink`: the link count stays 1);
+/// then new links cannot be checked and our own creations are taken as the only change
+/// (an outside writer racing with them in this window is noticed at the next packed-refs
+/// change or index reset; see ADR 0014).
+fn only_ours(state: &State, before: Stamp, now: Stamp, k: u64) -> bool {
+    let counted = before.dir_nlink > 1 && now.dir_nlink > 1;
+    let links = if counted {
+        now.dir_nlink == before.dir_nlink + k
+    } else {
+        now.dir_nlink <= 1
+    };
+    state.stamp == Some(before)
+        && links
+        && now.packed_mtime_ns == before.packed_mtime_ns
+        && now.packed_size == before.packed_size
 }
 
 /// Whether an entry counts as pending for queue admission (ADR 0027): no claim recorded

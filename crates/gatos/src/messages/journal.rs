@@ -37,11 +37,12 @@ use gatos_store::objects::{Kind, Objects};
 use gatos_store::refs::{Edit, Options, names};
 use gatos_types::envelope;
 use gatos_types::wire::PublishRow;
-use gatos_types::{Digest, ErrorCode, Oid, Topic, Ulid};
+use gatos_types::{Digest, ErrorCode, Oid, Topic};
 
 use super::chain::{self, Meta};
 use super::index::{self, Known, Record};
 use super::{MAX_ENVELOPE_BYTES, Messages};
+use crate::codec::Cur;
 use crate::error::{Error, Result};
 
 /// Records waiting in one journal before the writer materializes them itself.
@@ -211,44 +212,6 @@ fn encode(old: Option<Oid>, msgs: &[Msg], objects: &[(Oid, Kind, Vec<u8>)]) -> V
     out
 }
 
-struct Cur<'a> {
-    data: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cur<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let s = self
-            .data
-            .get(self.at..self.at.saturating_add(n))
-            .ok_or_else(|| bad_record("it ends early"))?;
-        self.at += n;
-        Ok(s)
-    }
-    fn arr<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.arr()?))
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.arr()?))
-    }
-    fn oid(&mut self) -> Result<Oid> {
-        Ok(Oid::from_bytes(self.arr()?))
-    }
-    fn opt_oid(&mut self) -> Result<Option<Oid>> {
-        let flag = self.arr::<1>()?[0];
-        let o = self.oid()?;
-        Ok((flag == 1).then_some(o))
-    }
-    fn ulid(&mut self) -> Result<Ulid> {
-        Ok(Ulid::from_u128(u128::from_be_bytes(self.arr()?)))
-    }
-}
-
 fn bad_record(why: &str) -> Error {
     Error::new(
         ErrorCode::InvalidEnvelope,
@@ -258,7 +221,7 @@ fn bad_record(why: &str) -> Error {
 
 /// Decodes a record; with `objects` false its objects are checked but not copied.
 fn decode(body: &[u8], objects: bool) -> Result<Rec> {
-    let mut c = Cur { data: body, at: 0 };
+    let mut c = Cur::new(body);
     if c.arr::<1>()?[0] != VERSION {
         return Err(bad_record("unknown version"));
     }
@@ -309,7 +272,7 @@ fn decode(body: &[u8], objects: bool) -> Result<Rec> {
             out.push((kind, data.to_vec()));
         }
     }
-    if c.at != body.len() {
+    if !c.done() {
         return Err(bad_record("bytes after the objects"));
     }
     let new = msgs
@@ -868,26 +831,11 @@ fn write_chunk(
     mut chunk: Vec<Rec>,
     known: &mut Vec<Known>,
 ) -> Result<Oid> {
-    let count: usize = chunk.iter().map(|r| r.objects.len()).sum();
-    let mut wrote = std::collections::HashSet::with_capacity(count);
-    let keep = if count >= MIN_PACKED {
-        let mut w = store.pack_writer();
-        for r in &mut chunk {
-            for (kind, data) in std::mem::take(&mut r.objects) {
-                wrote.insert(w.put_owned(kind, data)?);
-            }
-        }
-        Some(w.finish()?)
-    } else {
-        let mut w = store.writer();
-        for r in &chunk {
-            for (kind, data) in &r.objects {
-                wrote.insert(w.put(*kind, data)?);
-            }
-        }
-        w.finish()?;
-        None
-    };
+    let objects = chunk
+        .iter_mut()
+        .flat_map(|r| std::mem::take(&mut r.objects))
+        .collect();
+    let (wrote, keep) = store.write_objects(objects, MIN_PACKED)?;
     for r in &chunk {
         for m in &r.msgs {
             if !wrote.contains(&m.meta.commit) || !wrote.contains(&m.blob) {
@@ -949,5 +897,6 @@ pub(crate) fn run_flusher(inner: Weak<crate::Inner>, flush: Duration) {
         // materializes everything left.
         let gatos = crate::Gatos::from_inner(inner);
         gatos.messages().flush_due(flush);
+        gatos.flush_enqueues_due(flush);
     }
 }

@@ -6,6 +6,7 @@ mod catalog;
 mod checkpoints;
 mod claims;
 mod doctor;
+mod enqueue_journal;
 mod index;
 mod jobs;
 mod journal;
