@@ -16,6 +16,8 @@ GATOS = "kill -9: yes; power cut: no (no fsync)"
 GATOS_JOURNAL = ("kill -9: yes (one append to the topic's journal before the ack; a commit for "
                  "plain git within 50 ms, ADR 0046); power cut: no (no fsync)")
 GATOS_FSYNC = "power cut: yes (fdatasync of the journal record before the ack)"
+GATOS_ENQUEUE = ("kill -9: yes (one append to the enqueue journal before the ack; the job ref for "
+                 "plain git within 50 ms, ADR 0046); power cut: no (no fsync)")
 NATS = "kill -9: yes (written before the ack); power cut: up to 2 min lost (fsync every 2 min)"
 REDIS_ES = "kill -9: yes (AOF written before the reply); power cut: up to 1 s lost"
 REDIS_ALWAYS = "power cut: yes (AOF fsync before the reply)"
@@ -39,7 +41,7 @@ ROWS = [
      [("NATS JetStream async", "nats_batch", 1.0, NATS), ("Redis pipeline", "redis_batch", None, REDIS_ES)],
      GATOS),
     ("enqueue, in-process (signed enqueue envelope)", "gatos_enqueue",
-     [("PostgreSQL INSERT", "pg_insert", 1.0, PG)], GATOS),
+     [("PostgreSQL INSERT", "pg_insert", 1.0, PG)], GATOS_ENQUEUE),
     ("claim + complete, no process, gatosd, 1 worker", "gatosd_claim_1",
      [("PostgreSQL SKIP LOCKED, 1 worker", "pg_claim_1", 0.7, PG)],
      GATOS + "; gatos also writes the claim chain, a signed proof and 3 events"),
