@@ -216,7 +216,8 @@ impl<'g> Jobs<'g> {
         let subject = format!("job {id}");
         let ready = ready::Ready::new(self.gatos);
         let before = ready.stamp();
-        let commit = if journal::on(self.gatos) {
+        let journaled = journal::on(self.gatos);
+        let commit = if journaled {
             // Acknowledged after one append; the job ref follows within the flush bound,
             // and every gatos reader of job refs materializes it first (ADR 0046).
             let mut w = self.gatos.store().collector();
@@ -246,9 +247,14 @@ impl<'g> Jobs<'g> {
             cancel: None,
             archived: false,
         };
-        if let Some(e) = ready::entry_for(&rec, now, self.gatos.lease_skew())
-            && let Err(err) = ready.created(e, before)
-        {
+        // A journaled job made no job directory yet: its entry goes in without a stamp
+        // (the materializer stamps past the directories it makes).
+        let told = match ready::entry_for(&rec, now, self.gatos.lease_skew()) {
+            Some(e) if journaled => ready.put(id, Some(e)),
+            Some(e) => ready.created(e, before),
+            None => Ok(()),
+        };
+        if let Err(err) = told {
             tracing::warn!(job = %id, error = %err, "could not update the job ready index; it will catch up");
         }
         drop(admitted);

@@ -739,9 +739,10 @@ impl Gatos {
         self.jobs().flush_catalog();
     }
 
-    /// Starts this handle's journal flusher, once: a thread that makes the publishes this
-    /// handle journaled commits every `gatos.journal.flushMs` (ADR 0046), so that plain
-    /// `git` sees them within that bound while the process runs. A long-lived process
+    /// Starts this handle's journal flusher, once: a thread that makes the publishes and
+    /// enqueues this handle journaled commits and job refs every `gatos.journal.flushMs`
+    /// (ADR 0046), so that plain `git` sees them within that bound while the process runs.
+    /// Enqueues are journaled only by a handle whose flusher runs. A long-lived process
     /// calls it (gatosd, `git gatos worker`). Without it a journaled publish becomes a
     /// commit when a gatos reader or writer of its topic comes, when 4,096 records wait,
     /// or when the last handle is dropped. It stops when the last handle is dropped.

@@ -3,8 +3,9 @@
 //! node, a long-lived library handle) is acknowledged after one append to
 //! `<git-dir>/gatos/journal/jobs.enqueued`, and its `refs/gatos/jobs/<id>/job` is created
 //! when the journal is *materialized*: by the handle's flusher within
-//! `gatos.journal.flushMs`, by the last handle's drop, by a writer when 4,096 records or
-//! 8 MiB wait, and by every gatos reader of job refs before it reads.
+//! `gatos.journal.flushMs`, by the last handle's drop, by a writer when it appended 4,096
+//! records or the journal holds 8 MiB, and by every gatos reader of job refs before it
+//! reads.
 //!
 //! A record holds the job's id, its commit and every object of the commit (job document,
 //! enqueue envelope, tree, commit), built exactly as the direct path builds them, so the
@@ -98,6 +99,9 @@ pub(crate) struct Pending {
 struct State {
     /// The journal's length after this handle's last append (0: nothing of ours waits).
     len: u64,
+    /// The checksum of the record that ends at `len`: a journal of that length that ends
+    /// otherwise was emptied and refilled by others meanwhile.
+    sum: Option<gatos_store::journal::Checksum>,
     /// Records this handle appended since the journal was last emptied as it knows.
     records: u64,
     /// When the oldest of them was appended.
@@ -227,7 +231,8 @@ pub(crate) fn append(
     let len = journal.file_len()?;
     let pending = gatos.enqueue_journal();
     let mut st = pending.state();
-    if len != st.len && len > 0 && !whole(&journal, len)? {
+    let ours = len == st.len && (len == 0 || st.sum == Some(journal.checksum_at(len)?));
+    if len > 0 && !ours && !whole(&journal, len)? {
         // Another process died in the middle of an append: its torn record must be cut
         // off before anything follows it, which materializing does.
         drop(st);
@@ -235,18 +240,24 @@ pub(crate) fn append(
         st = pending.state();
         journal = store.open_journal(FAMILY)?;
     }
-    journal.append(&body)?;
-    if store.is_durable() {
-        journal.sync()?;
-    }
+    let sum = journal.append(&body)?;
     let after = journal.file_len()?;
     st.len = after;
+    st.sum = Some(sum);
     st.records += 1;
     st.since.get_or_insert_with(Instant::now);
+    if store.is_durable() {
+        // Not acknowledged if this fails; the record is still materialized later (the
+        // client may see the job although its enqueue reported an error).
+        journal.sync()?;
+    }
     let due = st.records >= MAX_PENDING || after >= MAX_PENDING_BYTES;
     drop(st);
-    if due {
-        materialize_locked(gatos)?;
+    // The record is in: the enqueue is acknowledged whatever materializing does now (a
+    // failure leaves the records for the next reader or flush; an error here would make a
+    // client retry an enqueue that stands).
+    if due && let Err(e) = materialize_locked(gatos) {
+        tracing::warn!(error = %e, "could not materialize the enqueue journal; the next reader or flush will");
     }
     Ok(())
 }
@@ -270,7 +281,9 @@ pub(crate) fn waiting_ids(gatos: &Gatos) -> Result<BTreeSet<Ulid>> {
     }
     let journal = store.open_journal(FAMILY)?;
     let mut scan = journal.scan()?;
-    while let Some(body) = scan.next_record()? {
+    // A materializer may empty the journal meanwhile: a read that fails ends the scan
+    // (those records are refs by the time the caller lists them).
+    while let Ok(Some(body)) = scan.next_record() {
         if let Ok(rec) = decode(&body, false) {
             out.insert(rec.id);
         }
@@ -307,10 +320,15 @@ pub(crate) fn flush_due(gatos: &Gatos, age: Duration) {
     if !due {
         return;
     }
-    if gatos.store().journal_len(FAMILY).unwrap_or(1) == 0 {
-        // Another process (a reader) materialized what this handle appended.
-        *gatos.enqueue_journal().state() = State::default();
-        return;
+    {
+        // Under the handle's state, which an append holds across its write: a record
+        // appended after this check is not forgotten.
+        let mut st = gatos.enqueue_journal().state();
+        if gatos.store().journal_len(FAMILY).unwrap_or(1) == 0 {
+            // Another process (a reader) materialized what this handle appended.
+            *st = State::default();
+            return;
+        }
     }
     if let Err(e) = settle(gatos) {
         tracing::warn!(error = %e, "could not materialize the enqueue journal");
@@ -439,8 +457,8 @@ fn write_chunk(gatos: &Gatos, mut chunk: Vec<Rec>) -> Result<usize> {
     Ok(made.len())
 }
 
-/// Sets a record aside in `jobs.enqueued.rejected` (appended, with the reason) and logs
-/// it: `git gatos doctor` reports the file.
+/// Sets a record aside in `jobs.enqueued.rejected` (appended, with the reason, the body in
+/// hex) and logs it as an error.
 fn reject(gatos: &Gatos, body: &[u8], why: &str) {
     tracing::error!(
         reason = why,

@@ -500,7 +500,7 @@ pub(crate) struct JobLock {
 impl Jobs<'_> {
     /// The job's lock if no other writer holds it right now.
     fn try_lock(&self, id: Ulid) -> Result<Option<JobLock>> {
-        super::journal::settle(self.gatos)?;
+        self.settle_before_lock();
         let quiet = super::journal::Quiet::enter();
         Ok(self
             .gatos
@@ -514,8 +514,18 @@ impl Jobs<'_> {
             }))
     }
 
+    /// Materializes the enqueue journal before a job's lock is taken (the job is then a
+    /// ref). A failure (a store error, job families busy) is logged, not returned: the
+    /// job locked is a ref already unless it was enqueued a moment ago, and ending or
+    /// heartbeating a job must not depend on other jobs' enqueues.
+    fn settle_before_lock(&self) {
+        if let Err(e) = super::journal::settle(self.gatos) {
+            tracing::warn!(error = %e, "could not materialize the enqueue journal before taking a job's lock");
+        }
+    }
+
     pub(super) fn lock(&self, id: Ulid) -> Result<JobLock> {
-        super::journal::settle(self.gatos)?;
+        self.settle_before_lock();
         let quiet = super::journal::Quiet::enter();
         let g = self
             .gatos

@@ -897,6 +897,7 @@ pub(crate) fn run_flusher(inner: Weak<crate::Inner>, flush: Duration) {
         // materializes everything left.
         let gatos = crate::Gatos::from_inner(inner);
         gatos.messages().flush_due(flush);
-        gatos.flush_enqueues_due(flush);
+        // Every turn: a journaled enqueue becomes a ref within one interval.
+        gatos.flush_enqueues_due(Duration::ZERO);
     }
 }

@@ -262,3 +262,26 @@ fn a_handle_without_a_flusher_writes_its_enqueues_directly() -> TestResult {
     );
     Ok(())
 }
+
+/// Another process emptied the journal and a third died mid-append, leaving exactly as many
+/// bytes as this handle last saw: the handle must not take them for its own record and
+/// append after the torn one (a reader would stop there and drop its job).
+#[test]
+fn a_journal_refilled_to_the_same_length_is_checked_before_an_append() -> TestResult {
+    let repo = TempRepo::new()?;
+    let g = journaling(&repo)?;
+    enqueue(&g, 1)?;
+    let path = repo.git_dir().join("gatos/journal/jobs.enqueued");
+    let len = journal_len(&repo);
+    open(&repo)?.flush_journals()?;
+    assert_eq!(journal_len(&repo), 0);
+    // A torn frame of the same length: its length field claims more than is there.
+    let mut torn = vec![0u8; usize::try_from(len)?];
+    torn[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&path, &torn)?;
+    let b = enqueue(&g, 2)?;
+    let other = open(&repo)?;
+    assert_eq!(other.jobs().show(b.id)?.id, b.id);
+    assert_eq!(journal_len(&repo), 0);
+    repo.assert_fsck_strict()
+}
