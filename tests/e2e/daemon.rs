@@ -276,7 +276,10 @@ fn job_ref(repo: &TempRepo, id: &str) -> Option<String> {
 fn a_journaled_enqueue_is_seen_at_once_and_becomes_a_ref_for_git() -> TestResult {
     let repo = TempRepo::new()?;
     gatos_ok(&repo, &["init"])?;
+    // A flush interval longer than the test, and no automatic maintenance (a run starts by
+    // making every journal commits and refs): only the test's own steps materialize.
     repo.git(&["config", "gatos.journal.flushMs", "60000"])?;
+    repo.git(&["config", "gatos.maintenance.auto", "false"])?;
     let mut d = Gatosd::start(&repo)?;
     let mut c = d.client()?;
     let enqueue = |c: &mut Client| -> TestResult<(String, String)> {
