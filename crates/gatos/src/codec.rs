@@ -1,5 +1,6 @@
 //! Reading the binary records of gatos's journals (ADR 0046) field by field.
 
+use gatos_store::objects::Kind;
 use gatos_types::{ErrorCode, Oid, Ulid};
 
 use crate::error::{Error, Result};
@@ -56,4 +57,39 @@ impl<'a> Cur<'a> {
     pub(crate) fn ulid(&mut self) -> Result<Ulid> {
         Ok(Ulid::from_u128(u128::from_be_bytes(self.arr()?)))
     }
+}
+
+/// Appends a record's objects: their count, then each object's kind, length and bytes.
+pub(crate) fn put_objects(out: &mut Vec<u8>, objects: &[(Oid, Kind, Vec<u8>)]) {
+    out.extend_from_slice(
+        &u32::try_from(objects.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    for (_, kind, data) in objects {
+        out.push(kind.code());
+        out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(data);
+    }
+}
+
+/// Reads what [`put_objects`] wrote, at most `cap` objects held in advance; with `copy`
+/// false the objects are checked but not copied. Fails on an unknown kind or a short body.
+pub(crate) fn objects(c: &mut Cur<'_>, copy: bool, cap: usize) -> Result<Vec<(Kind, Vec<u8>)>> {
+    let n = c.u32()? as usize;
+    let mut out = Vec::with_capacity(if copy { n.min(cap) } else { 0 });
+    for _ in 0..n {
+        let kind = Kind::from_code(c.arr::<1>()?[0]).ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidEnvelope,
+                "a journal record does not decode: an unknown object kind",
+            )
+        })?;
+        let len = c.u32()? as usize;
+        let data = c.take(len)?;
+        if copy {
+            out.push((kind, data.to_vec()));
+        }
+    }
+    Ok(out)
 }

@@ -39,7 +39,7 @@ use gatos_store::refs::{Applied, Edit, Options, names};
 use gatos_types::{ErrorCode, Oid, Ulid};
 
 use crate::Gatos;
-use crate::codec::Cur;
+use crate::codec::{self, Cur};
 use crate::error::{Error, Result};
 
 /// The lock family, and the journal's file name.
@@ -133,16 +133,7 @@ fn encode(id: Ulid, commit: Oid, objects: &[(Oid, Kind, Vec<u8>)]) -> Vec<u8> {
     out.push(VERSION);
     out.extend_from_slice(&id.to_bytes());
     out.extend_from_slice(commit.as_bytes());
-    out.extend_from_slice(
-        &u32::try_from(objects.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
-    for (_, kind, data) in objects {
-        out.push(kind.code());
-        out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(data);
-    }
+    codec::put_objects(&mut out, objects);
     out
 }
 
@@ -169,17 +160,7 @@ fn decode(body: &[u8], objects: bool) -> Result<Rec> {
     }
     let id = c.ulid()?;
     let commit = c.oid()?;
-    let n = c.u32()?;
-    let mut objs = Vec::new();
-    for _ in 0..n {
-        let code = c.arr::<1>()?[0];
-        let kind = Kind::from_code(code).ok_or_else(|| bad_record("unknown object kind"))?;
-        let len = c.u32()? as usize;
-        let data = c.take(len)?;
-        if objects {
-            objs.push((kind, data.to_vec()));
-        }
-    }
+    let objs = codec::objects(&mut c, objects, 16)?;
     if !c.done() {
         return Err(bad_record("bytes after its objects"));
     }

@@ -42,7 +42,7 @@ use gatos_types::{Digest, ErrorCode, Oid, Topic};
 use super::chain::{self, Meta};
 use super::index::{self, Known, Record};
 use super::{MAX_ENVELOPE_BYTES, Messages};
-use crate::codec::Cur;
+use crate::codec::{self, Cur};
 use crate::error::{Error, Result};
 
 /// Records waiting in one journal before the writer materializes them itself.
@@ -199,16 +199,7 @@ fn encode(old: Option<Oid>, msgs: &[Msg], objects: &[(Oid, Kind, Vec<u8>)]) -> V
         put_oid(&mut out, m.meta.parent);
         put_oid(&mut out, m.meta.prev_segment);
     }
-    out.extend_from_slice(
-        &u32::try_from(objects.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
-    for (_, kind, data) in objects {
-        out.push(kind.code());
-        out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(data);
-    }
+    codec::put_objects(&mut out, objects);
     out
 }
 
@@ -258,20 +249,7 @@ fn decode(body: &[u8], objects: bool) -> Result<Rec> {
             msgid,
         });
     }
-    let n = c.u32()? as usize;
-    let mut out = Vec::with_capacity(if objects {
-        n.min(3 * MAX_PENDING as usize)
-    } else {
-        0
-    });
-    for _ in 0..n {
-        let kind = Kind::from_code(c.arr::<1>()?[0]).ok_or_else(|| bad_record("object kind"))?;
-        let len = c.u32()? as usize;
-        let data = c.take(len)?;
-        if objects {
-            out.push((kind, data.to_vec()));
-        }
-    }
+    let out = codec::objects(&mut c, objects, 3 * MAX_PENDING as usize)?;
     if !c.done() {
         return Err(bad_record("bytes after the objects"));
     }
