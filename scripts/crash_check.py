@@ -554,8 +554,12 @@ def record_daemon(gatosd, rec, home, work, inject=None, drive=None):
             r = c.makefile("rb")
             c.sendall(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "gatos.auth",
                                   "params": {"token": token}}).encode() + b"\n")
-            if b'"authenticated":true' not in r.readline():
-                raise SystemExit("gatos.auth failed")
+            line = r.readline()
+            if b'"authenticated":true' not in line:
+                if inject and not line:
+                    # gatosd was killed before it answered: nothing more is acknowledged.
+                    raise ConnectionError("gatosd closed the connection before gatos.auth")
+                raise SystemExit(f"gatos.auth failed: {line[:200]!r}")
             return c, r
 
         def publish(c, i):
@@ -674,8 +678,16 @@ def drive_enqueues(connect, acks):
     many = [connect() for _ in range(4)]
     for k, (c2, _) in enumerate(many):
         send(c2, 10 + k)
+    # Every answer that arrived counts, also those read after another connection lost its
+    # answer to a kill.
+    lost = None
     for _, r2 in many:
-        answer(r2)
+        try:
+            answer(r2)
+        except (ConnectionError, OSError) as e:
+            lost = lost or e
+    if lost:
+        raise lost
     for c2, r2 in many + [(c, r)]:
         r2.close()
         c2.close()

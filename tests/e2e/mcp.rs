@@ -484,9 +484,11 @@ fn a_recorded_transcript_of_both_eras_and_hostile_input() -> TestResult {
     )?;
     out.push_str("# hostile input: each answered, nothing written\n");
     // The publishes and the job above were answered after their journal appends; their
-    // commits (and the job's events) land within gatos.journal.flushMs. A reader of every
-    // topic makes them commits now, so the refs compared below move only for hostile input.
+    // commits (the job's ref and its events) land within gatos.journal.flushMs. A reader
+    // of every topic and a reader of the jobs make them commits now, so the refs compared
+    // below move only for hostile input.
     gatos_ok(&repo, &["messages", "topics"])?;
+    gatos_ok(&repo, &["jobs", "ls"])?;
     let refs = before_refs(&repo)?;
     let long = format!(
         r#"{{"jsonrpc":"2.0","id":99,"method":"ping","params":{{"pad":"{}"}}}}"#,
