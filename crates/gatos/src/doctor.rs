@@ -59,6 +59,12 @@ pub struct Finding {
 /// severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FindingCode {
+    /// A journal of acknowledged publishes or enqueues that could not be made commits
+    /// (ADR 0046): gatos readers see its writes, plain git, sync and snapshots do not.
+    JournalStuck,
+    /// An acknowledged enqueue set aside in `jobs.enqueued.rejected`: its job's ref holds
+    /// another commit, or its record does not read (ADR 0046).
+    JournalRejected,
     /// `git fsck --strict` found a missing, corrupt or malformed object (one finding per problem).
     Fsck,
     /// A ref under `refs/gatos/` that fits nowhere in the ref layout.
@@ -119,6 +125,8 @@ pub enum FindingCode {
 impl FindingCode {
     /// Every code, in the order the checks run.
     pub const ALL: &[FindingCode] = &[
+        FindingCode::JournalStuck,
+        FindingCode::JournalRejected,
         FindingCode::Fsck,
         FindingCode::RefUnknown,
         FindingCode::RefLeftover,
@@ -150,6 +158,8 @@ impl FindingCode {
     /// Returns the code's name (its serialized form).
     pub fn as_str(self) -> &'static str {
         match self {
+            FindingCode::JournalStuck => "journal-stuck",
+            FindingCode::JournalRejected => "journal-rejected",
             FindingCode::Fsck => "fsck",
             FindingCode::RefUnknown => "ref-unknown",
             FindingCode::RefLeftover => "ref-leftover",
@@ -183,7 +193,9 @@ impl FindingCode {
     /// or tidying (see the module docs).
     pub fn severity(self) -> Severity {
         match self {
-            FindingCode::Fsck
+            FindingCode::JournalStuck
+            | FindingCode::JournalRejected
+            | FindingCode::Fsck
             | FindingCode::ChainInvalid
             | FindingCode::ContentIdMismatch
             | FindingCode::EnvelopeNotCanonical
@@ -304,10 +316,10 @@ pub fn run_with(gatos: &Gatos, opts: Options) -> Result<Vec<Finding>> {
         findings: Vec::new(),
     };
     // Journaled publishes and enqueues become commits first, so the checks see them
-    // (ADR 0046).
-    if let Err(e) = gatos.flush_journals() {
-        tracing::warn!(error = %e, "could not materialize every journal");
-    }
+    // (ADR 0046). When the enqueue journal cannot, the checks read the job refs as they
+    // are (without it, every listing of job refs would fail on it again).
+    let jobs_stuck = check_journals(gatos, &mut r);
+    let _as_they_are = jobs_stuck.then(crate::jobs::journal::Quiet::enter);
     check_fsck(gatos, &mut r);
     check_refs(gatos, &mut r)?;
     check_snapshots(gatos, &mut r, fix)?;
@@ -332,6 +344,85 @@ pub fn run_with(gatos: &Gatos, opts: Options) -> Result<Vec<Finding>> {
             .then(a.code.as_str().cmp(b.code.as_str()))
     });
     Ok(r.findings)
+}
+
+/// Materializes every journal; reports each that cannot be, and the enqueues set aside.
+/// Returns whether the enqueue journal is one that cannot.
+fn check_journals(gatos: &Gatos, r: &mut Report) -> bool {
+    let dir = gatos.store().journal_dir();
+    let mut stuck = |family: &str, e: &crate::Error| {
+        r.add(
+            FindingCode::JournalStuck,
+            dir.join(family).display().to_string(),
+            format!(
+                "acknowledged writes wait in this journal and could not be made commits: {e}; gatos readers see them, plain git, sync and snapshots do not"
+            ),
+            "remove the cause named, then: git gatos doctor   # it makes every journal commits first",
+        );
+    };
+    match gatos.messages().settle_each() {
+        Ok(failed) => {
+            for (family, e) in &failed {
+                stuck(family, e);
+            }
+        }
+        Err(e) => stuck("", &e),
+    }
+    let jobs = crate::jobs::journal::settle(gatos);
+    if let Err(e) = &jobs {
+        stuck(crate::jobs::journal::FAMILY, e);
+    }
+    let max = usize::try_from(MAX_REJECTION_FINDINGS).unwrap_or(usize::MAX);
+    match crate::jobs::journal::set_aside(gatos, max) {
+        Ok((path, first, count)) => {
+            let path = path.display();
+            for rec in &first {
+                match rec.job {
+                    Some((id, commit)) => r.add(
+                        FindingCode::JournalRejected,
+                        names::job(id).to_string(),
+                        format!(
+                            "an acknowledged enqueue of job {id} (commit {}) did not become its ref and was set aside in {path}: {}",
+                            commit.short(12),
+                            rec.why
+                        ),
+                        format!(
+                            "git gatos jobs show {id}; git cat-file -p {commit}   # the job that holds the id, and the one set aside; remove {path} once settled"
+                        ),
+                    ),
+                    None => r.add(
+                        FindingCode::JournalRejected,
+                        path.to_string(),
+                        format!(
+                            "a record of the enqueue journal that does not read was set aside: {}",
+                            rec.why
+                        ),
+                        format!("inspect {path}; remove it once settled"),
+                    ),
+                }
+            }
+            if count > first.len() as u64 {
+                r.add(
+                    FindingCode::JournalRejected,
+                    path.to_string(),
+                    format!(
+                        "{} more acknowledged enqueues were set aside",
+                        count - first.len() as u64
+                    ),
+                    format!("inspect {path}; remove it once settled"),
+                );
+            }
+        }
+        Err(e) => r.add(
+            FindingCode::JournalRejected,
+            dir.join(format!("{}.rejected", crate::jobs::journal::FAMILY))
+                .display()
+                .to_string(),
+            format!("the enqueues set aside cannot be read: {e}"),
+            "check the file's permissions",
+        ),
+    }
+    jobs.is_err()
 }
 
 fn check_fsck(gatos: &Gatos, r: &mut Report) {

@@ -464,9 +464,101 @@ fn reject(gatos: &Gatos, body: &[u8], why: &str) {
     }
 }
 
+/// A record [`reject`] set aside, as `git gatos doctor` reports it.
+#[derive(Debug)]
+pub(crate) struct SetAside {
+    /// The job and the commit the enqueue acknowledged, when the record still reads.
+    pub(crate) job: Option<(Ulid, Oid)>,
+    /// Why it was set aside.
+    pub(crate) why: String,
+}
+
+/// The records set aside in `jobs.enqueued.rejected` (its path, the first `max` records
+/// and how many there are in all). No file: none.
+///
+/// # Errors
+/// The file exists and cannot be read.
+pub(crate) fn set_aside(
+    gatos: &Gatos,
+    max: usize,
+) -> std::io::Result<(std::path::PathBuf, Vec<SetAside>, u64)> {
+    use std::io::BufRead as _;
+    let path = gatos
+        .store()
+        .journal_dir()
+        .join(format!("{FAMILY}.rejected"));
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((path, Vec::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let mut first = Vec::new();
+    let mut count = 0u64;
+    // A line holds a record's body in hex (up to twice the store's record cap): read it
+    // in pieces, and keep only the lines reported.
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        count += 1;
+        if first.len() < max {
+            first.push(parse_set_aside(&line));
+        }
+    }
+    Ok((path, first, count))
+}
+
+/// One line of `jobs.enqueued.rejected`: the reason, a space, the record's body in hex.
+fn parse_set_aside(line: &[u8]) -> SetAside {
+    let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line));
+    let (why, hex) = text.rsplit_once(' ').unwrap_or((&text, ""));
+    let body: Option<Vec<u8>> = (hex.len() % 2 == 0)
+        .then(|| {
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect()
+        })
+        .flatten();
+    let job = body
+        .and_then(|b| decode(&b, false).ok())
+        .map(|r| (r.id, r.commit));
+    SetAside {
+        job,
+        why: why.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_aside_line_names_its_job_when_its_record_reads() {
+        let id = Ulid::from_parts(1_795_000_000_000, 9);
+        let commit = Oid::from_bytes([4; 20]);
+        let hex: String = encode(id, commit, &[])
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let rec =
+            parse_set_aside(format!("job {id} already exists with commit x {hex}\n").as_bytes());
+        assert_eq!(rec.job, Some((id, commit)));
+        assert_eq!(rec.why, format!("job {id} already exists with commit x"));
+        // A body that does not decode, hex that is not hex, a line without a body.
+        for line in [
+            &b"bad version 0100\n"[..],
+            b"odd abc\n",
+            b"no body\n",
+            b"\n",
+            b"x \xff\xfe",
+        ] {
+            assert!(parse_set_aside(line).job.is_none(), "{line:?}");
+        }
+    }
 
     #[test]
     fn a_record_reads_back_and_a_damaged_one_does_not() {

@@ -583,7 +583,19 @@ impl Messages<'_> {
     /// # Errors
     /// The first failure; the other topics are still settled.
     pub(crate) fn settle_all(&self) -> Result<()> {
-        let mut first = None;
+        self.settle_each()?
+            .into_iter()
+            .next()
+            .map_or(Ok(()), |(_, e)| Err(e))
+    }
+
+    /// [`Messages::settle_all`], returning each journal that could not be materialized
+    /// (its family's name and why), in name order.
+    ///
+    /// # Errors
+    /// The journal directory cannot be read.
+    pub(crate) fn settle_each(&self) -> Result<Vec<(String, Error)>> {
+        let mut failed = Vec::new();
         for f in self.gatos.store().journal_families()? {
             let Some(name) = f.strip_prefix("messages.") else {
                 continue;
@@ -594,10 +606,10 @@ impl Messages<'_> {
             };
             if let Err(e) = self.settle_topic(&topic) {
                 tracing::warn!(%topic, error = %e, "could not materialize the journal");
-                first.get_or_insert(e);
+                failed.push((f, e));
             }
         }
-        first.map_or(Ok(()), Err)
+        Ok(failed)
     }
 
     /// Materializes this handle's journals whose oldest record is at least `age` old.

@@ -29,6 +29,8 @@ const T0: &str = "2026-11-23T10:00:00Z";
 /// Every code doctor reports, with the severity the design gives it: errors are broken
 /// invariants, warnings expected states or tidying (see the module docs of `doctor`).
 const EXPECTED: &[(&str, Severity)] = &[
+    ("journal-stuck", Severity::Error),
+    ("journal-rejected", Severity::Error),
     ("fsck", Severity::Error),
     ("ref-unknown", Severity::Warning),
     ("ref-leftover", Severity::Warning),
@@ -121,6 +123,9 @@ const TESTED: &[&str] = &[
     "job-enqueuer-untrusted",
     // a_half_written_snapshot_is_found_and_fix_removes_it
     "snapshot-orphan",
+    // a_stuck_journal_and_a_set_aside_enqueue_are_reported
+    "journal-stuck",
+    "journal-rejected",
 ];
 
 // ---- helpers ----
@@ -959,5 +964,67 @@ fn a_half_written_snapshot_is_found_and_fix_removes_it() -> TestResult {
     ])?;
     assert!(!left.contains("half"), "{left}");
     assert!(left.contains("refs/gatos-snapshots/kept/meta"), "{left}");
+    repo.assert_fsck_strict()
+}
+
+/// Journaled enqueues (ADR 0046) that cannot become refs: a job whose ref someone made by
+/// hand with another commit is set aside, and a ref where a job's directory must go keeps
+/// the journal from being made commits. Doctor names both as errors, and its other checks
+/// still run on the refs as they are.
+#[test]
+fn a_stuck_journal_and_a_set_aside_enqueue_are_reported() -> TestResult {
+    let repo = TempRepo::new()?;
+    repo.git(&["config", "gatos.journal.flushMs", "60000"])?;
+    let (g, _clock) = start(&repo)?;
+    g.start_journal_flusher();
+    let hand = {
+        let empty = repo.git(&["mktree"])?;
+        repo.git(&["commit-tree", empty.trim(), "-m", "not a job"])?
+    };
+    let a = enqueue(&g, 1)?;
+    repo.git(&[
+        "update-ref",
+        &format!("refs/gatos/jobs/{a}/job"),
+        hand.trim(),
+    ])?;
+    let findings = run(&g)?;
+    let f = found(
+        &findings,
+        "journal-rejected",
+        &format!("refs/gatos/jobs/{a}/job"),
+    );
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.message.contains("already exists"), "{f:#?}");
+    assert!(f.fix.contains("jobs.enqueued.rejected"), "{f:#?}");
+    not_found(&findings, "journal-stuck");
+
+    let b = enqueue(&g, 1)?;
+    repo.git(&["update-ref", &format!("refs/gatos/jobs/{b}"), hand.trim()])?;
+    let findings = run(&g)?;
+    let f = found(&findings, "journal-stuck", "jobs.enqueued");
+    assert_eq!(f.severity, Severity::Error);
+    // The other checks ran: the stray ref is reported, the set-aside record still is.
+    found(&findings, "ref-unknown", &format!("refs/gatos/jobs/{b}"));
+    found(
+        &findings,
+        "journal-rejected",
+        &format!("refs/gatos/jobs/{a}/job"),
+    );
+
+    // Once the stray ref is gone, the next doctor makes the journal commits.
+    repo.git(&["update-ref", "-d", &format!("refs/gatos/jobs/{b}")])?;
+    let findings = run(&g)?;
+    not_found(&findings, "journal-stuck");
+    assert!(
+        repo.git(&["rev-parse", "--verify", &format!("refs/gatos/jobs/{b}/job")])
+            .is_ok()
+    );
+    // Removing the set-aside file, once looked at, ends the last finding.
+    std::fs::remove_file(repo.git_dir().join("gatos/journal/jobs.enqueued.rejected"))?;
+    let left: Vec<_> = run(&g)?
+        .into_iter()
+        .filter(|f| f.code.as_str().starts_with("journal-"))
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
     repo.assert_fsck_strict()
 }
