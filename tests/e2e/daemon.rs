@@ -211,7 +211,8 @@ fn head(repo: &TempRepo, topic: &str) -> Option<String> {
 #[test]
 fn a_journaled_publish_is_read_at_once_and_becomes_a_commit_for_git() -> TestResult {
     let repo = TempRepo::new()?;
-    // A flush interval longer than the test: only readers and the stop make commits.
+    // A flush interval longer than the test: only readers and the stop make commits
+    // (gatosd's metrics refresher reads what is committed and materializes nothing).
     repo.git(&["config", "gatos.journal.flushMs", "60000"])?;
     let mut d = Gatosd::start(&repo)?;
     let mut c = d.client()?;
@@ -277,7 +278,8 @@ fn a_journaled_enqueue_is_seen_at_once_and_becomes_a_ref_for_git() -> TestResult
     let repo = TempRepo::new()?;
     gatos_ok(&repo, &["init"])?;
     // A flush interval longer than the test, and no automatic maintenance (a run starts by
-    // making every journal commits and refs): only the test's own steps materialize.
+    // making every journal commits and refs): only the test's own steps materialize
+    // (gatosd's metrics refresher reads what is committed and materializes nothing).
     repo.git(&["config", "gatos.journal.flushMs", "60000"])?;
     repo.git(&["config", "gatos.maintenance.auto", "false"])?;
     let mut d = Gatosd::start(&repo)?;

@@ -311,33 +311,19 @@ pub struct Options {
 /// # Errors
 /// Only when the repository cannot be read at all; problems are findings.
 pub fn run_with(gatos: &Gatos, opts: Options) -> Result<Vec<Finding>> {
-    let fix = opts.fix;
     let mut r = Report {
         findings: Vec::new(),
     };
     // Journaled publishes and enqueues become commits first, so the checks see them
-    // (ADR 0046). When the enqueue journal cannot, the checks read the job refs as they
-    // are (without it, every listing of job refs would fail on it again).
-    let jobs_stuck = check_journals(gatos, &mut r);
-    let _as_they_are = jobs_stuck.then(crate::jobs::journal::Quiet::enter);
-    check_fsck(gatos, &mut r);
-    check_refs(gatos, &mut r)?;
-    check_snapshots(gatos, &mut r, fix)?;
-    check_locks(gatos, &mut r, opts)?;
-    // Each topic's first retained seq: chains are checked down to it (a pruned segment's
-    // commits stay in the object store until gc, but they are no longer the topic's).
-    let first_seqs: BTreeMap<Topic, u64> = gatos
-        .messages()
-        .topics()
-        .map(|ts| ts.into_iter().map(|t| (t.topic, t.first_seq)).collect())
-        .unwrap_or_default();
-    let topics = check_topics(gatos, &mut r, &first_seqs)?;
-    check_checkpoints(gatos, &mut r, &topics, &first_seqs)?;
-    check_config(gatos, &mut r)?;
-    check_jobs(gatos, &mut r, fix)?;
-    check_audit(gatos, &mut r, fix)?;
-    check_sync(gatos, &mut r)?;
-    check_maintenance(gatos, &mut r, fix)?;
+    // (ADR 0046). When one cannot, the checks read what is committed (otherwise every
+    // read of that topic, or of jobs, would fail on it again), and the events or audit
+    // records still in a stuck journal are not taken for missing.
+    let stuck = check_journals(gatos, &mut r);
+    if stuck.any() {
+        gatos.committed_only(|| run_checks(gatos, &mut r, opts, &stuck))?;
+    } else {
+        run_checks(gatos, &mut r, opts, &stuck)?;
+    }
     r.findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -346,16 +332,70 @@ pub fn run_with(gatos: &Gatos, opts: Options) -> Result<Vec<Finding>> {
     Ok(r.findings)
 }
 
+/// The journals [`check_journals`] could not make commits.
+#[derive(Default)]
+struct Stuck {
+    /// The enqueue journal.
+    jobs: bool,
+    /// The topics whose journals.
+    topics: HashSet<String>,
+}
+
+impl Stuck {
+    fn any(&self) -> bool {
+        self.jobs || !self.topics.is_empty()
+    }
+}
+
+/// Every check after the journals'.
+fn run_checks(gatos: &Gatos, r: &mut Report, opts: Options, stuck: &Stuck) -> Result<()> {
+    let fix = opts.fix;
+    check_fsck(gatos, r);
+    check_refs(gatos, r)?;
+    check_snapshots(gatos, r, fix)?;
+    check_locks(gatos, r, opts)?;
+    // Each topic's first retained seq: chains are checked down to it (a pruned segment's
+    // commits stay in the object store until gc, but they are no longer the topic's).
+    let first_seqs: BTreeMap<Topic, u64> = gatos
+        .messages()
+        .topics()
+        .map(|ts| ts.into_iter().map(|t| (t.topic, t.first_seq)).collect())
+        .unwrap_or_default();
+    let topics = check_topics(gatos, r, &first_seqs)?;
+    check_checkpoints(gatos, r, &topics, &first_seqs)?;
+    check_config(gatos, r)?;
+    let events_stuck = stuck.topics.contains(crate::jobs::EVENTS_TOPIC);
+    check_jobs(gatos, r, fix, events_stuck)?;
+    if !stuck.topics.contains(crate::audit::AUDIT_TOPIC) {
+        check_audit(gatos, r, fix)?;
+    }
+    check_sync(gatos, r)?;
+    check_maintenance(gatos, r, fix)?;
+    Ok(())
+}
+
 /// Materializes every journal; reports each that cannot be, and the enqueues set aside.
-/// Returns whether the enqueue journal is one that cannot.
-fn check_journals(gatos: &Gatos, r: &mut Report) -> bool {
+fn check_journals(gatos: &Gatos, r: &mut Report) -> Stuck {
     let dir = gatos.store().journal_dir();
-    let mut stuck = |family: &str, e: &crate::Error| {
+    let mut stuck = Stuck::default();
+    let mut report = |family: &str, e: &crate::Error| {
+        let (what, unchecked) = match family.strip_prefix("messages.") {
+            Some(t) if t == crate::jobs::EVENTS_TOPIC => (
+                format!("a read of {t}"),
+                "; job events are not checked (event-missing) until it is",
+            ),
+            Some(t) if t == crate::audit::AUDIT_TOPIC => (
+                format!("a read of {t}"),
+                "; audit records are not checked (audit-missing) until it is",
+            ),
+            Some(t) => (format!("a read of {t}"), ""),
+            None => ("a read of jobs".to_owned(), ""),
+        };
         r.add(
             FindingCode::JournalStuck,
             dir.join(family).display().to_string(),
             format!(
-                "acknowledged writes wait in this journal and could not be made commits: {e}; gatos readers see them, plain git, sync and snapshots do not"
+                "acknowledged writes wait in this journal and could not be made commits: {e}; {what} fails with this error until they are, and plain git, sync and snapshots do not have them{unchecked}"
             ),
             "remove the cause named, then: git gatos doctor   # it makes every journal commits first",
         );
@@ -363,14 +403,17 @@ fn check_journals(gatos: &Gatos, r: &mut Report) -> bool {
     match gatos.messages().settle_each() {
         Ok(failed) => {
             for (family, e) in &failed {
-                stuck(family, e);
+                report(family, e);
+                if let Some(t) = family.strip_prefix("messages.") {
+                    stuck.topics.insert(t.to_owned());
+                }
             }
         }
-        Err(e) => stuck("", &e),
+        Err(e) => report("", &e),
     }
-    let jobs = crate::jobs::journal::settle(gatos);
-    if let Err(e) = &jobs {
-        stuck(crate::jobs::journal::FAMILY, e);
+    if let Err(e) = crate::jobs::journal::settle(gatos) {
+        report(crate::jobs::journal::FAMILY, &e);
+        stuck.jobs = true;
     }
     let max = usize::try_from(MAX_REJECTION_FINDINGS).unwrap_or(usize::MAX);
     match crate::jobs::journal::set_aside(gatos, max) {
@@ -378,7 +421,7 @@ fn check_journals(gatos: &Gatos, r: &mut Report) -> bool {
             let path = path.display();
             for rec in &first {
                 match rec.job {
-                    Some((id, commit)) => r.add(
+                    Some((id, commit)) if rec.why.contains("already exists") => r.add(
                         FindingCode::JournalRejected,
                         names::job(id).to_string(),
                         format!(
@@ -389,6 +432,16 @@ fn check_journals(gatos: &Gatos, r: &mut Report) -> bool {
                         format!(
                             "git gatos jobs show {id}; git cat-file -p {commit}   # the job that holds the id, and the one set aside; remove {path} once settled"
                         ),
+                    ),
+                    Some((id, commit)) => r.add(
+                        FindingCode::JournalRejected,
+                        names::job(id).to_string(),
+                        format!(
+                            "an acknowledged enqueue of job {id} (commit {}) was set aside in {path}, its job never made: {}",
+                            commit.short(12),
+                            rec.why
+                        ),
+                        format!("remove {path} once noted   # the record did not hold what its job needs"),
                     ),
                     None => r.add(
                         FindingCode::JournalRejected,
@@ -422,7 +475,7 @@ fn check_journals(gatos: &Gatos, r: &mut Report) -> bool {
             "check the file's permissions",
         ),
     }
-    jobs.is_err()
+    stuck
 }
 
 fn check_fsck(gatos: &Gatos, r: &mut Report) {
@@ -846,9 +899,20 @@ fn msg_ids(
     Ok((ids, first))
 }
 
-fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
+/// `events_stuck`: the events topic's journal could not be made commits, so events are
+/// not checked (those in the journal would be taken for missing).
+fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool, events_stuck: bool) -> Result<()> {
     let now = gatos.now();
-    let (events, first_event) = msg_ids(gatos, &crate::jobs::events::topic())?;
+    let (events, first_event) = if events_stuck {
+        (HashSet::new(), None)
+    } else {
+        // A chain that cannot be read is check_topics' finding; the events are then not
+        // checked, rather than doctor stopping there.
+        msg_ids(gatos, &crate::jobs::events::topic()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the job events cannot be read; event-missing is not checked");
+            (HashSet::new(), None)
+        })
+    };
     // Jobs whose documents are malformed: listings and workers leave them out; say so here.
     for (id, refs) in crate::jobs::archive::live(gatos)? {
         if let Err(e) = gatos.job_record_at(id, refs, false)
@@ -1064,7 +1128,14 @@ fn audited_commits(gatos: &Gatos) -> Result<Vec<(Oid, String, String)>> {
 }
 
 fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
-    let (ids, first) = msg_ids(gatos, &crate::audit::topic())?;
+    // A chain that cannot be read is check_topics' finding (as for the job events).
+    let (ids, first) = match msg_ids(gatos, &crate::audit::topic()) {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::warn!(error = %e, "the audit trail cannot be read; audit-missing is not checked");
+            return Ok(());
+        }
+    };
     let mut reader = gatos.store().reader();
     for (commit, action, target) in audited_commits(gatos)? {
         if ids.contains(&commit.to_string()) {

@@ -710,6 +710,17 @@ impl Gatos {
         messages.and(enqueues)
     }
 
+    /// Runs `f` with this thread reading what is committed only: no journal of publishes
+    /// or enqueues is materialized before its reads, so writes acknowledged from a journal
+    /// and not yet commits are not seen (ADR 0046). For observers that must neither write
+    /// nor wait on a journal: gatosd's metrics, and doctor's checks once a journal could
+    /// not be materialized.
+    pub fn committed_only<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _topics = messages::journal::Unsettled::enter();
+        let _jobs = jobs::journal::Quiet::enter();
+        f()
+    }
+
     /// Materializes the enqueue journal if this handle's oldest record in it is at least
     /// `age` old (the journal flusher's turn).
     pub(crate) fn flush_enqueues_due(&self, age: std::time::Duration) {

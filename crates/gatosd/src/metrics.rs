@@ -803,10 +803,15 @@ pub fn refresh_store(
         .name("gatosd-metrics-store".into())
         .spawn(move || {
             while !stop.is_cancelled() {
-                let mut prints = Prints::default();
-                metrics.set_store(StoreSnapshot::read(&gatos, &node, &mut prints));
+                // What is committed: an observer every few seconds does not make the
+                // journals commits (their flusher batches them; ADR 0046), and a
+                // journal that cannot be made commits does not blank the gauges.
                 let last = *changes.borrow();
-                let now = read_changes(&gatos, &node, last, prints);
+                let now = gatos.committed_only(|| {
+                    let mut prints = Prints::default();
+                    metrics.set_store(StoreSnapshot::read(&gatos, &node, &mut prints));
+                    read_changes(&gatos, &node, last, prints)
+                });
                 changes.send_if_modified(|c| {
                     let moved = *c != now;
                     *c = now;

@@ -482,25 +482,43 @@ pub(crate) fn set_aside(
     gatos: &Gatos,
     max: usize,
 ) -> std::io::Result<(std::path::PathBuf, Vec<SetAside>, u64)> {
-    use std::io::BufRead as _;
     let path = gatos
         .store()
         .journal_dir()
         .join(format!("{FAMILY}.rejected"));
-    let file = match std::fs::File::open(&path) {
+    let (first, count) = read_set_aside(&path, max)?;
+    Ok((path, first, count))
+}
+
+/// [`set_aside`] of the file at `path`.
+fn read_set_aside(path: &std::path::Path, max: usize) -> std::io::Result<(Vec<SetAside>, u64)> {
+    use std::io::BufRead as _;
+    let file = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((path, Vec::new(), 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(e),
     };
     let mut first = Vec::new();
     let mut count = 0u64;
-    // A line holds a record's body in hex (up to twice the store's record cap): read it
-    // in pieces, and keep only the lines reported.
+    // A line holds a record's body in hex (up to twice the store's record cap): only the
+    // lines reported are read whole. A last line without its newline is still being
+    // written (or was cut by a crash): not counted.
     let mut reader = std::io::BufReader::new(file);
     let mut line = Vec::new();
     loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        let ended = if first.len() < max {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            line.last() == Some(&b'\n')
+        } else {
+            match skip_line(&mut reader)? {
+                None => break,
+                Some(ended) => ended,
+            }
+        };
+        if !ended {
             break;
         }
         count += 1;
@@ -508,7 +526,26 @@ pub(crate) fn set_aside(
             first.push(parse_set_aside(&line));
         }
     }
-    Ok((path, first, count))
+    Ok((first, count))
+}
+
+/// Reads past one line without keeping it: `None` at the end of the file, else whether the
+/// line ended with its newline.
+fn skip_line(r: &mut impl std::io::BufRead) -> std::io::Result<Option<bool>> {
+    let mut any = false;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(any.then_some(false));
+        }
+        any = true;
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            r.consume(i + 1);
+            return Ok(Some(true));
+        }
+        let n = buf.len();
+        r.consume(n);
+    }
 }
 
 /// One line of `jobs.enqueued.rejected`: the reason, a space, the record's body in hex.
@@ -535,6 +572,22 @@ fn parse_set_aside(line: &[u8]) -> SetAside {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_set_aside_file_is_counted_past_the_lines_read_and_a_partial_last_line_is_not()
+    -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("rejected");
+        assert_eq!(read_set_aside(&path, 2)?.1, 0, "no file: none");
+        std::fs::write(&path, "a 00\nb 01\nc 02\nd 03\ne 0")?;
+        let (first, count) = read_set_aside(&path, 2)?;
+        assert_eq!(count, 4);
+        let whys: Vec<_> = first.iter().map(|r| r.why.as_str()).collect();
+        assert_eq!(whys, ["a", "b"]);
+        let (first, count) = read_set_aside(&path, 10)?;
+        assert_eq!((first.len(), count), (4, 4));
+        Ok(())
+    }
 
     #[test]
     fn a_set_aside_line_names_its_job_when_its_record_reads() {

@@ -45,6 +45,35 @@ use super::{MAX_ENVELOPE_BYTES, Messages};
 use crate::codec::{self, Cur};
 use crate::error::{Error, Result};
 
+thread_local! {
+    static UNSETTLED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// While one lives, its thread reads topics as committed: no topic's journal is
+/// materialized before a read ([`crate::Gatos::committed_only`]). Not `Send`.
+pub(crate) struct Unsettled {
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Unsettled {
+    pub(crate) fn enter() -> Unsettled {
+        UNSETTLED.with(|u| u.set(u.get() + 1));
+        Unsettled {
+            _thread: std::marker::PhantomData,
+        }
+    }
+
+    fn active() -> bool {
+        UNSETTLED.with(|u| u.get() > 0)
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        UNSETTLED.with(|u| u.set(u.get().saturating_sub(1)));
+    }
+}
+
 /// Records waiting in one journal before the writer materializes them itself.
 const MAX_PENDING: u64 = 4_096;
 
@@ -568,6 +597,9 @@ impl Messages<'_> {
     /// # Errors
     /// As [`Messages::materialize_locked`].
     pub(crate) fn settle_topic(&self, topic: &Topic) -> Result<()> {
+        if Unsettled::active() {
+            return Ok(());
+        }
         let store = self.gatos.store();
         let family = family(topic);
         if store.journal_len(&family)? == 0 {

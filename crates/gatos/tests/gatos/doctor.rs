@@ -1028,3 +1028,76 @@ fn a_stuck_journal_and_a_set_aside_enqueue_are_reported() -> TestResult {
     assert!(left.is_empty(), "{left:#?}");
     repo.assert_fsck_strict()
 }
+
+/// A topic's journal that cannot be made commits (here `gatos.jobs`, where the job events
+/// of a journaling handle wait): doctor names it, does not fail, reads the topic as
+/// committed, and does not take the events waiting in it for missing.
+#[test]
+fn a_stuck_topic_journal_is_reported_and_its_events_are_not_taken_for_missing() -> TestResult {
+    let repo = TempRepo::new()?;
+    repo.git(&["config", "gatos.journal.flushMs", "60000"])?;
+    let (g, _clock) = start(&repo)?;
+    g.start_journal_flusher();
+    let id = enqueue(&g, 1)?;
+    let journal = repo.git_dir().join("gatos/journal/messages.gatos.jobs");
+    assert!(
+        std::fs::metadata(&journal).map_or(0, |m| m.len()) > 0,
+        "the job's event waits in the topic's journal"
+    );
+    // A ref where the topic's head must go: its first commit cannot be made.
+    let hand = {
+        let empty = repo.git(&["mktree"])?;
+        repo.git(&["commit-tree", empty.trim(), "-m", "not a message"])?
+    };
+    let stray = "refs/gatos/messages/gatos.jobs/head/x";
+    repo.git(&["update-ref", stray, hand.trim()])?;
+    let findings = run(&g)?;
+    let f = found(&findings, "journal-stuck", "messages.gatos.jobs");
+    assert!(f.message.contains("event-missing"), "{f:#?}");
+    not_found(&findings, "event-missing");
+    found(&findings, "ref-unknown", stray);
+    // The job itself was made a ref: its journal is another one.
+    assert!(
+        repo.git(&[
+            "rev-parse",
+            "--verify",
+            &format!("refs/gatos/jobs/{id}/job")
+        ])
+        .is_ok()
+    );
+    // With the stray ref gone, the next doctor makes the event a commit; nothing missing.
+    repo.git(&["update-ref", "-d", stray])?;
+    let findings = run(&g)?;
+    not_found(&findings, "journal-stuck");
+    not_found(&findings, "event-missing");
+    assert_eq!(std::fs::metadata(&journal).map_or(0, |m| m.len()), 0);
+
+    // Now the topic has commits, and the next event waits in the journal while its head
+    // is moved by hand to a commit that is no message: the journal cannot be appended
+    // after it. Reading the topic's events would fail at that head, and the waiting
+    // event would be missing: doctor checks no events and says why.
+    let head_ref = "refs/gatos/messages/gatos.jobs/head";
+    let head = head_of(&repo, head_ref)?;
+    enqueue(&g, 1)?;
+    assert!(std::fs::metadata(&journal).map_or(0, |m| m.len()) > 0);
+    let empty = repo.git(&["mktree"])?;
+    let bogus = repo.git(&[
+        "commit-tree",
+        empty.trim(),
+        "-p",
+        &head,
+        "-m",
+        "not a message",
+    ])?;
+    repo.git(&["update-ref", head_ref, bogus.trim()])?;
+    let findings = run(&g)?;
+    found(&findings, "journal-stuck", "messages.gatos.jobs");
+    found(&findings, "chain-invalid", bogus.trim());
+    not_found(&findings, "event-missing");
+    // Put back, the journal is appended after the head and every event is there.
+    repo.git(&["update-ref", head_ref, &head])?;
+    let findings = run(&g)?;
+    not_found(&findings, "journal-stuck");
+    not_found(&findings, "event-missing");
+    repo.assert_fsck_strict()
+}
