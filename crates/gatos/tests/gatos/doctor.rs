@@ -967,16 +967,23 @@ fn a_half_written_snapshot_is_found_and_fix_removes_it() -> TestResult {
     repo.assert_fsck_strict()
 }
 
+/// A repository and a handle that journals its enqueues and publishes (its flusher runs,
+/// with a flush bound longer than the test: only doctor materializes).
+fn journaling() -> TestResult<(TempRepo, Gatos)> {
+    let repo = TempRepo::new()?;
+    repo.git(&["config", "gatos.journal.flushMs", "60000"])?;
+    let (g, _clock) = start(&repo)?;
+    g.start_journal_flusher();
+    Ok((repo, g))
+}
+
 /// Journaled enqueues (ADR 0046) that cannot become refs: a job whose ref someone made by
 /// hand with another commit is set aside, and a ref where a job's directory must go keeps
 /// the journal from being made commits. Doctor names both as errors, and its other checks
 /// still run on the refs as they are.
 #[test]
 fn a_stuck_journal_and_a_set_aside_enqueue_are_reported() -> TestResult {
-    let repo = TempRepo::new()?;
-    repo.git(&["config", "gatos.journal.flushMs", "60000"])?;
-    let (g, _clock) = start(&repo)?;
-    g.start_journal_flusher();
+    let (repo, g) = journaling()?;
     let hand = {
         let empty = repo.git(&["mktree"])?;
         repo.git(&["commit-tree", empty.trim(), "-m", "not a job"])?
@@ -1034,10 +1041,7 @@ fn a_stuck_journal_and_a_set_aside_enqueue_are_reported() -> TestResult {
 /// committed, and does not take the events waiting in it for missing.
 #[test]
 fn a_stuck_topic_journal_is_reported_and_its_events_are_not_taken_for_missing() -> TestResult {
-    let repo = TempRepo::new()?;
-    repo.git(&["config", "gatos.journal.flushMs", "60000"])?;
-    let (g, _clock) = start(&repo)?;
-    g.start_journal_flusher();
+    let (repo, g) = journaling()?;
     let id = enqueue(&g, 1)?;
     let journal = repo.git_dir().join("gatos/journal/messages.gatos.jobs");
     assert!(
