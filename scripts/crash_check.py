@@ -658,6 +658,21 @@ def noop_proof(claim, worker, k):
             "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode()}]}
 
 
+def each(items, f):
+    """f(item) for every item, going on after one fails (gatosd killed mid-group), so that
+    every answer that did arrive is counted; the results, then the first failure raised."""
+    out, lost = [], None
+    for item in items:
+        try:
+            out.append(f(item))
+        except (ConnectionError, OSError, ValueError) as e:
+            out.append(None)
+            lost = lost or e
+    if lost:
+        raise lost
+    return out
+
+
 def drive_enqueues(connect, acks):
     """Three enqueues one at a time on one connection, then four at once from four
     connections. An acknowledgement is gatosd's answer, which names the job."""
@@ -676,18 +691,10 @@ def drive_enqueues(connect, acks):
         send(c, i)
         answer(r)
     many = [connect() for _ in range(4)]
-    for k, (c2, _) in enumerate(many):
-        send(c2, 10 + k)
-    # Every answer that arrived counts, also those read after another connection lost its
-    # answer to a kill.
-    lost = None
-    for _, r2 in many:
-        try:
-            answer(r2)
-        except (ConnectionError, OSError) as e:
-            lost = lost or e
-    if lost:
-        raise lost
+    try:
+        each(list(enumerate(many)), lambda kc: send(kc[1][0], 10 + kc[0]))
+    finally:
+        each(many, lambda cr: answer(cr[1]))
     for c2, r2 in many + [(c, r)]:
         r2.close()
         c2.close()
@@ -713,25 +720,28 @@ def drive_jobs(connect, acks):
         acks.append(line.decode("utf-8", "replace"))
         return m["result"]
 
-    for k, (c, _) in enumerate(conns):
-        send(c, f"claim:{k}", "jobs.claim", {"worker": f"w{k}", "lease": "60s",
-                                             "worker_key": worker_key(k)[1]})
+    def step(sends):
+        """Sends a request on each connection, then reads every answer that arrives (each
+        step is a group at gatosd); raises the first failure after."""
+        try:
+            each(list(zip(conns, sends)), lambda cs: send(cs[0][0], *cs[1]))
+        finally:
+            results = each(conns, lambda cr: answer(cr[1]))
+        return results
+
+    claims = step([(f"claim:{k}", "jobs.claim", {"worker": f"w{k}", "lease": "60s",
+                                                 "worker_key": worker_key(k)[1]})
+                   for k in range(len(conns))])
     leases, proofs = [], []
-    for k, (_, r) in enumerate(conns):
-        res = answer(r)
+    for k, res in enumerate(claims):
         if res is None:
             raise SystemExit("a claim found no job")
         leases.append({"id": res["id"], "attempt": res["attempt"], "worker": f"w{k}",
                        "lease_token": res["lease_token"]})
         proofs.append(noop_proof(res, f"w{k}", k))
-    for (c, _), lease in zip(conns, leases):
-        send(c, f"hb:{lease['id']}", "jobs.heartbeat", lease)
-    for _, r in conns:
-        answer(r)
-    for (c, _), lease, poe in zip(conns, leases, proofs):
-        send(c, f"end:{lease['id']}", "jobs.complete", dict(lease, exit_code=0, poe=poe))
-    for _, r in conns:
-        answer(r)
+    step([(f"hb:{lease['id']}", "jobs.heartbeat", lease) for lease in leases])
+    step([(f"end:{lease['id']}", "jobs.complete", dict(lease, exit_code=0, poe=poe))
+          for lease, poe in zip(leases, proofs)])
     for c, r in conns:
         r.close()
         c.close()
