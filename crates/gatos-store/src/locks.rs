@@ -8,13 +8,16 @@
 //! (ADR 0020; only `doctor --fix --force` does, on the operator's word).
 //!
 //! Within one process an ordinary mutex per family queues threads first, so contending
-//! threads wake at once instead of polling the kernel lock.
+//! threads wake at once instead of polling the kernel lock, and the family's lock file is
+//! kept open between holds (up to [`MAX_KEPT`] families; one reopened when its file was
+//! removed): a lock is one `flock` and one unlock, not also an `open` and a `close`.
 
 pub mod owners;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -52,26 +55,36 @@ pub enum Error {
 pub struct Locks {
     dir: PathBuf,
     local: Arc<Mutex<HashMap<String, Arc<LocalSlot>>>>,
+    /// Lock files kept open by the slots, at most [`MAX_KEPT`].
+    kept: Arc<AtomicUsize>,
 }
+
+/// Lock files a process keeps open between holds. A family per topic would otherwise keep
+/// one descriptor per topic: past this many, a family's file is opened and closed at each
+/// hold, as it always was.
+const MAX_KEPT: usize = 256;
 
 /// Held family locks; released when dropped.
 #[derive(Debug)]
 pub struct Guard {
     // Drop order: the kernel locks are released before the process-local slots.
-    _files: Vec<File>,
+    _files: Vec<Arc<File>>,
     _local: Vec<LocalHold>,
 }
 
 impl Drop for Guard {
-    /// Unlocks each file before it is closed. Closing alone is not enough: a child this
-    /// process forks (a `git` it runs, a job's supervisor) holds a copy of every
-    /// descriptor from its fork until its exec, and a flock lives while any copy is open.
-    /// Another writer would then find the family busy after we let it go; doctor's
-    /// `--fix` did, under load (a stale lock not removed).
+    /// Unlocks each file while its slot is still held. Closing alone would not do even
+    /// if the descriptor were closed: a child this process forks (a `git` it runs, a job's
+    /// supervisor) holds a copy of every descriptor from its fork until its exec, and a
+    /// flock lives while any copy is open. Another writer would then find the family busy
+    /// after we let it go; doctor's `--fix` did, under load (a stale lock not removed).
     fn drop(&mut self) {
-        for f in &self._files {
+        for (f, hold) in self._files.iter().zip(&self._local) {
             if let Err(e) = f.unlock() {
+                // Closing the descriptor releases it: the slot forgets it, and it is
+                // closed with the last reference, this one.
                 tracing::warn!(error = %e, "could not unlock a lock family; closing it releases it");
+                hold.slot.forget();
             }
         }
     }
@@ -79,10 +92,16 @@ impl Drop for Guard {
 
 /// Process-local exclusion for one family: a busy flag and a condition variable, so that
 /// threads of one process queue without polling, and a hold does not borrow the slot.
-#[derive(Debug, Default)]
+/// It keeps the family's lock file open between holds (while fewer than [`MAX_KEPT`] are):
+/// the holder of the slot is the only thread that locks it, so one open file serves every
+/// thread (two system calls fewer per lock: no `open`, no `close`).
+#[derive(Debug)]
 struct LocalSlot {
     busy: Mutex<bool>,
     freed: Condvar,
+    file: Mutex<Option<Arc<File>>>,
+    /// The count of kept files of its [`Locks`].
+    kept: Arc<AtomicUsize>,
 }
 
 #[derive(Debug)]
@@ -102,6 +121,46 @@ impl Drop for LocalHold {
 }
 
 impl LocalSlot {
+    /// The family's lock file, opened when the slot has none, or when the one it kept
+    /// was removed or replaced (its link count is 0: a flock on it would exclude no one
+    /// who opens the path now). Only the slot's holder calls it.
+    fn file(&self, open: impl FnOnce() -> Result<File, Error>) -> Result<Arc<File>, Error> {
+        let mut kept = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = kept.as_ref() {
+            use std::os::unix::fs::MetadataExt as _;
+            if f.metadata().is_ok_and(|m| m.nlink() > 0) {
+                return Ok(f.clone());
+            }
+        }
+        let f = Arc::new(open()?);
+        if kept.is_some() {
+            // The kept one was removed: this one takes its place.
+            *kept = Some(f.clone());
+        } else if self
+            .kept
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_KEPT).then_some(n + 1)
+            })
+            .is_ok()
+        {
+            *kept = Some(f.clone());
+        }
+        Ok(f)
+    }
+
+    /// Drops the kept lock file (it is closed once no guard holds it).
+    fn forget(&self) {
+        if self
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .is_some()
+        {
+            self.kept.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     fn enter(self: Arc<Self>, deadline: Option<Instant>) -> Option<LocalHold> {
         let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
         while *busy {
@@ -135,6 +194,7 @@ impl Locks {
         Ok(Locks {
             dir,
             local: Arc::default(),
+            kept: Arc::default(),
         })
     }
 
@@ -150,7 +210,16 @@ impl Locks {
 
     fn slot(&self, family: &str) -> Arc<LocalSlot> {
         let mut map = self.local.lock().unwrap_or_else(PoisonError::into_inner);
-        map.entry(family.to_owned()).or_default().clone()
+        map.entry(family.to_owned())
+            .or_insert_with(|| {
+                Arc::new(LocalSlot {
+                    busy: Mutex::new(false),
+                    freed: Condvar::new(),
+                    file: Mutex::new(None),
+                    kept: self.kept.clone(),
+                })
+            })
+            .clone()
     }
 
     fn open(&self, family: &str) -> Result<File, Error> {
@@ -178,15 +247,21 @@ impl Locks {
             family: family.to_owned(),
             waited: start.elapsed(),
         };
-        let mut files = Vec::with_capacity(families.len());
-        let mut local = Vec::with_capacity(families.len());
+        // Built as the families are taken, so that a failure part-way unlocks those
+        // already locked (their files stay open in their slots: dropping ours does not
+        // close them).
+        let mut guard = Guard {
+            _files: Vec::with_capacity(families.len()),
+            _local: Vec::with_capacity(families.len()),
+        };
         for family in families {
-            local.push(
-                self.slot(family)
+            let slot = self.slot(family);
+            guard._local.push(
+                slot.clone()
                     .enter(Some(deadline))
                     .ok_or_else(|| busy(family))?,
             );
-            let file = self.open(family)?;
+            let file = slot.file(|| self.open(family))?;
             // Other processes: poll with a short exponential pause (flock has no timeout).
             let mut pause = Duration::from_micros(50);
             loop {
@@ -205,12 +280,9 @@ impl Locks {
                     }
                 }
             }
-            files.push(file);
+            guard._files.push(file);
         }
-        Ok(Guard {
-            _files: files,
-            _local: local,
-        })
+        Ok(guard)
     }
 
     /// Takes one family's lock if it is free right now.
@@ -218,10 +290,11 @@ impl Locks {
     /// # Errors
     /// [`Error::Io`] when the lock file cannot be used.
     pub fn try_acquire(&self, family: &str) -> Result<Option<Guard>, Error> {
-        let Some(hold) = self.slot(family).enter(None) else {
+        let slot = self.slot(family);
+        let Some(hold) = slot.clone().enter(None) else {
             return Ok(None);
         };
-        let file = self.open(family)?;
+        let file = slot.file(|| self.open(family))?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Guard {
                 _files: vec![file],
@@ -284,6 +357,64 @@ mod tests {
             "released, whoever still has the descriptor open"
         );
         drop(copy);
+        Ok(())
+    }
+
+    #[test]
+    fn a_kept_lock_file_that_was_removed_is_opened_again() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let locks = Locks::new(dir.path())?;
+        drop(locks.acquire(&["fam".into()], DEFAULT_LOCK_TIMEOUT)?);
+        // Someone removes the lock file; another process then locks the new one.
+        std::fs::remove_file(locks.path("fam"))?;
+        let elsewhere = Locks::new(dir.path())?;
+        let theirs = elsewhere.acquire(&["fam".into()], DEFAULT_LOCK_TIMEOUT)?;
+        assert!(
+            locks.try_acquire("fam")?.is_none(),
+            "the file kept from before is not the one the path names now"
+        );
+        drop(theirs);
+        let ours = locks.try_acquire("fam")?.ok_or("free again")?;
+        assert!(elsewhere.try_acquire("fam")?.is_none());
+        drop(ours);
+        Ok(())
+    }
+
+    #[test]
+    fn past_the_kept_files_a_family_still_excludes_other_processes()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let locks = Locks::new(dir.path())?;
+        let elsewhere = Locks::new(dir.path())?;
+        let families: Vec<String> = (0..MAX_KEPT + 3).map(|i| format!("f{i}")).collect();
+        for f in &families {
+            drop(locks.acquire(std::slice::from_ref(f), DEFAULT_LOCK_TIMEOUT)?);
+        }
+        assert_eq!(locks.kept.load(Ordering::Acquire), MAX_KEPT);
+        for f in [&families[0], &families[MAX_KEPT + 2]] {
+            let held = locks.acquire(std::slice::from_ref(f), DEFAULT_LOCK_TIMEOUT)?;
+            assert!(elsewhere.try_acquire(f)?.is_none(), "{f} held");
+            drop(held);
+            assert!(elsewhere.try_acquire(f)?.is_some(), "{f} released");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_acquire_of_several_families_releases_those_it_took()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let locks = Locks::new(dir.path())?;
+        let elsewhere = Locks::new(dir.path())?;
+        let held = elsewhere.acquire(&["b".into()], DEFAULT_LOCK_TIMEOUT)?;
+        assert!(matches!(
+            locks.acquire(&["a".into(), "b".into()], Duration::from_millis(20)),
+            Err(Error::Busy { .. })
+        ));
+        // "a" was taken first, and let go with the failure (its file stays open here).
+        assert!(elsewhere.try_acquire("a")?.is_some());
+        drop(held);
         Ok(())
     }
 
