@@ -389,7 +389,8 @@ fn check_journals(gatos: &Gatos, r: &mut Report) -> Stuck {
                 "; audit records are not checked (audit-missing) until it is",
             ),
             Some(t) => (format!("a read of {t}"), ""),
-            None => ("a read of jobs".to_owned(), ""),
+            None if family == crate::jobs::journal::FAMILY => ("a read of jobs".to_owned(), ""),
+            None => ("a read of the journals".to_owned(), ""),
         };
         r.add(
             FindingCode::JournalStuck,

@@ -712,9 +712,10 @@ impl Gatos {
 
     /// Runs `f` with this thread reading what is committed only: no journal of publishes
     /// or enqueues is materialized before its reads, so writes acknowledged from a journal
-    /// and not yet commits are not seen (ADR 0046). For observers that must neither write
-    /// nor wait on a journal: gatosd's metrics, and doctor's checks once a journal could
-    /// not be materialized.
+    /// and not yet commits are not seen (ADR 0046). For observers that must not wait on a
+    /// journal nor make it commits: gatosd's metrics, and doctor's checks once a journal
+    /// could not be materialized. `f` must not act on jobs (claim, finish, cancel): a job's
+    /// lock is taken after its journaled enqueue became a ref, which this skips.
     pub fn committed_only<T>(&self, f: impl FnOnce() -> T) -> T {
         let _topics = messages::journal::Unsettled::enter();
         let _jobs = jobs::journal::Quiet::enter();

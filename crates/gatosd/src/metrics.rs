@@ -463,10 +463,11 @@ pub fn follow_jobs(gatos: gatos::Gatos, metrics: Arc<Metrics>, stop: Cancellatio
         .spawn(move || {
             while !stop.is_cancelled() {
                 if follower.is_none() {
-                    match gatos
-                        .messages()
-                        .follow(&topic, gatos::messages::Cursor::End)
-                    {
+                    match gatos.committed_only(|| {
+                        gatos
+                            .messages()
+                            .follow(&topic, gatos::messages::Cursor::End)
+                    }) {
                         Ok(f) => follower = Some(f),
                         Err(e) => {
                             tracing::debug!(error = %e, "metrics: following gatos.jobs");
@@ -478,11 +479,14 @@ pub fn follow_jobs(gatos: gatos::Gatos, metrics: Arc<Metrics>, stop: Cancellatio
                 let Some(f) = follower.as_mut() else {
                     continue;
                 };
-                let polled = f.poll(1000, |m| {
-                    if let Ok(e) = serde_json::from_str::<JobEvent>(m.payload.get()) {
-                        metrics.job_event(&e);
-                    }
-                    Ok(true)
+                // Commits only, as the wait below (ADR 0046, session 13).
+                let polled = gatos.committed_only(|| {
+                    f.poll(1000, |m| {
+                        if let Ok(e) = serde_json::from_str::<JobEvent>(m.payload.get()) {
+                            metrics.job_event(&e);
+                        }
+                        Ok(true)
+                    })
                 });
                 match polled {
                     Ok((n, _)) if n > 0 => continue,
