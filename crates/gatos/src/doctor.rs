@@ -60,7 +60,8 @@ pub struct Finding {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FindingCode {
     /// A journal of acknowledged publishes or enqueues that could not be made commits
-    /// (ADR 0046): gatos readers see its writes, plain git, sync and snapshots do not.
+    /// (ADR 0046): gatos reads of its topic (or of jobs) fail until it is, and plain git,
+    /// sync and snapshots do not have its writes.
     JournalStuck,
     /// An acknowledged enqueue set aside in `jobs.enqueued.rejected`: its job's ref holds
     /// another commit, or its record does not read (ADR 0046).
