@@ -296,6 +296,27 @@ impl<'g> Messages<'g> {
         self.topics_in(&crate::refs::Live(self.gatos))
     }
 
+    /// Each topic's first retained position from its summary alone (a pruned topic's
+    /// `first_seq` in [`Messages::topics`], but for a topic emptied to its last message),
+    /// topic by topic: one whose refs do not read is left out instead of failing the rest.
+    /// What `doctor` falls back to when a topic's head is no message.
+    ///
+    /// # Errors
+    /// When the topics' refs cannot be listed.
+    pub(crate) fn first_positions(&self) -> Result<std::collections::BTreeMap<Topic, u64>> {
+        let mut out = std::collections::BTreeMap::new();
+        for (name, _) in self.gatos.store().list_refs(&names::messages_prefix())? {
+            let topic = match names::RefKind::parse(name.as_str()) {
+                Some(names::RefKind::MessageHead(t) | names::RefKind::MessageSummary(t)) => t,
+                _ => continue,
+            };
+            if let Ok(s) = self.summary(&topic) {
+                out.insert(topic, s.through + 1);
+            }
+        }
+        Ok(out)
+    }
+
     /// [`Messages::topics`] from the refs of `src`.
     ///
     /// # Errors

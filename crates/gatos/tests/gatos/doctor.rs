@@ -681,6 +681,33 @@ fn checkpoints_off_their_topic_or_behind_a_prune() -> TestResult {
         findings.iter().all(|f| f.severity == Severity::Warning),
         "a prune breaks no chain: {findings:#?}"
     );
+    // Another topic's head moved by hand to a commit that is no message: that topic's
+    // chain is invalid, and the pruned topic is still judged by its summary.
+    let head_a = head_of(&repo, "refs/gatos/messages/a/head")?;
+    let empty = repo.git(&["mktree"])?;
+    let bogus = repo.git(&[
+        "commit-tree",
+        empty.trim(),
+        "-p",
+        &head_a,
+        "-m",
+        "no message",
+    ])?;
+    move_ref(&repo, "refs/gatos/messages/a/head", bogus.trim(), &head_a)?;
+    let findings = run(&g)?;
+    found(&findings, "chain-invalid", bogus.trim());
+    found(
+        &findings,
+        "checkpoint-behind-prune",
+        "refs/gatos/consumers/g1/c",
+    );
+    // (g1's checkpoint on `a` can no longer be found on a's chain: reported, as it should.)
+    assert!(
+        with_code(&findings, "checkpoint-outside-topic")
+            .iter()
+            .all(|f| f.target == "refs/gatos/consumers/g1/a"),
+        "{findings:#?}"
+    );
     Ok(())
 }
 
