@@ -684,15 +684,7 @@ fn checkpoints_off_their_topic_or_behind_a_prune() -> TestResult {
     // Another topic's head moved by hand to a commit that is no message: that topic's
     // chain is invalid, and the pruned topic is still judged by its summary.
     let head_a = head_of(&repo, "refs/gatos/messages/a/head")?;
-    let empty = repo.git(&["mktree"])?;
-    let bogus = repo.git(&[
-        "commit-tree",
-        empty.trim(),
-        "-p",
-        &head_a,
-        "-m",
-        "no message",
-    ])?;
+    let bogus = no_message_on(&repo, &head_a)?;
     move_ref(&repo, "refs/gatos/messages/a/head", bogus.trim(), &head_a)?;
     let findings = run(&g)?;
     found(&findings, "chain-invalid", bogus.trim());
@@ -994,6 +986,23 @@ fn a_half_written_snapshot_is_found_and_fix_removes_it() -> TestResult {
     repo.assert_fsck_strict()
 }
 
+/// A commit on `parent` that is no message (an empty tree): what a hand moving a topic's
+/// head leaves there.
+fn no_message_on(repo: &TempRepo, parent: &str) -> TestResult<String> {
+    let empty = repo.git(&["mktree"])?;
+    Ok(repo
+        .git(&[
+            "commit-tree",
+            empty.trim(),
+            "-p",
+            parent,
+            "-m",
+            "no message",
+        ])?
+        .trim()
+        .to_owned())
+}
+
 /// A repository and a handle that journals its enqueues and publishes (its flusher runs,
 /// with a flush bound longer than the test: only doctor materializes).
 fn journaling() -> TestResult<(TempRepo, Gatos)> {
@@ -1111,15 +1120,7 @@ fn a_stuck_topic_journal_is_reported_and_its_events_are_not_taken_for_missing() 
     let head = head_of(&repo, head_ref)?;
     enqueue(&g, 1)?;
     assert!(std::fs::metadata(&journal).map_or(0, |m| m.len()) > 0);
-    let empty = repo.git(&["mktree"])?;
-    let bogus = repo.git(&[
-        "commit-tree",
-        empty.trim(),
-        "-p",
-        &head,
-        "-m",
-        "not a message",
-    ])?;
+    let bogus = no_message_on(&repo, &head)?;
     repo.git(&["update-ref", head_ref, bogus.trim()])?;
     let findings = run(&g)?;
     found(&findings, "journal-stuck", "messages.gatos.jobs");
