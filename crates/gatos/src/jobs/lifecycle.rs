@@ -489,6 +489,44 @@ struct Candidate {
     not_before: Timestamp,
 }
 
+/// How many candidates a claim takes from the ready index at first
+/// ([`Jobs::claim_next_skipping`]); each pass that claims none takes twice as many.
+const FIRST_BATCH: usize = 8;
+
+/// Whether a claim for `opts` may take the job of `e` as far as the ready index tells: not
+/// refused, without a live lease, in the worker's queues with the capabilities it has.
+fn routable(
+    e: &ready::Entry,
+    opts: &ClaimOptions,
+    refused: &std::collections::BTreeSet<Ulid>,
+    now: Timestamp,
+    skew: gatos_types::Dur,
+) -> bool {
+    !refused.contains(&e.id)
+        && e.lease_until.is_none_or(|l| now > l.plus(skew))
+        && super::waiting::route(
+            &opts.queues,
+            &opts.caps,
+            &|_| true,
+            &e.queue,
+            &e.caps,
+            &e.secrets,
+        )
+        .is_none()
+}
+
+/// The candidate of a ready entry, with the secrets it names.
+fn candidate(e: &ready::Entry) -> (Candidate, Vec<String>) {
+    (
+        Candidate {
+            priority: e.priority,
+            id: std::cmp::Reverse(e.id),
+            not_before: e.not_before,
+        },
+        e.secrets.clone(),
+    )
+}
+
 /// A job's lock family, held by this thread until dropped. The enqueue journal was
 /// materialized just before it was taken, and is not while it is held (the thread is
 /// [`super::journal::Quiet`]): the materializer takes job families after its own lock.
@@ -583,35 +621,38 @@ impl Jobs<'_> {
         opts: &ClaimOptions,
         refused: &mut std::collections::BTreeSet<Ulid>,
     ) -> Result<Option<Lease>> {
-        let now = self.gatos.now();
-        let candidates: Vec<Candidate> = self
-            .eligible(opts, refused)?
-            .into_iter()
-            .filter(|c| c.not_before <= now)
-            .collect();
-        // Best first (higher priority, then older), taken from a heap one at a time: a
-        // claim orders only the few jobs it tries, not the whole backlog.
+        // Best first (higher priority, then older), a few at a time from the ready index's
+        // claim order: a claim visits the jobs before the ones it tries, not the backlog.
         // As `FOR UPDATE SKIP LOCKED`: a candidate whose job lock another writer holds
         // right now (most often another worker claiming the same best job) is passed over
         // at first, so concurrent workers spread over the backlog instead of queueing on
         // one job and losing the race in turn. Only when every free candidate is refused
         // are the busy ones tried again, waiting for their locks, so that `None` still
         // means nothing is claimable.
-        let mut candidates: std::collections::BinaryHeap<Candidate> = candidates.into();
+        let mut tried = std::collections::BTreeSet::new();
         let mut busy = Vec::new();
+        let mut batch = FIRST_BATCH;
         // Whether the enqueuer lets this worker run a job is checked by the claim itself,
         // under the job's lock (`claim_locked`): a job it may not run is refused there and
         // passed over, so the common case reads the job's ref and checks its envelope once.
-        while let Some(c) = candidates.pop() {
-            let id = c.id.0;
-            match self.try_lock(id)? {
-                Some(guard) => {
-                    if let Some(lease) = self.claim_candidate(id, opts, guard, refused)? {
-                        return Ok(Some(lease));
+        loop {
+            let Some(candidates) = self.best_eligible(opts, refused, &mut tried, batch)? else {
+                break;
+            };
+            for c in candidates {
+                let id = c.id.0;
+                match self.try_lock(id)? {
+                    Some(guard) => {
+                        if let Some(lease) = self.claim_candidate(id, opts, guard, refused)? {
+                            return Ok(Some(lease));
+                        }
                     }
+                    None => busy.push(id),
                 }
-                None => busy.push(id),
             }
+            // Each pass that found nothing takes twice as many: a backlog this worker may
+            // not run costs a few passes over the index, not one per job.
+            batch = batch.saturating_mul(2);
         }
         for id in busy {
             let guard = self.lock(id)?;
@@ -668,35 +709,45 @@ impl Jobs<'_> {
         let skew = self.gatos.lease_skew();
         // The worker's probe of its secrets may look at files: it is asked after the
         // index's lock is released, of the jobs that name secrets.
-        let routed: Vec<(Candidate, Vec<String>)> = ready::Ready::new(self.gatos).select(|e| {
-            let free = !refused.contains(&e.id)
-                && e.lease_until.is_none_or(|l| now > l.plus(skew))
-                && super::waiting::route(
-                    &opts.queues,
-                    &opts.caps,
-                    &|_| true,
-                    &e.queue,
-                    &e.caps,
-                    &e.secrets,
-                )
-                .is_none();
-            free.then(|| {
-                (
-                    Candidate {
-                        priority: e.priority,
-                        id: std::cmp::Reverse(e.id),
-                        not_before: e.not_before,
-                    },
-                    e.secrets.clone(),
-                )
-            })
-        })?;
+        let routed = ready::Ready::new(self.gatos)
+            .select(|e| routable(e, opts, refused, now, skew).then(|| candidate(e)))?;
         let resolves = |s: &str| opts.can_resolve.as_ref().is_some_and(|f| f(s));
         Ok(routed
             .into_iter()
             .filter(|(_, secrets)| super::waiting::resolvable(&resolves, secrets))
             .map(|(c, _)| c)
             .collect())
+    }
+
+    /// Of the best `k` jobs [`Jobs::claim_next_skipping`] may try now (as
+    /// [`Jobs::eligible`], claimable now, not in `tried`), the ones whose secrets this worker
+    /// can resolve, best first; all `k` are added to `tried`. `None` when there was none.
+    fn best_eligible(
+        &self,
+        opts: &ClaimOptions,
+        refused: &std::collections::BTreeSet<Ulid>,
+        tried: &mut std::collections::BTreeSet<Ulid>,
+        k: usize,
+    ) -> Result<Option<Vec<Candidate>>> {
+        let now = self.gatos.now();
+        let skew = self.gatos.lease_skew();
+        let routed = ready::Ready::new(self.gatos).best(k, |e| {
+            (e.not_before <= now && !tried.contains(&e.id) && routable(e, opts, refused, now, skew))
+                .then(|| candidate(e))
+        })?;
+        if routed.is_empty() {
+            return Ok(None);
+        }
+        let resolves = |s: &str| opts.can_resolve.as_ref().is_some_and(|f| f(s));
+        Ok(Some(
+            routed
+                .into_iter()
+                .filter_map(|(c, secrets)| {
+                    tried.insert(c.id.0);
+                    super::waiting::resolvable(&resolves, &secrets).then_some(c)
+                })
+                .collect(),
+        ))
     }
 
     /// Whether this worker may run the job as far as its enqueuer goes (ADR 0019): asked

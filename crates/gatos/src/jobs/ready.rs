@@ -6,7 +6,9 @@
 //! job with what routing needs: queue, priority, capabilities, secrets, when claimable,
 //! lease end), `del` (a job that finished), `stamp` and `known` (see below). A handle keeps
 //! the replayed state in memory and reads only what was appended since, so an enqueue costs
-//! one short append and a claim a stat and a small read, however long the backlog. The
+//! one short append and a claim a stat and a small read, however long the backlog; the
+//! state is also kept in claim order (priority, then age), so a claim visits the jobs ahead
+//! of the few it tries, not every unfinished job. The
 //! journal is compacted (rewritten and renamed into place) when it has grown to twice what
 //! it describes.
 //!
@@ -81,8 +83,64 @@ pub(crate) struct State {
     offset: u64,
     lines: u64,
     stamp: Option<Stamp>,
-    jobs: BTreeMap<Ulid, Entry>,
+    jobs: Unfinished,
     known: BTreeSet<Ulid>,
+}
+
+/// The unfinished jobs by id, and in the order a claim tries them (higher priority first,
+/// then the older id), so the best claimable ones are found without visiting the rest.
+#[derive(Debug, Default)]
+struct Unfinished {
+    by_id: BTreeMap<Ulid, Entry>,
+    order: BTreeSet<(std::cmp::Reverse<i64>, Ulid)>,
+}
+
+impl Unfinished {
+    fn insert(&mut self, id: Ulid, entry: Entry) {
+        let key = (std::cmp::Reverse(entry.priority), id);
+        if let Some(old) = self.by_id.insert(id, entry) {
+            self.order.remove(&(std::cmp::Reverse(old.priority), id));
+        }
+        self.order.insert(key);
+    }
+
+    fn remove(&mut self, id: &Ulid) {
+        if let Some(old) = self.by_id.remove(id) {
+            self.order.remove(&(std::cmp::Reverse(old.priority), *id));
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Ulid) -> bool) {
+        let order = &mut self.order;
+        self.by_id.retain(|id, e| {
+            let k = keep(id);
+            if !k {
+                order.remove(&(std::cmp::Reverse(e.priority), *id));
+            }
+            k
+        });
+    }
+
+    fn get(&self, id: &Ulid) -> Option<&Entry> {
+        self.by_id.get(id)
+    }
+
+    fn contains_key(&self, id: &Ulid) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.by_id.values()
+    }
+
+    /// The entries best first, as a claim tries them.
+    fn best_first(&self) -> impl Iterator<Item = &Entry> {
+        self.order.iter().filter_map(|(_, id)| self.by_id.get(id))
+    }
 }
 
 impl State {
@@ -303,6 +361,24 @@ impl<'g> Ready<'g> {
         self.current(|state| state.jobs.values().filter_map(&mut pick).collect())
     }
 
+    /// What `pick` takes from the first `k` unfinished jobs it picks, best first (higher
+    /// priority, then the older id), visiting only the entries before them: the jobs a
+    /// claim tries, without copying or ordering the rest of the backlog.
+    pub(crate) fn best<T>(
+        &self,
+        k: usize,
+        mut pick: impl FnMut(&Entry) -> Option<T>,
+    ) -> Result<Vec<T>> {
+        self.current(|state| {
+            state
+                .jobs
+                .best_first()
+                .filter_map(&mut pick)
+                .take(k)
+                .collect()
+        })
+    }
+
     /// Counts the pending jobs of every queue that has an unfinished job (a queue whose
     /// jobs all run counts 0), as [`is_pending`] decides, without copying the entries.
     pub(crate) fn pending_by_queue(&self) -> Result<BTreeMap<Queue, u64>> {
@@ -341,7 +417,7 @@ impl<'g> Ready<'g> {
         }
         state
             .jobs
-            .retain(|id, _| live.contains(id) || journaled.contains(id));
+            .retain(|id| live.contains(id) || journaled.contains(id));
         let now = self.gatos.now();
         let mut added = 0usize;
         for id in &live {
@@ -507,6 +583,39 @@ pub(crate) fn entry_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_claim_order_follows_every_change() {
+        let entry = |n: u64, priority: i64| Entry {
+            id: Ulid::from_parts(1_795_000_000_000 + n, 1),
+            queue: Queue::default_queue(),
+            priority,
+            caps: Vec::new(),
+            secrets: Vec::new(),
+            not_before: Timestamp::from_millis(0),
+            lease_until: None,
+        };
+        let mut jobs = Unfinished::default();
+        for (n, p) in [(1, 0), (2, 5), (3, 0), (4, 5), (5, -1)] {
+            let e = entry(n, p);
+            jobs.insert(e.id, e);
+        }
+        let order = |jobs: &Unfinished| -> Vec<u64> {
+            jobs.best_first()
+                .map(|e| e.id.timestamp_ms() - 1_795_000_000_000)
+                .collect()
+        };
+        assert_eq!(order(&jobs), vec![2, 4, 1, 3, 5]);
+        // A put again with another priority moves the job; a removal and a retain drop it
+        // from both views.
+        let e = entry(3, 9);
+        jobs.insert(e.id, e);
+        assert_eq!(order(&jobs), vec![3, 2, 4, 1, 5]);
+        jobs.remove(&entry(2, 5).id);
+        jobs.retain(|id| *id != entry(5, -1).id);
+        assert_eq!(order(&jobs), vec![3, 4, 1]);
+        assert_eq!((jobs.len(), jobs.order.len()), (3, 3));
+    }
 
     #[test]
     fn every_journal_line_reads_back() {

@@ -448,6 +448,52 @@ fn routing_follows_queues_capabilities_priority_time_and_secrets() -> TestResult
     Ok(())
 }
 
+/// A claim takes the best jobs a few at a time from the ready index's claim order (issue
+/// #21): behind more jobs than one pass takes that the worker may not run (a secret it
+/// cannot resolve, a capability it lacks, a live lease, not yet due), it still finds the
+/// one it may, and with none left says so.
+#[test]
+fn a_claim_finds_the_one_job_it_may_run_behind_many_it_may_not() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    for i in 0..12 {
+        g.jobs().enqueue(spec(
+            &g,
+            json!({"command": ["s", i.to_string()], "priority": 9,
+                   "env": {"TOKEN": "secret://NOT_HERE"}}),
+        )?)?;
+        g.jobs().enqueue(spec(
+            &g,
+            json!({"command": ["gpu", i.to_string()], "priority": 8, "capabilities": ["gpu"]}),
+        )?)?;
+        g.jobs().enqueue(spec(
+            &g,
+            json!({"command": ["later", i.to_string()], "priority": 7, "run_after": "1h"}),
+        )?)?;
+    }
+    let mut holder = worker("holder", &g)?;
+    holder.lease = Dur::from_secs(7200);
+    holder.caps = vec!["gpu".parse()?];
+    let held: Vec<_> = (0..12)
+        .map(|_| g.jobs().claim_next(&holder).map(|l| l.map(|l| l.id)))
+        .collect::<Result<_, _>>()?;
+    assert!(held.iter().all(Option::is_some), "{held:?}");
+    for i in 0..12 {
+        g.jobs().enqueue(spec(
+            &g,
+            json!({"command": ["gpu2", i.to_string()], "priority": 6, "capabilities": ["gpu"]}),
+        )?)?;
+    }
+    let plain_job = g.jobs().enqueue(spec(&g, json!({"command": ["plain"]}))?)?;
+    let plain = worker("plain", &g)?;
+    assert_eq!(
+        g.jobs().claim_next(&plain)?.map(|l| l.id),
+        Some(plain_job.id)
+    );
+    assert_eq!(g.jobs().claim_next(&plain)?.map(|l| l.id), None);
+    Ok(())
+}
+
 /// A claim tries the backlog best first and passes over a job its worker may not run (an
 /// enqueuer this node does not trust) without failing: the next best is claimed, and a
 /// backlog of only such jobs has nothing claimable, now or later, for that worker; one
