@@ -518,6 +518,138 @@ impl Store {
             .collect())
     }
 
+    /// Lists, sorted by name, the refs whose full name starts with `prefix` and sorts before
+    /// `until`: a listing of the oldest part of a namespace whose names grow with time (job
+    /// ids), at the cost of that part. Loose directories and files whose names sort at or
+    /// after `until` are not opened, and `packed-refs` is read from `prefix` up to `until`.
+    /// Loose refs are read before `packed-refs`, and a `packed-refs` that changed meanwhile
+    /// makes it list again, as [`Store::list_refs`] does; a file that is not a ref is
+    /// skipped, as there.
+    ///
+    /// # Errors
+    /// [`Error::Git`] or [`Error::Io`] when the refs cannot be listed.
+    pub fn list_refs_before(&self, prefix: &str, until: &str) -> Result<Vec<(RefName, Oid)>> {
+        self.before_listing(prefix)?;
+        listed_again(prefix, || self.list_refs_before_once(prefix, until))
+    }
+
+    fn list_refs_before_once(
+        &self,
+        prefix: &str,
+        until: &str,
+    ) -> std::result::Result<Vec<(RefName, Oid)>, (Error, bool)> {
+        let packed_before = self.packed_refs_stamp();
+        let mut found: std::collections::BTreeMap<String, Oid> = std::collections::BTreeMap::new();
+        // The loose refs: a directory is entered only when some name under it can sort
+        // before `until`, that is when its path does, or is a prefix of `until`.
+        let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        let mut pending = vec![dir_part.to_owned()];
+        while let Some(rel) = pending.pop() {
+            let entries = match std::fs::read_dir(self.ref_path(&rel)) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err((
+                        Error::io(format!("listing loose refs under {rel}"), e),
+                        false,
+                    ));
+                }
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| {
+                    let vanished = e.kind() == std::io::ErrorKind::NotFound;
+                    (
+                        Error::io(format!("listing loose refs under {rel}"), e),
+                        vanished,
+                    )
+                })?;
+                let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let name = format!("{rel}/{file}");
+                let under = name.starts_with(prefix) || prefix.starts_with(&name);
+                if !under || (name.as_str() >= until && !until.starts_with(&name)) {
+                    continue;
+                }
+                let kind = match entry.file_type() {
+                    Ok(k) => k,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err((Error::io(format!("reading {name}"), e), false)),
+                };
+                if kind.is_dir() {
+                    pending.push(name);
+                } else if kind.is_file()
+                    && name.starts_with(prefix)
+                    && !name.ends_with(".lock")
+                    && name.as_str() < until
+                {
+                    match std::fs::read(self.ref_path(&name)) {
+                        Ok(bytes) => match parse_loose_ref(&name, &bytes) {
+                            Ok(id) => {
+                                found.insert(name, id);
+                            }
+                            Err(e) => {
+                                tracing::warn!(name, error = %e, "skipping a file that is not a ref");
+                            }
+                        },
+                        // Packed and removed meanwhile: the packed-refs check says so.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err((Error::io(format!("reading {name}"), e), false)),
+                    }
+                }
+            }
+        }
+        let repo = self.handle();
+        let packed = repo.refs.cached_packed_buffer().map_err(|e| {
+            (
+                Error::Git {
+                    context: "reading packed-refs".into(),
+                    message: e.to_string(),
+                },
+                false,
+            )
+        })?;
+        if let Some(packed) = packed {
+            let bytes: &[u8] = packed.as_ref().as_ref();
+            let start = lower_bound(bytes, prefix.as_bytes());
+            let bad = |e: String| {
+                (
+                    Error::Git {
+                        context: "reading packed-refs".into(),
+                        message: e,
+                    },
+                    false,
+                )
+            };
+            let records = gix::refs::packed::Iter::new(&bytes[start..], gix::hash::Kind::Sha1)
+                .map_err(|e| bad(e.to_string()))?;
+            for r in records {
+                let r = r.map_err(|e| bad(e.to_string()))?;
+                let name: &[u8] = r.name.as_bstr();
+                if !name.starts_with(prefix.as_bytes()) || name >= until.as_bytes() {
+                    break;
+                }
+                // A loose ref wins over its packed copy.
+                found
+                    .entry(String::from_utf8_lossy(name).into_owned())
+                    .or_insert_with(|| from_gix(&r.target()));
+            }
+        }
+        if self.packed_refs_stamp() != packed_before {
+            return Err((
+                Error::Git {
+                    context: format!("listing refs under {prefix}"),
+                    message: "packed-refs changed while listing".into(),
+                },
+                true,
+            ));
+        }
+        Ok(found
+            .into_iter()
+            .map(|(name, oid)| (RefName::from_repository(name), oid))
+            .collect())
+    }
+
     /// Identifies the current `packed-refs` file: a rewrite (a rename over it) changes the
     /// inode, and an in-place change the size or mtime. `None` when there is none.
     fn packed_refs_stamp(&self) -> Option<crate::FileStamp> {

@@ -65,8 +65,9 @@ pub struct DebtReport {
     pub archive_after_seconds: u64,
 }
 
-/// Measures the maintenance debt: two directory listings and one listing of the job refs,
-/// reading no object (cheap enough for a readiness probe).
+/// Measures the maintenance debt: two directory listings and a listing of the refs of the
+/// jobs old enough to be archived, reading no object (cheap enough for a readiness probe
+/// and the metrics' refresh, however many younger jobs there are).
 ///
 /// # Errors
 /// When the job refs cannot be listed.
@@ -75,7 +76,7 @@ pub fn debt(gatos: &Gatos) -> Result<DebtReport> {
     let thresholds = settings.maintenance;
     let d = gatos.store().maintenance_debt();
     let cutoff = gatos.now().minus(settings.archive_after).as_millis();
-    let archivable = archive::live(gatos)?
+    let archivable = archive::live_until(gatos, cutoff)?
         .iter()
         .filter(|(id, refs)| {
             (refs.result.is_some() || refs.cancel.is_some())

@@ -381,6 +381,95 @@ fn git_update_refs(repo: &TempRepo, input: &str) -> TestResult {
     Ok(())
 }
 
+/// `list_refs_before` lists exactly what `list_refs` lists before a name, in order, whether
+/// the refs are packed, loose, or some of each (a loose ref over its packed copy wins),
+/// whatever the bound (before, inside and after the prefix, a directory's own name, between
+/// two refs); neighbours of the prefix, `.lock` files and files that are not refs never
+/// leak in.
+#[test]
+fn listing_before_a_name_lists_the_oldest_part_of_loose_and_packed_refs() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let (c, d) = (commit(&s, "c")?, commit(&s, "d")?);
+    let id = |i: usize| format!("01ARZ3NDEKTSV4RRFFQ69G{i:04}");
+    let mut input = String::new();
+    for i in 0..120 {
+        input.push_str(&format!("create refs/gatos/jobs/{}/job {c}\n", id(i)));
+        if i % 3 == 0 {
+            input.push_str(&format!("create refs/gatos/jobs/{}/claim {c}\n", id(i)));
+        }
+    }
+    input.push_str(&format!(
+        "create refs/gatos/jobr {c}\ncreate refs/gatos/jobs0/x {c}\ncreate refs/gatos/a/b {c}\n"
+    ));
+    git_update_refs(&repo, &input)?;
+    assert!(
+        repo.git_cmd(&["pack-refs", "--all", "--prune"])
+            .status()?
+            .success()
+    );
+    let mut input = String::new();
+    for i in (0..120).step_by(7) {
+        input.push_str(&format!("update refs/gatos/jobs/{}/job {d}\n", id(i)));
+    }
+    for i in 120..140 {
+        input.push_str(&format!("create refs/gatos/jobs/{}/result {d}\n", id(i)));
+    }
+    git_update_refs(&repo, &input)?;
+    let jobs = repo.git_dir().join("refs/gatos/jobs");
+    std::fs::write(jobs.join(id(7)).join("job.lock"), b"partial")?;
+    std::fs::write(jobs.join(id(14)).join("notes"), b"not a ref\n")?;
+
+    let prefix = "refs/gatos/jobs/";
+    let all = s.list_refs(prefix)?;
+    assert_eq!(all.len(), 120 + 40 + 20);
+    let before = |until: &str| -> Vec<_> {
+        all.iter()
+            .filter(|(n, _)| n.as_str() < until)
+            .cloned()
+            .collect()
+    };
+    let mut bounds: Vec<String> = vec![
+        "refs/gatos/a".into(),
+        "refs/gatos/jobs/".into(),
+        "refs/gatos/jobs/~".into(),
+        "refs/gatos/z".into(),
+        format!("refs/gatos/jobs/{}", id(50)),
+        format!("refs/gatos/jobs/{}/joa", id(9)),
+        format!("refs/gatos/jobs/{}/job", id(9)),
+        format!("refs/gatos/jobs/{}/k", id(130)),
+    ];
+    bounds.extend(
+        (0..140)
+            .step_by(11)
+            .map(|i| format!("refs/gatos/jobs/{}/", id(i))),
+    );
+    for until in &bounds {
+        assert_eq!(
+            s.list_refs_before(prefix, until)?,
+            before(until),
+            "before {until}"
+        );
+    }
+    assert!(s.list_refs_before("refs/gatos/none/", "refs/~")?.is_empty());
+    // Everything packed again: the same lists.
+    std::fs::remove_file(jobs.join(id(7)).join("job.lock"))?;
+    std::fs::remove_file(jobs.join(id(14)).join("notes"))?;
+    assert!(
+        repo.git_cmd(&["pack-refs", "--all", "--prune"])
+            .status()?
+            .success()
+    );
+    for until in &bounds {
+        assert_eq!(
+            s.list_refs_before(prefix, until)?,
+            before(until),
+            "packed, before {until}"
+        );
+    }
+    Ok(())
+}
+
 /// Pages through `prefix` with `list_refs_after` in pages of `max`.
 fn pages(s: &Store, prefix: &str, max: usize) -> TestResult<Vec<(RefName, gatos_types::Oid)>> {
     let mut all = Vec::new();

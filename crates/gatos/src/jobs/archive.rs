@@ -398,8 +398,15 @@ fn finished_at(gatos: &Gatos, rec: &JobRecord) -> Result<Timestamp> {
 /// # Errors
 /// When the refs cannot be listed.
 pub fn live(gatos: &Gatos) -> Result<BTreeMap<Ulid, Refs>> {
+    Ok(collect_live(
+        gatos.store().list_refs(&names::jobs_prefix())?,
+    ))
+}
+
+/// The jobs of a listing of job refs, with their refs.
+fn collect_live(listed: Vec<(names::RefName, gatos_types::Oid)>) -> BTreeMap<Ulid, Refs> {
     let mut jobs: BTreeMap<Ulid, Refs> = BTreeMap::new();
-    for (name, oid) in gatos.store().list_refs(&names::jobs_prefix())? {
+    for (name, oid) in listed {
         let empty = Refs {
             job: None,
             claim: None,
@@ -418,7 +425,26 @@ pub fn live(gatos: &Gatos) -> Result<BTreeMap<Ulid, Refs>> {
             _ => {}
         }
     }
-    Ok(jobs)
+    jobs
+}
+
+/// The live jobs enqueued at or before `cutoff_ms` (their ids' time), with their refs: the
+/// only ones an archive after that cutoff can take, read without opening the refs of the
+/// younger jobs.
+///
+/// # Errors
+/// When the refs cannot be listed.
+pub fn live_until(gatos: &Gatos, cutoff_ms: i64) -> Result<BTreeMap<Ulid, Refs>> {
+    let Some(after) = u64::try_from(cutoff_ms).ok().and_then(|c| c.checked_add(1)) else {
+        return Ok(BTreeMap::new());
+    };
+    // The least id of the next millisecond sorts after every id of `cutoff_ms` or before.
+    let until = format!("{}{}", names::jobs_prefix(), Ulid::from_parts(after, 0));
+    Ok(collect_live(
+        gatos
+            .store()
+            .list_refs_before(&names::jobs_prefix(), &until)?,
+    ))
 }
 
 fn deletes(id: Ulid, refs: &Refs) -> Vec<Edit> {

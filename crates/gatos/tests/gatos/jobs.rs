@@ -448,6 +448,46 @@ fn routing_follows_queues_capabilities_priority_time_and_secrets() -> TestResult
     Ok(())
 }
 
+/// The maintenance debt counts the finished jobs enqueued before `gatos.jobs.archiveAfter`,
+/// reading only their refs (issue #21: the metrics read it every 5 s, a readiness probe at
+/// each call): not the unfinished ones, not the younger ones, loose or packed refs alike.
+#[test]
+fn the_debt_counts_the_finished_jobs_old_enough_to_archive() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, clock) = start(&repo)?;
+    let w = worker("w", &g)?;
+    let run = |n: usize| -> TestResult<Vec<gatos_types::Ulid>> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            ids.push(
+                g.jobs()
+                    .enqueue(spec(&g, json!({"command": ["j", i.to_string()]}))?)?
+                    .id,
+            );
+        }
+        Ok(ids)
+    };
+    let old = run(4)?;
+    let lease = g.jobs().claim_next(&w)?.ok_or("a job")?;
+    finish(&g, &lease, Outcome::Succeeded, Some(0))?;
+    g.jobs().cancel(old[1], None)?;
+    // Seven days and a minute later: two old jobs ended, two did not; younger ones ended.
+    clock.advance(Dur::from_secs(7 * 86_400 + 60));
+    let young = run(2)?;
+    g.jobs().cancel(young[0], None)?;
+    g.jobs().cancel(young[1], None)?;
+    assert_eq!(gatos::maintenance::debt(&g)?.archivable_jobs, 2);
+    assert!(
+        repo.git_cmd(&["pack-refs", "--all", "--prune"])
+            .status()?
+            .success()
+    );
+    assert_eq!(gatos::maintenance::debt(&g)?.archivable_jobs, 2);
+    clock.advance(Dur::from_secs(7 * 86_400));
+    assert_eq!(gatos::maintenance::debt(&g)?.archivable_jobs, 4);
+    Ok(())
+}
+
 /// A claim takes the best jobs a few at a time from the ready index's claim order (issue
 /// #21): behind more jobs than one pass takes that the worker may not run (a secret it
 /// cannot resolve, a capability it lacks, a live lease, not yet due), it still finds the
