@@ -417,13 +417,7 @@ impl Store {
             }
         }
         if self.packed_refs_stamp() != packed_before {
-            return Err((
-                Error::Git {
-                    context: format!("listing refs under {prefix}"),
-                    message: "packed-refs changed while listing".into(),
-                },
-                true,
-            ));
+            return Err(packed_refs_changed(prefix));
         }
         out.sort();
         Ok(out)
@@ -500,11 +494,7 @@ impl Store {
             }
         }
         if self.packed_refs_stamp() != packed_before {
-            return Err(failed(
-                format!("listing refs under {prefix}"),
-                "packed-refs changed while listing".into(),
-                true,
-            ));
+            return Err(packed_refs_changed(prefix));
         }
         Ok(found
             .into_iter()
@@ -636,13 +626,7 @@ impl Store {
             }
         }
         if self.packed_refs_stamp() != packed_before {
-            return Err((
-                Error::Git {
-                    context: format!("listing refs under {prefix}"),
-                    message: "packed-refs changed while listing".into(),
-                },
-                true,
-            ));
+            return Err(packed_refs_changed(prefix));
         }
         Ok(found
             .into_iter()
@@ -1226,6 +1210,18 @@ impl Store {
             )),
         }
     }
+}
+
+/// The error of a listing of `prefix` during which `packed-refs` changed: list again
+/// (the `true`, for [`listed_again`]).
+fn packed_refs_changed(prefix: &str) -> (Error, bool) {
+    (
+        Error::Git {
+            context: format!("listing refs under {prefix}"),
+            message: "packed-refs changed while listing".into(),
+        },
+        true,
+    )
 }
 
 fn is_undecodable(e: &gix::Error) -> bool {
