@@ -508,17 +508,24 @@ impl Store {
             .collect())
     }
 
-    /// Lists, sorted by name, the refs whose full name starts with `prefix` and sorts before
-    /// `until`: a listing of the oldest part of a namespace whose names grow with time (job
-    /// ids), at the cost of that part. Loose directories and files whose names sort at or
-    /// after `until` are not opened, and `packed-refs` is read from `prefix` up to `until`.
-    /// Loose refs are read before `packed-refs`, and a `packed-refs` that changed meanwhile
-    /// makes it list again, as [`Store::list_refs`] does; a file that is not a ref is
-    /// skipped, as there.
+    /// Lists, sorted by name, the refs whose full name starts with `prefix` (under `refs/`)
+    /// and sorts before `until`: a listing of the oldest part of a namespace whose names
+    /// grow with time (job ids), at the cost of that part. A loose directory is entered only
+    /// when a name under it can sort before `until`, a loose file at or after it is not
+    /// opened, and `packed-refs` is read from `prefix` up to `until`. Loose refs are read
+    /// before `packed-refs`, and a `packed-refs` that changed meanwhile makes it list again,
+    /// as [`Store::list_refs`] does; a loose file that is not a ref (a symbolic ref, or
+    /// damaged) is skipped as there, and hides its packed copy as there.
     ///
     /// # Errors
-    /// [`Error::Git`] or [`Error::Io`] when the refs cannot be listed.
+    /// [`Error::Unsupported`] for a prefix outside `refs/`; [`Error::Git`] or [`Error::Io`]
+    /// when the refs cannot be listed.
     pub fn list_refs_before(&self, prefix: &str, until: &str) -> Result<Vec<(RefName, Oid)>> {
+        if !prefix.starts_with("refs/") {
+            return Err(Error::Unsupported(format!(
+                "listing refs before a name under {prefix}: only prefixes under refs/"
+            )));
+        }
         self.before_listing(prefix)?;
         listed_again(prefix, || self.list_refs_before_once(prefix, until))
     }
@@ -530,8 +537,10 @@ impl Store {
     ) -> std::result::Result<Vec<(RefName, Oid)>, (Error, bool)> {
         let packed_before = self.packed_refs_stamp();
         let mut found: std::collections::BTreeMap<String, Oid> = std::collections::BTreeMap::new();
+        // Loose files that are not refs: their packed copies are hidden, as git hides them.
+        let mut shadowed = std::collections::BTreeSet::new();
         // The loose refs: a directory is entered only when some name under it can sort
-        // before `until`, that is when its path does, or is a prefix of `until`.
+        // before `until`, that is when its path followed by `/` does.
         let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
         let mut pending = vec![dir_part.to_owned()];
         while let Some(rel) = pending.pop() {
@@ -553,12 +562,19 @@ impl Store {
                         vanished,
                     )
                 })?;
-                let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
+                // No ref name has a component starting with `.` (git's rule): such files
+                // are not refs, as for `list_refs`.
+                let Some(file) = entry
+                    .file_name()
+                    .to_str()
+                    .filter(|f| !f.starts_with('.'))
+                    .map(str::to_owned)
+                else {
                     continue;
                 };
                 let name = format!("{rel}/{file}");
                 let under = name.starts_with(prefix) || prefix.starts_with(&name);
-                if !under || (name.as_str() >= until && !until.starts_with(&name)) {
+                if !under || (name.as_str() >= until && format!("{name}/").as_str() >= until) {
                     continue;
                 }
                 let kind = match entry.file_type() {
@@ -578,8 +594,13 @@ impl Store {
                             Ok(id) => {
                                 found.insert(name, id);
                             }
+                            // A symbolic ref names no object: left out, as `list_refs` does.
+                            Err(Error::Unsupported(_)) => {
+                                shadowed.insert(name);
+                            }
                             Err(e) => {
                                 tracing::warn!(name, error = %e, "skipping a file that is not a ref");
+                                shadowed.insert(name);
                             }
                         },
                         // Packed and removed meanwhile: the packed-refs check says so.
@@ -620,9 +641,10 @@ impl Store {
                     break;
                 }
                 // A loose ref wins over its packed copy.
-                found
-                    .entry(String::from_utf8_lossy(name).into_owned())
-                    .or_insert_with(|| from_gix(&r.target()));
+                let name = String::from_utf8_lossy(name).into_owned();
+                if !shadowed.contains(&name) {
+                    found.entry(name).or_insert_with(|| from_gix(&r.target()));
+                }
             }
         }
         if self.packed_refs_stamp() != packed_before {

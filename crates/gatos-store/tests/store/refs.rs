@@ -452,6 +452,37 @@ fn listing_before_a_name_lists_the_oldest_part_of_loose_and_packed_refs() -> Tes
         );
     }
     assert!(s.list_refs_before("refs/gatos/none/", "refs/~")?.is_empty());
+    assert!(matches!(
+        s.list_refs_before("objects/", "objects/~"),
+        Err(gatos_store::Error::Unsupported(_))
+    ));
+    // A loose symbolic ref hides its packed copy and a dotfile is no ref, as for
+    // `list_refs`.
+    let packed_only = all
+        .iter()
+        .find(|(n, _)| !jobs.join(&n.as_str()["refs/gatos/jobs/".len()..]).exists())
+        .map(|(n, _)| n.as_str().to_owned())
+        .ok_or("a packed-only ref")?;
+    let file = repo.git_dir().join(&packed_only);
+    std::fs::create_dir_all(file.parent().ok_or("a parent")?)?;
+    std::fs::write(&file, b"ref: refs/gatos/a/b\n")?;
+    std::fs::write(jobs.join(id(7)).join(".hidden"), format!("{c}\n"))?;
+    let all = s.list_refs(prefix)?;
+    assert!(all.iter().all(|(n, _)| n.as_str() != packed_only));
+    for until in &bounds {
+        let want: Vec<_> = all
+            .iter()
+            .filter(|(n, _)| n.as_str() < until.as_str())
+            .cloned()
+            .collect();
+        assert_eq!(
+            s.list_refs_before(prefix, until)?,
+            want,
+            "symbolic, before {until}"
+        );
+    }
+    std::fs::remove_file(&file)?;
+    std::fs::remove_file(jobs.join(id(7)).join(".hidden"))?;
     // Everything packed again: the same lists.
     std::fs::remove_file(jobs.join(id(7)).join("job.lock"))?;
     std::fs::remove_file(jobs.join(id(14)).join("notes"))?;

@@ -489,9 +489,10 @@ fn the_debt_counts_the_finished_jobs_old_enough_to_archive() -> TestResult {
 }
 
 /// A claim takes the best jobs a few at a time from the ready index's claim order (issue
-/// #21): behind more jobs than one pass takes that the worker may not run (a secret it
-/// cannot resolve, a capability it lacks, a live lease, not yet due), it still finds the
-/// one it may, and with none left says so.
+/// #21): behind more jobs than one pass takes whose secrets the worker cannot resolve
+/// (passed over after a pass), and jobs a pass leaves out at once (a capability it lacks,
+/// a live lease, not yet due), it still finds the one it may run, and with none left says
+/// so.
 #[test]
 fn a_claim_finds_the_one_job_it_may_run_behind_many_it_may_not() -> TestResult {
     let repo = TempRepo::new()?;
