@@ -87,14 +87,22 @@ pub struct Store {
 }
 
 struct Inner {
-    sync: gix::ThreadSafeRepository,
+    /// Where handles come from; replaced when its object store runs short of pack slots
+    /// ([`Store::mind_slots`]).
+    sync: Mutex<gix::ThreadSafeRepository>,
+    /// The pack-index slots of the object store `sync` opened with.
+    slots: std::sync::atomic::AtomicUsize,
+    /// Handles made since the slots were last compared with the packs on disk.
+    since_slot_check: std::sync::atomic::AtomicUsize,
+    /// Packs written since then.
+    packs_since_check: std::sync::atomic::AtomicUsize,
     git_dir: PathBuf,
     common_dir: PathBuf,
     work_dir: Option<PathBuf>,
     locks: locks::Locks,
     identity: Identity,
     durability: durability::Method,
-    pool: Mutex<Vec<gix::Repository>>,
+    pool: Mutex<Pool>,
     /// The local config file as last parsed, with the stamp it had then.
     local_config: Mutex<Option<(FileStamp, Arc<gix::config::File>)>>,
     /// The big pack index for bulk readers, with the stamp of the pack directory then.
@@ -130,10 +138,18 @@ impl std::fmt::Debug for Store {
 /// Handles kept for reuse; more than this are dropped when returned.
 const POOL_MAX: usize = 16;
 
+/// The handles kept for reuse, all of the current object store (`generation`).
+struct Pool {
+    repos: Vec<gix::Repository>,
+    /// Counts the object stores opened: a handle of an earlier one is not kept.
+    generation: u64,
+}
+
 /// A gix handle borrowed from the store's pool, returned when dropped.
 pub(crate) struct Handle<'a> {
     store: &'a Store,
     repo: Option<gix::Repository>,
+    generation: u64,
 }
 
 impl std::ops::Deref for Handle<'_> {
@@ -154,8 +170,8 @@ impl Drop for Handle<'_> {
                 .pool
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if pool.len() < POOL_MAX {
-                pool.push(repo);
+            if pool.generation == self.generation && pool.repos.len() < POOL_MAX {
+                pool.repos.push(repo);
             }
         }
     }
@@ -225,16 +241,23 @@ impl Store {
                 .as_deref(),
         )?;
         let locks = locks::Locks::new(&common_dir)?;
+        let slots = slots_for(count_indices(&common_dir));
         let store = Store {
             inner: Arc::new(Inner {
-                sync,
+                sync: Mutex::new(sync),
+                slots: std::sync::atomic::AtomicUsize::new(slots),
+                since_slot_check: std::sync::atomic::AtomicUsize::new(0),
+                packs_since_check: std::sync::atomic::AtomicUsize::new(0),
                 git_dir,
                 common_dir,
                 work_dir,
                 locks,
                 identity,
                 durability,
-                pool: Mutex::new(Vec::new()),
+                pool: Mutex::new(Pool {
+                    repos: Vec::new(),
+                    generation: 0,
+                }),
                 local_config: Mutex::new(None),
                 big: Mutex::new(None),
                 job_read_hook: std::sync::OnceLock::new(),
@@ -245,22 +268,109 @@ impl Store {
             .pool
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .repos
             .push(prepare(repo));
         Ok(store)
     }
 
     pub(crate) fn handle(&self) -> Handle<'_> {
-        let pooled = self
-            .inner
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let repo = pooled.unwrap_or_else(|| prepare(self.inner.sync.to_thread_local()));
+        self.mind_slots();
+        let (pooled, generation) = {
+            let mut pool = self
+                .inner
+                .pool
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            (pool.repos.pop(), pool.generation)
+        };
+        let repo = pooled.unwrap_or_else(|| prepare(self.thread_safe().to_thread_local()));
         Handle {
             store: self,
             repo: Some(repo),
+            generation,
         }
+    }
+
+    /// The repository handles are made from.
+    fn thread_safe(&self) -> gix::ThreadSafeRepository {
+        self.inner
+            .sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Every [`SLOT_CHECK_EVERY`] handles, compares the pack indexes on disk with the slots
+    /// the object store opened with, and opens the object store again when they fill three
+    /// quarters of them. gix sizes its slots when it opens a repository and, past them,
+    /// fails every object read ("too few index slots"): a long-running process that writes
+    /// packs faster than maintenance merges them (maintenance off, or failing) would
+    /// otherwise stop reading objects until restarted. Handles of the earlier store finish
+    /// what they do and are not kept.
+    fn mind_slots(&self) {
+        use std::sync::atomic::Ordering;
+        let made = self.inner.since_slot_check.fetch_add(1, Ordering::Relaxed);
+        if made + 1 < SLOT_CHECK_EVERY {
+            return;
+        }
+        self.inner.since_slot_check.store(0, Ordering::Relaxed);
+        self.check_slots();
+    }
+
+    /// Counts a pack this process wrote: every [`SLOT_CHECK_PACKS`] of them, the slots are
+    /// compared with the packs on disk as [`Store::mind_slots`] does (a writer of many packs
+    /// may make few handles).
+    pub(crate) fn wrote_pack(&self) {
+        use std::sync::atomic::Ordering;
+        let written = self.inner.packs_since_check.fetch_add(1, Ordering::Relaxed);
+        if written + 1 < SLOT_CHECK_PACKS {
+            return;
+        }
+        self.inner.packs_since_check.store(0, Ordering::Relaxed);
+        self.check_slots();
+    }
+
+    /// Opens the object store again when the pack indexes on disk fill three quarters of
+    /// its slots.
+    fn check_slots(&self) {
+        use std::sync::atomic::Ordering;
+        let indices = count_indices(&self.inner.common_dir);
+        let slots = self.inner.slots.load(Ordering::Relaxed);
+        if indices.saturating_mul(4) < slots.saturating_mul(3) {
+            return;
+        }
+        let reopened = match gix::ThreadSafeRepository::open_opts(
+            &self.inner.git_dir,
+            open_options(),
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, indices, slots, "could not open the object store again for more pack slots");
+                return;
+            }
+        };
+        let indices = count_indices(&self.inner.common_dir);
+        *self
+            .inner
+            .sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = reopened;
+        self.inner
+            .slots
+            .store(slots_for(indices), Ordering::Relaxed);
+        let mut pool = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        pool.generation += 1;
+        pool.repos.clear();
+        tracing::info!(
+            indices,
+            slots_before = slots,
+            slots = slots_for(indices),
+            "opened the object store again: its pack slots were filling (is maintenance running?)"
+        );
     }
 
     /// Returns the git dir (`.git` of a work tree, or the bare repository).
@@ -365,7 +475,7 @@ impl Store {
     /// # Errors
     /// When the configuration file cannot be written.
     pub fn set_local_config(&self, values: &[(&str, Vec<String>)]) -> Result<()> {
-        let repo = self.inner.sync.to_thread_local();
+        let repo = self.thread_safe().to_thread_local();
         let path = repo
             .config_path(gix::config::Source::Local)
             .map_err(|e| Error::git("locating the local config", &e))?;
@@ -419,6 +529,34 @@ impl Store {
 /// and fails once more packs appear than slots; a long-running writer adds a pack per batch
 /// chunk between compactions, so leave generous room (a slot is a few dozen bytes).
 const OBJECT_STORE_SLOTS: usize = 1024;
+
+/// How many handles a store makes between two looks at its pack slots
+/// ([`Store::mind_slots`]): a listing of `objects/pack` per this many handles.
+pub const SLOT_CHECK_EVERY: usize = 256;
+
+/// How many packs a store writes between two looks at its pack slots
+/// ([`Store::wrote_pack`]).
+pub const SLOT_CHECK_PACKS: usize = 64;
+
+/// The slots gix gives an object store that finds `indices` pack indexes at open (as
+/// [`open_options`] asks: twice as many, at least [`OBJECT_STORE_SLOTS`]).
+fn slots_for(indices: usize) -> usize {
+    indices.saturating_mul(2).max(OBJECT_STORE_SLOTS)
+}
+
+/// The pack indexes (`objects/pack/*.idx`, and a multi-pack index) of a repository.
+fn count_indices(common_dir: &Path) -> usize {
+    std::fs::read_dir(common_dir.join("objects").join("pack")).map_or(0, |entries| {
+        entries
+            .filter_map(std::result::Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.ends_with(".idx") || n == "multi-pack-index")
+            })
+            .count()
+    })
+}
 
 fn open_options() -> gix::open::Options {
     gix::open::Options::default().object_store_slots(

@@ -221,6 +221,7 @@ impl PackWriter<'_> {
             self.store
                 .fsync_paths(crate::durability::Step::Objects, &paths)?;
         }
+        self.store.wrote_pack();
         Ok(PackGuard {
             keep: outcome.keep,
             pack: Some(outcome.pack),

@@ -239,3 +239,32 @@ fn identities_are_cleaned_as_git_cleans_them() -> TestResult {
     }
     Ok(())
 }
+
+/// A long-running process that writes more packs than its object store had slots for at
+/// open (maintenance off, or failing) still reads every object: the store opens its object
+/// store again when the packs on disk fill three quarters of the slots. Without that, gix
+/// fails every read past 1,024 packs ("too few index slots").
+#[test]
+fn more_packs_than_slots_at_open_are_still_read() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let mut ids = Vec::new();
+    for i in 0..1_100u32 {
+        let mut w = s.pack_writer();
+        let id = w.put_owned(
+            gatos_store::objects::Kind::Blob,
+            format!("pack {i}\n").into_bytes(),
+        )?;
+        drop(w.finish()?);
+        // Read soon after, as a process does after it wrote: the new pack must be found.
+        if i % 8 == 0 {
+            assert_eq!(s.reader().blob(id)?, format!("pack {i}\n").into_bytes());
+        }
+        ids.push(id);
+    }
+    let mut r = s.reader();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(r.blob(*id)?, format!("pack {i}\n").into_bytes());
+    }
+    Ok(())
+}
