@@ -982,7 +982,9 @@ fn a_lease_holders_refusals_are_typed() -> TestResult {
 
 /// `claim_next` as `SKIP LOCKED` (issue #21): a job whose lock another writer holds right
 /// now is passed over for the next best one, and waited for only when nothing else is
-/// claimable, so `None` still means nothing is.
+/// claimable, so `None` still means nothing is — also when the next best one comes in a
+/// later pass over the ready index than the busy one (behind jobs whose secrets the
+/// worker cannot resolve).
 #[test]
 fn claim_next_passes_over_a_job_another_writer_holds_and_waits_for_it_last() -> TestResult {
     let repo = TempRepo::new()?;
@@ -991,6 +993,13 @@ fn claim_next_passes_over_a_job_another_writer_holds_and_waits_for_it_last() -> 
     let best = g
         .jobs()
         .enqueue(spec(&g, json!({"command": ["true"], "priority": 5}))?)?;
+    for i in 0..12 {
+        g.jobs().enqueue(spec(
+            &g,
+            json!({"command": ["s", i.to_string()], "priority": 4,
+                   "env": {"TOKEN": "secret://NOT_HERE"}}),
+        )?)?;
+    }
     // The next best, in another lock family than the best.
     let next = loop {
         let j = g.jobs().enqueue(spec(&g, json!({"command": ["true"]}))?)?;
