@@ -348,6 +348,24 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
             .await;
         return;
     }
+    // A quick call (a plain publish) is answered here, on the reader's task: no request
+    // task, no hand-off (ADR 0046, session 14). Anything else, or one that would wait,
+    // goes on as every request does.
+    if let Incoming::Single(Entry::Request(req)) = &incoming
+        && let Some(id) = &req.id
+        && let Some(outcome) = crate::methods::call_now(conn, &req.method, &req.params)
+    {
+        conn.handled.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &outcome {
+            tracing::info!(method = %req.method, code = e.taxonomy_code().unwrap_or("-"), rpc = e.code, "request failed");
+        }
+        let response = Response {
+            id: id.clone(),
+            outcome,
+        };
+        conn.outbox.send(to_line(&response)).await;
+        return;
+    }
     let want = u32::try_from(entries.min(conn.shared.limits.max_in_flight)).unwrap_or(1);
     let Ok(permit) = conn.in_flight.clone().acquire_many_owned(want).await else {
         return;

@@ -126,9 +126,56 @@ pub async fn call(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
     out
 }
 
-async fn dispatch(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> Outcome {
-    let plain = |r: Result<Box<RawValue>, RpcError>| (r, None);
-    let op = ops::find(method).filter(|o| o.faces.has(Faces::RPC));
+/// [`call`] of a quick unary operation (a plain publish: one journal append, ADR 0046
+/// session 6), made on the connection's reader task with the same checks and metrics:
+/// no request task is spawned for it. `None` when it is not such a call, or would wait;
+/// then nothing was done and it is made as any other call.
+pub fn call_now(
+    conn: &std::sync::Arc<Conn>,
+    method: &str,
+    params: &Params,
+) -> Option<Result<Box<RawValue>, RpcError>> {
+    let started = std::time::Instant::now();
+    let op = ops::find(method)
+        .filter(|o| o.quick && o.shape == Shape::Unary && o.faces.has(Faces::RPC))?;
+    let out = match admit(conn, method, Some(op), params) {
+        Err(e) => Err(e),
+        Ok(op) => {
+            let empty = serde_json::Map::new();
+            let map = match params {
+                Params::Object(m) => m,
+                Params::None => &empty,
+                Params::Array(_) => return None,
+            };
+            match conn.shared.service.call_now(&conn.actor, op.name, map)? {
+                Ok(answer) => {
+                    for t in &answer.touched {
+                        conn.shared.watchers.poke(t);
+                    }
+                    Ok(answer.result)
+                }
+                Err(e) => Err(call_error(e)),
+            }
+        }
+    };
+    let code = match &out {
+        Ok(_) => "ok",
+        Err(e) => e.taxonomy_code().unwrap_or("_other"),
+    };
+    conn.shared
+        .metrics
+        .request("rpc", method, code, started.elapsed());
+    Some(out)
+}
+
+/// Whether this connection may call `method` (its row `op`, if the RPC face has one) with
+/// `params`: the row, the token it needs, a token marked read-only.
+fn admit(
+    conn: &Conn,
+    method: &str,
+    op: Option<&'static ops::Op>,
+    params: &Params,
+) -> Result<&'static ops::Op, RpcError> {
     // A method without a row counts as a write: closed to unauthenticated clients rather
     // than telling them which names exist.
     if op.is_none_or(|o| o.needs_credentials())
@@ -136,26 +183,26 @@ async fn dispatch(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
             .authenticated
             .load(std::sync::atomic::Ordering::Acquire)
     {
-        return plain(Err(write_needs_token(conn, method)));
+        return Err(write_needs_token(conn, method));
     }
     let Some(op) = op else {
-        return plain(Err(RpcError::method_not_found(method)));
+        return Err(RpcError::method_not_found(method));
     };
     // A read of the audit trail through the message operations is as guarded as
     // `audit.read` (gatos_api::ops::GUARDED_TOPICS).
-    if let Params::Object(p) = &params
+    if let Params::Object(p) = params
         && op.call_needs_credentials(p)
         && !conn
             .authenticated
             .load(std::sync::atomic::Ordering::Acquire)
     {
-        return plain(Err(needs_token(
+        return Err(needs_token(
             conn,
             &format!(
                 "{} on a guarded topic reads the audit trail, and that needs the daemon's token",
                 op.name
             ),
-        )));
+        ));
     }
     if op.access == ops::Access::Write
         && conn
@@ -164,15 +211,25 @@ async fn dispatch(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
     {
         let mut details = serde_json::Map::new();
         details.insert("token_read_only".into(), serde_json::Value::Bool(true));
-        return plain(Err(RpcError::taxonomy(
+        return Err(RpcError::taxonomy(
             gatos_types::ErrorCode::Forbidden,
             format!(
                 "{} writes, and this connection presented a token marked ro (reads only)",
                 op.name
             ),
             &details,
-        )));
+        ));
     }
+    Ok(op)
+}
+
+async fn dispatch(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> Outcome {
+    let plain = |r: Result<Box<RawValue>, RpcError>| (r, None);
+    let op = ops::find(method).filter(|o| o.faces.has(Faces::RPC));
+    let op = match admit(conn, method, op, &params) {
+        Ok(op) => op,
+        Err(e) => return plain(Err(e)),
+    };
     match op.shape {
         Shape::Unary => plain(unary(conn, op.name, params).await),
         Shape::Stream => {
