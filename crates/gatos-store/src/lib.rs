@@ -87,12 +87,12 @@ pub struct Store {
 }
 
 struct Inner {
-    /// Where handles come from; replaced when its object store runs short of pack slots
-    /// ([`Store::mind_slots`]).
-    sync: Mutex<gix::ThreadSafeRepository>,
-    /// The pack-index slots of the object store `sync` opened with.
-    slots: std::sync::atomic::AtomicUsize,
-    /// Handles made since the slots were last compared with the packs on disk.
+    /// Where handles come from, with its object store's pack-index slots; replaced when
+    /// they run short ([`Store::mind_slots`]).
+    odb: Mutex<Odb>,
+    /// Held by the one thread that compares the slots with the disk and opens again.
+    reopening: Mutex<()>,
+    /// Handles made since the store was opened (the slots are compared every so many).
     since_slot_check: std::sync::atomic::AtomicUsize,
     /// Packs written since then.
     packs_since_check: std::sync::atomic::AtomicUsize,
@@ -137,6 +137,12 @@ impl std::fmt::Debug for Store {
 
 /// Handles kept for reuse; more than this are dropped when returned.
 const POOL_MAX: usize = 16;
+
+/// The repository handles are made from, and the slots its object store has.
+struct Odb {
+    sync: gix::ThreadSafeRepository,
+    slots: usize,
+}
 
 /// The handles kept for reuse, all of the current object store (`generation`).
 struct Pool {
@@ -241,11 +247,11 @@ impl Store {
                 .as_deref(),
         )?;
         let locks = locks::Locks::new(&common_dir)?;
-        let slots = slots_for(count_indices(&common_dir));
+        let slots = slots_of(&repo);
         let store = Store {
             inner: Arc::new(Inner {
-                sync: Mutex::new(sync),
-                slots: std::sync::atomic::AtomicUsize::new(slots),
+                odb: Mutex::new(Odb { sync, slots }),
+                reopening: Mutex::new(()),
                 since_slot_check: std::sync::atomic::AtomicUsize::new(0),
                 packs_since_check: std::sync::atomic::AtomicUsize::new(0),
                 git_dir,
@@ -283,7 +289,7 @@ impl Store {
                 .unwrap_or_else(PoisonError::into_inner);
             (pool.repos.pop(), pool.generation)
         };
-        let repo = pooled.unwrap_or_else(|| prepare(self.thread_safe().to_thread_local()));
+        let repo = pooled.unwrap_or_else(|| prepare(self.thread_local()));
         Handle {
             store: self,
             repo: Some(repo),
@@ -291,13 +297,14 @@ impl Store {
         }
     }
 
-    /// The repository handles are made from.
-    fn thread_safe(&self) -> gix::ThreadSafeRepository {
+    /// A new handle of the current object store.
+    fn thread_local(&self) -> gix::Repository {
         self.inner
-            .sync
+            .odb
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .sync
+            .to_thread_local()
     }
 
     /// Every [`SLOT_CHECK_EVERY`] handles, compares the pack indexes on disk with the slots
@@ -310,11 +317,9 @@ impl Store {
     fn mind_slots(&self) {
         use std::sync::atomic::Ordering;
         let made = self.inner.since_slot_check.fetch_add(1, Ordering::Relaxed);
-        if made + 1 < SLOT_CHECK_EVERY {
-            return;
+        if made % SLOT_CHECK_EVERY == SLOT_CHECK_EVERY - 1 {
+            self.check_slots();
         }
-        self.inner.since_slot_check.store(0, Ordering::Relaxed);
-        self.check_slots();
     }
 
     /// Counts a pack this process wrote: every [`SLOT_CHECK_PACKS`] of them, the slots are
@@ -323,19 +328,25 @@ impl Store {
     pub(crate) fn wrote_pack(&self) {
         use std::sync::atomic::Ordering;
         let written = self.inner.packs_since_check.fetch_add(1, Ordering::Relaxed);
-        if written + 1 < SLOT_CHECK_PACKS {
-            return;
+        if written % SLOT_CHECK_PACKS == SLOT_CHECK_PACKS - 1 {
+            self.check_slots();
         }
-        self.inner.packs_since_check.store(0, Ordering::Relaxed);
-        self.check_slots();
     }
 
-    /// Opens the object store again when the pack indexes on disk fill three quarters of
-    /// its slots.
+    /// Opens the object store again when the pack indexes on disk (its own and its
+    /// alternates') fill three quarters of its slots. One thread at a time; another that
+    /// comes meanwhile goes on at once.
     fn check_slots(&self) {
-        use std::sync::atomic::Ordering;
+        let Ok(_one) = self.inner.reopening.try_lock() else {
+            return;
+        };
         let indices = count_indices(&self.inner.common_dir);
-        let slots = self.inner.slots.load(Ordering::Relaxed);
+        let slots = self
+            .inner
+            .odb
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .slots;
         if indices.saturating_mul(4) < slots.saturating_mul(3) {
             return;
         }
@@ -349,15 +360,15 @@ impl Store {
                 return;
             }
         };
-        let indices = count_indices(&self.inner.common_dir);
+        let now = slots_of(&reopened.to_thread_local());
         *self
             .inner
-            .sync
+            .odb
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = reopened;
-        self.inner
-            .slots
-            .store(slots_for(indices), Ordering::Relaxed);
+            .unwrap_or_else(PoisonError::into_inner) = Odb {
+            sync: reopened,
+            slots: now,
+        };
         let mut pool = self
             .inner
             .pool
@@ -368,7 +379,7 @@ impl Store {
         tracing::info!(
             indices,
             slots_before = slots,
-            slots = slots_for(indices),
+            slots = now,
             "opened the object store again: its pack slots were filling (is maintenance running?)"
         );
     }
@@ -475,7 +486,7 @@ impl Store {
     /// # Errors
     /// When the configuration file cannot be written.
     pub fn set_local_config(&self, values: &[(&str, Vec<String>)]) -> Result<()> {
-        let repo = self.thread_safe().to_thread_local();
+        let repo = self.thread_local();
         let path = repo
             .config_path(gix::config::Source::Local)
             .map_err(|e| Error::git("locating the local config", &e))?;
@@ -538,24 +549,38 @@ pub const SLOT_CHECK_EVERY: usize = 256;
 /// ([`Store::wrote_pack`]).
 pub const SLOT_CHECK_PACKS: usize = 64;
 
-/// The slots gix gives an object store that finds `indices` pack indexes at open (as
-/// [`open_options`] asks: twice as many, at least [`OBJECT_STORE_SLOTS`]).
-fn slots_for(indices: usize) -> usize {
-    indices.saturating_mul(2).max(OBJECT_STORE_SLOTS)
+/// The pack-index slots gix gave the object store of `repo` (it sizes them at open, as
+/// [`open_options`] asks, from the indexes of the repository and its alternates).
+fn slots_of(repo: &gix::Repository) -> usize {
+    let m = repo.objects.store_ref().metrics();
+    m.known_reachable_indices + m.unreachable_indices + m.unused_slots
 }
 
-/// The pack indexes (`objects/pack/*.idx`, and a multi-pack index) of a repository.
+/// The pack indexes (`pack/*.idx`, and a multi-pack index) of a repository's object
+/// directory and of its alternates (`objects/info/alternates`, one level): what the
+/// object store's slots hold.
 fn count_indices(common_dir: &Path) -> usize {
-    std::fs::read_dir(common_dir.join("objects").join("pack")).map_or(0, |entries| {
-        entries
-            .filter_map(std::result::Result::ok)
-            .filter(|e| {
-                e.file_name()
-                    .to_str()
-                    .is_some_and(|n| n.ends_with(".idx") || n == "multi-pack-index")
-            })
-            .count()
-    })
+    let in_dir = |objects: &Path| {
+        std::fs::read_dir(objects.join("pack")).map_or(0, |entries| {
+            entries
+                .filter_map(std::result::Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.ends_with(".idx") || n == "multi-pack-index")
+                })
+                .count()
+        })
+    };
+    let objects = common_dir.join("objects");
+    let alternates = std::fs::read_to_string(objects.join("info").join("alternates"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| in_dir(&objects.join(l)))
+        .sum::<usize>();
+    in_dir(&objects) + alternates
 }
 
 fn open_options() -> gix::open::Options {

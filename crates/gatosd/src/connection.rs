@@ -351,20 +351,23 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
     // A quick call (a plain publish) is answered here, on the reader's task: no request
     // task, no hand-off (ADR 0046, session 14). Anything else, or one that would wait,
     // goes on as every request does.
+    let mut tried_now = false;
     if let Incoming::Single(Entry::Request(req)) = &incoming
         && let Some(id) = &req.id
-        && let Some(outcome) = crate::methods::call_now(conn, &req.method, &req.params)
     {
-        conn.handled.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = &outcome {
-            tracing::info!(method = %req.method, code = e.taxonomy_code().unwrap_or("-"), rpc = e.code, "request failed");
+        tried_now = true;
+        if let Some(outcome) = crate::methods::call_now(conn, &req.method, &req.params) {
+            conn.handled.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = &outcome {
+                tracing::info!(method = %req.method, code = e.taxonomy_code().unwrap_or("-"), rpc = e.code, "request failed");
+            }
+            let response = Response {
+                id: id.clone(),
+                outcome,
+            };
+            conn.outbox.send(to_line(&response)).await;
+            return;
         }
-        let response = Response {
-            id: id.clone(),
-            outcome,
-        };
-        conn.outbox.send(to_line(&response)).await;
-        return;
     }
     let want = u32::try_from(entries.min(conn.shared.limits.max_in_flight)).unwrap_or(1);
     let Ok(permit) = conn.in_flight.clone().acquire_many_owned(want).await else {
@@ -381,7 +384,7 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
                     true => task_conn.pages.clone().acquire_owned().await.ok(),
                     false => None,
                 };
-                let (response, after) = handle(&task_conn, entry).await;
+                let (response, after) = handle(&task_conn, entry, tried_now).await;
                 if let Some(r) = response {
                     task_conn.outbox.send(to_line(&r)).await;
                 }
@@ -403,7 +406,7 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
                     let response = if answer.len() >= cap {
                         skipped(entry, cap)
                     } else {
-                        let (response, after) = handle(&task_conn, entry).await;
+                        let (response, after) = handle(&task_conn, entry, false).await;
                         starts.extend(after);
                         response
                     };
@@ -447,9 +450,11 @@ fn skipped(entry: Entry, cap: usize) -> Option<Response> {
     }
 }
 
+/// `tried_now`: the reader tried the call without waiting first (`methods::call_now`).
 async fn handle(
     conn: &Arc<Conn>,
     entry: Entry,
+    tried_now: bool,
 ) -> (Option<Response>, Option<crate::methods::After>) {
     conn.handled.fetch_add(1, Ordering::Relaxed);
     let req = match entry {
@@ -469,7 +474,7 @@ async fn handle(
         return (None, None);
     }
     let span = tracing::debug_span!("request", method = %req.method);
-    let (outcome, after) = crate::methods::call(conn, &req.method, req.params)
+    let (outcome, after) = crate::methods::call(conn, &req.method, req.params, tried_now)
         .instrument(span)
         .await;
     if let Err(e) = &outcome {

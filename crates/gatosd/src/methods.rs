@@ -113,9 +113,15 @@ fn needs_token(conn: &Conn, what: &str) -> RpcError {
 /// Calls a method: looks it up in the operation table, checks the connection may call it,
 /// and runs it (unary operations through the service on the blocking pool; streams and
 /// the connection's own operations here). Counted in the request metrics (ADR 0040).
-pub async fn call(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> Outcome {
+/// `tried_now`: [`call_now`] was tried first and would have waited.
+pub async fn call(
+    conn: &std::sync::Arc<Conn>,
+    method: &str,
+    params: Params,
+    tried_now: bool,
+) -> Outcome {
     let started = std::time::Instant::now();
-    let out = dispatch(conn, method, params).await;
+    let out = dispatch(conn, method, params, tried_now).await;
     let code = match &out.0 {
         Ok(_) => "ok",
         Err(e) => e.taxonomy_code().unwrap_or("_other"),
@@ -127,19 +133,25 @@ pub async fn call(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
 }
 
 /// [`call`] of a quick unary operation (a plain publish: one journal append, ADR 0046
-/// session 6), made on the connection's reader task with the same checks and metrics:
-/// no request task is spawned for it. `None` when it is not such a call, or would wait;
-/// then nothing was done and it is made as any other call.
+/// session 6) or of `gatos.auth`, made on the connection's reader task with the same
+/// checks and metrics: no request task is spawned for it. `None` when it is not such a
+/// call, or would wait; then nothing was done and it is made as any other call, with
+/// `tried_now` so that it is not tried without waiting a second time.
 pub fn call_now(
     conn: &std::sync::Arc<Conn>,
     method: &str,
     params: &Params,
 ) -> Option<Result<Box<RawValue>, RpcError>> {
     let started = std::time::Instant::now();
-    let op = ops::find(method)
-        .filter(|o| o.quick && o.shape == Shape::Unary && o.faces.has(Faces::RPC))?;
+    let op = ops::find(method).filter(|o| {
+        o.faces.has(Faces::RPC) && ((o.quick && o.shape == Shape::Unary) || o.name == n::GATOS_AUTH)
+    })?;
+    let _span = tracing::debug_span!("request", method = %method).entered();
     let out = match admit(conn, method, Some(op), params) {
         Err(e) => Err(e),
+        // Authentication runs where the calls after it are checked: a publish sent right
+        // behind `gatos.auth` is checked after it, as the client means.
+        Ok(op) if op.name == n::GATOS_AUTH => gatos::auth_again(conn, params.clone()),
         Ok(op) => {
             let empty = serde_json::Map::new();
             let map = match params {
@@ -223,7 +235,12 @@ fn admit(
     Ok(op)
 }
 
-async fn dispatch(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> Outcome {
+async fn dispatch(
+    conn: &std::sync::Arc<Conn>,
+    method: &str,
+    params: Params,
+    tried_now: bool,
+) -> Outcome {
     let plain = |r: Result<Box<RawValue>, RpcError>| (r, None);
     let op = ops::find(method).filter(|o| o.faces.has(Faces::RPC));
     let op = match admit(conn, method, op, &params) {
@@ -231,7 +248,7 @@ async fn dispatch(conn: &std::sync::Arc<Conn>, method: &str, params: Params) -> 
         Err(e) => return plain(Err(e)),
     };
     match op.shape {
-        Shape::Unary => plain(unary(conn, op.name, params).await),
+        Shape::Unary => plain(unary(conn, op.name, params, tried_now).await),
         Shape::Stream => {
             let started = match op.name {
                 n::MESSAGES_SUBSCRIBE => messages::subscribe(conn, params).await,
@@ -263,14 +280,20 @@ async fn unary(
     conn: &std::sync::Arc<Conn>,
     name: &'static str,
     params: Params,
+    tried_now: bool,
 ) -> Result<Box<RawValue>, RpcError> {
     let params = params.into_object()?;
     let service = conn.shared.service.clone();
     let actor = conn.actor.clone();
     // A quick operation (a plain publish: one journal append) runs here, on the runtime's
     // thread, unless it would wait: two thread hand-offs fewer per call (ADR 0046,
-    // session 6). Whatever would wait goes to the blocking pool, as every call did.
-    let now = service.call_now(&actor, name, &params);
+    // session 6). Whatever would wait goes to the blocking pool, as every call did; one
+    // the connection's reader already tried (`call_now`) goes there at once.
+    let now = if tried_now {
+        None
+    } else {
+        service.call_now(&actor, name, &params)
+    };
     let answer = match now {
         Some(r) => r.map_err(call_error)?,
         None => match tokio::task::spawn_blocking(move || service.call(&actor, name, params)).await

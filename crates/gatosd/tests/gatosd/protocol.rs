@@ -255,3 +255,45 @@ async fn every_message_method_round_trips() -> TestResult {
     let repo = d.stop().await?;
     repo.assert_fsck_strict()
 }
+
+/// A publish pipelined right behind `gatos.auth` on the Unix socket is checked after the
+/// authentication it follows, as the client means: both are answered by the connection's
+/// reader in order (a quick call and `gatos.auth` run there, ADR 0046 session 14), so the
+/// publish is not refused as unauthenticated; and one sent before it still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_pipelined_behind_gatos_auth_is_checked_after_it() -> TestResult {
+    let d = Daemon::start().await?;
+    let mut c = d.anon_client().await?;
+    let token = std::fs::read_to_string(&d.token_file)?;
+    let lines = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "messages.publish", "params": {"topic": "t", "payload": 0}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "gatos.auth", "params": {"token": token.trim_end()}}),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "messages.publish", "params": {"topic": "t", "payload": 1}}),
+    ];
+    let mut bytes = Vec::new();
+    for l in &lines {
+        bytes.extend(serde_json::to_vec(l)?);
+        bytes.push(b'\n');
+    }
+    c.send_raw(&bytes).await?;
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < 3 {
+        let v = c.recv().await?.ok_or("connection closed")?;
+        answers.insert(v["id"].as_u64().ok_or("an id")?, v);
+    }
+    assert_eq!(
+        answers[&1]["error"]["data"]["code"], "Unauthorized",
+        "{:?}",
+        answers[&1]
+    );
+    assert_eq!(
+        answers[&2]["result"]["authenticated"], true,
+        "{:?}",
+        answers[&2]
+    );
+    assert_eq!(answers[&3]["result"]["seq"], 1, "{:?}", answers[&3]);
+    let page = c.ok("messages.read", json!({"topic": "t"})).await?;
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(1), "{page}");
+    d.stop().await?;
+    Ok(())
+}
