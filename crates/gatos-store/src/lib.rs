@@ -142,6 +142,11 @@ const POOL_MAX: usize = 16;
 struct Odb {
     sync: gix::ThreadSafeRepository,
     slots: usize,
+    /// The pack indexes counted on disk when it was opened again (0 at the first open): it
+    /// is opened again only when there are more (the count includes indexes a multi-pack
+    /// index covers, which gix does not give slots, so a count over the slots alone could
+    /// ask again and again).
+    reopened_at: usize,
 }
 
 /// The handles kept for reuse, all of the current object store (`generation`).
@@ -250,7 +255,11 @@ impl Store {
         let slots = slots_of(&repo);
         let store = Store {
             inner: Arc::new(Inner {
-                odb: Mutex::new(Odb { sync, slots }),
+                odb: Mutex::new(Odb {
+                    sync,
+                    slots,
+                    reopened_at: 0,
+                }),
                 reopening: Mutex::new(()),
                 since_slot_check: std::sync::atomic::AtomicUsize::new(0),
                 packs_since_check: std::sync::atomic::AtomicUsize::new(0),
@@ -341,13 +350,15 @@ impl Store {
             return;
         };
         let indices = count_indices(&self.inner.common_dir);
-        let slots = self
-            .inner
-            .odb
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .slots;
-        if indices.saturating_mul(4) < slots.saturating_mul(3) {
+        let (slots, reopened_at) = {
+            let odb = self
+                .inner
+                .odb
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            (odb.slots, odb.reopened_at)
+        };
+        if indices.saturating_mul(4) < slots.saturating_mul(3) || indices <= reopened_at {
             return;
         }
         let reopened = match gix::ThreadSafeRepository::open_opts(
@@ -368,6 +379,7 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner) = Odb {
             sync: reopened,
             slots: now,
+            reopened_at: indices,
         };
         let mut pool = self
             .inner
