@@ -40,6 +40,18 @@ fn worker(name: &str, g: &Gatos) -> TestResult<ClaimOptions> {
     })
 }
 
+/// Enqueues `n` jobs of `priority` naming a secret no test worker can resolve.
+fn secret_jobs(g: &Gatos, n: usize, priority: i64) -> TestResult {
+    for i in 0..n {
+        g.jobs().enqueue(spec(
+            g,
+            json!({"command": ["s", i.to_string()], "priority": priority,
+                   "env": {"TOKEN": "secret://NOT_HERE"}}),
+        )?)?;
+    }
+    Ok(())
+}
+
 /// Ends an attempt as a worker does: signs the proof of what "ran" and finishes.
 fn finish(
     g: &Gatos,
@@ -497,12 +509,8 @@ fn the_debt_counts_the_finished_jobs_old_enough_to_archive() -> TestResult {
 fn a_claim_finds_the_one_job_it_may_run_behind_many_it_may_not() -> TestResult {
     let repo = TempRepo::new()?;
     let (g, _clock) = start(&repo)?;
+    secret_jobs(&g, 12, 9)?;
     for i in 0..12 {
-        g.jobs().enqueue(spec(
-            &g,
-            json!({"command": ["s", i.to_string()], "priority": 9,
-                   "env": {"TOKEN": "secret://NOT_HERE"}}),
-        )?)?;
         g.jobs().enqueue(spec(
             &g,
             json!({"command": ["gpu", i.to_string()], "priority": 8, "capabilities": ["gpu"]}),
@@ -993,13 +1001,7 @@ fn claim_next_passes_over_a_job_another_writer_holds_and_waits_for_it_last() -> 
     let best = g
         .jobs()
         .enqueue(spec(&g, json!({"command": ["true"], "priority": 5}))?)?;
-    for i in 0..12 {
-        g.jobs().enqueue(spec(
-            &g,
-            json!({"command": ["s", i.to_string()], "priority": 4,
-                   "env": {"TOKEN": "secret://NOT_HERE"}}),
-        )?)?;
-    }
+    secret_jobs(&g, 12, 4)?;
     // The next best, in another lock family than the best.
     let next = loop {
         let j = g.jobs().enqueue(spec(&g, json!({"command": ["true"]}))?)?;
