@@ -573,16 +573,10 @@ fn slots_of(repo: &gix::Repository) -> usize {
 /// object store's slots hold.
 fn count_indices(common_dir: &Path) -> usize {
     let in_dir = |objects: &Path| {
-        std::fs::read_dir(objects.join("pack")).map_or(0, |entries| {
-            entries
-                .filter_map(std::result::Result::ok)
-                .filter(|e| {
-                    e.file_name()
-                        .to_str()
-                        .is_some_and(|n| n.ends_with(".idx") || n == "multi-pack-index")
-                })
-                .count()
-        })
+        let n = maintenance::count_dir(&objects.join("pack"), |n| {
+            n.ends_with(".idx") || n == "multi-pack-index"
+        });
+        usize::try_from(n).unwrap_or(usize::MAX)
     };
     let objects = common_dir.join("objects");
     let alternates = std::fs::read_to_string(objects.join("info").join("alternates"))

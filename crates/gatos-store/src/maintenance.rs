@@ -86,7 +86,8 @@ impl Debt {
     }
 }
 
-fn count_dir(dir: &Path, filter: impl Fn(&str) -> bool) -> u64 {
+/// The entries of `dir` whose names `filter` takes (0 when it cannot be read).
+pub(crate) fn count_dir(dir: &Path, filter: impl Fn(&str) -> bool) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries

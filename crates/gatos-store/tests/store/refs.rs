@@ -381,6 +381,66 @@ fn git_update_refs(repo: &TempRepo, input: &str) -> TestResult {
     Ok(())
 }
 
+/// The job id `i` of the listing fixtures (ids sort as their numbers).
+fn fixture_id(i: usize) -> String {
+    format!("01ARZ3NDEKTSV4RRFFQ69G{i:04}")
+}
+
+/// A fixture of the listing tests: `n` jobs with a `job` ref and every third a `claim`,
+/// neighbours on both sides of `refs/gatos/jobs/` and an annotated tag, all packed; then
+/// every seventh `job` loose again over its packed copy, and 20 more jobs' loose `result`
+/// refs after them. Returns the two commits the refs point at.
+fn loose_and_packed_job_refs(
+    repo: &TempRepo,
+    s: &Store,
+    n: usize,
+) -> TestResult<(gatos_types::Oid, gatos_types::Oid)> {
+    let (c, d) = (commit(s, "c")?, commit(s, "d")?);
+    let mut input = String::new();
+    for i in 0..n {
+        input.push_str(&format!(
+            "create refs/gatos/jobs/{}/job {c}\n",
+            fixture_id(i)
+        ));
+        if i % 3 == 0 {
+            input.push_str(&format!(
+                "create refs/gatos/jobs/{}/claim {c}\n",
+                fixture_id(i)
+            ));
+        }
+    }
+    // Neighbours on both sides of the prefix, and an annotated tag (a peeled `^` line).
+    input.push_str(&format!(
+        "create refs/gatos/jobr {c}\ncreate refs/gatos/jobs0/x {c}\n"
+    ));
+    input.push_str(&format!(
+        "create refs/gatos/a/b {c}\ncreate refs/gatos/z/y {c}\n"
+    ));
+    git_update_refs(repo, &input)?;
+    repo.git(&["tag", "-a", "-m", "t", "v1", &c.to_string()])?;
+    assert!(
+        repo.git_cmd(&["pack-refs", "--all", "--prune"])
+            .status()?
+            .success()
+    );
+    // Some loose again: new ones between packed ones, and loose copies moved elsewhere.
+    let mut input = String::new();
+    for i in (0..n).step_by(7) {
+        input.push_str(&format!(
+            "update refs/gatos/jobs/{}/job {d}\n",
+            fixture_id(i)
+        ));
+    }
+    for i in n..n + 20 {
+        input.push_str(&format!(
+            "create refs/gatos/jobs/{}/result {d}\n",
+            fixture_id(i)
+        ));
+    }
+    git_update_refs(repo, &input)?;
+    Ok((c, d))
+}
+
 /// `list_refs_before` lists exactly what `list_refs` lists before a name, in order, whether
 /// the refs are packed, loose, or some of each (a loose ref over its packed copy wins),
 /// whatever the bound (before, inside and after the prefix, a directory's own name, between
@@ -390,32 +450,8 @@ fn git_update_refs(repo: &TempRepo, input: &str) -> TestResult {
 fn listing_before_a_name_lists_the_oldest_part_of_loose_and_packed_refs() -> TestResult {
     let repo = TempRepo::new()?;
     let s = store(&repo)?;
-    let (c, d) = (commit(&s, "c")?, commit(&s, "d")?);
-    let id = |i: usize| format!("01ARZ3NDEKTSV4RRFFQ69G{i:04}");
-    let mut input = String::new();
-    for i in 0..120 {
-        input.push_str(&format!("create refs/gatos/jobs/{}/job {c}\n", id(i)));
-        if i % 3 == 0 {
-            input.push_str(&format!("create refs/gatos/jobs/{}/claim {c}\n", id(i)));
-        }
-    }
-    input.push_str(&format!(
-        "create refs/gatos/jobr {c}\ncreate refs/gatos/jobs0/x {c}\ncreate refs/gatos/a/b {c}\n"
-    ));
-    git_update_refs(&repo, &input)?;
-    assert!(
-        repo.git_cmd(&["pack-refs", "--all", "--prune"])
-            .status()?
-            .success()
-    );
-    let mut input = String::new();
-    for i in (0..120).step_by(7) {
-        input.push_str(&format!("update refs/gatos/jobs/{}/job {d}\n", id(i)));
-    }
-    for i in 120..140 {
-        input.push_str(&format!("create refs/gatos/jobs/{}/result {d}\n", id(i)));
-    }
-    git_update_refs(&repo, &input)?;
+    let (c, _) = loose_and_packed_job_refs(&repo, &s, 120)?;
+    let id = fixture_id;
     let jobs = repo.git_dir().join("refs/gatos/jobs");
     std::fs::write(jobs.join(id(7)).join("job.lock"), b"partial")?;
     std::fs::write(jobs.join(id(14)).join("notes"), b"not a ref\n")?;
@@ -527,38 +563,8 @@ fn pages(s: &Store, prefix: &str, max: usize) -> TestResult<Vec<(RefName, gatos_
 fn listing_after_a_name_pages_through_loose_and_packed_refs() -> TestResult {
     let repo = TempRepo::new()?;
     let s = store(&repo)?;
-    let (c, d) = (commit(&s, "c")?, commit(&s, "d")?);
-    let id = |i: usize| format!("01ARZ3NDEKTSV4RRFFQ69G{i:04}");
-    let mut input = String::new();
-    for i in 0..300 {
-        input.push_str(&format!("create refs/gatos/jobs/{}/job {c}\n", id(i)));
-        if i % 3 == 0 {
-            input.push_str(&format!("create refs/gatos/jobs/{}/claim {c}\n", id(i)));
-        }
-    }
-    // Neighbours on both sides of the prefix, and an annotated tag (a peeled `^` line).
-    input.push_str(&format!(
-        "create refs/gatos/jobr {c}\ncreate refs/gatos/jobs0/x {c}\n"
-    ));
-    input.push_str(&format!(
-        "create refs/gatos/a/b {c}\ncreate refs/gatos/z/y {c}\n"
-    ));
-    git_update_refs(&repo, &input)?;
-    repo.git(&["tag", "-a", "-m", "t", "v1", &c.to_string()])?;
-    assert!(
-        repo.git_cmd(&["pack-refs", "--all", "--prune"])
-            .status()?
-            .success()
-    );
-    // Some loose again: new ones between packed ones, and loose copies moved elsewhere.
-    let mut input = String::new();
-    for i in (0..300).step_by(7) {
-        input.push_str(&format!("update refs/gatos/jobs/{}/job {d}\n", id(i)));
-    }
-    for i in 300..320 {
-        input.push_str(&format!("create refs/gatos/jobs/{}/result {d}\n", id(i)));
-    }
-    git_update_refs(&repo, &input)?;
+    let (c, _) = loose_and_packed_job_refs(&repo, &s, 300)?;
+    let id = fixture_id;
 
     let prefix = "refs/gatos/jobs/";
     let want = s.list_refs(prefix)?;
