@@ -28,4 +28,4 @@ pub mod types;
 pub use actor::Actor;
 pub use node::{Node, NodeOptions};
 pub use ops::{OPS, Op};
-pub use service::{Answer, CallError, Config, Service};
+pub use service::{Answer, CallError, Config, Now, ParkedCall, Service};

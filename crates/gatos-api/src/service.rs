@@ -68,6 +68,53 @@ pub struct Answer {
     pub touched: Vec<Topic>,
 }
 
+/// What [`Service::call_now_or_park`] made of a call.
+#[derive(Debug)]
+pub enum Now {
+    /// The call ran: its answer.
+    Done(Result<Answer, CallError>),
+    /// It would have waited, or is not quick: nothing was done; make it with
+    /// [`Service::call`].
+    WouldWait,
+    /// A publish waiting for its topic's group commit: the future gives its answer.
+    Parked(ParkedCall),
+}
+
+impl Now {
+    /// The call's answer, a parked one awaited; `None` when it would have waited (nothing
+    /// was done: make it with [`Service::call`]).
+    pub async fn settled(self) -> Option<Result<Answer, CallError>> {
+        match self {
+            Now::Done(r) => Some(r),
+            Now::WouldWait => None,
+            Now::Parked(p) => p.await,
+        }
+    }
+}
+
+/// A parked publish's answer, as [`Service::call`] would have given it; `None` when its
+/// group would have waited and wrote nothing (make the call with [`Service::call`]).
+#[derive(Debug)]
+#[must_use = "a parked call is answered through its future"]
+pub struct ParkedCall(gatos::nowait::Parked);
+
+impl std::future::Future for ParkedCall {
+    type Output = Option<Result<Answer, CallError>>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let answer = std::task::ready!(std::pin::Pin::new(&mut self.0).poll(cx));
+        std::task::Poll::Ready(answer.map(|row| {
+            Ok(Answer {
+                result: encode(&row?)?,
+                touched: vec![self.0.topic().clone()],
+            })
+        }))
+    }
+}
+
 /// The longest `jobs.logs` may wait for new output (`wait_ms`), in ms.
 pub const LOGS_MAX_WAIT_MS: u64 = 30_000;
 
@@ -247,26 +294,54 @@ impl Service {
         name: &str,
         params: &Map<String, Value>,
     ) -> Option<Result<Answer, CallError>> {
+        match self.quick(actor, name, params, false) {
+            Now::Done(r) => Some(r),
+            Now::WouldWait | Now::Parked(_) => None,
+        }
+    }
+
+    /// As [`Service::call_now`], and a publish that finds its topic's group commit under
+    /// way *parks* (ADR 0046, session 15): it is committed by that group's leader, and
+    /// [`Now::Parked`]'s future gives its answer, or `None` when the group would have
+    /// waited (then nothing was written and the call is made with [`Service::call`]). For
+    /// a caller that can await the answer while its thread serves others (gatosd's
+    /// connections).
+    pub fn call_now_or_park(&self, actor: &Actor, name: &str, params: &Map<String, Value>) -> Now {
+        self.quick(actor, name, params, true)
+    }
+
+    fn quick(&self, actor: &Actor, name: &str, params: &Map<String, Value>, park: bool) -> Now {
         if !ops::find(name).is_some_and(|o| o.quick) {
-            return None;
+            return Now::WouldWait;
         }
         // A large payload is work for the caller's thread even when nothing waits (and a
         // copy of it here): it goes where the slow calls go.
         let mut budget = QUICK_PARAMS_BYTES;
         if !params.iter().all(|(k, v)| within(k.len(), v, &mut budget)) {
-            return None;
+            return Now::WouldWait;
         }
+        let call = || self.call(actor, name, params.clone());
         // The caller's thread is an event loop: a panic (a bug) is the call's Internal
         // error, as it is for a call that ran on a pool thread, not the loop's task's end.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            gatos::nowait::run(|| self.call(actor, name, params.clone()))
+        let now = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if park {
+                gatos::nowait::run_or_park(call)
+            } else {
+                gatos::nowait::run(call)
+                    .map_or(gatos::nowait::Now::WouldWait, gatos::nowait::Now::Done)
+            }
         }))
         .unwrap_or_else(|_| {
-            Some(Err(CallError::Failed(gatos::Error::new(
+            gatos::nowait::Now::Done(Err(CallError::Failed(gatos::Error::new(
                 ErrorCode::Internal,
                 "the call failed inside the daemon",
             ))))
-        })
+        });
+        match now {
+            gatos::nowait::Now::Done(r) => Now::Done(r),
+            gatos::nowait::Now::WouldWait => Now::WouldWait,
+            gatos::nowait::Now::Parked(p) => Now::Parked(ParkedCall(p)),
+        }
     }
 
     /// Runs the unary operation `name` with JSON `params` for `actor`.

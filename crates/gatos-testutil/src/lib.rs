@@ -244,3 +244,33 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -
         pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
+
+/// Polls `f` on this thread until it is ready, the thread parked between polls until the
+/// future wakes it; fails after `timeout`. For futures gatos gives without a runtime.
+pub fn block_on<F: std::future::Future + Unpin>(
+    timeout: Duration,
+    mut f: F,
+) -> TestResult<F::Output> {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Poll::Ready(out) = std::pin::Pin::new(&mut f).poll(&mut cx) {
+            return Ok(out);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("timed out after {timeout:?} waiting for a future").into());
+        }
+        std::thread::park_timeout(left);
+    }
+}

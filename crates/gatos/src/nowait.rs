@@ -5,12 +5,22 @@
 //! materializes a journal nor syncs one. Where it would wait it stops *before* writing
 //! anything and [`run`] returns `None`; the caller then makes the same call where waiting
 //! is fine (gatosd: its blocking pool).
+//!
+//! Inside [`run_or_park`] a publish that finds its topic's group being committed by another
+//! thread does not stop: it *parks* (ADR 0046, session 15), queued for that group's leader
+//! to commit, and the call returns a [`Parked`] future of its answer; the caller's thread
+//! goes on with other work meanwhile.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use gatos_types::ErrorCode;
+use gatos_types::wire::PublishRow;
+use gatos_types::{ErrorCode, Topic};
 
 use crate::error::Error;
+use crate::group::Settled;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -21,6 +31,125 @@ enum State {
 
 thread_local! {
     static STATE: Cell<State> = const { Cell::new(State::Off) };
+    /// Whether a call may park ([`run_or_park`]).
+    static PARKING: Cell<bool> = const { Cell::new(false) };
+    /// The parked publish of the call being made.
+    static PARKED: RefCell<Option<Parked>> = const { RefCell::new(None) };
+}
+
+/// A parked publish's answer: `None` when its group would have waited and wrote nothing
+/// (make the call again where waiting is fine), else the publish's own result.
+#[must_use = "a parked publish is answered through its future"]
+pub struct Parked {
+    answer: crate::group::Parked<crate::Result<PublishRow>>,
+    topic: Topic,
+}
+
+impl Parked {
+    pub(crate) fn new(
+        answer: crate::group::Parked<crate::Result<PublishRow>>,
+        topic: &Topic,
+    ) -> Parked {
+        Parked {
+            answer,
+            topic: topic.clone(),
+        }
+    }
+
+    /// The topic the parked publish writes to.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+}
+
+impl std::fmt::Debug for Parked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parked")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for Parked {
+    type Output = Option<crate::Result<PublishRow>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.answer).poll(cx).map(|s| match s {
+            Settled::Done(r) => Some(r),
+            Settled::WouldWait => None,
+            Settled::Lost => Some(Err(Error::new(
+                ErrorCode::Internal,
+                "the publish group failed",
+            ))),
+        })
+    }
+}
+
+/// What [`run_or_park`] made of a call.
+#[derive(Debug)]
+pub enum Now<T> {
+    /// The call ran to its end: its result.
+    Done(T),
+    /// It would have waited and wrote nothing: make it again where waiting is fine.
+    WouldWait,
+    /// It parked: the future gives its answer.
+    Parked(Parked),
+}
+
+/// As [`run`], and a publish that finds its topic's group being committed parks instead of
+/// stopping (the call's own result is then dropped: the answer is the [`Parked`] one's).
+pub fn run_or_park<T>(f: impl FnOnce() -> T) -> Now<T> {
+    /// Puts the thread's parking state back, also when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PARKING.with(|p| p.set(self.0));
+            PARKED.with(|p| p.borrow_mut().take());
+        }
+    }
+    let restore = Restore(PARKING.with(|p| p.replace(true)));
+    let out = run(f);
+    let parked = PARKED.with(|p| p.borrow_mut().take());
+    drop(restore);
+    match (parked, out) {
+        (Some(p), _) => Now::Parked(p),
+        (None, Some(out)) => Now::Done(out),
+        (None, None) => Now::WouldWait,
+    }
+}
+
+/// Whether a publish made now may park ([`run_or_park`]).
+pub(crate) fn may_park() -> bool {
+    PARKING.with(Cell::get) && active()
+}
+
+/// Records the call's parked publish and returns the error that unwinds the call; the
+/// caller returns it at once.
+pub(crate) fn park(p: Parked) -> Error {
+    PARKED.with(|slot| *slot.borrow_mut() = Some(p));
+    Error::new(
+        ErrorCode::Unavailable,
+        "this publish was parked for its topic's group commit",
+    )
+}
+
+/// Runs `f` without waiting, as [`run`], for work done on other callers' behalf (a group
+/// with parked publishes): `None` when it would have waited. Whether it would have is not
+/// the enclosing call's verdict, and nothing inside parks.
+pub(crate) fn apart<T>(f: impl FnOnce() -> T) -> Option<T> {
+    struct Restore(State, bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STATE.with(|s| s.set(self.0));
+            PARKING.with(|p| p.set(self.1));
+        }
+    }
+    let _restore = Restore(
+        STATE.with(|s| s.replace(State::On)),
+        PARKING.with(|p| p.replace(false)),
+    );
+    let out = f();
+    (STATE.with(Cell::get) != State::WouldWait).then_some(out)
 }
 
 /// Runs `f` on this thread with waiting refused; `None` when it would have waited, in

@@ -12,12 +12,14 @@ use gatos_rpc::RpcError;
 use gatos_rpc::frame::{Decoder, Frame};
 use gatos_rpc::message::{self, Entry, Id, Incoming, Response, result, to_line};
 use gatos_types::ErrorCode;
+use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::methods::Quick;
 use crate::outbox::{self, Outbox};
 use crate::shared::Shared;
 use crate::subscriptions::Registry;
@@ -349,24 +351,23 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
         return;
     }
     // A quick call (a plain publish) is answered here, on the reader's task: no request
-    // task, no hand-off (ADR 0046, session 14). Anything else, or one that would wait,
+    // task, no hand-off (ADR 0046, session 14). A publish that finds its topic's group
+    // commit under way parks (session 15): its answer is awaited on a request task, under
+    // the in-flight cap, while this task reads on. Anything else, or one that would wait,
     // goes on as every request does.
     let mut tried_now = false;
+    let mut parked = None;
     if let Incoming::Single(Entry::Request(req)) = &incoming
         && let Some(id) = &req.id
     {
         tried_now = true;
-        if let Some(outcome) = crate::methods::call_now(conn, &req.method, &req.params) {
-            conn.handled.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = &outcome {
-                tracing::info!(method = %req.method, code = e.taxonomy_code().unwrap_or("-"), rpc = e.code, "request failed");
+        match crate::methods::call_now(conn, &req.method, &req.params) {
+            Some(Quick::Answered(outcome)) => {
+                answer_now(conn, id.clone(), &req.method, outcome).await;
+                return;
             }
-            let response = Response {
-                id: id.clone(),
-                outcome,
-            };
-            conn.outbox.send(to_line(&response)).await;
-            return;
+            Some(Quick::Parked(p)) => parked = Some((p, id.clone())),
+            None => {}
         }
     }
     let want = u32::try_from(entries.min(conn.shared.limits.max_in_flight)).unwrap_or(1);
@@ -376,6 +377,17 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
     let task_conn = conn.clone();
     let task = async move {
         let _permit = permit;
+        if let Some((p, id)) = parked {
+            let method = p.method();
+            if let Some(outcome) = p.answer(&task_conn).await {
+                answer_now(&task_conn, id, method, outcome).await;
+                return;
+            }
+            tracing::debug!(
+                method,
+                "a parked call's group would have waited: made again"
+            );
+        }
         let is_large =
             |e: &Entry| matches!(e, Entry::Request(r) if crate::methods::large(&r.method));
         match incoming {
@@ -428,6 +440,15 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
         }
     };
     conn.requests.spawn(task.in_current_span());
+}
+
+/// Sends the answer of a call made without a request task (`methods::call_now`).
+async fn answer_now(conn: &Conn, id: Id, method: &str, outcome: Result<Box<RawValue>, RpcError>) {
+    conn.handled.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = &outcome {
+        tracing::info!(method = %method, code = e.taxonomy_code().unwrap_or("-"), rpc = e.code, "request failed");
+    }
+    conn.outbox.send(to_line(&Response { id, outcome })).await;
 }
 
 /// The answer to a batch entry that was not run because the batch's answer was full.

@@ -7,8 +7,8 @@ pub mod gatos;
 pub mod jobs;
 pub mod messages;
 
-use gatos_api::CallError;
 use gatos_api::ops::{self, Faces, Shape, names as n};
+use gatos_api::{CallError, Now};
 use gatos_rpc::RpcError;
 use gatos_rpc::message::Params;
 use serde_json::value::RawValue;
@@ -122,26 +122,26 @@ pub async fn call(
 ) -> Outcome {
     let started = std::time::Instant::now();
     let out = dispatch(conn, method, params, tried_now).await;
-    let code = match &out.0 {
-        Ok(_) => "ok",
-        Err(e) => e.taxonomy_code().unwrap_or("_other"),
-    };
-    conn.shared
-        .metrics
-        .request("rpc", method, code, started.elapsed());
+    record(conn, method, &out.0, started);
     out
+}
+
+/// What [`call_now`] made of a call.
+pub enum Quick {
+    /// The call's outcome.
+    Answered(Result<Box<RawValue>, RpcError>),
+    /// A publish parked for its topic's group commit (ADR 0046, session 15).
+    Parked(Parked),
 }
 
 /// [`call`] of a quick unary operation (a plain publish: one journal append, ADR 0046
 /// session 6) or of `gatos.auth`, made on the connection's reader task with the same
-/// checks and metrics: no request task is spawned for it. `None` when it is not such a
-/// call, or would wait; then nothing was done and it is made as any other call, with
-/// `tried_now` so that it is not tried without waiting a second time.
-pub fn call_now(
-    conn: &std::sync::Arc<Conn>,
-    method: &str,
-    params: &Params,
-) -> Option<Result<Box<RawValue>, RpcError>> {
+/// checks and metrics: no request task is spawned for it. A publish that finds its topic's
+/// group commit under way parks: the reader goes on, and [`Parked::answer`] gives the
+/// outcome once that group committed. `None` when it is not such a call, or would wait;
+/// then nothing was done and it is made as any other call, with `tried_now` so that it is
+/// not tried without waiting a second time.
+pub fn call_now(conn: &std::sync::Arc<Conn>, method: &str, params: &Params) -> Option<Quick> {
     let started = std::time::Instant::now();
     let op = ops::find(method).filter(|o| {
         o.faces.has(Faces::RPC) && ((o.quick && o.shape == Shape::Unary) || o.name == n::GATOS_AUTH)
@@ -159,25 +159,84 @@ pub fn call_now(
                 Params::None => &empty,
                 Params::Array(_) => return None,
             };
-            match conn.shared.service.call_now(&conn.actor, op.name, map)? {
-                Ok(answer) => {
-                    for t in &answer.touched {
-                        conn.shared.watchers.poke(t);
-                    }
-                    Ok(answer.result)
+            match conn
+                .shared
+                .service
+                .call_now_or_park(&conn.actor, op.name, map)
+            {
+                Now::Done(r) => answered(conn, r),
+                Now::WouldWait => return None,
+                Now::Parked(call) => {
+                    return Some(Quick::Parked(Parked {
+                        call,
+                        method: op.name,
+                        started,
+                    }));
                 }
-                Err(e) => Err(call_error(e)),
             }
         }
     };
-    let code = match &out {
+    record(conn, method, &out, started);
+    Some(Quick::Answered(out))
+}
+
+/// A publish parked for its topic's group commit.
+pub struct Parked {
+    call: gatos_api::ParkedCall,
+    method: &'static str,
+    started: std::time::Instant,
+}
+
+impl Parked {
+    /// The method called.
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// The call's outcome once its group committed, counted in the request metrics;
+    /// `None` when the group would have waited: nothing was done, and the call is made as
+    /// any other call, with `tried_now`.
+    pub async fn answer(
+        self,
+        conn: &std::sync::Arc<Conn>,
+    ) -> Option<Result<Box<RawValue>, RpcError>> {
+        let out = answered(conn, self.call.await?);
+        record(conn, self.method, &out, self.started);
+        Some(out)
+    }
+}
+
+/// A service answer as the RPC face gives it, with the followers of the topics it wrote
+/// to woken.
+fn answered(
+    conn: &Conn,
+    r: Result<gatos_api::Answer, CallError>,
+) -> Result<Box<RawValue>, RpcError> {
+    match r {
+        Ok(answer) => {
+            for t in &answer.touched {
+                conn.shared.watchers.poke(t);
+            }
+            Ok(answer.result)
+        }
+        Err(e) => Err(call_error(e)),
+    }
+}
+
+/// Counts a call in the request metrics.
+fn record(
+    conn: &Conn,
+    method: &str,
+    out: &Result<Box<RawValue>, RpcError>,
+    started: std::time::Instant,
+) {
+    let code = match out {
         Ok(_) => "ok",
         Err(e) => e.taxonomy_code().unwrap_or("_other"),
     };
     conn.shared
         .metrics
         .request("rpc", method, code, started.elapsed());
-    Some(out)
 }
 
 /// Whether this connection may call `method` (its row `op`, if the RPC face has one) with

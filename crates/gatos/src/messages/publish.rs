@@ -21,6 +21,7 @@ use super::chain::{self, Meta};
 use super::index::{self, Known, Record, msgid_hash};
 use super::{MAX_ENVELOPE_BYTES, Messages, segment_date};
 use crate::error::{Error, Result};
+use crate::group::Led;
 
 /// How long a publish without `expect_last_seq` keeps retrying lost races.
 const RETRY_FOR: Duration = Duration::from_secs(10);
@@ -200,14 +201,18 @@ impl Messages<'_> {
                     "a guarded or deduplicated publish",
                 ));
             }
-            return match self
-                .gatos
-                .combiner(topic)
-                .try_alone(item, |items| self.commit_group(topic, &items))
-            {
-                Ok(Some(r)) => r,
-                Ok(None) => Err(Error::new(ErrorCode::Internal, "publish returned no row")),
-                Err(_) => Err(crate::nowait::would_wait("a publish group being committed")),
+            // A group being committed: park behind it where the caller allows (its leader
+            // commits this item too), else stop (ADR 0046, sessions 6 and 15).
+            let combiner = self.gatos.combiner(topic);
+            let led = combiner.lead_or_park(item, crate::nowait::may_park(), |items| {
+                crate::nowait::apart(|| self.commit_group(topic, &items))
+            });
+            return match led {
+                Led::Done(Some(r)) => r,
+                Led::Done(None) => Err(Error::new(ErrorCode::Internal, "publish returned no row")),
+                Led::Parked(p) => Err(crate::nowait::park(crate::nowait::Parked::new(p, topic))),
+                Led::Busy(_) => Err(crate::nowait::would_wait("a publish group being committed")),
+                Led::WouldWait => Err(crate::nowait::would_wait("the publish's group")),
             };
         }
         if opts.expect_last_seq.is_some() {

@@ -3,7 +3,9 @@
 //! a killed process, a torn record, a stale handle or a head moved outside gatos.
 
 use gatos::messages::{Cursor, PublishOptions, ReadOptions};
-use gatos_testutil::{TempRepo, TestResult};
+use std::time::Duration;
+
+use gatos_testutil::{TempRepo, TestResult, block_on, wait_for};
 use gatos_types::Topic;
 use serde_json::json;
 
@@ -393,6 +395,58 @@ fn a_publish_that_would_wait_writes_nothing_where_waiting_is_refused() -> TestRe
     assert!(gatos::nowait::run(|| publish(&durable, &t, 5)).is_none());
     drop(durable);
     assert_eq!(ns(&g, &t)?, vec![0, 4]);
+    g.flush_journals()?;
+    repo.assert_fsck_strict()
+}
+
+/// Where a publish may park (`gatos::nowait::run_or_park`, gatosd's connections), one that
+/// finds its topic's group being committed is queued for that group's leader instead of
+/// stopping; the leader here waits for the topic's lock, held elsewhere, and commits the
+/// parked publish with its own once it gets it. Where parking is not allowed, the same
+/// publish stops, writing nothing.
+#[test]
+fn a_publish_parked_behind_a_waiting_group_lands_with_it() -> TestResult {
+    let repo = TempRepo::new()?;
+    let t: Topic = "j.park".parse()?;
+    let g = open(&repo)?;
+    let zero = publish(&g, &t, 0)?;
+    let len = journal_len(&repo, &t);
+    let other = gatos_store::locks::Locks::new(&repo.git_dir())?;
+    let held = other
+        .try_acquire(&format!("messages.{t}"))?
+        .ok_or("the topic's lock is free")?;
+    std::thread::scope(|s| -> TestResult {
+        // A publish where waiting is fine leads its group and waits for the lock.
+        let leader = s.spawn(|| publish(&g, &t, 1).map_err(|e| e.to_string()));
+        // Until it leads, a publish made here would lead itself and would wait: nothing.
+        let mut parked = None;
+        wait_for("a group being committed", Duration::from_secs(30), || {
+            match gatos::nowait::run_or_park(|| publish(&g, &t, 2)) {
+                gatos::nowait::Now::Parked(p) => parked = Some(p),
+                gatos::nowait::Now::WouldWait => {}
+                gatos::nowait::Now::Done(r) => panic!("it landed with the lock held: {r:?}"),
+            }
+            parked.is_some()
+        })?;
+        let parked = parked.ok_or("nothing parked")?;
+        assert_eq!(parked.topic(), &t);
+        assert!(gatos::nowait::run(|| publish(&g, &t, 3)).is_none());
+        assert_eq!(
+            journal_len(&repo, &t),
+            len,
+            "nothing appended while the lock was held"
+        );
+        drop(held);
+        let first = leader.join().map_err(|_| "the leader panicked")??;
+        let second = block_on(Duration::from_secs(30), parked)?.ok_or("handed back")??;
+        assert_eq!(
+            (first.seq, second.seq),
+            (zero.seq + 1, zero.seq + 2),
+            "one group: the leader's, then the parked one"
+        );
+        Ok(())
+    })?;
+    assert_eq!(ns(&g, &t)?, vec![0, 1, 2]);
     g.flush_journals()?;
     repo.assert_fsck_strict()
 }

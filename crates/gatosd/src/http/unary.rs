@@ -405,9 +405,15 @@ async fn unary(
     let name = op.name;
     tracing::debug!(op = name, actor = %actor, "HTTP call");
     // A quick operation without an idempotency key (whose store may wait) is first tried
-    // here, where waiting is refused, as on the JSON-RPC socket (ADR 0046, session 6).
+    // here, where waiting is refused, as on the JSON-RPC socket (ADR 0046, sessions 6 and
+    // 15: a publish behind its topic's group commit parks, and is awaited here).
     let now = match idem_key {
-        None => service.call_now(&actor, name, &params),
+        None => {
+            service
+                .call_now_or_park(&actor, name, &params)
+                .settled()
+                .await
+        }
         Some(_) => None,
     };
     if let Some(r) = now {

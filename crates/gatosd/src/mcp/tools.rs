@@ -404,8 +404,12 @@ pub async fn call(
     let op_name = op.name;
     // A call that waits (jobs.logs with wait_ms) holds a wait slot of its token on /mcp,
     // not one of the call slots REST clients need (ADR 0038).
-    // A quick operation is first tried here, where waiting is refused (ADR 0046, session 6).
-    let now = service.call_now(&actor, op_name, &args);
+    // A quick operation is first tried here, where waiting is refused (ADR 0046, sessions 6
+    // and 15: a publish behind its topic's group commit parks, and is awaited here).
+    let now = service
+        .call_now_or_park(&actor, op_name, &args)
+        .settled()
+        .await;
     let r = if let Some(r) = now {
         Ok(r)
     } else if crate::http::limit::waits(&args) {
