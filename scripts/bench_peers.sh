@@ -6,7 +6,8 @@
 # (every workload on every system, then the next round) and each figure is the median of
 # 3 rounds. Sourced by scripts/bench.sh, whose helpers (newrepo, settle, record, ...) it uses.
 #
-# Sizes: N_PEER_PUB (2000) single publishes, N_PEER_DURABLE (1000), N_PEER_BATCH (100000),
+# Sizes: N_PEER_PUB (2000) single publishes, N_PEER_PUB8 (2000) per client of eight,
+# N_PEER_DURABLE (1000), N_PEER_BATCH (100000),
 # N_PEER_ENQ (1000), N_PEER_CLAIM (1000), N_PEER_RUN (300) worker jobs, N_PEER_READ (100000).
 
 # Installs what is missing when it can (root and apt-get), else says what to install.
@@ -115,6 +116,9 @@ bench_peers() {
   local n_pub=${N_PEER_PUB:-2000} n_dur=${N_PEER_DURABLE:-1000} n_batch=${N_PEER_BATCH:-100000}
   local n_enq=${N_PEER_ENQ:-1000} n_claim=${N_PEER_CLAIM:-1000} n_run=${N_PEER_RUN:-300}
   local n_read=${N_PEER_READ:-100000} k r s
+  # Eight clients publish n_pub8 each (16,000 in all by default): at 250 each, as before
+  # session 15, a round lasted about 0.1 s and its rate moved by half from round to round.
+  local n_pub8=${N_PEER_PUB8:-2000}
   echo "== gatos against NATS JetStream, Redis and PostgreSQL (interleaved rounds, median of 3)"
   peers_install
   peers_start
@@ -129,10 +133,10 @@ bench_peers() {
     r="$WORK/d.git"; peers_repo "$r"; s="$WORK/p.sock"
     peers_gatosd "$r" "$s"
     peers_run gatosd_publish_1 "$k" "$GB" rpc "$s" t "$n_pub" 1 "$r/gatos/gatosd/token"
-    peers_run gatosd_publish_8 "$k" "$GB" rpc "$s" t $((n_pub / 8)) 8 "$r/gatos/gatosd/token"
+    peers_run gatosd_publish_8 "$k" "$GB" rpc "$s" t "$n_pub8" 8 "$r/gatos/gatosd/token"
     kill -TERM "$GATOSD_PID"; wait "$GATOSD_PID" || true
-    [ -n "$NATS_URL" ] && peers_run nats_publish_8 "$k" "$GB" nats-publish "$NATS_URL" $((n_pub / 8)) 8
-    [ -n "$REDIS_URL" ] && peers_run redis_publish_8 "$k" "$GB" redis-xadd "$REDIS_URL" $((n_pub / 8)) 8 everysec
+    [ -n "$NATS_URL" ] && peers_run nats_publish_8 "$k" "$GB" nats-publish "$NATS_URL" "$n_pub8" 8
+    [ -n "$REDIS_URL" ] && peers_run redis_publish_8 "$k" "$GB" redis-xadd "$REDIS_URL" "$n_pub8" 8 everysec
     # Durable single publishes.
     r="$WORK/f.git"; peers_repo "$r"; git -C "$r" config gatos.fsync true
     peers_run gatos_durable "$k" "$GB" publish "$r" t "$n_dur"

@@ -340,7 +340,17 @@ impl Service {
         match now {
             gatos::nowait::Now::Done(r) => Now::Done(r),
             gatos::nowait::Now::WouldWait => Now::WouldWait,
-            gatos::nowait::Now::Parked(p) => Now::Parked(ParkedCall(p)),
+            gatos::nowait::Now::Parked(p) => {
+                // Committed already when this call's own thread led for it (the leader let
+                // go just before it parked): answered here, with no task to wake.
+                let mut call = ParkedCall(p);
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match std::pin::Pin::new(&mut call).poll(&mut cx) {
+                    std::task::Poll::Ready(Some(r)) => Now::Done(r),
+                    std::task::Poll::Ready(None) => Now::WouldWait,
+                    std::task::Poll::Pending => Now::Parked(call),
+                }
+            }
         }
     }
 

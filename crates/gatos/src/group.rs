@@ -4,9 +4,11 @@
 //!
 //! A caller that must not wait ([`crate::nowait`]) and finds a group being committed may
 //! *park* its item instead (ADR 0046, session 15): it is queued with a [`Parked`] answer,
-//! which a future awaits, and the caller's thread goes on with other work. Every thread that
-//! lets go of the leader lock looks for parked items afterwards and commits them, so an item
-//! parked while a group was being committed is never left without a leader.
+//! which a future awaits, and the caller's thread goes on with other work. A thread that
+//! lets go of the leader lock commits what was parked meanwhile, a few groups at most, and
+//! hands back what is left (to be made again where waiting is fine); a thread that parks
+//! when nobody leads commits its own item. So a parked item is answered: committed, handed
+//! back, or, if the group holding it panicked, failed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,8 +45,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) enum Settled<R> {
     /// Committed (or failed) with its group: the item's answer.
     Done(R),
-    /// Its group would have waited and wrote nothing: the item is to be made again where
-    /// waiting is fine.
+    /// It was handed back unwritten (its group would have waited, or the thread that took
+    /// it had committed enough groups for others): to be made again where waiting is fine.
     WouldWait,
     /// Its group's leader failed without answering it (a panic, a bug).
     Lost,
@@ -100,9 +102,13 @@ impl<R> Future for Parked<R> {
     }
 }
 
-/// How many groups of parked items a caller that must not wait commits for others before
-/// it hands what is left back ([`Combiner::settle`]).
-const NOWAIT_ROUNDS: usize = 4;
+/// How many groups of parked items a thread commits for others when it lets go of the
+/// leader lock before it hands what is left back ([`Combiner::settle`]).
+const SETTLE_ROUNDS: usize = 4;
+
+/// The most items a group committed by a caller that must not wait holds (its own and
+/// parked ones), and the most parked items a group committed in [`Combiner::settle`] takes.
+const NOWAIT_GROUP: usize = 32;
 
 fn parked<R>() -> (Parker<R>, Parked<R>) {
     let slot = Arc::new(Slot {
@@ -111,29 +117,63 @@ fn parked<R>() -> (Parker<R>, Parked<R>) {
     (Parker(Some(slot.clone())), Parked(slot))
 }
 
-/// Moves the parked items into `items` and returns their answers' ends, in the same order.
-fn drain<T, R>(parked: &Mutex<Vec<(T, Parker<R>)>>, items: &mut Vec<T>) -> Vec<Parker<R>> {
-    let waiting = std::mem::take(&mut *lock(parked));
-    let mut parkers = Vec::with_capacity(waiting.len());
-    for (item, parker) in waiting {
+/// Moves the oldest parked items, at most `max`, into `items` and returns their answers'
+/// ends, in the same order.
+fn drain<T, R>(
+    parked: &Mutex<Vec<(T, Parker<R>)>>,
+    items: &mut Vec<T>,
+    max: usize,
+) -> Vec<Parker<R>> {
+    let mut queue = lock(parked);
+    let n = queue.len().min(max);
+    let mut parkers = Vec::with_capacity(n);
+    for (item, parker) in queue.drain(..n) {
         items.push(item);
         parkers.push(parker);
     }
     parkers
 }
 
-/// Answers the parked items from the first answers and returns the one after them (the
-/// leader's own item's, when it had one). A missing answer (a bug in `commit`) leaves its
-/// item [`Settled::Lost`].
-fn answer_parked<R>(parkers: Vec<Parker<R>>, answers: Vec<R>) -> Option<R> {
-    debug_assert!(answers.len() >= parkers.len(), "one answer per item");
+/// Commits one group and answers its queued items (the waiting callers' first, then the
+/// parked ones); returns the answer after theirs (the leader's own item's, when it had
+/// one, else `None`), `None` when the group would have waited, or `commit`'s panic. A
+/// missing answer (a bug in `commit`) leaves its item unanswered: [`Settled::Lost`], or
+/// a waiting caller's `None`.
+#[allow(clippy::type_complexity, reason = "a panic's payload, as std gives it")]
+fn run_group<T, R>(
+    commit: &mut dyn FnMut(Vec<T>) -> Option<Vec<R>>,
+    items: Vec<T>,
+    replies: Vec<SyncSender<R>>,
+    parkers: Vec<Parker<R>>,
+) -> std::thread::Result<Option<Option<R>>> {
+    let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(items)))?;
+    let Some(answers) = answers else {
+        // Only a caller that must not wait gets no answers, and it has no waiting callers.
+        debug_assert!(
+            replies.is_empty(),
+            "a waiting caller's group would have waited"
+        );
+        for p in parkers {
+            p.settle(Settled::WouldWait);
+        }
+        return Ok(None);
+    };
+    debug_assert!(
+        answers.len() >= replies.len() + parkers.len(),
+        "one answer per item"
+    );
     let mut answers = answers.into_iter();
+    for r in replies {
+        if let Some(a) = answers.next() {
+            let _ = r.send(a);
+        }
+    }
     for p in parkers {
         if let Some(a) = answers.next() {
             p.settle(Settled::Done(a));
         }
     }
-    answers.next()
+    Ok(Some(answers.next()))
 }
 
 /// What [`Combiner::lead_or_park`] did with an item.
@@ -153,65 +193,63 @@ impl<T, R> Combiner<T, R> {
     /// Queues `item` and returns its answer once a group holding it was committed.
     ///
     /// The caller that takes the leader lock waits `window` (when not zero) for more items,
-    /// then passes everything queued to `commit`, which returns one answer per item, in
-    /// order. A lone caller is therefore delayed by at most `window`; with a zero window a
-    /// group forms only from callers that queued while the previous group was committed.
-    /// `None` when the group holding the item failed without answering it (its leader
-    /// panicked).
+    /// then passes everything queued (parked items too) to `commit`, which returns one
+    /// answer per item, in order. A lone caller is therefore delayed by at most `window`;
+    /// with a zero window a group forms only from callers that queued while the previous
+    /// group was committed. `None` when the group holding the item failed without
+    /// answering it (its leader panicked). Before it returns, the caller commits what was
+    /// parked meanwhile ([`Combiner::settle`]).
     pub(crate) fn submit(
         &self,
         item: T,
         window: Duration,
         mut commit: impl FnMut(Vec<T>) -> Vec<R>,
     ) -> Option<R> {
+        let mut commit = |items: Vec<T>| Some(commit(items));
         let (reply, answer) = sync_channel(1);
         lock(&self.pending).push((item, reply));
         loop {
             match answer.try_recv() {
                 Ok(r) => {
-                    self.settle(&mut |items| Some(commit(items)), usize::MAX);
+                    self.settle(&mut commit);
                     return Some(r);
                 }
-                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Disconnected) => {
+                    self.settle(&mut commit);
+                    return None;
+                }
                 Err(TryRecvError::Empty) => {}
             }
-            let _lead = lock(&self.leader);
+            let lead = lock(&self.leader);
             if !window.is_zero() && !lock(&self.pending).is_empty() {
                 std::thread::sleep(window);
             }
-            let waiting = std::mem::take(&mut *lock(&self.pending));
-            let parked = std::mem::take(&mut *lock(&self.parked));
-            if waiting.is_empty() && parked.is_empty() {
+            let mut items = Vec::new();
+            let mut replies = Vec::new();
+            for (item, reply) in std::mem::take(&mut *lock(&self.pending)) {
+                items.push(item);
+                replies.push(reply);
+            }
+            let parkers = drain(&self.parked, &mut items, usize::MAX);
+            if items.is_empty() {
                 continue;
             }
-            let (mut items, replies): (Vec<T>, Vec<SyncSender<R>>) = waiting.into_iter().unzip();
-            let (parked_items, parkers): (Vec<T>, Vec<Parker<R>>) = parked.into_iter().unzip();
-            items.extend(parked_items);
-            let mut answers = commit(items).into_iter();
-            debug_assert_eq!(
-                answers.len(),
-                replies.len() + parkers.len(),
-                "one answer per item"
-            );
-            for r in replies {
-                if let Some(a) = answers.next() {
-                    let _ = r.send(a);
-                }
-            }
-            for (p, a) in parkers.into_iter().zip(answers) {
-                p.settle(Settled::Done(a));
+            if let Err(panic) = run_group(&mut commit, items, replies, parkers) {
+                drop(lead);
+                self.settle(&mut commit);
+                std::panic::resume_unwind(panic);
             }
         }
     }
 
-    /// Commits `item` at once when no group is being committed, with the items parked
-    /// meanwhile; when one is, parks it (`park`) or hands it back.
+    /// Commits `item` at once when no group is being committed, with items parked
+    /// meanwhile (at most [`NOWAIT_GROUP`] in all); when one is, parks it (`park`) or hands
+    /// it back.
     ///
     /// `commit` returns one answer per item, in order, or `None` when the group would have
     /// waited and wrote nothing ([`crate::nowait`]); the parked items of such a group are
-    /// answered [`Settled::WouldWait`]. The caller is never made to wait for another
-    /// thread: a parked item is committed by whichever thread leads next, and this thread
-    /// commits what was parked while it led before it returns.
+    /// answered [`Settled::WouldWait`]. The caller never waits for another thread; after
+    /// its own group, it commits what was parked meanwhile ([`Combiner::settle`]).
     pub(crate) fn lead_or_park(
         &self,
         item: T,
@@ -224,59 +262,58 @@ impl<T, R> Combiner<T, R> {
             None => {
                 let (parker, parked) = parked();
                 lock(&self.parked).push((item, parker));
-                // The leader let go before this item was queued: nobody looks for it but us.
-                self.settle(&mut commit, NOWAIT_ROUNDS);
+                // The leader may have let go before this item was queued: then nobody
+                // looks for it but us.
+                self.settle(&mut commit);
                 return Led::Parked(parked);
             }
         };
         // The items parked first: they have waited longest.
         let mut items = Vec::new();
-        let parkers = drain(&self.parked, &mut items);
+        let parkers = drain(&self.parked, &mut items, NOWAIT_GROUP - 1);
         items.push(item);
-        let out = match commit(items) {
-            Some(answers) => Led::Done(answer_parked(parkers, answers)),
-            None => {
-                for p in parkers {
-                    p.settle(Settled::WouldWait);
-                }
-                Led::WouldWait
-            }
-        };
+        let out = run_group(&mut commit, items, Vec::new(), parkers);
         drop(lead);
-        self.settle(&mut commit, NOWAIT_ROUNDS);
-        out
+        self.settle(&mut commit);
+        match out {
+            Ok(Some(own)) => Led::Done(own),
+            Ok(None) => Led::WouldWait,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
-    /// Commits the parked items while there are some and no other thread leads (that one
-    /// looks for them when it lets go), for at most `rounds` groups; past that, the items
-    /// still parked are answered [`Settled::WouldWait`], so that a caller that must not
-    /// wait is not kept committing other callers' items for as long as they keep coming.
-    fn settle(&self, commit: &mut dyn FnMut(Vec<T>) -> Option<Vec<R>>, rounds: usize) {
-        let mut round = 0;
-        loop {
+    /// What every thread that held the leader lock does when it lets go: commits the items
+    /// parked meanwhile, [`NOWAIT_GROUP`] at a time, unless another thread leads (which
+    /// does the same when it lets go). After [`SETTLE_ROUNDS`] groups it hands back what is
+    /// still parked ([`Settled::WouldWait`]: made again where waiting is fine), so a caller
+    /// is not kept committing for others for as long as they keep coming; it does so
+    /// without the lock, so an item parked after that finds the lock free and leads. A
+    /// group that panics (a bug) answers its items [`Settled::Lost`] and does not fail
+    /// the caller, whose own item was answered before.
+    fn settle(&self, commit: &mut dyn FnMut(Vec<T>) -> Option<Vec<R>>) {
+        for _ in 0..SETTLE_ROUNDS {
             if lock(&self.parked).is_empty() {
                 return;
             }
-            let Some(_lead) = self.try_lead() else {
+            let Some(lead) = self.try_lead() else {
                 return;
             };
             let mut items = Vec::new();
-            let parkers = drain(&self.parked, &mut items);
-            let answers = match round < rounds {
-                true => commit(items),
-                false => None,
-            };
-            round += 1;
-            match answers {
-                Some(answers) => {
-                    answer_parked(parkers, answers);
-                }
-                None => {
-                    for p in parkers {
-                        p.settle(Settled::WouldWait);
-                    }
-                }
+            let parkers = drain(&self.parked, &mut items, NOWAIT_GROUP);
+            if items.is_empty() {
+                // Another leader took them between the look and the lock.
+                continue;
             }
+            let out = run_group(commit, items, Vec::new(), parkers);
+            drop(lead);
+            if out.is_err() {
+                tracing::error!(
+                    "a group commit of parked items panicked; they were answered as failed"
+                );
+            }
+        }
+        for p in drain(&self.parked, &mut Vec::new(), usize::MAX) {
+            p.settle(Settled::WouldWait);
         }
     }
 
@@ -446,15 +483,38 @@ mod tests {
             rec(items)
         });
         assert!(matches!(out, Led::Done(Some(0))));
-        // Its own group and NOWAIT_ROUNDS more; the item parked during the last is handed
+        // Its own group and SETTLE_ROUNDS more; the item parked during the last is handed
         // back, not committed.
-        assert_eq!(lock(&groups).len(), 1 + NOWAIT_ROUNDS);
+        assert_eq!(lock(&groups).len(), 1 + SETTLE_ROUNDS);
         assert_eq!(c.parked_count(), 0);
         let last = waiting.pop().expect("items were parked");
         assert!(matches!(block_on(last), Settled::WouldWait));
         for (i, p) in waiting.into_iter().enumerate() {
             assert_eq!(done(block_on(p)), 10 * (i as u32 + 1));
         }
+    }
+
+    #[test]
+    fn a_group_committed_for_others_that_panics_fails_them_not_the_caller() {
+        let c: Combiner<u32, u32> = Combiner::default();
+        let mut waiting = None;
+        let out = c.lead_or_park(1, true, |items| {
+            if items != [1] {
+                panic!("a bug in the parked items' group");
+            }
+            // Parked while the caller's own group is committed.
+            let (parker, parked) = parked();
+            lock(&c.parked).push((2, parker));
+            waiting = Some(parked);
+            Some(vec![10])
+        });
+        assert!(
+            matches!(out, Led::Done(Some(10))),
+            "the caller's item landed"
+        );
+        let parked = waiting.expect("an item was parked");
+        assert!(matches!(block_on(parked), Settled::Lost));
+        assert_eq!(c.parked_count(), 0);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Calls that must not wait (ADR 0046, session 6): gatosd runs a plain publish on its
 //! runtime's worker thread, where waiting for a lock would stall every connection that
 //! worker serves. Inside [`run`], the publish path takes nothing it would have to wait
-//! for: it tries the topic's lock, commits alone instead of joining a group, and neither
-//! materializes a journal nor syncs one. Where it would wait it stops *before* writing
-//! anything and [`run`] returns `None`; the caller then makes the same call where waiting
-//! is fine (gatosd: its blocking pool).
+//! for: it tries the topic's lock, leads its topic's group only when no other thread does
+//! (never waiting for another's), and neither materializes a journal nor syncs one. Where
+//! it would wait it stops *before* writing anything and [`run`] returns `None`; the caller
+//! then makes the same call where waiting is fine (gatosd: its blocking pool).
 //!
 //! Inside [`run_or_park`] a publish that finds its topic's group being committed by another
 //! thread does not stop: it *parks* (ADR 0046, session 15), queued for that group's leader
@@ -37,8 +37,9 @@ thread_local! {
     static PARKED: RefCell<Option<Parked>> = const { RefCell::new(None) };
 }
 
-/// A parked publish's answer: `None` when its group would have waited and wrote nothing
-/// (make the call again where waiting is fine), else the publish's own result.
+/// A parked publish's answer: `None` when it was handed back unwritten (its group would
+/// have waited, or the thread that took it had committed enough for others): make the
+/// call again where waiting is fine; else the publish's own result.
 #[must_use = "a parked publish is answered through its future"]
 pub struct Parked {
     answer: crate::group::Parked<crate::Result<PublishRow>>,
@@ -99,18 +100,17 @@ pub enum Now<T> {
 /// As [`run`], and a publish that finds its topic's group being committed parks instead of
 /// stopping (the call's own result is then dropped: the answer is the [`Parked`] one's).
 pub fn run_or_park<T>(f: impl FnOnce() -> T) -> Now<T> {
-    /// Puts the thread's parking state back, also when `f` panics.
-    struct Restore(bool);
-    impl Drop for Restore {
+    /// Drops a parked publish left behind by a call that panicked.
+    struct Clear;
+    impl Drop for Clear {
         fn drop(&mut self) {
-            PARKING.with(|p| p.set(self.0));
             PARKED.with(|p| p.borrow_mut().take());
         }
     }
-    let restore = Restore(PARKING.with(|p| p.replace(true)));
-    let out = run(f);
+    let clear = Clear;
+    let out = parking(true, || refusing(f));
     let parked = PARKED.with(|p| p.borrow_mut().take());
-    drop(restore);
+    drop(clear);
     match (parked, out) {
         (Some(p), _) => Now::Parked(p),
         (None, Some(out)) => Now::Done(out),
@@ -133,28 +133,45 @@ pub(crate) fn park(p: Parked) -> Error {
     )
 }
 
-/// Runs `f` without waiting, as [`run`], for work done on other callers' behalf (a group
-/// with parked publishes): `None` when it would have waited. Whether it would have is not
-/// the enclosing call's verdict, and nothing inside parks.
+/// Runs `f` without waiting, as [`run`], for a group commit that may hold other callers'
+/// parked publishes: `None` when it would have waited (and wrote nothing). Whether it
+/// would have is the group's verdict, not that of the call whose thread leads it, and
+/// nothing inside parks.
 pub(crate) fn apart<T>(f: impl FnOnce() -> T) -> Option<T> {
-    struct Restore(State, bool);
+    struct Restore(State);
     impl Drop for Restore {
         fn drop(&mut self) {
             STATE.with(|s| s.set(self.0));
-            PARKING.with(|p| p.set(self.1));
         }
     }
-    let _restore = Restore(
-        STATE.with(|s| s.replace(State::On)),
-        PARKING.with(|p| p.replace(false)),
-    );
-    let out = f();
+    let _restore = Restore(STATE.with(|s| s.replace(State::On)));
+    let out = parking(false, f);
     (STATE.with(Cell::get) != State::WouldWait).then_some(out)
 }
 
 /// Runs `f` on this thread with waiting refused; `None` when it would have waited, in
-/// which case it wrote nothing and its result is dropped.
+/// which case its own call wrote nothing and its result is dropped. (A publish that leads
+/// its topic's group may commit items other callers parked, before and after its own:
+/// those are theirs, answered through their [`Parked`] futures.) Nothing parks inside.
 pub fn run<T>(f: impl FnOnce() -> T) -> Option<T> {
+    parking(false, || refusing(f))
+}
+
+/// Runs `f` with parking allowed or not, the thread's setting put back after.
+fn parking<T>(allowed: bool, f: impl FnOnce() -> T) -> T {
+    /// Puts the thread's parking setting back, also when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PARKING.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(PARKING.with(|p| p.replace(allowed)));
+    f()
+}
+
+/// [`run`] without touching the parking setting.
+fn refusing<T>(f: impl FnOnce() -> T) -> Option<T> {
     /// Puts the thread's state back, also when `f` panics (a runtime's worker thread
     /// outlives a task that panicked).
     struct Restore(State);

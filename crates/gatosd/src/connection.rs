@@ -352,9 +352,9 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
     }
     // A quick call (a plain publish) is answered here, on the reader's task: no request
     // task, no hand-off (ADR 0046, session 14). A publish that finds its topic's group
-    // commit under way parks (session 15): its answer is awaited on a request task, under
-    // the in-flight cap, while this task reads on. Anything else, or one that would wait,
-    // goes on as every request does.
+    // commit under way parks (session 15): its answer is awaited on a request task, which
+    // takes an in-flight permit as every request does, and this task reads on once it has
+    // one. Anything else, or one that would wait, goes on as every request does.
     let mut tried_now = false;
     let mut parked = None;
     if let Incoming::Single(Entry::Request(req)) = &incoming

@@ -243,6 +243,10 @@ impl Messages<'_> {
     /// fails, retries its members one by one so one bad message fails only its own publish.
     fn commit_group(&self, topic: &Topic, items: &[Prepared]) -> Vec<Result<PublishRow>> {
         tracing::trace!(%topic, size = items.len(), "group commit");
+        if items.is_empty() {
+            // Nothing to write: a journal record of no message is one no reader accepts.
+            return Vec::new();
+        }
         // Plain publishes are acknowledged after one journal append (ADR 0046). A msg_id
         // needs the dedupe window, which reads committed messages: such publishes go
         // direct, except gatos's own job events and audit records, whose msg_id is their
