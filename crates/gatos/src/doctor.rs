@@ -883,10 +883,7 @@ fn check_config(gatos: &Gatos, r: &mut Report) -> Result<()> {
 }
 
 /// The `msg_id` headers on a topic.
-fn msg_ids(
-    gatos: &Gatos,
-    topic: &Topic,
-) -> Result<(HashSet<String>, Option<gatos_types::Timestamp>)> {
+fn msg_ids(gatos: &Gatos, topic: &Topic) -> Result<EventIds> {
     let mut ids = HashSet::new();
     let mut first = None;
     gatos.messages().scan(topic, &Cursor::Start, None, |m| {
@@ -905,13 +902,30 @@ fn msg_ids(
 /// `events_stuck`: the events topic's journal could not be made commits, so events are
 /// not checked (those in the journal would be taken for missing).
 fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool, events_stuck: bool) -> Result<()> {
+    check_jobs_reading(gatos, r, fix, events_stuck, &mut || {
+        msg_ids(gatos, &crate::jobs::events::topic())
+    })
+}
+
+/// The `gatos.jobs` events' `msg_id`s and the first event's time.
+type EventIds = (HashSet<String>, Option<gatos_types::Timestamp>);
+
+/// [`check_jobs`] with the events read by `read_events` (tests read them at a chosen
+/// moment).
+fn check_jobs_reading(
+    gatos: &Gatos,
+    r: &mut Report,
+    fix: bool,
+    events_stuck: bool,
+    read_events: &mut dyn FnMut() -> Result<EventIds>,
+) -> Result<()> {
     let now = gatos.now();
     let (events, first_event) = if events_stuck {
         (HashSet::new(), None)
     } else {
         // A chain that cannot be read is check_topics' finding; the events are then not
         // checked, rather than doctor stopping there.
-        msg_ids(gatos, &crate::jobs::events::topic()).unwrap_or_else(|e| {
+        read_events().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "the job events cannot be read; event-missing is not checked");
             (HashSet::new(), None)
         })
@@ -933,6 +947,7 @@ fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool, events_stuck: bool) -> R
             );
         }
     }
+    let mut unpublished: Vec<(JobRecord, Transition)> = Vec::new();
     for rec in gatos.jobs().records(true)? {
         let id = rec.id;
         let d = crate::jobs::state::derive(&rec, now, gatos.lease_skew());
@@ -1010,7 +1025,22 @@ fn check_jobs(gatos: &Gatos, r: &mut Report, fix: bool, events_stuck: bool) -> R
             );
         }
         if !rec.archived && first_event.is_some_and(|t| crate::messages::ulid_time(id) >= t) {
-            check_events(gatos, r, &rec, &events, fix)?;
+            unpublished.extend(
+                unpublished_events(gatos, &rec, &events)?
+                    .into_iter()
+                    .map(|t| (rec.clone(), t)),
+            );
+        }
+    }
+    if !unpublished.is_empty() {
+        // The events were read before the jobs were listed: an action a running daemon or
+        // worker took meanwhile is listed, and its event, published right after it, was
+        // not read yet. Read them again: only what is still missing is a finding.
+        let (events, _) = read_events()?;
+        for (rec, t) in unpublished {
+            if !events.contains(&t.3.to_string()) {
+                report_missing_event(gatos, r, &rec, t, fix);
+            }
         }
     }
     Ok(())
@@ -1056,13 +1086,12 @@ fn transitions(gatos: &Gatos, rec: &JobRecord) -> Result<Vec<Transition>> {
     Ok(out)
 }
 
-fn check_events(
+/// This node's actions on `rec` whose event is not among `events`.
+fn unpublished_events(
     gatos: &Gatos,
-    r: &mut Report,
     rec: &JobRecord,
     events: &HashSet<String>,
-    fix: bool,
-) -> Result<()> {
+) -> Result<Vec<Transition>> {
     // Only this node's own actions: another node publishes its events on its own topic, and
     // they arrive by sync, maybe after its job refs (a worker with `--remote` lands its
     // claims and results at the hub at once, its events with its next sync). Republishing
@@ -1070,27 +1099,37 @@ fn check_events(
     // commit from before job-plane commits carried `Origin`) may be another node's (ADR 0028).
     let node = gatos.node_id()?;
     let mut reader = gatos.store().reader();
-    for (event, attempt, worker, commit) in transitions(gatos, rec)? {
-        if events.contains(&commit.to_string()) {
+    let mut out = Vec::new();
+    for t in transitions(gatos, rec)? {
+        if events.contains(&t.3.to_string()) {
             continue;
         }
-        if crate::jobs::records::origin(&reader.commit(commit)?.trailers()) != Some(node) {
-            continue;
-        }
-        r.add(
-            FindingCode::EventMissing,
-            commit.to_string(),
-            format!("job {}: the `{event}` event was not published on gatos.jobs (a crash between the action and its event)", rec.id),
-            "git gatos doctor --fix",
-        );
-        if fix {
-            crate::jobs::events::emit(gatos, event, rec, attempt, worker.as_ref(), commit);
-            if let Some(f) = r.findings.last_mut() {
-                f.fixed = true;
-            }
+        if crate::jobs::records::origin(&reader.commit(t.3)?.trailers()) == Some(node) {
+            out.push(t);
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+fn report_missing_event(
+    gatos: &Gatos,
+    r: &mut Report,
+    rec: &JobRecord,
+    (event, attempt, worker, commit): Transition,
+    fix: bool,
+) {
+    r.add(
+        FindingCode::EventMissing,
+        commit.to_string(),
+        format!("job {}: the `{event}` event was not published on gatos.jobs (a crash between the action and its event)", rec.id),
+        "git gatos doctor --fix",
+    );
+    if fix {
+        crate::jobs::events::emit(gatos, event, rec, attempt, worker.as_ref(), commit);
+        if let Some(f) = r.findings.last_mut() {
+            f.fixed = true;
+        }
+    }
 }
 
 /// Audited commits: cancels, manifest versions, settings changes, revocations, prune
@@ -1140,6 +1179,7 @@ fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
         }
     };
     let mut reader = gatos.store().reader();
+    let mut unrecorded = Vec::new();
     for (commit, action, target) in audited_commits(gatos)? {
         if ids.contains(&commit.to_string()) {
             continue;
@@ -1156,6 +1196,20 @@ fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
         if first.is_some_and(|t| c.time.saturating_mul(1000) < t.as_millis() - 1000) {
             continue;
         }
+        unrecorded.push((commit, action, target));
+    }
+    // The trail was read before the audited commits were listed: an action another writer
+    // took meanwhile is listed, and its record, published right after it, was not read
+    // yet. Read it again: only what is still missing is a finding (as for the job events).
+    let ids = match unrecorded.is_empty() {
+        true => ids,
+        false => msg_ids(gatos, &crate::audit::topic())?.0,
+    };
+    for (commit, action, target) in unrecorded {
+        if ids.contains(&commit.to_string()) {
+            continue;
+        }
+        let c = reader.commit(commit)?;
         r.add(
             FindingCode::AuditMissing,
             commit.to_string(),
@@ -1330,4 +1384,83 @@ fn check_maintenance(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use gatos_testutil::{TempRepo, TestResult};
+
+    use super::*;
+
+    /// A job claimed by another writer after doctor read the events, before it listed the
+    /// jobs: its `claimed` event was published right after the claim, and doctor, reading
+    /// the events again before it reports, does not take it for missing. An event that is
+    /// still missing then is reported.
+    #[test]
+    fn an_event_published_while_doctor_listed_the_jobs_is_not_taken_for_missing() -> TestResult {
+        let repo = TempRepo::new()?;
+        let clock = std::sync::Arc::new(crate::clock::FixedClock::at(
+            gatos_types::Timestamp::parse_rfc3339("2026-12-06T12:00:00Z")?,
+        ));
+        let g = Gatos::open(
+            repo.path(),
+            crate::OpenOptions {
+                clock: Some(clock.clone()),
+                seed: Some(7),
+            },
+        )?;
+        g.keys().init(false)?;
+        let enqueue = || -> TestResult<gatos_types::Ulid> {
+            let spec = crate::jobs::manifest::normalize(
+                crate::jobs::manifest::from_value(serde_json::json!({"command": ["true"]}))?,
+                g.now(),
+            )?;
+            Ok(g.jobs().enqueue(spec)?.id)
+        };
+        // Events are checked for the jobs enqueued after the first event: a job before.
+        enqueue()?;
+        clock.advance(gatos_types::Dur::from_secs(1));
+        let id = enqueue()?;
+        let topic = crate::jobs::events::topic();
+        let before = msg_ids(&g, &topic)?;
+        assert!(before.1.is_some(), "the enqueue's event is there");
+        let opts = crate::jobs::ClaimOptions {
+            worker: "w1".parse()?,
+            worker_key: g.keys().current(),
+            queues: Vec::new(),
+            caps: Vec::new(),
+            lease: gatos_types::Dur::from_secs(30),
+            can_resolve: None,
+            allow_untrusted_enqueuers: false,
+        };
+        let lease = g.jobs().claim(id, &opts)?;
+        let missing = |r: &Report| -> Vec<String> {
+            r.findings
+                .iter()
+                .filter(|f| f.code == FindingCode::EventMissing)
+                .map(|f| f.target.clone())
+                .collect()
+        };
+        // Read before the claim, then again: nothing is missing.
+        let mut reads = 0;
+        let mut r = Report {
+            findings: Vec::new(),
+        };
+        check_jobs_reading(&g, &mut r, false, false, &mut || {
+            reads += 1;
+            match reads {
+                1 => Ok(before.clone()),
+                _ => msg_ids(&g, &topic),
+            }
+        })?;
+        assert_eq!(reads, 2, "the events were read again");
+        assert_eq!(missing(&r), Vec::<String>::new());
+        // Still missing at the second read: reported, for the claim's commit.
+        let mut r = Report {
+            findings: Vec::new(),
+        };
+        check_jobs_reading(&g, &mut r, false, false, &mut || Ok(before.clone()))?;
+        assert_eq!(missing(&r), vec![lease.claim_commit.to_string()]);
+        Ok(())
+    }
 }
