@@ -341,8 +341,9 @@ impl Service {
             gatos::nowait::Now::Done(r) => Now::Done(r),
             gatos::nowait::Now::WouldWait => Now::WouldWait,
             gatos::nowait::Now::Parked(p) => {
-                // Committed already when this call's own thread led for it (the leader let
-                // go just before it parked): answered here, with no task to wake.
+                // Answered already (its own thread led for it because the leader had let go,
+                // or another thread committed or handed it back meanwhile): answered here,
+                // with no task to wake.
                 let mut call = ParkedCall(p);
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
                 match std::pin::Pin::new(&mut call).poll(&mut cx) {

@@ -7,8 +7,9 @@
 //! which a future awaits, and the caller's thread goes on with other work. A thread that
 //! lets go of the leader lock commits what was parked meanwhile, a few groups at most, and
 //! hands back what is left (to be made again where waiting is fine); a thread that parks
-//! when nobody leads commits its own item. So a parked item is answered: committed, handed
-//! back, or, if the group holding it panicked, failed.
+//! when nobody leads does the same, so its own item is committed or handed back. So a
+//! parked item is answered: committed, handed back, or, if the group holding it panicked,
+//! failed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -102,8 +103,9 @@ impl<R> Future for Parked<R> {
     }
 }
 
-/// How many groups of parked items a thread commits for others when it lets go of the
-/// leader lock before it hands what is left back ([`Combiner::settle`]).
+/// How many groups of parked items a caller that must not wait commits for others when it
+/// lets go of the leader lock before it hands what is left back ([`Combiner::settle`]); a
+/// caller that may wait commits one (each of its groups may wait for the topic's lock).
 const SETTLE_ROUNDS: usize = 4;
 
 /// The most items a group committed by a caller that must not wait holds (its own and
@@ -147,21 +149,16 @@ fn run_group<T, R>(
     parkers: Vec<Parker<R>>,
 ) -> std::thread::Result<Option<Option<R>>> {
     let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(items)))?;
+    // (No assertion here: a panic outside `catch_unwind` would leave the lock's holder
+    // without settling.)
     let Some(answers) = answers else {
-        // Only a caller that must not wait gets no answers, and it has no waiting callers.
-        debug_assert!(
-            replies.is_empty(),
-            "a waiting caller's group would have waited"
-        );
+        // Only a caller that must not wait gets no answers, and it has no waiting callers;
+        // were there any, they would see their group fail (`None`).
         for p in parkers {
             p.settle(Settled::WouldWait);
         }
         return Ok(None);
     };
-    debug_assert!(
-        answers.len() >= replies.len() + parkers.len(),
-        "one answer per item"
-    );
     let mut answers = answers.into_iter();
     for r in replies {
         if let Some(a) = answers.next() {
@@ -197,8 +194,9 @@ impl<T, R> Combiner<T, R> {
     /// answer per item, in order. A lone caller is therefore delayed by at most `window`;
     /// with a zero window a group forms only from callers that queued while the previous
     /// group was committed. `None` when the group holding the item failed without
-    /// answering it (its leader panicked). Before it returns, the caller commits what was
-    /// parked meanwhile ([`Combiner::settle`]).
+    /// answering it (its leader panicked). A caller answered while it waited for the lock
+    /// does not lead. Before it returns, the caller commits one group of what was parked
+    /// meanwhile ([`Combiner::settle`]).
     pub(crate) fn submit(
         &self,
         item: T,
@@ -211,16 +209,31 @@ impl<T, R> Combiner<T, R> {
         loop {
             match answer.try_recv() {
                 Ok(r) => {
-                    self.settle(&mut commit);
+                    self.settle(&mut commit, 1);
                     return Some(r);
                 }
                 Err(TryRecvError::Disconnected) => {
-                    self.settle(&mut commit);
+                    self.settle(&mut commit, 1);
                     return None;
                 }
                 Err(TryRecvError::Empty) => {}
             }
             let lead = lock(&self.leader);
+            // Answered while this caller waited for the lock: it does not lead (a group it
+            // led that failed would fail it too, though its own item landed).
+            match answer.try_recv() {
+                Ok(r) => {
+                    drop(lead);
+                    self.settle(&mut commit, 1);
+                    return Some(r);
+                }
+                Err(TryRecvError::Disconnected) => {
+                    drop(lead);
+                    self.settle(&mut commit, 1);
+                    return None;
+                }
+                Err(TryRecvError::Empty) => {}
+            }
             if !window.is_zero() && !lock(&self.pending).is_empty() {
                 std::thread::sleep(window);
             }
@@ -236,7 +249,7 @@ impl<T, R> Combiner<T, R> {
             }
             if let Err(panic) = run_group(&mut commit, items, replies, parkers) {
                 drop(lead);
-                self.settle(&mut commit);
+                self.settle(&mut commit, 1);
                 std::panic::resume_unwind(panic);
             }
         }
@@ -249,7 +262,9 @@ impl<T, R> Combiner<T, R> {
     /// `commit` returns one answer per item, in order, or `None` when the group would have
     /// waited and wrote nothing ([`crate::nowait`]); the parked items of such a group are
     /// answered [`Settled::WouldWait`]. The caller never waits for another thread; after
-    /// its own group, it commits what was parked meanwhile ([`Combiner::settle`]).
+    /// its own group, it commits what was parked meanwhile ([`Combiner::settle`], at most
+    /// [`SETTLE_ROUNDS`] groups). If its own group panics, the panic goes on to the caller
+    /// after that.
     pub(crate) fn lead_or_park(
         &self,
         item: T,
@@ -264,7 +279,7 @@ impl<T, R> Combiner<T, R> {
                 lock(&self.parked).push((item, parker));
                 // The leader may have let go before this item was queued: then nobody
                 // looks for it but us.
-                self.settle(&mut commit);
+                self.settle(&mut commit, SETTLE_ROUNDS);
                 return Led::Parked(parked);
             }
         };
@@ -274,7 +289,7 @@ impl<T, R> Combiner<T, R> {
         items.push(item);
         let out = run_group(&mut commit, items, Vec::new(), parkers);
         drop(lead);
-        self.settle(&mut commit);
+        self.settle(&mut commit, SETTLE_ROUNDS);
         match out {
             Ok(Some(own)) => Led::Done(own),
             Ok(None) => Led::WouldWait,
@@ -284,14 +299,14 @@ impl<T, R> Combiner<T, R> {
 
     /// What every thread that held the leader lock does when it lets go: commits the items
     /// parked meanwhile, [`NOWAIT_GROUP`] at a time, unless another thread leads (which
-    /// does the same when it lets go). After [`SETTLE_ROUNDS`] groups it hands back what is
-    /// still parked ([`Settled::WouldWait`]: made again where waiting is fine), so a caller
-    /// is not kept committing for others for as long as they keep coming; it does so
-    /// without the lock, so an item parked after that finds the lock free and leads. A
-    /// group that panics (a bug) answers its items [`Settled::Lost`] and does not fail
-    /// the caller, whose own item was answered before.
-    fn settle(&self, commit: &mut dyn FnMut(Vec<T>) -> Option<Vec<R>>) {
-        for _ in 0..SETTLE_ROUNDS {
+    /// does the same when it lets go). After `rounds` groups it hands back what is still
+    /// parked ([`Settled::WouldWait`]: made again where waiting is fine), so a caller is
+    /// not kept committing for others for as long as they keep coming; it does so without
+    /// the lock, so an item parked after that finds the lock free, or held by a thread
+    /// that settles after it. A group here that panics (a bug) answers its items
+    /// [`Settled::Lost`] and the caller goes on with its own outcome.
+    fn settle(&self, commit: &mut dyn FnMut(Vec<T>) -> Option<Vec<R>>, rounds: usize) {
+        for _ in 0..rounds {
             if lock(&self.parked).is_empty() {
                 return;
             }

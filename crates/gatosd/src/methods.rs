@@ -137,7 +137,8 @@ pub enum Quick {
 /// [`call`] of a quick unary operation (a plain publish: one journal append, ADR 0046
 /// session 6) or of `gatos.auth`, made on the connection's reader task with the same
 /// checks and metrics: no request task is spawned for it. A publish that finds its topic's
-/// group commit under way parks: the reader goes on, and [`Parked::answer`] gives the
+/// group commit under way parks: the reader goes on once the call holds an in-flight
+/// permit, and [`Parked::answer`] gives the
 /// outcome once that group committed. `None` when it is not such a call, or would wait;
 /// then nothing was done and it is made as any other call, with `tried_now` so that it is
 /// not tried without waiting a second time.

@@ -195,7 +195,8 @@ impl Messages<'_> {
     ) -> Result<PublishRow> {
         let item = prepare(payload, opts.headers.clone())?;
         if crate::nowait::active() {
-            // Only a journaled publish never waits: alone, or not at all.
+            // Only a journaled publish never waits: it leads its topic's group (with what
+            // was parked behind the last one), parks, or stops.
             if opts.expect_last_seq.is_some() || item.msg_id.is_some() {
                 return Err(crate::nowait::would_wait(
                     "a guarded or deduplicated publish",

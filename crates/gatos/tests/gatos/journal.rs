@@ -401,9 +401,10 @@ fn a_publish_that_would_wait_writes_nothing_where_waiting_is_refused() -> TestRe
 
 /// Where a publish may park (`gatos::nowait::run_or_park`, gatosd's connections), one that
 /// finds its topic's group being committed is queued for that group's leader instead of
-/// stopping; the leader here waits for the topic's lock, held elsewhere, and commits the
-/// parked publish with its own once it gets it. Where parking is not allowed, the same
-/// publish stops, writing nothing.
+/// stopping; the leader here waits for the topic's lock, held elsewhere, and once it gets it
+/// commits its own group, then the parked publish (it looks for parked items when it lets
+/// go of the leader lock). Where parking is not allowed, the same publish stops, writing
+/// nothing.
 #[test]
 fn a_publish_parked_behind_a_waiting_group_lands_with_it() -> TestResult {
     let repo = TempRepo::new()?;
@@ -442,7 +443,7 @@ fn a_publish_parked_behind_a_waiting_group_lands_with_it() -> TestResult {
         assert_eq!(
             (first.seq, second.seq),
             (zero.seq + 1, zero.seq + 2),
-            "one group: the leader's, then the parked one"
+            "the leader's publish, then the parked one"
         );
         Ok(())
     })?;
