@@ -572,6 +572,52 @@ fn cli_json_and_rpc_results_are_the_same_bytes() -> TestResult {
     Ok(())
 }
 
+/// A topic whose head is no message (plain git wrote it) does not hide the others: the CLI
+/// lists them, names the damaged one on stderr and fails after; `topics.list` answers the
+/// readable topics and names the damaged one under `damaged`.
+#[test]
+fn a_damaged_topic_is_named_and_the_others_are_listed() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    gatos_ok(&repo, &["messages", "publish", "good", "--data", "1"])?;
+    gatos_ok(&repo, &["messages", "publish", "bad", "--data", "1"])?;
+    let name = "refs/gatos/messages/bad/head";
+    let head = repo.git(&["rev-parse", name])?;
+    let bogus = repo.git(&[
+        "commit-tree",
+        &format!("{}^{{tree}}", head.trim()),
+        "-m",
+        "not a message",
+    ])?;
+    repo.git(&["update-ref", name, bogus.trim(), head.trim()])?;
+    let out = crate::support::gatos(&repo, &["messages", "topics"])?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_ne!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("good seq 1..1"), "{stdout}");
+    assert!(!stdout.contains("bad"), "{stdout}");
+    assert!(stderr.contains("topic 'bad' does not read"), "{stderr}");
+    assert!(stderr.contains("error[InvalidEnvelope]"), "{stderr}");
+    let responses = stdio_session(
+        &repo,
+        &[json!({"jsonrpc": "2.0", "id": 1, "method": "topics.list"})],
+    )?;
+    let answer: serde_json::Value = serde_json::from_str(responses.first().ok_or("no response")?)?;
+    let result = &answer["result"];
+    assert_eq!(
+        result["topics"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+    assert_eq!(result["topics"][0]["topic"], "good", "{answer}");
+    assert_eq!(result["damaged"][0]["topic"], "bad", "{answer}");
+    assert_eq!(result["damaged"][0]["code"], "InvalidEnvelope", "{answer}");
+    assert!(result["damaged"][0]["message"].is_string(), "{answer}");
+    Ok(())
+}
+
 #[test]
 fn a_job_cannot_act_as_the_node_through_the_daemons_socket() -> TestResult {
     let repo = TempRepo::new()?;

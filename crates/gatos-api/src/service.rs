@@ -633,8 +633,10 @@ impl Service {
     /// # Errors
     /// A store failure.
     pub fn topics_list(&self) -> R<TopicsResult> {
+        let listing = self.gatos.messages().listing()?;
         Ok(TopicsResult {
-            topics: self.gatos.messages().topics()?,
+            topics: listing.rows,
+            damaged: listing.damaged,
         })
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use gatos_types::jobs::{JobRow, JobSpec, JobState, LeaseToken, ManifestRow, Outcome};
-use gatos_types::wire::{MessageRow, PublishRow, TopicRow};
+use gatos_types::wire::{DamagedTopic, MessageRow, PublishRow, TopicRow};
 use gatos_types::{
     Capability, Digest, Group, KeyId, ManifestName, Oid, Queue, Timestamp, Topic, Ulid, WorkerId,
 };
@@ -207,6 +207,11 @@ pub struct NoParams {}
 pub struct TopicsResult {
     /// The topics.
     pub topics: Vec<TopicRow>,
+    /// The topics whose refs do not read (a head that is no message, a summary that does
+    /// not parse), left out of `topics`; absent when there are none. `git gatos doctor`
+    /// says more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamagedTopic>,
 }
 
 /// `sync.run` params.

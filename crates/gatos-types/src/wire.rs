@@ -148,6 +148,18 @@ pub struct TopicRow {
     pub last_at: Option<Timestamp>,
 }
 
+/// A topic whose refs do not read as a topic (its head is no message, its summary does not
+/// parse): a listing names it here instead of failing for every topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DamagedTopic {
+    /// The topic.
+    pub topic: Topic,
+    /// Why it does not read (a stable error code).
+    pub code: crate::ErrorCode,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
 /// Per-topic settings stored in `refs/gatos/config/topics/<topic>` (DESIGN §4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -22,7 +22,7 @@ pub(crate) mod reappend;
 
 use gatos_store::refs::names;
 use gatos_types::trailers::keys;
-use gatos_types::wire::{TopicConfig, TopicRow};
+use gatos_types::wire::{DamagedTopic, TopicConfig, TopicRow};
 use gatos_types::{ErrorCode, Oid, Timestamp, Topic, Ulid};
 
 pub use self::config::Change as ConfigChange;
@@ -292,8 +292,16 @@ impl<'g> Messages<'g> {
     /// # Errors
     /// When refs or head commits cannot be read.
     pub fn topics(&self) -> Result<Vec<TopicRow>> {
+        Ok(self.listing()?.rows)
+    }
+
+    /// [`Messages::topics`], and the topics whose refs do not read.
+    ///
+    /// # Errors
+    /// As [`Messages::topics`].
+    pub fn listing(&self) -> Result<TopicListing> {
         self.settle_all()?;
-        self.topics_in(&crate::refs::Live(self.gatos))
+        self.listing_in(&crate::refs::Live(self.gatos))
     }
 
     /// Each topic's first retained position from its summary alone (a pruned topic's
@@ -322,6 +330,15 @@ impl<'g> Messages<'g> {
     /// # Errors
     /// As [`Messages::topics`].
     pub fn topics_in(&self, src: &dyn crate::refs::RefSource) -> Result<Vec<TopicRow>> {
+        Ok(self.listing_in(src)?.rows)
+    }
+
+    /// [`Messages::listing`] from the refs of `src`.
+    ///
+    /// # Errors
+    /// When the refs cannot be listed, or an object cannot be read (a store failure, not a
+    /// topic whose head is no message: that one is listed as damaged).
+    pub fn listing_in(&self, src: &dyn crate::refs::RefSource) -> Result<TopicListing> {
         let refs = src.list_after(&names::messages_prefix(), None, usize::MAX)?;
         let mut rows: Vec<TopicRow> = Vec::new();
         let mut heads: Vec<(Topic, Oid)> = Vec::new();
@@ -336,9 +353,20 @@ impl<'g> Messages<'g> {
             }
         }
         let mut reader = self.gatos.store().reader();
+        let mut damaged: Vec<DamagedTopic> = Vec::new();
         for (topic, head) in heads {
-            let meta = chain::meta(&reader.commit(head)?)?;
-            let summary = self.summary_in(src, &topic)?;
+            let read = reader
+                .commit(head)
+                .map_err(Error::from)
+                .and_then(|c| chain::meta(&c))
+                .and_then(|meta| Ok((meta, self.summary_in(src, &topic)?)));
+            let (meta, summary) = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    damaged.push(damage(topic, &e)?);
+                    continue;
+                }
+            };
             let first = summary.through + 1;
             rows.push(TopicRow {
                 last_seq: meta.seq,
@@ -351,8 +379,14 @@ impl<'g> Messages<'g> {
             });
         }
         for topic in summarised {
-            if !rows.iter().any(|r| r.topic == topic) {
-                let s = self.summary_in(src, &topic)?;
+            if !rows.iter().any(|r| r.topic == topic) && !damaged.iter().any(|d| d.topic == topic) {
+                let s = match self.summary_in(src, &topic) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        damaged.push(damage(topic, &e)?);
+                        continue;
+                    }
+                };
                 rows.push(TopicRow {
                     topic,
                     last_seq: s.through,
@@ -365,7 +399,8 @@ impl<'g> Messages<'g> {
             }
         }
         rows.sort_by(|a, b| a.topic.cmp(&b.topic));
-        Ok(rows)
+        damaged.sort_by(|a, b| a.topic.cmp(&b.topic));
+        Ok(TopicListing { rows, damaged })
     }
 
     /// Returns the last seq of a topic (0 when empty).
@@ -405,6 +440,28 @@ pub(crate) fn segment_date(first: Ulid) -> String {
 /// The refs that fix what a conditional read answers, by name with their commits, sorted
 /// by name: the input of a face's state tag (an `ETag`, ADR 0042).
 pub type RefState = Vec<(String, Oid)>;
+
+/// The topics of a listing ([`Messages::listing`]).
+#[derive(Debug, Clone, Default)]
+pub struct TopicListing {
+    /// The topics that read, by name.
+    pub rows: Vec<TopicRow>,
+    /// The topics whose refs do not read, by name.
+    pub damaged: Vec<DamagedTopic>,
+}
+
+/// A topic left out of a listing for `e`, unless `e` is no damage of the topic's own (the
+/// store failing to read: that fails the listing).
+fn damage(topic: Topic, e: &Error) -> Result<DamagedTopic> {
+    match e.code() {
+        ErrorCode::InvalidEnvelope | ErrorCode::NotFound => Ok(DamagedTopic {
+            topic,
+            code: e.code(),
+            message: e.to_string(),
+        }),
+        _ => Err(Error::new(e.code(), e.to_string())),
+    }
+}
 
 impl Messages<'_> {
     /// The refs that fix what a read of `topic` answers: its head, sealed segments and

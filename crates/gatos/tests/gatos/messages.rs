@@ -774,3 +774,59 @@ fn prune_respects_consumer_groups_fetched_from_a_remote() -> TestResult {
     assert_eq!(done.groups_behind, vec![group]);
     repo.assert_fsck_strict()
 }
+
+/// A topic whose head is no message, or no commit at all (written with plain git), is named
+/// in the listing as damaged, with why; the other topics are listed as before, and the
+/// listing of rows alone leaves it out rather than failing.
+#[test]
+fn a_listing_names_damaged_topics_and_lists_the_others() -> TestResult {
+    let repo = TempRepo::new()?;
+    let g = open(&repo)?;
+    for t in ["a", "b", "c"] {
+        g.messages()
+            .publish(&topic(t), json!({ "t": t }), &PublishOptions::default())?;
+    }
+    g.flush_journals()?;
+    let b = "refs/gatos/messages/b/head";
+    let b_head = repo.git(&["rev-parse", b])?;
+    let bogus = repo.git(&[
+        "commit-tree",
+        &format!("{}^{{tree}}", b_head.trim()),
+        "-p",
+        b_head.trim(),
+        "-m",
+        "not a message",
+    ])?;
+    repo.git(&["update-ref", b, bogus.trim(), b_head.trim()])?;
+    let blob_file = repo.path().join("not-a-commit");
+    std::fs::write(&blob_file, "a blob\n")?;
+    let blob = repo.git(&["hash-object", "-w", &blob_file.to_string_lossy()])?;
+    repo.git(&["update-ref", "refs/gatos/messages/c/head", blob.trim()])?;
+
+    let listing = g.messages().listing()?;
+    let names = |rows: &[gatos_types::wire::TopicRow]| -> Vec<String> {
+        rows.iter().map(|r| r.topic.to_string()).collect()
+    };
+    assert_eq!(names(&listing.rows), ["a"]);
+    let damaged: Vec<(String, ErrorCode)> = listing
+        .damaged
+        .iter()
+        .map(|d| (d.topic.to_string(), d.code))
+        .collect();
+    assert_eq!(
+        damaged,
+        [
+            ("b".to_owned(), ErrorCode::InvalidEnvelope),
+            ("c".to_owned(), ErrorCode::InvalidEnvelope)
+        ],
+        "{:?}",
+        listing.damaged
+    );
+    assert!(
+        listing.damaged.iter().all(|d| !d.message.is_empty()),
+        "{:?}",
+        listing.damaged
+    );
+    assert_eq!(names(&g.messages().topics()?), ["a"]);
+    Ok(())
+}

@@ -52,7 +52,8 @@ pub fn warn_gap(out: &Output, topic: &gatos_types::Topic, gap: Option<gatos_type
 
 fn topics(ctx: &Ctx, out: &mut Output) -> Result<(), Error> {
     let g = ctx.gatos()?;
-    for t in g.messages().topics()? {
+    let listing = g.messages().listing()?;
+    for t in listing.rows {
         out.row(&t, |w| {
             write!(
                 w,
@@ -65,7 +66,27 @@ fn topics(ctx: &Ctx, out: &mut Output) -> Result<(), Error> {
             )
         })?;
     }
-    Ok(())
+    // A topic whose refs do not read is named, and fails the command once the others
+    // are listed (as `ls` does with what it cannot read).
+    for d in &listing.damaged {
+        out.warn(&format!("topic '{}' does not read: {}", d.topic, d.message));
+    }
+    match listing.damaged.first() {
+        None => Ok(()),
+        Some(first) => Err(gatos::Error::new(
+            first.code,
+            format!(
+                "{} of the topics do not read ({}); git gatos doctor says more",
+                listing.damaged.len(),
+                listing
+                    .damaged
+                    .iter()
+                    .map(|d| d.topic.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 /// A read of a topic this node has never seen: without `--follow` it is `NotFound` (with
