@@ -1170,8 +1170,20 @@ fn audited_commits(gatos: &Gatos) -> Result<Vec<(Oid, String, String)>> {
 }
 
 fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
+    check_audit_reading(gatos, r, fix, &mut || {
+        msg_ids(gatos, &crate::audit::topic())
+    })
+}
+
+/// [`check_audit`] with the trail read by `read_trail` (tests read it at a chosen moment).
+fn check_audit_reading(
+    gatos: &Gatos,
+    r: &mut Report,
+    fix: bool,
+    read_trail: &mut dyn FnMut() -> Result<EventIds>,
+) -> Result<()> {
     // A chain that cannot be read is check_topics' finding (as for the job events).
-    let (ids, first) = match msg_ids(gatos, &crate::audit::topic()) {
+    let (ids, first) = match read_trail() {
         Ok(read) => read,
         Err(e) => {
             tracing::warn!(error = %e, "the audit trail cannot be read; audit-missing is not checked");
@@ -1203,7 +1215,7 @@ fn check_audit(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
     // yet. Read it again: only what is still missing is a finding (as for the job events).
     let ids = match unrecorded.is_empty() {
         true => ids,
-        false => msg_ids(gatos, &crate::audit::topic())?.0,
+        false => read_trail()?.0,
     };
     for (commit, action, target) in unrecorded {
         if ids.contains(&commit.to_string()) {
@@ -1388,7 +1400,7 @@ fn check_maintenance(gatos: &Gatos, r: &mut Report, fix: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use gatos_testutil::{TempRepo, TestResult};
+    use gatos_testutil::TestResult;
 
     use super::*;
 
@@ -1396,19 +1408,65 @@ mod tests {
     /// jobs: its `claimed` event was published right after the claim, and doctor, reading
     /// the events again before it reports, does not take it for missing. An event that is
     /// still missing then is reported.
+    /// The findings of `code` in `r`, by target.
+    fn targets(r: &Report, code: FindingCode) -> Vec<String> {
+        r.findings
+            .iter()
+            .filter(|f| f.code == code)
+            .map(|f| f.target.clone())
+            .collect()
+    }
+
+    /// As the events' test, for the audit trail: a job cancelled after doctor read the
+    /// trail and before it listed the audited commits is not reported; still missing at
+    /// the second read, it is.
+    #[test]
+    fn an_audit_record_published_while_doctor_listed_the_commits_is_not_taken_for_missing()
+    -> TestResult {
+        let (_repo, g) = crate::test_node(None)?;
+        g.keys().init(false)?;
+        let spec = crate::jobs::manifest::normalize(
+            crate::jobs::manifest::from_value(serde_json::json!({"command": ["true"]}))?,
+            g.now(),
+        )?;
+        let first = g.jobs().enqueue(spec.clone())?.id;
+        g.jobs().cancel(first, None)?;
+        let topic = crate::audit::topic();
+        let before = msg_ids(&g, &topic)?;
+        let id = g.jobs().enqueue(spec)?.id;
+        g.jobs().cancel(id, Some("while doctor ran".into()))?;
+        let rec = g.jobs().record(id)?.ok_or("the job")?;
+        let (cancel, _) = rec.cancel.ok_or("its cancel")?;
+        let mut reads = 0;
+        let mut r = Report {
+            findings: Vec::new(),
+        };
+        check_audit_reading(&g, &mut r, false, &mut || {
+            reads += 1;
+            match reads {
+                1 => Ok(before.clone()),
+                _ => msg_ids(&g, &topic),
+            }
+        })?;
+        assert_eq!(reads, 2, "the trail was read again");
+        assert_eq!(targets(&r, FindingCode::AuditMissing), Vec::<String>::new());
+        let mut r = Report {
+            findings: Vec::new(),
+        };
+        check_audit_reading(&g, &mut r, false, &mut || Ok(before.clone()))?;
+        assert_eq!(
+            targets(&r, FindingCode::AuditMissing),
+            vec![cancel.to_string()]
+        );
+        Ok(())
+    }
+
     #[test]
     fn an_event_published_while_doctor_listed_the_jobs_is_not_taken_for_missing() -> TestResult {
-        let repo = TempRepo::new()?;
         let clock = std::sync::Arc::new(crate::clock::FixedClock::at(
             gatos_types::Timestamp::parse_rfc3339("2026-12-06T12:00:00Z")?,
         ));
-        let g = Gatos::open(
-            repo.path(),
-            crate::OpenOptions {
-                clock: Some(clock.clone()),
-                seed: Some(7),
-            },
-        )?;
+        let (_repo, g) = crate::test_node(Some(clock.clone()))?;
         g.keys().init(false)?;
         let enqueue = || -> TestResult<gatos_types::Ulid> {
             let spec = crate::jobs::manifest::normalize(
@@ -1434,13 +1492,7 @@ mod tests {
             allow_untrusted_enqueuers: false,
         };
         let lease = g.jobs().claim(id, &opts)?;
-        let missing = |r: &Report| -> Vec<String> {
-            r.findings
-                .iter()
-                .filter(|f| f.code == FindingCode::EventMissing)
-                .map(|f| f.target.clone())
-                .collect()
-        };
+        let missing = |r: &Report| targets(r, FindingCode::EventMissing);
         // Read before the claim, then again: nothing is missing.
         let mut reads = 0;
         let mut r = Report {

@@ -41,6 +41,22 @@ pub mod state;
 pub mod sync;
 pub mod worker;
 
+/// A repository and a handle on it for unit tests.
+#[cfg(test)]
+pub(crate) fn test_node(
+    clock: Option<Arc<dyn Clock>>,
+) -> Result<(gatos_testutil::TempRepo, Gatos), Box<dyn std::error::Error>> {
+    let repo = gatos_testutil::TempRepo::new()?;
+    let g = Gatos::open(
+        repo.path(),
+        OpenOptions {
+            clock,
+            seed: Some(7),
+        },
+    )?;
+    Ok((repo, g))
+}
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1222,14 +1222,7 @@ mod tests {
         messages: usize,
         max_messages: Option<u64>,
     ) -> TestResult<(TempRepo, Gatos, Topic)> {
-        let repo = TempRepo::new()?;
-        let g = Gatos::open(
-            repo.path(),
-            crate::OpenOptions {
-                clock: None,
-                seed: Some(7),
-            },
-        )?;
+        let (repo, g) = crate::test_node(None)?;
         let t: Topic = "idx".parse()?;
         if max_messages.is_some() {
             g.messages().configure(
