@@ -636,6 +636,39 @@ print("ok")
     Ok(())
 }
 
+/// A topic whose head is no message (plain git wrote it): `topics` lists the others,
+/// `damagedTopics` names it with its code, and `topic(name:)` for it is an error with that
+/// code, not an empty topic (ADR 0047).
+#[test]
+fn a_damaged_topic_is_named_not_shown_empty() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    gatos_ok(&repo, &["messages", "publish", "good", "--data", "1"])?;
+    gatos_ok(&repo, &["messages", "publish", "bad", "--data", "1"])?;
+    let name = "refs/gatos/messages/bad/head";
+    let head = repo.git(&["rev-parse", name])?;
+    let tree = format!("{}^{{tree}}", head.trim());
+    let bogus = repo.git(&["commit-tree", &tree, "-m", "not a message"])?;
+    repo.git(&["update-ref", name, bogus.trim(), head.trim()])?;
+    let d = HttpDaemon::start(&repo, &format!("t {TOKEN}\n"), "gatosd", &[])?;
+    let url = d.url("");
+    let script = format!(
+        r#"{PRELUDE}
+d, _ = c.data('{{ ledger {{ topics(first: 10) {{ edges {{ node {{ name lastSeq }} }} }} damagedTopics {{ name code message }} }} }}')
+names = [e["node"]["name"] for e in d["ledger"]["topics"]["edges"]]
+check(names == ["good"], "the readable topics: %s" % names)
+dmg = d["ledger"]["damagedTopics"]
+check([(x["name"], x["code"]) for x in dmg] == [("bad", "InvalidEnvelope")], "damaged: %s" % dmg)
+check(dmg[0]["message"] != "", "a message says what is wrong")
+r = c.post('{{ ledger {{ topic(name: "bad") {{ lastSeq }} }} }}')
+check(code_of(r) == "InvalidEnvelope", "topic(name:) of a damaged topic: %s" % r.text)
+print("ok")
+"#
+    );
+    assert_eq!(d.python(&script, &client_env(&d, &url))?.trim(), "ok");
+    Ok(())
+}
+
 const RO_TOKEN: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
 /// Durable snapshots (`git gatos snapshot`): taken by the CLI and over HTTP, listed by

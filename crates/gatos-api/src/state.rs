@@ -342,13 +342,14 @@ impl Reads<'_> {
 }
 
 impl Reads<'_> {
-    /// `topics.list` at the source: every topic with messages (or pruned ones), by name.
+    /// `topics.list` at the source: every topic with messages (or pruned ones), by name,
+    /// and the topics whose refs do not read there (ADR 0047).
     ///
     /// # Errors
-    /// When refs or head commits cannot be read.
-    pub fn topics_list(&self) -> R<Vec<gatos_types::wire::TopicRow>> {
+    /// When refs or head commits cannot be read (a store failure, not a damaged topic).
+    pub fn topics_list(&self) -> R<gatos::messages::TopicListing> {
         let src = self.source();
-        Ok(self.service.gatos().messages().topics_in(src.as_ref())?)
+        Ok(self.service.gatos().messages().listing_in(src.as_ref())?)
     }
 }
 

@@ -814,7 +814,8 @@ impl Ledger {
             .service
             .reads(Src::State(self.0.at.clone()))
             .topics_list()
-            .map_err(from_call)?;
+            .map_err(from_call)?
+            .rows;
         let items = rows
             .into_iter()
             .map(|r| {
@@ -838,19 +839,47 @@ impl Ledger {
         .map(Into::into)
     }
 
-    /// One topic (its counts are zero when it has no messages at this state).
+    /// The topics whose refs do not read at this state (a head that is no message, a
+    /// summary that does not parse), left out of `topics` (ADR 0047); `git gatos doctor`
+    /// says more.
+    async fn damaged_topics(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<DamagedTopic>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        let listing = rc
+            .service
+            .reads(Src::State(self.0.at.clone()))
+            .topics_list()
+            .map_err(from_call)?;
+        Ok(listing
+            .damaged
+            .into_iter()
+            .map(|d| DamagedTopic {
+                name: d.topic.to_string(),
+                code: d.code.as_str().to_owned(),
+                message: d.message,
+            })
+            .collect())
+    }
+
+    /// One topic (its counts are zero when it has no messages at this state; an error with
+    /// the damage's code when its refs do not read, see `damagedTopics`).
     async fn topic(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<TopicAt> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let topic: Topic = name
             .parse()
             .map_err(|e| invalid("name", format!("{name:?}: {e}")))?;
-        let row = rc
+        let listing = rc
             .service
             .reads(Src::State(self.0.at.clone()))
             .topics_list()
-            .map_err(from_call)?
-            .into_iter()
-            .find(|r| r.topic == topic);
+            .map_err(from_call)?;
+        if let Some(d) = listing.damaged.iter().find(|d| d.topic == topic) {
+            return Err(coded(
+                d.code,
+                format!("topic '{topic}' does not read: {}", d.message),
+                serde_json::Map::new(),
+            ));
+        }
+        let row = listing.rows.into_iter().find(|r| r.topic == topic);
         Ok(TopicAt {
             state: self.0.clone(),
             topic,
@@ -1235,6 +1264,17 @@ impl Job {
             code: p.code.map(|c| c.as_str().to_owned()),
         }))
     }
+}
+
+/// A topic whose refs do not read at the state.
+#[derive(SimpleObject)]
+pub struct DamagedTopic {
+    /// Its name.
+    name: String,
+    /// Why it does not read: an error code of the taxonomy.
+    code: String,
+    /// What is wrong, for a person.
+    message: String,
 }
 
 /// A topic at the state.
