@@ -577,19 +577,7 @@ fn cli_json_and_rpc_results_are_the_same_bytes() -> TestResult {
 /// readable topics and names the damaged one under `damaged`.
 #[test]
 fn a_damaged_topic_is_named_and_the_others_are_listed() -> TestResult {
-    let repo = TempRepo::new()?;
-    gatos_ok(&repo, &["init"])?;
-    gatos_ok(&repo, &["messages", "publish", "good", "--data", "1"])?;
-    gatos_ok(&repo, &["messages", "publish", "bad", "--data", "1"])?;
-    let name = "refs/gatos/messages/bad/head";
-    let head = repo.git(&["rev-parse", name])?;
-    let bogus = repo.git(&[
-        "commit-tree",
-        &format!("{}^{{tree}}", head.trim()),
-        "-m",
-        "not a message",
-    ])?;
-    repo.git(&["update-ref", name, bogus.trim(), head.trim()])?;
+    let repo = crate::support::a_damaged_topic()?;
     let out = crate::support::gatos(&repo, &["messages", "topics"])?;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),

@@ -641,15 +641,7 @@ print("ok")
 /// code, not an empty topic (ADR 0047).
 #[test]
 fn a_damaged_topic_is_named_not_shown_empty() -> TestResult {
-    let repo = TempRepo::new()?;
-    gatos_ok(&repo, &["init"])?;
-    gatos_ok(&repo, &["messages", "publish", "good", "--data", "1"])?;
-    gatos_ok(&repo, &["messages", "publish", "bad", "--data", "1"])?;
-    let name = "refs/gatos/messages/bad/head";
-    let head = repo.git(&["rev-parse", name])?;
-    let tree = format!("{}^{{tree}}", head.trim());
-    let bogus = repo.git(&["commit-tree", &tree, "-m", "not a message"])?;
-    repo.git(&["update-ref", name, bogus.trim(), head.trim()])?;
+    let repo = crate::support::a_damaged_topic()?;
     let d = HttpDaemon::start(&repo, &format!("t {TOKEN}\n"), "gatosd", &[])?;
     let url = d.url("");
     let script = format!(

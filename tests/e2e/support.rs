@@ -209,3 +209,18 @@ impl Drop for HttpDaemon {
         let _ = self.child.wait();
     }
 }
+
+/// A repository with two topics, `good` and `bad`, whose `bad` head was moved with plain git
+/// to a commit that is no message (ADR 0047).
+pub fn a_damaged_topic() -> TestResult<TempRepo> {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    gatos_ok(&repo, &["messages", "publish", "good", "--data", "1"])?;
+    gatos_ok(&repo, &["messages", "publish", "bad", "--data", "1"])?;
+    let name = "refs/gatos/messages/bad/head";
+    let head = repo.git(&["rev-parse", name])?;
+    let tree = format!("{}^{{tree}}", head.trim());
+    let bogus = repo.git(&["commit-tree", &tree, "-m", "not a message"])?;
+    repo.git(&["update-ref", name, bogus.trim(), head.trim()])?;
+    Ok(repo)
+}
