@@ -588,6 +588,16 @@ fn a_damaged_topic_is_named_and_the_others_are_listed() -> TestResult {
     assert!(!stdout.contains("bad"), "{stdout}");
     assert!(stderr.contains("topic 'bad' does not read"), "{stderr}");
     assert!(stderr.contains("error[InvalidEnvelope]"), "{stderr}");
+    // With --json: the rows, then the error object naming the damaged topics.
+    let out = crate::support::gatos(&repo, &["messages", "topics", "--json"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let row: serde_json::Value = serde_json::from_str(lines[0])?;
+    assert_eq!(row["topic"], "good", "{stdout}");
+    let err: serde_json::Value = serde_json::from_str(lines[1])?;
+    assert_eq!(err["error"]["code"], "InvalidEnvelope", "{stdout}");
+    assert_eq!(err["error"]["damaged"][0]["topic"], "bad", "{stdout}");
     let responses = stdio_session(
         &repo,
         &[json!({"jsonrpc": "2.0", "id": 1, "method": "topics.list"})],

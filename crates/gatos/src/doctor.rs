@@ -357,10 +357,25 @@ fn run_checks(gatos: &Gatos, r: &mut Report, opts: Options, stuck: &Stuck) -> Re
     check_locks(gatos, r, opts)?;
     // Each topic's first retained seq: chains are checked down to it (a pruned segment's
     // commits stay in the object store until gc, but they are no longer the topic's).
-    let first_seqs: BTreeMap<Topic, u64> = match gatos.messages().topics() {
-        Ok(ts) => ts.into_iter().map(|t| (t.topic, t.first_seq)).collect(),
-        // One topic whose head is no message fails the listing (check_topics reports it);
-        // the other topics' first positions then come from their summaries, one by one.
+    let first_seqs: BTreeMap<Topic, u64> = match gatos.messages().listing() {
+        Ok(listing) => {
+            let damaged = !listing.damaged.is_empty();
+            let mut firsts: BTreeMap<Topic, u64> = listing
+                .rows
+                .into_iter()
+                .map(|t| (t.topic, t.first_seq))
+                .collect();
+            if damaged {
+                // A topic whose head is no message (check_topics reports it) is left out of
+                // the listing: its first position comes from its summary alone.
+                for (t, first) in gatos.messages().first_positions().unwrap_or_default() {
+                    firsts.entry(t).or_insert(first);
+                }
+            }
+            firsts
+        }
+        // The listing failed whole (a store failure): every topic's first position from
+        // its summary, one by one.
         Err(_) => gatos.messages().first_positions().unwrap_or_default(),
     };
     let topics = check_topics(gatos, r, &first_seqs)?;
@@ -1036,7 +1051,14 @@ fn check_jobs_reading(
         // The events were read before the jobs were listed: an action a running daemon or
         // worker took meanwhile is listed, and its event, published right after it, was
         // not read yet. Read them again: only what is still missing is a finding.
-        let (events, _) = read_events()?;
+        let events = match read_events() {
+            Ok((again, _)) => again,
+            Err(e) => {
+                // As when the first read fails: not a reason to stop doctor.
+                tracing::warn!(error = %e, "the job events cannot be read again; reporting from the first read");
+                events
+            }
+        };
         for (rec, t) in unpublished {
             if !events.contains(&t.3.to_string()) {
                 report_missing_event(gatos, r, &rec, t, fix);
@@ -1215,7 +1237,13 @@ fn check_audit_reading(
     // yet. Read it again: only what is still missing is a finding (as for the job events).
     let ids = match unrecorded.is_empty() {
         true => ids,
-        false => read_trail()?.0,
+        false => match read_trail() {
+            Ok((again, _)) => again,
+            Err(e) => {
+                tracing::warn!(error = %e, "the audit trail cannot be read again; reporting from the first read");
+                ids
+            }
+        },
     };
     for (commit, action, target) in unrecorded {
         if ids.contains(&commit.to_string()) {
@@ -1404,10 +1432,6 @@ mod tests {
 
     use super::*;
 
-    /// A job claimed by another writer after doctor read the events, before it listed the
-    /// jobs: its `claimed` event was published right after the claim, and doctor, reading
-    /// the events again before it reports, does not take it for missing. An event that is
-    /// still missing then is reported.
     /// The findings of `code` in `r`, by target.
     fn targets(r: &Report, code: FindingCode) -> Vec<String> {
         r.findings
@@ -1461,6 +1485,10 @@ mod tests {
         Ok(())
     }
 
+    /// A job claimed by another writer after doctor read the events, before it listed the
+    /// jobs: its `claimed` event was published right after the claim, and doctor, reading
+    /// the events again before it reports, does not take it for missing. An event that is
+    /// still missing then is reported.
     #[test]
     fn an_event_published_while_doctor_listed_the_jobs_is_not_taken_for_missing() -> TestResult {
         let clock = std::sync::Arc::new(crate::clock::FixedClock::at(

@@ -287,10 +287,12 @@ impl<'g> Messages<'g> {
             .map(|(c, _, _)| c)
     }
 
-    /// Lists the topics that have messages (or had, before a prune).
+    /// Lists the topics that have messages (or had, before a prune); a topic whose refs do
+    /// not read is left out ([`Messages::listing`] names it).
     ///
     /// # Errors
-    /// When refs or head commits cannot be read.
+    /// When the refs or objects cannot be read (a store failure, not one damaged topic),
+    /// or a journal cannot be made commits for another reason than its topic's damage.
     pub fn topics(&self) -> Result<Vec<TopicRow>> {
         Ok(self.listing()?.rows)
     }
@@ -300,8 +302,30 @@ impl<'g> Messages<'g> {
     /// # Errors
     /// As [`Messages::topics`].
     pub fn listing(&self) -> Result<TopicListing> {
-        self.settle_all()?;
-        self.listing_in(&crate::refs::Live(self.gatos))
+        // A topic whose journal cannot become commits because the topic itself is damaged
+        // (its head moved outside gatos to no message) is named, and the others are read
+        // from their commits; a journal that fails for another reason fails the listing.
+        let mut stuck = Vec::new();
+        for (family, e) in self.settle_each()? {
+            match family.strip_prefix("messages.").map(str::parse::<Topic>) {
+                Some(Ok(topic)) => stuck.push(damage(topic, e)?),
+                _ => return Err(e),
+            }
+        }
+        if stuck.is_empty() {
+            return self.listing_in(&crate::refs::Live(self.gatos));
+        }
+        let mut listing = self
+            .gatos
+            .committed_only(|| self.listing_in(&crate::refs::Live(self.gatos)))?;
+        for d in stuck {
+            listing.rows.retain(|r| r.topic != d.topic);
+            if !listing.damaged.iter().any(|x| x.topic == d.topic) {
+                listing.damaged.push(d);
+            }
+        }
+        listing.damaged.sort_by(|a, b| a.topic.cmp(&b.topic));
+        Ok(listing)
     }
 
     /// Each topic's first retained position from its summary alone (a pruned topic's
@@ -363,7 +387,7 @@ impl<'g> Messages<'g> {
             let (meta, summary) = match read {
                 Ok(r) => r,
                 Err(e) => {
-                    damaged.push(damage(topic, &e)?);
+                    damaged.push(damage(topic, e)?);
                     continue;
                 }
             };
@@ -383,7 +407,7 @@ impl<'g> Messages<'g> {
                 let s = match self.summary_in(src, &topic) {
                     Ok(s) => s,
                     Err(e) => {
-                        damaged.push(damage(topic, &e)?);
+                        damaged.push(damage(topic, e)?);
                         continue;
                     }
                 };
@@ -451,15 +475,15 @@ pub struct TopicListing {
 }
 
 /// A topic left out of a listing for `e`, unless `e` is no damage of the topic's own (the
-/// store failing to read: that fails the listing).
-fn damage(topic: Topic, e: &Error) -> Result<DamagedTopic> {
+/// store failing to read, a lock not had: then `e` fails the listing, as it is).
+fn damage(topic: Topic, e: Error) -> Result<DamagedTopic> {
     match e.code() {
         ErrorCode::InvalidEnvelope | ErrorCode::NotFound => Ok(DamagedTopic {
             topic,
             code: e.code(),
             message: e.to_string(),
         }),
-        _ => Err(Error::new(e.code(), e.to_string())),
+        _ => Err(e),
     }
 }
 

@@ -683,16 +683,7 @@ fn checkpoints_off_their_topic_or_behind_a_prune() -> TestResult {
     );
     // Another topic's head moved by hand to a commit that is no message: that topic's
     // chain is invalid, and the pruned topic is still judged by its summary.
-    let head_a = head_of(&repo, "refs/gatos/messages/a/head")?;
-    let bogus = no_message_on(&repo, &head_a)?;
-    move_ref(&repo, "refs/gatos/messages/a/head", bogus.trim(), &head_a)?;
-    let findings = run(&g)?;
-    found(&findings, "chain-invalid", bogus.trim());
-    found(
-        &findings,
-        "checkpoint-behind-prune",
-        "refs/gatos/consumers/g1/c",
-    );
+    let findings = head_to_no_message(&repo, &g, "a")?;
     // (g1's checkpoint on `a` can no longer be found on a's chain: reported, as it should.)
     assert!(
         with_code(&findings, "checkpoint-outside-topic")
@@ -700,7 +691,27 @@ fn checkpoints_off_their_topic_or_behind_a_prune() -> TestResult {
             .all(|f| f.target == "refs/gatos/consumers/g1/a"),
         "{findings:#?}"
     );
+    // The pruned topic's own head moved to no message: its first position still comes
+    // from its summary, so g1's checkpoint is still behind the prune, not outside it.
+    head_to_no_message(&repo, &g, "c")?;
     Ok(())
+}
+
+/// Moves topic `t`'s head to a commit that is no message and runs doctor: the chain is
+/// invalid, and g1's checkpoint on the pruned topic `c` is still behind its prune.
+fn head_to_no_message(repo: &TempRepo, g: &Gatos, t: &str) -> TestResult<Vec<Finding>> {
+    let name = format!("refs/gatos/messages/{t}/head");
+    let head = head_of(repo, &name)?;
+    let bogus = no_message_on(repo, &head)?;
+    move_ref(repo, &name, bogus.trim(), &head)?;
+    let findings = run(g)?;
+    found(&findings, "chain-invalid", bogus.trim());
+    found(
+        &findings,
+        "checkpoint-behind-prune",
+        "refs/gatos/consumers/g1/c",
+    );
+    Ok(findings)
 }
 
 #[test]

@@ -776,8 +776,9 @@ fn prune_respects_consumer_groups_fetched_from_a_remote() -> TestResult {
 }
 
 /// A topic whose head is no message, or no commit at all (written with plain git), is named
-/// in the listing as damaged, with why; the other topics are listed as before, and the
-/// listing of rows alone leaves it out rather than failing.
+/// in the listing as damaged, with why, also when a publish to it waits in its journal; the
+/// other topics are listed as before, and the listing of rows alone leaves it out rather
+/// than failing.
 #[test]
 fn a_listing_names_damaged_topics_and_lists_the_others() -> TestResult {
     let repo = TempRepo::new()?;
@@ -787,6 +788,13 @@ fn a_listing_names_damaged_topics_and_lists_the_others() -> TestResult {
             .publish(&topic(t), json!({ "t": t }), &PublishOptions::default())?;
     }
     g.flush_journals()?;
+    // A publish to `b` still in its journal when its head is moved: the journal cannot
+    // become commits on a head that is no message, and does not fail the listing either.
+    g.messages().publish(
+        &topic("b"),
+        json!({ "t": "b2" }),
+        &PublishOptions::default(),
+    )?;
     let b = "refs/gatos/messages/b/head";
     let b_head = repo.git(&["rev-parse", b])?;
     let bogus = repo.git(&[

@@ -71,13 +71,21 @@ fn topics(ctx: &Ctx, out: &mut Output) -> Result<(), Error> {
     for d in &listing.damaged {
         out.warn(&format!("topic '{}' does not read: {}", d.topic, d.message));
     }
+    let damaged: Vec<serde_json::Value> = listing
+        .damaged
+        .iter()
+        .map(|d| serde_json::json!({"topic": d.topic, "code": d.code, "message": d.message}))
+        .collect();
     match listing.damaged.first() {
         None => Ok(()),
         Some(first) => Err(gatos::Error::new(
             first.code,
             format!(
-                "{} of the topics do not read ({}); git gatos doctor says more",
-                listing.damaged.len(),
+                "{} ({}); git gatos doctor says more",
+                match listing.damaged.len() {
+                    1 => "a topic does not read".to_owned(),
+                    n => format!("{n} topics do not read"),
+                },
                 listing
                     .damaged
                     .iter()
@@ -85,7 +93,8 @@ fn topics(ctx: &Ctx, out: &mut Output) -> Result<(), Error> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        )),
+        )
+        .with_detail("damaged", damaged)),
     }
 }
 

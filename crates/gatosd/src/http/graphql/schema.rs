@@ -814,9 +814,14 @@ impl Ledger {
             .service
             .reads(Src::State(self.0.at.clone()))
             .topics_list()
-            .map_err(from_call)?
-            .rows;
+            .map_err(from_call)?;
+        // A damaged topic can read again at the same state (an object that was missing
+        // arrives): an answer that left one out is never immutable.
+        if !rows.damaged.is_empty() {
+            rc.flag(deps::LIVE);
+        }
         let items = rows
+            .rows
             .into_iter()
             .map(|r| {
                 (
@@ -849,6 +854,9 @@ impl Ledger {
             .reads(Src::State(self.0.at.clone()))
             .topics_list()
             .map_err(from_call)?;
+        if !listing.damaged.is_empty() {
+            rc.flag(deps::LIVE);
+        }
         Ok(listing
             .damaged
             .into_iter()
