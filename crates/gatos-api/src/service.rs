@@ -92,8 +92,9 @@ impl Now {
     }
 }
 
-/// A parked publish's answer, as [`Service::call`] would have given it; `None` when its
-/// group would have waited and wrote nothing (make the call with [`Service::call`]).
+/// A parked publish's answer, as [`Service::call`] would have given it; `None` when it was
+/// handed back unwritten (its group would have waited, or the thread that took it had
+/// committed enough for others): make the call with [`Service::call`].
 #[derive(Debug)]
 #[must_use = "a parked call is answered through its future"]
 pub struct ParkedCall(gatos::nowait::Parked);

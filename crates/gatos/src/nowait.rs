@@ -226,4 +226,24 @@ mod tests {
         assert!(panicked.is_err());
         assert!(!active());
     }
+
+    #[test]
+    fn work_apart_keeps_its_verdict_and_nothing_parks_in_a_plain_run() {
+        // What would wait apart (a group for others) is its own verdict, not the call's.
+        assert_eq!(run(|| apart(|| would_wait("x")).is_none()), Some(true));
+        assert_eq!(run(|| apart(|| 1)), Some(Some(1)));
+        // Parking is allowed only inside run_or_park, and not in a run nested in it.
+        assert!(!may_park());
+        assert!(matches!(run_or_park(may_park), Now::Done(true)));
+        assert!(matches!(
+            run_or_park(|| run(may_park)),
+            Now::Done(Some(false))
+        ));
+        assert!(matches!(
+            run_or_park(|| apart(may_park)),
+            Now::Done(Some(false))
+        ));
+        assert!(matches!(run_or_park(|| would_wait("y")), Now::WouldWait));
+        assert!(!may_park() && !active());
+    }
 }
