@@ -265,6 +265,7 @@ impl std::str::FromStr for FindingCode {
     }
 }
 
+#[derive(Default)]
 struct Report {
     findings: Vec<Finding>,
 }
@@ -312,9 +313,7 @@ pub struct Options {
 /// # Errors
 /// Only when the repository cannot be read at all; problems are findings.
 pub fn run_with(gatos: &Gatos, opts: Options) -> Result<Vec<Finding>> {
-    let mut r = Report {
-        findings: Vec::new(),
-    };
+    let mut r = Report::default();
     // Journaled publishes and enqueues become commits first, so the checks see them
     // (ADR 0046). When one cannot, the checks read what is committed (otherwise every
     // read of that topic, or of jobs, would fail on it again), and the events or audit
@@ -1432,6 +1431,34 @@ mod tests {
 
     use super::*;
 
+    /// A topic's `msg_id`s as a reader saw them before an action (the first read), then as
+    /// they are (every later read).
+    struct Reads<'g> {
+        g: &'g Gatos,
+        topic: Topic,
+        before: EventIds,
+        count: usize,
+    }
+
+    impl<'g> Reads<'g> {
+        fn new(g: &'g Gatos, topic: Topic, before: &EventIds) -> Reads<'g> {
+            Reads {
+                g,
+                topic,
+                before: before.clone(),
+                count: 0,
+            }
+        }
+
+        fn next(&mut self) -> Result<EventIds> {
+            self.count += 1;
+            match self.count {
+                1 => Ok(self.before.clone()),
+                _ => msg_ids(self.g, &self.topic),
+            }
+        }
+    }
+
     /// The findings of `code` in `r`, by target.
     fn targets(r: &Report, code: FindingCode) -> Vec<String> {
         r.findings
@@ -1461,22 +1488,12 @@ mod tests {
         g.jobs().cancel(id, Some("while doctor ran".into()))?;
         let rec = g.jobs().record(id)?.ok_or("the job")?;
         let (cancel, _) = rec.cancel.ok_or("its cancel")?;
-        let mut reads = 0;
-        let mut r = Report {
-            findings: Vec::new(),
-        };
-        check_audit_reading(&g, &mut r, false, &mut || {
-            reads += 1;
-            match reads {
-                1 => Ok(before.clone()),
-                _ => msg_ids(&g, &topic),
-            }
-        })?;
-        assert_eq!(reads, 2, "the trail was read again");
+        let mut reads = Reads::new(&g, topic, &before);
+        let mut r = Report::default();
+        check_audit_reading(&g, &mut r, false, &mut || reads.next())?;
+        assert_eq!(reads.count, 2, "the trail was read again");
         assert_eq!(targets(&r, FindingCode::AuditMissing), Vec::<String>::new());
-        let mut r = Report {
-            findings: Vec::new(),
-        };
+        let mut r = Report::default();
         check_audit_reading(&g, &mut r, false, &mut || Ok(before.clone()))?;
         assert_eq!(
             targets(&r, FindingCode::AuditMissing),
@@ -1522,23 +1539,13 @@ mod tests {
         let lease = g.jobs().claim(id, &opts)?;
         let missing = |r: &Report| targets(r, FindingCode::EventMissing);
         // Read before the claim, then again: nothing is missing.
-        let mut reads = 0;
-        let mut r = Report {
-            findings: Vec::new(),
-        };
-        check_jobs_reading(&g, &mut r, false, false, &mut || {
-            reads += 1;
-            match reads {
-                1 => Ok(before.clone()),
-                _ => msg_ids(&g, &topic),
-            }
-        })?;
-        assert_eq!(reads, 2, "the events were read again");
+        let mut reads = Reads::new(&g, topic, &before);
+        let mut r = Report::default();
+        check_jobs_reading(&g, &mut r, false, false, &mut || reads.next())?;
+        assert_eq!(reads.count, 2, "the events were read again");
         assert_eq!(missing(&r), Vec::<String>::new());
         // Still missing at the second read: reported, for the claim's commit.
-        let mut r = Report {
-            findings: Vec::new(),
-        };
+        let mut r = Report::default();
         check_jobs_reading(&g, &mut r, false, false, &mut || Ok(before.clone()))?;
         assert_eq!(missing(&r), vec![lease.claim_commit.to_string()]);
         Ok(())

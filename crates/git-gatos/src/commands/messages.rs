@@ -71,11 +71,7 @@ fn topics(ctx: &Ctx, out: &mut Output) -> Result<(), Error> {
     for d in &listing.damaged {
         out.warn(&format!("topic '{}' does not read: {}", d.topic, d.message));
     }
-    let damaged: Vec<serde_json::Value> = listing
-        .damaged
-        .iter()
-        .map(|d| serde_json::json!({"topic": d.topic, "code": d.code, "message": d.message}))
-        .collect();
+    let damaged = serde_json::to_value(&listing.damaged).unwrap_or_default();
     match listing.damaged.first() {
         None => Ok(()),
         Some(first) => Err(gatos::Error::new(

@@ -810,17 +810,7 @@ impl Ledger {
         before: Option<String>,
     ) -> async_graphql::Result<TopicConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-        let rows = rc
-            .service
-            .reads(Src::State(self.0.at.clone()))
-            .topics_list()
-            .map_err(from_call)?;
-        // A damaged topic can read again at the same state (an object that was missing
-        // arrives): an answer that left one out is never immutable.
-        if !rows.damaged.is_empty() {
-            rc.flag(deps::LIVE);
-        }
-        let items = rows
+        let items = topic_listing(rc, &self.0)?
             .rows
             .into_iter()
             .map(|r| {
@@ -849,15 +839,7 @@ impl Ledger {
     /// says more.
     async fn damaged_topics(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<DamagedTopic>> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-        let listing = rc
-            .service
-            .reads(Src::State(self.0.at.clone()))
-            .topics_list()
-            .map_err(from_call)?;
-        if !listing.damaged.is_empty() {
-            rc.flag(deps::LIVE);
-        }
-        Ok(listing
+        Ok(topic_listing(rc, &self.0)?
             .damaged
             .into_iter()
             .map(|d| DamagedTopic {
@@ -875,11 +857,7 @@ impl Ledger {
         let topic: Topic = name
             .parse()
             .map_err(|e| invalid("name", format!("{name:?}: {e}")))?;
-        let listing = rc
-            .service
-            .reads(Src::State(self.0.at.clone()))
-            .topics_list()
-            .map_err(from_call)?;
+        let listing = topic_listing(rc, &self.0)?;
         if let Some(d) = listing.damaged.iter().find(|d| d.topic == topic) {
             return Err(coded(
                 d.code,
@@ -1272,6 +1250,24 @@ impl Job {
             code: p.code.map(|c| c.as_str().to_owned()),
         }))
     }
+}
+
+/// The topics at `state` (ADR 0047). A damaged topic can read again at the same state (an
+/// object that was missing arrives): an answer made while one was damaged is never
+/// immutable.
+fn topic_listing(
+    rc: &RequestCtx,
+    state: &Resolved,
+) -> async_graphql::Result<gatos::messages::TopicListing> {
+    let listing = rc
+        .service
+        .reads(Src::State(state.at.clone()))
+        .topics_list()
+        .map_err(from_call)?;
+    if !listing.damaged.is_empty() {
+        rc.flag(deps::LIVE);
+    }
+    Ok(listing)
 }
 
 /// A topic whose refs do not read at the state.
