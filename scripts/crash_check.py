@@ -21,7 +21,8 @@ Every state must pass `git fsck --strict`, must be readable by gatos after `git 
 --fix`, and must hold every write acknowledged before the crash point.
 
 Usage: crash_check.py GIT_GATOS SCENARIO [--fsync METHOD] [--work DIR]
-Scenarios: publish, batch, enqueue, consume (a checkpoint), worker (claim, heartbeat,
+Scenarios: publish, batch, batch-packed (two chunks of 600, each written as one pack on a
+thread of its own while its commits are made), enqueue, consume (a checkpoint), worker (claim, heartbeat,
 result, events), daemon (gatosd answering publishes on its socket, one at a time and four
 at once, acknowledged from the topic's journal; its acknowledgement is its answer, and it is
 killed for real at every append to and truncation of the journal and every rename of the
@@ -383,6 +384,12 @@ def scenario(name, gg, work):
     with open(batch, "w") as f:
         for i in range(3):
             f.write(json.dumps({"n": i}) + "\n")
+    # Two chunks of packed messages, each pack written on its own thread while the chunk's
+    # commits are made (its trees and envelopes pass 64 KiB).
+    packed = os.path.join(work, "packed.jsonl")
+    with open(packed, "w") as f:
+        for i in range(1200):
+            f.write(json.dumps({"n": i, "pad": "x" * 120}) + "\n")
 
     def published(repo, home, acks):
         r = run([gg, "messages", "read", "t", "--json"], repo, home, check=False)
@@ -412,6 +419,8 @@ def scenario(name, gg, work):
         return [[gg, "messages", "publish", "t", "--data", "{\"n\":-1}"]], cmds, published
     if name == "batch":
         return [], [[gg, "messages", "publish", "t", "--batch", batch]], published
+    if name == "batch-packed":
+        return [], [[gg, "messages", "publish", "t", "--batch", packed, "--chunk", "600"]], published
     if name == "enqueue":
         return [], [[gg, "jobs", "enqueue", "--", "true"] for _ in range(2)], enqueued
 
@@ -507,7 +516,8 @@ def scenario(name, gg, work):
     if name == "worker":
         return ([[gg, "jobs", "enqueue", "--", "true"]],
                 [[gg, "worker", "--drain", "--quiet", "--id", "w0"]], worked)
-    raise SystemExit(f"unknown scenario {name} (publish, batch, enqueue, consume, worker, daemon, "
+    raise SystemExit(f"unknown scenario {name} (publish, batch, batch-packed, enqueue, consume, "
+                     "worker, daemon, "
                      "daemon-enqueue, daemon-jobs, daemon-jobs-packed)")
 
 

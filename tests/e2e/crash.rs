@@ -68,7 +68,9 @@ fn every_crash_state_of_a_batch_enqueues_and_a_checkpoint_is_sound() -> TestResu
     if !can_run("batch, enqueue and consume")? {
         return Ok(());
     }
-    for s in ["batch", "enqueue", "consume"] {
+    // `batch-packed`: two chunks, each written as one pack on a thread of its own while its
+    // commits are made (ADR 0046, session 16).
+    for s in ["batch", "batch-packed", "enqueue", "consume"] {
         let line = check(&[s])?;
         assert!(line.starts_with(&format!("ok {s}")), "{line}");
     }
@@ -144,6 +146,7 @@ fn an_acknowledged_durable_write_survives_a_power_cut() -> TestResult {
         ("publish", "fsync"),
         ("publish", "syncfs"),
         ("batch", "fsync"),
+        ("batch-packed", "fsync"),
         ("enqueue", "fsync"),
         ("consume", "fsync"),
         ("worker", "fsync"),

@@ -171,13 +171,20 @@ fn write_dir<O: Objects + ?Sized>(w: &mut O, files: &[(&str, Oid)]) -> Result<Oi
 fn encode_commit(c: &NewCommit<'_>, who: &Identity) -> Vec<u8> {
     fn hex(out: &mut Vec<u8>, id: Oid) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        for b in id.as_bytes() {
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
+        let mut buf = [0u8; 40];
+        for (i, b) in id.as_bytes().iter().enumerate() {
+            buf[2 * i] = HEX[usize::from(b >> 4)];
+            buf[2 * i + 1] = HEX[usize::from(b & 0xf)];
         }
+        out.extend_from_slice(&buf);
     }
     fn token(out: &mut Vec<u8>, s: &str) {
-        out.extend(s.bytes().filter(|b| !matches!(b, b'<' | b'>' | b'\n')));
+        let breaks = |b: &u8| matches!(b, b'<' | b'>' | b'\n');
+        if s.as_bytes().iter().any(breaks) {
+            out.extend(s.bytes().filter(|b| !breaks(b)));
+        } else {
+            out.extend_from_slice(s.as_bytes());
+        }
     }
     let mut data = Vec::with_capacity(
         46 + c.parents.len() * 48 + 2 * (who.name.len() + who.email.len() + 40) + c.message.len(),

@@ -41,6 +41,21 @@ fn hex_encode(bytes: &[u8]) -> String {
     s
 }
 
+/// Writes bytes as lowercase hex to `f` without allocating: ids are formatted into every
+/// commit a batch writes.
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 64];
+    for part in bytes.chunks(32) {
+        for (i, b) in part.iter().enumerate() {
+            buf[2 * i] = HEX[usize::from(b >> 4)];
+            buf[2 * i + 1] = HEX[usize::from(b & 0xf)];
+        }
+        f.write_str(std::str::from_utf8(&buf[..2 * part.len()]).map_err(|_| fmt::Error)?)?;
+    }
+    Ok(())
+}
+
 fn hex_decode<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != N * 2 || !is_lower_hex(s) {
         return None;
@@ -93,7 +108,8 @@ impl Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "blake3:{}", hex_encode(&self.0))
+        f.write_str("blake3:")?;
+        write_hex(f, &self.0)
     }
 }
 
@@ -141,7 +157,7 @@ impl Oid {
 
 impl fmt::Display for Oid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex_encode(&self.0))
+        write_hex(f, &self.0)
     }
 }
 
@@ -190,7 +206,8 @@ impl KeyId {
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ed25519:{}", hex_encode(&self.0))
+        f.write_str("ed25519:")?;
+        write_hex(f, &self.0)
     }
 }
 

@@ -143,9 +143,26 @@ fn a_pack_index_is_the_one_gix_pack_and_git_would_build() -> TestResult {
     }
     let guard = w.finish()?;
     let pack = guard.pack.clone().ok_or("no pack written")?;
-    let ours = std::fs::read(pack.with_extension("idx"))?;
-    let bytes = std::fs::read(&pack)?;
+    assert_git_would_index(&repo, &pack)?;
+    let tip = tip.ok_or("no commit")?;
+    repo.git(&["update-ref", "refs/gatos/t", &tip.to_string()])?;
+    drop(guard);
+    assert_eq!(
+        repo.git(&["cat-file", "-s", &large.to_string()])?.trim(),
+        "200000"
+    );
+    assert_eq!(
+        repo.git(&["cat-file", "-s", &empty.to_string()])?.trim(),
+        "0"
+    );
+    repo.assert_fsck_strict()
+}
 
+/// Checks that the index gatos wrote for `pack` is byte for byte the one gix-pack builds
+/// by reading the pack back, that the pack's name is its checksum, and that git verifies it.
+fn assert_git_would_index(repo: &TempRepo, pack: &std::path::Path) -> TestResult {
+    let ours = std::fs::read(pack.with_extension("idx"))?;
+    let bytes = std::fs::read(pack)?;
     let theirs_dir = tempfile::tempdir()?;
     let interrupt = std::sync::atomic::AtomicBool::new(false);
     let outcome = gix_pack::Bundle::write_to_directory(
@@ -166,25 +183,163 @@ fn a_pack_index_is_the_one_gix_pack_and_git_would_build() -> TestResult {
     let theirs = std::fs::read(outcome.index_path.ok_or("gix-pack wrote no index")?)?;
     assert_eq!(ours.len(), theirs.len());
     assert!(ours == theirs, "the index differs from gix-pack's");
-
     let verify = repo.git(&[
         "verify-pack",
         "-v",
         &pack.with_extension("idx").to_string_lossy(),
     ])?;
     assert!(verify.contains(": ok"), "{verify}");
+    Ok(())
+}
+
+/// How a test of [`gatos_store::pack::PackWriter::write_ahead`] goes on after starting it.
+#[derive(Clone, Copy, Debug)]
+enum Ahead {
+    /// The commits said.
+    AsSaid,
+    /// Fewer commits than said.
+    Fewer,
+    /// The commits said and one object more, a blob put a second time.
+    Twice,
+}
+
+/// Writes 400 blobs of 300 bytes and their trees, starts the pack's writing ahead, then puts
+/// a chain of 400 commits (as a batch does), and checks the pack: the index is git's, every
+/// object is in it once and reads back, and the refs pass `fsck --strict`. Returns the
+/// pack's objects in the pack's order, as `git verify-pack -v` lists them (id and type).
+fn ahead_pack(how: Ahead) -> TestResult<Vec<(String, String)>> {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let mut w = s.pack_writer();
+    let n = 400u32;
+    let mut made = Vec::new();
+    for i in 0..n {
+        let body = format!("{i:0>300}");
+        let b = w.blob(body.as_bytes())?;
+        let t = w.files(&[("n", b)])?;
+        made.push((b, t));
+    }
+    let said = match how {
+        Ahead::AsSaid => n as usize,
+        Ahead::Twice => n as usize + 1,
+        Ahead::Fewer => n as usize + 7,
+    };
+    w.write_ahead(said);
+    let mut tip = None;
+    for (i, (_, t)) in made.iter().enumerate() {
+        if matches!(how, Ahead::Twice) && i == 200 {
+            // Put again: a pack that held it twice would be refused by git.
+            w.blob(format!("{:0>300}", 17).as_bytes())?;
+        }
+        let parents: Vec<_> = tip.into_iter().collect();
+        let message = format!("message {i}\n\n{}\n", "x".repeat(400));
+        tip = Some(w.commit(&NewCommit {
+            tree: *t,
+            parents: &parents,
+            message: &message,
+            time: Timestamp::from_millis(1_700_000_000_000),
+        })?);
+    }
+    let guard = w.finish()?;
+    assert_eq!(guard.objects, 3 * n as usize, "{how:?}: each object once");
+    let pack = guard.pack.clone().ok_or("no pack written")?;
+    assert_git_would_index(&repo, &pack)?;
     let tip = tip.ok_or("no commit")?;
     repo.git(&["update-ref", "refs/gatos/t", &tip.to_string()])?;
     drop(guard);
     assert_eq!(
-        repo.git(&["cat-file", "-s", &large.to_string()])?.trim(),
-        "200000"
+        repo.git(&["rev-list", "--count", "refs/gatos/t"])?.trim(),
+        n.to_string()
     );
     assert_eq!(
-        repo.git(&["cat-file", "-s", &empty.to_string()])?.trim(),
-        "0"
+        repo.git(&["cat-file", "blob", &format!("{tip}:n")])?,
+        format!("{:0>300}", n - 1)
     );
-    repo.assert_fsck_strict()
+    repo.assert_fsck_strict()?;
+    let listed = repo.git(&[
+        "verify-pack",
+        "-v",
+        &pack.with_extension("idx").to_string_lossy(),
+    ])?;
+    let mut entries: Vec<(u64, String, String)> = listed
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 5 && f[0].len() == 40)
+                .then(|| Some((f[4].parse().ok()?, f[0].to_owned(), f[1].to_owned())))
+                .flatten()
+        })
+        .collect();
+    entries.sort();
+    let pack_dir = pack.parent().ok_or("a pack with no directory")?;
+    let left: Vec<_> = std::fs::read_dir(pack_dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with("pack-"))
+        .collect();
+    assert!(left.is_empty(), "{how:?}: temporary files left: {left:?}");
+    Ok(entries
+        .into_iter()
+        .map(|(_, id, kind)| (id, kind))
+        .collect())
+}
+
+/// A pack written ahead (ADR 0046, session 16): the envelopes' blobs and trees are encoded,
+/// checksummed and written on the pack's own thread while the commits are made, and the
+/// commits follow in parts. The pack and its index are the ones git reads, each object
+/// once; on a machine with a second CPU the pack holds the objects in the order put.
+#[test]
+fn a_pack_written_ahead_is_the_one_git_would_index() -> TestResult {
+    let order = ahead_pack(Ahead::AsSaid)?;
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+        assert_eq!(order[0].1, "blob", "written ahead, in the order put");
+        assert_eq!(order[1].1, "tree");
+        assert_eq!(order.last().map(|o| o.1.as_str()), Some("commit"));
+    }
+    Ok(())
+}
+
+/// When what comes after the start of a pack's writing ahead is not what was said (fewer
+/// objects, so the header's count is wrong, or an object put a second time, which would
+/// make it twice in the pack), the pack is written again from the same objects, by kind:
+/// still the pack git reads, each object once, no temporary file left.
+#[test]
+fn a_pack_written_ahead_is_written_again_when_its_count_does_not_hold() -> TestResult {
+    for how in [Ahead::Fewer, Ahead::Twice] {
+        let order = ahead_pack(how)?;
+        assert_eq!(
+            order[0].1, "commit",
+            "{how:?}: written again, commits first"
+        );
+    }
+    Ok(())
+}
+
+/// A pack writer given up after its pack's writing ahead started (its caller failed)
+/// stops the pack's thread and leaves nothing in `objects/pack`.
+#[test]
+fn a_pack_writer_given_up_while_writing_ahead_leaves_nothing() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let mut w = s.pack_writer();
+    for i in 0..400u32 {
+        w.blob(format!("{i:0>300}").as_bytes())?;
+    }
+    w.write_ahead(10);
+    for i in 0..400u32 {
+        w.blob(format!("more {i:0>300}").as_bytes())?;
+    }
+    drop(w);
+    let dir = repo.git_dir().join("objects").join("pack");
+    let left: Vec<_> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    assert!(left.is_empty(), "left in objects/pack: {left:?}");
+    Ok(())
 }
 
 #[test]

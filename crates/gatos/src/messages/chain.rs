@@ -222,9 +222,7 @@ pub(crate) struct Append<'a> {
     pub seq: u64,
     /// Its ULID.
     pub ulid: Ulid,
-    /// The canonical envelope bytes.
-    pub envelope: &'a [u8],
-    /// Their content id.
+    /// The content id of its canonical envelope.
     pub content_id: Digest,
     /// The node that wrote it.
     pub origin: Ulid,
@@ -234,7 +232,8 @@ pub(crate) struct Append<'a> {
     pub signing: Signing<'a>,
 }
 
-/// Writes the envelope blob, tree and commit of a message after `prev`: in `prev`'s
+/// Writes the envelope blob (of the canonical `envelope`), tree and commit of a message
+/// after `prev`: in `prev`'s
 /// segment, or starting a new one when `rotate` (or when there is no `prev`). Returns its
 /// place and its envelope blob. Shared by publish and by sync's re-append.
 ///
@@ -245,10 +244,11 @@ pub(crate) fn write_append(
     prev: Option<&Meta>,
     rotate: bool,
     a: &Append<'_>,
+    envelope: &[u8],
 ) -> Result<(Meta, Oid)> {
-    let blob = w.blob(a.envelope)?;
+    let blob = w.blob(envelope)?;
     let tree = envelope_tree(w, blob)?;
-    write_commit(w, prev, rotate, a, blob, tree)
+    write_commit(w, prev, rotate, a, blob, tree, envelope.len())
 }
 
 /// Writes the tree of a message whose envelope is the blob `blob`. It depends on the
@@ -258,7 +258,7 @@ pub(crate) fn envelope_tree(w: &mut dyn gatos_store::objects::Objects, blob: Oid
 }
 
 /// As [`write_append`], with the envelope's tree already written ([`envelope_tree`]) and
-/// its blob written or to be written by the caller.
+/// its blob, of `len` bytes, written or to be written by the caller.
 pub(crate) fn write_commit(
     w: &mut dyn gatos_store::objects::Objects,
     prev: Option<&Meta>,
@@ -266,8 +266,9 @@ pub(crate) fn write_commit(
     a: &Append<'_>,
     blob: Oid,
     tree: Oid,
+    len: usize,
 ) -> Result<(Meta, Oid)> {
-    let len = a.envelope.len() as u64;
+    let len = len as u64;
     let (segment_seq, segment_bytes, segment_id, parent, prev_segment) = match prev {
         Some(p) if !rotate => (
             p.segment_seq + 1,

@@ -440,7 +440,6 @@ impl Messages<'_> {
                     topic,
                     seq: next_seq,
                     ulid,
-                    envelope: &env.bytes,
                     content_id: env.content_id,
                     origin: node,
                     time: now,
@@ -449,6 +448,7 @@ impl Messages<'_> {
                         None => chain::Signing::None,
                     },
                 },
+                &env.bytes,
             )?;
             rows.push(PublishRow {
                 ulid,

@@ -552,7 +552,25 @@ impl Messages<'_> {
                         (item, ulid)
                     })
                     .collect();
-                Some(make_envelopes(store, topic, &todo, w)?.into_iter())
+                let made: Vec<Ready> = make_envelopes(store, topic, &todo, w)?
+                    .into_iter()
+                    .map(|m| {
+                        let len = m.env.bytes.len();
+                        // The envelope's bytes become its blob without a copy.
+                        w.put_hashed(gatos_store::objects::Kind::Blob, m.blob, m.env.bytes);
+                        Ready {
+                            ulid: m.ulid,
+                            content_id: m.env.content_id,
+                            len,
+                            blob: m.blob,
+                            tree: m.tree,
+                        }
+                    })
+                    .collect();
+                // The envelopes and trees, most of the pack, are written out on another
+                // thread while the commits, which chain, are made here.
+                w.write_ahead(made.len());
+                Some(made.into_iter())
             }
             Sink::Loose(_) => None,
         };
@@ -560,12 +578,12 @@ impl Messages<'_> {
             if dup_of[i].is_some() {
                 continue;
             }
-            let (ulid, env, objects) = match made.as_mut() {
+            let (ulid, content_id, size, stored) = match made.as_mut() {
                 Some(made) => {
                     let m = made.next().ok_or_else(|| {
                         Stopped::from(Error::new(ErrorCode::Internal, "an envelope went missing"))
                     })?;
-                    (m.ulid, m.env, Some((m.blob, m.tree)))
+                    (m.ulid, m.content_id, m.len, Stored::Made(m.blob, m.tree))
                 }
                 None => {
                     let ulid = self
@@ -573,11 +591,16 @@ impl Messages<'_> {
                         .entropy()
                         .ulid(now, prev.as_ref().map(|p| p.ulid));
                     let env = envelope::build(ulid, topic, &item.payload, item.headers.as_ref());
-                    (ulid, env, None)
+                    (
+                        ulid,
+                        env.content_id,
+                        env.bytes.len(),
+                        Stored::Here(env.bytes),
+                    )
                 }
             };
-            let len = env.bytes.len() as u64;
-            if env.bytes.len() > MAX_ENVELOPE_BYTES {
+            let len = size as u64;
+            if size > MAX_ENVELOPE_BYTES {
                 return Err(Error::new(
                     ErrorCode::PayloadTooLarge,
                     format!("message of {len} bytes is over the {MAX_ENVELOPE_BYTES}-byte limit"),
@@ -596,8 +619,7 @@ impl Messages<'_> {
                 topic,
                 seq: next_seq,
                 ulid,
-                envelope: &env.bytes,
-                content_id: env.content_id,
+                content_id,
                 origin: node,
                 time: now,
                 signing: match &signer {
@@ -605,16 +627,20 @@ impl Messages<'_> {
                     None => chain::Signing::None,
                 },
             };
-            let (meta, blob) = match objects {
-                Some((blob, tree)) => {
-                    chain::write_commit(sink.objects(), prev.as_ref(), rotate, &append, blob, tree)?
+            let (meta, blob) = match &stored {
+                Stored::Made(blob, tree) => chain::write_commit(
+                    sink.objects(),
+                    prev.as_ref(),
+                    rotate,
+                    &append,
+                    *blob,
+                    *tree,
+                    size,
+                )?,
+                Stored::Here(bytes) => {
+                    chain::write_append(sink.objects(), prev.as_ref(), rotate, &append, bytes)?
                 }
-                None => chain::write_append(sink.objects(), prev.as_ref(), rotate, &append)?,
             };
-            if let (Some(_), Sink::Pack(w)) = (objects, &mut sink) {
-                // The envelope's bytes become its blob without a copy.
-                w.put_hashed(gatos_store::objects::Kind::Blob, blob, env.bytes);
-            }
             let commit = meta.commit;
             match parts.last_mut() {
                 Some(part) if !rotate => {
@@ -645,7 +671,7 @@ impl Messages<'_> {
                 ulid,
                 seq: next_seq,
                 topic: topic.clone(),
-                content_id: env.content_id,
+                content_id,
                 commit,
                 duplicate: false,
             });
@@ -771,6 +797,24 @@ struct Made {
     tree: Oid,
 }
 
+/// A made message whose envelope is already its blob in the pack being written.
+struct Ready {
+    ulid: Ulid,
+    content_id: Digest,
+    /// The envelope's length in bytes.
+    len: usize,
+    blob: Oid,
+    tree: Oid,
+}
+
+/// Where a message's envelope blob and tree come from.
+enum Stored {
+    /// Made ahead ([`Ready`]): the blob and the tree.
+    Made(Oid, Oid),
+    /// Written with its commit: the envelope's bytes.
+    Here(Vec<u8>),
+}
+
 /// Chunks with fewer messages than this make their envelopes on the calling thread alone.
 const PARALLEL_FROM: usize = 128;
 
@@ -779,7 +823,7 @@ const MAX_ENVELOPE_THREADS: usize = 4;
 
 /// Makes the envelopes of `todo` (each message with its ULID), their blobs' ids and their
 /// trees, adds the trees to `w` in `todo`'s order and returns the envelopes in that order
-/// (the caller adds each envelope's bytes as its blob once its commit is written).
+/// (the caller adds each envelope's bytes as its blob).
 ///
 /// They depend on their message alone, so a large chunk is cut into one part per CPU (at
 /// most [`MAX_ENVELOPE_THREADS`]): about a third of a batch's time, on a machine's other

@@ -86,7 +86,6 @@ impl Messages<'_> {
                     topic,
                     seq: next_seq,
                     ulid: item.ulid,
-                    envelope: &item.envelope,
                     content_id,
                     origin: item.origin,
                     time: item.time,
@@ -95,6 +94,7 @@ impl Messages<'_> {
                         None => chain::Signing::None,
                     },
                 },
+                &item.envelope,
             )?;
             prev = Some(meta);
             first = false;

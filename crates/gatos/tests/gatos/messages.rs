@@ -372,6 +372,30 @@ fn large_packed_batches_land_in_order_across_rotations() -> TestResult {
     assert_eq!(last["i"], json!(1_199));
     // Four segments of 300 and one of 299: three rotations, two of them inside a chunk.
     assert_eq!(repo.refs("refs/gatos/messages/big/")?.len() - 1, 3);
+    // Each chunk's pack was written while its commits were made (ADR 0046, session 16):
+    // its trees and envelopes come first, the commits after them.
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+        let dir = repo.git_dir().join("objects").join("pack");
+        let mut packs = 0;
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "idx") {
+                packs += 1;
+                let listed = repo.git(&["verify-pack", "-v", &path.to_string_lossy()])?;
+                let first = listed
+                    .lines()
+                    .filter_map(|l| {
+                        let f: Vec<&str> = l.split_whitespace().collect();
+                        let offset: u64 = f.get(4)?.parse().ok()?;
+                        (f[0].len() == 40).then(|| (offset, f[1].to_owned()))
+                    })
+                    .min()
+                    .ok_or("an empty pack")?;
+                assert_ne!(first.1, "commit", "{}", path.display());
+            }
+        }
+        assert_eq!(packs, 2, "one pack a chunk");
+    }
     repo.assert_fsck_strict()
 }
 
