@@ -14,7 +14,9 @@
 //! * `git pack-refs --all` under the `packed-refs` lock family, so gatos writers wait for
 //!   it instead of taking its `packed-refs.lock` for a dead writer's.
 //! * `git commit-graph write --reachable --split` for fast walks.
-//! * `.keep` files that gatos wrote and a crash left behind are removed after an hour.
+//! * `.keep` files that gatos wrote and a crash left behind are removed after an hour, and
+//!   so are the temporary files of packs and indexes being written (gix's `.tmpXXXXXX` in
+//!   `objects/pack`; a batch's pack is written into one while its commits are made).
 //!
 //! Nothing here prunes unreachable objects: that is `git gc`'s business, with its own
 //! two-week grace period (`gc.pruneExpire`).
@@ -71,6 +73,8 @@ pub struct Report {
     pub after: Debt,
     /// Stale `.keep` files removed.
     pub stale_keeps_removed: Vec<PathBuf>,
+    /// Stale temporary files of packs removed.
+    pub stale_temporaries_removed: Vec<PathBuf>,
     /// Steps run, as git command lines.
     pub steps: Vec<String>,
     /// True when another maintenance run held the lock and this one did nothing.
@@ -120,7 +124,8 @@ impl Store {
         self.maintenance_debt().is_due(t)
     }
 
-    /// Runs maintenance: stale `.keep` removal, geometric repack, pack-refs, commit-graph.
+    /// Runs maintenance: stale `.keep` and temporary file removal, geometric repack,
+    /// pack-refs, commit-graph.
     ///
     /// With `only_if_due`, returns at once unless the thresholds are crossed. Runs are
     /// exclusive; a run that finds another one going reports `skipped`.
@@ -144,6 +149,7 @@ impl Store {
             return Ok(report);
         };
         report.stale_keeps_removed = self.remove_stale_keeps()?;
+        report.stale_temporaries_removed = self.remove_stale_temporaries()?;
         let repack = [
             "repack",
             "-d",
@@ -205,6 +211,39 @@ impl Store {
             let ours = std::fs::read_to_string(&path).is_ok_and(|s| s.starts_with(KEEP_MARKER));
             let old = crate::locks::age_of(&path).is_some_and(|a| a >= STALE_KEEP_AGE);
             if ours && old && std::fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes the temporary files of packs and indexes that a gatos writer was writing
+    /// when it crashed (gix names them `.tmp` and six letters or digits, in `objects/pack`)
+    /// once they are older than an hour: a writer holds one for the time it takes to write
+    /// a pack, never near that long. Git's own temporary files there (`tmp_pack_…`,
+    /// `.tmp-<pid>-pack…`) are left to git.
+    ///
+    /// # Errors
+    /// When the pack directory cannot be read.
+    pub fn remove_stale_temporaries(&self) -> Result<Vec<PathBuf>> {
+        let pack_dir = self.common_dir().join("objects").join("pack");
+        let entries = match std::fs::read_dir(&pack_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("reading objects/pack", e)),
+        };
+        let mut removed = Vec::new();
+        for entry in entries.filter_map(std::result::Result::ok) {
+            let name = entry.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(".tmp")) else {
+                continue;
+            };
+            if rest.len() != 6 || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                continue;
+            }
+            let path = entry.path();
+            let old = crate::locks::age_of(&path).is_some_and(|a| a >= STALE_KEEP_AGE);
+            if old && path.is_file() && std::fs::remove_file(&path).is_ok() {
                 removed.push(path);
             }
         }

@@ -59,8 +59,8 @@ enum Part {
 enum Written {
     /// The whole pack, in a temporary file of `objects/pack`.
     Whole(Streamed),
-    /// The pack was not finished (the count in its header did not hold, or the writer was
-    /// given up): the objects, as they were sent.
+    /// The pack was not finished: the count in its header did not hold (the objects, read
+    /// back from what was written, in the order sent), or the writer was dropped (none).
     GivenUp(Vec<Object>),
 }
 
@@ -70,9 +70,8 @@ struct Streamed {
     pack: Vec<u8>,
     data: gix::tempfile::Handle<gix::tempfile::handle::Writable>,
     checksum: [u8; 20],
+    /// Its entries, in the order written.
     placed: Vec<Placed>,
-    /// The objects written, in order, should the pack have to be written again.
-    objects: Vec<Object>,
 }
 
 impl Drop for PackWriter<'_> {
@@ -352,17 +351,17 @@ impl PackWriter<'_> {
             .windows(2)
             .any(|w| streamed.placed[w[0]].id == streamed.placed[w[1]].id)
         {
+            let objects = read_back(&streamed.pack, &streamed.placed)?;
             // Its temporary file goes with it.
-            return self.finish_here(streamed.objects);
+            drop(streamed);
+            return self.finish_here(objects);
         }
         let Streamed {
             pack,
             data,
             checksum,
             placed,
-            objects,
         } = streamed;
-        drop(objects);
         let entries: Vec<&Placed> = order.iter().map(|&i| &placed[i]).collect();
         let index = encode_index(&entries, checksum)?;
         drop(entries);
@@ -373,7 +372,7 @@ impl PackWriter<'_> {
     }
 
     /// Writes a whole pack on this thread (its checksum on another, when large).
-    fn finish_here(&self, objects: Vec<Object>) -> Result<PackGuard> {
+    fn finish_here(&self, mut objects: Vec<Object>) -> Result<PackGuard> {
         // Each object once (the first put of an id is kept), in the pack commits first, then
         // trees, then blobs, each kind in the order written (a sort by id cost a batch 5% of
         // its time, and readers walk a topic in its commits' order).
@@ -389,7 +388,7 @@ impl PackWriter<'_> {
         let mut order = by_id.clone();
         order.sort_unstable();
         order.sort_by_key(|&i| objects[i].1);
-        let (mut pack, places) = encode_pack(&objects, &order)?;
+        let (mut pack, places) = encode_pack(&mut objects, &order)?;
         let placed: Vec<Placed> = by_id
             .iter()
             .map(|&i| Placed {
@@ -520,7 +519,6 @@ fn write_parts(
     pack.extend_from_slice(&count.to_be_bytes());
     let mut hasher = sha1::Sha1::new();
     let mut data = None;
-    let mut objects: Vec<Object> = Vec::new();
     let mut placed = Vec::new();
     let mut from = 0;
     loop {
@@ -531,13 +529,13 @@ fn write_parts(
                         .map(|o| crate::zlib::stored_len(o.2.len()) + 10)
                         .sum::<usize>(),
                 );
-                for (id, kind, bytes) in &part {
-                    placed.push(encode_entry(&mut pack, *id, *kind, bytes));
+                for (id, kind, bytes) in part {
+                    placed.push(encode_entry(&mut pack, id, kind, &bytes));
                 }
-                objects.extend(part);
             }
             Ok(Part::End) => break,
-            Err(_) => return Ok(Written::GivenUp(objects)),
+            // The writer was dropped: nothing is wanted back.
+            Err(_) => return Ok(Written::GivenUp(Vec::new())),
         }
         hasher.update(&pack[from..]);
         match &mut data {
@@ -552,7 +550,7 @@ fn write_parts(
         from = pack.len();
     }
     let (Some(mut data), true) = (data, placed.len() == usize::try_from(count).unwrap_or(0)) else {
-        return Ok(Written::GivenUp(objects));
+        return Ok(Written::GivenUp(read_back(&pack, &placed)?));
     };
     let checksum: [u8; 20] = hasher.finalize().into();
     pack.extend_from_slice(&checksum);
@@ -563,8 +561,53 @@ fn write_parts(
         data,
         checksum,
         placed,
-        objects,
     }))
+}
+
+/// The objects of a pack being written here, read back from its bytes (`placed` names their
+/// entries, each a whole object, in order) for a pack that has to be written again: the
+/// objects are not kept beside the pack, which would hold a batch's bytes twice. Each is
+/// checked against its id.
+fn read_back(pack: &[u8], placed: &[Placed]) -> Result<Vec<Object>> {
+    let mut objects = Vec::with_capacity(placed.len());
+    for p in placed {
+        let bad = || Error::Corrupt {
+            what: "pack".into(),
+            reason: format!("the entry at {} does not read back as {}", p.offset, p.id),
+        };
+        let mut at = usize::try_from(p.offset).map_err(|_| bad())?;
+        let mut byte = *pack.get(at).ok_or_else(bad)?;
+        let kind = match (byte >> 4) & 7 {
+            1 => Kind::Commit,
+            2 => Kind::Tree,
+            3 => Kind::Blob,
+            _ => return Err(bad()),
+        };
+        let mut size = u64::from(byte & 0x0f);
+        let mut shift = 4;
+        while byte & 0x80 != 0 {
+            at += 1;
+            byte = *pack.get(at).ok_or_else(bad)?;
+            if shift > 57 {
+                return Err(bad());
+            }
+            size |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+        }
+        let mut data = vec![0u8; usize::try_from(size).map_err(|_| bad())?];
+        let mut z = gix::zlib::Decompress::new();
+        z.decompress(
+            pack.get(at + 1..).ok_or_else(bad)?,
+            &mut data,
+            gix::zlib::FlushDecompress::Finish,
+        )
+        .map_err(|_| bad())?;
+        if z.total_out() != size || hash(kind, &data)? != p.id {
+            return Err(bad());
+        }
+        objects.push((p.id, kind, data));
+    }
+    Ok(objects)
 }
 
 /// Where an object's entry starts in a pack, and its CRC32.
@@ -580,8 +623,10 @@ struct Placed {
 /// Encodes a version 2 pack of the `objects` at the places `order` names (each whole,
 /// zlib-stored, in that order) without its trailing checksum, and says where each one
 /// starts and the CRC32 of its bytes, by its place in `objects`, as the index needs them:
-/// the objects are hashed once, when collected, not read back from the pack.
-fn encode_pack(objects: &[Object], order: &[usize]) -> Result<(Vec<u8>, Vec<Place>)> {
+/// the objects are hashed once, when collected, not read back from the pack. Each object's
+/// bytes are freed once encoded (its id and kind stay), so the pack and the objects are
+/// not held twice.
+fn encode_pack(objects: &mut [Object], order: &[usize]) -> Result<(Vec<u8>, Vec<Place>)> {
     let count = u32::try_from(order.len()).map_err(|_| Error::Corrupt {
         what: "pack".into(),
         reason: "more than 2^32 objects".into(),
@@ -598,8 +643,8 @@ fn encode_pack(objects: &[Object], order: &[usize]) -> Result<(Vec<u8>, Vec<Plac
     pack.extend_from_slice(&count.to_be_bytes());
     let mut places = vec![(0u64, 0u32); objects.len()];
     for &i in order {
-        let (id, kind, data) = &objects[i];
-        let p = encode_entry(&mut pack, *id, *kind, data);
+        let data = std::mem::take(&mut objects[i].2);
+        let p = encode_entry(&mut pack, objects[i].0, objects[i].1, &data);
         places[i] = (p.offset, p.crc32);
     }
     Ok((pack, places))

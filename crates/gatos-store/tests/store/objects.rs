@@ -203,7 +203,8 @@ enum Ahead {
     Twice,
 }
 
-/// Writes 400 blobs of 300 bytes and their trees, starts the pack's writing ahead, then puts
+/// Writes 400 blobs of 300 bytes and their trees (one blob twice), starts the pack's writing
+/// ahead, then puts
 /// a chain of 400 commits (as a batch does), and checks the pack: the index is git's, every
 /// object is in it once and reads back, and the refs pass `fsck --strict`. Returns the
 /// pack's objects in the pack's order, as `git verify-pack -v` lists them (id and type).
@@ -219,6 +220,8 @@ fn ahead_pack(how: Ahead) -> TestResult<Vec<(String, String)>> {
         let t = w.files(&[("n", b)])?;
         made.push((b, t));
     }
+    // Put twice before the writing ahead starts: the first part holds it once.
+    w.blob(format!("{:0>300}", 5).as_bytes())?;
     let said = match how {
         Ahead::AsSaid => n as usize,
         Ahead::Twice => n as usize + 1,
@@ -420,6 +423,99 @@ fn more_packs_than_slots_at_open_are_still_read() -> TestResult {
     let mut r = s.reader();
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(r.blob(*id)?, format!("pack {i}\n").into_bytes());
+    }
+    Ok(())
+}
+
+/// What a crash of a batch writer leaves in `objects/pack` is removed by maintenance once
+/// it is an hour old: gatos's own `.keep` files and the temporary files of packs being
+/// written (gix's `.tmp` and six letters or digits). Younger ones, another tool's `.keep`
+/// and git's own temporary files stay.
+#[test]
+fn maintenance_removes_what_a_crashed_batch_left_once_it_is_old() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let dir = repo.git_dir().join("objects").join("pack");
+    std::fs::create_dir_all(&dir)?;
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let put = |name: &str, body: &str, old: bool| -> TestResult {
+        let path = dir.join(name);
+        std::fs::write(&path, body)?;
+        if old {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)?
+                .set_modified(two_hours_ago)?;
+        }
+        Ok(())
+    };
+    let ours = format!("{} pid=1\n", gatos_store::pack::KEEP_MARKER);
+    put("pack-old.keep", &ours, true)?;
+    put("pack-new.keep", &ours, false)?;
+    put("pack-theirs.keep", "kept by hand\n", true)?;
+    put(".tmpAb12Cd", "PACK half written", true)?;
+    put(".tmpZz99Yy", "PACK being written", false)?;
+    put(".tmp-123-pack-abc", "git's", true)?;
+    put("tmp_pack_AbCdEf", "git's", true)?;
+    let keeps = s.remove_stale_keeps()?;
+    let temporaries = s.remove_stale_temporaries()?;
+    assert_eq!(keeps, vec![dir.join("pack-old.keep")]);
+    assert_eq!(temporaries, vec![dir.join(".tmpAb12Cd")]);
+    let mut left: Vec<String> = std::fs::read_dir(&dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ".tmp-123-pack-abc",
+            ".tmpZz99Yy",
+            "pack-new.keep",
+            "pack-theirs.keep",
+            "tmp_pack_AbCdEf"
+        ]
+    );
+    // A maintenance run does both and says so.
+    put(".tmpQq11Rr", "PACK", true)?;
+    let report = s.run_maintenance(None)?;
+    assert_eq!(
+        report.stale_temporaries_removed,
+        vec![dir.join(".tmpQq11Rr")]
+    );
+    Ok(())
+}
+
+/// A pack whose writing fails (here `objects/pack` is a file, so its temporary file cannot
+/// be made) fails `finish`, written ahead or not: never a pack taken for written.
+#[test]
+fn a_pack_that_cannot_be_written_fails_its_finish() -> TestResult {
+    for ahead in [true, false] {
+        let repo = TempRepo::new()?;
+        let s = store(&repo)?;
+        let dir = repo.git_dir().join("objects").join("pack");
+        if dir.is_dir() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::write(&dir, "not a directory")?;
+        let mut w = s.pack_writer();
+        for i in 0..400u32 {
+            w.blob(format!("{i:0>300}").as_bytes())?;
+        }
+        if ahead {
+            w.write_ahead(400);
+        }
+        for i in 0..400u32 {
+            w.blob(format!("more {i:0>300}").as_bytes())?;
+        }
+        let Err(e) = w.finish() else {
+            return Err(format!("ahead {ahead}: a pack was taken for written").into());
+        };
+        assert!(
+            matches!(e, gatos_store::Error::Io { .. }),
+            "ahead {ahead}: {e}"
+        );
+        assert_eq!(std::fs::read_to_string(&dir)?, "not a directory");
     }
     Ok(())
 }

@@ -552,7 +552,15 @@ impl Messages<'_> {
                         (item, ulid)
                     })
                     .collect();
-                let made: Vec<Ready> = make_envelopes(store, topic, &todo, w)?
+                let envelopes = make_envelopes(store, topic, &todo, w)?;
+                // Refused before anything is written out.
+                if let Some(m) = envelopes
+                    .iter()
+                    .find(|m| m.env.bytes.len() > MAX_ENVELOPE_BYTES)
+                {
+                    return Err(too_large(m.env.bytes.len()).into());
+                }
+                let made: Vec<Ready> = envelopes
                     .into_iter()
                     .map(|m| {
                         let len = m.env.bytes.len();
@@ -601,11 +609,7 @@ impl Messages<'_> {
             };
             let len = size as u64;
             if size > MAX_ENVELOPE_BYTES {
-                return Err(Error::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("message of {len} bytes is over the {MAX_ENVELOPE_BYTES}-byte limit"),
-                )
-                .into());
+                return Err(too_large(size).into());
             }
             let rotate = match &prev {
                 None => false,
@@ -795,6 +799,14 @@ struct Made {
     env: envelope::Envelope,
     blob: Oid,
     tree: Oid,
+}
+
+/// The error of a message whose envelope is `len` bytes, over the limit.
+fn too_large(len: usize) -> Error {
+    Error::new(
+        ErrorCode::PayloadTooLarge,
+        format!("message of {len} bytes is over the {MAX_ENVELOPE_BYTES}-byte limit"),
+    )
 }
 
 /// A made message whose envelope is already its blob in the pack being written.

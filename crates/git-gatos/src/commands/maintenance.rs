@@ -43,6 +43,7 @@ pub fn run(ctx: &Ctx, out: &mut Output, args: &MaintenanceArgs) -> Result<(), Er
         "skipped": report.skipped,
         "steps": report.steps,
         "stale_keeps_removed": report.stale_keeps_removed.len(),
+        "stale_temporaries_removed": report.stale_temporaries_removed.len(),
         "before": {"loose_objects": report.before.loose_objects, "packs": report.before.packs},
         "after": {"loose_objects": report.after.loose_objects, "packs": report.after.packs},
         "archive": archived,
