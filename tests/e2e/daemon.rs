@@ -616,6 +616,54 @@ fn a_damaged_topic_is_named_and_the_others_are_listed() -> TestResult {
     Ok(())
 }
 
+/// A checkpoint on a topic whose head is no message cannot tell its lag: `checkpoint ls`
+/// and `checkpoints.list` name it and list the others (ADR 0047), where both failed whole.
+#[test]
+fn a_checkpoint_on_a_damaged_topic_is_named_and_the_others_are_listed() -> TestResult {
+    let repo = crate::support::a_damaged_topic_with(|repo| {
+        for t in ["good", "bad"] {
+            gatos_ok(repo, &["messages", "consume", "readers", t])?;
+        }
+        Ok(())
+    })?;
+    let out = crate::support::gatos(&repo, &["messages", "checkpoint", "ls"])?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_ne!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("readers good seq 1 "), "{stdout}");
+    assert!(!stdout.contains("bad"), "{stdout}");
+    assert!(
+        stderr.contains("checkpoint of group 'readers' on topic 'bad' does not read"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error[InvalidEnvelope]"), "{stderr}");
+    let out = crate::support::gatos(&repo, &["messages", "checkpoint", "ls", "--json"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let err: serde_json::Value = serde_json::from_str(lines[1])?;
+    assert_eq!(err["error"]["damaged"][0]["topic"], "bad", "{stdout}");
+    assert_eq!(err["error"]["damaged"][0]["group"], "readers", "{stdout}");
+    let responses = stdio_session(
+        &repo,
+        &[json!({"jsonrpc": "2.0", "id": 1, "method": "checkpoints.list"})],
+    )?;
+    let answer: serde_json::Value = serde_json::from_str(responses.first().ok_or("no response")?)?;
+    let result = &answer["result"];
+    assert_eq!(
+        result["checkpoints"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+    assert_eq!(result["checkpoints"][0]["topic"], "good", "{answer}");
+    assert_eq!(result["damaged"][0]["topic"], "bad", "{answer}");
+    assert_eq!(result["damaged"][0]["group"], "readers", "{answer}");
+    assert_eq!(result["damaged"][0]["code"], "InvalidEnvelope", "{answer}");
+    Ok(())
+}
+
 #[test]
 fn a_job_cannot_act_as_the_node_through_the_daemons_socket() -> TestResult {
     let repo = TempRepo::new()?;

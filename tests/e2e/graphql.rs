@@ -641,7 +641,14 @@ print("ok")
 /// code, not an empty topic (ADR 0047).
 #[test]
 fn a_damaged_topic_is_named_not_shown_empty() -> TestResult {
-    let repo = crate::support::a_damaged_topic()?;
+    // A consumer group read both topics before the damage: its checkpoint on the damaged
+    // one is named too, not listed with a lag it cannot tell.
+    let repo = crate::support::a_damaged_topic_with(|repo| {
+        for t in ["good", "bad"] {
+            gatos_ok(repo, &["messages", "consume", "readers", t])?;
+        }
+        Ok(())
+    })?;
     let d = HttpDaemon::start(&repo, &format!("t {TOKEN}\n"), "gatosd", &[])?;
     let url = d.url("");
     let script = format!(
@@ -654,6 +661,11 @@ check([(x["name"], x["code"]) for x in dmg] == [("bad", "InvalidEnvelope")], "da
 check(dmg[0]["message"] != "", "a message says what is wrong")
 r = c.post('{{ ledger {{ topic(name: "bad") {{ lastSeq }} }} }}')
 check(code_of(r) == "InvalidEnvelope", "topic(name:) of a damaged topic: %s" % r.text)
+d, _ = c.data('{{ ledger {{ consumerGroups(first: 10) {{ edges {{ node {{ name checkpoints {{ topic seq lag }} }} }} }} damagedCheckpoints {{ group topic code message }} }} }}')
+groups = [(e["node"]["name"], [x["topic"] for x in e["node"]["checkpoints"]]) for e in d["ledger"]["consumerGroups"]["edges"]]
+check(groups == [("readers", ["good"])], "the checkpoints that read: %s" % groups)
+dmg = d["ledger"]["damagedCheckpoints"]
+check([(x["group"], x["topic"], x["code"]) for x in dmg] == [("readers", "bad", "InvalidEnvelope")], "damaged checkpoints: %s" % dmg)
 print("ok")
 "#
     );

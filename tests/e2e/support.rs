@@ -213,10 +213,17 @@ impl Drop for HttpDaemon {
 /// A repository with two topics, `good` and `bad`, whose `bad` head was moved with plain git
 /// to a commit that is no message (ADR 0047).
 pub fn a_damaged_topic() -> TestResult<TempRepo> {
+    a_damaged_topic_with(|_| Ok(()))
+}
+
+/// As [`a_damaged_topic`], with `before` run after the two publishes and before the damage
+/// (to consume from both topics, say).
+pub fn a_damaged_topic_with(before: impl FnOnce(&TempRepo) -> TestResult) -> TestResult<TempRepo> {
     let repo = TempRepo::new()?;
     gatos_ok(&repo, &["init"])?;
     gatos_ok(&repo, &["messages", "publish", "good", "--data", "1"])?;
     gatos_ok(&repo, &["messages", "publish", "bad", "--data", "1"])?;
+    before(&repo)?;
     let name = "refs/gatos/messages/bad/head";
     let head = repo.git(&["rev-parse", name])?;
     let tree = format!("{}^{{tree}}", head.trim());

@@ -655,11 +655,13 @@ impl Service {
     /// # Errors
     /// A store failure.
     pub fn checkpoints_list(&self, p: CheckpointListParams) -> R<CheckpointsResult> {
+        let listing = self
+            .gatos
+            .checkpoints()
+            .listing(p.topic.as_ref(), p.group.as_ref())?;
         Ok(CheckpointsResult {
-            checkpoints: self
-                .gatos
-                .checkpoints()
-                .list(p.topic.as_ref(), p.group.as_ref())?,
+            checkpoints: listing.rows,
+            damaged: listing.damaged,
         })
     }
 

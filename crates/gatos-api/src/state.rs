@@ -367,20 +367,22 @@ impl Reads<'_> {
 
 impl Reads<'_> {
     /// `checkpoints.list` at the source: every consumer group's checkpoint, or those on
-    /// `topic`, with the lag against the topic there.
+    /// `topic`, with the lag against the topic there, and those that do not read there
+    /// (ADR 0047).
     ///
     /// # Errors
-    /// When a checkpoint or topic cannot be read.
+    /// When the refs cannot be listed or the store does not read (a checkpoint or topic
+    /// that does not read is listed as damaged).
     pub fn checkpoints_list(
         &self,
         topic: Option<&gatos_types::Topic>,
-    ) -> R<Vec<gatos_types::wire::CheckpointRow>> {
+    ) -> R<gatos::checkpoints::CheckpointListing> {
         let src = self.source();
         Ok(self
             .service
             .gatos()
             .checkpoints()
-            .list_in(src.as_ref(), topic, None)?)
+            .listing_in(src.as_ref(), topic, None)?)
     }
 }
 

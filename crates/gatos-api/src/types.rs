@@ -195,6 +195,11 @@ pub struct CheckpointListParams {
 pub struct CheckpointsResult {
     /// The checkpoints, by group, then topic, each with its lag.
     pub checkpoints: Vec<gatos_types::wire::CheckpointRow>,
+    /// The checkpoints that do not read (a document that is not a checkpoint, a topic whose
+    /// head is no message or whose summary does not parse, so that the lag cannot be told),
+    /// left out of `checkpoints`; absent when there are none. `git gatos doctor` says more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<gatos_types::wire::DamagedCheckpoint>,
 }
 
 /// Params of methods that take none.

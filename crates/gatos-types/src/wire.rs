@@ -129,6 +129,21 @@ pub struct CheckpointRow {
     pub lag: u64,
 }
 
+/// A consumer group's checkpoint that does not read (its document is not a checkpoint, or
+/// its topic's head is no message, or a summary does not parse): a listing names it here
+/// instead of failing for every checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DamagedCheckpoint {
+    /// The consumer group.
+    pub group: Group,
+    /// The topic.
+    pub topic: Topic,
+    /// Why it does not read (a stable error code).
+    pub code: crate::ErrorCode,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
 /// One topic as `messages topics --json` prints it and `topics.list` returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TopicRow {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use gatos_store::objects::{NewCommit, Objects};
 use gatos_store::refs::{Edit, Options, names};
 use gatos_types::trailers::{Trailers, keys};
-use gatos_types::wire::{CheckpointDoc, CheckpointRow, Gap};
+use gatos_types::wire::{CheckpointDoc, CheckpointRow, DamagedCheckpoint, Gap};
 use gatos_types::{ErrorCode, Group, Oid, Topic, Ulid, jcs};
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +86,15 @@ pub struct Checkpoints<'g> {
     gatos: &'g Gatos,
 }
 
+/// The checkpoints of a listing ([`Checkpoints::listing`]).
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointListing {
+    /// The checkpoints that read, by group, then topic, each with its lag.
+    pub rows: Vec<CheckpointRow>,
+    /// The checkpoints that do not read, by group, then topic.
+    pub damaged: Vec<DamagedCheckpoint>,
+}
+
 /// What a consume did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumed {
@@ -161,8 +170,9 @@ impl<'g> Checkpoints<'g> {
     /// `group` — ordered by group, then topic, each with its lag (as [`Checkpoints::get`]).
     /// One listing of the consumer refs and one read per checkpoint: a group that has
     /// never moved its checkpoint on a topic has no ref, so it is not listed. A checkpoint
-    /// whose document does not parse is left out with a warning (`git gatos doctor`
-    /// names it), so it never fails the listing of the others.
+    /// that does not read (its document is not one, or its topic's head is no message) is
+    /// left out with a warning (`git gatos doctor` names it; [`Checkpoints::listing`]
+    /// names it to the caller), so it never fails the listing of the others.
     ///
     /// # Errors
     /// When the refs, a checkpoint commit or a topic cannot be read.
@@ -180,9 +190,42 @@ impl<'g> Checkpoints<'g> {
         topic: Option<&Topic>,
         group: Option<&Group>,
     ) -> Result<Vec<CheckpointRow>> {
+        let listing = self.listing_in(src, topic, group)?;
+        for d in &listing.damaged {
+            tracing::warn!(group = %d.group, topic = %d.topic, error = %d.message, "a checkpoint that does not read is left out; see `git gatos doctor`");
+        }
+        Ok(listing.rows)
+    }
+
+    /// [`Checkpoints::list`], and the checkpoints that do not read (ADR 0047): a document
+    /// that is not a checkpoint, or a topic whose head is no message (or whose summary does
+    /// not parse), so that its lag cannot be told. Any other failure (the store not
+    /// reading) fails the listing.
+    ///
+    /// # Errors
+    /// When the refs cannot be listed, or an object cannot be read for another reason than
+    /// a checkpoint's or its topic's damage.
+    pub fn listing(
+        &self,
+        topic: Option<&Topic>,
+        group: Option<&Group>,
+    ) -> Result<CheckpointListing> {
+        self.listing_in(&crate::refs::Live(self.gatos), topic, group)
+    }
+
+    /// [`Checkpoints::listing`] from the refs of `src`.
+    ///
+    /// # Errors
+    /// As [`Checkpoints::listing`].
+    pub fn listing_in(
+        &self,
+        src: &dyn crate::refs::RefSource,
+        topic: Option<&Topic>,
+        group: Option<&Group>,
+    ) -> Result<CheckpointListing> {
         let store = self.gatos.store();
         let mut reader = store.reader();
-        let mut rows = Vec::new();
+        let mut listing = CheckpointListing::default();
         for (name, commit) in src.list_after(&names::consumers_prefix(), None, usize::MAX)? {
             let Some(names::RefKind::Consumer(g, t)) = names::RefKind::parse(&name) else {
                 continue;
@@ -190,17 +233,22 @@ impl<'g> Checkpoints<'g> {
             if topic.is_some_and(|x| *x != t) || group.is_some_and(|x| *x != g) {
                 continue;
             }
-            let doc = match read_doc(&mut reader, commit) {
-                Ok(doc) => doc,
-                Err(e) if e.code() == ErrorCode::InvalidEnvelope => {
-                    tracing::warn!(group = %g, topic = %t, error = %e, "a checkpoint whose document is malformed is left out; see `git gatos doctor`");
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            rows.push(self.row_in(src, doc)?);
+            match read_doc(&mut reader, commit).and_then(|doc| self.row_in(src, doc)) {
+                Ok(row) => listing.rows.push(row),
+                Err(e) => match e.code() {
+                    ErrorCode::InvalidEnvelope | ErrorCode::NotFound => {
+                        listing.damaged.push(DamagedCheckpoint {
+                            group: g,
+                            topic: t,
+                            code: e.code(),
+                            message: e.to_string(),
+                        });
+                    }
+                    _ => return Err(e),
+                },
+            }
         }
-        Ok(rows)
+        Ok(listing)
     }
 
     /// Moves a group's checkpoint to the message with `ulid`.

@@ -398,3 +398,92 @@ fn list_gives_every_checkpoint_with_its_lag_by_group_then_topic() -> TestResult 
     assert_eq!(g.checkpoints().list(Some(&a), None)?.len(), 2);
     Ok(())
 }
+
+/// A checkpoint whose topic does not read (its head moved outside gatos to a commit that
+/// is no message, or to a blob) cannot tell its lag, and one whose document is not a
+/// checkpoint cannot tell its place: a listing names each with its code and lists the
+/// others (ADR 0047), also when a publish to the damaged topic waits in its journal; the
+/// listing of rows alone leaves them out instead of failing.
+#[test]
+fn a_listing_names_checkpoints_that_do_not_read_and_lists_the_others() -> TestResult {
+    let repo = TempRepo::new()?;
+    let g = open(&repo)?;
+    let group: Group = "readers".parse()?;
+    for t in ["cp.a", "cp.b", "cp.c"] {
+        let t: Topic = t.parse()?;
+        let row =
+            g.messages()
+                .publish(&t, json!({ "t": t.as_str() }), &PublishOptions::default())?;
+        g.checkpoints().set(&group, &t, row.ulid, false)?;
+    }
+    g.flush_journals()?;
+    // A publish to `cp.b` still in its journal when its head is moved.
+    g.messages().publish(
+        &"cp.b".parse()?,
+        json!({ "t": "b2" }),
+        &PublishOptions::default(),
+    )?;
+    let b = "refs/gatos/messages/cp.b/head";
+    let b_head = repo.git(&["rev-parse", b])?;
+    let bogus = repo.git(&[
+        "commit-tree",
+        &format!("{}^{{tree}}", b_head.trim()),
+        "-p",
+        b_head.trim(),
+        "-m",
+        "not a message",
+    ])?;
+    repo.git(&["update-ref", b, bogus.trim(), b_head.trim()])?;
+    let blob_file = repo.path().join("not-a-commit");
+    std::fs::write(&blob_file, "a blob\n")?;
+    let blob = repo.git(&["hash-object", "-w", &blob_file.to_string_lossy()])?;
+    repo.git(&["update-ref", "refs/gatos/messages/cp.c/head", blob.trim()])?;
+    // Another group's checkpoint that is no checkpoint (a message commit).
+    let a_head = repo.git(&["rev-parse", "refs/gatos/messages/cp.a/head"])?;
+    repo.git(&[
+        "update-ref",
+        "refs/gatos/consumers/broken/cp.a",
+        a_head.trim(),
+    ])?;
+
+    let listing = g.checkpoints().listing(None, None)?;
+    let rows: Vec<(String, String, u64)> = listing
+        .rows
+        .iter()
+        .map(|c| (c.group.to_string(), c.topic.to_string(), c.lag))
+        .collect();
+    assert_eq!(rows, [("readers".to_owned(), "cp.a".to_owned(), 0)]);
+    let damaged: Vec<(String, String, ErrorCode)> = listing
+        .damaged
+        .iter()
+        .map(|d| (d.group.to_string(), d.topic.to_string(), d.code))
+        .collect();
+    assert_eq!(
+        damaged,
+        [
+            (
+                "broken".to_owned(),
+                "cp.a".to_owned(),
+                ErrorCode::InvalidEnvelope
+            ),
+            (
+                "readers".to_owned(),
+                "cp.b".to_owned(),
+                ErrorCode::InvalidEnvelope
+            ),
+            (
+                "readers".to_owned(),
+                "cp.c".to_owned(),
+                ErrorCode::InvalidEnvelope
+            ),
+        ],
+        "{:?}",
+        listing.damaged
+    );
+    assert!(listing.damaged.iter().all(|d| !d.message.is_empty()));
+    assert_eq!(g.checkpoints().list(None, None)?, listing.rows);
+    let only_b = g.checkpoints().listing(Some(&"cp.b".parse()?), None)?;
+    assert!(only_b.rows.is_empty());
+    assert_eq!(only_b.damaged.len(), 1);
+    Ok(())
+}

@@ -631,11 +631,7 @@ impl Ledger {
         before: Option<String>,
     ) -> async_graphql::Result<ConsumerGroupConnection> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-        let rows = rc
-            .service
-            .reads(Src::State(self.0.at.clone()))
-            .checkpoints_list(None)
-            .map_err(from_call)?;
+        let rows = checkpoint_listing(rc, &self.0, None)?.rows;
         let mut groups: std::collections::BTreeMap<String, Vec<Checkpoint>> =
             std::collections::BTreeMap::new();
         for r in rows {
@@ -844,6 +840,27 @@ impl Ledger {
             .into_iter()
             .map(|d| DamagedTopic {
                 name: d.topic.to_string(),
+                code: d.code.as_str().to_owned(),
+                message: d.message,
+            })
+            .collect())
+    }
+
+    /// The consumer groups' checkpoints that do not read at this state (a document that is
+    /// not a checkpoint, a topic whose head is no message so the lag cannot be told), left
+    /// out of `consumerGroups` and the topics' `checkpoints` (ADR 0047); `git gatos doctor`
+    /// says more.
+    async fn damaged_checkpoints(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<DamagedCheckpoint>> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        Ok(checkpoint_listing(rc, &self.0, None)?
+            .damaged
+            .into_iter()
+            .map(|d| DamagedCheckpoint {
+                group: d.group.to_string(),
+                topic: d.topic.to_string(),
                 code: d.code.as_str().to_owned(),
                 message: d.message,
             })
@@ -1270,6 +1287,37 @@ fn topic_listing(
     Ok(listing)
 }
 
+/// The checkpoints at `state`, or those on `topic` (ADR 0047): as [`topic_listing`], an
+/// answer made while one did not read is never immutable.
+fn checkpoint_listing(
+    rc: &RequestCtx,
+    state: &Resolved,
+    topic: Option<&Topic>,
+) -> async_graphql::Result<gatos::checkpoints::CheckpointListing> {
+    let listing = rc
+        .service
+        .reads(Src::State(state.at.clone()))
+        .checkpoints_list(topic)
+        .map_err(from_call)?;
+    if !listing.damaged.is_empty() {
+        rc.flag(deps::LIVE);
+    }
+    Ok(listing)
+}
+
+/// A consumer group's checkpoint that does not read at the state.
+#[derive(SimpleObject)]
+pub struct DamagedCheckpoint {
+    /// The consumer group.
+    group: String,
+    /// The topic.
+    topic: String,
+    /// Why it does not read: an error code of the taxonomy.
+    code: String,
+    /// What is wrong, for a person.
+    message: String,
+}
+
 /// A topic whose refs do not read at the state.
 #[derive(SimpleObject)]
 pub struct DamagedTopic {
@@ -1323,11 +1371,8 @@ impl TopicAt {
     /// The consumer groups' checkpoints on this topic at this state, by group.
     async fn checkpoints(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Checkpoint>> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-        let mut rows: Vec<Checkpoint> = rc
-            .service
-            .reads(Src::State(self.state.at.clone()))
-            .checkpoints_list(Some(&self.topic))
-            .map_err(from_call)?
+        let mut rows: Vec<Checkpoint> = checkpoint_listing(rc, &self.state, Some(&self.topic))?
+            .rows
             .into_iter()
             .map(Checkpoint::from)
             .collect();
