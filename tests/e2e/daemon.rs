@@ -620,12 +620,7 @@ fn a_damaged_topic_is_named_and_the_others_are_listed() -> TestResult {
 /// and `checkpoints.list` name it and list the others (ADR 0047), where both failed whole.
 #[test]
 fn a_checkpoint_on_a_damaged_topic_is_named_and_the_others_are_listed() -> TestResult {
-    let repo = crate::support::a_damaged_topic_with(|repo| {
-        for t in ["good", "bad"] {
-            gatos_ok(repo, &["messages", "consume", "readers", t])?;
-        }
-        Ok(())
-    })?;
+    let repo = crate::support::a_damaged_topic_with_readers()?;
     let out = crate::support::gatos(&repo, &["messages", "checkpoint", "ls"])?;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),

@@ -643,12 +643,7 @@ print("ok")
 fn a_damaged_topic_is_named_not_shown_empty() -> TestResult {
     // A consumer group read both topics before the damage: its checkpoint on the damaged
     // one is named too, not listed with a lag it cannot tell.
-    let repo = crate::support::a_damaged_topic_with(|repo| {
-        for t in ["good", "bad"] {
-            gatos_ok(repo, &["messages", "consume", "readers", t])?;
-        }
-        Ok(())
-    })?;
+    let repo = crate::support::a_damaged_topic_with_readers()?;
     let d = HttpDaemon::start(&repo, &format!("t {TOKEN}\n"), "gatosd", &[])?;
     let url = d.url("");
     let script = format!(

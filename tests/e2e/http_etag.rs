@@ -175,3 +175,19 @@ fn state_reads_carry_an_etag_that_moves_with_their_refs() -> TestResult {
     }
     Ok(())
 }
+
+/// An answer that names damage (ADR 0047: a checkpoint on a topic whose head is no
+/// message) carries no tag: an object that was missing may arrive with no ref moving, so no
+/// cache may keep it. The same route on a topic without damage is tagged as before.
+#[test]
+fn an_answer_that_names_damage_carries_no_etag() -> TestResult {
+    let repo = crate::support::a_damaged_topic_with_readers()?;
+    let d = start(&repo)?;
+    let r = get(&d, "/api/v1/topics/bad/consumers", &[])?;
+    assert_eq!(r.status, 200, "{r:?}");
+    let v: Value = serde_json::from_str(&r.body)?;
+    assert_eq!(v["damaged"][0]["topic"], "bad", "{r:?}");
+    assert_eq!(r.header("etag"), None, "{r:?}");
+    tagged(&get(&d, "/api/v1/topics/good/consumers", &[])?)?;
+    Ok(())
+}

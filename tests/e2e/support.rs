@@ -216,9 +216,19 @@ pub fn a_damaged_topic() -> TestResult<TempRepo> {
     a_damaged_topic_with(|_| Ok(()))
 }
 
-/// As [`a_damaged_topic`], with `before` run after the two publishes and before the damage
-/// (to consume from both topics, say).
-pub fn a_damaged_topic_with(before: impl FnOnce(&TempRepo) -> TestResult) -> TestResult<TempRepo> {
+/// As [`a_damaged_topic`], where the consumer group `readers` consumed both topics before
+/// the damage: its checkpoint on `bad` cannot tell its lag.
+pub fn a_damaged_topic_with_readers() -> TestResult<TempRepo> {
+    a_damaged_topic_with(|repo| {
+        for t in ["good", "bad"] {
+            gatos_ok(repo, &["messages", "consume", "readers", t])?;
+        }
+        Ok(())
+    })
+}
+
+/// As [`a_damaged_topic`], with `before` run after the two publishes and before the damage.
+fn a_damaged_topic_with(before: impl FnOnce(&TempRepo) -> TestResult) -> TestResult<TempRepo> {
     let repo = TempRepo::new()?;
     gatos_ok(&repo, &["init"])?;
     gatos_ok(&repo, &["messages", "publish", "good", "--data", "1"])?;

@@ -175,7 +175,8 @@ impl<'g> Checkpoints<'g> {
     /// names it to the caller), so it never fails the listing of the others.
     ///
     /// # Errors
-    /// When the refs, a checkpoint commit or a topic cannot be read.
+    /// When the refs cannot be listed or the store does not read (a checkpoint or topic
+    /// that does not read is left out, as said).
     pub fn list(&self, topic: Option<&Topic>, group: Option<&Group>) -> Result<Vec<CheckpointRow>> {
         self.list_in(&crate::refs::Live(self.gatos), topic, group)
     }
@@ -248,6 +249,14 @@ impl<'g> Checkpoints<'g> {
                 },
             }
         }
+        // By group, then topic (the refs' order differs where a name is another's prefix
+        // followed by a character that sorts before `/`).
+        listing
+            .rows
+            .sort_by(|a, b| (&a.group, &a.topic).cmp(&(&b.group, &b.topic)));
+        listing
+            .damaged
+            .sort_by(|a, b| (&a.group, &a.topic).cmp(&(&b.group, &b.topic)));
         Ok(listing)
     }
 

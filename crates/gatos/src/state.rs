@@ -432,7 +432,16 @@ impl Window {
         let arrived = Instant::now();
         // A journaled publish or enqueue acknowledged before the call is in a journal or
         // already in the refs; settling moves the refs (and the generation) for the former.
-        gatos.flush_journals()?;
+        // A topic whose journal cannot become commits because the topic itself is damaged
+        // (its head moved outside gatos to no message, ADR 0047) does not keep a state from
+        // being made: the state holds its refs as they stand, and the listings name it.
+        for (family, e) in gatos.messages().settle_each()? {
+            let damage = matches!(e.code(), ErrorCode::InvalidEnvelope | ErrorCode::NotFound);
+            if !(damage && family.starts_with("messages.")) {
+                return Err(e);
+            }
+        }
+        crate::jobs::journal::settle(gatos)?;
         let generation = gatos.store().refs_generation();
         let mut minting = self.minting.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = minting.last {

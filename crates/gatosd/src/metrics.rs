@@ -595,8 +595,8 @@ impl StoreSnapshot {
         // refresh: `checkpoints.list` and doctor name it.
         match gatos.checkpoints().listing(None, None) {
             Ok(listing) => {
+                prints.groups = Some(fingerprint(&(&listing.rows, &listing.damaged)));
                 let rows = listing.rows;
-                prints.groups = Some(fingerprint(&rows));
                 let rows = rows
                     .into_iter()
                     .map(|c| {

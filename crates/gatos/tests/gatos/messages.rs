@@ -819,17 +819,7 @@ fn a_listing_names_damaged_topics_and_lists_the_others() -> TestResult {
         json!({ "t": "b2" }),
         &PublishOptions::default(),
     )?;
-    let b = "refs/gatos/messages/b/head";
-    let b_head = repo.git(&["rev-parse", b])?;
-    let bogus = repo.git(&[
-        "commit-tree",
-        &format!("{}^{{tree}}", b_head.trim()),
-        "-p",
-        b_head.trim(),
-        "-m",
-        "not a message",
-    ])?;
-    repo.git(&["update-ref", b, bogus.trim(), b_head.trim()])?;
+    crate::support::move_head_to_no_message(&repo, "b")?;
     let blob_file = repo.path().join("not-a-commit");
     std::fs::write(&blob_file, "a blob\n")?;
     let blob = repo.git(&["hash-object", "-w", &blob_file.to_string_lossy()])?;

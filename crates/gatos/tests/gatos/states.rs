@@ -704,3 +704,41 @@ fn a_rewritten_topic_reads_at_a_state_taken_before_from_its_own_chain() -> TestR
     assert!(!capped.end);
     Ok(())
 }
+
+/// A topic whose head was moved outside gatos to no message while a publish to it waited in
+/// its journal cannot have that journal made commits; it does not keep a state from being
+/// made (every GraphQL read mints one): the state holds the refs as they stand, and its
+/// listings name the topic and a checkpoint on it (ADR 0047).
+#[test]
+fn a_damaged_topic_with_a_journaled_publish_does_not_keep_a_state_from_being_made() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    let (good, bad): (Topic, Topic) = ("st.good".parse()?, "st.bad".parse()?);
+    let group: gatos_types::Group = "readers".parse()?;
+    for t in [&good, &bad] {
+        let row = g
+            .messages()
+            .publish(t, json!(1), &PublishOptions::default())?;
+        g.checkpoints().set(&group, t, row.ulid, false)?;
+    }
+    g.flush_journals()?;
+    g.messages()
+        .publish(&bad, json!(2), &PublishOptions::default())?;
+    crate::support::move_head_to_no_message(&repo, "st.bad")?;
+    assert!(
+        g.flush_journals().is_err(),
+        "the journal cannot become commits"
+    );
+    let w = Window::new(Retention::default());
+    let at = w.mint(&g)?;
+    let topics = g.messages().listing_in(&at)?;
+    let names: Vec<String> = topics.rows.iter().map(|r| r.topic.to_string()).collect();
+    assert_eq!(names, ["st.good"]);
+    assert_eq!(topics.damaged.len(), 1);
+    assert_eq!(topics.damaged[0].code, ErrorCode::InvalidEnvelope);
+    let checkpoints = g.checkpoints().listing_in(&at, None, None)?;
+    assert_eq!(checkpoints.rows.len(), 1);
+    assert_eq!(checkpoints.damaged.len(), 1);
+    assert_eq!(checkpoints.damaged[0].topic, bad);
+    Ok(())
+}

@@ -26,3 +26,20 @@ pub fn open_at(repo: &TempRepo, t: &str) -> TestResult<(Gatos, Arc<FixedClock>)>
     )?;
     Ok((g, clock))
 }
+
+/// Moves `topic`'s head, outside gatos, to a commit that is no message (its tree, the old
+/// head as parent): a topic damaged as ADR 0047 describes.
+pub fn move_head_to_no_message(repo: &TempRepo, topic: &str) -> TestResult {
+    let name = format!("refs/gatos/messages/{topic}/head");
+    let head = repo.git(&["rev-parse", &name])?;
+    let bogus = repo.git(&[
+        "commit-tree",
+        &format!("{}^{{tree}}", head.trim()),
+        "-p",
+        head.trim(),
+        "-m",
+        "not a message",
+    ])?;
+    repo.git(&["update-ref", &name, bogus.trim(), head.trim()])?;
+    Ok(())
+}

@@ -483,8 +483,15 @@ fn finish(
     {
         r.headers_mut().insert(LINK, link);
     }
+    // An answer that names damage (ADR 0047) is not fixed by the refs: an object that was
+    // missing may arrive with no ref moving. It carries no tag, so no cache keeps it.
+    let damaged = value
+        .get("damaged")
+        .and_then(Value::as_array)
+        .is_some_and(|d| !d.is_empty());
     if let Some(t) = tag
         && status == StatusCode::OK
+        && !damaged
     {
         validated(&mut r, t);
     }

@@ -618,7 +618,8 @@ impl Ledger {
         })
     }
 
-    /// Consumer groups at this state, by name, with their checkpoints and lag.
+    /// Consumer groups at this state, by name, with their checkpoints and lag (a checkpoint
+    /// that does not read is left out: see `damagedCheckpoints`).
     #[graphql(
         complexity = "first.or(last).map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
     )]
@@ -1368,7 +1369,8 @@ impl TopicAt {
         ))
     }
 
-    /// The consumer groups' checkpoints on this topic at this state, by group.
+    /// The consumer groups' checkpoints on this topic at this state, by group (one whose
+    /// document does not read is left out: see the ledger's `damagedCheckpoints`).
     async fn checkpoints(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Checkpoint>> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let mut rows: Vec<Checkpoint> = checkpoint_listing(rc, &self.state, Some(&self.topic))?
