@@ -78,6 +78,8 @@ pub enum FindingCode {
     LockForeign,
     /// A commit on a topic's chain cannot be read as a message.
     ChainInvalid,
+    /// A topic's prune summary does not read (not a summary commit, or missing).
+    SummaryInvalid,
     /// A message's `Content-Id` is not the blake3 of its envelope.
     ContentIdMismatch,
     /// An envelope is not canonical JSON, or names another message or topic.
@@ -134,6 +136,7 @@ impl FindingCode {
         FindingCode::LockStale,
         FindingCode::LockForeign,
         FindingCode::ChainInvalid,
+        FindingCode::SummaryInvalid,
         FindingCode::ContentIdMismatch,
         FindingCode::EnvelopeNotCanonical,
         FindingCode::SeqGap,
@@ -167,6 +170,7 @@ impl FindingCode {
             FindingCode::LockStale => "lock-stale",
             FindingCode::LockForeign => "lock-foreign",
             FindingCode::ChainInvalid => "chain-invalid",
+            FindingCode::SummaryInvalid => "summary-invalid",
             FindingCode::ContentIdMismatch => "content-id-mismatch",
             FindingCode::EnvelopeNotCanonical => "envelope-not-canonical",
             FindingCode::SeqGap => "seq-gap",
@@ -198,6 +202,7 @@ impl FindingCode {
             | FindingCode::JournalRejected
             | FindingCode::Fsck
             | FindingCode::ChainInvalid
+            | FindingCode::SummaryInvalid
             | FindingCode::ContentIdMismatch
             | FindingCode::EnvelopeNotCanonical
             | FindingCode::SeqGap
@@ -699,13 +704,29 @@ fn check_topics(
     let store = gatos.store();
     let mut heads = BTreeMap::new();
     let mut sealed: Vec<(Topic, String, Oid)> = Vec::new();
+    let mut summaries: Vec<(Topic, String)> = Vec::new();
     for (name, oid) in store.list_refs(&names::messages_prefix())? {
         match name.kind() {
             Some(RefKind::MessageHead(t)) => {
                 heads.insert(t, oid);
             }
             Some(RefKind::MessageSealed(t, _, _)) => sealed.push((t, name.to_string(), oid)),
+            Some(RefKind::MessageSummary(t)) => summaries.push((t, name.to_string())),
             _ => {}
+        }
+    }
+    // A summary that does not read makes its topic's listings name it damaged (ADR 0047)
+    // and its first position unknown; nothing else would say why.
+    for (topic, name) in summaries {
+        if let Err(e) = gatos.messages().summary(&topic)
+            && matches!(e.code(), ErrorCode::InvalidEnvelope | ErrorCode::NotFound)
+        {
+            r.add(
+                FindingCode::SummaryInvalid,
+                name,
+                format!("{topic}: {e}"),
+                "see docs/operations.md#summary-invalid",
+            );
         }
     }
     let mut out = TopicCommits::new();

@@ -134,8 +134,18 @@ impl<'g> Messages<'g> {
             });
         }
         let c = self.gatos.store().reader().commit(at)?;
-        let through = c
-            .trailers()
+        // A commit of another kind or topic on the ref (a message has a `Seq` too) is no
+        // summary: its `Seq` would be taken for the topic's pruned positions.
+        let trailers = c.trailers();
+        if trailers.get(keys::KIND) != Some("summary")
+            || trailers.get(keys::TOPIC) != Some(topic.as_str())
+        {
+            return Err(Error::new(
+                ErrorCode::InvalidEnvelope,
+                format!("commit {at} on the summary ref of topic '{topic}' is not its summary"),
+            ));
+        }
+        let through = trailers
             .get(keys::SEQ)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| {

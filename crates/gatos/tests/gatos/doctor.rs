@@ -37,6 +37,7 @@ const EXPECTED: &[(&str, Severity)] = &[
     ("lock-stale", Severity::Warning),
     ("lock-foreign", Severity::Warning),
     ("chain-invalid", Severity::Error),
+    ("summary-invalid", Severity::Error),
     ("content-id-mismatch", Severity::Error),
     ("envelope-not-canonical", Severity::Error),
     ("seq-gap", Severity::Error),
@@ -98,6 +99,8 @@ const TESTED: &[&str] = &[
     "lock-stale",
     // broken_topics_made_with_plain_git
     "chain-invalid",
+    // a_summary_that_does_not_read
+    "summary-invalid",
     "content-id-mismatch",
     "envelope-not-canonical",
     "seq-gap",
@@ -626,6 +629,44 @@ fn broken_topics_made_with_plain_git() -> TestResult {
 
     // Repaired: nothing left.
     assert_eq!(run(&g)?, Vec::<Finding>::new());
+    Ok(())
+}
+
+/// A topic's prune summary moved outside gatos to a commit that is no summary (a message):
+/// the topic's listings name it damaged (ADR 0047), and doctor says why. A topic with a
+/// summary that reads (one pruned by gatos) is no finding.
+#[test]
+fn a_summary_that_does_not_read() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let (kept, broken) = (topic("kept"), topic("broken"));
+    g.messages().configure(
+        &kept,
+        &ConfigChange {
+            max_messages: Some(2),
+            retain_messages: Some(Some(2)),
+            ..ConfigChange::default()
+        },
+    )?;
+    publish(&g, &kept, 7)?;
+    publish(&g, &broken, 2)?;
+    let pruned = g.messages().prune(&kept, &PruneOptions::default())?;
+    assert!(pruned.summary.is_some(), "{pruned:?}");
+    assert!(
+        repo.rev_parse("refs/gatos/messages/kept/summary")?
+            .is_some()
+    );
+    not_found(&run(&g)?, "summary-invalid");
+    let name = "refs/gatos/messages/broken/summary";
+    let message = head_of(&repo, "refs/gatos/messages/broken/head")?;
+    repo.git(&["update-ref", name, &message])?;
+    let findings = run(&g)?;
+    let f = found(&findings, "summary-invalid", name);
+    assert!(f.message.contains("broken"), "{f:?}");
+    assert_eq!(with_code(&findings, "summary-invalid").len(), 1);
+    let listing = g.messages().listing()?;
+    assert_eq!(listing.damaged.len(), 1);
+    assert_eq!(listing.damaged[0].topic, broken);
     Ok(())
 }
 
