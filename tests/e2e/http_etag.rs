@@ -178,7 +178,8 @@ fn state_reads_carry_an_etag_that_moves_with_their_refs() -> TestResult {
 
 /// An answer that names damage (ADR 0047: a checkpoint on a topic whose head is no
 /// message) carries no tag: an object that was missing may arrive with no ref moving, so no
-/// cache may keep it. The same route on a topic without damage is tagged as before.
+/// cache may keep it. The same route on a topic without damage is tagged as before, and
+/// `/metrics` counts what the listings leave out.
 #[test]
 fn an_answer_that_names_damage_carries_no_etag() -> TestResult {
     let repo = crate::support::a_damaged_topic_with_readers()?;
@@ -189,5 +190,18 @@ fn an_answer_that_names_damage_carries_no_etag() -> TestResult {
     assert_eq!(v["damaged"][0]["topic"], "bad", "{r:?}");
     assert_eq!(r.header("etag"), None, "{r:?}");
     tagged(&get(&d, "/api/v1/topics/good/consumers", &[])?)?;
+    // The gauges that leave them out count them (read at the daemon's start, then every
+    // 5 s).
+    let mut last = String::new();
+    let seen = gatos_testutil::wait_for(
+        "gatos_damaged in /metrics",
+        std::time::Duration::from_secs(30),
+        || {
+            last = get(&d, "/metrics", &[]).map(|r| r.body).unwrap_or_default();
+            last.contains("gatos_damaged{listing=\"topics\"} 1")
+                && last.contains("gatos_damaged{listing=\"checkpoints\"} 1")
+        },
+    );
+    assert!(seen.is_ok(), "{last}");
     Ok(())
 }

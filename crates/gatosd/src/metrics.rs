@@ -523,6 +523,8 @@ pub struct StoreSnapshot {
     pub lags: Vec<(String, String, u64)>,
     /// `(kind, amount)`.
     pub debt: Vec<(&'static str, u64)>,
+    /// `(listing, count)`: topics and checkpoints that do not read (ADR 0047).
+    pub damaged: Vec<(&'static str, u64)>,
     /// The background sync's totals since the node started: `(ok, failed, rejected refs)`;
     /// `None` when the node does not sync.
     pub sync: Option<(u64, u64, u64)>,
@@ -576,9 +578,11 @@ impl StoreSnapshot {
             }
             Err(e) => tracing::debug!(error = %e, "metrics: reading queue depths"),
         }
-        match gatos.messages().topics() {
-            Ok(rows) => {
-                prints.topics = Some(fingerprint(&rows));
+        match gatos.messages().listing() {
+            Ok(listing) => {
+                prints.topics = Some(fingerprint(&(&listing.rows, &listing.damaged)));
+                snap.damaged.push(("topics", listing.damaged.len() as u64));
+                let rows = listing.rows;
                 let audit = rows
                     .iter()
                     .find(|t| t.topic.as_str() == gatos::audit::AUDIT_TOPIC);
@@ -596,6 +600,8 @@ impl StoreSnapshot {
         match gatos.checkpoints().listing(None, None) {
             Ok(listing) => {
                 prints.groups = Some(fingerprint(&(&listing.rows, &listing.damaged)));
+                snap.damaged
+                    .push(("checkpoints", listing.damaged.len() as u64));
                 let rows = listing.rows;
                 let rows = rows
                     .into_iter()
@@ -716,6 +722,18 @@ impl Collector for StoreGauges {
             )?;
             for (kind, n) in &snap.debt {
                 let l = [("kind", *kind)];
+                gauge(*n).encode(fam.encode_family(&l)?)?;
+            }
+        }
+        {
+            let mut fam = encoder.encode_descriptor(
+                "gatos_damaged",
+                "Topics and consumer checkpoints whose refs do not read, left out of their listings and of the gauges above (ADR 0047), by listing (topics, checkpoints).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (listing, n) in &snap.damaged {
+                let l = [("listing", *listing)];
                 gauge(*n).encode(fam.encode_family(&l)?)?;
             }
         }
@@ -998,11 +1016,13 @@ mod contract {
             topics: vec![("t".into(), 3)],
             lags: vec![("t".into(), "g".into(), 1)],
             debt: vec![("packs", 1)],
+            damaged: vec![("topics", 0), ("checkpoints", 1)],
             sync: Some((1, 0, 0)),
         });
         let (text, ct) = m.encode(0, 0, false)?;
         assert!(text.contains("gatos_sync_runs_total{result=\"ok\"} 1"));
         assert!(text.contains("gatos_consumer_lag_messages{topic=\"t\",group=\"g\"} 1"));
+        assert!(text.contains("gatos_damaged{listing=\"checkpoints\"} 1"));
         assert!(text.contains("gatos_jobs_claim_latency_seconds_sum{queue=\"q\"} 2.0"));
         assert!(
             text.contains("gatos_jobs_duration_seconds_sum{queue=\"q\",outcome=\"succeeded\"} 2.0")
