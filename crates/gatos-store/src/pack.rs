@@ -239,8 +239,8 @@ impl PackWriter<'_> {
         }
     }
 
-    /// Returns the number of objects collected (of those passed on to the pack's thread,
-    /// each once).
+    /// Returns the number of objects collected (the first part written ahead counted once
+    /// per id, what was put after it as put).
     pub fn len(&self) -> usize {
         self.objects.len() + self.ahead.as_ref().map_or(0, |a| a.sent)
     }
@@ -260,7 +260,8 @@ impl PackWriter<'_> {
     /// Where what was collected is under [`AHEAD_FROM`] bytes, the machine has one CPU or
     /// no thread can be started, nothing changes. Should the objects differ from what
     /// was said (not `more` of them after this, or one put twice), [`PackWriter::finish`]
-    /// takes them back and writes the pack itself: the header, written first, counts them.
+    /// reads them back from what was written and writes the pack itself: the header,
+    /// written first, counts them.
     pub fn write_ahead(&mut self, more: usize) {
         if self.ahead.is_some()
             || self.bytes < AHEAD_FROM
