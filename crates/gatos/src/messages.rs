@@ -126,7 +126,41 @@ impl<'g> Messages<'g> {
         }
     }
 
-    fn summary_at(&self, topic: &Topic, at: Oid) -> Result<Summary> {
+    /// Whether `topic` itself is damaged (ADR 0047): its committed head is no message, or
+    /// its summary does not read. Read from the refs as they stand, without making its
+    /// journal commits (what a journal that cannot become commits is checked against: a
+    /// journal that fails on a topic that reads is a fault of the journal, not damage).
+    ///
+    /// # Errors
+    /// When a ref cannot be read, or an object for another reason than the topic's damage.
+    pub(crate) fn is_damaged(&self, topic: &Topic) -> Result<bool> {
+        let damage = |e: Error| match e.code() {
+            ErrorCode::InvalidEnvelope | ErrorCode::NotFound => Ok(true),
+            _ => Err(e),
+        };
+        let store = self.gatos.store();
+        if let Some(head) = store.read_ref(&names::message_head(topic))? {
+            let read = store
+                .reader()
+                .commit(head)
+                .map_err(Error::from)
+                .and_then(|c| chain::meta(&c));
+            if let Err(e) = read {
+                return damage(e);
+            }
+        }
+        match self.summary(topic) {
+            Ok(_) => Ok(false),
+            Err(e) => damage(e),
+        }
+    }
+
+    /// The summary at `at` of `topic`: a commit that says it is that topic's summary
+    /// (`Gatos-Kind: summary`, `Topic`), with the last pruned position in `Seq`.
+    ///
+    /// # Errors
+    /// `InvalidEnvelope` for a commit that is not its summary; a store failure.
+    pub(crate) fn summary_at(&self, topic: &Topic, at: Oid) -> Result<Summary> {
         if let Some(through) = self.gatos.cached_summary(topic, at) {
             return Ok(Summary {
                 at: Some(at),

@@ -414,7 +414,10 @@ impl Window {
     /// one is that one.
     ///
     /// The answer includes every write acknowledged before the call (read-your-writes),
-    /// whoever made it. Journaled publishes waiting in a journal are materialized first.
+    /// whoever made it. Journaled publishes waiting in a journal are materialized first;
+    /// but for a topic that is itself damaged (its head moved outside gatos to no message,
+    /// or its summary does not read: ADR 0047), whose journal cannot become commits, the
+    /// state holds the refs as they stand, without the publishes waiting in that journal.
     /// Then, one mint running at a time:
     /// - the last state is reused when the refs' generation
     ///   ([`gatos_store::Store::refs_generation`]) is the one read just before that state's
@@ -433,12 +436,18 @@ impl Window {
         // A journaled publish or enqueue acknowledged before the call is in a journal or
         // already in the refs; settling moves the refs (and the generation) for the former.
         // A topic whose journal cannot become commits because the topic itself is damaged
-        // (its head moved outside gatos to no message, ADR 0047) does not keep a state from
-        // being made: the state holds its refs as they stand, and the listings name it.
+        // (its head moved outside gatos to no message, ADR 0047; checked on the refs, not
+        // taken from the journal's error) does not keep a state from being made: the state
+        // holds its refs as they stand, without the publishes waiting in that journal, and
+        // the listings name the topic. A journal that fails on a topic that reads still
+        // fails the call.
         for (family, e) in gatos.messages().settle_each()? {
-            let damage = matches!(e.code(), ErrorCode::InvalidEnvelope | ErrorCode::NotFound);
-            if !(damage && family.starts_with("messages.")) {
-                return Err(e);
+            let topic = family
+                .strip_prefix("messages.")
+                .and_then(|t| t.parse::<gatos_types::Topic>().ok());
+            match topic {
+                Some(t) if gatos.messages().is_damaged(&t)? => {}
+                _ => return Err(e),
             }
         }
         crate::jobs::journal::settle(gatos)?;

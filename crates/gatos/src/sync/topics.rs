@@ -179,21 +179,19 @@ impl Sync<'_> {
         (pick(&self.local), pick(&self.hub))
     }
 
-    /// The last pruned seq a summary commit names.
-    pub(super) fn through_of(&self, summary: Option<Oid>) -> Result<u64> {
+    /// The last pruned seq a summary commit of `topic` names. A commit that is not its
+    /// summary (moved onto the ref outside gatos) is `InvalidEnvelope`: its `Seq` is never
+    /// taken for pruned positions, which would delete segments on both sides.
+    pub(super) fn through_of(&self, topic: &Topic, summary: Option<Oid>) -> Result<u64> {
         let Some(s) = summary else { return Ok(0) };
-        let c = self.gatos.store().reader().commit(s)?;
-        Ok(c.trailers()
-            .get(keys::SEQ)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+        Ok(self.gatos.messages().summary_at(topic, s)?.through)
     }
 
     /// Reconciles the summary chains; returns the pruned-through both sides agree on.
     fn summaries(&mut self, t: &Topic) -> Result<u64> {
         let name = names::message_summary(t).to_string();
         let (l, h) = (self.local.get(&name).copied(), self.hub.get(&name).copied());
-        let (tl, th) = (self.through_of(l)?, self.through_of(h)?);
+        let (tl, th) = (self.through_of(t, l)?, self.through_of(t, h)?);
         match (l, h) {
             (None, None) => return Ok(0),
             (Some(l), Some(h)) if l == h => return Ok(tl),

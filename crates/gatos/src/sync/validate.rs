@@ -424,7 +424,7 @@ impl Sync<'_> {
             local_through
         } else {
             let hub_summary = self.hub.get(names::message_summary(t).as_str()).copied();
-            local_through.max(self.through_of(hub_summary).unwrap_or(0))
+            local_through.max(self.through_of(t, hub_summary).unwrap_or(0))
         };
         let view = self.gatos.messages().view(t).ok().flatten();
         // The system topics, and topics whose settings here say so, need signed messages.

@@ -742,3 +742,38 @@ fn a_damaged_topic_with_a_journaled_publish_does_not_keep_a_state_from_being_mad
     assert_eq!(checkpoints.damaged[0].topic, bad);
     Ok(())
 }
+
+/// A journal that cannot become commits on a topic that reads (here its record says a
+/// format version no gatos writes: a newer writer's record, say) is a fault of the journal,
+/// not damage of the topic: making a state still fails, rather than answer without the
+/// publish acknowledged from it.
+#[test]
+fn a_journal_fault_on_a_topic_that_reads_still_keeps_a_state_from_being_made() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = open_at(&repo, T0)?;
+    let t: Topic = "st.fine".parse()?;
+    g.messages()
+        .publish(&t, json!(1), &PublishOptions::default())?;
+    g.flush_journals()?;
+    g.messages()
+        .publish(&t, json!(2), &PublishOptions::default())?;
+    let path = repo.git_dir().join("gatos/journal/messages.st.fine");
+    let mut bytes = std::fs::read(&path)?;
+    // One record: its length, its body (the version first), its checksum.
+    let len = usize::try_from(u32::from_le_bytes(bytes[0..4].try_into()?))?;
+    assert_eq!(bytes.len(), 4 + len + 16, "one record in the journal");
+    bytes[4] = 0xee;
+    let mut h = blake3::Hasher::new();
+    h.update(&bytes[0..4]);
+    h.update(&bytes[4..4 + len]);
+    let sum = *h.finalize().as_bytes();
+    bytes[4 + len..].copy_from_slice(&sum[..16]);
+    std::fs::write(&path, &bytes)?;
+    let w = Window::new(Retention::default());
+    let Err(e) = w.mint(&g) else {
+        return Err("a state was made without the journaled publish".into());
+    };
+    assert_eq!(e.code(), ErrorCode::InvalidEnvelope, "{e}");
+    assert!(e.to_string().contains("unknown version"), "{e}");
+    Ok(())
+}
