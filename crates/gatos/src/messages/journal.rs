@@ -526,13 +526,18 @@ impl Messages<'_> {
             Outcome::Nothing => Ok(()),
             Outcome::Applied { known, head } => {
                 drop(open);
-                let summary = self.summary(topic)?;
-                let target = index::Target {
-                    head: Some(head),
-                    summary: summary.at,
-                    pruned_through: summary.through,
-                };
-                if let Err(e) = index::open(store, topic, target, &known) {
+                // The journal is commits now: keeping the position index in step is best
+                // effort (readers rebuild it), also when the summary does not read (ADR
+                // 0047), which must not report the journal as stuck.
+                let indexed = self.summary(topic).and_then(|summary| {
+                    let target = index::Target {
+                        head: Some(head),
+                        summary: summary.at,
+                        pruned_through: summary.through,
+                    };
+                    index::open(store, topic, target, &known)
+                });
+                if let Err(e) = indexed {
                     tracing::warn!(%topic, error = %e, "could not update the position index; readers will rebuild it");
                 }
                 if let Some(last) = known.last() {

@@ -667,6 +667,30 @@ fn a_summary_that_does_not_read() -> TestResult {
     let listing = g.messages().listing()?;
     assert_eq!(listing.damaged.len(), 1);
     assert_eq!(listing.damaged[0].topic, broken);
+    // A publish to that topic is refused, with the same code.
+    let Err(e) = g
+        .messages()
+        .publish(&broken, json!({ "n": 9 }), &PublishOptions::default())
+    else {
+        return Err("a publish on a summary that does not read was taken".into());
+    };
+    assert_eq!(e.code(), gatos_types::ErrorCode::InvalidEnvelope, "{e}");
+    // One acknowledged before the summary moved is made commits all the same (its head
+    // reads): the position index is left for readers to rebuild, and the journal is not
+    // reported stuck.
+    repo.git(&["update-ref", "-d", name])?;
+    g.messages()
+        .publish(&broken, json!({ "n": 9 }), &PublishOptions::default())?;
+    repo.git(&["update-ref", name, &message])?;
+    g.flush_journals()?;
+    let findings = run(&g)?;
+    found(&findings, "summary-invalid", name);
+    not_found(&findings, "journal-stuck");
+    assert_eq!(
+        repo.git(&["rev-list", "--count", "refs/gatos/messages/broken/head"])?
+            .trim(),
+        "3"
+    );
     Ok(())
 }
 
