@@ -233,9 +233,9 @@ pub(crate) struct Append<'a> {
 }
 
 /// Writes the envelope blob (of the canonical `envelope`), tree and commit of a message
-/// after `prev`: in `prev`'s
-/// segment, or starting a new one when `rotate` (or when there is no `prev`). Returns its
-/// place and its envelope blob. Shared by publish and by sync's re-append.
+/// after `prev`: in `prev`'s segment, or starting a new one when `rotate` (or when there is
+/// no `prev`). Returns its place and its envelope blob. Shared by publish and by sync's
+/// re-append.
 ///
 /// # Errors
 /// When an object cannot be written.
