@@ -286,6 +286,49 @@ fn sealed(r: &TempRepo) -> TestResult<usize> {
         .count())
 }
 
+/// A message commit moved onto a topic's summary ref outside gatos is no summary (ADR
+/// 0047): sync neither pushes it to the hub as one nor takes its `Seq` for pruned
+/// positions (which deleted the sealed segments at or below it on both sides); it rejects
+/// the topic's refs from the hub with an error naming the summary, and syncs the rest.
+#[test]
+fn a_message_on_the_summary_ref_is_not_synced_as_a_summary() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    gatos_ok(a, &["messages", "config", "t", "--max-messages", "2"])?;
+    for k in 0..7 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    net.sync(0)?;
+    let (here, there) = (sealed(a)?, sealed(&net.hub)?);
+    assert!(
+        here >= 3 && here == there,
+        "{here} sealed here, {there} on the hub"
+    );
+    let head = net.head(0, "t")?.ok_or("no head")?;
+    a.git(&["update-ref", "refs/gatos/messages/t/summary", &head])?;
+    publish(a, "u", "other")?;
+    let report = net.sync(0)?;
+    let rejected = report["rejected"].as_array().ok_or("no rejected")?;
+    assert_eq!(rejected.len(), 1, "{report}");
+    assert_eq!(rejected[0]["code"], "InvalidEnvelope", "{report}");
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("summary ref of topic 't'")),
+        "{report}"
+    );
+    assert_eq!(report["deleted_local"], 0, "{report}");
+    assert_eq!(report["deleted_remote"], 0, "{report}");
+    assert_eq!((sealed(a)?, sealed(&net.hub)?), (here, there));
+    assert_eq!(
+        net.hub.rev_parse("refs/gatos/messages/t/summary")?,
+        None,
+        "pushed to the hub as a summary"
+    );
+    assert!(net.hub_head("u")?.is_some(), "the other topic synced");
+    Ok(())
+}
+
 #[test]
 fn prune_on_one_node_is_not_undone_by_another() -> TestResult {
     let net = Net::new(2)?;
