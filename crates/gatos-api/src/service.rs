@@ -66,6 +66,10 @@ pub struct Answer {
     pub result: Box<RawValue>,
     /// Topics the call published on.
     pub touched: Vec<Topic>,
+    /// True when the answer names damage (a listing's `damaged`, ADR 0047): it is not
+    /// fixed by its operation's ref state (an object that was missing may arrive with no
+    /// ref moving), so a face gives it no state tag and no cache keeps it.
+    pub unfixed: bool,
 }
 
 /// What [`Service::call_now_or_park`] made of a call.
@@ -111,6 +115,7 @@ impl std::future::Future for ParkedCall {
             Ok(Answer {
                 result: encode(&row?)?,
                 touched: vec![self.0.topic().clone()],
+                unfixed: false,
             })
         }))
     }
@@ -375,6 +380,7 @@ impl Service {
             self.writable(op.name)?;
         }
         let events = || vec![gatos::jobs::events_topic()];
+        let mut unfixed = false;
         let (result, touched) = match op.name {
             n::MESSAGES_PUBLISH => {
                 let p: PublishParams = decode(params)?;
@@ -393,7 +399,9 @@ impl Service {
             n::MESSAGES_ACK => (encode(&self.messages_ack(actor, decode(params)?)?)?, vec![]),
             n::TOPICS_LIST => {
                 let _: NoParams = decode(params)?;
-                (encode(&self.topics_list()?)?, vec![])
+                let listed = self.topics_list()?;
+                unfixed = !listed.damaged.is_empty();
+                (encode(&listed)?, vec![])
             }
             n::STATE_RESOLVE => (encode(&self.state_resolve(decode(params)?)?)?, vec![]),
             n::SNAPSHOTS_CREATE => (
@@ -415,7 +423,11 @@ impl Service {
             n::JOBS_ATTEMPTS => (encode(&self.jobs_attempts(decode(params)?)?)?, vec![]),
             n::MANIFESTS_VERSIONS => (encode(&self.manifests_versions(decode(params)?)?)?, vec![]),
             n::CHECKPOINTS_GET => (encode(&self.checkpoints_get(decode(params)?)?)?, vec![]),
-            n::CHECKPOINTS_LIST => (encode(&self.checkpoints_list(decode(params)?)?)?, vec![]),
+            n::CHECKPOINTS_LIST => {
+                let listed = self.checkpoints_list(decode(params)?)?;
+                unfixed = !listed.damaged.is_empty();
+                (encode(&listed)?, vec![])
+            }
             n::CHECKPOINTS_SET => (
                 encode(&self.checkpoints_set(actor, decode(params)?)?)?,
                 vec![],
@@ -475,7 +487,11 @@ impl Service {
             n::GATOS_HEALTH | n::GATOS_READY => return Err(CallError::NotUnary(op.name)),
             other => return Err(CallError::UnknownOperation(other.to_owned())),
         };
-        Ok(Answer { result, touched })
+        Ok(Answer {
+            result,
+            touched,
+            unfixed,
+        })
     }
 
     /// The state tag of a call of `name` with `params` (ADR 0042): `None` for an operation

@@ -196,25 +196,10 @@ impl Store {
     /// # Errors
     /// When the pack directory cannot be read.
     pub fn remove_stale_keeps(&self) -> Result<Vec<PathBuf>> {
-        let pack_dir = self.common_dir().join("objects").join("pack");
-        let entries = match std::fs::read_dir(&pack_dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("reading objects/pack", e)),
-        };
-        let mut removed = Vec::new();
-        for entry in entries.filter_map(std::result::Result::ok) {
-            let path = entry.path();
-            if path.extension().is_none_or(|x| x != "keep") {
-                continue;
-            }
-            let ours = std::fs::read_to_string(&path).is_ok_and(|s| s.starts_with(KEEP_MARKER));
-            let old = crate::locks::age_of(&path).is_some_and(|a| a >= STALE_KEEP_AGE);
-            if ours && old && std::fs::remove_file(&path).is_ok() {
-                removed.push(path);
-            }
-        }
-        Ok(removed)
+        self.remove_stale_in_pack_dir(|path, _| {
+            path.extension().is_some_and(|x| x == "keep")
+                && std::fs::read_to_string(path).is_ok_and(|s| s.starts_with(KEEP_MARKER))
+        })
     }
 
     /// Removes the temporary files of packs and indexes that a gatos writer was writing
@@ -226,6 +211,19 @@ impl Store {
     /// # Errors
     /// When the pack directory cannot be read.
     pub fn remove_stale_temporaries(&self) -> Result<Vec<PathBuf>> {
+        self.remove_stale_in_pack_dir(|path, name| {
+            name.strip_prefix(".tmp").is_some_and(|rest| {
+                rest.len() == 6 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+            }) && path.is_file()
+        })
+    }
+
+    /// Removes the files of `objects/pack` that `leftover` (given the path and the name)
+    /// says a crash of gatos left, once they are [`STALE_KEEP_AGE`] old; returns them.
+    fn remove_stale_in_pack_dir(
+        &self,
+        leftover: impl Fn(&Path, &str) -> bool,
+    ) -> Result<Vec<PathBuf>> {
         let pack_dir = self.common_dir().join("objects").join("pack");
         let entries = match std::fs::read_dir(&pack_dir) {
             Ok(e) => e,
@@ -234,16 +232,12 @@ impl Store {
         };
         let mut removed = Vec::new();
         for entry in entries.filter_map(std::result::Result::ok) {
-            let name = entry.file_name();
-            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(".tmp")) else {
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            if rest.len() != 6 || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                continue;
-            }
-            let path = entry.path();
-            let old = crate::locks::age_of(&path).is_some_and(|a| a >= STALE_KEEP_AGE);
-            if old && path.is_file() && std::fs::remove_file(&path).is_ok() {
+            let old = || crate::locks::age_of(&path).is_some_and(|a| a >= STALE_KEEP_AGE);
+            if leftover(&path, &name) && old() && std::fs::remove_file(&path).is_ok() {
                 removed.push(path);
             }
         }

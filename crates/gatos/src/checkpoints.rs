@@ -236,17 +236,15 @@ impl<'g> Checkpoints<'g> {
             }
             match read_doc(&mut reader, commit).and_then(|doc| self.row_in(src, doc)) {
                 Ok(row) => listing.rows.push(row),
-                Err(e) => match e.code() {
-                    ErrorCode::InvalidEnvelope | ErrorCode::NotFound => {
-                        listing.damaged.push(DamagedCheckpoint {
-                            group: g,
-                            topic: t,
-                            code: e.code(),
-                            message: e.to_string(),
-                        });
-                    }
-                    _ => return Err(e),
-                },
+                Err(e) if crate::messages::is_damage(&e) => {
+                    listing.damaged.push(DamagedCheckpoint {
+                        group: g,
+                        topic: t,
+                        code: e.code(),
+                        message: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
             }
         }
         // By group, then topic (the refs' order differs where a name is another's prefix

@@ -719,7 +719,7 @@ fn check_topics(
     // and its first position unknown; nothing else would say why.
     for (topic, name) in summaries {
         if let Err(e) = gatos.messages().summary(&topic)
-            && matches!(e.code(), ErrorCode::InvalidEnvelope | ErrorCode::NotFound)
+            && crate::messages::is_damage(&e)
         {
             r.add(
                 FindingCode::SummaryInvalid,

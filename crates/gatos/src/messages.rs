@@ -134,10 +134,7 @@ impl<'g> Messages<'g> {
     /// # Errors
     /// When a ref cannot be read, or an object for another reason than the topic's damage.
     pub(crate) fn is_damaged(&self, topic: &Topic) -> Result<bool> {
-        let damage = |e: Error| match e.code() {
-            ErrorCode::InvalidEnvelope | ErrorCode::NotFound => Ok(true),
-            _ => Err(e),
-        };
+        let damage = |e: Error| if is_damage(&e) { Ok(true) } else { Err(e) };
         let store = self.gatos.store();
         if let Some(head) = store.read_ref(&names::message_head(topic))? {
             let read = store
@@ -518,17 +515,23 @@ pub struct TopicListing {
     pub damaged: Vec<DamagedTopic>,
 }
 
-/// A topic left out of a listing for `e`, unless `e` is no damage of the topic's own (the
-/// store failing to read, a lock not had: then `e` fails the listing, as it is).
+/// Whether `e`, from reading a topic's or a checkpoint's refs, is damage of what was read
+/// (ADR 0047: a commit that is not what its ref says, or an object that is not there), not
+/// the store failing to read or a lock not had, which fail a listing as they are.
+pub(crate) fn is_damage(e: &Error) -> bool {
+    matches!(e.code(), ErrorCode::InvalidEnvelope | ErrorCode::NotFound)
+}
+
+/// A topic left out of a listing for `e`, unless `e` is no damage ([`is_damage`]).
 fn damage(topic: Topic, e: Error) -> Result<DamagedTopic> {
-    match e.code() {
-        ErrorCode::InvalidEnvelope | ErrorCode::NotFound => Ok(DamagedTopic {
-            topic,
-            code: e.code(),
-            message: e.to_string(),
-        }),
-        _ => Err(e),
+    if !is_damage(&e) {
+        return Err(e);
     }
+    Ok(DamagedTopic {
+        topic,
+        code: e.code(),
+        message: e.to_string(),
+    })
 }
 
 impl Messages<'_> {

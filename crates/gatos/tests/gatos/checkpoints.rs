@@ -424,10 +424,7 @@ fn a_listing_names_checkpoints_that_do_not_read_and_lists_the_others() -> TestRe
         &PublishOptions::default(),
     )?;
     crate::support::move_head_to_no_message(&repo, "cp.b")?;
-    let blob_file = repo.path().join("not-a-commit");
-    std::fs::write(&blob_file, "a blob\n")?;
-    let blob = repo.git(&["hash-object", "-w", &blob_file.to_string_lossy()])?;
-    repo.git(&["update-ref", "refs/gatos/messages/cp.c/head", blob.trim()])?;
+    crate::support::move_head_to_blob(&repo, "cp.c")?;
     // Another group's checkpoint that is no checkpoint (a message commit).
     let a_head = repo.git(&["rev-parse", "refs/gatos/messages/cp.a/head"])?;
     repo.git(&[

@@ -820,10 +820,7 @@ fn a_listing_names_damaged_topics_and_lists_the_others() -> TestResult {
         &PublishOptions::default(),
     )?;
     crate::support::move_head_to_no_message(&repo, "b")?;
-    let blob_file = repo.path().join("not-a-commit");
-    std::fs::write(&blob_file, "a blob\n")?;
-    let blob = repo.git(&["hash-object", "-w", &blob_file.to_string_lossy()])?;
-    repo.git(&["update-ref", "refs/gatos/messages/c/head", blob.trim()])?;
+    crate::support::move_head_to_blob(&repo, "c")?;
 
     let listing = g.messages().listing()?;
     let names = |rows: &[gatos_types::wire::TopicRow]| -> Vec<String> {

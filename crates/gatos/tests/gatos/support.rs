@@ -43,3 +43,16 @@ pub fn move_head_to_no_message(repo: &TempRepo, topic: &str) -> TestResult {
     repo.git(&["update-ref", &name, bogus.trim(), head.trim()])?;
     Ok(())
 }
+
+/// Moves `topic`'s head, outside gatos, to a blob (not even a commit).
+pub fn move_head_to_blob(repo: &TempRepo, topic: &str) -> TestResult {
+    let blob_file = repo.path().join("not-a-commit");
+    std::fs::write(&blob_file, "a blob\n")?;
+    let blob = repo.git(&["hash-object", "-w", &blob_file.to_string_lossy()])?;
+    repo.git(&[
+        "update-ref",
+        &format!("refs/gatos/messages/{topic}/head"),
+        blob.trim(),
+    ])?;
+    Ok(())
+}

@@ -483,15 +483,11 @@ fn finish(
     {
         r.headers_mut().insert(LINK, link);
     }
-    // An answer that names damage (ADR 0047) is not fixed by the refs: an object that was
-    // missing may arrive with no ref moving. It carries no tag, so no cache keeps it.
-    let damaged = value
-        .get("damaged")
-        .and_then(Value::as_array)
-        .is_some_and(|d| !d.is_empty());
+    // An answer the service says is not fixed by the refs (one that names damage, ADR
+    // 0047) carries no tag, so no cache keeps it.
     if let Some(t) = tag
         && status == StatusCode::OK
-        && !damaged
+        && !answer.unfixed
     {
         validated(&mut r, t);
     }

@@ -66,32 +66,50 @@ fn topics(ctx: &Ctx, out: &mut Output) -> Result<(), Error> {
             )
         })?;
     }
-    // A topic whose refs do not read is named, and fails the command once the others
-    // are listed (as `ls` does with what it cannot read).
-    for d in &listing.damaged {
-        out.warn(&format!("topic '{}' does not read: {}", d.topic, d.message));
+    fail_on_damage(out, &listing.damaged, ("topic", "topics"), |d| Damage {
+        named: format!("topic '{}'", d.topic),
+        short: d.topic.to_string(),
+        code: d.code,
+        message: &d.message,
+    })
+}
+
+/// One part of a listing that does not read (ADR 0047), as [`fail_on_damage`] says it.
+struct Damage<'a> {
+    /// How stderr names it (`topic 'x'`).
+    named: String,
+    /// How the error lists it (`x`).
+    short: String,
+    code: gatos_types::ErrorCode,
+    message: &'a str,
+}
+
+/// Names on stderr each part of a listing that does not read, then fails with the first
+/// one's code and every one in `details.damaged`, once the rest is listed (as `ls` does
+/// with what it cannot read). `(one, many)` name the part, one and more than one.
+fn fail_on_damage<D: serde::Serialize>(
+    out: &mut Output,
+    damaged: &[D],
+    (one, many): (&str, &str),
+    damage: impl Fn(&D) -> Damage<'_>,
+) -> Result<(), Error> {
+    for d in damaged {
+        let d = damage(d);
+        out.warn(&format!("{} does not read: {}", d.named, d.message));
     }
-    let damaged = serde_json::to_value(&listing.damaged).unwrap_or_default();
-    match listing.damaged.first() {
-        None => Ok(()),
-        Some(first) => Err(gatos::Error::new(
-            first.code,
-            format!(
-                "{} ({}); git gatos doctor says more",
-                match listing.damaged.len() {
-                    1 => "a topic does not read".to_owned(),
-                    n => format!("{n} topics do not read"),
-                },
-                listing
-                    .damaged
-                    .iter()
-                    .map(|d| d.topic.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-        .with_detail("damaged", damaged)),
-    }
+    let Some(first) = damaged.first() else {
+        return Ok(());
+    };
+    let said = match damaged.len() {
+        1 => format!("a {one} does not read"),
+        n => format!("{n} {many} do not read"),
+    };
+    let shorts: Vec<String> = damaged.iter().map(|d| damage(d).short).collect();
+    Err(Error::new(
+        damage(first).code,
+        format!("{said} ({}); git gatos doctor says more", shorts.join(", ")),
+    )
+    .with_detail("damaged", serde_json::to_value(damaged).unwrap_or_default()))
 }
 
 /// A read of a topic this node has never seen: without `--follow` it is `NotFound` (with

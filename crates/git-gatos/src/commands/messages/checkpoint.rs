@@ -35,35 +35,14 @@ pub fn run(ctx: &Ctx, out: &mut Output, cmd: &CheckpointCommand) -> Result<(), E
             }
             // A checkpoint that does not read is named, and fails the command once the
             // others are listed (as `messages topics` does, ADR 0047).
-            for d in &listed.damaged {
-                out.warn(&format!(
-                    "checkpoint of group '{}' on topic '{}' does not read: {}",
-                    d.group, d.topic, d.message
-                ));
-            }
-            match listed.damaged.first() {
-                None => Ok(()),
-                Some(first) => Err(Error::new(
-                    first.code,
-                    format!(
-                        "{} ({}); git gatos doctor says more",
-                        match listed.damaged.len() {
-                            1 => "a checkpoint does not read".to_owned(),
-                            n => format!("{n} checkpoints do not read"),
-                        },
-                        listed
-                            .damaged
-                            .iter()
-                            .map(|d| format!("{} on {}", d.group, d.topic))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-                .with_detail(
-                    "damaged",
-                    serde_json::to_value(&listed.damaged).unwrap_or_default(),
-                )),
-            }
+            super::fail_on_damage(out, &listed.damaged, ("checkpoint", "checkpoints"), |d| {
+                super::Damage {
+                    named: format!("checkpoint of group '{}' on topic '{}'", d.group, d.topic),
+                    short: format!("{} on {}", d.group, d.topic),
+                    code: d.code,
+                    message: &d.message,
+                }
+            })
         }
         CheckpointCommand::Get { group, topic } => {
             let (group, topic): (Group, Topic) = (parse(group)?, parse(topic)?);
