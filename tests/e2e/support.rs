@@ -234,10 +234,16 @@ fn a_damaged_topic_with(before: impl FnOnce(&TempRepo) -> TestResult) -> TestRes
     gatos_ok(&repo, &["messages", "publish", "good", "--data", "1"])?;
     gatos_ok(&repo, &["messages", "publish", "bad", "--data", "1"])?;
     before(&repo)?;
-    let name = "refs/gatos/messages/bad/head";
-    let head = repo.git(&["rev-parse", name])?;
+    move_head_to_no_message(&repo, "bad")?;
+    Ok(repo)
+}
+
+/// Moves `topic`'s head, outside gatos, to a commit of the same tree that is no message.
+pub fn move_head_to_no_message(repo: &TempRepo, topic: &str) -> TestResult {
+    let name = format!("refs/gatos/messages/{topic}/head");
+    let head = repo.git(&["rev-parse", &name])?;
     let tree = format!("{}^{{tree}}", head.trim());
     let bogus = repo.git(&["commit-tree", &tree, "-m", "not a message"])?;
-    repo.git(&["update-ref", name, bogus.trim(), head.trim()])?;
-    Ok(repo)
+    repo.git(&["update-ref", &name, bogus.trim(), head.trim()])?;
+    Ok(())
 }

@@ -329,6 +329,103 @@ fn a_message_on_the_summary_ref_is_not_synced_as_a_summary() -> TestResult {
     Ok(())
 }
 
+/// The refs a sync report rejected, each checked to be rejected as this node's own fault
+/// (a topic damaged here): `InvalidEnvelope`, no remote value, the reason saying so.
+fn rejected_here(report: &Value) -> TestResult<Vec<String>> {
+    let rejected = report["rejected"].as_array().ok_or("no rejected")?;
+    for r in rejected {
+        assert_eq!(r["code"], "InvalidEnvelope", "{report}");
+        assert_eq!(
+            r["remote"], "0000000000000000000000000000000000000000",
+            "nothing of the hub's was found wrong: {report}"
+        );
+        assert!(
+            r["reason"]
+                .as_str()
+                .is_some_and(|x| x.contains("this node's own refs")),
+            "{report}"
+        );
+    }
+    Ok(rejected
+        .iter()
+        .filter_map(|r| r["ref"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// A topic whose head was moved outside gatos to no message on this node is not handed on:
+/// its unit is rejected as this node's own fault and nothing it queued is pushed, so the hub
+/// (and every node that syncs from it) keeps its own history of the topic. Before, a head
+/// the hub did not have was queued for the push before it was read, and the hub took the
+/// commit that is no message; and a rejection named the hub's honest value, which doctor
+/// then offered to delete at the hub.
+#[test]
+fn a_topic_damaged_here_is_not_pushed_to_the_hub() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    publish(a, "old", "o0")?;
+    net.sync(0)?;
+    let hub_old = net.hub_head("old")?.ok_or("old not pushed")?;
+    publish(a, "new", "n0")?;
+    publish(a, "good", "g0")?;
+    for t in ["old", "new"] {
+        crate::support::move_head_to_no_message(a, t)?;
+    }
+    assert_eq!(
+        rejected_here(&net.sync(0)?)?,
+        [
+            "refs/gatos/messages/new/head",
+            "refs/gatos/messages/old/head"
+        ]
+    );
+    assert!(net.hub_head("good")?.is_some(), "the other topic synced");
+    assert_eq!(net.hub_head("new")?, None, "the damaged head pushed");
+    assert_eq!(
+        net.hub_head("old")?,
+        Some(hub_old),
+        "the hub's history moved"
+    );
+    // Doctor names the damage here and does not advise removing the hub's ref.
+    let doctor = gatos(a, &["doctor", "--json"])?;
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(!text.contains("sync-rejected"), "{text}");
+    assert!(text.contains("chain-invalid"), "{text}");
+    Ok(())
+}
+
+/// A topic whose head was moved outside gatos to no message while a publish to it waited in
+/// its journal (a gatosd killed before its flusher ran, say) does not keep the node from
+/// syncing (ADR 0047): the other topics are pushed, the damaged head is rejected as it is
+/// without a journal, and the publish stays acknowledged in the journal for when the topic
+/// is repaired. Before, the sync failed at its first step, making every journal commits.
+#[test]
+fn a_damaged_topics_journal_does_not_stop_a_sync() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    publish(a, "bad", "m0")?;
+    {
+        // A journaling handle, as gatosd's: its publish is acknowledged from the journal.
+        let g = gatos::Gatos::open(a.path(), gatos::OpenOptions::default())?;
+        g.messages().publish(
+            &"bad".parse()?,
+            json!("m1"),
+            &gatos::messages::PublishOptions::default(),
+        )?;
+        crate::support::move_head_to_no_message(a, "bad")?;
+    }
+    let journal = a.git_dir().join("gatos/journal/messages.bad");
+    let waiting = std::fs::metadata(&journal)?.len();
+    assert!(waiting > 0, "the publish waits in the journal");
+    publish(a, "good", "g0")?;
+    assert_eq!(
+        rejected_here(&net.sync(0)?)?,
+        ["refs/gatos/messages/bad/head"]
+    );
+    assert!(net.hub_head("good")?.is_some(), "the other topic synced");
+    assert_eq!(net.hub_head("bad")?, None, "the damaged head pushed");
+    assert_eq!(std::fs::metadata(&journal)?.len(), waiting);
+    Ok(())
+}
+
 #[test]
 fn prune_on_one_node_is_not_undone_by_another() -> TestResult {
     let net = Net::new(2)?;

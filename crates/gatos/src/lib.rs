@@ -715,15 +715,23 @@ impl Gatos {
     }
 
     /// Makes every journaled publish and enqueue of this repository a commit now (any
-    /// process's: the journals on disk, not only this handle's). What a face calls before it stops, and
-    /// `git gatos doctor` before it looks.
+    /// process's: the journals on disk, not only this handle's). What a face calls before
+    /// it stops, and what a state, a snapshot, a sync and maintenance run first.
+    ///
+    /// The journal of a damaged topic (its head moved outside gatos to no message, or its
+    /// summary does not read; ADR 0047) is left as it is, with a warning: its publishes
+    /// stay acknowledged in it and become commits once the topic is repaired, and the
+    /// topic's refs are read as they stand meanwhile. Returns the topics so left.
     ///
     /// # Errors
-    /// The first topic that could not be materialized (the others still are).
-    pub fn flush_journals(&self) -> Result<()> {
-        let messages = self.messages().settle_all();
+    /// The first journal that could not be materialized on a topic that is not damaged, or
+    /// the enqueue journal's failure (the other journals still are materialized).
+    pub fn flush_journals(&self) -> Result<Vec<Topic>> {
+        let messages = self.messages().settle_healthy();
         let enqueues = jobs::journal::settle(self);
-        messages.and(enqueues)
+        let left = messages?;
+        enqueues?;
+        Ok(left.into_iter().map(|(t, _)| t).collect())
     }
 
     /// Runs `f` with this thread reading what is committed only: no journal of publishes

@@ -346,13 +346,11 @@ impl<'g> Messages<'g> {
         // A topic whose journal cannot become commits because the topic itself is damaged
         // (its head moved outside gatos to no message) is named, and the others are read
         // from their commits; a journal that fails for another reason fails the listing.
-        let mut stuck = Vec::new();
-        for (family, e) in self.settle_each()? {
-            match family.strip_prefix("messages.").map(str::parse::<Topic>) {
-                Some(Ok(topic)) => stuck.push(damage(topic, e)?),
-                _ => return Err(e),
-            }
-        }
+        let stuck = self
+            .settle_healthy()?
+            .into_iter()
+            .map(|(topic, e)| damage(topic, e))
+            .collect::<Result<Vec<_>>>()?;
         if stuck.is_empty() {
             return self.listing_in(&crate::refs::Live(self.gatos));
         }
@@ -563,7 +561,8 @@ impl Messages<'_> {
     /// # Errors
     /// A store failure.
     pub fn state_all(&self) -> Result<RefState> {
-        self.settle_all()?;
+        // A damaged topic's journal is left (ADR 0047): its refs are taken as they stand.
+        self.settle_healthy()?;
         let store = self.gatos.store();
         let mut out: RefState = store
             .list_refs(&names::messages_prefix())?

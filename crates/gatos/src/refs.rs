@@ -54,7 +54,9 @@ impl RefSource for Live<'_> {
     ) -> Result<Vec<(String, Oid)>> {
         let messages = gatos_store::refs::names::MESSAGES_PREFIX;
         if after.is_none() && (messages.starts_with(prefix) || prefix.starts_with(messages)) {
-            self.0.messages().settle_all()?;
+            // A damaged topic's journal is left (ADR 0047): its refs are listed as they
+            // stand, and a read of that topic says what is wrong with it.
+            self.0.messages().settle_healthy()?;
         }
         Ok(self
             .0

@@ -441,16 +441,7 @@ impl Window {
         // holds its refs as they stand, without the publishes waiting in that journal, and
         // the listings name the topic. A journal that fails on a topic that reads still
         // fails the call.
-        for (family, e) in gatos.messages().settle_each()? {
-            let topic = family
-                .strip_prefix("messages.")
-                .and_then(|t| t.parse::<gatos_types::Topic>().ok());
-            match topic {
-                Some(t) if gatos.messages().is_damaged(&t)? => {}
-                _ => return Err(e),
-            }
-        }
-        crate::jobs::journal::settle(gatos)?;
+        gatos.flush_journals()?;
         let generation = gatos.store().refs_generation();
         let mut minting = self.minting.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = minting.last {

@@ -364,18 +364,49 @@ impl<'g> Sync<'g> {
     }
 
     /// Runs one unit's reconciliation. An error caused by what the remote sent (a document
-    /// the checks let through, an object it lacks) rejects that unit instead of failing the
-    /// sync; a remote that cannot be reached, or a lost race, still ends the round.
+    /// the checks let through, an object it lacks) or by this node's own refs of the unit
+    /// rejects that unit instead of failing the sync, and nothing the unit queued for the
+    /// hub before it failed is pushed: it was decided on refs that do not read, and pushing
+    /// it would hand the damage on. A remote that cannot be reached, or a lost race, still
+    /// ends the round.
     pub(crate) fn guarded(
         &mut self,
         name: &str,
         f: impl FnOnce(&mut Self) -> Result<()>,
     ) -> Result<()> {
+        self.guarded_unit(name, f, |_| false)
+    }
+
+    /// [`Sync::guarded`], with `here` telling whether a failure is this node's own (its refs
+    /// of the unit are damaged): such a unit is rejected with no remote value, so that it
+    /// is not taken for a bad ref of the hub's ([`Sync::reject_here`]).
+    pub(crate) fn guarded_unit(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Self) -> Result<()>,
+        here: impl FnOnce(&Self) -> bool,
+    ) -> Result<()> {
+        let queued = (
+            self.pushes.len(),
+            self.atomic.len(),
+            self.head_pushes.len(),
+            self.checkpoint_pushes.len(),
+            self.report.deleted_remote,
+        );
         match f(self) {
             Ok(()) => Ok(()),
             Err(e) if e.code() == ErrorCode::Unavailable || e.code().is_retryable() => Err(e),
             Err(e) => {
-                self.reject_unit(name, &e);
+                self.pushes.truncate(queued.0);
+                self.atomic.truncate(queued.1);
+                self.head_pushes.truncate(queued.2);
+                self.checkpoint_pushes.truncate(queued.3);
+                self.report.deleted_remote = queued.4;
+                if here(self) {
+                    self.reject_here(name, &e);
+                } else {
+                    self.reject_unit(name, &e);
+                }
                 Ok(())
             }
         }

@@ -174,7 +174,8 @@ pub async fn run(
     })
     .await
     {
-        Ok(Ok(())) => {}
+        // A damaged topic's journal stays, named in a warning (ADR 0047).
+        Ok(Ok(_)) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "could not make every journaled publish a commit; the next reader will")
         }

@@ -614,20 +614,36 @@ impl Messages<'_> {
         self.materialize_locked(topic)
     }
 
-    /// [`Messages::settle_topic`] for every topic with a journal that holds anything (what
-    /// a reader of many topics, a state, a sync or doctor runs first).
+    /// [`Messages::settle_each`], leaving the journal of a damaged topic as it is: a topic
+    /// whose head moved outside gatos to no message (or whose summary does not read) cannot
+    /// have its journal made commits, and that does not keep what reads every topic (a
+    /// state, a listing, a snapshot, a sync) from reading the others (ADR 0047). The topic
+    /// is checked on its refs ([`Messages::is_damaged`]), not taken from the journal's
+    /// error: a journal that fails on a topic that reads is a fault of the journal and
+    /// fails the call. What the damaged topic's journal holds stays there, acknowledged,
+    /// and becomes commits once the topic is repaired. Returns each topic so left, with
+    /// why its journal could not be made commits, in name order.
     ///
     /// # Errors
-    /// The first failure; the other topics are still settled.
-    pub(crate) fn settle_all(&self) -> Result<()> {
-        self.settle_each()?
-            .into_iter()
-            .next()
-            .map_or(Ok(()), |(_, e)| Err(e))
+    /// The first journal that failed on a topic that is not damaged; the journal directory
+    /// cannot be read.
+    pub(crate) fn settle_healthy(&self) -> Result<Vec<(Topic, Error)>> {
+        let mut left = Vec::new();
+        for (family, e) in self.settle_each()? {
+            match family.strip_prefix("messages.").map(str::parse::<Topic>) {
+                Some(Ok(topic)) if self.is_damaged(&topic)? => {
+                    tracing::warn!(%topic, "the topic is damaged: its journaled publishes wait in its journal until it is repaired (git gatos doctor)");
+                    left.push((topic, e));
+                }
+                _ => return Err(e),
+            }
+        }
+        Ok(left)
     }
 
-    /// [`Messages::settle_all`], returning each journal that could not be materialized
-    /// (its family's name and why), in name order.
+    /// [`Messages::settle_topic`] for every topic with a journal that holds anything,
+    /// returning each journal that could not be materialized (its family's name and why),
+    /// in name order; the others are still settled.
     ///
     /// # Errors
     /// The journal directory cannot be read.

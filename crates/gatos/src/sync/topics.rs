@@ -124,7 +124,12 @@ impl Sync<'_> {
         }
         for t in topics {
             let head = names::message_head(&t).to_string();
-            self.guarded(&head, |s| s.topic(&t))?;
+            // A topic damaged here (ADR 0047) is this node's fault, not the hub's.
+            self.guarded_unit(
+                &head,
+                |s| s.topic(&t),
+                |s| s.gatos.messages().is_damaged(&t).unwrap_or(false),
+            )?;
         }
         Ok(())
     }

@@ -314,6 +314,22 @@ impl Sync<'_> {
         );
     }
 
+    /// Rejects a unit whose own refs on this node do not read (a topic whose head was moved
+    /// outside gatos to no message): nothing of it is adopted or pushed until it is
+    /// repaired. Its remote value is all zeros, since nothing the hub holds was found
+    /// wrong (so doctor does not advise removing the hub's ref; it reports the damage
+    /// here).
+    pub(super) fn reject_here(&mut self, name: &str, err: &crate::Error) {
+        self.reject(
+            name,
+            Oid::NULL,
+            err.code(),
+            format!(
+                "this node's own refs of it do not read, and nothing of it is synced until they are repaired (git gatos doctor): {err}"
+            ),
+        );
+    }
+
     /// Rejects a unit whose reconciliation failed on what the remote sent (a last line of
     /// defence: the checks above should have caught it).
     pub(super) fn reject_unit(&mut self, name: &str, err: &crate::Error) {

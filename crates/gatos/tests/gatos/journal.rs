@@ -482,3 +482,92 @@ fn a_record_that_does_not_follow_the_one_before_it_is_not_built_on() -> TestResu
     assert_eq!(journal_len(&repo, &t), len, "nothing was appended");
     Ok(())
 }
+
+/// A topic whose head was moved outside gatos to no message while a publish to it waited in
+/// its journal cannot have that journal made commits. That keeps no read of the whole
+/// repository from answering (ADR 0047): flushing the journals, listing the topics, the
+/// refs that fix a checkpoint listing, a snapshot taken or saved read the other topics and
+/// take the damaged one's refs as they stand. The publish stays acknowledged in the
+/// journal and becomes a commit once the head is put back.
+#[test]
+fn a_damaged_topics_journal_waits_until_the_topic_is_repaired() -> TestResult {
+    let repo = TempRepo::new()?;
+    let g = open(&repo)?;
+    let (good, bad): (Topic, Topic) = ("j.good".parse()?, "j.bad".parse()?);
+    publish(&g, &good, 1)?;
+    publish(&g, &bad, 1)?;
+    g.flush_journals()?;
+    let before = head(&repo, &bad)?;
+    publish(&g, &bad, 2)?;
+    publish(&g, &good, 2)?;
+    super::support::move_head_to_no_message(&repo, "j.bad")?;
+    let damaged = head(&repo, &bad)?;
+    assert_eq!(
+        g.flush_journals()?,
+        vec![bad.clone()],
+        "the damaged topic is left"
+    );
+    assert!(
+        journal_len(&repo, &bad) > 0,
+        "its publish waits in its journal"
+    );
+    assert_eq!(journal_len(&repo, &good), 0);
+    assert_eq!(ns(&g, &good)?, vec![1, 2]);
+    assert_eq!(
+        head(&repo, &bad)?,
+        damaged,
+        "nothing appended to the damaged head"
+    );
+    let listing = g.messages().listing()?;
+    let rows: Vec<String> = listing.rows.iter().map(|r| r.topic.to_string()).collect();
+    assert_eq!(rows, ["j.good"]);
+    assert_eq!(listing.damaged.len(), 1);
+    assert_eq!(listing.damaged[0].topic, bad);
+    let state = g.checkpoints().state_all()?;
+    assert!(
+        state
+            .iter()
+            .any(|(n, o)| n == "refs/gatos/messages/j.bad/head" && o.to_string() == damaged),
+        "{state:?}"
+    );
+    let taken = g.snapshot()?;
+    assert!(taken.entries().iter().any(|e| e.name.contains("j.good")));
+    let saved = gatos::snapshot::saved::create(&g, "before-repair")?;
+    assert!(saved.refs > 0);
+    // The head put back: the waiting publish becomes its commit, after the message it
+    // followed.
+    repo.git(&[
+        "update-ref",
+        "refs/gatos/messages/j.bad/head",
+        &before,
+        &damaged,
+    ])?;
+    assert_eq!(g.flush_journals()?, Vec::<Topic>::new());
+    assert_eq!(journal_len(&repo, &bad), 0);
+    assert_eq!(ns(&g, &bad)?, vec![1, 2]);
+    repo.assert_fsck_strict()
+}
+
+/// A journal that cannot become commits on a topic that reads (its record says a format
+/// version no gatos writes) is a fault of the journal, not damage of its topic: flushing
+/// the journals and listing the topics fail, naming it, rather than answer without the
+/// publish acknowledged from it.
+#[test]
+fn a_journal_fault_on_a_topic_that_reads_fails_what_reads_every_topic() -> TestResult {
+    let repo = TempRepo::new()?;
+    let g = open(&repo)?;
+    let t: Topic = "j.fine".parse()?;
+    publish(&g, &t, 1)?;
+    g.flush_journals()?;
+    publish(&g, &t, 2)?;
+    super::support::journal_of_an_unknown_version(&repo, "j.fine")?;
+    for (what, e) in [
+        ("flush", g.flush_journals().err()),
+        ("listing", g.messages().listing().err()),
+        ("snapshot", g.snapshot().err()),
+    ] {
+        let e = e.ok_or(format!("{what} answered without the journaled publish"))?;
+        assert!(e.to_string().contains("unknown version"), "{what}: {e}");
+    }
+    Ok(())
+}

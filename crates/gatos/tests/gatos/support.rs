@@ -44,6 +44,27 @@ pub fn move_head_to_no_message(repo: &TempRepo, topic: &str) -> TestResult {
     Ok(())
 }
 
+/// Rewrites the one record of `topic`'s publish journal to say a format version no gatos
+/// writes (a newer writer's record, say), with a checksum that holds: a fault of the
+/// journal, not of the topic.
+pub fn journal_of_an_unknown_version(repo: &TempRepo, topic: &str) -> TestResult {
+    let path = repo
+        .git_dir()
+        .join(format!("gatos/journal/messages.{topic}"));
+    let mut bytes = std::fs::read(&path)?;
+    // One record: its length, its body (the version first), its checksum.
+    let len = usize::try_from(u32::from_le_bytes(bytes[0..4].try_into()?))?;
+    assert_eq!(bytes.len(), 4 + len + 16, "one record in the journal");
+    bytes[4] = 0xee;
+    let mut h = blake3::Hasher::new();
+    h.update(&bytes[0..4]);
+    h.update(&bytes[4..4 + len]);
+    let sum = *h.finalize().as_bytes();
+    bytes[4 + len..].copy_from_slice(&sum[..16]);
+    std::fs::write(&path, &bytes)?;
+    Ok(())
+}
+
 /// Moves `topic`'s head, outside gatos, to a blob (not even a commit).
 pub fn move_head_to_blob(repo: &TempRepo, topic: &str) -> TestResult {
     let blob_file = repo.path().join("not-a-commit");
