@@ -386,12 +386,14 @@ impl<'g> Sync<'g> {
         f: impl FnOnce(&mut Self) -> Result<()>,
         here: impl FnOnce(&Self) -> bool,
     ) -> Result<()> {
+        // What the unit queues for the hub, and the counts of it, to take back if it fails.
         let queued = (
             self.pushes.len(),
             self.atomic.len(),
             self.head_pushes.len(),
             self.checkpoint_pushes.len(),
             self.report.deleted_remote,
+            self.report.pushed,
         );
         match f(self) {
             Ok(()) => Ok(()),
@@ -402,6 +404,7 @@ impl<'g> Sync<'g> {
                 self.head_pushes.truncate(queued.2);
                 self.checkpoint_pushes.truncate(queued.3);
                 self.report.deleted_remote = queued.4;
+                self.report.pushed = queued.5;
                 if here(self) {
                     self.reject_here(name, &e);
                 } else {
