@@ -50,10 +50,10 @@ pub fn warn_gap(out: &Output, topic: &gatos_types::Topic, gap: Option<gatos_type
     }
 }
 
+/// `topics.list`, as every face answers it (the service's listing, ADR 0047's `damaged`).
 fn topics(ctx: &Ctx, out: &mut Output) -> Result<(), Error> {
-    let g = ctx.gatos()?;
-    let listing = g.messages().listing()?;
-    for t in listing.rows {
+    let listing = ctx.service()?.topics_list().map_err(super::api)?;
+    for t in listing.topics {
         out.row(&t, |w| {
             write!(
                 w,
