@@ -352,43 +352,59 @@ fn rejected_here(report: &Value) -> TestResult<Vec<String>> {
         .collect())
 }
 
-/// A topic whose head was moved outside gatos to no message on this node is not handed on:
-/// its unit is rejected as this node's own fault and nothing it queued is pushed, so the hub
-/// (and every node that syncs from it) keeps its own history of the topic. Before, a head
-/// the hub did not have was queued for the push before it was read, and the hub took the
-/// commit that is no message; and a rejection named the hub's honest value, which doctor
-/// then offered to delete at the hub.
+/// A topic whose refs on this node do not read (its head moved outside gatos to no
+/// message, or a message commit on its summary ref) is not handed on: it is rejected as
+/// this node's own fault (no remote value), and nothing of it is pushed or adopted, its
+/// checkpoints included, so the hub (and every node that syncs from it) keeps its own
+/// history of the topic. Before, a head the hub did not have was queued for the push before
+/// it was read, and the hub took the commit that is no message; and the hub's honest newer
+/// messages were rejected with their value, which doctor then offered to delete at the hub.
 #[test]
 fn a_topic_damaged_here_is_not_pushed_to_the_hub() -> TestResult {
-    let net = Net::new(1)?;
-    let a = &net.nodes[0];
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
     publish(a, "old", "o0")?;
+    publish(a, "sum", "s0")?;
     net.sync(0)?;
-    let hub_old = net.hub_head("old")?.ok_or("old not pushed")?;
+    net.sync(1)?;
+    // The hub gets newer messages of both from the other node.
+    publish(b, "old", "o1")?;
+    publish(b, "sum", "s1")?;
+    net.sync(1)?;
+    let (hub_old, hub_sum) = (net.hub_head("old")?, net.hub_head("sum")?);
     publish(a, "new", "n0")?;
+    gatos_ok(a, &["messages", "consume", "readers", "new"])?;
+    assert!(a.rev_parse("refs/gatos/consumers/readers/new")?.is_some());
     publish(a, "good", "g0")?;
     for t in ["old", "new"] {
         crate::support::move_head_to_no_message(a, t)?;
     }
+    let head = net.head(0, "sum")?.ok_or("no head")?;
+    a.git(&["update-ref", "refs/gatos/messages/sum/summary", &head])?;
     assert_eq!(
         rejected_here(&net.sync(0)?)?,
         [
             "refs/gatos/messages/new/head",
-            "refs/gatos/messages/old/head"
+            "refs/gatos/messages/old/head",
+            "refs/gatos/messages/sum/head"
         ]
     );
     assert!(net.hub_head("good")?.is_some(), "the other topic synced");
     assert_eq!(net.hub_head("new")?, None, "the damaged head pushed");
     assert_eq!(
-        net.hub_head("old")?,
-        Some(hub_old),
-        "the hub's history moved"
+        net.hub.rev_parse("refs/gatos/consumers/readers/new")?,
+        None,
+        "a checkpoint of the damaged topic pushed"
     );
-    // Doctor names the damage here and does not advise removing the hub's ref.
+    assert_eq!(net.hub_head("old")?, hub_old, "the hub's history moved");
+    assert_eq!(net.hub_head("sum")?, hub_sum, "the hub's history moved");
+    assert_eq!(net.hub.rev_parse("refs/gatos/messages/sum/summary")?, None);
+    // Doctor names the damage here and does not advise removing the hub's refs.
     let doctor = gatos(a, &["doctor", "--json"])?;
     let text = String::from_utf8_lossy(&doctor.stdout);
     assert!(!text.contains("sync-rejected"), "{text}");
     assert!(text.contains("chain-invalid"), "{text}");
+    assert!(text.contains("summary-invalid"), "{text}");
     Ok(())
 }
 

@@ -126,15 +126,15 @@ impl<'g> Messages<'g> {
         }
     }
 
-    /// Whether `topic` itself is damaged (ADR 0047): its committed head is no message, or
-    /// its summary does not read. Read from the refs as they stand, without making its
-    /// journal commits (what a journal that cannot become commits is checked against: a
-    /// journal that fails on a topic that reads is a fault of the journal, not damage).
+    /// What is wrong with `topic` itself, `None` when nothing is (ADR 0047): its committed
+    /// head is no message, or its summary does not read. Read from the refs as they stand,
+    /// without making its journal commits (sync asks it of every topic it would push or
+    /// adopt).
     ///
     /// # Errors
     /// When a ref cannot be read, or an object for another reason than the topic's damage.
-    pub(crate) fn is_damaged(&self, topic: &Topic) -> Result<bool> {
-        let damage = |e: Error| if is_damage(&e) { Ok(true) } else { Err(e) };
+    pub(crate) fn damage_of(&self, topic: &Topic) -> Result<Option<Error>> {
+        let damage = |e: Error| if is_damage(&e) { Ok(Some(e)) } else { Err(e) };
         let store = self.gatos.store();
         if let Some(head) = store.read_ref(&names::message_head(topic))? {
             let read = store
@@ -147,7 +147,7 @@ impl<'g> Messages<'g> {
             }
         }
         match self.summary(topic) {
-            Ok(_) => Ok(false),
+            Ok(_) => Ok(None),
             Err(e) => damage(e),
         }
     }

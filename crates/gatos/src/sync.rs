@@ -33,7 +33,7 @@ use gatos_store::Expect;
 use gatos_store::refs::{Edit, Options, RefName, names};
 use gatos_store::remote::{PushRef, PushStatus, is_valid_remote_name};
 use gatos_types::sync::{SyncConflict, SyncReport};
-use gatos_types::{ErrorCode, Oid};
+use gatos_types::{ErrorCode, Oid, Topic};
 
 use crate::Gatos;
 use crate::error::Result;
@@ -281,6 +281,10 @@ pub(crate) struct Sync<'g> {
     conflicts: BTreeMap<String, SyncConflict>,
     /// What the checks of the remote's refs found (ADR 0018), across rounds.
     pub(crate) checks: validate::Checks,
+    /// Topics whose refs on this node do not read (ADR 0047), found at each round's start,
+    /// with why: nothing of them (messages, summary, segments, checkpoints) is adopted or
+    /// pushed, and each is rejected as this node's own fault.
+    pub(crate) damaged_here: BTreeMap<Topic, crate::Error>,
 }
 
 impl<'g> Sync<'g> {
@@ -302,6 +306,7 @@ impl<'g> Sync<'g> {
             again: false,
             conflicts: BTreeMap::new(),
             checks: validate::Checks::default(),
+            damaged_here: BTreeMap::new(),
         }
     }
 
@@ -323,6 +328,7 @@ impl<'g> Sync<'g> {
             .store()
             .fetch_gatos(&self.remote, None, self.progress)?;
         self.snapshot()?;
+        self.find_damaged_here()?;
         self.check_hub()?;
         self.create_only_kind(&names::trust_prefix())?;
         self.chains(&names::config_prefix())?;
@@ -364,27 +370,14 @@ impl<'g> Sync<'g> {
     }
 
     /// Runs one unit's reconciliation. An error caused by what the remote sent (a document
-    /// the checks let through, an object it lacks) or by this node's own refs of the unit
-    /// rejects that unit instead of failing the sync, and nothing the unit queued for the
-    /// hub before it failed is pushed: it was decided on refs that do not read, and pushing
-    /// it would hand the damage on. A remote that cannot be reached, or a lost race, still
-    /// ends the round.
+    /// the checks let through, an object it lacks) rejects that unit instead of failing the
+    /// sync, and nothing the unit queued for the hub before it failed is pushed: it was
+    /// decided on refs that do not read. A remote that cannot be reached, or a lost race,
+    /// still ends the round.
     pub(crate) fn guarded(
         &mut self,
         name: &str,
         f: impl FnOnce(&mut Self) -> Result<()>,
-    ) -> Result<()> {
-        self.guarded_unit(name, f, |_| false)
-    }
-
-    /// [`Sync::guarded`], with `here` telling whether a failure is this node's own (its refs
-    /// of the unit are damaged): such a unit is rejected with no remote value, so that it
-    /// is not taken for a bad ref of the hub's ([`Sync::reject_here`]).
-    pub(crate) fn guarded_unit(
-        &mut self,
-        name: &str,
-        f: impl FnOnce(&mut Self) -> Result<()>,
-        here: impl FnOnce(&Self) -> bool,
     ) -> Result<()> {
         // What the unit queues for the hub, and the counts of it, to take back if it fails.
         let queued = (
@@ -405,11 +398,7 @@ impl<'g> Sync<'g> {
                 self.checkpoint_pushes.truncate(queued.3);
                 self.report.deleted_remote = queued.4;
                 self.report.pushed = queued.5;
-                if here(self) {
-                    self.reject_here(name, &e);
-                } else {
-                    self.reject_unit(name, &e);
-                }
+                self.reject_unit(name, &e);
                 Ok(())
             }
         }
@@ -628,11 +617,26 @@ impl<'g> Sync<'g> {
         }
         // Checkpoints go second, and only for topics whose messages are at the hub: a
         // checkpoint must never stand on a message the hub does not have.
+        // A topic whose head push was lost, or whose unit was rejected (its head push, if
+        // any, taken back), has no checkpoint pushed either.
         let failed_topics: BTreeSet<String> = self
             .head_pushes
             .iter()
             .filter(|(_, r)| self.report.retry.iter().any(|x| x == r))
             .map(|(t, _)| t.clone())
+            .chain(
+                self.checkpoint_pushes
+                    .iter()
+                    .map(|(t, _)| t)
+                    .filter(|t| {
+                        t.parse::<Topic>().is_ok_and(|t| {
+                            self.checks
+                                .rejected
+                                .contains_key(names::message_head(&t).as_str())
+                        })
+                    })
+                    .cloned(),
+            )
             .collect();
         let checkpoints: Vec<PushRef> = std::mem::take(&mut self.checkpoint_pushes)
             .into_iter()

@@ -98,6 +98,9 @@ pub(crate) fn family(topic: &Topic) -> String {
 pub(crate) struct Journals {
     topics: Mutex<HashMap<Topic, Arc<Mutex<Open>>>>,
     pub(crate) flusher: Mutex<bool>,
+    /// Damaged topics whose journals were left, with the head they were left at: a
+    /// warning is logged once per topic and head, not at every read of every topic.
+    left: Mutex<HashMap<Topic, Option<Oid>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -303,6 +306,19 @@ enum Outcome {
     /// The head moved outside gatos: these message commits (written, unreferenced) must
     /// be appended again after it.
     Foreign { commits: Vec<Oid> },
+    /// The head moved outside gatos to something they cannot be appended after (no
+    /// message; or the topic's summary does not read): the topic is damaged (ADR 0047).
+    /// Nothing was written; the journal is left as it is.
+    Damaged(Error),
+}
+
+/// What making a topic's journal commits came to.
+pub(crate) enum Settled {
+    /// The journal is commits (or held nothing).
+    Done,
+    /// The topic is damaged: its journal was left as it is, for this reason
+    /// ([`Outcome::Damaged`]).
+    Damaged(Error),
 }
 
 /// One prepared publish (payload and headers) to journal.
@@ -502,15 +518,30 @@ impl Messages<'_> {
     /// lock. A reader's cost when it is empty: one `statx`.
     ///
     /// # Errors
-    /// A store failure, or a record that does not decode.
+    /// A store failure, a record that does not decode, or the topic's damage
+    /// ([`Settled::Damaged`]).
     pub(crate) fn materialize_locked(&self, topic: &Topic) -> Result<()> {
+        match self.materialize_settled(topic)? {
+            Settled::Done => Ok(()),
+            Settled::Damaged(e) => Err(e),
+        }
+    }
+
+    /// [`Messages::materialize_locked`], telling the topic's damage apart from a failure:
+    /// the journal's records are decoded and checked first, and only then is the head they
+    /// must follow read, so a journal that does not read is an error whatever the topic's
+    /// state.
+    ///
+    /// # Errors
+    /// A store failure, or a record that does not decode.
+    pub(crate) fn materialize_settled(&self, topic: &Topic) -> Result<Settled> {
         let store = self.gatos.store();
         let family = family(topic);
         let state = self.gatos.journals().open(topic);
         let mut open = lock(&state);
         if open.records == 0 && store.journal_len(&family)? == 0 {
             open.forget();
-            return Ok(());
+            return Ok(Settled::Done);
         }
         if open.journal.is_none() {
             open.journal = Some(store.open_journal(&family)?);
@@ -519,11 +550,12 @@ impl Messages<'_> {
             .journal
             .as_ref()
             .ok_or_else(|| Error::new(ErrorCode::Internal, "journal not open"))?;
-        let outcome = apply(store, topic, journal);
+        let outcome = apply(store, topic, journal, || self.base(topic).map(|_| ()));
         // Whatever happened, this handle re-reads the refs and the file next time.
         open.forget();
         match outcome? {
-            Outcome::Nothing => Ok(()),
+            Outcome::Nothing => Ok(Settled::Done),
+            Outcome::Damaged(e) => Ok(Settled::Damaged(e)),
             Outcome::Applied { known, head } => {
                 drop(open);
                 // The journal is commits now: keeping the position index in step is best
@@ -548,14 +580,31 @@ impl Messages<'_> {
                     // the journaled appends themselves wrote none).
                     self.gatos.maybe_maintain();
                 }
-                Ok(())
+                Ok(Settled::Done)
             }
             Outcome::Foreign { commits } => {
                 self.reparent(topic, &commits)?;
                 store.open_journal(&family)?.truncate(0)?;
-                Ok(())
+                Ok(Settled::Done)
             }
         }
+    }
+
+    /// What journaled messages are appended again after when the head moved outside gatos
+    /// ([`Messages::reparent`]): the head's message (`None`: no head) and the topic's
+    /// summary.
+    ///
+    /// # Errors
+    /// `InvalidEnvelope` or `NotFound` when the head is no message or the summary does not
+    /// read (the topic is damaged); a store failure.
+    fn base(&self, topic: &Topic) -> Result<(Option<Meta>, super::Summary)> {
+        let store = self.gatos.store();
+        let summary = self.summary(topic)?;
+        let base = match store.read_ref(&names::message_head(topic))? {
+            Some(h) => Some(chain::meta(&store.reader().commit(h)?)?),
+            None => None,
+        };
+        Ok((base, summary))
     }
 
     /// Appends journaled messages again after a head that moved outside gatos: same
@@ -564,11 +613,7 @@ impl Messages<'_> {
         let store = self.gatos.store();
         let head_ref = names::message_head(topic);
         let head = store.read_ref(&head_ref)?;
-        let summary = self.summary(topic)?;
-        let base = match head {
-            Some(h) => Some(chain::meta(&store.reader().commit(h)?)?),
-            None => None,
-        };
+        let (base, summary) = self.base(topic)?;
         let base_sealed = match &base {
             Some(m) => store
                 .read_ref(&names::message_sealed(
@@ -602,43 +647,90 @@ impl Messages<'_> {
     /// # Errors
     /// As [`Messages::materialize_locked`].
     pub(crate) fn settle_topic(&self, topic: &Topic) -> Result<()> {
+        match self.settle_topic_settled(topic)? {
+            Settled::Done => Ok(()),
+            Settled::Damaged(e) => Err(e),
+        }
+    }
+
+    /// [`Messages::settle_topic`], telling the topic's damage apart
+    /// ([`Messages::materialize_settled`]).
+    ///
+    /// # Errors
+    /// As [`Messages::materialize_settled`].
+    fn settle_topic_settled(&self, topic: &Topic) -> Result<Settled> {
         if Unsettled::active() {
-            return Ok(());
+            return Ok(Settled::Done);
         }
         let store = self.gatos.store();
         let family = family(topic);
         if store.journal_len(&family)? == 0 {
-            return Ok(());
+            return Ok(Settled::Done);
         }
         let _guard = lock_family(store, &family)?;
-        self.materialize_locked(topic)
+        self.materialize_settled(topic)
     }
 
     /// [`Messages::settle_each`], leaving the journal of a damaged topic as it is: a topic
-    /// whose head moved outside gatos to no message (or whose summary does not read) cannot
-    /// have its journal made commits, and that does not keep what reads every topic (a
-    /// state, a listing, a snapshot, a sync) from reading the others (ADR 0047). The topic
-    /// is checked on its refs ([`Messages::is_damaged`]), not taken from the journal's
-    /// error: a journal that fails on a topic that reads is a fault of the journal and
-    /// fails the call. What the damaged topic's journal holds stays there, acknowledged,
-    /// and becomes commits once the topic is repaired. Returns each topic so left, with
-    /// why its journal could not be made commits, in name order.
+    /// whose head moved outside gatos to no message (or whose summary does not read, when
+    /// the records must be appended again after a head that moved) cannot have its journal
+    /// made commits, and that does not keep what reads every topic (a state, a listing, a
+    /// snapshot, a sync) from reading the others (ADR 0047). The damage is what the journal's
+    /// records must follow not reading, found on the refs after the records themselves were
+    /// decoded and checked ([`Messages::materialize_settled`]): a journal that does not read,
+    /// or fails for any other reason, fails the call, whatever the topic's state. What the
+    /// damaged topic's journal holds stays there, acknowledged, and becomes commits once the
+    /// topic is repaired; a warning names it once per topic and head. Returns each topic so
+    /// left, with why, in name order.
     ///
     /// # Errors
-    /// The first journal that failed on a topic that is not damaged; the journal directory
-    /// cannot be read.
+    /// The first journal that could not be made commits for another reason than its topic's
+    /// damage (the others are still settled); the journal directory cannot be read.
     pub(crate) fn settle_healthy(&self) -> Result<Vec<(Topic, Error)>> {
         let mut left = Vec::new();
-        for (family, e) in self.settle_each()? {
-            match family.strip_prefix("messages.").map(str::parse::<Topic>) {
-                Some(Ok(topic)) if self.is_damaged(&topic)? => {
-                    tracing::warn!(%topic, "the topic is damaged: its journaled publishes wait in its journal until it is repaired (git gatos doctor)");
+        let mut failed = None;
+        for topic in self.journaled_topics()? {
+            match self.settle_topic_settled(&topic) {
+                Ok(Settled::Done) => {
+                    lock(&self.gatos.journals().left).remove(&topic);
+                }
+                Ok(Settled::Damaged(e)) => {
+                    let head = self.gatos.store().read_ref(&names::message_head(&topic))?;
+                    if lock(&self.gatos.journals().left).insert(topic.clone(), head) != Some(head) {
+                        tracing::warn!(%topic, error = %e, "the topic is damaged: its journaled publishes wait in its journal until it is repaired (git gatos doctor)");
+                    }
                     left.push((topic, e));
                 }
-                _ => return Err(e),
+                Err(e) => {
+                    tracing::warn!(%topic, error = %e, "could not materialize the journal");
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok(left)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(left),
+        }
+    }
+
+    /// The topics with a publish journal on disk, in name order.
+    ///
+    /// # Errors
+    /// The journal directory cannot be read.
+    fn journaled_topics(&self) -> Result<Vec<Topic>> {
+        let mut out = Vec::new();
+        for f in self.gatos.store().journal_families()? {
+            let Some(name) = f.strip_prefix("messages.") else {
+                continue;
+            };
+            match name.parse::<Topic>() {
+                Ok(t) => out.push(t),
+                Err(_) => {
+                    tracing::warn!(journal = %f, "a journal whose name is not a topic; left alone");
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// [`Messages::settle_topic`] for every topic with a journal that holds anything,
@@ -649,17 +741,10 @@ impl Messages<'_> {
     /// The journal directory cannot be read.
     pub(crate) fn settle_each(&self) -> Result<Vec<(String, Error)>> {
         let mut failed = Vec::new();
-        for f in self.gatos.store().journal_families()? {
-            let Some(name) = f.strip_prefix("messages.") else {
-                continue;
-            };
-            let Ok(topic) = name.parse::<Topic>() else {
-                tracing::warn!(journal = %f, "a journal whose name is not a topic; left alone");
-                continue;
-            };
+        for topic in self.journaled_topics()? {
             if let Err(e) = self.settle_topic(&topic) {
                 tracing::warn!(%topic, error = %e, "could not materialize the journal");
-                failed.push((f, e));
+                failed.push((family(&topic), e));
             }
         }
         Ok(failed)
@@ -767,7 +852,15 @@ fn file_len_after(len: u64, body: &[u8]) -> u64 {
 /// materialization holds in memory is one chunk, not the journal (24 journaled publishes of
 /// 2 MiB once held several copies of all 48 MiB). A crash between chunks leaves the head on
 /// a record's commit; the next materialization starts after it.
-fn apply(store: &gatos_store::Store, topic: &Topic, journal: &Journal) -> Result<Outcome> {
+/// Makes the journal's records commits on the topic's head. `base` is asked, before
+/// anything is written, when the head moved outside gatos: a damage (`InvalidEnvelope`,
+/// `NotFound`) it answers is [`Outcome::Damaged`].
+fn apply(
+    store: &gatos_store::Store,
+    topic: &Topic,
+    journal: &Journal,
+    base: impl FnOnce() -> Result<()>,
+) -> Result<Outcome> {
     let mut scan = journal.scan()?;
     let mut recs = Vec::new();
     while let Some((at, body)) = scan.next_at()? {
@@ -801,7 +894,13 @@ fn apply(store: &gatos_store::Store, topic: &Topic, journal: &Journal) -> Result
     let Some(start) = start else {
         // The head was moved outside gatos (a fetch or update-ref into the topic) while
         // records waited: their objects are written, and the caller appends their
-        // messages again after the new head (as sync does, ADR 0015).
+        // messages again after the new head (as sync does, ADR 0015), unless the new head
+        // is nothing they can follow.
+        match base() {
+            Ok(()) => {}
+            Err(e) if super::is_damage(&e) => return Ok(Outcome::Damaged(e)),
+            Err(e) => return Err(e),
+        }
         let mut w = store.writer();
         let mut again = journal.scan()?;
         for (_, want) in &recs {

@@ -123,13 +123,35 @@ impl Sync<'_> {
             }
         }
         for t in topics {
+            if self.damaged_here.contains_key(&t) {
+                continue;
+            }
             let head = names::message_head(&t).to_string();
-            // A topic damaged here (ADR 0047) is this node's fault, not the hub's.
-            self.guarded_unit(
-                &head,
-                |s| s.topic(&t),
-                |s| s.gatos.messages().is_damaged(&t).unwrap_or(false),
-            )?;
+            self.guarded(&head, |s| s.topic(&t))?;
+        }
+        Ok(())
+    }
+
+    /// Finds the topics whose refs on this node do not read ([`Sync::damaged_here`]): a
+    /// head moved outside gatos to no message, a summary that is not the topic's (ADR
+    /// 0047). Asked of every topic with a head or a summary here, once a round.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub(super) fn find_damaged_here(&mut self) -> Result<()> {
+        self.damaged_here.clear();
+        let mut topics: BTreeSet<Topic> = BTreeSet::new();
+        for name in self.local.keys() {
+            if let Some(names::RefKind::MessageHead(t) | names::RefKind::MessageSummary(t)) =
+                names::RefKind::parse(name)
+            {
+                topics.insert(t);
+            }
+        }
+        for t in topics {
+            if let Some(e) = self.gatos.messages().damage_of(&t)? {
+                self.damaged_here.insert(t, e);
+            }
         }
         Ok(())
     }
@@ -568,6 +590,12 @@ impl Sync<'_> {
     /// Consumer checkpoints: the furthest position wins.
     pub(super) fn checkpoints(&mut self) -> Result<()> {
         for name in self.names_under(&names::consumers_prefix()) {
+            // Nothing of a topic damaged here is synced, its checkpoints included.
+            if let Some(names::RefKind::Consumer(_, t)) = names::RefKind::parse(&name)
+                && self.damaged_here.contains_key(&t)
+            {
+                continue;
+            }
             self.guarded(&name, |s| s.checkpoint(&name))?;
         }
         Ok(())

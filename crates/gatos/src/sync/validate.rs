@@ -248,10 +248,33 @@ impl Sync<'_> {
             .iter()
             .partition(|(_, k)| matches!(k, RefKind::MessageSummary(_)));
         let mut frozen: BTreeSet<String> = BTreeSet::new();
+        // A topic damaged here is rejected as this node's fault, and none of the hub's refs
+        // of it (messages, summary, segments, checkpoints) is checked, adopted or pushed
+        // over: what the hub holds of it was not found wrong.
+        let damaged: Vec<(Topic, ErrorCode, String)> = self
+            .damaged_here
+            .iter()
+            .map(|(t, e)| (t.clone(), e.code(), e.to_string()))
+            .collect();
+        for (t, code, why) in damaged {
+            frozen.insert(names::topic_prefix(&t));
+            self.reject_here(&t, code, &why);
+        }
         for (name, kind) in summaries.into_iter().chain(others) {
             let Some(&value) = self.hub.get(name) else {
                 continue;
             };
+            if let RefKind::MessageHead(t)
+            | RefKind::MessageSealed(t, ..)
+            | RefKind::MessageSummary(t)
+            | RefKind::Consumer(_, t) = kind
+                && self.damaged_here.contains_key(t)
+            {
+                if matches!(kind, RefKind::Consumer(..)) {
+                    frozen.insert(name.clone());
+                }
+                continue;
+            }
             if self.local.get(name) == Some(&value) {
                 continue;
             }
@@ -314,19 +337,23 @@ impl Sync<'_> {
         );
     }
 
-    /// Rejects a unit whose own refs on this node do not read (a topic whose head was moved
-    /// outside gatos to no message): nothing of it is adopted or pushed until it is
-    /// repaired. Its remote value is all zeros, since nothing the hub holds was found
-    /// wrong (so doctor does not advise removing the hub's ref; it reports the damage
-    /// here).
-    pub(super) fn reject_here(&mut self, name: &str, err: &crate::Error) {
-        self.reject(
-            name,
-            Oid::NULL,
-            err.code(),
-            format!(
-                "this node's own refs of it do not read, and nothing of it is synced until they are repaired (git gatos doctor): {err}"
-            ),
+    /// Rejects a topic whose own refs on this node do not read ([`Sync::damaged_here`]),
+    /// under its head's name: nothing of it is adopted or pushed until it is repaired. Its
+    /// remote value is all zeros, since nothing the hub holds was found wrong (so doctor
+    /// does not advise removing the hub's ref; it reports the damage here).
+    fn reject_here(&mut self, topic: &Topic, code: ErrorCode, why: &str) {
+        let name = names::message_head(topic).to_string();
+        tracing::info!(r#ref = %name, code = code.as_str(), reason = %why, "this node's refs of a topic do not read: nothing of it is synced");
+        self.checks.rejected.insert(
+            name.clone(),
+            SyncRejection {
+                name,
+                remote: Oid::NULL,
+                code,
+                reason: format!(
+                    "this node's own refs of it do not read, and nothing of it is synced until they are repaired (git gatos doctor): {why}"
+                ),
+            },
         );
     }
 

@@ -523,6 +523,19 @@ fn a_damaged_topics_journal_waits_until_the_topic_is_repaired() -> TestResult {
     assert_eq!(rows, ["j.good"]);
     assert_eq!(listing.damaged.len(), 1);
     assert_eq!(listing.damaged[0].topic, bad);
+    let live: Vec<String> = gatos::refs::RefSource::list_after(
+        &gatos::refs::Live(&g),
+        "refs/gatos/messages/",
+        None,
+        100,
+    )?
+    .into_iter()
+    .map(|(n, _)| n)
+    .collect();
+    assert!(
+        live.contains(&"refs/gatos/messages/j.bad/head".to_owned()),
+        "{live:?}"
+    );
     let state = g.checkpoints().state_all()?;
     assert!(
         state
@@ -548,12 +561,13 @@ fn a_damaged_topics_journal_waits_until_the_topic_is_repaired() -> TestResult {
     repo.assert_fsck_strict()
 }
 
-/// A journal that cannot become commits on a topic that reads (its record says a format
-/// version no gatos writes) is a fault of the journal, not damage of its topic: flushing
-/// the journals and listing the topics fail, naming it, rather than answer without the
-/// publish acknowledged from it.
+/// A journal that cannot become commits because a record says a format version no gatos
+/// writes is a fault of the journal, not damage of its topic: flushing the journals, listing
+/// the topics and taking a snapshot fail, naming it, rather than answer without the publish
+/// acknowledged from it; and so they still do once the topic is damaged too (the records
+/// are read before the head they follow).
 #[test]
-fn a_journal_fault_on_a_topic_that_reads_fails_what_reads_every_topic() -> TestResult {
+fn a_journal_fault_fails_what_reads_every_topic_whatever_the_topics_state() -> TestResult {
     let repo = TempRepo::new()?;
     let g = open(&repo)?;
     let t: Topic = "j.fine".parse()?;
@@ -561,13 +575,20 @@ fn a_journal_fault_on_a_topic_that_reads_fails_what_reads_every_topic() -> TestR
     g.flush_journals()?;
     publish(&g, &t, 2)?;
     super::support::journal_of_an_unknown_version(&repo, "j.fine")?;
-    for (what, e) in [
-        ("flush", g.flush_journals().err()),
-        ("listing", g.messages().listing().err()),
-        ("snapshot", g.snapshot().err()),
-    ] {
-        let e = e.ok_or(format!("{what} answered without the journaled publish"))?;
-        assert!(e.to_string().contains("unknown version"), "{what}: {e}");
+    for damaged in [false, true] {
+        if damaged {
+            super::support::move_head_to_no_message(&repo, "j.fine")?;
+        }
+        for (what, e) in [
+            ("flush", g.flush_journals().err()),
+            ("listing", g.messages().listing().err()),
+            ("snapshot", g.snapshot().err()),
+        ] {
+            let e = e.ok_or(format!(
+                "{what} answered without the journaled publish (damaged: {damaged})"
+            ))?;
+            assert!(e.to_string().contains("unknown version"), "{what}: {e}");
+        }
     }
     Ok(())
 }
