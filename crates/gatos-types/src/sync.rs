@@ -68,9 +68,9 @@ pub struct SyncRejection {
     /// The ref, by its gatos name (`refs/gatos/…`).
     #[serde(rename = "ref")]
     pub name: String,
-    /// The value the remote holds; all zeros for a unit rejected because this node's own
-    /// refs of it do not read (a topic damaged here), when nothing of the hub's was found
-    /// wrong.
+    /// The value the remote holds; all zeros when it holds none, and for a topic rejected
+    /// because this node's own refs of it do not read (nothing of the hub's was found
+    /// wrong; the reason says so).
     pub remote: Oid,
     /// Why, as a taxonomy code (`InvalidEnvelope`, `SignatureInvalid`, `UntrustedKey`,
     /// `Conflict`, `Forbidden`, …).

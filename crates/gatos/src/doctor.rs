@@ -1330,6 +1330,11 @@ fn check_sync(gatos: &Gatos, r: &mut Report) -> Result<()> {
         ) else {
             continue;
         };
+        // A unit rejected for this node's own damage (ADR 0047) names no value of the
+        // hub's: it must not hide an older rejection of what the hub still holds.
+        if value.bytes().all(|b| b == b'0') {
+            continue;
+        }
         if !seen.insert((remote.to_owned(), name.to_owned())) {
             continue;
         }

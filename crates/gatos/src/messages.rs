@@ -126,30 +126,51 @@ impl<'g> Messages<'g> {
         }
     }
 
-    /// What is wrong with `topic` itself, `None` when nothing is (ADR 0047): its committed
-    /// head is no message, or its summary does not read. Read from the refs as they stand,
-    /// without making its journal commits (sync asks it of every topic it would push or
-    /// adopt).
+    /// What is wrong with `topic` itself, `None` when nothing is (ADR 0047), with its head
+    /// and summary refs at `head` and `summary`: the head is no message of this topic (no
+    /// message at all, or another topic's), or the summary does not read. Read without
+    /// making its journal commits (sync asks it of every topic it would push or adopt, with
+    /// the refs its round listed).
     ///
     /// # Errors
-    /// When a ref cannot be read, or an object for another reason than the topic's damage.
-    pub(crate) fn damage_of(&self, topic: &Topic) -> Result<Option<Error>> {
+    /// An object that cannot be read for another reason than the topic's damage.
+    pub(crate) fn damage_at(
+        &self,
+        topic: &Topic,
+        head: Option<Oid>,
+        summary: Option<Oid>,
+    ) -> Result<Option<Error>> {
         let damage = |e: Error| if is_damage(&e) { Ok(Some(e)) } else { Err(e) };
-        let store = self.gatos.store();
-        if let Some(head) = store.read_ref(&names::message_head(topic))? {
-            let read = store
+        if let Some(head) = head {
+            let read = self
+                .gatos
+                .store()
                 .reader()
                 .commit(head)
                 .map_err(Error::from)
-                .and_then(|c| chain::meta(&c));
+                .and_then(|c| {
+                    chain::meta(&c)?;
+                    match c.trailers().get(keys::TOPIC) {
+                        Some(t) if t == topic.as_str() => Ok(()),
+                        other => Err(Error::new(
+                            ErrorCode::InvalidEnvelope,
+                            format!(
+                                "commit {} on the head of topic '{topic}' is a message of topic {other:?}",
+                                c.id
+                            ),
+                        )),
+                    }
+                });
             if let Err(e) = read {
                 return damage(e);
             }
         }
-        match self.summary(topic) {
-            Ok(_) => Ok(None),
-            Err(e) => damage(e),
+        if let Some(at) = summary
+            && let Err(e) = self.summary_at(topic, at)
+        {
+            return damage(e);
         }
+        Ok(None)
     }
 
     /// The summary at `at` of `topic`: a commit that says it is that topic's summary

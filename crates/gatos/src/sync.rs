@@ -638,11 +638,18 @@ impl<'g> Sync<'g> {
                     .cloned(),
             )
             .collect();
-        let checkpoints: Vec<PushRef> = std::mem::take(&mut self.checkpoint_pushes)
+        let queued = std::mem::take(&mut self.checkpoint_pushes);
+        let kept = queued.len();
+        let checkpoints: Vec<PushRef> = queued
             .into_iter()
             .filter(|(t, _)| !failed_topics.contains(t))
             .map(|(_, p)| p)
             .collect();
+        // Each was counted as pushed when it was queued.
+        self.report.pushed = self
+            .report
+            .pushed
+            .saturating_sub((kept - checkpoints.len()) as u64);
         if !checkpoints.is_empty() {
             let report = store.push(&self.remote, &checkpoints, false)?;
             for p in &checkpoints {
@@ -719,6 +726,45 @@ impl<'g> Sync<'g> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A unit that fails takes back what it queued for the hub and its counts, and only
+    /// that; a retryable failure ends the round and rejects nothing.
+    #[test]
+    fn a_unit_that_fails_takes_back_what_it_queued()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let (_repo, g) = crate::test_node(None)?;
+        let mut s = Sync::new(&g, "origin".into(), false);
+        let before = "refs/gatos/messages/a/head";
+        s.push_ref(before, Some(Oid::NULL));
+        s.report.pushed = 1;
+        let name = "refs/gatos/messages/t/head";
+        s.guarded(name, |s| {
+            s.push_ref(name, Some(Oid::NULL));
+            s.head_pushes.push(("t".into(), name.into()));
+            s.atomic.push(Vec::new());
+            s.report.pushed += 2;
+            s.report.deleted_remote += 1;
+            Err(crate::Error::new(
+                ErrorCode::InvalidEnvelope,
+                "not a message commit",
+            ))
+        })?;
+        let queued: Vec<&str> = s.pushes.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(queued, [before]);
+        assert!(s.head_pushes.is_empty() && s.atomic.is_empty());
+        assert_eq!((s.report.pushed, s.report.deleted_remote), (1, 0));
+        assert!(s.checks.rejected.contains_key(name));
+        let lost = s.guarded("refs/gatos/messages/u/head", |s| {
+            s.push_ref("refs/gatos/messages/u/head", Some(Oid::NULL));
+            Err(crate::Error::new(
+                ErrorCode::Unavailable,
+                "the hub went away",
+            ))
+        });
+        assert!(lost.is_err());
+        assert!(!s.checks.rejected.contains_key("refs/gatos/messages/u/head"));
+        Ok(())
+    }
 
     #[test]
     fn a_strict_failure_carries_its_report_as_a_detail() {

@@ -981,3 +981,39 @@ fn junk_at_the_hub_neither_stops_nor_hangs_a_worker_that_claims_there() -> TestR
     assert_eq!(a.rev_parse(&format!("refs/gatos/jobs/{id}/claim"))?, None);
     Ok(())
 }
+
+/// A hub whose head of a topic is no message has that head rejected, and gets no checkpoint
+/// of that topic either: this node's newer messages were not pushed over the junk (the
+/// topic's unit is frozen), so a checkpoint on them would stand on messages the hub does
+/// not have. Before, only a head push that was lost kept its checkpoints back.
+#[test]
+fn a_checkpoint_is_not_pushed_over_a_rejected_head() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    publish(a, "t", "m0")?;
+    net.sync(0)?;
+    let honest = net.hub_head("t")?.ok_or("t not pushed")?;
+    let junk = commit(
+        &net.hub,
+        &format!("{honest}^{{tree}}"),
+        &[],
+        "not a message",
+    )?;
+    set(&net.hub, "refs/gatos/messages/t/head", &junk)?;
+    publish(a, "t", "m1")?;
+    gatos_ok(a, &["messages", "consume", "readers", "t"])?;
+    assert!(a.rev_parse("refs/gatos/consumers/readers/t")?.is_some());
+    let report = net.sync(0)?;
+    assert_eq!(
+        rejected(&report),
+        ["refs/gatos/messages/t/head"],
+        "{report}"
+    );
+    assert_eq!(net.hub_head("t")?, Some(junk), "pushed over the junk");
+    assert_eq!(
+        net.hub.rev_parse("refs/gatos/consumers/readers/t")?,
+        None,
+        "a checkpoint on messages the hub does not have"
+    );
+    Ok(())
+}

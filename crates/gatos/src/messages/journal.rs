@@ -378,7 +378,16 @@ impl Messages<'_> {
                 (None, _) => file_len == 0,
                 (Some(_), None) => false,
             };
-        if !ours && !adopt_tail(&mut open, file_len, nowait)? {
+        // A journal this handle did not write (or forgot, after a materialization that
+        // failed) is built on only when its first record follows the head as it stands:
+        // otherwise the head moved outside gatos, and the materialization below appends
+        // the records again after it, or refuses this publish when the topic is damaged.
+        let head = if ours {
+            None
+        } else {
+            store.read_ref(&names::message_head(topic))?
+        };
+        if !ours && !adopt_tail(&mut open, file_len, nowait, head)? {
             if nowait {
                 return Err(crate::nowait::would_wait(
                     "a journal another process changed",
@@ -506,8 +515,11 @@ impl Messages<'_> {
         open.since.get_or_insert_with(Instant::now);
         let due = open.records >= MAX_PENDING;
         drop(open);
-        if due {
-            self.materialize_locked(topic)?;
+        // The record is appended (and synced with `gatos.fsync`): the publish is
+        // acknowledged whatever making the journal commits now comes to. A failure is left
+        // to the next reader, as the flusher's is; the next publish re-reads the head.
+        if due && let Err(e) = self.materialize_locked(topic) {
+            tracing::warn!(%topic, error = %e, "could not materialize a full journal; the publish is acknowledged from it");
         }
         drop(_guard);
         self.gatos.after_append(seq_before, next_seq - 1);
@@ -687,6 +699,10 @@ impl Messages<'_> {
     /// The first journal that could not be made commits for another reason than its topic's
     /// damage (the others are still settled); the journal directory cannot be read.
     pub(crate) fn settle_healthy(&self) -> Result<Vec<(Topic, Error)>> {
+        if Unsettled::active() {
+            // What is committed is read as it stands (Gatos::committed_only).
+            return Ok(Vec::new());
+        }
         let mut left = Vec::new();
         let mut failed = None;
         for topic in self.journaled_topics()? {
@@ -695,7 +711,12 @@ impl Messages<'_> {
                     lock(&self.gatos.journals().left).remove(&topic);
                 }
                 Ok(Settled::Damaged(e)) => {
-                    let head = self.gatos.store().read_ref(&names::message_head(&topic))?;
+                    let head = self
+                        .gatos
+                        .store()
+                        .read_ref(&names::message_head(&topic))
+                        .ok()
+                        .flatten();
                     if lock(&self.gatos.journals().left).insert(topic.clone(), head) != Some(head) {
                         tracing::warn!(%topic, error = %e, "the topic is damaged: its journaled publishes wait in its journal until it is repaired (git gatos doctor)");
                     }
@@ -770,7 +791,7 @@ impl Messages<'_> {
 /// `gatos.jobs` events) materialized it at nearly every append. False, and nothing is
 /// changed, when the journal holds no record that another process appended or ends in a
 /// torn one: then the caller materializes it, which also cuts a torn tail.
-fn adopt_tail(open: &mut Open, file_len: u64, nowait: bool) -> Result<bool> {
+fn adopt_tail(open: &mut Open, file_len: u64, nowait: bool, head: Option<Oid>) -> Result<bool> {
     let Some(journal) = open.journal.as_ref() else {
         return Ok(false);
     };
@@ -803,6 +824,10 @@ fn adopt_tail(open: &mut Open, file_len: u64, nowait: bool) -> Result<bool> {
             return Ok(false);
         };
         if (kept || records > 0) && rec.old != prev {
+            return Ok(false);
+        }
+        if !kept && records == 0 && rec.old != head {
+            // The head moved outside gatos since these records were journaled.
             return Ok(false);
         }
         prev = Some(rec.new);

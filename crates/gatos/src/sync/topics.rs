@@ -149,7 +149,9 @@ impl Sync<'_> {
             }
         }
         for t in topics {
-            if let Some(e) = self.gatos.messages().damage_of(&t)? {
+            let head = self.local.get(names::message_head(&t).as_str()).copied();
+            let summary = self.local.get(names::message_summary(&t).as_str()).copied();
+            if let Some(e) = self.gatos.messages().damage_at(&t, head, summary)? {
                 self.damaged_here.insert(t, e);
             }
         }

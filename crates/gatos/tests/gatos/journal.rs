@@ -499,18 +499,32 @@ fn a_damaged_topics_journal_waits_until_the_topic_is_repaired() -> TestResult {
     g.flush_journals()?;
     let before = head(&repo, &bad)?;
     publish(&g, &bad, 2)?;
-    publish(&g, &good, 2)?;
     super::support::move_head_to_no_message(&repo, "j.bad")?;
     let damaged = head(&repo, &bad)?;
+    let objects = repo.git(&["count-objects", "-v"])?;
     assert_eq!(
         g.flush_journals()?,
         vec![bad.clone()],
         "the damaged topic is left"
     );
-    assert!(
-        journal_len(&repo, &bad) > 0,
-        "its publish waits in its journal"
+    let waiting = journal_len(&repo, &bad);
+    assert!(waiting > 0, "its publish waits in its journal");
+    assert_eq!(
+        repo.git(&["count-objects", "-v"])?,
+        objects,
+        "nothing written for a journal that cannot become commits"
     );
+    // A publish to it now is refused before its append, as a direct one is.
+    let refused = publish(&g, &bad, 3)
+        .err()
+        .ok_or("a publish to a damaged topic was acknowledged")?;
+    assert!(
+        refused.to_string().contains("not a message commit"),
+        "{refused}"
+    );
+    assert_eq!(journal_len(&repo, &bad), waiting);
+    publish(&g, &good, 2)?;
+    g.flush_journals()?;
     assert_eq!(journal_len(&repo, &good), 0);
     assert_eq!(ns(&g, &good)?, vec![1, 2]);
     assert_eq!(
@@ -590,5 +604,50 @@ fn a_journal_fault_fails_what_reads_every_topic_whatever_the_topics_state() -> T
             assert!(e.to_string().contains("unknown version"), "{what}: {e}");
         }
     }
+    Ok(())
+}
+
+/// A journal that reaches its bound of waiting records is made commits by the publish that
+/// fills it; when that fails (the head was moved outside gatos to no message while they
+/// waited), the publish is still acknowledged (its record is appended), and the next one
+/// is refused before its append. Nothing acknowledged is lost: put back, the head gets every
+/// message.
+#[test]
+fn a_full_journal_that_cannot_become_commits_still_acknowledges_its_last_publish() -> TestResult {
+    let repo = TempRepo::new()?;
+    let g = open(&repo)?;
+    let t: Topic = "j.full".parse()?;
+    publish(&g, &t, 0)?;
+    g.flush_journals()?;
+    let before = head(&repo, &t)?;
+    publish(&g, &t, 1)?;
+    super::support::move_head_to_no_message(&repo, "j.full")?;
+    let damaged = head(&repo, &t)?;
+    // 4,096 records wait in a journal before the writer makes it commits itself.
+    for n in 2..=4_096 {
+        publish(&g, &t, n)?;
+    }
+    assert!(journal_len(&repo, &t) > 0, "the full journal is left");
+    let refused = publish(&g, &t, 4_097)
+        .err()
+        .ok_or("a publish after the failed materialization was acknowledged")?;
+    assert!(
+        refused.to_string().contains("not a message commit"),
+        "{refused}"
+    );
+    repo.git(&[
+        "update-ref",
+        "refs/gatos/messages/j.full/head",
+        &before,
+        &damaged,
+    ])?;
+    assert_eq!(g.flush_journals()?, Vec::<Topic>::new());
+    let rows = g.messages().topics()?;
+    let row = rows.iter().find(|r| r.topic == t).ok_or("no row")?;
+    assert_eq!(
+        (row.count, row.last_seq),
+        (4_097, 4_097),
+        "every message is there"
+    );
     Ok(())
 }
