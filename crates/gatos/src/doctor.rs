@@ -443,7 +443,7 @@ fn check_journals(gatos: &Gatos, r: &mut Report) -> Stuck {
             let path = path.display();
             for rec in &first {
                 match rec.job {
-                    Some((id, commit)) if rec.why.contains("already exists") => r.add(
+                    Some((id, commit)) if rec.code == Some(ErrorCode::Conflict) => r.add(
                         FindingCode::JournalRejected,
                         names::job(id).to_string(),
                         format!(

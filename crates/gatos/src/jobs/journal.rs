@@ -339,7 +339,7 @@ fn materialize_locked(gatos: &Gatos) -> Result<()> {
                     bytes = 0;
                 }
             }
-            Err(e) => reject(gatos, &body, &e.to_string()),
+            Err(e) => reject(gatos, &body, e.code(), &e.to_string()),
         }
     }
     if !chunk.is_empty() {
@@ -382,6 +382,7 @@ fn write_chunk(gatos: &Gatos, mut chunk: Vec<Rec>) -> Result<usize> {
             reject(
                 gatos,
                 &encode(r.id, r.commit, &[]),
+                ErrorCode::InvalidEnvelope,
                 "its commit is not among its objects",
             );
         }
@@ -418,7 +419,7 @@ fn write_chunk(gatos: &Gatos, mut chunk: Vec<Rec>) -> Result<usize> {
                             actual.map_or_else(|| "none".to_owned(), |a| a.to_string())
                         );
                         tracing::error!(job = %id, "{why}: its journaled enqueue is set aside");
-                        reject(gatos, &encode(*id, *commit, &[]), &why);
+                        reject(gatos, &encode(*id, *commit, &[]), ErrorCode::Conflict, &why);
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -438,9 +439,10 @@ fn write_chunk(gatos: &Gatos, mut chunk: Vec<Rec>) -> Result<usize> {
     Ok(made.len())
 }
 
-/// Sets a record aside in `jobs.enqueued.rejected` (appended, with the reason, the body in
-/// hex) and logs it as an error.
-fn reject(gatos: &Gatos, body: &[u8], why: &str) {
+/// Sets a record aside in `jobs.enqueued.rejected` (appended as one line: the reason's code,
+/// `: `, the reason, a space, the body in hex) and logs it as an error. `Conflict`: the job's
+/// id is taken by another job; any other code: the record did not hold what its job needs.
+fn reject(gatos: &Gatos, body: &[u8], code: ErrorCode, why: &str) {
     tracing::error!(
         reason = why,
         "an enqueue journal record cannot be materialized; it is set aside in {FAMILY}.rejected"
@@ -450,7 +452,8 @@ fn reject(gatos: &Gatos, body: &[u8], why: &str) {
         .journal_dir()
         .join(format!("{FAMILY}.rejected"));
     let line = format!(
-        "{} {}\n",
+        "{}: {} {}\n",
+        code.as_str(),
         why.replace('\n', " "),
         body.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
@@ -469,7 +472,9 @@ fn reject(gatos: &Gatos, body: &[u8], why: &str) {
 pub(crate) struct SetAside {
     /// The job and the commit the enqueue acknowledged, when the record still reads.
     pub(crate) job: Option<(Ulid, Oid)>,
-    /// Why it was set aside.
+    /// Why it was set aside: its code (`None` for a line written before codes were), and
+    /// in words.
+    pub(crate) code: Option<ErrorCode>,
     pub(crate) why: String,
 }
 
@@ -548,10 +553,18 @@ fn skip_line(r: &mut impl std::io::BufRead) -> std::io::Result<Option<bool>> {
     }
 }
 
-/// One line of `jobs.enqueued.rejected`: the reason, a space, the record's body in hex.
+/// One line of `jobs.enqueued.rejected`: the reason's code and `: ` (lines written before
+/// codes were have none), the reason, a space, the record's body in hex.
 fn parse_set_aside(line: &[u8]) -> SetAside {
     let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line));
     let (why, hex) = text.rsplit_once(' ').unwrap_or((&text, ""));
+    let (code, why) = match why.split_once(": ") {
+        Some((c, rest)) => match c.parse::<ErrorCode>() {
+            Ok(code) => (Some(code), rest),
+            Err(_) => (None, why),
+        },
+        None => (None, why),
+    };
     let body: Option<Vec<u8>> = (hex.len() % 2 == 0)
         .then(|| {
             (0..hex.len())
@@ -565,6 +578,7 @@ fn parse_set_aside(line: &[u8]) -> SetAside {
         .map(|r| (r.id, r.commit));
     SetAside {
         job,
+        code,
         why: why.to_owned(),
     }
 }
@@ -597,10 +611,19 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let rec =
-            parse_set_aside(format!("job {id} already exists with commit x {hex}\n").as_bytes());
+        let rec = parse_set_aside(
+            format!("Conflict: job {id} already exists with commit x {hex}\n").as_bytes(),
+        );
         assert_eq!(rec.job, Some((id, commit)));
+        assert_eq!(rec.code, Some(ErrorCode::Conflict));
         assert_eq!(rec.why, format!("job {id} already exists with commit x"));
+        // A line written before codes were: its reason whole, no code.
+        let old = parse_set_aside(format!("job {id}: already exists {hex}\n").as_bytes());
+        assert_eq!(
+            (old.code, old.why.as_str()),
+            (None, &*format!("job {id}: already exists"))
+        );
+        assert_eq!(old.job, Some((id, commit)));
         // A body that does not decode, hex that is not hex, a line without a body.
         for line in [
             &b"bad version 0100\n"[..],
