@@ -357,6 +357,9 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
     // one. Anything else, or one that would wait, goes on as every request does.
     let mut tried_now = false;
     let mut parked = None;
+    // A call tried here first is timed from now, also when it is made again below (it would
+    // have waited, or its parked group would have).
+    let arrived = std::time::Instant::now();
     if let Incoming::Single(Entry::Request(req)) = &incoming
         && let Some(id) = &req.id
     {
@@ -396,7 +399,8 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
                     true => task_conn.pages.clone().acquire_owned().await.ok(),
                     false => None,
                 };
-                let (response, after) = handle(&task_conn, entry, tried_now).await;
+                let since = tried_now.then_some(arrived);
+                let (response, after) = handle(&task_conn, entry, tried_now, since).await;
                 if let Some(r) = response {
                     task_conn.outbox.send(to_line(&r)).await;
                 }
@@ -418,7 +422,7 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
                     let response = if answer.len() >= cap {
                         skipped(entry, cap)
                     } else {
-                        let (response, after) = handle(&task_conn, entry, false).await;
+                        let (response, after) = handle(&task_conn, entry, false, None).await;
                         starts.extend(after);
                         response
                     };
@@ -472,10 +476,13 @@ fn skipped(entry: Entry, cap: usize) -> Option<Response> {
 }
 
 /// `tried_now`: the reader tried the call without waiting first (`methods::call_now`).
+/// Runs one entry; `since` is when a call tried first on the reader's task arrived (its
+/// request metrics time it from there).
 async fn handle(
     conn: &Arc<Conn>,
     entry: Entry,
     tried_now: bool,
+    since: Option<std::time::Instant>,
 ) -> (Option<Response>, Option<crate::methods::After>) {
     conn.handled.fetch_add(1, Ordering::Relaxed);
     let req = match entry {
@@ -495,7 +502,7 @@ async fn handle(
         return (None, None);
     }
     let span = tracing::debug_span!("request", method = %req.method);
-    let (outcome, after) = crate::methods::call(conn, &req.method, req.params, tried_now)
+    let (outcome, after) = crate::methods::call(conn, &req.method, req.params, tried_now, since)
         .instrument(span)
         .await;
     if let Err(e) = &outcome {

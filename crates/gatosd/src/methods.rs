@@ -113,14 +113,17 @@ fn needs_token(conn: &Conn, what: &str) -> RpcError {
 /// Calls a method: looks it up in the operation table, checks the connection may call it,
 /// and runs it (unary operations through the service on the blocking pool; streams and
 /// the connection's own operations here). Counted in the request metrics (ADR 0040).
-/// `tried_now`: [`call_now`] was tried first and would have waited.
+/// `tried_now`: [`call_now`] was tried first and would have waited (or its parked group
+/// would have); `since`: when that first try began, which the metrics time the call from.
 pub async fn call(
     conn: &std::sync::Arc<Conn>,
     method: &str,
     params: Params,
     tried_now: bool,
+    since: Option<std::time::Instant>,
 ) -> Outcome {
-    let started = std::time::Instant::now();
+    // A call tried first without waiting is timed from its first try.
+    let started = since.unwrap_or_else(std::time::Instant::now);
     let out = dispatch(conn, method, params, tried_now).await;
     record(conn, method, &out.0, started);
     out

@@ -1116,7 +1116,10 @@ fn a_stuck_journal_and_a_set_aside_enqueue_are_reported() -> TestResult {
     assert!(f.message.contains("already exists"), "{f:#?}");
     assert!(f.fix.contains("jobs.enqueued.rejected"), "{f:#?}");
     // The advice for an id taken by another job (the record's code, Conflict): look at both.
-    assert!(f.fix.contains(&format!("git gatos jobs show {a}")), "{f:#?}");
+    assert!(
+        f.fix.contains(&format!("git gatos jobs show {a}")),
+        "{f:#?}"
+    );
     not_found(&findings, "journal-stuck");
 
     let b = enqueue(&g, 1)?;
