@@ -1802,3 +1802,50 @@ fn an_export_of_the_previous_version_still_verifies() -> TestResult {
     assert_eq!(sqlite_manifest(&all)?["exporter"], "gatos-export/1");
     Ok(())
 }
+
+/// An export of a repository with a damaged topic (its head moved outside gatos to no
+/// message, ADR 0047) fails naming the topic and the ways to export the rest, and those
+/// ways work: without the messages table, or with the other topic selected.
+#[test]
+fn a_damaged_topic_is_named_and_the_rest_can_be_exported() -> TestResult {
+    let repo = crate::support::a_damaged_topic()?;
+    let dir = tempfile::tempdir()?;
+    let out = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let all = out("all.db");
+    let failed = gatos(&repo, &["export", "--format", "sqlite", "--out", &all])?;
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let said = stderr(&failed);
+    assert!(
+        said.contains("error[InvalidEnvelope]: topic 'bad' does not read")
+            && said.contains("--tables without messages"),
+        "{said}"
+    );
+    let jobs = out("jobs.db");
+    export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            &jobs,
+            "--tables",
+            "jobs,checkpoints",
+        ],
+    )?;
+    let good = out("good.db");
+    export(
+        &repo,
+        &[
+            "--format",
+            "sqlite",
+            "--out",
+            &good,
+            "--where",
+            "topic = good",
+        ],
+    )?;
+    let rows = sqlite_json(Path::new(&good), "SELECT topic FROM messages")?;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["topic"], "good");
+    Ok(())
+}

@@ -468,7 +468,18 @@ fn read_messages(
             continue;
         }
         exported_topics.push(topic.clone());
-        let head_seq = source::message_meta(gatos, head)?.seq;
+        // A topic whose refs do not read (ADR 0047) fails the export, named, with the ways
+        // to export the rest.
+        let damaged = |e: Error| {
+            if !matches!(e.code(), ErrorCode::InvalidEnvelope | ErrorCode::NotFound) {
+                return e;
+            }
+            e.context(format_args!(
+                "topic '{topic}' does not read (git gatos doctor names the repair; --tables without messages, or --where \"topic = NAME\", exports the rest)"
+            ))
+            .with_detail("topic", topic.as_str())
+        };
+        let head_seq = source::message_meta(gatos, head).map_err(damaged)?.seq;
         let from = match topics.get(topic.as_str()) {
             Some(prev) => {
                 if gatos.messages().commit_at(&topic, prev.head_seq)? != Some(prev.head) {
@@ -489,7 +500,8 @@ fn read_messages(
         source::scan_topic(gatos, &topic, head, head_seq, from, hi, |seq, row| {
             first.get_or_insert(seq);
             tx.emit("messages", row, None).map(drop)
-        })?;
+        })
+        .map_err(damaged)?;
         let entry = topics.entry(topic.to_string()).or_insert(TopicSource {
             head,
             head_seq,
