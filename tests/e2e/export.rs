@@ -1812,7 +1812,10 @@ fn a_damaged_topic_is_named_and_the_rest_can_be_exported() -> TestResult {
     let dir = tempfile::tempdir()?;
     let out = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
     let all = out("all.db");
-    let failed = gatos(&repo, &["export", "--format", "sqlite", "--out", &all])?;
+    let failed = gatos(
+        &repo,
+        &["export", "--json", "--format", "sqlite", "--out", &all],
+    )?;
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
     let said = stderr(&failed);
     assert!(
@@ -1820,6 +1823,8 @@ fn a_damaged_topic_is_named_and_the_rest_can_be_exported() -> TestResult {
             && said.contains("--tables without messages"),
         "{said}"
     );
+    let body = json_lines(&String::from_utf8(failed.stdout)?)?;
+    assert_eq!(body[0]["error"]["topic"], "bad", "{body:?}");
     let jobs = out("jobs.db");
     export(
         &repo,

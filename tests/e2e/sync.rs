@@ -353,7 +353,7 @@ fn rejected_here(report: &Value) -> TestResult<Vec<String>> {
 }
 
 /// A topic whose refs on this node do not read (its head moved outside gatos to no
-/// message, or a message commit on its summary ref) is not handed on: it is rejected as
+/// message or to another topic's, or a message commit on its summary ref) is not handed on: it is rejected as
 /// this node's own fault (no remote value), and nothing of it is pushed or adopted, its
 /// checkpoints included, so the hub (and every node that syncs from it) keeps its own
 /// history of the topic. Before, a head the hub did not have was queued for the push before
@@ -381,9 +381,14 @@ fn a_topic_damaged_here_is_not_pushed_to_the_hub() -> TestResult {
     }
     let head = net.head(0, "sum")?.ok_or("no head")?;
     a.git(&["update-ref", "refs/gatos/messages/sum/summary", &head])?;
+    // A head moved onto another topic's message.
+    publish(a, "moved", "x0")?;
+    let good = net.head(0, "good")?.ok_or("no head")?;
+    a.git(&["update-ref", "refs/gatos/messages/moved/head", &good])?;
     assert_eq!(
         rejected_here(&net.sync(0)?)?,
         [
+            "refs/gatos/messages/moved/head",
             "refs/gatos/messages/new/head",
             "refs/gatos/messages/old/head",
             "refs/gatos/messages/sum/head"
@@ -391,6 +396,11 @@ fn a_topic_damaged_here_is_not_pushed_to_the_hub() -> TestResult {
     );
     assert!(net.hub_head("good")?.is_some(), "the other topic synced");
     assert_eq!(net.hub_head("new")?, None, "the damaged head pushed");
+    assert_eq!(
+        net.hub_head("moved")?,
+        None,
+        "another topic's message pushed as its head"
+    );
     assert_eq!(
         net.hub.rev_parse("refs/gatos/consumers/readers/new")?,
         None,
@@ -405,6 +415,46 @@ fn a_topic_damaged_here_is_not_pushed_to_the_hub() -> TestResult {
     assert!(!text.contains("sync-rejected"), "{text}");
     assert!(text.contains("chain-invalid"), "{text}");
     assert!(text.contains("summary-invalid"), "{text}");
+    Ok(())
+}
+
+/// A ref whose objects are missing here (a topic's message blob deleted, as a `git gc
+/// --prune` racing a writer can) is rejected as this node's fault, naming the object, and
+/// the rest of the push lands. Before, git sent nothing at all (an "unpacker error" for
+/// every ref), every sync retried and failed the same way, and one lost object stopped the
+/// node's replication.
+#[test]
+fn a_ref_whose_objects_are_missing_here_does_not_stop_the_others() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    publish(a, "good", "g0")?;
+    publish(a, "bad", "b0")?;
+    let head = net.head(0, "bad")?.ok_or("no head")?;
+    let blob = a.git(&["rev-parse", &format!("{head}:message/envelope.json")])?;
+    let blob = blob.trim();
+    std::fs::remove_file(
+        a.git_dir()
+            .join("objects")
+            .join(&blob[..2])
+            .join(&blob[2..]),
+    )?;
+    let report = net.sync(0)?;
+    let rejected = report["rejected"].as_array().ok_or("no rejected")?;
+    assert_eq!(rejected.len(), 1, "{report}");
+    assert_eq!(
+        rejected[0]["ref"], "refs/gatos/messages/bad/head",
+        "{report}"
+    );
+    assert_eq!(rejected[0]["code"], "NotFound", "{report}");
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(blob)),
+        "{report}"
+    );
+    assert!(net.hub_head("good")?.is_some(), "the other topic synced");
+    assert_eq!(net.hub_head("bad")?, None);
+    assert_eq!(report["retry"], json!([]), "{report}");
     Ok(())
 }
 

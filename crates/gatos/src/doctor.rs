@@ -754,7 +754,7 @@ fn check_topics(
                     break;
                 }
             };
-            let meta = match chain::meta(&c) {
+            let meta = match chain::meta_in(&c, topic) {
                 Ok(m) => m,
                 Err(e) => {
                     r.add(

@@ -148,19 +148,7 @@ impl<'g> Messages<'g> {
                 .reader()
                 .commit(head)
                 .map_err(Error::from)
-                .and_then(|c| {
-                    chain::meta(&c)?;
-                    match c.trailers().get(keys::TOPIC) {
-                        Some(t) if t == topic.as_str() => Ok(()),
-                        other => Err(Error::new(
-                            ErrorCode::InvalidEnvelope,
-                            format!(
-                                "commit {} on the head of topic '{topic}' is a message of topic {other:?}",
-                                c.id
-                            ),
-                        )),
-                    }
-                });
+                .and_then(|c| chain::meta_in(&c, topic).map(drop));
             if let Err(e) = read {
                 return damage(e);
             }

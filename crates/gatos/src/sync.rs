@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gatos_store::Expect;
 use gatos_store::refs::{Edit, Options, RefName, names};
-use gatos_store::remote::{PushRef, PushStatus, is_valid_remote_name};
+use gatos_store::remote::{PushRef, PushReport, PushStatus, is_valid_remote_name};
 use gatos_types::sync::{SyncConflict, SyncReport};
 use gatos_types::{ErrorCode, Oid, Topic};
 
@@ -598,7 +598,7 @@ impl<'g> Sync<'g> {
         let store = self.gatos.store();
         let pushes = std::mem::take(&mut self.pushes);
         if !pushes.is_empty() {
-            let report = store.push(&self.remote, &pushes, false)?;
+            let (pushes, report) = self.push_checked(pushes)?;
             for p in &pushes {
                 match report.status(&p.name) {
                     Some(PushStatus::Ok | PushStatus::UpToDate) => {
@@ -651,7 +651,7 @@ impl<'g> Sync<'g> {
             .pushed
             .saturating_sub((kept - checkpoints.len()) as u64);
         if !checkpoints.is_empty() {
-            let report = store.push(&self.remote, &checkpoints, false)?;
+            let (checkpoints, report) = self.push_checked(checkpoints)?;
             for p in &checkpoints {
                 match report.status(&p.name) {
                     Some(PushStatus::Ok | PushStatus::UpToDate) => self.landed(p),
@@ -683,6 +683,90 @@ impl<'g> Sync<'g> {
             }
         }
         Ok(())
+    }
+
+    /// Pushes `refs` in one `git push`. When objects that one of them needs are missing or
+    /// unreadable here (a loose object lost to a `git gc --prune` racing a writer, a
+    /// damaged disk), git sends nothing at all and every ref fails (`[remote rejected]
+    /// (unpacker error)`, or no answer): each would be retried, and fail, at every sync,
+    /// and one damaged ref would stop this node's replication. So when a push fails, each
+    /// ref's objects are looked for ([`Sync::missing_below`]); the refs that lack one are
+    /// rejected as this node's fault, with the object named, and the others are pushed
+    /// again. Returns the refs pushed and the report of their push.
+    ///
+    /// # Errors
+    /// A push that fails for another reason than missing objects (the hub unreachable).
+    fn push_checked(&mut self, refs: Vec<PushRef>) -> Result<(Vec<PushRef>, PushReport)> {
+        let store = self.gatos.store();
+        let first = store
+            .push(&self.remote, &refs, false)
+            .map_err(crate::Error::from);
+        let failed = match &first {
+            Ok(r) => r
+                .refs
+                .iter()
+                .any(|(_, s)| matches!(s, PushStatus::Rejected(_))),
+            Err(e) => e.code() == ErrorCode::Unavailable,
+        };
+        if !failed {
+            return Ok((refs, first?));
+        }
+        let at_hub: std::collections::HashSet<Oid> = self.hub.values().copied().collect();
+        let mut kept = Vec::with_capacity(refs.len());
+        let mut dropped = 0u64;
+        for p in refs {
+            match p.new.and_then(|n| self.missing_below(n, &at_hub)) {
+                Some(missing) => {
+                    self.reject_missing(&p.name, missing);
+                    dropped += 1;
+                }
+                None => kept.push(p),
+            }
+        }
+        if dropped == 0 {
+            return Ok((kept, first?));
+        }
+        self.report.pushed = self.report.pushed.saturating_sub(dropped);
+        let report = store.push(&self.remote, &kept, false)?;
+        Ok((kept, report))
+    }
+
+    /// The first object missing or unreadable here of what pushing `tip` sends: the
+    /// commits from `tip` down to commits the hub holds as a ref (`at_hub`), their trees
+    /// and the blobs in them. `None` when every one reads.
+    fn missing_below(&self, tip: Oid, at_hub: &std::collections::HashSet<Oid>) -> Option<Oid> {
+        let mut r = self.gatos.store().reader();
+        let mut commits = vec![tip];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(c) = commits.pop() {
+            if at_hub.contains(&c) || !seen.insert(c) {
+                continue;
+            }
+            let Ok(commit) = r.commit(c) else {
+                return Some(c);
+            };
+            let mut trees = vec![commit.tree];
+            while let Some(t) = trees.pop() {
+                if !seen.insert(t) {
+                    continue;
+                }
+                let Ok(entries) = r.tree(t) else {
+                    return Some(t);
+                };
+                for e in entries {
+                    if e.is_tree {
+                        trees.push(e.oid);
+                    } else if !seen.contains(&e.oid) {
+                        if r.blob(e.oid).is_err() {
+                            return Some(e.oid);
+                        }
+                        seen.insert(e.oid);
+                    }
+                }
+            }
+            commits.extend(commit.parents);
+        }
+        None
     }
 
     fn landed(&mut self, p: &PushRef) {

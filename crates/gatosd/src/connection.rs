@@ -357,9 +357,10 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
     // one. Anything else, or one that would wait, goes on as every request does.
     let mut tried_now = false;
     let mut parked = None;
-    // A call tried here first is timed from now, also when it is made again below (it would
-    // have waited, or its parked group would have).
+    // A quick call tried here first is timed from now, also when it is made again below (it
+    // would have waited, or its parked group would have); any other from when it runs.
     let arrived = std::time::Instant::now();
+    let mut since = None;
     if let Incoming::Single(Entry::Request(req)) = &incoming
         && let Some(id) = &req.id
     {
@@ -369,7 +370,11 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
                 answer_now(conn, id.clone(), &req.method, outcome).await;
                 return;
             }
-            Some(Quick::Parked(p)) => parked = Some((p, id.clone())),
+            Some(Quick::Parked(p)) => {
+                parked = Some((p, id.clone()));
+                since = Some(arrived);
+            }
+            Some(Quick::WouldWait) => since = Some(arrived),
             None => {}
         }
     }
@@ -399,7 +404,6 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
                     true => task_conn.pages.clone().acquire_owned().await.ok(),
                     false => None,
                 };
-                let since = tried_now.then_some(arrived);
                 let (response, after) = handle(&task_conn, entry, tried_now, since).await;
                 if let Some(r) = response {
                     task_conn.outbox.send(to_line(&r)).await;

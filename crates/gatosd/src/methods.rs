@@ -135,6 +135,9 @@ pub enum Quick {
     Answered(Result<Box<RawValue>, RpcError>),
     /// A publish parked for its topic's group commit (ADR 0046, session 15).
     Parked(Parked),
+    /// A quick call that would have waited: nothing was done; it is made as any other
+    /// call, timed from this first try.
+    WouldWait,
 }
 
 /// [`call`] of a quick unary operation (a plain publish: one journal append, ADR 0046
@@ -142,9 +145,9 @@ pub enum Quick {
 /// checks and metrics: no request task is spawned for it. A publish that finds its topic's
 /// group commit under way parks: the reader goes on once the call holds an in-flight
 /// permit, and [`Parked::answer`] gives the
-/// outcome once that group committed. `None` when it is not such a call, or would wait;
-/// then nothing was done and it is made as any other call, with `tried_now` so that it is
-/// not tried without waiting a second time.
+/// outcome once that group committed. `None` when it is not such a call, and
+/// [`Quick::WouldWait`] when it would wait; then nothing was done and it is made as any
+/// other call, with `tried_now` so that it is not tried without waiting a second time.
 pub fn call_now(conn: &std::sync::Arc<Conn>, method: &str, params: &Params) -> Option<Quick> {
     let started = std::time::Instant::now();
     let op = ops::find(method).filter(|o| {
@@ -169,7 +172,7 @@ pub fn call_now(conn: &std::sync::Arc<Conn>, method: &str, params: &Params) -> O
                 .call_now_or_park(&conn.actor, op.name, map)
             {
                 Now::Done(r) => answered(conn, r),
-                Now::WouldWait => return None,
+                Now::WouldWait => return Some(Quick::WouldWait),
                 Now::Parked(call) => {
                     return Some(Quick::Parked(Parked {
                         call,

@@ -1009,6 +1009,10 @@ fn a_checkpoint_is_not_pushed_over_a_rejected_head() -> TestResult {
         ["refs/gatos/messages/t/head"],
         "{report}"
     );
+    assert_eq!(
+        report["pushed"], 0,
+        "a checkpoint held back counted as pushed: {report}"
+    );
     assert_eq!(net.hub_head("t")?, Some(junk), "pushed over the junk");
     assert_eq!(
         net.hub.rev_parse("refs/gatos/consumers/readers/t")?,

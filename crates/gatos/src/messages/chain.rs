@@ -68,6 +68,25 @@ pub fn meta(c: &Commit) -> Result<Meta> {
     meta_with(c, &c.trailers())
 }
 
+/// [`meta`] of a commit that must be a message of `topic` (its `Topic` trailer), as sync
+/// checks a hub's messages: what a topic's head and chain are checked with where a message
+/// of another topic would otherwise pass (sync's look at this node's topics, doctor).
+///
+/// # Errors
+/// `InvalidEnvelope` when it is no message, or another topic's.
+pub fn meta_in(c: &Commit, topic: &Topic) -> Result<Meta> {
+    let t = c.trailers();
+    let m = meta_with(c, &t)?;
+    match t.get(keys::TOPIC) {
+        Some(v) if v == topic.as_str() => Ok(m),
+        Some(v) => Err(bad(
+            c.id,
+            format_args!("is a message of topic '{v}', not of '{topic}'"),
+        )),
+        None => Err(bad(c.id, format_args!("has no {} trailer", keys::TOPIC))),
+    }
+}
+
 /// As [`meta`], with the commit's trailers already parsed.
 ///
 /// # Errors

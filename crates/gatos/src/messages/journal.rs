@@ -382,10 +382,10 @@ impl Messages<'_> {
         // failed) is built on only when its first record follows the head as it stands:
         // otherwise the head moved outside gatos, and the materialization below appends
         // the records again after it, or refuses this publish when the topic is damaged.
-        let head = if ours {
-            None
-        } else {
-            store.read_ref(&names::message_head(topic))?
+        let head = || {
+            store
+                .read_ref(&names::message_head(topic))
+                .map_err(Error::from)
         };
         if !ours && !adopt_tail(&mut open, file_len, nowait, head)? {
             if nowait {
@@ -397,6 +397,21 @@ impl Messages<'_> {
             self.materialize_locked(topic)?;
             open = lock(&state);
             // Materializing closed it.
+            if open.journal.is_none() {
+                open.journal = Some(store.open_journal(&family)?);
+            }
+        }
+        if open.records >= MAX_PENDING {
+            // A journal at its bound that could not be made commits when it reached it (the
+            // publish that filled it was acknowledged all the same) is made commits before
+            // anything more is appended: a failure refuses this publish, so the journal
+            // does not grow without bound while its topic cannot be read.
+            if nowait {
+                return Err(crate::nowait::would_wait("a full journal"));
+            }
+            drop(open);
+            self.materialize_locked(topic)?;
+            open = lock(&state);
             if open.journal.is_none() {
                 open.journal = Some(store.open_journal(&family)?);
             }
@@ -791,7 +806,12 @@ impl Messages<'_> {
 /// `gatos.jobs` events) materialized it at nearly every append. False, and nothing is
 /// changed, when the journal holds no record that another process appended or ends in a
 /// torn one: then the caller materializes it, which also cuts a torn tail.
-fn adopt_tail(open: &mut Open, file_len: u64, nowait: bool, head: Option<Oid>) -> Result<bool> {
+fn adopt_tail(
+    open: &mut Open,
+    file_len: u64,
+    nowait: bool,
+    head: impl FnOnce() -> Result<Option<Oid>>,
+) -> Result<bool> {
     let Some(journal) = open.journal.as_ref() else {
         return Ok(false);
     };
@@ -819,6 +839,8 @@ fn adopt_tail(open: &mut Open, file_len: u64, nowait: bool, head: Option<Oid>) -
     };
     let mut tail = None;
     let mut records = 0u64;
+    // The head is read only for a journal that holds none of this handle's records.
+    let mut head = Some(head);
     while let Some(body) = scan.next_record()? {
         let Ok(rec) = decode(&body, false) else {
             return Ok(false);
@@ -826,7 +848,11 @@ fn adopt_tail(open: &mut Open, file_len: u64, nowait: bool, head: Option<Oid>) -
         if (kept || records > 0) && rec.old != prev {
             return Ok(false);
         }
-        if !kept && records == 0 && rec.old != head {
+        if !kept
+            && records == 0
+            && let Some(read) = head.take()
+            && rec.old != read()?
+        {
             // The head moved outside gatos since these records were journaled.
             return Ok(false);
         }

@@ -357,6 +357,24 @@ impl Sync<'_> {
         );
     }
 
+    /// Rejects a ref this node cannot push because `missing`, an object it needs, is missing
+    /// or unreadable here ([`Sync::push_checked`]): as this node's fault, with no remote
+    /// value.
+    pub(super) fn reject_missing(&mut self, name: &str, missing: Oid) {
+        tracing::warn!(r#ref = name, object = %missing, "an object a pushed ref needs is missing here: the ref is not pushed");
+        self.checks.rejected.insert(
+            name.to_owned(),
+            SyncRejection {
+                name: name.to_owned(),
+                remote: Oid::NULL,
+                code: ErrorCode::NotFound,
+                reason: format!(
+                    "this node's own objects of it do not read: object {missing} is missing or unreadable here, so nothing of this ref is pushed until it is found again (git gatos doctor; git fsck)"
+                ),
+            },
+        );
+    }
+
     /// Rejects a unit whose reconciliation failed on what the remote sent (a last line of
     /// defence: the checks above should have caught it).
     pub(super) fn reject_unit(&mut self, name: &str, err: &crate::Error) {
