@@ -458,6 +458,49 @@ fn a_ref_whose_objects_are_missing_here_does_not_stop_the_others() -> TestResult
     Ok(())
 }
 
+/// A topic whose sealed segment lacks an object here is held back whole: its head, segments
+/// and summary are not pushed, so the hub never holds a head whose earlier segments it
+/// cannot have (every other node would reject it). The other topics are pushed.
+#[test]
+fn a_topic_missing_an_object_of_a_segment_is_held_back_whole() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    gatos_ok(a, &["messages", "config", "t", "--max-messages", "2"])?;
+    for k in 0..7 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    publish(a, "good", "g0")?;
+    let segments: Vec<(String, String)> = a
+        .refs("refs/gatos/messages/t/")?
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with("/head") && !n.ends_with("/summary"))
+        .collect();
+    let (_, first) = segments.first().ok_or("no sealed segment")?;
+    let blob = a.git(&["rev-parse", &format!("{first}:message/envelope.json")])?;
+    let blob = blob.trim();
+    std::fs::remove_file(
+        a.git_dir()
+            .join("objects")
+            .join(&blob[..2])
+            .join(&blob[2..]),
+    )?;
+    let report = net.sync(0)?;
+    let rejected = report["rejected"].as_array().ok_or("no rejected")?;
+    assert_eq!(rejected.len(), 1, "{report}");
+    assert_eq!(rejected[0]["ref"], "refs/gatos/messages/t/head", "{report}");
+    assert_eq!(rejected[0]["code"], "NotFound", "{report}");
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(blob)),
+        "{report}"
+    );
+    let at_hub = net.hub.refs("refs/gatos/messages/t/")?;
+    assert!(at_hub.is_empty(), "part of the topic pushed: {at_hub:?}");
+    assert!(net.hub_head("good")?.is_some(), "the other topic synced");
+    Ok(())
+}
+
 /// A topic whose head was moved outside gatos to no message while a publish to it waited in
 /// its journal (a gatosd killed before its flusher ran, say) does not keep the node from
 /// syncing (ADR 0047): the other topics are pushed, the damaged head is rejected as it is

@@ -430,7 +430,7 @@ impl<'g> Messages<'g> {
             let read = reader
                 .commit(head)
                 .map_err(Error::from)
-                .and_then(|c| chain::meta(&c))
+                .and_then(|c| chain::meta_in(&c, &topic))
                 .and_then(|meta| Ok((meta, self.summary_in(src, &topic)?)));
             let (meta, summary) = match read {
                 Ok(r) => r,

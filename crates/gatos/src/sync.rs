@@ -689,9 +689,12 @@ impl<'g> Sync<'g> {
     /// unreadable here (a loose object lost to a `git gc --prune` racing a writer, a
     /// damaged disk), git sends nothing at all and every ref fails (`[remote rejected]
     /// (unpacker error)`, or no answer): each would be retried, and fail, at every sync,
-    /// and one damaged ref would stop this node's replication. So when a push fails, each
-    /// ref's objects are looked for ([`Sync::missing_below`]); the refs that lack one are
-    /// rejected as this node's fault, with the object named, and the others are pushed
+    /// and one damaged ref would stop this node's replication. So when a push lands no ref
+    /// (git sends one pack for all of them: a ref that landed means the pack arrived), each
+    /// ref's objects are looked for ([`Sync::missing_below`]). A ref that lacks one takes
+    /// its whole unit out of the push (a topic's head, segments, summary and the deletions
+    /// of what it pruned; a job's refs), so the hub is never handed part of a unit; the unit
+    /// is rejected as this node's fault, with the object named, and the rest is pushed
     /// again. Returns the refs pushed and the report of their push.
     ///
     /// # Errors
@@ -702,44 +705,97 @@ impl<'g> Sync<'g> {
             .push(&self.remote, &refs, false)
             .map_err(crate::Error::from);
         let failed = match &first {
-            Ok(r) => r
-                .refs
-                .iter()
-                .any(|(_, s)| matches!(s, PushStatus::Rejected(_))),
+            Ok(r) => {
+                r.refs
+                    .iter()
+                    .any(|(_, s)| matches!(s, PushStatus::Rejected(_)))
+                    && !r
+                        .refs
+                        .iter()
+                        .any(|(_, s)| matches!(s, PushStatus::Ok | PushStatus::UpToDate))
+            }
             Err(e) => e.code() == ErrorCode::Unavailable,
         };
         if !failed {
             return Ok((refs, first?));
         }
         let at_hub: std::collections::HashSet<Oid> = self.hub.values().copied().collect();
-        let mut kept = Vec::with_capacity(refs.len());
-        let mut dropped = 0u64;
-        for p in refs {
-            match p.new.and_then(|n| self.missing_below(n, &at_hub)) {
-                Some(missing) => {
-                    self.reject_missing(&p.name, missing);
-                    dropped += 1;
-                }
-                None => kept.push(p),
+        let mut seen = std::collections::HashSet::new();
+        let mut broken: BTreeMap<String, (String, Oid)> = BTreeMap::new();
+        for p in &refs {
+            let unit = push_unit(&p.name);
+            if broken.contains_key(&unit) {
+                continue;
+            }
+            if let Some(missing) = p
+                .new
+                .and_then(|n| self.missing_below(n, &at_hub, &mut seen))
+            {
+                broken.insert(unit, (p.name.clone(), missing));
             }
         }
-        if dropped == 0 {
-            return Ok((kept, first?));
+        if broken.is_empty() {
+            return Ok((refs, first?));
         }
-        self.report.pushed = self.report.pushed.saturating_sub(dropped);
+        let mut kept = Vec::with_capacity(refs.len());
+        for p in refs {
+            if !broken.contains_key(&push_unit(&p.name)) {
+                kept.push(p);
+                continue;
+            }
+            // Taken out of the counts it was put in when it was queued (topic heads,
+            // segments and summaries are counted as topics, not as pushed refs).
+            let message = matches!(
+                names::RefKind::parse(&p.name),
+                Some(
+                    names::RefKind::MessageHead(_)
+                        | names::RefKind::MessageSealed(..)
+                        | names::RefKind::MessageSummary(_)
+                )
+            );
+            if p.new.is_none() {
+                self.report.deleted_remote = self.report.deleted_remote.saturating_sub(1);
+            } else if !message {
+                self.report.pushed = self.report.pushed.saturating_sub(1);
+            }
+        }
+        for (unit, (name, missing)) in broken {
+            let topic = names::RefKind::parse(&name).and_then(|k| match k {
+                names::RefKind::MessageHead(t)
+                | names::RefKind::MessageSealed(t, ..)
+                | names::RefKind::MessageSummary(t) => Some(t),
+                _ => None,
+            });
+            // A topic is rejected under its head's name (its checkpoints are then held
+            // back too), with the ref that lacks the object named.
+            let under = match &topic {
+                Some(t) => {
+                    self.report.topics.retain(|x| x.topic != t.as_str());
+                    names::message_head(t).to_string()
+                }
+                None => name.clone(),
+            };
+            tracing::debug!(%unit, "taken out of the push: an object is missing here");
+            self.reject_missing(&under, &name, missing);
+        }
         let report = store.push(&self.remote, &kept, false)?;
         Ok((kept, report))
     }
 
     /// The first object missing or unreadable here of what pushing `tip` sends: the
     /// commits from `tip` down to commits the hub holds as a ref (`at_hub`), their trees
-    /// and the blobs in them. `None` when every one reads.
-    fn missing_below(&self, tip: Oid, at_hub: &std::collections::HashSet<Oid>) -> Option<Oid> {
+    /// and the blobs in them. `None` when every one reads. `seen` holds what was found
+    /// readable by the calls before.
+    fn missing_below(
+        &self,
+        tip: Oid,
+        at_hub: &std::collections::HashSet<Oid>,
+        seen: &mut std::collections::HashSet<Oid>,
+    ) -> Option<Oid> {
         let mut r = self.gatos.store().reader();
         let mut commits = vec![tip];
-        let mut seen = std::collections::HashSet::new();
         while let Some(c) = commits.pop() {
-            if at_hub.contains(&c) || !seen.insert(c) {
+            if at_hub.contains(&c) || seen.contains(&c) {
                 continue;
             }
             let Ok(commit) = r.commit(c) else {
@@ -747,7 +803,7 @@ impl<'g> Sync<'g> {
             };
             let mut trees = vec![commit.tree];
             while let Some(t) = trees.pop() {
-                if !seen.insert(t) {
+                if seen.contains(&t) {
                     continue;
                 }
                 let Ok(entries) = r.tree(t) else {
@@ -763,7 +819,9 @@ impl<'g> Sync<'g> {
                         seen.insert(e.oid);
                     }
                 }
+                seen.insert(t);
             }
+            seen.insert(c);
             commits.extend(commit.parents);
         }
         None
@@ -804,6 +862,24 @@ impl<'g> Sync<'g> {
             self.report.retry.push(name.to_owned());
         }
         self.again = true;
+    }
+}
+
+/// What is pushed or held back together ([`Sync::push_checked`]): a topic's refs (head,
+/// segments, summary), a job's refs, else the ref alone.
+fn push_unit(name: &str) -> String {
+    use names::RefKind;
+    match RefKind::parse(name) {
+        Some(
+            RefKind::MessageHead(t) | RefKind::MessageSealed(t, ..) | RefKind::MessageSummary(t),
+        ) => names::topic_prefix(&t),
+        Some(
+            RefKind::Job(id)
+            | RefKind::JobClaim(id)
+            | RefKind::JobResult(id)
+            | RefKind::JobCancel(id),
+        ) => names::job_prefix(id),
+        _ => name.to_owned(),
     }
 }
 

@@ -422,7 +422,7 @@ impl Messages<'_> {
             let tail = match head {
                 Some(h) => Some(match self.gatos.cached_tail(topic, h) {
                     Some(m) => m,
-                    None => chain::meta(&store.reader().commit(h)?)?,
+                    None => chain::meta_in(&store.reader().commit(h)?, topic)?,
                 }),
                 None => None,
             };
@@ -628,7 +628,7 @@ impl Messages<'_> {
         let store = self.gatos.store();
         let summary = self.summary(topic)?;
         let base = match store.read_ref(&names::message_head(topic))? {
-            Some(h) => Some(chain::meta(&store.reader().commit(h)?)?),
+            Some(h) => Some(chain::meta_in(&store.reader().commit(h)?, topic)?),
             None => None,
         };
         Ok((base, summary))

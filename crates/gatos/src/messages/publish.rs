@@ -431,7 +431,7 @@ impl Messages<'_> {
         let tail = match head {
             Some(h) => match self.gatos.cached_tail(topic, h) {
                 Some(m) => Some(m),
-                None => Some(chain::meta(&reader.commit(h)?)?),
+                None => Some(chain::meta_in(&reader.commit(h)?, topic)?),
             },
             None => None,
         };

@@ -357,19 +357,19 @@ impl Sync<'_> {
         );
     }
 
-    /// Rejects a ref this node cannot push because `missing`, an object it needs, is missing
-    /// or unreadable here ([`Sync::push_checked`]): as this node's fault, with no remote
-    /// value.
-    pub(super) fn reject_missing(&mut self, name: &str, missing: Oid) {
-        tracing::warn!(r#ref = name, object = %missing, "an object a pushed ref needs is missing here: the ref is not pushed");
+    /// Rejects, under `under`, a unit this node cannot push because `missing`, an object its
+    /// ref `name` needs, is missing or unreadable here ([`Sync::push_checked`]): as this
+    /// node's fault, with no remote value.
+    pub(super) fn reject_missing(&mut self, under: &str, name: &str, missing: Oid) {
+        tracing::warn!(r#ref = name, object = %missing, "an object a pushed ref needs is missing here: nothing of its unit is pushed");
         self.checks.rejected.insert(
-            name.to_owned(),
+            under.to_owned(),
             SyncRejection {
-                name: name.to_owned(),
+                name: under.to_owned(),
                 remote: Oid::NULL,
                 code: ErrorCode::NotFound,
                 reason: format!(
-                    "this node's own objects of it do not read: object {missing} is missing or unreadable here, so nothing of this ref is pushed until it is found again (git gatos doctor; git fsck)"
+                    "this node's own objects of it do not read: object {missing}, which {name} needs, is missing or unreadable here, so nothing of it is pushed until it is found again (git gatos doctor; git fsck)"
                 ),
             },
         );
