@@ -418,6 +418,30 @@ fn a_topic_damaged_here_is_not_pushed_to_the_hub() -> TestResult {
     Ok(())
 }
 
+/// Deletes the loose envelope blob of message commit `commit` (as a `git gc --prune` racing
+/// a writer can); returns its id.
+fn delete_envelope_of(node: &TempRepo, commit: &str) -> TestResult<String> {
+    let blob = node.git(&["rev-parse", &format!("{commit}:message/envelope.json")])?;
+    let blob = blob.trim().to_owned();
+    let dir = node.git_dir().join("objects").join(&blob[..2]);
+    std::fs::remove_file(dir.join(&blob[2..]))?;
+    Ok(blob)
+}
+
+/// Checks that a sync report rejected exactly `name`, as this node's missing `blob`.
+fn rejected_for_missing(report: &Value, name: &str, blob: &str) {
+    let rejected = report["rejected"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rejected.len(), 1, "{report}");
+    assert_eq!(rejected[0]["ref"], name, "{report}");
+    assert_eq!(rejected[0]["code"], "NotFound", "{report}");
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(blob)),
+        "{report}"
+    );
+}
+
 /// A ref whose objects are missing here (a topic's message blob deleted, as a `git gc
 /// --prune` racing a writer can) is rejected as this node's fault, naming the object, and
 /// the rest of the push lands. Before, git sent nothing at all (an "unpacker error" for
@@ -430,28 +454,9 @@ fn a_ref_whose_objects_are_missing_here_does_not_stop_the_others() -> TestResult
     publish(a, "good", "g0")?;
     publish(a, "bad", "b0")?;
     let head = net.head(0, "bad")?.ok_or("no head")?;
-    let blob = a.git(&["rev-parse", &format!("{head}:message/envelope.json")])?;
-    let blob = blob.trim();
-    std::fs::remove_file(
-        a.git_dir()
-            .join("objects")
-            .join(&blob[..2])
-            .join(&blob[2..]),
-    )?;
+    let blob = delete_envelope_of(a, &head)?;
     let report = net.sync(0)?;
-    let rejected = report["rejected"].as_array().ok_or("no rejected")?;
-    assert_eq!(rejected.len(), 1, "{report}");
-    assert_eq!(
-        rejected[0]["ref"], "refs/gatos/messages/bad/head",
-        "{report}"
-    );
-    assert_eq!(rejected[0]["code"], "NotFound", "{report}");
-    assert!(
-        rejected[0]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains(blob)),
-        "{report}"
-    );
+    rejected_for_missing(&report, "refs/gatos/messages/bad/head", &blob);
     assert!(net.hub_head("good")?.is_some(), "the other topic synced");
     assert_eq!(net.hub_head("bad")?, None);
     assert_eq!(report["retry"], json!([]), "{report}");
@@ -476,25 +481,9 @@ fn a_topic_missing_an_object_of_a_segment_is_held_back_whole() -> TestResult {
         .filter(|(n, _)| !n.ends_with("/head") && !n.ends_with("/summary"))
         .collect();
     let (_, first) = segments.first().ok_or("no sealed segment")?;
-    let blob = a.git(&["rev-parse", &format!("{first}:message/envelope.json")])?;
-    let blob = blob.trim();
-    std::fs::remove_file(
-        a.git_dir()
-            .join("objects")
-            .join(&blob[..2])
-            .join(&blob[2..]),
-    )?;
+    let blob = delete_envelope_of(a, first)?;
     let report = net.sync(0)?;
-    let rejected = report["rejected"].as_array().ok_or("no rejected")?;
-    assert_eq!(rejected.len(), 1, "{report}");
-    assert_eq!(rejected[0]["ref"], "refs/gatos/messages/t/head", "{report}");
-    assert_eq!(rejected[0]["code"], "NotFound", "{report}");
-    assert!(
-        rejected[0]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains(blob)),
-        "{report}"
-    );
+    rejected_for_missing(&report, "refs/gatos/messages/t/head", &blob);
     let at_hub = net.hub.refs("refs/gatos/messages/t/")?;
     assert!(at_hub.is_empty(), "part of the topic pushed: {at_hub:?}");
     assert!(net.hub_head("good")?.is_some(), "the other topic synced");
