@@ -418,10 +418,10 @@ fn a_topic_damaged_here_is_not_pushed_to_the_hub() -> TestResult {
     Ok(())
 }
 
-/// Deletes the loose envelope blob of message commit `commit` (as a `git gc --prune` racing
-/// a writer can); returns its id.
-fn delete_envelope_of(node: &TempRepo, commit: &str) -> TestResult<String> {
-    let blob = node.git(&["rev-parse", &format!("{commit}:message/envelope.json")])?;
+/// Deletes the loose blob at `path` of `commit` (as a `git gc --prune` racing a writer
+/// can); returns its id.
+fn delete_blob_at(node: &TempRepo, commit: &str, path: &str) -> TestResult<String> {
+    let blob = node.git(&["rev-parse", &format!("{commit}:{path}")])?;
     let blob = blob.trim().to_owned();
     let dir = node.git_dir().join("objects").join(&blob[..2]);
     std::fs::remove_file(dir.join(&blob[2..]))?;
@@ -454,7 +454,7 @@ fn a_ref_whose_objects_are_missing_here_does_not_stop_the_others() -> TestResult
     publish(a, "good", "g0")?;
     publish(a, "bad", "b0")?;
     let head = net.head(0, "bad")?.ok_or("no head")?;
-    let blob = delete_envelope_of(a, &head)?;
+    let blob = delete_blob_at(a, &head, "message/envelope.json")?;
     let report = net.sync(0)?;
     rejected_for_missing(&report, "refs/gatos/messages/bad/head", &blob);
     assert!(net.hub_head("good")?.is_some(), "the other topic synced");
@@ -481,12 +481,51 @@ fn a_topic_missing_an_object_of_a_segment_is_held_back_whole() -> TestResult {
         .filter(|(n, _)| !n.ends_with("/head") && !n.ends_with("/summary"))
         .collect();
     let (_, first) = segments.first().ok_or("no sealed segment")?;
-    let blob = delete_envelope_of(a, first)?;
+    let blob = delete_blob_at(a, first, "message/envelope.json")?;
     let report = net.sync(0)?;
     rejected_for_missing(&report, "refs/gatos/messages/t/head", &blob);
     let at_hub = net.hub.refs("refs/gatos/messages/t/")?;
     assert!(at_hub.is_empty(), "part of the topic pushed: {at_hub:?}");
     assert!(net.hub_head("good")?.is_some(), "the other topic synced");
+    Ok(())
+}
+
+/// A job whose document's blob is missing here is held back whole, its claim and result
+/// included (they are pushed apart, as a pair, and a first claim does not need the job's
+/// commit): the hub never holds a result for a job it cannot have.
+#[test]
+fn a_job_missing_an_object_is_held_back_with_its_claim_and_result() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    let out = gatos_ok(a, &["jobs", "enqueue", "--json", "--", "true"])?;
+    let id = json_lines(&out)?[0]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_owned();
+    let allow = jobs_shared(a).to_string_lossy().into_owned();
+    gatos_ok(
+        a,
+        &[
+            "worker",
+            "--drain",
+            "--quiet",
+            "--sandbox-allow-write",
+            &allow,
+        ],
+    )?;
+    let prefix = format!("refs/gatos/jobs/{id}/");
+    assert!(
+        a.rev_parse(&format!("{prefix}result"))?.is_some(),
+        "the job ran"
+    );
+    let job = a.rev_parse(&format!("{prefix}job"))?.ok_or("no job ref")?;
+    let blob = delete_blob_at(a, &job, "job.json")?;
+    publish(a, "good", "g0")?;
+    let report = net.sync(0)?;
+    rejected_for_missing(&report, &format!("{prefix}job"), &blob);
+    let at_hub = net.hub.refs(&prefix)?;
+    assert!(at_hub.is_empty(), "part of the job pushed: {at_hub:?}");
+    assert!(net.hub_head("good")?.is_some(), "the rest synced");
     Ok(())
 }
 

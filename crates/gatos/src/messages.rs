@@ -483,7 +483,7 @@ impl<'g> Messages<'g> {
         self.settle_topic(topic)?;
         match self.gatos.store().read_ref(&names::message_head(topic))? {
             None => Ok(self.summary(topic)?.through),
-            Some(h) => Ok(chain::meta(&self.gatos.store().reader().commit(h)?)?.seq),
+            Some(h) => Ok(chain::meta_in(&self.gatos.store().reader().commit(h)?, topic)?.seq),
         }
     }
 
@@ -494,7 +494,7 @@ impl<'g> Messages<'g> {
     pub fn last_seq_in(&self, src: &dyn crate::refs::RefSource, topic: &Topic) -> Result<u64> {
         match src.read(names::message_head(topic).as_str())? {
             None => Ok(self.summary_in(src, topic)?.through),
-            Some(h) => Ok(chain::meta(&self.gatos.store().reader().commit(h)?)?.seq),
+            Some(h) => Ok(chain::meta_in(&self.gatos.store().reader().commit(h)?, topic)?.seq),
         }
     }
 }

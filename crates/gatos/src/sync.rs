@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use gatos_store::Expect;
 use gatos_store::refs::{Edit, Options, RefName, names};
 use gatos_store::remote::{PushRef, PushReport, PushStatus, is_valid_remote_name};
-use gatos_types::sync::{SyncConflict, SyncReport};
+use gatos_types::sync::{SyncConflict, SyncReport, TopicAction};
 use gatos_types::{ErrorCode, Oid, Topic};
 
 use crate::Gatos;
@@ -285,6 +285,9 @@ pub(crate) struct Sync<'g> {
     /// with why: nothing of them (messages, summary, segments, checkpoints) is adopted or
     /// pushed, and each is rejected as this node's own fault.
     pub(crate) damaged_here: BTreeMap<Topic, crate::Error>,
+    /// Units ([`push_unit`]) held back this round because an object they need is missing
+    /// here ([`Sync::push_checked`]).
+    held_back: BTreeSet<String>,
 }
 
 impl<'g> Sync<'g> {
@@ -307,6 +310,7 @@ impl<'g> Sync<'g> {
             conflicts: BTreeMap::new(),
             checks: validate::Checks::default(),
             damaged_here: BTreeMap::new(),
+            held_back: BTreeSet::new(),
         }
     }
 
@@ -659,7 +663,21 @@ impl<'g> Sync<'g> {
                 }
             }
         }
-        let groups = std::mem::take(&mut self.atomic);
+        // A claim with its result goes with its job: not at all when the job's unit was held
+        // back for a missing object (each group was counted once as pushed).
+        let queued = std::mem::take(&mut self.atomic);
+        let before = queued.len();
+        let groups: Vec<Vec<PushRef>> = queued
+            .into_iter()
+            .filter(|g| {
+                g.first()
+                    .is_none_or(|p| !self.held_back.contains(&push_unit(&p.name)))
+            })
+            .collect();
+        self.report.pushed = self
+            .report
+            .pushed
+            .saturating_sub((before - groups.len()) as u64);
         if !groups.is_empty() {
             let all: Vec<PushRef> = groups.iter().flatten().cloned().collect();
             let report = store.push(&self.remote, &all, true)?;
@@ -674,9 +692,27 @@ impl<'g> Sync<'g> {
                         for p in &g {
                             self.landed(p);
                         }
-                    } else {
-                        for p in &g {
-                            self.lost(&p.name);
+                        continue;
+                    }
+                    // A group that fails alone for an object missing here is this node's
+                    // fault, not a lost race: rejected, not retried at every round.
+                    let at_hub: std::collections::HashSet<Oid> =
+                        self.hub.values().copied().collect();
+                    let mut seen = std::collections::HashSet::new();
+                    let missing = g.iter().find_map(|p| {
+                        p.new
+                            .and_then(|n| self.missing_below(n, &at_hub, &mut seen))
+                            .map(|m| (p.name.clone(), m))
+                    });
+                    match missing {
+                        Some((name, m)) => {
+                            self.report.pushed = self.report.pushed.saturating_sub(1);
+                            self.reject_missing(&name, &name, m);
+                        }
+                        None => {
+                            for p in &g {
+                                self.lost(&p.name);
+                            }
                         }
                     }
                 }
@@ -704,15 +740,16 @@ impl<'g> Sync<'g> {
         let first = store
             .push(&self.remote, &refs, false)
             .map_err(crate::Error::from);
+        // The pack arrived if an update (not a deletion, which needs none, nor a ref
+        // already up to date, which git does not send) landed.
         let failed = match &first {
             Ok(r) => {
                 r.refs
                     .iter()
                     .any(|(_, s)| matches!(s, PushStatus::Rejected(_)))
-                    && !r
-                        .refs
-                        .iter()
-                        .any(|(_, s)| matches!(s, PushStatus::Ok | PushStatus::UpToDate))
+                    && !refs.iter().any(|p| {
+                        p.new.is_some() && matches!(r.status(&p.name), Some(PushStatus::Ok))
+                    })
             }
             Err(e) => e.code() == ErrorCode::Unavailable,
         };
@@ -767,16 +804,20 @@ impl<'g> Sync<'g> {
                 _ => None,
             });
             // A topic is rejected under its head's name (its checkpoints are then held
-            // back too), with the ref that lacks the object named.
+            // back too), with the ref that lacks the object named; it is no longer listed
+            // as pushed.
             let under = match &topic {
                 Some(t) => {
-                    self.report.topics.retain(|x| x.topic != t.as_str());
+                    self.report.topics.retain(|x| {
+                        x.topic != t.as_str() || !matches!(x.action, TopicAction::Pushed)
+                    });
                     names::message_head(t).to_string()
                 }
                 None => name.clone(),
             };
             tracing::debug!(%unit, "taken out of the push: an object is missing here");
             self.reject_missing(&under, &name, missing);
+            self.held_back.insert(unit);
         }
         let report = store.push(&self.remote, &kept, false)?;
         Ok((kept, report))
@@ -784,18 +825,38 @@ impl<'g> Sync<'g> {
 
     /// The first object missing or unreadable here of what pushing `tip` sends: the
     /// commits from `tip` down to commits the hub holds as a ref (`at_hub`), their trees
-    /// and the blobs in them. `None` when every one reads. `seen` holds what was found
-    /// readable by the calls before.
+    /// and the blobs in them. `None` when every one reads. `seen` holds what the calls
+    /// before found readable with all below it; a call that finds nothing missing adds
+    /// what it walked.
     fn missing_below(
         &self,
         tip: Oid,
         at_hub: &std::collections::HashSet<Oid>,
         seen: &mut std::collections::HashSet<Oid>,
     ) -> Option<Oid> {
+        let mut walked = std::collections::HashSet::new();
+        let missing = self.walk_missing(tip, at_hub, seen, &mut walked);
+        if missing.is_none() {
+            seen.extend(walked);
+        }
+        missing
+    }
+
+    /// [`Sync::missing_below`]'s walk, marking what it visits in `walked`.
+    fn walk_missing(
+        &self,
+        tip: Oid,
+        at_hub: &std::collections::HashSet<Oid>,
+        seen: &std::collections::HashSet<Oid>,
+        walked: &mut std::collections::HashSet<Oid>,
+    ) -> Option<Oid> {
         let mut r = self.gatos.store().reader();
         let mut commits = vec![tip];
+        let known = |o: &Oid, walked: &std::collections::HashSet<Oid>| {
+            seen.contains(o) || walked.contains(o)
+        };
         while let Some(c) = commits.pop() {
-            if at_hub.contains(&c) || seen.contains(&c) {
+            if at_hub.contains(&c) || known(&c, walked) {
                 continue;
             }
             let Ok(commit) = r.commit(c) else {
@@ -803,7 +864,7 @@ impl<'g> Sync<'g> {
             };
             let mut trees = vec![commit.tree];
             while let Some(t) = trees.pop() {
-                if seen.contains(&t) {
+                if known(&t, walked) {
                     continue;
                 }
                 let Ok(entries) = r.tree(t) else {
@@ -812,16 +873,16 @@ impl<'g> Sync<'g> {
                 for e in entries {
                     if e.is_tree {
                         trees.push(e.oid);
-                    } else if !seen.contains(&e.oid) {
+                    } else if !known(&e.oid, walked) {
                         if r.blob(e.oid).is_err() {
                             return Some(e.oid);
                         }
-                        seen.insert(e.oid);
+                        walked.insert(e.oid);
                     }
                 }
-                seen.insert(t);
+                walked.insert(t);
             }
-            seen.insert(c);
+            walked.insert(c);
             commits.extend(commit.parents);
         }
         None

@@ -111,7 +111,7 @@ impl Messages<'_> {
             return Ok(row);
         };
         let mut reader = store.reader();
-        let head_meta = chain::meta(&reader.commit(head)?)?;
+        let head_meta = chain::meta_in(&reader.commit(head)?, topic)?;
 
         // The sealed segments, oldest first; leftovers already covered by the summary go.
         let mut segments = Vec::new();

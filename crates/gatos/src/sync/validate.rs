@@ -362,6 +362,10 @@ impl Sync<'_> {
     /// node's fault, with no remote value.
     pub(super) fn reject_missing(&mut self, under: &str, name: &str, missing: Oid) {
         tracing::warn!(r#ref = name, object = %missing, "an object a pushed ref needs is missing here: nothing of its unit is pushed");
+        if self.checks.rejected.contains_key(under) {
+            // The first rejection of a ref in a sync stands, as for the hub's.
+            return;
+        }
         self.checks.rejected.insert(
             under.to_owned(),
             SyncRejection {
