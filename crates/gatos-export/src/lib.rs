@@ -471,7 +471,7 @@ fn read_messages(
         // A topic whose refs do not read (ADR 0047) fails the export, named, with the ways
         // to export the rest.
         let damaged = |e: Error| {
-            if !matches!(e.code(), ErrorCode::InvalidEnvelope | ErrorCode::NotFound) {
+            if !gatos::messages::is_damage(&e) {
                 return e;
             }
             e.context(format_args!(

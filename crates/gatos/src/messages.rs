@@ -525,7 +525,7 @@ pub struct TopicListing {
 /// Whether `e`, from reading a topic's or a checkpoint's refs, is damage of what was read
 /// (ADR 0047: a commit that is not what its ref says, or an object that is not there), not
 /// the store failing to read or a lock not had, which fail a listing as they are.
-pub(crate) fn is_damage(e: &Error) -> bool {
+pub fn is_damage(e: &Error) -> bool {
     matches!(e.code(), ErrorCode::InvalidEnvelope | ErrorCode::NotFound)
 }
 

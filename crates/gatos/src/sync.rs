@@ -782,14 +782,8 @@ impl<'g> Sync<'g> {
             }
             // Taken out of the counts it was put in when it was queued (topic heads,
             // segments and summaries are counted as topics, not as pushed refs).
-            let message = matches!(
-                names::RefKind::parse(&p.name),
-                Some(
-                    names::RefKind::MessageHead(_)
-                        | names::RefKind::MessageSealed(..)
-                        | names::RefKind::MessageSummary(_)
-                )
-            );
+            let message =
+                names::RefKind::parse(&p.name).is_some_and(|k| k.message_topic().is_some());
             if p.new.is_none() {
                 self.report.deleted_remote = self.report.deleted_remote.saturating_sub(1);
             } else if !message {
@@ -797,12 +791,7 @@ impl<'g> Sync<'g> {
             }
         }
         for (unit, (name, missing)) in broken {
-            let topic = names::RefKind::parse(&name).and_then(|k| match k {
-                names::RefKind::MessageHead(t)
-                | names::RefKind::MessageSealed(t, ..)
-                | names::RefKind::MessageSummary(t) => Some(t),
-                _ => None,
-            });
+            let topic = names::RefKind::parse(&name).and_then(|k| k.message_topic().cloned());
             // A topic is rejected under its head's name (its checkpoints are then held
             // back too), with the ref that lacks the object named; it is no longer listed
             // as pushed.
@@ -930,10 +919,11 @@ impl<'g> Sync<'g> {
 /// segments, summary), a job's refs, else the ref alone.
 fn push_unit(name: &str) -> String {
     use names::RefKind;
-    match RefKind::parse(name) {
-        Some(
-            RefKind::MessageHead(t) | RefKind::MessageSealed(t, ..) | RefKind::MessageSummary(t),
-        ) => names::topic_prefix(&t),
+    let kind = RefKind::parse(name);
+    if let Some(t) = kind.as_ref().and_then(RefKind::message_topic) {
+        return names::topic_prefix(t);
+    }
+    match kind {
         Some(
             RefKind::Job(id)
             | RefKind::JobClaim(id)

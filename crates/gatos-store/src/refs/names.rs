@@ -366,6 +366,17 @@ impl RefKind {
         })
     }
 
+    /// The topic of a message ref (its head, a sealed segment, its summary); `None` for
+    /// every other kind.
+    pub fn message_topic(&self) -> Option<&Topic> {
+        match self {
+            RefKind::MessageHead(t)
+            | RefKind::MessageSealed(t, ..)
+            | RefKind::MessageSummary(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// Returns the lock family whose flock guards this ref (DESIGN §3).
     pub fn lock_family(&self) -> String {
         match self {

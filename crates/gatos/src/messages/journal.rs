@@ -321,6 +321,16 @@ pub(crate) enum Settled {
     Damaged(Error),
 }
 
+impl Settled {
+    /// Done, or the topic's damage as an error (for a caller that must not go on).
+    fn done(self) -> Result<()> {
+        match self {
+            Settled::Done => Ok(()),
+            Settled::Damaged(e) => Err(e),
+        }
+    }
+}
+
 /// One prepared publish (payload and headers) to journal.
 pub(crate) struct Item<'a> {
     pub payload: &'a serde_json::Value,
@@ -548,10 +558,7 @@ impl Messages<'_> {
     /// A store failure, a record that does not decode, or the topic's damage
     /// ([`Settled::Damaged`]).
     pub(crate) fn materialize_locked(&self, topic: &Topic) -> Result<()> {
-        match self.materialize_settled(topic)? {
-            Settled::Done => Ok(()),
-            Settled::Damaged(e) => Err(e),
-        }
+        self.materialize_settled(topic)?.done()
     }
 
     /// [`Messages::materialize_locked`], telling the topic's damage apart from a failure:
@@ -674,10 +681,7 @@ impl Messages<'_> {
     /// # Errors
     /// As [`Messages::materialize_locked`].
     pub(crate) fn settle_topic(&self, topic: &Topic) -> Result<()> {
-        match self.settle_topic_settled(topic)? {
-            Settled::Done => Ok(()),
-            Settled::Damaged(e) => Err(e),
-        }
+        self.settle_topic_settled(topic)?.done()
     }
 
     /// [`Messages::settle_topic`], telling the topic's damage apart

@@ -113,13 +113,12 @@ impl Sync<'_> {
     pub(super) fn topics(&mut self) -> Result<()> {
         let mut topics: BTreeSet<Topic> = BTreeSet::new();
         for name in self.names_under(names::MESSAGES_PREFIX) {
-            if let Some(
-                names::RefKind::MessageHead(t)
-                | names::RefKind::MessageSealed(t, ..)
-                | names::RefKind::MessageSummary(t),
-            ) = RefName::from_repository(name).kind()
+            if let Some(t) = RefName::from_repository(name)
+                .kind()
+                .as_ref()
+                .and_then(names::RefKind::message_topic)
             {
-                topics.insert(t);
+                topics.insert(t.clone());
             }
         }
         for t in topics {

@@ -264,12 +264,11 @@ impl Sync<'_> {
             let Some(&value) = self.hub.get(name) else {
                 continue;
             };
-            if let RefKind::MessageHead(t)
-            | RefKind::MessageSealed(t, ..)
-            | RefKind::MessageSummary(t)
-            | RefKind::Consumer(_, t) = kind
-                && self.damaged_here.contains_key(t)
-            {
+            let topic = match kind {
+                RefKind::Consumer(_, t) => Some(t),
+                other => other.message_topic(),
+            };
+            if topic.is_some_and(|t| self.damaged_here.contains_key(t)) {
                 if matches!(kind, RefKind::Consumer(..)) {
                     frozen.insert(name.clone());
                 }
@@ -321,11 +320,13 @@ impl Sync<'_> {
         }
     }
 
+    /// Records a rejection of `name` (the first of a sync stands) and logs it.
     fn reject(&mut self, name: &str, value: Oid, code: ErrorCode, reason: String) {
         if self.checks.rejected.contains_key(name) {
             return;
         }
-        tracing::info!(r#ref = name, remote = %value, code = code.as_str(), reason = %reason, "rejected a ref the remote sent");
+        // `value` is all zeros when the hub holds none, or the fault is this node's own.
+        tracing::info!(r#ref = name, remote = %value, code = code.as_str(), reason = %reason, "rejected a ref");
         self.checks.rejected.insert(
             name.to_owned(),
             SyncRejection {
@@ -342,18 +343,14 @@ impl Sync<'_> {
     /// remote value is all zeros, since nothing the hub holds was found wrong (so doctor
     /// does not advise removing the hub's ref; it reports the damage here).
     fn reject_here(&mut self, topic: &Topic, code: ErrorCode, why: &str) {
-        let name = names::message_head(topic).to_string();
-        tracing::info!(r#ref = %name, code = code.as_str(), reason = %why, "this node's refs of a topic do not read: nothing of it is synced");
-        self.checks.rejected.insert(
-            name.clone(),
-            SyncRejection {
-                name,
-                remote: Oid::NULL,
-                code,
-                reason: format!(
-                    "this node's own refs of it do not read, and nothing of it is synced until they are repaired (git gatos doctor): {why}"
-                ),
-            },
+        let reason = format!(
+            "this node's own refs of it do not read, and nothing of it is synced until they are repaired (git gatos doctor): {why}"
+        );
+        self.reject(
+            &names::message_head(topic).to_string(),
+            Oid::NULL,
+            code,
+            reason,
         );
     }
 
@@ -361,22 +358,10 @@ impl Sync<'_> {
     /// ref `name` needs, is missing or unreadable here ([`Sync::push_checked`]): as this
     /// node's fault, with no remote value.
     pub(super) fn reject_missing(&mut self, under: &str, name: &str, missing: Oid) {
-        tracing::warn!(r#ref = name, object = %missing, "an object a pushed ref needs is missing here: nothing of its unit is pushed");
-        if self.checks.rejected.contains_key(under) {
-            // The first rejection of a ref in a sync stands, as for the hub's.
-            return;
-        }
-        self.checks.rejected.insert(
-            under.to_owned(),
-            SyncRejection {
-                name: under.to_owned(),
-                remote: Oid::NULL,
-                code: ErrorCode::NotFound,
-                reason: format!(
-                    "this node's own objects of it do not read: object {missing}, which {name} needs, is missing or unreadable here, so nothing of it is pushed until it is found again (git gatos doctor; git fsck)"
-                ),
-            },
+        let reason = format!(
+            "this node's own objects of it do not read: object {missing}, which {name} needs, is missing or unreadable here, so nothing of it is pushed until it is found again (git gatos doctor; git fsck)"
         );
+        self.reject(under, Oid::NULL, ErrorCode::NotFound, reason);
     }
 
     /// Rejects a unit whose reconciliation failed on what the remote sent (a last line of
