@@ -158,6 +158,14 @@ bench_peers() {
       peers_run "gatosd_claim_$w" "$k" "$GB" rpc-claim "$s" "$r/gatos/gatosd/token" "$r" "$n_claim" "$w"
       kill -TERM "$GATOSD_PID"; wait "$GATOSD_PID" || true
       [ -n "$PG_INFO" ] && peers_run "pg_claim_$w" "$k" "$GB" pg-claim "$PG_INFO" "$n_claim" "$w" none
+      # The floor of the same work on the same disk: only the files a claim + complete
+      # creates and renames, as loose objects and as a pack per action (gatos-bench
+      # fsops claim, claim-pack), no gatos. A target above the better floor's ratio to the
+      # peer cannot be met on this disk by anything that writes those files.
+      peers_run "floor_claim_$w" "$k" "$GB" fsops "$WORK/floor" claim "$n_claim" "$w" 0
+      rm -rf "$WORK/floor"
+      peers_run "floor_pack_claim_$w" "$k" "$GB" fsops "$WORK/floor" claim-pack "$n_claim" "$w" 0
+      rm -rf "$WORK/floor"
     done
     # A worker draining no-op jobs: git gatos worker against claim + spawn `true`.
     r="$WORK/w.git"; peers_repo "$r"

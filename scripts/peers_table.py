@@ -22,6 +22,10 @@ NATS = "kill -9: yes (written before the ack); power cut: up to 2 min lost (fsyn
 REDIS_ES = "kill -9: yes (AOF written before the reply); power cut: up to 1 s lost"
 REDIS_ALWAYS = "power cut: yes (AOF fsync before the reply)"
 PG = "power cut: yes (WAL fsync at each commit)"
+FLOOR = ("no program: the loose objects and ref files a claim + complete creates and renames, "
+         "written directly (`gatos-bench fsops claim`)")
+FLOOR_PACK = ("no program: the same with each action's objects as one pack "
+              "(`gatos-bench fsops claim-pack`)")
 
 # (label, gatos key, [(peer label, peer key, target ratio or None, peer durability)], note)
 ROWS = [
@@ -43,10 +47,14 @@ ROWS = [
     ("enqueue, in-process (signed enqueue envelope)", "gatos_enqueue",
      [("PostgreSQL INSERT", "pg_insert", 1.0, PG)], GATOS_ENQUEUE),
     ("claim + complete, no process, gatosd, 1 worker", "gatosd_claim_1",
-     [("PostgreSQL SKIP LOCKED, 1 worker", "pg_claim_1", 0.7, PG)],
+     [("PostgreSQL SKIP LOCKED, 1 worker", "pg_claim_1", 0.7, PG),
+      ("its files alone as loose objects (floor, same disk)", "floor_claim_1", None, FLOOR),
+      ("its files alone, a pack per action (floor, same disk)", "floor_pack_claim_1", None, FLOOR_PACK)],
      GATOS + "; gatos also writes the claim chain, a signed proof and 3 events"),
     ("claim + complete, no process, gatosd, 4 workers", "gatosd_claim_4",
-     [("PostgreSQL SKIP LOCKED, 4 workers", "pg_claim_4", 0.7, PG)],
+     [("PostgreSQL SKIP LOCKED, 4 workers", "pg_claim_4", 0.7, PG),
+      ("its files alone as loose objects (floor, same disk)", "floor_claim_4", None, FLOOR),
+      ("its files alone, a pack per action (floor, same disk)", "floor_pack_claim_4", None, FLOOR_PACK)],
      GATOS + "; gatos also writes the claim chain, a signed proof and 3 events"),
     ("worker draining no-op jobs, 1 worker", "gatos_worker",
      [("PostgreSQL claim + spawn `true`", "pg_worker", None, PG)],
@@ -91,12 +99,32 @@ def table(med, machine):
     return "\n".join(out)
 
 
+def floor_note(med):
+    """What the floor rows say about the claim targets: a target above the floor's own
+    ratio to the peer cannot be met on this disk under these contracts."""
+    lines = []
+    for w in (1, 4):
+        floors = [med[k] for k in (f"floor_claim_{w}", f"floor_pack_claim_{w}") if k in med]
+        p = med.get(f"pg_claim_{w}")
+        if not floors or p is None:
+            continue
+        f = max(floors)
+        cut = math.floor(f[0] / p[0] * 100) / 100
+        verdict = ("under the 0.7× target: nothing that writes these files reaches it on this "
+                   "disk" if f[0] / p[0] < 0.7 else "above the 0.7× target")
+        lines.append(f"claim + complete, {w} worker{'s' if w > 1 else ''}: the better floor runs "
+                     f"at {cut:.2f}× PostgreSQL, {verdict}.")
+    if not lines:
+        return ""
+    return "\n\nThe floor rows, same run and disk: " + " ".join(lines)
+
+
 def main():
     results_path, machine, perf_path = sys.argv[1:4]
     machine = machine.removeprefix("machine: ")
     with open(results_path) as f:
         med = medians(json.load(f))
-    text = table(med, machine)
+    text = table(med, machine) + floor_note(med)
     print(text)
     begin, end = "<!-- peers:begin -->", "<!-- peers:end -->"
     with open(perf_path) as f:

@@ -20,6 +20,24 @@
 //! With fsync on, `loose` and `loose-trim` fsync each object, the ref and their
 //! directories; `pack` fsyncs the two files and the directory once per group; `journal`
 //! `fdatasync`s once per group.
+//!
+//! `fsops <dir> claim <n> <workers> 0` is the floor of a claim + complete through gatosd
+//! (issue #21's claim rows): for each of n jobs set up beforehand (a `job` ref and its three
+//! loose objects), the file operations the contracts need, issued directly by `workers`
+//! threads taking jobs in turn. The claim reads the job's four refs and three objects,
+//! writes the claim commit's three loose objects and the `claim` ref (a `.lock` file and
+//! a rename) and appends one event to an open journal; the complete reads the `claim` and
+//! `result` refs and the claim's three objects, writes seven loose objects (the proof, the
+//! result's trees and commit, the `closed` claim's blob, tree and commit), the `result` and
+//! `claim` refs, and one event. The cheapest calls throughout (`loose-trim`'s: paths
+//! relative to kept directory handles, no existence probe, one open of the job's
+//! directory per action); no hashing, no encoding, no signature, no socket; the events'
+//! own commits (made later, in groups) are left out. `claim-pack` writes each action's
+//! objects as one pack instead (the pack and its index as temp files renamed into
+//! `objects/pack`, with a `.keep` file from before the pack is there until the refs moved,
+//! as `gatos-store`'s group commit does, so a concurrent `git repack -a -d` cannot drop
+//! them). So these are what the file system allows a claim + complete written as loose
+//! objects or as a pack per action, with refs as git writes them.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -55,6 +73,9 @@ pub fn run(args: &[String]) -> R {
     let group: u64 = args.get(5).ok_or("group missing")?.parse::<u64>()?.max(1);
     let durable = args.get(6).is_some_and(|a| a == "1");
     let _ = std::fs::remove_dir_all(&dir);
+    if path.starts_with("claim") {
+        claim_setup(&dir, n)?;
+    }
     let objects = dir.join("objects");
     let refs = dir.join("refs/fsops/t");
     std::fs::create_dir_all(&objects)?;
@@ -68,6 +89,11 @@ pub fn run(args: &[String]) -> R {
         "loose-trim" => loose_trim(&objects, &refs, n, &bytes, durable)?,
         "pack" => pack(&objects, &refs, n, group, &bytes, durable)?,
         "journal" => journal(&dir, n, group, &bytes, durable)?,
+        "claim" | "claim-pack" if durable => {
+            return Err("the claim floor is measured without fsync".into());
+        }
+        "claim" => claim(&dir, n, group, false)?,
+        "claim-pack" => claim(&dir, n, group, true)?,
         other => return Err(format!("unknown path {other}").into()),
     }
     let secs = start.elapsed().as_secs_f64();
@@ -237,4 +263,229 @@ fn journal(dir: &Path, n: u64, group: u64, bytes: &[Vec<u8>], durable: bool) -> 
         rustix::fs::fdatasync(&f)?;
     }
     Ok(())
+}
+
+/// The sizes of the objects of a claim (blob, tree, commit) and of a complete (proof,
+/// two trees, result commit, closed claim blob, tree, commit), encoded, as gatos writes them.
+const CLAIM_SIZES: [usize; 3] = [420, 50, 640];
+const COMPLETE_SIZES: [usize; 7] = [900, 120, 90, 700, 450, 50, 690];
+
+fn job_dir(i: u64) -> String {
+    format!("refs/fsops/jobs/{i:026}")
+}
+
+/// Writes the jobs a `claim` run takes: a `job` ref and three loose objects each.
+fn claim_setup(dir: &Path, n: u64) -> R {
+    let objects = dir.join("objects");
+    for i in 0..n {
+        let jd = dir.join(job_dir(i));
+        std::fs::create_dir_all(&jd)?;
+        std::fs::write(jd.join("job"), format!("{}\n", fake_id(i, 100)))?;
+        for k in 100..103 {
+            let id = fake_id(i, k);
+            let fan = objects.join(&id[..2]);
+            std::fs::create_dir_all(&fan)?;
+            std::fs::write(fan.join(&id[2..]), vec![b'j'; 300])?;
+        }
+    }
+    Ok(())
+}
+
+/// One loose object, `loose-trim`'s way: a temp file in `objects/`, renamed into place.
+fn put_trim(odir: &rustix::fd::OwnedFd, tmp: &str, id: &str, data: &[u8]) -> R {
+    let fd = rustix::fs::openat(
+        odir.as_fd(),
+        tmp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o444),
+    )?;
+    File::from(fd).write_all(data)?;
+    let target = format!("{}/{}", &id[..2], &id[2..]);
+    match rustix::fs::renameat(odir.as_fd(), tmp, odir.as_fd(), target.as_str()) {
+        Err(rustix::io::Errno::NOENT) => {
+            match rustix::fs::mkdirat(odir.as_fd(), &id[..2], Mode::from_raw_mode(0o777)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            rustix::fs::renameat(odir.as_fd(), tmp, odir.as_fd(), target.as_str())?;
+        }
+        r => r?,
+    }
+    Ok(())
+}
+
+/// A ref written as git does: `name.lock` created exclusively, written, renamed.
+fn set_ref(jdir: &rustix::fd::OwnedFd, name: &str, value: &str) -> R {
+    let lock = format!("{name}.lock");
+    let fd = rustix::fs::openat(
+        jdir.as_fd(),
+        lock.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )?;
+    File::from(fd).write_all(value.as_bytes())?;
+    rustix::fs::renameat(jdir.as_fd(), lock.as_str(), jdir.as_fd(), name)?;
+    Ok(())
+}
+
+/// Reads a file relative to a directory handle, if it is there.
+fn read_at(dir: &rustix::fd::OwnedFd, name: &str, buf: &mut Vec<u8>) -> R {
+    use std::io::Read as _;
+    buf.clear();
+    match rustix::fs::openat(
+        dir.as_fd(),
+        name,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => {
+            File::from(fd).read_to_end(buf)?;
+            Ok(())
+        }
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One action's objects as one pack: `.keep` first, the pack and its index renamed into
+/// place; the `.keep` is removed by [`unkeep`] once the refs moved.
+fn put_pack(pdir: &rustix::fd::OwnedFd, name: &str, objects: &[usize]) -> R {
+    let create = |p: &str| {
+        rustix::fs::openat(
+            pdir.as_fd(),
+            p,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o444),
+        )
+    };
+    File::from(create(&format!("pack-{name}.keep"))?).write_all(b"gatos\n")?;
+    let pack = vec![b'p'; 12 + objects.iter().map(|s| s + 3).sum::<usize>() + 20];
+    let idx = vec![b'i'; 8 + 1024 + objects.len() * 28 + 40];
+    for (data, ext) in [(&pack, "pack"), (&idx, "idx")] {
+        let tmp = format!("tmp_{ext}_{name}");
+        File::from(create(&tmp)?).write_all(data)?;
+        let target = format!("pack-{name}.{ext}");
+        rustix::fs::renameat(pdir.as_fd(), tmp.as_str(), pdir.as_fd(), target.as_str())?;
+    }
+    Ok(())
+}
+
+fn unkeep(pdir: &rustix::fd::OwnedFd, name: &str) -> R {
+    rustix::fs::unlinkat(
+        pdir.as_fd(),
+        format!("pack-{name}.keep").as_str(),
+        rustix::fs::AtFlags::empty(),
+    )?;
+    Ok(())
+}
+
+fn claim(dir: &Path, n: u64, workers: u64, packs: bool) -> R {
+    let next = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| -> R {
+        let mut threads = Vec::new();
+        for w in 0..workers {
+            let next = &next;
+            threads.push(s.spawn(move || -> Result<(), String> {
+                claim_worker(dir, n, w, next, packs).map_err(|e| e.to_string())
+            }));
+        }
+        for t in threads {
+            t.join().map_err(|_| "a worker panicked")??;
+        }
+        Ok(())
+    })
+}
+
+/// Reads loose objects `ks` of job `i`.
+fn read_objects(
+    odir: &rustix::fd::OwnedFd,
+    i: u64,
+    ks: std::ops::Range<usize>,
+    buf: &mut Vec<u8>,
+) -> R {
+    for k in ks {
+        let id = fake_id(i, k);
+        read_at(odir, &format!("{}/{}", &id[..2], &id[2..]), buf)?;
+    }
+    Ok(())
+}
+
+/// Writes one action's objects of `sizes`: one pack named `name`, or loose objects `first..`.
+#[allow(clippy::too_many_arguments)]
+fn put_action(
+    odir: &rustix::fd::OwnedFd,
+    pdir: &rustix::fd::OwnedFd,
+    packs: bool,
+    name: &str,
+    i: u64,
+    first: usize,
+    sizes: &[usize],
+    tmp: &mut impl FnMut() -> String,
+) -> R {
+    if packs {
+        return put_pack(pdir, name, sizes);
+    }
+    for (k, size) in sizes.iter().enumerate() {
+        put_trim(odir, &tmp(), &fake_id(i, first + k), &vec![b'o'; *size])?;
+    }
+    Ok(())
+}
+
+fn claim_worker(dir: &Path, n: u64, w: u64, next: &std::sync::atomic::AtomicU64, packs: bool) -> R {
+    let open_dir = |p: &Path| {
+        rustix::fs::open(
+            p,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let odir = open_dir(&dir.join("objects"))?;
+    let pdir = open_dir(&dir.join("objects/pack"))?;
+    let mut events = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.join("events.journal"))?;
+    let mut buf = Vec::new();
+    let mut tmp_n = 0u64;
+    let mut tmp = || {
+        tmp_n += 1;
+        format!("tmp_obj_bench_{w}_{tmp_n}")
+    };
+    let event = vec![b'e'; 400];
+    loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if i >= n {
+            return Ok(());
+        }
+        // The claim.
+        let jdir = open_dir(&dir.join(job_dir(i)))?;
+        for r in ["job", "claim", "result", "cancel"] {
+            read_at(&jdir, r, &mut buf)?;
+        }
+        read_objects(&odir, i, 100..103, &mut buf)?;
+        let name = fake_id(i, 50);
+        put_action(&odir, &pdir, packs, &name, i, 0, &CLAIM_SIZES, &mut tmp)?;
+        set_ref(&jdir, "claim", &format!("{}\n", fake_id(i, 2)))?;
+        if packs {
+            unkeep(&pdir, &name)?;
+        }
+        events.write_all(&event)?;
+        drop(jdir);
+        // The complete.
+        let jdir = open_dir(&dir.join(job_dir(i)))?;
+        for r in ["claim", "result"] {
+            read_at(&jdir, r, &mut buf)?;
+        }
+        if !packs {
+            read_objects(&odir, i, 0..3, &mut buf)?;
+        }
+        let name = fake_id(i, 51);
+        put_action(&odir, &pdir, packs, &name, i, 10, &COMPLETE_SIZES, &mut tmp)?;
+        set_ref(&jdir, "result", &format!("{}\n", fake_id(i, 13)))?;
+        set_ref(&jdir, "claim", &format!("{}\n", fake_id(i, 16)))?;
+        if packs {
+            unkeep(&pdir, &name)?;
+        }
+        events.write_all(&event)?;
+    }
 }

@@ -28,7 +28,7 @@
 //!   compared (see [`wire`]).
 //! * `rpc-claim <socket> <token-file> <repo> <n> <clients>`: claim + complete over the
 //!   socket with a signed proof and no process (see [`wire::rpc_claim`]).
-//! * `fsops <dir> <loose|loose-trim|pack|journal> <n> <group> <fsync:0|1>`: the file-system
+//! * `fsops <dir> <loose|loose-trim|pack|journal|claim> <n> <group or workers> <fsync:0|1>`: the file-system
 //!   floor of each write path of ADR 0045 (see [`fsops`]).
 //! * `nats-*`, `redis-*`, `pg-*`: the same workloads on NATS JetStream, Redis and
 //!   PostgreSQL (`scripts/bench.sh peers`; see [`peers`]).
