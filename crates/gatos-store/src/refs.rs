@@ -166,6 +166,9 @@ fn to_edit(e: &Edit, message: &str) -> Result<RefEdit> {
     })
 }
 
+/// How long stale-lock recovery waits for a family's lock held by a live writer.
+pub const RECOVERY_WAIT: Duration = Duration::from_secs(2);
+
 /// The length past which `refs-changed` is emptied by the writer that grew it.
 pub const REFS_CHANGED_MAX: u64 = 1024 * 1024;
 
@@ -913,7 +916,10 @@ impl Store {
 
     /// Removes the `.lock` files dead gatos writers left (daemon start, `doctor --fix`):
     /// those an owner record of a dead writer names and owns (ADR 0020), each under its
-    /// family's flock. Any other lock file is left alone, however old.
+    /// family's flock, waited for up to [`RECOVERY_WAIT`] (a live writer of the family
+    /// holds it for moments; tried once, recovery lost to such a writer now and then and
+    /// left the lock). Any other lock file is left alone, however old; a dead writer's lock
+    /// whose family stays busy longer is left for the next recovery.
     ///
     /// Returns the paths removed.
     ///
@@ -936,8 +942,16 @@ impl Store {
                 } else {
                     names::lock_family_of(rel.strip_suffix(".lock").unwrap_or(rel))
                 };
-                let Some(_g) = self.locks().try_acquire(&family)? else {
-                    continue;
+                let _g = match self
+                    .locks()
+                    .acquire(std::slice::from_ref(&family), RECOVERY_WAIT)
+                {
+                    Ok(g) => g,
+                    Err(locks::Error::Busy { .. }) => {
+                        tracing::info!(lock = %path.display(), %family, "a dead gatos writer's lock is left for now: its family stays busy");
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
                 };
                 tracing::warn!(lock = %path.display(), "removing a lock left by a dead gatos writer");
                 if remove_lock(&path)? {

@@ -655,7 +655,10 @@ fn check_locks(gatos: &Gatos, r: &mut Report, opts: Options) -> Result<()> {
                     format!("a lock file {age}s old, left by a gatos writer that died"),
                     "git gatos doctor --fix",
                 );
-                if removed.contains(&l.path)
+                // Removed by the recovery, or by the family's next writer meanwhile (which
+                // removes a dead writer's lock before its own transaction).
+                if opts.fix
+                    && (removed.contains(&l.path) || !l.path.exists())
                     && let Some(f) = r.findings.last_mut()
                 {
                     f.fixed = true;

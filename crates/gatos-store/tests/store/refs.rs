@@ -248,6 +248,51 @@ fn a_live_writers_lock_is_never_broken() -> TestResult {
 }
 
 #[test]
+fn recovery_waits_for_a_live_writer_of_the_dead_writers_family() -> TestResult {
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let a = commit(&s, "a")?;
+    let r = name("refs/gatos/messages/t/head");
+    s.update_refs(&[Edit::create(r, a)], &Options::default())?;
+    // A writer takes the family and writes its record and its .lock, then dies.
+    let family = vec!["messages.t".to_owned()];
+    let dead = gatos_store::locks::Locks::new(&repo.git_dir())?;
+    let held = dead.acquire(&family, std::time::Duration::from_secs(30))?;
+    let record = dead
+        .owners()
+        .record(&["refs/gatos/messages/t/head.lock".to_owned()])?;
+    let lock = repo.git_dir().join("refs/gatos/messages/t/head.lock");
+    std::fs::write(&lock, "dead")?;
+    record.abandon();
+    drop(held);
+    gatos_testutil::wait_for(
+        "the writer to read as dead",
+        std::time::Duration::from_secs(30),
+        || {
+            s.lock_files().is_ok_and(|l| {
+                l.iter()
+                    .any(|l| l.path == lock && l.owner == LockOwner::GatosDead)
+            })
+        },
+    )?;
+    // A live writer of the family holds its lock for a moment when recovery starts:
+    // recovery waits for it rather than leave the dead writer's lock.
+    let live = gatos_store::locks::Locks::new(&repo.git_dir())?;
+    let busy = live.acquire(&family, std::time::Duration::from_secs(30))?;
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(busy);
+    });
+    let recovered = s.recover_stale_locks()?;
+    releaser
+        .join()
+        .map_err(|_| "the releasing thread panicked")?;
+    assert_eq!(recovered, vec![lock.clone()]);
+    assert!(!lock.exists());
+    Ok(())
+}
+
+#[test]
 fn listing_refs_while_git_pack_refs_deletes_them_sees_them_all() -> TestResult {
     let repo = TempRepo::new()?;
     let s = store(&repo)?;
