@@ -201,7 +201,12 @@ impl Gatos {
         }
         for round in 1..=MAX_ROUNDS {
             s.report.rounds = round;
-            s.round()?;
+            if let Err(e) = s.round() {
+                // What the checks rejected before the failure (the hub's refs, this node's
+                // damage, objects missing here) is logged and audited all the same.
+                s.settle_rejections();
+                return Err(e);
+            }
             if !s.again {
                 break;
             }

@@ -74,3 +74,44 @@ fn rejections_come_newest_first_bounded_and_garbled_lines_are_skipped() -> TestR
     assert_eq!(tail.skipped, 1);
     Ok(())
 }
+
+/// A sync that fails after it has checked the hub's refs still logs what it rejected: the
+/// push to a hub that cannot be written fails the sync, and the rejection stands in the log.
+#[test]
+fn a_sync_that_fails_after_its_checks_logs_what_it_rejected() -> TestResult {
+    let hub = TempRepo::bare()?;
+    let repo = TempRepo::new()?;
+    repo.git(&["remote", "add", "hub", &hub.path().to_string_lossy()])?;
+    // Fetched from the hub, pushed nowhere.
+    let nowhere = repo.path().join("no-such-hub.git");
+    repo.git(&[
+        "remote",
+        "set-url",
+        "--push",
+        "hub",
+        &nowhere.to_string_lossy(),
+    ])?;
+    let g = open(&repo)?;
+    g.keys().init(false)?;
+    let empty = hub.git(&["mktree"])?;
+    let junk = hub.git(&["commit-tree", empty.trim(), "-m", "junk"])?;
+    let junk_ref = "refs/gatos/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/job";
+    hub.git(&["update-ref", junk_ref, junk.trim()])?;
+    // Something to push, so that the push is tried.
+    g.messages().publish(
+        &"t".parse()?,
+        serde_json::json!({"n": 1}),
+        &gatos::messages::PublishOptions::default(),
+    )?;
+    let err = g
+        .sync(&gatos::sync::SyncOptions {
+            remote: Some("hub".into()),
+            ..Default::default()
+        })
+        .expect_err("the push cannot land");
+    let logged = recent_rejections(&g, Some("hub"), 10)?;
+    let names: Vec<&str> = logged.rejections.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, [junk_ref], "after {err}");
+    assert!(!nowhere.exists());
+    Ok(())
+}
