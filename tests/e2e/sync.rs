@@ -342,7 +342,7 @@ fn rejected_here(report: &Value) -> TestResult<Vec<String>> {
         assert!(
             r["reason"]
                 .as_str()
-                .is_some_and(|x| x.contains("this node's own refs")),
+                .is_some_and(|x| x.contains("this node's own")),
             "{report}"
         );
     }
@@ -416,6 +416,128 @@ fn a_topic_damaged_here_is_not_pushed_to_the_hub() -> TestResult {
     assert!(text.contains("chain-invalid"), "{text}");
     assert!(text.contains("summary-invalid"), "{text}");
     Ok(())
+}
+
+/// This node's own refs of every kind are read as the hub's are before anything of them is
+/// pushed (ADR 0047, session 18): a job ref moved onto another job's commit, a topic's
+/// settings onto a message, a checkpoint onto a job commit, a sealed segment's ref onto
+/// another topic's message. Each is rejected as this node's own fault (no remote value)
+/// and nothing of its unit is pushed (a topic with a bad segment not at all), while the
+/// rest is; once repaired here, they sync. Before, each was pushed, and every other node
+/// then rejected the hub's copy.
+#[test]
+fn refs_damaged_here_of_any_kind_are_not_pushed_to_the_hub() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    let good = id_of(&gatos_ok(a, &["jobs", "enqueue", "--json", "--", "true"])?)?;
+    let other: Value =
+        serde_json::from_str(gatos_ok(a, &["jobs", "enqueue", "--json", "--", "false"])?.trim())?;
+    let other = other["commit"].as_str().ok_or("no commit")?.to_owned();
+    publish(a, "t", "m0")?;
+    let message = net.head(0, "t")?.ok_or("no head")?;
+    gatos_ok(a, &["messages", "config", "s", "--max-messages", "2"])?;
+    for k in 0..5 {
+        publish(a, "s", &format!("s{k}"))?;
+    }
+    let sealed = a.git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/gatos/messages/s/",
+    ])?;
+    let sealed = sealed
+        .lines()
+        .find(|n| !n.ends_with("/head") && !n.ends_with("/summary"))
+        .ok_or("no sealed segment")?
+        .to_owned();
+    let fake = "refs/gatos/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/job";
+    let damaged = [
+        (fake, other.as_str()),
+        ("refs/gatos/config/topics/t", message.as_str()),
+        ("refs/gatos/consumers/readers/t", other.as_str()),
+        (sealed.as_str(), message.as_str()),
+    ];
+    let mut kept = Vec::new();
+    for (name, onto) in damaged {
+        kept.push((name, a.rev_parse(name)?));
+        a.git(&["update-ref", name, onto])?;
+    }
+    assert_eq!(
+        rejected_here(&net.sync(0)?)?,
+        [
+            "refs/gatos/config/topics/t",
+            "refs/gatos/consumers/readers/t",
+            fake,
+            "refs/gatos/messages/s/head",
+        ]
+    );
+    for (name, _) in damaged {
+        assert_eq!(net.hub.rev_parse(name)?, None, "{name} pushed");
+    }
+    assert_eq!(
+        net.hub_head("s")?,
+        None,
+        "a topic with a bad segment pushed"
+    );
+    assert!(net.hub_head("t")?.is_some(), "the healthy topic");
+    assert!(
+        net.hub
+            .rev_parse(&format!("refs/gatos/jobs/{good}/job"))?
+            .is_some(),
+        "the healthy job"
+    );
+    // Repaired here: put back, or removed where there was nothing.
+    for (name, was) in kept {
+        match was {
+            Some(v) => a.git(&["update-ref", name, &v])?,
+            None => a.git(&["update-ref", "-d", name])?,
+        };
+    }
+    let report = net.sync(0)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    assert_eq!(net.hub.rev_parse(&sealed)?, a.rev_parse(&sealed)?);
+    assert_eq!(net.hub_head("s")?, net.head(0, "s")?);
+    Ok(())
+}
+
+/// A revocation this node made with its own key reaches the hub even where that key is not
+/// listed in `gatos.trust` (its own key counts as trusted, as for any signed commit): the
+/// check of this node's refs before a push must not block a revocation.
+#[test]
+fn a_revocation_made_here_is_pushed_whatever_the_trust_list() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let shown: Value = serde_json::from_str(gatos_ok(b, &["keys", "show", "--json"])?.trim())?;
+    let key = shown["key"].as_str().ok_or("no key")?;
+    let own: Value = serde_json::from_str(gatos_ok(a, &["keys", "show", "--json"])?.trim())?;
+    let own = own["key"].as_str().ok_or("no key")?;
+    // Only b's key stays listed as trusted on a.
+    a.git(&["config", "--unset-all", "gatos.trust", &regex_escape(own)])?;
+    gatos_ok(a, &["keys", "revoke", key, "--reason", "compromised"])?;
+    let report = net.sync(0)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    let at_hub = net
+        .hub
+        .git(&["for-each-ref", "--format=%(refname)", "refs/gatos/trust/"])?;
+    assert!(
+        at_hub
+            .lines()
+            .any(|n| n.starts_with("refs/gatos/trust/revocations/")),
+        "{at_hub}"
+    );
+    Ok(())
+}
+
+/// `git config --unset-all` takes a value pattern.
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
 }
 
 /// Deletes the loose blob at `path` of `commit` (as a `git gc --prune` racing a writer
@@ -617,14 +739,15 @@ fn create_only_conflicts_are_reported_never_overwritten_and_fail_strict() -> Tes
     let id = gatos_ok(a, &["jobs", "enqueue", "--json", "--", "true"])?;
     let id = id_of(&id)?;
     net.sync(0)?;
-    // b holds another job's commit under the same name (as a broken clock or a bug would).
-    let other = gatos_ok(b, &["jobs", "enqueue", "--json", "--", "false"])?;
-    let other = serde_json::from_str::<Value>(other.trim())?["commit"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
-    let name = format!("refs/gatos/jobs/{id}/job");
-    b.git(&["update-ref", &name, &other])?;
+    net.sync(1)?;
+    // Both nodes cancel the job while apart, each with its own reason: two valid cancel
+    // commits under one create-only name. (A job ref moved onto another job's commit is
+    // damage here, not a conflict: `refs_damaged_here_of_any_kind_are_not_pushed_to_the_hub`.)
+    gatos_ok(a, &["jobs", "cancel", &id, "--reason", "on a"])?;
+    gatos_ok(b, &["jobs", "cancel", &id, "--reason", "on b"])?;
+    let name = format!("refs/gatos/jobs/{id}/cancel");
+    let other = b.rev_parse(&name)?.ok_or("no cancel on b")?;
+    net.sync(0)?;
     let report = net.sync(1)?;
     let conflicts = report["conflicts"].as_array().cloned().unwrap_or_default();
     assert!(

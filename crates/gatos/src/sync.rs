@@ -339,6 +339,7 @@ impl<'g> Sync<'g> {
         self.snapshot()?;
         self.find_damaged_here()?;
         self.check_hub()?;
+        self.check_here();
         self.create_only_kind(&names::trust_prefix())?;
         self.chains(&names::config_prefix())?;
         self.chains(&names::manifests_prefix())?;

@@ -13,6 +13,10 @@
 //! from it, nothing derived from it is pushed, and the node keeps what it had. A remote
 //! summary is its own unit: rejecting it keeps this node's segments (and keeps serving
 //! them) while the topic's messages still sync.
+//!
+//! This node's own refs that differ from the hub's pass the same rules before anything of
+//! them is pushed ([`Sync::check_here`]): one that fails is rejected as this node's fault,
+//! with no remote value, and its unit is neither pushed nor adopted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -195,6 +199,19 @@ fn signed_by_trusted(
     }
 }
 
+/// A sealed segment's ref holds the last message of the segment its name says: a message
+/// of its topic whose segment starts at `first` on `date`.
+fn sealed_tip(gatos: &crate::Gatos, t: &Topic, date: &str, first: Ulid, value: Oid) -> Check {
+    let m = chain::meta_in(&gatos.store().reader().commit(value)?, t)?;
+    if m.segment_id != first || crate::messages::segment_date(first) != date {
+        return Err(envelope(format!(
+            "sealed segment {value} starts with {}, not {date}/{first}",
+            m.segment_id
+        )));
+    }
+    Ok(())
+}
+
 fn kind_is(c: &gatos_store::objects::Commit, want: &str) -> Check {
     let t = c.trailers();
     match t.get(keys::KIND) {
@@ -302,6 +319,106 @@ impl Sync<'_> {
         Ok(())
     }
 
+    /// Checks this node's own refs that differ from the hub's as the hub's are checked
+    /// (the same rules: kind, trailers, documents, signatures by keys this node trusts,
+    /// chains), from their value down to the hub's (ADR 0047, session 18): a ref moved
+    /// here by hand or by a tool onto a commit that is not what its name says would be
+    /// handed to the hub, where every other node would reject it. A ref that fails is
+    /// rejected as this node's fault (no remote value), and its unit (a job, a topic with
+    /// its sealed segments and checkpoints, or the ref alone) is neither pushed nor adopted
+    /// until it is repaired. Topic heads and summaries are not walked here: a head or
+    /// summary that does not read was found before ([`Sync::damaged_here`]), and a topic's
+    /// messages are this node's own writes, checked by their readers; a sealed segment's
+    /// ref is read at its tip.
+    pub(super) fn check_here(&mut self) {
+        let candidates: Vec<(String, RefKind, Oid)> = self
+            .local
+            .iter()
+            .filter(|(n, v)| self.hub.get(*n) != Some(*v))
+            .filter_map(|(n, v)| RefKind::parse(n).map(|k| (n.clone(), k, *v)))
+            .filter(|(_, k, _)| !matches!(k, RefKind::MessageHead(_) | RefKind::MessageSummary(_)))
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let bound = self.refs_bound();
+        // (unit, the name it is rejected or deferred under, why)
+        let mut failed: Vec<(String, String, Bad)> = Vec::new();
+        // The rules read "this node's value" as what a chain walks down to and the hub's as
+        // what a result must close: for this node's refs the two sides trade places.
+        std::mem::swap(&mut self.local, &mut self.hub);
+        for (name, kind, value) in candidates {
+            let topic = match &kind {
+                RefKind::Consumer(_, t) => Some(t),
+                other => other.message_topic(),
+            };
+            if topic.is_some_and(|t| self.damaged_here.contains_key(t)) {
+                continue;
+            }
+            // A bad sealed segment holds back its whole topic, rejected under its head's
+            // name (so its checkpoints are held back too).
+            let (unit, under) = match &kind {
+                RefKind::MessageSealed(t, _, _) => {
+                    (names::topic_prefix(t), names::message_head(t).to_string())
+                }
+                other => (unit_of(&name, other), name.clone()),
+            };
+            if failed.iter().any(|(u, _, _)| *u == unit) {
+                continue;
+            }
+            if self.checks.refs_checked >= bound {
+                failed.push((unit, under, Bad::Budget));
+                continue;
+            }
+            self.checks.refs_checked += 1;
+            let outcome = match &kind {
+                RefKind::MessageSealed(t, date, first) => {
+                    sealed_tip(self.gatos, t, date, *first, value)
+                }
+                _ => self.check(&kind, value),
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(Bad::Budget) => failed.push((unit, under, Bad::Budget)),
+                Err(Bad::Invalid { code, reason }) => {
+                    let reason = if under == name {
+                        reason
+                    } else {
+                        format!("{name}: {reason}")
+                    };
+                    failed.push((unit, under, Bad::Invalid { code, reason }));
+                }
+            }
+        }
+        std::mem::swap(&mut self.local, &mut self.hub);
+        for (unit, name, why) in failed {
+            match why {
+                Bad::Budget => {
+                    self.checks.deferred.insert(name);
+                }
+                Bad::Invalid { code, reason } => self.reject(
+                    &name,
+                    Oid::NULL,
+                    code,
+                    format!(
+                        "this node's own value of it does not pass the checks a hub's would, so nothing of it is pushed or taken from the hub until it is repaired here (git gatos doctor; reset the ref to a good commit or remove it): {reason}"
+                    ),
+                ),
+            }
+            self.freeze(&unit);
+        }
+    }
+
+    /// Refs one sync checks at most (`gatos.sync.maxCheckedRefs`).
+    fn refs_bound(&self) -> usize {
+        self.gatos
+            .store()
+            .config_string(MAX_CHECKED_REFS_KEY)
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(MAX_CHECKED_REFS)
+    }
+
     /// Makes the hub's view of a unit the local one: nothing is adopted from it and
     /// nothing is pushed over it this round.
     fn freeze(&mut self, unit: &str) {
@@ -378,14 +495,7 @@ impl Sync<'_> {
         {
             return verdict.clone();
         }
-        let bound = self
-            .gatos
-            .store()
-            .config_string(MAX_CHECKED_REFS_KEY)
-            .and_then(|v| v.parse::<usize>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(MAX_CHECKED_REFS);
-        if self.checks.refs_checked >= bound {
+        if self.checks.refs_checked >= self.refs_bound() {
             return Some(Bad::Budget);
         }
         self.checks.refs_checked += 1;
@@ -403,14 +513,7 @@ impl Sync<'_> {
             RefKind::MessageHead(t) => self.check_messages(t, value),
             RefKind::MessageSealed(t, date, first) => {
                 self.check_messages(t, value)?;
-                let m = chain::meta(&self.gatos.store().reader().commit(value)?)?;
-                if m.segment_id != *first || crate::messages::segment_date(*first) != *date {
-                    return Err(envelope(format!(
-                        "sealed segment {value} starts with {}, not {date}/{first}",
-                        m.segment_id
-                    )));
-                }
-                Ok(())
+                sealed_tip(self.gatos, t, date, *first, value)
             }
             RefKind::MessageSummary(t) => self.check_summary(t, value),
             RefKind::Consumer(g, t) => self.check_checkpoints(g, t, value),
@@ -946,7 +1049,13 @@ impl Sync<'_> {
         if rev.key != *k {
             return Err(envelope(format!("revocation {value} revokes {}", rev.key)));
         }
-        if rev.revoked_by != *k && !self.gatos.keys().is_trusted(&rev.revoked_by) {
+        // As for any signed commit, this node's own key counts as trusted (a revocation it
+        // made must reach the hub even where its key is not listed in `gatos.trust`).
+        let keys = self.gatos.keys();
+        if rev.revoked_by != *k
+            && keys.current() != Some(rev.revoked_by)
+            && !keys.is_trusted(&rev.revoked_by)
+        {
             return Err(bad(
                 ErrorCode::UntrustedKey,
                 format!(
