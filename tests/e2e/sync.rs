@@ -435,6 +435,10 @@ fn refs_damaged_here_of_any_kind_are_not_pushed_to_the_hub() -> TestResult {
     let other = other["commit"].as_str().ok_or("no commit")?.to_owned();
     publish(a, "t", "m0")?;
     let message = net.head(0, "t")?.ok_or("no head")?;
+    gatos_ok(a, &["messages", "consume", "g1", "t"])?;
+    let g1 = a
+        .rev_parse("refs/gatos/consumers/g1/t")?
+        .ok_or("no checkpoint")?;
     gatos_ok(a, &["messages", "config", "s", "--max-messages", "2"])?;
     for k in 0..5 {
         publish(a, "s", &format!("s{k}"))?;
@@ -454,6 +458,8 @@ fn refs_damaged_here_of_any_kind_are_not_pushed_to_the_hub() -> TestResult {
         (fake, other.as_str()),
         ("refs/gatos/config/topics/t", message.as_str()),
         ("refs/gatos/consumers/readers/t", other.as_str()),
+        // Another group's checkpoint, which this sync checks (and finds good) first.
+        ("refs/gatos/consumers/zz/t", g1.as_str()),
         (sealed.as_str(), message.as_str()),
     ];
     let mut kept = Vec::new();
@@ -466,9 +472,15 @@ fn refs_damaged_here_of_any_kind_are_not_pushed_to_the_hub() -> TestResult {
         [
             "refs/gatos/config/topics/t",
             "refs/gatos/consumers/readers/t",
+            "refs/gatos/consumers/zz/t",
             fake,
             "refs/gatos/messages/s/head",
         ]
+    );
+    assert_eq!(
+        net.hub.rev_parse("refs/gatos/consumers/g1/t")?.as_deref(),
+        Some(g1.as_str()),
+        "the good checkpoint"
     );
     for (name, _) in damaged {
         assert_eq!(net.hub.rev_parse(name)?, None, "{name} pushed");
@@ -524,6 +536,60 @@ fn a_revocation_made_here_is_pushed_whatever_the_trust_list() -> TestResult {
             .any(|n| n.starts_with("refs/gatos/trust/revocations/")),
         "{at_hub}"
     );
+    Ok(())
+}
+
+/// A hub's head moved onto a message of another topic that this sync has just checked is
+/// rejected all the same: a commit found valid in one topic's walk is not taken as another
+/// topic's (before, the walk stopped at it unread).
+#[test]
+fn a_hub_head_moved_onto_another_topics_new_message_is_rejected() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    publish(a, "b", "b0")?;
+    net.sync(0)?;
+    net.sync(1)?;
+    publish(a, "a", "a0")?;
+    net.sync(0)?;
+    let moved = net.hub_head("a")?.ok_or("no head")?;
+    let before = net.head(1, "b")?;
+    net.hub
+        .git(&["update-ref", "refs/gatos/messages/b/head", &moved])?;
+    let report = net.sync(1)?;
+    let rejected: Vec<&str> = report["rejected"]
+        .as_array()
+        .ok_or("no rejected")?
+        .iter()
+        .filter_map(|r| r["ref"].as_str())
+        .collect();
+    assert_eq!(rejected, ["refs/gatos/messages/b/head"], "{report}");
+    assert_eq!(net.head(1, "b")?, before, "b's head moved");
+    assert_eq!(read_all(b, "b")?, [(1, "b0".to_owned())]);
+    Ok(())
+}
+
+/// Whom to trust is each receiving node's decision: a job this node took while it trusted
+/// its enqueuer, and an unsigned job, are pushed to a new hub after that trust is withdrawn
+/// (the check of this node's refs before a push looks for damage, not for trust), while
+/// the receiving nodes still apply their own trust to them.
+#[test]
+fn a_job_from_a_key_no_longer_trusted_here_is_still_pushed_to_a_new_hub() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let id = id_of(&gatos_ok(b, &["jobs", "enqueue", "--json", "--", "true"])?)?;
+    net.sync(1)?;
+    net.sync(0)?;
+    let name = format!("refs/gatos/jobs/{id}/job");
+    assert!(a.rev_parse(&name)?.is_some(), "taken while trusted");
+    let shown: Value = serde_json::from_str(gatos_ok(b, &["keys", "show", "--json"])?.trim())?;
+    let key = shown["key"].as_str().ok_or("no key")?;
+    a.git(&["config", "--unset-all", "gatos.trust", &regex_escape(key)])?;
+    let second = TempRepo::bare()?;
+    a.git(&["remote", "add", "second", &second.path().to_string_lossy()])?;
+    let out = gatos_ok(a, &["sync", "second", "--json"])?;
+    let report: Value = serde_json::from_str(out.trim())?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    assert_eq!(second.rev_parse(&name)?, a.rev_parse(&name)?);
     Ok(())
 }
 

@@ -953,6 +953,13 @@ impl Store {
                     }
                     Err(e) => return Err(e.into()),
                 };
+                // Looked at again after the wait: the family's writer may have removed the
+                // dead writer's lock meanwhile and a live one made its own in its place
+                // (`packed-refs.lock` is taken by every transaction, not only under its
+                // family's lock).
+                if mtime_of(&path) != Some(mtime) {
+                    continue;
+                }
                 tracing::warn!(lock = %path.display(), "removing a lock left by a dead gatos writer");
                 if remove_lock(&path)? {
                     removed.push(path);

@@ -103,12 +103,14 @@ fn unit_of(name: &str, kind: &RefKind) -> String {
     }
 }
 
-fn in_unit(unit: &str, name: &str) -> bool {
-    if unit.ends_with('/') {
-        name.starts_with(unit)
-    } else {
-        name == unit
-    }
+/// The names of `refs` that start with `prefix`, from a range of the sorted map.
+fn under<'a>(refs: &'a super::Refs, prefix: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+    refs.range::<str, _>((
+        std::ops::Bound::Included(prefix),
+        std::ops::Bound::Unbounded,
+    ))
+    .map(|(n, _)| n)
+    .take_while(move |n| n.starts_with(prefix))
 }
 
 /// What one sync learnt from its checks, kept across its rounds.
@@ -129,13 +131,31 @@ pub(crate) struct Checks {
     /// an operator's `sync --accept-unsigned-history`); bad or untrusted signatures still
     /// fail.
     pub(crate) accept_unsigned: bool,
+    /// Take any signer, and unsigned commits, while checking this node's own refs before a
+    /// push ([`Sync::check_here`]): whom to trust is each receiving node's own decision; a
+    /// signature that does not verify still fails.
+    any_signer: bool,
     /// Refs past the bound, for the next sync.
     pub(crate) deferred: BTreeSet<String>,
     /// What the checked message commits say, so that reconciling them reads none again.
     pub(crate) metas: HashMap<Oid, Meta>,
 }
 
+/// Whose signatures a check takes ([`Checks::signers`]).
+#[derive(Clone, Copy)]
+struct Signers {
+    accept_unsigned: bool,
+    any: bool,
+}
+
 impl Checks {
+    fn signers(&self) -> Signers {
+        Signers {
+            accept_unsigned: self.accept_unsigned,
+            any: self.any_signer,
+        }
+    }
+
     fn step(&mut self) -> Check {
         self.walked += 1;
         if self.walked > MAX_CHECKED_COMMITS {
@@ -171,7 +191,7 @@ fn doc<T: DeserializeOwned>(
 fn signed_by_trusted(
     gatos: &crate::Gatos,
     c: &gatos_store::objects::Commit,
-    accept_unsigned: bool,
+    signers: Signers,
 ) -> Check {
     let t = c.trailers();
     let kind = t.get(keys::KIND).unwrap_or("?").to_owned();
@@ -180,7 +200,7 @@ fn signed_by_trusted(
             ErrorCode::SignatureInvalid,
             format!("{kind} commit {}: {e}", c.id),
         )),
-        Ok(None) if accept_unsigned => Ok(()),
+        Ok(None) if signers.accept_unsigned || signers.any => Ok(()),
         Ok(None) => Err(bad(
             ErrorCode::Forbidden,
             format!(
@@ -188,7 +208,11 @@ fn signed_by_trusted(
                 c.id
             ),
         )),
-        Ok(Some(k)) if gatos.keys().current() == Some(k) || gatos.keys().is_trusted(&k) => Ok(()),
+        Ok(Some(k))
+            if signers.any || gatos.keys().current() == Some(k) || gatos.keys().is_trusted(&k) =>
+        {
+            Ok(())
+        }
         Ok(Some(k)) => Err(bad(
             ErrorCode::UntrustedKey,
             format!(
@@ -344,9 +368,13 @@ impl Sync<'_> {
         let bound = self.refs_bound();
         // (unit, the name it is rejected or deferred under, why)
         let mut failed: Vec<(String, String, Bad)> = Vec::new();
+        let mut failed_units: HashSet<String> = HashSet::new();
         // The rules read "this node's value" as what a chain walks down to and the hub's as
-        // what a result must close: for this node's refs the two sides trade places.
+        // what a result must close: for this node's refs the two sides trade places. Whom
+        // to trust is for the receiving nodes: here any signer (or none) passes, and a
+        // signature that does not verify fails.
         std::mem::swap(&mut self.local, &mut self.hub);
+        self.checks.any_signer = true;
         for (name, kind, value) in candidates {
             let topic = match &kind {
                 RefKind::Consumer(_, t) => Some(t),
@@ -363,10 +391,11 @@ impl Sync<'_> {
                 }
                 other => (unit_of(&name, other), name.clone()),
             };
-            if failed.iter().any(|(u, _, _)| *u == unit) {
+            if failed_units.contains(&unit) {
                 continue;
             }
             if self.checks.refs_checked >= bound {
+                failed_units.insert(unit.clone());
                 failed.push((unit, under, Bad::Budget));
                 continue;
             }
@@ -377,6 +406,9 @@ impl Sync<'_> {
                 }
                 _ => self.check(&kind, value),
             };
+            if outcome.is_err() {
+                failed_units.insert(unit.clone());
+            }
             match outcome {
                 Ok(()) => {}
                 Err(Bad::Budget) => failed.push((unit, under, Bad::Budget)),
@@ -390,8 +422,10 @@ impl Sync<'_> {
                 }
             }
         }
+        self.checks.any_signer = false;
         std::mem::swap(&mut self.local, &mut self.hub);
         for (unit, name, why) in failed {
+            let topic = RefKind::parse(&name).and_then(|k| k.message_topic().cloned());
             match why {
                 Bad::Budget => {
                     self.checks.deferred.insert(name);
@@ -404,6 +438,21 @@ impl Sync<'_> {
                         "this node's own value of it does not pass the checks a hub's would, so nothing of it is pushed or taken from the hub until it is repaired here (git gatos doctor; reset the ref to a good commit or remove it): {reason}"
                     ),
                 ),
+            }
+            // A topic held back keeps its checkpoints here and at the hub as they are: none
+            // is pushed ahead of its messages, none adopted onto messages not taken.
+            if let Some(t) = topic {
+                let prefix = names::consumers_prefix();
+                let checkpoints: Vec<String> = under(&self.local, &prefix)
+                    .chain(under(&self.hub, &prefix))
+                    .filter(
+                        |n| matches!(RefKind::parse(n), Some(RefKind::Consumer(_, ct)) if ct == t),
+                    )
+                    .cloned()
+                    .collect();
+                for c in checkpoints {
+                    self.freeze(&c);
+                }
             }
             self.freeze(&unit);
         }
@@ -422,13 +471,15 @@ impl Sync<'_> {
     /// Makes the hub's view of a unit the local one: nothing is adopted from it and
     /// nothing is pushed over it this round.
     fn freeze(&mut self, unit: &str) {
-        let names: Vec<String> = self
-            .hub
-            .keys()
-            .chain(self.local.keys())
-            .filter(|n| in_unit(unit, n))
-            .cloned()
-            .collect();
+        // A prefix's names are a range of each side's sorted map, not a scan of both.
+        let names: Vec<String> = if unit.ends_with('/') {
+            under(&self.hub, unit)
+                .chain(under(&self.local, unit))
+                .cloned()
+                .collect()
+        } else {
+            vec![unit.to_owned()]
+        };
         for n in names {
             match self.local.get(&n) {
                 Some(v) => self.hub.insert(n, *v),
@@ -519,7 +570,7 @@ impl Sync<'_> {
             RefKind::Consumer(g, t) => self.check_checkpoints(g, t, value),
             RefKind::ConfigTopic(t) => self.check_chain(kind, value, |s, r, c| {
                 kind_is(c, "config")?;
-                signed_by_trusted(s.gatos, c, s.checks.accept_unsigned)?;
+                signed_by_trusted(s.gatos, c, s.checks.signers())?;
                 let (cfg, _): (TopicConfig, _) = doc(r, c.tree, "config.json", false)?;
                 if cfg.topic != *t {
                     return Err(envelope(format!("settings of {} under {t}", cfg.topic)));
@@ -528,7 +579,7 @@ impl Sync<'_> {
             }),
             RefKind::ConfigQueue(q) => self.check_chain(kind, value, |s, r, c| {
                 kind_is(c, "config")?;
-                signed_by_trusted(s.gatos, c, s.checks.accept_unsigned)?;
+                signed_by_trusted(s.gatos, c, s.checks.signers())?;
                 let (cfg, _): (QueueConfig, _) = doc(r, c.tree, "config.json", false)?;
                 if cfg.queue != *q {
                     return Err(envelope(format!("settings of {} under {q}", cfg.queue)));
@@ -544,7 +595,7 @@ impl Sync<'_> {
                 let mut r = self.gatos.store().reader();
                 let c = r.commit(value)?;
                 kind_is(&c, "cancel")?;
-                signed_by_trusted(self.gatos, &c, self.checks.accept_unsigned)?;
+                signed_by_trusted(self.gatos, &c, self.checks.signers())?;
                 trailer_is(&c, keys::JOB, &id.to_string())?;
                 let (d, _): (CancelDoc, _) = doc(&mut r, c.tree, "cancel.json", true)?;
                 if d.job != *id {
@@ -620,16 +671,18 @@ impl Sync<'_> {
                     )));
                 }
             }
+            // Before the shortcut below: a message that passed in another topic's walk is
+            // not this topic's.
+            if tr.get(keys::TOPIC) != Some(topic.as_str()) {
+                return Err(envelope(format!("message {c} is not of topic {topic}")));
+            }
             if self.checks.valid.contains(&c) || known(m.seq, c) {
                 boundary = Some(m);
                 break;
             }
             self.checks.step()?;
-            if tr.get(keys::TOPIC) != Some(topic.as_str()) {
-                return Err(envelope(format!("message {c} is not of topic {topic}")));
-            }
             if signed {
-                signed_by_trusted(self.gatos, &commit, self.checks.accept_unsigned)?;
+                signed_by_trusted(self.gatos, &commit, self.checks.signers())?;
             }
             if m.prev().is_none() && m.seq != 1 && m.seq > through.saturating_add(1) {
                 return Err(envelope(format!(
@@ -687,7 +740,7 @@ impl Sync<'_> {
             self.checks.step()?;
             let commit = r.commit(c)?;
             kind_is(&commit, "summary")?;
-            signed_by_trusted(self.gatos, &commit, self.checks.accept_unsigned)?;
+            signed_by_trusted(self.gatos, &commit, self.checks.signers())?;
             trailer_is(&commit, keys::TOPIC, t.as_str())?;
             if commit.parents.len() > 1 {
                 return Err(envelope(format!("summary {c} has more than one parent")));
@@ -840,7 +893,9 @@ impl Sync<'_> {
         let mut r = store.reader();
         let mut at = Some(tip);
         while let Some(c) = at {
-            if Some(c) == local || self.checks.valid.contains(&c) {
+            // A commit that passed under another ref is not taken as this ref's tip unread:
+            // the tip is always checked as what this ref's name says.
+            if Some(c) == local || (c != tip && self.checks.valid.contains(&c)) {
                 break;
             }
             self.checks.step()?;
@@ -860,7 +915,7 @@ impl Sync<'_> {
         let kind = RefKind::Consumer(g.clone(), t.clone());
         self.check_chain(&kind, tip, |s, r, c| {
             kind_is(c, "checkpoint")?;
-            signed_by_trusted(s.gatos, c, s.checks.accept_unsigned)?;
+            signed_by_trusted(s.gatos, c, s.checks.signers())?;
             let (d, _): (CheckpointDoc, _) =
                 doc(r, c.tree, crate::checkpoints::CHECKPOINT_PATH, true)?;
             if d.group != *g || d.topic != *t {
@@ -884,7 +939,7 @@ impl Sync<'_> {
         let mut newer: Option<u64> = None;
         self.check_chain(&kind, tip, |s, r, c| {
             kind_is(c, "manifest")?;
-            signed_by_trusted(s.gatos, c, s.checks.accept_unsigned)?;
+            signed_by_trusted(s.gatos, c, s.checks.signers())?;
             trailer_is(c, keys::MANIFEST, n.as_str())?;
             let (spec, bytes): (JobSpec, _) =
                 doc(r, c.tree, crate::manifests::MANIFEST_PATH, true)?;
@@ -909,10 +964,10 @@ impl Sync<'_> {
     fn check_archive(&mut self, month: &str, tip: Oid) -> Check {
         let kind = RefKind::ArchiveJobs(month.to_owned());
         let gatos = self.gatos;
-        let accept_unsigned = self.checks.accept_unsigned;
+        let signers = self.checks.signers();
         self.check_chain(&kind, tip, |_, _, c| {
             kind_is(c, "archive")?;
-            signed_by_trusted(gatos, c, accept_unsigned)?;
+            signed_by_trusted(gatos, c, signers)?;
             crate::jobs::archive::check_commit(gatos, c, month).map_err(Bad::from)
         })
     }
@@ -932,7 +987,15 @@ impl Sync<'_> {
         // A job from a remote counts only when a key this node trusts asked for it (ADR
         // 0019): anyone who can push to the hub could otherwise make workers run anything.
         let verdict = crate::jobs::enqueuer::check(self.gatos, id, value)?;
-        if let Some(why) = verdict.reason() {
+        let signature_only = self.checks.any_signer
+            && matches!(
+                verdict,
+                crate::jobs::enqueuer::Verdict::Untrusted(_)
+                    | crate::jobs::enqueuer::Verdict::Unsigned
+            );
+        if let Some(why) = verdict.reason()
+            && !signature_only
+        {
             return Err(bad(verdict.code(), why));
         }
         Ok(())
@@ -1053,6 +1116,7 @@ impl Sync<'_> {
         // made must reach the hub even where its key is not listed in `gatos.trust`).
         let keys = self.gatos.keys();
         if rev.revoked_by != *k
+            && !self.checks.any_signer
             && keys.current() != Some(rev.revoked_by)
             && !keys.is_trusted(&rev.revoked_by)
         {
