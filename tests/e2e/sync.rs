@@ -539,6 +539,44 @@ fn a_revocation_made_here_is_pushed_whatever_the_trust_list() -> TestResult {
     Ok(())
 }
 
+/// A topic whose own refs this sync could not check within its bound waits whole for the
+/// next sync, its checkpoints with it: a checkpoint is never pushed ahead of the messages
+/// it stands on.
+#[test]
+fn a_topic_past_the_check_bound_keeps_its_checkpoints_back() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    gatos_ok(a, &["messages", "config", "t", "--max-messages", "2"])?;
+    for k in 0..5 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    gatos_ok(a, &["messages", "consume", "g", "t"])?;
+    // The settings and the checkpoint are checked; the first sealed segment is past the bound.
+    a.git(&["config", "gatos.sync.maxCheckedRefs", "2"])?;
+    let report = net.sync(0)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    assert!(
+        report["retry"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x == "refs/gatos/messages/t/head")),
+        "{report}"
+    );
+    assert_eq!(net.hub_head("t")?, None, "the topic pushed past the bound");
+    assert_eq!(
+        net.hub.rev_parse("refs/gatos/consumers/g/t")?,
+        None,
+        "a checkpoint pushed without its messages"
+    );
+    a.git(&["config", "--unset", "gatos.sync.maxCheckedRefs"])?;
+    net.sync(0)?;
+    assert_eq!(net.hub_head("t")?, net.head(0, "t")?);
+    assert_eq!(
+        net.hub.rev_parse("refs/gatos/consumers/g/t")?,
+        a.rev_parse("refs/gatos/consumers/g/t")?
+    );
+    Ok(())
+}
+
 /// A hub's head moved onto a message of another topic that this sync has just checked is
 /// rejected all the same: a commit found valid in one topic's walk is not taken as another
 /// topic's (before, the walk stopped at it unread).
