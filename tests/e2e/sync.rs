@@ -420,8 +420,8 @@ fn a_topic_damaged_here_is_not_pushed_to_the_hub() -> TestResult {
 
 /// This node's own refs of every kind are read as the hub's are before anything of them is
 /// pushed (ADR 0047, session 18): a job ref moved onto another job's commit, a topic's
-/// settings onto a message, a checkpoint onto a job commit, a sealed segment's ref onto
-/// another topic's message. Each is rejected as this node's own fault (no remote value)
+/// settings onto a message, a checkpoint onto a job commit or onto another group's
+/// checkpoint, a sealed segment's ref onto another topic's message. Each is rejected as this node's own fault (no remote value)
 /// and nothing of its unit is pushed (a topic with a bad segment not at all), while the
 /// rest is; once repaired here, they sync. Before, each was pushed, and every other node
 /// then rejected the hub's copy.
@@ -603,6 +603,31 @@ fn a_hub_head_moved_onto_another_topics_new_message_is_rejected() -> TestResult 
     assert_eq!(rejected, ["refs/gatos/messages/b/head"], "{report}");
     assert_eq!(net.head(1, "b")?, before, "b's head moved");
     assert_eq!(read_all(b, "b")?, [(1, "b0".to_owned())]);
+    Ok(())
+}
+
+/// A revocation at the hub is taken whatever else the hub holds: key records and
+/// revocations are checked first, within the sync's bound, so refs that sort before
+/// `trust/` (here junk jobs, more than the bound) cannot keep it out sync after sync.
+#[test]
+fn a_revocation_is_taken_before_a_flood_of_refs_past_the_bound() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let revoked = format!("ed25519:{}", "ab".repeat(32));
+    gatos_ok(a, &["keys", "revoke", &revoked, "--reason", "compromised"])?;
+    net.sync(0)?;
+    let empty = net.hub.git(&["mktree"])?;
+    let junk = net.hub.git(&["commit-tree", empty.trim(), "-m", "junk"])?;
+    for i in 0..3 {
+        let name = format!("refs/gatos/jobs/01ARZ3NDEKTSV4RRFFQ69G5FA{i}/job");
+        net.hub.git(&["update-ref", &name, junk.trim()])?;
+    }
+    // Enough for the trust refs new to b (a's key record and the revocation), not for the junk.
+    b.git(&["config", "gatos.sync.maxCheckedRefs", "2"])?;
+    net.sync(1)?;
+    let held = b.git(&["for-each-ref", "--format=%(refname)", "refs/gatos/trust/"])?;
+    let prefix = format!("refs/gatos/trust/revocations/{}/", "ab".repeat(32));
+    assert!(held.lines().any(|n| n.starts_with(&prefix)), "{held}");
     Ok(())
 }
 

@@ -33,8 +33,9 @@ use super::Sync;
 use crate::error::Result;
 use crate::messages::chain::{self, ENVELOPE_PATH, Meta};
 
-/// Remote refs one sync checks at most; the others wait for the next sync (listed in
-/// `retry`, never rejected). `gatos.sync.maxCheckedRefs` sets another bound.
+/// Refs one sync checks at most, the remote's and this node's own before a push together;
+/// the others wait for the next sync (listed in `retry`, never rejected).
+/// `gatos.sync.maxCheckedRefs` sets another bound.
 pub const MAX_CHECKED_REFS: usize = 20_000;
 
 /// The git config key that changes [`MAX_CHECKED_REFS`].
@@ -101,6 +102,14 @@ fn unit_of(name: &str, kind: &RefKind) -> String {
         | RefKind::JobCancel(id) => names::job_prefix(*id),
         _ => name.to_owned(),
     }
+}
+
+/// Key records and revocations: checked before anything else of a sync.
+fn is_trust(kind: &RefKind) -> bool {
+    matches!(
+        kind,
+        RefKind::TrustKey(_) | RefKind::TrustRevoked(_) | RefKind::TrustRevocation(..)
+    )
 }
 
 /// The names of `refs` that start with `prefix`, from a range of the sorted map.
@@ -223,8 +232,9 @@ fn signed_by_trusted(
     }
 }
 
-/// A sealed segment's ref holds the last message of the segment its name says: a message
-/// of its topic whose segment starts at `first` on `date`.
+/// What a sealed segment's ref must hold, as far as its own commit tells: a message of its
+/// topic whose segment starts at `first` on `date` (that it is the segment's last message
+/// is not checked here).
 fn sealed_tip(gatos: &crate::Gatos, t: &Topic, date: &str, first: Ulid, value: Oid) -> Check {
     let m = chain::meta_in(&gatos.store().reader().commit(value)?, t)?;
     if m.segment_id != first || crate::messages::segment_date(first) != date {
@@ -284,9 +294,12 @@ impl Sync<'_> {
             );
         }
         self.report.ignored = ignored;
-        // Summaries first: a topic's walk stops at what a valid summary pruned.
-        let (summaries, others): (Vec<_>, Vec<_>) = kinds
-            .iter()
+        // Key records and revocations first, within the sync's bound whatever else the hub
+        // holds (refs that sort before `trust/` cannot keep a revocation out); then
+        // summaries: a topic's walk stops at what a valid summary pruned.
+        let (trust, rest): (Vec<_>, Vec<_>) = kinds.iter().partition(|(_, k)| is_trust(k));
+        let (summaries, others): (Vec<_>, Vec<_>) = rest
+            .into_iter()
             .partition(|(_, k)| matches!(k, RefKind::MessageSummary(_)));
         let mut frozen: BTreeSet<String> = BTreeSet::new();
         // A topic damaged here is rejected as this node's fault, and none of the hub's refs
@@ -301,7 +314,7 @@ impl Sync<'_> {
             frozen.insert(names::topic_prefix(&t));
             self.reject_here(&t, code, &why);
         }
-        for (name, kind) in summaries.into_iter().chain(others) {
+        for (name, kind) in trust.into_iter().chain(summaries).chain(others) {
             let Some(&value) = self.hub.get(name) else {
                 continue;
             };
@@ -344,8 +357,9 @@ impl Sync<'_> {
     }
 
     /// Checks this node's own refs that differ from the hub's as the hub's are checked
-    /// (the same rules: kind, trailers, documents, signatures by keys this node trusts,
-    /// chains), from their value down to the hub's (ADR 0047, session 18): a ref moved
+    /// (the same rules: kind, trailers, documents, chains, signatures that verify; not whom
+    /// this node trusts, which is each receiving node's decision), from their value down to
+    /// the hub's (ADR 0047, session 18): a ref moved
     /// here by hand or by a tool onto a commit that is not what its name says would be
     /// handed to the hub, where every other node would reject it. A ref that fails is
     /// rejected as this node's fault (no remote value), and its unit (a job, a topic with
@@ -362,6 +376,9 @@ impl Sync<'_> {
             .filter_map(|(n, v)| RefKind::parse(n).map(|k| (n.clone(), k, *v)))
             .filter(|(_, k, _)| !matches!(k, RefKind::MessageHead(_) | RefKind::MessageSummary(_)))
             .collect();
+        // Key records and revocations first, as for the hub's refs.
+        let mut candidates = candidates;
+        candidates.sort_by_key(|(_, k, _)| !is_trust(k));
         if candidates.is_empty() {
             return;
         }
