@@ -297,7 +297,9 @@ impl Sync<'_> {
         // Key records and revocations first, within the sync's bound whatever else the hub
         // holds (refs that sort before `trust/` cannot keep a revocation out); then
         // summaries: a topic's walk stops at what a valid summary pruned.
-        let (trust, rest): (Vec<_>, Vec<_>) = kinds.iter().partition(|(_, k)| is_trust(k));
+        let (mut trust, rest): (Vec<_>, Vec<_>) = kinds.iter().partition(|(_, k)| is_trust(k));
+        // Revocations before key records (anyone can make key records for keys of their own).
+        trust.sort_by_key(|(_, k)| matches!(k, RefKind::TrustKey(_)));
         let (summaries, others): (Vec<_>, Vec<_>) = rest
             .into_iter()
             .partition(|(_, k)| matches!(k, RefKind::MessageSummary(_)));
@@ -376,9 +378,9 @@ impl Sync<'_> {
             .filter_map(|(n, v)| RefKind::parse(n).map(|k| (n.clone(), k, *v)))
             .filter(|(_, k, _)| !matches!(k, RefKind::MessageHead(_) | RefKind::MessageSummary(_)))
             .collect();
-        // Key records and revocations first, as for the hub's refs.
+        // Revocations, then key records, first, as for the hub's refs.
         let mut candidates = candidates;
-        candidates.sort_by_key(|(_, k, _)| !is_trust(k));
+        candidates.sort_by_key(|(_, k, _)| (!is_trust(k), matches!(k, RefKind::TrustKey(_))));
         if candidates.is_empty() {
             return;
         }
