@@ -75,6 +75,16 @@ impl Net {
     }
 }
 
+/// A topic of segments of two messages with `n` messages (`{prefix}{k}`): its first
+/// segments are sealed.
+fn sealed_topic(node: &TempRepo, topic: &str, prefix: &str, n: usize) -> TestResult {
+    gatos_ok(node, &["messages", "config", topic, "--max-messages", "2"])?;
+    for k in 0..n {
+        publish(node, topic, &format!("{prefix}{k}"))?;
+    }
+    Ok(())
+}
+
 fn publish(node: &TempRepo, topic: &str, payload: &str) -> TestResult {
     gatos_ok(
         node,
@@ -294,10 +304,7 @@ fn sealed(r: &TempRepo) -> TestResult<usize> {
 fn a_message_on_the_summary_ref_is_not_synced_as_a_summary() -> TestResult {
     let net = Net::new(1)?;
     let a = &net.nodes[0];
-    gatos_ok(a, &["messages", "config", "t", "--max-messages", "2"])?;
-    for k in 0..7 {
-        publish(a, "t", &format!("m{k}"))?;
-    }
+    sealed_topic(a, "t", "m", 7)?;
     net.sync(0)?;
     let (here, there) = (sealed(a)?, sealed(&net.hub)?);
     assert!(
@@ -439,10 +446,7 @@ fn refs_damaged_here_of_any_kind_are_not_pushed_to_the_hub() -> TestResult {
     let g1 = a
         .rev_parse("refs/gatos/consumers/g1/t")?
         .ok_or("no checkpoint")?;
-    gatos_ok(a, &["messages", "config", "s", "--max-messages", "2"])?;
-    for k in 0..5 {
-        publish(a, "s", &format!("s{k}"))?;
-    }
+    sealed_topic(a, "s", "s", 5)?;
     let sealed = a.git(&[
         "for-each-ref",
         "--format=%(refname)",
@@ -546,10 +550,7 @@ fn a_revocation_made_here_is_pushed_whatever_the_trust_list() -> TestResult {
 fn a_topic_past_the_check_bound_keeps_its_checkpoints_back() -> TestResult {
     let net = Net::new(1)?;
     let a = &net.nodes[0];
-    gatos_ok(a, &["messages", "config", "t", "--max-messages", "2"])?;
-    for k in 0..5 {
-        publish(a, "t", &format!("m{k}"))?;
-    }
+    sealed_topic(a, "t", "m", 5)?;
     gatos_ok(a, &["messages", "consume", "g", "t"])?;
     // The settings and the checkpoint are checked; the first sealed segment is past the bound.
     a.git(&["config", "gatos.sync.maxCheckedRefs", "2"])?;
@@ -721,10 +722,7 @@ fn a_ref_whose_objects_are_missing_here_does_not_stop_the_others() -> TestResult
 fn a_topic_missing_an_object_of_a_segment_is_held_back_whole() -> TestResult {
     let net = Net::new(1)?;
     let a = &net.nodes[0];
-    gatos_ok(a, &["messages", "config", "t", "--max-messages", "2"])?;
-    for k in 0..7 {
-        publish(a, "t", &format!("m{k}"))?;
-    }
+    sealed_topic(a, "t", "m", 7)?;
     publish(a, "good", "g0")?;
     let segments: Vec<(String, String)> = a
         .refs("refs/gatos/messages/t/")?
