@@ -212,6 +212,7 @@ pub fn rpc_claim(args: &[String]) -> R {
     for i in 0..n {
         g.jobs().enqueue(super::spec(i)?)?;
     }
+    hold_for_profiler()?;
     let start = Instant::now();
     let handles: Vec<_> = keys
         .into_iter()
@@ -236,6 +237,19 @@ pub fn rpc_claim(args: &[String]) -> R {
                "seconds": secs, "rate": n as f64 / secs,
                "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99)})
     );
+    Ok(())
+}
+
+/// With `GATOS_BENCH_HOLD=<file>`, makes the file once the set-up is done and waits until it
+/// is removed: a profiler attached to gatosd then sees the measured part alone.
+fn hold_for_profiler() -> R {
+    let Some(file) = std::env::var_os("GATOS_BENCH_HOLD") else {
+        return Ok(());
+    };
+    std::fs::write(&file, b"set up\n")?;
+    while std::path::Path::new(&file).exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(())
 }
 

@@ -444,8 +444,12 @@ impl Store {
 impl Objects for LooseWriter<'_> {
     fn put(&mut self, kind: Kind, data: &[u8]) -> Result<Oid> {
         let id = hash(kind, data)?;
-        let gid = to_gix(id);
-        if !self.repo.objects.exists_without_refresh(&gid) {
+        // A commit is new all but always (it holds its time and usually a signature), so
+        // it is written without first looking for it in the loose objects and every pack
+        // index. Written again, it replaces a file with the same bytes by a rename, or adds
+        // a loose copy of a packed object that the next repack drops. (Blobs and trees do
+        // repeat — an empty log, a `logs/` tree — and are looked for.)
+        if kind == Kind::Commit || !self.repo.objects.exists_without_refresh(&to_gix(id)) {
             self.store.write_loose(id, kind, data)?;
         }
         if self.store.is_durable() {

@@ -283,12 +283,80 @@ impl Store {
     /// # Errors
     /// As [`Store::read_ref`]; [`Error::Corrupt`] for a loose file that is not an id.
     pub fn read_ref_str(&self, name: &str) -> Result<Option<Oid>> {
-        let found = self.read_ref_raw(name)?;
+        let [found] = self.read_refs_str([name])?;
+        Ok(found)
+    }
+
+    /// Reads several refs by their full names, as [`Store::read_ref_str`] reads each, but
+    /// looks in `packed-refs` once for all the names without a loose file (each lookup of
+    /// it checks the file's `stat`: a job's four refs, two or three of them missing, were
+    /// three such checks).
+    ///
+    /// # Errors
+    /// As [`Store::read_ref_str`].
+    pub fn read_refs_str<const N: usize>(&self, names: [&str; N]) -> Result<[Option<Oid>; N]> {
+        let found = self.read_refs_raw(names)?;
         // A job that is not there yet may be an acknowledged enqueue still in the journal.
-        if found.is_none() && is_job_ref(name) && self.before_job_read()? {
-            return self.read_ref_raw(name);
+        let missing_job = names
+            .iter()
+            .zip(&found)
+            .any(|(name, f)| f.is_none() && is_job_ref(name));
+        if missing_job && self.before_job_read()? {
+            return self.read_refs_raw(names);
         }
         Ok(found)
+    }
+
+    fn read_refs_raw<const N: usize>(&self, names: [&str; N]) -> Result<[Option<Oid>; N]> {
+        let mut found = [None; N];
+        let mut missing = false;
+        for (name, slot) in names.iter().zip(found.iter_mut()) {
+            match self.read_loose_ref(name)? {
+                Some(id) => *slot = Some(id),
+                None => missing = true,
+            }
+        }
+        if !missing {
+            return Ok(found);
+        }
+        let repo = self.handle();
+        let packed = repo
+            .refs
+            .cached_packed_buffer()
+            .map_err(|e| Error::git("reading packed-refs", &e))?;
+        let Some(packed) = packed else {
+            return Ok(found);
+        };
+        for (name, slot) in names.iter().zip(found.iter_mut()) {
+            if slot.is_none() {
+                *slot = packed
+                    .try_find(*name)
+                    .map_err(|e| Error::git(format!("looking up {name} in packed-refs"), &e))?
+                    .map(|r| from_gix(&r.target()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// A ref's loose file; `None` when there is none.
+    fn read_loose_ref(&self, name: &str) -> Result<Option<Oid>> {
+        let path = self.ref_path(name);
+        let mut buf = [0u8; 128];
+        match read_small(&path, &mut buf) {
+            Ok(Small::Fits(n)) => parse_loose_ref(name, &buf[..n]).map(Some),
+            Ok(Small::Larger(bytes)) => parse_loose_ref(name, &bytes).map(Some),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::NotADirectory
+                        | std::io::ErrorKind::IsADirectory
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::io(format!("reading ref {name}"), e)),
+        }
     }
 
     /// Installs what a reader of job refs runs first (once per store; later calls are
@@ -322,30 +390,8 @@ impl Store {
 
     /// [`Store::read_ref_str`] without the job read hook.
     pub(crate) fn read_ref_raw(&self, name: &str) -> Result<Option<Oid>> {
-        let path = self.ref_path(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => return parse_loose_ref(name, &bytes).map(Some),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound
-                        | std::io::ErrorKind::NotADirectory
-                        | std::io::ErrorKind::IsADirectory
-                ) => {}
-            Err(e) => return Err(Error::io(format!("reading ref {name}"), e)),
-        }
-        let repo = self.handle();
-        let packed = repo
-            .refs
-            .cached_packed_buffer()
-            .map_err(|e| Error::git("reading packed-refs", &e))?;
-        let Some(packed) = packed else {
-            return Ok(None);
-        };
-        let found = packed
-            .try_find(name)
-            .map_err(|e| Error::git(format!("looking up {name} in packed-refs"), &e))?;
-        Ok(found.map(|r| from_gix(&r.target())))
+        let [found] = self.read_refs_raw([name])?;
+        Ok(found)
     }
 
     /// Lists the refs whose full name starts with `prefix`, sorted by name.
@@ -592,8 +638,15 @@ impl Store {
                     && !name.ends_with(".lock")
                     && name.as_str() < until
                 {
-                    match std::fs::read(self.ref_path(&name)) {
-                        Ok(bytes) => match parse_loose_ref(&name, &bytes) {
+                    let mut buf = [0u8; 128];
+                    match read_small(&self.ref_path(&name), &mut buf) {
+                        Ok(read) => match parse_loose_ref(
+                            &name,
+                            match &read {
+                                Small::Fits(n) => &buf[..*n],
+                                Small::Larger(all) => all,
+                            },
+                        ) {
                             Ok(id) => {
                                 found.insert(name, id);
                             }
@@ -1081,6 +1134,33 @@ fn remove_lock(path: &std::path::Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
     }
+}
+
+/// What [`read_small`] read.
+enum Small {
+    /// The whole file, this many bytes at the start of the buffer.
+    Fits(usize),
+    /// A file larger than the buffer, whole.
+    Larger(Vec<u8>),
+}
+
+/// Reads a small file into `buf` with an open, reads until the end and a close: no `stat`
+/// for a size hint, which `std::fs::read` makes (a ref is read several times per job action).
+fn read_small(path: &std::path::Path, buf: &mut [u8]) -> std::io::Result<Small> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => return Ok(Small::Fits(n)),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut all = buf.to_vec();
+    file.read_to_end(&mut all)?;
+    Ok(Small::Larger(all))
 }
 
 /// Whether `name` is a job's `refs/gatos/jobs/<id>/job`, the one ref an enqueue creates.

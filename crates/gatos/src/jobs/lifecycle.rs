@@ -885,7 +885,12 @@ impl Jobs<'_> {
             return Err(ClaimError::Capabilities { job: id }.into());
         }
         let prev = rec.claim.as_ref().map(|(c, _)| *c);
-        let token = LeaseToken::from_bytes(rand::Rng::r#gen(&mut rand::rngs::OsRng));
+        let token = {
+            // One call for the 32 bytes (`Rng::gen` of an array asks the system once per byte).
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+            LeaseToken::from_bytes(bytes)
+        };
         let doc = ClaimDoc {
             job: id,
             attempt: d.attempt + 1,

@@ -80,6 +80,12 @@ enum Op {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     file: Option<(u64, u64)>,
+    /// The journal file `file` names, open for reading and appending: a sync that finds
+    /// the same file at the path reads and appends through it (one `stat` instead of an
+    /// open, a `stat` and a close, and one write instead of an open, a write and a close).
+    /// Every writer holds the index's lock, so the file at the path cannot change between
+    /// the sync that checked it and the append.
+    open: Option<std::fs::File>,
     offset: u64,
     lines: u64,
     stamp: Option<Stamp>,
@@ -256,27 +262,53 @@ impl<'g> Ready<'g> {
     /// trusted (a torn or malformed line).
     fn sync(&self, state: &mut State) -> Result<bool> {
         let path = self.dir().join(LOG);
-        let mut file = match std::fs::File::open(&path) {
-            Ok(f) => f,
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if state.file.is_some() || state.lines > 0 {
                     *state = State::default();
                 }
                 return Ok(true);
             }
-            Err(e) => return Err(io("open", e)),
+            Err(e) => return Err(io("stat", e)),
         };
-        let meta = file.metadata().map_err(|e| io("stat", e))?;
         let id = (meta.dev(), meta.ino());
-        if state.file != Some(id) || meta.len() < state.offset {
-            *state = State {
-                file: Some(id),
-                ..State::default()
+        if state.file != Some(id) || meta.len() < state.offset || state.open.is_none() {
+            let file = match std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)
+            {
+                Ok(f) => f,
+                // Replaced or removed since the stat: read it at the next use.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    *state = State::default();
+                    return Ok(true);
+                }
+                Err(e) => return Err(io("open", e)),
             };
+            let opened = file.metadata().map_err(|e| io("stat", e))?;
+            let opened_id = (opened.dev(), opened.ino());
+            if state.file != Some(opened_id) || opened.len() < state.offset {
+                *state = State {
+                    file: Some(opened_id),
+                    ..State::default()
+                };
+            }
+            state.open = Some(file);
+            return self.read_from(state, opened.len());
         }
-        if meta.len() == state.offset {
+        self.read_from(state, meta.len())
+    }
+
+    /// Reads the lines of the open journal from the state's offset up to `len`.
+    fn read_from(&self, state: &mut State, len: u64) -> Result<bool> {
+        if len == state.offset {
             return Ok(true);
         }
+        let Some(file) = state.open.as_mut() else {
+            return Ok(false);
+        };
         file.seek(std::io::SeekFrom::Start(state.offset))
             .map_err(|e| io("seek", e))?;
         let mut buf = Vec::new();
@@ -307,11 +339,9 @@ impl<'g> Ready<'g> {
         if state.file.is_none() || state.lines > 2 * described + 1024 {
             return self.rewrite(state);
         }
-        let path = self.dir().join(LOG);
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| io("open", e))?;
+        let Some(f) = state.open.as_mut() else {
+            return self.rewrite(state);
+        };
         f.write_all(&bytes).map_err(|e| io("append", e))?;
         state.offset += bytes.len() as u64;
         Ok(())
@@ -327,10 +357,20 @@ impl<'g> Ready<'g> {
             bytes.extend(line(op)?);
         }
         let tmp = dir.join(format!("{LOG}.tmp"));
-        std::fs::write(&tmp, &bytes).map_err(|e| io("write", e))?;
+        // Kept open for the appends that follow (O_APPEND, which refuses O_TRUNC: a temp
+        // file left by a crash is emptied by `set_len`).
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&tmp)
+            .map_err(|e| io("create", e))?;
+        file.set_len(0).map_err(|e| io("truncate", e))?;
+        file.write_all(&bytes).map_err(|e| io("write", e))?;
+        let meta = file.metadata().map_err(|e| io("stat", e))?;
         std::fs::rename(&tmp, dir.join(LOG)).map_err(|e| io("rename", e))?;
-        let meta = std::fs::metadata(dir.join(LOG)).map_err(|e| io("stat", e))?;
         state.file = Some((meta.dev(), meta.ino()));
+        state.open = Some(file);
         state.offset = bytes.len() as u64;
         state.lines = ops.len() as u64;
         Ok(())

@@ -211,12 +211,17 @@ impl Gatos {
     }
 
     pub(crate) fn job_refs(&self, id: Ulid) -> Result<Refs> {
-        let s = self.store();
+        let [job, claim, result, cancel] = self.store().read_refs_str([
+            names::job(id).as_str(),
+            names::job_claim(id).as_str(),
+            names::job_result(id).as_str(),
+            names::job_cancel(id).as_str(),
+        ])?;
         Ok(Refs {
-            job: s.read_ref(&names::job(id))?,
-            claim: s.read_ref(&names::job_claim(id))?,
-            result: s.read_ref(&names::job_result(id))?,
-            cancel: s.read_ref(&names::job_cancel(id))?,
+            job,
+            claim,
+            result,
+            cancel,
         })
     }
 

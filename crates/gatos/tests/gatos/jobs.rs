@@ -11,7 +11,7 @@ use gatos::jobs::{Lease, ListOptions};
 use gatos::proofs::{self, Attempt};
 use gatos_testutil::{TempRepo, TestResult};
 use gatos_types::jobs::{ClaimState, JobSpec, JobState, Outcome};
-use gatos_types::{Dur, ErrorCode, Timestamp, WorkerId};
+use gatos_types::{Dur, ErrorCode, Timestamp, Ulid, WorkerId};
 use serde_json::json;
 
 use crate::support::open_at;
@@ -497,6 +497,59 @@ fn the_debt_counts_the_finished_jobs_old_enough_to_archive() -> TestResult {
     assert_eq!(gatos::maintenance::debt(&g)?.archivable_jobs, 2);
     clock.advance(Dur::from_secs(7 * 86_400));
     assert_eq!(gatos::maintenance::debt(&g)?.archivable_jobs, 4);
+    Ok(())
+}
+
+/// Two handles (two processes, to the index) keep one ready index between them: whichever
+/// appended to it, removed it or rebuilt it last, the other claims what it enqueued and
+/// nothing twice (issue #21: each handle now keeps the index's file open between uses; a
+/// stale file would also be caught by the index's stamp of the job refs, so this checks
+/// the answers, not which of the two paths gave them).
+#[test]
+fn two_handles_claim_through_one_ready_index_across_appends_and_rebuilds() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g1, _) = start(&repo)?;
+    let (g2, _) = open_at(&repo, T0)?;
+    let w1 = worker("w1", &g1)?;
+    let w2 = worker("w2", &g2)?;
+    let claim = |g: &Gatos, w: &ClaimOptions| -> TestResult<Option<Ulid>> {
+        Ok(g.jobs().claim_next(w)?.map(|l| l.id))
+    };
+    let j1 = g1
+        .jobs()
+        .enqueue(spec(&g1, json!({"command": ["one"]}))?)?
+        .id;
+    assert_eq!(claim(&g1, &w1)?, Some(j1));
+    // An append by the other handle.
+    let j2 = g2
+        .jobs()
+        .enqueue(spec(&g2, json!({"command": ["two"]}))?)?
+        .id;
+    assert_eq!(claim(&g1, &w1)?, Some(j2));
+    // The other handle removes the index and rebuilds it (a new file at the path).
+    g2.jobs().reset_ready_index()?;
+    let j3 = g2
+        .jobs()
+        .enqueue(spec(&g2, json!({"command": ["three"]}))?)?
+        .id;
+    assert_eq!(claim(&g2, &w2)?, Some(j3));
+    let j4 = g2
+        .jobs()
+        .enqueue(spec(&g2, json!({"command": ["four"]}))?)?
+        .id;
+    assert_eq!(claim(&g1, &w1)?, Some(j4));
+    // This handle rebuilds it; the other reads on from the new file.
+    g1.jobs().reset_ready_index()?;
+    let j5 = g1
+        .jobs()
+        .enqueue(spec(&g1, json!({"command": ["five"]}))?)?
+        .id;
+    assert_eq!(claim(&g2, &w2)?, Some(j5));
+    assert_eq!(claim(&g1, &w1)?, None);
+    assert_eq!(claim(&g2, &w2)?, None);
+    // A third handle, reading the file from its start, agrees.
+    let (g3, _) = open_at(&repo, T0)?;
+    assert_eq!(claim(&g3, &worker("w3", &g3)?)?, None);
     Ok(())
 }
 
