@@ -305,16 +305,36 @@ impl Store {
             return Err(Error::io(format!("writing {}", tmp.display()), e));
         }
         // Our temp file keeps the directory from being empty: no repack can remove it now.
-        match std::fs::rename(&tmp, &path) {
+        // An object file already there is kept, as git keeps it: replacing it would put
+        // bytes not yet on disk under refs that already name the object (a commit written
+        // again after a crash, two writers of one object at once).
+        let moved = rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &tmp,
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::RenameFlags::NOREPLACE,
+        );
+        let moved = match moved {
             Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(Error::io(
-                    format!("moving an object into {}", dir.display()),
-                    e,
-                ))
+            Err(rustix::io::Errno::EXIST) => std::fs::remove_file(&tmp),
+            // A file system without RENAME_NOREPLACE: git's own way, a link that fails
+            // when the object is there, then the temp file removed.
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                match std::fs::hard_link(&tmp, &path) {
+                    Ok(()) => std::fs::remove_file(&tmp),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::fs::remove_file(&tmp)
+                    }
+                    Err(e) => Err(e),
+                }
             }
-        }
+            Err(e) => Err(e.into()),
+        };
+        moved.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(format!("moving an object into {}", dir.display()), e)
+        })
     }
 }
 
@@ -446,9 +466,10 @@ impl Objects for LooseWriter<'_> {
         let id = hash(kind, data)?;
         // A commit is new all but always (it holds its time and usually a signature), so
         // it is written without first looking for it in the loose objects and every pack
-        // index. Written again, it replaces a file with the same bytes by a rename, or adds
-        // a loose copy of a packed object that the next repack drops. (Blobs and trees do
-        // repeat — an empty log, a `logs/` tree — and are looked for.)
+        // index. Written again, it leaves a loose file already there as it is (the temp
+        // file is dropped), or adds a loose copy of a packed object that the next repack
+        // drops. (Blobs and trees do repeat — an empty log, a `logs/` tree — and are
+        // looked for.)
         if kind == Kind::Commit || !self.repo.objects.exists_without_refresh(&to_gix(id)) {
             self.store.write_loose(id, kind, data)?;
         }

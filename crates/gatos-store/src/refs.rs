@@ -290,7 +290,7 @@ impl Store {
     /// Reads several refs by their full names, as [`Store::read_ref_str`] reads each, but
     /// looks in `packed-refs` once for all the names without a loose file (each lookup of
     /// it checks the file's `stat`: a job's four refs, two or three of them missing, were
-    /// three such checks).
+    /// two or three such checks).
     ///
     /// # Errors
     /// As [`Store::read_ref_str`].
@@ -361,7 +361,8 @@ impl Store {
 
     /// Installs what a reader of job refs runs first (once per store; later calls are
     /// ignored and return false): [`Store::read_ref`] of a job's `…/job` ref that finds
-    /// nothing, and every listing whose prefix overlaps `refs/gatos/jobs/`, run it and
+    /// nothing (and [`Store::read_refs_str`] when any of its names is one: then all are read
+    /// again), and every listing whose prefix overlaps `refs/gatos/jobs/`, run it and
     /// read again (ADR 0046: the gatos crate materializes the journaled enqueues there).
     /// The hook must not read job refs through this store in a way that runs it again.
     pub fn set_job_read_hook(&self, hook: crate::JobReadHook) -> bool {

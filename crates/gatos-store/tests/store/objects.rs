@@ -38,6 +38,46 @@ fn nested_trees_with_tricky_names_pass_fsck() -> TestResult {
     repo.assert_fsck_strict()
 }
 
+/// A commit is written without first looking for it (issue #21); written again, the
+/// object file already there is kept (the same inode, its bytes untouched) and no temp
+/// file is left: replacing it would put bytes not yet on disk under refs that name it.
+#[test]
+fn a_commit_written_again_keeps_the_object_file_there() -> TestResult {
+    use std::os::unix::fs::MetadataExt as _;
+    let repo = TempRepo::new()?;
+    let s = store(&repo)?;
+    let write = || -> TestResult<gatos_types::Oid> {
+        let mut w = s.writer();
+        let tree = w.files(&[])?;
+        let c = w.commit(&NewCommit {
+            tree,
+            parents: &[],
+            message: "again\n\nGatos-Kind: test\n",
+            time: Timestamp::from_millis(1_700_000_000_000),
+        })?;
+        w.finish()?;
+        Ok(c)
+    };
+    let c = write()?;
+    let hex = c.to_string();
+    let dir = repo.git_dir().join("objects").join(&hex[..2]);
+    let path = dir.join(&hex[2..]);
+    let before = std::fs::metadata(&path)?;
+    assert_eq!(write()?, c);
+    let after = std::fs::metadata(&path)?;
+    assert_eq!(
+        (before.ino(), before.mtime(), before.mtime_nsec()),
+        (after.ino(), after.mtime(), after.mtime_nsec())
+    );
+    let temps: Vec<_> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tmp_obj"))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+    repo.git(&["update-ref", "refs/gatos/t", &hex])?;
+    repo.assert_fsck_strict()
+}
+
 /// Writes a pack of a chain of `n` commits (each with a one-file tree); returns its guard
 /// and the chain's tip.
 fn chain_pack(

@@ -86,6 +86,10 @@ pub(crate) struct State {
     /// Every writer holds the index's lock, so the file at the path cannot change between
     /// the sync that checked it and the append.
     open: Option<std::fs::File>,
+    /// Whether `open` was opened for appending too (a user who may read the index but not
+    /// write it reads through a read-only handle; an append then opens the file itself
+    /// and fails as it always did).
+    writable: bool,
     offset: u64,
     lines: u64,
     stamp: Option<Stamp>,
@@ -274,11 +278,24 @@ impl<'g> Ready<'g> {
         };
         let id = (meta.dev(), meta.ino());
         if state.file != Some(id) || meta.len() < state.offset || state.open.is_none() {
-            let file = match std::fs::OpenOptions::new()
+            let opened = std::fs::OpenOptions::new()
                 .read(true)
                 .append(true)
                 .open(&path)
-            {
+                .map(|f| (f, true));
+            let opened = match opened {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::PermissionDenied
+                            | std::io::ErrorKind::ReadOnlyFilesystem
+                    ) =>
+                {
+                    std::fs::File::open(&path).map(|f| (f, false))
+                }
+                other => other,
+            };
+            let (file, writable) = match opened {
                 Ok(f) => f,
                 // Replaced or removed since the stat: read it at the next use.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -296,12 +313,14 @@ impl<'g> Ready<'g> {
                 };
             }
             state.open = Some(file);
+            state.writable = writable;
             return self.read_from(state, opened.len());
         }
         self.read_from(state, meta.len())
     }
 
-    /// Reads the lines of the open journal from the state's offset up to `len`.
+    /// Reads the lines of the open journal from the state's offset to its end; nothing
+    /// when the file is `len` bytes long and all of them were read.
     fn read_from(&self, state: &mut State, len: u64) -> Result<bool> {
         if len == state.offset {
             return Ok(true);
@@ -339,10 +358,15 @@ impl<'g> Ready<'g> {
         if state.file.is_none() || state.lines > 2 * described + 1024 {
             return self.rewrite(state);
         }
-        let Some(f) = state.open.as_mut() else {
-            return self.rewrite(state);
+        let written = match state.open.as_mut() {
+            Some(f) if state.writable => f.write_all(&bytes),
+            Some(_) => std::fs::OpenOptions::new()
+                .append(true)
+                .open(self.dir().join(LOG))
+                .and_then(|mut f| f.write_all(&bytes)),
+            None => return self.rewrite(state),
         };
-        f.write_all(&bytes).map_err(|e| io("append", e))?;
+        written.map_err(|e| io("append", e))?;
         state.offset += bytes.len() as u64;
         Ok(())
     }
@@ -357,8 +381,9 @@ impl<'g> Ready<'g> {
             bytes.extend(line(op)?);
         }
         let tmp = dir.join(format!("{LOG}.tmp"));
-        // Kept open for the appends that follow (O_APPEND, which refuses O_TRUNC: a temp
-        // file left by a crash is emptied by `set_len`).
+        // Kept open for the appends that follow, so opened to append (std's OpenOptions
+        // refuses append with truncate: a temp file left by a crash is emptied by
+        // `set_len`).
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
@@ -371,6 +396,7 @@ impl<'g> Ready<'g> {
         std::fs::rename(&tmp, dir.join(LOG)).map_err(|e| io("rename", e))?;
         state.file = Some((meta.dev(), meta.ino()));
         state.open = Some(file);
+        state.writable = true;
         state.offset = bytes.len() as u64;
         state.lines = ops.len() as u64;
         Ok(())
