@@ -343,8 +343,7 @@ impl Store {
         let path = self.ref_path(name);
         let mut buf = [0u8; 128];
         match read_small(&path, &mut buf) {
-            Ok(Small::Fits(n)) => parse_loose_ref(name, &buf[..n]).map(Some),
-            Ok(Small::Larger(bytes)) => parse_loose_ref(name, &bytes).map(Some),
+            Ok(read) => parse_loose_ref(name, read.bytes(&buf)).map(Some),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -641,13 +640,7 @@ impl Store {
                 {
                     let mut buf = [0u8; 128];
                     match read_small(&self.ref_path(&name), &mut buf) {
-                        Ok(read) => match parse_loose_ref(
-                            &name,
-                            match &read {
-                                Small::Fits(n) => &buf[..*n],
-                                Small::Larger(all) => all,
-                            },
-                        ) {
+                        Ok(read) => match parse_loose_ref(&name, read.bytes(&buf)) {
                             Ok(id) => {
                                 found.insert(name, id);
                             }
@@ -1143,6 +1136,16 @@ enum Small {
     Fits(usize),
     /// A file larger than the buffer, whole.
     Larger(Vec<u8>),
+}
+
+impl Small {
+    /// The file's bytes, given the buffer it was read into.
+    fn bytes<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+        match self {
+            Small::Fits(n) => &buf[..*n],
+            Small::Larger(all) => all,
+        }
+    }
 }
 
 /// Reads a small file into `buf` with an open, reads until the end and a close: no `stat`

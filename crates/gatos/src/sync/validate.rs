@@ -104,12 +104,18 @@ fn unit_of(name: &str, kind: &RefKind) -> String {
     }
 }
 
-/// Key records and revocations: checked before anything else of a sync.
-fn is_trust(kind: &RefKind) -> bool {
-    matches!(
-        kind,
-        RefKind::TrustKey(_) | RefKind::TrustRevoked(_) | RefKind::TrustRevocation(..)
-    )
+/// Where a ref comes in the order a sync checks refs (a stable sort keeps name order
+/// within each): revocations first, then key records, within the sync's bound whatever
+/// else there is (refs that sort before `trust/` cannot keep a revocation out; anyone can
+/// make key records for keys of their own); then summaries (a topic's walk stops at what a
+/// valid summary pruned); then the rest.
+fn check_order(kind: &RefKind) -> u8 {
+    match kind {
+        RefKind::TrustRevoked(_) | RefKind::TrustRevocation(..) => 0,
+        RefKind::TrustKey(_) => 1,
+        RefKind::MessageSummary(_) => 2,
+        _ => 3,
+    }
 }
 
 /// The names of `refs` that start with `prefix`, from a range of the sorted map.
@@ -294,15 +300,8 @@ impl Sync<'_> {
             );
         }
         self.report.ignored = ignored;
-        // Key records and revocations first, within the sync's bound whatever else the hub
-        // holds (refs that sort before `trust/` cannot keep a revocation out); then
-        // summaries: a topic's walk stops at what a valid summary pruned.
-        let (mut trust, rest): (Vec<_>, Vec<_>) = kinds.iter().partition(|(_, k)| is_trust(k));
-        // Revocations before key records (anyone can make key records for keys of their own).
-        trust.sort_by_key(|(_, k)| matches!(k, RefKind::TrustKey(_)));
-        let (summaries, others): (Vec<_>, Vec<_>) = rest
-            .into_iter()
-            .partition(|(_, k)| matches!(k, RefKind::MessageSummary(_)));
+        let mut ordered: Vec<_> = kinds.iter().collect();
+        ordered.sort_by_key(|(_, k)| check_order(k));
         let mut frozen: BTreeSet<String> = BTreeSet::new();
         // A topic damaged here is rejected as this node's fault, and none of the hub's refs
         // of it (messages, summary, segments, checkpoints) is checked, adopted or pushed
@@ -316,7 +315,7 @@ impl Sync<'_> {
             frozen.insert(names::topic_prefix(&t));
             self.reject_here(&t, code, &why);
         }
-        for (name, kind) in trust.into_iter().chain(summaries).chain(others) {
+        for (name, kind) in ordered {
             let Some(&value) = self.hub.get(name) else {
                 continue;
             };
@@ -371,16 +370,15 @@ impl Sync<'_> {
     /// messages are this node's own writes, checked by their readers; a sealed segment's
     /// ref is read at its tip.
     pub(super) fn check_here(&mut self) {
-        let candidates: Vec<(String, RefKind, Oid)> = self
+        let mut candidates: Vec<(String, RefKind, Oid)> = self
             .local
             .iter()
             .filter(|(n, v)| self.hub.get(*n) != Some(*v))
             .filter_map(|(n, v)| RefKind::parse(n).map(|k| (n.clone(), k, *v)))
             .filter(|(_, k, _)| !matches!(k, RefKind::MessageHead(_) | RefKind::MessageSummary(_)))
             .collect();
-        // Revocations, then key records, first, as for the hub's refs.
-        let mut candidates = candidates;
-        candidates.sort_by_key(|(_, k, _)| (!is_trust(k), matches!(k, RefKind::TrustKey(_))));
+        // In the order the hub's are checked (heads and summaries are not among them).
+        candidates.sort_by_key(|(_, k, _)| check_order(k));
         if candidates.is_empty() {
             return;
         }
