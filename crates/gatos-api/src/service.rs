@@ -134,6 +134,8 @@ pub struct Service {
     window: Arc<gatos::state::Window>,
     /// The durable snapshots' documents read so far, by `meta` commit (ADR 0044).
     snapshots: Arc<gatos::snapshot::saved::Index>,
+    /// A daemon's read-ahead of the jobs its workers claim next (ADR 0046 session 20).
+    read_ahead: Option<Arc<gatos::jobs::readahead::ReadAhead>>,
 }
 
 type R<T> = Result<T, CallError>;
@@ -238,7 +240,21 @@ impl Service {
             node: Arc::default(),
             window: gatos::state::Window::new(gatos::state::Retention::default()),
             snapshots: Arc::default(),
+            read_ahead: None,
         }
+    }
+
+    /// This service reading `gatos.jobs.readAhead` jobs ahead of each `jobs.claim` it
+    /// answers, on a thread of its own (a daemon; ADR 0046 session 20). A CLI process,
+    /// which claims once, does not.
+    ///
+    /// # Errors
+    /// When the thread cannot be started.
+    pub fn with_read_ahead(mut self) -> std::io::Result<Service> {
+        let depth = usize::try_from(self.gatos.settings().read_ahead).unwrap_or(0);
+        self.read_ahead =
+            gatos::jobs::readahead::ReadAhead::start(&self.gatos, depth)?.map(Arc::new);
+        Ok(self)
     }
 
     /// The snapshots' documents read so far.
@@ -831,6 +847,9 @@ impl Service {
             Some(id) => g.jobs().claim(id, &opts).map(Some)?,
             None => g.jobs().claim_next(&opts)?,
         };
+        if let (Some(ra), Some(_)) = (&self.read_ahead, &claimed) {
+            ra.after_claim(&opts);
+        }
         Ok(claimed.map(|l| ClaimResult {
             id: l.id,
             attempt: l.attempt,

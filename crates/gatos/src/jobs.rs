@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod manifest;
 pub mod queues;
+pub mod readahead;
 pub(crate) mod ready;
 pub mod records;
 pub mod redact;

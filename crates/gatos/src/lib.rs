@@ -140,6 +140,9 @@ pub struct Settings {
     /// `gatos.group.packObjects`: a group of job actions with at least this many objects
     /// writes them as one pack, a smaller one as loose objects (ADR 0046).
     pub group_pack_objects: u64,
+    /// `gatos.jobs.readAhead`: how many jobs a daemon reads ahead of each claim it serves
+    /// (default 4, at most 64; 0: none; ADR 0046 session 20, [`jobs::readahead`]).
+    pub read_ahead: u64,
 }
 
 impl Settings {
@@ -319,6 +322,7 @@ impl Gatos {
                 "gatos.group.packObjects",
                 jobs::group::DEFAULT_PACK_OBJECTS,
             )?,
+            read_ahead: config_u64(&store, "gatos.jobs.readAhead", 4)?.min(64),
         };
         let journal_on = settings.journal;
         let node = match store.config_string("gatos.node") {

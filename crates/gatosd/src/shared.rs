@@ -109,6 +109,15 @@ impl Shared {
             ttl: limits.graphql_state_ttl,
             ..gatos::state::Retention::default()
         });
+        // The jobs its workers claim next, read on a thread of its own (ADR 0046 session 20);
+        // a daemon that cannot start it serves claims without it.
+        let service = match service.clone().with_read_ahead() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "claims are served without read-ahead");
+                service
+            }
+        };
         let watchers = Arc::new(Watchers::new(
             gatos.clone(),
             limits.watch_poll,

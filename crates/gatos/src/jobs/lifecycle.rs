@@ -663,6 +663,51 @@ impl Jobs<'_> {
         Ok(None)
     }
 
+    /// Reads ahead for the claims to come ([`super::readahead`], ADR 0046 session 20): the
+    /// best `k` jobs a claim for `opts` could take now, leaving out `skip`, each job's
+    /// documents read and its enqueue envelope checked into this handle's caches. Takes no
+    /// lock and writes nothing; a job that cannot be read is passed over (its claim says
+    /// why). Returns the jobs read.
+    ///
+    /// Nothing a claim decides comes from here: the caches hold content by commit id, and
+    /// the claim still reads the job's refs under its lock and asks afresh whether the
+    /// enqueuer's key is trusted.
+    ///
+    /// # Errors
+    /// When the ready index cannot be read.
+    pub fn read_ahead(
+        &self,
+        opts: &ClaimOptions,
+        k: usize,
+        skip: &std::collections::HashSet<Ulid>,
+    ) -> Result<Vec<Ulid>> {
+        let now = self.gatos.now();
+        let skew = self.gatos.lease_skew();
+        let none = std::collections::BTreeSet::new();
+        let resolves = |s: &str| opts.can_resolve.as_ref().is_some_and(|f| f(s));
+        let ids = ready::Ready::new(self.gatos).best(k, |e| {
+            (e.not_before <= now
+                && !skip.contains(&e.id)
+                && routable(e, opts, &none, now, skew)
+                && super::waiting::resolvable(&resolves, &e.secrets))
+            .then_some(e.id)
+        })?;
+        for &id in &ids {
+            let read = self.gatos.job_refs(id).and_then(|refs| {
+                match self.gatos.job_record_at(id, refs, false)? {
+                    Some(rec) if rec.result.is_none() => {
+                        super::enqueuer::check(self.gatos, id, rec.job_commit).map(|_| ())
+                    }
+                    _ => Ok(()),
+                }
+            });
+            if let Err(e) = read {
+                tracing::debug!(job = %id, error = %e, "not read ahead");
+            }
+        }
+        Ok(ids)
+    }
+
     /// One candidate of [`Jobs::claim_next_skipping`], its lock held: the lease, or `None`
     /// when it could not be claimed (a lost race, or refused and added to `refused`).
     fn claim_candidate(

@@ -555,6 +555,95 @@ fn two_handles_claim_through_one_ready_index_across_appends_and_rebuilds() -> Te
     Ok(())
 }
 
+/// A daemon's read-ahead of claims (issue #21, ADR 0046 session 20) reads the best jobs a
+/// worker's claim could take, in claim order, leaving out those it read already, and
+/// decides nothing a claim decides: after it read them, a job whose enqueuer is no longer
+/// trusted is passed over by the claim, a cancelled one is not claimed, and a job another
+/// handle claimed is not read again.
+#[test]
+fn a_read_ahead_reads_the_next_jobs_and_decides_nothing_a_claim_decides() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    // The daemon's handle: caches of its own, as another process has.
+    let d = Gatos::open(
+        repo.path(),
+        gatos::OpenOptions {
+            clock: Some(Arc::new(FixedClock::at(Timestamp::parse_rfc3339(T0)?))),
+            seed: Some(8),
+        },
+    )?;
+    let enqueue = |name: &str, priority: i64| -> TestResult<Ulid> {
+        Ok(g.jobs()
+            .enqueue(spec(&g, json!({"command": [name], "priority": priority}))?)?
+            .id)
+    };
+    // The first job's enqueuer is the node's first key, trusted while it is read ahead.
+    let stranger = enqueue("stranger", 9)?;
+    let old = g.keys().current().ok_or("a key")?.to_string();
+    g.keys().init(true)?;
+    g.keys().trust(&old.parse()?)?;
+    let taken = enqueue("taken", 8)?;
+    let a = enqueue("a", 5)?;
+    let b = enqueue("b", 4)?;
+    let c = enqueue("c", 3)?;
+    let w = worker("w", &d)?;
+    let mut read = std::collections::HashSet::new();
+    // Best first, two at a time, leaving out what was read.
+    for want in [vec![stranger, taken], vec![a, b], vec![c], vec![]] {
+        let got = d.jobs().read_ahead(&w, 2, &read)?;
+        assert_eq!(got, want);
+        read.extend(got);
+    }
+    // Then: the first key no longer trusted, `taken` claimed by another handle (a job
+    // running is not read ahead), `b` cancelled.
+    let _ = repo.git(&["config", "--local", "--unset-all", "gatos.trust", &old]);
+    let other = worker("other", &g)?;
+    assert_eq!(g.jobs().claim_next(&other)?.map(|l| l.id), Some(taken));
+    assert_eq!(
+        d.jobs().read_ahead(&w, 2, &Default::default())?,
+        vec![stranger, a]
+    );
+    g.jobs().cancel(b, None)?;
+    let order: Vec<_> =
+        std::iter::from_fn(|| d.jobs().claim_next(&w).unwrap().map(|l| l.id)).collect();
+    assert_eq!(order, vec![a, c]);
+    Ok(())
+}
+
+/// The read-ahead thread a daemon starts (`gatos.jobs.readAhead`, default 4): none for 0;
+/// asking never waits, however many claims ask while it reads; dropping it stops it; and
+/// claims around it get every job once.
+#[test]
+fn the_read_ahead_thread_never_holds_up_a_claim_and_stops_when_dropped() -> TestResult {
+    use gatos::jobs::readahead::ReadAhead;
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    assert_eq!(g.settings().read_ahead, 4);
+    assert!(ReadAhead::start(&g, 0)?.is_none());
+    let ids: Vec<Ulid> = (0..40)
+        .map(|i| -> TestResult<Ulid> {
+            Ok(g.jobs()
+                .enqueue(spec(&g, json!({"command": ["n", i.to_string()]}))?)?
+                .id)
+        })
+        .collect::<TestResult<_>>()?;
+    let ra = ReadAhead::start(&g, 4)?.ok_or("a read-ahead")?;
+    let w = worker("w", &g)?;
+    let mut claimed = Vec::new();
+    while let Some(l) = g.jobs().claim_next(&w)? {
+        for _ in 0..50 {
+            ra.after_claim(&w);
+        }
+        claimed.push(l.id);
+    }
+    drop(ra);
+    claimed.sort();
+    let mut want = ids;
+    want.sort();
+    assert_eq!(claimed, want);
+    Ok(())
+}
+
 /// A claim takes the best jobs a few at a time from the ready index's claim order (issue
 /// #21): behind more jobs than one pass takes whose secrets the worker cannot resolve
 /// (passed over after a pass), and jobs a pass leaves out at once (a capability it lacks,
