@@ -162,10 +162,12 @@ bench_peers() {
       # creates and renames, as loose objects and as a pack per action (gatos-bench
       # fsops claim, claim-pack), no gatos. A target above the better floor's ratio to the
       # peer cannot be met on this disk by anything that writes those files.
+      # Moved aside, not removed (`discard`): an rm -rf of a floor's files made every file
+      # the next rows created pay for them on a disk without a journal (bench.sh).
       peers_run "floor_claim_$w" "$k" "$GB" fsops "$WORK/floor" claim "$n_claim" "$w" 0
-      rm -rf "$WORK/floor"
+      discard "$WORK/floor"
       peers_run "floor_pack_claim_$w" "$k" "$GB" fsops "$WORK/floor" claim-pack "$n_claim" "$w" 0
-      rm -rf "$WORK/floor"
+      discard "$WORK/floor"
     done
     # A worker draining no-op jobs: git gatos worker against claim + spawn `true`.
     r="$WORK/w.git"; peers_repo "$r"

@@ -30,6 +30,10 @@ const REMEMBERED: usize = 4096;
 pub struct ReadAhead {
     tx: Option<mpsc::SyncSender<ClaimOptions>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Claims between two reads: half the depth, so the thread wakes once for every few
+    /// claims and reads the jobs of several, the next claims still finding theirs read.
+    stride: u64,
+    claims: std::sync::atomic::AtomicU64,
 }
 
 impl ReadAhead {
@@ -50,12 +54,21 @@ impl ReadAhead {
         Ok(Some(ReadAhead {
             tx: Some(tx),
             thread: Some(thread),
+            stride: u64::try_from(depth / 2).unwrap_or(1).max(1),
+            claims: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
-    /// Asks for the jobs a claim for `opts` would take next to be read ahead; never waits
-    /// (when the thread is behind, the request is dropped).
+    /// Tells the thread a claim for `opts` took a job: every `depth / 2` claims, it reads
+    /// the jobs a claim for `opts` would take next that it has not read. Never waits (when
+    /// the thread is behind, the request is dropped).
     pub fn after_claim(&self, opts: &ClaimOptions) {
+        let n = self
+            .claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !n.is_multiple_of(self.stride) {
+            return;
+        }
         if let Some(tx) = &self.tx {
             let _ = tx.try_send(opts.clone());
         }
