@@ -161,28 +161,7 @@ impl EnvelopeCache {
 /// # Errors
 /// When the commit cannot be read.
 pub fn check(gatos: &Gatos, id: Ulid, job_commit: Oid) -> Result<Verdict> {
-    let cache = gatos.envelope_cache();
-    let hit = cache
-        .checked
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&(id, job_commit))
-        .cloned();
-    let signed = match hit {
-        Some(s) => s,
-        None => {
-            let s = signed(gatos, id, job_commit)?;
-            let mut checked = cache
-                .checked
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if checked.len() >= EnvelopeCache::MAX {
-                checked.clear();
-            }
-            checked.insert((id, job_commit), s.clone());
-            s
-        }
-    };
+    let signed = checked(gatos, id, job_commit)?;
     Ok(match signed {
         Signed::Unsigned => Verdict::Unsigned,
         Signed::Invalid(why) => Verdict::Invalid(why),
@@ -195,6 +174,52 @@ pub fn check(gatos: &Gatos, id: Ulid, job_commit: Oid) -> Result<Verdict> {
             }
         }
     })
+}
+
+/// What the envelope of job `id` in `job_commit` says before trust is asked, from this
+/// handle's cache, read and verified on a miss and kept.
+fn checked(gatos: &Gatos, id: Ulid, job_commit: Oid) -> Result<Signed> {
+    let cache = gatos.envelope_cache();
+    let hit = cache
+        .checked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&(id, job_commit))
+        .cloned();
+    if let Some(s) = hit {
+        return Ok(s);
+    }
+    let s = signed(gatos, id, job_commit)?;
+    let mut checked = cache
+        .checked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if checked.len() >= EnvelopeCache::MAX {
+        checked.clear();
+    }
+    checked.insert((id, job_commit), s.clone());
+    Ok(s)
+}
+
+/// Reads and verifies the envelope of job `id` in `job_commit` into this handle's cache
+/// without asking about trust (a daemon's read-ahead of claims, ADR 0046 session 20): the
+/// claim's [`check`] then reads nothing and asks only whether the key is trusted.
+///
+/// # Errors
+/// When the commit cannot be read.
+pub(crate) fn prime(gatos: &Gatos, id: Ulid, job_commit: Oid) -> Result<()> {
+    checked(gatos, id, job_commit).map(|_| ())
+}
+
+/// Whether this handle holds the check of job `id`'s envelope in `job_commit` (read by a
+/// claim, an enqueue of this handle, or a daemon's read-ahead).
+pub fn is_checked(gatos: &Gatos, id: Ulid, job_commit: Oid) -> bool {
+    gatos
+        .envelope_cache()
+        .checked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains_key(&(id, job_commit))
 }
 
 /// Records the statement a job commit this handle just wrote carries (signed by this

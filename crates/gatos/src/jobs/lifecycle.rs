@@ -663,11 +663,14 @@ impl Jobs<'_> {
         Ok(None)
     }
 
-    /// Reads ahead for the claims to come ([`super::readahead`], ADR 0046 session 20): the
-    /// best `k` jobs a claim for `opts` could take now, leaving out `skip`, each job's
-    /// documents read and its enqueue envelope checked into this handle's caches. Takes no
-    /// lock and writes nothing; a job that cannot be read is passed over (its claim says
-    /// why). Returns the jobs read.
+    /// Reads ahead for the claims to come ([`super::readahead`], ADR 0046 session 20): of
+    /// the best `k` jobs a claim for `opts` could take now, those not in `read`, each
+    /// job's documents read and its enqueue envelope verified into this handle's caches.
+    /// The jobs already read count among the `k`: the read-ahead stays within `k` jobs of
+    /// the claims, however often it is asked. It reads the ready index as a claim does,
+    /// takes no job's lock and writes nothing of a job; an enqueue still in the enqueue
+    /// journal is left for a later read (it does not make the journal materialize), and a
+    /// job that cannot be read is passed over (its claim says why). Returns the jobs read.
     ///
     /// Nothing a claim decides comes from here: the caches hold content by commit id, and
     /// the claim still reads the job's refs under its lock and asks afresh whether the
@@ -679,33 +682,45 @@ impl Jobs<'_> {
         &self,
         opts: &ClaimOptions,
         k: usize,
-        skip: &std::collections::HashSet<Ulid>,
+        read: &std::collections::HashSet<Ulid>,
     ) -> Result<Vec<Ulid>> {
         let now = self.gatos.now();
         let skew = self.gatos.lease_skew();
         let none = std::collections::BTreeSet::new();
-        let resolves = |s: &str| opts.can_resolve.as_ref().is_some_and(|f| f(s));
-        let ids = ready::Ready::new(self.gatos).best(k, |e| {
-            (e.not_before <= now
-                && !skip.contains(&e.id)
-                && routable(e, opts, &none, now, skew)
-                && super::waiting::resolvable(&resolves, &e.secrets))
-            .then_some(e.id)
+        let best = ready::Ready::new(self.gatos).best(k, |e| {
+            (e.not_before <= now && routable(e, opts, &none, now, skew))
+                .then(|| (e.id, e.secrets.clone()))
         })?;
-        for &id in &ids {
-            let read = self.gatos.job_refs(id).and_then(|refs| {
-                match self.gatos.job_record_at(id, refs, false)? {
-                    Some(rec) if rec.result.is_none() => {
-                        super::enqueuer::check(self.gatos, id, rec.job_commit).map(|_| ())
-                    }
-                    _ => Ok(()),
+        // Whether the worker can resolve the secrets is asked here, not under the index's
+        // lock, as a claim does.
+        let resolves = |s: &str| opts.can_resolve.as_ref().is_some_and(|f| f(s));
+        let _quiet = super::journal::Quiet::enter();
+        let mut done = Vec::new();
+        for (id, secrets) in best {
+            if read.contains(&id) || !super::waiting::resolvable(&resolves, &secrets) {
+                continue;
+            }
+            let refs = match self.gatos.job_refs(id) {
+                Ok(refs) if refs.job.is_some() => refs,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(job = %id, error = %e, "not read ahead");
+                    continue;
                 }
-            });
-            if let Err(e) = read {
+            };
+            let primed = match self.gatos.job_record_at(id, refs, false) {
+                Ok(Some(rec)) if rec.result.is_none() => {
+                    super::enqueuer::prime(self.gatos, id, rec.job_commit)
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = primed {
                 tracing::debug!(job = %id, error = %e, "not read ahead");
             }
+            done.push(id);
         }
-        Ok(ids)
+        Ok(done)
     }
 
     /// One candidate of [`Jobs::claim_next_skipping`], its lock held: the lease, or `None`

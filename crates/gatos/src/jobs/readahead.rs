@@ -4,10 +4,11 @@
 //! workers does that for the next jobs on a thread of its own, while the worker that just
 //! claimed runs its job, so the next claim finds them in the handle's caches.
 //!
-//! Nothing is locked or written, and no decision is taken from it: the caches hold content
-//! by commit id (a document by its commit, an envelope's check by its job commit), and a
-//! claim still reads the job's refs under the job's lock and asks afresh whether the
-//! enqueuer's key is trusted. At worst a read ahead is wasted (another node claimed the job).
+//! It reads the ready index as a claim does, takes no job's lock and writes nothing of a
+//! job, and no decision is taken from it: the caches hold content by commit id (a document
+//! by its commit, an envelope's signature check by its job commit), and a claim still reads
+//! the job's refs under the job's lock and asks afresh whether the enqueuer's key is
+//! trusted. At worst a read ahead is wasted (another node claimed the job).
 
 use std::collections::HashSet;
 use std::sync::mpsc;
@@ -20,6 +21,9 @@ use crate::Gatos;
 /// The most claims asked for read-ahead while the thread is busy; more are dropped (the
 /// pending ones read the same jobs, or the next claim asks again).
 const PENDING: usize = 8;
+
+/// The read-ahead thread's nice value (the lowest priority).
+const NICE: i32 = 19;
 
 /// The most jobs remembered as read ahead; then forgotten at once (a job read again costs
 /// reading its refs, its documents coming from the cache).
@@ -34,6 +38,8 @@ pub struct ReadAhead {
     /// claims and reads the jobs of several, the next claims still finding theirs read.
     stride: u64,
     claims: std::sync::atomic::AtomicU64,
+    /// Whether the thread was found gone (said once).
+    gone: std::sync::atomic::AtomicBool,
 }
 
 impl ReadAhead {
@@ -56,12 +62,14 @@ impl ReadAhead {
             thread: Some(thread),
             stride: u64::try_from(depth / 2).unwrap_or(1).max(1),
             claims: std::sync::atomic::AtomicU64::new(0),
+            gone: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
-    /// Tells the thread a claim for `opts` took a job: every `depth / 2` claims, it reads
-    /// the jobs a claim for `opts` would take next that it has not read. Never waits (when
-    /// the thread is behind, the request is dropped).
+    /// Tells the thread a claim for `opts` took a job: every `depth / 2` claims this
+    /// handle answers, it reads those of the `depth` jobs a claim for `opts` would take
+    /// next that it has not read. Never waits (when the thread is behind, the request is
+    /// dropped).
     pub fn after_claim(&self, opts: &ClaimOptions) {
         let n = self
             .claims
@@ -69,8 +77,11 @@ impl ReadAhead {
         if !n.is_multiple_of(self.stride) {
             return;
         }
-        if let Some(tx) = &self.tx {
-            let _ = tx.try_send(opts.clone());
+        if let Some(tx) = &self.tx
+            && let Err(mpsc::TrySendError::Disconnected(_)) = tx.try_send(opts.clone())
+            && !self.gone.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!("the read-ahead of claims stopped; claims read their jobs themselves");
         }
     }
 }
@@ -86,6 +97,12 @@ impl Drop for ReadAhead {
 }
 
 fn run(gatos: &Gatos, depth: usize, rx: &mpsc::Receiver<ClaimOptions>) {
+    // The lowest priority: on a machine of few cores the reads take the time the
+    // requests leave, never the other way round (a request's thread waking while this one
+    // runs gets the core at once). On Linux a thread has a nice value of its own.
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE) {
+        tracing::debug!(error = %e, "read-ahead at the daemon's priority");
+    }
     let mut read: HashSet<Ulid> = HashSet::new();
     while let Ok(first) = rx.recv() {
         // Requests that came while the last read ran: each routing once (workers of one

@@ -556,8 +556,9 @@ fn two_handles_claim_through_one_ready_index_across_appends_and_rebuilds() -> Te
 }
 
 /// A daemon's read-ahead of claims (issue #21, ADR 0046 session 20) reads the best jobs a
-/// worker's claim could take, in claim order, leaving out those it read already, and
-/// decides nothing a claim decides: after it read them, a job whose enqueuer is no longer
+/// worker's claim could take, in claim order, never further than its depth from the top
+/// (the jobs it read before count, and are not read again), and decides nothing a claim
+/// decides: after it read them, a job whose enqueuer is no longer
 /// trusted is passed over by the claim, a cancelled one is not claimed, and a job another
 /// handle claimed is not read again.
 #[test]
@@ -587,12 +588,33 @@ fn a_read_ahead_reads_the_next_jobs_and_decides_nothing_a_claim_decides() -> Tes
     let b = enqueue("b", 4)?;
     let c = enqueue("c", 3)?;
     let w = worker("w", &d)?;
+    let job_commit = |id: Ulid| -> TestResult<gatos_types::Oid> {
+        Ok(repo
+            .rev_parse(&format!("refs/gatos/jobs/{id}/job"))?
+            .ok_or("no job ref")?
+            .parse()?)
+    };
+    let checked = |id: Ulid| -> TestResult<bool> {
+        Ok(gatos::jobs::enqueuer::is_checked(&d, id, job_commit(id)?))
+    };
+    assert!(!checked(stranger)? && !checked(a)?);
     let mut read = std::collections::HashSet::new();
-    // Best first, two at a time, leaving out what was read.
-    for want in [vec![stranger, taken], vec![a, b], vec![c], vec![]] {
-        let got = d.jobs().read_ahead(&w, 2, &read)?;
-        assert_eq!(got, want);
+    // Best first, never more than `k` jobs from the top, the ones read before counted
+    // but not read again.
+    for (k, want) in [
+        (2, vec![stranger, taken]),
+        (2, vec![]),
+        (4, vec![a, b]),
+        (9, vec![c]),
+        (9, vec![]),
+    ] {
+        let got = d.jobs().read_ahead(&w, k, &read)?;
+        assert_eq!(got, want, "k = {k}");
         read.extend(got);
+    }
+    // What was read is in the daemon's caches: its claims verify no envelope again.
+    for id in [stranger, taken, a, b, c] {
+        assert!(checked(id)?, "{id} read ahead");
     }
     // Then: the first key no longer trusted, `taken` claimed by another handle (a job
     // running is not read ahead), `b` cancelled.
@@ -611,8 +633,10 @@ fn a_read_ahead_reads_the_next_jobs_and_decides_nothing_a_claim_decides() -> Tes
 }
 
 /// The read-ahead thread a daemon starts (`gatos.jobs.readAhead`, default 4): none for 0;
-/// asking never waits, however many claims ask while it reads; dropping it stops it; and
-/// claims around it get every job once.
+/// asked while it waits for the ready index's lock, it does not hold up the asker however
+/// often it is asked (the requests it cannot take are dropped); then it reads the best
+/// jobs into its handle's caches, the claims around it get every job once, and dropping it
+/// stops it.
 #[test]
 fn the_read_ahead_thread_never_holds_up_a_claim_and_stops_when_dropped() -> TestResult {
     use gatos::jobs::readahead::ReadAhead;
@@ -627,13 +651,37 @@ fn the_read_ahead_thread_never_holds_up_a_claim_and_stops_when_dropped() -> Test
                 .id)
         })
         .collect::<TestResult<_>>()?;
-    let ra = ReadAhead::start(&g, 4)?.ok_or("a read-ahead")?;
-    let w = worker("w", &g)?;
+    // The daemon's handle: caches of its own (an enqueue remembers its own envelopes).
+    let d = Gatos::open(
+        repo.path(),
+        gatos::OpenOptions {
+            clock: Some(Arc::new(FixedClock::at(Timestamp::parse_rfc3339(T0)?))),
+            seed: Some(8),
+        },
+    )?;
+    let first: gatos_types::Oid = repo
+        .rev_parse(&format!("refs/gatos/jobs/{}/job", ids[0]))?
+        .ok_or("no job ref")?
+        .parse()?;
+    let ra = ReadAhead::start(&d, 4)?.ok_or("a read-ahead")?;
+    let w = worker("w", &d)?;
+    let index = d.try_hold("index.jobs")?.ok_or("the ready index's lock")?;
+    for _ in 0..100 {
+        ra.after_claim(&w);
+    }
+    assert!(!gatos::jobs::enqueuer::is_checked(&d, ids[0], first));
+    drop(index);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !gatos::jobs::enqueuer::is_checked(&d, ids[0], first) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the best job was not read ahead"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let mut claimed = Vec::new();
-    while let Some(l) = g.jobs().claim_next(&w)? {
-        for _ in 0..50 {
-            ra.after_claim(&w);
-        }
+    while let Some(l) = d.jobs().claim_next(&w)? {
+        ra.after_claim(&w);
         claimed.push(l.id);
     }
     drop(ra);
