@@ -244,9 +244,9 @@ impl Service {
         }
     }
 
-    /// This service reading `gatos.jobs.readAhead` jobs ahead of each `jobs.claim` it
-    /// answers, on a thread of its own (a daemon; ADR 0046 session 20). A CLI process,
-    /// which claims once, does not.
+    /// This service keeping the next `gatos.jobs.readAhead` jobs read ahead of the
+    /// `jobs.claim` calls it answers, on a thread of its own (a daemon; ADR 0046 session
+    /// 20). A CLI process, which claims once, does not.
     ///
     /// # Errors
     /// When the thread cannot be started.

@@ -140,8 +140,9 @@ pub struct Settings {
     /// `gatos.group.packObjects`: a group of job actions with at least this many objects
     /// writes them as one pack, a smaller one as loose objects (ADR 0046).
     pub group_pack_objects: u64,
-    /// `gatos.jobs.readAhead`: how many jobs a daemon reads ahead of each claim it serves
-    /// (default 4, at most 64; 0: none; ADR 0046 session 20, [`jobs::readahead`]).
+    /// `gatos.jobs.readAhead`: how many of the next jobs a daemon keeps read ahead of the
+    /// claims it serves (default 4, at most 64; 0: none; ADR 0046 session 20,
+    /// [`jobs::readahead`]).
     pub read_ahead: u64,
 }
 

@@ -43,8 +43,8 @@ pub struct ReadAhead {
 }
 
 impl ReadAhead {
-    /// Starts the thread, reading `depth` jobs ahead of each claim (`gatos.jobs.readAhead`);
-    /// `None` for a depth of 0.
+    /// Starts the thread, keeping the next `depth` jobs of the claims read
+    /// (`gatos.jobs.readAhead`); `None` for a depth of 0.
     ///
     /// # Errors
     /// When the thread cannot be started.

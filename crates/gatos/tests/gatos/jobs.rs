@@ -557,10 +557,10 @@ fn two_handles_claim_through_one_ready_index_across_appends_and_rebuilds() -> Te
 
 /// A daemon's read-ahead of claims (issue #21, ADR 0046 session 20) reads the best jobs a
 /// worker's claim could take, in claim order, never further than its depth from the top
-/// (the jobs it read before count, and are not read again), and decides nothing a claim
-/// decides: after it read them, a job whose enqueuer is no longer
-/// trusted is passed over by the claim, a cancelled one is not claimed, and a job another
-/// handle claimed is not read again.
+/// (the jobs it read before count, and are not read again), puts what it read in its
+/// handle's caches, and decides nothing a claim decides: after it read them, a job whose
+/// enqueuer is no longer trusted is passed over by the claim, a cancelled one is not
+/// claimed, and a running one is not read.
 #[test]
 fn a_read_ahead_reads_the_next_jobs_and_decides_nothing_a_claim_decides() -> TestResult {
     let repo = TempRepo::new()?;
