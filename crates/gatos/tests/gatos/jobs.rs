@@ -24,6 +24,18 @@ fn start(repo: &TempRepo) -> TestResult<(Gatos, Arc<FixedClock>)> {
     Ok((g, clock))
 }
 
+/// A second handle on the repository, as another process has: caches of its own, and job
+/// ids from another seed than [`start`]'s.
+fn other_handle(repo: &TempRepo) -> TestResult<Gatos> {
+    Ok(Gatos::open(
+        repo.path(),
+        gatos::OpenOptions {
+            clock: Some(Arc::new(FixedClock::at(Timestamp::parse_rfc3339(T0)?))),
+            seed: Some(8),
+        },
+    )?)
+}
+
 fn spec(g: &Gatos, v: serde_json::Value) -> TestResult<JobSpec> {
     Ok(manifest::normalize(manifest::from_value(v)?, g.now())?)
 }
@@ -512,13 +524,7 @@ fn two_handles_claim_through_one_ready_index_across_appends_and_rebuilds() -> Te
     let repo = TempRepo::new()?;
     let (g1, _) = start(&repo)?;
     // Another seed: the two handles' job ids come from different streams.
-    let g2 = Gatos::open(
-        repo.path(),
-        gatos::OpenOptions {
-            clock: Some(Arc::new(FixedClock::at(Timestamp::parse_rfc3339(T0)?))),
-            seed: Some(8),
-        },
-    )?;
+    let g2 = other_handle(&repo)?;
     let w1 = worker("w1", &g1)?;
     let w2 = worker("w2", &g2)?;
     let claim = |g: &Gatos, w: &ClaimOptions| -> TestResult<Option<Ulid>> {
@@ -566,13 +572,7 @@ fn a_read_ahead_reads_the_next_jobs_and_decides_nothing_a_claim_decides() -> Tes
     let repo = TempRepo::new()?;
     let (g, _clock) = start(&repo)?;
     // The daemon's handle: caches of its own, as another process has.
-    let d = Gatos::open(
-        repo.path(),
-        gatos::OpenOptions {
-            clock: Some(Arc::new(FixedClock::at(Timestamp::parse_rfc3339(T0)?))),
-            seed: Some(8),
-        },
-    )?;
+    let d = other_handle(&repo)?;
     let enqueue = |name: &str, priority: i64| -> TestResult<Ulid> {
         Ok(g.jobs()
             .enqueue(spec(&g, json!({"command": [name], "priority": priority}))?)?
@@ -652,13 +652,7 @@ fn the_read_ahead_thread_never_holds_up_a_claim_and_stops_when_dropped() -> Test
         })
         .collect::<TestResult<_>>()?;
     // The daemon's handle: caches of its own (an enqueue remembers its own envelopes).
-    let d = Gatos::open(
-        repo.path(),
-        gatos::OpenOptions {
-            clock: Some(Arc::new(FixedClock::at(Timestamp::parse_rfc3339(T0)?))),
-            seed: Some(8),
-        },
-    )?;
+    let d = other_handle(&repo)?;
     let first: gatos_types::Oid = repo
         .rev_parse(&format!("refs/gatos/jobs/{}/job", ids[0]))?
         .ok_or("no job ref")?
