@@ -246,11 +246,15 @@ impl Service {
 
     /// This service keeping the next `gatos.jobs.readAhead` jobs read ahead of the
     /// `jobs.claim` calls it answers, on a thread of its own (a daemon; ADR 0046 session
-    /// 20). A CLI process, which claims once, does not.
+    /// 20); a read-only service, which answers no claim, does not. A CLI process, which
+    /// claims once, does not ask for it.
     ///
     /// # Errors
     /// When the thread cannot be started.
     pub fn with_read_ahead(mut self) -> std::io::Result<Service> {
+        if self.config.read_only {
+            return Ok(self);
+        }
         let depth = usize::try_from(self.gatos.settings().read_ahead).unwrap_or(0);
         self.read_ahead =
             gatos::jobs::readahead::ReadAhead::start(&self.gatos, depth)?.map(Arc::new);

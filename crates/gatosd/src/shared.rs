@@ -110,17 +110,12 @@ impl Shared {
             ..gatos::state::Retention::default()
         });
         // The jobs its workers claim next, read on a thread of its own (ADR 0046 session 20);
-        // none for a daemon that serves no claims (read-only), and a daemon that cannot start
-        // it serves claims without it.
-        let service = if read_only {
-            service
-        } else {
-            match service.clone().with_read_ahead() {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claims are served without read-ahead");
-                    service
-                }
+        // a daemon that cannot start it serves claims without it.
+        let service = match service.clone().with_read_ahead() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "claims are served without read-ahead");
+                service
             }
         };
         let watchers = Arc::new(Watchers::new(

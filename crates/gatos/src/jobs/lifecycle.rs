@@ -684,20 +684,14 @@ impl Jobs<'_> {
         k: usize,
         read: &std::collections::HashSet<Ulid>,
     ) -> Result<Vec<Ulid>> {
-        let now = self.gatos.now();
-        let skew = self.gatos.lease_skew();
-        let none = std::collections::BTreeSet::new();
-        let best = ready::Ready::new(self.gatos).best(k, |e| {
-            (e.not_before <= now && routable(e, opts, &none, now, skew))
-                .then(|| (e.id, e.secrets.clone()))
-        })?;
-        // Whether the worker can resolve the secrets is asked here, not under the index's
-        // lock, as a claim does.
-        let resolves = |s: &str| opts.can_resolve.as_ref().is_some_and(|f| f(s));
+        // The candidates a claim's first pass takes, the same way.
+        let best = self
+            .best_eligible(opts, &Default::default(), &mut Default::default(), k)?
+            .unwrap_or_default();
         let _quiet = super::journal::Quiet::enter();
         let mut done = Vec::new();
-        for (id, secrets) in best {
-            if read.contains(&id) || !super::waiting::resolvable(&resolves, &secrets) {
+        for id in best.into_iter().map(|c| c.id.0) {
+            if read.contains(&id) {
                 continue;
             }
             let refs = match self.gatos.job_refs(id) {
