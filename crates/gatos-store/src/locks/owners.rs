@@ -76,9 +76,22 @@ impl Drop for Record {
                 return;
             }
         }
-        // Unlink first, then the flock goes with the file: a recoverer that opened the
-        // record before the unlink finds it gone once it gets the flock.
+        // Unlink first, then the flock: a recoverer that opened the record before the
+        // unlink finds it gone once it gets the flock.
         let _ = std::fs::remove_file(&self.path);
+        release(&file);
+    }
+}
+
+/// Releases a record's flock by unlocking it, not by closing the file. Closing is not
+/// enough: a child another thread of this process forks (a `git` it runs, a job's
+/// supervisor) holds a copy of every descriptor from its fork until its exec, and a flock
+/// lives while any copy is open. A record let go by closing alone then looked live to the
+/// next census for a moment: `doctor --fix` found a dead writer's lock and, a moment later,
+/// did not remove it (seen in CI).
+fn release(file: &File) {
+    if let Err(e) = file.unlock() {
+        tracing::warn!(error = %e, "could not unlock an owner record; closing it releases it");
     }
 }
 
@@ -92,7 +105,9 @@ impl Record {
     /// released, its file stays). For tests of crash recovery.
     #[doc(hidden)]
     pub fn abandon(mut self) {
-        self.file = None;
+        if let Some(file) = self.file.take() {
+            release(&file);
+        }
     }
 }
 
@@ -111,6 +126,13 @@ impl Dead {
     /// Removes the record (its writer is gone and its locks are dealt with).
     pub fn retire(self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for Dead {
+    /// Lets the record go for the next census (see [`release`]).
+    fn drop(&mut self) {
+        release(&self._file);
     }
 }
 
@@ -281,28 +303,29 @@ impl Owners {
                 Err(TryLockError::Error(_)) => continue,
             };
             // Read after locking: a dead writer's record is complete; a live one's may be
-            // being written, and a live record is only ever used to protect.
-            let Ok(meta) = file.metadata() else { continue };
-            let Ok(written) = meta.modified() else {
-                continue;
-            };
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut file, &mut text);
-            let locks: Vec<String> = text.lines().map(str::to_owned).collect();
-            if held {
-                // The record may have been retired between opening and locking it.
-                let same = std::fs::metadata(&path).is_ok_and(|m| same_file(&m, &meta));
-                if !same {
-                    continue;
-                }
-                census.dead.push(Dead {
+            // being written, and a live record is only ever used to protect. A dead one is
+            // kept only if it is still the record at its path (it may have been retired
+            // between opening and locking it).
+            let read = (|| {
+                let meta = file.metadata().ok()?;
+                let written = meta.modified().ok()?;
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut file, &mut text);
+                let same = held && std::fs::metadata(&path).is_ok_and(|m| same_file(&m, &meta));
+                Some((written, text, same))
+            })();
+            match read {
+                Some((written, text, true)) => census.dead.push(Dead {
                     path,
                     _file: file,
                     written,
-                    locks,
-                });
-            } else {
-                census.live.push((written, locks));
+                    locks: text.lines().map(str::to_owned).collect(),
+                }),
+                Some((written, text, _)) if !held => census
+                    .live
+                    .push((written, text.lines().map(str::to_owned).collect())),
+                _ if held => release(&file),
+                _ => {}
             }
         }
         Ok(census)
@@ -375,6 +398,34 @@ mod tests {
             "{after:?}"
         );
         assert_eq!(after.owner_of("refs/gatos/a.lock", later), Owner::Foreign);
+        Ok(())
+    }
+
+    /// A child forked by another thread holds a copy of every descriptor until its exec; a
+    /// census that let a dead record go by closing it left the record locked through that
+    /// copy, and the next census took the dead writer for a live one (CI: `doctor --fix`
+    /// found a dead writer's lock and then did not remove it). Here the copy is made on
+    /// purpose and outlives the census: the record must still be seen dead.
+    #[test]
+    fn a_census_lets_a_dead_record_go_even_while_another_process_holds_its_descriptor()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let owners = Owners::new(dir.path());
+        owners.record(&["refs/gatos/c.lock".into()])?.abandon();
+        let census = owners.census(None)?;
+        assert_eq!(census.dead.len(), 1);
+        let copy = census.dead[0]._file.try_clone()?;
+        let mut holder = std::process::Command::new("sleep")
+            .arg("600")
+            .stdin(copy)
+            .spawn()?;
+        drop(census);
+        let again = owners.census(None);
+        holder.kill()?;
+        holder.wait()?;
+        let again = again?;
+        assert_eq!(again.dead.len(), 1, "{again:?}");
+        assert!(again.live.is_empty(), "{again:?}");
         Ok(())
     }
 }

@@ -510,9 +510,11 @@ impl Drop for Spool {
         for s in Stream::BOTH {
             let _ = std::fs::remove_file(stream_path(&self.dir, self.attempt, s));
         }
-        // The header last: a stream file without one is a leftover to any sweeper. The
-        // flock goes with the file handle, after the files are gone.
+        // The header last: a stream file without one is a leftover to any sweeper. Its
+        // flock is let go after the files are gone, by unlocking (a forked child's copy of
+        // the descriptor would keep it past the close).
         let _ = std::fs::remove_file(header_path(&self.dir, self.attempt));
+        let _ = self._header.unlock();
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
@@ -567,8 +569,12 @@ pub fn sweep(gatos: &Gatos) -> usize {
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
-        // A header (or one being made) whose flock is free has no writer.
-        let unlocked = |name: &str| File::open(dir.join(name)).is_ok_and(|f| f.try_lock().is_ok());
+        // A header (or one being made) whose flock is free has no writer. The probe's own
+        // flock is unlocked, not only closed: a child another thread forks holds a copy of
+        // the descriptor until its exec, and the flock with it.
+        let unlocked = |name: &str| {
+            File::open(dir.join(name)).is_ok_and(|f| f.try_lock().is_ok() && f.unlock().is_ok())
+        };
         let mut live: Vec<&str> = Vec::new();
         for name in &names {
             if name.starts_with('.') {
@@ -645,7 +651,8 @@ fn read_spool(
     };
     // The writer's flock first, the bytes after: a writer seen gone has written all.
     let live = match header.try_lock_shared() {
-        Ok(()) => false,
+        // Let go at once (unlocked, not only closed, as in `sweep`): only the order matters.
+        Ok(()) => header.unlock().map(|()| false).map_err(io(&hpath))?,
         Err(std::fs::TryLockError::WouldBlock) => true,
         Err(std::fs::TryLockError::Error(e)) => return Err(io(&hpath)(e)),
     };
