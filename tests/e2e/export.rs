@@ -714,9 +714,12 @@ fn doctor_reports_each_finding_made_with_plain_git() -> TestResult {
         .open(&lock)?
         .set_modified(old)?;
     std::fs::create_dir_all(repo.git_dir().join("refs/gatos/empty/dir"))?;
+    // A rotation that stopped after writing the sealed ref: named as a rotation names it
+    // (the UTC date and ULID of the segment's first message).
+    let first = ulid_of(&repo, "other", 0)?;
     let sealed = format!(
-        "refs/gatos/messages/other/2020-01-01/{}",
-        ulid_of(&repo, "other", 0)?
+        "refs/gatos/messages/other/{}/{first}",
+        gatos::messages::ulid_time(first.parse()?).utc_date()
     );
     let other_head = repo.rev_parse("refs/gatos/messages/other/head")?.unwrap();
     repo.git(&["update-ref", &sealed, &other_head])?;

@@ -123,6 +123,11 @@ pub enum FindingCode {
     /// Copies of a durable snapshot without its `meta` commit point: a `snapshot create`
     /// or `rm` that stopped half-way (ADR 0044). Never served; `--fix` removes them.
     SnapshotOrphan,
+    /// A ref of this node that is not what its name says (a commit of another kind, of
+    /// another job, topic, group, queue or key; a chain that does not link): it fails the
+    /// checks a sync makes before pushing this node's refs, so every sync holds it back,
+    /// and every other node would refuse it.
+    RefMismatch,
 }
 
 impl FindingCode {
@@ -157,6 +162,7 @@ impl FindingCode {
         FindingCode::ResultConflict,
         FindingCode::JobMalformed,
         FindingCode::SnapshotOrphan,
+        FindingCode::RefMismatch,
     ];
 
     /// Returns the code's name (its serialized form).
@@ -191,6 +197,7 @@ impl FindingCode {
             FindingCode::ResultConflict => "result-conflict",
             FindingCode::JobMalformed => "job-malformed",
             FindingCode::SnapshotOrphan => "snapshot-orphan",
+            FindingCode::RefMismatch => "ref-mismatch",
         }
     }
 
@@ -211,7 +218,8 @@ impl FindingCode {
             | FindingCode::ResultWithoutClaim
             | FindingCode::ProofInvalid
             | FindingCode::ConfigInvalid
-            | FindingCode::JobMalformed => Severity::Error,
+            | FindingCode::JobMalformed
+            | FindingCode::RefMismatch => Severity::Error,
             FindingCode::RefUnknown
             | FindingCode::RefLeftover
             | FindingCode::LockStale
@@ -390,8 +398,56 @@ fn run_checks(gatos: &Gatos, r: &mut Report, opts: Options, stuck: &Stuck) -> Re
     if !stuck.topics.contains(crate::audit::AUDIT_TOPIC) {
         check_audit(gatos, r, fix)?;
     }
+    check_mismatched_refs(gatos, r)?;
     check_sync(gatos, r)?;
     check_maintenance(gatos, r, fix)?;
+    Ok(())
+}
+
+/// This node's refs that are not what their names say, by the very checks a sync makes of
+/// them before it pushes (`sync::refs_failing_checks`). A ref another check already
+/// reported as an error is not reported twice; a job found so is not also reported as
+/// waiting for a trusted enqueuer (running it would run another job's command).
+fn check_mismatched_refs(gatos: &Gatos, r: &mut Report) -> Result<()> {
+    let (failed, unchecked) = crate::sync::refs_failing_checks(gatos)?;
+    if unchecked > 0 {
+        tracing::warn!(
+            unchecked,
+            "refs left unchecked for ref-mismatch: the checks' bound on commits was reached"
+        );
+    }
+    let mut mismatched = HashSet::new();
+    for (name, code, reason) in failed {
+        let known = r
+            .findings
+            .iter()
+            .any(|f| f.target == name && f.severity == Severity::Error);
+        if let Some(
+            RefKind::Job(id)
+            | RefKind::JobClaim(id)
+            | RefKind::JobResult(id)
+            | RefKind::JobCancel(id),
+        ) = RefKind::parse(&name)
+        {
+            mismatched.insert(names::job(id).to_string());
+        }
+        if known {
+            continue;
+        }
+        r.add(
+            FindingCode::RefMismatch,
+            name.clone(),
+            format!(
+                "not what its name says ({code}): {reason}; every sync holds it back (nothing of it is pushed, nothing of the hub's taken for it) and every other node would refuse it"
+            ),
+            format!(
+                "git log -3 --format='%H%n%B' {name}   # inspect; then point it at the commit it should hold (git update-ref {name} COMMIT) or remove it (git update-ref -d {name})"
+            ),
+        );
+    }
+    r.findings.retain(|f| {
+        !(f.code == FindingCode::JobEnqueuerUntrusted && mismatched.contains(&f.target))
+    });
     Ok(())
 }
 

@@ -295,6 +295,35 @@ pub(crate) struct Sync<'g> {
     held_back: BTreeSet<String>,
 }
 
+/// A ref that failed its checks: `(ref, code, why)`.
+pub(crate) type RefFailure = (String, ErrorCode, String);
+
+/// This node's refs that are not what their names say, by the checks a sync makes of them
+/// before it pushes anything of them ([`Sync::check_here`]), made with no hub: every ref
+/// is checked from its value down (a chain to its root). For `doctor`: one that fails is
+/// held back by every sync until it is repaired, and every other node would refuse it.
+///
+/// Returns each failure, and how many refs were left unchecked because the checks' bound
+/// on commits was reached.
+pub(crate) fn refs_failing_checks(gatos: &Gatos) -> Result<(Vec<RefFailure>, usize)> {
+    let mut s = Sync::new(gatos, String::new(), false);
+    s.local = gatos
+        .store()
+        .list_refs(names::GATOS_PREFIX)?
+        .into_iter()
+        .map(|(n, o)| (n.to_string(), o))
+        .collect();
+    let mut failed = Vec::new();
+    let mut unchecked = 0;
+    for (_, name, why) in s.own_failures(usize::MAX) {
+        match why {
+            validate::Bad::Invalid { code, reason } => failed.push((name, code, reason)),
+            validate::Bad::Budget => unchecked += 1,
+        }
+    }
+    Ok((failed, unchecked))
+}
+
 impl<'g> Sync<'g> {
     fn new(gatos: &'g Gatos, remote: String, progress: bool) -> Sync<'g> {
         Sync {

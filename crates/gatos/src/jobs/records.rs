@@ -238,6 +238,14 @@ impl Gatos {
         let (claim, claim_at) = match refs.claim {
             Some(c) => {
                 let (doc, _, at) = self.cached_doc_at::<ClaimDoc>(&mut r, c, CLAIM_PATH)?;
+                // A claim ref moved onto another job's chain is not this job's claim:
+                // reading it as one would run, or end, the other job under this name.
+                if doc.job != id {
+                    return Err(corrupt(format_args!(
+                        "job {id}: its claim ref holds a claim of job {}",
+                        doc.job
+                    )));
+                }
                 (Some((c, doc)), Some(at))
             }
             None => (None, None),
@@ -250,10 +258,16 @@ impl Gatos {
             None => None,
         };
         let cancel = match refs.cancel {
-            Some(c) => Some((
-                c,
-                self.cached_doc_at::<CancelDoc>(&mut r, c, CANCEL_PATH)?.0,
-            )),
+            Some(c) => {
+                let doc = self.cached_doc_at::<CancelDoc>(&mut r, c, CANCEL_PATH)?.0;
+                if doc.job != id {
+                    return Err(corrupt(format_args!(
+                        "job {id}: its cancel ref holds a cancel of job {}",
+                        doc.job
+                    )));
+                }
+                Some((c, doc))
+            }
             None => None,
         };
         Ok(Some(JobRecord {

@@ -357,19 +357,10 @@ impl Sync<'_> {
         Ok(())
     }
 
-    /// Checks this node's own refs that differ from the hub's as the hub's are checked
-    /// (the same rules: kind, trailers, documents, chains, signatures that verify; not whom
-    /// this node trusts, which is each receiving node's decision), from their value down to
-    /// the hub's (ADR 0047, session 18): a ref moved
-    /// here by hand or by a tool onto a commit that is not what its name says would be
-    /// handed to the hub, where every other node would reject it. A ref that fails is
-    /// rejected as this node's fault (no remote value), and its unit (a job, a topic with
-    /// its sealed segments and checkpoints, or the ref alone) is neither pushed nor adopted
-    /// until it is repaired. Topic heads and summaries are not walked here: a head or
-    /// summary that does not read was found before ([`Sync::damaged_here`]), and a topic's
-    /// messages are this node's own writes, checked by their readers; a sealed segment's
-    /// ref is read at its tip.
-    pub(super) fn check_here(&mut self) {
+    /// This node's refs that differ from the hub's and fail the checks a hub's would, at
+    /// most `bound` of them checked: `(unit, the name it fails under, why)` (see
+    /// [`Sync::check_here`]). Also what `doctor` reports of this node's refs, with no hub.
+    pub(crate) fn own_failures(&mut self, bound: usize) -> Vec<(String, String, Bad)> {
         let mut candidates: Vec<(String, RefKind, Oid)> = self
             .local
             .iter()
@@ -380,9 +371,8 @@ impl Sync<'_> {
         // In the order the hub's are checked (heads and summaries are not among them).
         candidates.sort_by_key(|(_, k, _)| check_order(k));
         if candidates.is_empty() {
-            return;
+            return Vec::new();
         }
-        let bound = self.refs_bound();
         // (unit, the name it is rejected or deferred under, why)
         let mut failed: Vec<(String, String, Bad)> = Vec::new();
         let mut failed_units: HashSet<String> = HashSet::new();
@@ -441,6 +431,24 @@ impl Sync<'_> {
         }
         self.checks.any_signer = false;
         std::mem::swap(&mut self.local, &mut self.hub);
+        failed
+    }
+
+    /// Checks this node's own refs that differ from the hub's as the hub's are checked
+    /// (the same rules: kind, trailers, documents, chains, signatures that verify; not whom
+    /// this node trusts, which is each receiving node's decision), from their value down to
+    /// the hub's (ADR 0047, session 18): a ref moved
+    /// here by hand or by a tool onto a commit that is not what its name says would be
+    /// handed to the hub, where every other node would reject it. A ref that fails is
+    /// rejected as this node's fault (no remote value), and its unit (a job, a topic with
+    /// its sealed segments and checkpoints, or the ref alone) is neither pushed nor adopted
+    /// until it is repaired. Topic heads and summaries are not walked here: a head or
+    /// summary that does not read was found before ([`Sync::damaged_here`]), and a topic's
+    /// messages are this node's own writes, checked by their readers; a sealed segment's
+    /// ref is read at its tip.
+    pub(super) fn check_here(&mut self) {
+        let bound = self.refs_bound();
+        let failed = self.own_failures(bound);
         for (unit, name, why) in failed {
             let topic = RefKind::parse(&name).and_then(|k| k.message_topic().cloned());
             match why {

@@ -58,6 +58,7 @@ const EXPECTED: &[(&str, Severity)] = &[
     ("result-conflict", Severity::Warning),
     ("job-malformed", Severity::Error),
     ("snapshot-orphan", Severity::Warning),
+    ("ref-mismatch", Severity::Error),
 ];
 
 #[test]
@@ -126,6 +127,8 @@ const TESTED: &[&str] = &[
     "job-enqueuer-untrusted",
     // a_half_written_snapshot_is_found_and_fix_removes_it
     "snapshot-orphan",
+    // refs_that_are_not_what_their_names_say
+    "ref-mismatch",
     // a_stuck_journal_and_a_set_aside_enqueue_are_reported
     "journal-stuck",
     "journal-rejected",
@@ -843,6 +846,91 @@ fn broken_results_and_lapsed_leases() -> TestResult {
         &format!("refs/gatos/jobs/{id}/claim"),
     );
     assert!(f.message.contains("w2"), "{f:?}");
+    Ok(())
+}
+
+/// Refs of this node moved by plain git onto commits that are not theirs: what a sync would
+/// refuse to push (ADR 0047) is an error here too, named by its ref, whatever else reads it.
+#[test]
+fn refs_that_are_not_what_their_names_say() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let (a, b, c, d) = (
+        enqueue(&g, 3)?,
+        enqueue(&g, 3)?,
+        enqueue(&g, 3)?,
+        enqueue(&g, 3)?,
+    );
+    g.jobs().claim(c, &worker(&g, "w1")?)?;
+    g.jobs().claim(d, &worker(&g, "w1")?)?;
+    let t = topic("a");
+    let rows = publish(&g, &t, 2)?;
+    let (g1, g2): (Group, Group) = ("g1".parse()?, "g2".parse()?);
+    g.checkpoints().set(&g1, &t, rows[0].ulid, false)?;
+    g.checkpoints().set(&g2, &t, rows[1].ulid, false)?;
+    assert_eq!(run(&g)?, Vec::<Finding>::new());
+
+    // a's job ref onto b's job commit: a well-formed job, of another id.
+    let job_a = format!("refs/gatos/jobs/{a}/job");
+    let (was_a, b_commit) = (
+        head_of(&repo, &job_a)?,
+        head_of(&repo, &format!("refs/gatos/jobs/{b}/job"))?,
+    );
+    move_ref(&repo, &job_a, &b_commit, &was_a)?;
+    // c's claim ref onto d's claim chain.
+    let claim_c = format!("refs/gatos/jobs/{c}/claim");
+    let (was_c, d_claim) = (
+        head_of(&repo, &claim_c)?,
+        head_of(&repo, &format!("refs/gatos/jobs/{d}/claim"))?,
+    );
+    move_ref(&repo, &claim_c, &d_claim, &was_c)?;
+    // g1's checkpoint onto g2's: a checkpoint of the same topic, of another group.
+    let cp = "refs/gatos/consumers/g1/a";
+    let (was_cp, g2_cp) = (
+        head_of(&repo, cp)?,
+        head_of(&repo, "refs/gatos/consumers/g2/a")?,
+    );
+    move_ref(&repo, cp, &g2_cp, &was_cp)?;
+
+    let findings = run(&g)?;
+    let f = found(&findings, "ref-mismatch", &job_a);
+    assert!(f.message.contains(&b.to_string()), "{f:#?}");
+    assert!(f.fix.contains("git update-ref"), "{f:#?}");
+    // Not reported as a job waiting for a trusted enqueuer, whose fix would be to run it
+    // anyway: that would run b's command under a's name.
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.code == FindingCode::JobEnqueuerUntrusted),
+        "{findings:#?}"
+    );
+    found(&findings, "ref-mismatch", &claim_c);
+    // The job whose claim ref holds another job's claim does not read as a job at all:
+    // left out of listings and never run, as any malformed job.
+    found(
+        &findings,
+        "job-malformed",
+        &format!("refs/gatos/jobs/{c}/job"),
+    );
+    assert!(
+        g.jobs().records(false)?.iter().all(|r| r.id != c),
+        "job {c} is not listed"
+    );
+    let f = found(&findings, "ref-mismatch", cp);
+    assert!(f.message.contains("g2"), "{f:#?}");
+    assert_eq!(
+        with_code(&findings, "ref-mismatch").len(),
+        3,
+        "one finding per ref: {findings:#?}"
+    );
+    // A sync would hold back exactly these, and doctor exits as for any error.
+    assert!(findings.iter().any(|f| f.severity == Severity::Error));
+
+    // Put back, nothing is left to report.
+    move_ref(&repo, &job_a, &was_a, &b_commit)?;
+    move_ref(&repo, &claim_c, &was_c, &d_claim)?;
+    move_ref(&repo, cp, &was_cp, &g2_cp)?;
+    assert_eq!(run(&g)?, Vec::<Finding>::new());
     Ok(())
 }
 
