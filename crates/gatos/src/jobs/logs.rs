@@ -650,9 +650,10 @@ fn read_spool(
         Err(e) => return Err(io(&hpath)(e)),
     };
     // The writer's flock first, the bytes after: a writer seen gone has written all.
+    // The shared flock, once taken, is kept while the spool is read: `sweep` cannot remove
+    // a dead writer's files under a reader.
     let live = match header.try_lock_shared() {
-        // Let go at once (unlocked, not only closed, as in `sweep`): only the order matters.
-        Ok(()) => header.unlock().map(|()| false).map_err(io(&hpath))?,
+        Ok(()) => false,
         Err(std::fs::TryLockError::WouldBlock) => true,
         Err(std::fs::TryLockError::Error(e)) => return Err(io(&hpath)(e)),
     };
