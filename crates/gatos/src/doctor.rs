@@ -405,17 +405,35 @@ fn run_checks(gatos: &Gatos, r: &mut Report, opts: Options, stuck: &Stuck) -> Re
 }
 
 /// This node's refs that are not what their names say, by the very checks a sync makes of
-/// them before it pushes (`sync::refs_failing_checks`). A ref another check already
-/// reported as an error is not reported twice; a job found so is not also reported as
-/// waiting for a trusted enqueuer (running it would run another job's command).
+/// them before it pushes (`sync::refs_failing_checks`). The refs are listed one by one, so
+/// a job that ends meanwhile can be seen half-moved (its old claim, its new result): a ref
+/// is reported only if a second listing, made when the first found anything, fails it too.
+/// A ref whose objects are missing is fsck's finding, not this one; a ref another check
+/// already reported as an error is not reported twice; a job found so is not also reported
+/// as waiting for a trusted enqueuer (running it would run another job's command).
 fn check_mismatched_refs(gatos: &Gatos, r: &mut Report) -> Result<()> {
-    let (failed, unchecked) = crate::sync::refs_failing_checks(gatos)?;
-    if unchecked > 0 {
-        tracing::warn!(
-            unchecked,
-            "refs left unchecked for ref-mismatch: the checks' bound on commits was reached"
-        );
+    let pass = || -> Result<Vec<crate::sync::RefFailure>> {
+        let (failed, unchecked) = crate::sync::refs_failing_checks(gatos)?;
+        if unchecked > 0 {
+            tracing::warn!(
+                unchecked,
+                "refs left unchecked for ref-mismatch: the checks' bound on commits was reached"
+            );
+        }
+        Ok(failed
+            .into_iter()
+            .filter(|(_, code, _)| *code != ErrorCode::NotFound)
+            .collect())
+    };
+    let first = pass()?;
+    if first.is_empty() {
+        return Ok(());
     }
+    let again: HashSet<String> = first.iter().map(|(n, _, _)| n.clone()).collect();
+    let failed: Vec<_> = pass()?
+        .into_iter()
+        .filter(|(n, _, _)| again.contains(n))
+        .collect();
     let mut mismatched = HashSet::new();
     for (name, code, reason) in failed {
         let known = r
@@ -441,7 +459,7 @@ fn check_mismatched_refs(gatos: &Gatos, r: &mut Report) -> Result<()> {
                 "not what its name says ({code}): {reason}; every sync holds it back (nothing of it is pushed, nothing of the hub's taken for it) and every other node would refuse it"
             ),
             format!(
-                "git log -3 --format='%H%n%B' {name}   # inspect; then point it at the commit it should hold (git update-ref {name} COMMIT) or remove it (git update-ref -d {name})"
+                "git log -3 --format='%H%n%B' {name}   # inspect; then point it at the commit it should hold (git update-ref {name} COMMIT) or, if it is junk, remove it (git update-ref -d {name})"
             ),
         );
     }

@@ -298,15 +298,24 @@ pub(crate) struct Sync<'g> {
 /// A ref that failed its checks: `(ref, code, why)`.
 pub(crate) type RefFailure = (String, ErrorCode, String);
 
+/// Commits of each chain (checkpoints, claims, settings, manifests, archives) that
+/// [`refs_failing_checks`] reads from its tip: a ref moved onto another chain, or a commit
+/// of another kind, shows at the tip, and a chain of every acknowledgement or heartbeat
+/// ever made would otherwise make doctor's cost grow with all history.
+pub const DOCTOR_CHAIN_DEPTH: u64 = 64;
+
 /// This node's refs that are not what their names say, by the checks a sync makes of them
-/// before it pushes anything of them ([`Sync::check_here`]), made with no hub: every ref
-/// is checked from its value down (a chain to its root). For `doctor`: one that fails is
-/// held back by every sync until it is repaired, and every other node would refuse it.
+/// before it pushes anything of them ([`Sync::check_here`]), made with no hub: each ref is
+/// checked from its value down, at most [`DOCTOR_CHAIN_DEPTH`] commits of a chain. For
+/// `doctor`: one that fails is held back by every sync until it is repaired, and every
+/// other node would refuse it.
 ///
-/// Returns each failure, and how many refs were left unchecked because the checks' bound
-/// on commits was reached.
+/// Returns the first failing ref of each unit (a job's refs, a topic's sealed segments,
+/// else the ref alone), and how many refs were left unchecked because the checks' bound on
+/// commits was reached.
 pub(crate) fn refs_failing_checks(gatos: &Gatos) -> Result<(Vec<RefFailure>, usize)> {
     let mut s = Sync::new(gatos, String::new(), false);
+    s.checks.chain_depth = Some(DOCTOR_CHAIN_DEPTH);
     s.local = gatos
         .store()
         .list_refs(names::GATOS_PREFIX)?
@@ -315,7 +324,7 @@ pub(crate) fn refs_failing_checks(gatos: &Gatos) -> Result<(Vec<RefFailure>, usi
         .collect();
     let mut failed = Vec::new();
     let mut unchecked = 0;
-    for (_, name, why) in s.own_failures(usize::MAX) {
+    for (_, _, name, why) in s.own_failures(usize::MAX) {
         match why {
             validate::Bad::Invalid { code, reason } => failed.push((name, code, reason)),
             validate::Bad::Budget => unchecked += 1,

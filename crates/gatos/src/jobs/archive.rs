@@ -504,7 +504,8 @@ pub fn archive(gatos: &Gatos, older_than: Dur) -> Result<Report> {
         if refs.job.is_none() {
             continue;
         }
-        let Some(mut rec) = gatos.job_record_at(id, refs, false)? else {
+        // A malformed job (doctor's job-malformed) is not archived and stops no other.
+        let Some(mut rec) = super::readable(id, gatos.job_record_at(id, refs, false))? else {
             continue;
         };
         let mut refs = refs;
@@ -513,7 +514,7 @@ pub fn archive(gatos: &Gatos, older_than: Dur) -> Result<Report> {
             // Its last attempt lost its lease: write the result it is owed first.
             if gatos.jobs().close_if_lost(id)?.is_some() {
                 refs = gatos.job_refs(id)?;
-                rec = match gatos.job_record_at(id, refs, false)? {
+                rec = match super::readable(id, gatos.job_record_at(id, refs, false))? {
                     Some(r) => r,
                     None => continue,
                 };

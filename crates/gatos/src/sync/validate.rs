@@ -152,6 +152,9 @@ pub(crate) struct Checks {
     any_signer: bool,
     /// Refs past the bound, for the next sync.
     pub(crate) deferred: BTreeSet<String>,
+    /// Commits of one chain read at most from its tip (doctor's checks, which have no hub
+    /// value to stop at); `None`, as a sync checks, down to where the other side stands.
+    pub(crate) chain_depth: Option<u64>,
     /// What the checked message commits say, so that reconciling them reads none again.
     pub(crate) metas: HashMap<Oid, Meta>,
 }
@@ -358,9 +361,10 @@ impl Sync<'_> {
     }
 
     /// This node's refs that differ from the hub's and fail the checks a hub's would, at
-    /// most `bound` of them checked: `(unit, the name it fails under, why)` (see
+    /// most `bound` of them checked, the first of each unit: `(unit, the name it fails
+    /// under, the ref that failed, why)` (see
     /// [`Sync::check_here`]). Also what `doctor` reports of this node's refs, with no hub.
-    pub(crate) fn own_failures(&mut self, bound: usize) -> Vec<(String, String, Bad)> {
+    pub(crate) fn own_failures(&mut self, bound: usize) -> Vec<(String, String, String, Bad)> {
         let mut candidates: Vec<(String, RefKind, Oid)> = self
             .local
             .iter()
@@ -373,8 +377,8 @@ impl Sync<'_> {
         if candidates.is_empty() {
             return Vec::new();
         }
-        // (unit, the name it is rejected or deferred under, why)
-        let mut failed: Vec<(String, String, Bad)> = Vec::new();
+        // (unit, the name it is rejected or deferred under, the ref that failed, why)
+        let mut failed: Vec<(String, String, String, Bad)> = Vec::new();
         let mut failed_units: HashSet<String> = HashSet::new();
         // The rules read "this node's value" as what a chain walks down to and the hub's as
         // what a result must close: for this node's refs the two sides trade places. Whom
@@ -403,7 +407,7 @@ impl Sync<'_> {
             }
             if self.checks.refs_checked >= bound {
                 failed_units.insert(unit.clone());
-                failed.push((unit, under, Bad::Budget));
+                failed.push((unit, under, name, Bad::Budget));
                 continue;
             }
             self.checks.refs_checked += 1;
@@ -418,14 +422,14 @@ impl Sync<'_> {
             }
             match outcome {
                 Ok(()) => {}
-                Err(Bad::Budget) => failed.push((unit, under, Bad::Budget)),
+                Err(Bad::Budget) => failed.push((unit, under, name, Bad::Budget)),
                 Err(Bad::Invalid { code, reason }) => {
                     let reason = if under == name {
                         reason
                     } else {
                         format!("{name}: {reason}")
                     };
-                    failed.push((unit, under, Bad::Invalid { code, reason }));
+                    failed.push((unit, under, name, Bad::Invalid { code, reason }));
                 }
             }
         }
@@ -449,7 +453,7 @@ impl Sync<'_> {
     pub(super) fn check_here(&mut self) {
         let bound = self.refs_bound();
         let failed = self.own_failures(bound);
-        for (unit, name, why) in failed {
+        for (unit, name, _, why) in failed {
             let topic = RefKind::parse(&name).and_then(|k| k.message_topic().cloned());
             match why {
                 Bad::Budget => {
@@ -917,12 +921,17 @@ impl Sync<'_> {
         let store = self.gatos.store();
         let mut r = store.reader();
         let mut at = Some(tip);
+        let mut read = 0u64;
         while let Some(c) = at {
             // A commit that passed under another ref is not taken as this ref's tip unread:
             // the tip is always checked as what this ref's name says.
             if Some(c) == local || (c != tip && self.checks.valid.contains(&c)) {
                 break;
             }
+            if self.checks.chain_depth.is_some_and(|d| read >= d) {
+                break;
+            }
+            read += 1;
             self.checks.step()?;
             let commit = r.commit(c)?;
             // Archive commits also name the job commits they fold; the chain is their first
@@ -1039,7 +1048,12 @@ impl Sync<'_> {
         let mut newer: Option<ClaimDoc> = None;
         let mut at = Some(tip);
         let id_text = id.to_string();
+        let mut read = 0u64;
         while let Some(c) = at {
+            if self.checks.chain_depth.is_some_and(|d| read >= d) {
+                break;
+            }
+            read += 1;
             self.checks.step()?;
             let commit = r.commit(c)?;
             let known = Some(c) == local || self.checks.valid.contains(&c);
@@ -1099,7 +1113,7 @@ impl Sync<'_> {
         if self.hub.get(names::job_claim(id).as_str()) != Some(closed) {
             return Err(bad(
                 ErrorCode::Conflict,
-                format!("result {value} does not close the claim chain the remote holds for {id}"),
+                format!("result {value} does not close the claim chain held for {id}"),
             ));
         }
         let cc = r.commit(*closed)?;

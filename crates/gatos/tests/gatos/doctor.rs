@@ -891,6 +891,13 @@ fn refs_that_are_not_what_their_names_say() -> TestResult {
         head_of(&repo, "refs/gatos/consumers/g2/a")?,
     );
     move_ref(&repo, cp, &g2_cp, &was_cp)?;
+    // A sealed segment's ref under a date that is not its segment's.
+    let sealed = format!("refs/gatos/messages/a/2020-01-01/{}", rows[0].ulid);
+    repo.git(&[
+        "update-ref",
+        &sealed,
+        &head_of(&repo, "refs/gatos/messages/a/head")?,
+    ])?;
 
     let findings = run(&g)?;
     let f = found(&findings, "ref-mismatch", &job_a);
@@ -918,9 +925,14 @@ fn refs_that_are_not_what_their_names_say() -> TestResult {
     );
     let f = found(&findings, "ref-mismatch", cp);
     assert!(f.message.contains("g2"), "{f:#?}");
+    // Named by its own ref, not by its topic's head (which a sync holds back with it):
+    // the fix must not point at a healthy head.
+    let f = found(&findings, "ref-mismatch", &sealed);
+    assert_eq!(f.target, sealed);
+    assert!(!f.fix.contains("/head"), "{f:#?}");
     assert_eq!(
         with_code(&findings, "ref-mismatch").len(),
-        3,
+        4,
         "one finding per ref: {findings:#?}"
     );
     // A sync would hold back exactly these, and doctor exits as for any error.
@@ -930,6 +942,7 @@ fn refs_that_are_not_what_their_names_say() -> TestResult {
     move_ref(&repo, &job_a, &was_a, &b_commit)?;
     move_ref(&repo, &claim_c, &was_c, &d_claim)?;
     move_ref(&repo, cp, &was_cp, &g2_cp)?;
+    repo.git(&["update-ref", "-d", &sealed])?;
     assert_eq!(run(&g)?, Vec::<Finding>::new());
     Ok(())
 }
