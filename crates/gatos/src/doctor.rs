@@ -10,13 +10,13 @@
 //! Git lock files gatos did not write are reported (`lock-foreign`) and removed only with
 //! `--force`. The playbook for every code is in docs/operations.md.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use gatos_store::refs::names::{self, RefKind};
 use gatos_types::envelope::EnvelopeRef;
 use gatos_types::jobs::{CancelDoc, ClaimState, JobEventKind, JobState};
 use gatos_types::trailers::keys;
-use gatos_types::{Digest, ErrorCode, Oid, Topic, jcs};
+use gatos_types::{Digest, ErrorCode, Oid, Topic, Ulid, jcs};
 use serde::Serialize;
 use serde_json::json;
 
@@ -86,7 +86,8 @@ pub enum FindingCode {
     EnvelopeNotCanonical,
     /// Along a topic's chain, `Seq` does not grow by exactly one.
     SeqGap,
-    /// A sealed segment ref is not on the chain from its topic's head.
+    /// A sealed segment ref is not on the chain from its topic's head, or names a message
+    /// of its segment other than the last (the messages after it are then kept by no ref).
     SegmentDetached,
     /// A rotation wrote the sealed ref and stopped before moving the head.
     RotationUnfinished,
@@ -780,14 +781,16 @@ fn check_topics(
 ) -> Result<TopicCommits> {
     let store = gatos.store();
     let mut heads = BTreeMap::new();
-    let mut sealed: Vec<(Topic, String, Oid)> = Vec::new();
+    let mut sealed: Vec<(Topic, String, Ulid, Oid)> = Vec::new();
     let mut summaries: Vec<(Topic, String)> = Vec::new();
     for (name, oid) in store.list_refs(&names::messages_prefix())? {
         match name.kind() {
             Some(RefKind::MessageHead(t)) => {
                 heads.insert(t, oid);
             }
-            Some(RefKind::MessageSealed(t, _, _)) => sealed.push((t, name.to_string(), oid)),
+            Some(RefKind::MessageSealed(t, _, first)) => {
+                sealed.push((t, name.to_string(), first, oid));
+            }
             Some(RefKind::MessageSummary(t)) => summaries.push((t, name.to_string())),
             _ => {}
         }
@@ -807,11 +810,16 @@ fn check_topics(
         }
     }
     let mut out = TopicCommits::new();
+    // Each walked segment's last message, by segment: the head, and each message a
+    // segment's first one names by `Prev-Segment`.
+    let mut tips: BTreeMap<Topic, HashMap<Ulid, Oid>> = BTreeMap::new();
     let mut reader = store.reader();
     for (topic, head) in &heads {
         let first = first_seqs.get(topic).copied().unwrap_or(0);
         let mut seen = HashSet::new();
+        let tips = tips.entry(topic.clone()).or_default();
         let mut at = Some(*head);
+        let mut at_tip = true;
         let mut next_seq: Option<u64> = None;
         let head_ref = names::message_head(topic).to_string();
         while let Some(oid) = at {
@@ -894,12 +902,17 @@ fn check_topics(
                 }
             }
             seen.insert(oid);
+            if at_tip {
+                tips.insert(meta.segment_id, oid);
+            }
+            at_tip = meta.parent.is_none() && meta.prev_segment.is_some();
             next_seq = Some(meta.seq);
             at = meta.prev();
         }
         out.insert(topic.clone(), seen);
     }
-    for (topic, name, oid) in sealed {
+    for (topic, name, first, oid) in sealed {
+        let tip = tips.get(&topic).and_then(|m| m.get(&first)).copied();
         if heads.get(&topic) == Some(&oid) {
             r.add(
                 FindingCode::RotationUnfinished,
@@ -913,6 +926,19 @@ fn check_topics(
                 name,
                 format!("{topic}: a sealed segment not on the chain from the head"),
                 "see docs/operations.md#segment-detached",
+            );
+        } else if let Some(tip) = tip
+            && tip != oid
+        {
+            // The next segment links to this one's last message by a trailer, which git
+            // does not follow: only this ref keeps the messages after `oid` reachable.
+            r.add(
+                FindingCode::SegmentDetached,
+                name.clone(),
+                format!(
+                    "{topic}: the sealed segment's ref names {oid}, not its segment's last message {tip}: the messages after it are kept by no ref, so `git gc` may delete them and a push does not carry them"
+                ),
+                format!("git update-ref {name} {tip} {oid}"),
             );
         }
     }

@@ -638,6 +638,47 @@ fn broken_topics_made_with_plain_git() -> TestResult {
 /// A topic's prune summary moved outside gatos to a commit that is no summary (a message):
 /// the topic's listings name it damaged (ADR 0047), and doctor says why. A topic with a
 /// summary that reads (one pruned by gatos) is no finding.
+/// A sealed segment's ref moved back inside its segment: the messages after it are kept
+/// by no ref (the next segment names them by a trailer, which git does not follow).
+#[test]
+fn a_sealed_ref_that_names_a_message_inside_its_segment() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let t = topic("rot");
+    g.messages().configure(
+        &t,
+        &ConfigChange {
+            max_messages: Some(3),
+            ..ConfigChange::default()
+        },
+    )?;
+    let rows = publish(&g, &t, 5)?;
+    let sealed: Vec<(String, String)> = repo
+        .refs("refs/gatos/messages/rot/")?
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with("/head"))
+        .collect();
+    let [(name, tip)] = sealed.as_slice() else {
+        return Err(format!("one sealed segment: {sealed:?}").into());
+    };
+    assert_eq!(*tip, rows[2].commit.to_string());
+    assert_eq!(run(&g)?, Vec::<Finding>::new());
+
+    let inside = rows[1].commit.to_string();
+    move_ref(&repo, name, &inside, tip)?;
+    let findings = run(&g)?;
+    let f = found(&findings, "segment-detached", name);
+    assert!(f.message.contains(tip.as_str()), "{f:#?}");
+    // A message of the segment its name says: nothing else is wrong with it.
+    not_found(&findings, "ref-mismatch");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    // Its fix puts it back.
+    assert_eq!(f.fix, format!("git update-ref {name} {tip} {inside}"));
+    move_ref(&repo, name, tip, &inside)?;
+    assert_eq!(run(&g)?, Vec::<Finding>::new());
+    Ok(())
+}
+
 #[test]
 fn a_summary_that_does_not_read() -> TestResult {
     let repo = TempRepo::new()?;
