@@ -87,7 +87,8 @@ pub enum FindingCode {
     /// Along a topic's chain, `Seq` does not grow by exactly one.
     SeqGap,
     /// A sealed segment ref is not on the chain from its topic's head, or names a message
-    /// of its segment other than the last (the messages after it are then kept by no ref).
+    /// of its segment other than the last, or a segment of the chain has no sealed ref (its
+    /// messages, or some of them, are then kept by no ref).
     SegmentDetached,
     /// A rotation wrote the sealed ref and stopped before moving the head.
     RotationUnfinished,
@@ -911,7 +912,9 @@ fn check_topics(
         }
         out.insert(topic.clone(), seen);
     }
-    for (topic, name, first, oid) in sealed {
+    let sealed_of: HashSet<(&Topic, Ulid)> = sealed.iter().map(|(t, _, f, _)| (t, *f)).collect();
+    for (topic, name, first, oid) in &sealed {
+        let (topic, name, first, oid) = (topic.clone(), name.clone(), *first, *oid);
         let tip = tips.get(&topic).and_then(|m| m.get(&first)).copied();
         if heads.get(&topic) == Some(&oid) {
             r.add(
@@ -930,15 +933,41 @@ fn check_topics(
         } else if let Some(tip) = tip
             && tip != oid
         {
-            // The next segment links to this one's last message by a trailer, which git
-            // does not follow: only this ref keeps the messages after `oid` reachable.
+            let message = if heads.get(&topic) == Some(&tip) {
+                // The live segment: a sync stopped between moving the head and removing
+                // the old sealed refs. Pointed at the head, it is an unfinished rotation.
+                format!(
+                    "{topic}: the sealed segment's ref names {oid}, inside the live segment whose last message is the head {tip}; pointed at the head, the next publish completes the rotation"
+                )
+            } else {
+                // The next segment links to this one's last message by a trailer, which
+                // git does not follow: only this ref keeps the messages after `oid`.
+                format!(
+                    "{topic}: the sealed segment's ref names {oid}, not its segment's last message {tip}: the messages after it are kept by no ref, so `git gc` may delete them and a push does not carry them"
+                )
+            };
             r.add(
                 FindingCode::SegmentDetached,
                 name.clone(),
-                format!(
-                    "{topic}: the sealed segment's ref names {oid}, not its segment's last message {tip}: the messages after it are kept by no ref, so `git gc` may delete them and a push does not carry them"
-                ),
+                message,
                 format!("git update-ref {name} {tip} {oid}"),
+            );
+        }
+    }
+    // A segment of the chain without its sealed ref: its messages are kept by no ref.
+    for (topic, segments) in &tips {
+        for (first, tip) in segments {
+            if heads.get(topic) == Some(tip) || sealed_of.contains(&(topic, *first)) {
+                continue;
+            }
+            let name = names::message_sealed(topic, &crate::messages::segment_date(*first), *first);
+            r.add(
+                FindingCode::SegmentDetached,
+                name.to_string(),
+                format!(
+                    "{topic}: the segment that starts with {first} and ends with {tip} has no sealed ref: its messages are kept by no ref, so `git gc` may delete them and a push does not carry them"
+                ),
+                format!("git update-ref {name} {tip}"),
             );
         }
     }

@@ -635,11 +635,9 @@ fn broken_topics_made_with_plain_git() -> TestResult {
     Ok(())
 }
 
-/// A topic's prune summary moved outside gatos to a commit that is no summary (a message):
-/// the topic's listings name it damaged (ADR 0047), and doctor says why. A topic with a
-/// summary that reads (one pruned by gatos) is no finding.
-/// A sealed segment's ref moved back inside its segment: the messages after it are kept
-/// by no ref (the next segment names them by a trailer, which git does not follow).
+/// A sealed segment's ref moved back inside its segment, then removed: the messages after
+/// it, then the whole segment, are kept by no ref (the next segment names its predecessor
+/// by a trailer, which git does not follow).
 #[test]
 fn a_sealed_ref_that_names_a_message_inside_its_segment() -> TestResult {
     let repo = TempRepo::new()?;
@@ -676,9 +674,22 @@ fn a_sealed_ref_that_names_a_message_inside_its_segment() -> TestResult {
     assert_eq!(f.fix, format!("git update-ref {name} {tip} {inside}"));
     move_ref(&repo, name, tip, &inside)?;
     assert_eq!(run(&g)?, Vec::<Finding>::new());
+
+    // Removed, its whole segment is kept by no ref: named by the ref that should exist.
+    repo.git(&["update-ref", "-d", name])?;
+    let findings = run(&g)?;
+    let f = found(&findings, "segment-detached", name);
+    assert_eq!(&f.target, name);
+    assert_eq!(f.fix, format!("git update-ref {name} {tip}"));
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    repo.git(&["update-ref", name, tip])?;
+    assert_eq!(run(&g)?, Vec::<Finding>::new());
     Ok(())
 }
 
+/// A topic's prune summary moved outside gatos to a commit that is no summary (a message):
+/// the topic's listings name it damaged (ADR 0047), and doctor says why. A topic with a
+/// summary that reads (one pruned by gatos) is no finding.
 #[test]
 fn a_summary_that_does_not_read() -> TestResult {
     let repo = TempRepo::new()?;
