@@ -10,7 +10,7 @@
 //! Git lock files gatos did not write are reported (`lock-foreign`) and removed only with
 //! `--force`. The playbook for every code is in docs/operations.md.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use gatos_store::refs::names::{self, RefKind};
 use gatos_types::envelope::EnvelopeRef;
@@ -811,9 +811,9 @@ fn check_topics(
         }
     }
     let mut out = TopicCommits::new();
-    // Each walked segment's last message, by segment: the head, and each message a
-    // segment's first one names by `Prev-Segment`.
-    let mut tips: BTreeMap<Topic, HashMap<Ulid, Oid>> = BTreeMap::new();
+    // Each walked segment's last message, by segment (in time order, so findings come in
+    // one order): the head, and each message a segment's first one names by `Prev-Segment`.
+    let mut tips: BTreeMap<Topic, BTreeMap<Ulid, Oid>> = BTreeMap::new();
     let mut reader = store.reader();
     for (topic, head) in &heads {
         let first = first_seqs.get(topic).copied().unwrap_or(0);
