@@ -111,11 +111,27 @@ impl Record {
     }
 }
 
+/// A record's file as a census opened it: the flock, if the census took it, is let go when
+/// this is dropped, on every path (see [`release`]).
+#[derive(Debug)]
+struct Opened {
+    file: File,
+    held: bool,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if self.held {
+            release(&self.file);
+        }
+    }
+}
+
 /// A record whose writer is gone, held (its flock taken) while its locks are dealt with.
 #[derive(Debug)]
 pub struct Dead {
     path: PathBuf,
-    _file: File,
+    _file: Opened,
     /// When the record was written.
     pub written: SystemTime,
     /// The lock paths it names, relative to the common dir.
@@ -126,13 +142,6 @@ impl Dead {
     /// Removes the record (its writer is gone and its locks are dealt with).
     pub fn retire(self) {
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Drop for Dead {
-    /// Lets the record go for the next census (see [`release`]).
-    fn drop(&mut self) {
-        release(&self._file);
     }
 }
 
@@ -294,7 +303,7 @@ impl Owners {
             if except.is_some_and(|e| e == path) {
                 continue;
             }
-            let Ok(mut file) = OpenOptions::new().read(true).write(true).open(&path) else {
+            let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
                 continue; // retired meanwhile
             };
             let held = match file.try_lock() {
@@ -302,30 +311,32 @@ impl Owners {
                 Err(TryLockError::WouldBlock) => false,
                 Err(TryLockError::Error(_)) => continue,
             };
+            let mut opened = Opened { file, held };
             // Read after locking: a dead writer's record is complete; a live one's may be
-            // being written, and a live record is only ever used to protect. A dead one is
-            // kept only if it is still the record at its path (it may have been retired
-            // between opening and locking it).
-            let read = (|| {
-                let meta = file.metadata().ok()?;
-                let written = meta.modified().ok()?;
-                let mut text = String::new();
-                let _ = std::io::Read::read_to_string(&mut file, &mut text);
-                let same = held && std::fs::metadata(&path).is_ok_and(|m| same_file(&m, &meta));
-                Some((written, text, same))
-            })();
-            match read {
-                Some((written, text, true)) => census.dead.push(Dead {
+            // being written, and a live record is only ever used to protect.
+            let Ok(meta) = opened.file.metadata() else {
+                continue;
+            };
+            let Ok(written) = meta.modified() else {
+                continue;
+            };
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut opened.file, &mut text);
+            let locks: Vec<String> = text.lines().map(str::to_owned).collect();
+            if held {
+                // The record may have been retired between opening and locking it.
+                let same = std::fs::metadata(&path).is_ok_and(|m| same_file(&m, &meta));
+                if !same {
+                    continue;
+                }
+                census.dead.push(Dead {
                     path,
-                    _file: file,
+                    _file: opened,
                     written,
-                    locks: text.lines().map(str::to_owned).collect(),
-                }),
-                Some((written, text, _)) if !held => census
-                    .live
-                    .push((written, text.lines().map(str::to_owned).collect())),
-                _ if held => release(&file),
-                _ => {}
+                    locks,
+                });
+            } else {
+                census.live.push((written, locks));
             }
         }
         Ok(census)
@@ -414,7 +425,7 @@ mod tests {
         owners.record(&["refs/gatos/c.lock".into()])?.abandon();
         let census = owners.census(None)?;
         assert_eq!(census.dead.len(), 1);
-        let copy = census.dead[0]._file.try_clone()?;
+        let copy = census.dead[0]._file.file.try_clone()?;
         let mut holder = std::process::Command::new("sleep")
             .arg("600")
             .stdin(copy)
