@@ -146,6 +146,19 @@ fn topic(s: &str) -> Topic {
     s.parse().unwrap()
 }
 
+/// A topic whose segments hold three messages each (a rotation every third publish).
+fn segmented(g: &Gatos, name: &str) -> TestResult<Topic> {
+    let t = topic(name);
+    g.messages().configure(
+        &t,
+        &ConfigChange {
+            max_messages: Some(3),
+            ..ConfigChange::default()
+        },
+    )?;
+    Ok(t)
+}
+
 fn publish(g: &Gatos, t: &Topic, n: u64) -> TestResult<Vec<gatos_types::wire::PublishRow>> {
     let mut rows = Vec::new();
     for i in 0..n {
@@ -341,14 +354,7 @@ fn a_healthy_repository_has_no_findings() -> TestResult {
     assert_eq!(run(&g)?, Vec::<Finding>::new(), "a new repository");
     // Topics across segments, a consumer, settings, every kind of finished job, a job
     // still pending, a cancel and a registered manifest.
-    let t = topic("ci.events");
-    g.messages().configure(
-        &t,
-        &ConfigChange {
-            max_messages: Some(3),
-            ..ConfigChange::default()
-        },
-    )?;
+    let t = segmented(&g, "ci.events")?;
     let rows = publish(&g, &t, 7)?;
     g.checkpoints()
         .set(&"readers".parse::<Group>()?, &t, rows[4].ulid, false)?;
@@ -642,14 +648,7 @@ fn broken_topics_made_with_plain_git() -> TestResult {
 fn a_sealed_ref_that_names_a_message_inside_its_segment() -> TestResult {
     let repo = TempRepo::new()?;
     let (g, _clock) = start(&repo)?;
-    let t = topic("rot");
-    g.messages().configure(
-        &t,
-        &ConfigChange {
-            max_messages: Some(3),
-            ..ConfigChange::default()
-        },
-    )?;
+    let t = segmented(&g, "rot")?;
     let rows = publish(&g, &t, 5)?;
     let sealed: Vec<(String, String)> = repo
         .refs("refs/gatos/messages/rot/")?
