@@ -1021,3 +1021,124 @@ fn a_checkpoint_is_not_pushed_over_a_rejected_head() -> TestResult {
     );
     Ok(())
 }
+
+/// The sealed segments of topic `t` at `repo`, by name.
+fn sealed_refs(repo: &TempRepo) -> TestResult<BTreeMap<String, String>> {
+    Ok(repo
+        .refs("refs/gatos/messages/t/")?
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with("/head") && !n.ends_with("/summary"))
+        .collect())
+}
+
+/// A sealed segment's ref is create-only (never overwritten): only it keeps the segment's
+/// messages reachable (the next segment names its last message by a trailer, which git
+/// does not follow). A hub that moves one back inside its segment, or onto another node's
+/// message, would leave the messages after it to the next `git gc` on every node that took
+/// it; before, a node whose head was behind the hub's took it. Now such a node keeps its
+/// own value, reports the conflict and puts a moved-back ref back at the hub; a node that
+/// holds nothing of the topic rejects the head that follows the lost message, naming it.
+#[test]
+fn a_sealed_segment_moved_back_or_replaced_at_the_hub_is_not_taken() -> TestResult {
+    let net = Net::new(4)?;
+    let (a, b, d) = (&net.nodes[0], &net.nodes[1], &net.nodes[3]);
+    topic_config(a, "t", "3")?;
+    for k in 0..5 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    net.sync(0)?;
+    // `d` appends a message of its own to the second segment and never syncs again.
+    net.sync(3)?;
+    publish(d, "t", "x")?;
+    let other = net.head(3, "t")?.ok_or("no head at d")?;
+    for k in 5..7 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    let baseline = doctor_codes(b)?;
+    let segments = sealed_refs(b)?;
+    assert_eq!(segments, sealed_refs(&net.hub)?);
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    let mut it = segments.iter();
+    let (first, first_value) = it.next().ok_or("no segment")?;
+    let (second, second_value) = it.next().ok_or("no second segment")?;
+
+    // The hub's head moves on (an honest publish), so `b` is behind it and takes the hub's
+    // topic; meanwhile the hub moves the first segment back by a message and ends the
+    // second with `d`'s message instead of its own last.
+    publish(a, "t", "m7")?;
+    net.sync(0)?;
+    let back = net.hub.git(&["rev-parse", &format!("{first_value}~1")])?;
+    set(&net.hub, first, back.trim())?;
+    let hub_path = net.hub.path().to_string_lossy().into_owned();
+    d.git(&["push", "-q", &hub_path, &format!("{other}:refs/heads/x")])?;
+    net.hub.git(&["update-ref", "-d", "refs/heads/x"])?;
+    set(&net.hub, second, &other)?;
+
+    let report = net.sync(1)?;
+    assert_eq!(
+        net.head(1, "t")?,
+        net.hub_head("t")?,
+        "the honest head is taken: {report}"
+    );
+    assert_eq!(sealed_refs(b)?, segments, "b kept its segments: {report}");
+    let conflicts: BTreeMap<String, String> = report["conflicts"]
+        .as_array()
+        .ok_or("conflicts")?
+        .iter()
+        .map(|c| {
+            (
+                c["ref"].as_str().unwrap_or("").to_owned(),
+                c["resolution"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conflicts,
+        BTreeMap::from([
+            (first.clone(), "kept-local".to_owned()),
+            (second.clone(), "kept-both".to_owned()),
+        ]),
+        "{report}"
+    );
+    // The moved-back segment is put back at the hub; the replaced one stays there,
+    // reported, for the hub's operator.
+    let at_hub = sealed_refs(&net.hub)?;
+    assert_eq!(at_hub.get(first), Some(first_value), "{report}");
+    assert_eq!(at_hub.get(second), Some(&other));
+    assert_unharmed(b, &baseline, &[("t", 8)])?;
+
+    // The same when this node is ahead of the hub: its own value is put back with its
+    // new message, the conflict reported.
+    set(&net.hub, first, back.trim())?;
+    publish(b, "t", "m8")?;
+    let report = net.sync(1)?;
+    assert_eq!(net.hub_head("t")?, net.head(1, "t")?, "{report}");
+    assert_eq!(
+        sealed_refs(&net.hub)?.get(first),
+        Some(first_value),
+        "{report}"
+    );
+    assert_eq!(report["conflicts"][0]["ref"], json!(first), "{report}");
+    assert_eq!(
+        report["conflicts"][0]["resolution"],
+        json!("kept-local"),
+        "{report}"
+    );
+
+    // A node that holds nothing of the topic: the head, which follows a message no ref of
+    // the hub's reaches, is rejected, its reason naming that message.
+    let report = net.sync(2)?;
+    let reason = report["rejected"]
+        .as_array()
+        .ok_or("rejected")?
+        .iter()
+        .find(|r| r["ref"] == json!("refs/gatos/messages/t/head"))
+        .and_then(|r| r["reason"].as_str())
+        .ok_or_else(|| format!("the head is not rejected: {report}"))?
+        .to_owned();
+    assert!(reason.contains(second_value.as_str()), "{reason}");
+    assert_eq!(net.head(2, "t")?, None);
+    Ok(())
+}

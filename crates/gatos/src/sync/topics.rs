@@ -308,7 +308,7 @@ impl Sync<'_> {
             (None, None) => {}
             (Some(l), None) => {
                 for (name, c) in &local_sealed {
-                    self.push_ref(name, Some(*c));
+                    self.push_sealed(name, *c, hub_sealed.get(name).copied())?;
                 }
                 self.push_ref(&head, Some(l));
                 self.head_pushes.push((t.to_string(), head.clone()));
@@ -336,7 +336,7 @@ impl Sync<'_> {
                     };
                     for (name, c) in &local_sealed {
                         if hub_sealed.get(name) != Some(c) && self.meta(*c)?.seq >= hub_seq {
-                            self.push_ref(name, Some(*c));
+                            self.push_sealed(name, *c, hub_sealed.get(name).copied())?;
                         }
                     }
                     self.push_ref(&head, Some(l));
@@ -381,9 +381,7 @@ impl Sync<'_> {
             self.again = true;
             return Ok(());
         }
-        for (name, c) in hub_sealed {
-            self.set_local_held(name, Some(*c))?;
-        }
+        self.take_sealed(local_sealed, hub_sealed, &HashSet::new())?;
         self.set_local_held(head, Some(h))?;
         // A sealed segment the hub no longer has was pruned there; it goes here only with
         // the hub's summary (never on a summary this node rejected).
@@ -393,6 +391,73 @@ impl Sync<'_> {
                     self.set_local_held(name, None)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Takes the hub's sealed segments, under the topic's lock. Create-only (DESIGN,
+    /// ADR 0015): a segment this node also holds at another message keeps this node's
+    /// value unless [`Sync::reconcile_sealed`] finds the hub's a later message of it; only
+    /// a value of this node's that is about to be appended again after the hub's messages
+    /// (`rewritten`, a diverged topic) gives way to the hub's as before.
+    fn take_sealed(
+        &mut self,
+        local_sealed: &BTreeMap<String, Oid>,
+        hub_sealed: &BTreeMap<String, Oid>,
+        rewritten: &HashSet<Oid>,
+    ) -> Result<()> {
+        for (name, hv) in hub_sealed {
+            match local_sealed.get(name) {
+                Some(lv) if lv != hv && !rewritten.contains(lv) => {
+                    self.reconcile_sealed(name, *lv, *hv, true)?;
+                }
+                _ => {
+                    self.set_local_held(name, Some(*hv))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Offers this node's sealed segment to the hub, which holds `hub` under that name
+    /// (or nothing).
+    fn push_sealed(&mut self, name: &str, local: Oid, hub: Option<Oid>) -> Result<()> {
+        match hub {
+            None => self.push_ref(name, Some(local)),
+            Some(h) if h == local => {}
+            Some(h) => self.reconcile_sealed(name, local, h, false)?,
+        }
+        Ok(())
+    }
+
+    /// One sealed segment held at different messages here (`local`) and at the hub. Only
+    /// the sealed ref keeps a segment's messages reachable (the next segment names its
+    /// last message by a trailer, which git does not follow), so a value that drops
+    /// messages is never taken: the hub's replaces this node's only when it is a later
+    /// message of the segment (this node's then named a message inside it, as an
+    /// interrupted rotation leaves; nothing is lost); a hub's value that is an earlier
+    /// message is a `kept-local` conflict, and this node's is put back at the hub; any
+    /// other pair (two messages on different chains) is a `kept-both` conflict.
+    fn reconcile_sealed(&mut self, name: &str, local: Oid, hub: Oid, held: bool) -> Result<()> {
+        if self.on_chain(local, hub)? {
+            if held {
+                self.set_local_held(name, Some(hub))?;
+            } else {
+                self.set_local(name, Some(hub))?;
+            }
+        } else if self.on_chain(hub, local)? {
+            self.conflict(
+                name,
+                "kept-local",
+                "the hub's sealed segment names an earlier message of the segment, which would leave the messages after it reachable from no ref; this node's is kept and put back at the hub",
+            );
+            self.push_ref(name, Some(local));
+        } else {
+            self.conflict(
+                name,
+                "kept-both",
+                "the hub's sealed segment names another message than this node's (sealed segments are create-only)",
+            );
         }
         Ok(())
     }
@@ -475,9 +540,7 @@ impl Sync<'_> {
             let built = messages.build_on(t, Some(&hub_meta), base_sealed, through, &stored)?;
             (built.tip, built.sealed)
         };
-        for (name, c) in hub_sealed {
-            self.set_local_held(name, Some(*c))?;
-        }
+        self.take_sealed(local_sealed, hub_sealed, &moved)?;
         for (name, c) in &new_sealed {
             self.set_local_held(name.as_str(), Some(*c))?;
         }

@@ -649,6 +649,17 @@ impl Sync<'_> {
         }
     }
 
+    /// Whether a sealed segment ref of `t`, here or at the hub, holds `commit`.
+    fn sealed_holds(&self, t: &Topic, commit: Oid) -> bool {
+        let prefix = names::topic_prefix(t);
+        [&self.hub, &self.local].into_iter().any(|refs| {
+            under(refs, &prefix).any(|n| {
+                refs.get(n) == Some(&commit)
+                    && matches!(RefKind::parse(n), Some(RefKind::MessageSealed(..)))
+            })
+        })
+    }
+
     /// A topic's chain from `tip` down to the first message this node holds at that
     /// position (or the first retained one).
     fn check_messages(&mut self, t: &Topic, tip: Oid) -> Check {
@@ -679,6 +690,17 @@ impl Sync<'_> {
         let mut boundary: Option<Meta> = None;
         let mut at = Some(tip);
         while let Some(c) = at {
+            // A segment's last message is fetched only through a sealed ref that holds it:
+            // one that none holds is named here, not reported as a missing object.
+            if let Some((ch, _)) = walked.last()
+                && ch.prev_segment == Some(c)
+                && !self.sealed_holds(t, c)
+            {
+                return Err(envelope(format!(
+                    "message {} follows {c}, the last message of the segment before it, which no sealed ref of {topic} holds (here or at the hub)",
+                    ch.commit
+                )));
+            }
             let commit = r.commit(c)?;
             let tr = commit.trailers();
             let m = chain::meta_with(&commit, &tr)?;
