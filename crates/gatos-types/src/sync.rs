@@ -56,7 +56,8 @@ pub struct SyncConflict {
     pub remote: Option<Oid>,
     /// `kept-both` (create-only refs: both stay where they are), `kept-local` (this
     /// node's value stays and the hub's is not taken: a final result the hub holds another
-    /// of, a sealed segment the hub moved back, which is also put back there), `hub-wins`
+    /// of, a sealed segment whose last message the hub's value is not, which is also put
+    /// back there), `hub-wins`
     /// (this node's value was replaced by the hub's; the local commit is named here so it
     /// can be recovered).
     pub resolution: String,

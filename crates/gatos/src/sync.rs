@@ -370,6 +370,7 @@ impl<'g> Sync<'g> {
         self.atomic.clear();
         self.head_pushes.clear();
         self.checkpoint_pushes.clear();
+        self.checks.followed.clear();
         self.report.retry.clear();
         self.gatos
             .store()
@@ -502,8 +503,14 @@ impl<'g> Sync<'g> {
         }
     }
 
-    /// Queues a push of `name` to `new`, expecting the hub's value this round saw.
+    /// Queues a push of `name` to `new`, expecting the hub's value this round saw. A
+    /// second push of one name in a round replaces the first (git refuses a push that
+    /// names one ref twice, which would fail every ref of it).
     pub(crate) fn push_ref(&mut self, name: &str, new: Option<Oid>) {
+        if let Some(p) = self.pushes.iter_mut().find(|p| p.name == name) {
+            p.new = new;
+            return;
+        }
         let expect = match self.hub.get(name) {
             Some(o) => Expect::Value(*o),
             None => Expect::Absent,

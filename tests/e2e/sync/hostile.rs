@@ -167,6 +167,21 @@ fn rejected_codes(report: &Value) -> TestResult<BTreeMap<String, String>> {
         .collect())
 }
 
+/// The conflicts of a sync report, with their resolutions.
+fn conflict_resolutions(report: &Value) -> TestResult<BTreeMap<String, String>> {
+    Ok(report["conflicts"]
+        .as_array()
+        .ok_or("conflicts")?
+        .iter()
+        .map(|c| {
+            (
+                c["ref"].as_str().unwrap_or("").to_owned(),
+                c["resolution"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect())
+}
+
 fn topic_config(node: &TempRepo, topic: &str, max: &str) -> TestResult {
     gatos_ok(node, &["messages", "config", topic, "--max-messages", max])?;
     Ok(())
@@ -1033,15 +1048,17 @@ fn sealed_refs(repo: &TempRepo) -> TestResult<BTreeMap<String, String>> {
 
 /// A sealed segment's ref is create-only (never overwritten): only it keeps the segment's
 /// messages reachable (the next segment names its last message by a trailer, which git
-/// does not follow). A hub that moves one back inside its segment, or onto another node's
-/// message, would leave the messages after it to the next `git gc` on every node that took
-/// it; before, a node whose head was behind the hub's took it. Now such a node keeps its
-/// own value, reports the conflict and puts a moved-back ref back at the hub; a node that
-/// holds nothing of the topic rejects the head that follows the lost message, naming it.
+/// does not follow). A hub that moved one back inside its segment, put another node's
+/// message there, or deleted it made every node behind it take that (reported as a plain
+/// adoption) and leave the messages to the next `git gc`. Now a node keeps the value the
+/// chain names as the segment's last, reports the hub's other value and puts its own back
+/// there, whether its head is behind the hub's, the same or ahead; a node that holds
+/// nothing of the topic rejects the head that follows a message no sealed ref holds,
+/// naming that message, until the hub is mended.
 #[test]
-fn a_sealed_segment_moved_back_or_replaced_at_the_hub_is_not_taken() -> TestResult {
+fn a_sealed_segment_moved_replaced_or_deleted_at_the_hub_is_not_taken() -> TestResult {
     let net = Net::new(4)?;
-    let (a, b, d) = (&net.nodes[0], &net.nodes[1], &net.nodes[3]);
+    let (a, b, c, d) = (&net.nodes[0], &net.nodes[1], &net.nodes[2], &net.nodes[3]);
     topic_config(a, "t", "3")?;
     for k in 0..5 {
         publish(a, "t", &format!("m{k}"))?;
@@ -1063,72 +1080,24 @@ fn a_sealed_segment_moved_back_or_replaced_at_the_hub_is_not_taken() -> TestResu
     let mut it = segments.iter();
     let (first, first_value) = it.next().ok_or("no segment")?;
     let (second, second_value) = it.next().ok_or("no second segment")?;
+    let back = net
+        .hub
+        .git(&["rev-parse", &format!("{first_value}~1")])?
+        .trim()
+        .to_owned();
 
-    // The hub's head moves on (an honest publish), so `b` is behind it and takes the hub's
-    // topic; meanwhile the hub moves the first segment back by a message and ends the
-    // second with `d`'s message instead of its own last.
+    // The hub's head moves on (an honest publish), so `b` is behind it; meanwhile the hub
+    // moves the first segment back by a message and ends the second with `d`'s message.
     publish(a, "t", "m7")?;
     net.sync(0)?;
-    let back = net.hub.git(&["rev-parse", &format!("{first_value}~1")])?;
-    set(&net.hub, first, back.trim())?;
+    set(&net.hub, first, &back)?;
     let hub_path = net.hub.path().to_string_lossy().into_owned();
     d.git(&["push", "-q", &hub_path, &format!("{other}:refs/heads/x")])?;
     net.hub.git(&["update-ref", "-d", "refs/heads/x"])?;
     set(&net.hub, second, &other)?;
 
-    let report = net.sync(1)?;
-    assert_eq!(
-        net.head(1, "t")?,
-        net.hub_head("t")?,
-        "the honest head is taken: {report}"
-    );
-    assert_eq!(sealed_refs(b)?, segments, "b kept its segments: {report}");
-    let conflicts: BTreeMap<String, String> = report["conflicts"]
-        .as_array()
-        .ok_or("conflicts")?
-        .iter()
-        .map(|c| {
-            (
-                c["ref"].as_str().unwrap_or("").to_owned(),
-                c["resolution"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        conflicts,
-        BTreeMap::from([
-            (first.clone(), "kept-local".to_owned()),
-            (second.clone(), "kept-both".to_owned()),
-        ]),
-        "{report}"
-    );
-    // The moved-back segment is put back at the hub; the replaced one stays there,
-    // reported, for the hub's operator.
-    let at_hub = sealed_refs(&net.hub)?;
-    assert_eq!(at_hub.get(first), Some(first_value), "{report}");
-    assert_eq!(at_hub.get(second), Some(&other));
-    assert_unharmed(b, &baseline, &[("t", 8)])?;
-
-    // The same when this node is ahead of the hub: its own value is put back with its
-    // new message, the conflict reported.
-    set(&net.hub, first, back.trim())?;
-    publish(b, "t", "m8")?;
-    let report = net.sync(1)?;
-    assert_eq!(net.hub_head("t")?, net.head(1, "t")?, "{report}");
-    assert_eq!(
-        sealed_refs(&net.hub)?.get(first),
-        Some(first_value),
-        "{report}"
-    );
-    assert_eq!(report["conflicts"][0]["ref"], json!(first), "{report}");
-    assert_eq!(
-        report["conflicts"][0]["resolution"],
-        json!("kept-local"),
-        "{report}"
-    );
-
-    // A node that holds nothing of the topic: the head, which follows a message no ref of
-    // the hub's reaches, is rejected, its reason naming that message.
+    // A node that holds nothing of the topic rejects the head, naming the message the
+    // third segment follows, which no ref at the hub reaches any more.
     let report = net.sync(2)?;
     let reason = report["rejected"]
         .as_array()
@@ -1140,5 +1109,53 @@ fn a_sealed_segment_moved_back_or_replaced_at_the_hub_is_not_taken() -> TestResu
         .to_owned();
     assert!(reason.contains(second_value.as_str()), "{reason}");
     assert_eq!(net.head(2, "t")?, None);
+
+    // `b` takes the honest head, keeps both segments and puts them back at the hub.
+    let report = net.sync(1)?;
+    assert_eq!(net.head(1, "t")?, net.hub_head("t")?, "{report}");
+    assert_eq!(sealed_refs(b)?, segments, "b kept its segments: {report}");
+    assert_eq!(
+        conflict_resolutions(&report)?,
+        BTreeMap::from([
+            (first.clone(), "kept-local".to_owned()),
+            (second.clone(), "kept-local".to_owned()),
+        ]),
+        "{report}"
+    );
+    assert_eq!(sealed_refs(&net.hub)?, segments, "{report}");
+    assert_unharmed(b, &baseline, &[("t", 8)])?;
+    // The node that rejected the head takes the mended topic.
+    net.sync(2)?;
+    assert_eq!(read_all(c, "t")?.len(), 8);
+
+    // The same with the heads the same, and with `b` ahead of the hub.
+    set(&net.hub, first, &back)?;
+    let report = net.sync(1)?;
+    assert_eq!(
+        conflict_resolutions(&report)?,
+        BTreeMap::from([(first.clone(), "kept-local".to_owned())]),
+        "{report}"
+    );
+    assert_eq!(sealed_refs(&net.hub)?, segments, "{report}");
+    set(&net.hub, first, &back)?;
+    publish(b, "t", "m8")?;
+    let report = net.sync(1)?;
+    assert_eq!(net.hub_head("t")?, net.head(1, "t")?, "{report}");
+    assert_eq!(sealed_refs(&net.hub)?, segments, "{report}");
+
+    // A segment deleted at the hub: a node behind it keeps its own (it was deleted here
+    // before) and offers it back.
+    publish(a, "t", "m9")?;
+    net.sync(0)?;
+    net.hub.git(&["update-ref", "-d", first])?;
+    let report = net.sync(1)?;
+    assert_eq!(net.head(1, "t")?, net.hub_head("t")?, "{report}");
+    assert_eq!(sealed_refs(b)?.get(first), Some(first_value), "{report}");
+    assert_eq!(
+        sealed_refs(&net.hub)?.get(first),
+        Some(first_value),
+        "{report}"
+    );
+    assert_eq!(read_all(b, "t")?.len(), 10);
     Ok(())
 }

@@ -32,6 +32,47 @@ enum Relation {
     },
 }
 
+/// Where a sealed segment plan is made ([`Sync::sealed_plan`]).
+enum Ctx<'a> {
+    /// This node takes the hub's topic (its head is behind or absent).
+    Adopt,
+    /// Both appended: this node's messages after the fork (`rewritten`) go again after
+    /// the hub's; `fork` is the last message both hold, `hub_next` the hub's first after it.
+    Reappend {
+        rewritten: &'a HashSet<Oid>,
+        fork: Option<Oid>,
+        hub_next: Option<&'a Meta>,
+    },
+    /// The heads are the same, or this node's is ahead (or the hub has none): nothing of
+    /// the hub's is taken but a later value of a segment here; this node's segments
+    /// below `hub_seq` are not offered.
+    Push { hub_seq: u64 },
+}
+
+impl Ctx<'_> {
+    fn rewritten(&self, v: Oid) -> bool {
+        matches!(self, Ctx::Reappend { rewritten, .. } if rewritten.contains(&v))
+    }
+}
+
+/// What becomes of one sealed segment's ref.
+enum Sealed {
+    /// This node takes the hub's value.
+    Take(Oid),
+    /// The hub's value is not the segment's last message and this node's is: kept, put
+    /// back at the hub, reported (`kept-local`).
+    KeepLocal(Oid),
+    /// Neither is shown to be the last: both stay, reported (`kept-both`).
+    KeepBoth,
+    /// The hub lacks a segment this node holds at its last message: offered to it.
+    Offer(Oid),
+    /// This node's ref goes: its messages are appended again, or it names a message
+    /// inside its segment on the chain this node takes.
+    Drop,
+    /// Left as it is.
+    Leave,
+}
+
 impl Sync<'_> {
     fn meta(&self, commit: Oid) -> Result<Meta> {
         if let Some(m) = self.checks.metas.get(&commit) {
@@ -307,9 +348,9 @@ impl Sync<'_> {
         match (l, h) {
             (None, None) => {}
             (Some(l), None) => {
-                for (name, c) in &local_sealed {
-                    self.push_sealed(name, *c, hub_sealed.get(name).copied())?;
-                }
+                let plan =
+                    self.sealed_plan(t, &local_sealed, &hub_sealed, &Ctx::Push { hub_seq: 0 })?;
+                self.apply_sealed(plan, false)?;
                 self.push_ref(&head, Some(l));
                 self.head_pushes.push((t.to_string(), head.clone()));
                 let sent = self.meta(l)?.seq.saturating_sub(through);
@@ -321,24 +362,23 @@ impl Sync<'_> {
                 self.record_topic(t, TopicAction::Adopted, received, 0, Some(h));
             }
             (Some(l), Some(h)) => match self.relate(l, h, through)? {
-                Relation::Same => {}
+                Relation::Same => {
+                    // Nothing to move, but what the hub holds of the segments is compared:
+                    // a quiet topic's segment moved or deleted at the hub is put back.
+                    let hub_seq = self.hub_seq(t, h)?;
+                    let plan =
+                        self.sealed_plan(t, &local_sealed, &hub_sealed, &Ctx::Push { hub_seq })?;
+                    self.apply_sealed(plan, false)?;
+                }
                 Relation::HubAhead { received } => {
                     self.adopt(t, &head, &local_sealed, &hub_sealed, Some(l), h)?;
                     self.record_topic(t, TopicAction::Adopted, received, 0, Some(h));
                 }
                 Relation::LocalAhead { sent } => {
-                    // With the hub's summary rejected, the sealed segments it pruned stay
-                    // here but are not offered back to it.
-                    let hub_seq = if self.checks.summary_rejected.contains(t) {
-                        self.meta(h)?.seq
-                    } else {
-                        0
-                    };
-                    for (name, c) in &local_sealed {
-                        if hub_sealed.get(name) != Some(c) && self.meta(*c)?.seq >= hub_seq {
-                            self.push_sealed(name, *c, hub_sealed.get(name).copied())?;
-                        }
-                    }
+                    let hub_seq = self.hub_seq(t, h)?;
+                    let plan =
+                        self.sealed_plan(t, &local_sealed, &hub_sealed, &Ctx::Push { hub_seq })?;
+                    self.apply_sealed(plan, false)?;
                     self.push_ref(&head, Some(l));
                     self.head_pushes.push((t.to_string(), head.clone()));
                     self.record_topic(t, TopicAction::Pushed, 0, sent, Some(l));
@@ -381,83 +421,155 @@ impl Sync<'_> {
             self.again = true;
             return Ok(());
         }
-        self.take_sealed(local_sealed, hub_sealed, &HashSet::new())?;
+        let plan = self.sealed_plan(t, local_sealed, hub_sealed, &Ctx::Adopt)?;
+        let (before, after): (Vec<_>, Vec<_>) = plan
+            .into_iter()
+            .partition(|(_, s)| matches!(s, Sealed::Take(_)));
+        self.apply_sealed(before, true)?;
         self.set_local_held(head, Some(h))?;
-        // A sealed segment the hub no longer has was pruned there; it goes here only with
-        // the hub's summary (never on a summary this node rejected).
-        if !self.checks.summary_rejected.contains(t) {
-            for name in local_sealed.keys() {
-                if !hub_sealed.contains_key(name) {
-                    self.set_local_held(name, None)?;
-                }
-            }
-        }
+        self.apply_sealed(after, true)?;
         Ok(())
     }
 
-    /// Takes the hub's sealed segments, under the topic's lock. Create-only (DESIGN,
-    /// ADR 0015): a segment this node also holds at another message keeps this node's
-    /// value unless [`Sync::reconcile_sealed`] finds the hub's a later message of it; only
-    /// a value of this node's that is about to be appended again after the hub's messages
-    /// (`rewritten`, a diverged topic) gives way to the hub's as before.
-    fn take_sealed(
-        &mut self,
+    /// The seq below which this node's sealed segments are not offered to the hub: with
+    /// the hub's summary rejected, the segments it pruned stay here but do not go back.
+    fn hub_seq(&self, t: &Topic, h: Oid) -> Result<u64> {
+        Ok(if self.checks.summary_rejected.contains(t) {
+            self.meta(h)?.seq
+        } else {
+            0
+        })
+    }
+
+    /// Whether `v` is the last message of its segment on this node's chain: the message
+    /// after it in this node's index starts a segment that names `v` as the one before.
+    fn ends_segment_here(&self, t: &Topic, v: Oid) -> Result<bool> {
+        let next = self.meta(v)?.seq.saturating_add(1);
+        let Some(view) = self.gatos.messages().view(t)? else {
+            return Ok(false);
+        };
+        if view.retained() == 0 || next < view.first_seq() || next > view.last_seq() {
+            return Ok(false);
+        }
+        let Ok(r) = view.record(next) else {
+            return Ok(false);
+        };
+        Ok(self.meta(r.commit)?.prev_segment == Some(v))
+    }
+
+    /// Which of two values of one sealed segment the topic's chain follows (the next
+    /// segment names its predecessor's last message by `Prev-Segment`): the hub's chain
+    /// where this sync walked the hub's new messages across the segment's end, else this
+    /// node's own chain (its index), which holds the part both sides share.
+    fn followed(&self, t: &Topic, name: &str, local: Oid, hub: Oid) -> Result<Option<Oid>> {
+        if let Some(Some(f)) = self.checks.followed.get(name)
+            && (*f == local || *f == hub)
+        {
+            return Ok(Some(*f));
+        }
+        if self.ends_segment_here(t, local)? {
+            return Ok(Some(local));
+        }
+        if self.ends_segment_here(t, hub)? {
+            return Ok(Some(hub));
+        }
+        Ok(None)
+    }
+
+    /// What becomes of each sealed segment this node and the hub hold differently (see
+    /// [`Sealed`]). Create-only (DESIGN, ADR 0015, ADR 0018's amendment): only a segment's
+    /// sealed ref keeps its messages reachable, so a value is replaced or deleted only
+    /// where the chain shows it is not the segment's last message, never on the hub's
+    /// word alone. Decided before anything moves (this node's index is its chain as it
+    /// stands).
+    fn sealed_plan(
+        &self,
+        t: &Topic,
         local_sealed: &BTreeMap<String, Oid>,
         hub_sealed: &BTreeMap<String, Oid>,
-        rewritten: &HashSet<Oid>,
-    ) -> Result<()> {
+        ctx: &Ctx<'_>,
+    ) -> Result<Vec<(String, Sealed)>> {
+        let rejected = self.checks.summary_rejected.contains(t);
+        let mut plan = Vec::new();
         for (name, hv) in hub_sealed {
-            match local_sealed.get(name) {
-                Some(lv) if lv != hv && !rewritten.contains(lv) => {
-                    self.reconcile_sealed(name, *lv, *hv, true)?;
-                }
-                _ => {
-                    self.set_local_held(name, Some(*hv))?;
-                }
-            }
+            let step = match local_sealed.get(name) {
+                Some(lv) if lv == hv => continue,
+                None if matches!(ctx, Ctx::Push { .. }) => continue,
+                None => Sealed::Take(*hv),
+                Some(lv) if ctx.rewritten(*lv) => Sealed::Take(*hv),
+                Some(lv) => match self.followed(t, name, *lv, *hv)? {
+                    Some(f) if f == *hv => Sealed::Take(*hv),
+                    Some(_) => Sealed::KeepLocal(*lv),
+                    None => Sealed::KeepBoth,
+                },
+            };
+            plan.push((name.clone(), step));
         }
-        Ok(())
+        for (name, lv) in local_sealed {
+            if hub_sealed.contains_key(name) {
+                continue;
+            }
+            let step = match ctx {
+                Ctx::Reappend { rewritten, .. } if rewritten.contains(lv) => Sealed::Drop,
+                Ctx::Push { hub_seq } if self.meta(*lv)?.seq < *hub_seq => Sealed::Leave,
+                // The hub pruned it by a summary this node rejected: kept, not offered.
+                Ctx::Adopt | Ctx::Reappend { .. } if rejected => Sealed::Leave,
+                // This node's last message in common with the hub: the hub's first after
+                // it tells whether the segment ended there on the chain taken.
+                Ctx::Reappend { fork, hub_next, .. } if *fork == Some(*lv) => {
+                    if hub_next.is_some_and(|m| m.prev_segment == Some(*lv)) {
+                        Sealed::Offer(*lv)
+                    } else {
+                        Sealed::Drop
+                    }
+                }
+                _ if self.ends_segment_here(t, *lv)? => Sealed::Offer(*lv),
+                // A ref inside its segment (an interrupted rotation leaves one): nothing is
+                // lost without it, and it is not spread to the hub.
+                Ctx::Push { .. } => Sealed::Leave,
+                Ctx::Adopt | Ctx::Reappend { .. } => Sealed::Drop,
+            };
+            plan.push((name.clone(), step));
+        }
+        Ok(plan)
     }
 
-    /// Offers this node's sealed segment to the hub, which holds `hub` under that name
-    /// (or nothing).
-    fn push_sealed(&mut self, name: &str, local: Oid, hub: Option<Oid>) -> Result<()> {
-        match hub {
-            None => self.push_ref(name, Some(local)),
-            Some(h) if h == local => {}
-            Some(h) => self.reconcile_sealed(name, local, h, false)?,
-        }
-        Ok(())
-    }
-
-    /// One sealed segment held at different messages here (`local`) and at the hub. Only
-    /// the sealed ref keeps a segment's messages reachable (the next segment names its
-    /// last message by a trailer, which git does not follow), so a value that drops
-    /// messages is never taken: the hub's replaces this node's only when it is a later
-    /// message of the segment (this node's then named a message inside it, as an
-    /// interrupted rotation leaves; nothing is lost); a hub's value that is an earlier
-    /// message is a `kept-local` conflict, and this node's is put back at the hub; any
-    /// other pair (two messages on different chains) is a `kept-both` conflict.
-    fn reconcile_sealed(&mut self, name: &str, local: Oid, hub: Oid, held: bool) -> Result<()> {
-        if self.on_chain(local, hub)? {
-            if held {
-                self.set_local_held(name, Some(hub))?;
-            } else {
-                self.set_local(name, Some(hub))?;
+    /// Carries out a [`Sealed`] plan (`held`: the caller holds the topic's lock).
+    fn apply_sealed(&mut self, plan: Vec<(String, Sealed)>, held: bool) -> Result<()> {
+        for (name, step) in plan {
+            let set = match step {
+                Sealed::Take(v) => Some(Some(v)),
+                Sealed::Drop => Some(None),
+                Sealed::KeepLocal(v) => {
+                    self.conflict(
+                        &name,
+                        "kept-local",
+                        "the hub's sealed segment ref does not name the segment's last message and this node's does; this node's is kept and put back at the hub",
+                    );
+                    self.push_ref(&name, Some(v));
+                    None
+                }
+                Sealed::KeepBoth => {
+                    self.conflict(
+                        &name,
+                        "kept-both",
+                        "this node and the hub name different messages for this sealed segment and neither is shown to be its last (sealed segments are create-only)",
+                    );
+                    None
+                }
+                Sealed::Offer(v) => {
+                    self.push_ref(&name, Some(v));
+                    None
+                }
+                Sealed::Leave => None,
+            };
+            if let Some(new) = set {
+                if held {
+                    self.set_local_held(&name, new)?;
+                } else {
+                    self.set_local(&name, new)?;
+                }
             }
-        } else if self.on_chain(hub, local)? {
-            self.conflict(
-                name,
-                "kept-local",
-                "the hub's sealed segment names an earlier message of the segment, which would leave the messages after it reachable from no ref; this node's is kept and put back at the hub",
-            );
-            self.push_ref(name, Some(local));
-        } else {
-            self.conflict(
-                name,
-                "kept-both",
-                "the hub's sealed segment names another message than this node's (sealed segments are create-only)",
-            );
         }
         Ok(())
     }
@@ -502,6 +614,17 @@ impl Sync<'_> {
             self.again = true;
             return Ok(());
         }
+        let moved: HashSet<Oid> = local_after.iter().map(|m| m.commit).collect();
+        let plan = self.sealed_plan(
+            t,
+            local_sealed,
+            hub_sealed,
+            &Ctx::Reappend {
+                rewritten: &moved,
+                fork: fork.as_ref().map(|m| m.commit),
+                hub_next: hub_after.first(),
+            },
+        )?;
         // Messages the hub already has (a push that landed, its answer lost) are not sent
         // twice: decided by ULID.
         let at_hub: HashSet<Ulid> = hub_after.iter().map(|m| m.ulid).collect();
@@ -510,7 +633,6 @@ impl Sync<'_> {
             .filter(|m| !at_hub.contains(&m.ulid))
             .collect();
         let fork_seq = fork.as_ref().map_or(through, |m| m.seq);
-        let moved: HashSet<Oid> = local_after.iter().map(|m| m.commit).collect();
         // Checkpoints on the messages about to be rewritten go back to the fork point.
         self.move_back_checkpoints(t, &moved, fork.as_ref())?;
         crate::messages::record_fork(self.gatos, t, fork_seq)?;
@@ -540,26 +662,20 @@ impl Sync<'_> {
             let built = messages.build_on(t, Some(&hub_meta), base_sealed, through, &stored)?;
             (built.tip, built.sealed)
         };
-        self.take_sealed(local_sealed, hub_sealed, &moved)?;
+        // Segments the rebuild sealed are this node's new ones, whatever the plan said.
+        let built: BTreeSet<&str> = new_sealed.iter().map(|(n, _)| n.as_str()).collect();
+        let (before, after): (Vec<_>, Vec<_>) = plan
+            .into_iter()
+            .filter(|(n, _)| !built.contains(n.as_str()))
+            .partition(|(_, s)| matches!(s, Sealed::Take(_)));
+        self.apply_sealed(before, true)?;
         for (name, c) in &new_sealed {
             self.set_local_held(name.as_str(), Some(*c))?;
         }
         if !self.set_local_held(head, Some(tip))? {
             return Ok(());
         }
-        let keep: BTreeSet<&str> = hub_sealed
-            .keys()
-            .map(String::as_str)
-            .chain(new_sealed.iter().map(|(n, _)| n.as_str()))
-            .collect();
-        let keep_pruned = self.checks.summary_rejected.contains(t);
-        for (name, c) in local_sealed {
-            // Rewritten segments (after the fork) go; with the hub's summary rejected, the
-            // segments it pruned stay.
-            if !keep.contains(name.as_str()) && (!keep_pruned || self.meta(*c)?.seq > fork_seq) {
-                self.set_local_held(name, None)?;
-            }
-        }
+        self.apply_sealed(after, true)?;
         drop(guard);
         for (name, c) in &new_sealed {
             self.push_ref(name.as_str(), Some(*c));

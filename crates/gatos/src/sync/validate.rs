@@ -157,6 +157,10 @@ pub(crate) struct Checks {
     pub(crate) chain_depth: Option<u64>,
     /// What the checked message commits say, so that reconciling them reads none again.
     pub(crate) metas: HashMap<Oid, Meta>,
+    /// By sealed segment ref: the message the hub's chains name as that segment's last
+    /// (the next segment's `Prev-Segment`), where a walk of the hub's new messages crossed
+    /// it; `None` when two of the hub's chains name different ones.
+    pub(crate) followed: HashMap<String, Option<Oid>>,
 }
 
 /// Whose signatures a check takes ([`Checks::signers`]).
@@ -649,15 +653,21 @@ impl Sync<'_> {
         }
     }
 
-    /// Whether a sealed segment ref of `t`, here or at the hub, holds `commit`.
-    fn sealed_holds(&self, t: &Topic, commit: Oid) -> bool {
+    /// What the sealed segment refs of `t` hold, here and at the hub.
+    fn sealed_values(&self, t: &Topic) -> HashSet<Oid> {
         let prefix = names::topic_prefix(t);
-        [&self.hub, &self.local].into_iter().any(|refs| {
-            under(refs, &prefix).any(|n| {
-                refs.get(n) == Some(&commit)
-                    && matches!(RefKind::parse(n), Some(RefKind::MessageSealed(..)))
+        [&self.hub, &self.local]
+            .into_iter()
+            .flat_map(|refs| {
+                refs.range::<str, _>((
+                    std::ops::Bound::Included(prefix.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|(n, _)| n.starts_with(&prefix))
+                .filter(|(n, _)| matches!(RefKind::parse(n), Some(RefKind::MessageSealed(..))))
+                .map(|(_, v)| *v)
             })
-        })
+            .collect()
     }
 
     /// A topic's chain from `tip` down to the first message this node holds at that
@@ -689,12 +699,15 @@ impl Sync<'_> {
         let mut walked: Vec<(Meta, Oid)> = Vec::new();
         let mut boundary: Option<Meta> = None;
         let mut at = Some(tip);
+        let mut sealed_values: Option<HashSet<Oid>> = None;
         while let Some(c) = at {
             // A segment's last message is fetched only through a sealed ref that holds it:
             // one that none holds is named here, not reported as a missing object.
             if let Some((ch, _)) = walked.last()
                 && ch.prev_segment == Some(c)
-                && !self.sealed_holds(t, c)
+                && !sealed_values
+                    .get_or_insert_with(|| self.sealed_values(t))
+                    .contains(&c)
             {
                 return Err(envelope(format!(
                     "message {} follows {c}, the last message of the segment before it, which no sealed ref of {topic} holds (here or at the hub)",
@@ -720,6 +733,15 @@ impl Sync<'_> {
                         "message {} follows a segment that no sealed ref holds ({sealed})",
                         ch.commit
                     )));
+                }
+                match self.checks.followed.get(&sealed) {
+                    None => {
+                        self.checks.followed.insert(sealed, Some(c));
+                    }
+                    Some(Some(f)) if *f != c => {
+                        self.checks.followed.insert(sealed, None);
+                    }
+                    Some(_) => {}
                 }
             }
             // Before the shortcut below: a message that passed in another topic's walk is
