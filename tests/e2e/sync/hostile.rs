@@ -1159,3 +1159,172 @@ fn a_sealed_segment_moved_replaced_or_deleted_at_the_hub_is_not_taken() -> TestR
     assert_eq!(read_all(b, "t")?.len(), 10);
     Ok(())
 }
+
+/// An archive commit keeps its jobs' commits reachable through its parents; its signature
+/// does not cover them. A hub that copies an honest archive commit without those parents
+/// and deletes the jobs' live refs made every node drop its live refs for an archive that
+/// keeps none of their commits (the check asked only whether the commits exist here):
+/// lost at the next `git gc`. Now such an archive commit is rejected and the node keeps
+/// its jobs.
+#[test]
+fn an_archive_commit_stripped_of_its_jobs_is_rejected() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let mut ids = Vec::new();
+    for k in 0..2 {
+        let out = gatos_ok(
+            a,
+            &["jobs", "enqueue", "--json", "--", "echo", &k.to_string()],
+        )?;
+        ids.push(id_of(&out)?);
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    let w = spawn_worker(b, &["--drain", "--id", "wb"])?.wait_with_output()?;
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    net.sync(1)?;
+    net.sync(0)?;
+    let baseline = doctor_codes(b)?;
+    let live = b.refs("refs/gatos/jobs/")?;
+    assert_eq!(live.len(), 6, "{live:?}");
+
+    // `a` archives, and the hub gets a copy of its archive commit with the prev link only.
+    gatos_ok(
+        a,
+        &[
+            "maintenance",
+            "--archive-jobs",
+            "--older-than",
+            "0s",
+            "--json",
+        ],
+    )?;
+    let (name, honest) = a
+        .refs("refs/gatos/archive/jobs/")?
+        .into_iter()
+        .next()
+        .ok_or("no archive ref")?;
+    let hub_path = net.hub.path().to_string_lossy().into_owned();
+    a.git(&["push", "-q", &hub_path, &format!("{honest}:refs/heads/x")])?;
+    let text = net.hub.git(&["cat-file", "commit", &honest])?;
+    let stripped: String = text
+        .lines()
+        .filter(|l| !l.starts_with("parent "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut hash = std::process::Command::new("git")
+        .args(["hash-object", "-t", "commit", "-w", "--stdin"])
+        .current_dir(net.hub.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    hash.stdin
+        .take()
+        .ok_or("stdin")?
+        .write_all(stripped.as_bytes())?;
+    let forged = String::from_utf8(hash.wait_with_output()?.stdout)?
+        .trim()
+        .to_owned();
+    assert_ne!(forged, honest);
+    net.hub.git(&["update-ref", "-d", "refs/heads/x"])?;
+    set(&net.hub, &name, &forged)?;
+    for (job_ref, _) in net.hub.refs("refs/gatos/jobs/")? {
+        net.hub.git(&["update-ref", "-d", &job_ref])?;
+    }
+
+    let report = net.sync(1)?;
+    assert_eq!(
+        rejected_codes(&report)?.get(&name).map(String::as_str),
+        Some("InvalidEnvelope"),
+        "{report}"
+    );
+    assert_eq!(
+        b.refs("refs/gatos/jobs/")?,
+        live,
+        "b kept its jobs: {report}"
+    );
+    for id in &ids {
+        let shown: Value =
+            serde_json::from_str(gatos_ok(b, &["jobs", "show", id, "--json"])?.trim())?;
+        assert_eq!(shown["state"], "succeeded", "{shown}");
+    }
+    assert_unharmed(b, &baseline, &[])?;
+    Ok(())
+}
+
+/// Two nodes that ran one job offline and each archived its own result: when their
+/// archive chains met, the fold kept the hub's entries and dropped this node's by job id
+/// alone, leaving its result and claim chain to the next `git gc`. Now this node's
+/// archive stays a parent of the fold (every commit of it reachable) and the conflict is
+/// reported.
+#[test]
+fn a_job_archived_on_two_nodes_with_two_results_loses_neither() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let id = id_of(&gatos_ok(
+        a,
+        &["jobs", "enqueue", "--json", "--", "echo", "one"],
+    )?)?;
+    net.sync(0)?;
+    net.sync(1)?;
+    // Each runs it offline (no `--remote`): two claims, two results.
+    for (n, w) in [(a, "wa"), (b, "wb")] {
+        let allow = jobs_shared(n).to_string_lossy().into_owned();
+        gatos_ok(
+            n,
+            &[
+                "worker",
+                "--json",
+                "--drain",
+                "--id",
+                w,
+                "--sandbox-allow-write",
+                &allow,
+            ],
+        )?;
+    }
+    let result = |n: &TempRepo| n.rev_parse(&format!("refs/gatos/jobs/{id}/result"));
+    let (ra, rb) = (
+        result(a)?.ok_or("no result at a")?,
+        result(b)?.ok_or("no result at b")?,
+    );
+    assert_ne!(ra, rb);
+    for n in [a, b] {
+        gatos_ok(
+            n,
+            &[
+                "maintenance",
+                "--archive-jobs",
+                "--older-than",
+                "0s",
+                "--json",
+            ],
+        )?;
+    }
+    net.sync(0)?;
+    let report = net.sync(1)?;
+    let (name, tip) = b
+        .refs("refs/gatos/archive/jobs/")?
+        .into_iter()
+        .next()
+        .ok_or("no archive at b")?;
+    assert_eq!(
+        conflict_resolutions(&report)?
+            .get(&name)
+            .map(String::as_str),
+        Some("hub-wins"),
+        "{report}"
+    );
+    let reachable = b.git(&["rev-list", &tip])?;
+    for r in [&ra, &rb] {
+        assert!(
+            reachable.lines().any(|l| l == r.as_str()),
+            "{r} not kept at b"
+        );
+    }
+    b.assert_fsck_strict()?;
+    // The fold went to the hub: both results are kept there too.
+    let at_hub = net.hub.git(&["rev-list", &tip])?;
+    assert!(at_hub.lines().any(|l| l == ra) && at_hub.lines().any(|l| l == rb));
+    Ok(())
+}

@@ -12,7 +12,7 @@
 //! Lookups go through a local cache per month (`<git-dir>/gatos/index/jobs/archive/`),
 //! keyed by the month's tip and extended by walking only the new archive commits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use gatos_store::refs::{Edit, Options, names};
@@ -200,7 +200,9 @@ fn save(gatos: &Gatos, month: &str, cache: &MonthCache) -> Result<()> {
     std::fs::rename(&tmp, dir.join(format!("{month}.json"))).map_err(|e| io("rename", e))
 }
 
-/// Writes an archive commit folding `entries` after `prev` (not moving any ref).
+/// Writes an archive commit folding `entries` after `prev` (not moving any ref); `keep`
+/// are further parents whose commits it keeps reachable without folding them (a chain of
+/// this node's that a sync folds onto the hub's).
 ///
 /// # Errors
 /// When the commits cannot be read or written.
@@ -209,6 +211,7 @@ pub(crate) fn archive_commit(
     m: &str,
     prev: Option<Oid>,
     entries: &[Archived],
+    keep: &[Oid],
 ) -> Result<Oid> {
     let mut parents: Vec<Oid> = prev.into_iter().collect();
     let mut r = gatos.store().reader();
@@ -221,6 +224,8 @@ pub(crate) fn archive_commit(
             if let Some(c) = a.claim.filter(|c| !p.contains(c)) {
                 tips.push(c);
             }
+            // A cancel beside the result is a commit of its own (on the job).
+            tips.extend(a.cancel);
         } else {
             tips.extend(a.cancel);
             tips.extend(a.claim);
@@ -232,6 +237,11 @@ pub(crate) fn archive_commit(
             if !parents.contains(&t) {
                 parents.push(t);
             }
+        }
+    }
+    for k in keep {
+        if !parents.contains(k) {
+            parents.push(*k);
         }
     }
     let doc = IndexDoc {
@@ -279,7 +289,11 @@ pub(crate) fn index_at(gatos: &Gatos, tip: Option<Oid>) -> Result<BTreeMap<Ulid,
 
 /// Checks an archive commit that arrived from a remote: its index parses, names `month`,
 /// links to its first parent, and folds only finished jobs of that month whose commits it
-/// keeps reachable (a job with a result folds the result; a cancelled one its cancel).
+/// keeps reachable: each is one of its parents or a parent of one that is (a result's are
+/// the job and the claim it closes, a cancel's the job), as [`archive_commit`] makes them.
+/// That the commits merely exist here is not enough: a signature does not cover parents,
+/// so a copy of an honest archive commit without them would make every node drop the
+/// jobs' live refs for an archive that keeps none of their commits.
 ///
 /// Returns the previous archive commit of the month.
 ///
@@ -298,16 +312,30 @@ pub(crate) fn check_commit(
             c.id
         )));
     }
+    let tips: HashSet<Oid> = c
+        .parents
+        .iter()
+        .skip(usize::from(doc.prev.is_some()))
+        .copied()
+        .collect();
     for a in &doc.jobs {
         let finished = match a.state {
             JobState::Succeeded | JobState::Failed => a.result.is_some(),
             JobState::Cancelled => a.cancel.is_some() || a.result.is_some(),
             _ => false,
         };
-        let kept = [Some(a.job), a.claim, a.result, a.cancel]
+        let own: Vec<Oid> = [Some(a.job), a.claim, a.result, a.cancel]
             .into_iter()
             .flatten()
-            .all(|o| r.exists(o));
+            .collect();
+        let mut reached: HashSet<Oid> = HashSet::new();
+        for o in own.iter().filter(|o| tips.contains(o)) {
+            reached.insert(*o);
+            if let Ok(commit) = r.commit(*o) {
+                reached.extend(commit.parents);
+            }
+        }
+        let kept = own.iter().all(|o| reached.contains(o) && r.exists(*o));
         if month_of(a.id) != month || !finished || !kept {
             return Err(corrupt(format_args!(
                 "archive commit {} folds job {} that is not a finished job of {month} it holds",
@@ -576,7 +604,7 @@ fn fold(gatos: &Gatos, m: &str, chunk: &[(Archived, Refs)], report: &mut Report)
         let mut removable: Vec<(Ulid, Refs)> = done.iter().map(|(a, r)| (a.id, *r)).collect();
         if !todo.is_empty() {
             let entries: Vec<Archived> = todo.iter().map(|(a, _)| a.clone()).collect();
-            let commit = archive_commit(gatos, m, cache.tip, &entries)?;
+            let commit = archive_commit(gatos, m, cache.tip, &entries, &[])?;
             match gatos.store().update_refs(
                 &[Edit::update(name.clone(), cache.tip, commit)],
                 &Options::default(),

@@ -58,14 +58,36 @@ impl Sync<'_> {
                         }
                     } else {
                         let theirs = archive::index_at(self.gatos, Some(hv))?;
-                        let mine: Vec<Archived> = archive::index_at(self.gatos, Some(lv))?
-                            .into_values()
-                            .filter(|a| !theirs.contains_key(&a.id))
-                            .collect();
-                        let tip = if mine.is_empty() {
+                        let (mine, other): (Vec<Archived>, Vec<Archived>) =
+                            archive::index_at(self.gatos, Some(lv))?
+                                .into_values()
+                                .filter(|a| theirs.get(&a.id).is_none_or(|t| t.refs() != a.refs()))
+                                .partition(|a| !theirs.contains_key(&a.id));
+                        // A job both sides archived with other commits (two results of
+                        // offline claims, each archived where it was made): the hub's entry
+                        // stands in the index, and this node's chain stays a parent of the
+                        // fold, so none of its commits becomes unreachable; reported.
+                        if !other.is_empty() {
+                            let jobs: Vec<String> =
+                                other.iter().map(|a| a.id.to_string()).collect();
+                            self.conflict(
+                                &name,
+                                "hub-wins",
+                                format!(
+                                    "the hub archived job(s) {} with other commits than this node; its entries stand, and this node's archive ({lv}) stays reachable from the fold",
+                                    jobs.join(", ")
+                                ),
+                            );
+                        }
+                        let keep: Vec<Oid> = if other.is_empty() {
+                            Vec::new()
+                        } else {
+                            vec![lv]
+                        };
+                        let tip = if mine.is_empty() && keep.is_empty() {
                             hv
                         } else {
-                            archive::archive_commit(self.gatos, &month, Some(hv), &mine)?
+                            archive::archive_commit(self.gatos, &month, Some(hv), &mine, &keep)?
                         };
                         if self.set_local(&name, Some(tip))? && tip != hv {
                             self.push_ref(&name, Some(tip));
