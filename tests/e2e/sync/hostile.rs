@@ -1328,3 +1328,68 @@ fn a_job_archived_on_two_nodes_with_two_results_loses_neither() -> TestResult {
     assert!(at_hub.lines().any(|l| l == ra) && at_hub.lines().any(|l| l == rb));
     Ok(())
 }
+
+/// A trailer's value in a commit message.
+fn trailer(text: &str, key: &str) -> TestResult<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no {key} in {text}").into())
+}
+
+/// When both sides appended, this node's messages the hub already holds (a push that
+/// landed, its answer lost) are not appended twice. That was decided by ULID alone, so a
+/// message at the hub with the ULID of one of this node's and other content (on a topic
+/// whose messages are not signed, anyone who can push there can write one) made this node
+/// drop its own: reported as nothing, lost at the next `git gc`. Now ULID and content id
+/// must both match; this node's message is appended again and the clash reported.
+#[test]
+fn a_message_with_one_of_this_nodes_ulids_and_other_content_does_not_replace_it() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    publish(a, "t", "m0")?;
+    publish(a, "t", "m1")?;
+    net.sync(0)?;
+    net.sync(1)?;
+    publish(b, "t", "mine")?;
+    let mine = net.head(1, "t")?.ok_or("no head at b")?;
+    let ulid = trailer(&b.git(&["cat-file", "commit", &mine])?, "Message-Id")?;
+
+    // The hub appends a message of its own making under that ULID.
+    let h = net.hub_head("t")?.ok_or("no hub head")?;
+    let top = net.hub.git(&["cat-file", "commit", &h])?;
+    let envelope = format!(r#"{{"payload":{{"p":"forged"}},"topic":"t","ulid":"{ulid}"}}"#);
+    let id = |k: &str| trailer(&top, k);
+    let seq: u64 = id("Seq")?.parse()?;
+    let segment_seq: u64 = id("Segment-Seq")?.parse()?;
+    let segment_bytes: u64 = id("Segment-Bytes")?.parse()?;
+    let tree_of = tree(&net.hub, &[("message/envelope.json", envelope.as_bytes())])?;
+    let forged = commit(
+        &net.hub,
+        &tree_of,
+        &[&h],
+        &format!(
+            "message t {n}\n\nGatos-Kind: message\nTopic: t\nMessage-Id: {ulid}\nContent-Id: {}\nSeq: {n}\nSegment-Seq: {}\nSegment-Bytes: {}\nSegment-Id: {}\nOrigin: {}",
+            Digest::of(envelope.as_bytes()),
+            segment_seq + 1,
+            segment_bytes + envelope.len() as u64,
+            id("Segment-Id")?,
+            id("Origin")?,
+            n = seq + 1,
+        ),
+    )?;
+    set(&net.hub, "refs/gatos/messages/t/head", &forged)?;
+
+    let report = net.sync(1)?;
+    assert_eq!(
+        conflict_resolutions(&report)?
+            .get("refs/gatos/messages/t/head")
+            .map(String::as_str),
+        Some("kept-local"),
+        "{report}"
+    );
+    let payloads: Vec<String> = read_all(b, "t")?.into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads, ["m0", "m1", "forged", "mine"], "{report}");
+    assert_eq!(net.hub_head("t")?, net.head(1, "t")?);
+    Ok(())
+}

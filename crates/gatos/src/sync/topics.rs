@@ -1,6 +1,6 @@
 //! Topics, their sealed segments and summaries, and consumer checkpoints (DESIGN §5).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use gatos_store::objects::NewCommit;
 use gatos_store::objects::Objects;
@@ -8,7 +8,7 @@ use gatos_store::refs::{RefName, names};
 use gatos_types::sync::{TopicAction, TopicSync};
 use gatos_types::trailers::keys;
 use gatos_types::wire::CheckpointDoc;
-use gatos_types::{Group, Oid, Topic, Ulid};
+use gatos_types::{Digest, Group, Oid, Topic, Ulid};
 
 use super::Sync;
 use crate::error::Result;
@@ -626,12 +626,25 @@ impl Sync<'_> {
             },
         )?;
         // Messages the hub already has (a push that landed, its answer lost) are not sent
-        // twice: decided by ULID.
-        let at_hub: HashSet<Ulid> = hub_after.iter().map(|m| m.ulid).collect();
+        // twice: decided by ULID and content id. The same ULID with other content at the
+        // hub is not this node's message (on a topic whose messages are not signed anyone
+        // who can push to the hub can write one): this node's is appended again, reported.
+        let at_hub: HashMap<Ulid, Digest> =
+            hub_after.iter().map(|m| (m.ulid, m.content_id)).collect();
         let mine: Vec<&Meta> = local_after
             .iter()
-            .filter(|m| !at_hub.contains(&m.ulid))
+            .filter(|m| at_hub.get(&m.ulid) != Some(&m.content_id))
             .collect();
+        let clashing = mine.iter().filter(|m| at_hub.contains_key(&m.ulid)).count();
+        if clashing > 0 {
+            self.conflict(
+                head,
+                "kept-local",
+                format!(
+                    "the hub holds {clashing} message(s) with the ULID of one of this node's and other content; this node's are appended again after the hub's"
+                ),
+            );
+        }
         let fork_seq = fork.as_ref().map_or(through, |m| m.seq);
         // Checkpoints on the messages about to be rewritten go back to the fork point.
         self.move_back_checkpoints(t, &moved, fork.as_ref())?;
