@@ -333,6 +333,10 @@ pub(crate) fn refs_failing_checks(gatos: &Gatos) -> Result<(Vec<RefFailure>, usi
     Ok((failed, unchecked))
 }
 
+/// How far down this node's chain of a setting or manifest a sync looks for the hub's
+/// value ([`Sync::replaced_here`]): such chains grow by one commit per change.
+const REPLACED_DEPTH: usize = 1_000;
+
 impl<'g> Sync<'g> {
     fn new(gatos: &'g Gatos, remote: String, progress: bool) -> Sync<'g> {
         Sync {
@@ -636,6 +640,9 @@ impl<'g> Sync<'g> {
         Ok(())
     }
 
+    /// CAS chains (settings, manifests): fast-forward either way; when both changed, the
+    /// hub's value wins and the local one is reported, unless the hub's is a value this
+    /// node's chain already replaced ([`Sync::replaced_here`]).
     pub(crate) fn chain(&mut self, name: &str) -> Result<()> {
         let Some((l, h)) = self.one_sided(name)? else {
             return Ok(());
@@ -647,6 +654,18 @@ impl<'g> Sync<'g> {
             if self.set_local(name, Some(h))? {
                 self.report.adopted += 1;
             }
+        } else if self.replaced_here(h, l)? {
+            // An older state coming back: commits are signed over their content, not their
+            // parents, so anyone who can push to the hub can put a value this node's chain
+            // already replaced on a chain of its own (a topic's `sign` turned off again).
+            self.conflict(
+                name,
+                "kept-local",
+                format!(
+                    "both sides changed it, and the hub's value {h} is one this node's chain already replaced; this node's {l} stands and is put back at the hub"
+                ),
+            );
+            self.push_ref(name, Some(l));
         } else {
             self.conflict(
                 name,
@@ -656,6 +675,29 @@ impl<'g> Sync<'g> {
             self.set_local(name, Some(h))?;
         }
         Ok(())
+    }
+
+    /// Whether the content of `hub` (its `Content-Id`, else its tree) is that of a commit
+    /// below `local` on this node's chain: a value this node moved away from. Reads at most
+    /// [`REPLACED_DEPTH`] commits.
+    fn replaced_here(&self, hub: Oid, local: Oid) -> Result<bool> {
+        let mut r = self.gatos.store().reader();
+        let content = |c: &gatos_store::objects::Commit| {
+            c.trailers()
+                .get(gatos_types::trailers::keys::CONTENT_ID)
+                .map_or_else(|| c.tree.to_string(), str::to_owned)
+        };
+        let want = content(&r.commit(hub)?);
+        let mut at = r.commit(local)?.parents.first().copied();
+        for _ in 0..REPLACED_DEPTH {
+            let Some(c) = at else { break };
+            let Ok(commit) = r.commit(c) else { break };
+            if content(&commit) == want {
+                return Ok(true);
+            }
+            at = commit.parents.first().copied();
+        }
+        Ok(false)
     }
 
     /// Pushes what this round queued: everything with its own lease in one push, then the

@@ -1393,3 +1393,61 @@ fn a_message_with_one_of_this_nodes_ulids_and_other_content_does_not_replace_it(
     assert_eq!(net.hub_head("t")?, net.head(1, "t")?);
     Ok(())
 }
+
+/// A setting's (or manifest's) commits are signed over their content, not their parents.
+/// Where both sides had changed one, the hub's value won: so a hub could put an older
+/// signed value of a topic's settings on a chain of its own (turning the topic's `sign`
+/// off again, after which its unsigned messages pass) and every node that had changed the
+/// setting took it. Now a hub value that this node's chain already replaced does not win:
+/// this node's stands, is put back at the hub, and the conflict is reported.
+#[test]
+fn an_older_setting_replayed_at_the_hub_does_not_win() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let name = "refs/gatos/config/topics/t";
+    gatos_ok(a, &["messages", "config", "t", "--max-messages", "100"])?;
+    let unsigned = a.rev_parse(name)?.ok_or("no setting")?;
+    gatos_ok(a, &["messages", "config", "t", "--sign", "on"])?;
+    net.sync(0)?;
+    net.sync(1)?;
+    // `b` changes the setting again; the hub puts the first value on a chain of its own.
+    gatos_ok(b, &["messages", "config", "t", "--max-messages", "50"])?;
+    let mine = b.rev_parse(name)?.ok_or("no setting at b")?;
+    let text = net.hub.git(&["cat-file", "commit", &unsigned])?;
+    let replay: String = text
+        .lines()
+        .filter(|l| !l.starts_with("parent "))
+        .map(|l| match l.strip_prefix("committer ") {
+            Some(rest) => format!("committer {}\n", rest.replace(" +0000", "1 +0000")),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let mut hash = std::process::Command::new("git")
+        .args(["hash-object", "-t", "commit", "-w", "--stdin"])
+        .current_dir(net.hub.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    hash.stdin
+        .take()
+        .ok_or("stdin")?
+        .write_all(replay.as_bytes())?;
+    let replayed = String::from_utf8(hash.wait_with_output()?.stdout)?
+        .trim()
+        .to_owned();
+    assert_ne!(replayed, unsigned);
+    set(&net.hub, name, &replayed)?;
+
+    let report = net.sync(1)?;
+    assert_eq!(
+        conflict_resolutions(&report)?.get(name).map(String::as_str),
+        Some("kept-local"),
+        "{report}"
+    );
+    assert_eq!(b.rev_parse(name)?, Some(mine.clone()), "{report}");
+    assert_eq!(net.hub.rev_parse(name)?, Some(mine), "{report}");
+    let shown: Value =
+        serde_json::from_str(gatos_ok(b, &["messages", "config", "t", "--json"])?.trim())?;
+    assert_eq!(shown["sign"], json!(true), "{shown}");
+    Ok(())
+}
