@@ -27,7 +27,7 @@ mod jobs;
 mod topics;
 pub mod validate;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use gatos_store::Expect;
 use gatos_store::refs::{Edit, Options, RefName, names};
@@ -333,6 +333,24 @@ pub(crate) fn refs_failing_checks(gatos: &Gatos) -> Result<(Vec<RefFailure>, usi
     Ok((failed, unchecked))
 }
 
+/// One push per ref, the last queued for it (with the first's lease: the hub's value
+/// this round saw): git refuses a push that names one ref twice, which would fail every
+/// ref of that push.
+fn last_of_each(pushes: Vec<PushRef>) -> Vec<PushRef> {
+    let mut at: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<PushRef> = Vec::with_capacity(pushes.len());
+    for p in pushes {
+        match at.get(&p.name) {
+            Some(&i) => out[i].new = p.new,
+            None => {
+                at.insert(p.name.clone(), out.len());
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// How far down this node's chain of a setting or manifest a sync looks for the hub's
 /// value ([`Sync::replaced_here`]): such chains grow by one commit per change.
 const REPLACED_DEPTH: usize = 1_000;
@@ -374,7 +392,6 @@ impl<'g> Sync<'g> {
         self.atomic.clear();
         self.head_pushes.clear();
         self.checkpoint_pushes.clear();
-        self.checks.followed.clear();
         self.report.retry.clear();
         self.gatos
             .store()
@@ -507,14 +524,8 @@ impl<'g> Sync<'g> {
         }
     }
 
-    /// Queues a push of `name` to `new`, expecting the hub's value this round saw. A
-    /// second push of one name in a round replaces the first (git refuses a push that
-    /// names one ref twice, which would fail every ref of it).
+    /// Queues a push of `name` to `new`, expecting the hub's value this round saw.
     pub(crate) fn push_ref(&mut self, name: &str, new: Option<Oid>) {
-        if let Some(p) = self.pushes.iter_mut().find(|p| p.name == name) {
-            p.new = new;
-            return;
-        }
         let expect = match self.hub.get(name) {
             Some(o) => Expect::Value(*o),
             None => Expect::Absent,
@@ -662,7 +673,7 @@ impl<'g> Sync<'g> {
                 name,
                 "kept-local",
                 format!(
-                    "both sides changed it, and the hub's value {h} is one this node's chain already replaced; this node's {l} stands and is put back at the hub"
+                    "both sides changed it, and the hub's value {h} is a copy of a signed value this node's chain already replaced; this node's {l} stands and is put back at the hub"
                 ),
             );
             self.push_ref(name, Some(l));
@@ -677,22 +688,28 @@ impl<'g> Sync<'g> {
         Ok(())
     }
 
-    /// Whether the content of `hub` (its `Content-Id`, else its tree) is that of a commit
-    /// below `local` on this node's chain: a value this node moved away from. Reads at most
-    /// [`REPLACED_DEPTH`] commits.
+    /// Whether `hub` is another commit of a signed value that a commit below `local` on
+    /// this node's chain holds, signature and all: a value this node moved away from, put
+    /// on a chain of its own (a signature covers the content and the signer's trailers,
+    /// not the parents). A node that sets a value again signs it again, so this is a copy
+    /// unless the same key and actor set the very same value twice; then the other side,
+    /// whose commits another key signed, takes it at its next sync. Reads at most
+    /// [`REPLACED_DEPTH`] commits; an unsigned value is never taken for a copy.
     fn replaced_here(&self, hub: Oid, local: Oid) -> Result<bool> {
         let mut r = self.gatos.store().reader();
-        let content = |c: &gatos_store::objects::Commit| {
-            c.trailers()
-                .get(gatos_types::trailers::keys::CONTENT_ID)
-                .map_or_else(|| c.tree.to_string(), str::to_owned)
+        let signed = |c: &gatos_store::objects::Commit| {
+            let t = c.trailers();
+            t.get(crate::signing::SIGNATURE)
+                .map(|s| (c.tree, s.to_owned()))
         };
-        let want = content(&r.commit(hub)?);
+        let Some(want) = signed(&r.commit(hub)?) else {
+            return Ok(false);
+        };
         let mut at = r.commit(local)?.parents.first().copied();
         for _ in 0..REPLACED_DEPTH {
             let Some(c) = at else { break };
             let Ok(commit) = r.commit(c) else { break };
-            if content(&commit) == want {
+            if c != hub && signed(&commit).as_ref() == Some(&want) {
                 return Ok(true);
             }
             at = commit.parents.first().copied();
@@ -704,7 +721,7 @@ impl<'g> Sync<'g> {
     /// claim/result pairs atomically (all at once, else one by one).
     fn push(&mut self) -> Result<()> {
         let store = self.gatos.store();
-        let pushes = std::mem::take(&mut self.pushes);
+        let pushes = last_of_each(std::mem::take(&mut self.pushes));
         if !pushes.is_empty() {
             let (pushes, report) = self.push_checked(pushes)?;
             for p in &pushes {

@@ -1451,3 +1451,32 @@ fn an_older_setting_replayed_at_the_hub_does_not_win() -> TestResult {
     assert_eq!(shown["sign"], json!(true), "{shown}");
     Ok(())
 }
+
+/// The rule above must not make honest nodes fight: a node that sets a value back to one
+/// it set before, while another node changes it, signs the very same value again, which
+/// the other node takes for a copy and puts its own back; the first node then takes that
+/// (another key signed it) and both agree, with no conflict at the next syncs.
+#[test]
+fn a_setting_set_back_while_another_node_changed_it_settles() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let name = "refs/gatos/config/topics/t";
+    gatos_ok(b, &["messages", "config", "t", "--max-messages", "100"])?;
+    net.sync(1)?;
+    net.sync(0)?;
+    gatos_ok(a, &["messages", "config", "t", "--max-messages", "50"])?;
+    gatos_ok(b, &["messages", "config", "t", "--max-messages", "70"])?;
+    gatos_ok(b, &["messages", "config", "t", "--max-messages", "100"])?;
+    net.sync(1)?;
+    net.sync(0)?;
+    net.sync(1)?;
+    net.sync(0)?;
+    let value = a.rev_parse(name)?;
+    assert_eq!(b.rev_parse(name)?, value);
+    assert_eq!(net.hub.rev_parse(name)?, value);
+    for i in [0, 1] {
+        let report = net.sync(i)?;
+        assert_eq!(report["conflicts"], json!([]), "{report}");
+    }
+    Ok(())
+}

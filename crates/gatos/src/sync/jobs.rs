@@ -65,8 +65,9 @@ impl Sync<'_> {
                                 .partition(|a| !theirs.contains_key(&a.id));
                         // A job both sides archived with other commits (two results of
                         // offline claims, each archived where it was made): the hub's entry
-                        // stands in the index, and this node's chain stays a parent of the
-                        // fold, so none of its commits becomes unreachable; reported.
+                        // stands in the index, reported. This node's chain stays a parent
+                        // of every fold, so none of its commits becomes unreachable (also
+                        // when this fold's push is lost and the next one folds onto it).
                         if !other.is_empty() {
                             let jobs: Vec<String> =
                                 other.iter().map(|a| a.id.to_string()).collect();
@@ -79,16 +80,8 @@ impl Sync<'_> {
                                 ),
                             );
                         }
-                        let keep: Vec<Oid> = if other.is_empty() {
-                            Vec::new()
-                        } else {
-                            vec![lv]
-                        };
-                        let tip = if mine.is_empty() && keep.is_empty() {
-                            hv
-                        } else {
-                            archive::archive_commit(self.gatos, &month, Some(hv), &mine, &keep)?
-                        };
+                        let tip =
+                            archive::archive_commit(self.gatos, &month, Some(hv), &mine, &[lv])?;
                         if self.set_local(&name, Some(tip))? && tip != hv {
                             self.push_ref(&name, Some(tip));
                             self.report.pushed += 1;

@@ -509,11 +509,14 @@ impl Sync<'_> {
             if hub_sealed.contains_key(name) {
                 continue;
             }
+            let named = self.checks.followed.get(name) == Some(&Some(*lv));
             let step = match ctx {
                 Ctx::Reappend { rewritten, .. } if rewritten.contains(lv) => Sealed::Drop,
                 Ctx::Push { hub_seq } if self.meta(*lv)?.seq < *hub_seq => Sealed::Leave,
                 // The hub pruned it by a summary this node rejected: kept, not offered.
                 Ctx::Adopt | Ctx::Reappend { .. } if rejected => Sealed::Leave,
+                // The hub's chain names it as its segment's last.
+                _ if named => Sealed::Offer(*lv),
                 // This node's last message in common with the hub: the hub's first after
                 // it tells whether the segment ended there on the chain taken.
                 Ctx::Reappend { fork, hub_next, .. } if *fork == Some(*lv) => {
@@ -622,7 +625,8 @@ impl Sync<'_> {
             &Ctx::Reappend {
                 rewritten: &moved,
                 fork: fork.as_ref().map(|m| m.commit),
-                hub_next: hub_after.first(),
+                // `hub_after` is newest first.
+                hub_next: hub_after.last(),
             },
         )?;
         // Messages the hub already has (a push that landed, its answer lost) are not sent
