@@ -351,10 +351,6 @@ fn last_of_each(pushes: Vec<PushRef>) -> Vec<PushRef> {
     out
 }
 
-/// How far down this node's chain of a setting or manifest a sync looks for the hub's
-/// value ([`Sync::replaced_here`]): such chains grow by one commit per change.
-const REPLACED_DEPTH: usize = 1_000;
-
 impl<'g> Sync<'g> {
     fn new(gatos: &'g Gatos, remote: String, progress: bool) -> Sync<'g> {
         Sync {
@@ -651,9 +647,6 @@ impl<'g> Sync<'g> {
         Ok(())
     }
 
-    /// CAS chains (settings, manifests): fast-forward either way; when both changed, the
-    /// hub's value wins and the local one is reported, unless the hub's is a value this
-    /// node's chain already replaced ([`Sync::replaced_here`]).
     pub(crate) fn chain(&mut self, name: &str) -> Result<()> {
         let Some((l, h)) = self.one_sided(name)? else {
             return Ok(());
@@ -665,18 +658,6 @@ impl<'g> Sync<'g> {
             if self.set_local(name, Some(h))? {
                 self.report.adopted += 1;
             }
-        } else if self.replaced_here(h, l)? {
-            // An older state coming back: commits are signed over their content, not their
-            // parents, so anyone who can push to the hub can put a value this node's chain
-            // already replaced on a chain of its own (a topic's `sign` turned off again).
-            self.conflict(
-                name,
-                "kept-local",
-                format!(
-                    "both sides changed it, and the hub's value {h} is a copy of a signed value this node's chain already replaced; this node's {l} stands and is put back at the hub"
-                ),
-            );
-            self.push_ref(name, Some(l));
         } else {
             self.conflict(
                 name,
@@ -686,35 +667,6 @@ impl<'g> Sync<'g> {
             self.set_local(name, Some(h))?;
         }
         Ok(())
-    }
-
-    /// Whether `hub` is another commit of a signed value that a commit below `local` on
-    /// this node's chain holds, signature and all: a value this node moved away from, put
-    /// on a chain of its own (a signature covers the content and the signer's trailers,
-    /// not the parents). A node that sets a value again signs it again, so this is a copy
-    /// unless the same key and actor set the very same value twice; then the other side,
-    /// whose commits another key signed, takes it at its next sync. Reads at most
-    /// [`REPLACED_DEPTH`] commits; an unsigned value is never taken for a copy.
-    fn replaced_here(&self, hub: Oid, local: Oid) -> Result<bool> {
-        let mut r = self.gatos.store().reader();
-        let signed = |c: &gatos_store::objects::Commit| {
-            let t = c.trailers();
-            t.get(crate::signing::SIGNATURE)
-                .map(|s| (c.tree, s.to_owned()))
-        };
-        let Some(want) = signed(&r.commit(hub)?) else {
-            return Ok(false);
-        };
-        let mut at = r.commit(local)?.parents.first().copied();
-        for _ in 0..REPLACED_DEPTH {
-            let Some(c) = at else { break };
-            let Ok(commit) = r.commit(c) else { break };
-            if c != hub && signed(&commit).as_ref() == Some(&want) {
-                return Ok(true);
-            }
-            at = commit.parents.first().copied();
-        }
-        Ok(false)
     }
 
     /// Pushes what this round queued: everything with its own lease in one push, then the

@@ -324,8 +324,9 @@ pub(crate) fn check_commit(
             JobState::Cancelled => a.cancel.is_some() || a.result.is_some(),
             _ => false,
         };
-        // A cancel beside a result: archives written before it was kept (a commit of its
-        // own on the job) did not keep it, so for those only its presence is asked.
+        // A cancel beside a result (a commit of its own on the job): archives written
+        // before it was kept did not keep it, and archiving removed its ref, so a node
+        // that fetches such a month never has it; it is not asked for.
         let loose_cancel = a.cancel.filter(|_| a.result.is_some());
         let own: Vec<Oid> = [Some(a.job), a.claim, a.result, a.cancel]
             .into_iter()
@@ -339,8 +340,7 @@ pub(crate) fn check_commit(
                 reached.extend(commit.parents);
             }
         }
-        let kept = own.iter().all(|o| reached.contains(o) && r.exists(*o))
-            && loose_cancel.is_none_or(|o| r.exists(o));
+        let kept = own.iter().all(|o| reached.contains(o) && r.exists(*o));
         if month_of(a.id) != month || !finished || !kept {
             return Err(corrupt(format_args!(
                 "archive commit {} folds job {} that is not a finished job of {month} it holds",

@@ -82,7 +82,7 @@ impl Sync<'_> {
                         }
                         let tip =
                             archive::archive_commit(self.gatos, &month, Some(hv), &mine, &[lv])?;
-                        if self.set_local(&name, Some(tip))? && tip != hv {
+                        if self.set_local(&name, Some(tip))? {
                             self.push_ref(&name, Some(tip));
                             self.report.pushed += 1;
                         }
