@@ -1393,3 +1393,35 @@ fn a_message_with_one_of_this_nodes_ulids_and_other_content_does_not_replace_it(
     assert_eq!(net.hub_head("t")?, net.head(1, "t")?);
     Ok(())
 }
+
+/// Where both sides appended after a segment ended at their last common message, the hub
+/// deleting that segment's sealed ref made this node drop its own in the re-append (it
+/// read the hub's newest message for its first after the fork). Now the ref stays here and
+/// goes back to the hub.
+#[test]
+fn a_sealed_segment_deleted_at_the_hub_survives_a_reappend() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    topic_config(a, "t", "3")?;
+    for k in 0..3 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    // Both go on from the full first segment: each seals it at m2.
+    publish(b, "t", "x")?;
+    publish(a, "t", "y")?;
+    publish(a, "t", "z")?;
+    net.sync(0)?;
+    let segments = sealed_refs(&net.hub)?;
+    let (first, value) = segments.iter().next().ok_or("no sealed segment")?;
+    assert_eq!(sealed_refs(b)?.get(first), Some(value));
+    net.hub.git(&["update-ref", "-d", first])?;
+
+    let report = net.sync(1)?;
+    assert_eq!(sealed_refs(b)?.get(first), Some(value), "{report}");
+    assert_eq!(sealed_refs(&net.hub)?.get(first), Some(value), "{report}");
+    let payloads: Vec<String> = read_all(b, "t")?.into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads, ["m0", "m1", "m2", "y", "z", "x"], "{report}");
+    Ok(())
+}
