@@ -1449,6 +1449,26 @@ const LOOSE_REFS_DUE: u64 = 10_000;
 /// Rejected refs reported one by one, per remote; the rest in one finding.
 const MAX_REJECTION_FINDINGS: u64 = 10;
 
+/// What to do about a ref a remote holds that sync rejected. A topic's head rejected for a
+/// segment whose last message no sealed ref holds is not the damage: the segment's ref
+/// is (moved or deleted at the hub), and a node that still holds the segment puts it back
+/// when it syncs (ADR 0018, 2026-12-07); deleting the head there would lose the topic.
+fn rejection_fix(remote: &str, name: &str, tracking: &names::RefName, reason: &str) -> String {
+    let head = matches!(
+        names::RefName::from_repository(name.to_owned()).kind(),
+        Some(names::RefKind::MessageHead(_))
+    );
+    if head && reason.contains("no sealed ref") {
+        format!(
+            "git gatos sync {remote}   # run on a node that still holds this topic's history: it puts the segment's sealed ref back at the hub; then sync here again (do not delete {name})"
+        )
+    } else {
+        format!(
+            "git log -1 {tracking}   # inspect; if it is not honest history, remove it at the hub: git push {remote} --delete {name}"
+        )
+    }
+}
+
 /// Refs a remote still holds that sync rejected (ADR 0018), and results kept beside a
 /// job's own.
 fn check_sync(gatos: &Gatos, r: &mut Report) -> Result<()> {
@@ -1494,9 +1514,7 @@ fn check_sync(gatos: &Gatos, r: &mut Report) -> Result<()> {
                 entry["code"].as_str().unwrap_or("?"),
                 entry["reason"].as_str().unwrap_or("")
             ),
-            format!(
-                "git log -1 {tracking}   # inspect; if it is not honest history, remove it at the hub: git push {remote} --delete {name}"
-            ),
+            rejection_fix(remote, name, &tracking, entry["reason"].as_str().unwrap_or("")),
         );
     }
     for (remote, n) in per_remote {

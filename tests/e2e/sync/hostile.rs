@@ -1109,6 +1109,17 @@ fn a_sealed_segment_moved_replaced_or_deleted_at_the_hub_is_not_taken() -> TestR
         .to_owned();
     assert!(reason.contains(second_value.as_str()), "{reason}");
     assert_eq!(net.head(2, "t")?, None);
+    // doctor does not advise deleting the honest head at the hub.
+    let out = gatos(c, &["doctor", "--json"])?;
+    let finding = json_lines(&String::from_utf8(out.stdout)?)?
+        .into_iter()
+        .find(|f| f["code"] == json!("sync-rejected"))
+        .ok_or("no sync-rejected finding")?;
+    let fix = finding["fix"].as_str().unwrap_or("");
+    assert!(
+        fix.starts_with("git gatos sync origin") && !fix.contains("--delete"),
+        "{finding}"
+    );
 
     // `b` takes the honest head, keeps both segments and puts them back at the hub.
     let report = net.sync(1)?;
