@@ -56,10 +56,11 @@ pub struct SyncConflict {
     pub remote: Option<Oid>,
     /// `kept-both` (create-only refs: both stay where they are), `kept-local` (this
     /// node's value stays and the hub's is not taken: a final result the hub holds another
-    /// of, a sealed segment whose last message the hub's value is not, which is also put
-    /// back there), `hub-wins`
-    /// (this node's value was replaced by the hub's; the local commit is named here so it
-    /// can be recovered).
+    /// of; a sealed segment whose last message the hub's value is not, which is also put
+    /// back there; on a topic's head, messages of this node's whose ULID the hub holds with
+    /// other content, appended again), `hub-wins` (this node's value was replaced by the
+    /// hub's, or folded under it for an archive; the local commit is named here so it can
+    /// be recovered).
     pub resolution: String,
     /// Why.
     pub reason: String,

@@ -1458,7 +1458,7 @@ fn rejection_fix(remote: &str, name: &str, tracking: &names::RefName, reason: &s
         names::RefName::from_repository(name.to_owned()).kind(),
         Some(names::RefKind::MessageHead(_))
     );
-    if head && reason.contains("no sealed ref") {
+    if head && reason.contains(crate::sync::validate::NO_SEALED_REF) {
         format!(
             "git gatos sync {remote}   # run on a node that still holds this topic's history: it puts the segment's sealed ref back at the hub; then sync here again (do not delete {name})"
         )

@@ -1436,3 +1436,66 @@ fn a_sealed_segment_deleted_at_the_hub_survives_a_reappend() -> TestResult {
     assert_eq!(payloads, ["m0", "m1", "m2", "y", "z", "x"], "{report}");
     Ok(())
 }
+
+/// What a chain names as a segment's last counts only from the hub's head, once it
+/// passed: a walk of one of the hub's sealed refs proves nothing about the chain this node
+/// holds. A hub that moved the first segment back by a message and added a one-message
+/// segment of its own making naming that earlier message as the one before it made a node
+/// take the moved-back value (as the chain's word) and leave the first segment's last
+/// message to `git gc`.
+#[test]
+fn a_made_up_segment_cannot_vouch_for_a_moved_back_one() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    topic_config(a, "t", "3")?;
+    for k in 0..7 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    let segments = sealed_refs(b)?;
+    let mut it = segments.iter();
+    let (first, first_value) = it.next().ok_or("no segment")?;
+    let (second, second_value) = it.next().ok_or("no second segment")?;
+    let back = net
+        .hub
+        .git(&["rev-parse", &format!("{first_value}~1")])?
+        .trim()
+        .to_owned();
+    // The second segment's first message, made up again: its ULID, at the seq after
+    // `back`, starting a segment that follows `back`.
+    let start = net
+        .hub
+        .git(&["rev-list", "--max-parents=0", second_value])?
+        .trim()
+        .to_owned();
+    let start_text = net.hub.git(&["cat-file", "commit", &start])?;
+    let ulid = trailer(&start_text, "Message-Id")?;
+    let seq: u64 = trailer(&net.hub.git(&["cat-file", "commit", &back])?, "Seq")?.parse()?;
+    let envelope = format!(r#"{{"payload":{{"p":"made up"}},"topic":"t","ulid":"{ulid}"}}"#);
+    let made_up = commit(
+        &net.hub,
+        &tree(&net.hub, &[("message/envelope.json", envelope.as_bytes())])?,
+        &[],
+        &format!(
+            "message t {n}\n\nGatos-Kind: message\nTopic: t\nMessage-Id: {ulid}\nContent-Id: {}\nSeq: {n}\nSegment-Seq: 1\nSegment-Bytes: {}\nSegment-Id: {ulid}\nPrev-Segment: {back}\nOrigin: {}",
+            Digest::of(envelope.as_bytes()),
+            envelope.len(),
+            trailer(&start_text, "Origin")?,
+            n = seq + 1,
+        ),
+    )?;
+    set(&net.hub, first, &back)?;
+    set(&net.hub, second, &made_up)?;
+
+    let report = net.sync(1)?;
+    assert_eq!(sealed_refs(b)?, segments, "b kept its segments: {report}");
+    assert_eq!(
+        sealed_refs(&net.hub)?,
+        segments,
+        "put back at the hub: {report}"
+    );
+    assert_eq!(read_all(b, "t")?.len(), 7);
+    b.assert_fsck_strict()?;
+    Ok(())
+}

@@ -639,16 +639,11 @@ impl Sync<'_> {
             .iter()
             .filter(|m| at_hub.get(&m.ulid) != Some(&m.content_id))
             .collect();
-        let clashing = mine.iter().filter(|m| at_hub.contains_key(&m.ulid)).count();
-        if clashing > 0 {
-            self.conflict(
-                head,
-                "kept-local",
-                format!(
-                    "the hub holds {clashing} message(s) with the ULID of one of this node's and other content; this node's are appended again after the hub's"
-                ),
-            );
-        }
+        let clashing: HashSet<Ulid> = mine
+            .iter()
+            .filter(|m| at_hub.contains_key(&m.ulid))
+            .map(|m| m.ulid)
+            .collect();
         let fork_seq = fork.as_ref().map_or(through, |m| m.seq);
         // Checkpoints on the messages about to be rewritten go back to the fork point.
         self.move_back_checkpoints(t, &moved, fork.as_ref())?;
@@ -693,6 +688,16 @@ impl Sync<'_> {
             return Ok(());
         }
         self.apply_sealed(after, true)?;
+        let clashed = stored.iter().filter(|m| clashing.contains(&m.ulid)).count();
+        if clashed > 0 {
+            self.conflict(
+                head,
+                "kept-local",
+                format!(
+                    "the hub holds {clashed} message(s) with the ULID of one of this node's and other content; this node's were appended again after the hub's (a lookup by that ULID finds the first)"
+                ),
+            );
+        }
         drop(guard);
         for (name, c) in &new_sealed {
             self.push_ref(name.as_str(), Some(*c));

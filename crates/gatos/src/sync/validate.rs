@@ -90,6 +90,10 @@ impl From<gatos_store::Error> for Bad {
     }
 }
 
+/// In the reason a topic's head is rejected with when it follows a segment whose last
+/// message no sealed ref holds: doctor tells that case by it (its fix differs).
+pub(crate) const NO_SEALED_REF: &str = "no sealed ref";
+
 /// The unit a ref belongs to: a topic's head with every ref of the topic, every ref of a
 /// job together, anything else alone (a bad sealed ref alone is not adopted; a head whose
 /// chain needs it is then rejected for want of it). A unit prefix ends with `/`.
@@ -157,9 +161,9 @@ pub(crate) struct Checks {
     pub(crate) chain_depth: Option<u64>,
     /// What the checked message commits say, so that reconciling them reads none again.
     pub(crate) metas: HashMap<Oid, Meta>,
-    /// By sealed segment ref: the message the hub's chains name as that segment's last
-    /// (the next segment's `Prev-Segment`), where a walk of the hub's new messages crossed
-    /// it; `None` when two of the hub's chains name different ones.
+    /// By sealed segment ref: the message the hub's head names as that segment's last (the
+    /// next segment's `Prev-Segment`), where the walk of the head's new messages crossed it
+    /// and the head passed; `None` when two heads seen in one sync name different ones.
     pub(crate) followed: HashMap<String, Option<Oid>>,
 }
 
@@ -594,9 +598,27 @@ impl Sync<'_> {
 
     fn check(&mut self, kind: &RefKind, value: Oid) -> Check {
         match kind {
-            RefKind::MessageHead(t) => self.check_messages(t, value),
+            RefKind::MessageHead(t) => {
+                // What a head's chain names as each crossed segment's last counts only once
+                // the whole chain passed (a sealed ref's walk is not the chain this node
+                // takes, and proves nothing about it).
+                let mut crossed = Vec::new();
+                self.check_messages(t, value, Some(&mut crossed))?;
+                for (sealed, c) in crossed {
+                    match self.checks.followed.get(&sealed) {
+                        None => {
+                            self.checks.followed.insert(sealed, Some(c));
+                        }
+                        Some(Some(f)) if *f != c => {
+                            self.checks.followed.insert(sealed, None);
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Ok(())
+            }
             RefKind::MessageSealed(t, date, first) => {
-                self.check_messages(t, value)?;
+                self.check_messages(t, value, None)?;
                 sealed_tip(self.gatos, t, date, *first, value)
             }
             RefKind::MessageSummary(t) => self.check_summary(t, value),
@@ -672,7 +694,14 @@ impl Sync<'_> {
 
     /// A topic's chain from `tip` down to the first message this node holds at that
     /// position (or the first retained one).
-    fn check_messages(&mut self, t: &Topic, tip: Oid) -> Check {
+    /// `crossed` (a head's walk) receives, for each segment end the walk crossed, the
+    /// sealed ref's name and the message the next segment names as that segment's last.
+    fn check_messages(
+        &mut self,
+        t: &Topic,
+        tip: Oid,
+        mut crossed: Option<&mut Vec<(String, Oid)>>,
+    ) -> Check {
         let local_through = self.gatos.messages().summary(t)?.through;
         let through = if self.checks.summary_rejected.contains(t) {
             local_through
@@ -710,7 +739,7 @@ impl Sync<'_> {
                     .contains(&c)
             {
                 return Err(envelope(format!(
-                    "message {} follows {c}, the last message of the segment before it, which no sealed ref of {topic} holds (here or at the hub)",
+                    "message {} follows {c}, the last message of the segment before it, which {NO_SEALED_REF} of {topic} holds (here or at the hub)",
                     ch.commit
                 )));
             }
@@ -730,18 +759,12 @@ impl Sync<'_> {
                 .to_string();
                 if self.hub.get(&sealed) != Some(&c) && self.local.get(&sealed) != Some(&c) {
                     return Err(envelope(format!(
-                        "message {} follows a segment that no sealed ref holds ({sealed})",
+                        "message {} follows a segment that {NO_SEALED_REF} holds ({sealed})",
                         ch.commit
                     )));
                 }
-                match self.checks.followed.get(&sealed) {
-                    None => {
-                        self.checks.followed.insert(sealed, Some(c));
-                    }
-                    Some(Some(f)) if *f != c => {
-                        self.checks.followed.insert(sealed, None);
-                    }
-                    Some(_) => {}
+                if let Some(x) = crossed.as_mut() {
+                    x.push((sealed, c));
                 }
             }
             // Before the shortcut below: a message that passed in another topic's walk is
