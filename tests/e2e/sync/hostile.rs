@@ -1037,6 +1037,18 @@ fn a_checkpoint_is_not_pushed_over_a_rejected_head() -> TestResult {
     Ok(())
 }
 
+/// Topic `t` in segments of three messages, `count` of them (`m0`, `m1`, …) published on
+/// the first node and synced to the first two.
+fn rotating_topic(net: &Net, count: usize) -> TestResult {
+    topic_config(&net.nodes[0], "t", "3")?;
+    for k in 0..count {
+        publish(&net.nodes[0], "t", &format!("m{k}"))?;
+    }
+    net.sync(0)?;
+    net.sync(1)?;
+    Ok(())
+}
+
 /// The sealed segments of topic `t` at `repo`, by name.
 fn sealed_refs(repo: &TempRepo) -> TestResult<BTreeMap<String, String>> {
     Ok(repo
@@ -1413,12 +1425,7 @@ fn a_message_with_one_of_this_nodes_ulids_and_other_content_does_not_replace_it(
 fn a_sealed_segment_deleted_at_the_hub_survives_a_reappend() -> TestResult {
     let net = Net::new(2)?;
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    topic_config(a, "t", "3")?;
-    for k in 0..3 {
-        publish(a, "t", &format!("m{k}"))?;
-    }
-    net.sync(0)?;
-    net.sync(1)?;
+    rotating_topic(&net, 3)?;
     // Both go on from the full first segment: each seals it at m2.
     publish(b, "t", "x")?;
     publish(a, "t", "y")?;
@@ -1446,13 +1453,8 @@ fn a_sealed_segment_deleted_at_the_hub_survives_a_reappend() -> TestResult {
 #[test]
 fn a_made_up_segment_cannot_vouch_for_a_moved_back_one() -> TestResult {
     let net = Net::new(2)?;
-    let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    topic_config(a, "t", "3")?;
-    for k in 0..7 {
-        publish(a, "t", &format!("m{k}"))?;
-    }
-    net.sync(0)?;
-    net.sync(1)?;
+    let b = &net.nodes[1];
+    rotating_topic(&net, 7)?;
     let segments = sealed_refs(b)?;
     let mut it = segments.iter();
     let (first, first_value) = it.next().ok_or("no segment")?;
