@@ -1414,6 +1414,7 @@ fn a_message_with_one_of_this_nodes_ulids_and_other_content_does_not_replace_it(
     let payloads: Vec<String> = read_all(b, "t")?.into_iter().map(|(_, p)| p).collect();
     assert_eq!(payloads, ["m0", "m1", "forged", "mine"], "{report}");
     assert_eq!(net.hub_head("t")?, net.head(1, "t")?);
+    b.assert_fsck_strict()?;
     Ok(())
 }
 
@@ -1441,6 +1442,7 @@ fn a_sealed_segment_deleted_at_the_hub_survives_a_reappend() -> TestResult {
     assert_eq!(sealed_refs(&net.hub)?.get(first), Some(value), "{report}");
     let payloads: Vec<String> = read_all(b, "t")?.into_iter().map(|(_, p)| p).collect();
     assert_eq!(payloads, ["m0", "m1", "m2", "y", "z", "x"], "{report}");
+    b.assert_fsck_strict()?;
     Ok(())
 }
 
