@@ -43,9 +43,10 @@ enum Ctx<'a> {
         fork: Option<Oid>,
         hub_next: Option<&'a Meta>,
     },
-    /// The heads are the same, or this node's is ahead (or the hub has none): nothing of
-    /// the hub's is taken but a later value of a segment here; this node's segments
-    /// below `hub_seq` are not offered.
+    /// The heads are the same, or this node's is ahead (or the hub has none): a hub's
+    /// segment value is taken only where the chain names it and not this node's (which
+    /// then named a message inside its segment); this node's segments below `hub_seq` are
+    /// not offered.
     Push { hub_seq: u64 },
 }
 
@@ -458,9 +459,10 @@ impl Sync<'_> {
     }
 
     /// Which of two values of one sealed segment the topic's chain follows (the next
-    /// segment names its predecessor's last message by `Prev-Segment`): the hub's chain
-    /// where this sync walked the hub's new messages across the segment's end, else this
-    /// node's own chain (its index), which holds the part both sides share.
+    /// segment names its predecessor's last message by `Prev-Segment`): the hub's head,
+    /// where this sync's walk of its new messages crossed the segment's end and the head
+    /// passed, else this node's own chain (its index), which holds the part both sides
+    /// share.
     fn followed(&self, t: &Topic, name: &str, local: Oid, hub: Oid) -> Result<Option<Oid>> {
         if let Some(Some(f)) = self.checks.followed.get(name)
             && (*f == local || *f == hub)
