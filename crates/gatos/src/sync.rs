@@ -658,6 +658,17 @@ impl<'g> Sync<'g> {
             if self.set_local(name, Some(h))? {
                 self.report.adopted += 1;
             }
+        } else if self.chain_version(h)? < self.chain_version(l)? {
+            // Each commit of a settings or manifest chain is signed at its place (`Version`),
+            // so a hub cannot put an older value on a chain of its own at a later place.
+            self.conflict(
+                name,
+                "kept-local",
+                format!(
+                    "both sides changed it, and the hub's value {h} is at an earlier place of the chain than this node's {l} (an older value); this node's stands and is put back at the hub"
+                ),
+            );
+            self.push_ref(name, Some(l));
         } else {
             self.conflict(
                 name,
@@ -667,6 +678,13 @@ impl<'g> Sync<'g> {
             self.set_local(name, Some(h))?;
         }
         Ok(())
+    }
+
+    /// The `Version` of a settings or manifest commit ([`crate::jobs::records::chain_version`]).
+    fn chain_version(&self, commit: Oid) -> Result<u64> {
+        Ok(crate::jobs::records::chain_version(
+            &self.gatos.store().reader().commit(commit)?,
+        ))
     }
 
     /// Pushes what this round queued: everything with its own lease in one push, then the

@@ -1235,19 +1235,7 @@ fn an_archive_commit_stripped_of_its_jobs_is_rejected() -> TestResult {
         .filter(|l| !l.starts_with("parent "))
         .map(|l| format!("{l}\n"))
         .collect();
-    let mut hash = std::process::Command::new("git")
-        .args(["hash-object", "-t", "commit", "-w", "--stdin"])
-        .current_dir(net.hub.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    hash.stdin
-        .take()
-        .ok_or("stdin")?
-        .write_all(stripped.as_bytes())?;
-    let forged = String::from_utf8(hash.wait_with_output()?.stdout)?
-        .trim()
-        .to_owned();
+    let forged = copy_of_commit(&net.hub, &stripped)?;
     assert_ne!(forged, honest);
     net.hub.git(&["update-ref", "-d", "refs/heads/x"])?;
     set(&net.hub, &name, &forged)?;
@@ -1350,6 +1338,24 @@ fn a_job_archived_on_two_nodes_with_two_results_loses_neither() -> TestResult {
     let at_hub = net.hub.git(&["rev-list", &tip])?;
     assert!(at_hub.lines().any(|l| l == ra) && at_hub.lines().any(|l| l == rb));
     Ok(())
+}
+
+/// Writes a commit object with the raw text `text` (as `git cat-file commit` prints one) into
+/// `repo`, moving no ref; returns its id.
+fn copy_of_commit(repo: &TempRepo, text: &str) -> TestResult<String> {
+    let mut hash = Command::new("git")
+        .args(["hash-object", "-t", "commit", "-w", "--stdin"])
+        .current_dir(repo.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    hash.stdin
+        .take()
+        .ok_or("stdin")?
+        .write_all(text.as_bytes())?;
+    Ok(String::from_utf8(hash.wait_with_output()?.stdout)?
+        .trim()
+        .to_owned())
 }
 
 /// A trailer's value in a commit message.
@@ -1501,5 +1507,92 @@ fn a_made_up_segment_cannot_vouch_for_a_moved_back_one() -> TestResult {
     );
     assert_eq!(read_all(b, "t")?.len(), 7);
     b.assert_fsck_strict()?;
+    Ok(())
+}
+
+/// A commit of a setting is signed over its content, its trailers and now its place on
+/// the chain (`Version`), not its parents. Where both sides had changed a setting, the
+/// hub's value won: so a hub could put an older signed value of a topic's settings on a
+/// chain of its own (turning the topic's `sign` off again, after which its unsigned
+/// messages pass) and every node took it. Now a value at an earlier place than this node's
+/// does not win: this node's stands, is put back at the hub, and the conflict is reported.
+#[test]
+fn an_older_setting_put_back_at_the_hub_does_not_win() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let name = "refs/gatos/config/topics/t";
+    gatos_ok(a, &["messages", "config", "t", "--max-messages", "100"])?;
+    let unsigned = a.rev_parse(name)?.ok_or("no setting")?;
+    gatos_ok(a, &["messages", "config", "t", "--sign", "on"])?;
+    net.sync(0)?;
+    net.sync(1)?;
+    let signed = b.rev_parse(name)?.ok_or("no setting at b")?;
+    // The hub puts the first value on a chain of its own (a copy: same tree, trailers and
+    // signature, another committer time).
+    let text = net.hub.git(&["cat-file", "commit", &unsigned])?;
+    let copy: String = text
+        .lines()
+        .filter(|l| !l.starts_with("parent "))
+        .map(|l| match l.strip_prefix("committer ") {
+            Some(rest) => format!("committer {}\n", rest.replace(" +0000", "1 +0000")),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let copied = copy_of_commit(&net.hub, &copy)?;
+    assert_ne!(copied, unsigned);
+    set(&net.hub, name, &copied)?;
+
+    let report = net.sync(1)?;
+    assert_eq!(
+        conflict_resolutions(&report)?.get(name).map(String::as_str),
+        Some("kept-local"),
+        "{report}"
+    );
+    assert_eq!(b.rev_parse(name)?, Some(signed.clone()), "{report}");
+    assert_eq!(net.hub.rev_parse(name)?, Some(signed), "{report}");
+    let shown: Value =
+        serde_json::from_str(gatos_ok(b, &["messages", "config", "t", "--json"])?.trim())?;
+    assert_eq!(shown["sign"], json!(true), "{shown}");
+    Ok(())
+}
+
+/// The rule above lets honest nodes settle: each side set values back and forth on its
+/// own (one set back a value the other had replaced, and the other the reverse); the
+/// value further along its chain stands (the hub's on a tie), and the next syncs report
+/// nothing.
+#[test]
+fn settings_changed_back_and_forth_on_two_nodes_settle() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let name = "refs/gatos/config/topics/t";
+    let set_max =
+        |n: &TempRepo, v: &str| gatos_ok(n, &["messages", "config", "t", "--max-messages", v]);
+    set_max(a, "10")?;
+    net.sync(0)?;
+    net.sync(1)?;
+    set_max(b, "20")?;
+    net.sync(1)?;
+    net.sync(0)?;
+    // Offline: a sets 10 again; b sets 30, then 20 again.
+    set_max(a, "10")?;
+    set_max(b, "30")?;
+    set_max(b, "20")?;
+    net.sync(0)?;
+    net.sync(1)?;
+    net.sync(0)?;
+    let value = a.rev_parse(name)?;
+    assert_eq!(b.rev_parse(name)?, value);
+    assert_eq!(net.hub.rev_parse(name)?, value);
+    for i in [0, 1, 0, 1] {
+        let report = net.sync(i)?;
+        assert_eq!(report["conflicts"], json!([]), "{report}");
+    }
+    let shown: Value =
+        serde_json::from_str(gatos_ok(a, &["messages", "config", "t", "--json"])?.trim())?;
+    assert_eq!(
+        shown["max_messages"],
+        json!(20),
+        "b's value, further along: {shown}"
+    );
     Ok(())
 }

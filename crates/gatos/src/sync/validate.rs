@@ -249,6 +249,29 @@ fn signed_by_trusted(
     }
 }
 
+/// A settings commit's `Version`, where it has one, counts one up from its parent's (0
+/// for a parent written without one): a copy of a signed value keeps its place.
+fn settings_version(
+    r: &mut gatos_store::objects::Reader<'_>,
+    c: &gatos_store::objects::Commit,
+) -> Check {
+    if c.trailers().get(keys::VERSION).is_none() {
+        return Ok(());
+    }
+    let parent = match c.parents.first() {
+        Some(p) => crate::jobs::records::chain_version(&r.commit(*p)?),
+        None => 0,
+    };
+    if crate::jobs::records::chain_version(c) != parent.saturating_add(1) {
+        return Err(envelope(format!(
+            "settings commit {} has Version {} after {parent}",
+            c.id,
+            crate::jobs::records::chain_version(c)
+        )));
+    }
+    Ok(())
+}
+
 /// What a sealed segment's ref must hold, as far as its own commit tells: a message of its
 /// topic whose segment starts at `first` on `date` (that it is the segment's last message
 /// is not checked here).
@@ -630,6 +653,7 @@ impl Sync<'_> {
                 if cfg.topic != *t {
                     return Err(envelope(format!("settings of {} under {t}", cfg.topic)));
                 }
+                settings_version(r, c)?;
                 Ok(c.parents.first().copied())
             }),
             RefKind::ConfigQueue(q) => self.check_chain(kind, value, |s, r, c| {
@@ -639,6 +663,7 @@ impl Sync<'_> {
                 if cfg.queue != *q {
                     return Err(envelope(format!("settings of {} under {q}", cfg.queue)));
                 }
+                settings_version(r, c)?;
                 Ok(c.parents.first().copied())
             }),
             RefKind::Manifest(n) => self.check_manifests(n, value),
