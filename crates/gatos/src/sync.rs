@@ -665,10 +665,11 @@ impl<'g> Sync<'g> {
                 name,
                 "kept-local",
                 format!(
-                    "both sides changed it, and the hub's value {h} is at an earlier place of the chain than this node's {l} (an older value); this node's stands and is put back at the hub"
+                    "both sides changed it, and the hub's value {h} is at an earlier place of the chain than this node's {l}; this node's stands and is put back at the hub"
                 ),
             );
             self.push_ref(name, Some(l));
+            self.report.pushed += 1;
         } else {
             self.conflict(
                 name,

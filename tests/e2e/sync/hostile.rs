@@ -1596,3 +1596,44 @@ fn settings_changed_back_and_forth_on_two_nodes_settle() -> TestResult {
     );
     Ok(())
 }
+
+/// Nor as a fast-forward: the copy of an older value put on this node's tip keeps the place
+/// it was signed at, which does not follow the tip's, and is rejected.
+#[test]
+fn an_older_setting_put_on_this_nodes_tip_is_rejected() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let name = "refs/gatos/config/topics/t";
+    gatos_ok(a, &["messages", "config", "t", "--max-messages", "100"])?;
+    let unsigned = a.rev_parse(name)?.ok_or("no setting")?;
+    gatos_ok(a, &["messages", "config", "t", "--sign", "on"])?;
+    net.sync(0)?;
+    net.sync(1)?;
+    let signed = b.rev_parse(name)?.ok_or("no setting at b")?;
+    let copy: String = net
+        .hub
+        .git(&["cat-file", "commit", &unsigned])?
+        .lines()
+        .map(|l| {
+            if l.starts_with("tree ") {
+                format!("{l}\nparent {signed}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let copied = copy_of_commit(&net.hub, &copy)?;
+    set(&net.hub, name, &copied)?;
+
+    let report = net.sync(1)?;
+    assert_eq!(
+        rejected_codes(&report)?.get(name).map(String::as_str),
+        Some("InvalidEnvelope"),
+        "{report}"
+    );
+    assert_eq!(b.rev_parse(name)?, Some(signed), "{report}");
+    let shown: Value =
+        serde_json::from_str(gatos_ok(b, &["messages", "config", "t", "--json"])?.trim())?;
+    assert_eq!(shown["sign"], json!(true), "{shown}");
+    Ok(())
+}

@@ -249,20 +249,29 @@ fn signed_by_trusted(
     }
 }
 
-/// A settings commit's `Version`, where it has one, counts one up from its parent's (0
-/// for a parent written without one): a copy of a signed value keeps its place.
+/// A settings commit's `Version` counts one up from its actual parent's (0 for a parent
+/// written without one): a copy of a signed value keeps its place, so it can neither be
+/// put on this node's chain as a child of its tip nor pass for a later value. A commit
+/// without one (written by an earlier release) passes only on a chain that has none yet:
+/// after a versioned commit, it would reset the places.
 fn settings_version(
     r: &mut gatos_store::objects::Reader<'_>,
     c: &gatos_store::objects::Commit,
 ) -> Check {
-    if c.trailers().get(keys::VERSION).is_none() {
-        return Ok(());
-    }
     let parent = match c.parents.first() {
         Some(p) => crate::jobs::records::chain_version(&r.commit(*p)?),
         None => 0,
     };
-    if crate::jobs::records::chain_version(c) != parent.saturating_add(1) {
+    if c.trailers().get(keys::VERSION).is_none() {
+        if parent > 0 {
+            return Err(envelope(format!(
+                "settings commit {} has no Version after one at place {parent}",
+                c.id
+            )));
+        }
+        return Ok(());
+    }
+    if Some(crate::jobs::records::chain_version(c)) != parent.checked_add(1) {
         return Err(envelope(format!(
             "settings commit {} has Version {} after {parent}",
             c.id,
@@ -1062,7 +1071,6 @@ impl Sync<'_> {
 
     fn check_manifests(&mut self, n: &ManifestName, tip: Oid) -> Check {
         let kind = RefKind::Manifest(n.clone());
-        let mut newer: Option<u64> = None;
         self.check_chain(&kind, tip, |s, r, c| {
             kind_is(c, "manifest")?;
             signed_by_trusted(s.gatos, c, s.checks.signers())?;
@@ -1076,13 +1084,19 @@ impl Sync<'_> {
                 .get(keys::VERSION)
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| envelope(format!("manifest {} has no Version", c.id)))?;
-            if newer.is_some_and(|v| v != version + 1) || (c.parents.is_empty() && version != 1) {
+            // Against the actual parent, the lowest new commit included (its parent is this
+            // node's tip): a copy of an older version put on this node's tip keeps its own
+            // number and fails here.
+            let parent = match c.parents.first() {
+                Some(p) => crate::jobs::records::chain_version(&r.commit(*p)?),
+                None => 0,
+            };
+            if parent.checked_add(1) != Some(version) {
                 return Err(envelope(format!(
                     "manifest {}: versions are not consecutive",
                     c.id
                 )));
             }
-            newer = Some(version);
             Ok(c.parents.first().copied())
         })
     }
