@@ -136,7 +136,15 @@ impl Manifests<'_> {
                 changed: false,
             });
         }
-        let version = before.as_ref().map_or(1, |b| b.version + 1);
+        let version = match &before {
+            None => 1,
+            Some(b) => b.version.checked_add(1).ok_or_else(|| {
+                crate::Error::new(
+                    gatos_types::ErrorCode::InvalidInput,
+                    format!("manifest {name} is at the last version there is"),
+                )
+            })?,
+        };
         let mut trailers = Trailers::new()
             .with(keys::KIND, "manifest")
             .with(keys::MANIFEST, name)
