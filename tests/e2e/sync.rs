@@ -288,12 +288,19 @@ fn a_sync_interrupted_after_its_push_sends_nothing_twice() -> TestResult {
     Ok(())
 }
 
-/// The sealed segments of topic `t` (`refs/gatos/messages/t/<date>/<ulid>`).
-fn sealed(r: &TempRepo) -> TestResult<usize> {
-    Ok(r.refs("refs/gatos/messages/t/")?
-        .iter()
+/// The sealed segments of topic `t` (`refs/gatos/messages/t/<date>/<ulid>`) at `repo`, by
+/// name.
+fn sealed_refs(repo: &TempRepo) -> TestResult<BTreeMap<String, String>> {
+    Ok(repo
+        .refs("refs/gatos/messages/t/")?
+        .into_iter()
         .filter(|(n, _)| !n.ends_with("/head") && !n.ends_with("/summary"))
-        .count())
+        .collect())
+}
+
+/// How many sealed segments topic `t` has at `r`.
+fn sealed(r: &TempRepo) -> TestResult<usize> {
+    Ok(sealed_refs(r)?.len())
 }
 
 /// A message commit moved onto a topic's summary ref outside gatos is no summary (ADR
@@ -1001,24 +1008,31 @@ fn twenty_jobs_drained_by_workers_on_two_nodes_through_the_hub_run_once_each() -
     Ok(())
 }
 
-#[test]
-fn jobs_archived_on_one_node_leave_the_live_namespace_everywhere() -> TestResult {
-    let net = Net::new(2)?;
-    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+/// `count` jobs enqueued on the first node and run by the second (`worker --remote`), both
+/// nodes synced after; their ids.
+fn jobs_finished_by_the_second_node(net: &Net, count: usize) -> TestResult<Vec<String>> {
     let mut ids = Vec::new();
-    for k in 0..3 {
+    for k in 0..count {
         let out = gatos_ok(
-            a,
+            &net.nodes[0],
             &["jobs", "enqueue", "--json", "--", "echo", &k.to_string()],
         )?;
         ids.push(id_of(&out)?);
     }
     net.sync(0)?;
     net.sync(1)?;
-    let w = spawn_worker(b, &["--drain", "--id", "wb"])?.wait_with_output()?;
+    let w = spawn_worker(&net.nodes[1], &["--drain", "--id", "wb"])?.wait_with_output()?;
     assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
     net.sync(1)?;
     net.sync(0)?;
+    Ok(ids)
+}
+
+#[test]
+fn jobs_archived_on_one_node_leave_the_live_namespace_everywhere() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let ids = jobs_finished_by_the_second_node(&net, 3)?;
     // a archives the finished jobs; the hub and then b drop their live refs.
     gatos_ok(
         a,

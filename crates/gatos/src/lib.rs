@@ -488,6 +488,20 @@ impl Gatos {
         self.inner.clock.now()
     }
 
+    /// The place (`Version`) of a new settings commit on `parent`: its parent's plus one
+    /// ([`signing::chain_place`]).
+    ///
+    /// # Errors
+    /// When the parent cannot be read.
+    pub(crate) fn next_chain_place(&self, parent: Option<Oid>) -> Result<u64> {
+        Ok(match parent {
+            Some(p) => {
+                signing::chain_place(&self.store().reader().commit(p)?.trailers()).saturating_add(1)
+            }
+            None => 1,
+        })
+    }
+
     /// Returns the injected randomness.
     pub fn entropy(&self) -> &Entropy {
         &self.inner.entropy

@@ -106,6 +106,17 @@ fn signed_bytes(tree: gatos_types::Oid, trailers: &Trailers) -> Vec<u8> {
     v
 }
 
+/// The place of a commit on its settings or manifest chain: its `Version` trailer, signed
+/// with the rest (0 for a settings commit written before they carried one). Each commit
+/// of such a chain counts one up from its parent's, so a signed value copied onto a chain
+/// of a hub's own keeps the place it was signed at (ADR 0018, 2026-12-07).
+pub(crate) fn chain_place(trailers: &Trailers) -> u64 {
+    trailers
+        .get(gatos_types::trailers::keys::VERSION)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Adds `Signed-By` and `Signature` to the trailers of a commit over `tree`.
 pub fn sign_trailers(key: &SigningKey, tree: gatos_types::Oid, trailers: Trailers) -> Trailers {
     let t = trailers.with(SIGNED_BY, key_id(&key.verifying_key()));

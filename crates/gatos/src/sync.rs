@@ -658,7 +658,7 @@ impl<'g> Sync<'g> {
             if self.set_local(name, Some(h))? {
                 self.report.adopted += 1;
             }
-        } else if self.chain_version(h)? < self.chain_version(l)? {
+        } else if self.chain_place(h)? < self.chain_place(l)? {
             // Each commit of a settings or manifest chain is signed at its place (`Version`),
             // so a hub cannot put an older value on a chain of its own at a later place.
             self.conflict(
@@ -681,10 +681,10 @@ impl<'g> Sync<'g> {
         Ok(())
     }
 
-    /// The `Version` of a settings or manifest commit ([`crate::jobs::records::chain_version`]).
-    fn chain_version(&self, commit: Oid) -> Result<u64> {
-        Ok(crate::jobs::records::chain_version(
-            &self.gatos.store().reader().commit(commit)?,
+    /// The place of a settings or manifest commit ([`crate::signing::chain_place`]).
+    fn chain_place(&self, commit: Oid) -> Result<u64> {
+        Ok(crate::signing::chain_place(
+            &self.gatos.store().reader().commit(commit)?.trailers(),
         ))
     }
 

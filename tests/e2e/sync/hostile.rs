@@ -1049,15 +1049,6 @@ fn rotating_topic(net: &Net, count: usize) -> TestResult {
     Ok(())
 }
 
-/// The sealed segments of topic `t` at `repo`, by name.
-fn sealed_refs(repo: &TempRepo) -> TestResult<BTreeMap<String, String>> {
-    Ok(repo
-        .refs("refs/gatos/messages/t/")?
-        .into_iter()
-        .filter(|(n, _)| !n.ends_with("/head") && !n.ends_with("/summary"))
-        .collect())
-}
-
 /// A sealed segment's ref is create-only (never overwritten): only it keeps the segment's
 /// messages reachable (the next segment names its last message by a trailer, which git
 /// does not follow). A hub that moved one back inside its segment, put another node's
@@ -1193,20 +1184,7 @@ fn a_sealed_segment_moved_replaced_or_deleted_at_the_hub_is_not_taken() -> TestR
 fn an_archive_commit_stripped_of_its_jobs_is_rejected() -> TestResult {
     let net = Net::new(2)?;
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    let mut ids = Vec::new();
-    for k in 0..2 {
-        let out = gatos_ok(
-            a,
-            &["jobs", "enqueue", "--json", "--", "echo", &k.to_string()],
-        )?;
-        ids.push(id_of(&out)?);
-    }
-    net.sync(0)?;
-    net.sync(1)?;
-    let w = spawn_worker(b, &["--drain", "--id", "wb"])?.wait_with_output()?;
-    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
-    net.sync(1)?;
-    net.sync(0)?;
+    let ids = jobs_finished_by_the_second_node(&net, 2)?;
     let baseline = doctor_codes(b)?;
     let live = b.refs("refs/gatos/jobs/")?;
     assert_eq!(live.len(), 6, "{live:?}");
@@ -1510,6 +1488,32 @@ fn a_made_up_segment_cannot_vouch_for_a_moved_back_one() -> TestResult {
     Ok(())
 }
 
+/// The settings of topic `t`.
+const SETTINGS_T: &str = "refs/gatos/config/topics/t";
+
+/// The first node sets topic `t`'s settings, then turns signing on, and both nodes sync:
+/// the first settings commit (signing off) and the second, as the second node holds it.
+fn signing_turned_on(net: &Net) -> TestResult<(String, String)> {
+    let a = &net.nodes[0];
+    gatos_ok(a, &["messages", "config", "t", "--max-messages", "100"])?;
+    let unsigned = a.rev_parse(SETTINGS_T)?.ok_or("no setting")?;
+    gatos_ok(a, &["messages", "config", "t", "--sign", "on"])?;
+    net.sync(0)?;
+    net.sync(1)?;
+    let signed = net.nodes[1]
+        .rev_parse(SETTINGS_T)?
+        .ok_or("no setting at b")?;
+    Ok((unsigned, signed))
+}
+
+/// Topic `t`'s messages still need a trusted signature at `node`.
+fn assert_signing_on(node: &TempRepo) -> TestResult {
+    let shown: Value =
+        serde_json::from_str(gatos_ok(node, &["messages", "config", "t", "--json"])?.trim())?;
+    assert_eq!(shown["sign"], json!(true), "{shown}");
+    Ok(())
+}
+
 /// A commit of a setting is signed over its content, its trailers and now its place on
 /// the chain (`Version`), not its parents. Where both sides had changed a setting, the
 /// hub's value won: so a hub could put an older signed value of a topic's settings on a
@@ -1519,14 +1523,8 @@ fn a_made_up_segment_cannot_vouch_for_a_moved_back_one() -> TestResult {
 #[test]
 fn an_older_setting_put_back_at_the_hub_does_not_win() -> TestResult {
     let net = Net::new(2)?;
-    let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    let name = "refs/gatos/config/topics/t";
-    gatos_ok(a, &["messages", "config", "t", "--max-messages", "100"])?;
-    let unsigned = a.rev_parse(name)?.ok_or("no setting")?;
-    gatos_ok(a, &["messages", "config", "t", "--sign", "on"])?;
-    net.sync(0)?;
-    net.sync(1)?;
-    let signed = b.rev_parse(name)?.ok_or("no setting at b")?;
+    let b = &net.nodes[1];
+    let (unsigned, signed) = signing_turned_on(&net)?;
     // The hub puts the first value on a chain of its own (a copy: same tree, trailers and
     // signature, another committer time).
     let text = net.hub.git(&["cat-file", "commit", &unsigned])?;
@@ -1540,20 +1538,19 @@ fn an_older_setting_put_back_at_the_hub_does_not_win() -> TestResult {
         .collect();
     let copied = copy_of_commit(&net.hub, &copy)?;
     assert_ne!(copied, unsigned);
-    set(&net.hub, name, &copied)?;
+    set(&net.hub, SETTINGS_T, &copied)?;
 
     let report = net.sync(1)?;
     assert_eq!(
-        conflict_resolutions(&report)?.get(name).map(String::as_str),
+        conflict_resolutions(&report)?
+            .get(SETTINGS_T)
+            .map(String::as_str),
         Some("kept-local"),
         "{report}"
     );
-    assert_eq!(b.rev_parse(name)?, Some(signed.clone()), "{report}");
-    assert_eq!(net.hub.rev_parse(name)?, Some(signed), "{report}");
-    let shown: Value =
-        serde_json::from_str(gatos_ok(b, &["messages", "config", "t", "--json"])?.trim())?;
-    assert_eq!(shown["sign"], json!(true), "{shown}");
-    Ok(())
+    assert_eq!(b.rev_parse(SETTINGS_T)?, Some(signed.clone()), "{report}");
+    assert_eq!(net.hub.rev_parse(SETTINGS_T)?, Some(signed), "{report}");
+    assert_signing_on(b)
 }
 
 /// The rule above lets honest nodes settle: each side set values back and forth on its
@@ -1564,7 +1561,6 @@ fn an_older_setting_put_back_at_the_hub_does_not_win() -> TestResult {
 fn settings_changed_back_and_forth_on_two_nodes_settle() -> TestResult {
     let net = Net::new(2)?;
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    let name = "refs/gatos/config/topics/t";
     let set_max =
         |n: &TempRepo, v: &str| gatos_ok(n, &["messages", "config", "t", "--max-messages", v]);
     set_max(a, "10")?;
@@ -1580,9 +1576,9 @@ fn settings_changed_back_and_forth_on_two_nodes_settle() -> TestResult {
     net.sync(0)?;
     net.sync(1)?;
     net.sync(0)?;
-    let value = a.rev_parse(name)?;
-    assert_eq!(b.rev_parse(name)?, value);
-    assert_eq!(net.hub.rev_parse(name)?, value);
+    let value = a.rev_parse(SETTINGS_T)?;
+    assert_eq!(b.rev_parse(SETTINGS_T)?, value);
+    assert_eq!(net.hub.rev_parse(SETTINGS_T)?, value);
     for i in [0, 1, 0, 1] {
         let report = net.sync(i)?;
         assert_eq!(report["conflicts"], json!([]), "{report}");
@@ -1597,19 +1593,13 @@ fn settings_changed_back_and_forth_on_two_nodes_settle() -> TestResult {
     Ok(())
 }
 
-/// Nor as a fast-forward: the copy of an older value put on this node's tip keeps the place
-/// it was signed at, which does not follow the tip's, and is rejected.
+/// Nor can a hub put the copy of an older setting on this node's tip, as a fast-forward: it
+/// keeps the place it was signed at, which does not follow the tip's, and is rejected.
 #[test]
 fn an_older_setting_put_on_this_nodes_tip_is_rejected() -> TestResult {
     let net = Net::new(2)?;
-    let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    let name = "refs/gatos/config/topics/t";
-    gatos_ok(a, &["messages", "config", "t", "--max-messages", "100"])?;
-    let unsigned = a.rev_parse(name)?.ok_or("no setting")?;
-    gatos_ok(a, &["messages", "config", "t", "--sign", "on"])?;
-    net.sync(0)?;
-    net.sync(1)?;
-    let signed = b.rev_parse(name)?.ok_or("no setting at b")?;
+    let b = &net.nodes[1];
+    let (unsigned, signed) = signing_turned_on(&net)?;
     let copy: String = net
         .hub
         .git(&["cat-file", "commit", &unsigned])?
@@ -1623,17 +1613,14 @@ fn an_older_setting_put_on_this_nodes_tip_is_rejected() -> TestResult {
         })
         .collect();
     let copied = copy_of_commit(&net.hub, &copy)?;
-    set(&net.hub, name, &copied)?;
+    set(&net.hub, SETTINGS_T, &copied)?;
 
     let report = net.sync(1)?;
     assert_eq!(
-        rejected_codes(&report)?.get(name).map(String::as_str),
+        rejected_codes(&report)?.get(SETTINGS_T).map(String::as_str),
         Some("InvalidEnvelope"),
         "{report}"
     );
-    assert_eq!(b.rev_parse(name)?, Some(signed), "{report}");
-    let shown: Value =
-        serde_json::from_str(gatos_ok(b, &["messages", "config", "t", "--json"])?.trim())?;
-    assert_eq!(shown["sign"], json!(true), "{shown}");
-    Ok(())
+    assert_eq!(b.rev_parse(SETTINGS_T)?, Some(signed), "{report}");
+    assert_signing_on(b)
 }

@@ -114,7 +114,7 @@ pub fn change(gatos: &Gatos, queue: &Queue, change: &Change) -> Result<(QueueCon
         .with(keys::KIND, "config")
         .with("Queue", queue)
         .with(keys::CONTENT_ID, Digest::of(&doc))
-        .with(keys::VERSION, gatos.next_chain_version(at)?)
+        .with(keys::VERSION, gatos.next_chain_place(at)?)
         .with(keys::ACTOR, gatos.actor());
     let trailers = gatos.signed_if_control(tree, trailers)?;
     let parents: Vec<Oid> = at.into_iter().collect();

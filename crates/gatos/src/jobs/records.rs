@@ -184,29 +184,7 @@ pub struct Refs {
     pub cancel: Option<Oid>,
 }
 
-/// The place of a commit on its settings or manifest chain: its signed `Version` trailer
-/// (0 for a commit written before settings carried one). Each commit of a chain counts one
-/// up from its parent's, so a signed value copied onto a chain of a hub's own keeps the
-/// place it was signed at (ADR 0018, 2026-12-07).
-pub(crate) fn chain_version(c: &gatos_store::objects::Commit) -> u64 {
-    c.trailers()
-        .get(keys::VERSION)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 impl Gatos {
-    /// The `Version` of a new settings commit on `parent` (its parent's plus one).
-    ///
-    /// # Errors
-    /// When the parent cannot be read.
-    pub(crate) fn next_chain_version(&self, parent: Option<Oid>) -> Result<u64> {
-        Ok(match parent {
-            Some(p) => chain_version(&self.store().reader().commit(p)?).saturating_add(1),
-            None => 1,
-        })
-    }
-
     /// Signs the trailers of a commit over `tree` with this node's key when its kind is one
     /// of [`crate::keys::SIGNED_KINDS`] and the node has a key (ADR 0018).
     pub(crate) fn signed_if_control(&self, tree: Oid, trailers: Trailers) -> Result<Trailers> {

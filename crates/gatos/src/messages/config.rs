@@ -172,7 +172,7 @@ impl Gatos {
             .with(keys::KIND, "config")
             .with(keys::TOPIC, topic)
             .with(keys::CONTENT_ID, gatos_types::Digest::of(&doc))
-            .with(keys::VERSION, self.next_chain_version(at)?)
+            .with(keys::VERSION, self.next_chain_place(at)?)
             .with(keys::ACTOR, self.actor());
         let trailers = self.signed_if_control(tree, trailers)?;
         let parents: Vec<Oid> = at.into_iter().collect();

@@ -249,33 +249,36 @@ fn signed_by_trusted(
     }
 }
 
-/// A settings commit's `Version` counts one up from its actual parent's (0 for a parent
-/// written without one): a copy of a signed value keeps its place, so it can neither be
-/// put on this node's chain as a child of its tip nor pass for a later value. A commit
-/// without one (written by an earlier release) passes only on a chain that has none yet:
-/// after a versioned commit, it would reset the places.
-fn settings_version(
+/// A settings or manifest commit's place (`Version`) counts one up from its actual
+/// parent's (0 for a parent written without one), the lowest new commit's included (its
+/// parent is this node's tip): a copy of a signed value keeps its place, so it can neither
+/// be put on this node's chain as a child of its tip nor pass for a later value. A settings
+/// commit without one (written by an earlier release; `required` is false for settings)
+/// passes only where its parent has none: after a versioned commit it would reset the
+/// places.
+fn follows_parent_place(
     r: &mut gatos_store::objects::Reader<'_>,
     c: &gatos_store::objects::Commit,
+    required: bool,
 ) -> Check {
     let parent = match c.parents.first() {
-        Some(p) => crate::jobs::records::chain_version(&r.commit(*p)?),
+        Some(p) => crate::signing::chain_place(&r.commit(*p)?.trailers()),
         None => 0,
     };
-    if c.trailers().get(keys::VERSION).is_none() {
-        if parent > 0 {
-            return Err(envelope(format!(
-                "settings commit {} has no Version after one at place {parent}",
-                c.id
-            )));
+    let trailers = c.trailers();
+    if trailers.get(keys::VERSION).is_none() {
+        if required {
+            return Err(envelope(format!("commit {} has no Version", c.id)));
         }
-        return Ok(());
+        if parent == 0 {
+            return Ok(());
+        }
     }
-    if Some(crate::jobs::records::chain_version(c)) != parent.checked_add(1) {
+    let place = crate::signing::chain_place(&trailers);
+    if parent.checked_add(1) != Some(place) {
         return Err(envelope(format!(
-            "settings commit {} has Version {} after {parent}",
-            c.id,
-            crate::jobs::records::chain_version(c)
+            "commit {} is at place (Version) {place} after one at {parent}",
+            c.id
         )));
     }
     Ok(())
@@ -662,7 +665,7 @@ impl Sync<'_> {
                 if cfg.topic != *t {
                     return Err(envelope(format!("settings of {} under {t}", cfg.topic)));
                 }
-                settings_version(r, c)?;
+                follows_parent_place(r, c, false)?;
                 Ok(c.parents.first().copied())
             }),
             RefKind::ConfigQueue(q) => self.check_chain(kind, value, |s, r, c| {
@@ -672,7 +675,7 @@ impl Sync<'_> {
                 if cfg.queue != *q {
                     return Err(envelope(format!("settings of {} under {q}", cfg.queue)));
                 }
-                settings_version(r, c)?;
+                follows_parent_place(r, c, false)?;
                 Ok(c.parents.first().copied())
             }),
             RefKind::Manifest(n) => self.check_manifests(n, value),
@@ -1079,24 +1082,7 @@ impl Sync<'_> {
                 doc(r, c.tree, crate::manifests::MANIFEST_PATH, true)?;
             trailer_is(c, keys::CONTENT_ID, &Digest::of(&bytes).to_string())?;
             crate::jobs::manifest::check_spec(&spec).map_err(Bad::from)?;
-            let version: u64 = c
-                .trailers()
-                .get(keys::VERSION)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| envelope(format!("manifest {} has no Version", c.id)))?;
-            // Against the actual parent, the lowest new commit included (its parent is this
-            // node's tip): a copy of an older version put on this node's tip keeps its own
-            // number and fails here.
-            let parent = match c.parents.first() {
-                Some(p) => crate::jobs::records::chain_version(&r.commit(*p)?),
-                None => 0,
-            };
-            if parent.checked_add(1) != Some(version) {
-                return Err(envelope(format!(
-                    "manifest {}: versions are not consecutive",
-                    c.id
-                )));
-            }
+            follows_parent_place(r, c, true)?;
             Ok(c.parents.first().copied())
         })
     }
