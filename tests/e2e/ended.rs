@@ -10,7 +10,7 @@ use std::time::Duration;
 use gatos_testutil::{TempRepo, TestResult, wait_for};
 use serde_json::{Value, json};
 
-use crate::support::{enqueue, gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines};
+use crate::support::{enqueue, finish, gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines};
 
 fn init(repo: &TempRepo) -> TestResult {
     gatos_ok(repo, &["init"])?;
@@ -50,14 +50,6 @@ fn spawn_worker(repo: &TempRepo, args: &[&str]) -> TestResult<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?)
-}
-
-/// Waits for a child to exit, with a deadline.
-fn finish(mut child: Child, what: &str, timeout: Duration) -> TestResult<Output> {
-    wait_for(what, timeout, || matches!(child.try_wait(), Ok(Some(_)))).inspect_err(|_| {
-        let _ = child.kill();
-    })?;
-    Ok(child.wait_with_output()?)
 }
 
 fn drain(repo: &TempRepo) -> TestResult<Vec<Value>> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use gatos_testutil::{TempRepo, TestResult, wait_for};
 use serde_json::Value;
 
-use crate::support::{enqueue, gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines};
+use crate::support::{enqueue, finish, gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines};
 
 fn init(repo: &TempRepo) -> TestResult {
     gatos_ok(repo, &["init"])?;
@@ -55,20 +55,14 @@ fn worker(repo: &TempRepo, args: &[&str], env: &[(&str, &str)]) -> TestResult<Ch
     Ok(cmd.spawn()?)
 }
 
-fn finish(mut child: Child, what: &str) -> TestResult<Output> {
-    wait_for(what, Duration::from_secs(120), || {
-        matches!(child.try_wait(), Ok(Some(_)))
-    })
-    .inspect_err(|_| {
-        let _ = child.kill();
-    })?;
-    Ok(child.wait_with_output()?)
-}
-
 fn drain(repo: &TempRepo, args: &[&str], env: &[(&str, &str)]) -> TestResult<Output> {
     let mut all = vec!["--drain"];
     all.extend_from_slice(args);
-    let out = finish(worker(repo, &all, env)?, "the worker to drain")?;
+    let out = finish(
+        worker(repo, &all, env)?,
+        "the worker to drain",
+        Duration::from_secs(120),
+    )?;
     assert!(
         out.status.success(),
         "worker: {}",

@@ -9,7 +9,7 @@ use gatos_testutil::{TempRepo, TestResult, wait_for};
 use serde_json::Value;
 
 use crate::support::{
-    enqueue, gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines, path_with_bins,
+    enqueue, finish, gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines, path_with_bins,
 };
 
 fn init(repo: &TempRepo) -> TestResult<String> {
@@ -29,24 +29,6 @@ fn state(repo: &TempRepo, id: &str) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Waits for a child to exit, with a deadline; returns its output.
-fn finish(mut child: Child, what: &str, timeout: Duration) -> TestResult<Output> {
-    let mut done = None;
-    wait_for(what, timeout, || match child.try_wait() {
-        Ok(Some(s)) => {
-            done = Some(s);
-            true
-        }
-        _ => false,
-    })
-    .inspect_err(|_| {
-        let _ = child.kill();
-    })?;
-    let out = child.wait_with_output()?;
-    assert_eq!(Some(out.status), done);
-    Ok(out)
 }
 
 fn spawn_worker(repo: &TempRepo, args: &[&str]) -> TestResult<Child> {

@@ -1,7 +1,8 @@
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
-use gatos_testutil::{TempRepo, TestResult, bin, hermetic};
+use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
 
 /// The `git-gatos` binary.
 pub fn git_gatos_bin() -> PathBuf {
@@ -246,4 +247,12 @@ pub fn move_head_to_no_message(repo: &TempRepo, topic: &str) -> TestResult {
     let bogus = repo.git(&["commit-tree", &tree, "-m", "not a message"])?;
     repo.git(&["update-ref", &name, bogus.trim(), head.trim()])?;
     Ok(())
+}
+
+/// Waits for a child to exit, with a deadline (killed when it passes); returns its output.
+pub fn finish(mut child: Child, what: &str, timeout: Duration) -> TestResult<Output> {
+    wait_for(what, timeout, || matches!(child.try_wait(), Ok(Some(_)))).inspect_err(|_| {
+        let _ = child.kill();
+    })?;
+    Ok(child.wait_with_output()?)
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use gatos_testutil::{TempRepo, TestResult, bin, hermetic, wait_for};
 use serde_json::{Value, json};
 
-use crate::support::{gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines};
+use crate::support::{finish, gatos, gatos_cmd, gatos_ok, jobs_shared, json_lines};
 
 mod crossnode;
 mod hostile;
@@ -819,10 +819,10 @@ fn a_damaged_topics_journal_does_not_stop_a_sync() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn prune_on_one_node_is_not_undone_by_another() -> TestResult {
-    let net = Net::new(2)?;
-    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+/// Topic `t` of the first node, in segments of three messages, keeping three: ten messages
+/// published there, both nodes synced.
+fn retained_topic(net: &Net) -> TestResult {
+    let a = &net.nodes[0];
     gatos_ok(
         a,
         &[
@@ -840,6 +840,14 @@ fn prune_on_one_node_is_not_undone_by_another() -> TestResult {
     }
     net.sync(0)?;
     net.sync(1)?;
+    Ok(())
+}
+
+#[test]
+fn prune_on_one_node_is_not_undone_by_another() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    retained_topic(&net)?;
     let sealed_before = sealed(b)?;
     assert!(sealed_before >= 2, "expected sealed segments at b");
     // a prunes; b, which still holds the old segments, syncs after it.
@@ -911,6 +919,18 @@ fn create_only_conflicts_are_reported_never_overwritten_and_fail_strict() -> Tes
 
 fn worker_rows(out: &Output) -> TestResult<Vec<Value>> {
     json_lines(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The one row of a worker that ran one job and exited 0.
+fn only_row(out: &Output) -> TestResult<Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rows = worker_rows(out)?;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    Ok(rows.remove(0))
 }
 
 fn spawn_worker(node: &TempRepo, args: &[&str]) -> TestResult<Child> {
@@ -1130,20 +1150,10 @@ fn a_worker_whose_claim_was_taken_over_at_the_hub_cannot_land_its_result() -> Te
     let winner = net.hub.rev_parse(&result)?.ok_or("no result at the hub")?;
     // a wakes up: its job has long finished; its result must not land.
     signal(wa.id(), "-CONT")?;
-    let wa = wa.wait_with_output()?;
-    assert!(
-        wa.status.success(),
-        "{}",
-        String::from_utf8_lossy(&wa.stderr)
-    );
-    let rows = worker_rows(&wa)?;
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert!(rows[0]["commit"].is_null(), "{rows:?}");
+    let row = only_row(&wa.wait_with_output()?)?;
+    assert!(row["commit"].is_null(), "{row}");
     // Whether a heartbeat or the result push found out first, nothing of a's landed.
-    assert!(
-        !rows[0]["error"].as_str().unwrap_or("").is_empty(),
-        "{rows:?}"
-    );
+    assert!(!row["error"].as_str().unwrap_or("").is_empty(), "{row}");
     assert_eq!(
         net.hub.rev_parse(&result)?.as_deref(),
         Some(winner.as_str())

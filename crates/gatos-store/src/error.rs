@@ -17,6 +17,19 @@ pub enum Expect {
     Any,
 }
 
+impl Expect {
+    /// Tells whether a ref at `current` (`None`: absent) is what this expects.
+    #[must_use]
+    pub fn holds(self, current: Option<Oid>) -> bool {
+        match self {
+            Expect::Absent => current.is_none(),
+            Expect::Value(o) => current == Some(o),
+            Expect::AbsentOr(o) => current.is_none() || current == Some(o),
+            Expect::Any => true,
+        }
+    }
+}
+
 impl std::fmt::Display for Expect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

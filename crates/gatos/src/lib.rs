@@ -488,6 +488,36 @@ impl Gatos {
         self.inner.clock.now()
     }
 
+    /// Tells whether `ancestor` is on `tip`'s first-parent chain (the linear chains of
+    /// claims, checkpoints, manifests, settings and summaries).
+    pub(crate) fn on_chain(&self, ancestor: Oid, tip: Oid) -> Result<bool> {
+        // Walked down from both ends in step: when `ancestor` is ahead of `tip` (the usual
+        // "is the other side behind?" that answers no), the walk from `ancestor` meets `tip`
+        // after as many commits as it is ahead, where the walk from `tip` alone went down to
+        // the root of a chain that may be long (a checkpoint's grows with every move). That
+        // second walk only shortens the answer: a commit it cannot read ends it.
+        let mut r = self.store().reader();
+        let (mut down, mut up) = (Some(tip), Some(ancestor));
+        let mut steps = 0u64;
+        while let Some(c) = down {
+            if c == ancestor {
+                return Ok(true);
+            }
+            if up == Some(tip) {
+                return Ok(false);
+            }
+            steps += 1;
+            if steps > 10_000_000 {
+                return Ok(false);
+            }
+            down = r.commit(c)?.parents.first().copied();
+            up = up
+                .and_then(|u| r.commit(u).ok())
+                .and_then(|u| u.parents.first().copied());
+        }
+        Ok(false)
+    }
+
     /// The place (`Version`) of a new settings commit on `parent`: its parent's plus one
     /// ([`signing::chain_place`]).
     ///

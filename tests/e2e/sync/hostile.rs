@@ -5,6 +5,7 @@
 //! nothing the node had is lost, on the node or at the hub.
 
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 
 use gatos_types::Digest;
 
@@ -1623,4 +1624,290 @@ fn an_older_setting_put_on_this_nodes_tip_is_rejected() -> TestResult {
     );
     assert_eq!(b.rev_parse(SETTINGS_T)?, Some(signed), "{report}");
     assert_signing_on(b)
+}
+
+/// The commits of `name`'s first-parent chain in `repo`, newest first.
+fn chain(repo: &TempRepo, name: &str) -> TestResult<Vec<String>> {
+    Ok(repo
+        .git(&["rev-list", "--first-parent", name])?
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// A worker killed when dropped: a test that fails on the way leaves none behind.
+struct Worker(Option<Child>);
+
+impl Worker {
+    /// Waits for the worker to exit, with a deadline.
+    fn finish(mut self) -> TestResult<Output> {
+        finish(
+            self.0.take().ok_or("no worker")?,
+            "the worker to end",
+            Duration::from_secs(60),
+        )
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A job of the first node running `sh -c script`, synced to the hub; returns its id.
+fn a_job_at_the_hub(net: &Net, script: &str) -> TestResult<String> {
+    let id = id_of(&gatos_ok(
+        &net.nodes[0],
+        &["jobs", "enqueue", "--json", "--", "sh", "-c", script],
+    )?)?;
+    net.sync(0)?;
+    Ok(id)
+}
+
+/// A job that runs until `go` exists, claimed at the hub by a worker of the first node whose
+/// claim and two heartbeats are there. Returns the job's id, the `go` file, the worker and
+/// the claim chain's first commit.
+fn a_claim_at_the_hub(net: &Net) -> TestResult<(String, std::path::PathBuf, Worker, String)> {
+    let a = &net.nodes[0];
+    let go = jobs_shared(a).join("go");
+    let id = a_job_at_the_hub(
+        net,
+        &format!("while [ ! -e {} ]; do sleep 0.05; done", go.display()),
+    )?;
+    let claim = format!("refs/gatos/jobs/{id}/claim");
+    let w = Worker(Some(spawn_worker(
+        a,
+        &["--once", "--id", "w", "--lease", "3s"],
+    )?));
+    wait_for("two heartbeats at the hub", Duration::from_secs(60), || {
+        chain(&net.hub, &claim).is_ok_and(|c| c.len() >= 3)
+    })?;
+    let first = chain(&net.hub, &claim)?.pop().ok_or("no claim")?;
+    Ok((id, go, w, first))
+}
+
+/// Moves the hub's claim back to `first` by compare-and-swap on the value read (a heartbeat
+/// landing meanwhile is not lost to the test); returns the chain moved back (newest first).
+fn move_claim_back(net: &Net, claim: &str, first: &str) -> TestResult<Vec<String>> {
+    let mut moved = Vec::new();
+    wait_for(
+        "the claim moved back at the hub",
+        Duration::from_secs(60),
+        || {
+            let Ok(c) = chain(&net.hub, claim) else {
+                return false;
+            };
+            let cas = net.hub.git_output(&["update-ref", claim, first, &c[0]]);
+            if cas.is_ok_and(|o| o.status.success()) {
+                moved = c;
+            }
+            !moved.is_empty()
+        },
+    )?;
+    Ok(moved)
+}
+
+/// Installs a `pre-receive` hook at the hub.
+fn hub_hook(net: &Net, script: &str) -> TestResult {
+    let hook = net.hub.git_dir().join("hooks").join("pre-receive");
+    std::fs::create_dir_all(hook.parent().ok_or("hooks")?)?;
+    std::fs::write(&hook, format!("#!/bin/sh\n{script}"))?;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// The worker's `arbiter.claim_put_back` audit record of a job.
+fn put_back_record(node: &TempRepo, id: &str) -> TestResult<Value> {
+    let audit = json_lines(&gatos_ok(node, &["audit", "--json"])?)?;
+    let rec = audit
+        .into_iter()
+        .find(|r| r["action"] == "arbiter.claim_put_back")
+        .ok_or("no arbiter.claim_put_back record")?;
+    assert_eq!(rec["target"], format!("job:{id}"), "{rec}");
+    Ok(rec)
+}
+
+/// Asserts that every commit of `commits` is on `name`'s chain in `repo`.
+fn assert_on_chain(repo: &TempRepo, name: &str, commits: &[String]) -> TestResult {
+    let c = chain(repo, name)?;
+    assert!(
+        commits.iter().all(|x| c.contains(x)),
+        "{c:?} lacks some of {commits:?}"
+    );
+    Ok(())
+}
+
+/// Lets the job of [`a_claim_at_the_hub`] end; asserts that its result landed and that the
+/// claim's chain holds `kept`, on the first node and at the hub.
+fn finish_keeping(
+    net: &Net,
+    go: std::path::PathBuf,
+    w: Worker,
+    claim: &str,
+    kept: &[String],
+) -> TestResult {
+    std::fs::write(&go, b"")?;
+    let row = only_row(&w.finish()?)?;
+    assert!(row["commit"].is_string(), "{row}");
+    assert_on_chain(&net.nodes[0], claim, kept)?;
+    assert_on_chain(&net.hub, claim, kept)
+}
+
+/// A worker that claims at the hub (`--remote`) does not take back an earlier commit of its
+/// claim that the hub was moved to (its heartbeats dropped there): it puts its own back
+/// with a lease on the hub's value, as a sync does, audits that, and finishes the job on
+/// top of it. Before, it took the hub's value and its heartbeats were lost everywhere.
+#[test]
+fn a_claim_moved_back_at_the_hub_is_put_back_by_the_worker_that_holds_it() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    let (id, go, w, first) = a_claim_at_the_hub(&net)?;
+    let claim = format!("refs/gatos/jobs/{id}/claim");
+    let moved = move_claim_back(&net, &claim, &first)?;
+    let dropped = &moved[0];
+    // The worker's next heartbeat puts them back, and goes on from them.
+    wait_for(
+        "the dropped heartbeats back at the hub",
+        Duration::from_secs(60),
+        || chain(&net.hub, &claim).is_ok_and(|c| c.contains(dropped) && c[0] != *dropped),
+    )?;
+    // Nothing of the claim chain was lost, here or at the hub.
+    finish_keeping(&net, go, w, &claim, &moved)?;
+    assert_eq!(a.rev_parse(&claim)?, net.hub.rev_parse(&claim)?);
+    let rec = put_back_record(a, &id)?;
+    assert_eq!(rec["before"]["claim"], first.as_str(), "{rec}");
+    assert_eq!(rec["after"]["claim"], dropped.as_str(), "{rec}");
+    a.assert_fsck_strict()?;
+    Ok(())
+}
+
+/// A hub that moved a claim back and refuses this node's commits back: the worker keeps its
+/// claim here and stops the job when its lease ends, as with a hub it cannot reach.
+#[test]
+fn a_claim_moved_back_at_a_hub_that_refuses_it_back_is_kept_here() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    let (id, _go, w, first) = a_claim_at_the_hub(&net)?;
+    let claim = format!("refs/gatos/jobs/{id}/claim");
+    // The hub refuses every update of the claim from its first commit: the heartbeats
+    // before the move landed, the commits put back after it do not.
+    hub_hook(
+        &net,
+        &format!(
+            "while read old new name; do\n  if [ \"$old\" = {first} ]; then echo 'this claim is frozen here' >&2; exit 1; fi\ndone\n"
+        ),
+    )?;
+    let moved = move_claim_back(&net, &claim, &first)?;
+    let out = w.finish()?;
+    assert!(only_row(&out)?["commit"].is_null());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused this node's back"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_on_chain(a, &claim, &moved)?;
+    assert_eq!(
+        net.hub.rev_parse(&claim)?.as_deref(),
+        Some(moved[moved.len() - 1].as_str())
+    );
+    a.assert_fsck_strict()?;
+    Ok(())
+}
+
+/// The hub's claim moved back while a worker's heartbeat is on its way: the push's lease
+/// fails at the hub (the hook moves the claim between the hub's advertisement and its
+/// update, as a concurrent writer would); the worker puts its claim back, finds the hub
+/// holding what the heartbeat was leased on, and pushes the heartbeat again. Before, the
+/// heartbeat counted as a claim taken over and the job was stopped.
+#[test]
+fn a_claim_moved_back_during_a_heartbeat_is_put_back_and_the_heartbeat_made() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    let (id, go, w, first) = a_claim_at_the_hub(&net)?;
+    let claim = format!("refs/gatos/jobs/{id}/claim");
+    let once = net.hub.git_dir().join("move-back-once");
+    hub_hook(
+        &net,
+        &format!(
+            "if [ -e {once} ]; then rm {once}; env -u GIT_QUARANTINE_PATH git update-ref {claim} {first}; fi\ncat >/dev/null\n",
+            once = once.display()
+        ),
+    )?;
+    let before = chain(&net.hub, &claim)?;
+    std::fs::write(&once, b"")?;
+    wait_for(
+        "a heartbeat past the move-back at the hub",
+        Duration::from_secs(60),
+        || {
+            !once.exists()
+                && chain(&net.hub, &claim)
+                    .is_ok_and(|c| c.len() > before.len() && before.iter().all(|x| c.contains(x)))
+        },
+    )?;
+    finish_keeping(&net, go, w, &claim, &before)?;
+    let rec = put_back_record(a, &id)?;
+    assert_eq!(rec["before"]["claim"], first.as_str(), "{rec}");
+    a.assert_fsck_strict()?;
+    Ok(())
+}
+
+/// A worker through the hub never replaces a cancel this node holds with another one the hub
+/// has (create-only, as a sync keeps it): the job stops for this node's cancel, whose actor
+/// and reason stay here.
+#[test]
+fn a_cancel_held_here_is_not_replaced_by_the_hubs_when_a_worker_stops_the_job() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let started = jobs_shared(a).join("started");
+    let id = a_job_at_the_hub(&net, &format!("touch {}; sleep 120", started.display()))?;
+    net.sync(1)?;
+    let cancel = format!("refs/gatos/jobs/{id}/cancel");
+    // A heartbeat every 10 s: the worker, frozen right after its job started, holds no
+    // lock while frozen, and its next heartbeat (which fetches the job's refs, then reads
+    // the cancel) comes after both cancels.
+    let w = Worker(Some(spawn_worker(
+        a,
+        &["--once", "--id", "w", "--lease", "30s"],
+    )?));
+    wait_for("the job to start", Duration::from_secs(60), || {
+        started.exists()
+    })?;
+    // Frozen while both nodes cancel: b's cancel reaches the hub, a's stays here.
+    let pid = w.0.as_ref().ok_or("no worker")?.id();
+    signal(pid, "-STOP")?;
+    let cancelled = (|| -> TestResult<String> {
+        gatos_ok(b, &["jobs", "cancel", &id, "--reason", "on b"])?;
+        net.sync(1)?;
+        assert!(net.hub.rev_parse(&cancel)?.is_some());
+        gatos_ok(a, &["jobs", "cancel", &id, "--reason", "on a"])?;
+        Ok(a.rev_parse(&cancel)?.ok_or("no cancel on a")?)
+    })();
+    signal(pid, "-CONT")?;
+    let ours = cancelled?;
+    let out = w.finish()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(a.rev_parse(&cancel)?.as_deref(), Some(ours.as_str()));
+    let show: Value = serde_json::from_str(gatos_ok(a, &["jobs", "show", &id, "--json"])?.trim())?;
+    assert_eq!(show["state"], "cancelled", "{show}");
+    let doc: Value = serde_json::from_str(&a.git(&["show", &format!("{cancel}:cancel.json")])?)?;
+    assert_eq!(doc["reason"], "on a", "{doc}");
+    // The next sync reports the two cancels, each side keeping its own.
+    let report = net.sync(0)?;
+    assert_eq!(
+        conflict_resolutions(&report)?
+            .get(cancel.as_str())
+            .map(String::as_str),
+        Some("kept-both"),
+        "{report}"
+    );
+    a.assert_fsck_strict()?;
+    Ok(())
 }
