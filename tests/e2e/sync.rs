@@ -874,6 +874,43 @@ fn prune_on_one_node_is_not_undone_by_another() -> TestResult {
     Ok(())
 }
 
+/// Both nodes pruned a topic, to other bounds: the node that syncs second takes the hub's
+/// summaries, which prune further, and its sync reports that its own summary was replaced
+/// (`hub-wins`), as for any CAS chain replaced on divergence. Before, that was silent.
+#[test]
+fn a_summary_chain_replaced_on_divergence_is_reported() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    retained_topic(&net)?;
+    for k in 10..13 {
+        publish(b, "t", &format!("m{k}"))?;
+    }
+    gatos_ok(a, &["messages", "prune", "t"])?;
+    gatos_ok(b, &["messages", "prune", "t"])?;
+    let name = "refs/gatos/messages/t/summary";
+    let ours = a.rev_parse(name)?.ok_or("no summary on a")?;
+    net.sync(1)?;
+    let report = net.sync(0)?;
+    let conflict = report["conflicts"]
+        .as_array()
+        .ok_or("conflicts")?
+        .iter()
+        .find(|c| c["ref"] == name)
+        .ok_or_else(|| format!("no conflict on the summary: {report}"))?;
+    assert_eq!(conflict["resolution"], "hub-wins", "{conflict}");
+    assert!(
+        conflict["reason"].as_str().unwrap_or("").contains(&ours),
+        "{conflict}"
+    );
+    assert_eq!(a.rev_parse(name)?, net.hub.rev_parse(name)?);
+    assert_eq!(read_all(a, "t")?, read_all(b, "t")?);
+    // Taken, it is reported once.
+    let again = net.sync(0)?;
+    assert!(!again.to_string().contains(name), "reported again: {again}");
+    a.assert_fsck_strict()?;
+    Ok(())
+}
+
 #[test]
 fn create_only_conflicts_are_reported_never_overwritten_and_fail_strict() -> TestResult {
     let net = Net::new(2)?;

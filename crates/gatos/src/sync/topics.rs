@@ -272,8 +272,22 @@ impl Sync<'_> {
             (Some(lv), Some(hv)) => {
                 if self.on_chain(hv, lv)? {
                     self.push_ref(&name, Some(lv));
-                } else if self.on_chain(lv, hv)? || th >= tl {
-                    // The hub's prunes as far or further: adopt it.
+                } else if self.on_chain(lv, hv)? {
+                    self.set_local(&name, Some(hv))?;
+                } else if th >= tl {
+                    // The hub's prunes as far or further: adopt it. This node's own records
+                    // of what it pruned are reported when the hub's chain lacks one of them
+                    // (pruned with other bounds, or other messages): a CAS chain replaced on
+                    // divergence is reported (DESIGN §5).
+                    if let Some(missing) = self.summary_not_at_hub(lv, hv)? {
+                        self.conflict(
+                            &name,
+                            "hub-wins",
+                            format!(
+                                "both sides pruned; this node's summaries (through seq {tl}) were replaced by the hub's (through seq {th}), which do not hold this node's summary {missing} as it was"
+                            ),
+                        );
+                    }
                     self.set_local(&name, Some(hv))?;
                 } else {
                     // This node pruned further: its summaries beyond the hub's go on top.
@@ -312,6 +326,33 @@ impl Sync<'_> {
             }
         }
         Ok(tl.max(th))
+    }
+
+    /// The first summary commit of this node's chain `local` (down to where it meets the
+    /// hub's chain `hub`) whose document (`Content-Id`) the hub's chain does not hold, if any.
+    fn summary_not_at_hub(&self, local: Oid, hub: Oid) -> Result<Option<Oid>> {
+        let mut r = self.gatos.store().reader();
+        let (mut at_hub, mut docs) = (HashSet::new(), HashSet::new());
+        let mut at = Some(hub);
+        while let Some(c) = at {
+            let commit = r.commit(c)?;
+            at_hub.insert(c);
+            docs.extend(commit.trailers().get(keys::CONTENT_ID).map(str::to_owned));
+            at = commit.parents.first().copied();
+        }
+        let mut at = Some(local);
+        while let Some(c) = at.filter(|c| !at_hub.contains(c)) {
+            let commit = r.commit(c)?;
+            if !commit
+                .trailers()
+                .get(keys::CONTENT_ID)
+                .is_some_and(|d| docs.contains(d))
+            {
+                return Ok(Some(c));
+            }
+            at = commit.parents.first().copied();
+        }
+        Ok(None)
     }
 
     fn topic(&mut self, t: &Topic) -> Result<()> {
