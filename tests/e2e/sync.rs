@@ -874,11 +874,35 @@ fn prune_on_one_node_is_not_undone_by_another() -> TestResult {
     Ok(())
 }
 
-/// Both nodes pruned a topic, to other bounds: the node that syncs second takes the hub's
-/// summaries, which prune further, and its sync reports that its own summary was replaced
-/// (`hub-wins`), as for any CAS chain replaced on divergence. Before, that was silent.
+/// The summary conflicts of a sync report: `(resolution, reason)` of the topic's summary.
+fn summary_conflict(report: &Value) -> Option<(String, String)> {
+    report["conflicts"].as_array()?.iter().find_map(|c| {
+        (c["ref"] == "refs/gatos/messages/t/summary").then(|| {
+            (
+                c["resolution"].as_str().unwrap_or("").to_owned(),
+                c["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+    })
+}
+
+/// Asserts that both nodes and the hub hold one summary chain and the same messages of `t`,
+/// and that nothing was rejected.
+fn assert_pruned_alike(net: &Net, report: &Value) -> TestResult {
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let name = "refs/gatos/messages/t/summary";
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    assert_eq!(a.rev_parse(name)?, net.hub.rev_parse(name)?);
+    assert_eq!(b.rev_parse(name)?, net.hub.rev_parse(name)?);
+    assert_eq!(read_all(a, "t")?, read_all(b, "t")?);
+    a.assert_fsck_strict()?;
+    b.assert_fsck_strict()
+}
+
+/// Both nodes pruned the same messages to other bounds: the node that syncs second takes
+/// the hub's summaries, which prune further and record the same messages: nothing to report.
 #[test]
-fn a_summary_chain_replaced_on_divergence_is_reported() -> TestResult {
+fn the_same_messages_pruned_to_other_bounds_are_not_a_conflict() -> TestResult {
     let net = Net::new(2)?;
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
     retained_topic(&net)?;
@@ -887,27 +911,102 @@ fn a_summary_chain_replaced_on_divergence_is_reported() -> TestResult {
     }
     gatos_ok(a, &["messages", "prune", "t"])?;
     gatos_ok(b, &["messages", "prune", "t"])?;
+    net.sync(1)?;
+    let report = net.sync(0)?;
+    assert_eq!(summary_conflict(&report), None, "{report}");
+    net.sync(1)?;
+    assert_pruned_alike(&net, &report)
+}
+
+/// Both nodes pruned, and at the same seqs they had pruned other messages (each published
+/// there offline): the node that syncs second takes the hub's summaries and its sync reports
+/// that its own record was replaced (`hub-wins`), as for any CAS chain replaced on
+/// divergence, once. Before, that was silent.
+#[test]
+fn a_summary_chain_replaced_on_divergence_is_reported() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    retained_topic(&net)?;
+    gatos_ok(a, &["messages", "config", "t", "--retain-messages", "1"])?;
+    net.sync(0)?;
+    net.sync(1)?;
+    for k in 0..3 {
+        publish(a, "t", &format!("a{k}"))?;
+        publish(b, "t", &format!("b{k}"))?;
+    }
+    gatos_ok(a, &["messages", "prune", "t"])?;
+    gatos_ok(b, &["messages", "prune", "t"])?;
     let name = "refs/gatos/messages/t/summary";
     let ours = a.rev_parse(name)?.ok_or("no summary on a")?;
     net.sync(1)?;
     let report = net.sync(0)?;
-    let conflict = report["conflicts"]
-        .as_array()
-        .ok_or("conflicts")?
-        .iter()
-        .find(|c| c["ref"] == name)
-        .ok_or_else(|| format!("no conflict on the summary: {report}"))?;
-    assert_eq!(conflict["resolution"], "hub-wins", "{conflict}");
-    assert!(
-        conflict["reason"].as_str().unwrap_or("").contains(&ours),
-        "{conflict}"
-    );
+    let (resolution, reason) =
+        summary_conflict(&report).ok_or_else(|| format!("no conflict on the summary: {report}"))?;
+    assert_eq!(resolution, "hub-wins", "{reason}");
+    assert!(reason.contains(&ours), "{reason}");
     assert_eq!(a.rev_parse(name)?, net.hub.rev_parse(name)?);
-    assert_eq!(read_all(a, "t")?, read_all(b, "t")?);
     // Taken, it is reported once.
     let again = net.sync(0)?;
-    assert!(!again.to_string().contains(name), "reported again: {again}");
-    a.assert_fsck_strict()?;
+    assert_eq!(summary_conflict(&again), None, "{again}");
+    net.sync(1)?;
+    assert_pruned_alike(&net, &again)
+}
+
+/// A node pruned messages it had not synced yet (its head further than the hub's, the hub's
+/// head among what it pruned), then synced: the hub takes its head, and a node still at the
+/// hub's old head takes the hub's. Before, both syncs took the pruned head for a fork and
+/// appended the node's messages again at seqs the summary had pruned, and the topic no
+/// longer read on either node.
+#[test]
+fn messages_pruned_before_they_reached_the_hub_still_sync() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    retained_topic(&net)?;
+    gatos_ok(a, &["messages", "config", "t", "--retain-messages", "1"])?;
+    for k in 10..13 {
+        publish(a, "t", &format!("m{k}"))?;
+    }
+    gatos_ok(a, &["messages", "prune", "t"])?;
+    let kept = read_all(a, "t")?;
+    let report = net.sync(0)?;
+    let row = report["topics"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|x| x["topic"] == "t"))
+        .ok_or("no row of t")?;
+    assert_eq!(row["action"], "pushed", "{report}");
+    assert_eq!(read_all(a, "t")?, kept);
+    let report = net.sync(1)?;
+    assert_eq!(summary_conflict(&report), None, "{report}");
+    assert_eq!(read_all(b, "t")?, kept);
+    assert_pruned_alike(&net, &report)
+}
+
+/// This node pruned further than the hub, past the hub's bound in one step: its summaries
+/// cannot go on top of the hub's (the chain would not be contiguous), so its chain stands and
+/// is put back at the hub. Before, it was put on top: the nodes that held the hub's first
+/// summary took it, and a node that syncs the topic afresh rejected it.
+#[test]
+fn a_summary_past_the_hubs_bound_in_one_step_keeps_the_chain_whole() -> TestResult {
+    let net = Net::new(3)?;
+    let (a, b, c) = (&net.nodes[0], &net.nodes[1], &net.nodes[2]);
+    retained_topic(&net)?;
+    // a prunes one segment and syncs; b, offline, prunes two at once.
+    gatos_ok(a, &["messages", "config", "t", "--retain-messages", "7"])?;
+    gatos_ok(a, &["messages", "prune", "t"])?;
+    gatos_ok(b, &["messages", "prune", "t"])?;
+    net.sync(0)?;
+    let report = net.sync(1)?;
+    assert_eq!(summary_conflict(&report), None, "{report}");
+    let name = "refs/gatos/messages/t/summary";
+    assert_eq!(b.rev_parse(name)?, net.hub.rev_parse(name)?);
+    let report = net.sync(0)?;
+    assert_eq!(summary_conflict(&report), None, "{report}");
+    assert_pruned_alike(&net, &report)?;
+    // A node new to the topic takes the hub's chain.
+    let report = net.sync(2)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    assert_eq!(c.rev_parse(name)?, net.hub.rev_parse(name)?);
+    assert_eq!(read_all(c, "t")?, read_all(a, "t")?);
     Ok(())
 }
 

@@ -93,13 +93,32 @@ impl Sync<'_> {
         }
     }
 
-    /// Walks both sequences back to their fork point.
-    fn relate(&self, local: Oid, hub: Oid, through: u64) -> Result<Relation> {
+    /// Walks both sequences back to their fork point. A head at a seq the topic's summary
+    /// pruned (`through`), recorded there as pruned, is behind the other side's head past
+    /// it: that side went on from it, through messages pruned since (a node that pruned
+    /// messages it had not synced yet; a node offline while the others pruned).
+    fn relate(&self, t: &Topic, local: Oid, hub: Oid, through: u64) -> Result<Relation> {
         if local == hub {
             return Ok(Relation::Same);
         }
-        let mut a = Some(self.meta(local)?);
-        let mut b = Some(self.meta(hub)?);
+        let (lm, hm) = (self.meta(local)?, self.meta(hub)?);
+        let pruned_here =
+            |m: &Meta| -> Result<bool> {
+                Ok(m.seq <= through
+                    && self.gatos.messages().pruned_position(t, m.ulid)? == Some(m.seq))
+            };
+        if lm.seq > through && pruned_here(&hm)? {
+            return Ok(Relation::LocalAhead {
+                sent: lm.seq - hm.seq,
+            });
+        }
+        if hm.seq > through && pruned_here(&lm)? {
+            return Ok(Relation::HubAhead {
+                received: hm.seq - lm.seq,
+            });
+        }
+        let mut a = Some(lm);
+        let mut b = Some(hm);
         let mut local_after = Vec::new();
         let mut hub_after = Vec::new();
         loop {
@@ -275,80 +294,157 @@ impl Sync<'_> {
                 } else if self.on_chain(lv, hv)? {
                     self.set_local(&name, Some(hv))?;
                 } else if th >= tl {
-                    // The hub's prunes as far or further: adopt it. This node's own records
-                    // of what it pruned are reported when the hub's chain lacks one of them
-                    // (pruned with other bounds, or other messages): a CAS chain replaced on
-                    // divergence is reported (DESIGN §5).
-                    if let Some(missing) = self.summary_not_at_hub(lv, hv)? {
+                    // The hub's prunes as far or further: adopt it. A CAS chain replaced on
+                    // divergence is reported (DESIGN §5) when this node's records of what it
+                    // pruned say something the hub's do not (other messages at a seq); the
+                    // same messages pruned in other steps are the same records.
+                    let missing = self.not_recorded_in(lv, hv)?;
+                    if self.set_local(&name, Some(hv))?
+                        && let Some(c) = missing
+                    {
                         self.conflict(
                             &name,
                             "hub-wins",
                             format!(
-                                "both sides pruned; this node's summaries (through seq {tl}) were replaced by the hub's (through seq {th}), which do not hold this node's summary {missing} as it was"
+                                "both sides pruned; this node's summaries (through seq {tl}) were replaced by the hub's (through seq {th}), which do not record the messages this node's summary {c} pruned"
                             ),
                         );
                     }
-                    self.set_local(&name, Some(hv))?;
                 } else {
-                    // This node pruned further: its summaries beyond the hub's go on top.
-                    let mut mine = Vec::new();
-                    let mut r = self.gatos.store().reader();
-                    let mut at = Some(lv);
-                    while let Some(c) = at {
-                        let commit = r.commit(c)?;
-                        let seq: u64 = commit
-                            .trailers()
-                            .get(keys::SEQ)
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
-                        if seq <= th {
-                            break;
-                        }
-                        at = commit.parents.first().copied();
-                        mine.push(commit);
-                    }
-                    mine.reverse();
-                    let mut tip = hv;
-                    let mut w = self.gatos.store().writer();
-                    for c in mine {
-                        tip = w.commit(&NewCommit {
-                            tree: c.tree,
-                            parents: &[tip],
-                            message: &String::from_utf8_lossy(&c.message),
-                            time: gatos_types::Timestamp::from_millis(c.time.saturating_mul(1000)),
-                        })?;
-                    }
-                    w.finish()?;
-                    if self.set_local(&name, Some(tip))? {
-                        self.push_ref(&name, Some(tip));
-                    }
+                    self.pruned_further(t, &name, lv, hv, th)?;
                 }
             }
         }
         Ok(tl.max(th))
     }
 
-    /// The first summary commit of this node's chain `local` (down to where it meets the
-    /// hub's chain `hub`) whose document (`Content-Id`) the hub's chain does not hold, if any.
-    fn summary_not_at_hub(&self, local: Oid, hub: Oid) -> Result<Option<Oid>> {
+    /// This node pruned further than the hub (`lv` through a later seq than `hv`, `th`).
+    /// When this node's chain has a summary ending at `th`, its summaries beyond go on top of
+    /// the hub's chain (both sides' records kept). Otherwise (this node pruned the hub's
+    /// bound in one step with more) its summaries cannot follow the hub's, which would
+    /// break the chain's contiguity for every node: this node's chain, which prunes further,
+    /// is kept and put back at the hub. Either way a record of the side given up that the
+    /// kept chain does not hold is reported.
+    fn pruned_further(&mut self, t: &Topic, name: &str, lv: Oid, hv: Oid, th: u64) -> Result<()> {
+        let mut mine = Vec::new();
         let mut r = self.gatos.store().reader();
-        let (mut at_hub, mut docs) = (HashSet::new(), HashSet::new());
-        let mut at = Some(hub);
+        let mut at = Some(lv);
+        let mut below = None;
         while let Some(c) = at {
             let commit = r.commit(c)?;
-            at_hub.insert(c);
-            docs.extend(commit.trailers().get(keys::CONTENT_ID).map(str::to_owned));
+            if summary_seq(&commit) <= th {
+                below = Some((c, summary_seq(&commit)));
+                break;
+            }
+            at = commit.parents.first().copied();
+            mine.push(commit);
+        }
+        drop(r);
+        let Some((below, _)) = below.filter(|(_, seq)| *seq == th) else {
+            let missing = self.not_recorded_in(hv, lv)?;
+            if let Some(c) = missing {
+                self.conflict(
+                    name,
+                    "kept-local",
+                    format!(
+                        "both sides pruned, this node further and past the hub's bound in one step; this node's summaries stand and are put back at the hub, whose summary {c} recorded other messages"
+                    ),
+                );
+            }
+            tracing::info!(topic = %t, "this node's summaries straddle the hub's bound; putting them back at the hub");
+            self.push_ref(name, Some(lv));
+            self.report.pushed += 1;
+            return Ok(());
+        };
+        let missing = self.not_recorded_in(below, hv)?;
+        mine.reverse();
+        let mut tip = hv;
+        let mut w = self.gatos.store().writer();
+        for c in mine {
+            tip = w.commit(&NewCommit {
+                tree: c.tree,
+                parents: &[tip],
+                message: &String::from_utf8_lossy(&c.message),
+                time: gatos_types::Timestamp::from_millis(c.time.saturating_mul(1000)),
+            })?;
+        }
+        w.finish()?;
+        if self.set_local(name, Some(tip))? {
+            if let Some(c) = missing {
+                self.conflict(
+                    name,
+                    "hub-wins",
+                    format!(
+                        "both sides pruned; this node's summaries through seq {th} were replaced by the hub's, which do not record the messages this node's summary {c} pruned (this node's later summaries go on top)"
+                    ),
+                );
+            }
+            self.push_ref(name, Some(tip));
+        }
+        Ok(())
+    }
+
+    /// The newest summary commit of `from`'s chain (down to where it meets `chain`) that
+    /// pruned a message `chain` does not record at the same seq (by their `pruned/ulids`
+    /// tables), if any. Only the seqs `chain` covers are compared; one table of each side is
+    /// held at a time.
+    fn not_recorded_in(&self, from: Oid, chain: Oid) -> Result<Option<Oid>> {
+        use crate::messages::prune::{PRUNED_ULIDS_PATH, pruned_seq};
+        let mut r = self.gatos.store().reader();
+        // `chain`'s summaries, oldest first: (commit, tree, first seq, last seq).
+        let mut theirs = Vec::new();
+        let mut at = Some(chain);
+        while let Some(c) = at {
+            let commit = r.commit(c)?;
+            theirs.push((c, commit.tree, summary_seq(&commit)));
             at = commit.parents.first().copied();
         }
-        let mut at = Some(local);
-        while let Some(c) = at.filter(|c| !at_hub.contains(c)) {
+        theirs.reverse();
+        let ranges: Vec<(Oid, Oid, u64, u64)> = theirs
+            .iter()
+            .enumerate()
+            .map(|(i, &(c, tree, last))| {
+                let first = if i == 0 { 1 } else { theirs[i - 1].2 + 1 };
+                (c, tree, first, last)
+            })
+            .collect();
+        let on_chain: HashSet<Oid> = ranges.iter().map(|x| x.0).collect();
+        let through = ranges.last().map_or(0, |x| x.3);
+        let mut at = Some(from);
+        while let Some(c) = at.filter(|c| !on_chain.contains(c)) {
             let commit = r.commit(c)?;
-            if !commit
-                .trailers()
-                .get(keys::CONTENT_ID)
-                .is_some_and(|d| docs.contains(d))
-            {
-                return Ok(Some(c));
+            let table = r.file(commit.tree, PRUNED_ULIDS_PATH)?.unwrap_or_default();
+            let mut entries: Vec<(u64, Ulid)> = table
+                .chunks_exact(24)
+                .map(|e| {
+                    let mut s = [0u8; 8];
+                    s.copy_from_slice(&e[16..24]);
+                    let mut u = [0u8; 16];
+                    u.copy_from_slice(&e[..16]);
+                    (
+                        u64::from_be_bytes(s),
+                        Ulid::from_u128(u128::from_be_bytes(u)),
+                    )
+                })
+                .filter(|(seq, _)| *seq <= through)
+                .collect();
+            entries.sort_unstable();
+            let mut held: Option<(usize, Vec<u8>)> = None;
+            for (seq, ulid) in entries {
+                let i = ranges.partition_point(|x| x.3 < seq);
+                if ranges.get(i).is_none_or(|x| x.2 > seq) {
+                    return Ok(Some(c));
+                }
+                if held.as_ref().is_none_or(|(j, _)| *j != i) {
+                    held = Some((
+                        i,
+                        r.file(ranges[i].1, PRUNED_ULIDS_PATH)?.unwrap_or_default(),
+                    ));
+                }
+                let table = held.as_ref().map_or(&[][..], |(_, t)| t.as_slice());
+                if pruned_seq(table, ulid) != Some(seq) {
+                    return Ok(Some(c));
+                }
             }
             at = commit.parents.first().copied();
         }
@@ -403,7 +499,7 @@ impl Sync<'_> {
                 let received = self.meta(h)?.seq.saturating_sub(through);
                 self.record_topic(t, TopicAction::Adopted, received, 0, Some(h));
             }
-            (Some(l), Some(h)) => match self.relate(l, h, through)? {
+            (Some(l), Some(h)) => match self.relate(t, l, h, through)? {
                 Relation::Same => {
                     // Nothing to move, but what the hub holds of the segments is compared:
                     // a quiet topic's segment moved or deleted at the hub is put back.
@@ -919,4 +1015,13 @@ fn fork_doc(group: Group, topic: Topic, fork: Option<&Meta>) -> CheckpointDoc {
         seq: fork.map_or(0, |m| m.seq),
         commit: fork.map(|m| m.commit),
     }
+}
+
+/// The last seq a summary commit pruned (its `Seq` trailer; 0 when it has none).
+fn summary_seq(commit: &gatos_store::objects::Commit) -> u64 {
+    commit
+        .trailers()
+        .get(keys::SEQ)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
