@@ -107,15 +107,23 @@ impl Sync<'_> {
                 Ok(m.seq <= through
                     && self.gatos.messages().pruned_position(t, m.ulid)? == Some(m.seq))
             };
-        if lm.seq > through && pruned_here(&hm)? {
-            return Ok(Relation::LocalAhead {
-                sent: lm.seq - hm.seq,
-            });
-        }
-        if hm.seq > through && pruned_here(&lm)? {
-            return Ok(Relation::HubAhead {
-                received: hm.seq - lm.seq,
-            });
+        match (lm.seq > through, hm.seq > through) {
+            (true, false) if pruned_here(&hm)? => {
+                return Ok(Relation::LocalAhead {
+                    sent: lm.seq - through,
+                });
+            }
+            (false, true) if pruned_here(&lm)? => {
+                return Ok(Relation::HubAhead {
+                    received: hm.seq - through,
+                });
+            }
+            // Both heads among what was pruned (a summary pushed whose head was not):
+            // nothing of either is left to move.
+            (false, false) if pruned_here(&lm)? && pruned_here(&hm)? => {
+                return Ok(Relation::Same);
+            }
+            _ => {}
         }
         let mut a = Some(lm);
         let mut b = Some(hm);
@@ -315,7 +323,10 @@ impl Sync<'_> {
                 }
             }
         }
-        Ok(tl.max(th))
+        // What this node's summary ref now holds: a ref update that lost its CAS leaves it
+        // as it was, and the heads are then related by that (the round is tried again).
+        let now = self.local.get(&name).copied();
+        self.through_of(t, now)
     }
 
     /// This node pruned further than the hub (`lv` through a later seq than `hv`, `th`).
@@ -353,7 +364,6 @@ impl Sync<'_> {
             }
             tracing::info!(topic = %t, "this node's summaries straddle the hub's bound; putting them back at the hub");
             self.push_ref(name, Some(lv));
-            self.report.pushed += 1;
             return Ok(());
         };
         let missing = self.not_recorded_in(below, hv)?;
@@ -413,8 +423,9 @@ impl Sync<'_> {
         let mut at = Some(from);
         while let Some(c) = at.filter(|c| !on_chain.contains(c)) {
             let commit = r.commit(c)?;
-            let table = r.file(commit.tree, PRUNED_ULIDS_PATH)?.unwrap_or_default();
-            let mut entries: Vec<(u64, Ulid)> = table
+            let mut entries: Vec<(u64, Ulid)> = r
+                .file(commit.tree, PRUNED_ULIDS_PATH)?
+                .unwrap_or_default()
                 .chunks_exact(24)
                 .map(|e| {
                     let mut s = [0u8; 8];
