@@ -981,6 +981,67 @@ fn messages_pruned_before_they_reached_the_hub_still_sync() -> TestResult {
     assert_pruned_alike(&net, &report)
 }
 
+/// Both nodes published at the same seqs offline and pruned; the second to sync (the first
+/// node) had pruned further, over messages the hub does not hold, and with `gc` its pruned
+/// commits are gone too. Returns the payloads the first node reads after its sync.
+fn pruned_past_the_hubs_bound_over_other_messages(net: &Net, gc: bool) -> TestResult<Vec<String>> {
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    retained_topic(net)?;
+    gatos_ok(a, &["messages", "config", "t", "--retain-messages", "1"])?;
+    net.sync(0)?;
+    net.sync(1)?;
+    for k in 0..3 {
+        publish(a, "t", &format!("a{k}"))?;
+        publish(b, "t", &format!("b{k}"))?;
+    }
+    gatos_ok(b, &["messages", "prune", "t"])?;
+    net.sync(1)?;
+    gatos_ok(a, &["messages", "prune", "t"])?;
+    for k in 3..6 {
+        publish(a, "t", &format!("a{k}"))?;
+    }
+    gatos_ok(a, &["messages", "prune", "t"])?;
+    if gc {
+        a.git(&["gc", "-q", "--prune=now"])?;
+    }
+    // The histories parted below a's bound: the hub's summaries stand, reported.
+    let report = net.sync(0)?;
+    let (resolution, reason) =
+        summary_conflict(&report).ok_or_else(|| format!("no conflict on the summary: {report}"))?;
+    assert_eq!(resolution, "hub-wins", "{reason}");
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    let name = "refs/gatos/messages/t/summary";
+    assert_eq!(a.rev_parse(name)?, net.hub.rev_parse(name)?);
+    let payloads = read_all(a, "t")?.into_iter().map(|(_, p)| p).collect();
+    let report = net.sync(1)?;
+    assert_pruned_alike(net, &report)?;
+    Ok(payloads)
+}
+
+/// The node that pruned past the hub's bound over messages the hub does not hold yields to
+/// the hub's summaries, and its later messages go after the hub's head: those it pruned
+/// included, while their commits are still in the repository. Before, its summaries were
+/// put on top of the hub's and the topic no longer read there.
+#[test]
+fn a_prune_past_the_hubs_bound_over_other_messages_yields_to_the_hub() -> TestResult {
+    let net = Net::new(2)?;
+    let payloads = pruned_past_the_hubs_bound_over_other_messages(&net, false)?;
+    assert_eq!(payloads, ["b2", "a2", "a3", "a4", "a5"]);
+    Ok(())
+}
+
+/// The same after `git gc` removed what the node pruned: the walk to the fork point ends
+/// at the first missing message, and only the messages it still holds go after the hub's
+/// head. Before, the missing object made the node reject the hub's head, and the topic
+/// synced no more.
+#[test]
+fn a_prune_past_the_hubs_bound_then_gc_yields_to_the_hub() -> TestResult {
+    let net = Net::new(2)?;
+    let payloads = pruned_past_the_hubs_bound_over_other_messages(&net, true)?;
+    assert_eq!(payloads, ["b2", "a5"]);
+    Ok(())
+}
+
 /// This node pruned further than the hub, past the hub's bound in one step: its summaries
 /// cannot go on top of the hub's (the chain would not be contiguous), so its chain stands and
 /// is put back at the hub. Before, it was put on top: the nodes that held the hub's first

@@ -88,7 +88,14 @@ impl Sync<'_> {
             return Ok(None);
         }
         match m.prev() {
-            Some(p) => Ok(Some(self.meta(p)?)),
+            Some(p) => match self.meta(p) {
+                Ok(prev) => Ok(Some(prev)),
+                // A message this node pruned past the summary both sides now hold, which
+                // `git gc` has since removed: the walk ends there as at `through` (the hub's
+                // side was read whole when it was checked, so this is this node's side).
+                Err(e) if e.code() == gatos_types::ErrorCode::NotFound => Ok(None),
+                Err(e) => Err(e),
+            },
             None => Ok(None),
         }
     }
@@ -318,6 +325,19 @@ impl Sync<'_> {
                             ),
                         );
                     }
+                } else if !self.hub_agrees_past(t, th, tl)? {
+                    // The hub holds other messages at seqs this node pruned past the hub's
+                    // bound: the histories parted there, and the hub's summaries stand (this
+                    // node's later messages are appended again after the hub's head).
+                    if self.set_local(&name, Some(hv))? {
+                        self.conflict(
+                            &name,
+                            "hub-wins",
+                            format!(
+                                "both sides pruned, this node further (through seq {tl}), but the hub holds other messages past its bound (seq {th}); the hub's summaries stand"
+                            ),
+                        );
+                    }
                 } else {
                     self.pruned_further(t, &name, lv, hv, th)?;
                 }
@@ -327,6 +347,24 @@ impl Sync<'_> {
         // as it was, and the heads are then related by that (the round is tried again).
         let now = self.local.get(&name).copied();
         self.through_of(t, now)
+    }
+
+    /// Whether the hub's messages past its bound `th`, up to this node's `tl`, are those this
+    /// node's summaries record there: the hub's message at the highest such seq, recorded by
+    /// this node at that seq, tells (by its ULID) the history below it. True when the hub
+    /// holds no message there.
+    fn hub_agrees_past(&self, t: &Topic, th: u64, tl: u64) -> Result<bool> {
+        let Some(h) = self.hub.get(&names::message_head(t).to_string()).copied() else {
+            return Ok(true);
+        };
+        let mut m = self.meta(h)?;
+        while m.seq > tl {
+            match m.prev() {
+                Some(p) => m = self.meta(p)?,
+                None => return Ok(true),
+            }
+        }
+        Ok(m.seq <= th || self.gatos.messages().pruned_position(t, m.ulid)? == Some(m.seq))
     }
 
     /// This node pruned further than the hub (`lv` through a later seq than `hv`, `th`).
