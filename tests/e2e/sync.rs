@@ -1000,6 +1000,11 @@ fn pruned_past_the_hubs_bound_over_other_messages(net: &Net, gc: bool) -> TestRe
     for k in 3..6 {
         publish(a, "t", &format!("a{k}"))?;
     }
+    // A group of a's has read up to a4, which the prune then drops.
+    gatos_ok(
+        a,
+        &["messages", "consume", "g", "t", "--json", "--limit", "3"],
+    )?;
     gatos_ok(a, &["messages", "prune", "t"])?;
     if gc {
         a.git(&["gc", "-q", "--prune=now"])?;
@@ -1013,6 +1018,13 @@ fn pruned_past_the_hubs_bound_over_other_messages(net: &Net, gc: bool) -> TestRe
     let name = "refs/gatos/messages/t/summary";
     assert_eq!(a.rev_parse(name)?, net.hub.rev_parse(name)?);
     let payloads = read_all(a, "t")?.into_iter().map(|(_, p)| p).collect();
+    // Its checkpoint went back to the fork: it reads what now follows the hub's bound,
+    // at least once, nothing skipped.
+    let read = consume_all(a, "g", "t")?;
+    assert!(
+        read.iter().any(|p| p == "b2") && read.iter().any(|p| p == "a5"),
+        "{read:?}"
+    );
     let report = net.sync(1)?;
     assert_pruned_alike(net, &report)?;
     Ok(payloads)

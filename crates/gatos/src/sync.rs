@@ -290,6 +290,9 @@ pub(crate) struct Sync<'g> {
     /// with why: nothing of them (messages, summary, segments, checkpoints) is adopted or
     /// pushed, and each is rejected as this node's own fault.
     pub(crate) damaged_here: BTreeMap<Topic, crate::Error>,
+    /// Topics whose heads (and checkpoints) wait for the next round: their summary moved
+    /// back to the hub's, below what this round checked of the hub's messages.
+    pub(crate) deferred: BTreeSet<Topic>,
     /// Units ([`push_unit`]) held back this round because an object they need is missing
     /// here ([`Sync::push_checked`]).
     held_back: BTreeSet<String>,
@@ -371,6 +374,7 @@ impl<'g> Sync<'g> {
             conflicts: BTreeMap::new(),
             checks: validate::Checks::default(),
             damaged_here: BTreeMap::new(),
+            deferred: BTreeSet::new(),
             held_back: BTreeSet::new(),
         }
     }
@@ -384,6 +388,7 @@ impl<'g> Sync<'g> {
     /// One round: fetch, snapshot both sides, reconcile, push.
     fn round(&mut self) -> Result<()> {
         self.again = false;
+        self.deferred.clear();
         self.pushes.clear();
         self.atomic.clear();
         self.head_pushes.clear();

@@ -82,18 +82,23 @@ impl Sync<'_> {
         chain::meta(&self.gatos.store().reader().commit(commit)?)
     }
 
-    /// The previous message in the sequence, unless it is pruned (`through`).
-    fn step(&self, m: &Meta, through: u64) -> Result<Option<Meta>> {
+    /// The previous message in the sequence, unless it is pruned (`through`). On this
+    /// node's side, a message at or below `own` (below the first message its index retains:
+    /// one it pruned itself) that `git gc` has removed ends the walk as `through` does;
+    /// anywhere else a missing message is an error.
+    fn step(&self, m: &Meta, through: u64, own: u64) -> Result<Option<Meta>> {
         if m.seq <= through.saturating_add(1) {
             return Ok(None);
         }
         match m.prev() {
             Some(p) => match self.meta(p) {
                 Ok(prev) => Ok(Some(prev)),
-                // A message this node pruned past the summary both sides now hold, which
-                // `git gc` has since removed: the walk ends there as at `through` (the hub's
-                // side was read whole when it was checked, so this is this node's side).
-                Err(e) if e.code() == gatos_types::ErrorCode::NotFound => Ok(None),
+                Err(e)
+                    if e.code() == gatos_types::ErrorCode::NotFound
+                        && m.seq.saturating_sub(1) <= own =>
+                {
+                    Ok(None)
+                }
                 Err(e) => Err(e),
             },
             None => Ok(None),
@@ -104,7 +109,7 @@ impl Sync<'_> {
     /// pruned (`through`), recorded there as pruned, is behind the other side's head past
     /// it: that side went on from it, through messages pruned since (a node that pruned
     /// messages it had not synced yet; a node offline while the others pruned).
-    fn relate(&self, t: &Topic, local: Oid, hub: Oid, through: u64) -> Result<Relation> {
+    fn relate(&self, t: &Topic, local: Oid, hub: Oid, through: u64, own: u64) -> Result<Relation> {
         if local == hub {
             return Ok(Relation::Same);
         }
@@ -143,27 +148,27 @@ impl Sync<'_> {
                     break;
                 }
                 (Some(x), Some(y)) if x.seq > y.seq => {
-                    a = self.step(&x, through)?;
+                    a = self.step(&x, through, own)?;
                     local_after.push(x);
                     b = Some(y);
                 }
                 (Some(x), Some(y)) if y.seq > x.seq => {
-                    b = self.step(&y, through)?;
+                    b = self.step(&y, through, 0)?;
                     hub_after.push(y);
                     a = Some(x);
                 }
                 (Some(x), Some(y)) => {
-                    a = self.step(&x, through)?;
-                    b = self.step(&y, through)?;
+                    a = self.step(&x, through, own)?;
+                    b = self.step(&y, through, 0)?;
                     local_after.push(x);
                     hub_after.push(y);
                 }
                 (Some(x), None) => {
-                    a = self.step(&x, through)?;
+                    a = self.step(&x, through, own)?;
                     local_after.push(x);
                 }
                 (None, Some(y)) => {
-                    b = self.step(&y, through)?;
+                    b = self.step(&y, through, 0)?;
                     hub_after.push(y);
                 }
                 (None, None) => break,
@@ -296,9 +301,18 @@ impl Sync<'_> {
         let name = names::message_summary(t).to_string();
         let (l, h) = (self.local.get(&name).copied(), self.hub.get(&name).copied());
         let (tl, th) = (self.through_of(t, l)?, self.through_of(t, h)?);
+        // Whether a ref update of this topic's summary loses its CAS (or asks for another
+        // round) is told apart from what earlier topics asked.
+        let again_before = std::mem::replace(&mut self.again, false);
         match (l, h) {
-            (None, None) => return Ok(0),
-            (Some(l), Some(h)) if l == h => return Ok(tl),
+            (None, None) => {
+                self.again |= again_before;
+                return Ok(0);
+            }
+            (Some(l), Some(h)) if l == h => {
+                self.again |= again_before;
+                return Ok(tl);
+            }
             (Some(_), None) => self.push_ref(&name, l),
             (None, Some(_)) => {
                 self.set_local(&name, h)?;
@@ -328,7 +342,11 @@ impl Sync<'_> {
                 } else if !self.hub_agrees_past(t, th, tl)? {
                     // The hub holds other messages at seqs this node pruned past the hub's
                     // bound: the histories parted there, and the hub's summaries stand (this
-                    // node's later messages are appended again after the hub's head).
+                    // node's later messages are appended again after the hub's head). This
+                    // round checked the hub's messages only past this node's bound: the
+                    // heads wait for the next round, which checks them past the hub's.
+                    self.deferred.insert(t.clone());
+                    self.again = true;
                     if self.set_local(&name, Some(hv))? {
                         self.conflict(
                             &name,
@@ -343,10 +361,13 @@ impl Sync<'_> {
                 }
             }
         }
-        // What this node's summary ref now holds: a ref update that lost its CAS leaves it
-        // as it was, and the heads are then related by that (the round is tried again).
-        let now = self.local.get(&name).copied();
-        self.through_of(t, now)
+        // A ref update that lost its CAS leaves the summary as it was: the heads wait for
+        // the next round, as when the summary moved back.
+        if self.again {
+            self.deferred.insert(t.clone());
+        }
+        self.again |= again_before;
+        Ok(tl.max(th))
     }
 
     /// Whether the hub's messages past its bound `th`, up to this node's `tl`, are those this
@@ -502,6 +523,16 @@ impl Sync<'_> {
 
     fn topic(&mut self, t: &Topic) -> Result<()> {
         let through = self.summaries(t)?;
+        if self.deferred.contains(t) {
+            return Ok(());
+        }
+        // What this node itself pruned: below the first message its index retains (the
+        // summary it holds may be the hub's by now).
+        let own = match self.gatos.messages().view(t).ok().flatten() {
+            Some(v) if v.retained() > 0 => v.first_seq().saturating_sub(1),
+            Some(v) => v.last_seq(),
+            None => 0,
+        };
         let (mut local_sealed, hub_sealed) = self.sealed(t);
         // Pruned segments are deleted on both sides and never adopted again.
         let mut r = self.gatos.store().reader();
@@ -548,7 +579,7 @@ impl Sync<'_> {
                 let received = self.meta(h)?.seq.saturating_sub(through);
                 self.record_topic(t, TopicAction::Adopted, received, 0, Some(h));
             }
-            (Some(l), Some(h)) => match self.relate(t, l, h, through)? {
+            (Some(l), Some(h)) => match self.relate(t, l, h, through, own)? {
                 Relation::Same => {
                     // Nothing to move, but what the hub holds of the segments is compared:
                     // a quiet topic's segment moved or deleted at the hub is put back.
@@ -834,7 +865,8 @@ impl Sync<'_> {
             .collect();
         let fork_seq = fork.as_ref().map_or(through, |m| m.seq);
         // Checkpoints on the messages about to be rewritten go back to the fork point.
-        self.move_back_checkpoints(t, &moved, fork.as_ref())?;
+        let kept: HashSet<Oid> = hub_after.iter().map(|m| m.commit).collect();
+        self.move_back_checkpoints(t, &moved, fork.as_ref(), fork_seq, &kept)?;
         crate::messages::record_fork(self.gatos, t, fork_seq)?;
         let hub_meta = self.meta(h)?;
         let base_sealed = hub_sealed.values().any(|c| *c == h);
@@ -936,11 +968,16 @@ impl Sync<'_> {
         Ok(ids)
     }
 
+    /// Moves back to the fork point the checkpoints on messages about to be rewritten, and
+    /// those past the fork on none of the messages kept (a message this node pruned, gone
+    /// since): a group never passes a message re-appended below its checkpoint.
     fn move_back_checkpoints(
         &mut self,
         t: &Topic,
         moved: &HashSet<Oid>,
         fork: Option<&Meta>,
+        fork_seq: u64,
+        kept: &HashSet<Oid>,
     ) -> Result<()> {
         let suffix = format!("/{t}");
         let names: Vec<String> = self
@@ -962,7 +999,9 @@ impl Sync<'_> {
                 continue;
             };
             let doc = crate::checkpoints::read_doc(&mut self.gatos.store().reader(), at)?;
-            if !doc.commit.is_some_and(|c| moved.contains(&c)) {
+            let rewritten = doc.commit.is_some_and(|c| moved.contains(&c));
+            let left_behind = doc.seq > fork_seq && !doc.commit.is_some_and(|c| kept.contains(&c));
+            if !rewritten && !left_behind {
                 continue;
             }
             let back = fork_doc(group, topic, fork);
@@ -982,7 +1021,7 @@ impl Sync<'_> {
         for name in self.names_under(&names::consumers_prefix()) {
             // Nothing of a topic damaged here is synced, its checkpoints included.
             if let Some(names::RefKind::Consumer(_, t)) = names::RefKind::parse(&name)
-                && self.damaged_here.contains_key(&t)
+                && (self.damaged_here.contains_key(&t) || self.deferred.contains(&t))
             {
                 continue;
             }
