@@ -137,8 +137,8 @@ enum PutBack {
     HubMoved,
 }
 
-/// When the hub holds an earlier commit of this node's claim chain than this node (it lost
-/// or dropped commits this node had pushed there: heartbeats, a takeover, a release), this
+/// When the hub holds an earlier commit of this node's claim chain than this node (commits
+/// this node holds were lost or dropped there: heartbeats, a takeover, a release), this
 /// node's claim is pushed back with a lease on the hub's value, as a sync does (ADR 0018):
 /// a node never drops commits it holds on the hub's word. Audited
 /// (`arbiter.claim_put_back`). The caller holds the job's lock and has just fetched.

@@ -83,10 +83,10 @@ impl Sync<'_> {
     }
 
     /// The previous message in the sequence, unless it is pruned (`through`). On this
-    /// node's side, a message at or below `own` (below the first message its index retains:
-    /// one it pruned itself) that `git gc` has removed ends the walk as `through` does;
-    /// anywhere else a missing message is an error.
-    fn step(&self, m: &Meta, through: u64, own: u64) -> Result<Option<Meta>> {
+    /// node's side (`mine`: its topic), a message below the first one its index retains (one
+    /// it pruned itself) that `git gc` has removed ends the walk as `through` does; anywhere
+    /// else a missing message is an error.
+    fn step(&self, m: &Meta, through: u64, mine: Option<&Topic>) -> Result<Option<Meta>> {
         if m.seq <= through.saturating_add(1) {
             return Ok(None);
         }
@@ -95,7 +95,7 @@ impl Sync<'_> {
                 Ok(prev) => Ok(Some(prev)),
                 Err(e)
                     if e.code() == gatos_types::ErrorCode::NotFound
-                        && m.seq.saturating_sub(1) <= own =>
+                        && mine.is_some_and(|t| self.pruned_here_below(t, m.seq)) =>
                 {
                     Ok(None)
                 }
@@ -105,11 +105,22 @@ impl Sync<'_> {
         }
     }
 
+    /// Whether the message before `seq` is below the first one this node's index of `t`
+    /// retains: one this node pruned itself (the summary it holds may be the hub's by now).
+    fn pruned_here_below(&self, t: &Topic, seq: u64) -> bool {
+        self.gatos
+            .messages()
+            .view(t)
+            .ok()
+            .flatten()
+            .is_some_and(|v| v.retained() == 0 || seq <= v.first_seq())
+    }
+
     /// Walks both sequences back to their fork point. A head at a seq the topic's summary
     /// pruned (`through`), recorded there as pruned, is behind the other side's head past
     /// it: that side went on from it, through messages pruned since (a node that pruned
     /// messages it had not synced yet; a node offline while the others pruned).
-    fn relate(&self, t: &Topic, local: Oid, hub: Oid, through: u64, own: u64) -> Result<Relation> {
+    fn relate(&self, t: &Topic, local: Oid, hub: Oid, through: u64) -> Result<Relation> {
         if local == hub {
             return Ok(Relation::Same);
         }
@@ -148,27 +159,27 @@ impl Sync<'_> {
                     break;
                 }
                 (Some(x), Some(y)) if x.seq > y.seq => {
-                    a = self.step(&x, through, own)?;
+                    a = self.step(&x, through, Some(t))?;
                     local_after.push(x);
                     b = Some(y);
                 }
                 (Some(x), Some(y)) if y.seq > x.seq => {
-                    b = self.step(&y, through, 0)?;
+                    b = self.step(&y, through, None)?;
                     hub_after.push(y);
                     a = Some(x);
                 }
                 (Some(x), Some(y)) => {
-                    a = self.step(&x, through, own)?;
-                    b = self.step(&y, through, 0)?;
+                    a = self.step(&x, through, Some(t))?;
+                    b = self.step(&y, through, None)?;
                     local_after.push(x);
                     hub_after.push(y);
                 }
                 (Some(x), None) => {
-                    a = self.step(&x, through, own)?;
+                    a = self.step(&x, through, Some(t))?;
                     local_after.push(x);
                 }
                 (None, Some(y)) => {
-                    b = self.step(&y, through, 0)?;
+                    b = self.step(&y, through, None)?;
                     hub_after.push(y);
                 }
                 (None, None) => break,
@@ -473,7 +484,11 @@ impl Sync<'_> {
             .iter()
             .enumerate()
             .map(|(i, &(c, tree, last))| {
-                let first = if i == 0 { 1 } else { theirs[i - 1].2 + 1 };
+                let first = if i == 0 {
+                    1
+                } else {
+                    theirs[i - 1].2.saturating_add(1)
+                };
                 (c, tree, first, last)
             })
             .collect();
@@ -526,13 +541,6 @@ impl Sync<'_> {
         if self.deferred.contains(t) {
             return Ok(());
         }
-        // What this node itself pruned: below the first message its index retains (the
-        // summary it holds may be the hub's by now).
-        let own = match self.gatos.messages().view(t).ok().flatten() {
-            Some(v) if v.retained() > 0 => v.first_seq().saturating_sub(1),
-            Some(v) => v.last_seq(),
-            None => 0,
-        };
         let (mut local_sealed, hub_sealed) = self.sealed(t);
         // Pruned segments are deleted on both sides and never adopted again.
         let mut r = self.gatos.store().reader();
@@ -579,7 +587,7 @@ impl Sync<'_> {
                 let received = self.meta(h)?.seq.saturating_sub(through);
                 self.record_topic(t, TopicAction::Adopted, received, 0, Some(h));
             }
-            (Some(l), Some(h)) => match self.relate(t, l, h, through, own)? {
+            (Some(l), Some(h)) => match self.relate(t, l, h, through)? {
                 Relation::Same => {
                     // Nothing to move, but what the hub holds of the segments is compared:
                     // a quiet topic's segment moved or deleted at the hub is put back.
