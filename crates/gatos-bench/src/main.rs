@@ -17,7 +17,9 @@
 //! * `jobs-fill <repo> <n>`: n jobs enqueued, claimed and finished with a signed proof (to
 //!   give a repository a history of finished jobs).
 //! * `claim <repo> <n>`: n jobs enqueued (untimed), then n claims of the next job, each
-//!   followed by an untimed finish; claim latencies.
+//!   followed by an untimed finish; claim latencies and the pairs' rate. With
+//!   `GATOS_BENCH_COLD=1` the claims go through a handle of their own and each finish checks
+//!   its proof, as gatosd's do (`"cold": true` in the row).
 //! * `claim-compare <n> <rounds> <repo>...`: as `claim` in each repository, interleaved in
 //!   rounds (n / rounds claims per repository per round) so that every repository sees the
 //!   same disk conditions; latencies per repository.
@@ -451,7 +453,7 @@ fn jobs(args: &[String]) -> R {
             // jobs another process enqueued (none of the enqueuer's caches), and finished
             // with the proof checked, as gatosd does: what is left between this rate and
             // `rpc-claim`'s is the daemon's own work.
-            let cold = std::env::var_os("GATOS_BENCH_COLD").is_some();
+            let cold = std::env::var("GATOS_BENCH_COLD").is_ok_and(|v| v == "1");
             let g = if cold {
                 Gatos::open(repo, OpenOptions::default())?
             } else {
@@ -470,11 +472,11 @@ fn jobs(args: &[String]) -> R {
                 }
             }
             // Claim + complete in one process, no daemon: the rate beside gatosd's
-            // (`rpc-claim`), whose difference is the daemon's share.
+            // (`rpc-claim`); with `cold`, what is left between the two is the daemon's share.
             let secs = start.elapsed().as_secs_f64();
             lat.sort();
             let mean = lat.iter().map(Duration::as_secs_f64).sum::<f64>() / n as f64 * 1e6;
-            json!({"workload": "claim", "count": n, "mean_us": mean,
+            json!({"workload": "claim", "cold": cold, "count": n, "mean_us": mean,
                    "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99),
                    "pairs_seconds": secs, "pairs_rate": n as f64 / secs})
         }

@@ -12,8 +12,10 @@
 //! * **topics**: fast-forward either way; when both appended, this node's messages after
 //!   the fork point that the hub does not already have (by ULID) are appended again after
 //!   the hub's, with the checkpoints that pointed at them moved back to the fork point;
-//! * **summaries** (prune): the chain that prunes further wins; pruned sealed segments are
-//!   deleted on both sides and never adopted again;
+//! * **summaries** (prune): the chain that prunes further wins, unless the hub holds other
+//!   messages at seqs this node pruned past the hub's bound (then the hub's stands, and the
+//!   heads wait for a round that checks the hub's messages past its bound); pruned sealed
+//!   segments are deleted on both sides and never adopted again;
 //! * **checkpoints**: the furthest position;
 //! * **create-only refs** (jobs, cancels, sealed segments, keys, revocations): the same
 //!   tree is the same thing (the hub's commit is adopted); a different tree is a conflict,
@@ -210,7 +212,10 @@ impl Gatos {
             if !s.again {
                 break;
             }
-            tracing::debug!(round, "lost races at the hub; syncing again");
+            tracing::debug!(
+                round,
+                "lost races at the hub, or a topic waits for a check; syncing again"
+            );
         }
         let report = s.finish();
         if opts.strict && (!report.conflicts.is_empty() || report.rejected_count > 0) {

@@ -210,11 +210,13 @@ fn put_back_claim(gatos: &Gatos, remote: &str, id: Ulid) -> Result<PutBack> {
 /// then mirrors them here. Returns `false` when a lease did not hold (another node moved a
 /// ref first); the local refs then take the hub's values. When the refresh after a lease
 /// that did not hold finds every edit's expectation met again (the hub had moved this
-/// node's claim back, and took it back, [`put_back_claim`]), the edits are pushed again,
-/// [`PUT_BACK_TRIES`] times at most: the hub holds what they were leased on.
+/// node's claim back, and took it back, [`put_back_claim`]), the edits are pushed again
+/// ([`PUT_BACK_TRIES`] pushes in all at most): the hub holds what they were leased on.
 ///
 /// # Errors
-/// `Unavailable` when the hub cannot be reached or refuses for another reason.
+/// `Unavailable` when the hub cannot be reached or refuses for another reason; what
+/// [`refresh`] returns after a failed lease (`Conflict` for a claim the hub will not take
+/// back or another job under this id; a rejection's code).
 pub(crate) fn push(gatos: &Gatos, remote: &str, id: Ulid, edits: &[Edit]) -> Result<bool> {
     let store = gatos.store();
     let refs: Vec<PushRef> = edits

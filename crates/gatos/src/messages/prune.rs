@@ -374,14 +374,24 @@ pub(crate) fn pruned_seq_from(table: &[u8], min: Ulid) -> Option<u64> {
             hi = mid;
         }
     }
-    table[lo * 24..n * 24]
-        .chunks_exact(24)
-        .map(|e| {
-            let mut s = [0u8; 8];
-            s.copy_from_slice(&e[16..24]);
-            u64::from_be_bytes(s)
-        })
+    pruned_entries(&table[lo * 24..n * 24])
+        .map(|(_, seq)| seq)
         .min()
+}
+
+/// The `(ULID, seq)` entries of a `pruned/ulids` table (16 + 8 big-endian bytes each), in
+/// ULID order.
+pub(crate) fn pruned_entries(table: &[u8]) -> impl Iterator<Item = (Ulid, u64)> + '_ {
+    table.chunks_exact(24).map(|e| {
+        let mut u = [0u8; 16];
+        u.copy_from_slice(&e[..16]);
+        let mut s = [0u8; 8];
+        s.copy_from_slice(&e[16..24]);
+        (
+            Ulid::from_u128(u128::from_be_bytes(u)),
+            u64::from_be_bytes(s),
+        )
+    })
 }
 
 /// The seq a pruned ULID had, from a summary's `pruned/ulids` table (sorted `(ulid, seq)`
@@ -394,11 +404,7 @@ pub(crate) fn pruned_seq(table: &[u8], ulid: Ulid) -> Option<u64> {
         let mid = (lo + hi) / 2;
         let entry = &table[mid * 24..mid * 24 + 24];
         match entry[..16].cmp(&key[..]) {
-            std::cmp::Ordering::Equal => {
-                let mut s = [0u8; 8];
-                s.copy_from_slice(&entry[16..24]);
-                return Some(u64::from_be_bytes(s));
-            }
+            std::cmp::Ordering::Equal => return pruned_entries(entry).next().map(|(_, seq)| seq),
             std::cmp::Ordering::Less => lo = mid + 1,
             std::cmp::Ordering::Greater => hi = mid,
         }

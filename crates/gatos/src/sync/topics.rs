@@ -469,7 +469,7 @@ impl Sync<'_> {
     /// tables), if any. Only the seqs `chain` covers are compared; one table of each side is
     /// held at a time.
     fn not_recorded_in(&self, from: Oid, chain: Oid) -> Result<Option<Oid>> {
-        use crate::messages::prune::{PRUNED_ULIDS_PATH, pruned_seq};
+        use crate::messages::prune::{PRUNED_ULIDS_PATH, pruned_entries, pruned_seq};
         let mut r = self.gatos.store().reader();
         // `chain`'s summaries, oldest first: (commit, tree, first seq, last seq).
         let mut theirs = Vec::new();
@@ -497,22 +497,12 @@ impl Sync<'_> {
         let mut at = Some(from);
         while let Some(c) = at.filter(|c| !on_chain.contains(c)) {
             let commit = r.commit(c)?;
-            let mut entries: Vec<(u64, Ulid)> = r
-                .file(commit.tree, PRUNED_ULIDS_PATH)?
-                .unwrap_or_default()
-                .chunks_exact(24)
-                .map(|e| {
-                    let mut s = [0u8; 8];
-                    s.copy_from_slice(&e[16..24]);
-                    let mut u = [0u8; 16];
-                    u.copy_from_slice(&e[..16]);
-                    (
-                        u64::from_be_bytes(s),
-                        Ulid::from_u128(u128::from_be_bytes(u)),
-                    )
-                })
+            let table = r.file(commit.tree, PRUNED_ULIDS_PATH)?.unwrap_or_default();
+            let mut entries: Vec<(u64, Ulid)> = pruned_entries(&table)
+                .map(|(ulid, seq)| (seq, ulid))
                 .filter(|(seq, _)| *seq <= through)
                 .collect();
+            drop(table);
             entries.sort_unstable();
             let mut held: Option<(usize, Vec<u8>)> = None;
             for (seq, ulid) in entries {
