@@ -874,6 +874,21 @@ fn prune_on_one_node_is_not_undone_by_another() -> TestResult {
     Ok(())
 }
 
+/// [`retained_topic`] keeping one message, synced; then each node publishes three messages
+/// of its own at the same seqs, offline (`a0`… on the first, `b0`… on the second).
+fn published_offline_on_both(net: &Net) -> TestResult {
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    retained_topic(net)?;
+    gatos_ok(a, &["messages", "config", "t", "--retain-messages", "1"])?;
+    net.sync(0)?;
+    net.sync(1)?;
+    for k in 0..3 {
+        publish(a, "t", &format!("a{k}"))?;
+        publish(b, "t", &format!("b{k}"))?;
+    }
+    Ok(())
+}
+
 /// The summary conflicts of a sync report: `(resolution, reason)` of the topic's summary.
 fn summary_conflict(report: &Value) -> Option<(String, String)> {
     report["conflicts"].as_array()?.iter().find_map(|c| {
@@ -926,14 +941,7 @@ fn the_same_messages_pruned_to_other_bounds_are_not_a_conflict() -> TestResult {
 fn a_summary_chain_replaced_on_divergence_is_reported() -> TestResult {
     let net = Net::new(2)?;
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    retained_topic(&net)?;
-    gatos_ok(a, &["messages", "config", "t", "--retain-messages", "1"])?;
-    net.sync(0)?;
-    net.sync(1)?;
-    for k in 0..3 {
-        publish(a, "t", &format!("a{k}"))?;
-        publish(b, "t", &format!("b{k}"))?;
-    }
+    published_offline_on_both(&net)?;
     gatos_ok(a, &["messages", "prune", "t"])?;
     gatos_ok(b, &["messages", "prune", "t"])?;
     let name = "refs/gatos/messages/t/summary";
@@ -986,14 +994,7 @@ fn messages_pruned_before_they_reached_the_hub_still_sync() -> TestResult {
 /// commits are gone too. Returns the payloads the first node reads after its sync.
 fn pruned_past_the_hubs_bound_over_other_messages(net: &Net, gc: bool) -> TestResult<Vec<String>> {
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    retained_topic(net)?;
-    gatos_ok(a, &["messages", "config", "t", "--retain-messages", "1"])?;
-    net.sync(0)?;
-    net.sync(1)?;
-    for k in 0..3 {
-        publish(a, "t", &format!("a{k}"))?;
-        publish(b, "t", &format!("b{k}"))?;
-    }
+    published_offline_on_both(net)?;
     gatos_ok(b, &["messages", "prune", "t"])?;
     net.sync(1)?;
     gatos_ok(a, &["messages", "prune", "t"])?;
