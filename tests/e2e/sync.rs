@@ -1084,6 +1084,45 @@ fn a_summary_past_the_hubs_bound_in_one_step_keeps_the_chain_whole() -> TestResu
     Ok(())
 }
 
+/// This node pruned further than the hub in steps, one of them ending at the hub's bound
+/// over the same messages: its later summaries go on top of the hub's chain (which every
+/// node already holds), nothing is reported, and a node new to the topic takes the chain.
+#[test]
+fn a_summary_past_the_hubs_bound_in_steps_goes_on_top_of_the_hubs() -> TestResult {
+    let net = Net::new(3)?;
+    let (a, b, c) = (&net.nodes[0], &net.nodes[1], &net.nodes[2]);
+    retained_topic(&net)?;
+    let name = "refs/gatos/messages/t/summary";
+    // b prunes one segment and syncs; a, offline, prunes the same segment, then one more.
+    gatos_ok(b, &["messages", "config", "t", "--retain-messages", "7"])?;
+    gatos_ok(b, &["messages", "prune", "t"])?;
+    net.sync(1)?;
+    let hubs = net.hub.rev_parse(name)?.ok_or("no summary at the hub")?;
+    gatos_ok(a, &["messages", "config", "t", "--retain-messages", "7"])?;
+    gatos_ok(a, &["messages", "prune", "t"])?;
+    let first = a.rev_parse(name)?.ok_or("no summary on a")?;
+    assert_ne!(first, hubs, "a's first summary is its own");
+    gatos_ok(a, &["messages", "config", "t", "--retain-messages", "3"])?;
+    gatos_ok(a, &["messages", "prune", "t"])?;
+    let kept = read_all(a, "t")?;
+    let report = net.sync(0)?;
+    assert_eq!(summary_conflict(&report), None, "{report}");
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    // One chain: a's second summary on top of the hub's first, a's first given up.
+    let tip = a.rev_parse(name)?.ok_or("no summary on a")?;
+    assert_eq!(net.hub.rev_parse(name)?.as_deref(), Some(tip.as_str()));
+    assert_eq!(a.git(&["rev-parse", &format!("{tip}^")])?.trim(), hubs);
+    assert_eq!(read_all(a, "t")?, kept);
+    let report = net.sync(1)?;
+    assert_eq!(summary_conflict(&report), None, "{report}");
+    assert_pruned_alike(&net, &report)?;
+    let report = net.sync(2)?;
+    assert_eq!(report["rejected_count"], 0, "{report}");
+    assert_eq!(c.rev_parse(name)?.as_deref(), Some(tip.as_str()));
+    assert_eq!(read_all(c, "t")?, kept);
+    Ok(())
+}
+
 #[test]
 fn create_only_conflicts_are_reported_never_overwritten_and_fail_strict() -> TestResult {
     let net = Net::new(2)?;
