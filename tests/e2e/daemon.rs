@@ -794,10 +794,11 @@ fn claim_until_none(c: &mut Client, k: usize, git_dir: &Path) -> TestResult<Vec<
         // Acknowledged means committed: the claim ref already names it.
         let at = std::fs::read_to_string(git_dir.join(format!("refs/gatos/jobs/{id}/claim")))?;
         assert_eq!(at.trim_end(), cl["claim_commit"].as_str().unwrap_or(""));
+        // Given back unrun: the one end without a proof (its jobs have one attempt).
         let done = c.call(
             "jobs.fail",
             json!({"id": id, "attempt": 1, "worker": worker,
-                   "lease_token": cl["lease_token"], "exit_code": 1}),
+                   "lease_token": cl["lease_token"], "outcome": "lost"}),
         )?;
         assert_eq!(done["result"]["state"], "failed", "{done}");
         mine.push(id);
@@ -850,7 +851,7 @@ while True:
         poe = json.loads(sys.stdin.readline())
         r = call("jobs.complete", dict(lease, exit_code=0, poe=poe))
     else:
-        r = call("jobs.fail", dict(lease, exit_code=1))
+        r = call("jobs.fail", dict(lease, outcome="lost"))
     say("ended", job, r["state"], r["commit"], ref(job, "result"))
 "#;
 
@@ -1057,5 +1058,174 @@ fn publishes_waiting_for_their_topics_lock_do_not_stall_other_connections() -> T
     );
     drop(probe);
     drop(d);
+    repo.assert_fsck_strict()
+}
+
+/// A client's bad values for the job plane are refused with a stable code and change
+/// nothing (found by black-box tests of the release binaries). Before: a lease of 10^15
+/// seconds, on a claim or a heartbeat, ended in 1970 and another worker took the job at
+/// once; a heartbeat's lease of 0 ended it now; a priority beyond 2^53 or a NUL in the argv
+/// was acknowledged and the job never ran; a claim by id ignored the secrets the client
+/// cannot resolve; `jobs.fail` wrote results `jobs verify --all` then failed on (no proof)
+/// and `cancelled` ends of jobs nobody cancelled; an output `.git/config` gave a result
+/// `git fsck --strict` rejects, and one with a NUL an `Internal` error.
+#[test]
+fn bad_values_for_the_job_plane_are_refused_and_change_nothing() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let d = Gatosd::start(&repo)?;
+    let mut c = d.client()?;
+    let key = {
+        let g = gatos::Gatos::open(repo.path(), gatos::OpenOptions::default())?;
+        g.keys().current().ok_or("no node key")?.to_string()
+    };
+    let jobs_refs = || repo.git(&["for-each-ref", "refs/gatos/jobs"]);
+    fn refused(c: &mut Client, method: &str, params: Value, code: &str, says: &str) -> TestResult {
+        let r = c.call(method, params.clone())?;
+        assert_eq!(r["error"]["data"]["code"], code, "{method} {params}: {r}");
+        let message = r["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(says), "{method}: {message}");
+        Ok(())
+    }
+    for (params, says) in [
+        (
+            json!({"command": ["true"], "priority": i64::MAX}),
+            "priority",
+        ),
+        (
+            json!({"command": ["true"], "priority": -9_007_199_254_740_993_i64}),
+            "priority",
+        ),
+        (
+            json!({"command": ["true"], "run_after": "9999999999d"}),
+            "9999-12-31",
+        ),
+        (json!({"command": ["x\u{0}"]}), "NUL"),
+        (json!({"command": ["true", "a\u{0}"]}), "NUL"),
+        (json!({"command": ["true"], "env": {"A": "x\u{0}y"}}), "NUL"),
+        (
+            json!({"command": ["true"], "outputs": [".git/config"]}),
+            "git reads",
+        ),
+    ] {
+        refused(&mut c, "jobs.enqueue", params, "InvalidInput", says)?;
+    }
+    assert_eq!(jobs_refs()?, "");
+    // Leases out of range, asked of an empty queue too.
+    for lease in [json!("0s"), json!(1_000_000_000_000_000_u64), json!("31d")] {
+        refused(
+            &mut c,
+            "jobs.claim",
+            json!({"worker": "w", "worker_key": key, "lease": lease}),
+            "InvalidInput",
+            "between 1 second and 30 days",
+        )?;
+    }
+    let id = |r: &Value| r["result"]["id"].as_str().unwrap_or("").to_owned();
+    let secret = id(&c.call(
+        "jobs.enqueue",
+        json!({"command": ["true"], "env": {"T": "secret://TOKEN"}, "max_attempts": 1}),
+    )?);
+    refused(
+        &mut c,
+        "jobs.claim",
+        json!({"worker": "w", "worker_key": key, "id": secret, "secrets": ["OTHER"]}),
+        "Forbidden",
+        "secret TOKEN",
+    )?;
+    assert!(
+        repo.rev_parse(&format!("refs/gatos/jobs/{secret}/claim"))?
+            .is_none()
+    );
+    c.call("jobs.cancel", json!({"id": secret}))?;
+
+    let job = id(&c.call(
+        "jobs.enqueue",
+        json!({"command": ["true"], "max_attempts": 1}),
+    )?);
+    let cl = c.call(
+        "jobs.claim",
+        json!({"worker": "w", "worker_key": key, "id": job, "lease": "60s"}),
+    )?["result"]
+        .clone();
+    let lease = json!({"id": job, "attempt": 1, "worker": "w", "lease_token": cl["lease_token"]});
+    let with = |extra: Value| {
+        let mut p = lease.clone();
+        if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        p
+    };
+    let claim = format!("refs/gatos/jobs/{job}/claim");
+    let held = repo.rev_parse(&claim)?;
+    for l in [
+        json!(0),
+        json!(10_000_000_000_000_u64),
+        json!("9999999999d"),
+    ] {
+        refused(
+            &mut c,
+            "jobs.heartbeat",
+            with(json!({"lease": l})),
+            "InvalidInput",
+            "lease",
+        )?;
+    }
+    refused(
+        &mut c,
+        "jobs.fail",
+        with(json!({"exit_code": 1})),
+        "SignatureInvalid",
+        "proof of execution",
+    )?;
+    refused(
+        &mut c,
+        "jobs.fail",
+        with(json!({"outcome": "timeout"})),
+        "SignatureInvalid",
+        "proof of execution",
+    )?;
+    refused(
+        &mut c,
+        "jobs.fail",
+        with(json!({"outcome": "lost", "stdout_base64": "aGkK"})),
+        "SignatureInvalid",
+        "proof of execution",
+    )?;
+    refused(
+        &mut c,
+        "jobs.fail",
+        with(json!({"outcome": "cancelled"})),
+        "Conflict",
+        "was not cancelled",
+    )?;
+    for path in [".git/config", "a/.GIT/x", ".gitattributes", "a\u{0}b"] {
+        refused(
+            &mut c,
+            "jobs.complete",
+            with(
+                json!({"exit_code": 0, "poe": {}, "outputs": [{"path": path, "data_base64": ""}]}),
+            ),
+            "InvalidInput",
+            "output",
+        )?;
+    }
+    assert_eq!(repo.rev_parse(&claim)?, held, "nothing moved the claim");
+    // Given back unrun, the job fails on its last attempt with nothing to prove: `jobs
+    // verify --all` lists it as unproven and passes.
+    let r = c.call("jobs.fail", with(json!({"outcome": "lost"})))?;
+    assert_eq!(r["result"]["state"], "failed", "{r}");
+    let out = crate::support::gatos(&repo, &["jobs", "verify", "--all", "--json"])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = json_lines(&String::from_utf8(out.stdout)?)?;
+    let row = rows
+        .iter()
+        .find(|r| r["id"] == job.as_str())
+        .ok_or("no row")?;
+    assert_eq!(row["code"], "NotFound", "{row}");
     repo.assert_fsck_strict()
 }

@@ -270,3 +270,142 @@ fn an_untrusted_proof_reads_as_a_valid_signature_by_a_key_not_trusted_here() -> 
     assert_eq!(stdout(&out), "");
     Ok(())
 }
+
+/// Writes that a reader would refuse, or that git would: each is refused when it is asked
+/// for, with `InvalidInput` naming what is wrong, and nothing is written (found by a
+/// black-box test of the release binaries). Before: a `--run-after` past year 9999 was
+/// stored as 1970 and the job ran at once; a priority beyond 2^53, a NUL in an env value,
+/// or a `max_messages` of `u64::MAX` were acknowledged, then the job or the topic no
+/// longer read; an output under `.git` gave results `git fsck --strict` rejects; a YAML
+/// key given twice took the last.
+#[test]
+fn writes_no_reader_or_git_would_accept_are_refused_before_anything_is_written() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let refused = |args: &[&str], says: &str| -> TestResult {
+        let out = gatos(&repo, args)?;
+        let err = stderr(&out);
+        assert!(
+            !out.status.success(),
+            "{args:?} was accepted: {}",
+            stdout(&out)
+        );
+        assert!(err.contains("error[InvalidInput]"), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        Ok(())
+    };
+    let manifest = |name: &str, text: &str| -> TestResult<String> {
+        let p = repo.root().join(name);
+        std::fs::write(&p, text)?;
+        Ok(p.to_string_lossy().into_owned())
+    };
+    refused(
+        &[
+            "jobs",
+            "enqueue",
+            "--run-after",
+            "99999999999d",
+            "--",
+            "true",
+        ],
+        "9999-12-31",
+    )?;
+    refused(
+        &["jobs", "enqueue", "--run-after", "P9999999W", "--", "true"],
+        "9999-12-31",
+    )?;
+    for p in [
+        "9223372036854775807",
+        "-9223372036854775808",
+        "9007199254740993",
+    ] {
+        refused(
+            &["jobs", "enqueue", &format!("--priority={p}"), "--", "true"],
+            "priority",
+        )?;
+    }
+    let nul = manifest(
+        "nul.json",
+        r#"{"command":["sh","-c","echo $A"],"env":{"A":"x\u0000y"}}"#,
+    )?;
+    refused(
+        &["jobs", "enqueue", "--manifest", &nul],
+        "env.A holds a NUL",
+    )?;
+    let nul = manifest("nul-arg.json", r#"{"command":["echo","a\u0000b"]}"#)?;
+    refused(
+        &["jobs", "enqueue", "--manifest", &nul],
+        "command[1] holds a NUL",
+    )?;
+    for output in [
+        ".git/x",
+        "sub/.GIT/y",
+        "git~1/x",
+        ".gitmodules",
+        ".gitattributes",
+        "gi7d29~1",
+    ] {
+        let m = manifest(
+            "outputs.json",
+            &serde_json::json!({"command": ["true"], "outputs": [output]}).to_string(),
+        )?;
+        refused(
+            &["jobs", "enqueue", "--manifest", &m],
+            "git reads a file of this name",
+        )?;
+        refused(
+            &["manifests", "put", "m", &m],
+            "git reads a file of this name",
+        )?;
+    }
+    let twice = manifest("twice.yaml", "command: [\"true\"]\ncommand: [\"false\"]\n")?;
+    refused(
+        &["jobs", "enqueue", "--manifest", &twice],
+        "duplicate member name",
+    )?;
+    assert_eq!(
+        repo.git(&["for-each-ref", "refs/gatos/jobs", "refs/gatos/manifests"])?,
+        ""
+    );
+
+    // Settings a reader could not read back are refused; the topic goes on.
+    gatos_ok(&repo, &["messages", "publish", "t", "--data", "{}"])?;
+    refused(
+        &[
+            "messages",
+            "config",
+            "t",
+            "--max-messages",
+            "18446744073709551615",
+        ],
+        "/max_messages",
+    )?;
+    gatos_ok(&repo, &["messages", "publish", "t", "--data", "{}"])?;
+    assert_eq!(
+        json_lines(&gatos_ok(&repo, &["messages", "read", "t", "--json"])?)?.len(),
+        2
+    );
+
+    // What is at the edges is taken, and reads back as given.
+    let ok = manifest(
+        "ok.json",
+        r#"{"command":["true"],"priority":9007199254740992,"outputs":[".gitignore",".github/x",".gitattributes.bak"],"run_after":"9999-12-31T00:00:00Z"}"#,
+    )?;
+    let id = enqueue(&repo, &["--manifest", &ok])?;
+    let show = json_lines(&gatos_ok(&repo, &["jobs", "show", &id, "--json"])?)?;
+    assert_eq!(
+        show[0]["manifest"]["priority"], 9_007_199_254_740_992_i64,
+        "{}",
+        show[0]
+    );
+    assert_eq!(
+        show[0]["manifest"]["run_after"], "9999-12-31T00:00:00Z",
+        "{}",
+        show[0]
+    );
+    refused(
+        &["worker", "--once", "--lease", "31d"],
+        "between 1 second and 30 days",
+    )?;
+    repo.assert_fsck_strict()
+}

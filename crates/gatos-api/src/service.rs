@@ -911,23 +911,47 @@ impl Service {
             )
             .into());
         }
-        self.finish(actor, &p, &f)
+        self.finish(actor, &p, &f, true)
     }
 
-    /// `jobs.fail`: a failed (default), timed-out, cancelled or abandoned (`lost`) attempt;
-    /// a proof, when given, is checked.
+    /// `jobs.fail`: a failed (default), timed-out, cancelled or abandoned (`lost`) attempt.
+    /// A failed or timed-out attempt, or a lost one that reports anything (an exit code,
+    /// logs, outputs), carries the worker's proof, which is checked: a result anyone
+    /// holding the lease could have written is not one `jobs verify` can check. A
+    /// cancelled attempt (which ends in a release, never a result) and a lost one that
+    /// reports nothing may come without one.
     ///
     /// # Errors
-    /// `InvalidInput` for `succeeded`; `LeaseExpired`; `SignatureInvalid`.
+    /// `InvalidInput` for `succeeded`; `SignatureInvalid` without a proof where one is
+    /// needed or with one that does not verify; `Conflict` for `cancelled` when the job
+    /// was not cancelled; `LeaseExpired`.
     pub fn jobs_fail(&self, actor: &Actor, p: FinishParams) -> R<FinishResult> {
         let f = finish_of(&p, Outcome::Failed)?;
         if f.outcome == Outcome::Succeeded {
             return Err(invalid("use jobs.complete for a succeeded attempt"));
         }
-        self.finish(actor, &p, &f)
+        let reports = f.exit_code.is_some()
+            || !f.stdout.is_empty()
+            || !f.stderr.is_empty()
+            || !f.outputs.is_empty();
+        let needs_proof = match f.outcome {
+            Outcome::Failed | Outcome::Timeout => true,
+            Outcome::Lost => reports,
+            Outcome::Cancelled | Outcome::Succeeded => false,
+        };
+        self.finish(actor, &p, &f, needs_proof)
     }
 
-    fn finish(&self, actor: &Actor, p: &FinishParams, f: &Finish) -> R<FinishResult> {
+    /// Ends the attempt `p` names (its token checked first, so that a caller without it
+    /// learns nothing more), with its proof checked, or without one where `needs_proof` is
+    /// false.
+    fn finish(
+        &self,
+        actor: &Actor,
+        p: &FinishParams,
+        f: &Finish,
+        needs_proof: bool,
+    ) -> R<FinishResult> {
         let g = self.as_actor(actor);
         let jobs = g.jobs();
         let lease = jobs.lease_for(
@@ -937,6 +961,13 @@ impl Service {
             p.lease_token.as_ref(),
             DEFAULT_LEASE,
         )?;
+        if needs_proof && f.poe.is_none() {
+            return Err(gatos::Error::new(
+                ErrorCode::SignatureInvalid,
+                "jobs.fail of a failed or timed-out attempt, or of a lost one that reports an exit code, logs or outputs, carries the proof of execution signed by the worker (poe); give a job back unrun with outcome lost and nothing else",
+            )
+            .into());
+        }
         let done = if f.poe.is_some() {
             jobs.finish_verified(&lease, f)?
         } else {
@@ -1245,7 +1276,7 @@ fn finish_of(p: &FinishParams, default: Outcome) -> R<Finish> {
             b64("outputs[].data_base64", Some(&o.data_base64))?,
         ));
     }
-    Ok(Finish {
+    let f = Finish {
         outcome: p.outcome.unwrap_or(default),
         exit_code: p.exit_code,
         signal: None,
@@ -1253,7 +1284,9 @@ fn finish_of(p: &FinishParams, default: Outcome) -> R<Finish> {
         stderr: b64("stderr_base64", p.stderr_base64.as_deref())?,
         outputs,
         poe,
-    })
+    };
+    gatos::jobs::lifecycle::check_outputs(&f)?;
+    Ok(f)
 }
 
 /// The names within an edit distance of 2 of `name` (or sharing a dotted prefix with it),

@@ -90,6 +90,9 @@ pub enum Error {
         /// The revision as given.
         rev: String,
     },
+    /// A path that cannot name an entry of a tree git accepts (`git fsck --strict`).
+    #[error(transparent)]
+    TreePath(#[from] crate::objects::TreePathError),
     /// An object is not what the reader expected.
     #[error("{what} is corrupt: {reason}")]
     Corrupt {
@@ -195,6 +198,7 @@ impl Coded for Error {
             Error::Lock(locks::Error::Io { .. }) => ErrorCode::Internal,
             Error::MissingObject { .. } | Error::UnknownRevision { .. } => ErrorCode::NotFound,
             Error::Corrupt { .. } => ErrorCode::InvalidEnvelope,
+            Error::TreePath(_) => ErrorCode::InvalidInput,
             Error::CollisionAttack { .. } => ErrorCode::InvalidInput,
             Error::Io { .. } | Error::Git { .. } => ErrorCode::Internal,
             Error::Subprocess { .. } | Error::Remote { .. } => ErrorCode::Unavailable,

@@ -104,6 +104,121 @@ pub trait Objects {
     }
 }
 
+/// A path no tree git accepts can hold (`git fsck --strict`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the path {path:?} cannot be written into a git tree: {reason}")]
+pub struct TreePathError {
+    /// The path (its first 200 characters).
+    pub path: String,
+    /// Which rule it breaks.
+    pub reason: &'static str,
+}
+
+/// Checks that every `/`-separated component of `path` names a tree entry `git fsck
+/// --strict` accepts, on every platform git guards: not empty, `.` or `..`, no NUL, and not
+/// a name git reads as its own (`.git`, `.gitmodules`, `.gitattributes`, in any case and in
+/// the spellings HFS+ and NTFS take for them, such as `.GIT.`, `git~1`, `gi7d29~1`, or with
+/// characters HFS+ ignores). Other names, `.gitignore` or `.github` say, are ordinary files.
+///
+/// # Errors
+/// [`TreePathError`] naming the rule.
+pub fn check_tree_path(path: &str) -> std::result::Result<(), TreePathError> {
+    let bad = |reason| TreePathError {
+        path: path.chars().take(200).collect(),
+        reason,
+    };
+    for name in path.split('/') {
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(bad("a component is empty, `.` or `..`"));
+        }
+        if name.contains('\0') {
+            return Err(bad("it holds a NUL byte"));
+        }
+        // gix checks `.git` and, for a symbolic link, `.gitmodules` (and their HFS+ and
+        // NTFS spellings); git reads a `.gitmodules` blob too, so every name is checked as
+        // a link. Windows device names and `:` are left to Windows.
+        let opts = gix::validate::path::component::Options {
+            protect_windows: false,
+            protect_hfs: true,
+            protect_ntfs: true,
+        };
+        if gix::validate::path::component(
+            name.into(),
+            Some(gix::validate::path::component::Mode::Symlink),
+            opts,
+        )
+        .is_err()
+            || is_git_name(name, "gitattributes", "gi7d29")
+        {
+            return Err(bad(
+                "git reads a file of this name as its own (.git, .gitmodules or .gitattributes)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is `.<word>` as HFS+ (ignoring case and the code points it ignores) or
+/// NTFS (ignoring case, trailing spaces and dots, a `:stream`, and the 8.3 short names
+/// `<word[..6]>~1`..`~4` and `<short>~N`) would open it: the rule git's fsck applies.
+fn is_git_name(name: &str, word: &str, short: &str) -> bool {
+    fn hfs_ignored(c: char) -> bool {
+        matches!(c, '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{206a}'..='\u{206f}' | '\u{feff}')
+    }
+    let hfs: std::borrow::Cow<'_, str> = if name.is_ascii() {
+        name.into()
+    } else {
+        name.chars()
+            .filter(|c| !hfs_ignored(*c))
+            .collect::<String>()
+            .into()
+    };
+    if hfs.len() == word.len() + 1 && hfs.starts_with('.') && hfs[1..].eq_ignore_ascii_case(word) {
+        return true;
+    }
+    // NTFS: what follows the name may only be spaces and dots, up to an optional `:`.
+    let rest_is_nothing = |rest: &[u8]| {
+        rest.iter()
+            .take_while(|b| **b != b':')
+            .all(|b| matches!(b, b' ' | b'.'))
+    };
+    let b = name.as_bytes();
+    let w = word.as_bytes();
+    if b.first() == Some(&b'.') && b.len() > w.len() && b[1..=w.len()].eq_ignore_ascii_case(w) {
+        return rest_is_nothing(&b[w.len() + 1..]);
+    }
+    if b.len() >= 8
+        && b[..6].eq_ignore_ascii_case(&w[..6])
+        && b[6] == b'~'
+        && (b'1'..=b'4').contains(&b[7])
+    {
+        return rest_is_nothing(&b[8..]);
+    }
+    // The fall-back short name: up to six characters of `short`, `~`, then digits (the
+    // first 1-9), eight characters in all.
+    let s = short.as_bytes();
+    let mut i = 0;
+    let mut tilde = false;
+    while i < 8 {
+        let Some(&c) = b.get(i) else { return false };
+        if tilde {
+            if !c.is_ascii_digit() {
+                return false;
+            }
+        } else if c == b'~' {
+            i += 1;
+            if !matches!(b.get(i), Some(b'1'..=b'9')) {
+                return false;
+            }
+            tilde = true;
+        } else if i >= 6 || !c.is_ascii() || c.to_ascii_lowercase() != s[i] {
+            return false;
+        }
+        i += 1;
+    }
+    rest_is_nothing(&b[8..])
+}
+
 fn write_dir<O: Objects + ?Sized>(w: &mut O, files: &[(&str, Oid)]) -> Result<Oid> {
     let mut tree = gix::objs::Tree::empty();
     let mut i = 0;
@@ -112,12 +227,9 @@ fn write_dir<O: Objects + ?Sized>(w: &mut O, files: &[(&str, Oid)]) -> Result<Oi
         let mut parts = path.splitn(2, '/');
         let name = parts.next().unwrap_or("");
         let rest = parts.next();
-        if name.is_empty() || name == "." || name == ".." {
-            return Err(Error::Corrupt {
-                what: format!("tree path {path:?}"),
-                reason: "bad component".into(),
-            });
-        }
+        // Nothing gatos writes can fail `git fsck --strict` by a name: an entry git would
+        // read as its own, or that no tree can hold, is refused before anything is written.
+        check_tree_path(name)?;
         match rest {
             None => {
                 tree.entries.push(gix::objs::tree::Entry {
@@ -683,6 +795,116 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Which names git's own `fsck --strict` refuses in a tree is the judge: each name is
+    /// written by `git mktree` (which checks nothing) over a blob git would reject if it
+    /// read it as its own file (an attributes line too long, a submodule url that is an
+    /// option), and `check_tree_path` must refuse exactly those that fail (found by a
+    /// black-box test: a job's output `.git/x` made results `git fsck` rejects).
+    #[test]
+    fn tree_names_are_refused_exactly_where_git_fsck_refuses_them() -> gatos_testutil::TestResult {
+        let names = [
+            ".git",
+            ".GIT",
+            ".Git.",
+            ".git ",
+            "git~1",
+            "GIT~1",
+            ".g\u{200c}it",
+            ".gitmodules",
+            ".GITMODULES",
+            "gitmod~1",
+            "gi7eba~1",
+            ".gitmodules. ",
+            ".gitmodule\u{200d}s",
+            ".gitattributes",
+            ".GitAttributes",
+            ".gitattributes.",
+            ".gitattributes  ",
+            ".gitattributes:x",
+            "gitatt~1",
+            "gitatt~4",
+            "gi7d29~1",
+            "gi7d29~12",
+            ".gitattribute\u{feff}s",
+            // Ordinary names.
+            ".gitattributes.bak",
+            ".gitattributesx",
+            "gitatt~5",
+            "gitatt~0",
+            ".gitignore",
+            ".github",
+            ".git~1",
+            "git~2",
+            "x:y",
+            "CON",
+            "a b",
+            "\u{e9}t\u{e9}",
+            ".gitkeep",
+            "gi7d29x",
+            "..x",
+            "x..",
+        ];
+        fn pipe(
+            mut cmd: std::process::Command,
+            input: &[u8],
+        ) -> gatos_testutil::TestResult<String> {
+            use std::io::Write as _;
+            use std::process::Stdio;
+            let mut child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            child.stdin.take().ok_or("no stdin")?.write_all(input)?;
+            let out = child.wait_with_output()?;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(String::from_utf8(out.stdout)?)
+        }
+        let attributes = format!("{} text\n", "a".repeat(3000));
+        let modules = "[submodule \"x\"]\n\tpath = x\n\turl = -evil\n";
+        for name in names {
+            let mut refused_by_git = false;
+            for content in [attributes.as_str(), modules] {
+                let repo = gatos_testutil::TempRepo::new()?;
+                let blob = pipe(
+                    repo.git_cmd(&["hash-object", "-w", "--stdin"]),
+                    content.as_bytes(),
+                )?;
+                let tree = pipe(
+                    repo.git_cmd(&["mktree"]),
+                    format!("100644 blob {}\t{name}\n", blob.trim()).as_bytes(),
+                )?;
+                let commit = repo.git(&["commit-tree", "-m", "t", tree.trim()])?;
+                repo.git(&["update-ref", "refs/heads/t", commit.trim()])?;
+                let out = repo.git_output(&["fsck", "--strict", "--no-dangling"])?;
+                refused_by_git |= !out.status.success();
+            }
+            assert_eq!(
+                check_tree_path(name).is_err(),
+                refused_by_git,
+                "{name:?}: git fsck --strict {}",
+                if refused_by_git {
+                    "refuses it"
+                } else {
+                    "accepts it"
+                }
+            );
+            assert_eq!(
+                check_tree_path(&format!("outputs/{name}/y")).is_err(),
+                refused_by_git,
+                "{name:?} as a directory"
+            );
+        }
+        for bad in ["", "a//b", "a/", "/a", "./a", "a/../b", "a\0b"] {
+            assert!(check_tree_path(bad).is_err(), "{bad:?}");
+        }
+        Ok(())
+    }
 
     /// The commit bytes are gix's for the same commit.
     #[test]

@@ -48,6 +48,64 @@ pub fn to_vec_of<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     Ok(to_vec(&v))
 }
 
+/// [`to_vec_of`] for a document written from what a user gave (a manifest, settings): it
+/// must read back as given, so an integer beyond ±2^53 anywhere in it is refused (JCS
+/// writes it as a double, which changes it, and an integer field no longer reads it).
+/// Documents already stored are read and written again with [`to_vec_of`], as they are.
+///
+/// # Errors
+/// As [`to_vec_of`]; [`Error::Unrepresentable`] (`InvalidInput`) naming the integer and
+/// where it is (a JSON pointer).
+pub fn to_vec_exact<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    let v = serde_json::to_value(value).map_err(|e| Error::Unrepresentable(e.to_string()))?;
+    if let Some((at, n)) = inexact_integer(&v, &mut String::new()) {
+        return Err(Error::Unrepresentable(format!(
+            "the integer {n} at {at} is beyond ±2^53 (9007199254740992), the largest a JCS document holds exactly (a number in free-form JSON, such as a job's inputs, can be sent as a string)"
+        )));
+    }
+    Ok(to_vec(&v))
+}
+
+/// The first integer beyond ±2^53 in `v`, with its JSON pointer (`/limits/max_messages`;
+/// the root is `/`).
+fn inexact_integer(v: &Value, at: &mut String) -> Option<(String, serde_json::Number)> {
+    const EXACT: u64 = 1 << 53;
+    let here = |at: &String| {
+        if at.is_empty() {
+            "/".to_owned()
+        } else {
+            at.clone()
+        }
+    };
+    match v {
+        Value::Number(n) => {
+            let inexact = match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => i.unsigned_abs() > EXACT,
+                (None, Some(u)) => u > EXACT,
+                (None, None) => false,
+            };
+            inexact.then(|| (here(at), n.clone()))
+        }
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = at.len();
+            at.push_str(&format!("/{i}"));
+            let found = inexact_integer(item, at);
+            at.truncate(len);
+            found
+        }),
+        Value::Object(map) => map.iter().find_map(|(name, member)| {
+            let len = at.len();
+            at.push('/');
+            // RFC 6901: `~` and `/` escaped.
+            at.push_str(&name.replace('~', "~0").replace('/', "~1"));
+            let found = inexact_integer(member, at);
+            at.truncate(len);
+            found
+        }),
+        Value::Null | Value::Bool(_) | Value::String(_) => None,
+    }
+}
+
 /// Returns `blake3:<hex>` of the JCS bytes of a value.
 pub fn content_id(value: &Value) -> Digest {
     Digest::of(&to_vec(value))
@@ -64,6 +122,15 @@ pub fn parse(bytes: &[u8]) -> Result<Value, Error> {
         .map_err(|e| Error::Syntax(e.to_string()))?;
     de.end().map_err(|e| Error::Syntax(e.to_string()))?;
     Ok(value)
+}
+
+/// Reads a value from any serde format (a YAML manifest, say) under [`parse`]'s rules: no
+/// duplicate member names, at most [`MAX_DEPTH`] levels.
+///
+/// # Errors
+/// The format's error, naming the duplicate or the depth.
+pub fn strict_value<'de, D: de::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    StrictSeed { depth: 0 }.deserialize(d)
 }
 
 /// Parses JSON text strictly; see [`parse`].
@@ -284,6 +351,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::json;
     use std::path::PathBuf;
 
     fn testdata() -> PathBuf {
@@ -399,6 +467,28 @@ mod tests {
             let text = to_vec(&v);
             let back = parse(&text).expect("JCS output parses");
             prop_assert!(same(&back, &v), "{} vs {}", back, v);
+        }
+    }
+
+    /// A typed document written from a user's input must read back as given: settings
+    /// with `max_messages` of `u64::MAX` were written as a double and the topic no longer
+    /// read (found by a black-box test).
+    #[test]
+    fn exact_documents_refuse_integers_jcs_cannot_hold() {
+        let ok = json!({"a": 9_007_199_254_740_992_u64, "b": -9_007_199_254_740_992_i64, "c": 1.5});
+        assert_eq!(to_vec_exact(&ok).expect("exact"), to_vec(&ok));
+        for (v, at) in [
+            (json!({"max": u64::MAX}), "/max"),
+            (json!({"p": i64::MIN}), "/p"),
+            (
+                json!({"x": [1, {"a/b~": 9_007_199_254_740_993_u64}]}),
+                "/x/1/a~1b~0",
+            ),
+            (json!(9_007_199_254_740_993_i64), "/"),
+        ] {
+            let e = to_vec_exact(&v).expect_err("inexact");
+            assert!(e.to_string().contains(&format!(" at {at} ")), "{e}");
+            assert!(to_vec_of(&v).is_ok(), "stored documents still write");
         }
     }
 }

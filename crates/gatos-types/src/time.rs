@@ -38,6 +38,12 @@ impl TimeError {
 impl Timestamp {
     /// The Unix epoch.
     pub const EPOCH: Timestamp = Timestamp(0);
+    /// The latest time RFC 3339 can write: `9999-12-31T23:59:59.999Z`. Later times are not
+    /// representable in a document; [`Timestamp::plus`] stops here and
+    /// [`Timestamp::checked_plus`] says so.
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
+    /// The earliest time RFC 3339 can write: `0000-01-01T00:00:00Z`.
+    pub const MIN: Timestamp = Timestamp(-62_167_219_200_000);
 
     /// Wraps milliseconds since the epoch.
     pub fn from_millis(ms: i64) -> Timestamp {
@@ -51,18 +57,22 @@ impl Timestamp {
     pub fn as_secs(self) -> i64 {
         self.0.div_euclid(1000)
     }
-    /// Returns this time plus a duration (saturating).
+    /// Returns this time plus a duration, at most [`Timestamp::MAX`].
     pub fn plus(self, d: Dur) -> Timestamp {
-        Timestamp(
-            self.0
-                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        )
+        self.checked_plus(d).unwrap_or(Timestamp::MAX.max(self))
     }
-    /// Returns this time minus a duration (saturating).
+    /// Returns this time plus a duration, `None` past [`Timestamp::MAX`] (a time no
+    /// document can hold).
+    pub fn checked_plus(self, d: Dur) -> Option<Timestamp> {
+        let t = self.0.checked_add(i64::try_from(d.as_millis()).ok()?)?;
+        (t <= Timestamp::MAX.0).then_some(Timestamp(t))
+    }
+    /// Returns this time minus a duration, at least [`Timestamp::MIN`].
     pub fn minus(self, d: Dur) -> Timestamp {
         Timestamp(
             self.0
-                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .max(Timestamp::MIN.0.min(self.0)),
         )
     }
     /// Returns the time from `earlier` to `self`, zero if `earlier` is later.
@@ -84,8 +94,11 @@ impl Timestamp {
         let dt = self.to_datetime();
         format!("{:04}-{:02}", dt.year(), u8::from(dt.month()))
     }
+    /// The calendar time, within what RFC 3339 writes: a time outside it (a hostile commit's,
+    /// say) is shown as the nearest end, never as another time inside the range.
     fn to_datetime(self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+        let ms = self.0.clamp(Timestamp::MIN.0, Timestamp::MAX.0);
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
     /// Parses RFC 3339 (any offset; fractions beyond milliseconds are truncated).
@@ -98,8 +111,16 @@ impl Timestamp {
         })?;
         let ms = dt.unix_timestamp_nanos().div_euclid(1_000_000);
         i64::try_from(ms)
+            .ok()
+            .filter(|ms| (Timestamp::MIN.0..=Timestamp::MAX.0).contains(ms))
             .map(Timestamp)
-            .map_err(|_| TimeError::new("time", s, "out of range"))
+            .ok_or_else(|| {
+                TimeError::new(
+                    "time",
+                    s,
+                    "out of range: a time is from 0000-01-01 to 9999-12-31 UTC",
+                )
+            })
     }
 }
 
@@ -117,7 +138,10 @@ impl fmt::Display for Timestamp {
             dt.minute(),
             dt.second()
         )?;
-        let ms = self.0.rem_euclid(1000);
+        let ms = self
+            .0
+            .clamp(Timestamp::MIN.0, Timestamp::MAX.0)
+            .rem_euclid(1000);
         if ms != 0 {
             write!(f, ".{ms:03}")?;
         }
@@ -304,9 +328,15 @@ pub fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, TimeError> {
     if s.contains(['-', ':']) {
         return Timestamp::parse_rfc3339(s);
     }
-    Dur::parse(s)
-        .map(|d| now.plus(d))
-        .map_err(|_| TimeError::new("time", s, "expected RFC 3339 or a duration from now"))
+    let d = Dur::parse(s)
+        .map_err(|_| TimeError::new("time", s, "expected RFC 3339 or a duration from now"))?;
+    now.checked_plus(d).ok_or_else(|| {
+        TimeError::new(
+            "time",
+            s,
+            "too far ahead: a time ends at 9999-12-31T23:59:59.999Z",
+        )
+    })
 }
 
 #[cfg(test)]
@@ -370,5 +400,42 @@ mod tests {
             Ok(Timestamp::from_millis(10_000))
         );
         assert!(parse_time("soon", now).is_err());
+    }
+
+    /// Issue found by a black-box test: `--run-after 99999999999d` saturated to the end of
+    /// `i64`, which printed as 1970 and made a deferred job claimable at once. A time past
+    /// what RFC 3339 writes is refused, and no arithmetic or printing leaves the range.
+    #[test]
+    fn times_stay_within_what_rfc3339_writes() {
+        let now = Timestamp::parse_rfc3339("2026-12-07T00:00:00Z").expect("valid");
+        let e = parse_time("99999999999d", now).expect_err("too far");
+        assert!(e.reason.contains("9999-12-31"), "{e}");
+        assert!(parse_time("P99999999999W", now).is_err());
+        assert_eq!(
+            Timestamp::MAX.to_string(),
+            "9999-12-31T23:59:59.999Z",
+            "the end of the range"
+        );
+        assert_eq!(Timestamp::MIN.to_string(), "0000-01-01T00:00:00Z");
+        assert_eq!(now.plus(Dur::from_millis(u64::MAX)), Timestamp::MAX);
+        assert_eq!(now.checked_plus(Dur::from_millis(u64::MAX)), None);
+        assert_eq!(Timestamp::MAX.checked_plus(Dur::ZERO), Some(Timestamp::MAX));
+        assert_eq!(Timestamp::MAX.checked_plus(Dur::from_millis(1)), None);
+        assert_eq!(now.minus(Dur::from_millis(u64::MAX)), Timestamp::MIN);
+        // A time outside the range (a hostile commit's) prints as the nearest end.
+        assert_eq!(
+            Timestamp::from_millis(i64::MAX).to_string(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(i64::MIN).to_string(),
+            "0000-01-01T00:00:00Z"
+        );
+        // An offset that moves a written time past the range is refused.
+        assert!(Timestamp::parse_rfc3339("9999-12-31T23:00:00-05:00").is_err());
+        assert!(Timestamp::parse_rfc3339("9999-12-31T23:00:00Z").is_ok());
+        for t in [Timestamp::MIN, Timestamp::MAX, now] {
+            assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Ok(t));
+        }
     }
 }

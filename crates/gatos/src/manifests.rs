@@ -119,7 +119,7 @@ impl Manifests<'_> {
         manifest::resolve_checkout(&mut input, None, |rev| self.gatos.resolve_commit(rev))?;
         let spec = manifest::normalize(input, self.gatos.now())?;
         manifest::scan(&spec, &crate::jobs::secrets::Allowlist::of(self.gatos))?;
-        let doc = jcs::to_vec_of(&spec)?;
+        let doc = jcs::to_vec_exact(&spec)?;
         let content_id = Digest::of(&doc);
         let refname = names::manifest(name);
         let tip = self.gatos.store().read_ref(&refname)?;

@@ -240,8 +240,8 @@ pub enum OptionsError {
         /// What was asked for.
         concurrency: usize,
     },
-    /// [`WorkerOptions::lease`] under the shortest lease.
-    #[error("the lease must be at least 1 second")]
+    /// [`WorkerOptions::lease`] outside the shortest and the longest lease.
+    #[error("the lease must be between 1 second and 30 days")]
     Lease {
         /// What was asked for.
         lease: Dur,
@@ -688,7 +688,7 @@ pub fn run_with(
         }
         .into());
     }
-    if opts.lease < crate::jobs::lifecycle::MIN_LEASE {
+    if crate::jobs::lifecycle::check_lease(opts.lease).is_err() {
         return Err(OptionsError::Lease { lease: opts.lease }.into());
     }
     let key = gatos.keys().signing_key()?.ok_or_else(|| {

@@ -733,8 +733,9 @@ pub struct PublishArgs {
     /// Append only if the topic's last seq is N.
     #[arg(long, value_name = "N")]
     pub expect_last_seq: Option<u64>,
-    /// Messages per commit-and-CAS chunk with --batch.
-    #[arg(long, value_name = "N", default_value_t = gatos::messages::DEFAULT_CHUNK, requires = "batch")]
+    /// Messages per commit-and-CAS chunk with --batch (1 to 100000).
+    #[arg(long, value_name = "N", default_value_t = gatos::messages::DEFAULT_CHUNK, requires = "batch",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub chunk: usize,
 }
 

@@ -196,7 +196,7 @@ fn flag_hint(err: &Error) -> Option<&'static str> {
     if let Some(e) = inner.downcast_ref::<OptionsError>() {
         return Some(match e {
             OptionsError::Concurrency { .. } => "--concurrency takes 1 to 256",
-            OptionsError::Lease { .. } => "--lease takes a duration of at least 1s",
+            OptionsError::Lease { .. } => "--lease takes a duration from 1s to 30d",
             OptionsError::WorkdirNotADirectory { .. } | OptionsError::WorkdirHoldsGitDir { .. } => {
                 "--workdir DIR sets the work directory"
             }

@@ -24,6 +24,40 @@ use crate::error::{Error, Result};
 
 /// The shortest lease (DESIGN §4).
 pub const MIN_LEASE: Dur = Dur::from_secs(1);
+/// The longest lease: thirty days, the longest timeout (ADR 0022's amendment of
+/// 2026-12-07): a lease is how long a silent holder keeps a job, and its end must be a
+/// time documents can hold.
+pub const MAX_LEASE: Dur = crate::jobs::manifest::MAX_TIMEOUT;
+
+/// Checks that every output of an attempt's end can be a file of the result's tree
+/// (`outputs/<path>`, as `git fsck --strict` accepts it), before anything is checked or
+/// written.
+///
+/// # Errors
+/// `InvalidInput` naming the first output that cannot.
+pub fn check_outputs(finish: &Finish) -> Result<()> {
+    for (p, _) in &finish.outputs {
+        gatos_store::objects::check_tree_path(p).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidInput,
+                format!("output {:?}: {}", e.path, e.reason),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks a lease length asked for by a claim or a heartbeat.
+///
+/// # Errors
+/// [`ClaimError::LeaseRange`] (`InvalidInput`) outside [`MIN_LEASE`] ..= [`MAX_LEASE`].
+pub fn check_lease(lease: Dur) -> std::result::Result<(), ClaimError> {
+    if (MIN_LEASE..=MAX_LEASE).contains(&lease) {
+        Ok(())
+    } else {
+        Err(ClaimError::LeaseRange { lease })
+    }
+}
 /// The default lease.
 pub const DEFAULT_LEASE: Dur = Dur::from_secs(30);
 /// Retry backoff: the first delay and the cap (DESIGN §4), unless the queue overrides them.
@@ -66,9 +100,9 @@ impl std::fmt::Debug for ClaimOptions {
 /// Why a claim was refused ([`Jobs::claim`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ClaimError {
-    /// A lease under [`MIN_LEASE`].
-    #[error("the lease must be at least 1 second")]
-    LeaseTooShort {
+    /// A lease outside [`MIN_LEASE`] ..= [`MAX_LEASE`].
+    #[error("the lease must be between 1 second and 30 days, not {lease}")]
+    LeaseRange {
         /// What was asked for.
         lease: Dur,
     },
@@ -128,6 +162,14 @@ pub enum ClaimError {
         /// The job.
         job: Ulid,
     },
+    /// It names a secret this worker cannot resolve.
+    #[error("job {job} needs the secret {secret}, which this worker cannot resolve")]
+    Secrets {
+        /// The job.
+        job: Ulid,
+        /// The first secret it cannot resolve.
+        secret: String,
+    },
     /// Another worker's claim landed first.
     #[error("job {job} was claimed by another worker first")]
     Lost {
@@ -139,7 +181,7 @@ pub enum ClaimError {
 impl gatos_types::Coded for ClaimError {
     fn code(&self) -> ErrorCode {
         match self {
-            ClaimError::LeaseTooShort { .. } => ErrorCode::InvalidInput,
+            ClaimError::LeaseRange { .. } => ErrorCode::InvalidInput,
             ClaimError::NoSuchJob { .. } => ErrorCode::NotFound,
             ClaimError::Running { .. } | ClaimError::Lost { .. } => ErrorCode::AlreadyClaimed,
             ClaimError::LostFinal { .. } | ClaimError::Ended { .. } | ClaimError::NotYet { .. } => {
@@ -147,7 +189,8 @@ impl gatos_types::Coded for ClaimError {
             }
             ClaimError::NotRunHere { .. }
             | ClaimError::OtherQueue { .. }
-            | ClaimError::Capabilities { .. } => ErrorCode::Forbidden,
+            | ClaimError::Capabilities { .. }
+            | ClaimError::Secrets { .. } => ErrorCode::Forbidden,
         }
     }
 }
@@ -621,6 +664,8 @@ impl Jobs<'_> {
         opts: &ClaimOptions,
         refused: &mut std::collections::BTreeSet<Ulid>,
     ) -> Result<Option<Lease>> {
+        // A bad lease is refused whether or not a job is there to claim.
+        check_lease(opts.lease)?;
         // Best first (higher priority, then older), a few at a time from the ready index's
         // claim order: a claim visits the jobs before the ones it tries, not the backlog.
         // As `FOR UPDATE SKIP LOCKED`: a candidate whose job lock another writer holds
@@ -859,18 +904,14 @@ impl Jobs<'_> {
     /// `AlreadyClaimed` when another worker holds it or won the race, `Conflict` when it is
     /// not claimable (finished, cancelled, not yet available), `NotFound`.
     pub fn claim(&self, id: Ulid, opts: &ClaimOptions) -> Result<Lease> {
-        if opts.lease < MIN_LEASE {
-            return Err(ClaimError::LeaseTooShort { lease: opts.lease }.into());
-        }
+        check_lease(opts.lease)?;
         let guard = self.lock(id)?;
         self.claim_locked(id, opts, guard)
     }
 
     /// [`Jobs::claim`] with the job's lock already held (`guard`, released inside).
     fn claim_locked(&self, id: Ulid, opts: &ClaimOptions, guard: JobLock) -> Result<Lease> {
-        if opts.lease < MIN_LEASE {
-            return Err(ClaimError::LeaseTooShort { lease: opts.lease }.into());
-        }
+        check_lease(opts.lease)?;
         self.gatos.refresh_job(id)?;
         let refs = self.gatos.job_refs(id)?;
         let rec = self
@@ -937,6 +978,16 @@ impl Jobs<'_> {
             .all(|c| opts.caps.contains(c))
         {
             return Err(ClaimError::Capabilities { job: id }.into());
+        }
+        // As routing does: a worker that cannot resolve every secret the job names does not
+        // claim it, by id either.
+        let resolves = |s: &str| opts.can_resolve.as_ref().is_some_and(|f| f(s));
+        if let Some(secret) = super::waiting::unresolved(&resolves, &rec.spec.secret_refs).next() {
+            return Err(ClaimError::Secrets {
+                job: id,
+                secret: secret.to_owned(),
+            }
+            .into());
         }
         let prev = rec.claim.as_ref().map(|(c, _)| *c);
         let token = {
@@ -1068,6 +1119,7 @@ impl Jobs<'_> {
     /// # Errors
     /// `LeaseExpired` when the claim was taken over (the worker must stop the job).
     pub fn heartbeat(&self, lease: &mut Lease) -> Result<()> {
+        check_lease(lease.lease)?;
         let guard = self.lock(lease.id)?;
         self.gatos.refresh_job(lease.id)?;
         let (head, doc, rec) =
@@ -1128,15 +1180,39 @@ impl Jobs<'_> {
             }
             .into());
         }
+        check_outputs(finish)?;
         let guard = self.lock(lease.id)?;
         self.gatos.refresh_job(lease.id)?;
         let (head, doc, rec) =
             self.own_claim(lease.id, lease.attempt, &lease.worker, lease.token.as_ref())?;
+        if finish.outcome == Outcome::Cancelled && rec.cancel.is_none() {
+            // The end names why the job stopped: `cancelled` only where a cancel says so.
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "job {} was not cancelled: end the attempt as failed, timeout or lost",
+                    lease.id
+                ),
+            ));
+        }
         let now = self.gatos.now();
-        let mut files: Vec<(String, Vec<u8>)> = vec![
-            (STDOUT_PATH.to_owned(), finish.stdout.clone()),
-            (STDERR_PATH.to_owned(), finish.stderr.clone()),
-        ];
+        // An attempt given back with nothing run and nothing to prove (no proof, no log, no
+        // output, no exit) records no files, as a lapsed lease's end does: `jobs verify`
+        // lists it as unproven instead of a result missing its proof.
+        let nothing = finish.outcome == Outcome::Lost
+            && finish.poe.is_none()
+            && finish.exit_code.is_none()
+            && finish.stdout.is_empty()
+            && finish.stderr.is_empty()
+            && finish.outputs.is_empty();
+        let mut files: Vec<(String, Vec<u8>)> = if nothing {
+            Vec::new()
+        } else {
+            vec![
+                (STDOUT_PATH.to_owned(), finish.stdout.clone()),
+                (STDERR_PATH.to_owned(), finish.stderr.clone()),
+            ]
+        };
         for (p, b) in &finish.outputs {
             files.push((format!("{OUTPUTS_DIR}/{p}"), b.clone()));
         }
@@ -1264,6 +1340,7 @@ impl Jobs<'_> {
     /// `SignatureInvalid`, `UntrustedKey`, `KeyRevoked`, `DigestMismatch` for a bad proof
     /// (nothing is written); otherwise as [`Jobs::finish`].
     pub fn finish_verified(&self, lease: &Lease, finish: &Finish) -> Result<Finished> {
+        check_outputs(finish)?;
         let poe = finish.poe.as_deref().ok_or_else(|| {
             Error::new(
                 ErrorCode::SignatureInvalid,

@@ -120,6 +120,30 @@ pub enum Error {
         /// Its size in bytes.
         size: usize,
     },
+    /// A priority beyond ±[`MAX_PRIORITY`], which canonical JSON cannot hold exactly.
+    #[error("priority {priority} is out of range: at most {MAX_PRIORITY} either way")]
+    Priority {
+        /// What was asked for.
+        priority: i64,
+    },
+    /// A NUL byte in a string of the argv or the environment (no process can be given it).
+    #[error("{field} holds a NUL byte, which no program's arguments or environment can carry")]
+    NulByte {
+        /// Where: `command[0]`, `args[2]`, `env.T`.
+        field: String,
+    },
+    /// An output that cannot name a file of the result's tree.
+    #[error("output {path:?}: {reason}")]
+    OutputName {
+        /// The output.
+        path: String,
+        /// Why git would refuse it.
+        reason: &'static str,
+    },
+    /// A normalized document a reader would refuse (every rule readers apply is checked
+    /// before anything is written).
+    #[error("the manifest would not read back: {0}")]
+    Document(DocumentError),
     /// A raw secret (the details `field`, `kind` and `allow` say where, what it looks like
     /// and the digest an operator allows it by; never the value).
     #[error(
@@ -172,7 +196,11 @@ impl Coded for Error {
             | Error::Path(_)
             | Error::InvalidReference { .. }
             | Error::CheckoutNotCommit { .. }
-            | Error::CheckoutType => ErrorCode::InvalidInput,
+            | Error::CheckoutType
+            | Error::NulByte { .. }
+            | Error::Priority { .. }
+            | Error::OutputName { .. }
+            | Error::Document(_) => ErrorCode::InvalidInput,
             Error::Time(e) => e.code(),
             Error::Encode(e) => e.code(),
             Error::TooLarge { .. } => ErrorCode::PayloadTooLarge,
@@ -183,7 +211,7 @@ impl Coded for Error {
     fn details(&self) -> serde_json::Map<String, Value> {
         let mut d = serde_json::Map::new();
         match self {
-            Error::InvalidReference { field } => {
+            Error::InvalidReference { field } | Error::NulByte { field } => {
                 d.insert("field".into(), field.clone().into());
             }
             Error::SecretDetected {
@@ -213,6 +241,9 @@ impl Coded for Error {
             | Error::Path(_)
             | Error::CheckoutNotCommit { .. }
             | Error::CheckoutType
+            | Error::Priority { .. }
+            | Error::OutputName { .. }
+            | Error::Document(_)
             | Error::Encode(_)
             | Error::TooLarge { .. } => {}
         }
@@ -285,6 +316,14 @@ pub enum DocumentError {
     /// Lists normalization sorts and dedupes that are not.
     #[error("job document: required_capabilities and secret_refs must be sorted and unique")]
     Unsorted,
+    /// An output that cannot name a file of the result's tree.
+    #[error("job document: output {path:?}: {reason}")]
+    OutputName {
+        /// The output.
+        path: String,
+        /// Why git would refuse it.
+        reason: &'static str,
+    },
 }
 
 impl Coded for DocumentError {
@@ -298,7 +337,8 @@ impl Coded for DocumentError {
             | DocumentError::Path(_)
             | DocumentError::SecretRefName
             | DocumentError::UnlistedReference
-            | DocumentError::Unsorted => ErrorCode::InvalidEnvelope,
+            | DocumentError::Unsorted
+            | DocumentError::OutputName { .. } => ErrorCode::InvalidEnvelope,
         }
     }
 }
@@ -311,6 +351,9 @@ pub const MAX_TIMEOUT: Dur = Dur::from_secs(30 * 86_400);
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// The most attempts a job may ask for.
 pub const MAX_ATTEMPTS: u32 = 100;
+/// The largest priority either way: 2^53, the last integer canonical JSON (JCS, whose
+/// numbers are doubles) holds exactly.
+pub const MAX_PRIORITY: i64 = 1 << 53;
 /// The largest normalized manifest, in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
 
@@ -490,7 +533,8 @@ pub fn parse_text(text: &str) -> Result<Input> {
             if trimmed.starts_with('{') || trimmed.starts_with('[') {
                 return Err(Error::Json(json_err).into());
             }
-            serde_yaml_ng::from_str::<Value>(text).map_err(Error::Yaml)?
+            // As strict as JSON: a key given twice is refused, not the last one taken.
+            jcs::strict_value(serde_yaml_ng::Deserializer::from_str(text)).map_err(Error::Yaml)?
         }
     };
     from_value(value)
@@ -525,6 +569,12 @@ fn check_relative(field: &'static str, p: &str) -> std::result::Result<String, P
         });
     }
     Ok(p.trim_end_matches('/').to_owned())
+}
+
+/// Whether an output's place in the result's tree (`outputs/<path>`) is one git accepts
+/// (`git fsck --strict`): not `.git`, `.gitmodules` or `.gitattributes` in any spelling.
+fn check_output_name(o: &str) -> std::result::Result<(), &'static str> {
+    gatos_store::objects::check_tree_path(o).map_err(|e| e.reason)
 }
 
 fn env_name_ok(k: &str) -> bool {
@@ -567,6 +617,12 @@ pub(crate) fn normalize_inner(
     if timeout < Dur::from_secs(1) || timeout > MAX_TIMEOUT {
         return Err(Error::TimeoutRange.into());
     }
+    if input.priority.unsigned_abs() > MAX_PRIORITY.unsigned_abs() {
+        return Err(Error::Priority {
+            priority: input.priority,
+        }
+        .into());
+    }
     let max_attempts = input.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
         return Err(Error::MaxAttempts { max_attempts }.into());
@@ -592,9 +648,25 @@ pub(crate) fn normalize_inner(
     let mut outputs = Vec::new();
     for o in &input.outputs {
         let o = check_relative("output", o).map_err(Error::Path)?;
+        check_output_name(&o).map_err(|reason| Error::OutputName {
+            path: o.clone(),
+            reason,
+        })?;
         if !outputs.contains(&o) {
             outputs.push(o);
         }
+    }
+    if let Some((field, _)) = argv_fields(&input.command, &input.args)
+        .into_iter()
+        .chain(
+            input
+                .env
+                .iter()
+                .map(|(k, v)| (format!("env.{k}"), v.as_str())),
+        )
+        .find(|(_, s)| s.contains('\0'))
+    {
+        return Err(Error::NulByte { field }.into());
     }
     let run_after = match &input.run_after {
         None => None,
@@ -655,7 +727,8 @@ pub(crate) fn normalize_inner(
         checkout,
     };
     check_references(&spec)?;
-    let size = jcs::to_vec_of(&spec).map_err(Error::Encode)?.len();
+    check_document(&spec).map_err(Error::Document)?;
+    let size = jcs::to_vec_exact(&spec).map_err(Error::Encode)?.len();
     if size > MAX_MANIFEST_BYTES {
         return Err(Error::TooLarge { size }.into());
     }
@@ -706,7 +779,12 @@ fn check_document(spec: &JobSpec) -> std::result::Result<(), DocumentError> {
     }
     for o in &spec.outputs {
         check_relative("output", o).map_err(DocumentError::Path)?;
+        check_output_name(o).map_err(|reason| DocumentError::OutputName {
+            path: o.clone(),
+            reason,
+        })?;
     }
+
     if spec
         .secret_refs
         .iter()

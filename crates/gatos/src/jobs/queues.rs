@@ -106,7 +106,7 @@ pub fn change(gatos: &Gatos, queue: &Queue, change: &Change) -> Result<(QueueCon
     if new == old && at.is_some() {
         return Ok((new, false));
     }
-    let doc = jcs::to_vec_of(&new)?;
+    let doc = jcs::to_vec_exact(&new)?;
     let mut w = gatos.store().writer();
     let blob = w.blob(&doc)?;
     let tree = w.files(&[(CONFIG_PATH, blob)])?;

@@ -95,7 +95,7 @@ fn lacks<'a>(
 }
 
 /// The secrets of `needed` that `resolves` cannot resolve.
-fn unresolved<'a>(
+pub(crate) fn unresolved<'a>(
     resolves: &'a dyn Fn(&str) -> bool,
     needed: &'a [String],
 ) -> impl Iterator<Item = &'a String> {

@@ -164,7 +164,7 @@ impl Gatos {
         if new == old && at.is_some() {
             return Ok((new, at, false));
         }
-        let doc = jcs::to_vec_of(&new)?;
+        let doc = jcs::to_vec_exact(&new)?;
         let mut w = self.store().writer();
         let blob = w.blob(&doc)?;
         let tree = w.files(&[(CONFIG_PATH, blob)])?;

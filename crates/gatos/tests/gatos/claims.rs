@@ -357,7 +357,13 @@ impl Case {
                 let Some(lease) = self.lease(*n) else {
                     return Ok(());
                 };
-                want = self.model.own(&lease).map(drop);
+                want = match self.model.own(&lease).map(drop) {
+                    // `cancelled` ends only a job a cancel names.
+                    Ok(()) if *outcome == Outcome::Cancelled && !self.model.cancelled => {
+                        Err(ErrorCode::Conflict)
+                    }
+                    w => w,
+                };
                 let res = self.g.jobs().finish(
                     &lease,
                     &Finish {

@@ -217,11 +217,21 @@ async fn fail_cancel_list_and_untrusted_keys_over_rpc() -> TestResult {
         .await?;
     let cl = claim(&mut c, "w", &trusted).await?;
     assert_eq!(cl["id"], a["id"]);
+    // A failure is proven like a success: without its proof it is refused.
+    let unproven = c
+        .call(
+            "jobs.fail",
+            json!({"id": cl["id"], "attempt": 1, "worker": "w", "lease_token": cl["lease_token"], "exit_code": 2,
+                   "stdout_base64": b64(b"no such target\n")}),
+        )
+        .await?;
+    assert_eq!(code(&unproven), "SignatureInvalid", "{unproven}");
     let failed = c
         .ok(
             "jobs.fail",
             json!({"id": cl["id"], "attempt": 1, "worker": "w", "lease_token": cl["lease_token"], "exit_code": 2,
-                   "stderr_base64": b64(b"no such target\n")}),
+                   "stdout_base64": b64(b"no such target\n"),
+                   "poe": proof(&trusted, &cl, 2, b"no such target\n")?}),
         )
         .await?;
     assert_eq!(failed["state"], "pending", "retried after the backoff");
