@@ -948,3 +948,49 @@ fn the_generated_graphql_schema_is_the_committed_sdl() -> TestResult {
     );
     Ok(())
 }
+
+/// Aliases repeat a field, so pages alone do not bound an answer: a 4 KiB query of 200
+/// aliases of a 7 MiB message made gatosd build a 1.4 GB answer and abort (found by a
+/// black-box test). Now the stored content one answer holds is at most four pages
+/// (`--max-page-bytes`): the fields past it fail with `PayloadTooLarge`, the rest of the
+/// answer stands, and the daemon serves on.
+#[test]
+fn aliases_cannot_make_an_answer_larger_than_its_budget() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let payload = format!("{{\"blob\":\"{}\"}}", "a".repeat(1024 * 1024));
+    let file = repo.root().join("big.json");
+    std::fs::write(&file, &payload)?;
+    gatos_ok(
+        &repo,
+        &[
+            "messages",
+            "publish",
+            "t.big",
+            "--file",
+            &file.to_string_lossy(),
+        ],
+    )?;
+    // Pages of 4 MiB: the answer's budget is 16 MiB, sixteen of these payloads.
+    let d = HttpDaemon::start(&repo, &format!("t {TOKEN}\n"), "gatosd", &[])?;
+    let url = d.url("");
+    let script = format!(
+        r#"{PRELUDE}
+q = "fragment F on Ledger {{ topic(name: \"t.big\") {{ messages(first: 1) {{ edges {{ node {{ payload }} }} }} }} }} {{" + " ".join("a%d: ledger {{ ...F }}" % i for i in range(40)) + "}}"
+r = c.post(q, check=False)
+check(r.status_code == 200, "an answer: %d %s" % (r.status_code, r.text[:300]))
+a = r.json()
+check(len(r.content) < 20 * 1024 * 1024, "the answer is bounded: %d bytes" % len(r.content))
+codes = set(e["extensions"]["code"] for e in a.get("errors", []))
+check(codes == {{"PayloadTooLarge"}}, "the fields past the budget fail: %s" % codes)
+held = [k for k, v in (a.get("data") or {{}}).items() if v and v["topic"] and v["topic"]["messages"]["edges"]]
+check(12 <= len(held) <= 17, "the aliases within the budget are answered: %d" % len(held))
+r = c.post('{{ ledger {{ topic(name: "t.big") {{ messages(first: 1) {{ edges {{ node {{ seq }} }} }} }} }} }}')
+check(r.status_code == 200 and "errors" not in r.json(), "the daemon serves on: %s" % r.text[:300])
+print("ok")
+"#
+    );
+    let out = d.python(&script, &client_env(&d, &url))?;
+    assert_eq!(out.trim(), "ok");
+    Ok(())
+}

@@ -46,6 +46,9 @@ pub const PATH: &str = "/api/v1/graphql";
 pub const SCHEMA_PATH: &str = "/api/v1/graphql/schema";
 /// The largest document (the query text) served.
 pub const MAX_DOCUMENT: usize = 64 * 1024;
+/// How many pages of `--max-page-bytes` the stored content (payloads, manifests) of one
+/// answer may hold, over all its aliases and fragments.
+pub const ANSWER_PAGES: u64 = 4;
 /// The largest request body (the document and its variables).
 const MAX_BODY: usize = 1024 * 1024;
 /// The version tag of `shapeRoot`: changes whenever any rendering changes.
@@ -478,6 +481,8 @@ async fn run(
         codec: face.codec.clone(),
         state: std::sync::Mutex::new(None),
         deps: AtomicU8::new(0),
+        budget: max_page.saturating_mul(ANSWER_PAGES),
+        spent: std::sync::atomic::AtomicU64::new(0),
     });
     let req = req.data(rc.clone());
     let schema = face.schema.clone();

@@ -63,12 +63,73 @@ pub struct RequestCtx {
     pub state: Mutex<Option<Resolved>>,
     /// [`deps`] flags set by the resolvers.
     pub deps: AtomicU8,
+    /// The bytes of stored content (payloads, manifests) this answer may hold: aliases and
+    /// fragments repeat a field, so pages alone do not bound an answer.
+    pub budget: u64,
+    /// The bytes of stored content read into the answer so far.
+    pub spent: std::sync::atomic::AtomicU64,
 }
 
 impl RequestCtx {
     fn flag(&self, f: u8) {
         self.deps.fetch_or(f, Ordering::Relaxed);
     }
+
+    /// Refuses to read more once the answer's budget is spent (checked before a read).
+    fn within_budget(&self) -> async_graphql::Result<()> {
+        if self.spent.load(Ordering::Relaxed) > self.budget {
+            return Err(self.over_budget());
+        }
+        Ok(())
+    }
+
+    /// Counts `bytes` of stored content into the answer; over the budget the field fails
+    /// with `PayloadTooLarge` (the rest of the answer stands).
+    fn charge(&self, bytes: usize) -> async_graphql::Result<()> {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        let spent = self
+            .spent
+            .fetch_add(bytes, Ordering::Relaxed)
+            .saturating_add(bytes);
+        if spent > self.budget {
+            return Err(self.over_budget());
+        }
+        Ok(())
+    }
+
+    fn over_budget(&self) -> async_graphql::Error {
+        let mut data = serde_json::Map::new();
+        data.insert("limit".into(), self.budget.into());
+        coded(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the answer would hold more than {} bytes of payloads and manifests (each alias and fragment counts again): ask for fewer or smaller fields, or page",
+                self.budget
+            ),
+            data,
+        )
+    }
+}
+
+/// About how many bytes a JSON value takes in an answer.
+fn json_size(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::String(s) => s.len() + 2,
+        serde_json::Value::Array(a) => a.iter().map(json_size).sum::<usize>() + 2,
+        serde_json::Value::Object(o) => {
+            o.iter()
+                .map(|(k, v)| k.len() + 3 + json_size(v))
+                .sum::<usize>()
+                + 2
+        }
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => 8,
+    }
+}
+
+/// A stored document as a `JSON` field, counted into the answer's budget.
+fn charged_json(rc: &RequestCtx, v: serde_json::Value) -> async_graphql::Result<Json> {
+    rc.charge(json_size(&v))?;
+    Ok(Json::of(v))
 }
 
 /// An error with the taxonomy's code and status in `extensions` (the `ref` is added by the
@@ -728,20 +789,21 @@ impl Ledger {
             .into_iter()
             .map(|m| {
                 let name = m.name.to_string();
-                (
+                Ok((
                     name.clone(),
                     Manifest {
                         name,
                         version: UInt64(m.version),
                         content_id: DigestScalar(m.content_id),
-                        spec: Json::of(
+                        spec: charged_json(
+                            rc,
                             serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
-                        ),
+                        )?,
                         state: Some(self.0.clone()),
                     },
-                )
+                ))
             })
-            .collect();
+            .collect::<async_graphql::Result<_>>()?;
         named_page(
             rc,
             &self.0,
@@ -1174,8 +1236,12 @@ impl Job {
     }
 
     /// The normalized manifest, as stored (secret references are names, never values).
-    async fn spec(&self) -> Json {
-        Json::of(serde_json::to_value(&self.row.manifest).unwrap_or(serde_json::Value::Null))
+    async fn spec(&self, ctx: &Context<'_>) -> async_graphql::Result<Json> {
+        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
+        charged_json(
+            rc,
+            serde_json::to_value(&self.row.manifest).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// The latest claim.
@@ -1529,7 +1595,15 @@ fn messages_page(
             since_time,
             limit: Some(u64::try_from(limit).unwrap_or(100)),
         };
-        reads.messages_read_until(p, until).map_err(from_call)
+        rc.within_budget()?;
+        let page = reads.messages_read_until(p, until).map_err(from_call)?;
+        rc.charge(
+            page.messages
+                .iter()
+                .map(|m| m.payload.get().len() + m.headers.as_ref().map_or(0, |h| h.get().len()))
+                .sum(),
+        )?;
+        Ok(page)
     };
     let (messages, next, prev) = if backward {
         let limit = size_of("last", r.last)?;
@@ -1790,19 +1864,25 @@ impl Manifest {
         };
         let edges: Vec<ManifestVersionEdge> = rows
             .into_iter()
-            .map(|m| ManifestVersionEdge {
-                cursor: rc
-                    .codec
-                    .encode(&state, Kind::Versions, &args, &m.version.to_be_bytes()),
-                node: ManifestVersion {
-                    version: UInt64(m.version),
-                    content_id: DigestScalar(m.content_id),
-                    spec: Json::of(
-                        serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
+            .map(|m| {
+                Ok(ManifestVersionEdge {
+                    cursor: rc.codec.encode(
+                        &state,
+                        Kind::Versions,
+                        &args,
+                        &m.version.to_be_bytes(),
                     ),
-                },
+                    node: ManifestVersion {
+                        version: UInt64(m.version),
+                        content_id: DigestScalar(m.content_id),
+                        spec: charged_json(
+                            rc,
+                            serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
+                        )?,
+                    },
+                })
             })
-            .collect();
+            .collect::<async_graphql::Result<_>>()?;
         Ok(ManifestVersionConnection {
             page_info: PageInfo::of(&edges, next, prev, |e| &e.cursor),
             edges,
