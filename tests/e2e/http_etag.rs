@@ -205,3 +205,109 @@ fn an_answer_that_names_damage_carries_no_etag() -> TestResult {
     assert!(seen.is_ok(), "{last}");
     Ok(())
 }
+
+/// Headers a hostile or careless client sends (found by a black-box test): `If-None-Match:
+/// *` hid an error or a missing resource behind a 304; two `Host` headers, or an
+/// absolute-form target naming another host, passed the host check on the first `Host`;
+/// two `Idempotency-Key`s recorded only the first; a token file made readable by others
+/// and re-read on `SIGHUP` came into force; GraphQL took a `text/plain` body and ignored a
+/// `refPath` given with a `stateRef`.
+#[test]
+fn hostile_headers_and_conditionals_are_answered_as_http_says() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    gatos_ok(&repo, &["messages", "publish", "orders", "--data", "{}"])?;
+    let d = start(&repo)?;
+    let script = format!(
+        r#"
+import json, os, socket, subprocess, sys, time
+import requests
+base, token, tokens = "http://{addr}", "{CI}", sys.argv[1] if len(sys.argv) > 1 else None
+h = {{"Authorization": "Bearer " + token}}
+def check(cond, what):
+    if not cond:
+        raise SystemExit("FAILED: " + what)
+def code(r):
+    try:
+        return r.json().get("code")
+    except Exception:
+        return None
+star = dict(h, **{{"If-None-Match": "*"}})
+r = requests.get(base + "/api/v1/topics/orders/messages?limit=0", headers=star)
+check(r.status_code == 400 and code(r) == "InvalidInput", "* does not hide a 400: %d %s" % (r.status_code, r.text))
+r = requests.get(base + "/api/v1/manifests/nosuch", headers=star)
+check(r.status_code == 404 and "ETag" not in r.headers, "* does not hide a 404: %d %s" % (r.status_code, r.headers))
+r = requests.get(base + "/api/v1/topics/orders/messages?limit=1", headers=star)
+check(r.status_code == 304 and r.headers.get("ETag"), "* matches what exists: %d" % r.status_code)
+def raw(lines):
+    s = socket.create_connection(("{host}", {port}))
+    s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    data = s.recv(65536).decode(errors="replace")
+    s.close()
+    return int(data.split()[1])
+auth = "Authorization: Bearer " + token
+check(raw(["GET /api/v1/health HTTP/1.1", "Host: {addr}", "Host: evil.example", auth, "Connection: close"]) == 400, "two Host headers are 400")
+check(raw(["GET http://evil.example/api/v1/health HTTP/1.1", "Host: {addr}", auth, "Connection: close"]) == 403, "an absolute-form target's host is the one checked")
+check(raw(["GET http://{addr}/api/v1/health HTTP/1.1", "Host: {addr}", auth, "Connection: close"]) == 200, "an absolute-form target of this host is served")
+r = requests.post(base + "/api/v1/topics/orders/messages", headers=dict(h, **{{"Idempotency-Key": "a1"}}), json={{"payload": {{}}}})
+check(r.status_code == 201, "one key: %d %s" % (r.status_code, r.text))
+# requests would join two headers of one name: they are sent by hand.
+body = json.dumps({{"payload": {{}}}})
+sk = socket.create_connection(("{host}", {port}))
+sk.sendall(("POST /api/v1/topics/orders/messages HTTP/1.1\r\nHost: {addr}\r\n" + auth + "\r\nContent-Type: application/json\r\nIdempotency-Key: a2\r\nIdempotency-Key: a3\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)).encode())
+reply = sk.recv(65536).decode(errors="replace")
+sk.close()
+check(reply.split()[1] == "400" and "Idempotency-Key" in reply, "two keys are 400: %s" % reply[:300])
+g = base + "/api/v1/graphql"
+r = requests.post(g, headers=dict(h, **{{"Content-Type": "text/plain"}}), data=json.dumps({{"query": "{{ __typename }}"}}))
+check(r.status_code == 415, "GraphQL takes JSON only: %d %s" % (r.status_code, r.text))
+r = requests.post(g, headers=h, json={{"query": '{{ ledger(stateRef: "blake3:' + "0" * 64 + '", refPath: "garbage") {{ state {{ ref }} }} }}'}})
+errs = r.json().get("errors", [])
+check(errs and errs[0]["extensions"]["code"] == "InvalidInput" and "not both" in errs[0]["message"], "stateRef with refPath: %s" % r.text)
+print("ok")
+"#,
+        addr = d.addr,
+        host = d.addr.split(':').next().unwrap_or("127.0.0.1"),
+        port = d.addr.rsplit(':').next().unwrap_or("0"),
+    );
+    let out = d.python(&script, &[])?;
+    assert_eq!(out.trim(), "ok");
+
+    // A token file made readable by others is not re-read on SIGHUP: the tokens in force stay.
+    let tokens = repo.root().join("tokens");
+    std::fs::write(&tokens, format!("ci {CI}\nother {}\n", "ab".repeat(32)))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644))?;
+    let status = Command::new("kill")
+        .args(["-HUP", &d.child.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    gatos_testutil::wait_for(
+        "gatosd to log the refused re-read",
+        std::time::Duration::from_secs(30),
+        || d.log().contains("the token file was not re-read"),
+    )?;
+    assert!(d.log().contains("chmod 600"), "{}", d.log());
+    let r = get(&d, "/api/v1/topics", &[])?;
+    assert_eq!(r.status, 200, "the token in force stays: {r:?}");
+    let other = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "60",
+            "-H",
+        ])
+        .arg(format!("Authorization: Bearer {}", "ab".repeat(32)))
+        .arg(format!("http://{}/api/v1/topics", d.addr))
+        .output()?;
+    assert_eq!(
+        String::from_utf8(other.stdout)?,
+        "401",
+        "the file's new token is not in force"
+    );
+    Ok(())
+}

@@ -281,6 +281,9 @@ fn start(args: &args::Args) -> Result<(), StartError> {
             endpoints.http = Some(ep);
         }
         let shared = shared::Shared::with_config(gatos.clone(), limits, tokens, sync_remote.clone(), args.read_only);
+        shared
+            .tokens_private
+            .store(args.http.is_some(), std::sync::atomic::Ordering::Relaxed);
         shared.service.window().set_max_bytes(shared.limits.graphql_state_memory);
         shared.metrics.watch_states(shared.service.window().clone());
         // SIGHUP re-reads the token file (a bad file keeps the tokens in force).

@@ -25,6 +25,9 @@ pub struct Shared {
     /// socket) and HTTP clients send, and their file; re-read on SIGHUP. `None`: TCP,
     /// HTTP and Unix-socket writes are refused.
     pub tokens: Option<arc_swap::ArcSwap<Tokens>>,
+    /// Whether the token file must be readable by its owner alone (`--http` serves the
+    /// network): a `SIGHUP` re-read of a file others can read is refused, as at start.
+    pub tokens_private: std::sync::atomic::AtomicBool,
     /// Open connections.
     pub connections: AtomicU64,
     /// Connections since start.
@@ -129,6 +132,7 @@ impl Shared {
             limits,
             started: Instant::now(),
             tokens: tokens.map(arc_swap::ArcSwap::from_pointee),
+            tokens_private: std::sync::atomic::AtomicBool::new(false),
             connections: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             subscriptions: AtomicU64::new(0),
@@ -164,6 +168,12 @@ impl Shared {
         };
         let file = current.load().file.clone();
         match Tokens::load(&file) {
+            Ok(t) if t.open_mode && self.tokens_private.load(Ordering::Relaxed) => {
+                tracing::warn!(
+                    path = %file.display(),
+                    "the token file was not re-read: it is readable by its group or others, and --http serves it to the network (chmod 600 it); the tokens in force stay"
+                );
+            }
             Ok(t) => {
                 tracing::info!(path = %file.display(), tokens = t.names().count(), "token file re-read");
                 current.store(Arc::new(t));

@@ -212,13 +212,27 @@ async fn post_query(
             "If-None-Match is not served on POST: send the query with GET to get a 304 when nothing changed",
         );
     }
-    let bytes =
-        match super::unary::read_body(&headers, body, MAX_BODY, st.shared.limits.http_body_timeout)
-            .await
-        {
-            Ok(b) => b,
-            Err(p) => return p.into_response(),
-        };
+    if !super::unary::is_json(&headers) {
+        // As on REST: a body of another type is refused, not guessed at.
+        return Problem::new(
+            ErrorCode::InvalidInput,
+            "the body must be JSON: send Content-Type: application/json",
+        )
+        .status(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        .into_response();
+    }
+    let bytes = match super::unary::read_body(
+        &headers,
+        body,
+        MAX_BODY,
+        None,
+        st.shared.limits.http_body_timeout,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
     let v: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
         Err(e) => return bad(format!("the body is not JSON: {e}")),

@@ -84,10 +84,23 @@ fn bearer(v: &HeaderValue) -> Option<&[u8]> {
 /// The middleware: `Host`, then the token or the dashboard's session; inserts [`Authed`]
 /// for the routes.
 pub async fn check(State(state): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
-    let host = req
-        .headers()
-        .get(HOST)
-        .map(|v| v.to_str().map(str::to_owned));
+    if req.headers().get_all(HOST).iter().nth(1).is_some() {
+        // RFC 9112 §3.2: a request with more than one Host is answered 400.
+        return Problem::new(
+            ErrorCode::InvalidInput,
+            "the request has more than one Host header",
+        )
+        .into_response();
+    }
+    // An absolute-form target (`GET http://name/…`) names the host itself, before Host
+    // (RFC 9112 §3.2.2): that is the name checked.
+    let host = match req.uri().authority() {
+        Some(a) => Some(Ok(a.as_str().to_owned())),
+        None => req
+            .headers()
+            .get(HOST)
+            .map(|v| v.to_str().map(str::to_owned)),
+    };
     match host {
         None => {
             return Problem::new(ErrorCode::InvalidInput, "the request has no Host header")

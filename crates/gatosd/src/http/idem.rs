@@ -11,6 +11,7 @@ use gatos::idempotency::{Begin, Done, Store};
 use gatos_api::Actor;
 use gatos_api::routes::{Idempotency, Route};
 use gatos_api::service::{Answer, Service};
+use gatos_types::ErrorCode;
 use serde_json::{Map, Value};
 
 use super::problem::Problem;
@@ -25,9 +26,18 @@ pub fn key(route: &Route, headers: &HeaderMap) -> Result<Option<String>, Problem
     if route.idempotency == Idempotency::None {
         return Ok(None);
     }
-    let Some(v) = headers.get("idempotency-key") else {
+    let mut given = headers.get_all("idempotency-key").iter();
+    let Some(v) = given.next() else {
         return Ok(None);
     };
+    if given.next().is_some() {
+        // Which one would the next request be matched by? Neither: one key per request.
+        return Err(Problem::new(
+            ErrorCode::InvalidInput,
+            "Idempotency-Key is given more than once; give one key",
+        )
+        .with("header", "Idempotency-Key"));
+    }
     let k = v.to_str().unwrap_or("\u{0}").to_owned();
     gatos::idempotency::check_key(&k).map_err(|e| Problem::from_error(&e))?;
     Ok(Some(k))

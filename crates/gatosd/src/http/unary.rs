@@ -167,7 +167,7 @@ fn path_fields(route: &'static Route, path: &str) -> Result<Vec<(&'static str, S
 }
 
 /// Whether a `Content-Type` is JSON (`application/json` or `…+json`).
-fn is_json(headers: &HeaderMap) -> bool {
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -189,13 +189,15 @@ pub(super) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    flag: Option<&str>,
     deadline: std::time::Duration,
 ) -> Result<axum::body::Bytes, Problem> {
     let too_large = || {
         Problem::new(
             ErrorCode::PayloadTooLarge,
             format!(
-                "the request body is larger than the daemon's limit of {limit} bytes (--max-line)"
+                "the request body is larger than the limit of {limit} bytes{}",
+                flag.map(|f| format!(" ({f})")).unwrap_or_default()
             ),
         )
         .with("limit", limit)
@@ -311,6 +313,7 @@ async fn unary(
                 &parts.headers,
                 body,
                 limits.max_line,
+                Some("--max-line"),
                 limits.http_body_timeout,
             )
             .await?;
@@ -391,8 +394,11 @@ async fn unary(
         }
         ops::Cache::No => None,
     };
+    // Only a tag the client holds answers 304 before the call; `*` ("any current
+    // representation", RFC 9110 §13.1.2) only once the call says there is one, so that an
+    // error or a missing resource is never hidden behind a 304.
     if let Some(t) = &tag
-        && if_none_match(&parts.headers, t)
+        && names_tag(&parts.headers, t)
     {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
@@ -420,7 +426,7 @@ async fn unary(
         return finish(
             st,
             route,
-            &parts.uri,
+            &parts,
             tag.as_deref(),
             r.map_err(Problem::from_call)?,
         );
@@ -448,17 +454,18 @@ async fn unary(
             ));
         }
     };
-    finish(st, route, &parts.uri, tag.as_deref(), answer)
+    finish(st, route, &parts, tag.as_deref(), answer)
 }
 
 /// Wakes the followers of what the call wrote and makes its answer the response.
 fn finish(
     st: &HttpState,
     route: &Route,
-    uri: &axum::http::Uri,
+    parts: &axum::http::request::Parts,
     tag: Option<&str>,
     answer: gatos_api::Answer,
 ) -> Result<Response, Problem> {
+    let uri = &parts.uri;
     for t in &answer.touched {
         st.shared.watchers.poke(t);
     }
@@ -489,6 +496,13 @@ fn finish(
         && status == StatusCode::OK
         && !answer.unfixed
     {
+        if if_none_match(&parts.headers, t) {
+            // `*`: the resource exists, and the client asked only for a change.
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            validated(&mut r, t);
+            return Ok(r);
+        }
         validated(&mut r, t);
     }
     Ok(r)
@@ -502,6 +516,17 @@ fn validated(r: &mut Response, tag: &str) {
         r.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     }
+}
+
+/// Whether `If-None-Match` names `tag` itself (not `*`): weak comparison.
+fn names_tag(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t.strip_prefix("W/").unwrap_or(t) == tag)
 }
 
 /// Whether `If-None-Match` names `tag` (quoted) or is `*`: weak comparison, as RFC 9110

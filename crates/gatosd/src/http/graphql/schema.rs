@@ -401,6 +401,11 @@ impl Query {
     ) -> async_graphql::Result<Ledger> {
         let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
         let sel = match &state_ref {
+            // `refPath` has a default, so only one other than it can be told apart: that
+            // one is refused, as REST's `/state` refuses both (it was silently ignored).
+            Some(_) if ref_path != "live" => {
+                return Err(invalid("refPath", "give stateRef or refPath, not both"));
+            }
             Some(s) => StateSel::Ref(s.0),
             None => StateSel::path(&ref_path).map_err(from_gatos)?,
         };
