@@ -533,13 +533,7 @@ fn names_tag(headers: &HeaderMap, tag: &str) -> bool {
 /// §13.1.2 says for this header (`W/"x"` matches `"x"`). Several headers, lists, and
 /// garbage (which matches nothing) are all read.
 pub(super) fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+    names_tag(headers, tag) || names_tag(headers, "*")
 }
 
 /// The first answer of an `Idempotency-Key`, again, marked `Idempotent-Replayed: true`.

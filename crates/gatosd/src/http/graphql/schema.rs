@@ -126,6 +126,14 @@ fn json_size(v: &serde_json::Value) -> usize {
     }
 }
 
+/// A stored manifest as a `JSON` field, counted into the answer's budget.
+fn charged_spec(rc: &RequestCtx, spec: &gatos_types::jobs::JobSpec) -> async_graphql::Result<Json> {
+    charged_json(
+        rc,
+        serde_json::to_value(spec).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// A stored document as a `JSON` field, counted into the answer's budget.
 fn charged_json(rc: &RequestCtx, v: serde_json::Value) -> async_graphql::Result<Json> {
     rc.charge(json_size(&v))?;
@@ -800,10 +808,7 @@ impl Ledger {
                         name,
                         version: UInt64(m.version),
                         content_id: DigestScalar(m.content_id),
-                        spec: charged_json(
-                            rc,
-                            serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
-                        )?,
+                        spec: charged_spec(rc, &m.manifest)?,
                         state: Some(self.0.clone()),
                     },
                 ))
@@ -1242,10 +1247,9 @@ impl Job {
 
     /// The normalized manifest, as stored (secret references are names, never values).
     async fn spec(&self, ctx: &Context<'_>) -> async_graphql::Result<Json> {
-        let rc = ctx.data::<std::sync::Arc<RequestCtx>>()?;
-        charged_json(
-            rc,
-            serde_json::to_value(&self.row.manifest).unwrap_or(serde_json::Value::Null),
+        charged_spec(
+            ctx.data::<std::sync::Arc<RequestCtx>>()?,
+            &self.row.manifest,
         )
     }
 
@@ -1880,10 +1884,7 @@ impl Manifest {
                     node: ManifestVersion {
                         version: UInt64(m.version),
                         content_id: DigestScalar(m.content_id),
-                        spec: charged_json(
-                            rc,
-                            serde_json::to_value(&m.manifest).unwrap_or(serde_json::Value::Null),
-                        )?,
+                        spec: charged_spec(rc, &m.manifest)?,
                     },
                 })
             })
