@@ -311,3 +311,49 @@ print("ok")
     );
     Ok(())
 }
+
+/// A stream ends when its token is withdrawn: a `SIGHUP` re-read of a token file without it
+/// stopped new requests, while a stream opened with it kept delivering (found by a
+/// black-box test).
+#[test]
+fn a_stream_ends_when_its_token_is_withdrawn() -> TestResult {
+    const OTHER: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    gatos_ok(&repo, &["messages", "publish", "orders", "--data", "{}"])?;
+    let d = Gatosd::start(&repo, &format!("ci {CI}\nother {OTHER}\n"), "gatosd", &[])?;
+    let tokens = repo.root().join("tokens");
+    let script = format!(
+        r#"
+import os, requests, signal, sys
+url = "http://{addr}/api/v1/topics/orders/stream?since_seq=0"
+r = requests.get(url, headers={{"Authorization": "Bearer {OTHER}"}}, stream=True, timeout=60)
+assert r.status_code == 200, r.text
+lines = r.iter_lines(decode_unicode=True)
+for line in lines:
+    if line.startswith("data:"):
+        break
+# The stream is open and has delivered: take the token out of the file and re-read it.
+with open("{tokens}", "w") as f:
+    f.write("ci {CI}\n")
+os.kill({pid}, signal.SIGHUP)
+events = [l for l in lines if l.startswith("event:")]
+assert events == ["event: shutdown"], events
+again = requests.get(url, headers={{"Authorization": "Bearer {OTHER}"}}, timeout=60)
+assert again.status_code == 401, again.status_code
+print("ok")
+"#,
+        addr = d.addr,
+        tokens = tokens.display(),
+        pid = d.child.id(),
+    );
+    let out = d.python(&script, &[])?;
+    assert_eq!(out.trim(), "ok");
+    assert!(
+        d.log()
+            .contains("streams of tokens no longer in the file ended"),
+        "{}",
+        d.log()
+    );
+    Ok(())
+}

@@ -1,7 +1,7 @@
 //! State shared by every connection of one server.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use gatos::Gatos;
@@ -42,6 +42,14 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The dashboard's sign-in codes and sessions (ADR 0045).
     pub dashboard: crate::http::session::Sessions,
+    /// The open HTTP streams with what they presented: [`Shared::end_withdrawn_streams`]
+    /// stops those whose token or session is no longer in force.
+    streams: Mutex<
+        Vec<(
+            crate::http::guard::Credential,
+            tokio_util::sync::CancellationToken,
+        )>,
+    >,
     /// Fingerprints of what changes without a `gatos.jobs` event: live claims (heartbeats,
     /// takeovers), the daemon's sync, topics, consumer groups, manifests, keys, the audit
     /// trail and maintenance. The store refresher sets them; the job-event stream sends
@@ -141,6 +149,7 @@ impl Shared {
             sync_remote,
             metrics: Arc::new(crate::metrics::Metrics::new()),
             dashboard: crate::http::session::Sessions::default(),
+            streams: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
         })
     }
@@ -160,6 +169,46 @@ impl Shared {
         self.tokens().and_then(|t| t.find(presented).cloned())
     }
 
+    /// The stop of a stream opened with `credential` on a connection stopped by `conn`:
+    /// also stopped when the credential is withdrawn (a token file re-read without the
+    /// token, a dashboard session revoked or logged out).
+    pub fn stream_stop(
+        &self,
+        credential: crate::http::guard::Credential,
+        conn: &tokio_util::sync::CancellationToken,
+    ) -> tokio_util::sync::CancellationToken {
+        let stop = conn.child_token();
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        streams.retain(|(_, s)| !s.is_cancelled());
+        streams.push((credential, stop.clone()));
+        stop
+    }
+
+    /// Stops the streams whose token or session is no longer in force; how many.
+    pub fn end_withdrawn_streams(&self) -> usize {
+        use crate::http::guard::Credential;
+        let live: Vec<String> = self
+            .dashboard
+            .list(Instant::now())
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ended = 0;
+        streams.retain(|(c, stop)| {
+            let held = match c {
+                Credential::Token(t) => self.token_matches(t),
+                Credential::Session(id) => live.contains(id),
+            };
+            if !held && !stop.is_cancelled() {
+                stop.cancel();
+                ended += 1;
+            }
+            held && !stop.is_cancelled()
+        });
+        ended
+    }
+
     /// Re-reads the token file (SIGHUP): a file that does not parse keeps the tokens in
     /// force and is logged.
     pub fn reload_tokens(&self) {
@@ -177,6 +226,13 @@ impl Shared {
             Ok(t) => {
                 tracing::info!(path = %file.display(), tokens = t.names().count(), "token file re-read");
                 current.store(Arc::new(t));
+                let ended = self.end_withdrawn_streams();
+                if ended > 0 {
+                    tracing::info!(
+                        streams = ended,
+                        "streams of tokens no longer in the file ended"
+                    );
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the token file was not re-read; the tokens in force stay")

@@ -269,6 +269,7 @@ async fn logout(State(st): State<Arc<HttpState>>, req: Request) -> Response {
         && let Some(id) = st.shared.dashboard.end(&secret)
     {
         tracing::info!(session = %id, "dashboard session ended (logout)");
+        st.shared.end_withdrawn_streams();
     }
     let mut r = json(StatusCode::OK, &serde_json::json!({"signed_out": true}));
     if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(st.options.tls.is_some())) {

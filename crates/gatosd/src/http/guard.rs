@@ -26,6 +26,26 @@ pub struct Authed {
     pub actor: Actor,
     /// The token is marked `ro`.
     pub read_only: bool,
+    /// What it presented, so that a stream it opened ends when that is withdrawn.
+    pub credential: Credential,
+}
+
+/// What a request presented: a token of the token file, or a dashboard session.
+#[derive(Clone)]
+pub enum Credential {
+    /// The bearer token (kept to ask the token file in force whether it still holds it).
+    Token(std::sync::Arc<[u8]>),
+    /// The dashboard session's id.
+    Session(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Token(_) => f.write_str("Token(…)"),
+            Credential::Session(id) => write!(f, "Session({id})"),
+        }
+    }
 }
 
 /// The routes served without a token (liveness: no store read, nothing to protect).
@@ -177,6 +197,7 @@ pub async fn check(State(state): State<Arc<HttpState>>, req: Request, next: Next
     let authed = Authed {
         actor: Actor::Http(entry.name.clone()),
         read_only: entry.read_only,
+        credential: Credential::Token(presented.into()),
     };
     run_counted(&state, authed, &entry.name, req, next).await
 }
@@ -245,8 +266,9 @@ fn cookie_session(state: &HttpState, req: &Request, secret: &[u8]) -> Option<Aut
         .dashboard
         .check(secret, std::time::Instant::now())?;
     Some(Authed {
-        actor: Actor::Web(s.id),
+        actor: Actor::Web(s.id.clone()),
         read_only: s.read_only || state.shared.service.config().read_only,
+        credential: Credential::Session(s.id),
     })
 }
 

@@ -304,10 +304,12 @@ async fn open(st: Arc<HttpState>, kind: Kind, req: Request) -> Result<Response, 
         .get::<Authed>()
         .cloned()
         .ok_or_else(|| Problem::new(ErrorCode::Unauthorized, "this route needs a token"))?;
-    let stop = req
+    // The stream also ends when its token or session is withdrawn.
+    let conn = req
         .extensions()
         .get::<ConnStop>()
         .map_or_else(CancellationToken::new, |s| s.0.clone());
+    let stop = st.shared.stream_stop(authed.credential.clone(), &conn);
     let resume = last_event_id(&req)?;
     let (topic, filter, since) = match kind {
         Kind::Topic => {

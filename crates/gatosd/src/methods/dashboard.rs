@@ -95,6 +95,7 @@ pub async fn revoke(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, R
         }
     };
     let revoked = conn.shared.dashboard.revoke(target.as_deref());
+    conn.shared.end_withdrawn_streams();
     if target.is_some() && revoked.is_empty() {
         let shown: String = p.id.unwrap_or_default().chars().take(64).collect();
         return Err(RpcError::taxonomy(

@@ -76,10 +76,12 @@ pub(super) async fn open(st: Arc<HttpState>, req: Request) -> Result<Response, P
         .get::<Authed>()
         .cloned()
         .ok_or_else(|| Problem::new(ErrorCode::Unauthorized, "this route needs a token"))?;
-    let stop = req
+    // The stream also ends when its token or session is withdrawn.
+    let conn = req
         .extensions()
         .get::<ConnStop>()
         .map_or_else(CancellationToken::new, |s| s.0.clone());
+    let stop = st.shared.stream_stop(authed.credential.clone(), &conn);
     let seg = req
         .uri()
         .path()
