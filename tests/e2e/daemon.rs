@@ -846,12 +846,14 @@ while True:
     call("jobs.heartbeat", lease)
     say("heartbeat", job, c["claim_commit"], ref(job, "claim"))
     done += 1
-    if done % 2:
-        say("sign", json.dumps(c))
-        poe = json.loads(sys.stdin.readline())
+    # Every other one succeeds, the rest fail: both with the worker's proof.
+    code = 0 if done % 2 else 1
+    say("sign", code, json.dumps(c))
+    poe = json.loads(sys.stdin.readline())
+    if code == 0:
         r = call("jobs.complete", dict(lease, exit_code=0, poe=poe))
     else:
-        r = call("jobs.fail", dict(lease, outcome="lost"))
+        r = call("jobs.fail", dict(lease, exit_code=1, poe=poe))
     say("ended", job, r["state"], r["commit"], ref(job, "result"))
 "#;
 
@@ -899,8 +901,10 @@ fn concurrent_client_processes_get_each_job_once_and_every_answer_is_a_committed
                 let mut stdin = child.stdin.take().ok_or("no stdin")?;
                 for line in BufReader::new(out).lines() {
                     let line = line.map_err(|e| e.to_string())?;
-                    if let Some(claim) = line.strip_prefix("sign ") {
-                        let poe = sign_noop(&g, claim).map_err(|e| e.to_string())?;
+                    if let Some((code, claim)) =
+                        line.strip_prefix("sign ").and_then(|l| l.split_once(' '))
+                    {
+                        let poe = sign_noop(&g, claim, code == "0").map_err(|e| e.to_string())?;
                         writeln!(stdin, "{poe}").map_err(|e| e.to_string())?;
                         continue;
                     }
@@ -957,17 +961,17 @@ fn concurrent_client_processes_get_each_job_once_and_every_answer_is_a_committed
         "{rows:?}"
     );
     assert!(succeeded >= JOBS / 2, "{succeeded} of {JOBS} succeeded");
-    // Every proof checks against its result.
-    for r in rows.iter().filter(|r| r["state"] == "succeeded") {
+    // Every proof checks against its result, the failures' too.
+    for r in &rows {
         gatos_ok(&repo, &["jobs", "verify", r["id"].as_str().ok_or("no id")?])?;
     }
     drop(d);
     repo.assert_fsck_strict()
 }
 
-/// The proof of a no-op run of the claim `claim` (a `jobs.claim` answer), signed with the
-/// node's key, as JSON.
-fn sign_noop(g: &gatos::Gatos, claim: &str) -> TestResult<String> {
+/// The proof of a no-op run of the claim `claim` (a `jobs.claim` answer) that succeeded
+/// (exit 0) or failed (exit 1), signed with the node's key, as JSON.
+fn sign_noop(g: &gatos::Gatos, claim: &str, succeeded: bool) -> TestResult<String> {
     let c: Value = serde_json::from_str(claim)?;
     let field = |f: &str| c[f].as_str().ok_or(format!("no {f} in {c}"));
     let key = g.keys().signing_key()?.ok_or("no signing key")?;
@@ -985,8 +989,12 @@ fn sign_noop(g: &gatos::Gatos, claim: &str) -> TestResult<String> {
         &gatos::proofs::Attempt {
             started_at: now,
             finished_at: now,
-            outcome: gatos_types::jobs::Outcome::Succeeded,
-            exit_code: Some(0),
+            outcome: if succeeded {
+                gatos_types::jobs::Outcome::Succeeded
+            } else {
+                gatos_types::jobs::Outcome::Failed
+            },
+            exit_code: Some(if succeeded { 0 } else { 1 }),
             stdout: b"",
             stdout_truncated: false,
             stderr: b"",
@@ -1199,6 +1207,18 @@ fn bad_values_for_the_job_plane_are_refused_and_change_nothing() -> TestResult {
         "Conflict",
         "was not cancelled",
     )?;
+    for outputs in [
+        json!([{"path": "a", "data_base64": ""}, {"path": "a-b", "data_base64": ""}, {"path": "a/b", "data_base64": ""}]),
+        json!([{"path": "x", "data_base64": ""}, {"path": "x", "data_base64": ""}]),
+    ] {
+        refused(
+            &mut c,
+            "jobs.complete",
+            with(json!({"exit_code": 0, "poe": {}, "outputs": outputs})),
+            "InvalidInput",
+            "output",
+        )?;
+    }
     for path in [".git/config", "a/.GIT/x", ".gitattributes", "a\u{0}b"] {
         refused(
             &mut c,

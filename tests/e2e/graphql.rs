@@ -952,8 +952,8 @@ fn the_generated_graphql_schema_is_the_committed_sdl() -> TestResult {
 /// Aliases repeat a field, so pages alone do not bound an answer: a 4 KiB query of 200
 /// aliases of a 7 MiB message made gatosd build a 1.4 GB answer and abort (found by a
 /// black-box test). Now the stored content one answer holds is at most four pages
-/// (`--max-page-bytes`): the fields past it fail with `PayloadTooLarge`, the rest of the
-/// answer stands, and the daemon serves on.
+/// (16 MiB): the fields past it fail with `PayloadTooLarge`, the rest of the answer
+/// stands, and the daemon serves on.
 #[test]
 fn aliases_cannot_make_an_answer_larger_than_its_budget() -> TestResult {
     let repo = TempRepo::new()?;

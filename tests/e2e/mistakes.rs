@@ -378,13 +378,28 @@ fn writes_no_reader_or_git_would_accept_are_refused_before_anything_is_written()
             "--max-messages",
             "18446744073709551615",
         ],
-        "/max_messages",
+        "max_messages",
     )?;
     gatos_ok(&repo, &["messages", "publish", "t", "--data", "{}"])?;
     assert_eq!(
         json_lines(&gatos_ok(&repo, &["messages", "read", "t", "--json"])?)?.len(),
         2
     );
+
+    refused(
+        &["jobs", "config", "q", "--backoff-max", "31d"],
+        "at most 30 days",
+    )?;
+    refused(
+        &[
+            "jobs",
+            "config",
+            "q",
+            "--max-pending",
+            "18446744073709551615",
+        ],
+        "max_pending",
+    )?;
 
     // What is at the edges is taken, and reads back as given.
     let ok = manifest(

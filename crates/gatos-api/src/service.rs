@@ -904,14 +904,12 @@ impl Service {
         if f.outcome == Outcome::Succeeded && f.exit_code != Some(0) {
             return Err(invalid("a succeeded attempt has exit_code 0"));
         }
-        if f.poe.is_none() {
-            return Err(gatos::Error::new(
-                ErrorCode::SignatureInvalid,
-                "jobs.complete carries the proof of execution signed by the worker (poe)",
-            )
-            .into());
-        }
-        self.finish(actor, &p, &f, true)
+        self.finish(
+            actor,
+            &p,
+            &f,
+            Some("jobs.complete carries the proof of execution signed by the worker (poe)"),
+        )
     }
 
     /// `jobs.fail`: a failed (default), timed-out, cancelled or abandoned (`lost`) attempt.
@@ -939,18 +937,25 @@ impl Service {
             Outcome::Lost => reports,
             Outcome::Cancelled | Outcome::Succeeded => false,
         };
-        self.finish(actor, &p, &f, needs_proof)
+        self.finish(
+            actor,
+            &p,
+            &f,
+            needs_proof.then_some(
+                "jobs.fail of a failed or timed-out attempt, or of a lost one that reports an exit code, logs or outputs, carries the proof of execution signed by the worker (poe); give a job back unrun with outcome lost and nothing else",
+            ),
+        )
     }
 
     /// Ends the attempt `p` names (its token checked first, so that a caller without it
-    /// learns nothing more), with its proof checked, or without one where `needs_proof` is
-    /// false.
+    /// learns nothing more), with its proof checked; without one only where `needs_proof`
+    /// (the refusal's message) is `None`.
     fn finish(
         &self,
         actor: &Actor,
         p: &FinishParams,
         f: &Finish,
-        needs_proof: bool,
+        needs_proof: Option<&'static str>,
     ) -> R<FinishResult> {
         let g = self.as_actor(actor);
         let jobs = g.jobs();
@@ -961,12 +966,10 @@ impl Service {
             p.lease_token.as_ref(),
             DEFAULT_LEASE,
         )?;
-        if needs_proof && f.poe.is_none() {
-            return Err(gatos::Error::new(
-                ErrorCode::SignatureInvalid,
-                "jobs.fail of a failed or timed-out attempt, or of a lost one that reports an exit code, logs or outputs, carries the proof of execution signed by the worker (poe); give a job back unrun with outcome lost and nothing else",
-            )
-            .into());
+        if let Some(why) = needs_proof
+            && f.poe.is_none()
+        {
+            return Err(gatos::Error::new(ErrorCode::SignatureInvalid, why).into());
         }
         let done = if f.poe.is_some() {
             jobs.finish_verified(&lease, f)?

@@ -426,12 +426,17 @@ impl Reads<'_> {
         let mut out: Vec<AttemptSteps> = Vec::new();
         for link in chain.into_iter().rev() {
             match out.last_mut() {
-                Some(a) if a.attempt == link.doc.attempt => a.steps.insert(0, link),
+                Some(a) if a.attempt == link.doc.attempt => a.steps.push(link),
                 _ => out.push(AttemptSteps {
                     attempt: link.doc.attempt,
                     steps: vec![link],
                 }),
             }
+        }
+        // Each attempt's steps newest first (pushed oldest first: one pass, not a shift per
+        // step of a long chain).
+        for a in &mut out {
+            a.steps.reverse();
         }
         Ok(out)
     }

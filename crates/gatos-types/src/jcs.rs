@@ -66,6 +66,20 @@ pub fn to_vec_exact<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     Ok(to_vec(&v))
 }
 
+/// Checks one integer a user gives for a typed document (a setting): at most 2^53, the
+/// largest a JCS document holds exactly.
+///
+/// # Errors
+/// [`Error::Unrepresentable`] (`InvalidInput`) naming `field`.
+pub fn exact_u64(field: &str, v: u64) -> Result<(), Error> {
+    if v > 1 << 53 {
+        return Err(Error::Unrepresentable(format!(
+            "{field} {v} is beyond 2^53 (9007199254740992), the largest a JCS document holds exactly"
+        )));
+    }
+    Ok(())
+}
+
 /// The first integer beyond ±2^53 in `v`, with its JSON pointer (`/limits/max_messages`;
 /// the root is `/`).
 fn inexact_integer(v: &Value, at: &mut String) -> Option<(String, serde_json::Number)> {

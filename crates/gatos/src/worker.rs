@@ -1692,6 +1692,11 @@ fn collect_outputs(declared: &[String], base: &Path, cwd: &Path) -> Vec<(String,
     };
     let mut total = 0u64;
     for rel in declared {
+        if let Err(e) = gatos_store::objects::check_tree_path(rel) {
+            // Refused at enqueue now; a job an earlier release stored may still name one.
+            tracing::warn!(output = %rel, reason = e.reason, "an output git would read as its own file is left out of the result");
+            continue;
+        }
         let path = rel_cwd.join(rel);
         let fd = match rustix::fs::openat2(
             &dir,

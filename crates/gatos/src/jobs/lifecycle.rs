@@ -36,6 +36,7 @@ pub const MAX_LEASE: Dur = crate::jobs::manifest::MAX_TIMEOUT;
 /// # Errors
 /// `InvalidInput` naming the first output that cannot.
 pub fn check_outputs(finish: &Finish) -> Result<()> {
+    let mut paths: Vec<&str> = Vec::with_capacity(finish.outputs.len());
     for (p, _) in &finish.outputs {
         gatos_store::objects::check_tree_path(p).map_err(|e| {
             Error::new(
@@ -43,6 +44,28 @@ pub fn check_outputs(finish: &Finish) -> Result<()> {
                 format!("output {:?}: {}", e.path, e.reason),
             )
         })?;
+        paths.push(p);
+    }
+    // One tree entry per name: an output given twice, or one that is a folder of another
+    // (`a` and `a/b`, wherever `a-b` sorts), cannot both be files.
+    let mut seen = std::collections::HashSet::with_capacity(paths.len());
+    for p in &paths {
+        if !seen.insert(*p) {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!("output {p:?} is given twice"),
+            ));
+        }
+    }
+    for p in &paths {
+        for (i, _) in p.match_indices('/') {
+            if seen.contains(&p[..i]) {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    format!("outputs {:?} and {p:?} cannot both be files", &p[..i]),
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -71,6 +71,9 @@ pub fn set(
     )
 }
 
+/// The longest retry delay a queue may set: thirty days, the longest timeout.
+pub const MAX_BACKOFF_SECS: u64 = 30 * 86_400;
+
 /// Changes a queue's settings. Audited (`config.queue`). Returns the settings and whether
 /// they changed.
 ///
@@ -78,6 +81,22 @@ pub fn set(
 /// `InvalidInput` for a zero delay or a base above the cap; `Conflict` when another writer
 /// changed them at the same moment.
 pub fn change(gatos: &Gatos, queue: &Queue, change: &Change) -> Result<(QueueConfig, bool)> {
+    for (field, v) in [
+        ("backoff_base", change.backoff_base.flatten()),
+        ("backoff_max", change.backoff_max.flatten()),
+    ] {
+        // A retry waits at most as long as a job may run: past that a job would sit until
+        // a time no document holds.
+        if v.is_some_and(|s| s > MAX_BACKOFF_SECS) {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!("{field} must be at most 30 days ({MAX_BACKOFF_SECS} seconds)"),
+            ));
+        }
+    }
+    if let Some(v) = change.max_pending.flatten() {
+        jcs::exact_u64("max_pending", v)?;
+    }
     let (old, at) = config_at(gatos, queue)?;
     let mut new = old.clone();
     if let Some(v) = change.backoff_base {
@@ -106,7 +125,7 @@ pub fn change(gatos: &Gatos, queue: &Queue, change: &Change) -> Result<(QueueCon
     if new == old && at.is_some() {
         return Ok((new, false));
     }
-    let doc = jcs::to_vec_exact(&new)?;
+    let doc = jcs::to_vec_of(&new)?;
     let mut w = gatos.store().writer();
     let blob = w.blob(&doc)?;
     let tree = w.files(&[(CONFIG_PATH, blob)])?;

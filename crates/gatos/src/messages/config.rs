@@ -141,6 +141,19 @@ impl Gatos {
                 return Err(Error::Zero { field }.into());
             }
         }
+        // What this change sets must read back as given; a value stored before stays as
+        // it is and does not block other changes.
+        for (field, v) in [
+            ("max_messages", change.max_messages),
+            ("max_bytes", change.max_bytes),
+            ("ttl", change.ttl.flatten()),
+            ("retain_messages", change.retain_messages.flatten()),
+            ("retain_bytes", change.retain_bytes.flatten()),
+        ] {
+            if let Some(v) = v {
+                jcs::exact_u64(field, v)?;
+            }
+        }
         let (old, at) = self.topic_config(topic)?;
         let mut new = old.clone();
         if let Some(v) = change.max_messages {
@@ -164,7 +177,7 @@ impl Gatos {
         if new == old && at.is_some() {
             return Ok((new, at, false));
         }
-        let doc = jcs::to_vec_exact(&new)?;
+        let doc = jcs::to_vec_of(&new)?;
         let mut w = self.store().writer();
         let blob = w.blob(&doc)?;
         let tree = w.files(&[(CONFIG_PATH, blob)])?;

@@ -660,8 +660,8 @@ fn fixed_walks_through_the_state_machine() -> TestResult {
             ],
         ),
         // `finish` answers the state the refs give: a failure with attempts left under a
-        // cancel is cancelled, not pending; an attempt given back as cancelled with no
-        // cancel ref runs again, or, on the last attempt, is failed and closed as lost.
+        // cancel is cancelled, not pending; an attempt ended as cancelled with no cancel
+        // ref is refused (`Conflict`, ADR 0048) and the attempt goes on.
         (
             3,
             vec![Claim(0), Cancel, Finish(0, Outcome::Failed), Claim(1)],

@@ -808,7 +808,7 @@ impl Ledger {
                         name,
                         version: UInt64(m.version),
                         content_id: DigestScalar(m.content_id),
-                        spec: charged_spec(rc, &m.manifest)?,
+                        spec_doc: m.manifest,
                         state: Some(self.0.clone()),
                     },
                 ))
@@ -1282,6 +1282,10 @@ impl Job {
             .reads(Src::State(self.at.clone()))
             .job_attempts(self.row.id)
             .map_err(from_call)?;
+        // A step of a claim chain (every heartbeat is one) takes about this much of the
+        // answer: a long-running job's chain counts into the budget like a page.
+        const STEP_BYTES: usize = 160;
+        rc.charge(attempts.iter().map(|a| a.steps.len() * STEP_BYTES).sum())?;
         Ok(attempts
             .into_iter()
             .filter_map(|a| {
@@ -1605,14 +1609,7 @@ fn messages_page(
             limit: Some(u64::try_from(limit).unwrap_or(100)),
         };
         rc.within_budget()?;
-        let page = reads.messages_read_until(p, until).map_err(from_call)?;
-        rc.charge(
-            page.messages
-                .iter()
-                .map(|m| m.payload.get().len() + m.headers.as_ref().map_or(0, |h| h.get().len()))
-                .sum(),
-        )?;
-        Ok(page)
+        reads.messages_read_until(p, until).map_err(from_call)
     };
     let (messages, next, prev) = if backward {
         let limit = size_of("last", r.last)?;
@@ -1660,6 +1657,13 @@ fn messages_page(
         )?;
         (page.messages, !page.end, r.after.is_some())
     };
+    // The page kept is what the answer holds (a backward page's earlier rounds are not).
+    rc.charge(
+        messages
+            .iter()
+            .map(|m| m.payload.get().len() + m.headers.as_ref().map_or(0, |h| h.get().len()))
+            .sum(),
+    )?;
     let edges: Vec<MessageEdge> = messages
         .into_iter()
         .map(|m| MessageEdge {
@@ -1759,21 +1763,30 @@ pub struct Manifest {
     version: UInt64,
     /// `blake3:` of the version's document.
     content_id: DigestScalar,
-    /// The job spec it enqueues.
-    spec: Json,
+    #[graphql(skip)]
+    spec_doc: gatos_types::jobs::JobSpec,
     #[graphql(skip)]
     state: Option<Resolved>,
 }
 
 /// One version of a manifest.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct ManifestVersion {
     /// Its number.
     version: UInt64,
     /// `blake3:` of its document.
     content_id: DigestScalar,
+    #[graphql(skip)]
+    spec_doc: gatos_types::jobs::JobSpec,
+}
+
+#[async_graphql::ComplexObject]
+impl ManifestVersion {
     /// The job spec it enqueues.
-    spec: Json,
+    async fn spec(&self, ctx: &Context<'_>) -> async_graphql::Result<Json> {
+        charged_spec(ctx.data::<std::sync::Arc<RequestCtx>>()?, &self.spec_doc)
+    }
 }
 
 /// A page of a manifest's versions, newest first.
@@ -1798,6 +1811,11 @@ pub struct ManifestVersionEdge {
 
 #[async_graphql::ComplexObject]
 impl Manifest {
+    /// The job spec it enqueues.
+    async fn spec(&self, ctx: &Context<'_>) -> async_graphql::Result<Json> {
+        charged_spec(ctx.data::<std::sync::Arc<RequestCtx>>()?, &self.spec_doc)
+    }
+
     /// Its versions at this state, newest first.
     #[graphql(
         complexity = "first.or(last).map_or(100, |f| usize::try_from(f).unwrap_or(0)) * child_complexity + 1"
@@ -1884,7 +1902,7 @@ impl Manifest {
                     node: ManifestVersion {
                         version: UInt64(m.version),
                         content_id: DigestScalar(m.content_id),
-                        spec: charged_spec(rc, &m.manifest)?,
+                        spec_doc: m.manifest,
                     },
                 })
             })
