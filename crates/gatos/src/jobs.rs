@@ -170,6 +170,9 @@ impl<'g> Jobs<'g> {
         retry_of: Option<Ulid>,
     ) -> Result<EnqueueRow> {
         manifest::scan(&spec, &secrets::Allowlist::of(self.gatos))?;
+        // A stored spec run again (a registry version, a retry) may be an earlier
+        // release's: what a new job may not hold is refused here too.
+        manifest::check_outputs_written(&spec)?;
         let admitted = admission::admit(self.gatos, &spec.queue)?;
         let now = self.gatos.now();
         let id = self.gatos.next_job_id();

@@ -1719,6 +1719,20 @@ fn collect_outputs(declared: &[String], base: &Path, cwd: &Path) -> Vec<(String,
         if !meta.is_file() {
             continue;
         }
+        // A process still running can turn `a` from a file into a folder between two
+        // opens: an output that would share a name with one taken is left out, so the
+        // attempt's end is still recorded.
+        let collides = |taken: &str| {
+            taken == rel
+                || rel.strip_prefix(taken).is_some_and(|r| r.starts_with('/'))
+                || taken
+                    .strip_prefix(rel.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        };
+        if out.iter().any(|(taken, _)| collides(taken)) {
+            tracing::warn!(output = %rel, "an output that would share a name with another is left out");
+            continue;
+        }
         if total + meta.len() > OUTPUTS_CAP {
             tracing::warn!(output = %rel, "outputs over 64 MiB in all; this one is left out");
             continue;

@@ -24,8 +24,12 @@ pub mod subscriptions;
 pub mod transport;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use gatos::Gatos;
+
+/// How often the streams of expired or evicted dashboard sessions are looked for.
+const STREAM_SWEEP: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs the daemon with command-line `args` (without the program name).
 #[expect(
@@ -299,6 +303,20 @@ fn start(args: &args::Args) -> Result<(), StartError> {
                 let _ = tokio::task::spawn_blocking(move || shared.reload_tokens()).await;
             }
         });
+        // A dashboard session that expires or is evicted ends its streams within this
+        // sweep (a re-read, a revoke or a logout ends them at once).
+        if args.http.is_some() {
+            let sweep = Arc::downgrade(&shared);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(STREAM_SWEEP);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(shared) = sweep.upgrade() else { return };
+                    shared.end_withdrawn_streams();
+                }
+            });
+        }
         // Stale locks, maintenance and background sync: the library's node runtime,
         // started once nothing can fail before serving.
         let node = gatos_api::Node::start(

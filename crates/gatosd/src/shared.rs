@@ -11,6 +11,22 @@ use crate::limits::Limits;
 use crate::subscriptions::Watchers;
 use crate::transport::token::{Token, Tokens};
 
+/// A stream's stop (see [`Shared::stream_stop`]): stopped when dropped.
+pub struct StreamStop(tokio_util::sync::CancellationToken);
+
+impl StreamStop {
+    /// The token the stream's tasks wait on.
+    pub fn token(&self) -> tokio_util::sync::CancellationToken {
+        self.0.clone()
+    }
+}
+
+impl Drop for StreamStop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 /// What every connection shares.
 pub struct Shared {
     /// The repository.
@@ -171,40 +187,52 @@ impl Shared {
 
     /// The stop of a stream opened with `credential` on a connection stopped by `conn`:
     /// also stopped when the credential is withdrawn (a token file re-read without the
-    /// token, a dashboard session revoked or logged out).
+    /// token, a dashboard session revoked, logged out, evicted or expired). Already
+    /// stopped when the credential was withdrawn since the request was let in. Dropping
+    /// the [`StreamStop`] (the stream's end, or an open that failed) stops it too, and the
+    /// next registration forgets it.
     pub fn stream_stop(
         &self,
         credential: crate::http::guard::Credential,
         conn: &tokio_util::sync::CancellationToken,
-    ) -> tokio_util::sync::CancellationToken {
+    ) -> StreamStop {
         let stop = conn.child_token();
+        // The streams' lock first, then the credentials': a withdrawal waits for this
+        // registration, or this registration sees the withdrawal.
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         streams.retain(|(_, s)| !s.is_cancelled());
-        streams.push((credential, stop.clone()));
-        stop
+        if self.holds(&credential, Instant::now()) {
+            streams.push((credential, stop.clone()));
+        } else {
+            stop.cancel();
+        }
+        StreamStop(stop)
+    }
+
+    /// Whether `credential` is still in force.
+    fn holds(&self, credential: &crate::http::guard::Credential, now: Instant) -> bool {
+        use crate::http::guard::Credential;
+        match credential {
+            Credential::Token(hash) => self.tokens().is_some_and(|t| t.holds_hash(hash)),
+            Credential::Session(id) => self.dashboard.is_live(id, now),
+        }
     }
 
     /// Stops the streams whose token or session is no longer in force; how many.
     pub fn end_withdrawn_streams(&self) -> usize {
-        use crate::http::guard::Credential;
-        let live: Vec<String> = self
-            .dashboard
-            .list(Instant::now())
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
+        let now = Instant::now();
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         let mut ended = 0;
         streams.retain(|(c, stop)| {
-            let held = match c {
-                Credential::Token(t) => self.token_matches(t),
-                Credential::Session(id) => live.contains(id),
-            };
-            if !held && !stop.is_cancelled() {
-                stop.cancel();
-                ended += 1;
+            if stop.is_cancelled() {
+                return false;
             }
-            held && !stop.is_cancelled()
+            if self.holds(c, now) {
+                return true;
+            }
+            stop.cancel();
+            ended += 1;
+            false
         });
         ended
     }

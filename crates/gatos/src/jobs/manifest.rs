@@ -562,6 +562,21 @@ fn check_relative(field: &'static str, p: &str) -> std::result::Result<String, P
     Ok(p.trim_end_matches('/').to_owned())
 }
 
+/// Refuses a spec about to become a new job whose outputs name a file git reads as its
+/// own (what normalization refuses; a stored spec of an earlier release may hold one).
+///
+/// # Errors
+/// `InvalidInput` naming the output.
+pub fn check_outputs_written(spec: &JobSpec) -> Result<()> {
+    for o in &spec.outputs {
+        check_output_name(o).map_err(|reason| Error::OutputName {
+            path: o.clone(),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
 /// Whether an output's place in the result's tree (`outputs/<path>`) is one git accepts
 /// (`git fsck --strict`): not `.git`, `.gitmodules` or `.gitattributes` in any spelling.
 fn check_output_name(o: &str) -> std::result::Result<(), &'static str> {
@@ -768,9 +783,9 @@ fn check_document(spec: &JobSpec) -> std::result::Result<(), DocumentError> {
     if spec.cwd != "." {
         check_relative("cwd", &spec.cwd).map_err(DocumentError::Path)?;
     }
-    // The output names git reads as its own are refused where a manifest is written, not
-    // here: a job an earlier release stored with one still reads, runs and ends (the
-    // worker leaves such an output out of the result and says so in its stderr).
+    // The output names git reads as its own are refused where a manifest is written or a
+    // job is made, not here: a job an earlier release stored with one still reads, runs
+    // and ends (the worker leaves such an output out of the result and logs it).
     for o in &spec.outputs {
         check_relative("output", o).map_err(DocumentError::Path)?;
     }

@@ -227,6 +227,14 @@ impl Sessions {
         ended
     }
 
+    /// Whether the session `id` is live (not ended, revoked, evicted or expired).
+    pub fn is_live(&self, id: &str, now: Instant) -> bool {
+        self.lock()
+            .sessions
+            .values()
+            .any(|s| s.id == id && s.expires > now)
+    }
+
     /// The live sessions, oldest first.
     pub fn list(&self, now: Instant) -> Vec<Session> {
         let mut inner = self.lock();

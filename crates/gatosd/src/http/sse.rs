@@ -309,7 +309,8 @@ async fn open(st: Arc<HttpState>, kind: Kind, req: Request) -> Result<Response, 
         .extensions()
         .get::<ConnStop>()
         .map_or_else(CancellationToken::new, |s| s.0.clone());
-    let stop = st.shared.stream_stop(authed.credential.clone(), &conn);
+    let stop_guard = st.shared.stream_stop(authed.credential.clone(), &conn);
+    let stop = stop_guard.token();
     let resume = last_event_id(&req)?;
     let (topic, filter, since) = match kind {
         Kind::Topic => {
@@ -384,6 +385,7 @@ async fn open(st: Arc<HttpState>, kind: Kind, req: Request) -> Result<Response, 
     tokio::spawn(tracing::Instrument::in_current_span(async move {
         produce(producer, slot).await;
         drop(registered);
+        drop(stop_guard);
     }));
     let mut r = Response::new(Body::new(StreamBody::new(queue)));
     let h = r.headers_mut();

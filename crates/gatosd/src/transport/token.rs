@@ -221,6 +221,21 @@ impl Tokens {
         self.find(presented).is_some()
     }
 
+    /// Whether a token whose BLAKE3 hash is `hash` is one of these (an HTTP stream keeps
+    /// the hash of what it presented, never the token).
+    pub fn holds_hash(&self, hash: &[u8; 32]) -> bool {
+        let mut found = false;
+        for e in &self.entries {
+            let diff = e
+                .hash
+                .iter()
+                .zip(hash)
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+            found |= diff == 0;
+        }
+        found
+    }
+
     /// The names, in file order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| e.name.as_str())

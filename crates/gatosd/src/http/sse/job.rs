@@ -81,7 +81,8 @@ pub(super) async fn open(st: Arc<HttpState>, req: Request) -> Result<Response, P
         .extensions()
         .get::<ConnStop>()
         .map_or_else(CancellationToken::new, |s| s.0.clone());
-    let stop = st.shared.stream_stop(authed.credential.clone(), &conn);
+    let stop_guard = st.shared.stream_stop(authed.credential.clone(), &conn);
+    let stop = stop_guard.token();
     let seg = req
         .uri()
         .path()
@@ -107,6 +108,7 @@ pub(super) async fn open(st: Arc<HttpState>, req: Request) -> Result<Response, P
     tokio::spawn(tracing::Instrument::in_current_span(async move {
         run(job, &sink).await;
         drop(slot);
+        drop(stop_guard);
     }));
     let mut r = Response::new(Body::new(StreamBody::new(queue)));
     let h = r.headers_mut();
