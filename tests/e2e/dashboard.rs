@@ -972,3 +972,38 @@ fn follows_ride_on_the_job_event_stream() -> TestResult {
     assert_eq!(end["data"]["state"], "cancelled");
     Ok(())
 }
+
+/// A dashboard session's open event stream ends when the session is revoked (found by a
+/// black-box test of the token file: a withdrawn credential's stream kept delivering).
+#[test]
+fn a_revoked_sessions_event_stream_ends() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    let d = start(&repo, &[])?;
+    let cookie = session_cookie(&repo, &d)?;
+    let web = same_origin(&cookie);
+    let mut ev = Events::open(&d.addr, &web)?;
+    ev.next("the first changed", |f| {
+        f.lines().any(|l| l == "event: changed")
+    })?;
+    let sock = repo.root().join("dash.sock");
+    let tokens = repo.root().join("tokens");
+    gatos_ok(
+        &repo,
+        &[
+            "dashboard",
+            "revoke",
+            "--all",
+            "--socket",
+            sock.to_str().ok_or("path")?,
+            "--token-file",
+            tokens.to_str().ok_or("path")?,
+        ],
+    )?;
+    ev.next("the end of the stream", |f| {
+        f.lines().any(|l| l == "event: shutdown")
+    })?;
+    let again = send(&d.addr, "GET", "/api/v1/events/jobs", &web, "")?;
+    assert_eq!(again.status, 401, "{}", again.body);
+    Ok(())
+}
