@@ -199,13 +199,14 @@ pub fn router_until(shared: Arc<Shared>, options: Options, stop: CancellationTok
         calls.clone(),
         slots.clone(),
     );
+    let streams = sse::Streams::new(shared.limits.stream_bytes_total);
     let state = Arc::new(HttpState {
         shared,
         options,
         calls,
         limiter,
         slots,
-        streams: sse::Streams::default(),
+        streams,
     });
     let router = unary::routes(state.clone())
         .merge(sse::routes(state.clone()))

@@ -33,6 +33,10 @@ pub struct Limits {
     /// event streams): past it, a new one is `TooManySubscriptions`, so no face can take
     /// the daemon's memory for streams however its own caps are set.
     pub max_streams: usize,
+    /// Bytes queued for all HTTP event streams together: past it the stream holding the
+    /// most ends with `event: lagged` (its reader reads least), so slow readers cannot take
+    /// the daemon's memory however many streams they open.
+    pub stream_bytes_total: usize,
     /// Bytes of messages in one page: a `messages.read` page ends once its messages reach
     /// it (`end: false`), and a subscription reads at most this much at a time.
     pub max_page_bytes: u64,
@@ -94,6 +98,7 @@ impl Default for Limits {
             max_batch: 10_000,
             max_subscriptions: 256,
             max_streams: 8192,
+            stream_bytes_total: 128 * 1024 * 1024,
             max_page_bytes: gatos::messages::DEFAULT_MAX_PAGE_BYTES,
             subscription_batch: 256,
             watch_poll: Duration::from_millis(100),

@@ -58,11 +58,87 @@ pub const TOPIC_STREAM: &str = "/api/v1/topics/{topic}/stream";
 pub const JOB_EVENTS: &str = "/api/v1/events/jobs";
 
 /// Streams open per token name, for the per-actor cap.
-#[derive(Default)]
 pub struct Streams {
     by_actor: Mutex<HashMap<String, usize>>,
     /// The job-event streams that take follows (ADR 0045).
     pub(crate) mux: mux::Registry,
+    /// The bytes queued for every stream together.
+    pub(crate) budget: Arc<Budget>,
+}
+
+impl Streams {
+    /// No stream yet; `total` bytes may be queued for all of them together.
+    pub fn new(total: usize) -> Streams {
+        Streams {
+            by_actor: Mutex::default(),
+            mux: mux::Registry::default(),
+            budget: Arc::new(Budget::new(total)),
+        }
+    }
+}
+
+/// The bytes queued for all streams together, and the queues that hold them: past the
+/// cap, the queue holding the most is ended as lagged (memory back at once), whoever
+/// pushes, so a slow reader is the one cut, not the fast one that pushes next.
+pub(crate) struct Budget {
+    cap: usize,
+    total: std::sync::atomic::AtomicUsize,
+    queues: Mutex<Vec<std::sync::Weak<Queue>>>,
+}
+
+impl Budget {
+    pub(crate) fn new(cap: usize) -> Budget {
+        Budget {
+            cap,
+            total: std::sync::atomic::AtomicUsize::new(0),
+            queues: Mutex::default(),
+        }
+    }
+
+    /// A queue of at most `cap` bytes, counted here.
+    pub(crate) fn queue(self: &Arc<Self>, cap: usize) -> Arc<Queue> {
+        let q = Arc::new(Queue::new(cap, self.clone()));
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        queues.retain(|w| w.strong_count() > 0);
+        queues.push(Arc::downgrade(&q));
+        q
+    }
+
+    fn add(&self, n: usize) {
+        self.total
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.total
+            .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Ends the queues holding the most until `more` bytes fit; whether they fit.
+    fn make_room(&self, more: usize) -> bool {
+        let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        while self
+            .total
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(more)
+            > self.cap
+        {
+            let largest = queues
+                .iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .map(|q| {
+                    let b = q.lock().bytes;
+                    (b, q)
+                })
+                .filter(|(b, _)| *b > 0)
+                .max_by_key(|(b, _)| *b);
+            let Some((_, q)) = largest else {
+                return false;
+            };
+            q.evict();
+        }
+        true
+    }
 }
 
 /// The shutdown of the connection a request came on (put in its extensions by
@@ -353,7 +429,7 @@ async fn open(st: Arc<HttpState>, kind: Kind, req: Request) -> Result<Response, 
         .await
         .map_err(|_| Problem::new(ErrorCode::Internal, "the follow task failed"))?
         .map_err(|e| Problem::from_error(&e))?;
-    let queue = Arc::new(Queue::new(st.shared.limits.outbox_bytes));
+    let queue = st.streams.budget.queue(st.shared.limits.outbox_bytes);
     queue.push_now(Bytes::from(format!("retry: {}\n\n", RETRY.as_millis())));
     let changes = st.shared.watchers.watch(&topic, follower.last_head());
     // The job-event stream also says when a part of the node that no gatos.jobs event
@@ -400,9 +476,11 @@ pub(crate) struct Queue {
     inner: Mutex<Inner>,
     /// Signalled when the body took a frame or went away.
     room: tokio::sync::Notify,
-    /// Cancelled when the body is dropped (the client left).
+    /// Cancelled when the body is dropped (the client left), or the queue was ended to
+    /// make room for others ([`Budget`]).
     gone: CancellationToken,
     cap: usize,
+    budget: Arc<Budget>,
 }
 
 #[derive(Default)]
@@ -417,12 +495,13 @@ struct Inner {
 }
 
 impl Queue {
-    fn new(cap: usize) -> Queue {
+    fn new(cap: usize, budget: Arc<Budget>) -> Queue {
         Queue {
             inner: Mutex::default(),
             room: tokio::sync::Notify::new(),
             gone: CancellationToken::new(),
             cap,
+            budget,
         }
     }
 
@@ -437,7 +516,12 @@ impl Queue {
 
     fn push_with(&self, id: Option<String>, frame: Bytes, close: bool) {
         let mut q = self.lock();
+        if q.closed {
+            // Ended (lagged to make room, or closed): nothing follows its last frame.
+            return;
+        }
         q.bytes += frame.len();
+        self.budget.add(frame.len());
         q.frames.push_back((id, frame));
         q.closed |= close;
         if let Some(w) = q.waker.take() {
@@ -445,18 +529,45 @@ impl Queue {
         }
     }
 
-    /// Queues a frame if it fits (a frame always fits an empty queue).
+    /// Queues a frame if it fits (a frame always fits an empty queue), making room among
+    /// all streams' queues first ([`Budget`]); `Err` when it does not fit, or the queue was
+    /// ended to make room.
     fn try_push(&self, id: Option<String>, frame: &Bytes) -> Result<(), ()> {
         let fits = {
             let q = self.lock();
-            q.frames.is_empty() || q.bytes + frame.len() <= self.cap
+            !q.closed && (q.frames.is_empty() || q.bytes + frame.len() <= self.cap)
         };
-        if fits {
-            self.push_with(id, frame.clone(), false);
-            Ok(())
-        } else {
-            Err(())
+        if !fits || !self.budget.make_room(frame.len()) || self.gone() {
+            return Err(());
         }
+        self.push_with(id, frame.clone(), false);
+        Ok(())
+    }
+
+    /// Ends the stream as lagged to make room for the others: what is queued is dropped
+    /// (memory back at once) for `event: lagged` naming the last event its client took,
+    /// and its producers see it gone.
+    fn evict(&self) {
+        let mut q = self.lock();
+        if q.closed {
+            return;
+        }
+        let frame = resume_frame("lagged", q.taken.as_deref());
+        self.budget.sub(q.bytes);
+        q.frames.clear();
+        q.bytes = frame.len();
+        self.budget.add(frame.len());
+        q.frames.push_back((None, frame));
+        q.closed = true;
+        if let Some(w) = q.waker.take() {
+            w.wake();
+        }
+        drop(q);
+        tracing::info!(
+            "SSE stream lagged: the daemon's stream memory is full and it held the most"
+        );
+        self.gone.cancel();
+        self.room.notify_one();
     }
 
     fn gone(&self) -> bool {
@@ -466,7 +577,11 @@ impl Queue {
     /// Drops what is queued and ends with `frame` (`lagged`): memory goes back at once.
     fn replace_with_last(&self, frame: Bytes) {
         let mut q = self.lock();
+        if q.closed {
+            return;
+        }
         q.frames.clear();
+        self.budget.sub(q.bytes);
         q.bytes = 0;
         drop(q);
         self.push_with(None, frame, true);
@@ -510,6 +625,7 @@ impl hyper::body::Body for StreamBody {
             match q.frames.pop_front() {
                 Some((id, frame)) => {
                     q.bytes = q.bytes.saturating_sub(frame.len());
+                    self.queue.budget.sub(frame.len());
                     if id.is_some() {
                         q.taken = id;
                     }
@@ -541,6 +657,13 @@ impl hyper::body::Body for StreamBody {
                 Poll::Pending => Poll::Pending,
             },
         }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let q = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        self.budget.sub(q.bytes);
     }
 }
 
@@ -758,7 +881,7 @@ mod tests {
 
     #[test]
     fn the_queue_is_bounded_in_bytes_but_takes_one_frame_when_empty() {
-        let q = Queue::new(10);
+        let q = Arc::new(Budget::new(usize::MAX)).queue(10);
         let big = Bytes::from(vec![b'x'; 100]);
         assert!(q.try_push(None, &big).is_ok());
         assert!(q.try_push(None, &Bytes::from_static(b"y")).is_err());
@@ -766,5 +889,51 @@ mod tests {
         let inner = q.lock();
         assert_eq!(inner.frames.len(), 1);
         assert!(inner.closed);
+    }
+
+    /// Slow readers cannot take the daemon's memory however many streams they open (found
+    /// by a black-box test: 60 unread streams of 3 MiB messages held 1.7 GB): past the
+    /// daemon-wide budget the queue holding the most ends as lagged, whoever pushes.
+    #[test]
+    fn past_the_budget_the_largest_queue_ends_as_lagged() {
+        let budget = Arc::new(Budget::new(100));
+        let frame = |n: usize| Bytes::from(vec![b'x'; n]);
+        let slow = budget.queue(1000);
+        for _ in 0..3 {
+            assert!(slow.try_push(Some("01M9".into()), &frame(30)).is_ok());
+        }
+        slow.lock().taken = Some("01M8".into());
+        let total = || budget.total.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(total(), 90);
+        let fast = budget.queue(1000);
+        assert!(
+            fast.try_push(None, &frame(30)).is_ok(),
+            "the fast one is served"
+        );
+        assert!(slow.gone(), "the slow one is ended");
+        {
+            let q = slow.lock();
+            assert!(q.closed);
+            assert_eq!(q.frames.len(), 1);
+            let last = String::from_utf8_lossy(&q.frames[0].1).into_owned();
+            assert!(
+                last.contains("event: lagged") && last.contains("01M8"),
+                "{last}"
+            );
+        }
+        assert!(total() <= 100, "{}", total());
+        assert!(
+            slow.try_push(None, &frame(1)).is_err(),
+            "nothing follows its end"
+        );
+        let held = slow.lock().bytes;
+        drop(slow);
+        assert_eq!(
+            total(),
+            30,
+            "its last frame ({held} bytes) goes back with it"
+        );
+        drop(fast);
+        assert_eq!(total(), 0);
     }
 }

@@ -102,7 +102,7 @@ pub(super) async fn open(st: Arc<HttpState>, req: Request) -> Result<Response, P
         .await
         .map_err(|_| Problem::new(ErrorCode::Internal, "the follow task failed"))?
         .map_err(Problem::from_call)?;
-    let queue = Arc::new(Queue::new(st.shared.limits.outbox_bytes));
+    let queue = st.streams.budget.queue(st.shared.limits.outbox_bytes);
     queue.push_now(Bytes::from(format!("retry: {}\n\n", RETRY.as_millis())));
     let sink = Sink::Sse(queue.clone());
     tokio::spawn(tracing::Instrument::in_current_span(async move {
