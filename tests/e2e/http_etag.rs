@@ -264,6 +264,9 @@ check(r.status_code == 415, "GraphQL takes JSON only: %d %s" % (r.status_code, r
 r = requests.post(g, headers=h, json={{"query": '{{ ledger(stateRef: "blake3:' + "0" * 64 + '", refPath: "garbage") {{ state {{ ref }} }} }}'}})
 errs = r.json().get("errors", [])
 check(errs and errs[0]["extensions"]["code"] == "InvalidInput" and "not both" in errs[0]["message"], "stateRef with refPath: %s" % r.text)
+r = requests.post(g, headers=h, json={{"query": "query($id: Ulid!) {{ ledger {{ job(id: $id) {{ id }} }} }}"}})
+a = r.json()
+check(a.get("data") is None and a["errors"][0]["extensions"]["code"] == "InvalidInput" and "$id" in a["errors"][0]["message"], "a required variable not given is a request error: %s" % r.text)
 print("ok")
 "#,
         addr = d.addr,

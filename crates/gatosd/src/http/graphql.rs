@@ -325,6 +325,29 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// Whether the document selects `__schema` or `__type` anywhere.
+/// The first variable the operation requires (non-null, no default) that the request
+/// does not give: a request error before anything runs (GraphQL, "Coercing Variable
+/// Values"), not a field error with partial data.
+fn missing_variable(
+    doc: &async_graphql::parser::types::ExecutableDocument,
+    operation: Option<&str>,
+    variables: &Value,
+) -> Option<String> {
+    let op = doc
+        .operations
+        .iter()
+        .find(|(name, _)| operation.is_none() || name.map(|n| n.as_str()) == operation)?
+        .1;
+    op.node.variable_definitions.iter().find_map(|d| {
+        let d = &d.node;
+        let given = variables
+            .get(d.name.node.as_str())
+            .is_some_and(|v| !v.is_null());
+        (!d.var_type.node.nullable && d.default_value.is_none() && !given)
+            .then(|| format!("${}: {}", d.name.node, d.var_type.node))
+    })
+}
+
 fn introspects(doc: &async_graphql::parser::types::ExecutableDocument) -> bool {
     use async_graphql::parser::types::{Selection, SelectionSet};
     fn walk(set: &SelectionSet) -> bool {
@@ -439,7 +462,19 @@ async fn run(
                 reference,
             );
         }
-        Ok(_) => {}
+        Ok(doc) => {
+            if let Some(var) = missing_variable(doc, op_name.as_deref(), &variables_copy) {
+                tracing::info!(r#ref = %reference, actor = %authed.actor, codes = "InvalidInput", "a GraphQL request without a required variable");
+                let mut data = serde_json::Map::new();
+                data.insert("variable".into(), var.clone().into());
+                return error_answer(
+                    ErrorCode::InvalidInput,
+                    &format!("the variable {var} is required and was not given"),
+                    data,
+                    reference,
+                );
+            }
+        }
     }
     // A GET naming a state whose answer to this request is known immutable: its 304
     // without executing.
