@@ -130,6 +130,10 @@ pub enum FindingCode {
     /// checks a sync makes before pushing this node's refs, so every sync holds it back,
     /// and every other node would refuse it.
     RefMismatch,
+    /// A check stopped at something it could not read (a ref holding a blob, a commit of
+    /// another kind): its findings are incomplete. The others still ran; `ref-mismatch`
+    /// names the ref when the sync's checks catch it.
+    CheckIncomplete,
 }
 
 impl FindingCode {
@@ -165,6 +169,7 @@ impl FindingCode {
         FindingCode::JobMalformed,
         FindingCode::SnapshotOrphan,
         FindingCode::RefMismatch,
+        FindingCode::CheckIncomplete,
     ];
 
     /// Returns the code's name (its serialized form).
@@ -200,6 +205,7 @@ impl FindingCode {
             FindingCode::JobMalformed => "job-malformed",
             FindingCode::SnapshotOrphan => "snapshot-orphan",
             FindingCode::RefMismatch => "ref-mismatch",
+            FindingCode::CheckIncomplete => "check-incomplete",
         }
     }
 
@@ -221,7 +227,8 @@ impl FindingCode {
             | FindingCode::ProofInvalid
             | FindingCode::ConfigInvalid
             | FindingCode::JobMalformed
-            | FindingCode::RefMismatch => Severity::Error,
+            | FindingCode::RefMismatch
+            | FindingCode::CheckIncomplete => Severity::Error,
             FindingCode::RefUnknown
             | FindingCode::RefLeftover
             | FindingCode::LockStale
@@ -392,18 +399,54 @@ fn run_checks(gatos: &Gatos, r: &mut Report, opts: Options, stuck: &Stuck) -> Re
         // its summary, one by one.
         Err(_) => gatos.messages().first_positions().unwrap_or_default(),
     };
-    let topics = check_topics(gatos, r, &first_seqs)?;
-    check_checkpoints(gatos, r, &topics, &first_seqs)?;
-    check_config(gatos, r)?;
-    let events_stuck = stuck.topics.contains(crate::jobs::EVENTS_TOPIC);
-    check_jobs(gatos, r, fix, events_stuck)?;
-    if !stuck.topics.contains(crate::audit::AUDIT_TOPIC) {
-        check_audit(gatos, r, fix)?;
+    // A check that stops at something it cannot read (a ref holding a blob, a commit of
+    // another kind: hand-made damage) is a finding, and the other checks still run: one
+    // bad ref must not switch the health check off (found by a black-box test).
+    let topics = match check_topics(gatos, r, &first_seqs) {
+        Ok(t) => t,
+        Err(e) => {
+            incomplete(r, "topics", &e);
+            Default::default()
+        }
+    };
+    if let Err(e) = check_checkpoints(gatos, r, &topics, &first_seqs) {
+        incomplete(r, "checkpoints", &e);
     }
-    check_mismatched_refs(gatos, r)?;
-    check_sync(gatos, r)?;
-    check_maintenance(gatos, r, fix)?;
+    if let Err(e) = check_config(gatos, r) {
+        incomplete(r, "settings", &e);
+    }
+    let events_stuck = stuck.topics.contains(crate::jobs::EVENTS_TOPIC);
+    if let Err(e) = check_jobs(gatos, r, fix, events_stuck) {
+        incomplete(r, "jobs", &e);
+    }
+    if !stuck.topics.contains(crate::audit::AUDIT_TOPIC)
+        && let Err(e) = check_audit(gatos, r, fix)
+    {
+        incomplete(r, "audit", &e);
+    }
+    if let Err(e) = check_mismatched_refs(gatos, r) {
+        incomplete(r, "refs", &e);
+    }
+    if let Err(e) = check_sync(gatos, r) {
+        incomplete(r, "sync", &e);
+    }
+    if let Err(e) = check_maintenance(gatos, r, fix) {
+        incomplete(r, "maintenance", &e);
+    }
     Ok(())
+}
+
+/// Reports that check `what` stopped on `e`.
+fn incomplete(r: &mut Report, what: &str, e: &crate::Error) {
+    r.add(
+        FindingCode::CheckIncomplete,
+        what,
+        format!(
+            "the {what} check stopped at something it could not read ({}): {e}; its findings are incomplete",
+            e.code()
+        ),
+        "a ref-mismatch finding names the ref when it is one; otherwise look for a ref under refs/gatos/ that holds what its name does not (git for-each-ref refs/gatos/ --format='%(objecttype) %(refname)'), mend or remove it, and run doctor again",
+    );
 }
 
 /// This node's refs that are not what their names say, by the very checks a sync makes of

@@ -59,6 +59,7 @@ const EXPECTED: &[(&str, Severity)] = &[
     ("job-malformed", Severity::Error),
     ("snapshot-orphan", Severity::Warning),
     ("ref-mismatch", Severity::Error),
+    ("check-incomplete", Severity::Error),
 ];
 
 #[test]
@@ -132,6 +133,8 @@ const TESTED: &[&str] = &[
     // a_stuck_journal_and_a_set_aside_enqueue_are_reported
     "journal-stuck",
     "journal-rejected",
+    // refs_holding_a_blob_are_named_and_the_other_checks_run
+    "check-incomplete",
 ];
 
 // ---- helpers ----
@@ -1365,4 +1368,46 @@ fn a_stuck_topic_journal_is_reported_and_its_events_are_not_taken_for_missing() 
     not_found(&findings, "journal-stuck");
     not_found(&findings, "event-missing");
     repo.assert_fsck_strict()
+}
+
+/// A ref holding a blob made doctor stop with one error naming no ref and no finding (found
+/// by a black-box test): now every such ref is named by its own finding, a check that
+/// stops on one is `check-incomplete`, and the other checks still run.
+#[test]
+fn refs_holding_a_blob_are_named_and_the_other_checks_run() -> TestResult {
+    let repo = TempRepo::new()?;
+    let (g, _clock) = start(&repo)?;
+    let t = topic("ci.events");
+    publish(&g, &t, 2)?;
+    let blob = write_object(&repo, "blob", b"hello\n")?;
+    for (name, code) in [
+        (
+            "refs/gatos/consumers/g/ci.events",
+            "checkpoint-outside-topic",
+        ),
+        ("refs/gatos/config/topics/ci.events", "config-invalid"),
+        ("refs/gatos/config/queues/default", "config-invalid"),
+        ("refs/gatos/messages/ci.events/summary", "summary-invalid"),
+        ("refs/gatos/manifests/m1", "ref-mismatch"),
+        ("refs/gatos/archive/jobs/2026-12", "ref-mismatch"),
+    ] {
+        repo.git(&["update-ref", name, &blob])?;
+        let findings = run(&g)?;
+        found(&findings, code, name);
+        repo.git(&["update-ref", "-d", name])?;
+    }
+    // A check that stops is itself a finding, and the checks after it still run.
+    repo.git(&["update-ref", "refs/gatos/archive/jobs/2026-12", &blob])?;
+    std::fs::write(repo.git_dir().join("refs/gatos/junk"), "not a ref\n")?;
+    let findings = run(&g)?;
+    let stopped = with_code(&findings, "check-incomplete");
+    assert!(!stopped.is_empty(), "{findings:?}");
+    assert!(
+        stopped[0].message.contains("incomplete"),
+        "{:?}",
+        stopped[0]
+    );
+    found(&findings, "ref-leftover", "junk");
+    found(&findings, "ref-mismatch", "refs/gatos/archive/jobs/2026-12");
+    Ok(())
 }
