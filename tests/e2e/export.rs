@@ -1857,3 +1857,55 @@ fn a_damaged_topic_is_named_and_the_rest_can_be_exported() -> TestResult {
     assert_eq!(rows[0]["topic"], "good");
     Ok(())
 }
+
+/// An export killed mid-write (found by a black-box test): an `--incremental` one left a
+/// hot journal, and gatos, opening the file read-only, took it for a damaged export
+/// (`DigestMismatch`) and would not extend or replace it; a full one left its
+/// `<out>.tmp-<pid>` work file, a whole export's size, for good. The journal is rolled
+/// back (the export as it was before that write), and a later export removes the work
+/// files of processes that are gone.
+#[test]
+fn an_export_killed_mid_write_is_recovered_and_leaves_no_work_file() -> TestResult {
+    let repo = fixture()?;
+    let db = repo.root().join("e.db");
+    let out = db.to_str().ok_or("path")?;
+    let first = export(&repo, &["--format", "sqlite", "--out", out])?;
+    // A writer that dies inside its transaction after changing pages: a hot journal, and
+    // a file that reads wrong until it is rolled back.
+    let died = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('PRAGMA cache_size = 1')\n\
+             c.execute('BEGIN IMMEDIATE')\n\
+             c.execute('DELETE FROM messages')\n\
+             c.execute('DELETE FROM _gatos_manifest')\n\
+             os._exit(9)\n",
+            out,
+        ])
+        .status()?;
+    assert_eq!(died.code(), Some(9));
+    let journal = repo.root().join("e.db-journal");
+    assert!(journal.exists(), "the writer left its journal");
+    let verified = gatos_ok(&repo, &["export", "verify", out, "--json"])?;
+    let root = first["explorer_root"].as_str().ok_or("explorer_root")?;
+    assert!(
+        verified.contains(root) && verified.contains("\"ok\":true"),
+        "{verified}"
+    );
+    // Extended in place, then replaced, as before the crash.
+    export(
+        &repo,
+        &["--format", "sqlite", "--out", out, "--incremental"],
+    )?;
+    // A full export removes the work files of exports that are gone, not a live one's.
+    let dead = repo.root().join("e.db.tmp-999999999");
+    std::fs::write(&dead, "partial")?;
+    let live = repo.root().join("e.db.tmp-1");
+    std::fs::write(&live, "another export's")?;
+    export(&repo, &["--format", "sqlite", "--out", out])?;
+    assert!(!dead.exists(), "the dead export's work file is removed");
+    assert!(live.exists(), "a live process's work file is kept");
+    Ok(())
+}

@@ -649,11 +649,48 @@ pub(crate) fn sort_error(table: &str) -> impl Fn(std::io::Error) -> Error + Copy
     }
 }
 
-/// Where a full export is written before it is renamed to `out`: `<out>.tmp-<pid>`.
+/// Where a full export is written before it is renamed to `out`: `<out>.tmp-<pid>`. The
+/// work files of earlier exports to `out` whose process is gone (killed mid-run) are
+/// removed first: each was a whole export's size, and nothing else would remove them.
 pub(crate) fn work_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().unwrap_or_default().to_owned();
-    name.push(format!(".tmp-{}", std::process::id()));
-    out.with_file_name(name)
+    let name = out
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let prefix = format!("{name}.tmp-");
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = file.strip_prefix(&prefix) else {
+                continue;
+            };
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let Ok(pid) = digits.parse::<u32>() else {
+                continue;
+            };
+            // A live process (another export running now) keeps its files.
+            if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let path = e.path();
+            let removed = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if removed.is_ok() {
+                tracing::info!(path = %path.display(), "removed the work file of an export that did not finish");
+            }
+        }
+    }
+    let mut work = out.file_name().unwrap_or_default().to_owned();
+    work.push(format!(".tmp-{}", std::process::id()));
+    out.with_file_name(work)
 }
 
 /// Errors about the output path.

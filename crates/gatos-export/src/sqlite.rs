@@ -235,8 +235,25 @@ pub fn from_sql(kind: Kind, v: ValueRef<'_>) -> Option<Cell> {
     })
 }
 
+/// Rolls back what an export killed mid-write left (a hot journal beside `path`): a
+/// read-only open cannot, and would refuse the file. The file then holds the export as it
+/// was before that write, as a failed export promises.
+fn recover(path: &Path) {
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    if std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0)
+        && let Ok(c) = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+    {
+        // The first read takes the lock that makes SQLite roll the journal back.
+        let _ = c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        });
+    }
+}
+
 /// Whether `path` is a gatos SQLite export.
 pub fn is_export(path: &Path) -> bool {
+    recover(path);
     Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .and_then(|c| {
             c.query_row(
@@ -349,6 +366,7 @@ fn open_manifest(path: &Path) -> Result<(Connection, Manifest), Error> {
             format!("{} does not exist", path.display()),
         ));
     }
+    recover(path);
     let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db)?;
     let text: String = c
         .query_row("SELECT json FROM _gatos_manifest", [], |r| r.get(0))
