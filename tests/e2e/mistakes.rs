@@ -424,3 +424,26 @@ fn writes_no_reader_or_git_would_accept_are_refused_before_anything_is_written()
     )?;
     repo.assert_fsck_strict()
 }
+
+/// `messages prune` of a topic this node has never seen is `NotFound` with the closest
+/// names, as `read` is: a misspelt name passed for a quiet topic (found by a black-box
+/// test).
+#[test]
+fn pruning_a_misspelt_topic_names_the_close_ones() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    gatos_ok(&repo, &["messages", "publish", "orders", "--data", "{}"])?;
+    let out = gatos(&repo, &["messages", "prune", "order"])?;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("error[NotFound]") && err.contains("'orders'"),
+        "{err}"
+    );
+    assert!(
+        gatos(&repo, &["messages", "prune", "orders"])?
+            .status
+            .success()
+    );
+    Ok(())
+}

@@ -660,7 +660,7 @@ impl Reader<'_> {
         } else if e.is_validation() {
             Error::Corrupt {
                 what: format!("object {id}"),
-                reason: format!("{e:#}"),
+                reason: format!("{e}"),
             }
         } else {
             Error::git(format!("reading {id}"), e)

@@ -12,6 +12,11 @@ use crate::output::{Output, count};
 pub fn run(ctx: &Ctx, out: &mut Output, a: &PruneArgs) -> Result<(), Error> {
     let topic: Topic = parse(&a.topic)?;
     let older_than = a.older_than.as_deref().map(Dur::parse).transpose()?;
+    // A topic this node has never seen is `NotFound` (with the closest names), as for
+    // `read`: a misspelt name must not pass for a quiet topic.
+    ctx.service()?
+        .require_topic(&topic)
+        .map_err(super::super::api)?;
     let row = ctx.gatos()?.messages().prune(
         &topic,
         &PruneOptions {
