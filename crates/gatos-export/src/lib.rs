@@ -663,14 +663,21 @@ pub(crate) fn work_path(out: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    if let Ok(entries) = std::fs::read_dir(&dir) {
+    // Whether a process lives is asked of /proc: without it, nothing is removed.
+    let proc_readable = Path::new("/proc/self").exists();
+    if let Ok(entries) = std::fs::read_dir(&dir)
+        && proc_readable
+    {
         for e in entries.flatten() {
             let file = e.file_name().to_string_lossy().into_owned();
             let Some(rest) = file.strip_prefix(&prefix) else {
                 continue;
             };
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            let Ok(pid) = digits.parse::<u32>() else {
+            // Exactly a work file's name: the prefix, then the pid and nothing else.
+            if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(pid) = rest.parse::<u32>() else {
                 continue;
             };
             // A live process (another export running now) keeps its files.

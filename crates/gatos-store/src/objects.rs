@@ -219,6 +219,22 @@ fn is_git_name(name: &str, word: &str, short: &str) -> bool {
     rest_is_nothing(&b[8..])
 }
 
+/// An error and its causes in words, `: `-separated (each once), for a message: the
+/// alternate form prints gix's frames as debug structures.
+fn causes(e: &gix::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 fn write_dir<O: Objects + ?Sized>(w: &mut O, files: &[(&str, Oid)]) -> Result<Oid> {
     let mut tree = gix::objs::Tree::empty();
     let mut i = 0;
@@ -660,7 +676,7 @@ impl Reader<'_> {
         } else if e.is_validation() {
             Error::Corrupt {
                 what: format!("object {id}"),
-                reason: format!("{e}"),
+                reason: causes(e),
             }
         } else {
             Error::git(format!("reading {id}"), e)

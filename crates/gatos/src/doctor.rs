@@ -401,43 +401,53 @@ fn run_checks(gatos: &Gatos, r: &mut Report, opts: Options, stuck: &Stuck) -> Re
     };
     // A check that stops at something it cannot read (a ref holding a blob, a commit of
     // another kind: hand-made damage) is a finding, and the other checks still run: one
-    // bad ref must not switch the health check off (found by a black-box test).
+    // bad ref must not switch the health check off (found by a black-box test). Any other
+    // failure (the store, a fix that could not write) still stops doctor with its code.
     let topics = match check_topics(gatos, r, &first_seqs) {
-        Ok(t) => t,
+        Ok(t) => Some(t),
         Err(e) => {
-            incomplete(r, "topics", &e);
-            Default::default()
+            incomplete(r, "topics", e)?;
+            None
         }
     };
-    if let Err(e) = check_checkpoints(gatos, r, &topics, &first_seqs) {
-        incomplete(r, "checkpoints", &e);
+    // Without the topics' chains a checkpoint cannot be placed: every one would look
+    // outside its topic. That check waits for the topics to read.
+    if let Some(topics) = &topics
+        && let Err(e) = check_checkpoints(gatos, r, topics, &first_seqs)
+    {
+        incomplete(r, "checkpoints", e)?;
     }
     if let Err(e) = check_config(gatos, r) {
-        incomplete(r, "settings", &e);
+        incomplete(r, "settings", e)?;
     }
     let events_stuck = stuck.topics.contains(crate::jobs::EVENTS_TOPIC);
     if let Err(e) = check_jobs(gatos, r, fix, events_stuck) {
-        incomplete(r, "jobs", &e);
+        incomplete(r, "jobs", e)?;
     }
     if !stuck.topics.contains(crate::audit::AUDIT_TOPIC)
         && let Err(e) = check_audit(gatos, r, fix)
     {
-        incomplete(r, "audit", &e);
+        incomplete(r, "audit", e)?;
     }
     if let Err(e) = check_mismatched_refs(gatos, r) {
-        incomplete(r, "refs", &e);
+        incomplete(r, "refs", e)?;
     }
     if let Err(e) = check_sync(gatos, r) {
-        incomplete(r, "sync", &e);
+        incomplete(r, "sync", e)?;
     }
     if let Err(e) = check_maintenance(gatos, r, fix) {
-        incomplete(r, "maintenance", &e);
+        incomplete(r, "maintenance", e)?;
     }
     Ok(())
 }
 
-/// Reports that check `what` stopped on `e`.
-fn incomplete(r: &mut Report, what: &str, e: &crate::Error) {
+/// Reports that check `what` stopped at something it could not read (`InvalidEnvelope`,
+/// `NotFound`: a ref holding what its name does not, a missing object); any other error
+/// (the store failing, a fix that could not write) is given back to stop doctor.
+fn incomplete(r: &mut Report, what: &str, e: crate::Error) -> Result<()> {
+    if !matches!(e.code(), ErrorCode::InvalidEnvelope | ErrorCode::NotFound) {
+        return Err(e);
+    }
     r.add(
         FindingCode::CheckIncomplete,
         what,
@@ -445,8 +455,13 @@ fn incomplete(r: &mut Report, what: &str, e: &crate::Error) {
             "the {what} check stopped at something it could not read ({}): {e}; its findings are incomplete",
             e.code()
         ),
-        "a ref-mismatch finding names the ref when it is one; otherwise look for a ref under refs/gatos/ that holds what its name does not (git for-each-ref refs/gatos/ --format='%(objecttype) %(refname)'), mend or remove it, and run doctor again",
+        format!(
+            "a ref-mismatch finding names the ref when it is one; otherwise look under {} for a ref that holds what its name does not (git for-each-ref {} --format='%(objecttype) %(refname)'), mend or remove it, and run doctor again",
+            names::GATOS_PREFIX,
+            names::GATOS_PREFIX
+        ),
     );
+    Ok(())
 }
 
 /// This node's refs that are not what their names say, by the very checks a sync makes of

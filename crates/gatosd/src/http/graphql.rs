@@ -324,15 +324,18 @@ fn hex(b: &[u8]) -> String {
     })
 }
 
-/// Whether the document selects `__schema` or `__type` anywhere.
 /// The first variable the operation requires (non-null, no default) that the request
 /// does not give: a request error before anything runs (GraphQL, "Coercing Variable
-/// Values"), not a field error with partial data.
+/// Values"), not a field error with partial data. With several operations and no name,
+/// async-graphql answers first (which one is meant).
 fn missing_variable(
     doc: &async_graphql::parser::types::ExecutableDocument,
     operation: Option<&str>,
     variables: &Value,
 ) -> Option<String> {
+    if operation.is_none() && doc.operations.iter().nth(1).is_some() {
+        return None;
+    }
     let op = doc
         .operations
         .iter()
@@ -348,6 +351,7 @@ fn missing_variable(
     })
 }
 
+/// Whether the document selects `__schema` or `__type` anywhere.
 fn introspects(doc: &async_graphql::parser::types::ExecutableDocument) -> bool {
     use async_graphql::parser::types::{Selection, SelectionSet};
     fn walk(set: &SelectionSet) -> bool {

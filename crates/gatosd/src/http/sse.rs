@@ -114,28 +114,33 @@ impl Budget {
             .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Ends the queues holding the most until `more` bytes fit; whether they fit.
+    /// Ends the queues holding the most until `more` bytes fit; whether they fit. A frame
+    /// larger than the whole budget ends nobody (it fits only an empty queue's exception,
+    /// which is not asked here).
     fn make_room(&self, more: usize) -> bool {
+        let load = || self.total.load(std::sync::atomic::Ordering::Relaxed);
+        if more > self.cap {
+            return false;
+        }
         let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        while self
-            .total
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .saturating_add(more)
-            > self.cap
-        {
+        while load().saturating_add(more) > self.cap {
             let largest = queues
                 .iter()
                 .filter_map(std::sync::Weak::upgrade)
-                .map(|q| {
-                    let b = q.lock().bytes;
-                    (b, q)
+                .filter_map(|q| {
+                    let held = q.lock().evictable();
+                    (held > 0).then_some((held, q))
                 })
-                .filter(|(b, _)| *b > 0)
                 .max_by_key(|(b, _)| *b);
             let Some((_, q)) = largest else {
                 return false;
             };
+            let before = load();
             q.evict();
+            if load() >= before {
+                // Nothing came back (a race with its reader): do not spin.
+                return false;
+            }
         }
         true
     }
@@ -491,7 +496,18 @@ struct Inner {
     closed: bool,
     /// The last event id the body handed to hyper.
     taken: Option<String>,
+    /// Where the stream started (its resume point before the body took anything).
+    start: Option<String>,
+    /// Ended to make room ([`Budget`]): only its `lagged` frame is left.
+    evicted: bool,
     waker: Option<Waker>,
+}
+
+impl Inner {
+    /// The bytes an eviction would give back (none once evicted).
+    fn evictable(&self) -> usize {
+        if self.evicted { 0 } else { self.bytes }
+    }
 }
 
 impl Queue {
@@ -545,14 +561,17 @@ impl Queue {
     }
 
     /// Ends the stream as lagged to make room for the others: what is queued is dropped
-    /// (memory back at once) for `event: lagged` naming the last event its client took,
-    /// and its producers see it gone.
+    /// (memory back at once) for `event: lagged` naming the last event its client took
+    /// (or where the stream started), and its producers see it gone. A stream that had
+    /// ended with its last events unread is cut the same way.
     fn evict(&self) {
         let mut q = self.lock();
-        if q.closed {
+        if q.evicted {
             return;
         }
-        let frame = resume_frame("lagged", q.taken.as_deref());
+        q.evicted = true;
+        let resume = q.taken.clone().or_else(|| q.start.clone());
+        let frame = resume_frame("lagged", resume.as_deref());
         self.budget.sub(q.bytes);
         q.frames.clear();
         q.bytes = frame.len();
@@ -567,7 +586,14 @@ impl Queue {
             "SSE stream lagged: the daemon's stream memory is full and it held the most"
         );
         self.gone.cancel();
-        self.room.notify_one();
+        // Every producer of the stream (its follows too) stops waiting for room.
+        self.room.notify_waiters();
+    }
+
+    /// Records where the stream starts: the resume point of a `lagged` end before its
+    /// client took anything.
+    fn set_start(&self, start: Option<String>) {
+        self.lock().start = start;
     }
 
     fn gone(&self) -> bool {
@@ -725,6 +751,9 @@ async fn produce(p: Producer, slot: Slot) {
     let mut follower = Some(follower);
     // Where the stream started, then the last message id queued: where a shutdown resumes.
     let start: Option<Ulid> = follower.as_ref().and_then(|f| f.position().1);
+    if mux.is_none() {
+        queue.set_start(start.map(|u| u.to_string()));
+    }
     let mut queued = start;
     let ended = 'outer: loop {
         changes.borrow_and_update();
@@ -786,6 +815,7 @@ async fn produce(p: Producer, slot: Slot) {
                 }
                 tokio::select! {
                     () = queue.room.notified() => {}
+                    () = queue.gone.cancelled() => {}
                     () = tokio::time::sleep_until(deadline) => break 'outer Ended::Lagged,
                     () = stop.cancelled() => break 'outer Ended::Shutdown,
                 }
@@ -935,5 +965,30 @@ mod tests {
         );
         drop(fast);
         assert_eq!(total(), 0);
+    }
+
+    /// A stream that ended with its last events unread is cut like any other (the budget
+    /// looped on it before), and a frame larger than the whole budget ends nobody.
+    #[test]
+    fn an_ended_stream_is_cut_too_and_an_oversized_frame_ends_nobody() {
+        let budget = Arc::new(Budget::new(100));
+        let frame = |n: usize| Bytes::from(vec![b'x'; n]);
+        let ended = budget.queue(1000);
+        ended.set_start(Some("01M7".into()));
+        for _ in 0..3 {
+            assert!(ended.try_push(None, &frame(30)).is_ok());
+        }
+        ended.close();
+        let other = budget.queue(1000);
+        assert!(other.try_push(None, &frame(10)).is_ok());
+        assert!(
+            other.try_push(None, &frame(500)).is_err(),
+            "over the whole budget"
+        );
+        assert!(!ended.gone() && !other.gone(), "nobody was cut for it");
+        assert!(other.try_push(None, &frame(30)).is_ok(), "room made");
+        assert!(ended.gone(), "the ended stream held the most");
+        let last = String::from_utf8_lossy(&ended.lock().frames[0].1).into_owned();
+        assert!(last.contains("01M7"), "it resumes where it started: {last}");
     }
 }

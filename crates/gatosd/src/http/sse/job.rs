@@ -281,6 +281,7 @@ impl Sink {
                     }
                     tokio::select! {
                         () = queue.room.notified() => {}
+                        () = queue.gone.cancelled() => {}
                         () = tokio::time::sleep_until(deadline) => return Err(Ended::Lagged),
                         () = stop.cancelled() => return Err(Ended::Shutdown),
                     }
