@@ -386,6 +386,15 @@ fn writes_no_reader_or_git_would_accept_are_refused_before_anything_is_written()
         2
     );
 
+    let lines = manifest("batch.jsonl", "{\"payload\": {}}\n")?;
+    for chunk in ["0", "100001"] {
+        refused(
+            &[
+                "messages", "publish", "t", "--batch", &lines, "--chunk", chunk,
+            ],
+            "chunk must be 1 to 100000",
+        )?;
+    }
     refused(
         &["jobs", "config", "q", "--backoff-max", "31d"],
         "at most 30 days",

@@ -1722,14 +1722,10 @@ fn collect_outputs(declared: &[String], base: &Path, cwd: &Path) -> Vec<(String,
         // A process still running can turn `a` from a file into a folder between two
         // opens: an output that would share a name with one taken is left out, so the
         // attempt's end is still recorded.
-        let collides = |taken: &str| {
-            taken == rel
-                || rel.strip_prefix(taken).is_some_and(|r| r.starts_with('/'))
-                || taken
-                    .strip_prefix(rel.as_str())
-                    .is_some_and(|r| r.starts_with('/'))
-        };
-        if out.iter().any(|(taken, _)| collides(taken)) {
+        if out
+            .iter()
+            .any(|(taken, _)| crate::jobs::lifecycle::outputs_collide(taken, rel))
+        {
             tracing::warn!(output = %rel, "an output that would share a name with another is left out");
             continue;
         }

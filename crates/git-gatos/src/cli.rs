@@ -734,8 +734,7 @@ pub struct PublishArgs {
     #[arg(long, value_name = "N")]
     pub expect_last_seq: Option<u64>,
     /// Messages per commit-and-CAS chunk with --batch (1 to 100000).
-    #[arg(long, value_name = "N", default_value_t = gatos::messages::DEFAULT_CHUNK, requires = "batch",
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    #[arg(long, value_name = "N", default_value_t = gatos::messages::DEFAULT_CHUNK, requires = "batch")]
     pub chunk: usize,
 }
 

@@ -70,6 +70,14 @@ pub fn check_outputs(finish: &Finish) -> Result<()> {
     Ok(())
 }
 
+/// Whether two outputs would share a tree entry: the same path, or one a folder of the
+/// other (`a` and `a/b`).
+pub fn outputs_collide(a: &str, b: &str) -> bool {
+    let under =
+        |long: &str, short: &str| long.strip_prefix(short).is_some_and(|r| r.starts_with('/'));
+    a == b || under(a, b) || under(b, a)
+}
+
 /// Checks a lease length asked for by a claim or a heartbeat.
 ///
 /// # Errors
@@ -1197,13 +1205,18 @@ impl Jobs<'_> {
     /// `InvalidInput` for a `succeeded` attempt whose exit code is not 0; `LeaseExpired`
     /// when the claim was taken over. Either way nothing is written.
     pub fn finish(&self, lease: &Lease, finish: &Finish) -> Result<Finished> {
+        check_outputs(finish)?;
+        self.finish_checked(lease, finish)
+    }
+
+    /// [`Jobs::finish`] with the outputs already checked ([`check_outputs`]).
+    fn finish_checked(&self, lease: &Lease, finish: &Finish) -> Result<Finished> {
         if finish.outcome == Outcome::Succeeded && finish.exit_code != Some(0) {
             return Err(LeaseError::SucceededNonZero {
                 exit_code: finish.exit_code,
             }
             .into());
         }
-        check_outputs(finish)?;
         let guard = self.lock(lease.id)?;
         self.gatos.refresh_job(lease.id)?;
         let (head, doc, rec) =
@@ -1413,7 +1426,7 @@ impl Jobs<'_> {
                 format!("the proof's {field} does not match this attempt"),
             ));
         }
-        self.finish(lease, finish)
+        self.finish_checked(lease, finish)
     }
 
     /// Writes the `closed` claim and the result in one transaction (CAS on the claim,

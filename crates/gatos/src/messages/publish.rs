@@ -49,6 +49,8 @@ pub struct BatchItem {
 
 /// Messages per chunk of a batch publish unless asked otherwise (every face's default).
 pub const DEFAULT_CHUNK: usize = 1_000;
+/// The largest chunk of a batch publish.
+pub const MAX_CHUNK: usize = 100_000;
 
 /// Options of a batch publish.
 #[derive(Debug, Clone)]
@@ -317,7 +319,18 @@ impl Messages<'_> {
         I: IntoIterator<Item = Result<BatchItem>>,
     {
         refuse_reserved(topic)?;
-        let chunk_size = opts.chunk.clamp(1, 100_000);
+        // Every face's chunk is checked here (it was clamped without a word).
+        if !(1..=MAX_CHUNK).contains(&opts.chunk) {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "chunk must be 1 to {MAX_CHUNK} messages, not {}",
+                    opts.chunk
+                ),
+            )
+            .with_detail("landed", 0));
+        }
+        let chunk_size = opts.chunk;
         let mut landed: u64 = 0;
         let mut expect = opts.expect_last_seq;
         let mut iter = items.into_iter();

@@ -122,6 +122,10 @@ impl Budget {
         if more > self.cap {
             return false;
         }
+        if load().saturating_add(more) <= self.cap {
+            // The common case takes no lock.
+            return true;
+        }
         let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         while load().saturating_add(more) > self.cap {
             let largest = queues
