@@ -102,7 +102,7 @@ pub async fn serve<R, W>(
         shared.connections.fetch_add(1, Ordering::Relaxed);
         shared.connections_total.fetch_add(1, Ordering::Relaxed);
         tracing::info!("connection opened");
-        let (outbox, rx) = Outbox::new(shared.limits.outbox_bytes);
+        let (outbox, rx) = Outbox::new(shared.limits.outbox_bytes, &shared.outboxes);
         let writer_task = tokio::spawn(outbox::write_loop(writer, rx));
         let conn = Arc::new(Conn {
             outbox,
@@ -172,6 +172,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     loop {
         let read = tokio::select! {
             () = stop.cancelled() => return,
+            // Closed to make room for others (it held the most unread), or its writer ended.
+            () = conn.outbox.closed() => return,
             () = tokio::time::sleep_until(auth_deadline), if !authenticated => {
                 let r = Response { id: Id::Null, outcome: Err(unauthorized("no gatos.auth in time")) };
                 conn.outbox.send_small(to_line(&r)).await;

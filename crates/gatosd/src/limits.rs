@@ -22,6 +22,11 @@ pub struct Limits {
     /// Bytes queued for a client's socket; past it responses wait, and a subscription that
     /// cannot queue its next event within `lag_grace` is closed with `messages.lagged`.
     pub outbox_bytes: usize,
+    /// Bytes queued for all JSON-RPC connections together (answers and notifications,
+    /// also those built and waiting for room): past it the connection holding the most is
+    /// closed (its reader reads least), so clients that never read cannot take the daemon's
+    /// memory however many connections they open (ADR 0048).
+    pub outbox_bytes_total: usize,
     /// How long a subscription may be blocked by a slow reader before it is closed.
     pub lag_grace: Duration,
     /// Entries in one batch.
@@ -94,6 +99,7 @@ impl Default for Limits {
             max_tcp_connections: 256,
             max_in_flight: 32,
             outbox_bytes: 16 * 1024 * 1024,
+            outbox_bytes_total: 128 * 1024 * 1024,
             lag_grace: Duration::from_secs(5),
             max_batch: 10_000,
             max_subscriptions: 256,

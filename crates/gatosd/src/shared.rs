@@ -50,6 +50,8 @@ pub struct Shared {
     pub connections_total: AtomicU64,
     /// Live subscriptions.
     pub subscriptions: AtomicU64,
+    /// The bytes every JSON-RPC connection's outbox holds, together.
+    pub outboxes: Arc<crate::outbox::Budget>,
     /// Watched topic heads.
     pub watchers: Arc<Watchers>,
     /// The remote of `--sync` (the default of `sync.run`).
@@ -150,6 +152,7 @@ impl Shared {
             limits.watch_poll,
             limits.watch_idle_poll,
         ));
+        let outboxes = crate::outbox::Budget::new(limits.outbox_bytes_total);
         Arc::new(Shared {
             gatos,
             service,
@@ -160,6 +163,7 @@ impl Shared {
             connections: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             subscriptions: AtomicU64::new(0),
+            outboxes,
             watchers,
             changes: Arc::new(tokio::sync::watch::Sender::new(NodeChanges::default())),
             sync_remote,

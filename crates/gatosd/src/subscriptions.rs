@@ -301,14 +301,34 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
     // The resume point for `lagged`: where the subscription started, then each delivery.
     let mut delivered: Option<Ulid> = s.follower.position().1;
     let mut follower = Some(s.follower);
+    // What one batch may hold: the page cap, and never more than the outbox.
+    let want = usize::try_from(max_bytes)
+        .unwrap_or(usize::MAX)
+        .min(s.outbox.capacity());
     'outer: loop {
         s.changes.borrow_and_update();
+        // Room for the batch is taken before it is read: what waits for a slow reader is
+        // what its outbox holds (counted in the daemon's total), never a batch read and
+        // held beside it by each of its subscriptions (ADR 0048).
+        let mut room = tokio::select! {
+            room = tokio::time::timeout(grace, s.outbox.room(want)) => match room {
+                Ok(Some(room)) => room,
+                Ok(None) => break,
+                Err(_) => {
+                    lagged(&s.outbox, &s.id, delivered).await;
+                    break;
+                }
+            },
+            () = s.stop.cancelled() => break,
+        };
+        let cap = u64::try_from(room.left()).unwrap_or(u64::MAX).max(1);
         let Some(mut f) = follower.take() else { break };
         let id = s.id.clone();
         let jobs = s.jobs.clone();
         let polled = tokio::task::spawn_blocking(move || {
             let mut events: Vec<(Ulid, String)> = Vec::new();
-            // A batch ends once its events reach the page byte cap, as a page does.
+            // A batch ends once its events fill the room taken for it (the page byte cap
+            // at most, as a page does).
             let mut bytes = 0u64;
             let mut full = false;
             let r = f.poll(batch, |m| {
@@ -325,9 +345,9 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
                         },
                     )),
                 };
-                bytes = bytes.saturating_add(u64::try_from(line.len()).unwrap_or(u64::MAX));
+                bytes = bytes.saturating_add(u64::try_from(line.len() + 1).unwrap_or(u64::MAX));
                 events.push((m.ulid, line));
-                full = bytes >= max_bytes;
+                full = bytes >= cap;
                 Ok(!full)
             });
             (
@@ -358,34 +378,25 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
             s.outbox.send_small(notice).await;
         }
         for (ulid, line) in events {
-            let line = match s.outbox.try_send(line) {
-                Ok(()) => {
-                    delivered = Some(ulid);
-                    continue;
-                }
-                Err(line) => line,
-            };
-            // The client is not reading: wait a little, then give up on this subscription.
+            // Only the last event of a batch can need more than the room left; the client
+            // that does not read gets a little time, then this subscription ends.
             tokio::select! {
-                sent = tokio::time::timeout(grace, s.outbox.send(line)) => {
-                    if sent == Ok(true) {
-                        delivered = Some(ulid);
-                        continue;
+                sent = tokio::time::timeout(grace, s.outbox.send_in(line, &mut room)) => {
+                    match sent {
+                        Ok(true) => {
+                            delivered = Some(ulid);
+                            continue;
+                        }
+                        Ok(false) => break 'outer,
+                        Err(_) => {}
                     }
                 }
                 () = s.stop.cancelled() => break 'outer,
             }
-            tracing::info!(subscription = %s.id, "subscriber lagged; subscription closed");
-            let notice = to_line(&Notification::new(
-                MESSAGES_LAGGED,
-                Lagged {
-                    subscription: s.id.clone(),
-                    next_since: delivered,
-                },
-            ));
-            s.outbox.send_small(notice).await;
+            lagged(&s.outbox, &s.id, delivered).await;
             break 'outer;
         }
+        drop(room);
         if n >= batch {
             continue;
         }
@@ -398,4 +409,18 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(&s.id);
+}
+
+/// Tells the subscriber it lagged (it did not read for the lag grace), naming where to
+/// resume; the subscription then ends.
+async fn lagged(outbox: &Outbox, id: &str, delivered: Option<Ulid>) {
+    tracing::info!(subscription = %id, "subscriber lagged; subscription closed");
+    let notice = to_line(&Notification::new(
+        MESSAGES_LAGGED,
+        Lagged {
+            subscription: id.to_owned(),
+            next_since: delivered,
+        },
+    ));
+    outbox.send_small(notice).await;
 }

@@ -7,7 +7,7 @@ use gatos_testutil::TestResult;
 use gatosd::limits::Limits;
 use serde_json::json;
 
-use crate::harness::Daemon;
+use crate::harness::{DEADLINE, Daemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_see_writes_from_other_processes_and_connections() -> TestResult {
@@ -187,6 +187,94 @@ async fn a_subscription_over_pruned_messages_says_the_gap_first() -> TestResult 
         assert_eq!(e["method"], "messages.event", "{e}");
         assert_eq!(e["params"]["message"]["ulid"], json!(want), "{e}");
     }
+    d.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_cannot_take_the_daemons_memory() -> TestResult {
+    use std::io::Write as _;
+    const CAP: usize = 4 << 20;
+    let limits = Limits {
+        outbox_bytes: 512 << 10,
+        outbox_bytes_total: CAP,
+        lag_grace: Duration::from_secs(120),
+        ..Limits::default()
+    };
+    let d = Daemon::start_with(limits, None).await?;
+    let mut c = d.client().await?;
+    let body = "z".repeat(64 << 10);
+    let messages: Vec<_> = (0..32)
+        .map(|i| json!({"payload": {"i": i, "body": body}}))
+        .collect();
+    c.ok(
+        "messages.publish_batch",
+        json!({"topic": "big", "messages": messages}),
+    )
+    .await?;
+    // Twelve connections that never read: half subscribe four times from the start, half
+    // ask for four pages; each wants 8 MiB, the daemon may hold 4 MiB for all together.
+    let mut slow = Vec::new();
+    for k in 0..12 {
+        let s = std::os::unix::net::UnixStream::connect(&d.socket)?;
+        let mut lines = String::new();
+        for i in 0..4 {
+            let req = match k % 2 {
+                0 => json!({"jsonrpc": "2.0", "id": i, "method": "messages.subscribe",
+                            "params": {"topic": "big", "since_seq": 0}}),
+                _ => json!({"jsonrpc": "2.0", "id": i, "method": "messages.read",
+                            "params": {"topic": "big"}}),
+            };
+            lines.push_str(&req.to_string());
+            lines.push('\n');
+        }
+        (&s).write_all(lines.as_bytes())?;
+        slow.push(s);
+    }
+    // The connections holding the most are closed until the rest fit.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let open = c.ok("gatos.health", json!({})).await?["connections"]
+            .as_u64()
+            .unwrap_or(u64::MAX);
+        if open <= 7 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {open} connections open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = d.shared.outboxes.held();
+    assert!(held <= CAP, "{held} bytes held for clients, past {CAP}");
+    // A client that reads is served as before, subscriptions included.
+    let page = c
+        .ok("messages.read", json!({"topic": "big", "limit": 4}))
+        .await?;
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(4));
+    let mut reader = d.anon_client().await?;
+    reader
+        .ok(
+            "messages.subscribe",
+            json!({"topic": "big", "since_seq": 0}),
+        )
+        .await?;
+    for _ in 0..32 {
+        reader.notification("messages.event").await?;
+    }
+    // Their connections gone, nothing stays counted.
+    drop(slow);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while d.shared.outboxes.held() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} bytes still counted after every slow client left",
+            d.shared.outboxes.held()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(reader);
     d.stop().await?;
     Ok(())
 }
