@@ -430,3 +430,123 @@ fn a_worker_refuses_secrets_kept_where_jobs_can_read() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_job_cannot_widen_its_sandbox_inherit_descriptors_or_change_other_processes() -> TestResult {
+    let repo = TempRepo::new()?;
+    init(&repo)?;
+    // A private directory of the worker's user, outside the repository: the worker's
+    // secrets file lives there, as docs/jobs.md advises.
+    let private = repo.root().join("private");
+    std::fs::create_dir(&private)?;
+    let secrets = private.join("secrets");
+    std::fs::write(&secrets, "DBPASS=private-3c9e1f\n")?;
+    // The job author names that directory on the job's own PATH.
+    let widen = enqueue(
+        &repo,
+        &[
+            "--no-checkout",
+            "--env",
+            &format!("PATH={}:/usr/bin:/bin", private.display()),
+            "--",
+            "sh",
+            "-c",
+            &format!("cat {} && echo READ-PRIVATE; true", secrets.display()),
+        ],
+    )?;
+    // A job that changes the limits and priority of its supervisor, the worker and every
+    // process of its user, and reads a descriptor the worker's parent left open; it may
+    // still change its own.
+    let script = r#"
+import os, resource
+sup = os.getppid()
+worker = int(open("/proc/%d/stat" % sup).read().rsplit(")", 1)[1].split()[2])
+def attempt(marker, f):
+    try:
+        f()
+        print(marker)
+    except OSError as e:
+        print("refused", marker, e.errno)
+attempt("LIMITED-WORKER", lambda: resource.prlimit(worker, resource.RLIMIT_FSIZE, (0, 0)))
+attempt("LIMITED-SUPERVISOR", lambda: resource.prlimit(sup, resource.RLIMIT_CPU, (0, 0)))
+attempt("RENICED-WORKER", lambda: os.setpriority(os.PRIO_PROCESS, worker, 10))
+attempt("RENICED-USER", lambda: os.setpriority(os.PRIO_USER, 0, 10))
+attempt("READ-FD", lambda: print(os.read(7, 64)))
+resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+os.setpriority(os.PRIO_PROCESS, 0, 5)
+print("OWN-LIMITS-OK", resource.prlimit(worker, resource.RLIMIT_FSIZE)[0] != 0)
+"#;
+    let reach = enqueue(
+        &repo,
+        &["--no-checkout", "--", "/usr/bin/python3", "-c", script],
+    )?;
+    // The worker starts with the signing key open on descriptor 7, as a careless parent
+    // shell could leave it.
+    let key = repo
+        .git_dir()
+        .join("gatos")
+        .join("keys")
+        .join("signing.pem");
+    let inner = gatos_cmd(&repo, &[]);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"exec 7<"$1"; shift; exec "$@""#)
+        .arg("sh")
+        .arg(&key)
+        .arg(inner.get_program())
+        .args([
+            "worker",
+            "--json",
+            "--sandbox",
+            "required",
+            "--drain",
+            "--secrets",
+        ])
+        .arg(&secrets)
+        .current_dir(repo.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = finish(
+        cmd.spawn()?,
+        "the worker to drain",
+        Duration::from_secs(120),
+    )?;
+    assert!(
+        out.status.success(),
+        "the worker survived its jobs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let widened = log(&repo, &widen, "stdout")? + &log(&repo, &widen, "stderr")?;
+    assert!(
+        !widened.contains("READ-PRIVATE") && !widened.contains("private-3c9e1f"),
+        "{widened}"
+    );
+    assert!(widened.contains("Permission denied"), "{widened}");
+    let out = log(&repo, &reach, "stdout")?;
+    let err = log(&repo, &reach, "stderr")?;
+    for marker in [
+        "\nLIMITED-WORKER",
+        "\nLIMITED-SUPERVISOR",
+        "\nRENICED-WORKER",
+        "\nRENICED-USER",
+        "\nREAD-FD",
+        "PRIVATE KEY",
+    ] {
+        assert!(
+            !format!("\n{out}").contains(marker),
+            "{marker} reached:\n{out}\n{err}"
+        );
+    }
+    assert!(out.contains("OWN-LIMITS-OK True"), "{out}\n{err}");
+    for id in [&widen, &reach] {
+        assert_eq!(show(&repo, id)?["state"], "succeeded", "{id}");
+    }
+    repo.assert_fsck_strict()
+}

@@ -633,8 +633,6 @@ struct Shared<'a> {
     sandbox: Option<u32>,
     /// The executable that runs `__run-job`.
     supervisor: PathBuf,
-    /// Paths no sandbox rule may grant (the git directories).
-    hidden: Vec<PathBuf>,
     /// The sandbox rules every attempt shares (with the worker's PATH), made once.
     base_rules: Option<sandbox::Rules>,
     /// The worker's options as `jobs why` checks them.
@@ -866,7 +864,6 @@ pub fn run_with(
         base_rules,
         sandbox,
         supervisor,
-        hidden,
         spec,
         notice,
         announced: Mutex::new(None),
@@ -1412,21 +1409,13 @@ fn prepare(sh: &Shared<'_>, lease: &Lease) -> std::result::Result<Prepared, Stri
     set(&mut env, "GATOS_WORKER", lease.worker.to_string());
     set(&mut env, "GATOS_INPUTS", inputs.display().to_string());
     set(&mut env, "GATOS_RUN_ID", run_id.clone());
-    let rules = sh.base_rules.as_ref().map(|base| {
-        // The worker's rules, unless the job sets its own PATH (its directories are
-        // readable instead).
-        let rules = match spec.env.get("PATH") {
-            None => base.clone(),
-            Some(path) => sandbox::Rules::base(
-                Some(path),
-                &sh.opts.sandbox_read,
-                &sandbox_write(sh.opts),
-                &sh.hidden,
-                sh.opts.sandbox == sandbox::Mode::Required,
-            ),
-        };
-        rules.with_dir(&root)
-    });
+    // The worker's rules, whatever the job's own PATH says: what a job may read is the
+    // operator's choice (the worker's PATH, --sandbox-allow), never the job author's (a
+    // manifest's PATH naming the worker's home would open it, secrets and all).
+    let rules = sh
+        .base_rules
+        .as_ref()
+        .map(|base| base.clone().with_dir(&root));
     Ok(Prepared {
         spec: supervisor::RunSpec {
             argv,

@@ -179,6 +179,70 @@ impl Rules {
     }
 }
 
+/// Refuses (`EPERM`) the calls that change another process's resource limits or priority,
+/// which Landlock does not cover: `prlimit64` setting a limit of any process but the
+/// caller's own (pid 0), and `setpriority` of anything but the caller (a job could
+/// otherwise make the worker, its supervisor or another job die of `SIGXFSZ`, run out of
+/// descriptors or be killed by a CPU limit). Applies to the calling thread and everything it
+/// starts; calls of another architecture than the worker's own (32-bit programs on x86-64)
+/// end the process, since the filter could not tell their numbers apart.
+///
+/// # Errors
+/// When the kernel refuses the filter (no seccomp).
+pub fn filter_process_calls() -> Result<(), String> {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule,
+    };
+    fn fail(e: impl std::fmt::Display) -> String {
+        format!("the system-call filter: {e}")
+    }
+    let ne = |arg: u8, len: SeccompCmpArgLen, v: u64| {
+        SeccompCondition::new(arg, len, SeccompCmpOp::Ne, v).map_err(fail)
+    };
+    let rule = |c: Vec<SeccompCondition>| SeccompRule::new(c).map_err(fail);
+    let arch = std::env::consts::ARCH.try_into().map_err(fail)?;
+    let mut rules = std::collections::BTreeMap::new();
+    // prlimit64(pid, resource, new, old): setting (new != NULL) for a pid other than 0.
+    rules.insert(
+        libc_nr::PRLIMIT64,
+        vec![rule(vec![
+            ne(0, SeccompCmpArgLen::Dword, 0)?,
+            ne(2, SeccompCmpArgLen::Qword, 0)?,
+        ])?],
+    );
+    // setpriority(which, who, prio): anything but PRIO_PROCESS (0) of the caller (0).
+    rules.insert(
+        libc_nr::SETPRIORITY,
+        vec![
+            rule(vec![ne(0, SeccompCmpArgLen::Dword, 0)?])?,
+            rule(vec![ne(1, SeccompCmpArgLen::Dword, 0)?])?,
+        ],
+    );
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(u32::try_from(rustix::io::Errno::PERM.raw_os_error()).unwrap_or(1)),
+        arch,
+    )
+    .map_err(fail)?;
+    let program: BpfProgram = filter.try_into().map_err(fail)?;
+    seccompiler::apply_filter(&program).map_err(fail)
+}
+
+/// The numbers of the calls [`filter_process_calls`] filters, on the architectures
+/// seccompiler knows.
+mod libc_nr {
+    #[cfg(target_arch = "x86_64")]
+    pub const PRLIMIT64: i64 = 302;
+    #[cfg(target_arch = "x86_64")]
+    pub const SETPRIORITY: i64 = 141;
+    #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
+    pub const PRLIMIT64: i64 = 261;
+    #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
+    pub const SETPRIORITY: i64 = 140;
+}
+
 /// Sorted, without duplicates, and without a path beneath another one of the list.
 fn minimal(mut v: Vec<PathBuf>) -> Vec<PathBuf> {
     v.sort();

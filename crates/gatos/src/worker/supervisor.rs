@@ -96,6 +96,11 @@ pub fn main() -> i32 {
         }
     };
     drop(line);
+    // 0. Nothing the worker's parent left open reaches the job: every descriptor past
+    // stdio is closed at the job's exec (a shell that started the worker with the key open
+    // on fd 7 would hand it to every job otherwise; Landlock does not check descriptors
+    // already open).
+    close_fds::set_fds_cloexec_threadsafe(3, &[]);
     // 1. Die with the worker. The signal is armed first, then the parent checked, so a
     // worker that died in between is not missed.
     if let Err(e) = rustix::process::set_parent_process_death_signal(Some(Signal::HUP)) {
@@ -172,6 +177,13 @@ pub fn main() -> i32 {
                         let _ = rustix::thread::set_capabilities(None, caps);
                     }
                     rules.apply().map_err(|e| (125, e))?;
+                    // What Landlock does not cover: another process's limits and priority.
+                    if let Err(e) = super::sandbox::filter_process_calls() {
+                        if rules.required {
+                            return Err((125, e));
+                        }
+                        say(&format!("supervisor: {e}; the job runs without it"));
+                    }
                 }
                 cmd.spawn().map_err(|e| {
                     let code = if e.kind() == std::io::ErrorKind::NotFound {
