@@ -335,7 +335,7 @@ fn run_one_job(net: &Net, node: usize) -> TestResult<String> {
 fn claim_doc(state: &str, attempt: u32, id: &str, worker: &str) -> String {
     json!({
         "job": id, "attempt": attempt, "worker": worker, "worker_key": null, "state": state,
-        "lease_until": "2030-01-01T00:00:00Z", "claimed_at": "2026-01-01T00:00:00Z"
+        "lease_until": "2026-01-01T00:00:30Z", "claimed_at": "2026-01-01T00:00:00Z"
     })
     .to_string()
 }
@@ -459,6 +459,110 @@ fn a_forged_result_never_replaces_a_verified_one() -> TestResult {
         .as_deref(),
         Some(theirs.as_str())
     );
+    Ok(())
+}
+
+/// A claim document with the times given.
+fn timed_claim(state: &str, attempt: u32, id: &str, claimed_at: &str, until: &str) -> String {
+    json!({
+        "job": id, "attempt": attempt, "worker": "ghost", "worker_key": null, "state": state,
+        "lease_until": until, "claimed_at": claimed_at
+    })
+    .to_string()
+}
+
+#[test]
+fn unsigned_claims_cannot_end_a_pending_job_or_hold_it_forever() -> TestResult {
+    let net = Net::new(1)?;
+    let a = &net.nodes[0];
+    let id = id_of(&gatos_ok(
+        a,
+        &["jobs", "enqueue", "--json", "--", "echo", "important"],
+    )?)?;
+    net.sync(0)?;
+    let baseline = doctor_codes(a)?;
+    let claim = format!("refs/gatos/jobs/{id}/claim");
+    let result = format!("refs/gatos/jobs/{id}/result");
+    let job = net
+        .hub
+        .rev_parse(&format!("refs/gatos/jobs/{id}/job"))?
+        .ok_or("job")?;
+    let t0 = "2026-01-01T00:00:00Z";
+    let t30 = "2026-01-01T00:00:30Z";
+    let attacks: Vec<(&str, Vec<String>, Option<String>)> = {
+        // 1. The first of three attempts closed as lost, with a failed result: the job
+        //    would never run.
+        let run = claim_commit(&net.hub, &id, &timed_claim("running", 1, &id, t0, t30), &[])?;
+        let closed = claim_commit(
+            &net.hub,
+            &id,
+            &timed_claim("closed", 1, &id, t0, t30),
+            &[&run],
+        )?;
+        let doc = json!({"status": "failed", "reason": "lost", "attempt": 1}).to_string();
+        let lost = doc_commit(
+            &net.hub,
+            &[("result.json", doc.as_bytes())],
+            &[&job, &closed],
+            &format!("Gatos-Kind: result\nJob: {id}\nAttempt: 1"),
+        )?;
+        // 2. A claim whose lease ends in 9999: held by nobody, forever.
+        let forever = claim_commit(
+            &net.hub,
+            &id,
+            &timed_claim("running", 1, &id, t0, "9999-12-31T23:59:59.999Z"),
+            &[],
+        )?;
+        // 3. Takeovers before the lease ran out, to reach the last attempt at once.
+        let first = claim_commit(&net.hub, &id, &timed_claim("running", 1, &id, t0, t30), &[])?;
+        let early = claim_commit(
+            &net.hub,
+            &id,
+            &timed_claim(
+                "running",
+                2,
+                &id,
+                "2026-01-01T00:00:10Z",
+                "2026-01-01T00:00:40Z",
+            ),
+            &[&first],
+        )?;
+        vec![
+            ("closed as lost on attempt 1 of 3", vec![closed], Some(lost)),
+            ("a lease until 9999", vec![forever], None),
+            ("a takeover within the lease", vec![early], None),
+        ]
+    };
+    for (what, tips, forged_result) in attacks {
+        set(&net.hub, &claim, &tips[0])?;
+        match &forged_result {
+            Some(r) => set(&net.hub, &result, r)?,
+            None => {
+                net.hub.git(&["update-ref", "-d", &result])?;
+            }
+        }
+        let report = net.sync(0)?;
+        let codes = rejected_codes(&report)?;
+        assert_eq!(
+            codes.get(&claim).map(String::as_str),
+            Some("Conflict"),
+            "{what}: {report}"
+        );
+        assert_eq!(a.rev_parse(&claim)?, None, "{what}: the claim was adopted");
+        assert_eq!(
+            a.rev_parse(&result)?,
+            None,
+            "{what}: the result was adopted"
+        );
+        let show: Value = serde_json::from_str(&gatos_ok(a, &["jobs", "show", &id, "--json"])?)?;
+        assert_eq!(show["state"], "pending", "{what}: {show}");
+    }
+    // The job still runs here (the worker claims through the hub, which still holds the
+    // last forgery: a hub can withhold, never end).
+    net.hub.git(&["update-ref", "-d", &claim])?;
+    assert_unharmed(a, &baseline, &[])?;
+    let show: Value = serde_json::from_str(&gatos_ok(a, &["jobs", "show", &id, "--json"])?)?;
+    assert_eq!(show["state"], "succeeded", "{show}");
     Ok(())
 }
 

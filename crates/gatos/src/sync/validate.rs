@@ -1163,6 +1163,12 @@ impl Sync<'_> {
             if d.job != id || d.attempt == 0 {
                 return Err(envelope(format!("claim {c} is not a claim of job {id}")));
             }
+            if !known {
+                claim_times(c, &d, self.gatos.now())?;
+                if d.state == ClaimState::Closed {
+                    self.check_close(id, c, &d)?;
+                }
+            }
             if let Some(n) = &newer {
                 claim_step(c, &d, n)?;
             }
@@ -1180,6 +1186,51 @@ impl Sync<'_> {
             newer = Some(d);
         }
         Ok(())
+    }
+
+    /// A claim chain closes before the job's last attempt only when that attempt
+    /// succeeded: a failed, timed-out or lost attempt with attempts left is released for a
+    /// retry (the library's only rule). Claims are not signed, so without this a hub could
+    /// end any pending job by closing it as lost (or make a retried attempt's own proof the
+    /// final one), however it names the worker.
+    fn check_close(&mut self, id: Ulid, c: Oid, d: &ClaimDoc) -> Check {
+        let mut r = self.gatos.store().reader();
+        let job = self
+            .hub
+            .get(names::job(id).as_str())
+            .or_else(|| self.local.get(names::job(id).as_str()))
+            .copied();
+        let Some(job) = job else {
+            // No job commit to read the attempts from: the job's own check refuses it.
+            return Ok(());
+        };
+        let Some(spec) = job_spec(&mut r, job) else {
+            // A job that does not read is refused by its own check, its claims with it.
+            return Ok(());
+        };
+        if d.attempt >= spec.max_attempts {
+            return Ok(());
+        }
+        let succeeded = match self.hub.get(names::job_result(id).as_str()).copied() {
+            Some(v) => {
+                let rc = r.commit(v)?;
+                let (rd, _): (ResultDoc, _) =
+                    doc(&mut r, rc.tree, crate::jobs::records::RESULT_PATH, false)?;
+                rd.status == gatos_types::jobs::Status::Succeeded && rd.attempt == d.attempt
+            }
+            None => false,
+        };
+        if succeeded {
+            return Ok(());
+        }
+        Err(bad(
+            ErrorCode::Conflict,
+            format!(
+                "claim {c} closes job {id} on attempt {} of {} without its success: an \
+                 attempt that did not succeed with attempts left is retried, not closed",
+                d.attempt, spec.max_attempts
+            ),
+        ))
     }
 
     /// A result closes the claim chain the hub holds for its job, and is the child of the
@@ -1214,6 +1265,23 @@ impl Sync<'_> {
             return Err(envelope(format!(
                 "result {value} does not follow a closed claim of its attempt"
             )));
+        }
+        // A failed attempt with attempts left is released for a retry, never closed (the
+        // library's only rule): a hub that closes one (a lease it says was lost, or a
+        // retried attempt's own proof made final) ends a job its owner would have run again.
+        if d.status == gatos_types::jobs::Status::Failed
+            && let Some(spec) = job_spec(&mut r, *job)
+        {
+            if d.attempt < spec.max_attempts {
+                return Err(bad(
+                    ErrorCode::Conflict,
+                    format!(
+                        "result {value} ends job {id} as failed on attempt {} of {}: a failed \
+                         attempt with attempts left is retried, not closed",
+                        d.attempt, spec.max_attempts
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -1395,8 +1463,61 @@ fn link(child: &Meta, len: u64, m: &Meta) -> Check {
     }
 }
 
+/// The spec of job commit `job`, if it reads (a job that does not is refused by its own
+/// check).
+fn job_spec(r: &mut gatos_store::objects::Reader<'_>, job: Oid) -> Option<JobSpec> {
+    let jc = r.commit(job).ok()?;
+    doc(r, jc.tree, crate::jobs::records::JOB_PATH, false)
+        .ok()
+        .map(|(spec, _)| spec)
+}
+
+/// How far ahead of this node's clock a remote claim's times may be (clock skew between
+/// nodes).
+const CLOCK_SKEW: gatos_types::Dur = gatos_types::Dur::from_secs(24 * 3600);
+
+/// The times of one claim commit are ones a gatos writer could have written: a lease of at
+/// most [`MAX_LEASE`](crate::jobs::lifecycle::MAX_LEASE) from its claim (or, for a later
+/// step, from now), a claim not in the future.
+fn claim_times(c: Oid, d: &ClaimDoc, now: gatos_types::Timestamp) -> Check {
+    let max = crate::jobs::lifecycle::MAX_LEASE;
+    let latest = now.plus(CLOCK_SKEW);
+    let ok = d.claimed_at <= latest
+        && match d.state {
+            ClaimState::Running => d.lease_until <= d.claimed_at.plus(max),
+            _ => d.lease_until <= latest.plus(max),
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            ErrorCode::Conflict,
+            format!(
+                "claim {c} of job {}: claimed at {} with a lease until {}, which no worker \
+                 asks (a lease is at most 30 days, a claim not in the future)",
+                d.job, d.claimed_at, d.lease_until
+            ),
+        ))
+    }
+}
+
 /// One step of the claim state machine, from `older` (commit `c`) to `newer`.
 fn claim_step(c: Oid, older: &ClaimDoc, newer: &ClaimDoc) -> Check {
+    // A takeover happens once the lease it takes over has lapsed, by the taker's clock,
+    // which is the clock of its `claimed_at`.
+    if matches!(older.state, ClaimState::Running | ClaimState::Heartbeat)
+        && newer.state == ClaimState::Running
+        && newer.claimed_at < older.lease_until
+    {
+        return Err(bad(
+            ErrorCode::Conflict,
+            format!(
+                "claim chain of job {}: attempt {} was claimed at {}, before the lease of \
+                 attempt {} ran out ({}, {c})",
+                older.job, newer.attempt, newer.claimed_at, older.attempt, older.lease_until
+            ),
+        ));
+    }
     let ok = match (older.state, newer.state) {
         (ClaimState::Closed, _) => false,
         (_, ClaimState::Running) => newer.attempt == older.attempt + 1,
