@@ -17,7 +17,9 @@
 //! base64` encodes the value and a newline; `printf "ab$X" | base64` shifts it by two
 //! bytes): for each of the three byte alignments the characters that depend on the value's
 //! bytes alone (the alignment's stable core) are redacted; the one or two characters at
-//! each edge that mix in neighbouring bytes stay.
+//! each edge that mix in neighbouring bytes stay. A core broken across lines by a tool
+//! that wraps its output (76 characters: `base64`; 64: `openssl base64`, PEM) is caught at
+//! every column it may start at.
 //!
 //! Values shorter than [`MIN_ENCODED_LEN`] bytes are redacted only in their exact form:
 //! their encodings are short enough to turn up by chance in ordinary output. An empty
@@ -102,13 +104,9 @@ impl Redactor {
             }
             let idx = names.len();
             names.push(name.clone());
+            let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
             let mut add = |p: Vec<u8>, form: Form| {
-                if !p.is_empty()
-                    && !patterns
-                        .iter()
-                        .zip(&needles)
-                        .any(|(q, n)| *q == p && n.0 == idx)
-                {
+                if !p.is_empty() && seen.insert(p.clone()) {
                     patterns.push(p);
                     needles.push((idx, form));
                 }
@@ -126,7 +124,15 @@ impl Redactor {
                 add(full.encode(v).into_bytes(), form);
                 add(bare.encode(v).into_bytes(), form);
                 for offset in 0..3 {
-                    add(base64_core(bare, v, offset), form);
+                    let core = base64_core(bare, v, offset);
+                    if form == Form::Base64 {
+                        // `base64` wraps its lines at 76 characters, `openssl base64` and
+                        // PEM at 64: a core that crosses a line end, wherever it starts.
+                        for wrapped in wrapped_cores(&core) {
+                            add(wrapped, form);
+                        }
+                    }
+                    add(core, form);
                 }
             }
             add(hex(v, b"0123456789abcdef"), Form::Hex);
@@ -361,6 +367,33 @@ fn base64_core(engine: &base64::engine::GeneralPurpose, v: &[u8], offset: usize)
         .unwrap_or_default()
 }
 
+/// The line widths at which base64 tools wrap their output: 76 (`base64`, MIME) and 64
+/// (`openssl base64`, PEM).
+const WRAP_WIDTHS: [usize; 2] = [76, 64];
+
+/// `core` as it reads when a wrapped base64 stream breaks it across lines: for each width
+/// and each column the core may start at, with a newline wherever a line ends inside it.
+fn wrapped_cores(core: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for w in WRAP_WIDTHS {
+        for column in 0..w {
+            if column + core.len() <= w {
+                // Ends on its first line: the core itself.
+                continue;
+            }
+            let mut v = Vec::with_capacity(core.len() + core.len() / w + 1);
+            for (k, &c) in core.iter().enumerate() {
+                if k > 0 && (column + k) % w == 0 {
+                    v.push(b'\n');
+                }
+                v.push(c);
+            }
+            out.push(v);
+        }
+    }
+    out
+}
+
 fn hex(v: &[u8], digits: &[u8; 16]) -> Vec<u8> {
     let mut out = Vec::with_capacity(v.len() * 2);
     for b in v {
@@ -455,6 +488,37 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn wrapped_base64_is_caught_wherever_its_lines_break() {
+        // 73 bytes: its encoding is longer than one line of `base64` (76) and `openssl` (64).
+        let value = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefghijklmnopqrstuvwxyz-LONGSECRET";
+        let r = redactor(&[("LONG", value)]);
+        for width in [76usize, 64] {
+            for prefix in 0..80usize {
+                let mut input = "p".repeat(prefix).into_bytes();
+                input.extend_from_slice(value.as_bytes());
+                input.push(b'\n');
+                let encoded = STANDARD.encode(&input);
+                let mut wrapped = Vec::new();
+                for line in encoded.as_bytes().chunks(width) {
+                    wrapped.extend_from_slice(line);
+                    wrapped.push(b'\n');
+                }
+                let out = text(&r, &wrapped);
+                assert!(
+                    out.contains("[REDACTED:LONG:base64]"),
+                    "width {width}, prefix {prefix}: {out}"
+                );
+                let plain = out.replace('\n', "");
+                let core = base64_core(&STANDARD_NO_PAD, value.as_bytes(), prefix % 3);
+                assert!(
+                    !plain.contains(std::str::from_utf8(&core[..20]).unwrap_or("")),
+                    "width {width}, prefix {prefix}: {out}"
+                );
             }
         }
     }
