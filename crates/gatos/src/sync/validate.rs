@@ -1271,17 +1271,16 @@ impl Sync<'_> {
         // retried attempt's own proof made final) ends a job its owner would have run again.
         if d.status == gatos_types::jobs::Status::Failed
             && let Some(spec) = job_spec(&mut r, *job)
+            && d.attempt < spec.max_attempts
         {
-            if d.attempt < spec.max_attempts {
-                return Err(bad(
-                    ErrorCode::Conflict,
-                    format!(
-                        "result {value} ends job {id} as failed on attempt {} of {}: a failed \
-                         attempt with attempts left is retried, not closed",
-                        d.attempt, spec.max_attempts
-                    ),
-                ));
-            }
+            return Err(bad(
+                ErrorCode::Conflict,
+                format!(
+                    "result {value} ends job {id} as failed on attempt {} of {}: a failed \
+                     attempt with attempts left is retried, not closed",
+                    d.attempt, spec.max_attempts
+                ),
+            ));
         }
         Ok(())
     }
