@@ -1007,3 +1007,72 @@ fn a_revoked_sessions_event_stream_ends() -> TestResult {
     assert_eq!(again.status, 401, "{}", again.body);
     Ok(())
 }
+
+/// A dashboard session lives as long as the token that minted its code stays in the
+/// token file, and may only read once that token is marked `ro` (a black-box test found a
+/// session of a withdrawn token still cancelling jobs for its 8 hours).
+#[test]
+fn a_session_follows_the_token_that_minted_it() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init", "--json"])?;
+    let d = start(&repo, &[])?;
+    let cookie = session_cookie(&repo, &d)?;
+    let web = same_origin(&cookie);
+    let listed = json_lines(&gatos_ok(
+        &repo,
+        &[
+            "dashboard",
+            "sessions",
+            "--json",
+            "--socket",
+            repo.root().join("dash.sock").to_str().ok_or("path")?,
+            "--token-file",
+            repo.root().join("tokens").to_str().ok_or("path")?,
+        ],
+    )?)?;
+    assert_eq!(listed[0]["minted_by"], "ops", "{listed:?}");
+    let job = enqueue(&repo, &["--queue", "later", "--", "true"])?;
+    let session = |_: ()| -> TestResult<Value> {
+        Ok(send(&d.addr, "GET", "/dashboard/session", &web, "")?.json())
+    };
+    assert_eq!(session(())?["read_only"], false);
+    let hup = || -> TestResult {
+        let st = std::process::Command::new("kill")
+            .args(["-HUP", &d.child.id().to_string()])
+            .status()?;
+        assert!(st.success());
+        Ok(())
+    };
+    // The token becomes read-only: so does the session.
+    let tokens = repo.root().join("tokens");
+    std::fs::write(&tokens, format!("ops {OPS} ro\nviewer {VIEW} ro\n"))?;
+    hup()?;
+    gatos_testutil::wait_for(
+        "the session to become read-only",
+        Duration::from_secs(30),
+        || session(()).is_ok_and(|s| s["read_only"] == true),
+    )?;
+    let cancel = send(
+        &d.addr,
+        "POST",
+        &format!("/api/v1/jobs/{job}/cancel"),
+        &web,
+        "{}",
+    )?;
+    assert_eq!(cancel.status, 403, "{}", cancel.body);
+    // The token leaves the file: the session ends, its event stream with it.
+    let mut ev = Events::open(&d.addr, &web)?;
+    ev.next("the first changed", |f| {
+        f.lines().any(|l| l == "event: changed")
+    })?;
+    std::fs::write(&tokens, format!("viewer {VIEW} ro\n"))?;
+    hup()?;
+    ev.next("the end of the stream", |f| {
+        f.lines().any(|l| l == "event: shutdown")
+    })?;
+    let again = send(&d.addr, "GET", "/dashboard/session", &web, "")?;
+    assert_eq!(again.status, 401, "{}", again.body);
+    let show = json_lines(&gatos_ok(&repo, &["jobs", "show", &job, "--json"])?)?;
+    assert_eq!(show[0]["state"], "pending", "the job was never cancelled");
+    Ok(())
+}

@@ -67,6 +67,9 @@ pub struct Conn {
     pub authenticated: AtomicBool,
     /// Whether the token it presented is marked `ro`: calls that write are refused.
     pub token_read_only: AtomicBool,
+    /// The token it presented (its hash and name), once it did: a dashboard session minted
+    /// here lives only as long as that token stays in the file.
+    pub token: Mutex<Option<([u8; 32], String)>>,
     /// Who its calls act for.
     pub actor: gatos_api::Actor,
     in_flight: Arc<Semaphore>,
@@ -76,6 +79,24 @@ pub struct Conn {
     pages: Arc<Semaphore>,
     requests: TaskTracker,
     handled: AtomicU64,
+}
+
+impl Conn {
+    /// Records the token the peer presented (`gatos.auth`).
+    pub fn presented(&self, e: &crate::transport::token::Entry) {
+        *self
+            .token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((e.hash(), e.name.clone()));
+    }
+
+    /// The token the peer presented, if it did.
+    pub fn token(&self) -> Option<([u8; 32], String)> {
+        self.token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 fn unauthorized(message: &str) -> RpcError {
@@ -112,6 +133,7 @@ pub async fn serve<R, W>(
             auth: peer.auth,
             authenticated: AtomicBool::new(peer.auth == Auth::Trusted),
             token_read_only: AtomicBool::new(false),
+            token: Mutex::new(None),
             actor: peer.actor.clone(),
             in_flight: Arc::new(Semaphore::new(shared.limits.max_in_flight)),
             pages: Arc::new(Semaphore::new(1)),
@@ -284,6 +306,7 @@ async fn authenticate(conn: &Arc<Conn>, frame: Frame) -> bool {
                     Ok(p) => match conn.shared.token_entry(p.token.as_bytes()) {
                         Some(e) => {
                             conn.token_read_only.store(e.read_only, Ordering::Release);
+                            conn.presented(&e);
                             true
                         }
                         None => false,

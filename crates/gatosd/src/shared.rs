@@ -258,6 +258,17 @@ impl Shared {
             Ok(t) => {
                 tracing::info!(path = %file.display(), tokens = t.names().count(), "token file re-read");
                 current.store(Arc::new(t));
+                // Dashboard sessions follow the token that minted them.
+                let tokens = current.load();
+                let gone = self
+                    .dashboard
+                    .follow_tokens(|h| tokens.by_hash(h).map(|e| e.read_only));
+                if !gone.is_empty() {
+                    tracing::info!(
+                        sessions = gone.len(),
+                        "dashboard sessions of tokens no longer in the file ended"
+                    );
+                }
                 let ended = self.end_withdrawn_streams();
                 if ended > 0 {
                     tracing::info!(

@@ -50,6 +50,8 @@ pub struct Session {
     pub read_only: bool,
     /// The token name that minted its code.
     pub minted_by: String,
+    /// The hash of that token: the session ends when the token leaves the file.
+    token: Option<[u8; 32]>,
     expires: Instant,
     last_used: Instant,
 }
@@ -68,6 +70,7 @@ struct Code {
     expires: Instant,
     read_only: bool,
     minted_by: String,
+    token: Option<[u8; 32]>,
 }
 
 #[derive(Default)]
@@ -128,7 +131,14 @@ impl Sessions {
     }
 
     /// Mints a single-use code valid [`CODE_TTL`] from `now`.
-    pub fn mint(&self, read_only: bool, minted_by: &str, now: Instant) -> Minted {
+    /// `token` is the hash of the token that asked for it (`None`: a trusted transport).
+    pub fn mint(
+        &self,
+        read_only: bool,
+        minted_by: &str,
+        token: Option<[u8; 32]>,
+        now: Instant,
+    ) -> Minted {
         let code = random_secret();
         let mut inner = self.lock();
         inner.codes.retain(|c| c.expires > now);
@@ -140,6 +150,7 @@ impl Sessions {
             expires: now + CODE_TTL,
             read_only,
             minted_by: minted_by.chars().take(64).collect(),
+            token,
         });
         Minted {
             code,
@@ -180,6 +191,7 @@ impl Sessions {
             last_used_at: created,
             read_only: c.read_only,
             minted_by: c.minted_by,
+            token: c.token,
             expires: now + SESSION_TTL,
             last_used: now,
         };
@@ -223,6 +235,37 @@ impl Sessions {
         if id.is_none() {
             inner.codes.clear();
         }
+        ended.sort();
+        ended
+    }
+
+    /// Applies a re-read token file: codes and sessions whose token (`ro` says its
+    /// `read_only` now; `None`: gone) left the file end, those whose token became `ro` may
+    /// only read from now on. The ids of the sessions ended.
+    pub fn follow_tokens(&self, ro: impl Fn(&[u8; 32]) -> Option<bool>) -> Vec<String> {
+        let mut inner = self.lock();
+        inner.codes.retain_mut(|c| match c.token.as_ref().map(&ro) {
+            None => true,
+            Some(None) => false,
+            Some(Some(now_ro)) => {
+                c.read_only |= now_ro;
+                true
+            }
+        });
+        let mut ended = Vec::new();
+        inner
+            .sessions
+            .retain(|_, s| match s.token.as_ref().map(&ro) {
+                None => true,
+                Some(None) => {
+                    ended.push(s.id.clone());
+                    false
+                }
+                Some(Some(now_ro)) => {
+                    s.read_only |= now_ro;
+                    true
+                }
+            });
         ended.sort();
         ended
     }
@@ -287,14 +330,14 @@ mod tests {
     fn a_code_opens_one_session_once_and_only_within_its_minute() {
         let s = Sessions::default();
         let t0 = Instant::now();
-        let m = s.mint(false, "default", t0);
+        let m = s.mint(false, "default", None, t0);
         let opened = s.redeem(&m.code, t0 + Duration::from_secs(59));
         assert!(opened.is_some(), "a fresh code opens a session");
         assert!(
             s.redeem(&m.code, t0 + Duration::from_secs(59)).is_none(),
             "a code is single-use"
         );
-        let late = s.mint(false, "default", t0);
+        let late = s.mint(false, "default", None, t0);
         assert!(
             s.redeem(&late.code, t0 + CODE_TTL).is_none(),
             "an expired code is refused"
@@ -311,7 +354,7 @@ mod tests {
         let s = Sessions::default();
         let t0 = Instant::now();
         let open = |ro| {
-            let m = s.mint(ro, "ops", t0);
+            let m = s.mint(ro, "ops", None, t0);
             s.redeem(&m.code, t0).ok_or("redeem")
         };
         let a = open(false)?;
@@ -332,7 +375,7 @@ mod tests {
         assert_eq!(s.revoke(Some(&c.session.id)), vec![c.session.id.clone()]);
         assert!(s.check(c.secret.as_bytes(), t0).is_none());
         let d = open(false)?;
-        let waiting = s.mint(false, "ops", t0);
+        let waiting = s.mint(false, "ops", None, t0);
         assert_eq!(s.revoke(None), vec![d.session.id.clone()]);
         assert!(
             s.redeem(&waiting.code, t0).is_none(),
@@ -346,16 +389,16 @@ mod tests {
     fn codes_and_sessions_are_capped() {
         let s = Sessions::default();
         let t0 = Instant::now();
-        let first = s.mint(false, "x", t0);
+        let first = s.mint(false, "x", None, t0);
         for _ in 0..MAX_CODES {
-            s.mint(false, "x", t0);
+            s.mint(false, "x", None, t0);
         }
         assert!(
             s.redeem(&first.code, t0).is_none(),
             "the oldest code was dropped"
         );
         for _ in 0..MAX_SESSIONS + 3 {
-            let m = s.mint(false, "x", t0);
+            let m = s.mint(false, "x", None, t0);
             assert!(s.redeem(&m.code, t0).is_some());
         }
         assert_eq!(s.list(t0).len(), MAX_SESSIONS);

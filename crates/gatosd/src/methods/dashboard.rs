@@ -44,9 +44,15 @@ pub fn signin_code(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, Rp
     let read_only = p.read_only.unwrap_or(false)
         || conn.token_read_only.load(Ordering::Acquire)
         || shared.service.config().read_only;
+    // The session lives as long as the token that asked for it stays in the file, and
+    // becomes read-only when that token does (`Shared::reload_tokens`).
+    let token = conn.token();
+    let minted_by = token
+        .as_ref()
+        .map_or_else(|| conn.actor.to_string(), |(_, name)| name.clone());
     let m = shared
         .dashboard
-        .mint(read_only, &conn.actor.to_string(), Instant::now());
+        .mint(read_only, &minted_by, token.map(|(h, _)| h), Instant::now());
     tracing::info!(read_only, "dashboard sign-in code minted");
     result(&SigninCode {
         url: format!("{origin}/#code={}", m.code),

@@ -110,6 +110,7 @@ pub fn auth_again(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, Rpc
     };
     conn.token_read_only
         .store(entry.read_only, Ordering::Release);
+    conn.presented(&entry);
     conn.authenticated.store(true, Ordering::Release);
     result(&serde_json::json!({"authenticated": true}))
 }

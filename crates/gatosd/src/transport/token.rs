@@ -54,6 +54,14 @@ pub struct Entry {
     hash: [u8; 32],
 }
 
+impl Entry {
+    /// The BLAKE3 hash of the token (what is kept of it by those it opened: a dashboard
+    /// session, a stream).
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+}
+
 /// The set of tokens of one file.
 #[derive(Clone)]
 pub struct Tokens {
@@ -219,6 +227,22 @@ impl Tokens {
     /// Tells whether `presented` is one of the tokens.
     pub fn matches(&self, presented: &[u8]) -> bool {
         self.find(presented).is_some()
+    }
+
+    /// The entry whose token's BLAKE3 hash is `hash`, if any (every entry compared).
+    pub fn by_hash(&self, hash: &[u8; 32]) -> Option<&Entry> {
+        let mut found = None;
+        for e in &self.entries {
+            let diff = e
+                .hash
+                .iter()
+                .zip(hash)
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+            if diff == 0 && found.is_none() {
+                found = Some(e);
+            }
+        }
+        found
     }
 
     /// Whether a token whose BLAKE3 hash is `hash` is one of these (an HTTP stream keeps
