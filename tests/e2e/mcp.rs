@@ -721,3 +721,170 @@ fn a_resource_past_the_answer_cap_is_refused() -> TestResult {
     s.finish()?;
     Ok(())
 }
+
+/// One `/mcp` exchange on a fresh connection: the status, the head's lines and the body.
+fn mcp_exchange(
+    addr: &str,
+    token: &str,
+    session: Option<&str>,
+    body: &str,
+) -> TestResult<(u16, String, String)> {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(ANSWER))?;
+    let sid = session.map_or(String::new(), |id| format!("Mcp-Session-Id: {id}\r\n"));
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{sid}Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (head, rest) = out.split_once("\r\n\r\n").ok_or("no header end")?;
+    let status = head.split(' ').nth(1).ok_or("no status line")?.parse()?;
+    Ok((status, head.to_ascii_lowercase(), rest.to_owned()))
+}
+
+fn initialize(extra: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{{extra}}},"clientInfo":{{"name":"t","version":"1"}}}}}}"#
+    )
+}
+
+/// Opens a session with `token`: its id.
+fn open_session(addr: &str, token: &str) -> TestResult<String> {
+    let (status, head, body) = mcp_exchange(addr, token, None, &initialize(""))?;
+    assert_eq!(status, 200, "{head}\n{body}");
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp-session-id:"))
+        .ok_or("no session id")?
+        .trim()
+        .to_owned();
+    let (status, _, body) = mcp_exchange(
+        addr,
+        token,
+        Some(&id),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )?;
+    assert!(status < 300, "{body}");
+    Ok(id)
+}
+
+/// A token's MCP sessions are its own and bounded, and so are its resource watches over
+/// all of them; they end when the token is withdrawn (black-box findings: one read-only
+/// token took all 8,192 of the daemon's streams through sessions of 64 watches each, used
+/// another token's session, and kept every initialize in memory).
+#[test]
+fn a_tokens_mcp_sessions_and_watches_are_its_own_and_bounded() -> TestResult {
+    let repo = ledger()?;
+    let tokens = crate::support::token_file(&repo, &format!("ci {RW}\nreader {RO} ro\n"))?;
+    let (mut child, addr, log) = crate::support::http_daemon(&repo, &tokens, "mcp", &[])?;
+    let run = (|| -> TestResult {
+        let first = open_session(&addr, RO)?;
+        // Another token cannot use it.
+        let (status, _, body) = mcp_exchange(
+            &addr,
+            RW,
+            Some(&first),
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        )?;
+        assert_eq!(status, 403, "{body}");
+        // An initialize carrying 100 KB of capabilities is refused.
+        let big = format!(
+            r#""experimental":{{"x":{{"y":"{}"}}}}"#,
+            "z".repeat(100_000)
+        );
+        let (status, _, body) = mcp_exchange(&addr, RO, None, &initialize(&big))?;
+        assert_eq!(status, 413, "{body}");
+        // 256 watches for the token over five sessions, then no more.
+        let mut sessions = vec![first];
+        for _ in 0..4 {
+            sessions.push(open_session(&addr, RO)?);
+        }
+        let mut refused = None;
+        for n in 0..257 {
+            let session = &sessions[n / 64];
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"method":"resources/subscribe","params":{{"uri":"gatos://topics/w{n}"}}}}"#,
+                n + 10
+            );
+            let (status, _, answer) = mcp_exchange(&addr, RO, Some(session), &body)?;
+            assert_eq!(status, 200, "{answer}");
+            if answer.contains("\"error\"") {
+                refused = Some((n, answer));
+                break;
+            }
+        }
+        let (n, answer) = refused.ok_or("257 watches for one token")?;
+        assert_eq!(n, 256, "{answer}");
+        assert!(answer.contains("the most one caller may"), "{answer}");
+        let health = |token: &str| -> TestResult<Value> {
+            let out = Command::new("curl")
+                .args(["-s", "-H", &format!("Authorization: Bearer {token}")])
+                .arg(format!("http://{addr}/api/v1/health"))
+                .output()?;
+            Ok(serde_json::from_slice(&out.stdout)?)
+        };
+        assert_eq!(health(RW)?["subscriptions"], 256);
+        // Sessions past 64 for one token are refused (five are open).
+        for _ in 5..64 {
+            open_session(&addr, RO)?;
+        }
+        let (status, _, body) = mcp_exchange(&addr, RO, None, &initialize(""))?;
+        assert_eq!(status, 429, "{body}");
+        // The token leaves the file: its watches end.
+        std::fs::write(&tokens, format!("ci {RW}\n"))?;
+        let st = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()?;
+        assert!(st.success());
+        gatos_testutil::wait_for("the withdrawn token's watches to end", ANSWER, || {
+            health(RW).is_ok_and(|h| h["subscriptions"] == 0)
+        })?;
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    run.map_err(|e| {
+        format!(
+            "{e}\n--- gatosd:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+        .into()
+    })
+}
+
+/// A notification or a response before the first request means nothing and is skipped:
+/// the session goes on (it ended the process before, `expect initialized request`).
+#[test]
+fn stdio_skips_what_comes_before_the_first_request() -> TestResult {
+    let repo = ledger()?;
+    let mut cmd = Command::new(bin("gatosd"));
+    cmd.args(["mcp", "--stdio"]).current_dir(repo.path());
+    hermetic(&mut cmd, &repo.home());
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().ok_or("stdin")?;
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
+    )?;
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":98,"result":{{}}}}"#)?;
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","id":2,"method":"ping","params":{}}}"#,
+        json!({"_meta": meta()})
+    )?;
+    drop(stdin);
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answer: Value = serde_json::from_str(text.lines().next().ok_or("no answer")?)?;
+    assert_eq!(answer["id"], 2, "{text}");
+    assert_eq!(answer["result"], json!({}), "{text}");
+    assert!(out.status.success(), "{:?}", out.status);
+    Ok(())
+}

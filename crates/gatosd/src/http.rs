@@ -192,7 +192,7 @@ pub fn router_until(shared: Arc<Shared>, options: Options, stop: CancellationTok
         read_only: options.mcp.read_only || shared.service.config().read_only,
         ..options.mcp.clone()
     });
-    let mcp = mcp::service(
+    let mcp = mcp::routes(
         shared.clone(),
         mcp_policy,
         stop,
@@ -213,7 +213,7 @@ pub fn router_until(shared: Arc<Shared>, options: Options, stop: CancellationTok
         .merge(graphql::routes(state.clone()))
         .merge(dashboard::routes(state.clone()))
         .route("/healthz", get(healthz))
-        .route_service(mcp::PATH, mcp)
+        .merge(mcp)
         .route(
             metrics::PATH,
             get(metrics::scrape).with_state(state.clone()),

@@ -61,6 +61,9 @@ pub struct Face {
     watches: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
 }
 
+/// Resource watches running, per caller ([`Face::with_watches`]).
+pub type Watches = Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
+
 /// One resource watch of a caller ([`Face::take_watch`]), given back when dropped.
 pub struct WatchSlot {
     watches: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
@@ -98,6 +101,13 @@ impl Face {
             waits: None,
             watches: Arc::default(),
         }
+    }
+
+    /// The face counting its callers' watches in `watches`, shared by every session of
+    /// `/mcp` (a token's allowance is over all its sessions).
+    pub fn with_watches(mut self, watches: Watches) -> Face {
+        self.watches = watches;
+        self
     }
 
     /// The face with the HTTP face's slots of waiting calls (`/mcp`).
@@ -212,6 +222,8 @@ pub struct Caller {
     pub token: String,
     /// The token may only read.
     pub read_only: bool,
+    /// What it presented: a watch it starts ends when that is withdrawn.
+    pub credential: Option<crate::http::guard::Credential>,
 }
 
 /// One MCP session's server: the daemon's shared state, the offer policy, and the
@@ -262,6 +274,22 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+impl Server {
+    /// On `/mcp`: a stop for the watches a request starts that fires when the credential
+    /// it presented is withdrawn (the token file re-read without it), as an HTTP stream's.
+    fn withdrawal(&self, ctx: &RequestContext<RoleServer>) -> Option<crate::shared::StreamStop> {
+        let Via::Http(find) = self.via else {
+            return None;
+        };
+        let credential = find(&ctx.extensions)?.credential?;
+        Some(
+            self.face
+                .shared
+                .stream_stop(credential, &CancellationToken::new()),
+        )
     }
 }
 
@@ -431,7 +459,11 @@ impl ServerHandler for Server {
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
         let (actor, _) = self.caller(context.request_context());
-        let stop = CancellationToken::new();
+        // Ends with the call, or when the token it came with is withdrawn.
+        let withdrawn = self.withdrawal(context.request_context());
+        let stop = withdrawn
+            .as_ref()
+            .map_or_else(CancellationToken::new, crate::shared::StreamStop::token);
         let _stop_all = stop.clone().drop_guard();
         for uri in context.accepted().resource_subscriptions.iter().flatten() {
             let Ok(target) = resources::Target::parse(uri) else {
@@ -459,7 +491,10 @@ impl ServerHandler for Server {
                 stop.child_token(),
             ));
         }
-        context.cancelled().await;
+        tokio::select! {
+            () = context.cancelled() => {}
+            () = stop.cancelled() => {}
+        }
         Ok(())
     }
 
@@ -469,6 +504,7 @@ impl ServerHandler for Server {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let (actor, policy) = self.caller(&context);
+        let withdrawn = self.withdrawal(&context);
         self.subscriptions
             .subscribe(
                 &self.face,
@@ -476,6 +512,7 @@ impl ServerHandler for Server {
                 actor,
                 &request.uri,
                 context.peer.clone(),
+                withdrawn,
             )
             .await
     }

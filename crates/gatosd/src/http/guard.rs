@@ -31,7 +31,7 @@ pub struct Authed {
 }
 
 /// What a request presented: a token of the token file, or a dashboard session.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Credential {
     /// The BLAKE3 hash of the bearer token (to ask the token file in force whether it
     /// still holds it).

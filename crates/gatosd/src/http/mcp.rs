@@ -13,6 +13,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+use super::guard::Credential;
 use crate::mcp::{Caller, Face, Policy, Server, Via};
 use crate::shared::Shared;
 
@@ -29,22 +30,196 @@ pub fn service(
     stop: CancellationToken,
     calls: Arc<tokio::sync::Semaphore>,
     waits: Arc<super::limit::Slots>,
+    manager: Arc<LocalSessionManager>,
 ) -> StreamableHttpService<Server, LocalSessionManager> {
     let config = StreamableHttpServerConfig::default()
         .disable_allowed_hosts()
         .with_cancellation_token(stop)
         .with_max_request_body_bytes(shared.limits.max_line);
+    // One count of resource watches per token over every session (a token's allowance,
+    // not a session's).
+    let watches = crate::mcp::Watches::default();
     StreamableHttpService::new(
         move || {
             Ok(Server::new(
-                Face::new(shared.clone(), calls.clone()).with_waits(waits.clone()),
+                Face::new(shared.clone(), calls.clone())
+                    .with_waits(waits.clone())
+                    .with_watches(watches.clone()),
                 policy.clone(),
                 Via::Http(caller),
             ))
         },
-        Arc::new(LocalSessionManager::default()),
+        manager,
         config,
     )
+}
+
+/// `/mcp`: the [`service`] behind [`own_sessions`].
+pub fn routes(
+    shared: Arc<Shared>,
+    policy: Arc<Policy>,
+    stop: CancellationToken,
+    calls: Arc<tokio::sync::Semaphore>,
+    waits: Arc<super::limit::Slots>,
+) -> axum::Router {
+    let sessions = Arc::new(LocalSessionManager::default());
+    let owners = Owners::new(sessions.clone());
+    axum::Router::new()
+        .route_service(PATH, service(shared, policy, stop, calls, waits, sessions))
+        .layer(axum::middleware::from_fn_with_state(owners, own_sessions))
+}
+
+/// Sessions one token may hold open at once on `/mcp`.
+pub const MAX_SESSIONS_PER_TOKEN: usize = 64;
+/// The largest `initialize` request (its client capabilities stay in memory for the
+/// session's life).
+pub const MAX_INITIALIZE_BYTES: usize = 64 * 1024;
+
+/// The sessions of `/mcp` and what opened each: a session is used only with the
+/// credential that opened it, and one credential holds at most
+/// [`MAX_SESSIONS_PER_TOKEN`] (rmcp's sessions know neither).
+pub struct Owners {
+    manager: Arc<LocalSessionManager>,
+    by_session: std::sync::Mutex<std::collections::HashMap<String, Credential>>,
+}
+
+impl Owners {
+    /// The owners of `manager`'s sessions.
+    pub fn new(manager: Arc<LocalSessionManager>) -> Arc<Owners> {
+        Arc::new(Owners {
+            manager,
+            by_session: std::sync::Mutex::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Credential>> {
+        self.by_session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the sessions rmcp no longer holds (ended, or idle past its keep-alive);
+    /// how many `credential` holds.
+    async fn live_of(&self, credential: &Credential) -> usize {
+        let live: std::collections::HashSet<String> = self
+            .manager
+            .sessions
+            .read()
+            .await
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        let mut map = self.lock();
+        map.retain(|id, _| live.contains(id));
+        map.values().filter(|c| *c == credential).count()
+    }
+}
+
+/// The session header.
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Before rmcp sees a request: a request on a session opened with another credential is
+/// `Forbidden`; an `initialize` larger than [`MAX_INITIALIZE_BYTES`] is `PayloadTooLarge`,
+/// and one past the credential's [`MAX_SESSIONS_PER_TOKEN`] `RateLimited`. After: a new
+/// session is recorded as its credential's.
+pub async fn own_sessions(
+    axum::extract::State(owners): axum::extract::State<Arc<Owners>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    use gatos_types::ErrorCode;
+    let Some(credential) = req
+        .extensions()
+        .get::<super::guard::Authed>()
+        .map(|a| a.credential.clone())
+    else {
+        return next.run(req).await;
+    };
+    let session = req
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(id) = &session {
+        let owner = owners.lock().get(id).cloned();
+        if owner.is_some_and(|o| o != credential) {
+            tracing::info!(
+                code = "Forbidden",
+                "an MCP session used with another credential"
+            );
+            return super::problem::Problem::new(
+                ErrorCode::Forbidden,
+                "this MCP session was opened with another token: open a session of your own",
+            )
+            .into_response();
+        }
+        let deleting = req.method() == axum::http::Method::DELETE;
+        let r = next.run(req).await;
+        if deleting && r.status().is_success() {
+            owners.lock().remove(id);
+        }
+        return r;
+    }
+    // No session named: an `initialize` (a session to be) or a request of the 2026-07-28
+    // era, which carries everything itself. Only the first opens a session.
+    let req = if req.method() == axum::http::Method::POST {
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(b) => b,
+            Err(_) => {
+                return super::problem::Problem::new(
+                    ErrorCode::InvalidInput,
+                    "the request's body could not be read",
+                )
+                .into_response();
+            }
+        };
+        #[derive(serde::Deserialize)]
+        struct Method {
+            method: Option<String>,
+        }
+        let initialize = serde_json::from_slice::<Method>(&bytes)
+            .ok()
+            .and_then(|m| m.method)
+            .is_some_and(|m| m == "initialize");
+        if initialize {
+            if bytes.len() > MAX_INITIALIZE_BYTES {
+                return super::problem::Problem::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "an initialize request is {} bytes, more than {MAX_INITIALIZE_BYTES}",
+                        bytes.len()
+                    ),
+                )
+                .into_response();
+            }
+            if owners.live_of(&credential).await >= MAX_SESSIONS_PER_TOKEN {
+                tracing::info!(code = "RateLimited", "MCP sessions per token at their cap");
+                return super::problem::Problem::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "this token holds {MAX_SESSIONS_PER_TOKEN} MCP sessions, the most one \
+                         token may: end one (DELETE /mcp with its Mcp-Session-Id) or let one \
+                         idle for 5 minutes"
+                    ),
+                )
+                .into_response();
+            }
+        }
+        axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))
+    } else {
+        req
+    };
+    let r = next.run(req).await;
+    if let Some(id) = r
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        owners.lock().insert(id.to_owned(), credential);
+    }
+    r
 }
 
 /// Who sent a request: the token the guard accepted (rmcp hands the request's parts to the
@@ -56,6 +231,7 @@ fn caller(extensions: &rmcp::model::Extensions) -> Option<Caller> {
         Actor::Http(name) => Some(Caller {
             token: name.clone(),
             read_only: authed.read_only,
+            credential: Some(authed.credential.clone()),
         }),
         _ => None,
     }

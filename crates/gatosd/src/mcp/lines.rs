@@ -32,6 +32,10 @@ pub struct Lines<R, W> {
     decoder: Decoder,
     frames: std::collections::VecDeque<Frame>,
     eof: bool,
+    /// A request came: the session started. Before it, a notification or a response
+    /// means nothing (no session to notify, no request answered) and is skipped, instead of
+    /// ending the session before it began.
+    started: bool,
 }
 
 impl<R, W> Lines<R, W>
@@ -48,6 +52,7 @@ where
             decoder: Decoder::new(max_line),
             frames: std::collections::VecDeque::new(),
             eof: false,
+            started: false,
         }
     }
 
@@ -169,7 +174,13 @@ where
             }
             let id = id_of(&value);
             match serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(value) {
-                Ok(m) => return Some(m),
+                Ok(m) if !self.started && !matches!(m, rmcp::model::JsonRpcMessage::Request(_)) => {
+                    tracing::debug!("an MCP message before the first request: skipped");
+                }
+                Ok(m) => {
+                    self.started = true;
+                    return Some(m);
+                }
                 Err(e) => refuse(self.write.clone(), id, RpcError::invalid_request(e)).await,
             }
         }

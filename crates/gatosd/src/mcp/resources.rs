@@ -423,6 +423,7 @@ impl Subscriptions {
         actor: Actor,
         uri: &str,
         peer: rmcp::Peer<rmcp::RoleServer>,
+        withdrawn: Option<crate::shared::StreamStop>,
     ) -> Result<(), McpError> {
         let target = Target::parse(uri).map_err(|m| McpError::resource_not_found(m, None))?;
         offered(policy, &target)?;
@@ -444,17 +445,16 @@ impl Subscriptions {
                 "at most {MCP_MAX_SUBSCRIPTIONS} resources are watched per session"
             )));
         }
-        let stop = CancellationToken::new();
+        // Ends on unsubscribe, with the session, or when the token is withdrawn.
+        let stop = withdrawn
+            .as_ref()
+            .map_or_else(CancellationToken::new, crate::shared::StreamStop::token);
         map.insert(uri.to_owned(), stop.clone());
-        tokio::spawn(watch(
-            shared.clone(),
-            actor,
-            uri.to_owned(),
-            target,
-            base,
-            Sink::Peer(peer),
-            stop,
-        ));
+        let (face, uri) = (shared.clone(), uri.to_owned());
+        tokio::spawn(async move {
+            let _withdrawn = withdrawn;
+            watch(face, actor, uri, target, base, Sink::Peer(peer), stop).await;
+        });
         Ok(())
     }
 
