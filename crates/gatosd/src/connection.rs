@@ -429,6 +429,10 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
                     true => task_conn.pages.clone().acquire_owned().await.ok(),
                     false => None,
                 };
+                if task_conn.outbox.is_closed() {
+                    // Closed to make room for others: nobody would get the answer.
+                    return;
+                }
                 let (response, after) = handle(&task_conn, entry, tried_now, since).await;
                 if let Some(r) = response {
                     task_conn.outbox.send(to_line(&r)).await;
@@ -448,6 +452,9 @@ async fn dispatch(conn: &Arc<Conn>, line: String) {
                 let mut answer = String::from("[");
                 let mut starts = Vec::new();
                 for entry in entries {
+                    if task_conn.outbox.is_closed() {
+                        return;
+                    }
                     let response = if answer.len() >= cap {
                         skipped(entry, cap)
                     } else {

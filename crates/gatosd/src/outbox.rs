@@ -269,6 +269,12 @@ impl Outbox {
         self.max
     }
 
+    /// Whether the connection's outbox was closed (to make room for others, or its writer
+    /// ended): an answer built now would be dropped.
+    pub fn is_closed(&self) -> bool {
+        self.account.closed.is_cancelled()
+    }
+
     /// Resolves when the connection's outbox was closed (to make room for others, or its
     /// writer ended): nothing more can be sent, stop reading the connection.
     pub async fn closed(&self) {
