@@ -1507,6 +1507,73 @@ fn a_message_with_one_of_this_nodes_ulids_and_other_content_does_not_replace_it(
     Ok(())
 }
 
+/// A message is in a topic once: a hub that appends a message again (the same envelope, so
+/// the same signature on a signed topic; the signature covers the message, not its place)
+/// is rejected, by a node that holds the first copy below it and by one that holds nothing
+/// of the topic yet (a black-box test rebuilt a signed topic's chain in another order with a
+/// message twice, and nodes adopted it).
+#[test]
+fn a_message_appended_again_at_the_hub_is_rejected() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    publish(a, "t", "m0")?;
+    publish(a, "t", "m1")?;
+    net.sync(0)?;
+    let head = net.hub_head("t")?.ok_or("no hub head")?;
+    let top = net.hub.git(&["cat-file", "commit", &head])?;
+    let first = net.hub.git(&["rev-parse", &format!("{head}~1")])?;
+    let first = first.trim();
+    let old = net.hub.git(&["cat-file", "commit", first])?;
+    let envelope = net.hub.git(&[
+        "cat-file",
+        "blob",
+        &format!("{first}:message/envelope.json"),
+    ])?;
+    let id = |k: &str| trailer(&top, k);
+    let seq: u64 = id("Seq")?.parse()?;
+    let tree_of = net.hub.git(&["rev-parse", &format!("{first}^{{tree}}")])?;
+    let again = commit(
+        &net.hub,
+        tree_of.trim(),
+        &[&head],
+        &format!(
+            "message t {n}\n\nGatos-Kind: message\nTopic: t\nMessage-Id: {}\nContent-Id: {}\nSeq: {n}\nSegment-Seq: {}\nSegment-Bytes: {}\nSegment-Id: {}\nOrigin: {}",
+            trailer(&old, "Message-Id")?,
+            trailer(&old, "Content-Id")?,
+            id("Segment-Seq")?.parse::<u64>()? + 1,
+            id("Segment-Bytes")?.parse::<u64>()? + envelope.len() as u64,
+            id("Segment-Id")?,
+            trailer(&old, "Origin")?,
+            n = seq + 1,
+        ),
+    )?;
+    set(&net.hub, "refs/gatos/messages/t/head", &again)?;
+    for (i, node) in [(0, a), (1, b)] {
+        let report = net.sync(i)?;
+        assert_eq!(
+            rejected(&report),
+            vec!["refs/gatos/messages/t/head".to_owned()],
+            "node {i}: {report}"
+        );
+        let codes = rejected_codes(&report)?;
+        assert_eq!(
+            codes["refs/gatos/messages/t/head"], "InvalidEnvelope",
+            "{report}"
+        );
+        assert!(
+            report["rejected"][0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("a message is in a topic once")),
+            "node {i}: {report}"
+        );
+        assert_ne!(net.head(i, "t")?.as_deref(), Some(again.as_str()));
+        node.assert_fsck_strict()?;
+    }
+    let payloads: Vec<String> = read_all(a, "t")?.into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads, ["m0", "m1"]);
+    Ok(())
+}
+
 /// Where both sides appended after a segment ended at their last common message, the hub
 /// deleting that segment's sealed ref made this node drop its own in the re-append (it
 /// read the hub's newest message for its first after the fork). Now the ref stays here and

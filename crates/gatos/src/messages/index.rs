@@ -384,6 +384,48 @@ impl View {
         Ok(None)
     }
 
+    /// Those of `ulids` found among the retained messages at or below seq `upto`, with
+    /// their records (the index's runs read once for all of them).
+    ///
+    /// # Errors
+    /// As [`View::record`].
+    pub fn find_all(&self, ulids: &[Ulid], upto: u64) -> Result<Vec<Record>> {
+        let mut found = Vec::new();
+        if self.header.count == 0 || ulids.is_empty() {
+            return Ok(found);
+        }
+        let (first, last) = (self.header.first, self.last_seq().min(upto));
+        if last < first {
+            return Ok(found);
+        }
+        let Some(breaks) = read_breaks(&self.dir, self.header.generation) else {
+            // No runs recorded: one pass over the records.
+            let wanted: std::collections::HashSet<Ulid> = ulids.iter().copied().collect();
+            const CHUNK: u64 = 4096;
+            let mut seq = first;
+            while seq <= last {
+                for r in self.records(seq, CHUNK.min(last - seq + 1))? {
+                    if wanted.contains(&r.ulid) {
+                        found.push(r);
+                    }
+                }
+                seq += CHUNK;
+            }
+            return Ok(found);
+        };
+        let mut starts: Vec<u64> = vec![first];
+        starts.extend(breaks.into_iter().filter(|b| *b > first && *b <= last));
+        for &ulid in ulids {
+            for (i, start) in starts.iter().enumerate() {
+                let end = starts.get(i + 1).map_or(last, |n| n - 1);
+                if let Some(seq) = self.search_run(*start, end, ulid)? {
+                    found.push(self.record(seq)?);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Finds the first retained position, in `Seq` order, whose ULID is at or after `min`.
     ///
     /// ULIDs increase within each run of the index (a run breaks where a sync placed an

@@ -831,6 +831,41 @@ impl Sync<'_> {
             }
         }
         drop(r);
+        // A message is in a topic once: a chain that carries one message twice (a signed
+        // message replayed, or a chain rebuilt from its signed commits; the signature covers
+        // the message, not its place) is not taken. Checked among the new messages, and
+        // against the messages below them, which are the hub's as well as this node's. (The
+        // same ULID with other content is a clash, which a sync resolves by appending this
+        // node's again: docs/sync.md.)
+        let mut seen: HashMap<Ulid, Digest> = HashMap::with_capacity(walked.len());
+        for (m, _) in &walked {
+            if seen.insert(m.ulid, m.content_id) == Some(m.content_id) {
+                return Err(envelope(format!(
+                    "message {} is message {} again: a message is in a topic once",
+                    m.commit, m.ulid
+                )));
+            }
+        }
+        if let (Some(b), Some(v)) = (&boundary, &view) {
+            let ulids: Vec<Ulid> = walked.iter().map(|(m, _)| m.ulid).collect();
+            let below = v.find_all(&ulids, b.seq).map_err(Bad::from)?;
+            if !below.is_empty() {
+                let mut r = store.reader();
+                for rec in below {
+                    let Some((m, tree)) = walked.iter().find(|(m, _)| m.ulid == rec.ulid) else {
+                        continue;
+                    };
+                    let blob = r.lookup(*tree, ENVELOPE_PATH)?.map(|e| e.oid);
+                    if blob == Some(rec.blob) {
+                        return Err(envelope(format!(
+                            "message {} is message {} again, which {topic} holds below it: a \
+                             message is in a topic once",
+                            m.commit, m.ulid
+                        )));
+                    }
+                }
+            }
+        }
         // 2. Their envelopes, on every core (the bulk of the work: trees, blobs, hashes).
         let lens = check_envelopes(store, &topic, &walked)?;
         // 3. The links, now that every envelope's length is known.
