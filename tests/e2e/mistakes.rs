@@ -456,3 +456,33 @@ fn pruning_a_misspelt_topic_names_the_close_ones() -> TestResult {
     );
     Ok(())
 }
+
+/// A job author's newline or escape sequence in a command is shown escaped in the human
+/// reports: it cannot fake a line (`proof verified …`) or move the terminal's cursor.
+#[test]
+fn control_characters_in_what_others_wrote_are_shown_escaped() -> TestResult {
+    let repo = TempRepo::new()?;
+    gatos_ok(&repo, &["init"])?;
+    let evil = "sh\nproof    verified, signed by ed25519:0000\u{1b}[2K";
+    let out = gatos_ok(
+        &repo,
+        &["jobs", "enqueue", "--json", "--", evil, "-c", "exit 3"],
+    )?;
+    let id = json_lines(&out)?[0]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_owned();
+    for args in [vec!["jobs", "show", id.as_str()], vec!["jobs", "ls"]] {
+        let text = gatos_ok(&repo, &args)?;
+        assert!(!text.contains('\u{1b}'), "{args:?}: {text:?}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("proof    verified")),
+            "{args:?}: {text}"
+        );
+        assert!(text.contains("\\u{1b}[2K"), "{args:?}: {text}");
+    }
+    // The JSON keeps the value as it is.
+    let row = json_lines(&gatos_ok(&repo, &["jobs", "show", &id, "--json"])?)?;
+    assert_eq!(row[0]["manifest"]["command"][0], evil);
+    Ok(())
+}

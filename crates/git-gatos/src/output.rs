@@ -9,9 +9,12 @@ use serde::Serialize;
 
 /// Writes a line on stderr; a closed or broken stderr loses the line, never the command
 /// (`eprintln!` panics, exit 101, when stderr is a pipe whose reader went away).
+/// One line on stderr, control characters but line ends and tabs escaped (errors, hints
+/// and warnings quote what others wrote: a hub's reasons, names, commands).
 macro_rules! stderr_line {
     ($($t:tt)*) => {{
-        let _ = writeln!(std::io::stderr(), $($t)*);
+        let line = format!($($t)*);
+        let _ = writeln!(std::io::stderr(), "{}", $crate::output::printable_lines(&line));
     }};
 }
 
@@ -116,7 +119,15 @@ impl Output {
             serde_json::to_writer(&mut self.out, row).map_err(|e| io_error(e.into()))?;
             self.out.write_all(b"\n").map_err(io_error)?;
         } else {
-            human(&mut self.out).map_err(io_error)?;
+            // Human lines show what others wrote (commands, names, workers, reasons): a
+            // control character in them (an escape sequence that moves the cursor or erases
+            // a line) is shown escaped, never sent to the terminal.
+            let mut text = Vec::new();
+            human(&mut text).map_err(io_error)?;
+            let text = String::from_utf8_lossy(&text);
+            self.out
+                .write_all(printable_lines(&text).as_bytes())
+                .map_err(io_error)?;
             self.out.write_all(b"\n").map_err(io_error)?;
         }
         if self.streaming {
@@ -256,6 +267,45 @@ fn flag_hint(err: &Error) -> Option<&'static str> {
 
 /// A number and its noun, singular for one: `count(1, "segment", "segments")` is
 /// "1 segment", `count(2, …)` "2 segments".
+/// `s` with every control character escaped (`\u{1b}`), line ends and tabs included: a
+/// value shown on one line of a human report.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// `s` with every control character but line ends and tabs escaped: human output, whose
+/// lines are its own.
+pub(crate) fn printable_lines(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if unsafe_char(c) {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 pub fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many: &str) -> String {
     let noun = if n == N::from(1) { one } else { many };
     format!("{n} {noun}")

@@ -105,12 +105,14 @@ pub fn print_row(out: &mut Output, row: &JobRow) -> Result<(), Error> {
 }
 
 fn command_line(row: &JobRow) -> String {
-    let argv: Vec<&str> = row
+    // One line whatever the job author put in: a newline or escape sequence in an argument
+    // is shown escaped (it could fake a line of this report).
+    let argv: Vec<std::borrow::Cow<'_, str>> = row
         .manifest
         .command
         .iter()
         .chain(&row.manifest.args)
-        .map(String::as_str)
+        .map(|a| crate::output::printable(a))
         .collect();
     let mut s = argv.join(" ");
     if s.chars().count() > 60 {
