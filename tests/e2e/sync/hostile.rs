@@ -1423,6 +1423,69 @@ fn a_job_archived_on_two_nodes_with_two_results_loses_neither() -> TestResult {
     Ok(())
 }
 
+/// Two nodes ran a job offline; one archived it before syncing. Both results are kept and
+/// reported on both nodes, as two live results are (before, the node with the live result
+/// reported nothing, and the archiving node only a `kept-both` line, with no
+/// `refs/gatos-conflicts` entry, nothing in `jobs show` or `doctor`).
+#[test]
+fn two_results_of_a_job_archived_on_one_node_are_both_kept_and_reported() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let id = id_of(&gatos_ok(
+        a,
+        &["jobs", "enqueue", "--json", "--", "echo", "one"],
+    )?)?;
+    net.sync(0)?;
+    net.sync(1)?;
+    for (n, w) in [(a, "wa"), (b, "wb")] {
+        let allow = jobs_shared(n).to_string_lossy().into_owned();
+        gatos_ok(
+            n,
+            &[
+                "worker",
+                "--json",
+                "--drain",
+                "--id",
+                w,
+                "--sandbox-allow-write",
+                &allow,
+            ],
+        )?;
+    }
+    let result = |n: &TempRepo| n.rev_parse(&format!("refs/gatos/jobs/{id}/result"));
+    let (ra, rb) = (
+        result(a)?.ok_or("no result at a")?,
+        result(b)?.ok_or("no result at b")?,
+    );
+    assert_ne!(ra, rb);
+    gatos_ok(
+        b,
+        &[
+            "maintenance",
+            "--archive-jobs",
+            "--older-than",
+            "0s",
+            "--json",
+        ],
+    )?;
+    net.sync(1)?;
+    net.sync(0)?;
+    net.sync(1)?;
+    for (n, other) in [(a, &rb), (b, &ra)] {
+        let kept = n.rev_parse(&format!("refs/gatos-conflicts/jobs/{id}/{other}"))?;
+        assert_eq!(
+            kept.as_deref(),
+            Some(other.as_str()),
+            "the other result kept"
+        );
+        let show: Value = serde_json::from_str(&gatos_ok(n, &["jobs", "show", &id, "--json"])?)?;
+        assert_eq!(show["conflicts"], json!([other]), "{show}");
+        assert!(doctor_codes(n)?.contains("result-conflict"));
+        n.assert_fsck_strict()?;
+    }
+    Ok(())
+}
+
 /// Writes a commit object with the raw text `text` (as `git cat-file commit` prints one) into
 /// `repo`, moving no ref; returns its id.
 fn copy_of_commit(repo: &TempRepo, text: &str) -> TestResult<String> {

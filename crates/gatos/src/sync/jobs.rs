@@ -147,11 +147,16 @@ impl Sync<'_> {
                 && let Some(archived_here) = archive::find(self.gatos, id)?
             {
                 if archived_here != h {
-                    self.conflict(
-                        names::job(id).as_str(),
-                        "kept-both",
-                        "archived here with other refs than the hub has live",
-                    );
+                    match (archived_here.result, h.result) {
+                        // Two results (claims made offline on two nodes): the hub's is kept
+                        // beside the one archived here and reported as any other pair.
+                        (Some(lr), Some(hr)) if lr != hr => self.keep_result(id, lr, hr)?,
+                        _ => self.conflict(
+                            names::job(id).as_str(),
+                            "kept-both",
+                            "archived here with other refs than the hub has live",
+                        ),
+                    }
                 } else if self.hub_archive(&mut hub_archives, id)?.is_some() {
                     for (name, _) in refs_named(id, &h) {
                         self.push_ref(&name, None);
@@ -181,6 +186,16 @@ impl Sync<'_> {
                     );
                 }
                 continue;
+            }
+            // Live on both sides, and archived at the hub with another result (another
+            // node ran it offline and archived it): that result is kept beside this node's
+            // and reported, as a live one would be.
+            if let Some(lr) = l.result
+                && let Some(a) = self.hub_archive(&mut hub_archives, id)?
+                && let Some(ar) = a.result
+                && ar != lr
+            {
+                self.keep_result(id, lr, ar)?;
             }
             self.create_only(names::job(id).as_str())?;
             self.create_only(names::job_cancel(id).as_str())?;
