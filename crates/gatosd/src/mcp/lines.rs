@@ -24,6 +24,48 @@ use tokio::sync::Mutex;
 /// The most bytes read from the input at once.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Requests read and not answered yet: past it, no more input is read until an answer is
+/// written, so a client that does not read its answers stops being served instead of
+/// growing the daemon's memory.
+pub const MAX_UNANSWERED: usize = 64;
+
+/// The requests read and not yet answered, by id (a cancelled one counts no more).
+#[derive(Default)]
+struct Unanswered {
+    ids: std::sync::Mutex<std::collections::HashSet<String>>,
+    answered: tokio::sync::Notify,
+}
+
+impl Unanswered {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remove(&self, id: &str) {
+        if self.lock().remove(id) {
+            self.answered.notify_one();
+        }
+    }
+
+    /// Waits until fewer than [`MAX_UNANSWERED`] requests wait for their answer.
+    async fn room(&self) {
+        loop {
+            let notified = self.answered.notified();
+            if self.lock().len() < MAX_UNANSWERED {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// An id as the key of [`Unanswered`].
+fn key(id: &rmcp::model::RequestId) -> String {
+    serde_json::to_string(id).unwrap_or_default()
+}
+
 /// A JSON-RPC line transport over a reader and a writer (stdin and stdout for
 /// `gatosd mcp --stdio`; any pair in tests).
 pub struct Lines<R, W> {
@@ -32,6 +74,7 @@ pub struct Lines<R, W> {
     decoder: Decoder,
     frames: std::collections::VecDeque<Frame>,
     eof: bool,
+    unanswered: Arc<Unanswered>,
     /// A request came: the session started. Before it, a notification or a response
     /// means nothing (no session to notify, no request answered) and is skipped, instead of
     /// ending the session before it began.
@@ -52,6 +95,7 @@ where
             decoder: Decoder::new(max_line),
             frames: std::collections::VecDeque::new(),
             eof: false,
+            unanswered: Arc::default(),
             started: false,
         }
     }
@@ -122,10 +166,23 @@ where
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let write = self.write.clone();
-        async move { write_line(&write, &item).await }
+        let unanswered = self.unanswered.clone();
+        async move {
+            let answered = match &item {
+                rmcp::model::JsonRpcMessage::Response(r) => Some(key(&r.id)),
+                rmcp::model::JsonRpcMessage::Error(e) => e.id.as_ref().map(key),
+                _ => None,
+            };
+            let r = write_line(&write, &item).await;
+            if let Some(id) = answered {
+                unanswered.remove(&id);
+            }
+            r
+        }
     }
 
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleServer>> {
+        self.unanswered.room().await;
         loop {
             let line = match self.next_frame().await? {
                 Frame::Line(l) => l,
@@ -179,6 +236,28 @@ where
                 }
                 Ok(m) => {
                     self.started = true;
+                    match &m {
+                        // A listen is answered only when it ends: it waits for no answer
+                        // (its notifications count in the watches' own caps).
+                        rmcp::model::JsonRpcMessage::Request(r)
+                            if !matches!(
+                                r.request,
+                                rmcp::model::ClientRequest::SubscriptionsListenRequest(_)
+                            ) =>
+                        {
+                            self.unanswered.lock().insert(key(&r.id));
+                        }
+                        rmcp::model::JsonRpcMessage::Notification(n) => {
+                            // A cancelled request may get no answer: it waits no more.
+                            if let rmcp::model::ClientNotification::CancelledNotification(c) =
+                                &n.notification
+                                && let Some(id) = &c.params.request_id
+                            {
+                                self.unanswered.remove(&key(id));
+                            }
+                        }
+                        _ => {}
+                    }
                     return Some(m);
                 }
                 Err(e) => refuse(self.write.clone(), id, RpcError::invalid_request(e)).await,
