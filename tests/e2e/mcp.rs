@@ -937,3 +937,60 @@ fn stdio_answers_every_request_of_a_client_that_reads_late() -> TestResult {
     assert_eq!(ids.len(), 300);
     Ok(())
 }
+
+/// A `jobs.wait` the client cancels (`notifications/cancelled`) ends at once, and with it
+/// the wait slot of its token (a black-box test found 16 cancelled waits holding all of a
+/// token's slots until their own timeout, 28 s later).
+#[test]
+fn a_cancelled_wait_ends_and_gives_its_slot_back() -> TestResult {
+    let repo = ledger()?;
+    let id = crate::support::enqueue(&repo, &["--queue", "never", "--", "true"])?;
+    let tokens = crate::support::token_file(&repo, &format!("ci {RW}\n"))?;
+    let (mut child, addr, log) = crate::support::http_daemon(&repo, &tokens, "mcp", &[])?;
+    let run = (|| -> TestResult {
+        let session = open_session(&addr, RW)?;
+        let waits: Vec<_> = (0..16)
+            .map(|i| {
+                let (addr, session, id) = (addr.clone(), session.clone(), id.clone());
+                std::thread::spawn(move || {
+                    let body = format!(
+                        r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"jobs.wait","arguments":{{"id":"{id}","timeout_ms":30000}}}}}}"#,
+                        400 + i
+                    );
+                    mcp_exchange(&addr, RW, Some(&session), &body)
+                        .map(|(s, _, _)| s)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        // A cancel that comes before its wait started is lost: cancel again until the log
+        // has seen every wait cancelled.
+        gatos_testutil::wait_for("16 waits cancelled", ANSWER, || {
+            for i in 0..16 {
+                let _ = mcp_exchange(
+                    &addr,
+                    RW,
+                    Some(&session),
+                    &format!(
+                        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{}}}}}"#,
+                        400 + i
+                    ),
+                );
+            }
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("MCP call cancelled by its client")
+                .count()
+                >= 16
+        })?;
+        for w in waits {
+            w.join()
+                .map_err(|_| "wait thread")?
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    run
+}

@@ -358,7 +358,15 @@ impl ServerHandler for Server {
         let (actor, policy) = self.caller(&context);
         let name = request.name.to_string();
         let started = std::time::Instant::now();
-        let r = tools::call(&self.face, &policy, actor, &name, request.arguments).await;
+        // A call the client cancelled (`notifications/cancelled`, or its request gone) stops
+        // here: its wait, and the wait slot of its token that the wait holds, end with it.
+        let r = tokio::select! {
+            r = tools::call(&self.face, &policy, actor, &name, request.arguments) => r,
+            () = context.ct.cancelled() => {
+                tracing::info!(tool = %name, "MCP call cancelled by its client: its wait ended");
+                Err(McpError::internal_error("the call was cancelled", None))
+            }
+        };
         // Counted as the other faces count (ADR 0040): the tool's operation (`_unknown`
         // for no such tool), `ok` or the gatos code of an `isError` answer, `_other` for a
         // malformed call.
