@@ -398,8 +398,20 @@ impl View {
         if last < first {
             return Ok(found);
         }
-        let Some(breaks) = read_breaks(&self.dir, self.header.generation) else {
-            // No runs recorded: one pass over the records.
+        let starts: Option<Vec<u64>> = read_breaks(&self.dir, self.header.generation).map(|b| {
+            let mut starts: Vec<u64> = vec![first];
+            starts.extend(b.into_iter().filter(|b| *b > first && *b <= last));
+            starts
+        });
+        // A binary search per ULID and run, unless that costs more than reading every
+        // record once (many ULIDs, or an index of many runs).
+        let searches = starts.as_ref().map(|s| {
+            (ulids.len() as u64)
+                .saturating_mul(s.len() as u64)
+                .saturating_mul(2)
+        });
+        let Some(starts) = starts.filter(|_| searches.is_some_and(|n| n <= last - first + 1))
+        else {
             let wanted: std::collections::HashSet<Ulid> = ulids.iter().copied().collect();
             const CHUNK: u64 = 4096;
             let mut seq = first;
@@ -413,8 +425,6 @@ impl View {
             }
             return Ok(found);
         };
-        let mut starts: Vec<u64> = vec![first];
-        starts.extend(breaks.into_iter().filter(|b| *b > first && *b <= last));
         for &ulid in ulids {
             for (i, start) in starts.iter().enumerate() {
                 let end = starts.get(i + 1).map_or(last, |n| n - 1);

@@ -147,16 +147,14 @@ impl Sync<'_> {
                 && let Some(archived_here) = archive::find(self.gatos, id)?
             {
                 if archived_here != h {
-                    match (archived_here.result, h.result) {
-                        // Two results (claims made offline on two nodes): the hub's is kept
-                        // beside the one archived here and reported as any other pair.
-                        (Some(lr), Some(hr)) if lr != hr => self.keep_result(id, lr, hr)?,
-                        _ => self.conflict(
-                            names::job(id).as_str(),
-                            "kept-both",
-                            "archived here with other refs than the hub has live",
-                        ),
-                    }
+                    // (Two results: the node that holds the other live keeps this one beside
+                    // it and reports it; here the job is archived, and `jobs resolve` works
+                    // on live jobs, so the pair is reported only.)
+                    self.conflict(
+                        names::job(id).as_str(),
+                        "kept-both",
+                        "archived here with other refs than the hub has live",
+                    );
                 } else if self.hub_archive(&mut hub_archives, id)?.is_some() {
                     for (name, _) in refs_named(id, &h) {
                         self.push_ref(&name, None);

@@ -165,6 +165,10 @@ pub(crate) struct Checks {
     /// next segment's `Prev-Segment`), where the walk of the head's new messages crossed it
     /// and the head passed; `None` when two heads seen in one sync name different ones.
     pub(crate) followed: HashMap<String, Option<Oid>>,
+    /// By topic, the hub's new messages walked so far this sync (ULID and content id to
+    /// commit): a message twice in a topic is caught across its refs' walks too (a sealed
+    /// segment's and the head's).
+    hub_messages: HashMap<Topic, HashMap<(Ulid, Digest), Oid>>,
 }
 
 /// Whose signatures a check takes ([`Checks::signers`]).
@@ -837,31 +841,49 @@ impl Sync<'_> {
         // against the messages below them, which are the hub's as well as this node's. (The
         // same ULID with other content is a clash, which a sync resolves by appending this
         // node's again: docs/sync.md.)
-        let mut seen: HashMap<Ulid, Digest> = HashMap::with_capacity(walked.len());
+        let mut seen: HashSet<(Ulid, Digest)> = HashSet::with_capacity(walked.len());
         for (m, _) in &walked {
-            if seen.insert(m.ulid, m.content_id) == Some(m.content_id) {
+            if !seen.insert((m.ulid, m.content_id)) {
                 return Err(envelope(format!(
                     "message {} is message {} again: a message is in a topic once",
                     m.commit, m.ulid
                 )));
             }
         }
+        if !self.checks.any_signer {
+            let known = self.checks.hub_messages.entry(t.clone()).or_default();
+            for (m, _) in &walked {
+                match known.insert((m.ulid, m.content_id), m.commit) {
+                    Some(other) if other != m.commit => {
+                        return Err(envelope(format!(
+                            "message {} is message {} again (as {other}): a message is in a \
+                             topic once",
+                            m.commit, m.ulid
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
         if let (Some(b), Some(v)) = (&boundary, &view) {
             let ulids: Vec<Ulid> = walked.iter().map(|(m, _)| m.ulid).collect();
             let below = v.find_all(&ulids, b.seq).map_err(Bad::from)?;
             if !below.is_empty() {
+                let mut by_ulid: HashMap<Ulid, Vec<&(Meta, Oid)>> = HashMap::new();
+                for w in &walked {
+                    by_ulid.entry(w.0.ulid).or_default().push(w);
+                }
                 let mut r = store.reader();
                 for rec in below {
-                    let Some((m, tree)) = walked.iter().find(|(m, _)| m.ulid == rec.ulid) else {
-                        continue;
-                    };
-                    let blob = r.lookup(*tree, ENVELOPE_PATH)?.map(|e| e.oid);
-                    if blob == Some(rec.blob) {
-                        return Err(envelope(format!(
-                            "message {} is message {} again, which {topic} holds below it: a \
-                             message is in a topic once",
-                            m.commit, m.ulid
-                        )));
+                    for (m, tree) in by_ulid.get(&rec.ulid).into_iter().flatten() {
+                        let blob = r.lookup(*tree, ENVELOPE_PATH)?.map(|e| e.oid);
+                        if blob == Some(rec.blob) {
+                            return Err(envelope(format!(
+                                "message {} is message {} again, which {topic} holds below it: \
+                                 a message is in a topic once",
+                                m.commit, m.ulid
+                            )));
+                        }
                     }
                 }
             }
@@ -1200,9 +1222,6 @@ impl Sync<'_> {
             }
             if !known {
                 claim_times(c, &d, self.gatos.now())?;
-                if d.state == ClaimState::Closed {
-                    self.check_close(id, c, &d)?;
-                }
             }
             if let Some(n) = &newer {
                 claim_step(c, &d, n)?;
@@ -1221,51 +1240,6 @@ impl Sync<'_> {
             newer = Some(d);
         }
         Ok(())
-    }
-
-    /// A claim chain closes before the job's last attempt only when that attempt
-    /// succeeded: a failed, timed-out or lost attempt with attempts left is released for a
-    /// retry (the library's only rule). Claims are not signed, so without this a hub could
-    /// end any pending job by closing it as lost (or make a retried attempt's own proof the
-    /// final one), however it names the worker.
-    fn check_close(&mut self, id: Ulid, c: Oid, d: &ClaimDoc) -> Check {
-        let mut r = self.gatos.store().reader();
-        let job = self
-            .hub
-            .get(names::job(id).as_str())
-            .or_else(|| self.local.get(names::job(id).as_str()))
-            .copied();
-        let Some(job) = job else {
-            // No job commit to read the attempts from: the job's own check refuses it.
-            return Ok(());
-        };
-        let Some(spec) = job_spec(&mut r, job) else {
-            // A job that does not read is refused by its own check, its claims with it.
-            return Ok(());
-        };
-        if d.attempt >= spec.max_attempts {
-            return Ok(());
-        }
-        let succeeded = match self.hub.get(names::job_result(id).as_str()).copied() {
-            Some(v) => {
-                let rc = r.commit(v)?;
-                let (rd, _): (ResultDoc, _) =
-                    doc(&mut r, rc.tree, crate::jobs::records::RESULT_PATH, false)?;
-                rd.status == gatos_types::jobs::Status::Succeeded && rd.attempt == d.attempt
-            }
-            None => false,
-        };
-        if succeeded {
-            return Ok(());
-        }
-        Err(bad(
-            ErrorCode::Conflict,
-            format!(
-                "claim {c} closes job {id} on attempt {} of {} without its success: an \
-                 attempt that did not succeed with attempts left is retried, not closed",
-                d.attempt, spec.max_attempts
-            ),
-        ))
     }
 
     /// A result closes the claim chain the hub holds for its job, and is the child of the
@@ -1300,22 +1274,6 @@ impl Sync<'_> {
             return Err(envelope(format!(
                 "result {value} does not follow a closed claim of its attempt"
             )));
-        }
-        // A failed attempt with attempts left is released for a retry, never closed (the
-        // library's only rule): a hub that closes one (a lease it says was lost, or a
-        // retried attempt's own proof made final) ends a job its owner would have run again.
-        if d.status == gatos_types::jobs::Status::Failed
-            && let Some(spec) = job_spec(&mut r, *job)
-            && d.attempt < spec.max_attempts
-        {
-            return Err(bad(
-                ErrorCode::Conflict,
-                format!(
-                    "result {value} ends job {id} as failed on attempt {} of {}: a failed \
-                     attempt with attempts left is retried, not closed",
-                    d.attempt, spec.max_attempts
-                ),
-            ));
         }
         Ok(())
     }
@@ -1497,30 +1455,18 @@ fn link(child: &Meta, len: u64, m: &Meta) -> Check {
     }
 }
 
-/// The spec of job commit `job`, if it reads (a job that does not is refused by its own
-/// check).
-fn job_spec(r: &mut gatos_store::objects::Reader<'_>, job: Oid) -> Option<JobSpec> {
-    let jc = r.commit(job).ok()?;
-    doc(r, jc.tree, crate::jobs::records::JOB_PATH, false)
-        .ok()
-        .map(|(spec, _)| spec)
-}
-
 /// How far ahead of this node's clock a remote claim's times may be (clock skew between
 /// nodes).
 const CLOCK_SKEW: gatos_types::Dur = gatos_types::Dur::from_secs(24 * 3600);
 
-/// The times of one claim commit are ones a gatos writer could have written: a lease of at
-/// most [`MAX_LEASE`](crate::jobs::lifecycle::MAX_LEASE) from its claim (or, for a later
-/// step, from now), a claim not in the future.
+/// The times of one claim commit are ones a gatos writer could have written: a claim not in
+/// the future, a lease that ends at most [`MAX_LEASE`](crate::jobs::lifecycle::MAX_LEASE)
+/// from now (measured from now, not from the claim: releases before 2026-12-07 took longer
+/// leases, which pass once they are that close to their end).
 fn claim_times(c: Oid, d: &ClaimDoc, now: gatos_types::Timestamp) -> Check {
     let max = crate::jobs::lifecycle::MAX_LEASE;
     let latest = now.plus(CLOCK_SKEW);
-    let ok = d.claimed_at <= latest
-        && match d.state {
-            ClaimState::Running => d.lease_until <= d.claimed_at.plus(max),
-            _ => d.lease_until <= latest.plus(max),
-        };
+    let ok = d.claimed_at <= latest && d.lease_until <= latest.plus(max);
     if ok {
         Ok(())
     } else {
@@ -1528,7 +1474,7 @@ fn claim_times(c: Oid, d: &ClaimDoc, now: gatos_types::Timestamp) -> Check {
             ErrorCode::Conflict,
             format!(
                 "claim {c} of job {}: claimed at {} with a lease until {}, which no worker \
-                 asks (a lease is at most 30 days, a claim not in the future)",
+                 asks (a lease ends at most 30 days from now, a claim is not in the future)",
                 d.job, d.claimed_at, d.lease_until
             ),
         ))
