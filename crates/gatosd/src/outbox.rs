@@ -27,8 +27,8 @@ pub struct Budget {
     epoch: Instant,
 }
 
-/// A writer that has been writing one line this long has a client that is not reading:
-/// such connections are closed first.
+/// A writer that made no progress for this long has a client that is not reading: such
+/// connections are closed first.
 const STALLED: Duration = Duration::from_millis(100);
 
 impl Budget {
@@ -107,7 +107,8 @@ struct Held {
 /// One connection's share of the [`Budget`].
 struct Account {
     held: Mutex<Held>,
-    /// When its writer began the line it is writing ([`Budget::now_ms`]); 0 when idle.
+    /// When its writer last made progress on what it is writing ([`Budget::now_ms`]: the
+    /// start of a line, or the socket taking bytes of it); 0 when idle.
     writing_since: AtomicU64,
     /// Cancelled when the connection is closed to make room (or its writer ended).
     closed: CancellationToken,
@@ -177,23 +178,6 @@ struct Charge {
     n: usize,
 }
 
-impl Charge {
-    /// Moves `n` of its bytes (at most all) to a charge of their own.
-    fn split(&mut self, n: usize) -> Charge {
-        let n = n.min(self.n);
-        self.n -= n;
-        Charge {
-            account: self.account.clone(),
-            n,
-        }
-    }
-
-    fn merge(&mut self, mut other: Charge) {
-        self.n += other.n;
-        other.n = 0;
-    }
-}
-
 impl Drop for Charge {
     fn drop(&mut self) {
         if self.n == 0 {
@@ -211,10 +195,11 @@ impl Drop for Charge {
 }
 
 /// Room in a connection's outbox taken ahead of what will fill it (a subscription's next
-/// batch, before it is read): counted as held until used or dropped.
+/// batch, before it is read). It bounds the connection's own bytes; the daemon's total
+/// counts only the lines written into it (room is not memory until it is filled, and a
+/// reading client that merely asked for room must never look like one holding the most).
 pub struct Room {
     permit: OwnedSemaphorePermit,
-    charge: Charge,
 }
 
 impl Room {
@@ -304,8 +289,12 @@ impl Outbox {
     /// waiting for them; `None` when the connection is gone.
     pub async fn room(&self, n: usize) -> Option<Room> {
         let permit = self.permit(n).await?;
-        let charge = self.account.charge(permit.num_permits())?;
-        Some(Room { permit, charge })
+        Some(Room { permit })
+    }
+
+    /// The bytes of the connection's own budget free now.
+    pub fn available(&self) -> usize {
+        self.account.semaphore.available_permits()
     }
 
     /// Queues a line, waiting for budget (backpressure). False when the connection is gone.
@@ -320,28 +309,24 @@ impl Outbox {
         self.push(line, Some(permit), charge).await
     }
 
-    /// Queues a line in `room` taken for it, and takes what more it needs beyond what is
-    /// left there, waiting for that. False when the connection is gone.
+    /// Queues a line in `room` taken for it. A line larger than what is left of the room
+    /// gives the rest of the room back and waits for its whole cost as any other line
+    /// (holding part of the budget while waiting for more could starve the connection's
+    /// other senders). False when the connection is gone.
     pub async fn send_in(&self, line: String, room: &mut Room) -> bool {
         let cost = self.cost(&line);
-        let take = cost.min(room.left());
-        let Some(mut permit) = room.permit.split(take) else {
+        if cost > room.left() {
+            if let Some(rest) = room.permit.split(room.left()) {
+                drop(rest);
+            }
+            return self.send(line).await;
+        }
+        let Some(permit) = room.permit.split(cost) else {
             return self.send(line).await;
         };
-        let mut charge = room.charge.split(take);
-        let real = line.len().saturating_add(1);
-        if real > take {
-            let Some(more) = self.account.charge(real - take) else {
-                return false;
-            };
-            charge.merge(more);
-        }
-        if cost > take {
-            let Some(more) = self.permit(cost - take).await else {
-                return false;
-            };
-            permit.merge(more);
-        }
+        let Some(charge) = self.account.charge(line.len().saturating_add(1)) else {
+            return false;
+        };
         self.push(line, Some(permit), charge).await
     }
 
@@ -395,6 +380,10 @@ impl Outbox {
 /// connection is closed to make room for others; flushes whenever the queue runs dry.
 pub async fn write_loop<W: AsyncWrite + Unpin>(writer: W, rx: Receiver) {
     let Receiver { mut rx, account } = rx;
+    let writer = Clocked {
+        inner: writer,
+        account: account.clone(),
+    };
     let mut w = BufWriter::with_capacity(64 * 1024, writer);
     let evicted = tokio::select! {
         () = account.closed.cancelled() => true,
@@ -425,5 +414,45 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(writer: W, rx: Receiver) {
     if !evicted {
         let _ = w.flush().await;
         let _ = w.shutdown().await;
+    }
+}
+
+/// The connection's writer, noting each write that made progress: a client that reads a
+/// long line slowly but steadily is not taken for one that stopped reading
+/// ([`Account::writing_since`] is moved on by every byte the socket took).
+struct Clocked<W> {
+    inner: W,
+    account: Arc<Account>,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Clocked<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r
+            && *n > 0
+            && self.account.writing_since.load(Ordering::Relaxed) != 0
+        {
+            let now = self.account.budget.now_ms();
+            self.account.writing_since.store(now, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -286,6 +286,10 @@ struct EventRef<'a> {
     message: &'a MessageView<'a>,
 }
 
+/// The least room a subscription waits for before it reads (a batch then holds at least
+/// one event, however large).
+const ROOM_FLOOR: usize = 64 * 1024;
+
 /// Runs a subscription once `go` fires (after its `messages.subscribe` answer was queued).
 pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
     if go.await.is_err() {
@@ -310,8 +314,11 @@ pub async fn run(mut s: Subscription, go: oneshot::Receiver<()>) {
         // Room for the batch is taken before it is read: what waits for a slow reader is
         // what its outbox holds (counted in the daemon's total), never a batch read and
         // held beside it by each of its subscriptions (ADR 0048).
+        // As much as is free now (the page cap at most), and never less than a small floor:
+        // a client that reads gets its events as soon as that much is free.
+        let ask = want.min(s.outbox.available().max(ROOM_FLOOR));
         let mut room = tokio::select! {
-            room = tokio::time::timeout(grace, s.outbox.room(want)) => match room {
+            room = tokio::time::timeout(grace, s.outbox.room(ask)) => match room {
                 Ok(Some(room)) => room,
                 Ok(None) => break,
                 Err(_) => {

@@ -63,7 +63,7 @@ pub fn routes(
     waits: Arc<super::limit::Slots>,
 ) -> axum::Router {
     let sessions = Arc::new(LocalSessionManager::default());
-    let owners = Owners::new(sessions.clone());
+    let owners = Owners::new(sessions.clone(), shared.limits.max_line);
     axum::Router::new()
         .route_service(PATH, service(shared, policy, stop, calls, waits, sessions))
         .layer(axum::middleware::from_fn_with_state(owners, own_sessions))
@@ -81,15 +81,28 @@ pub const MAX_INITIALIZE_BYTES: usize = 64 * 1024;
 pub struct Owners {
     manager: Arc<LocalSessionManager>,
     by_session: std::sync::Mutex<std::collections::HashMap<String, Credential>>,
+    /// `initialize` requests under way, per credential: counted with its sessions, so
+    /// concurrent ones cannot pass the cap together.
+    opening: std::sync::Mutex<std::collections::HashMap<Credential, usize>>,
+    /// The largest body read (`--max-line`, as rmcp's own limit).
+    max_body: usize,
 }
 
 impl Owners {
     /// The owners of `manager`'s sessions.
-    pub fn new(manager: Arc<LocalSessionManager>) -> Arc<Owners> {
+    pub fn new(manager: Arc<LocalSessionManager>, max_body: usize) -> Arc<Owners> {
         Arc::new(Owners {
             manager,
             by_session: std::sync::Mutex::default(),
+            opening: std::sync::Mutex::default(),
+            max_body,
         })
+    }
+
+    fn opening(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Credential, usize>> {
+        self.opening
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Credential>> {
@@ -163,14 +176,18 @@ pub async fn own_sessions(
     }
     // No session named: an `initialize` (a session to be) or a request of the 2026-07-28
     // era, which carries everything itself. Only the first opens a session.
+    let mut opening_guard: Option<Opening> = None;
     let req = if req.method() == axum::http::Method::POST {
         let (parts, body) = req.into_parts();
-        let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        let bytes = match axum::body::to_bytes(body, owners.max_body).await {
             Ok(b) => b,
             Err(_) => {
                 return super::problem::Problem::new(
-                    ErrorCode::InvalidInput,
-                    "the request's body could not be read",
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "the request's body is larger than {} bytes, or could not be read",
+                        owners.max_body
+                    ),
                 )
                 .into_response();
             }
@@ -194,7 +211,22 @@ pub async fn own_sessions(
                 )
                 .into_response();
             }
-            if owners.live_of(&credential).await >= MAX_SESSIONS_PER_TOKEN {
+            let live = owners.live_of(&credential).await;
+            let full = {
+                let mut opening = owners.opening();
+                let n = opening.entry(credential.clone()).or_insert(0);
+                let full = live + *n >= MAX_SESSIONS_PER_TOKEN;
+                if !full {
+                    *n += 1;
+                }
+                full
+            };
+            // Given back when this request ends, answered or dropped.
+            opening_guard = (!full).then(|| Opening {
+                owners: owners.clone(),
+                credential: credential.clone(),
+            });
+            if full {
                 tracing::info!(code = "RateLimited", "MCP sessions per token at their cap");
                 return super::problem::Problem::new(
                     ErrorCode::RateLimited,
@@ -217,9 +249,28 @@ pub async fn own_sessions(
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
     {
-        owners.lock().insert(id.to_owned(), credential);
+        owners.lock().insert(id.to_owned(), credential.clone());
     }
+    drop(opening_guard);
     r
+}
+
+/// An `initialize` under way, counted in [`Owners::opening`] until dropped.
+struct Opening {
+    owners: Arc<Owners>,
+    credential: Credential,
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        let mut opening = self.owners.opening();
+        if let Some(n) = opening.get_mut(&self.credential) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                opening.remove(&self.credential);
+            }
+        }
+    }
 }
 
 /// Who sent a request: the token the guard accepted (rmcp hands the request's parts to the

@@ -26,7 +26,8 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Requests read and not answered yet: past it, no more input is read until an answer is
 /// written, so a client that does not read its answers stops being served instead of
-/// growing the daemon's memory.
+/// growing the daemon's memory. (So at most 64 calls of one stdio session run at once: with
+/// 64 long waits running, the next line, a cancel included, is read when one ends.)
 pub const MAX_UNANSWERED: usize = 64;
 
 /// The requests read and not yet answered, by id (a cancelled one counts no more).

@@ -437,6 +437,7 @@ impl Subscriptions {
             return Err(too_many(&shared.shared.streams_full()));
         };
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, stop| !stop.is_cancelled());
         if map.contains_key(uri) {
             return Ok(());
         }
@@ -458,11 +459,12 @@ impl Subscriptions {
         Ok(())
     }
 
+    /// Whether `uri` is watched now (a watch ended by its token's withdrawal is forgotten,
+    /// so a later subscribe starts a new one).
     fn is_watched(&self, uri: &str) -> bool {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(uri)
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, stop| !stop.is_cancelled());
+        map.contains_key(uri)
     }
 
     /// Stops watching `uri`.

@@ -41,12 +41,31 @@ pub fn signin_code(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, Rp
             &serde_json::Map::new(),
         ));
     };
+    // The token as the file says now (the connection may have authenticated before a
+    // re-read took it out, or marked it `ro`).
+    let token = conn.token();
+    let now_ro = match &token {
+        Some((h, _)) => match shared
+            .tokens()
+            .and_then(|t| t.by_hash(h).map(|e| e.read_only))
+        {
+            Some(ro) => ro,
+            None => {
+                return Err(RpcError::taxonomy(
+                    ErrorCode::Unauthorized,
+                    "the token this connection presented is no longer in the token file",
+                    &serde_json::Map::new(),
+                ));
+            }
+        },
+        None => false,
+    };
     let read_only = p.read_only.unwrap_or(false)
+        || now_ro
         || conn.token_read_only.load(Ordering::Acquire)
         || shared.service.config().read_only;
     // The session lives as long as the token that asked for it stays in the file, and
     // becomes read-only when that token does (`Shared::reload_tokens`).
-    let token = conn.token();
     let minted_by = token
         .as_ref()
         .map_or_else(|| conn.actor.to_string(), |(_, name)| name.clone());
