@@ -125,7 +125,7 @@ impl Redactor {
                 add(bare.encode(v).into_bytes(), form);
                 for offset in 0..3 {
                     let core = base64_core(bare, v, offset);
-                    if form == Form::Base64 {
+                    if form == Form::Base64 && v.len() <= MAX_WRAPPED_LEN {
                         // `base64` wraps its lines at 76 characters, `openssl base64` and
                         // PEM at 64: a core that crosses a line end, wherever it starts.
                         for wrapped in wrapped_cores(&core) {
@@ -366,6 +366,11 @@ fn base64_core(engine: &base64::engine::GeneralPurpose, v: &[u8], offset: usize)
         .map(<[u8]>::to_vec)
         .unwrap_or_default()
 }
+
+/// The longest value whose wrapped base64 forms are matched (3 alignments × 140 columns of
+/// patterns each: a longer secret, a key or a certificate, is caught unwrapped only, and its
+/// patterns stay small).
+const MAX_WRAPPED_LEN: usize = 512;
 
 /// The line widths at which base64 tools wrap their output: 76 (`base64`, MIME) and 64
 /// (`openssl base64`, PEM).

@@ -203,22 +203,26 @@ pub fn filter_process_calls() -> Result<(), String> {
     let rule = |c: Vec<SeccompCondition>| SeccompRule::new(c).map_err(fail);
     let arch = std::env::consts::ARCH.try_into().map_err(fail)?;
     let mut rules = std::collections::BTreeMap::new();
-    // prlimit64(pid, resource, new, old): setting (new != NULL) for a pid other than 0.
-    rules.insert(
-        libc_nr::PRLIMIT64,
-        vec![rule(vec![
-            ne(0, SeccompCmpArgLen::Dword, 0)?,
-            ne(2, SeccompCmpArgLen::Qword, 0)?,
-        ])?],
-    );
-    // setpriority(which, who, prio): anything but PRIO_PROCESS (0) of the caller (0).
-    rules.insert(
-        libc_nr::SETPRIORITY,
-        vec![
-            rule(vec![ne(0, SeccompCmpArgLen::Dword, 0)?])?,
-            rule(vec![ne(1, SeccompCmpArgLen::Dword, 0)?])?,
-        ],
-    );
+    // The native numbers, and on x86-64 their x32 twins (the same call with bit 30 set,
+    // which a kernel with the x32 ABI enabled takes under the same architecture).
+    for base in libc_nr::BASES {
+        // prlimit64(pid, resource, new, old): setting (new != NULL) for a pid other than 0.
+        rules.insert(
+            base + libc_nr::PRLIMIT64,
+            vec![rule(vec![
+                ne(0, SeccompCmpArgLen::Dword, 0)?,
+                ne(2, SeccompCmpArgLen::Qword, 0)?,
+            ])?],
+        );
+        // setpriority(which, who, prio): anything but PRIO_PROCESS (0) of the caller (0).
+        rules.insert(
+            base + libc_nr::SETPRIORITY,
+            vec![
+                rule(vec![ne(0, SeccompCmpArgLen::Dword, 0)?])?,
+                rule(vec![ne(1, SeccompCmpArgLen::Dword, 0)?])?,
+            ],
+        );
+    }
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -231,16 +235,39 @@ pub fn filter_process_calls() -> Result<(), String> {
 }
 
 /// The numbers of the calls [`filter_process_calls`] filters, on the architectures
-/// seccompiler knows.
+/// seccompiler knows (elsewhere the filter is not built, and the supervisor says so).
 mod libc_nr {
     #[cfg(target_arch = "x86_64")]
     pub const PRLIMIT64: i64 = 302;
     #[cfg(target_arch = "x86_64")]
     pub const SETPRIORITY: i64 = 141;
+    /// Native, and x32 (`__X32_SYSCALL_BIT`).
+    #[cfg(target_arch = "x86_64")]
+    pub const BASES: [i64; 2] = [0, 0x4000_0000];
     #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
     pub const PRLIMIT64: i64 = 261;
     #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
     pub const SETPRIORITY: i64 = 140;
+    #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
+    pub const BASES: [i64; 1] = [0];
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )))]
+    pub const BASES: [i64; 0] = [];
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )))]
+    pub const PRLIMIT64: i64 = 0;
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )))]
+    pub const SETPRIORITY: i64 = 0;
 }
 
 /// Sorted, without duplicates, and without a path beneath another one of the list.

@@ -153,7 +153,7 @@ fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
-                c.worker,
+                crate::output::printable(c.worker.as_ref()),
                 c.attempt,
                 c.lease_until
             )?,
@@ -179,8 +179,10 @@ fn print_show(out: &mut Output, row: &JobRow) -> Result<(), Error> {
             .as_ref()
             .and_then(|c| Some((c.attempt, c.ended.as_ref()?)));
         match (&row.ended, attempt_ended) {
-            (Some(e), _) => writeln!(w, "ended    {e}")?,
+            (Some(e), _) => writeln!(w, "ended    {}", crate::output::printable(&e.to_string()))?,
             (None, Some((n, e))) => {
+                let e = e.to_string();
+                let e = crate::output::printable(&e);
                 writeln!(w, "ended    attempt {n}: {e} (the job runs again)")?;
             }
             (None, None) => {}
