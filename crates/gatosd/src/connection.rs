@@ -90,6 +90,23 @@ impl Conn {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((e.hash(), e.name.clone()));
     }
 
+    /// Whether the token the peer presented is still in the token file, and whether it is
+    /// marked `ro` there now: `None` when it presented none (stdio, an anonymous Unix-socket
+    /// client), `Some(None)` when a re-read took it out.
+    pub fn token_now(&self) -> Option<Option<bool>> {
+        let hash = self
+            .token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|(h, _)| *h)?;
+        Some(
+            self.shared
+                .tokens()
+                .and_then(|t| t.by_hash(&hash).map(|e| e.read_only)),
+        )
+    }
+
     /// The token the peer presented, if it did.
     pub fn token(&self) -> Option<([u8; 32], String)> {
         self.token

@@ -254,13 +254,26 @@ fn admit(
     op: Option<&'static ops::Op>,
     params: &Params,
 ) -> Result<&'static ops::Op, RpcError> {
+    // The token the connection presented, as the token file says now: one a re-read took
+    // out authenticates nothing more (TCP: no call at all; the Unix socket: reads only, as
+    // before `gatos.auth`), one now marked `ro` only reads.
+    let now = conn.token_now();
+    if now == Some(None)
+        && conn.auth == crate::connection::Auth::First
+        && op.is_none_or(|o| o.name != n::GATOS_AUTH)
+    {
+        return Err(needs_token(
+            conn,
+            "the token this connection presented is no longer in the token file",
+        ));
+    }
+    let authenticated = conn
+        .authenticated
+        .load(std::sync::atomic::Ordering::Acquire)
+        && now != Some(None);
     // A method without a row counts as a write: closed to unauthenticated clients rather
     // than telling them which names exist.
-    if op.is_none_or(|o| o.needs_credentials())
-        && !conn
-            .authenticated
-            .load(std::sync::atomic::Ordering::Acquire)
-    {
+    if op.is_none_or(|o| o.needs_credentials()) && !authenticated {
         return Err(write_needs_token(conn, method));
     }
     let Some(op) = op else {
@@ -270,9 +283,7 @@ fn admit(
     // `audit.read` (gatos_api::ops::GUARDED_TOPICS).
     if let Params::Object(p) = params
         && op.call_needs_credentials(p)
-        && !conn
-            .authenticated
-            .load(std::sync::atomic::Ordering::Acquire)
+        && !authenticated
     {
         return Err(needs_token(
             conn,
@@ -283,9 +294,10 @@ fn admit(
         ));
     }
     if op.access == ops::Access::Write
-        && conn
+        && (conn
             .token_read_only
             .load(std::sync::atomic::Ordering::Acquire)
+            || now == Some(Some(true)))
     {
         let mut details = serde_json::Map::new();
         details.insert("token_read_only".into(), serde_json::Value::Bool(true));

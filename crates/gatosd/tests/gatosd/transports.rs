@@ -103,3 +103,53 @@ async fn the_audit_topic_needs_the_token_whatever_reads_it() -> TestResult {
     d.stop().await?;
     Ok(())
 }
+
+/// A connection that presented a token is held to the token file as it is now: a re-read
+/// that marks the token `ro` stops its writes, one that takes it out stops its writes on the
+/// Unix socket (reads stay open there) and every call on TCP but `gatos.auth`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_loses_what_its_withdrawn_token_allowed() -> TestResult {
+    let d = Daemon::start_with(Limits::default(), None).await?;
+    let token = std::fs::read_to_string(&d.token_file)?.trim().to_owned();
+    let mut c = d.client().await?;
+    c.ok("messages.publish", json!({"topic": "t", "payload": 1}))
+        .await?;
+    std::fs::write(&d.token_file, format!("ci {token} ro\n"))?;
+    d.shared.reload_tokens();
+    let r = c
+        .call("messages.publish", json!({"topic": "t", "payload": 2}))
+        .await?;
+    assert_eq!(r["error"]["data"]["code"], "Forbidden", "{r}");
+    let other = "7".repeat(64);
+    std::fs::write(&d.token_file, format!("other {other}\n"))?;
+    d.shared.reload_tokens();
+    let r = c
+        .call("messages.publish", json!({"topic": "t", "payload": 3}))
+        .await?;
+    assert_eq!(r["error"]["data"]["code"], "Unauthorized", "{r}");
+    // Reads stay open on the Unix socket, and the new token opens writes again.
+    let page = c.ok("messages.read", json!({"topic": "t"})).await?;
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(1));
+    c.ok("gatos.auth", json!({"token": other})).await?;
+    c.ok("messages.publish", json!({"topic": "t", "payload": 4}))
+        .await?;
+    d.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_connection_whose_token_is_withdrawn_is_served_nothing_more() -> TestResult {
+    let d = Daemon::start_with(Limits::default(), Some("s3cret")).await?;
+    let mut c = d.tcp_client().await?;
+    c.ok("gatos.auth", json!({"token": "s3cret"})).await?;
+    assert_eq!(c.ok("gatos.health", json!({})).await?["status"], "ok");
+    let other = "8".repeat(64);
+    std::fs::write(&d.token_file, format!("other {other}\n"))?;
+    d.shared.reload_tokens();
+    let r = c.call("gatos.health", json!({})).await?;
+    assert_eq!(r["error"]["data"]["code"], "Unauthorized", "{r}");
+    c.ok("gatos.auth", json!({"token": other})).await?;
+    assert_eq!(c.ok("gatos.health", json!({})).await?["status"], "ok");
+    d.stop().await?;
+    Ok(())
+}
