@@ -441,6 +441,14 @@ fn a_job_cannot_widen_its_sandbox_inherit_descriptors_or_change_other_processes(
     std::fs::create_dir(&private)?;
     let secrets = private.join("secrets");
     std::fs::write(&secrets, "DBPASS=private-3c9e1f\n")?;
+    // A `sh` there too: the lookup passes it over (the sandbox keeps it closed) and runs the
+    // system's, instead of failing to run the closed one.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let own_sh = private.join("sh");
+        std::fs::write(&own_sh, "#!/bin/sh\necho PRIVATE-SH\n")?;
+        std::fs::set_permissions(&own_sh, std::fs::Permissions::from_mode(0o755))?;
+    }
     // The job author names that directory on the job's own PATH.
     let widen = enqueue(
         &repo,
@@ -529,6 +537,7 @@ print("OWN-LIMITS-OK", resource.prlimit(worker, resource.RLIMIT_FSIZE)[0] != 0)
         "{widened}"
     );
     assert!(widened.contains("Permission denied"), "{widened}");
+    assert!(!widened.contains("PRIVATE-SH"), "{widened}");
     let out = log(&repo, &reach, "stdout")?;
     let err = log(&repo, &reach, "stderr")?;
     for marker in [

@@ -141,7 +141,20 @@ pub fn main() -> i32 {
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str());
-    let resolved = match resolve(program, path_var, &spec.cwd) {
+    // Only where the sandbox lets the job read: a copy of the command in a directory of
+    // the job's PATH that the sandbox keeps closed is passed over, as a shell passes over
+    // one it may not run, and the lookup goes on.
+    let allowed = |candidate: &Path| {
+        spec.sandbox.as_ref().is_none_or(|rules| {
+            let c = std::fs::canonicalize(candidate).unwrap_or_else(|_| candidate.to_owned());
+            rules
+                .read
+                .iter()
+                .chain(&rules.write)
+                .any(|d| c.starts_with(d))
+        })
+    };
+    let resolved = match resolve(program, path_var, &spec.cwd, &allowed) {
         Ok(p) => p,
         Err(msg) => {
             say(&msg);
@@ -394,7 +407,12 @@ fn die_of(sig: i32) -> i32 {
 
 /// Finds the program as a shell would: a name with a `/` is a path (relative to the
 /// job's directory), else the first executable file of that name on the job's `PATH`.
-fn resolve(program: &str, path_var: Option<&str>, cwd: &Path) -> Result<PathBuf, String> {
+fn resolve(
+    program: &str,
+    path_var: Option<&str>,
+    cwd: &Path,
+    allowed: &dyn Fn(&Path) -> bool,
+) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt as _;
     if program.contains('/') {
         return Ok(cwd.join(program));
@@ -412,6 +430,7 @@ fn resolve(program: &str, path_var: Option<&str>, cwd: &Path) -> Result<PathBuf,
         if let Ok(meta) = std::fs::metadata(&candidate)
             && meta.is_file()
             && meta.permissions().mode() & 0o111 != 0
+            && allowed(&candidate)
         {
             return Ok(candidate);
         }
