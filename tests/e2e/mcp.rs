@@ -855,19 +855,24 @@ fn a_tokens_mcp_sessions_and_watches_are_its_own_and_bounded() -> TestResult {
     })
 }
 
+/// `gatosd mcp --stdio` on `repo`, its stdin and stdout piped.
+fn stdio_server(repo: &TempRepo) -> TestResult<Child> {
+    let mut cmd = Command::new(bin("gatosd"));
+    cmd.args(["mcp", "--stdio"]).current_dir(repo.path());
+    hermetic(&mut cmd, &repo.home());
+    Ok(cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
 /// A notification or a response before the first request means nothing and is skipped:
 /// the session goes on (it ended the process before, `expect initialized request`).
 #[test]
 fn stdio_skips_what_comes_before_the_first_request() -> TestResult {
     let repo = ledger()?;
-    let mut cmd = Command::new(bin("gatosd"));
-    cmd.args(["mcp", "--stdio"]).current_dir(repo.path());
-    hermetic(&mut cmd, &repo.home());
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = stdio_server(&repo)?;
     let mut stdin = child.stdin.take().ok_or("stdin")?;
     writeln!(
         stdin,
@@ -897,14 +902,7 @@ fn stdio_skips_what_comes_before_the_first_request() -> TestResult {
 fn stdio_answers_every_request_of_a_client_that_reads_late() -> TestResult {
     let repo = ledger()?;
     gatos_ok(&repo, &["messages", "publish", "t", "--data", r#"{"n":1}"#])?;
-    let mut cmd = Command::new(bin("gatosd"));
-    cmd.args(["mcp", "--stdio"]).current_dir(repo.path());
-    hermetic(&mut cmd, &repo.home());
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = stdio_server(&repo)?;
     let mut stdin = child.stdin.take().ok_or("stdin")?;
     let writer = std::thread::spawn(move || -> std::io::Result<()> {
         // A cancel of a request that is never sent counts nothing.

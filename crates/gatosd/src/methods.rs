@@ -293,12 +293,15 @@ fn admit(
             ),
         ));
     }
-    if op.access == ops::Access::Write
-        && (conn
+    // `ro` as the token file says now; as at `gatos.auth` for a connection that presented
+    // no recorded token.
+    let read_only = match now {
+        Some(Some(ro)) => ro,
+        _ => conn
             .token_read_only
-            .load(std::sync::atomic::Ordering::Acquire)
-            || now == Some(Some(true)))
-    {
+            .load(std::sync::atomic::Ordering::Acquire),
+    };
+    if op.access == ops::Access::Write && read_only {
         let mut details = serde_json::Map::new();
         details.insert("token_read_only".into(), serde_json::Value::Bool(true));
         return Err(RpcError::taxonomy(

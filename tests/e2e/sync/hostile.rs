@@ -1309,14 +1309,9 @@ fn an_archive_commit_stripped_of_its_jobs_is_rejected() -> TestResult {
     Ok(())
 }
 
-/// Two nodes that ran one job offline and each archived its own result: when their
-/// archive chains met, the fold kept the hub's entries and dropped this node's by job id
-/// alone, leaving its result and claim chain to the next `git gc`. Now this node's
-/// archive stays a parent of the fold (every commit of it reachable) and the conflict is
-/// reported.
-#[test]
-fn a_job_archived_on_two_nodes_with_two_results_loses_neither() -> TestResult {
-    let net = Net::new(2)?;
+/// A job enqueued on the first of two nodes, synced to both and run on each offline (no
+/// `--remote`): its id and the two nodes' results, which differ.
+fn ran_offline_on_both(net: &Net) -> TestResult<(String, String, String)> {
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
     let id = id_of(&gatos_ok(
         a,
@@ -1324,7 +1319,6 @@ fn a_job_archived_on_two_nodes_with_two_results_loses_neither() -> TestResult {
     )?)?;
     net.sync(0)?;
     net.sync(1)?;
-    // Each runs it offline (no `--remote`): two claims, two results.
     for (n, w) in [(a, "wa"), (b, "wb")] {
         let allow = jobs_shared(n).to_string_lossy().into_owned();
         gatos_ok(
@@ -1346,6 +1340,19 @@ fn a_job_archived_on_two_nodes_with_two_results_loses_neither() -> TestResult {
         result(b)?.ok_or("no result at b")?,
     );
     assert_ne!(ra, rb);
+    Ok((id, ra, rb))
+}
+
+/// Two nodes that ran one job offline and each archived its own result: when their
+/// archive chains met, the fold kept the hub's entries and dropped this node's by job id
+/// alone, leaving its result and claim chain to the next `git gc`. Now this node's
+/// archive stays a parent of the fold (every commit of it reachable) and the conflict is
+/// reported.
+#[test]
+fn a_job_archived_on_two_nodes_with_two_results_loses_neither() -> TestResult {
+    let net = Net::new(2)?;
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let (_, ra, rb) = ran_offline_on_both(&net)?;
     for n in [a, b] {
         gatos_ok(
             n,
@@ -1394,33 +1401,7 @@ fn a_job_archived_on_two_nodes_with_two_results_loses_neither() -> TestResult {
 fn two_results_of_a_job_archived_on_one_node_are_kept_and_reported() -> TestResult {
     let net = Net::new(2)?;
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    let id = id_of(&gatos_ok(
-        a,
-        &["jobs", "enqueue", "--json", "--", "echo", "one"],
-    )?)?;
-    net.sync(0)?;
-    net.sync(1)?;
-    for (n, w) in [(a, "wa"), (b, "wb")] {
-        let allow = jobs_shared(n).to_string_lossy().into_owned();
-        gatos_ok(
-            n,
-            &[
-                "worker",
-                "--json",
-                "--drain",
-                "--id",
-                w,
-                "--sandbox-allow-write",
-                &allow,
-            ],
-        )?;
-    }
-    let result = |n: &TempRepo| n.rev_parse(&format!("refs/gatos/jobs/{id}/result"));
-    let (ra, rb) = (
-        result(a)?.ok_or("no result at a")?,
-        result(b)?.ok_or("no result at b")?,
-    );
-    assert_ne!(ra, rb);
+    let (id, _, rb) = ran_offline_on_both(&net)?;
     gatos_ok(
         b,
         &[

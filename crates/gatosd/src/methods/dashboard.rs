@@ -58,12 +58,9 @@ pub fn signin_code(conn: &Arc<Conn>, params: Params) -> Result<Box<RawValue>, Rp
                 ));
             }
         },
-        None => false,
+        None => conn.token_read_only.load(Ordering::Acquire),
     };
-    let read_only = p.read_only.unwrap_or(false)
-        || now_ro
-        || conn.token_read_only.load(Ordering::Acquire)
-        || shared.service.config().read_only;
+    let read_only = p.read_only.unwrap_or(false) || now_ro || shared.service.config().read_only;
     // The session lives as long as the token that asked for it stays in the file, and
     // becomes read-only when that token does (`Shared::reload_tokens`).
     let minted_by = token
